@@ -1,0 +1,337 @@
+"""
+A GPT whose attention can share its projections, from "Do Transformers Need Three Projections?".
+
+One attention class covers every variant:
+  proj   qkv    Q, K, V          three projections (GPT-2)
+         qk_v   Q-K=V            V is K: the cache holds K only
+         q_kv   Q=K-V            K is Q: symmetric scores, no cache saving
+         q_k_v  Q=K=V            one projection for all three
+  n_kv_head  0 = n_head (MHA), g = GQA-g, 1 = MQA
+  attn   softmax | linear        linear: φ(x) = elu(x) + 1, a recurrent state as the cache
+  pos_conv  m > 0: (X)+, a fixed 2D sinusoidal encoding on the score map mixed back by a 1x1 conv
+With proj="qkv", n_kv_head=0, attn="softmax", pos_conv=0 this is exactly a GPT-2 / nanoGPT model.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+# Which of the fused projection's chunks serves as (q, k, v). Chunk 0 has n_head heads, the others n_kv_head.
+SOURCES = {"qkv": (0, 1, 2), "qk_v": (0, 1, 1), "q_kv": (0, 0, 1), "q_k_v": (0, 0, 0)}
+ATTNS = ("softmax", "linear")
+PEAK_FLOPS = {"A100": 312e12, "H100": 989e12, "H200": 989e12}  # dense bf16 tensor-core peak per GPU
+
+
+@dataclass
+class GPTConfig:
+    block_size: int = 1024
+    vocab_size: int = 50304
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    n_inner: int = 0          # 0 -> 4 * n_embd
+    n_kv_head: int = 0        # 0 -> n_head; 1 -> MQA; g -> GQA-g
+    proj: str = "qkv"         # "qkv" | "qk_v" | "q_kv" | "q_k_v"
+    attn: str = "softmax"     # "softmax" | "linear"
+    causal: bool = True
+    pos_conv: int = 0         # m channels of the (X)+ 2D positional encoding; 0 = off
+    dropout: float = 0.0      # residual dropout (the paper uses 0.1)
+    bias: bool = True
+    tie_embeddings: bool = True
+
+    def __post_init__(self):
+        if self.proj not in SOURCES:
+            raise ValueError(f"proj must be one of {', '.join(SOURCES)}; got {self.proj!r}.")
+        if self.attn not in ATTNS:
+            raise ValueError(f"attn must be one of {', '.join(ATTNS)}; got {self.attn!r}.")
+        if self.n_head < 1 or self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}).")
+        kv = self.n_kv_head or self.n_head
+        if self.n_kv_head < 0 or self.n_head % kv:
+            raise ValueError(f"n_kv_head must divide n_head={self.n_head} (0 = n_head, 1 = MQA, g = GQA-g); "
+                             f"got {self.n_kv_head}.")
+        if SOURCES[self.proj][0] == SOURCES[self.proj][1] and kv != self.n_head:
+            raise ValueError(f"n_kv_head must be 0 or n_head for proj={self.proj!r}, whose keys are its queries; "
+                             f"got {self.n_kv_head}. Use proj='qkv' or 'qk_v' for GQA/MQA.")
+        if self.pos_conv < 0 or self.pos_conv % 4:
+            raise ValueError(f"pos_conv must be 0 (off) or a positive multiple of 4; got {self.pos_conv}.")
+        if self.pos_conv and self.attn == "linear":
+            raise ValueError("pos_conv needs attn='softmax': linear attention has no score map to convolve.")
+
+
+class Cache:
+    """Decode buffers of every layer, filled from position 0 up to `pos`.
+    softmax: k [B, n_kv_head, max_len, head_dim], plus v of the same shape unless V = K.
+    linear:  s [B, n_kv_head, head_dim, head_dim] = Σ φ(k_i) v_iᵀ and z [B, n_kv_head, head_dim] = Σ φ(k_i)."""
+
+    def __init__(self, layers, max_len):
+        self.layers, self.max_len, self.pos = layers, max_len, 0
+
+    @property
+    def nbytes(self):
+        return sum(t.numel() * t.element_size() for layer in self.layers for t in layer.values())
+
+
+def sinusoids(pos, n):
+    """[L] positions -> [L, n] features [sin(p w_0..), cos(p w_0..)] with w_k = 10000^(-k / (n/2))."""
+    w = 10000.0 ** (-torch.arange(n // 2, device=pos.device) / (n // 2))
+    a = pos.float()[:, None] * w
+    return torch.cat([a.sin(), a.cos()], dim=-1)
+
+
+def linear_attention(q, k, v, causal, state=None, eps=1e-6):
+    """Normalised linear attention with φ(x) = elu(x) + 1 (positive, so the denominator is > 0; eps guards it).
+    q: [B, Hkv, G, T, D] (G query heads per key head), k, v: [B, Hkv, 1, T, D]. With `state` = (s, z) of the
+    tokens before this chunk, they join every query and are advanced in place: that is the recurrent form, and
+    for T = 1 it is exactly y = φ(q)ᵀ S_t / φ(q)ᵀ z_t. Causal cost: a [T, T] weight map per head, the memory of
+    softmax attention without flash; bidirectional uses Σ φ(k) vᵀ directly, O(T D²) time and D² memory."""
+    q, k = F.elu(q) + 1, F.elu(k) + 1
+    if causal:
+        a = (q @ k.transpose(-1, -2)).tril()                  # [B, Hkv, G, T, T]
+        num, den = a @ v, a.sum(-1, keepdim=True)
+    else:
+        num, den = q @ (k.transpose(-1, -2) @ v), q @ k.sum(-2).unsqueeze(-1)
+    if state is not None:
+        s, z = state                                          # [B, Hkv, D, D], [B, Hkv, D]
+        num = num + q @ s.unsqueeze(2)
+        den = den + q @ z[:, :, None, :, None]
+        s += (k.transpose(-1, -2) @ v).squeeze(2)
+        z += k.sum(-2).squeeze(2)
+    return num / (den + eps)
+
+
+class CausalSelfAttention(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.n_head, self.n_kv_head = config.n_head, config.n_kv_head or config.n_head
+        self.head_dim = config.n_embd // config.n_head
+        self.sources = SOURCES[config.proj]
+        self.v_is_k = self.sources[1] == self.sources[2]
+        self.attn, self.causal, self.pos_conv = config.attn, config.causal, config.pos_conv
+        # one fused input projection holding exactly the weights the variant needs
+        n_chunks = max(self.sources) + 1
+        self.widths = [self.n_head * self.head_dim] + [self.n_kv_head * self.head_dim] * (n_chunks - 1)
+        self.c_attn = nn.Linear(config.n_embd, sum(self.widths), bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+        if self.pos_conv:  # (X)+: m -> 1 channels, shared by heads; 1/m keeps Σw = 1 at init (plain scores)
+            self.conv = nn.Conv2d(self.pos_conv, 1, kernel_size=1)
+
+    def project(self, x):
+        """x [B, T, C] -> q [B, n_head, T, D], k, v [B, n_kv_head, T, D]; shared projections are the same tensor."""
+        B, T, _ = x.shape
+        chunks = [c.view(B, T, -1, self.head_dim).transpose(1, 2)
+                  for c in self.c_attn(x).split(self.widths, dim=2)]
+        return tuple(chunks[i] for i in self.sources)
+
+    def pos_bias(self, pos, L, device):
+        """(X)+ in its cheap form. P[i, j] = [f(i), f(j)] is fixed and the conv is linear, so
+        conv(S + P) = (Σw) S + (P·w + b): a score scale and a learned [T, L] bias for queries pos..pos+T-1."""
+        m, w = self.pos_conv, self.conv.weight.view(-1)
+        f = sinusoids(torch.arange(L, device=device), m // 2)  # [L, m/2]
+        return (f[pos:] @ w[:m // 2])[:, None] + (f @ w[m // 2:])[None, :] + self.conv.bias
+
+    def pos_conv_literal(self, s, pos=0):
+        """The paper's (X)+ written out, for reading and tests: scores s [B, H, T, L] (queries pos..pos+T-1)
+        broadcast over m channels, plus P [m, T, L], then the 1x1 conv back to [B, H, T, L]."""
+        B, H, T, L = s.shape
+        f = sinusoids(torch.arange(L, device=s.device), self.pos_conv // 2)
+        P = torch.cat([f[pos:, None].expand(T, L, -1), f[None, :].expand(T, L, -1)], dim=-1).permute(2, 0, 1)
+        return self.conv((s.unsqueeze(2) + P).flatten(0, 1)).view(B, H, T, L)
+
+    def softmax_attention(self, q, k, v, pos):
+        T, L = q.size(2), k.size(2)
+        mask, is_causal = None, self.causal and T > 1
+        if self.pos_conv:
+            mask = self.pos_bias(pos, L, q.device).to(q.dtype)
+            q = q * self.conv.weight.sum()
+        if is_causal and (mask is not None or pos > 0):  # SDPA's is_causal assumes the queries start at 0
+            allowed = torch.ones(T, L, dtype=torch.bool, device=q.device).tril(pos)
+            mask = allowed if mask is None else mask.masked_fill(~allowed, float("-inf"))
+            is_causal = False
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
+                                              enable_gqa=self.n_kv_head != self.n_head)
+
+    def forward(self, x, cache=None, pos=0):
+        B, T, C = x.shape
+        q, k, v = self.project(x)
+        if self.attn == "linear":
+            G = self.n_head // self.n_kv_head
+            state = (cache["s"], cache["z"]) if cache is not None else None
+            y = linear_attention(q.view(B, self.n_kv_head, G, T, -1), k.unsqueeze(2), v.unsqueeze(2),
+                                 self.causal, state).view(B, self.n_head, T, -1)
+        else:
+            if cache is not None:  # write this chunk, then attend over everything cached so far
+                cache["k"][:, :, pos:pos + T] = k
+                k = cache["k"][:, :, :pos + T]
+                if "v" in cache:
+                    cache["v"][:, :, pos:pos + T] = v
+                v = cache["v"][:, :, :pos + T] if "v" in cache else k  # V = K: the same tensor, read once
+                q = q.to(k.dtype)
+            y = self.softmax_attention(q, k, v, pos).to(x.dtype)
+        y = y.transpose(1, 2).reshape(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+    def new_cache(self, batch_size, max_len, dtype, device):
+        shape = (batch_size, self.n_kv_head, self.head_dim)
+        if self.attn == "linear":  # constant in max_len: the recurrent state
+            return {"s": torch.zeros(*shape, self.head_dim, dtype=dtype, device=device),
+                    "z": torch.zeros(*shape, dtype=dtype, device=device)}
+        names = ("k",) if self.v_is_k else ("k", "v")
+        return {n: torch.zeros(batch_size, self.n_kv_head, max_len, self.head_dim, dtype=dtype, device=device)
+                for n in names}
+
+
+class MLP(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        n_inner = config.n_inner or 4 * config.n_embd
+        self.c_fc = nn.Linear(config.n_embd, n_inner, bias=config.bias)
+        self.gelu = nn.GELU()
+        self.c_proj = nn.Linear(n_inner, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x, cache=None, pos=0):
+        x = x + self.attn(self.ln_1(x), cache, pos)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            wpe=nn.Embedding(config.block_size, config.n_embd),
+            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+        ))
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.transformer.wte.weight = self.lm_head.weight
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):  # GPT-2: residual projections scaled by 1/sqrt(2 n_layer)
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+            elif name.endswith("conv.weight"):
+                nn.init.constant_(p, 1.0 / config.pos_conv)
+            elif name.endswith("conv.bias"):
+                nn.init.zeros_(p)
+
+    def _init_weights(self, module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def num_params(self):
+        """Every parameter, position embeddings included, tied weights once."""
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, idx, targets=None, cache=None):
+        """idx [B, T] -> logits [B, T, vocab], loss (mean cross-entropy vs targets, -1 ignored) or None.
+        With a cache, idx continues the sequence from cache.pos and the cache advances by T."""
+        B, T = idx.shape
+        pos = cache.pos if cache is not None else 0
+        limit = cache.max_len if cache is not None else self.config.block_size
+        if pos + T > limit:
+            raise ValueError(f"sequence of {pos + T} tokens is longer than the "
+                             f"{'cache max_len' if cache is not None else 'block_size'} of {limit}.")
+        x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(pos, pos + T, device=idx.device))
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, cache.layers[i] if cache is not None else None, pos)
+        if cache is not None:
+            cache.pos += T
+        logits = self.lm_head(self.transformer.ln_f(x))
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
+        return logits, loss
+
+    def kv_bytes_per_token(self, dtype=torch.bfloat16):
+        """Cache bytes one more token of context costs, all layers (0 for linear attention: its state is fixed)."""
+        if self.config.attn == "linear":
+            return 0
+        a = self.transformer.h[0].attn
+        return self.config.n_layer * a.n_kv_head * a.head_dim * (1 if a.v_is_k else 2) * dtype.itemsize
+
+    def new_cache(self, batch_size, max_len, dtype=torch.float32, device="cpu"):
+        """Pre-allocated decode buffers; dtype should be the dtype attention computes in."""
+        if max_len > self.config.block_size:
+            raise ValueError(f"max_len ({max_len}) must be <= block_size ({self.config.block_size}).")
+        if not self.config.causal:
+            raise ValueError("causal must be True for cached decoding: a bidirectional model's past depends on "
+                             "its future.")
+        return Cache([b.attn.new_cache(batch_size, max_len, dtype, device) for b in self.transformer.h], max_len)
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, use_cache=True):
+        """Append max_new_tokens to idx [B, T]. temperature=0 is greedy. With the cache: one prefill, then one
+        token per step; prompt + new tokens must fit block_size. Without: full forward, context cropped."""
+        B, T = idx.shape
+        bs = self.config.block_size
+        if T > bs:
+            raise ValueError(f"prompt of {T} tokens is longer than block_size ({bs}); shorten the prompt.")
+        cache = None
+        if use_cache:
+            if T + max_new_tokens > bs:
+                raise ValueError(f"prompt ({T}) + max_new_tokens ({max_new_tokens}) exceeds block_size ({bs}); "
+                                 f"ask for fewer tokens or pass use_cache=False to crop the context.")
+            dev = idx.device.type
+            dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else self.lm_head.weight.dtype
+            cache = self.new_cache(B, T + max_new_tokens, dtype, idx.device)
+        inp = idx
+        for _ in range(max_new_tokens):
+            logits, _ = self(inp if cache is not None else idx[:, -bs:], cache=cache)
+            logits = logits[:, -1, :]
+            if temperature == 0:
+                nxt = logits.argmax(-1, keepdim=True)
+            else:
+                logits = logits / temperature
+                if top_k is not None:
+                    v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+                    logits[logits < v[:, [-1]]] = -float("inf")
+                nxt = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
+            idx = torch.cat((idx, nxt), dim=1)
+            inp = nxt
+        return idx
+
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
+        """AdamW; weight decay on matrices and embeddings (>= 2-D), not on biases and LayerNorm gains."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+        fused = device_type == "cuda"
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
+
+    def estimate_mfu(self, fwdbwd_per_iter, dt):
+        """Model FLOPs utilisation vs the GPU's bf16 peak (PaLM appendix B); None off CUDA or on unknown GPUs."""
+        dev = self.lm_head.weight.device
+        if dev.type != "cuda":
+            return None
+        name = torch.cuda.get_device_name(dev)
+        peak = next((f for key, f in PEAK_FLOPS.items() if key in name), None)
+        if peak is None:
+            return None
+        cfg = self.config
+        flops_per_token = 6 * self.num_params() + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
+        return flops_per_token * cfg.block_size * fwdbwd_per_iter / dt / peak
