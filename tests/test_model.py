@@ -1,0 +1,313 @@
+"""model.py: every projection variant x GQA/MQA x softmax/linear x (X)+, checked against formulas written here."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model import GPT, SOURCES, GPTConfig
+
+N_HEAD, N_EMBD, VOCAB, BLOCK = 4, 32, 50, 32
+VARIANTS = [(p, kv) for p in SOURCES for kv in (0, 2, 1) if p in ("qkv", "qk_v") or kv == 0]
+
+
+def tiny(**kw):
+    args = dict(block_size=BLOCK, vocab_size=VOCAB, n_layer=2, n_head=N_HEAD, n_embd=N_EMBD)
+    torch.manual_seed(0)
+    return GPT(GPTConfig(**{**args, **kw})).eval()
+
+
+def phi(x):
+    return F.elu(x) + 1
+
+
+def heads(x, n):  # [B, T, n * D] -> [B, n, T, D]
+    B, T, _ = x.shape
+    return x.view(B, T, n, -1).transpose(1, 2)
+
+
+def paper_qkv(attn, x):
+    """q, k, v from explicit slices of the fused weight, as the paper defines each variant."""
+    H, Hkv, D = attn.n_head, attn.n_kv_head, attn.head_dim
+    W, b = attn.c_attn.weight, attn.c_attn.bias
+    wq, rest = (W[:H * D], b[:H * D]), (W[H * D:], b[H * D:])
+    lin = lambda wb, lo, n: heads(x @ wb[0][lo:lo + n].T + wb[1][lo:lo + n], n // D)
+    q = lin(wq, 0, H * D)
+    proj = {v: k for k, v in SOURCES.items()}[attn.sources]
+    if proj == "qkv":
+        return q, lin(rest, 0, Hkv * D), lin(rest, Hkv * D, Hkv * D)
+    if proj == "qk_v":
+        k = lin(rest, 0, Hkv * D)
+        return q, k, k
+    if proj == "q_kv":
+        return q, q, lin(rest, 0, H * D)
+    return q, q, q
+
+
+def merge(y):  # [B, H, T, D] -> [B, T, H * D]
+    return y.transpose(1, 2).flatten(2)
+
+
+def decode_logits(model, idx, prefill):
+    """Logits from a prefill of `prefill` tokens, then one token per step through the cache."""
+    cache = model.new_cache(idx.size(0), idx.size(1))
+    out = [model(idx[:, :prefill], cache=cache)[0]]
+    out += [model(idx[:, t:t + 1], cache=cache)[0] for t in range(prefill, idx.size(1))]
+    return torch.cat(out, dim=1)
+
+
+# ---------------------------------------------------------------- variants, shapes, parameters
+
+@pytest.mark.parametrize("attn", ["softmax", "linear"])
+@pytest.mark.parametrize("proj,kv", VARIANTS)
+def test_forward_backward_reaches_every_parameter(proj, kv, attn):
+    model = tiny(proj=proj, n_kv_head=kv, attn=attn).train()
+    idx = torch.randint(0, VOCAB, (2, 16))
+    logits, loss = model(idx, targets=idx)
+    assert logits.shape == (2, 16, VOCAB) and torch.isfinite(loss)
+    assert model(idx)[1] is None and model(idx)[0].shape == (2, 16, VOCAB)
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def closed_form_params(proj, kv, n_layer=2, C=N_EMBD, V=VOCAB, T=BLOCK, H=N_HEAD, pos_conv=0):
+    D, Hkv = C // H, kv or H
+    width = {"qkv": H * D + 2 * Hkv * D, "qk_v": H * D + Hkv * D, "q_kv": 2 * H * D, "q_k_v": H * D}[proj]
+    layer = 2 * C + (C * width + width) + (C * C + C) + 2 * C + (C * 4 * C + 4 * C) + (4 * C * C + C)
+    conv = pos_conv + 1 if pos_conv else 0
+    return V * C + T * C + n_layer * (layer + conv) + 2 * C
+
+
+@pytest.mark.parametrize("proj,kv", VARIANTS)
+def test_parameter_count_is_the_closed_form(proj, kv):
+    model = tiny(proj=proj, n_kv_head=kv)
+    assert model.num_params() == closed_form_params(proj, kv)
+
+
+def test_each_variant_holds_only_its_own_projections():
+    D = N_EMBD // N_HEAD
+    rows = {p: tiny(proj=p).transformer.h[0].attn.c_attn.weight.shape[0] for p in SOURCES}
+    assert rows == {"qkv": 3 * N_EMBD, "qk_v": 2 * N_EMBD, "q_kv": 2 * N_EMBD, "q_k_v": N_EMBD}
+    assert tiny(proj="qk_v", n_kv_head=1).transformer.h[0].attn.c_attn.weight.shape[0] == N_EMBD + D
+
+
+def test_qkv_is_gpt2_naming_and_untied_head_is_separate():
+    names = set(dict(tiny().named_parameters()))
+    assert {"transformer.wte.weight", "transformer.wpe.weight", "transformer.h.0.attn.c_attn.weight",
+            "transformer.h.0.attn.c_proj.weight", "transformer.h.0.mlp.c_fc.weight", "transformer.ln_f.weight"} <= names
+    untied = tiny(tie_embeddings=False)
+    assert untied.num_params() == closed_form_params("qkv", 0) + VOCAB * N_EMBD
+
+
+# ---------------------------------------------------------------- math identities
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("proj,kv", VARIANTS)
+def test_softmax_layer_equals_direct_formula(proj, kv, causal):
+    attn = tiny(proj=proj, n_kv_head=kv, causal=causal).transformer.h[0].attn
+    x = torch.randn(2, 9, N_EMBD)
+    q, k, v = paper_qkv(attn, x)
+    G = attn.n_head // attn.n_kv_head
+    k, v = k.repeat_interleave(G, 1), v.repeat_interleave(G, 1)   # query head h reads kv head h // G
+    s = q @ k.transpose(-1, -2) / math.sqrt(attn.head_dim)
+    if causal:
+        s = s.masked_fill(torch.ones(9, 9, dtype=torch.bool).triu(1), float("-inf"))
+    y = attn.c_proj(merge(s.softmax(-1) @ v))
+    torch.testing.assert_close(attn(x), y, atol=1e-5, rtol=1e-5)
+
+
+def test_shared_projections_are_the_same_tensor():
+    x = torch.randn(1, 5, N_EMBD)
+    q, k, v = tiny(proj="qk_v").transformer.h[0].attn.project(x)
+    assert v is k and q is not k
+    q, k, v = tiny(proj="q_kv").transformer.h[0].attn.project(x)
+    assert k is q and v is not q
+    q, k, v = tiny(proj="q_k_v").transformer.h[0].attn.project(x)
+    assert q is k is v
+
+
+def test_bidirectional_q_kv_scores_are_symmetric():
+    attn = tiny(proj="q_kv", causal=False).transformer.h[0].attn
+    q, k, _ = attn.project(torch.randn(2, 7, N_EMBD))
+    s = q @ k.transpose(-1, -2)
+    torch.testing.assert_close(s, s.transpose(-1, -2))
+    q, k, _ = tiny(proj="qkv", causal=False).transformer.h[0].attn.project(torch.randn(2, 7, N_EMBD))
+    s = q @ k.transpose(-1, -2)
+    assert not torch.allclose(s, s.transpose(-1, -2))
+
+
+# ---------------------------------------------------------------- cache and generation
+
+@pytest.mark.parametrize("attn", ["softmax", "linear"])
+@pytest.mark.parametrize("proj,kv", VARIANTS)
+def test_cached_decoding_equals_full_forward(proj, kv, attn):
+    model = tiny(proj=proj, n_kv_head=kv, attn=attn)
+    idx = torch.randint(0, VOCAB, (2, 20))
+    full = model(idx)[0]
+    torch.testing.assert_close(decode_logits(model, idx, prefill=5), full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(decode_logits(model, idx, prefill=1), full, atol=1e-5, rtol=1e-5)
+    cache = model.new_cache(2, 20)  # chunked prefill: a second chunk of several tokens starting at pos > 0
+    chunks = torch.cat([model(idx[:, :8], cache=cache)[0], model(idx[:, 8:], cache=cache)[0]], dim=1)
+    torch.testing.assert_close(chunks, full, atol=1e-5, rtol=1e-5)
+    prompt = idx[:, :4]
+    assert torch.equal(model.generate(prompt, 12, temperature=0), model.generate(prompt, 12, temperature=0,
+                                                                                   use_cache=False))
+
+
+def test_sampled_generation_is_reproducible_and_cropped_without_cache():
+    model = tiny(proj="qk_v")
+    prompt = torch.randint(0, VOCAB, (2, 4))
+    torch.manual_seed(1)
+    a = model.generate(prompt, 10, temperature=0.8, top_k=5)
+    torch.manual_seed(1)
+    b = model.generate(prompt, 10, temperature=0.8, top_k=5, use_cache=False)
+    assert torch.equal(a, b) and a.shape == (2, 14)
+    long = model.generate(prompt, BLOCK + 5, temperature=0, use_cache=False)  # beyond block_size: cropped
+    assert long.shape == (2, 4 + BLOCK + 5)
+
+
+def test_cache_bytes_are_exact():
+    ref = dict(n_layer=2, n_head=16, n_embd=64, block_size=64, vocab_size=VOCAB)
+    base = GPT(GPTConfig(**ref)).kv_bytes_per_token(torch.bfloat16)
+    assert base == 2 * 2 * 16 * 4 * 2  # layers x (K and V) x heads x head_dim x bytes
+    expected = {("qk_v", 0): 1 / 2, ("q_kv", 0): 1, ("q_k_v", 0): 1 / 2, ("qk_v", 4): 1 / 8,
+                ("qk_v", 1): 1 / 32, ("qkv", 1): 1 / 16, ("qkv", 4): 1 / 4}
+    for (proj, kv), ratio in expected.items():
+        model = GPT(GPTConfig(**ref, proj=proj, n_kv_head=kv))
+        per_token = model.kv_bytes_per_token(torch.bfloat16)
+        assert per_token == base * ratio, (proj, kv)
+        cache = model.new_cache(3, 40, torch.bfloat16, "meta")
+        assert cache.nbytes == per_token * 3 * 40
+        assert ("v" in cache.layers[0]) == (proj in ("qkv", "q_kv"))
+
+
+def test_linear_cache_is_a_fixed_state():
+    for proj, kv in VARIANTS:
+        model = tiny(proj=proj, n_kv_head=kv, attn="linear", block_size=1024)
+        Hkv, D = kv or N_HEAD, N_EMBD // N_HEAD
+        state = 2 * 2 * Hkv * (D * D + D) * 4  # layers x batch x kv heads x (S and z) x float32
+        assert model.new_cache(2, 16).nbytes == model.new_cache(2, 1024).nbytes == state
+        assert model.kv_bytes_per_token(torch.float32) == 0
+
+
+# ---------------------------------------------------------------- linear attention
+
+def test_linear_q_k_v_layer_is_the_appendix_state_space_model():
+    attn = tiny(proj="q_k_v", attn="linear").transformer.h[0].attn
+    x = torch.randn(2, 10, N_EMBD)
+    z = heads(attn.c_attn(x), N_HEAD)                          # q = k = v = z: [B, H, T, D]
+    D = z.size(-1)
+    S, norm, ys = torch.zeros(2, N_HEAD, D, D), torch.zeros(2, N_HEAD, D), []
+    for t in range(10):
+        zt = z[:, :, t]
+        S = S + phi(zt)[..., :, None] * zt[..., None, :]        # S_t = S_{t-1} + φ(z_t) z_tᵀ
+        norm = norm + phi(zt)
+        num = (phi(zt)[..., None, :] @ S).squeeze(-2)           # φ(z_t)ᵀ S_t
+        ys.append(num / ((phi(zt) * norm).sum(-1, keepdim=True) + 1e-6))
+    y = attn.c_proj(merge(torch.stack(ys, dim=2)))
+    torch.testing.assert_close(attn(x), y, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("proj,kv", [("qkv", 2), ("q_kv", 0)])
+def test_bidirectional_linear_attention_sums_over_all_positions(proj, kv):
+    attn = tiny(proj=proj, n_kv_head=kv, attn="linear", causal=False).transformer.h[0].attn
+    x = torch.randn(2, 6, N_EMBD)
+    q, k, v = paper_qkv(attn, x)
+    G = attn.n_head // attn.n_kv_head
+    k, v = k.repeat_interleave(G, 1), v.repeat_interleave(G, 1)
+    ys = []
+    for t in range(6):
+        w = (phi(q[:, :, t, None, :]) * phi(k)).sum(-1)          # [B, H, T]: φ(q_t)ᵀ φ(k_i) for every i
+        ys.append((w[..., None] * v).sum(2) / (w.sum(-1, keepdim=True) + 1e-6))
+    y = attn.c_proj(merge(torch.stack(ys, dim=2)))
+    torch.testing.assert_close(attn(x), y, atol=1e-5, rtol=1e-5)
+
+
+# ---------------------------------------------------------------- (X)+ positional conv
+
+def test_pos_conv_adds_m_plus_one_parameters_per_layer():
+    for m in (4, 8, 16):
+        assert tiny(proj="q_kv", pos_conv=m).num_params() == closed_form_params("q_kv", 0, pos_conv=m)
+    assert closed_form_params("q_kv", 0, pos_conv=8) - closed_form_params("q_kv", 0) == 2 * 9
+
+
+def random_conv(attn):
+    torch.manual_seed(3)
+    torch.nn.init.normal_(attn.conv.weight)
+    torch.nn.init.normal_(attn.conv.bias)
+    return attn
+
+
+@pytest.mark.parametrize("pos", [0, 3])
+def test_pos_conv_literal_equals_scale_plus_learned_bias(pos):
+    attn = random_conv(tiny(proj="q_k_v", pos_conv=8).transformer.h[0].attn)
+    s = torch.randn(2, N_HEAD, 5, pos + 5)                      # queries pos..pos+4, keys 0..pos+4
+    cheap = attn.conv.weight.sum() * s + attn.pos_bias(pos, pos + 5, s.device)
+    torch.testing.assert_close(attn.pos_conv_literal(s, pos), cheap, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_pos_conv_layer_equals_literal_mechanism(causal):
+    attn = random_conv(tiny(proj="q_kv", pos_conv=8, causal=causal).transformer.h[0].attn)
+    x = torch.randn(2, 9, N_EMBD)
+    q, k, v = paper_qkv(attn, x)
+    s = attn.pos_conv_literal(q @ k.transpose(-1, -2) / math.sqrt(attn.head_dim))
+    if causal:
+        s = s.masked_fill(torch.ones(9, 9, dtype=torch.bool).triu(1), float("-inf"))
+    torch.testing.assert_close(attn(x), attn.c_proj(merge(s.softmax(-1) @ v)), atol=1e-5, rtol=1e-5)
+
+
+def test_pos_conv_breaks_the_symmetry_of_q_kv_scores():
+    attn = random_conv(tiny(proj="q_kv", pos_conv=8, causal=False).transformer.h[0].attn)
+    q, k, _ = attn.project(torch.randn(2, 7, N_EMBD))
+    s = attn.pos_conv_literal(q @ k.transpose(-1, -2))
+    assert not torch.allclose(s, s.transpose(-1, -2), atol=1e-3)
+
+
+@pytest.mark.parametrize("proj", list(SOURCES))
+def test_pos_conv_cached_decoding_equals_full_forward(proj):
+    model = tiny(proj=proj, pos_conv=8)
+    for block in model.transformer.h:
+        random_conv(block.attn)
+    idx = torch.randint(0, VOCAB, (2, 14))
+    torch.testing.assert_close(decode_logits(model, idx, prefill=4), model(idx)[0], atol=1e-5, rtol=1e-5)
+
+
+# ---------------------------------------------------------------- errors, optimizer, MFU
+
+@pytest.mark.parametrize("kw,field", [
+    (dict(proj="qv"), "proj"), (dict(attn="flash"), "attn"), (dict(n_embd=30), "n_embd"),
+    (dict(n_kv_head=3), "n_kv_head"), (dict(n_kv_head=-1), "n_kv_head"),
+    (dict(proj="q_kv", n_kv_head=2), "n_kv_head"), (dict(proj="q_k_v", n_kv_head=1), "n_kv_head"),
+    (dict(pos_conv=6), "pos_conv"), (dict(pos_conv=3), "pos_conv"),
+    (dict(pos_conv=8, attn="linear"), "pos_conv"),
+])
+def test_invalid_configs_name_the_field(kw, field):
+    with pytest.raises(ValueError, match=field):
+        tiny(**kw)
+
+
+def test_invalid_requests_name_the_field():
+    model = tiny(proj="qk_v")
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        model.generate(torch.zeros(1, 20, dtype=torch.long), BLOCK - 19)
+    with pytest.raises(ValueError, match="block_size"):
+        model.generate(torch.zeros(1, BLOCK + 1, dtype=torch.long), 1, use_cache=False)
+    with pytest.raises(ValueError, match="max_len"):
+        model.new_cache(1, BLOCK + 1)
+    with pytest.raises(ValueError, match="block_size"):
+        model(torch.zeros(1, BLOCK + 1, dtype=torch.long))
+    with pytest.raises(ValueError, match="causal"):
+        tiny(causal=False).new_cache(1, 8)
+
+
+def test_optimizer_decays_only_matrices_and_mfu_is_unknown_on_cpu():
+    model = tiny(proj="qk_v", pos_conv=8)
+    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), "cpu")
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() < 2 for p in no_decay["params"])
+    assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == model.num_params()
+    assert model.estimate_mfu(1, 0.1) is None
