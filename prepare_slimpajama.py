@@ -1,0 +1,547 @@
+"""
+Tokenize SlimPajama (or local .jsonl / .jsonl.zst / .txt files) into the data directory train.py reads:
+out_dir/train.bin and out_dir/val.bin (np.uint16, every document followed by the end-of-text token) and
+out_dir/meta.json (tokenizer, vocab_size, eot_token, tokens, documents and shards per split, source).
+
+$ python prepare_slimpajama.py                                    # the paper's set: 10B train + 10M val tokens
+$ python prepare_slimpajama.py --train_tokens=20_000_000 --out_dir=data/slimpajama_20m
+$ python prepare_slimpajama.py --input=../shared/data/tinyshakespeare.txt --tokenizer=bytes --val_fraction=0.1 \
+    --out_dir=data/shakespeare_bytes
+
+The hub source reads cerebras/SlimPajama-627B shard by shard in a fixed (natural) order, validation shards for
+val.bin first, then training shards for train.bin; each split stops at the first document boundary at or after
+its token target. Local inputs go through the same shard reader. Progress is committed every --commit_seconds to
+out_dir/progress.json together with the bin lengths, so a run killed at any moment and restarted with the same
+command truncates the bins to the committed lengths, continues, and ends byte-identical to an uninterrupted run.
+"""
+
+import argparse
+import glob
+import hashlib
+import json
+import os
+import queue
+import re
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+HUB_REPO = "cerebras/SlimPajama-627B"
+HUB_SHARDS = {"val": r"validation/chunk\d+/example_holdout_\d+\.jsonl\.zst",
+              "train": r"train/chunk\d+/example_train_\d+\.jsonl\.zst"}
+EXTENSIONS = (".jsonl.zst", ".jsonl", ".txt")
+BATCH_CHARS = 1 << 20   # text per batch: the unit of writing and committing
+CHUNK_CHARS = 1 << 16   # text per encoding task: many tasks per batch keep every thread busy to the end
+PRINT_SECONDS = 5
+
+
+def parse_args(argv):
+    def flag(s):
+        if s.lower() not in ("true", "false", "1", "0"):
+            raise argparse.ArgumentTypeError(f"expected True or False, got {s!r}")
+        return s.lower() in ("true", "1")
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input", nargs="+", default=[],
+                   help="local files, folders or globs of .jsonl, .jsonl.zst (one JSON object with a 'text' field per "
+                        "line) or .txt (one document per file); default: the Hugging Face hub")
+    p.add_argument("--val_input", nargs="+", default=[],
+                   help="local validation files, folders or globs: they fill val.bin, --input fills train.bin")
+    p.add_argument("--val_fraction", type=float, default=None,
+                   help="--input without --val_input only (default 0.01): every document j of a .jsonl shard with "
+                        "floor((j+1)f) > floor(jf) goes to val.bin; a .txt file, being one document, gives its last "
+                        "fraction f, cut at a line start, to val.bin as a document of its own")
+    p.add_argument("--out_dir", default="data/slimpajama")
+    p.add_argument("--tokenizer", default="r50k_base", choices=("r50k_base", "bytes"),
+                   help="r50k_base: GPT-2 BPE, end-of-text 50256 after each document; bytes: UTF-8 bytes (vocab 256), "
+                        "byte 0 after each document, NUL bytes inside documents dropped and counted")
+    p.add_argument("--train_tokens", type=int, default=10_000_000_000)
+    p.add_argument("--val_tokens", type=int, default=10_000_000)
+    p.add_argument("--skip_bad", type=flag, nargs="?", const=True, default=False,
+                   help="skip (and count in meta.json) non-JSON lines and corrupt .zst shards instead of stopping")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="encoding threads")
+    p.add_argument("--commit_seconds", type=float, default=10.0,
+                   help="seconds between progress commits: the most work a killed run loses")
+    p.add_argument("--benchmark", type=flag, nargs="?", const=True, default=False,
+                   help="with --input: end-to-end tokens/s of this script next to tiktoken alone on the same text")
+    args = p.parse_args(argv)
+    local = args.input or args.val_input
+    if args.val_input and not args.input:
+        p.error("--val_input needs --input for the training files")
+    if args.val_fraction is not None and (args.val_input or not local):
+        p.error("--val_fraction splits --input alone; drop it, the validation shards already fill val.bin")
+    if args.val_fraction is None and args.input and not args.val_input:
+        args.val_fraction = 0.01
+    if args.val_fraction is not None and not 0 <= args.val_fraction < 1:
+        p.error(f"--val_fraction must be in [0, 1), got {args.val_fraction}")
+    if args.train_tokens < 1 or args.val_tokens < 0:
+        p.error("--train_tokens must be at least 1 and --val_tokens at least 0")
+    if args.threads < 1:
+        p.error("--threads must be at least 1")
+    if args.benchmark and not args.input:
+        p.error("--benchmark measures local files: give them with --input")
+    return args
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# tokenizers
+
+def clean(text):
+    # JSON may hold lone UTF-16 surrogates, which have no UTF-8 form: replace them as tiktoken itself does
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+class Tokenizer:
+    def __init__(self, name):
+        self.name = name
+        if name == "r50k_base":
+            import tiktoken
+            self.enc = tiktoken.get_encoding("r50k_base")
+            self.vocab_size, self.eot = self.enc.n_vocab, self.enc.eot_token
+            self.separator = (f"each document is followed by <|endoftext|> ({self.eot}); the text '<|endoftext|>' "
+                              "inside a document is encoded as ordinary text")
+        else:
+            self.vocab_size, self.eot = 256, 0
+            self.separator = ("each document is its UTF-8 bytes followed by byte 0 (NUL); NUL bytes inside a "
+                              "document are dropped and counted in nul_bytes_dropped")
+
+    def ids(self, text):
+        """Token ids of one document without the separator, and the NUL bytes dropped."""
+        if self.name == "bytes":
+            try:
+                b = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+            except UnicodeEncodeError:
+                b = np.frombuffer(clean(text).encode("utf-8"), dtype=np.uint8)
+            keep = b != 0
+            return b[keep], len(b) - int(keep.sum())
+        try:
+            # encode_to_numpy skips the Python list encode_ordinary builds; with nothing allowed or
+            # disallowed as special it gives the same ids
+            return self.enc.encode_to_numpy(text, disallowed_special=()), 0
+        except UnicodeEncodeError:
+            return self.enc.encode_to_numpy(clean(text), disallowed_special=()), 0
+
+    def encode(self, texts):
+        """Per document: uint16 ids followed by the separator, and the NUL bytes dropped. Runs in a worker thread."""
+        out = []
+        for text in texts:
+            ids, nul = self.ids(text)
+            a = np.empty(len(ids) + 1, dtype=np.uint16)
+            a[:-1] = ids
+            a[-1] = self.eot
+            out.append((a, nul))
+        return out
+
+    def raw(self, texts, threads):
+        """tiktoken (or the UTF-8 codec) alone on texts in memory; the benchmark's reference. Returns the token count."""
+        if self.name == "bytes":
+            return sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
+        return sum(len(ids) for ids in self.enc.encode_ordinary_batch(texts, num_threads=threads))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# shards: the hub and local files, then one reader for both
+
+def natural(name):
+    # example_train_2 before example_train_10
+    return [int(s) if s.isdigit() else s for s in re.split(r"(\d+)", name)]
+
+
+def hub_shards():
+    """[(name, split)] of the SlimPajama repo in a fixed order, and the function that downloads one shard."""
+    from huggingface_hub import hf_hub_download, list_repo_files
+    files = list_repo_files(HUB_REPO, repo_type="dataset")
+    shards = [(f, split) for split in ("val", "train")
+              for f in sorted((f for f in files if re.fullmatch(HUB_SHARDS[split], f)), key=natural)]
+    if not shards:
+        sys.exit(f"error: {HUB_REPO} lists no shards matching {list(HUB_SHARDS.values())}")
+    pool, downloads = ThreadPoolExecutor(1), {}
+
+    def fetch(i):
+        # start the next shard's download now, so that it arrives while this one is being encoded
+        for k in (i, i + 1):
+            if k < len(shards) and k not in downloads:
+                downloads[k] = pool.submit(hf_hub_download, HUB_REPO, shards[k][0], repo_type="dataset")
+        return downloads.pop(i).result()
+
+    return shards, fetch
+
+
+def local_files(patterns, option):
+    files = []
+    for pattern in patterns:
+        if os.path.isdir(pattern):
+            found = [os.path.join(d, f) for d, _, names in os.walk(pattern) for f in names if f.endswith(EXTENSIONS)]
+        elif any(c in pattern for c in "*?["):
+            found = [f for f in glob.glob(pattern, recursive=True) if f.endswith(EXTENSIONS) and os.path.isfile(f)]
+        elif not os.path.exists(pattern):
+            sys.exit(f"error: {option} {pattern} does not exist; give existing files, folders or globs")
+        elif not pattern.endswith(EXTENSIONS):
+            sys.exit(f"error: {option} {pattern} is not {', '.join(EXTENSIONS)}; convert it or leave it out")
+        else:
+            found = [pattern]
+        if not found:
+            sys.exit(f"error: {option} {pattern} holds no {', '.join(EXTENSIONS)} file")
+        files += [os.path.abspath(f) for f in sorted(found, key=natural)]
+    return list(dict.fromkeys(files))
+
+
+def local_shards(args):
+    """[(path, split)] of the local inputs (split "mixed" when --val_fraction splits them), and the function that
+    gives shard i's path, as hub_shards does after downloading it."""
+    train = local_files(args.input, "--input")
+    val = local_files(args.val_input, "--val_input") if args.val_input else []
+    both = set(train) & set(val)
+    if both:
+        sys.exit(f"error: {sorted(both)[0]} is in both --input and --val_input; give it to one of them")
+    shards = [(f, "val") for f in val] + [(f, "train" if val else "mixed") for f in train]
+    return shards, lambda i: shards[i][0]
+
+
+class BadInput(Exception):
+    def __init__(self, message, whole_shard=False):
+        super().__init__(message)
+        self.whole_shard = whole_shard  # a corrupt .zst: the rest of the shard cannot be read
+
+
+def zst_chunks(f, path):
+    """Decompressed bytes of a .zst file, frame after frame; a file cut short is an error, not a short shard."""
+    import zstandard
+    d, fed = zstandard.ZstdDecompressor().decompressobj(), False
+    while data := f.read(1 << 20):
+        while data:
+            yield d.decompress(data)
+            fed = True
+            data = b""
+            if d.eof:
+                data, d, fed = d.unused_data, zstandard.ZstdDecompressor().decompressobj(), False
+    if fed:
+        raise zstandard.ZstdError(f"{path} ends in the middle of a zstd frame")
+
+
+def lines(chunks):
+    rest = b""
+    for chunk in chunks:
+        parts = (rest + chunk).split(b"\n")
+        rest = parts.pop()
+        yield from parts
+    if rest:
+        yield rest
+
+
+def route(split, j, val_fraction):
+    if split != "mixed":
+        return split
+    return "val" if int((j + 1) * val_fraction) > int(j * val_fraction) else "train"
+
+
+def documents(path, split, val_fraction, start):
+    """Yield (unit, split, text) for each unit of a shard from unit `start` on: a line of a .jsonl file (units are
+    the positions a resume starts from), or the train and val pieces of a .txt file. A bad unit comes as a
+    BadInput in place of its text, naming the file and line."""
+    if path.endswith(".txt"):
+        with open(path, "rb") as f:
+            data = f.read()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = data.count(b"\n", 0, e.start) + 1
+            yield 0, split, BadInput(f"{path}:{line}: not UTF-8 ({e.reason})", whole_shard=True)
+            return
+        cut = len(text)
+        if split == "mixed" and val_fraction:
+            i = int(len(text) * (1 - val_fraction))
+            cut = i if i == 0 or text[i - 1] == "\n" else text.find("\n", i) + 1 or len(text)
+        pieces = [(0, "train" if split == "mixed" else split, text[:cut]), (1, "val", text[cut:])]
+        for unit, s, piece in pieces[start:]:
+            if piece:
+                yield unit, s, piece
+        return
+    import zstandard
+    j = -1
+    with open(path, "rb") as f:
+        try:
+            chunks = zst_chunks(f, path) if path.endswith(".zst") else iter(lambda: f.read(1 << 20), b"")
+            for j, line in enumerate(lines(chunks)):
+                if j < start or not line.strip():
+                    continue
+                try:
+                    text = json.loads(line)["text"]
+                    if not isinstance(text, str):
+                        raise TypeError(f"'text' is {type(text).__name__}, not a string")
+                except (ValueError, KeyError, TypeError) as e:
+                    yield j, split, BadInput(f"{path}:{j + 1}: not a JSON object with a 'text' string ({e!r:.80})")
+                    continue
+                if text:
+                    yield j, route(split, j, val_fraction), text
+        except zstandard.ZstdError as e:
+            yield j + 1, split, BadInput(f"{path}: corrupt zstd data after line {j + 1} ({e})", whole_shard=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the pipeline: a reader thread submits encoding tasks in document order, the main thread writes their results
+
+class Batch:
+    def __init__(self, end):
+        self.docs = []          # (shard index, split) per document
+        self.futures = []       # encoding tasks, in document order
+        self.texts = []         # documents not yet submitted
+        self.chunk_chars = 0    # characters in texts
+        self.chars = 0
+        self.end = end          # (shard, unit) of the first unit after this batch: where a resume starts
+        self.skipped = 0        # bad lines
+        self.bad_shards = []    # corrupt .zst shards, their rest skipped
+
+
+def read_batches(shards, fetch, start, args, tok, pool, q, full, stop):
+    def submit():
+        if b.texts:
+            b.futures.append(pool.submit(tok.encode, b.texts))
+            b.texts, b.chunk_chars = [], 0
+
+    def put(item):
+        while not stop.is_set():
+            try:
+                return q.put(item, timeout=0.1)
+            except queue.Full:
+                pass
+
+    b = Batch(start)
+    try:
+        for i in range(start[0], len(shards)):
+            name, split = shards[i]
+            if ({"train", "val"} if split == "mixed" else {split}) <= full:
+                b.end = (i + 1, 0)
+                continue  # every split this shard feeds is full: don't even download it
+            path = fetch(i)
+            for unit, s, text in documents(path, split, args.val_fraction, start[1] if i == start[0] else 0):
+                if isinstance(text, BadInput) and not args.skip_bad:
+                    b.end = (i, unit)  # a rerun starts at the bad unit: it fails again, or counts it with --skip_bad
+                    submit()
+                    put(b)  # what came before the bad unit is written and committed first
+                    put(BadInput(f"{text}; fix it, or rerun with --skip_bad to skip and count such input"))
+                    return
+                if isinstance(text, BadInput) and text.whole_shard:
+                    b.bad_shards.append(name)
+                elif isinstance(text, BadInput):
+                    b.skipped += 1
+                else:
+                    b.docs.append((i, s))
+                    b.texts.append(text)
+                    b.chunk_chars += len(text)
+                    b.chars += len(text)
+                    if b.chunk_chars >= CHUNK_CHARS:
+                        submit()
+                b.end = (i, unit + 1)
+                if b.chars >= BATCH_CHARS:
+                    submit()
+                    put(b)
+                    b = Batch(b.end)
+                if stop.is_set():
+                    return
+            b.end = (i + 1, 0)
+        submit()
+        put(b)
+        put(None)
+    except BaseException as e:
+        put(e)
+
+
+def progress(st, shards, target, made, chars, dt):
+    """The progress line: split, shards done/total, documents and tokens per split, tokens/s, MB/s, ETA."""
+    rate = made / max(dt, 1e-9)
+    left = sum(target[s] - st["tokens"][s] for s in target if st["tokens"][s] < target[s])
+    i = min(st["next"][0], len(shards) - 1)
+    split = "train+val" if shards[i][1] == "mixed" else shards[i][1]
+    parts = [f"{split:9s} shards {st['next'][0]}/{len(shards)}"]
+    for s in ("train", "val"):
+        parts.append(f"{s} {human(st['tokens'][s])}/{human(target[s])} tokens {human(st['documents'][s])} docs")
+    eta = time.strftime("%H:%M:%S", time.gmtime(left / rate)) if rate > 0 and left / rate < 86400 * 365 else "-"
+    parts += [f"{human(rate)} tokens/s", f"{chars / max(dt, 1e-9) / 1e6:.1f} MB/s text", f"ETA {eta}"]
+    return " | ".join(parts)
+
+
+def human(n):
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def write_json(path, obj):
+    # write-then-rename: a kill leaves the old file or the new one, never half of one
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(path + ".tmp", path)
+
+
+def open_bins(out_dir, st):
+    """The bins, opened for appending at the committed lengths (anything after them was never committed)."""
+    files = {}
+    for s in ("train", "val"):
+        path = os.path.join(out_dir, f"{s}.bin")
+        exists = os.path.exists(path)
+        if (os.path.getsize(path) if exists else 0) < 2 * st["tokens"][s]:
+            sys.exit(f"error: {path} is shorter than {out_dir}/progress.json records; delete {out_dir} and start over")
+        files[s] = open(path, "r+b" if exists else "wb")
+        files[s].truncate(2 * st["tokens"][s])
+        files[s].seek(0, os.SEEK_END)
+    return files
+
+
+def start_state(out_dir, settings):
+    """The committed progress to continue from, a fresh one, or None when out_dir already holds this dataset."""
+    meta_path, state_path = os.path.join(out_dir, "meta.json"), os.path.join(out_dir, "progress.json")
+    for path in (meta_path, state_path):
+        if os.path.exists(path):
+            with open(path) as f:
+                old = json.load(f)["settings"]
+            diff = [f"{k}: {old.get(k)!r}, not {v!r}" for k, v in settings.items() if old.get(k) != v]
+            if diff:
+                sys.exit(f"error: {out_dir} already holds a dataset made with other settings ({'; '.join(diff)}); "
+                         f"use another --out_dir or delete {out_dir}")
+            if path == meta_path:
+                return None
+            with open(path) as f:
+                return json.load(f)
+    for s in ("train", "val"):
+        if os.path.exists(os.path.join(out_dir, f"{s}.bin")):
+            sys.exit(f"error: {out_dir}/{s}.bin exists without progress.json or meta.json; not overwriting it: "
+                     f"use another --out_dir or delete it")
+    return {"settings": settings, "next": [0, 0], "tokens": {"train": 0, "val": 0},
+            "documents": {"train": 0, "val": 0}, "shards": {"train": [], "val": []},
+            "skipped": 0, "skipped_shards": [], "nul_bytes_dropped": 0}
+
+
+def prepare(args, log=print):
+    """Make args.out_dir; returns its meta.json contents."""
+    tok = Tokenizer(args.tokenizer)
+    if args.input:
+        (shards, fetch), source = local_shards(args), "local files"
+        fingerprint = [(name, split, os.path.getsize(name)) for name, split in shards]
+    else:
+        (shards, fetch), source = hub_shards(), f"hf://datasets/{HUB_REPO}"
+        fingerprint = shards
+    settings = {"source": source, "tokenizer": args.tokenizer, "train_tokens": args.train_tokens,
+                "val_tokens": args.val_tokens, "val_fraction": args.val_fraction, "shards": len(shards),
+                "shards_sha1": hashlib.sha1(json.dumps(fingerprint).encode()).hexdigest()}
+    os.makedirs(args.out_dir, exist_ok=True)
+    st = start_state(args.out_dir, settings)
+    meta_path = os.path.join(args.out_dir, "meta.json")
+    if st is None:
+        log(f"{meta_path} already holds this dataset; nothing to do")
+        with open(meta_path) as f:
+            return json.load(f)
+    if st["next"] != [0, 0]:
+        log(f"resuming at shard {st['next'][0]}/{len(shards)}, {st['tokens']['train']:,} train and "
+            f"{st['tokens']['val']:,} val tokens committed")
+    target = {"train": args.train_tokens, "val": args.val_tokens}
+    full = {s for s in target if st["tokens"][s] >= target[s]}
+    state_path = os.path.join(args.out_dir, "progress.json")
+    if not os.path.exists(state_path):
+        write_json(state_path, st)  # before the bins exist: a kill from here on leaves a run to resume
+    files = open_bins(args.out_dir, st)
+
+    def commit():
+        for f in files.values():
+            f.flush()
+            os.fsync(f.fileno())
+        write_json(state_path, st)
+
+    pool = ThreadPoolExecutor(args.threads)
+    q, stop = queue.Queue(maxsize=4), threading.Event()
+    reader = threading.Thread(target=read_batches,
+                              args=(shards, fetch, tuple(st["next"]), args, tok, pool, q, full, stop), daemon=True)
+    made, chars = 0, 0
+    t0 = last_commit = last_print = time.time()
+    reader.start()
+    try:
+        while full != set(target) and (b := q.get()) is not None:
+            if isinstance(b, BaseException):
+                commit()
+                raise b
+            for (i, s), (a, nul) in zip(b.docs, (r for f in b.futures for r in f.result())):
+                if s in full:
+                    continue  # this split reached its target: later documents of it are dropped
+                files[s].write(a)
+                st["tokens"][s] += len(a)
+                made += len(a)
+                st["documents"][s] += 1
+                st["nul_bytes_dropped"] += nul
+                if st["shards"][s][-1:] != [shards[i][0]]:
+                    st["shards"][s].append(shards[i][0])
+                if st["tokens"][s] >= target[s]:
+                    full.add(s)
+            st["skipped"] += b.skipped
+            st["skipped_shards"] += b.bad_shards
+            st["next"] = list(b.end)
+            chars += b.chars
+            if time.time() - last_commit >= args.commit_seconds:
+                commit()
+                last_commit = time.time()
+            if time.time() - last_print >= PRINT_SECONDS:
+                log(progress(st, shards, target, made, chars, time.time() - t0))
+                last_print = time.time()
+    except BadInput as e:
+        sys.exit(f"error: {e}")
+    finally:
+        stop.set()
+        pool.shutdown(cancel_futures=True)
+        reader.join()
+    commit()
+    log(progress(st, shards, target, made, chars, time.time() - t0))
+    for f in files.values():
+        f.close()
+    meta = {"tokenizer": tok.name, "vocab_size": tok.vocab_size, "eot_token": tok.eot, "dtype": "uint16",
+            "separator": tok.separator, "source": source,
+            **{f"{s}_{k}": st[k][s] for s in ("train", "val") for k in ("tokens", "documents", "shards")},
+            "val_fraction": args.val_fraction, "skipped": st["skipped"], "skipped_shards": st["skipped_shards"],
+            "settings": settings}
+    if tok.name == "bytes":
+        meta["nul_bytes_dropped"] = st["nul_bytes_dropped"]
+    write_json(meta_path, meta)
+    os.remove(state_path)
+    log(f"wrote {args.out_dir}: {meta['train_tokens']:,} train tokens ({meta['train_documents']:,} documents), "
+        f"{meta['val_tokens']:,} val tokens ({meta['val_documents']:,} documents)")
+    return meta
+
+
+def benchmark(args, repeats=3):
+    """End-to-end tokens/s of prepare() on the local inputs against the tokenizer alone on the same text in memory,
+    best of `repeats` each (the machine may be shared)."""
+    tok = Tokenizer(args.tokenizer)
+    texts = [t for name, split in local_shards(args)[0] for _, _, t in documents(name, split, args.val_fraction, 0)
+             if isinstance(t, str)]
+    raw, e2e = 0.0, 0.0
+    for _ in range(repeats):
+        t0 = time.time()
+        n = tok.raw(texts, args.threads)
+        raw = max(raw, n / (time.time() - t0))
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.time()
+            meta = prepare(argparse.Namespace(**{**vars(args), "out_dir": tmp}), log=lambda s: None)
+            dt = time.time() - t0
+        # the separators are not text: count the same tokens as the reference
+        made = meta["train_tokens"] + meta["val_tokens"] - meta["train_documents"] - meta["val_documents"]
+        e2e = max(e2e, made / dt)
+    print(f"{len(texts):,} documents, {sum(map(len, texts)) / 1e6:.1f} M characters, {args.threads} threads")
+    print(f"tokenizer alone ({args.tokenizer}, text in memory): {raw / 1e6:.2f} M tokens/s")
+    print(f"end to end (read, decompress, parse, encode, write):  {e2e / 1e6:.2f} M tokens/s ({e2e / raw:.2f}x)")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.benchmark:
+        benchmark(args)
+    else:
+        prepare(args)
+
+
+if __name__ == "__main__":
+    main()

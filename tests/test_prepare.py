@@ -1,0 +1,301 @@
+"""prepare_slimpajama.py on small files the tests write: exact round trips for both tokenizers, token targets,
+validation splits, kill-and-resume in a real subprocess, bad input, the hub path with local files served in place
+of the downloads, and the refusal to overwrite."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tiktoken
+import zstandard
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+import prepare_slimpajama as P  # noqa: E402
+
+DOCS = ["Hello world.\nSecond line, caf\u00e9.",
+        "\u65e5\u672c\u8a9e and \U0001d518 (4 UTF-8 bytes)",
+        "a literal <|endoftext|> inside a document",
+        "a NUL \x00 byte in the middle",
+        "lone surrogate \ud800 here",
+        "  leading and trailing spaces  \n\n"]
+
+
+def write_jsonl(path, docs, extra_lines=()):
+    path = str(path)
+    data = "".join(json.dumps({"text": d, "meta": {"i": i}}) + "\n" for i, d in enumerate(docs))
+    data = (data + "".join(extra_lines)).encode()
+    with open(path, "wb") as f:
+        f.write(zstandard.ZstdCompressor().compress(data) if path.endswith(".zst") else data)
+    return path
+
+
+def write_txt(path, text):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return str(path)
+
+
+def prepare(out_dir, *args):
+    P.main([f"--out_dir={out_dir}", "--commit_seconds=0", *args])
+    with open(os.path.join(out_dir, "meta.json")) as f:
+        return json.load(f)
+
+
+def bins(out_dir):
+    return [np.fromfile(os.path.join(out_dir, f"{s}.bin"), dtype=np.uint16) for s in ("train", "val")]
+
+
+def decode(tokens, tokenizer):
+    """The documents of a bin, split at the separators (every document ends with one)."""
+    eot = 50256 if tokenizer == "r50k_base" else 0
+    assert len(tokens) == 0 or tokens[-1] == eot
+    ends = np.flatnonzero(tokens == eot)
+    pieces = np.split(tokens, ends + 1)[:-1]
+    if tokenizer == "bytes":
+        return [p[:-1].astype(np.uint8).tobytes().decode("utf-8") for p in pieces]
+    enc = tiktoken.get_encoding("r50k_base")
+    return [enc.decode(p[:-1].tolist()) for p in pieces]
+
+
+def expected(doc, tokenizer):
+    """What a document decodes back to: lone surrogates become U+FFFD, and the bytes tokenizer drops NUL."""
+    doc = doc.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return doc.replace("\x00", "") if tokenizer == "bytes" else doc
+
+
+@pytest.mark.parametrize("tokenizer", ["bytes", "r50k_base"])
+def test_round_trip_every_format(tmp_path, tokenizer):
+    a = write_jsonl(tmp_path / "a.jsonl.zst", DOCS[:3])
+    b = write_jsonl(tmp_path / "b.jsonl", DOCS[3:])
+    c = write_txt(tmp_path / "c.txt", "a whole .txt file\n\nis one document\n")
+    v = write_jsonl(tmp_path / "v.jsonl.zst", DOCS[::-1])
+    out = tmp_path / "out"
+    meta = prepare(out, f"--tokenizer={tokenizer}", "--input", a, b, c, "--val_input", v)
+    train, val = bins(out)
+    train_docs = DOCS + ["a whole .txt file\n\nis one document\n"]
+    assert decode(train, tokenizer) == [expected(d, tokenizer) for d in train_docs]
+    assert decode(val, tokenizer) == [expected(d, tokenizer) for d in DOCS[::-1]]
+    eot = 50256 if tokenizer == "r50k_base" else 0
+    # the separator appears only between documents, never from the text (not even from '<|endoftext|>')
+    assert (train == eot).sum() == len(train_docs) and (val == eot).sum() == len(DOCS)
+    if tokenizer == "r50k_base":
+        enc = tiktoken.get_encoding("r50k_base")
+        want = [t for d in train_docs for t in enc.encode_ordinary(d) + [eot]]
+        assert train.tolist() == want
+    assert meta["tokenizer"] == tokenizer and meta["eot_token"] == eot
+    assert meta["vocab_size"] == (50257 if tokenizer == "r50k_base" else 256)
+    assert meta["train_tokens"] == len(train) == os.path.getsize(out / "train.bin") // 2
+    assert meta["val_tokens"] == len(val)
+    assert (meta["train_documents"], meta["val_documents"]) == (len(train_docs), len(DOCS))
+    assert meta["train_shards"] == [a, b, c] and meta["val_shards"] == [v]
+    assert meta["skipped"] == 0 and meta["skipped_shards"] == []
+    if tokenizer == "bytes":
+        assert meta["nul_bytes_dropped"] == 2  # DOCS[3] once in train, once in val
+    assert not os.path.exists(out / "progress.json")
+
+
+def test_token_targets_stop_at_the_first_document_boundary_past_them(tmp_path):
+    rng = np.random.default_rng(0)
+    docs = ["x" * int(n) for n in rng.integers(1, 60, size=40)]
+    vdocs = ["v" * int(n) for n in rng.integers(1, 60, size=20)]
+    t = write_jsonl(tmp_path / "t.jsonl", docs)
+    v = write_jsonl(tmp_path / "v.jsonl", vdocs)
+    ends = np.cumsum([len(d) + 1 for d in docs])  # bytes: one token per byte plus the separator
+    vends = np.cumsum([len(d) + 1 for d in vdocs])
+    for target, vtarget in ((int(ends[10]) - 3, int(vends[4]) + 1), (int(ends[10]), int(vends[4]))):
+        out = tmp_path / f"out{target}"
+        meta = prepare(out, "--tokenizer=bytes", "--input", t, "--val_input", v,
+                       f"--train_tokens={target}", f"--val_tokens={vtarget}")
+        k, kv = int(np.searchsorted(ends, target)), int(np.searchsorted(vends, vtarget))
+        assert (meta["train_tokens"], meta["train_documents"]) == (ends[k], k + 1)
+        assert (meta["val_tokens"], meta["val_documents"]) == (vends[kv], kv + 1)
+        train, val = bins(out)
+        assert decode(train, "bytes") == docs[:k + 1] and decode(val, "bytes") == vdocs[:kv + 1]
+
+
+def test_val_fraction_holds_out_whole_documents_deterministically(tmp_path):
+    shards = [write_jsonl(tmp_path / f"s{i}.jsonl.zst", [f"shard {i} doc {j}" for j in range(n)])
+              for i, n in enumerate((37, 21))]
+    f = 0.25
+    outs = [tmp_path / "o1", tmp_path / "o2"]
+    metas = [prepare(o, "--tokenizer=bytes", f"--val_fraction={f}", "--input", str(tmp_path / "*.jsonl.zst"))
+             for o in outs]
+    assert metas[0] == metas[1]
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(bins(outs[0]), bins(outs[1])))
+    train, val = (decode(x, "bytes") for x in bins(outs[0]))
+    # the documented rule: document j of a shard goes to val.bin when floor((j+1)f) > floor(jf)
+    want_val = [f"shard {i} doc {j}" for i, n in enumerate((37, 21)) for j in range(n)
+                if int((j + 1) * f) > int(j * f)]
+    assert val == want_val
+    assert len(val) == int(37 * f) + int(21 * f)
+    assert train == [f"shard {i} doc {j}" for i, n in enumerate((37, 21)) for j in range(n)
+                     if f"shard {i} doc {j}" not in want_val]
+    assert metas[0]["train_shards"] == metas[0]["val_shards"] == shards
+
+
+def test_val_fraction_takes_the_tail_of_a_txt_file_at_a_line_start(tmp_path):
+    text = "".join(f"line {i} {'.' * (i % 7)}\n" for i in range(300))
+    path = write_txt(tmp_path / "book.txt", text)
+    meta = prepare(tmp_path / "out", "--input", path, "--tokenizer=bytes", "--val_fraction=0.1")
+    (head,), (tail,) = (decode(x, "bytes") for x in bins(tmp_path / "out"))
+    cut = int(len(text) * 0.9)
+    assert head + tail == text
+    assert head.endswith("\n") and len(head) >= cut and "\n" not in head[cut:-1]
+    assert (meta["train_documents"], meta["val_documents"]) == (1, 1)
+    meta = prepare(tmp_path / "whole", "--input", path, "--tokenizer=bytes", "--val_fraction=0")
+    assert decode(bins(tmp_path / "whole")[0], "bytes") == [text] and meta["val_tokens"] == 0
+
+
+def test_killed_runs_resume_to_byte_identical_bins(tmp_path):
+    rng = np.random.default_rng(1)
+    words = np.array(["the", "model", "shares", "keys", "and", "values", "attention", "cache", "token", "run"])
+    for i in range(10):
+        write_jsonl(tmp_path / f"shard_{i}.jsonl.zst",
+                    [" ".join(rng.choice(words, size=int(rng.integers(50, 400)))) for _ in range(600)])
+    args = ["--input", str(tmp_path / "*.jsonl.zst"), "--val_fraction=0.05", "--threads=1", "--val_tokens=20000"]
+    want = prepare(tmp_path / "whole", *args)
+
+    out = tmp_path / "killed"
+    cmd = [sys.executable, os.path.join(ROOT, "prepare_slimpajama.py"), f"--out_dir={out}", "--commit_seconds=0", *args]
+    progress, seen, kills = out / "progress.json", None, []
+    # kill at the first sign of life (before any token is committed), then after each of three later commits
+    for k in range(4):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        while proc.poll() is None:
+            try:
+                with open(progress) as f:
+                    now = json.load(f)["next"]
+            except (FileNotFoundError, json.JSONDecodeError):
+                now = None
+            if now is not None and (k == 0 or now != seen):
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                kills.append(now)
+                seen = now
+                break
+            time.sleep(0.002)
+        assert proc.returncode == -signal.SIGKILL, f"run {k} ended before it could be killed: {proc.stderr.read()}"
+        assert not os.path.exists(out / "meta.json")
+    assert kills[-1] > kills[1] > [0, 0]
+    # a kill between a write and its commit leaves bytes past the committed length: the resume drops them
+    with open(out / "train.bin", "ab") as f:
+        f.write(b"\xff" * 1001)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    with open(out / "meta.json") as f:
+        assert json.load(f) == want
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(bins(out), bins(tmp_path / "whole")))
+
+
+def test_bad_json_line_stops_with_file_and_line_and_skip_bad_continues(tmp_path):
+    good = write_jsonl(tmp_path / "a.jsonl.zst", ["first shard"] * 3)
+    bad = write_jsonl(tmp_path / "b.jsonl.zst", ["one", "two", "three"],
+                      extra_lines=['{"text": "four"\n', '{"no_text": 1}\n', '{"text": "six"}\n'])
+    out = tmp_path / "out"
+    args = ["--tokenizer=bytes", "--val_fraction=0", "--input", good, bad]
+    with pytest.raises(SystemExit) as e:
+        prepare(out, *args)
+    assert f"{bad}:4:" in str(e.value) and "--skip_bad" in str(e.value)
+    # nothing before the bad line is lost: it is written and committed
+    with open(out / "progress.json") as f:
+        st = json.load(f)
+    assert decode(bins(out)[0], "bytes") == ["first shard"] * 3 + ["one", "two", "three"]
+    assert st["tokens"]["train"] == len(bins(out)[0]) and st["next"] == [1, 3]
+    meta = prepare(out, *args, "--skip_bad")
+    fresh = prepare(tmp_path / "fresh", *args, "--skip_bad=True")
+    assert meta == fresh and meta["skipped"] == 2
+    assert bins(out)[0].tobytes() == bins(tmp_path / "fresh")[0].tobytes()
+    assert decode(bins(out)[0], "bytes") == ["first shard"] * 3 + ["one", "two", "three", "six"]
+
+
+def test_corrupt_and_truncated_zst_and_bad_utf8(tmp_path):
+    good = write_jsonl(tmp_path / "s0.jsonl.zst", ["good"] * 5)
+    corrupt = write_jsonl(tmp_path / "s1.jsonl.zst", ["lost"] * 5)
+    with open(corrupt, "r+b") as f:
+        f.write(b"\x00\x00\x00\x00")  # no zstd frame starts like this
+    truncated = write_jsonl(tmp_path / "s2.jsonl.zst", [f"doc {i} " + "z" * 2000 for i in range(200)])
+    with open(truncated, "r+b") as f:
+        f.truncate(os.path.getsize(truncated) // 2)
+    args = ["--tokenizer=bytes", "--val_fraction=0"]
+    with pytest.raises(SystemExit) as e:
+        prepare(tmp_path / "a", *args, "--input", good, corrupt)
+    assert f"{corrupt}: corrupt zstd data after line 0" in str(e.value)
+    with pytest.raises(SystemExit) as e:
+        prepare(tmp_path / "b", *args, "--input", truncated)
+    assert f"{truncated}: corrupt zstd data after line" in str(e.value) and "middle of a zstd frame" in str(e.value)
+    meta = prepare(tmp_path / "c", *args, "--skip_bad", "--input", good, corrupt, truncated)
+    assert meta["skipped_shards"] == [corrupt, truncated] and meta["skipped"] == 0
+    docs = decode(bins(tmp_path / "c")[0], "bytes")
+    assert docs[:5] == ["good"] * 5 and docs[5:] == [f"doc {i} " + "z" * 2000 for i in range(len(docs) - 5)]
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("line one\nline two\ncaf\u00e9\n".encode("latin-1"))
+    with pytest.raises(SystemExit) as e:
+        prepare(tmp_path / "d", *args, "--input", str(latin1))
+    assert f"{latin1}:3: not UTF-8" in str(e.value)
+
+
+def test_hub_path_lists_and_downloads_shards_in_natural_order(tmp_path, monkeypatch):
+    import huggingface_hub
+    hub = tmp_path / "hub"
+    names = ["train/chunk1/example_train_10.jsonl.zst", "train/chunk1/example_train_2.jsonl.zst",
+             "train/chunk2/example_train_0.jsonl.zst", "train/chunk1/example_train_0.jsonl.zst",
+             "validation/chunk1/example_holdout_1.jsonl.zst", "validation/chunk1/example_holdout_0.jsonl.zst",
+             "test/chunk1/example_holdout_0.jsonl.zst"]
+    for name in names:
+        (hub / os.path.dirname(name)).mkdir(parents=True, exist_ok=True)
+        write_jsonl(str(hub / name), [f"{name} doc {j}" for j in range(3)])
+    calls = []
+
+    def list_repo_files(repo_id, repo_type=None):
+        calls.append(("list", repo_id, repo_type))
+        return names + [".gitattributes", "README.md"]
+
+    def hf_hub_download(repo_id, filename, repo_type=None):
+        calls.append(("download", repo_id, repo_type, filename))
+        return str(hub / filename)
+
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", list_repo_files)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
+    order = ["train/chunk1/example_train_0.jsonl.zst", "train/chunk1/example_train_2.jsonl.zst",
+             "train/chunk1/example_train_10.jsonl.zst", "train/chunk2/example_train_0.jsonl.zst"]
+    meta = prepare(tmp_path / "out", "--tokenizer=bytes")
+    train, val = (decode(x, "bytes") for x in bins(tmp_path / "out"))
+    assert train == [f"{n} doc {j}" for n in order for j in range(3)]
+    assert val == [f"validation/chunk1/example_holdout_{i}.jsonl.zst doc {j}" for i in range(2) for j in range(3)]
+    assert meta["train_shards"] == order and meta["source"] == "hf://datasets/cerebras/SlimPajama-627B"
+    assert all(c[1:3] == ("cerebras/SlimPajama-627B", "dataset") for c in calls)
+    assert sorted(c[3] for c in calls if c[0] == "download") == sorted(n for n in names if not n.startswith("test"))
+    with pytest.raises(SystemExit) as e:
+        P.main([f"--out_dir={tmp_path / 'x'}", "--val_fraction=0.1"])
+    assert e.value.code == 2
+
+
+def test_never_overwrites_other_data(tmp_path, capsys):
+    src = write_jsonl(tmp_path / "a.jsonl", DOCS)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "train.bin").write_bytes(b"precious")
+    with pytest.raises(SystemExit) as e:
+        prepare(out, "--tokenizer=bytes", "--input", src)
+    assert "not overwriting" in str(e.value) and (out / "train.bin").read_bytes() == b"precious"
+
+    done = tmp_path / "done"
+    meta = prepare(done, "--tokenizer=bytes", "--input", src)
+    before = [x.tobytes() for x in bins(done)]
+    with pytest.raises(SystemExit) as e:
+        prepare(done, "--tokenizer=r50k_base", "--input", src)
+    assert "tokenizer: 'bytes', not 'r50k_base'" in str(e.value)
+    assert prepare(done, "--tokenizer=bytes", "--input", src) == meta  # same command again: nothing to do
+    assert [x.tobytes() for x in bins(done)] == before
+
+    with pytest.raises(SystemExit) as e:
+        P.main(["--input", str(tmp_path / "missing.jsonl")])
+    assert "missing.jsonl does not exist" in str(e.value)
+    with pytest.raises(SystemExit):
+        P.main(["--input", src, "--val_input", src, "--val_fraction=0.1"])
+    assert "--val_fraction splits --input alone" in capsys.readouterr().err
