@@ -1,0 +1,31 @@
+# The README quickstart: a small Q-K=V model on Shakespeare's bytes, a few minutes on 2 CPU cores.
+# Data: python prepare_slimpajama.py --input ../shared/data/tinyshakespeare.txt --tokenizer=bytes \
+#           --val_fraction=0.1 --out_dir=data/shakespeare_bytes
+out_dir = "out-cpu-tiny"
+data_dir = "data/shakespeare_bytes"
+device = "cpu"
+eval_interval = 100
+eval_tokens = 65536
+log_interval = 25
+
+block_size = 256
+vocab_size = 256
+n_layer = 4
+n_head = 4
+n_embd = 128
+n_inner = 0
+n_kv_head = 0
+proj = "qk_v"
+attn = "softmax"
+causal = True
+pos_conv = 0
+dropout = 0.0
+bias = True
+tie_embeddings = True
+
+batch_size = 16
+gradient_accumulation_steps = 1
+max_iters = 300
+learning_rate = 2e-3
+min_lr = 2e-4
+warmup_iters = 30

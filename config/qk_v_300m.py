@@ -1,0 +1,6 @@
+# Q-K=V: V is K, the KV cache holds K only; 300M.
+import os
+
+exec(open(os.path.join(os.path.dirname(__file__), "base_300m.py")).read())
+out_dir = "out-qk_v_300m"
+proj = "qk_v"

@@ -1,0 +1,7 @@
+# Q-K=V with GQA-8: 8 cached key heads, V is K; 1.2B.
+import os
+
+exec(open(os.path.join(os.path.dirname(__file__), "base_1b2.py")).read())
+out_dir = "out-qk_v_gqa8_1b2"
+proj = "qk_v"
+n_kv_head = 8

@@ -1,0 +1,7 @@
+# Q-K=V with MQA: one cached key head, V is K; 300M.
+import os
+
+exec(open(os.path.join(os.path.dirname(__file__), "base_300m.py")).read())
+out_dir = "out-qk_v_mqa_300m"
+proj = "qk_v"
+n_kv_head = 1

@@ -1,0 +1,5 @@
+# QKV: three projections, the GPT-2 baseline; 1.2B.
+import os
+
+exec(open(os.path.join(os.path.dirname(__file__), "base_1b2.py")).read())
+out_dir = "out-qkv_1b2"

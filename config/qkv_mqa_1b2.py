@@ -1,0 +1,6 @@
+# QKV with MQA: one key/value head; 1.2B.
+import os
+
+exec(open(os.path.join(os.path.dirname(__file__), "base_1b2.py")).read())
+out_dir = "out-qkv_mqa_1b2"
+n_kv_head = 1

@@ -1,0 +1,77 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+from configurator import configure
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULTS = {"learning_rate": 6e-4, "min_lr": 6e-5, "max_iters": 100, "compile": False, "out_dir": "out",
+            "proj": "qkv"}
+
+
+def test_overrides_are_parsed_as_literals_or_strings():
+    got = configure(DEFAULTS, ["--learning_rate=1e-3", "--max_iters=7", "--compile=True", "--out_dir=out-x/y",
+                               "--proj='qk_v'"])
+    assert got == dict(DEFAULTS, learning_rate=1e-3, max_iters=7, compile=True, out_dir="out-x/y", proj="qk_v")
+
+
+def test_int_is_accepted_where_a_float_is_expected():
+    got = configure(DEFAULTS, ["--learning_rate=1"])
+    assert got["learning_rate"] == 1.0 and type(got["learning_rate"]) is float
+
+
+@pytest.mark.parametrize("arg, words", [
+    ("--max_iters=1.5", ["max_iters", "int", "1.5"]),
+    ("--compile=1", ["compile", "bool"]),
+    ("--max_iters=True", ["max_iters", "int", "True"]),
+    ("--learning_rate=fast", ["learning_rate", "float", "'fast'"]),
+])
+def test_type_mismatch_names_the_expected_type(arg, words):
+    with pytest.raises(SystemExit) as e:
+        configure(DEFAULTS, [arg])
+    assert all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_unknown_key_lists_the_nearest_valid_keys():
+    with pytest.raises(SystemExit) as e:
+        configure(DEFAULTS, ["--lerning_rate=1e-3"])
+    msg = str(e.value)
+    assert "lerning_rate" in msg and "nearest valid keys: learning_rate" in msg
+
+
+def test_missing_value_and_missing_file():
+    with pytest.raises(SystemExit, match="--max_iters=VALUE"):
+        configure(DEFAULTS, ["--max_iters"])
+    with pytest.raises(SystemExit, match="config file 'config/nope.py' not found"):
+        configure(DEFAULTS, ["config/nope.py"])
+
+
+def test_config_files_run_in_order_see_earlier_values_and_can_execute_a_base_beside_them(tmp_path):
+    (tmp_path / "base.py").write_text("max_iters = 50\nlearning_rate = 2e-4\n")
+    run = tmp_path / "run.py"
+    run.write_text("import os\nexec(open(os.path.join(os.path.dirname(__file__), 'base.py')).read())\n"
+                   "min_lr = learning_rate / 10\nout_dir = 'out-run'\n")
+    got = configure(DEFAULTS, [str(run), "--max_iters=60"])
+    assert got == dict(DEFAULTS, max_iters=60, learning_rate=2e-4, min_lr=2e-5, out_dir="out-run")
+
+
+def test_unknown_key_in_a_config_file_names_the_file(tmp_path):
+    run = tmp_path / "run.py"
+    run.write_text("n_layers = 4\n")
+    with pytest.raises(SystemExit) as e:
+        configure(DEFAULTS, [str(run)])
+    assert "'n_layers'" in str(e.value) and str(run) in str(e.value)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--lerning_rate=1e-3"], ["lerning_rate", "learning_rate"]),
+    (["--max_iters=ten"], ["max_iters", "int"]),
+    (["config/does_not_exist.py"], ["config/does_not_exist.py", "not found"]),
+])
+def test_train_py_reports_bad_arguments_in_one_line(args, words):
+    r = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and all(w in lines[0] for w in words), r.stderr

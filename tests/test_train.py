@@ -1,0 +1,201 @@
+import hashlib
+import json
+import math
+import os
+import runpy
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from model import GPT, GPTConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LR, MIN_LR, WARMUP = 1e-2, 1e-3, 2
+TINY = ["--device=cpu", "--dtype=float32", "--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32",
+        "--vocab_size=256", "--proj=qk_v", "--batch_size=4", "--gradient_accumulation_steps=2", "--eval_interval=4",
+        "--eval_tokens=512", "--log_interval=1", f"--warmup_iters={WARMUP}", f"--learning_rate={LR}",
+        f"--min_lr={MIN_LR}", "--dropout=0.0"]
+DESIGN_KEYS = {"model", "optimizer", "model_args", "iter_num", "best_val_loss", "config", "rng", "meta"}
+
+
+def make_data(path, tokenizer="bytes", vocab_size=256):
+    """A data dir as prepare_slimpajama.py writes it: documents of tokens 1..16, each ended by the token 0."""
+    os.makedirs(path, exist_ok=True)
+    tokens = np.random.default_rng(0).integers(1, 17, size=24_000).astype(np.uint16)
+    tokens[99::100] = 0
+    tokens[:20_000].tofile(os.path.join(path, "train.bin"))
+    tokens[20_000:].tofile(os.path.join(path, "val.bin"))
+    meta = {"tokenizer": tokenizer, "vocab_size": vocab_size, "eot_token": 0, "train_tokens": 20_000,
+            "val_tokens": 4_000, "source": "test"}
+    with open(os.path.join(path, "meta.json"), "w") as f:
+        json.dump(meta, f)
+    return meta
+
+
+def train(data_dir, out, *args, cmd=(sys.executable, "train.py"), check=True):
+    """Runs cmd (train.py by default) on the tiny model in a subprocess; returns the CompletedProcess."""
+    cmd = [*cmd, *TINY, f"--data_dir={data_dir}", f"--out_dir={out}", *args]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    if check:
+        assert r.returncode == 0, r.stdout + r.stderr
+    return r
+
+
+def read_log(out):
+    with open(os.path.join(out, "log.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def losses(log):
+    """[(iter, 'loss' or 'val_loss', value)] in log order."""
+    return [(e["iter"], k, e[k]) for e in log for k in ("loss", "val_loss") if k in e]
+
+
+def digest(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data")
+    make_data(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory, data_dir):
+    out = tmp_path_factory.mktemp("trained") / "out"
+    train(data_dir, out, "--max_iters=4")
+    return out
+
+
+@pytest.fixture
+def trained(tmp_path, trained_once):
+    """A copy of a 4-iteration run, whose checkpoint (iter 4) the failure tests must leave untouched."""
+    return shutil.copytree(trained_once, tmp_path / "out")
+
+
+def test_loss_falls_and_log_and_checkpoint_are_written(tmp_path, data_dir):
+    out = tmp_path / "out"
+    train(data_dir, out, "--max_iters=12")
+    log = read_log(out)
+    steps = [e for e in log if "loss" in e]
+    assert [e["iter"] for e in steps] == list(range(12))
+    assert steps[-1]["loss"] < steps[0]["loss"] - 1.0
+    assert all(e["ms"] > 0 and e["tokens_per_s"] > 0 and e["mfu"] is None for e in steps)
+    evals = [e for e in log if "val_loss" in e]
+    assert [e["iter"] for e in evals] == [0, 4, 8, 12]
+    assert all(e["val_ppl"] == pytest.approx(math.exp(e["val_loss"])) for e in evals)
+    assert evals[-1]["val_loss"] < evals[0]["val_loss"] - 1.0
+    # warmup to LR over WARMUP iterations, then a cosine that falls to MIN_LR at max_iters
+    lrs = [e["lr"] for e in steps]
+    assert lrs[0] == pytest.approx(LR / (WARMUP + 1)) and lrs[WARMUP] == pytest.approx(LR)
+    assert all(a > b > MIN_LR for a, b in zip(lrs[WARMUP:], lrs[WARMUP + 1:]))
+
+    ckpt = torch.load(out / "ckpt.pt", weights_only=True)
+    assert set(ckpt) == DESIGN_KEYS
+    assert ckpt["iter_num"] == 12 and len(ckpt["rng"]) == 1
+    assert ckpt["meta"] == json.loads((data_dir / "meta.json").read_text())
+    assert ckpt["best_val_loss"] == pytest.approx(evals[-1]["val_loss"])
+    assert ckpt["config"]["learning_rate"] == LR and ckpt["model_args"]["proj"] == "qk_v"
+    model = GPT(GPTConfig(**ckpt["model_args"]))
+    model.load_state_dict(ckpt["model"])  # strict: the keys carry no compile or DDP prefix
+
+
+def test_resume_repeats_the_uninterrupted_run_exactly(tmp_path, data_dir):
+    # dropout on: the resumed run must also restore the RNG that draws the dropout masks
+    common = ["--dropout=0.1", "--lr_decay_iters=12"]
+    train(data_dir, tmp_path / "whole", *common, "--max_iters=12")
+    train(data_dir, tmp_path / "split", *common, "--max_iters=6")
+    train(data_dir, tmp_path / "split", *common, "--max_iters=12", "--init_from=resume")
+    whole, split = losses(read_log(tmp_path / "whole")), losses(read_log(tmp_path / "split"))
+    assert [w[:2] for w in whole] == [s[:2] for s in split]
+    assert max(abs(w[2] - s[2]) for w, s in zip(whole, split)) <= 1e-6
+    a = torch.load(tmp_path / "whole" / "ckpt.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "split" / "ckpt.pt", weights_only=True)["model"]
+    assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-6) for k in a)
+
+
+def test_ddp_on_two_processes_matches_one_process(tmp_path, data_dir):
+    # global accumulation 4: two micro-steps on each of two processes, or four on one
+    args = ["--max_iters=6", "--gradient_accumulation_steps=4"]
+    train(data_dir, tmp_path / "one", *args)
+    torchrun = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "train.py")
+    train(data_dir, tmp_path / "two", *args, cmd=torchrun)
+    one, two = losses(read_log(tmp_path / "one")), losses(read_log(tmp_path / "two"))
+    assert [o[:2] for o in one] == [t[:2] for t in two]
+    assert all(t[2] == pytest.approx(o[2], rel=1e-5) for o, t in zip(one, two))
+    ckpt = torch.load(tmp_path / "two" / "ckpt.pt", weights_only=True)
+    assert len(ckpt["rng"]) == 2
+    ref = torch.load(tmp_path / "one" / "ckpt.pt", weights_only=True)["model"]
+    assert ckpt["model"].keys() == ref.keys()  # no "module." prefix
+    assert all(torch.allclose(ckpt["model"][k], ref[k], rtol=1e-4, atol=1e-6) for k in ref)
+
+
+def test_a_crash_while_saving_leaves_the_previous_checkpoint(data_dir, trained):
+    before = digest(trained / "ckpt.pt")
+    broken_save = ("import runpy, sys, torch\n"
+                   "def half_save(obj, f):\n"
+                   "    f.write(b'the first bytes of a checkpoint')\n"
+                   "    raise OSError('disk full')\n"
+                   "torch.save = half_save\n"
+                   "sys.argv[0] = 'train.py'\n"
+                   "runpy.run_path('train.py', run_name='__main__')\n")
+    r = train(data_dir, trained, "--max_iters=8", "--init_from=resume", cmd=(sys.executable, "-c", broken_save),
+              check=False)
+    assert r.returncode != 0 and "disk full" in r.stderr
+    assert digest(trained / "ckpt.pt") == before
+    assert sorted(os.listdir(trained)) == ["ckpt.pt", "log.jsonl"]  # no temporary file left behind
+    assert torch.load(trained / "ckpt.pt", weights_only=True)["iter_num"] == 4
+
+
+@pytest.mark.parametrize("eval_interval, what", [(4, "loss"), (1, "validation loss")])
+def test_a_non_finite_loss_stops_without_saving(data_dir, trained, eval_interval, what):
+    # an absurd learning rate: the step at iter 4 blows the weights up, iter 5 sees the non-finite loss
+    before = digest(trained / "ckpt.pt")
+    r = train(data_dir, trained, "--max_iters=8", "--init_from=resume", "--learning_rate=1e30", "--decay_lr=False",
+              f"--eval_interval={eval_interval}", check=False)
+    assert r.returncode != 0
+    assert r.stderr.strip().splitlines()[-1].startswith(what) and "at iter 5" in r.stderr, r.stderr
+    assert digest(trained / "ckpt.pt") == before
+
+
+def run_inprocess(monkeypatch, args):
+    """train.py's SystemExit message for args, run in this process (the error comes before any training)."""
+    monkeypatch.setattr(sys, "argv", ["train.py", *TINY, *args])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(os.path.join(ROOT, "train.py"), run_name="__main__")
+    return str(e.value)
+
+
+def test_bad_data_dir_and_vocab_are_one_clear_sentence(tmp_path, monkeypatch):
+    msg = run_inprocess(monkeypatch, [f"--data_dir={tmp_path / 'nowhere'}", f"--out_dir={tmp_path / 'out'}"])
+    assert "\n" not in msg and "has no train.bin" in msg and "--data_dir" in msg
+    make_data(tmp_path / "gpt2", tokenizer="r50k_base", vocab_size=50257)
+    msg = run_inprocess(monkeypatch, [f"--data_dir={tmp_path / 'gpt2'}", f"--out_dir={tmp_path / 'out'}"])
+    assert msg == f"vocab_size 256 < tokenizer vocab 50257 in {tmp_path / 'gpt2' / 'meta.json'}; set --vocab_size=50304."
+
+
+def test_resume_and_scratch_refuse_the_wrong_out_dir(tmp_path, monkeypatch, data_dir, trained):
+    before = digest(trained / "ckpt.pt")
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'empty'}",
+                                      "--init_from=resume"])
+    assert "\n" not in msg and "does not exist" in msg and "ckpt.pt" in msg
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={trained}"])
+    assert "\n" not in msg and "exists" in msg and "--init_from=resume" in msg
+    assert digest(trained / "ckpt.pt") == before
+
+
+def test_global_accumulation_must_divide_among_processes(tmp_path, monkeypatch, data_dir):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'out'}",
+                                      "--gradient_accumulation_steps=3"])
+    assert "\n" not in msg and "gradient_accumulation_steps (3)" in msg and "multiple of 2" in msg

@@ -1,0 +1,309 @@
+"""
+Trains a GPT with shared attention projections, on one process or as DDP under torchrun.
+
+One process:     python train.py config/cpu_tiny.py
+One node, 8 GPUs: torchrun --standalone --nproc_per_node=8 train.py config/qk_v_1b2.py
+Two nodes:       torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --master_addr=10.0.0.1 --master_port=29500 \
+                     train.py config/qk_v_1b2.py    (and --node_rank=1 on the second node)
+Resume:          the same command plus --init_from=resume
+"""
+
+import json
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from configurator import configure
+from model import GPT, GPTConfig
+
+# -----------------------------------------------------------------------------
+# settings; config files and --key=value arguments override them (configurator.py)
+out_dir = "out"
+init_from = "scratch"  # "scratch" or "resume" (from out_dir/ckpt.pt)
+eval_interval = 200
+eval_tokens = 1_000_000  # validation tokens per evaluation, all processes together
+log_interval = 10
+always_save_checkpoint = True  # False: save only when the validation loss improves
+seed = 1337
+# data
+data_dir = "data/slimpajama"  # train.bin, val.bin (uint16) and meta.json, from prepare_slimpajama.py
+batch_size = 12  # sequences per micro-step per process
+gradient_accumulation_steps = 40  # micro-steps per iteration, GLOBAL: divided among the processes
+# model: every GPTConfig field by its own name (block_size, vocab_size, n_layer, ..., proj, n_kv_head, ...)
+globals().update(asdict(GPTConfig()))
+# AdamW
+learning_rate = 6e-4
+max_iters = 600_000
+total_tokens = 0  # > 0: max_iters = total_tokens // tokens per iteration
+weight_decay = 0.1
+beta1 = 0.9
+beta2 = 0.95
+grad_clip = 1.0  # 0: no clipping
+# learning rate: linear warmup, then cosine decay to min_lr at lr_decay_iters
+decay_lr = True
+warmup_iters = 2000
+lr_decay_iters = 0  # 0: max_iters
+min_lr = 6e-5
+# system
+device = "auto"  # "auto" (cuda, then mps, then cpu), or "cpu", "cuda", "cuda:1", "mps"
+dtype = "auto"  # "auto" (bfloat16 on CUDA when supported, else float32), "float32" or "bfloat16"
+compile = False  # torch.compile the model
+backend = "auto"  # torchrun only: "auto" (nccl on CUDA, gloo on CPU), "nccl" or "gloo"
+# -----------------------------------------------------------------------------
+config_keys = [k for k, v in globals().items() if not k.startswith("_") and type(v) in (int, float, bool, str)]
+globals().update(configure({k: globals()[k] for k in config_keys}, sys.argv[1:]))
+config = {k: globals()[k] for k in config_keys}
+# -----------------------------------------------------------------------------
+
+if init_from not in ("scratch", "resume"):
+    sys.exit(f"init_from must be 'scratch' or 'resume'; got {init_from!r}.")
+if device == "auto":
+    device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+device_type = device.split(":")[0]
+if dtype == "auto":
+    dtype = "bfloat16" if device_type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+if dtype not in ("float32", "bfloat16"):
+    sys.exit(f"dtype must be 'auto', 'float32' or 'bfloat16'; got {dtype!r}.")
+ptdtype = getattr(torch, dtype)
+ctx = nullcontext() if dtype == "float32" else torch.autocast(device_type, dtype=ptdtype)
+
+ddp = "RANK" in os.environ  # set by torchrun
+rank, local_rank, world_size = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE")) if ddp else (0, 0, 1)
+master = rank == 0  # logs and writes the checkpoint
+if gradient_accumulation_steps % world_size:
+    sys.exit(f"gradient_accumulation_steps ({gradient_accumulation_steps}) is global and must be divisible by the "
+             f"{world_size} processes; set --gradient_accumulation_steps to a multiple of {world_size}.")
+accum = gradient_accumulation_steps // world_size  # micro-steps of this process
+if ddp:
+    if device_type == "cuda":
+        device = f"cuda:{local_rank}"
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend=backend if backend != "auto" else "nccl" if device_type == "cuda" else "gloo")
+torch.manual_seed(seed + rank)  # dropout differs per process; DDP copies rank 0's initial weights to all
+if device_type == "cuda":
+    torch.set_float32_matmul_precision("high")  # TF32 matmuls
+
+ckpt_path = os.path.join(out_dir, "ckpt.pt")
+if init_from == "scratch" and os.path.exists(ckpt_path):
+    sys.exit(f"{ckpt_path} exists; continue it with --init_from=resume or train into another --out_dir.")
+if init_from == "resume" and not os.path.exists(ckpt_path):
+    sys.exit(f"init_from='resume' but {ckpt_path} does not exist; check --out_dir or use --init_from=scratch.")
+ckpt = torch.load(ckpt_path, map_location=device, weights_only=True) if init_from == "resume" else None
+# the architecture of a resumed run is the checkpoint's, whatever the config says
+model_args = ckpt["model_args"] if ckpt else {k: config[k] for k in asdict(GPTConfig())}
+config.update(model_args)
+block_size = model_args["block_size"]
+try:
+    gptconf = GPTConfig(**model_args)
+except ValueError as e:
+    sys.exit(str(e))
+
+
+def read_meta():
+    """meta.json of data_dir, after checking that the data exists, is long enough and fits the model's vocab."""
+    for name in ("train.bin", "val.bin", "meta.json"):
+        path = os.path.join(data_dir, name)
+        if not os.path.exists(path):
+            sys.exit(f"data_dir {data_dir!r} has no {name}; prepare it with "
+                     f"`python prepare_slimpajama.py --out_dir={data_dir}` or set --data_dir.")
+        if name.endswith(".bin") and os.path.getsize(path) // 2 <= block_size:
+            sys.exit(f"{path} holds {os.path.getsize(path) // 2} tokens, fewer than block_size + 1 "
+                     f"({block_size + 1}); prepare more data or set a smaller --block_size.")
+    path = os.path.join(data_dir, "meta.json")
+    with open(path) as f:
+        meta = json.load(f)
+    if meta["vocab_size"] > gptconf.vocab_size:
+        padded = -(-meta["vocab_size"] // 64) * 64
+        sys.exit(f"vocab_size {gptconf.vocab_size} < tokenizer vocab {meta['vocab_size']} in {path}; "
+                 f"set --vocab_size={padded}.")
+    return meta
+
+
+meta = read_meta()
+tokens_per_iter = batch_size * block_size * gradient_accumulation_steps
+if total_tokens:
+    max_iters = total_tokens // tokens_per_iter
+lr_decay_iters = lr_decay_iters or max_iters
+
+
+def get_batch(split, *key):
+    """x, y [batch_size, block_size]. train: random windows from a generator seeded by (seed, *key), with key =
+    (iteration, micro-batch index in the global batch), so a resumed run, or one with another number of
+    processes, sees the same batches. val: consecutive windows from the start (key = batch index), so every
+    evaluation scores the same tokens."""
+    data = np.memmap(os.path.join(data_dir, f"{split}.bin"), dtype=np.uint16, mode="r")  # reopened: no leak
+    if split == "train":
+        ix = np.random.default_rng([seed, *key]).integers(0, len(data) - block_size, size=batch_size)
+    else:
+        ix = (key[0] * batch_size + np.arange(batch_size)) * block_size % (len(data) - block_size)
+    x = torch.from_numpy(np.stack([data[i:i + block_size] for i in ix]).astype(np.int64))
+    y = torch.from_numpy(np.stack([data[i + 1:i + 1 + block_size] for i in ix]).astype(np.int64))
+    if device_type == "cuda":
+        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+    return x.to(device), y.to(device)
+
+
+def get_lr(it):
+    """Linear warmup to learning_rate over warmup_iters, cosine decay to min_lr at lr_decay_iters, then min_lr."""
+    if not decay_lr:
+        return learning_rate
+    if it < warmup_iters:
+        return learning_rate * (it + 1) / (warmup_iters + 1)
+    if it >= lr_decay_iters:
+        return min_lr
+    ratio = (it - warmup_iters) / (lr_decay_iters - warmup_iters)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
+
+
+def rng_states():
+    """Every process's torch RNG states (dropout), gathered on all; the checkpoint keeps them as plain tensors."""
+    state = {"cpu": torch.get_rng_state()}
+    if device_type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state()
+    states = [state] * world_size
+    if ddp:
+        dist.all_gather_object(states, state)
+    return states
+
+
+def save_checkpoint(ckpt, path):
+    """Write to a temporary file, flush it to disk, then rename: a crash midway leaves the old file whole."""
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(ckpt, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+# model and optimizer
+model = GPT(gptconf).to(device)
+raw_model = model  # keeps the state_dict keys clean of torch.compile's and DDP's prefixes
+optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
+iter_num, best_val_loss = 0, float("inf")
+if ckpt:
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    iter_num, best_val_loss = ckpt["iter_num"], ckpt["best_val_loss"]
+    if rank < len(ckpt["rng"]):
+        torch.set_rng_state(ckpt["rng"][rank]["cpu"].cpu())
+        if device_type == "cuda" and "cuda" in ckpt["rng"][rank]:
+            torch.cuda.set_rng_state(ckpt["rng"][rank]["cuda"].cpu())
+    ckpt = None  # free the memory
+start_iter = iter_num
+if compile:
+    model = torch.compile(model)
+if ddp:
+    model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
+
+
+@torch.no_grad()
+def estimate_val_loss():
+    """Mean loss over about eval_tokens validation tokens, shared among the processes; the same on every rank."""
+    model.eval()
+    n = max(1, eval_tokens // (batch_size * block_size * world_size))  # batches per process
+    total = torch.zeros((), device=device)
+    for k in range(n):
+        x, y = get_batch("val", rank * n + k)
+        with ctx:
+            total += model(x, y)[1].float()
+    if ddp:
+        dist.all_reduce(total)
+    model.train()
+    return total.item() / (n * world_size)
+
+
+def open_log():
+    """out_dir/log.jsonl; a resumed run first drops the lines a crashed run wrote after its checkpoint."""
+    path = os.path.join(out_dir, "log.jsonl")
+    kept = []
+    if init_from == "resume" and os.path.exists(path):
+        with open(path) as f:
+            kept = [line for line in f if json.loads(line)["iter"] < iter_num]
+    f = open(path, "w")
+    f.writelines(kept)
+    return f
+
+
+def log(entry, text):
+    print(text, flush=True)
+    logf.write(json.dumps(entry) + "\n")
+    logf.flush()
+
+
+if master:
+    os.makedirs(out_dir, exist_ok=True)
+    logf = open_log()
+    print(f"{raw_model.num_params() / 1e6:.2f}M parameters, KV cache {raw_model.kv_bytes_per_token(ptdtype)} "
+          f"bytes/token ({dtype}); {tokens_per_iter:,} tokens/iter = {batch_size} batch x {block_size} block x "
+          f"{accum} accumulation x {world_size} processes; {max_iters} iterations; {device}, {dtype}")
+
+# training loop
+while True:
+    if iter_num % eval_interval == 0 or iter_num == max_iters:
+        val_loss = estimate_val_loss()
+        if not math.isfinite(val_loss):
+            sys.exit(f"validation loss is {val_loss} at iter {iter_num}; stopped without saving ({ckpt_path} "
+                     f"is untouched). Lower --learning_rate or resume from the checkpoint.")
+        improved = val_loss < best_val_loss
+        best_val_loss = min(best_val_loss, val_loss)
+        if master:
+            log({"iter": iter_num, "val_loss": val_loss, "val_ppl": math.exp(val_loss)},
+                f"iter {iter_num}: val loss {val_loss:.4f}, val perplexity {math.exp(val_loss):.2f}")
+        if iter_num > start_iter and (improved or always_save_checkpoint):
+            ckpt = {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(), "model_args": model_args,
+                    "iter_num": iter_num, "best_val_loss": best_val_loss, "config": config, "rng": rng_states(),
+                    "meta": meta}
+            if master:
+                save_checkpoint(ckpt, ckpt_path)
+                print(f"saved {ckpt_path}")
+            ckpt = None
+    if iter_num >= max_iters:
+        break
+
+    t0 = time.time()
+    lr = get_lr(iter_num)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    loss_sum = torch.zeros((), device=device)
+    for micro_step in range(accum):
+        if ddp:  # all-reduce the gradients once, after the last micro-step
+            model.require_backward_grad_sync = micro_step == accum - 1
+        x, y = get_batch("train", iter_num, rank * accum + micro_step)
+        with ctx:
+            _, loss = model(x, y)
+        loss_sum += loss.detach().float()
+        (loss / accum).backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float("inf"))
+    if ddp:
+        dist.all_reduce(loss_sum)
+    lossf, normf = loss_sum.item() / gradient_accumulation_steps, grad_norm.item()  # same on every rank
+    if not (math.isfinite(lossf) and math.isfinite(normf)):
+        sys.exit(f"loss {lossf} (gradient norm {normf}) at iter {iter_num}; stopped without saving ({ckpt_path} "
+                 f"is untouched). Lower --learning_rate or resume from the checkpoint.")
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    dt = time.time() - t0
+
+    if master and iter_num % log_interval == 0:
+        mfu = raw_model.estimate_mfu(batch_size * accum, dt)
+        log({"iter": iter_num, "loss": lossf, "lr": lr, "grad_norm": normf, "ms": dt * 1000,
+             "tokens_per_s": tokens_per_iter / dt, "mfu": mfu},
+            f"iter {iter_num}: loss {lossf:.4f}, lr {lr:.2e}, {dt * 1000:.1f} ms/iter, "
+            f"{tokens_per_iter / dt:,.0f} tokens/s" + (f", mfu {mfu * 100:.1f}%" if mfu is not None else ""))
+    iter_num += 1
+
+if ddp:
+    dist.destroy_process_group()
