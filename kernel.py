@@ -1,0 +1,151 @@
+"""
+Decode attention for one new token per sequence, in Triton, reading the K cache once when V = K.
+
+Q-K=V halves the KV cache; this kernel turns that into half the bytes read per decoded token. Libraries such as
+FlashAttention load a K tile and a V tile even when both are the same tensor; here each K tile is loaded once and
+used for both products, q kᵀ and p k. With a separate v_cache the same kernel loads V tiles too, so one kernel
+measures both the K=V path and the ordinary baseline.
+
+Stage 1, one program per (batch, kv head, split): the G = H / H_kv query heads that share a kv head form one
+[G, D] tile (GQA packing: the cache is read once per group, not once per query head), the program streams its
+part of the sequence in BLOCK_N tiles with an online softmax in float32. Stage 2 merges the splits by their
+running max and sum, i.e. their log-sum-exp (flash-decoding: long contexts with few heads still fill the GPU).
+On CPU, Triton runs these kernels only under TRITON_INTERPRET=1 (set before triton is imported); that is how
+the tests check them against decode_attention_ref.
+"""
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _attend_split(Q, K, V, Lens, Acc, M, L, qk_scale, split_len, T_max, G,
+                  sqb, sqh, skb, skh, skt, svb, svh, svt, D: tl.constexpr,
+                  BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                  V_IS_K: tl.constexpr, PRECISION: tl.constexpr):
+    b = tl.program_id(0).to(tl.int64)  # 64-bit offsets: a large cache holds more than 2^31 elements
+    hk, s = tl.program_id(1), tl.program_id(2)
+    n_split = tl.num_programs(2)
+    g, n, d = tl.arange(0, BLOCK_G), tl.arange(0, BLOCK_N), tl.arange(0, BLOCK_D)
+    g_ok, d_ok = g < G, d < D
+    heads = hk * G + g  # the query heads of this kv head
+    q = tl.load(Q + b * sqb + heads[:, None] * sqh + d[None, :], mask=g_ok[:, None] & d_ok[None, :], other=0.0)
+    start = s * split_len
+    end = tl.minimum(start + split_len, tl.minimum(tl.load(Lens + b), T_max))  # never past the buffer
+    m = tl.full([BLOCK_G], float("-inf"), tl.float32)
+    l = tl.zeros([BLOCK_G], tl.float32)
+    acc = tl.zeros([BLOCK_G, BLOCK_D], tl.float32)
+    for t0 in range(start, end, BLOCK_N):
+        t = t0 + n
+        tile_ok = (t < end)[:, None] & d_ok[None, :]
+        k = tl.load(K + b * skb + hk * skh + t[:, None] * skt + d[None, :], mask=tile_ok, other=0.0)  # [N, D]
+        scores = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale  # [G, N], log2 units
+        scores = tl.where((t < end)[None, :], scores, float("-inf"))
+        m_new = tl.maximum(m, tl.max(scores, 1))  # finite: every tile holds at least one valid position
+        alpha = tl.exp2(m - m_new)
+        p = tl.exp2(scores - m_new[:, None])
+        l = l * alpha + tl.sum(p, 1)
+        if V_IS_K:
+            v = k  # the tile already in registers: K is read once for both products
+        else:
+            v = tl.load(V + b * svb + hk * svh + t[:, None] * svt + d[None, :], mask=tile_ok, other=0.0)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+        m = m_new
+    # partials [B, H, n_split] (+ [D]); an empty split keeps m = -inf, l = 0, acc = 0 and weighs nothing in stage 2
+    row = (b * G * tl.num_programs(1) + heads) * n_split + s
+    tl.store(M + row, m, mask=g_ok)
+    tl.store(L + row, l, mask=g_ok)
+    tl.store(Acc + row[:, None] * D + d[None, :], acc, mask=g_ok[:, None] & d_ok[None, :])
+
+
+@triton.jit
+def _merge_splits(Acc, M, L, Out, n_split, sob, soh,
+                  D: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr):
+    b, h = tl.program_id(0), tl.program_id(1)
+    s, d = tl.arange(0, BLOCK_S), tl.arange(0, BLOCK_D)
+    s_ok, d_ok = s < n_split, d < D
+    row = (b * tl.num_programs(1) + h) * n_split + s
+    m = tl.load(M + row, mask=s_ok, other=float("-inf"))
+    l = tl.load(L + row, mask=s_ok, other=0.0)
+    acc = tl.load(Acc + row[:, None] * D + d[None, :], mask=s_ok[:, None] & d_ok[None, :], other=0.0)
+    w = tl.exp2(m - tl.max(m, 0))  # rescale every split to the common max: a log-sum-exp merge
+    out = tl.sum(w[:, None] * acc, 0) / tl.sum(w * l, 0)
+    tl.store(Out + b * sob + h * soh + d, out.to(Out.dtype.element_ty), mask=d_ok)
+
+
+def auto_splits(batch, n_kv_head, t_max, block_n, device):
+    """Split the sequence until about two programs per SM are running, never into pieces shorter than a tile."""
+    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
+    return max(1, min(triton.cdiv(2 * sms, batch * n_kv_head), triton.cdiv(t_max, block_n)))
+
+
+def check_inputs(q, k_cache, v_cache, lengths):
+    if q.dim() != 3 or k_cache.dim() != 4:
+        raise ValueError(f"q must be [B, H, D] and k_cache [B, H_kv, T_max, D]; got {tuple(q.shape)} and "
+                         f"{tuple(k_cache.shape)}.")
+    B, H, D = q.shape
+    if k_cache.size(0) != B or k_cache.size(3) != D or H % k_cache.size(1):
+        raise ValueError(f"k_cache {tuple(k_cache.shape)} must match q {tuple(q.shape)} in B and D, and its "
+                         f"H_kv must divide H.")
+    if v_cache is not None and v_cache.shape != k_cache.shape:
+        raise ValueError(f"v_cache must have k_cache's shape {tuple(k_cache.shape)} (or be None for V = K); "
+                         f"got {tuple(v_cache.shape)}.")
+    if lengths is not None and lengths.shape != (B,):
+        raise ValueError(f"lengths must be a [B] = [{B}] tensor of valid positions; got {tuple(lengths.shape)}.")
+    if q.dtype != k_cache.dtype or (v_cache is not None and v_cache.dtype != k_cache.dtype):
+        raise ValueError(f"q, k_cache and v_cache must share one dtype; got {q.dtype} and {k_cache.dtype}.")
+
+
+def dense_rows(t):
+    """The kernel reads each head's D values as contiguous; the model's q is a transposed view that already is."""
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def decode_attention(q, k_cache, v_cache=None, lengths=None, scale=None, *, num_splits=None, block_n=64):
+    """q [B, H, D] attends over the first lengths[b] positions of k_cache [B, H_kv, T_max, D] (and v_cache of the
+    same shape; None means V = K). lengths: int tensor [B], each >= 1 (longer than T_max reads T_max), default
+    T_max. Returns [B, H, D] in q's dtype. num_splits and block_n tune the launch; by default auto_splits."""
+    check_inputs(q, k_cache, v_cache, lengths)
+    B, H, D = q.shape
+    H_kv, T_max = k_cache.size(1), k_cache.size(2)
+    G = H // H_kv
+    lengths = torch.full((B,), T_max, device=q.device) if lengths is None else lengths
+    if num_splits is None:
+        num_splits = auto_splits(B, H_kv, T_max, block_n, q.device)
+    split_len = triton.cdiv(triton.cdiv(T_max, num_splits), block_n) * block_n
+    q, k_cache = dense_rows(q), dense_rows(k_cache)
+    v = k_cache if v_cache is None else dense_rows(v_cache)
+    scale = 1.0 / math.sqrt(D) if scale is None else scale
+    acc = torch.empty(B, H, num_splits, D, dtype=torch.float32, device=q.device)
+    m = torch.empty(B, H, num_splits, dtype=torch.float32, device=q.device)
+    l = torch.empty_like(m)
+    block_d = max(16, triton.next_power_of_2(D))  # tl.dot needs every dimension >= 16
+    _attend_split[(B, H_kv, num_splits)](
+        q, k_cache, v, lengths.to(torch.int32), acc, m, l, scale * math.log2(math.e), split_len, T_max, G,
+        q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
+        v.stride(0), v.stride(1), v.stride(2), D=D,
+        BLOCK_G=max(16, triton.next_power_of_2(G)), BLOCK_N=block_n, BLOCK_D=block_d,
+        V_IS_K=v_cache is None,
+        PRECISION="ieee" if q.dtype == torch.float32 else "tf32")  # tf32 is ignored for 16-bit inputs
+    out = torch.empty(B, H, D, dtype=q.dtype, device=q.device)
+    _merge_splits[(B, H)](acc, m, l, out, num_splits, out.stride(0), out.stride(1),
+                          D=D, BLOCK_S=triton.next_power_of_2(num_splits), BLOCK_D=block_d)
+    return out
+
+
+def decode_attention_ref(q, k_cache, v_cache=None, lengths=None, scale=None):
+    """Plain torch, float32 math, the same contract as decode_attention."""
+    check_inputs(q, k_cache, v_cache, lengths)
+    B, H, D = q.shape
+    H_kv, T_max = k_cache.size(1), k_cache.size(2)
+    k = k_cache.float().repeat_interleave(H // H_kv, dim=1)  # [B, H, T_max, D]
+    v = k if v_cache is None else v_cache.float().repeat_interleave(H // H_kv, dim=1)
+    scale = 1.0 / math.sqrt(D) if scale is None else scale
+    scores = torch.einsum("bhd,bhtd->bht", q.float(), k) * scale
+    if lengths is not None:
+        valid = torch.arange(T_max, device=q.device)[None, :] < lengths[:, None]  # [B, T_max]
+        scores = scores.masked_fill(~valid[:, None, :], float("-inf"))
+    return torch.einsum("bht,bhtd->bhd", scores.softmax(-1), v).to(q.dtype)
