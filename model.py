@@ -23,6 +23,9 @@ from torch.nn import functional as F
 SOURCES = {"qkv": (0, 1, 2), "qk_v": (0, 1, 1), "q_kv": (0, 0, 1), "q_k_v": (0, 0, 0)}
 ATTNS = ("softmax", "linear")
 PEAK_FLOPS = {"A100": 312e12, "H100": 989e12, "H200": 989e12}  # dense bf16 tensor-core peak per GPU
+# Cached one-token softmax steps through kernel.py's Triton decode attention (K read once when V = K):
+# None = for CUDA tensors, True = always (the tests, under TRITON_INTERPRET=1), False = never (SDPA).
+DECODE_KERNEL = None
 
 
 @dataclass
@@ -172,7 +175,14 @@ class CausalSelfAttention(nn.Module):
                     cache["v"][:, :, pos:pos + T] = v
                 v = cache["v"][:, :, :pos + T] if "v" in cache else k  # V = K: the same tensor, read once
                 q = q.to(k.dtype)
-            y = self.softmax_attention(q, k, v, pos).to(x.dtype)
+            use_kernel = q.is_cuda if DECODE_KERNEL is None else DECODE_KERNEL
+            if cache is not None and T == 1 and not self.pos_conv and use_kernel:
+                from kernel import decode_attention  # here, not at the top: only this path needs triton
+                lengths = torch.full((B,), pos + 1, device=q.device)
+                y = decode_attention(q[:, :, 0], cache["k"], cache.get("v"), lengths).unsqueeze(2)  # [B, H, 1, D]
+            else:
+                y = self.softmax_attention(q, k, v, pos)
+            y = y.to(x.dtype)
         y = y.transpose(1, 2).reshape(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
