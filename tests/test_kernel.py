@@ -1,0 +1,99 @@
+"""kernel.py under the Triton interpreter: decode_attention vs decode_attention_ref vs SDPA, and the model's
+cached decoding through the kernel vs through SDPA."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+pytest.importorskip("triton")  # no triton on macOS: the kernel is a Linux/CUDA path
+import kernel  # noqa: E402
+import model  # noqa: E402
+from kernel import decode_attention, decode_attention_ref  # noqa: E402
+
+BLOCK_N, T_MAX = 16, 40
+# a single token, tails short of and past a tile, the full cache, and more than the cache (reads T_MAX)
+LENGTHS = [1, BLOCK_N - 1, BLOCK_N + 1, T_MAX, T_MAX + 7]
+TOL = {torch.float32: dict(atol=1e-5, rtol=1e-5), torch.float16: dict(atol=2e-3, rtol=2e-3)}
+
+
+def inputs(H, H_kv, D, dtype, separate_v, B=len(LENGTHS)):
+    torch.manual_seed(0)
+    q = torch.randn(B, H, D, dtype=dtype)
+    k = torch.randn(B, H_kv, T_MAX, D, dtype=dtype)
+    v = torch.randn(B, H_kv, T_MAX, D, dtype=dtype) if separate_v else None
+    return q, k, v
+
+
+def sdpa(q, k, v, lengths, scale=None):
+    """The same attention through PyTorch's SDPA, float32, one query per sequence."""
+    v = k if v is None else v
+    T = k.size(2)
+    mask = (torch.arange(T)[None, :] < lengths[:, None])[:, None, None, :]  # [B, 1, 1, T]
+    y = F.scaled_dot_product_attention(q.float().unsqueeze(2), k.float(), v.float(), attn_mask=mask,
+                                       scale=scale, enable_gqa=True)
+    return y.squeeze(2)
+
+
+@pytest.mark.parametrize("separate_v", [False, True], ids=["v=k", "v"])
+@pytest.mark.parametrize("num_splits", [1, 3, 8])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["f32", "f16"])
+@pytest.mark.parametrize("D", [32, 64])
+@pytest.mark.parametrize("H, H_kv", [(2, 2), (8, 2), (4, 1)], ids=["mha", "gqa4", "mqa"])
+def test_kernel_equals_reference_and_sdpa(H, H_kv, D, dtype, num_splits, separate_v):
+    q, k, v = inputs(H, H_kv, D, dtype, separate_v)
+    lengths = torch.tensor(LENGTHS)
+    out = decode_attention(q, k, v, lengths, num_splits=num_splits, block_n=BLOCK_N)
+    ref = decode_attention_ref(q, k, v, lengths)
+    expect = sdpa(q, k, v, lengths)
+    assert out.dtype == ref.dtype == dtype and out.shape == (len(LENGTHS), H, D)
+    torch.testing.assert_close(ref.float(), expect, **TOL[dtype])
+    torch.testing.assert_close(out.float(), expect, **TOL[dtype])
+
+
+def test_defaults_scale_and_strided_q():
+    """lengths=None is the whole cache, scale is honoured, and q may be a view like the model's (no copy)."""
+    _, k, v = inputs(8, 2, 32, torch.float32, separate_v=True)
+    q = torch.randn(k.size(0), 3, 8, 32).transpose(1, 2)[:, :, 1]  # [B, H, D], strided as the model's q
+    assert not q.is_contiguous()
+    full = torch.full((q.size(0),), T_MAX)
+    torch.testing.assert_close(decode_attention(q, k, v, block_n=BLOCK_N), sdpa(q, k, v, full))
+    torch.testing.assert_close(decode_attention(q, k, v, scale=0.5, block_n=BLOCK_N), sdpa(q, k, v, full, 0.5))
+    torch.testing.assert_close(decode_attention_ref(q, k, v, scale=0.5), sdpa(q, k, v, full, 0.5))
+
+
+@pytest.mark.parametrize("args, field", [
+    ((torch.zeros(2, 4, 8), torch.zeros(2, 3, 5, 8)), "H_kv"),
+    ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), torch.zeros(2, 2, 6, 8)), "v_cache"),
+    ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, torch.tensor([5])), "lengths"),
+    ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8, dtype=torch.float16)), "dtype"),
+])
+def test_bad_inputs_name_the_field(args, field):
+    with pytest.raises(ValueError, match=field):
+        decode_attention(*args)
+
+
+@pytest.mark.parametrize("proj, n_kv_head", [("qkv", 0), ("qk_v", 0), ("qk_v", 2), ("qkv", 1)],
+                         ids=["qkv", "qk_v", "qk_v-gqa2", "qkv-mqa"])
+def test_model_greedy_decoding_through_kernel_equals_sdpa(proj, n_kv_head, monkeypatch):
+    torch.manual_seed(0)
+    cfg = model.GPTConfig(block_size=32, vocab_size=50, n_layer=2, n_head=4, n_embd=64, proj=proj,
+                          n_kv_head=n_kv_head)
+    gpt = model.GPT(cfg).eval()
+    prompt = torch.randint(0, cfg.vocab_size, (2, 5))
+    monkeypatch.setattr(model, "DECODE_KERNEL", False)
+    expect = gpt.generate(prompt, 6, temperature=0)
+    calls = []
+    monkeypatch.setattr(kernel, "decode_attention", lambda *a, **kw: calls.append(1) or decode_attention(*a, **kw))
+    monkeypatch.setattr(model, "DECODE_KERNEL", True)
+    got = gpt.generate(prompt, 6, temperature=0)
+    assert len(calls) == cfg.n_layer * 5  # every one-token step of every layer; the prefill stays on SDPA
+    assert torch.equal(got, expect)
+
+
+def test_importing_model_needs_no_triton():
+    code = "import sys, model; assert 'triton' not in sys.modules and 'kernel' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
