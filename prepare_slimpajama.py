@@ -1,4 +1,4 @@
-"""
+r"""
 Tokenize SlimPajama (or local .jsonl / .jsonl.zst / .txt files) into the data directory train.py reads:
 out_dir/train.bin and out_dir/val.bin (np.uint16, every document followed by the end-of-text token) and
 out_dir/meta.json (tokenizer, vocab_size, eot_token, tokens, documents and shards per split, source).
@@ -22,6 +22,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -29,6 +30,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import tiktoken
+import zstandard
 
 HUB_REPO = "cerebras/SlimPajama-627B"
 HUB_SHARDS = {"val": r"validation/chunk\d+/example_holdout_\d+\.jsonl\.zst",
@@ -55,24 +58,24 @@ def parse_args(argv):
                    help="--input without --val_input only (default 0.01): every document j of a .jsonl shard with "
                         "floor((j+1)f) > floor(jf) goes to val.bin; a .txt file, being one document, gives its last "
                         "fraction f, cut at a line start, to val.bin as a document of its own")
-    p.add_argument("--out_dir", default="data/slimpajama")
+    p.add_argument("--out_dir", default="data/slimpajama", help="where train.bin, val.bin and meta.json go")
     p.add_argument("--tokenizer", default="r50k_base", choices=("r50k_base", "bytes"),
                    help="r50k_base: GPT-2 BPE, end-of-text 50256 after each document; bytes: UTF-8 bytes (vocab 256), "
                         "byte 0 after each document, NUL bytes inside documents dropped and counted")
-    p.add_argument("--train_tokens", type=int, default=10_000_000_000)
-    p.add_argument("--val_tokens", type=int, default=10_000_000)
+    p.add_argument("--train_tokens", type=int, default=10_000_000_000,
+                   help="train.bin ends at the first document boundary at or past this many tokens (the paper's 10B)")
+    p.add_argument("--val_tokens", type=int, default=10_000_000, help="the same for val.bin")
     p.add_argument("--skip_bad", type=flag, nargs="?", const=True, default=False,
                    help="skip (and count in meta.json) non-JSON lines and corrupt .zst shards instead of stopping")
-    p.add_argument("--threads", type=int, default=os.cpu_count(), help="encoding threads")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="encoding threads (default: every core)")
     p.add_argument("--commit_seconds", type=float, default=10.0,
                    help="seconds between progress commits: the most work a killed run loses")
     p.add_argument("--benchmark", type=flag, nargs="?", const=True, default=False,
                    help="with --input: end-to-end tokens/s of this script next to tiktoken alone on the same text")
     args = p.parse_args(argv)
-    local = args.input or args.val_input
     if args.val_input and not args.input:
         p.error("--val_input needs --input for the training files")
-    if args.val_fraction is not None and (args.val_input or not local):
+    if args.val_fraction is not None and (args.val_input or not args.input):
         p.error("--val_fraction splits --input alone; drop it, the validation shards already fill val.bin")
     if args.val_fraction is None and args.input and not args.val_input:
         args.val_fraction = 0.01
@@ -99,7 +102,6 @@ class Tokenizer:
     def __init__(self, name):
         self.name = name
         if name == "r50k_base":
-            import tiktoken
             self.enc = tiktoken.get_encoding("r50k_base")
             self.vocab_size, self.eot = self.enc.n_vocab, self.enc.eot_token
             self.separator = (f"each document is followed by <|endoftext|> ({self.eot}); the text '<|endoftext|>' "
@@ -154,6 +156,8 @@ def natural(name):
 def hub_shards():
     """[(name, split)] of the SlimPajama repo in a fixed order, and the function that downloads one shard."""
     from huggingface_hub import hf_hub_download, list_repo_files
+    from huggingface_hub.utils import disable_progress_bars
+    disable_progress_bars()  # the progress line replaces a bar per shard
     files = list_repo_files(HUB_REPO, repo_type="dataset")
     shards = [(f, split) for split in ("val", "train")
               for f in sorted((f for f in files if re.fullmatch(HUB_SHARDS[split], f)), key=natural)]
@@ -210,7 +214,6 @@ class BadInput(Exception):
 
 def zst_chunks(f, path):
     """Decompressed bytes of a .zst file, frame after frame; a file cut short is an error, not a short shard."""
-    import zstandard
     d, fed = zstandard.ZstdDecompressor().decompressobj(), False
     while data := f.read(1 << 20):
         while data:
@@ -254,6 +257,7 @@ def documents(path, split, val_fraction, start):
             return
         cut = len(text)
         if split == "mixed" and val_fraction:
+            # val starts at the first line start at or after the fraction mark (no line starts there: no val)
             i = int(len(text) * (1 - val_fraction))
             cut = i if i == 0 or text[i - 1] == "\n" else text.find("\n", i) + 1 or len(text)
         pieces = [(0, "train" if split == "mixed" else split, text[:cut]), (1, "val", text[cut:])]
@@ -261,7 +265,6 @@ def documents(path, split, val_fraction, start):
             if piece:
                 yield unit, s, piece
         return
-    import zstandard
     j = -1
     with open(path, "rb") as f:
         try:
@@ -454,8 +457,12 @@ def prepare(args, log=print):
             os.fsync(f.fileno())
         write_json(state_path, st)
 
+    need, free = 2 * sum(max(target[s] - st["tokens"][s], 0) for s in target), shutil.disk_usage(args.out_dir).free
+    if not args.input and need > free:  # local inputs usually end long before the default targets
+        log(f"warning: the token targets need up to {need / 1e9:.1f} GB and {args.out_dir} has {free / 1e9:.1f} GB free")
     pool = ThreadPoolExecutor(args.threads)
-    q, stop = queue.Queue(maxsize=4), threading.Event()
+    # batches of 16 encoding tasks: queue enough of them to keep every thread busy
+    q, stop = queue.Queue(maxsize=4 + args.threads // 8), threading.Event()
     reader = threading.Thread(target=read_batches,
                               args=(shards, fetch, tuple(st["next"]), args, tok, pool, q, full, stop), daemon=True)
     made, chars = 0, 0
