@@ -1,0 +1,359 @@
+"""
+What sharing projections buys, measured: KV-cache bytes vs context for every variant (theory and real buffers),
+decode speed through the model's own cached path, training throughput, and on CUDA the Triton decode kernel.
+$ python bench.py                                    # CPU: cache, decode and train, a few minutes
+$ python bench.py --what=kernel,decode,train --device=cuda --out=assets/h200
+Each section prints a table and writes CSV (and PNG) under --out. Timings are medians over repeats, taken round
+robin over the variants, so compare variants within one run, never across machines.
+"""
+import argparse
+import csv
+import os
+import platform
+import statistics
+import time
+from contextlib import nullcontext
+
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import matplotlib.ticker
+import torch
+from torch.nn import functional as F
+
+from model import GPT, SOURCES, GPTConfig
+
+VARIANTS = [  # paper name -> the GPTConfig fields that make it
+    ("QKV", dict(proj="qkv")),
+    ("Q=K-V", dict(proj="q_kv")),
+    ("Q-K=V", dict(proj="qk_v")),
+    ("Q=K=V", dict(proj="q_k_v")),
+    ("GQA-4", dict(proj="qkv", n_kv_head=4)),
+    ("MQA", dict(proj="qkv", n_kv_head=1)),
+    ("Q-K=V + GQA-4", dict(proj="qk_v", n_kv_head=4)),
+    ("Q-K=V + MQA", dict(proj="qk_v", n_kv_head=1)),
+    ("linear attention", dict(attn="linear")),
+]
+PAPER_SHAPES = {"300M": dict(n_layer=20, n_head=16, n_embd=1024, vocab_size=50304),
+                "1.2B": dict(n_layer=22, n_head=32, n_embd=2048, vocab_size=50304)}
+# decode and train shapes per device; --quick swaps in a tiny one
+SMALL = dict(n_layer=2, n_head=8, n_embd=512, vocab_size=256)
+TINY = dict(n_layer=2, n_head=8, n_embd=64, vocab_size=256)
+
+
+def build(shape, fields, device, block_size):
+    with torch.device(device):  # on "meta" no memory is used, so the paper shapes at 128k context cost nothing
+        return GPT(GPTConfig(block_size=block_size, **shape, **fields))
+
+
+def clock(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def write_csv(path, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    print(f"wrote {path}")
+
+
+def save_fig(fig, path):
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+def style(i, fields):
+    # Q=K-V caches what QKV caches and Q=K=V what Q-K=V does: dashed lines keep both of a pair visible
+    q, k, _ = SOURCES[fields.get("proj", "qkv")]
+    return dict(marker="osv^DPX*h"[i], linestyle="--" if q == k else "-", markersize=5)
+
+
+def ctx_label(t):
+    return f"{t // 1024}k" if t >= 1024 else str(t)
+
+
+def log2_context_axis(ax, contexts):
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(contexts, [ctx_label(t) for t in contexts])
+    ax.minorticks_off()
+    ax.grid(True, alpha=0.3)
+
+
+plain = matplotlib.ticker.FuncFormatter(lambda y, _: f"{y:g}")  # 0.01, 0.1, 1 rather than 10^-2, ...
+
+
+def print_table(header, rows):
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for r in [header] + rows:
+        print("  ".join(str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(r, widths))))
+
+
+# -----------------------------------------------------------------------------
+# cache bytes vs context
+
+def state_bytes(config, dtype):
+    """Linear attention's cache: per layer and key head a D x D state and a D normaliser, whatever the length."""
+    d = config.n_embd // config.n_head
+    return config.n_layer * (config.n_kv_head or config.n_head) * (d * d + d) * dtype.itemsize
+
+
+def bench_cache(args, device):
+    dtype, contexts = torch.bfloat16, [2 ** i for i in range(10, 15 if args.quick else 18)]
+    print(f"\n== cache: batch 1, bf16, context {ctx_label(contexts[0])}..{ctx_label(contexts[-1])}, "
+          f"buffers built by new_cache on the meta device ==")
+    rows = []
+    for shape_name, shape in PAPER_SHAPES.items():
+        base = {}
+        for name, fields in VARIANTS:
+            model = build(shape, fields, "meta", contexts[-1])
+            for t in contexts:
+                allocated = model.new_cache(1, t, dtype, "meta").nbytes
+                theory = (state_bytes(model.config, dtype) if model.config.attn == "linear"
+                          else model.kv_bytes_per_token(dtype) * t)
+                assert allocated == theory, f"{shape_name} {name} at {t}: new_cache holds {allocated} bytes, " \
+                                            f"theory says {theory}"
+                base.setdefault(t, allocated)  # QKV comes first
+                c = model.config
+                rows.append(dict(shape=shape_name, variant=name, n_layer=c.n_layer, n_head=c.n_head,
+                                 n_embd=c.n_embd, proj=c.proj, n_kv_head=c.n_kv_head, attn=c.attn, context=t,
+                                 theory_bytes=theory, allocated_bytes=allocated,
+                                 reduction_vs_qkv=1 - allocated / base[t]))
+    for shape_name in PAPER_SHAPES:
+        print(f"\n{shape_name} {PAPER_SHAPES[shape_name]}: GiB of cache at each context (allocated = theory)")
+        table = []
+        for name, _ in VARIANTS:
+            rs = [r for r in rows if r["shape"] == shape_name and r["variant"] == name]
+            per_token = "fixed" if rs[0]["attn"] == "linear" else f"{rs[0]['allocated_bytes'] // rs[0]['context']}"
+            table.append([name, per_token] + [f"{r['allocated_bytes'] / 2 ** 30:.3g}" for r in rs] +
+                         [f"{100 * rs[-1]['reduction_vs_qkv']:.1f}%"])
+        print_table(["variant", "bytes/token"] + [ctx_label(t) for t in contexts] +
+                    [f"saved at {ctx_label(contexts[-1])}"], table)
+    write_csv(os.path.join(args.out, "cache_savings.csv"), rows)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 6), sharey=True)
+    for ax, shape_name in zip(axes, PAPER_SHAPES):
+        for i, (name, fields) in enumerate(VARIANTS):
+            rs = [r for r in rows if r["shape"] == shape_name and r["variant"] == name]
+            gib = [r["allocated_bytes"] / 2 ** 30 for r in rs]
+            red = rs[0]["reduction_vs_qkv"]
+            label = (f"{name}: fixed {rs[0]['allocated_bytes'] / 2 ** 20:.1f} MiB state" if fields.get("attn")
+                     else f"{name} (-{100 * red:.1f}%)" if red else f"{name} ({'baseline' if i == 0 else 'no saving'})")
+            ax.plot(contexts, gib, label=label, **style(i, fields))
+        s = PAPER_SHAPES[shape_name]
+        ax.set_title(f"{shape_name}: {s['n_layer']} layers, d={s['n_embd']}, {s['n_head']} heads")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(plain)
+        log2_context_axis(ax, contexts)
+        ax.set_xlabel("context length (tokens)")
+        ax.legend(fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.13), title="cache vs QKV")
+    axes[0].set_ylabel("KV cache, GiB (batch 1, bf16)")
+    fig.suptitle("KV cache allocated by new_cache (equal to kv_bytes_per_token x context)")
+    save_fig(fig, os.path.join(args.out, "cache_savings.png"))
+
+
+# -----------------------------------------------------------------------------
+# decode speed through the cached path generate uses
+
+def prefill(model, cache, batch, upto, chunk=1024):
+    """Advance the cache to `upto` tokens as generate's prefill does, in chunks that bound the [B, T, vocab] logits."""
+    while cache.pos < upto:
+        n = min(chunk, upto - cache.pos)
+        model(torch.randint(model.config.vocab_size, (batch, n), device=model.lm_head.weight.device), cache=cache)
+
+
+def bench_decode(args, device):
+    cuda = device.type == "cuda"
+    if args.quick:
+        shape, batch, contexts, warmup, reps, dtype = TINY, 1, [16, 32], 1, 2, torch.float32
+    elif cuda:
+        shape, batch, contexts, warmup, reps, dtype = PAPER_SHAPES["300M"], 8, [4096, 8192, 16384, 32768], 3, 10, \
+            torch.bfloat16
+    else:
+        shape, batch, contexts, warmup, reps, dtype = SMALL, 1, [256, 512, 1024, 2048, 4096, 8192], 2, 15, \
+            torch.float32
+    max_len = contexts[-1] + warmup + reps
+    print(f"\n== decode: {shape}, batch {batch}, {str(dtype)[6:]}, random weights; prefill, then one token per "
+          f"step through model(idx, cache=cache), the path generate uses; median of {reps} steps ==")
+    models = {name: build(shape, fields, device, max_len).to(dtype).eval() for name, fields in VARIANTS}
+    caches = {name: m.new_cache(batch, max_len, dtype, device) for name, m in models.items()}
+    rows = []
+    with torch.no_grad():
+        for t in contexts:
+            times = {name: [] for name in models}
+            for name, model in models.items():
+                prefill(model, caches[name], batch, t)
+            for r in range(warmup + reps):
+                for name, model in models.items():
+                    idx = torch.randint(shape["vocab_size"], (batch, 1), device=device)
+                    t0 = clock(device)
+                    model(idx, cache=caches[name])
+                    if r >= warmup:
+                        times[name].append(clock(device) - t0)
+            for name in models:
+                dt = statistics.median(times[name])
+                rows.append(dict(variant=name, batch=batch, context=t, ms_per_step=1e3 * dt,
+                                 tokens_per_s=batch / dt, cache_bytes=caches[name].nbytes))
+    for r in rows:
+        r["speed_vs_qkv"] = next(q["ms_per_step"] for q in rows if q["context"] == r["context"]) / r["ms_per_step"]
+    print(f"ms per decode step (batch {batch}), and speed relative to QKV in ()")
+    table = [[name] + [f"{r['ms_per_step']:.2f} ({r['speed_vs_qkv']:.2f}x)" for r in rows if r["variant"] == name]
+             for name, _ in VARIANTS]
+    print_table(["variant"] + [ctx_label(t) for t in contexts], table)
+    write_csv(os.path.join(args.out, "decode_speed.csv"), rows)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    for i, (name, fields) in enumerate(VARIANTS):
+        rs = [r for r in rows if r["variant"] == name]
+        axes[0].plot(contexts, [r["ms_per_step"] for r in rs], label=name, **style(i, fields))
+        axes[1].plot(contexts, [r["speed_vs_qkv"] for r in rs], label=name, **style(i, fields))
+    axes[0].set_yscale("log")
+    axes[0].yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
+    axes[0].yaxis.set_major_formatter(plain)
+    axes[0].set_ylabel(f"ms per decode step (batch {batch})")
+    axes[1].set_ylabel("decode speed relative to QKV")
+    for ax in axes:
+        log2_context_axis(ax, contexts)
+        ax.set_xlabel("context length (tokens)")
+    axes[1].legend(fontsize=8)
+    fig.suptitle(f"Cached decoding on {device_name(device)}: {shape['n_layer']} layers, d={shape['n_embd']}, "
+                 f"{shape['n_head']} heads, {str(dtype)[6:]}")
+    save_fig(fig, os.path.join(args.out, "decode_speed.png"))
+
+
+# -----------------------------------------------------------------------------
+# training throughput
+
+def bench_train(args, device):
+    cuda = device.type == "cuda"
+    if args.quick:
+        shape, batch, block, warmup, reps = TINY, 2, 32, 1, 2
+    elif cuda:
+        shape, batch, block, warmup, reps = PAPER_SHAPES["300M"], 8, 1024, 3, 10
+    else:
+        shape, batch, block, warmup, reps = SMALL, 2, 256, 1, 7
+    ctx = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
+    print(f"\n== train: {shape}, batch {batch} x {block} tokens, forward + backward, "
+          f"{'bf16 autocast' if cuda else 'float32'}; median of {reps} steps ==")
+    models = {name: build(shape, fields, device, block).train() for name, fields in VARIANTS}
+    x = torch.randint(shape["vocab_size"], (batch, block), device=device)
+    y = torch.randint(shape["vocab_size"], (batch, block), device=device)
+    times = {name: [] for name in models}
+    for r in range(warmup + reps):
+        for name, model in models.items():
+            t0 = clock(device)
+            with ctx:
+                _, loss = model(x, y)
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+            if r >= warmup:
+                times[name].append(clock(device) - t0)
+    rows = [dict(variant=name, params=m.num_params(), batch=batch, block_size=block,
+                 tokens_per_s=batch * block / statistics.median(times[name])) for name, m in models.items()]
+    for r in rows:
+        r["ratio_vs_qkv"] = r["tokens_per_s"] / rows[0]["tokens_per_s"]
+    print_table(["variant", "params", "tokens/s", "vs QKV"],
+                [[r["variant"], f"{r['params']:,}", f"{r['tokens_per_s']:.0f}", f"{r['ratio_vs_qkv']:.2f}x"]
+                 for r in rows])
+    write_csv(os.path.join(args.out, "train_speed.csv"), rows)
+
+
+# -----------------------------------------------------------------------------
+# Triton decode kernel vs SDPA, and the copy bandwidth of the same device
+
+def cuda_time(fn, flush, warmup=5, reps=25):
+    """Median seconds per call; `flush` is overwritten before each call so the cache is read from HBM, not L2."""
+    for _ in range(warmup):
+        fn()
+    events = []
+    for _ in range(reps):
+        flush.zero_()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        events.append((start, end))
+    torch.cuda.synchronize()
+    return statistics.median(s.elapsed_time(e) for s, e in events) / 1e3
+
+
+def bench_kernel(args, device):
+    if device.type != "cuda":
+        print("\n== kernel: the Triton decode-attention table needs CUDA (--device=cuda); skipped ==")
+        return
+    from kernel import decode_attention, decode_attention_ref
+    B, H, D, dtype = 8, 32, 64, torch.bfloat16
+    contexts = [1024, 2048] if args.quick else [4096, 16384, 32768]
+    flush = torch.empty(512 * 2 ** 20, dtype=torch.int8, device=device)  # larger than any GPU's L2
+    src = torch.empty(2 * 2 ** 30, dtype=torch.int8, device=device)
+    dst = torch.empty_like(src)
+    copy_bw = 2 * src.numel() / cuda_time(lambda: dst.copy_(src), flush)  # bytes read + written
+    del src, dst
+    print(f"\n== kernel: decode attention, B={B}, H={H}, D={D}, bf16; device copy bandwidth (read + write) "
+          f"{copy_bw / 1e9:.0f} GB/s ==")
+    rows = []
+    for t in contexts:
+        for h_kv in (32, 8, 1):
+            q = torch.randn(B, H, D, dtype=dtype, device=device)
+            k = torch.randn(B, h_kv, t, D, dtype=dtype, device=device)
+            v = torch.randn_like(k)
+            q4 = q.unsqueeze(2)  # [B, H, 1, D]
+            ref_k, ref_kv = decode_attention_ref(q, k), decode_attention_ref(q, k, v)
+            modes = [("kernel V=K", lambda: decode_attention(q, k), k, ref_k),
+                     ("kernel K,V", lambda: decode_attention(q, k, v), (k, v), ref_kv),
+                     ("SDPA V=K", lambda: F.scaled_dot_product_attention(q4, k, k, enable_gqa=True), k, ref_k),
+                     ("SDPA K,V", lambda: F.scaled_dot_product_attention(q4, k, v, enable_gqa=True), (k, v), ref_kv)]
+            for mode, fn, read, ref in modes:
+                nbytes = sum(x.numel() * x.element_size() for x in (read if isinstance(read, tuple) else (read,)))
+                err = (fn().reshape(ref.shape).float() - ref.float()).abs().max().item()
+                dt = cuda_time(fn, flush)
+                rows.append(dict(context=t, n_kv_head=h_kv, mode=mode, us_per_call=1e6 * dt, cache_bytes=nbytes,
+                                 gb_per_s=nbytes / dt / 1e9, of_copy_bw=nbytes / dt / copy_bw, max_abs_err=err))
+    print("us per call, effective bandwidth = cache bytes read / time, and its fraction of the copy bandwidth")
+    table = []
+    for r in rows:
+        base = next(q for q in rows if q["context"] == r["context"] and q["n_kv_head"] == r["n_kv_head"]
+                    and q["mode"] == "kernel K,V")
+        table.append([ctx_label(r["context"]), r["n_kv_head"], r["mode"], f"{r['us_per_call']:.1f}",
+                      f"{r['gb_per_s']:.0f}", f"{100 * r['of_copy_bw']:.0f}%",
+                      f"{base['us_per_call'] / r['us_per_call']:.2f}x", f"{r['max_abs_err']:.1e}"])
+    print_table(["context", "H_kv", "mode", "us", "GB/s", "of copy", "vs kernel K,V", "max err"], table)
+    write_csv(os.path.join(args.out, "kernel_decode.csv"), rows)
+
+
+# -----------------------------------------------------------------------------
+
+def device_name(device):
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+BENCHES = {"cache": bench_cache, "decode": bench_decode, "train": bench_train, "kernel": bench_kernel}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Cache, decode, training and kernel benchmarks of every variant.")
+    p.add_argument("--what", default=",".join(BENCHES), help=f"comma-separated subset of {', '.join(BENCHES)}")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--quick", action="store_true", help="tiny shapes: every section in seconds (for tests)")
+    p.add_argument("--out", default="assets", help="directory for the CSV and PNG files")
+    args = p.parse_args(argv)
+    what = args.what.split(",")
+    if set(what) - set(BENCHES):
+        raise SystemExit(f"--what must be a comma-separated subset of {', '.join(BENCHES)}; got {args.what!r}.")
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device=cuda but this torch sees no CUDA device; use --device=cpu.")
+    os.makedirs(args.out, exist_ok=True)
+    print(f"device: {device_name(device)} | torch {torch.__version__} | {platform.python_implementation()} "
+          f"{platform.python_version()}")
+    torch.manual_seed(0)
+    for section, bench in BENCHES.items():
+        if section in what:
+            bench(args, device)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+import csv
+
+import pytest
+
+import bench
+
+V_IS_K = {"qk_v", "q_k_v"}  # DESIGN.md: these variants cache K only
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_cache_section_bytes_equal_theory(tmp_path):
+    bench.main(["--what=cache", "--quick", f"--out={tmp_path}"])
+    assert (tmp_path / "cache_savings.png").stat().st_size > 0
+    rows = read_csv(tmp_path / "cache_savings.csv")
+    contexts = sorted({int(r["context"]) for r in rows})
+    assert len(rows) == len(bench.PAPER_SHAPES) * len(bench.VARIANTS) * len(contexts)
+    qkv = {(r["shape"], r["context"]): int(r["allocated_bytes"]) for r in rows if r["variant"] == "QKV"}
+    for r in rows:
+        n_layer, n_head, n_embd, t = (int(r[k]) for k in ("n_layer", "n_head", "n_embd", "context"))
+        kv, d = int(r["n_kv_head"]) or n_head, n_embd // n_head
+        allocated = int(r["allocated_bytes"])
+        assert allocated == int(r["theory_bytes"])
+        if r["attn"] == "linear":  # fixed state whatever the context: D x D plus a D normaliser per key head, bf16
+            assert allocated == n_layer * kv * (d * d + d) * 2
+        else:
+            assert allocated == n_layer * kv * d * (1 if r["proj"] in V_IS_K else 2) * 2 * t
+        assert float(r["reduction_vs_qkv"]) == pytest.approx(1 - allocated / qkv[(r["shape"], r["context"])])
+
+
+def test_decode_train_kernel_quick(tmp_path, capsys):
+    bench.main(["--what=decode,train,kernel", "--quick", "--device=cpu", f"--out={tmp_path}"])
+    assert "needs CUDA" in capsys.readouterr().out
+    assert (tmp_path / "decode_speed.png").stat().st_size > 0
+    assert not list(tmp_path.glob("kernel*"))
+    names = [name for name, _ in bench.VARIANTS]
+    decode = read_csv(tmp_path / "decode_speed.csv")
+    contexts = sorted({int(r["context"]) for r in decode})
+    assert len(contexts) > 1
+    assert [r["variant"] for r in decode] == names * len(contexts)
+    assert all(float(r["ms_per_step"]) > 0 for r in decode)
+    assert all(float(r["speed_vs_qkv"]) == 1 for r in decode if r["variant"] == "QKV")
+    train = read_csv(tmp_path / "train_speed.csv")
+    assert [r["variant"] for r in train] == names
+    assert float(train[0]["ratio_vs_qkv"]) == 1 and all(float(r["tokens_per_s"]) > 0 for r in train)
+
+
+def test_bad_section_is_one_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="--what must be a comma-separated subset of cache, decode, train, kernel"):
+        bench.main(["--what=cache,speed", f"--out={tmp_path}"])

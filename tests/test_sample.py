@@ -1,0 +1,119 @@
+import os
+from dataclasses import asdict
+
+import pytest
+import tiktoken
+import torch
+
+import sample
+from model import GPT, GPTConfig
+
+BYTES_META = {"tokenizer": "bytes", "vocab_size": 256, "eot_token": 0}
+R50K_META = {"tokenizer": "r50k_base", "vocab_size": 50257, "eot_token": 50256}
+
+
+def make_ckpt(out_dir, meta, **fields):
+    """A checkpoint in train.py's format around a tiny random model; returns its config."""
+    cfg = GPTConfig(block_size=64, vocab_size=meta["vocab_size"], n_layer=2, n_head=4, n_embd=32, **fields)
+    model = GPT(cfg)
+    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), "cpu")
+    os.makedirs(out_dir, exist_ok=True)
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "model_args": asdict(cfg),
+                "iter_num": 0, "best_val_loss": 9.9, "config": {}, "rng": torch.get_rng_state(), "meta": meta},
+               os.path.join(out_dir, "ckpt.pt"))
+    return cfg
+
+
+def run(capsys, out_dir, *args):
+    sample.main([f"--out_dir={out_dir}", "--device=cpu", "--temperature=0", *args])
+    return capsys.readouterr().out
+
+
+def stats_lines(out):
+    return [line for line in out.splitlines() if "tokens/s" in line]
+
+
+def test_bytes_tokenizer_roundtrip_and_separator():
+    encode, decode = sample.get_tokenizer(BYTES_META)
+    text = "héllo" + sample.EOT + "wörld"
+    ids = encode(text)
+    assert ids == list("héllo".encode()) + [0] + list("wörld".encode())
+    assert decode(ids) == text
+
+
+def test_bytes_sample_reports_the_cache_generate_built(tmp_path, capsys, monkeypatch):
+    cfg = make_ckpt(tmp_path, BYTES_META, proj="qk_v")
+    built = []
+    new_cache = GPT.new_cache
+
+    def spy(self, *a, **k):
+        built.append(new_cache(self, *a, **k))
+        return built[-1]
+    monkeypatch.setattr(GPT, "new_cache", spy)
+    out = run(capsys, tmp_path, "--start=hi", "--max_new_tokens=62", "--num_samples=2")
+    n_tokens = 2 + 62
+    k_bytes = cfg.n_layer * cfg.n_head * (cfg.n_embd // cfg.n_head) * n_tokens * 4  # float32, K only
+    real = [c.nbytes for c in built if next(iter(c.layers[0].values())).device.type == "cpu"]
+    assert real == [k_bytes, k_bytes]  # one cache per sample, exactly the size reported
+    lines = stats_lines(out)
+    assert len(lines) == 2
+    for line in lines:
+        assert line.startswith(f"kv cache: {sample.fmt_bytes(k_bytes)} allocated for 1 x {n_tokens} tokens "
+                               f"(K only, V = K); with separate K and V: {sample.fmt_bytes(2 * k_bytes)} | ")
+    assert out.count("hi") >= 2
+
+
+def test_qkv_and_linear_reports(tmp_path, capsys):
+    cfg = make_ckpt(tmp_path / "qkv", BYTES_META, proj="qkv", n_kv_head=2)
+    kv_bytes = cfg.n_layer * cfg.n_kv_head * 2 * (cfg.n_embd // cfg.n_head) * cfg.block_size * 4
+    line = stats_lines(run(capsys, tmp_path / "qkv", "--start=ab", "--num_samples=1"))[0]
+    assert line.startswith(f"kv cache: {sample.fmt_bytes(kv_bytes)} allocated for 1 x 64 tokens (K and V); "
+                           f"with V = K: {sample.fmt_bytes(kv_bytes // 2)} | ")
+    cfg = make_ckpt(tmp_path / "lin", BYTES_META, attn="linear")
+    d = cfg.n_embd // cfg.n_head
+    state = cfg.n_layer * cfg.n_head * (d * d + d) * 4
+    line = stats_lines(run(capsys, tmp_path / "lin", "--start=ab", "--num_samples=1", "--max_new_tokens=5"))[0]
+    assert line.startswith(f"recurrent state: {sample.fmt_bytes(state)} allocated, fixed whatever the length")
+
+
+def test_cached_and_uncached_greedy_text_agree(tmp_path, capsys):
+    make_ckpt(tmp_path, BYTES_META, proj="q_k_v")
+    cached = run(capsys, tmp_path, "--start=to be", "--max_new_tokens=20", "--num_samples=1")
+    uncached = run(capsys, tmp_path, "--start=to be", "--max_new_tokens=20", "--num_samples=1", "--use_cache=False")
+    assert cached.split("\n")[0] == uncached.split("\n")[0]
+    assert "no kv cache" in stats_lines(uncached)[0]
+
+
+def test_r50k_prompt_with_separator(tmp_path, capsys):
+    try:
+        enc = tiktoken.get_encoding("r50k_base")
+    except Exception:
+        pytest.skip("tiktoken's r50k_base is not available offline here (set TIKTOKEN_CACHE_DIR)")
+    make_ckpt(tmp_path, R50K_META, proj="qk_v")
+    prompt = "Hello" + sample.EOT + " world"
+    encode, decode = sample.get_tokenizer(R50K_META)
+    assert encode(prompt) == enc.encode("Hello") + [50256] + enc.encode(" world")
+    prompt_file = tmp_path / "prompt.txt"
+    prompt_file.write_text(prompt)
+    out = run(capsys, tmp_path, f"--start=FILE:{prompt_file}", "--max_new_tokens=5", "--num_samples=1")
+    assert out.startswith(prompt)
+    assert "(K only, V = K)" in stats_lines(out)[0]
+
+
+def test_clear_errors_and_checkpoint_untouched(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="no checkpoint at"):
+        run(capsys, tmp_path / "missing")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "ckpt.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit, match="is corrupt or not written by train.py"):
+        run(capsys, tmp_path / "bad")
+    make_ckpt(tmp_path / "tok", dict(BYTES_META, tokenizer="gpt4"))
+    with pytest.raises(SystemExit, match="unknown tokenizer 'gpt4'"):
+        run(capsys, tmp_path / "tok")
+    bs = make_ckpt(tmp_path / "long", BYTES_META).block_size
+    ckpt = (tmp_path / "long" / "ckpt.pt").read_bytes()
+    with pytest.raises(SystemExit, match=f"the prompt is {bs + 1} tokens, longer than the model's context"):
+        run(capsys, tmp_path / "long", "--start=" + "x" * (bs + 1))
+    with pytest.raises(SystemExit, match="exceeds the model's context"):
+        run(capsys, tmp_path / "long", "--start=xy", f"--max_new_tokens={bs - 1}")
+    assert (tmp_path / "long" / "ckpt.pt").read_bytes() == ckpt
