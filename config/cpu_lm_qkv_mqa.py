@@ -1,0 +1,6 @@
+# QKV with MQA: one key and one value head for the 4 query heads (1/4 of qkv's cache).
+import os
+
+exec(open(os.path.join(os.path.dirname(__file__), "cpu_lm.py")).read())
+out_dir = "out-cpu_lm/qkv_mqa"
+n_kv_head = 1

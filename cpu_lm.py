@@ -1,0 +1,180 @@
+"""
+The CPU language-model experiment: is tying K and V cheap, and Q=K=V expensive, on real text? Trains every
+config/cpu_lm*.py variant for 3 seeds on byte-level Shakespeare, one run at a time, then writes the results.
+
+    python prepare_slimpajama.py --input=../shared/data/tinyshakespeare.txt --tokenizer=bytes --val_fraction=0.1 \
+        --out_dir=data/cpu_lm_bytes
+    python cpu_lm.py             # trains the runs not finished yet (resumes a killed one), then reports
+    python cpu_lm.py --report    # only the report: assets/cpu_lm.md, .csv, .png from the finished runs
+
+Run {variant} with seed s trains into out-cpu_lm/{variant}_s{s}. A seed sets both the initial weights and the
+batches, so for one seed every variant sees exactly the same training tokens; all score the same validation tokens.
+"""
+
+import csv
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from model import GPT, GPTConfig
+
+VARIANTS = ["qkv", "qk_v", "q_kv", "q_k_v", "qkv_mqa", "qk_v_mqa", "qk_v_linear"]
+SEEDS = [1337, 1338, 1339]
+PAPER_PPL = {"qkv": 5.11, "qk_v": 5.27, "q_kv": 5.36, "q_k_v": 6.41}  # 300M, SlimPajama, the paper's table
+ASSETS = "assets/cpu_lm"
+
+
+def config_file(variant):
+    return "config/cpu_lm.py" if variant == "qkv" else f"config/cpu_lm_{variant}.py"
+
+
+def run_dir(variant, seed):
+    return f"out-cpu_lm/{variant}_s{seed}"
+
+
+def checkpoint(out_dir):
+    path = os.path.join(out_dir, "ckpt.pt")
+    return torch.load(path, map_location="cpu", weights_only=True) if os.path.exists(path) else None
+
+
+def finished(ckpt):
+    return ckpt is not None and ckpt["iter_num"] >= ckpt["config"]["max_iters"]
+
+
+def train_all():
+    start = time.time()
+    for variant in VARIANTS:
+        for seed in SEEDS:
+            out_dir = run_dir(variant, seed)
+            ckpt = checkpoint(out_dir)
+            if finished(ckpt):
+                continue
+            cmd = [sys.executable, "train.py", config_file(variant), f"--seed={seed}", f"--out_dir={out_dir}"]
+            if ckpt is not None:  # killed midway: continue from its last checkpoint
+                cmd.append("--init_from=resume")
+            print(" ".join(cmd), flush=True)
+            t0 = time.time()
+            subprocess.run(cmd, check=True)
+            load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+            print(f"{out_dir}: {time.time() - t0:.0f} s (load average {load})", flush=True)
+    print(f"all runs: {(time.time() - start) / 60:.1f} min", flush=True)
+
+
+def val_curve(out_dir):
+    """[(iter, val_loss)] from the run's log.jsonl."""
+    with open(os.path.join(out_dir, "log.jsonl")) as f:
+        return [(e["iter"], e["val_loss"]) for e in map(json.loads, f) if "val_loss" in e]
+
+
+def collect():
+    """{variant: [run]} for the finished runs (a run: its facts and validation curve), and one run's settings."""
+    results, cfg, missing = {}, None, []
+    for variant in VARIANTS:
+        for seed in SEEDS:
+            out_dir = run_dir(variant, seed)
+            ckpt = checkpoint(out_dir)
+            if not finished(ckpt):
+                missing.append(out_dir)
+                continue
+            with torch.device("meta"):  # shapes only: parameter count and cache bytes need no weights
+                model = GPT(GPTConfig(**ckpt["model_args"]))
+            curve = val_curve(out_dir)
+            a = ckpt["model_args"]
+            cfg = {**ckpt["config"], "train_tokens": ckpt["meta"]["train_tokens"],
+                   "val_tokens": ckpt["meta"]["val_tokens"]}
+            results.setdefault(variant, []).append({
+                "variant": variant, "proj": a["proj"], "n_kv_head": a["n_kv_head"] or a["n_head"], "attn": a["attn"],
+                "seed": seed, "iters": ckpt["iter_num"], "params": model.num_params(),
+                "kv_bytes_per_token_bf16": model.kv_bytes_per_token(torch.bfloat16),
+                "val_loss": curve[-1][1], "val_ppl": math.exp(curve[-1][1]), "curve": curve})
+    if missing:
+        print(f"not finished, left out of the report: {', '.join(missing)}", file=sys.stderr)
+    return results, cfg
+
+
+def mean_std(xs):
+    return statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+
+def write_table(results, cfg):
+    base = statistics.mean(r["val_ppl"] for r in results["qkv"]) if "qkv" in results else None
+    lines = [f"Byte-level Shakespeare (train {cfg['train_tokens']:,} bytes, validation {cfg['val_tokens']:,}), "
+             f"{cfg['n_layer']} layers, {cfg['n_head']} heads, n_embd {cfg['n_embd']}, block {cfg['block_size']}, "
+             f"dropout {cfg['dropout']}, {cfg['max_iters']} iterations of {cfg['batch_size']} x {cfg['block_size']} "
+             f"tokens. Final validation loss over {cfg['eval_tokens']:,} tokens, mean +/- sample std over the finished "
+             f"seeds (of {', '.join(map(str, SEEDS))}). Linear attention caches nothing per token: its state is "
+             f"fixed. Generated by `python cpu_lm.py --report`.", "",
+             "| variant | proj | n_kv_head | attn | params | KV cache bytes/token (bf16) | seeds | val loss | "
+             "val perplexity | perplexity vs qkv | paper, 300M (vs QKV) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for variant, runs in results.items():
+        r = runs[0]
+        loss, ppl = mean_std([x["val_loss"] for x in runs]), mean_std([x["val_ppl"] for x in runs])
+        rel = f"{(ppl[0] / base - 1) * 100:+.1f}%" if base else "n/a"
+        p = PAPER_PPL.get(variant)
+        paper = f"{p:.2f} ({(p / PAPER_PPL['qkv'] - 1) * 100:+.1f}%)" if p else ""
+        lines.append(f"| {variant} | {r['proj']} | {r['n_kv_head']} | {r['attn']} | {r['params']:,} | "
+                     f"{r['kv_bytes_per_token_bf16']:,} | {len(runs)} | {loss[0]:.4f} +/- {loss[1]:.4f} | "
+                     f"{ppl[0]:.3f} +/- {ppl[1]:.3f} | {rel} | {paper} |")
+    with open(ASSETS + ".md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def write_csv(results):
+    keys = ["variant", "proj", "n_kv_head", "attn", "seed", "iters", "params", "kv_bytes_per_token_bf16",
+            "val_loss", "val_ppl"]
+    with open(ASSETS + ".csv", "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(keys)
+        for runs in results.values():
+            w.writerows([r[k] for k in keys] for r in runs)
+
+
+def plot(results):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for i, (variant, runs) in enumerate(results.items()):
+        style = dict(color=f"C{i}", ls=":" if "linear" in variant else "--" if "mqa" in variant else "-")
+        iters = [it for it, _ in runs[0]["curve"]]
+        mean = [statistics.mean(r["curve"][j][1] for r in runs) for j in range(len(iters))]
+        for ax in axes:
+            ax.plot(iters, mean, label=variant, **style)
+            for r in runs:
+                ax.plot(iters, [v for _, v in r["curve"]], lw=0.5, alpha=0.4, **style)
+    last = max(it for runs in results.values() for it, _ in runs[0]["curve"])
+    finals = [r["val_loss"] for runs in results.values() for r in runs]
+    axes[0].set(xlabel="iteration", ylabel="validation loss (nats/byte)", title="validation loss (mean over seeds)")
+    axes[1].set(xlabel="iteration", title="the second half, zoomed", xlim=(last / 2, last * 1.02),
+                ylim=(min(finals) - 0.02, max(finals) + 0.15))
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(ASSETS + ".png", dpi=120)
+    plt.close(fig)
+
+
+def report():
+    results, cfg = collect()
+    if not results:
+        sys.exit("no finished run under out-cpu_lm/; train them first with `python cpu_lm.py`.")
+    os.makedirs(os.path.dirname(ASSETS), exist_ok=True)
+    write_table(results, cfg)
+    write_csv(results)
+    plot(results)
+    print(f"wrote {ASSETS}.md, {ASSETS}.csv, {ASSETS}.png")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] not in ([], ["--report"]):
+        sys.exit("usage: python cpu_lm.py [--report]")
+    if not sys.argv[1:]:
+        train_all()
+    report()
