@@ -363,7 +363,10 @@ def progress(st, shards, target, made, chars, dt):
     parts = [f"{split:9s} shards {st['next'][0]}/{len(shards)}"]
     for s in ("train", "val"):
         parts.append(f"{s} {human(st['tokens'][s])}/{human(target[s])} tokens {human(st['documents'][s])} docs")
-    eta = time.strftime("%H:%M:%S", time.gmtime(left / rate)) if rate > 0 and left / rate < 86400 * 365 else "-"
+    if st["next"][0] >= len(shards):
+        eta = "00:00:00 (all input read)"
+    else:
+        eta = time.strftime("%H:%M:%S", time.gmtime(left / rate)) if rate > 0 and left / rate < 86400 * 365 else "-"
     parts += [f"{human(rate)} tokens/s", f"{chars / max(dt, 1e-9) / 1e6:.1f} MB/s text", f"ETA {eta}"]
     return " | ".join(parts)
 
