@@ -46,10 +46,16 @@ def build(shape, fields, device, block_size):
         return GPT(GPTConfig(block_size=block_size, **shape, **fields))
 
 
+def clock_kind(device):
+    # On CPU with one thread (OMP_NUM_THREADS=1) the process's CPU time leaves out the slices other jobs hold the
+    # core, which on a shared machine make wall-clock steps bimodal; with more threads it would count spin-waits.
+    return "CPU time" if device.type == "cpu" and torch.get_num_threads() == 1 else "wall-clock"
+
+
 def clock(device):
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter()
+    return time.process_time() if clock_kind(device) == "CPU time" else time.perf_counter()
 
 
 def write_csv(path, rows):
@@ -81,9 +87,6 @@ def log2_context_axis(ax, contexts):
     ax.set_xticks(contexts, [ctx_label(t) for t in contexts])
     ax.minorticks_off()
     ax.grid(True, alpha=0.3)
-
-
-plain = matplotlib.ticker.FuncFormatter(lambda y, _: f"{y:g}")  # 0.01, 0.1, 1 rather than 10^-2, ...
 
 
 def print_table(header, rows):
@@ -129,7 +132,7 @@ def bench_cache(args, device):
             rs = [r for r in rows if r["shape"] == shape_name and r["variant"] == name]
             per_token = "fixed" if rs[0]["attn"] == "linear" else f"{rs[0]['allocated_bytes'] // rs[0]['context']}"
             table.append([name, per_token] + [f"{r['allocated_bytes'] / 2 ** 30:.3g}" for r in rs] +
-                         [f"{100 * rs[-1]['reduction_vs_qkv']:.1f}%"])
+                         [f"{100 * rs[-1]['reduction_vs_qkv']:.2f}%"])
         print_table(["variant", "bytes/token"] + [ctx_label(t) for t in contexts] +
                     [f"saved at {ctx_label(contexts[-1])}"], table)
     write_csv(os.path.join(args.out, "cache_savings.csv"), rows)
@@ -145,7 +148,7 @@ def bench_cache(args, device):
         s = PAPER_SHAPES[shape_name]
         ax.set_title(f"{shape_name}: {s['n_layer']} layers, d={s['n_embd']}, {s['n_head']} heads")
         ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: f"{y:g}"))  # not 10^-2
         log2_context_axis(ax, contexts)
         ax.set_xlabel("context length (tokens)")
         ax.legend(fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.13), title="cache vs QKV")
@@ -157,7 +160,7 @@ def bench_cache(args, device):
 # -----------------------------------------------------------------------------
 # decode speed through the cached path generate uses
 
-def prefill(model, cache, batch, upto, chunk=1024):
+def prefill(model, cache, batch, upto, chunk=512):
     """Advance the cache to `upto` tokens as generate's prefill does, in chunks that bound the [B, T, vocab] logits."""
     while cache.pos < upto:
         n = min(chunk, upto - cache.pos)
@@ -178,13 +181,15 @@ def bench_decode(args, device):
     print(f"\n== decode: {shape}, batch {batch}, {str(dtype)[6:]}, random weights; prefill, then one token per "
           f"step through model(idx, cache=cache), the path generate uses; median of {reps} steps ==")
     models = {name: build(shape, fields, device, max_len).to(dtype).eval() for name, fields in VARIANTS}
-    caches = {name: m.new_cache(batch, max_len, dtype, device) for name, m in models.items()}
     rows = []
     with torch.no_grad():
         for t in contexts:
-            times = {name: [] for name in models}
+            # as generate(prompt of t tokens, warmup + reps new ones) sizes it; the kernel splits by the buffer length
+            caches = {}  # frees the previous context's buffers before these are allocated
             for name, model in models.items():
+                caches[name] = model.new_cache(batch, t + warmup + reps, dtype, device)
                 prefill(model, caches[name], batch, t)
+            times = {name: [] for name in models}
             for r in range(warmup + reps):
                 for name, model in models.items():
                     idx = torch.randint(shape["vocab_size"], (batch, 1), device=device)
@@ -198,7 +203,7 @@ def bench_decode(args, device):
                                  tokens_per_s=batch / dt, cache_bytes=caches[name].nbytes))
     for r in rows:
         r["speed_vs_qkv"] = next(q["ms_per_step"] for q in rows if q["context"] == r["context"]) / r["ms_per_step"]
-    print(f"ms per decode step (batch {batch}), and speed relative to QKV in ()")
+    print(f"ms per decode step (batch {batch}, {clock_kind(device)}), and speed relative to QKV in ()")
     table = [[name] + [f"{r['ms_per_step']:.2f} ({r['speed_vs_qkv']:.2f}x)" for r in rows if r["variant"] == name]
              for name, _ in VARIANTS]
     print_table(["variant"] + [ctx_label(t) for t in contexts], table)
@@ -208,10 +213,8 @@ def bench_decode(args, device):
         rs = [r for r in rows if r["variant"] == name]
         axes[0].plot(contexts, [r["ms_per_step"] for r in rs], label=name, **style(i, fields))
         axes[1].plot(contexts, [r["speed_vs_qkv"] for r in rs], label=name, **style(i, fields))
-    axes[0].set_yscale("log")
-    axes[0].yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
-    axes[0].yaxis.set_major_formatter(plain)
-    axes[0].set_ylabel(f"ms per decode step (batch {batch})")
+    axes[0].set_ylim(bottom=0)
+    axes[0].set_ylabel(f"ms per decode step (batch {batch}, {clock_kind(device)})")
     axes[1].set_ylabel("decode speed relative to QKV")
     for ax in axes:
         log2_context_axis(ax, contexts)
@@ -253,6 +256,7 @@ def bench_train(args, device):
                  tokens_per_s=batch * block / statistics.median(times[name])) for name, m in models.items()]
     for r in rows:
         r["ratio_vs_qkv"] = r["tokens_per_s"] / rows[0]["tokens_per_s"]
+    print(f"forward + backward tokens/s ({clock_kind(device)})")
     print_table(["variant", "params", "tokens/s", "vs QKV"],
                 [[r["variant"], f"{r['params']:,}", f"{r['tokens_per_s']:.0f}", f"{r['ratio_vs_qkv']:.2f}x"]
                  for r in rows])
@@ -290,7 +294,7 @@ def bench_kernel(args, device):
     dst = torch.empty_like(src)
     copy_bw = 2 * src.numel() / cuda_time(lambda: dst.copy_(src), flush)  # bytes read + written
     del src, dst
-    print(f"\n== kernel: decode attention, B={B}, H={H}, D={D}, bf16; device copy bandwidth (read + write) "
+    print(f"\n== kernel: decode attention, B={B}, H={H}, D={D}, {str(dtype)[6:]}; device copy bandwidth (read + write) "
           f"{copy_bw / 1e9:.0f} GB/s ==")
     rows = []
     for t in contexts:
@@ -327,7 +331,7 @@ def bench_kernel(args, device):
 def device_name(device):
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+    return f"CPU ({platform.machine()}, torch threads: {torch.get_num_threads()})"
 
 
 BENCHES = {"cache": bench_cache, "decode": bench_decode, "train": bench_train, "kernel": bench_kernel}

@@ -41,7 +41,8 @@ def test_bytes_tokenizer_roundtrip_and_separator():
     assert decode(ids) == text
 
 
-def test_bytes_sample_reports_the_cache_generate_built(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_bytes_sample_reports_the_cache_generate_built(tmp_path, capsys, monkeypatch, dtype):
     cfg = make_ckpt(tmp_path, BYTES_META, proj="qk_v")
     built = []
     new_cache = GPT.new_cache
@@ -50,9 +51,10 @@ def test_bytes_sample_reports_the_cache_generate_built(tmp_path, capsys, monkeyp
         built.append(new_cache(self, *a, **k))
         return built[-1]
     monkeypatch.setattr(GPT, "new_cache", spy)
-    out = run(capsys, tmp_path, "--start=hi", "--max_new_tokens=62", "--num_samples=2")
+    out = run(capsys, tmp_path, "--start=hi", "--max_new_tokens=62", "--num_samples=2", f"--dtype={dtype}")
     n_tokens = 2 + 62
-    k_bytes = cfg.n_layer * cfg.n_head * (cfg.n_embd // cfg.n_head) * n_tokens * 4  # float32, K only
+    itemsize = getattr(torch, dtype).itemsize  # generate caches in the autocast dtype
+    k_bytes = cfg.n_layer * cfg.n_head * (cfg.n_embd // cfg.n_head) * n_tokens * itemsize  # K only
     real = [c.nbytes for c in built if next(iter(c.layers[0].values())).device.type == "cpu"]
     assert real == [k_bytes, k_bytes]  # one cache per sample, exactly the size reported
     lines = stats_lines(out)
