@@ -4,7 +4,8 @@ Projection analysis of a checkpoint: how alike are Wq, Wk and Wv, and how many d
 Per layer: the cosine similarity between the flattened weight matrices (biases left out), for the whole matrix
 and per head (averaged over heads), and the effective rank of each matrix: exp of the entropy of its normalised
 singular values. Only the matrices a variant really has are listed: qk_v has Wq and Wk=Wv, q_kv has Wq=Wk and Wv,
-q_k_v a single Wq=Wk=Wv (nothing to compare).
+q_k_v a single Wq=Wk=Wv (nothing to compare). A last row gives the same numbers for random Gaussian matrices of the
+same shapes, the untrained reference.
 
     python analyze.py --out_dir=out-cpu_lm/qkv_s0           # prints a table, writes assets/projections.png
 """
@@ -54,16 +55,24 @@ def compare(a, b):
     return cosine(a, b), sum(cosine(x, y) for x, y in zip(a, b)) / H
 
 
+def stats(mats):
+    """{'cos': {(name, name): (whole, per_head)}, 'erank': {name: value}} of one layer's projections."""
+    names = list(mats)
+    cos = {(x, y): compare(mats[x], mats[y]) for i, x in enumerate(names) for y in names[i + 1:]}
+    return {"cos": cos, "erank": {n: effective_rank(w.flatten(0, 1)) for n, w in mats.items()}}
+
+
 def analyze(model):
-    """One row per layer: {'cos': {(name, name): (whole, per_head)}, 'erank': {name: value}}."""
-    rows = []
-    for block in model.transformer.h:
-        mats = projections(block.attn)
-        names = list(mats)
-        cos = {(x, y): compare(mats[x], mats[y]) for i, x in enumerate(names) for y in names[i + 1:]}
-        erank = {n: effective_rank(w.flatten(0, 1)) for n, w in mats.items()}
-        rows.append({"cos": cos, "erank": erank})
-    return rows
+    """One row of stats per layer."""
+    return [stats(projections(block.attn)) for block in model.transformer.h]
+
+
+def random_row(model):
+    """The same stats for independent Gaussian matrices of the same shapes, as at initialisation: the reference
+    a trained layer departs from (cosine near 0, effective rank below full because of the spread of singular values)."""
+    g = torch.Generator().manual_seed(0)
+    mats = projections(model.transformer.h[0].attn)
+    return stats({n: torch.randn(w.shape, generator=g) for n, w in mats.items()})
 
 
 def mean_row(rows):
@@ -77,18 +86,19 @@ def max_ranks(model):
 
 
 def table(model, rows):
-    """A markdown table: one line per layer, then the mean over layers."""
+    """A markdown table: one line per layer, the mean over layers, then random matrices of the same shapes."""
     max_rank = max_ranks(model)
     head = (["layer"] + [f"cos {x}, {y}" for x, y in rows[0]["cos"]]
             + [f"erank {n} (of {max_rank[n]})" for n in rows[0]["erank"]])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for label, r in [(str(i), r) for i, r in enumerate(rows)] + [("mean", mean_row(rows))]:
+    labelled = [(str(i), r) for i, r in enumerate(rows)] + [("mean", mean_row(rows)), ("random", random_row(model))]
+    for label, r in labelled:
         cells = [f"{w:.3f} ({h:.3f})" for w, h in r["cos"].values()] + [f"{e:.1f}" for e in r["erank"].values()]
         lines.append("| " + " | ".join([label] + cells) + " |")
     return "\n".join(lines)
 
 
-def plot(rows, max_rank, title, path):
+def plot(rows, random, max_rank, title, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -103,8 +113,10 @@ def plot(rows, max_rank, title, path):
     if rows[0]["cos"]:
         ax1.legend()
     for name in rows[0]["erank"]:
-        ax2.plot(layers, [r["erank"][name] for r in rows], marker="o", label=f"{name} (of {max_rank[name]})")
-    ax2.set(xlabel="layer", ylabel="effective rank", title="effective rank", xticks=layers)
+        label = f"{name} (of {max_rank[name]})"
+        line, = ax2.plot(layers, [r["erank"][name] for r in rows], marker="o", label=label)
+        ax2.axhline(random["erank"][name], ls=":", color=line.get_color())
+    ax2.set(xlabel="layer", ylabel="effective rank", title="effective rank (dotted: random matrices)", xticks=layers)
     ax2.legend()
     fig.suptitle(title)
     fig.tight_layout()
@@ -140,7 +152,7 @@ def main():
     print(f"cos: {PAIR_RULE}.\n")
     print(table(model, rows))
     if args.png:
-        plot(rows, max_ranks(model), f"{args.out_dir} (proj={cfg.proj})", args.png)
+        plot(rows, random_row(model), max_ranks(model), f"{args.out_dir} (proj={cfg.proj})", args.png)
         print(f"\nwrote {args.png}")
 
 

@@ -64,7 +64,9 @@ def test_table_lists_only_existing_projections(tmp_path, proj, n_kv_head):
     assert len(rows) == 2
     pairs = [(x, y) for i, x in enumerate(names) for y in names[i + 1:]]
     assert all(list(r["cos"]) == pairs and list(r["erank"]) == names for r in rows)
-    header = table(model, rows).splitlines()[0]
+    lines = table(model, rows).splitlines()
+    assert [line.split(" |")[0] for line in lines[2:]] == ["| 0", "| 1", "| mean", "| random"]
+    header = lines[0]
     for name in ["Wq", "Wk", "Wv"]:  # a shared matrix is never listed under a separate name
         assert (f"erank {name} " in header) == (name in names)
 
