@@ -197,7 +197,7 @@ if ckpt:
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     iter_num, best_val_loss = ckpt["iter_num"], ckpt["best_val_loss"]
-    if rank < len(ckpt["rng"]):
+    if rank < len(ckpt["rng"]):  # processes added on resume keep their fresh seeds
         torch.set_rng_state(ckpt["rng"][rank]["cpu"].cpu())
         if device_type == "cuda" and "cuda" in ckpt["rng"][rank]:
             torch.cuda.set_rng_state(ckpt["rng"][rank]["cuda"].cpu())
@@ -226,12 +226,13 @@ def estimate_val_loss():
 
 
 def open_log():
-    """out_dir/log.jsonl; a resumed run first drops the lines a crashed run wrote after its checkpoint."""
+    """out_dir/log.jsonl; a resumed run first drops the lines a crashed run wrote after its checkpoint (and a
+    line cut short by the crash)."""
     path = os.path.join(out_dir, "log.jsonl")
     kept = []
     if init_from == "resume" and os.path.exists(path):
         with open(path) as f:
-            kept = [line for line in f if json.loads(line)["iter"] < iter_num]
+            kept = [line for line in f if line.endswith("\n") and json.loads(line)["iter"] < iter_num]
     f = open(path, "w")
     f.writelines(kept)
     return f

@@ -4,11 +4,11 @@
 out_dir = "out-cpu-tiny"
 data_dir = "data/shakespeare_bytes"
 device = "cpu"
-eval_interval = 100
-eval_tokens = 65536
-log_interval = 25
+eval_interval = 200
+eval_tokens = 32768  # 16 batches of 16 x 128
+log_interval = 50
 
-block_size = 256
+block_size = 128
 vocab_size = 256
 n_layer = 4
 n_head = 4
@@ -25,7 +25,8 @@ tie_embeddings = True
 
 batch_size = 16
 gradient_accumulation_steps = 1
-max_iters = 300
-learning_rate = 2e-3
-min_lr = 2e-4
-warmup_iters = 30
+max_iters = 600
+learning_rate = 3e-3
+min_lr = 3e-4
+warmup_iters = 50
+beta2 = 0.99  # 2k tokens per step: a longer second-moment average than the paper's 0.95

@@ -63,10 +63,10 @@ def test_every_run_config_builds_its_closed_form_model():
         params, kv_bytes = closed_form(cfg)
         assert model.num_params() == params, path
         assert model.kv_bytes_per_token(torch.bfloat16) == kv_bytes, path
-        rows.append((os.path.basename(path), cfg.proj, cfg.n_kv_head or cfg.n_head, f"{cfg.n_layer} x {cfg.n_embd}",
-                     f"{params:,}", f"{kv_bytes:,}"))
-    print("\n| config | proj | KV heads | layers x width | parameters | KV cache bytes/token (bf16) |")
-    print("|---|---|---:|---|---:|---:|")
+        rows.append((os.path.basename(path), cfg.proj, cfg.attn, cfg.n_kv_head or cfg.n_head,
+                     f"{cfg.n_layer} x {cfg.n_embd}", f"{params:,}", f"{kv_bytes:,}"))
+    print("\n| config | proj | attn | KV heads | layers x width | parameters | KV cache bytes/token (bf16) |")
+    print("|---|---|---|---:|---|---:|---:|")
     for row in rows:
         print("| " + " | ".join(str(x) for x in row) + " |")
 
