@@ -238,6 +238,12 @@ def open_log():
     return f
 
 
+def stop(what):
+    """Exit on a non-finite loss before any optimizer step or save: the last checkpoint stays the last good one."""
+    sys.exit(f"{what} at iter {iter_num}; stopped without saving ({ckpt_path} is untouched). Lower "
+             f"--learning_rate or resume from the checkpoint.")
+
+
 def log(entry, text):
     print(text, flush=True)
     logf.write(json.dumps(entry) + "\n")
@@ -256,8 +262,7 @@ while True:
     if iter_num % eval_interval == 0 or iter_num == max_iters:
         val_loss = estimate_val_loss()
         if not math.isfinite(val_loss):
-            sys.exit(f"validation loss is {val_loss} at iter {iter_num}; stopped without saving ({ckpt_path} "
-                     f"is untouched). Lower --learning_rate or resume from the checkpoint.")
+            stop(f"validation loss is {val_loss}")
         improved = val_loss < best_val_loss
         best_val_loss = min(best_val_loss, val_loss)
         if master:
@@ -292,8 +297,7 @@ while True:
         dist.all_reduce(loss_sum)
     lossf, normf = loss_sum.item() / gradient_accumulation_steps, grad_norm.item()  # same on every rank
     if not (math.isfinite(lossf) and math.isfinite(normf)):
-        sys.exit(f"loss {lossf} (gradient norm {normf}) at iter {iter_num}; stopped without saving ({ckpt_path} "
-                 f"is untouched). Lower --learning_rate or resume from the checkpoint.")
+        stop(f"loss {lossf} (gradient norm {normf})")
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     dt = time.time() - t0

@@ -33,7 +33,6 @@ def make_data(path, tokenizer="bytes", vocab_size=256):
             "val_tokens": 4_000, "source": "test"}
     with open(os.path.join(path, "meta.json"), "w") as f:
         json.dump(meta, f)
-    return meta
 
 
 def train(data_dir, out, *args, cmd=(sys.executable, "train.py"), check=True):
