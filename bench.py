@@ -283,6 +283,13 @@ def cuda_time(fn, flush, warmup=5, reps=25):
     return statistics.median(s.elapsed_time(e) for s, e in events) / 1e3
 
 
+def copy_bandwidth(device, flush):
+    """Bytes read + written per second by a 2 GiB device-to-device copy: the ceiling a decode kernel can approach."""
+    src = torch.empty(2 * 2 ** 30, dtype=torch.int8, device=device)
+    dst = torch.empty_like(src)
+    return 2 * src.numel() / cuda_time(lambda: dst.copy_(src), flush)
+
+
 def bench_kernel(args, device):
     if device.type != "cuda":
         print("\n== kernel: the Triton decode-attention table needs CUDA (--device=cuda); skipped ==")
@@ -291,10 +298,7 @@ def bench_kernel(args, device):
     B, H, D, dtype = 8, 32, 64, torch.bfloat16
     contexts = [1024, 2048] if args.quick else [4096, 16384, 32768]
     flush = torch.empty(512 * 2 ** 20, dtype=torch.int8, device=device)  # larger than any GPU's L2
-    src = torch.empty(2 * 2 ** 30, dtype=torch.int8, device=device)
-    dst = torch.empty_like(src)
-    copy_bw = 2 * src.numel() / cuda_time(lambda: dst.copy_(src), flush)  # bytes read + written
-    del src, dst
+    copy_bw = copy_bandwidth(device, flush)
     print(f"\n== kernel: decode attention, B={B}, H={H}, D={D}, {str(dtype)[6:]}; device copy bandwidth (read + write) "
           f"{copy_bw / 1e9:.0f} GB/s ==")
     rows = []

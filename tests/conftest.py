@@ -2,3 +2,10 @@ import os
 
 # Triton runs kernels on CPU tensors only through its interpreter, chosen when triton is first imported.
 os.environ.setdefault("TRITON_INTERPRET", "1")
+# Test tensors are tiny: threads add only synchronisation, and on a busy 2-core machine every parallel region waits
+# for a free core (the suite ran several times slower with 2 threads). Subprocesses (train.py, torchrun) inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402  (after the variables above, which torch and triton read when first imported)
+
+torch.set_num_threads(1)

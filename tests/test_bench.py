@@ -1,20 +1,10 @@
 import csv
 
 import pytest
-import torch
 
 import bench
 
 V_IS_K = {"qk_v", "q_k_v"}  # DESIGN.md: these variants cache K only
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny tensors gain nothing from threads, and on a shared machine each parallel region can wait for a core
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def read_csv(path):

@@ -12,15 +12,6 @@ BYTES_META = {"tokenizer": "bytes", "vocab_size": 256, "eot_token": 0}
 R50K_META = {"tokenizer": "r50k_base", "vocab_size": 50257, "eot_token": 50256}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny tensors gain nothing from threads, and on a shared machine each parallel region can wait for a core
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make_ckpt(out_dir, meta, **fields):
     """A checkpoint in train.py's format around a tiny random model; returns its config."""
     cfg = GPTConfig(block_size=64, vocab_size=meta["vocab_size"], n_layer=2, n_head=4, n_embd=32, **fields)
