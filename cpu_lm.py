@@ -47,22 +47,27 @@ def finished(ckpt):
     return ckpt is not None and ckpt["iter_num"] >= ckpt["config"]["max_iters"]
 
 
-def train_all():
-    start = time.time()
+def runs():
+    """(variant, seed, out_dir, its checkpoint or None) for every run of the experiment, in order."""
     for variant in VARIANTS:
         for seed in SEEDS:
             out_dir = run_dir(variant, seed)
-            ckpt = checkpoint(out_dir)
-            if finished(ckpt):
-                continue
-            cmd = [sys.executable, "train.py", config_file(variant), f"--seed={seed}", f"--out_dir={out_dir}"]
-            if ckpt is not None:  # killed midway: continue from its last checkpoint
-                cmd.append("--init_from=resume")
-            print(" ".join(cmd), flush=True)
-            t0 = time.time()
-            subprocess.run(cmd, check=True)
-            load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-            print(f"{out_dir}: {time.time() - t0:.0f} s (load average {load})", flush=True)
+            yield variant, seed, out_dir, checkpoint(out_dir)
+
+
+def train_all():
+    start = time.time()
+    for variant, seed, out_dir, ckpt in runs():
+        if finished(ckpt):
+            continue
+        cmd = [sys.executable, "train.py", config_file(variant), f"--seed={seed}", f"--out_dir={out_dir}"]
+        if ckpt is not None:  # killed midway: continue from its last checkpoint
+            cmd.append("--init_from=resume")
+        print(" ".join(cmd), flush=True)
+        t0 = time.time()
+        subprocess.run(cmd, check=True)
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"{out_dir}: {time.time() - t0:.0f} s (load average {load})", flush=True)
     print(f"all runs: {(time.time() - start) / 60:.1f} min", flush=True)
 
 
@@ -75,24 +80,21 @@ def val_curve(out_dir):
 def collect():
     """{variant: [run]} for the finished runs (a run: its facts and validation curve), and one run's settings."""
     results, cfg, missing = {}, None, []
-    for variant in VARIANTS:
-        for seed in SEEDS:
-            out_dir = run_dir(variant, seed)
-            ckpt = checkpoint(out_dir)
-            if not finished(ckpt):
-                missing.append(out_dir)
-                continue
-            with torch.device("meta"):  # shapes only: parameter count and cache bytes need no weights
-                model = GPT(GPTConfig(**ckpt["model_args"]))
-            curve = val_curve(out_dir)
-            a = ckpt["model_args"]
-            cfg = {**ckpt["config"], "train_tokens": ckpt["meta"]["train_tokens"],
-                   "val_tokens": ckpt["meta"]["val_tokens"]}
-            results.setdefault(variant, []).append({
-                "variant": variant, "proj": a["proj"], "n_kv_head": a["n_kv_head"] or a["n_head"], "attn": a["attn"],
-                "seed": seed, "iters": ckpt["iter_num"], "params": model.num_params(),
-                "kv_bytes_per_token_bf16": model.kv_bytes_per_token(torch.bfloat16),
-                "val_loss": curve[-1][1], "val_ppl": math.exp(curve[-1][1]), "curve": curve})
+    for variant, seed, out_dir, ckpt in runs():
+        if not finished(ckpt):
+            missing.append(out_dir)
+            continue
+        with torch.device("meta"):  # shapes only: parameter count and cache bytes need no weights
+            model = GPT(GPTConfig(**ckpt["model_args"]))
+        curve = val_curve(out_dir)
+        a = ckpt["model_args"]
+        cfg = {**ckpt["config"], "train_tokens": ckpt["meta"]["train_tokens"],
+               "val_tokens": ckpt["meta"]["val_tokens"]}
+        results.setdefault(variant, []).append({
+            "variant": variant, "proj": a["proj"], "n_kv_head": a["n_kv_head"] or a["n_head"], "attn": a["attn"],
+            "seed": seed, "iters": ckpt["iter_num"], "params": model.num_params(),
+            "kv_bytes_per_token_bf16": model.kv_bytes_per_token(torch.bfloat16),
+            "val_loss": curve[-1][1], "val_ppl": math.exp(curve[-1][1]), "curve": curve})
     if missing:
         print(f"not finished, left out of the report: {', '.join(missing)}", file=sys.stderr)
     return results, cfg
