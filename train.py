@@ -6,6 +6,8 @@ One node, 8 GPUs: torchrun --standalone --nproc_per_node=8 train.py config/qk_v_
 Two nodes:       torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --master_addr=10.0.0.1 --master_port=29500 \
                      train.py config/qk_v_1b2.py    (and --node_rank=1 on the second node)
 Resume:          the same command plus --init_from=resume
+Retrofit:        python train.py config/cpu_lm_qk_v.py --init_from=out-cpu_lm/qkv_s1337 --convert_method=lstsq \
+                     --out_dir=out-qk_v-from-qkv    (a qkv checkpoint, or --init_from=gpt2, converted to qk_v)
 """
 
 import json
@@ -22,12 +24,16 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from configurator import configure
-from model import GPT, GPTConfig
+from model import GPT2_SIZES, GPT, GPTConfig, convert_state_dict, load_gpt2
 
 # -----------------------------------------------------------------------------
 # settings; config files and --key=value arguments override them (configurator.py)
 out_dir = "out"
-init_from = "scratch"  # "scratch" or "resume" (from out_dir/ckpt.pt)
+init_from = "scratch"  # "scratch", "resume" (out_dir/ckpt.pt), a checkpoint (its path or directory) or "gpt2",
+# "gpt2-medium", "gpt2-large", "gpt2-xl" (the hub's weights): converted to this config's proj and n_kv_head, then
+# trained from iteration 0 with a fresh optimizer
+convert_method = "lstsq"  # how init_from ties V to K: "k", "mean", "lstsq" or "split" (model.convert_state_dict)
+calib_batches = 4  # training batches that lstsq and split fit on
 eval_interval = 200
 eval_tokens = 1_000_000  # validation tokens per evaluation, all processes together
 log_interval = 10
@@ -63,8 +69,15 @@ globals().update(configure({k: globals()[k] for k in config_keys}, sys.argv[1:])
 config = {k: globals()[k] for k in config_keys}
 # -----------------------------------------------------------------------------
 
-if init_from not in ("scratch", "resume"):
-    sys.exit(f"init_from must be 'scratch' or 'resume'; got {init_from!r}.")
+converting = init_from not in ("scratch", "resume")
+source_path = None
+if converting and init_from not in GPT2_SIZES:
+    source_path = os.path.join(init_from, "ckpt.pt") if os.path.isdir(init_from) else init_from
+    if not os.path.isfile(source_path):
+        sys.exit(f"init_from must be 'scratch', 'resume', {', '.join(map(repr, GPT2_SIZES))} or a checkpoint path; "
+                 f"{init_from!r} is none of these.")
+    if os.path.realpath(os.path.dirname(source_path)) == os.path.realpath(out_dir):
+        sys.exit(f"out_dir {out_dir!r} holds the checkpoint to convert; give the converted run its own --out_dir.")
 if device == "auto":
     device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
 device_type = device.split(":")[0]
@@ -92,13 +105,33 @@ if device_type == "cuda":
     torch.set_float32_matmul_precision("high")  # TF32 matmuls
 
 ckpt_path = os.path.join(out_dir, "ckpt.pt")
-if init_from == "scratch" and os.path.exists(ckpt_path):
+if init_from != "resume" and os.path.exists(ckpt_path):
     sys.exit(f"{ckpt_path} exists; continue it with --init_from=resume or train into another --out_dir.")
 if init_from == "resume" and not os.path.exists(ckpt_path):
     sys.exit(f"init_from='resume' but {ckpt_path} does not exist; check --out_dir or use --init_from=scratch.")
 ckpt = torch.load(ckpt_path, map_location=device, weights_only=True) if init_from == "resume" else None
 # the architecture of a resumed run is the checkpoint's, whatever the config says
 model_args = ckpt["model_args"] if ckpt else {k: config[k] for k in asdict(GPTConfig())}
+
+
+def load_source():
+    """(GPTConfig, state dict) of the model init_from converts: one of our checkpoints, or GPT-2 from the hub."""
+    if source_path is None:
+        try:
+            return load_gpt2(init_from)
+        except ValueError as e:
+            sys.exit(str(e))
+    try:
+        src = torch.load(source_path, map_location="cpu", weights_only=True)
+        return GPTConfig(**src["model_args"]), src["model"]
+    except Exception as e:  # anything unreadable: this file is not a checkpoint of ours
+        sys.exit(f"init_from={init_from!r} is not a checkpoint written by train.py ({type(e).__name__}: "
+                 f"{str(e).splitlines()[0] if str(e) else ''}); point it at an out_dir/ckpt.pt.")
+
+
+source = load_source() if converting else None
+if source and source_path is None:  # GPT-2's architecture; this config chooses only the variant and the dropout
+    model_args.update({k: v for k, v in asdict(source[0]).items() if k not in ("proj", "n_kv_head", "dropout")})
 config.update(model_args)
 block_size = model_args["block_size"]
 try:
@@ -193,6 +226,14 @@ model = GPT(gptconf).to(device)
 raw_model = model  # keeps the state_dict keys clean of torch.compile's and DDP's prefixes
 optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
 iter_num, best_val_loss = 0, float("inf")
+if source:
+    calib = torch.cat([get_batch("train", max_iters, k)[0] for k in range(calib_batches)])  # a key no step uses
+    try:
+        state, fits = convert_state_dict(source[1], source[0], gptconf, convert_method, calib)
+    except ValueError as e:
+        sys.exit(f"init_from={init_from!r}: {e}")
+    model.load_state_dict(state)
+    source = state = None  # free the memory
 if ckpt:
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
@@ -253,6 +294,11 @@ def log(entry, text):
 if master:
     os.makedirs(out_dir, exist_ok=True)
     logf = open_log()
+    if converting:  # the fit of each layer: share of V's variance the tied projection cannot reproduce, split's r
+        log({"iter": 0, "conversion": {"from": init_from, "method": convert_method, "layers": fits}},
+            f"converted {init_from} to proj={gptconf.proj}, n_kv_head={gptconf.n_kv_head or gptconf.n_head} "
+            f"({convert_method}); unexplained V variance per layer: "
+            + ", ".join(f"{sum(f['residual']) / len(f['residual']):.4f}" if f["residual"] else "-" for f in fits))
     print(f"{raw_model.num_params() / 1e6:.2f}M parameters, KV cache {raw_model.kv_bytes_per_token(ptdtype)} "
           f"bytes/token ({dtype}); {tokens_per_iter:,} tokens/iter = {batch_size} batch x {block_size} block x "
           f"{accum} accumulation x {world_size} processes; {max_iters} iterations; {device}, {dtype}")
