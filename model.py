@@ -51,6 +51,11 @@ class GPTConfig:
     tie_embeddings: bool = True
 
     def __post_init__(self):
+        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
+            if not getattr(self, name) >= 1:
+                raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}.")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1); got {self.dropout}.")
         if self.proj not in SOURCES:
             raise ValueError(f"proj must be one of {', '.join(SOURCES)}; got {self.proj!r}.")
         if self.attn not in ATTNS:

@@ -150,7 +150,7 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint(data_dir, trained):
               check=False)
     assert r.returncode != 0 and "disk full" in r.stderr
     assert digest(trained / "ckpt.pt") == before
-    assert sorted(os.listdir(trained)) == ["ckpt.pt", "log.jsonl"]  # no temporary file left behind
+    assert sorted(os.listdir(trained)) == ["ckpt.pt", "log.jsonl", "train.lock"]  # no temporary file left
     assert torch.load(trained / "ckpt.pt", weights_only=True)["iter_num"] == 4
 
 
