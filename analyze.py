@@ -207,11 +207,15 @@ def load(out_dir):
     path = os.path.join(out_dir, "ckpt.pt")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint at {path}: --out_dir must be the folder train.py saved ckpt.pt in.")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    with torch.device("meta"):  # no random init: the weights come from the checkpoint
-        model = GPT(GPTConfig(**ckpt["model_args"]))
-    model.load_state_dict(ckpt["model"], assign=True)
-    return model.eval(), ckpt["config"].get("data_dir")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.device("meta"):  # no random init: the weights come from the checkpoint
+            model = GPT(GPTConfig(**ckpt["model_args"]))
+        model.load_state_dict(ckpt["model"], assign=True)
+        return model.eval(), ckpt["config"].get("data_dir")
+    except Exception as e:  # truncated, empty or foreign: one sentence, not a traceback
+        raise FileNotFoundError(f"{path} is corrupt or not written by train.py ({type(e).__name__}); restore or "
+                                f"retrain it.") from None
 
 
 def val_tokens(data_dir, n_tokens, block_size):
@@ -234,6 +238,10 @@ def main():
     parser.add_argument("--tokens", type=int, default=16384, help="validation tokens CKA is measured on")
     parser.add_argument("--rank", type=int, default=None, help="r of the subspace overlap (default head_dim / 2)")
     args = parser.parse_args()
+    if args.tokens < 1:
+        parser.error(f"--tokens must be >= 1; got {args.tokens}.")
+    if args.rank is not None and args.rank < 1:
+        parser.error(f"--rank must be >= 1; got {args.rank}.")
     try:
         model, data_dir = load(args.out_dir)
     except FileNotFoundError as e:

@@ -51,7 +51,28 @@ def parse_args(argv=None):
     p.add_argument("--convert_method", default="lstsq", choices=TIE_METHODS, help="how V is tied to K")
     p.add_argument("--calib", default=None, help='text that lstsq and split fit on, or "FILE:path"')
     p.add_argument("--calib_tokens", type=int, default=8192)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.num_samples < 1:
+        p.error(f"--num_samples must be >= 1; got {args.num_samples}.")
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
+        p.error(f"--max_new_tokens must be >= 1 (or left out to fill the context); got {args.max_new_tokens}.")
+    if not 0 <= args.temperature < float("inf"):
+        p.error(f"--temperature must be a finite number >= 0 (0 is greedy); got {args.temperature}.")
+    if args.top_k < 1:
+        p.error(f"--top_k must be >= 1; got {args.top_k}.")
+    if args.calib_tokens < 1:
+        p.error(f"--calib_tokens must be >= 1; got {args.calib_tokens}.")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        p.error(f"--device must be cpu, cuda, cuda:N or mps; got {args.device!r}.")
+    if device.type == "cuda" and not torch.cuda.is_available() or device.type == "mps" and \
+            not torch.backends.mps.is_available():
+        p.error(f"--device={args.device}, but this PyTorch build or machine has no {device.type.upper()} device; "
+                f"use --device=cpu.")
+    if device.type not in ("cpu", "cuda", "mps"):
+        p.error(f"--device must be cpu, cuda, cuda:N or mps; got {args.device!r}.")
+    return args
 
 
 def read_text(arg, flag):

@@ -153,7 +153,8 @@ if ddp:
 
     def on_error(kind, e, tb):
         # a collective that failed or timed out: say which process gave up and why, not a page of backend frames
-        if isinstance(e, dist.DistError):
+        if isinstance(e, dist.DistError) or isinstance(e, RuntimeError) and any(
+                w in str(e) for w in ("gloo", "NCCL", "Timed out")):
             first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
             sys.stderr.write(f"rank {rank}: a collective failed or waited more than ddp_timeout={ddp_timeout}s: "
                              f"another process stalled or died; see its log, or raise --ddp_timeout if it is only "
