@@ -196,3 +196,18 @@ def test_a_stalled_ddp_rank_stops_the_run_with_a_message(world, tmp_path):
             os.killpg(p.pid, signal.SIGKILL)
     assert p.returncode != 0
     assert re.search(r"rank [01]: a collective failed or waited more than ddp_timeout=5s", output), output[-3000:]
+
+
+def test_prepare_refuses_an_input_edited_to_the_same_size(tmp_path):
+    text = tmp_path / "in.txt"
+    text.write_text("abcdefgh\n" * 400)
+    cmd = [PY, "prepare_slimpajama.py", f"--input={text}", "--tokenizer=bytes", f"--out_dir={tmp_path / 'd'}"]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+    before = tree_digest(tmp_path / "d")
+    stat = text.stat()
+    text.write_text("abcdefgX\n" * 400)  # same size, new content, a later modification time
+    os.utime(text, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "the input files changed" in r.stderr and "delete" in r.stderr
+    assert tree_digest(tmp_path / "d") == before
