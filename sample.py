@@ -41,6 +41,8 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=DTYPES, default=None, help="default: bfloat16 on CUDA, float32 on CPU")
     p.add_argument("--use_cache", type=boolean, default=True)
+    p.add_argument("--compile", type=boolean, default=False,
+                   help="torch.compile the one-token decode step (the first sample then includes compiling)")
     return p.parse_args(argv)
 
 
@@ -138,6 +140,9 @@ def main(argv=None):
     if args.use_cache and len(ids) + n_new > bs:
         raise SystemExit(f"prompt ({len(ids)} tokens) + --max_new_tokens ({n_new}) exceeds the model's context "
                          f"(block_size {bs}); lower --max_new_tokens or pass --use_cache=False to crop the context.")
+    if args.compile and (not args.use_cache or model.config.pos_conv):
+        raise SystemExit("--compile=True compiles the cached one-token step: it needs --use_cache=True and a "
+                         "checkpoint without pos_conv.")
     # generate builds its cache in the autocast dtype, or the weights' dtype (float32) without autocast
     ctx = nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype)
     report = cache_report(model, len(ids) + n_new, dtype) if args.use_cache else \
@@ -148,7 +153,8 @@ def main(argv=None):
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            y = model.generate(x, n_new, temperature=args.temperature, top_k=args.top_k, use_cache=args.use_cache)
+            y = model.generate(x, n_new, temperature=args.temperature, top_k=args.top_k, use_cache=args.use_cache,
+                               compile=args.compile)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0
