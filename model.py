@@ -351,9 +351,8 @@ class GPT(nn.Module):
         step, inp = self, idx
         for _ in range(max_new_tokens):
             logits, _ = step(inp if cache is not None else idx[:, -bs:], cache=cache)
-            if compile and step is self:  # prefill done: from here on the position is a tensor
-                cache.pos = torch.tensor([cache.pos], device=idx.device)
-                step = torch.compile(self.forward)  # the graph is cached on forward's code, not on this wrapper
+            if compile and step is self:  # prefill done: the one-token steps from here on
+                step = self.compiled_step(cache)
             logits = logits[:, -1, :]
             if temperature == 0:
                 nxt = logits.argmax(-1, keepdim=True)
@@ -366,6 +365,13 @@ class GPT(nn.Module):
             idx = torch.cat((idx, nxt), dim=1)
             inp = nxt
         return idx
+
+    def compiled_step(self, cache):
+        """The one-token step of generate(compile=True): cache.pos becomes a [1] tensor, so every step has the same
+        shapes, and forward goes through torch.compile (its graphs are kept on forward's code: later calls with
+        the same shapes reuse them)."""
+        cache.pos = torch.tensor([cache.pos], device=cache.lengths.device)
+        return torch.compile(self.forward)
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
         """AdamW; weight decay on matrices and embeddings (>= 2-D), not on biases and LayerNorm gains."""
