@@ -9,6 +9,7 @@ One attention class covers every variant:
   n_kv_head  0 = n_head (MHA), g = GQA-g, 1 = MQA
   attn   softmax | linear        linear: φ(x) = elu(x) + 1, a recurrent state as the cache
   pos_conv  m > 0: (X)+, a fixed 2D sinusoidal encoding on the score map mixed back by a 1x1 conv
+  pos_emb   learned (GPT-2 table) | none (no position table: (X)+, if on, is the only source of position)
 With proj="qkv", n_kv_head=0, attn="softmax", pos_conv=0 this is exactly a GPT-2 / nanoGPT model.
 """
 
@@ -22,6 +23,8 @@ from torch.nn import functional as F
 # Which of the fused projection's chunks serves as (q, k, v). Chunk 0 has n_head heads, the others n_kv_head.
 SOURCES = {"qkv": (0, 1, 2), "qk_v": (0, 1, 1), "q_kv": (0, 0, 1), "q_k_v": (0, 0, 0)}
 ATTNS = ("softmax", "linear")
+POS_EMBS = ("learned", "none")
+POS_CONV_BASES = ("product", "concat")
 PEAK_FLOPS = {"A100": 312e12, "H100": 989e12, "H200": 989e12}  # dense bf16 tensor-core peak per GPU
 # Cached one-token softmax steps through kernel.py's Triton decode attention (K read once when V = K):
 # None = for CUDA tensors, True = always (the tests, under TRITON_INTERPRET=1), False = never (SDPA).
@@ -41,6 +44,8 @@ class GPTConfig:
     attn: str = "softmax"     # "softmax" | "linear"
     causal: bool = True
     pos_conv: int = 0         # m channels of the (X)+ 2D positional encoding; 0 = off
+    pos_conv_basis: str = "product"  # "product" (2D Fourier: depends on i and j jointly) | "concat" ([f(i), f(j)])
+    pos_emb: str = "learned"  # "learned" (GPT-2 table) | "none" (no position embedding parameter at all)
     dropout: float = 0.0      # residual dropout (the paper uses 0.1)
     bias: bool = True
     tie_embeddings: bool = True
@@ -61,6 +66,10 @@ class GPTConfig:
                              f"got {self.n_kv_head}. Use proj='qkv' or 'qk_v' for GQA/MQA.")
         if self.pos_conv < 0 or self.pos_conv % 4:
             raise ValueError(f"pos_conv must be 0 (off) or a positive multiple of 4; got {self.pos_conv}.")
+        if self.pos_conv_basis not in POS_CONV_BASES:
+            raise ValueError(f"pos_conv_basis must be one of {', '.join(POS_CONV_BASES)}; got {self.pos_conv_basis!r}.")
+        if self.pos_emb not in POS_EMBS:
+            raise ValueError(f"pos_emb must be one of {', '.join(POS_EMBS)}; got {self.pos_emb!r}.")
         if self.pos_conv and self.attn == "linear":
             raise ValueError("pos_conv needs attn='softmax': linear attention has no score map to convolve.")
 
@@ -83,11 +92,17 @@ class Cache:
         return sum(t.numel() * t.element_size() for layer in self.layers for t in layer.values())
 
 
-def sinusoids(pos, n):
-    """[L] positions -> [L, n] features [sin(p w_0..), cos(p w_0..)] with w_k = 10000^(-k / (n/2))."""
-    w = 10000.0 ** (-torch.arange(n // 2, device=pos.device) / (n // 2))
-    a = pos.float()[:, None] * w
-    return torch.cat([a.sin(), a.cos()], dim=-1)
+def pos_conv_features(L, n, K, device):
+    """Positions 0..L-1 -> [L, K, 2]: (sin, cos)(w_k p) for the K = m/4 frequencies of (X)+ at block_size n.
+    w_0 = pi/n: over every pair of positions below n, sin(w_0 (i - j)) has the sign of i - j and
+    cos(w_0 (i + j - c)) falls monotonically away from i + j = c, so the lowest frequency alone tells direction
+    and the mirror (REVERSE's anti-diagonal) apart at every length up to block_size, without aliasing. The others
+    rise geometrically to pi/2 to make those peaks sharp: one step off the peak costs 1 - cos(pi/2) = 1 per unit
+    of weight. A geometric 10000^(-k/K) schedule fails at short lengths: its lowest frequency wraps over no list,
+    so the peak is ambiguous, and its highest is not sharp. pi itself is avoided: sin(pi p) = 0 at every p."""
+    w = math.pi / n * (n / 2) ** (torch.arange(K, device=device) / max(K - 1, 1))
+    a = torch.arange(L, device=device).float()[:, None] * w
+    return torch.stack([a.sin(), a.cos()], dim=-1)
 
 
 def linear_attention(q, k, v, causal, state=None, eps=1e-6):
@@ -120,6 +135,7 @@ class CausalSelfAttention(nn.Module):
         self.sources = SOURCES[config.proj]
         self.v_is_k = self.sources[1] == self.sources[2]
         self.attn, self.causal, self.pos_conv = config.attn, config.causal, config.pos_conv
+        self.pos_conv_basis, self.block_size = config.pos_conv_basis, config.block_size
         # one fused input projection holding exactly the weights the variant needs
         n_chunks = max(self.sources) + 1
         self.widths = [self.n_head * self.head_dim] + [self.n_kv_head * self.head_dim] * (n_chunks - 1)
@@ -137,18 +153,30 @@ class CausalSelfAttention(nn.Module):
         return tuple(chunks[i] for i in self.sources)
 
     def pos_bias(self, pos, L, device):
-        """(X)+ in its cheap form. P[i, j] = [f(i), f(j)] is fixed and the conv is linear, so
-        conv(S + P) = (Σw) S + (P·w + b): a score scale and a learned [T, L] bias for queries pos..pos+T-1."""
+        """(X)+ in its cheap form. P is fixed and the conv is linear, so conv(S + P) = (Σw) S + (P·w + b): a score
+        scale and a learned [T, L] bias for queries pos..pos+T-1 over keys 0..L-1, computed without P itself.
+        product: channel 4k + 2a + b is f_a(w_k i) f_b(w_k j) (f_0 = sin, f_1 = cos), so P·w = Σ_k f(i)ᵀ W_k f(j)
+        with W_k the 2x2 block of those four weights: cos and sin of w_k (i - j) and of w_k (i + j), a bias that
+        depends on both positions. concat: P = [f(i), f(j)], so P·w = a(i) + c(j); the softmax over keys cancels
+        a(i) and b, which leaves a bias on the key position alone: it cannot tell which query asks."""
         m, w = self.pos_conv, self.conv.weight.view(-1)
-        f = sinusoids(torch.arange(L, device=device), m // 2)  # [L, m/2]
-        return (f[pos:] @ w[:m // 2])[:, None] + (f @ w[m // 2:])[None, :] + self.conv.bias
+        f = pos_conv_features(L, self.block_size, m // 4, device)  # [L, K, 2]
+        if self.pos_conv_basis == "concat":
+            f = f.flatten(1)                                        # [L, m/2]
+            return (f[pos:] @ w[:m // 2])[:, None] + (f @ w[m // 2:])[None, :] + self.conv.bias
+        fq = torch.einsum("tka,kab->tkb", f[pos:], w.view(-1, 2, 2))  # f(i)ᵀ W_k for each query
+        return fq.flatten(1) @ f.flatten(1).T + self.conv.bias
 
     def pos_conv_literal(self, s, pos=0):
         """The paper's (X)+ written out, for reading and tests: scores s [B, H, T, L] (queries pos..pos+T-1)
         broadcast over m channels, plus P [m, T, L], then the 1x1 conv back to [B, H, T, L]."""
         B, H, T, L = s.shape
-        f = sinusoids(torch.arange(L, device=s.device), self.pos_conv // 2)
-        P = torch.cat([f[pos:, None].expand(T, L, -1), f[None, :].expand(T, L, -1)], dim=-1).permute(2, 0, 1)
+        f = pos_conv_features(L, self.block_size, self.pos_conv // 4, s.device)
+        if self.pos_conv_basis == "concat":
+            f = f.flatten(1)
+            P = torch.cat([f[pos:, None].expand(T, L, -1), f[None, :].expand(T, L, -1)], dim=-1).permute(2, 0, 1)
+        else:
+            P = torch.einsum("tka,lkb->kabtl", f[pos:], f).reshape(-1, T, L)
         return self.conv((s.unsqueeze(2) + P).flatten(0, 1)).view(B, H, T, L)
 
     def softmax_attention(self, q, k, v, pos):
@@ -250,9 +278,10 @@ class GPT(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.config = config
+        wpe = {"wpe": nn.Embedding(config.block_size, config.n_embd)} if config.pos_emb == "learned" else {}
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
-            wpe=nn.Embedding(config.block_size, config.n_embd),
+            **wpe,
             h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
             ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
         ))
@@ -298,7 +327,9 @@ class GPT(nn.Module):
                 lengths.copy_(pos + 1)
             else:
                 lengths.fill_(pos + 1)
-        x = self.transformer.wte(idx) + self.transformer.wpe(pos + torch.arange(T, device=idx.device))
+        x = self.transformer.wte(idx)
+        if "wpe" in self.transformer:
+            x = x + self.transformer.wpe(pos + torch.arange(T, device=idx.device))
         for i, block in enumerate(self.transformer.h):
             x = block(x, cache.layers[i] if cache is not None else None, pos, lengths)
         if cache is not None:
@@ -374,10 +405,12 @@ class GPT(nn.Module):
         return torch.compile(self.forward)
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
-        """AdamW; weight decay on matrices and embeddings (>= 2-D), not on biases and LayerNorm gains."""
-        params = [p for p in self.parameters() if p.requires_grad]
-        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+        """AdamW; weight decay on matrices and embeddings (>= 2-D), not on biases, LayerNorm gains or the (X)+
+        conv: its weights are a score scale and a positional bias, and decay would pull the scale toward 0."""
+        params = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+        decays = [p.dim() >= 2 and not n.endswith("attn.conv.weight") for n, p in params]
+        groups = [{"params": [p for (_, p), d in zip(params, decays) if d], "weight_decay": weight_decay},
+                  {"params": [p for (_, p), d in zip(params, decays) if not d], "weight_decay": 0.0}]
         fused = device_type == "cuda"
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
 

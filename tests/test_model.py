@@ -286,23 +286,67 @@ def random_conv(attn):
     return attn
 
 
+@pytest.mark.parametrize("basis", ["product", "concat"])
 @pytest.mark.parametrize("pos", [0, 3])
-def test_pos_conv_literal_equals_scale_plus_learned_bias(pos):
-    attn = random_conv(tiny(proj="q_k_v", pos_conv=8).transformer.h[0].attn)
+def test_pos_conv_literal_equals_scale_plus_learned_bias(pos, basis):
+    attn = random_conv(tiny(proj="q_k_v", pos_conv=8, pos_conv_basis=basis).transformer.h[0].attn)
     s = torch.randn(2, N_HEAD, 5, pos + 5)                      # queries pos..pos+4, keys 0..pos+4
     cheap = attn.conv.weight.sum() * s + attn.pos_bias(pos, pos + 5, s.device)
     torch.testing.assert_close(attn.pos_conv_literal(s, pos), cheap, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("basis", ["product", "concat"])
 @pytest.mark.parametrize("causal", [True, False])
-def test_pos_conv_layer_equals_literal_mechanism(causal):
-    attn = random_conv(tiny(proj="q_kv", pos_conv=8, causal=causal).transformer.h[0].attn)
+def test_pos_conv_layer_equals_literal_mechanism(causal, basis):
+    attn = random_conv(tiny(proj="q_kv", pos_conv=8, causal=causal, pos_conv_basis=basis).transformer.h[0].attn)
     x = torch.randn(2, 9, N_EMBD)
     q, k, v = paper_qkv(attn, x)
     s = attn.pos_conv_literal(q @ k.transpose(-1, -2) / math.sqrt(attn.head_dim))
     if causal:
         s = s.masked_fill(torch.ones(9, 9, dtype=torch.bool).triu(1), float("-inf"))
     torch.testing.assert_close(attn(x), attn.c_proj(merge(s.softmax(-1) @ v)), atol=1e-5, rtol=1e-5)
+
+
+def test_product_bias_depends_on_both_positions_jointly():
+    # a(i) + c(j) has zero mixed differences b[i, j] - b[i, 0] - b[0, j] + b[0, 0]; the softmax over keys cancels
+    # a(i), so a bias of that form cannot tell which query asks. The product basis must not be of that form.
+    def mixed(basis):
+        b = random_conv(tiny(proj="q_k_v", pos_conv=16, pos_conv_basis=basis).transformer.h[0].attn).pos_bias(
+            0, 12, "cpu").detach()
+        return (b - b[:, :1] - b[:1, :] + b[:1, :1]).abs().max().item()
+    assert mixed("concat") < 1e-5
+    assert mixed("product") > 0.1
+
+
+def row_centred_fit(basis, n, m, target, block):
+    """Least-squares conv weights and bias for a target [n, n] bias; returns the fit and its residual relative
+    to the target, both with each query's row mean removed (the softmax over keys ignores a per-row constant)."""
+    attn = tiny(proj="q_k_v", pos_conv=m, pos_conv_basis=basis, block_size=block).transformer.h[0].attn
+    columns = []
+    with torch.no_grad():
+        for c in range(m + 1):  # the bias is linear in (w, b): one column per unit weight
+            attn.conv.weight.zero_()
+            attn.conv.bias.zero_()
+            (attn.conv.weight.view(-1)[c] if c < m else attn.conv.bias).fill_(1.0)
+            columns.append(attn.pos_bias(0, n, "cpu").double().flatten())
+    A = torch.stack(columns, dim=1)
+    fit = (A @ (torch.linalg.pinv(A) @ target.double().flatten())).view(n, n)
+    centre = lambda b: b - b.mean(1, keepdim=True)
+    return fit, (centre(fit - target)).norm().item() / centre(target.double()).norm().item()
+
+
+@pytest.mark.parametrize("n", [8, 16, 32])
+def test_product_basis_fits_mirror_and_direction_biases_where_concat_cannot(n):
+    # Measured at m = 16 (relative row-centred residual, product vs concat; block_size 32, lengths 8/16/32):
+    # mirror -|i + j - (n - 1)|: 0.06-0.09 vs 0.94-0.95; direction sign(i - j): 0.11-0.34 vs 0.63-0.69.
+    i, j = torch.arange(n)[:, None], torch.arange(n)[None, :]
+    mirror, direction = -(i + j - (n - 1)).abs().float(), torch.sign(i - j).float()
+    fit, res = row_centred_fit("product", n, 16, mirror, block=32)
+    assert res < 0.12
+    assert fit.argmax(1).tolist() == list(range(n - 1, -1, -1))  # every query prefers its mirror partner
+    assert row_centred_fit("concat", n, 16, mirror, block=32)[1] > 0.9
+    assert row_centred_fit("product", n, 16, direction, block=32)[1] < 0.4
+    assert row_centred_fit("concat", n, 16, direction, block=32)[1] > 0.6
 
 
 def test_pos_conv_breaks_the_symmetry_of_q_kv_scores():
@@ -312,13 +356,29 @@ def test_pos_conv_breaks_the_symmetry_of_q_kv_scores():
     assert not torch.allclose(s, s.transpose(-1, -2), atol=1e-3)
 
 
+@pytest.mark.parametrize("basis", ["product", "concat"])
 @pytest.mark.parametrize("proj", list(SOURCES))
-def test_pos_conv_cached_decoding_equals_full_forward(proj):
-    model = tiny(proj=proj, pos_conv=8)
+def test_pos_conv_cached_decoding_equals_full_forward(proj, basis):
+    model = tiny(proj=proj, pos_conv=8, pos_conv_basis=basis)
     for block in model.transformer.h:
         random_conv(block.attn)
     idx = torch.randint(0, VOCAB, (2, 14))
     torch.testing.assert_close(decode_logits(model, idx, prefill=4), model(idx)[0][:, 3:], atol=1e-5, rtol=1e-5)
+
+
+def test_pos_emb_none_has_no_position_table_and_sees_no_position():
+    model = tiny(proj="q_kv", pos_emb="none")
+    assert "transformer.wpe.weight" not in dict(model.named_parameters())
+    assert model.num_params() == closed_form_params("q_kv", 0) - BLOCK * N_EMBD
+    # bidirectional and without positions, attention is permutation-equivariant: permuted input, permuted output
+    model = tiny(proj="qkv", pos_emb="none", causal=False)
+    idx, perm = torch.randint(0, VOCAB, (2, 10)), torch.randperm(10)
+    torch.testing.assert_close(model(idx[:, perm])[0], model(idx)[0][:, perm], atol=1e-5, rtol=1e-5)
+    # (X)+ then is the model's only source of position, and it breaks the equivariance
+    model = tiny(proj="qkv", pos_emb="none", causal=False, pos_conv=8)
+    for block in model.transformer.h:
+        random_conv(block.attn)
+    assert not torch.allclose(model(idx[:, perm])[0], model(idx)[0][:, perm], atol=1e-3)
 
 
 # ---------------------------------------------------------------- errors, optimizer, MFU
@@ -328,7 +388,8 @@ def test_pos_conv_cached_decoding_equals_full_forward(proj):
     (dict(n_kv_head=3), "n_kv_head"), (dict(n_kv_head=-1), "n_kv_head"),
     (dict(proj="q_kv", n_kv_head=2), "n_kv_head"), (dict(proj="q_k_v", n_kv_head=1), "n_kv_head"),
     (dict(pos_conv=6), "pos_conv"), (dict(pos_conv=3), "pos_conv"),
-    (dict(pos_conv=8, attn="linear"), "pos_conv"),
+    (dict(pos_conv=8, attn="linear"), "pos_conv"), (dict(pos_conv_basis="offset"), "pos_conv_basis"),
+    (dict(pos_emb="sinusoidal"), "pos_emb"),
 ])
 def test_invalid_configs_name_the_field(kw, field):
     with pytest.raises(ValueError, match=field):
@@ -361,6 +422,8 @@ def test_optimizer_decays_only_matrices_and_mfu_is_unknown_on_cpu():
     opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), "cpu")
     decay, no_decay = opt.param_groups
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
-    assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() < 2 for p in no_decay["params"])
+    convs = [b.attn.conv.weight for b in model.transformer.h]  # 4-D, but a score scale and a bias, not a matrix
+    assert all(p.dim() >= 2 for p in decay["params"]) and not any(p is c for p in decay["params"] for c in convs)
+    assert all(p.dim() < 2 or any(p is c for c in convs) for p in no_decay["params"])
     assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == model.num_params()
     assert model.estimate_mfu(1, 0.1) is None
