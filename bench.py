@@ -289,7 +289,7 @@ class PeakMemory(TorchDispatchMode):
 def bench_prefill(args, device):
     cuda = device.type == "cuda"
     shape = dict(TINY if args.quick else PAPER_SHAPES["300M"] if cuda else SMALL, vocab_size=50304)
-    T, reps = (64, 2) if args.quick else (4096, 10 if cuda else 5)
+    T, reps = (64, 2) if args.quick else (4096, 10 if cuda else 9)
     model = build(shape, {}, device, T + 1).eval()
     prompt = torch.randint(shape["vocab_size"], (1, T), device=device)
     print(f"\n== prefill: {shape}, QKV, one prompt of {T} tokens, float32; median of {reps} runs, round robin ==")
