@@ -55,5 +55,6 @@ def test_decode_prefill_train_step_kernel_quick(tmp_path, capsys):
 
 
 def test_bad_section_is_one_clear_error(tmp_path):
-    with pytest.raises(SystemExit, match="--what must be a comma-separated subset of cache, kernel, prefill, decode, train, step"):
+    with pytest.raises(SystemExit, match="--what must be a comma-separated subset of "
+                                         "cache, kernel, prefill, decode, train, step"):
         bench.main(["--what=cache,speed", f"--out={tmp_path}"])

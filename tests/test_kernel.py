@@ -144,4 +144,5 @@ def test_kernels_compile_for_sm80_and_sm90_and_v_is_k_loads_one_tile_less():
 
 
 if __name__ == "__main__":
-    print(json.dumps({f"sm{arch}-{dtype}": aot_compile(arch, dtype) for arch in (80, 90) for dtype in ("bf16", "fp16")}))
+    print(json.dumps({f"sm{arch}-{dtype}": aot_compile(arch, dtype)
+                      for arch in (80, 90) for dtype in ("bf16", "fp16")}))
