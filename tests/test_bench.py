@@ -56,5 +56,5 @@ def test_decode_prefill_train_step_kernel_quick(tmp_path, capsys):
 
 def test_bad_section_is_one_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="--what must be a comma-separated subset of "
-                                         "cache, kernel, prefill, decode, train, step"):
+                                         "cache, kernel, prefill, train, step, decode"):
         bench.main(["--what=cache,speed", f"--out={tmp_path}"])
