@@ -3,7 +3,8 @@ Sample text from a trained model with the KV cache, and show what the cache cost
 its buffers really hold (next to the same model with V tied or untied) and the decode speed.
 $ python sample.py --out_dir=out-cpu-tiny --start="ROMEO:" --num_samples=3 --max_new_tokens=100
 The tokenizer is the one the checkpoint's data used (meta.json): r50k_base (GPT-2 BPE) or bytes. For both,
-"<|endoftext|>" in the prompt and in the output is the document separator (eot_token).
+"<|endoftext|>" in the prompt and in the output is the document separator (eot_token). --compile=True runs the
+one-token decode steps through torch.compile (generate(compile=True)).
 """
 import argparse
 import os
