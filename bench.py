@@ -1,8 +1,9 @@
 """
 What sharing projections buys, measured: KV-cache bytes vs context for every variant (theory and real buffers),
-decode speed through the model's own cached path, training throughput, and on CUDA the Triton decode kernel.
-$ OMP_NUM_THREADS=1 python bench.py                   # CPU: cache, decode and train, a few minutes
-$ python bench.py --what=kernel,decode,train --device=cuda --out=assets/h200   # sized for minutes on one H200
+prefill time and memory, decode speed through the model's own cached path (eager and compiled), training
+throughput, and on CUDA the Triton decode kernel and a 1.2B optimizer step.
+$ OMP_NUM_THREADS=1 python bench.py                   # CPU: every section that runs on CPU, minutes
+$ python bench.py --what=kernel,prefill,train,step,decode --device=cuda --out=assets/gpu   # sized for 8 min, H200
 Each section prints a table and writes CSV (and PNG) under --out. Timings are medians over repeats, taken round
 robin over the variants, so compare variants within one run, never across machines. On a CPU shared with other
 jobs, one thread makes the timings CPU time (see clock_kind); with more threads they are wall-clock.
@@ -13,6 +14,7 @@ import os
 import platform
 import statistics
 import time
+import weakref
 from contextlib import nullcontext
 
 import matplotlib
@@ -21,6 +23,9 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker
 import torch
 from torch.nn import functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils import _pytree as pytree
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from model import GPT, SOURCES, GPTConfig
 
@@ -39,6 +44,7 @@ PAPER_SHAPES = {"300M": dict(n_layer=20, n_head=16, n_embd=1024, vocab_size=5030
                 "1.2B": dict(n_layer=22, n_head=32, n_embd=2048, vocab_size=50304)}
 # decode and train shapes per device; --quick swaps in a tiny one
 SMALL = dict(n_layer=2, n_head=8, n_embd=512, vocab_size=256)
+DECODE_CPU = dict(n_layer=2, n_head=16, n_embd=1024, vocab_size=256)  # issue 14's goals: 16 heads x 64
 TINY = dict(n_layer=2, n_head=8, n_embd=64, vocab_size=256)
 
 
@@ -161,53 +167,71 @@ def bench_cache(args, device):
 # -----------------------------------------------------------------------------
 # decode speed through the cached path generate uses
 
-def prefill(model, cache, batch, upto, chunk=512):
-    """Advance the cache to `upto` tokens as generate's prefill does, in chunks that bound the [B, T, vocab] logits."""
-    while cache.pos < upto:
-        n = min(chunk, upto - cache.pos)
-        model(torch.randint(model.config.vocab_size, (batch, n), device=model.lm_head.weight.device), cache=cache)
+COMPILED = ("QKV", "Q-K=V", "Q-K=V + MQA")  # also timed through generate(compile=True)'s compiled step
+GOALS = [("Q-K=V", 1.5), ("Q-K=V + MQA", 3.0)]  # issue 14: decode speed vs QKV at 8k context, CPU, B=8
+
+
+def fill_cache(cache, upto):
+    """Stand in for a prefill of `upto` tokens: random contents cost what real ones do to read, and positive
+    values keep linear attention's normaliser away from zero."""
+    for layer in cache.layers:
+        for t in layer.values():
+            t.uniform_()
+    cache.pos = upto
 
 
 def bench_decode(args, device):
     cuda = device.type == "cuda"
     if args.quick:
         shape, batch, contexts, warmup, reps, dtype = TINY, 1, [16, 32], 1, 2, torch.float32
-    elif cuda:
-        shape, batch, contexts, warmup, reps, dtype = PAPER_SHAPES["300M"], 8, [4096, 8192, 16384, 32768], 3, 10, \
-            torch.bfloat16
+    elif cuda:  # two contexts and two compiled variants: each compile of the 300M step costs about a minute
+        shape, batch, contexts, warmup, reps, dtype = PAPER_SHAPES["300M"], 8, [8192, 32768], 3, 10, torch.bfloat16
     else:
-        shape, batch, contexts, warmup, reps, dtype = SMALL, 1, [256, 512, 1024, 2048, 4096, 8192], 2, 15, \
-            torch.float32
-    max_len = contexts[-1] + warmup + reps
-    print(f"\n== decode: {shape}, batch {batch}, {str(dtype)[6:]}, random weights; prefill, then one token per "
-          f"step through model(idx, cache=cache), the path generate uses; median of {reps} steps ==")
-    models = {name: build(shape, fields, device, max_len).to(dtype).eval() for name, fields in VARIANTS}
+        shape, batch, contexts, warmup, reps, dtype = DECODE_CPU, 8, [1024, 2048, 4096, 8192], 2, 10, torch.float32
+    compiled = COMPILED[:2] if cuda else COMPILED
+    print(f"\n== decode: {shape}, batch {batch}, {str(dtype)[6:]}, random weights and cache contents; one token "
+          f"per step through model(idx, cache=cache), the path generate uses (compiled: generate(compile=True)'s "
+          f"step, whose first call compiles in the warmup); median of {reps} steps ==")
+    models = {name: build(shape, fields, device, contexts[-1] + warmup + reps).to(dtype).eval()
+              for name, fields in VARIANTS}
+    names = [name for name, _ in VARIANTS] + [f"{name}, compiled" for name in compiled]
     rows = []
     with torch.no_grad():
         for t in contexts:
-            # as generate(prompt of t tokens, warmup + reps new ones) sizes it; the kernel splits by the buffer length
-            caches = {}  # frees the previous context's buffers before these are allocated
-            for name, model in models.items():
+            caches, steps = {}, {}  # the previous context's buffers are freed before these are allocated
+            for name in names:
+                model = models[name.removesuffix(", compiled")]
+                # sized as generate(prompt of t tokens, warmup + reps new ones) sizes it
                 caches[name] = model.new_cache(batch, t + warmup + reps, dtype, device)
-                prefill(model, caches[name], batch, t)
-            times = {name: [] for name in models}
+                fill_cache(caches[name], t)
+                steps[name] = model.compiled_step(caches[name]) if name.endswith("compiled") else model
+            times = {name: [] for name in names}
             for r in range(warmup + reps):
-                for name, model in models.items():
+                for name in names:
                     idx = torch.randint(shape["vocab_size"], (batch, 1), device=device)
                     t0 = clock(device)
-                    model(idx, cache=caches[name])
+                    steps[name](idx, cache=caches[name])
                     if r >= warmup:
                         times[name].append(clock(device) - t0)
-            for name in models:
+            for name in names:
                 dt = statistics.median(times[name])
                 rows.append(dict(variant=name, batch=batch, context=t, ms_per_step=1e3 * dt,
                                  tokens_per_s=batch / dt, cache_bytes=caches[name].nbytes))
     for r in rows:
         r["speed_vs_qkv"] = next(q["ms_per_step"] for q in rows if q["context"] == r["context"]) / r["ms_per_step"]
-    print(f"ms per decode step (batch {batch}, {clock_kind(device)}), and speed relative to QKV in ()")
+    print(f"ms per decode step (batch {batch}, {clock_kind(device)}), and speed relative to eager QKV in ()")
     table = [[name] + [f"{r['ms_per_step']:.2f} ({r['speed_vs_qkv']:.2f}x)" for r in rows if r["variant"] == name]
-             for name, _ in VARIANTS]
+             for name in names]
     print_table(["variant"] + [ctx_label(t) for t in contexts], table)
+    at = {r["variant"]: r for r in rows if r["context"] == contexts[-1]}
+    for name in compiled:
+        ratio = at[name]["ms_per_step"] / at[f"{name}, compiled"]["ms_per_step"]
+        print(f"{name} at {ctx_label(contexts[-1])}: the compiled step runs at {ratio:.2f}x the eager one's speed")
+    if not args.quick and not cuda:
+        for name, goal in GOALS:
+            got = at[name]["speed_vs_qkv"]
+            print(f"goal: {name} decodes >= {goal}x faster than QKV at {ctx_label(contexts[-1])}, batch {batch}: "
+                  f"{got:.2f}x, {'met' if got >= goal else 'NOT met'}")
     write_csv(os.path.join(args.out, "decode_speed.csv"), rows)
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     for i, (name, fields) in enumerate(VARIANTS):
@@ -221,9 +245,93 @@ def bench_decode(args, device):
         log2_context_axis(ax, contexts)
         ax.set_xlabel("context length (tokens)")
     axes[1].legend(fontsize=8)
-    fig.suptitle(f"Cached decoding on {device_name(device)}: {shape['n_layer']} layers, d={shape['n_embd']}, "
-                 f"{shape['n_head']} heads, {str(dtype)[6:]}")
+    fig.suptitle(f"Cached decoding (eager) on {device_name(device)}: {shape['n_layer']} layers, d={shape['n_embd']}, "
+                 f"{shape['n_head']} heads, batch {batch}, {str(dtype)[6:]}")
     save_fig(fig, os.path.join(args.out, "decode_speed.png"))
+
+
+# -----------------------------------------------------------------------------
+# prefill: time and memory of a long prompt
+
+class PeakMemory(TorchDispatchMode):
+    """Bytes of the tensors that ops create inside the `with` block: the peak of those alive at once and the
+    largest one. A storage counts from the op that allocates it until the last tensor viewing it is freed; memory
+    that kernels use internally and never return is not seen."""
+
+    def __init__(self):
+        super().__init__()
+        self.refs, self.live, self.peak, self.largest = {}, 0, 0, 0
+
+    def release(self, ptr, nbytes):
+        self.refs[ptr] -= 1
+        if not self.refs[ptr]:
+            del self.refs[ptr]
+            self.live -= nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = {a.untyped_storage().data_ptr() for a in pytree.tree_leaves((args, kwargs))
+                  if isinstance(a, torch.Tensor)}
+        for t in pytree.tree_leaves(out):
+            if not isinstance(t, torch.Tensor) or t.device.type == "meta":
+                continue
+            ptr, nbytes = t.untyped_storage().data_ptr(), t.untyped_storage().nbytes()
+            if ptr not in self.refs:
+                if ptr in inputs or not nbytes:  # a view or an in-place result of a tensor made before the block
+                    continue
+                self.live += nbytes
+                self.peak, self.largest = max(self.peak, self.live), max(self.largest, nbytes)
+            self.refs[ptr] = self.refs.get(ptr, 0) + 1
+            weakref.finalize(t, self.release, ptr, nbytes)
+        return out
+
+
+def bench_prefill(args, device):
+    cuda = device.type == "cuda"
+    shape = dict(TINY if args.quick else PAPER_SHAPES["300M"] if cuda else SMALL, vocab_size=50304)
+    T, reps = (64, 2) if args.quick else (4096, 10 if cuda else 9)
+    model = build(shape, {}, device, T + 1).eval()
+    prompt = torch.randint(shape["vocab_size"], (1, T), device=device)
+    print(f"\n== prefill: {shape}, QKV, one prompt of {T} tokens, float32; median of {reps} runs, round robin ==")
+
+    def last_only():  # the reference: one uncached pass whose output layer sees the last position only
+        hook = model.transformer.ln_f.register_forward_pre_hook(lambda m, a: (a[0][:, -1:],))
+        logits = model(prompt)[0]
+        hook.remove()
+        return logits
+
+    modes = {"generate(prompt, 1 new token)": lambda: model.generate(prompt, 1, temperature=0),
+             "model(prompt, cache=new cache)": lambda: model(prompt, cache=model.new_cache(1, T + 1, device=device)),
+             "reference: last position's logits only": last_only,
+             "forward, every position's logits": lambda: model(prompt)}
+    times = {mode: [] for mode in modes}
+    memory = {mode: PeakMemory() for mode in modes}
+    with torch.no_grad():
+        for mode, fn in modes.items():  # a first run of each warms up, and its tensors are counted
+            with memory[mode]:
+                fn()
+        for _ in range(reps):
+            for mode, fn in modes.items():
+                t0 = clock(device)
+                fn()
+                times[mode].append(clock(device) - t0)
+    ref = statistics.median(times["reference: last position's logits only"])
+    rows = [dict(what=mode, ms=1e3 * statistics.median(times[mode]), vs_reference=statistics.median(times[mode]) / ref,
+                 peak_bytes=memory[mode].peak, largest_tensor_bytes=memory[mode].largest) for mode in modes]
+    logits_bytes = T * shape["vocab_size"] * 4
+    print(f"ms ({clock_kind(device)}), time relative to the reference, and the tensors ops created: MiB alive at "
+          f"once (peak) and the largest; one [{T}, {shape['vocab_size']}] float32 logits tensor is "
+          f"{logits_bytes / 2 ** 20:.0f} MiB")
+    print_table(["", "ms", "vs reference", "peak MiB", "largest MiB"],
+                [[r["what"], f"{r['ms']:.0f}", f"{r['vs_reference']:.3f}x", f"{r['peak_bytes'] / 2 ** 20:.1f}",
+                  f"{r['largest_tensor_bytes'] / 2 ** 20:.1f}"] for r in rows])
+    if not args.quick:
+        gen = rows[0]
+        print(f"goal: generate's prefill within 5% of the reference: {gen['vs_reference']:.3f}x, "
+              f"{'met' if gen['vs_reference'] <= 1.05 else 'NOT met'}")
+        print(f"goal: generate holds no [T, vocab] tensor: largest {gen['largest_tensor_bytes'] / 2 ** 20:.1f} MiB, "
+              f"{'met' if gen['largest_tensor_bytes'] < logits_bytes else 'NOT met'}")
+    write_csv(os.path.join(args.out, "prefill.csv"), rows)
 
 
 # -----------------------------------------------------------------------------
@@ -231,16 +339,19 @@ def bench_decode(args, device):
 
 def bench_train(args, device):
     cuda = device.type == "cuda"
+    variants = VARIANTS
     if args.quick:
         shape, batch, block, warmup, reps = TINY, 2, 32, 1, 2
-    elif cuda:
-        shape, batch, block, warmup, reps = PAPER_SHAPES["300M"], 8, 1024, 3, 10
+    elif cuda:  # the paper's 300M micro-batch, compiled as train.py does; two variants keep compiling to minutes
+        shape, batch, block, warmup, reps = PAPER_SHAPES["300M"], 6, 2048, 3, 10
+        variants = [v for v in VARIANTS if v[0] in ("QKV", "Q-K=V")]
     else:
         shape, batch, block, warmup, reps = SMALL, 2, 256, 1, 7
     ctx = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
     print(f"\n== train: {shape}, batch {batch} x {block} tokens, forward + backward, "
-          f"{'bf16 autocast' if cuda else 'float32'}; median of {reps} steps ==")
-    models = {name: build(shape, fields, device, block).train() for name, fields in VARIANTS}
+          f"{'bf16 autocast, torch.compile' if cuda else 'float32'}; median of {reps} steps ==")
+    models = {name: build(shape, fields, device, block).train() for name, fields in variants}
+    steps = {name: torch.compile(m) if cuda else m for name, m in models.items()}
     x = torch.randint(shape["vocab_size"], (batch, block), device=device)
     y = torch.randint(shape["vocab_size"], (batch, block), device=device)
     times = {name: [] for name in models}
@@ -248,20 +359,58 @@ def bench_train(args, device):
         for name, model in models.items():
             t0 = clock(device)
             with ctx:
-                _, loss = model(x, y)
+                _, loss = steps[name](x, y)
             loss.backward()
             model.zero_grad(set_to_none=True)
             if r >= warmup:
                 times[name].append(clock(device) - t0)
-    rows = [dict(variant=name, params=m.num_params(), batch=batch, block_size=block,
-                 tokens_per_s=batch * block / statistics.median(times[name])) for name, m in models.items()]
+    rows = []
+    for name, m in models.items():
+        dt = statistics.median(times[name])
+        rows.append(dict(variant=name, params=m.num_params(), batch=batch, block_size=block,
+                         tokens_per_s=batch * block / dt, mfu=m.estimate_mfu(batch, dt)))
     for r in rows:
         r["ratio_vs_qkv"] = r["tokens_per_s"] / rows[0]["tokens_per_s"]
-    print(f"forward + backward tokens/s ({clock_kind(device)})")
-    print_table(["variant", "params", "tokens/s", "vs QKV"],
-                [[r["variant"], f"{r['params']:,}", f"{r['tokens_per_s']:.0f}", f"{r['ratio_vs_qkv']:.2f}x"]
-                 for r in rows])
+    print(f"forward + backward tokens/s ({clock_kind(device)}); MFU vs the GPU's bf16 peak (n/a on CPU)")
+    print_table(["variant", "params", "tokens/s", "vs QKV", "MFU"],
+                [[r["variant"], f"{r['params']:,}", f"{r['tokens_per_s']:.0f}", f"{r['ratio_vs_qkv']:.2f}x",
+                  "n/a" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"] for r in rows])
     write_csv(os.path.join(args.out, "train_speed.csv"), rows)
+
+
+def bench_step(args, device):
+    cuda = device.type == "cuda"
+    if not cuda and not args.quick:
+        print("\n== step: the 1.2B optimizer step needs CUDA (--device=cuda); skipped ==")
+        return
+    shape, batch, block = (TINY, 2, 32) if args.quick else (dict(PAPER_SHAPES["1.2B"], n_inner=8192), 2, 2048)
+    ctx = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
+    print(f"\n== step: {shape}, the paper's micro-batch {batch} x {block}, dropout 0.1, forward + backward + fused "
+          f"AdamW, {'bf16 autocast' if cuda else 'float32'}, eager; the second step is timed ==")
+    x = torch.randint(shape["vocab_size"], (batch, block), device=device)
+    y = torch.randint(shape["vocab_size"], (batch, block), device=device)
+    rows = []
+    for name, fields in [v for v in VARIANTS if v[0] in ("QKV", "Q-K=V")]:
+        model = build(shape, dict(fields, dropout=0.1), device, block).train()
+        opt = model.configure_optimizers(0.1, 6e-5, (0.9, 0.95), device.type)
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+        for _ in range(2):  # the first step also allocates AdamW's state, which the peak then holds
+            t0 = clock(device)
+            with ctx:
+                _, loss = model(x, y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            dt = clock(device) - t0
+        rows.append(dict(variant=name, params=model.num_params(), batch=batch, block_size=block, s_per_step=dt,
+                         peak_memory_bytes=torch.cuda.max_memory_allocated(device) if cuda else None))
+        del model, opt  # before the next variant is built, so its peak is its own
+    print_table(["variant", "params", "s per step", "peak GiB"],
+                [[r["variant"], f"{r['params']:,}", f"{r['s_per_step']:.3f}",
+                  "n/a" if r["peak_memory_bytes"] is None else f"{r['peak_memory_bytes'] / 2 ** 30:.1f}"]
+                 for r in rows])
+    write_csv(os.path.join(args.out, "train_step.csv"), rows)
 
 
 # -----------------------------------------------------------------------------
@@ -290,13 +439,21 @@ def copy_bandwidth(device, flush):
     return 2 * src.numel() / cuda_time(lambda: dst.copy_(src), flush)
 
 
+def flash_decode(q, k, v):
+    """PyTorch's flash-attention SDPA on one query per head, the query heads of each KV head folded into its
+    queries as the model folds them ([B, H_kv, G, D]); an error, not a silent fallback, if flash cannot run it."""
+    B, H, D = q.shape
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+        return F.scaled_dot_product_attention(q.view(B, k.size(1), H // k.size(1), D), k, v)
+
+
 def bench_kernel(args, device):
     if device.type != "cuda":
         print("\n== kernel: the Triton decode-attention table needs CUDA (--device=cuda); skipped ==")
         return
     from kernel import decode_attention, decode_attention_ref
     B, H, D, dtype = 8, 32, 64, torch.bfloat16
-    contexts = [1024, 2048] if args.quick else [4096, 16384, 32768]
+    contexts = [1024, 2048] if args.quick else [4096, 16384, 65536, 131072]
     flush = torch.empty(512 * 2 ** 20, dtype=torch.int8, device=device)  # larger than any GPU's L2
     copy_bw = copy_bandwidth(device, flush)
     print(f"\n== kernel: decode attention, B={B}, H={H}, D={D}, {str(dtype)[6:]}; device copy bandwidth (read + write) "
@@ -307,12 +464,11 @@ def bench_kernel(args, device):
             q = torch.randn(B, H, D, dtype=dtype, device=device)
             k = torch.randn(B, h_kv, t, D, dtype=dtype, device=device)
             v = torch.randn_like(k)
-            q4 = q.unsqueeze(2)  # [B, H, 1, D]
             ref_k, ref_kv = decode_attention_ref(q, k), decode_attention_ref(q, k, v)
             modes = [("kernel V=K", lambda: decode_attention(q, k), k, ref_k),
                      ("kernel K,V", lambda: decode_attention(q, k, v), (k, v), ref_kv),
-                     ("SDPA V=K", lambda: F.scaled_dot_product_attention(q4, k, k, enable_gqa=True), k, ref_k),
-                     ("SDPA K,V", lambda: F.scaled_dot_product_attention(q4, k, v, enable_gqa=True), (k, v), ref_kv)]
+                     ("flash SDPA V=K", lambda: flash_decode(q, k, k), k, ref_k),
+                     ("flash SDPA K,V", lambda: flash_decode(q, k, v), (k, v), ref_kv)]
             for mode, fn, read, ref in modes:
                 nbytes = sum(x.numel() * x.element_size() for x in (read if isinstance(read, tuple) else (read,)))
                 err = (fn().reshape(ref.shape).float() - ref.float()).abs().max().item()
@@ -339,8 +495,10 @@ def device_name(device):
     return f"CPU ({platform.machine()}, torch threads: {torch.get_num_threads()})"
 
 
-# the kernel table runs before the long decode section, so a failure there cannot cost it
-BENCHES = {"cache": bench_cache, "kernel": bench_kernel, "decode": bench_decode, "train": bench_train}
+# decode runs last: it is the longest, and on CUDA its compiled step (torch.compile around the Triton kernel) has
+# never run, so a failure there cannot cost the other tables
+BENCHES = {"cache": bench_cache, "kernel": bench_kernel, "prefill": bench_prefill, "train": bench_train,
+           "step": bench_step, "decode": bench_decode}
 
 
 def main(argv=None):
@@ -362,7 +520,9 @@ def main(argv=None):
     torch.manual_seed(0)
     for section, bench in BENCHES.items():
         if section in what:
+            t0 = time.perf_counter()
             bench(args, device)
+            print(f"({section}: {time.perf_counter() - t0:.0f} s wall-clock)")
 
 
 if __name__ == "__main__":

@@ -80,12 +80,17 @@ class GPTConfig:
 
 
 class Cache:
-    """Decode buffers of every layer, filled from position 0 up to `pos`.
+    """Decode buffers of every layer, filled from position 0 up to `pos`. `pos` is an int, or a [1] long tensor
+    for generate's compiled step: then writes go to that position and attention masks the whole buffer, so every
+    step has the same shapes and one graph serves them all.
     softmax: k [B, n_kv_head, max_len, head_dim], plus v of the same shape unless V = K.
     linear:  s [B, n_kv_head, head_dim, head_dim] = Σ φ(k_i) v_iᵀ and z [B, n_kv_head, head_dim] = Σ φ(k_i)."""
 
-    def __init__(self, layers, max_len):
+    def __init__(self, layers, max_len, lengths):
         self.layers, self.max_len, self.pos = layers, max_len, 0
+        # [B] int32 = pos + 1 for the one-token step under way: the decode kernel's valid lengths, refilled in
+        # place by GPT.forward once per step instead of allocated in every layer
+        self.lengths = lengths
 
     @property
     def nbytes(self):
@@ -185,14 +190,35 @@ class CausalSelfAttention(nn.Module):
         if self.pos_conv:
             mask = self.pos_bias(pos, L, q.device).to(q.dtype)
             q = q * self.conv.weight.sum()
-        if is_causal and (mask is not None or pos > 0):  # SDPA's is_causal assumes the queries start at 0
-            allowed = torch.ones(T, L, dtype=torch.bool, device=q.device).tril(pos)
+        # SDPA's is_causal assumes the queries start at 0; a tensor pos attends over the whole (partly empty) buffer
+        if torch.is_tensor(pos) or (is_causal and (mask is not None or pos > 0)):
+            allowed = torch.arange(L, device=q.device) <= (pos + torch.arange(T, device=q.device))[:, None]  # [T, L]
             mask = allowed if mask is None else mask.masked_fill(~allowed, float("-inf"))
             is_causal = False
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
-                                              enable_gqa=self.n_kv_head != self.n_head)
+        G = self.n_head // self.n_kv_head
+        if T == 1 and G > 1:
+            # one query per head: the G query heads of a KV head become G queries of one head, so SDPA reads each
+            # KV head once (enable_gqa on CPU reads it once per query head); the [1, L] mask broadcasts over G
+            B, H, _, D = q.shape
+            return F.scaled_dot_product_attention(q.reshape(B, H // G, G, D), k, v, attn_mask=mask).view(B, H, 1, D)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=G > 1)
 
-    def forward(self, x, cache=None, pos=0):
+    def write_cache(self, cache, k, v, pos):
+        """Store this chunk's k (and v) at pos..pos+T-1 -> what to attend over: the filled part for an int pos,
+        the whole buffer for a tensor pos (softmax_attention masks the rest). V = K returns one tensor twice."""
+        T = k.size(2)
+        for name, new in (("k", k), ("v", v)):
+            if name not in cache:
+                continue
+            if torch.is_tensor(pos):
+                cache[name].index_copy_(2, pos + torch.arange(T, device=pos.device), new)
+            else:
+                cache[name][:, :, pos:pos + T] = new
+        end = cache["k"].size(2) if torch.is_tensor(pos) else pos + T
+        k = cache["k"][:, :, :end]
+        return k, cache["v"][:, :, :end] if "v" in cache else k
+
+    def forward(self, x, cache=None, pos=0, lengths=None):
         B, T, C = x.shape
         q, k, v = self.project(x)
         if self.attn == "linear":
@@ -202,16 +228,11 @@ class CausalSelfAttention(nn.Module):
                                  self.causal, state).view(B, self.n_head, T, -1)
         else:
             if cache is not None:  # write this chunk, then attend over everything cached so far
-                cache["k"][:, :, pos:pos + T] = k
-                k = cache["k"][:, :, :pos + T]
-                if "v" in cache:
-                    cache["v"][:, :, pos:pos + T] = v
-                v = cache["v"][:, :, :pos + T] if "v" in cache else k  # V = K: the same tensor, read once
+                k, v = self.write_cache(cache, k.to(cache["k"].dtype), v.to(cache["k"].dtype), pos)
                 q = q.to(k.dtype)
             use_kernel = q.is_cuda if DECODE_KERNEL is None else DECODE_KERNEL
             if cache is not None and T == 1 and not self.pos_conv and use_kernel:
                 from kernel import decode_attention  # here, not at the top: only this path needs triton
-                lengths = torch.full((B,), pos + 1, device=q.device)
                 y = decode_attention(q[:, :, 0], cache["k"], cache.get("v"), lengths).unsqueeze(2)  # [B, H, 1, D]
             else:
                 y = self.softmax_attention(q, k, v, pos)
@@ -252,8 +273,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x, cache=None, pos=0):
-        x = x + self.attn(self.ln_1(x), cache, pos)
+    def forward(self, x, cache=None, pos=0, lengths=None):
+        x = x + self.attn(self.ln_1(x), cache, pos, lengths)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -293,20 +314,32 @@ class GPT(nn.Module):
 
     def forward(self, idx, targets=None, cache=None):
         """idx [B, T] -> logits [B, T, vocab], loss (mean cross-entropy vs targets, -1 ignored) or None.
-        With a cache, idx continues the sequence from cache.pos and the cache advances by T."""
+        With a cache, idx continues the sequence from cache.pos, the cache advances by T, and only the last
+        position's logits are computed, [B, 1, vocab]: a prompt never pays for a [T, vocab] output layer."""
         B, T = idx.shape
         pos = cache.pos if cache is not None else 0
+        if cache is not None and targets is not None:
+            raise ValueError("targets must be None with a cache: a cached forward returns the last position's "
+                             "logits only; compute the loss without the cache.")
         limit = cache.max_len if cache is not None else self.config.block_size
-        if pos + T > limit:
+        if not torch.is_tensor(pos) and pos + T > limit:  # a tensor pos is generate's compiled step, checked there
             raise ValueError(f"sequence of {pos + T} tokens is longer than the "
                              f"{'cache max_len' if cache is not None else 'block_size'} of {limit}.")
+        lengths = None
+        if cache is not None and T == 1:
+            lengths = cache.lengths
+            if torch.is_tensor(pos):
+                lengths.copy_(pos + 1)
+            else:
+                lengths.fill_(pos + 1)
         x = self.transformer.wte(idx)
         if "wpe" in self.transformer:
-            x = x + self.transformer.wpe(torch.arange(pos, pos + T, device=idx.device))
+            x = x + self.transformer.wpe(pos + torch.arange(T, device=idx.device))
         for i, block in enumerate(self.transformer.h):
-            x = block(x, cache.layers[i] if cache is not None else None, pos)
+            x = block(x, cache.layers[i] if cache is not None else None, pos, lengths)
         if cache is not None:
             cache.pos += T
+            x = x[:, -1:]
         logits = self.lm_head(self.transformer.ln_f(x))
         loss = None
         if targets is not None:
@@ -327,16 +360,22 @@ class GPT(nn.Module):
         if not self.config.causal:
             raise ValueError("causal must be True for cached decoding: a bidirectional model's past depends on "
                              "its future.")
-        return Cache([b.attn.new_cache(batch_size, max_len, dtype, device) for b in self.transformer.h], max_len)
+        return Cache([b.attn.new_cache(batch_size, max_len, dtype, device) for b in self.transformer.h], max_len,
+                     torch.zeros(batch_size, dtype=torch.int32, device=device))
 
     @torch.no_grad()
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, use_cache=True):
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, use_cache=True, compile=False):
         """Append max_new_tokens to idx [B, T]. temperature=0 is greedy. With the cache: one prefill, then one
-        token per step; prompt + new tokens must fit block_size. Without: full forward, context cropped."""
+        token per step; prompt + new tokens must fit block_size. Without: full forward, context cropped.
+        compile=True runs the one-token steps through torch.compile: the position is a tensor (see Cache), so
+        one graph serves every step; the prefill stays eager."""
         B, T = idx.shape
         bs = self.config.block_size
         if T > bs:
             raise ValueError(f"prompt of {T} tokens is longer than block_size ({bs}); shorten the prompt.")
+        if compile and (not use_cache or self.config.pos_conv):
+            raise ValueError("compile=True needs use_cache=True and pos_conv=0: it compiles the cached one-token "
+                             "step, and (X)+'s bias is built for an int position.")
         cache = None
         if use_cache:
             if T + max_new_tokens > bs:
@@ -345,9 +384,11 @@ class GPT(nn.Module):
             dev = idx.device.type
             dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else self.lm_head.weight.dtype
             cache = self.new_cache(B, T + max_new_tokens, dtype, idx.device)
-        inp = idx
+        step, inp = self, idx
         for _ in range(max_new_tokens):
-            logits, _ = self(inp if cache is not None else idx[:, -bs:], cache=cache)
+            logits, _ = step(inp if cache is not None else idx[:, -bs:], cache=cache)
+            if compile and step is self:  # prefill done: the one-token steps from here on
+                step = self.compiled_step(cache)
             logits = logits[:, -1, :]
             if temperature == 0:
                 nxt = logits.argmax(-1, keepdim=True)
@@ -360,6 +401,13 @@ class GPT(nn.Module):
             idx = torch.cat((idx, nxt), dim=1)
             inp = nxt
         return idx
+
+    def compiled_step(self, cache):
+        """The one-token step of generate(compile=True): cache.pos becomes a [1] tensor, so every step has the same
+        shapes, and forward goes through torch.compile (its graphs are kept on forward's code: later calls with
+        the same shapes reuse them)."""
+        cache.pos = torch.tensor([cache.pos], device=cache.lengths.device)
+        return torch.compile(self.forward)
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
         """AdamW; weight decay on matrices and embeddings (>= 2-D), not on biases, LayerNorm gains or the (X)+

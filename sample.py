@@ -6,6 +6,7 @@ GPT-2 from the hub, converted to Q-K=V first (lstsq fits on the calibration text
 $ python sample.py --init_from=gpt2 --proj=qk_v --convert_method=lstsq --calib=FILE:input.txt --start="Hello,"
 The tokenizer is the one the checkpoint's data used (meta.json): r50k_base (GPT-2 BPE) or bytes; GPT-2's is
 r50k_base. For both, "<|endoftext|>" in the prompt and in the output is the document separator (eot_token).
+--compile=True runs the one-token decode steps through torch.compile (generate(compile=True)).
 """
 import argparse
 import os
@@ -51,6 +52,8 @@ def parse_args(argv=None):
     p.add_argument("--convert_method", default="lstsq", choices=TIE_METHODS, help="how V is tied to K")
     p.add_argument("--calib", default=None, help='text that lstsq and split fit on, or "FILE:path"')
     p.add_argument("--calib_tokens", type=int, default=8192)
+    p.add_argument("--compile", type=boolean, default=False,
+                   help="torch.compile the one-token decode step (the first sample then includes compiling)")
     args = p.parse_args(argv)
     if args.num_samples < 1:
         p.error(f"--num_samples must be >= 1; got {args.num_samples}.")
@@ -201,6 +204,9 @@ def main(argv=None):
     if args.use_cache and len(ids) + n_new > bs:
         raise SystemExit(f"prompt ({len(ids)} tokens) + --max_new_tokens ({n_new}) exceeds the model's context "
                          f"(block_size {bs}); lower --max_new_tokens or pass --use_cache=False to crop the context.")
+    if args.compile and (not args.use_cache or model.config.pos_conv):
+        raise SystemExit("--compile=True compiles the cached one-token step: it needs --use_cache=True and a "
+                         "checkpoint without pos_conv.")
     # generate builds its cache in the autocast dtype, or the weights' dtype (float32) without autocast
     ctx = nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype)
     report = cache_report(model, len(ids) + n_new, dtype) if args.use_cache else \
@@ -211,7 +217,8 @@ def main(argv=None):
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            y = model.generate(x, n_new, temperature=args.temperature, top_k=args.top_k, use_cache=args.use_cache)
+            y = model.generate(x, n_new, temperature=args.temperature, top_k=args.top_k, use_cache=args.use_cache,
+                               compile=args.compile)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0

@@ -31,8 +31,8 @@ def test_cache_section_bytes_equal_theory(tmp_path):
         assert float(r["reduction_vs_qkv"]) == pytest.approx(1 - allocated / qkv[(r["shape"], r["context"])])
 
 
-def test_decode_train_kernel_quick(tmp_path, capsys):
-    bench.main(["--what=decode,train,kernel", "--quick", "--device=cpu", f"--out={tmp_path}"])
+def test_decode_prefill_train_step_kernel_quick(tmp_path, capsys):
+    bench.main(["--what=decode,prefill,train,step,kernel", "--quick", "--device=cpu", f"--out={tmp_path}"])
     assert "needs CUDA" in capsys.readouterr().out
     assert (tmp_path / "decode_speed.png").stat().st_size > 0
     assert not list(tmp_path.glob("kernel*"))
@@ -40,14 +40,21 @@ def test_decode_train_kernel_quick(tmp_path, capsys):
     decode = read_csv(tmp_path / "decode_speed.csv")
     contexts = sorted({int(r["context"]) for r in decode})
     assert len(contexts) > 1
-    assert [r["variant"] for r in decode] == names * len(contexts)
+    assert [r["variant"] for r in decode] == (names + [f"{n}, compiled" for n in bench.COMPILED]) * len(contexts)
     assert all(float(r["ms_per_step"]) > 0 for r in decode)
     assert all(float(r["speed_vs_qkv"]) == 1 for r in decode if r["variant"] == "QKV")
     train = read_csv(tmp_path / "train_speed.csv")
     assert [r["variant"] for r in train] == names
     assert float(train[0]["ratio_vs_qkv"]) == 1 and all(float(r["tokens_per_s"]) > 0 for r in train)
+    assert [r["variant"] for r in read_csv(tmp_path / "train_step.csv")] == ["QKV", "Q-K=V"]
+    prefill = read_csv(tmp_path / "prefill.csv")
+    assert float(prefill[2]["vs_reference"]) == 1  # the reference itself
+    logits = 64 * 50304 * 4  # the [T, vocab] float32 logits of the quick run's 64-token prompt
+    assert int(prefill[3]["largest_tensor_bytes"]) == logits  # the full forward builds them, generate never does
+    assert all(int(r["largest_tensor_bytes"]) < logits for r in prefill[:3])
 
 
 def test_bad_section_is_one_clear_error(tmp_path):
-    with pytest.raises(SystemExit, match="--what must be a comma-separated subset of cache, kernel, decode, train"):
+    with pytest.raises(SystemExit, match="--what must be a comma-separated subset of "
+                                         "cache, kernel, prefill, train, step, decode"):
         bench.main(["--what=cache,speed", f"--out={tmp_path}"])

@@ -1,6 +1,8 @@
 """kernel.py under the Triton interpreter: decode_attention vs decode_attention_ref vs SDPA, and the model's
-cached decoding through the kernel vs through SDPA."""
+cached decoding through the kernel vs through SDPA; and both kernels compiled ahead of time for real GPUs."""
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -87,13 +89,60 @@ def test_model_greedy_decoding_through_kernel_equals_sdpa(proj, n_kv_head, monke
     monkeypatch.setattr(model, "DECODE_KERNEL", False)
     expect = gpt.generate(prompt, 6, temperature=0)
     calls = []
-    monkeypatch.setattr(kernel, "decode_attention", lambda *a, **kw: calls.append(1) or decode_attention(*a, **kw))
+    monkeypatch.setattr(kernel, "decode_attention",
+                        lambda *a, **kw: calls.append((id(a[3]), a[3].tolist())) or decode_attention(*a, **kw))
     monkeypatch.setattr(model, "DECODE_KERNEL", True)
     got = gpt.generate(prompt, 6, temperature=0)
-    assert len(calls) == cfg.n_layer * 5  # every one-token step of every layer; the prefill stays on SDPA
+    # every one-token step of every layer (the prefill stays on SDPA), all given the cache's one lengths tensor
+    assert [c[1] for c in calls] == [[pos + 1] * 2 for pos in range(5, 10) for _ in range(cfg.n_layer)]
+    assert len({c[0] for c in calls}) == 1
     assert torch.equal(got, expect)
 
 
 def test_importing_model_needs_no_triton():
     code = "import sys, model; assert 'triton' not in sys.modules and 'kernel' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+
+
+# Ahead-of-time compilation for sm_80 and sm_90 needs no GPU, but it needs the real @triton.jit functions, which
+# TRITON_INTERPRET=1 (conftest.py) replaces: so it runs in a subprocess without it, this file as the script.
+AOT_CONSTS = dict(D=64, BLOCK_N=64, BLOCK_D=64)
+
+
+def aot_compile(arch, dtype):
+    """-> tt.load ops inside stage 1's loop for V = K and separate V; stage 2 compiled too (ptx and cubin)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    target = GPUTarget("cuda", arch, 32)
+
+    def build(fn, types, consts):
+        sig = {a: "constexpr" if a in consts else types.get(a, "i32") for a in fn.arg_names}
+        compiled = triton.compile(ASTSource(fn, sig, consts), target=target)
+        assert compiled.asm["cubin"], fn.__name__
+        return compiled.asm["ttir"]
+
+    f32 = dict(Acc="*fp32", M="*fp32", L="*fp32")
+    loads = {}
+    for v_is_k in (True, False):
+        types = dict(Q=f"*{dtype}", K=f"*{dtype}", V=f"*{dtype}", Lens="*i32", qk_scale="fp32", **f32)
+        ttir = build(kernel._attend_split, types, dict(AOT_CONSTS, BLOCK_G=16, V_IS_K=v_is_k, PRECISION="tf32"))
+        loop = ttir[ttir.index("scf.for"):ttir.index("scf.yield")]
+        loads["v=k" if v_is_k else "v"] = loop.count("tt.load")
+    build(kernel._merge_splits, dict(Out=f"*{dtype}", **f32), dict(D=64, BLOCK_S=16, BLOCK_D=64))
+    return loads
+
+
+def test_kernels_compile_for_sm80_and_sm90_and_v_is_k_loads_one_tile_less():
+    root = Path(__file__).parent.parent
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.update(PYTHONPATH=str(root), TRITON_DEFAULT_FP_FUSION="1")  # fusion: triton 3.9's default, set so it is quiet
+    out = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, cwd=root)
+    assert out.returncode == 0, out.stderr[-3000:]
+    loads = json.loads(out.stdout.splitlines()[-1])
+    assert loads == {f"sm{arch}-{dtype}": {"v=k": 1, "v": 2} for arch in (80, 90) for dtype in ("bf16", "fp16")}
+
+
+if __name__ == "__main__":
+    print(json.dumps({f"sm{arch}-{dtype}": aot_compile(arch, dtype)
+                      for arch in (80, 90) for dtype in ("bf16", "fp16")}))

@@ -49,11 +49,15 @@ def merge(y):  # [B, H, T, D] -> [B, T, H * D]
     return y.transpose(1, 2).flatten(2)
 
 
-def decode_logits(model, idx, prefill):
-    """Logits from a prefill of `prefill` tokens, then one token per step through the cache."""
+def decode_logits(model, idx, prefill, tensor_pos=False):
+    """Logits of positions prefill-1 .. T-1: a prefill of `prefill` tokens (its last position only), then one token
+    per step through the cache; tensor_pos continues as generate's compiled step does, at a tensor position."""
     cache = model.new_cache(idx.size(0), idx.size(1))
     out = [model(idx[:, :prefill], cache=cache)[0]]
+    if tensor_pos:
+        cache.pos = torch.tensor([cache.pos])
     out += [model(idx[:, t:t + 1], cache=cache)[0] for t in range(prefill, idx.size(1))]
+    assert all(o.shape == (idx.size(0), 1, model.config.vocab_size) for o in out)
     return torch.cat(out, dim=1)
 
 
@@ -107,15 +111,32 @@ def test_qkv_is_gpt2_naming_and_untied_head_is_separate():
 @pytest.mark.parametrize("proj,kv", VARIANTS)
 def test_softmax_layer_equals_direct_formula(proj, kv, causal):
     attn = tiny(proj=proj, n_kv_head=kv, causal=causal).transformer.h[0].attn
-    x = torch.randn(2, 9, N_EMBD)
+    T = 9
+    x = torch.randn(2, T, N_EMBD)
     q, k, v = paper_qkv(attn, x)
     G = attn.n_head // attn.n_kv_head
     k, v = k.repeat_interleave(G, 1), v.repeat_interleave(G, 1)   # query head h reads kv head h // G
     s = q @ k.transpose(-1, -2) / math.sqrt(attn.head_dim)
     if causal:
-        s = s.masked_fill(torch.ones(9, 9, dtype=torch.bool).triu(1), float("-inf"))
+        s = s.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
     y = attn.c_proj(merge(s.softmax(-1) @ v))
     torch.testing.assert_close(attn(x), y, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("pos", [11, torch.tensor([7])], ids=["int-pos", "tensor-pos"])
+@pytest.mark.parametrize("proj,kv", [("qkv", 2), ("qk_v", 2), ("qk_v", 1)])
+def test_one_token_step_folds_gqa_heads_into_queries(proj, kv, pos):
+    """A one-token step views q [B, H, 1, D] as [B, H_kv, G, D]: the same as SDPA's enable_gqa on the filled
+    part of the cache (an int pos gets the filled slice; a tensor pos, the whole buffer to mask)."""
+    attn = tiny(proj=proj, n_kv_head=kv).transformer.h[0].attn
+    D = attn.head_dim
+    q, k = torch.randn(3, N_HEAD, 1, D), torch.randn(3, kv, 12, D)
+    v = k if proj == "qk_v" else torch.randn(3, kv, 12, D)
+    n = int(pos) + 1
+    expect = F.scaled_dot_product_attention(q, k[:, :, :n], v[:, :, :n], enable_gqa=True)
+    got = attn.softmax_attention(q, k, v, pos)
+    assert got.shape == (3, N_HEAD, 1, D)
+    torch.testing.assert_close(got, expect, atol=1e-6, rtol=1e-5)
 
 
 def test_shared_projections_are_the_same_tensor():
@@ -146,11 +167,13 @@ def test_cached_decoding_equals_full_forward(proj, kv, attn):
     model = tiny(proj=proj, n_kv_head=kv, attn=attn)
     idx = torch.randint(0, VOCAB, (2, 20))
     full = model(idx)[0]
-    torch.testing.assert_close(decode_logits(model, idx, prefill=5), full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(decode_logits(model, idx, prefill=5), full[:, 4:], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(decode_logits(model, idx, prefill=1), full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(decode_logits(model, idx, prefill=5, tensor_pos=True), full[:, 4:],
+                               atol=1e-5, rtol=1e-5)
     cache = model.new_cache(2, 20)  # chunked prefill: a second chunk of several tokens starting at pos > 0
     chunks = torch.cat([model(idx[:, :8], cache=cache)[0], model(idx[:, 8:], cache=cache)[0]], dim=1)
-    torch.testing.assert_close(chunks, full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(chunks, full[:, [7, 19]], atol=1e-5, rtol=1e-5)
     prompt = idx[:, :4]
     assert torch.equal(model.generate(prompt, 12, temperature=0), model.generate(prompt, 12, temperature=0,
                                                                                    use_cache=False))
@@ -166,6 +189,29 @@ def test_sampled_generation_is_reproducible_and_cropped_without_cache():
     assert torch.equal(a, b) and a.shape == (2, 14)
     long = model.generate(prompt, BLOCK + 5, temperature=0, use_cache=False)  # beyond block_size: cropped
     assert long.shape == (2, 4 + BLOCK + 5)
+
+
+def test_cached_generation_never_builds_prompt_logits():
+    model = tiny(proj="qk_v")
+    shapes = []
+    model.lm_head.register_forward_hook(lambda m, i, out: shapes.append(tuple(out.shape)))
+    model.generate(torch.randint(0, VOCAB, (2, 20)), 3, temperature=0)
+    assert shapes == [(2, 1, VOCAB)] * 3  # the prefill of 20 tokens, then two steps
+
+
+@pytest.mark.parametrize("proj,kv,attn", [("qkv", 0, "softmax"), ("qk_v", 1, "softmax"), ("qk_v", 0, "linear")])
+def test_compiled_decoding_is_one_graph_with_eager_tokens(proj, kv, attn, monkeypatch):
+    """generate(compile=True): every one-token step runs one torch.compile graph (the position is a tensor),
+    and the tokens are eager decoding's. Inductor compiles for real here: slow, so the model is tiny."""
+    import torch._dynamo.testing
+    model = tiny(proj=proj, n_kv_head=kv, attn=attn)
+    prompt = torch.randint(0, VOCAB, (2, 5))
+    expect = model.generate(prompt, 10, temperature=0)
+    torch._dynamo.reset()
+    counter, compile = torch._dynamo.testing.CompileCounterWithBackend("inductor"), torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: compile(fn, backend=counter, **kw))
+    assert torch.equal(model.generate(prompt, 10, temperature=0, compile=True), expect)
+    assert counter.frame_count == 1
 
 
 def test_cache_bytes_are_exact():
@@ -317,7 +363,7 @@ def test_pos_conv_cached_decoding_equals_full_forward(proj, basis):
     for block in model.transformer.h:
         random_conv(block.attn)
     idx = torch.randint(0, VOCAB, (2, 14))
-    torch.testing.assert_close(decode_logits(model, idx, prefill=4), model(idx)[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(decode_logits(model, idx, prefill=4), model(idx)[0][:, 3:], atol=1e-5, rtol=1e-5)
 
 
 def test_pos_emb_none_has_no_position_table_and_sees_no_position():
@@ -362,6 +408,13 @@ def test_invalid_requests_name_the_field():
         model(torch.zeros(1, BLOCK + 1, dtype=torch.long))
     with pytest.raises(ValueError, match="causal"):
         tiny(causal=False).new_cache(1, 8)
+    with pytest.raises(ValueError, match="targets"):
+        model(torch.zeros(1, 4, dtype=torch.long), targets=torch.zeros(1, 4, dtype=torch.long),
+              cache=model.new_cache(1, 8))
+    with pytest.raises(ValueError, match="pos_conv"):
+        tiny(proj="q_kv", pos_conv=8).generate(torch.zeros(1, 4, dtype=torch.long), 2, compile=True)
+    with pytest.raises(ValueError, match="use_cache"):
+        model.generate(torch.zeros(1, 4, dtype=torch.long), 2, use_cache=False, compile=True)
 
 
 def test_optimizer_decays_only_matrices_and_mfu_is_unknown_on_cpu():

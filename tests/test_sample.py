@@ -78,12 +78,15 @@ def test_qkv_and_linear_reports(tmp_path, capsys):
     assert line.startswith(f"recurrent state: {sample.fmt_bytes(state)} allocated, fixed whatever the length")
 
 
-def test_cached_and_uncached_greedy_text_agree(tmp_path, capsys):
+def test_cached_uncached_and_compiled_greedy_text_agree(tmp_path, capsys):
     make_ckpt(tmp_path, BYTES_META, proj="q_k_v")
     cached = run(capsys, tmp_path, "--start=to be", "--max_new_tokens=20", "--num_samples=1")
     uncached = run(capsys, tmp_path, "--start=to be", "--max_new_tokens=20", "--num_samples=1", "--use_cache=False")
-    assert cached.split("\n")[0] == uncached.split("\n")[0]
+    compiled = run(capsys, tmp_path, "--start=to be", "--max_new_tokens=20", "--num_samples=1", "--compile=True")
+    assert cached.split("\n")[0] == uncached.split("\n")[0] == compiled.split("\n")[0]
     assert "no kv cache" in stats_lines(uncached)[0]
+    with pytest.raises(SystemExit, match="--compile=True .* needs --use_cache=True"):
+        run(capsys, tmp_path, "--use_cache=False", "--compile=True")
 
 
 def test_r50k_prompt_with_separator(tmp_path, capsys):
