@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from contextlib import nullcontext
+from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
@@ -112,8 +113,8 @@ def table(results):
     lines, accs = ["| task | metric | value | stderr |", "|---|---|---|---|"], []
     for task, metrics in results["results"].items():
         for key, v in metrics.items():
-            name, _, filt = key.partition(",")
-            if name.endswith("_stderr") or not isinstance(v, (int, float)):
+            name, _, filt = key.partition(",")  # "acc,none": metric, then the filter it went through
+            if name not in results["higher_is_better"].get(task, {}):  # stderrs, sample_len, alias, ...
                 continue
             se = metrics.get(f"{name}_stderr,{filt}")
             lines.append(f"| {task} | {name} | {v:.4f} | {se:.4f} |" if isinstance(se, float) else
@@ -163,6 +164,7 @@ def main(argv=None):
     res = simple_evaluate(model=lm, tasks=tasks, num_fewshot=args.num_fewshot, limit=args.limit, task_manager=tm,
                           log_samples=False)
     dt = time.time() - t0
+    res["checkpoint"] = {"out_dir": args.out_dir, "model_args": asdict(model.config)}  # which model these are
     out = args.out or os.path.join(args.out_dir, "eval")
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "results.json"), "w") as f:

@@ -131,7 +131,9 @@ def test_local_multiple_choice_task_end_to_end(tmp_path, lm_eval, monkeypatch, c
     ev.main([f"--out_dir={out}", "--tasks=alphabet", "--num_fewshot=0", f"--include_path={tmp_path}",
              "--device=cpu", "--batch_size=5"])
     with open(out / "eval" / "results.json") as f:
-        res = json.load(f)["results"]["alphabet"]
+        full = json.load(f)
+    assert full["checkpoint"]["model_args"]["block_size"] == 32 and full["n-shot"] == {"alphabet": 0}
+    res = full["results"]["alphabet"]
     # the expected accuracy from the model's own forward: the choice with the highest log-probability
     model, _ = ev.load_model(out, "cpu")
     picks = [max(range(4), key=lambda k: own_logprob(model, list((d["context"] + d["choices"][k]).encode()), 1)[0])
@@ -142,7 +144,8 @@ def test_local_multiple_choice_task_end_to_end(tmp_path, lm_eval, monkeypatch, c
     assert res["acc_norm,none"] == pytest.approx(want)  # every choice is one byte: normalising changes nothing
     assert 0 < res["acc_stderr,none"] < 1
     md = (out / "eval" / "results.md").read_text()
-    assert f"| alphabet | acc | {want:.4f} | {res['acc_stderr,none']:.4f} |" in md
+    assert md.splitlines()[2:] == [f"| alphabet | acc | {want:.4f} | {res['acc_stderr,none']:.4f} |",
+                                   f"| alphabet | acc_norm | {want:.4f} | {res['acc_norm_stderr,none']:.4f} |"]
     assert md == capsys.readouterr().out
     # greedy generation through the KV cache: cut at `until`, or max_gen_toks long; a long prompt is cropped
     lm = ev.CheckpointLM(model, BYTES_META)
