@@ -46,17 +46,28 @@ def own_logprob(model, ids, n):
 
 def test_loglikelihood_is_the_models_cross_entropy(lm_eval):
     lm = tiny_lm(batch_size=3)  # 6 requests of different lengths: two batches, right-padded
+    eot = BYTES_META["eot_token"]
     reqs = [("ab", "c"), ("", "hello"), ("the cat", " sat on"), ("x" * 30, "yz"),  # 32 tokens: cropped
-            ("0123456789abcdef", "ghi"), ("a b ", "c")]
+            ("0123456789abcdef", "ghi"), (" ", "c")]
+    # an empty context starts a document (eot); a context's trailing space moves to the continuation
+    want_ids = [list(b"abc"), [eot] + list(b"hello"), list(b"the cat sat on"), list(b"x" * 30 + b"yz"),
+                list(b"0123456789abcdefghi"), [eot] + list(b" c")]
+    n_cont = [1, 5, 7, 2, 3, 2]  # the tokens scored: the continuation's
     got = lm.loglikelihood([request(*r) for r in reqs])
-    for (ctx, cont), (lp, greedy) in zip(reqs, got):
-        if ctx.endswith(" "):  # the space moves to the continuation
-            ctx, cont = ctx[:-1], " " + cont
-        ids = (list(ctx.encode()) or [BYTES_META["eot_token"]]) + list(cont.encode())
-        want, want_greedy = own_logprob(lm.model, ids, len(cont.encode()))
+    for ids, n, (lp, greedy) in zip(want_ids, n_cont, got):
+        want, want_greedy = own_logprob(lm.model, ids, n)
         assert lp == pytest.approx(want, rel=1e-5, abs=1e-5)
         assert greedy == want_greedy
-        assert lp < 0
+
+
+def test_bpe_word_space_moves_to_the_continuation(lm_eval):
+    meta = {"tokenizer": "r50k_base", "vocab_size": 50257, "eot_token": 50256}
+    model = GPT(GPTConfig(block_size=16, vocab_size=50257, n_layer=1, n_head=1, n_embd=8))
+    lm = ev.CheckpointLM(model, meta)
+    encode, _ = ev.get_tokenizer(meta)
+    # " sat" is one r50k token; "the cat " + "sat" would end the context on a lone space token instead
+    assert lm.pair("the cat ", "sat") == (encode("the cat") + encode(" sat"), len(encode("the cat")))
+    assert len(encode(" sat")) == 1 and encode("the cat ")[-1] not in encode("the cat")
 
 
 def test_rolling_loglikelihood_sums_windows_of_block_size(lm_eval):
