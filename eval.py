@@ -1,7 +1,7 @@
 """
 Downstream evaluation of a checkpoint through EleutherAI's lm-evaluation-harness (an optional dependency:
 pip install -r requirements-eval.txt). The paper's table, 5-shot:
-$ python eval.py --out_dir=out-qk_v-1b2
+$ python eval.py --out_dir=out-qk_v_1b2
 $ python eval.py --out_dir=out-cpu-tiny --tasks=my_task --include_path=my_tasks/ --limit=100
 The checkpoint becomes an lm_eval model (CheckpointLM): log-likelihoods of continuations, rolling log-likelihoods
 for perplexity tasks and greedy generation through the KV cache, in the tokenizer of the checkpoint's data. Writes
@@ -145,12 +145,16 @@ def main(argv=None):
     args = parse_args(argv)
     if simple_evaluate is None:
         raise SystemExit(INSTALL)
-    if args.batch_size < 1 or args.num_fewshot < 0:
-        raise SystemExit("--batch_size must be >= 1 and --num_fewshot >= 0.")
+    if args.batch_size < 1:
+        raise SystemExit(f"--batch_size must be 1 or more; got {args.batch_size}.")
+    if args.num_fewshot < 0:
+        raise SystemExit(f"--num_fewshot must be 0 or more; got {args.num_fewshot}.")
+    if args.limit is not None and args.limit <= 0:
+        raise SystemExit(f"--limit must be above 0 (a count, or a fraction below 1); got {args.limit:g}.")
     device = torch.device(args.device)
     dtype = DTYPES[args.dtype or ("bfloat16" if device.type == "cuda" else "float32")]
     tm = TaskManager(include_path=args.include_path)
-    tasks = args.tasks.split(",")
+    tasks = [t.strip() for t in args.tasks.split(",")]
     unknown = [t for t in tasks if t not in tm.all_tasks]
     if unknown:
         raise SystemExit(f"--tasks: lm_eval knows no task {', '.join(unknown)}; list them with `lm_eval ls tasks`, "
