@@ -31,6 +31,17 @@ def boolean(s):
     return s.lower() in ("true", "1")
 
 
+def add_model_args(p):
+    """Where the model comes from, and the conversion applied first: shared by sample.py and eval.py."""
+    p.add_argument("--init_from", default="resume", choices=["resume", *GPT2_SIZES],
+                   help="resume: out_dir's checkpoint; gpt2...: the Hugging Face hub's weights")
+    p.add_argument("--proj", default=None, choices=list(SOURCES), help="convert the weights to this variant first")
+    p.add_argument("--n_kv_head", type=int, default=None, help="convert to this many key/value heads (GQA/MQA)")
+    p.add_argument("--convert_method", default="lstsq", choices=TIE_METHODS, help="how V is tied to K")
+    p.add_argument("--calib", default=None, help='text that lstsq and split fit on, or "FILE:path"')
+    p.add_argument("--calib_tokens", type=int, default=8192)
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Sample from out_dir/ckpt.pt with the KV cache.")
     p.add_argument("--out_dir", default="out", help="directory holding ckpt.pt")
@@ -45,13 +56,7 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=DTYPES, default=None, help="default: bfloat16 on CUDA, float32 on CPU")
     p.add_argument("--use_cache", type=boolean, default=True)
-    p.add_argument("--init_from", default="resume", choices=["resume", *GPT2_SIZES],
-                   help="resume: out_dir's checkpoint; gpt2...: the Hugging Face hub's weights")
-    p.add_argument("--proj", default=None, choices=list(SOURCES), help="convert the weights to this variant first")
-    p.add_argument("--n_kv_head", type=int, default=None, help="convert to this many key/value heads (GQA/MQA)")
-    p.add_argument("--convert_method", default="lstsq", choices=TIE_METHODS, help="how V is tied to K")
-    p.add_argument("--calib", default=None, help='text that lstsq and split fit on, or "FILE:path"')
-    p.add_argument("--calib_tokens", type=int, default=8192)
+    add_model_args(p)
     p.add_argument("--compile", type=boolean, default=False,
                    help="torch.compile the one-token decode step (the first sample then includes compiling)")
     args = p.parse_args(argv)
