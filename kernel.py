@@ -22,28 +22,47 @@ import triton.language as tl
 
 
 @triton.jit
-def _attend_split(Q, K, V, Lens, Acc, M, L, qk_scale, split_len, T_max, G,
+def _attend_split(Q, K, V, Lens, Acc, M, L, qk_scale, log2_base, split_len, T_max, G,
                   sqb, sqh, skb, skh, skt, svb, svh, svt, D: tl.constexpr,
                   BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-                  V_IS_K: tl.constexpr, PRECISION: tl.constexpr):
+                  V_IS_K: tl.constexpr, ROPE: tl.constexpr, PRECISION: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)  # 64-bit offsets: a large cache holds more than 2^31 elements
     hk, s = tl.program_id(1), tl.program_id(2)
     n_split = tl.num_programs(2)
     g, n, d = tl.arange(0, BLOCK_G), tl.arange(0, BLOCK_N), tl.arange(0, BLOCK_D)
-    g_ok, d_ok = g < G, d < D
+    # ROPE works on the two halves of each head (rotate-half pairs dimension i with i + D/2): BLOCK_D is then
+    # the half's block, and d the offsets within a half
+    HALF: tl.constexpr = D // 2 if ROPE else D
+    g_ok, d_ok = g < G, d < HALF
     heads = hk * G + g  # the query heads of this kv head
-    q = tl.load(Q + b * sqb + heads[:, None] * sqh + d[None, :], mask=g_ok[:, None] & d_ok[None, :], other=0.0)
+    q_at = Q + b * sqb + heads[:, None] * sqh + d[None, :]
+    q_ok = g_ok[:, None] & d_ok[None, :]
+    q = tl.load(q_at, mask=q_ok, other=0.0)  # [G, D], or the first half under ROPE (the model rotated q)
+    if ROPE:
+        q2 = tl.load(q_at + HALF, mask=q_ok, other=0.0)
+        inv = tl.exp2(-(2 * d / D) * log2_base)  # [HALF]: base^(-2i/D), the rotation speed of pair i
     start = s * split_len
     end = tl.minimum(start + split_len, tl.minimum(tl.load(Lens + b), T_max))  # never past the buffer
     m = tl.full([BLOCK_G], float("-inf"), tl.float32)
     l = tl.zeros([BLOCK_G], tl.float32)
     acc = tl.zeros([BLOCK_G, BLOCK_D], tl.float32)
+    acc2 = tl.zeros([BLOCK_G, BLOCK_D], tl.float32)  # the second half's output under ROPE; unused otherwise
     for t0 in range(start, end, BLOCK_N):
         t = t0 + n
         tile_ok = (t < end)[:, None] & d_ok[None, :]
-        k = tl.load(K + b * skb + hk * skh + t[:, None] * skt + d[None, :], mask=tile_ok, other=0.0)  # [N, D]
-        scores = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale  # [G, N], log2 units
-        scores = tl.where((t < end)[None, :], scores, float("-inf"))
+        k_at = K + b * skb + hk * skh + t[:, None] * skt + d[None, :]
+        k = tl.load(k_at, mask=tile_ok, other=0.0)  # [N, D], or z's first half under ROPE
+        if ROPE:  # V = K = z: both halves loaded once; a rotated copy in registers feeds the scores only
+            k2 = tl.load(k_at + HALF, mask=tile_ok, other=0.0)
+            angle = t[:, None].to(tl.float32) * inv[None, :]  # [N, HALF]
+            c, sn = tl.cos(angle), tl.sin(angle)
+            r1 = (k * c - k2 * sn).to(k.dtype)
+            r2 = (k2 * c + k * sn).to(k.dtype)
+            scores = tl.dot(q, tl.trans(r1), input_precision=PRECISION) + \
+                tl.dot(q2, tl.trans(r2), input_precision=PRECISION)
+        else:
+            scores = tl.dot(q, tl.trans(k), input_precision=PRECISION)
+        scores = tl.where((t < end)[None, :], scores * qk_scale, float("-inf"))  # [G, N], log2 units
         m_new = tl.maximum(m, tl.max(scores, 1))  # finite: every tile holds at least one valid position
         alpha = tl.exp2(m - m_new)
         p = tl.exp2(scores - m_new[:, None])
@@ -53,12 +72,16 @@ def _attend_split(Q, K, V, Lens, Acc, M, L, qk_scale, split_len, T_max, G,
         else:
             v = tl.load(V + b * svb + hk * svh + t[:, None] * svt + d[None, :], mask=tile_ok, other=0.0)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+        if ROPE:  # the values are z unrotated: the halves as loaded
+            acc2 = acc2 * alpha[:, None] + tl.dot(p.to(k2.dtype), k2, input_precision=PRECISION)
         m = m_new
     # partials [B, H, n_split] (+ [D]); an empty split keeps m = -inf, l = 0, acc = 0 and weighs nothing in stage 2
     row = (b * G * tl.num_programs(1) + heads) * n_split + s
     tl.store(M + row, m, mask=g_ok)
     tl.store(L + row, l, mask=g_ok)
-    tl.store(Acc + row[:, None] * D + d[None, :], acc, mask=g_ok[:, None] & d_ok[None, :])
+    tl.store(Acc + row[:, None] * D + d[None, :], acc, mask=q_ok)
+    if ROPE:
+        tl.store(Acc + row[:, None] * D + HALF + d[None, :], acc2, mask=q_ok)
 
 
 @triton.jit
@@ -104,11 +127,17 @@ def dense_rows(t):
     return t if t.stride(-1) == 1 else t.contiguous()
 
 
-def decode_attention(q, k_cache, v_cache=None, lengths=None, scale=None, *, num_splits=None, block_n=64):
+def decode_attention(q, k_cache, v_cache=None, lengths=None, scale=None, *, rope_base=None, num_splits=None,
+                     block_n=64):
     """q [B, H, D] attends over the first lengths[b] positions of k_cache [B, H_kv, T_max, D] (and v_cache of the
     same shape; None means V = K). lengths: int tensor [B], each >= 1 (longer than T_max reads T_max), default
-    T_max. Returns [B, H, D] in q's dtype. num_splits and block_n tune the launch; by default auto_splits."""
+    T_max. rope_base (V = K only): the cache holds the unrotated z, q is already rotated to its position, and each
+    z tile is rotated by its positions (rotate-half, as model.rotate) for the scores, while the values stay z.
+    Returns [B, H, D] in q's dtype. num_splits and block_n tune the launch; by default auto_splits."""
     check_inputs(q, k_cache, v_cache, lengths)
+    if rope_base is not None and (v_cache is not None or q.size(-1) % 2):
+        raise ValueError("rope_base is for V = K (v_cache None) with an even head dim: with a separate V, cache "
+                         "the rotated keys and pass rope_base=None.")
     B, H, D = q.shape
     H_kv, T_max = k_cache.size(1), k_cache.size(2)
     G = H // H_kv
@@ -124,11 +153,13 @@ def decode_attention(q, k_cache, v_cache=None, lengths=None, scale=None, *, num_
     l = torch.empty_like(m)
     block_d = max(16, triton.next_power_of_2(D))  # tl.dot needs every dimension >= 16
     _attend_split[(B, H_kv, num_splits)](
-        q, k_cache, v, lengths.to(torch.int32), acc, m, l, scale * math.log2(math.e), split_len, T_max, G,
+        q, k_cache, v, lengths.to(torch.int32), acc, m, l, scale * math.log2(math.e),
+        math.log2(rope_base) if rope_base else 0.0, split_len, T_max, G,
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         v.stride(0), v.stride(1), v.stride(2), D=D,
-        BLOCK_G=max(16, triton.next_power_of_2(G)), BLOCK_N=block_n, BLOCK_D=block_d,
-        V_IS_K=v_cache is None,
+        BLOCK_G=max(16, triton.next_power_of_2(G)), BLOCK_N=block_n,
+        BLOCK_D=max(16, triton.next_power_of_2(D // 2)) if rope_base else block_d,
+        V_IS_K=v_cache is None, ROPE=rope_base is not None,
         PRECISION="ieee" if q.dtype == torch.float32 else "tf32")  # tf32 is ignored for 16-bit inputs
     out = torch.empty(B, H, D, dtype=q.dtype, device=q.device)
     _merge_splits[(B, H)](acc, m, l, out, num_splits, out.stride(0), out.stride(1),
@@ -136,13 +167,16 @@ def decode_attention(q, k_cache, v_cache=None, lengths=None, scale=None, *, num_
     return out
 
 
-def decode_attention_ref(q, k_cache, v_cache=None, lengths=None, scale=None):
+def decode_attention_ref(q, k_cache, v_cache=None, lengths=None, scale=None, *, rope_base=None):
     """Plain torch, float32 math, the same contract as decode_attention."""
     check_inputs(q, k_cache, v_cache, lengths)
     B, H, D = q.shape
     H_kv, T_max = k_cache.size(1), k_cache.size(2)
-    k = k_cache.float().repeat_interleave(H // H_kv, dim=1)  # [B, H, T_max, D]
-    v = k if v_cache is None else v_cache.float().repeat_interleave(H // H_kv, dim=1)
+    v = (k_cache if v_cache is None else v_cache).float().repeat_interleave(H // H_kv, dim=1)  # [B, H, T_max, D]
+    k = k_cache.float().repeat_interleave(H // H_kv, dim=1)
+    if rope_base is not None:  # the keys are z rotated to their positions; the values stay z
+        from model import rope_tables, rotate
+        k = rotate(k, *rope_tables(torch.arange(T_max, device=q.device), D, rope_base))
     scale = 1.0 / math.sqrt(D) if scale is None else scale
     scores = torch.einsum("bhd,bhtd->bht", q.float(), k) * scale
     if lengths is not None:

@@ -10,6 +10,7 @@ One attention class covers every variant:
   attn   softmax | linear        linear: φ(x) = elu(x) + 1, a recurrent state as the cache
   pos_conv  m > 0: (X)+, a fixed 2D sinusoidal encoding on the score map mixed back by a 1x1 conv
   pos_emb   learned (GPT-2 table) | none (no position table: (X)+, if on, is the only source of position)
+            | rope (q and k rotated by position, v never; where V = K the cache holds the unrotated z)
 With proj="qkv", n_kv_head=0, attn="softmax", pos_conv=0 this is exactly a GPT-2 / nanoGPT model.
 """
 
@@ -23,7 +24,7 @@ from torch.nn import functional as F
 # Which of the fused projection's chunks serves as (q, k, v). Chunk 0 has n_head heads, the others n_kv_head.
 SOURCES = {"qkv": (0, 1, 2), "qk_v": (0, 1, 1), "q_kv": (0, 0, 1), "q_k_v": (0, 0, 0)}
 ATTNS = ("softmax", "linear")
-POS_EMBS = ("learned", "none")
+POS_EMBS = ("learned", "none", "rope")
 POS_CONV_BASES = ("product", "concat")
 PEAK_FLOPS = {"A100": 312e12, "H100": 989e12, "H200": 989e12}  # dense bf16 tensor-core peak per GPU
 # Cached one-token softmax steps through kernel.py's Triton decode attention (K read once when V = K):
@@ -45,7 +46,8 @@ class GPTConfig:
     causal: bool = True
     pos_conv: int = 0         # m channels of the (X)+ 2D positional encoding; 0 = off
     pos_conv_basis: str = "product"  # "product" (2D Fourier: depends on i and j jointly) | "concat" ([f(i), f(j)])
-    pos_emb: str = "learned"  # "learned" (GPT-2 table) | "none" (no position embedding parameter at all)
+    pos_emb: str = "learned"  # "learned" (GPT-2 table) | "none" (no position embedding parameter at all) | "rope"
+    rope_base: float = 10000.0  # pos_emb="rope": the wavelengths run from 2 pi to 2 pi rope_base
     dropout: float = 0.0      # residual dropout (the paper uses 0.1)
     bias: bool = True
     tie_embeddings: bool = True
@@ -75,6 +77,10 @@ class GPTConfig:
             raise ValueError(f"pos_conv_basis must be one of {', '.join(POS_CONV_BASES)}; got {self.pos_conv_basis!r}.")
         if self.pos_emb not in POS_EMBS:
             raise ValueError(f"pos_emb must be one of {', '.join(POS_EMBS)}; got {self.pos_emb!r}.")
+        if self.pos_emb == "rope" and (self.attn == "linear" or self.pos_conv or self.n_embd // self.n_head % 2):
+            raise ValueError("pos_emb='rope' needs attn='softmax' (φ(R q)ᵀ φ(R k) of linear attention does not "
+                             "depend on the offset alone), pos_conv=0 ((X)+ is a second positional bias on the same "
+                             "scores) and an even head_dim; use pos_emb='learned' or 'none' otherwise.")
         if self.pos_conv and self.attn == "linear":
             raise ValueError("pos_conv needs attn='softmax': linear attention has no score map to convolve.")
 
@@ -110,6 +116,22 @@ def pos_conv_features(L, n, K, device):
     return torch.stack([a.sin(), a.cos()], dim=-1)
 
 
+def rope_tables(positions, head_dim, base):
+    """[L] positions -> cos, sin [L, head_dim] of the rotate-half convention (GPT-NeoX, Llama): dimension i and
+    i + head_dim/2 form a pair rotated by angle p base^(-2i/head_dim)."""
+    inv = base ** (-torch.arange(0, head_dim, 2, device=positions.device) / head_dim)
+    a = positions.float()[:, None] * inv
+    a = torch.cat([a, a], dim=-1)
+    return a.cos(), a.sin()
+
+
+def rotate(x, cos, sin):
+    """x [..., L, D] rotated pairwise by the tables of its L positions (rotate-half): norms are kept, and
+    rotate(q, i) · rotate(k, j) depends on q, k and j - i only."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return (x * cos + torch.cat([-x2, x1], dim=-1) * sin).to(x.dtype)
+
+
 def linear_attention(q, k, v, causal, state=None, eps=1e-6):
     """Normalised linear attention with φ(x) = elu(x) + 1 (positive, so the denominator is > 0; eps guards it).
     q: [B, Hkv, G, T, D] (G query heads per key head), k, v: [B, Hkv, 1, T, D]. With `state` = (s, z) of the
@@ -141,6 +163,7 @@ class CausalSelfAttention(nn.Module):
         self.v_is_k = self.sources[1] == self.sources[2]
         self.attn, self.causal, self.pos_conv = config.attn, config.causal, config.pos_conv
         self.pos_conv_basis, self.block_size = config.pos_conv_basis, config.block_size
+        self.rope_base = config.rope_base if config.pos_emb == "rope" else None
         # one fused input projection holding exactly the weights the variant needs
         n_chunks = max(self.sources) + 1
         self.widths = [self.n_head * self.head_dim] + [self.n_kv_head * self.head_dim] * (n_chunks - 1)
@@ -227,14 +250,25 @@ class CausalSelfAttention(nn.Module):
             y = linear_attention(q.view(B, self.n_kv_head, G, T, -1), k.unsqueeze(2), v.unsqueeze(2),
                                  self.causal, state).view(B, self.n_head, T, -1)
         else:
+            if self.rope_base:  # queries, and keys that are not also values, rotated by their own positions
+                cos, sin = rope_tables(pos + torch.arange(T, device=x.device), self.head_dim, self.rope_base)
+                q = rotate(q, cos, sin)
+                if not self.v_is_k:
+                    k = rotate(k, cos, sin)
             if cache is not None:  # write this chunk, then attend over everything cached so far
                 k, v = self.write_cache(cache, k.to(cache["k"].dtype), v.to(cache["k"].dtype), pos)
                 q = q.to(k.dtype)
             use_kernel = q.is_cuda if DECODE_KERNEL is None else DECODE_KERNEL
             if cache is not None and T == 1 and not self.pos_conv and use_kernel:
                 from kernel import decode_attention  # here, not at the top: only this path needs triton
-                y = decode_attention(q[:, :, 0], cache["k"], cache.get("v"), lengths).unsqueeze(2)  # [B, H, 1, D]
+                rope = self.rope_base if self.v_is_k else None  # V = K: the kernel rotates each z tile it reads
+                y = decode_attention(q[:, :, 0], cache["k"], cache.get("v"), lengths,
+                                     rope_base=rope).unsqueeze(2)  # [B, H, 1, D]
             else:
+                if self.rope_base and self.v_is_k:  # V = K: cache and values hold the unrotated z; the scores
+                    # see a rotated copy (SDPA's way; the kernel above rotates each tile in registers instead)
+                    k = rotate(k, *rope_tables(torch.arange(k.size(2), device=x.device), self.head_dim,
+                                               self.rope_base))
                 y = self.softmax_attention(q, k, v, pos)
             y = y.to(x.dtype)
         y = y.transpose(1, 2).reshape(B, T, C)

@@ -56,6 +56,25 @@ def test_kernel_equals_reference_and_sdpa(H, H_kv, D, dtype, num_splits, separat
     torch.testing.assert_close(out.float(), expect, **TOL[dtype])
 
 
+@pytest.mark.parametrize("num_splits", [1, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["f32", "f16"])
+@pytest.mark.parametrize("D", [32, 64])
+@pytest.mark.parametrize("H, H_kv", [(2, 2), (8, 2), (4, 1)], ids=["mha", "gqa4", "mqa"])
+def test_rope_kernel_rotates_z_for_the_scores_only(H, H_kv, D, dtype, num_splits):
+    # the cache holds the unrotated z: keys are z rotated to their positions (model.rotate), values z itself
+    q, z, _ = inputs(H, H_kv, D, dtype, separate_v=False)
+    lengths = torch.tensor(LENGTHS)
+    out = decode_attention(q, z, None, lengths, rope_base=100.0, num_splits=num_splits, block_n=BLOCK_N)
+    ref = decode_attention_ref(q, z, None, lengths, rope_base=100.0)
+    keys = model.rotate(z.float(), *model.rope_tables(torch.arange(T_MAX), D, 100.0))
+    B, G = len(LENGTHS), H // H_kv
+    mask = (torch.arange(T_MAX)[None, :] < lengths[:, None])[:, None, None, :]
+    expect = F.scaled_dot_product_attention(q.float().view(B, H_kv, G, D), keys, z.float(), attn_mask=mask)
+    torch.testing.assert_close(ref.float(), expect.view(B, H, D), **TOL[dtype])
+    torch.testing.assert_close(out.float(), expect.view(B, H, D), **TOL[dtype])
+    assert not torch.allclose(out.float(), decode_attention_ref(q, z, None, lengths).float(), **TOL[dtype])
+
+
 def test_defaults_scale_and_strided_q():
     """lengths=None is the whole cache, scale is honoured, and q may be a view like the model's (no copy)."""
     _, k, v = inputs(8, 2, 32, torch.float32, separate_v=True)
@@ -72,18 +91,21 @@ def test_defaults_scale_and_strided_q():
     ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), torch.zeros(2, 2, 6, 8)), "v_cache"),
     ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, torch.tensor([5])), "lengths"),
     ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8, dtype=torch.float16)), "dtype"),
+    ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), torch.zeros(2, 2, 5, 8), None, None, 1e4), "rope_base"),
 ])
 def test_bad_inputs_name_the_field(args, field):
     with pytest.raises(ValueError, match=field):
-        decode_attention(*args)
+        decode_attention(*args[:5], **({"rope_base": args[5]} if len(args) > 5 else {}))
 
 
-@pytest.mark.parametrize("proj, n_kv_head", [("qkv", 0), ("qk_v", 0), ("qk_v", 2), ("qkv", 1)],
-                         ids=["qkv", "qk_v", "qk_v-gqa2", "qkv-mqa"])
-def test_model_greedy_decoding_through_kernel_equals_sdpa(proj, n_kv_head, monkeypatch):
+@pytest.mark.parametrize("proj, n_kv_head, pos_emb", [("qkv", 0, "learned"), ("qk_v", 0, "learned"),
+                                                      ("qk_v", 2, "learned"), ("qkv", 1, "learned"),
+                                                      ("qk_v", 2, "rope"), ("qkv", 0, "rope")],
+                         ids=["qkv", "qk_v", "qk_v-gqa2", "qkv-mqa", "qk_v-gqa2-rope", "qkv-rope"])
+def test_model_greedy_decoding_through_kernel_equals_sdpa(proj, n_kv_head, pos_emb, monkeypatch):
     torch.manual_seed(0)
     cfg = model.GPTConfig(block_size=32, vocab_size=50, n_layer=2, n_head=4, n_embd=64, proj=proj,
-                          n_kv_head=n_kv_head)
+                          n_kv_head=n_kv_head, pos_emb=pos_emb)
     gpt = model.GPT(cfg).eval()
     prompt = torch.randint(0, cfg.vocab_size, (2, 5))
     monkeypatch.setattr(model, "DECODE_KERNEL", False)
@@ -124,11 +146,15 @@ def aot_compile(arch, dtype):
 
     f32 = dict(Acc="*fp32", M="*fp32", L="*fp32")
     loads = {}
-    for v_is_k in (True, False):
-        types = dict(Q=f"*{dtype}", K=f"*{dtype}", V=f"*{dtype}", Lens="*i32", qk_scale="fp32", **f32)
-        ttir = build(kernel._attend_split, types, dict(AOT_CONSTS, BLOCK_G=16, V_IS_K=v_is_k, PRECISION="tf32"))
+    for name, v_is_k, rope in (("v=k", True, False), ("v", False, False), ("v=k rope", True, True)):
+        types = dict(Q=f"*{dtype}", K=f"*{dtype}", V=f"*{dtype}", Lens="*i32", qk_scale="fp32", log2_base="fp32",
+                     **f32)
+        consts = dict(AOT_CONSTS, BLOCK_G=16, V_IS_K=v_is_k, ROPE=rope, PRECISION="tf32")
+        if rope:
+            consts["BLOCK_D"] = 32  # the kernel works on the two halves of each head
+        ttir = build(kernel._attend_split, types, consts)
         loop = ttir[ttir.index("scf.for"):ttir.index("scf.yield")]
-        loads["v=k" if v_is_k else "v"] = loop.count("tt.load")
+        loads[name] = loop.count("tt.load")
     build(kernel._merge_splits, dict(Out=f"*{dtype}", **f32), dict(D=64, BLOCK_S=16, BLOCK_D=64))
     return loads
 
@@ -140,7 +166,9 @@ def test_kernels_compile_for_sm80_and_sm90_and_v_is_k_loads_one_tile_less():
     out = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, cwd=root)
     assert out.returncode == 0, out.stderr[-3000:]
     loads = json.loads(out.stdout.splitlines()[-1])
-    assert loads == {f"sm{arch}-{dtype}": {"v=k": 1, "v": 2} for arch in (80, 90) for dtype in ("bf16", "fp16")}
+    # rope loads z as its two halves: the same bytes as one tile, and no tables (the angles are computed)
+    assert loads == {f"sm{arch}-{dtype}": {"v=k": 1, "v": 2, "v=k rope": 2}
+                     for arch in (80, 90) for dtype in ("bf16", "fp16")}
 
 
 if __name__ == "__main__":

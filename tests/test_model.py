@@ -427,3 +427,70 @@ def test_optimizer_decays_only_matrices_and_mfu_is_unknown_on_cpu():
     assert all(p.dim() < 2 or any(p is c for c in convs) for p in no_decay["params"])
     assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == model.num_params()
     assert model.estimate_mfu(1, 0.1) is None
+
+
+# ---------------------------------------------------------------- rotary position embeddings
+
+def rope_reference(x, positions, base=10000.0):
+    """Rotate-half RoPE written out per pair: dimensions i and i + D/2 of position p turn by p base^(-2i/D)."""
+    D = x.size(-1)
+    out = x.clone()
+    for i in range(D // 2):
+        a = positions.double() * base ** (-2 * i / D)
+        c, s = a.cos().to(x.dtype)[:, None], a.sin().to(x.dtype)[:, None]
+        out[..., i:i + 1] = x[..., i:i + 1] * c - x[..., i + D // 2:i + D // 2 + 1] * s
+        out[..., i + D // 2:i + D // 2 + 1] = x[..., i + D // 2:i + D // 2 + 1] * c + x[..., i:i + 1] * s
+    return out
+
+
+def test_rope_keeps_norms_and_scores_depend_on_the_offset_only():
+    from model import rope_tables, rotate
+    q, k = torch.randn(1, 2, 1, 16), torch.randn(1, 2, 1, 16)
+    at = lambda x, p: rotate(x, *rope_tables(torch.tensor([p]), 16, 10000.0))
+    torch.testing.assert_close(at(q, 7).norm(dim=-1), q.norm(dim=-1))
+    torch.testing.assert_close(at(q, 7), rope_reference(q, torch.tensor([7])))
+    s = lambda i, j: (at(q, i) * at(k, j)).sum()
+    torch.testing.assert_close(s(3, 10), s(20, 27), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(s(3, 10), s(3, 11), atol=1e-3)
+
+
+@pytest.mark.parametrize("proj", list(SOURCES))
+def test_rope_layer_equals_reference_with_unrotated_values(proj):
+    # q and k rotated by their positions, v never, also where v is the tied z that k rotates from
+    attn = tiny(proj=proj, pos_emb="rope").transformer.h[0].attn
+    x = torch.randn(2, 9, N_EMBD)
+    q, k, v = paper_qkv(attn, x)
+    pos = torch.arange(9)
+    s = rope_reference(q, pos) @ rope_reference(k, pos).transpose(-1, -2) / math.sqrt(attn.head_dim)
+    s = s.masked_fill(torch.ones(9, 9, dtype=torch.bool).triu(1), float("-inf"))
+    torch.testing.assert_close(attn(x), attn.c_proj(merge(s.softmax(-1) @ v)), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("proj,kv", VARIANTS)
+def test_rope_cached_decoding_equals_full_forward(proj, kv):
+    model = tiny(proj=proj, n_kv_head=kv, pos_emb="rope")
+    idx = torch.randint(0, VOCAB, (2, 14))
+    torch.testing.assert_close(decode_logits(model, idx, prefill=4), model(idx)[0][:, 3:], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(decode_logits(model, idx, prefill=4, tensor_pos=True), model(idx)[0][:, 3:],
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_rope_has_no_position_table_and_ties_k_v_at_half_the_cache():
+    qkv, qk_v = tiny(pos_emb="rope"), tiny(proj="qk_v", pos_emb="rope")
+    assert "transformer.wpe.weight" not in dict(qkv.named_parameters())
+    assert qkv.num_params() == closed_form_params("qkv", 0) - BLOCK * N_EMBD
+    cache = qk_v.new_cache(2, BLOCK)
+    assert set(cache.layers[0]) == {"k"}  # z only, unrotated: no V buffer
+    assert 2 * cache.nbytes == qkv.new_cache(2, BLOCK).nbytes == 2 * 2 * 2 * BLOCK * N_EMBD * 4
+    # the cached z is the unrotated projection: exactly what the values are
+    idx = torch.randint(0, VOCAB, (2, 6))
+    qk_v(idx, cache=cache)
+    attn = qk_v.transformer.h[0].attn
+    _, z, _ = attn.project(qk_v.transformer.h[0].ln_1(qk_v.transformer.wte(idx)))
+    torch.testing.assert_close(cache.layers[0]["k"][:, :, :6], z)
+
+
+@pytest.mark.parametrize("kw", [dict(attn="linear"), dict(pos_conv=8), dict(n_embd=36, n_head=4)])
+def test_rope_refuses_what_it_cannot_do(kw):
+    with pytest.raises(ValueError, match="pos_emb='rope'"):
+        tiny(pos_emb="rope", **kw)
