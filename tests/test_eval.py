@@ -127,7 +127,8 @@ def make_task(path):
         f.writelines(json.dumps(d) + "\n" for d in docs)
     with open(path / "alphabet.yaml", "w") as f:
         f.write(f"task: alphabet\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
-                f"    test: {path / 'alphabet.jsonl'}\ntest_split: test\noutput_type: multiple_choice\n"
+                f"    test: {path / 'alphabet.jsonl'}\n  cache_dir: {path / 'hf_cache'}\n"  # not ~/.cache
+                "test_split: test\noutput_type: multiple_choice\n"
                 "doc_to_text: context\ndoc_to_choice: choices\ndoc_to_target: label\ntarget_delimiter: ''\n"
                 "metric_list:\n  - metric: acc\n  - metric: acc_norm\n")
     return docs
