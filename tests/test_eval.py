@@ -127,7 +127,8 @@ def make_task(path):
         f.writelines(json.dumps(d) + "\n" for d in docs)
     with open(path / "alphabet.yaml", "w") as f:
         f.write(f"task: alphabet\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
-                f"    test: {path / 'alphabet.jsonl'}\ntest_split: test\noutput_type: multiple_choice\n"
+                f"    test: {path / 'alphabet.jsonl'}\n  cache_dir: {path / 'hf_cache'}\n"  # not ~/.cache
+                "test_split: test\noutput_type: multiple_choice\n"
                 "doc_to_text: context\ndoc_to_choice: choices\ndoc_to_target: label\ntarget_delimiter: ''\n"
                 "metric_list:\n  - metric: acc\n  - metric: acc_norm\n")
     return docs
@@ -164,3 +165,13 @@ def test_local_multiple_choice_task_end_to_end(tmp_path, lm_eval, monkeypatch, c
     assert lm.generate_until([request("abcde", {"until": ["j"], "max_gen_toks": 10}),
                               request(long, {"until": [], "max_gen_toks": 5})]) == ["fghi", "opqrs"]
     assert [g for _, g in lm.loglikelihood([request("abcde", "fgh"), request("abcde", "fgx")])] == [True, False]
+
+
+def test_table_has_the_reported_metrics_and_the_mean_acc():
+    res = {"results": {"piqa": {"alias": "piqa", "sample_len": 9, "acc,none": 0.6, "acc_stderr,none": 0.01,
+                                "acc_norm,none": 0.62, "acc_norm_stderr,none": "N/A"},
+                       "arc_easy": {"acc,none": 0.4, "acc_stderr,none": 0.02}},
+           "higher_is_better": {"piqa": {"acc": True, "acc_norm": True}, "arc_easy": {"acc": True}}}
+    assert ev.table(res).splitlines()[2:] == ["| piqa | acc | 0.6000 | 0.0100 |", "| piqa | acc_norm | 0.6200 | n/a |",
+                                              "| arc_easy | acc | 0.4000 | 0.0200 |",
+                                              "| mean of 2 tasks | acc | 0.5000 | |"]
