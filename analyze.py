@@ -7,7 +7,16 @@ singular values. Only the matrices a variant really has are listed: qk_v has Wq 
 q_k_v a single Wq=Wk=Wv (nothing to compare). A last row gives the same numbers for random Gaussian matrices of the
 same shapes, the untrained reference.
 
-    python analyze.py --out_dir=out-cpu_lm/qkv_s0           # prints a table, writes assets/projections.png
+The raw cosine changes under reparametrisations that leave the model's function unchanged (Wq, Wk -> A Wq, A^-T Wk
+per head; Wv -> B Wv with c_proj's columns of the head times B^-1). Two measures that do not, per head and averaged:
+- overlap: what two projections read from the residual stream, the mean cos^2 of the principal angles between the
+  spans of their top-r right singular vectors (r = head_dim / 2 by default); random subspaces give about r / n_embd.
+  Invariant to rotations (orthogonal A, B); to any invertible map at r = head_dim, where the span is the row space.
+- CKA: linear CKA of their outputs (biases included) on validation tokens, each layer fed its real inputs; 1 when
+  the outputs are equal up to a rotation and a scale. Random matrices applied to the same inputs are its reference.
+
+    python analyze.py --out_dir=out-cpu_lm/qkv_s1337             # prints the tables, writes out_dir/projections.png
+    python analyze.py --out_dir=out-cpu_lm/qkv_s1337 --out=assets  # the figure README shows
 """
 
 import argparse
@@ -15,6 +24,7 @@ import math
 import os
 import sys
 
+import numpy as np
 import torch
 
 from model import GPT, GPTConfig
@@ -46,54 +56,112 @@ def projections(attn):
     return out
 
 
-def compare(a, b):
-    """(whole, per-head mean) cosine of two projections [Ha, D, C] and [Hb, D, C]. The one with fewer heads
-    (GQA/MQA keys and values) has each head repeated for its query group, head h pairs with head h // G."""
+def overlap(a, b, r):
+    """Mean cos^2 of the principal angles between the spans of the top-r right singular vectors of a and b
+    ([D, C] each): 1 when they read the same r directions of the residual stream, about r / C for random ones."""
+    ua, ub = (torch.linalg.svd(w.double(), full_matrices=False)[2][:r] for w in (a, b))  # [r, C], orthonormal rows
+    return (torch.linalg.matrix_norm(ua @ ub.T) ** 2 / r).item()
+
+
+def cka(x, y):
+    """Linear CKA of two outputs on the same N tokens, x [N, a], y [N, b]: invariant to rotations and scale."""
+    x, y = (t.double() - t.double().mean(0) for t in (x, y))
+    return ((x.T @ y).norm() ** 2 / ((x.T @ x).norm() * (y.T @ y).norm())).item()
+
+
+def paired(a, b):
+    """Two per-head tensors [Ha, ...], [Hb, ...] with the one with fewer heads (GQA/MQA keys and values) repeated
+    for its query group, so that head h pairs with head h // G as attention pairs them."""
     H = max(a.size(0), b.size(0))
-    a = a.repeat_interleave(H // a.size(0), dim=0)
-    b = b.repeat_interleave(H // b.size(0), dim=0)
-    return cosine(a, b), sum(cosine(x, y) for x, y in zip(a, b)) / H
+    return a.repeat_interleave(H // a.size(0), dim=0), b.repeat_interleave(H // b.size(0), dim=0)
 
 
-def stats(mats):
-    """{'cos': {(name, name): (whole, per_head)}, 'erank': {name: value}} of one layer's projections."""
+def compare(a, b):
+    """(whole, per-head mean) cosine of two projections [Ha, D, C] and [Hb, D, C], heads paired by paired()."""
+    a, b = paired(a, b)
+    return cosine(a, b), sum(cosine(x, y) for x, y in zip(a, b)) / a.size(0)
+
+
+def per_head(f, a, b):
+    a, b = paired(a, b)
+    return sum(f(x, y) for x, y in zip(a, b)) / a.size(0)
+
+
+def outputs(attn, x):
+    """{name: [heads, N, D]}: each projection's output for inputs x [N, C], named as projections() names them."""
+    chunks = attn.c_attn(x).split(attn.widths, dim=-1)
+    return {n: c.view(len(x), -1, attn.head_dim).transpose(0, 1) for n, c in zip(projections(attn), chunks)}
+
+
+def stats(mats, outs=None, r=None):
+    """{'cos': {(name, name): (whole, per_head)}, 'erank': {name: value}, 'overlap': {pair: per-head mean},
+    'cka': {pair: per-head mean}} of one layer's projections; CKA only with outs (see outputs())."""
     names = list(mats)
-    cos = {(x, y): compare(mats[x], mats[y]) for i, x in enumerate(names) for y in names[i + 1:]}
-    return {"cos": cos, "erank": {n: effective_rank(w.flatten(0, 1)) for n, w in mats.items()}}
+    pairs = [(x, y) for i, x in enumerate(names) for y in names[i + 1:]]
+    r = r or next(iter(mats.values())).size(1) // 2
+    row = {"cos": {(x, y): compare(mats[x], mats[y]) for x, y in pairs},
+           "erank": {n: effective_rank(w.flatten(0, 1)) for n, w in mats.items()},
+           "overlap": {(x, y): per_head(lambda a, b: overlap(a, b, r), mats[x], mats[y]) for x, y in pairs}}
+    if outs is not None:
+        row["cka"] = {(x, y): per_head(cka, outs[x], outs[y]) for x, y in pairs}
+    return row
 
 
-def analyze(model):
-    """One row of stats per layer."""
-    return [stats(projections(block.attn)) for block in model.transformer.h]
+def layer_inputs(model, idx):
+    """[N, C] inputs of every layer's attention (after ln_1) for tokens idx [B, T]."""
+    seen = []
+    hooks = [b.ln_1.register_forward_hook(lambda m, i, out: seen.append(out.flatten(0, 1)))
+             for b in model.transformer.h]
+    with torch.no_grad():
+        model(idx)
+    for h in hooks:
+        h.remove()
+    return seen
 
 
-def random_row(model):
+def analyze(model, idx=None, r=None):
+    """One row of stats per layer; CKA on the outputs for tokens idx [B, T] when given."""
+    xs = layer_inputs(model, idx) if idx is not None else [None] * len(model.transformer.h)
+    with torch.no_grad():
+        return [stats(projections(b.attn), outputs(b.attn, x) if x is not None else None, r)
+                for b, x in zip(model.transformer.h, xs)]
+
+
+def random_row(model, idx=None, r=None):
     """The same stats for independent Gaussian matrices of the same shapes, as at initialisation: the reference
-    a trained layer departs from (cosine near 0, effective rank below full because of the spread of singular values)."""
+    a trained layer departs from (cosine near 0, effective rank below full because of the spread of singular values,
+    overlap about r / n_embd); their CKA is on layer 0's real inputs, through no bias."""
     g = torch.Generator().manual_seed(0)
-    mats = projections(model.transformer.h[0].attn)
-    return stats({n: torch.randn(w.shape, generator=g) for n, w in mats.items()})
+    mats = {n: torch.randn(w.shape, generator=g) for n, w in projections(model.transformer.h[0].attn).items()}
+    outs = None
+    if idx is not None:
+        x = layer_inputs(model, idx)[0]
+        outs = {n: torch.einsum("nc,hdc->hnd", x, w) for n, w in mats.items()}
+    return stats(mats, outs, r)
 
 
 def mean_row(rows):
-    cos = {p: tuple(sum(r["cos"][p][j] for r in rows) / len(rows) for j in range(2)) for p in rows[0]["cos"]}
-    erank = {n: sum(r["erank"][n] for r in rows) / len(rows) for n in rows[0]["erank"]}
-    return {"cos": cos, "erank": erank}
+    mean = lambda xs: tuple(map(lambda *v: sum(v) / len(v), *xs)) if isinstance(xs[0], tuple) else sum(xs) / len(xs)
+    return {key: {k: mean([r[key][k] for r in rows]) for k in rows[0][key]} for key in rows[0]}
 
 
 def max_ranks(model):
     return {n: min(w.size(0) * w.size(1), w.size(2)) for n, w in projections(model.transformer.h[0].attn).items()}
 
 
-def table(model, rows):
-    """A markdown table: one line per layer, the mean over layers, then random matrices of the same shapes."""
+def table(model, rows, random=None):
+    """Markdown: one line per layer, the mean over layers, then random matrices of the same shapes. The raw cosine
+    and effective rank, then the basis-independent overlap (and CKA where rows have it), all pairs in rows."""
+    random = random or random_row(model)
     max_rank = max_ranks(model)
     head = (["layer"] + [f"cos {x}, {y}" for x, y in rows[0]["cos"]]
-            + [f"erank {n} (of {max_rank[n]})" for n in rows[0]["erank"]])
+            + [f"erank {n} (of {max_rank[n]})" for n in rows[0]["erank"]]
+            + [f"{m} {x}, {y}" for m in ("overlap", "cka") if m in rows[0] for x, y in rows[0][m]])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    labelled = [(str(i), r) for i, r in enumerate(rows)] + [("mean", mean_row(rows)), ("random", random_row(model))]
+    labelled = [(str(i), r) for i, r in enumerate(rows)] + [("mean", mean_row(rows)), ("random", random)]
     for label, r in labelled:
-        cells = [f"{w:.3f} ({h:.3f})" for w, h in r["cos"].values()] + [f"{e:.1f}" for e in r["erank"].values()]
+        cells = ([f"{w:.3f} ({h:.3f})" for w, h in r["cos"].values()] + [f"{e:.1f}" for e in r["erank"].values()]
+                 + [f"{v:.3f}" for m in ("overlap", "cka") if m in rows[0] for v in r[m].values()])
         lines.append("| " + " | ".join([label] + cells) + " |")
     return "\n".join(lines)
 
@@ -102,7 +170,7 @@ def plot(rows, random, max_rank, title, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4))
     layers = range(len(rows))
     for pair in rows[0]["cos"]:
         line, = ax1.plot(layers, [r["cos"][pair][0] for r in rows], marker="o", label=f"{pair[0]} vs {pair[1]}")
@@ -118,6 +186,15 @@ def plot(rows, random, max_rank, title, path):
         ax2.axhline(random["erank"][name], ls=":", color=line.get_color())
     ax2.set(xlabel="layer", ylabel="effective rank", title="effective rank (dotted: random matrices)", xticks=layers)
     ax2.legend()
+    for pair in rows[0]["overlap"]:
+        line, = ax3.plot(layers, [r["overlap"][pair] for r in rows], marker="o", label=f"{pair[0]} vs {pair[1]}")
+        ax3.axhline(random["overlap"][pair], ls=":", color=line.get_color())
+        if "cka" in rows[0]:
+            ax3.plot(layers, [r["cka"][pair] for r in rows], marker="s", ls="--", color=line.get_color())
+    ax3.set(xlabel="layer", ylabel="similarity", ylim=(0, 1), xticks=layers,
+            title="subspace overlap (solid), CKA (dashed), random overlap (dotted)")
+    if rows[0]["overlap"]:
+        ax3.legend()
     fig.suptitle(title)
     fig.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -126,34 +203,66 @@ def plot(rows, random, max_rank, title, path):
 
 
 def load(out_dir):
+    """-> (model, the checkpoint's data_dir or None)."""
     path = os.path.join(out_dir, "ckpt.pt")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint at {path}: --out_dir must be the folder train.py saved ckpt.pt in.")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    with torch.device("meta"):  # no random init: the weights come from the checkpoint
-        model = GPT(GPTConfig(**ckpt["model_args"]))
-    model.load_state_dict(ckpt["model"], assign=True)
-    return model
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.device("meta"):  # no random init: the weights come from the checkpoint
+            model = GPT(GPTConfig(**ckpt["model_args"]))
+        model.load_state_dict(ckpt["model"], assign=True)
+        return model.eval(), ckpt["config"].get("data_dir")
+    except Exception as e:  # truncated, empty or foreign: one sentence, not a traceback
+        raise FileNotFoundError(f"{path} is corrupt or not written by train.py ({type(e).__name__}); restore or "
+                                f"retrain it.") from None
+
+
+def val_tokens(data_dir, n_tokens, block_size):
+    """The first n_tokens of data_dir/val.bin as [n_tokens // block_size, block_size] token ids, or None if absent."""
+    path = os.path.join(data_dir or "", "val.bin")
+    if not data_dir or not os.path.isfile(path):
+        return None
+    data = np.memmap(path, dtype=np.uint16, mode="r")
+    n = min(n_tokens, len(data)) // block_size
+    return torch.from_numpy(data[:n * block_size].astype(np.int64)).view(n, block_size)
 
 
 def main():
-    parser = argparse.ArgumentParser(description="Cosine similarity and effective rank of Wq, Wk, Wv.")
+    parser = argparse.ArgumentParser(description="Similarity (raw cosine, subspace overlap, CKA) and effective rank "
+                                                 "of Wq, Wk, Wv.")
     parser.add_argument("--out_dir", required=True, help="folder holding ckpt.pt")
-    parser.add_argument("--png", default="assets/projections.png", help="figure path ('' for none)")
+    parser.add_argument("--out", default=None, help="folder for projections.png (default: --out_dir; '' for none; "
+                        "assets for the figure README shows)")
+    parser.add_argument("--data_dir", default=None, help="validation tokens for CKA (default: the checkpoint's)")
+    parser.add_argument("--tokens", type=int, default=16384, help="validation tokens CKA is measured on")
+    parser.add_argument("--rank", type=int, default=None, help="r of the subspace overlap (default head_dim / 2)")
     args = parser.parse_args()
+    if args.tokens < 1:
+        parser.error(f"--tokens must be >= 1; got {args.tokens}.")
+    if args.rank is not None and args.rank < 1:
+        parser.error(f"--rank must be >= 1; got {args.rank}.")
     try:
-        model = load(args.out_dir)
+        model, data_dir = load(args.out_dir)
     except FileNotFoundError as e:
         sys.exit(str(e))
-    rows = analyze(model)
     cfg = model.config
+    idx = val_tokens(args.data_dir or data_dir, args.tokens, cfg.block_size)
+    r = args.rank or cfg.n_embd // cfg.n_head // 2
+    rows, random = analyze(model, idx, r), random_row(model, idx, r)
     print(f"{args.out_dir}: proj={cfg.proj}, n_head={cfg.n_head}, n_kv_head={cfg.n_kv_head or cfg.n_head}, "
           f"n_layer={cfg.n_layer}, n_embd={cfg.n_embd}")
-    print(f"cos: {PAIR_RULE}.\n")
-    print(table(model, rows))
-    if args.png:
-        plot(rows, random_row(model), max_ranks(model), f"{args.out_dir} (proj={cfg.proj})", args.png)
-        print(f"\nwrote {args.png}")
+    print(f"cos: {PAIR_RULE}.\noverlap: per head, mean cos^2 of the principal angles between the top-{r} right "
+          f"singular subspaces (random: about {r / cfg.n_embd:.3f}).")
+    print(f"cka: per head, linear CKA of the outputs on {idx.numel():,} validation tokens." if idx is not None else
+          f"cka: left out, no val.bin in {args.data_dir or data_dir!r} (set --data_dir).")
+    print()
+    print(table(model, rows, random))
+    out = args.out_dir if args.out is None else args.out
+    if out:
+        path = os.path.join(out, "projections.png")
+        plot(rows, random, max_ranks(model), f"{args.out_dir} (proj={cfg.proj})", path)
+        print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":

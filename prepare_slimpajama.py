@@ -85,6 +85,9 @@ def parse_args(argv):
         p.error("--train_tokens must be at least 1 and --val_tokens at least 0")
     if args.threads < 1:
         p.error("--threads must be at least 1")
+    if not 0 <= args.commit_seconds < float("inf"):
+        p.error(f"--commit_seconds must be a finite number of seconds >= 0 (0 commits every batch), got "
+                f"{args.commit_seconds}")
     if args.benchmark and not args.input:
         p.error("--benchmark measures local files: give them with --input")
     return args
@@ -102,7 +105,11 @@ class Tokenizer:
     def __init__(self, name):
         self.name = name
         if name == "r50k_base":
-            self.enc = tiktoken.get_encoding("r50k_base")
+            try:
+                self.enc = tiktoken.get_encoding("r50k_base")
+            except Exception as e:  # no network and no cached file: tiktoken raises from deep inside requests
+                sys.exit(f"error: could not load tiktoken's r50k_base ({type(e).__name__}); offline, set "
+                         f"TIKTOKEN_CACHE_DIR to a directory that holds its cached file, or use --tokenizer=bytes")
             self.vocab_size, self.eot = self.enc.n_vocab, self.enc.eot_token
             self.separator = (f"each document is followed by <|endoftext|> ({self.eot}); the text '<|endoftext|>' "
                               "inside a document is encoded as ordinary text")
@@ -158,7 +165,11 @@ def hub_shards():
     from huggingface_hub import hf_hub_download, list_repo_files
     from huggingface_hub.utils import disable_progress_bars
     disable_progress_bars()  # the progress line replaces a bar per shard
-    files = list_repo_files(HUB_REPO, repo_type="dataset")
+    try:
+        files = list_repo_files(HUB_REPO, repo_type="dataset")
+    except Exception as e:
+        sys.exit(f"error: could not list {HUB_REPO} on the Hugging Face hub ({type(e).__name__}); check the "
+                 f"network, or give local files with --input")
     shards = [(f, split) for split in ("val", "train")
               for f in sorted((f for f in files if re.fullmatch(HUB_SHARDS[split], f)), key=natural)]
     if not shards:
@@ -401,21 +412,33 @@ def open_bins(out_dir, st):
     return files
 
 
+def read_json(path):
+    """A JSON file this script wrote, or one sentence on what to do when it is not readable."""
+    try:
+        with open(path) as f:
+            obj = json.load(f)
+        obj["settings"]
+        return obj
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        sys.exit(f"error: {path} is unreadable or not written by this script ({type(e).__name__}); delete "
+                 f"{os.path.dirname(path)} and start over, or use another --out_dir")
+
+
 def start_state(out_dir, settings):
     """The committed progress to continue from, a fresh one, or None when out_dir already holds this dataset."""
     meta_path, state_path = os.path.join(out_dir, "meta.json"), os.path.join(out_dir, "progress.json")
     for path in (meta_path, state_path):
         if os.path.exists(path):
-            with open(path) as f:
-                old = json.load(f)["settings"]
-            diff = [f"{k}: {old.get(k)!r}, not {v!r}" for k, v in settings.items() if old.get(k) != v]
+            old = read_json(path)
+            diff = [k for k, v in settings.items() if old["settings"].get(k) != v]
+            if diff == ["shards_sha1"]:
+                sys.exit(f"error: the input files changed (content size or modification time) since {out_dir} was "
+                         f"made from them; restore them, or delete {out_dir} to start over from the new ones")
             if diff:
-                sys.exit(f"error: {out_dir} already holds a dataset made with other settings ({'; '.join(diff)}); "
+                given = "; ".join(f"{k}: {old['settings'].get(k)!r}, not {settings[k]!r}" for k in diff)
+                sys.exit(f"error: {out_dir} already holds a dataset made with other settings ({given}); "
                          f"use another --out_dir or delete {out_dir}")
-            if path == meta_path:
-                return None
-            with open(path) as f:
-                return json.load(f)
+            return None if path == meta_path else old
     for s in ("train", "val"):
         if os.path.exists(os.path.join(out_dir, f"{s}.bin")):
             sys.exit(f"error: {out_dir}/{s}.bin exists without progress.json or meta.json; not overwriting it: "
@@ -430,14 +453,19 @@ def prepare(args, log=print):
     tok = Tokenizer(args.tokenizer)
     if args.input:
         (shards, fetch), source = local_shards(args), "local files"
-        fingerprint = [(name, split, os.path.getsize(name)) for name, split in shards]
+        # size and modification time: an edit that keeps the size must not resume into the old bins
+        fingerprint = [(name, split, os.path.getsize(name), os.stat(name).st_mtime_ns) for name, split in shards]
     else:
         (shards, fetch), source = hub_shards(), f"hf://datasets/{HUB_REPO}"
         fingerprint = shards
     settings = {"source": source, "tokenizer": args.tokenizer, "train_tokens": args.train_tokens,
                 "val_tokens": args.val_tokens, "val_fraction": args.val_fraction, "shards": len(shards),
                 "shards_sha1": hashlib.sha1(json.dumps(fingerprint).encode()).hexdigest()}
-    os.makedirs(args.out_dir, exist_ok=True)
+    try:  # before any work: a folder that cannot take the bins fails now, not after hours of encoding
+        os.makedirs(args.out_dir, exist_ok=True)
+        tempfile.TemporaryFile(dir=args.out_dir).close()
+    except OSError as e:
+        sys.exit(f"error: --out_dir {args.out_dir} is not a writable directory ({e.strerror}); choose another")
     st = start_state(args.out_dir, settings)
     meta_path = os.path.join(args.out_dir, "meta.json")
     if st is None:
@@ -500,6 +528,9 @@ def prepare(args, log=print):
                 last_print = time.time()
     except BadInput as e:
         sys.exit(f"error: {e}")
+    except OSError as e:  # e.g. the disk filled up: the last commit is intact, so the same command resumes
+        sys.exit(f"error: writing {args.out_dir} failed ({e.strerror}); free space or fix the folder, then rerun "
+                 f"the same command to resume from the last commit")
     finally:
         stop.set()
         pool.shutdown(cancel_futures=True)

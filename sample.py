@@ -2,9 +2,11 @@
 Sample text from a trained model with the KV cache, and show what the cache costs: after each sample, the bytes
 its buffers really hold (next to the same model with V tied or untied) and the decode speed.
 $ python sample.py --out_dir=out-cpu-tiny --start="ROMEO:" --num_samples=3 --max_new_tokens=100
-The tokenizer is the one the checkpoint's data used (meta.json): r50k_base (GPT-2 BPE) or bytes. For both,
-"<|endoftext|>" in the prompt and in the output is the document separator (eot_token). --compile=True runs the
-one-token decode steps through torch.compile (generate(compile=True)).
+GPT-2 from the hub, converted to Q-K=V first (lstsq fits on the calibration text; see model.convert_state_dict):
+$ python sample.py --init_from=gpt2 --proj=qk_v --convert_method=lstsq --calib=FILE:input.txt --start="Hello,"
+The tokenizer is the one the checkpoint's data used (meta.json): r50k_base (GPT-2 BPE) or bytes; GPT-2's is
+r50k_base. For both, "<|endoftext|>" in the prompt and in the output is the document separator (eot_token).
+--compile=True runs the one-token decode steps through torch.compile (generate(compile=True)).
 """
 import argparse
 import os
@@ -15,9 +17,10 @@ from dataclasses import replace
 import tiktoken
 import torch
 
-from model import GPT, SOURCES, GPTConfig
+from model import GPT, GPT2_SIZES, SOURCES, TIE_METHODS, GPTConfig, convert_state_dict, load_gpt2
 
 EOT = "<|endoftext|>"
+GPT2_META = {"tokenizer": "r50k_base", "vocab_size": 50257, "eot_token": 50256}
 V_TWIN = {"qkv": "qk_v", "qk_v": "qkv", "q_kv": "q_k_v", "q_k_v": "q_kv"}  # the same projections with V = K toggled
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -26,6 +29,17 @@ def boolean(s):
     if s.lower() not in ("true", "false", "1", "0"):
         raise argparse.ArgumentTypeError(f"expected True or False, got {s!r}")
     return s.lower() in ("true", "1")
+
+
+def add_model_args(p):
+    """Where the model comes from, and the conversion applied first: shared by sample.py and eval.py."""
+    p.add_argument("--init_from", default="resume", choices=["resume", *GPT2_SIZES],
+                   help="resume: out_dir's checkpoint; gpt2...: the Hugging Face hub's weights")
+    p.add_argument("--proj", default=None, choices=list(SOURCES), help="convert the weights to this variant first")
+    p.add_argument("--n_kv_head", type=int, default=None, help="convert to this many key/value heads (GQA/MQA)")
+    p.add_argument("--convert_method", default="lstsq", choices=TIE_METHODS, help="how V is tied to K")
+    p.add_argument("--calib", default=None, help='text that lstsq and split fit on, or "FILE:path"')
+    p.add_argument("--calib_tokens", type=int, default=8192)
 
 
 def parse_args(argv=None):
@@ -42,25 +56,85 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=DTYPES, default=None, help="default: bfloat16 on CUDA, float32 on CPU")
     p.add_argument("--use_cache", type=boolean, default=True)
+    add_model_args(p)
     p.add_argument("--compile", type=boolean, default=False,
                    help="torch.compile the one-token decode step (the first sample then includes compiling)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.num_samples < 1:
+        p.error(f"--num_samples must be >= 1; got {args.num_samples}.")
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
+        p.error(f"--max_new_tokens must be >= 1 (or left out to fill the context); got {args.max_new_tokens}.")
+    if not 0 <= args.temperature < float("inf"):
+        p.error(f"--temperature must be a finite number >= 0 (0 is greedy); got {args.temperature}.")
+    if args.top_k < 1:
+        p.error(f"--top_k must be >= 1; got {args.top_k}.")
+    if args.calib_tokens < 1:
+        p.error(f"--calib_tokens must be >= 1; got {args.calib_tokens}.")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        p.error(f"--device must be cpu, cuda, cuda:N or mps; got {args.device!r}.")
+    if device.type == "cuda" and not torch.cuda.is_available() or device.type == "mps" and \
+            not torch.backends.mps.is_available():
+        p.error(f"--device={args.device}, but this PyTorch build or machine has no {device.type.upper()} device; "
+                f"use --device=cpu.")
+    if device.type not in ("cpu", "cuda", "mps"):
+        p.error(f"--device must be cpu, cuda, cuda:N or mps; got {args.device!r}.")
+    return args
 
 
-def load_model(out_dir, device):
-    """-> (model in eval mode on device, meta dict of the training data)."""
+def read_text(arg, flag):
+    if not arg.startswith("FILE:"):
+        return arg
+    if not os.path.isfile(arg[5:]):
+        raise SystemExit(f"{flag}={arg}: no such file; give the text or FILE:<existing path>.")
+    with open(arg[5:], encoding="utf-8") as f:
+        return f.read()
+
+
+def load_checkpoint(out_dir):
+    """-> (GPTConfig, state dict, meta dict of the training data) of out_dir/ckpt.pt."""
     path = os.path.join(out_dir, "ckpt.pt")
     if not os.path.isfile(path):
         raise SystemExit(f"no checkpoint at {path}: train one with train.py or point --out_dir at its directory.")
     try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-        model = GPT(GPTConfig(**ckpt["model_args"]))
-        model.load_state_dict(ckpt["model"])
-        meta = ckpt["meta"]
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        cfg = GPTConfig(**ckpt["model_args"])
+        GPT(cfg).load_state_dict(ckpt["model"])
+        return cfg, ckpt["model"], ckpt["meta"]
     except Exception as e:  # anything unreadable is one error for the user: this file is not a usable checkpoint
         reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         raise SystemExit(f"checkpoint {path} is corrupt or not written by train.py ({reason}); "
                          f"restore or retrain it.")
+
+
+def load_model(args, device):
+    """-> (model in eval mode on device, meta dict of its tokenizer): the checkpoint or GPT-2, converted to
+    --proj / --n_kv_head when they are given."""
+    if args.init_from == "resume":
+        cfg, state, meta = load_checkpoint(args.out_dir)
+    else:
+        try:
+            (cfg, state), meta = load_gpt2(args.init_from), GPT2_META
+        except ValueError as e:
+            raise SystemExit(str(e))
+    dst = replace(cfg, proj=args.proj or cfg.proj,
+                  n_kv_head=cfg.n_kv_head if args.n_kv_head is None else args.n_kv_head)
+    if dst != cfg:
+        calib = None
+        if args.calib is not None:
+            ids = get_tokenizer(meta)[0](read_text(args.calib, "--calib"))[:args.calib_tokens]
+            T = min(cfg.block_size, len(ids))
+            calib = torch.tensor(ids[:len(ids) // T * T]).view(-1, T)
+        try:
+            state, fits = convert_state_dict(state, cfg, dst, args.convert_method, calib)
+        except ValueError as e:
+            raise SystemExit(f"{e} (sample.py: --calib=FILE:path gives the calibration text)")
+        unexplained = [f"{sum(f['residual']) / len(f['residual']):.3f}" for f in fits if f["residual"]]
+        print(f"converted to proj={dst.proj}, n_kv_head={dst.n_kv_head or dst.n_head} ({args.convert_method})"
+              + (f"; unexplained V variance per layer: {', '.join(unexplained)}" if unexplained else ""))
+    model = GPT(dst)
+    model.load_state_dict(state)
     return model.eval().to(device), meta
 
 
@@ -124,15 +198,9 @@ def main(argv=None):
     device = torch.device(args.device)
     dtype = DTYPES[args.dtype or ("bfloat16" if device.type == "cuda" else "float32")]
     torch.manual_seed(args.seed)
-    model, meta = load_model(args.out_dir, device)
+    model, meta = load_model(args, device)
     encode, decode = get_tokenizer(meta)
-    start = args.start
-    if start.startswith("FILE:"):
-        if not os.path.isfile(start[5:]):
-            raise SystemExit(f"--start={start}: no such file; give the prompt text or FILE:<existing path>.")
-        with open(start[5:], encoding="utf-8") as f:
-            start = f.read()
-    ids = encode(start) or [meta["eot_token"]]
+    ids = encode(read_text(args.start, "--start")) or [meta["eot_token"]]
     bs = model.config.block_size
     if len(ids) > bs:
         raise SystemExit(f"the prompt is {len(ids)} tokens, longer than the model's context (block_size {bs}); "

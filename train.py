@@ -6,8 +6,11 @@ One node, 8 GPUs: torchrun --standalone --nproc_per_node=8 train.py config/qk_v_
 Two nodes:       torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --master_addr=10.0.0.1 --master_port=29500 \
                      train.py config/qk_v_1b2.py    (and --node_rank=1 on the second node)
 Resume:          the same command plus --init_from=resume
+Retrofit:        python train.py config/cpu_lm_qk_v.py --init_from=out-cpu_lm/qkv_s1337 --convert_method=lstsq \
+                     --out_dir=out-qk_v-from-qkv    (a qkv checkpoint, or --init_from=gpt2, converted to qk_v)
 """
 
+import fcntl
 import json
 import math
 import os
@@ -15,6 +18,7 @@ import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
+from datetime import timedelta
 
 import numpy as np
 import torch
@@ -22,12 +26,16 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from configurator import configure
-from model import GPT, GPTConfig
+from model import GPT2_SIZES, GPT, GPTConfig, convert_state_dict, load_gpt2
 
 # -----------------------------------------------------------------------------
 # settings; config files and --key=value arguments override them (configurator.py)
 out_dir = "out"
-init_from = "scratch"  # "scratch" or "resume" (from out_dir/ckpt.pt)
+init_from = "scratch"  # "scratch", "resume" (out_dir/ckpt.pt), a checkpoint (its path or directory) or "gpt2",
+# "gpt2-medium", "gpt2-large", "gpt2-xl" (the hub's weights): converted to this config's proj and n_kv_head, then
+# trained from iteration 0 with a fresh optimizer
+convert_method = "lstsq"  # how init_from ties V to K: "k", "mean", "lstsq" or "split" (model.convert_state_dict)
+calib_batches = 4  # training batches that lstsq and split fit on
 eval_interval = 200
 eval_tokens = 1_000_000  # validation tokens per evaluation, all processes together
 log_interval = 10
@@ -57,17 +65,50 @@ device = "auto"  # "auto" (cuda, then mps, then cpu), or "cpu", "cuda", "cuda:1"
 dtype = "auto"  # "auto" (bfloat16 on CUDA when supported, else float32), "float32" or "bfloat16"
 compile = False  # torch.compile the model
 backend = "auto"  # torchrun only: "auto" (nccl on CUDA, gloo on CPU), "nccl" or "gloo"
+ddp_timeout = 600  # torchrun only: seconds a collective waits for a stalled process before the run stops
 # -----------------------------------------------------------------------------
 config_keys = [k for k, v in globals().items() if not k.startswith("_") and type(v) in (int, float, bool, str)]
-globals().update(configure({k: globals()[k] for k in config_keys}, sys.argv[1:]))
+defaults = {k: globals()[k] for k in config_keys}
+globals().update(configure(defaults, sys.argv[1:]))
 config = {k: globals()[k] for k in config_keys}
 # -----------------------------------------------------------------------------
 
-if init_from not in ("scratch", "resume"):
-    sys.exit(f"init_from must be 'scratch' or 'resume'; got {init_from!r}.")
+
+def check_settings():
+    """Every number once, where it is read: a value out of range is one sentence, not a crash hours later."""
+    at_least = {"eval_interval": 1, "log_interval": 1, "batch_size": 1, "gradient_accumulation_steps": 1,
+                "eval_tokens": 1, "calib_batches": 1, "ddp_timeout": 1, "max_iters": 0, "total_tokens": 0,
+                "warmup_iters": 0, "lr_decay_iters": 0, "learning_rate": 0, "min_lr": 0, "weight_decay": 0,
+                "grad_clip": 0}
+    for key, low in at_least.items():
+        value = config[key]
+        if not (math.isfinite(value) and value >= low) or (key == "learning_rate" and value == 0):
+            sys.exit(f"{key} must be a finite number {'> 0' if key == 'learning_rate' else f'>= {low}'}; "
+                     f"got {value}. Set --{key}.")
+    for key in ("beta1", "beta2"):
+        if not 0 <= config[key] < 1:
+            sys.exit(f"{key} must be in [0, 1); got {config[key]}. Set --{key}.")
+
+
+check_settings()
+
+converting = init_from not in ("scratch", "resume")
+source_path = None
+if converting and init_from not in GPT2_SIZES:
+    source_path = os.path.join(init_from, "ckpt.pt") if os.path.isdir(init_from) else init_from
+    if not os.path.isfile(source_path):
+        sys.exit(f"init_from must be 'scratch', 'resume', {', '.join(map(repr, GPT2_SIZES))} or a checkpoint path; "
+                 f"{init_from!r} is none of these.")
+    if os.path.realpath(os.path.dirname(source_path)) == os.path.realpath(out_dir):
+        sys.exit(f"out_dir {out_dir!r} holds the checkpoint to convert; give the converted run its own --out_dir.")
 if device == "auto":
     device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
 device_type = device.split(":")[0]
+if device_type not in ("cpu", "cuda", "mps"):
+    sys.exit(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {device!r}.")
+if device_type == "cuda" and not torch.cuda.is_available() or device_type == "mps" and not torch.backends.mps.is_available():
+    sys.exit(f"device={device!r}, but this PyTorch build or machine has no {device_type.upper()} device; "
+             f"use --device=cpu (or auto).")
 if dtype == "auto":
     dtype = "bfloat16" if device_type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
 if dtype not in ("float32", "bfloat16"):
@@ -78,6 +119,27 @@ ctx = nullcontext() if dtype == "float32" else torch.autocast(device_type, dtype
 ddp = "RANK" in os.environ  # set by torchrun
 rank, local_rank, world_size = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE")) if ddp else (0, 0, 1)
 master = rank == 0  # logs and writes the checkpoint
+
+
+def lock_out_dir():
+    """Hold out_dir/train.lock for the whole run: a second run there would overwrite this one's checkpoint and
+    interleave its log. The kernel drops the lock when the process ends, however it ends."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        f = open(os.path.join(out_dir, "train.lock"), "a+")
+    except OSError as e:
+        sys.exit(f"out_dir {out_dir!r} is not a writable directory ({e.strerror}); choose another --out_dir.")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        sys.exit(f"out_dir {out_dir!r} is in use by another train.py run (pid {f.read().strip() or '?'}); wait for "
+                 f"it to end or choose another --out_dir.")
+    f.truncate(0)
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
+
 if gradient_accumulation_steps % world_size:
     sys.exit(f"gradient_accumulation_steps ({gradient_accumulation_steps}) is global and must be divisible by the "
              f"{world_size} processes; set --gradient_accumulation_steps to a multiple of {world_size}.")
@@ -86,19 +148,71 @@ if ddp:
     if device_type == "cuda":
         device = f"cuda:{local_rank}"
         torch.cuda.set_device(device)
-    dist.init_process_group(backend=backend if backend != "auto" else "nccl" if device_type == "cuda" else "gloo")
+    dist.init_process_group(backend=backend if backend != "auto" else "nccl" if device_type == "cuda" else "gloo",
+                            timeout=timedelta(seconds=ddp_timeout))
+
+    def on_error(kind, e, tb):
+        # a collective that failed or timed out: say which process gave up and why, not a page of backend frames
+        if isinstance(e, dist.DistError) or isinstance(e, RuntimeError) and any(
+                w in str(e) for w in ("gloo", "NCCL", "Timed out")):
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+            sys.stderr.write(f"rank {rank}: a collective failed or waited more than ddp_timeout={ddp_timeout}s: "
+                             f"another process stalled or died; see its log, or raise --ddp_timeout if it is only "
+                             f"slow ({type(e).__name__}: {first})\n")
+            os._exit(1)
+        sys.__excepthook__(kind, e, tb)
+    sys.excepthook = on_error
 torch.manual_seed(seed + rank)  # dropout differs per process; DDP copies rank 0's initial weights to all
 if device_type == "cuda":
     torch.set_float32_matmul_precision("high")  # TF32 matmuls
 
 ckpt_path = os.path.join(out_dir, "ckpt.pt")
-if init_from == "scratch" and os.path.exists(ckpt_path):
+if init_from != "resume" and os.path.exists(ckpt_path):
     sys.exit(f"{ckpt_path} exists; continue it with --init_from=resume or train into another --out_dir.")
 if init_from == "resume" and not os.path.exists(ckpt_path):
     sys.exit(f"init_from='resume' but {ckpt_path} does not exist; check --out_dir or use --init_from=scratch.")
-ckpt = torch.load(ckpt_path, map_location=device, weights_only=True) if init_from == "resume" else None
-# the architecture of a resumed run is the checkpoint's, whatever the config says
+
+
+def load_checkpoint():
+    try:
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        [ckpt[k] for k in ("model", "optimizer", "model_args", "iter_num", "best_val_loss", "rng")]
+        GPTConfig(**ckpt["model_args"])
+        return ckpt
+    except Exception as e:  # truncated, empty, foreign: one sentence, and the file stays as it is
+        sys.exit(f"{ckpt_path} is corrupt or not written by train.py ({type(e).__name__}); restore it, or train "
+                 f"into another --out_dir.")
+
+
+ckpt = load_checkpoint() if init_from == "resume" else None
+# the architecture of a resumed run is the checkpoint's: a config or command line that sets it otherwise is refused
 model_args = ckpt["model_args"] if ckpt else {k: config[k] for k in asdict(GPTConfig())}
+if ckpt:
+    differ = [k for k in model_args if config[k] != defaults[k] and config[k] != model_args[k]]
+    if differ:
+        sys.exit(f"on resume the architecture comes from {ckpt_path}, but "
+                 + ", ".join(f"{k}={config[k]!r} (checkpoint: {model_args[k]!r})" for k in differ)
+                 + "; drop these settings, or start a new run in another --out_dir.")
+
+
+def load_source():
+    """(GPTConfig, state dict) of the model init_from converts: one of our checkpoints, or GPT-2 from the hub."""
+    if source_path is None:
+        try:
+            return load_gpt2(init_from)
+        except ValueError as e:
+            sys.exit(str(e))
+    try:
+        src = torch.load(source_path, map_location="cpu", weights_only=True)
+        return GPTConfig(**src["model_args"]), src["model"]
+    except Exception as e:  # anything unreadable: this file is not a checkpoint of ours
+        sys.exit(f"init_from={init_from!r} is not a checkpoint written by train.py ({type(e).__name__}: "
+                 f"{str(e).splitlines()[0] if str(e) else ''}); point it at an out_dir/ckpt.pt.")
+
+
+source = load_source() if converting else None
+if source and source_path is None:  # GPT-2's architecture; this config chooses only the variant and the dropout
+    model_args.update({k: v for k, v in asdict(source[0]).items() if k not in ("proj", "n_kv_head", "dropout")})
 config.update(model_args)
 block_size = model_args["block_size"]
 try:
@@ -118,9 +232,17 @@ def read_meta():
             sys.exit(f"{path} holds {os.path.getsize(path) // 2} tokens, fewer than block_size + 1 "
                      f"({block_size + 1}); prepare more data or set a smaller --block_size.")
     path = os.path.join(data_dir, "meta.json")
-    with open(path) as f:
-        meta = json.load(f)
+    try:
+        with open(path) as f:
+            meta = json.load(f)
+        int(meta["vocab_size"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        sys.exit(f"{path} is unreadable or has no vocab_size ({type(e).__name__}); prepare {data_dir} again with "
+                 f"prepare_slimpajama.py.")
     if meta["vocab_size"] > gptconf.vocab_size:
+        if init_from == "resume":  # the vocabulary is the checkpoint's: no setting can change it now
+            sys.exit(f"the checkpoint's vocab_size {gptconf.vocab_size} < tokenizer vocab {meta['vocab_size']} in "
+                     f"{path}: this is not the data the run was trained on; point --data_dir at that data.")
         padded = -(-meta["vocab_size"] // 64) * 64
         sys.exit(f"vocab_size {gptconf.vocab_size} < tokenizer vocab {meta['vocab_size']} in {path}; "
                  f"set --vocab_size={padded}.")
@@ -131,6 +253,9 @@ meta = read_meta()
 tokens_per_iter = batch_size * block_size * gradient_accumulation_steps
 if total_tokens:
     max_iters = total_tokens // tokens_per_iter
+    if max_iters == 0:
+        sys.exit(f"total_tokens={total_tokens:,} is less than one iteration ({tokens_per_iter:,} tokens); raise it, "
+                 f"or set --total_tokens=0 and --max_iters.")
 lr_decay_iters = lr_decay_iters or max_iters
 
 
@@ -193,6 +318,14 @@ model = GPT(gptconf).to(device)
 raw_model = model  # keeps the state_dict keys clean of torch.compile's and DDP's prefixes
 optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
 iter_num, best_val_loss = 0, float("inf")
+if source:
+    calib = torch.cat([get_batch("train", max_iters, k)[0] for k in range(calib_batches)])  # a key no step uses
+    try:
+        state, fits = convert_state_dict(source[1], source[0], gptconf, convert_method, calib)
+    except ValueError as e:
+        sys.exit(f"init_from={init_from!r}: {e}")
+    model.load_state_dict(state)
+    source = state = None  # free the memory
 if ckpt:
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
@@ -203,6 +336,9 @@ if ckpt:
             torch.cuda.set_rng_state(ckpt["rng"][rank]["cuda"].cpu())
     ckpt = None  # free the memory
 start_iter = iter_num
+if init_from == "resume" and iter_num >= max_iters:  # nothing would train: say so instead of exiting quietly
+    sys.exit(f"{ckpt_path} is at iteration {iter_num}, and max_iters is {max_iters}: nothing to train; raise "
+             f"--max_iters (or --total_tokens) to continue it.")
 if compile:
     model = torch.compile(model)
 if ddp:
@@ -251,8 +387,15 @@ def log(entry, text):
 
 
 if master:
-    os.makedirs(out_dir, exist_ok=True)
+    lock = lock_out_dir()  # taken after every check, so a refused run leaves no out_dir behind
+    if init_from != "resume" and os.path.exists(ckpt_path):  # another run saved here since the check above
+        sys.exit(f"{ckpt_path} exists; continue it with --init_from=resume or train into another --out_dir.")
     logf = open_log()
+    if converting:  # the fit of each layer: share of V's variance the tied projection cannot reproduce, split's r
+        log({"iter": 0, "conversion": {"from": init_from, "method": convert_method, "layers": fits}},
+            f"converted {init_from} to proj={gptconf.proj}, n_kv_head={gptconf.n_kv_head or gptconf.n_head} "
+            f"({convert_method}); unexplained V variance per layer: "
+            + ", ".join(f"{sum(f['residual']) / len(f['residual']):.4f}" if f["residual"] else "-" for f in fits))
     print(f"{raw_model.num_params() / 1e6:.2f}M parameters, KV cache {raw_model.kv_bytes_per_token(ptdtype)} "
           f"bytes/token ({dtype}); {tokens_per_iter:,} tokens/iter = {batch_size} batch x {block_size} block x "
           f"{accum} accumulation x {world_size} processes; {max_iters} iterations; {device}, {dtype}")

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from analyze import analyze, compare, cosine, effective_rank, load, projections, table
+from analyze import analyze, cka, compare, cosine, effective_rank, load, overlap, projections, random_row, table
 from model import GPT, GPTConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,7 +53,7 @@ def test_effective_rank_of_two_equal_singular_values_is_two():
 @pytest.mark.parametrize("proj,n_kv_head", list(EXPECTED))
 def test_table_lists_only_existing_projections(tmp_path, proj, n_kv_head):
     original = save_ckpt(tmp_path, proj, n_kv_head)
-    model = load(tmp_path)
+    model, _ = load(tmp_path)
     names = EXPECTED[(proj, n_kv_head)]
     for block, ref in zip(model.transformer.h, original.transformer.h):
         mats = projections(block.attn)
@@ -63,7 +63,7 @@ def test_table_lists_only_existing_projections(tmp_path, proj, n_kv_head):
     rows = analyze(model)
     assert len(rows) == 2
     pairs = [(x, y) for i, x in enumerate(names) for y in names[i + 1:]]
-    assert all(list(r["cos"]) == pairs and list(r["erank"]) == names for r in rows)
+    assert all(list(r["cos"]) == pairs == list(r["overlap"]) and list(r["erank"]) == names for r in rows)
     lines = table(model, rows).splitlines()
     assert [line.split(" |")[0] for line in lines[2:]] == ["| 0", "| 1", "| mean", "| random"]
     header = lines[0]
@@ -94,12 +94,12 @@ def test_tied_value_and_key_give_cosine_one(tmp_path):
 
 def test_cli_prints_table_and_writes_figure(tmp_path):
     save_ckpt(tmp_path, "qk_v", 2)
-    png = tmp_path / "p.png"
-    r = subprocess.run([sys.executable, "analyze.py", f"--out_dir={tmp_path}", f"--png={png}"],
-                       cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "analyze.py", f"--out_dir={tmp_path}"], cwd=ROOT, capture_output=True,
+                       text=True)
     assert r.returncode == 0, r.stderr
-    assert "| layer | cos Wq, Wk=Wv | erank Wq (of 32) | erank Wk=Wv (of 16) |" in r.stdout
-    assert png.stat().st_size > 0
+    assert "| layer | cos Wq, Wk=Wv | erank Wq (of 32) | erank Wk=Wv (of 16) | overlap Wq, Wk=Wv |" in r.stdout
+    assert (tmp_path / "projections.png").stat().st_size > 0  # beside the checkpoint, never assets/ by default
+    assert "cka: left out" in r.stdout  # the checkpoint names no data
 
 
 def test_cli_missing_checkpoint_is_one_clear_error(tmp_path):
@@ -108,3 +108,69 @@ def test_cli_missing_checkpoint_is_one_clear_error(tmp_path):
     assert r.returncode != 0
     assert r.stderr.strip() == f"no checkpoint at {tmp_path}/ckpt.pt: --out_dir must be the folder train.py " \
                                f"saved ckpt.pt in."
+
+
+def test_cka_is_one_for_equal_outputs_and_outputs_related_by_a_rotation_and_scale():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(500, 8, generator=g, dtype=torch.float64)
+    rot = torch.linalg.qr(torch.randn(8, 8, generator=g, dtype=torch.float64))[0]
+    assert cka(x, x) == pytest.approx(1.0, abs=1e-12)
+    assert cka(x, 3 * x @ rot + 1) == pytest.approx(1.0, abs=1e-12)
+    assert cka(x, torch.randn(500, 8, generator=g, dtype=torch.float64)) < 0.1  # independent outputs
+
+
+def test_overlap_is_one_for_the_same_row_space_and_r_over_c_for_random_ones():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(8, 64, generator=g, dtype=torch.float64)
+    mix = torch.randn(8, 8, generator=g, dtype=torch.float64)  # invertible: the same row space
+    assert overlap(w, mix @ w, 8) == pytest.approx(1.0, abs=1e-9)
+    rand = [overlap(torch.randn(8, 64, generator=g), torch.randn(8, 64, generator=g), 4) for _ in range(50)]
+    assert sum(rand) / 50 == pytest.approx(4 / 64, rel=0.2)
+
+
+def rotate_heads(model, seed=0):
+    """Per head: q, k -> q R1, k R1 (scores unchanged) and v -> v R2 with c_proj's columns times R2 (output
+    unchanged): the model computes the same function from other weights."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for block in model.transformer.h:
+            attn, D = block.attn, block.attn.head_dim
+            W, b, Wo = attn.c_attn.weight, attn.c_attn.bias, attn.c_proj.weight
+            H = attn.n_head
+            for h in range(H):
+                r1, r2 = (torch.linalg.qr(torch.randn(D, D, generator=g))[0] for _ in range(2))
+                for chunk, r in ((0, r1), (1, r1), (2, r2)):
+                    rows = slice(chunk * H * D + h * D, chunk * H * D + (h + 1) * D)
+                    W[rows], b[rows] = r.T @ W[rows], b[rows] @ r
+                Wo[:, h * D:(h + 1) * D] = Wo[:, h * D:(h + 1) * D] @ r2
+
+
+def test_overlap_and_cka_are_invariant_to_rotations_that_keep_the_model_and_the_cosine_is_not(tmp_path):
+    model = save_ckpt(tmp_path, "qkv").eval()
+    with torch.no_grad():  # trained-like biases, so CKA sees them too
+        for block in model.transformer.h:
+            block.attn.c_attn.bias.normal_(0, 0.1)
+    idx = torch.randint(0, 40, (8, 16), generator=torch.Generator().manual_seed(1))
+    before, logits = analyze(model, idx), model(idx)[0]
+    rotate_heads(model)
+    after = analyze(model, idx)
+    assert torch.allclose(model(idx)[0], logits, atol=1e-5)
+    for a, b in zip(before, after):
+        for pair in a["overlap"]:
+            assert b["overlap"][pair] == pytest.approx(a["overlap"][pair], abs=1e-6)  # float32 weights
+            assert b["cka"][pair] == pytest.approx(a["cka"][pair], abs=1e-6)
+        assert abs(b["cos"][("Wk", "Wv")][1] - a["cos"][("Wk", "Wv")][1]) > 1e-3
+
+
+def test_tied_value_and_key_give_overlap_and_cka_one_and_random_reference_is_low(tmp_path):
+    model = save_ckpt(tmp_path, "qkv").eval()
+    attn = model.transformer.h[0].attn
+    with torch.no_grad():
+        attn.c_attn.weight[64:] = attn.c_attn.weight[32:64]  # Wv := Wk
+        attn.c_attn.bias[64:] = attn.c_attn.bias[32:64]
+    idx = torch.randint(0, 40, (8, 16), generator=torch.Generator().manual_seed(1))
+    row = analyze(model, idx)[0]
+    assert row["overlap"][("Wk", "Wv")] == pytest.approx(1.0, abs=1e-9)
+    assert row["cka"][("Wk", "Wv")] == pytest.approx(1.0, abs=1e-9)
+    rand = random_row(model, idx)
+    assert rand["overlap"][("Wk", "Wv")] < 0.3 and rand["cka"][("Wk", "Wv")] < 0.9

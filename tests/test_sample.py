@@ -122,3 +122,14 @@ def test_clear_errors_and_checkpoint_untouched(tmp_path, capsys):
     with pytest.raises(SystemExit, match="exceeds the model's context"):
         run(capsys, tmp_path / "long", "--start=xy", f"--max_new_tokens={bs - 1}")
     assert (tmp_path / "long" / "ckpt.pt").read_bytes() == ckpt
+
+
+def test_converted_on_load_samples_through_the_k_only_cache(tmp_path, capsys):
+    make_ckpt(tmp_path, BYTES_META)  # qkv
+    out = run(capsys, tmp_path, "--proj=qk_v", "--convert_method=k", "--max_new_tokens=5", "--num_samples=1")
+    assert "converted to proj=qk_v, n_kv_head=4 (k)" in out and "(K only, V = K)" in stats_lines(out)[0]
+    out = run(capsys, tmp_path, "--proj=qk_v", "--n_kv_head=1", "--calib=" + "To be, or not to be. " * 20,
+              "--max_new_tokens=5", "--num_samples=1")
+    assert "n_kv_head=1 (lstsq); unexplained V variance per layer: " in out
+    with pytest.raises(SystemExit, match="calib"):
+        run(capsys, tmp_path, "--proj=qk_v", "--convert_method=split")

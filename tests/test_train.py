@@ -150,7 +150,7 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint(data_dir, trained):
               check=False)
     assert r.returncode != 0 and "disk full" in r.stderr
     assert digest(trained / "ckpt.pt") == before
-    assert sorted(os.listdir(trained)) == ["ckpt.pt", "log.jsonl"]  # no temporary file left behind
+    assert sorted(os.listdir(trained)) == ["ckpt.pt", "log.jsonl", "train.lock"]  # no temporary file left
     assert torch.load(trained / "ckpt.pt", weights_only=True)["iter_num"] == 4
 
 
@@ -198,3 +198,45 @@ def test_global_accumulation_must_divide_among_processes(tmp_path, monkeypatch, 
     msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'out'}",
                                       "--gradient_accumulation_steps=3"])
     assert "\n" not in msg and "gradient_accumulation_steps (3)" in msg and "multiple of 2" in msg
+
+
+def test_init_from_a_checkpoint_converts_it_to_the_configs_variant(tmp_path, data_dir):
+    src = tmp_path / "qkv"
+    train(data_dir, src, "--proj=qkv", "--max_iters=4")
+    before = digest(src / "ckpt.pt")
+    # the same variant: the identity, so the new run's first evaluation is the source's last
+    train(data_dir, tmp_path / "same", "--proj=qkv", f"--init_from={src}", "--max_iters=2")
+    assert read_log(tmp_path / "same")[1]["val_loss"] == read_log(src)[-1]["val_loss"]
+    train(data_dir, tmp_path / "tied", f"--init_from={src / 'ckpt.pt'}", "--convert_method=lstsq", "--max_iters=2")
+    log = read_log(tmp_path / "tied")
+    conv = log[0]["conversion"]
+    assert conv["method"] == "lstsq" and len(conv["layers"]) == 2 and len(conv["layers"][0]["residual"]) == 2
+    assert log[1]["iter"] == 0 and "val_loss" in log[1]
+    ckpt = torch.load(tmp_path / "tied" / "ckpt.pt", weights_only=True)
+    assert ckpt["model_args"]["proj"] == "qk_v" and ckpt["iter_num"] == 2
+    assert digest(src / "ckpt.pt") == before
+
+
+def test_init_from_refuses_its_source_dir_foreign_files_and_impossible_conversions(tmp_path, monkeypatch, data_dir,
+                                                                                 trained):
+    before = digest(trained / "ckpt.pt")
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={trained}", f"--init_from={trained}"])
+    assert "\n" not in msg and "own --out_dir" in msg
+    (tmp_path / "x.pt").write_bytes(b"not a checkpoint")
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'a'}",
+                                      f"--init_from={tmp_path / 'x.pt'}"])
+    assert "\n" not in msg and "not a checkpoint written by train.py" in msg
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'b'}",
+                                      f"--init_from={trained}", "--proj=q_kv"])
+    assert "\n" not in msg and "proj='qk_v' to 'q_kv'" in msg
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'c'}", "--init_from=gpt3"])
+    assert "\n" not in msg and "'gpt2-xl'" in msg
+    assert digest(trained / "ckpt.pt") == before and not any((tmp_path / d).exists() for d in "abc")
+
+
+def test_gpt2_without_network_is_one_clear_error(tmp_path, data_dir):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    r = subprocess.run([sys.executable, "train.py", *TINY, f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'o'}",
+                        "--init_from=gpt2"], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 1 and r.stderr.strip().startswith("could not download gpt2 from the Hugging Face hub")
+    assert "\n" not in r.stderr.strip() and not (tmp_path / "o").exists()

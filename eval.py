@@ -1,0 +1,187 @@
+"""
+Downstream evaluation of a checkpoint through EleutherAI's lm-evaluation-harness (an optional dependency:
+pip install -r requirements-eval.txt). The paper's table, 5-shot:
+$ python eval.py --out_dir=out-qk_v_1b2
+$ python eval.py --out_dir=out-cpu-tiny --tasks=my_task --include_path=my_tasks/ --limit=100
+The checkpoint becomes an lm_eval model (CheckpointLM): log-likelihoods of continuations, rolling log-likelihoods
+for perplexity tasks and greedy generation through the KV cache, in the tokenizer of the checkpoint's data. Writes
+the harness' results JSON and a markdown table to --out (default out_dir/eval/).
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict
+
+import torch
+import torch.nn.functional as F
+
+from sample import DTYPES, EOT, add_model_args, get_tokenizer, load_model
+
+try:
+    from lm_eval import simple_evaluate
+    from lm_eval.api.model import LM
+    from lm_eval.tasks import TaskManager
+except ImportError:
+    simple_evaluate, LM = None, object  # main() says what to install; the class below stays importable
+
+PAPER_TASKS = "hellaswag,piqa,arc_easy,arc_challenge,winogrande"
+INSTALL = "eval.py needs lm-evaluation-harness, an optional dependency: pip install -r requirements-eval.txt"
+
+
+class CheckpointLM(LM):
+    """A trained GPT as an lm_eval model. Text in, summed log-probabilities or greedy text out."""
+
+    def __init__(self, model, meta, batch_size=16, dtype=torch.float32):
+        super().__init__()
+        self.model, self.batch_size, self.eot = model, batch_size, meta["eot_token"]
+        self.encode, self.decode = get_tokenizer(meta)
+        self._device = model.lm_head.weight.device
+        self.ctx = nullcontext() if dtype == torch.float32 else torch.autocast(self._device.type, dtype=dtype)
+        self.n_requests = 0
+
+    def windows(self, tokens, first):
+        """Model calls that predict tokens[first:], each token once: [(input ids, target ids)], each input at most
+        block_size long, its targets the next tokens of its last positions. Windows are cut back from the end, so
+        each one is fed the block_size tokens before its last target: a context is cropped from the left and a
+        continuation longer than block_size is still scored whole."""
+        bs, out, end = self.model.config.block_size, [], len(tokens)
+        while end > first:
+            start = max(first, end - bs)
+            out.append((tokens[max(0, end - 1 - bs):end - 1], tokens[start:end]))
+            end = start
+        return out[::-1]
+
+    def score(self, requests):
+        """[(tokens, first)] -> [(log p(tokens[first:] | what precedes them), whether greedy decoding gives them)].
+        first >= 1: the first token is only ever context."""
+        rows = [(r, inp, tgt) for r, (tokens, first) in enumerate(requests) for inp, tgt in self.windows(tokens, first)]
+        rows.sort(key=lambda row: -len(row[1]))  # batches of similar lengths pad little
+        logp, greedy = [0.0] * len(requests), [True] * len(requests)
+        for i in range(0, len(rows), self.batch_size):
+            batch = rows[i:i + self.batch_size]
+            T = len(batch[0][1])
+            # right padding: causal attention never lets a real position see the padding after it
+            x = torch.tensor([inp + [0] * (T - len(inp)) for _, inp, _ in batch], device=self._device)  # [B, T]
+            with torch.no_grad(), self.ctx:
+                logits, _ = self.model(x)  # [B, T, vocab]: the uncached forward scores every position
+            lp = F.log_softmax(logits.float(), dim=-1)
+            for j, (r, inp, tgt) in enumerate(batch):
+                t = torch.tensor(tgt, device=self._device)
+                lpj = lp[j, len(inp) - len(tgt):len(inp)]  # [n, vocab]: the positions that predict tgt
+                logp[r] += lpj.gather(1, t[:, None]).sum().item()
+                greedy[r] = greedy[r] and bool((lpj.argmax(-1) == t).all())
+        self.n_requests += len(requests)
+        return list(zip(logp, greedy))
+
+    def pair(self, context, continuation):
+        # a word's leading space belongs to the continuation, as BPE tokenizes it: " world" is one r50k token
+        n = len(context) - len(context.rstrip())
+        context, continuation = context[:len(context) - n], context[len(context) - n:] + continuation
+        ctx = self.encode(context) or [self.eot]  # an empty context starts a new document
+        return ctx + self.encode(continuation), len(ctx)
+
+    def loglikelihood(self, requests):
+        return self.score([self.pair(*r.args) for r in requests])
+
+    def loglikelihood_rolling(self, requests):
+        return [lp for lp, _ in self.score([([self.eot] + self.encode(r.args[0]), 1) for r in requests])]
+
+    def generate_until(self, requests):
+        """Greedy, one request at a time through model.generate's KV cache, cut at the first `until` string."""
+        bs, out = self.model.config.block_size, []
+        for r in requests:
+            context, kw = r.args
+            until = kw.get("until") or []
+            until = ([until] if isinstance(until, str) else list(until)) + [EOT]
+            n_new = min(kw.get("max_gen_toks", 256), bs - 1)
+            ids = (self.encode(context) or [self.eot])[-(bs - n_new):]  # prompt and new tokens must fit the cache
+            with self.ctx:
+                y = self.model.generate(torch.tensor([ids], device=self._device), n_new, temperature=0)
+            text = self.decode(y[0, len(ids):].tolist())
+            for s in until:
+                text = text.split(s)[0]
+            out.append(text)
+        self.n_requests += len(requests)
+        return out
+
+
+def table(results):
+    """The harness' results as markdown: one row per task and metric, then the mean acc over the tasks."""
+    lines, accs = ["| task | metric | value | stderr |", "|---|---|---|---|"], []
+    for task, metrics in results["results"].items():
+        for key, v in metrics.items():
+            name, _, filt = key.partition(",")  # "acc,none": metric, then the filter it went through
+            if name not in results["higher_is_better"].get(task, {}):  # stderrs, sample_len, alias, ...
+                continue
+            se = metrics.get(f"{name}_stderr,{filt}")
+            lines.append(f"| {task} | {name} | {v:.4f} | {se:.4f} |" if isinstance(se, float) else
+                         f"| {task} | {name} | {v:.4f} | n/a |")
+            accs += [v] if name == "acc" else []
+    if len(accs) > 1:
+        lines.append(f"| mean of {len(accs)} tasks | acc | {sum(accs) / len(accs):.4f} | |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Evaluate out_dir/ckpt.pt with lm-evaluation-harness.")
+    p.add_argument("--out_dir", default="out", help="directory holding ckpt.pt")
+    p.add_argument("--tasks", default=PAPER_TASKS, help="comma-separated lm_eval task names")
+    p.add_argument("--num_fewshot", type=int, default=5)
+    p.add_argument("--batch_size", type=int, default=16, help="windows of at most block_size tokens per forward")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", choices=DTYPES, default=None, help="default: bfloat16 on CUDA, float32 on CPU")
+    p.add_argument("--limit", type=float, default=None,
+                   help="documents per task (a fraction if below 1), for quick checks; the harness marks such "
+                        "results as not for reporting")
+    p.add_argument("--include_path", default=None, help="a directory of extra task YAML files, e.g. local tasks")
+    p.add_argument("--out", default=None, help="results directory; default out_dir/eval")
+    add_model_args(p)
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if simple_evaluate is None:
+        raise SystemExit(INSTALL)
+    if args.batch_size < 1:
+        raise SystemExit(f"--batch_size must be 1 or more; got {args.batch_size}.")
+    if args.num_fewshot < 0:
+        raise SystemExit(f"--num_fewshot must be 0 or more; got {args.num_fewshot}.")
+    if args.limit is not None and args.limit <= 0:
+        raise SystemExit(f"--limit must be above 0 (a count, or a fraction below 1); got {args.limit:g}.")
+    device = torch.device(args.device)
+    dtype = DTYPES[args.dtype or ("bfloat16" if device.type == "cuda" else "float32")]
+    tm = TaskManager(include_path=args.include_path)
+    tasks = [t.strip() for t in args.tasks.split(",")]
+    unknown = [t for t in tasks if t not in tm.all_tasks]
+    if unknown:
+        raise SystemExit(f"--tasks: lm_eval knows no task {', '.join(unknown)}; list them with `lm_eval ls tasks`, "
+                         f"or add task YAML files through --include_path.")
+    model, meta = load_model(args, device)  # out_dir's checkpoint or GPT-2, converted if --proj/--n_kv_head say so
+    if not model.config.causal:
+        raise SystemExit(f"{args.out_dir} holds a bidirectional model (causal=False), which cannot score text left "
+                         f"to right; evaluate a causal checkpoint.")
+    lm = CheckpointLM(model, meta, args.batch_size, dtype)
+    t0 = time.time()
+    res = simple_evaluate(model=lm, tasks=tasks, num_fewshot=args.num_fewshot, limit=args.limit, task_manager=tm,
+                          log_samples=False)
+    dt = time.time() - t0
+    res["checkpoint"] = {"out_dir": args.out_dir, "init_from": args.init_from, "convert_method": args.convert_method,
+                         "model_args": asdict(model.config)}  # which model these are
+    out = args.out or os.path.join(args.out_dir, "eval")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(res, f, indent=2, default=str)  # the config holds a few objects, e.g. the model
+    md = table(res)
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(md)
+    print(md, end="")
+    print(f"{lm.n_requests} requests in {dt:.1f} s ({1000 * dt / max(lm.n_requests, 1):.1f} s per 1,000); "
+          f"wrote {out}/results.json and results.md", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""
+The retrofit experiment: how much of a trained qkv model survives tying V to K (and pooling key/value heads), before
+and after a short uptraining, against Q-K=V trained from scratch for the same total steps? Byte-level Shakespeare,
+the cpu_lm setting (config/cpu_lm.py), 3 seeds, every run through train.py in a subprocess, one at a time.
+
+    python prepare_slimpajama.py --input=../shared/data/tinyshakespeare.txt --tokenizer=bytes --val_fraction=0.1 \
+        --out_dir=data/cpu_lm_bytes
+    python retrofit.py            # trains the runs not finished yet (resumes a killed one), writes assets/retrofit.*
+    python retrofit.py --report   # only the report, from the finished runs under out-retrofit/
+    python retrofit.py --quick    # the same pipeline at 1/10 of the steps, 1 seed: out-retrofit-quick/, not assets/
+
+Per seed: qkv trained for ITERS steps (the source); each conversion of it uptrained for UPTRAIN[-1] steps with one
+warmup + cosine schedule (validation right after conversion, then after each UPTRAIN count: the shorter count is read
+mid-schedule, not from a run annealed over it, which saves a run per conversion); qk_v from scratch for
+ITERS + UPTRAIN[-1] steps, read the same way at ITERS + UPTRAIN[0].
+"""
+
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from model import GPT, GPTConfig
+
+SEEDS = [1337, 1338, 1339]
+ITERS = 600
+UPTRAIN = (60, 150)  # 10% and 25% of ITERS
+UPTRAIN_LR = dict(learning_rate=6e-4, min_lr=6e-5, warmup_iters=10)  # about the source's lr 3/4 into its schedule
+# name: (destination config, convert_method). qkv_mqa pools heads and ties nothing: its method is never used.
+CONVERSIONS = {
+    "qk_v k": ("config/cpu_lm_qk_v.py", "k"),
+    "qk_v mean": ("config/cpu_lm_qk_v.py", "mean"),
+    "qk_v lstsq": ("config/cpu_lm_qk_v.py", "lstsq"),
+    "qk_v split": ("config/cpu_lm_qk_v.py", "split"),
+    "qkv_mqa mean-pool": ("config/cpu_lm_qkv_mqa.py", "lstsq"),
+    "qk_v_mqa lstsq": ("config/cpu_lm_qk_v_mqa.py", "lstsq"),
+}
+FULL = dict(root="out-retrofit", assets="assets/retrofit", seeds=SEEDS, scale=1, eval_tokens=106496)
+QUICK = dict(root="out-retrofit-quick", assets="out-retrofit-quick/retrofit", seeds=SEEDS[:1], scale=10,
+             eval_tokens=16384)
+
+
+def plan(s):
+    """[(name, seed, out_dir, [train.py arguments], max_iters)] of every run, the source of each seed first. The
+    evaluation interval puts a validation at every read point (train.py also evaluates at 0 and at max_iters)."""
+    iters, up = ITERS // s["scale"], [n // s["scale"] for n in UPTRAIN]
+    common = [f"--eval_tokens={s['eval_tokens']}"]
+    runs = []
+    for seed in s["seeds"]:
+        src = f"{s['root']}/qkv_s{seed}"
+        runs.append(("qkv", seed, src, ["config/cpu_lm.py", f"--eval_interval={iters}",
+                                        f"--warmup_iters={50 // s['scale']}"], iters))
+        for name, (cfg, method) in CONVERSIONS.items():
+            out = f"{s['root']}/{name.replace(' ', '_')}_s{seed}"
+            lr = [f"--{k}={v}" for k, v in UPTRAIN_LR.items()]
+            runs.append((name, seed, out, [cfg, f"--init_from={src}", f"--convert_method={method}",
+                                           f"--eval_interval={up[0]}", *lr], up[-1]))
+        total = iters + up[-1]
+        runs.append(("qk_v scratch", seed, f"{s['root']}/qk_v_scratch_s{seed}",
+                     ["config/cpu_lm_qk_v.py", f"--eval_interval={iters + up[0]}",
+                      f"--warmup_iters={50 // s['scale']}"], total))
+    return [(n, seed, out, [*args, *common, f"--max_iters={end}", f"--seed={seed}", f"--out_dir={out}"], end)
+            for n, seed, out, args, end in runs]
+
+
+def checkpoint(out_dir):
+    path = os.path.join(out_dir, "ckpt.pt")
+    return torch.load(path, map_location="cpu", weights_only=True) if os.path.exists(path) else None
+
+
+def train_all(s):
+    """Each unfinished run through train.py (a killed one continues from its checkpoint); the stdout of the runs
+    goes to their log.jsonl, the time of each to root/times.jsonl."""
+    os.makedirs(s["root"], exist_ok=True)
+    for name, seed, out, args, end in plan(s):
+        ckpt = checkpoint(out)
+        if ckpt is not None and ckpt["iter_num"] >= end:
+            continue
+        cmd = [sys.executable, "train.py", *args] + (["--init_from=resume"] if ckpt is not None else [])
+        print(" ".join(cmd), flush=True)
+        t0 = time.time()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        with open(os.path.join(s["root"], "times.jsonl"), "a") as f:
+            f.write(json.dumps({"run": out, "s": time.time() - t0}) + "\n")
+        print(f"{out}: {time.time() - t0:.0f} s (load {os.getloadavg()[0]:.1f})", flush=True)
+
+
+def read_log(out_dir):
+    """({iter: val_loss}, the conversion entry or None) from the run's log.jsonl."""
+    val, conv = {}, None
+    with open(os.path.join(out_dir, "log.jsonl")) as f:
+        for e in map(json.loads, f):
+            if "val_loss" in e:
+                val[e["iter"]] = e["val_loss"]
+            conv = e.get("conversion", conv)
+    return val, conv
+
+
+def collect(s):
+    """One record per finished run: name, seed, KV bytes, validation losses at the read points, conversion facts."""
+    recs, missing = [], []
+    for name, seed, out, _, end in plan(s):
+        ckpt = checkpoint(out)
+        if ckpt is None or ckpt["iter_num"] < end:
+            missing.append(out)
+            continue
+        with torch.device("meta"):
+            model = GPT(GPTConfig(**ckpt["model_args"]))
+        val, conv = read_log(out)
+        recs.append({"name": name, "seed": seed, "kv_bytes": model.kv_bytes_per_token(torch.bfloat16),
+                     "params": model.num_params(), "val": val, "conversion": conv, "config": ckpt["config"]})
+    return recs, missing
+
+
+def mean_std(xs):
+    if not xs:
+        return "n/a"
+    return f"{statistics.mean(xs):.4f} +/- {statistics.stdev(xs) if len(xs) > 1 else 0.0:.4f}"
+
+
+def rows(recs, s):
+    """Table rows: (name, kv bytes, seeds, [mean +/- std at each column]); columns: after conversion, after each
+    UPTRAIN count; the source and from-scratch runs fill the column of their own step count."""
+    iters, up = ITERS // s["scale"], [n // s["scale"] for n in UPTRAIN]
+    out = []
+    for name in ["qkv", *CONVERSIONS, "qk_v scratch"]:
+        rs = [r for r in recs if r["name"] == name]
+        if not rs:
+            continue
+        if name == "qkv":
+            cells = [mean_std([r["val"][iters] for r in rs]), "", ""]
+        elif name == "qk_v scratch":
+            cells = ["", mean_std([r["val"][iters + up[0]] for r in rs if iters + up[0] in r["val"]]),
+                     mean_std([r["val"][iters + up[1]] for r in rs])]
+        else:
+            cells = [mean_std([r["val"][i] for r in rs]) for i in [0, *up]]
+        out.append((name, rs[0]["kv_bytes"], len(rs), cells))
+    return out
+
+
+def layer_facts(recs):
+    """Per conversion that fits: mean over seeds and heads of each layer's unexplained V variance, and split's r."""
+    lines = []
+    for name in CONVERSIONS:
+        convs = [r["conversion"]["layers"] for r in recs if r["name"] == name and r["conversion"]]
+        if not convs or not convs[0][0]["residual"]:
+            continue
+        res = [statistics.mean(x for c in convs for x in c[i]["residual"]) for i in range(len(convs[0]))]
+        line = f"- {name}: unexplained share of V's variance per layer " + ", ".join(f"{x:.4f}" for x in res)
+        if convs[0][0]["rank"]:
+            ranks = [statistics.mean(x for c in convs for x in c[i]["rank"]) for i in range(len(convs[0]))]
+            line += "; score directions kept per head (mean) " + ", ".join(f"{x:.1f}" for x in ranks)
+        lines.append(line)
+    return lines
+
+
+def wall_time(s):
+    path = os.path.join(s["root"], "times.jsonl")
+    if not os.path.exists(path):
+        return 0.0
+    with open(path) as f:
+        return sum(json.loads(line)["s"] for line in f)
+
+
+def write_md(recs, missing, s, command):
+    iters, up = ITERS // s["scale"], [n // s["scale"] for n in UPTRAIN]
+    cfg = next(r["config"] for r in recs if r["name"] == "qkv")
+    lr = ", ".join(f"{k} {v}" for k, v in UPTRAIN_LR.items())
+    lines = []
+    if missing:
+        lines += [f"PARTIAL: {len(missing)} runs not finished, left out: {', '.join(missing)}.", ""]
+    lines += [f"Retrofit on byte-level Shakespeare: qkv trained for {iters} iterations ({cfg['n_layer']} layers, "
+              f"{cfg['n_head']} heads, n_embd {cfg['n_embd']}, block {cfg['block_size']}, batch {cfg['batch_size']}, "
+              f"dropout {cfg['dropout']}), converted, then uptrained for {up[-1]} iterations ({lr}, cosine over "
+              f"{up[-1]}; the {up[0]}-iteration column is read mid-schedule). qk_v scratch: trained from scratch with "
+              f"the source's schedule for {iters + up[-1]} iterations (its {iters + up[0]} column is read "
+              f"mid-schedule). Validation loss (nats/byte) over {s['eval_tokens']:,} tokens, mean +/- sample std "
+              f"over seeds {', '.join(map(str, s['seeds']))}.", "",
+              f"Command: `{command}`; wall time of the training runs {wall_time(s) / 60:.1f} min (one thread, "
+              f"shared machine).", "",
+              f"| model | KV cache bytes/token (bf16) | seeds | after conversion ({iters} steps) | "
+              f"+{up[0]} steps ({iters + up[0]}) | +{up[1]} steps ({iters + up[1]}) |", "|---|---|---|---|---|---|"]
+    for name, kv, n, cells in rows(recs, s):
+        lines.append(f"| {name} | {kv:,} | {n} | " + " | ".join(cells) + " |")
+    lines += ["", "Fit of the conversions (lstsq and split: per key head, share of V's variance around its mean that "
+              "the tied projection cannot reproduce on the calibration tokens; mean over heads and seeds):", "",
+              *layer_facts(recs)]
+    with open(s["assets"] + ".md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def write_csv(recs, s):
+    with open(s["assets"] + ".csv", "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["model", "seed", "kv_bytes_per_token_bf16", "params", "iter", "val_loss"])
+        for r in recs:
+            w.writerows([r["name"], r["seed"], r["kv_bytes"], r["params"], i, v] for i, v in sorted(r["val"].items()))
+
+
+def plot(recs, s):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    iters = ITERS // s["scale"]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for i, name in enumerate(["qkv", *CONVERSIONS, "qk_v scratch"]):
+        rs = [r for r in recs if r["name"] == name]
+        if not rs:
+            continue
+        offset = 0 if name in ("qkv", "qk_v scratch") else iters  # uptraining starts where the source ended
+        steps = sorted(set.intersection(*(set(r["val"]) for r in rs)))
+        steps = [t for t in steps if t + offset >= iters * 0.9]
+        ax.plot([t + offset for t in steps], [statistics.mean(r["val"][t] for r in rs) for t in steps],
+                marker="o", color=f"C{i}", ls="--" if "mqa" in name else "-", label=name)
+    ax.set(xlabel="total training steps", ylabel="validation loss (nats/byte)", yscale="log",
+           title="retrofit: after conversion (at the source's last step) and uptraining, mean over seeds")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(s["assets"] + ".png", dpi=120)
+    plt.close(fig)
+
+
+def report(s, command):
+    recs, missing = collect(s)
+    if not any(r["name"] == "qkv" for r in recs):
+        sys.exit(f"no finished qkv run under {s['root']}/; train them first with `{command}`.")
+    if missing:
+        print(f"not finished, left out of the report: {', '.join(missing)}", file=sys.stderr)
+    os.makedirs(os.path.dirname(s["assets"]), exist_ok=True)
+    write_md(recs, missing, s, command)
+    write_csv(recs, s)
+    plot(recs, s)
+    print(f"wrote {s['assets']}.md, .csv, .png")
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    if args not in ([], ["--report"], ["--quick"], ["--quick", "--report"]):
+        sys.exit("usage: python retrofit.py [--quick] [--report]")
+    setting = QUICK if "--quick" in args else FULL
+    command = "python retrofit.py" + (" --quick" if setting is QUICK else "")
+    if "--report" not in args:
+        train_all(setting)
+    report(setting, command)

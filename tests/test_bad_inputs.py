@@ -1,0 +1,213 @@
+"""Bad input across the scripts: each case runs as a subprocess and must exit non-zero with one line of error on
+stderr (argparse's usage block aside) that names the setting or file, without a traceback, and without changing
+any checkpoint, bin or tracked asset."""
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from test_train import ROOT, TINY, make_data, train
+
+PY = sys.executable
+
+
+def tree_digest(*dirs):
+    """sha256 of every file under dirs: the data that no failed run may touch."""
+    h = hashlib.sha256()
+    for d in dirs:
+        for base, _, names in sorted(os.walk(d)):
+            for name in sorted(names):
+                path = os.path.join(base, name)
+                if name == "train.lock":
+                    continue
+                with open(path, "rb") as f:
+                    h.update(path.encode() + f.read())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Prepared data, one tiny trained checkpoint (2 iterations), and broken copies of both, shared by every case."""
+    w = tmp_path_factory.mktemp("bad")
+    make_data(w / "data")
+    train(w / "data", w / "run", "--max_iters=2")
+    for name, content in (("empty", b""), ("truncated", (w / "run" / "ckpt.pt").read_bytes()[:1000])):
+        (w / name).mkdir()
+        (w / name / "ckpt.pt").write_bytes(content)
+    (w / "foreign").mkdir()
+    torch.save({"weights": torch.zeros(2)}, w / "foreign" / "ckpt.pt")
+    shutil.copytree(w / "data", w / "badmeta")
+    (w / "badmeta" / "meta.json").write_text("{not json")
+    shutil.copytree(w / "data", w / "novocab")
+    (w / "novocab" / "meta.json").write_text(json.dumps({"tokenizer": "bytes", "eot_token": 0}))
+    (w / "afile").write_text("a file, not a folder")
+    (w / "text.txt").write_text("To be, or not to be, that is the question.\n" * 50)
+    (w / "halfprep").mkdir()
+    (w / "halfprep" / "progress.json").write_text('{"settings": ')
+    return w
+
+
+T = ["train.py", *TINY]
+CASES = [
+    # train.py: numbers out of range, read once where they are set
+    (T + ["--eval_interval=0"], "eval_interval"),
+    (T + ["--log_interval=0"], "log_interval"),
+    (T + ["--batch_size=0"], "batch_size"),
+    (T + ["--block_size=0"], "block_size"),
+    (T + ["--gradient_accumulation_steps=0"], "gradient_accumulation_steps"),
+    (T + ["--max_iters=-1"], "max_iters"),
+    (T + ["--learning_rate=-1.0"], "learning_rate"),
+    (T + ["--learning_rate=nan"], "learning_rate"),
+    (T + ["--warmup_iters=-5"], "warmup_iters"),
+    (T + ["--eval_tokens=0"], "eval_tokens"),
+    (T + ["--beta2=1.0"], "beta2"),
+    (T + ["--dropout=1.5"], "dropout"),
+    (T + ["--grad_clip=-1.0"], "grad_clip"),
+    (T + ["--ddp_timeout=0"], "ddp_timeout"),
+    (T + ["--total_tokens=10"], "total_tokens"),
+    (T + ["--vocab_size=100"], "--vocab_size=256"),
+    (T + ["--n_kv_head=3"], "n_kv_head"),
+    (T + ["--proj=qv"], "proj"),
+    (T + ["--n_layers=2"], "n_layers"),
+    (T + ["--device=tpu"], "device"),
+    (T + ["--device=cuda"], "--device=cpu"),
+    (T + ["--dtype=float16"], "dtype"),
+    # train.py: files and runs
+    (T + ["--data_dir={w}/missing"], "data_dir"),
+    (T + ["--data_dir={w}/badmeta"], "meta.json"),
+    (T + ["--data_dir={w}/novocab"], "vocab_size"),
+    (T + ["--out_dir={w}/afile"], "afile"),
+    (T + ["--out_dir={w}/run"], "--init_from=resume"),
+    (T + ["--out_dir={w}/run", "--init_from=resume", "--max_iters=2"], "nothing to train"),
+    (T + ["--out_dir={w}/run", "--init_from=resume", "--max_iters=4", "--n_layer=3"], "n_layer=3"),
+    (T + ["--out_dir={w}/empty", "--init_from=resume"], "empty/ckpt.pt"),
+    (T + ["--out_dir={w}/truncated", "--init_from=resume"], "truncated/ckpt.pt"),
+    (T + ["--out_dir={w}/foreign", "--init_from=resume"], "foreign/ckpt.pt"),
+    (T + ["--init_from={w}/nowhere"], "init_from"),
+    (T + ["--init_from={w}/foreign"], "init_from"),
+    # sample.py
+    (["sample.py", "--out_dir={w}/run", "--num_samples=0"], "--num_samples"),
+    (["sample.py", "--out_dir={w}/run", "--max_new_tokens=-5"], "--max_new_tokens"),
+    (["sample.py", "--out_dir={w}/run", "--temperature=nan"], "--temperature"),
+    (["sample.py", "--out_dir={w}/run", "--temperature=-1"], "--temperature"),
+    (["sample.py", "--out_dir={w}/run", "--top_k=0"], "--top_k"),
+    (["sample.py", "--out_dir={w}/run", "--device=tpu"], "--device"),
+    (["sample.py", "--out_dir={w}/run", "--device=cuda"], "--device=cpu"),
+    (["sample.py", "--out_dir={w}/missing"], "missing/ckpt.pt"),
+    (["sample.py", "--out_dir={w}/truncated"], "truncated/ckpt.pt"),
+    (["sample.py", "--out_dir={w}/run", "--start=FILE:{w}/nowhere.txt"], "--start"),
+    (["sample.py", "--out_dir={w}/run", "--max_new_tokens=100"], "--max_new_tokens"),
+    # prepare_slimpajama.py
+    (["prepare_slimpajama.py", "--input={w}/nowhere.txt", "--tokenizer=bytes", "--out_dir={w}/p1"], "--input"),
+    (["prepare_slimpajama.py", "--input={w}/text.txt", "--tokenizer=bytes", "--commit_seconds=nan",
+      "--out_dir={w}/p2"], "--commit_seconds"),
+    (["prepare_slimpajama.py", "--input={w}/text.txt", "--tokenizer=bytes", "--out_dir={w}/afile"], "afile"),
+    (["prepare_slimpajama.py", "--input={w}/text.txt", "--tokenizer=bytes", "--out_dir={w}/halfprep"],
+     "progress.json"),
+    (["prepare_slimpajama.py", "--input={w}/text.txt", "--val_fraction=1.5", "--out_dir={w}/p3"], "--val_fraction"),
+    (["prepare_slimpajama.py", "--input={w}/text.txt", "--threads=0", "--out_dir={w}/p4"], "--threads"),
+    # synthetic.py and analyze.py
+    (["synthetic.py", "--quick", "--out=assets"], "--out=assets"),
+    (["synthetic.py", "--quick", "--out={w}/afile"], "afile"),
+    (["synthetic.py", "--steps_scale=0", "--out={w}/s1"], "--steps_scale"),
+    (["analyze.py", "--out_dir={w}/missing"], "missing/ckpt.pt"),
+    (["analyze.py", "--out_dir={w}/truncated"], "truncated/ckpt.pt"),
+    (["analyze.py", "--out_dir={w}/run", "--tokens=0"], "--tokens"),
+]
+
+
+def test_the_table_is_large_enough():
+    assert len(CASES) >= 40
+
+
+@pytest.mark.parametrize("argv, names", CASES, ids=[" ".join(a[:1] + a[len(T) if a[0] == "train.py" else 1:])
+                                                    for a, _ in CASES])
+def test_bad_input_is_one_clear_line(world, argv, names):
+    w = world
+    argv = [a.format(w=w) for a in argv]
+    if argv[0] == "train.py" and not any(a.startswith("--data_dir") for a in argv):
+        argv.append(f"--data_dir={w / 'data'}")
+    if argv[0] == "train.py" and not any(a.startswith("--out_dir") for a in argv):
+        argv.append(f"--out_dir={w / 'new'}")
+    guarded = (w / "run", w / "data", os.path.join(ROOT, "assets"))
+    before = tree_digest(*guarded)
+    r = subprocess.run([PY, *argv], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode != 0, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip() and not line.startswith(("usage:", " "))]
+    assert len(lines) == 1, r.stderr
+    assert names.format(w=w) in lines[0], r.stderr
+    assert tree_digest(*guarded) == before
+    assert not (w / "new").exists()  # a refused run leaves no out_dir behind
+
+
+def test_a_second_run_in_a_locked_out_dir_is_refused(world):
+    w = world
+    out = w / "locked"
+    out.mkdir()
+    with open(out / "train.lock", "w") as f:  # what a running train.py holds
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        f.write("12345\n")
+        f.flush()
+        r = subprocess.run([PY, *T, f"--data_dir={w / 'data'}", f"--out_dir={out}", "--max_iters=1"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "in use by another train.py run (pid 12345)" in r.stderr
+    assert sorted(os.listdir(out)) == ["train.lock"]
+
+
+def test_a_stalled_ddp_rank_stops_the_run_with_a_message(world, tmp_path):
+    # rank 1 is frozen mid-run (SIGSTOP): rank 0 must give up after ddp_timeout and say why, not hang for gloo's
+    # default 30 minutes
+    import signal
+    import time
+    w, out = world, tmp_path / "ddp"
+    cmd = [PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *T, f"--data_dir={w / 'data'}",
+           f"--out_dir={out}", "--max_iters=1000000", "--eval_interval=1000000", "--log_interval=1",
+           "--ddp_timeout=5"]
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"), start_new_session=True)
+    workers = []
+    try:
+        deadline = time.time() + 120
+        while not (out / "log.jsonl").exists() or (out / "log.jsonl").stat().st_size < 200:
+            assert time.time() < deadline and p.poll() is None, "the run did not start"
+            time.sleep(0.5)
+        workers = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
+        os.kill(int(max(workers, key=int)), signal.SIGSTOP)  # the later-started worker: rank 1
+        output, _ = p.communicate(timeout=90)
+    finally:
+        for pid in workers:
+            for sig in (signal.SIGCONT, signal.SIGKILL):
+                try:
+                    os.kill(int(pid), sig)
+                except ProcessLookupError:
+                    pass
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode != 0
+    assert re.search(r"rank [01]: a collective failed or waited more than ddp_timeout=5s", output), output[-3000:]
+
+
+def test_prepare_refuses_an_input_edited_to_the_same_size(tmp_path):
+    text = tmp_path / "in.txt"
+    text.write_text("abcdefgh\n" * 400)
+    cmd = [PY, "prepare_slimpajama.py", f"--input={text}", "--tokenizer=bytes", f"--out_dir={tmp_path / 'd'}"]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+    before = tree_digest(tmp_path / "d")
+    stat = text.stat()
+    text.write_text("abcdefgX\n" * 400)  # same size, new content, a later modification time
+    os.utime(text, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "the input files changed" in r.stderr and "delete" in r.stderr
+    assert tree_digest(tmp_path / "d") == before

@@ -1,0 +1,182 @@
+"""model.convert_state_dict (retrofit: qkv -> qk_v, GQA/MQA) and the GPT-2 hub layout, against cases with exact answers."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from model import GPT, GPTConfig, convert_state_dict, from_hub_layout
+
+N_HEAD, N_EMBD, VOCAB, BLOCK, D = 4, 32, 50, 32, 8
+CFG = GPTConfig(block_size=BLOCK, vocab_size=VOCAB, n_layer=2, n_head=N_HEAD, n_embd=N_EMBD)
+IDX = torch.randint(0, VOCAB, (4, BLOCK), generator=torch.Generator().manual_seed(1))
+
+
+def model_of(cfg, state=None):
+    torch.manual_seed(0)
+    model = GPT(cfg).eval()
+    if state is not None:
+        model.load_state_dict(state)
+    return model
+
+
+def logits(model):
+    with torch.no_grad():
+        return model(IDX)[0]
+
+
+def rows(chunk, head, H=N_HEAD):
+    """Rows of c_attn holding `head` of chunk 0 (q), 1 (k) or 2 (v) of a qkv layer with H key/value heads."""
+    start = N_HEAD * D + (chunk - 1) * H * D if chunk else 0
+    return slice(start + head * D, start + (head + 1) * D)
+
+
+def value_is_affine_in_key(model, H=N_HEAD, seed=0):
+    """Wv_h := Mᵀ Wk_h, bv_h := bk_h M + c per head, M invertible: v = k M + c exactly."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for block in model.transformer.h:
+            W, b = block.attn.c_attn.weight, block.attn.c_attn.bias
+            b.normal_(0, 0.1, generator=g)
+            for h in range(H):
+                M = torch.randn(D, D, generator=g) + 3 * torch.eye(D)
+                W[rows(2, h, H)] = M.T @ W[rows(1, h, H)]
+                b[rows(2, h, H)] = b[rows(1, h, H)] @ M + 0.1 * torch.randn(D, generator=g)
+
+
+def convert(model, dst, method=None, src=CFG):
+    state, fits = convert_state_dict(model.state_dict(), src, dst, method, calib=IDX)
+    return model_of(dst, state), fits
+
+
+@pytest.mark.parametrize("proj,kv", [("qkv", 0), ("qkv", 2), ("qk_v", 0), ("qk_v", 1), ("q_kv", 0), ("q_k_v", 0)])
+def test_conversion_to_the_same_variant_is_the_identity(proj, kv):
+    cfg = replace(CFG, proj=proj, n_kv_head=kv)
+    model = model_of(cfg)
+    converted, _ = convert(model, cfg, "lstsq", src=cfg)
+    assert torch.equal(logits(converted), logits(model))
+
+
+def test_lstsq_is_exact_when_v_is_an_affine_map_of_k():
+    model = model_of(CFG)
+    value_is_affine_in_key(model)
+    converted, fits = convert(model, replace(CFG, proj="qk_v"), "lstsq")
+    assert torch.allclose(logits(converted), logits(model), atol=1e-5)
+    assert max(max(f["residual"]) for f in fits) < 1e-9
+
+
+def test_k_and_mean_are_not_exact_there():  # the case above is not exact by construction of the test
+    model = model_of(CFG)
+    value_is_affine_in_key(model)
+    for method in ("k", "mean"):
+        converted, _ = convert(model, replace(CFG, proj="qk_v"), method)
+        assert (logits(converted) - logits(model)).abs().max() > 1e-2
+
+
+def test_split_keeps_exactly_the_score_rank_and_uses_the_freed_dimensions_for_v():
+    """Queries of rank r = 4 per head leave 4 dimensions of the tied projection free. Any v = k M + c then is
+    exact: what the 4 kept key directions cannot predict of v lies in the span of the 4 others."""
+    model = model_of(CFG)
+    value_is_affine_in_key(model)
+    with torch.no_grad():
+        for block in model.transformer.h:
+            for h in range(N_HEAD):
+                q = rows(0, h)
+                block.attn.c_attn.weight[q.start + 4:q.stop] = 0
+                block.attn.c_attn.bias[q.start + 4:q.stop] = 0
+    converted, fits = convert(model, replace(CFG, proj="qk_v"), "split")
+    assert all(f["rank"] == [4] * N_HEAD for f in fits)
+    assert torch.allclose(logits(converted), logits(model), atol=1e-5)
+
+
+def identical_heads_in_groups(model, groups):
+    """Every key head and every value head equal to the first of its group: pooling them loses nothing."""
+    G = N_HEAD // groups
+    with torch.no_grad():
+        for block in model.transformer.h:
+            W, b = block.attn.c_attn.weight, block.attn.c_attn.bias
+            for chunk in (1, 2):
+                for h in range(N_HEAD):
+                    W[rows(chunk, h)], b[rows(chunk, h)] = W[rows(chunk, h - h % G)], b[rows(chunk, h - h % G)]
+
+
+@pytest.mark.parametrize("kv", [2, 1])
+def test_gqa_mean_pooling_of_identical_heads_is_exact(kv):
+    model = model_of(CFG)
+    identical_heads_in_groups(model, kv)
+    converted, _ = convert(model, replace(CFG, n_kv_head=kv))
+    assert torch.allclose(logits(converted), logits(model), atol=1e-6)
+
+
+def test_pooling_and_lstsq_tying_at_once_are_exact_on_identical_affine_heads():
+    model = model_of(CFG)
+    value_is_affine_in_key(model)
+    identical_heads_in_groups(model, 2)  # after the affine map: v heads copied along with their k heads
+    converted, _ = convert(model, replace(CFG, proj="qk_v", n_kv_head=2), "lstsq")
+    assert torch.allclose(logits(converted), logits(model), atol=1e-5)
+
+
+def test_untying_and_repeating_heads_are_exact():
+    src = replace(CFG, proj="qk_v", n_kv_head=1)
+    model = model_of(src)
+    converted, _ = convert(model, CFG, src=src)
+    assert torch.allclose(logits(converted), logits(model), atol=1e-6)
+
+
+@pytest.mark.parametrize("proj,kv", [("qk_v", 0), ("qk_v", 2), ("qk_v", 1), ("qkv", 1)])
+def test_converted_shapes_and_cache_bytes_are_the_destinations(proj, kv):
+    dst = replace(CFG, proj=proj, n_kv_head=kv)
+    state, _ = convert_state_dict(model_of(CFG).state_dict(), CFG, dst, "lstsq", IDX)
+    fresh = GPT(dst).state_dict()
+    assert {k: t.shape for k, t in state.items()} == {k: t.shape for k, t in fresh.items()}
+    model = model_of(dst, state)
+    cached = (kv or N_HEAD) * D * (1 if proj == "qk_v" else 2)  # per layer per token
+    assert model.kv_bytes_per_token(torch.float32) == 2 * cached * 4
+    assert model.new_cache(2, BLOCK).nbytes == 2 * cached * 4 * 2 * BLOCK
+
+
+def test_conversion_keeps_every_other_weight_and_the_input_dtype():
+    state = {k: t.to(torch.bfloat16) for k, t in model_of(CFG).state_dict().items()}
+    out, _ = convert_state_dict(state, CFG, replace(CFG, proj="qk_v"), "k")
+    assert all(t.dtype == torch.bfloat16 for t in out.values())
+    assert all(torch.equal(out[k], t) for k, t in state.items() if ".attn.c_" not in k)
+
+
+@pytest.mark.parametrize("src,dst,method,field", [
+    (CFG, replace(CFG, proj="q_kv"), "lstsq", "proj"),
+    (CFG, replace(CFG, proj="q_k_v"), "mean", "proj"),
+    (CFG, replace(CFG, proj="qk_v"), None, "convert_method"),
+    (CFG, replace(CFG, proj="qk_v"), "svd", "convert_method"),
+    (CFG, replace(CFG, n_layer=3), None, "n_layer"),
+    (replace(CFG, n_head=6, n_embd=48, n_kv_head=2), replace(CFG, n_head=6, n_embd=48, n_kv_head=3), None,
+     "n_kv_head"),
+])
+def test_impossible_conversions_are_one_sentence_naming_the_field(src, dst, method, field):
+    with pytest.raises(ValueError) as e:
+        convert_state_dict(GPT(src).state_dict(), src, dst, method, IDX)
+    assert field in str(e.value) and "\n" not in str(e.value)
+
+
+def test_lstsq_without_calibration_tokens_is_refused():
+    with pytest.raises(ValueError, match="calib"):
+        convert_state_dict(GPT(CFG).state_dict(), CFG, replace(CFG, proj="qk_v"), "lstsq")
+
+
+def hub_layout(model):
+    """Our qkv state dict as the hub stores GPT-2: no 'transformer.' prefix, Conv1D weights [in, out], causal-mask
+    buffers, lm_head kept under its own name."""
+    hub = {}
+    for name, t in model.state_dict().items():
+        if name.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight")):
+            t = t.t()
+        hub[name.removeprefix("transformer.")] = t.clone()
+    for i in range(model.config.n_layer):
+        hub[f"h.{i}.attn.bias"] = torch.tril(torch.ones(BLOCK, BLOCK))[None, None]
+        hub[f"h.{i}.attn.masked_bias"] = torch.tensor(-1e4)
+    return hub
+
+
+def test_hub_layout_maps_to_our_names_with_equal_logits():
+    model = model_of(CFG)
+    converted = model_of(CFG, from_hub_layout(hub_layout(model)))  # strict: every name matched, none left over
+    assert torch.equal(logits(converted), logits(model))

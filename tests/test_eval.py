@@ -1,0 +1,166 @@
+import json
+import os
+import string
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import eval as ev
+from model import GPT, GPTConfig
+from test_sample import BYTES_META
+from test_train import ROOT, train
+
+ALPHABET = string.ascii_lowercase
+
+
+@pytest.fixture(scope="module")
+def lm_eval():
+    return pytest.importorskip("lm_eval")
+
+
+def request(*args):
+    from lm_eval.api.instance import Instance
+    return Instance("loglikelihood", {}, args, 0)
+
+
+def tiny_lm(batch_size, block_size=16):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=block_size, vocab_size=256, n_layer=2, n_head=2, n_embd=32, proj="qk_v"))
+    return ev.CheckpointLM(model.eval(), BYTES_META, batch_size)
+
+
+def own_logprob(model, ids, n):
+    """log p(last n of ids | the tokens before them) from the model's own loss: one forward over the last
+    block_size + 1 tokens, the context positions' targets ignored (-1)."""
+    ids = torch.tensor(ids[-(model.config.block_size + 1):])
+    targets = ids[1:].clone()
+    targets[:-n] = -1
+    with torch.no_grad():
+        logits, loss = model(ids[None, :-1], targets[None])
+    greedy = bool((logits[0, -n:].argmax(-1) == ids[-n:]).all())
+    return -loss.item() * n, greedy
+
+
+def test_loglikelihood_is_the_models_cross_entropy(lm_eval):
+    lm = tiny_lm(batch_size=3)  # 6 requests of different lengths: two batches, right-padded
+    eot = BYTES_META["eot_token"]
+    reqs = [("ab", "c"), ("", "hello"), ("the cat", " sat on"), ("x" * 30, "yz"),  # 32 tokens: cropped
+            ("0123456789abcdef", "ghi"), (" ", "c")]
+    # an empty context starts a document (eot); a context's trailing space moves to the continuation
+    want_ids = [list(b"abc"), [eot] + list(b"hello"), list(b"the cat sat on"), list(b"x" * 30 + b"yz"),
+                list(b"0123456789abcdefghi"), [eot] + list(b" c")]
+    n_cont = [1, 5, 7, 2, 3, 2]  # the tokens scored: the continuation's
+    got = lm.loglikelihood([request(*r) for r in reqs])
+    for ids, n, (lp, greedy) in zip(want_ids, n_cont, got):
+        want, want_greedy = own_logprob(lm.model, ids, n)
+        assert lp == pytest.approx(want, rel=1e-5, abs=1e-5)
+        assert greedy == want_greedy
+
+
+def test_bpe_word_space_moves_to_the_continuation(lm_eval):
+    meta = {"tokenizer": "r50k_base", "vocab_size": 50257, "eot_token": 50256}
+    model = GPT(GPTConfig(block_size=16, vocab_size=50257, n_layer=1, n_head=1, n_embd=8))
+    lm = ev.CheckpointLM(model, meta)
+    encode, _ = ev.get_tokenizer(meta)
+    # " sat" is one r50k token; "the cat " + "sat" would end the context on a lone space token instead
+    assert lm.pair("the cat ", "sat") == (encode("the cat") + encode(" sat"), len(encode("the cat")))
+    assert len(encode(" sat")) == 1 and encode("the cat ")[-1] not in encode("the cat")
+
+
+def test_rolling_loglikelihood_sums_windows_of_block_size(lm_eval):
+    lm = tiny_lm(batch_size=2, block_size=16)
+    text = "To be, or not to be, that is the question:"  # 42 bytes; with the leading eot token 43 tokens
+    ids = [BYTES_META["eot_token"]] + list(text.encode())
+    # every token after eot predicted once, in windows cut back from the end, each fed the 16 tokens before its
+    # last target (the first one: the start of the document); (start, end) of each window's targets
+    want = 0.0
+    for start, end in ((1, 11), (11, 27), (27, 43)):
+        want += own_logprob(lm.model, ids[max(0, end - 1 - 16):end], end - start)[0]
+    got = lm.loglikelihood_rolling([request(text), request(text[:5])])
+    assert got[0] == pytest.approx(want, rel=1e-5)
+    assert got[1] == pytest.approx(own_logprob(lm.model, ids[:6], 5)[0], rel=1e-5)  # one window, no cropping
+    # a continuation longer than block_size is scored whole, in the same windows
+    (lp, _), = lm.loglikelihood([request("", text)])
+    assert lp == pytest.approx(want, rel=1e-5)
+
+
+def test_missing_harness_is_one_line_with_the_fix(tmp_path):
+    code = ("import sys, runpy; sys.modules['lm_eval'] = None; "  # None in sys.modules makes the import fail
+            f"sys.argv = ['eval.py', '--out_dir={tmp_path}']; runpy.run_path('eval.py', run_name='__main__')")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    assert r.stdout == ""
+    assert r.stderr.strip() == ev.INSTALL  # before looking for a checkpoint: tmp_path has none
+    assert "pip install -r requirements-eval.txt" in ev.INSTALL
+
+
+def make_alphabet_data(path):
+    """Byte-level documents that run through the alphabet (z wraps to a): a model learns the next letter fast."""
+    rng = np.random.default_rng(0)
+    tokens = []
+    while len(tokens) < 24_000:
+        start, n = rng.integers(26), rng.integers(20, 60)
+        tokens += [ord(ALPHABET[(start + i) % 26]) for i in range(n)] + [0]
+    tokens = np.array(tokens[:24_000], dtype=np.uint16)
+    os.makedirs(path, exist_ok=True)
+    tokens[:20_000].tofile(os.path.join(path, "train.bin"))
+    tokens[20_000:].tofile(os.path.join(path, "val.bin"))
+    with open(os.path.join(path, "meta.json"), "w") as f:
+        json.dump(dict(BYTES_META, train_tokens=20_000, val_tokens=4_000, source="test"), f)
+
+
+def make_task(path):
+    """A multiple-choice task in local files: which letter comes next? 12 questions, the label of the last 3 on
+    a wrong letter, so a model that learned the alphabet scores exactly 9/12."""
+    docs = []
+    for i in range(12):
+        s = (3 * i) % 26
+        run = "".join(ALPHABET[(s + j) % 26] for j in range(5))
+        right = ALPHABET[(s + 5) % 26]
+        choices = [ALPHABET[(s + 12 + k) % 26] for k in range(3)]
+        choices.insert(i % 4, right)
+        docs.append({"context": run, "choices": choices, "label": (i % 4 + 1) % 4 if i >= 9 else i % 4})
+    with open(path / "alphabet.jsonl", "w") as f:
+        f.writelines(json.dumps(d) + "\n" for d in docs)
+    with open(path / "alphabet.yaml", "w") as f:
+        f.write(f"task: alphabet\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
+                f"    test: {path / 'alphabet.jsonl'}\ntest_split: test\noutput_type: multiple_choice\n"
+                "doc_to_text: context\ndoc_to_choice: choices\ndoc_to_target: label\ntarget_delimiter: ''\n"
+                "metric_list:\n  - metric: acc\n  - metric: acc_norm\n")
+    return docs
+
+
+def test_local_multiple_choice_task_end_to_end(tmp_path, lm_eval, monkeypatch, capsys):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    make_alphabet_data(tmp_path / "data")
+    out = tmp_path / "out"
+    train(tmp_path / "data", out, "--max_iters=40", "--eval_interval=40")
+    docs = make_task(tmp_path)
+    ev.main([f"--out_dir={out}", "--tasks=alphabet", "--num_fewshot=0", f"--include_path={tmp_path}",
+             "--device=cpu", "--batch_size=5"])
+    with open(out / "eval" / "results.json") as f:
+        full = json.load(f)
+    assert full["checkpoint"]["model_args"]["block_size"] == 32 and full["n-shot"] == {"alphabet": 0}
+    res = full["results"]["alphabet"]
+    # the expected accuracy from the model's own forward: the choice with the highest log-probability
+    model, _ = ev.load_model(ev.parse_args([f"--out_dir={out}"]), "cpu")
+    picks = [max(range(4), key=lambda k: own_logprob(model, list((d["context"] + d["choices"][k]).encode()), 1)[0])
+             for d in docs]
+    want = sum(p == d["label"] for p, d in zip(picks, docs)) / len(docs)
+    assert want == 9 / 12  # the model learned the alphabet: right on the 9 true labels, wrong on the 3 false
+    assert res["acc,none"] == pytest.approx(want)
+    assert res["acc_norm,none"] == pytest.approx(want)  # every choice is one byte: normalising changes nothing
+    assert 0 < res["acc_stderr,none"] < 1
+    md = (out / "eval" / "results.md").read_text()
+    assert md.splitlines()[2:] == [f"| alphabet | acc | {want:.4f} | {res['acc_stderr,none']:.4f} |",
+                                   f"| alphabet | acc_norm | {want:.4f} | {res['acc_norm_stderr,none']:.4f} |"]
+    assert md == capsys.readouterr().out
+    # greedy generation through the KV cache: cut at `until`, or max_gen_toks long; a long prompt is cropped
+    lm = ev.CheckpointLM(model, BYTES_META)
+    long = "".join(ALPHABET[i % 26] for i in range(40))  # past block_size (32), ends in "n"
+    assert lm.generate_until([request("abcde", {"until": ["j"], "max_gen_toks": 10}),
+                              request(long, {"until": [], "max_gen_toks": 5})]) == ["fghi", "opqrs"]
+    assert [g for _, g in lm.loglikelihood([request("abcde", "fgh"), request("abcde", "fgx")])] == [True, False]
