@@ -454,6 +454,8 @@ while True:
                     "optimizer": get_optimizer_state_dict(raw_model, optimizer, options=SAVE),
                     "model_args": model_args, "iter_num": iter_num, "best_val_loss": best_val_loss,
                     "config": config, "rng": rng_states(), "meta": meta}
+            if master and gptconf.tie_embeddings:  # FSDP gathers the tied matrix twice; store it once
+                ckpt["model"]["lm_head.weight"] = ckpt["model"]["transformer.wte.weight"]
             if master:
                 save_checkpoint(ckpt, ckpt_path)
                 print(f"saved {ckpt_path}")

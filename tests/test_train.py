@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
 from model import GPT, GPTConfig
 
@@ -173,6 +174,7 @@ def test_fsdp_matches_ddp_and_resumes_exactly(tmp_path, data_dir, ddp_whole):
     assert [w[:2] for w in whole] == [s[:2] for s in split]
     assert max(abs(w[2] - s[2]) for w, s in zip(whole, split)) <= 1e-6
     ckpt = torch.load(tmp_path / "whole" / "ckpt.pt", weights_only=True)
+    assert ckpt["model"]["lm_head.weight"].data_ptr() == ckpt["model"]["transformer.wte.weight"].data_ptr()
     model = GPT(GPTConfig(**ckpt["model_args"]))
     model.load_state_dict(ckpt["model"])  # full tensors with plain keys, as one process writes them
     assert set(ckpt["optimizer"]["state"]) == {n for n, _ in model.named_parameters()}  # keyed by name
@@ -189,6 +191,21 @@ def test_checkpoints_move_between_ddp_fsdp_and_one_process(tmp_path, data_dir, d
     train(data_dir, tmp_path / "fsdp_one", *ACCUM4, "--parallel=fsdp", "--max_iters=6", cmd=TORCHRUN)
     train(data_dir, tmp_path / "fsdp_one", *ACCUM4, "--max_iters=12", "--init_from=resume")
     assert_close(ddp_whole, losses(read_log(tmp_path / "fsdp_one")), rel=1e-5)
+
+
+def test_a_checkpoint_with_the_older_position_keyed_optimizer_state_still_resumes(tmp_path, data_dir, trained):
+    old = shutil.copytree(trained, tmp_path / "old")
+    ckpt = torch.load(old / "ckpt.pt", weights_only=True)
+    model = GPT(GPTConfig(**ckpt["model_args"]))
+    opt = model.configure_optimizers(0.1, LR, (0.9, 0.95), "cpu")
+    set_optimizer_state_dict(model, opt, ckpt["optimizer"], options=StateDictOptions(full_state_dict=True))
+    ckpt["optimizer"] = opt.state_dict()  # what train.py wrote before issue 16: state keyed 0, 1, 2, ...
+    assert isinstance(ckpt["optimizer"]["param_groups"][0]["params"][0], int)
+    torch.save(ckpt, old / "ckpt.pt")
+    train(data_dir, trained, "--max_iters=8", "--init_from=resume")
+    train(data_dir, old, "--max_iters=8", "--init_from=resume")
+    assert losses(read_log(old)) == losses(read_log(trained))
+    assert isinstance(next(iter(torch.load(old / "ckpt.pt", weights_only=True)["optimizer"]["state"])), str)
 
 
 def test_a_crash_while_saving_leaves_the_previous_checkpoint(data_dir, trained):
@@ -252,6 +269,15 @@ def test_global_accumulation_must_divide_among_processes(tmp_path, monkeypatch, 
     msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'out'}",
                                       "--gradient_accumulation_steps=3"])
     assert "\n" not in msg and "gradient_accumulation_steps (3)" in msg and "multiple of 2" in msg
+
+
+def test_parallel_is_ddp_or_fsdp_and_fsdp_needs_torchrun(tmp_path, monkeypatch, data_dir):
+    out = [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'out'}"]
+    assert run_inprocess(monkeypatch, [*out, "--parallel=zero"]) == \
+        "parallel must be 'ddp' or 'fsdp'; got 'zero'. Set --parallel."
+    msg = run_inprocess(monkeypatch, [*out, "--parallel=fsdp"])
+    assert "\n" not in msg and "run under torchrun" in msg and "--parallel=ddp" in msg
+    assert not (tmp_path / "out").exists()
 
 
 def test_init_from_a_checkpoint_converts_it_to_the_configs_variant(tmp_path, data_dir):
