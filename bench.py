@@ -18,6 +18,7 @@ import statistics
 import time
 import weakref
 from contextlib import nullcontext
+from dataclasses import asdict
 
 import matplotlib
 matplotlib.use("Agg")
@@ -30,7 +31,6 @@ from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from model import GPT, SOURCES, GPTConfig
-from dataclasses import asdict
 
 VARIANTS = [  # paper name -> the GPTConfig fields that make it
     ("QKV", dict(proj="qkv")),
