@@ -5,7 +5,7 @@ One process:     python train.py config/cpu_tiny.py
 One node, 8 GPUs: torchrun --standalone --nproc_per_node=8 train.py config/qk_v_1b2.py
 Two nodes:       torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --master_addr=10.0.0.1 --master_port=29500 \
                      train.py config/qk_v_1b2.py    (and --node_rank=1 on the second node)
-Past 1.2B:       torchrun --standalone --nproc_per_node=8 train.py config/qk_v_7b.py    (parallel=fsdp, grad_ckpt)
+Past 1.2B:       torchrun --standalone --nproc_per_node=8 train.py config/qk_v_7b.py    (parallel=fsdp)
 Resume:          the same command plus --init_from=resume (in any mode: a DDP checkpoint resumes under FSDP)
 Retrofit:        python train.py config/cpu_lm_qk_v.py --init_from=out-cpu_lm/qkv_s1337 --convert_method=lstsq \
                      --out_dir=out-qk_v-from-qkv    (a qkv checkpoint, or --init_from=gpt2, converted to qk_v)

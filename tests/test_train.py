@@ -202,6 +202,8 @@ def test_a_checkpoint_with_the_older_position_keyed_optimizer_state_still_resume
     ckpt["optimizer"] = opt.state_dict()  # what train.py wrote before issue 16: state keyed 0, 1, 2, ...
     assert isinstance(ckpt["optimizer"]["param_groups"][0]["params"][0], int)
     torch.save(ckpt, old / "ckpt.pt")
+    r = train(data_dir, old, "--max_iters=8", "--init_from=resume", "--parallel=fsdp", cmd=TORCHRUN, check=False)
+    assert r.returncode != 0 and "keys its optimizer state by position" in r.stderr and "--parallel=ddp" in r.stderr
     train(data_dir, trained, "--max_iters=8", "--init_from=resume")
     train(data_dir, old, "--max_iters=8", "--init_from=resume")
     assert losses(read_log(old)) == losses(read_log(trained))
