@@ -1,7 +1,8 @@
 """
 What sharing projections buys, measured: KV-cache bytes vs context for every variant (theory and real buffers),
 prefill time and memory, decode speed through the model's own cached path (eager and compiled), training
-throughput, and on CUDA the Triton decode kernel and a 1.2B optimizer step.
+throughput, on CUDA the Triton decode kernel and a 1.2B optimizer step, and a memory plan per GPU for training
+every run config under DDP and FSDP (arithmetic on the meta device).
 $ OMP_NUM_THREADS=1 python bench.py                   # CPU: every section that runs on CPU, minutes
 $ python bench.py --what=kernel,prefill,train,step,decode --device=cuda --out=assets/gpu   # sized for 8 min, H200
 Each section prints a table and writes CSV (and PNG) under --out. Timings are medians over repeats, taken round
@@ -10,12 +11,14 @@ jobs, one thread makes the timings CPU time (see clock_kind); with more threads 
 """
 import argparse
 import csv
+import glob
 import os
 import platform
 import statistics
 import time
 import weakref
 from contextlib import nullcontext
+from dataclasses import asdict
 
 import matplotlib
 matplotlib.use("Agg")
@@ -488,6 +491,92 @@ def bench_kernel(args, device):
 
 
 # -----------------------------------------------------------------------------
+# memory per GPU: training under DDP and FSDP on 1, 8 and 64 GPUs, and the KV cache at serving time
+
+GPU_GB = (40, 80, 141)  # A100 40GB, H100 80GB, H200 141GB, in decimal GB (the cards hold slightly more)
+GPU_COUNTS = (1, 8, 64)
+
+
+def run_configs():
+    """{name: the values it sets} for every run config in config/ (base_*.py are fragments, not runs)."""
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)), "config", "*.py"))):
+        if not os.path.basename(path).startswith("base_"):
+            scope = {"__file__": path}
+            with open(path) as f:
+                exec(f.read(), scope)
+            runs[os.path.basename(path)[:-3]] = scope
+    return runs
+
+
+def state_bytes_per_gpu(model, parallel, n_gpus, accum):
+    """(weights, gradients, AdamW state) bytes on one GPU: fp32 master weights and gradients, AdamW's two fp32
+    moments and a float32 step per tensor. DDP holds all of it on every GPU; FSDP a 1/N shard (padding ignored),
+    plus, while micro-steps accumulate (accum > 1), the full fp32 gradient that it reduce-scatters only after the
+    last one."""
+    p, tensors = model.num_params(), len(list(model.parameters()))
+    shard = 1 if parallel == "ddp" else n_gpus
+    grads = 4 * p // shard + (4 * p if parallel == "fsdp" and accum > 1 else 0)
+    return 4 * p // shard, grads, (8 * p + 4 * tensors) // shard
+
+
+def activation_bytes(c, batch, grad_ckpt):
+    """Activations one micro-batch keeps for the backward; an estimate after Korthikanti et al. 2022 (16-bit
+    activations, 1-byte dropout masks), with SDPA's flash attention, which keeps no [T, T] scores. Per layer and
+    token: 2 bytes x (the inputs of both LayerNorms, the QKV and MLP inputs, the stored Q, K, V widths, the attention
+    output, the GELU input and output) + 2 dropout masks of 1 byte; 34 x n_embd for a GPT-2 block with QKV. Checkpointed:
+    each Block's input plus one Block recomputed at a time. Plus the logits, bf16 and their float32 copy."""
+    h, d = c.n_embd, c.n_embd // c.n_head
+    kv = (c.n_kv_head or c.n_head) * d
+    qkv = {"qkv": h + 2 * kv, "qk_v": h + kv, "q_kv": h + kv, "q_k_v": h}[c.proj]  # V = K or Q = K: stored once
+    layer = 2 * (6 * h + qkv + 2 * (c.n_inner or 4 * h)) - 2 * h + (2 * h if c.dropout > 0 else 0)
+    tokens = batch * c.block_size
+    kept = c.n_layer * 2 * h + layer if grad_ckpt else c.n_layer * layer
+    return tokens * (kept + 6 * c.vocab_size)
+
+
+def bench_memory(args, device):
+    print(f"\n== memory per GPU: training every run config under DDP and FSDP on {GPU_COUNTS} GPUs; KV cache at "
+          f"serving (batch 1, block_size, bf16); built on the meta device ==")
+    rows = []
+    for name, values in run_configs().items():
+        c = GPTConfig(**{k: values[k] for k in asdict(GPTConfig()) if k in values})
+        with torch.device("meta"):
+            model = GPT(c)
+        batch, total_accum = values.get("batch_size", 12), values.get("gradient_accumulation_steps", 40)
+        kv = state_bytes(c, torch.bfloat16) if c.attn == "linear" else model.kv_bytes_per_token() * c.block_size
+        for parallel in ("ddp", "fsdp"):
+            for n in GPU_COUNTS:
+                accum = total_accum / n  # micro-steps per GPU; train.py refuses a count that does not divide
+                weights, grads, adam = state_bytes_per_gpu(model, parallel, n, accum)
+                act, act_ckpt = (activation_bytes(c, batch, ckpt) for ckpt in (False, True))
+                total, total_ckpt = weights + grads + adam + act, weights + grads + adam + act_ckpt
+                row = dict(config=name, params=model.num_params(), parallel=parallel, gpus=n, batch_size=batch,
+                           accum_per_gpu=int(accum) if accum == int(accum) else "n/a", weights=weights,
+                           gradients=grads, optimizer=adam, activations=act, activations_ckpt=act_ckpt, total=total,
+                           total_ckpt=total_ckpt, kv_cache_serving=kv)
+                for gb in GPU_GB:  # "yes", "ckpt" (only with activation checkpointing) or "no"
+                    row[f"fits_{gb}gb"] = ("yes" if total <= gb * 1e9 else "ckpt" if total_ckpt <= gb * 1e9
+                                           else "no")
+                rows.append(row)
+    header = ["config", "params", "parallel", "GPUs", "accum/GPU", "weights", "grads", "AdamW", "act", "act ckpt",
+              "total", "total ckpt", "KV serve"] + [f"{gb} GB" for gb in GPU_GB]
+    table = [[r["config"], f"{r['params'] / 1e9:.2f}B", r["parallel"], r["gpus"], r["accum_per_gpu"]]
+             + [f"{r[k] / 1e9:.2f}" for k in ("weights", "gradients", "optimizer", "activations",
+                                                "activations_ckpt", "total", "total_ckpt", "kv_cache_serving")]
+             + [r[f"fits_{gb}gb"] for gb in GPU_GB] for r in rows]
+    print_table(header, table)
+    write_csv(os.path.join(args.out, "memory.csv"), rows)
+    path = os.path.join(args.out, "memory.md")
+    with open(path, "w") as f:
+        f.write("Per GPU, decimal GB, written by `python bench.py --what=memory` (arithmetic, an estimate for the "
+                "activations; see README, Going past 1.2B). Fits: yes, ckpt (only with --grad_ckpt=True) or no.\n\n")
+        f.write("| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n")
+        f.writelines("| " + " | ".join(str(x) for x in r) + " |\n" for r in table)
+    print(f"wrote {path}")
+
+
+# -----------------------------------------------------------------------------
 
 def device_name(device):
     if device.type == "cuda":
@@ -497,7 +586,7 @@ def device_name(device):
 
 # decode runs last: it is the longest, and on CUDA its compiled step (torch.compile around the Triton kernel) has
 # never run, so a failure there cannot cost the other tables
-BENCHES = {"cache": bench_cache, "kernel": bench_kernel, "prefill": bench_prefill, "train": bench_train,
+BENCHES = {"cache": bench_cache, "memory": bench_memory, "kernel": bench_kernel, "prefill": bench_prefill, "train": bench_train,
            "step": bench_step, "decode": bench_decode}
 
 

@@ -377,7 +377,8 @@ class GPT(nn.Module):
         logits = self.lm_head(self.transformer.ln_f(x))
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
+            # in float32 also when FSDP computes in bf16 (autocast already runs cross_entropy in float32)
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.view(-1), ignore_index=-1)
         return logits, loss
 
     def kv_bytes_per_token(self, dtype=torch.bfloat16):

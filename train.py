@@ -1,11 +1,12 @@
 """
-Trains a GPT with shared attention projections, on one process or as DDP under torchrun.
+Trains a GPT with shared attention projections, on one process or under torchrun as DDP or FSDP.
 
 One process:     python train.py config/cpu_tiny.py
 One node, 8 GPUs: torchrun --standalone --nproc_per_node=8 train.py config/qk_v_1b2.py
 Two nodes:       torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --master_addr=10.0.0.1 --master_port=29500 \
                      train.py config/qk_v_1b2.py    (and --node_rank=1 on the second node)
-Resume:          the same command plus --init_from=resume
+Past 1.2B:       torchrun --standalone --nproc_per_node=8 train.py config/qk_v_7b.py    (parallel=fsdp)
+Resume:          the same command plus --init_from=resume (in any mode: a DDP checkpoint resumes under FSDP)
 Retrofit:        python train.py config/cpu_lm_qk_v.py --init_from=out-cpu_lm/qkv_s1337 --convert_method=lstsq \
                      --out_dir=out-qk_v-from-qkv    (a qkv checkpoint, or --init_from=gpt2, converted to qk_v)
 """
@@ -19,11 +20,16 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict
 from datetime import timedelta
+from functools import partial
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_optimizer_state_dict,
+                                                     set_model_state_dict, set_optimizer_state_dict)
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.checkpoint import checkpoint
 
 from configurator import configure
 from model import GPT2_SIZES, GPT, GPTConfig, convert_state_dict, load_gpt2
@@ -66,6 +72,9 @@ dtype = "auto"  # "auto" (bfloat16 on CUDA when supported, else float32), "float
 compile = False  # torch.compile the model
 backend = "auto"  # torchrun only: "auto" (nccl on CUDA, gloo on CPU), "nccl" or "gloo"
 ddp_timeout = 600  # torchrun only: seconds a collective waits for a stalled process before the run stops
+parallel = "ddp"  # torchrun only: "ddp" (every process holds the whole model and AdamW state) or "fsdp" (FSDP2:
+# weights, gradients and AdamW state sharded across the processes, each Block gathered only while it computes)
+grad_ckpt = False  # activation checkpointing: keep only each Block's input, recompute the rest in the backward
 # -----------------------------------------------------------------------------
 config_keys = [k for k, v in globals().items() if not k.startswith("_") and type(v) in (int, float, bool, str)]
 defaults = {k: globals()[k] for k in config_keys}
@@ -85,6 +94,8 @@ def check_settings():
         if not (math.isfinite(value) and value >= low) or (key == "learning_rate" and value == 0):
             sys.exit(f"{key} must be a finite number {'> 0' if key == 'learning_rate' else f'>= {low}'}; "
                      f"got {value}. Set --{key}.")
+    if config["parallel"] not in ("ddp", "fsdp"):
+        sys.exit(f"parallel must be 'ddp' or 'fsdp'; got {config['parallel']!r}. Set --parallel.")
     for key in ("beta1", "beta2"):
         if not 0 <= config[key] < 1:
             sys.exit(f"{key} must be in [0, 1); got {config[key]}. Set --{key}.")
@@ -114,9 +125,14 @@ if dtype == "auto":
 if dtype not in ("float32", "bfloat16"):
     sys.exit(f"dtype must be 'auto', 'float32' or 'bfloat16'; got {dtype!r}.")
 ptdtype = getattr(torch, dtype)
-ctx = nullcontext() if dtype == "float32" else torch.autocast(device_type, dtype=ptdtype)
+fsdp = parallel == "fsdp"
+# FSDP casts the gathered weights to bf16 itself (MixedPrecisionPolicy below); autocast on top would cast twice
+ctx = nullcontext() if dtype == "float32" or fsdp else torch.autocast(device_type, dtype=ptdtype)
 
-ddp = "RANK" in os.environ  # set by torchrun
+ddp = "RANK" in os.environ  # set by torchrun (under either parallel mode)
+if fsdp and not ddp:
+    sys.exit("parallel='fsdp' shards the model across torchrun's processes; run under torchrun (one process: "
+             "torchrun --standalone --nproc_per_node=1 train.py ...) or set --parallel=ddp.")
 rank, local_rank, world_size = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE")) if ddp else (0, 0, 1)
 master = rank == 0  # logs and writes the checkpoint
 
@@ -162,7 +178,6 @@ if ddp:
             os._exit(1)
         sys.__excepthook__(kind, e, tb)
     sys.excepthook = on_error
-torch.manual_seed(seed + rank)  # dropout differs per process; DDP copies rank 0's initial weights to all
 if device_type == "cuda":
     torch.set_float32_matmul_precision("high")  # TF32 matmuls
 
@@ -175,7 +190,8 @@ if init_from == "resume" and not os.path.exists(ckpt_path):
 
 def load_checkpoint():
     try:
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        # memory-mapped on the CPU: the processes of a node share the file's pages instead of holding a copy each
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
         [ckpt[k] for k in ("model", "optimizer", "model_args", "iter_num", "best_val_loss", "rng")]
         GPTConfig(**ckpt["model_args"])
         return ckpt
@@ -314,9 +330,10 @@ def save_checkpoint(ckpt, path):
 
 
 # model and optimizer
+torch.manual_seed(seed)  # the same initial weights on every process: FSDP keeps each process's own shard of them
 model = GPT(gptconf).to(device)
-raw_model = model  # keeps the state_dict keys clean of torch.compile's and DDP's prefixes
-optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
+if rank > 0:  # dropout differs per process; rank 0 goes on with the init's stream, as a single process always did
+    torch.manual_seed(seed + rank)
 iter_num, best_val_loss = 0, float("inf")
 if source:
     calib = torch.cat([get_batch("train", max_iters, k)[0] for k in range(calib_batches)])  # a key no step uses
@@ -326,9 +343,30 @@ if source:
         sys.exit(f"init_from={init_from!r}: {e}")
     model.load_state_dict(state)
     source = state = None  # free the memory
+if grad_ckpt:  # wrapped inside FSDP's hooks (sharded below), so the recompute uses the weights already gathered
+    for block in model.transformer.h:
+        block.forward = partial(checkpoint, block.forward, use_reentrant=False)
+if fsdp:  # bf16 copies of the gathered weights for compute, fp32 master weights, gradients reduced in fp32
+    mp = MixedPrecisionPolicy(param_dtype=ptdtype, reduce_dtype=torch.float32)
+    for block in model.transformer.h:
+        fully_shard(block, mp_policy=mp)
+    fully_shard(model, mp_policy=mp)  # the rest: the tied embedding / output layer, wpe, ln_f
+raw_model = model  # keeps the state_dict keys clean of torch.compile's and DDP's prefixes
+optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
+# One checkpoint format for every mode: full tensors keyed by parameter name (the optimizer state too), gathered
+# one tensor at a time into rank 0's CPU memory, so no GPU ever holds the whole state and a checkpoint written
+# by one process, DDP or FSDP resumes under any of them.
+SAVE = StateDictOptions(full_state_dict=True, cpu_offload=True)
+LOAD = StateDictOptions(full_state_dict=True)  # every process reads the (memory-mapped) file and keeps its shard
 if ckpt:
-    model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
+    set_model_state_dict(model, ckpt["model"], options=LOAD)
+    if isinstance(ckpt["optimizer"]["param_groups"][0]["params"][0], int):  # written before the names (issue 16)
+        if fsdp:
+            sys.exit(f"{ckpt_path} keys its optimizer state by position, the older format; resume it once with "
+                     f"--parallel=ddp, whose next save writes the format --parallel=fsdp reads.")
+        optimizer.load_state_dict(ckpt["optimizer"])
+    else:
+        set_optimizer_state_dict(model, optimizer, ckpt["optimizer"], options=LOAD)
     iter_num, best_val_loss = ckpt["iter_num"], ckpt["best_val_loss"]
     if rank < len(ckpt["rng"]):  # processes added on resume keep their fresh seeds
         torch.set_rng_state(ckpt["rng"][rank]["cpu"].cpu())
@@ -341,7 +379,7 @@ if init_from == "resume" and iter_num >= max_iters:  # nothing would train: say 
              f"--max_iters (or --total_tokens) to continue it.")
 if compile:
     model = torch.compile(model)
-if ddp:
+if ddp and not fsdp:
     model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
 
 
@@ -398,7 +436,8 @@ if master:
             + ", ".join(f"{sum(f['residual']) / len(f['residual']):.4f}" if f["residual"] else "-" for f in fits))
     print(f"{raw_model.num_params() / 1e6:.2f}M parameters, KV cache {raw_model.kv_bytes_per_token(ptdtype)} "
           f"bytes/token ({dtype}); {tokens_per_iter:,} tokens/iter = {batch_size} batch x {block_size} block x "
-          f"{accum} accumulation x {world_size} processes; {max_iters} iterations; {device}, {dtype}")
+          f"{accum} accumulation x {world_size} processes{f' ({parallel})' if ddp else ''}; {max_iters} iterations; "
+          f"{device}, {dtype}{', activation checkpointing' if grad_ckpt else ''}")
 
 # training loop
 while True:
@@ -412,9 +451,12 @@ while True:
             log({"iter": iter_num, "val_loss": val_loss, "val_ppl": math.exp(val_loss)},
                 f"iter {iter_num}: val loss {val_loss:.4f}, val perplexity {math.exp(val_loss):.2f}")
         if iter_num > start_iter and (improved or always_save_checkpoint):
-            ckpt = {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(), "model_args": model_args,
-                    "iter_num": iter_num, "best_val_loss": best_val_loss, "config": config, "rng": rng_states(),
-                    "meta": meta}
+            ckpt = {"model": get_model_state_dict(raw_model, options=SAVE),  # every process takes part
+                    "optimizer": get_optimizer_state_dict(raw_model, optimizer, options=SAVE),
+                    "model_args": model_args, "iter_num": iter_num, "best_val_loss": best_val_loss,
+                    "config": config, "rng": rng_states(), "meta": meta}
+            if master and gptconf.tie_embeddings:  # FSDP gathers the tied matrix twice; store it once
+                ckpt["model"]["lm_head.weight"] = ckpt["model"]["transformer.wte.weight"]
             if master:
                 save_checkpoint(ckpt, ckpt_path)
                 print(f"saved {ckpt_path}")
@@ -428,13 +470,16 @@ while True:
         group["lr"] = lr
     loss_sum = torch.zeros((), device=device)
     for micro_step in range(accum):
-        if ddp:  # all-reduce the gradients once, after the last micro-step
+        if fsdp:  # reduce-scatter once, after the last micro-step; meanwhile full fp32 gradients accumulate
+            raw_model.set_requires_gradient_sync(micro_step == accum - 1)
+        elif ddp:  # all-reduce the gradients once, after the last micro-step
             model.require_backward_grad_sync = micro_step == accum - 1
         x, y = get_batch("train", iter_num, rank * accum + micro_step)
         with ctx:
             _, loss = model(x, y)
         loss_sum += loss.detach().float()
         (loss / accum).backward()
+    # under FSDP the gradients are DTensor shards: clip_grad_norm_ reduces the norm across the processes
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float("inf"))
     if ddp:
         dist.all_reduce(loss_sum)

@@ -1,8 +1,10 @@
 import csv
 
 import pytest
+import torch
 
 import bench
+from model import GPT, GPTConfig
 
 V_IS_K = {"qk_v", "q_k_v"}  # DESIGN.md: these variants cache K only
 
@@ -54,7 +56,38 @@ def test_decode_prefill_train_step_kernel_quick(tmp_path, capsys):
     assert all(int(r["largest_tensor_bytes"]) < logits for r in prefill[:3])
 
 
+def test_memory_plan_counts_what_a_real_model_and_adamw_hold(tmp_path):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=2, n_head=4, n_embd=64, block_size=32, vocab_size=256, proj="qk_v", n_kv_head=2))
+    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), "cpu")
+    x = torch.randint(256, (2, 32))
+    model(x, x)[1].backward()
+    opt.step()  # AdamW allocates its state on the first step
+    params = list(model.parameters())
+    held = (sum(p.nbytes for p in params), sum(p.grad.nbytes for p in params),
+            sum(t.nbytes for st in opt.state.values() for t in st.values()))
+    assert bench.state_bytes_per_gpu(model, "ddp", 1, 4) == held
+    assert bench.state_bytes_per_gpu(model, "ddp", 8, 4) == held  # DDP: a whole copy on every GPU
+    assert bench.state_bytes_per_gpu(model, "fsdp", 1, 1) == held
+    weights, grads, adam = bench.state_bytes_per_gpu(model, "fsdp", 4, 2)  # a quarter each, and the full fp32
+    assert (weights, grads, adam) == (held[0] // 4, held[1] // 4 + held[1], held[2] // 4)  # gradient accumulates
+
+    # Korthikanti et al.'s 34 bytes x n_embd per token and layer for a GPT-2 block with flash attention, + logits
+    c = GPTConfig(n_layer=3, n_head=4, n_embd=64, block_size=32, vocab_size=256, dropout=0.1)
+    assert bench.activation_bytes(c, 2, grad_ckpt=False) == 2 * 32 * (3 * 34 * 64 + 6 * 256)
+    assert bench.activation_bytes(c, 2, grad_ckpt=True) == 2 * 32 * (3 * 2 * 64 + 34 * 64 + 6 * 256)
+
+    bench.main(["--what=memory", f"--out={tmp_path}"])
+    rows = read_csv(tmp_path / "memory.csv")
+    assert len(rows) == len(bench.run_configs()) * 2 * len(bench.GPU_COUNTS)
+    seven = {(r["parallel"], r["gpus"]): r for r in rows if r["config"] == "qkv_7b"}
+    assert int(seven["ddp", "8"]["weights"]) == 4 * 6_658_596_864  # fp32 master weights
+    assert seven["ddp", "8"]["fits_80gb"] == "no" and seven["fsdp", "8"]["fits_80gb"] == "yes"
+    assert int(seven["ddp", "1"]["kv_cache_serving"]) == 32 * 2 * 4096 * 2 * 2048  # K and V, 32 layers, bf16, 2k
+    assert (tmp_path / "memory.md").read_text().count("| qkv_7b |") == 6
+
+
 def test_bad_section_is_one_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="--what must be a comma-separated subset of "
-                                         "cache, kernel, prefill, train, step, decode"):
+                                         "cache, memory, kernel, prefill, train, step, decode"):
         bench.main(["--what=cache,speed", f"--out={tmp_path}"])

@@ -23,6 +23,10 @@ PAPER = {
     "1b2": (["qkv", "qk_v", "qkv_gqa8", "qkv_mqa", "qk_v_gqa8", "qk_v_mqa"],
             dict(n_layer=22, n_embd=2048, n_head=32, n_inner=8192, learning_rate=6e-5, min_lr=6e-6,
                  warmup_iters=1000, batch_size=2, gradient_accumulation_steps=288, eval_interval=500)),
+    "7b": (["qkv", "qk_v", "qk_v_gqa8"],  # not the paper's: its recipe at 32 x 4096 (config/base_7b.py)
+           dict(n_layer=32, n_embd=4096, n_head=32, n_inner=16384, learning_rate=1.4e-5, min_lr=1.4e-6,
+                warmup_iters=563, batch_size=1, gradient_accumulation_steps=1024, eval_interval=250,
+                total_tokens=133_000_000_000, parallel="fsdp")),
 }
 PAPER_SHARED = dict(block_size=2048, vocab_size=50304, dropout=0.1, bias=True, tie_embeddings=True,
                     eval_tokens=10_000_000, total_tokens=10_000_000_000, data_dir="data/slimpajama")
@@ -54,6 +58,9 @@ def closed_form(c):
     return params, L * kv * cached * 2
 
 
+SEVEN_B = {"qkv_7b.py": 6_658_596_864, "qk_v_7b.py": 6_121_594_880, "qk_v_gqa8_7b.py": 5_718_843_392}
+
+
 def test_every_run_config_builds_its_closed_form_model():
     rows = []
     for path in RUNS:
@@ -65,6 +72,8 @@ def test_every_run_config_builds_its_closed_form_model():
         assert model.kv_bytes_per_token(torch.bfloat16) == kv_bytes, path
         rows.append((os.path.basename(path), cfg.proj, cfg.attn, cfg.n_kv_head or cfg.n_head,
                      f"{cfg.n_layer} x {cfg.n_embd}", f"{params:,}", f"{kv_bytes:,}"))
+    counts = {row[0]: int(row[5].replace(",", "")) for row in rows}
+    assert {name: counts.get(name) for name in SEVEN_B} == SEVEN_B  # the 7B runs, counted on the meta device
     print("\n| config | proj | attn | KV heads | layers x width | parameters | KV cache bytes/token (bf16) |")
     print("|---|---|---|---:|---|---:|---:|")
     for row in rows:
@@ -77,7 +86,10 @@ def test_train_py_accepts_every_run_config(path, tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["train.py", path, f"--data_dir={tmp_path}", f"--out_dir={tmp_path}"])
     with pytest.raises(SystemExit) as e:
         runpy.run_path(os.path.join(ROOT, "train.py"), run_name="__main__")
-    assert str(e.value).startswith(f"data_dir '{tmp_path}' has no train.bin"), str(e.value)
+    if read_config(path).get("parallel") == "fsdp":  # the 7B runs: refused outside torchrun, before the data
+        assert str(e.value).startswith("parallel='fsdp' shards the model across torchrun's processes"), str(e.value)
+    else:
+        assert str(e.value).startswith(f"data_dir '{tmp_path}' has no train.bin"), str(e.value)
 
 
 @pytest.mark.parametrize("scale", PAPER)
@@ -87,7 +99,8 @@ def test_paper_configs_follow_the_released_ones(scale):
         run = f"{name}_{scale}"
         values = read_config(os.path.join(ROOT, "config", f"{run}.py"))
         assert values["out_dir"] == f"out-{run}"
-        assert {k: values[k] for k in {**shape, **PAPER_SHARED}} == {**shape, **PAPER_SHARED}, run
+        expected = {**PAPER_SHARED, **shape}
+        assert {k: values[k] for k in expected} == expected, run
         variant, _, groups = name.partition("_gqa")  # "qk_v_gqa4" -> "qk_v", "4"; "qk_v_mqa" -> "qk_v_mqa", ""
         assert values["proj"] == variant.removesuffix("_mqa")
         assert values["n_kv_head"] == (1 if variant.endswith("_mqa") else int(groups or 0)), run

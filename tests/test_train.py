@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
 from model import GPT, GPTConfig
 
@@ -20,6 +21,7 @@ TINY = ["--device=cpu", "--dtype=float32", "--n_layer=2", "--n_head=2", "--n_emb
         "--eval_tokens=512", "--log_interval=1", f"--warmup_iters={WARMUP}", f"--learning_rate={LR}",
         f"--min_lr={MIN_LR}", "--dropout=0.0"]
 DESIGN_KEYS = {"model", "optimizer", "model_args", "iter_num", "best_val_loss", "config", "rng", "meta"}
+TORCHRUN = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "train.py")
 
 
 def make_data(path, tokenizer="bytes", vocab_size=256):
@@ -125,8 +127,7 @@ def test_ddp_on_two_processes_matches_one_process(tmp_path, data_dir):
     # global accumulation 4: two micro-steps on each of two processes, or four on one
     args = ["--max_iters=6", "--gradient_accumulation_steps=4"]
     train(data_dir, tmp_path / "one", *args)
-    torchrun = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "train.py")
-    train(data_dir, tmp_path / "two", *args, cmd=torchrun)
+    train(data_dir, tmp_path / "two", *args, cmd=TORCHRUN)
     one, two = losses(read_log(tmp_path / "one")), losses(read_log(tmp_path / "two"))
     assert [o[:2] for o in one] == [t[:2] for t in two]
     assert all(t[2] == pytest.approx(o[2], rel=1e-5) for o, t in zip(one, two))
@@ -135,6 +136,78 @@ def test_ddp_on_two_processes_matches_one_process(tmp_path, data_dir):
     ref = torch.load(tmp_path / "one" / "ckpt.pt", weights_only=True)["model"]
     assert ckpt["model"].keys() == ref.keys()  # no "module." prefix
     assert all(torch.allclose(ckpt["model"][k], ref[k], rtol=1e-4, atol=1e-6) for k in ref)
+
+
+def test_activation_checkpointing_changes_no_number(tmp_path, data_dir):
+    # dropout on: the recompute in the backward must draw the forward's masks again
+    args = ["--max_iters=4", "--dropout=0.1"]
+    train(data_dir, tmp_path / "plain", *args)
+    train(data_dir, tmp_path / "ckpt", *args, "--grad_ckpt=True")
+    assert losses(read_log(tmp_path / "plain")) == losses(read_log(tmp_path / "ckpt"))
+
+
+# FSDP vs DDP: the same float32 arithmetic, but FSDP's reduce-scatter and sharded norm add the two processes'
+# gradients in another order than DDP's all-reduce, so the losses agree to rounding (rel 1e-5), not bitwise
+ACCUM4 = ["--gradient_accumulation_steps=4", "--lr_decay_iters=12"]  # two micro-steps on each of two processes
+
+
+@pytest.fixture(scope="module")
+def ddp_whole(tmp_path_factory, data_dir):
+    out = tmp_path_factory.mktemp("ddp") / "whole"
+    train(data_dir, out, *ACCUM4, "--max_iters=12", cmd=TORCHRUN)
+    return losses(read_log(out))
+
+
+def assert_close(a, b, rel):
+    assert [x[:2] for x in a] == [y[:2] for y in b]
+    assert all(y[2] == pytest.approx(x[2], rel=rel) for x, y in zip(a, b)), (a, b)
+
+
+def test_fsdp_matches_ddp_and_resumes_exactly(tmp_path, data_dir, ddp_whole):
+    fsdp = ["--parallel=fsdp", *ACCUM4]
+    train(data_dir, tmp_path / "whole", *fsdp, "--max_iters=12", cmd=TORCHRUN)
+    whole = losses(read_log(tmp_path / "whole"))
+    assert_close(ddp_whole, whole, rel=1e-5)
+    train(data_dir, tmp_path / "split", *fsdp, "--max_iters=6", cmd=TORCHRUN)
+    train(data_dir, tmp_path / "split", *fsdp, "--max_iters=12", "--init_from=resume", cmd=TORCHRUN)
+    split = losses(read_log(tmp_path / "split"))
+    assert [w[:2] for w in whole] == [s[:2] for s in split]
+    assert max(abs(w[2] - s[2]) for w, s in zip(whole, split)) <= 1e-6
+    ckpt = torch.load(tmp_path / "whole" / "ckpt.pt", weights_only=True)
+    assert ckpt["model"]["lm_head.weight"].data_ptr() == ckpt["model"]["transformer.wte.weight"].data_ptr()
+    model = GPT(GPTConfig(**ckpt["model_args"]))
+    model.load_state_dict(ckpt["model"])  # full tensors with plain keys, as one process writes them
+    assert set(ckpt["optimizer"]["state"]) == {n for n, _ in model.named_parameters()}  # keyed by name
+    assert all(v.shape == ckpt["model"][k].shape for k, st in ckpt["optimizer"]["state"].items()
+               for v in (st["exp_avg"], st["exp_avg_sq"]))
+
+
+def test_checkpoints_move_between_ddp_fsdp_and_one_process(tmp_path, data_dir, ddp_whole):
+    # DDP for 6 iterations, FSDP from there to 12; FSDP for 6, one process from there to 12: each repeats DDP's run
+    train(data_dir, tmp_path / "ddp_fsdp", *ACCUM4, "--max_iters=6", cmd=TORCHRUN)
+    train(data_dir, tmp_path / "ddp_fsdp", *ACCUM4, "--parallel=fsdp", "--max_iters=12", "--init_from=resume",
+          cmd=TORCHRUN)
+    assert_close(ddp_whole, losses(read_log(tmp_path / "ddp_fsdp")), rel=1e-5)
+    train(data_dir, tmp_path / "fsdp_one", *ACCUM4, "--parallel=fsdp", "--max_iters=6", cmd=TORCHRUN)
+    train(data_dir, tmp_path / "fsdp_one", *ACCUM4, "--max_iters=12", "--init_from=resume")
+    assert_close(ddp_whole, losses(read_log(tmp_path / "fsdp_one")), rel=1e-5)
+
+
+def test_a_checkpoint_with_the_older_position_keyed_optimizer_state_still_resumes(tmp_path, data_dir, trained):
+    old = shutil.copytree(trained, tmp_path / "old")
+    ckpt = torch.load(old / "ckpt.pt", weights_only=True)
+    model = GPT(GPTConfig(**ckpt["model_args"]))
+    opt = model.configure_optimizers(0.1, LR, (0.9, 0.95), "cpu")
+    set_optimizer_state_dict(model, opt, ckpt["optimizer"], options=StateDictOptions(full_state_dict=True))
+    ckpt["optimizer"] = opt.state_dict()  # what train.py wrote before issue 16: state keyed 0, 1, 2, ...
+    assert isinstance(ckpt["optimizer"]["param_groups"][0]["params"][0], int)
+    torch.save(ckpt, old / "ckpt.pt")
+    r = train(data_dir, old, "--max_iters=8", "--init_from=resume", "--parallel=fsdp", cmd=TORCHRUN, check=False)
+    assert r.returncode != 0 and "keys its optimizer state by position" in r.stderr and "--parallel=ddp" in r.stderr
+    train(data_dir, trained, "--max_iters=8", "--init_from=resume")
+    train(data_dir, old, "--max_iters=8", "--init_from=resume")
+    assert losses(read_log(old)) == losses(read_log(trained))
+    assert isinstance(next(iter(torch.load(old / "ckpt.pt", weights_only=True)["optimizer"]["state"])), str)
 
 
 def test_a_crash_while_saving_leaves_the_previous_checkpoint(data_dir, trained):
@@ -198,6 +271,15 @@ def test_global_accumulation_must_divide_among_processes(tmp_path, monkeypatch, 
     msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'out'}",
                                       "--gradient_accumulation_steps=3"])
     assert "\n" not in msg and "gradient_accumulation_steps (3)" in msg and "multiple of 2" in msg
+
+
+def test_parallel_is_ddp_or_fsdp_and_fsdp_needs_torchrun(tmp_path, monkeypatch, data_dir):
+    out = [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'out'}"]
+    assert run_inprocess(monkeypatch, [*out, "--parallel=zero"]) == \
+        "parallel must be 'ddp' or 'fsdp'; got 'zero'. Set --parallel."
+    msg = run_inprocess(monkeypatch, [*out, "--parallel=fsdp"])
+    assert "\n" not in msg and "run under torchrun" in msg and "--parallel=ddp" in msg
+    assert not (tmp_path / "out").exists()
 
 
 def test_init_from_a_checkpoint_converts_it_to_the_configs_variant(tmp_path, data_dir):
