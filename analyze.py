@@ -135,14 +135,15 @@ def analyze(model, idx=None, r=None):
 def random_row(model, idx=None, r=None):
     """The same stats for independent Gaussian matrices of the same shapes, as at initialisation: the reference
     a trained layer departs from (cosine near 0, effective rank below full because of the spread of singular values,
-    overlap about r / n_embd); their CKA is on layer 0's real inputs, through no bias."""
+    overlap about r / n_embd). CKA and R2 of random matrices depend on the inputs: they are applied, without bias, to
+    each layer's real inputs and averaged over layers, like the trained 'mean' row."""
     g = torch.Generator().manual_seed(0)
     mats = {n: torch.randn(w.shape, generator=g) for n, w in projections(model.transformer.h[0].attn).items()}
-    outs = None
-    if idx is not None:
-        x = layer_inputs(model, idx)[0]
-        outs = {n: torch.einsum("nc,hdc->hnd", x, w) for n, w in mats.items()}
-    return stats(mats, outs, r)
+    if idx is None:
+        return stats(mats, None, r)
+    with torch.no_grad():
+        return mean_row([stats(mats, {n: torch.einsum("nc,hdc->hnd", x, w) for n, w in mats.items()}, r)
+                         for x in layer_inputs(model, idx)])
 
 
 def mean_row(rows):
