@@ -23,9 +23,10 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import torch
 
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, convert_state_dict
 
 SEEDS = [1337, 1338, 1339]
 ITERS = 600
@@ -159,6 +160,64 @@ def layer_facts(recs):
     return lines
 
 
+def windows(cfg, split, starts):
+    data = np.memmap(os.path.join(cfg["data_dir"], f"{split}.bin"), dtype=np.uint16, mode="r")
+    x = np.stack([data[i:i + cfg["block_size"] + 1] for i in starts]).astype(np.int64)
+    return torch.from_numpy(x[:, :-1]), torch.from_numpy(x[:, 1:])
+
+
+@torch.no_grad()
+def val_loss(model, cfg):
+    """The validation loss train.py's evaluation reports: the same consecutive windows, the same batches."""
+    B, T = cfg["batch_size"], cfg["block_size"]
+    data_len = os.path.getsize(os.path.join(cfg["data_dir"], "val.bin")) // 2
+    n = max(1, cfg["eval_tokens"] // (B * T))
+    return sum(model(*windows(cfg, "val", (k * B + np.arange(B)) * T % (data_len - T)))[1].item()
+               for k in range(n)) / n
+
+
+def calibration(cfg, seed, max_iters):
+    """The tokens train.py fits a conversion on: calib_batches training batches under the key (seed, max_iters, k)."""
+    data_len = os.path.getsize(os.path.join(cfg["data_dir"], "train.bin")) // 2
+    return torch.cat([windows(cfg, "train", np.random.default_rng([seed, max_iters, k]).integers(
+        0, data_len - cfg["block_size"], size=cfg["batch_size"]))[0] for k in range(cfg["calib_batches"])])
+
+
+def partly_tied(src, tied, n, C):
+    """qkv weights whose first n layers compute what the qk_v conversion `tied` computes there (V := K, c_proj
+    folded), the other layers the source's: the loss the conversion of those layers alone costs."""
+    state = dict(src)
+    for i in range(n):
+        p = f"transformer.h.{i}.attn."
+        for name in ("weight", "bias"):
+            qk = tied[p + "c_attn." + name]
+            state[p + "c_attn." + name] = torch.cat([qk, qk[C:]])
+            state[p + "c_proj." + name] = tied[p + "c_proj." + name]
+    return state
+
+
+def layer_attribution(s):
+    """{seed: [val loss with layers 0..i tied by lstsq, for i = -1 (none) .. n_layer - 1]}: where the loss goes.
+    The conversion is the one the qk_v lstsq run starts from (same calibration tokens), fitted layer by layer."""
+    out = {}
+    for seed in s["seeds"]:
+        src, run = checkpoint(f"{s['root']}/qkv_s{seed}"), checkpoint(f"{s['root']}/qk_v_lstsq_s{seed}")
+        if src is None or run is None:
+            continue
+        cfg = {**run["config"], "eval_tokens": s["eval_tokens"]}
+        src_cfg = GPTConfig(**{**src["model_args"], "dropout": 0.0})
+        dst_cfg = GPTConfig(**{**run["model_args"], "dropout": 0.0})
+        tied, _ = convert_state_dict(src["model"], src_cfg, dst_cfg, "lstsq",
+                                     calibration(cfg, seed, cfg["max_iters"]))
+        model = GPT(src_cfg).eval()
+        losses = []
+        for n in range(src_cfg.n_layer + 1):
+            model.load_state_dict(partly_tied(src["model"], tied, n, src_cfg.n_embd))
+            losses.append(val_loss(model, cfg))
+        out[seed] = losses
+    return out
+
+
 def wall_time(s):
     path = os.path.join(s["root"], "times.jsonl")
     if not os.path.exists(path):
@@ -190,6 +249,16 @@ def write_md(recs, missing, s, command):
     lines += ["", "Fit of the conversions (lstsq and split: per key head, share of V's variance around its mean that "
               "the tied projection cannot reproduce on the calibration tokens; mean over heads and seeds):", "",
               *layer_facts(recs)]
+    attr = layer_attribution(s)
+    if attr:
+        runs = list(attr.values())
+        lines += ["", "Where lstsq loses, before any uptraining: the source with its first n layers replaced by their "
+                  "lstsq conversion (the same weights the qk_v lstsq run starts from), validation loss and its "
+                  f"increase over the source, mean +/- std over seeds {', '.join(map(str, attr))}:", "",
+                  "| layers tied | val loss | increase | increase from this layer |", "|---|---|---|---|"]
+        for n in range(1, len(runs[0])):
+            lines.append(f"| 0..{n - 1} | {mean_std([r[n] for r in runs])} | {mean_std([r[n] - r[0] for r in runs])} "
+                         f"| {mean_std([r[n] - r[n - 1] for r in runs])} |")
     with open(s["assets"] + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
