@@ -254,6 +254,9 @@ def main():
           f"singular subspaces (random: about {r / cfg.n_embd:.3f}).")
     print(f"cka: per head, linear CKA of the outputs on {idx.numel():,} validation tokens." if idx is not None else
           f"cka: left out, no val.bin in {args.data_dir or data_dir!r} (set --data_dir).")
+    if idx is not None:  # what any projection can read: a low-rank input makes every output predict the others
+        eranks = [effective_rank(x - x.mean(0)) for x in layer_inputs(model, idx)]
+        print(f"erank of each layer's attention input (of {cfg.n_embd}): {', '.join(f'{e:.1f}' for e in eranks)}")
     print()
     print(table(model, rows, random))
     out = args.out_dir if args.out is None else args.out
