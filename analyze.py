@@ -198,7 +198,7 @@ def plot(rows, random, max_rank, title, path):
         if "cka" in rows[0]:
             ax3.plot(layers, [r["cka"][pair] for r in rows], marker="s", ls="--", color=line.get_color())
     ax3.set(xlabel="layer", ylabel="similarity", ylim=(0, 1), xticks=layers,
-            title="subspace overlap (solid), CKA (dashed), random overlap (dotted)")
+            title="overlap (solid), CKA (dashed), random overlap (dotted)")
     if rows[0]["overlap"]:
         ax3.legend()
     fig.suptitle(title)
