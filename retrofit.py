@@ -47,24 +47,24 @@ QUICK = dict(root="out-retrofit-quick", assets="out-retrofit-quick/retrofit", se
 
 
 def plan(s):
-    """[(name, seed, out_dir, [train.py arguments], max_iters)] of every run, the source of each seed first. The
-    evaluation interval puts a validation at every read point (train.py also evaluates at 0 and at max_iters)."""
+    """[(name, seed, out_dir, [train.py arguments], max_iters)] of every run: the sources of all seeds first (a run
+    cut short still reports every seed right after conversion, see conversion_losses), then seed by seed the
+    conversions and qk_v from scratch. The evaluation interval puts a validation at every read point (train.py also
+    evaluates at 0 and at max_iters)."""
     iters, up = ITERS // s["scale"], [n // s["scale"] for n in UPTRAIN]
-    common = [f"--eval_tokens={s['eval_tokens']}"]
-    runs = []
+    source = lambda seed: f"{s['root']}/qkv_s{seed}"
+    runs = [("qkv", seed, source(seed), ["config/cpu_lm.py", f"--eval_interval={iters}",
+                                         f"--warmup_iters={50 // s['scale']}"], iters) for seed in s["seeds"]]
+    lr = [f"--{k}={v}" for k, v in UPTRAIN_LR.items()]
     for seed in s["seeds"]:
-        src = f"{s['root']}/qkv_s{seed}"
-        runs.append(("qkv", seed, src, ["config/cpu_lm.py", f"--eval_interval={iters}",
-                                        f"--warmup_iters={50 // s['scale']}"], iters))
         for name, (cfg, method) in CONVERSIONS.items():
-            out = f"{s['root']}/{name.replace(' ', '_')}_s{seed}"
-            lr = [f"--{k}={v}" for k, v in UPTRAIN_LR.items()]
-            runs.append((name, seed, out, [cfg, f"--init_from={src}", f"--convert_method={method}",
-                                           f"--eval_interval={up[0]}", *lr], up[-1]))
-        total = iters + up[-1]
+            runs.append((name, seed, f"{s['root']}/{name.replace(' ', '_')}_s{seed}",
+                         [cfg, f"--init_from={source(seed)}", f"--convert_method={method}", f"--eval_interval={up[0]}",
+                          *lr], up[-1]))
         runs.append(("qk_v scratch", seed, f"{s['root']}/qk_v_scratch_s{seed}",
                      ["config/cpu_lm_qk_v.py", f"--eval_interval={iters + up[0]}",
-                      f"--warmup_iters={50 // s['scale']}"], total))
+                      f"--warmup_iters={50 // s['scale']}"], iters + up[-1]))
+    common = [f"--eval_tokens={s['eval_tokens']}"]
     return [(n, seed, out, [*args, *common, f"--max_iters={end}", f"--seed={seed}", f"--out_dir={out}"], end)
             for n, seed, out, args, end in runs]
 
