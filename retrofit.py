@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -32,7 +33,8 @@ SEEDS = [1337, 1338, 1339]
 ITERS = 600
 UPTRAIN = (60, 150)  # 10% and 25% of ITERS
 UPTRAIN_LR = dict(learning_rate=6e-4, min_lr=6e-5, warmup_iters=10)  # about the source's lr 3/4 into its schedule
-# name: (destination config, convert_method). qkv_mqa pools heads and ties nothing: its method is never used.
+# name: (destination config, convert_method). qkv_mqa pools heads and qkv continued converts nothing (identity):
+# their method is never used.
 CONVERSIONS = {
     "qk_v k": ("config/cpu_lm_qk_v.py", "k"),
     "qk_v mean": ("config/cpu_lm_qk_v.py", "mean"),
@@ -40,6 +42,7 @@ CONVERSIONS = {
     "qk_v split": ("config/cpu_lm_qk_v.py", "split"),
     "qkv_mqa mean-pool": ("config/cpu_lm_qkv_mqa.py", "lstsq"),
     "qk_v_mqa lstsq": ("config/cpu_lm_qk_v_mqa.py", "lstsq"),
+    "qkv continued": ("config/cpu_lm.py", "lstsq"),  # the control: the source itself, uptrained the same way
 }
 FULL = dict(root="out-retrofit", assets="assets/retrofit", seeds=SEEDS, scale=1, eval_tokens=106496)
 QUICK = dict(root="out-retrofit-quick", assets="out-retrofit-quick/retrofit", seeds=SEEDS[:1], scale=10,
@@ -48,7 +51,7 @@ QUICK = dict(root="out-retrofit-quick", assets="out-retrofit-quick/retrofit", se
 
 def plan(s):
     """[(name, seed, out_dir, [train.py arguments], max_iters)] of every run: the sources of all seeds first (a run
-    cut short still reports every seed right after conversion, see conversion_losses), then seed by seed the
+    cut short still reports every seed right after conversion, see convert_sources), then seed by seed the
     conversions and qk_v from scratch. The evaluation interval puts a validation at every read point (train.py also
     evaluates at 0 and at max_iters)."""
     iters, up = ITERS // s["scale"], [n // s["scale"] for n in UPTRAIN]
@@ -124,46 +127,49 @@ def mean_std(xs):
     return f"{statistics.mean(xs):.4f} +/- {statistics.stdev(xs) if len(xs) > 1 else 0.0:.4f}"
 
 
-def rows(recs, s):
-    """Table rows: (name, kv bytes, seeds, [mean +/- std at each column]); columns: after conversion, after each
-    UPTRAIN count; the source and from-scratch runs fill the column of their own step count."""
+def rows(recs, conv, s):
+    """Table rows: (name, kv bytes, [mean +/- std at each column], seeds converted, seeds uptrained); columns: after
+    conversion (every finished source, from conv), after each UPTRAIN count (finished runs); the source and the
+    from-scratch runs fill the columns of their own step counts."""
     iters, up = ITERS // s["scale"], [n // s["scale"] for n in UPTRAIN]
     out = []
     for name in ["qkv", *CONVERSIONS, "qk_v scratch"]:
         rs = [r for r in recs if r["name"] == name]
-        if not rs:
+        at0 = [c["loss"] for (n, _), c in conv.items() if n == name]
+        if not rs and not at0:
             continue
         if name == "qkv":
-            cells = [mean_std([r["val"][iters] for r in rs]), "", ""]
+            cells, n0 = [mean_std([r["val"][iters] for r in rs]), "", ""], len(rs)
         elif name == "qk_v scratch":
-            cells = ["", mean_std([r["val"][iters + up[0]] for r in rs if iters + up[0] in r["val"]]),
-                     mean_std([r["val"][iters + up[1]] for r in rs])]
+            cells, n0 = ["", mean_std([r["val"][iters + up[0]] for r in rs]), mean_std([r["val"][iters + up[1]]
+                                                                                        for r in rs])], 0
         else:
-            cells = [mean_std([r["val"][i] for r in rs]) for i in [0, *up]]
-        out.append((name, rs[0]["kv_bytes"], len(rs), cells))
+            cells, n0 = [mean_std(at0)] + [mean_std([r["val"][i] for r in rs]) for i in up], len(at0)
+        kv = rs[0]["kv_bytes"] if rs else next(c["kv_bytes"] for (n, _), c in conv.items() if n == name)
+        out.append((name, kv, cells, n0, len(rs) if name != "qkv" else ""))
     return out
 
 
-def layer_facts(recs):
+def layer_facts(conv):
     """Per conversion that fits: mean over seeds and heads of each layer's unexplained V variance, and split's r."""
     lines = []
     for name in CONVERSIONS:
-        convs = [r["conversion"]["layers"] for r in recs if r["name"] == name and r["conversion"]]
-        if not convs or not convs[0][0]["residual"]:
+        fits = [c["fits"] for (n, _), c in conv.items() if n == name]
+        if not fits or not fits[0][0]["residual"]:
             continue
-        res = [statistics.mean(x for c in convs for x in c[i]["residual"]) for i in range(len(convs[0]))]
+        res = [statistics.mean(x for f in fits for x in f[i]["residual"]) for i in range(len(fits[0]))]
         line = f"- {name}: unexplained share of V's variance per layer " + ", ".join(f"{x:.4f}" for x in res)
-        if convs[0][0]["rank"]:
-            ranks = [statistics.mean(x for c in convs for x in c[i]["rank"]) for i in range(len(convs[0]))]
-            line += "; score directions kept per head (mean) " + ", ".join(f"{x:.1f}" for x in ranks)
+        if fits[0][0]["rank"]:
+            ranks = [statistics.mean(x for f in fits for x in f[i]["rank"]) for i in range(len(fits[0]))]
+            line += "; score directions kept per head (of 32, mean) " + ", ".join(f"{x:.1f}" for x in ranks)
         lines.append(line)
     return lines
 
 
 def windows(cfg, split, starts):
     data = np.memmap(os.path.join(cfg["data_dir"], f"{split}.bin"), dtype=np.uint16, mode="r")
-    x = np.stack([data[i:i + cfg["block_size"] + 1] for i in starts]).astype(np.int64)
-    return torch.from_numpy(x[:, :-1]), torch.from_numpy(x[:, 1:])
+    x = torch.from_numpy(np.stack([data[i:i + cfg["block_size"] + 1] for i in starts]).astype(np.int64))
+    return x[:, :-1].contiguous(), x[:, 1:].contiguous()
 
 
 @torch.no_grad()
@@ -196,25 +202,39 @@ def partly_tied(src, tied, n, C):
     return state
 
 
-def layer_attribution(s):
-    """{seed: [val loss with layers 0..i tied by lstsq, for i = -1 (none) .. n_layer - 1]}: where the loss goes.
-    The conversion is the one the qk_v lstsq run starts from (same calibration tokens), fitted layer by layer."""
+def destination(config_file):
+    """proj and n_kv_head that a config file sets (it runs config/cpu_lm.py first, as under train.py)."""
+    g = {"__file__": config_file}
+    exec(open(config_file).read(), g)
+    return {"proj": g["proj"], "n_kv_head": g["n_kv_head"]}
+
+
+def convert_sources(s):
+    """{(name, seed): {"loss", "fits", "kv_bytes", "attribution"}} for every conversion of every finished source,
+    done here exactly as train.py does it for the uptraining run (same calibration tokens), so "loss" is that run's
+    first evaluation, whether the run exists yet or not. For lstsq to qk_v also the attribution: [validation loss
+    with the first n layers tied, n = 0 .. n_layer] (partly_tied)."""
     out = {}
     for seed in s["seeds"]:
-        src, run = checkpoint(f"{s['root']}/qkv_s{seed}"), checkpoint(f"{s['root']}/qk_v_lstsq_s{seed}")
-        if src is None or run is None:
+        src = checkpoint(f"{s['root']}/qkv_s{seed}")
+        if src is None or src["iter_num"] < ITERS // s["scale"]:
             continue
-        cfg = {**run["config"], "eval_tokens": s["eval_tokens"]}
+        cfg = {**src["config"], "eval_tokens": s["eval_tokens"]}
         src_cfg = GPTConfig(**{**src["model_args"], "dropout": 0.0})
-        dst_cfg = GPTConfig(**{**run["model_args"], "dropout": 0.0})
-        tied, _ = convert_state_dict(src["model"], src_cfg, dst_cfg, "lstsq",
-                                     calibration(cfg, seed, cfg["max_iters"]))
-        model = GPT(src_cfg).eval()
-        losses = []
-        for n in range(src_cfg.n_layer + 1):
-            model.load_state_dict(partly_tied(src["model"], tied, n, src_cfg.n_embd))
-            losses.append(val_loss(model, cfg))
-        out[seed] = losses
+        calib = calibration(cfg, seed, UPTRAIN[-1] // s["scale"])
+        for name, (config_file, method) in CONVERSIONS.items():
+            dst_cfg = GPTConfig(**{**asdict(src_cfg), **destination(config_file)})
+            state, fits = convert_state_dict(src["model"], src_cfg, dst_cfg, method, calib)
+            model = GPT(dst_cfg).eval()
+            model.load_state_dict(state)
+            out[(name, seed)] = {"loss": val_loss(model, cfg), "fits": fits,
+                                 "kv_bytes": model.kv_bytes_per_token(torch.bfloat16)}
+            if name == "qk_v lstsq":
+                stand_in = GPT(src_cfg).eval()
+                out[(name, seed)]["attribution"] = []
+                for n in range(src_cfg.n_layer + 1):
+                    stand_in.load_state_dict(partly_tied(src["model"], state, n, src_cfg.n_embd))
+                    out[(name, seed)]["attribution"].append(val_loss(stand_in, cfg))
     return out
 
 
@@ -226,42 +246,50 @@ def wall_time(s):
         return sum(json.loads(line)["s"] for line in f)
 
 
-def write_md(recs, missing, s, command):
+def write_md(recs, conv, missing, s, command):
     iters, up = ITERS // s["scale"], [n // s["scale"] for n in UPTRAIN]
     cfg = next(r["config"] for r in recs if r["name"] == "qkv")
     lr = ", ".join(f"{k} {v}" for k, v in UPTRAIN_LR.items())
     lines = []
     if missing:
-        lines += [f"PARTIAL: {len(missing)} runs not finished, left out: {', '.join(missing)}.", ""]
+        lines += [f"PARTIAL: {len(missing)} of {len(plan(s))} runs not finished, left out: {', '.join(missing)}.", ""]
     lines += [f"Retrofit on byte-level Shakespeare: qkv trained for {iters} iterations ({cfg['n_layer']} layers, "
               f"{cfg['n_head']} heads, n_embd {cfg['n_embd']}, block {cfg['block_size']}, batch {cfg['batch_size']}, "
               f"dropout {cfg['dropout']}), converted, then uptrained for {up[-1]} iterations ({lr}, cosine over "
               f"{up[-1]}; the {up[0]}-iteration column is read mid-schedule). qk_v scratch: trained from scratch with "
               f"the source's schedule for {iters + up[-1]} iterations (its {iters + up[0]} column is read "
               f"mid-schedule). Validation loss (nats/byte) over {s['eval_tokens']:,} tokens, mean +/- sample std "
-              f"over seeds {', '.join(map(str, s['seeds']))}.", "",
+              f"over the seeds counted (of {', '.join(map(str, s['seeds']))}). The column after conversion is "
+              f"computed by the report for every finished source (the runs' own first evaluations, where they "
+              f"exist, agree to {agreement(recs, conv):.1e}).", "",
               f"Command: `{command}`; wall time of the training runs {wall_time(s) / 60:.1f} min (one thread, "
               f"shared machine).", "",
-              f"| model | KV cache bytes/token (bf16) | seeds | after conversion ({iters} steps) | "
-              f"+{up[0]} steps ({iters + up[0]}) | +{up[1]} steps ({iters + up[1]}) |", "|---|---|---|---|---|---|"]
-    for name, kv, n, cells in rows(recs, s):
-        lines.append(f"| {name} | {kv:,} | {n} | " + " | ".join(cells) + " |")
+              f"| model | KV cache bytes/token (bf16) | after conversion ({iters} steps) | +{up[0]} steps "
+              f"({iters + up[0]}) | +{up[1]} steps ({iters + up[1]}) | seeds converted | seeds uptrained |",
+              "|---|---|---|---|---|---|---|"]
+    for name, kv, cells, n0, n1 in rows(recs, conv, s):
+        lines.append(f"| {name} | {kv:,} | " + " | ".join(cells) + f" | {n0 or ''} | {n1} |")
     lines += ["", "Fit of the conversions (lstsq and split: per key head, share of V's variance around its mean that "
               "the tied projection cannot reproduce on the calibration tokens; mean over heads and seeds):", "",
-              *layer_facts(recs)]
-    attr = layer_attribution(s)
+              *layer_facts(conv)]
+    attr = [c["attribution"] for c in conv.values() if "attribution" in c]
     if attr:
-        runs = list(attr.values())
         lines += ["", "Where lstsq loses, before any uptraining: the source with its first n layers replaced by their "
-                  "lstsq conversion (the same weights the qk_v lstsq run starts from), validation loss and its "
-                  f"increase over the source, mean +/- std over seeds {', '.join(map(str, attr))}:", "",
+                  "lstsq conversion (the weights the qk_v lstsq run starts from, written in qkv shape), validation "
+                  f"loss and its increase over the source, mean +/- std over {len(attr)} seeds:", "",
                   "| layers tied | val loss | increase | increase from this layer |", "|---|---|---|---|"]
-        for n in range(1, len(runs[0])):
-            lines.append(f"| 0..{n - 1} | {mean_std([r[n] for r in runs])} | {mean_std([r[n] - r[0] for r in runs])} "
-                         f"| {mean_std([r[n] - r[n - 1] for r in runs])} |")
+        for n in range(1, len(attr[0])):
+            lines.append(f"| 0..{n - 1} | {mean_std([a[n] for a in attr])} | {mean_std([a[n] - a[0] for a in attr])} "
+                         f"| {mean_std([a[n] - a[n - 1] for a in attr])} |")
     with open(s["assets"] + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def agreement(recs, conv):
+    """Largest difference between a run's first evaluation and the report's own conversion (0 when none overlap)."""
+    return max([abs(r["val"][0] - conv[(r["name"], r["seed"])]["loss"]) for r in recs
+                if (r["name"], r["seed"]) in conv] or [0.0])
 
 
 def write_csv(recs, s):
@@ -302,7 +330,7 @@ def report(s, command):
     if missing:
         print(f"not finished, left out of the report: {', '.join(missing)}", file=sys.stderr)
     os.makedirs(os.path.dirname(s["assets"]), exist_ok=True)
-    write_md(recs, missing, s, command)
+    write_md(recs, convert_sources(s), missing, s, command)
     write_csv(recs, s)
     plot(recs, s)
     print(f"wrote {s['assets']}.md, .csv, .png")
