@@ -216,6 +216,11 @@ def convert_sources(s):
     with the first n layers tied, n = 0 .. n_layer] (partly_tied)."""
     out = {}
     for seed in s["seeds"]:
+        cached = f"{s['root']}/qkv_s{seed}/conversions.json"  # a finished source never changes: computed once
+        if os.path.exists(cached):
+            with open(cached) as f:
+                out.update({(name, seed): c for name, c in json.load(f).items()})
+            continue
         src = checkpoint(f"{s['root']}/qkv_s{seed}")
         if src is None or src["iter_num"] < ITERS // s["scale"]:
             continue
@@ -235,6 +240,8 @@ def convert_sources(s):
                 for n in range(src_cfg.n_layer + 1):
                     stand_in.load_state_dict(partly_tied(src["model"], state, n, src_cfg.n_embd))
                     out[(name, seed)]["attribution"].append(val_loss(stand_in, cfg))
+        with open(cached, "w") as f:
+            json.dump({name: out[(name, seed)] for name in CONVERSIONS}, f)
     return out
 
 
