@@ -44,6 +44,9 @@ CONVERSIONS = {
     "qk_v_mqa lstsq": ("config/cpu_lm_qk_v_mqa.py", "lstsq"),
     "qkv continued": ("config/cpu_lm.py", "lstsq"),  # the control: the source itself, uptrained the same way
 }
+# the runs of a seed after its source: the whole Q-K=V comparison (conversions, control, scratch) before MQA
+ORDER = ["qk_v k", "qk_v mean", "qk_v lstsq", "qk_v split", "qkv continued", "qk_v scratch", "qkv_mqa mean-pool",
+         "qk_v_mqa lstsq"]
 FULL = dict(root="out-retrofit", assets="assets/retrofit", seeds=SEEDS, scale=1, eval_tokens=106496)
 QUICK = dict(root="out-retrofit-quick", assets="out-retrofit-quick/retrofit", seeds=SEEDS[:1], scale=10,
              eval_tokens=16384)
@@ -51,8 +54,8 @@ QUICK = dict(root="out-retrofit-quick", assets="out-retrofit-quick/retrofit", se
 
 def plan(s):
     """[(name, seed, out_dir, [train.py arguments], max_iters)] of every run: the sources of all seeds first (a run
-    cut short still reports every seed right after conversion, see convert_sources), then seed by seed the
-    conversions and qk_v from scratch. The evaluation interval puts a validation at every read point (train.py also
+    cut short still reports every seed right after conversion, see convert_sources), then seed by seed the runs
+    in ORDER. The evaluation interval puts a validation at every read point (train.py also
     evaluates at 0 and at max_iters)."""
     iters, up = ITERS // s["scale"], [n // s["scale"] for n in UPTRAIN]
     source = lambda seed: f"{s['root']}/qkv_s{seed}"
@@ -60,13 +63,16 @@ def plan(s):
                                          f"--warmup_iters={50 // s['scale']}"], iters) for seed in s["seeds"]]
     lr = [f"--{k}={v}" for k, v in UPTRAIN_LR.items()]
     for seed in s["seeds"]:
-        for name, (cfg, method) in CONVERSIONS.items():
+        for name in ORDER:
+            if name == "qk_v scratch":
+                runs.append((name, seed, f"{s['root']}/qk_v_scratch_s{seed}",
+                             ["config/cpu_lm_qk_v.py", f"--eval_interval={iters + up[0]}",
+                              f"--warmup_iters={50 // s['scale']}"], iters + up[-1]))
+                continue
+            cfg, method = CONVERSIONS[name]
             runs.append((name, seed, f"{s['root']}/{name.replace(' ', '_')}_s{seed}",
                          [cfg, f"--init_from={source(seed)}", f"--convert_method={method}", f"--eval_interval={up[0]}",
                           *lr], up[-1]))
-        runs.append(("qk_v scratch", seed, f"{s['root']}/qk_v_scratch_s{seed}",
-                     ["config/cpu_lm_qk_v.py", f"--eval_interval={iters + up[0]}",
-                      f"--warmup_iters={50 // s['scale']}"], iters + up[-1]))
     common = [f"--eval_tokens={s['eval_tokens']}"]
     return [(n, seed, out, [*args, *common, f"--max_iters={end}", f"--seed={seed}", f"--out_dir={out}"], end)
             for n, seed, out, args, end in runs]
