@@ -139,7 +139,7 @@ def rows(recs, conv, s):
     from-scratch runs fill the columns of their own step counts."""
     iters, up = ITERS // s["scale"], [n // s["scale"] for n in UPTRAIN]
     out = []
-    for name in ["qkv", *CONVERSIONS, "qk_v scratch"]:
+    for name in ["qkv", *ORDER]:
         rs = [r for r in recs if r["name"] == name]
         at0 = [c["loss"] for (n, _), c in conv.items() if n == name]
         if not rs and not at0:
@@ -319,7 +319,7 @@ def plot(recs, s):
     import matplotlib.pyplot as plt
     iters = ITERS // s["scale"]
     fig, ax = plt.subplots(figsize=(8, 5))
-    for i, name in enumerate(["qkv", *CONVERSIONS, "qk_v scratch"]):
+    for i, name in enumerate(["qkv", *ORDER]):
         rs = [r for r in recs if r["name"] == name]
         if not rs:
             continue
