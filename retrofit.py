@@ -318,7 +318,8 @@ def plot(recs, s):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     iters = ITERS // s["scale"]
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    finals = []
     for i, name in enumerate(["qkv", *ORDER]):
         rs = [r for r in recs if r["name"] == name]
         if not rs:
@@ -326,11 +327,16 @@ def plot(recs, s):
         offset = 0 if name in ("qkv", "qk_v scratch") else iters  # uptraining starts where the source ended
         steps = sorted(set.intersection(*(set(r["val"]) for r in rs)))
         steps = [t for t in steps if t + offset >= iters * 0.9]
-        ax.plot([t + offset for t in steps], [statistics.mean(r["val"][t] for r in rs) for t in steps],
-                marker="o", color=f"C{i}", ls="--" if "mqa" in name else "-", label=name)
-    ax.set(xlabel="total training steps", ylabel="validation loss (nats/byte)", yscale="log",
-           title="retrofit: after conversion (at the source's last step) and uptraining, mean over seeds")
-    ax.legend(fontsize=8)
+        loss = [statistics.mean(r["val"][t] for r in rs) for t in steps]
+        finals.append(loss[-1])
+        for ax in axes:
+            ax.plot([t + offset for t in steps], loss, marker="o", color=f"C{i}", ls="--" if "mqa" in name else "-",
+                    label=name)
+    axes[0].set(xlabel="total training steps", ylabel="validation loss (nats/byte)", yscale="log",
+                title="after conversion (at the source's last step) and uptraining")
+    axes[1].set(xlabel="total training steps", title="zoomed", ylim=(min(finals) - 0.01, min(finals) + 0.12))
+    axes[0].legend(fontsize=8)
+    fig.suptitle("retrofit, mean over the seeds finished")
     fig.tight_layout()
     fig.savefig(s["assets"] + ".png", dpi=120)
     plt.close(fig)
