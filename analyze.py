@@ -14,6 +14,9 @@ per head; Wv -> B Wv with c_proj's columns of the head times B^-1). Two measures
   Invariant to rotations (orthogonal A, B); to any invertible map at r = head_dim, where the span is the row space.
 - CKA: linear CKA of their outputs (biases included) on validation tokens, each layer fed its real inputs; 1 when
   the outputs are equal up to a rotation and a scale. Random matrices applied to the same inputs are its reference.
+- R2: the share of the second output's variance an affine map of the first explains on the same tokens, the fit
+  convert_state_dict's lstsq makes (1 - its residual); invariant to any invertible per-head map. Its reference,
+  random matrices on the same inputs, shows how much of it any projection of a low-rank residual stream explains.
 
     python analyze.py --out_dir=out-cpu_lm/qkv_s1337             # prints the tables, writes out_dir/projections.png
     python analyze.py --out_dir=out-cpu_lm/qkv_s1337 --out=assets  # the figure README shows
@@ -27,7 +30,7 @@ import sys
 import numpy as np
 import torch
 
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, affine_fit
 
 PAIR_RULE = ("cosine of the flattened weights, whole matrix (mean over heads in brackets); with GQA/MQA each key "
              "or value head is repeated for the query heads that use it, as attention pairs them")
@@ -95,7 +98,7 @@ def outputs(attn, x):
 
 def stats(mats, outs=None, r=None):
     """{'cos': {(name, name): (whole, per_head)}, 'erank': {name: value}, 'overlap': {pair: per-head mean},
-    'cka': {pair: per-head mean}} of one layer's projections; CKA only with outs (see outputs())."""
+    'cka', 'r2': {pair: per-head mean}} of one layer's projections; CKA and R2 only with outs (see outputs())."""
     names = list(mats)
     pairs = [(x, y) for i, x in enumerate(names) for y in names[i + 1:]]
     r = r or next(iter(mats.values())).size(1) // 2
@@ -104,6 +107,8 @@ def stats(mats, outs=None, r=None):
            "overlap": {(x, y): per_head(lambda a, b: overlap(a, b, r), mats[x], mats[y]) for x, y in pairs}}
     if outs is not None:
         row["cka"] = {(x, y): per_head(cka, outs[x], outs[y]) for x, y in pairs}
+        r2 = lambda a, b: 1 - affine_fit(a.double(), b.double(), True)[2]
+        row["r2"] = {(x, y): per_head(r2, outs[x], outs[y]) for x, y in pairs}
     return row
 
 
@@ -130,14 +135,15 @@ def analyze(model, idx=None, r=None):
 def random_row(model, idx=None, r=None):
     """The same stats for independent Gaussian matrices of the same shapes, as at initialisation: the reference
     a trained layer departs from (cosine near 0, effective rank below full because of the spread of singular values,
-    overlap about r / n_embd); their CKA is on layer 0's real inputs, through no bias."""
+    overlap about r / n_embd). CKA and R2 of random matrices depend on the inputs: they are applied, without bias, to
+    each layer's real inputs and averaged over layers, like the trained 'mean' row."""
     g = torch.Generator().manual_seed(0)
     mats = {n: torch.randn(w.shape, generator=g) for n, w in projections(model.transformer.h[0].attn).items()}
-    outs = None
-    if idx is not None:
-        x = layer_inputs(model, idx)[0]
-        outs = {n: torch.einsum("nc,hdc->hnd", x, w) for n, w in mats.items()}
-    return stats(mats, outs, r)
+    if idx is None:
+        return stats(mats, None, r)
+    with torch.no_grad():
+        return mean_row([stats(mats, {n: torch.einsum("nc,hdc->hnd", x, w) for n, w in mats.items()}, r)
+                         for x in layer_inputs(model, idx)])
 
 
 def mean_row(rows):
@@ -156,12 +162,12 @@ def table(model, rows, random=None):
     max_rank = max_ranks(model)
     head = (["layer"] + [f"cos {x}, {y}" for x, y in rows[0]["cos"]]
             + [f"erank {n} (of {max_rank[n]})" for n in rows[0]["erank"]]
-            + [f"{m} {x}, {y}" for m in ("overlap", "cka") if m in rows[0] for x, y in rows[0][m]])
+            + [f"{m} {x}, {y}" for m in ("overlap", "cka", "r2") if m in rows[0] for x, y in rows[0][m]])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     labelled = [(str(i), r) for i, r in enumerate(rows)] + [("mean", mean_row(rows)), ("random", random)]
     for label, r in labelled:
         cells = ([f"{w:.3f} ({h:.3f})" for w, h in r["cos"].values()] + [f"{e:.1f}" for e in r["erank"].values()]
-                 + [f"{v:.3f}" for m in ("overlap", "cka") if m in rows[0] for v in r[m].values()])
+                 + [f"{v:.3f}" for m in ("overlap", "cka", "r2") if m in rows[0] for v in r[m].values()])
         lines.append("| " + " | ".join([label] + cells) + " |")
     return "\n".join(lines)
 
@@ -192,7 +198,7 @@ def plot(rows, random, max_rank, title, path):
         if "cka" in rows[0]:
             ax3.plot(layers, [r["cka"][pair] for r in rows], marker="s", ls="--", color=line.get_color())
     ax3.set(xlabel="layer", ylabel="similarity", ylim=(0, 1), xticks=layers,
-            title="subspace overlap (solid), CKA (dashed), random overlap (dotted)")
+            title="overlap (solid), CKA (dashed), random overlap (dotted)")
     if rows[0]["overlap"]:
         ax3.legend()
     fig.suptitle(title)
@@ -256,6 +262,9 @@ def main():
           f"singular subspaces (random: about {r / cfg.n_embd:.3f}).")
     print(f"cka: per head, linear CKA of the outputs on {idx.numel():,} validation tokens." if idx is not None else
           f"cka: left out, no val.bin in {args.data_dir or data_dir!r} (set --data_dir).")
+    if idx is not None:  # what any projection can read: a low-rank input makes every output predict the others
+        eranks = [effective_rank(x - x.mean(0)) for x in layer_inputs(model, idx)]
+        print(f"erank of each layer's attention input (of {cfg.n_embd}): {', '.join(f'{e:.1f}' for e in eranks)}")
     print()
     print(table(model, rows, random))
     out = args.out_dir if args.out is None else args.out

@@ -547,7 +547,7 @@ def split_key(x, q_heads, k, v, intercept):
     L, L_inv = sym_sqrt(K.T @ K / len(K))
     energy, u = torch.linalg.eigh(L @ sum(lin(q).T @ lin(q) for q in q_heads) @ L / len(K))
     energy, u = energy.flip(0).clamp_min(0), u.flip(1)       # descending
-    tail = energy.flip(0).cumsum(0).flip(0) / energy.sum()   # tail[i] = share of directions i.. D-1
+    tail = energy.flip(0).cumsum(0).flip(0) / energy.sum().clamp_min(1e-30)  # share of directions i.. D-1
     r = int((tail > SPLIT_TOL).sum())                        # the fewest kept directions whose tail is <= SPLIT_TOL
     to_k, to_q = L_inv @ u[:, :r], L @ u[:, :r]              # [D, r]: scores q kᵀ ≈ (q to_q)(k to_k)ᵀ
     B, c, _ = affine_fit(K @ to_k, V, intercept)
@@ -628,10 +628,12 @@ def convert_state_dict(state, src_config, dst_config, method=None, calib=None):
     if src_config.tie_embeddings:  # assign gave the two names their own tensors: one again, as GPT() ties them
         model.lm_head.weight = model.transformer.wte.weight
     dtypes = {k: t.dtype for k, t in state.items()}
+    v_is_k = lambda cfg: SOURCES[cfg.proj][1] == SOURCES[cfg.proj][2]
+    ties = v_is_k(dst_config) and not v_is_k(src_config)  # only tying V to K fits anything
     fits = []
     for i, block in enumerate(model.transformer.h):
         x = None
-        if method in ("lstsq", "split") and calib is not None:
+        if ties and method in ("lstsq", "split"):
             seen = []
             hook = block.ln_1.register_forward_hook(lambda m, inp, out: seen.append(out.flatten(0, 1)))
             model(calib.cpu())

@@ -22,16 +22,19 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 
+import numpy as np
 import torch
 
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, convert_state_dict
 
 SEEDS = [1337, 1338, 1339]
 ITERS = 600
 UPTRAIN = (60, 150)  # 10% and 25% of ITERS
 UPTRAIN_LR = dict(learning_rate=6e-4, min_lr=6e-5, warmup_iters=10)  # about the source's lr 3/4 into its schedule
-# name: (destination config, convert_method). qkv_mqa pools heads and ties nothing: its method is never used.
+# name: (destination config, convert_method). qkv_mqa pools heads and qkv continued converts nothing (identity):
+# their method is never used.
 CONVERSIONS = {
     "qk_v k": ("config/cpu_lm_qk_v.py", "k"),
     "qk_v mean": ("config/cpu_lm_qk_v.py", "mean"),
@@ -39,31 +42,38 @@ CONVERSIONS = {
     "qk_v split": ("config/cpu_lm_qk_v.py", "split"),
     "qkv_mqa mean-pool": ("config/cpu_lm_qkv_mqa.py", "lstsq"),
     "qk_v_mqa lstsq": ("config/cpu_lm_qk_v_mqa.py", "lstsq"),
+    "qkv continued": ("config/cpu_lm.py", "lstsq"),  # the control: the source itself, uptrained the same way
 }
+# the runs of a seed after its source: the whole Q-K=V comparison (conversions, control, scratch) before MQA
+ORDER = ["qk_v k", "qk_v mean", "qk_v lstsq", "qk_v split", "qkv continued", "qk_v scratch", "qkv_mqa mean-pool",
+         "qk_v_mqa lstsq"]
 FULL = dict(root="out-retrofit", assets="assets/retrofit", seeds=SEEDS, scale=1, eval_tokens=106496)
 QUICK = dict(root="out-retrofit-quick", assets="out-retrofit-quick/retrofit", seeds=SEEDS[:1], scale=10,
              eval_tokens=16384)
 
 
 def plan(s):
-    """[(name, seed, out_dir, [train.py arguments], max_iters)] of every run, the source of each seed first. The
-    evaluation interval puts a validation at every read point (train.py also evaluates at 0 and at max_iters)."""
+    """[(name, seed, out_dir, [train.py arguments], max_iters)] of every run: the sources of all seeds first (a run
+    cut short still reports every seed right after conversion, see convert_sources), then seed by seed the runs
+    in ORDER. The evaluation interval puts a validation at every read point (train.py also
+    evaluates at 0 and at max_iters)."""
     iters, up = ITERS // s["scale"], [n // s["scale"] for n in UPTRAIN]
-    common = [f"--eval_tokens={s['eval_tokens']}"]
-    runs = []
+    source = lambda seed: f"{s['root']}/qkv_s{seed}"
+    runs = [("qkv", seed, source(seed), ["config/cpu_lm.py", f"--eval_interval={iters}",
+                                         f"--warmup_iters={50 // s['scale']}"], iters) for seed in s["seeds"]]
+    lr = [f"--{k}={v}" for k, v in UPTRAIN_LR.items()]
     for seed in s["seeds"]:
-        src = f"{s['root']}/qkv_s{seed}"
-        runs.append(("qkv", seed, src, ["config/cpu_lm.py", f"--eval_interval={iters}",
-                                        f"--warmup_iters={50 // s['scale']}"], iters))
-        for name, (cfg, method) in CONVERSIONS.items():
-            out = f"{s['root']}/{name.replace(' ', '_')}_s{seed}"
-            lr = [f"--{k}={v}" for k, v in UPTRAIN_LR.items()]
-            runs.append((name, seed, out, [cfg, f"--init_from={src}", f"--convert_method={method}",
-                                           f"--eval_interval={up[0]}", *lr], up[-1]))
-        total = iters + up[-1]
-        runs.append(("qk_v scratch", seed, f"{s['root']}/qk_v_scratch_s{seed}",
-                     ["config/cpu_lm_qk_v.py", f"--eval_interval={iters + up[0]}",
-                      f"--warmup_iters={50 // s['scale']}"], total))
+        for name in ORDER:
+            if name == "qk_v scratch":
+                runs.append((name, seed, f"{s['root']}/qk_v_scratch_s{seed}",
+                             ["config/cpu_lm_qk_v.py", f"--eval_interval={iters + up[0]}",
+                              f"--warmup_iters={50 // s['scale']}"], iters + up[-1]))
+                continue
+            cfg, method = CONVERSIONS[name]
+            runs.append((name, seed, f"{s['root']}/{name.replace(' ', '_')}_s{seed}",
+                         [cfg, f"--init_from={source(seed)}", f"--convert_method={method}", f"--eval_interval={up[0]}",
+                          *lr], up[-1]))
+    common = [f"--eval_tokens={s['eval_tokens']}"]
     return [(n, seed, out, [*args, *common, f"--max_iters={end}", f"--seed={seed}", f"--out_dir={out}"], end)
             for n, seed, out, args, end in runs]
 
@@ -123,40 +133,122 @@ def mean_std(xs):
     return f"{statistics.mean(xs):.4f} +/- {statistics.stdev(xs) if len(xs) > 1 else 0.0:.4f}"
 
 
-def rows(recs, s):
-    """Table rows: (name, kv bytes, seeds, [mean +/- std at each column]); columns: after conversion, after each
-    UPTRAIN count; the source and from-scratch runs fill the column of their own step count."""
+def rows(recs, conv, s):
+    """Table rows: (name, kv bytes, [mean +/- std at each column], seeds converted, seeds uptrained); columns: after
+    conversion (every finished source, from conv), after each UPTRAIN count (finished runs); the source and the
+    from-scratch runs fill the columns of their own step counts."""
     iters, up = ITERS // s["scale"], [n // s["scale"] for n in UPTRAIN]
     out = []
-    for name in ["qkv", *CONVERSIONS, "qk_v scratch"]:
+    for name in ["qkv", *ORDER]:
         rs = [r for r in recs if r["name"] == name]
-        if not rs:
+        at0 = [c["loss"] for (n, _), c in conv.items() if n == name]
+        if not rs and not at0:
             continue
         if name == "qkv":
-            cells = [mean_std([r["val"][iters] for r in rs]), "", ""]
+            cells, n0 = [mean_std([r["val"][iters] for r in rs]), "", ""], len(rs)
         elif name == "qk_v scratch":
-            cells = ["", mean_std([r["val"][iters + up[0]] for r in rs if iters + up[0] in r["val"]]),
-                     mean_std([r["val"][iters + up[1]] for r in rs])]
+            cells, n0 = ["", mean_std([r["val"][iters + up[0]] for r in rs]), mean_std([r["val"][iters + up[1]]
+                                                                                        for r in rs])], 0
         else:
-            cells = [mean_std([r["val"][i] for r in rs]) for i in [0, *up]]
-        out.append((name, rs[0]["kv_bytes"], len(rs), cells))
+            cells, n0 = [mean_std(at0)] + [mean_std([r["val"][i] for r in rs]) for i in up], len(at0)
+        kv = rs[0]["kv_bytes"] if rs else next(c["kv_bytes"] for (n, _), c in conv.items() if n == name)
+        out.append((name, kv, cells, n0, len(rs) if name != "qkv" else ""))
     return out
 
 
-def layer_facts(recs):
+def layer_facts(conv):
     """Per conversion that fits: mean over seeds and heads of each layer's unexplained V variance, and split's r."""
     lines = []
     for name in CONVERSIONS:
-        convs = [r["conversion"]["layers"] for r in recs if r["name"] == name and r["conversion"]]
-        if not convs or not convs[0][0]["residual"]:
+        fits = [c["fits"] for (n, _), c in conv.items() if n == name]
+        if not fits or not fits[0][0]["residual"]:
             continue
-        res = [statistics.mean(x for c in convs for x in c[i]["residual"]) for i in range(len(convs[0]))]
+        res = [statistics.mean(x for f in fits for x in f[i]["residual"]) for i in range(len(fits[0]))]
         line = f"- {name}: unexplained share of V's variance per layer " + ", ".join(f"{x:.4f}" for x in res)
-        if convs[0][0]["rank"]:
-            ranks = [statistics.mean(x for c in convs for x in c[i]["rank"]) for i in range(len(convs[0]))]
-            line += "; score directions kept per head (mean) " + ", ".join(f"{x:.1f}" for x in ranks)
+        if fits[0][0]["rank"]:
+            ranks = [statistics.mean(x for f in fits for x in f[i]["rank"]) for i in range(len(fits[0]))]
+            line += "; score directions kept per head (of 32, mean) " + ", ".join(f"{x:.1f}" for x in ranks)
         lines.append(line)
     return lines
+
+
+def windows(cfg, split, starts):
+    data = np.memmap(os.path.join(cfg["data_dir"], f"{split}.bin"), dtype=np.uint16, mode="r")
+    x = torch.from_numpy(np.stack([data[i:i + cfg["block_size"] + 1] for i in starts]).astype(np.int64))
+    return x[:, :-1].contiguous(), x[:, 1:].contiguous()
+
+
+@torch.no_grad()
+def val_loss(model, cfg):
+    """The validation loss train.py's evaluation reports: the same consecutive windows, the same batches."""
+    B, T = cfg["batch_size"], cfg["block_size"]
+    data_len = os.path.getsize(os.path.join(cfg["data_dir"], "val.bin")) // 2
+    n = max(1, cfg["eval_tokens"] // (B * T))
+    return sum(model(*windows(cfg, "val", (k * B + np.arange(B)) * T % (data_len - T)))[1].item()
+               for k in range(n)) / n
+
+
+def calibration(cfg, seed, max_iters):
+    """The tokens train.py fits a conversion on: calib_batches training batches under the key (seed, max_iters, k)."""
+    data_len = os.path.getsize(os.path.join(cfg["data_dir"], "train.bin")) // 2
+    return torch.cat([windows(cfg, "train", np.random.default_rng([seed, max_iters, k]).integers(
+        0, data_len - cfg["block_size"], size=cfg["batch_size"]))[0] for k in range(cfg["calib_batches"])])
+
+
+def partly_tied(src, tied, n, C):
+    """qkv weights whose first n layers compute what the qk_v conversion `tied` computes there (V := K, c_proj
+    folded), the other layers the source's: the loss the conversion of those layers alone costs."""
+    state = dict(src)
+    for i in range(n):
+        p = f"transformer.h.{i}.attn."
+        for name in ("weight", "bias"):
+            qk = tied[p + "c_attn." + name]
+            state[p + "c_attn." + name] = torch.cat([qk, qk[C:]])
+            state[p + "c_proj." + name] = tied[p + "c_proj." + name]
+    return state
+
+
+def destination(config_file):
+    """proj and n_kv_head that a config file sets (it runs config/cpu_lm.py first, as under train.py)."""
+    g = {"__file__": config_file}
+    exec(open(config_file).read(), g)
+    return {"proj": g["proj"], "n_kv_head": g["n_kv_head"]}
+
+
+def convert_sources(s):
+    """{(name, seed): {"loss", "fits", "kv_bytes", "attribution"}} for every conversion of every finished source,
+    done here exactly as train.py does it for the uptraining run (same calibration tokens), so "loss" is that run's
+    first evaluation, whether the run exists yet or not. For lstsq to qk_v also the attribution: [validation loss
+    with the first n layers tied, n = 0 .. n_layer] (partly_tied)."""
+    out = {}
+    for seed in s["seeds"]:
+        cached = f"{s['root']}/qkv_s{seed}/conversions.json"  # a finished source never changes: computed once
+        if os.path.exists(cached):
+            with open(cached) as f:
+                out.update({(name, seed): c for name, c in json.load(f).items()})
+            continue
+        src = checkpoint(f"{s['root']}/qkv_s{seed}")
+        if src is None or src["iter_num"] < ITERS // s["scale"]:
+            continue
+        cfg = {**src["config"], "eval_tokens": s["eval_tokens"]}
+        src_cfg = GPTConfig(**{**src["model_args"], "dropout": 0.0})
+        calib = calibration(cfg, seed, UPTRAIN[-1] // s["scale"])
+        for name, (config_file, method) in CONVERSIONS.items():
+            dst_cfg = GPTConfig(**{**asdict(src_cfg), **destination(config_file)})
+            state, fits = convert_state_dict(src["model"], src_cfg, dst_cfg, method, calib)
+            model = GPT(dst_cfg).eval()
+            model.load_state_dict(state)
+            out[(name, seed)] = {"loss": val_loss(model, cfg), "fits": fits,
+                                 "kv_bytes": model.kv_bytes_per_token(torch.bfloat16)}
+            if name == "qk_v lstsq":
+                stand_in = GPT(src_cfg).eval()
+                out[(name, seed)]["attribution"] = []
+                for n in range(src_cfg.n_layer + 1):
+                    stand_in.load_state_dict(partly_tied(src["model"], state, n, src_cfg.n_embd))
+                    out[(name, seed)]["attribution"].append(val_loss(stand_in, cfg))
+        with open(cached, "w") as f:
+            json.dump({name: out[(name, seed)] for name in CONVERSIONS}, f)
+    return out
 
 
 def wall_time(s):
@@ -167,32 +259,50 @@ def wall_time(s):
         return sum(json.loads(line)["s"] for line in f)
 
 
-def write_md(recs, missing, s, command):
+def write_md(recs, conv, missing, s, command):
     iters, up = ITERS // s["scale"], [n // s["scale"] for n in UPTRAIN]
     cfg = next(r["config"] for r in recs if r["name"] == "qkv")
     lr = ", ".join(f"{k} {v}" for k, v in UPTRAIN_LR.items())
     lines = []
     if missing:
-        lines += [f"PARTIAL: {len(missing)} runs not finished, left out: {', '.join(missing)}.", ""]
+        lines += [f"PARTIAL: {len(missing)} of {len(plan(s))} runs not finished, left out: {', '.join(missing)}.", ""]
     lines += [f"Retrofit on byte-level Shakespeare: qkv trained for {iters} iterations ({cfg['n_layer']} layers, "
               f"{cfg['n_head']} heads, n_embd {cfg['n_embd']}, block {cfg['block_size']}, batch {cfg['batch_size']}, "
               f"dropout {cfg['dropout']}), converted, then uptrained for {up[-1]} iterations ({lr}, cosine over "
               f"{up[-1]}; the {up[0]}-iteration column is read mid-schedule). qk_v scratch: trained from scratch with "
               f"the source's schedule for {iters + up[-1]} iterations (its {iters + up[0]} column is read "
               f"mid-schedule). Validation loss (nats/byte) over {s['eval_tokens']:,} tokens, mean +/- sample std "
-              f"over seeds {', '.join(map(str, s['seeds']))}.", "",
+              f"over the seeds counted (of {', '.join(map(str, s['seeds']))}). The column after conversion is "
+              f"computed by the report for every finished source (the runs' own first evaluations, where they "
+              f"exist, agree to {agreement(recs, conv):.1e}).", "",
               f"Command: `{command}`; wall time of the training runs {wall_time(s) / 60:.1f} min (one thread, "
               f"shared machine).", "",
-              f"| model | KV cache bytes/token (bf16) | seeds | after conversion ({iters} steps) | "
-              f"+{up[0]} steps ({iters + up[0]}) | +{up[1]} steps ({iters + up[1]}) |", "|---|---|---|---|---|---|"]
-    for name, kv, n, cells in rows(recs, s):
-        lines.append(f"| {name} | {kv:,} | {n} | " + " | ".join(cells) + " |")
+              f"| model | KV cache bytes/token (bf16) | after conversion ({iters} steps) | +{up[0]} steps "
+              f"({iters + up[0]}) | +{up[1]} steps ({iters + up[1]}) | seeds converted | seeds uptrained |",
+              "|---|---|---|---|---|---|---|"]
+    for name, kv, cells, n0, n1 in rows(recs, conv, s):
+        lines.append(f"| {name} | {kv:,} | " + " | ".join(cells) + f" | {n0 or ''} | {n1} |")
     lines += ["", "Fit of the conversions (lstsq and split: per key head, share of V's variance around its mean that "
               "the tied projection cannot reproduce on the calibration tokens; mean over heads and seeds):", "",
-              *layer_facts(recs)]
+              *layer_facts(conv)]
+    attr = [c["attribution"] for c in conv.values() if "attribution" in c]
+    if attr:
+        lines += ["", "Where lstsq loses, before any uptraining: the source with its first n layers replaced by their "
+                  "lstsq conversion (the weights the qk_v lstsq run starts from, written in qkv shape), validation "
+                  f"loss and its increase over the source, mean +/- std over {len(attr)} seeds:", "",
+                  "| layers tied | val loss | increase | increase from this layer |", "|---|---|---|---|"]
+        for n in range(1, len(attr[0])):
+            lines.append(f"| 0..{n - 1} | {mean_std([a[n] for a in attr])} | {mean_std([a[n] - a[0] for a in attr])} "
+                         f"| {mean_std([a[n] - a[n - 1] for a in attr])} |")
     with open(s["assets"] + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def agreement(recs, conv):
+    """Largest difference between a run's first evaluation and the report's own conversion (0 when none overlap)."""
+    return max([abs(r["val"][0] - conv[(r["name"], r["seed"])]["loss"]) for r in recs
+                if (r["name"], r["seed"]) in conv] or [0.0])
 
 
 def write_csv(recs, s):
@@ -208,19 +318,25 @@ def plot(recs, s):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     iters = ITERS // s["scale"]
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for i, name in enumerate(["qkv", *CONVERSIONS, "qk_v scratch"]):
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    finals = []
+    for i, name in enumerate(["qkv", *ORDER]):
         rs = [r for r in recs if r["name"] == name]
         if not rs:
             continue
         offset = 0 if name in ("qkv", "qk_v scratch") else iters  # uptraining starts where the source ended
         steps = sorted(set.intersection(*(set(r["val"]) for r in rs)))
         steps = [t for t in steps if t + offset >= iters * 0.9]
-        ax.plot([t + offset for t in steps], [statistics.mean(r["val"][t] for r in rs) for t in steps],
-                marker="o", color=f"C{i}", ls="--" if "mqa" in name else "-", label=name)
-    ax.set(xlabel="total training steps", ylabel="validation loss (nats/byte)", yscale="log",
-           title="retrofit: after conversion (at the source's last step) and uptraining, mean over seeds")
-    ax.legend(fontsize=8)
+        loss = [statistics.mean(r["val"][t] for r in rs) for t in steps]
+        finals.append(loss[-1])
+        for ax in axes:
+            ax.plot([t + offset for t in steps], loss, marker="o", color=f"C{i}", ls="--" if "mqa" in name else "-",
+                    label=name)
+    axes[0].set(xlabel="total training steps", ylabel="validation loss (nats/byte)", yscale="log",
+                title="after conversion (at the source's last step) and uptraining")
+    axes[1].set(xlabel="total training steps", title="zoomed", ylim=(min(finals) - 0.01, min(finals) + 0.12))
+    axes[0].legend(fontsize=8)
+    fig.suptitle("retrofit, mean over the seeds finished")
     fig.tight_layout()
     fig.savefig(s["assets"] + ".png", dpi=120)
     plt.close(fig)
@@ -233,7 +349,7 @@ def report(s, command):
     if missing:
         print(f"not finished, left out of the report: {', '.join(missing)}", file=sys.stderr)
     os.makedirs(os.path.dirname(s["assets"]), exist_ok=True)
-    write_md(recs, missing, s, command)
+    write_md(recs, convert_sources(s), missing, s, command)
     write_csv(recs, s)
     plot(recs, s)
     print(f"wrote {s['assets']}.md, .csv, .png")

@@ -159,6 +159,7 @@ def test_overlap_and_cka_are_invariant_to_rotations_that_keep_the_model_and_the_
         for pair in a["overlap"]:
             assert b["overlap"][pair] == pytest.approx(a["overlap"][pair], abs=1e-6)  # float32 weights
             assert b["cka"][pair] == pytest.approx(a["cka"][pair], abs=1e-6)
+            assert b["r2"][pair] == pytest.approx(a["r2"][pair], abs=1e-6)
         assert abs(b["cos"][("Wk", "Wv")][1] - a["cos"][("Wk", "Wv")][1]) > 1e-3
 
 
@@ -172,5 +173,6 @@ def test_tied_value_and_key_give_overlap_and_cka_one_and_random_reference_is_low
     row = analyze(model, idx)[0]
     assert row["overlap"][("Wk", "Wv")] == pytest.approx(1.0, abs=1e-9)
     assert row["cka"][("Wk", "Wv")] == pytest.approx(1.0, abs=1e-9)
+    assert row["r2"][("Wk", "Wv")] == pytest.approx(1.0, abs=1e-9)
     rand = random_row(model, idx)
     assert rand["overlap"][("Wk", "Wv")] < 0.3 and rand["cka"][("Wk", "Wv")] < 0.9
