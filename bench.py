@@ -15,6 +15,7 @@ import glob
 import os
 import platform
 import statistics
+import tempfile
 import time
 import weakref
 from contextlib import nullcontext
@@ -603,7 +604,11 @@ def main(argv=None):
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device=cuda but this torch sees no CUDA device; use --device=cpu.")
-    os.makedirs(args.out, exist_ok=True)
+    try:  # before the measurements: an --out that cannot take the results fails now, not after minutes
+        os.makedirs(args.out, exist_ok=True)
+        tempfile.TemporaryFile(dir=args.out).close()
+    except OSError as e:
+        raise SystemExit(f"--out {args.out!r} is not a writable directory ({e.strerror}); choose another --out.")
     print(f"device: {device_name(device)} | torch {torch.__version__} | {platform.python_implementation()} "
           f"{platform.python_version()}")
     torch.manual_seed(0)

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -161,6 +162,12 @@ def main(argv=None):
         raise SystemExit(f"--tasks: lm_eval knows no task {', '.join(unknown)}; list them with `lm_eval ls tasks`, "
                          f"or add task YAML files through --include_path.")
     model, meta = load_model(args, device)  # out_dir's checkpoint or GPT-2, converted if --proj/--n_kv_head say so
+    out = args.out or os.path.join(args.out_dir, "eval")
+    try:  # before the evaluation, which can take hours: an --out that cannot take the results fails now
+        os.makedirs(out, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as err:
+        raise SystemExit(f"--out {out!r} is not a writable directory ({err.strerror}); choose another --out.")
     if not model.config.causal:
         raise SystemExit(f"{args.out_dir} holds a bidirectional model (causal=False), which cannot score text left "
                          f"to right; evaluate a causal checkpoint.")
@@ -171,8 +178,6 @@ def main(argv=None):
     dt = time.time() - t0
     res["checkpoint"] = {"out_dir": args.out_dir, "init_from": args.init_from, "convert_method": args.convert_method,
                          "model_args": asdict(model.config)}  # which model these are
-    out = args.out or os.path.join(args.out_dir, "eval")
-    os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(res, f, indent=2, default=str)  # the config holds a few objects, e.g. the model
     md = table(res)

@@ -121,6 +121,8 @@ CASES = [
     (["analyze.py", "--out_dir={w}/missing"], "missing/ckpt.pt"),
     (["analyze.py", "--out_dir={w}/truncated"], "truncated/ckpt.pt"),
     (["analyze.py", "--out_dir={w}/run", "--tokens=0"], "--tokens"),
+    (["bench.py", "--quick", "--what=cache", "--out={w}/afile"], "afile"),
+    (["bench.py", "--quick", "--what=cache", "--device=cuda", "--out={w}/b1"], "--device=cpu"),
 ]
 
 
