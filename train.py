@@ -182,8 +182,15 @@ if device_type == "cuda":
     torch.set_float32_matmul_precision("high")  # TF32 matmuls
 
 ckpt_path = os.path.join(out_dir, "ckpt.pt")
-if init_from != "resume" and os.path.exists(ckpt_path):
-    sys.exit(f"{ckpt_path} exists; continue it with --init_from=resume or train into another --out_dir.")
+
+
+def refuse_existing_checkpoint():
+    """A new run (scratch or converted) never writes over a checkpoint: checked now, and again under the lock."""
+    if init_from != "resume" and os.path.exists(ckpt_path):
+        sys.exit(f"{ckpt_path} exists; continue it with --init_from=resume or train into another --out_dir.")
+
+
+refuse_existing_checkpoint()
 if init_from == "resume" and not os.path.exists(ckpt_path):
     sys.exit(f"init_from='resume' but {ckpt_path} does not exist; check --out_dir or use --init_from=scratch.")
 
@@ -426,8 +433,7 @@ def log(entry, text):
 
 if master:
     lock = lock_out_dir()  # taken after every check, so a refused run leaves no out_dir behind
-    if init_from != "resume" and os.path.exists(ckpt_path):  # another run saved here since the check above
-        sys.exit(f"{ckpt_path} exists; continue it with --init_from=resume or train into another --out_dir.")
+    refuse_existing_checkpoint()  # another run may have saved here since the first check
     logf = open_log()
     if converting:  # the fit of each layer: share of V's variance the tied projection cannot reproduce, split's r
         log({"iter": 0, "conversion": {"from": init_from, "method": convert_method, "layers": fits}},
