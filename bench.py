@@ -571,7 +571,7 @@ def bench_memory(args, device):
     path = os.path.join(args.out, "memory.md")
     with open(path, "w") as f:
         f.write("Per GPU, decimal GB, written by `python bench.py --what=memory` (arithmetic, an estimate for the "
-                "activations; see README, Going past 1.2B). Fits: yes, ckpt (only with --grad_ckpt=True) or no.\n\n")
+                "activations; see docs/fsdp.md). Fits: yes, ckpt (only with --grad_ckpt=True) or no.\n\n")
         f.write("| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n")
         f.writelines("| " + " | ".join(str(x) for x in r) + " |\n" for r in table)
     print(f"wrote {path}")

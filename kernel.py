@@ -167,16 +167,14 @@ def decode_attention(q, k_cache, v_cache=None, lengths=None, scale=None, *, rope
     return out
 
 
-def decode_attention_ref(q, k_cache, v_cache=None, lengths=None, scale=None, *, rope_base=None):
-    """Plain torch, float32 math, the same contract as decode_attention."""
+def decode_attention_ref(q, k_cache, v_cache=None, lengths=None, scale=None):
+    """Plain torch, float32 math, the same contract as decode_attention without rope_base: for its rope path
+    the caller passes the rotated z as k_cache and z itself as v_cache."""
     check_inputs(q, k_cache, v_cache, lengths)
     B, H, D = q.shape
     H_kv, T_max = k_cache.size(1), k_cache.size(2)
     v = (k_cache if v_cache is None else v_cache).float().repeat_interleave(H // H_kv, dim=1)  # [B, H, T_max, D]
     k = k_cache.float().repeat_interleave(H // H_kv, dim=1)
-    if rope_base is not None:  # the keys are z rotated to their positions; the values stay z
-        from model import rope_tables, rotate
-        k = rotate(k, *rope_tables(torch.arange(T_max, device=q.device), D, rope_base))
     scale = 1.0 / math.sqrt(D) if scale is None else scale
     scores = torch.einsum("bhd,bhtd->bht", q.float(), k) * scale
     if lengths is not None:

@@ -5,7 +5,7 @@ out_dir/meta.json (tokenizer, vocab_size, eot_token, tokens, documents and shard
 
 $ python prepare_slimpajama.py                                    # the paper's set: 10B train + 10M val tokens
 $ python prepare_slimpajama.py --train_tokens=20_000_000 --out_dir=data/slimpajama_20m
-$ python prepare_slimpajama.py --input=../shared/data/tinyshakespeare.txt --tokenizer=bytes --val_fraction=0.1 \
+$ python prepare_slimpajama.py --input=input.txt --tokenizer=bytes --val_fraction=0.1 \
     --out_dir=data/shakespeare_bytes
 
 The hub source reads cerebras/SlimPajama-627B shard by shard in a fixed (natural) order, validation shards for

@@ -2,7 +2,7 @@
 Sample text from a trained model with the KV cache, and show what the cache costs: after each sample, the bytes
 its buffers really hold (next to the same model with V tied or untied) and the decode speed.
 $ python sample.py --out_dir=out-cpu-tiny --start="ROMEO:" --num_samples=3 --max_new_tokens=100
-GPT-2 from the hub, converted to Q-K=V first (lstsq fits on the calibration text; see model.convert_state_dict):
+GPT-2 from the hub, converted to Q-K=V first (lstsq fits on the calibration text; see convert.convert_state_dict):
 $ python sample.py --init_from=gpt2 --proj=qk_v --convert_method=lstsq --calib=FILE:input.txt --start="Hello,"
 The tokenizer is the one the checkpoint's data used (meta.json): r50k_base (GPT-2 BPE) or bytes; GPT-2's is
 r50k_base. For both, "<|endoftext|>" in the prompt and in the output is the document separator (eot_token).
@@ -17,7 +17,9 @@ from dataclasses import replace
 import tiktoken
 import torch
 
-from model import GPT, GPT2_SIZES, SOURCES, TIE_METHODS, GPTConfig, convert_state_dict, load_gpt2
+from checkpoint import load_checkpoint
+from convert import GPT2_SIZES, TIE_METHODS, convert_state_dict, load_gpt2
+from model import GPT, SOURCES, GPTConfig
 
 EOT = "<|endoftext|>"
 GPT2_META = {"tokenizer": "r50k_base", "vocab_size": 50257, "eot_token": 50256}
@@ -92,27 +94,12 @@ def read_text(arg, flag):
         return f.read()
 
 
-def load_checkpoint(out_dir):
-    """-> (GPTConfig, state dict, meta dict of the training data) of out_dir/ckpt.pt."""
-    path = os.path.join(out_dir, "ckpt.pt")
-    if not os.path.isfile(path):
-        raise SystemExit(f"no checkpoint at {path}: train one with train.py or point --out_dir at its directory.")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        cfg = GPTConfig(**ckpt["model_args"])
-        GPT(cfg).load_state_dict(ckpt["model"])
-        return cfg, ckpt["model"], ckpt["meta"]
-    except Exception as e:  # anything unreadable is one error for the user: this file is not a usable checkpoint
-        reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        raise SystemExit(f"checkpoint {path} is corrupt or not written by train.py ({reason}); "
-                         f"restore or retrain it.")
-
-
 def load_model(args, device):
     """-> (model in eval mode on device, meta dict of its tokenizer): the checkpoint or GPT-2, converted to
     --proj / --n_kv_head when they are given."""
     if args.init_from == "resume":
-        cfg, state, meta = load_checkpoint(args.out_dir)
+        ckpt = load_checkpoint(args.out_dir, ("model", "model_args", "meta"))
+        cfg, state, meta = GPTConfig(**ckpt["model_args"]), ckpt["model"], ckpt["meta"]
     else:
         try:
             (cfg, state), meta = load_gpt2(args.init_from), GPT2_META

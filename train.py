@@ -31,8 +31,10 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
+from checkpoint import load_checkpoint, open_data, save_checkpoint, tokens
 from configurator import configure
-from model import GPT2_SIZES, GPT, GPTConfig, convert_state_dict, load_gpt2
+from convert import GPT2_SIZES, convert_state_dict, load_gpt2
+from model import GPT, GPTConfig
 
 # -----------------------------------------------------------------------------
 # settings; config files and --key=value arguments override them (configurator.py)
@@ -40,7 +42,7 @@ out_dir = "out"
 init_from = "scratch"  # "scratch", "resume" (out_dir/ckpt.pt), a checkpoint (its path or directory) or "gpt2",
 # "gpt2-medium", "gpt2-large", "gpt2-xl" (the hub's weights): converted to this config's proj and n_kv_head, then
 # trained from iteration 0 with a fresh optimizer
-convert_method = "lstsq"  # how init_from ties V to K: "k", "mean", "lstsq" or "split" (model.convert_state_dict)
+convert_method = "lstsq"  # how init_from ties V to K: "k", "mean", "lstsq" or "split" (convert.convert_state_dict)
 calib_batches = 4  # training batches that lstsq and split fit on
 eval_interval = 200
 eval_tokens = 1_000_000  # validation tokens per evaluation, all processes together
@@ -195,19 +197,9 @@ if init_from == "resume" and not os.path.exists(ckpt_path):
     sys.exit(f"init_from='resume' but {ckpt_path} does not exist; check --out_dir or use --init_from=scratch.")
 
 
-def load_checkpoint():
-    try:
-        # memory-mapped on the CPU: the processes of a node share the file's pages instead of holding a copy each
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
-        [ckpt[k] for k in ("model", "optimizer", "model_args", "iter_num", "best_val_loss", "rng")]
-        GPTConfig(**ckpt["model_args"])
-        return ckpt
-    except Exception as e:  # truncated, empty, foreign: one sentence, and the file stays as it is
-        sys.exit(f"{ckpt_path} is corrupt or not written by train.py ({type(e).__name__}); restore it, or train "
-                 f"into another --out_dir.")
-
-
-ckpt = load_checkpoint() if init_from == "resume" else None
+# memory-mapped on the CPU: the processes of a node share the file's pages instead of holding a copy each
+ckpt = load_checkpoint(ckpt_path, ("model", "optimizer", "model_args", "iter_num", "best_val_loss", "rng"),
+                       mmap=True) if init_from == "resume" else None
 # the architecture of a resumed run is the checkpoint's: a config or command line that sets it otherwise is refused
 model_args = ckpt["model_args"] if ckpt else {k: config[k] for k in asdict(GPTConfig())}
 if ckpt:
@@ -226,11 +218,10 @@ def load_source():
         except ValueError as e:
             sys.exit(str(e))
     try:
-        src = torch.load(source_path, map_location="cpu", weights_only=True)
-        return GPTConfig(**src["model_args"]), src["model"]
-    except Exception as e:  # anything unreadable: this file is not a checkpoint of ours
-        sys.exit(f"init_from={init_from!r} is not a checkpoint written by train.py ({type(e).__name__}: "
-                 f"{str(e).splitlines()[0] if str(e) else ''}); point it at an out_dir/ckpt.pt.")
+        src = load_checkpoint(source_path)
+    except SystemExit as e:  # name the setting that pointed here
+        sys.exit(f"init_from={init_from!r}: {e}")
+    return GPTConfig(**src["model_args"]), src["model"]
 
 
 source = load_source() if converting else None
@@ -244,35 +235,7 @@ except ValueError as e:
     sys.exit(str(e))
 
 
-def read_meta():
-    """meta.json of data_dir, after checking that the data exists, is long enough and fits the model's vocab."""
-    for name in ("train.bin", "val.bin", "meta.json"):
-        path = os.path.join(data_dir, name)
-        if not os.path.exists(path):
-            sys.exit(f"data_dir {data_dir!r} has no {name}; prepare it with "
-                     f"`python prepare_slimpajama.py --out_dir={data_dir}` or set --data_dir.")
-        if name.endswith(".bin") and os.path.getsize(path) // 2 <= block_size:
-            sys.exit(f"{path} holds {os.path.getsize(path) // 2} tokens, fewer than block_size + 1 "
-                     f"({block_size + 1}); prepare more data or set a smaller --block_size.")
-    path = os.path.join(data_dir, "meta.json")
-    try:
-        with open(path) as f:
-            meta = json.load(f)
-        int(meta["vocab_size"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        sys.exit(f"{path} is unreadable or has no vocab_size ({type(e).__name__}); prepare {data_dir} again with "
-                 f"prepare_slimpajama.py.")
-    if meta["vocab_size"] > gptconf.vocab_size:
-        if init_from == "resume":  # the vocabulary is the checkpoint's: no setting can change it now
-            sys.exit(f"the checkpoint's vocab_size {gptconf.vocab_size} < tokenizer vocab {meta['vocab_size']} in "
-                     f"{path}: this is not the data the run was trained on; point --data_dir at that data.")
-        padded = -(-meta["vocab_size"] // 64) * 64
-        sys.exit(f"vocab_size {gptconf.vocab_size} < tokenizer vocab {meta['vocab_size']} in {path}; "
-                 f"set --vocab_size={padded}.")
-    return meta
-
-
-meta = read_meta()
+meta = open_data(data_dir, block_size, gptconf.vocab_size, resuming=init_from == "resume")
 tokens_per_iter = batch_size * block_size * gradient_accumulation_steps
 if total_tokens:
     max_iters = total_tokens // tokens_per_iter
@@ -287,7 +250,7 @@ def get_batch(split, *key):
     (iteration, micro-batch index in the global batch), so a resumed run, or one with another number of
     processes, sees the same batches. val: consecutive windows from the start (key = batch index), so every
     evaluation scores the same tokens."""
-    data = np.memmap(os.path.join(data_dir, f"{split}.bin"), dtype=np.uint16, mode="r")  # reopened: no leak
+    data = tokens(data_dir, split)
     if split == "train":
         ix = np.random.default_rng([seed, *key]).integers(0, len(data) - block_size, size=batch_size)
     else:
@@ -320,20 +283,6 @@ def rng_states():
     if ddp:
         dist.all_gather_object(states, state)
     return states
-
-
-def save_checkpoint(ckpt, path):
-    """Write to a temporary file, flush it to disk, then rename: a crash midway leaves the old file whole."""
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(ckpt, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 # model and optimizer

@@ -1,6 +1,6 @@
 # The CPU language-model experiment (cpu_lm.py): the qkv baseline, and the settings every config/cpu_lm_*.py variant
 # shares by executing this file. Byte-level Shakespeare, 0.86M parameters, the paper's architecture at toy scale.
-# Data: python prepare_slimpajama.py --input=../shared/data/tinyshakespeare.txt --tokenizer=bytes \
+# Data: python prepare_slimpajama.py --input=input.txt --tokenizer=bytes \
 #           --val_fraction=0.1 --out_dir=data/cpu_lm_bytes
 out_dir = "out-cpu_lm/qkv"
 data_dir = "data/cpu_lm_bytes"

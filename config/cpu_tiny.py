@@ -1,5 +1,5 @@
 # The README quickstart: a small Q-K=V model on Shakespeare's bytes, a few minutes on 2 CPU cores.
-# Data: python prepare_slimpajama.py --input ../shared/data/tinyshakespeare.txt --tokenizer=bytes \
+# Data: python prepare_slimpajama.py --input input.txt --tokenizer=bytes \
 #           --val_fraction=0.1 --out_dir=data/shakespeare_bytes
 out_dir = "out-cpu-tiny"
 data_dir = "data/shakespeare_bytes"

@@ -1,4 +1,4 @@
-"""analyze.py: cosine similarity, effective rank, and which projections each variant's table lists."""
+"""experiments/analyze.py: cosine similarity, effective rank, and which projections each variant's table lists."""
 
 import os
 import subprocess
@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from analyze import analyze, cka, compare, cosine, effective_rank, load, overlap, projections, random_row, table
+from experiments.analyze import analyze, cka, compare, cosine, effective_rank, load, overlap, projections, random_row, table
 from model import GPT, GPTConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -94,7 +94,7 @@ def test_tied_value_and_key_give_cosine_one(tmp_path):
 
 def test_cli_prints_table_and_writes_figure(tmp_path):
     save_ckpt(tmp_path, "qk_v", 2)
-    r = subprocess.run([sys.executable, "analyze.py", f"--out_dir={tmp_path}"], cwd=ROOT, capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "experiments.analyze", f"--out_dir={tmp_path}"], cwd=ROOT, capture_output=True,
                        text=True)
     assert r.returncode == 0, r.stderr
     assert "| layer | cos Wq, Wk=Wv | erank Wq (of 32) | erank Wk=Wv (of 16) | overlap Wq, Wk=Wv |" in r.stdout
@@ -103,11 +103,11 @@ def test_cli_prints_table_and_writes_figure(tmp_path):
 
 
 def test_cli_missing_checkpoint_is_one_clear_error(tmp_path):
-    r = subprocess.run([sys.executable, "analyze.py", f"--out_dir={tmp_path}"], cwd=ROOT, capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "experiments.analyze", f"--out_dir={tmp_path}"], cwd=ROOT, capture_output=True,
                        text=True)
     assert r.returncode != 0
-    assert r.stderr.strip() == f"no checkpoint at {tmp_path}/ckpt.pt: --out_dir must be the folder train.py " \
-                               f"saved ckpt.pt in."
+    assert r.stderr.strip() == f"no checkpoint at {tmp_path}/ckpt.pt: train one with train.py, or point to the " \
+                               f"out_dir that holds it."
 
 
 def test_cka_is_one_for_equal_outputs_and_outputs_related_by_a_rotation_and_scale():
@@ -175,4 +175,8 @@ def test_tied_value_and_key_give_overlap_and_cka_one_and_random_reference_is_low
     assert row["cka"][("Wk", "Wv")] == pytest.approx(1.0, abs=1e-9)
     assert row["r2"][("Wk", "Wv")] == pytest.approx(1.0, abs=1e-9)
     rand = random_row(model, idx)
-    assert rand["overlap"][("Wk", "Wv")] < 0.3 and rand["cka"][("Wk", "Wv")] < 0.9
+    # measured here: overlap 0.129 (r / n_embd = 0.125 for random subspaces), CKA 0.344, R2 0.428; each is far
+    # from the 1.0 of a tied pair, and the bounds sit near what they measure so a drift in the reference shows
+    assert 0.10 < rand["overlap"][("Wk", "Wv")] < 0.16
+    assert 0.30 < rand["cka"][("Wk", "Wv")] < 0.40
+    assert 0.38 < rand["r2"][("Wk", "Wv")] < 0.48

@@ -115,12 +115,12 @@ CASES = [
     (["prepare_slimpajama.py", "--input={w}/text.txt", "--val_fraction=1.5", "--out_dir={w}/p3"], "--val_fraction"),
     (["prepare_slimpajama.py", "--input={w}/text.txt", "--threads=0", "--out_dir={w}/p4"], "--threads"),
     # synthetic.py and analyze.py
-    (["synthetic.py", "--quick", "--out=assets"], "--out=assets"),
-    (["synthetic.py", "--quick", "--out={w}/afile"], "afile"),
-    (["synthetic.py", "--steps_scale=0", "--out={w}/s1"], "--steps_scale"),
-    (["analyze.py", "--out_dir={w}/missing"], "missing/ckpt.pt"),
-    (["analyze.py", "--out_dir={w}/truncated"], "truncated/ckpt.pt"),
-    (["analyze.py", "--out_dir={w}/run", "--tokens=0"], "--tokens"),
+    (["experiments.synthetic", "--quick", "--out=assets"], "--out=assets"),
+    (["experiments.synthetic", "--quick", "--out={w}/afile"], "afile"),
+    (["experiments.synthetic", "--steps_scale=0", "--out={w}/s1"], "--steps_scale"),
+    (["experiments.analyze", "--out_dir={w}/missing"], "missing/ckpt.pt"),
+    (["experiments.analyze", "--out_dir={w}/truncated"], "truncated/ckpt.pt"),
+    (["experiments.analyze", "--out_dir={w}/run", "--tokens=0"], "--tokens"),
     (["bench.py", "--quick", "--what=cache", "--out={w}/afile"], "afile"),
     (["bench.py", "--quick", "--what=cache", "--device=cuda", "--out={w}/b1"], "--device=cpu"),
 ]
@@ -141,6 +141,8 @@ def test_bad_input_is_one_clear_line(world, argv, names):
         argv.append(f"--out_dir={w / 'new'}")
     guarded = (w / "run", w / "data", os.path.join(ROOT, "assets"))
     before = tree_digest(*guarded)
+    if argv[0].startswith("experiments."):  # the studies run as modules from the repository root
+        argv.insert(0, "-m")
     r = subprocess.run([PY, *argv], cwd=ROOT, capture_output=True, text=True, timeout=300,
                        env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert r.returncode != 0, r.stdout + r.stderr

@@ -1,11 +1,12 @@
-"""model.convert_state_dict (retrofit: qkv -> qk_v, GQA/MQA) and the GPT-2 hub layout, against cases with exact answers."""
+"""convert.convert_state_dict (retrofit: qkv -> qk_v, GQA/MQA) and the GPT-2 hub layout, against cases with exact answers."""
 
 from dataclasses import replace
 
 import pytest
 import torch
 
-from model import GPT, GPTConfig, convert_state_dict, from_hub_layout
+from convert import convert_state_dict, from_hub_layout
+from model import GPT, GPTConfig
 
 N_HEAD, N_EMBD, VOCAB, BLOCK, D = 4, 32, 50, 32, 8
 CFG = GPTConfig(block_size=BLOCK, vocab_size=VOCAB, n_layer=2, n_head=N_HEAD, n_embd=N_EMBD)

@@ -65,8 +65,8 @@ def test_rope_kernel_rotates_z_for_the_scores_only(H, H_kv, D, dtype, num_splits
     q, z, _ = inputs(H, H_kv, D, dtype, separate_v=False)
     lengths = torch.tensor(LENGTHS)
     out = decode_attention(q, z, None, lengths, rope_base=100.0, num_splits=num_splits, block_n=BLOCK_N)
-    ref = decode_attention_ref(q, z, None, lengths, rope_base=100.0)
     keys = model.rotate(z.float(), *model.rope_tables(torch.arange(T_MAX), D, 100.0))
+    ref = decode_attention_ref(q, keys.to(dtype), z, lengths)  # the caller rotates: keys z rotated, values z
     B, G = len(LENGTHS), H // H_kv
     mask = (torch.arange(T_MAX)[None, :] < lengths[:, None])[:, None, None, :]
     expect = F.scaled_dot_product_attention(q.float().view(B, H_kv, G, D), keys, z.float(), attn_mask=mask)

@@ -295,6 +295,54 @@ def test_pos_conv_literal_equals_scale_plus_learned_bias(pos, basis):
     torch.testing.assert_close(attn.pos_conv_literal(s, pos), cheap, atol=1e-5, rtol=1e-5)
 
 
+def encoding_by_hand(basis, m, n, T, L, pos):
+    """P [m, T, L] for queries pos..pos+T-1 and keys 0..L-1, written from the definition with plain loops:
+    K = m/4 frequencies rising geometrically from pi/n to pi/2 (n = block_size), f = (sin, cos).
+    product: channel 4k + 2a + b is f_a(w_k i) f_b(w_k j). concat: channel 2k + a is f_a(w_k i), channel
+    m/2 + 2k + a is f_a(w_k j)."""
+    K = m // 4
+    w = [math.pi / n * ((math.pi / 2) / (math.pi / n)) ** (k / max(K - 1, 1)) for k in range(K)]
+    f = (math.sin, math.cos)
+    P = torch.zeros(m, T, L, dtype=torch.float64)
+    for t in range(T):
+        i = pos + t
+        for j in range(L):
+            for k in range(K):
+                for a in range(2):
+                    if basis == "concat":
+                        P[2 * k + a, t, j] = f[a](w[k] * i)
+                        P[m // 2 + 2 * k + a, t, j] = f[a](w[k] * j)
+                    else:
+                        for b in range(2):
+                            P[4 * k + 2 * a + b, t, j] = f[a](w[k] * i) * f[b](w[k] * j)
+    return P
+
+
+@pytest.mark.parametrize("basis", ["product", "concat"])
+@pytest.mark.parametrize("pos", [0, 3])
+def test_pos_conv_scores_equal_the_definition_built_by_hand(pos, basis):
+    # the model's scores (cheap form in the layer, and the literal form) against conv(S + P) with P from its
+    # definition, not from model.py's own pos_conv_features
+    m, T, L = 8, 4, pos + 4
+    attn = random_conv(tiny(proj="q_k_v", pos_conv=m, pos_conv_basis=basis).transformer.h[0].attn)
+    s = torch.randn(2, N_HEAD, T, L, dtype=torch.float64)
+    P = encoding_by_hand(basis, m, BLOCK, T, L, pos)
+    w, b = attn.conv.weight.detach().double().view(m), attn.conv.bias.detach().double()
+    expect = sum(w[c] * (s + P[c]) for c in range(m)) + b        # the 1x1 conv over the m channels of S + P
+    cheap = w.sum() * s + attn.pos_bias(pos, L, "cpu").detach().double()
+    torch.testing.assert_close(cheap, expect, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(attn.pos_conv_literal(s.float(), pos).detach().double(), expect, atol=1e-4, rtol=1e-4)
+    # and the layer's output: softmax of those scores over the values, bidirectional at pos 0
+    if pos == 0:
+        attn.causal = False
+        x = torch.randn(2, T, N_EMBD)
+        q, k, v = paper_qkv(attn, x)
+        scores = sum(w[c] * (q.double() @ k.double().transpose(-1, -2) / math.sqrt(attn.head_dim) + P[c])
+                     for c in range(m)) + b
+        y = attn.c_proj(merge(scores.softmax(-1).float() @ v))
+        torch.testing.assert_close(attn(x), y, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("basis", ["product", "concat"])
 @pytest.mark.parametrize("causal", [True, False])
 def test_pos_conv_layer_equals_literal_mechanism(causal, basis):

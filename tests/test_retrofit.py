@@ -1,11 +1,12 @@
-"""retrofit.py: the plan of runs, and the qkv-shaped stand-in for converted layers its layer attribution uses."""
+"""experiments/retrofit.py: the plan of runs, and the qkv-shaped stand-in for converted layers its layer attribution uses."""
 
 from dataclasses import replace
 
 import torch
 
-import retrofit
-from model import GPT, GPTConfig, convert_state_dict
+from experiments import retrofit
+from convert import convert_state_dict
+from model import GPT, GPTConfig
 
 CFG = GPTConfig(block_size=32, vocab_size=50, n_layer=3, n_head=4, n_embd=32)
 

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-import synthetic
+from experiments import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,7 +37,7 @@ QUICK = ["--quick", "--models=qkv,q_k_v+,q_k_v+concat", "--seeds=0,1"]
 def test_quick_run_writes_both_arms_and_is_reproducible(tmp_path):
     # the CLI with its default two worker processes, then in-process with one: identical results
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
-    subprocess.run([sys.executable, "synthetic.py", *QUICK, f"--out={a}"], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "experiments.synthetic", *QUICK, f"--out={a}"], cwd=ROOT, check=True, capture_output=True)
     synthetic.main([*QUICK, "--workers=1", f"--out={b}"])
     md, rows = read_outputs(a)
     assert os.path.getsize(os.path.join(a, "synthetic.png")) > 0

@@ -18,19 +18,20 @@ per head; Wv -> B Wv with c_proj's columns of the head times B^-1). Two measures
   convert_state_dict's lstsq makes (1 - its residual); invariant to any invertible per-head map. Its reference,
   random matrices on the same inputs, shows how much of it any projection of a low-rank residual stream explains.
 
-    python analyze.py --out_dir=out-cpu_lm/qkv_s1337             # prints the tables, writes out_dir/projections.png
-    python analyze.py --out_dir=out-cpu_lm/qkv_s1337 --out=assets  # the figure README shows
+    python -m experiments.analyze --out_dir=out-cpu_lm/qkv_s1337             # prints the tables, writes out_dir/projections.png
+    python -m experiments.analyze --out_dir=out-cpu_lm/qkv_s1337 --out=assets  # the figure README shows
 """
 
 import argparse
 import math
 import os
-import sys
 
 import numpy as np
 import torch
 
-from model import GPT, GPTConfig, affine_fit
+from checkpoint import load_checkpoint
+from convert import affine_fit
+from model import GPT, GPTConfig
 
 PAIR_RULE = ("cosine of the flattened weights, whole matrix (mean over heads in brackets); with GQA/MQA each key "
              "or value head is repeated for the query heads that use it, as attention pairs them")
@@ -210,18 +211,11 @@ def plot(rows, random, max_rank, title, path):
 
 def load(out_dir):
     """-> (model, the checkpoint's data_dir or None)."""
-    path = os.path.join(out_dir, "ckpt.pt")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no checkpoint at {path}: --out_dir must be the folder train.py saved ckpt.pt in.")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        with torch.device("meta"):  # no random init: the weights come from the checkpoint
-            model = GPT(GPTConfig(**ckpt["model_args"]))
-        model.load_state_dict(ckpt["model"], assign=True)
-        return model.eval(), ckpt["config"].get("data_dir")
-    except Exception as e:  # truncated, empty or foreign: one sentence, not a traceback
-        raise FileNotFoundError(f"{path} is corrupt or not written by train.py ({type(e).__name__}); restore or "
-                                f"retrain it.") from None
+    ckpt = load_checkpoint(out_dir)
+    with torch.device("meta"):  # no random init: the weights come from the checkpoint
+        model = GPT(GPTConfig(**ckpt["model_args"]))
+    model.load_state_dict(ckpt["model"], assign=True)
+    return model.eval(), ckpt.get("config", {}).get("data_dir")
 
 
 def val_tokens(data_dir, n_tokens, block_size):
@@ -248,10 +242,7 @@ def main():
         parser.error(f"--tokens must be >= 1; got {args.tokens}.")
     if args.rank is not None and args.rank < 1:
         parser.error(f"--rank must be >= 1; got {args.rank}.")
-    try:
-        model, data_dir = load(args.out_dir)
-    except FileNotFoundError as e:
-        sys.exit(str(e))
+    model, data_dir = load(args.out_dir)
     cfg = model.config
     idx = val_tokens(args.data_dir or data_dir, args.tokens, cfg.block_size)
     r = args.rank or cfg.n_embd // cfg.n_head // 2

@@ -3,11 +3,11 @@ The retrofit experiment: how much of a trained qkv model survives tying V to K (
 and after a short uptraining, against Q-K=V trained from scratch for the same total steps? Byte-level Shakespeare,
 the cpu_lm setting (config/cpu_lm.py), 3 seeds, every run through train.py in a subprocess, one at a time.
 
-    python prepare_slimpajama.py --input=../shared/data/tinyshakespeare.txt --tokenizer=bytes --val_fraction=0.1 \
+    python prepare_slimpajama.py --input=input.txt --tokenizer=bytes --val_fraction=0.1 \
         --out_dir=data/cpu_lm_bytes
-    python retrofit.py            # trains the runs not finished yet (resumes a killed one), writes assets/retrofit.*
-    python retrofit.py --report   # only the report, from the finished runs under out-retrofit/
-    python retrofit.py --quick    # the same pipeline at 1/10 of the steps, 1 seed: out-retrofit-quick/, not assets/
+    python -m experiments.retrofit            # trains the runs not finished yet (resumes a killed one), writes assets/retrofit.*
+    python -m experiments.retrofit --report   # only the report, from the finished runs under out-retrofit/
+    python -m experiments.retrofit --quick    # the same pipeline at 1/10 of the steps, 1 seed: out-retrofit-quick/, not assets/
 
 Per seed: qkv trained for ITERS steps (the source); each conversion of it uptrained for UPTRAIN[-1] steps with one
 warmup + cosine schedule (validation right after conversion, then after each UPTRAIN count: the shorter count is read
@@ -27,7 +27,9 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from model import GPT, GPTConfig, convert_state_dict
+from checkpoint import load_checkpoint
+from convert import convert_state_dict
+from model import GPT, GPTConfig
 
 SEEDS = [1337, 1338, 1339]
 ITERS = 600
@@ -79,8 +81,9 @@ def plan(s):
 
 
 def checkpoint(out_dir):
+    """The run's checkpoint, or None before its first save."""
     path = os.path.join(out_dir, "ckpt.pt")
-    return torch.load(path, map_location="cpu", weights_only=True) if os.path.exists(path) else None
+    return load_checkpoint(path, ("model", "model_args", "config", "iter_num", "meta")) if os.path.exists(path) else None
 
 
 def train_all(s):
@@ -358,9 +361,9 @@ def report(s, command):
 if __name__ == "__main__":
     args = sys.argv[1:]
     if args not in ([], ["--report"], ["--quick"], ["--quick", "--report"]):
-        sys.exit("usage: python retrofit.py [--quick] [--report]")
+        sys.exit("usage: python -m experiments.retrofit [--quick] [--report]")
     setting = QUICK if "--quick" in args else FULL
-    command = "python retrofit.py" + (" --quick" if setting is QUICK else "")
+    command = "python -m experiments.retrofit" + (" --quick" if setting is QUICK else "")
     if "--report" not in args:
         train_all(setting)
     report(setting, command)

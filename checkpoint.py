@@ -1,0 +1,148 @@
+"""
+The files every script shares, each opened with its checks and written atomically:
+
+  load_checkpoint(path)          a train.py checkpoint (ckpt.pt or its out_dir), its weights checked against
+                                 its model_args before anything uses them
+  save_checkpoint(ckpt, path)    torch.save through atomic_write
+  open_data(data_dir, ...)       meta.json and the two bins of a prepared data directory, checked against each other
+  atomic_write(path, ...)        every file a script writes: a temporary file beside it, fsync, then os.replace, so
+                                 a kill or a full disk leaves the old file whole, never a torn one
+
+Every problem is one sentence naming the file and the fix, raised as SystemExit: the scripts end on it without a
+traceback, and tests catch it.
+"""
+
+import json
+import os
+import tempfile
+
+import numpy as np
+import torch
+
+from model import GPT, GPTConfig
+
+PREFIXES = ("_orig_mod.", "module.")  # torch.compile's and DDP's wrappers: harmless, stripped on load
+
+
+def atomic_write(path, data):
+    """Write data (str or bytes), or call data(f) on the open binary file, then rename over path."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_checkpoint(ckpt, path):
+    atomic_write(path, lambda f: torch.save(ckpt, f))
+
+
+def checkpoint_path(path):
+    """A ckpt.pt, or the out_dir holding one."""
+    return path if path.endswith(".pt") or os.path.isfile(path) else os.path.join(path, "ckpt.pt")
+
+
+def load_checkpoint(path, keys=("model", "model_args"), mmap=False):
+    """-> the checkpoint dict at path (ckpt.pt or its out_dir) with the keys asked for, its model weights renamed
+    without wrapper prefixes and checked, name by name and shape by shape, against a model built from its
+    model_args (on the meta device: no memory, no init)."""
+    path = checkpoint_path(path)
+    if not os.path.isfile(path):
+        raise SystemExit(f"no checkpoint at {path}: train one with train.py, or point to the out_dir that holds it.")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        missing_keys = [k for k in ("model", "model_args", *keys) if k not in ckpt]
+    except Exception as e:  # truncated, empty, not a torch file: the user cannot act on the traceback
+        raise SystemExit(f"{path} is corrupt or not a checkpoint written by train.py ({type(e).__name__}); restore "
+                         f"it or train again.") from None
+    if missing_keys:
+        raise SystemExit(f"{path} has no {', '.join(missing_keys)}: it is not a checkpoint written by train.py; "
+                         f"point to an out_dir/ckpt.pt that train.py saved.")
+    try:
+        cfg = GPTConfig(**ckpt["model_args"])
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"{path} holds model_args this code cannot build ({e}); it was written by another "
+                         f"version or program.") from None
+    state = {}
+    for name, t in ckpt["model"].items():
+        for p in PREFIXES:
+            name = name.removeprefix(p)
+        state[name] = t
+    ckpt["model"] = state
+    check_weights(state, cfg, path)
+    if "optimizer" in keys:
+        opt = ckpt["optimizer"]
+        if not (isinstance(opt, dict) and opt.get("param_groups") and (opt.get("state") or not ckpt.get("iter_num"))):
+            raise SystemExit(f"{path} has an empty or malformed optimizer state at iteration "
+                             f"{ckpt.get('iter_num')}; it cannot resume exactly: restore the file, or start from its "
+                             f"weights with --init_from={os.path.dirname(path) or '.'} in a new out_dir.")
+    return ckpt
+
+
+def check_weights(state, cfg, path):
+    """Every weight the model needs, of the shape it needs, and nothing else."""
+    with torch.device("meta"):
+        want = {k: t.shape for k, t in GPT(cfg).state_dict().items()}
+    missing = [k for k in want if k not in state]
+    extra = [k for k in state if k not in want]
+    bad = [k for k in want if k in state and tuple(state[k].shape) != tuple(want[k])]
+    if missing or extra or bad:
+        k = (missing or extra or bad)[0]
+        what = (f"lacks {k}" if missing else f"holds {k}, which model_args do not make" if extra else
+                f"holds {k} of shape {tuple(state[k].shape)}, and its model_args make {tuple(want[k])}")
+        n = len(missing) + len(extra) + len(bad)
+        raise SystemExit(f"{path} {what}{f' (and {n - 1} more weights disagree)' if n > 1 else ''}: its weights do "
+                         f"not match its own model_args; restore the file or train again.")
+
+
+def read_json(path, what):
+    """A JSON object from path, or one sentence that says what the file should be."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            obj = json.load(f)
+        if not isinstance(obj, dict):
+            raise ValueError("not an object")
+        return obj
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"{path} is unreadable or not a JSON object ({type(e).__name__}); {what}.") from None
+
+
+def open_data(data_dir, block_size, vocab_size, resuming=False):
+    """meta.json of data_dir after checking that both bins are there, long enough for a block_size window, and
+    fit a model of vocab_size; -> meta."""
+    prepare = f"prepare it with `python prepare_slimpajama.py --out_dir={data_dir}` or set --data_dir"
+    for name in ("train.bin", "val.bin", "meta.json"):
+        if not os.path.exists(os.path.join(data_dir, name)):
+            raise SystemExit(f"data_dir {data_dir!r} has no {name}; {prepare}.")
+    path = os.path.join(data_dir, "meta.json")
+    meta = read_json(path, f"prepare {data_dir} again with prepare_slimpajama.py")
+    if not isinstance(meta.get("vocab_size"), int):
+        raise SystemExit(f"{path} has no vocab_size; prepare {data_dir} again with prepare_slimpajama.py.")
+    for split in ("train", "val"):
+        n = os.path.getsize(os.path.join(data_dir, f"{split}.bin")) // 2
+        if n <= block_size:
+            raise SystemExit(f"{data_dir}/{split}.bin holds {n} tokens, fewer than block_size + 1 "
+                             f"({block_size + 1}); prepare more data or set a smaller --block_size.")
+    if meta["vocab_size"] > vocab_size:
+        if resuming:  # the vocabulary is the checkpoint's: no setting can change it now
+            raise SystemExit(f"the checkpoint's vocab_size {vocab_size} < tokenizer vocab {meta['vocab_size']} in "
+                             f"{path}: this is not the data the run was trained on; point --data_dir at that data.")
+        padded = -(-meta["vocab_size"] // 64) * 64
+        raise SystemExit(f"vocab_size {vocab_size} < tokenizer vocab {meta['vocab_size']} in {path}; "
+                         f"set --vocab_size={padded}.")
+    return meta
+
+
+def tokens(data_dir, split):
+    """The split's tokens as a read-only uint16 memmap (reopened per use: a memmap kept open leaks memory)."""
+    return np.memmap(os.path.join(data_dir, f"{split}.bin"), dtype=np.uint16, mode="r")

@@ -1,0 +1,232 @@
+"""
+Trained weights to another variant: qkv -> qk_v (tie V to K), fewer or more key/value heads (GQA/MQA), or both;
+and GPT-2's weights from the Hugging Face hub in our layout. Every weight a conversion does not change is carried
+over as it is. train.py (init_from), sample.py and eval.py (--proj, --n_kv_head) and the retrofit study use it.
+
+    state, fits = convert_state_dict(ckpt["model"], GPTConfig(**ckpt["model_args"]), dst_config, "lstsq", calib)
+
+Untying (qk_v -> qkv) is exact: V's rows become a copy of K's, every method gives the same weights.
+"""
+
+import torch
+
+from model import SOURCES, Block, GPT, GPTConfig
+
+TIE_METHODS = ("k", "mean", "lstsq", "split")
+# split keeps the fewest score directions that lose at most this fraction of the score energy. Chosen on the retrofit
+# experiment's seed-1337 source among 1e-2 ... 1e-7 (first 32 validation windows): the loss after conversion falls
+# from +0.039 nat at 1e-3 to +0.0002 at 1e-6 (2 to 8 of 32 directions kept at 1e-3, 13 to 20 at 1e-6), no lower
+# at 1e-7, where the freed dimensions become too few for V.
+SPLIT_TOL = 1e-6
+SAME_FIELDS = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "n_inner", "attn", "causal", "bias",
+               "tie_embeddings", "pos_conv")  # conversions change proj and n_kv_head only
+
+
+def check_conversion(src, dst, method, calib):
+    """Raise ValueError, with one sentence naming the field and the fix, for a conversion that cannot be done."""
+    for f in SAME_FIELDS + tuple(f for f in ("pos_emb", "pos_conv_basis") if hasattr(src, f)):
+        if getattr(src, f) != getattr(dst, f):
+            raise ValueError(f"conversion keeps {f} (source {getattr(src, f)!r}, destination {getattr(dst, f)!r}); "
+                             f"set {f}={getattr(src, f)!r} or train the new shape from scratch.")
+    hs, hd = src.n_kv_head or src.n_head, dst.n_kv_head or dst.n_head
+    if hs % hd and hd % hs:
+        raise ValueError(f"n_kv_head={hd} must divide or be a multiple of the source's {hs} key/value heads, "
+                         f"so that heads are mean-pooled or repeated by whole groups.")
+    s, d = SOURCES[src.proj], SOURCES[dst.proj]
+    new_ties = [(a, b) for a in range(3) for b in range(a + 1, 3) if d[a] == d[b] and s[a] != s[b]]
+    if new_ties not in ([], [(1, 2)]) or (new_ties and d[0] == d[1]):
+        raise ValueError(f"cannot convert proj={src.proj!r} to {dst.proj!r}: tying Q to K changes every score and "
+                         f"no method here preserves them; convert to 'qk_v' or train {dst.proj!r} from scratch.")
+    if new_ties and method not in TIE_METHODS:
+        raise ValueError(f"convert_method must be one of {', '.join(TIE_METHODS)} to tie V to K; got {method!r}.")
+    if new_ties and method in ("lstsq", "split") and calib is None:
+        raise ValueError(f"convert_method={method!r} fits on calibration tokens; pass calib (token ids [B, T]).")
+
+
+def split_heads(attn):
+    """{role: (W [heads, D, C], b [heads, D])} of the q, k and v a layer computes (tied roles share a tensor)."""
+    D = attn.head_dim
+    W = attn.c_attn.weight.split(attn.widths)
+    b = attn.c_attn.bias.split(attn.widths) if attn.c_attn.bias is not None else [torch.zeros(w.size(0)) for w in W]
+    return {r: (W[i].view(-1, D, W[i].size(1)), b[i].view(-1, D)) for r, i in zip("qkv", attn.sources)}
+
+
+def regroup(wb, n):
+    """Key/value heads (W [h, D, C], b [h, D]) -> n heads: the mean of each group of h/n, or each repeated n/h times.
+    Pooling is GQA's uptraining init; repeating is exact (the same head serves the same query heads)."""
+    h = wb[0].size(0)
+    if n <= h:
+        return tuple(t.view(n, h // n, *t.shape[1:]).mean(1) for t in wb)
+    return tuple(t.repeat_interleave(n // h, dim=0) for t in wb)
+
+
+def affine_fit(k, v, intercept):
+    """Least squares v ≈ k B + c over calibration rows (k, v [N, D]); -> B [D, D], c [D], residual as the
+    fraction of v's variance (around its mean) left unexplained."""
+    a = torch.cat([k, torch.ones_like(k[:, :1])], 1) if intercept else k
+    sol = torch.linalg.lstsq(a, v).solution
+    res = (a @ sol - v).pow(2).sum() / (v - v.mean(0)).pow(2).sum().clamp_min(1e-30)
+    return sol[:k.size(1)], sol[-1] if intercept else torch.zeros_like(v[0]), res.item()
+
+
+def sym_sqrt(g):
+    """G^(1/2) and G^(-1/2) of a symmetric positive semi-definite G (directions with no energy get 0 in both)."""
+    e, u = torch.linalg.eigh(g)
+    keep = e > e.max() * 1e-12
+    s = torch.where(keep, e.clamp_min(0).sqrt(), 0)
+    return (u * s) @ u.T, (u * torch.where(keep, 1 / s.clamp_min(1e-30), 0)) @ u.T
+
+
+def split_key(x, q_heads, k, v, intercept):
+    """`split` for one key head: new (q rows for each query head, tied k rows), both as (W [D, C], b [D]), and r.
+    In the key's whitened coordinates (E[k kᵀ] = I) the score energy of direction u is uᵀ L (Σ_h E[q_h q_hᵀ]) L u,
+    L = E[k kᵀ]^(1/2); the top-r eigenvectors keep the scores up to SPLIT_TOL of that energy, the query reads only
+    them, and the other D - r tied dimensions carry the principal directions of the part of v they cannot predict."""
+    lin = lambda wb: x @ wb[0].T + wb[1]                     # [N, C] -> [N, D]
+    K, V = lin(k), lin(v)
+    L, L_inv = sym_sqrt(K.T @ K / len(K))
+    energy, u = torch.linalg.eigh(L @ sum(lin(q).T @ lin(q) for q in q_heads) @ L / len(K))
+    energy, u = energy.flip(0).clamp_min(0), u.flip(1)       # descending
+    tail = energy.flip(0).cumsum(0).flip(0) / energy.sum().clamp_min(1e-30)  # share of directions i.. D-1
+    r = int((tail > SPLIT_TOL).sum())                        # the fewest kept directions whose tail is <= SPLIT_TOL
+    to_k, to_q = L_inv @ u[:, :r], L @ u[:, :r]              # [D, r]: scores q kᵀ ≈ (q to_q)(k to_k)ᵀ
+    B, c, _ = affine_fit(K @ to_k, V, intercept)
+    _, _, free = torch.linalg.svd(V - (K @ to_k @ B + c), full_matrices=False)
+    to_v = free[:K.size(1) - r].T                            # [D, D - r] top directions of what the r cannot predict
+    tied = (torch.cat([to_k.T @ k[0], to_v.T @ v[0]]), torch.cat([k[1] @ to_k, v[1] @ to_v]))
+    pad = lambda t: torch.cat([t, t.new_zeros(K.size(1) - r, *t.shape[1:])])
+    queries = [(pad(to_q.T @ q[0]), pad(q[1] @ to_q)) for q in q_heads]
+    return queries, tied, r
+
+
+def convert_layer(attn, dst_attn, x, method):
+    """Writes into dst_attn (a fresh layer of the destination variant) the converted weights of attn, in float64.
+    x: [N, C] calibration inputs of this layer (post ln_1), needed by lstsq and split. -> fit facts of the layer."""
+    dd = lambda wb: tuple(t.double() for t in wb)
+    roles = {r: dd(wb) for r, wb in split_heads(attn).items()}
+    hkv, G = dst_attn.n_kv_head, dst_attn.n_head // dst_attn.n_kv_head
+    q, k, v = roles["q"], regroup(roles["k"], hkv), regroup(roles["v"], hkv)
+    Wo, bo = attn.c_proj.weight.double().clone(), attn.c_proj.bias
+    bo = bo.double().clone() if bo is not None else None
+    fit = {"residual": [], "rank": []}
+    tie = dst_attn.v_is_k and not attn.v_is_k
+    if tie and method == "mean":
+        k = v = tuple((a + b) / 2 for a, b in zip(k, v))
+    elif tie and method in ("lstsq", "split"):
+        q, k = [list(t) for t in q], [list(t) for t in k]
+        x = x.double()
+        D = attn.head_dim
+        for j in range(hkv):
+            kj, vj = (k[0][j], k[1][j]), (v[0][j], v[1][j])
+            group = range(j * G, (j + 1) * G)
+            if method == "split":
+                queries, kj, r = split_key(x, [(q[0][h], q[1][h]) for h in group], kj, vj, bo is not None)
+                for h, qh in zip(group, queries):
+                    q[0][h], q[1][h] = qh
+                k[0][j], k[1][j] = kj
+                fit["rank"].append(r)
+            B, c, res = affine_fit(x @ kj[0].T + kj[1], x @ vj[0].T + vj[1], bo is not None)
+            fit["residual"].append(res)
+            for h in group:  # y_h = Σ a (k B + c) = (Σ a k) B + c: B and c move into c_proj's columns of head h
+                cols = slice(h * D, (h + 1) * D)
+                if bo is not None:
+                    bo += Wo[:, cols] @ c
+                Wo[:, cols] = Wo[:, cols] @ B.T
+        q, k = tuple(torch.stack(t) for t in q), tuple(torch.stack(t) for t in k)
+    parts = {"q": q, "k": k, "v": k if dst_attn.v_is_k else v}
+    chunks = [next(parts[r] for r, s in zip("qkv", dst_attn.sources) if s == i) for i in range(len(dst_attn.widths))]
+    dst_attn.c_attn.weight.copy_(torch.cat([w.flatten(0, 1) for w, _ in chunks]))
+    if dst_attn.c_attn.bias is not None:
+        dst_attn.c_attn.bias.copy_(torch.cat([b.flatten() for _, b in chunks]))
+    dst_attn.c_proj.weight.copy_(Wo)
+    if bo is not None:
+        dst_attn.c_proj.bias.copy_(bo)
+    return fit
+
+
+@torch.no_grad()
+def convert_state_dict(state, src_config, dst_config, method=None, calib=None):
+    """Weights of a src_config model -> weights of a dst_config model, and the fit facts of each layer.
+
+    Key/value heads are mean-pooled per group (or repeated); then, when V is newly tied to K (qkv -> qk_v):
+      k      keep Wk as the tied projection (scores unchanged), drop Wv
+      mean   (Wk + Wv) / 2 for both
+      lstsq  keep Wk, fit v ≈ k B + c per key head on calibration inputs, fold B into c_proj's columns of the query
+             heads that read it and c into c_proj's bias: exact when v is an affine map of k, because each
+             query's attention weights sum to 1, so Σ a (k B + c) = (Σ a k) B + c
+      split  keep only the score directions that carry all but SPLIT_TOL of the score energy (split_key), give the
+             freed dimensions of the tied projection to what of v those cannot predict, then fold as lstsq
+    calib: token ids [B, T] for lstsq and split. The layers are fitted in order, each on the inputs it receives from
+    the already converted layers before it: those are the activations the converted model will really see, so the
+    fit of a layer also absorbs the errors of the ones before it.
+    -> (state dict of dst_config, [per layer {"residual": [per key head: unexplained share of v's variance],
+        "rank": [per key head: split's r]}])."""
+    check_conversion(src_config, dst_config, method, calib)
+    with torch.device("meta"):  # no random init of weights that are about to be replaced
+        model = GPT(src_config).eval()
+    model.load_state_dict({k: t.float().cpu() for k, t in state.items()}, assign=True)
+    if src_config.tie_embeddings:  # assign gave the two names their own tensors: one again, as GPT() ties them
+        model.lm_head.weight = model.transformer.wte.weight
+    dtypes = {k: t.dtype for k, t in state.items()}
+    v_is_k = lambda cfg: SOURCES[cfg.proj][1] == SOURCES[cfg.proj][2]
+    ties = v_is_k(dst_config) and not v_is_k(src_config)  # only tying V to K fits anything
+    fits = []
+    for i, block in enumerate(model.transformer.h):
+        x = None
+        if ties and method in ("lstsq", "split"):
+            seen = []
+            hook = block.ln_1.register_forward_hook(lambda m, inp, out: seen.append(out.flatten(0, 1)))
+            model(calib.cpu())
+            hook.remove()
+            x = seen[0]
+        new = Block(dst_config).eval()
+        new.load_state_dict({k: t for k, t in block.state_dict().items() if not k.startswith("attn.c_")},
+                            strict=False)
+        fits.append(convert_layer(block.attn, new.attn, x, method))
+        model.transformer.h[i] = new
+    return {k: t.to(dtypes.get(k, t.dtype)) for k, t in model.state_dict().items()}, fits
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# GPT-2 from the Hugging Face hub: with proj="qkv" our names are nanoGPT's, which are the hub's.
+
+GPT2_SIZES = {"gpt2": (12, 12, 768), "gpt2-medium": (24, 16, 1024), "gpt2-large": (36, 20, 1280),
+              "gpt2-xl": (48, 25, 1600)}  # n_layer, n_head, n_embd
+
+
+def gpt2_config(name, **overrides):
+    """The GPTConfig of a GPT-2 size (r50k's 50257 tokens, 1024 positions); overrides e.g. proj, n_kv_head."""
+    n_layer, n_head, n_embd = GPT2_SIZES[name]
+    return GPTConfig(**{**dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=1024, vocab_size=50257,
+                               bias=True, tie_embeddings=True), **overrides})
+
+
+def from_hub_layout(hub):
+    """A GPT-2 state dict as the hub stores it -> ours with proj="qkv". The hub's Conv1D layers keep their weight
+    as [in, out] (ours: nn.Linear, [out, in]); the causal-mask buffers and the tied lm_head are dropped."""
+    ours = {}
+    for name, t in hub.items():
+        name = name.removeprefix("transformer.")
+        if name.endswith((".attn.bias", ".attn.masked_bias")) or name == "lm_head.weight":
+            continue
+        if name.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight")):
+            t = t.t()
+        ours["transformer." + name] = t.contiguous()
+    ours["lm_head.weight"] = ours["transformer.wte.weight"]
+    return ours
+
+
+def load_gpt2(name):
+    """-> (gpt2_config(name), our state dict) from the hub (huggingface_hub, cached in ~/.cache/huggingface)."""
+    from huggingface_hub import hf_hub_download
+    try:
+        import safetensors.torch
+        file, read = "model.safetensors", safetensors.torch.load_file
+    except ImportError:
+        file, read = "pytorch_model.bin", lambda p: torch.load(p, map_location="cpu", weights_only=True)
+    try:
+        path = hf_hub_download(f"openai-community/{name}", file)
+    except Exception as e:
+        raise ValueError(f"could not download {name} from the Hugging Face hub ({type(e).__name__}); check the "
+                         f"network, or download it once where there is one (the hub's cache is reused).") from None
+    return gpt2_config(name), from_hub_layout(read(path))
