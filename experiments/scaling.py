@@ -1,0 +1,465 @@
+"""
+Do the CPU-scale disagreements with the paper survive longer training, bigger models and longer contexts?
+In the cpu_lm setting (config/cpu_lm.py: byte-level Shakespeare, 4 layers, 4 heads, n_embd 128, block 256, batch
+16, lr 2e-3 -> 2e-4, dropout 0.1), 3 seeds everywhere, every run through train.py:
+
+  budget   qkv, qk_v, q_kv with a full cosine schedule of 600 and of 2400 iterations (separate runs), and the
+           projection analysis of every qkv checkpoint as soon as it finishes
+  context  qkv, qk_v at block_size 64, 128, 256, 512 with batch x block = 4096 tokens per iteration
+  size     qkv, qk_v at n_embd 64, 128, 256; the learning rate for 256 is checked first on one seed (2e-3 vs
+           1e-3) and the better one is used for its other runs
+  cache    qkv, qk_v with n_kv_head 2 and 1: validation loss against KV-cache bytes per token
+
+    python prepare_slimpajama.py --input=input.txt --tokenizer=bytes --val_fraction=0.1 --out_dir=data/cpu_lm_bytes
+    python -m experiments.scaling             # trains what is not finished (2 runs at a time, one thread each);
+                                              # each finished run's row goes to assets/scaling.csv at once
+    python -m experiments.scaling --report    # only assets/scaling.{md,png}, from the CSVs
+    python -m experiments.scaling --quick     # a tiny grid, about a minute, into out-scaling-quick/ (never assets/)
+
+A run that is in assets/scaling.csv is done, whether its folder exists or not (a fresh clone holds only the CSVs);
+a killed run resumes from its checkpoint. The report reads only the CSVs, so it can be rebuilt anywhere.
+"""
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from checkpoint import atomic_write, load_checkpoint, tokens
+from experiments.analyze import analyze, random_row
+from model import GPT, GPTConfig
+
+SEEDS = (1337, 1338, 1339)
+COLUMNS = ["variant", "proj", "n_kv_head", "n_layer", "n_embd", "block_size", "batch_size", "iters",
+           "learning_rate", "seed", "params", "kv_bytes_per_token", "val_loss", "best_val_loss", "train_s"]
+PAIRS = [("Wq", "Wk"), ("Wq", "Wv"), ("Wk", "Wv")]
+MEASURES = ("overlap", "cka", "r2")
+ANALYSIS_TOKENS = 16384
+
+
+@dataclass(frozen=True)
+class Run:
+    proj: str
+    n_kv_head: int
+    n_embd: int
+    block_size: int
+    iters: int
+    lr: float  # 0: the winner of the learning-rate check for this n_embd
+    seed: int
+
+    @property
+    def variant(self):
+        return self.proj + {0: "", 1: "_mqa"}.get(self.n_kv_head, f"_gqa{self.n_kv_head}")
+
+    def name(self, s):
+        lr = "" if self.lr in (0, s["lr"]) else f"_lr{self.lr:g}"
+        return f"{self.variant}_e{self.n_embd}_t{self.block_size}_i{self.iters}{lr}_s{self.seed}"
+
+
+FULL = dict(root="out-scaling", assets="assets/scaling", seeds=SEEDS, iters=(600, 2400), blocks=(64, 128, 256, 512),
+            embds=(64, 128, 256), kv_heads=(2, 1), base_embd=128, base_block=256, tokens_per_iter=4096, lr=2e-3,
+            lr_check=(256, 1e-3), eval_interval=100, eval_tokens=106_496, extra=[])
+QUICK = dict(root="out-scaling-quick", assets=None, seeds=SEEDS[:1], iters=(20, 40), blocks=(32, 64), embds=(32, 64),
+             kv_heads=(2,), base_embd=32, base_block=32, tokens_per_iter=256, lr=2e-3, lr_check=(64, 1e-3),
+             eval_interval=10, eval_tokens=2048, extra=["--warmup_iters=5", "--n_layer=2"])
+
+
+def plan(s):
+    """Every run, each once, in the order they train: the base runs of every seed first (they serve all four
+    questions), the learning-rate check, then the 2400-iteration budget, cache, context and size."""
+    runs = [Run(p, 0, s["base_embd"], s["base_block"], s["iters"][0], s["lr"], seed)
+            for seed in s["seeds"] for p in ("qkv", "qk_v", "q_kv")]
+    embd, lr = s["lr_check"]
+    runs += [Run("qkv", 0, embd, s["base_block"], s["iters"][0], x, s["seeds"][0]) for x in (s["lr"], lr)]
+    runs += [Run(p, 0, s["base_embd"], s["base_block"], s["iters"][1], s["lr"], seed)
+             for seed in s["seeds"] for p in ("qkv", "qk_v", "q_kv")]
+    runs += [Run(p, g, s["base_embd"], s["base_block"], s["iters"][0], s["lr"], seed)
+             for seed in s["seeds"] for g in s["kv_heads"] for p in ("qkv", "qk_v")]
+    runs += [Run(p, 0, s["base_embd"], t, s["iters"][0], s["lr"], seed)
+             for seed in s["seeds"] for t in s["blocks"] if t != s["base_block"] for p in ("qkv", "qk_v")]
+    runs += [Run(p, 0, e, s["base_block"], s["iters"][0], 0 if e == embd else s["lr"], seed)
+             for seed in s["seeds"] for e in s["embds"] if e != s["base_embd"] for p in ("qkv", "qk_v")]
+    out = []
+    for r in runs:  # the check's run at the default lr is also the first size run at that n_embd
+        if r not in out and not (r.lr == 0 and r.seed == s["seeds"][0] and r.proj == "qkv"):
+            out.append(r)
+    return out
+
+
+def lr_check_winner(s, rows):
+    """The learning rate the runs at the check's n_embd use: the one of lower final loss, None until both ran."""
+    embd, lr = s["lr_check"]
+    found = {x: row_of(rows, Run("qkv", 0, embd, s["base_block"], s["iters"][0], x, s["seeds"][0]))
+             for x in (s["lr"], lr)}
+    if None in found.values():
+        return None
+    return min(found, key=lambda x: float(found[x]["val_loss"]))
+
+
+def resolve(run, s, rows):
+    """The run with its learning rate decided (None while it waits for the check)."""
+    if run.lr:
+        return run
+    lr = lr_check_winner(s, rows)
+    return replace(run, lr=lr) if lr else None
+
+
+def row_of(rows, run):
+    key = (run.proj, run.n_kv_head, run.n_embd, run.block_size, run.iters, run.lr, run.seed)
+    return next((r for r in rows if (r["proj"], int(r["n_kv_head"]), int(r["n_embd"]), int(r["block_size"]),
+                                     int(r["iters"]), float(r["learning_rate"]), int(r["seed"])) == key), None)
+
+
+def command(run, s, data_dir, out_dir, resume):
+    batch = s["tokens_per_iter"] // run.block_size
+    args = ["config/cpu_lm.py", f"--proj={run.proj}", f"--n_kv_head={run.n_kv_head}", f"--n_embd={run.n_embd}",
+            f"--block_size={run.block_size}", f"--batch_size={batch}", f"--max_iters={run.iters}",
+            f"--learning_rate={run.lr}", f"--min_lr={run.lr / 10}", f"--eval_interval={s['eval_interval']}",
+            f"--log_interval={s['eval_interval']}", f"--eval_tokens={s['eval_tokens']}", f"--seed={run.seed}",
+            f"--data_dir={data_dir}", f"--out_dir={out_dir}", *s["extra"]]
+    return [sys.executable, "train.py", *args] + (["--init_from=resume"] if resume else [])
+
+
+def read_csv(path):
+    if not path or not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_csv(path, columns, rows):
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write(path, buf.getvalue())
+
+
+def finish(run, s, out_dir, train_s, data_dir):
+    """The CSV row of a finished run (and, for a qkv budget run, its projection analysis rows)."""
+    ckpt = load_checkpoint(out_dir, ("model", "model_args", "iter_num", "best_val_loss"))
+    cfg = GPTConfig(**ckpt["model_args"])
+    model = GPT(replace(cfg, dropout=0.0))
+    model.load_state_dict(ckpt["model"])
+    with open(os.path.join(out_dir, "log.jsonl")) as f:
+        vals = [e["val_loss"] for e in map(json.loads, f) if "val_loss" in e]
+    row = {"variant": run.variant, "proj": run.proj, "n_kv_head": run.n_kv_head, "n_layer": cfg.n_layer,
+           "n_embd": run.n_embd, "block_size": run.block_size, "batch_size": s["tokens_per_iter"] // run.block_size,
+           "iters": run.iters, "learning_rate": run.lr, "seed": run.seed, "params": model.num_params(),
+           "kv_bytes_per_token": model.kv_bytes_per_token(torch.bfloat16), "val_loss": f"{vals[-1]:.5f}",
+           "best_val_loss": f"{min(vals):.5f}", "train_s": round(train_s)}
+    analysis = []
+    if run.proj == "qkv" and run.n_kv_head == 0 and run.n_embd == s["base_embd"] and \
+            run.block_size == s["base_block"] and run.lr == s["lr"]:
+        n = min(ANALYSIS_TOKENS, len(tokens(data_dir, "val"))) // cfg.block_size
+        idx = torch.from_numpy(tokens(data_dir, "val")[:n * cfg.block_size].astype(np.int64)).view(n, cfg.block_size)
+        layers = analyze(model.eval(), idx)
+        labelled = [(str(i), r) for i, r in enumerate(layers)] + [("random", random_row(model, idx))]
+        analysis = [{"iters": run.iters, "seed": run.seed, "layer": label, "measure": m,
+                     "pair": f"{a}-{b}", "value": f"{r[m][(a, b)]:.5f}"}
+                    for label, r in labelled for m in MEASURES for a, b in PAIRS]
+    return row, analysis
+
+
+def train_all(s, args):
+    """Up to args.jobs train.py processes at once, one thread each; a finished run's row is written at once."""
+    csv_path, ana_path = paths(s, args)
+    rows, ana = read_csv(csv_path), read_csv(ana_path)
+    todo = [r for r in plan(s) if not (r.lr and row_of(rows, r))]
+    running = {}  # Popen -> (run, out_dir, start, stderr file)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    t_start = time.time()
+    while todo or running:
+        while len(running) < args.jobs:
+            ready = [r for r in todo if resolve(r, s, rows) is not None]
+            if not ready:
+                break
+            run = ready[0]
+            todo.remove(run)
+            run = resolve(run, s, rows)
+            if row_of(rows, run):
+                continue
+            out_dir = os.path.join(args.root, run.name(s))
+            ckpt_file = os.path.join(out_dir, "ckpt.pt")
+            err = tempfile.TemporaryFile()
+            cmd = command(run, s, args.data_dir, out_dir, os.path.exists(ckpt_file))
+            print(" ".join(cmd[1:]), flush=True)
+            running[subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)] = \
+                (run, out_dir, time.time(), err)
+        if not running:
+            if todo:
+                sys.exit("runs wait for the learning-rate check, which is not in this plan; run the full grid.")
+            break
+        time.sleep(1)
+        for p in [p for p in running if p.poll() is not None]:
+            run, out_dir, t0, err = running.pop(p)
+            if p.returncode != 0:
+                err.seek(0)
+                tail = err.read().decode(errors="replace").strip().splitlines()[-1:] or ["(no message)"]
+                for q in running:
+                    q.wait()
+                sys.exit(f"{out_dir}: train.py failed ({tail[0]}); fix it and rerun: finished runs are kept.")
+            row, new = finish(run, s, out_dir, time.time() - t0, args.data_dir)
+            rows.append(row)
+            order = {r: i for i, r in enumerate(plan(s))}
+            rows.sort(key=lambda r: order.get(key_run(r, s), len(order)))
+            write_csv(csv_path, COLUMNS, rows)
+            if new:
+                ana += new
+                write_csv(ana_path, ["iters", "seed", "layer", "measure", "pair", "value"], ana)
+            print(f"{run.name(s)}: val loss {row['val_loss']} ({time.time() - t0:.0f} s; "
+                  f"{(time.time() - t_start) / 60:.0f} min in all)", flush=True)
+            report(s, args)  # the tables so far (marked PARTIAL), so a session that ends mid-study leaves them
+
+
+def key_run(row, s):
+    """The plan entry a CSV row answers (the lr of a size run at the check's n_embd was 0 in the plan)."""
+    run = Run(row["proj"], int(row["n_kv_head"]), int(row["n_embd"]), int(row["block_size"]), int(row["iters"]),
+              float(row["learning_rate"]), int(row["seed"]))
+    plans = plan(s)
+    if run in plans:
+        return run
+    return replace(run, lr=0)
+
+
+def paths(s, args):
+    base = s["assets"] or os.path.join(args.root, "scaling")
+    return base + ".csv", base + "_projections.csv"
+
+
+# ---------------------------------------------------------------------------------------------------- report
+
+def loss_of(rows, key, **where):
+    """{seed: float(row[key])} of the rows matching where."""
+    out = {}
+    for r in rows:
+        if all(str(r[k]) == str(v) for k, v in where.items()):
+            out[int(r["seed"])] = float(r[key])
+    return out
+
+
+def verdict(gaps):
+    """The rule every reading follows: with paired per-seed gaps, a difference is shown when every seed agrees in
+    sign and the mean gap exceeds the spread (sample std) of the gaps; suggested when only one of the two holds;
+    otherwise no difference."""
+    if len(gaps) < 2:
+        return "one seed"
+    mean, sd = statistics.mean(gaps), statistics.stdev(gaps)
+    same = all(g > 0 for g in gaps) or all(g < 0 for g in gaps)
+    big = abs(mean) > sd
+    return "shown" if same and big else "suggested" if same or big else "no difference"
+
+
+def gap_line(label, a, b, what):
+    """A table row of the paired gaps a - b (dicts seed -> loss) over the seeds both have."""
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return None
+    gaps = [a[x] - b[x] for x in seeds]
+    rel = [math.exp(a[x] - b[x]) * 100 - 100 for x in seeds]
+    sd = statistics.stdev(gaps) if len(gaps) > 1 else 0.0
+    return (f"| {label} | {what} | " + ", ".join(f"{g:+.4f}" for g in gaps) + f" | {statistics.mean(gaps):+.4f} "
+            f"+/- {sd:.4f} | {statistics.mean(rel):+.1f}% | {verdict(gaps)} |")
+
+
+GAP_HEAD = ["| setting | gap | per seed (nats/byte) | mean +/- std | perplexity | reading |", "|---|---|---|---|---|---|"]
+
+
+def budget_table(rows, s, which):
+    lines = []
+    for iters in s["iters"]:
+        where = dict(n_kv_head=0, n_embd=s["base_embd"], block_size=s["base_block"], iters=iters)
+        loss = {p: loss_of(rows, which, proj=p, **where) for p in ("qkv", "qk_v", "q_kv")}
+        for a, b in (("qk_v", "qkv"), ("q_kv", "qkv"), ("qk_v", "q_kv")):
+            line = gap_line(f"{iters} iterations", loss[a], loss[b], f"{a} - {b}")
+            lines += [line] if line else []
+    return lines
+
+
+def axis_table(rows, s, axis, values, fixed):
+    lines = []
+    for v in values:
+        where = {**fixed, axis: v}
+        line = gap_line(f"{axis} {v}", loss_of(rows, "val_loss", proj="qk_v", **where),
+                        loss_of(rows, "val_loss", proj="qkv", **where), "qk_v - qkv")
+        lines += [line] if line else []
+    return lines
+
+
+def mean_std(xs):
+    return f"{statistics.mean(xs):.4f} +/- {statistics.stdev(xs) if len(xs) > 1 else 0.0:.4f}"
+
+
+def cache_table(rows, s):
+    """Every base-size 600-iteration variant, by KV-cache bytes per token."""
+    where = dict(n_embd=s["base_embd"], block_size=s["base_block"], iters=s["iters"][0], learning_rate=s["lr"])
+    variants = {}
+    for r in rows:
+        if all(str(r[k]) == str(v) for k, v in where.items()):
+            variants.setdefault((int(r["kv_bytes_per_token"]), r["variant"]), []).append(float(r["val_loss"]))
+    lines = ["| KV cache bytes/token (bf16) | variant | seeds | val loss | best at this budget |", "|---|---|---|---|---|"]
+    for kv in sorted({k for k, _ in variants}, reverse=True):
+        here = {v: xs for (k, v), xs in variants.items() if k == kv}
+        best = min(here, key=lambda v: statistics.mean(here[v]))
+        for v, xs in sorted(here.items(), key=lambda item: statistics.mean(item[1])):
+            lines.append(f"| {kv:,} | {v} | {len(xs)} | {mean_std(xs)} | {'yes' if v == best and len(here) > 1 else ''} |")
+    return lines, variants
+
+
+def analysis_table(ana, s):
+    """Mean over layers per seed, then mean +/- std over seeds, per budget; and the random reference."""
+    lines = ["| iterations | seeds | " + " | ".join(f"{m} {a[1:]}-{b[1:]}" for m in MEASURES for a, b in PAIRS) + " |",
+             "|---|---|" + "---|" * (len(MEASURES) * len(PAIRS))]
+    for iters in s["iters"]:
+        for ref in (False, True):
+            here = [r for r in ana if int(r["iters"]) == iters and (r["layer"] == "random") == ref]
+            seeds = sorted({int(r["seed"]) for r in here})
+            if not seeds:
+                continue
+            cells = []
+            for m in MEASURES:
+                for a, b in PAIRS:
+                    per_seed = [statistics.mean(float(r["value"]) for r in here if int(r["seed"]) == x and
+                                                r["measure"] == m and r["pair"] == f"{a}-{b}") for x in seeds]
+                    cells.append(mean_std(per_seed).replace(" +/- ", " ± ") if not ref else f"{per_seed[0]:.3f}")
+            label = f"{iters} (random matrices)" if ref else str(iters)
+            lines.append(f"| {label} | {len(seeds)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def report(s, args):
+    csv_path, ana_path = paths(s, args)
+    rows, ana = read_csv(csv_path), read_csv(ana_path)
+    if not rows:
+        sys.exit(f"{csv_path} holds no finished run yet; train them first with `python -m experiments.scaling`.")
+    expected = len(plan(s))
+    md_path = csv_path[:-4] + ".md"
+    partial = len(rows) < expected
+    command = "python -m experiments.scaling" + (" --quick" if s is QUICK else "")
+    winner = lr_check_winner(s, rows)
+    lines = []
+    if partial:
+        lines += [f"PARTIAL: {len(rows)} of {expected} runs finished; the tables show what is in.", ""]
+    lines += [f"Generated by `{command}` (`--report` rebuilds it from {os.path.basename(csv_path)} and "
+              f"{os.path.basename(ana_path)}). Byte-level Shakespeare, config/cpu_lm.py: {rows[0]['n_layer']} layers, "
+              f"4 heads, dropout 0.1, {s['tokens_per_iter']:,} tokens per iteration, lr {s['lr']:g} -> "
+              f"{s['lr'] / 10:g} (cosine after 50 warmup iterations) unless said, seeds "
+              f"{', '.join(map(str, s['seeds']))}, one thread per run. Validation loss in nats/byte over the same "
+              f"{s['eval_tokens']:,} validation bytes, final (at the last iteration) unless said; best = the lowest "
+              f"of the evaluations every {s['eval_interval']} iterations.", "",
+              "Reading rule: gaps are paired by seed (the same seed gives every variant the same batches). A "
+              "difference is **shown** when every seed agrees in sign and the mean gap exceeds the spread (sample "
+              "std) of the per-seed gaps, **suggested** when only one of the two holds, otherwise **no difference**.",
+              "", "## Budget: 600 against 2400 iterations (each a full schedule)", "", "Final validation loss:", "",
+              *GAP_HEAD, *budget_table(rows, s, "val_loss"), "", "Best validation loss:", "", *GAP_HEAD,
+              *budget_table(rows, s, "best_val_loss"), "",
+              f"Projection analysis of the qkv checkpoints (experiments/analyze.py on the first {ANALYSIS_TOKENS:,} "
+              f"validation bytes; per seed the mean over layers, then mean ± std over seeds; the random row applies "
+              f"Gaussian matrices of the same shapes to the same inputs):", "", *analysis_table(ana, s), "",
+              "## Context: block_size with batch x block constant", "", *GAP_HEAD,
+              *axis_table(rows, s, "block_size", s["blocks"], dict(n_kv_head=0, n_embd=s["base_embd"],
+                                                                  iters=s["iters"][0])), "",
+              "## Size: n_embd (4 layers, 4 heads)", ""]
+    embd, lr = s["lr_check"]
+    check = {x: loss_of(rows, "val_loss", proj="qkv", n_embd=embd, iters=s["iters"][0], learning_rate=x,
+                        seed=s["seeds"][0]) for x in (s["lr"], lr)}
+    if all(check.values()):
+        lines += [f"Learning-rate check at n_embd {embd} (qkv, seed {s['seeds'][0]}): lr {s['lr']:g} gives "
+                  f"{check[s['lr']][s['seeds'][0]]:.4f}, lr {lr:g} gives {check[lr][s['seeds'][0]]:.4f}; the runs "
+                  f"at n_embd {embd} use lr {winner:g}.", ""]
+    lines += [*GAP_HEAD, *axis_table(rows, s, "n_embd", s["embds"], dict(n_kv_head=0, block_size=s["base_block"],
+                                                                         iters=s["iters"][0])), ""]
+    size_rows = [f"| {e} | {int(next(r['params'] for r in rows if int(r['n_embd']) == e and r['proj'] == p)):,} | {p} |"
+                 for e in s["embds"] for p in ("qkv", "qk_v")
+                 if any(int(r["n_embd"]) == e and r["proj"] == p for r in rows)]
+    lines += ["| n_embd | parameters | variant |", "|---|---|---|", *size_rows, ""]
+    cache, _ = cache_table(rows, s)
+    lines += ["## Cache budget: validation loss against KV-cache bytes per token (base size, "
+              f"{s['iters'][0]} iterations)", "", *cache]
+    atomic_write(md_path, "\n".join(lines) + "\n")
+    plot(rows, s, csv_path[:-4] + ".png")
+    print("\n".join(lines))
+    print(f"wrote {md_path}, {csv_path[:-4]}.png")
+
+
+def plot(rows, s, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.5))
+    base = dict(n_kv_head=0, n_embd=s["base_embd"], block_size=s["base_block"])
+    for i, p in enumerate(("qkv", "qk_v", "q_kv")):  # budget: final loss per seed and its mean
+        pts = [(it, v) for it in s["iters"] for v in loss_of(rows, "val_loss", proj=p, iters=it, **base).values()]
+        if pts:
+            axes[0].scatter(*zip(*pts), color=f"C{i}", s=12, alpha=0.6)
+            means = [(it, statistics.mean(v for x, v in pts if x == it)) for it in s["iters"] if
+                     any(x == it for x, _ in pts)]
+            axes[0].plot(*zip(*means), color=f"C{i}", marker="o", label=p)
+    axes[0].set(xscale="log", xticks=s["iters"], xticklabels=[str(x) for x in s["iters"]], xlabel="iterations",
+                ylabel="final validation loss (nats/byte)", title="budget (dots: seeds)")
+    for ax, axis, values, fixed in ((axes[1], "block_size", s["blocks"], dict(n_kv_head=0, n_embd=s["base_embd"])),
+                                    (axes[2], "n_embd", s["embds"], dict(n_kv_head=0, block_size=s["base_block"]))):
+        pts = []
+        for v in values:
+            a = loss_of(rows, "val_loss", proj="qk_v", iters=s["iters"][0], **{**fixed, axis: v})
+            b = loss_of(rows, "val_loss", proj="qkv", iters=s["iters"][0], **{**fixed, axis: v})
+            pts += [(v, math.exp(a[x] - b[x]) * 100 - 100) for x in set(a) & set(b)]
+        if pts:
+            ax.scatter(*zip(*pts), color="C1", s=12, alpha=0.6)
+            means = [(v, statistics.mean(g for x, g in pts if x == v)) for v in values if any(x == v for x, _ in pts)]
+            ax.plot(*zip(*means), color="C1", marker="o", label="qk_v vs qkv, mean")
+            ax.legend()
+        ax.axhline(0, color="gray", lw=0.5)
+        ax.set(xscale="log", xticks=values, xticklabels=[str(v) for v in values], xlabel=axis,
+               ylabel="perplexity of qk_v vs qkv (%)", title=f"{axis} (dots: seeds)")
+    _, variants = cache_table(rows, s)
+    for i, proj in enumerate(("qkv", "qk_v", "q_kv")):
+        pts = sorted((kv, statistics.mean(xs), min(xs), max(xs)) for (kv, v), xs in variants.items()
+                     if v.split("_gqa")[0].split("_mqa")[0] == proj)
+        if pts:
+            kv, mean, lo, hi = zip(*pts)
+            axes[3].errorbar(kv, mean, yerr=[np.subtract(mean, lo), np.subtract(hi, mean)], color=f"C{i}",
+                             marker="o", capsize=3, label=f"{proj} (MHA, GQA-2, MQA)" if proj != "q_kv" else proj)
+    axes[3].set(xscale="log", xlabel="KV-cache bytes per token (bf16)", ylabel="final validation loss",
+                title="cache budget (bars: min-max over seeds)")
+    for ax in (axes[0], axes[3]):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Budget, context, size and cache-budget scaling of qkv vs qk_v (vs q_kv).")
+    p.add_argument("--quick", action="store_true", help="a tiny grid into --root (default out-scaling-quick/)")
+    p.add_argument("--report", action="store_true", help="only the report, from the CSVs")
+    p.add_argument("--data_dir", default="data/cpu_lm_bytes", help="prepared byte-level data (see the docstring)")
+    p.add_argument("--root", default=None, help="run folders (default out-scaling/, or out-scaling-quick/)")
+    p.add_argument("--jobs", type=int, default=2, choices=range(1, 17), metavar="1..16",
+                   help="train.py processes at once, one thread each")
+    args = p.parse_args(argv)
+    s = QUICK if args.quick else FULL
+    args.root = args.root or s["root"]
+    if not args.report and not os.path.isfile(os.path.join(args.data_dir, "val.bin")):
+        p.error(f"--data_dir {args.data_dir!r} has no val.bin; prepare it with the command in "
+                f"experiments/scaling.py's docstring.")
+    os.makedirs(args.root, exist_ok=True)
+    if not args.report:
+        train_all(s, args)
+    report(s, args)
+
+
+if __name__ == "__main__":
+    main()

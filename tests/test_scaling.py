@@ -1,0 +1,73 @@
+"""experiments/scaling.py: the plan holds every cell the study asks for, once; --quick trains, writes its rows and
+report outside assets/, resumes without training again, and the reading rule says no more than the seeds show."""
+
+import csv
+import os
+import subprocess
+import sys
+
+from test_bad_inputs import tree_digest
+from test_train import ROOT, make_data
+
+from experiments import scaling
+
+
+def test_full_plan_has_every_cell_once():
+    s = scaling.FULL
+    runs = scaling.plan(s)
+    assert len(runs) == len(set(runs)) == 61
+    key = lambda r: (r.proj, r.n_kv_head, r.n_embd, r.block_size, r.iters)
+    have = {}
+    for r in runs:
+        have.setdefault(key(r), set()).add(r.seed)
+    seeds = set(scaling.SEEDS)
+    for p in ("qkv", "qk_v", "q_kv"):  # budget: separate full schedules of 600 and 2400 iterations
+        for iters in (600, 2400):
+            assert have[(p, 0, 128, 256, iters)] == seeds
+    for p in ("qkv", "qk_v"):
+        for t in (64, 128, 256, 512):  # context
+            assert have[(p, 0, 128, t, 600)] == seeds
+        for e in (64, 128, 256):  # size (the lr check's run stands in for seed 1337 of qkv at 256)
+            assert have[(p, 0, e, 256, 600)] == seeds
+        for g in (2, 1):  # cache budget
+            assert have[(p, g, 128, 256, 600)] == seeds
+    assert {r.lr for r in runs if r.n_embd == 256 and r.seed == 1337 and r.proj == "qkv"} == {2e-3, 1e-3}
+    for r in runs:  # batch x block constant: 4096 tokens per iteration everywhere
+        cmd = scaling.command(r, s, "d", "o", False)
+        batch = int(next(a for a in cmd if a.startswith("--batch_size=")).split("=")[1])
+        assert batch * r.block_size == 4096
+
+
+def test_reading_rule():
+    assert scaling.verdict([0.10, 0.12, 0.11]) == "shown"
+    assert scaling.verdict([0.10, 0.01, 0.30]) == "suggested"  # all positive, but the mean is within the spread
+    assert scaling.verdict([0.10, -0.01, 0.02]) == "no difference"
+    assert scaling.verdict([0.1]) == "one seed"
+
+
+def test_quick_run_writes_rows_and_report_outside_assets_and_resumes(tmp_path):
+    make_data(tmp_path / "data")
+    root = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "experiments.scaling", "--quick", f"--data_dir={tmp_path / 'data'}",
+           f"--root={root}"]
+    assets = tree_digest(os.path.join(ROOT, "assets"))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    with open(root / "scaling.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == scaling.COLUMNS
+    assert len(rows) == len(scaling.plan(scaling.QUICK))
+    assert all(float(x["best_val_loss"]) <= float(x["val_loss"]) for x in rows)
+    assert {int(x["kv_bytes_per_token"]) for x in rows if x["variant"] == "qk_v_gqa2"} == {2 * 2 * 8 * 1 * 2}  # layers x kv heads x head_dim x K only x bf16
+    with open(root / "scaling_projections.csv") as f:
+        ana = list(csv.DictReader(f))
+    assert {(a["iters"], a["layer"]) for a in ana} == {(i, x) for i in ("20", "40") for x in ("0", "1", "random")}
+    md = (root / "scaling.md").read_text()
+    assert not md.startswith("PARTIAL") and "## Cache budget" in md and "qk_v - q_kv" in md
+    assert (root / "scaling.png").stat().st_size > 0
+    assert tree_digest(os.path.join(ROOT, "assets")) == assets
+    before = (root / "scaling.csv").read_bytes()
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0 and "train.py" not in r.stdout  # nothing left to train
+    assert (root / "scaling.csv").read_bytes() == before
