@@ -7,6 +7,7 @@ The files every script shares, each opened with its checks and written atomicall
   open_data(data_dir, ...)       meta.json and the two bins of a prepared data directory, checked against each other
   atomic_write(path, ...)        every file a script writes: a temporary file beside it, fsync, then os.replace, so
                                  a kill or a full disk leaves the old file whole, never a torn one
+  guard_assets(path, ...)        only a study's full default run writes into assets/ (compared by real path)
 
 Every problem is one sentence naming the file and the fix, raised as SystemExit: the scripts end on it without a
 traceback, and tests catch it.
@@ -22,6 +23,21 @@ import torch
 from model import GPT, GPTConfig
 
 PREFIXES = ("_orig_mod.", "module.")  # torch.compile's and DDP's wrappers: harmless, stripped on load
+ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
+
+
+def in_assets(path):
+    """True when path, existing or not, lies in this repository's assets/ (compared by real path: an absolute
+    path, ./assets/../assets or a link to it is the same folder)."""
+    real, assets = os.path.realpath(path), os.path.realpath(ASSETS)
+    return real == assets or real.startswith(assets + os.sep)
+
+
+def guard_assets(path, full_run, command):
+    """Tracked results are written only by a study's full default run: SystemExit for any other run aimed there."""
+    if in_assets(path) and not full_run:
+        raise SystemExit(f"{path} is in assets/, which only the full default run (`{command}`) writes; "
+                         f"write this run elsewhere.")
 
 
 def atomic_write(path, data):

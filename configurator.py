@@ -9,9 +9,12 @@ with ast.literal_eval, and a value that is no Python literal stays a string (--o
 an unknown key or a value of the wrong type is an error: one line naming the key and the fix, exit status 1.
 """
 
+import argparse
 import ast
 import difflib
+import math
 import os
+import re
 import types
 
 
@@ -53,3 +56,53 @@ def configure(defaults, args):
                 if not key.startswith("_") and not isinstance(value, types.ModuleType):
                     values[key] = check(key, value, defaults, arg)
     return values
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Ranges, declared as plain data beside each setting and checked by one function. A rule is a short string:
+# ">= 1", "> 0", "[0, 1)", "(0, 1]", "[1, 65535]"; numbers must also be finite. train.py keeps a dict
+# {setting: rule} beside its settings block; the argparse scripts declare type=number(int, ">= 1").
+
+RULE = re.compile(r"^(?:(>=|>|<=|<) *(\S+)|([\[(]) *(\S+?) *, *(\S+?) *([\])]))$")
+
+
+def in_range(value, rule):
+    """True when value is a finite number that satisfies rule."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    m = RULE.match(rule)
+    if m is None:
+        raise ValueError(f"not a range rule: {rule!r}")
+    op, bound, left, lo, hi, right = m.groups()
+    if op:
+        b = float(bound)
+        return {">=": value >= b, ">": value > b, "<=": value <= b, "<": value < b}[op]
+    lo, hi = float(lo), float(hi)
+    return (value >= lo if left == "[" else value > lo) and (value <= hi if right == "]" else value < hi)
+
+
+def range_error(name, value, kind, rule):
+    """One sentence for a value that is not a finite kind within rule, or None when it is."""
+    if kind is int and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if (kind is int and (isinstance(value, bool) or not isinstance(value, int))) or not in_range(value, rule):
+        what = "an integer" if kind is int else "a finite number"
+        return f"{name} must be {what} {rule}; got {value!r}."
+    return None
+
+
+def number(kind, rule):
+    """An argparse type: the text parsed as kind, then checked against rule (carried as .kind and .rule, so tests
+    can generate bad values from the parser itself)."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'} {rule}; "
+                                             f"got {text!r}.") from None
+        error = range_error("value", value, kind, rule)
+        if error:
+            raise argparse.ArgumentTypeError(error.removeprefix("value "))
+        return value
+    parse.kind, parse.rule, parse.__name__ = kind, rule, kind.__name__
+    return parse
