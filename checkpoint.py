@@ -89,7 +89,7 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False):
         raise SystemExit(f"no checkpoint at {path}: train one with train.py, or point to the out_dir that holds it.")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-        missing_keys = [k for k in ("model", "model_args", *keys) if k not in ckpt]
+        missing_keys = [k for k in dict.fromkeys(("model", "model_args", *keys)) if k not in ckpt]
     except Exception as e:  # truncated, empty, not a torch file: the user cannot act on the traceback
         raise SystemExit(f"{path} is corrupt or not a checkpoint written by train.py ({type(e).__name__}); restore "
                          f"it or train again.") from None

@@ -52,17 +52,22 @@ def flag(s):
     return s.lower() in ("true", "1")
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """--help: the docstring as written, and each setting's default."""
+
+
 def get_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--input", nargs="+", default=[],
                    help="local files, folders or globs of .jsonl, .jsonl.zst (one JSON object with a 'text' field per "
                         "line) or .txt (one document per file); default: the Hugging Face hub")
     p.add_argument("--val_input", nargs="+", default=[],
                    help="local validation files, folders or globs: they fill val.bin, --input fills train.bin")
     p.add_argument("--val_fraction", type=number(float, "[0, 1)"), default=None,
-                   help="--input without --val_input only (default 0.01): every document j of a .jsonl shard with "
+                   help="--input without --val_input only: every document j of a .jsonl shard with "
                         "floor((j+1)f) > floor(jf) goes to val.bin; a .txt file, being one document, gives its last "
-                        "fraction f, cut at a line start, to val.bin as a document of its own")
+                        "fraction f, cut at a line start, to val.bin as a document of its own (default %(default)s, "
+                        "which is 0.01 for --input alone)")
     p.add_argument("--out_dir", default="data/slimpajama", help="where train.bin, val.bin and meta.json go")
     p.add_argument("--tokenizer", default="r50k_base", choices=("r50k_base", "bytes"),
                    help="r50k_base: GPT-2 BPE, end-of-text 50256 after each document; bytes: UTF-8 bytes (vocab 256), "
@@ -73,7 +78,7 @@ def get_parser():
     p.add_argument("--skip_bad", type=flag, nargs="?", const=True, default=False,
                    help="skip (and count in meta.json) non-JSON lines and corrupt .zst shards instead of stopping")
     p.add_argument("--threads", type=number(int, ">= 1"), default=os.cpu_count(),
-                   help="encoding threads (default: every core)")
+                   help="encoding threads (default: every core, %(default)s here)")
     p.add_argument("--commit_seconds", type=number(float, ">= 0"), default=10.0,
                    help="seconds between progress commits: the most work a killed run loses (0: every batch)")
     p.add_argument("--benchmark", type=flag, nargs="?", const=True, default=False,
