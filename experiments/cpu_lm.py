@@ -74,7 +74,9 @@ def train_all():
             cmd.append("--init_from=resume")
         print(" ".join(cmd), flush=True)
         t0 = time.time()
-        subprocess.run(cmd, check=True)
+        if subprocess.run(cmd).returncode:  # train.py said why on stderr: no traceback of ours on top of it
+            sys.exit(f"{out_dir}: train.py stopped (its message is above); fix that and run this command again, "
+                     f"the finished runs are kept.")
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"{out_dir}: {time.time() - t0:.0f} s (load average {load})", flush=True)
     print(f"all runs: {(time.time() - start) / 60:.1f} min", flush=True)

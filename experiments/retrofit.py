@@ -124,7 +124,9 @@ def train_all(s):
         cmd = [sys.executable, "train.py", *args] + (["--init_from=resume"] if ckpt is not None else [])
         print(" ".join(cmd), flush=True)
         t0 = time.time()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        if subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode:  # train.py said why on stderr
+            sys.exit(f"{out}: train.py stopped (its message is above); fix that and run this command again, the "
+                     f"finished runs are kept.")
         add_time(s, out, time.time() - t0)
         print(f"{out}: {time.time() - t0:.0f} s (load {os.getloadavg()[0]:.1f})", flush=True)
 

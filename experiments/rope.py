@@ -66,7 +66,9 @@ def train_all(args):
         if ckpt is not None:
             cmd.append("--init_from=resume")
         t0 = time.time()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        if subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode:  # train.py said why on stderr
+            sys.exit(f"{out}: train.py stopped (its message is above); fix that and run this command again, the "
+                     f"finished runs are kept.")
         print(f"{out}: {time.time() - t0:.0f} s", flush=True)
 
 

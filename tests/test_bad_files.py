@@ -359,3 +359,11 @@ def test_experiments_check_their_output_folders_before_training(tmp_path, monkey
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("trained before checking its folders"))
     with pytest.raises(SystemExit, match=f"^{tmp_path}/afile is not a writable directory"):
         retrofit.train_all(dict(retrofit.QUICK, root=str(tmp_path / "afile")))
+
+
+def test_a_training_run_that_fails_stops_the_study_in_one_sentence(tmp_path, monkeypatch):
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **k: subprocess.CompletedProcess(cmd, 1))  # train.py refused
+    s = dict(retrofit.QUICK, root=str(tmp_path / "runs"), assets=str(tmp_path / "runs" / "retrofit"))
+    with pytest.raises(SystemExit, match=f"^{tmp_path}/runs/qkv_s1337: train.py stopped \\(its message is above\\)"):
+        retrofit.train_all(s)  # was a CalledProcessError traceback below train.py's own one line
+    assert os.listdir(tmp_path / "runs") == []
