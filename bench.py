@@ -3,19 +3,20 @@ What sharing projections buys, measured: KV-cache bytes vs context for every var
 prefill time and memory, decode speed through the model's own cached path (eager and compiled), training
 throughput, on CUDA the Triton decode kernel and a 1.2B optimizer step, and a memory plan per GPU for training
 every run config under DDP and FSDP (arithmetic on the meta device).
-$ OMP_NUM_THREADS=1 python bench.py                   # CPU: every section that runs on CPU, minutes
-$ python bench.py --what=kernel,prefill,train,step,decode --device=cuda --out=assets/gpu   # sized for 8 min, H200
-Each section prints a table and writes CSV (and PNG) under --out. Timings are medians over repeats, taken round
+$ OMP_NUM_THREADS=1 python bench.py --out=assets      # CPU: every section that runs on CPU, minutes
+$ python bench.py --device=cuda --out=assets/gpu      # GPU: every section, sized for 8 min on an H200
+Each section prints a table and writes CSV (and PNG) under --out (default out-bench/). Only a run of every section,
+not --quick, may write into assets/, which holds the tracked results. Timings are medians over repeats, taken round
 robin over the variants, so compare variants within one run, never across machines. On a CPU shared with other
 jobs, one thread makes the timings CPU time (see clock_kind); with more threads they are wall-clock.
 """
 import argparse
 import csv
 import glob
+import io
 import os
 import platform
 import statistics
-import tempfile
 import time
 import weakref
 from contextlib import nullcontext
@@ -31,6 +32,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from checkpoint import atomic_write, guard_assets, writable_dir
 from model import GPT, SOURCES, GPTConfig
 
 VARIANTS = [  # paper name -> the GPTConfig fields that make it
@@ -70,15 +72,16 @@ def clock(device):
 
 
 def write_csv(path, rows):
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    f = io.StringIO()
+    w = csv.DictWriter(f, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write(path, f.getvalue())
     print(f"wrote {path}")
 
 
 def save_fig(fig, path):
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"))
     plt.close(fig)
     print(f"wrote {path}")
 
@@ -569,11 +572,11 @@ def bench_memory(args, device):
     print_table(header, table)
     write_csv(os.path.join(args.out, "memory.csv"), rows)
     path = os.path.join(args.out, "memory.md")
-    with open(path, "w") as f:
-        f.write("Per GPU, decimal GB, written by `python bench.py --what=memory` (arithmetic, an estimate for the "
-                "activations; see docs/fsdp.md). Fits: yes, ckpt (only with --grad_ckpt=True) or no.\n\n")
-        f.write("| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n")
-        f.writelines("| " + " | ".join(str(x) for x in r) + " |\n" for r in table)
+    intro = (f"Per GPU, decimal GB, written by bench.py's memory section (`--what=memory`; assets/memory.md by "
+             f"`{FULL}`): arithmetic, an estimate for the activations (see docs/fsdp.md). Fits: yes, ckpt (only with "
+             f"--grad_ckpt=True) or no.")
+    atomic_write(path, intro + "\n\n| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
+                 + "".join("| " + " | ".join(str(x) for x in r) + " |\n" for r in table))
     print(f"wrote {path}")
 
 
@@ -591,24 +594,31 @@ BENCHES = {"cache": bench_cache, "memory": bench_memory, "kernel": bench_kernel,
            "step": bench_step, "decode": bench_decode}
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description="Cache, decode, training and kernel benchmarks of every variant.")
+FULL = "OMP_NUM_THREADS=1 python bench.py --out=assets"  # the run that writes the tracked results
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description="Cache, decode, training and kernel benchmarks of every variant.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--what", default=",".join(BENCHES), help=f"comma-separated subset of {', '.join(BENCHES)}")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--quick", action="store_true", help="tiny shapes: every section in seconds (for tests)")
-    p.add_argument("--out", default="assets", help="directory for the CSV and PNG files")
-    args = p.parse_args(argv)
+    p.add_argument("--out", default="out-bench",
+                   help="directory for the CSV and PNG files; assets/ only for a run of every section, not --quick")
+    return p
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
     what = args.what.split(",")
     if set(what) - set(BENCHES):
         raise SystemExit(f"--what must be a comma-separated subset of {', '.join(BENCHES)}; got {args.what!r}.")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device=cuda but this torch sees no CUDA device; use --device=cpu.")
-    try:  # before the measurements: an --out that cannot take the results fails now, not after minutes
-        os.makedirs(args.out, exist_ok=True)
-        tempfile.TemporaryFile(dir=args.out).close()
-    except OSError as e:
-        raise SystemExit(f"--out {args.out!r} is not a writable directory ({e.strerror}); choose another --out.")
+    guard_assets(args.out, set(what) == set(BENCHES) and not args.quick, FULL)
+    # before the measurements: an --out that cannot take the results fails now, not after minutes
+    writable_dir(args.out, "choose another --out")
     print(f"device: {device_name(device)} | torch {torch.__version__} | {platform.python_implementation()} "
           f"{platform.python_version()}")
     torch.manual_seed(0)

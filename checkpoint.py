@@ -7,6 +7,7 @@ The files every script shares, each opened with its checks and written atomicall
   open_data(data_dir, ...)       meta.json and the two bins of a prepared data directory, checked against each other
   atomic_write(path, ...)        every file a script writes: a temporary file beside it, fsync, then os.replace, so
                                  a kill or a full disk leaves the old file whole, never a torn one
+  writable_dir(folder, fix)      an output folder checked before the work, not found unwritable after it
   guard_assets(path, ...)        only a study's full default run writes into assets/ (compared by real path)
 
 Every problem is one sentence naming the file and the fix, raised as SystemExit: the scripts end on it without a
@@ -24,6 +25,7 @@ from model import GPT, GPTConfig
 
 PREFIXES = ("_orig_mod.", "module.")  # torch.compile's and DDP's wrappers: harmless, stripped on load
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
+MAX_SCAN = 1 << 27  # tokens: a bin with no recorded largest id is read for it up to 256 MB (0.05 s when cached)
 
 
 def in_assets(path):
@@ -59,6 +61,16 @@ def atomic_write(path, data):
             os.remove(tmp)
 
 
+def writable_dir(folder, fix):
+    """Make folder if needed and create a file in it: a folder that cannot take the results fails before the work
+    (minutes or hours of it), not after."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        raise SystemExit(f"{folder} is not a writable directory ({e.strerror}); {fix}.") from None
+
+
 def save_checkpoint(ckpt, path):
     atomic_write(path, lambda f: torch.save(ckpt, f))
 
@@ -77,7 +89,7 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False):
         raise SystemExit(f"no checkpoint at {path}: train one with train.py, or point to the out_dir that holds it.")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-        missing_keys = [k for k in ("model", "model_args", *keys) if k not in ckpt]
+        missing_keys = [k for k in dict.fromkeys(("model", "model_args", *keys)) if k not in ckpt]
     except Exception as e:  # truncated, empty, not a torch file: the user cannot act on the traceback
         raise SystemExit(f"{path} is corrupt or not a checkpoint written by train.py ({type(e).__name__}); restore "
                          f"it or train again.") from None
@@ -134,20 +146,33 @@ def read_json(path, what):
 
 
 def open_data(data_dir, block_size, vocab_size, resuming=False):
-    """meta.json of data_dir after checking that both bins are there, long enough for a block_size window, and
-    fit a model of vocab_size; -> meta."""
+    """meta.json of data_dir after checking the two bins against it: uint16 (the dtype it records), the token counts
+    it records, long enough for a block_size window, no token id at or above its vocabulary (the largest one as
+    prepare_slimpajama.py recorded it); and that vocabulary within a model of vocab_size; -> meta. Data prepared
+    before the largest id was recorded opens too: its bins are read for it when small (MAX_SCAN)."""
     prepare = f"prepare it with `python prepare_slimpajama.py --out_dir={data_dir}` or set --data_dir"
     for name in ("train.bin", "val.bin", "meta.json"):
         if not os.path.exists(os.path.join(data_dir, name)):
             raise SystemExit(f"data_dir {data_dir!r} has no {name}; {prepare}.")
     path = os.path.join(data_dir, "meta.json")
-    meta = read_json(path, f"prepare {data_dir} again with prepare_slimpajama.py")
+    again = f"prepare {data_dir} again with prepare_slimpajama.py"
+    meta = read_json(path, again)
     if not isinstance(meta.get("vocab_size"), int):
-        raise SystemExit(f"{path} has no vocab_size; prepare {data_dir} again with prepare_slimpajama.py.")
+        raise SystemExit(f"{path} has no vocab_size; {again}.")
+    if meta.get("dtype", "uint16") != "uint16":
+        raise SystemExit(f"{path} records dtype {meta['dtype']!r}, and train.py reads uint16 tokens; {again}.")
     for split in ("train", "val"):
-        n = os.path.getsize(os.path.join(data_dir, f"{split}.bin")) // 2
-        if n <= block_size:
-            raise SystemExit(f"{data_dir}/{split}.bin holds {n} tokens, fewer than block_size + 1 "
+        bin_path, recorded = os.path.join(data_dir, f"{split}.bin"), meta.get(f"{split}_tokens")
+        size = os.path.getsize(bin_path)
+        if size % 2:
+            raise SystemExit(f"{bin_path} holds {size:,} bytes, an odd number, so it is no file of uint16 tokens "
+                             f"(cut short, or written by another program); {again}.")
+        if isinstance(recorded, int) and size != 2 * recorded:
+            what = "cut short" if size < 2 * recorded else "extended, or written with a wider dtype"
+            raise SystemExit(f"{bin_path} holds {size // 2:,} uint16 tokens and {path} records {recorded:,} ({what}); "
+                             f"{again}.")
+        if size // 2 <= block_size:
+            raise SystemExit(f"{bin_path} holds {size // 2} tokens, fewer than block_size + 1 "
                              f"({block_size + 1}); prepare more data or set a smaller --block_size.")
     if meta["vocab_size"] > vocab_size:
         if resuming:  # the vocabulary is the checkpoint's: no setting can change it now
@@ -156,7 +181,24 @@ def open_data(data_dir, block_size, vocab_size, resuming=False):
         padded = -(-meta["vocab_size"] // 64) * 64
         raise SystemExit(f"vocab_size {vocab_size} < tokenizer vocab {meta['vocab_size']} in {path}; "
                          f"set --vocab_size={padded}.")
+    for split in ("train", "val"):
+        top = meta.get(f"{split}_max_token")
+        if not isinstance(top, int) and os.path.getsize(os.path.join(data_dir, f"{split}.bin")) <= 2 * MAX_SCAN:
+            top = largest_token(os.path.join(data_dir, f"{split}.bin"))
+        if isinstance(top, int) and top >= meta["vocab_size"]:  # the model's vocab_size is at least this
+            raise SystemExit(f"{data_dir}/{split}.bin holds token id {top}, at or above vocab_size "
+                             f"{meta['vocab_size']} of its tokenizer {meta.get('tokenizer')!r} in {path}: the bins "
+                             f"are not that tokenizer's ids (the model would fail on them); {again}.")
     return meta
+
+
+def largest_token(path):
+    """The largest token id of a uint16 bin (None when it is empty), read in pieces of a few MB."""
+    n = os.path.getsize(path) // 2
+    if n == 0:
+        return None
+    data = np.memmap(path, dtype=np.uint16, mode="r", shape=(n,))
+    return max(int(data[i:i + (1 << 22)].max()) for i in range(0, n, 1 << 22))
 
 
 def tokens(data_dir, split):

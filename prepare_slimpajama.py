@@ -1,7 +1,8 @@
 r"""
 Tokenize SlimPajama (or local .jsonl / .jsonl.zst / .txt files) into the data directory train.py reads:
 out_dir/train.bin and out_dir/val.bin (np.uint16, every document followed by the end-of-text token) and
-out_dir/meta.json (tokenizer, vocab_size, eot_token, tokens, documents and shards per split, source).
+out_dir/meta.json (tokenizer, vocab_size, eot_token, dtype, tokens, documents, shards and the largest token id per
+split, source), which train.py checks the bins against.
 
 $ python prepare_slimpajama.py                                    # the paper's set: 10B train + 10M val tokens
 $ python prepare_slimpajama.py --train_tokens=20_000_000 --out_dir=data/slimpajama_20m
@@ -33,6 +34,9 @@ import numpy as np
 import tiktoken
 import zstandard
 
+from checkpoint import atomic_write, largest_token, writable_dir
+from configurator import number
+
 HUB_REPO = "cerebras/SlimPajama-627B"
 HUB_SHARDS = {"val": r"validation/chunk\d+/example_holdout_\d+\.jsonl\.zst",
               "train": r"train/chunk\d+/example_train_\d+\.jsonl\.zst"}
@@ -42,36 +46,49 @@ CHUNK_CHARS = 1 << 16   # text per encoding task: many tasks per batch keep ever
 PRINT_SECONDS = 5
 
 
-def parse_args(argv):
-    def flag(s):
-        if s.lower() not in ("true", "false", "1", "0"):
-            raise argparse.ArgumentTypeError(f"expected True or False, got {s!r}")
-        return s.lower() in ("true", "1")
+def flag(s):
+    if s.lower() not in ("true", "false", "1", "0"):
+        raise argparse.ArgumentTypeError(f"expected True or False, got {s!r}")
+    return s.lower() in ("true", "1")
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """--help: the docstring as written, and each setting's default."""
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--input", nargs="+", default=[],
                    help="local files, folders or globs of .jsonl, .jsonl.zst (one JSON object with a 'text' field per "
                         "line) or .txt (one document per file); default: the Hugging Face hub")
     p.add_argument("--val_input", nargs="+", default=[],
                    help="local validation files, folders or globs: they fill val.bin, --input fills train.bin")
-    p.add_argument("--val_fraction", type=float, default=None,
-                   help="--input without --val_input only (default 0.01): every document j of a .jsonl shard with "
+    p.add_argument("--val_fraction", type=number(float, "[0, 1)"), default=None,
+                   help="--input without --val_input only: every document j of a .jsonl shard with "
                         "floor((j+1)f) > floor(jf) goes to val.bin; a .txt file, being one document, gives its last "
-                        "fraction f, cut at a line start, to val.bin as a document of its own")
+                        "fraction f, cut at a line start, to val.bin as a document of its own (default %(default)s, "
+                        "which is 0.01 for --input alone)")
     p.add_argument("--out_dir", default="data/slimpajama", help="where train.bin, val.bin and meta.json go")
     p.add_argument("--tokenizer", default="r50k_base", choices=("r50k_base", "bytes"),
                    help="r50k_base: GPT-2 BPE, end-of-text 50256 after each document; bytes: UTF-8 bytes (vocab 256), "
                         "byte 0 after each document, NUL bytes inside documents dropped and counted")
-    p.add_argument("--train_tokens", type=int, default=10_000_000_000,
+    p.add_argument("--train_tokens", type=number(int, ">= 1"), default=10_000_000_000,
                    help="train.bin ends at the first document boundary at or past this many tokens (the paper's 10B)")
-    p.add_argument("--val_tokens", type=int, default=10_000_000, help="the same for val.bin")
+    p.add_argument("--val_tokens", type=number(int, ">= 0"), default=10_000_000, help="the same for val.bin")
     p.add_argument("--skip_bad", type=flag, nargs="?", const=True, default=False,
                    help="skip (and count in meta.json) non-JSON lines and corrupt .zst shards instead of stopping")
-    p.add_argument("--threads", type=int, default=os.cpu_count(), help="encoding threads (default: every core)")
-    p.add_argument("--commit_seconds", type=float, default=10.0,
-                   help="seconds between progress commits: the most work a killed run loses")
+    p.add_argument("--threads", type=number(int, ">= 1"), default=os.cpu_count(),
+                   help="encoding threads (default: every core, %(default)s here)")
+    p.add_argument("--commit_seconds", type=number(float, ">= 0"), default=10.0,
+                   help="seconds between progress commits: the most work a killed run loses (0: every batch)")
     p.add_argument("--benchmark", type=flag, nargs="?", const=True, default=False,
                    help="with --input: end-to-end tokens/s of this script next to tiktoken alone on the same text")
+    return p
+
+
+def parse_args(argv):
+    """The settings, each checked by its type in get_parser, then the checks across settings."""
+    p = get_parser()
     args = p.parse_args(argv)
     if args.val_input and not args.input:
         p.error("--val_input needs --input for the training files")
@@ -79,15 +96,6 @@ def parse_args(argv):
         p.error("--val_fraction splits --input alone; drop it, the validation shards already fill val.bin")
     if args.val_fraction is None and args.input and not args.val_input:
         args.val_fraction = 0.01
-    if args.val_fraction is not None and not 0 <= args.val_fraction < 1:
-        p.error(f"--val_fraction must be in [0, 1), got {args.val_fraction}")
-    if args.train_tokens < 1 or args.val_tokens < 0:
-        p.error("--train_tokens must be at least 1 and --val_tokens at least 0")
-    if args.threads < 1:
-        p.error("--threads must be at least 1")
-    if not 0 <= args.commit_seconds < float("inf"):
-        p.error(f"--commit_seconds must be a finite number of seconds >= 0 (0 commits every batch), got "
-                f"{args.commit_seconds}")
     if args.benchmark and not args.input:
         p.error("--benchmark measures local files: give them with --input")
     return args
@@ -390,12 +398,7 @@ def human(n):
 
 
 def write_json(path, obj):
-    # write-then-rename: a kill leaves the old file or the new one, never half of one
-    with open(path + ".tmp", "w") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(path + ".tmp", path)
+    atomic_write(path, json.dumps(obj, indent=1))  # a kill leaves the old file or the new one, never half of one
 
 
 def open_bins(out_dir, st):
@@ -448,6 +451,17 @@ def start_state(out_dir, settings):
             "skipped": 0, "skipped_shards": [], "nul_bytes_dropped": 0}
 
 
+def check_bins(out_dir, meta):
+    """A finished dataset is only done while its bins hold what meta.json records (a deleted or cut train.bin is
+    not)."""
+    for s in ("train", "val"):
+        path, n = os.path.join(out_dir, f"{s}.bin"), meta[f"{s}_tokens"]
+        if not os.path.exists(path) or os.path.getsize(path) != 2 * n:
+            held = f"holds {os.path.getsize(path):,} bytes" if os.path.exists(path) else "is missing"
+            sys.exit(f"error: {path} {held}, and {out_dir}/meta.json records {n:,} tokens ({2 * n:,} bytes); "
+                     f"delete {out_dir} and run this command again to rebuild it")
+
+
 def prepare(args, log=print):
     """Make args.out_dir; returns its meta.json contents."""
     tok = Tokenizer(args.tokenizer)
@@ -461,17 +475,14 @@ def prepare(args, log=print):
     settings = {"source": source, "tokenizer": args.tokenizer, "train_tokens": args.train_tokens,
                 "val_tokens": args.val_tokens, "val_fraction": args.val_fraction, "shards": len(shards),
                 "shards_sha1": hashlib.sha1(json.dumps(fingerprint).encode()).hexdigest()}
-    try:  # before any work: a folder that cannot take the bins fails now, not after hours of encoding
-        os.makedirs(args.out_dir, exist_ok=True)
-        tempfile.TemporaryFile(dir=args.out_dir).close()
-    except OSError as e:
-        sys.exit(f"error: --out_dir {args.out_dir} is not a writable directory ({e.strerror}); choose another")
+    writable_dir(args.out_dir, "choose another --out_dir")
     st = start_state(args.out_dir, settings)
     meta_path = os.path.join(args.out_dir, "meta.json")
     if st is None:
+        meta = read_json(meta_path)
+        check_bins(args.out_dir, meta)
         log(f"{meta_path} already holds this dataset; nothing to do")
-        with open(meta_path) as f:
-            return json.load(f)
+        return meta
     if st["next"] != [0, 0]:
         log(f"resuming at shard {st['next'][0]}/{len(shards)}, {st['tokens']['train']:,} train and "
             f"{st['tokens']['val']:,} val tokens committed")
@@ -539,9 +550,16 @@ def prepare(args, log=print):
     log(progress(st, shards, target, made, chars, time.time() - t0))
     for f in files.values():
         f.close()
+    if st["tokens"]["train"] == 0:  # nothing to train on: leave no dataset behind that looks made
+        for name in ("train.bin", "val.bin", "progress.json"):
+            os.remove(os.path.join(args.out_dir, name))
+        sys.exit(f"error: the input holds no text for train.bin ({len(shards)} file(s) read, {st['skipped']} bad "
+                 f"line(s) and {len(st['skipped_shards'])} bad file(s) skipped); give files that hold documents")
     meta = {"tokenizer": tok.name, "vocab_size": tok.vocab_size, "eot_token": tok.eot, "dtype": "uint16",
             "separator": tok.separator, "source": source,
             **{f"{s}_{k}": st[k][s] for s in ("train", "val") for k in ("tokens", "documents", "shards")},
+            # read back from the bins as written: open_data checks them against the vocabulary with it
+            **{f"{s}_max_token": largest_token(os.path.join(args.out_dir, f"{s}.bin")) for s in ("train", "val")},
             "val_fraction": args.val_fraction, "skipped": st["skipped"], "skipped_shards": st["skipped_shards"],
             "settings": settings}
     if tok.name == "bytes":

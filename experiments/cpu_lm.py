@@ -9,9 +9,13 @@ config/cpu_lm*.py variant for 3 seeds on byte-level Shakespeare, one run at a ti
 
 Run {variant} with seed s trains into out-cpu_lm/{variant}_s{s}. A seed sets both the initial weights and the
 batches, so for one seed every variant sees exactly the same training tokens; all score the same validation tokens.
+The report goes to assets/ once all 21 runs have finished; before that it goes to out-cpu_lm/cpu_lm.* (a partial
+report never replaces the complete one).
 """
 
+import argparse
 import csv
+import io
 import json
 import math
 import os
@@ -22,13 +26,14 @@ import time
 
 import torch
 
-from checkpoint import load_checkpoint
+from checkpoint import atomic_write, load_checkpoint, writable_dir
 from model import GPT, GPTConfig
 
 VARIANTS = ["qkv", "qk_v", "q_kv", "q_k_v", "qkv_mqa", "qk_v_mqa", "qk_v_linear"]
 SEEDS = [1337, 1338, 1339]
 PAPER_PPL = {"qkv": 5.11, "qk_v": 5.27, "q_kv": 5.36, "q_k_v": 6.41}  # 300M, SlimPajama, the paper's table
-ASSETS = "assets/cpu_lm"
+ROOT = "out-cpu_lm"
+ASSETS = "assets/cpu_lm"  # the complete report; a partial one goes to ROOT/cpu_lm
 
 
 def config_file(variant):
@@ -36,7 +41,7 @@ def config_file(variant):
 
 
 def run_dir(variant, seed):
-    return f"out-cpu_lm/{variant}_s{seed}"
+    return f"{ROOT}/{variant}_s{seed}"
 
 
 def checkpoint(out_dir):
@@ -58,6 +63,8 @@ def runs():
 
 
 def train_all():
+    for folder in (ROOT, os.path.dirname(ASSETS)):  # the runs and the report: found unwritable now, not after hours
+        writable_dir(folder, "make it writable, or run from a copy of the repository that is")
     start = time.time()
     for variant, seed, out_dir, ckpt in runs():
         if finished(ckpt):
@@ -67,7 +74,9 @@ def train_all():
             cmd.append("--init_from=resume")
         print(" ".join(cmd), flush=True)
         t0 = time.time()
-        subprocess.run(cmd, check=True)
+        if subprocess.run(cmd).returncode:  # train.py said why on stderr: no traceback of ours on top of it
+            sys.exit(f"{out_dir}: train.py stopped (its message is above); fix that and run this command again, "
+                     f"the finished runs are kept.")
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"{out_dir}: {time.time() - t0:.0f} s (load average {load})", flush=True)
     print(f"all runs: {(time.time() - start) / 60:.1f} min", flush=True)
@@ -97,18 +106,18 @@ def collect():
             "seed": seed, "iters": ckpt["iter_num"], "params": model.num_params(),
             "kv_bytes_per_token_bf16": model.kv_bytes_per_token(torch.bfloat16),
             "val_loss": curve[-1][1], "val_ppl": math.exp(curve[-1][1]), "curve": curve})
-    if missing:
-        print(f"not finished, left out of the report: {', '.join(missing)}", file=sys.stderr)
-    return results, cfg
+    return results, cfg, missing
 
 
 def mean_std(xs):
     return statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
 
 
-def write_table(results, cfg):
+def write_table(results, cfg, missing, prefix):
     base = statistics.mean(r["val_ppl"] for r in results["qkv"]) if "qkv" in results else None
-    lines = [f"Byte-level Shakespeare (train {cfg['train_tokens']:,} bytes, validation {cfg['val_tokens']:,}), "
+    lines = [f"PARTIAL: {len(missing)} of {len(VARIANTS) * len(SEEDS)} runs not finished, left out: "
+             f"{', '.join(missing)}.", ""] if missing else []
+    lines += [f"Byte-level Shakespeare (train {cfg['train_tokens']:,} bytes, validation {cfg['val_tokens']:,}), "
              f"{cfg['n_layer']} layers, {cfg['n_head']} heads, n_embd {cfg['n_embd']}, block {cfg['block_size']}, "
              f"dropout {cfg['dropout']}, {cfg['max_iters']} iterations of {cfg['batch_size']} x {cfg['block_size']} "
              f"tokens. Final validation loss over {cfg['eval_tokens']:,} tokens, mean +/- sample std over the finished "
@@ -126,22 +135,22 @@ def write_table(results, cfg):
         lines.append(f"| {variant} | {r['proj']} | {r['n_kv_head']} | {r['attn']} | {r['params']:,} | "
                      f"{r['kv_bytes_per_token_bf16']:,} | {len(runs)} | {loss[0]:.4f} +/- {loss[1]:.4f} | "
                      f"{ppl[0]:.3f} +/- {ppl[1]:.3f} | {rel} | {paper} |")
-    with open(ASSETS + ".md", "w") as f:
-        f.write("\n".join(lines) + "\n")
+    atomic_write(prefix + ".md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
-def write_csv(results):
+def write_csv(results, prefix):
     keys = ["variant", "proj", "n_kv_head", "attn", "seed", "iters", "params", "kv_bytes_per_token_bf16",
             "val_loss", "val_ppl"]
-    with open(ASSETS + ".csv", "w", newline="") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(keys)
-        for runs in results.values():
-            w.writerows([r[k] for k in keys] for r in runs)
+    f = io.StringIO()
+    w = csv.writer(f, lineterminator="\n")
+    w.writerow(keys)
+    for runs in results.values():
+        w.writerows([r[k] for k in keys] for r in runs)
+    atomic_write(prefix + ".csv", f.getvalue())
 
 
-def plot(results):
+def plot(results, prefix):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -161,24 +170,37 @@ def plot(results):
                 ylim=(min(finals) - 0.02, max(finals) + 0.15))
     axes[0].legend()
     fig.tight_layout()
-    fig.savefig(ASSETS + ".png", dpi=120)
+    atomic_write(prefix + ".png", lambda f: fig.savefig(f, format="png", dpi=120))
     plt.close(fig)
 
 
 def report():
-    results, cfg = collect()
+    results, cfg, missing = collect()
     if not results:
-        sys.exit("no finished run under out-cpu_lm/; train them first with `python -m experiments.cpu_lm`.")
-    os.makedirs(os.path.dirname(ASSETS), exist_ok=True)
-    write_table(results, cfg)
-    write_csv(results)
-    plot(results)
-    print(f"wrote {ASSETS}.md, {ASSETS}.csv, {ASSETS}.png")
+        sys.exit(f"no finished run under {ROOT}/; train them first with `python -m experiments.cpu_lm`.")
+    prefix = f"{ROOT}/cpu_lm" if missing else ASSETS  # a partial report never replaces the complete one
+    writable_dir(os.path.dirname(prefix), "make it writable")
+    if missing:
+        print(f"{len(missing)} of {len(VARIANTS) * len(SEEDS)} runs not finished, left out of the report, which goes "
+              f"to {prefix}.* ({ASSETS}.* holds the complete one): {', '.join(missing)}", file=sys.stderr)
+    write_table(results, cfg, missing, prefix)
+    write_csv(results, prefix)
+    plot(results, prefix)
+    print(f"wrote {prefix}.md, {prefix}.csv, {prefix}.png")
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--report", action="store_true", help="only the report, from the finished runs")
+    return p
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    if not args.report:
+        train_all()
+    report()
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] not in ([], ["--report"]):
-        sys.exit("usage: python -m experiments.cpu_lm [--report]")
-    if not sys.argv[1:]:
-        train_all()
-    report()
+    main()

@@ -9,13 +9,18 @@ the cpu_lm setting (config/cpu_lm.py), 3 seeds, every run through train.py in a 
     python -m experiments.retrofit --report   # only the report, from the finished runs under out-retrofit/
     python -m experiments.retrofit --quick    # the same pipeline at 1/10 of the steps, 1 seed: out-retrofit-quick/, not assets/
 
+The report goes to assets/ only from the full run with every run finished; a partial one goes to the runs' folder
+(out-retrofit/retrofit.*), so it never replaces the complete one.
+
 Per seed: qkv trained for ITERS steps (the source); each conversion of it uptrained for UPTRAIN[-1] steps with one
 warmup + cosine schedule (validation right after conversion, then after each UPTRAIN count: the shorter count is read
 mid-schedule, not from a run annealed over it, which saves a run per conversion); qk_v from scratch for
 ITERS + UPTRAIN[-1] steps, read the same way at ITERS + UPTRAIN[0].
 """
 
+import argparse
 import csv
+import io
 import json
 import os
 import statistics
@@ -27,7 +32,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from checkpoint import load_checkpoint
+from checkpoint import atomic_write, load_checkpoint, tokens, writable_dir
 from convert import convert_state_dict
 from model import GPT, GPTConfig
 
@@ -86,10 +91,32 @@ def checkpoint(out_dir):
     return load_checkpoint(path, ("model", "model_args", "config", "iter_num", "meta")) if os.path.exists(path) else None
 
 
+def times(s):
+    """[{"run", "s"}] of root/times.jsonl, one line per finished training run (an empty list before the first)."""
+    path = os.path.join(s["root"], "times.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        lines = f.read().splitlines()
+    try:
+        return [json.loads(line) for line in lines]
+    except ValueError:
+        raise SystemExit(f"{path} has a line that is not JSON (cut by a kill while an older version appended to "
+                         f"it); delete that line and run again.") from None
+
+
+def add_time(s, run, seconds):
+    # appended by rewriting the whole (short) file atomically: a kill leaves the old lines or the new ones, never a
+    # torn last line that every later report would trip on
+    entries = times(s) + [{"run": run, "s": seconds}]
+    atomic_write(os.path.join(s["root"], "times.jsonl"), "".join(json.dumps(e) + "\n" for e in entries))
+
+
 def train_all(s):
     """Each unfinished run through train.py (a killed one continues from its checkpoint); the stdout of the runs
     goes to their log.jsonl, the time of each to root/times.jsonl."""
-    os.makedirs(s["root"], exist_ok=True)
+    for folder in (s["root"], os.path.dirname(s["assets"])):  # the runs and the report, checked before hours
+        writable_dir(folder, "make it writable, or run from a copy of the repository that is")
     for name, seed, out, args, end in plan(s):
         ckpt = checkpoint(out)
         if ckpt is not None and ckpt["iter_num"] >= end:
@@ -97,9 +124,10 @@ def train_all(s):
         cmd = [sys.executable, "train.py", *args] + (["--init_from=resume"] if ckpt is not None else [])
         print(" ".join(cmd), flush=True)
         t0 = time.time()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        with open(os.path.join(s["root"], "times.jsonl"), "a") as f:
-            f.write(json.dumps({"run": out, "s": time.time() - t0}) + "\n")
+        if subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode:  # train.py said why on stderr
+            sys.exit(f"{out}: train.py stopped (its message is above); fix that and run this command again, the "
+                     f"finished runs are kept.")
+        add_time(s, out, time.time() - t0)
         print(f"{out}: {time.time() - t0:.0f} s (load {os.getloadavg()[0]:.1f})", flush=True)
 
 
@@ -176,7 +204,7 @@ def layer_facts(conv):
 
 
 def windows(cfg, split, starts):
-    data = np.memmap(os.path.join(cfg["data_dir"], f"{split}.bin"), dtype=np.uint16, mode="r")
+    data = tokens(cfg["data_dir"], split)
     x = torch.from_numpy(np.stack([data[i:i + cfg["block_size"] + 1] for i in starts]).astype(np.int64))
     return x[:, :-1].contiguous(), x[:, 1:].contiguous()
 
@@ -185,7 +213,7 @@ def windows(cfg, split, starts):
 def val_loss(model, cfg):
     """The validation loss train.py's evaluation reports: the same consecutive windows, the same batches."""
     B, T = cfg["batch_size"], cfg["block_size"]
-    data_len = os.path.getsize(os.path.join(cfg["data_dir"], "val.bin")) // 2
+    data_len = len(tokens(cfg["data_dir"], "val"))
     n = max(1, cfg["eval_tokens"] // (B * T))
     return sum(model(*windows(cfg, "val", (k * B + np.arange(B)) * T % (data_len - T)))[1].item()
                for k in range(n)) / n
@@ -193,7 +221,7 @@ def val_loss(model, cfg):
 
 def calibration(cfg, seed, max_iters):
     """The tokens train.py fits a conversion on: calib_batches training batches under the key (seed, max_iters, k)."""
-    data_len = os.path.getsize(os.path.join(cfg["data_dir"], "train.bin")) // 2
+    data_len = len(tokens(cfg["data_dir"], "train"))
     return torch.cat([windows(cfg, "train", np.random.default_rng([seed, max_iters, k]).integers(
         0, data_len - cfg["block_size"], size=cfg["batch_size"]))[0] for k in range(cfg["calib_batches"])])
 
@@ -226,10 +254,14 @@ def convert_sources(s):
     out = {}
     for seed in s["seeds"]:
         cached = f"{s['root']}/qkv_s{seed}/conversions.json"  # a finished source never changes: computed once
-        if os.path.exists(cached):
+        try:
             with open(cached) as f:
                 out.update({(name, seed): c for name, c in json.load(f).items()})
             continue
+        except FileNotFoundError:
+            pass
+        except ValueError:  # torn by a kill while an older version wrote it in place: a cache, so computed again
+            print(f"{cached} is not readable JSON; computing it again", file=sys.stderr)
         src = checkpoint(f"{s['root']}/qkv_s{seed}")
         if src is None or src["iter_num"] < ITERS // s["scale"]:
             continue
@@ -249,20 +281,11 @@ def convert_sources(s):
                 for n in range(src_cfg.n_layer + 1):
                     stand_in.load_state_dict(partly_tied(src["model"], state, n, src_cfg.n_embd))
                     out[(name, seed)]["attribution"].append(val_loss(stand_in, cfg))
-        with open(cached, "w") as f:
-            json.dump({name: out[(name, seed)] for name in CONVERSIONS}, f)
+        atomic_write(cached, json.dumps({name: out[(name, seed)] for name in CONVERSIONS}))
     return out
 
 
-def wall_time(s):
-    path = os.path.join(s["root"], "times.jsonl")
-    if not os.path.exists(path):
-        return 0.0
-    with open(path) as f:
-        return sum(json.loads(line)["s"] for line in f)
-
-
-def write_md(recs, conv, missing, s, command):
+def write_md(recs, conv, missing, s, command, prefix):
     iters, up = ITERS // s["scale"], [n // s["scale"] for n in UPTRAIN]
     cfg = next(r["config"] for r in recs if r["name"] == "qkv")
     lr = ", ".join(f"{k} {v}" for k, v in UPTRAIN_LR.items())
@@ -278,7 +301,7 @@ def write_md(recs, conv, missing, s, command):
               f"over the seeds counted (of {', '.join(map(str, s['seeds']))}). The column after conversion is "
               f"computed by the report for every finished source (the runs' own first evaluations, where they "
               f"exist, agree to {agreement(recs, conv):.1e}).", "",
-              f"Command: `{command}`; wall time of the training runs {wall_time(s) / 60:.1f} min (one thread, "
+              f"Command: `{command}`; wall time of the training runs {sum(t['s'] for t in times(s)) / 60:.1f} min (one thread, "
               f"shared machine).", "",
               f"| model | KV cache bytes/token (bf16) | after conversion ({iters} steps) | +{up[0]} steps "
               f"({iters + up[0]}) | +{up[1]} steps ({iters + up[1]}) | seeds converted | seeds uptrained |",
@@ -297,8 +320,7 @@ def write_md(recs, conv, missing, s, command):
         for n in range(1, len(attr[0])):
             lines.append(f"| 0..{n - 1} | {mean_std([a[n] for a in attr])} | {mean_std([a[n] - a[0] for a in attr])} "
                          f"| {mean_std([a[n] - a[n - 1] for a in attr])} |")
-    with open(s["assets"] + ".md", "w") as f:
-        f.write("\n".join(lines) + "\n")
+    atomic_write(prefix + ".md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
@@ -308,15 +330,16 @@ def agreement(recs, conv):
                 if (r["name"], r["seed"]) in conv] or [0.0])
 
 
-def write_csv(recs, s):
-    with open(s["assets"] + ".csv", "w", newline="") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(["model", "seed", "kv_bytes_per_token_bf16", "params", "iter", "val_loss"])
-        for r in recs:
-            w.writerows([r["name"], r["seed"], r["kv_bytes"], r["params"], i, v] for i, v in sorted(r["val"].items()))
+def write_csv(recs, prefix):
+    f = io.StringIO()
+    w = csv.writer(f, lineterminator="\n")
+    w.writerow(["model", "seed", "kv_bytes_per_token_bf16", "params", "iter", "val_loss"])
+    for r in recs:
+        w.writerows([r["name"], r["seed"], r["kv_bytes"], r["params"], i, v] for i, v in sorted(r["val"].items()))
+    atomic_write(prefix + ".csv", f.getvalue())
 
 
-def plot(recs, s):
+def plot(recs, s, prefix):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -341,7 +364,7 @@ def plot(recs, s):
     axes[0].legend(fontsize=8)
     fig.suptitle("retrofit, mean over the seeds finished")
     fig.tight_layout()
-    fig.savefig(s["assets"] + ".png", dpi=120)
+    atomic_write(prefix + ".png", lambda f: fig.savefig(f, format="png", dpi=120))
     plt.close(fig)
 
 
@@ -349,21 +372,32 @@ def report(s, command):
     recs, missing = collect(s)
     if not any(r["name"] == "qkv" for r in recs):
         sys.exit(f"no finished qkv run under {s['root']}/; train them first with `{command}`.")
+    prefix = f"{s['root']}/retrofit" if missing else s["assets"]  # a partial report never replaces the complete one
+    writable_dir(os.path.dirname(prefix), "make it writable")
     if missing:
-        print(f"not finished, left out of the report: {', '.join(missing)}", file=sys.stderr)
-    os.makedirs(os.path.dirname(s["assets"]), exist_ok=True)
-    write_md(recs, convert_sources(s), missing, s, command)
-    write_csv(recs, s)
-    plot(recs, s)
-    print(f"wrote {s['assets']}.md, .csv, .png")
+        print(f"{len(missing)} of {len(plan(s))} runs not finished, left out of the report, which goes to "
+              f"{prefix}.* ({s['assets']}.* holds the complete one): {', '.join(missing)}", file=sys.stderr)
+    write_md(recs, convert_sources(s), missing, s, command, prefix)
+    write_csv(recs, prefix)
+    plot(recs, s, prefix)
+    print(f"wrote {prefix}.md, .csv, .png")
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="1/10 of the steps, 1 seed, into out-retrofit-quick/")
+    p.add_argument("--report", action="store_true", help="only the report, from the finished runs")
+    return p
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    setting = QUICK if args.quick else FULL
+    command = "python -m experiments.retrofit" + (" --quick" if args.quick else "")
+    if not args.report:
+        train_all(setting)
+    report(setting, command)
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    if args not in ([], ["--report"], ["--quick"], ["--quick", "--report"]):
-        sys.exit("usage: python -m experiments.retrofit [--quick] [--report]")
-    setting = QUICK if "--quick" in args else FULL
-    command = "python -m experiments.retrofit" + (" --quick" if setting is QUICK else "")
-    if "--report" not in args:
-        train_all(setting)
-    report(setting, command)
+    main()

@@ -9,10 +9,14 @@ the rope models, in windows of 2x and 4x it (a learned table has no rows there).
     python -m experiments.rope             # trains the runs not finished yet into out-rope/, then writes assets/rope.{md,csv,png}
     python -m experiments.rope --report    # only the report, from the finished runs
     python -m experiments.rope --quick     # 60 iterations, 1 seed, into out-rope-quick/ (never assets/)
+
+The report goes to assets/ once all 12 runs have finished; before that to out-rope/rope.* (a partial report never
+replaces the complete one).
 """
 
 import argparse
 import csv
+import io
 import math
 import os
 import statistics
@@ -24,7 +28,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from checkpoint import load_checkpoint
+from checkpoint import atomic_write, load_checkpoint, open_data, tokens, writable_dir
 from model import GPT, GPTConfig
 
 VARIANTS = {"qkv": ("qkv", "learned"), "qk_v": ("qk_v", "learned"), "qkv rope": ("qkv", "rope"),
@@ -43,17 +47,28 @@ def runs(args):
             yield name, seed, os.path.join(args.root, f"{name.replace(' ', '_')}_s{seed}"), proj, pos_emb
 
 
+def checkpoint(out, args):
+    """The run's checkpoint, None before its first save, and whether it has trained all its iterations."""
+    path = os.path.join(out, "ckpt.pt")
+    ckpt = load_checkpoint(path, ("model", "model_args", "iter_num")) if os.path.exists(path) else None
+    return ckpt, ckpt is not None and ckpt["iter_num"] >= args.iters
+
+
 def train_all(args):
-    """Each run without a finished checkpoint through train.py, one at a time (train.py refuses a half-made out_dir:
-    delete it to redo that run)."""
+    """Each run without a finished checkpoint through train.py, one at a time (a killed one resumes)."""
     for name, seed, out, proj, pos_emb in runs(args):
-        if os.path.exists(os.path.join(out, "ckpt.pt")):
+        ckpt, done = checkpoint(out, args)
+        if done:
             continue
         cmd = [sys.executable, "train.py", "config/cpu_lm.py", f"--proj={proj}", f"--pos_emb={pos_emb}",
                f"--seed={seed}", f"--out_dir={out}", f"--max_iters={args.iters}", f"--eval_interval={args.iters}",
                f"--warmup_iters={min(50, args.iters // 10)}", f"--data_dir={args.data_dir}"]
+        if ckpt is not None:
+            cmd.append("--init_from=resume")
         t0 = time.time()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        if subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode:  # train.py said why on stderr
+            sys.exit(f"{out}: train.py stopped (its message is above); fix that and run this command again, the "
+                     f"finished runs are kept.")
         print(f"{out}: {time.time() - t0:.0f} s", flush=True)
 
 
@@ -67,24 +82,24 @@ def val_loss(model, data, length):
 
 
 def score(args):
-    """[{variant, seed, factor, loss}] of every finished run."""
-    data = np.memmap(os.path.join(args.data_dir, "val.bin"), dtype=np.uint16, mode="r")
-    rows = []
+    """[{variant, seed, length, loss}] of every finished run, and the runs not finished."""
+    data = tokens(args.data_dir, "val")
+    rows, missing = [], []
     for name, seed, out, _, pos_emb in runs(args):
-        path = os.path.join(out, "ckpt.pt")
-        if not os.path.exists(path):
+        ckpt, done = checkpoint(out, args)
+        if not done:
+            missing.append(out)
             continue
-        ckpt = load_checkpoint(path)
         cfg = GPTConfig(**ckpt["model_args"])
         for f in FACTORS if pos_emb == "rope" else FACTORS[:1]:
             model = GPT(replace(cfg, block_size=f * cfg.block_size))  # rope: no parameter depends on block_size
             model.load_state_dict(ckpt["model"])
             rows.append({"variant": name, "seed": seed, "length": f * cfg.block_size,
                          "loss": val_loss(model.eval(), data, f * cfg.block_size)})
-    return rows
+    return rows, missing
 
 
-def report(rows, args, wall):
+def report(rows, missing, args, wall):
     def cell(v, length):
         losses = [r["loss"] for r in rows if r["variant"] == v and r["length"] == length]
         if not losses:
@@ -93,20 +108,28 @@ def report(rows, args, wall):
         sd = statistics.stdev(ppl) if len(ppl) > 1 else 0.0
         return f"{statistics.mean(losses):.4f} / {statistics.mean(ppl):.3f} +/- {sd:.3f} ({len(losses)})"
 
+    if not rows:
+        sys.exit(f"no finished run under {args.root}/; train them first with `python -m experiments.rope"
+                 f"{' --quick' if args.quick else ''}`.")
+    prefix = f"{args.root}/rope" if missing else args.assets  # a partial report never replaces the complete one
+    if missing:
+        print(f"{len(missing)} of {len(args.seeds) * len(VARIANTS)} runs not finished, left out of the report, which "
+              f"goes to {prefix}.* ({args.assets}.* holds the complete one): {', '.join(missing)}", file=sys.stderr)
     lengths = sorted({r["length"] for r in rows})
-    md = [f"Generated by `python -m experiments.rope{' --quick' if args.quick else ''}` ({wall / 60:.0f} min of training this "
-          f"call). config/cpu_lm.py, {args.iters} iterations, seeds {', '.join(map(str, args.seeds))}. Each cell: "
-          f"validation loss / perplexity +/- std over seeds (seeds), on the same {EVAL_TOKENS:,} validation bytes "
-          f"cut into windows of the given length.", "",
-          "| variant | " + " | ".join(f"length {n}" for n in lengths) + " |", "|---|" + "---|" * len(lengths)]
+    md = [f"PARTIAL: {len(missing)} runs not finished, left out: {', '.join(missing)}.", ""] if missing else []
+    md += [f"Generated by `python -m experiments.rope{' --quick' if args.quick else ''}` ({wall / 60:.0f} min of "
+           f"training this call). config/cpu_lm.py, {args.iters} iterations, seeds {', '.join(map(str, args.seeds))}. "
+           f"Each cell: validation loss / perplexity +/- std over seeds (seeds), on the same {EVAL_TOKENS:,} "
+           f"validation bytes cut into windows of the given length.", "",
+           "| variant | " + " | ".join(f"length {n}" for n in lengths) + " |", "|---|" + "---|" * len(lengths)]
     md += [f"| {v} | " + " | ".join(cell(v, n) for n in lengths) + " |" for v in VARIANTS]
-    os.makedirs(os.path.dirname(args.assets) or ".", exist_ok=True)
-    with open(args.assets + ".md", "w") as f:
-        f.write("\n".join(md) + "\n")
-    with open(args.assets + ".csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["variant", "seed", "length", "loss"])
-        w.writeheader()
-        w.writerows(rows)
+    writable_dir(os.path.dirname(prefix), "make it writable")
+    atomic_write(prefix + ".md", "\n".join(md) + "\n")
+    f = io.StringIO()
+    w = csv.DictWriter(f, fieldnames=["variant", "seed", "length", "loss"])
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write(prefix + ".csv", f.getvalue())
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -120,25 +143,35 @@ def report(rows, args, wall):
     ax.set_ylabel("validation perplexity")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(args.assets + ".png", dpi=120)
+    atomic_write(prefix + ".png", lambda f: fig.savefig(f, format="png", dpi=120))
+    plt.close(fig)
     print("\n".join(md))
+    print(f"wrote {prefix}.md, {prefix}.csv, {prefix}.png")
 
 
-def main():
-    p = argparse.ArgumentParser(description="RoPE vs learned positions, qkv vs qk_v: length extrapolation.")
+def get_parser():
+    p = argparse.ArgumentParser(description="RoPE vs learned positions, qkv vs qk_v: length extrapolation.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--report", action="store_true", help="only the report, from the finished runs")
     p.add_argument("--quick", action="store_true", help="60 iterations, 1 seed, out-rope-quick/ (not assets/)")
-    p.add_argument("--data_dir", default="data/cpu_lm_bytes")
-    args = p.parse_args()
-    if not os.path.exists(os.path.join(args.data_dir, "val.bin")):
-        p.error(f"--data_dir {args.data_dir} has no val.bin; prepare it with the command in this file's docstring.")
+    p.add_argument("--data_dir", default="data/cpu_lm_bytes", help="byte-level data, as this file's docstring makes")
+    return p
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    # config/cpu_lm.py's block_size and vocab_size; the longest scoring window is FACTORS[-1] of them
+    open_data(args.data_dir, FACTORS[-1] * 256, 256)
     args.iters, args.seeds = (60, SEEDS[:1]) if args.quick else (600, SEEDS)
     args.root = "out-rope-quick" if args.quick else "out-rope"
     args.assets = "out-rope-quick/rope" if args.quick else "assets/rope"
     t0 = time.time()
     if not args.report:
+        for folder in (args.root, os.path.dirname(args.assets)):  # the runs and the report, checked before hours
+            writable_dir(folder, "make it writable, or run from a copy of the repository that is")
         train_all(args)
-    report(score(args), args, time.time() - t0)
+    rows, missing = score(args)
+    report(rows, missing, args, time.time() - t0)
 
 
 if __name__ == "__main__":

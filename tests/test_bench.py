@@ -1,10 +1,13 @@
 import csv
+import os
 
 import pytest
 import torch
 
 import bench
 from model import GPT, GPTConfig
+from test_bad_inputs import tree_digest
+from test_train import ROOT
 
 V_IS_K = {"qk_v", "q_k_v"}  # DESIGN.md: these variants cache K only
 
@@ -91,3 +94,20 @@ def test_bad_section_is_one_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="--what must be a comma-separated subset of "
                                          "cache, memory, kernel, prefill, train, step, decode"):
         bench.main(["--what=cache,speed", f"--out={tmp_path}"])
+
+
+def test_only_a_full_run_writes_into_assets(tmp_path, monkeypatch):
+    assets = os.path.join(ROOT, "assets")
+    before = tree_digest(assets)
+    (tmp_path / "link").symlink_to(assets)
+    monkeypatch.chdir(ROOT)
+    # --quick replaced the tracked cache_savings.* when --out defaulted to assets/; any spelling of the path is refused
+    for argv in (["--quick"], ["--what=cache", "--quick"], ["--what=cache"]):
+        for out in ("assets", assets, f"{assets}/../assets", tmp_path / "link"):
+            with pytest.raises(SystemExit, match=r"is in assets/, which only the full default run \(`OMP_NUM_THREADS=1 "
+                                                 r"python bench.py --out=assets`\) writes"):
+                bench.main([*argv, f"--out={out}"])
+    monkeypatch.chdir(tmp_path)
+    bench.main(["--what=cache", "--quick"])  # the default --out: an untracked folder
+    assert sorted(os.listdir(tmp_path / "out-bench")) == ["cache_savings.csv", "cache_savings.png"]
+    assert tree_digest(assets) == before

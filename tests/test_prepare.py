@@ -92,6 +92,7 @@ def test_round_trip_every_format(tmp_path, tokenizer):
     assert meta["vocab_size"] == (50257 if tokenizer == "r50k_base" else 256)
     assert meta["train_tokens"] == len(train) == os.path.getsize(out / "train.bin") // 2
     assert meta["val_tokens"] == len(val)
+    assert (meta["train_max_token"], meta["val_max_token"], meta["dtype"]) == (train.max(), val.max(), "uint16")
     assert (meta["train_documents"], meta["val_documents"]) == (len(train_docs), len(DOCS))
     assert meta["train_shards"] == [a, b, c] and meta["val_shards"] == [v]
     assert meta["skipped"] == 0 and meta["skipped_shards"] == []

@@ -1,0 +1,369 @@
+"""Bad files, each refused in one sentence that names the file and the fix (no traceback, nothing written), or
+accepted where harmless: data checked against meta.json, checkpoints checked against their own model_args, files
+written atomically, and tracked results in assets/ that only a study's complete, full run replaces."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import checkpoint
+import prepare_slimpajama as P
+from experiments import cpu_lm, retrofit, rope
+from test_bad_inputs import tree_digest
+from test_train import ROOT, TINY, make_data, train
+
+PY = sys.executable
+QKV = [*TINY, "--proj=qkv"]  # the tiny model, as a qkv run (the retrofit study's source variant)
+
+
+def run(argv, cwd=ROOT):
+    """A script as a user runs it: python ARGV from cwd, the repository importable from anywhere."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
+    return subprocess.run([PY, *argv], cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+
+
+def refused(r, names):
+    """Exit non-zero, no traceback, and one line on stderr, naming `names`."""
+    assert r.returncode != 0, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and names in lines[0], r.stderr
+
+
+def files(path):
+    return sorted(os.path.relpath(os.path.join(d, f), path) for d, _, names in os.walk(path) for f in names
+                  if f != "train.lock")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# data: the bins against meta.json
+
+def set_meta(path, **fields):
+    meta = json.loads((path / "meta.json").read_text())
+    (path / "meta.json").write_text(json.dumps({**meta, **fields}))
+
+
+def truncate(path):
+    np.fromfile(path / "train.bin", dtype=np.uint16)[:19_000].tofile(path / "train.bin")
+
+
+def extend(path):
+    with open(path / "train.bin", "ab") as f:
+        f.write(np.ones(500, dtype=np.uint16).tobytes())
+
+
+def as_uint32(path):  # another program's bins, read as uint16 they would be other tokens
+    for split in ("train", "val"):
+        np.fromfile(path / f"{split}.bin", dtype=np.uint16).astype(np.uint32).tofile(path / f"{split}.bin")
+
+
+def odd(path):
+    with open(path / "val.bin", "ab") as f:
+        f.write(b"\x01")
+
+
+def big_token(path):  # bins of another tokenizer than meta.json names: not recorded (data prepared before it was)
+    val = np.fromfile(path / "val.bin", dtype=np.uint16)
+    val[123] = 300
+    val.tofile(path / "val.bin")
+
+
+DATA_CASES = [
+    (truncate, "{d}/train.bin holds 19,000 uint16 tokens and {d}/meta.json records 20,000 (cut short); prepare {d} "
+               "again with prepare_slimpajama.py."),
+    (extend, "{d}/train.bin holds 20,500 uint16 tokens and {d}/meta.json records 20,000 (extended, or written with a "
+             "wider dtype); prepare {d} again with prepare_slimpajama.py."),
+    (as_uint32, "{d}/train.bin holds 40,000 uint16 tokens and {d}/meta.json records 20,000 (extended, or written "
+                "with a wider dtype); prepare {d} again with prepare_slimpajama.py."),
+    (lambda d: set_meta(d, dtype="uint32"), "{d}/meta.json records dtype 'uint32', and train.py reads uint16 tokens; "
+                                            "prepare {d} again with prepare_slimpajama.py."),
+    (odd, "{d}/val.bin holds 8,001 bytes, an odd number, so it is no file of uint16 tokens (cut short, or written by "
+          "another program); prepare {d} again with prepare_slimpajama.py."),
+    (lambda d: set_meta(d, train_max_token=300, val_max_token=16),
+     "{d}/train.bin holds token id 300, at or above vocab_size 256 of its tokenizer 'bytes' in {d}/meta.json: the "
+     "bins are not that tokenizer's ids (the model would fail on them); prepare {d} again with prepare_slimpajama.py."),
+    (big_token, "{d}/val.bin holds token id 300, at or above vocab_size 256"),
+]
+
+
+@pytest.mark.parametrize("damage, message", DATA_CASES, ids=["truncated", "extended", "uint32 bins", "uint32 meta",
+                                                             "odd size", "recorded token id", "unrecorded token id"])
+def test_data_that_disagrees_with_meta_json_is_one_sentence(tmp_path, damage, message):
+    d = tmp_path / "data"
+    make_data(d)
+    damage(d)
+    with pytest.raises(SystemExit) as e:
+        checkpoint.open_data(str(d), 32, 256)
+    assert str(e.value).startswith(message.format(d=d)), str(e.value)
+
+
+def test_data_without_the_recorded_fields_still_opens(tmp_path):
+    make_data(tmp_path)  # meta.json as prepared before dtype and the largest ids were recorded
+    assert checkpoint.open_data(str(tmp_path), 32, 256)["vocab_size"] == 256
+    set_meta(tmp_path, dtype="uint16", train_max_token=16, val_max_token=16)
+    assert checkpoint.open_data(str(tmp_path), 32, 512)["train_max_token"] == 16
+
+
+def test_train_refuses_bad_data_before_any_work(tmp_path):
+    make_data(tmp_path / "data")  # today: an index error at step 0 inside the embedding
+    big_token(tmp_path / "data")
+    r = train(tmp_path / "data", tmp_path / "out", "--max_iters=2", check=False)
+    refused(r, "val.bin holds token id 300")
+    assert not (tmp_path / "out").exists()
+
+
+def prepare(out, *args):
+    P.main([f"--out_dir={out}", "--commit_seconds=0", "--tokenizer=bytes", *args])
+    return json.loads((out / "meta.json").read_text())
+
+
+def test_prepare_records_what_it_wrote_and_rebuilds_only_when_told(tmp_path):
+    text = tmp_path / "in.txt"
+    text.write_text("To be, or not to be, that is the question.\n" * 40 + "\u00e9\n" * 20)
+    out, args = tmp_path / "d", ["--input", str(text), "--val_fraction=0.1"]
+    meta = prepare(out, *args)
+    train_bin, val_bin = (np.fromfile(out / f"{s}.bin", dtype=np.uint16) for s in ("train", "val"))
+    assert meta["dtype"] == "uint16" and (meta["train_max_token"], meta["val_max_token"]) == (ord("u"), 0xc3)
+    assert (meta["train_max_token"], meta["val_max_token"]) == (train_bin.max(), val_bin.max())  # 0xc3: é's first byte
+    assert checkpoint.open_data(str(out), 32, 256) == meta
+    # train.py's advice for a missing bin is to prepare it: the same command must not answer "nothing to do"
+    for damage, held in ((lambda: os.remove(out / "train.bin"), "is missing"),
+                         (lambda: train_bin[:100].tofile(out / "train.bin"), "holds 200 bytes")):
+        damage()
+        with pytest.raises(SystemExit) as e:
+            prepare(out, *args)
+        assert str(e.value) == (f"error: {out}/train.bin {held}, and {out}/meta.json records {meta['train_tokens']:,} "
+                                f"tokens ({2 * meta['train_tokens']:,} bytes); delete {out} and run this command "
+                                f"again to rebuild it")
+    shutil.rmtree(out)
+    assert prepare(out, *args) == meta
+
+
+@pytest.mark.parametrize("name, content", [("in.txt", ""), ("in.jsonl", "\n  \n"), ("in.jsonl", '{"text": ""}\n')],
+                         ids=["empty txt", "blank jsonl", "empty documents"])
+def test_prepare_refuses_an_input_without_text(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(SystemExit) as e:
+        prepare(tmp_path / "d", "--input", str(path))
+    assert str(e.value) == ("error: the input holds no text for train.bin (1 file(s) read, 0 bad line(s) and 0 bad "
+                            "file(s) skipped); give files that hold documents")
+    assert files(tmp_path / "d") == []  # no dataset of 0 tokens left behind to look made
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# checkpoints: refused in one line by every script that reads them, or accepted where harmless
+
+WEIGHT = "transformer.h.0.mlp.c_fc.weight"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Data, a tiny qkv run trained for 2 iterations, and broken copies of its checkpoint."""
+    w = tmp_path_factory.mktemp("files")
+    make_data(w / "data")
+    r = run(["train.py", *QKV, f"--data_dir={w / 'data'}", f"--out_dir={w / 'run'}", "--max_iters=2"])
+    assert r.returncode == 0, r.stderr
+    good = torch.load(w / "run" / "ckpt.pt", weights_only=True)
+
+    def variant(name, change=None, raw=None):
+        (w / name).mkdir()
+        if raw is not None:
+            (w / name / "ckpt.pt").write_bytes(raw)
+            return
+        ckpt = {**good, "model": dict(good["model"]), "optimizer": dict(good["optimizer"])}
+        change(ckpt)
+        torch.save(ckpt, w / name / "ckpt.pt")
+
+    variant("shapes", lambda c: c["model"].update({WEIGHT: torch.zeros(64, 32)}))
+    variant("missing", lambda c: c["model"].pop("transformer.h.1.attn.c_proj.weight"))
+    variant("compiled", lambda c: c.update(model={"_orig_mod." + k: v for k, v in c["model"].items()}))
+    variant("emptyopt", lambda c: c["optimizer"].update(state={}))
+    variant("empty", raw=b"")
+    variant("truncated", raw=(w / "run" / "ckpt.pt").read_bytes()[:4096])
+    variant("foreign", lambda c: [c.pop(k) for k in list(c) if k != "model"])
+    return w
+
+
+CKPT_MESSAGES = {
+    "shapes": "{p} holds transformer.h.0.mlp.c_fc.weight of shape (64, 32), and its model_args make (128, 32): its "
+              "weights do not match its own model_args; restore the file or train again.",
+    "missing": "{p} lacks transformer.h.1.attn.c_proj.weight: its weights do not match its own model_args; restore "
+               "the file or train again.",
+    "emptyopt": "{p} has an empty or malformed optimizer state at iteration 2; it cannot resume exactly: restore the "
+                "file, or start from its weights with --init_from={d} in a new out_dir.",
+    "empty": "{p} is corrupt or not a checkpoint written by train.py (EOFError); restore it or train again.",
+    "truncated": "{p} is corrupt or not a checkpoint written by train.py",
+    "foreign": "{p} has no model_args, optimizer, iter_num: it is not a checkpoint written by train.py; point to an "
+               "out_dir/ckpt.pt that train.py saved.",
+}
+
+
+@pytest.mark.parametrize("name", CKPT_MESSAGES)
+def test_load_checkpoint_says_what_is_wrong_with_the_file(world, name):
+    path = str(world / name / "ckpt.pt")
+    with pytest.raises(SystemExit) as e:
+        checkpoint.load_checkpoint(path, ("model", "model_args", "optimizer", "iter_num"))
+    assert str(e.value).startswith(CKPT_MESSAGES[name].format(p=path, d=world / name)), str(e.value)
+
+
+def test_a_compiled_models_prefix_is_stripped(world):
+    ckpt = checkpoint.load_checkpoint(str(world / "compiled"))
+    good = torch.load(world / "run" / "ckpt.pt", weights_only=True)["model"]
+    assert ckpt["model"].keys() == good.keys() and all(torch.equal(ckpt["model"][k], good[k]) for k in good)
+
+
+def resume(w, name):
+    return ["train.py", *QKV, f"--data_dir={w / 'data'}", f"--out_dir={w / name}", "--init_from=resume",
+            "--max_iters=4"]
+
+
+SCRIPTS = {"train": resume,
+           "sample": lambda w, name: ["sample.py", f"--out_dir={w / name}", "--max_new_tokens=8", "--num_samples=1"],
+           "analyze": lambda w, name: ["-m", "experiments.analyze", f"--out_dir={w / name}"]}
+CLI_CASES = [("train", "shapes"), ("train", "emptyopt"), ("sample", "missing"), ("sample", "foreign"),
+             ("analyze", "shapes"), ("analyze", "empty")]
+
+
+@pytest.mark.parametrize("script, name", CLI_CASES, ids=[f"{s} {n}" for s, n in CLI_CASES])
+def test_every_script_refuses_a_bad_checkpoint_in_one_line(world, script, name):
+    before, listing = tree_digest(world / name), files(world / name)
+    r = run(SCRIPTS[script](world, name))
+    refused(r, f"{world / name / 'ckpt.pt'} ")
+    assert tree_digest(world / name) == before and files(world / name) == listing
+
+
+def test_a_compiled_models_checkpoint_samples(world):
+    r = run(SCRIPTS["sample"](world, "compiled"))
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert files(world / "compiled") == ["ckpt.pt"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# atomic writes: a kill or an error between writing and renaming leaves the old file whole
+
+def test_atomic_write_replaces_the_file_whole(tmp_path):
+    path = tmp_path / "f.txt"
+    checkpoint.atomic_write(str(path), "text")
+    assert path.read_text() == "text"
+    checkpoint.atomic_write(str(path), b"bytes")
+    assert path.read_bytes() == b"bytes"
+    checkpoint.atomic_write(str(path), lambda f: f.write(b"written by a function"))
+    assert path.read_bytes() == b"written by a function" and os.listdir(tmp_path) == ["f.txt"]
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_atomic_write_leaves_the_old_file_when_the_writer_dies_midway(tmp_path, monkeypatch):
+    path = tmp_path / "results.csv"
+    path.write_text("old,complete\n")
+
+    def writer(f):
+        f.write(b"new,half")
+        raise KeyboardInterrupt  # a Ctrl-C (or any error) after part of the new content was written
+
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.atomic_write(str(path), writer)
+    assert path.read_text() == "old,complete\n" and os.listdir(tmp_path) == ["results.csv"]
+
+    def no_rename(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.os, "replace", no_rename)
+    with pytest.raises(OSError):
+        checkpoint.atomic_write(str(path), "new,complete\n")
+    assert path.read_text() == "old,complete\n" and os.listdir(tmp_path) == ["results.csv"]
+
+
+def test_retrofit_times_are_appended_whole(tmp_path, monkeypatch):
+    s = dict(retrofit.QUICK, root=str(tmp_path))
+    retrofit.add_time(s, "a", 1.5)
+    retrofit.add_time(s, "b", 2.0)
+    assert retrofit.times(s) == [{"run": "a", "s": 1.5}, {"run": "b", "s": 2.0}]
+
+    def dies_midway(path, data):
+        def writer(f):
+            f.write(data.encode()[:-5])  # what an append in place leaves when the kill comes midway
+            raise KeyboardInterrupt
+        checkpoint.atomic_write(path, writer)
+
+    before = (tmp_path / "times.jsonl").read_text()
+    monkeypatch.setattr(retrofit, "atomic_write", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        retrofit.add_time(s, "c", 3.0)
+    assert (tmp_path / "times.jsonl").read_text() == before
+    # a file torn by an older version, which appended in place: one sentence, not a traceback
+    (tmp_path / "times.jsonl").write_text(before + '{"run": "c", "s')
+    with pytest.raises(SystemExit, match=f"{tmp_path}/times.jsonl has a line that is not JSON"):
+        retrofit.times(s)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# tracked results: a partial report never replaces the complete one in assets/
+
+def tracked(cwd, *names):
+    """A stand-in for the repository's assets/: complete reports that must survive."""
+    (cwd / "assets").mkdir()
+    for name in names:
+        (cwd / "assets" / name).write_text(f"the complete {name}\n")
+    return tree_digest(cwd / "assets")
+
+
+def test_cpu_lm_report_of_1_of_21_runs_goes_to_the_runs_folder(world, tmp_path, monkeypatch, capsys):
+    before = tracked(tmp_path, "cpu_lm.md", "cpu_lm.csv", "cpu_lm.png")
+    shutil.copytree(world / "run", tmp_path / "out-cpu_lm" / "qkv_s1337")  # finished: 2 of its 2 iterations
+    monkeypatch.chdir(tmp_path)  # the study's folders are relative to where it runs
+    cpu_lm.main(["--report"])
+    assert tree_digest(tmp_path / "assets") == before
+    err = capsys.readouterr().err
+    assert "20 of 21 runs not finished" in err and "goes to out-cpu_lm/cpu_lm.*" in err
+    md = (tmp_path / "out-cpu_lm" / "cpu_lm.md").read_text()
+    assert md.startswith("PARTIAL: 20 of 21 runs not finished") and "| qkv | qkv | 2 | softmax |" in md
+    assert (tmp_path / "out-cpu_lm" / "cpu_lm.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rope_report_without_finished_runs_is_one_sentence(world, tmp_path, monkeypatch):
+    before = tracked(tmp_path, "rope.md", "rope.csv", "rope.png")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        rope.main(["--report", f"--data_dir={world / 'data'}"])
+    assert str(e.value) == "no finished run under out-rope/; train them first with `python -m experiments.rope`."
+    assert tree_digest(tmp_path / "assets") == before and sorted(os.listdir(tmp_path)) == ["assets"]
+
+
+def test_retrofit_partial_report_goes_to_the_runs_folder_and_a_torn_cache_is_recomputed(world, tmp_path):
+    s = dict(retrofit.FULL, root=str(tmp_path / "out-retrofit"), assets=str(tmp_path / "assets" / "retrofit"),
+             eval_tokens=512)
+    before = tracked(tmp_path, "retrofit.md", "retrofit.csv", "retrofit.png")
+    source = tmp_path / "out-retrofit" / "qkv_s1337"
+    source.mkdir(parents=True)
+    ckpt = torch.load(world / "run" / "ckpt.pt", weights_only=True)
+    torch.save({**ckpt, "iter_num": retrofit.ITERS}, source / "ckpt.pt")  # the source, as if trained to the end
+    (source / "log.jsonl").write_text(json.dumps({"iter": 0, "val_loss": 5.5}) + "\n" +
+                                      json.dumps({"iter": retrofit.ITERS, "val_loss": 2.5}) + "\n")
+    (source / "conversions.json").write_text('{"qk_v k": {"loss": 2.')  # torn by a kill of an older version
+    retrofit.report(s, "python -m experiments.retrofit")
+    assert tree_digest(tmp_path / "assets") == before
+    md = (tmp_path / "out-retrofit" / "retrofit.md").read_text()
+    assert md.startswith(f"PARTIAL: {len(retrofit.plan(s)) - 1} of {len(retrofit.plan(s))} runs not finished")
+    assert set(json.loads((source / "conversions.json").read_text())) == set(retrofit.CONVERSIONS)
+
+
+def test_experiments_check_their_output_folders_before_training(tmp_path, monkeypatch):
+    (tmp_path / "afile").write_text("a file where the runs' folder should be")
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("trained before checking its folders"))
+    with pytest.raises(SystemExit, match=f"^{tmp_path}/afile is not a writable directory"):
+        retrofit.train_all(dict(retrofit.QUICK, root=str(tmp_path / "afile")))
+
+
+def test_a_training_run_that_fails_stops_the_study_in_one_sentence(tmp_path, monkeypatch):
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **k: subprocess.CompletedProcess(cmd, 1))  # train.py refused
+    s = dict(retrofit.QUICK, root=str(tmp_path / "runs"), assets=str(tmp_path / "runs" / "retrofit"))
+    with pytest.raises(SystemExit, match=f"^{tmp_path}/runs/qkv_s1337: train.py stopped \\(its message is above\\)"):
+        retrofit.train_all(s)  # was a CalledProcessError traceback below train.py's own one line
+    assert os.listdir(tmp_path / "runs") == []
