@@ -52,11 +52,11 @@ def add_model_args(p):
                    help="resume: out_dir's checkpoint; gpt2...: the Hugging Face hub's weights")
     p.add_argument("--proj", default=None, choices=list(SOURCES), help="convert the weights to this variant first")
     p.add_argument("--n_kv_head", type=number(int, ">= 0"), default=None,
-                   help="convert to this many key/value heads (GQA/MQA; 0 = n_head); it must divide n_head")
+                   help="convert to this many key/value heads (GQA/MQA; 0 = n_head), a divisor of n_head; None: keep")
     p.add_argument("--convert_method", default="lstsq", choices=TIE_METHODS,
                    help="how V is tied to K (untying is exact whatever the method)")
     p.add_argument("--calib", type=text, default=None,
-                   help='text that lstsq and split fit on, or "FILE:path"; default: the checkpoint\'s own validation '
+                   help='text that lstsq and split fit on, or "FILE:path"; None: the checkpoint\'s own validation '
                         'tokens when its data_dir still holds them')
     p.add_argument("--calib_tokens", type=number(int, ">= 1"), default=8192,
                    help="calibration tokens, at least one block (block_size)")
@@ -85,19 +85,24 @@ def get_parser():
     return p
 
 
+def check_device(p, name):
+    """parser.error unless name is a device this machine has."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        p.error(f"--device must be cpu, cuda, cuda:N or mps; got {name!r}.")
+    if device.type not in ("cpu", "cuda", "mps"):
+        p.error(f"--device must be cpu, cuda, cuda:N or mps; got {name!r}.")
+    if device.type == "cuda" and not torch.cuda.is_available() or device.type == "mps" and \
+            not torch.backends.mps.is_available():
+        p.error(f"--device={name}, but this PyTorch build or machine has no {device.type.upper()} device; "
+                f"use --device=cpu.")
+
+
 def parse_args(argv=None):
     p = get_parser()
     args = p.parse_args(argv)
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        p.error(f"--device must be cpu, cuda, cuda:N or mps; got {args.device!r}.")
-    if device.type == "cuda" and not torch.cuda.is_available() or device.type == "mps" and \
-            not torch.backends.mps.is_available():
-        p.error(f"--device={args.device}, but this PyTorch build or machine has no {device.type.upper()} device; "
-                f"use --device=cpu.")
-    if device.type not in ("cpu", "cuda", "mps"):
-        p.error(f"--device must be cpu, cuda, cuda:N or mps; got {args.device!r}.")
+    check_device(p, args.device)
     return args
 
 
