@@ -28,10 +28,10 @@ EOT = "<|endoftext|>"
 GPT2_META = {"tokenizer": "r50k_base", "vocab_size": 50257, "eot_token": 50256}
 V_TWIN = {"qkv": "qk_v", "qk_v": "qkv", "q_kv": "q_k_v", "q_k_v": "q_kv"}  # the same projections with V = K toggled
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-MIN_TEMPERATURE = 0.01  # below it sampling is greedy in all but name (a logit gap of 0.1 weighs e^10 to 1), and
-# logits / temperature can overflow: float16's 65504 is passed at 1e-3 by a logit of 66, GPT-2's run to -100 and below
+# Below this temperature sampling is greedy in all but name (a logit gap of 0.1 weighs e^10 to 1), and logits /
+# temperature can overflow (float16's 65504 is passed at 1e-3 by a logit of 66; GPT-2's logits reach -100 and below;
+# 1e-45 overflows float32): such temperatures decode greedily.
+MIN_TEMPERATURE = 0.01
 
 
 def boolean(s):
@@ -199,10 +199,12 @@ def conversion_note(src, dst, method, fits, source):
         done.append(f"key/value heads mean-pooled from {hs} to {hd}")
     elif hd > hs:
         done.append(f"key/value heads repeated from {hs} to {hd} (exact)")
+    s, d = SOURCES[src.proj], SOURCES[dst.proj]
+    untied = [f"{'QKV'[b]} from {'QKV'[a]}" for a in range(3) for b in range(a + 1, 3) if s[a] == s[b] and d[a] != d[b]]
+    if untied:
+        done.append(f"untied {', '.join(untied)} (exact: copies of the shared weights)")
     if v_is_k(dst) and not v_is_k(src):
         done.append(f"V tied to K by {method}" + (f" fitted on {source}" if source else ""))
-    elif v_is_k(src) and not v_is_k(dst):
-        done.append("V untied from K (exact: V starts as a copy of K)")
     unexplained = [f"{sum(f['residual']) / len(f['residual']):.3f}" for f in fits if f["residual"]]
     return (f"converted to proj={dst.proj}, n_kv_head={hd}: {'; '.join(done)}"
             + (f"; unexplained V variance per layer: {', '.join(unexplained)}" if unexplained else ""))

@@ -146,7 +146,8 @@ def test_converted_on_load_samples_through_the_k_only_cache(tmp_path, capsys):
 def test_untying_says_it_is_exact_and_fits_nothing(tmp_path, capsys):
     make_ckpt(tmp_path, BYTES_META, proj="qk_v")
     out = run(capsys, tmp_path, "--proj=qkv", "--max_new_tokens=2", "--num_samples=1")  # lstsq is the default
-    assert out.splitlines()[0] == "converted to proj=qkv, n_kv_head=4: V untied from K (exact: V starts as a copy of K)"
+    assert out.splitlines()[0] == ("converted to proj=qkv, n_kv_head=4: untied V from K (exact: copies of the shared "
+                                   "weights)")
     assert "lstsq" not in out and "unexplained" not in out
 
 
