@@ -134,8 +134,8 @@ def table(results):
 
 def text_perplexity(lm, path, text):
     """The harness' three perplexity metrics (as its wikitext task defines them) over one local text, read as one
-    document after an end-of-text token, each token predicted once from up to block_size tokens before it (the
-    rolling log-likelihood). Words are the text's whitespace-separated words, bytes its UTF-8 bytes:
+    document after an end-of-text token and scored as its perplexity tasks are: each token once, in the windows of
+    block_size tokens of windows(). Words are the text's whitespace-separated words, bytes its UTF-8 bytes:
     word_perplexity = exp(-log p / words), byte_perplexity = exp(-log p / bytes), bits_per_byte = -log2 p / bytes.
     -> results in the harness' layout, for table()."""
     ids = [lm.eot] + lm.encode(text)
