@@ -216,17 +216,46 @@ def from_hub_layout(hub):
     return ours
 
 
+def hub_reachable(timeout=3):
+    """Whether the Hugging Face hub answers within timeout seconds, asked the way its client asks (HF_ENDPOINT,
+    proxies): offline, a download retries for most of a minute before it fails."""
+    from huggingface_hub import constants, get_session
+    if constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+        return True
+    except Exception:
+        return False
+
+
 def load_gpt2(name):
-    """-> (gpt2_config(name), our state dict) from the hub (huggingface_hub, cached in ~/.cache/huggingface)."""
-    from huggingface_hub import hf_hub_download
+    """-> (gpt2_config(name), our state dict) from the hub (huggingface_hub, cached in ~/.cache/huggingface): the
+    cache first, the network only when the file is not there and the hub answers. ValueError (one sentence) else."""
+    import logging
+
+    from huggingface_hub import constants, hf_hub_download
     try:
         import safetensors.torch
         file, read = "model.safetensors", safetensors.torch.load_file
     except ImportError:
         file, read = "pytorch_model.bin", lambda p: torch.load(p, map_location="cpu", weights_only=True)
+    repo = f"openai-community/{name}"
     try:
-        path = hf_hub_download(f"openai-community/{name}", file)
-    except Exception as e:
-        raise ValueError(f"could not download {name} from the Hugging Face hub ({type(e).__name__}); check the "
-                         f"network, or download it once where there is one (the hub's cache is reused).") from None
+        path = hf_hub_download(repo, file, local_files_only=True)
+    except Exception:  # not in the cache
+        if not hub_reachable():
+            raise ValueError(f"{name} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and the hub "
+                             f"({constants.ENDPOINT}) does not answer; download it once where there is a network "
+                             f"(the cache is reused), or set HF_HOME to a cache that holds it.") from None
+        hub_log = logging.getLogger("huggingface_hub")
+        level = hub_log.level
+        hub_log.setLevel(logging.ERROR)  # its retries are one warning each; the sentence below says what failed
+        try:
+            path = hf_hub_download(repo, file)
+        except Exception as e:
+            raise ValueError(f"could not download {name} from the Hugging Face hub ({type(e).__name__}); check the "
+                             f"network, or download it once where there is one (the cache is reused).") from None
+        finally:
+            hub_log.setLevel(level)
     return gpt2_config(name), from_hub_layout(read(path))

@@ -3,12 +3,15 @@ Downstream evaluation of a checkpoint through EleutherAI's lm-evaluation-harness
 pip install -r requirements-eval.txt). The paper's table, 5-shot:
 $ python eval.py --out_dir=out-qk_v_1b2
 $ python eval.py --out_dir=out-cpu-tiny --tasks=my_task --include_path=my_tasks/ --limit=100
+Without the network or the harness: word and byte perplexity over a local text file (see text_perplexity):
+$ python eval.py --out_dir=out-cpu-tiny --text=input.txt
 The checkpoint becomes an lm_eval model (CheckpointLM): log-likelihoods of continuations, rolling log-likelihoods
 for perplexity tasks and greedy generation through the KV cache, in the tokenizer of the checkpoint's data. Writes
 the harness' results JSON and a markdown table to --out (default out_dir/eval/).
 """
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
@@ -19,7 +22,10 @@ from dataclasses import asdict
 import torch
 import torch.nn.functional as F
 
-from sample import DTYPES, EOT, add_model_args, get_tokenizer, load_model
+from checkpoint import atomic_write
+from configurator import number
+from convert import hub_reachable
+from sample import DTYPES, EOT, add_model_args, check_device, get_tokenizer, load_model
 
 try:
     from lm_eval import simple_evaluate
@@ -126,66 +132,129 @@ def table(results):
     return "\n".join(lines) + "\n"
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Evaluate out_dir/ckpt.pt with lm-evaluation-harness.")
-    p.add_argument("--out_dir", default="out", help="directory holding ckpt.pt")
-    p.add_argument("--tasks", default=PAPER_TASKS, help="comma-separated lm_eval task names")
-    p.add_argument("--num_fewshot", type=int, default=5)
-    p.add_argument("--batch_size", type=int, default=16, help="windows of at most block_size tokens per forward")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--dtype", choices=DTYPES, default=None, help="default: bfloat16 on CUDA, float32 on CPU")
-    p.add_argument("--limit", type=float, default=None,
-                   help="documents per task (a fraction if below 1), for quick checks; the harness marks such "
-                        "results as not for reporting")
-    p.add_argument("--include_path", default=None, help="a directory of extra task YAML files, e.g. local tasks")
-    p.add_argument("--out", default=None, help="results directory; default out_dir/eval")
-    add_model_args(p)
-    return p.parse_args(argv)
+def text_perplexity(lm, path, text):
+    """The harness' three perplexity metrics (as its wikitext task defines them) over one local text, read as one
+    document after an end-of-text token and scored as its perplexity tasks are: each token once, in the windows of
+    block_size tokens of windows(). Words are the text's whitespace-separated words, bytes its UTF-8 bytes:
+    word_perplexity = exp(-log p / words), byte_perplexity = exp(-log p / bytes), bits_per_byte = -log2 p / bytes.
+    -> results in the harness' layout, for table()."""
+    ids = [lm.eot] + lm.encode(text)
+    (logp, _), = lm.score([(ids, 1)])
+    words, nbytes = len(text.split()), len(text.encode("utf-8"))
+    name = os.path.basename(path)
+    metrics = {"word_perplexity": math.exp(-logp / words), "byte_perplexity": math.exp(-logp / nbytes),
+               "bits_per_byte": -logp / nbytes / math.log(2)}
+    return {"results": {name: {f"{k},none": v for k, v in metrics.items()}},
+            "higher_is_better": {name: {k: False for k in metrics}},
+            "text": {"path": path, "tokens": len(ids) - 1, "words": words, "bytes": nbytes, "logprob": logp}}
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    if simple_evaluate is None:
-        raise SystemExit(INSTALL)
-    if args.batch_size < 1:
-        raise SystemExit(f"--batch_size must be 1 or more; got {args.batch_size}.")
-    if args.num_fewshot < 0:
-        raise SystemExit(f"--num_fewshot must be 0 or more; got {args.num_fewshot}.")
-    if args.limit is not None and args.limit <= 0:
-        raise SystemExit(f"--limit must be above 0 (a count, or a fraction below 1); got {args.limit:g}.")
-    device = torch.device(args.device)
-    dtype = DTYPES[args.dtype or ("bfloat16" if device.type == "cuda" else "float32")]
+def read_text_file(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise SystemExit(f"--text={path}: cannot read it as UTF-8 text ({getattr(e, 'strerror', None) or e.reason}); "
+                         f"give a text file.") from None
+    if not text.split():
+        raise SystemExit(f"--text={path} holds no words; give a text to measure perplexity on.")
+    return text
+
+
+def load_tasks(args):
+    """-> (TaskManager, task names) after checking the names and, offline, that the tasks' datasets are in the
+    cache: when the hub does not answer, the datasets library is told to read its cache only (else each download
+    retries for most of a minute, then ends in a traceback), and each task is built once before the model loads."""
     tm = TaskManager(include_path=args.include_path)
     tasks = [t.strip() for t in args.tasks.split(",")]
     unknown = [t for t in tasks if t not in tm.all_tasks]
     if unknown:
         raise SystemExit(f"--tasks: lm_eval knows no task {', '.join(unknown)}; list them with `lm_eval ls tasks`, "
                          f"or add task YAML files through --include_path.")
-    model, meta = load_model(args, device)  # out_dir's checkpoint or GPT-2, converted if --proj/--n_kv_head say so
+    if not hub_reachable():
+        import datasets
+        import huggingface_hub.constants
+        datasets.config.HF_HUB_OFFLINE = huggingface_hub.constants.HF_HUB_OFFLINE = True
+        build = tm.load if hasattr(tm, "load") else tm.load_task_or_group  # lm-eval 0.4.13, 0.4.10
+        for t in tasks:
+            try:
+                build([t])
+            except ConnectionError:  # what datasets raises for data that is neither cached nor reachable
+                raise SystemExit(f"--tasks: the dataset of {t} is not in the Hugging Face cache and the hub "
+                                 f"({huggingface_hub.constants.ENDPOINT}) does not answer; run once where there is a "
+                                 f"network (the cache is reused), or measure perplexity on a local text with "
+                                 f"--text=FILE.") from None
+    return tm, tasks
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description="Evaluate out_dir/ckpt.pt with lm-evaluation-harness, or its perplexity "
+                                            "on a local text.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out_dir", default="out", help="directory holding ckpt.pt")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--tasks", default=PAPER_TASKS, help="comma-separated lm_eval task names")
+    what.add_argument("--text", default=None, help="a local text file: word and byte perplexity over it instead of "
+                                                   "the tasks (no network, no lm-eval; --num_fewshot, --limit and "
+                                                   "--include_path do not apply)")
+    p.add_argument("--num_fewshot", type=number(int, ">= 0"), default=5, help="examples before each question")
+    p.add_argument("--batch_size", type=number(int, ">= 1"), default=16,
+                   help="windows of at most block_size tokens per forward")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda, cuda:N or mps")
+    p.add_argument("--dtype", choices=DTYPES, default=None, help="None: bfloat16 on CUDA, float32 on CPU")
+    p.add_argument("--limit", type=number(float, "> 0"), default=None,
+                   help="documents per task (a fraction if below 1), for quick checks; the harness marks such "
+                        "results as not for reporting")
+    p.add_argument("--include_path", default=None, help="a directory of extra task YAML files, e.g. local tasks")
+    p.add_argument("--out", default=None, help="results directory; None: out_dir/eval")
+    add_model_args(p)
+    return p
+
+
+def parse_args(argv=None):
+    p = get_parser()
+    args = p.parse_args(argv)
+    check_device(p, args.device)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.text is None and simple_evaluate is None:
+        raise SystemExit(INSTALL)
+    device = torch.device(args.device)
+    dtype = DTYPES[args.dtype or ("bfloat16" if device.type == "cuda" else "float32")]
+    if args.text is not None:
+        text = read_text_file(args.text)
+    else:
+        tm, tasks = load_tasks(args)
     out = args.out or os.path.join(args.out_dir, "eval")
     try:  # before the evaluation, which can take hours: an --out that cannot take the results fails now
         os.makedirs(out, exist_ok=True)
         tempfile.TemporaryFile(dir=out).close()
     except OSError as err:
         raise SystemExit(f"--out {out!r} is not a writable directory ({err.strerror}); choose another --out.")
+    model, meta = load_model(args, device)  # out_dir's checkpoint or GPT-2, converted if --proj/--n_kv_head say so
     if not model.config.causal:
         raise SystemExit(f"{args.out_dir} holds a bidirectional model (causal=False), which cannot score text left "
                          f"to right; evaluate a causal checkpoint.")
     lm = CheckpointLM(model, meta, args.batch_size, dtype)
     t0 = time.time()
-    res = simple_evaluate(model=lm, tasks=tasks, num_fewshot=args.num_fewshot, limit=args.limit, task_manager=tm,
-                          log_samples=False)
+    if args.text is not None:
+        res = text_perplexity(lm, args.text, text)
+    else:
+        res = simple_evaluate(model=lm, tasks=tasks, num_fewshot=args.num_fewshot, limit=args.limit,
+                              task_manager=tm, log_samples=False)
     dt = time.time() - t0
     res["checkpoint"] = {"out_dir": args.out_dir, "init_from": args.init_from, "convert_method": args.convert_method,
                          "model_args": asdict(model.config)}  # which model these are
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(res, f, indent=2, default=str)  # the config holds a few objects, e.g. the model
+    # the config holds a few objects, e.g. the model: default=str
+    atomic_write(os.path.join(out, "results.json"), json.dumps(res, indent=2, default=str))
     md = table(res)
-    with open(os.path.join(out, "results.md"), "w") as f:
-        f.write(md)
+    atomic_write(os.path.join(out, "results.md"), md)
     print(md, end="")
-    print(f"{lm.n_requests} requests in {dt:.1f} s ({1000 * dt / max(lm.n_requests, 1):.1f} s per 1,000); "
-          f"wrote {out}/results.json and results.md", file=sys.stderr)
+    done = (f"{res['text']['tokens']:,} tokens in {dt:.1f} s" if args.text is not None else
+            f"{lm.n_requests} requests in {dt:.1f} s ({1000 * dt / max(lm.n_requests, 1):.1f} s per 1,000)")
+    print(f"{done}; wrote {out}/results.json and results.md", file=sys.stderr)
 
 
 if __name__ == "__main__":

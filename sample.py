@@ -4,6 +4,8 @@ its buffers really hold (next to the same model with V tied or untied) and the d
 $ python sample.py --out_dir=out-cpu-tiny --start="ROMEO:" --num_samples=3 --max_new_tokens=100
 GPT-2 from the hub, converted to Q-K=V first (lstsq fits on the calibration text; see convert.convert_state_dict):
 $ python sample.py --init_from=gpt2 --proj=qk_v --convert_method=lstsq --calib=FILE:input.txt --start="Hello,"
+A checkpoint of ours converts without --calib: lstsq fits on the validation tokens of the data it was trained on
+(its data_dir), when they are still there. Untying (qk_v -> qkv) is exact and fits nothing.
 The tokenizer is the one the checkpoint's data used (meta.json): r50k_base (GPT-2 BPE) or bytes; GPT-2's is
 r50k_base. For both, "<|endoftext|>" in the prompt and in the output is the document separator (eot_token).
 --compile=True runs the one-token decode steps through torch.compile (generate(compile=True)).
@@ -17,14 +19,19 @@ from dataclasses import replace
 import tiktoken
 import torch
 
-from checkpoint import load_checkpoint
-from convert import GPT2_SIZES, TIE_METHODS, convert_state_dict, load_gpt2
+from checkpoint import load_checkpoint, read_json, tokens
+from configurator import number
+from convert import GPT2_SIZES, TIE_METHODS, check_conversion, convert_state_dict, gpt2_config, load_gpt2
 from model import GPT, SOURCES, GPTConfig
 
 EOT = "<|endoftext|>"
 GPT2_META = {"tokenizer": "r50k_base", "vocab_size": 50257, "eot_token": 50256}
 V_TWIN = {"qkv": "qk_v", "qk_v": "qkv", "q_kv": "q_k_v", "q_k_v": "q_kv"}  # the same projections with V = K toggled
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Below this temperature sampling is greedy in all but name (a logit gap of 0.1 weighs e^10 to 1), and logits /
+# temperature can overflow (float16's 65504 is passed at 1e-3 by a logit of 66; GPT-2's logits reach -100 and below;
+# 1e-45 overflows float32): such temperatures decode greedily.
+MIN_TEMPERATURE = 0.01
 
 
 def boolean(s):
@@ -33,55 +40,69 @@ def boolean(s):
     return s.lower() in ("true", "1")
 
 
+def text(s):
+    if not s:
+        raise argparse.ArgumentTypeError('is empty; give the text, or "FILE:path" to read it from a file')
+    return s
+
+
 def add_model_args(p):
     """Where the model comes from, and the conversion applied first: shared by sample.py and eval.py."""
     p.add_argument("--init_from", default="resume", choices=["resume", *GPT2_SIZES],
                    help="resume: out_dir's checkpoint; gpt2...: the Hugging Face hub's weights")
     p.add_argument("--proj", default=None, choices=list(SOURCES), help="convert the weights to this variant first")
-    p.add_argument("--n_kv_head", type=int, default=None, help="convert to this many key/value heads (GQA/MQA)")
-    p.add_argument("--convert_method", default="lstsq", choices=TIE_METHODS, help="how V is tied to K")
-    p.add_argument("--calib", default=None, help='text that lstsq and split fit on, or "FILE:path"')
-    p.add_argument("--calib_tokens", type=int, default=8192)
+    p.add_argument("--n_kv_head", type=number(int, ">= 0"), default=None,
+                   help="convert to this many key/value heads (GQA/MQA; 0 = n_head), a divisor of n_head; None: keep")
+    p.add_argument("--convert_method", default="lstsq", choices=TIE_METHODS,
+                   help="how V is tied to K (untying is exact whatever the method)")
+    p.add_argument("--calib", type=text, default=None,
+                   help='text that lstsq and split fit on, or "FILE:path"; None: the checkpoint\'s own validation '
+                        'tokens when its data_dir still holds them')
+    p.add_argument("--calib_tokens", type=number(int, ">= 1"), default=8192,
+                   help="calibration tokens, at least one block (block_size)")
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Sample from out_dir/ckpt.pt with the KV cache.")
+def get_parser():
+    p = argparse.ArgumentParser(description="Sample from out_dir/ckpt.pt with the KV cache.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out_dir", default="out", help="directory holding ckpt.pt")
     p.add_argument("--start", default="\n", help='prompt text, or "FILE:path" to read it from a file; '
-                   'an empty prompt starts a new document')
-    p.add_argument("--num_samples", type=int, default=3)
-    p.add_argument("--max_new_tokens", type=int, default=None,
-                   help="default: fill the model's context (block_size minus the prompt)")
-    p.add_argument("--temperature", type=float, default=0.8, help="0 is greedy")
-    p.add_argument("--top_k", type=int, default=200)
-    p.add_argument("--seed", type=int, default=1337)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--dtype", choices=DTYPES, default=None, help="default: bfloat16 on CUDA, float32 on CPU")
-    p.add_argument("--use_cache", type=boolean, default=True)
+                   'an empty prompt starts a new document (default: %(default)r)')
+    p.add_argument("--num_samples", type=number(int, ">= 1"), default=3, help="samples drawn, one after another")
+    p.add_argument("--max_new_tokens", type=number(int, ">= 1"), default=None,
+                   help="None: fill the model's context (block_size minus the prompt)")
+    p.add_argument("--temperature", type=number(float, ">= 0"), default=0.8,
+                   help=f"0 is greedy, and so is anything below {MIN_TEMPERATURE}")
+    p.add_argument("--top_k", type=number(int, ">= 1"), default=200, help="sample among the k likeliest tokens")
+    p.add_argument("--seed", type=number(int, "[0, 4294967295]"), default=1337, help="torch.manual_seed")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu, cuda, cuda:N or mps")
+    p.add_argument("--dtype", choices=DTYPES, default=None, help="None: bfloat16 on CUDA, float32 on CPU")
+    p.add_argument("--use_cache", type=boolean, default=True, help="False: every step runs the whole context again")
     add_model_args(p)
     p.add_argument("--compile", type=boolean, default=False,
                    help="torch.compile the one-token decode step (the first sample then includes compiling)")
-    args = p.parse_args(argv)
-    if args.num_samples < 1:
-        p.error(f"--num_samples must be >= 1; got {args.num_samples}.")
-    if args.max_new_tokens is not None and args.max_new_tokens < 1:
-        p.error(f"--max_new_tokens must be >= 1 (or left out to fill the context); got {args.max_new_tokens}.")
-    if not 0 <= args.temperature < float("inf"):
-        p.error(f"--temperature must be a finite number >= 0 (0 is greedy); got {args.temperature}.")
-    if args.top_k < 1:
-        p.error(f"--top_k must be >= 1; got {args.top_k}.")
-    if args.calib_tokens < 1:
-        p.error(f"--calib_tokens must be >= 1; got {args.calib_tokens}.")
+    return p
+
+
+def check_device(p, name):
+    """parser.error unless name is a device this machine has."""
     try:
-        device = torch.device(args.device)
+        device = torch.device(name)
     except RuntimeError:
-        p.error(f"--device must be cpu, cuda, cuda:N or mps; got {args.device!r}.")
+        p.error(f"--device must be cpu, cuda, cuda:N or mps; got {name!r}.")
+    if device.type not in ("cpu", "cuda", "mps"):
+        p.error(f"--device must be cpu, cuda, cuda:N or mps; got {name!r}.")
     if device.type == "cuda" and not torch.cuda.is_available() or device.type == "mps" and \
             not torch.backends.mps.is_available():
-        p.error(f"--device={args.device}, but this PyTorch build or machine has no {device.type.upper()} device; "
+        p.error(f"--device={name}, but this PyTorch build or machine has no {device.type.upper()} device; "
                 f"use --device=cpu.")
-    if device.type not in ("cpu", "cuda", "mps"):
-        p.error(f"--device must be cpu, cuda, cuda:N or mps; got {args.device!r}.")
+
+
+def parse_args(argv=None):
+    p = get_parser()
+    args = p.parse_args(argv)
+    check_device(p, args.device)
     return args
 
 
@@ -94,35 +115,99 @@ def read_text(arg, flag):
         return f.read()
 
 
+def v_is_k(cfg):
+    return SOURCES[cfg.proj][1] == SOURCES[cfg.proj][2]
+
+
+def own_val_tokens(data_dir, meta):
+    """The validation tokens of the data a checkpoint was trained on (its config's data_dir), or None when that
+    directory no longer holds them, or holds data of another tokenizer."""
+    if not data_dir or not all(os.path.isfile(os.path.join(data_dir, f)) for f in ("val.bin", "meta.json")):
+        return None
+    try:
+        theirs = read_json(os.path.join(data_dir, "meta.json"), "")
+    except SystemExit:
+        return None
+    if any(theirs.get(k) != meta.get(k) for k in ("tokenizer", "vocab_size")):
+        return None
+    return tokens(data_dir, "val")
+
+
+def calibration(args, cfg, meta, data_dir):
+    """Token ids [B, block_size] that lstsq and split fit on: --calib's text, else the checkpoint's own validation
+    tokens. -> (ids, where they come from)."""
+    bs, n = cfg.block_size, args.calib_tokens
+    if args.calib is not None:
+        ids, where = get_tokenizer(meta)[0](read_text(args.calib, "--calib"))[:n], "--calib"
+    else:
+        val = own_val_tokens(data_dir, meta)
+        if val is None:
+            why = (f"{args.init_from} comes with no validation data" if args.init_from != "resume" else
+                   f"{args.out_dir} names no data_dir" if not data_dir else
+                   f"its data_dir {data_dir!r} no longer holds the val.bin and meta.json it was trained on")
+            raise SystemExit(f"--convert_method={args.convert_method} fits V on calibration tokens and {why}; pass "
+                             f"--calib=FILE:path (or the text itself), or --convert_method=k.")
+        ids, where = val[:n].tolist(), f"{os.path.join(data_dir, 'val.bin')} (the checkpoint's own)"
+    if len(ids) < bs:
+        fix = f"raise --calib_tokens to {bs} or more" if n < bs else "give a longer --calib text"
+        raise SystemExit(f"calibration from {where} gives {len(ids)} tokens, fewer than one block (block_size {bs}); "
+                         f"{fix}.")
+    ids = ids[:len(ids) // bs * bs]
+    return torch.tensor(ids).view(-1, bs), f"{len(ids)} tokens of {where}"
+
+
 def load_model(args, device):
     """-> (model in eval mode on device, meta dict of its tokenizer): the checkpoint or GPT-2, converted to
-    --proj / --n_kv_head when they are given."""
+    --proj / --n_kv_head when they are given. Every setting is checked before GPT-2 is downloaded or converted."""
     if args.init_from == "resume":
         ckpt = load_checkpoint(args.out_dir, ("model", "model_args", "meta"))
         cfg, state, meta = GPTConfig(**ckpt["model_args"]), ckpt["model"], ckpt["meta"]
+        data_dir = ckpt.get("config", {}).get("data_dir")
     else:
+        cfg, state, meta, data_dir = gpt2_config(args.init_from), None, GPT2_META, None
+    same_heads = args.n_kv_head is None or (args.n_kv_head or cfg.n_head) == (cfg.n_kv_head or cfg.n_head)
+    try:
+        dst = replace(cfg, proj=args.proj or cfg.proj, n_kv_head=cfg.n_kv_head if same_heads else args.n_kv_head)
+    except ValueError as e:  # e.g. n_kv_head must divide n_head
+        raise SystemExit(f"cannot convert {args.out_dir if args.init_from == 'resume' else args.init_from}: {e}")
+    if dst != cfg:
+        ties = v_is_k(dst) and not v_is_k(cfg)
+        calib, source = (calibration(args, cfg, meta, data_dir) if ties and args.convert_method in ("lstsq", "split")
+                         else (None, None))
         try:
-            (cfg, state), meta = load_gpt2(args.init_from), GPT2_META
+            check_conversion(cfg, dst, args.convert_method, calib)
         except ValueError as e:
             raise SystemExit(str(e))
-    dst = replace(cfg, proj=args.proj or cfg.proj,
-                  n_kv_head=cfg.n_kv_head if args.n_kv_head is None else args.n_kv_head)
-    if dst != cfg:
-        calib = None
-        if args.calib is not None:
-            ids = get_tokenizer(meta)[0](read_text(args.calib, "--calib"))[:args.calib_tokens]
-            T = min(cfg.block_size, len(ids))
-            calib = torch.tensor(ids[:len(ids) // T * T]).view(-1, T)
+    if state is None:
         try:
-            state, fits = convert_state_dict(state, cfg, dst, args.convert_method, calib)
+            state = load_gpt2(args.init_from)[1]
         except ValueError as e:
-            raise SystemExit(f"{e} (sample.py: --calib=FILE:path gives the calibration text)")
-        unexplained = [f"{sum(f['residual']) / len(f['residual']):.3f}" for f in fits if f["residual"]]
-        print(f"converted to proj={dst.proj}, n_kv_head={dst.n_kv_head or dst.n_head} ({args.convert_method})"
-              + (f"; unexplained V variance per layer: {', '.join(unexplained)}" if unexplained else ""))
+            raise SystemExit(str(e))
+    if dst != cfg:
+        state, fits = convert_state_dict(state, cfg, dst, args.convert_method, calib)
+        print(conversion_note(cfg, dst, args.convert_method, fits, source))
     model = GPT(dst)
     model.load_state_dict(state)
     return model.eval().to(device), meta
+
+
+def conversion_note(src, dst, method, fits, source):
+    """One line that says what the conversion did, and claims a fit only where one was made."""
+    hs, hd = src.n_kv_head or src.n_head, dst.n_kv_head or dst.n_head
+    done = []
+    if hd < hs:
+        done.append(f"key/value heads mean-pooled from {hs} to {hd}")
+    elif hd > hs:
+        done.append(f"key/value heads repeated from {hs} to {hd} (exact)")
+    s, d = SOURCES[src.proj], SOURCES[dst.proj]
+    untied = [f"{'QKV'[b]} from {'QKV'[a]}" for a in range(3) for b in range(a + 1, 3) if s[a] == s[b] and d[a] != d[b]]
+    if untied:
+        done.append(f"untied {', '.join(untied)} (exact: copies of the shared weights)")
+    if v_is_k(dst) and not v_is_k(src):
+        done.append(f"V tied to K by {method}" + (f" fitted on {source}" if source else ""))
+    unexplained = [f"{sum(f['residual']) / len(f['residual']):.3f}" for f in fits if f["residual"]]
+    return (f"converted to proj={dst.proj}, n_kv_head={hd}: {'; '.join(done)}"
+            + (f"; unexplained V variance per layer: {', '.join(unexplained)}" if unexplained else ""))
 
 
 def get_tokenizer(meta):
@@ -201,6 +286,7 @@ def main(argv=None):
                          "checkpoint without pos_conv.")
     # generate builds its cache in the autocast dtype, or the weights' dtype (float32) without autocast
     ctx = nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype)
+    temperature = args.temperature if args.temperature >= MIN_TEMPERATURE else 0
     report = cache_report(model, len(ids) + n_new, dtype) if args.use_cache else \
         "no kv cache (--use_cache=False): every step runs the whole context again"
     x = torch.tensor(ids, dtype=torch.long, device=device)[None, :]  # [1, T]
@@ -209,7 +295,7 @@ def main(argv=None):
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            y = model.generate(x, n_new, temperature=args.temperature, top_k=args.top_k, use_cache=args.use_cache,
+            y = model.generate(x, n_new, temperature=temperature, top_k=args.top_k, use_cache=args.use_cache,
                                compile=args.compile)
             if device.type == "cuda":
                 torch.cuda.synchronize()

@@ -19,20 +19,24 @@ per head; Wv -> B Wv with c_proj's columns of the head times B^-1). Two measures
   random matrices on the same inputs, shows how much of it any projection of a low-rank residual stream explains.
 
     python -m experiments.analyze --out_dir=out-cpu_lm/qkv_s1337             # prints the tables, writes out_dir/projections.png
-    python -m experiments.analyze --out_dir=out-cpu_lm/qkv_s1337 --out=assets  # the figure README shows
+    python -m experiments.analyze --out_dir=out-retrofit/qkv_s1337 --out=assets  # the figure README shows
+Only that command writes into assets/ (any other checkpoint or setting is refused there).
 """
 
 import argparse
 import math
 import os
+import tempfile
 
-import numpy as np
 import torch
 
-from checkpoint import load_checkpoint
+from checkpoint import atomic_write, guard_assets, load_checkpoint, tokens
+from configurator import number
 from convert import affine_fit
 from model import GPT, GPTConfig
 
+ASSET_SOURCE = "out-retrofit/qkv_s1337"  # the checkpoint behind assets/projections.png (experiments/README.md)
+ASSET_COMMAND = f"python -m experiments.analyze --out_dir={ASSET_SOURCE} --out=assets"
 PAIR_RULE = ("cosine of the flattened weights, whole matrix (mean over heads in brackets); with GQA/MQA each key "
              "or value head is repeated for the query heads that use it, as attention pairs them")
 
@@ -204,8 +208,7 @@ def plot(rows, random, max_rank, title, path):
         ax3.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=120)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
     plt.close(fig)
 
 
@@ -220,32 +223,58 @@ def load(out_dir):
 
 def val_tokens(data_dir, n_tokens, block_size):
     """The first n_tokens of data_dir/val.bin as [n_tokens // block_size, block_size] token ids, or None if absent."""
-    path = os.path.join(data_dir or "", "val.bin")
-    if not data_dir or not os.path.isfile(path):
+    if not data_dir or not os.path.isfile(os.path.join(data_dir, "val.bin")):
         return None
-    data = np.memmap(path, dtype=np.uint16, mode="r")
+    data = tokens(data_dir, "val")
     n = min(n_tokens, len(data)) // block_size
-    return torch.from_numpy(data[:n * block_size].astype(np.int64)).view(n, block_size)
+    if n == 0:
+        raise SystemExit(f"{os.path.join(data_dir, 'val.bin')} holds {len(data)} tokens, fewer than one block "
+                         f"(block_size {block_size}) to measure CKA on; set --data_dir to a larger validation set.")
+    return torch.from_numpy(data[:n * block_size].astype("int64")).view(n, block_size)
 
 
-def main():
+def get_parser():
     parser = argparse.ArgumentParser(description="Similarity (raw cosine, subspace overlap, CKA) and effective rank "
-                                                 "of Wq, Wk, Wv.")
-    parser.add_argument("--out_dir", required=True, help="folder holding ckpt.pt")
-    parser.add_argument("--out", default=None, help="folder for projections.png (default: --out_dir; '' for none; "
-                        "assets for the figure README shows)")
-    parser.add_argument("--data_dir", default=None, help="validation tokens for CKA (default: the checkpoint's)")
-    parser.add_argument("--tokens", type=int, default=16384, help="validation tokens CKA is measured on")
-    parser.add_argument("--rank", type=int, default=None, help="r of the subspace overlap (default head_dim / 2)")
-    args = parser.parse_args()
-    if args.tokens < 1:
-        parser.error(f"--tokens must be >= 1; got {args.tokens}.")
-    if args.rank is not None and args.rank < 1:
-        parser.error(f"--rank must be >= 1; got {args.rank}.")
+                                                 "of Wq, Wk, Wv.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--out_dir", required=True, default=argparse.SUPPRESS, help="folder holding ckpt.pt")
+    parser.add_argument("--out", default=None, help="folder for projections.png (None: --out_dir; '' for none; "
+                        f"assets for the figure README shows, from `{ASSET_COMMAND}` only)")
+    parser.add_argument("--data_dir", default=None, help="validation tokens for CKA (None: the checkpoint's)")
+    parser.add_argument("--tokens", type=number(int, ">= 1"), default=16384,
+                        help="validation tokens CKA is measured on, at least one block (block_size)")
+    parser.add_argument("--rank", type=number(int, ">= 1"), default=None,
+                        help="r of the subspace overlap, at most head_dim (None: head_dim / 2)")
+    return parser
+
+
+def main(argv=None):
+    parser = get_parser()
+    args = parser.parse_args(argv)
     model, data_dir = load(args.out_dir)
     cfg = model.config
+    head_dim = cfg.n_embd // cfg.n_head
+    if args.tokens < cfg.block_size:
+        parser.error(f"--tokens must be at least one block of {args.out_dir} (block_size {cfg.block_size}); got "
+                     f"{args.tokens}.")
+    if args.rank is not None and args.rank > head_dim:
+        parser.error(f"--rank must be at most the head_dim of {args.out_dir} ({head_dim}), the most directions a head "
+                     f"reads; got {args.rank}.")
+    out = args.out_dir if args.out is None else args.out
+    if out:  # before the work, since the figure is written last
+        changed = [k for k in vars(args) if k not in ("out", "out_dir") and getattr(args, k) != parser.get_default(k)]
+        full_run = not changed and os.path.realpath(args.out_dir) == os.path.realpath(ASSET_SOURCE)
+        guard_assets(out, full_run, ASSET_COMMAND)
+        try:
+            os.makedirs(out, exist_ok=True)
+            tempfile.TemporaryFile(dir=out).close()
+        except OSError as e:
+            parser.error(f"--out {out!r} is not a writable directory ({e.strerror}); choose another --out.")
     idx = val_tokens(args.data_dir or data_dir, args.tokens, cfg.block_size)
-    r = args.rank or cfg.n_embd // cfg.n_head // 2
+    if idx is not None and int(idx.max()) >= cfg.vocab_size:
+        raise SystemExit(f"the validation tokens of {args.data_dir or data_dir} reach {int(idx.max())}, beyond the "
+                         f"vocabulary of {args.out_dir} (vocab_size {cfg.vocab_size}); set --data_dir to its data.")
+    r = args.rank or max(1, head_dim // 2)
     rows, random = analyze(model, idx, r), random_row(model, idx, r)
     print(f"{args.out_dir}: proj={cfg.proj}, n_head={cfg.n_head}, n_kv_head={cfg.n_kv_head or cfg.n_head}, "
           f"n_layer={cfg.n_layer}, n_embd={cfg.n_embd}")
@@ -258,7 +287,6 @@ def main():
         print(f"erank of each layer's attention input (of {cfg.n_embd}): {', '.join(f'{e:.1f}' for e in eranks)}")
     print()
     print(table(model, rows, random))
-    out = args.out_dir if args.out is None else args.out
     if out:
         path = os.path.join(out, "projections.png")
         plot(rows, random, max_ranks(model), f"{args.out_dir} (proj={cfg.proj})", path)

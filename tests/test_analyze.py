@@ -4,10 +4,13 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
-from experiments.analyze import analyze, cka, compare, cosine, effective_rank, load, overlap, projections, random_row, table
+import experiments.analyze
+from experiments.analyze import (ASSET_COMMAND, analyze, cka, compare, cosine, effective_rank, load, main, overlap,
+                                 projections, random_row, table)
 from model import GPT, GPTConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,7 +56,7 @@ def test_effective_rank_of_two_equal_singular_values_is_two():
 @pytest.mark.parametrize("proj,n_kv_head", list(EXPECTED))
 def test_table_lists_only_existing_projections(tmp_path, proj, n_kv_head):
     original = save_ckpt(tmp_path, proj, n_kv_head)
-    model, _ = load(tmp_path)
+    model, _ = load(str(tmp_path))  # load_checkpoint takes a str
     names = EXPECTED[(proj, n_kv_head)]
     for block, ref in zip(model.transformer.h, original.transformer.h):
         mats = projections(block.attn)
@@ -180,3 +183,65 @@ def test_tied_value_and_key_give_overlap_and_cka_one_and_random_reference_is_low
     assert 0.10 < rand["overlap"][("Wk", "Wv")] < 0.16
     assert 0.30 < rand["cka"][("Wk", "Wv")] < 0.40
     assert 0.38 < rand["r2"][("Wk", "Wv")] < 0.48
+
+
+def run_main(capsys, *argv):
+    """experiments.analyze.main in-process -> (exit code or None, stdout, the last line of stderr)."""
+    try:
+        main(list(argv))
+        code = None
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else str(e.code)
+    out, err = capsys.readouterr()
+    return code, out, (err.strip().splitlines() or [""])[-1]
+
+
+def test_tokens_below_one_block_and_rank_above_head_dim_are_refused_before_the_work(tmp_path, capsys):
+    save_ckpt(tmp_path, "qkv")  # block_size 16, head_dim 8
+    data = tmp_path / "data"
+    data.mkdir()
+    np.arange(40, dtype=np.uint16).tofile(data / "val.bin")
+    for arg, want in (("--tokens=15", f"--tokens must be at least one block of {tmp_path} (block_size 16); got 15."),
+                      ("--rank=9", f"--rank must be at most the head_dim of {tmp_path} (8), the most directions a "
+                                   f"head reads; got 9.")):
+        code, out, err = run_main(capsys, f"--out_dir={tmp_path}", f"--data_dir={data}", arg)
+        assert code == 2 and out == "" and err.split(": error: ")[1] == want
+    assert not (tmp_path / "projections.png").exists()
+    # one block and the full head_dim are measured: 16 tokens, r = 8
+    code, out, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--data_dir={data}", "--tokens=16", "--rank=8", "--out=")
+    assert code is None
+    assert "linear CKA of the outputs on 16 validation tokens" in out and "top-8 right singular" in out
+    (data / "val.bin").write_bytes(np.arange(10, dtype=np.uint16).tobytes())
+    code, out, err = run_main(capsys, f"--out_dir={tmp_path}", f"--data_dir={data}")
+    assert code == f"{data}/val.bin holds 10 tokens, fewer than one block (block_size 16) to measure CKA on; set " \
+                   f"--data_dir to a larger validation set."
+    (data / "val.bin").write_bytes(np.arange(100, dtype=np.uint16).tobytes())  # tokens 40.. beyond vocab_size 40
+    code, out, err = run_main(capsys, f"--out_dir={tmp_path}", f"--data_dir={data}")
+    assert code == f"the validation tokens of {data} reach 95, beyond the vocabulary of {tmp_path} (vocab_size 40); " \
+                   f"set --data_dir to its data."
+
+
+def test_assets_take_only_the_figure_readme_names(tmp_path, capsys, monkeypatch):
+    save_ckpt(tmp_path, "qkv")
+    assets = os.path.join(ROOT, "assets")
+    before = {n: os.path.getmtime(os.path.join(assets, n)) for n in os.listdir(assets)}
+    link = tmp_path / "link"
+    link.symlink_to(assets)
+    for out in (assets, "assets", str(link)):  # an absolute path and a link are assets/ too
+        code, _, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--out={out}")
+        assert code == f"{out} is in assets/, which only the full default run (`{ASSET_COMMAND}`) writes; write " \
+                       f"this run elsewhere."
+    # the source checkpoint itself, with another setting, is refused too
+    monkeypatch.setattr(experiments.analyze, "ASSET_SOURCE", str(tmp_path))
+    code, _, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--out={assets}", "--rank=2")
+    assert "only the full default run" in code
+    assert {n: os.path.getmtime(os.path.join(assets, n)) for n in os.listdir(assets)} == before
+
+
+def test_an_out_that_cannot_take_the_figure_fails_before_the_work(tmp_path, capsys, monkeypatch):
+    save_ckpt(tmp_path, "qkv")
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setattr(experiments.analyze, "analyze", lambda *a: pytest.fail("analysed"))
+    code, out, err = run_main(capsys, f"--out_dir={tmp_path}", f"--out={tmp_path / 'afile'}")
+    assert code == 2 and err.endswith(f"--out '{tmp_path / 'afile'}' is not a writable directory (File exists); "
+                                      f"choose another --out.")

@@ -1,10 +1,12 @@
 """convert.convert_state_dict (retrofit: qkv -> qk_v, GQA/MQA) and the GPT-2 hub layout, against cases with exact answers."""
 
+import sys
 from dataclasses import replace
 
 import pytest
 import torch
 
+import convert as cv
 from convert import convert_state_dict, from_hub_layout
 from model import GPT, GPTConfig
 
@@ -181,3 +183,71 @@ def test_hub_layout_maps_to_our_names_with_equal_logits():
     model = model_of(CFG)
     converted = model_of(CFG, from_hub_layout(hub_layout(model)))  # strict: every name matched, none left over
     assert torch.equal(logits(converted), logits(model))
+
+
+def test_gpt2_comes_from_the_cache_without_asking_the_network(tmp_path, monkeypatch):
+    import huggingface_hub
+    hub = hub_layout(model_of(CFG))
+    torch.save(hub, tmp_path / "pytorch_model.bin")
+    calls = []
+
+    def download(repo, file, local_files_only=False):
+        calls.append((repo, local_files_only))
+        return str(tmp_path / "pytorch_model.bin")
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    monkeypatch.setattr(cv, "hub_reachable", lambda: pytest.fail("asked the network"))
+    for name in ("safetensors", "safetensors.torch"):  # the .bin file, as without safetensors installed
+        monkeypatch.setitem(sys.modules, name, None)
+    cfg, state = cv.load_gpt2("gpt2")
+    assert calls == [("openai-community/gpt2", True)]
+    assert cfg.n_layer == 12 and state.keys() == from_hub_layout(hub).keys()
+
+
+def test_gpt2_offline_is_one_sentence_at_once(tmp_path, monkeypatch, capfd):
+    import huggingface_hub.constants as hc
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path))  # an empty cache, whatever this machine holds
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(cv, "hub_reachable", lambda: False)  # no network: the real check is tested below
+    with pytest.raises(ValueError) as e:
+        cv.load_gpt2("gpt2")
+    assert str(e.value) == (f"gpt2 is not in the Hugging Face cache ({tmp_path}) and the hub ({hc.ENDPOINT}) does not "
+                            f"answer; download it once where there is a network (the cache is reused), or set HF_HOME "
+                            f"to a cache that holds it.")
+    assert capfd.readouterr().err == ""  # none of the hub's retry warnings
+
+
+def test_hub_reachable_asks_once_briefly_and_respects_offline_mode(monkeypatch):
+    import huggingface_hub
+    import huggingface_hub.constants as hc
+    asked = []
+
+    class Session:
+        def head(self, url, timeout):
+            asked.append((url, timeout))
+            if len(asked) == 2:
+                raise OSError("no route to host")
+    monkeypatch.setattr(huggingface_hub, "get_session", Session)
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False)
+    assert cv.hub_reachable() is True and cv.hub_reachable() is False
+    assert asked == [(hc.ENDPOINT, 3)] * 2
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)  # HF_HUB_OFFLINE=1: never ask
+    assert cv.hub_reachable() is False and len(asked) == 2
+
+
+def test_gpt2_download_failure_is_one_sentence_and_the_retry_log_is_quiet(tmp_path, monkeypatch):
+    import logging
+
+    import huggingface_hub
+    levels = []
+
+    def download(repo, file, local_files_only=False):
+        if local_files_only:
+            raise FileNotFoundError("not cached")
+        levels.append(logging.getLogger("huggingface_hub").getEffectiveLevel())
+        raise ConnectionError("reset by peer")
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    monkeypatch.setattr(cv, "hub_reachable", lambda: True)
+    before = logging.getLogger("huggingface_hub").level
+    with pytest.raises(ValueError, match=r"^could not download gpt2 from the Hugging Face hub \(ConnectionError\)"):
+        cv.load_gpt2("gpt2")
+    assert levels == [logging.ERROR] and logging.getLogger("huggingface_hub").level == before

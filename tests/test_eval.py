@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import string
 import subprocess
@@ -10,7 +11,7 @@ import torch
 
 import eval as ev
 from model import GPT, GPTConfig
-from test_sample import BYTES_META
+from test_sample import BYTES_META, make_ckpt
 from test_train import ROOT, train
 
 ALPHABET = string.ascii_lowercase
@@ -134,7 +135,17 @@ def make_task(path):
     return docs
 
 
-def test_local_multiple_choice_task_end_to_end(tmp_path, lm_eval, monkeypatch, capsys):
+@pytest.fixture
+def offline(monkeypatch):
+    """No network, as eval.py sees it; the offline switches it sets are undone after the test."""
+    import datasets
+    import huggingface_hub.constants as hc
+    monkeypatch.setattr(ev, "hub_reachable", lambda: False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", datasets.config.HF_HUB_OFFLINE)
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", hc.HF_HUB_OFFLINE)
+
+
+def test_local_multiple_choice_task_end_to_end(tmp_path, lm_eval, offline, monkeypatch, capsys):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     make_alphabet_data(tmp_path / "data")
     out = tmp_path / "out"
@@ -175,3 +186,86 @@ def test_table_has_the_reported_metrics_and_the_mean_acc():
     assert ev.table(res).splitlines()[2:] == ["| piqa | acc | 0.6000 | 0.0100 |", "| piqa | acc_norm | 0.6200 | n/a |",
                                               "| arc_easy | acc | 0.4000 | 0.0200 |",
                                               "| mean of 2 tasks | acc | 0.5000 | |"]
+
+
+def test_a_task_whose_dataset_is_not_cached_offline_is_one_sentence_before_the_model(tmp_path, lm_eval, offline,
+                                                                                       monkeypatch, capfd):
+    # a hub dataset no cache holds, in a task of its own (the built-in tasks take long to index)
+    (tmp_path / "hubtask.yaml").write_text("task: hubtask\ndataset_path: nobody/absent-dataset\ntest_split: test\n"
+                                           "output_type: multiple_choice\ndoc_to_text: q\ndoc_to_choice: c\n"
+                                           "doc_to_target: 0\n")
+    monkeypatch.setattr(ev, "TaskManager", lambda include_path: lm_eval.tasks.TaskManager(
+        include_path=include_path, include_defaults=False))
+    with pytest.raises(SystemExit) as e:  # tmp_path holds no checkpoint: the tasks are checked first
+        ev.main([f"--out_dir={tmp_path}", "--tasks=hubtask", f"--include_path={tmp_path}"])
+    assert str(e.value) == ("--tasks: the dataset of hubtask is not in the Hugging Face cache and the hub "
+                            "(https://huggingface.co) does not answer; run once where there is a network (the cache "
+                            "is reused), or measure perplexity on a local text with --text=FILE.")
+    assert "Retrying" not in capfd.readouterr().err
+    assert not (tmp_path / "eval").exists()
+
+
+def test_text_perplexity_is_the_rolling_log_likelihood_per_word_and_byte(tmp_path, monkeypatch, capsys):
+    make_ckpt(tmp_path, BYTES_META)  # block_size 64
+    text = "To be, or not to be, that is the question:\n" * 3  # 129 bytes, 30 words
+    (tmp_path / "hamlet.txt").write_text(text)
+    monkeypatch.setattr(ev, "hub_reachable", lambda: pytest.fail("asked the network"))
+    ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 'hamlet.txt'}", "--device=cpu", "--batch_size=2"])
+    with open(tmp_path / "eval" / "results.json") as f:
+        res = json.load(f)
+    model, _ = ev.load_model(ev.parse_args([f"--out_dir={tmp_path}"]), "cpu")
+    ids = [BYTES_META["eot_token"]] + list(text.encode())  # 130 tokens: windows cut back from the end
+    logp = sum(own_logprob(model, ids[max(0, end - 65):end], end - start)[0]
+               for start, end in ((1, 2), (2, 66), (66, 130)))
+    assert res["text"] == {"path": str(tmp_path / "hamlet.txt"), "tokens": 129, "words": 30, "bytes": 129,
+                           "logprob": pytest.approx(logp, rel=1e-6)}
+    got = res["results"]["hamlet.txt"]
+    assert got["word_perplexity,none"] == pytest.approx(math.exp(-logp / 30), rel=1e-6)
+    assert got["byte_perplexity,none"] == pytest.approx(math.exp(-logp / 129), rel=1e-6)
+    assert got["bits_per_byte,none"] == pytest.approx(-logp / 129 / math.log(2), rel=1e-6)
+    md = (tmp_path / "eval" / "results.md").read_text()
+    assert md.splitlines()[2:] == [f"| hamlet.txt | {k} | {got[k + ',none']:.4f} | n/a |"
+                                   for k in ("word_perplexity", "byte_perplexity", "bits_per_byte")]
+    assert capsys.readouterr().out == md
+    metrics = pytest.importorskip("lm_eval.api.metrics")  # the harness' own aggregation of the same sums
+    assert got["word_perplexity,none"] == pytest.approx(metrics.weighted_perplexity([(logp, 30)]), rel=1e-6)
+    assert got["bits_per_byte,none"] == pytest.approx(metrics.bits_per_byte([(logp, 129)]), rel=1e-6)
+
+
+def test_text_needs_neither_the_harness_nor_the_network(tmp_path):
+    make_ckpt(tmp_path, BYTES_META)
+    (tmp_path / "t.txt").write_text("a few words of text\n")
+    code = ("import sys, runpy; sys.modules['lm_eval'] = None; "
+            f"sys.argv = ['eval.py', '--out_dir={tmp_path}', '--text={tmp_path / 't.txt'}', '--device=cpu']; "
+            "runpy.run_path('eval.py', run_name='__main__')")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[2].startswith("| t.txt | word_perplexity | ")
+    assert r.stderr.startswith("20 tokens in ")
+
+
+def test_bad_text_and_settings_are_one_line_before_any_work(tmp_path, capsys):
+    make_ckpt(tmp_path, BYTES_META)
+    (tmp_path / "blank.txt").write_text(" \n\t\n")
+    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00")
+    for arg, want in (("--text=nowhere.txt", "--text=nowhere.txt: cannot read it as UTF-8 text (No such file or "
+                                             "directory); give a text file."),
+                      (f"--text={tmp_path}", f"--text={tmp_path}: cannot read it as UTF-8 text (Is a directory); "
+                                             f"give a text file."),
+                      (f"--text={tmp_path / 'blank.txt'}", f"--text={tmp_path / 'blank.txt'} holds no words; give a "
+                                                           f"text to measure perplexity on."),
+                      (f"--text={tmp_path / 'binary.txt'}", f"--text={tmp_path / 'binary.txt'}: cannot read it as "
+                                                            f"UTF-8 text (invalid start byte); give a text file.")):
+        with pytest.raises(SystemExit) as e:
+            ev.main([f"--out_dir={tmp_path}", arg])
+        assert str(e.value) == want
+    for arg, want in (("--limit=nan", "argument --limit: must be a finite number > 0; got nan."),
+                      ("--limit=0", "argument --limit: must be a finite number > 0; got 0.0."),
+                      ("--num_fewshot=-1", "argument --num_fewshot: must be an integer >= 0; got -1."),
+                      ("--batch_size=0", "argument --batch_size: must be an integer >= 1; got 0."),
+                      ("--device=tpu", "--device must be cpu, cuda, cuda:N or mps; got 'tpu'.")):
+        with pytest.raises(SystemExit) as e:
+            ev.parse_args([arg])
+        assert e.value.code == 2
+        assert capsys.readouterr().err.splitlines()[-1].split(": error: ")[1] == want
+    assert not (tmp_path / "eval").exists()

@@ -1,25 +1,30 @@
+import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
+import numpy as np
 import pytest
 import tiktoken
 import torch
 
 import sample
+from convert import convert_state_dict
 from model import GPT, GPTConfig
+from test_train import make_data
 
 BYTES_META = {"tokenizer": "bytes", "vocab_size": 256, "eot_token": 0}
 R50K_META = {"tokenizer": "r50k_base", "vocab_size": 50257, "eot_token": 50256}
 
 
-def make_ckpt(out_dir, meta, **fields):
-    """A checkpoint in train.py's format around a tiny random model; returns its config."""
+def make_ckpt(out_dir, meta, config=None, **fields):
+    """A checkpoint in train.py's format around a tiny random model (config: train.py's settings it records, e.g.
+    data_dir); returns its model config."""
     cfg = GPTConfig(block_size=64, vocab_size=meta["vocab_size"], n_layer=2, n_head=4, n_embd=32, **fields)
     model = GPT(cfg)
     opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), "cpu")
     os.makedirs(out_dir, exist_ok=True)
     torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "model_args": asdict(cfg),
-                "iter_num": 0, "best_val_loss": 9.9, "config": {}, "rng": torch.get_rng_state(), "meta": meta},
+                "iter_num": 0, "best_val_loss": 9.9, "config": config or {}, "rng": torch.get_rng_state(), "meta": meta},
                os.path.join(out_dir, "ckpt.pt"))
     return cfg
 
@@ -110,7 +115,7 @@ def test_clear_errors_and_checkpoint_untouched(tmp_path, capsys):
         run(capsys, tmp_path / "missing")
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "ckpt.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(SystemExit, match="is corrupt or not written by train.py"):
+    with pytest.raises(SystemExit, match="is corrupt or not a checkpoint written by train.py"):
         run(capsys, tmp_path / "bad")
     make_ckpt(tmp_path / "tok", dict(BYTES_META, tokenizer="gpt4"))
     with pytest.raises(SystemExit, match="unknown tokenizer 'gpt4'"):
@@ -127,9 +132,68 @@ def test_clear_errors_and_checkpoint_untouched(tmp_path, capsys):
 def test_converted_on_load_samples_through_the_k_only_cache(tmp_path, capsys):
     make_ckpt(tmp_path, BYTES_META)  # qkv
     out = run(capsys, tmp_path, "--proj=qk_v", "--convert_method=k", "--max_new_tokens=5", "--num_samples=1")
-    assert "converted to proj=qk_v, n_kv_head=4 (k)" in out and "(K only, V = K)" in stats_lines(out)[0]
+    assert "converted to proj=qk_v, n_kv_head=4: V tied to K by k\n" in out
+    assert "(K only, V = K)" in stats_lines(out)[0]
     out = run(capsys, tmp_path, "--proj=qk_v", "--n_kv_head=1", "--calib=" + "To be, or not to be. " * 20,
               "--max_new_tokens=5", "--num_samples=1")
-    assert "n_kv_head=1 (lstsq); unexplained V variance per layer: " in out
-    with pytest.raises(SystemExit, match="calib"):
+    # 420 bytes of text: six whole blocks of 64 tokens
+    assert ("converted to proj=qk_v, n_kv_head=1: key/value heads mean-pooled from 4 to 1; V tied to K by lstsq "
+            "fitted on 384 tokens of --calib; unexplained V variance per layer: ") in out
+    with pytest.raises(SystemExit, match="names no data_dir; pass --calib=FILE:path"):
         run(capsys, tmp_path, "--proj=qk_v", "--convert_method=split")
+
+
+def test_untying_says_it_is_exact_and_fits_nothing(tmp_path, capsys):
+    make_ckpt(tmp_path, BYTES_META, proj="qk_v")
+    out = run(capsys, tmp_path, "--proj=qkv", "--max_new_tokens=2", "--num_samples=1")  # lstsq is the default
+    assert out.splitlines()[0] == ("converted to proj=qkv, n_kv_head=4: untied V from K (exact: copies of the shared "
+                                   "weights)")
+    assert "lstsq" not in out and "unexplained" not in out
+
+
+def test_tying_calibrates_on_the_checkpoints_own_validation_tokens(tmp_path, capsys):
+    make_data(tmp_path / "data")
+    cfg = make_ckpt(tmp_path / "run", BYTES_META, config={"data_dir": str(tmp_path / "data")})
+    out = run(capsys, tmp_path / "run", "--proj=qk_v", "--calib_tokens=1000", "--max_new_tokens=2",
+              "--num_samples=1")
+    assert (f"V tied to K by lstsq fitted on 960 tokens of {tmp_path / 'data' / 'val.bin'} (the checkpoint's own); "
+            "unexplained V variance per layer: ") in out  # 1000 tokens: 15 whole blocks of 64
+    # the weights are the fit on exactly those tokens
+    args = sample.parse_args([f"--out_dir={tmp_path / 'run'}", "--proj=qk_v", "--calib_tokens=1000"])
+    model, _ = sample.load_model(args, "cpu")
+    val = torch.from_numpy(np.fromfile(tmp_path / "data" / "val.bin", dtype=np.uint16)[:960].astype(np.int64))
+    ckpt = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=True)
+    want, _ = convert_state_dict(ckpt["model"], cfg, replace(cfg, proj="qk_v"), "lstsq", val.view(15, 64))
+    assert all(torch.equal(t, want[k]) for k, t in model.state_dict().items())
+    # data of another tokenizer in that directory is not the checkpoint's: ask for --calib
+    (tmp_path / "data" / "meta.json").write_text(json.dumps({"tokenizer": "r50k_base", "vocab_size": 50257}))
+    with pytest.raises(SystemExit, match=f"its data_dir '{tmp_path / 'data'}' no longer holds the val.bin and "
+                                         "meta.json it was trained on; pass --calib"):
+        run(capsys, tmp_path / "run", "--proj=qk_v")
+
+
+def test_conversion_settings_are_checked_before_converting(tmp_path, capsys, monkeypatch):
+    make_ckpt(tmp_path, BYTES_META)  # 4 heads
+    monkeypatch.setattr(sample, "convert_state_dict", lambda *a: pytest.fail("converted"))
+    with pytest.raises(SystemExit, match=r"^cannot convert .*: n_kv_head must divide n_head=4 \(0 = n_head, 1 = MQA, "
+                                         r"g = GQA-g\); got 3\.$"):
+        run(capsys, tmp_path, "--n_kv_head=3")
+    with pytest.raises(SystemExit, match=r"^calibration from --calib gives 5 tokens, fewer than one block "
+                                         r"\(block_size 64\); give a longer --calib text\.$"):
+        run(capsys, tmp_path, "--proj=qk_v", "--calib=hello")
+    with pytest.raises(SystemExit, match=r"raise --calib_tokens to 64 or more\.$"):
+        run(capsys, tmp_path, "--proj=qk_v", "--calib=" + "x" * 100, "--calib_tokens=10")
+    for empty in (["--calib="], ["--proj=qk_v", "--calib="]):
+        with pytest.raises(SystemExit) as e:
+            run(capsys, tmp_path, *empty)
+        assert e.value.code == 2
+        assert capsys.readouterr().err.splitlines()[-1].endswith(': error: argument --calib: is empty; give the '
+                                                                 'text, or "FILE:path" to read it from a file')
+
+
+def test_a_temperature_too_small_to_sample_with_is_greedy(tmp_path, capsys):
+    make_ckpt(tmp_path, BYTES_META)
+    greedy = run(capsys, tmp_path, "--start=ab", "--max_new_tokens=20", "--num_samples=1")  # run() passes 0
+    for t in ("1e-45", "0.009"):  # 1e-45 made logits / temperature overflow to NaN probabilities
+        assert run(capsys, tmp_path, "--start=ab", "--max_new_tokens=20", "--num_samples=1",
+                   f"--temperature={t}").split("\n")[0] == greedy.split("\n")[0]
