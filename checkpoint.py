@@ -77,6 +77,7 @@ def save_checkpoint(ckpt, path):
 
 def checkpoint_path(path):
     """A ckpt.pt, or the out_dir holding one."""
+    path = os.fspath(path)
     return path if path.endswith(".pt") or os.path.isfile(path) else os.path.join(path, "ckpt.pt")
 
 

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from checkpoint import atomic_write, load_checkpoint, tokens
+from configurator import number
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
 
@@ -447,8 +448,7 @@ def main(argv=None):
     p.add_argument("--report", action="store_true", help="only the report, from the CSVs")
     p.add_argument("--data_dir", default="data/cpu_lm_bytes", help="prepared byte-level data (see the docstring)")
     p.add_argument("--root", default=None, help="run folders (default out-scaling/, or out-scaling-quick/)")
-    p.add_argument("--jobs", type=int, default=2, choices=range(1, 17), metavar="1..16",
-                   help="train.py processes at once, one thread each")
+    p.add_argument("--jobs", type=number(int, "[1, 16]"), default=2, help="train.py processes at once, one thread each")
     args = p.parse_args(argv)
     s = QUICK if args.quick else FULL
     args.root = args.root or s["root"]
