@@ -43,10 +43,9 @@ from model import ATTNS, GPT, POS_CONV_BASES, POS_EMBS, SOURCES, GPTConfig
 # settings; config files and --key=value arguments override them (configurator.py); `--help` lists them with the
 # comment beside each
 out_dir = "out"  # where ckpt.pt, log.jsonl and train.lock go; one run per out_dir
-# init_from: "scratch", "resume" (out_dir/ckpt.pt), a checkpoint (its path or directory) or "gpt2", "gpt2-medium",
-# "gpt2-large", "gpt2-xl" (the hub's weights): the last two are converted to this config's proj and n_kv_head, then
-# trained from iteration 0 with a fresh optimizer
-init_from = "scratch"  # scratch, resume, a checkpoint to convert (path or out_dir) or gpt2[-medium|-large|-xl]
+# init_from: a checkpoint of ours, or GPT-2's weights from the Hugging Face hub, is converted to this config's proj
+# and n_kv_head, then trained from iteration 0 with a fresh optimizer
+init_from = "scratch"  # scratch, resume (out_dir/ckpt.pt), a checkpoint (path or out_dir), gpt2[-medium|-large|-xl]
 convert_method = "lstsq"  # how init_from ties V to K, see convert.convert_state_dict
 calib_batches = 4  # training batches that convert_method lstsq and split fit on
 eval_interval = 200  # iterations between evaluations (and checkpoints)
@@ -168,10 +167,10 @@ accum = gradient_accumulation_steps // world_size  # micro-steps of this process
 ckpt_path = os.path.join(out_dir, "ckpt.pt")
 if init_from == "resume" and not os.path.exists(ckpt_path):
     sys.exit(f"init_from='resume' but {ckpt_path} does not exist; check --out_dir or use --init_from=scratch.")
-# memory-mapped on the CPU: the processes of a node share the file's pages instead of holding a copy each
-ckpt = load_checkpoint(ckpt_path, ("model_args", "iter_num", "config") + (
-    ("optimizer", "best_val_loss", "rng") if init_from == "resume" else ()), mmap=True) \
-    if os.path.exists(ckpt_path) else None
+ckpt = None
+if os.path.exists(ckpt_path):  # memory-mapped: the processes of a node share the file's pages, not a copy each
+    resume_keys = ("optimizer", "best_val_loss", "rng") if init_from == "resume" else ()
+    ckpt = load_checkpoint(ckpt_path, ("model_args", "iter_num", "config", *resume_keys), mmap=True)
 
 # the architecture: a resumed run's is the checkpoint's, and a config file or --key that sets it otherwise is
 # refused; GPT-2 brings its shape, and this config chooses only the variant and the dropout
@@ -209,9 +208,10 @@ def changed_settings(saved):
             and k not in UNCHECKED and not (k == "init_from" and "resume" in (config[k], old[k]))]
 
 
-# The same finished command run again is done; any other run refuses to write over the checkpoint
+# With a checkpoint in out_dir, the command that finished it, asked again, is done (so the main job can be rerun);
+# a resumed run goes on from it; any other run would write over it and is refused
 if ckpt:
-    changed, done = changed_settings(ckpt["config"]), ckpt["iter_num"]
+    done, changed = ckpt["iter_num"], changed_settings(ckpt["config"])
     if done >= max_iters and not changed:
         if master:
             print(f"{ckpt_path} holds this run, finished at iteration {done}: nothing to do (to train on, raise "
