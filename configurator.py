@@ -95,11 +95,11 @@ def configure(defaults, args, usage=None):
     """defaults: {key: value}, the settings a script exposes; args: sys.argv[1:]; usage: () -> the text that
     --help (or -h) prints before exit status 0. Returns (the updated dict, the set of keys that a config file
     assigned or a --key=value gave, whatever their value): a resumed run compares those with its checkpoint."""
+    if usage and ("-h" in args or "--help" in args):  # wherever it stands, before any file runs
+        print(usage())
+        raise SystemExit(0)
     values, given = dict(defaults), set()
     for arg in args:
-        if usage and arg in ("-h", "--help"):
-            print(usage())
-            raise SystemExit(0)
         if arg.startswith("--"):
             key, eq, text = arg[2:].partition("=")
             if not eq:

@@ -158,6 +158,8 @@ if fsdp and not ddp:
              "torchrun --standalone --nproc_per_node=1 train.py ...) or set --parallel=ddp.")
 rank, local_rank, world_size = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE")) if ddp else (0, 0, 1)
 master = rank == 0  # logs and writes the checkpoint
+if ddp and backend == "nccl" and device_type != "cuda":
+    sys.exit(f"backend='nccl' runs on CUDA only, and device is {device!r}; set --backend=gloo (or auto).")
 if gradient_accumulation_steps % world_size:
     sys.exit(f"gradient_accumulation_steps ({gradient_accumulation_steps}) is global and must be divisible by the "
              f"{world_size} processes; set --gradient_accumulation_steps to a multiple of {world_size}.")

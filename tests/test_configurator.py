@@ -96,9 +96,9 @@ def test_help_lists_every_setting_with_its_default_comment_and_rule(tmp_path, ca
                       "later = 1\nmax_iters = 7  # a later assignment is not the setting's\n")
     usage = lambda: describe("script.py", DEFAULTS, {"max_iters": ">= 0", "learning_rate": "(0, 1]",
                                                      "proj": ("qkv", "qk_v")}, [script])
-    for flag in ("--help", "-h"):
+    for flag in ("--help", "-h"):  # before anything else: the unknown key and the missing file are not reached
         with pytest.raises(SystemExit) as e:
-            configure(DEFAULTS, ["--max_iters=3", flag], usage)
+            configure(DEFAULTS, ["--max_iters=3", "--nope=1", "config/nope.py", flag], usage)
         assert e.value.code == 0
         lines = capsys.readouterr().out.splitlines()
         assert lines[0] == "usage: python script.py [CONFIG_FILE.py ...] [--key=value ...]"

@@ -306,3 +306,10 @@ def test_ctrl_c_stops_with_one_line_on_how_to_resume(tmp_path, data_dir, monkeyp
                                       "--eval_interval=2"])
     assert msg == f"{out / 'ckpt.pt'} holds this run, stopped at iteration {saved} of 100000; continue it with " \
                   f"--init_from=resume."
+
+
+def test_nccl_under_torchrun_needs_cuda(tmp_path, monkeypatch):
+    for k, v in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):
+        monkeypatch.setenv(k, v)
+    assert refusal(monkeypatch, tmp_path, ["--backend=nccl"]) == \
+        "backend='nccl' runs on CUDA only, and device is 'cpu'; set --backend=gloo (or auto)."
