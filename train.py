@@ -236,7 +236,10 @@ saved_iter = ckpt["iter_num"] if ckpt else None  # where the checkpoint in out_d
 def interrupted(kind, e, tb):
     """Ctrl-C: one line instead of a traceback, and exit status 130 as a shell gives it. Every save is atomic, so
     the last checkpoint is whole, and it resumes exactly."""
-    if kind is not KeyboardInterrupt:
+    cause = e  # an error raised while Ctrl-C unwound (torch.save cut short fails closing its file) is that Ctrl-C
+    while cause is not None and not isinstance(cause, KeyboardInterrupt):
+        cause = cause.__context__
+    if cause is None:
         return sys.__excepthook__(kind, e, tb)
     if master:
         print(f"stopped by Ctrl-C at iteration {iter_num}; " + (

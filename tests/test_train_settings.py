@@ -313,3 +313,26 @@ def test_nccl_under_torchrun_needs_cuda(tmp_path, monkeypatch):
         monkeypatch.setenv(k, v)
     assert refusal(monkeypatch, tmp_path, ["--backend=nccl"]) == \
         "backend='nccl' runs on CUDA only, and device is 'cpu'; set --backend=gloo (or auto)."
+
+
+def test_ctrl_c_during_a_save_keeps_the_last_checkpoint_and_is_one_line(finished, data_dir, tmp_path):
+    # torch.save cut short by Ctrl-C raises its own error on closing the file: still the same Ctrl-C
+    out = shutil.copytree(finished, tmp_path / "run")
+    before = (out / "ckpt.pt").read_bytes()
+    interrupted_save = ("import runpy, sys, torch\n"
+                        "def save(obj, f):\n"
+                        "    try:\n"
+                        "        f.write(b'the first bytes of a checkpoint')\n"
+                        "        raise KeyboardInterrupt\n"
+                        "    finally:\n"
+                        "        raise RuntimeError('unexpected pos 337344 vs 333136')\n"
+                        "torch.save = save\n"
+                        "sys.argv[0] = 'train.py'\n"
+                        "runpy.run_path('train.py', run_name='__main__')\n")
+    r = train(data_dir, out, "--max_iters=4", "--init_from=resume", cmd=(sys.executable, "-c", interrupted_save),
+              check=False)
+    assert r.returncode == 130
+    assert r.stderr == f"stopped by Ctrl-C at iteration 4; {out / 'ckpt.pt'} holds iteration 2: to go on, run the " \
+                       f"same command with --init_from=resume.\n"
+    assert (out / "ckpt.pt").read_bytes() == before
+    assert sorted(os.listdir(out)) == ["ckpt.pt", "log.jsonl", "train.lock"]
