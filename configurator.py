@@ -6,7 +6,8 @@ Overrides train.py's settings, as nanoGPT's configurator does:
 Positional arguments are config files, plain Python executed in order; each sees the values set so far and
 `__file__` (its own path), so a run file can execute a base file beside it. `--key=value` arguments are parsed
 with ast.literal_eval, and a value that is no Python literal stays a string (--out_dir=out-x). Unlike nanoGPT,
-an unknown key or a value of the wrong type is an error: one line naming the key and the fix, exit status 1.
+an unknown key, a value of the wrong type or a config file that does not run is an error: one line naming the key
+(or the file and line) and the fix, exit status 1. `--help` lists every setting with its default.
 """
 
 import argparse
@@ -15,6 +16,7 @@ import difflib
 import math
 import os
 import re
+import traceback
 import types
 
 
@@ -32,30 +34,113 @@ def check(key, value, defaults, where):
     return value
 
 
-def configure(defaults, args):
-    """defaults: {key: value}, the settings a script exposes; args: sys.argv[1:]. Returns the updated dict."""
-    values = dict(defaults)
+def literal(text, number):
+    """--key=text as a Python literal, else a string; for a number setting nan and inf are floats, so that the
+    range check refuses them with its rule instead of the type check."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        pass
+    try:
+        return float(text) if number else text
+    except ValueError:
+        return text
+
+
+class Namespace(dict):
+    """A config file's globals, recording the names it assigns (also those of a base file it executes)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.assigned = set()
+
+    def __setitem__(self, key, value):
+        self.assigned.add(key)
+        super().__setitem__(key, value)
+
+
+def run_file(path, values):
+    """-> the namespace after executing config file path over values; a file that cannot be read, decoded or run
+    is one line naming the file and the line."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise SystemExit(f"config file {path!r} cannot be read ({e.strerror}).") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise SystemExit(f"config file {path!r}, line {line}: byte {data[e.start]:#04x} is not UTF-8; save the "
+                         f"file as UTF-8.") from None
+    scope = Namespace(values, __file__=path)
+    try:
+        exec(compile(text, path, "exec"), scope)
+    except Exception as e:
+        # the line of this file where the syntax breaks or the error is raised; for an error in a file it executes
+        # or a module it imports, the line that led there, and where it happened
+        frames = traceback.extract_tb(e.__traceback__)
+        syntax = isinstance(e, SyntaxError)
+        where, inner = (e.filename, e.lineno) if syntax else (frames[-1].filename, frames[-1].lineno)
+        ours = [f.lineno for f in frames if f.filename == path]
+        line = inner if where == path else ours[-1] if ours else "?"
+        detail = e.msg if syntax else (str(e).strip().splitlines() or [""])[0]
+        if where != path:
+            detail += f" (line {inner} of {'the code it executes' if where == '<string>' else where})"
+        raise SystemExit(f"config file {path!r}, line {line}: {type(e).__name__}: {detail}; fix the file.") from None
+    return scope
+
+
+def configure(defaults, args, usage=None):
+    """defaults: {key: value}, the settings a script exposes; args: sys.argv[1:]; usage: () -> the text that
+    --help (or -h) prints before exit status 0. Returns (the updated dict, the set of keys that a config file
+    assigned or a --key=value gave, whatever their value): a resumed run compares those with its checkpoint."""
+    if usage and ("-h" in args or "--help" in args):  # wherever it stands, before any file runs
+        print(usage())
+        raise SystemExit(0)
+    values, given = dict(defaults), set()
     for arg in args:
         if arg.startswith("--"):
             key, eq, text = arg[2:].partition("=")
             if not eq:
                 raise SystemExit(f"argument {arg!r} has no value; write --{key}=VALUE.")
-            try:
-                value = ast.literal_eval(text)
-            except (ValueError, SyntaxError):
-                value = text
-            values[key] = check(key, value, defaults, arg)
+            number = type(defaults.get(key)) in (int, float)
+            values[key] = check(key, literal(text, number), defaults, arg)
+            given.add(key)
         else:
             if not os.path.isfile(arg):
                 raise SystemExit(f"config file {arg!r} not found; positional arguments are config files "
                                  f"(overrides are written --key=value).")
-            scope = dict(values, __file__=arg)
-            with open(arg) as f:
-                exec(compile(f.read(), arg, "exec"), scope)
+            scope = run_file(arg, values)
             for key, value in scope.items():
                 if not key.startswith("_") and not isinstance(value, types.ModuleType):
                     values[key] = check(key, value, defaults, arg)
-    return values
+            given |= scope.assigned & set(defaults)
+    return values, given
+
+
+def describe(script, defaults, rules, sources):
+    """The text of --help: every setting with its default, the comment beside its first assignment in sources (a
+    script's settings block, a dataclass's fields) and its rule from rules (a range string or the values it
+    takes)."""
+    notes = {}
+    for path in sources:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                m = re.match(r"\s*(\w+)\s*(?::[^=#]*)?=[^#]*#\s*(.*)", line)
+                if m and m.group(1) in defaults:
+                    notes.setdefault(m.group(1), m.group(2).strip())
+    out = [f"usage: python {script} [CONFIG_FILE.py ...] [--key=value ...]",
+           "Config files (plain Python) run in order, then each --key=value overrides. Settings, with defaults:"]
+    width = max(len(f"--{k}={v}") for k, v in defaults.items()) + 2
+    for key, value in defaults.items():
+        rule = rules.get(key)
+        if isinstance(rule, tuple):
+            rule = "one of " + ", ".join(rule)
+        elif rule and rule[0] in "[(":
+            rule = "in " + rule
+        out.append(f"  {f'--{key}={value}':<{width}}" + "; ".join(x for x in (notes.get(key), rule) if x))
+    return "\n".join(out)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -34,28 +34,32 @@ DECODE_KERNEL = None
 
 @dataclass
 class GPTConfig:
-    block_size: int = 1024
-    vocab_size: int = 50304
-    n_layer: int = 12
-    n_head: int = 12
-    n_embd: int = 768
+    block_size: int = 1024    # context length in tokens (positions)
+    vocab_size: int = 50304   # token ids 0 .. vocab_size - 1
+    n_layer: int = 12         # Blocks
+    n_head: int = 12          # query heads per layer
+    n_embd: int = 768         # width of the residual stream
     n_inner: int = 0          # 0 -> 4 * n_embd
     n_kv_head: int = 0        # 0 -> n_head; 1 -> MQA; g -> GQA-g
     proj: str = "qkv"         # "qkv" | "qk_v" | "q_kv" | "q_k_v"
     attn: str = "softmax"     # "softmax" | "linear"
-    causal: bool = True
+    causal: bool = True       # False: every position attends to every other
     pos_conv: int = 0         # m channels of the (X)+ 2D positional encoding; 0 = off
     pos_conv_basis: str = "product"  # "product" (2D Fourier: depends on i and j jointly) | "concat" ([f(i), f(j)])
     pos_emb: str = "learned"  # "learned" (GPT-2 table) | "none" (no position embedding parameter at all) | "rope"
     rope_base: float = 10000.0  # pos_emb="rope": the wavelengths run from 2 pi to 2 pi rope_base
     dropout: float = 0.0      # residual dropout (the paper uses 0.1)
-    bias: bool = True
-    tie_embeddings: bool = True
+    bias: bool = True         # biases in the linear layers and LayerNorms
+    tie_embeddings: bool = True  # the output layer is the token embedding
 
     def __post_init__(self):
         for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
             if not getattr(self, name) >= 1:
                 raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}.")
+        if self.n_inner < 0:
+            raise ValueError(f"n_inner must be 0 (4 * n_embd) or a positive integer; got {self.n_inner}.")
+        if not (math.isfinite(self.rope_base) and self.rope_base > 0):  # 0 or below: inf or nan angles
+            raise ValueError(f"rope_base must be a finite number > 0; got {self.rope_base}.")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout}.")
         if self.proj not in SOURCES:

@@ -12,10 +12,13 @@ Retrofit:        python train.py config/cpu_lm_qk_v.py --init_from=out-cpu_lm/qk
 """
 
 import fcntl
+import inspect
 import json
 import math
 import os
+import re
 import sys
+import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -32,23 +35,24 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
 from checkpoint import load_checkpoint, open_data, save_checkpoint, tokens
-from configurator import configure
-from convert import GPT2_SIZES, convert_state_dict, load_gpt2
-from model import GPT, GPTConfig
+from configurator import configure, describe, range_error
+from convert import GPT2_SIZES, TIE_METHODS, convert_state_dict, gpt2_config, load_gpt2
+from model import ATTNS, GPT, POS_CONV_BASES, POS_EMBS, SOURCES, GPTConfig
 
 # -----------------------------------------------------------------------------
-# settings; config files and --key=value arguments override them (configurator.py)
-out_dir = "out"
-init_from = "scratch"  # "scratch", "resume" (out_dir/ckpt.pt), a checkpoint (its path or directory) or "gpt2",
-# "gpt2-medium", "gpt2-large", "gpt2-xl" (the hub's weights): converted to this config's proj and n_kv_head, then
-# trained from iteration 0 with a fresh optimizer
-convert_method = "lstsq"  # how init_from ties V to K: "k", "mean", "lstsq" or "split" (convert.convert_state_dict)
-calib_batches = 4  # training batches that lstsq and split fit on
-eval_interval = 200
+# settings; config files and --key=value arguments override them (configurator.py); `--help` lists them with the
+# comment beside each
+out_dir = "out"  # where ckpt.pt, log.jsonl and train.lock go; one run per out_dir
+# init_from: a checkpoint of ours, or GPT-2's weights from the Hugging Face hub, is converted to this config's proj
+# and n_kv_head, then trained from iteration 0 with a fresh optimizer
+init_from = "scratch"  # scratch, resume (out_dir/ckpt.pt), a checkpoint (path or out_dir), gpt2[-medium|-large|-xl]
+convert_method = "lstsq"  # how init_from ties V to K, see convert.convert_state_dict
+calib_batches = 4  # training batches that convert_method lstsq and split fit on
+eval_interval = 200  # iterations between evaluations (and checkpoints)
 eval_tokens = 1_000_000  # validation tokens per evaluation, all processes together
-log_interval = 10
-always_save_checkpoint = True  # False: save only when the validation loss improves
-seed = 1337
+log_interval = 10  # iterations between log lines
+always_save_checkpoint = True  # False: save at an evaluation only when the validation loss improves (and at the end)
+seed = 1337  # initial weights, training batches and dropout
 # data
 data_dir = "data/slimpajama"  # train.bin, val.bin (uint16) and meta.json, from prepare_slimpajama.py
 batch_size = 12  # sequences per micro-step per process
@@ -56,51 +60,72 @@ gradient_accumulation_steps = 40  # micro-steps per iteration, GLOBAL: divided a
 # model: every GPTConfig field by its own name (block_size, vocab_size, n_layer, ..., proj, n_kv_head, ...)
 globals().update(asdict(GPTConfig()))
 # AdamW
-learning_rate = 6e-4
-max_iters = 600_000
+learning_rate = 6e-4  # peak learning rate, after warmup
+max_iters = 600_000  # iterations of the run
 total_tokens = 0  # > 0: max_iters = total_tokens // tokens per iteration
-weight_decay = 0.1
-beta1 = 0.9
-beta2 = 0.95
-grad_clip = 1.0  # 0: no clipping
+weight_decay = 0.1  # AdamW's, on matrices and embeddings
+beta1 = 0.9  # AdamW's first-moment decay
+beta2 = 0.95  # AdamW's second-moment decay
+grad_clip = 1.0  # largest gradient norm; 0: no clipping
 # learning rate: linear warmup, then cosine decay to min_lr at lr_decay_iters
-decay_lr = True
-warmup_iters = 2000
-lr_decay_iters = 0  # 0: max_iters
-min_lr = 6e-5
+decay_lr = True  # False: learning_rate throughout
+warmup_iters = 2000  # iterations of linear warmup
+lr_decay_iters = 0  # iteration where the cosine reaches min_lr; 0: max_iters
+min_lr = 6e-5  # learning rate at the end of the decay
 # system
-device = "auto"  # "auto" (cuda, then mps, then cpu), or "cpu", "cuda", "cuda:1", "mps"
-dtype = "auto"  # "auto" (bfloat16 on CUDA when supported, else float32), "float32" or "bfloat16"
+device = "auto"  # auto: cuda, then mps, then cpu
+dtype = "auto"  # auto: bfloat16 on CUDA when supported, else float32
 compile = False  # torch.compile the model
-backend = "auto"  # torchrun only: "auto" (nccl on CUDA, gloo on CPU), "nccl" or "gloo"
+backend = "auto"  # torchrun only; auto: nccl on CUDA, gloo on CPU
 ddp_timeout = 600  # torchrun only: seconds a collective waits for a stalled process before the run stops
-parallel = "ddp"  # torchrun only: "ddp" (every process holds the whole model and AdamW state) or "fsdp" (FSDP2:
-# weights, gradients and AdamW state sharded across the processes, each Block gathered only while it computes)
+# parallel: "fsdp" is FSDP2: weights, gradients and AdamW state sharded across the processes, each Block gathered
+# only while it computes
+parallel = "ddp"  # torchrun only; ddp: every process holds the whole model and AdamW state, fsdp: sharded
 grad_ckpt = False  # activation checkpointing: keep only each Block's input, recompute the rest in the backward
 # -----------------------------------------------------------------------------
+# The range of every number above (a rule of configurator.in_range, NaN and inf never in range) and the values of
+# every string that takes a fixed set; check_settings() checks them all before any work.
+RANGES = {
+    "calib_batches": ">= 1", "eval_interval": ">= 1", "eval_tokens": ">= 1", "log_interval": ">= 1",
+    "seed": "[0, 4294967295]",  # numpy's and torch's seeds are unsigned
+    "batch_size": ">= 1", "gradient_accumulation_steps": ">= 1",
+    "block_size": ">= 1", "vocab_size": ">= 1", "n_layer": ">= 1", "n_head": ">= 1", "n_embd": ">= 1",
+    "n_inner": ">= 0", "n_kv_head": ">= 0", "pos_conv": ">= 0", "dropout": "[0, 1)",
+    "rope_base": "> 1",  # at 1 every pair turns at the same frequency; below, the wavelengths run backwards
+    "learning_rate": "> 0", "max_iters": ">= 0", "total_tokens": ">= 0", "weight_decay": ">= 0",
+    "beta1": "[0, 1)", "beta2": "[0, 1)", "grad_clip": ">= 0",
+    "warmup_iters": ">= 0", "lr_decay_iters": ">= 0", "min_lr": ">= 0",
+    "ddp_timeout": ">= 1",
+}
+CHOICES = {
+    "convert_method": TIE_METHODS, "proj": tuple(SOURCES), "attn": ATTNS, "pos_conv_basis": POS_CONV_BASES,
+    "pos_emb": POS_EMBS, "device": ("auto", "cpu", "cuda", "cuda:N", "mps"), "dtype": ("auto", "float32", "bfloat16"),
+    "backend": ("auto", "nccl", "gloo"), "parallel": ("ddp", "fsdp"),
+}
+# What a finished run may be asked again with, changed, and still be the same run: how it is watched and executed,
+# not what it learns (init_from="resume" also matches the run it resumes).
+UNCHECKED = ("out_dir", "eval_interval", "eval_tokens", "log_interval", "always_save_checkpoint",
+             "compile", "backend", "ddp_timeout", "parallel", "grad_ckpt")
 config_keys = [k for k, v in globals().items() if not k.startswith("_") and type(v) in (int, float, bool, str)]
 defaults = {k: globals()[k] for k in config_keys}
-globals().update(configure(defaults, sys.argv[1:]))
+usage = partial(describe, "train.py", defaults, {**RANGES, **CHOICES}, [__file__, inspect.getsourcefile(GPTConfig)])
+values, given = configure(defaults, sys.argv[1:], usage)  # given: the keys a config file or --key=value set
+globals().update(values)
 config = {k: globals()[k] for k in config_keys}
 # -----------------------------------------------------------------------------
 
 
 def check_settings():
-    """Every number once, where it is read: a value out of range is one sentence, not a crash hours later."""
-    at_least = {"eval_interval": 1, "log_interval": 1, "batch_size": 1, "gradient_accumulation_steps": 1,
-                "eval_tokens": 1, "calib_batches": 1, "ddp_timeout": 1, "max_iters": 0, "total_tokens": 0,
-                "warmup_iters": 0, "lr_decay_iters": 0, "learning_rate": 0, "min_lr": 0, "weight_decay": 0,
-                "grad_clip": 0}
-    for key, low in at_least.items():
-        value = config[key]
-        if not (math.isfinite(value) and value >= low) or (key == "learning_rate" and value == 0):
-            sys.exit(f"{key} must be a finite number {'> 0' if key == 'learning_rate' else f'>= {low}'}; "
-                     f"got {value}. Set --{key}.")
-    if config["parallel"] not in ("ddp", "fsdp"):
-        sys.exit(f"parallel must be 'ddp' or 'fsdp'; got {config['parallel']!r}. Set --parallel.")
-    for key in ("beta1", "beta2"):
-        if not 0 <= config[key] < 1:
-            sys.exit(f"{key} must be in [0, 1); got {config[key]}. Set --{key}.")
+    """Every setting against its declaration above, before any work: one line per bad value, naming the setting."""
+    errors = [f"{error} Set --{k}." for k, rule in RANGES.items()
+              if (error := range_error(k, config[k], type(defaults[k]), rule))]
+    for k, allowed in CHOICES.items():
+        form = re.sub(r"^cuda:\d+$", "cuda:N", config[k]) if k == "device" else config[k]
+        if form not in allowed:
+            errors.append(f"{k} must be {', '.join(map(repr, allowed[:-1]))} or {allowed[-1]!r}; got {config[k]!r}. "
+                          f"Set --{k}.")
+    if errors:
+        sys.exit("\n".join(errors))
 
 
 check_settings()
@@ -117,15 +142,11 @@ if converting and init_from not in GPT2_SIZES:
 if device == "auto":
     device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
 device_type = device.split(":")[0]
-if device_type not in ("cpu", "cuda", "mps"):
-    sys.exit(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {device!r}.")
 if device_type == "cuda" and not torch.cuda.is_available() or device_type == "mps" and not torch.backends.mps.is_available():
     sys.exit(f"device={device!r}, but this PyTorch build or machine has no {device_type.upper()} device; "
              f"use --device=cpu (or auto).")
 if dtype == "auto":
     dtype = "bfloat16" if device_type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
-if dtype not in ("float32", "bfloat16"):
-    sys.exit(f"dtype must be 'auto', 'float32' or 'bfloat16'; got {dtype!r}.")
 ptdtype = getattr(torch, dtype)
 fsdp = parallel == "fsdp"
 # FSDP casts the gathered weights to bf16 itself (MixedPrecisionPolicy below); autocast on top would cast twice
@@ -137,11 +158,106 @@ if fsdp and not ddp:
              "torchrun --standalone --nproc_per_node=1 train.py ...) or set --parallel=ddp.")
 rank, local_rank, world_size = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE")) if ddp else (0, 0, 1)
 master = rank == 0  # logs and writes the checkpoint
+if ddp and backend == "nccl" and device_type != "cuda":
+    sys.exit(f"backend='nccl' runs on CUDA only, and device is {device!r}; set --backend=gloo (or auto).")
+if gradient_accumulation_steps % world_size:
+    sys.exit(f"gradient_accumulation_steps ({gradient_accumulation_steps}) is global and must be divisible by the "
+             f"{world_size} processes; set --gradient_accumulation_steps to a multiple of {world_size}.")
+accum = gradient_accumulation_steps // world_size  # micro-steps of this process
+
+# the checkpoint already in out_dir, if any: resumed, or compared with this run's settings
+ckpt_path = os.path.join(out_dir, "ckpt.pt")
+if init_from == "resume" and not os.path.exists(ckpt_path):
+    sys.exit(f"init_from='resume' but {ckpt_path} does not exist; check --out_dir or use --init_from=scratch.")
+ckpt = None
+if os.path.exists(ckpt_path):  # memory-mapped: the processes of a node share the file's pages, not a copy each
+    resume_keys = ("optimizer", "best_val_loss", "rng") if init_from == "resume" else ()
+    ckpt = load_checkpoint(ckpt_path, ("model_args", "iter_num", "config", *resume_keys), mmap=True)
+
+# the architecture: a resumed run's is the checkpoint's, and a config file or --key that sets it otherwise is
+# refused; GPT-2 brings its shape, and this config chooses only the variant and the dropout
+if init_from == "resume":
+    model_args = ckpt["model_args"]
+    differ = [k for k in model_args if k in given and config[k] != model_args[k]]
+    if differ:
+        sys.exit(f"on resume the architecture comes from {ckpt_path}, but "
+                 + ", ".join(f"{k}={config[k]!r} (checkpoint: {model_args[k]!r})" for k in differ)
+                 + "; drop these settings, or start a new run in another --out_dir.")
+else:
+    model_args = {k: config[k] for k in asdict(GPTConfig())}
+try:
+    if init_from in GPT2_SIZES:
+        model_args = asdict(gpt2_config(init_from, **{k: config[k] for k in ("proj", "n_kv_head", "dropout")}))
+    gptconf = GPTConfig(**model_args)
+except ValueError as e:
+    sys.exit(str(e))
+config.update(model_args)
+block_size = model_args["block_size"]
+tokens_per_iter = batch_size * block_size * gradient_accumulation_steps
+if total_tokens:
+    max_iters = total_tokens // tokens_per_iter
+    if max_iters == 0:
+        sys.exit(f"total_tokens={total_tokens:,} is less than one iteration ({tokens_per_iter:,} tokens); raise it, "
+                 f"or set --total_tokens=0 and --max_iters.")
+lr_decay_iters = lr_decay_iters or max_iters
+
+
+def changed_settings(saved):
+    """'key=value (checkpoint: value)' for each setting that differs from those saved with the checkpoint, apart
+    from the UNCHECKED ones (a setting the checkpoint predates counts as its default)."""
+    old = {**defaults, **saved}
+    return [f"{k}={config[k]!r} (checkpoint: {old[k]!r})" for k in config if config[k] != old[k]
+            and k not in UNCHECKED and not (k == "init_from" and "resume" in (config[k], old[k]))]
+
+
+# With a checkpoint in out_dir, the command that finished it, asked again, is done (so the main job can be rerun);
+# a resumed run goes on from it; any other run would write over it and is refused
+if ckpt:
+    done, changed = ckpt["iter_num"], changed_settings(ckpt["config"])
+    if done >= max_iters and not changed:
+        if master:
+            print(f"{ckpt_path} holds this run, finished at iteration {done}: nothing to do (to train on, raise "
+                  f"--max_iters and add --init_from=resume).")
+        sys.exit(0)
+    if init_from == "resume" and done >= max_iters:
+        sys.exit(f"{ckpt_path} is at iteration {done}, and max_iters is {max_iters}: nothing to train; raise "
+                 f"--max_iters (or --total_tokens) to continue it.")
+    if init_from != "resume" and changed:
+        sys.exit(f"{ckpt_path} exists, from a run with other settings: {', '.join(changed[:3])}"
+                 f"{f' and {len(changed) - 3} more' if len(changed) > 3 else ''}; continue it with "
+                 f"--init_from=resume, or train this run into another --out_dir.")
+    if init_from != "resume":
+        sys.exit(f"{ckpt_path} holds this run, stopped at iteration {done} of {max_iters}; continue it with "
+                 f"--init_from=resume.")
+iter_num = ckpt["iter_num"] if ckpt else 0  # where training stands
+saved_iter = ckpt["iter_num"] if ckpt else None  # where the checkpoint in out_dir stands (None: none yet)
+
+
+def interrupted(kind, e, tb):
+    """Ctrl-C: one line instead of a traceback, and exit status 130 as a shell gives it. Every save is atomic, so
+    the last checkpoint is whole, and it resumes exactly."""
+    cause = e  # an error raised while Ctrl-C unwound (torch.save cut short fails closing its file) is that Ctrl-C
+    while cause is not None and not isinstance(cause, KeyboardInterrupt):
+        cause = cause.__context__
+    if cause is None:
+        return sys.__excepthook__(kind, e, tb)
+    if master:
+        print(f"stopped by Ctrl-C at iteration {iter_num}; " + (
+            f"{ckpt_path} holds iteration {saved_iter}: to go on, run the same command with --init_from=resume."
+            if saved_iter is not None else "no checkpoint was saved yet: run the same command to start again."),
+            file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)  # the exception has unwound (a save under way removed its temporary file): nothing left to do
+
+
+sys.excepthook = interrupted
 
 
 def lock_out_dir():
     """Hold out_dir/train.lock for the whole run: a second run there would overwrite this one's checkpoint and
-    interleave its log. The kernel drops the lock when the process ends, however it ends."""
+    interleave its log. The kernel drops the lock when the process ends, however it ends. Then make sure out_dir
+    takes a new file, as every save does (a read-only folder whose files are writable would fail at the first)."""
     try:
         os.makedirs(out_dir, exist_ok=True)
         f = open(os.path.join(out_dir, "train.lock"), "a+")
@@ -153,15 +269,17 @@ def lock_out_dir():
         f.seek(0)
         sys.exit(f"out_dir {out_dir!r} is in use by another train.py run (pid {f.read().strip() or '?'}); wait for "
                  f"it to end or choose another --out_dir.")
+    try:
+        os.remove(tempfile.mkstemp(dir=out_dir, prefix="ckpt.pt.", suffix=".tmp")[1])
+    except OSError as e:
+        sys.exit(f"out_dir {out_dir!r} takes no new file ({e.strerror}), so no checkpoint could be saved there; "
+                 f"make it writable or choose another --out_dir.")
     f.truncate(0)
     f.write(f"{os.getpid()}\n")
     f.flush()
     return f
 
-if gradient_accumulation_steps % world_size:
-    sys.exit(f"gradient_accumulation_steps ({gradient_accumulation_steps}) is global and must be divisible by the "
-             f"{world_size} processes; set --gradient_accumulation_steps to a multiple of {world_size}.")
-accum = gradient_accumulation_steps // world_size  # micro-steps of this process
+
 if ddp:
     if device_type == "cuda":
         device = f"cuda:{local_rank}"
@@ -178,36 +296,10 @@ if ddp:
                              f"another process stalled or died; see its log, or raise --ddp_timeout if it is only "
                              f"slow ({type(e).__name__}: {first})\n")
             os._exit(1)
-        sys.__excepthook__(kind, e, tb)
+        interrupted(kind, e, tb)
     sys.excepthook = on_error
 if device_type == "cuda":
     torch.set_float32_matmul_precision("high")  # TF32 matmuls
-
-ckpt_path = os.path.join(out_dir, "ckpt.pt")
-
-
-def refuse_existing_checkpoint():
-    """A new run (scratch or converted) never writes over a checkpoint: checked now, and again under the lock."""
-    if init_from != "resume" and os.path.exists(ckpt_path):
-        sys.exit(f"{ckpt_path} exists; continue it with --init_from=resume or train into another --out_dir.")
-
-
-refuse_existing_checkpoint()
-if init_from == "resume" and not os.path.exists(ckpt_path):
-    sys.exit(f"init_from='resume' but {ckpt_path} does not exist; check --out_dir or use --init_from=scratch.")
-
-
-# memory-mapped on the CPU: the processes of a node share the file's pages instead of holding a copy each
-ckpt = load_checkpoint(ckpt_path, ("model", "optimizer", "model_args", "iter_num", "best_val_loss", "rng"),
-                       mmap=True) if init_from == "resume" else None
-# the architecture of a resumed run is the checkpoint's: a config or command line that sets it otherwise is refused
-model_args = ckpt["model_args"] if ckpt else {k: config[k] for k in asdict(GPTConfig())}
-if ckpt:
-    differ = [k for k in model_args if config[k] != defaults[k] and config[k] != model_args[k]]
-    if differ:
-        sys.exit(f"on resume the architecture comes from {ckpt_path}, but "
-                 + ", ".join(f"{k}={config[k]!r} (checkpoint: {model_args[k]!r})" for k in differ)
-                 + "; drop these settings, or start a new run in another --out_dir.")
 
 
 def load_source():
@@ -225,24 +317,7 @@ def load_source():
 
 
 source = load_source() if converting else None
-if source and source_path is None:  # GPT-2's architecture; this config chooses only the variant and the dropout
-    model_args.update({k: v for k, v in asdict(source[0]).items() if k not in ("proj", "n_kv_head", "dropout")})
-config.update(model_args)
-block_size = model_args["block_size"]
-try:
-    gptconf = GPTConfig(**model_args)
-except ValueError as e:
-    sys.exit(str(e))
-
-
 meta = open_data(data_dir, block_size, gptconf.vocab_size, resuming=init_from == "resume")
-tokens_per_iter = batch_size * block_size * gradient_accumulation_steps
-if total_tokens:
-    max_iters = total_tokens // tokens_per_iter
-    if max_iters == 0:
-        sys.exit(f"total_tokens={total_tokens:,} is less than one iteration ({tokens_per_iter:,} tokens); raise it, "
-                 f"or set --total_tokens=0 and --max_iters.")
-lr_decay_iters = lr_decay_iters or max_iters
 
 
 def get_batch(split, *key):
@@ -290,7 +365,7 @@ torch.manual_seed(seed)  # the same initial weights on every process: FSDP keeps
 model = GPT(gptconf).to(device)
 if rank > 0:  # dropout differs per process; rank 0 goes on with the init's stream, as a single process always did
     torch.manual_seed(seed + rank)
-iter_num, best_val_loss = 0, float("inf")
+best_val_loss = float("inf")
 if source:
     calib = torch.cat([get_batch("train", max_iters, k)[0] for k in range(calib_batches)])  # a key no step uses
     try:
@@ -314,7 +389,7 @@ optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta
 # by one process, DDP or FSDP resumes under any of them.
 SAVE = StateDictOptions(full_state_dict=True, cpu_offload=True)
 LOAD = StateDictOptions(full_state_dict=True)  # every process reads the (memory-mapped) file and keeps its shard
-if ckpt:
+if ckpt:  # resuming (any other run with a checkpoint in out_dir ended above)
     set_model_state_dict(model, ckpt["model"], options=LOAD)
     if isinstance(ckpt["optimizer"]["param_groups"][0]["params"][0], int):  # written before the names (issue 16)
         if fsdp:
@@ -323,16 +398,13 @@ if ckpt:
         optimizer.load_state_dict(ckpt["optimizer"])
     else:
         set_optimizer_state_dict(model, optimizer, ckpt["optimizer"], options=LOAD)
-    iter_num, best_val_loss = ckpt["iter_num"], ckpt["best_val_loss"]
+    best_val_loss = ckpt["best_val_loss"]
     if rank < len(ckpt["rng"]):  # processes added on resume keep their fresh seeds
         torch.set_rng_state(ckpt["rng"][rank]["cpu"].cpu())
         if device_type == "cuda" and "cuda" in ckpt["rng"][rank]:
             torch.cuda.set_rng_state(ckpt["rng"][rank]["cuda"].cpu())
     ckpt = None  # free the memory
 start_iter = iter_num
-if init_from == "resume" and iter_num >= max_iters:  # nothing would train: say so instead of exiting quietly
-    sys.exit(f"{ckpt_path} is at iteration {iter_num}, and max_iters is {max_iters}: nothing to train; raise "
-             f"--max_iters (or --total_tokens) to continue it.")
 if compile:
     model = torch.compile(model)
 if ddp and not fsdp:
@@ -382,7 +454,8 @@ def log(entry, text):
 
 if master:
     lock = lock_out_dir()  # taken after every check, so a refused run leaves no out_dir behind
-    refuse_existing_checkpoint()  # another run may have saved here since the first check
+    if init_from != "resume" and os.path.exists(ckpt_path):  # another run saved here since the check above
+        sys.exit(f"{ckpt_path} exists; continue it with --init_from=resume or train into another --out_dir.")
     logf = open_log()
     if converting:  # the fit of each layer: share of V's variance the tied projection cannot reproduce, split's r
         log({"iter": 0, "conversion": {"from": init_from, "method": convert_method, "layers": fits}},
@@ -405,7 +478,9 @@ while True:
         if master:
             log({"iter": iter_num, "val_loss": val_loss, "val_ppl": math.exp(val_loss)},
                 f"iter {iter_num}: val loss {val_loss:.4f}, val perplexity {math.exp(val_loss):.2f}")
-        if iter_num > start_iter and (improved or always_save_checkpoint):
+        # a checkpoint at every evaluation after the start (only when improved, if not always_save_checkpoint),
+        # and always at the end: a finished run is one whose checkpoint is at max_iters
+        if iter_num == max_iters or iter_num > start_iter and (improved or always_save_checkpoint):
             ckpt = {"model": get_model_state_dict(raw_model, options=SAVE),  # every process takes part
                     "optimizer": get_optimizer_state_dict(raw_model, optimizer, options=SAVE),
                     "model_args": model_args, "iter_num": iter_num, "best_val_loss": best_val_loss,
@@ -414,6 +489,7 @@ while True:
                 ckpt["model"]["lm_head.weight"] = ckpt["model"]["transformer.wte.weight"]
             if master:
                 save_checkpoint(ckpt, ckpt_path)
+                saved_iter = iter_num
                 print(f"saved {ckpt_path}")
             ckpt = None
     if iter_num >= max_iters:

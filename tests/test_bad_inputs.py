@@ -86,7 +86,7 @@ CASES = [
     (T + ["--data_dir={w}/novocab"], "vocab_size"),
     (T + ["--out_dir={w}/afile"], "afile"),
     (T + ["--out_dir={w}/run"], "--init_from=resume"),
-    (T + ["--out_dir={w}/run", "--init_from=resume", "--max_iters=2"], "nothing to train"),
+    (T + ["--out_dir={w}/run", "--init_from=resume", "--max_iters=1"], "nothing to train"),
     (T + ["--out_dir={w}/run", "--init_from=resume", "--max_iters=4", "--n_layer=3"], "n_layer=3"),
     (T + ["--out_dir={w}/empty", "--init_from=resume"], "empty/ckpt.pt"),
     (T + ["--out_dir={w}/truncated", "--init_from=resume"], "truncated/ckpt.pt"),

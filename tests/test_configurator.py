@@ -1,10 +1,11 @@
+import math
 import os
 import subprocess
 import sys
 
 import pytest
 
-from configurator import configure
+from configurator import configure, describe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULTS = {"learning_rate": 6e-4, "min_lr": 6e-5, "max_iters": 100, "compile": False, "out_dir": "out",
@@ -12,13 +13,14 @@ DEFAULTS = {"learning_rate": 6e-4, "min_lr": 6e-5, "max_iters": 100, "compile": 
 
 
 def test_overrides_are_parsed_as_literals_or_strings():
-    got = configure(DEFAULTS, ["--learning_rate=1e-3", "--max_iters=7", "--compile=True", "--out_dir=out-x/y",
-                               "--proj='qk_v'"])
+    got, given = configure(DEFAULTS, ["--learning_rate=1e-3", "--max_iters=7", "--compile=True", "--out_dir=out-x/y",
+                                      "--proj='qk_v'"])
     assert got == dict(DEFAULTS, learning_rate=1e-3, max_iters=7, compile=True, out_dir="out-x/y", proj="qk_v")
+    assert given == {"learning_rate", "max_iters", "compile", "out_dir", "proj"}
 
 
 def test_int_is_accepted_where_a_float_is_expected():
-    got = configure(DEFAULTS, ["--learning_rate=1"])
+    got, _ = configure(DEFAULTS, ["--learning_rate=1"])
     assert got["learning_rate"] == 1.0 and type(got["learning_rate"]) is float
 
 
@@ -53,8 +55,57 @@ def test_config_files_run_in_order_see_earlier_values_and_can_execute_a_base_bes
     run = tmp_path / "run.py"
     run.write_text("import os\nexec(open(os.path.join(os.path.dirname(__file__), 'base.py')).read())\n"
                    "min_lr = learning_rate / 10\nout_dir = 'out-run'\n")
-    got = configure(DEFAULTS, [str(run), "--max_iters=60"])
+    got, given = configure(DEFAULTS, [str(run), "--max_iters=60"])
     assert got == dict(DEFAULTS, max_iters=60, learning_rate=2e-4, min_lr=2e-5, out_dir="out-run")
+    assert given == {"max_iters", "learning_rate", "min_lr", "out_dir"}  # the base file's assignments count
+
+
+def test_a_setting_assigned_its_default_value_counts_as_given(tmp_path):
+    # a resumed run compares every given architecture key with its checkpoint, also one set to the default
+    run = tmp_path / "run.py"
+    run.write_text("proj = 'qkv'\nx = 3 if True else 0\ndel x\n")
+    got, given = configure(DEFAULTS, [str(run), "--max_iters=100"])
+    assert got == DEFAULTS and given == {"proj", "max_iters"}
+
+
+def test_nan_and_inf_are_numbers_for_number_settings_and_text_elsewhere():
+    got, _ = configure(DEFAULTS, ["--learning_rate=nan", "--min_lr=-inf", "--out_dir=inf"])
+    assert math.isnan(got["learning_rate"]) and got["min_lr"] == -math.inf and got["out_dir"] == "inf"
+    with pytest.raises(SystemExit, match="max_iters must be of type int"):
+        configure(DEFAULTS, ["--max_iters=inf"])
+
+
+@pytest.mark.parametrize("text, line, words", [
+    (b"max_iters = 5\nlearning_rate = (\n", 2, "SyntaxError: '(' was never closed"),
+    (b"import os\nmax_iters = 5 // 0\n", 2, "ZeroDivisionError: integer division or modulo by zero"),
+    (b"max_iters = 5\n# caf\xe9\n", 2, "byte 0xe9 is not UTF-8"),
+    (b"exec('a = 1\\nb = 1 / 0')\n", 1, "ZeroDivisionError: division by zero (line 2 of the code it executes)"),
+])
+def test_a_config_file_that_does_not_run_is_one_line_with_its_line(tmp_path, text, line, words):
+    run = tmp_path / "run.py"
+    run.write_bytes(text)
+    with pytest.raises(SystemExit) as e:
+        configure(DEFAULTS, [str(run)])
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"config file '{run}', line {line}: {words}"), msg
+
+
+def test_help_lists_every_setting_with_its_default_comment_and_rule(tmp_path, capsys):
+    script = tmp_path / "script.py"
+    script.write_text("max_iters = 100  # iterations of the run\nproj = 'qkv'  # which projections are shared\n"
+                      "later = 1\nmax_iters = 7  # a later assignment is not the setting's\n")
+    usage = lambda: describe("script.py", DEFAULTS, {"max_iters": ">= 0", "learning_rate": "(0, 1]",
+                                                     "proj": ("qkv", "qk_v")}, [script])
+    for flag in ("--help", "-h"):  # before anything else: the unknown key and the missing file are not reached
+        with pytest.raises(SystemExit) as e:
+            configure(DEFAULTS, ["--max_iters=3", "--nope=1", "config/nope.py", flag], usage)
+        assert e.value.code == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0] == "usage: python script.py [CONFIG_FILE.py ...] [--key=value ...]"
+        rows = {line.split()[0]: " ".join(line.split()[1:]) for line in lines[2:]}
+        assert rows == {"--learning_rate=0.0006": "in (0, 1]", "--min_lr=6e-05": "", "--max_iters=100":
+                        "iterations of the run; >= 0", "--compile=False": "", "--out_dir=out": "",
+                        "--proj=qkv": "which projections are shared; one of qkv, qk_v"}
 
 
 def test_unknown_key_in_a_config_file_names_the_file(tmp_path):

@@ -241,6 +241,7 @@ def test_a_non_finite_loss_stops_without_saving(data_dir, trained, eval_interval
 def run_inprocess(monkeypatch, args):
     """train.py's SystemExit message for args, run in this process (the error comes before any training)."""
     monkeypatch.setattr(sys, "argv", ["train.py", *TINY, *args])
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # train.py sets its own (Ctrl-C): undone after the test
     with pytest.raises(SystemExit) as e:
         runpy.run_path(os.path.join(ROOT, "train.py"), run_name="__main__")
     return str(e.value)

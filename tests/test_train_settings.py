@@ -1,0 +1,338 @@
+"""train.py's settings and the runs a newcomer tries. The bad values come from the declarations themselves: every
+number in train.py's RANGES gets 0, -1, NaN, inf and a non-number, and those out of its range must be refused in one
+line that names it (those in range must pass on to the data); every string in CHOICES gets a value it does not
+take. So a setting is covered the day it is declared. Most cases run train.py in this process (refused before any
+work, so they are fast); a few run it as a subprocess to prove the command line: exit 1, one line, no traceback,
+nothing written. Then --help, config files that do not run, resume and rerun against the checkpoint, the
+checkpoint every run leaves, a read-only out_dir and Ctrl-C."""
+
+import ast
+import contextlib
+import io
+import math
+import os
+import re
+import runpy
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+
+import pytest
+import torch
+
+from configurator import range_error
+from model import GPT, GPTConfig
+from test_train import ROOT, TINY, make_data, read_log, run_inprocess, train
+
+TRAIN_PY = os.path.join(ROOT, "train.py")
+BAD = (0, -1, math.nan, math.inf, "abc")
+
+
+def declared(name):
+    """The keys of the dict train.py assigns to name, with the values that are literals (else None), read from
+    its source without running it."""
+    with open(TRAIN_PY) as f:
+        tree = ast.parse(f.read())
+    node = next(n.value for n in tree.body if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == name)
+    return {ast.literal_eval(k): ast.literal_eval(v) if isinstance(v, ast.Constant) else None
+            for k, v in zip(node.keys, node.values)}
+
+
+RANGES, CHOICES = declared("RANGES"), declared("CHOICES")
+
+
+@pytest.fixture(scope="module")
+def defaults():
+    """{setting: default} as `train.py --help` lists them (run in this process)."""
+    out, argv, hook = io.StringIO(), sys.argv, sys.excepthook
+    sys.argv = ["train.py", "--help"]
+    try:
+        with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as e:
+            runpy.run_path(TRAIN_PY, run_name="__main__")
+    finally:
+        sys.argv, sys.excepthook = argv, hook
+    assert e.value.code == 0
+    rows = [line.split(maxsplit=1) for line in out.getvalue().splitlines()[2:]]
+    assert all(len(row) == 2 for row in rows), "a setting without a description"
+    values = {}
+    for key, text in (row[0][2:].split("=", 1) for row in rows):
+        try:
+            values[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            values[key] = text
+    return values
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data")
+    make_data(path)
+    return path
+
+
+def refusal(monkeypatch, tmp_path, args, data_dir=None):
+    """train.py's SystemExit message for TINY + args, run in this process, checked to have written nothing."""
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir or tmp_path / 'nodata'}",
+                                      f"--out_dir={tmp_path / 'out'}", *args])
+    assert not (tmp_path / "out").exists()
+    return msg
+
+
+def test_every_setting_is_declared(defaults):
+    assert set(asdict(GPTConfig())) <= set(defaults)
+    assert {k for k, v in defaults.items() if type(v) in (int, float)} == set(RANGES)
+    # the free strings: paths, and init_from (a path or a name), each checked where it is opened
+    assert {k for k, v in defaults.items() if type(v) is str} - set(CHOICES) == {"out_dir", "data_dir", "init_from"}
+    assert defaults["batch_size"] == 12 and defaults["learning_rate"] == 6e-4 and defaults["proj"] == "qkv"
+
+
+@pytest.mark.parametrize("key", RANGES)
+def test_every_number_out_of_its_range_is_one_line_naming_it(key, defaults, tmp_path, monkeypatch):
+    kind, rule = type(defaults[key]), RANGES[key]
+    for value in BAD:
+        msg = refusal(monkeypatch, tmp_path, [f"--{key}={value}"])
+        if isinstance(value, str) or range_error(key, value, kind, rule):
+            assert msg.startswith(f"{key} must be ") and "\n" not in msg, (value, msg)
+        else:  # in range: the settings pass, and the run goes on to look for its data
+            assert msg.startswith(f"data_dir '{tmp_path / 'nodata'}' has no train.bin"), (value, msg)
+
+
+@pytest.mark.parametrize("key", CHOICES)
+def test_every_string_outside_its_choices_is_one_line_naming_them(key, tmp_path, monkeypatch):
+    msg = refusal(monkeypatch, tmp_path, [f"--{key}=foo"])
+    assert re.fullmatch(rf"{key} must be ('[\w:]+', )*'[\w:]+' or '[\w:]+'; got 'foo'\. Set --{key}\.", msg), msg
+
+
+def test_every_bad_setting_is_its_own_line(tmp_path, monkeypatch):
+    msg = refusal(monkeypatch, tmp_path, ["--seed=-1", "--n_inner=-4", "--backend=foo"])
+    assert msg.splitlines() == ["seed must be an integer [0, 4294967295]; got -1. Set --seed.",
+                                "n_inner must be an integer >= 0; got -4. Set --n_inner.",
+                                "backend must be 'auto', 'nccl' or 'gloo'; got 'foo'. Set --backend."]
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1", "nan", "inf", "-inf"])
+def test_rope_base_must_be_above_one_on_the_command_line_and_in_a_config_file(value, tmp_path, monkeypatch):
+    # 0 rotated nothing; below 0 or NaN made NaN losses that were blamed on the learning rate
+    config = tmp_path / "rope.py"
+    config.write_text(f"pos_emb = 'rope'\nrope_base = float('{value}')\n")
+    msg = refusal(monkeypatch, tmp_path, [str(config)])
+    assert msg == f"rope_base must be a finite number > 1; got {float(value)!r}. Set --rope_base."
+    assert refusal(monkeypatch, tmp_path, ["--pos_emb=rope", f"--rope_base={value}"]) == msg
+
+
+@pytest.mark.parametrize("field, value", [("rope_base", 0.0), ("rope_base", -1.0), ("rope_base", math.nan),
+                                          ("rope_base", math.inf), ("n_inner", -4)])
+def test_the_model_config_refuses_what_it_cannot_compute(field, value):
+    # model.py is used from other scripts too: GPTConfig checks these itself
+    with pytest.raises(ValueError, match=f"^{field} must be"):
+        GPTConfig(**{field: value})
+
+
+@pytest.mark.parametrize("arg", ["--n_inner=-4", "--seed=-1", "--backend=foo"])
+def test_the_command_line_refuses_a_bad_setting_before_any_work(arg, tmp_path, data_dir):
+    # with data there: seed=-1 used to train until the first batch of the second iteration, then fail
+    r = train(data_dir, tmp_path / "out", arg, check=False)
+    key = arg[2:].split("=")[0]
+    assert r.returncode == 1 and r.stdout == "", r.stdout + r.stderr
+    assert len(r.stderr.splitlines()) == 1 and r.stderr.startswith(f"{key} must be "), r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_lists_every_setting_with_its_default_and_a_line_on_it():
+    r = subprocess.run([sys.executable, "train.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stderr == ""
+    lines = r.stdout.splitlines()
+    assert lines[0] == "usage: python train.py [CONFIG_FILE.py ...] [--key=value ...]"
+    rows = dict(line.split(maxsplit=1) for line in lines[2:])
+    assert rows["--batch_size=12"] == "sequences per micro-step per process; >= 1"
+    assert rows["--parallel=ddp"].startswith("torchrun only") and rows["--parallel=ddp"].endswith("; one of ddp, fsdp")
+    assert rows["--n_kv_head=0"] == "0 -> n_head; 1 -> MQA; g -> GQA-g; >= 0"  # GPTConfig's own comment
+
+
+@pytest.mark.parametrize("text, line, error", [
+    (b"n_layer = 2\nn_head = (\n", 2, "SyntaxError: '(' was never closed"),
+    (b"import math\nn_layer = math.sqrt(-1)\n", 2, "ValueError: math domain error"),
+    (b"n_layer = 2\nout_dir = 'caf\xe9'\n", 2, "byte 0xe9 is not UTF-8"),
+])
+def test_a_config_file_that_does_not_run_is_one_line_naming_file_and_line(text, line, error, tmp_path, monkeypatch):
+    config = tmp_path / "bad.py"
+    config.write_bytes(text)
+    msg = refusal(monkeypatch, tmp_path, [str(config)])
+    assert msg.startswith(f"config file '{config}', line {line}: {error}") and "\n" not in msg, msg
+
+
+def test_a_config_file_with_a_syntax_error_is_no_traceback(tmp_path):
+    config = tmp_path / "bad.py"
+    config.write_text("n_layer = 2\nproj = 'qkv\n")
+    r = subprocess.run([sys.executable, "train.py", str(config)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert r.stderr == f"config file '{config}', line 2: SyntaxError: unterminated string literal (detected at " \
+                       f"line 2); fix the file.\n"
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, data_dir):
+    """A finished qk_v run (TINY, 2 iterations), which the tests copy before they use it."""
+    out = tmp_path_factory.mktemp("finished") / "out"
+    train(data_dir, out, "--max_iters=2")
+    return out
+
+
+def snapshot(out):
+    """Every file of out with its bytes and modification time."""
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(out.iterdir())}
+
+
+@pytest.mark.parametrize("how", ["--proj=qkv", "a config file"])
+def test_resume_compares_the_architecture_set_with_the_checkpoint_not_the_defaults(how, finished, data_dir,
+                                                                                  tmp_path, monkeypatch):
+    # proj='qkv' is train.py's default: the run resumed qk_v without a word
+    out = shutil.copytree(finished, tmp_path / "run")
+    before = snapshot(out)
+    config = tmp_path / "qkv.py"
+    config.write_text("proj = 'qkv'\n")
+    arg = "--proj=qkv" if how == "--proj=qkv" else str(config)
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
+                                      "--max_iters=4", "--proj=qk_v", arg])
+    assert msg == f"on resume the architecture comes from {out / 'ckpt.pt'}, but proj='qkv' (checkpoint: 'qk_v'); " \
+                  f"drop these settings, or start a new run in another --out_dir."
+    assert snapshot(out) == before
+
+
+def test_a_finished_run_asked_again_is_done_and_touches_nothing(finished, data_dir, tmp_path, monkeypatch, capsys):
+    out = shutil.copytree(finished, tmp_path / "run")
+    before = snapshot(out)
+    r = train(data_dir, out, "--max_iters=2")
+    assert r.stdout == f"{out / 'ckpt.pt'} holds this run, finished at iteration 2: nothing to do (to train on, " \
+                       f"raise --max_iters and add --init_from=resume).\n" and r.stderr == ""
+    # how it is watched does not make another run; with resume, the same run is done too
+    for args in (["--log_interval=5", "--eval_interval=1", "--eval_tokens=256"], ["--init_from=resume"]):
+        assert run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2", *args]) == "0"
+        assert "finished at iteration 2: nothing to do" in capsys.readouterr().out
+    assert snapshot(out) == before
+
+
+def test_a_finished_run_asked_with_other_settings_is_refused(finished, data_dir, tmp_path, monkeypatch):
+    out = shutil.copytree(finished, tmp_path / "run")
+    before = snapshot(out)
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2",
+                                      "--learning_rate=0.02", "--seed=7"])
+    assert msg == f"{out / 'ckpt.pt'} exists, from a run with other settings: seed=7 (checkpoint: 1337), " \
+                  f"learning_rate=0.02 (checkpoint: 0.01); continue it with --init_from=resume, or train this run " \
+                  f"into another --out_dir."
+    assert snapshot(out) == before
+
+
+def test_a_run_without_iterations_leaves_a_checkpoint(tmp_path, data_dir):
+    out = tmp_path / "out"
+    train(data_dir, out, "--max_iters=0")
+    ckpt = torch.load(out / "ckpt.pt", weights_only=True)
+    assert ckpt["iter_num"] == 0 and ckpt["best_val_loss"] == read_log(out)[0]["val_loss"]
+    GPT(GPTConfig(**ckpt["model_args"])).load_state_dict(ckpt["model"])
+
+
+def test_a_run_whose_validation_never_improves_still_leaves_its_end(tmp_path, data_dir):
+    # a learning rate far too high, but finite: the loss at iteration 2 is worse than at 0, so
+    # always_save_checkpoint=False found no improvement to save
+    out = tmp_path / "out"
+    train(data_dir, out, "--max_iters=2", "--always_save_checkpoint=False", "--learning_rate=1.0",
+          "--decay_lr=False")
+    val = [e["val_loss"] for e in read_log(out) if "val_loss" in e]
+    assert len(val) == 2 and val[1] > val[0] + 1
+    ckpt = torch.load(out / "ckpt.pt", weights_only=True)
+    assert ckpt["iter_num"] == 2 and ckpt["best_val_loss"] == val[0]
+
+
+@contextlib.contextmanager
+def read_only(path):
+    """path takes no new file, and its files stay writable: its mode for a user, the immutable flag for root
+    (whom modes do not stop)."""
+    if os.geteuid() != 0:
+        os.chmod(path, 0o555)
+        try:
+            yield
+        finally:
+            os.chmod(path, 0o755)
+        return
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
+        pytest.skip("running as root, where chattr +i does not work")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_a_read_only_out_dir_is_refused_before_training(tmp_path, data_dir):
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("log.jsonl", "train.lock"):  # a former run's files, still writable
+        (out / name).write_text("")
+    with read_only(out):
+        r = train(data_dir, out, "--max_iters=2", check=False)
+    assert r.returncode == 1 and "iter 0" not in r.stdout
+    assert r.stderr.startswith(f"out_dir '{out}' takes no new file (") and r.stderr.endswith(
+        "so no checkpoint could be saved there; make it writable or choose another --out_dir.\n"), r.stderr
+    assert sorted(os.listdir(out)) == ["log.jsonl", "train.lock"] and (out / "log.jsonl").read_text() == ""
+
+
+def test_ctrl_c_stops_with_one_line_on_how_to_resume(tmp_path, data_dir, monkeypatch):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "train.py", *TINY, f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=100000",
+           "--eval_interval=2"]
+    # SIGINT as a terminal sends it, also where this test runs in the background (which ignores it)
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.time() + 120
+        while not (out / "log.jsonl").exists() or '"iter": 3' not in (out / "log.jsonl").read_text():
+            assert time.time() < deadline and p.poll() is None, "the run did not get past its first checkpoint"
+            time.sleep(0.2)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130
+    saved = torch.load(out / "ckpt.pt", weights_only=True)["iter_num"]
+    assert saved >= 2 and saved % 2 == 0 and sorted(os.listdir(out)) == ["ckpt.pt", "log.jsonl", "train.lock"]
+    assert len(err.splitlines()) == 1 and err.startswith("stopped by Ctrl-C at iteration ")
+    assert err.endswith(f"; {out / 'ckpt.pt'} holds iteration {saved}: to go on, run the same command with "
+                        f"--init_from=resume.\n"), err
+    # the same command without resume says so again
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=100000",
+                                      "--eval_interval=2"])
+    assert msg == f"{out / 'ckpt.pt'} holds this run, stopped at iteration {saved} of 100000; continue it with " \
+                  f"--init_from=resume."
+
+
+def test_nccl_under_torchrun_needs_cuda(tmp_path, monkeypatch):
+    for k, v in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):
+        monkeypatch.setenv(k, v)
+    assert refusal(monkeypatch, tmp_path, ["--backend=nccl"]) == \
+        "backend='nccl' runs on CUDA only, and device is 'cpu'; set --backend=gloo (or auto)."
+
+
+def test_ctrl_c_during_a_save_keeps_the_last_checkpoint_and_is_one_line(finished, data_dir, tmp_path):
+    # torch.save cut short by Ctrl-C raises its own error on closing the file: still the same Ctrl-C
+    out = shutil.copytree(finished, tmp_path / "run")
+    before = (out / "ckpt.pt").read_bytes()
+    interrupted_save = ("import runpy, sys, torch\n"
+                        "def save(obj, f):\n"
+                        "    try:\n"
+                        "        f.write(b'the first bytes of a checkpoint')\n"
+                        "        raise KeyboardInterrupt\n"
+                        "    finally:\n"
+                        "        raise RuntimeError('unexpected pos 337344 vs 333136')\n"
+                        "torch.save = save\n"
+                        "sys.argv[0] = 'train.py'\n"
+                        "runpy.run_path('train.py', run_name='__main__')\n")
+    r = train(data_dir, out, "--max_iters=4", "--init_from=resume", cmd=(sys.executable, "-c", interrupted_save),
+              check=False)
+    assert r.returncode == 130
+    assert r.stderr == f"stopped by Ctrl-C at iteration 4; {out / 'ckpt.pt'} holds iteration 2: to go on, run the " \
+                       f"same command with --init_from=resume.\n"
+    assert (out / "ckpt.pt").read_bytes() == before
+    assert sorted(os.listdir(out)) == ["ckpt.pt", "log.jsonl", "train.lock"]
