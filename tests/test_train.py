@@ -321,5 +321,5 @@ def test_gpt2_without_network_is_one_clear_error(tmp_path, data_dir):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
     r = subprocess.run([sys.executable, "train.py", *TINY, f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'o'}",
                         "--init_from=gpt2"], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
-    assert r.returncode == 1 and r.stderr.strip().startswith("could not download gpt2 from the Hugging Face hub")
+    assert r.returncode == 1 and r.stderr.strip().startswith("gpt2 is not in the Hugging Face cache")
     assert "\n" not in r.stderr.strip() and not (tmp_path / "o").exists()
