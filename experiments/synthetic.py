@@ -5,10 +5,12 @@ The paper's synthetic suite: bidirectional tasks on lists of digits, every proje
   SUB      9 - x per digit             SWAP    the two halves exchanged
   COPY     the list itself             SHIFTk  cyclic shift: output i = x[(i + k) mod n]
 REVERSE and SWAP are involutions (i reads j exactly when j reads i), which symmetric scores (Q = K) express.
-SHIFT is directional: in one attention hop it needs S[i, i+1] > S[i-1, i] for every i around the cycle, impossible
-when S is symmetric; a second layer can route around it (two reflections make a rotation).
+SHIFT is directional: in one attention hop a head that reads i+1 at every i needs S[i, i+1] > S[i-1, i] around the
+whole cycle, impossible when its scores S are symmetric, so symmetric heads must split the cycle between them; a
+second layer can route around it (two reflections make a rotation).
 Two arms. `none`: no position embedding at all, so (X)+ is the only source of position: the direct test of
-whether it injects position (REVERSE, SWAP) while the position-free SUB and COPY are the control. `learned`:
+whether it injects position (REVERSE, SWAP: a bias symmetric in i and j suffices) and direction (SHIFT: it needs
+the antisymmetric part), while the position-free SUB and COPY are the control. `learned`:
 GPT-2's absolute position table, where REVERSE and SWAP saturate for every variant, so that arm runs the cases
 that are still hard: SORT at 24 and 32 digits, REVERSE and SWAP at 32 with a 60-step budget, and SHIFT by 1 and 3
 at 32 digits with one layer and with two.
@@ -52,11 +54,11 @@ MODELS = {"qkv": ("qkv", None), "qkv+": ("qkv", "product"), "q_kv": ("q_kv", Non
           "qk_v": ("qk_v", None), "q_k_v": ("q_k_v", None), "q_k_v+": ("q_k_v", "product"),
           "q_k_v+concat": ("q_k_v", "concat")}
 # arm (pos_emb) -> cases (task, list length, training steps, layers). SORT needs absolute ranks, which a score bias
-# cannot give, so it runs only where the model has positions. SHIFT runs with one layer, where symmetric scores
-# cannot express it, and with two, where they can route around it.
+# cannot give, so it runs only where the model has positions. With positions SHIFT runs with one layer, where
+# symmetric scores cannot express it in one head, and with two, where they can route around it.
 ARMS = {
-    "none": [("reverse", 16, 400, 2), ("reverse", 32, 400, 2), ("swap", 16, 400, 2), ("sub", 16, 400, 2),
-             ("copy", 16, 400, 2)],
+    "none": [("reverse", 16, 400, 2), ("reverse", 32, 400, 2), ("swap", 16, 400, 2), ("shift1", 16, 400, 2),
+             ("sub", 16, 400, 2), ("copy", 16, 400, 2)],
     "learned": [("sort", 24, 400, 2), ("sort", 32, 400, 2), ("reverse", 32, 60, 2), ("swap", 32, 60, 2),
                 ("shift1", 32, 400, 1), ("shift3", 32, 400, 1), ("shift1", 32, 400, 2), ("shift3", 32, 400, 2)],
 }
@@ -71,15 +73,15 @@ def get_parser():
     p.add_argument("--arms", type=names_of(ARMS, "arm"), default=list(ARMS), help="comma-separated")
     p.add_argument("--models", type=names_of(MODELS, "model"), default=list(MODELS), help="comma-separated")
     p.add_argument("--seeds", type=ints(0), default=[0, 1, 2], help="comma-separated")
-    p.add_argument("--heads", type=number(int, ">= 1"), default=2)
+    p.add_argument("--heads", type=number(int, ">= 1"), default=2, help="attention heads")
     p.add_argument("--embd", type=number(int, ">= 1"), default=64, help="n_embd; divisible by --heads")
     p.add_argument("--pos_conv", type=number(int, ">= 4"), default=16,
                    help="m channels of (X)+ in the '+' models, a multiple of 4")
     p.add_argument("--steps_scale", type=number(float, "> 0"), default=1.0,
                    help="multiplies every case's training steps")
-    p.add_argument("--batch", type=number(int, ">= 1"), default=64)
-    p.add_argument("--lr", type=number(float, "> 0"), default=3e-3)
-    p.add_argument("--eval_size", type=number(int, ">= 1"), default=1000)
+    p.add_argument("--batch", type=number(int, ">= 1"), default=64, help="lists per training step")
+    p.add_argument("--lr", type=number(float, "> 0"), default=3e-3, help="AdamW's peak learning rate")
+    p.add_argument("--eval_size", type=number(int, ">= 1"), default=1000, help="held-out lists scored")
     p.add_argument("--workers", type=number(int, ">= 1"), default=2, help="processes, one thread each")
     p.add_argument("--out", default=DEFAULT_OUT, help="directory for synthetic.md, .csv and .png; assets/ is "
                                                       "reserved for the full default run")
