@@ -41,8 +41,9 @@ QUICK = ["--quick", "--models=qkv,q_k_v+,q_k_v+concat", "--seeds=0,1"]
 def test_quick_run_writes_both_arms_and_is_reproducible(tmp_path):
     # the CLI with its default two worker processes, then in-process with one: identical results
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
-    subprocess.run([sys.executable, "-m", "experiments.synthetic", *QUICK, f"--out={a}"], cwd=ROOT, check=True, capture_output=True)
-    synthetic.main([*QUICK, "--workers=1", f"--out={b}"])
+    subprocess.run([sys.executable, "-m", "experiments.synthetic", *QUICK, f"--out={a}", f"--cache={a}/runs"],
+                   cwd=ROOT, check=True, capture_output=True)
+    synthetic.main([*QUICK, "--workers=1", f"--out={b}", f"--cache={b}/runs"])
     md, rows = read_outputs(a)
     assert os.path.getsize(os.path.join(a, "synthetic.png")) > 0
     assert md.count("| case | qkv | q_k_v+ | q_k_v+concat |") == 2  # one table per arm
@@ -61,6 +62,13 @@ def test_quick_run_writes_both_arms_and_is_reproducible(tmp_path):
             mu, sd = synthetic.mean_std(accs)
             assert len(accs) == 2 and f"{100 * mu:.1f} +/- {100 * sd:.1f}" in line
     assert read_outputs(b)[1] == rows
+    # killed midway: the runs already finished are read back, the others trained again, and nothing changes
+    files = sorted(os.listdir(os.path.join(b, "runs")))
+    assert len(files) == len(cases) * 3 * 2
+    os.remove(os.path.join(b, "runs", files[0]))
+    synthetic.main([*QUICK, "--workers=1", f"--out={b}", f"--cache={b}/runs"])
+    assert read_outputs(b)[1] == rows
+    assert f"(1 of {len(files)} runs trained in this call" in read_outputs(b)[0]
 
 
 def test_product_xplus_is_the_only_way_to_reverse_without_positions():
@@ -86,7 +94,7 @@ def test_product_xplus_is_the_only_way_to_reverse_without_positions():
 def test_bad_arguments(tmp_path, capsys, argv, message):
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as e:
-        synthetic.main(argv + ["--quick", f"--out={out}"])
+        synthetic.main(argv + ["--quick", f"--out={out}", f"--cache={tmp_path}/runs"])
     assert e.value.code == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
@@ -143,10 +151,11 @@ def test_a_folder_named_assets_elsewhere_is_not_the_tracked_one(tmp_path, monkey
     assert (tmp_path / "assets").is_dir()
 
 
-def test_the_full_default_run_may_write_assets_with_any_worker_count():
-    # the worker count changes no number (the quick test above), so a loaded machine may run it with one
+def test_the_full_default_run_may_write_assets_with_any_worker_count(tmp_path):
+    # the worker count and the cache folder change no number (the quick test above), so a loaded machine may run
+    # it with one worker, and a killed run resumes from its cache
     before = assets_digest()
-    for argv in ([f"--out={ASSETS}"], [f"--out={ASSETS}", "--workers=1"]):
+    for argv in ([f"--out={ASSETS}", f"--cache={tmp_path}"], [f"--out={ASSETS}", "--workers=1", f"--cache={tmp_path}"]):
         synthetic.check_args(synthetic.get_parser(), synthetic.get_parser().parse_args(argv))
     assert assets_digest() == before
 
@@ -155,6 +164,6 @@ def test_unwritable_out_fails_before_training(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with pytest.raises(SystemExit):
-        synthetic.main(["--quick", f"--out={blocker}"])
+        synthetic.main(["--quick", f"--out={blocker}", f"--cache={tmp_path}/runs"])
     assert "is not a writable directory" in capsys.readouterr().err
     assert blocker.read_text() == "not a directory"
