@@ -223,7 +223,8 @@ def bench_decode(args, device):
             for name in names:
                 dt = statistics.median(times[name])
                 rows.append(dict(variant=name, batch=batch, context=t, ms_per_step=1e3 * dt,
-                                 tokens_per_s=batch / dt, cache_bytes=caches[name].nbytes))
+                                 tokens_per_s=batch / dt, cache_bytes=caches[name].nbytes,
+                                 ms_min=1e3 * min(times[name]), ms_max=1e3 * max(times[name]), repeats=reps))
     for r in rows:
         r["speed_vs_qkv"] = next(q["ms_per_step"] for q in rows if q["context"] == r["context"]) / r["ms_per_step"]
     print(f"ms per decode step (batch {batch}, {clock_kind(device)}), and speed relative to eager QKV in ()")
@@ -240,21 +241,36 @@ def bench_decode(args, device):
             print(f"goal: {name} decodes >= {goal}x faster than QKV at {ctx_label(contexts[-1])}, batch {batch}: "
                   f"{got:.2f}x, {'met' if got >= goal else 'NOT met'}")
     write_csv(os.path.join(args.out, "decode_speed.csv"), rows)
+    plot_decode(rows, f"Cached decoding (eager) on {device_name(device)}: {shape['n_layer']} layers, "
+                      f"d={shape['n_embd']}, {shape['n_head']} heads, batch {batch}, {str(dtype)[6:]}",
+                f"ms per decode step (batch {batch}, {clock_kind(device)})", os.path.join(args.out, "decode_speed.png"))
+
+
+def plot_decode(rows, title, ylabel, path):
+    """ms per step and speed vs QKV against the context, eager variants: the median of the repeats, whiskers from
+    the fastest to the slowest repeat (the speed's from QKV's median over the variant's slowest and fastest)."""
+    contexts = sorted({r["context"] for r in rows})
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     for i, (name, fields) in enumerate(VARIANTS):
-        rs = [r for r in rows if r["variant"] == name]
-        axes[0].plot(contexts, [r["ms_per_step"] for r in rs], label=name, **style(i, fields))
-        axes[1].plot(contexts, [r["speed_vs_qkv"] for r in rs], label=name, **style(i, fields))
+        rs = sorted((r for r in rows if r["variant"] == name), key=lambda r: r["context"])
+        qkv = [next(q["ms_per_step"] for q in rows if q["context"] == r["context"]) for r in rs]
+        ms = [r["ms_per_step"] for r in rs]
+        err = [[m - r["ms_min"] for m, r in zip(ms, rs)], [r["ms_max"] - m for m, r in zip(ms, rs)]]
+        speed = [r["speed_vs_qkv"] for r in rs]
+        speed_err = [[v - b / r["ms_max"] for v, b, r in zip(speed, qkv, rs)],
+                     [b / r["ms_min"] - v for v, b, r in zip(speed, qkv, rs)]]
+        x = [c * 1.015 ** (i - len(VARIANTS) / 2) for c in contexts]  # side by side: whiskers do not hide each other
+        axes[0].errorbar(x, ms, yerr=err, capsize=2, label=name, **style(i, fields))
+        axes[1].errorbar(x, speed, yerr=speed_err, capsize=2, label=name, **style(i, fields))
     axes[0].set_ylim(bottom=0)
-    axes[0].set_ylabel(f"ms per decode step (batch {batch}, {clock_kind(device)})")
+    axes[0].set_ylabel(ylabel)
     axes[1].set_ylabel("decode speed relative to QKV")
     for ax in axes:
         log2_context_axis(ax, contexts)
         ax.set_xlabel("context length (tokens)")
     axes[1].legend(fontsize=8)
-    fig.suptitle(f"Cached decoding (eager) on {device_name(device)}: {shape['n_layer']} layers, d={shape['n_embd']}, "
-                 f"{shape['n_head']} heads, batch {batch}, {str(dtype)[6:]}")
-    save_fig(fig, os.path.join(args.out, "decode_speed.png"))
+    fig.suptitle(f"{title}\nmedian of {rows[0]['repeats']} repeats, whiskers: fastest to slowest repeat")
+    save_fig(fig, path)
 
 
 # -----------------------------------------------------------------------------

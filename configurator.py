@@ -191,3 +191,13 @@ def number(kind, rule):
         return value
     parse.kind, parse.rule, parse.__name__ = kind, rule, kind.__name__
     return parse
+
+
+def numbers(kind, rule):
+    """As number(), for a comma-separated list: every item parsed as kind and checked against rule."""
+    one = number(kind, rule)
+
+    def parse(text):
+        return [one(item) for item in text.split(",")]
+    parse.kind, parse.rule, parse.__name__ = kind, rule, f"{kind.__name__} list"
+    return parse

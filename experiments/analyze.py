@@ -18,12 +18,16 @@ per head; Wv -> B Wv with c_proj's columns of the head times B^-1). Two measures
   convert_state_dict's lstsq makes (1 - its residual); invariant to any invertible per-head map. Its reference,
   random matrices on the same inputs, shows how much of it any projection of a low-rank residual stream explains.
 
-    python -m experiments.analyze --out_dir=out-cpu_lm/qkv_s1337             # prints the tables, writes out_dir/projections.png
-    python -m experiments.analyze --out_dir=out-retrofit/qkv_s1337 --out=assets  # the figure README shows
+    python -m experiments.analyze --out_dir=out-cpu_lm/qkv_s1337             # prints the tables, writes them to
+                                                                             # out_dir/projections.{md,csv,png}
+    python -m experiments.analyze --out_dir=out-retrofit/qkv_s1337 --out=assets  # the table and figure
+                                                                                 # experiments/README.md shows
 Only that command writes into assets/ (any other checkpoint or setting is refused there).
 """
 
 import argparse
+import csv
+import io
 import math
 import os
 import tempfile
@@ -177,35 +181,73 @@ def table(model, rows, random=None):
     return "\n".join(lines)
 
 
+def records(rows, random, input_eranks=None):
+    """Every number of the table as flat CSV records: layer (0.., 'mean', 'random'), measure, pair (or matrix),
+    value. cos is the whole matrix, cos_head the mean over heads; input_erank is each layer's attention input."""
+    out = []
+    for label, r in [(str(i), r) for i, r in enumerate(rows)] + [("mean", mean_row(rows)), ("random", random)]:
+        for pair, (whole, head) in r["cos"].items():
+            out += [dict(layer=label, measure="cos", pair=" vs ".join(pair), value=whole),
+                    dict(layer=label, measure="cos_head", pair=" vs ".join(pair), value=head)]
+        out += [dict(layer=label, measure="erank", pair=n, value=v) for n, v in r["erank"].items()]
+        out += [dict(layer=label, measure=m, pair=" vs ".join(pair), value=v)
+                for m in ("overlap", "cka", "r2") if m in r for pair, v in r[m].items()]
+    out += [dict(layer=str(i), measure="input_erank", pair="", value=e) for i, e in enumerate(input_eranks or [])]
+    return out
+
+
+def write(out, lines, recs, model, rows, random, title):
+    """projections.md (what main printed: the settings, the rules and the table), .csv (recs) and .png, each
+    written whole or not at all."""
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "projections")
+    atomic_write(path + ".md", "\n\n".join(lines) + "\n")
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["layer", "measure", "pair", "value"], lineterminator="\n")
+    w.writeheader()
+    w.writerows(recs)
+    atomic_write(path + ".csv", buf.getvalue())
+    plot(rows, random, max_ranks(model), title, path + ".png")
+    return [path + ext for ext in (".md", ".csv", ".png")]
+
+
 def plot(rows, random, max_rank, title, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4))
+    from matplotlib.lines import Line2D
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.4))
     layers = range(len(rows))
     for pair in rows[0]["cos"]:
         line, = ax1.plot(layers, [r["cos"][pair][0] for r in rows], marker="o", label=f"{pair[0]} vs {pair[1]}")
         ax1.plot(layers, [r["cos"][pair][1] for r in rows], ls="--", color=line.get_color())
-    ax1.axhline(0, color="gray", lw=0.5)
-    ax1.set(xlabel="layer", ylabel="cosine similarity", title="whole matrix (solid), per-head mean (dashed)",
-            xticks=layers)
+        ax1.axhline(random["cos"][pair][0], ls=":", color=line.get_color())
+    ax1.set(xlabel="layer", ylabel="cosine similarity", xticks=layers,
+            title="raw cosine: whole matrix (solid), per-head mean (dashed),\nrandom matrices (dotted)")
     if rows[0]["cos"]:
-        ax1.legend()
+        ax1.legend(fontsize=8)
     for name in rows[0]["erank"]:
         label = f"{name} (of {max_rank[name]})"
         line, = ax2.plot(layers, [r["erank"][name] for r in rows], marker="o", label=label)
         ax2.axhline(random["erank"][name], ls=":", color=line.get_color())
     ax2.set(xlabel="layer", ylabel="effective rank", title="effective rank (dotted: random matrices)", xticks=layers)
-    ax2.legend()
+    ax2.legend(fontsize=8)
+    # each measure has its own random reference: overlap's is about r / n_embd, CKA's is high (random projections
+    # of the same low-rank inputs share its dominant directions), so both are drawn, in the pair's colour
     for pair in rows[0]["overlap"]:
         line, = ax3.plot(layers, [r["overlap"][pair] for r in rows], marker="o", label=f"{pair[0]} vs {pair[1]}")
         ax3.axhline(random["overlap"][pair], ls=":", color=line.get_color())
         if "cka" in rows[0]:
             ax3.plot(layers, [r["cka"][pair] for r in rows], marker="s", ls="--", color=line.get_color())
-    ax3.set(xlabel="layer", ylabel="similarity", ylim=(0, 1), xticks=layers,
-            title="overlap (solid), CKA (dashed), random overlap (dotted)")
+            ax3.axhline(random["cka"][pair], ls="-.", color=line.get_color(), lw=1)
+    ax3.set(xlabel="layer", ylabel="similarity", ylim=(0, 1), xticks=layers, title="basis-independent measures")
     if rows[0]["overlap"]:
-        ax3.legend()
+        styles = [("overlap", dict(marker="o")), ("random overlap", dict(ls=":"))]
+        if "cka" in rows[0]:
+            styles += [("CKA of the outputs", dict(marker="s", ls="--")), ("random CKA", dict(ls="-.", lw=1))]
+        handles = ax3.get_legend_handles_labels()[0] + [Line2D([], [], color="gray", **kw) for _, kw in styles]
+        ax3.legend(handles, [h.get_label() for h in ax3.get_legend_handles_labels()[0]] + [n for n, _ in styles],
+                   fontsize=7, ncol=2, loc="upper right")
     fig.suptitle(title)
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
@@ -276,22 +318,24 @@ def main(argv=None):
                          f"vocabulary of {args.out_dir} (vocab_size {cfg.vocab_size}); set --data_dir to its data.")
     r = args.rank or max(1, head_dim // 2)
     rows, random = analyze(model, idx, r), random_row(model, idx, r)
-    print(f"{args.out_dir}: proj={cfg.proj}, n_head={cfg.n_head}, n_kv_head={cfg.n_kv_head or cfg.n_head}, "
-          f"n_layer={cfg.n_layer}, n_embd={cfg.n_embd}")
-    print(f"cos: {PAIR_RULE}.\noverlap: per head, mean cos^2 of the principal angles between the top-{r} right "
-          f"singular subspaces (random: about {r / cfg.n_embd:.3f}).")
-    print(f"cka: per head, linear CKA of the outputs on {idx.numel():,} validation tokens." if idx is not None else
-          f"cka: left out, no val.bin in {args.data_dir or data_dir!r} (set --data_dir).")
+    lines = [f"{args.out_dir}: proj={cfg.proj}, n_head={cfg.n_head}, n_kv_head={cfg.n_kv_head or cfg.n_head}, "
+             f"n_layer={cfg.n_layer}, n_embd={cfg.n_embd}",
+             f"cos: {PAIR_RULE}.", f"overlap: per head, mean cos^2 of the principal angles between the top-{r} right "
+             f"singular subspaces (random: about {r / cfg.n_embd:.3f}).",
+             f"cka: per head, linear CKA of the outputs on {idx.numel():,} validation tokens; r2: on the same tokens, "
+             f"the share of the second output's variance an affine map of the first explains." if idx is not None
+             else f"cka: left out, and r2, no val.bin in {args.data_dir or data_dir!r} (set --data_dir)."]
+    eranks = None
     if idx is not None:  # what any projection can read: a low-rank input makes every output predict the others
         eranks = [effective_rank(x - x.mean(0)) for x in layer_inputs(model, idx)]
-        print(f"erank of each layer's attention input (of {cfg.n_embd}): {', '.join(f'{e:.1f}' for e in eranks)}")
-    print()
-    print(table(model, rows, random))
+        lines.append(f"erank of each layer's attention input (of {cfg.n_embd}): "
+                     f"{', '.join(f'{e:.1f}' for e in eranks)}")
+    lines.append(table(model, rows, random))
+    print("\n\n".join(lines))
     if out:
-        path = os.path.join(out, "projections.png")
-        plot(rows, random, max_ranks(model), f"{args.out_dir} (proj={cfg.proj})", path)
-        print(f"\nwrote {path}")
-
+        paths = write(out, lines, records(rows, random, eranks), model, rows, random,
+                      f"{args.out_dir} (proj={cfg.proj})")
+        print(f"\nwrote {', '.join(paths)}")
 
 if __name__ == "__main__":
     main()

@@ -8,6 +8,7 @@ the cpu_lm setting (config/cpu_lm.py), 3 seeds, every run through train.py in a 
     python -m experiments.retrofit            # trains the runs not finished yet (resumes a killed one), writes assets/retrofit.*
     python -m experiments.retrofit --report   # only the report, from the finished runs under out-retrofit/
     python -m experiments.retrofit --quick    # the same pipeline at 1/10 of the steps, 1 seed: out-retrofit-quick/, not assets/
+    python -m experiments.retrofit --redraw   # only the figure, from assets/retrofit.csv (no runs needed)
 
 The report goes to assets/ only from the full run with every run finished; a partial one goes to the runs' folder
 (out-retrofit/retrofit.*), so it never replaces the complete one.
@@ -339,30 +340,61 @@ def write_csv(recs, prefix):
     atomic_write(prefix + ".csv", f.getvalue())
 
 
+def read_csv(path):
+    """The records plot() draws, from a written retrofit.csv: [{name, seed, val: {iter: loss}}]."""
+    recs = {}
+    with open(path) as f:
+        for r in csv.DictReader(f):
+            rec = recs.setdefault((r["model"], int(r["seed"])), {"name": r["model"], "seed": int(r["seed"]), "val": {}})
+            rec["val"][int(r["iter"])] = float(r["val_loss"])
+    return list(recs.values())
+
+
 def plot(recs, s, prefix):
+    """Left: the loss right after conversion, per model (seed mean, whiskers +/- sample std, value written beside
+    it: a conversion can lose nats). Right: the uptraining on a scale around the source, where the differences are
+    hundredths of a nat: every run's reads, the source as a star on top of its continuation."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     iters = ITERS // s["scale"]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
-    finals = []
-    for i, name in enumerate(["qkv", *ORDER]):
-        rs = [r for r in recs if r["name"] == name]
-        if not rs:
+    names = [n for n in ["qkv", *ORDER] if any(r["name"] == n for r in recs)]
+    color = {n: f"C{i}" for i, n in enumerate(names)}
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(14, 6), gridspec_kw={"width_ratios": [1, 1.5]})
+    at0 = [(n, [r["val"][0 if n != "qkv" else iters] for r in recs if r["name"] == n]) for n in names
+           if n != "qk_v scratch"]
+    for y, (n, xs) in enumerate(at0):
+        mean, sd = statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
+        ax0.errorbar(mean, y, xerr=sd, fmt="o", color=color[n], capsize=3)
+        ax0.annotate(f"{mean:.3f} +/- {sd:.3f}", (mean + sd, y), xytext=(6, 4), textcoords="offset points",
+                     fontsize=8)
+    ax0.set(yticks=range(len(at0)), yticklabels=[n for n, _ in at0], xlabel="validation loss (nats/byte)",
+            title=f"right after conversion (the source: its step {iters})")
+    ax0.set_xlim(right=ax0.get_xlim()[1] + 0.25 * (ax0.get_xlim()[1] - ax0.get_xlim()[0]))  # room for the labels
+    ax0.invert_yaxis()
+    ax0.grid(axis="x", lw=0.3)
+    ends, reads = [], set()
+    for n in names:
+        rs = [r for r in recs if r["name"] == n]
+        offset = 0 if n in ("qkv", "qk_v scratch") else iters  # uptraining starts where the source ended
+        steps = sorted(t for t in set.intersection(*(set(r["val"]) for r in rs)) if t + offset >= iters)
+        mean = [statistics.mean(r["val"][t] for r in rs) for t in steps]
+        sd = [statistics.stdev([r["val"][t] for r in rs]) if len(rs) > 1 else 0 for t in steps]
+        ends.append(mean[-1])
+        reads |= {t + offset for t in steps}
+        if n == "qkv":  # drawn last, above qkv continued, which starts from the same point
+            ax1.errorbar([t + offset for t in steps], mean, yerr=sd, fmt="*", ms=14, color=color[n], capsize=3,
+                         zorder=5, label=f"qkv source ({iters} steps)")
             continue
-        offset = 0 if name in ("qkv", "qk_v scratch") else iters  # uptraining starts where the source ended
-        steps = sorted(set.intersection(*(set(r["val"]) for r in rs)))
-        steps = [t for t in steps if t + offset >= iters * 0.9]
-        loss = [statistics.mean(r["val"][t] for r in rs) for t in steps]
-        finals.append(loss[-1])
-        for ax in axes:
-            ax.plot([t + offset for t in steps], loss, marker="o", color=f"C{i}", ls="--" if "mqa" in name else "-",
-                    label=name)
-    axes[0].set(xlabel="total training steps", ylabel="validation loss (nats/byte)", yscale="log",
-                title="after conversion (at the source's last step) and uptraining")
-    axes[1].set(xlabel="total training steps", title="zoomed", ylim=(min(finals) - 0.01, min(finals) + 0.12))
-    axes[0].legend(fontsize=8)
-    fig.suptitle("retrofit, mean over the seeds finished")
+        ax1.errorbar([t + offset for t in steps], mean, yerr=sd, marker="o", ls="--" if "mqa" in n else "-",
+                     color=color[n], capsize=3, label=n)
+    ax1.set(xlabel="total training steps", ylabel="validation loss (nats/byte)",
+            ylim=(min(ends) - 0.02, max(ends) + 0.06), xticks=sorted(reads),
+            title="uptraining (lines from above the frame start off its scale: see left)")
+    ax1.grid(axis="y", lw=0.3)
+    ax1.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.12))
+    n_seeds = len({r["seed"] for r in recs})
+    fig.suptitle(f"retrofit: mean over {n_seeds} seeds, whiskers +/- sample std over seeds (as in the table)")
     fig.tight_layout()
     atomic_write(prefix + ".png", lambda f: fig.savefig(f, format="png", dpi=120))
     plt.close(fig)
@@ -387,12 +419,18 @@ def get_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="1/10 of the steps, 1 seed, into out-retrofit-quick/")
     p.add_argument("--report", action="store_true", help="only the report, from the finished runs")
+    p.add_argument("--redraw", action="store_true", help="only the figure, from the written retrofit.csv")
     return p
 
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
     setting = QUICK if args.quick else FULL
+    if args.redraw:  # the figure from the written table alone, no runs needed
+        if not os.path.isfile(setting["assets"] + ".csv"):
+            sys.exit(f"--redraw draws from {setting['assets']}.csv, which does not exist; run the study first.")
+        plot(read_csv(setting["assets"] + ".csv"), setting, setting["assets"])
+        return
     command = "python -m experiments.retrofit" + (" --quick" if args.quick else "")
     if not args.report:
         train_all(setting)

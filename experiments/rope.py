@@ -9,6 +9,7 @@ the rope models, in windows of 2x and 4x it (a learned table has no rows there).
     python -m experiments.rope             # trains the runs not finished yet into out-rope/, then writes assets/rope.{md,csv,png}
     python -m experiments.rope --report    # only the report, from the finished runs
     python -m experiments.rope --quick     # 60 iterations, 1 seed, into out-rope-quick/ (never assets/)
+    python -m experiments.rope --redraw    # only the figure, from assets/rope.csv (no runs needed)
 
 The report goes to assets/ once all 12 runs have finished; before that to out-rope/rope.* (a partial report never
 replaces the complete one).
@@ -99,6 +100,42 @@ def score(args):
     return rows, missing
 
 
+def read_csv(path):
+    with open(path) as f:
+        return [dict(r, seed=int(r["seed"]), length=int(r["length"]), loss=float(r["loss"])) for r in csv.DictReader(f)]
+
+
+def plot(rows, path):
+    """Validation perplexity against the scoring window: the seed mean, whiskers +/- the sample std of the
+    perplexity over seeds (the table's spread), each seed's own value as a faint dot."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    lengths = sorted({r["length"] for r in rows})
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, v in enumerate(VARIANTS):
+        ppl = [(n, [math.exp(r["loss"]) for r in rows if r["variant"] == v and r["length"] == n]) for n in lengths]
+        ppl = [(n, p) for n, p in ppl if p]
+        if not ppl:
+            continue
+        shift = 1.03 ** (i - 1.5)  # variants side by side at each length, so whiskers do not hide each other
+        ax.errorbar([n * shift for n, _ in ppl], [statistics.mean(p) for _, p in ppl], capsize=3, marker="o",
+                    yerr=[statistics.stdev(p) if len(p) > 1 else 0 for _, p in ppl], color=f"C{i}", label=v,
+                    ls="--" if VARIANTS[v][0] == "qk_v" else "-")
+        ax.plot([n * shift for n, p in ppl for _ in p], [x for _, p in ppl for x in p], ".", color=f"C{i}",
+                alpha=0.35)
+    n_seeds = len({r["seed"] for r in rows})
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(lengths, [str(n) for n in lengths])
+    ax.set_xlabel("scoring window (bytes; trained at 256)")
+    ax.set_ylabel("validation perplexity")
+    ax.set_title(f"mean over {n_seeds} seeds, whiskers +/- sample std, dots: each seed", fontsize=10)
+    ax.legend()
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
+    plt.close(fig)
+
+
 def report(rows, missing, args, wall):
     def cell(v, length):
         losses = [r["loss"] for r in rows if r["variant"] == v and r["length"] == length]
@@ -130,21 +167,7 @@ def report(rows, missing, args, wall):
     w.writeheader()
     w.writerows(rows)
     atomic_write(prefix + ".csv", f.getvalue())
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for v in VARIANTS:
-        pts = [(n, [math.exp(r["loss"]) for r in rows if r["variant"] == v and r["length"] == n]) for n in lengths]
-        pts = [(n, statistics.mean(p)) for n, p in pts if p]
-        ax.plot([n for n, _ in pts], [p for _, p in pts], marker="o", label=v)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("scoring window (bytes; trained at 256)")
-    ax.set_ylabel("validation perplexity")
-    ax.legend()
-    fig.tight_layout()
-    atomic_write(prefix + ".png", lambda f: fig.savefig(f, format="png", dpi=120))
-    plt.close(fig)
+    plot(rows, prefix + ".png")
     print("\n".join(md))
     print(f"wrote {prefix}.md, {prefix}.csv, {prefix}.png")
 
@@ -154,12 +177,19 @@ def get_parser():
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--report", action="store_true", help="only the report, from the finished runs")
     p.add_argument("--quick", action="store_true", help="60 iterations, 1 seed, out-rope-quick/ (not assets/)")
+    p.add_argument("--redraw", action="store_true", help="only the figure, from the written table (no runs needed)")
     p.add_argument("--data_dir", default="data/cpu_lm_bytes", help="byte-level data, as this file's docstring makes")
     return p
 
 
 def main(argv=None):
-    args = get_parser().parse_args(argv)
+    p = get_parser()
+    args = p.parse_args(argv)
+    if args.redraw:
+        base = "out-rope-quick/rope" if args.quick else "assets/rope"
+        if not os.path.isfile(base + ".csv"):
+            p.error(f"--redraw draws from {base}.csv, which does not exist; run the study first.")
+        return plot(read_csv(base + ".csv"), base + ".png")
     # config/cpu_lm.py's block_size and vocab_size; the longest scoring window is FACTORS[-1] of them
     open_data(args.data_dir, FACTORS[-1] * 256, 256)
     args.iters, args.seeds = (60, SEEDS[:1]) if args.quick else (600, SEEDS)

@@ -1,5 +1,6 @@
 """experiments/analyze.py: cosine similarity, effective rank, and which projections each variant's table lists."""
 
+import csv
 import os
 import subprocess
 import sys
@@ -245,3 +246,30 @@ def test_an_out_that_cannot_take_the_figure_fails_before_the_work(tmp_path, caps
     code, out, err = run_main(capsys, f"--out_dir={tmp_path}", f"--out={tmp_path / 'afile'}")
     assert code == 2 and err.endswith(f"--out '{tmp_path / 'afile'}' is not a writable directory (File exists); "
                                       f"choose another --out.")
+
+
+def test_every_number_of_the_table_is_in_the_written_md_and_csv(tmp_path):
+    from experiments.analyze import records, write
+    model = save_ckpt(tmp_path, "qkv").eval()
+    idx = torch.randint(0, 40, (8, 16), generator=torch.Generator().manual_seed(1))
+    rows, random = analyze(model, idx), random_row(model, idx)
+    md_table = table(model, rows, random)
+    paths = write(str(tmp_path / "out"), ["settings line", md_table], records(rows, random, [7.5, 3.25]), model,
+                  rows, random, "title")
+    assert [os.path.basename(p) for p in paths] == ["projections.md", "projections.csv", "projections.png"]
+    md = open(paths[0]).read()
+    assert md == "settings line\n\n" + md_table + "\n"
+    with open(paths[1]) as f:
+        recs = list(csv.DictReader(f))
+    # per row of the table (2 layers, mean, random): 3 pairs x (cos, cos_head, overlap, cka, r2) + 3 eranks
+    assert len(recs) == 4 * (3 * 5 + 3) + 2
+    lines = {line.split(" | ")[0][2:]: line for line in md_table.splitlines()[2:]}
+    value = {(r["layer"], r["measure"], r["pair"]): float(r["value"]) for r in recs}
+    for label, line in lines.items():
+        cells = line.strip("| ").split(" | ")[1:]
+        pairs = ("Wq vs Wk", "Wq vs Wv", "Wk vs Wv")
+        expect = ([f"{value[label, 'cos', p]:.3f} ({value[label, 'cos_head', p]:.3f})" for p in pairs]
+                  + [f"{value[label, 'erank', n]:.1f}" for n in ("Wq", "Wk", "Wv")]
+                  + [f"{value[label, m, p]:.3f}" for m in ("overlap", "cka", "r2") for p in pairs])
+        assert cells == expect
+    assert value["1", "input_erank", ""] == 3.25

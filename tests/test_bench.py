@@ -47,6 +47,7 @@ def test_decode_prefill_train_step_kernel_quick(tmp_path, capsys):
     assert len(contexts) > 1
     assert [r["variant"] for r in decode] == (names + [f"{n}, compiled" for n in bench.COMPILED]) * len(contexts)
     assert all(float(r["ms_per_step"]) > 0 for r in decode)
+    assert all(float(r["ms_min"]) <= float(r["ms_per_step"]) <= float(r["ms_max"]) for r in decode)  # the spread
     assert all(float(r["speed_vs_qkv"]) == 1 for r in decode if r["variant"] == "QKV")
     train = read_csv(tmp_path / "train_speed.csv")
     assert [r["variant"] for r in train] == names

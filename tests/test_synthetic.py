@@ -6,6 +6,8 @@ import sys
 import pytest
 import torch
 
+from checkpoint import ASSETS
+from configurator import in_range
 from experiments import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -18,6 +20,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ("swap", [[1, 2, 3, 4], [5, 6, 7, 8]], [[3, 4, 1, 2], [7, 8, 5, 6]]),
     ("swap", [[5, 6, 7, 8, 9, 0]], [[8, 9, 0, 5, 6, 7]]),
     ("copy", [[4, 0, 4], [7, 7, 1]], [[4, 0, 4], [7, 7, 1]]),
+    ("shift1", [[1, 2, 3, 4, 5], [9, 8, 7, 6, 5]], [[2, 3, 4, 5, 1], [8, 7, 6, 5, 9]]),  # output i = x[(i + 1) mod n]
+    ("shift3", [[1, 2, 3, 4, 5], [0, 1, 2, 3, 4]], [[4, 5, 1, 2, 3], [3, 4, 0, 1, 2]]),  # output i = x[(i + 3) mod n]
 ])
 def test_targets(task, x, y):
     assert synthetic.TASKS[task](torch.tensor(x)).tolist() == y
@@ -37,29 +41,41 @@ QUICK = ["--quick", "--models=qkv,q_k_v+,q_k_v+concat", "--seeds=0,1"]
 def test_quick_run_writes_both_arms_and_is_reproducible(tmp_path):
     # the CLI with its default two worker processes, then in-process with one: identical results
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
-    subprocess.run([sys.executable, "-m", "experiments.synthetic", *QUICK, f"--out={a}"], cwd=ROOT, check=True, capture_output=True)
-    synthetic.main([*QUICK, "--workers=1", f"--out={b}"])
+    subprocess.run([sys.executable, "-m", "experiments.synthetic", *QUICK, f"--out={a}", f"--cache={a}/runs"],
+                   cwd=ROOT, check=True, capture_output=True)
+    synthetic.main([*QUICK, "--workers=1", f"--out={b}", f"--cache={b}/runs"])
     md, rows = read_outputs(a)
     assert os.path.getsize(os.path.join(a, "synthetic.png")) > 0
     assert md.count("| case | qkv | q_k_v+ | q_k_v+concat |") == 2  # one table per arm
-    cases = [(arm, t, n) for arm in synthetic.ARMS for t, n, _ in synthetic.ARMS[arm]]
+    cases = [(arm, t, n, layers) for arm in synthetic.ARMS for t, n, _, layers in synthetic.ARMS[arm]]
     assert len(rows) == len(cases) * 3 * 2 * 5  # cases x models x seeds x eval points
-    # each cell is mean +/- std over seeds of the final step's accuracy in the CSV
-    for arm, t, n in cases:
-        last = max(int(r["step"]) for r in rows if (r["arm"], r["task"], r["length"]) == (arm, t, str(n)))
+    assert {(r["task"], r["layers"]) for r in rows if r["task"] == "shift1"} == {("shift1", "1"), ("shift1", "2")}
+    # each cell is mean +/- std over seeds of the final step's accuracy in the CSV, in the row of its case
+    lines = md.splitlines()
+    for arm, t, n, layers in cases:
+        key = (arm, t, str(n), str(layers))
+        last = max(int(r["step"]) for r in rows if (r["arm"], r["task"], r["length"], r["layers"]) == key)
+        line = next(x for x in lines if x.startswith(f"| {synthetic.case_name(t, n, last, layers)} |"))
         for m in ("qkv", "q_k_v+", "q_k_v+concat"):
-            accs = [float(r["acc"]) for r in rows if (r["arm"], r["task"], r["length"], r["model"], r["step"])
-                    == (arm, t, str(n), m, str(last))]
+            accs = [float(r["acc"]) for r in rows if (r["arm"], r["task"], r["length"], r["layers"], r["model"],
+                                                      r["step"]) == (*key, m, str(last))]
             mu, sd = synthetic.mean_std(accs)
-            assert len(accs) == 2 and f"{100 * mu:.1f} +/- {100 * sd:.1f}" in md
+            assert len(accs) == 2 and f"{100 * mu:.1f} +/- {100 * sd:.1f}" in line
     assert read_outputs(b)[1] == rows
+    # killed midway: the runs already finished are read back, the others trained again, and nothing changes
+    files = sorted(os.listdir(os.path.join(b, "runs")))
+    assert len(files) == len(cases) * 3 * 2
+    os.remove(os.path.join(b, "runs", files[0]))
+    synthetic.main([*QUICK, "--workers=1", f"--out={b}", f"--cache={b}/runs"])
+    assert read_outputs(b)[1] == rows
+    assert f"(1 of {len(files)} runs trained in this call" in read_outputs(b)[0]
 
 
 def test_product_xplus_is_the_only_way_to_reverse_without_positions():
     # the mechanism end to end, small: no position embedding, REVERSE of 8 digits. Measured: qkv and concat stay
     # at a position-blind guess (about 25%), the product basis gets close to 100% in these 150 steps.
     args = synthetic.get_parser().parse_args(["--embd=32", "--heads=1", "--eval_size=200"])
-    acc = {m: synthetic.run_one(("none", "reverse", 8, 150, m, 0, args))[-1][1]
+    acc = {m: synthetic.run_one(("none", "reverse", 8, 150, 2, m, 0, args))[-1][1]
            for m in ("qkv", "q_k_v+concat", "q_k_v+")}
     assert acc["qkv"] < 0.4 and acc["q_k_v+concat"] < 0.4
     assert acc["q_k_v+"] > 0.9
@@ -70,31 +86,84 @@ def test_product_xplus_is_the_only_way_to_reverse_without_positions():
     (["--models=qkv,kqv"], "unknown model 'kqv'"),
     (["--heads=3", "--embd=32"], "--embd 32 is not divisible by --heads 3"),
     (["--pos_conv=6"], "--pos_conv must be a positive multiple of 4"),
-    (["--steps_scale=0"], "--steps_scale must be > 0"),
-    (["--workers=0"], "--workers must be >= 1"),
+    (["--steps_scale=0"], "--steps_scale: must be a finite number > 0"),
+    (["--steps_scale=inf"], "--steps_scale: must be a finite number > 0"),
+    (["--lr=-1"], "--lr: must be a finite number > 0"),
+    (["--workers=0"], "--workers: must be an integer >= 1"),
 ])
 def test_bad_arguments(tmp_path, capsys, argv, message):
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as e:
-        synthetic.main(argv + ["--quick", f"--out={out}"])
+        synthetic.main(argv + ["--quick", f"--out={out}", f"--cache={tmp_path}/runs"])
     assert e.value.code == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
 
 
-def test_only_the_full_default_run_may_write_assets(tmp_path, capsys, monkeypatch):
+def numeric_settings():
+    return [a for a in synthetic.get_parser()._actions if hasattr(a.type, "rule")]
+
+
+def test_every_numeric_setting_is_declared():
+    # every option that takes numbers carries its rule (--seeds: each of its comma-separated values)
+    declared = {a.dest for a in numeric_settings()}
+    assert declared == {"seeds", "heads", "embd", "pos_conv", "steps_scale", "batch", "lr", "eval_size", "workers"}
+
+
+@pytest.mark.parametrize("action", numeric_settings(), ids=lambda a: a.dest)
+def test_out_of_range_values_are_refused(capsys, action):
+    # the bad values come from the declaration itself: a new setting is covered the day it is declared
+    bad = [v for v in (0, -1, float("nan"), float("inf")) if not in_range(v, action.type.rule)] + ["abc"]
+    for value in bad:
+        with pytest.raises(SystemExit) as e:
+            synthetic.get_parser().parse_args([f"--{action.dest}={value}"])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert f"argument --{action.dest}: must be " in err and "Traceback" not in err
+
+
+def assets_digest():
+    return sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in os.scandir(ASSETS))
+
+
+@pytest.mark.parametrize("how", ["absolute", "symlink", "dotdot"])
+def test_only_the_full_default_run_may_write_assets(tmp_path, capsys, how):
+    # compared by real path: the tracked folder reached any other way is still the tracked folder
+    out = {"absolute": os.path.realpath(ASSETS), "dotdot": os.path.join(ASSETS, "..", "assets")}.get(how)
+    if how == "symlink":
+        out = str(tmp_path / "link")
+        os.symlink(ASSETS, out)
+    before = assets_digest()
+    with pytest.raises(SystemExit) as e:
+        synthetic.main(["--quick", f"--out={out}"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--out={out} is assets/, reserved for the full default run, and this run changes" in err
+    assert err.rstrip().endswith("--quick; write it elsewhere (default out-synthetic/).")
+    assert assets_digest() == before
+
+
+def test_a_folder_named_assets_elsewhere_is_not_the_tracked_one(tmp_path, monkeypatch):
+    # and the guard does not refuse what is not the tracked folder: the check is the real path, not the name
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "assets").mkdir()
-    with pytest.raises(SystemExit):
-        synthetic.main(["--quick", "--out=assets"])
-    assert "--out=assets is reserved for the full default run" in capsys.readouterr().err
-    assert list((tmp_path / "assets").iterdir()) == []
+    args = synthetic.get_parser().parse_args(["--quick", "--out=assets"])
+    synthetic.check_args(synthetic.get_parser(), args)
+    assert (tmp_path / "assets").is_dir()
+
+
+def test_the_full_default_run_may_write_assets_with_any_worker_count(tmp_path):
+    # the worker count and the cache folder change no number (the quick test above), so a loaded machine may run
+    # it with one worker, and a killed run resumes from its cache
+    before = assets_digest()
+    for argv in ([f"--out={ASSETS}", f"--cache={tmp_path}"], [f"--out={ASSETS}", "--workers=1", f"--cache={tmp_path}"]):
+        synthetic.check_args(synthetic.get_parser(), synthetic.get_parser().parse_args(argv))
+    assert assets_digest() == before
 
 
 def test_unwritable_out_fails_before_training(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with pytest.raises(SystemExit):
-        synthetic.main(["--quick", f"--out={blocker}"])
+        synthetic.main(["--quick", f"--out={blocker}", f"--cache={tmp_path}/runs"])
     assert "is not a writable directory" in capsys.readouterr().err
     assert blocker.read_text() == "not a directory"
