@@ -231,6 +231,7 @@ if ckpt:
                  f"--init_from=resume.")
 iter_num = ckpt["iter_num"] if ckpt else 0  # where training stands
 saved_iter = ckpt["iter_num"] if ckpt else None  # where the checkpoint in out_dir stands (None: none yet)
+saving = False  # a save is under way: Ctrl-C may land before or after its rename, so the file says which
 
 
 def interrupted(kind, e, tb):
@@ -242,9 +243,12 @@ def interrupted(kind, e, tb):
     if cause is None:
         return sys.__excepthook__(kind, e, tb)
     if master:
+        held = saved_iter
+        if saving and os.path.exists(ckpt_path):
+            held = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=True)["iter_num"]
         print(f"stopped by Ctrl-C at iteration {iter_num}; " + (
-            f"{ckpt_path} holds iteration {saved_iter}: to go on, run the same command with --init_from=resume."
-            if saved_iter is not None else "no checkpoint was saved yet: run the same command to start again."),
+            f"{ckpt_path} holds iteration {held}: to go on, run the same command with --init_from=resume."
+            if held is not None else "no checkpoint was saved yet: run the same command to start again."),
             file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -488,8 +492,9 @@ while True:
             if master and gptconf.tie_embeddings:  # FSDP gathers the tied matrix twice; store it once
                 ckpt["model"]["lm_head.weight"] = ckpt["model"]["transformer.wte.weight"]
             if master:
+                saving = True
                 save_checkpoint(ckpt, ckpt_path)
-                saved_iter = iter_num
+                saved_iter, saving = iter_num, False
                 print(f"saved {ckpt_path}")
             ckpt = None
     if iter_num >= max_iters:

@@ -336,3 +336,24 @@ def test_ctrl_c_during_a_save_keeps_the_last_checkpoint_and_is_one_line(finished
                        f"same command with --init_from=resume.\n"
     assert (out / "ckpt.pt").read_bytes() == before
     assert sorted(os.listdir(out)) == ["ckpt.pt", "log.jsonl", "train.lock"]
+
+
+def test_ctrl_c_just_after_a_save_names_the_iteration_the_file_holds(finished, data_dir, tmp_path):
+    # Ctrl-C between the rename that completes a save and train.py noting it (the race CI once hit): the message
+    # names what the file on disk holds, the new iteration
+    out = shutil.copytree(finished, tmp_path / "run")
+    late_ctrl_c = ("import os, runpy, sys\n"
+                   "replace = os.replace\n"
+                   "def replace_then_ctrl_c(a, b):\n"
+                   "    replace(a, b)\n"
+                   "    if str(b).endswith('ckpt.pt'):\n"
+                   "        raise KeyboardInterrupt\n"
+                   "os.replace = replace_then_ctrl_c\n"
+                   "sys.argv[0] = 'train.py'\n"
+                   "runpy.run_path('train.py', run_name='__main__')\n")
+    r = train(data_dir, out, "--max_iters=4", "--init_from=resume", cmd=(sys.executable, "-c", late_ctrl_c),
+              check=False)
+    assert r.returncode == 130
+    assert torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 4
+    assert r.stderr == f"stopped by Ctrl-C at iteration 4; {out / 'ckpt.pt'} holds iteration 4: to go on, run the " \
+                       f"same command with --init_from=resume.\n"
