@@ -1,6 +1,7 @@
 """experiments/scaling.py: the plan holds every cell the study asks for, once; --quick trains, writes its rows and
 report outside assets/, resumes without training again, and the reading rule says no more than the seeds show."""
 
+import argparse
 import csv
 import os
 import subprocess
@@ -71,3 +72,22 @@ def test_quick_run_writes_rows_and_report_outside_assets_and_resumes(tmp_path):
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0 and "train.py" not in r.stdout  # nothing left to train
     assert (root / "scaling.csv").read_bytes() == before
+
+
+def test_report_reads_each_size_run_not_the_learning_rate_check_it_lost(tmp_path):
+    # The check's losing run shares variant, n_embd and seed with a size run; the size table once read it instead.
+    s = dict(scaling.QUICK, seeds=(1, 2))
+    embd, lr = s["lr_check"]
+    rows = []
+    for run in scaling.plan(s):
+        run = run if run.lr else scaling.replace(run, lr=s["lr"])  # the default lr wins the check below
+        losing = run.lr == lr
+        rows.append(dict(variant=run.proj, proj=run.proj, n_kv_head=run.n_kv_head, n_layer=2, n_embd=run.n_embd,
+                         block_size=run.block_size, batch_size=8, iters=run.iters, learning_rate=run.lr,
+                         seed=run.seed, params=1000, kv_bytes_per_token=64, train_s=1,
+                         val_loss=9.0 if losing else 2.0 + 0.1 * (run.proj == "qk_v"),
+                         best_val_loss=9.0 if losing else 2.0 + 0.1 * (run.proj == "qk_v")))
+    scaling.write_csv(str(tmp_path / "scaling.csv"), scaling.COLUMNS, rows)
+    scaling.report(s, argparse.Namespace(root=str(tmp_path)))
+    size_line = next(x for x in (tmp_path / "scaling.md").read_text().splitlines() if x.startswith(f"| n_embd {embd} |"))
+    assert "+0.1000, +0.1000" in size_line and "9.0" not in size_line
