@@ -28,7 +28,7 @@ from model import GPT, GPTConfig
 from test_train import ROOT, TINY, make_data, read_log, run_inprocess, train
 
 TRAIN_PY = os.path.join(ROOT, "train.py")
-BAD = (0, -1, math.nan, math.inf, "abc")
+BAD = (0, -1, math.nan, math.inf, "abc", 10**400)  # 10**400: an int that no float or int64 holds
 
 
 def declared(name):
