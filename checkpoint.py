@@ -97,6 +97,9 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False):
     if missing_keys:
         raise SystemExit(f"{path} has no {', '.join(missing_keys)}: it is not a checkpoint written by train.py; "
                          f"point to an out_dir/ckpt.pt that train.py saved.")
+    if not (isinstance(ckpt["model"], dict) and all(isinstance(t, torch.Tensor) for t in ckpt["model"].values())):
+        raise SystemExit(f"{path} holds a 'model' that is no dict of tensors: it is not a checkpoint written by "
+                         f"train.py; point to an out_dir/ckpt.pt that train.py saved.")
     try:
         cfg = GPTConfig(**ckpt["model_args"])
     except (TypeError, ValueError) as e:
@@ -132,6 +135,10 @@ def check_weights(state, cfg, path):
         n = len(missing) + len(extra) + len(bad)
         raise SystemExit(f"{path} {what}{f' (and {n - 1} more weights disagree)' if n > 1 else ''}: its weights do "
                          f"not match its own model_args; restore the file or train again.")
+    # train.py stops before saving a non-finite loss, so NaN or inf in a weight is damage (sampling would fail on it)
+    bad = next((k for k, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
+    if bad:
+        raise SystemExit(f"{path} holds NaN or inf in {bad}: the file is damaged; restore it or train again.")
 
 
 def read_json(path, what):
@@ -152,9 +159,15 @@ def open_data(data_dir, block_size, vocab_size, resuming=False):
     prepare_slimpajama.py recorded it); and that vocabulary within a model of vocab_size; -> meta. Data prepared
     before the largest id was recorded opens too: its bins are read for it when small (MAX_SCAN)."""
     prepare = f"prepare it with `python prepare_slimpajama.py --out_dir={data_dir}` or set --data_dir"
+    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise SystemExit(f"data_dir {data_dir!r} is a file, not a directory; set --data_dir to the folder "
+                         f"prepare_slimpajama.py wrote.")
     for name in ("train.bin", "val.bin", "meta.json"):
         if not os.path.exists(os.path.join(data_dir, name)):
             raise SystemExit(f"data_dir {data_dir!r} has no {name}; {prepare}.")
+        if not os.path.isfile(os.path.join(data_dir, name)):
+            raise SystemExit(f"{os.path.join(data_dir, name)} is not a file; prepare {data_dir} again with "
+                             f"prepare_slimpajama.py.")
     path = os.path.join(data_dir, "meta.json")
     again = f"prepare {data_dir} again with prepare_slimpajama.py"
     meta = read_json(path, again)
@@ -172,6 +185,10 @@ def open_data(data_dir, block_size, vocab_size, resuming=False):
             what = "cut short" if size < 2 * recorded else "extended, or written with a wider dtype"
             raise SystemExit(f"{bin_path} holds {size // 2:,} uint16 tokens and {path} records {recorded:,} ({what}); "
                              f"{again}.")
+        if size // 2 < 2:  # no block_size helps: not even one (input, target) pair
+            raise SystemExit(f"{bin_path} holds {size // 2} tokens; prepare {data_dir} again with more text"
+                             + (" and a validation split (--val_fraction above 0, or --val_input)."
+                                if split == "val" else "."))
         if size // 2 <= block_size:
             raise SystemExit(f"{bin_path} holds {size // 2} tokens, fewer than block_size + 1 "
                              f"({block_size + 1}); prepare more data or set a smaller --block_size.")
