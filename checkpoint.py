@@ -36,10 +36,11 @@ def in_assets(path):
 
 
 def guard_assets(path, full_run, command):
-    """Tracked results are written only by a study's full default run: SystemExit for any other run aimed there."""
+    """Tracked results are written only by a study's full default run (command; None: a script no run of which
+    writes there): SystemExit for any other run aimed there."""
     if in_assets(path) and not full_run:
-        raise SystemExit(f"{path} is in assets/, which only the full default run (`{command}`) writes; "
-                         f"write this run elsewhere.")
+        who = f"only the full default run (`{command}`) writes" if command else "holds the studies' tracked results"
+        raise SystemExit(f"{path} is in assets/, which {who}; write this run elsewhere.")
 
 
 def atomic_write(path, data):

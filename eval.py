@@ -22,7 +22,7 @@ from dataclasses import asdict
 import torch
 import torch.nn.functional as F
 
-from checkpoint import atomic_write
+from checkpoint import atomic_write, guard_assets
 from configurator import number
 from convert import hub_reachable
 from sample import DTYPES, EOT, add_model_args, check_device, get_tokenizer, load_model
@@ -228,6 +228,7 @@ def main(argv=None):
     else:
         tm, tasks = load_tasks(args)
     out = args.out or os.path.join(args.out_dir, "eval")
+    guard_assets(out, False, None)
     try:  # before the evaluation, which can take hours: an --out that cannot take the results fails now
         os.makedirs(out, exist_ok=True)
         tempfile.TemporaryFile(dir=out).close()

@@ -34,7 +34,7 @@ import numpy as np
 import tiktoken
 import zstandard
 
-from checkpoint import atomic_write, largest_token, writable_dir
+from checkpoint import atomic_write, guard_assets, largest_token, writable_dir
 from configurator import number
 
 HUB_REPO = "cerebras/SlimPajama-627B"
@@ -600,6 +600,7 @@ def benchmark(args, repeats=3):
 
 def main(argv=None):
     args = parse_args(argv)
+    guard_assets(args.out_dir, False, None)  # data never goes among the tracked results (a link or ../ too)
     if args.benchmark:
         benchmark(args)
     else:
