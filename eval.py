@@ -219,6 +219,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.include_path and not os.path.isdir(args.include_path):  # else: "lm_eval knows no task", with no why
+        raise SystemExit(f"--include_path {args.include_path!r} is not a directory; give the folder of task YAML "
+                         f"files.")
     if args.text is None and simple_evaluate is None:
         raise SystemExit(INSTALL)
     device = torch.device(args.device)

@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from checkpoint import atomic_write, load_checkpoint, tokens
+from checkpoint import atomic_write, load_checkpoint, tokens, writable_dir
 from configurator import number
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
@@ -455,7 +455,7 @@ def main(argv=None):
     if not args.report and not os.path.isfile(os.path.join(args.data_dir, "val.bin")):
         p.error(f"--data_dir {args.data_dir!r} has no val.bin; prepare it with the command in "
                 f"experiments/scaling.py's docstring.")
-    os.makedirs(args.root, exist_ok=True)
+    writable_dir(args.root, "choose another --root")  # a file there was a FileExistsError traceback
     if not args.report:
         train_all(s, args)
     report(s, args)
