@@ -5,6 +5,7 @@ The files every script shares, each opened with its checks and written atomicall
                                  its model_args before anything uses them
   save_checkpoint(ckpt, path)    torch.save through atomic_write
   open_data(data_dir, ...)       meta.json and the two bins of a prepared data directory, checked against each other
+                                 (a study passes its name: its fixes then prepare byte-level data)
   atomic_write(path, ...)        every file a script writes: a temporary file beside it, fsync, then os.replace, so
                                  a kill or a full disk leaves the old file whole, never a torn one
   writable_dir(folder, fix)      an output folder checked before the work, not found unwritable after it
@@ -26,6 +27,8 @@ from model import GPT, GPTConfig
 PREFIXES = ("_orig_mod.", "module.")  # torch.compile's and DDP's wrappers: harmless, stripped on load
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 MAX_SCAN = 1 << 27  # tokens: a bin with no recorded largest id is read for it up to 256 MB (0.05 s when cached)
+# the data of the studies in the cpu_lm setting (config/cpu_lm.py: vocab_size 256), as their docstrings prepare it
+BYTES_DATA = "python prepare_slimpajama.py --input=FILE --tokenizer=bytes --val_fraction=0.1 --out_dir={}"
 
 
 def in_assets(path):
@@ -154,12 +157,15 @@ def read_json(path, what):
         raise SystemExit(f"{path} is unreadable or not a JSON object ({type(e).__name__}); {what}.") from None
 
 
-def open_data(data_dir, block_size, vocab_size, resuming=False):
+def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
     """meta.json of data_dir after checking the two bins against it: uint16 (the dtype it records), the token counts
     it records, long enough for a block_size window, no token id at or above its vocabulary (the largest one as
     prepare_slimpajama.py recorded it); and that vocabulary within a model of vocab_size; -> meta. Data prepared
-    before the largest id was recorded opens too: its bins are read for it when small (MAX_SCAN)."""
-    prepare = f"prepare it with `python prepare_slimpajama.py --out_dir={data_dir}` or set --data_dir"
+    before the largest id was recorded opens too: its bins are read for it when small (MAX_SCAN). A study (study:
+    its name, e.g. experiments.rope) checks its byte-level data before its first run: it has no --vocab_size or
+    --block_size to set, so the fix it is given is the command that prepares such data."""
+    prepare = (f"prepare it with `{BYTES_DATA.format(data_dir)}`" if study else
+               f"prepare it with `python prepare_slimpajama.py --out_dir={data_dir}` or set --data_dir")
     if os.path.exists(data_dir) and not os.path.isdir(data_dir):
         raise SystemExit(f"data_dir {data_dir!r} is a file, not a directory; set --data_dir to the folder "
                          f"prepare_slimpajama.py wrote.")
@@ -191,8 +197,12 @@ def open_data(data_dir, block_size, vocab_size, resuming=False):
                              + (" and a validation split (--val_fraction above 0, or --val_input)."
                                 if split == "val" else "."))
         if size // 2 <= block_size:
-            raise SystemExit(f"{bin_path} holds {size // 2} tokens, fewer than block_size + 1 "
-                             f"({block_size + 1}); prepare more data or set a smaller --block_size.")
+            raise SystemExit(f"{bin_path} holds {size // 2} tokens, fewer than block_size + 1 ({block_size + 1}); "
+                             f"prepare more data" + ("." if study else " or set a smaller --block_size."))
+    if meta["vocab_size"] > vocab_size and study:  # its models are byte-level whatever the data: no setting helps
+        raise SystemExit(f"{study} needs byte-level data (vocab_size {vocab_size}) and {path} records tokenizer "
+                         f"{meta.get('tokenizer')!r} (vocab_size {meta['vocab_size']}); prepare it with "
+                         f"`{BYTES_DATA.format('data/cpu_lm_bytes')}`.")
     if meta["vocab_size"] > vocab_size:
         if resuming:  # the vocabulary is the checkpoint's: no setting can change it now
             raise SystemExit(f"the checkpoint's vocab_size {vocab_size} < tokenizer vocab {meta['vocab_size']} in "

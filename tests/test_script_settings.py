@@ -14,6 +14,7 @@ from unittest import mock
 
 import pytest
 
+from checkpoint import BYTES_DATA
 from configurator import in_range
 from test_bad_inputs import tree_digest
 from test_sample import BYTES_META, make_ckpt
@@ -117,6 +118,7 @@ def world(tmp_path_factory):
     w = tmp_path_factory.mktemp("settings")
     make_data(w / "data")
     make_ckpt(w / "run", BYTES_META, config={"data_dir": str(w / "data")})
+    make_data(w / "r50k", tokenizer="r50k_base", vocab_size=50257)
     (w / "binary.txt").write_bytes(b"\xff\xfe not UTF-8")
     return w
 
@@ -142,6 +144,12 @@ CLI = [
     (["eval.py", "--out_dir={w}/run", "--tasks=foo", "--include_path={w}/nowhere"],
      "--include_path '{w}/nowhere' is not a directory"),
     (["convert.py", "--out_dir={w}/run", "--proj=qk_v"], "convert.py is a library, not a command"),
+    # GPT-2 BPE data for a byte-level study: the fix is byte-level data, not the --vocab_size the studies lack
+    (["experiments.rope", "--quick", "--data_dir={w}/r50k"],
+     "experiments.rope needs byte-level data (vocab_size 256) and {w}/r50k/meta.json records tokenizer 'r50k_base' "
+     "(vocab_size 50257); prepare it with `" + BYTES_DATA.format("data/cpu_lm_bytes") + "`."),
+    (["experiments.scaling", "--quick", "--data_dir={w}/r50k", "--root={w}/sc"], "experiments.scaling needs "
+     "byte-level data (vocab_size 256) and {w}/r50k/meta.json records tokenizer 'r50k_base'"),
 ]
 
 
@@ -160,3 +168,16 @@ def test_command_line_is_one_line_and_writes_nothing(world, argv, want):
     assert len(lines) == 1 and want.format(w=w) in lines[0], r.stderr
     assert tree_digest(w, os.path.join(ROOT, "assets")) == before
     assert sorted(os.listdir(w / "run")) == ["ckpt.pt"]  # no eval/, no projections.png
+
+
+@pytest.mark.parametrize("study", [["experiments.cpu_lm"], ["experiments.retrofit", "--quick"]])
+def test_a_study_without_data_dir_on_gpt2_data_names_byte_level_data(tmp_path, study):
+    # these read config/cpu_lm.py's data/cpu_lm_bytes where they run: here a copy of GPT-2 BPE data
+    make_data(tmp_path / "data" / "cpu_lm_bytes", tokenizer="r50k_base", vocab_size=50257)
+    r = subprocess.run([sys.executable, "-m", *study], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT))
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr == (f"{study[0]} needs byte-level data (vocab_size 256) and data/cpu_lm_bytes/meta.json records "
+                        f"tokenizer 'r50k_base' (vocab_size 50257); prepare it with "
+                        f"`{BYTES_DATA.format('data/cpu_lm_bytes')}`.\n")
+    assert os.listdir(tmp_path) == ["data"]  # no run or report folder before the data is right
