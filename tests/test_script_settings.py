@@ -35,9 +35,6 @@ def find_scripts():
 
 
 SCRIPTS = find_scripts()
-# Converted to number() (and given a parser a test can reach) in other branches of issue 23: empty this set when
-# they are merged (strict xfail: a script that passes while listed here fails, as a reminder).
-NOT_YET = set()
 BAD = ["0", "-1", "nan", "inf", "abc", "1" + "0" * 400]  # the last: no float or int64 holds it
 
 
@@ -79,8 +76,7 @@ def test_every_script_is_found():
                             "experiments.scaling"}
 
 
-@pytest.mark.parametrize("script", [pytest.param(s, marks=pytest.mark.xfail(
-    strict=True, reason="not converted to number() in this branch")) if s in NOT_YET else s for s in SCRIPTS])
+@pytest.mark.parametrize("script", SCRIPTS)
 def test_numeric_settings_are_declared_with_ranges_and_refuse_generated_bad_values(script, capsys):
     parser, undeclared, wrong = parser_of(script), [], []
     for opt, a in settings(parser):
