@@ -175,7 +175,8 @@ def hub_problem():
     """Why the hub cannot be reached, as an error sentence, or None. Offline, huggingface_hub retries for 25 s and
     prints every retry before its error: one TCP connect to the endpoint (HF_ENDPOINT, through the proxy the
     environment sets) answers in a few seconds at most."""
-    from huggingface_hub import constants  # the hub's own reading of HF_ENDPOINT and HF_HUB_OFFLINE
+    # the hub's own reading of HF_ENDPOINT and HF_HUB_OFFLINE
+    from huggingface_hub import constants
     instead = "or give local files with --input"
     if constants.HF_HUB_OFFLINE:
         return f"error: HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set, so the hub is not asked; unset it, {instead}"

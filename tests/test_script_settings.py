@@ -142,10 +142,10 @@ CLI = [
     (["convert.py", "--out_dir={w}/run", "--proj=qk_v"], "convert.py is a library, not a command"),
     # GPT-2 BPE data for a byte-level study: the fix is byte-level data, not the --vocab_size the studies lack
     (["experiments.rope", "--quick", "--data_dir={w}/r50k"],
-     "experiments.rope needs byte-level data (vocab_size 256) and {w}/r50k/meta.json records tokenizer 'r50k_base' "
-     "(vocab_size 50257); prepare it with `" + BYTES_DATA.format("data/cpu_lm_bytes") + "`."),
-    (["experiments.scaling", "--quick", "--data_dir={w}/r50k", "--root={w}/sc"], "experiments.scaling needs "
-     "byte-level data (vocab_size 256) and {w}/r50k/meta.json records tokenizer 'r50k_base'"),
+     ("experiments.rope needs byte-level data (vocab_size 256) and {w}/r50k/meta.json records tokenizer 'r50k_base' "
+      "(vocab_size 50257); prepare it with `") + BYTES_DATA.format("data/cpu_lm_bytes") + "`."),
+    (["experiments.scaling", "--quick", "--data_dir={w}/r50k", "--root={w}/sc"],
+     "experiments.scaling needs byte-level data (vocab_size 256) and {w}/r50k/meta.json records tokenizer 'r50k_base'"),
 ]
 
 
