@@ -34,6 +34,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from checkpoint import atomic_write, guard_assets, writable_dir
 from model import GPT, SOURCES, GPTConfig
+from sample import check_device
 
 VARIANTS = [  # paper name -> the GPTConfig fields that make it
     ("QKV", dict(proj="qkv")),
@@ -625,13 +626,13 @@ def get_parser():
 
 
 def main(argv=None):
-    args = get_parser().parse_args(argv)
+    p = get_parser()
+    args = p.parse_args(argv)
     what = args.what.split(",")
     if set(what) - set(BENCHES):
         raise SystemExit(f"--what must be a comma-separated subset of {', '.join(BENCHES)}; got {args.what!r}.")
+    check_device(p, args.device)  # --device=foo was torch's traceback
     device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device=cuda but this torch sees no CUDA device; use --device=cpu.")
     guard_assets(args.out, set(what) == set(BENCHES) and not args.quick, FULL)
     # before the measurements: an --out that cannot take the results fails now, not after minutes
     writable_dir(args.out, "choose another --out")

@@ -5,6 +5,7 @@ The files every script shares, each opened with its checks and written atomicall
                                  its model_args before anything uses them
   save_checkpoint(ckpt, path)    torch.save through atomic_write
   open_data(data_dir, ...)       meta.json and the two bins of a prepared data directory, checked against each other
+                                 (a study passes its name: its fixes then prepare byte-level data)
   atomic_write(path, ...)        every file a script writes: a temporary file beside it, fsync, then os.replace, so
                                  a kill or a full disk leaves the old file whole, never a torn one
   writable_dir(folder, fix)      an output folder checked before the work, not found unwritable after it
@@ -26,6 +27,8 @@ from model import GPT, GPTConfig
 PREFIXES = ("_orig_mod.", "module.")  # torch.compile's and DDP's wrappers: harmless, stripped on load
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 MAX_SCAN = 1 << 27  # tokens: a bin with no recorded largest id is read for it up to 256 MB (0.05 s when cached)
+# the data of the studies in the cpu_lm setting (config/cpu_lm.py: vocab_size 256), as their docstrings prepare it
+BYTES_DATA = "python prepare_slimpajama.py --input=FILE --tokenizer=bytes --val_fraction=0.1 --out_dir={}"
 
 
 def in_assets(path):
@@ -36,10 +39,11 @@ def in_assets(path):
 
 
 def guard_assets(path, full_run, command):
-    """Tracked results are written only by a study's full default run: SystemExit for any other run aimed there."""
+    """Tracked results are written only by a study's full default run (command; None: a script no run of which
+    writes there): SystemExit for any other run aimed there."""
     if in_assets(path) and not full_run:
-        raise SystemExit(f"{path} is in assets/, which only the full default run (`{command}`) writes; "
-                         f"write this run elsewhere.")
+        who = f"only the full default run (`{command}`) writes" if command else "holds the studies' tracked results"
+        raise SystemExit(f"{path} is in assets/, which {who}; write this run elsewhere.")
 
 
 def atomic_write(path, data):
@@ -97,6 +101,9 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False):
     if missing_keys:
         raise SystemExit(f"{path} has no {', '.join(missing_keys)}: it is not a checkpoint written by train.py; "
                          f"point to an out_dir/ckpt.pt that train.py saved.")
+    if not (isinstance(ckpt["model"], dict) and all(isinstance(t, torch.Tensor) for t in ckpt["model"].values())):
+        raise SystemExit(f"{path} holds a 'model' that is no dict of tensors: it is not a checkpoint written by "
+                         f"train.py; point to an out_dir/ckpt.pt that train.py saved.")
     try:
         cfg = GPTConfig(**ckpt["model_args"])
     except (TypeError, ValueError) as e:
@@ -132,6 +139,10 @@ def check_weights(state, cfg, path):
         n = len(missing) + len(extra) + len(bad)
         raise SystemExit(f"{path} {what}{f' (and {n - 1} more weights disagree)' if n > 1 else ''}: its weights do "
                          f"not match its own model_args; restore the file or train again.")
+    # train.py stops before saving a non-finite loss, so NaN or inf in a weight is damage (sampling would fail on it)
+    bad = next((k for k, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
+    if bad:
+        raise SystemExit(f"{path} holds NaN or inf in {bad}: the file is damaged; restore it or train again.")
 
 
 def read_json(path, what):
@@ -146,15 +157,24 @@ def read_json(path, what):
         raise SystemExit(f"{path} is unreadable or not a JSON object ({type(e).__name__}); {what}.") from None
 
 
-def open_data(data_dir, block_size, vocab_size, resuming=False):
+def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
     """meta.json of data_dir after checking the two bins against it: uint16 (the dtype it records), the token counts
     it records, long enough for a block_size window, no token id at or above its vocabulary (the largest one as
     prepare_slimpajama.py recorded it); and that vocabulary within a model of vocab_size; -> meta. Data prepared
-    before the largest id was recorded opens too: its bins are read for it when small (MAX_SCAN)."""
-    prepare = f"prepare it with `python prepare_slimpajama.py --out_dir={data_dir}` or set --data_dir"
+    before the largest id was recorded opens too: its bins are read for it when small (MAX_SCAN). A study (study:
+    its name, e.g. experiments.rope) checks its byte-level data before its first run: it has no --vocab_size or
+    --block_size to set, so the fix it is given is the command that prepares such data."""
+    prepare = (f"prepare it with `{BYTES_DATA.format(data_dir)}`" if study else
+               f"prepare it with `python prepare_slimpajama.py --out_dir={data_dir}` or set --data_dir")
+    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise SystemExit(f"data_dir {data_dir!r} is a file, not a directory; set --data_dir to the folder "
+                         f"prepare_slimpajama.py wrote.")
     for name in ("train.bin", "val.bin", "meta.json"):
         if not os.path.exists(os.path.join(data_dir, name)):
             raise SystemExit(f"data_dir {data_dir!r} has no {name}; {prepare}.")
+        if not os.path.isfile(os.path.join(data_dir, name)):
+            raise SystemExit(f"{os.path.join(data_dir, name)} is not a file; prepare {data_dir} again with "
+                             f"prepare_slimpajama.py.")
     path = os.path.join(data_dir, "meta.json")
     again = f"prepare {data_dir} again with prepare_slimpajama.py"
     meta = read_json(path, again)
@@ -172,9 +192,17 @@ def open_data(data_dir, block_size, vocab_size, resuming=False):
             what = "cut short" if size < 2 * recorded else "extended, or written with a wider dtype"
             raise SystemExit(f"{bin_path} holds {size // 2:,} uint16 tokens and {path} records {recorded:,} ({what}); "
                              f"{again}.")
+        if size // 2 < 2:  # no block_size helps: not even one (input, target) pair
+            raise SystemExit(f"{bin_path} holds {size // 2} tokens; prepare {data_dir} again with more text"
+                             + (" and a validation split (--val_fraction above 0, or --val_input)."
+                                if split == "val" else "."))
         if size // 2 <= block_size:
-            raise SystemExit(f"{bin_path} holds {size // 2} tokens, fewer than block_size + 1 "
-                             f"({block_size + 1}); prepare more data or set a smaller --block_size.")
+            raise SystemExit(f"{bin_path} holds {size // 2} tokens, fewer than block_size + 1 ({block_size + 1}); "
+                             f"prepare more data" + ("." if study else " or set a smaller --block_size."))
+    if meta["vocab_size"] > vocab_size and study:  # its models are byte-level whatever the data: no setting helps
+        raise SystemExit(f"{study} needs byte-level data (vocab_size {vocab_size}) and {path} records tokenizer "
+                         f"{meta.get('tokenizer')!r} (vocab_size {meta['vocab_size']}); prepare it with "
+                         f"`{BYTES_DATA.format('data/cpu_lm_bytes')}`.")
     if meta["vocab_size"] > vocab_size:
         if resuming:  # the vocabulary is the checkpoint's: no setting can change it now
             raise SystemExit(f"the checkpoint's vocab_size {vocab_size} < tokenizer vocab {meta['vocab_size']} in "

@@ -27,7 +27,7 @@ def check(key, value, defaults, where):
         raise SystemExit(f"unknown config key {key!r} in {where}; nearest valid keys: {', '.join(near)}.")
     want = type(defaults[key])
     if want is float and type(value) is int:  # --learning_rate=1 means 1.0
-        return float(value)
+        return float(value) if abs(value) < 2**63 else value  # too large for a float: the range check says so
     if type(value) is not want:  # strict: True is no int, 1 is no bool
         raise SystemExit(f"{key} must be of type {want.__name__} (like {defaults[key]!r}); {where} gives "
                          f"{value!r} of type {type(value).__name__}.")
@@ -68,7 +68,7 @@ def run_file(path, values):
     except OSError as e:
         raise SystemExit(f"config file {path!r} cannot be read ({e.strerror}).") from None
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a byte-order mark, as some Windows editors save, is valid Python
     except UnicodeDecodeError as e:
         line = data[:e.start].count(b"\n") + 1
         raise SystemExit(f"config file {path!r}, line {line}: byte {data[e.start]:#04x} is not UTF-8; save the "
@@ -153,8 +153,10 @@ RULE = re.compile(r"^(?:(>=|>|<=|<) *(\S+)|([\[(]) *(\S+?) *, *(\S+?) *([\])]))$
 
 def in_range(value, rule):
     """True when value is a finite number that satisfies rule."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
+    if isinstance(value, float) and not math.isfinite(value) or isinstance(value, int) and abs(value) >= 2**63:
+        return False  # numpy and torch hold 64-bit integers; a larger int would fail (or overflow) in the work
     m = RULE.match(rule)
     if m is None:
         raise ValueError(f"not a range rule: {rule!r}")
@@ -172,7 +174,8 @@ def range_error(name, value, kind, rule):
         value = int(value)
     if (kind is int and (isinstance(value, bool) or not isinstance(value, int))) or not in_range(value, rule):
         what = "an integer" if kind is int else "a finite number"
-        return f"{name} must be {what} {rule}; got {value!r}."
+        got = f"an integer of {len(str(abs(value)))} digits, beyond 64 bits" if type(value) is int and abs(value) >= 2**63 else repr(value)
+        return f"{name} must be {what} {rule}; got {got}."
     return None
 
 

@@ -8,6 +8,8 @@ over as it is. train.py (init_from), sample.py and eval.py (--proj, --n_kv_head)
 Untying (qk_v -> qkv) is exact: V's rows become a copy of K's, every method gives the same weights.
 """
 
+import sys
+
 import torch
 
 from model import SOURCES, Block, GPT, GPTConfig
@@ -259,3 +261,8 @@ def load_gpt2(name):
         finally:
             hub_log.setLevel(level)
     return gpt2_config(name), from_hub_layout(read(path))
+
+
+if __name__ == "__main__":  # a library: run as a script it would exit 0 having converted nothing
+    sys.exit("convert.py is a library, not a command: convert a checkpoint with train.py --init_from=CKPT --proj=... "
+             "(trains on), or sample.py/eval.py --proj=... (on load).")

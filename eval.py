@@ -22,7 +22,7 @@ from dataclasses import asdict
 import torch
 import torch.nn.functional as F
 
-from checkpoint import atomic_write
+from checkpoint import atomic_write, guard_assets
 from configurator import number
 from convert import hub_reachable
 from sample import DTYPES, EOT, add_model_args, check_device, get_tokenizer, load_model
@@ -219,6 +219,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.include_path and not os.path.isdir(args.include_path):  # else: "lm_eval knows no task", with no why
+        raise SystemExit(f"--include_path {args.include_path!r} is not a directory; give the folder of task YAML "
+                         f"files.")
     if args.text is None and simple_evaluate is None:
         raise SystemExit(INSTALL)
     device = torch.device(args.device)
@@ -228,6 +231,7 @@ def main(argv=None):
     else:
         tm, tasks = load_tasks(args)
     out = args.out or os.path.join(args.out_dir, "eval")
+    guard_assets(out, False, None)
     try:  # before the evaluation, which can take hours: an --out that cannot take the results fails now
         os.makedirs(out, exist_ok=True)
         tempfile.TemporaryFile(dir=out).close()

@@ -109,10 +109,12 @@ def parse_args(argv=None):
 def read_text(arg, flag):
     if not arg.startswith("FILE:"):
         return arg
-    if not os.path.isfile(arg[5:]):
-        raise SystemExit(f"{flag}={arg}: no such file; give the text or FILE:<existing path>.")
-    with open(arg[5:], encoding="utf-8") as f:
-        return f.read()
+    try:
+        with open(arg[5:], encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as e:  # missing, a folder, unreadable, or not text
+        why = e.reason if isinstance(e, UnicodeDecodeError) else e.strerror
+        raise SystemExit(f"{flag}={arg}: cannot read it as UTF-8 text ({why}); give the text or FILE:<a text file>.")
 
 
 def v_is_k(cfg):

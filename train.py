@@ -25,6 +25,18 @@ from dataclasses import asdict
 from datetime import timedelta
 from functools import partial
 
+
+def interrupted_at_start(kind, e, tb):
+    """Ctrl-C while torch loads or the run is set up (seconds on a busy machine): one line, not a page of import
+    frames; interrupted() below takes over before the first write."""
+    if not issubclass(kind, KeyboardInterrupt):
+        return sys.__excepthook__(kind, e, tb)
+    print("stopped by Ctrl-C while starting, before anything was written.", file=sys.stderr, flush=True)
+    os._exit(130)
+
+
+sys.excepthook = interrupted_at_start
+
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -34,7 +46,7 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
-from checkpoint import load_checkpoint, open_data, save_checkpoint, tokens
+from checkpoint import guard_assets, load_checkpoint, open_data, save_checkpoint, tokens
 from configurator import configure, describe, range_error
 from convert import GPT2_SIZES, TIE_METHODS, convert_state_dict, gpt2_config, load_gpt2
 from model import ATTNS, GPT, POS_CONV_BASES, POS_EMBS, SOURCES, GPTConfig
@@ -129,6 +141,7 @@ def check_settings():
 
 
 check_settings()
+guard_assets(out_dir, False, None)  # a symlink or an absolute path too: checkpoints never go among tracked results
 
 converting = init_from not in ("scratch", "resume")
 source_path = None
@@ -278,6 +291,14 @@ def lock_out_dir():
     except OSError as e:
         sys.exit(f"out_dir {out_dir!r} takes no new file ({e.strerror}), so no checkpoint could be saved there; "
                  f"make it writable or choose another --out_dir.")
+    for name in os.listdir(out_dir):  # a save killed (SIGKILL) before its rename: a checkpoint-sized leftover
+        if re.fullmatch(r"ckpt\.pt\..+\.tmp", name):
+            os.remove(os.path.join(out_dir, name))
+    for name in ("ckpt.pt", "log.jsonl"):  # replaced at each save, written from the start: found now, not then
+        path = os.path.join(out_dir, name)
+        if os.path.exists(path) and not os.access(path, os.W_OK):
+            sys.exit(f"{path} is read-only (or immutable), and this run would replace it; make it writable or "
+                     f"choose another --out_dir.")
     f.truncate(0)
     f.write(f"{os.getpid()}\n")
     f.flush()
@@ -321,7 +342,9 @@ def load_source():
 
 
 source = load_source() if converting else None
-meta = open_data(data_dir, block_size, gptconf.vocab_size, resuming=init_from == "resume")
+# a checkpoint's vocabulary (resumed, or converted with it) is no setting to change: name the data, not vocab_size
+meta = open_data(data_dir, block_size, gptconf.vocab_size, resuming=init_from == "resume" or bool(source_path)
+                 and source[0].vocab_size == gptconf.vocab_size)
 
 
 def get_batch(split, *key):
@@ -446,6 +469,9 @@ def open_log():
 
 def stop(what):
     """Exit on a non-finite loss before any optimizer step or save: the last checkpoint stays the last good one."""
+    if saved_iter is None:
+        sys.exit(f"{what} at iter {iter_num}; stopped before any checkpoint was saved. Lower --learning_rate and run "
+                 f"again.")
     sys.exit(f"{what} at iter {iter_num}; stopped without saving ({ckpt_path} is untouched). Lower "
              f"--learning_rate or resume from the checkpoint.")
 

@@ -299,6 +299,9 @@ def main(argv=None):
     if args.tokens < cfg.block_size:
         parser.error(f"--tokens must be at least one block of {args.out_dir} (block_size {cfg.block_size}); got "
                      f"{args.tokens}.")
+    if args.data_dir and not os.path.isfile(os.path.join(args.data_dir, "val.bin")):  # asked for: no silent skip
+        parser.error(f"--data_dir {args.data_dir!r} has no val.bin; give a prepared data folder, or leave --data_dir "
+                     f"out to use the checkpoint's.")
     if args.rank is not None and args.rank > head_dim:
         parser.error(f"--rank must be at most the head_dim of {args.out_dir} ({head_dim}), the most directions a head "
                      f"reads; got {args.rank}.")

@@ -26,7 +26,7 @@ import time
 
 import torch
 
-from checkpoint import atomic_write, load_checkpoint, writable_dir
+from checkpoint import atomic_write, load_checkpoint, open_data, writable_dir
 from model import GPT, GPTConfig
 
 VARIANTS = ["qkv", "qk_v", "q_kv", "q_k_v", "qkv_mqa", "qk_v_mqa", "qk_v_linear"]
@@ -34,6 +34,7 @@ SEEDS = [1337, 1338, 1339]
 PAPER_PPL = {"qkv": 5.11, "qk_v": 5.27, "q_kv": 5.36, "q_k_v": 6.41}  # 300M, SlimPajama, the paper's table
 ROOT = "out-cpu_lm"
 ASSETS = "assets/cpu_lm"  # the complete report; a partial one goes to ROOT/cpu_lm
+DATA_DIR, BLOCK_SIZE = "data/cpu_lm_bytes", 256  # config/cpu_lm.py's, which every variant executes
 
 
 def config_file(variant):
@@ -197,7 +198,8 @@ def get_parser():
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    if not args.report:
+    if not args.report:  # the data first: train.py's own fix for it would be a setting this study does not have
+        open_data(DATA_DIR, BLOCK_SIZE, 256, study="experiments.cpu_lm")
         train_all()
     report()
 

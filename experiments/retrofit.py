@@ -33,7 +33,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from checkpoint import atomic_write, load_checkpoint, tokens, writable_dir
+from checkpoint import atomic_write, load_checkpoint, open_data, tokens, writable_dir
 from convert import convert_state_dict
 from model import GPT, GPTConfig
 
@@ -55,6 +55,7 @@ CONVERSIONS = {
 # the runs of a seed after its source: the whole Q-K=V comparison (conversions, control, scratch) before MQA
 ORDER = ["qk_v k", "qk_v mean", "qk_v lstsq", "qk_v split", "qkv continued", "qk_v scratch", "qkv_mqa mean-pool",
          "qk_v_mqa lstsq"]
+DATA_DIR, BLOCK_SIZE = "data/cpu_lm_bytes", 256  # config/cpu_lm.py's, which every run's config executes
 FULL = dict(root="out-retrofit", assets="assets/retrofit", seeds=SEEDS, scale=1, eval_tokens=106496)
 QUICK = dict(root="out-retrofit-quick", assets="out-retrofit-quick/retrofit", seeds=SEEDS[:1], scale=10,
              eval_tokens=16384)
@@ -432,7 +433,8 @@ def main(argv=None):
         plot(read_csv(setting["assets"] + ".csv"), setting, setting["assets"])
         return
     command = "python -m experiments.retrofit" + (" --quick" if args.quick else "")
-    if not args.report:
+    if not args.report:  # the data first: train.py's own fix for it would be a setting this study does not have
+        open_data(DATA_DIR, BLOCK_SIZE, 256, study="experiments.retrofit")
         train_all(setting)
     report(setting, command)
 

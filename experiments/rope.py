@@ -191,7 +191,7 @@ def main(argv=None):
             p.error(f"--redraw draws from {base}.csv, which does not exist; run the study first.")
         return plot(read_csv(base + ".csv"), base + ".png")
     # config/cpu_lm.py's block_size and vocab_size; the longest scoring window is FACTORS[-1] of them
-    open_data(args.data_dir, FACTORS[-1] * 256, 256)
+    open_data(args.data_dir, FACTORS[-1] * 256, 256, study="experiments.rope")
     args.iters, args.seeds = (60, SEEDS[:1]) if args.quick else (600, SEEDS)
     args.root = "out-rope-quick" if args.quick else "out-rope"
     args.assets = "out-rope-quick/rope" if args.quick else "assets/rope"

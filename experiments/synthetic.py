@@ -158,9 +158,11 @@ def cache_file(job):
 def cached_run(job):
     """run_one, through the cache: a finished run is read back, a new one written atomically when it ends."""
     path = cache_file(job)
-    if os.path.exists(path):
+    try:
         with open(path) as f:
             return [tuple(p) for p in json.load(f)]
+    except (OSError, ValueError, TypeError):  # not run yet, or damaged (written whole, so not by this code): run it
+        pass
     curve = run_one(job)
     atomic_write(path, json.dumps(curve))
     return curve

@@ -74,6 +74,21 @@ def big_token(path):  # bins of another tokenizer than meta.json names: not reco
     val.tofile(path / "val.bin")
 
 
+def bin_is_a_folder(path):
+    os.remove(path / "val.bin")
+    os.mkdir(path / "val.bin")
+
+
+def no_validation(path):  # prepared with --val_fraction=0: no block_size can help, unlike a short split
+    (path / "val.bin").write_bytes(b"")
+    set_meta(path, val_tokens=0)
+
+
+def a_file(path):
+    shutil.rmtree(path)
+    path.write_text("a file, not the data folder")
+
+
 DATA_CASES = [
     (truncate, "{d}/train.bin holds 19,000 uint16 tokens and {d}/meta.json records 20,000 (cut short); prepare {d} "
                "again with prepare_slimpajama.py."),
@@ -89,11 +104,16 @@ DATA_CASES = [
      "{d}/train.bin holds token id 300, at or above vocab_size 256 of its tokenizer 'bytes' in {d}/meta.json: the "
      "bins are not that tokenizer's ids (the model would fail on them); prepare {d} again with prepare_slimpajama.py."),
     (big_token, "{d}/val.bin holds token id 300, at or above vocab_size 256"),
+    (bin_is_a_folder, "{d}/val.bin is not a file; prepare {d} again with prepare_slimpajama.py."),
+    (no_validation, "{d}/val.bin holds 0 tokens; prepare {d} again with more text and a validation split "
+                    "(--val_fraction above 0, or --val_input)."),
+    (a_file, "data_dir '{d}' is a file, not a directory; set --data_dir to the folder prepare_slimpajama.py wrote."),
 ]
 
 
 @pytest.mark.parametrize("damage, message", DATA_CASES, ids=["truncated", "extended", "uint32 bins", "uint32 meta",
-                                                             "odd size", "recorded token id", "unrecorded token id"])
+                                                             "odd size", "recorded token id", "unrecorded token id",
+                                                             "bin is a folder", "no validation", "data_dir a file"])
 def test_data_that_disagrees_with_meta_json_is_one_sentence(tmp_path, damage, message):
     d = tmp_path / "data"
     make_data(d)
@@ -185,6 +205,8 @@ def world(tmp_path_factory):
     variant("missing", lambda c: c["model"].pop("transformer.h.1.attn.c_proj.weight"))
     variant("compiled", lambda c: c.update(model={"_orig_mod." + k: v for k, v in c["model"].items()}))
     variant("emptyopt", lambda c: c["optimizer"].update(state={}))
+    variant("nan", lambda c: c["model"].update({WEIGHT: torch.full((128, 32), float("nan"))}))
+    variant("listmodel", lambda c: c.update(model=list(c["model"])))
     variant("empty", raw=b"")
     variant("truncated", raw=(w / "run" / "ckpt.pt").read_bytes()[:4096])
     variant("foreign", lambda c: [c.pop(k) for k in list(c) if k != "model"])
@@ -198,6 +220,9 @@ CKPT_MESSAGES = {
                "the file or train again.",
     "emptyopt": "{p} has an empty or malformed optimizer state at iteration 2; it cannot resume exactly: restore the "
                 "file, or start from its weights with --init_from={d} in a new out_dir.",
+    "nan": "{p} holds NaN or inf in transformer.h.0.mlp.c_fc.weight: the file is damaged; restore it or train again.",
+    "listmodel": "{p} holds a 'model' that is no dict of tensors: it is not a checkpoint written by train.py; point "
+                 "to an out_dir/ckpt.pt that train.py saved.",
     "empty": "{p} is corrupt or not a checkpoint written by train.py (EOFError); restore it or train again.",
     "truncated": "{p} is corrupt or not a checkpoint written by train.py",
     "foreign": "{p} has no model_args, optimizer, iter_num: it is not a checkpoint written by train.py; point to an "

@@ -50,6 +50,8 @@ def world(tmp_path_factory):
     (w / "novocab" / "meta.json").write_text(json.dumps({"tokenizer": "bytes", "eot_token": 0}))
     (w / "afile").write_text("a file, not a folder")
     (w / "text.txt").write_text("To be, or not to be, that is the question.\n" * 50)
+    os.symlink(os.path.join(ROOT, "assets"), w / "assets_link")
+    make_data(w / "r50k", tokenizer="r50k_base", vocab_size=50257)
     (w / "halfprep").mkdir()
     (w / "halfprep" / "progress.json").write_text('{"settings": ')
     return w
@@ -93,6 +95,8 @@ CASES = [
     (T + ["--out_dir={w}/foreign", "--init_from=resume"], "foreign/ckpt.pt"),
     (T + ["--init_from={w}/nowhere"], "init_from"),
     (T + ["--init_from={w}/foreign"], "init_from"),
+    (T + ["--out_dir={w}/assets_link"], "is in assets/"),  # a link: trained into the repository's assets/
+    (T + ["--init_from={w}/run", "--data_dir={w}/r50k"], "not the data the run was trained on"),  # not vocab_size
     # sample.py
     (["sample.py", "--out_dir={w}/run", "--num_samples=0"], "--num_samples"),
     (["sample.py", "--out_dir={w}/run", "--max_new_tokens=-5"], "--max_new_tokens"),
@@ -105,7 +109,9 @@ CASES = [
     (["sample.py", "--out_dir={w}/truncated"], "truncated/ckpt.pt"),
     (["sample.py", "--out_dir={w}/run", "--start=FILE:{w}/nowhere.txt"], "--start"),
     (["sample.py", "--out_dir={w}/run", "--max_new_tokens=100"], "--max_new_tokens"),
+    (["eval.py", "--out_dir={w}/run", "--text={w}/text.txt", "--out={w}/assets_link"], "is in assets/"),
     # prepare_slimpajama.py
+    (["prepare_slimpajama.py", "--input={w}/text.txt", "--tokenizer=bytes", "--out_dir=assets/x"], "is in assets/"),
     (["prepare_slimpajama.py", "--input={w}/nowhere.txt", "--tokenizer=bytes", "--out_dir={w}/p1"], "--input"),
     (["prepare_slimpajama.py", "--input={w}/text.txt", "--tokenizer=bytes", "--commit_seconds=nan",
       "--out_dir={w}/p2"], "--commit_seconds"),

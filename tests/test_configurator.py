@@ -126,3 +126,10 @@ def test_train_py_reports_bad_arguments_in_one_line(args, words):
     assert r.returncode != 0
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and all(w in lines[0] for w in words), r.stderr
+
+
+def test_a_config_file_saved_with_a_byte_order_mark_runs(tmp_path):
+    # as some Windows editors save UTF-8; Python itself runs such a file
+    run = tmp_path / "run.py"
+    run.write_bytes(b"\xef\xbb\xbfmax_iters = 5\n")
+    assert configure(DEFAULTS, [str(run)])[0]["max_iters"] == 5

@@ -5,6 +5,7 @@ of the downloads, and the refusal to overwrite."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -260,6 +261,7 @@ def test_hub_path_lists_and_downloads_shards_in_natural_order(tmp_path, monkeypa
         calls.append(("download", repo_id, repo_type, filename))
         return str(hub / filename)
 
+    monkeypatch.setattr(P, "hub_problem", lambda: None)  # the hub is reachable: these stand in for it
     monkeypatch.setattr(huggingface_hub, "list_repo_files", list_repo_files)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
     order = ["train/chunk1/example_train_0.jsonl.zst", "train/chunk1/example_train_2.jsonl.zst",
@@ -274,6 +276,26 @@ def test_hub_path_lists_and_downloads_shards_in_natural_order(tmp_path, monkeypa
     with pytest.raises(SystemExit) as e:
         P.main([f"--out_dir={tmp_path / 'x'}", "--val_fraction=0.1"])
     assert e.value.code == 2
+
+
+@pytest.mark.parametrize("offline", [False, True])
+def test_an_unreachable_or_offline_hub_is_one_line_and_writes_nothing(tmp_path, offline):
+    # huggingface_hub alone printed a line per retry for 25 s before its error; a bound port nobody listens on
+    # refuses the connection at once, without a network
+    env = {k: v for k, v in os.environ.items()
+           if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "hf_hub_offline", "transformers_offline")}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{s.getsockname()[1]}"
+        env.update(HF_ENDPOINT=endpoint, **({"HF_HUB_OFFLINE": "1"} if offline else {}))
+        r = subprocess.run([sys.executable, "prepare_slimpajama.py", f"--out_dir={tmp_path / 'out'}"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300, env=env)
+    instead = "or give local files with --input"
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr == (f"error: HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set, so the hub is not asked; unset it, "
+                        f"{instead}\n" if offline else f"error: cannot reach the Hugging Face hub at {endpoint} "
+                        f"(Connection refused); check the network (or HF_ENDPOINT), {instead}\n")
+    assert os.listdir(tmp_path) == []
 
 
 def test_never_overwrites_other_data(tmp_path, capsys):

@@ -14,6 +14,7 @@ from unittest import mock
 
 import pytest
 
+from checkpoint import BYTES_DATA
 from configurator import in_range
 from test_bad_inputs import tree_digest
 from test_sample import BYTES_META, make_ckpt
@@ -22,21 +23,19 @@ from test_train import ROOT, make_data
 
 def find_scripts():
     """Every file of the repository that runs as a command (it has a __main__ block), as a module name. train.py has
-    none: it is a plain script, its settings a dict checked by configurator.py and tested with train.py."""
+    none: it is a plain script, its settings a dict checked by configurator.py and tested with train.py. convert.py's
+    block only says it is a library (tested below), so it has no settings."""
     found = []
     for pattern in ("*.py", "experiments/*.py"):
         for path in sorted(glob.glob(os.path.join(ROOT, pattern))):
             with open(path, encoding="utf-8") as f:
-                if '__name__ == "__main__"' in f.read():
+                if '__name__ == "__main__"' in f.read() and not path.endswith(f"{os.sep}convert.py"):
                     found.append(os.path.relpath(path, ROOT)[:-3].replace(os.sep, "."))
     return found
 
 
 SCRIPTS = find_scripts()
-# Converted to number() (and given a parser a test can reach) in other branches of issue 23: empty this set when
-# they are merged (strict xfail: a script that passes while listed here fails, as a reminder).
-NOT_YET = set()
-BAD = ["0", "-1", "nan", "inf", "abc"]
+BAD = ["0", "-1", "nan", "inf", "abc", "1" + "0" * 400]  # the last: no float or int64 holds it
 
 
 class Caught(Exception):
@@ -77,8 +76,7 @@ def test_every_script_is_found():
                             "experiments.scaling"}
 
 
-@pytest.mark.parametrize("script", [pytest.param(s, marks=pytest.mark.xfail(
-    strict=True, reason="not converted to number() in this branch")) if s in NOT_YET else s for s in SCRIPTS])
+@pytest.mark.parametrize("script", SCRIPTS)
 def test_numeric_settings_are_declared_with_ranges_and_refuse_generated_bad_values(script, capsys):
     parser, undeclared, wrong = parser_of(script), [], []
     for opt, a in settings(parser):
@@ -116,6 +114,8 @@ def world(tmp_path_factory):
     w = tmp_path_factory.mktemp("settings")
     make_data(w / "data")
     make_ckpt(w / "run", BYTES_META, config={"data_dir": str(w / "data")})
+    make_data(w / "r50k", tokenizer="r50k_base", vocab_size=50257)
+    (w / "binary.txt").write_bytes(b"\xff\xfe not UTF-8")
     return w
 
 
@@ -127,6 +127,25 @@ CLI = [
     (["experiments.analyze", "--out_dir={w}/run", "--tokens=63"],
      "--tokens must be at least one block of {w}/run (block_size 64); got 63."),
     (["experiments.analyze", "--out_dir={w}/run", "--rank=9"], "--rank must be at most the head_dim of {w}/run (8)"),
+    # found by the second hostile pass: tracebacks, a silent skip, wrong advice, a silent exit 0
+    (["sample.py", "--out_dir={w}/run", "--start=FILE:{w}/binary.txt"],
+     "--start=FILE:{w}/binary.txt: cannot read it as UTF-8 text (invalid start byte)"),
+    (["sample.py", "--out_dir={w}/run", "--start=FILE:{w}/data"], "cannot read it as UTF-8 text (Is a directory)"),
+    (["bench.py", "--quick", "--what=cache", "--device=foo", "--out={w}/bench"],
+     "--device must be cpu, cuda, cuda:N or mps; got 'foo'."),
+    (["experiments.scaling", "--quick", "--data_dir={w}/data", "--root={w}/binary.txt"],
+     "{w}/binary.txt is not a writable directory"),
+    (["experiments.analyze", "--out_dir={w}/run", "--data_dir={w}/nowhere", "--out={w}/an"],
+     "--data_dir '{w}/nowhere' has no val.bin"),
+    (["eval.py", "--out_dir={w}/run", "--tasks=foo", "--include_path={w}/nowhere"],
+     "--include_path '{w}/nowhere' is not a directory"),
+    (["convert.py", "--out_dir={w}/run", "--proj=qk_v"], "convert.py is a library, not a command"),
+    # GPT-2 BPE data for a byte-level study: the fix is byte-level data, not the --vocab_size the studies lack
+    (["experiments.rope", "--quick", "--data_dir={w}/r50k"],
+     ("experiments.rope needs byte-level data (vocab_size 256) and {w}/r50k/meta.json records tokenizer 'r50k_base' "
+      "(vocab_size 50257); prepare it with `") + BYTES_DATA.format("data/cpu_lm_bytes") + "`."),
+    (["experiments.scaling", "--quick", "--data_dir={w}/r50k", "--root={w}/sc"],
+     "experiments.scaling needs byte-level data (vocab_size 256) and {w}/r50k/meta.json records tokenizer 'r50k_base'"),
 ]
 
 
@@ -145,3 +164,16 @@ def test_command_line_is_one_line_and_writes_nothing(world, argv, want):
     assert len(lines) == 1 and want.format(w=w) in lines[0], r.stderr
     assert tree_digest(w, os.path.join(ROOT, "assets")) == before
     assert sorted(os.listdir(w / "run")) == ["ckpt.pt"]  # no eval/, no projections.png
+
+
+@pytest.mark.parametrize("study", [["experiments.cpu_lm"], ["experiments.retrofit", "--quick"]])
+def test_a_study_without_data_dir_on_gpt2_data_names_byte_level_data(tmp_path, study):
+    # these read config/cpu_lm.py's data/cpu_lm_bytes where they run: here a copy of GPT-2 BPE data
+    make_data(tmp_path / "data" / "cpu_lm_bytes", tokenizer="r50k_base", vocab_size=50257)
+    r = subprocess.run([sys.executable, "-m", *study], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT))
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr == (f"{study[0]} needs byte-level data (vocab_size 256) and data/cpu_lm_bytes/meta.json records "
+                        f"tokenizer 'r50k_base' (vocab_size 50257); prepare it with "
+                        f"`{BYTES_DATA.format('data/cpu_lm_bytes')}`.\n")
+    assert os.listdir(tmp_path) == ["data"]  # no run or report folder before the data is right

@@ -1,4 +1,6 @@
+import argparse
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -167,3 +169,15 @@ def test_unwritable_out_fails_before_training(tmp_path, capsys):
         synthetic.main(["--quick", f"--out={blocker}", f"--cache={tmp_path}/runs"])
     assert "is not a writable directory" in capsys.readouterr().err
     assert blocker.read_text() == "not a directory"
+
+
+def test_a_damaged_cache_file_is_run_again(tmp_path, monkeypatch):
+    # written whole by atomic_write, so damage comes from outside; it was a JSONDecodeError from a worker process
+    args = argparse.Namespace(heads=2, embd=32, pos_conv=4, batch=8, lr=1e-3, eval_size=8, cache=str(tmp_path))
+    job = ("none", "copy", 8, 5, 1, "qkv", 0, args)
+    with open(synthetic.cache_file(job), "w") as f:
+        f.write('[[0, 0.5], [5, ')
+    monkeypatch.setattr(synthetic, "run_one", lambda job: [(0, 0.25), (5, 1.0)])
+    assert synthetic.cached_run(job) == [(0, 0.25), (5, 1.0)]
+    with open(synthetic.cache_file(job)) as f:
+        assert json.load(f) == [[0, 0.25], [5, 1.0]]

@@ -28,7 +28,7 @@ from model import GPT, GPTConfig
 from test_train import ROOT, TINY, make_data, read_log, run_inprocess, train
 
 TRAIN_PY = os.path.join(ROOT, "train.py")
-BAD = (0, -1, math.nan, math.inf, "abc")
+BAD = (0, -1, math.nan, math.inf, "abc", 10**400)  # 10**400: an int that no float or int64 holds
 
 
 def declared(name):
@@ -276,6 +276,38 @@ def test_a_read_only_out_dir_is_refused_before_training(tmp_path, data_dir):
     assert r.stderr.startswith(f"out_dir '{out}' takes no new file (") and r.stderr.endswith(
         "so no checkpoint could be saved there; make it writable or choose another --out_dir.\n"), r.stderr
     assert sorted(os.listdir(out)) == ["log.jsonl", "train.lock"] and (out / "log.jsonl").read_text() == ""
+
+
+@pytest.mark.parametrize("name", ["ckpt.pt", "log.jsonl"])
+def test_a_read_only_file_the_run_would_replace_is_refused_before_training(name, finished, data_dir, tmp_path,
+                                                                            monkeypatch):
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)  # the folder takes new files, but the resumed run must replace these
+    stale = out / "ckpt.pt.abc123.tmp"  # what a save killed before its rename (SIGKILL) leaves behind
+    stale.write_bytes(b"half a checkpoint")
+    with read_only(out / name):
+        msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
+                                          "--max_iters=4"])
+    assert msg == (f"{out / name} is read-only (or immutable), and this run would replace it; make it writable or "
+                   f"choose another --out_dir.")  # was a PermissionError traceback: at the first save, or at once
+    assert torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 2
+    assert not stale.exists()  # removed under the lock, under which no other run saves here
+
+
+def test_ctrl_c_while_starting_is_one_line(tmp_path, data_dir):
+    config = tmp_path / "slow.py"  # a KeyboardInterrupt while the run is set up, as a Ctrl-C during imports gives
+    config.write_text("raise KeyboardInterrupt\n")
+    r = train(data_dir, tmp_path / "out", str(config), check=False)
+    assert (r.returncode, r.stderr) == (130, "stopped by Ctrl-C while starting, before anything was written.\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_non_finite_loss_before_any_checkpoint_names_none(tmp_path, data_dir, monkeypatch):
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'out'}", "--max_iters=3",
+                                      "--learning_rate=1e10", "--grad_clip=0.0"])
+    assert msg == "loss nan (gradient norm nan) at iter 1; stopped before any checkpoint was saved. Lower " \
+                  "--learning_rate and run again."  # was: 'ckpt.pt is untouched ... resume from the checkpoint'
+    assert sorted(os.listdir(tmp_path / "out")) == ["log.jsonl", "train.lock"]
 
 
 def test_ctrl_c_stops_with_one_line_on_how_to_resume(tmp_path, data_dir, monkeypatch):
