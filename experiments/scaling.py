@@ -441,8 +441,11 @@ def plot(rows, s, path):
             kv, mean, lo, hi = zip(*pts)
             axes[3].errorbar(kv, mean, yerr=[np.subtract(mean, lo), np.subtract(hi, mean)], color=f"C{i}",
                              marker="o", capsize=3, label=f"{proj} (MHA, GQA-2, MQA)" if proj != "q_kv" else proj)
-    axes[3].set(xscale="log", xlabel="KV-cache bytes per token (bf16)", ylabel="final validation loss",
-                title="cache budget (bars: min-max over seeds)")
+    kvs = sorted({kv for kv, _ in variants})
+    axes[3].set(xscale="log", xticks=kvs, xticklabels=[f"{kv:,}" for kv in kvs], xlabel="KV-cache bytes per token (bf16)",
+                ylabel="final validation loss", title="cache budget (bars: min-max over seeds)")
+    for ax in axes:
+        ax.minorticks_off()  # a log axis labels its minor ticks too, on top of the ticks set above
     for ax in (axes[0], axes[3]):
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
