@@ -85,6 +85,19 @@ def checkpoint_path(path):
     return path if path.endswith(".pt") or os.path.isfile(path) else os.path.join(path, "ckpt.pt")
 
 
+# what train.py stores beside the weights, checked on load (a traceback deep in a script otherwise)
+FIELDS = {
+    "iter_num": (lambda v: type(v) is int and v >= 0, "iteration count"),
+    "best_val_loss": (lambda v: type(v) in (int, float), "loss"),
+    "config": (lambda v: isinstance(v, dict), "dict of settings"),
+    "meta": (lambda v: isinstance(v, dict), "dict (its data's meta.json)"),
+    "rng": (lambda v: isinstance(v, list) and all(
+        isinstance(s, dict) and isinstance(s.get("cpu"), torch.Tensor) and s["cpu"].dtype == torch.uint8
+        and s["cpu"].shape == torch.get_rng_state().shape for s in v), "list of the processes' random states"),
+}
+VOCABS = {"r50k_base": 50257, "bytes": 256}  # the tokenizers prepare_slimpajama.py writes, and their vocabularies
+
+
 def load_checkpoint(path, keys=("model", "model_args"), mmap=False):
     """-> the checkpoint dict at path (ckpt.pt or its out_dir) with the keys asked for, its model weights renamed
     without wrapper prefixes and checked, name by name and shape by shape, against a model built from its
@@ -104,11 +117,21 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False):
     if not (isinstance(ckpt["model"], dict) and all(isinstance(t, torch.Tensor) for t in ckpt["model"].values())):
         raise SystemExit(f"{path} holds a 'model' that is no dict of tensors: it is not a checkpoint written by "
                          f"train.py; point to an out_dir/ckpt.pt that train.py saved.")
+    asked = {*keys, "config", "meta"}  # config and meta whenever present: sample.py and analyze read them unasked
+    bad = next((k for k, (ok, _) in FIELDS.items() if k in ckpt and k in asked and not ok(ckpt[k])), None)
+    if bad:
+        raise SystemExit(f"{path} holds a {bad!r} that is no {FIELDS[bad][1]} ({type(ckpt[bad]).__name__}): the file "
+                         f"is damaged or not written by train.py; restore it or train again.")
     try:
         cfg = GPTConfig(**ckpt["model_args"])
     except (TypeError, ValueError) as e:
         raise SystemExit(f"{path} holds model_args this code cannot build ({e}); it was written by another "
                          f"version or program.") from None
+    tokenizer = ckpt.get("meta", {}).get("tokenizer")
+    if VOCABS.get(tokenizer, 0) > cfg.vocab_size:  # train.py's open_data refuses such data: the meta is not its own
+        raise SystemExit(f"{path} names tokenizer {tokenizer!r} ({VOCABS[tokenizer]} tokens) for a model of vocab_size "
+                         f"{cfg.vocab_size}: its meta is not that of the data it was trained on; restore the file or "
+                         f"train again.")
     state = {}
     for name, t in ckpt["model"].items():
         for p in PREFIXES:
@@ -139,6 +162,10 @@ def check_weights(state, cfg, path):
         n = len(missing) + len(extra) + len(bad)
         raise SystemExit(f"{path} {what}{f' (and {n - 1} more weights disagree)' if n > 1 else ''}: its weights do "
                          f"not match its own model_args; restore the file or train again.")
+    bad = next((k for k, t in state.items() if not t.is_floating_point()), None)
+    if bad:  # copied into the model's float weights, integers would load without a word
+        raise SystemExit(f"{path} holds {bad} as {state[bad].dtype}, and the model's weights are floating point: the "
+                         f"file is damaged or not written by train.py; restore it or train again.")
     # train.py stops before saving a non-finite loss, so NaN or inf in a weight is damage (sampling would fail on it)
     bad = next((k for k, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
     if bad:

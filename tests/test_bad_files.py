@@ -210,6 +210,13 @@ def world(tmp_path_factory):
     variant("empty", raw=b"")
     variant("truncated", raw=(w / "run" / "ckpt.pt").read_bytes()[:4096])
     variant("foreign", lambda c: [c.pop(k) for k in list(c) if k != "model"])
+    variant("listconfig", lambda c: c.update(config=[1, 2]))
+    variant("iterstr", lambda c: c.update(iter_num="2"))
+    variant("negiter", lambda c: c.update(iter_num=-3))
+    variant("rng", lambda c: c.update(rng=[{"cpu": torch.zeros(3)}]))
+    variant("nometa", lambda c: c.update(meta=None))
+    variant("othertok", lambda c: c.update(meta={**c["meta"], "tokenizer": "r50k_base"}))
+    variant("int8", lambda c: c["model"].update({WEIGHT: c["model"][WEIGHT].to(torch.int8)}))
     return w
 
 
@@ -238,6 +245,25 @@ def test_load_checkpoint_says_what_is_wrong_with_the_file(world, name):
     assert str(e.value).startswith(CKPT_MESSAGES[name].format(p=path, d=world / name)), str(e.value)
 
 
+FIELD_MESSAGES = {  # damage to what train.py stores beside the weights, refused whichever keys a script asks for
+    "listconfig": "{p} holds a 'config' that is no dict of settings (list)",
+    "iterstr": "{p} holds a 'iter_num' that is no iteration count (str)",
+    "negiter": "{p} holds a 'iter_num' that is no iteration count (int)",
+    "rng": "{p} holds a 'rng' that is no list of the processes' random states (list)",
+    "nometa": "{p} holds a 'meta' that is no dict (its data's meta.json) (NoneType)",
+    "othertok": "{p} names tokenizer 'r50k_base' (50257 tokens) for a model of vocab_size 256",
+    "int8": "{p} holds transformer.h.0.mlp.c_fc.weight as torch.int8, and the model's weights are floating point",
+}
+
+
+@pytest.mark.parametrize("name", FIELD_MESSAGES)
+def test_load_checkpoint_checks_what_each_key_holds(world, name):
+    path = str(world / name / "ckpt.pt")
+    with pytest.raises(SystemExit) as e:
+        checkpoint.load_checkpoint(path, ("model", "model_args", "iter_num", "rng"))
+    assert str(e.value).startswith(FIELD_MESSAGES[name].format(p=path)), str(e.value)
+
+
 def test_a_compiled_models_prefix_is_stripped(world):
     ckpt = checkpoint.load_checkpoint(str(world / "compiled"))
     good = torch.load(world / "run" / "ckpt.pt", weights_only=True)["model"]
@@ -253,7 +279,8 @@ SCRIPTS = {"train": resume,
            "sample": lambda w, name: ["sample.py", f"--out_dir={w / name}", "--max_new_tokens=8", "--num_samples=1"],
            "analyze": lambda w, name: ["-m", "experiments.analyze", f"--out_dir={w / name}"]}
 CLI_CASES = [("train", "shapes"), ("train", "emptyopt"), ("sample", "missing"), ("sample", "foreign"),
-             ("analyze", "shapes"), ("analyze", "empty")]
+             ("analyze", "shapes"), ("analyze", "empty"), ("train", "rng"), ("sample", "nometa"),
+             ("analyze", "listconfig")]
 
 
 @pytest.mark.parametrize("script, name", CLI_CASES, ids=[f"{s} {n}" for s, n in CLI_CASES])
