@@ -191,8 +191,9 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
     before the largest id was recorded opens too: its bins are read for it when small (MAX_SCAN). A study (study:
     its name, e.g. experiments.rope) checks its byte-level data before its first run: it has no --vocab_size or
     --block_size to set, so the fix it is given is the command that prepares such data."""
-    prepare = (f"prepare it with `{BYTES_DATA.format(data_dir)}`" if study else
-               f"prepare it with `python prepare_slimpajama.py --out_dir={data_dir}` or set --data_dir")
+    # a model too small for r50k's vocabulary reads byte-level data: the hub's default set would not fit it
+    command = BYTES_DATA if study or vocab_size < VOCABS["r50k_base"] else "python prepare_slimpajama.py --out_dir={}"
+    prepare = f"prepare it with `{command.format(data_dir)}`" + ("" if study else " or set --data_dir")
     if os.path.exists(data_dir) and not os.path.isdir(data_dir):
         raise SystemExit(f"data_dir {data_dir!r} is a file, not a directory; set --data_dir to the folder "
                          f"prepare_slimpajama.py wrote.")
