@@ -296,6 +296,8 @@ def lock_out_dir():
             os.remove(os.path.join(out_dir, name))
     for name in ("ckpt.pt", "log.jsonl"):  # replaced at each save, written from the start: found now, not then
         path = os.path.join(out_dir, name)
+        if os.path.isdir(path):
+            sys.exit(f"{path} is a folder, and this run writes that file; move it away or choose another --out_dir.")
         if os.path.exists(path) and not os.access(path, os.W_OK):
             sys.exit(f"{path} is read-only (or immutable), and this run would replace it; make it writable or "
                      f"choose another --out_dir.")
@@ -454,14 +456,23 @@ def estimate_val_loss():
     return total.item() / (n * world_size)
 
 
+def before_checkpoint(line):
+    """A log line a resumed run keeps: whole, and from before its checkpoint. A line cut short by a crash, or any
+    that is not one of ours (an edit, a disk error), goes too: it would only stop the resume."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return False
+    return line.endswith("\n") and isinstance(entry, dict) and type(entry.get("iter")) is int and entry["iter"] < iter_num
+
+
 def open_log():
-    """out_dir/log.jsonl; a resumed run first drops the lines a crashed run wrote after its checkpoint (and a
-    line cut short by the crash)."""
+    """out_dir/log.jsonl; a resumed run first drops the lines a crashed run wrote after its checkpoint."""
     path = os.path.join(out_dir, "log.jsonl")
     kept = []
     if init_from == "resume" and os.path.exists(path):
-        with open(path) as f:
-            kept = [line for line in f if line.endswith("\n") and json.loads(line)["iter"] < iter_num]
+        with open(path, errors="replace") as f:
+            kept = [line for line in f if before_checkpoint(line)]
     f = open(path, "w")
     f.writelines(kept)
     return f
