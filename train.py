@@ -178,6 +178,22 @@ if gradient_accumulation_steps % world_size:
              f"{world_size} processes; set --gradient_accumulation_steps to a multiple of {world_size}.")
 accum = gradient_accumulation_steps // world_size  # micro-steps of this process
 
+def in_use(f):
+    """SystemExit when another run holds the lock on f, out_dir/train.lock (the pid it wrote there says which)."""
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        sys.exit(f"out_dir {out_dir!r} is in use by another train.py run (pid {f.read().strip() or '?'}); wait for "
+                 f"it to end or choose another --out_dir.")
+
+
+# a run under way there: its checkpoint is no finished or stopped run to judge, whatever this command says of it
+try:
+    with open(os.path.join(out_dir, "train.lock")) as held:  # nothing created: a refused run leaves nothing behind
+        in_use(held)
+except OSError:  # no lock file, or none to read: lock_out_dir() below takes it, or says why it cannot
+    pass
 # the checkpoint already in out_dir, if any: resumed, or compared with this run's settings
 ckpt_path = os.path.join(out_dir, "ckpt.pt")
 if init_from == "resume" and not os.path.exists(ckpt_path):
@@ -280,12 +296,7 @@ def lock_out_dir():
         f = open(os.path.join(out_dir, "train.lock"), "a+")
     except OSError as e:
         sys.exit(f"out_dir {out_dir!r} is not a writable directory ({e.strerror}); choose another --out_dir.")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.seek(0)
-        sys.exit(f"out_dir {out_dir!r} is in use by another train.py run (pid {f.read().strip() or '?'}); wait for "
-                 f"it to end or choose another --out_dir.")
+    in_use(f)
     try:
         os.remove(tempfile.mkstemp(dir=out_dir, prefix="ckpt.pt.", suffix=".tmp")[1])
     except OSError as e:
