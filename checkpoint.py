@@ -47,10 +47,11 @@ def guard_assets(path, full_run, command):
 
 
 def atomic_write(path, data):
-    """Write data (str or bytes), or call data(f) on the open binary file, then rename over path."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
+    """Write data (str or bytes), or call data(f) on the open binary file, then rename over path. A write the disk
+    refuses (full, over quota, read-only) is one sentence, the old file left whole."""
+    folder, tmp = os.path.dirname(os.path.abspath(path)), None
     try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             if callable(data):
                 data(f)
@@ -60,8 +61,17 @@ def atomic_write(path, data):
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except Exception as e:
+        cause = e  # torch.save reports a full disk as the RuntimeError of closing its file, raised as the OSError unwound
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__context__
+        if cause is None:
+            raise
+        raise SystemExit(f"could not write {path} ({cause.strerror or cause}); "
+                         + ("the file there is unchanged" if os.path.exists(path) else "nothing was written")
+                         + ": free space on its disk, or write elsewhere.") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp and os.path.exists(tmp):
             os.remove(tmp)
 
 

@@ -326,10 +326,23 @@ def test_atomic_write_leaves_the_old_file_when_the_writer_dies_midway(tmp_path, 
     def no_rename(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(checkpoint.os, "replace", no_rename)
-    with pytest.raises(OSError):
-        checkpoint.atomic_write(str(path), "new,complete\n")
-    assert path.read_text() == "old,complete\n" and os.listdir(tmp_path) == ["results.csv"]
+    def full_disk(f):  # what torch.save does on a full disk: its OSError, then a RuntimeError closing the file
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 13440 vs 13334")
+
+    for writer in (full_disk, lambda f: checkpoint.torch.save({"w": checkpoint.torch.zeros(8)}, f)):
+        with pytest.raises(SystemExit) as e:  # was the traceback above, at a checkpoint save after the training
+            checkpoint.atomic_write(str(path), writer)
+        assert str(e.value) == (f"could not write {path} (No space left on device); the file there is unchanged: free "
+                                f"space on its disk, or write elsewhere.")
+        assert path.read_text() == "old,complete\n" and os.listdir(tmp_path) == ["results.csv"]
+        monkeypatch.setattr(checkpoint.os, "replace", no_rename)  # the second: written whole, then the rename fails
+    with pytest.raises(SystemExit, match=r"^could not write .*/new.csv \(No space left on device\); nothing was "
+                                         r"written: free space on its disk, or write elsewhere\.$"):
+        checkpoint.atomic_write(str(tmp_path / "new.csv"), "new\n")
+    assert os.listdir(tmp_path) == ["results.csv"]
 
 
 def test_retrofit_times_are_appended_whole(tmp_path, monkeypatch):
