@@ -19,6 +19,12 @@ def test_overrides_are_parsed_as_literals_or_strings():
     assert given == {"learning_rate", "max_iters", "compile", "out_dir", "proj"}
 
 
+def test_a_string_setting_takes_the_text_as_typed():
+    for text in ("123", "None", "1e3", "[1]"):  # each was 'out_dir must be of type str', with no way to say it
+        assert configure(DEFAULTS, [f"--out_dir={text}"])[0]["out_dir"] == text
+    assert configure(DEFAULTS, ["--out_dir='a b'"])[0]["out_dir"] == "a b"  # a quoted literal is still unquoted
+
+
 def test_int_is_accepted_where_a_float_is_expected():
     got, _ = configure(DEFAULTS, ["--learning_rate=1"])
     assert got["learning_rate"] == 1.0 and type(got["learning_rate"]) is float
