@@ -97,7 +97,10 @@ def configure(defaults, args, usage=None):
     --help (or -h) prints before exit status 0. Returns (the updated dict, the set of keys that a config file
     assigned or a --key=value gave, whatever their value): a resumed run compares those with its checkpoint."""
     if usage and ("-h" in args or "--help" in args):  # wherever it stands, before any file runs
-        print(usage())
+        try:
+            print(usage(), flush=True)
+        except BrokenPipeError:  # `--help | head`: the reader took what it wanted; no traceback, no error at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
         raise SystemExit(0)
     values, given = dict(defaults), set()
     for arg in args:
