@@ -124,6 +124,7 @@ CASES = [
     (["experiments.synthetic", "--quick", "--out=assets"], "--out=assets"),
     (["experiments.synthetic", "--quick", "--out={w}/afile"], "afile"),
     (["experiments.synthetic", "--steps_scale=0", "--out={w}/s1"], "--steps_scale"),
+    (["experiments.synthetic", "--quick", "--out={w}/s2", "--cache=assets/runs"], "--cache=assets/runs is in assets/"),
     (["experiments.analyze", "--out_dir={w}/missing"], "missing/ckpt.pt"),
     (["experiments.analyze", "--out_dir={w}/truncated"], "truncated/ckpt.pt"),
     (["experiments.analyze", "--out_dir={w}/run", "--tokens=0"], "--tokens"),
