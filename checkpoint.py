@@ -17,6 +17,7 @@ traceback, and tests catch it.
 
 import json
 import os
+import reprlib
 import tempfile
 
 import numpy as np
@@ -130,8 +131,8 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False):
     asked = {*keys, "config", "meta"}  # config and meta whenever present: sample.py and analyze read them unasked
     bad = next((k for k, (ok, _) in FIELDS.items() if k in ckpt and k in asked and not ok(ckpt[k])), None)
     if bad:
-        raise SystemExit(f"{path} holds a {bad!r} that is no {FIELDS[bad][1]} ({type(ckpt[bad]).__name__}): the file "
-                         f"is damaged or not written by train.py; restore it or train again.")
+        raise SystemExit(f"{path} holds {bad} = {reprlib.repr(ckpt[bad])}, which is no {FIELDS[bad][1]}: the file is "
+                         f"damaged or not written by train.py; restore it or train again.")
     try:
         cfg = GPTConfig(**ckpt["model_args"])
     except (TypeError, ValueError) as e:

@@ -246,11 +246,12 @@ def test_load_checkpoint_says_what_is_wrong_with_the_file(world, name):
 
 
 FIELD_MESSAGES = {  # damage to what train.py stores beside the weights, refused whichever keys a script asks for
-    "listconfig": "{p} holds a 'config' that is no dict of settings (list)",
-    "iterstr": "{p} holds a 'iter_num' that is no iteration count (str)",
-    "negiter": "{p} holds a 'iter_num' that is no iteration count (int)",
-    "rng": "{p} holds a 'rng' that is no list of the processes' random states (list)",
-    "nometa": "{p} holds a 'meta' that is no dict (its data's meta.json) (NoneType)",
+    "listconfig": "{p} holds config = [1, 2], which is no dict of settings: the file is damaged or not written by "
+                  "train.py; restore it or train again.",
+    "iterstr": "{p} holds iter_num = '2', which is no iteration count",
+    "negiter": "{p} holds iter_num = -3, which is no iteration count",
+    "rng": "{p} holds rng = [{{'cpu': tensor([0., 0., 0.])}}], which is no list of the processes' random states",
+    "nometa": "{p} holds meta = None, which is no dict (its data's meta.json)",
     "othertok": "{p} names tokenizer 'r50k_base' (50257 tokens) for a model of vocab_size 256",
     "int8": "{p} holds transformer.h.0.mlp.c_fc.weight as torch.int8, and the model's weights are floating point",
 }
