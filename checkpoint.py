@@ -17,6 +17,7 @@ traceback, and tests catch it.
 
 import json
 import os
+import reprlib
 import tempfile
 
 import numpy as np
@@ -47,10 +48,11 @@ def guard_assets(path, full_run, command):
 
 
 def atomic_write(path, data):
-    """Write data (str or bytes), or call data(f) on the open binary file, then rename over path."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
+    """Write data (str or bytes), or call data(f) on the open binary file, then rename over path. A write the disk
+    refuses (full, over quota, read-only) is one sentence, the old file left whole."""
+    folder, tmp = os.path.dirname(os.path.abspath(path)), None
     try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             if callable(data):
                 data(f)
@@ -60,8 +62,17 @@ def atomic_write(path, data):
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except Exception as e:
+        cause = e  # torch.save reports a full disk as the RuntimeError of closing its file, raised as the OSError unwound
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__context__
+        if cause is None:
+            raise
+        raise SystemExit(f"could not write {path} ({cause.strerror or cause}); "
+                         + ("the file there is unchanged" if os.path.exists(path) else "nothing was written")
+                         + ": free space on its disk, or write elsewhere.") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp and os.path.exists(tmp):
             os.remove(tmp)
 
 
@@ -85,6 +96,19 @@ def checkpoint_path(path):
     return path if path.endswith(".pt") or os.path.isfile(path) else os.path.join(path, "ckpt.pt")
 
 
+# what train.py stores beside the weights, checked on load (a traceback deep in a script otherwise)
+FIELDS = {
+    "iter_num": (lambda v: type(v) is int and v >= 0, "iteration count"),
+    "best_val_loss": (lambda v: type(v) in (int, float), "loss"),
+    "config": (lambda v: isinstance(v, dict), "dict of settings"),
+    "meta": (lambda v: isinstance(v, dict), "dict (its data's meta.json)"),
+    "rng": (lambda v: isinstance(v, list) and all(
+        isinstance(s, dict) and isinstance(s.get("cpu"), torch.Tensor) and s["cpu"].dtype == torch.uint8
+        and s["cpu"].shape == torch.get_rng_state().shape for s in v), "list of the processes' random states"),
+}
+VOCABS = {"r50k_base": 50257, "bytes": 256}  # the tokenizers prepare_slimpajama.py writes, and their vocabularies
+
+
 def load_checkpoint(path, keys=("model", "model_args"), mmap=False):
     """-> the checkpoint dict at path (ckpt.pt or its out_dir) with the keys asked for, its model weights renamed
     without wrapper prefixes and checked, name by name and shape by shape, against a model built from its
@@ -104,11 +128,21 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False):
     if not (isinstance(ckpt["model"], dict) and all(isinstance(t, torch.Tensor) for t in ckpt["model"].values())):
         raise SystemExit(f"{path} holds a 'model' that is no dict of tensors: it is not a checkpoint written by "
                          f"train.py; point to an out_dir/ckpt.pt that train.py saved.")
+    asked = {*keys, "config", "meta"}  # config and meta whenever present: sample.py and analyze read them unasked
+    bad = next((k for k, (ok, _) in FIELDS.items() if k in ckpt and k in asked and not ok(ckpt[k])), None)
+    if bad:
+        raise SystemExit(f"{path} holds {bad} = {reprlib.repr(ckpt[bad])}, which is no {FIELDS[bad][1]}: the file is "
+                         f"damaged or not written by train.py; restore it or train again.")
     try:
         cfg = GPTConfig(**ckpt["model_args"])
     except (TypeError, ValueError) as e:
         raise SystemExit(f"{path} holds model_args this code cannot build ({e}); it was written by another "
                          f"version or program.") from None
+    tokenizer = ckpt.get("meta", {}).get("tokenizer")
+    if VOCABS.get(tokenizer, 0) > cfg.vocab_size:  # train.py's open_data refuses such data: the meta is not its own
+        raise SystemExit(f"{path} names tokenizer {tokenizer!r} ({VOCABS[tokenizer]} tokens) for a model of vocab_size "
+                         f"{cfg.vocab_size}: its meta is not that of the data it was trained on; restore the file or "
+                         f"train again.")
     state = {}
     for name, t in ckpt["model"].items():
         for p in PREFIXES:
@@ -139,6 +173,10 @@ def check_weights(state, cfg, path):
         n = len(missing) + len(extra) + len(bad)
         raise SystemExit(f"{path} {what}{f' (and {n - 1} more weights disagree)' if n > 1 else ''}: its weights do "
                          f"not match its own model_args; restore the file or train again.")
+    bad = next((k for k, t in state.items() if not t.is_floating_point()), None)
+    if bad:  # copied into the model's float weights, integers would load without a word
+        raise SystemExit(f"{path} holds {bad} as {state[bad].dtype}, and the model's weights are floating point: the "
+                         f"file is damaged or not written by train.py; restore it or train again.")
     # train.py stops before saving a non-finite loss, so NaN or inf in a weight is damage (sampling would fail on it)
     bad = next((k for k, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
     if bad:
@@ -164,8 +202,9 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
     before the largest id was recorded opens too: its bins are read for it when small (MAX_SCAN). A study (study:
     its name, e.g. experiments.rope) checks its byte-level data before its first run: it has no --vocab_size or
     --block_size to set, so the fix it is given is the command that prepares such data."""
-    prepare = (f"prepare it with `{BYTES_DATA.format(data_dir)}`" if study else
-               f"prepare it with `python prepare_slimpajama.py --out_dir={data_dir}` or set --data_dir")
+    # a model too small for r50k's vocabulary reads byte-level data: the hub's default set would not fit it
+    command = BYTES_DATA if study or vocab_size < VOCABS["r50k_base"] else "python prepare_slimpajama.py --out_dir={}"
+    prepare = f"prepare it with `{command.format(data_dir)}`" + ("" if study else " or set --data_dir")
     if os.path.exists(data_dir) and not os.path.isdir(data_dir):
         raise SystemExit(f"data_dir {data_dir!r} is a file, not a directory; set --data_dir to the folder "
                          f"prepare_slimpajama.py wrote.")

@@ -5,9 +5,10 @@ Overrides train.py's settings, as nanoGPT's configurator does:
 
 Positional arguments are config files, plain Python executed in order; each sees the values set so far and
 `__file__` (its own path), so a run file can execute a base file beside it. `--key=value` arguments are parsed
-with ast.literal_eval, and a value that is no Python literal stays a string (--out_dir=out-x). Unlike nanoGPT,
-an unknown key, a value of the wrong type or a config file that does not run is an error: one line naming the key
-(or the file and line) and the fix, exit status 1. `--help` lists every setting with its default.
+with ast.literal_eval, and a value that is no Python literal stays a string (--out_dir=out-x), as does any value of
+a string setting (--out_dir=123). Unlike nanoGPT, an unknown key, a value of the wrong type or a config file that
+does not run is an error: one line naming the key (or the file and line) and the fix, exit status 1. `--help`
+lists every setting with its default.
 """
 
 import argparse
@@ -96,7 +97,10 @@ def configure(defaults, args, usage=None):
     --help (or -h) prints before exit status 0. Returns (the updated dict, the set of keys that a config file
     assigned or a --key=value gave, whatever their value): a resumed run compares those with its checkpoint."""
     if usage and ("-h" in args or "--help" in args):  # wherever it stands, before any file runs
-        print(usage())
+        try:
+            print(usage(), flush=True)
+        except BrokenPipeError:  # `--help | head`: the reader took what it wanted; no traceback, no error at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
         raise SystemExit(0)
     values, given = dict(defaults), set()
     for arg in args:
@@ -105,7 +109,10 @@ def configure(defaults, args, usage=None):
             if not eq:
                 raise SystemExit(f"argument {arg!r} has no value; write --{key}=VALUE.")
             number = type(defaults.get(key)) in (int, float)
-            values[key] = check(key, literal(text, number), defaults, arg)
+            value = literal(text, number)
+            if type(defaults.get(key)) is str and type(value) is not str:  # --out_dir=123 or =None: a name, as typed
+                value = text
+            values[key] = check(key, value, defaults, arg)
             given.add(key)
         else:
             if not os.path.isfile(arg):

@@ -132,6 +132,11 @@ def table(results):
     return "\n".join(lines) + "\n"
 
 
+def perplexity(nll):
+    """exp(nll), inf beyond a float's range (a text of few words and many tokens each) rather than an error."""
+    return math.exp(nll) if nll < math.log(sys.float_info.max) else math.inf
+
+
 def text_perplexity(lm, path, text):
     """The harness' three perplexity metrics (as its wikitext task defines them) over one local text, read as one
     document after an end-of-text token and scored as its perplexity tasks are: each token once, in the windows of
@@ -142,7 +147,7 @@ def text_perplexity(lm, path, text):
     (logp, _), = lm.score([(ids, 1)])
     words, nbytes = len(text.split()), len(text.encode("utf-8"))
     name = os.path.basename(path)
-    metrics = {"word_perplexity": math.exp(-logp / words), "byte_perplexity": math.exp(-logp / nbytes),
+    metrics = {"word_perplexity": perplexity(-logp / words), "byte_perplexity": perplexity(-logp / nbytes),
                "bits_per_byte": -logp / nbytes / math.log(2)}
     return {"results": {name: {f"{k},none": v for k, v in metrics.items()}},
             "higher_is_better": {name: {k: False for k in metrics}},
@@ -238,9 +243,6 @@ def main(argv=None):
     except OSError as err:
         raise SystemExit(f"--out {out!r} is not a writable directory ({err.strerror}); choose another --out.")
     model, meta = load_model(args, device)  # out_dir's checkpoint or GPT-2, converted if --proj/--n_kv_head say so
-    if not model.config.causal:
-        raise SystemExit(f"{args.out_dir} holds a bidirectional model (causal=False), which cannot score text left "
-                         f"to right; evaluate a causal checkpoint.")
     lm = CheckpointLM(model, meta, args.batch_size, dtype)
     t0 = time.time()
     if args.text is not None:

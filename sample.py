@@ -172,6 +172,9 @@ def load_model(args, device):
         dst = replace(cfg, proj=args.proj or cfg.proj, n_kv_head=cfg.n_kv_head if same_heads else args.n_kv_head)
     except ValueError as e:  # e.g. n_kv_head must divide n_head
         raise SystemExit(f"cannot convert {args.out_dir if args.init_from == 'resume' else args.init_from}: {e}")
+    if not dst.causal:  # trained seeing the future: its next-token guesses are meaningless, and cached decoding fails
+        raise SystemExit(f"{args.out_dir} holds a bidirectional model (causal=False), which cannot generate or score "
+                         f"text left to right; use a causal checkpoint.")
     if dst != cfg:
         ties = v_is_k(dst) and not v_is_k(cfg)
         calib, source = (calibration(args, cfg, meta, data_dir) if ties and args.convert_method in ("lstsq", "split")
@@ -212,6 +215,21 @@ def conversion_note(src, dst, method, fits, source):
             + (f"; unexplained V variance per layer: {', '.join(unexplained)}" if unexplained else ""))
 
 
+def beyond(decode, n):
+    """decode, with ids at or above the tokenizer's n shown as U+FFFD: a vocab_size padded past it (50304 for r50k's
+    50257) gives the model ids that are no token, and it may sample them."""
+    def run(ids):
+        out, part = [], []
+        for t in ids:
+            if t < n:
+                part.append(t)
+            else:
+                out += [decode(part), "\ufffd"]
+                part = []
+        return "".join(out + [decode(part)])
+    return run
+
+
 def get_tokenizer(meta):
     """-> (encode: str -> ids, decode: ids -> str), both mapping EOT to and from meta's eot_token."""
     name, eot = meta.get("tokenizer"), meta.get("eot_token")
@@ -221,7 +239,7 @@ def get_tokenizer(meta):
         except Exception as e:
             raise SystemExit(f"could not load tiktoken's r50k_base ({type(e).__name__}); offline, set "
                              f"TIKTOKEN_CACHE_DIR to a directory that holds its cached file.")
-        return (lambda s: enc.encode(s, allowed_special={EOT})), enc.decode
+        return (lambda s: enc.encode(s, allowed_special={EOT})), beyond(enc.decode, enc.n_vocab)
     if name == "bytes":
         def encode(s):
             ids = []
@@ -238,7 +256,7 @@ def get_tokenizer(meta):
                 else:
                     cur.append(t)
             return EOT.join(bytes(p).decode("utf-8", errors="replace") for p in parts + [cur])
-        return encode, decode
+        return encode, beyond(decode, 256)
     raise SystemExit(f"unknown tokenizer {name!r} in the checkpoint's meta; sample.py knows 'r50k_base' and 'bytes'.")
 
 

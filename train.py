@@ -178,6 +178,22 @@ if gradient_accumulation_steps % world_size:
              f"{world_size} processes; set --gradient_accumulation_steps to a multiple of {world_size}.")
 accum = gradient_accumulation_steps // world_size  # micro-steps of this process
 
+def in_use(f):
+    """SystemExit when another run holds the lock on f, out_dir/train.lock (the pid it wrote there says which)."""
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        sys.exit(f"out_dir {out_dir!r} is in use by another train.py run (pid {f.read().strip() or '?'}); wait for "
+                 f"it to end or choose another --out_dir.")
+
+
+# a run under way there: its checkpoint is no finished or stopped run to judge, whatever this command says of it
+try:
+    with open(os.path.join(out_dir, "train.lock")) as held:  # nothing created: a refused run leaves nothing behind
+        in_use(held)
+except OSError:  # no lock file, or none to read: lock_out_dir() below takes it, or says why it cannot
+    pass
 # the checkpoint already in out_dir, if any: resumed, or compared with this run's settings
 ckpt_path = os.path.join(out_dir, "ckpt.pt")
 if init_from == "resume" and not os.path.exists(ckpt_path):
@@ -280,12 +296,7 @@ def lock_out_dir():
         f = open(os.path.join(out_dir, "train.lock"), "a+")
     except OSError as e:
         sys.exit(f"out_dir {out_dir!r} is not a writable directory ({e.strerror}); choose another --out_dir.")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.seek(0)
-        sys.exit(f"out_dir {out_dir!r} is in use by another train.py run (pid {f.read().strip() or '?'}); wait for "
-                 f"it to end or choose another --out_dir.")
+    in_use(f)
     try:
         os.remove(tempfile.mkstemp(dir=out_dir, prefix="ckpt.pt.", suffix=".tmp")[1])
     except OSError as e:
@@ -296,6 +307,8 @@ def lock_out_dir():
             os.remove(os.path.join(out_dir, name))
     for name in ("ckpt.pt", "log.jsonl"):  # replaced at each save, written from the start: found now, not then
         path = os.path.join(out_dir, name)
+        if os.path.isdir(path):
+            sys.exit(f"{path} is a folder, and this run writes that file; move it away or choose another --out_dir.")
         if os.path.exists(path) and not os.access(path, os.W_OK):
             sys.exit(f"{path} is read-only (or immutable), and this run would replace it; make it writable or "
                      f"choose another --out_dir.")
@@ -454,14 +467,23 @@ def estimate_val_loss():
     return total.item() / (n * world_size)
 
 
+def before_checkpoint(line):
+    """A log line a resumed run keeps: whole, and from before its checkpoint. A line cut short by a crash, or any
+    that is not one of ours (an edit, a disk error), goes too: it would only stop the resume."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return False
+    return line.endswith("\n") and isinstance(entry, dict) and type(entry.get("iter")) is int and entry["iter"] < iter_num
+
+
 def open_log():
-    """out_dir/log.jsonl; a resumed run first drops the lines a crashed run wrote after its checkpoint (and a
-    line cut short by the crash)."""
+    """out_dir/log.jsonl; a resumed run first drops the lines a crashed run wrote after its checkpoint."""
     path = os.path.join(out_dir, "log.jsonl")
     kept = []
     if init_from == "resume" and os.path.exists(path):
-        with open(path) as f:
-            kept = [line for line in f if line.endswith("\n") and json.loads(line)["iter"] < iter_num]
+        with open(path, errors="replace") as f:
+            kept = [line for line in f if before_checkpoint(line)]
     f = open(path, "w")
     f.writelines(kept)
     return f

@@ -230,6 +230,9 @@ def check_args(parser, args):
     if in_assets(args.out) and changed:
         parser.error(f"--out={args.out} is assets/, reserved for the full default run, and this run changes "
                      f"{', '.join('--' + k for k in changed)}; write it elsewhere (default {DEFAULT_OUT}/).")
+    if in_assets(args.cache):  # no run's cache goes there, the full run's included (its default is out-synthetic/)
+        parser.error(f"--cache={args.cache} is in assets/, which holds only the studies' tables and figures; keep the "
+                     f"runs elsewhere (default {DEFAULT_OUT}/runs).")
     for flag, folder in (("--out", args.out), ("--cache", args.cache)):
         try:  # fail now, not after the training, if the results cannot be written
             os.makedirs(folder, exist_ok=True)

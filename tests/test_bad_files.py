@@ -210,6 +210,13 @@ def world(tmp_path_factory):
     variant("empty", raw=b"")
     variant("truncated", raw=(w / "run" / "ckpt.pt").read_bytes()[:4096])
     variant("foreign", lambda c: [c.pop(k) for k in list(c) if k != "model"])
+    variant("listconfig", lambda c: c.update(config=[1, 2]))
+    variant("iterstr", lambda c: c.update(iter_num="2"))
+    variant("negiter", lambda c: c.update(iter_num=-3))
+    variant("rng", lambda c: c.update(rng=[{"cpu": torch.zeros(3)}]))
+    variant("nometa", lambda c: c.update(meta=None))
+    variant("othertok", lambda c: c.update(meta={**c["meta"], "tokenizer": "r50k_base"}))
+    variant("int8", lambda c: c["model"].update({WEIGHT: c["model"][WEIGHT].to(torch.int8)}))
     return w
 
 
@@ -238,6 +245,26 @@ def test_load_checkpoint_says_what_is_wrong_with_the_file(world, name):
     assert str(e.value).startswith(CKPT_MESSAGES[name].format(p=path, d=world / name)), str(e.value)
 
 
+FIELD_MESSAGES = {  # damage to what train.py stores beside the weights, refused whichever keys a script asks for
+    "listconfig": "{p} holds config = [1, 2], which is no dict of settings: the file is damaged or not written by "
+                  "train.py; restore it or train again.",
+    "iterstr": "{p} holds iter_num = '2', which is no iteration count",
+    "negiter": "{p} holds iter_num = -3, which is no iteration count",
+    "rng": "{p} holds rng = [{{'cpu': tensor([0., 0., 0.])}}], which is no list of the processes' random states",
+    "nometa": "{p} holds meta = None, which is no dict (its data's meta.json)",
+    "othertok": "{p} names tokenizer 'r50k_base' (50257 tokens) for a model of vocab_size 256",
+    "int8": "{p} holds transformer.h.0.mlp.c_fc.weight as torch.int8, and the model's weights are floating point",
+}
+
+
+@pytest.mark.parametrize("name", FIELD_MESSAGES)
+def test_load_checkpoint_checks_what_each_key_holds(world, name):
+    path = str(world / name / "ckpt.pt")
+    with pytest.raises(SystemExit) as e:
+        checkpoint.load_checkpoint(path, ("model", "model_args", "iter_num", "rng"))
+    assert str(e.value).startswith(FIELD_MESSAGES[name].format(p=path)), str(e.value)
+
+
 def test_a_compiled_models_prefix_is_stripped(world):
     ckpt = checkpoint.load_checkpoint(str(world / "compiled"))
     good = torch.load(world / "run" / "ckpt.pt", weights_only=True)["model"]
@@ -253,7 +280,8 @@ SCRIPTS = {"train": resume,
            "sample": lambda w, name: ["sample.py", f"--out_dir={w / name}", "--max_new_tokens=8", "--num_samples=1"],
            "analyze": lambda w, name: ["-m", "experiments.analyze", f"--out_dir={w / name}"]}
 CLI_CASES = [("train", "shapes"), ("train", "emptyopt"), ("sample", "missing"), ("sample", "foreign"),
-             ("analyze", "shapes"), ("analyze", "empty")]
+             ("analyze", "shapes"), ("analyze", "empty"), ("train", "rng"), ("sample", "nometa"),
+             ("analyze", "listconfig")]
 
 
 @pytest.mark.parametrize("script, name", CLI_CASES, ids=[f"{s} {n}" for s, n in CLI_CASES])
@@ -299,10 +327,23 @@ def test_atomic_write_leaves_the_old_file_when_the_writer_dies_midway(tmp_path, 
     def no_rename(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(checkpoint.os, "replace", no_rename)
-    with pytest.raises(OSError):
-        checkpoint.atomic_write(str(path), "new,complete\n")
-    assert path.read_text() == "old,complete\n" and os.listdir(tmp_path) == ["results.csv"]
+    def full_disk(f):  # what torch.save does on a full disk: its OSError, then a RuntimeError closing the file
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 13440 vs 13334")
+
+    for writer in (full_disk, lambda f: checkpoint.torch.save({"w": checkpoint.torch.zeros(8)}, f)):
+        with pytest.raises(SystemExit) as e:  # was the traceback above, at a checkpoint save after the training
+            checkpoint.atomic_write(str(path), writer)
+        assert str(e.value) == (f"could not write {path} (No space left on device); the file there is unchanged: free "
+                                f"space on its disk, or write elsewhere.")
+        assert path.read_text() == "old,complete\n" and os.listdir(tmp_path) == ["results.csv"]
+        monkeypatch.setattr(checkpoint.os, "replace", no_rename)  # the second: written whole, then the rename fails
+    with pytest.raises(SystemExit, match=r"^could not write .*/new.csv \(No space left on device\); nothing was "
+                                         r"written: free space on its disk, or write elsewhere\.$"):
+        checkpoint.atomic_write(str(tmp_path / "new.csv"), "new\n")
+    assert os.listdir(tmp_path) == ["results.csv"]
 
 
 def test_retrofit_times_are_appended_whole(tmp_path, monkeypatch):

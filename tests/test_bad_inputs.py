@@ -124,6 +124,7 @@ CASES = [
     (["experiments.synthetic", "--quick", "--out=assets"], "--out=assets"),
     (["experiments.synthetic", "--quick", "--out={w}/afile"], "afile"),
     (["experiments.synthetic", "--steps_scale=0", "--out={w}/s1"], "--steps_scale"),
+    (["experiments.synthetic", "--quick", "--out={w}/s2", "--cache=assets/runs"], "--cache=assets/runs is in assets/"),
     (["experiments.analyze", "--out_dir={w}/missing"], "missing/ckpt.pt"),
     (["experiments.analyze", "--out_dir={w}/truncated"], "truncated/ckpt.pt"),
     (["experiments.analyze", "--out_dir={w}/run", "--tokens=0"], "--tokens"),
@@ -170,9 +171,16 @@ def test_a_second_run_in_a_locked_out_dir_is_refused(world):
         f.flush()
         r = subprocess.run([PY, *T, f"--data_dir={w / 'data'}", f"--out_dir={out}", "--max_iters=1"], cwd=ROOT,
                            capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
-    assert r.returncode != 0 and "Traceback" not in r.stderr
-    assert "in use by another train.py run (pid 12345)" in r.stderr
-    assert sorted(os.listdir(out)) == ["train.lock"]
+        assert r.returncode != 0 and "Traceback" not in r.stderr
+        assert "in use by another train.py run (pid 12345)" in r.stderr
+        assert sorted(os.listdir(out)) == ["train.lock"]
+        # with the running run's checkpoint there: not "stopped at iteration 2; continue it with --init_from=resume"
+        shutil.copy(w / "run" / "ckpt.pt", out)
+        for extra in ("--max_iters=4", "--max_iters=2"):
+            r = subprocess.run([PY, *T, f"--data_dir={w / 'data'}", f"--out_dir={out}", extra], cwd=ROOT,
+                               capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+            assert r.returncode == 1 and r.stderr == (f"out_dir '{out}' is in use by another train.py run (pid 12345); "
+                                                      f"wait for it to end or choose another --out_dir.\n"), r.stderr
 
 
 def test_a_stalled_ddp_rank_stops_the_run_with_a_message(world, tmp_path):

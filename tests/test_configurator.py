@@ -19,6 +19,21 @@ def test_overrides_are_parsed_as_literals_or_strings():
     assert given == {"learning_rate", "max_iters", "compile", "out_dir", "proj"}
 
 
+def test_a_string_setting_takes_the_text_as_typed():
+    for text in ("123", "None", "1e3", "[1]"):  # each was 'out_dir must be of type str', with no way to say it
+        assert configure(DEFAULTS, [f"--out_dir={text}"])[0]["out_dir"] == text
+    assert configure(DEFAULTS, ["--out_dir='a b'"])[0]["out_dir"] == "a b"  # a quoted literal is still unquoted
+
+
+def test_help_into_a_closed_pipe_is_quiet():
+    read, write = os.pipe()  # `python train.py --help | head -1`: the reader gone before the rest is printed
+    os.close(read)
+    code = "import configurator; configurator.configure({}, ['--help'], lambda: 'x' * 100_000)"
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, stdout=write, stderr=subprocess.PIPE, text=True)
+    os.close(write)
+    assert r.returncode == 0 and r.stderr == ""  # was a BrokenPipeError traceback
+
+
 def test_int_is_accepted_where_a_float_is_expected():
     got, _ = configure(DEFAULTS, ["--learning_rate=1"])
     assert got["learning_rate"] == 1.0 and type(got["learning_rate"]) is float

@@ -232,6 +232,14 @@ def test_text_perplexity_is_the_rolling_log_likelihood_per_word_and_byte(tmp_pat
     assert got["bits_per_byte,none"] == pytest.approx(metrics.bits_per_byte([(logp, 129)]), rel=1e-6)
 
 
+def test_a_perplexity_beyond_a_float_is_inf():
+    class LM:  # one word of 5000 tokens at 0.2 nats each: exp(1000) overflowed after the work
+        eot, encode, score = 0, staticmethod(lambda s: list(s.encode())), staticmethod(lambda reqs: [(-1000.0, False)])
+    got = ev.text_perplexity(LM, "a.txt", "a" * 5000)["results"]["a.txt"]
+    assert got == {"word_perplexity,none": math.inf, "byte_perplexity,none": pytest.approx(math.exp(0.2)),
+                   "bits_per_byte,none": pytest.approx(0.2 / math.log(2))}
+
+
 def test_text_needs_neither_the_harness_nor_the_network(tmp_path):
     make_ckpt(tmp_path, BYTES_META)
     (tmp_path / "t.txt").write_text("a few words of text\n")

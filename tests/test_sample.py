@@ -46,6 +46,12 @@ def test_bytes_tokenizer_roundtrip_and_separator():
     assert decode(ids) == text
 
 
+def test_ids_of_a_padded_vocabulary_decode_as_replacement_characters():
+    # vocab_size padded past the tokenizer (50304 for r50k) leaves ids that are no token; a sample may hold them
+    assert sample.get_tokenizer(BYTES_META)[1]([104, 105, 300, 33]) == "hi\ufffd!"
+    assert sample.get_tokenizer(R50K_META)[1]([15496, 50300]) == "Hello\ufffd"
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_bytes_sample_reports_the_cache_generate_built(tmp_path, capsys, monkeypatch, dtype):
     cfg = make_ckpt(tmp_path, BYTES_META, proj="qk_v")
@@ -127,6 +133,10 @@ def test_clear_errors_and_checkpoint_untouched(tmp_path, capsys):
     with pytest.raises(SystemExit, match="exceeds the model's context"):
         run(capsys, tmp_path / "long", "--start=xy", f"--max_new_tokens={bs - 1}")
     assert (tmp_path / "long" / "ckpt.pt").read_bytes() == ckpt
+    make_ckpt(tmp_path / "bidi", BYTES_META, causal=False)  # was cached decoding's ValueError
+    with pytest.raises(SystemExit, match=r"holds a bidirectional model \(causal=False\), which cannot generate or "
+                                         r"score text left to right; use a causal checkpoint\.$"):
+        run(capsys, tmp_path / "bidi")
 
 
 def test_converted_on_load_samples_through_the_k_only_cache(tmp_path, capsys):

@@ -249,7 +249,12 @@ def run_inprocess(monkeypatch, args):
 
 def test_bad_data_dir_and_vocab_are_one_clear_sentence(tmp_path, monkeypatch):
     msg = run_inprocess(monkeypatch, [f"--data_dir={tmp_path / 'nowhere'}", f"--out_dir={tmp_path / 'out'}"])
-    assert "\n" not in msg and "has no train.bin" in msg and "--data_dir" in msg
+    assert msg == (f"data_dir '{tmp_path / 'nowhere'}' has no train.bin; prepare it with `python prepare_slimpajama.py "
+                   f"--input=FILE --tokenizer=bytes --val_fraction=0.1 --out_dir={tmp_path / 'nowhere'}` or set "
+                   f"--data_dir.")  # a vocab_size 256 model: the byte-level command, not the hub's r50k set
+    msg = run_inprocess(monkeypatch, [f"--data_dir={tmp_path / 'nowhere'}", "--vocab_size=50304"])
+    assert msg == (f"data_dir '{tmp_path / 'nowhere'}' has no train.bin; prepare it with `python prepare_slimpajama.py "
+                   f"--out_dir={tmp_path / 'nowhere'}` or set --data_dir.")
     make_data(tmp_path / "gpt2", tokenizer="r50k_base", vocab_size=50257)
     msg = run_inprocess(monkeypatch, [f"--data_dir={tmp_path / 'gpt2'}", f"--out_dir={tmp_path / 'out'}"])
     assert msg == f"vocab_size 256 < tokenizer vocab 50257 in {tmp_path / 'gpt2' / 'meta.json'}; set --vocab_size=50304."

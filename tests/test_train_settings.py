@@ -9,6 +9,7 @@ checkpoint every run leaves, a read-only out_dir and Ctrl-C."""
 import ast
 import contextlib
 import io
+import json
 import math
 import os
 import re
@@ -292,6 +293,26 @@ def test_a_read_only_file_the_run_would_replace_is_refused_before_training(name,
                    f"choose another --out_dir.")  # was a PermissionError traceback: at the first save, or at once
     assert torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 2
     assert not stale.exists()  # removed under the lock, under which no other run saves here
+
+
+def test_a_damaged_log_is_refused_or_cleaned_before_training(finished, data_dir, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    os.remove(out / "log.jsonl")
+    os.mkdir(out / "log.jsonl")  # was an IsADirectoryError traceback
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
+                                      "--max_iters=4"])
+    assert msg == (f"{out / 'log.jsonl'} is a folder, and this run writes that file; move it away or choose another "
+                   f"--out_dir.")
+    out = tmp_path / "out2"  # the refused run, in this process, still holds the lock on the first
+    shutil.copytree(finished, out)
+    lines = (finished / "log.jsonl").read_text().splitlines(keepends=True)
+    (out / "log.jsonl").write_bytes("".join(lines[:2] + ["garbage\n", '{"no iter": 1}\n', "\xff\n"]).encode()
+                                    + b"\xfe\n" + "".join(lines[2:]).encode())  # was a JSONDecodeError traceback
+    train(data_dir, out, "--init_from=resume", "--max_iters=4")
+    kept = [e for e in map(json.loads, lines) if e["iter"] < 2]
+    log = read_log(out)  # every line parses: the foreign ones went with those after the checkpoint
+    assert log[:len(kept)] == kept and [e["iter"] for e in log[len(kept):]] == [2, 3, 4]
 
 
 def test_ctrl_c_while_starting_is_one_line(tmp_path, data_dir):
