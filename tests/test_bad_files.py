@@ -217,6 +217,9 @@ def world(tmp_path_factory):
     variant("nometa", lambda c: c.update(meta=None))
     variant("othertok", lambda c: c.update(meta={**c["meta"], "tokenizer": "r50k_base"}))
     variant("int8", lambda c: c["model"].update({WEIGHT: c["model"][WEIGHT].to(torch.int8)}))
+    variant("optshape", lambda c: c["optimizer"].update(
+        state={**c["optimizer"]["state"], WEIGHT: {**c["optimizer"]["state"][WEIGHT], "exp_avg": torch.zeros(1)}}))
+    variant("bigeot", lambda c: c.update(meta={**c["meta"], "eot_token": 9999}))
     return w
 
 
@@ -234,6 +237,9 @@ CKPT_MESSAGES = {
     "truncated": "{p} is corrupt or not a checkpoint written by train.py",
     "foreign": "{p} has no model_args, optimizer, iter_num: it is not a checkpoint written by train.py; point to an "
                "out_dir/ckpt.pt that train.py saved.",
+    "optshape": "{p} holds an optimizer state for transformer.h.0.mlp.c_fc.weight that does not fit that weight; it "
+                "cannot resume exactly: restore the file, or start from its weights with --init_from={d} in a new "
+                "out_dir.",
 }
 
 
@@ -254,6 +260,7 @@ FIELD_MESSAGES = {  # damage to what train.py stores beside the weights, refused
     "nometa": "{p} holds meta = None, which is no dict (its data's meta.json)",
     "othertok": "{p} names tokenizer 'r50k_base' (50257 tokens) for a model of vocab_size 256",
     "int8": "{p} holds transformer.h.0.mlp.c_fc.weight as torch.int8, and the model's weights are floating point",
+    "bigeot": "{p} holds meta eot_token = 9999, which is no token of a model of vocab_size 256",
 }
 
 
