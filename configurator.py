@@ -208,6 +208,14 @@ def numbers(kind, rule):
     one = number(kind, rule)
 
     def parse(text):
-        return [one(item) for item in text.split(",")]
+        return once([one(item) for item in text.split(",")])
     parse.kind, parse.rule, parse.__name__ = kind, rule, f"{kind.__name__} list"
     return parse
+
+
+def once(items):
+    """items, each given once: a repeated seed or name would be run twice and counted as two (a std of 0)."""
+    twice = next((x for i, x in enumerate(items) if x in items[:i]), None)
+    if twice is not None:
+        raise argparse.ArgumentTypeError(f"{twice} is listed twice; give each once.")
+    return items
