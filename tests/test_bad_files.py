@@ -165,8 +165,9 @@ def test_prepare_records_what_it_wrote_and_rebuilds_only_when_told(tmp_path):
     assert prepare(out, *args) == meta
 
 
-@pytest.mark.parametrize("name, content", [("in.txt", ""), ("in.jsonl", "\n  \n"), ("in.jsonl", '{"text": ""}\n')],
-                         ids=["empty txt", "blank jsonl", "empty documents"])
+@pytest.mark.parametrize("name, content", [("in.txt", ""), ("in.jsonl", "\n  \n"), ("in.jsonl", '{"text": ""}\n'),
+                                           ("in.txt", "\0\0\0")],  # was 1 token, the separator, exit 0
+                         ids=["empty txt", "blank jsonl", "empty documents", "NUL bytes only"])
 def test_prepare_refuses_an_input_without_text(tmp_path, name, content):
     path = tmp_path / name
     path.write_text(content)
@@ -175,6 +176,17 @@ def test_prepare_refuses_an_input_without_text(tmp_path, name, content):
     assert str(e.value) == ("error: the input holds no text for train.bin (1 file(s) read, 0 bad line(s) and 0 bad "
                             "file(s) skipped); give files that hold documents")
     assert files(tmp_path / "d") == []  # no dataset of 0 tokens left behind to look made
+
+
+def test_prepare_refuses_a_validation_split_that_holds_nothing(tmp_path):
+    path = tmp_path / "in.txt"
+    path.write_text("a" * 1000 + "\n")  # one line: no line starts past the 10% mark (was 0 val tokens, exit 0)
+    with pytest.raises(SystemExit) as e:
+        prepare(tmp_path / "d", "--input", str(path), "--val_fraction=0.1")
+    assert str(e.value) == ("error: the input holds no text for val.bin (--val_fraction 0.1 splits off nothing: a "
+                            ".txt file at the first line start past that mark, a .jsonl file one document in every "
+                            "10); give more text or lines, or validation files with --val_input")
+    assert files(tmp_path / "d") == []
 
 
 # ---------------------------------------------------------------------------------------------------------------
