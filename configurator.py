@@ -101,6 +101,9 @@ def configure(defaults, args, usage=None):
             print(usage(), flush=True)
         except BrokenPipeError:  # `--help | head`: the reader took what it wanted; no traceback, no error at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        except OSError as e:  # `--help > /dev/full`, a full disk: the help is lost, say so (no flush error at exit)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+            raise SystemExit(f"could not print the help ({e.strerror}).") from None
         raise SystemExit(0)
     values, given = dict(defaults), set()
     for arg in args:
