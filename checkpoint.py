@@ -143,20 +143,39 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False):
         raise SystemExit(f"{path} names tokenizer {tokenizer!r} ({VOCABS[tokenizer]} tokens) for a model of vocab_size "
                          f"{cfg.vocab_size}: its meta is not that of the data it was trained on; restore the file or "
                          f"train again.")
-    state = {}
-    for name, t in ckpt["model"].items():
-        for p in PREFIXES:
-            name = name.removeprefix(p)
-        state[name] = t
+    eot = ckpt.get("meta", {}).get("eot_token")
+    if eot is not None and not (type(eot) is int and 0 <= eot < cfg.vocab_size):  # sample.py and eval.py feed it in
+        raise SystemExit(f"{path} holds meta eot_token = {reprlib.repr(eot)}, which is no token of a model of "
+                         f"vocab_size {cfg.vocab_size}: its meta is not that of the data it was trained on; restore "
+                         f"the file or train again.")
+    state = {bare(name): t for name, t in ckpt["model"].items()}
     ckpt["model"] = state
     check_weights(state, cfg, path)
     if "optimizer" in keys:
         opt = ckpt["optimizer"]
-        if not (isinstance(opt, dict) and opt.get("param_groups") and (opt.get("state") or not ckpt.get("iter_num"))):
+        if not (isinstance(opt, dict) and opt.get("param_groups") and isinstance(opt.get("state", {}), dict)
+                and (opt.get("state") or not ckpt.get("iter_num"))):
             raise SystemExit(f"{path} has an empty or malformed optimizer state at iteration "
                              f"{ckpt.get('iter_num')}; it cannot resume exactly: restore the file, or start from its "
                              f"weights with --init_from={os.path.dirname(path) or '.'} in a new out_dir.")
+        # moments keyed by weight name (older files key them by position) must have that weight's shape: AdamW's
+        # first step fails on them otherwise, after the data is opened and the model built
+        shapes = {name: tuple(t.shape) for name, t in state.items()}
+        bad = next((n for n, s in opt.get("state", {}).items() if isinstance(n, str) for m in ("exp_avg", "exp_avg_sq")
+                    if not (isinstance(s, dict) and isinstance(s.get(m), torch.Tensor)
+                            and tuple(s[m].shape) == shapes.get(bare(n)))), None)
+        if bad:
+            raise SystemExit(f"{path} holds an optimizer state for {bad} that does not fit that weight; it cannot "
+                             f"resume exactly: restore the file, or start from its weights with "
+                             f"--init_from={os.path.dirname(path) or '.'} in a new out_dir.")
     return ckpt
+
+
+def bare(name):
+    """A weight's name without the wrappers' prefixes (torch.compile's, DDP's)."""
+    for p in PREFIXES:
+        name = name.removeprefix(p)
+    return name
 
 
 def check_weights(state, cfg, path):

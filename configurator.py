@@ -101,6 +101,9 @@ def configure(defaults, args, usage=None):
             print(usage(), flush=True)
         except BrokenPipeError:  # `--help | head`: the reader took what it wanted; no traceback, no error at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        except OSError as e:  # `--help > /dev/full`, a full disk: the help is lost, say so (no flush error at exit)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+            raise SystemExit(f"could not print the help ({e.strerror}).") from None
         raise SystemExit(0)
     values, given = dict(defaults), set()
     for arg in args:
@@ -208,6 +211,14 @@ def numbers(kind, rule):
     one = number(kind, rule)
 
     def parse(text):
-        return [one(item) for item in text.split(",")]
+        return once([one(item) for item in text.split(",")])
     parse.kind, parse.rule, parse.__name__ = kind, rule, f"{kind.__name__} list"
     return parse
+
+
+def once(items):
+    """items, each given once: a repeated seed or name would be run twice and counted as two (a std of 0)."""
+    twice = next((x for i, x in enumerate(items) if x in items[:i]), None)
+    if twice is not None:
+        raise argparse.ArgumentTypeError(f"{twice} is listed twice; give each once.")
+    return items

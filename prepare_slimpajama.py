@@ -583,11 +583,22 @@ def prepare(args, log=print):
     log(progress(st, shards, target, made, chars, time.time() - t0))
     for f in files.values():
         f.close()
-    if st["tokens"]["train"] == 0:  # nothing to train on: leave no dataset behind that looks made
+    # each document is at least its separator, so no more tokens than documents is no text (NUL bytes only, say):
+    # train.py cannot open such a dataset, so leave none behind that looks made (--val_fraction=0 asks for no val)
+    empty = [s for s in target if target[s] and st["tokens"][s] <= st["documents"][s]
+             and (s == "train" or args.val_fraction != 0)]
+    if empty:
         for name in ("train.bin", "val.bin", "progress.json"):
             os.remove(os.path.join(args.out_dir, name))
+    if "train" in empty:
         sys.exit(f"error: the input holds no text for train.bin ({len(shards)} file(s) read, {st['skipped']} bad "
                  f"line(s) and {len(st['skipped_shards'])} bad file(s) skipped); give files that hold documents")
+    if empty:
+        why = (f"--val_fraction {args.val_fraction} splits off nothing: a .txt file at the first line start past "
+               f"that mark, a .jsonl file one document in every {1 / args.val_fraction:g}" if args.val_fraction
+               else "the validation input holds none")
+        sys.exit(f"error: the input holds no text for val.bin ({why}); give more text or lines, or validation "
+                 f"files with --val_input")
     meta = {"tokenizer": tok.name, "vocab_size": tok.vocab_size, "eot_token": tok.eot, "dtype": "uint16",
             "separator": tok.separator, "source": source,
             **{f"{s}_{k}": st[k][s] for s in ("train", "val") for k in ("tokens", "documents", "shards")},

@@ -312,9 +312,12 @@ def lock_out_dir():
         if os.path.exists(path) and not os.access(path, os.W_OK):
             sys.exit(f"{path} is read-only (or immutable), and this run would replace it; make it writable or "
                      f"choose another --out_dir.")
-    f.truncate(0)
-    f.write(f"{os.getpid()}\n")
-    f.flush()
+    try:  # the first bytes this run writes: a full disk shows here, before any work
+        f.truncate(0)
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+    except OSError as e:
+        sys.exit(f"could not write {f.name} ({e.strerror}); free space on its disk, or choose another --out_dir.")
     return f
 
 

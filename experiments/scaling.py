@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from checkpoint import atomic_write, load_checkpoint, open_data, tokens, writable_dir
+from checkpoint import atomic_write, guard_assets, load_checkpoint, open_data, tokens, writable_dir
 from configurator import number
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
@@ -466,6 +466,7 @@ def main(argv=None):
     args.root = args.root or s["root"]
     if not args.report:  # the data first: train.py's own fix for it would be a setting this study does not have
         open_data(args.data_dir, max(s["blocks"]), 256, study="experiments.scaling")
+    guard_assets(args.root, False, None)  # run folders never go there (found by train.py, after the data check)
     writable_dir(args.root, "choose another --root")  # a file there was a FileExistsError traceback
     if not args.report:
         train_all(s, args)

@@ -39,7 +39,7 @@ from multiprocessing import get_context
 import torch
 
 from checkpoint import atomic_write, in_assets
-from configurator import number, numbers
+from configurator import number, numbers, once
 from model import GPT, GPTConfig
 
 TASKS = {
@@ -99,7 +99,7 @@ def names_of(choices, what):
         for n in names:
             if n not in choices:
                 raise argparse.ArgumentTypeError(f"unknown {what} {n!r}; choose from {', '.join(choices)}.")
-        return names
+        return once(names)
     return parse
 
 

@@ -165,8 +165,9 @@ def test_prepare_records_what_it_wrote_and_rebuilds_only_when_told(tmp_path):
     assert prepare(out, *args) == meta
 
 
-@pytest.mark.parametrize("name, content", [("in.txt", ""), ("in.jsonl", "\n  \n"), ("in.jsonl", '{"text": ""}\n')],
-                         ids=["empty txt", "blank jsonl", "empty documents"])
+@pytest.mark.parametrize("name, content", [("in.txt", ""), ("in.jsonl", "\n  \n"), ("in.jsonl", '{"text": ""}\n'),
+                                           ("in.txt", "\0\0\0")],  # was 1 token, the separator, exit 0
+                         ids=["empty txt", "blank jsonl", "empty documents", "NUL bytes only"])
 def test_prepare_refuses_an_input_without_text(tmp_path, name, content):
     path = tmp_path / name
     path.write_text(content)
@@ -175,6 +176,17 @@ def test_prepare_refuses_an_input_without_text(tmp_path, name, content):
     assert str(e.value) == ("error: the input holds no text for train.bin (1 file(s) read, 0 bad line(s) and 0 bad "
                             "file(s) skipped); give files that hold documents")
     assert files(tmp_path / "d") == []  # no dataset of 0 tokens left behind to look made
+
+
+def test_prepare_refuses_a_validation_split_that_holds_nothing(tmp_path):
+    path = tmp_path / "in.txt"
+    path.write_text("a" * 1000 + "\n")  # one line: no line starts past the 10% mark (was 0 val tokens, exit 0)
+    with pytest.raises(SystemExit) as e:
+        prepare(tmp_path / "d", "--input", str(path), "--val_fraction=0.1")
+    assert str(e.value) == ("error: the input holds no text for val.bin (--val_fraction 0.1 splits off nothing: a "
+                            ".txt file at the first line start past that mark, a .jsonl file one document in every "
+                            "10); give more text or lines, or validation files with --val_input")
+    assert files(tmp_path / "d") == []
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -217,6 +229,9 @@ def world(tmp_path_factory):
     variant("nometa", lambda c: c.update(meta=None))
     variant("othertok", lambda c: c.update(meta={**c["meta"], "tokenizer": "r50k_base"}))
     variant("int8", lambda c: c["model"].update({WEIGHT: c["model"][WEIGHT].to(torch.int8)}))
+    variant("optshape", lambda c: c["optimizer"].update(
+        state={**c["optimizer"]["state"], WEIGHT: {**c["optimizer"]["state"][WEIGHT], "exp_avg": torch.zeros(1)}}))
+    variant("bigeot", lambda c: c.update(meta={**c["meta"], "eot_token": 9999}))
     return w
 
 
@@ -234,6 +249,9 @@ CKPT_MESSAGES = {
     "truncated": "{p} is corrupt or not a checkpoint written by train.py",
     "foreign": "{p} has no model_args, optimizer, iter_num: it is not a checkpoint written by train.py; point to an "
                "out_dir/ckpt.pt that train.py saved.",
+    "optshape": "{p} holds an optimizer state for transformer.h.0.mlp.c_fc.weight that does not fit that weight; it "
+                "cannot resume exactly: restore the file, or start from its weights with --init_from={d} in a new "
+                "out_dir.",
 }
 
 
@@ -254,6 +272,7 @@ FIELD_MESSAGES = {  # damage to what train.py stores beside the weights, refused
     "nometa": "{p} holds meta = None, which is no dict (its data's meta.json)",
     "othertok": "{p} names tokenizer 'r50k_base' (50257 tokens) for a model of vocab_size 256",
     "int8": "{p} holds transformer.h.0.mlp.c_fc.weight as torch.int8, and the model's weights are floating point",
+    "bigeot": "{p} holds meta eot_token = 9999, which is no token of a model of vocab_size 256",
 }
 
 

@@ -34,6 +34,13 @@ def test_help_into_a_closed_pipe_is_quiet():
     assert r.returncode == 0 and r.stderr == ""  # was a BrokenPipeError traceback
 
 
+def test_help_into_a_full_disk_is_one_line():
+    code = "import configurator; configurator.configure({}, ['--help'], lambda: 'x' * 100_000)"
+    with open("/dev/full", "w") as full:  # every write fails as on a full disk
+        r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, stdout=full, stderr=subprocess.PIPE, text=True)
+    assert r.returncode == 1 and r.stderr == "could not print the help (No space left on device).\n"  # was a traceback
+
+
 def test_int_is_accepted_where_a_float_is_expected():
     got, _ = configure(DEFAULTS, ["--learning_rate=1"])
     assert got["learning_rate"] == 1.0 and type(got["learning_rate"]) is float

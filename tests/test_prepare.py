@@ -307,13 +307,13 @@ def test_never_overwrites_other_data(tmp_path, capsys):
         prepare(out, "--tokenizer=bytes", "--input", src)
     assert "not overwriting" in str(e.value) and (out / "train.bin").read_bytes() == b"precious"
 
-    done = tmp_path / "done"
-    meta = prepare(done, "--tokenizer=bytes", "--input", src)
+    done = tmp_path / "done"  # 6 documents: all of them train (the default --val_fraction of 0.01 splits off none)
+    meta = prepare(done, "--tokenizer=bytes", "--input", src, "--val_fraction=0")
     before = [x.tobytes() for x in bins(done)]
     with pytest.raises(SystemExit) as e:
-        prepare(done, "--tokenizer=r50k_base", "--input", src)
+        prepare(done, "--tokenizer=r50k_base", "--input", src, "--val_fraction=0")
     assert "tokenizer: 'bytes', not 'r50k_base'" in str(e.value)
-    assert prepare(done, "--tokenizer=bytes", "--input", src) == meta  # same command again: nothing to do
+    assert prepare(done, "--tokenizer=bytes", "--input", src, "--val_fraction=0") == meta  # same again: nothing to do
     assert [x.tobytes() for x in bins(done)] == before
 
     with pytest.raises(SystemExit) as e:

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from test_bad_inputs import tree_digest
 from test_train import ROOT, make_data
 
@@ -72,6 +74,17 @@ def test_quick_run_writes_rows_and_report_outside_assets_and_resumes(tmp_path):
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0 and "train.py" not in r.stdout  # nothing left to train
     assert (root / "scaling.csv").read_bytes() == before
+
+
+@pytest.mark.parametrize("sub", ["", "runs"])
+def test_run_folders_in_assets_are_refused_before_any_run(tmp_path, sub):
+    make_data(tmp_path / "data")
+    root = os.path.join(ROOT, "assets", sub)
+    assets = tree_digest(os.path.join(ROOT, "assets"))
+    with pytest.raises(SystemExit) as e:  # was refused by the first train.py run: 'train.py failed (...); fix it'
+        scaling.main(["--quick", f"--data_dir={tmp_path / 'data'}", f"--root={root}"])
+    assert str(e.value) == f"{root} is in assets/, which holds the studies' tracked results; write this run elsewhere."
+    assert tree_digest(os.path.join(ROOT, "assets")) == assets and not os.path.exists(os.path.join(ROOT, "assets", "runs"))
 
 
 def test_report_reads_each_size_run_not_the_learning_rate_check_it_lost(tmp_path):

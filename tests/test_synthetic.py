@@ -92,6 +92,8 @@ def test_product_xplus_is_the_only_way_to_reverse_without_positions():
     (["--steps_scale=inf"], "--steps_scale: must be a finite number > 0"),
     (["--lr=-1"], "--lr: must be a finite number > 0"),
     (["--workers=0"], "--workers: must be an integer >= 1"),
+    (["--seeds=0,0"], "--seeds: 0 is listed twice; give each once."),  # was run twice: a std of 0 over 'seeds 0, 0'
+    (["--models=qkv,qkv"], "--models: qkv is listed twice; give each once."),
 ])
 def test_bad_arguments(tmp_path, capsys, argv, message):
     out = tmp_path / "out"

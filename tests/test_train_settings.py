@@ -295,6 +295,16 @@ def test_a_read_only_file_the_run_would_replace_is_refused_before_training(name,
     assert not stale.exists()  # removed under the lock, under which no other run saves here
 
 
+def test_a_lock_that_takes_no_bytes_is_one_sentence(data_dir, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "train.lock").symlink_to("/dev/full")  # writes fail as on a full disk (its truncate: EINVAL)
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2"])
+    assert msg.startswith(f"could not write {out / 'train.lock'} (") and msg.endswith(
+        "); free space on its disk, or choose another --out_dir."), msg  # was an OSError traceback
+    assert sorted(os.listdir(out)) == ["train.lock"]
+
+
 def test_a_damaged_log_is_refused_or_cleaned_before_training(finished, data_dir, tmp_path, monkeypatch):
     out = tmp_path / "out"
     shutil.copytree(finished, out)
