@@ -218,17 +218,24 @@ def from_hub_layout(hub):
     return ours
 
 
-def hub_reachable(timeout=3):
-    """Whether the Hugging Face hub answers within timeout seconds, asked the way its client asks (HF_ENDPOINT,
-    proxies): offline, a download retries for most of a minute before it fails."""
+def hub_problem(timeout=3):
+    """None when the Hugging Face hub answers within timeout seconds, asked the way its client asks (HF_ENDPOINT,
+    proxies); else why not, in a few words: offline, a download retries for most of a minute before it fails."""
     from huggingface_hub import constants, get_session
     if constants.HF_HUB_OFFLINE:
-        return False
+        return "HF_HUB_OFFLINE is set"
     try:
         get_session().head(constants.ENDPOINT, timeout=timeout)
-        return True
-    except Exception:
-        return False
+        return None
+    except Exception as e:
+        cause = e  # the client's error wraps the socket's, which says it best ("Connection refused")
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__context__ or cause.__cause__
+        return (cause.strerror or str(cause)) if cause is not None else type(e).__name__
+
+
+def hub_reachable(timeout=3):
+    return hub_problem(timeout) is None
 
 
 def load_gpt2(name):

@@ -24,13 +24,11 @@ import os
 import queue
 import re
 import shutil
-import socket
 import sys
 import tempfile
 import threading
 import time
 import urllib.parse
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -39,6 +37,7 @@ import zstandard
 
 from checkpoint import atomic_write, guard_assets, largest_token, writable_dir
 from configurator import number
+from convert import hub_problem
 
 HUB_REPO = "cerebras/SlimPajama-627B"
 HUB_SHARDS = {"val": r"validation/chunk\d+/example_holdout_\d+\.jsonl\.zst",
@@ -171,36 +170,30 @@ def natural(name):
     return [int(s) if s.isdigit() else s for s in re.split(r"(\d+)", name)]
 
 
-def hub_problem():
-    """Why the hub cannot be reached, as an error sentence, or None. Offline, huggingface_hub retries for 25 s and
-    prints every retry before its error: one TCP connect to the endpoint (HF_ENDPOINT, through the proxy the
-    environment sets) answers in a few seconds at most."""
-    # the hub's own reading of HF_ENDPOINT and HF_HUB_OFFLINE
+def hub_error():
+    """Why the hub cannot be reached, as an error sentence, or None: offline, huggingface_hub retries for 25 s and
+    prints every retry before its error; convert.hub_problem asks once, in a few seconds at most."""
     from huggingface_hub import constants
     instead = "or give local files with --input"
-    if constants.HF_HUB_OFFLINE:
+    if constants.HF_HUB_OFFLINE:  # the hub's own reading of HF_HUB_OFFLINE (and TRANSFORMERS_OFFLINE)
         return f"error: HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set, so the hub is not asked; unset it, {instead}"
-    url, via = urllib.parse.urlsplit(constants.ENDPOINT), ""
-    proxy = urllib.request.getproxies().get(url.scheme)
-    if proxy and url.hostname and not urllib.request.proxy_bypass(url.hostname):
-        url, via = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy), f" through the proxy {proxy}"
+    url = urllib.parse.urlsplit(constants.ENDPOINT)
     try:
-        port = url.port or (443 if url.scheme == "https" else 80)
+        url.port  # a port that is no number raises here
     except ValueError:
-        port = None
-    if not url.hostname or port is None:
+        url = None
+    if not (url and url.hostname):
         return f"error: HF_ENDPOINT {constants.ENDPOINT!r} is no URL (like https://huggingface.co); fix it, {instead}"
-    try:
-        socket.create_connection((url.hostname, port), timeout=5).close()
-    except OSError as e:
-        return (f"error: cannot reach the Hugging Face hub at {constants.ENDPOINT}{via} ({e.strerror or e}); check "
-                f"the network (or HF_ENDPOINT), {instead}")
+    why = hub_problem()
+    if why:
+        return (f"error: cannot reach the Hugging Face hub at {constants.ENDPOINT} ({why}); check the network (or "
+                f"HF_ENDPOINT), {instead}")
     return None
 
 
 def hub_shards():
     """[(name, split)] of the SlimPajama repo in a fixed order, and the function that downloads one shard."""
-    problem = hub_problem()
+    problem = hub_error()
     if problem:
         sys.exit(problem)
     from huggingface_hub import hf_hub_download, list_repo_files

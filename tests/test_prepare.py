@@ -261,7 +261,7 @@ def test_hub_path_lists_and_downloads_shards_in_natural_order(tmp_path, monkeypa
         calls.append(("download", repo_id, repo_type, filename))
         return str(hub / filename)
 
-    monkeypatch.setattr(P, "hub_problem", lambda: None)  # the hub is reachable: these stand in for it
+    monkeypatch.setattr(P, "hub_error", lambda: None)  # the hub is reachable: these stand in for it
     monkeypatch.setattr(huggingface_hub, "list_repo_files", list_repo_files)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
     order = ["train/chunk1/example_train_0.jsonl.zst", "train/chunk1/example_train_2.jsonl.zst",
