@@ -27,6 +27,8 @@ def _attend_split(Q, K, V, Lens, Acc, M, L, qk_scale, log2_base, split_len, T_ma
                   BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                   V_IS_K: tl.constexpr, ROPE: tl.constexpr, PRECISION: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)  # 64-bit offsets: a large cache holds more than 2^31 elements
+    # torch.compile passes Python floats as fp64: in fp32, the loop's m, l and acc keep one type
+    qk_scale, log2_base = tl.cast(qk_scale, tl.float32), tl.cast(log2_base, tl.float32)
     hk, s = tl.program_id(1), tl.program_id(2)
     n_split = tl.num_programs(2)
     g, n, d = tl.arange(0, BLOCK_G), tl.arange(0, BLOCK_N), tl.arange(0, BLOCK_D)

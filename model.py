@@ -225,9 +225,11 @@ class CausalSelfAttention(nn.Module):
         G = self.n_head // self.n_kv_head
         if T == 1 and G > 1:
             # one query per head: the G query heads of a KV head become G queries of one head, so SDPA reads each
-            # KV head once (enable_gqa on CPU reads it once per query head); the [1, L] mask broadcasts over G
+            # KV head once (enable_gqa on CPU reads it once per query head); the [1, L] mask broadcasts over G.
+            # reshape, not view: CUDA's SDPA returns [B, H_kv, G, D] with G and H_kv strided apart
             B, H, _, D = q.shape
-            return F.scaled_dot_product_attention(q.reshape(B, H // G, G, D), k, v, attn_mask=mask).view(B, H, 1, D)
+            y = F.scaled_dot_product_attention(q.reshape(B, H // G, G, D), k, v, attn_mask=mask)
+            return y.reshape(B, H, 1, D)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=G > 1)
 
     def write_cache(self, cache, k, v, pos):

@@ -1,5 +1,6 @@
 """kernel.py under the Triton interpreter: decode_attention vs decode_attention_ref vs SDPA, and the model's
-cached decoding through the kernel vs through SDPA; and both kernels compiled ahead of time for real GPUs."""
+cached decoding through the kernel vs through SDPA; and both kernels compiled ahead of time for real GPUs.
+On a GPU the same tests run the compiled kernels, bfloat16 too: TRITON_INTERPRET=0 python -m pytest tests/test_kernel.py"""
 
 import json
 import os
@@ -16,17 +17,25 @@ import kernel  # noqa: E402
 import model  # noqa: E402
 from kernel import decode_attention, decode_attention_ref  # noqa: E402
 
+# the interpreter runs kernels on CPU tensors (conftest.py sets it); without it they need CUDA tensors
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+DEVICE = "cpu" if INTERPRET else "cuda"
+runs_kernels = pytest.mark.skipif(not INTERPRET and not torch.cuda.is_available(),
+                                  reason="TRITON_INTERPRET=0 and no CUDA device: nothing can run the kernels")
+DTYPES = [torch.float32, torch.float16] + ([] if INTERPRET else [torch.bfloat16])  # the interpreter has no bf16
+
 BLOCK_N, T_MAX = 16, 40
 # a single token, tails short of and past a tile, the full cache, and more than the cache (reads T_MAX)
 LENGTHS = [1, BLOCK_N - 1, BLOCK_N + 1, T_MAX, T_MAX + 7]
-TOL = {torch.float32: dict(atol=1e-5, rtol=1e-5), torch.float16: dict(atol=2e-3, rtol=2e-3)}
+TOL = {torch.float32: dict(atol=1e-5, rtol=1e-5), torch.float16: dict(atol=2e-3, rtol=2e-3),
+       torch.bfloat16: dict(atol=2e-2, rtol=2e-2)}
 
 
 def inputs(H, H_kv, D, dtype, separate_v, B=len(LENGTHS)):
     torch.manual_seed(0)
-    q = torch.randn(B, H, D, dtype=dtype)
-    k = torch.randn(B, H_kv, T_MAX, D, dtype=dtype)
-    v = torch.randn(B, H_kv, T_MAX, D, dtype=dtype) if separate_v else None
+    q = torch.randn(B, H, D, dtype=dtype).to(DEVICE)
+    k = torch.randn(B, H_kv, T_MAX, D, dtype=dtype).to(DEVICE)
+    v = torch.randn(B, H_kv, T_MAX, D, dtype=dtype).to(DEVICE) if separate_v else None
     return q, k, v
 
 
@@ -34,20 +43,21 @@ def sdpa(q, k, v, lengths, scale=None):
     """The same attention through PyTorch's SDPA, float32, one query per sequence."""
     v = k if v is None else v
     T = k.size(2)
-    mask = (torch.arange(T)[None, :] < lengths[:, None])[:, None, None, :]  # [B, 1, 1, T]
+    mask = (torch.arange(T, device=k.device)[None, :] < lengths[:, None])[:, None, None, :]  # [B, 1, 1, T]
     y = F.scaled_dot_product_attention(q.float().unsqueeze(2), k.float(), v.float(), attn_mask=mask,
                                        scale=scale, enable_gqa=True)
     return y.squeeze(2)
 
 
+@runs_kernels
 @pytest.mark.parametrize("separate_v", [False, True], ids=["v=k", "v"])
 @pytest.mark.parametrize("num_splits", [1, 3, 8])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["f32", "f16"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("D", [32, 64])
 @pytest.mark.parametrize("H, H_kv", [(2, 2), (8, 2), (4, 1)], ids=["mha", "gqa4", "mqa"])
 def test_kernel_equals_reference_and_sdpa(H, H_kv, D, dtype, num_splits, separate_v):
     q, k, v = inputs(H, H_kv, D, dtype, separate_v)
-    lengths = torch.tensor(LENGTHS)
+    lengths = torch.tensor(LENGTHS, device=DEVICE)
     out = decode_attention(q, k, v, lengths, num_splits=num_splits, block_n=BLOCK_N)
     ref = decode_attention_ref(q, k, v, lengths)
     expect = sdpa(q, k, v, lengths)
@@ -56,31 +66,33 @@ def test_kernel_equals_reference_and_sdpa(H, H_kv, D, dtype, num_splits, separat
     torch.testing.assert_close(out.float(), expect, **TOL[dtype])
 
 
+@runs_kernels
 @pytest.mark.parametrize("num_splits", [1, 3])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["f32", "f16"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("D", [32, 64])
 @pytest.mark.parametrize("H, H_kv", [(2, 2), (8, 2), (4, 1)], ids=["mha", "gqa4", "mqa"])
 def test_rope_kernel_rotates_z_for_the_scores_only(H, H_kv, D, dtype, num_splits):
     # the cache holds the unrotated z: keys are z rotated to their positions (model.rotate), values z itself
     q, z, _ = inputs(H, H_kv, D, dtype, separate_v=False)
-    lengths = torch.tensor(LENGTHS)
+    lengths = torch.tensor(LENGTHS, device=DEVICE)
     out = decode_attention(q, z, None, lengths, rope_base=100.0, num_splits=num_splits, block_n=BLOCK_N)
-    keys = model.rotate(z.float(), *model.rope_tables(torch.arange(T_MAX), D, 100.0))
+    keys = model.rotate(z.float(), *model.rope_tables(torch.arange(T_MAX, device=DEVICE), D, 100.0))
     ref = decode_attention_ref(q, keys.to(dtype), z, lengths)  # the caller rotates: keys z rotated, values z
     B, G = len(LENGTHS), H // H_kv
-    mask = (torch.arange(T_MAX)[None, :] < lengths[:, None])[:, None, None, :]
+    mask = (torch.arange(T_MAX, device=DEVICE)[None, :] < lengths[:, None])[:, None, None, :]
     expect = F.scaled_dot_product_attention(q.float().view(B, H_kv, G, D), keys, z.float(), attn_mask=mask)
-    torch.testing.assert_close(ref.float(), expect.view(B, H, D), **TOL[dtype])
-    torch.testing.assert_close(out.float(), expect.view(B, H, D), **TOL[dtype])
+    torch.testing.assert_close(ref.float(), expect.reshape(B, H, D), **TOL[dtype])
+    torch.testing.assert_close(out.float(), expect.reshape(B, H, D), **TOL[dtype])
     assert not torch.allclose(out.float(), decode_attention_ref(q, z, None, lengths).float(), **TOL[dtype])
 
 
+@runs_kernels
 def test_defaults_scale_and_strided_q():
     """lengths=None is the whole cache, scale is honoured, and q may be a view like the model's (no copy)."""
     _, k, v = inputs(8, 2, 32, torch.float32, separate_v=True)
-    q = torch.randn(k.size(0), 3, 8, 32).transpose(1, 2)[:, :, 1]  # [B, H, D], strided as the model's q
+    q = torch.randn(k.size(0), 3, 8, 32).to(DEVICE).transpose(1, 2)[:, :, 1]  # [B, H, D], strided as the model's
     assert not q.is_contiguous()
-    full = torch.full((q.size(0),), T_MAX)
+    full = torch.full((q.size(0),), T_MAX, device=DEVICE)
     torch.testing.assert_close(decode_attention(q, k, v, block_n=BLOCK_N), sdpa(q, k, v, full))
     torch.testing.assert_close(decode_attention(q, k, v, scale=0.5, block_n=BLOCK_N), sdpa(q, k, v, full, 0.5))
     torch.testing.assert_close(decode_attention_ref(q, k, v, scale=0.5), sdpa(q, k, v, full, 0.5))
@@ -98,6 +110,7 @@ def test_bad_inputs_name_the_field(args, field):
         decode_attention(*args[:5], **({"rope_base": args[5]} if len(args) > 5 else {}))
 
 
+@runs_kernels
 @pytest.mark.parametrize("proj, n_kv_head, pos_emb", [("qkv", 0, "learned"), ("qk_v", 0, "learned"),
                                                       ("qk_v", 2, "learned"), ("qkv", 1, "learned"),
                                                       ("qk_v", 2, "rope"), ("qkv", 0, "rope")],
@@ -106,8 +119,8 @@ def test_model_greedy_decoding_through_kernel_equals_sdpa(proj, n_kv_head, pos_e
     torch.manual_seed(0)
     cfg = model.GPTConfig(block_size=32, vocab_size=50, n_layer=2, n_head=4, n_embd=64, proj=proj,
                           n_kv_head=n_kv_head, pos_emb=pos_emb)
-    gpt = model.GPT(cfg).eval()
-    prompt = torch.randint(0, cfg.vocab_size, (2, 5))
+    gpt = model.GPT(cfg).to(DEVICE).eval()
+    prompt = torch.randint(0, cfg.vocab_size, (2, 5)).to(DEVICE)
     monkeypatch.setattr(model, "DECODE_KERNEL", False)
     expect = gpt.generate(prompt, 6, temperature=0)
     calls = []
@@ -155,6 +168,8 @@ def aot_compile(arch, dtype):
         ttir = build(kernel._attend_split, types, consts)
         loop = ttir[ttir.index("scf.for"):ttir.index("scf.yield")]
         loads[name] = loop.count("tt.load")
+    # torch.compile's inductor passes Python floats to a user kernel as fp64 (generate(compile=True) on CUDA)
+    build(kernel._attend_split, dict(types, qk_scale="fp64", log2_base="fp64"), consts)
     build(kernel._merge_splits, dict(Out=f"*{dtype}", **f32), dict(D=64, BLOCK_S=16, BLOCK_D=64))
     return loads
 

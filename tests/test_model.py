@@ -123,17 +123,29 @@ def test_softmax_layer_equals_direct_formula(proj, kv, causal):
     torch.testing.assert_close(attn(x), y, atol=1e-5, rtol=1e-5)
 
 
+def sdpa_cuda_layout(q, k, v, **kw):
+    """SDPA's values in the layout CUDA's kernels return them: [B, H, T, D] holding T and H swapped in memory."""
+    return SDPA(q, k, v, **kw).transpose(1, 2).contiguous().transpose(1, 2)
+
+
+SDPA = F.scaled_dot_product_attention
+
+
+@pytest.mark.parametrize("layout", ["cpu", "cuda"], ids=["cpu-layout", "cuda-layout"])
 @pytest.mark.parametrize("pos", [11, torch.tensor([7])], ids=["int-pos", "tensor-pos"])
 @pytest.mark.parametrize("proj,kv", [("qkv", 2), ("qk_v", 2), ("qk_v", 1)])
-def test_one_token_step_folds_gqa_heads_into_queries(proj, kv, pos):
+def test_one_token_step_folds_gqa_heads_into_queries(proj, kv, pos, layout, monkeypatch):
     """A one-token step views q [B, H, 1, D] as [B, H_kv, G, D]: the same as SDPA's enable_gqa on the filled
-    part of the cache (an int pos gets the filled slice; a tensor pos, the whole buffer to mask)."""
+    part of the cache (an int pos gets the filled slice; a tensor pos, the whole buffer to mask), whatever the
+    strides SDPA returns (on an H200, CUDA's layout made the fold's .view fail)."""
     attn = tiny(proj=proj, n_kv_head=kv).transformer.h[0].attn
     D = attn.head_dim
     q, k = torch.randn(3, N_HEAD, 1, D), torch.randn(3, kv, 12, D)
     v = k if proj == "qk_v" else torch.randn(3, kv, 12, D)
     n = int(pos) + 1
     expect = F.scaled_dot_product_attention(q, k[:, :, :n], v[:, :, :n], enable_gqa=True)
+    if layout == "cuda":
+        monkeypatch.setattr(F, "scaled_dot_product_attention", sdpa_cuda_layout)
     got = attn.softmax_attention(q, k, v, pos)
     assert got.shape == (3, N_HEAD, 1, D)
     torch.testing.assert_close(got, expect, atol=1e-6, rtol=1e-5)
