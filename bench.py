@@ -4,7 +4,7 @@ prefill time and memory, decode speed through the model's own cached path (eager
 throughput, on CUDA the Triton decode kernel and a 1.2B optimizer step, and a memory plan per GPU for training
 every run config under DDP and FSDP (arithmetic on the meta device).
 $ OMP_NUM_THREADS=1 python bench.py --out=assets      # CPU: every section that runs on CPU, minutes
-$ python bench.py --device=cuda --out=assets/gpu      # GPU: every section, sized for 8 min on an H200
+$ python bench.py --device=cuda --out=assets/gpu      # GPU: every section, 200 s on an H200
 Each section prints a table and writes CSV (and PNG) under --out (default out-bench/). Only a run of every section,
 not --quick, may write into assets/, which holds the tracked results. Timings are medians over repeats, taken round
 robin over the variants, so compare variants within one run, never across machines. On a CPU shared with other
@@ -605,8 +605,8 @@ def device_name(device):
     return f"CPU ({platform.machine()}, torch threads: {torch.get_num_threads()})"
 
 
-# decode runs last: it is the longest, and on CUDA its compiled step (torch.compile around the Triton kernel) has
-# never run, so a failure there cannot cost the other tables
+# decode runs last: it is the longest, and its compiled step through the Triton kernel is the part a new torch or
+# triton is likeliest to break (it did once on an H200), so a failure there cannot cost the other tables
 BENCHES = {"cache": bench_cache, "memory": bench_memory, "kernel": bench_kernel, "prefill": bench_prefill, "train": bench_train,
            "step": bench_step, "decode": bench_decode}
 
