@@ -229,6 +229,18 @@ if total_tokens:
         sys.exit(f"total_tokens={total_tokens:,} is less than one iteration ({tokens_per_iter:,} tokens); raise it, "
                  f"or set --total_tokens=0 and --max_iters.")
 lr_decay_iters = lr_decay_iters or max_iters
+# a schedule that contradicts itself is refused (a run that ends inside its warmup is only a short run, and allowed)
+if decay_lr and min_lr > learning_rate:
+    sys.exit(f"min_lr ({min_lr:g}) is above learning_rate ({learning_rate:g}), so the cosine would raise the rate as "
+             f"it decays; set --min_lr at most --learning_rate, or --decay_lr=False for a constant rate.")
+if decay_lr and 0 < config["lr_decay_iters"] < warmup_iters:
+    sys.exit(f"lr_decay_iters ({config['lr_decay_iters']}) ends the cosine before warmup_iters ({warmup_iters}) ends "
+             f"the warmup, so the rate would jump from the warmup to min_lr; set --lr_decay_iters above "
+             f"--warmup_iters (or 0: max_iters).")
+if not gptconf.causal:
+    sys.exit("causal=False lets every position see the token it is trained to predict, so the loss falls to nothing "
+             "and the model cannot generate; train.py trains language models: set --causal=True (bidirectional "
+             "models are trained by experiments/synthetic.py).")
 
 
 def changed_settings(saved):
@@ -258,6 +270,11 @@ if ckpt:
     if init_from != "resume":
         sys.exit(f"{ckpt_path} holds this run, stopped at iteration {done} of {max_iters}; continue it with "
                  f"--init_from=resume.")
+    # going on under other training settings is allowed, and said (a longer run is the usual reason: not said)
+    notable = [c for c in changed if not c.startswith(("max_iters=", "total_tokens="))]
+    if init_from == "resume" and master and notable:
+        print(f"resuming {ckpt_path} with settings other than its run's: {', '.join(notable)}; its weights and "
+              f"optimizer state go on under these.")
 iter_num = ckpt["iter_num"] if ckpt else 0  # where training stands
 saved_iter = ckpt["iter_num"] if ckpt else None  # where the checkpoint in out_dir stands (None: none yet)
 saving = False  # a save is under way: Ctrl-C may land before or after its rename, so the file says which
@@ -373,8 +390,12 @@ def get_batch(split, *key):
         ix = np.random.default_rng([seed, *key]).integers(0, len(data) - block_size, size=batch_size)
     else:
         ix = (key[0] * batch_size + np.arange(batch_size)) * block_size % (len(data) - block_size)
-    x = torch.from_numpy(np.stack([data[i:i + block_size] for i in ix]).astype(np.int64))
-    y = torch.from_numpy(np.stack([data[i + 1:i + 1 + block_size] for i in ix]).astype(np.int64))
+    w = np.stack([data[i:i + block_size + 1] for i in ix]).astype(np.int64)  # inputs and their next tokens
+    if w.max() >= meta["vocab_size"]:  # the bins changed since they were checked on open (meta.json records a max)
+        sys.exit(f"{data_dir}/{split}.bin holds token id {w.max()}, at or above vocab_size {meta['vocab_size']} of "
+                 f"its meta.json: the bins are not that tokenizer's ids (the embedding would fail on them); prepare "
+                 f"{data_dir} again with prepare_slimpajama.py.")
+    x, y = (torch.from_numpy(np.ascontiguousarray(a)) for a in (w[:, :-1], w[:, 1:]))
     if device_type == "cuda":
         return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
     return x.to(device), y.to(device)

@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import asdict
 
+import numpy as np
 import pytest
 import torch
 
@@ -225,6 +226,47 @@ def test_a_finished_run_asked_with_other_settings_is_refused(finished, data_dir,
                   f"learning_rate=0.02 (checkpoint: 0.01); continue it with --init_from=resume, or train this run " \
                   f"into another --out_dir."
     assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("args, error", [
+    (["--min_lr=0.5"], r"^min_lr \(0\.5\) is above learning_rate \(0\.01\), so the cosine would raise the rate"),
+    (["--warmup_iters=20", "--lr_decay_iters=10"], r"^lr_decay_iters \(10\) ends the cosine before warmup_iters \(20\)"),
+    (["--causal=False"], r"^causal=False lets every position see the token it is trained to predict"),
+])
+def test_a_schedule_or_model_that_trains_wrong_is_refused_before_any_work(args, error, tmp_path, data_dir,
+                                                                          monkeypatch):
+    # each trained to the end with exit 0: a rising cosine, a jump from warmup to min_lr, a model that sees its target
+    assert re.search(error, refusal(monkeypatch, tmp_path, ["--max_iters=30", *args], data_dir))
+
+
+def test_a_run_that_ends_inside_its_warmup_is_only_short(tmp_path, data_dir):
+    r = train(data_dir, tmp_path / "out", "--max_iters=2", "--warmup_iters=50", "--decay_lr=True")
+    assert (tmp_path / "out" / "ckpt.pt").exists() and r.stderr == ""
+
+
+def test_resume_under_other_training_settings_says_what_changed(finished, data_dir, tmp_path):
+    out = shutil.copytree(finished, tmp_path / "run")
+    r = train(data_dir, out, "--init_from=resume", "--max_iters=4", "--learning_rate=0.02", "--seed=7")
+    assert r.stdout.splitlines()[0] == f"resuming {out / 'ckpt.pt'} with settings other than its run's: seed=7 " \
+        f"(checkpoint: 1337), learning_rate=0.02 (checkpoint: 0.01); its weights and optimizer state go on under these."
+    r = train(data_dir, out, "--init_from=resume", "--max_iters=6", "--learning_rate=0.02", "--seed=7")
+    assert "resuming" not in r.stdout  # the checkpoint now holds these settings; a longer run is not worth a line
+
+
+def test_a_token_beyond_the_vocabulary_in_a_batch_is_one_sentence(tmp_path, data_dir):
+    # meta.json records the largest id, so the open check trusts it: a bin edited since then failed in the embedding
+    data = shutil.copytree(data_dir, tmp_path / "data")
+    tokens = np.fromfile(data / "train.bin", dtype=np.uint16)
+    tokens[::50] = 300  # every window holds one
+    tokens.tofile(data / "train.bin")
+    meta = json.loads((data / "meta.json").read_text())
+    meta["train_max_token"] = 16
+    (data / "meta.json").write_text(json.dumps(meta))
+    r = train(data, tmp_path / "out", "--max_iters=2", check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == f"{data}/train.bin holds token id 300, at or above vocab_size 256 of its meta.json: " \
+        f"the bins are not that tokenizer's ids (the embedding would fail on them); prepare {data} again with " \
+        f"prepare_slimpajama.py."
 
 
 def test_a_run_without_iterations_leaves_a_checkpoint(tmp_path, data_dir):
