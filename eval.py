@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from checkpoint import atomic_write, guard_assets
 from configurator import number
 from convert import hub_reachable
-from sample import DTYPES, EOT, add_model_args, check_device, get_tokenizer, load_model
+from sample import DTYPES, EOT, add_model_args, check_conversion_args, check_device, get_tokenizer, load_model
 
 try:
     from lm_eval import simple_evaluate
@@ -104,7 +104,8 @@ class CheckpointLM(LM):
             until = kw.get("until") or []
             until = ([until] if isinstance(until, str) else list(until)) + [EOT]
             n_new = min(kw.get("max_gen_toks", 256), bs - 1)
-            ids = (self.encode(context) or [self.eot])[-(bs - n_new):]  # prompt and new tokens must fit the cache
+            # the prompt and every new token but the last (never fed back) must fit the cache
+            ids = (self.encode(context) or [self.eot])[-(bs - n_new + 1):]
             with self.ctx:
                 y = self.model.generate(torch.tensor([ids], device=self._device), n_new, temperature=0)
             text = self.decode(y[0, len(ids):].tolist())
@@ -219,6 +220,7 @@ def parse_args(argv=None):
     p = get_parser()
     args = p.parse_args(argv)
     check_device(p, args.device)
+    check_conversion_args(p, args)
     return args
 
 

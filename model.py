@@ -120,6 +120,11 @@ def pos_conv_features(L, n, K, device):
     return torch.stack([a.sin(), a.cos()], dim=-1)
 
 
+def cache_length(prompt, new_tokens):
+    """Positions generate's cache holds: the prompt and every new token but the last, which is never fed back."""
+    return prompt + max(new_tokens - 1, 0)
+
+
 def rope_tables(positions, head_dim, base):
     """[L] positions -> cos, sin [L, head_dim] of the rotate-half convention (GPT-NeoX, Llama): dimension i and
     i + head_dim/2 form a pair rotated by angle p base^(-2i/head_dim)."""
@@ -407,24 +412,26 @@ class GPT(nn.Module):
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, use_cache=True, compile=False):
         """Append max_new_tokens to idx [B, T]. temperature=0 is greedy. With the cache: one prefill, then one
-        token per step; prompt + new tokens must fit block_size. Without: full forward, context cropped.
+        token per step; the prompt and every new token but the last (which is never fed back) must fit
+        block_size. Without: full forward, context cropped to the last block_size tokens, the prompt's too.
         compile=True runs the one-token steps through torch.compile: the position is a tensor (see Cache), so
         one graph serves every step; the prefill stays eager."""
         B, T = idx.shape
         bs = self.config.block_size
-        if T > bs:
-            raise ValueError(f"prompt of {T} tokens is longer than block_size ({bs}); shorten the prompt.")
         if compile and (not use_cache or self.config.pos_conv):
             raise ValueError("compile=True needs use_cache=True and pos_conv=0: it compiles the cached one-token "
                              "step, and (X)+'s bias is built for an int position.")
         cache = None
         if use_cache:
-            if T + max_new_tokens > bs:
-                raise ValueError(f"prompt ({T}) + max_new_tokens ({max_new_tokens}) exceeds block_size ({bs}); "
+            if T > bs:
+                raise ValueError(f"prompt of {T} tokens is longer than block_size ({bs}); shorten the prompt or "
+                                 f"pass use_cache=False to crop it.")
+            if T + max_new_tokens - 1 > bs:
+                raise ValueError(f"prompt ({T}) + max_new_tokens ({max_new_tokens}) - 1 exceeds block_size ({bs}); "
                                  f"ask for fewer tokens or pass use_cache=False to crop the context.")
             dev = idx.device.type
             dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else self.lm_head.weight.dtype
-            cache = self.new_cache(B, T + max_new_tokens, dtype, idx.device)
+            cache = self.new_cache(B, cache_length(T, max_new_tokens), dtype, idx.device)
         step, inp = self, idx
         for _ in range(max_new_tokens):
             logits, _ = step(inp if cache is not None else idx[:, -bs:], cache=cache)

@@ -22,9 +22,10 @@ import torch
 from checkpoint import load_checkpoint, read_json, tokens
 from configurator import number
 from convert import GPT2_SIZES, TIE_METHODS, check_conversion, convert_state_dict, gpt2_config, load_gpt2
-from model import GPT, SOURCES, GPTConfig
+from model import GPT, SOURCES, GPTConfig, cache_length
 
 EOT = "<|endoftext|>"
+CALIB_TOKENS = 8192  # --calib_tokens by default: a few blocks of the usual contexts
 GPT2_META = {"tokenizer": "r50k_base", "vocab_size": 50257, "eot_token": 50256}
 V_TWIN = {"qkv": "qk_v", "qk_v": "qkv", "q_kv": "q_k_v", "q_k_v": "q_kv"}  # the same projections with V = K toggled
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -53,13 +54,13 @@ def add_model_args(p):
     p.add_argument("--proj", default=None, choices=list(SOURCES), help="convert the weights to this variant first")
     p.add_argument("--n_kv_head", type=number(int, ">= 0"), default=None,
                    help="convert to this many key/value heads (GQA/MQA; 0 = n_head), a divisor of n_head; None: keep")
-    p.add_argument("--convert_method", default="lstsq", choices=TIE_METHODS,
-                   help="how V is tied to K (untying is exact whatever the method)")
+    p.add_argument("--convert_method", default=None, choices=TIE_METHODS,
+                   help="how V is tied to K, with --proj; None: lstsq (untying is exact whatever the method)")
     p.add_argument("--calib", type=text, default=None,
                    help='text that lstsq and split fit on, or "FILE:path"; None: the checkpoint\'s own validation '
                         'tokens when its data_dir still holds them')
-    p.add_argument("--calib_tokens", type=number(int, ">= 1"), default=8192,
-                   help="calibration tokens, at least one block (block_size)")
+    p.add_argument("--calib_tokens", type=number(int, ">= 1"), default=None,
+                   help=f"calibration tokens, at least one block (block_size); None: {CALIB_TOKENS}")
 
 
 def get_parser():
@@ -70,7 +71,7 @@ def get_parser():
                    'an empty prompt starts a new document (default: %(default)r)')
     p.add_argument("--num_samples", type=number(int, ">= 1"), default=3, help="samples drawn, one after another")
     p.add_argument("--max_new_tokens", type=number(int, ">= 1"), default=None,
-                   help="None: fill the model's context (block_size minus the prompt)")
+                   help="None: fill the model's context (block_size - prompt + 1: the last token is never fed back)")
     p.add_argument("--temperature", type=number(float, ">= 0"), default=0.8,
                    help=f"0 is greedy, and so is anything below {MIN_TEMPERATURE}")
     p.add_argument("--top_k", type=number(int, ">= 1"), default=200, help="sample among the k likeliest tokens")
@@ -103,7 +104,20 @@ def parse_args(argv=None):
     p = get_parser()
     args = p.parse_args(argv)
     check_device(p, args.device)
+    check_conversion_args(p, args)
     return args
+
+
+def check_conversion_args(p, args):
+    """How to convert means nothing without a conversion: refused, not ignored; then the defaults filled in."""
+    if args.proj is None and args.n_kv_head is None:
+        given = [f"--{k}" for k in ("convert_method", "calib", "calib_tokens") if getattr(args, k) is not None]
+        if given:
+            one = len(given) == 1
+            p.error(f"{' and '.join(given)} {'says' if one else 'say'} how weights are converted, and nothing is "
+                    f"converted without --proj or --n_kv_head; add one of those, or drop {'it' if one else 'them'}.")
+    args.convert_method = args.convert_method or "lstsq"
+    args.calib_tokens = args.calib_tokens or CALIB_TOKENS
 
 
 def read_text(arg, flag):
@@ -294,20 +308,22 @@ def main(argv=None):
     encode, decode = get_tokenizer(meta)
     ids = encode(read_text(args.start, "--start")) or [meta["eot_token"]]
     bs = model.config.block_size
-    if len(ids) > bs:
+    if args.use_cache and len(ids) > bs:
         raise SystemExit(f"the prompt is {len(ids)} tokens, longer than the model's context (block_size {bs}); "
-                         f"shorten --start.")
-    n_new = bs - len(ids) if args.max_new_tokens is None else args.max_new_tokens
-    if args.use_cache and len(ids) + n_new > bs:
-        raise SystemExit(f"prompt ({len(ids)} tokens) + --max_new_tokens ({n_new}) exceeds the model's context "
-                         f"(block_size {bs}); lower --max_new_tokens or pass --use_cache=False to crop the context.")
+                         f"shorten --start, or pass --use_cache=False to keep its last {bs} tokens.")
+    # the last new token is never fed back, so prompt + new tokens - 1 positions fill the context
+    n_new = max(bs - len(ids) + 1, 1) if args.max_new_tokens is None else args.max_new_tokens
+    if args.use_cache and cache_length(len(ids), n_new) > bs:
+        raise SystemExit(f"prompt ({len(ids)} tokens) + --max_new_tokens ({n_new}) - 1 exceeds the model's context "
+                         f"(block_size {bs}); lower --max_new_tokens to {bs - len(ids) + 1} or pass --use_cache=False "
+                         f"to crop the context.")
     if args.compile and (not args.use_cache or model.config.pos_conv):
         raise SystemExit("--compile=True compiles the cached one-token step: it needs --use_cache=True and a "
                          "checkpoint without pos_conv.")
     # generate builds its cache in the autocast dtype, or the weights' dtype (float32) without autocast
     ctx = nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype)
     temperature = args.temperature if args.temperature >= MIN_TEMPERATURE else 0
-    report = cache_report(model, len(ids) + n_new, dtype) if args.use_cache else \
+    report = cache_report(model, cache_length(len(ids), n_new), dtype) if args.use_cache else \
         "no kv cache (--use_cache=False): every step runs the whole context again"
     x = torch.tensor(ids, dtype=torch.long, device=device)[None, :]  # [1, T]
     with ctx:

@@ -201,6 +201,13 @@ def test_sampled_generation_is_reproducible_and_cropped_without_cache():
     assert torch.equal(a, b) and a.shape == (2, 14)
     long = model.generate(prompt, BLOCK + 5, temperature=0, use_cache=False)  # beyond block_size: cropped
     assert long.shape == (2, 4 + BLOCK + 5)
+    # the cache holds the prompt and every new token but the last: BLOCK - 4 + 1 new tokens fill it exactly
+    full = model.generate(prompt, BLOCK - 3, temperature=0)
+    assert torch.equal(full, model.generate(prompt, BLOCK - 3, temperature=0, use_cache=False))
+    # without the cache a prompt longer than the context is cropped too: its last BLOCK tokens decide
+    longer = torch.randint(0, VOCAB, (2, BLOCK + 6))
+    assert torch.equal(model.generate(longer, 3, temperature=0, use_cache=False)[:, -3:],
+                       model.generate(longer[:, -BLOCK:], 3, temperature=0, use_cache=False)[:, -3:])
 
 
 def test_cached_generation_never_builds_prompt_logits():
@@ -459,9 +466,9 @@ def test_invalid_configs_name_the_field(kw, field):
 def test_invalid_requests_name_the_field():
     model = tiny(proj="qk_v")
     with pytest.raises(ValueError, match="max_new_tokens"):
-        model.generate(torch.zeros(1, 20, dtype=torch.long), BLOCK - 19)
+        model.generate(torch.zeros(1, 20, dtype=torch.long), BLOCK - 18)
     with pytest.raises(ValueError, match="block_size"):
-        model.generate(torch.zeros(1, BLOCK + 1, dtype=torch.long), 1, use_cache=False)
+        model.generate(torch.zeros(1, BLOCK + 1, dtype=torch.long), 1)
     with pytest.raises(ValueError, match="max_len"):
         model.new_cache(1, BLOCK + 1)
     with pytest.raises(ValueError, match="block_size"):

@@ -63,7 +63,7 @@ def test_bytes_sample_reports_the_cache_generate_built(tmp_path, capsys, monkeyp
         return built[-1]
     monkeypatch.setattr(GPT, "new_cache", spy)
     out = run(capsys, tmp_path, "--start=hi", "--max_new_tokens=62", "--num_samples=2", f"--dtype={dtype}")
-    n_tokens = 2 + 62
+    n_tokens = 2 + 62 - 1  # the last new token is never fed back
     itemsize = getattr(torch, dtype).itemsize  # generate caches in the autocast dtype
     k_bytes = cfg.n_layer * cfg.n_head * (cfg.n_embd // cfg.n_head) * n_tokens * itemsize  # K only
     real = [c.nbytes for c in built if next(iter(c.layers[0].values())).device.type == "cpu"]
@@ -130,13 +130,43 @@ def test_clear_errors_and_checkpoint_untouched(tmp_path, capsys):
     ckpt = (tmp_path / "long" / "ckpt.pt").read_bytes()
     with pytest.raises(SystemExit, match=f"the prompt is {bs + 1} tokens, longer than the model's context"):
         run(capsys, tmp_path / "long", "--start=" + "x" * (bs + 1))
-    with pytest.raises(SystemExit, match="exceeds the model's context"):
-        run(capsys, tmp_path / "long", "--start=xy", f"--max_new_tokens={bs - 1}")
+    with pytest.raises(SystemExit, match=rf"prompt \(2 tokens\) \+ --max_new_tokens \({bs}\) - 1 exceeds the model's "
+                                         rf"context \(block_size {bs}\); lower --max_new_tokens to {bs - 1} or"):
+        run(capsys, tmp_path / "long", "--start=xy", f"--max_new_tokens={bs}")
     assert (tmp_path / "long" / "ckpt.pt").read_bytes() == ckpt
     make_ckpt(tmp_path / "bidi", BYTES_META, causal=False)  # was cached decoding's ValueError
     with pytest.raises(SystemExit, match=r"holds a bidirectional model \(causal=False\), which cannot generate or "
                                          r"score text left to right; use a causal checkpoint\.$"):
         run(capsys, tmp_path / "bidi")
+
+
+def test_the_context_is_filled_to_the_last_position_and_a_long_prompt_crops_without_the_cache(tmp_path, capsys):
+    # a 1-token prompt and block_size new tokens need block_size positions (the last token is never fed back):
+    # refused before; and a prompt longer than the context was refused even with --use_cache=False, which crops
+    bs = make_ckpt(tmp_path, BYTES_META).block_size
+    full = run(capsys, tmp_path, "--start=x", f"--max_new_tokens={bs}", "--num_samples=1")
+    assert f"allocated for 1 x {bs} tokens" in full
+    default = run(capsys, tmp_path, "--start=x", "--num_samples=1")  # None: fill the context
+    text = lambda out: [line for line in out.splitlines() if "tokens/s" not in line]  # noqa: E731
+    assert text(default) == text(full)
+    long = "ab" * bs
+    out = run(capsys, tmp_path, f"--start={long}", "--use_cache=False", "--max_new_tokens=5", "--num_samples=1")
+    cropped = run(capsys, tmp_path, f"--start={long[-bs:]}", "--use_cache=False", "--max_new_tokens=5",
+                  "--num_samples=1")
+    assert out.split("\n")[0][-5:] == cropped.split("\n")[0][-5:]  # the same 5 new bytes: the last bs tokens decide
+    assert out.startswith(long)
+
+
+@pytest.mark.parametrize("args", [["--calib=some text"], ["--convert_method=k"], ["--calib_tokens=64"]])
+def test_conversion_settings_without_a_conversion_are_refused(args, tmp_path, capsys):
+    # they were ignored: --calib=FILE:x without --proj sampled from the unconverted model with exit 0
+    make_ckpt(tmp_path, BYTES_META)
+    with pytest.raises(SystemExit) as e:
+        run(capsys, tmp_path, *args)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.endswith(f" error: {args[0].split('=')[0]} says how weights are converted, and nothing is " \
+                  f"converted without --proj or --n_kv_head; add one of those, or drop it.")
 
 
 def test_converted_on_load_samples_through_the_k_only_cache(tmp_path, capsys):
