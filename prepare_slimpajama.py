@@ -17,6 +17,7 @@ command truncates the bins to the committed lengths, continues, and ends byte-id
 """
 
 import argparse
+import fcntl
 import glob
 import hashlib
 import json
@@ -453,6 +454,19 @@ def read_json(path):
                  f"{os.path.dirname(path)} and start over, or use another --out_dir")
 
 
+def hold_lock(out_dir):
+    """Hold out_dir/prepare.lock while this run writes there: two runs appending to the same bins would interleave
+    their tokens. The kernel drops the lock when the process ends, however it ends."""
+    f = open(os.path.join(out_dir, "prepare.lock"), "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        sys.exit(f"error: {out_dir} is being written by another prepare_slimpajama.py run; wait for it to end or "
+                 f"use another --out_dir")
+    return f  # closed, and so released, when the run's `with` ends
+
+
 def start_state(out_dir, settings):
     """The committed progress to continue from, a fresh one, or None when out_dir already holds this dataset."""
     meta_path, state_path = os.path.join(out_dir, "meta.json"), os.path.join(out_dir, "progress.json")
@@ -502,6 +516,12 @@ def prepare(args, log=print):
                 "val_tokens": args.val_tokens, "val_fraction": args.val_fraction, "shards": len(shards),
                 "shards_sha1": hashlib.sha1(json.dumps(fingerprint).encode()).hexdigest()}
     writable_dir(args.out_dir, "choose another --out_dir")
+    with hold_lock(args.out_dir):
+        return write_dataset(args, settings, tok, shards, fetch, source, log)
+
+
+def write_dataset(args, settings, tok, shards, fetch, source, log):
+    """The bins and meta.json of args.out_dir, resumed from its progress.json when a run was cut short."""
     st = start_state(args.out_dir, settings)
     meta_path = os.path.join(args.out_dir, "meta.json")
     if st is None:

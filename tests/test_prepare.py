@@ -322,3 +322,24 @@ def test_never_overwrites_other_data(tmp_path, capsys):
     with pytest.raises(SystemExit):
         P.main(["--input", src, "--val_input", src, "--val_fraction=0.1"])
     assert "--val_fraction splits --input alone" in capsys.readouterr().err
+
+
+def test_a_second_run_into_the_same_out_dir_waits_its_turn(tmp_path):
+    # two runs appending to one folder's bins interleaved their tokens; a killed run leaves no lock behind
+    src = write_jsonl(tmp_path / "a.jsonl", DOCS)
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); "
+                               "fcntl.flock(f, fcntl.LOCK_EX); print(flush=True); time.sleep(60)",
+                               str(out / "prepare.lock")], stdout=subprocess.PIPE)
+    try:
+        holder.stdout.readline()  # the lock is held
+        with pytest.raises(SystemExit) as e:
+            prepare(out, "--tokenizer=bytes", "--input", src, "--val_fraction=0")
+        assert str(e.value) == f"error: {out} is being written by another prepare_slimpajama.py run; wait for it " \
+                               f"to end or use another --out_dir"
+        assert sorted(os.listdir(out)) == ["prepare.lock"]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert prepare(out, "--tokenizer=bytes", "--input", src, "--val_fraction=0")["train_documents"] == len(DOCS)
