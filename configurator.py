@@ -25,7 +25,8 @@ def check(key, value, defaults, where):
     """The value to store for key, or SystemExit when the key is unknown or the type differs from the default's."""
     if key not in defaults:
         near = difflib.get_close_matches(key, defaults, n=3, cutoff=0.0)
-        raise SystemExit(f"unknown config key {key!r} in {where}; nearest valid keys: {', '.join(near)}.")
+        helper = "" if where.startswith("--") else " (a config file's own helper names start with _)"
+        raise SystemExit(f"unknown config key {key!r} in {where}; nearest valid keys: {', '.join(near)}{helper}.")
     want = type(defaults[key])
     if want is float and type(value) is int:  # --learning_rate=1 means 1.0
         return float(value) if abs(value) < 2**63 else value  # too large for a float: the range check says so

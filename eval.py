@@ -237,14 +237,16 @@ def main(argv=None):
         text = read_text_file(args.text)
     else:
         tm, tasks = load_tasks(args)
-    out = args.out or os.path.join(args.out_dir, "eval")
+    # --out_dir may name the checkpoint file itself (load_model takes either): the results go beside it
+    run_dir = os.path.dirname(args.out_dir) if os.path.isfile(args.out_dir) else args.out_dir
+    out = args.out or os.path.join(run_dir, "eval")
     guard_assets(out, False, None)
-    try:  # before the evaluation, which can take hours: an --out that cannot take the results fails now
+    model, meta = load_model(args, device)  # out_dir's checkpoint or GPT-2, converted if --proj/--n_kv_head say so
+    try:  # after the checkpoint (a missing one makes no folder), before the evaluation, which can take hours
         os.makedirs(out, exist_ok=True)
         tempfile.TemporaryFile(dir=out).close()
     except OSError as err:
         raise SystemExit(f"--out {out!r} is not a writable directory ({err.strerror}); choose another --out.")
-    model, meta = load_model(args, device)  # out_dir's checkpoint or GPT-2, converted if --proj/--n_kv_head say so
     lm = CheckpointLM(model, meta, args.batch_size, dtype)
     t0 = time.time()
     if args.text is not None:

@@ -62,7 +62,18 @@ def test_unknown_key_lists_the_nearest_valid_keys():
     with pytest.raises(SystemExit) as e:
         configure(DEFAULTS, ["--lerning_rate=1e-3"])
     msg = str(e.value)
-    assert "lerning_rate" in msg and "nearest valid keys: learning_rate" in msg
+    assert "lerning_rate" in msg and "nearest valid keys: learning_rate" in msg and "helper" not in msg
+
+
+def test_an_unknown_name_in_a_config_file_says_how_to_keep_a_helper(tmp_path):
+    # a config file computing with a variable of its own was refused without saying that _name is how
+    path = tmp_path / "run.py"
+    path.write_text("steps = 100\nmax_iters = steps * 6\n")
+    with pytest.raises(SystemExit, match=r"unknown config key 'steps' in .*run\.py; nearest valid keys: .* \(a config "
+                                         r"file's own helper names start with _\)\.$"):
+        configure(DEFAULTS, [str(path)])
+    path.write_text("_steps = 100\nmax_iters = _steps * 6\n")
+    assert configure(DEFAULTS, [str(path)])[0]["max_iters"] == 600
 
 
 def test_missing_value_and_missing_file():

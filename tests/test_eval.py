@@ -282,3 +282,15 @@ def test_bad_text_and_settings_are_one_line_before_any_work(tmp_path, capsys):
         assert e.value.code == 2
         assert capsys.readouterr().err.splitlines()[-1].split(": error: ")[1] == want
     assert not (tmp_path / "eval").exists()
+
+
+def test_a_missing_checkpoint_makes_no_folder_and_a_checkpoint_path_puts_results_beside_it(tmp_path):
+    # eval made out_dir/eval before finding there was no checkpoint; and --out_dir=run/ckpt.pt (which sample.py
+    # takes) failed with advice on --out, a flag that was not given
+    (tmp_path / "text.txt").write_text("To be, or not to be.\n")
+    with pytest.raises(SystemExit, match="no checkpoint at"):
+        ev.main([f"--out_dir={tmp_path / 'none'}", f"--text={tmp_path / 'text.txt'}", "--device=cpu"])
+    assert not (tmp_path / "none").exists()
+    make_ckpt(tmp_path / "run", BYTES_META)
+    ev.main([f"--out_dir={tmp_path / 'run' / 'ckpt.pt'}", f"--text={tmp_path / 'text.txt'}", "--device=cpu"])
+    assert (tmp_path / "run" / "eval" / "results.json").exists()
