@@ -32,6 +32,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from configurator import cli
 from checkpoint import atomic_write, guard_assets, writable_dir
 from model import GPT, SOURCES, GPTConfig
 from sample import check_device
@@ -647,4 +648,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "each section that finished wrote its files.")

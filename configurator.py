@@ -18,6 +18,7 @@ import math
 import os
 import re
 import traceback
+import sys
 import types
 
 
@@ -223,3 +224,15 @@ def once(items):
     if twice is not None:
         raise argparse.ArgumentTypeError(f"{twice} is listed twice; give each once.")
     return items
+
+
+def cli(main, after):
+    """Run main() as a command: Ctrl-C stops it with one line saying what is left (after), and exit status 130 as
+    a shell gives, instead of a traceback. Every file the scripts write is written whole (checkpoint.atomic_write),
+    so what a stopped run leaves is what finished before it."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.stdout.flush()
+        print(f"stopped by Ctrl-C; {after}", file=sys.stderr)
+        raise SystemExit(130) from None

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from checkpoint import atomic_write, guard_assets
-from configurator import number
+from configurator import cli, number
 from convert import hub_reachable
 from sample import DTYPES, EOT, add_model_args, check_conversion_args, check_device, get_tokenizer, load_model
 
@@ -268,4 +268,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "no results were written (they are written at the end).")

@@ -37,7 +37,7 @@ import tiktoken
 import zstandard
 
 from checkpoint import atomic_write, guard_assets, largest_token, writable_dir
-from configurator import number
+from configurator import cli, number
 from convert import hub_problem
 
 HUB_REPO = "cerebras/SlimPajama-627B"
@@ -665,4 +665,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "what was committed stays: run the same command to resume.")

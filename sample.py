@@ -20,7 +20,7 @@ import tiktoken
 import torch
 
 from checkpoint import load_checkpoint, read_json, tokens
-from configurator import number
+from configurator import cli, number
 from convert import GPT2_SIZES, TIE_METHODS, check_conversion, convert_state_dict, gpt2_config, load_gpt2
 from model import GPT, SOURCES, GPTConfig, cache_length
 
@@ -342,4 +342,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "nothing was written.")

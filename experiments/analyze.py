@@ -35,7 +35,7 @@ import tempfile
 import torch
 
 from checkpoint import atomic_write, guard_assets, load_checkpoint, tokens
-from configurator import number
+from configurator import cli, number
 from convert import affine_fit
 from model import GPT, GPTConfig
 
@@ -341,4 +341,4 @@ def main(argv=None):
         print(f"\nwrote {', '.join(paths)}")
 
 if __name__ == "__main__":
-    main()
+    cli(main, "nothing was written.")

@@ -26,6 +26,7 @@ import time
 
 import torch
 
+from configurator import cli
 from checkpoint import atomic_write, load_checkpoint, open_data, writable_dir
 from model import GPT, GPTConfig
 
@@ -205,4 +206,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "every finished run is kept: run the same command to go on.")

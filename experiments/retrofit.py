@@ -33,6 +33,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
+from configurator import cli
 from checkpoint import atomic_write, load_checkpoint, open_data, tokens, writable_dir
 from convert import convert_state_dict
 from model import GPT, GPTConfig
@@ -440,4 +441,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "every finished run is kept: run the same command to go on.")

@@ -29,6 +29,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from configurator import cli
 from checkpoint import atomic_write, load_checkpoint, open_data, tokens, writable_dir
 from model import GPT, GPTConfig
 
@@ -205,4 +206,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "every finished run is kept: run the same command to go on.")

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from checkpoint import atomic_write, guard_assets, load_checkpoint, open_data, tokens, writable_dir
-from configurator import number
+from configurator import cli, number
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
 
@@ -474,4 +474,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "every finished run's row is kept: run the same command to go on.")

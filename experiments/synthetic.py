@@ -29,6 +29,7 @@ import io
 import json
 import math
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -39,7 +40,7 @@ from multiprocessing import get_context
 import torch
 
 from checkpoint import atomic_write, in_assets
-from configurator import number, numbers, once
+from configurator import cli, number, numbers, once
 from model import GPT, GPTConfig
 
 TASKS = {
@@ -267,7 +268,9 @@ def main(argv=None):
     done = sum(os.path.exists(cache_file(j)) for j in jobs)
     t0, cpu0 = time.time(), time.process_time()
     rows, final = [], {}
-    pool = get_context("spawn").Pool(args.workers) if args.workers > 1 else None
+    # workers ignore Ctrl-C, which a terminal sends to them too: the parent stops them and says so, once
+    pool = get_context("spawn").Pool(args.workers, signal.signal, (signal.SIGINT, signal.SIG_IGN)) \
+        if args.workers > 1 else None
     try:
         results = pool.imap(cached_run, jobs) if pool else map(cached_run, jobs)
         for (arm, t, n, s, layers, m, seed, _), curve in zip(jobs, results):
@@ -295,4 +298,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "every finished run is kept in --cache: run the same command to go on.")

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from configurator import configure, describe
+from configurator import cli, configure, describe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULTS = {"learning_rate": 6e-4, "min_lr": 6e-5, "max_iters": 100, "compile": False, "out_dir": "out",
@@ -166,3 +166,26 @@ def test_a_config_file_saved_with_a_byte_order_mark_runs(tmp_path):
     run = tmp_path / "run.py"
     run.write_bytes(b"\xef\xbb\xbfmax_iters = 5\n")
     assert configure(DEFAULTS, [str(run)])[0]["max_iters"] == 5
+
+
+def test_ctrl_c_in_a_command_is_one_line_and_status_130(capsys):
+    def main():
+        print("working", end="")
+        raise KeyboardInterrupt
+    with pytest.raises(SystemExit) as e:
+        cli(main, "nothing was written.")
+    assert e.value.code == 130
+    assert capsys.readouterr() == ("working", "stopped by Ctrl-C; nothing was written.\n")
+
+
+SCRIPTS = ["sample.py", "eval.py", "bench.py", "prepare_slimpajama.py"] + \
+    [f"experiments/{name}.py" for name in ("analyze", "synthetic", "cpu_lm", "rope", "retrofit", "scaling")]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_command_but_train_runs_through_cli(script):
+    # a Ctrl-C in sample.py or eval.py was a KeyboardInterrupt traceback (train.py has its own, which names the
+    # checkpoint to resume from)
+    with open(os.path.join(ROOT, script)) as f:
+        tail = f.read().rstrip().splitlines()[-2:]
+    assert tail[0] == 'if __name__ == "__main__":' and tail[1].startswith("    cli(main, \"")

@@ -1,5 +1,8 @@
 import json
 import os
+import signal
+import subprocess
+import sys
 from dataclasses import asdict, replace
 
 import numpy as np
@@ -10,7 +13,7 @@ import torch
 import sample
 from convert import convert_state_dict
 from model import GPT, GPTConfig
-from test_train import make_data
+from test_train import ROOT, make_data
 
 BYTES_META = {"tokenizer": "bytes", "vocab_size": 256, "eot_token": 0}
 R50K_META = {"tokenizer": "r50k_base", "vocab_size": 50257, "eot_token": 50256}
@@ -237,3 +240,17 @@ def test_a_temperature_too_small_to_sample_with_is_greedy(tmp_path, capsys):
     for t in ("1e-45", "0.009"):  # 1e-45 made logits / temperature overflow to NaN probabilities
         assert run(capsys, tmp_path, "--start=ab", "--max_new_tokens=20", "--num_samples=1",
                    f"--temperature={t}").split("\n")[0] == greedy.split("\n")[0]
+
+
+def test_ctrl_c_is_one_line_not_a_traceback(tmp_path):
+    make_ckpt(tmp_path, BYTES_META)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "sample.py", f"--out_dir={tmp_path}", "--device=cpu",
+                             "--num_samples=100000"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # xdist may ignore it
+    while "---------------" not in proc.stdout.readline():  # sampling is under way
+        pass
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err == "stopped by Ctrl-C; nothing was written.\n"
