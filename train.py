@@ -281,24 +281,29 @@ saving = False  # a save is under way: Ctrl-C may land before or after its renam
 
 
 def interrupted(kind, e, tb):
-    """Ctrl-C: one line instead of a traceback, and exit status 130 as a shell gives it. Every save is atomic, so
-    the last checkpoint is whole, and it resumes exactly."""
+    """Ctrl-C, or a closed pipe on stdout (`train.py ... | head`): one line instead of a traceback, and exit status
+    130 as a shell gives it for Ctrl-C. Every save is atomic, so the last checkpoint is whole, and it resumes exactly."""
     cause = e  # an error raised while Ctrl-C unwound (torch.save cut short fails closing its file) is that Ctrl-C
-    while cause is not None and not isinstance(cause, KeyboardInterrupt):
+    while cause is not None and not isinstance(cause, (KeyboardInterrupt, BrokenPipeError)):
         cause = cause.__context__
     if cause is None:
         return sys.__excepthook__(kind, e, tb)
+    ctrl_c = isinstance(cause, KeyboardInterrupt)
     if master:
         held = saved_iter
         if saving and os.path.exists(ckpt_path):
             held = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=True)["iter_num"]
-        print(f"stopped by Ctrl-C at iteration {iter_num}; " + (
+        why = "stopped by Ctrl-C" if ctrl_c else "stopped: the reader of its output went away (a closed pipe)"
+        print(f"{why} at iteration {iter_num}; " + (
             f"{ckpt_path} holds iteration {held}: to go on, run the same command with --init_from=resume."
             if held is not None else "no checkpoint was saved yet: run the same command to start again."),
             file=sys.stderr)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(130)  # the exception has unwound (a save under way removed its temporary file): nothing left to do
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:  # the closed pipe itself
+            pass
+    os._exit(130 if ctrl_c else 1)  # the exception has unwound (a save under way removed its temporary file)
 
 
 sys.excepthook = interrupted

@@ -413,6 +413,22 @@ def test_ctrl_c_stops_with_one_line_on_how_to_resume(tmp_path, data_dir, monkeyp
                   f"--init_from=resume."
 
 
+def test_a_closed_output_pipe_is_one_line_on_how_to_go_on(tmp_path, data_dir):
+    # `python train.py ... | head` was a BrokenPipeError traceback when head had its lines
+    cmd = [sys.executable, "train.py", *TINY, f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'out'}",
+           "--max_iters=400", "--eval_interval=4", "--log_interval=1"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while "saved" not in proc.stdout.readline():  # a checkpoint exists: the line names it
+        pass
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 1 and "Traceback" not in err
+    assert re.fullmatch(r"stopped: the reader of its output went away \(a closed pipe\) at iteration \d+; "
+                        rf"{re.escape(str(tmp_path / 'out' / 'ckpt.pt'))} holds iteration \d+: to go on, run the "
+                        r"same command with --init_from=resume\.\n", err), err
+
+
 def test_nccl_under_torchrun_needs_cuda(tmp_path, monkeypatch):
     for k, v in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):
         monkeypatch.setenv(k, v)
