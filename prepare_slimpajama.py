@@ -17,6 +17,7 @@ command truncates the bins to the committed lengths, continues, and ends byte-id
 """
 
 import argparse
+import contextlib
 import fcntl
 import glob
 import hashlib
@@ -454,17 +455,21 @@ def read_json(path):
                  f"{os.path.dirname(path)} and start over, or use another --out_dir")
 
 
+@contextlib.contextmanager
 def hold_lock(out_dir):
-    """Hold out_dir/prepare.lock while this run writes there: two runs appending to the same bins would interleave
-    their tokens. The kernel drops the lock when the process ends, however it ends."""
-    f = open(os.path.join(out_dir, "prepare.lock"), "a+")
+    """Hold an flock on out_dir itself while this run writes there: two runs appending to the same bins would
+    interleave their tokens. On the folder, not on a file in it, so a refused input leaves the folder empty; the
+    kernel drops the lock when the process ends, however it ends."""
+    fd = os.open(out_dir, os.O_RDONLY)
     try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.close()
-        sys.exit(f"error: {out_dir} is being written by another prepare_slimpajama.py run; wait for it to end or "
-                 f"use another --out_dir")
-    return f  # closed, and so released, when the run's `with` ends
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            sys.exit(f"error: {out_dir} is being written by another prepare_slimpajama.py run; wait for it to end "
+                     f"or use another --out_dir")
+        yield
+    finally:
+        os.close(fd)
 
 
 def start_state(out_dir, settings):

@@ -329,16 +329,16 @@ def test_a_second_run_into_the_same_out_dir_waits_its_turn(tmp_path):
     src = write_jsonl(tmp_path / "a.jsonl", DOCS)
     out = tmp_path / "out"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); "
-                               "fcntl.flock(f, fcntl.LOCK_EX); print(flush=True); time.sleep(60)",
-                               str(out / "prepare.lock")], stdout=subprocess.PIPE)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], "
+                               "os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX); print(flush=True); time.sleep(60)",
+                               str(out)], stdout=subprocess.PIPE)
     try:
         holder.stdout.readline()  # the lock is held
         with pytest.raises(SystemExit) as e:
             prepare(out, "--tokenizer=bytes", "--input", src, "--val_fraction=0")
         assert str(e.value) == f"error: {out} is being written by another prepare_slimpajama.py run; wait for it " \
                                f"to end or use another --out_dir"
-        assert sorted(os.listdir(out)) == ["prepare.lock"]
+        assert os.listdir(out) == []
     finally:
         holder.kill()
         holder.wait()
