@@ -102,7 +102,7 @@ FIELDS = {
     "best_val_loss": (lambda v: type(v) in (int, float), "loss"),
     "config": (lambda v: isinstance(v, dict), "dict of settings"),
     "meta": (lambda v: isinstance(v, dict), "dict (its data's meta.json)"),
-    "rng": (lambda v: isinstance(v, list) and all(
+    "rng": (lambda v: isinstance(v, list) and len(v) > 0 and all(  # empty: every rank would resume unseeded
         isinstance(s, dict) and isinstance(s.get("cpu"), torch.Tensor) and s["cpu"].dtype == torch.uint8
         and s["cpu"].shape == torch.get_rng_state().shape for s in v), "list of the processes' random states"),
 }

@@ -226,6 +226,7 @@ def world(tmp_path_factory):
     variant("iterstr", lambda c: c.update(iter_num="2"))
     variant("negiter", lambda c: c.update(iter_num=-3))
     variant("rng", lambda c: c.update(rng=[{"cpu": torch.zeros(3)}]))
+    variant("norng", lambda c: c.update(rng=[]))  # resumed with fresh random states and no word
     variant("nometa", lambda c: c.update(meta=None))
     variant("othertok", lambda c: c.update(meta={**c["meta"], "tokenizer": "r50k_base"}))
     variant("int8", lambda c: c["model"].update({WEIGHT: c["model"][WEIGHT].to(torch.int8)}))
@@ -269,6 +270,7 @@ FIELD_MESSAGES = {  # damage to what train.py stores beside the weights, refused
     "iterstr": "{p} holds iter_num = '2', which is no iteration count",
     "negiter": "{p} holds iter_num = -3, which is no iteration count",
     "rng": "{p} holds rng = [{{'cpu': tensor([0., 0., 0.])}}], which is no list of the processes' random states",
+    "norng": "{p} holds rng = [], which is no list of the processes' random states",
     "nometa": "{p} holds meta = None, which is no dict (its data's meta.json)",
     "othertok": "{p} names tokenizer 'r50k_base' (50257 tokens) for a model of vocab_size 256",
     "int8": "{p} holds transformer.h.0.mlp.c_fc.weight as torch.int8, and the model's weights are floating point",
