@@ -32,8 +32,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from configurator import cli
 from checkpoint import atomic_write, guard_assets, writable_dir
+from configurator import cli
 from model import GPT, SOURCES, GPTConfig
 from sample import check_device
 

@@ -17,8 +17,8 @@ import difflib
 import math
 import os
 import re
-import traceback
 import sys
+import traceback
 import types
 
 

@@ -426,12 +426,13 @@ class GPT(nn.Module):
             if T > bs:
                 raise ValueError(f"prompt of {T} tokens is longer than block_size ({bs}); shorten the prompt or "
                                  f"pass use_cache=False to crop it.")
-            if T + max_new_tokens - 1 > bs:
+            positions = cache_length(T, max_new_tokens)
+            if positions > bs:
                 raise ValueError(f"prompt ({T}) + max_new_tokens ({max_new_tokens}) - 1 exceeds block_size ({bs}); "
                                  f"ask for fewer tokens or pass use_cache=False to crop the context.")
             dev = idx.device.type
             dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else self.lm_head.weight.dtype
-            cache = self.new_cache(B, cache_length(T, max_new_tokens), dtype, idx.device)
+            cache = self.new_cache(B, positions, dtype, idx.device)
         step, inp = self, idx
         for _ in range(max_new_tokens):
             logits, _ = step(inp if cache is not None else idx[:, -bs:], cache=cache)

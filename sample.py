@@ -311,11 +311,11 @@ def main(argv=None):
     if args.use_cache and len(ids) > bs:
         raise SystemExit(f"the prompt is {len(ids)} tokens, longer than the model's context (block_size {bs}); "
                          f"shorten --start, or pass --use_cache=False to keep its last {bs} tokens.")
-    # the last new token is never fed back, so prompt + new tokens - 1 positions fill the context
-    n_new = max(bs - len(ids) + 1, 1) if args.max_new_tokens is None else args.max_new_tokens
-    if args.use_cache and cache_length(len(ids), n_new) > bs:
+    room = bs - len(ids) + 1  # new tokens that fill the context: the last one is never fed back
+    n_new = max(room, 1) if args.max_new_tokens is None else args.max_new_tokens
+    if args.use_cache and n_new > room:
         raise SystemExit(f"prompt ({len(ids)} tokens) + --max_new_tokens ({n_new}) - 1 exceeds the model's context "
-                         f"(block_size {bs}); lower --max_new_tokens to {bs - len(ids) + 1} or pass --use_cache=False "
+                         f"(block_size {bs}); lower --max_new_tokens to {room} or pass --use_cache=False "
                          f"to crop the context.")
     if args.compile and (not args.use_cache or model.config.pos_conv):
         raise SystemExit("--compile=True compiles the cached one-token step: it needs --use_cache=True and a "

@@ -272,7 +272,7 @@ if ckpt:
                  f"--init_from=resume.")
     # going on under other training settings is allowed, and said (a longer run is the usual reason: not said)
     notable = [c for c in changed if not c.startswith(("max_iters=", "total_tokens="))]
-    if init_from == "resume" and master and notable:
+    if master and notable:  # only a resume gets here: every other run with a checkpoint has stopped above
         print(f"resuming {ckpt_path} with settings other than its run's: {', '.join(notable)}; its weights and "
               f"optimizer state go on under these.")
 iter_num = ckpt["iter_num"] if ckpt else 0  # where training stands
@@ -282,7 +282,8 @@ saving = False  # a save is under way: Ctrl-C may land before or after its renam
 
 def interrupted(kind, e, tb):
     """Ctrl-C, or a closed pipe on stdout (`train.py ... | head`): one line instead of a traceback, and exit status
-    130 as a shell gives it for Ctrl-C. Every save is atomic, so the last checkpoint is whole, and it resumes exactly."""
+    130 as a shell gives it for Ctrl-C. Every save is atomic, so the last checkpoint is whole, and it resumes
+    exactly."""
     cause = e  # an error raised while Ctrl-C unwound (torch.save cut short fails closing its file) is that Ctrl-C
     while cause is not None and not isinstance(cause, (KeyboardInterrupt, BrokenPipeError)):
         cause = cause.__context__

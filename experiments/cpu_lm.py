@@ -26,8 +26,8 @@ import time
 
 import torch
 
-from configurator import cli
 from checkpoint import atomic_write, load_checkpoint, open_data, writable_dir
+from configurator import cli
 from model import GPT, GPTConfig
 
 VARIANTS = ["qkv", "qk_v", "q_kv", "q_k_v", "qkv_mqa", "qk_v_mqa", "qk_v_linear"]

@@ -33,8 +33,8 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from configurator import cli
 from checkpoint import atomic_write, load_checkpoint, open_data, tokens, writable_dir
+from configurator import cli
 from convert import convert_state_dict
 from model import GPT, GPTConfig
 

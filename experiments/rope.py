@@ -29,8 +29,8 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from configurator import cli
 from checkpoint import atomic_write, load_checkpoint, open_data, tokens, writable_dir
+from configurator import cli
 from model import GPT, GPTConfig
 
 VARIANTS = {"qkv": ("qkv", "learned"), "qk_v": ("qk_v", "learned"), "qkv rope": ("qkv", "rope"),

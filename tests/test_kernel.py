@@ -1,6 +1,7 @@
 """kernel.py under the Triton interpreter: decode_attention vs decode_attention_ref vs SDPA, and the model's
 cached decoding through the kernel vs through SDPA; and both kernels compiled ahead of time for real GPUs.
-On a GPU the same tests run the compiled kernels, bfloat16 too: TRITON_INTERPRET=0 python -m pytest tests/test_kernel.py"""
+On a GPU the same tests run the compiled kernels, bfloat16 too:
+TRITON_INTERPRET=0 python -m pytest tests/test_kernel.py"""
 
 import json
 import os
