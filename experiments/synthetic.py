@@ -118,6 +118,15 @@ def lr_at(step, steps, lr):
     return lr * (0.1 + 0.45 * (1 + math.cos(math.pi * t)))
 
 
+class Diverged(Exception):
+    """A run whose loss stopped being finite: its accuracy would be argmax over NaN, not a result."""
+
+
+def eval_steps(steps):
+    """The five steps a run's accuracy is measured at."""
+    return sorted({steps * k // 5 for k in range(1, 6)})
+
+
 def run_one(job):
     """Train one model on one case; return [(step, per-digit accuracy on the held-out lists)] at five points."""
     arm, task, n, steps, layers, model_name, seed, args = job
@@ -131,12 +140,15 @@ def run_one(job):
     opt = model.configure_optimizers(0.01, args.lr, (0.9, 0.98), "cpu")
     gen = torch.Generator().manual_seed(seed)  # every model of a seed sees the same training lists
     x_eval, y_eval = sample(task, n, args.eval_size, torch.Generator().manual_seed(EVAL_SEED))
-    evals, curve = {steps * k // 5 for k in range(1, 6)}, []
+    evals, curve = set(eval_steps(steps)), []
     for step in range(1, steps + 1):
         for group in opt.param_groups:
             group["lr"] = lr_at(step - 1, steps, args.lr)
         x, y = sample(task, n, args.batch, gen)
         _, loss = model(x, y)
+        if not torch.isfinite(loss):
+            raise Diverged(f"{arm} {task}{n} {layers}L {model_name} seed {seed}: the loss is {loss.item()} at step "
+                           f"{step}, so the run diverged; lower --lr (now {args.lr}) and run again.")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -159,14 +171,25 @@ def cache_file(job):
 def cached_run(job):
     """run_one, through the cache: a finished run is read back, a new one written atomically when it ends."""
     path = cache_file(job)
-    try:
-        with open(path) as f:
-            return [tuple(p) for p in json.load(f)]
-    except (OSError, ValueError, TypeError):  # not run yet, or damaged (written whole, so not by this code): run it
-        pass
+    curve = read_curve(path, job[3])
+    if curve is not None:
+        return curve
     curve = run_one(job)
     atomic_write(path, json.dumps(curve))
     return curve
+
+
+def read_curve(path, steps):
+    """A cached run's [(step, accuracy)], or None when it is not there yet or damaged (written whole, so not by this
+    code): any other list would reach the tables as a wrong accuracy, or fail there."""
+    try:
+        with open(path) as f:
+            curve = [tuple(p) for p in json.load(f)]
+    except (OSError, ValueError, TypeError):
+        return None
+    ok = all(len(p) == 2 and type(p[1]) in (int, float) and 0 <= p[1] <= 1 for p in curve) and \
+        [p[0] for p in curve] == eval_steps(steps)
+    return curve if ok else None
 
 
 def mean_std(values):
@@ -271,7 +294,7 @@ def main(argv=None):
     # workers ignore Ctrl-C, which a terminal sends to them too: the parent stops them and says so, once
     pool = get_context("spawn").Pool(args.workers, signal.signal, (signal.SIGINT, signal.SIG_IGN)) \
         if args.workers > 1 else None
-    try:
+    try:  # a diverged run raises in its worker, and imap raises it here, in order
         results = pool.imap(cached_run, jobs) if pool else map(cached_run, jobs)
         for (arm, t, n, s, layers, m, seed, _), curve in zip(jobs, results):
             rows += [{"arm": arm, "task": t, "length": n, "layers": layers, "model": m, "seed": seed, "step": step,
@@ -279,6 +302,8 @@ def main(argv=None):
             final.setdefault((arm, t, n, layers, m), []).append(curve[-1][1])
             print(f"{arm:7s} {t:7s} {n:2d} {layers}L {m:12s} seed {seed}: acc {100 * curve[-1][1]:5.1f}%  "
                   f"({time.time() - t0:.0f}s elapsed)", flush=True)
+    except Diverged as e:
+        sys.exit(f"synthetic.py: {e}")
     finally:
         if pool:
             pool.terminate()

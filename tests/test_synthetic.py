@@ -183,3 +183,27 @@ def test_a_damaged_cache_file_is_run_again(tmp_path, monkeypatch):
     assert synthetic.cached_run(job) == [(0, 0.25), (5, 1.0)]
     with open(synthetic.cache_file(job)) as f:
         assert json.load(f) == [[0, 0.25], [5, 1.0]]
+
+
+@pytest.mark.parametrize("text", ["[]", '[[1, "x"]]', "[[1, 2.0], [2, 0.5], [3, 0.5], [4, 0.5], [5, 0.5]]",
+                                  "[[1, 0.5]]", "[[], [2, 0.5], [3, 0.5], [4, 0.5], [5, 0.5]]", '{"a": 1}', "7"])
+def test_a_cache_file_that_is_no_curve_is_run_again(tmp_path, monkeypatch, text):
+    # valid JSON edited by hand: [] was an IndexError, [[1, "x"]] a format error in the table, and an accuracy of 2.0
+    # reached the table as 200% with exit 0
+    args = argparse.Namespace(heads=2, embd=32, pos_conv=4, batch=8, lr=1e-3, eval_size=8, cache=str(tmp_path))
+    job = ("none", "copy", 8, 5, 1, "qkv", 0, args)
+    with open(synthetic.cache_file(job), "w") as f:
+        f.write(text)
+    fresh = [(1, 0.1), (2, 0.2), (3, 0.3), (4, 0.4), (5, 0.5)]
+    monkeypatch.setattr(synthetic, "run_one", lambda job: fresh)
+    assert synthetic.cached_run(job) == fresh
+    assert synthetic.cached_run(job) == fresh  # and the rewritten file reads back
+
+
+def test_a_diverged_run_stops_with_one_sentence(tmp_path, capsys):
+    # an lr of 1e9 made the loss NaN, and the tables reported argmax over NaN as accuracy, exit 0
+    with pytest.raises(SystemExit) as e:
+        synthetic.main(["--quick", "--arms=none", "--models=qkv", "--workers=1", "--lr=1e9", f"--out={tmp_path}/o",
+                        f"--cache={tmp_path}/runs"])
+    assert "the run diverged; lower --lr (now 1000000000.0)" in str(e.value)
+    assert not os.path.exists(tmp_path / "o" / "synthetic.md") and os.listdir(tmp_path / "runs") == []
