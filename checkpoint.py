@@ -10,6 +10,7 @@ The files every script shares, each opened with its checks and written atomicall
                                  a kill or a full disk leaves the old file whole, never a torn one
   writable_dir(folder, fix)      an output folder checked before the work, not found unwritable after it
   guard_assets(path, ...)        only a study's full default run writes into assets/ (compared by real path)
+  read_log(out_dir)              a finished run's log.jsonl, every line checked: the studies read their curves there
 
 Every problem is one sentence naming the file and the fix, raised as SystemExit: the scripts end on it without a
 traceback, and tests catch it.
@@ -212,6 +213,35 @@ def read_json(path, what):
         return obj
     except (OSError, ValueError) as e:
         raise SystemExit(f"{path} is unreadable or not a JSON object ({type(e).__name__}); {what}.") from None
+
+
+def read_log(out_dir):
+    """The entries of out_dir/log.jsonl, each a JSON object with an int "iter" and, where present, a finite float
+    "val_loss"; at least one of them has a validation loss. A line cut by a kill or edited is one sentence here, not
+    a decoding traceback or a wrong curve in a study's table."""
+    path = os.path.join(out_dir, "log.jsonl")
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.readlines()
+    except OSError as e:
+        raise SystemExit(f"{path} cannot be read ({e.strerror}); it holds the run's validation curve: restore it, or "
+                         f"delete {out_dir} and train that run again.") from None
+    entries = []
+    for n, line in enumerate(lines, 1):
+        try:
+            e = json.loads(line)
+        except ValueError:
+            e = None
+        val = e.get("val_loss", 0.0) if isinstance(e, dict) else None
+        if not isinstance(e, dict) or type(e.get("iter")) is not int or type(val) not in (int, float) or \
+                not np.isfinite(val):
+            raise SystemExit(f"{path}, line {n}, is not a log entry of train.py (cut by a kill, or edited): delete "
+                             f"that line, or {out_dir} to train the run again.")
+        entries.append(e)
+    if not any("val_loss" in e for e in entries):
+        raise SystemExit(f"{path} holds no validation loss: the run was never evaluated; delete {out_dir} and train "
+                         f"it again.")
+    return entries
 
 
 def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):

@@ -16,7 +16,6 @@ report never replaces the complete one).
 import argparse
 import csv
 import io
-import json
 import math
 import os
 import statistics
@@ -26,7 +25,7 @@ import time
 
 import torch
 
-from checkpoint import atomic_write, load_checkpoint, open_data, writable_dir
+from checkpoint import atomic_write, load_checkpoint, open_data, read_log, writable_dir
 from configurator import cli
 from model import GPT, GPTConfig
 
@@ -86,8 +85,7 @@ def train_all():
 
 def val_curve(out_dir):
     """[(iter, val_loss)] from the run's log.jsonl."""
-    with open(os.path.join(out_dir, "log.jsonl")) as f:
-        return [(e["iter"], e["val_loss"]) for e in map(json.loads, f) if "val_loss" in e]
+    return [(e["iter"], e["val_loss"]) for e in read_log(out_dir) if "val_loss" in e]
 
 
 def collect():

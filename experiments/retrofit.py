@@ -33,7 +33,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from checkpoint import atomic_write, load_checkpoint, open_data, tokens, writable_dir
+from checkpoint import atomic_write, load_checkpoint, open_data, read_log, tokens, writable_dir
 from configurator import cli
 from convert import convert_state_dict
 from model import GPT, GPTConfig
@@ -134,14 +134,13 @@ def train_all(s):
         print(f"{out}: {time.time() - t0:.0f} s (load {os.getloadavg()[0]:.1f})", flush=True)
 
 
-def read_log(out_dir):
+def curve_and_conversion(out_dir):
     """({iter: val_loss}, the conversion entry or None) from the run's log.jsonl."""
     val, conv = {}, None
-    with open(os.path.join(out_dir, "log.jsonl")) as f:
-        for e in map(json.loads, f):
-            if "val_loss" in e:
-                val[e["iter"]] = e["val_loss"]
-            conv = e.get("conversion", conv)
+    for e in read_log(out_dir):
+        if "val_loss" in e:
+            val[e["iter"]] = e["val_loss"]
+        conv = e.get("conversion", conv)
     return val, conv
 
 
@@ -155,7 +154,7 @@ def collect(s):
             continue
         with torch.device("meta"):
             model = GPT(GPTConfig(**ckpt["model_args"]))
-        val, conv = read_log(out)
+        val, conv = curve_and_conversion(out)
         recs.append({"name": name, "seed": seed, "kv_bytes": model.kv_bytes_per_token(torch.bfloat16),
                      "params": model.num_params(), "val": val, "conversion": conv, "config": ckpt["config"]})
     return recs, missing

@@ -23,7 +23,6 @@ a killed run resumes from its checkpoint. The report reads only the CSVs, so it 
 import argparse
 import csv
 import io
-import json
 import math
 import os
 import statistics
@@ -36,7 +35,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from checkpoint import atomic_write, guard_assets, load_checkpoint, open_data, tokens, writable_dir
+from checkpoint import atomic_write, guard_assets, load_checkpoint, open_data, read_log, tokens, writable_dir
 from configurator import cli, number
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
@@ -161,8 +160,7 @@ def finish(run, s, out_dir, train_s, data_dir):
     cfg = GPTConfig(**ckpt["model_args"])
     model = GPT(replace(cfg, dropout=0.0))
     model.load_state_dict(ckpt["model"])
-    with open(os.path.join(out_dir, "log.jsonl")) as f:
-        vals = [e["val_loss"] for e in map(json.loads, f) if "val_loss" in e]
+    vals = [e["val_loss"] for e in read_log(out_dir) if "val_loss" in e]
     row = {"variant": run.variant, "proj": run.proj, "n_kv_head": run.n_kv_head, "n_layer": cfg.n_layer,
            "n_embd": run.n_embd, "block_size": run.block_size, "batch_size": s["tokens_per_iter"] // run.block_size,
            "iters": run.iters, "learning_rate": run.lr, "seed": run.seed, "params": model.num_params(),

@@ -414,6 +414,28 @@ def test_cpu_lm_report_of_1_of_21_runs_goes_to_the_runs_folder(world, tmp_path, 
     assert (tmp_path / "out-cpu_lm" / "cpu_lm.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.parametrize("damage, message", [
+    (lambda log: log.write_text(log.read_text() + '{"iter": 4, "val_lo'), "line 3, is not a log entry of train.py"),
+    (lambda log: log.write_text('{"iter": 0, "loss": 5.0}\n'), "holds no validation loss"),
+    (lambda log: log.write_text('{"iter": 0, "val_loss": NaN}\n'), "line 1, is not a log entry of train.py"),
+    (lambda log: log.write_text('[1, 2]\n'), "line 1, is not a log entry of train.py"),
+    (lambda log: log.unlink(), "cannot be read (No such file or directory)"),
+])
+def test_a_finished_runs_damaged_log_is_one_sentence(world, tmp_path, monkeypatch, damage, message):
+    # the studies read each run's curve from its log.jsonl: a torn line was a JSONDecodeError, a log without
+    # validation an IndexError, a missing one a FileNotFoundError, a NaN a NaN in the table
+    run = tmp_path / "out-cpu_lm" / "qkv_s1337"
+    shutil.copytree(world / "run", run)
+    log = run / "log.jsonl"
+    log.write_text(json.dumps({"iter": 0, "val_loss": 5.5}) + "\n" + json.dumps({"iter": 2, "val_loss": 5.0}) + "\n")
+    damage(log)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        cpu_lm.main(["--report"])
+    assert message in str(e.value) and str(log.relative_to(tmp_path)) in str(e.value)
+    assert not (tmp_path / "out-cpu_lm" / "cpu_lm.md").exists()
+
+
 def test_rope_report_without_finished_runs_is_one_sentence(world, tmp_path, monkeypatch):
     before = tracked(tmp_path, "rope.md", "rope.csv", "rope.png")
     monkeypatch.chdir(tmp_path)
