@@ -11,12 +11,15 @@ The files every script shares, each opened with its checks and written atomicall
   writable_dir(folder, fix)      an output folder checked before the work, not found unwritable after it
   guard_assets(path, ...)        only a study's full default run writes into assets/ (compared by real path)
   read_log(out_dir)              a finished run's log.jsonl, every line checked: the studies read their curves there
+  read_table(path, ...)          a CSV a study wrote, every row checked, before its report or figure is redrawn
 
 Every problem is one sentence naming the file and the fix, raised as SystemExit: the scripts end on it without a
 traceback, and tests catch it.
 """
 
+import csv
 import json
+import math
 import os
 import reprlib
 import tempfile
@@ -242,6 +245,35 @@ def read_log(out_dir):
         raise SystemExit(f"{path} holds no validation loss: the run was never evaluated; delete {out_dir} and train "
                          f"it again.")
     return entries
+
+
+def read_table(path, columns, text=(), fix="restore it (`git checkout -- FILE` where it is tracked) and run again"):
+    """The rows of a CSV a study wrote, [] when there is no file: every row holds a value in each of columns, a
+    finite number in each but those named in text. A damaged or foreign table is one sentence here, not a traceback
+    in the report, nor an empty figure drawn over a tracked one."""
+    if not os.path.exists(path):
+        return []
+    fix = fix.replace("FILE", path)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows, header = list(reader), reader.fieldnames or []
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise SystemExit(f"{path} cannot be read as a CSV ({type(e).__name__}); {fix}.") from None
+    absent = [c for c in columns if c not in header]
+    if absent or not rows:
+        what = f"has no column {absent[0]}" if absent else "holds no rows"
+        raise SystemExit(f"{path} {what}, so it is not a table this study wrote; {fix}.")
+    for n, row in enumerate(rows, 2):
+        for c in columns:
+            value = row.get(c)  # None in a short row
+            try:
+                ok = bool(value) and (c in text or math.isfinite(float(value)))
+            except ValueError:
+                ok = False
+            if not ok:
+                raise SystemExit(f"{path}, line {n}, holds {value!r} as {c}; {fix}.")
+    return rows
 
 
 def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):

@@ -33,7 +33,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from checkpoint import atomic_write, load_checkpoint, open_data, read_log, tokens, writable_dir
+from checkpoint import atomic_write, load_checkpoint, open_data, read_log, read_table, tokens, writable_dir
 from configurator import cli
 from convert import convert_state_dict
 from model import GPT, GPTConfig
@@ -344,10 +344,9 @@ def write_csv(recs, prefix):
 def read_csv(path):
     """The records plot() draws, from a written retrofit.csv: [{name, seed, val: {iter: loss}}]."""
     recs = {}
-    with open(path) as f:
-        for r in csv.DictReader(f):
-            rec = recs.setdefault((r["model"], int(r["seed"])), {"name": r["model"], "seed": int(r["seed"]), "val": {}})
-            rec["val"][int(r["iter"])] = float(r["val_loss"])
+    for r in read_table(path, ["model", "seed", "iter", "val_loss"], text=["model"]):
+        rec = recs.setdefault((r["model"], int(r["seed"])), {"name": r["model"], "seed": int(r["seed"]), "val": {}})
+        rec["val"][int(r["iter"])] = float(r["val_loss"])
     return list(recs.values())
 
 

@@ -29,7 +29,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from checkpoint import atomic_write, load_checkpoint, open_data, tokens, writable_dir
+from checkpoint import atomic_write, load_checkpoint, open_data, read_table, tokens, writable_dir
 from configurator import cli
 from model import GPT, GPTConfig
 
@@ -102,8 +102,8 @@ def score(args):
 
 
 def read_csv(path):
-    with open(path) as f:
-        return [dict(r, seed=int(r["seed"]), length=int(r["length"]), loss=float(r["loss"])) for r in csv.DictReader(f)]
+    rows = read_table(path, ["variant", "seed", "length", "loss"], text=["variant"])
+    return [dict(r, seed=int(r["seed"]), length=int(r["length"]), loss=float(r["loss"])) for r in rows]
 
 
 def plot(rows, path):

@@ -35,7 +35,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from checkpoint import atomic_write, guard_assets, load_checkpoint, open_data, read_log, tokens, writable_dir
+from checkpoint import (atomic_write, guard_assets, load_checkpoint, open_data, read_log, read_table, tokens,
+                        writable_dir)
 from configurator import cli, number
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
@@ -46,6 +47,7 @@ COLUMNS = ["variant", "proj", "n_kv_head", "n_layer", "n_embd", "block_size", "b
 PAIRS = [("Wq", "Wk"), ("Wq", "Wv"), ("Wk", "Wv")]
 MEASURES = ("overlap", "cka", "r2")
 ANALYSIS_TOKENS = 16384
+ANALYSIS_COLUMNS = ["iters", "seed", "layer", "measure", "pair", "value"]
 
 
 @dataclass(frozen=True)
@@ -139,11 +141,10 @@ def command(run, s, data_dir, out_dir, resume):
     return [sys.executable, "train.py", *args] + (["--init_from=resume"] if resume else [])
 
 
-def read_csv(path):
-    if not path or not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+def read_csv(path, columns):
+    # a run in the table is done: its row is not rebuilt, so a table damaged by hand is restored, not deleted
+    return read_table(path, columns, text=["variant", "proj", "layer", "measure", "pair"], fix="restore it (`git checkout -- "
+                      "FILE` where it is tracked, else from the run folders' checkpoints by deleting it) and run again")
 
 
 def write_csv(path, columns, rows):
@@ -182,7 +183,7 @@ def finish(run, s, out_dir, train_s, data_dir):
 def train_all(s, args):
     """Up to args.jobs train.py processes at once, one thread each; a finished run's row is written at once."""
     csv_path, ana_path = paths(s, args)
-    rows, ana = read_csv(csv_path), read_csv(ana_path)
+    rows, ana = read_csv(csv_path, COLUMNS), read_csv(ana_path, ANALYSIS_COLUMNS)
     todo = [r for r in plan(s) if not (r.lr and row_of(rows, r))]
     running = {}  # Popen -> (run, out_dir, start, stderr file)
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -224,7 +225,7 @@ def train_all(s, args):
             write_csv(csv_path, COLUMNS, rows)
             if new:
                 ana += new
-                write_csv(ana_path, ["iters", "seed", "layer", "measure", "pair", "value"], ana)
+                write_csv(ana_path, ANALYSIS_COLUMNS, ana)
             print(f"{run.name(s)}: val loss {row['val_loss']} ({time.time() - t0:.0f} s; "
                   f"{(time.time() - t_start) / 60:.0f} min in all)", flush=True)
             report(s, args)  # the tables so far (marked PARTIAL), so a session that ends mid-study leaves them
@@ -347,7 +348,7 @@ def analysis_table(ana, s):
 
 def report(s, args):
     csv_path, ana_path = paths(s, args)
-    rows, ana = read_csv(csv_path), read_csv(ana_path)
+    rows, ana = read_csv(csv_path, COLUMNS), read_csv(ana_path, ANALYSIS_COLUMNS)
     if not rows:
         sys.exit(f"{csv_path} holds no finished run yet; train them first with `python -m experiments.scaling`.")
     expected = len(plan(s))

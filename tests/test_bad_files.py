@@ -14,7 +14,7 @@ import torch
 
 import checkpoint
 import prepare_slimpajama as P
-from experiments import cpu_lm, retrofit, rope
+from experiments import cpu_lm, retrofit, rope, scaling
 from test_bad_inputs import tree_digest
 from test_train import ROOT, TINY, make_data, train
 
@@ -434,6 +434,37 @@ def test_a_finished_runs_damaged_log_is_one_sentence(world, tmp_path, monkeypatc
         cpu_lm.main(["--report"])
     assert message in str(e.value) and str(log.relative_to(tmp_path)) in str(e.value)
     assert not (tmp_path / "out-cpu_lm" / "cpu_lm.md").exists()
+
+
+TABLES = [  # (study, its argv, the table it reads, a line of it)
+    (rope, ["--redraw"], "assets/rope.csv", "variant,seed,length,loss\nqkv rope,1337,256,1.8\n"),
+    (retrofit, ["--redraw"], "assets/retrofit.csv",
+     "model,seed,kv_bytes_per_token_bf16,params,iter,val_loss\nqkv,1337,2048,858880,0,5.5\n"),
+    (scaling, ["--quick", "--report"], "out-scaling-quick/scaling.csv", ",".join(scaling.COLUMNS) +
+     "\nqkv,qkv,0,4,128,256,16,600,0.002,1337,858880,2048,2.17504,2.17504,831\n"),
+]
+
+
+@pytest.mark.parametrize("study, argv, table, good", TABLES, ids=["rope", "retrofit", "scaling"])
+@pytest.mark.parametrize("damage, message", [
+    (lambda good: b"x,y\n1,2\n", "has no column"),  # rope drew an empty figure over its tracked one, exit 0
+    (lambda good: good.split(b"\n")[0] + b"\n", "holds no rows"),  # so did both --redraw
+    (lambda good: b"\xff\xfe" + good, "cannot be read as a CSV (UnicodeDecodeError)"),
+    (lambda good: good.replace(b",1337,", b",,"), "line 2, holds '' as seed"),
+    (lambda good: good.replace(b",1337,", b",nan,"), "line 2, holds 'nan' as seed"),
+    (lambda good: good.rstrip(b"\n").rsplit(b",", 1)[0] + b"\n", "line 2, holds None as"),  # a short row
+])
+def test_a_damaged_table_is_one_sentence_and_draws_nothing(tmp_path, monkeypatch, study, argv, table, good, damage,
+                                                          message):
+    # each was a KeyError, ValueError or UnicodeDecodeError traceback, or a figure drawn from nothing
+    path = tmp_path / table
+    path.parent.mkdir()
+    path.write_bytes(damage(good.encode()))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        study.main(argv)
+    assert str(e.value).startswith(f"{table}") and message in str(e.value)
+    assert os.listdir(path.parent) == [path.name]  # no figure, no report
 
 
 def test_rope_report_without_finished_runs_is_one_sentence(world, tmp_path, monkeypatch):
