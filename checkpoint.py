@@ -34,6 +34,7 @@ ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 MAX_SCAN = 1 << 27  # tokens: a bin with no recorded largest id is read for it up to 256 MB (0.05 s when cached)
 # the data of the studies in the cpu_lm setting (config/cpu_lm.py: vocab_size 256), as their docstrings prepare it
 BYTES_DATA = "python prepare_slimpajama.py --input=FILE --tokenizer=bytes --val_fraction=0.1 --out_dir={}"
+STUDY_DATA = "data/cpu_lm_bytes"  # where the studies look for them by default
 
 
 def in_assets(path):
@@ -320,9 +321,12 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
             raise SystemExit(f"{bin_path} holds {size // 2} tokens, fewer than block_size + 1 ({block_size + 1}); "
                              f"prepare more data" + ("." if study else " or set a smaller --block_size."))
     if meta["vocab_size"] > vocab_size and study:  # its models are byte-level whatever the data: no setting helps
+        # a --data_dir elsewhere is left out; the study's own folder must be emptied: prepare refuses other settings
+        then = " and leave --data_dir out" if os.path.abspath(data_dir) != os.path.abspath(STUDY_DATA) \
+            else " after moving these away"
         raise SystemExit(f"{study} needs byte-level data (vocab_size {vocab_size}) and {path} records tokenizer "
-                         f"{meta.get('tokenizer')!r} (vocab_size {meta['vocab_size']}); prepare it with "
-                         f"`{BYTES_DATA.format('data/cpu_lm_bytes')}`.")
+                         f"{meta.get('tokenizer')!r} (vocab_size {meta['vocab_size']}); prepare byte-level data "
+                         f"with `{BYTES_DATA.format(STUDY_DATA)}`{then}.")
     if meta["vocab_size"] > vocab_size:
         if resuming:  # the vocabulary is the checkpoint's: no setting can change it now
             raise SystemExit(f"the checkpoint's vocab_size {vocab_size} < tokenizer vocab {meta['vocab_size']} in "

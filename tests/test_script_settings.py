@@ -143,7 +143,8 @@ CLI = [
     # GPT-2 BPE data for a byte-level study: the fix is byte-level data, not the --vocab_size the studies lack
     (["experiments.rope", "--quick", "--data_dir={w}/r50k"],
      ("experiments.rope needs byte-level data (vocab_size 256) and {w}/r50k/meta.json records tokenizer 'r50k_base' "
-      "(vocab_size 50257); prepare it with `") + BYTES_DATA.format("data/cpu_lm_bytes") + "`."),
+      "(vocab_size 50257); prepare byte-level data with `") + BYTES_DATA.format("data/cpu_lm_bytes") +
+     "` and leave --data_dir out."),  # it said only to prepare data/cpu_lm_bytes, which --data_dir overrode
     (["experiments.scaling", "--quick", "--data_dir={w}/r50k", "--root={w}/sc"],
      "experiments.scaling needs byte-level data (vocab_size 256) and {w}/r50k/meta.json records tokenizer 'r50k_base'"),
 ]
@@ -174,6 +175,6 @@ def test_a_study_without_data_dir_on_gpt2_data_names_byte_level_data(tmp_path, s
                        env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT))
     assert r.returncode == 1 and r.stdout == ""
     assert r.stderr == (f"{study[0]} needs byte-level data (vocab_size 256) and data/cpu_lm_bytes/meta.json records "
-                        f"tokenizer 'r50k_base' (vocab_size 50257); prepare it with "
-                        f"`{BYTES_DATA.format('data/cpu_lm_bytes')}`.\n")
+                        f"tokenizer 'r50k_base' (vocab_size 50257); prepare byte-level data with "
+                        f"`{BYTES_DATA.format('data/cpu_lm_bytes')}` after moving these away.\n")
     assert os.listdir(tmp_path) == ["data"]  # no run or report folder before the data is right
