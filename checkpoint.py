@@ -9,6 +9,7 @@ The files every script shares, each opened with its checks and written atomicall
   atomic_write(path, ...)        every file a script writes: a temporary file beside it, fsync, then os.replace, so
                                  a kill or a full disk leaves the old file whole, never a torn one
   writable_dir(folder, fix)      an output folder checked before the work, not found unwritable after it
+  hold_lock(folder, busy)        one process at a time writing into a folder (prepare's out_dir, a study's runs)
   guard_assets(path, ...)        only a study's full default run writes into assets/ (compared by real path)
   read_log(out_dir)              a finished run's log.jsonl, every line checked: the studies read their curves there
   read_table(path, ...)          a CSV a study wrote, every row checked, before its report or figure is redrawn
@@ -17,6 +18,7 @@ Every problem is one sentence naming the file and the fix, raised as SystemExit:
 traceback, and tests catch it.
 """
 
+import contextlib
 import csv
 import json
 import math
@@ -89,6 +91,23 @@ def writable_dir(folder, fix):
         tempfile.TemporaryFile(dir=folder).close()
     except OSError as e:
         raise SystemExit(f"{folder} is not a writable directory ({e.strerror}); {fix}.") from None
+
+
+@contextlib.contextmanager
+def hold_lock(folder, busy):
+    """An flock on folder itself while this process writes there, or busy (the sentence to say) when another process
+    holds it. On the folder, not a file in it, so a refused run leaves nothing behind; the kernel drops the lock when
+    the process ends, however it ends. fcntl is imported here: the other helpers work where it does not exist."""
+    import fcntl
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise SystemExit(busy) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def save_checkpoint(ckpt, path):

@@ -17,8 +17,6 @@ command truncates the bins to the committed lengths, continues, and ends byte-id
 """
 
 import argparse
-import contextlib
-import fcntl
 import glob
 import hashlib
 import json
@@ -37,7 +35,7 @@ import numpy as np
 import tiktoken
 import zstandard
 
-from checkpoint import atomic_write, guard_assets, largest_token, writable_dir
+from checkpoint import atomic_write, guard_assets, hold_lock, largest_token, writable_dir
 from configurator import cli, number
 from convert import hub_problem
 
@@ -455,23 +453,6 @@ def read_json(path):
                  f"{os.path.dirname(path)} and start over, or use another --out_dir")
 
 
-@contextlib.contextmanager
-def hold_lock(out_dir):
-    """Hold an flock on out_dir itself while this run writes there: two runs appending to the same bins would
-    interleave their tokens. On the folder, not on a file in it, so a refused input leaves the folder empty; the
-    kernel drops the lock when the process ends, however it ends."""
-    fd = os.open(out_dir, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            sys.exit(f"error: {out_dir} is being written by another prepare_slimpajama.py run; wait for it to end "
-                     f"or use another --out_dir")
-        yield
-    finally:
-        os.close(fd)
-
-
 def start_state(out_dir, settings):
     """The committed progress to continue from, a fresh one, or None when out_dir already holds this dataset."""
     meta_path, state_path = os.path.join(out_dir, "meta.json"), os.path.join(out_dir, "progress.json")
@@ -521,7 +502,9 @@ def prepare(args, log=print):
                 "val_tokens": args.val_tokens, "val_fraction": args.val_fraction, "shards": len(shards),
                 "shards_sha1": hashlib.sha1(json.dumps(fingerprint).encode()).hexdigest()}
     writable_dir(args.out_dir, "choose another --out_dir")
-    with hold_lock(args.out_dir):
+    # two runs appending to the same bins would interleave their tokens
+    with hold_lock(args.out_dir, f"error: {args.out_dir} is being written by another prepare_slimpajama.py run; wait "
+                                 f"for it to end or use another --out_dir"):
         return write_dataset(args, settings, tok, shards, fetch, source, log)
 
 

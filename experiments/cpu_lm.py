@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from checkpoint import atomic_write, load_checkpoint, open_data, read_log, writable_dir
+from checkpoint import atomic_write, hold_lock, load_checkpoint, open_data, read_log, writable_dir
 from configurator import cli
 from model import GPT, GPTConfig
 
@@ -64,8 +64,6 @@ def runs():
 
 
 def train_all():
-    for folder in (ROOT, os.path.dirname(ASSETS)):  # the runs and the report: found unwritable now, not after hours
-        writable_dir(folder, "make it writable, or run from a copy of the repository that is")
     start = time.time()
     for variant, seed, out_dir, ckpt in runs():
         if finished(ckpt):
@@ -199,7 +197,11 @@ def main(argv=None):
     args = get_parser().parse_args(argv)
     if not args.report:  # the data first: train.py's own fix for it would be a setting this study does not have
         open_data(DATA_DIR, BLOCK_SIZE, 256, study="experiments.cpu_lm")
-        train_all()
+        for folder in (ROOT, os.path.dirname(ASSETS)):  # the runs and the report: found unwritable now, not after hours
+            writable_dir(folder, "make it writable, or run from a copy of the repository that is")
+        with hold_lock(ROOT, f"{ROOT} is being trained into by another `python -m experiments.cpu_lm`; wait for it "
+                             f"to end, then run this again."):  # one study per folder: two would train the same runs
+            train_all()
     report()
 
 

@@ -33,7 +33,8 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from checkpoint import atomic_write, load_checkpoint, open_data, read_log, read_table, tokens, writable_dir
+from checkpoint import (atomic_write, hold_lock, load_checkpoint, open_data, read_log, read_table, tokens,
+                        writable_dir)
 from configurator import cli
 from convert import convert_state_dict
 from model import GPT, GPTConfig
@@ -118,8 +119,6 @@ def add_time(s, run, seconds):
 def train_all(s):
     """Each unfinished run through train.py (a killed one continues from its checkpoint); the stdout of the runs
     goes to their log.jsonl, the time of each to root/times.jsonl."""
-    for folder in (s["root"], os.path.dirname(s["assets"])):  # the runs and the report, checked before hours
-        writable_dir(folder, "make it writable, or run from a copy of the repository that is")
     for name, seed, out, args, end in plan(s):
         ckpt = checkpoint(out)
         if ckpt is not None and ckpt["iter_num"] >= end:
@@ -434,7 +433,12 @@ def main(argv=None):
     command = "python -m experiments.retrofit" + (" --quick" if args.quick else "")
     if not args.report:  # the data first: train.py's own fix for it would be a setting this study does not have
         open_data(DATA_DIR, BLOCK_SIZE, 256, study="experiments.retrofit")
-        train_all(setting)
+        for folder in (setting["root"], os.path.dirname(setting["assets"])):  # the runs and the report, before hours
+            writable_dir(folder, "make it writable, or run from a copy of the repository that is")
+        root = setting["root"]  # one study per folder: two would train the same runs
+        with hold_lock(root, f"{root} is being trained into by another `{command}`; wait for it to end, then run "
+                             f"this again."):
+            train_all(setting)
     report(setting, command)
 
 

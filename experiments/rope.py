@@ -29,7 +29,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from checkpoint import atomic_write, load_checkpoint, open_data, read_table, tokens, writable_dir
+from checkpoint import atomic_write, hold_lock, load_checkpoint, open_data, read_table, tokens, writable_dir
 from configurator import cli
 from model import GPT, GPTConfig
 
@@ -200,7 +200,10 @@ def main(argv=None):
     if not args.report:
         for folder in (args.root, os.path.dirname(args.assets)):  # the runs and the report, checked before hours
             writable_dir(folder, "make it writable, or run from a copy of the repository that is")
-        train_all(args)
+        command = "python -m experiments.rope" + (" --quick" if args.quick else "")
+        with hold_lock(args.root, f"{args.root} is being trained into by another `{command}`; wait for it to end, "
+                                  f"then run this again."):  # one study per folder: two would train the same runs
+            train_all(args)
     rows, missing = score(args)
     report(rows, missing, args, time.time() - t0)
 

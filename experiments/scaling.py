@@ -35,8 +35,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from checkpoint import (atomic_write, guard_assets, load_checkpoint, open_data, read_log, read_table, tokens,
-                        writable_dir)
+from checkpoint import (atomic_write, guard_assets, hold_lock, load_checkpoint, open_data, read_log, read_table,
+                        tokens, writable_dir)
 from configurator import cli, number
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
@@ -143,8 +143,9 @@ def command(run, s, data_dir, out_dir, resume):
 
 def read_csv(path, columns):
     # a run in the table is done: its row is not rebuilt, so a table damaged by hand is restored, not deleted
-    return read_table(path, columns, text=["variant", "proj", "layer", "measure", "pair"], fix="restore it (`git checkout -- "
-                      "FILE` where it is tracked, else from the run folders' checkpoints by deleting it) and run again")
+    return read_table(path, columns, text=["variant", "proj", "layer", "measure", "pair"],
+                      fix="restore it (`git checkout -- FILE` where it is tracked, else from the run folders' "
+                          "checkpoints by deleting it) and run again")
 
 
 def write_csv(path, columns, rows):
@@ -467,8 +468,11 @@ def main(argv=None):
         open_data(args.data_dir, max(s["blocks"]), 256, study="experiments.scaling")
     guard_assets(args.root, False, None)  # run folders never go there (found by train.py, after the data check)
     writable_dir(args.root, "choose another --root")  # a file there was a FileExistsError traceback
-    if not args.report:
-        train_all(s, args)
+    if not args.report:  # one study per --root: a second one would train the same runs
+        with hold_lock(args.root, f"--root {args.root} is being trained into by another `python -m "
+                                  f"experiments.scaling`; wait for it to end, then run this again, or choose another "
+                                  f"--root."):
+            train_all(s, args)
     report(s, args)
 
 

@@ -495,15 +495,37 @@ def test_retrofit_partial_report_goes_to_the_runs_folder_and_a_torn_cache_is_rec
 
 
 def test_experiments_check_their_output_folders_before_training(tmp_path, monkeypatch):
-    (tmp_path / "afile").write_text("a file where the runs' folder should be")
+    make_data(tmp_path / "data" / "cpu_lm_bytes")
+    (tmp_path / "out-retrofit-quick").write_text("a file where the runs' folder should be")
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("trained before checking its folders"))
-    with pytest.raises(SystemExit, match=f"^{tmp_path}/afile is not a writable directory"):
-        retrofit.train_all(dict(retrofit.QUICK, root=str(tmp_path / "afile")))
+    with pytest.raises(SystemExit, match="^out-retrofit-quick is not a writable directory"):
+        retrofit.main(["--quick"])
+
+
+STUDIES = [(cpu_lm, [], "out-cpu_lm"), (retrofit, ["--quick"], "out-retrofit-quick"),
+           (rope, ["--quick"], "out-rope-quick"), (scaling, ["--quick"], "out-scaling-quick")]
+
+
+@pytest.mark.parametrize("study, argv, root", STUDIES, ids=[r for _, _, r in STUDIES])
+def test_a_second_study_into_the_same_runs_waits_its_turn(tmp_path, monkeypatch, study, argv, root):
+    # the second one's first train.py met the first's lock and said to choose another --out_dir, a setting the
+    # studies do not have; two scaling runs would also each rewrite scaling.csv from the rows they had read
+    make_data(tmp_path / "data" / "cpu_lm_bytes")
+    (tmp_path / root).mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("trained beside another study"))
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("trained beside another study"))
+    with checkpoint.hold_lock(root, "held by the test"):
+        with pytest.raises(SystemExit, match=f"{root} is being trained into by another `python -m experiments."):
+            study.main(argv)
+    assert os.listdir(root) == []
 
 
 def test_a_training_run_that_fails_stops_the_study_in_one_sentence(tmp_path, monkeypatch):
     monkeypatch.setattr(subprocess, "run", lambda cmd, **k: subprocess.CompletedProcess(cmd, 1))  # train.py refused
     s = dict(retrofit.QUICK, root=str(tmp_path / "runs"), assets=str(tmp_path / "runs" / "retrofit"))
+    (tmp_path / "runs").mkdir()  # made by main, before the lock on it
     with pytest.raises(SystemExit, match=f"^{tmp_path}/runs/qkv_s1337: train.py stopped \\(its message is above\\)"):
         retrofit.train_all(s)  # was a CalledProcessError traceback below train.py's own one line
     assert os.listdir(tmp_path / "runs") == []
