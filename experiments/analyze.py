@@ -34,13 +34,14 @@ import tempfile
 
 import torch
 
-from checkpoint import atomic_write, guard_assets, load_checkpoint, tokens
+from checkpoint import atomic_write, guard_assets, in_assets, load_checkpoint, tokens
 from configurator import cli, number
 from convert import affine_fit
 from model import GPT, GPTConfig
 
 ASSET_SOURCE = "out-retrofit/qkv_s1337"  # the checkpoint behind assets/projections.png (experiments/README.md)
 ASSET_COMMAND = f"python -m experiments.analyze --out_dir={ASSET_SOURCE} --out=assets"
+ASSET_ITERS = 600  # that checkpoint finished: experiments/retrofit.py's ITERS
 PAIR_RULE = ("cosine of the flattened weights, whole matrix (mean over heads in brackets); with GQA/MQA each key "
              "or value head is repeated for the query heads that use it, as attention pairs them")
 
@@ -255,12 +256,12 @@ def plot(rows, random, max_rank, title, path):
 
 
 def load(out_dir):
-    """-> (model, the checkpoint's data_dir or None)."""
-    ckpt = load_checkpoint(out_dir)
+    """-> (model, the checkpoint's data_dir or None, its iter_num)."""
+    ckpt = load_checkpoint(out_dir, ("model", "model_args", "iter_num"))
     with torch.device("meta"):  # no random init: the weights come from the checkpoint
         model = GPT(GPTConfig(**ckpt["model_args"]))
     model.load_state_dict(ckpt["model"], assign=True)
-    return model.eval(), ckpt.get("config", {}).get("data_dir")
+    return model.eval(), ckpt.get("config", {}).get("data_dir"), ckpt["iter_num"]
 
 
 def val_tokens(data_dir, n_tokens, block_size):
@@ -293,7 +294,7 @@ def get_parser():
 def main(argv=None):
     parser = get_parser()
     args = parser.parse_args(argv)
-    model, data_dir = load(args.out_dir)
+    model, data_dir, iters = load(args.out_dir)
     cfg = model.config
     head_dim = cfg.n_embd // cfg.n_head
     if args.tokens < cfg.block_size:
@@ -310,6 +311,9 @@ def main(argv=None):
         changed = [k for k in vars(args) if k not in ("out", "out_dir") and getattr(args, k) != parser.get_default(k)]
         full_run = not changed and os.path.realpath(args.out_dir) == os.path.realpath(ASSET_SOURCE)
         guard_assets(out, full_run, ASSET_COMMAND)
+        if in_assets(out) and iters != ASSET_ITERS:  # the right folder, but the tracked figure is of the finished run
+            raise SystemExit(f"{args.out_dir} is at iteration {iters}, and assets/projections.* are of the retrofit "
+                             f"source at {ASSET_ITERS}: finish it with `python -m experiments.retrofit` first.")
         try:
             os.makedirs(out, exist_ok=True)
             tempfile.TemporaryFile(dir=out).close()

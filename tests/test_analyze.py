@@ -57,7 +57,7 @@ def test_effective_rank_of_two_equal_singular_values_is_two():
 @pytest.mark.parametrize("proj,n_kv_head", list(EXPECTED))
 def test_table_lists_only_existing_projections(tmp_path, proj, n_kv_head):
     original = save_ckpt(tmp_path, proj, n_kv_head)
-    model, _ = load(str(tmp_path))  # load_checkpoint takes a str
+    model, *_ = load(str(tmp_path))  # load_checkpoint takes a str
     names = EXPECTED[(proj, n_kv_head)]
     for block, ref in zip(model.transformer.h, original.transformer.h):
         mats = projections(block.attn)
@@ -236,6 +236,10 @@ def test_assets_take_only_the_figure_readme_names(tmp_path, capsys, monkeypatch)
     monkeypatch.setattr(experiments.analyze, "ASSET_SOURCE", str(tmp_path))
     code, _, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--out={assets}", "--rank=2")
     assert "only the full default run" in code
+    # and with the default settings, before it has finished: it wrote an unfinished run's figure over the tracked one
+    code, _, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--out={assets}")
+    assert code == f"{tmp_path} is at iteration 0, and assets/projections.* are of the retrofit source at 600: " \
+                   f"finish it with `python -m experiments.retrofit` first."
     assert {n: os.path.getmtime(os.path.join(assets, n)) for n in os.listdir(assets)} == before
 
 
