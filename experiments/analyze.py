@@ -34,6 +34,10 @@ import tempfile
 
 import torch
 
+# run as a file (`python experiments/analyze.py`) the project's modules are not on the path: say the way that works
+if not __package__:
+    raise SystemExit("run the studies from the repository root as modules: python -m experiments.analyze")
+
 from checkpoint import atomic_write, guard_assets, in_assets, load_checkpoint, tokens
 from configurator import cli, number
 from convert import affine_fit

@@ -25,6 +25,10 @@ import time
 
 import torch
 
+# run as a file (`python experiments/cpu_lm.py`) the project's modules are not on the path: say the way that works
+if not __package__:
+    raise SystemExit("run the studies from the repository root as modules: python -m experiments.cpu_lm")
+
 from checkpoint import atomic_write, hold_lock, load_checkpoint, open_data, read_log, writable_dir
 from configurator import cli
 from model import GPT, GPTConfig

@@ -29,6 +29,10 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+# run as a file (`python experiments/rope.py`) the project's modules are not on the path: say the way that works
+if not __package__:
+    raise SystemExit("run the studies from the repository root as modules: python -m experiments.rope")
+
 from checkpoint import atomic_write, hold_lock, load_checkpoint, open_data, read_table, tokens, writable_dir
 from configurator import cli
 from model import GPT, GPTConfig

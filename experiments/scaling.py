@@ -35,6 +35,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+# run as a file (`python experiments/scaling.py`) the project's modules are not on the path: say the way that works
+if not __package__:
+    raise SystemExit("run the studies from the repository root as modules: python -m experiments.scaling")
+
 from checkpoint import (atomic_write, guard_assets, hold_lock, load_checkpoint, open_data, read_log, read_table,
                         tokens, writable_dir)
 from configurator import cli, number

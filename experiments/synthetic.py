@@ -39,6 +39,10 @@ from multiprocessing import get_context
 
 import torch
 
+# run as a file (`python experiments/synthetic.py`) the project's modules are not on the path: say the way that works
+if not __package__:
+    raise SystemExit("run the studies from the repository root as modules: python -m experiments.synthetic")
+
 from checkpoint import atomic_write, in_assets
 from configurator import cli, number, numbers, once
 from model import GPT, GPTConfig

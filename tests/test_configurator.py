@@ -189,3 +189,11 @@ def test_every_command_but_train_runs_through_cli(script):
     with open(os.path.join(ROOT, script)) as f:
         tail = f.read().rstrip().splitlines()[-2:]
     assert tail[0] == 'if __name__ == "__main__":' and tail[1].startswith("    cli(main, \"")
+
+
+@pytest.mark.parametrize("name", ["analyze", "synthetic", "cpu_lm", "rope", "retrofit", "scaling"])
+def test_a_study_run_as_a_file_names_the_way_to_run_it(name):
+    # `python experiments/NAME.py`, as train.py is run, was a ModuleNotFoundError traceback for checkpoint
+    r = subprocess.run([sys.executable, f"experiments/{name}.py", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr == f"run the studies from the repository root as modules: python -m experiments.{name}\n"
