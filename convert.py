@@ -26,7 +26,7 @@ SAME_FIELDS = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "n_inn
 
 def check_conversion(src, dst, method, calib):
     """Raise ValueError, with one sentence naming the field and the fix, for a conversion that cannot be done."""
-    for f in SAME_FIELDS + tuple(f for f in ("pos_emb", "pos_conv_basis") if hasattr(src, f)):
+    for f in SAME_FIELDS + tuple(f for f in ("pos_emb", "pos_conv_basis", "pos_conv_period") if hasattr(src, f)):
         if getattr(src, f) != getattr(dst, f):
             raise ValueError(f"conversion keeps {f} (source {getattr(src, f)!r}, destination {getattr(dst, f)!r}); "
                              f"set {f}={getattr(src, f)!r} or train the new shape from scratch.")

@@ -46,6 +46,7 @@ class GPTConfig:
     causal: bool = True       # False: every position attends to every other
     pos_conv: int = 0         # m channels of the (X)+ 2D positional encoding; 0 = off
     pos_conv_basis: str = "product"  # "product" (2D Fourier: depends on i and j jointly) | "concat" ([f(i), f(j)])
+    pos_conv_period: int = 0  # 0: (X)+ tells every offset below block_size apart; p: harmonics of 2 pi / p, cyclic in p
     pos_emb: str = "learned"  # "learned" (GPT-2 table) | "none" (no position embedding parameter at all) | "rope"
     rope_base: float = 10000.0  # pos_emb="rope": the wavelengths run from 2 pi to 2 pi rope_base
     dropout: float = 0.0      # residual dropout (the paper uses 0.1)
@@ -77,6 +78,9 @@ class GPTConfig:
                              f"got {self.n_kv_head}. Use proj='qkv' or 'qk_v' for GQA/MQA.")
         if self.pos_conv < 0 or self.pos_conv % 4:
             raise ValueError(f"pos_conv must be 0 (off) or a positive multiple of 4; got {self.pos_conv}.")
+        if self.pos_conv_period and (self.pos_conv_period < 4 or not self.pos_conv):
+            raise ValueError(f"pos_conv_period must be 0 (off) or a period of at least 4 positions with pos_conv > 0; "
+                             f"got {self.pos_conv_period} with pos_conv={self.pos_conv}.")
         if self.pos_conv_basis not in POS_CONV_BASES:
             raise ValueError(f"pos_conv_basis must be one of {', '.join(POS_CONV_BASES)}; got {self.pos_conv_basis!r}.")
         if self.pos_emb not in POS_EMBS:
@@ -107,15 +111,21 @@ class Cache:
         return sum(t.numel() * t.element_size() for layer in self.layers for t in layer.values())
 
 
-def pos_conv_features(L, n, K, device):
+def pos_conv_features(L, n, K, device, period=0):
     """Positions 0..L-1 -> [L, K, 2]: (sin, cos)(w_k p) for the K = m/4 frequencies of (X)+ at block_size n.
     w_0 = pi/n: over every pair of positions below n, sin(w_0 (i - j)) has the sign of i - j and
     cos(w_0 (i + j - c)) falls monotonically away from i + j = c, so the lowest frequency alone tells direction
     and the mirror (REVERSE's anti-diagonal) apart at every length up to block_size, without aliasing. The others
     rise geometrically to pi/2 to make those peaks sharp: one step off the peak costs 1 - cos(pi/2) = 1 per unit
     of weight. A geometric 10000^(-k/K) schedule fails at short lengths: its lowest frequency wraps over no list,
-    so the peak is ambiguous, and its highest is not sharp. pi itself is avoided: sin(pi p) = 0 at every p."""
-    w = math.pi / n * (n / 2) ** (torch.arange(K, device=device) / max(K - 1, 1))
+    so the peak is ambiguous, and its highest is not sharp. pi itself is avoided: sin(pi p) = 0 at every p.
+    period p > 0: whole harmonics of 2 pi / p, rising geometrically (rounded) from 1 to p/4 (pi/2 again), so
+    positions i and i + p look the same and a cyclic offset (i + 1 mod p) is one offset, the wrap-around included."""
+    r = torch.arange(K, device=device) / max(K - 1, 1)
+    if period:
+        w = 2 * math.pi / period * ((period / 4) ** r).round()
+    else:
+        w = math.pi / n * (n / 2) ** r
     a = torch.arange(L, device=device).float()[:, None] * w
     return torch.stack([a.sin(), a.cos()], dim=-1)
 
@@ -172,6 +182,7 @@ class CausalSelfAttention(nn.Module):
         self.v_is_k = self.sources[1] == self.sources[2]
         self.attn, self.causal, self.pos_conv = config.attn, config.causal, config.pos_conv
         self.pos_conv_basis, self.block_size = config.pos_conv_basis, config.block_size
+        self.pos_conv_period = config.pos_conv_period
         self.rope_base = config.rope_base if config.pos_emb == "rope" else None
         # one fused input projection holding exactly the weights the variant needs
         n_chunks = max(self.sources) + 1
@@ -197,7 +208,7 @@ class CausalSelfAttention(nn.Module):
         depends on both positions. concat: P = [f(i), f(j)], so P·w = a(i) + c(j); the softmax over keys cancels
         a(i) and b, which leaves a bias on the key position alone: it cannot tell which query asks."""
         m, w = self.pos_conv, self.conv.weight.view(-1)
-        f = pos_conv_features(L, self.block_size, m // 4, device)  # [L, K, 2]
+        f = pos_conv_features(L, self.block_size, m // 4, device, self.pos_conv_period)  # [L, K, 2]
         if self.pos_conv_basis == "concat":
             f = f.flatten(1)                                        # [L, m/2]
             return (f[pos:] @ w[:m // 2])[:, None] + (f @ w[m // 2:])[None, :] + self.conv.bias
@@ -208,7 +219,7 @@ class CausalSelfAttention(nn.Module):
         """The paper's (X)+ written out, for reading and tests: scores s [B, H, T, L] (queries pos..pos+T-1)
         broadcast over m channels, plus P [m, T, L], then the 1x1 conv back to [B, H, T, L]."""
         B, H, T, L = s.shape
-        f = pos_conv_features(L, self.block_size, self.pos_conv // 4, s.device)
+        f = pos_conv_features(L, self.block_size, self.pos_conv // 4, s.device, self.pos_conv_period)
         if self.pos_conv_basis == "concat":
             f = f.flatten(1)
             P = torch.cat([f[pos:, None].expand(T, L, -1), f[None, :].expand(T, L, -1)], dim=-1).permute(2, 0, 1)

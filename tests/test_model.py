@@ -314,13 +314,16 @@ def test_pos_conv_literal_equals_scale_plus_learned_bias(pos, basis):
     torch.testing.assert_close(attn.pos_conv_literal(s, pos), cheap, atol=1e-5, rtol=1e-5)
 
 
-def encoding_by_hand(basis, m, n, T, L, pos):
+def encoding_by_hand(basis, m, n, T, L, pos, period=0):
     """P [m, T, L] for queries pos..pos+T-1 and keys 0..L-1, written from the definition with plain loops:
-    K = m/4 frequencies rising geometrically from pi/n to pi/2 (n = block_size), f = (sin, cos).
+    K = m/4 frequencies rising geometrically from pi/n to pi/2 (n = block_size), or with a period p the whole
+    harmonics round((p/4)^(k/(K-1))) of 2 pi / p; f = (sin, cos).
     product: channel 4k + 2a + b is f_a(w_k i) f_b(w_k j). concat: channel 2k + a is f_a(w_k i), channel
     m/2 + 2k + a is f_a(w_k j)."""
     K = m // 4
     w = [math.pi / n * ((math.pi / 2) / (math.pi / n)) ** (k / max(K - 1, 1)) for k in range(K)]
+    if period:
+        w = [2 * math.pi / period * round((period / 4) ** (k / max(K - 1, 1))) for k in range(K)]
     f = (math.sin, math.cos)
     P = torch.zeros(m, T, L, dtype=torch.float64)
     for t in range(T):
@@ -337,15 +340,17 @@ def encoding_by_hand(basis, m, n, T, L, pos):
     return P
 
 
+@pytest.mark.parametrize("period", [0, 12])
 @pytest.mark.parametrize("basis", ["product", "concat"])
 @pytest.mark.parametrize("pos", [0, 3])
-def test_pos_conv_scores_equal_the_definition_built_by_hand(pos, basis):
+def test_pos_conv_scores_equal_the_definition_built_by_hand(pos, basis, period):
     # the model's scores (cheap form in the layer, and the literal form) against conv(S + P) with P from its
     # definition, not from model.py's own pos_conv_features
     m, T, L = 8, 4, pos + 4
-    attn = random_conv(tiny(proj="q_k_v", pos_conv=m, pos_conv_basis=basis).transformer.h[0].attn)
+    attn = random_conv(tiny(proj="q_k_v", pos_conv=m, pos_conv_basis=basis,
+                            pos_conv_period=period).transformer.h[0].attn)
     s = torch.randn(2, N_HEAD, T, L, dtype=torch.float64)
-    P = encoding_by_hand(basis, m, BLOCK, T, L, pos)
+    P = encoding_by_hand(basis, m, BLOCK, T, L, pos, period)
     w, b = attn.conv.weight.detach().double().view(m), attn.conv.bias.detach().double()
     expect = sum(w[c] * (s + P[c]) for c in range(m)) + b        # the 1x1 conv over the m channels of S + P
     cheap = w.sum() * s + attn.pos_bias(pos, L, "cpu").detach().double()
@@ -360,6 +365,21 @@ def test_pos_conv_scores_equal_the_definition_built_by_hand(pos, basis):
                      for c in range(m)) + b
         y = attn.c_proj(merge(scores.softmax(-1).float() @ v))
         torch.testing.assert_close(attn(x), y, atol=1e-5, rtol=1e-5)
+
+
+def test_a_pos_conv_period_makes_the_bias_cyclic():
+    # with period p, query i and key j get the bias of i mod p and j mod p: SHIFT's wrap-around (n-1 reads 0) is
+    # the same offset as every other step. Without it, no two positions below block_size look alike.
+    for period in (0, 8):
+        attn = random_conv(tiny(proj="q_kv", pos_conv=16, pos_conv_period=period).transformer.h[0].attn)
+        bias = attn.pos_bias(0, 16, "cpu").detach()
+        i = torch.arange(16)
+        folded = bias[i % 8][:, i % 8]
+        assert torch.allclose(bias, folded, atol=1e-5) == bool(period)
+    with pytest.raises(ValueError, match="pos_conv_period must be 0 .* got 8 with pos_conv=0"):
+        GPTConfig(pos_conv_period=8)
+    with pytest.raises(ValueError, match="got 2 with pos_conv=8"):
+        GPTConfig(pos_conv=8, pos_conv_period=2)
 
 
 @pytest.mark.parametrize("basis", ["product", "concat"])

@@ -175,7 +175,8 @@ def test_unwritable_out_fails_before_training(tmp_path, capsys):
 
 def test_a_damaged_cache_file_is_run_again(tmp_path, monkeypatch):
     # written whole by atomic_write, so damage comes from outside; it was a JSONDecodeError from a worker process
-    args = argparse.Namespace(heads=2, embd=32, pos_conv=4, batch=8, lr=1e-3, eval_size=8, cache=str(tmp_path))
+    args = argparse.Namespace(heads=2, embd=32, pos_conv=4, batch=8, lr=1e-3, eval_size=8, periodic=False,
+                              cache=str(tmp_path))
     job = ("none", "copy", 8, 5, 1, "qkv", 0, args)
     with open(synthetic.cache_file(job), "w") as f:
         f.write('[[0, 0.5], [5, ')
@@ -190,7 +191,8 @@ def test_a_damaged_cache_file_is_run_again(tmp_path, monkeypatch):
 def test_a_cache_file_that_is_no_curve_is_run_again(tmp_path, monkeypatch, text):
     # valid JSON edited by hand: [] was an IndexError, [[1, "x"]] a format error in the table, and an accuracy of 2.0
     # reached the table as 200% with exit 0
-    args = argparse.Namespace(heads=2, embd=32, pos_conv=4, batch=8, lr=1e-3, eval_size=8, cache=str(tmp_path))
+    args = argparse.Namespace(heads=2, embd=32, pos_conv=4, batch=8, lr=1e-3, eval_size=8, periodic=False,
+                              cache=str(tmp_path))
     job = ("none", "copy", 8, 5, 1, "qkv", 0, args)
     with open(synthetic.cache_file(job), "w") as f:
         f.write(text)
@@ -207,3 +209,15 @@ def test_a_diverged_run_stops_with_one_sentence(tmp_path, capsys):
                         f"--cache={tmp_path}/runs"])
     assert "the run diverged; lower --lr (now 1000000000.0)" in str(e.value)
     assert not os.path.exists(tmp_path / "o" / "synthetic.md") and os.listdir(tmp_path / "runs") == []
+
+
+def test_periodic_gives_the_plus_models_the_list_length_as_period(monkeypatch):
+    seen, real = [], synthetic.GPT
+    monkeypatch.setattr(synthetic, "GPT", lambda cfg: seen.append(cfg) or real(cfg))
+    args = synthetic.get_parser().parse_args(["--periodic", "--embd=16", "--heads=1", "--eval_size=8", "--batch=4"])
+    for model in ("q_kv", "q_kv+", "q_k_v+"):
+        synthetic.run_one(("learned", "shift1", 12, 5, 1, model, 0, args))
+    assert [c.pos_conv_period for c in seen] == [0, 12, 12]
+    job = ("learned", "shift1", 12, 5, 1, "q_kv+", 0, args)  # its runs are cached apart from the others
+    plain = argparse.Namespace(**{**vars(args), "periodic": False})
+    assert synthetic.cache_file(job) != synthetic.cache_file(job[:-1] + (plain,))
