@@ -240,6 +240,15 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
         raise SystemExit(f"{path} has no vocab_size; {again}.")
     if meta.get("dtype", "uint16") != "uint16":
         raise SystemExit(f"{path} records dtype {meta['dtype']!r}, and train.py reads uint16 tokens; {again}.")
+    # the checkpoint keeps this meta, and load_checkpoint refuses one that disagrees with the model: refused here,
+    # before the run, not after it in every script that reads its checkpoint
+    tokenizer, eot = meta.get("tokenizer"), meta.get("eot_token")
+    if VOCABS.get(tokenizer, 0) > meta["vocab_size"]:
+        raise SystemExit(f"{path} names tokenizer {tokenizer!r} ({VOCABS[tokenizer]} tokens) with vocab_size "
+                         f"{meta['vocab_size']}: the file is edited or foreign; {again}.")
+    if eot is not None and not (type(eot) is int and 0 <= eot < meta["vocab_size"]):
+        raise SystemExit(f"{path} holds eot_token = {reprlib.repr(eot)}, which is no token id below its vocab_size "
+                         f"{meta['vocab_size']}: the file is edited or foreign; {again}.")
     for split in ("train", "val"):
         bin_path, recorded = os.path.join(data_dir, f"{split}.bin"), meta.get(f"{split}_tokens")
         size = os.path.getsize(bin_path)

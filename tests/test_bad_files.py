@@ -108,12 +108,19 @@ DATA_CASES = [
     (no_validation, "{d}/val.bin holds 0 tokens; prepare {d} again with more text and a validation split "
                     "(--val_fraction above 0, or --val_input)."),
     (a_file, "data_dir '{d}' is a file, not a directory; set --data_dir to the folder prepare_slimpajama.py wrote."),
+    # a meta.json that the checkpoint would keep and load_checkpoint refuse: train.py trained and saved on it
+    (lambda d: set_meta(d, eot_token=300), "{d}/meta.json holds eot_token = 300, which is no token id below its "
+                                           "vocab_size 256: the file is edited or foreign; prepare {d} again"),
+    (lambda d: set_meta(d, eot_token="x"), "{d}/meta.json holds eot_token = 'x', which is no token id"),
+    (lambda d: set_meta(d, tokenizer="r50k_base"), "{d}/meta.json names tokenizer 'r50k_base' (50257 tokens) with "
+                                                   "vocab_size 256: the file is edited or foreign; prepare {d} again"),
 ]
 
 
 @pytest.mark.parametrize("damage, message", DATA_CASES, ids=["truncated", "extended", "uint32 bins", "uint32 meta",
                                                              "odd size", "recorded token id", "unrecorded token id",
-                                                             "bin is a folder", "no validation", "data_dir a file"])
+                                                             "bin is a folder", "no validation", "data_dir a file",
+                                                             "eot beyond vocab", "eot no int", "tokenizer vocab"])
 def test_data_that_disagrees_with_meta_json_is_one_sentence(tmp_path, damage, message):
     d = tmp_path / "data"
     make_data(d)
