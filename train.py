@@ -196,6 +196,8 @@ except OSError:  # no lock file, or none to read: lock_out_dir() below takes it,
     pass
 # the checkpoint already in out_dir, if any: resumed, or compared with this run's settings
 ckpt_path = os.path.join(out_dir, "ckpt.pt")
+if os.path.isdir(ckpt_path):  # no checkpoint to load, nor the place of one to save: not "no checkpoint, train one"
+    sys.exit(f"{ckpt_path} is a folder, and this run writes that file; move it away or choose another --out_dir.")
 if init_from == "resume" and not os.path.exists(ckpt_path):
     sys.exit(f"init_from='resume' but {ckpt_path} does not exist; check --out_dir or use --init_from=scratch.")
 ckpt = None

@@ -347,6 +347,17 @@ def test_a_lock_that_takes_no_bytes_is_one_sentence(data_dir, tmp_path, monkeypa
     assert sorted(os.listdir(out)) == ["train.lock"]
 
 
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_folder_named_ckpt_pt_is_named_as_a_folder(resume, data_dir, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    os.makedirs(out / "ckpt.pt")  # was "no checkpoint at out/ckpt.pt: train one with train.py", to a training run
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2",
+                                      *["--init_from=resume"] * resume])
+    assert msg == (f"{out / 'ckpt.pt'} is a folder, and this run writes that file; move it away or choose another "
+                   f"--out_dir.")
+    assert os.listdir(out) == ["ckpt.pt"]
+
+
 def test_a_damaged_log_is_refused_or_cleaned_before_training(finished, data_dir, tmp_path, monkeypatch):
     out = tmp_path / "out"
     shutil.copytree(finished, out)
