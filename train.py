@@ -257,14 +257,16 @@ def changed_settings(saved):
 # a resumed run goes on from it; any other run would write over it and is refused
 if ckpt:
     done, changed = ckpt["iter_num"], changed_settings(ckpt["config"])
+    length = "--total_tokens" if total_tokens else "--max_iters"  # total_tokens > 0 sets max_iters: raise it
     if done >= max_iters and not changed:
         if master:
             print(f"{ckpt_path} holds this run, finished at iteration {done}: nothing to do (to train on, raise "
-                  f"--max_iters and add --init_from=resume).")
+                  f"{length} and add --init_from=resume).")
         sys.exit(0)
     if init_from == "resume" and done >= max_iters:
-        sys.exit(f"{ckpt_path} is at iteration {done}, and max_iters is {max_iters}: nothing to train; raise "
-                 f"--max_iters (or --total_tokens) to continue it.")
+        sys.exit(f"{ckpt_path} is at iteration {done}, and max_iters is {max_iters}"
+                 f"{f' (set by total_tokens={total_tokens:,})' if total_tokens else ''}: nothing to train; raise "
+                 f"{length} to continue it.")
     if init_from != "resume" and changed:
         sys.exit(f"{ckpt_path} exists, from a run with other settings: {', '.join(changed[:3])}"
                  f"{f' and {len(changed) - 3} more' if len(changed) > 3 else ''}; continue it with "

@@ -217,6 +217,18 @@ def test_a_finished_run_asked_again_is_done_and_touches_nothing(finished, data_d
     assert snapshot(out) == before
 
 
+def test_a_run_sized_by_total_tokens_is_told_to_raise_total_tokens(data_dir, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    train(data_dir, out, "--total_tokens=512")  # 2 iterations of 256 tokens
+    assert run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--total_tokens=512"]) == "0"
+    # was "raise --max_iters", which total_tokens overrides: raising it ended in "max_iters is 2: nothing to train"
+    assert "(to train on, raise --total_tokens and add --init_from=resume)" in capsys.readouterr().out
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--total_tokens=512",
+                                      "--init_from=resume", "--max_iters=4"])
+    assert msg == (f"{out / 'ckpt.pt'} is at iteration 2, and max_iters is 2 (set by total_tokens=512): nothing to "
+                   f"train; raise --total_tokens to continue it.")
+
+
 def test_a_finished_run_asked_with_other_settings_is_refused(finished, data_dir, tmp_path, monkeypatch):
     out = shutil.copytree(finished, tmp_path / "run")
     before = snapshot(out)
