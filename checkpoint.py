@@ -260,6 +260,10 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
             raise SystemExit(f"{bin_path} holds {size // 2:,} uint16 tokens and {path} records {recorded:,} ({what}); "
                              f"{again}.")
         if size // 2 < 2:  # no block_size helps: not even one (input, target) pair
+            asked = meta.get("settings") if isinstance(meta.get("settings"), dict) else {}  # prepare's arguments
+            if split == "val" and asked.get("val_tokens") == 0:  # a split there, but none of it asked for
+                raise SystemExit(f"{bin_path} holds no tokens: {data_dir} was prepared with --val_tokens=0; "
+                                 f"prepare it again with --val_tokens above 0.")
             raise SystemExit(f"{bin_path} holds {size // 2} tokens; prepare {data_dir} again with more text"
                              + (" and a validation split (--val_fraction above 0, or --val_input)."
                                 if split == "val" else "."))

@@ -84,6 +84,11 @@ def no_validation(path):  # prepared with --val_fraction=0: no block_size can he
     set_meta(path, val_tokens=0)
 
 
+def no_validation_asked(path):  # prepared with --val_tokens=0: the split is there, the fix is that setting
+    no_validation(path)
+    set_meta(path, settings={"val_tokens": 0, "val_fraction": 0.1})
+
+
 def a_file(path):
     shutil.rmtree(path)
     path.write_text("a file, not the data folder")
@@ -107,6 +112,8 @@ DATA_CASES = [
     (bin_is_a_folder, "{d}/val.bin is not a file; prepare {d} again with prepare_slimpajama.py."),
     (no_validation, "{d}/val.bin holds 0 tokens; prepare {d} again with more text and a validation split "
                     "(--val_fraction above 0, or --val_input)."),
+    (no_validation_asked, "{d}/val.bin holds no tokens: {d} was prepared with --val_tokens=0; prepare it again with "
+                          "--val_tokens above 0."),
     (a_file, "data_dir '{d}' is a file, not a directory; set --data_dir to the folder prepare_slimpajama.py wrote."),
     # a meta.json that the checkpoint would keep and load_checkpoint refuse: train.py trained and saved on it
     (lambda d: set_meta(d, eot_token=300), "{d}/meta.json holds eot_token = 300, which is no token id below its "
@@ -119,7 +126,7 @@ DATA_CASES = [
 
 @pytest.mark.parametrize("damage, message", DATA_CASES, ids=["truncated", "extended", "uint32 bins", "uint32 meta",
                                                              "odd size", "recorded token id", "unrecorded token id",
-                                                             "bin is a folder", "no validation", "data_dir a file",
+                                                             "bin is a folder", "no validation", "val_tokens 0", "data_dir a file",
                                                              "eot beyond vocab", "eot no int", "tokenizer vocab"])
 def test_data_that_disagrees_with_meta_json_is_one_sentence(tmp_path, damage, message):
     d = tmp_path / "data"
