@@ -226,7 +226,9 @@ def local_files(patterns, option):
     files = []
     for pattern in patterns:
         if os.path.isdir(pattern):
-            found = [os.path.join(d, f) for d, _, names in os.walk(pattern) for f in names if f.endswith(EXTENSIONS)]
+            # a file only, as a glob takes: a broken link among the names cannot be read (nor sized for the resume)
+            found = [os.path.join(d, f) for d, _, names in os.walk(pattern) for f in names if f.endswith(EXTENSIONS)
+                     and os.path.isfile(os.path.join(d, f))]
         elif any(c in pattern for c in "*?["):
             found = [f for f in glob.glob(pattern, recursive=True) if f.endswith(EXTENSIONS) and os.path.isfile(f)]
         elif not os.path.exists(pattern):

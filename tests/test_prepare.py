@@ -324,6 +324,16 @@ def test_never_overwrites_other_data(tmp_path, capsys):
     assert "--val_fraction splits --input alone" in capsys.readouterr().err
 
 
+def test_a_folder_input_takes_its_files_as_a_glob_does(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_txt(folder / "a.txt", "hello\n")
+    (folder / "gone.txt").symlink_to(tmp_path / "nowhere.txt")  # a broken link: was a FileNotFoundError traceback
+    for i, spec in enumerate([folder, folder / "*.txt"]):
+        meta = prepare(tmp_path / f"out{i}", "--tokenizer=bytes", "--input", str(spec), "--val_fraction=0")
+        assert meta["train_shards"] == [str(folder / "a.txt")] and meta["train_tokens"] == 7
+
+
 def test_a_second_run_into_the_same_out_dir_waits_its_turn(tmp_path):
     # two runs appending to one folder's bins interleaved their tokens; a killed run leaves no lock behind
     src = write_jsonl(tmp_path / "a.jsonl", DOCS)
