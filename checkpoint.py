@@ -19,6 +19,7 @@ import json
 import os
 import reprlib
 import tempfile
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -138,6 +139,15 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False):
     except (TypeError, ValueError) as e:
         raise SystemExit(f"{path} holds model_args this code cannot build ({e}); it was written by another "
                          f"version or program.") from None
+    # of its field's type (an int for a float too), as train.py writes them: n_layer=2.0 passes GPTConfig's range
+    # checks and fails deep in building the model
+    default = asdict(GPTConfig())
+    bad = next((k for k, v in ckpt["model_args"].items() if type(v) is not type(default[k])
+                and not (type(default[k]) is float and type(v) is int)), None)
+    if bad:
+        raise SystemExit(f"{path} holds model_args {bad} = {reprlib.repr(ckpt['model_args'][bad])}, which is no "
+                         f"{type(default[bad]).__name__}: the file is damaged or not written by train.py; restore it "
+                         f"or train again.")
     tokenizer = ckpt.get("meta", {}).get("tokenizer")
     if VOCABS.get(tokenizer, 0) > cfg.vocab_size:  # train.py's open_data refuses such data: the meta is not its own
         raise SystemExit(f"{path} names tokenizer {tokenizer!r} ({VOCABS[tokenizer]} tokens) for a model of vocab_size "

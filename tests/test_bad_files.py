@@ -247,6 +247,7 @@ def world(tmp_path_factory):
     variant("optshape", lambda c: c["optimizer"].update(
         state={**c["optimizer"]["state"], WEIGHT: {**c["optimizer"]["state"][WEIGHT], "exp_avg": torch.zeros(1)}}))
     variant("bigeot", lambda c: c.update(meta={**c["meta"], "eot_token": 9999}))
+    variant("floatlayers", lambda c: c.update(model_args={**c["model_args"], "n_layer": 2.0}))
     return w
 
 
@@ -289,6 +290,9 @@ FIELD_MESSAGES = {  # damage to what train.py stores beside the weights, refused
     "othertok": "{p} names tokenizer 'r50k_base' (50257 tokens) for a model of vocab_size 256",
     "int8": "{p} holds transformer.h.0.mlp.c_fc.weight as torch.int8, and the model's weights are floating point",
     "bigeot": "{p} holds meta eot_token = 9999, which is no token of a model of vocab_size 256",
+    # was a TypeError traceback from nn.ModuleList, in every script
+    "floatlayers": "{p} holds model_args n_layer = 2.0, which is no int: the file is damaged or not written by "
+                   "train.py; restore it or train again.",
 }
 
 
