@@ -593,6 +593,8 @@ def write_dataset(args, settings, tok, shards, fetch, source, log):
     except BadInput as e:
         sys.exit(f"error: {e}")
     except OSError as e:  # e.g. the disk filled up: the last commit is intact, so the same command resumes
+        if isinstance(e, BrokenPipeError):  # the progress line's reader went away (`| head`), never a bin's write
+            raise
         sys.exit(f"error: writing {args.out_dir} failed ({e.strerror}); free space or fix the folder, then rerun "
                  f"the same command to resume from the last commit")
     finally:

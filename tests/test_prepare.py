@@ -334,6 +334,19 @@ def test_a_folder_input_takes_its_files_as_a_glob_does(tmp_path):
         assert meta["train_shards"] == [str(folder / "a.txt")] and meta["train_tokens"] == 7
 
 
+def test_a_closed_output_pipe_is_not_called_a_failed_write(tmp_path, monkeypatch):
+    # `prepare_slimpajama.py | head`: the progress line's BrokenPipeError was "writing OUT failed (Broken pipe); free
+    # space or fix the folder"; it goes on to configurator.cli, which says the reader went away
+    monkeypatch.setattr(P, "PRINT_SECONDS", 0)
+    src = write_txt(tmp_path / "a.txt", "hello\n")
+
+    def closed(line):
+        raise BrokenPipeError(32, "Broken pipe")
+    args = P.parse_args(["--input", src, f"--out_dir={tmp_path / 'out'}", "--tokenizer=bytes", "--commit_seconds=0"])
+    with pytest.raises(BrokenPipeError):
+        P.prepare(args, log=closed)
+
+
 def test_a_second_run_into_the_same_out_dir_waits_its_turn(tmp_path):
     # two runs appending to one folder's bins interleaved their tokens; a killed run leaves no lock behind
     src = write_jsonl(tmp_path / "a.jsonl", DOCS)
