@@ -11,6 +11,7 @@ Retrofit:        python train.py config/cpu_lm_qk_v.py --init_from=out-cpu_lm/qk
                      --out_dir=out-qk_v-from-qkv    (a qkv checkpoint, or --init_from=gpt2, converted to qk_v)
 """
 
+import errno
 import fcntl
 import inspect
 import json
@@ -284,12 +285,18 @@ saved_iter = ckpt["iter_num"] if ckpt else None  # where the checkpoint in out_d
 saving = False  # a save is under way: Ctrl-C may land before or after its rename, so the file says which
 
 
+def full(e):
+    """A write refused for want of space: every file train.py writes but stdout and log.jsonl is written by a
+    function that says so itself (atomic_write, lock_out_dir), so these two are where it comes from."""
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 def interrupted(kind, e, tb):
-    """Ctrl-C, or a closed pipe on stdout (`train.py ... | head`): one line instead of a traceback, and exit status
-    130 as a shell gives it for Ctrl-C. Every save is atomic, so the last checkpoint is whole, and it resumes
-    exactly."""
+    """Ctrl-C, a closed pipe on stdout (`train.py ... | head`), or a full disk under stdout or log.jsonl: one line
+    instead of a traceback, and exit status 130 as a shell gives it for Ctrl-C, 1 otherwise. Every save is atomic,
+    so the last checkpoint is whole, and it resumes exactly."""
     cause = e  # an error raised while Ctrl-C unwound (torch.save cut short fails closing its file) is that Ctrl-C
-    while cause is not None and not isinstance(cause, (KeyboardInterrupt, BrokenPipeError)):
+    while cause is not None and not isinstance(cause, (KeyboardInterrupt, BrokenPipeError)) and not full(cause):
         cause = cause.__context__
     if cause is None:
         return sys.__excepthook__(kind, e, tb)
@@ -298,7 +305,9 @@ def interrupted(kind, e, tb):
         held = saved_iter
         if saving and os.path.exists(ckpt_path):
             held = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=True)["iter_num"]
-        why = "stopped by Ctrl-C" if ctrl_c else "stopped: the reader of its output went away (a closed pipe)"
+        why = ("stopped by Ctrl-C" if ctrl_c else "stopped: the reader of its output went away (a closed pipe)"
+               if isinstance(cause, BrokenPipeError) else f"stopped: its output or "
+               f"{os.path.join(out_dir, 'log.jsonl')} could not be written ({cause.strerror}; free space first)")
         print(f"{why} at iteration {iter_num}; " + (
             f"{ckpt_path} holds iteration {held}: to go on, run the same command with --init_from=resume."
             if held is not None else "no checkpoint was saved yet: run the same command to start again."),

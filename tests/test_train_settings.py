@@ -452,6 +452,22 @@ def test_a_closed_output_pipe_is_one_line_on_how_to_go_on(tmp_path, data_dir):
                         r"same command with --init_from=resume\.\n", err), err
 
 
+@pytest.mark.parametrize("where", ["stdout", "log.jsonl"])
+def test_a_full_disk_under_the_output_or_the_log_is_one_line(where, tmp_path, data_dir):
+    # an OSError traceback (No space left on device) at the first line printed, or logged
+    out = tmp_path / "out"
+    out.mkdir()
+    if where == "log.jsonl":
+        (out / "log.jsonl").symlink_to("/dev/full")  # every write fails as on a full disk
+    with open("/dev/full" if where == "stdout" else os.devnull, "w") as stdout:
+        r = subprocess.run([sys.executable, "train.py", *TINY, f"--data_dir={data_dir}", f"--out_dir={out}",
+                            "--max_iters=2"], cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=stdout,
+                           stderr=subprocess.PIPE, text=True, timeout=120)
+    assert r.returncode == 1 and r.stderr == (
+        f"stopped: its output or {out / 'log.jsonl'} could not be written (No space left on device; free space "
+        f"first) at iteration 0; no checkpoint was saved yet: run the same command to start again.\n"), r.stderr
+
+
 def test_nccl_under_torchrun_needs_cuda(tmp_path, monkeypatch):
     for k, v in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):
         monkeypatch.setenv(k, v)
