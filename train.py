@@ -236,8 +236,9 @@ lr_decay_iters = lr_decay_iters or max_iters
 if decay_lr and min_lr > learning_rate:
     sys.exit(f"min_lr ({min_lr:g}) is above learning_rate ({learning_rate:g}), so the cosine would raise the rate as "
              f"it decays; set --min_lr at most --learning_rate, or --decay_lr=False for a constant rate.")
-if decay_lr and 0 < config["lr_decay_iters"] < warmup_iters:
-    sys.exit(f"lr_decay_iters ({config['lr_decay_iters']}) ends the cosine before warmup_iters ({warmup_iters}) ends "
+if decay_lr and 0 < config["lr_decay_iters"] <= warmup_iters:  # equal: a cosine of no iterations, the same jump
+    sys.exit(f"lr_decay_iters ({config['lr_decay_iters']}) ends the cosine "
+             f"{'where' if config['lr_decay_iters'] == warmup_iters else 'before'} warmup_iters ({warmup_iters}) ends "
              f"the warmup, so the rate would jump from the warmup to min_lr; set --lr_decay_iters above "
              f"--warmup_iters (or 0: max_iters).")
 if not gptconf.causal:

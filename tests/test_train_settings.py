@@ -243,6 +243,8 @@ def test_a_finished_run_asked_with_other_settings_is_refused(finished, data_dir,
 @pytest.mark.parametrize("args, error", [
     (["--min_lr=0.5"], r"^min_lr \(0\.5\) is above learning_rate \(0\.01\), so the cosine would raise the rate"),
     (["--warmup_iters=20", "--lr_decay_iters=10"], r"^lr_decay_iters \(10\) ends the cosine before warmup_iters \(20\)"),
+    # equal: the rate went from the warmup's last step straight to min_lr
+    (["--warmup_iters=20", "--lr_decay_iters=20"], r"^lr_decay_iters \(20\) ends the cosine where warmup_iters \(20\)"),
     (["--causal=False"], r"^causal=False lets every position see the token it is trained to predict"),
 ])
 def test_a_schedule_or_model_that_trains_wrong_is_refused_before_any_work(args, error, tmp_path, data_dir,
