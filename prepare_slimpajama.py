@@ -239,7 +239,8 @@ def local_files(patterns, option):
             found = [pattern]
         if not found:
             sys.exit(f"error: {option} {pattern} holds no {', '.join(EXTENSIONS)} file")
-        files += [os.path.abspath(f) for f in sorted(found, key=natural)]
+        # by real path: a file given twice, or as train and val, through a link or ../ is still one file
+        files += [os.path.realpath(f) for f in sorted(found, key=natural)]
     return list(dict.fromkeys(files))
 
 
