@@ -230,7 +230,8 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
     prepare_slimpajama.py recorded it); and that vocabulary within a model of vocab_size; -> meta. Data prepared
     before the largest id was recorded opens too: its bins are read for it when small (MAX_SCAN). A study (study:
     its name, e.g. experiments.rope) checks its byte-level data before its first run: it has no --vocab_size or
-    --block_size to set, so the fix it is given is the command that prepares such data."""
+    --block_size to set, so the fix it is given is the command that prepares such data; nor has a run resumed or
+    converted from a checkpoint (resuming), whose vocab_size and block_size are that checkpoint's."""
     # a model too small for r50k's vocabulary reads byte-level data: the hub's default set would not fit it
     command = BYTES_DATA if study or vocab_size < VOCABS["r50k_base"] else "python prepare_slimpajama.py --out_dir={}"
     prepare = f"prepare it with `{command.format(data_dir)}`" + ("" if study else " or set --data_dir")
@@ -278,8 +279,10 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
                              + (" and a validation split (--val_fraction above 0, or --val_input)."
                                 if split == "val" else "."))
         if size // 2 <= block_size:
+            fix = ("." if study else ", or point --data_dir at the data the checkpoint was trained on." if resuming
+                   else " or set a smaller --block_size.")
             raise SystemExit(f"{bin_path} holds {size // 2} tokens, fewer than block_size + 1 ({block_size + 1}); "
-                             f"prepare more data" + ("." if study else " or set a smaller --block_size."))
+                             f"prepare more data{fix}")
     if meta["vocab_size"] > vocab_size and study:  # its models are byte-level whatever the data: no setting helps
         raise SystemExit(f"{study} needs byte-level data (vocab_size {vocab_size}) and {path} records tokenizer "
                          f"{meta.get('tokenizer')!r} (vocab_size {meta['vocab_size']}); prepare it with "

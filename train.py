@@ -395,8 +395,9 @@ def load_source():
 
 
 source = load_source() if converting else None
-# a checkpoint's vocabulary (resumed, or converted with it) is no setting to change: name the data, not vocab_size
-meta = open_data(data_dir, block_size, gptconf.vocab_size, resuming=init_from == "resume" or bool(source_path)
+# a checkpoint's vocabulary and block_size (resumed, or converted with them: GPT-2's too) are no settings to change:
+# name the data, not vocab_size or block_size
+meta = open_data(data_dir, block_size, gptconf.vocab_size, resuming=init_from == "resume" or converting
                  and source[0].vocab_size == gptconf.vocab_size)
 
 

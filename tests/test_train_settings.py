@@ -229,6 +229,19 @@ def test_a_run_sized_by_total_tokens_is_told_to_raise_total_tokens(data_dir, tmp
                    f"train; raise --total_tokens to continue it.")
 
 
+def test_resume_on_data_too_short_for_its_block_size_names_the_data_not_block_size(finished, tmp_path, monkeypatch):
+    out = shutil.copytree(finished, tmp_path / "run")
+    short = tmp_path / "short"
+    make_data(short)
+    np.ones(20, dtype=np.uint16).tofile(short / "val.bin")
+    (short / "meta.json").write_text(json.dumps({**json.loads((short / "meta.json").read_text()), "val_tokens": 20}))
+    msg = run_inprocess(monkeypatch, [f"--data_dir={short}", f"--out_dir={out}", "--init_from=resume",
+                                      "--max_iters=4"])
+    # was "or set a smaller --block_size", which a resumed run refuses: its block_size is the checkpoint's
+    assert msg == (f"{short / 'val.bin'} holds 20 tokens, fewer than block_size + 1 (33); prepare more data, or point "
+                   f"--data_dir at the data the checkpoint was trained on.")
+
+
 def test_a_finished_run_asked_with_other_settings_is_refused(finished, data_dir, tmp_path, monkeypatch):
     out = shutil.copytree(finished, tmp_path / "run")
     before = snapshot(out)
