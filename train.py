@@ -189,6 +189,12 @@ def in_use(f):
                  f"it to end or choose another --out_dir.")
 
 
+# a folder where this run writes a file (the lock, each save, the log): named now, not as an unwritable out_dir or
+# a missing checkpoint ("train one") later
+for name in ("train.lock", "ckpt.pt", "log.jsonl"):
+    if os.path.isdir(os.path.join(out_dir, name)):
+        sys.exit(f"{os.path.join(out_dir, name)} is a folder, and this run writes that file; move it away or choose "
+                 f"another --out_dir.")
 # a run under way there: its checkpoint is no finished or stopped run to judge, whatever this command says of it
 try:
     with open(os.path.join(out_dir, "train.lock")) as held:  # nothing created: a refused run leaves nothing behind
@@ -197,8 +203,6 @@ except OSError:  # no lock file, or none to read: lock_out_dir() below takes it,
     pass
 # the checkpoint already in out_dir, if any: resumed, or compared with this run's settings
 ckpt_path = os.path.join(out_dir, "ckpt.pt")
-if os.path.isdir(ckpt_path):  # no checkpoint to load, nor the place of one to save: not "no checkpoint, train one"
-    sys.exit(f"{ckpt_path} is a folder, and this run writes that file; move it away or choose another --out_dir.")
 if init_from == "resume" and not os.path.exists(ckpt_path):
     sys.exit(f"init_from='resume' but {ckpt_path} does not exist; check --out_dir or use --init_from=scratch.")
 ckpt = None
@@ -344,8 +348,6 @@ def lock_out_dir():
             os.remove(os.path.join(out_dir, name))
     for name in ("ckpt.pt", "log.jsonl"):  # replaced at each save, written from the start: found now, not then
         path = os.path.join(out_dir, name)
-        if os.path.isdir(path):
-            sys.exit(f"{path} is a folder, and this run writes that file; move it away or choose another --out_dir.")
         if os.path.exists(path) and not os.access(path, os.W_OK):
             sys.exit(f"{path} is read-only (or immutable), and this run would replace it; make it writable or "
                      f"choose another --out_dir.")

@@ -374,15 +374,17 @@ def test_a_lock_that_takes_no_bytes_is_one_sentence(data_dir, tmp_path, monkeypa
     assert sorted(os.listdir(out)) == ["train.lock"]
 
 
-@pytest.mark.parametrize("resume", [False, True])
-def test_a_folder_named_ckpt_pt_is_named_as_a_folder(resume, data_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name, resume", [("ckpt.pt", False), ("ckpt.pt", True), ("train.lock", False)])
+def test_a_folder_in_place_of_a_file_the_run_writes_is_named(name, resume, data_dir, tmp_path, monkeypatch):
+    # ckpt.pt was "no checkpoint at out/ckpt.pt: train one with train.py", to a training run; train.lock was
+    # "out_dir 'out' is not a writable directory (Is a directory)"
     out = tmp_path / "out"
-    os.makedirs(out / "ckpt.pt")  # was "no checkpoint at out/ckpt.pt: train one with train.py", to a training run
+    os.makedirs(out / name)
     msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2",
                                       *["--init_from=resume"] * resume])
-    assert msg == (f"{out / 'ckpt.pt'} is a folder, and this run writes that file; move it away or choose another "
+    assert msg == (f"{out / name} is a folder, and this run writes that file; move it away or choose another "
                    f"--out_dir.")
-    assert os.listdir(out) == ["ckpt.pt"]
+    assert os.listdir(out) == [name]
 
 
 def test_a_damaged_log_is_refused_or_cleaned_before_training(finished, data_dir, tmp_path, monkeypatch):
