@@ -239,6 +239,10 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
         raise SystemExit(f"data_dir {data_dir!r} is a file, not a directory; set --data_dir to the folder "
                          f"prepare_slimpajama.py wrote.")
     for name in ("train.bin", "val.bin", "meta.json"):
+        # a preparation stopped midway (Ctrl-C, kill): only the command that began it knows its inputs
+        if not os.path.exists(os.path.join(data_dir, name)) and os.path.exists(os.path.join(data_dir, "progress.json")):
+            raise SystemExit(f"data_dir {data_dir!r} is partly prepared (progress.json, no meta.json yet): run the "
+                             f"prepare_slimpajama.py command that began it again to finish it.")
         if not os.path.exists(os.path.join(data_dir, name)):
             raise SystemExit(f"data_dir {data_dir!r} has no {name}; {prepare}.")
         if not os.path.isfile(os.path.join(data_dir, name)):

@@ -89,6 +89,11 @@ def no_validation_asked(path):  # prepared with --val_tokens=0: the split is the
     set_meta(path, settings={"val_tokens": 0, "val_fraction": 0.1})
 
 
+def partly_prepared(path):  # a prepare_slimpajama.py run stopped midway (Ctrl-C, kill): its command finishes it
+    os.remove(path / "meta.json")
+    (path / "progress.json").write_text("{}")
+
+
 def a_file(path):
     shutil.rmtree(path)
     path.write_text("a file, not the data folder")
@@ -114,6 +119,9 @@ DATA_CASES = [
                     "(--val_fraction above 0, or --val_input)."),
     (no_validation_asked, "{d}/val.bin holds no tokens: {d} was prepared with --val_tokens=0; prepare it again with "
                           "--val_tokens above 0."),
+    # was the hub's command, `prepare_slimpajama.py --out_dir=DATA`, whatever inputs the stopped run had
+    (partly_prepared, "data_dir '{d}' is partly prepared (progress.json, no meta.json yet): run the "
+                      "prepare_slimpajama.py command that began it again to finish it."),
     (a_file, "data_dir '{d}' is a file, not a directory; set --data_dir to the folder prepare_slimpajama.py wrote."),
     # a meta.json that the checkpoint would keep and load_checkpoint refuse: train.py trained and saved on it
     (lambda d: set_meta(d, eot_token=300), "{d}/meta.json holds eot_token = 300, which is no token id below its "
@@ -126,7 +134,7 @@ DATA_CASES = [
 
 @pytest.mark.parametrize("damage, message", DATA_CASES, ids=["truncated", "extended", "uint32 bins", "uint32 meta",
                                                              "odd size", "recorded token id", "unrecorded token id",
-                                                             "bin is a folder", "no validation", "val_tokens 0", "data_dir a file",
+                                                             "bin is a folder", "no validation", "val_tokens 0", "partly prepared", "data_dir a file",
                                                              "eot beyond vocab", "eot no int", "tokenizer vocab"])
 def test_data_that_disagrees_with_meta_json_is_one_sentence(tmp_path, damage, message):
     d = tmp_path / "data"
