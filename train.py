@@ -148,9 +148,6 @@ converting = init_from not in ("scratch", "resume")
 source_path = None
 if converting and init_from not in GPT2_SIZES:
     source_path = os.path.join(init_from, "ckpt.pt") if os.path.isdir(init_from) else init_from
-    if not os.path.isfile(source_path):
-        sys.exit(f"init_from must be 'scratch', 'resume', {', '.join(map(repr, GPT2_SIZES))} or a checkpoint path; "
-                 f"{init_from!r} is none of these.")
     if os.path.realpath(os.path.dirname(source_path)) == os.path.realpath(out_dir):
         sys.exit(f"out_dir {out_dir!r} holds the checkpoint to convert; give the converted run its own --out_dir.")
 if device == "auto":
@@ -285,6 +282,11 @@ if ckpt:
     if master and notable:  # only a resume gets here: every other run with a checkpoint has stopped above
         print(f"resuming {ckpt_path} with settings other than its run's: {', '.join(notable)}; its weights and "
               f"optimizer state go on under these.")
+# the checkpoint to convert, checked only now: a finished conversion asked again is done (and a stopped one told
+# to resume) whether or not its source is still there
+if source_path and not os.path.isfile(source_path):
+    sys.exit(f"init_from must be 'scratch', 'resume', {', '.join(map(repr, GPT2_SIZES))} or a checkpoint path; "
+             f"{init_from!r} is none of these.")
 iter_num = ckpt["iter_num"] if ckpt else 0  # where training stands
 saved_iter = ckpt["iter_num"] if ckpt else None  # where the checkpoint in out_dir stands (None: none yet)
 saving = False  # a save is under way: Ctrl-C may land before or after its rename, so the file says which
