@@ -188,10 +188,12 @@ def in_use(f):
 
 # a folder where this run writes a file (the lock, each save, the log): named now, not as an unwritable out_dir or
 # a missing checkpoint ("train one") later
+# where a run refused its out_dir can go instead: a resumed run's checkpoint is there, so only with a copy of it
+elsewhere = "copy out_dir to a writable place and resume there" if init_from == "resume" else "choose another --out_dir"
 for name in ("train.lock", "ckpt.pt", "log.jsonl"):
     if os.path.isdir(os.path.join(out_dir, name)):
-        sys.exit(f"{os.path.join(out_dir, name)} is a folder, and this run writes that file; move it away or choose "
-                 f"another --out_dir.")
+        sys.exit(f"{os.path.join(out_dir, name)} is a folder, and this run writes that file; move it away"
+                 f"{'' if init_from == 'resume' else ' or choose another --out_dir'}.")
 # a run under way there: its checkpoint is no finished or stopped run to judge, whatever this command says of it
 try:
     with open(os.path.join(out_dir, "train.lock")) as held:  # nothing created: a refused run leaves nothing behind
@@ -338,13 +340,13 @@ def lock_out_dir():
         os.makedirs(out_dir, exist_ok=True)
         f = open(os.path.join(out_dir, "train.lock"), "a+")
     except OSError as e:
-        sys.exit(f"out_dir {out_dir!r} is not a writable directory ({e.strerror}); choose another --out_dir.")
+        sys.exit(f"out_dir {out_dir!r} is not a writable directory ({e.strerror}); {elsewhere}.")
     in_use(f)
     try:
         os.remove(tempfile.mkstemp(dir=out_dir, prefix="ckpt.pt.", suffix=".tmp")[1])
     except OSError as e:
         sys.exit(f"out_dir {out_dir!r} takes no new file ({e.strerror}), so no checkpoint could be saved there; "
-                 f"make it writable or choose another --out_dir.")
+                 f"make it writable or {elsewhere}.")
     for name in os.listdir(out_dir):  # a save killed (SIGKILL) before its rename: a checkpoint-sized leftover
         if re.fullmatch(r"ckpt\.pt\..+\.tmp", name):
             os.remove(os.path.join(out_dir, name))
@@ -352,13 +354,13 @@ def lock_out_dir():
         path = os.path.join(out_dir, name)
         if os.path.exists(path) and not os.access(path, os.W_OK):
             sys.exit(f"{path} is read-only (or immutable), and this run would replace it; make it writable or "
-                     f"choose another --out_dir.")
+                     f"{elsewhere}.")
     try:  # the first bytes this run writes: a full disk shows here, before any work
         f.truncate(0)
         f.write(f"{os.getpid()}\n")
         f.flush()
     except OSError as e:
-        sys.exit(f"could not write {f.name} ({e.strerror}); free space on its disk, or choose another --out_dir.")
+        sys.exit(f"could not write {f.name} ({e.strerror}); free space on its disk, or {elsewhere}.")
     return f
 
 

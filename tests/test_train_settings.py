@@ -358,8 +358,10 @@ def test_a_read_only_file_the_run_would_replace_is_refused_before_training(name,
     with read_only(out / name):
         msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
                                           "--max_iters=4"])
+    # was a PermissionError traceback: at the first save, or at once; then "or choose another --out_dir", where a
+    # resumed run finds no checkpoint to resume
     assert msg == (f"{out / name} is read-only (or immutable), and this run would replace it; make it writable or "
-                   f"choose another --out_dir.")  # was a PermissionError traceback: at the first save, or at once
+                   f"copy out_dir to a writable place and resume there.")
     assert torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 2
     assert not stale.exists()  # removed under the lock, under which no other run saves here
 
@@ -382,8 +384,8 @@ def test_a_folder_in_place_of_a_file_the_run_writes_is_named(name, resume, data_
     os.makedirs(out / name)
     msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2",
                                       *["--init_from=resume"] * resume])
-    assert msg == (f"{out / name} is a folder, and this run writes that file; move it away or choose another "
-                   f"--out_dir.")
+    assert msg == (f"{out / name} is a folder, and this run writes that file; move it away"
+                   f"{'' if resume else ' or choose another --out_dir'}.")
     assert os.listdir(out) == [name]
 
 
@@ -394,8 +396,7 @@ def test_a_damaged_log_is_refused_or_cleaned_before_training(finished, data_dir,
     os.mkdir(out / "log.jsonl")  # was an IsADirectoryError traceback
     msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
                                       "--max_iters=4"])
-    assert msg == (f"{out / 'log.jsonl'} is a folder, and this run writes that file; move it away or choose another "
-                   f"--out_dir.")
+    assert msg == f"{out / 'log.jsonl'} is a folder, and this run writes that file; move it away."
     out = tmp_path / "out2"  # the refused run, in this process, still holds the lock on the first
     shutil.copytree(finished, out)
     lines = (finished / "log.jsonl").read_text().splitlines(keepends=True)
