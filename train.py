@@ -482,6 +482,7 @@ SAVE = StateDictOptions(full_state_dict=True, cpu_offload=True)
 LOAD = StateDictOptions(full_state_dict=True)  # every process reads the (memory-mapped) file and keeps its shard
 if ckpt:  # resuming (any other run with a checkpoint in out_dir ended above)
     set_model_state_dict(model, ckpt["model"], options=LOAD)
+    settings = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]  # this run's betas...
     if isinstance(ckpt["optimizer"]["param_groups"][0]["params"][0], int):  # written before the names (issue 16)
         if fsdp:
             sys.exit(f"{ckpt_path} keys its optimizer state by position, the older format; resume it once with "
@@ -489,6 +490,10 @@ if ckpt:  # resuming (any other run with a checkpoint in out_dir ended above)
         optimizer.load_state_dict(ckpt["optimizer"])
     else:
         set_optimizer_state_dict(model, optimizer, ckpt["optimizer"], options=LOAD)
+    # loading restores the moments and step counts, and with them the checkpoint's betas and weight decay: a resume
+    # said to go on under another beta2 or weight_decay went on under the old ones
+    for group, own in zip(optimizer.param_groups, settings):
+        group.update(own)
     best_val_loss = ckpt["best_val_loss"]
     if rank < len(ckpt["rng"]):  # processes added on resume keep their fresh seeds
         torch.set_rng_state(ckpt["rng"][rank]["cpu"].cpu())

@@ -280,6 +280,16 @@ def test_resume_under_other_training_settings_says_what_changed(finished, data_d
     assert "resuming" not in r.stdout  # the checkpoint now holds these settings; a longer run is not worth a line
 
 
+def test_a_resume_under_other_adamw_settings_trains_with_them(finished, data_dir, tmp_path):
+    out = shutil.copytree(finished, tmp_path / "run")
+    r = train(data_dir, out, "--init_from=resume", "--max_iters=4", "--beta2=0.5", "--weight_decay=0.01")
+    assert "weight_decay=0.01 (checkpoint: 0.1), beta2=0.5 (checkpoint: 0.95); its weights" in r.stdout
+    groups = torch.load(out / "ckpt.pt", weights_only=True)["optimizer"]["param_groups"]
+    # were the checkpoint's (0.9, 0.95) and 0.1, which loading the optimizer state had put back: the line said
+    # "go on under these", and the checkpoint's config recorded them, but AdamW kept the old ones
+    assert [(tuple(g["betas"]), g["weight_decay"]) for g in groups] == [((0.9, 0.5), 0.01), ((0.9, 0.5), 0.0)]
+
+
 def test_a_token_beyond_the_vocabulary_in_a_batch_is_one_sentence(tmp_path, data_dir):
     # meta.json records the largest id, so the open check trusts it: a bin edited since then failed in the embedding
     data = shutil.copytree(data_dir, tmp_path / "data")
