@@ -178,6 +178,18 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False):
             raise SystemExit(f"{path} holds an optimizer state for {bad} that does not fit that weight; it cannot "
                              f"resume exactly: restore the file, or start from its weights with "
                              f"--init_from={os.path.dirname(path) or '.'} in a new out_dir.")
+        # every weight the model trains in a group, with its moments once training has begun: one left out was a
+        # RuntimeError traceback in set_optimizer_state_dict (no state), or resumed without a word (no group)
+        names = [n for g in opt["param_groups"] if isinstance(g, dict) for n in g.get("params", ())]
+        if all(isinstance(n, str) for n in names):
+            with torch.device("meta"):
+                trained = [n for n, _ in GPT(cfg).named_parameters()]
+            grouped, moments = {bare(n) for n in names}, {bare(n) for n in opt.get("state", {})}
+            lost = next((n for n in trained if n not in grouped or ckpt.get("iter_num") and n not in moments), None)
+            if lost:
+                raise SystemExit(f"{path} holds no optimizer state for {lost}; it cannot resume exactly: restore the "
+                                 f"file, or start from its weights with --init_from={os.path.dirname(path) or '.'} in "
+                                 f"a new out_dir.")
     return ckpt
 
 

@@ -256,6 +256,9 @@ def world(tmp_path_factory):
         state={**c["optimizer"]["state"], WEIGHT: {**c["optimizer"]["state"][WEIGHT], "exp_avg": torch.zeros(1)}}))
     variant("bigeot", lambda c: c.update(meta={**c["meta"], "eot_token": 9999}))
     variant("floatlayers", lambda c: c.update(model_args={**c["model_args"], "n_layer": 2.0}))
+    variant("nomoments", lambda c: c["optimizer"].update(
+        state={k: v for k, v in c["optimizer"]["state"].items() if k != WEIGHT}))
+    variant("nogroup", lambda c: c["optimizer"].update(param_groups=c["optimizer"]["param_groups"][:1]))
     return w
 
 
@@ -276,6 +279,10 @@ CKPT_MESSAGES = {
     "optshape": "{p} holds an optimizer state for transformer.h.0.mlp.c_fc.weight that does not fit that weight; it "
                 "cannot resume exactly: restore the file, or start from its weights with --init_from={d} in a new "
                 "out_dir.",
+    # a RuntimeError traceback on resume; and, without the second group (biases, gains), a resume without a word
+    "nomoments": "{p} holds no optimizer state for transformer.h.0.mlp.c_fc.weight; it cannot resume exactly: "
+                 "restore the file, or start from its weights with --init_from={d} in a new out_dir.",
+    "nogroup": "{p} holds no optimizer state for transformer.h.0.ln_1.weight; it cannot resume exactly",
 }
 
 
