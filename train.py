@@ -186,10 +186,10 @@ def in_use(f):
                  f"it to end or choose another --out_dir.")
 
 
-# a folder where this run writes a file (the lock, each save, the log): named now, not as an unwritable out_dir or
-# a missing checkpoint ("train one") later
 # where a run refused its out_dir can go instead: a resumed run's checkpoint is there, so only with a copy of it
 elsewhere = "copy out_dir to a writable place and resume there" if init_from == "resume" else "choose another --out_dir"
+# a folder where this run writes a file (the lock, each save, the log): named now, not as an unwritable out_dir or
+# a missing checkpoint ("train one") later
 for name in ("train.lock", "ckpt.pt", "log.jsonl"):
     if os.path.isdir(os.path.join(out_dir, name)):
         sys.exit(f"{os.path.join(out_dir, name)} is a folder, and this run writes that file; move it away"
