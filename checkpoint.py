@@ -25,6 +25,7 @@ import math
 import os
 import reprlib
 import tempfile
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -162,6 +163,15 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False):
     except (TypeError, ValueError) as e:
         raise SystemExit(f"{path} holds model_args this code cannot build ({e}); it was written by another "
                          f"version or program.") from None
+    # of its field's type (an int for a float too), as train.py writes them: n_layer=2.0 passes GPTConfig's range
+    # checks and fails deep in building the model
+    default = asdict(GPTConfig())
+    bad = next((k for k, v in ckpt["model_args"].items() if type(v) is not type(default[k])
+                and not (type(default[k]) is float and type(v) is int)), None)
+    if bad:
+        raise SystemExit(f"{path} holds model_args {bad} = {reprlib.repr(ckpt['model_args'][bad])}, which is no "
+                         f"{type(default[bad]).__name__}: the file is damaged or not written by train.py; restore it "
+                         f"or train again.")
     tokenizer = ckpt.get("meta", {}).get("tokenizer")
     if VOCABS.get(tokenizer, 0) > cfg.vocab_size:  # train.py's open_data refuses such data: the meta is not its own
         raise SystemExit(f"{path} names tokenizer {tokenizer!r} ({VOCABS[tokenizer]} tokens) for a model of vocab_size "
@@ -192,6 +202,18 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False):
             raise SystemExit(f"{path} holds an optimizer state for {bad} that does not fit that weight; it cannot "
                              f"resume exactly: restore the file, or start from its weights with "
                              f"--init_from={os.path.dirname(path) or '.'} in a new out_dir.")
+        # every weight the model trains in a group, with its moments once training has begun: one left out was a
+        # RuntimeError traceback in set_optimizer_state_dict (no state), or resumed without a word (no group)
+        names = [n for g in opt["param_groups"] if isinstance(g, dict) for n in g.get("params", ())]
+        if all(isinstance(n, str) for n in names):
+            with torch.device("meta"):
+                trained = [n for n, _ in GPT(cfg).named_parameters()]
+            grouped, moments = {bare(n) for n in names}, {bare(n) for n in opt.get("state", {})}
+            lost = next((n for n in trained if n not in grouped or ckpt.get("iter_num") and n not in moments), None)
+            if lost:
+                raise SystemExit(f"{path} holds no optimizer state for {lost}; it cannot resume exactly: restore the "
+                                 f"file, or start from its weights with --init_from={os.path.dirname(path) or '.'} in "
+                                 f"a new out_dir.")
     return ckpt
 
 
@@ -302,7 +324,8 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
     prepare_slimpajama.py recorded it); and that vocabulary within a model of vocab_size; -> meta. Data prepared
     before the largest id was recorded opens too: its bins are read for it when small (MAX_SCAN). A study (study:
     its name, e.g. experiments.rope) checks its byte-level data before its first run: it has no --vocab_size or
-    --block_size to set, so the fix it is given is the command that prepares such data."""
+    --block_size to set, so the fix it is given is the command that prepares such data; nor has a run resumed or
+    converted from a checkpoint (resuming), whose vocab_size and block_size are that checkpoint's."""
     # a model too small for r50k's vocabulary reads byte-level data: the hub's default set would not fit it
     command = BYTES_DATA if study or vocab_size < VOCABS["r50k_base"] else "python prepare_slimpajama.py --out_dir={}"
     prepare = f"prepare it with `{command.format(data_dir)}`" + ("" if study else " or set --data_dir")
@@ -310,6 +333,10 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
         raise SystemExit(f"data_dir {data_dir!r} is a file, not a directory; set --data_dir to the folder "
                          f"prepare_slimpajama.py wrote.")
     for name in ("train.bin", "val.bin", "meta.json"):
+        # a preparation stopped midway (Ctrl-C, kill): only the command that began it knows its inputs
+        if not os.path.exists(os.path.join(data_dir, name)) and os.path.exists(os.path.join(data_dir, "progress.json")):
+            raise SystemExit(f"data_dir {data_dir!r} is partly prepared (progress.json, no meta.json yet): run the "
+                             f"prepare_slimpajama.py command that began it again to finish it.")
         if not os.path.exists(os.path.join(data_dir, name)):
             raise SystemExit(f"data_dir {data_dir!r} has no {name}; {prepare}.")
         if not os.path.isfile(os.path.join(data_dir, name)):
@@ -322,6 +349,15 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
         raise SystemExit(f"{path} has no vocab_size; {again}.")
     if meta.get("dtype", "uint16") != "uint16":
         raise SystemExit(f"{path} records dtype {meta['dtype']!r}, and train.py reads uint16 tokens; {again}.")
+    # the checkpoint keeps this meta, and load_checkpoint refuses one that disagrees with the model: refused here,
+    # before the run, not after it in every script that reads its checkpoint
+    tokenizer, eot = meta.get("tokenizer"), meta.get("eot_token")
+    if VOCABS.get(tokenizer, 0) > meta["vocab_size"]:
+        raise SystemExit(f"{path} names tokenizer {tokenizer!r} ({VOCABS[tokenizer]} tokens) with vocab_size "
+                         f"{meta['vocab_size']}: the file is edited or foreign; {again}.")
+    if eot is not None and not (type(eot) is int and 0 <= eot < meta["vocab_size"]):
+        raise SystemExit(f"{path} holds eot_token = {reprlib.repr(eot)}, which is no token id below its vocab_size "
+                         f"{meta['vocab_size']}: the file is edited or foreign; {again}.")
     for split in ("train", "val"):
         bin_path, recorded = os.path.join(data_dir, f"{split}.bin"), meta.get(f"{split}_tokens")
         size = os.path.getsize(bin_path)
@@ -333,12 +369,18 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
             raise SystemExit(f"{bin_path} holds {size // 2:,} uint16 tokens and {path} records {recorded:,} ({what}); "
                              f"{again}.")
         if size // 2 < 2:  # no block_size helps: not even one (input, target) pair
+            asked = meta.get("settings") if isinstance(meta.get("settings"), dict) else {}  # prepare's arguments
+            if split == "val" and asked.get("val_tokens") == 0:  # a split there, but none of it asked for
+                raise SystemExit(f"{bin_path} holds no tokens: {data_dir} was prepared with --val_tokens=0; "
+                                 f"prepare it again with --val_tokens above 0.")
             raise SystemExit(f"{bin_path} holds {size // 2} tokens; prepare {data_dir} again with more text"
                              + (" and a validation split (--val_fraction above 0, or --val_input)."
                                 if split == "val" else "."))
         if size // 2 <= block_size:
+            fix = ("." if study else ", or point --data_dir at the data the checkpoint was trained on." if resuming
+                   else " or set a smaller --block_size.")
             raise SystemExit(f"{bin_path} holds {size // 2} tokens, fewer than block_size + 1 ({block_size + 1}); "
-                             f"prepare more data" + ("." if study else " or set a smaller --block_size."))
+                             f"prepare more data{fix}")
     if meta["vocab_size"] > vocab_size and study:  # its models are byte-level whatever the data: no setting helps
         # a --data_dir elsewhere is left out; the study's own folder must be emptied: prepare refuses other settings
         then = " and leave --data_dir out" if os.path.abspath(data_dir) != os.path.abspath(STUDY_DATA) \

@@ -111,6 +111,8 @@ def configure(defaults, args, usage=None):
     for arg in args:
         if arg.startswith("--"):
             key, eq, text = arg[2:].partition("=")
+            if not key:  # `--` as other commands take it, or `--=1`: no setting to give "--=VALUE" as the fix
+                raise SystemExit(f"argument {arg!r} names no setting; write --key=value (--help lists them).")
             if not eq:
                 raise SystemExit(f"argument {arg!r} has no value; write --{key}=VALUE.")
             number = type(defaults.get(key)) in (int, float)
@@ -120,6 +122,8 @@ def configure(defaults, args, usage=None):
             values[key] = check(key, value, defaults, arg)
             given.add(key)
         else:
+            if os.path.isdir(arg):  # `config/`, as a shell completes it: found, but no file
+                raise SystemExit(f"config file {arg!r} is a folder; give a file in it, like config/cpu_tiny.py.")
             if not os.path.isfile(arg):
                 raise SystemExit(f"config file {arg!r} not found; positional arguments are config files "
                                  f"(overrides are written --key=value).")

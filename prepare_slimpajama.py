@@ -224,7 +224,9 @@ def local_files(patterns, option):
     files = []
     for pattern in patterns:
         if os.path.isdir(pattern):
-            found = [os.path.join(d, f) for d, _, names in os.walk(pattern) for f in names if f.endswith(EXTENSIONS)]
+            # a file only, as a glob takes: a broken link among the names cannot be read (nor sized for the resume)
+            found = [os.path.join(d, f) for d, _, names in os.walk(pattern) for f in names if f.endswith(EXTENSIONS)
+                     and os.path.isfile(os.path.join(d, f))]
         elif any(c in pattern for c in "*?["):
             found = [f for f in glob.glob(pattern, recursive=True) if f.endswith(EXTENSIONS) and os.path.isfile(f)]
         elif not os.path.exists(pattern):
@@ -235,7 +237,8 @@ def local_files(patterns, option):
             found = [pattern]
         if not found:
             sys.exit(f"error: {option} {pattern} holds no {', '.join(EXTENSIONS)} file")
-        files += [os.path.abspath(f) for f in sorted(found, key=natural)]
+        # by real path: a file given twice, or as train and val, through a link or ../ is still one file
+        files += [os.path.realpath(f) for f in sorted(found, key=natural)]
     return list(dict.fromkeys(files))
 
 
@@ -574,6 +577,8 @@ def write_dataset(args, settings, tok, shards, fetch, source, log):
     except BadInput as e:
         sys.exit(f"error: {e}")
     except OSError as e:  # e.g. the disk filled up: the last commit is intact, so the same command resumes
+        if isinstance(e, BrokenPipeError):  # the progress line's reader went away (`| head`), never a bin's write
+            raise
         sys.exit(f"error: writing {args.out_dir} failed ({e.strerror}); free space or fix the folder, then rerun "
                  f"the same command to resume from the last commit")
     finally:

@@ -11,6 +11,7 @@ Retrofit:        python train.py config/cpu_lm_qk_v.py --init_from=out-cpu_lm/qk
                      --out_dir=out-qk_v-from-qkv    (a qkv checkpoint, or --init_from=gpt2, converted to qk_v)
 """
 
+import errno
 import fcntl
 import inspect
 import json
@@ -147,9 +148,6 @@ converting = init_from not in ("scratch", "resume")
 source_path = None
 if converting and init_from not in GPT2_SIZES:
     source_path = os.path.join(init_from, "ckpt.pt") if os.path.isdir(init_from) else init_from
-    if not os.path.isfile(source_path):
-        sys.exit(f"init_from must be 'scratch', 'resume', {', '.join(map(repr, GPT2_SIZES))} or a checkpoint path; "
-                 f"{init_from!r} is none of these.")
     if os.path.realpath(os.path.dirname(source_path)) == os.path.realpath(out_dir):
         sys.exit(f"out_dir {out_dir!r} holds the checkpoint to convert; give the converted run its own --out_dir.")
 if device == "auto":
@@ -188,6 +186,14 @@ def in_use(f):
                  f"it to end or choose another --out_dir.")
 
 
+# where a run refused its out_dir can go instead: a resumed run's checkpoint is there, so only with a copy of it
+elsewhere = "copy out_dir to a writable place and resume there" if init_from == "resume" else "choose another --out_dir"
+# a folder where this run writes a file (the lock, each save, the log): named now, not as an unwritable out_dir or
+# a missing checkpoint ("train one") later
+for name in ("train.lock", "ckpt.pt", "log.jsonl"):
+    if os.path.isdir(os.path.join(out_dir, name)):
+        sys.exit(f"{os.path.join(out_dir, name)} is a folder, and this run writes that file; move it away"
+                 f"{'' if init_from == 'resume' else ' or choose another --out_dir'}.")
 # a run under way there: its checkpoint is no finished or stopped run to judge, whatever this command says of it
 try:
     with open(os.path.join(out_dir, "train.lock")) as held:  # nothing created: a refused run leaves nothing behind
@@ -233,8 +239,9 @@ lr_decay_iters = lr_decay_iters or max_iters
 if decay_lr and min_lr > learning_rate:
     sys.exit(f"min_lr ({min_lr:g}) is above learning_rate ({learning_rate:g}), so the cosine would raise the rate as "
              f"it decays; set --min_lr at most --learning_rate, or --decay_lr=False for a constant rate.")
-if decay_lr and 0 < config["lr_decay_iters"] < warmup_iters:
-    sys.exit(f"lr_decay_iters ({config['lr_decay_iters']}) ends the cosine before warmup_iters ({warmup_iters}) ends "
+if decay_lr and 0 < config["lr_decay_iters"] <= warmup_iters:  # equal: a cosine of no iterations, the same jump
+    sys.exit(f"lr_decay_iters ({config['lr_decay_iters']}) ends the cosine "
+             f"{'where' if config['lr_decay_iters'] == warmup_iters else 'before'} warmup_iters ({warmup_iters}) ends "
              f"the warmup, so the rate would jump from the warmup to min_lr; set --lr_decay_iters above "
              f"--warmup_iters (or 0: max_iters).")
 if not gptconf.causal:
@@ -255,14 +262,16 @@ def changed_settings(saved):
 # a resumed run goes on from it; any other run would write over it and is refused
 if ckpt:
     done, changed = ckpt["iter_num"], changed_settings(ckpt["config"])
+    length = "--total_tokens" if total_tokens else "--max_iters"  # total_tokens > 0 sets max_iters: raise it
     if done >= max_iters and not changed:
         if master:
             print(f"{ckpt_path} holds this run, finished at iteration {done}: nothing to do (to train on, raise "
-                  f"--max_iters and add --init_from=resume).")
+                  f"{length} and add --init_from=resume).")
         sys.exit(0)
     if init_from == "resume" and done >= max_iters:
-        sys.exit(f"{ckpt_path} is at iteration {done}, and max_iters is {max_iters}: nothing to train; raise "
-                 f"--max_iters (or --total_tokens) to continue it.")
+        sys.exit(f"{ckpt_path} is at iteration {done}, and max_iters is {max_iters}"
+                 f"{f' (set by total_tokens={total_tokens:,})' if total_tokens else ''}: nothing to train; raise "
+                 f"{length} to continue it.")
     if init_from != "resume" and changed:
         sys.exit(f"{ckpt_path} exists, from a run with other settings: {', '.join(changed[:3])}"
                  f"{f' and {len(changed) - 3} more' if len(changed) > 3 else ''}; continue it with "
@@ -275,17 +284,28 @@ if ckpt:
     if master and notable:  # only a resume gets here: every other run with a checkpoint has stopped above
         print(f"resuming {ckpt_path} with settings other than its run's: {', '.join(notable)}; its weights and "
               f"optimizer state go on under these.")
+# the checkpoint to convert, checked only now: a finished conversion asked again is done (and a stopped one told
+# to resume) whether or not its source is still there
+if source_path and not os.path.isfile(source_path):
+    sys.exit(f"init_from must be 'scratch', 'resume', {', '.join(map(repr, GPT2_SIZES))} or a checkpoint path; "
+             f"{init_from!r} is none of these.")
 iter_num = ckpt["iter_num"] if ckpt else 0  # where training stands
 saved_iter = ckpt["iter_num"] if ckpt else None  # where the checkpoint in out_dir stands (None: none yet)
 saving = False  # a save is under way: Ctrl-C may land before or after its rename, so the file says which
 
 
+def full(e):
+    """A write refused for want of space: every file train.py writes but stdout and log.jsonl is written by a
+    function that says so itself (atomic_write, lock_out_dir), so these two are where it comes from."""
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 def interrupted(kind, e, tb):
-    """Ctrl-C, or a closed pipe on stdout (`train.py ... | head`): one line instead of a traceback, and exit status
-    130 as a shell gives it for Ctrl-C. Every save is atomic, so the last checkpoint is whole, and it resumes
-    exactly."""
+    """Ctrl-C, a closed pipe on stdout (`train.py ... | head`), or a full disk under stdout or log.jsonl: one line
+    instead of a traceback, and exit status 130 as a shell gives it for Ctrl-C, 1 otherwise. Every save is atomic,
+    so the last checkpoint is whole, and it resumes exactly."""
     cause = e  # an error raised while Ctrl-C unwound (torch.save cut short fails closing its file) is that Ctrl-C
-    while cause is not None and not isinstance(cause, (KeyboardInterrupt, BrokenPipeError)):
+    while cause is not None and not isinstance(cause, (KeyboardInterrupt, BrokenPipeError)) and not full(cause):
         cause = cause.__context__
     if cause is None:
         return sys.__excepthook__(kind, e, tb)
@@ -294,7 +314,9 @@ def interrupted(kind, e, tb):
         held = saved_iter
         if saving and os.path.exists(ckpt_path):
             held = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=True)["iter_num"]
-        why = "stopped by Ctrl-C" if ctrl_c else "stopped: the reader of its output went away (a closed pipe)"
+        why = ("stopped by Ctrl-C" if ctrl_c else "stopped: the reader of its output went away (a closed pipe)"
+               if isinstance(cause, BrokenPipeError) else f"stopped: its output or "
+               f"{os.path.join(out_dir, 'log.jsonl')} could not be written ({cause.strerror}; free space first)")
         print(f"{why} at iteration {iter_num}; " + (
             f"{ckpt_path} holds iteration {held}: to go on, run the same command with --init_from=resume."
             if held is not None else "no checkpoint was saved yet: run the same command to start again."),
@@ -318,29 +340,27 @@ def lock_out_dir():
         os.makedirs(out_dir, exist_ok=True)
         f = open(os.path.join(out_dir, "train.lock"), "a+")
     except OSError as e:
-        sys.exit(f"out_dir {out_dir!r} is not a writable directory ({e.strerror}); choose another --out_dir.")
+        sys.exit(f"out_dir {out_dir!r} is not a writable directory ({e.strerror}); {elsewhere}.")
     in_use(f)
     try:
         os.remove(tempfile.mkstemp(dir=out_dir, prefix="ckpt.pt.", suffix=".tmp")[1])
     except OSError as e:
         sys.exit(f"out_dir {out_dir!r} takes no new file ({e.strerror}), so no checkpoint could be saved there; "
-                 f"make it writable or choose another --out_dir.")
+                 f"make it writable or {elsewhere}.")
     for name in os.listdir(out_dir):  # a save killed (SIGKILL) before its rename: a checkpoint-sized leftover
         if re.fullmatch(r"ckpt\.pt\..+\.tmp", name):
             os.remove(os.path.join(out_dir, name))
     for name in ("ckpt.pt", "log.jsonl"):  # replaced at each save, written from the start: found now, not then
         path = os.path.join(out_dir, name)
-        if os.path.isdir(path):
-            sys.exit(f"{path} is a folder, and this run writes that file; move it away or choose another --out_dir.")
         if os.path.exists(path) and not os.access(path, os.W_OK):
             sys.exit(f"{path} is read-only (or immutable), and this run would replace it; make it writable or "
-                     f"choose another --out_dir.")
+                     f"{elsewhere}.")
     try:  # the first bytes this run writes: a full disk shows here, before any work
         f.truncate(0)
         f.write(f"{os.getpid()}\n")
         f.flush()
     except OSError as e:
-        sys.exit(f"could not write {f.name} ({e.strerror}); free space on its disk, or choose another --out_dir.")
+        sys.exit(f"could not write {f.name} ({e.strerror}); free space on its disk, or {elsewhere}.")
     return f
 
 
@@ -381,8 +401,9 @@ def load_source():
 
 
 source = load_source() if converting else None
-# a checkpoint's vocabulary (resumed, or converted with it) is no setting to change: name the data, not vocab_size
-meta = open_data(data_dir, block_size, gptconf.vocab_size, resuming=init_from == "resume" or bool(source_path)
+# a checkpoint's vocabulary and block_size (resumed, or converted with them: GPT-2's too) are no settings to change:
+# name the data, not vocab_size or block_size
+meta = open_data(data_dir, block_size, gptconf.vocab_size, resuming=init_from == "resume" or converting
                  and source[0].vocab_size == gptconf.vocab_size)
 
 
@@ -461,6 +482,7 @@ SAVE = StateDictOptions(full_state_dict=True, cpu_offload=True)
 LOAD = StateDictOptions(full_state_dict=True)  # every process reads the (memory-mapped) file and keeps its shard
 if ckpt:  # resuming (any other run with a checkpoint in out_dir ended above)
     set_model_state_dict(model, ckpt["model"], options=LOAD)
+    settings = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]  # this run's betas...
     if isinstance(ckpt["optimizer"]["param_groups"][0]["params"][0], int):  # written before the names (issue 16)
         if fsdp:
             sys.exit(f"{ckpt_path} keys its optimizer state by position, the older format; resume it once with "
@@ -468,6 +490,10 @@ if ckpt:  # resuming (any other run with a checkpoint in out_dir ended above)
         optimizer.load_state_dict(ckpt["optimizer"])
     else:
         set_optimizer_state_dict(model, optimizer, ckpt["optimizer"], options=LOAD)
+    # loading restores the moments and step counts, and with them the checkpoint's betas and weight decay: a resume
+    # said to go on under another beta2 or weight_decay went on under the old ones
+    for group, own in zip(optimizer.param_groups, settings):
+        group.update(own)
     best_val_loss = ckpt["best_val_loss"]
     if rank < len(ckpt["rng"]):  # processes added on resume keep their fresh seeds
         torch.set_rng_state(ckpt["rng"][rank]["cpu"].cpu())

@@ -84,6 +84,16 @@ def no_validation(path):  # prepared with --val_fraction=0: no block_size can he
     set_meta(path, val_tokens=0)
 
 
+def no_validation_asked(path):  # prepared with --val_tokens=0: the split is there, the fix is that setting
+    no_validation(path)
+    set_meta(path, settings={"val_tokens": 0, "val_fraction": 0.1})
+
+
+def partly_prepared(path):  # a prepare_slimpajama.py run stopped midway (Ctrl-C, kill): its command finishes it
+    os.remove(path / "meta.json")
+    (path / "progress.json").write_text("{}")
+
+
 def a_file(path):
     shutil.rmtree(path)
     path.write_text("a file, not the data folder")
@@ -107,13 +117,25 @@ DATA_CASES = [
     (bin_is_a_folder, "{d}/val.bin is not a file; prepare {d} again with prepare_slimpajama.py."),
     (no_validation, "{d}/val.bin holds 0 tokens; prepare {d} again with more text and a validation split "
                     "(--val_fraction above 0, or --val_input)."),
+    (no_validation_asked, "{d}/val.bin holds no tokens: {d} was prepared with --val_tokens=0; prepare it again with "
+                          "--val_tokens above 0."),
+    # was the hub's command, `prepare_slimpajama.py --out_dir=DATA`, whatever inputs the stopped run had
+    (partly_prepared, "data_dir '{d}' is partly prepared (progress.json, no meta.json yet): run the "
+                      "prepare_slimpajama.py command that began it again to finish it."),
     (a_file, "data_dir '{d}' is a file, not a directory; set --data_dir to the folder prepare_slimpajama.py wrote."),
+    # a meta.json that the checkpoint would keep and load_checkpoint refuse: train.py trained and saved on it
+    (lambda d: set_meta(d, eot_token=300), "{d}/meta.json holds eot_token = 300, which is no token id below its "
+                                           "vocab_size 256: the file is edited or foreign; prepare {d} again"),
+    (lambda d: set_meta(d, eot_token="x"), "{d}/meta.json holds eot_token = 'x', which is no token id"),
+    (lambda d: set_meta(d, tokenizer="r50k_base"), "{d}/meta.json names tokenizer 'r50k_base' (50257 tokens) with "
+                                                   "vocab_size 256: the file is edited or foreign; prepare {d} again"),
 ]
 
 
 @pytest.mark.parametrize("damage, message", DATA_CASES, ids=["truncated", "extended", "uint32 bins", "uint32 meta",
                                                              "odd size", "recorded token id", "unrecorded token id",
-                                                             "bin is a folder", "no validation", "data_dir a file"])
+                                                             "bin is a folder", "no validation", "val_tokens 0", "partly prepared", "data_dir a file",
+                                                             "eot beyond vocab", "eot no int", "tokenizer vocab"])
 def test_data_that_disagrees_with_meta_json_is_one_sentence(tmp_path, damage, message):
     d = tmp_path / "data"
     make_data(d)
@@ -233,6 +255,10 @@ def world(tmp_path_factory):
     variant("optshape", lambda c: c["optimizer"].update(
         state={**c["optimizer"]["state"], WEIGHT: {**c["optimizer"]["state"][WEIGHT], "exp_avg": torch.zeros(1)}}))
     variant("bigeot", lambda c: c.update(meta={**c["meta"], "eot_token": 9999}))
+    variant("floatlayers", lambda c: c.update(model_args={**c["model_args"], "n_layer": 2.0}))
+    variant("nomoments", lambda c: c["optimizer"].update(
+        state={k: v for k, v in c["optimizer"]["state"].items() if k != WEIGHT}))
+    variant("nogroup", lambda c: c["optimizer"].update(param_groups=c["optimizer"]["param_groups"][:1]))
     return w
 
 
@@ -253,6 +279,10 @@ CKPT_MESSAGES = {
     "optshape": "{p} holds an optimizer state for transformer.h.0.mlp.c_fc.weight that does not fit that weight; it "
                 "cannot resume exactly: restore the file, or start from its weights with --init_from={d} in a new "
                 "out_dir.",
+    # a RuntimeError traceback on resume; and, without the second group (biases, gains), a resume without a word
+    "nomoments": "{p} holds no optimizer state for transformer.h.0.mlp.c_fc.weight; it cannot resume exactly: "
+                 "restore the file, or start from its weights with --init_from={d} in a new out_dir.",
+    "nogroup": "{p} holds no optimizer state for transformer.h.0.ln_1.weight; it cannot resume exactly",
 }
 
 
@@ -275,6 +305,9 @@ FIELD_MESSAGES = {  # damage to what train.py stores beside the weights, refused
     "othertok": "{p} names tokenizer 'r50k_base' (50257 tokens) for a model of vocab_size 256",
     "int8": "{p} holds transformer.h.0.mlp.c_fc.weight as torch.int8, and the model's weights are floating point",
     "bigeot": "{p} holds meta eot_token = 9999, which is no token of a model of vocab_size 256",
+    # was a TypeError traceback from nn.ModuleList, in every script
+    "floatlayers": "{p} holds model_args n_layer = 2.0, which is no int: the file is damaged or not written by "
+                   "train.py; restore it or train again.",
 }
 
 

@@ -76,11 +76,20 @@ def test_an_unknown_name_in_a_config_file_says_how_to_keep_a_helper(tmp_path):
     assert configure(DEFAULTS, [str(path)])[0]["max_iters"] == 600
 
 
-def test_missing_value_and_missing_file():
+def test_missing_value_and_missing_file(monkeypatch):
     with pytest.raises(SystemExit, match="--max_iters=VALUE"):
         configure(DEFAULTS, ["--max_iters"])
     with pytest.raises(SystemExit, match="config file 'config/nope.py' not found"):
         configure(DEFAULTS, ["config/nope.py"])
+    # a folder was "not found", and a bare -- was told to "write --=VALUE"
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(SystemExit, match=r"^config file 'config/' is a folder; give a file in it, like "
+                                         r"config/cpu_tiny\.py\.$"):
+        configure(DEFAULTS, ["config/"])
+    for arg in ("--", "--=3"):
+        with pytest.raises(SystemExit, match=rf"^argument '{arg}' names no setting; write --key=value \(--help lists "
+                                             r"them\)\.$"):
+            configure(DEFAULTS, [arg, "config/nope.py"])
 
 
 def test_config_files_run_in_order_see_earlier_values_and_can_execute_a_base_beside_them(tmp_path):

@@ -324,6 +324,42 @@ def test_never_overwrites_other_data(tmp_path, capsys):
     assert "--val_fraction splits --input alone" in capsys.readouterr().err
 
 
+def test_a_folder_input_takes_its_files_as_a_glob_does(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_txt(folder / "a.txt", "hello\n")
+    (folder / "gone.txt").symlink_to(tmp_path / "nowhere.txt")  # a broken link: was a FileNotFoundError traceback
+    for i, spec in enumerate([folder, folder / "*.txt"]):
+        meta = prepare(tmp_path / f"out{i}", "--tokenizer=bytes", "--input", str(spec), "--val_fraction=0")
+        assert meta["train_shards"] == [str(folder / "a.txt")] and meta["train_tokens"] == 7
+
+
+def test_a_file_reached_through_a_link_is_the_same_file(tmp_path):
+    src = write_txt(tmp_path / "a.txt", "hello\nworld\n")
+    (tmp_path / "alias.txt").symlink_to(src)
+    # as validation and training input: val.bin was train.bin, validation on the training text, exit 0
+    with pytest.raises(SystemExit) as e:
+        prepare(tmp_path / "out", "--tokenizer=bytes", "--input", str(tmp_path / "alias.txt"), "--val_input", src)
+    assert str(e.value) == f"error: {src} is in both --input and --val_input; give it to one of them"
+    # twice as training input: its text was written twice
+    meta = prepare(tmp_path / "out2", "--tokenizer=bytes", "--input", str(tmp_path / "alias.txt"), src,
+                   "--val_fraction=0")
+    assert meta["train_shards"] == [src] and meta["train_tokens"] == 13
+
+
+def test_a_closed_output_pipe_is_not_called_a_failed_write(tmp_path, monkeypatch):
+    # `prepare_slimpajama.py | head`: the progress line's BrokenPipeError was "writing OUT failed (Broken pipe); free
+    # space or fix the folder"; it goes on to configurator.cli, which says the reader went away
+    monkeypatch.setattr(P, "PRINT_SECONDS", 0)
+    src = write_txt(tmp_path / "a.txt", "hello\n")
+
+    def closed(line):
+        raise BrokenPipeError(32, "Broken pipe")
+    args = P.parse_args(["--input", src, f"--out_dir={tmp_path / 'out'}", "--tokenizer=bytes", "--commit_seconds=0"])
+    with pytest.raises(BrokenPipeError):
+        P.prepare(args, log=closed)
+
+
 def test_a_second_run_into_the_same_out_dir_waits_its_turn(tmp_path):
     # two runs appending to one folder's bins interleaved their tokens; a killed run leaves no lock behind
     src = write_jsonl(tmp_path / "a.jsonl", DOCS)

@@ -322,6 +322,16 @@ def test_init_from_refuses_its_source_dir_foreign_files_and_impossible_conversio
     assert digest(trained / "ckpt.pt") == before and not any((tmp_path / d).exists() for d in "abc")
 
 
+def test_a_finished_conversion_asked_again_is_done_without_its_source(tmp_path, monkeypatch, data_dir, trained, capsys):
+    source = shutil.copytree(trained, tmp_path / "source")
+    args = [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'conv'}", f"--init_from={source}", "--proj=qkv",
+            "--max_iters=2"]
+    train(data_dir, tmp_path / "conv", *args[2:])
+    shutil.rmtree(source)  # was "init_from must be ... or a checkpoint path; 'source' is none of these", exit 1
+    assert run_inprocess(monkeypatch, args) == "0"
+    assert "holds this run, finished at iteration 2: nothing to do" in capsys.readouterr().out
+
+
 def test_gpt2_without_network_is_one_clear_error(tmp_path, data_dir):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
     r = subprocess.run([sys.executable, "train.py", *TINY, f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'o'}",

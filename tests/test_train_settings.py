@@ -217,6 +217,31 @@ def test_a_finished_run_asked_again_is_done_and_touches_nothing(finished, data_d
     assert snapshot(out) == before
 
 
+def test_a_run_sized_by_total_tokens_is_told_to_raise_total_tokens(data_dir, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    train(data_dir, out, "--total_tokens=512")  # 2 iterations of 256 tokens
+    assert run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--total_tokens=512"]) == "0"
+    # was "raise --max_iters", which total_tokens overrides: raising it ended in "max_iters is 2: nothing to train"
+    assert "(to train on, raise --total_tokens and add --init_from=resume)" in capsys.readouterr().out
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--total_tokens=512",
+                                      "--init_from=resume", "--max_iters=4"])
+    assert msg == (f"{out / 'ckpt.pt'} is at iteration 2, and max_iters is 2 (set by total_tokens=512): nothing to "
+                   f"train; raise --total_tokens to continue it.")
+
+
+def test_resume_on_data_too_short_for_its_block_size_names_the_data_not_block_size(finished, tmp_path, monkeypatch):
+    out = shutil.copytree(finished, tmp_path / "run")
+    short = tmp_path / "short"
+    make_data(short)
+    np.ones(20, dtype=np.uint16).tofile(short / "val.bin")
+    (short / "meta.json").write_text(json.dumps({**json.loads((short / "meta.json").read_text()), "val_tokens": 20}))
+    msg = run_inprocess(monkeypatch, [f"--data_dir={short}", f"--out_dir={out}", "--init_from=resume",
+                                      "--max_iters=4"])
+    # was "or set a smaller --block_size", which a resumed run refuses: its block_size is the checkpoint's
+    assert msg == (f"{short / 'val.bin'} holds 20 tokens, fewer than block_size + 1 (33); prepare more data, or point "
+                   f"--data_dir at the data the checkpoint was trained on.")
+
+
 def test_a_finished_run_asked_with_other_settings_is_refused(finished, data_dir, tmp_path, monkeypatch):
     out = shutil.copytree(finished, tmp_path / "run")
     before = snapshot(out)
@@ -231,6 +256,8 @@ def test_a_finished_run_asked_with_other_settings_is_refused(finished, data_dir,
 @pytest.mark.parametrize("args, error", [
     (["--min_lr=0.5"], r"^min_lr \(0\.5\) is above learning_rate \(0\.01\), so the cosine would raise the rate"),
     (["--warmup_iters=20", "--lr_decay_iters=10"], r"^lr_decay_iters \(10\) ends the cosine before warmup_iters \(20\)"),
+    # equal: the rate went from the warmup's last step straight to min_lr
+    (["--warmup_iters=20", "--lr_decay_iters=20"], r"^lr_decay_iters \(20\) ends the cosine where warmup_iters \(20\)"),
     (["--causal=False"], r"^causal=False lets every position see the token it is trained to predict"),
 ])
 def test_a_schedule_or_model_that_trains_wrong_is_refused_before_any_work(args, error, tmp_path, data_dir,
@@ -251,6 +278,16 @@ def test_resume_under_other_training_settings_says_what_changed(finished, data_d
         f"(checkpoint: 1337), learning_rate=0.02 (checkpoint: 0.01); its weights and optimizer state go on under these."
     r = train(data_dir, out, "--init_from=resume", "--max_iters=6", "--learning_rate=0.02", "--seed=7")
     assert "resuming" not in r.stdout  # the checkpoint now holds these settings; a longer run is not worth a line
+
+
+def test_a_resume_under_other_adamw_settings_trains_with_them(finished, data_dir, tmp_path):
+    out = shutil.copytree(finished, tmp_path / "run")
+    r = train(data_dir, out, "--init_from=resume", "--max_iters=4", "--beta2=0.5", "--weight_decay=0.01")
+    assert "weight_decay=0.01 (checkpoint: 0.1), beta2=0.5 (checkpoint: 0.95); its weights" in r.stdout
+    groups = torch.load(out / "ckpt.pt", weights_only=True)["optimizer"]["param_groups"]
+    # were the checkpoint's (0.9, 0.95) and 0.1, which loading the optimizer state had put back: the line said
+    # "go on under these", and the checkpoint's config recorded them, but AdamW kept the old ones
+    assert [(tuple(g["betas"]), g["weight_decay"]) for g in groups] == [((0.9, 0.5), 0.01), ((0.9, 0.5), 0.0)]
 
 
 def test_a_token_beyond_the_vocabulary_in_a_batch_is_one_sentence(tmp_path, data_dir):
@@ -331,8 +368,10 @@ def test_a_read_only_file_the_run_would_replace_is_refused_before_training(name,
     with read_only(out / name):
         msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
                                           "--max_iters=4"])
+    # was a PermissionError traceback: at the first save, or at once; then "or choose another --out_dir", where a
+    # resumed run finds no checkpoint to resume
     assert msg == (f"{out / name} is read-only (or immutable), and this run would replace it; make it writable or "
-                   f"choose another --out_dir.")  # was a PermissionError traceback: at the first save, or at once
+                   f"copy out_dir to a writable place and resume there.")
     assert torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 2
     assert not stale.exists()  # removed under the lock, under which no other run saves here
 
@@ -347,6 +386,19 @@ def test_a_lock_that_takes_no_bytes_is_one_sentence(data_dir, tmp_path, monkeypa
     assert sorted(os.listdir(out)) == ["train.lock"]
 
 
+@pytest.mark.parametrize("name, resume", [("ckpt.pt", False), ("ckpt.pt", True), ("train.lock", False)])
+def test_a_folder_in_place_of_a_file_the_run_writes_is_named(name, resume, data_dir, tmp_path, monkeypatch):
+    # ckpt.pt was "no checkpoint at out/ckpt.pt: train one with train.py", to a training run; train.lock was
+    # "out_dir 'out' is not a writable directory (Is a directory)"
+    out = tmp_path / "out"
+    os.makedirs(out / name)
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2",
+                                      *["--init_from=resume"] * resume])
+    assert msg == (f"{out / name} is a folder, and this run writes that file; move it away"
+                   f"{'' if resume else ' or choose another --out_dir'}.")
+    assert os.listdir(out) == [name]
+
+
 def test_a_damaged_log_is_refused_or_cleaned_before_training(finished, data_dir, tmp_path, monkeypatch):
     out = tmp_path / "out"
     shutil.copytree(finished, out)
@@ -354,8 +406,7 @@ def test_a_damaged_log_is_refused_or_cleaned_before_training(finished, data_dir,
     os.mkdir(out / "log.jsonl")  # was an IsADirectoryError traceback
     msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
                                       "--max_iters=4"])
-    assert msg == (f"{out / 'log.jsonl'} is a folder, and this run writes that file; move it away or choose another "
-                   f"--out_dir.")
+    assert msg == f"{out / 'log.jsonl'} is a folder, and this run writes that file; move it away."
     out = tmp_path / "out2"  # the refused run, in this process, still holds the lock on the first
     shutil.copytree(finished, out)
     lines = (finished / "log.jsonl").read_text().splitlines(keepends=True)
@@ -427,6 +478,22 @@ def test_a_closed_output_pipe_is_one_line_on_how_to_go_on(tmp_path, data_dir):
     assert re.fullmatch(r"stopped: the reader of its output went away \(a closed pipe\) at iteration \d+; "
                         rf"{re.escape(str(tmp_path / 'out' / 'ckpt.pt'))} holds iteration \d+: to go on, run the "
                         r"same command with --init_from=resume\.\n", err), err
+
+
+@pytest.mark.parametrize("where", ["stdout", "log.jsonl"])
+def test_a_full_disk_under_the_output_or_the_log_is_one_line(where, tmp_path, data_dir):
+    # an OSError traceback (No space left on device) at the first line printed, or logged
+    out = tmp_path / "out"
+    out.mkdir()
+    if where == "log.jsonl":
+        (out / "log.jsonl").symlink_to("/dev/full")  # every write fails as on a full disk
+    with open("/dev/full" if where == "stdout" else os.devnull, "w") as stdout:
+        r = subprocess.run([sys.executable, "train.py", *TINY, f"--data_dir={data_dir}", f"--out_dir={out}",
+                            "--max_iters=2"], cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=stdout,
+                           stderr=subprocess.PIPE, text=True, timeout=120)
+    assert r.returncode == 1 and r.stderr == (
+        f"stopped: its output or {out / 'log.jsonl'} could not be written (No space left on device; free space "
+        f"first) at iteration 0; no checkpoint was saved yet: run the same command to start again.\n"), r.stderr
 
 
 def test_nccl_under_torchrun_needs_cuda(tmp_path, monkeypatch):
