@@ -268,4 +268,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli(main, "no results were written (they are written at the end).")
+    cli(main, "results.json and results.md are written whole when the evaluation ends, not before.")

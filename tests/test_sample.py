@@ -254,3 +254,20 @@ def test_ctrl_c_is_one_line_not_a_traceback(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and err == "stopped by Ctrl-C; nothing was written.\n"
+
+
+def test_an_output_that_takes_no_more_text_is_one_line_not_a_traceback(tmp_path):
+    # `sample.py | head -1` and `sample.py > /dev/full` were a BrokenPipeError or OSError traceback
+    make_ckpt(tmp_path, BYTES_META)
+    cmd = [sys.executable, "sample.py", f"--out_dir={tmp_path}", "--device=cpu", "--num_samples=100000"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.readline()  # what head -1 reads, then it closes the pipe
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 1
+    assert proc.stderr.read() == "stopped: the reader of its output went away (a closed pipe); nothing was written.\n"
+    with open("/dev/full", "w") as full:
+        r = subprocess.run(cmd[:-1] + ["--num_samples=1"], cwd=ROOT, env=env, stdout=full, stderr=subprocess.PIPE,
+                           text=True, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr == "stopped: its output could not be written (No space left on device); nothing was written.\n"
