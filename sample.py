@@ -41,10 +41,21 @@ def boolean(s):
     return s.lower() in ("true", "1")
 
 
+def prompt(s):
+    # bytes that are not UTF-8 on the command line reach Python as lone surrogates, which no tokenizer encodes (a
+    # FILE: path may hold them: it only names a file)
+    try:
+        s.startswith("FILE:") or s.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError('holds bytes that are not UTF-8 text; give UTF-8 text, or "FILE:path" to '
+                                         'read it from a file') from None
+    return s
+
+
 def text(s):
     if not s:
         raise argparse.ArgumentTypeError('is empty; give the text, or "FILE:path" to read it from a file')
-    return s
+    return prompt(s)
 
 
 def add_model_args(p):
@@ -67,7 +78,7 @@ def get_parser():
     p = argparse.ArgumentParser(description="Sample from out_dir/ckpt.pt with the KV cache.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out_dir", default="out", help="directory holding ckpt.pt")
-    p.add_argument("--start", default="\n", help='prompt text, or "FILE:path" to read it from a file; '
+    p.add_argument("--start", type=prompt, default="\n", help='prompt text, or "FILE:path" to read it from a file; '
                    'an empty prompt starts a new document (default: %(default)r)')
     p.add_argument("--num_samples", type=number(int, ">= 1"), default=3, help="samples drawn, one after another")
     p.add_argument("--max_new_tokens", type=number(int, ">= 1"), default=None,
