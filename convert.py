@@ -267,7 +267,18 @@ def load_gpt2(name):
                              f"network, or download it once where there is one (the cache is reused).") from None
         finally:
             hub_log.setLevel(level)
-    return gpt2_config(name), from_hub_layout(read(path))
+    cfg = gpt2_config(name)
+    with torch.device("meta"):
+        want = {k: t.shape for k, t in GPT(cfg).state_dict().items()}
+    try:  # a file cut short, another program's, or another size's: the error of whichever step meets it first
+        state = from_hub_layout(read(path))
+        fits = {k: t.shape for k, t in state.items()} == want
+    except Exception:
+        fits = False
+    if not fits:
+        raise ValueError(f"{path}, the cached {name}, is damaged or not {name}'s weights; delete it and download it "
+                         f"again (run once where there is a network).")
+    return cfg, state
 
 
 if __name__ == "__main__":  # a library: run as a script it would exit 0 having converted nothing

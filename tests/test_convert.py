@@ -198,9 +198,28 @@ def test_gpt2_comes_from_the_cache_without_asking_the_network(tmp_path, monkeypa
     monkeypatch.setattr(cv, "hub_reachable", lambda: pytest.fail("asked the network"))
     for name in ("safetensors", "safetensors.torch"):  # the .bin file, as without safetensors installed
         monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setattr(cv, "gpt2_config", lambda name: CFG)  # gpt2's shapes, made small
     cfg, state = cv.load_gpt2("gpt2")
     assert calls == [("openai-community/gpt2", True)]
-    assert cfg.n_layer == 12 and state.keys() == from_hub_layout(hub).keys()
+    assert cfg == CFG and state.keys() == from_hub_layout(hub).keys()
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage", "tiny"], ids=["empty", "not torch's", "another size"])
+def test_a_damaged_gpt2_in_the_cache_is_one_sentence(tmp_path, monkeypatch, content):
+    import huggingface_hub
+    path = tmp_path / "pytorch_model.bin"  # was an EOFError, an UnpicklingError or load_state_dict's size mismatch
+    if content == "tiny":
+        torch.save(hub_layout(model_of(replace(CFG, n_layer=1))), path)
+    else:
+        path.write_bytes(content)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo, file, local_files_only=False: str(path))
+    for name in ("safetensors", "safetensors.torch"):
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setattr(cv, "gpt2_config", lambda name: CFG)
+    with pytest.raises(ValueError) as e:
+        cv.load_gpt2("gpt2")
+    assert str(e.value) == (f"{path}, the cached gpt2, is damaged or not gpt2's weights; delete it and download it "
+                            f"again (run once where there is a network).")
 
 
 def test_gpt2_offline_is_one_sentence_at_once(tmp_path, monkeypatch, capfd):
