@@ -37,8 +37,10 @@ def check_conversion(src, dst, method, calib):
     s, d = SOURCES[src.proj], SOURCES[dst.proj]
     new_ties = [(a, b) for a in range(3) for b in range(a + 1, 3) if d[a] == d[b] and s[a] != s[b]]
     if new_ties not in ([], [(1, 2)]) or (new_ties and d[0] == d[1]):
-        raise ValueError(f"cannot convert proj={src.proj!r} to {dst.proj!r}: tying Q to K changes every score and "
-                         f"no method here preserves them; convert to 'qk_v' or train {dst.proj!r} from scratch.")
+        # q_kv's K is its Q already: tying V to it would be tying V to Q, and the fits move K
+        tie = "tying V to a K that is also Q" if s[0] == s[1] else "tying Q to K"
+        raise ValueError(f"cannot convert proj={src.proj!r} to {dst.proj!r}: {tie} changes every score and no "
+                         f"method here preserves them; convert to 'qk_v' or train {dst.proj!r} from scratch.")
     if new_ties and method not in TIE_METHODS:
         raise ValueError(f"convert_method must be one of {', '.join(TIE_METHODS)} to tie V to K; got {method!r}.")
     if new_ties and method in ("lstsq", "split") and calib is None:

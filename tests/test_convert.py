@@ -160,6 +160,15 @@ def test_impossible_conversions_are_one_sentence_naming_the_field(src, dst, meth
     assert field in str(e.value) and "\n" not in str(e.value)
 
 
+def test_a_refused_tie_names_the_tie_the_source_lacks():
+    # q_kv's Q is its K already: the refusal said "tying Q to K" (the sixth pass)
+    for src, tie in (("qkv", "tying Q to K"), ("qk_v", "tying Q to K"), ("q_kv", "tying V to a K that is also Q")):
+        with pytest.raises(ValueError) as e:
+            cv.check_conversion(replace(CFG, proj=src), replace(CFG, proj="q_k_v"), "k", None)
+        assert str(e.value) == (f"cannot convert proj={src!r} to 'q_k_v': {tie} changes every score and no method "
+                                f"here preserves them; convert to 'qk_v' or train 'q_k_v' from scratch.")
+
+
 def test_lstsq_without_calibration_tokens_is_refused():
     with pytest.raises(ValueError, match="calib"):
         convert_state_dict(GPT(CFG).state_dict(), CFG, replace(CFG, proj="qk_v"), "lstsq")
