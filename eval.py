@@ -35,6 +35,7 @@ except ImportError:
     simple_evaluate, LM = None, object  # main() says what to install; the class below stays importable
 
 PAPER_TASKS = "hellaswag,piqa,arc_easy,arc_challenge,winogrande"
+NUM_FEWSHOT = 5  # the paper's table is 5-shot
 INSTALL = "eval.py needs lm-evaluation-harness, an optional dependency: pip install -r requirements-eval.txt"
 
 
@@ -172,7 +173,10 @@ def load_tasks(args):
     cache: when the hub does not answer, the datasets library is told to read its cache only (else each download
     retries for most of a minute, then ends in a traceback), and each task is built once before the model loads."""
     tm = TaskManager(include_path=args.include_path)
-    tasks = [t.strip() for t in args.tasks.split(",")]
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]  # "a,b," and "a, b" name two tasks
+    if not tasks:
+        raise SystemExit(f"--tasks={args.tasks!r} names no task; give comma-separated lm_eval task names, or "
+                         f"--text=FILE for the perplexity of a local text.")
     unknown = [t for t in tasks if t not in tm.all_tasks]
     if unknown:
         raise SystemExit(f"--tasks: lm_eval knows no task {', '.join(unknown)}; list them with `lm_eval ls tasks`, "
@@ -201,8 +205,9 @@ def get_parser():
     what.add_argument("--tasks", default=PAPER_TASKS, help="comma-separated lm_eval task names")
     what.add_argument("--text", default=None, help="a local text file: word and byte perplexity over it instead of "
                                                    "the tasks (no network, no lm-eval; --num_fewshot, --limit and "
-                                                   "--include_path do not apply)")
-    p.add_argument("--num_fewshot", type=number(int, ">= 0"), default=5, help="examples before each question")
+                                                   "--include_path are the tasks' and refused with it)")
+    p.add_argument("--num_fewshot", type=number(int, ">= 0"), default=None,
+                   help=f"examples before each question; None: {NUM_FEWSHOT}")
     p.add_argument("--batch_size", type=number(int, ">= 1"), default=16,
                    help="windows of at most block_size tokens per forward")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda, cuda:N or mps")
@@ -221,6 +226,13 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     check_device(p, args.device)
     check_conversion_args(p, args)
+    if args.text is not None:  # the tasks' settings mean nothing for one text: refused, not ignored
+        given = [f"--{k}" for k in ("num_fewshot", "limit", "include_path") if getattr(args, k) is not None]
+        if given:
+            p.error(f"{' and '.join(given)} {'applies' if len(given) == 1 else 'apply'} to the lm_eval tasks, and "
+                    f"--text measures the whole file without them; drop {'it' if len(given) == 1 else 'them'}, or "
+                    f"evaluate tasks with --tasks instead of --text.")
+    args.num_fewshot = NUM_FEWSHOT if args.num_fewshot is None else args.num_fewshot
     return args
 
 

@@ -196,12 +196,17 @@ def test_a_task_whose_dataset_is_not_cached_offline_is_one_sentence_before_the_m
                                            "doc_to_target: 0\n")
     monkeypatch.setattr(ev, "TaskManager", lambda include_path: lm_eval.tasks.TaskManager(
         include_path=include_path, include_defaults=False))
-    with pytest.raises(SystemExit) as e:  # tmp_path holds no checkpoint: the tasks are checked first
-        ev.main([f"--out_dir={tmp_path}", "--tasks=hubtask", f"--include_path={tmp_path}"])
-    assert str(e.value) == ("--tasks: the dataset of hubtask is not in the Hugging Face cache and the hub "
-                            "(https://huggingface.co) does not answer; run once where there is a network (the cache "
-                            "is reused), or measure perplexity on a local text with --text=FILE.")
+    for tasks in ("hubtask", "hubtask, ,"):  # a stray comma was a task named '' that lm_eval did not know
+        with pytest.raises(SystemExit) as e:  # tmp_path holds no checkpoint: the tasks are checked first
+            ev.main([f"--out_dir={tmp_path}", f"--tasks={tasks}", f"--include_path={tmp_path}"])
+        assert str(e.value) == ("--tasks: the dataset of hubtask is not in the Hugging Face cache and the hub "
+                                "(https://huggingface.co) does not answer; run once where there is a network (the "
+                                "cache is reused), or measure perplexity on a local text with --text=FILE.")
     assert "Retrying" not in capfd.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        ev.main([f"--out_dir={tmp_path}", "--tasks= ,", f"--include_path={tmp_path}"])
+    assert str(e.value) == ("--tasks=' ,' names no task; give comma-separated lm_eval task names, or --text=FILE for "
+                            "the perplexity of a local text.")
     assert not (tmp_path / "eval").exists()
 
 
@@ -276,9 +281,18 @@ def test_bad_text_and_settings_are_one_line_before_any_work(tmp_path, capsys):
                       ("--batch_size=0", "argument --batch_size: must be an integer >= 1; got 0."),
                       ("--device=tpu", "--device must be cpu, cuda, cuda:N or mps; got 'tpu'."),
                       ("--calib=FILE:x.txt", "--calib says how weights are converted, and nothing is converted "
-                                             "without --proj or --n_kv_head; add one of those, or drop it.")):
+                                             "without --proj or --n_kv_head; add one of those, or drop it."),
+                      # the tasks' settings beside --text were ignored without a word, exit 0 (the sixth pass)
+                      ("--text=t.txt --limit=5", "--limit applies to the lm_eval tasks, and --text measures the whole "
+                                                 "file without them; drop it, or evaluate tasks with --tasks instead "
+                                                 "of --text."),
+                      ("--text=t.txt --num_fewshot=5 --include_path=d", "--num_fewshot and --include_path apply to "
+                                                                        "the lm_eval tasks, and --text measures the "
+                                                                        "whole file without them; drop them, or "
+                                                                        "evaluate tasks with --tasks instead of "
+                                                                        "--text.")):
         with pytest.raises(SystemExit) as e:
-            ev.parse_args([arg])
+            ev.parse_args(arg.split())
         assert e.value.code == 2
         assert capsys.readouterr().err.splitlines()[-1].split(": error: ")[1] == want
     assert not (tmp_path / "eval").exists()
