@@ -254,12 +254,12 @@ def main(argv=None):
     out = args.out or os.path.join(run_dir, "eval")
     guard_assets(out, False, None)
     model, meta = load_model(args, device)  # out_dir's checkpoint or GPT-2, converted if --proj/--n_kv_head say so
-    try:  # after the checkpoint (a missing one makes no folder), before the evaluation, which can take hours
+    lm = CheckpointLM(model, meta, args.batch_size, dtype)  # its tokenizer may be missing offline
+    try:  # after the checkpoint and its tokenizer (either missing makes no folder), before the evaluation (hours)
         os.makedirs(out, exist_ok=True)
         tempfile.TemporaryFile(dir=out).close()
     except OSError as err:
         raise SystemExit(f"--out {out!r} is not a writable directory ({err.strerror}); choose another --out.")
-    lm = CheckpointLM(model, meta, args.batch_size, dtype)
     t0 = time.time()
     if args.text is not None:
         res = text_perplexity(lm, args.text, text)

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 import eval as ev
+import sample
 from model import GPT, GPTConfig
-from test_sample import BYTES_META, make_ckpt
+from test_sample import BYTES_META, R50K_META, make_ckpt
 from test_train import ROOT, train
 
 ALPHABET = string.ascii_lowercase
@@ -308,3 +309,16 @@ def test_a_missing_checkpoint_makes_no_folder_and_a_checkpoint_path_puts_results
     make_ckpt(tmp_path / "run", BYTES_META)
     ev.main([f"--out_dir={tmp_path / 'run' / 'ckpt.pt'}", f"--text={tmp_path / 'text.txt'}", "--device=cpu"])
     assert (tmp_path / "run" / "eval" / "results.json").exists()
+
+
+def test_a_tokenizer_missing_offline_makes_no_folder(tmp_path, monkeypatch):
+    # r50k_base neither cached nor downloadable: the sentence came after out_dir/eval was made (the sixth pass)
+    (tmp_path / "text.txt").write_text("To be, or not to be.\n")
+    make_ckpt(tmp_path, R50K_META)
+
+    def offline(name):
+        raise ConnectionError("no network")
+    monkeypatch.setattr(sample.tiktoken, "get_encoding", offline)
+    with pytest.raises(SystemExit, match="could not load tiktoken's r50k_base"):
+        ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 'text.txt'}", "--device=cpu"])
+    assert not (tmp_path / "eval").exists()
