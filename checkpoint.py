@@ -133,6 +133,10 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False):
     if bad:
         raise SystemExit(f"{path} holds {bad} = {reprlib.repr(ckpt[bad])}, which is no {FIELDS[bad][1]}: the file is "
                          f"damaged or not written by train.py; restore it or train again.")
+    data_dir = ckpt.get("config", {}).get("data_dir")
+    if data_dir is not None and not isinstance(data_dir, str):  # sample.py and analyze read their calibration there
+        raise SystemExit(f"{path} holds config data_dir = {reprlib.repr(data_dir)}, which is no path: the file is "
+                         f"damaged or not written by train.py; restore it or train again.")
     try:
         cfg = GPTConfig(**ckpt["model_args"])
     except (TypeError, ValueError) as e:

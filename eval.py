@@ -44,8 +44,8 @@ class CheckpointLM(LM):
 
     def __init__(self, model, meta, batch_size=16, dtype=torch.float32):
         super().__init__()
+        self.encode, self.decode = get_tokenizer(meta)  # first: it checks meta's eot_token
         self.model, self.batch_size, self.eot = model, batch_size, meta["eot_token"]
-        self.encode, self.decode = get_tokenizer(meta)
         self._device = model.lm_head.weight.device
         self.ctx = nullcontext() if dtype == torch.float32 else torch.autocast(self._device.type, dtype=dtype)
         self.n_requests = 0

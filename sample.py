@@ -258,6 +258,9 @@ def beyond(decode, n):
 def get_tokenizer(meta):
     """-> (encode: str -> ids, decode: ids -> str), both mapping EOT to and from meta's eot_token."""
     name, eot = meta.get("tokenizer"), meta.get("eot_token")
+    if name in ("r50k_base", "bytes") and eot is None:  # prompts and scoring start documents with it
+        raise SystemExit(f"the checkpoint's meta names tokenizer {name!r} but no eot_token (its document separator): "
+                         f"the file is damaged or not written by train.py; restore it or train again.")
     if name == "r50k_base":
         try:
             enc = tiktoken.get_encoding("r50k_base")

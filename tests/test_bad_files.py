@@ -233,6 +233,7 @@ def world(tmp_path_factory):
     variant("optshape", lambda c: c["optimizer"].update(
         state={**c["optimizer"]["state"], WEIGHT: {**c["optimizer"]["state"][WEIGHT], "exp_avg": torch.zeros(1)}}))
     variant("bigeot", lambda c: c.update(meta={**c["meta"], "eot_token": 9999}))
+    variant("ddint", lambda c: c.update(config={**c["config"], "data_dir": 5}))  # was os.path.join's TypeError
     return w
 
 
@@ -275,6 +276,8 @@ FIELD_MESSAGES = {  # damage to what train.py stores beside the weights, refused
     "othertok": "{p} names tokenizer 'r50k_base' (50257 tokens) for a model of vocab_size 256",
     "int8": "{p} holds transformer.h.0.mlp.c_fc.weight as torch.int8, and the model's weights are floating point",
     "bigeot": "{p} holds meta eot_token = 9999, which is no token of a model of vocab_size 256",
+    "ddint": "{p} holds config data_dir = 5, which is no path: the file is damaged or not written by train.py; restore "
+             "it or train again.",
 }
 
 
@@ -302,7 +305,7 @@ SCRIPTS = {"train": resume,
            "analyze": lambda w, name: ["-m", "experiments.analyze", f"--out_dir={w / name}"]}
 CLI_CASES = [("train", "shapes"), ("train", "emptyopt"), ("sample", "missing"), ("sample", "foreign"),
              ("analyze", "shapes"), ("analyze", "empty"), ("train", "rng"), ("sample", "nometa"),
-             ("analyze", "listconfig")]
+             ("analyze", "listconfig"), ("sample", "ddint")]
 
 
 @pytest.mark.parametrize("script, name", CLI_CASES, ids=[f"{s} {n}" for s, n in CLI_CASES])

@@ -129,6 +129,13 @@ def test_clear_errors_and_checkpoint_untouched(tmp_path, capsys):
     make_ckpt(tmp_path / "tok", dict(BYTES_META, tokenizer="gpt4"))
     with pytest.raises(SystemExit, match="unknown tokenizer 'gpt4'"):
         run(capsys, tmp_path / "tok")
+    make_ckpt(tmp_path / "noeot", {"tokenizer": "bytes", "vocab_size": 256})  # was a KeyError or a TypeError
+    for start in ("--start=", "--start=a<|endoftext|>b"):
+        with pytest.raises(SystemExit) as e:
+            run(capsys, tmp_path / "noeot", start)
+        assert str(e.value) == ("the checkpoint's meta names tokenizer 'bytes' but no eot_token (its document "
+                                "separator): the file is damaged or not written by train.py; restore it or train "
+                                "again.")
     bs = make_ckpt(tmp_path / "long", BYTES_META).block_size
     ckpt = (tmp_path / "long" / "ckpt.pt").read_bytes()
     with pytest.raises(SystemExit, match=f"the prompt is {bs + 1} tokens, longer than the model's context"):
