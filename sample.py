@@ -146,9 +146,10 @@ def v_is_k(cfg):
     return SOURCES[cfg.proj][1] == SOURCES[cfg.proj][2]
 
 
-def own_val_tokens(data_dir, meta):
-    """The validation tokens of the data a checkpoint was trained on (its config's data_dir), or None when that
-    directory no longer holds them, or holds data of another tokenizer."""
+def own_val_tokens(data_dir, meta, n, vocab_size):
+    """The first n validation tokens of the data a checkpoint was trained on (its config's data_dir), or None when
+    that directory no longer holds them: gone, of another tokenizer, or damaged (no whole uint16 token, ids past the
+    model's vocabulary)."""
     if not data_dir or not all(os.path.isfile(os.path.join(data_dir, f)) for f in ("val.bin", "meta.json")):
         return None
     try:
@@ -157,7 +158,11 @@ def own_val_tokens(data_dir, meta):
         return None
     if any(theirs.get(k) != meta.get(k) for k in ("tokenizer", "vocab_size")):
         return None
-    return tokens(data_dir, "val")
+    size = os.path.getsize(os.path.join(data_dir, "val.bin"))
+    if size == 0 or size % 2:  # empty, or cut inside a token: the memmap refuses both
+        return None
+    ids = tokens(data_dir, "val")[:n]
+    return ids.tolist() if int(ids.max()) < vocab_size else None
 
 
 def calibration(args, cfg, meta, data_dir):
@@ -167,16 +172,18 @@ def calibration(args, cfg, meta, data_dir):
     if args.calib is not None:
         ids, where = get_tokenizer(meta)[0](read_text(args.calib, "--calib"))[:n], "--calib"
     else:
-        val = own_val_tokens(data_dir, meta)
-        if val is None:
+        ids = own_val_tokens(data_dir, meta, n, cfg.vocab_size)
+        if ids is None:
             why = (f"{args.init_from} comes with no validation data" if args.init_from != "resume" else
                    f"{args.out_dir} names no data_dir" if not data_dir else
-                   f"its data_dir {data_dir!r} no longer holds the val.bin and meta.json it was trained on")
+                   f"its data_dir {data_dir!r} no longer holds the val.bin and meta.json it was trained on (gone, "
+                   f"damaged, or another tokenizer's)")
             raise SystemExit(f"--convert_method={args.convert_method} fits V on calibration tokens and {why}; pass "
                              f"--calib=FILE:path (or the text itself), or --convert_method=k.")
-        ids, where = val[:n].tolist(), f"{os.path.join(data_dir, 'val.bin')} (the checkpoint's own)"
+        where = f"{os.path.join(data_dir, 'val.bin')} (the checkpoint's own)"
     if len(ids) < bs:
-        fix = f"raise --calib_tokens to {bs} or more" if n < bs else "give a longer --calib text"
+        fix = (f"raise --calib_tokens to {bs} or more" if n < bs else "give a longer --calib text" if args.calib else
+               "pass a longer text as --calib=FILE:path, or --convert_method=k")
         raise SystemExit(f"calibration from {where} gives {len(ids)} tokens, fewer than one block (block_size {bs}); "
                          f"{fix}.")
     ids = ids[:len(ids) // bs * bs]

@@ -218,8 +218,40 @@ def test_tying_calibrates_on_the_checkpoints_own_validation_tokens(tmp_path, cap
     # data of another tokenizer in that directory is not the checkpoint's: ask for --calib
     (tmp_path / "data" / "meta.json").write_text(json.dumps({"tokenizer": "r50k_base", "vocab_size": 50257}))
     with pytest.raises(SystemExit, match=f"its data_dir '{tmp_path / 'data'}' no longer holds the val.bin and "
-                                         "meta.json it was trained on; pass --calib"):
+                                         r"meta.json it was trained on \(gone, damaged, or another tokenizer's\); "
+                                         "pass --calib"):
         run(capsys, tmp_path / "run", "--proj=qk_v")
+
+
+def damage_val(path, how):
+    val = np.fromfile(path / "val.bin", dtype=np.uint16)
+    if how == "odd":
+        val = np.append(val, 1).astype(np.uint16).tobytes()[:-1]  # cut inside the last token
+    elif how == "id":
+        val[3] = 300  # past the bytes vocabulary
+    else:
+        val = val[:0 if how == "empty" else 40]
+    (path / "val.bin").write_bytes(val if isinstance(val, bytes) else val.tobytes())
+
+
+@pytest.mark.parametrize("how", ["odd", "empty", "id", "short"])
+def test_a_damaged_or_short_own_validation_split_is_one_sentence(tmp_path, capsys, how):
+    # an odd size or an empty val.bin was the memmap's ValueError, an id past the vocabulary an IndexError in the
+    # embedding, and a short one was told to give a longer --calib text, which it had not given (the sixth pass)
+    make_data(tmp_path / "data")
+    make_ckpt(tmp_path / "run", BYTES_META, config={"data_dir": str(tmp_path / "data")})
+    damage_val(tmp_path / "data", how)
+    with pytest.raises(SystemExit) as e:
+        run(capsys, tmp_path / "run", "--proj=qk_v")
+    if how == "short":
+        assert str(e.value) == (f"calibration from {tmp_path / 'data' / 'val.bin'} (the checkpoint's own) gives 40 "
+                                f"tokens, fewer than one block (block_size 64); pass a longer text as "
+                                f"--calib=FILE:path, or --convert_method=k.")
+    else:
+        assert str(e.value) == (f"--convert_method=lstsq fits V on calibration tokens and its data_dir "
+                                f"'{tmp_path / 'data'}' no longer holds the val.bin and meta.json it was trained on "
+                                f"(gone, damaged, or another tokenizer's); pass --calib=FILE:path (or the text "
+                                f"itself), or --convert_method=k.")
 
 
 def test_conversion_settings_are_checked_before_converting(tmp_path, capsys, monkeypatch):
