@@ -83,7 +83,7 @@ def writable_dir(folder, fix):
         os.makedirs(folder, exist_ok=True)
         tempfile.TemporaryFile(dir=folder).close()
     except OSError as e:
-        raise SystemExit(f"{folder} is not a writable directory ({e.strerror}); {fix}.") from None
+        raise SystemExit(f"{folder or repr(folder)} is not a writable directory ({e.strerror}); {fix}.") from None
 
 
 def save_checkpoint(ckpt, path):
