@@ -233,6 +233,8 @@ def parse_args(argv=None):
                     f"--text measures the whole file without them; drop {'it' if len(given) == 1 else 'them'}, or "
                     f"evaluate tasks with --tasks instead of --text.")
     args.num_fewshot = NUM_FEWSHOT if args.num_fewshot is None else args.num_fewshot
+    if args.limit is not None and args.limit > 1 and args.limit != int(args.limit):  # the harness cuts 1.5 to 1
+        p.error(f"--limit above 1 is a number of documents, a whole one (below 1, a fraction); got {args.limit}.")
     return args
 
 
@@ -264,8 +266,14 @@ def main(argv=None):
     if args.text is not None:
         res = text_perplexity(lm, args.text, text)
     else:
-        res = simple_evaluate(model=lm, tasks=tasks, num_fewshot=args.num_fewshot, limit=args.limit,
-                              task_manager=tm, log_samples=False)
+        try:
+            res = simple_evaluate(model=lm, tasks=tasks, num_fewshot=args.num_fewshot, limit=args.limit,
+                                  task_manager=tm, log_samples=False)
+        except ValueError as e:  # random.sample's, as the harness draws the examples while it builds the requests
+            if "Sample larger than population" not in str(e):
+                raise
+            raise SystemExit(f"--num_fewshot={args.num_fewshot} asks for more examples than a task has documents to "
+                             f"draw them from (its few-shot split, else its own); lower --num_fewshot.") from None
     dt = time.time() - t0
     res["checkpoint"] = {"out_dir": args.out_dir, "init_from": args.init_from, "convert_method": args.convert_method,
                          "model_args": asdict(model.config)}  # which model these are

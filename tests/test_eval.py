@@ -179,6 +179,17 @@ def test_local_multiple_choice_task_end_to_end(tmp_path, lm_eval, offline, monke
     assert [g for _, g in lm.loglikelihood([request("abcde", "fgh"), request("abcde", "fgx")])] == [True, False]
 
 
+def test_more_shots_than_a_task_holds_is_one_sentence(tmp_path, lm_eval, offline, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    make_ckpt(tmp_path / "run", BYTES_META)
+    make_task(tmp_path)  # 12 documents: the examples are drawn from the others
+    with pytest.raises(SystemExit) as e:  # was random.sample's ValueError from inside the harness
+        ev.main([f"--out_dir={tmp_path / 'run'}", "--tasks=alphabet", "--num_fewshot=50", f"--include_path={tmp_path}",
+                 "--device=cpu"])
+    assert str(e.value) == ("--num_fewshot=50 asks for more examples than a task has documents to draw them from (its "
+                            "few-shot split, else its own); lower --num_fewshot.")
+
+
 def test_table_has_the_reported_metrics_and_the_mean_acc():
     res = {"results": {"piqa": {"alias": "piqa", "sample_len": 9, "acc,none": 0.6, "acc_stderr,none": 0.01,
                                 "acc_norm,none": 0.62, "acc_norm_stderr,none": "N/A"},
@@ -280,6 +291,8 @@ def test_bad_text_and_settings_are_one_line_before_any_work(tmp_path, capsys):
                       ("--limit=0", "argument --limit: must be a finite number > 0; got 0.0."),
                       ("--num_fewshot=-1", "argument --num_fewshot: must be an integer >= 0; got -1."),
                       ("--batch_size=0", "argument --batch_size: must be an integer >= 1; got 0."),
+                      ("--limit=1.5", "--limit above 1 is a number of documents, a whole one (below 1, a fraction); "
+                                      "got 1.5."),  # the harness took 1 document (the sixth pass)
                       ("--device=tpu", "--device must be cpu, cuda, cuda:N or mps; got 'tpu'."),
                       ("--calib=FILE:x.txt", "--calib says how weights are converted, and nothing is converted "
                                              "without --proj or --n_kv_head; add one of those, or drop it."),
