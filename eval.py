@@ -257,6 +257,7 @@ def main(argv=None):
     guard_assets(out, False, None)
     model, meta = load_model(args, device)  # out_dir's checkpoint or GPT-2, converted if --proj/--n_kv_head say so
     lm = CheckpointLM(model, meta, args.batch_size, dtype)  # its tokenizer may be missing offline
+    made = not os.path.isdir(out)
     try:  # after the checkpoint and its tokenizer (either missing makes no folder), before the evaluation (hours)
         os.makedirs(out, exist_ok=True)
         tempfile.TemporaryFile(dir=out).close()
@@ -272,6 +273,8 @@ def main(argv=None):
         except ValueError as e:  # random.sample's, as the harness draws the examples while it builds the requests
             if "Sample larger than population" not in str(e):
                 raise
+            if made:  # refused before any result: no empty folder left behind
+                os.rmdir(out)
             raise SystemExit(f"--num_fewshot={args.num_fewshot} asks for more examples than a task has documents to "
                              f"draw them from (its few-shot split, else its own); lower --num_fewshot.") from None
     dt = time.time() - t0

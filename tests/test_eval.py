@@ -188,6 +188,7 @@ def test_more_shots_than_a_task_holds_is_one_sentence(tmp_path, lm_eval, offline
                  "--device=cpu"])
     assert str(e.value) == ("--num_fewshot=50 asks for more examples than a task has documents to draw them from (its "
                             "few-shot split, else its own); lower --num_fewshot.")
+    assert os.listdir(tmp_path / "run") == ["ckpt.pt"]
 
 
 def test_table_has_the_reported_metrics_and_the_mean_acc():
