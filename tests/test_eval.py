@@ -237,6 +237,7 @@ def test_text_perplexity_is_the_rolling_log_likelihood_per_word_and_byte(tmp_pat
                for start, end in ((1, 2), (2, 66), (66, 130)))
     assert res["text"] == {"path": str(tmp_path / "hamlet.txt"), "tokens": 129, "words": 30, "bytes": 129,
                            "logprob": pytest.approx(logp, rel=1e-6)}
+    assert res["checkpoint"]["convert_method"] is None  # nothing converted: was "lstsq", a default never used
     got = res["results"]["hamlet.txt"]
     # perplexities in log space: exp turns logp's float32 rounding (rel 1e-6 of about -717 for this random model)
     # into a relative error of |d logp| / 30 on the word perplexity, which a rel=1e-6 check of exp() failed by chance
