@@ -194,6 +194,9 @@ def load_tasks(args):
                                  f"({huggingface_hub.constants.ENDPOINT}) does not answer; run once where there is a "
                                  f"network (the cache is reused), or measure perplexity on a local text with "
                                  f"--text=FILE.") from None
+            except (FileNotFoundError, ValueError) as e:  # a task's YAML naming a missing file or a wrong value
+                raise SystemExit(f"--tasks: lm_eval cannot build task {t} ({type(e).__name__}: {e}); fix its YAML "
+                                 f"file.") from None
     return tm, tasks
 
 

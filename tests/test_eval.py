@@ -223,6 +223,27 @@ def test_a_task_whose_dataset_is_not_cached_offline_is_one_sentence_before_the_m
     assert not (tmp_path / "eval").exists()
 
 
+def test_a_local_task_that_cannot_be_built_offline_is_one_sentence_before_the_model(tmp_path, lm_eval, offline,
+                                                                                      monkeypatch):
+    # its YAML names a data file that is not there, or an output_type lm_eval lacks: FileNotFoundError and
+    # ValueError tracebacks from the harness (the sixth pass)
+    make_task(tmp_path)
+    yaml = (tmp_path / "alphabet.yaml").read_text()
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "nofile.yaml").write_text(yaml.replace("task: alphabet", "task: nofile").replace(
+        "alphabet.jsonl", "absent.jsonl"))
+    (tmp_path / "tasks" / "badtype.yaml").write_text(yaml.replace("task: alphabet", "task: badtype").replace(
+        "output_type: multiple_choice", "output_type: telepathy"))
+    monkeypatch.setattr(ev, "TaskManager", lambda include_path: lm_eval.tasks.TaskManager(
+        include_path=include_path, include_defaults=False))
+    for task, why in (("nofile", f"FileNotFoundError: Unable to find '{tmp_path / 'absent.jsonl'}'"),
+                      ("badtype", "ValueError: Got invalid output_type 'telepathy'")):
+        with pytest.raises(SystemExit) as e:  # tmp_path holds no checkpoint: the tasks are checked first
+            ev.main([f"--out_dir={tmp_path}", f"--tasks={task}", f"--include_path={tmp_path / 'tasks'}"])
+        assert str(e.value).startswith(f"--tasks: lm_eval cannot build task {task} ({why}")
+        assert str(e.value).endswith("); fix its YAML file.")
+
+
 def test_text_perplexity_is_the_rolling_log_likelihood_per_word_and_byte(tmp_path, monkeypatch, capsys):
     make_ckpt(tmp_path, BYTES_META)  # block_size 64
     text = "To be, or not to be, that is the question:\n" * 3  # 129 bytes, 30 words
