@@ -104,8 +104,11 @@ class CheckpointLM(LM):
             context, kw = r.args
             until = kw.get("until") or []
             until = ([until] if isinstance(until, str) else list(until)) + [EOT]
-            n_new = min(kw.get("max_gen_toks", 256), bs - 1)
-            # the prompt and every new token but the last (never fed back) must fit the cache
+            n_new = min(kw.get("max_gen_toks", 256), bs)
+            if n_new < 1:  # a task that asks for no tokens
+                out.append("")
+                continue
+            # the prompt (its last token at least) and every new token but the last (never fed back) fit the cache
             ids = (self.encode(context) or [self.eot])[-(bs - n_new + 1):]
             with self.ctx:
                 y = self.model.generate(torch.tensor([ids], device=self._device), n_new, temperature=0)

@@ -72,6 +72,15 @@ def test_bpe_word_space_moves_to_the_continuation(lm_eval):
     assert len(encode(" sat")) == 1 and encode("the cat ")[-1] not in encode("the cat")
 
 
+def test_generation_fits_any_block_size_and_any_token_budget(lm_eval):
+    # block_size 1 made a 2-token prompt for 0 new tokens (generate's ValueError), and max_gen_toks 0 kept
+    # block_size + 1 prompt tokens (the sixth pass)
+    for bs in (1, 4):
+        lm = tiny_lm(batch_size=1, block_size=bs)
+        got = lm.generate_until([request("abcdefgh", {"until": [], "max_gen_toks": n}) for n in (0, 1, 3, 99)])
+        assert got[0] == "" and [len(t) <= n for t, n in zip(got, (0, 1, 3, 99))] == [True] * 4  # a char per byte at most
+
+
 def test_rolling_loglikelihood_sums_windows_of_block_size(lm_eval):
     lm = tiny_lm(batch_size=2, block_size=16)
     text = "To be, or not to be, that is the question:"  # 42 bytes; with the leading eot token 43 tokens
