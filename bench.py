@@ -5,8 +5,8 @@ throughput, on CUDA the Triton decode kernel and a 1.2B optimizer step, and a me
 every run config under DDP and FSDP (arithmetic on the meta device).
 $ OMP_NUM_THREADS=1 python bench.py --out=assets      # CPU: every section that runs on CPU, minutes
 $ python bench.py --device=cuda --out=assets/gpu      # GPU: every section, 200 s on an H200
-Each section prints a table and writes CSV (and PNG) under --out (default out-bench/). Only a run of every section,
-not --quick, may write into assets/, which holds the tracked results. Timings are medians over repeats, taken round
+Each section prints a table and writes CSV (and PNG) under --out (default out-bench/). Only the two commands above
+write into assets/, which holds the tracked results (see tracked_run). Timings are medians over repeats, taken round
 robin over the variants, so compare variants within one run, never across machines. On a CPU shared with other
 jobs, one thread makes the timings CPU time (see clock_kind); with more threads they are wall-clock.
 """
@@ -32,7 +32,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from checkpoint import atomic_write, guard_assets, writable_dir
+from checkpoint import ASSETS, atomic_write, guard_assets, writable_dir
 from configurator import cli
 from model import GPT, SOURCES, GPTConfig
 from sample import check_device
@@ -612,7 +612,18 @@ BENCHES = {"cache": bench_cache, "memory": bench_memory, "kernel": bench_kernel,
            "step": bench_step, "decode": bench_decode}
 
 
-FULL = "OMP_NUM_THREADS=1 python bench.py --out=assets"  # the run that writes the tracked results
+FULL = "OMP_NUM_THREADS=1 python bench.py --out=assets"  # the runs that write the tracked results: CPU
+FULL_GPU = "python bench.py --device=cuda --out=assets/gpu"  # and CUDA
+
+
+def tracked_run(args, what, device):
+    """Whether this run writes tracked results: every section at full size, into its device's folder (a CPU run
+    into assets/gpu, or a GPU one into assets/, would replace the other device's tables), on CPU with one thread
+    (the tracked timings are CPU time, see clock_kind)."""
+    folder = {"cpu": ASSETS, "cuda": os.path.join(ASSETS, "gpu")}.get(device.type)
+    return (set(what) == set(BENCHES) and not args.quick and folder is not None
+            and os.path.realpath(args.out) == os.path.realpath(folder)
+            and (device.type != "cpu" or torch.get_num_threads() == 1))
 
 
 def get_parser():
@@ -622,7 +633,8 @@ def get_parser():
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--quick", action="store_true", help="tiny shapes: every section in seconds (for tests)")
     p.add_argument("--out", default="out-bench",
-                   help="directory for the CSV and PNG files; assets/ only for a run of every section, not --quick")
+                   help="directory for the CSV and PNG files; assets/ only for a run of every section, not --quick, "
+                        "on CPU with OMP_NUM_THREADS=1 (and assets/gpu on CUDA)")
     return p
 
 
@@ -634,7 +646,7 @@ def main(argv=None):
         raise SystemExit(f"--what must be a comma-separated subset of {', '.join(BENCHES)}; got {args.what!r}.")
     check_device(p, args.device)  # --device=foo was torch's traceback
     device = torch.device(args.device)
-    guard_assets(args.out, set(what) == set(BENCHES) and not args.quick, FULL)
+    guard_assets(args.out, tracked_run(args, what, device), FULL_GPU if device.type == "cuda" else FULL)
     # before the measurements: an --out that cannot take the results fails now, not after minutes
     writable_dir(args.out, "choose another --out")
     print(f"device: {device_name(device)} | torch {torch.__version__} | {platform.python_implementation()} "

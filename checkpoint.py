@@ -91,7 +91,7 @@ def writable_dir(folder, fix):
         os.makedirs(folder, exist_ok=True)
         tempfile.TemporaryFile(dir=folder).close()
     except OSError as e:
-        raise SystemExit(f"{folder} is not a writable directory ({e.strerror}); {fix}.") from None
+        raise SystemExit(f"{folder or repr(folder)} is not a writable directory ({e.strerror}); {fix}.") from None
 
 
 @contextlib.contextmanager
@@ -157,6 +157,10 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False):
     bad = next((k for k, (ok, _) in FIELDS.items() if k in ckpt and k in asked and not ok(ckpt[k])), None)
     if bad:
         raise SystemExit(f"{path} holds {bad} = {reprlib.repr(ckpt[bad])}, which is no {FIELDS[bad][1]}: the file is "
+                         f"damaged or not written by train.py; restore it or train again.")
+    data_dir = ckpt.get("config", {}).get("data_dir")
+    if data_dir is not None and not isinstance(data_dir, str):  # sample.py and analyze read their calibration there
+        raise SystemExit(f"{path} holds config data_dir = {reprlib.repr(data_dir)}, which is no path: the file is "
                          f"damaged or not written by train.py; restore it or train again.")
     try:
         cfg = GPTConfig(**ckpt["model_args"])

@@ -232,11 +232,36 @@ def once(items):
 
 def cli(main, after):
     """Run main() as a command: Ctrl-C stops it with one line saying what is left (after), and exit status 130 as
-    a shell gives, instead of a traceback. Every file the scripts write is written whole (checkpoint.atomic_write),
-    so what a stopped run leaves is what finished before it."""
+    a shell gives, instead of a traceback; so does an output that takes no more text (`sample.py | head` closes
+    the pipe, `> /dev/full` has no room), exit status 1. Every file the scripts write is written whole
+    (checkpoint.atomic_write), so what a stopped run leaves is what finished before it."""
     try:
         main()
     except KeyboardInterrupt:
         sys.stdout.flush()
         print(f"stopped by Ctrl-C; {after}", file=sys.stderr)
         raise SystemExit(130) from None
+    except OSError as e:
+        if not stdout_refuses(e):
+            raise
+        why = "the reader of its output went away (a closed pipe)" if isinstance(e, BrokenPipeError) else \
+            f"its output could not be written ({e.strerror})"
+        # the interpreter flushes stdout again on exit: point it at nothing, or that flush fails once more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        try:
+            print(f"stopped: {why}; {after}", file=sys.stderr)
+        except OSError:  # stderr went too
+            pass
+        raise SystemExit(1) from None
+
+
+def stdout_refuses(e):
+    """Whether the OSError e is stdout refusing text. A closed pipe is always the output's (no script writes other
+    pipes); any other error is stdout's only if stdout refuses one more byte too, not another file's."""
+    if isinstance(e, BrokenPipeError):
+        return True
+    try:
+        os.write(sys.stdout.fileno(), b"\n")
+    except OSError:
+        return True
+    return False

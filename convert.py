@@ -37,8 +37,10 @@ def check_conversion(src, dst, method, calib):
     s, d = SOURCES[src.proj], SOURCES[dst.proj]
     new_ties = [(a, b) for a in range(3) for b in range(a + 1, 3) if d[a] == d[b] and s[a] != s[b]]
     if new_ties not in ([], [(1, 2)]) or (new_ties and d[0] == d[1]):
-        raise ValueError(f"cannot convert proj={src.proj!r} to {dst.proj!r}: tying Q to K changes every score and "
-                         f"no method here preserves them; convert to 'qk_v' or train {dst.proj!r} from scratch.")
+        # q_kv's K is its Q already: tying V to it would be tying V to Q, and the fits move K
+        tie = "tying V to a K that is also Q" if s[0] == s[1] else "tying Q to K"
+        raise ValueError(f"cannot convert proj={src.proj!r} to {dst.proj!r}: {tie} changes every score and no "
+                         f"method here preserves them; convert to 'qk_v' or train {dst.proj!r} from scratch.")
     if new_ties and method not in TIE_METHODS:
         raise ValueError(f"convert_method must be one of {', '.join(TIE_METHODS)} to tie V to K; got {method!r}.")
     if new_ties and method in ("lstsq", "split") and calib is None:
@@ -267,7 +269,18 @@ def load_gpt2(name):
                              f"network, or download it once where there is one (the cache is reused).") from None
         finally:
             hub_log.setLevel(level)
-    return gpt2_config(name), from_hub_layout(read(path))
+    cfg = gpt2_config(name)
+    with torch.device("meta"):
+        want = {k: t.shape for k, t in GPT(cfg).state_dict().items()}
+    try:  # a file cut short, another program's, or another size's: the error of whichever step meets it first
+        state = from_hub_layout(read(path))
+        fits = {k: t.shape for k, t in state.items()} == want
+    except Exception:
+        fits = False
+    if not fits:
+        raise ValueError(f"{path}, the cached {name}, is damaged or not {name}'s weights; delete it and download it "
+                         f"again (run once where there is a network).")
+    return cfg, state
 
 
 if __name__ == "__main__":  # a library: run as a script it would exit 0 having converted nothing

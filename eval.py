@@ -35,6 +35,7 @@ except ImportError:
     simple_evaluate, LM = None, object  # main() says what to install; the class below stays importable
 
 PAPER_TASKS = "hellaswag,piqa,arc_easy,arc_challenge,winogrande"
+NUM_FEWSHOT = 5  # the paper's table is 5-shot
 INSTALL = "eval.py needs lm-evaluation-harness, an optional dependency: pip install -r requirements-eval.txt"
 
 
@@ -43,8 +44,8 @@ class CheckpointLM(LM):
 
     def __init__(self, model, meta, batch_size=16, dtype=torch.float32):
         super().__init__()
+        self.encode, self.decode = get_tokenizer(meta)  # first: it checks meta's eot_token
         self.model, self.batch_size, self.eot = model, batch_size, meta["eot_token"]
-        self.encode, self.decode = get_tokenizer(meta)
         self._device = model.lm_head.weight.device
         self.ctx = nullcontext() if dtype == torch.float32 else torch.autocast(self._device.type, dtype=dtype)
         self.n_requests = 0
@@ -103,8 +104,11 @@ class CheckpointLM(LM):
             context, kw = r.args
             until = kw.get("until") or []
             until = ([until] if isinstance(until, str) else list(until)) + [EOT]
-            n_new = min(kw.get("max_gen_toks", 256), bs - 1)
-            # the prompt and every new token but the last (never fed back) must fit the cache
+            n_new = min(kw.get("max_gen_toks", 256), bs)
+            if n_new < 1:  # a task that asks for no tokens
+                out.append("")
+                continue
+            # the prompt (its last token at least) and every new token but the last (never fed back) fit the cache
             ids = (self.encode(context) or [self.eot])[-(bs - n_new + 1):]
             with self.ctx:
                 y = self.model.generate(torch.tensor([ids], device=self._device), n_new, temperature=0)
@@ -172,7 +176,10 @@ def load_tasks(args):
     cache: when the hub does not answer, the datasets library is told to read its cache only (else each download
     retries for most of a minute, then ends in a traceback), and each task is built once before the model loads."""
     tm = TaskManager(include_path=args.include_path)
-    tasks = [t.strip() for t in args.tasks.split(",")]
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]  # "a,b," and "a, b" name two tasks
+    if not tasks:
+        raise SystemExit(f"--tasks={args.tasks!r} names no task; give comma-separated lm_eval task names, or "
+                         f"--text=FILE for the perplexity of a local text.")
     unknown = [t for t in tasks if t not in tm.all_tasks]
     if unknown:
         raise SystemExit(f"--tasks: lm_eval knows no task {', '.join(unknown)}; list them with `lm_eval ls tasks`, "
@@ -190,6 +197,9 @@ def load_tasks(args):
                                  f"({huggingface_hub.constants.ENDPOINT}) does not answer; run once where there is a "
                                  f"network (the cache is reused), or measure perplexity on a local text with "
                                  f"--text=FILE.") from None
+            except (FileNotFoundError, ValueError) as e:  # a task's YAML naming a missing file or a wrong value
+                raise SystemExit(f"--tasks: lm_eval cannot build task {t} ({type(e).__name__}: {e}); fix its YAML "
+                                 f"file.") from None
     return tm, tasks
 
 
@@ -201,8 +211,9 @@ def get_parser():
     what.add_argument("--tasks", default=PAPER_TASKS, help="comma-separated lm_eval task names")
     what.add_argument("--text", default=None, help="a local text file: word and byte perplexity over it instead of "
                                                    "the tasks (no network, no lm-eval; --num_fewshot, --limit and "
-                                                   "--include_path do not apply)")
-    p.add_argument("--num_fewshot", type=number(int, ">= 0"), default=5, help="examples before each question")
+                                                   "--include_path are the tasks' and refused with it)")
+    p.add_argument("--num_fewshot", type=number(int, ">= 0"), default=None,
+                   help=f"examples before each question; None: {NUM_FEWSHOT}")
     p.add_argument("--batch_size", type=number(int, ">= 1"), default=16,
                    help="windows of at most block_size tokens per forward")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda, cuda:N or mps")
@@ -221,6 +232,15 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     check_device(p, args.device)
     check_conversion_args(p, args)
+    if args.text is not None:  # the tasks' settings mean nothing for one text: refused, not ignored
+        given = [f"--{k}" for k in ("num_fewshot", "limit", "include_path") if getattr(args, k) is not None]
+        if given:
+            p.error(f"{' and '.join(given)} {'applies' if len(given) == 1 else 'apply'} to the lm_eval tasks, and "
+                    f"--text measures the whole file without them; drop {'it' if len(given) == 1 else 'them'}, or "
+                    f"evaluate tasks with --tasks instead of --text.")
+    args.num_fewshot = NUM_FEWSHOT if args.num_fewshot is None else args.num_fewshot
+    if args.limit is not None and args.limit > 1 and args.limit != int(args.limit):  # the harness cuts 1.5 to 1
+        p.error(f"--limit above 1 is a number of documents, a whole one (below 1, a fraction); got {args.limit}.")
     return args
 
 
@@ -242,20 +262,31 @@ def main(argv=None):
     out = args.out or os.path.join(run_dir, "eval")
     guard_assets(out, False, None)
     model, meta = load_model(args, device)  # out_dir's checkpoint or GPT-2, converted if --proj/--n_kv_head say so
-    try:  # after the checkpoint (a missing one makes no folder), before the evaluation, which can take hours
+    lm = CheckpointLM(model, meta, args.batch_size, dtype)  # its tokenizer may be missing offline
+    made = not os.path.isdir(out)
+    try:  # after the checkpoint and its tokenizer (either missing makes no folder), before the evaluation (hours)
         os.makedirs(out, exist_ok=True)
         tempfile.TemporaryFile(dir=out).close()
     except OSError as err:
         raise SystemExit(f"--out {out!r} is not a writable directory ({err.strerror}); choose another --out.")
-    lm = CheckpointLM(model, meta, args.batch_size, dtype)
     t0 = time.time()
     if args.text is not None:
         res = text_perplexity(lm, args.text, text)
     else:
-        res = simple_evaluate(model=lm, tasks=tasks, num_fewshot=args.num_fewshot, limit=args.limit,
-                              task_manager=tm, log_samples=False)
+        try:
+            res = simple_evaluate(model=lm, tasks=tasks, num_fewshot=args.num_fewshot, limit=args.limit,
+                                  task_manager=tm, log_samples=False)
+        except ValueError as e:  # random.sample's, as the harness draws the examples while it builds the requests
+            if "Sample larger than population" not in str(e):
+                raise
+            if made:  # refused before any result: no empty folder left behind
+                os.rmdir(out)
+            raise SystemExit(f"--num_fewshot={args.num_fewshot} asks for more examples than a task has documents to "
+                             f"draw them from (its few-shot split, else its own); lower --num_fewshot.") from None
     dt = time.time() - t0
-    res["checkpoint"] = {"out_dir": args.out_dir, "init_from": args.init_from, "convert_method": args.convert_method,
+    converted = args.proj is not None or args.n_kv_head is not None  # else convert_method is a default never used
+    res["checkpoint"] = {"out_dir": args.out_dir, "init_from": args.init_from,
+                         "convert_method": args.convert_method if converted else None,
                          "model_args": asdict(model.config)}  # which model these are
     # the config holds a few objects, e.g. the model: default=str
     atomic_write(os.path.join(out, "results.json"), json.dumps(res, indent=2, default=str))
@@ -268,4 +299,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli(main, "no results were written (they are written at the end).")
+    cli(main, "results.json and results.md are written whole when the evaluation ends, not before.")

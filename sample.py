@@ -41,10 +41,21 @@ def boolean(s):
     return s.lower() in ("true", "1")
 
 
+def prompt(s):
+    # bytes that are not UTF-8 on the command line reach Python as lone surrogates, which no tokenizer encodes (a
+    # FILE: path may hold them: it only names a file)
+    try:
+        s.startswith("FILE:") or s.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError('holds bytes that are not UTF-8 text; give UTF-8 text, or "FILE:path" to '
+                                         'read it from a file') from None
+    return s
+
+
 def text(s):
     if not s:
         raise argparse.ArgumentTypeError('is empty; give the text, or "FILE:path" to read it from a file')
-    return s
+    return prompt(s)
 
 
 def add_model_args(p):
@@ -67,7 +78,7 @@ def get_parser():
     p = argparse.ArgumentParser(description="Sample from out_dir/ckpt.pt with the KV cache.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out_dir", default="out", help="directory holding ckpt.pt")
-    p.add_argument("--start", default="\n", help='prompt text, or "FILE:path" to read it from a file; '
+    p.add_argument("--start", type=prompt, default="\n", help='prompt text, or "FILE:path" to read it from a file; '
                    'an empty prompt starts a new document (default: %(default)r)')
     p.add_argument("--num_samples", type=number(int, ">= 1"), default=3, help="samples drawn, one after another")
     p.add_argument("--max_new_tokens", type=number(int, ">= 1"), default=None,
@@ -135,9 +146,10 @@ def v_is_k(cfg):
     return SOURCES[cfg.proj][1] == SOURCES[cfg.proj][2]
 
 
-def own_val_tokens(data_dir, meta):
-    """The validation tokens of the data a checkpoint was trained on (its config's data_dir), or None when that
-    directory no longer holds them, or holds data of another tokenizer."""
+def own_val_tokens(data_dir, meta, n, vocab_size):
+    """The first n validation tokens of the data a checkpoint was trained on (its config's data_dir), or None when
+    that directory no longer holds them: gone, of another tokenizer, or damaged (no whole uint16 token, ids past the
+    model's vocabulary)."""
     if not data_dir or not all(os.path.isfile(os.path.join(data_dir, f)) for f in ("val.bin", "meta.json")):
         return None
     try:
@@ -146,7 +158,11 @@ def own_val_tokens(data_dir, meta):
         return None
     if any(theirs.get(k) != meta.get(k) for k in ("tokenizer", "vocab_size")):
         return None
-    return tokens(data_dir, "val")
+    size = os.path.getsize(os.path.join(data_dir, "val.bin"))
+    if size == 0 or size % 2:  # empty, or cut inside a token: the memmap refuses both
+        return None
+    ids = tokens(data_dir, "val")[:n]
+    return ids.tolist() if int(ids.max()) < vocab_size else None
 
 
 def calibration(args, cfg, meta, data_dir):
@@ -156,16 +172,18 @@ def calibration(args, cfg, meta, data_dir):
     if args.calib is not None:
         ids, where = get_tokenizer(meta)[0](read_text(args.calib, "--calib"))[:n], "--calib"
     else:
-        val = own_val_tokens(data_dir, meta)
-        if val is None:
+        ids = own_val_tokens(data_dir, meta, n, cfg.vocab_size)
+        if ids is None:
             why = (f"{args.init_from} comes with no validation data" if args.init_from != "resume" else
                    f"{args.out_dir} names no data_dir" if not data_dir else
-                   f"its data_dir {data_dir!r} no longer holds the val.bin and meta.json it was trained on")
+                   f"its data_dir {data_dir!r} no longer holds the val.bin and meta.json it was trained on (gone, "
+                   f"damaged, or another tokenizer's)")
             raise SystemExit(f"--convert_method={args.convert_method} fits V on calibration tokens and {why}; pass "
                              f"--calib=FILE:path (or the text itself), or --convert_method=k.")
-        ids, where = val[:n].tolist(), f"{os.path.join(data_dir, 'val.bin')} (the checkpoint's own)"
+        where = f"{os.path.join(data_dir, 'val.bin')} (the checkpoint's own)"
     if len(ids) < bs:
-        fix = f"raise --calib_tokens to {bs} or more" if n < bs else "give a longer --calib text"
+        fix = (f"raise --calib_tokens to {bs} or more" if n < bs else "give a longer --calib text" if args.calib else
+               "pass a longer text as --calib=FILE:path, or --convert_method=k")
         raise SystemExit(f"calibration from {where} gives {len(ids)} tokens, fewer than one block (block_size {bs}); "
                          f"{fix}.")
     ids = ids[:len(ids) // bs * bs]
@@ -247,6 +265,9 @@ def beyond(decode, n):
 def get_tokenizer(meta):
     """-> (encode: str -> ids, decode: ids -> str), both mapping EOT to and from meta's eot_token."""
     name, eot = meta.get("tokenizer"), meta.get("eot_token")
+    if name in ("r50k_base", "bytes") and eot is None:  # prompts and scoring start documents with it
+        raise SystemExit(f"the checkpoint's meta names tokenizer {name!r} but no eot_token (its document separator): "
+                         f"the file is damaged or not written by train.py; restore it or train again.")
     if name == "r50k_base":
         try:
             enc = tiktoken.get_encoding("r50k_base")

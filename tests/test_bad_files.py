@@ -259,6 +259,7 @@ def world(tmp_path_factory):
     variant("nomoments", lambda c: c["optimizer"].update(
         state={k: v for k, v in c["optimizer"]["state"].items() if k != WEIGHT}))
     variant("nogroup", lambda c: c["optimizer"].update(param_groups=c["optimizer"]["param_groups"][:1]))
+    variant("ddint", lambda c: c.update(config={**c["config"], "data_dir": 5}))  # was os.path.join's TypeError
     return w
 
 
@@ -308,6 +309,8 @@ FIELD_MESSAGES = {  # damage to what train.py stores beside the weights, refused
     # was a TypeError traceback from nn.ModuleList, in every script
     "floatlayers": "{p} holds model_args n_layer = 2.0, which is no int: the file is damaged or not written by "
                    "train.py; restore it or train again.",
+    "ddint": "{p} holds config data_dir = 5, which is no path: the file is damaged or not written by train.py; restore "
+             "it or train again.",
 }
 
 
@@ -335,7 +338,7 @@ SCRIPTS = {"train": resume,
            "analyze": lambda w, name: ["-m", "experiments.analyze", f"--out_dir={w / name}"]}
 CLI_CASES = [("train", "shapes"), ("train", "emptyopt"), ("sample", "missing"), ("sample", "foreign"),
              ("analyze", "shapes"), ("analyze", "empty"), ("train", "rng"), ("sample", "nometa"),
-             ("analyze", "listconfig")]
+             ("analyze", "listconfig"), ("sample", "ddint")]
 
 
 @pytest.mark.parametrize("script, name", CLI_CASES, ids=[f"{s} {n}" for s, n in CLI_CASES])

@@ -130,6 +130,7 @@ CASES = [
     (["experiments.analyze", "--out_dir={w}/run", "--tokens=0"], "--tokens"),
     (["bench.py", "--quick", "--what=cache", "--out={w}/afile"], "afile"),
     (["bench.py", "--quick", "--what=cache", "--device=cuda", "--out={w}/b1"], "--device=cpu"),
+    (["bench.py", "--quick", "--what=cache", "--out="], "'' is not a writable directory"),  # was " is not ..."
 ]
 
 

@@ -108,6 +108,24 @@ def test_only_a_full_run_writes_into_assets(tmp_path, monkeypatch):
             with pytest.raises(SystemExit, match=r"is in assets/, which only the full default run \(`OMP_NUM_THREADS=1 "
                                                  r"python bench.py --out=assets`\) writes"):
                 bench.main([*argv, f"--out={out}"])
+    # a full run into the other device's folder, or on CPU with more threads (wall-clock timings), replaced the
+    # tracked tables (the sixth pass); every section is a stub here: nothing is measured, nothing written
+    ran = []
+    monkeypatch.setattr(bench, "BENCHES", {k: lambda args, device, k=k: ran.append(k) for k in bench.BENCHES})
+    monkeypatch.setattr(bench, "writable_dir", lambda *a: None)
+    for threads, out in ((1, "assets/gpu"), (1, "assets/extra"), (2, "assets")):
+        monkeypatch.setattr(bench.torch, "get_num_threads", lambda: threads)
+        with pytest.raises(SystemExit, match=rf"^{out} is in assets/, which only the full default run \(`OMP_NUM_"
+                                             r"THREADS=1 python bench.py --out=assets`\) writes"):
+            bench.main([f"--out={out}", "--device=cpu"])
+    monkeypatch.setattr(bench.torch, "get_num_threads", lambda: 1)
+    bench.main(["--out=assets", "--device=cpu"])  # the tracked CPU run itself
+    assert ran == list(bench.BENCHES)
+    args = bench.get_parser().parse_args(["--out=assets/gpu"])  # and the GPU one, as its device would see it
+    assert bench.tracked_run(args, list(bench.BENCHES), torch.device("cuda"))
+    assert not bench.tracked_run(bench.get_parser().parse_args(["--out=assets"]), list(bench.BENCHES),
+                                 torch.device("cuda"))
+    monkeypatch.undo()
     monkeypatch.chdir(tmp_path)
     bench.main(["--what=cache", "--quick"])  # the default --out: an untracked folder
     assert sorted(os.listdir(tmp_path / "out-bench")) == ["cache_savings.csv", "cache_savings.png"]

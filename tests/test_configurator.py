@@ -187,6 +187,13 @@ def test_ctrl_c_in_a_command_is_one_line_and_status_130(capsys):
     assert capsys.readouterr() == ("working", "stopped by Ctrl-C; nothing was written.\n")
 
 
+def test_an_error_of_another_file_is_not_taken_for_the_output(capsys):
+    def main():
+        raise OSError(28, "No space left on device")  # not stdout's: stdout still takes text
+    with pytest.raises(OSError):
+        cli(main, "nothing was written.")
+
+
 SCRIPTS = ["sample.py", "eval.py", "bench.py", "prepare_slimpajama.py"] + \
     [f"experiments/{name}.py" for name in ("analyze", "synthetic", "cpu_lm", "rope", "retrofit", "scaling")]
 

@@ -160,6 +160,15 @@ def test_impossible_conversions_are_one_sentence_naming_the_field(src, dst, meth
     assert field in str(e.value) and "\n" not in str(e.value)
 
 
+def test_a_refused_tie_names_the_tie_the_source_lacks():
+    # q_kv's Q is its K already: the refusal said "tying Q to K" (the sixth pass)
+    for src, tie in (("qkv", "tying Q to K"), ("qk_v", "tying Q to K"), ("q_kv", "tying V to a K that is also Q")):
+        with pytest.raises(ValueError) as e:
+            cv.check_conversion(replace(CFG, proj=src), replace(CFG, proj="q_k_v"), "k", None)
+        assert str(e.value) == (f"cannot convert proj={src!r} to 'q_k_v': {tie} changes every score and no method "
+                                f"here preserves them; convert to 'qk_v' or train 'q_k_v' from scratch.")
+
+
 def test_lstsq_without_calibration_tokens_is_refused():
     with pytest.raises(ValueError, match="calib"):
         convert_state_dict(GPT(CFG).state_dict(), CFG, replace(CFG, proj="qk_v"), "lstsq")
@@ -198,9 +207,28 @@ def test_gpt2_comes_from_the_cache_without_asking_the_network(tmp_path, monkeypa
     monkeypatch.setattr(cv, "hub_reachable", lambda: pytest.fail("asked the network"))
     for name in ("safetensors", "safetensors.torch"):  # the .bin file, as without safetensors installed
         monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setattr(cv, "gpt2_config", lambda name: CFG)  # gpt2's shapes, made small
     cfg, state = cv.load_gpt2("gpt2")
     assert calls == [("openai-community/gpt2", True)]
-    assert cfg.n_layer == 12 and state.keys() == from_hub_layout(hub).keys()
+    assert cfg == CFG and state.keys() == from_hub_layout(hub).keys()
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage", "tiny"], ids=["empty", "not torch's", "another size"])
+def test_a_damaged_gpt2_in_the_cache_is_one_sentence(tmp_path, monkeypatch, content):
+    import huggingface_hub
+    path = tmp_path / "pytorch_model.bin"  # was an EOFError, an UnpicklingError or load_state_dict's size mismatch
+    if content == "tiny":
+        torch.save(hub_layout(model_of(replace(CFG, n_layer=1))), path)
+    else:
+        path.write_bytes(content)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo, file, local_files_only=False: str(path))
+    for name in ("safetensors", "safetensors.torch"):
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setattr(cv, "gpt2_config", lambda name: CFG)
+    with pytest.raises(ValueError) as e:
+        cv.load_gpt2("gpt2")
+    assert str(e.value) == (f"{path}, the cached gpt2, is damaged or not gpt2's weights; delete it and download it "
+                            f"again (run once where there is a network).")
 
 
 def test_gpt2_offline_is_one_sentence_at_once(tmp_path, monkeypatch, capfd):

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 import eval as ev
+import sample
 from model import GPT, GPTConfig
-from test_sample import BYTES_META, make_ckpt
+from test_sample import BYTES_META, R50K_META, make_ckpt
 from test_train import ROOT, train
 
 ALPHABET = string.ascii_lowercase
@@ -69,6 +70,15 @@ def test_bpe_word_space_moves_to_the_continuation(lm_eval):
     # " sat" is one r50k token; "the cat " + "sat" would end the context on a lone space token instead
     assert lm.pair("the cat ", "sat") == (encode("the cat") + encode(" sat"), len(encode("the cat")))
     assert len(encode(" sat")) == 1 and encode("the cat ")[-1] not in encode("the cat")
+
+
+def test_generation_fits_any_block_size_and_any_token_budget(lm_eval):
+    # block_size 1 made a 2-token prompt for 0 new tokens (generate's ValueError), and max_gen_toks 0 kept
+    # block_size + 1 prompt tokens (the sixth pass)
+    for bs in (1, 4):
+        lm = tiny_lm(batch_size=1, block_size=bs)
+        got = lm.generate_until([request("abcdefgh", {"until": [], "max_gen_toks": n}) for n in (0, 1, 3, 99)])
+        assert got[0] == "" and [len(t) <= n for t, n in zip(got, (0, 1, 3, 99))] == [True] * 4  # a char per byte at most
 
 
 def test_rolling_loglikelihood_sums_windows_of_block_size(lm_eval):
@@ -178,6 +188,18 @@ def test_local_multiple_choice_task_end_to_end(tmp_path, lm_eval, offline, monke
     assert [g for _, g in lm.loglikelihood([request("abcde", "fgh"), request("abcde", "fgx")])] == [True, False]
 
 
+def test_more_shots_than_a_task_holds_is_one_sentence(tmp_path, lm_eval, offline, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    make_ckpt(tmp_path / "run", BYTES_META)
+    make_task(tmp_path)  # 12 documents: the examples are drawn from the others
+    with pytest.raises(SystemExit) as e:  # was random.sample's ValueError from inside the harness
+        ev.main([f"--out_dir={tmp_path / 'run'}", "--tasks=alphabet", "--num_fewshot=50", f"--include_path={tmp_path}",
+                 "--device=cpu"])
+    assert str(e.value) == ("--num_fewshot=50 asks for more examples than a task has documents to draw them from (its "
+                            "few-shot split, else its own); lower --num_fewshot.")
+    assert os.listdir(tmp_path / "run") == ["ckpt.pt"]
+
+
 def test_table_has_the_reported_metrics_and_the_mean_acc():
     res = {"results": {"piqa": {"alias": "piqa", "sample_len": 9, "acc,none": 0.6, "acc_stderr,none": 0.01,
                                 "acc_norm,none": 0.62, "acc_norm_stderr,none": "N/A"},
@@ -196,13 +218,39 @@ def test_a_task_whose_dataset_is_not_cached_offline_is_one_sentence_before_the_m
                                            "doc_to_target: 0\n")
     monkeypatch.setattr(ev, "TaskManager", lambda include_path: lm_eval.tasks.TaskManager(
         include_path=include_path, include_defaults=False))
-    with pytest.raises(SystemExit) as e:  # tmp_path holds no checkpoint: the tasks are checked first
-        ev.main([f"--out_dir={tmp_path}", "--tasks=hubtask", f"--include_path={tmp_path}"])
-    assert str(e.value) == ("--tasks: the dataset of hubtask is not in the Hugging Face cache and the hub "
-                            "(https://huggingface.co) does not answer; run once where there is a network (the cache "
-                            "is reused), or measure perplexity on a local text with --text=FILE.")
+    for tasks in ("hubtask", "hubtask, ,"):  # a stray comma was a task named '' that lm_eval did not know
+        with pytest.raises(SystemExit) as e:  # tmp_path holds no checkpoint: the tasks are checked first
+            ev.main([f"--out_dir={tmp_path}", f"--tasks={tasks}", f"--include_path={tmp_path}"])
+        assert str(e.value) == ("--tasks: the dataset of hubtask is not in the Hugging Face cache and the hub "
+                                "(https://huggingface.co) does not answer; run once where there is a network (the "
+                                "cache is reused), or measure perplexity on a local text with --text=FILE.")
     assert "Retrying" not in capfd.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        ev.main([f"--out_dir={tmp_path}", "--tasks= ,", f"--include_path={tmp_path}"])
+    assert str(e.value) == ("--tasks=' ,' names no task; give comma-separated lm_eval task names, or --text=FILE for "
+                            "the perplexity of a local text.")
     assert not (tmp_path / "eval").exists()
+
+
+def test_a_local_task_that_cannot_be_built_offline_is_one_sentence_before_the_model(tmp_path, lm_eval, offline,
+                                                                                      monkeypatch):
+    # its YAML names a data file that is not there, or an output_type lm_eval lacks: FileNotFoundError and
+    # ValueError tracebacks from the harness (the sixth pass)
+    make_task(tmp_path)
+    yaml = (tmp_path / "alphabet.yaml").read_text()
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "nofile.yaml").write_text(yaml.replace("task: alphabet", "task: nofile").replace(
+        "alphabet.jsonl", "absent.jsonl"))
+    (tmp_path / "tasks" / "badtype.yaml").write_text(yaml.replace("task: alphabet", "task: badtype").replace(
+        "output_type: multiple_choice", "output_type: telepathy"))
+    monkeypatch.setattr(ev, "TaskManager", lambda include_path: lm_eval.tasks.TaskManager(
+        include_path=include_path, include_defaults=False))
+    for task, why in (("nofile", f"FileNotFoundError: Unable to find '{tmp_path / 'absent.jsonl'}'"),
+                      ("badtype", "ValueError: Got invalid output_type 'telepathy'")):
+        with pytest.raises(SystemExit) as e:  # tmp_path holds no checkpoint: the tasks are checked first
+            ev.main([f"--out_dir={tmp_path}", f"--tasks={task}", f"--include_path={tmp_path / 'tasks'}"])
+        assert str(e.value).startswith(f"--tasks: lm_eval cannot build task {task} ({why}")
+        assert str(e.value).endswith("); fix its YAML file.")
 
 
 def test_text_perplexity_is_the_rolling_log_likelihood_per_word_and_byte(tmp_path, monkeypatch, capsys):
@@ -219,6 +267,7 @@ def test_text_perplexity_is_the_rolling_log_likelihood_per_word_and_byte(tmp_pat
                for start, end in ((1, 2), (2, 66), (66, 130)))
     assert res["text"] == {"path": str(tmp_path / "hamlet.txt"), "tokens": 129, "words": 30, "bytes": 129,
                            "logprob": pytest.approx(logp, rel=1e-6)}
+    assert res["checkpoint"]["convert_method"] is None  # nothing converted: was "lstsq", a default never used
     got = res["results"]["hamlet.txt"]
     # perplexities in log space: exp turns logp's float32 rounding (rel 1e-6 of about -717 for this random model)
     # into a relative error of |d logp| / 30 on the word perplexity, which a rel=1e-6 check of exp() failed by chance
@@ -274,11 +323,22 @@ def test_bad_text_and_settings_are_one_line_before_any_work(tmp_path, capsys):
                       ("--limit=0", "argument --limit: must be a finite number > 0; got 0.0."),
                       ("--num_fewshot=-1", "argument --num_fewshot: must be an integer >= 0; got -1."),
                       ("--batch_size=0", "argument --batch_size: must be an integer >= 1; got 0."),
+                      ("--limit=1.5", "--limit above 1 is a number of documents, a whole one (below 1, a fraction); "
+                                      "got 1.5."),  # the harness took 1 document (the sixth pass)
                       ("--device=tpu", "--device must be cpu, cuda, cuda:N or mps; got 'tpu'."),
                       ("--calib=FILE:x.txt", "--calib says how weights are converted, and nothing is converted "
-                                             "without --proj or --n_kv_head; add one of those, or drop it.")):
+                                             "without --proj or --n_kv_head; add one of those, or drop it."),
+                      # the tasks' settings beside --text were ignored without a word, exit 0 (the sixth pass)
+                      ("--text=t.txt --limit=5", "--limit applies to the lm_eval tasks, and --text measures the whole "
+                                                 "file without them; drop it, or evaluate tasks with --tasks instead "
+                                                 "of --text."),
+                      ("--text=t.txt --num_fewshot=5 --include_path=d", "--num_fewshot and --include_path apply to "
+                                                                        "the lm_eval tasks, and --text measures the "
+                                                                        "whole file without them; drop them, or "
+                                                                        "evaluate tasks with --tasks instead of "
+                                                                        "--text.")):
         with pytest.raises(SystemExit) as e:
-            ev.parse_args([arg])
+            ev.parse_args(arg.split())
         assert e.value.code == 2
         assert capsys.readouterr().err.splitlines()[-1].split(": error: ")[1] == want
     assert not (tmp_path / "eval").exists()
@@ -294,3 +354,16 @@ def test_a_missing_checkpoint_makes_no_folder_and_a_checkpoint_path_puts_results
     make_ckpt(tmp_path / "run", BYTES_META)
     ev.main([f"--out_dir={tmp_path / 'run' / 'ckpt.pt'}", f"--text={tmp_path / 'text.txt'}", "--device=cpu"])
     assert (tmp_path / "run" / "eval" / "results.json").exists()
+
+
+def test_a_tokenizer_missing_offline_makes_no_folder(tmp_path, monkeypatch):
+    # r50k_base neither cached nor downloadable: the sentence came after out_dir/eval was made (the sixth pass)
+    (tmp_path / "text.txt").write_text("To be, or not to be.\n")
+    make_ckpt(tmp_path, R50K_META)
+
+    def offline(name):
+        raise ConnectionError("no network")
+    monkeypatch.setattr(sample.tiktoken, "get_encoding", offline)
+    with pytest.raises(SystemExit, match="could not load tiktoken's r50k_base"):
+        ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 'text.txt'}", "--device=cpu"])
+    assert not (tmp_path / "eval").exists()

@@ -129,6 +129,13 @@ def test_clear_errors_and_checkpoint_untouched(tmp_path, capsys):
     make_ckpt(tmp_path / "tok", dict(BYTES_META, tokenizer="gpt4"))
     with pytest.raises(SystemExit, match="unknown tokenizer 'gpt4'"):
         run(capsys, tmp_path / "tok")
+    make_ckpt(tmp_path / "noeot", {"tokenizer": "bytes", "vocab_size": 256})  # was a KeyError or a TypeError
+    for start in ("--start=", "--start=a<|endoftext|>b"):
+        with pytest.raises(SystemExit) as e:
+            run(capsys, tmp_path / "noeot", start)
+        assert str(e.value) == ("the checkpoint's meta names tokenizer 'bytes' but no eot_token (its document "
+                                "separator): the file is damaged or not written by train.py; restore it or train "
+                                "again.")
     bs = make_ckpt(tmp_path / "long", BYTES_META).block_size
     ckpt = (tmp_path / "long" / "ckpt.pt").read_bytes()
     with pytest.raises(SystemExit, match=f"the prompt is {bs + 1} tokens, longer than the model's context"):
@@ -211,8 +218,40 @@ def test_tying_calibrates_on_the_checkpoints_own_validation_tokens(tmp_path, cap
     # data of another tokenizer in that directory is not the checkpoint's: ask for --calib
     (tmp_path / "data" / "meta.json").write_text(json.dumps({"tokenizer": "r50k_base", "vocab_size": 50257}))
     with pytest.raises(SystemExit, match=f"its data_dir '{tmp_path / 'data'}' no longer holds the val.bin and "
-                                         "meta.json it was trained on; pass --calib"):
+                                         r"meta.json it was trained on \(gone, damaged, or another tokenizer's\); "
+                                         "pass --calib"):
         run(capsys, tmp_path / "run", "--proj=qk_v")
+
+
+def damage_val(path, how):
+    val = np.fromfile(path / "val.bin", dtype=np.uint16)
+    if how == "odd":
+        val = np.append(val, 1).astype(np.uint16).tobytes()[:-1]  # cut inside the last token
+    elif how == "id":
+        val[3] = 300  # past the bytes vocabulary
+    else:
+        val = val[:0 if how == "empty" else 40]
+    (path / "val.bin").write_bytes(val if isinstance(val, bytes) else val.tobytes())
+
+
+@pytest.mark.parametrize("how", ["odd", "empty", "id", "short"])
+def test_a_damaged_or_short_own_validation_split_is_one_sentence(tmp_path, capsys, how):
+    # an odd size or an empty val.bin was the memmap's ValueError, an id past the vocabulary an IndexError in the
+    # embedding, and a short one was told to give a longer --calib text, which it had not given (the sixth pass)
+    make_data(tmp_path / "data")
+    make_ckpt(tmp_path / "run", BYTES_META, config={"data_dir": str(tmp_path / "data")})
+    damage_val(tmp_path / "data", how)
+    with pytest.raises(SystemExit) as e:
+        run(capsys, tmp_path / "run", "--proj=qk_v")
+    if how == "short":
+        assert str(e.value) == (f"calibration from {tmp_path / 'data' / 'val.bin'} (the checkpoint's own) gives 40 "
+                                f"tokens, fewer than one block (block_size 64); pass a longer text as "
+                                f"--calib=FILE:path, or --convert_method=k.")
+    else:
+        assert str(e.value) == (f"--convert_method=lstsq fits V on calibration tokens and its data_dir "
+                                f"'{tmp_path / 'data'}' no longer holds the val.bin and meta.json it was trained on "
+                                f"(gone, damaged, or another tokenizer's); pass --calib=FILE:path (or the text "
+                                f"itself), or --convert_method=k.")
 
 
 def test_conversion_settings_are_checked_before_converting(tmp_path, capsys, monkeypatch):
@@ -254,3 +293,20 @@ def test_ctrl_c_is_one_line_not_a_traceback(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and err == "stopped by Ctrl-C; nothing was written.\n"
+
+
+def test_an_output_that_takes_no_more_text_is_one_line_not_a_traceback(tmp_path):
+    # `sample.py | head -1` and `sample.py > /dev/full` were a BrokenPipeError or OSError traceback
+    make_ckpt(tmp_path, BYTES_META)
+    cmd = [sys.executable, "sample.py", f"--out_dir={tmp_path}", "--device=cpu", "--num_samples=100000"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.readline()  # what head -1 reads, then it closes the pipe
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 1
+    assert proc.stderr.read() == "stopped: the reader of its output went away (a closed pipe); nothing was written.\n"
+    with open("/dev/full", "w") as full:
+        r = subprocess.run(cmd[:-1] + ["--num_samples=1"], cwd=ROOT, env=env, stdout=full, stderr=subprocess.PIPE,
+                           text=True, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr == "stopped: its output could not be written (No space left on device); nothing was written.\n"

@@ -131,6 +131,10 @@ CLI = [
     (["sample.py", "--out_dir={w}/run", "--start=FILE:{w}/binary.txt"],
      "--start=FILE:{w}/binary.txt: cannot read it as UTF-8 text (invalid start byte)"),
     (["sample.py", "--out_dir={w}/run", "--start=FILE:{w}/data"], "cannot read it as UTF-8 text (Is a directory)"),
+    # found by the sixth: bytes that are not UTF-8 on the command line (--start=$'\xff') were a UnicodeEncodeError
+    (["sample.py", "--out_dir={w}/run", "--start=\udcffab"], "argument --start: holds bytes that are not UTF-8 text"),
+    (["sample.py", "--out_dir={w}/run", "--proj=qk_v", "--calib=ab\udcfe"],
+     "argument --calib: holds bytes that are not UTF-8 text"),
     (["bench.py", "--quick", "--what=cache", "--device=foo", "--out={w}/bench"],
      "--device must be cpu, cuda, cuda:N or mps; got 'foo'."),
     (["experiments.scaling", "--quick", "--data_dir={w}/data", "--root={w}/binary.txt"],
