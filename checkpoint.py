@@ -196,6 +196,14 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False):
             raise SystemExit(f"{path} has an empty or malformed optimizer state at iteration "
                              f"{ckpt.get('iter_num')}; it cannot resume exactly: restore the file, or start from its "
                              f"weights with --init_from={os.path.dirname(path) or '.'} in a new out_dir.")
+        # a group's settings are numbers, flags or pairs of numbers (betas), as AdamW writes them: betas = "x" was a
+        # KeyError traceback inside set_optimizer_state_dict (train.py then sets them to this run's anyway)
+        odd = next(((i, k, v) for i, g in enumerate(opt["param_groups"]) for k, v in
+                    (g.items() if isinstance(g, dict) else [("group", g)]) if k != "params" and not setting(v)), None)
+        if odd:
+            raise SystemExit(f"{path} holds optimizer setting {odd[1]} = {reprlib.repr(odd[2])} in group {odd[0]}, "
+                             f"which is no AdamW setting; it cannot resume exactly: restore the file, or start from "
+                             f"its weights with --init_from={os.path.dirname(path) or '.'} in a new out_dir.")
         # moments keyed by weight name (older files key them by position) must have that weight's shape: AdamW's
         # first step fails on them otherwise, after the data is opened and the model built
         shapes = {name: tuple(t.shape) for name, t in state.items()}
@@ -219,6 +227,13 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False):
                                  f"file, or start from its weights with --init_from={os.path.dirname(path) or '.'} in "
                                  f"a new out_dir.")
     return ckpt
+
+
+def setting(v):
+    """An optimizer group's setting as torch writes one: a number, a flag, None, a one-number tensor or a pair."""
+    if isinstance(v, (tuple, list)):
+        return all(type(x) in (int, float) for x in v)
+    return v is None or type(v) in (int, float, bool) or isinstance(v, torch.Tensor) and v.numel() == 1
 
 
 def bare(name):

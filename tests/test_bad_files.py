@@ -260,6 +260,8 @@ def world(tmp_path_factory):
         state={k: v for k, v in c["optimizer"]["state"].items() if k != WEIGHT}))
     variant("nogroup", lambda c: c["optimizer"].update(param_groups=c["optimizer"]["param_groups"][:1]))
     variant("ddint", lambda c: c.update(config={**c["config"], "data_dir": 5}))  # was os.path.join's TypeError
+    variant("betas", lambda c: c["optimizer"].update(
+        param_groups=[{**c["optimizer"]["param_groups"][0], "betas": "x"}, *c["optimizer"]["param_groups"][1:]]))
     return w
 
 
@@ -284,6 +286,9 @@ CKPT_MESSAGES = {
     "nomoments": "{p} holds no optimizer state for transformer.h.0.mlp.c_fc.weight; it cannot resume exactly: "
                  "restore the file, or start from its weights with --init_from={d} in a new out_dir.",
     "nogroup": "{p} holds no optimizer state for transformer.h.0.ln_1.weight; it cannot resume exactly",
+    # a KeyError traceback inside torch's set_optimizer_state_dict
+    "betas": "{p} holds optimizer setting betas = 'x' in group 0, which is no AdamW setting; it cannot resume "
+             "exactly: restore the file, or start from its weights with --init_from={d} in a new out_dir.",
 }
 
 
