@@ -223,6 +223,9 @@ def load_model(args, device):
     if dst != cfg:
         state, fits = convert_state_dict(state, cfg, dst, args.convert_method, calib)
         print(conversion_note(cfg, dst, args.convert_method, fits, source))
+    elif args.proj or args.n_kv_head is not None:  # asked for, and already so: say it, so --calib unused is seen
+        print(f"nothing to convert: {args.out_dir if args.init_from == 'resume' else args.init_from} is already "
+              f"proj={cfg.proj}, n_kv_head={cfg.n_kv_head or cfg.n_head}")
     model = GPT(dst)
     model.load_state_dict(state)
     return model.eval().to(device), meta

@@ -201,6 +201,13 @@ def test_untying_says_it_is_exact_and_fits_nothing(tmp_path, capsys):
     assert "lstsq" not in out and "unexplained" not in out
 
 
+def test_a_conversion_to_what_the_checkpoint_is_says_nothing_is_converted(tmp_path, capsys):
+    # it sampled with exit 0 and no word, and the --calib file it was given was never read
+    make_ckpt(tmp_path, BYTES_META, proj="qk_v")
+    out = run(capsys, tmp_path, "--proj=qk_v", "--calib=FILE:/nowhere", "--max_new_tokens=2", "--num_samples=1")
+    assert out.splitlines()[0] == f"nothing to convert: {tmp_path} is already proj=qk_v, n_kv_head=4"
+
+
 def test_tying_calibrates_on_the_checkpoints_own_validation_tokens(tmp_path, capsys):
     make_data(tmp_path / "data")
     cfg = make_ckpt(tmp_path / "run", BYTES_META, config={"data_dir": str(tmp_path / "data")})
