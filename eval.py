@@ -22,7 +22,7 @@ from dataclasses import asdict
 import torch
 import torch.nn.functional as F
 
-from checkpoint import atomic_write, guard_assets
+from checkpoint import atomic_write, guard_assets, hold_lock
 from configurator import cli, number
 from convert import hub_reachable
 from sample import DTYPES, EOT, add_model_args, check_conversion_args, check_device, get_tokenizer, load_model
@@ -269,33 +269,37 @@ def main(argv=None):
         tempfile.TemporaryFile(dir=out).close()
     except OSError as err:
         raise SystemExit(f"--out {out!r} is not a writable directory ({err.strerror}); choose another --out.")
-    t0 = time.time()
-    if args.text is not None:
-        res = text_perplexity(lm, args.text, text)
-    else:
-        try:
-            res = simple_evaluate(model=lm, tasks=tasks, num_fewshot=args.num_fewshot, limit=args.limit,
-                                  task_manager=tm, log_samples=False)
-        except ValueError as e:  # random.sample's, as the harness draws the examples while it builds the requests
-            if "Sample larger than population" not in str(e):
-                raise
-            if made:  # refused before any result: no empty folder left behind
-                os.rmdir(out)
-            raise SystemExit(f"--num_fewshot={args.num_fewshot} asks for more examples than a task has documents to "
-                             f"draw them from (its few-shot split, else its own); lower --num_fewshot.") from None
-    dt = time.time() - t0
-    converted = args.proj is not None or args.n_kv_head is not None  # else convert_method is a default never used
-    res["checkpoint"] = {"out_dir": args.out_dir, "init_from": args.init_from,
-                         "convert_method": args.convert_method if converted else None,
-                         "model_args": asdict(model.config)}  # which model these are
-    # the config holds a few objects, e.g. the model: default=str
-    atomic_write(os.path.join(out, "results.json"), json.dumps(res, indent=2, default=str))
-    md = table(res)
-    atomic_write(os.path.join(out, "results.md"), md)
-    print(md, end="")
-    done = (f"{res['text']['tokens']:,} tokens in {dt:.1f} s" if args.text is not None else
-            f"{lm.n_requests} requests in {dt:.1f} s ({1000 * dt / max(lm.n_requests, 1):.1f} s per 1,000)")
-    print(f"{done}; wrote {out}/results.json and results.md", file=sys.stderr)
+    # one evaluation per folder: two would each write results.json and results.md, and the pair could then mix
+    with hold_lock(out, f"--out {out} is being written by another eval.py run; wait for it to end or choose another "
+                        f"--out."):
+        t0 = time.time()
+        if args.text is not None:
+            res = text_perplexity(lm, args.text, text)
+        else:
+            try:
+                res = simple_evaluate(model=lm, tasks=tasks, num_fewshot=args.num_fewshot, limit=args.limit,
+                                      task_manager=tm, log_samples=False)
+            except ValueError as e:  # random.sample's, as the harness draws the examples while it builds the requests
+                if "Sample larger than population" not in str(e):
+                    raise
+                if made:  # refused before any result: no empty folder left behind
+                    os.rmdir(out)
+                raise SystemExit(f"--num_fewshot={args.num_fewshot} asks for more examples than a task has documents "
+                                 f"to draw them from (its few-shot split, else its own); lower --num_fewshot.") \
+                    from None
+        dt = time.time() - t0
+        converted = args.proj is not None or args.n_kv_head is not None  # else convert_method is a default never used
+        res["checkpoint"] = {"out_dir": args.out_dir, "init_from": args.init_from,
+                             "convert_method": args.convert_method if converted else None,
+                             "model_args": asdict(model.config)}  # which model these are
+        # the config holds a few objects, e.g. the model: default=str
+        atomic_write(os.path.join(out, "results.json"), json.dumps(res, indent=2, default=str))
+        md = table(res)
+        atomic_write(os.path.join(out, "results.md"), md)
+        print(md, end="")
+        done = (f"{res['text']['tokens']:,} tokens in {dt:.1f} s" if args.text is not None else
+                f"{lm.n_requests} requests in {dt:.1f} s ({1000 * dt / max(lm.n_requests, 1):.1f} s per 1,000)")
+        print(f"{done}; wrote {out}/results.json and results.md", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import checkpoint
 import eval as ev
 import sample
 from model import GPT, GPTConfig
@@ -282,6 +283,20 @@ def test_text_perplexity_is_the_rolling_log_likelihood_per_word_and_byte(tmp_pat
     assert math.log(got["word_perplexity,none"]) == \
         pytest.approx(math.log(metrics.weighted_perplexity([(logp, 30)])), rel=1e-6)
     assert got["bits_per_byte,none"] == pytest.approx(metrics.bits_per_byte([(logp, 129)]), rel=1e-6)
+
+
+def test_a_second_eval_into_the_same_out_waits_its_turn(tmp_path, monkeypatch):
+    # two evaluations into one --out each wrote results.json and results.md, which could then come from different runs
+    make_ckpt(tmp_path, BYTES_META)
+    (tmp_path / "t.txt").write_text("a few words of text\n")
+    (tmp_path / "eval").mkdir()
+    monkeypatch.setattr(ev, "text_perplexity", lambda *a: pytest.fail("evaluated beside another eval"))
+    with checkpoint.hold_lock(str(tmp_path / "eval"), "held by the test"):
+        with pytest.raises(SystemExit) as e:
+            ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 't.txt'}", "--device=cpu"])
+    assert str(e.value) == (f"--out {tmp_path / 'eval'} is being written by another eval.py run; wait for it to end "
+                            f"or choose another --out.")
+    assert os.listdir(tmp_path / "eval") == []
 
 
 def test_a_perplexity_beyond_a_float_is_inf():
