@@ -99,7 +99,11 @@ def hold_lock(folder, busy):
     """An flock on folder itself while this process writes there, or busy (the sentence to say) when another process
     holds it. On the folder, not a file in it, so a refused run leaves nothing behind; the kernel drops the lock when
     the process ends, however it ends. fcntl is imported here: the other helpers work where it does not exist."""
-    import fcntl
+    try:
+        import fcntl
+    except ImportError:  # Windows has no flock: there, one run per folder is left to the user
+        yield
+        return
     fd = os.open(folder, os.O_RDONLY)
     try:
         try:

@@ -563,6 +563,18 @@ def test_a_second_study_into_the_same_runs_waits_its_turn(tmp_path, monkeypatch,
     assert os.listdir(root) == []
 
 
+def test_hold_lock_refuses_a_second_holder_and_runs_where_there_is_no_flock(tmp_path, monkeypatch):
+    with checkpoint.hold_lock(str(tmp_path), "busy"):
+        with pytest.raises(SystemExit, match="^busy$"):
+            with checkpoint.hold_lock(str(tmp_path), "busy"):
+                pass
+        real = __import__
+        monkeypatch.setattr("builtins.__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name))
+                            if name == "fcntl" else real(name, *a, **k))  # Windows: eval.py failed to import it
+        with checkpoint.hold_lock(str(tmp_path), "busy"):
+            pass
+
+
 def test_a_training_run_that_fails_stops_the_study_in_one_sentence(tmp_path, monkeypatch):
     monkeypatch.setattr(subprocess, "run", lambda cmd, **k: subprocess.CompletedProcess(cmd, 1))  # train.py refused
     s = dict(retrofit.QUICK, root=str(tmp_path / "runs"), assets=str(tmp_path / "runs" / "retrofit"))
