@@ -195,19 +195,19 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False):
     check_weights(state, cfg, path)
     if "optimizer" in keys:
         opt = ckpt["optimizer"]
+        fix = (f"it cannot resume exactly: restore the file, or start from its weights with "
+               f"--init_from={os.path.dirname(path) or '.'} in a new out_dir.")  # the weights are sound
         if not (isinstance(opt, dict) and opt.get("param_groups") and isinstance(opt.get("state", {}), dict)
                 and (opt.get("state") or not ckpt.get("iter_num"))):
             raise SystemExit(f"{path} has an empty or malformed optimizer state at iteration "
-                             f"{ckpt.get('iter_num')}; it cannot resume exactly: restore the file, or start from its "
-                             f"weights with --init_from={os.path.dirname(path) or '.'} in a new out_dir.")
+                             f"{ckpt.get('iter_num')}; {fix}")
         # a group's settings are numbers, flags or pairs of numbers (betas), as AdamW writes them: betas = "x" was a
         # KeyError traceback inside set_optimizer_state_dict (train.py then sets them to this run's anyway)
         odd = next(((i, k, v) for i, g in enumerate(opt["param_groups"]) for k, v in
                     (g.items() if isinstance(g, dict) else [("group", g)]) if k != "params" and not setting(v)), None)
         if odd:
             raise SystemExit(f"{path} holds optimizer setting {odd[1]} = {reprlib.repr(odd[2])} in group {odd[0]}, "
-                             f"which is no AdamW setting; it cannot resume exactly: restore the file, or start from "
-                             f"its weights with --init_from={os.path.dirname(path) or '.'} in a new out_dir.")
+                             f"which is no AdamW setting; {fix}")
         # moments keyed by weight name (older files key them by position) must have that weight's shape: AdamW's
         # first step fails on them otherwise, after the data is opened and the model built
         shapes = {name: tuple(t.shape) for name, t in state.items()}
@@ -215,9 +215,7 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False):
                     if not (isinstance(s, dict) and isinstance(s.get(m), torch.Tensor)
                             and tuple(s[m].shape) == shapes.get(bare(n)))), None)
         if bad:
-            raise SystemExit(f"{path} holds an optimizer state for {bad} that does not fit that weight; it cannot "
-                             f"resume exactly: restore the file, or start from its weights with "
-                             f"--init_from={os.path.dirname(path) or '.'} in a new out_dir.")
+            raise SystemExit(f"{path} holds an optimizer state for {bad} that does not fit that weight; {fix}")
         # every weight the model trains in a group, with its moments once training has begun: one left out was a
         # RuntimeError traceback in set_optimizer_state_dict (no state), or resumed without a word (no group)
         names = [n for g in opt["param_groups"] if isinstance(g, dict) for n in g.get("params", ())]
@@ -227,9 +225,7 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False):
             grouped, moments = {bare(n) for n in names}, {bare(n) for n in opt.get("state", {})}
             lost = next((n for n in trained if n not in grouped or ckpt.get("iter_num") and n not in moments), None)
             if lost:
-                raise SystemExit(f"{path} holds no optimizer state for {lost}; it cannot resume exactly: restore the "
-                                 f"file, or start from its weights with --init_from={os.path.dirname(path) or '.'} in "
-                                 f"a new out_dir.")
+                raise SystemExit(f"{path} holds no optimizer state for {lost}; {fix}")
     return ckpt
 
 

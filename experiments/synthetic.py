@@ -321,7 +321,8 @@ def main(argv=None):
           f"the others read from {args.cache}). {args.heads} heads, n_embd {args.embd}, bidirectional, "
           f"AdamW lr {args.lr} batch {args.batch}, warmup then cosine over each case's steps; (X)+ with m = "
           f"{args.pos_conv}{', frequencies periodic in the list length' if args.periodic else ''}. Final per-digit "
-          f"accuracy (%) on {args.eval_size} held-out lists, mean +/- sample std over seeds {', '.join(map(str, args.seeds))}.\n" + markdown(final, cases, args.models))
+          f"accuracy (%) on {args.eval_size} held-out lists, mean +/- sample std over seeds "
+          f"{', '.join(map(str, args.seeds))}.\n" + markdown(final, cases, args.models))
     print(md)
     if args.workers == 1:  # with a pool the work is in the children, which this clock does not see
         print(f"CPU time of this process: {(time.process_time() - cpu0) / 60:.1f} min")
