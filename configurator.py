@@ -235,6 +235,7 @@ def cli(main, after):
     a shell gives, instead of a traceback; so does an output that takes no more text (`sample.py | head` closes
     the pipe, `> /dev/full` has no room), exit status 1. Every file the scripts write is written whole
     (checkpoint.atomic_write), so what a stopped run leaves is what finished before it."""
+    tolerant_output()
     try:
         main()
     except KeyboardInterrupt:
@@ -253,6 +254,14 @@ def cli(main, after):
         except OSError:  # stderr went too
             pass
         raise SystemExit(1) from None
+
+
+def tolerant_output():
+    """A character the terminal's encoding has no code for (a sample's byte decoded to U+FFFD, an accented path,
+    under an ASCII or cp1252 console) is printed escaped, as \\xe9, instead of failing the run mid-line."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):  # a TextIOWrapper; a test's capture object may not be
+            stream.reconfigure(errors="backslashreplace")
 
 
 def stdout_refuses(e):

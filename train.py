@@ -48,7 +48,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
 from checkpoint import guard_assets, load_checkpoint, open_data, save_checkpoint, tokens
-from configurator import configure, describe, range_error
+from configurator import configure, describe, range_error, tolerant_output
 from convert import GPT2_SIZES, TIE_METHODS, convert_state_dict, gpt2_config, load_gpt2
 from model import ATTNS, GPT, POS_CONV_BASES, POS_EMBS, SOURCES, GPTConfig
 
@@ -121,6 +121,7 @@ UNCHECKED = ("out_dir", "eval_interval", "eval_tokens", "log_interval", "always_
              "compile", "backend", "ddp_timeout", "parallel", "grad_ckpt")
 config_keys = [k for k, v in globals().items() if not k.startswith("_") and type(v) in (int, float, bool, str)]
 defaults = {k: globals()[k] for k in config_keys}
+tolerant_output()  # before the first print: an accented path under an ASCII console is escaped, not a traceback
 usage = partial(describe, "train.py", defaults, {**RANGES, **CHOICES}, [__file__, inspect.getsourcefile(GPTConfig)])
 values, given = configure(defaults, sys.argv[1:], usage)  # given: the keys a config file or --key=value set
 globals().update(values)

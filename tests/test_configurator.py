@@ -1,3 +1,4 @@
+import io
 import math
 import os
 import subprocess
@@ -213,3 +214,14 @@ def test_a_study_run_as_a_file_names_the_way_to_run_it(name):
     r = subprocess.run([sys.executable, f"experiments/{name}.py", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 1 and r.stdout == ""
     assert r.stderr == f"run the studies from the repository root as modules: python -m experiments.{name}\n"
+
+
+def test_text_the_console_cannot_encode_is_escaped_not_a_traceback(monkeypatch):
+    # a byte-level sample (or an accented path) printed under an ASCII console (PYTHONIOENCODING=ascii, cp1252 on
+    # Windows) was a UnicodeEncodeError traceback after the sample had been generated
+    out = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", out)
+    cli(lambda: print("h\xe9llo \ufffd"), "nothing was written.")
+    out.flush()
+    assert out.buffer.getvalue() == b"h\\xe9llo \\ufffd\n"
+

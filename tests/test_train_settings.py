@@ -217,6 +217,16 @@ def test_a_finished_run_asked_again_is_done_and_touches_nothing(finished, data_d
     assert snapshot(out) == before
 
 
+def test_a_finished_run_in_an_accented_folder_under_an_ascii_console_is_done(finished, data_dir, tmp_path):
+    # train.py's own lines go to stdout, which under PYTHONIOENCODING=ascii (or cp1252 on Windows) failed on the
+    # folder's name: a UnicodeEncodeError traceback after the run had been checked
+    out = shutil.copytree(finished, tmp_path / "caf\xe9")
+    r = subprocess.run([sys.executable, "train.py", *TINY, f"--data_dir={data_dir}", f"--out_dir={out}",
+                        "--max_iters=2"], cwd=ROOT, capture_output=True, env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    assert r.returncode == 0 and r.stderr == b"", r.stderr
+    assert r.stdout.startswith(str(tmp_path / "caf\\xe9").encode()) and b"nothing to do" in r.stdout
+
+
 def test_a_run_sized_by_total_tokens_is_told_to_raise_total_tokens(data_dir, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     train(data_dir, out, "--total_tokens=512")  # 2 iterations of 256 tokens
