@@ -221,8 +221,9 @@ def test_a_finished_run_in_an_accented_folder_under_an_ascii_console_is_done(fin
     # train.py's own lines go to stdout, which under PYTHONIOENCODING=ascii (or cp1252 on Windows) failed on the
     # folder's name: a UnicodeEncodeError traceback after the run had been checked
     out = shutil.copytree(finished, tmp_path / "caf\xe9")
-    r = subprocess.run([sys.executable, "train.py", *TINY, f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2"],
-                       cwd=ROOT, capture_output=True, env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    args = [*TINY, f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2"]
+    r = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True,
+                       env={**os.environ, "PYTHONIOENCODING": "ascii"})
     assert r.returncode == 0 and r.stderr == b"", r.stderr
     assert r.stdout.startswith(str(tmp_path / "caf\\xe9").encode()) and b"nothing to do" in r.stdout
 
