@@ -197,7 +197,7 @@ def test_prepare_refuses_an_input_without_text(tmp_path, name, content):
         prepare(tmp_path / "d", "--input", str(path))
     assert str(e.value) == ("error: the input holds no text for train.bin (1 file(s) read, 0 bad line(s) and 0 bad "
                             "file(s) skipped); give files that hold documents")
-    assert files(tmp_path / "d") == []  # no dataset of 0 tokens left behind to look made
+    assert not (tmp_path / "d").exists()  # no dataset of 0 tokens left behind to look made, nor the folder it made
 
 
 def test_prepare_refuses_a_validation_split_that_holds_nothing(tmp_path):
@@ -208,7 +208,61 @@ def test_prepare_refuses_a_validation_split_that_holds_nothing(tmp_path):
     assert str(e.value) == ("error: the input holds no text for val.bin (--val_fraction 0.1 splits off nothing: a "
                             ".txt file at the first line start past that mark, a .jsonl file one document in every "
                             "10); give more text or lines, or validation files with --val_input")
-    assert files(tmp_path / "d") == []
+    assert not (tmp_path / "d").exists()  # was an empty folder
+    (tmp_path / "mine").mkdir()  # a folder the user made stays
+    with pytest.raises(SystemExit):
+        prepare(tmp_path / "mine", "--input", str(path), "--val_fraction=0.1")
+    assert (tmp_path / "mine").is_dir()
+
+
+def edit_json(path, edit):
+    obj = json.loads(path.read_text())
+    edit(obj)
+    path.write_text(json.dumps(obj))
+
+
+@pytest.mark.parametrize("edit, error", [
+    (lambda m: m.pop("train_tokens"), "unreadable"),  # a KeyError traceback
+    (lambda m: m.update(settings=5), "unreadable"),  # an AttributeError traceback
+    (lambda m: m.update(val_tokens="12"), "unreadable"),
+    (lambda m: m.update(vocab_size=1000), "records vocab_size 1000, and this command writes 256"),  # "nothing to do"
+    (lambda m: m.update(eot_token=10), "records eot_token 10, and this command writes 0"),
+], ids=["no train_tokens", "settings", "val_tokens", "vocab_size", "eot_token"])
+def test_prepare_refuses_a_meta_json_edited_by_hand(tmp_path, edit, error):
+    text = tmp_path / "in.txt"
+    text.write_text("To be, or not to be, that is the question.\n" * 40)
+    out, args = tmp_path / "d", ["--input", str(text), "--val_fraction=0.1"]
+    prepare(out, *args)
+    edit_json(out / "meta.json", edit)
+    with pytest.raises(SystemExit) as e:
+        prepare(out, *args)
+    assert error in str(e.value) and f"delete {out}" in str(e.value)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda st: st.pop("next"),  # KeyError
+    lambda st: st.update(next=[-1, 0]),  # the input read again after what was committed: exit 0, twice the tokens
+    lambda st: st.update(next=[0, "a"]),  # TypeError
+    lambda st: st.update(next=[9, 0]),  # past the shards: "the input holds no text"
+    lambda st: st["tokens"].update(train=-5),  # OSError of truncate
+    lambda st: st.update(documents={}),  # KeyError
+], ids=["no next", "next -1", "next text", "next past", "tokens -5", "documents"])
+def test_prepare_refuses_a_progress_json_edited_by_hand(tmp_path, edit):
+    text = tmp_path / "in.txt"
+    text.write_text("To be, or not to be, that is the question.\n" * 40)
+    out, args = tmp_path / "d", ["--input", str(text), "--val_fraction=0.1"]
+    prepare(out, *args)
+    meta = json.loads((out / "meta.json").read_text())
+    os.remove(out / "meta.json")
+    progress = {"settings": meta["settings"], "next": [0, 0], "tokens": {"train": 0, "val": 0},
+                "documents": {"train": 0, "val": 0}, "shards": {"train": [], "val": []}, "skipped": 0,
+                "skipped_shards": [], "nul_bytes_dropped": 0}  # as a run killed before its first commit leaves it
+    edit(progress)
+    (out / "progress.json").write_text(json.dumps(progress))
+    with pytest.raises(SystemExit) as e:
+        prepare(out, *args)
+    assert str(e.value) == (f"error: {out}/progress.json is unreadable or not written by this script (ValueError); "
+                            f"delete {out} and start over, or use another --out_dir")
 
 
 # ---------------------------------------------------------------------------------------------------------------
