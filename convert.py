@@ -255,6 +255,10 @@ def load_gpt2(name):
     try:
         path = hf_hub_download(repo, file, local_files_only=True)
     except Exception:  # not in the cache
+        if constants.HF_HUB_OFFLINE:  # the user's setting: the hub is never asked, so a network would not help
+            raise ValueError(f"{name} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE "
+                             f"(or TRANSFORMERS_OFFLINE) is set, so the hub is not asked; unset it to download {name} "
+                             f"once (the cache is reused), or set HF_HOME to a cache that holds it.") from None
         if not hub_reachable():
             raise ValueError(f"{name} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and the hub "
                              f"({constants.ENDPOINT}) does not answer; download it once where there is a network "

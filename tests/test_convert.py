@@ -244,6 +244,17 @@ def test_gpt2_offline_is_one_sentence_at_once(tmp_path, monkeypatch, capfd):
     assert capfd.readouterr().err == ""  # none of the hub's retry warnings
 
 
+def test_gpt2_with_hf_hub_offline_names_that_setting(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hc
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)  # was: "the hub does not answer; download it where there is a
+    with pytest.raises(ValueError) as e:            # network", on a machine that has one
+        cv.load_gpt2("gpt2")
+    assert str(e.value) == (f"gpt2 is not in the Hugging Face cache ({tmp_path}) and HF_HUB_OFFLINE (or "
+                            f"TRANSFORMERS_OFFLINE) is set, so the hub is not asked; unset it to download gpt2 once "
+                            f"(the cache is reused), or set HF_HOME to a cache that holds it.")
+
+
 def test_hub_reachable_asks_once_briefly_and_respects_offline_mode(monkeypatch):
     import huggingface_hub
     import huggingface_hub.constants as hc
