@@ -1,5 +1,6 @@
 """
-Trained weights to another variant: qkv -> qk_v (tie V to K), fewer or more key/value heads (GQA/MQA), or both;
+Trained weights to another variant: qkv -> qk_v (tie V to K; q_kv -> q_k_v too, with k or lstsq), untying,
+fewer or more key/value heads (GQA/MQA), or both (tying Q to K is refused: no method keeps the scores);
 and GPT-2's weights from the Hugging Face hub in our layout. Every weight a conversion does not change is carried
 over as it is. train.py (init_from), sample.py and eval.py (--proj, --n_kv_head) and the retrofit study use it.
 
@@ -35,15 +36,17 @@ def check_conversion(src, dst, method, calib):
         raise ValueError(f"n_kv_head={hd} must divide or be a multiple of the source's {hs} key/value heads, "
                          f"so that heads are mean-pooled or repeated by whole groups.")
     s, d = SOURCES[src.proj], SOURCES[dst.proj]
-    new_ties = [(a, b) for a in range(3) for b in range(a + 1, 3) if d[a] == d[b] and s[a] != s[b]]
-    if new_ties not in ([], [(1, 2)]) or (new_ties and d[0] == d[1]):
-        # q_kv's K is its Q already: tying V to it would be tying V to Q, and the fits move K
-        tie = "tying V to a K that is also Q" if s[0] == s[1] else "tying Q to K"
-        raise ValueError(f"cannot convert proj={src.proj!r} to {dst.proj!r}: {tie} changes every score and no "
+    if d[0] == d[1] and s[0] != s[1]:
+        raise ValueError(f"cannot convert proj={src.proj!r} to {dst.proj!r}: tying Q to K changes every score and no "
                          f"method here preserves them; convert to 'qk_v' or train {dst.proj!r} from scratch.")
-    if new_ties and method not in TIE_METHODS:
+    ties_v = d[1] == d[2] and s[1] != s[2]  # V tied to K (and so to Q where K is Q: q_kv -> q_k_v)
+    if ties_v and method not in TIE_METHODS:
         raise ValueError(f"convert_method must be one of {', '.join(TIE_METHODS)} to tie V to K; got {method!r}.")
-    if new_ties and method in ("lstsq", "split") and calib is None:
+    if ties_v and s[0] == s[1] and method in ("mean", "split"):
+        # k keeps the shared projection and lstsq folds its fit into c_proj; mean and split would move K alone
+        raise ValueError(f"convert_method={method!r} moves K, and in proj={src.proj!r} K is also Q, so every score "
+                         f"would change; use 'k' or 'lstsq' to tie V to it.")
+    if ties_v and method in ("lstsq", "split") and calib is None:
         raise ValueError(f"convert_method={method!r} fits on calibration tokens; pass calib (token ids [B, T]).")
 
 
