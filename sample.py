@@ -121,8 +121,9 @@ def parse_args(argv=None):
 
 def check_conversion_args(p, args):
     """How to convert means nothing without a conversion: refused, not ignored; then the defaults filled in."""
+    given = [f"--{k}" for k in ("convert_method", "calib", "calib_tokens") if getattr(args, k) is not None]
+    args.how_given = given  # load_model says which of them a conversion did not use
     if args.proj is None and args.n_kv_head is None:
-        given = [f"--{k}" for k in ("convert_method", "calib", "calib_tokens") if getattr(args, k) is not None]
         if given:
             one = len(given) == 1
             p.error(f"{' and '.join(given)} {'says' if one else 'say'} how weights are converted, and nothing is "
@@ -222,7 +223,12 @@ def load_model(args, device):
             raise SystemExit(str(e))
     if dst != cfg:
         state, fits = convert_state_dict(state, cfg, dst, args.convert_method, calib)
-        print(conversion_note(cfg, dst, args.convert_method, fits, source))
+        fitted = ties and args.convert_method in ("lstsq", "split")
+        unused = [k for k in getattr(args, "how_given", ()) if k != "--convert_method" and not fitted
+                  or k == "--convert_method" and not ties]  # read by nothing: say so, not ignore them
+        print(conversion_note(cfg, dst, args.convert_method, fits, source)
+              + (f" ({' and '.join(unused)} unused: "
+                 f"{f'{args.convert_method} fits nothing' if ties else 'V is not newly tied to K'})" if unused else ""))
     elif args.proj or args.n_kv_head is not None:  # asked for, and already so: say it, so --calib unused is seen
         print(f"nothing to convert: {args.out_dir if args.init_from == 'resume' else args.init_from} is already "
               f"proj={cfg.proj}, n_kv_head={cfg.n_kv_head or cfg.n_head}")

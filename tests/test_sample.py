@@ -201,6 +201,21 @@ def test_untying_says_it_is_exact_and_fits_nothing(tmp_path, capsys):
     assert "lstsq" not in out and "unexplained" not in out
 
 
+def test_conversion_settings_a_conversion_does_not_use_are_named(tmp_path, capsys):
+    # pooling alone, untying, or tying by k read neither --convert_method nor --calib: exit 0 without a word
+    make_ckpt(tmp_path, BYTES_META, proj="qk_v")
+    out = run(capsys, tmp_path, "--n_kv_head=1", "--convert_method=split", "--max_new_tokens=2", "--num_samples=1")
+    assert out.splitlines()[0] == ("converted to proj=qk_v, n_kv_head=1: key/value heads mean-pooled from 4 to 1 "
+                                   "(--convert_method unused: V is not newly tied to K)")
+    out = run(capsys, tmp_path, "--proj=qkv", "--calib=x", "--calib_tokens=9", "--max_new_tokens=2", "--num_samples=1")
+    assert out.splitlines()[0].endswith("(--calib and --calib_tokens unused: V is not newly tied to K)")
+    make_ckpt(tmp_path, BYTES_META)
+    out = run(capsys, tmp_path, "--proj=qk_v", "--convert_method=k", "--calib=x", "--max_new_tokens=2",
+              "--num_samples=1")
+    assert out.splitlines()[0] == ("converted to proj=qk_v, n_kv_head=4: V tied to K by k (--calib unused: k fits "
+                                   "nothing)")
+
+
 def test_a_conversion_to_what_the_checkpoint_is_says_nothing_is_converted(tmp_path, capsys):
     # it sampled with exit 0 and no word, and the --calib file it was given was never read
     make_ckpt(tmp_path, BYTES_META, proj="qk_v")
