@@ -50,6 +50,11 @@ def check_conversion(src, dst, method, calib):
         raise ValueError(f"convert_method={method!r} fits on calibration tokens; pass calib (token ids [B, T]).")
 
 
+def ties_v(src, dst):
+    """Whether converting config src to dst ties V to K, the one change that fits anything."""
+    return SOURCES[dst.proj][1] == SOURCES[dst.proj][2] and SOURCES[src.proj][1] != SOURCES[src.proj][2]
+
+
 def split_heads(attn):
     """{role: (W [heads, D, C], b [heads, D])} of the q, k and v a layer computes (tied roles share a tensor)."""
     D = attn.head_dim
@@ -175,8 +180,7 @@ def convert_state_dict(state, src_config, dst_config, method=None, calib=None):
     if src_config.tie_embeddings:  # assign gave the two names their own tensors: one again, as GPT() ties them
         model.lm_head.weight = model.transformer.wte.weight
     dtypes = {k: t.dtype for k, t in state.items()}
-    v_is_k = lambda cfg: SOURCES[cfg.proj][1] == SOURCES[cfg.proj][2]
-    ties = v_is_k(dst_config) and not v_is_k(src_config)  # only tying V to K fits anything
+    ties = ties_v(src_config, dst_config)  # only tying V to K fits anything
     fits = []
     for i, block in enumerate(model.transformer.h):
         x = None
@@ -192,6 +196,27 @@ def convert_state_dict(state, src_config, dst_config, method=None, calib=None):
         fits.append(convert_layer(block.attn, new.attn, x, method))
         model.transformer.h[i] = new
     return {k: t.to(dtypes.get(k, t.dtype)) for k, t in model.state_dict().items()}, fits
+
+
+def conversion_note(src, dst, method, fits, source):
+    """One line that says what the conversion did, and claims a fit (by method, on source) only where one was made:
+    sample.py, eval.py and train.py print it."""
+    hs, hd = src.n_kv_head or src.n_head, dst.n_kv_head or dst.n_head
+    done = []
+    if hd < hs:
+        done.append(f"key/value heads mean-pooled from {hs} to {hd}")
+    elif hd > hs:
+        done.append(f"key/value heads repeated from {hs} to {hd} (exact)")
+    s, d = SOURCES[src.proj], SOURCES[dst.proj]
+    untied = [f"{'QKV'[b]} from {'QKV'[a]}" for a in range(3) for b in range(a + 1, 3) if s[a] == s[b] and d[a] != d[b]]
+    if untied:
+        done.append(f"untied {', '.join(untied)} (exact: copies of the shared weights)")
+    if ties_v(src, dst):
+        done.append(f"V tied to K by {method}" + (f" fitted on {source}" if source else ""))
+    unexplained = [f"{sum(f['residual']) / len(f['residual']):.3f}" for f in fits if f["residual"]]
+    what = "; ".join(done) or "the same variant, weights as they are"
+    return (f"converted to proj={dst.proj}, n_kv_head={hd}: {what}"
+            + (f"; unexplained V variance per layer: {', '.join(unexplained)}" if unexplained else ""))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ import torch
 
 from checkpoint import load_checkpoint, read_json, tokens
 from configurator import cli, number
-from convert import GPT2_SIZES, TIE_METHODS, check_conversion, convert_state_dict, gpt2_config, load_gpt2
+from convert import (GPT2_SIZES, TIE_METHODS, check_conversion, conversion_note, convert_state_dict, gpt2_config,
+                     load_gpt2, ties_v)
 from model import GPT, SOURCES, GPTConfig, cache_length
 
 EOT = "<|endoftext|>"
@@ -143,10 +144,6 @@ def read_text(arg, flag):
         raise SystemExit(f"{flag}={arg}: cannot read it as UTF-8 text ({why}); give the text or FILE:<a text file>.")
 
 
-def v_is_k(cfg):
-    return SOURCES[cfg.proj][1] == SOURCES[cfg.proj][2]
-
-
 def own_val_tokens(data_dir, meta, n, vocab_size):
     """The first n validation tokens of the data a checkpoint was trained on (its config's data_dir), or None when
     that directory no longer holds them: gone, of another tokenizer, or damaged (no whole uint16 token, ids past the
@@ -209,7 +206,7 @@ def load_model(args, device):
         raise SystemExit(f"{args.out_dir} holds a bidirectional model (causal=False), which cannot generate or score "
                          f"text left to right; use a causal checkpoint.")
     if dst != cfg:
-        ties = v_is_k(dst) and not v_is_k(cfg)
+        ties = ties_v(cfg, dst)
         calib, source = (calibration(args, cfg, meta, data_dir) if ties and args.convert_method in ("lstsq", "split")
                          else (None, None))
         try:
@@ -235,25 +232,6 @@ def load_model(args, device):
     model = GPT(dst)
     model.load_state_dict(state)
     return model.eval().to(device), meta
-
-
-def conversion_note(src, dst, method, fits, source):
-    """One line that says what the conversion did, and claims a fit only where one was made."""
-    hs, hd = src.n_kv_head or src.n_head, dst.n_kv_head or dst.n_head
-    done = []
-    if hd < hs:
-        done.append(f"key/value heads mean-pooled from {hs} to {hd}")
-    elif hd > hs:
-        done.append(f"key/value heads repeated from {hs} to {hd} (exact)")
-    s, d = SOURCES[src.proj], SOURCES[dst.proj]
-    untied = [f"{'QKV'[b]} from {'QKV'[a]}" for a in range(3) for b in range(a + 1, 3) if s[a] == s[b] and d[a] != d[b]]
-    if untied:
-        done.append(f"untied {', '.join(untied)} (exact: copies of the shared weights)")
-    if v_is_k(dst) and not v_is_k(src):
-        done.append(f"V tied to K by {method}" + (f" fitted on {source}" if source else ""))
-    unexplained = [f"{sum(f['residual']) / len(f['residual']):.3f}" for f in fits if f["residual"]]
-    return (f"converted to proj={dst.proj}, n_kv_head={hd}: {'; '.join(done)}"
-            + (f"; unexplained V variance per layer: {', '.join(unexplained)}" if unexplained else ""))
 
 
 def beyond(decode, n):

@@ -49,7 +49,8 @@ from torch.utils.checkpoint import checkpoint
 
 from checkpoint import guard_assets, load_checkpoint, open_data, save_checkpoint, tokens
 from configurator import configure, describe, range_error
-from convert import GPT2_SIZES, TIE_METHODS, convert_state_dict, gpt2_config, load_gpt2
+from convert import (GPT2_SIZES, TIE_METHODS, conversion_note, convert_state_dict, gpt2_config, load_gpt2,
+                     ties_v)
 from model import ATTNS, GPT, POS_CONV_BASES, POS_EMBS, SOURCES, GPTConfig
 
 # -----------------------------------------------------------------------------
@@ -464,6 +465,11 @@ if source:
     except ValueError as e:
         sys.exit(f"init_from={init_from!r}: {e}")
     model.load_state_dict(state)
+    # the method only where V was tied to K: untying and pooling are no fit by lstsq, whatever convert_method says
+    tied_by = convert_method if ties_v(source[0], gptconf) else None
+    fitted_on = f"{calib.numel():,} training tokens (calib_batches={calib_batches})" if tied_by in ("lstsq", "split") \
+        else None
+    conversion = conversion_note(source[0], gptconf, tied_by, fits, fitted_on)
     source = state = None  # free the memory
 if grad_ckpt:  # wrapped inside FSDP's hooks (sharded below), so the recompute uses the weights already gathered
     for block in model.transformer.h:
@@ -566,10 +572,8 @@ if master:
         sys.exit(f"{ckpt_path} exists; continue it with --init_from=resume or train into another --out_dir.")
     logf = open_log()
     if converting:  # the fit of each layer: share of V's variance the tied projection cannot reproduce, split's r
-        log({"iter": 0, "conversion": {"from": init_from, "method": convert_method, "layers": fits}},
-            f"converted {init_from} to proj={gptconf.proj}, n_kv_head={gptconf.n_kv_head or gptconf.n_head} "
-            f"({convert_method}); unexplained V variance per layer: "
-            + ", ".join(f"{sum(f['residual']) / len(f['residual']):.4f}" if f["residual"] else "-" for f in fits))
+        log({"iter": 0, "conversion": {"from": init_from, "method": tied_by, "layers": fits}},
+            f"{init_from}: {conversion}")
     print(f"{raw_model.num_params() / 1e6:.2f}M parameters, KV cache {raw_model.kv_bytes_per_token(ptdtype)} "
           f"bytes/token ({dtype}); {tokens_per_iter:,} tokens/iter = {batch_size} batch x {block_size} block x "
           f"{accum} accumulation x {world_size} processes{f' ({parallel})' if ddp else ''}; {max_iters} iterations; "

@@ -293,9 +293,13 @@ def test_init_from_a_checkpoint_converts_it_to_the_configs_variant(tmp_path, dat
     train(data_dir, src, "--proj=qkv", "--max_iters=4")
     before = digest(src / "ckpt.pt")
     # the same variant: the identity, so the new run's first evaluation is the source's last
-    train(data_dir, tmp_path / "same", "--proj=qkv", f"--init_from={src}", "--max_iters=2")
+    r = train(data_dir, tmp_path / "same", "--proj=qkv", f"--init_from={src}", "--max_iters=2")
     assert read_log(tmp_path / "same")[1]["val_loss"] == read_log(src)[-1]["val_loss"]
-    train(data_dir, tmp_path / "tied", f"--init_from={src / 'ckpt.pt'}", "--convert_method=lstsq", "--max_iters=2")
+    # nothing tied, nothing fitted: it said "(lstsq); unexplained V variance per layer: -, -" and logged lstsq
+    assert f"{src}: converted to proj=qkv, n_kv_head=2: the same variant, weights as they are\n" in r.stdout
+    assert read_log(tmp_path / "same")[0]["conversion"]["method"] is None
+    r = train(data_dir, tmp_path / "tied", f"--init_from={src / 'ckpt.pt'}", "--convert_method=lstsq", "--max_iters=2")
+    assert "converted to proj=qk_v, n_kv_head=2: V tied to K by lstsq fitted on " in r.stdout
     log = read_log(tmp_path / "tied")
     conv = log[0]["conversion"]
     assert conv["method"] == "lstsq" and len(conv["layers"]) == 2 and len(conv["layers"][0]["residual"]) == 2
