@@ -318,7 +318,8 @@ def main(argv=None):
     bs = model.config.block_size
     if args.use_cache and len(ids) > bs:
         raise SystemExit(f"the prompt is {len(ids)} tokens, longer than the model's context (block_size {bs}); "
-                         f"shorten --start, or pass --use_cache=False to keep its last {bs} tokens.")
+                         f"shorten --start, or pass --use_cache=False and --max_new_tokens=N to continue it from "
+                         f"its last {bs} tokens (by default, with the context full, N is 1).")
     room = bs - len(ids) + 1  # new tokens that fill the context: the last one is never fed back
     n_new = max(room, 1) if args.max_new_tokens is None else args.max_new_tokens
     if args.use_cache and n_new > room:

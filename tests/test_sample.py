@@ -165,6 +165,13 @@ def test_the_context_is_filled_to_the_last_position_and_a_long_prompt_crops_with
                   "--num_samples=1")
     assert out.split("\n")[0][-5:] == cropped.split("\n")[0][-5:]  # the same 5 new bytes: the last bs tokens decide
     assert out.startswith(long)
+    # the refusal's advice was --use_cache=False alone, which continues a full context by 1 token
+    default = run(capsys, tmp_path, f"--start={long}", "--use_cache=False", "--num_samples=1")
+    assert len(text(default)[0]) == len(long) + 1
+    with pytest.raises(SystemExit) as e:
+        run(capsys, tmp_path, f"--start={long}", "--num_samples=1")
+    assert str(e.value).endswith("pass --use_cache=False and --max_new_tokens=N to continue it from its last 64 "
+                                 "tokens (by default, with the context full, N is 1).")
 
 
 @pytest.mark.parametrize("args", [["--calib=some text"], ["--convert_method=k"], ["--calib_tokens=64"]])
