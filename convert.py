@@ -42,8 +42,9 @@ def check_conversion(src, dst, method, calib):
     ties_v = d[1] == d[2] and s[1] != s[2]  # V tied to K (and so to Q where K is Q: q_kv -> q_k_v)
     if ties_v and method not in TIE_METHODS:
         raise ValueError(f"convert_method must be one of {', '.join(TIE_METHODS)} to tie V to K; got {method!r}.")
-    if ties_v and s[0] == s[1] and method in ("mean", "split"):
-        # k keeps the shared projection and lstsq folds its fit into c_proj; mean and split would move K alone
+    if ties_v and s[0] == s[1] == d[0] == d[1] and method in ("mean", "split"):
+        # Q stays K (q_kv -> q_k_v): k keeps the shared projection and lstsq folds its fit into c_proj; mean and
+        # split would move K alone (q_kv -> qk_v unties K from Q first, and takes every method)
         raise ValueError(f"convert_method={method!r} moves K, and in proj={src.proj!r} K is also Q, so every score "
                          f"would change; use 'k' or 'lstsq' to tie V to it.")
     if ties_v and method in ("lstsq", "split") and calib is None:

@@ -190,6 +190,7 @@ def test_q_kv_to_q_k_v_keeps_every_score_with_k_and_lstsq():
             convert(model, dst, method, src=src)
         assert str(e.value) == (f"convert_method={method!r} moves K, and in proj='q_kv' K is also Q, so every score "
                                 f"would change; use 'k' or 'lstsq' to tie V to it.")
+        convert(model, replace(dst, proj="qk_v"), method, src=src)  # K untied from Q first: any method
 
 
 def test_lstsq_without_calibration_tokens_is_refused():
