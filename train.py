@@ -224,6 +224,12 @@ else:
 try:
     if init_from in GPT2_SIZES:
         model_args = asdict(gpt2_config(init_from, **{k: config[k] for k in ("proj", "n_kv_head", "dropout")}))
+        # a config file's or --key's shape gives way to GPT-2's: said, not done without a word (--block_size=64)
+        replaced = [f"{k}={model_args[k]!r} (not {config[k]!r})" for k in model_args if k in given
+                    and config[k] != model_args[k]]
+        if replaced and master:
+            print(f"init_from={init_from} brings its architecture, which replaces the settings: {', '.join(replaced)}; "
+                  f"only proj, n_kv_head and dropout are chosen here")
     gptconf = GPTConfig(**model_args)
 except ValueError as e:
     sys.exit(str(e))

@@ -336,6 +336,19 @@ def test_a_finished_conversion_asked_again_is_done_without_its_source(tmp_path, 
     assert "holds this run, finished at iteration 2: nothing to do" in capsys.readouterr().out
 
 
+def test_gpt2_says_which_settings_its_architecture_replaces(tmp_path, monkeypatch, capsys):
+    import huggingface_hub.constants as hc
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)  # stops at loading the weights, after the note
+    msg = run_inprocess(monkeypatch, ["--init_from=gpt2", "--block_size=64", f"--out_dir={tmp_path / 'o'}"])
+    assert msg.startswith("gpt2 is not in the Hugging Face cache")
+    # --block_size=64 and TINY's shape were replaced by GPT-2's without a word
+    assert capsys.readouterr().out == ("init_from=gpt2 brings its architecture, which replaces the settings: "
+                                       "block_size=1024 (not 64), vocab_size=50257 (not 256), n_layer=12 (not 2), "
+                                       "n_head=12 (not 2), n_embd=768 (not 32); only proj, n_kv_head and dropout "
+                                       "are chosen here\n")
+
+
 def test_gpt2_without_network_is_one_clear_error(tmp_path, data_dir):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
     r = subprocess.run([sys.executable, "train.py", *TINY, f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'o'}",
