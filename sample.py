@@ -207,6 +207,8 @@ def load_model(args, device):
                          f"text left to right; use a causal checkpoint.")
     if dst != cfg:
         ties = ties_v(cfg, dst)
+        if not ties:  # untying and pooling use no method: none is reported (eval.py records it with its results)
+            args.convert_method = None
         calib, source = (calibration(args, cfg, meta, data_dir) if ties and args.convert_method in ("lstsq", "split")
                          else (None, None))
         try:
