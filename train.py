@@ -427,8 +427,8 @@ def get_batch(split, *key):
     w = np.stack([data[i:i + block_size + 1] for i in ix]).astype(np.int64)  # inputs and their next tokens
     if w.max() >= meta["vocab_size"]:  # the bins changed since they were checked on open (meta.json records a max)
         sys.exit(f"{data_dir}/{split}.bin holds token id {w.max()}, at or above vocab_size {meta['vocab_size']} of "
-                 f"its meta.json: the bins are not that tokenizer's ids (the embedding would fail on them); prepare "
-                 f"{data_dir} again with prepare_slimpajama.py.")
+                 f"its meta.json: the bins are not that tokenizer's ids (the embedding would fail on them); delete "
+                 f"{data_dir} and prepare it again with prepare_slimpajama.py.")
     x, y = (torch.from_numpy(np.ascontiguousarray(a)) for a in (w[:, :-1], w[:, 1:]))
     if device_type == "cuda":
         return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)

@@ -100,21 +100,22 @@ def a_file(path):
 
 
 DATA_CASES = [
-    (truncate, "{d}/train.bin holds 19,000 uint16 tokens and {d}/meta.json records 20,000 (cut short); prepare {d} "
-               "again with prepare_slimpajama.py."),
+    (truncate, "{d}/train.bin holds 19,000 uint16 tokens and {d}/meta.json records 20,000 (cut short); delete {d} "
+               "and prepare it again with prepare_slimpajama.py."),
     (extend, "{d}/train.bin holds 20,500 uint16 tokens and {d}/meta.json records 20,000 (extended, or written with a "
-             "wider dtype); prepare {d} again with prepare_slimpajama.py."),
+             "wider dtype); delete {d} and prepare it again with prepare_slimpajama.py."),
     (as_uint32, "{d}/train.bin holds 40,000 uint16 tokens and {d}/meta.json records 20,000 (extended, or written "
-                "with a wider dtype); prepare {d} again with prepare_slimpajama.py."),
+                "with a wider dtype); delete {d} and prepare it again with prepare_slimpajama.py."),
     (lambda d: set_meta(d, dtype="uint32"), "{d}/meta.json records dtype 'uint32', and train.py reads uint16 tokens; "
-                                            "prepare {d} again with prepare_slimpajama.py."),
+                                            "delete {d} and prepare it again with prepare_slimpajama.py."),
     (odd, "{d}/val.bin holds 8,001 bytes, an odd number, so it is no file of uint16 tokens (cut short, or written by "
-          "another program); prepare {d} again with prepare_slimpajama.py."),
+          "another program); delete {d} and prepare it again with prepare_slimpajama.py."),
     (lambda d: set_meta(d, train_max_token=300, val_max_token=16),
      "{d}/train.bin holds token id 300, at or above vocab_size 256 of its tokenizer 'bytes' in {d}/meta.json: the "
-     "bins are not that tokenizer's ids (the model would fail on them); prepare {d} again with prepare_slimpajama.py."),
+     "bins are not that tokenizer's ids (the model would fail on them); delete {d} and prepare it again with "
+     "prepare_slimpajama.py."),
     (big_token, "{d}/val.bin holds token id 300, at or above vocab_size 256"),
-    (bin_is_a_folder, "{d}/val.bin is not a file; prepare {d} again with prepare_slimpajama.py."),
+    (bin_is_a_folder, "{d}/val.bin is not a file; delete {d} and prepare it again with prepare_slimpajama.py."),
     (no_validation, "{d}/val.bin holds 0 tokens; prepare {d} again with more text and a validation split "
                     "(--val_fraction above 0, or --val_input)."),
     (no_validation_asked, "{d}/val.bin holds no tokens: {d} was prepared with --val_tokens=0; prepare it again with "
@@ -125,10 +126,10 @@ DATA_CASES = [
     (a_file, "data_dir '{d}' is a file, not a directory; set --data_dir to the folder prepare_slimpajama.py wrote."),
     # a meta.json that the checkpoint would keep and load_checkpoint refuse: train.py trained and saved on it
     (lambda d: set_meta(d, eot_token=300), "{d}/meta.json holds eot_token = 300, which is no token id below its "
-                                           "vocab_size 256: the file is edited or foreign; prepare {d} again"),
+                                           "vocab_size 256: the file is edited or foreign; delete {d} and prepare"),
     (lambda d: set_meta(d, eot_token="x"), "{d}/meta.json holds eot_token = 'x', which is no token id"),
     (lambda d: set_meta(d, tokenizer="r50k_base"), "{d}/meta.json names tokenizer 'r50k_base' (50257 tokens) with "
-                                                   "vocab_size 256: the file is edited or foreign; prepare {d} again"),
+                                                   "vocab_size 256: the file is edited or foreign; delete {d}"),
 ]
 
 
