@@ -260,6 +260,10 @@ class BadInput(Exception):
         self.whole_shard = whole_shard  # a corrupt .zst: the rest of the shard cannot be read
 
 
+class Unreadable(Exception):
+    """A shard that could not be downloaded or read: what came before it is committed, the same command resumes."""
+
+
 def zst_chunks(f, path):
     """Decompressed bytes of a .zst file, frame after frame; a file cut short is an error, not a short shard."""
     d, fed = zstandard.ZstdDecompressor().decompressobj(), False
@@ -398,6 +402,13 @@ def read_batches(shards, fetch, start, args, tok, pool, q, full, stop):
         submit()
         put(b)
         put(None)
+    except OSError as e:  # downloading or reading a shard (the network, a file): not the writer's failed write
+        verb = "read" if args.input else "download"
+        submit()
+        put(b)  # what came before is written and committed: the rerun starts at b.end, this shard or within it
+        put(Unreadable(f"could not {verb} {shards[i][0]} ({e.strerror or type(e).__name__}); check the "
+                       f"{'file' if args.input else 'network'}, then rerun the same command to resume from the last "
+                       f"commit"))
     except BaseException as e:
         put(e)
 
@@ -611,7 +622,7 @@ def write_dataset(args, settings, tok, shards, fetch, source, log):
             if time.time() - last_print >= PRINT_SECONDS:
                 log(progress(st, shards, target, made, chars, time.time() - t0))
                 last_print = time.time()
-    except BadInput as e:
+    except (BadInput, Unreadable) as e:
         sys.exit(f"error: {e}")
     except OSError as e:  # e.g. the disk filled up: the last commit is intact, so the same command resumes
         if isinstance(e, BrokenPipeError):  # the progress line's reader went away (`| head`), never a bin's write
