@@ -548,15 +548,15 @@ def prepare(args, log=print):
                 "shards_sha1": hashlib.sha1(json.dumps(fingerprint).encode()).hexdigest()}
     made = not os.path.exists(args.out_dir)
     writable_dir(args.out_dir, "choose another --out_dir")
-    try:
-        # two runs appending to the same bins would interleave their tokens
-        with hold_lock(args.out_dir, f"error: {args.out_dir} is being written by another prepare_slimpajama.py run; "
-                                     f"wait for it to end or use another --out_dir"):
+    # two runs appending to the same bins would interleave their tokens
+    with hold_lock(args.out_dir, f"error: {args.out_dir} is being written by another prepare_slimpajama.py run; wait "
+                                 f"for it to end or use another --out_dir"):
+        try:
             return write_dataset(args, settings, tok, shards, fetch, source, log)
-    except BaseException:
-        if made and os.path.isdir(args.out_dir) and not os.listdir(args.out_dir):  # refused, nothing made: no folder
-            os.rmdir(args.out_dir)
-        raise
+        except BaseException:  # under the lock: a run refused by it never removes the folder another is filling
+            if made and not os.listdir(args.out_dir):  # refused or stopped before writing: no folder left
+                os.rmdir(args.out_dir)
+            raise
 
 
 def write_dataset(args, settings, tok, shards, fetch, source, log):
