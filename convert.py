@@ -39,15 +39,15 @@ def check_conversion(src, dst, method, calib):
     if d[0] == d[1] and s[0] != s[1]:
         raise ValueError(f"cannot convert proj={src.proj!r} to {dst.proj!r}: tying Q to K changes every score and no "
                          f"method here preserves them; convert to 'qk_v' or train {dst.proj!r} from scratch.")
-    ties_v = d[1] == d[2] and s[1] != s[2]  # V tied to K (and so to Q where K is Q: q_kv -> q_k_v)
-    if ties_v and method not in TIE_METHODS:
+    tie = ties_v(src, dst)  # and so to Q where K is Q: q_kv -> q_k_v
+    if tie and method not in TIE_METHODS:
         raise ValueError(f"convert_method must be one of {', '.join(TIE_METHODS)} to tie V to K; got {method!r}.")
-    if ties_v and s[0] == s[1] == d[0] == d[1] and method in ("mean", "split"):
+    if tie and s[0] == s[1] == d[0] == d[1] and method in ("mean", "split"):
         # Q stays K (q_kv -> q_k_v): k keeps the shared projection and lstsq folds its fit into c_proj; mean and
         # split would move K alone (q_kv -> qk_v unties K from Q first, and takes every method)
         raise ValueError(f"convert_method={method!r} moves K, and in proj={src.proj!r} K is also Q, so every score "
                          f"would change; use 'k' or 'lstsq' to tie V to it.")
-    if ties_v and method in ("lstsq", "split") and calib is None:
+    if tie and method in ("lstsq", "split") and calib is None:
         raise ValueError(f"convert_method={method!r} fits on calibration tokens; pass calib (token ids [B, T]).")
 
 
