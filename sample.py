@@ -342,8 +342,16 @@ def main(argv=None):
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            y = model.generate(x, n_new, temperature=temperature, top_k=args.top_k, use_cache=args.use_cache,
-                               compile=args.compile)
+            try:
+                y = model.generate(x, n_new, temperature=temperature, top_k=args.top_k, use_cache=args.use_cache,
+                                   compile=args.compile)
+            except Exception as e:
+                if not (args.compile and type(e).__module__.startswith(("torch._dynamo", "torch._inductor"))):
+                    raise
+                # e.g. no C++ compiler for inductor's CPU code: a 40-line traceback from deep inside torch
+                why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                raise SystemExit(f"--compile=True: torch.compile failed ({why}); it needs a working C++ compiler on "
+                                 f"CPU (Triton on a GPU): install one, or pass --compile=False.") from None
             if device.type == "cuda":
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0

@@ -302,6 +302,22 @@ def test_conversion_settings_are_checked_before_converting(tmp_path, capsys, mon
                                                                  'text, or "FILE:path" to read it from a file')
 
 
+def test_a_compile_that_fails_is_one_sentence(tmp_path, capsys, monkeypatch):
+    # without a C++ compiler, inductor raised a 40-line traceback from the first compiled step
+    class InvalidCxxCompiler(RuntimeError):
+        __module__ = "torch._inductor.exc"
+
+    def no_compiler(self, cache):
+        raise InvalidCxxCompiler("No working C++ compiler found in torch._inductor.config.cpp.cxx\nmore")
+    monkeypatch.setattr(GPT, "compiled_step", no_compiler)
+    make_ckpt(tmp_path, BYTES_META)
+    with pytest.raises(SystemExit) as e:
+        run(capsys, tmp_path, "--compile=True", "--max_new_tokens=3", "--num_samples=1")
+    assert str(e.value) == ("--compile=True: torch.compile failed (No working C++ compiler found in "
+                            "torch._inductor.config.cpp.cxx); it needs a working C++ compiler on CPU (Triton on a "
+                            "GPU): install one, or pass --compile=False.")
+
+
 def test_a_temperature_too_small_to_sample_with_is_greedy(tmp_path, capsys):
     make_ckpt(tmp_path, BYTES_META)
     greedy = run(capsys, tmp_path, "--start=ab", "--max_new_tokens=20", "--num_samples=1")  # run() passes 0
