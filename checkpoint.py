@@ -359,10 +359,12 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
         if not os.path.exists(os.path.join(data_dir, name)):
             raise SystemExit(f"data_dir {data_dir!r} has no {name}; {prepare}.")
         if not os.path.isfile(os.path.join(data_dir, name)):
-            raise SystemExit(f"{os.path.join(data_dir, name)} is not a file; prepare {data_dir} again with "
-                             f"prepare_slimpajama.py.")
+            raise SystemExit(f"{os.path.join(data_dir, name)} is not a file; delete {data_dir} and prepare it again "
+                             f"with prepare_slimpajama.py.")
     path = os.path.join(data_dir, "meta.json")
-    again = f"prepare {data_dir} again with prepare_slimpajama.py"
+    # prepare_slimpajama.py never overwrites, and says "nothing to do" where meta.json still matches the bins'
+    # sizes: the same command into the same folder would not repair a recorded maximum or a token edited in place
+    again = f"delete {data_dir} and prepare it again with prepare_slimpajama.py"
     meta = read_json(path, again)
     if not isinstance(meta.get("vocab_size"), int):
         raise SystemExit(f"{path} has no vocab_size; {again}.")

@@ -1,5 +1,6 @@
 """
-Trained weights to another variant: qkv -> qk_v (tie V to K), fewer or more key/value heads (GQA/MQA), or both;
+Trained weights to another variant: qkv -> qk_v (tie V to K; q_kv -> q_k_v too, with k or lstsq), untying,
+fewer or more key/value heads (GQA/MQA), or both (tying Q to K is refused: no method keeps the scores);
 and GPT-2's weights from the Hugging Face hub in our layout. Every weight a conversion does not change is carried
 over as it is. train.py (init_from), sample.py and eval.py (--proj, --n_kv_head) and the retrofit study use it.
 
@@ -35,16 +36,24 @@ def check_conversion(src, dst, method, calib):
         raise ValueError(f"n_kv_head={hd} must divide or be a multiple of the source's {hs} key/value heads, "
                          f"so that heads are mean-pooled or repeated by whole groups.")
     s, d = SOURCES[src.proj], SOURCES[dst.proj]
-    new_ties = [(a, b) for a in range(3) for b in range(a + 1, 3) if d[a] == d[b] and s[a] != s[b]]
-    if new_ties not in ([], [(1, 2)]) or (new_ties and d[0] == d[1]):
-        # q_kv's K is its Q already: tying V to it would be tying V to Q, and the fits move K
-        tie = "tying V to a K that is also Q" if s[0] == s[1] else "tying Q to K"
-        raise ValueError(f"cannot convert proj={src.proj!r} to {dst.proj!r}: {tie} changes every score and no "
+    if d[0] == d[1] and s[0] != s[1]:
+        raise ValueError(f"cannot convert proj={src.proj!r} to {dst.proj!r}: tying Q to K changes every score and no "
                          f"method here preserves them; convert to 'qk_v' or train {dst.proj!r} from scratch.")
-    if new_ties and method not in TIE_METHODS:
+    tie = ties_v(src, dst)  # and so to Q where K is Q: q_kv -> q_k_v
+    if tie and method not in TIE_METHODS:
         raise ValueError(f"convert_method must be one of {', '.join(TIE_METHODS)} to tie V to K; got {method!r}.")
-    if new_ties and method in ("lstsq", "split") and calib is None:
+    if tie and s[0] == s[1] == d[0] == d[1] and method in ("mean", "split"):
+        # Q stays K (q_kv -> q_k_v): k keeps the shared projection and lstsq folds its fit into c_proj; mean and
+        # split would move K alone (q_kv -> qk_v unties K from Q first, and takes every method)
+        raise ValueError(f"convert_method={method!r} moves K, and in proj={src.proj!r} K is also Q, so every score "
+                         f"would change; use 'k' or 'lstsq' to tie V to it.")
+    if tie and method in ("lstsq", "split") and calib is None:
         raise ValueError(f"convert_method={method!r} fits on calibration tokens; pass calib (token ids [B, T]).")
+
+
+def ties_v(src, dst):
+    """Whether converting config src to dst ties V to K, the one change that fits anything."""
+    return SOURCES[dst.proj][1] == SOURCES[dst.proj][2] and SOURCES[src.proj][1] != SOURCES[src.proj][2]
 
 
 def split_heads(attn):
@@ -172,8 +181,7 @@ def convert_state_dict(state, src_config, dst_config, method=None, calib=None):
     if src_config.tie_embeddings:  # assign gave the two names their own tensors: one again, as GPT() ties them
         model.lm_head.weight = model.transformer.wte.weight
     dtypes = {k: t.dtype for k, t in state.items()}
-    v_is_k = lambda cfg: SOURCES[cfg.proj][1] == SOURCES[cfg.proj][2]
-    ties = v_is_k(dst_config) and not v_is_k(src_config)  # only tying V to K fits anything
+    ties = ties_v(src_config, dst_config)  # only tying V to K fits anything
     fits = []
     for i, block in enumerate(model.transformer.h):
         x = None
@@ -189,6 +197,27 @@ def convert_state_dict(state, src_config, dst_config, method=None, calib=None):
         fits.append(convert_layer(block.attn, new.attn, x, method))
         model.transformer.h[i] = new
     return {k: t.to(dtypes.get(k, t.dtype)) for k, t in model.state_dict().items()}, fits
+
+
+def conversion_note(src, dst, method, fits, source):
+    """One line that says what the conversion did, and claims a fit (by method, on source) only where one was made:
+    sample.py, eval.py and train.py print it."""
+    hs, hd = src.n_kv_head or src.n_head, dst.n_kv_head or dst.n_head
+    done = []
+    if hd < hs:
+        done.append(f"key/value heads mean-pooled from {hs} to {hd}")
+    elif hd > hs:
+        done.append(f"key/value heads repeated from {hs} to {hd} (exact)")
+    s, d = SOURCES[src.proj], SOURCES[dst.proj]
+    untied = [f"{'QKV'[b]} from {'QKV'[a]}" for a in range(3) for b in range(a + 1, 3) if s[a] == s[b] and d[a] != d[b]]
+    if untied:
+        done.append(f"untied {', '.join(untied)} (exact: copies of the shared weights)")
+    if ties_v(src, dst):
+        done.append(f"V tied to K by {method}" + (f" fitted on {source}" if source else ""))
+    unexplained = [f"{sum(f['residual']) / len(f['residual']):.3f}" for f in fits if f["residual"]]
+    what = "; ".join(done) or "the same variant, weights as they are"
+    return (f"converted to proj={dst.proj}, n_kv_head={hd}: {what}"
+            + (f"; unexplained V variance per layer: {', '.join(unexplained)}" if unexplained else ""))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -255,6 +284,10 @@ def load_gpt2(name):
     try:
         path = hf_hub_download(repo, file, local_files_only=True)
     except Exception:  # not in the cache
+        if constants.HF_HUB_OFFLINE:  # the user's setting: the hub is never asked, so a network would not help
+            raise ValueError(f"{name} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE "
+                             f"(or TRANSFORMERS_OFFLINE) is set, so the hub is not asked; unset it to download {name} "
+                             f"once (the cache is reused), or set HF_HOME to a cache that holds it.") from None
         if not hub_reachable():
             raise ValueError(f"{name} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and the hub "
                              f"({constants.ENDPOINT}) does not answer; download it once where there is a network "

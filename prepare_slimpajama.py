@@ -260,6 +260,10 @@ class BadInput(Exception):
         self.whole_shard = whole_shard  # a corrupt .zst: the rest of the shard cannot be read
 
 
+class Unreadable(Exception):
+    """A shard that could not be downloaded or read: what came before it is committed, the same command resumes."""
+
+
 def zst_chunks(f, path):
     """Decompressed bytes of a .zst file, frame after frame; a file cut short is an error, not a short shard."""
     d, fed = zstandard.ZstdDecompressor().decompressobj(), False
@@ -398,6 +402,13 @@ def read_batches(shards, fetch, start, args, tok, pool, q, full, stop):
         submit()
         put(b)
         put(None)
+    except OSError as e:  # downloading or reading a shard (the network, a file): not the writer's failed write
+        verb = "read" if args.input else "download"
+        submit()
+        put(b)  # what came before is written and committed: the rerun starts at b.end, this shard or within it
+        put(Unreadable(f"could not {verb} {shards[i][0]} ({e.strerror or type(e).__name__}); check the "
+                       f"{'file' if args.input else 'network'}, then rerun the same command to resume from the last "
+                       f"commit"))
     except BaseException as e:
         put(e)
 
@@ -444,14 +455,39 @@ def open_bins(out_dir, st):
     return files
 
 
-def read_json(path):
-    """A JSON file this script wrote, or one sentence on what to do when it is not readable."""
+def count(v):
+    return type(v) is int and v >= 0
+
+
+def per_split(v, ok=count):
+    return isinstance(v, dict) and all(ok(v.get(s)) for s in ("train", "val"))
+
+
+def is_progress(st):
+    """progress.json as this script writes it: every field a resume reads, of its type (a hand edit was a
+    KeyError or TypeError traceback, or, with "next" at -1, the input read twice into the bins without a word)."""
+    pair, shards = st.get("next"), st["settings"].get("shards")
+    return (isinstance(pair, list) and len(pair) == 2 and all(count(x) for x in pair) and count(shards)
+            and pair[0] <= shards and per_split(st.get("tokens")) and per_split(st.get("documents"))
+            and count(st.get("skipped")) and count(st.get("nul_bytes_dropped"))
+            and per_split(st.get("shards"), lambda v: isinstance(v, list))
+            and isinstance(st.get("skipped_shards"), list))
+
+
+def is_meta(meta):
+    """meta.json as this script writes it: the token counts a rerun checks the bins against."""
+    return count(meta.get("train_tokens")) and count(meta.get("val_tokens"))
+
+
+def read_json(path, ok=lambda obj: True):
+    """A JSON file this script wrote, checked by ok, or one sentence on what to do when it is not readable."""
     try:
         with open(path) as f:
             obj = json.load(f)
-        obj["settings"]
+        if not (isinstance(obj.get("settings"), dict) and ok(obj)):
+            raise ValueError("fields missing or of the wrong type")
         return obj
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, AttributeError, TypeError) as e:
         sys.exit(f"error: {path} is unreadable or not written by this script ({type(e).__name__}); delete "
                  f"{os.path.dirname(path)} and start over, or use another --out_dir")
 
@@ -461,7 +497,7 @@ def start_state(out_dir, settings):
     meta_path, state_path = os.path.join(out_dir, "meta.json"), os.path.join(out_dir, "progress.json")
     for path in (meta_path, state_path):
         if os.path.exists(path):
-            old = read_json(path)
+            old = read_json(path, is_meta if path == meta_path else is_progress)
             diff = [k for k, v in settings.items() if old["settings"].get(k) != v]
             if diff == ["shards_sha1"]:
                 sys.exit(f"error: the input files changed (content size or modification time) since {out_dir} was "
@@ -480,15 +516,21 @@ def start_state(out_dir, settings):
             "skipped": 0, "skipped_shards": [], "nul_bytes_dropped": 0}
 
 
-def check_bins(out_dir, meta):
+def check_bins(out_dir, meta, tok):
     """A finished dataset is only done while its bins hold what meta.json records (a deleted or cut train.bin is
-    not)."""
+    not), and meta.json records the tokenizer this command writes (train.py reads the vocabulary there)."""
     for s in ("train", "val"):
         path, n = os.path.join(out_dir, f"{s}.bin"), meta[f"{s}_tokens"]
         if not os.path.exists(path) or os.path.getsize(path) != 2 * n:
             held = f"holds {os.path.getsize(path):,} bytes" if os.path.exists(path) else "is missing"
             sys.exit(f"error: {path} {held}, and {out_dir}/meta.json records {n:,} tokens ({2 * n:,} bytes); "
                      f"delete {out_dir} and run this command again to rebuild it")
+    want = {"tokenizer": tok.name, "vocab_size": tok.vocab_size, "eot_token": tok.eot, "dtype": "uint16"}
+    meta = {"dtype": "uint16", **meta}  # older files have no dtype: uint16, as train.py reads them
+    bad = next((k for k, v in want.items() if meta.get(k) != v), None)
+    if bad:
+        sys.exit(f"error: {out_dir}/meta.json records {bad} {meta.get(bad)!r}, and this command writes {want[bad]!r} "
+                 f"(edited by hand?); delete {out_dir} and run this command again to rebuild it")
 
 
 def prepare(args, log=print):
@@ -504,11 +546,17 @@ def prepare(args, log=print):
     settings = {"source": source, "tokenizer": args.tokenizer, "train_tokens": args.train_tokens,
                 "val_tokens": args.val_tokens, "val_fraction": args.val_fraction, "shards": len(shards),
                 "shards_sha1": hashlib.sha1(json.dumps(fingerprint).encode()).hexdigest()}
+    made = not os.path.exists(args.out_dir)
     writable_dir(args.out_dir, "choose another --out_dir")
     # two runs appending to the same bins would interleave their tokens
     with hold_lock(args.out_dir, f"error: {args.out_dir} is being written by another prepare_slimpajama.py run; wait "
                                  f"for it to end or use another --out_dir"):
-        return write_dataset(args, settings, tok, shards, fetch, source, log)
+        try:
+            return write_dataset(args, settings, tok, shards, fetch, source, log)
+        except BaseException:  # under the lock: a run refused by it never removes the folder another is filling
+            if made and not os.listdir(args.out_dir):  # refused or stopped before writing: no folder left
+                os.rmdir(args.out_dir)
+            raise
 
 
 def write_dataset(args, settings, tok, shards, fetch, source, log):
@@ -516,8 +564,8 @@ def write_dataset(args, settings, tok, shards, fetch, source, log):
     st = start_state(args.out_dir, settings)
     meta_path = os.path.join(args.out_dir, "meta.json")
     if st is None:
-        meta = read_json(meta_path)
-        check_bins(args.out_dir, meta)
+        meta = read_json(meta_path, is_meta)
+        check_bins(args.out_dir, meta, tok)
         log(f"{meta_path} already holds this dataset; nothing to do")
         return meta
     if st["next"] != [0, 0]:
@@ -574,7 +622,7 @@ def write_dataset(args, settings, tok, shards, fetch, source, log):
             if time.time() - last_print >= PRINT_SECONDS:
                 log(progress(st, shards, target, made, chars, time.time() - t0))
                 last_print = time.time()
-    except BadInput as e:
+    except (BadInput, Unreadable) as e:
         sys.exit(f"error: {e}")
     except OSError as e:  # e.g. the disk filled up: the last commit is intact, so the same command resumes
         if isinstance(e, BrokenPipeError):  # the progress line's reader went away (`| head`), never a bin's write

@@ -21,7 +21,8 @@ import torch
 
 from checkpoint import load_checkpoint, read_json, tokens
 from configurator import cli, number
-from convert import GPT2_SIZES, TIE_METHODS, check_conversion, convert_state_dict, gpt2_config, load_gpt2
+from convert import (GPT2_SIZES, TIE_METHODS, check_conversion, conversion_note, convert_state_dict, gpt2_config,
+                     load_gpt2, ties_v)
 from model import GPT, SOURCES, GPTConfig, cache_length
 
 EOT = "<|endoftext|>"
@@ -121,8 +122,9 @@ def parse_args(argv=None):
 
 def check_conversion_args(p, args):
     """How to convert means nothing without a conversion: refused, not ignored; then the defaults filled in."""
+    given = [f"--{k}" for k in ("convert_method", "calib", "calib_tokens") if getattr(args, k) is not None]
+    args.how_given = given  # load_model says which of them a conversion did not use
     if args.proj is None and args.n_kv_head is None:
-        given = [f"--{k}" for k in ("convert_method", "calib", "calib_tokens") if getattr(args, k) is not None]
         if given:
             one = len(given) == 1
             p.error(f"{' and '.join(given)} {'says' if one else 'say'} how weights are converted, and nothing is "
@@ -140,10 +142,6 @@ def read_text(arg, flag):
     except (OSError, UnicodeDecodeError) as e:  # missing, a folder, unreadable, or not text
         why = e.reason if isinstance(e, UnicodeDecodeError) else e.strerror
         raise SystemExit(f"{flag}={arg}: cannot read it as UTF-8 text ({why}); give the text or FILE:<a text file>.")
-
-
-def v_is_k(cfg):
-    return SOURCES[cfg.proj][1] == SOURCES[cfg.proj][2]
 
 
 def own_val_tokens(data_dir, meta, n, vocab_size):
@@ -208,7 +206,9 @@ def load_model(args, device):
         raise SystemExit(f"{args.out_dir} holds a bidirectional model (causal=False), which cannot generate or score "
                          f"text left to right; use a causal checkpoint.")
     if dst != cfg:
-        ties = v_is_k(dst) and not v_is_k(cfg)
+        ties = ties_v(cfg, dst)
+        if not ties:  # untying and pooling use no method: none is reported (eval.py records it with its results)
+            args.convert_method = None
         calib, source = (calibration(args, cfg, meta, data_dir) if ties and args.convert_method in ("lstsq", "split")
                          else (None, None))
         try:
@@ -222,32 +222,18 @@ def load_model(args, device):
             raise SystemExit(str(e))
     if dst != cfg:
         state, fits = convert_state_dict(state, cfg, dst, args.convert_method, calib)
-        print(conversion_note(cfg, dst, args.convert_method, fits, source))
+        fitted = ties and args.convert_method in ("lstsq", "split")
+        unused = [k for k in getattr(args, "how_given", ()) if k != "--convert_method" and not fitted
+                  or k == "--convert_method" and not ties]  # read by nothing: say so, not ignore them
+        print(conversion_note(cfg, dst, args.convert_method, fits, source)
+              + (f" ({' and '.join(unused)} unused: "
+                 f"{f'{args.convert_method} fits nothing' if ties else 'V is not newly tied to K'})" if unused else ""))
     elif args.proj or args.n_kv_head is not None:  # asked for, and already so: say it, so --calib unused is seen
         print(f"nothing to convert: {args.out_dir if args.init_from == 'resume' else args.init_from} is already "
               f"proj={cfg.proj}, n_kv_head={cfg.n_kv_head or cfg.n_head}")
     model = GPT(dst)
     model.load_state_dict(state)
     return model.eval().to(device), meta
-
-
-def conversion_note(src, dst, method, fits, source):
-    """One line that says what the conversion did, and claims a fit only where one was made."""
-    hs, hd = src.n_kv_head or src.n_head, dst.n_kv_head or dst.n_head
-    done = []
-    if hd < hs:
-        done.append(f"key/value heads mean-pooled from {hs} to {hd}")
-    elif hd > hs:
-        done.append(f"key/value heads repeated from {hs} to {hd} (exact)")
-    s, d = SOURCES[src.proj], SOURCES[dst.proj]
-    untied = [f"{'QKV'[b]} from {'QKV'[a]}" for a in range(3) for b in range(a + 1, 3) if s[a] == s[b] and d[a] != d[b]]
-    if untied:
-        done.append(f"untied {', '.join(untied)} (exact: copies of the shared weights)")
-    if v_is_k(dst) and not v_is_k(src):
-        done.append(f"V tied to K by {method}" + (f" fitted on {source}" if source else ""))
-    unexplained = [f"{sum(f['residual']) / len(f['residual']):.3f}" for f in fits if f["residual"]]
-    return (f"converted to proj={dst.proj}, n_kv_head={hd}: {'; '.join(done)}"
-            + (f"; unexplained V variance per layer: {', '.join(unexplained)}" if unexplained else ""))
 
 
 def beyond(decode, n):
@@ -334,7 +320,8 @@ def main(argv=None):
     bs = model.config.block_size
     if args.use_cache and len(ids) > bs:
         raise SystemExit(f"the prompt is {len(ids)} tokens, longer than the model's context (block_size {bs}); "
-                         f"shorten --start, or pass --use_cache=False to keep its last {bs} tokens.")
+                         f"shorten --start, or pass --use_cache=False and --max_new_tokens=N to continue it from "
+                         f"its last {bs} tokens (by default, with the context full, N is 1).")
     room = bs - len(ids) + 1  # new tokens that fill the context: the last one is never fed back
     n_new = max(room, 1) if args.max_new_tokens is None else args.max_new_tokens
     if args.use_cache and n_new > room:
@@ -355,8 +342,16 @@ def main(argv=None):
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            y = model.generate(x, n_new, temperature=temperature, top_k=args.top_k, use_cache=args.use_cache,
-                               compile=args.compile)
+            try:
+                y = model.generate(x, n_new, temperature=temperature, top_k=args.top_k, use_cache=args.use_cache,
+                                   compile=args.compile)
+            except Exception as e:
+                if not (args.compile and type(e).__module__.startswith(("torch._dynamo", "torch._inductor"))):
+                    raise
+                # e.g. no C++ compiler for inductor's CPU code: a 40-line traceback from deep inside torch
+                why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                raise SystemExit(f"--compile=True: torch.compile failed ({why}); it needs a working C++ compiler on "
+                                 f"CPU (Triton on a GPU): install one, or pass --compile=False.") from None
             if device.type == "cuda":
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0

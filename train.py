@@ -49,7 +49,8 @@ from torch.utils.checkpoint import checkpoint
 
 from checkpoint import guard_assets, load_checkpoint, open_data, save_checkpoint, tokens
 from configurator import configure, describe, range_error, tolerant_output
-from convert import GPT2_SIZES, TIE_METHODS, convert_state_dict, gpt2_config, load_gpt2
+from convert import (GPT2_SIZES, TIE_METHODS, conversion_note, convert_state_dict, gpt2_config, load_gpt2,
+                     ties_v)
 from model import ATTNS, GPT, POS_CONV_BASES, POS_EMBS, SOURCES, GPTConfig
 
 # -----------------------------------------------------------------------------
@@ -224,6 +225,12 @@ else:
 try:
     if init_from in GPT2_SIZES:
         model_args = asdict(gpt2_config(init_from, **{k: config[k] for k in ("proj", "n_kv_head", "dropout")}))
+        # a config file's or --key's shape gives way to GPT-2's: said, not done without a word (--block_size=64)
+        replaced = [f"{k}={model_args[k]!r} (not {config[k]!r})" for k in model_args if k in given
+                    and config[k] != model_args[k]]
+        if replaced and master:
+            print(f"init_from={init_from} brings its architecture, which replaces the settings: {', '.join(replaced)}; "
+                  f"only proj, n_kv_head and dropout are chosen here")
     gptconf = GPTConfig(**model_args)
 except ValueError as e:
     sys.exit(str(e))
@@ -421,8 +428,8 @@ def get_batch(split, *key):
     w = np.stack([data[i:i + block_size + 1] for i in ix]).astype(np.int64)  # inputs and their next tokens
     if w.max() >= meta["vocab_size"]:  # the bins changed since they were checked on open (meta.json records a max)
         sys.exit(f"{data_dir}/{split}.bin holds token id {w.max()}, at or above vocab_size {meta['vocab_size']} of "
-                 f"its meta.json: the bins are not that tokenizer's ids (the embedding would fail on them); prepare "
-                 f"{data_dir} again with prepare_slimpajama.py.")
+                 f"its meta.json: the bins are not that tokenizer's ids (the embedding would fail on them); delete "
+                 f"{data_dir} and prepare it again with prepare_slimpajama.py.")
     x, y = (torch.from_numpy(np.ascontiguousarray(a)) for a in (w[:, :-1], w[:, 1:]))
     if device_type == "cuda":
         return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
@@ -465,6 +472,11 @@ if source:
     except ValueError as e:
         sys.exit(f"init_from={init_from!r}: {e}")
     model.load_state_dict(state)
+    # the method only where V was tied to K: untying and pooling are no fit by lstsq, whatever convert_method says
+    tied_by = convert_method if ties_v(source[0], gptconf) else None
+    fitted_on = f"{calib.numel():,} training tokens (calib_batches={calib_batches})" if tied_by in ("lstsq", "split") \
+        else None
+    conversion = conversion_note(source[0], gptconf, tied_by, fits, fitted_on)
     source = state = None  # free the memory
 if grad_ckpt:  # wrapped inside FSDP's hooks (sharded below), so the recompute uses the weights already gathered
     for block in model.transformer.h:
@@ -567,10 +579,8 @@ if master:
         sys.exit(f"{ckpt_path} exists; continue it with --init_from=resume or train into another --out_dir.")
     logf = open_log()
     if converting:  # the fit of each layer: share of V's variance the tied projection cannot reproduce, split's r
-        log({"iter": 0, "conversion": {"from": init_from, "method": convert_method, "layers": fits}},
-            f"converted {init_from} to proj={gptconf.proj}, n_kv_head={gptconf.n_kv_head or gptconf.n_head} "
-            f"({convert_method}); unexplained V variance per layer: "
-            + ", ".join(f"{sum(f['residual']) / len(f['residual']):.4f}" if f["residual"] else "-" for f in fits))
+        log({"iter": 0, "conversion": {"from": init_from, "method": tied_by, "layers": fits}},
+            f"{init_from}: {conversion}")
     print(f"{raw_model.num_params() / 1e6:.2f}M parameters, KV cache {raw_model.kv_bytes_per_token(ptdtype)} "
           f"bytes/token ({dtype}); {tokens_per_iter:,} tokens/iter = {batch_size} batch x {block_size} block x "
           f"{accum} accumulation x {world_size} processes{f' ({parallel})' if ddp else ''}; {max_iters} iterations; "

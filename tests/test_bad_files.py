@@ -100,21 +100,22 @@ def a_file(path):
 
 
 DATA_CASES = [
-    (truncate, "{d}/train.bin holds 19,000 uint16 tokens and {d}/meta.json records 20,000 (cut short); prepare {d} "
-               "again with prepare_slimpajama.py."),
+    (truncate, "{d}/train.bin holds 19,000 uint16 tokens and {d}/meta.json records 20,000 (cut short); delete {d} "
+               "and prepare it again with prepare_slimpajama.py."),
     (extend, "{d}/train.bin holds 20,500 uint16 tokens and {d}/meta.json records 20,000 (extended, or written with a "
-             "wider dtype); prepare {d} again with prepare_slimpajama.py."),
+             "wider dtype); delete {d} and prepare it again with prepare_slimpajama.py."),
     (as_uint32, "{d}/train.bin holds 40,000 uint16 tokens and {d}/meta.json records 20,000 (extended, or written "
-                "with a wider dtype); prepare {d} again with prepare_slimpajama.py."),
+                "with a wider dtype); delete {d} and prepare it again with prepare_slimpajama.py."),
     (lambda d: set_meta(d, dtype="uint32"), "{d}/meta.json records dtype 'uint32', and train.py reads uint16 tokens; "
-                                            "prepare {d} again with prepare_slimpajama.py."),
+                                            "delete {d} and prepare it again with prepare_slimpajama.py."),
     (odd, "{d}/val.bin holds 8,001 bytes, an odd number, so it is no file of uint16 tokens (cut short, or written by "
-          "another program); prepare {d} again with prepare_slimpajama.py."),
+          "another program); delete {d} and prepare it again with prepare_slimpajama.py."),
     (lambda d: set_meta(d, train_max_token=300, val_max_token=16),
      "{d}/train.bin holds token id 300, at or above vocab_size 256 of its tokenizer 'bytes' in {d}/meta.json: the "
-     "bins are not that tokenizer's ids (the model would fail on them); prepare {d} again with prepare_slimpajama.py."),
+     "bins are not that tokenizer's ids (the model would fail on them); delete {d} and prepare it again with "
+     "prepare_slimpajama.py."),
     (big_token, "{d}/val.bin holds token id 300, at or above vocab_size 256"),
-    (bin_is_a_folder, "{d}/val.bin is not a file; prepare {d} again with prepare_slimpajama.py."),
+    (bin_is_a_folder, "{d}/val.bin is not a file; delete {d} and prepare it again with prepare_slimpajama.py."),
     (no_validation, "{d}/val.bin holds 0 tokens; prepare {d} again with more text and a validation split "
                     "(--val_fraction above 0, or --val_input)."),
     (no_validation_asked, "{d}/val.bin holds no tokens: {d} was prepared with --val_tokens=0; prepare it again with "
@@ -125,10 +126,10 @@ DATA_CASES = [
     (a_file, "data_dir '{d}' is a file, not a directory; set --data_dir to the folder prepare_slimpajama.py wrote."),
     # a meta.json that the checkpoint would keep and load_checkpoint refuse: train.py trained and saved on it
     (lambda d: set_meta(d, eot_token=300), "{d}/meta.json holds eot_token = 300, which is no token id below its "
-                                           "vocab_size 256: the file is edited or foreign; prepare {d} again"),
+                                           "vocab_size 256: the file is edited or foreign; delete {d} and prepare"),
     (lambda d: set_meta(d, eot_token="x"), "{d}/meta.json holds eot_token = 'x', which is no token id"),
     (lambda d: set_meta(d, tokenizer="r50k_base"), "{d}/meta.json names tokenizer 'r50k_base' (50257 tokens) with "
-                                                   "vocab_size 256: the file is edited or foreign; prepare {d} again"),
+                                                   "vocab_size 256: the file is edited or foreign; delete {d}"),
 ]
 
 
@@ -197,7 +198,7 @@ def test_prepare_refuses_an_input_without_text(tmp_path, name, content):
         prepare(tmp_path / "d", "--input", str(path))
     assert str(e.value) == ("error: the input holds no text for train.bin (1 file(s) read, 0 bad line(s) and 0 bad "
                             "file(s) skipped); give files that hold documents")
-    assert files(tmp_path / "d") == []  # no dataset of 0 tokens left behind to look made
+    assert not (tmp_path / "d").exists()  # no dataset of 0 tokens left behind to look made, nor the folder it made
 
 
 def test_prepare_refuses_a_validation_split_that_holds_nothing(tmp_path):
@@ -208,7 +209,61 @@ def test_prepare_refuses_a_validation_split_that_holds_nothing(tmp_path):
     assert str(e.value) == ("error: the input holds no text for val.bin (--val_fraction 0.1 splits off nothing: a "
                             ".txt file at the first line start past that mark, a .jsonl file one document in every "
                             "10); give more text or lines, or validation files with --val_input")
-    assert files(tmp_path / "d") == []
+    assert not (tmp_path / "d").exists()  # was an empty folder
+    (tmp_path / "mine").mkdir()  # a folder the user made stays
+    with pytest.raises(SystemExit):
+        prepare(tmp_path / "mine", "--input", str(path), "--val_fraction=0.1")
+    assert (tmp_path / "mine").is_dir()
+
+
+def edit_json(path, edit):
+    obj = json.loads(path.read_text())
+    edit(obj)
+    path.write_text(json.dumps(obj))
+
+
+@pytest.mark.parametrize("edit, error", [
+    (lambda m: m.pop("train_tokens"), "unreadable"),  # a KeyError traceback
+    (lambda m: m.update(settings=5), "unreadable"),  # an AttributeError traceback
+    (lambda m: m.update(val_tokens="12"), "unreadable"),
+    (lambda m: m.update(vocab_size=1000), "records vocab_size 1000, and this command writes 256"),  # "nothing to do"
+    (lambda m: m.update(eot_token=10), "records eot_token 10, and this command writes 0"),
+], ids=["no train_tokens", "settings", "val_tokens", "vocab_size", "eot_token"])
+def test_prepare_refuses_a_meta_json_edited_by_hand(tmp_path, edit, error):
+    text = tmp_path / "in.txt"
+    text.write_text("To be, or not to be, that is the question.\n" * 40)
+    out, args = tmp_path / "d", ["--input", str(text), "--val_fraction=0.1"]
+    prepare(out, *args)
+    edit_json(out / "meta.json", edit)
+    with pytest.raises(SystemExit) as e:
+        prepare(out, *args)
+    assert error in str(e.value) and f"delete {out}" in str(e.value)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda st: st.pop("next"),  # KeyError
+    lambda st: st.update(next=[-1, 0]),  # the input read again after what was committed: exit 0, twice the tokens
+    lambda st: st.update(next=[0, "a"]),  # TypeError
+    lambda st: st.update(next=[9, 0]),  # past the shards: "the input holds no text"
+    lambda st: st["tokens"].update(train=-5),  # OSError of truncate
+    lambda st: st.update(documents={}),  # KeyError
+], ids=["no next", "next -1", "next text", "next past", "tokens -5", "documents"])
+def test_prepare_refuses_a_progress_json_edited_by_hand(tmp_path, edit):
+    text = tmp_path / "in.txt"
+    text.write_text("To be, or not to be, that is the question.\n" * 40)
+    out, args = tmp_path / "d", ["--input", str(text), "--val_fraction=0.1"]
+    prepare(out, *args)
+    meta = json.loads((out / "meta.json").read_text())
+    os.remove(out / "meta.json")
+    progress = {"settings": meta["settings"], "next": [0, 0], "tokens": {"train": 0, "val": 0},
+                "documents": {"train": 0, "val": 0}, "shards": {"train": [], "val": []}, "skipped": 0,
+                "skipped_shards": [], "nul_bytes_dropped": 0}  # as a run killed before its first commit leaves it
+    edit(progress)
+    (out / "progress.json").write_text(json.dumps(progress))
+    with pytest.raises(SystemExit) as e:
+        prepare(out, *args)
+    assert str(e.value) == (f"error: {out}/progress.json is unreadable or not written by this script (ValueError); "
+                            f"delete {out} and start over, or use another --out_dir")
 
 
 # ---------------------------------------------------------------------------------------------------------------

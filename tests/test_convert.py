@@ -161,12 +161,36 @@ def test_impossible_conversions_are_one_sentence_naming_the_field(src, dst, meth
 
 
 def test_a_refused_tie_names_the_tie_the_source_lacks():
-    # q_kv's Q is its K already: the refusal said "tying Q to K" (the sixth pass)
-    for src, tie in (("qkv", "tying Q to K"), ("qk_v", "tying Q to K"), ("q_kv", "tying V to a K that is also Q")):
+    for src in ("qkv", "qk_v"):
         with pytest.raises(ValueError) as e:
             cv.check_conversion(replace(CFG, proj=src), replace(CFG, proj="q_k_v"), "k", None)
-        assert str(e.value) == (f"cannot convert proj={src!r} to 'q_k_v': {tie} changes every score and no method "
-                                f"here preserves them; convert to 'qk_v' or train 'q_k_v' from scratch.")
+        assert str(e.value) == (f"cannot convert proj={src!r} to 'q_k_v': tying Q to K changes every score and no "
+                                f"method here preserves them; convert to 'qk_v' or train 'q_k_v' from scratch.")
+
+
+def test_q_kv_to_q_k_v_keeps_every_score_with_k_and_lstsq():
+    """q_kv's K is its Q: tying V to it keeps the one shared projection, so the scores stay; lstsq is exact when v
+    is affine in k. It was refused as "changing every score". mean and split move K, which is Q, and are refused."""
+    src, dst = replace(CFG, proj="q_kv"), replace(CFG, proj="q_k_v")
+    model = model_of(src)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # chunk 0 is q (= k), chunk 1 is v: v = k M + c per head
+        for block in model.transformer.h:
+            W, b = block.attn.c_attn.weight, block.attn.c_attn.bias
+            for h in range(N_HEAD):
+                M = torch.randn(D, D, generator=g) + 3 * torch.eye(D)
+                W[rows(1, h)] = M.T @ W[rows(0, h)]
+                b[rows(1, h)] = b[rows(0, h)] @ M + 0.1 * torch.randn(D, generator=g)
+    converted, fits = convert(model, dst, "lstsq", src=src)
+    assert torch.allclose(logits(converted), logits(model), atol=1e-5) and max(max(f["residual"]) for f in fits) < 1e-9
+    converted, _ = convert(model, dst, "k", src=src)
+    assert torch.equal(converted.transformer.h[0].attn.c_attn.weight, model.transformer.h[0].attn.c_attn.weight[:32])
+    for method in ("mean", "split"):
+        with pytest.raises(ValueError) as e:
+            convert(model, dst, method, src=src)
+        assert str(e.value) == (f"convert_method={method!r} moves K, and in proj='q_kv' K is also Q, so every score "
+                                f"would change; use 'k' or 'lstsq' to tie V to it.")
+        convert(model, replace(dst, proj="qk_v"), method, src=src)  # K untied from Q first: any method
 
 
 def test_lstsq_without_calibration_tokens_is_refused():
@@ -242,6 +266,17 @@ def test_gpt2_offline_is_one_sentence_at_once(tmp_path, monkeypatch, capfd):
                             f"answer; download it once where there is a network (the cache is reused), or set HF_HOME "
                             f"to a cache that holds it.")
     assert capfd.readouterr().err == ""  # none of the hub's retry warnings
+
+
+def test_gpt2_with_hf_hub_offline_names_that_setting(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hc
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)  # was: "the hub does not answer; download it where there is a
+    with pytest.raises(ValueError) as e:            # network", on a machine that has one
+        cv.load_gpt2("gpt2")
+    assert str(e.value) == (f"gpt2 is not in the Hugging Face cache ({tmp_path}) and HF_HUB_OFFLINE (or "
+                            f"TRANSFORMERS_OFFLINE) is set, so the hub is not asked; unset it to download gpt2 once "
+                            f"(the cache is reused), or set HF_HOME to a cache that holds it.")
 
 
 def test_hub_reachable_asks_once_briefly_and_respects_offline_mode(monkeypatch):

@@ -285,6 +285,21 @@ def test_text_perplexity_is_the_rolling_log_likelihood_per_word_and_byte(tmp_pat
     assert got["bits_per_byte,none"] == pytest.approx(metrics.bits_per_byte([(logp, 129)]), rel=1e-6)
 
 
+def test_results_name_a_conversion_method_only_where_one_was_used(tmp_path, capsys):
+    # untying qk_v recorded "convert_method": "lstsq", the default, though nothing was fitted
+    make_ckpt(tmp_path, BYTES_META, proj="qk_v")
+    (tmp_path / "t.txt").write_text("a few words of text\n")
+    for args, method in ((["--proj=qkv"], None), (["--n_kv_head=1", "--convert_method=k"], None),
+                         (["--proj=qkv", "--n_kv_head=2"], None)):
+        ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 't.txt'}", "--device=cpu", *args])
+        res = json.loads((tmp_path / "eval" / "results.json").read_text())
+        assert res["checkpoint"]["convert_method"] is method
+    make_ckpt(tmp_path, BYTES_META)  # qkv: tied by k
+    ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 't.txt'}", "--device=cpu", "--proj=qk_v",
+             "--convert_method=k"])
+    assert json.loads((tmp_path / "eval" / "results.json").read_text())["checkpoint"]["convert_method"] == "k"
+
+
 def test_a_second_eval_into_the_same_out_waits_its_turn(tmp_path, monkeypatch):
     # two evaluations into one --out each wrote results.json and results.md, which could then come from different runs
     make_ckpt(tmp_path, BYTES_META)

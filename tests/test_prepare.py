@@ -278,6 +278,37 @@ def test_hub_path_lists_and_downloads_shards_in_natural_order(tmp_path, monkeypa
     assert e.value.code == 2
 
 
+def test_a_download_failing_mid_run_says_so_and_the_same_command_resumes(tmp_path, monkeypatch):
+    # a dropped connection (requests' errors are OSErrors) was "writing OUT failed (None); free space or fix the
+    # folder", and the shards read before it were not committed
+    import huggingface_hub
+    import requests
+    names = ["validation/chunk1/example_holdout_0.jsonl.zst"] + [f"train/chunk1/example_train_{i}.jsonl.zst"
+                                                                  for i in range(3)]
+    for name in names:
+        (tmp_path / "hub" / os.path.dirname(name)).mkdir(parents=True, exist_ok=True)
+        write_jsonl(str(tmp_path / "hub" / name), [f"{name} doc {j}" for j in range(3)])
+    fail = ["train/chunk1/example_train_1.jsonl.zst"]
+
+    def hf_hub_download(repo_id, filename, repo_type=None):
+        if filename in fail:
+            raise requests.exceptions.ConnectionError("Connection reset by peer")
+        return str(tmp_path / "hub" / filename)
+    monkeypatch.setattr(P, "hub_error", lambda: None)
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", lambda repo_id, repo_type=None: names)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as e:
+        prepare(out, "--tokenizer=bytes")
+    assert str(e.value) == (f"error: could not download {fail[0]} (ConnectionError); check the network, then rerun "
+                            f"the same command to resume from the last commit")
+    assert json.loads((out / "progress.json").read_text())["next"] == [2, 0]  # the two shards before it committed
+    fail.clear()
+    prepare(out, "--tokenizer=bytes")
+    prepare(tmp_path / "fresh", "--tokenizer=bytes")
+    assert [x.tobytes() for x in bins(out)] == [x.tobytes() for x in bins(tmp_path / "fresh")]
+
+
 @pytest.mark.parametrize("offline", [False, True])
 def test_an_unreachable_or_offline_hub_is_one_line_and_writes_nothing(tmp_path, offline):
     # huggingface_hub alone printed a line per retry for 25 s before its error; a bound port nobody listens on

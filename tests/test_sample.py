@@ -165,6 +165,13 @@ def test_the_context_is_filled_to_the_last_position_and_a_long_prompt_crops_with
                   "--num_samples=1")
     assert out.split("\n")[0][-5:] == cropped.split("\n")[0][-5:]  # the same 5 new bytes: the last bs tokens decide
     assert out.startswith(long)
+    # the refusal's advice was --use_cache=False alone, which continues a full context by 1 token
+    default = run(capsys, tmp_path, f"--start={long}", "--use_cache=False", "--num_samples=1")
+    assert len(text(default)[0]) == len(long) + 1
+    with pytest.raises(SystemExit) as e:
+        run(capsys, tmp_path, f"--start={long}", "--num_samples=1")
+    assert str(e.value).endswith("pass --use_cache=False and --max_new_tokens=N to continue it from its last 64 "
+                                 "tokens (by default, with the context full, N is 1).")
 
 
 @pytest.mark.parametrize("args", [["--calib=some text"], ["--convert_method=k"], ["--calib_tokens=64"]])
@@ -199,6 +206,21 @@ def test_untying_says_it_is_exact_and_fits_nothing(tmp_path, capsys):
     assert out.splitlines()[0] == ("converted to proj=qkv, n_kv_head=4: untied V from K (exact: copies of the shared "
                                    "weights)")
     assert "lstsq" not in out and "unexplained" not in out
+
+
+def test_conversion_settings_a_conversion_does_not_use_are_named(tmp_path, capsys):
+    # pooling alone, untying, or tying by k read neither --convert_method nor --calib: exit 0 without a word
+    make_ckpt(tmp_path, BYTES_META, proj="qk_v")
+    out = run(capsys, tmp_path, "--n_kv_head=1", "--convert_method=split", "--max_new_tokens=2", "--num_samples=1")
+    assert out.splitlines()[0] == ("converted to proj=qk_v, n_kv_head=1: key/value heads mean-pooled from 4 to 1 "
+                                   "(--convert_method unused: V is not newly tied to K)")
+    out = run(capsys, tmp_path, "--proj=qkv", "--calib=x", "--calib_tokens=9", "--max_new_tokens=2", "--num_samples=1")
+    assert out.splitlines()[0].endswith("(--calib and --calib_tokens unused: V is not newly tied to K)")
+    make_ckpt(tmp_path, BYTES_META)
+    out = run(capsys, tmp_path, "--proj=qk_v", "--convert_method=k", "--calib=x", "--max_new_tokens=2",
+              "--num_samples=1")
+    assert out.splitlines()[0] == ("converted to proj=qk_v, n_kv_head=4: V tied to K by k (--calib unused: k fits "
+                                   "nothing)")
 
 
 def test_a_conversion_to_what_the_checkpoint_is_says_nothing_is_converted(tmp_path, capsys):
@@ -278,6 +300,22 @@ def test_conversion_settings_are_checked_before_converting(tmp_path, capsys, mon
         assert e.value.code == 2
         assert capsys.readouterr().err.splitlines()[-1].endswith(': error: argument --calib: is empty; give the '
                                                                  'text, or "FILE:path" to read it from a file')
+
+
+def test_a_compile_that_fails_is_one_sentence(tmp_path, capsys, monkeypatch):
+    # without a C++ compiler, inductor raised a 40-line traceback from the first compiled step
+    class InvalidCxxCompiler(RuntimeError):
+        __module__ = "torch._inductor.exc"
+
+    def no_compiler(self, cache):
+        raise InvalidCxxCompiler("No working C++ compiler found in torch._inductor.config.cpp.cxx\nmore")
+    monkeypatch.setattr(GPT, "compiled_step", no_compiler)
+    make_ckpt(tmp_path, BYTES_META)
+    with pytest.raises(SystemExit) as e:
+        run(capsys, tmp_path, "--compile=True", "--max_new_tokens=3", "--num_samples=1")
+    assert str(e.value) == ("--compile=True: torch.compile failed (No working C++ compiler found in "
+                            "torch._inductor.config.cpp.cxx); it needs a working C++ compiler on CPU (Triton on a "
+                            "GPU): install one, or pass --compile=False.")
 
 
 def test_a_temperature_too_small_to_sample_with_is_greedy(tmp_path, capsys):

@@ -293,9 +293,13 @@ def test_init_from_a_checkpoint_converts_it_to_the_configs_variant(tmp_path, dat
     train(data_dir, src, "--proj=qkv", "--max_iters=4")
     before = digest(src / "ckpt.pt")
     # the same variant: the identity, so the new run's first evaluation is the source's last
-    train(data_dir, tmp_path / "same", "--proj=qkv", f"--init_from={src}", "--max_iters=2")
+    r = train(data_dir, tmp_path / "same", "--proj=qkv", f"--init_from={src}", "--max_iters=2")
     assert read_log(tmp_path / "same")[1]["val_loss"] == read_log(src)[-1]["val_loss"]
-    train(data_dir, tmp_path / "tied", f"--init_from={src / 'ckpt.pt'}", "--convert_method=lstsq", "--max_iters=2")
+    # nothing tied, nothing fitted: it said "(lstsq); unexplained V variance per layer: -, -" and logged lstsq
+    assert f"{src}: converted to proj=qkv, n_kv_head=2: the same variant, weights as they are\n" in r.stdout
+    assert read_log(tmp_path / "same")[0]["conversion"]["method"] is None
+    r = train(data_dir, tmp_path / "tied", f"--init_from={src / 'ckpt.pt'}", "--convert_method=lstsq", "--max_iters=2")
+    assert "converted to proj=qk_v, n_kv_head=2: V tied to K by lstsq fitted on " in r.stdout
     log = read_log(tmp_path / "tied")
     conv = log[0]["conversion"]
     assert conv["method"] == "lstsq" and len(conv["layers"]) == 2 and len(conv["layers"][0]["residual"]) == 2
@@ -330,6 +334,19 @@ def test_a_finished_conversion_asked_again_is_done_without_its_source(tmp_path, 
     shutil.rmtree(source)  # was "init_from must be ... or a checkpoint path; 'source' is none of these", exit 1
     assert run_inprocess(monkeypatch, args) == "0"
     assert "holds this run, finished at iteration 2: nothing to do" in capsys.readouterr().out
+
+
+def test_gpt2_says_which_settings_its_architecture_replaces(tmp_path, monkeypatch, capsys):
+    import huggingface_hub.constants as hc
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)  # stops at loading the weights, after the note
+    msg = run_inprocess(monkeypatch, ["--init_from=gpt2", "--block_size=64", f"--out_dir={tmp_path / 'o'}"])
+    assert msg.startswith("gpt2 is not in the Hugging Face cache")
+    # --block_size=64 and TINY's shape were replaced by GPT-2's without a word
+    assert capsys.readouterr().out == ("init_from=gpt2 brings its architecture, which replaces the settings: "
+                                       "block_size=1024 (not 64), vocab_size=50257 (not 256), n_layer=12 (not 2), "
+                                       "n_head=12 (not 2), n_embd=768 (not 32); only proj, n_kv_head and dropout "
+                                       "are chosen here\n")
 
 
 def test_gpt2_without_network_is_one_clear_error(tmp_path, data_dir):

@@ -313,8 +313,8 @@ def test_a_token_beyond_the_vocabulary_in_a_batch_is_one_sentence(tmp_path, data
     r = train(data, tmp_path / "out", "--max_iters=2", check=False)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip() == f"{data}/train.bin holds token id 300, at or above vocab_size 256 of its meta.json: " \
-        f"the bins are not that tokenizer's ids (the embedding would fail on them); prepare {data} again with " \
-        f"prepare_slimpajama.py."
+        f"the bins are not that tokenizer's ids (the embedding would fail on them); delete {data} and prepare it " \
+        f"again with prepare_slimpajama.py."
 
 
 def test_a_run_without_iterations_leaves_a_checkpoint(tmp_path, data_dir):
