@@ -237,7 +237,10 @@ def cli(main, after):
     (checkpoint.atomic_write), so what a stopped run leaves is what finished before it."""
     tolerant_output()
     try:
-        main()
+        try:
+            main()
+        finally:  # what is still buffered fails here, where it is reported, not at exit (argparse's --help: exit 0)
+            sys.stdout.flush()
     except KeyboardInterrupt:
         sys.stdout.flush()
         print(f"stopped by Ctrl-C; {after}", file=sys.stderr)

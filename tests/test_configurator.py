@@ -225,3 +225,18 @@ def test_text_the_console_cannot_encode_is_escaped_not_a_traceback(monkeypatch):
     out.flush()
     assert out.buffer.getvalue() == b"h\\xe9llo \\ufffd\n"
 
+
+
+def test_a_help_that_could_not_be_written_is_one_line_and_status_1(monkeypatch, capsys):
+    # argparse's --help into a full disk (`sample.py --help > /dev/full`) exited 0 with the help lost: argparse
+    # swallows the error and the text still buffered failed, unreported, at exit
+    def main():
+        print("usage: sample.py [-h] ...")
+        raise SystemExit(0)  # as argparse's --help ends
+    with open("/dev/full", "w") as full:
+        monkeypatch.setattr(sys, "stdout", full)
+        with pytest.raises(SystemExit) as e:
+            cli(main, "nothing was written.")
+    assert e.value.code == 1
+    assert capsys.readouterr().err == "stopped: its output could not be written (No space left on device); " \
+                                      "nothing was written.\n"
