@@ -11,6 +11,7 @@ The files every script shares, each opened with its checks and written atomicall
   writable_dir(folder, fix)      an output folder checked before the work, not found unwritable after it
   hold_lock(folder, busy)        one process at a time writing into a folder (prepare's out_dir, a study's runs)
   guard_assets(path, ...)        only a study's full default run writes into assets/ (compared by real path)
+  check_study_run(ckpt, ...)     a study's run folder holds the run the study trains there, not a foreign one
   read_log(out_dir)              a finished run's log.jsonl, every line checked: the studies read their curves there
   read_table(path, ...)          a CSV a study wrote, every row checked, before its report or figure is redrawn
 
@@ -30,6 +31,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
+from configurator import configure
 from model import GPT, GPTConfig
 
 PREFIXES = ("_orig_mod.", "module.")  # torch.compile's and DDP's wrappers: harmless, stripped on load
@@ -53,6 +55,23 @@ def guard_assets(path, full_run, command):
     if in_assets(path) and not full_run:
         who = f"only the full default run (`{command}`) writes" if command else "holds the studies' tracked results"
         raise SystemExit(f"{path} is in assets/, which {who}; write this run elsewhere.")
+
+
+def check_study_run(ckpt, out_dir, args, command):
+    """That the checkpoint in a study's run folder is the run the study trains there: every setting its train.py
+    arguments (args: config files, then --key=value) give is the one the checkpoint was trained with. A finished run
+    is not trained again, so a run trained into that folder by hand, or by another study, would otherwise be
+    reported as this one (a complete set of them into assets/)."""
+    saved, fix = ckpt.get("config", {}), "move that folder out of the way, and the study trains its own run there"
+    try:
+        values, given = configure(saved, list(args))
+    except SystemExit as e:  # a setting the checkpoint does not hold at all: another program's or version's run
+        raise SystemExit(f"{out_dir} holds a run this study cannot check against its settings ({e}); {fix}.") \
+            from None
+    bad = next((k for k in sorted(given) if k not in ("out_dir", "init_from") and values[k] != saved[k]), None)
+    if bad:
+        raise SystemExit(f"{out_dir} holds a run with {bad} = {saved[bad]!r}, where `{command}` trains it with "
+                         f"{values[bad]!r}: it is not this study's run; {fix}.")
 
 
 def atomic_write(path, data):

@@ -455,6 +455,31 @@ def test_cpu_lm_report_of_1_of_21_runs_goes_to_the_runs_folder(world, tmp_path, 
     assert (tmp_path / "out-cpu_lm" / "cpu_lm.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_complete_report_of_runs_trained_with_other_settings_is_refused(world, tmp_path, monkeypatch):
+    # every run folder held a finished run, but one trained by hand (other settings): cpu_lm --report replaced
+    # assets/cpu_lm.* with it, exit 0; rope --report scored it as each variant, or failed loading it (a traceback)
+    before = tracked(tmp_path, "cpu_lm.md", "cpu_lm.csv", "cpu_lm.png")
+    os.symlink(os.path.join(ROOT, "config"), tmp_path / "config")  # the study reads its runs' settings from its config files
+    for variant in cpu_lm.VARIANTS:
+        for seed in cpu_lm.SEEDS:
+            shutil.copytree(world / "run", tmp_path / cpu_lm.run_dir(variant, seed))
+    ckpt = torch.load(world / "run" / "ckpt.pt", weights_only=True)
+    for name in rope.VARIANTS:
+        os.makedirs(tmp_path / "out-rope-quick" / f"{name.replace(' ', '_')}_s1337")
+        torch.save({**ckpt, "iter_num": 60}, tmp_path / "out-rope-quick" / f"{name.replace(' ', '_')}_s1337" / "ckpt.pt")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        cpu_lm.main(["--report"])
+    assert str(e.value).startswith("out-cpu_lm/qkv_s1337 holds a run with batch_size = 4, where `python -m "
+                                   "experiments.cpu_lm` trains it with 16: it is not this study's run; move that "
+                                   "folder out of the way")
+    assert tree_digest(tmp_path / "assets") == before
+    with pytest.raises(SystemExit, match="out-rope-quick/qkv_rope_s1337 holds a run with batch_size = 4, where "
+                                         r"`python -m experiments.rope --quick` trains it with 16"):
+        rope.main(["--quick", "--report", f"--data_dir={world / 'data'}"])
+    assert not (tmp_path / "out-rope-quick" / "rope.md").exists()
+
+
 @pytest.mark.parametrize("damage, message", [
     (lambda log: log.write_text(log.read_text() + '{"iter": 4, "val_lo'), "line 3, is not a log entry of train.py"),
     (lambda log: log.write_text('{"iter": 0, "loss": 5.0}\n'), "holds no validation loss"),
