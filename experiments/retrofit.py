@@ -37,8 +37,8 @@ import torch
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.retrofit")
 
-from checkpoint import (atomic_write, hold_lock, load_checkpoint, open_data, read_log, read_table, tokens,
-                        writable_dir)
+from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, open_data, read_log, read_table,
+                        tokens, writable_dir)
 from configurator import cli
 from convert import convert_state_dict
 from model import GPT, GPTConfig
@@ -408,6 +408,9 @@ def report(s, command):
     if not any(r["name"] == "qkv" for r in recs):
         sys.exit(f"no finished qkv run under {s['root']}/; train them first with `{command}`.")
     prefix = f"{s['root']}/retrofit" if missing else s["assets"]  # a partial report never replaces the complete one
+    if not missing:  # nor does one of runs trained there with other settings (by hand, or another study)
+        for _, _, out, args, _ in plan(s):
+            check_study_run(checkpoint(out), out, args, command)
     writable_dir(os.path.dirname(prefix), "make it writable")
     if missing:
         print(f"{len(missing)} of {len(plan(s))} runs not finished, left out of the report, which goes to "

@@ -457,16 +457,18 @@ def test_cpu_lm_report_of_1_of_21_runs_goes_to_the_runs_folder(world, tmp_path, 
 
 def test_a_complete_report_of_runs_trained_with_other_settings_is_refused(world, tmp_path, monkeypatch):
     # every run folder held a finished run, but one trained by hand (other settings): cpu_lm --report replaced
-    # assets/cpu_lm.* with it, exit 0; rope --report scored it as each variant, or failed loading it (a traceback)
+    # assets/cpu_lm.* with it, exit 0; rope --report scored it as each variant, or failed loading it, and retrofit
+    # --report failed on its curve (tracebacks)
     before = tracked(tmp_path, "cpu_lm.md", "cpu_lm.csv", "cpu_lm.png")
-    os.symlink(os.path.join(ROOT, "config"), tmp_path / "config")  # the study reads its runs' settings from its config files
+    os.symlink(os.path.join(ROOT, "config"), tmp_path / "config")  # where the study reads its runs' settings
     for variant in cpu_lm.VARIANTS:
         for seed in cpu_lm.SEEDS:
             shutil.copytree(world / "run", tmp_path / cpu_lm.run_dir(variant, seed))
     ckpt = torch.load(world / "run" / "ckpt.pt", weights_only=True)
     for name in rope.VARIANTS:
-        os.makedirs(tmp_path / "out-rope-quick" / f"{name.replace(' ', '_')}_s1337")
-        torch.save({**ckpt, "iter_num": 60}, tmp_path / "out-rope-quick" / f"{name.replace(' ', '_')}_s1337" / "ckpt.pt")
+        run = tmp_path / "out-rope-quick" / f"{name.replace(' ', '_')}_s1337"
+        run.mkdir(parents=True)
+        torch.save({**ckpt, "iter_num": 60}, run / "ckpt.pt")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as e:
         cpu_lm.main(["--report"])
@@ -478,6 +480,15 @@ def test_a_complete_report_of_runs_trained_with_other_settings_is_refused(world,
                                          r"`python -m experiments.rope --quick` trains it with 16"):
         rope.main(["--quick", "--report", f"--data_dir={world / 'data'}"])
     assert not (tmp_path / "out-rope-quick" / "rope.md").exists()
+    s = dict(retrofit.QUICK, assets="assets/retrofit")  # the quick plan, reported where the complete one goes
+    for _, _, out, _, end in retrofit.plan(s):
+        os.makedirs(out, exist_ok=True)
+        torch.save({**ckpt, "iter_num": end}, os.path.join(out, "ckpt.pt"))
+        shutil.copy(world / "run" / "log.jsonl", out)
+    with pytest.raises(SystemExit, match="out-retrofit-quick/qkv_s1337 holds a run with batch_size = 4, where "
+                                         r"`python -m experiments.retrofit --quick` trains it with 16"):
+        retrofit.report(s, "python -m experiments.retrofit --quick")
+    assert tree_digest(tmp_path / "assets") == before
 
 
 @pytest.mark.parametrize("damage, message", [
