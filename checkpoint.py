@@ -12,6 +12,7 @@ The files every script shares, each opened with its checks and written atomicall
   hold_lock(folder, busy)        one process at a time writing into a folder (prepare's out_dir, a study's runs)
   guard_assets(path, ...)        only a study's full default run writes into assets/ (compared by real path)
   check_study_run(ckpt, ...)     a study's run folder holds the run the study trains there, not a foreign one
+  new_dirs(folder, ...)          the output folders a run made are removed again if it fails before writing there
   read_log(out_dir)              a finished run's log.jsonl, every line checked: the studies read their curves there
   read_table(path, ...)          a CSV a study wrote, every row checked, before its report or figure is redrawn
 
@@ -72,6 +73,26 @@ def check_study_run(ckpt, out_dir, args, command):
     if bad:
         raise SystemExit(f"{out_dir} holds a run with {bad} = {saved[bad]!r}, where `{command}` trains it with "
                          f"{values[bad]!r}: it is not this study's run; {fix}.")
+
+
+@contextlib.contextmanager
+def new_dirs(*folders):
+    """Around the work that fills folders: those of them (and their parents) that did not exist before are removed
+    again if the work stops (an error, Ctrl-C) with nothing written in them, so a failed run leaves no empty
+    folder behind."""
+    new = set()
+    for folder in folders:
+        f = os.path.abspath(folder)
+        while not os.path.exists(f):
+            new.add(f)
+            f = os.path.dirname(f)
+    try:
+        yield
+    except BaseException:
+        for d in sorted(new, key=len, reverse=True):  # the deepest first; one that holds a file stays
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
+        raise
 
 
 def atomic_write(path, data):

@@ -22,7 +22,7 @@ from dataclasses import asdict
 import torch
 import torch.nn.functional as F
 
-from checkpoint import atomic_write, guard_assets, hold_lock
+from checkpoint import atomic_write, guard_assets, hold_lock, new_dirs
 from configurator import cli, number
 from convert import hub_reachable
 from sample import DTYPES, EOT, add_model_args, check_conversion_args, check_device, get_tokenizer, load_model
@@ -244,6 +244,15 @@ def parse_args(argv=None):
     return args
 
 
+def writable_out(out):
+    try:
+        os.makedirs(out, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as err:
+        raise SystemExit(f"--out {out!r} is not a writable directory ({err.strerror}); choose another --out.")
+    return out
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.include_path and not os.path.isdir(args.include_path):  # else: "lm_eval knows no task", with no why
@@ -263,15 +272,11 @@ def main(argv=None):
     guard_assets(out, False, None)
     model, meta = load_model(args, device)  # out_dir's checkpoint or GPT-2, converted if --proj/--n_kv_head say so
     lm = CheckpointLM(model, meta, args.batch_size, dtype)  # its tokenizer may be missing offline
-    made = not os.path.isdir(out)
-    try:  # after the checkpoint and its tokenizer (either missing makes no folder), before the evaluation (hours)
-        os.makedirs(out, exist_ok=True)
-        tempfile.TemporaryFile(dir=out).close()
-    except OSError as err:
-        raise SystemExit(f"--out {out!r} is not a writable directory ({err.strerror}); choose another --out.")
-    # one evaluation per folder: two would each write results.json and results.md, and the pair could then mix
-    with hold_lock(out, f"--out {out} is being written by another eval.py run; wait for it to end or choose another "
-                        f"--out."):
+    # made after the checkpoint and its tokenizer (either missing makes no folder), before the evaluation (hours),
+    # and removed again if the evaluation stops before its results (an error, Ctrl-C); one evaluation per folder:
+    # two would each write results.json and results.md, and the pair could then mix
+    with new_dirs(out), hold_lock(writable_out(out), f"--out {out} is being written by another eval.py run; wait for "
+                                                      f"it to end or choose another --out."):
         t0 = time.time()
         if args.text is not None:
             res = text_perplexity(lm, args.text, text)
@@ -282,8 +287,6 @@ def main(argv=None):
             except ValueError as e:  # random.sample's, as the harness draws the examples while it builds the requests
                 if "Sample larger than population" not in str(e):
                     raise
-                if made:  # refused before any result: no empty folder left behind
-                    os.rmdir(out)
                 raise SystemExit(f"--num_fewshot={args.num_fewshot} asks for more examples than a task has documents "
                                  f"to draw them from (its few-shot split, else its own); lower --num_fewshot.") \
                     from None

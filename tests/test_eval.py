@@ -382,3 +382,18 @@ def test_a_tokenizer_missing_offline_makes_no_folder(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="could not load tiktoken's r50k_base"):
         ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 'text.txt'}", "--device=cpu"])
     assert not (tmp_path / "eval").exists()
+
+
+def test_an_evaluation_stopped_midway_leaves_no_empty_folder(tmp_path, monkeypatch):
+    # Ctrl-C during the evaluation left the --out it had made (parents too) empty behind (the seventh pass)
+    (tmp_path / "text.txt").write_text("To be, or not to be.\n")
+    make_ckpt(tmp_path, BYTES_META)
+    (tmp_path / "kept").mkdir()
+
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(ev, "text_perplexity", ctrl_c)
+    for out in (tmp_path / "new" / "eval", tmp_path / "kept"):
+        with pytest.raises(KeyboardInterrupt):
+            ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 'text.txt'}", "--device=cpu", f"--out={out}"])
+    assert sorted(os.listdir(tmp_path)) == ["ckpt.pt", "kept", "text.txt"]  # a folder that was there stays
