@@ -222,6 +222,27 @@ def test_tokens_below_one_block_and_rank_above_head_dim_are_refused_before_the_w
                    f"set --data_dir to its data."
 
 
+def test_validation_data_of_another_tokenizer_or_cut_inside_a_token_is_refused_and_leaves_no_folder(tmp_path, capsys):
+    # a val.bin of odd size was numpy's ValueError traceback; another tokenizer's ids below the model's vocabulary
+    # (bytes for an r50k model) were measured as its text, exit 0; and --out, made before these checks, was left
+    # behind empty (the seventh pass)
+    save_ckpt(tmp_path, "qkv")
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    torch.save({**ckpt, "meta": {"tokenizer": "chars", "vocab_size": 40}}, tmp_path / "ckpt.pt")  # another program's
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "val.bin").write_bytes(np.arange(33, dtype=np.uint16).tobytes()[:-1])
+    code, out, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--data_dir={data}", "--out=" + str(tmp_path / "a" / "b"))
+    assert code == f"{data}/val.bin holds 65 bytes, an odd number, so it is no file of uint16 tokens; set --data_dir " \
+                   f"to a folder prepare_slimpajama.py wrote."
+    np.arange(32, dtype=np.uint16).tofile(data / "val.bin")
+    (data / "meta.json").write_text('{"tokenizer": "r50k_base", "vocab_size": 50257}')
+    code, out, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--data_dir={data}", "--out=" + str(tmp_path / "a" / "b"))
+    assert code == f"{data} holds tokens of 'r50k_base' and the checkpoint's model reads 'chars': CKA would be " \
+                   f"measured on the ids of another tokenizer; set --data_dir to data of 'chars'."
+    assert not (tmp_path / "a").exists()
+
+
 def test_assets_take_only_the_figure_readme_names(tmp_path, capsys, monkeypatch):
     save_ckpt(tmp_path, "qkv")
     assets = os.path.join(ROOT, "assets")
