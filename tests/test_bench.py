@@ -113,6 +113,25 @@ def test_a_run_that_measures_nothing_or_stops_leaves_no_folder(tmp_path, monkeyp
     assert os.listdir(tmp_path) == []
 
 
+def test_the_tracked_run_changes_its_files_together_or_not_at_all(tmp_path, monkeypatch):
+    # a full run into assets/ stopped in its last section (decode) left the new tables of the sections before it
+    # beside the old ones (the seventh pass)
+    out = tmp_path / "assets"
+    out.mkdir()
+    (out / "cache_savings.csv").write_text("the tracked table\n")
+    monkeypatch.setattr(bench, "tracked_run", lambda *args: True)
+
+    def ctrl_c(args, device):
+        raise KeyboardInterrupt
+    monkeypatch.setitem(bench.BENCHES, "decode", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        bench.main(["--what=cache,decode", "--device=cpu", f"--out={out}"])
+    assert os.listdir(out) == ["cache_savings.csv"] and (out / "cache_savings.csv").read_text() == "the tracked table\n"
+    bench.main(["--what=cache", "--device=cpu", f"--out={out}"])
+    assert sorted(os.listdir(out)) == ["cache_savings.csv", "cache_savings.png"]
+    assert (out / "cache_savings.csv").read_text().startswith("shape,variant,")
+
+
 def test_only_a_full_run_writes_into_assets(tmp_path, monkeypatch):
     assets = os.path.join(ROOT, "assets")
     before = tree_digest(assets)
