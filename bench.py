@@ -675,4 +675,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli(main, "each section that finished wrote its files.")
+    cli(main, "each section that finished wrote its files (a run into assets/ writes them only at its end).")
