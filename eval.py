@@ -291,9 +291,8 @@ def main(argv=None):
                                  f"to draw them from (its few-shot split, else its own); lower --num_fewshot.") \
                     from None
         dt = time.time() - t0
-        converted = args.proj is not None or args.n_kv_head is not None  # else convert_method is a default never used
         res["checkpoint"] = {"out_dir": args.out_dir, "init_from": args.init_from,
-                             "convert_method": args.convert_method if converted else None,
+                             "convert_method": args.convert_method,  # None where load_model tied no V to K
                              "model_args": asdict(model.config)}  # which model these are
         # the config holds a few objects, e.g. the model: default=str
         atomic_write(os.path.join(out, "results.json"), json.dumps(res, indent=2, default=str))

@@ -397,3 +397,17 @@ def test_an_evaluation_stopped_midway_leaves_no_empty_folder(tmp_path, monkeypat
         with pytest.raises(KeyboardInterrupt):
             ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 'text.txt'}", "--device=cpu", f"--out={out}"])
     assert sorted(os.listdir(tmp_path)) == ["ckpt.pt", "kept", "text.txt"]  # a folder that was there stays
+
+
+def test_results_name_a_conversion_method_only_where_v_was_tied_to_k(tmp_path):
+    # pooling or repeating key heads, untying, or nothing to convert recorded "lstsq", a method never used (the
+    # seventh pass; the sixth fixed it for a run without --proj or --n_kv_head)
+    (tmp_path / "text.txt").write_text("To be, or not to be.\n")
+    make_ckpt(tmp_path / "gqa", BYTES_META, n_kv_head=2)
+    make_ckpt(tmp_path / "qk_v", BYTES_META, proj="qk_v")
+    for run, arg, want in (("gqa", "--n_kv_head=4", None), ("qk_v", "--proj=qkv", None), ("qk_v", "--proj=qk_v", None),
+                           ("gqa", "--proj=qk_v", "k")):
+        ev.main([f"--out_dir={tmp_path / run}", f"--text={tmp_path / 'text.txt'}", "--device=cpu", arg,
+                 "--convert_method=k"])
+        with open(tmp_path / run / "eval" / "results.json") as f:
+            assert json.load(f)["checkpoint"]["convert_method"] == want, arg
