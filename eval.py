@@ -239,8 +239,10 @@ def parse_args(argv=None):
                     f"--text measures the whole file without them; drop {'it' if len(given) == 1 else 'them'}, or "
                     f"evaluate tasks with --tasks instead of --text.")
     args.num_fewshot = NUM_FEWSHOT if args.num_fewshot is None else args.num_fewshot
-    if args.limit is not None and args.limit > 1 and args.limit != int(args.limit):  # the harness cuts 1.5 to 1
-        p.error(f"--limit above 1 is a number of documents, a whole one (below 1, a fraction); got {args.limit}.")
+    # the harness cuts 1.5 to 1, and its islice fails on a count past 64 bits (a traceback after the model loaded)
+    if args.limit is not None and args.limit > 1 and (args.limit != int(args.limit) or args.limit >= 2**63):
+        p.error(f"--limit above 1 is a number of documents, a whole one below 2**63 (below 1, a fraction); got "
+                f"{args.limit}.")
     return args
 
 
