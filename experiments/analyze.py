@@ -38,7 +38,8 @@ import torch
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.analyze")
 
-from checkpoint import atomic_write, guard_assets, in_assets, load_checkpoint, new_dirs, read_json, tokens
+from checkpoint import (atomic_write, check_study_run, guard_assets, in_assets, load_checkpoint, new_dirs, read_json,
+                        tokens)
 from configurator import cli, number
 from convert import affine_fit
 from model import GPT, GPTConfig
@@ -328,6 +329,11 @@ def main(argv=None):
         if in_assets(out) and iters != ASSET_ITERS:  # the right folder, but the tracked figure is of the finished run
             raise SystemExit(f"{args.out_dir} is at iteration {iters}, and assets/projections.* are of the retrofit "
                              f"source at {ASSET_ITERS}: finish it with `python -m experiments.retrofit` first.")
+        if in_assets(out):  # and of the run retrofit trains there, not one trained into that folder by hand
+            from experiments.retrofit import FULL, plan
+            source = plan(FULL)[0]  # the source of the first seed: ASSET_SOURCE
+            check_study_run(load_checkpoint(args.out_dir, ("model", "model_args", "config")), args.out_dir, source[3],
+                            "python -m experiments.retrofit")
     with new_dirs(*[out] if out else []):  # made now, removed again if the work stops before writing there
         if out:
             try:

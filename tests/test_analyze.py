@@ -12,6 +12,7 @@ import torch
 import experiments.analyze
 from experiments.analyze import (ASSET_COMMAND, analyze, cka, compare, cosine, effective_rank, load, main, overlap,
                                  projections, random_row, table)
+from configurator import run_file
 from model import GPT, GPTConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -261,6 +262,16 @@ def test_assets_take_only_the_figure_readme_names(tmp_path, capsys, monkeypatch)
     code, _, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--out={assets}")
     assert code == f"{tmp_path} is at iteration 0, and assets/projections.* are of the retrofit source at 600: " \
                    f"finish it with `python -m experiments.retrofit` first."
+    # and finished, but trained there by hand with other settings: it replaced the tracked figure (the seventh pass)
+    scope = run_file("config/cpu_lm.py", {})
+    config = {**{k: scope[k] for k in scope.assigned}, "eval_interval": 600, "warmup_iters": 50, "max_iters": 600,
+              "seed": 1337, "batch_size": 4}
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    torch.save({**ckpt, "iter_num": 600, "config": config}, tmp_path / "ckpt.pt")
+    code, _, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--out={assets}")
+    assert code == f"{tmp_path} holds a run with batch_size = 4, where `python -m experiments.retrofit` trains it " \
+                   f"with 16: it is not this study's run; move that folder out of the way, and the study trains its " \
+                   f"own run there."
     assert {n: os.path.getmtime(os.path.join(assets, n)) for n in os.listdir(assets)} == before
 
 
