@@ -23,6 +23,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -104,13 +105,22 @@ def times(s):
     path = os.path.join(s["root"], "times.jsonl")
     if not os.path.exists(path):
         return []
-    with open(path) as f:
+    with open(path, encoding="utf-8", errors="replace") as f:
         lines = f.read().splitlines()
-    try:
-        return [json.loads(line) for line in lines]
-    except ValueError:
-        raise SystemExit(f"{path} has a line that is not JSON (cut by a kill while an older version appended to "
-                         f"it); delete that line and run again.") from None
+    entries = []
+    for n, line in enumerate(lines, 1):
+        try:
+            e = json.loads(line)
+        except ValueError:
+            raise SystemExit(f"{path} has a line that is not JSON (cut by a kill while an older version appended to "
+                             f"it); delete that line and run again.") from None
+        # JSON, but no time of a run (edited, or another program's): the report's sum was a KeyError traceback
+        if not (isinstance(e, dict) and isinstance(e.get("run"), str) and type(e.get("s")) in (int, float)
+                and math.isfinite(e["s"])):
+            raise SystemExit(f"{path}, line {n}, is no time of a training run (edited, or another program's); "
+                             f"delete that line and run again.")
+        entries.append(e)
+    return entries
 
 
 def add_time(s, run, seconds):

@@ -429,6 +429,11 @@ def test_retrofit_times_are_appended_whole(tmp_path, monkeypatch):
     (tmp_path / "times.jsonl").write_text(before + '{"run": "c", "s')
     with pytest.raises(SystemExit, match=f"{tmp_path}/times.jsonl has a line that is not JSON"):
         retrofit.times(s)
+    # JSON, but no time: the report's sum was a KeyError or TypeError traceback (the seventh pass)
+    for line in ('{"run": "c"}', '"x"', '{"run": "c", "s": NaN}'):
+        (tmp_path / "times.jsonl").write_text(before + line + "\n")
+        with pytest.raises(SystemExit, match=f"{tmp_path}/times.jsonl, line 3, is no time of a training run"):
+            retrofit.times(s)
 
 
 # ---------------------------------------------------------------------------------------------------------------
