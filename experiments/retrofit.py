@@ -261,6 +261,17 @@ def destination(config_file):
     return {"proj": g["proj"], "n_kv_head": g["n_kv_head"]}
 
 
+def cached_conversions(got):
+    """Whether got is what convert_sources writes to conversions.json: every conversion with its facts."""
+    def numbers(xs):
+        return isinstance(xs, list) and all(type(x) in (int, float) and math.isfinite(x) for x in xs)
+    return isinstance(got, dict) and set(got) == set(CONVERSIONS) and all(
+        isinstance(c, dict) and numbers([c.get("loss")]) and type(c.get("kv_bytes")) is int
+        and isinstance(c.get("fits"), list) and len(c["fits"]) > 0
+        and all(isinstance(f, dict) and numbers(f.get("residual")) and numbers(f.get("rank")) for f in c["fits"])
+        and (name != "qk_v lstsq" or numbers(c.get("attribution"))) for name, c in got.items())
+
+
 def convert_sources(s):
     """{(name, seed): {"loss", "fits", "kv_bytes", "attribution"}} for every conversion of every finished source,
     done here exactly as train.py does it for the uptraining run (same calibration tokens), so "loss" is that run's
@@ -271,12 +282,15 @@ def convert_sources(s):
         cached = f"{s['root']}/qkv_s{seed}/conversions.json"  # a finished source never changes: computed once
         try:
             with open(cached) as f:
-                out.update({(name, seed): c for name, c in json.load(f).items()})
+                got = json.load(f)
+            if not cached_conversions(got):  # JSON, but not what this function writes: a KeyError or worse later
+                raise ValueError
+            out.update({(name, seed): c for name, c in got.items()})
             continue
         except FileNotFoundError:
             pass
         except ValueError:  # torn by a kill while an older version wrote it in place: a cache, so computed again
-            print(f"{cached} is not readable JSON; computing it again", file=sys.stderr)
+            print(f"{cached} is not readable JSON of every conversion; computing it again", file=sys.stderr)
         src = checkpoint(f"{s['root']}/qkv_s{seed}")
         if src is None or src["iter_num"] < ITERS // s["scale"]:
             continue

@@ -558,7 +558,7 @@ def test_rope_report_without_finished_runs_is_one_sentence(world, tmp_path, monk
     assert tree_digest(tmp_path / "assets") == before and sorted(os.listdir(tmp_path)) == ["assets"]
 
 
-def test_retrofit_partial_report_goes_to_the_runs_folder_and_a_torn_cache_is_recomputed(world, tmp_path):
+def test_retrofit_partial_report_goes_to_the_runs_folder_and_a_torn_cache_is_recomputed(world, tmp_path, capsys):
     s = dict(retrofit.FULL, root=str(tmp_path / "out-retrofit"), assets=str(tmp_path / "assets" / "retrofit"),
              eval_tokens=512)
     before = tracked(tmp_path, "retrofit.md", "retrofit.csv", "retrofit.png")
@@ -568,12 +568,17 @@ def test_retrofit_partial_report_goes_to_the_runs_folder_and_a_torn_cache_is_rec
     torch.save({**ckpt, "iter_num": retrofit.ITERS}, source / "ckpt.pt")  # the source, as if trained to the end
     (source / "log.jsonl").write_text(json.dumps({"iter": 0, "val_loss": 5.5}) + "\n" +
                                       json.dumps({"iter": retrofit.ITERS, "val_loss": 2.5}) + "\n")
-    (source / "conversions.json").write_text('{"qk_v k": {"loss": 2.')  # torn by a kill of an older version
-    retrofit.report(s, "python -m experiments.retrofit")
-    assert tree_digest(tmp_path / "assets") == before
-    md = (tmp_path / "out-retrofit" / "retrofit.md").read_text()
-    assert md.startswith(f"PARTIAL: {len(retrofit.plan(s)) - 1} of {len(retrofit.plan(s))} runs not finished")
-    assert set(json.loads((source / "conversions.json").read_text())) == set(retrofit.CONVERSIONS)
+    # torn by a kill of an older version; JSON of something else, an AttributeError or KeyError (the seventh pass)
+    for damage in ('{"qk_v k": {"loss": 2.', '[1, 2]', '{"qk_v k": {"loss": 2.0}}'):
+        (source / "conversions.json").write_text(damage)
+        retrofit.report(s, "python -m experiments.retrofit")
+        assert tree_digest(tmp_path / "assets") == before
+        md = (tmp_path / "out-retrofit" / "retrofit.md").read_text()
+        assert md.startswith(f"PARTIAL: {len(retrofit.plan(s)) - 1} of {len(retrofit.plan(s))} runs not finished")
+        assert set(json.loads((source / "conversions.json").read_text())) == set(retrofit.CONVERSIONS)
+    capsys.readouterr()
+    retrofit.report(s, "python -m experiments.retrofit")  # the cache it wrote is read back, not computed again
+    assert "computing it again" not in capsys.readouterr().err
 
 
 def test_experiments_check_their_output_folders_before_training(tmp_path, monkeypatch):
