@@ -116,6 +116,9 @@ def atomic_write(path, data):
             cause = cause.__context__
         if cause is None:
             raise
+        if os.path.isdir(path):  # a folder of that name (os.replace's IsADirectoryError): no free space helps
+            raise SystemExit(f"could not write {path}: a folder has that name; move it out of the way, or write "
+                             f"elsewhere.") from None
         raise SystemExit(f"could not write {path} ({cause.strerror or cause}); "
                          + ("the file there is unchanged" if os.path.exists(path) else "nothing was written")
                          + ": free space on its disk, or write elsewhere.") from None

@@ -374,6 +374,16 @@ def test_atomic_write_replaces_the_file_whole(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o644
 
 
+def test_atomic_write_over_a_folder_says_so(tmp_path):
+    # a folder where a study's cached curve goes: the advice was to free space on the disk (the seventh pass)
+    (tmp_path / "curve.json").mkdir()
+    with pytest.raises(SystemExit) as e:
+        checkpoint.atomic_write(str(tmp_path / "curve.json"), "[]")
+    assert str(e.value) == f"could not write {tmp_path / 'curve.json'}: a folder has that name; move it out of the " \
+                           f"way, or write elsewhere."
+    assert os.listdir(tmp_path) == ["curve.json"] and os.listdir(tmp_path / "curve.json") == []
+
+
 def test_atomic_write_leaves_the_old_file_when_the_writer_dies_midway(tmp_path, monkeypatch):
     path = tmp_path / "results.csv"
     path.write_text("old,complete\n")
