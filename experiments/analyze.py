@@ -321,7 +321,9 @@ def main(argv=None):
     if args.rank is not None and args.rank > head_dim:
         parser.error(f"--rank must be at most the head_dim of {args.out_dir} ({head_dim}), the most directions a head "
                      f"reads; got {args.rank}.")
-    out = args.out_dir if args.out is None else args.out
+    # --out_dir may name the checkpoint file itself (load_checkpoint takes either): the tables go beside it
+    run_dir = os.path.dirname(args.out_dir) if os.path.isfile(args.out_dir) else args.out_dir
+    out = run_dir if args.out is None else args.out
     if out:  # before the work, since the figure is written last
         changed = [k for k in vars(args) if k not in ("out", "out_dir") and getattr(args, k) != parser.get_default(k)]
         full_run = not changed and os.path.realpath(args.out_dir) == os.path.realpath(ASSET_SOURCE)

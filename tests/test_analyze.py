@@ -244,6 +244,13 @@ def test_validation_data_of_another_tokenizer_or_cut_inside_a_token_is_refused_a
     assert not (tmp_path / "a").exists()
 
 
+def test_a_checkpoint_path_puts_the_tables_beside_it(tmp_path, capsys):
+    # --out_dir=run/ckpt.pt was refused with advice on --out, a flag that was not given (the seventh pass)
+    save_ckpt(tmp_path, "qk_v")
+    code, out, _ = run_main(capsys, f"--out_dir={tmp_path / 'ckpt.pt'}")
+    assert code is None and f"wrote {tmp_path / 'projections.md'}, " in out
+
+
 def test_assets_take_only_the_figure_readme_names(tmp_path, capsys, monkeypatch):
     save_ckpt(tmp_path, "qkv")
     assets = os.path.join(ROOT, "assets")
