@@ -63,7 +63,9 @@ def check_study_run(ckpt, out_dir, args, command):
     arguments (args: config files, then --key=value) give is the one the checkpoint was trained with. A finished run
     is not trained again, so a run trained into that folder by hand, or by another study, would otherwise be
     reported as this one (a complete set of them into assets/)."""
-    saved, fix = ckpt.get("config", {}), "move that folder out of the way, and the study trains its own run there"
+    saved = ckpt.get("config", {})
+    fix = "run the study with the options that trained it, or move that folder out of the way (the study then trains " \
+          "its own run there)"
     try:
         values, given = configure(saved, list(args))
     except SystemExit as e:  # a setting the checkpoint does not hold at all: another program's or version's run
@@ -72,7 +74,7 @@ def check_study_run(ckpt, out_dir, args, command):
     bad = next((k for k in sorted(given) if k not in ("out_dir", "init_from") and values[k] != saved[k]), None)
     if bad:
         raise SystemExit(f"{out_dir} holds a run with {bad} = {saved[bad]!r}, where `{command}` trains it with "
-                         f"{values[bad]!r}: it is not this study's run; {fix}.")
+                         f"{values[bad]!r}: a run of other settings; {fix}.")
 
 
 @contextlib.contextmanager

@@ -96,7 +96,8 @@ def score(args):
     """[{variant, seed, length, loss}] of every finished run, and the runs not finished."""
     data = tokens(args.data_dir, "val")
     rows, missing = [], []
-    command = "python -m experiments.rope" + (" --quick" if args.quick else "")
+    command = "python -m experiments.rope" + (" --quick" if args.quick else "") + \
+        (f" --data_dir={args.data_dir}" if args.data_dir != "data/cpu_lm_bytes" else "")
     for name, seed, out, proj, pos_emb in runs(args):
         ckpt, done = checkpoint(out, args)
         if not done:

@@ -2,6 +2,7 @@
 accepted where harmless: data checked against meta.json, checkpoints checked against their own model_args, files
 written atomically, and tracked results in assets/ that only a study's complete, full run replaces."""
 
+import argparse
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import torch
 
 import checkpoint
 import prepare_slimpajama as P
+from configurator import configure
 from experiments import cpu_lm, retrofit, rope, scaling
 from test_bad_inputs import tree_digest
 from test_train import ROOT, TINY, make_data, train
@@ -488,13 +490,23 @@ def test_a_complete_report_of_runs_trained_with_other_settings_is_refused(world,
     with pytest.raises(SystemExit) as e:
         cpu_lm.main(["--report"])
     assert str(e.value).startswith("out-cpu_lm/qkv_s1337 holds a run with batch_size = 4, where `python -m "
-                                   "experiments.cpu_lm` trains it with 16: it is not this study's run; move that "
-                                   "folder out of the way")
+                                   "experiments.cpu_lm` trains it with 16: a run of other settings; run the study "
+                                   "with the options that trained it, or move that folder out of the way")
     assert tree_digest(tmp_path / "assets") == before
     with pytest.raises(SystemExit, match="out-rope-quick/qkv_rope_s1337 holds a run with batch_size = 4, where "
-                                         r"`python -m experiments.rope --quick` trains it with 16"):
+                                         r"`python -m experiments.rope --quick --data_dir=\S+` trains it with 16"):
         rope.main(["--quick", "--report", f"--data_dir={world / 'data'}"])
     assert not (tmp_path / "out-rope-quick" / "rope.md").exists()
+    # the study's own runs, scored on other data than they trained on (the full run's report goes to assets/)
+    ns = argparse.Namespace(iters=60, data_dir="data/cpu_lm_bytes", root="out-rope-quick", seeds=[1337])
+    for name, seed, out, proj, pos_emb in rope.runs(ns):
+        own = configure(ckpt["config"], rope.train_args(ns, seed, out, proj, pos_emb))[0]
+        torch.save({**ckpt, "iter_num": 60, "config": own}, os.path.join(out, "ckpt.pt"))
+    with pytest.raises(SystemExit, match="out-rope-quick/qkv_rope_s1337 holds a run with data_dir = "
+                                         "'data/cpu_lm_bytes', where `python -m experiments.rope --quick "
+                                         f"--data_dir={world / 'data'}` trains it with '{world / 'data'}': a run of "
+                                         "other settings; run the study with the options that trained it"):
+        rope.main(["--quick", "--report", f"--data_dir={world / 'data'}"])
     s = dict(retrofit.QUICK, assets="assets/retrofit")  # the quick plan, reported where the complete one goes
     for _, _, out, _, end in retrofit.plan(s):
         os.makedirs(out, exist_ok=True)
