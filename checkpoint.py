@@ -71,7 +71,12 @@ def check_study_run(ckpt, out_dir, args, command):
     except SystemExit as e:  # a setting the checkpoint does not hold at all: another program's or version's run
         raise SystemExit(f"{out_dir} holds a run this study cannot check against its settings ({e}); {fix}.") \
             from None
-    bad = next((k for k in sorted(given) if k not in ("out_dir", "init_from") and values[k] != saved[k]), None)
+
+    def same(k):  # data/x/ and its absolute path are one folder
+        if k == "data_dir" and isinstance(saved[k], str):
+            return os.path.realpath(values[k]) == os.path.realpath(saved[k])
+        return values[k] == saved[k]
+    bad = next((k for k in sorted(given) if k not in ("out_dir", "init_from") and not same(k)), None)
     if bad:
         raise SystemExit(f"{out_dir} holds a run with {bad} = {saved[bad]!r}, where `{command}` trains it with "
                          f"{values[bad]!r}: a run of other settings; {fix}.")

@@ -507,6 +507,10 @@ def test_a_complete_report_of_runs_trained_with_other_settings_is_refused(world,
                                          f"--data_dir={world / 'data'}` trains it with '{world / 'data'}': a run of "
                                          "other settings; run the study with the options that trained it"):
         rope.main(["--quick", "--report", f"--data_dir={world / 'data'}"])
+    ns.data_dir = str(tmp_path / "data" / "cpu_lm_bytes") + "/"  # the same folder, written another way
+    for name, seed, out, proj, pos_emb in rope.runs(ns):
+        checkpoint.check_study_run(torch.load(os.path.join(out, "ckpt.pt"), weights_only=True), out,
+                                   rope.train_args(ns, seed, out, proj, pos_emb), "python -m experiments.rope")
     s = dict(retrofit.QUICK, assets="assets/retrofit")  # the quick plan, reported where the complete one goes
     for _, _, out, _, end in retrofit.plan(s):
         os.makedirs(out, exist_ok=True)
