@@ -17,6 +17,7 @@ import io
 import os
 import platform
 import statistics
+import tempfile
 import time
 import weakref
 from contextlib import nullcontext
@@ -32,7 +33,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from checkpoint import ASSETS, atomic_write, guard_assets, writable_dir
+from checkpoint import ASSETS, atomic_write, guard_assets, new_dirs, writable_dir
 from configurator import cli
 from model import GPT, SOURCES, GPTConfig
 from sample import check_device
@@ -646,18 +647,32 @@ def main(argv=None):
         raise SystemExit(f"--what must be a comma-separated subset of {', '.join(BENCHES)}; got {args.what!r}.")
     check_device(p, args.device)  # --device=foo was torch's traceback
     device = torch.device(args.device)
-    guard_assets(args.out, tracked_run(args, what, device), FULL_GPU if device.type == "cuda" else FULL)
-    # before the measurements: an --out that cannot take the results fails now, not after minutes
-    writable_dir(args.out, "choose another --out")
-    print(f"device: {device_name(device)} | torch {torch.__version__} | {platform.python_implementation()} "
-          f"{platform.python_version()}")
-    torch.manual_seed(0)
-    for section, bench in BENCHES.items():
-        if section in what:
-            t0 = time.perf_counter()
-            bench(args, device)
-            print(f"({section}: {time.perf_counter() - t0:.0f} s wall-clock)")
+    cuda_only = {"kernel"} | (set() if args.quick else {"step"})  # the sections that skip themselves off CUDA
+    if device.type != "cuda" and set(what) <= cuda_only:  # else: exit 0, having measured and written nothing
+        raise SystemExit(f"--what={args.what} measures nothing on {device.type}: {' and '.join(sorted(set(what)))} "
+                         f"need{'s' if len(set(what)) == 1 else ''} CUDA; run it with --device=cuda on a GPU.")
+    tracked = tracked_run(args, what, device)
+    guard_assets(args.out, tracked, FULL_GPU if device.type == "cuda" else FULL)
+    # before the measurements: an --out that cannot take the results fails now, not after minutes (and is removed
+    # again if the measurements stop before writing there). The tracked run writes into a folder of its own first:
+    # one stopped in its last section would leave new tables beside old ones in assets/
+    with new_dirs(args.out), tempfile.TemporaryDirectory() if tracked else nullcontext() as stage:
+        writable_dir(args.out, "choose another --out")
+        out, args.out = args.out, stage or args.out
+        print(f"device: {device_name(device)} | torch {torch.__version__} | {platform.python_implementation()} "
+              f"{platform.python_version()}")
+        torch.manual_seed(0)
+        for section, bench in BENCHES.items():
+            if section in what:
+                t0 = time.perf_counter()
+                bench(args, device)
+                print(f"({section}: {time.perf_counter() - t0:.0f} s wall-clock)")
+        if stage:  # every section finished: the tracked files change together
+            for name in sorted(os.listdir(stage)):
+                with open(os.path.join(stage, name), "rb") as f:
+                    atomic_write(os.path.join(out, name), f.read())
+            print(f"wrote {', '.join(sorted(os.listdir(stage)))} into {out}")
 
 
 if __name__ == "__main__":
-    cli(main, "each section that finished wrote its files.")
+    cli(main, "each section that finished wrote its files (a run into assets/ writes them only at its end).")

@@ -11,6 +11,8 @@ The files every script shares, each opened with its checks and written atomicall
   writable_dir(folder, fix)      an output folder checked before the work, not found unwritable after it
   hold_lock(folder, busy)        one process at a time writing into a folder (prepare's out_dir, a study's runs)
   guard_assets(path, ...)        only a study's full default run writes into assets/ (compared by real path)
+  check_study_run(ckpt, ...)     a study's run folder holds the run the study trains there, not a foreign one
+  new_dirs(folder, ...)          the output folders a run made are removed again if it fails before writing there
   read_log(out_dir)              a finished run's log.jsonl, every line checked: the studies read their curves there
   read_table(path, ...)          a CSV a study wrote, every row checked, before its report or figure is redrawn
 
@@ -30,6 +32,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
+from configurator import configure
 from model import GPT, GPTConfig
 
 PREFIXES = ("_orig_mod.", "module.")  # torch.compile's and DDP's wrappers: harmless, stripped on load
@@ -55,6 +58,50 @@ def guard_assets(path, full_run, command):
         raise SystemExit(f"{path} is in assets/, which {who}; write this run elsewhere.")
 
 
+def check_study_run(ckpt, out_dir, args, command):
+    """That the checkpoint in a study's run folder is the run the study trains there: every setting its train.py
+    arguments (args: config files, then --key=value) give is the one the checkpoint was trained with. A finished run
+    is not trained again, so a run trained into that folder by hand, or by another study, would otherwise be
+    reported as this one (a complete set of them into assets/)."""
+    saved = ckpt.get("config", {})
+    fix = "run the study with the options that trained it, or move that folder out of the way (the study then trains " \
+          "its own run there)"
+    try:
+        values, given = configure(saved, list(args))
+    except SystemExit as e:  # a setting the checkpoint does not hold at all: another program's or version's run
+        raise SystemExit(f"{out_dir} holds a run this study cannot check against its settings ({e}); {fix}.") \
+            from None
+
+    def same(k):  # data/x/ and its absolute path are one folder
+        if k == "data_dir" and isinstance(saved[k], str):
+            return os.path.realpath(values[k]) == os.path.realpath(saved[k])
+        return values[k] == saved[k]
+    bad = next((k for k in sorted(given) if k not in ("out_dir", "init_from") and not same(k)), None)
+    if bad:
+        raise SystemExit(f"{out_dir} holds a run with {bad} = {saved[bad]!r}, where `{command}` trains it with "
+                         f"{values[bad]!r}: a run of other settings; {fix}.")
+
+
+@contextlib.contextmanager
+def new_dirs(*folders):
+    """Around the work that fills folders: those of them (and their parents) that did not exist before are removed
+    again if the work stops (an error, Ctrl-C) with nothing written in them, so a failed run leaves no empty
+    folder behind."""
+    new = set()
+    for folder in folders:
+        f = os.path.abspath(folder)
+        while not os.path.exists(f):
+            new.add(f)
+            f = os.path.dirname(f)
+    try:
+        yield
+    except BaseException:
+        for d in sorted(new, key=len, reverse=True):  # the deepest first; one that holds a file stays
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
+        raise
+
+
 def atomic_write(path, data):
     """Write data (str or bytes), or call data(f) on the open binary file, then rename over path. A write the disk
     refuses (full, over quota, read-only) is one sentence, the old file left whole."""
@@ -76,6 +123,9 @@ def atomic_write(path, data):
             cause = cause.__context__
         if cause is None:
             raise
+        if os.path.isdir(path):  # a folder of that name (os.replace's IsADirectoryError): no free space helps
+            raise SystemExit(f"could not write {path}: a folder has that name; move it out of the way, or write "
+                             f"elsewhere.") from None
         raise SystemExit(f"could not write {path} ({cause.strerror or cause}); "
                          + ("the file there is unchanged" if os.path.exists(path) else "nothing was written")
                          + ": free space on its disk, or write elsewhere.") from None

@@ -22,7 +22,7 @@ from dataclasses import asdict
 import torch
 import torch.nn.functional as F
 
-from checkpoint import atomic_write, guard_assets, hold_lock
+from checkpoint import atomic_write, guard_assets, hold_lock, new_dirs
 from configurator import cli, number
 from convert import hub_reachable
 from sample import DTYPES, EOT, add_model_args, check_conversion_args, check_device, get_tokenizer, load_model
@@ -239,9 +239,20 @@ def parse_args(argv=None):
                     f"--text measures the whole file without them; drop {'it' if len(given) == 1 else 'them'}, or "
                     f"evaluate tasks with --tasks instead of --text.")
     args.num_fewshot = NUM_FEWSHOT if args.num_fewshot is None else args.num_fewshot
-    if args.limit is not None and args.limit > 1 and args.limit != int(args.limit):  # the harness cuts 1.5 to 1
-        p.error(f"--limit above 1 is a number of documents, a whole one (below 1, a fraction); got {args.limit}.")
+    # the harness cuts 1.5 to 1, and its islice fails on a count past 64 bits (a traceback after the model loaded)
+    if args.limit is not None and args.limit > 1 and (args.limit != int(args.limit) or args.limit >= 2**63):
+        p.error(f"--limit above 1 is a number of documents, a whole one below 2**63 (below 1, a fraction); got "
+                f"{args.limit}.")
     return args
+
+
+def writable_out(out):
+    try:
+        os.makedirs(out, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as err:
+        raise SystemExit(f"--out {out!r} is not a writable directory ({err.strerror}); choose another --out.")
+    return out
 
 
 def main(argv=None):
@@ -263,15 +274,11 @@ def main(argv=None):
     guard_assets(out, False, None)
     model, meta = load_model(args, device)  # out_dir's checkpoint or GPT-2, converted if --proj/--n_kv_head say so
     lm = CheckpointLM(model, meta, args.batch_size, dtype)  # its tokenizer may be missing offline
-    made = not os.path.isdir(out)
-    try:  # after the checkpoint and its tokenizer (either missing makes no folder), before the evaluation (hours)
-        os.makedirs(out, exist_ok=True)
-        tempfile.TemporaryFile(dir=out).close()
-    except OSError as err:
-        raise SystemExit(f"--out {out!r} is not a writable directory ({err.strerror}); choose another --out.")
-    # one evaluation per folder: two would each write results.json and results.md, and the pair could then mix
-    with hold_lock(out, f"--out {out} is being written by another eval.py run; wait for it to end or choose another "
-                        f"--out."):
+    # made after the checkpoint and its tokenizer (either missing makes no folder), before the evaluation (hours),
+    # and removed again if the evaluation stops before its results (an error, Ctrl-C); one evaluation per folder:
+    # two would each write results.json and results.md, and the pair could then mix
+    with new_dirs(out), hold_lock(writable_out(out), f"--out {out} is being written by another eval.py run; wait for "
+                                                      f"it to end or choose another --out."):
         t0 = time.time()
         if args.text is not None:
             res = text_perplexity(lm, args.text, text)
@@ -282,15 +289,12 @@ def main(argv=None):
             except ValueError as e:  # random.sample's, as the harness draws the examples while it builds the requests
                 if "Sample larger than population" not in str(e):
                     raise
-                if made:  # refused before any result: no empty folder left behind
-                    os.rmdir(out)
                 raise SystemExit(f"--num_fewshot={args.num_fewshot} asks for more examples than a task has documents "
                                  f"to draw them from (its few-shot split, else its own); lower --num_fewshot.") \
                     from None
         dt = time.time() - t0
-        converted = args.proj is not None or args.n_kv_head is not None  # else convert_method is a default never used
         res["checkpoint"] = {"out_dir": args.out_dir, "init_from": args.init_from,
-                             "convert_method": args.convert_method if converted else None,
+                             "convert_method": args.convert_method,  # None where load_model tied no V to K
                              "model_args": asdict(model.config)}  # which model these are
         # the config holds a few objects, e.g. the model: default=str
         atomic_write(os.path.join(out, "results.json"), json.dumps(res, indent=2, default=str))

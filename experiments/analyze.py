@@ -38,7 +38,8 @@ import torch
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.analyze")
 
-from checkpoint import atomic_write, guard_assets, in_assets, load_checkpoint, tokens
+from checkpoint import (atomic_write, check_study_run, guard_assets, in_assets, load_checkpoint, new_dirs, read_json,
+                        tokens)
 from configurator import cli, number
 from convert import affine_fit
 from model import GPT, GPTConfig
@@ -260,18 +261,28 @@ def plot(rows, random, max_rank, title, path):
 
 
 def load(out_dir):
-    """-> (model, the checkpoint's data_dir or None, its iter_num)."""
+    """-> (model, the checkpoint's data_dir or None, its iter_num, the tokenizer of its data or None)."""
     ckpt = load_checkpoint(out_dir, ("model", "model_args", "iter_num"))
     with torch.device("meta"):  # no random init: the weights come from the checkpoint
         model = GPT(GPTConfig(**ckpt["model_args"]))
     model.load_state_dict(ckpt["model"], assign=True)
-    return model.eval(), ckpt.get("config", {}).get("data_dir"), ckpt["iter_num"]
+    return model.eval(), ckpt.get("config", {}).get("data_dir"), ckpt["iter_num"], ckpt.get("meta", {}).get("tokenizer")
 
 
-def val_tokens(data_dir, n_tokens, block_size):
-    """The first n_tokens of data_dir/val.bin as [n_tokens // block_size, block_size] token ids, or None if absent."""
+def val_tokens(data_dir, n_tokens, block_size, tokenizer=None):
+    """The first n_tokens of data_dir/val.bin as [n_tokens // block_size, block_size] token ids, or None if absent;
+    refused when they are no uint16 tokens, or another tokenizer's (its meta.json says) than the model's."""
     if not data_dir or not os.path.isfile(os.path.join(data_dir, "val.bin")):
         return None
+    path, meta = os.path.join(data_dir, "val.bin"), os.path.join(data_dir, "meta.json")
+    if os.path.getsize(path) % 2:  # cut inside a token: numpy's memmap refused it with a traceback
+        raise SystemExit(f"{path} holds {os.path.getsize(path):,} bytes, an odd number, so it is no file of uint16 "
+                         f"tokens; set --data_dir to a folder prepare_slimpajama.py wrote.")
+    theirs = read_json(meta, "set --data_dir to a folder prepare_slimpajama.py wrote").get("tokenizer") \
+        if tokenizer and os.path.isfile(meta) else tokenizer
+    if theirs != tokenizer:  # ids below the vocabulary, so they ran, as other text than the model ever read
+        raise SystemExit(f"{data_dir} holds tokens of {theirs!r} and the checkpoint's model reads {tokenizer!r}: CKA "
+                         f"would be measured on the ids of another tokenizer; set --data_dir to data of {tokenizer!r}.")
     data = tokens(data_dir, "val")
     n = min(n_tokens, len(data)) // block_size
     if n == 0:
@@ -298,7 +309,7 @@ def get_parser():
 def main(argv=None):
     parser = get_parser()
     args = parser.parse_args(argv)
-    model, data_dir, iters = load(args.out_dir)
+    model, data_dir, iters, tokenizer = load(args.out_dir)
     cfg = model.config
     head_dim = cfg.n_embd // cfg.n_head
     if args.tokens < cfg.block_size:
@@ -310,7 +321,9 @@ def main(argv=None):
     if args.rank is not None and args.rank > head_dim:
         parser.error(f"--rank must be at most the head_dim of {args.out_dir} ({head_dim}), the most directions a head "
                      f"reads; got {args.rank}.")
-    out = args.out_dir if args.out is None else args.out
+    # --out_dir may name the checkpoint file itself (load_checkpoint takes either): the tables go beside it
+    run_dir = os.path.dirname(args.out_dir) if os.path.isfile(args.out_dir) else args.out_dir
+    out = run_dir if args.out is None else args.out
     if out:  # before the work, since the figure is written last
         changed = [k for k in vars(args) if k not in ("out", "out_dir") and getattr(args, k) != parser.get_default(k)]
         full_run = not changed and os.path.realpath(args.out_dir) == os.path.realpath(ASSET_SOURCE)
@@ -318,12 +331,26 @@ def main(argv=None):
         if in_assets(out) and iters != ASSET_ITERS:  # the right folder, but the tracked figure is of the finished run
             raise SystemExit(f"{args.out_dir} is at iteration {iters}, and assets/projections.* are of the retrofit "
                              f"source at {ASSET_ITERS}: finish it with `python -m experiments.retrofit` first.")
-        try:
-            os.makedirs(out, exist_ok=True)
-            tempfile.TemporaryFile(dir=out).close()
-        except OSError as e:
-            parser.error(f"--out {out!r} is not a writable directory ({e.strerror}); choose another --out.")
-    idx = val_tokens(args.data_dir or data_dir, args.tokens, cfg.block_size)
+        if in_assets(out):  # and of the run retrofit trains there, not one trained into that folder by hand
+            from experiments.retrofit import FULL, plan
+            source = plan(FULL)[0]  # the source of the first seed: ASSET_SOURCE
+            check_study_run(load_checkpoint(args.out_dir, ("model", "model_args", "config")), args.out_dir, source[3],
+                            "python -m experiments.retrofit")
+    with new_dirs(*[out] if out else []):  # made now, removed again if the work stops before writing there
+        if out:
+            try:
+                os.makedirs(out, exist_ok=True)
+                tempfile.TemporaryFile(dir=out).close()
+            except OSError as e:
+                parser.error(f"--out {out!r} is not a writable directory ({e.strerror}); choose another --out.")
+        work(args, model, data_dir, tokenizer, out)
+
+
+def work(args, model, data_dir, tokenizer, out):
+    """The tables of main(), printed, and written to out unless it is ''."""
+    cfg = model.config
+    head_dim = cfg.n_embd // cfg.n_head
+    idx = val_tokens(args.data_dir or data_dir, args.tokens, cfg.block_size, tokenizer)
     if idx is not None and int(idx.max()) >= cfg.vocab_size:
         raise SystemExit(f"the validation tokens of {args.data_dir or data_dir} reach {int(idx.max())}, beyond the "
                          f"vocabulary of {args.out_dir} (vocab_size {cfg.vocab_size}); set --data_dir to its data.")

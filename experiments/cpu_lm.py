@@ -29,7 +29,7 @@ import torch
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.cpu_lm")
 
-from checkpoint import atomic_write, hold_lock, load_checkpoint, open_data, read_log, writable_dir
+from checkpoint import atomic_write, check_study_run, hold_lock, load_checkpoint, open_data, read_log, writable_dir
 from configurator import cli
 from model import GPT, GPTConfig
 
@@ -47,6 +47,10 @@ def config_file(variant):
 
 def run_dir(variant, seed):
     return f"{ROOT}/{variant}_s{seed}"
+
+
+def train_args(variant, seed):
+    return [config_file(variant), f"--seed={seed}"]
 
 
 def checkpoint(out_dir):
@@ -72,7 +76,7 @@ def train_all():
     for variant, seed, out_dir, ckpt in runs():
         if finished(ckpt):
             continue
-        cmd = [sys.executable, "train.py", config_file(variant), f"--seed={seed}", f"--out_dir={out_dir}"]
+        cmd = [sys.executable, "train.py", *train_args(variant, seed), f"--out_dir={out_dir}"]
         if ckpt is not None:  # killed midway: continue from its last checkpoint
             cmd.append("--init_from=resume")
         print(" ".join(cmd), flush=True)
@@ -181,6 +185,9 @@ def report():
     if not results:
         sys.exit(f"no finished run under {ROOT}/; train them first with `python -m experiments.cpu_lm`.")
     prefix = f"{ROOT}/cpu_lm" if missing else ASSETS  # a partial report never replaces the complete one
+    if not missing:  # nor does one of runs trained there with other settings (by hand, or another study)
+        for variant, seed, out_dir, ckpt in runs():
+            check_study_run(ckpt, out_dir, train_args(variant, seed), "python -m experiments.cpu_lm")
     writable_dir(os.path.dirname(prefix), "make it writable")
     if missing:
         print(f"{len(missing)} of {len(VARIANTS) * len(SEEDS)} runs not finished, left out of the report, which goes "

@@ -23,6 +23,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -37,8 +38,8 @@ import torch
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.retrofit")
 
-from checkpoint import (atomic_write, hold_lock, load_checkpoint, open_data, read_log, read_table, tokens,
-                        writable_dir)
+from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, open_data, read_log, read_table,
+                        tokens, writable_dir)
 from configurator import cli
 from convert import convert_state_dict
 from model import GPT, GPTConfig
@@ -104,13 +105,22 @@ def times(s):
     path = os.path.join(s["root"], "times.jsonl")
     if not os.path.exists(path):
         return []
-    with open(path) as f:
+    with open(path, encoding="utf-8", errors="replace") as f:
         lines = f.read().splitlines()
-    try:
-        return [json.loads(line) for line in lines]
-    except ValueError:
-        raise SystemExit(f"{path} has a line that is not JSON (cut by a kill while an older version appended to "
-                         f"it); delete that line and run again.") from None
+    entries = []
+    for n, line in enumerate(lines, 1):
+        try:
+            e = json.loads(line)
+        except ValueError:
+            raise SystemExit(f"{path} has a line that is not JSON (cut by a kill while an older version appended to "
+                             f"it); delete that line and run again.") from None
+        # JSON, but no time of a run (edited, or another program's): the report's sum was a KeyError traceback
+        if not (isinstance(e, dict) and isinstance(e.get("run"), str) and type(e.get("s")) in (int, float)
+                and math.isfinite(e["s"])):
+            raise SystemExit(f"{path}, line {n}, is no time of a training run (edited, or another program's); "
+                             f"delete that line and run again.")
+        entries.append(e)
+    return entries
 
 
 def add_time(s, run, seconds):
@@ -251,6 +261,17 @@ def destination(config_file):
     return {"proj": g["proj"], "n_kv_head": g["n_kv_head"]}
 
 
+def cached_conversions(got):
+    """Whether got is what convert_sources writes to conversions.json: every conversion with its facts."""
+    def numbers(xs):
+        return isinstance(xs, list) and all(type(x) in (int, float) and math.isfinite(x) for x in xs)
+    return isinstance(got, dict) and set(got) == set(CONVERSIONS) and all(
+        isinstance(c, dict) and numbers([c.get("loss")]) and type(c.get("kv_bytes")) is int
+        and isinstance(c.get("fits"), list) and len(c["fits"]) > 0
+        and all(isinstance(f, dict) and numbers(f.get("residual")) and numbers(f.get("rank")) for f in c["fits"])
+        and (name != "qk_v lstsq" or numbers(c.get("attribution"))) for name, c in got.items())
+
+
 def convert_sources(s):
     """{(name, seed): {"loss", "fits", "kv_bytes", "attribution"}} for every conversion of every finished source,
     done here exactly as train.py does it for the uptraining run (same calibration tokens), so "loss" is that run's
@@ -261,12 +282,15 @@ def convert_sources(s):
         cached = f"{s['root']}/qkv_s{seed}/conversions.json"  # a finished source never changes: computed once
         try:
             with open(cached) as f:
-                out.update({(name, seed): c for name, c in json.load(f).items()})
+                got = json.load(f)
+            if not cached_conversions(got):  # JSON, but not what this function writes: a KeyError or worse later
+                raise ValueError
+            out.update({(name, seed): c for name, c in got.items()})
             continue
         except FileNotFoundError:
             pass
         except ValueError:  # torn by a kill while an older version wrote it in place: a cache, so computed again
-            print(f"{cached} is not readable JSON; computing it again", file=sys.stderr)
+            print(f"{cached} is not readable JSON of every conversion; computing it again", file=sys.stderr)
         src = checkpoint(f"{s['root']}/qkv_s{seed}")
         if src is None or src["iter_num"] < ITERS // s["scale"]:
             continue
@@ -408,6 +432,9 @@ def report(s, command):
     if not any(r["name"] == "qkv" for r in recs):
         sys.exit(f"no finished qkv run under {s['root']}/; train them first with `{command}`.")
     prefix = f"{s['root']}/retrofit" if missing else s["assets"]  # a partial report never replaces the complete one
+    if not missing:  # nor does one of runs trained there with other settings (by hand, or another study)
+        for _, _, out, args, _ in plan(s):
+            check_study_run(checkpoint(out), out, args, command)
     writable_dir(os.path.dirname(prefix), "make it writable")
     if missing:
         print(f"{len(missing)} of {len(plan(s))} runs not finished, left out of the report, which goes to "

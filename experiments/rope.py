@@ -33,7 +33,8 @@ import torch
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.rope")
 
-from checkpoint import atomic_write, hold_lock, load_checkpoint, open_data, read_table, tokens, writable_dir
+from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, open_data, read_table, tokens,
+                        writable_dir)
 from configurator import cli
 from model import GPT, GPTConfig
 
@@ -60,15 +61,19 @@ def checkpoint(out, args):
     return ckpt, ckpt is not None and ckpt["iter_num"] >= args.iters
 
 
+def train_args(args, seed, out, proj, pos_emb):
+    return ["config/cpu_lm.py", f"--proj={proj}", f"--pos_emb={pos_emb}", f"--seed={seed}", f"--out_dir={out}",
+            f"--max_iters={args.iters}", f"--eval_interval={args.iters}", f"--warmup_iters={min(50, args.iters // 10)}",
+            f"--data_dir={args.data_dir}"]
+
+
 def train_all(args):
     """Each run without a finished checkpoint through train.py, one at a time (a killed one resumes)."""
     for name, seed, out, proj, pos_emb in runs(args):
         ckpt, done = checkpoint(out, args)
         if done:
             continue
-        cmd = [sys.executable, "train.py", "config/cpu_lm.py", f"--proj={proj}", f"--pos_emb={pos_emb}",
-               f"--seed={seed}", f"--out_dir={out}", f"--max_iters={args.iters}", f"--eval_interval={args.iters}",
-               f"--warmup_iters={min(50, args.iters // 10)}", f"--data_dir={args.data_dir}"]
+        cmd = [sys.executable, "train.py", *train_args(args, seed, out, proj, pos_emb)]
         if ckpt is not None:
             cmd.append("--init_from=resume")
         t0 = time.time()
@@ -91,11 +96,15 @@ def score(args):
     """[{variant, seed, length, loss}] of every finished run, and the runs not finished."""
     data = tokens(args.data_dir, "val")
     rows, missing = [], []
-    for name, seed, out, _, pos_emb in runs(args):
+    command = "python -m experiments.rope" + (" --quick" if args.quick else "") + \
+        (f" --data_dir={args.data_dir}" if args.data_dir != "data/cpu_lm_bytes" else "")
+    for name, seed, out, proj, pos_emb in runs(args):
         ckpt, done = checkpoint(out, args)
         if not done:
             missing.append(out)
             continue
+        # a run trained there by hand, or by another study, would be scored as this variant (or fail to load)
+        check_study_run(ckpt, out, train_args(args, seed, out, proj, pos_emb), command)
         cfg = GPTConfig(**ckpt["model_args"])
         for f in FACTORS if pos_emb == "rope" else FACTORS[:1]:
             model = GPT(replace(cfg, block_size=f * cfg.block_size))  # rope: no parameter depends on block_size

@@ -39,8 +39,8 @@ import torch
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.scaling")
 
-from checkpoint import (atomic_write, guard_assets, hold_lock, load_checkpoint, open_data, read_log, read_table,
-                        tokens, writable_dir)
+from checkpoint import (atomic_write, guard_assets, hold_lock, load_checkpoint, new_dirs, open_data, read_log,
+                        read_table, tokens, writable_dir)
 from configurator import cli, number
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
@@ -354,8 +354,10 @@ def analysis_table(ana, s):
 def report(s, args):
     csv_path, ana_path = paths(s, args)
     rows, ana = read_csv(csv_path, COLUMNS), read_csv(ana_path, ANALYSIS_COLUMNS)
-    if not rows:
-        sys.exit(f"{csv_path} holds no finished run yet; train them first with `python -m experiments.scaling`.")
+    if not rows:  # the command that trains them: --quick and --root as given (the full grid elsewhere takes hours)
+        train = "python -m experiments.scaling" + (" --quick" if s is QUICK else "") + \
+            (f" --root={args.root}" if args.root != s["root"] else "")
+        sys.exit(f"{csv_path} holds no finished run yet; train them first with `{train}`.")
     expected = len(plan(s))
     md_path = csv_path[:-4] + ".md"
     partial = len(rows) < expected
@@ -471,13 +473,14 @@ def main(argv=None):
     if not args.report:  # the data first: train.py's own fix for it would be a setting this study does not have
         open_data(args.data_dir, max(s["blocks"]), 256, study="experiments.scaling")
     guard_assets(args.root, False, None)  # run folders never go there (found by train.py, after the data check)
-    writable_dir(args.root, "choose another --root")  # a file there was a FileExistsError traceback
-    if not args.report:  # one study per --root: a second one would train the same runs
-        with hold_lock(args.root, f"--root {args.root} is being trained into by another `python -m "
-                                  f"experiments.scaling`; wait for it to end, then run this again, or choose another "
-                                  f"--root."):
-            train_all(s, args)
-    report(s, args)
+    with new_dirs(args.root):  # a report of nothing, or a study stopped before its first run, leaves no folder
+        writable_dir(args.root, "choose another --root")  # a file there was a FileExistsError traceback
+        if not args.report:  # one study per --root: a second one would train the same runs
+            with hold_lock(args.root, f"--root {args.root} is being trained into by another `python -m "
+                                      f"experiments.scaling`; wait for it to end, then run this again, or choose "
+                                      f"another --root."):
+                train_all(s, args)
+        report(s, args)
 
 
 if __name__ == "__main__":

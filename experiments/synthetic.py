@@ -43,7 +43,7 @@ import torch
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.synthetic")
 
-from checkpoint import atomic_write, in_assets
+from checkpoint import atomic_write, in_assets, new_dirs
 from configurator import cli, number, numbers, once
 from model import GPT, GPTConfig
 
@@ -288,8 +288,12 @@ def main(argv=None):
     if args.quick:  # smaller defaults; values given explicitly still win
         parser.set_defaults(seeds=[0], heads=1, embd=16, steps_scale=0.05, eval_size=64)
         args = parser.parse_args(argv)
-    check_args(parser, args)
+    with new_dirs(args.out, args.cache):  # check_args makes them; a study stopped before writing there leaves none
+        check_args(parser, args)
+        study(args, argv)
 
+
+def study(args, argv):
     cases = {arm: [(t, n, max(5, round(s * args.steps_scale)), layers) for t, n, s, layers in ARMS[arm]]
              for arm in args.arms}
     jobs = [(arm, *case, m, seed, args) for arm in args.arms for case, m, seed

@@ -12,6 +12,7 @@ import torch
 import experiments.analyze
 from experiments.analyze import (ASSET_COMMAND, analyze, cka, compare, cosine, effective_rank, load, main, overlap,
                                  projections, random_row, table)
+from configurator import run_file
 from model import GPT, GPTConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -222,6 +223,34 @@ def test_tokens_below_one_block_and_rank_above_head_dim_are_refused_before_the_w
                    f"set --data_dir to its data."
 
 
+def test_validation_data_of_another_tokenizer_or_cut_inside_a_token_is_refused_and_leaves_no_folder(tmp_path, capsys):
+    # a val.bin of odd size was numpy's ValueError traceback; another tokenizer's ids below the model's vocabulary
+    # (bytes for an r50k model) were measured as its text, exit 0; and --out, made before these checks, was left
+    # behind empty (the seventh pass)
+    save_ckpt(tmp_path, "qkv")
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    torch.save({**ckpt, "meta": {"tokenizer": "chars", "vocab_size": 40}}, tmp_path / "ckpt.pt")  # another program's
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "val.bin").write_bytes(np.arange(33, dtype=np.uint16).tobytes()[:-1])
+    code, out, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--data_dir={data}", "--out=" + str(tmp_path / "a" / "b"))
+    assert code == f"{data}/val.bin holds 65 bytes, an odd number, so it is no file of uint16 tokens; set --data_dir " \
+                   f"to a folder prepare_slimpajama.py wrote."
+    np.arange(32, dtype=np.uint16).tofile(data / "val.bin")
+    (data / "meta.json").write_text('{"tokenizer": "r50k_base", "vocab_size": 50257}')
+    code, out, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--data_dir={data}", "--out=" + str(tmp_path / "a" / "b"))
+    assert code == f"{data} holds tokens of 'r50k_base' and the checkpoint's model reads 'chars': CKA would be " \
+                   f"measured on the ids of another tokenizer; set --data_dir to data of 'chars'."
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_checkpoint_path_puts_the_tables_beside_it(tmp_path, capsys):
+    # --out_dir=run/ckpt.pt was refused with advice on --out, a flag that was not given (the seventh pass)
+    save_ckpt(tmp_path, "qk_v")
+    code, out, _ = run_main(capsys, f"--out_dir={tmp_path / 'ckpt.pt'}")
+    assert code is None and f"wrote {tmp_path / 'projections.md'}, " in out
+
+
 def test_assets_take_only_the_figure_readme_names(tmp_path, capsys, monkeypatch):
     save_ckpt(tmp_path, "qkv")
     assets = os.path.join(ROOT, "assets")
@@ -240,6 +269,16 @@ def test_assets_take_only_the_figure_readme_names(tmp_path, capsys, monkeypatch)
     code, _, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--out={assets}")
     assert code == f"{tmp_path} is at iteration 0, and assets/projections.* are of the retrofit source at 600: " \
                    f"finish it with `python -m experiments.retrofit` first."
+    # and finished, but trained there by hand with other settings: it replaced the tracked figure (the seventh pass)
+    scope = run_file("config/cpu_lm.py", {})
+    config = {**{k: scope[k] for k in scope.assigned}, "eval_interval": 600, "warmup_iters": 50, "max_iters": 600,
+              "seed": 1337, "batch_size": 4}
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    torch.save({**ckpt, "iter_num": 600, "config": config}, tmp_path / "ckpt.pt")
+    code, _, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--out={assets}")
+    assert code == f"{tmp_path} holds a run with batch_size = 4, where `python -m experiments.retrofit` trains it " \
+                   f"with 16: a run of other settings; run the study with the options that trained it, or move " \
+                   f"that folder out of the way (the study then trains its own run there)."
     assert {n: os.path.getmtime(os.path.join(assets, n)) for n in os.listdir(assets)} == before
 
 

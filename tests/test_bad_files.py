@@ -2,6 +2,7 @@
 accepted where harmless: data checked against meta.json, checkpoints checked against their own model_args, files
 written atomically, and tracked results in assets/ that only a study's complete, full run replaces."""
 
+import argparse
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import torch
 
 import checkpoint
 import prepare_slimpajama as P
+from configurator import configure
 from experiments import cpu_lm, retrofit, rope, scaling
 from test_bad_inputs import tree_digest
 from test_train import ROOT, TINY, make_data, train
@@ -429,6 +431,16 @@ def test_atomic_write_replaces_the_file_whole(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o644
 
 
+def test_atomic_write_over_a_folder_says_so(tmp_path):
+    # a folder where a study's cached curve goes: the advice was to free space on the disk (the seventh pass)
+    (tmp_path / "curve.json").mkdir()
+    with pytest.raises(SystemExit) as e:
+        checkpoint.atomic_write(str(tmp_path / "curve.json"), "[]")
+    assert str(e.value) == f"could not write {tmp_path / 'curve.json'}: a folder has that name; move it out of the " \
+                           f"way, or write elsewhere."
+    assert os.listdir(tmp_path) == ["curve.json"] and os.listdir(tmp_path / "curve.json") == []
+
+
 def test_atomic_write_leaves_the_old_file_when_the_writer_dies_midway(tmp_path, monkeypatch):
     path = tmp_path / "results.csv"
     path.write_text("old,complete\n")
@@ -484,6 +496,11 @@ def test_retrofit_times_are_appended_whole(tmp_path, monkeypatch):
     (tmp_path / "times.jsonl").write_text(before + '{"run": "c", "s')
     with pytest.raises(SystemExit, match=f"{tmp_path}/times.jsonl has a line that is not JSON"):
         retrofit.times(s)
+    # JSON, but no time: the report's sum was a KeyError or TypeError traceback (the seventh pass)
+    for line in ('{"run": "c"}', '"x"', '{"run": "c", "s": NaN}'):
+        (tmp_path / "times.jsonl").write_text(before + line + "\n")
+        with pytest.raises(SystemExit, match=f"{tmp_path}/times.jsonl, line 3, is no time of a training run"):
+            retrofit.times(s)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -508,6 +525,56 @@ def test_cpu_lm_report_of_1_of_21_runs_goes_to_the_runs_folder(world, tmp_path, 
     md = (tmp_path / "out-cpu_lm" / "cpu_lm.md").read_text()
     assert md.startswith("PARTIAL: 20 of 21 runs not finished") and "| qkv | qkv | 2 | softmax |" in md
     assert (tmp_path / "out-cpu_lm" / "cpu_lm.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_complete_report_of_runs_trained_with_other_settings_is_refused(world, tmp_path, monkeypatch):
+    # every run folder held a finished run, but one trained by hand (other settings): cpu_lm --report replaced
+    # assets/cpu_lm.* with it, exit 0; rope --report scored it as each variant, or failed loading it, and retrofit
+    # --report failed on its curve (tracebacks)
+    before = tracked(tmp_path, "cpu_lm.md", "cpu_lm.csv", "cpu_lm.png")
+    os.symlink(os.path.join(ROOT, "config"), tmp_path / "config")  # where the study reads its runs' settings
+    for variant in cpu_lm.VARIANTS:
+        for seed in cpu_lm.SEEDS:
+            shutil.copytree(world / "run", tmp_path / cpu_lm.run_dir(variant, seed))
+    ckpt = torch.load(world / "run" / "ckpt.pt", weights_only=True)
+    for name in rope.VARIANTS:
+        run = tmp_path / "out-rope-quick" / f"{name.replace(' ', '_')}_s1337"
+        run.mkdir(parents=True)
+        torch.save({**ckpt, "iter_num": 60}, run / "ckpt.pt")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        cpu_lm.main(["--report"])
+    assert str(e.value).startswith("out-cpu_lm/qkv_s1337 holds a run with batch_size = 4, where `python -m "
+                                   "experiments.cpu_lm` trains it with 16: a run of other settings; run the study "
+                                   "with the options that trained it, or move that folder out of the way")
+    assert tree_digest(tmp_path / "assets") == before
+    with pytest.raises(SystemExit, match="out-rope-quick/qkv_rope_s1337 holds a run with batch_size = 4, where "
+                                         r"`python -m experiments.rope --quick --data_dir=\S+` trains it with 16"):
+        rope.main(["--quick", "--report", f"--data_dir={world / 'data'}"])
+    assert not (tmp_path / "out-rope-quick" / "rope.md").exists()
+    # the study's own runs, scored on other data than they trained on (the full run's report goes to assets/)
+    ns = argparse.Namespace(iters=60, data_dir="data/cpu_lm_bytes", root="out-rope-quick", seeds=[1337])
+    for name, seed, out, proj, pos_emb in rope.runs(ns):
+        own = configure(ckpt["config"], rope.train_args(ns, seed, out, proj, pos_emb))[0]
+        torch.save({**ckpt, "iter_num": 60, "config": own}, os.path.join(out, "ckpt.pt"))
+    with pytest.raises(SystemExit, match="out-rope-quick/qkv_rope_s1337 holds a run with data_dir = "
+                                         "'data/cpu_lm_bytes', where `python -m experiments.rope --quick "
+                                         f"--data_dir={world / 'data'}` trains it with '{world / 'data'}': a run of "
+                                         "other settings; run the study with the options that trained it"):
+        rope.main(["--quick", "--report", f"--data_dir={world / 'data'}"])
+    ns.data_dir = str(tmp_path / "data" / "cpu_lm_bytes") + "/"  # the same folder, written another way
+    for name, seed, out, proj, pos_emb in rope.runs(ns):
+        checkpoint.check_study_run(torch.load(os.path.join(out, "ckpt.pt"), weights_only=True), out,
+                                   rope.train_args(ns, seed, out, proj, pos_emb), "python -m experiments.rope")
+    s = dict(retrofit.QUICK, assets="assets/retrofit")  # the quick plan, reported where the complete one goes
+    for _, _, out, _, end in retrofit.plan(s):
+        os.makedirs(out, exist_ok=True)
+        torch.save({**ckpt, "iter_num": end}, os.path.join(out, "ckpt.pt"))
+        shutil.copy(world / "run" / "log.jsonl", out)
+    with pytest.raises(SystemExit, match="out-retrofit-quick/qkv_s1337 holds a run with batch_size = 4, where "
+                                         r"`python -m experiments.retrofit --quick` trains it with 16"):
+        retrofit.report(s, "python -m experiments.retrofit --quick")
+    assert tree_digest(tmp_path / "assets") == before
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -572,7 +639,7 @@ def test_rope_report_without_finished_runs_is_one_sentence(world, tmp_path, monk
     assert tree_digest(tmp_path / "assets") == before and sorted(os.listdir(tmp_path)) == ["assets"]
 
 
-def test_retrofit_partial_report_goes_to_the_runs_folder_and_a_torn_cache_is_recomputed(world, tmp_path):
+def test_retrofit_partial_report_goes_to_the_runs_folder_and_a_torn_cache_is_recomputed(world, tmp_path, capsys):
     s = dict(retrofit.FULL, root=str(tmp_path / "out-retrofit"), assets=str(tmp_path / "assets" / "retrofit"),
              eval_tokens=512)
     before = tracked(tmp_path, "retrofit.md", "retrofit.csv", "retrofit.png")
@@ -582,12 +649,17 @@ def test_retrofit_partial_report_goes_to_the_runs_folder_and_a_torn_cache_is_rec
     torch.save({**ckpt, "iter_num": retrofit.ITERS}, source / "ckpt.pt")  # the source, as if trained to the end
     (source / "log.jsonl").write_text(json.dumps({"iter": 0, "val_loss": 5.5}) + "\n" +
                                       json.dumps({"iter": retrofit.ITERS, "val_loss": 2.5}) + "\n")
-    (source / "conversions.json").write_text('{"qk_v k": {"loss": 2.')  # torn by a kill of an older version
-    retrofit.report(s, "python -m experiments.retrofit")
-    assert tree_digest(tmp_path / "assets") == before
-    md = (tmp_path / "out-retrofit" / "retrofit.md").read_text()
-    assert md.startswith(f"PARTIAL: {len(retrofit.plan(s)) - 1} of {len(retrofit.plan(s))} runs not finished")
-    assert set(json.loads((source / "conversions.json").read_text())) == set(retrofit.CONVERSIONS)
+    # torn by a kill of an older version; JSON of something else, an AttributeError or KeyError (the seventh pass)
+    for damage in ('{"qk_v k": {"loss": 2.', '[1, 2]', '{"qk_v k": {"loss": 2.0}}'):
+        (source / "conversions.json").write_text(damage)
+        retrofit.report(s, "python -m experiments.retrofit")
+        assert tree_digest(tmp_path / "assets") == before
+        md = (tmp_path / "out-retrofit" / "retrofit.md").read_text()
+        assert md.startswith(f"PARTIAL: {len(retrofit.plan(s)) - 1} of {len(retrofit.plan(s))} runs not finished")
+        assert set(json.loads((source / "conversions.json").read_text())) == set(retrofit.CONVERSIONS)
+    capsys.readouterr()
+    retrofit.report(s, "python -m experiments.retrofit")  # the cache it wrote is read back, not computed again
+    assert "computing it again" not in capsys.readouterr().err
 
 
 def test_experiments_check_their_output_folders_before_training(tmp_path, monkeypatch):

@@ -97,6 +97,41 @@ def test_bad_section_is_one_clear_error(tmp_path):
         bench.main(["--what=cache,speed", f"--out={tmp_path}"])
 
 
+def test_a_run_that_measures_nothing_or_stops_leaves_no_folder(tmp_path, monkeypatch):
+    # --what=kernel on a CPU printed "skipped" and exited 0 with an empty --out; Ctrl-C in the first section left
+    # the --out it had made (the seventh pass)
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--what=kernel,step", "--device=cpu", f"--out={tmp_path / 'k'}"])
+    assert str(e.value) == "--what=kernel,step measures nothing on cpu: kernel and step need CUDA; run it with " \
+                           "--device=cuda on a GPU."
+
+    def ctrl_c(args, device):
+        raise KeyboardInterrupt
+    monkeypatch.setitem(bench.BENCHES, "cache", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        bench.main(["--what=cache", "--device=cpu", f"--out={tmp_path / 'a' / 'b'}"])
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_tracked_run_changes_its_files_together_or_not_at_all(tmp_path, monkeypatch):
+    # a full run into assets/ stopped in its last section (decode) left the new tables of the sections before it
+    # beside the old ones (the seventh pass)
+    out = tmp_path / "assets"
+    out.mkdir()
+    (out / "cache_savings.csv").write_text("the tracked table\n")
+    monkeypatch.setattr(bench, "tracked_run", lambda *args: True)
+
+    def ctrl_c(args, device):
+        raise KeyboardInterrupt
+    monkeypatch.setitem(bench.BENCHES, "decode", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        bench.main(["--what=cache,decode", "--device=cpu", f"--out={out}"])
+    assert os.listdir(out) == ["cache_savings.csv"] and (out / "cache_savings.csv").read_text() == "the tracked table\n"
+    bench.main(["--what=cache", "--device=cpu", f"--out={out}"])
+    assert sorted(os.listdir(out)) == ["cache_savings.csv", "cache_savings.png"]
+    assert (out / "cache_savings.csv").read_text().startswith("shape,variant,")
+
+
 def test_only_a_full_run_writes_into_assets(tmp_path, monkeypatch):
     assets = os.path.join(ROOT, "assets")
     before = tree_digest(assets)

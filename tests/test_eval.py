@@ -353,8 +353,11 @@ def test_bad_text_and_settings_are_one_line_before_any_work(tmp_path, capsys):
                       ("--limit=0", "argument --limit: must be a finite number > 0; got 0.0."),
                       ("--num_fewshot=-1", "argument --num_fewshot: must be an integer >= 0; got -1."),
                       ("--batch_size=0", "argument --batch_size: must be an integer >= 1; got 0."),
-                      ("--limit=1.5", "--limit above 1 is a number of documents, a whole one (below 1, a fraction); "
-                                      "got 1.5."),  # the harness took 1 document (the sixth pass)
+                      ("--limit=1.5", "--limit above 1 is a number of documents, a whole one below 2**63 (below 1, "
+                                      "a fraction); got 1.5."),  # the harness took 1 document (the sixth pass)
+                      # the harness' islice failed on it with a traceback, after the model loaded (the seventh pass)
+                      ("--limit=1e300", "--limit above 1 is a number of documents, a whole one below 2**63 (below 1, "
+                                        "a fraction); got 1e+300."),
                       ("--device=tpu", "--device must be cpu, cuda, cuda:N or mps; got 'tpu'."),
                       ("--calib=FILE:x.txt", "--calib says how weights are converted, and nothing is converted "
                                              "without --proj or --n_kv_head; add one of those, or drop it."),
@@ -397,3 +400,32 @@ def test_a_tokenizer_missing_offline_makes_no_folder(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="could not load tiktoken's r50k_base"):
         ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 'text.txt'}", "--device=cpu"])
     assert not (tmp_path / "eval").exists()
+
+
+def test_an_evaluation_stopped_midway_leaves_no_empty_folder(tmp_path, monkeypatch):
+    # Ctrl-C during the evaluation left the --out it had made (parents too) empty behind (the seventh pass)
+    (tmp_path / "text.txt").write_text("To be, or not to be.\n")
+    make_ckpt(tmp_path, BYTES_META)
+    (tmp_path / "kept").mkdir()
+
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(ev, "text_perplexity", ctrl_c)
+    for out in (tmp_path / "new" / "eval", tmp_path / "kept"):
+        with pytest.raises(KeyboardInterrupt):
+            ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 'text.txt'}", "--device=cpu", f"--out={out}"])
+    assert sorted(os.listdir(tmp_path)) == ["ckpt.pt", "kept", "text.txt"]  # a folder that was there stays
+
+
+def test_results_name_a_conversion_method_only_where_v_was_tied_to_k(tmp_path):
+    # pooling or repeating key heads, untying, or nothing to convert recorded "lstsq", a method never used (the
+    # seventh pass; the sixth fixed it for a run without --proj or --n_kv_head)
+    (tmp_path / "text.txt").write_text("To be, or not to be.\n")
+    make_ckpt(tmp_path / "gqa", BYTES_META, n_kv_head=2)
+    make_ckpt(tmp_path / "qk_v", BYTES_META, proj="qk_v")
+    for run, arg, want in (("gqa", "--n_kv_head=4", None), ("qk_v", "--proj=qkv", None), ("qk_v", "--proj=qk_v", None),
+                           ("gqa", "--proj=qk_v", "k")):
+        ev.main([f"--out_dir={tmp_path / run}", f"--text={tmp_path / 'text.txt'}", "--device=cpu", arg,
+                 "--convert_method=k"])
+        with open(tmp_path / run / "eval" / "results.json") as f:
+            assert json.load(f)["checkpoint"]["convert_method"] == want, arg

@@ -104,3 +104,14 @@ def test_report_reads_each_size_run_not_the_learning_rate_check_it_lost(tmp_path
     scaling.report(s, argparse.Namespace(root=str(tmp_path)))
     size_line = next(x for x in (tmp_path / "scaling.md").read_text().splitlines() if x.startswith(f"| n_embd {embd} |"))
     assert "+0.1000, +0.1000" in size_line and "9.0" not in size_line
+
+
+def test_a_report_of_nothing_leaves_no_folder_and_names_the_command_that_trains_it(tmp_path):
+    # --quick --report --root=X made X, then said to train with `python -m experiments.scaling`: the full grid, hours,
+    # into another folder (the seventh pass)
+    root = tmp_path / "runs" / "q"
+    with pytest.raises(SystemExit) as e:
+        scaling.main(["--quick", "--report", f"--root={root}"])
+    assert str(e.value) == f"{root}/scaling.csv holds no finished run yet; train them first with `python -m " \
+                           f"experiments.scaling --quick --root={root}`."
+    assert os.listdir(tmp_path) == []
