@@ -231,7 +231,7 @@ def load_model(args, device):
     elif args.proj or args.n_kv_head is not None:  # asked for, and already so: say it, so --calib unused is seen
         print(f"nothing to convert: {args.out_dir if args.init_from == 'resume' else args.init_from} is already "
               f"proj={cfg.proj}, n_kv_head={cfg.n_kv_head or cfg.n_head}")
-    if not (v_is_k(dst) and not v_is_k(cfg)):  # no V tied to K: no method was used (eval.py records the method)
+    if dst == cfg:  # nothing converted, no method used (a conversion that ties nothing cleared it above)
         args.convert_method = None
     model = GPT(dst)
     model.load_state_dict(state)
