@@ -34,7 +34,7 @@ from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from checkpoint import ASSETS, atomic_write, guard_assets, new_dirs, writable_dir
-from configurator import cli
+from configurator import Parser, cli
 from model import GPT, SOURCES, GPTConfig
 from sample import check_device
 
@@ -628,7 +628,7 @@ def tracked_run(args, what, device):
 
 
 def get_parser():
-    p = argparse.ArgumentParser(description="Cache, decode, training and kernel benchmarks of every variant.",
+    p = Parser(description="Cache, decode, training and kernel benchmarks of every variant.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--what", default=",".join(BENCHES), help=f"comma-separated subset of {', '.join(BENCHES)}")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

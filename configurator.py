@@ -230,6 +230,15 @@ def once(items):
     return items
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse for the commands but train.py, except that --help or a usage error whose text cannot be written
+    (`> /dev/full`) raises, and cli() says so, where argparse drops the error and exits 0 with the text lost."""
+
+    def _print_message(self, message, file=None):
+        if message:
+            (file or sys.stderr).write(message)
+
+
 def cli(main, after):
     """Run main() as a command: Ctrl-C stops it with one line saying what is left (after), and exit status 130 as
     a shell gives, instead of a traceback; so does an output that takes no more text (`sample.py | head` closes

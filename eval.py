@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from checkpoint import atomic_write, guard_assets, hold_lock, new_dirs
-from configurator import cli, number
+from configurator import Parser, cli, number
 from convert import hub_reachable
 from sample import DTYPES, EOT, add_model_args, check_conversion_args, check_device, get_tokenizer, load_model
 
@@ -204,7 +204,7 @@ def load_tasks(args):
 
 
 def get_parser():
-    p = argparse.ArgumentParser(description="Evaluate out_dir/ckpt.pt with lm-evaluation-harness, or its perplexity "
+    p = Parser(description="Evaluate out_dir/ckpt.pt with lm-evaluation-harness, or its perplexity "
                                             "on a local text.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out_dir", default="out", help="directory holding ckpt.pt")
     what = p.add_mutually_exclusive_group()

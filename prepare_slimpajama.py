@@ -36,7 +36,7 @@ import tiktoken
 import zstandard
 
 from checkpoint import atomic_write, guard_assets, hold_lock, largest_token, writable_dir
-from configurator import cli, number
+from configurator import Parser, cli, number
 from convert import hub_problem
 
 HUB_REPO = "cerebras/SlimPajama-627B"
@@ -59,7 +59,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 
 def get_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p = Parser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--input", nargs="+", default=[],
                    help="local files, folders or globs of .jsonl, .jsonl.zst (one JSON object with a 'text' field per "
                         "line) or .txt (one document per file); default: the Hugging Face hub")

@@ -20,7 +20,7 @@ import tiktoken
 import torch
 
 from checkpoint import load_checkpoint, read_json, tokens
-from configurator import cli, number
+from configurator import Parser, cli, number
 from convert import (GPT2_SIZES, TIE_METHODS, check_conversion, conversion_note, convert_state_dict, gpt2_config,
                      load_gpt2, ties_v)
 from model import GPT, SOURCES, GPTConfig, cache_length
@@ -76,7 +76,7 @@ def add_model_args(p):
 
 
 def get_parser():
-    p = argparse.ArgumentParser(description="Sample from out_dir/ckpt.pt with the KV cache.",
+    p = Parser(description="Sample from out_dir/ckpt.pt with the KV cache.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out_dir", default="out", help="directory holding ckpt.pt")
     p.add_argument("--start", type=prompt, default="\n", help='prompt text, or "FILE:path" to read it from a file; '

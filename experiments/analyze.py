@@ -40,7 +40,7 @@ if not __package__:
 
 from checkpoint import (atomic_write, check_study_run, guard_assets, in_assets, load_checkpoint, new_dirs, read_json,
                         tokens)
-from configurator import cli, number
+from configurator import Parser, cli, number
 from convert import affine_fit
 from model import GPT, GPTConfig
 
@@ -292,7 +292,7 @@ def val_tokens(data_dir, n_tokens, block_size, tokenizer=None):
 
 
 def get_parser():
-    parser = argparse.ArgumentParser(description="Similarity (raw cosine, subspace overlap, CKA) and effective rank "
+    parser = Parser(description="Similarity (raw cosine, subspace overlap, CKA) and effective rank "
                                                  "of Wq, Wk, Wv.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out_dir", required=True, default=argparse.SUPPRESS, help="folder holding ckpt.pt")

@@ -30,7 +30,7 @@ if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.cpu_lm")
 
 from checkpoint import atomic_write, check_study_run, hold_lock, load_checkpoint, open_data, read_log, writable_dir
-from configurator import cli
+from configurator import Parser, cli
 from model import GPT, GPTConfig
 
 VARIANTS = ["qkv", "qk_v", "q_kv", "q_k_v", "qkv_mqa", "qk_v_mqa", "qk_v_linear"]
@@ -199,7 +199,7 @@ def report():
 
 
 def get_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--report", action="store_true", help="only the report, from the finished runs")
     return p
 

@@ -40,7 +40,7 @@ if not __package__:
 
 from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, open_data, read_log, read_table,
                         tokens, writable_dir)
-from configurator import cli
+from configurator import Parser, cli
 from convert import convert_state_dict
 from model import GPT, GPTConfig
 
@@ -446,7 +446,7 @@ def report(s, command):
 
 
 def get_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="1/10 of the steps, 1 seed, into out-retrofit-quick/")
     p.add_argument("--report", action="store_true", help="only the report, from the finished runs")
     p.add_argument("--redraw", action="store_true", help="only the figure, from the written retrofit.csv")

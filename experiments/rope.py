@@ -35,7 +35,7 @@ if not __package__:
 
 from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, open_data, read_table, tokens,
                         writable_dir)
-from configurator import cli
+from configurator import Parser, cli
 from model import GPT, GPTConfig
 
 VARIANTS = {"qkv": ("qkv", "learned"), "qk_v": ("qk_v", "learned"), "qkv rope": ("qkv", "rope"),
@@ -187,7 +187,7 @@ def report(rows, missing, args, wall):
 
 
 def get_parser():
-    p = argparse.ArgumentParser(description="RoPE vs learned positions, qkv vs qk_v: length extrapolation.",
+    p = Parser(description="RoPE vs learned positions, qkv vs qk_v: length extrapolation.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--report", action="store_true", help="only the report, from the finished runs")
     p.add_argument("--quick", action="store_true", help="60 iterations, 1 seed, out-rope-quick/ (not assets/)")

@@ -20,7 +20,6 @@ A run that is in assets/scaling.csv is done, whether its folder exists or not (a
 a killed run resumes from its checkpoint. The report reads only the CSVs, so it can be rebuilt anywhere.
 """
 
-import argparse
 import csv
 import io
 import math
@@ -41,7 +40,7 @@ if not __package__:
 
 from checkpoint import (atomic_write, guard_assets, hold_lock, load_checkpoint, new_dirs, open_data, read_log,
                         read_table, tokens, writable_dir)
-from configurator import cli, number
+from configurator import Parser, cli, number
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
 
@@ -461,7 +460,7 @@ def plot(rows, s, path):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Budget, context, size and cache-budget scaling of qkv vs qk_v (vs q_kv).")
+    p = Parser(description="Budget, context, size and cache-budget scaling of qkv vs qk_v (vs q_kv).")
     p.add_argument("--quick", action="store_true", help="a tiny grid into --root (default out-scaling-quick/)")
     p.add_argument("--report", action="store_true", help="only the report, from the CSVs")
     p.add_argument("--data_dir", default="data/cpu_lm_bytes", help="prepared byte-level data (see the docstring)")

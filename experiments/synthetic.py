@@ -44,7 +44,7 @@ if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.synthetic")
 
 from checkpoint import atomic_write, in_assets, new_dirs
-from configurator import cli, number, numbers, once
+from configurator import Parser, cli, number, numbers, once
 from model import GPT, GPTConfig
 
 TASKS = {
@@ -75,7 +75,7 @@ NOT_RESULTS = ("out", "workers", "cache")  # settings that do not change a numbe
 
 
 def get_parser():
-    p = argparse.ArgumentParser(description="Synthetic bidirectional tasks for every projection variant.",
+    p = Parser(description="Synthetic bidirectional tasks for every projection variant.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--arms", type=names_of(ARMS, "arm"), default=list(ARMS), help="comma-separated")
     p.add_argument("--models", type=names_of(MODELS, "model"), default=list(MODELS), help="comma-separated")

@@ -204,8 +204,19 @@ def test_every_command_but_train_runs_through_cli(script):
     # a Ctrl-C in sample.py or eval.py was a KeyboardInterrupt traceback (train.py has its own, which names the
     # checkpoint to resume from)
     with open(os.path.join(ROOT, script)) as f:
-        tail = f.read().rstrip().splitlines()[-2:]
+        text = f.read()
+    tail = text.rstrip().splitlines()[-2:]
     assert tail[0] == 'if __name__ == "__main__":' and tail[1].startswith("    cli(main, \"")
+    assert "argparse.ArgumentParser(" not in text  # configurator.Parser: its --help reports a failed write
+
+
+def test_help_into_a_full_disk_of_an_argparse_command_is_one_line_and_status_1():
+    # `sample.py --help > /dev/full` exited 0 with the help lost: argparse drops the write's error
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "sample.py", "--help"], cwd=ROOT, stdout=full, stderr=subprocess.PIPE,
+                           text=True)
+    assert r.returncode == 1 and r.stderr == "stopped: its output could not be written (No space left on device); " \
+                                             "nothing was written.\n"
 
 
 @pytest.mark.parametrize("name", ["analyze", "synthetic", "cpu_lm", "rope", "retrofit", "scaling"])
