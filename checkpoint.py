@@ -26,6 +26,7 @@ import json
 import math
 import os
 import reprlib
+import sys
 import tempfile
 from dataclasses import asdict
 
@@ -56,6 +57,14 @@ def guard_assets(path, full_run, command):
     if in_assets(path) and not full_run:
         who = f"only the full default run (`{command}`) writes" if command else "holds the studies' tracked results"
         raise SystemExit(f"{path} is in assets/, which {who}; write this run elsewhere.")
+
+
+def partial_report(missing, total, prefix, complete):
+    """Say that a study's report leaves out its unfinished runs (missing, of total) and goes to prefix.*, not to
+    complete.*, where the report of every run goes (a quick run's are one place)."""
+    where = f"{prefix}.*" + (f" ({complete}.* holds the complete one)" if complete != prefix else "")
+    print(f"{len(missing)} of {total} runs not finished, left out of the report, which goes to {where}: "
+          f"{', '.join(missing)}", file=sys.stderr)
 
 
 def check_study_run(ckpt, out_dir, args, command):

@@ -29,7 +29,8 @@ import torch
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.cpu_lm")
 
-from checkpoint import atomic_write, check_study_run, hold_lock, load_checkpoint, open_data, read_log, writable_dir
+from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, open_data, partial_report, read_log,
+                        writable_dir)
 from configurator import Parser, cli
 from model import GPT, GPTConfig
 
@@ -190,8 +191,7 @@ def report():
             check_study_run(ckpt, out_dir, train_args(variant, seed), "python -m experiments.cpu_lm")
     writable_dir(os.path.dirname(prefix), "make it writable")
     if missing:
-        print(f"{len(missing)} of {len(VARIANTS) * len(SEEDS)} runs not finished, left out of the report, which goes "
-              f"to {prefix}.* ({ASSETS}.* holds the complete one): {', '.join(missing)}", file=sys.stderr)
+        partial_report(missing, len(VARIANTS) * len(SEEDS), prefix, ASSETS)
     write_table(results, cfg, missing, prefix)
     write_csv(results, prefix)
     plot(results, prefix)

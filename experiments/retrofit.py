@@ -38,8 +38,8 @@ import torch
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.retrofit")
 
-from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, open_data, read_log, read_table,
-                        tokens, writable_dir)
+from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, open_data, partial_report, read_log,
+                        read_table, tokens, writable_dir)
 from configurator import Parser, cli
 from convert import convert_state_dict
 from model import GPT, GPTConfig
@@ -437,8 +437,7 @@ def report(s, command):
             check_study_run(checkpoint(out), out, args, command)
     writable_dir(os.path.dirname(prefix), "make it writable")
     if missing:
-        print(f"{len(missing)} of {len(plan(s))} runs not finished, left out of the report, which goes to "
-              f"{prefix}.* ({s['assets']}.* holds the complete one): {', '.join(missing)}", file=sys.stderr)
+        partial_report(missing, len(plan(s)), prefix, s["assets"])
     write_md(recs, convert_sources(s), missing, s, command, prefix)
     write_csv(recs, prefix)
     plot(recs, s, prefix)
