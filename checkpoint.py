@@ -128,7 +128,9 @@ def checkpoint_path(path):
 # what train.py stores beside the weights, checked on load (a traceback deep in a script otherwise)
 FIELDS = {
     "iter_num": (lambda v: type(v) is int and v >= 0, "iteration count"),
-    "best_val_loss": (lambda v: type(v) in (int, float), "loss"),
+    # finite and not negative, as every cross-entropy: NaN or a value below all losses is never improved on, so a run
+    # resumed with always_save_checkpoint=False never saved again
+    "best_val_loss": (lambda v: type(v) in (int, float) and 0 <= v < math.inf, "loss"),
     "config": (lambda v: isinstance(v, dict), "dict of settings"),
     "meta": (lambda v: isinstance(v, dict), "dict (its data's meta.json)"),
     "rng": (lambda v: isinstance(v, list) and len(v) > 0 and all(  # empty: every rank would resume unseeded
@@ -216,6 +218,12 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False):
                             and tuple(s[m].shape) == shapes.get(bare(n)))), None)
         if bad:
             raise SystemExit(f"{path} holds an optimizer state for {bad} that does not fit that weight; {fix}")
+        # and its step count: AdamW's bias correction starts over without it, and the resume differs without a word
+        bad = next((n for n, s in opt.get("state", {}).items() if isinstance(s, dict) and not (
+            type(s.get("step")) in (int, float) or isinstance(s.get("step"), torch.Tensor) and s["step"].numel() == 1)),
+            None)
+        if bad:
+            raise SystemExit(f"{path} holds an optimizer state for {bad} without its step count; {fix}")
         # every weight the model trains in a group, with its moments once training has begun: one left out was a
         # RuntimeError traceback in set_optimizer_state_dict (no state), or resumed without a word (no group)
         names = [n for g in opt["param_groups"] if isinstance(g, dict) for n in g.get("params", ())]

@@ -3,6 +3,7 @@ accepted where harmless: data checked against meta.json, checkpoints checked aga
 written atomically, and tracked results in assets/ that only a study's complete, full run replaces."""
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -260,6 +261,11 @@ def world(tmp_path_factory):
         state={k: v for k, v in c["optimizer"]["state"].items() if k != WEIGHT}))
     variant("nogroup", lambda c: c["optimizer"].update(param_groups=c["optimizer"]["param_groups"][:1]))
     variant("ddint", lambda c: c.update(config={**c["config"], "data_dir": 5}))  # was os.path.join's TypeError
+    variant("nostep", lambda c: c["optimizer"].update(  # resumed with AdamW's bias correction started over
+        state={**c["optimizer"]["state"], WEIGHT: {k: v for k, v in c["optimizer"]["state"][WEIGHT].items()
+                                                   if k != "step"}}))
+    variant("nanbest", lambda c: c.update(best_val_loss=math.nan))  # never improved on: no save at any evaluation
+    variant("negbest", lambda c: c.update(best_val_loss=-1.0))
     variant("betas", lambda c: c["optimizer"].update(
         param_groups=[{**c["optimizer"]["param_groups"][0], "betas": "x"}, *c["optimizer"]["param_groups"][1:]]))
     return w
@@ -286,6 +292,8 @@ CKPT_MESSAGES = {
     "nomoments": "{p} holds no optimizer state for transformer.h.0.mlp.c_fc.weight; it cannot resume exactly: "
                  "restore the file, or start from its weights with --init_from={d} in a new out_dir.",
     "nogroup": "{p} holds no optimizer state for transformer.h.0.ln_1.weight; it cannot resume exactly",
+    "nostep": "{p} holds an optimizer state for transformer.h.0.mlp.c_fc.weight without its step count; it cannot "
+              "resume exactly: restore the file, or start from its weights with --init_from={d} in a new out_dir.",
     # a KeyError traceback inside torch's set_optimizer_state_dict
     "betas": "{p} holds optimizer setting betas = 'x' in group 0, which is no AdamW setting; it cannot resume "
              "exactly: restore the file, or start from its weights with --init_from={d} in a new out_dir.",
@@ -314,6 +322,8 @@ FIELD_MESSAGES = {  # damage to what train.py stores beside the weights, refused
     # was a TypeError traceback from nn.ModuleList, in every script
     "floatlayers": "{p} holds model_args n_layer = 2.0, which is no int: the file is damaged or not written by "
                    "train.py; restore it or train again.",
+    "nanbest": "{p} holds best_val_loss = nan, which is no loss: the file is damaged or not written by train.py",
+    "negbest": "{p} holds best_val_loss = -1.0, which is no loss",
     "ddint": "{p} holds config data_dir = 5, which is no path: the file is damaged or not written by train.py; restore "
              "it or train again.",
 }
@@ -323,7 +333,7 @@ FIELD_MESSAGES = {  # damage to what train.py stores beside the weights, refused
 def test_load_checkpoint_checks_what_each_key_holds(world, name):
     path = str(world / name / "ckpt.pt")
     with pytest.raises(SystemExit) as e:
-        checkpoint.load_checkpoint(path, ("model", "model_args", "iter_num", "rng"))
+        checkpoint.load_checkpoint(path, ("model", "model_args", "iter_num", "rng", "best_val_loss"))
     assert str(e.value).startswith(FIELD_MESSAGES[name].format(p=path)), str(e.value)
 
 
