@@ -540,6 +540,10 @@ def open_log():
     if init_from == "resume" and os.path.exists(path):
         with open(path, errors="replace") as f:
             kept = [line for line in f if before_checkpoint(line)]
+    if os.path.isfile(path) and (os.path.islink(path) or os.stat(path).st_nlink > 1):
+        # another run's log, linked here (an out_dir made of its files, as its checkpoint can be): this run writes
+        # its own, not through the link into that run's (the save replaces a linked ckpt.pt the same way)
+        os.remove(path)
     f = open(path, "w")
     f.writelines(kept)
     return f

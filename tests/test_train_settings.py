@@ -418,6 +418,21 @@ def test_a_damaged_log_is_refused_or_cleaned_before_training(finished, data_dir,
     assert log[:len(kept)] == kept and [e["iter"] for e in log[len(kept):]] == [2, 3, 4]
 
 
+@pytest.mark.parametrize("link", [os.symlink, os.link])
+def test_a_run_made_of_another_runs_files_writes_its_own_log(link, finished, data_dir, tmp_path):
+    # an out_dir whose ckpt.pt and log.jsonl link to another run's, resumed: the save replaced the linked checkpoint,
+    # but the log was written through the link, and the other run's log.jsonl took this run's lines
+    out = tmp_path / "branch"
+    out.mkdir()
+    other = shutil.copytree(finished, tmp_path / "other")
+    before = snapshot(other)
+    for name in ("ckpt.pt", "log.jsonl"):
+        link(other / name, out / name)
+    train(data_dir, out, "--init_from=resume", "--max_iters=4")
+    assert snapshot(other) == before
+    assert [e["iter"] for e in read_log(out)][-3:] == [2, 3, 4] and not (out / "log.jsonl").is_symlink()
+
+
 def test_ctrl_c_while_starting_is_one_line(tmp_path, data_dir):
     config = tmp_path / "slow.py"  # a KeyboardInterrupt while the run is set up, as a Ctrl-C during imports gives
     config.write_text("raise KeyboardInterrupt\n")
