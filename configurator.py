@@ -3,8 +3,9 @@ Overrides train.py's settings, as nanoGPT's configurator does:
 
     python train.py config/qk_v_300m.py --batch_size=4 --compile=False
 
-Positional arguments are config files, plain Python executed in order; each sees the values set so far and
-`__file__` (its own path), so a run file can execute a base file beside it. `--key=value` arguments are parsed
+Positional arguments are config files, plain Python executed in order; each sees the values the files before it set
+and `__file__` (its own path), so a run file can execute a base file beside it. Then every `--key=value`
+overrides, wherever it stands (`--max_iters=6 config/x.py` trains 6 iterations). `--key=value` arguments are parsed
 with ast.literal_eval, and a value that is no Python literal stays a string (--out_dir=out-x), as does any value of
 a string setting (--out_dir=123). Unlike nanoGPT, an unknown key, a value of the wrong type or a config file that
 does not run is an error: one line naming the key (or the file and line) and the fix, exit status 1. `--help`
@@ -107,7 +108,7 @@ def configure(defaults, args, usage=None):
             os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
             raise SystemExit(f"could not print the help ({e.strerror}).") from None
         raise SystemExit(0)
-    values, given = dict(defaults), set()
+    overrides = {}  # checked first (a typo is found before any file runs), applied last
     for arg in args:
         if arg.startswith("--"):
             key, eq, text = arg[2:].partition("=")
@@ -119,9 +120,10 @@ def configure(defaults, args, usage=None):
             value = literal(text, number)
             if type(defaults.get(key)) is str and type(value) is not str:  # --out_dir=123 or =None: a name, as typed
                 value = text
-            values[key] = check(key, value, defaults, arg)
-            given.add(key)
-        else:
+            overrides[key] = check(key, value, defaults, arg)
+    values, given = dict(defaults), set()
+    for arg in args:
+        if not arg.startswith("--"):
             if os.path.isdir(arg):  # `config/`, as a shell completes it: found, but no file
                 raise SystemExit(f"config file {arg!r} is a folder; give a file in it, like config/cpu_tiny.py.")
             if not os.path.isfile(arg):
@@ -132,7 +134,10 @@ def configure(defaults, args, usage=None):
                 if not key.startswith("_") and not isinstance(value, types.ModuleType):
                     values[key] = check(key, value, defaults, arg)
             given |= scope.assigned & set(defaults)
-    return values, given
+    # the overrides after every file, wherever they stand: a file after one (`--max_iters=6 config/x.py`) set its
+    # own value over the one typed, without a word
+    values.update(overrides)
+    return values, given | set(overrides)
 
 
 def describe(script, defaults, rules, sources):

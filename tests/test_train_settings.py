@@ -196,9 +196,15 @@ def test_resume_compares_the_architecture_set_with_the_checkpoint_not_the_defaul
     before = snapshot(out)
     config = tmp_path / "qkv.py"
     config.write_text("proj = 'qkv'\n")
-    arg = "--proj=qkv" if how == "--proj=qkv" else str(config)
-    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
-                                      "--max_iters=4", "--proj=qk_v", arg])
+    args = [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume", "--max_iters=4"]
+    if how == "--proj=qkv":
+        msg = run_inprocess(monkeypatch, [*args, "--proj=qkv"])
+    else:  # TINY's --proj=qk_v would override the file's proj: the file alone gives it
+        monkeypatch.setattr(sys, "argv", ["train.py", str(config), *(a for a in TINY if a != "--proj=qk_v"), *args])
+        monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+        with pytest.raises(SystemExit) as e:
+            runpy.run_path(TRAIN_PY, run_name="__main__")
+        msg = str(e.value)
     assert msg == f"on resume the architecture comes from {out / 'ckpt.pt'}, but proj='qkv' (checkpoint: 'qk_v'); " \
                   f"drop these settings, or start a new run in another --out_dir."
     assert snapshot(out) == before
