@@ -140,11 +140,14 @@ FIELDS = {
 VOCABS = {"r50k_base": 50257, "bytes": 256}  # the tokenizers prepare_slimpajama.py writes, and their vocabularies
 
 
-def load_checkpoint(path, keys=("model", "model_args"), mmap=False):
+def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     """-> the checkpoint dict at path (ckpt.pt or its out_dir) with the keys asked for, its model weights renamed
     without wrapper prefixes and checked, name by name and shape by shape, against a model built from its
-    model_args (on the meta device: no memory, no init)."""
+    model_args (on the meta device: no memory, no init). again: what to do instead of restoring a damaged file
+    (None: train again, or point to another); train.py, whose new run would meet the same file, says to move it."""
     path = checkpoint_path(path)
+    point = f"restore it or {again}" if again else "point to an out_dir/ckpt.pt that train.py saved"
+    again = again or "train again"
     if not os.path.isfile(path):
         raise SystemExit(f"no checkpoint at {path}: train one with train.py, or point to the out_dir that holds it.")
     try:
@@ -152,27 +155,27 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False):
         missing_keys = [k for k in dict.fromkeys(("model", "model_args", *keys)) if k not in ckpt]
     except Exception as e:  # truncated, empty, not a torch file: the user cannot act on the traceback
         raise SystemExit(f"{path} is corrupt or not a checkpoint written by train.py ({type(e).__name__}); restore "
-                         f"it or train again.") from None
+                         f"it or {again}.") from None
     if missing_keys:
         raise SystemExit(f"{path} has no {', '.join(missing_keys)}: it is not a checkpoint written by train.py; "
-                         f"point to an out_dir/ckpt.pt that train.py saved.")
+                         f"{point}.")
     if not (isinstance(ckpt["model"], dict) and all(isinstance(t, torch.Tensor) for t in ckpt["model"].values())):
         raise SystemExit(f"{path} holds a 'model' that is no dict of tensors: it is not a checkpoint written by "
-                         f"train.py; point to an out_dir/ckpt.pt that train.py saved.")
+                         f"train.py; {point}.")
     asked = {*keys, "config", "meta"}  # config and meta whenever present: sample.py and analyze read them unasked
     bad = next((k for k, (ok, _) in FIELDS.items() if k in ckpt and k in asked and not ok(ckpt[k])), None)
     if bad:
         raise SystemExit(f"{path} holds {bad} = {reprlib.repr(ckpt[bad])}, which is no {FIELDS[bad][1]}: the file is "
-                         f"damaged or not written by train.py; restore it or train again.")
+                         f"damaged or not written by train.py; restore it or {again}.")
     data_dir = ckpt.get("config", {}).get("data_dir")
     if data_dir is not None and not isinstance(data_dir, str):  # sample.py and analyze read their calibration there
         raise SystemExit(f"{path} holds config data_dir = {reprlib.repr(data_dir)}, which is no path: the file is "
-                         f"damaged or not written by train.py; restore it or train again.")
+                         f"damaged or not written by train.py; restore it or {again}.")
     try:
         cfg = GPTConfig(**ckpt["model_args"])
     except (TypeError, ValueError) as e:
         raise SystemExit(f"{path} holds model_args this code cannot build ({e}); it was written by another "
-                         f"version or program.") from None
+                         f"version or program; restore it or {again}.") from None
     # of its field's type (an int for a float too), as train.py writes them: n_layer=2.0 passes GPTConfig's range
     # checks and fails deep in building the model
     default = asdict(GPTConfig())
@@ -181,20 +184,20 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False):
     if bad:
         raise SystemExit(f"{path} holds model_args {bad} = {reprlib.repr(ckpt['model_args'][bad])}, which is no "
                          f"{type(default[bad]).__name__}: the file is damaged or not written by train.py; restore it "
-                         f"or train again.")
+                         f"or {again}.")
     tokenizer = ckpt.get("meta", {}).get("tokenizer")
     if VOCABS.get(tokenizer, 0) > cfg.vocab_size:  # train.py's open_data refuses such data: the meta is not its own
         raise SystemExit(f"{path} names tokenizer {tokenizer!r} ({VOCABS[tokenizer]} tokens) for a model of vocab_size "
                          f"{cfg.vocab_size}: its meta is not that of the data it was trained on; restore the file or "
-                         f"train again.")
+                         f"{again}.")
     eot = ckpt.get("meta", {}).get("eot_token")
     if eot is not None and not (type(eot) is int and 0 <= eot < cfg.vocab_size):  # sample.py and eval.py feed it in
         raise SystemExit(f"{path} holds meta eot_token = {reprlib.repr(eot)}, which is no token of a model of "
                          f"vocab_size {cfg.vocab_size}: its meta is not that of the data it was trained on; restore "
-                         f"the file or train again.")
+                         f"the file or {again}.")
     state = {bare(name): t for name, t in ckpt["model"].items()}
     ckpt["model"] = state
-    check_weights(state, cfg, path)
+    check_weights(state, cfg, path, again)
     if "optimizer" in keys:
         opt = ckpt["optimizer"]
         fix = (f"it cannot resume exactly: restore the file, or start from its weights with "
@@ -251,7 +254,7 @@ def bare(name):
     return name
 
 
-def check_weights(state, cfg, path):
+def check_weights(state, cfg, path, again="train again"):
     """Every weight the model needs, of the shape it needs, and nothing else."""
     with torch.device("meta"):
         want = {k: t.shape for k, t in GPT(cfg).state_dict().items()}
@@ -264,15 +267,15 @@ def check_weights(state, cfg, path):
                 f"holds {k} of shape {tuple(state[k].shape)}, and its model_args make {tuple(want[k])}")
         n = len(missing) + len(extra) + len(bad)
         raise SystemExit(f"{path} {what}{f' (and {n - 1} more weights disagree)' if n > 1 else ''}: its weights do "
-                         f"not match its own model_args; restore the file or train again.")
+                         f"not match its own model_args; restore the file or {again}.")
     bad = next((k for k, t in state.items() if not t.is_floating_point()), None)
     if bad:  # copied into the model's float weights, integers would load without a word
         raise SystemExit(f"{path} holds {bad} as {state[bad].dtype}, and the model's weights are floating point: the "
-                         f"file is damaged or not written by train.py; restore it or train again.")
+                         f"file is damaged or not written by train.py; restore it or {again}.")
     # train.py stops before saving a non-finite loss, so NaN or inf in a weight is damage (sampling would fail on it)
     bad = next((k for k, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
     if bad:
-        raise SystemExit(f"{path} holds NaN or inf in {bad}: the file is damaged; restore it or train again.")
+        raise SystemExit(f"{path} holds NaN or inf in {bad}: the file is damaged; restore it or {again}.")
 
 
 def read_json(path, what):

@@ -207,7 +207,9 @@ if init_from == "resume" and not os.path.exists(ckpt_path):
 ckpt = None
 if os.path.exists(ckpt_path):  # memory-mapped: the processes of a node share the file's pages, not a copy each
     resume_keys = ("optimizer", "best_val_loss", "rng") if init_from == "resume" else ()
-    ckpt = load_checkpoint(ckpt_path, ("model_args", "iter_num", "config", *resume_keys), mmap=True)
+    # a damaged one is refused; "train again", its fix elsewhere, would meet the same file here
+    ckpt = load_checkpoint(ckpt_path, ("model_args", "iter_num", "config", *resume_keys), mmap=True,
+                           again=f"move it away to train a new run in {out_dir}")
 
 # the architecture: a resumed run's is the checkpoint's, and a config file or --key that sets it otherwise is
 # refused; GPT-2 brings its shape, and this config chooses only the variant and the dropout

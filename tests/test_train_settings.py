@@ -424,6 +424,28 @@ def test_a_damaged_log_is_refused_or_cleaned_before_training(finished, data_dir,
     assert log[:len(kept)] == kept and [e["iter"] for e in log[len(kept):]] == [2, 3, 4]
 
 
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_damaged_checkpoint_in_out_dir_is_refused_with_a_fix_that_works(resume, finished, data_dir, tmp_path,
+                                                                         monkeypatch):
+    # was "restore it or train again": the same command, run again, met the same file and the same refusal
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "ckpt.pt").write_bytes(b"not a checkpoint")
+    ckpt = torch.load(finished / "ckpt.pt", weights_only=True)
+    del ckpt["iter_num"]
+    torch.save(ckpt, tmp_path / "noiter.pt")
+    for bad, what in (("not a checkpoint", "is corrupt or not a checkpoint written by train.py (RuntimeError)"),
+                      ((tmp_path / "noiter.pt").read_bytes(), "has no iter_num: it is not a checkpoint written by "
+                                                                 "train.py")):
+        (out / "ckpt.pt").write_bytes(bad.encode() if isinstance(bad, str) else bad)
+        msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2",
+                                          *["--init_from=resume"] * resume])
+        assert msg == f"{out / 'ckpt.pt'} {what}; restore it or move it away to train a new run in {out}."
+    os.rename(out / "ckpt.pt", tmp_path / "moved.pt")
+    train(data_dir, out, "--max_iters=2")
+    assert torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 2
+
+
 @pytest.mark.parametrize("link", [os.symlink, os.link])
 def test_a_run_made_of_another_runs_files_writes_its_own_log(link, finished, data_dir, tmp_path):
     # an out_dir whose ckpt.pt and log.jsonl link to another run's, resumed: the save replaced the linked checkpoint,
