@@ -214,7 +214,8 @@ if os.path.exists(ckpt_path):  # memory-mapped: the processes of a node share th
 # the architecture: a resumed run's is the checkpoint's, and a config file or --key that sets it otherwise is
 # refused; GPT-2 brings its shape, and this config chooses only the variant and the dropout
 if init_from == "resume":
-    model_args = ckpt["model_args"]
+    # a field the checkpoint predates is GPTConfig's default, as its model was built: compared too, and saved
+    model_args = {**asdict(GPTConfig()), **ckpt["model_args"]}
     differ = [k for k in model_args if k in given and config[k] != model_args[k]]
     if differ:
         sys.exit(f"on resume the architecture comes from {ckpt_path}, but "

@@ -210,6 +210,19 @@ def test_resume_compares_the_architecture_set_with_the_checkpoint_not_the_defaul
     assert snapshot(out) == before
 
 
+def test_resume_compares_a_field_the_checkpoint_predates_with_its_default(finished, data_dir, tmp_path, monkeypatch):
+    # a checkpoint from before pos_emb existed, resumed with --pos_emb=rope: "go on under these", but the model was
+    # built with the default (learned) and the saved config said rope
+    out = shutil.copytree(finished, tmp_path / "run")
+    ckpt = torch.load(out / "ckpt.pt", weights_only=True)
+    del ckpt["model_args"]["pos_emb"]
+    torch.save(ckpt, out / "ckpt.pt")
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
+                                      "--max_iters=4", "--pos_emb=rope"])
+    assert msg == f"on resume the architecture comes from {out / 'ckpt.pt'}, but pos_emb='rope' (checkpoint: " \
+                  f"'learned'); drop these settings, or start a new run in another --out_dir."
+
+
 def test_a_finished_run_asked_again_is_done_and_touches_nothing(finished, data_dir, tmp_path, monkeypatch, capsys):
     out = shutil.copytree(finished, tmp_path / "run")
     before = snapshot(out)
