@@ -23,9 +23,13 @@ import traceback
 import types
 
 
-def check(key, value, defaults, where):
-    """The value to store for key, or SystemExit when the key is unknown or the type differs from the default's."""
+def check(key, value, defaults, where, hints=None):
+    """The value to store for key, or SystemExit when the key is unknown or the type differs from the default's.
+    hints: {unknown key: what it is instead}, for names a user brings from elsewhere (a launcher's options), whose
+    nearest spellings would point at an unrelated setting."""
     if key not in defaults:
+        if hints and key in hints:
+            raise SystemExit(f"unknown config key {key!r} in {where}; {hints[key]}.")
         near = difflib.get_close_matches(key, defaults, n=3, cutoff=0.0)
         helper = "" if where.startswith("--") else " (a config file's own helper names start with _)"
         raise SystemExit(f"unknown config key {key!r} in {where}; nearest valid keys: {', '.join(near)}{helper}.")
@@ -95,10 +99,11 @@ def run_file(path, values):
     return scope
 
 
-def configure(defaults, args, usage=None):
+def configure(defaults, args, usage=None, hints=None):
     """defaults: {key: value}, the settings a script exposes; args: sys.argv[1:]; usage: () -> the text that
-    --help (or -h) prints before exit status 0. Returns (the updated dict, the set of keys that a config file
-    assigned or a --key=value gave, whatever their value): a resumed run compares those with its checkpoint."""
+    --help (or -h) prints before exit status 0; hints: see check(). Returns (the updated dict, the set of keys that
+    a config file assigned or a --key=value gave, whatever their value): a resumed run compares those with its
+    checkpoint."""
     if usage and ("-h" in args or "--help" in args):  # wherever it stands, before any file runs
         try:
             print(usage(), flush=True)
@@ -114,13 +119,15 @@ def configure(defaults, args, usage=None):
             key, eq, text = arg[2:].partition("=")
             if not key:  # `--` as other commands take it, or `--=1`: no setting to give "--=VALUE" as the fix
                 raise SystemExit(f"argument {arg!r} names no setting; write --key=value (--help lists them).")
+            if hints and key in hints and key not in defaults:  # --standalone, a launcher's flag: no VALUE helps
+                raise SystemExit(f"unknown config key {key!r} in {arg}; {hints[key]}.")
             if not eq:
                 raise SystemExit(f"argument {arg!r} has no value; write --{key}=VALUE.")
             number = type(defaults.get(key)) in (int, float)
             value = literal(text, number)
             if type(defaults.get(key)) is str and type(value) is not str:  # --out_dir=123 or =None: a name, as typed
                 value = text
-            overrides[key] = check(key, value, defaults, arg)
+            overrides[key] = check(key, value, defaults, arg, hints)
     values, given = dict(defaults), set()
     for arg in args:
         if not arg.startswith("--"):
@@ -132,7 +139,7 @@ def configure(defaults, args, usage=None):
             scope = run_file(arg, values)
             for key, value in scope.items():
                 if not key.startswith("_") and not isinstance(value, types.ModuleType):
-                    values[key] = check(key, value, defaults, arg)
+                    values[key] = check(key, value, defaults, arg, hints)
             given |= scope.assigned & set(defaults)
     # the overrides after every file, wherever they stand: a file after one (`--max_iters=6 config/x.py`) set its
     # own value over the one typed, without a word

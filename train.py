@@ -119,10 +119,18 @@ CHOICES = {
 # not what it learns (init_from="resume" also matches the run it resumes).
 UNCHECKED = ("out_dir", "eval_interval", "eval_tokens", "log_interval", "always_save_checkpoint",
              "compile", "backend", "ddp_timeout", "parallel", "grad_ckpt")
+# names brought from elsewhere, whose nearest settings would mislead (--lr: min_lr; --local-rank: decay_lr)
+LAUNCH = "torchrun's option: write it before train.py (torchrun --standalone --nproc_per_node=2 train.py ...)"
+HINTS = {"lr": "the peak learning rate is --learning_rate (--min_lr is where the decay ends)",
+         **dict.fromkeys(("local-rank", "local_rank"), "torch.distributed.launch passes it, and train.py reads its "
+                         "rank from torchrun's environment: run it under torchrun instead (torchrun --standalone "
+                         "--nproc_per_node=N train.py ...)"),
+         **dict.fromkeys(("nproc_per_node", "nproc-per-node", "nnodes", "node_rank", "node-rank", "master_addr",
+                          "master-addr", "master_port", "master-port", "standalone"), LAUNCH)}
 config_keys = [k for k, v in globals().items() if not k.startswith("_") and type(v) in (int, float, bool, str)]
 defaults = {k: globals()[k] for k in config_keys}
 usage = partial(describe, "train.py", defaults, {**RANGES, **CHOICES}, [__file__, inspect.getsourcefile(GPTConfig)])
-values, given = configure(defaults, sys.argv[1:], usage)  # given: the keys a config file or --key=value set
+values, given = configure(defaults, sys.argv[1:], usage, HINTS)  # given: the keys a config file or --key=value set
 globals().update(values)
 config = {k: globals()[k] for k in config_keys}
 # -----------------------------------------------------------------------------

@@ -143,6 +143,21 @@ def test_the_command_line_refuses_a_bad_setting_before_any_work(arg, tmp_path, d
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("arg, hint", [
+    # were "nearest valid keys: min_lr, ..." (--lr), "decay_lr, block_size, causal" (what torch.distributed.launch
+    # passes each process) and "pos_conv_period, ..." (torchrun's options written after train.py)
+    ("--lr=1e-3", "the peak learning rate is --learning_rate (--min_lr is where the decay ends)."),
+    ("--local-rank=1", "torch.distributed.launch passes it, and train.py reads its rank from torchrun's environment: "
+                       "run it under torchrun instead (torchrun --standalone --nproc_per_node=N train.py ...)."),
+    ("--nproc_per_node=2", "torchrun's option: write it before train.py (torchrun --standalone --nproc_per_node=2 "
+                           "train.py ...)."),
+    ("--standalone", "torchrun's option: write it before train.py"),  # was "has no value; write --standalone=VALUE"
+])
+def test_a_name_from_elsewhere_is_told_what_it_is(arg, hint, tmp_path, monkeypatch):
+    msg = refusal(monkeypatch, tmp_path, [arg])
+    assert msg.startswith(f"unknown config key {arg[2:].split('=')[0]!r} in {arg}; {hint}"), msg
+
+
 def test_help_lists_every_setting_with_its_default_and_a_line_on_it():
     r = subprocess.run([sys.executable, "train.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stderr == ""
