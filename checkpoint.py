@@ -90,8 +90,9 @@ def writable_dir(folder, fix):
     try:
         os.makedirs(folder, exist_ok=True)
         tempfile.TemporaryFile(dir=folder).close()
-    except OSError as e:
-        raise SystemExit(f"{folder or repr(folder)} is not a writable directory ({e.strerror}); {fix}.") from None
+    except (OSError, RecursionError) as e:  # os.makedirs recurses once per folder to make: a thousand is too many
+        why = e.strerror if isinstance(e, OSError) else "nested too deep to create"
+        raise SystemExit(f"{folder or repr(folder)} is not a writable directory ({why}); {fix}.") from None
 
 
 @contextlib.contextmanager

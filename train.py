@@ -350,8 +350,9 @@ def lock_out_dir():
     try:
         os.makedirs(out_dir, exist_ok=True)
         f = open(os.path.join(out_dir, "train.lock"), "a+")
-    except OSError as e:
-        sys.exit(f"out_dir {out_dir!r} is not a writable directory ({e.strerror}); {elsewhere}.")
+    except (OSError, RecursionError) as e:  # os.makedirs recurses once per folder to make: a thousand is too many
+        why = e.strerror if isinstance(e, OSError) else "nested too deep to create"
+        sys.exit(f"out_dir {out_dir!r} is not a writable directory ({why}); {elsewhere}.")
     in_use(f)
     try:
         os.remove(tempfile.mkstemp(dir=out_dir, prefix="ckpt.pt.", suffix=".tmp")[1])

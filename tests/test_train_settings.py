@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import torch
 
+import checkpoint
 from configurator import range_error
 from model import GPT, GPTConfig
 from test_train import ROOT, TINY, make_data, read_log, run_inprocess, train
@@ -418,6 +419,15 @@ def test_a_lock_that_takes_no_bytes_is_one_sentence(data_dir, tmp_path, monkeypa
     assert msg.startswith(f"could not write {out / 'train.lock'} (") and msg.endswith(
         "); free space on its disk, or choose another --out_dir."), msg  # was an OSError traceback
     assert sorted(os.listdir(out)) == ["train.lock"]
+
+
+def test_an_out_dir_nested_too_deep_is_one_sentence(tmp_path, monkeypatch, data_dir):
+    deep = str(tmp_path / ("a/" * 1500))[:-1]  # 3000 characters, under PATH_MAX: os.makedirs' RecursionError
+    msg = refusal(monkeypatch, tmp_path, [f"--out_dir={deep}"], data_dir)
+    assert msg == f"out_dir {deep!r} is not a writable directory (nested too deep to create); choose another --out_dir."
+    with pytest.raises(SystemExit, match=r"is not a writable directory \(nested too deep to create\); fix\.$"):
+        checkpoint.writable_dir(deep, "fix")
+    assert not (tmp_path / "a").exists()
 
 
 @pytest.mark.parametrize("name, resume", [("ckpt.pt", False), ("ckpt.pt", True), ("train.lock", False)])
