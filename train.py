@@ -261,6 +261,20 @@ if not gptconf.causal:
              "models are trained by experiments/synthetic.py).")
 
 
+def get_lr(it, end=None):
+    """Linear warmup to learning_rate over warmup_iters, cosine decay to min_lr at lr_decay_iters (or end), then
+    min_lr."""
+    end = end or lr_decay_iters
+    if not decay_lr:
+        return learning_rate
+    if it < warmup_iters:
+        return learning_rate * (it + 1) / (warmup_iters + 1)
+    if it >= end:
+        return min_lr
+    ratio = (it - warmup_iters) / (end - warmup_iters)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
+
+
 def changed_settings(saved):
     """'key=value (checkpoint: value)' for each setting that differs from those saved with the checkpoint, apart
     from the UNCHECKED ones (a setting the checkpoint predates counts as its default)."""
@@ -295,6 +309,15 @@ if ckpt:
     if master and notable:  # only a resume gets here: every other run with a checkpoint has stopped above
         print(f"resuming {ckpt_path} with settings other than its run's: {', '.join(notable)}; its weights and "
               f"optimizer state go on under these.")
+    # lr_decay_iters=0 follows max_iters: a longer run stretches the cosine, so the rate at the checkpoint's
+    # iteration rises again from where its own decay had brought it (min_lr, for a finished run)
+    saved = {**defaults, **ckpt["config"]}
+    end = saved["lr_decay_iters"] or saved["max_iters"]
+    if master and not config["lr_decay_iters"] and not total_tokens and not saved["total_tokens"] and \
+            warmup_iters < done and type(end) is int and end < lr_decay_iters and get_lr(done, end) < get_lr(done):
+        print(f"the cosine now ends at iteration {lr_decay_iters} (lr_decay_iters=0: max_iters), not {end}: the rate "
+              f"at iteration {done} rises from {get_lr(done, end):.2e} to {get_lr(done):.2e}; set "
+              f"--lr_decay_iters={end} to keep the checkpoint's decay.")
 # the checkpoint to convert, checked only now: a finished conversion asked again is done (and a stopped one told
 # to resume) whether or not its source is still there
 if source_path and not os.path.isfile(source_path):
@@ -438,18 +461,6 @@ def get_batch(split, *key):
     if device_type == "cuda":
         return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
     return x.to(device), y.to(device)
-
-
-def get_lr(it):
-    """Linear warmup to learning_rate over warmup_iters, cosine decay to min_lr at lr_decay_iters, then min_lr."""
-    if not decay_lr:
-        return learning_rate
-    if it < warmup_iters:
-        return learning_rate * (it + 1) / (warmup_iters + 1)
-    if it >= lr_decay_iters:
-        return min_lr
-    ratio = (it - warmup_iters) / (lr_decay_iters - warmup_iters)
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
 
 
 def rng_states():

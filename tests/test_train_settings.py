@@ -28,7 +28,7 @@ import torch
 import checkpoint
 from configurator import range_error
 from model import GPT, GPTConfig
-from test_train import ROOT, TINY, make_data, read_log, run_inprocess, train
+from test_train import MIN_LR, ROOT, TINY, make_data, read_log, run_inprocess, train
 
 TRAIN_PY = os.path.join(ROOT, "train.py")
 BAD = (0, -1, math.nan, math.inf, "abc", 10**400)  # 10**400: an int that no float or int64 holds
@@ -313,6 +313,20 @@ def test_resume_under_other_training_settings_says_what_changed(finished, data_d
         f"(checkpoint: 1337), learning_rate=0.02 (checkpoint: 0.01); its weights and optimizer state go on under these."
     r = train(data_dir, out, "--init_from=resume", "--max_iters=6", "--learning_rate=0.02", "--seed=7")
     assert "resuming" not in r.stdout  # the checkpoint now holds these settings; a longer run is not worth a line
+
+
+def test_a_longer_resume_says_that_its_cosine_raises_the_rate_again(data_dir, tmp_path):
+    # the finished run's own advice (raise --max_iters, add --init_from=resume) stretched the cosine to the new end:
+    # the rate went from min_lr back up without a word
+    out = tmp_path / "out"
+    train(data_dir, out, "--max_iters=4")
+    r = train(data_dir, out, "--init_from=resume", "--max_iters=8", "--eval_interval=8")
+    assert r.stdout.splitlines()[0] == "the cosine now ends at iteration 8 (lr_decay_iters=0: max_iters), not 4: the " \
+                                       "rate at iteration 4 rises from 1.00e-03 to 7.75e-03; set --lr_decay_iters=4 " \
+                                       "to keep the checkpoint's decay."
+    assert [e["lr"] for e in read_log(out) if e["iter"] == 4 and "lr" in e] == [pytest.approx(7.75e-3, rel=1e-3)]
+    r = train(data_dir, out, "--init_from=resume", "--max_iters=12", "--eval_interval=8", "--lr_decay_iters=8")
+    assert "cosine" not in r.stdout and [e["lr"] for e in read_log(out) if e["iter"] == 8 and "lr" in e] == [MIN_LR]
 
 
 def test_a_resume_under_other_adamw_settings_trains_with_them(finished, data_dir, tmp_path):
