@@ -133,7 +133,7 @@ def configure(defaults, args, usage=None, hints=None):
         if not arg.startswith("--"):
             if os.path.isdir(arg):  # `config/`, as a shell completes it: found, but no file
                 raise SystemExit(f"config file {arg!r} is a folder; give a file in it, like config/cpu_tiny.py.")
-            if not os.path.isfile(arg):
+            if not os.path.exists(arg):  # a pipe is read as a file: <(make_config) or /dev/stdin
                 raise SystemExit(f"config file {arg!r} not found; positional arguments are config files "
                                  f"(overrides are written --key=value).")
             scope = run_file(arg, values)

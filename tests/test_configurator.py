@@ -115,6 +115,17 @@ def test_an_override_wins_over_a_config_file_wherever_it_stands(tmp_path):
         configure(DEFAULTS, [str(tmp_path / "nope.py"), "--lerning_rate=1"])
 
 
+def test_a_config_file_can_be_a_pipe(tmp_path):
+    # `train.py <(echo "max_iters = 3")` or `... | train.py /dev/stdin`: was "config file '/dev/fd/63' not found"
+    r, w = os.pipe()
+    os.write(w, b"max_iters = 3\n")
+    os.close(w)
+    try:
+        assert configure(DEFAULTS, [f"/dev/fd/{r}"])[0]["max_iters"] == 3
+    finally:
+        os.close(r)
+
+
 def test_a_setting_assigned_its_default_value_counts_as_given(tmp_path):
     # a resumed run compares every given architecture key with its checkpoint, also one set to the default
     run = tmp_path / "run.py"
