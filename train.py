@@ -422,17 +422,18 @@ if device_type == "cuda":
 
 
 def load_source():
-    """(GPTConfig, state dict) of the model init_from converts: one of our checkpoints, or GPT-2 from the hub."""
+    """(GPTConfig, state dict, the tokenizer of its data or None) of the model init_from converts: one of our
+    checkpoints, or GPT-2 from the hub."""
     if source_path is None:
         try:
-            return load_gpt2(init_from)
+            return (*load_gpt2(init_from), "r50k_base")
         except ValueError as e:
             sys.exit(str(e))
     try:
         src = load_checkpoint(source_path)
     except SystemExit as e:  # name the setting that pointed here
         sys.exit(f"init_from={init_from!r}: {e}")
-    return GPTConfig(**src["model_args"]), src["model"]
+    return GPTConfig(**src["model_args"]), src["model"], src.get("meta", {}).get("tokenizer")
 
 
 source = load_source() if converting else None
@@ -440,6 +441,13 @@ source = load_source() if converting else None
 # name the data, not vocab_size or block_size
 meta = open_data(data_dir, block_size, gptconf.vocab_size, resuming=init_from == "resume" or converting
                  and source[0].vocab_size == gptconf.vocab_size)
+# the ids its weights were trained on: on another tokenizer's ids (a vocabulary that fits: bytes in r50k's) a resumed
+# or converted model trained on without a word, each embedding row now meaning another token
+trained_on = (ckpt["meta"] or {}).get("tokenizer") if ckpt and ckpt.get("meta") else source[2] if source else None
+if trained_on and meta.get("tokenizer") and trained_on != meta["tokenizer"]:
+    sys.exit(f"{os.path.join(data_dir, 'meta.json')} records tokenizer {meta['tokenizer']!r}, and "
+             f"{ckpt_path if ckpt else init_from} was trained on {trained_on!r} ids; point --data_dir at data of "
+             f"that tokenizer, or train from scratch in another --out_dir.")
 
 
 def get_batch(split, *key):

@@ -277,6 +277,22 @@ def test_resume_on_data_too_short_for_its_block_size_names_the_data_not_block_si
                    f"--data_dir at the data the checkpoint was trained on.")
 
 
+def test_a_resume_or_conversion_on_another_tokenizers_data_is_refused(finished, tmp_path, monkeypatch):
+    # a vocabulary that fits (bytes data for an r50k model) was trained on without a word, each embedding row now
+    # meaning another token, and the checkpoint's meta then named the new tokenizer
+    other = tmp_path / "other"
+    make_data(other, tokenizer="chars")
+    out = shutil.copytree(finished, tmp_path / "run")
+    before = snapshot(out)
+    msg = run_inprocess(monkeypatch, [f"--data_dir={other}", f"--out_dir={out}", "--init_from=resume", "--max_iters=4"])
+    assert msg == f"{other / 'meta.json'} records tokenizer 'chars', and {out / 'ckpt.pt'} was trained on 'bytes' " \
+                  f"ids; point --data_dir at data of that tokenizer, or train from scratch in another --out_dir."
+    assert snapshot(out) == before
+    msg = run_inprocess(monkeypatch, [f"--data_dir={other}", f"--out_dir={tmp_path / 'conv'}", f"--init_from={out}"])
+    assert msg.startswith(f"{other / 'meta.json'} records tokenizer 'chars', and {out} was trained on 'bytes' ids")
+    assert not (tmp_path / "conv").exists()
+
+
 def test_a_finished_run_asked_with_other_settings_is_refused(finished, data_dir, tmp_path, monkeypatch):
     out = shutil.copytree(finished, tmp_path / "run")
     before = snapshot(out)
