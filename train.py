@@ -120,13 +120,13 @@ CHOICES = {
 UNCHECKED = ("out_dir", "eval_interval", "eval_tokens", "log_interval", "always_save_checkpoint",
              "compile", "backend", "ddp_timeout", "parallel", "grad_ckpt")
 # names brought from elsewhere, whose nearest settings would mislead (--lr: min_lr; --local-rank: decay_lr)
-LAUNCH = "torchrun's option: write it before train.py (torchrun --standalone --nproc_per_node=2 train.py ...)"
+_LAUNCH = "torchrun's option: write it before train.py (torchrun --standalone --nproc_per_node=2 train.py ...)"
 HINTS = {"lr": "the peak learning rate is --learning_rate (--min_lr is where the decay ends)",
          **dict.fromkeys(("local-rank", "local_rank"), "torch.distributed.launch passes it, and train.py reads its "
                          "rank from torchrun's environment: run it under torchrun instead (torchrun --standalone "
                          "--nproc_per_node=N train.py ...)"),
          **dict.fromkeys(("nproc_per_node", "nproc-per-node", "nnodes", "node_rank", "node-rank", "master_addr",
-                          "master-addr", "master_port", "master-port", "standalone"), LAUNCH)}
+                          "master-addr", "master_port", "master-port", "standalone"), _LAUNCH)}
 config_keys = [k for k, v in globals().items() if not k.startswith("_") and type(v) in (int, float, bool, str)]
 defaults = {k: globals()[k] for k in config_keys}
 usage = partial(describe, "train.py", defaults, {**RANGES, **CHOICES}, [__file__, inspect.getsourcefile(GPTConfig)])
