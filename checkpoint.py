@@ -152,7 +152,12 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     if not os.path.isfile(path):
         raise SystemExit(f"no checkpoint at {path}: train one with train.py, or point to the out_dir that holds it.")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError:  # torch's older format (_use_new_zipfile_serialization=False) cannot be mapped: read it
+            if not mmap:
+                raise
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
         missing_keys = [k for k in dict.fromkeys(("model", "model_args", *keys)) if k not in ckpt]
     except Exception as e:  # truncated, empty, not a torch file: the user cannot act on the traceback
         raise SystemExit(f"{path} is corrupt or not a checkpoint written by train.py ({type(e).__name__}); restore "

@@ -343,6 +343,16 @@ def test_a_compiled_models_prefix_is_stripped(world):
     assert ckpt["model"].keys() == good.keys() and all(torch.equal(ckpt["model"][k], good[k]) for k in good)
 
 
+def test_torchs_older_file_format_loads_memory_mapped_too(world, tmp_path):
+    # train.py maps the checkpoint it resumes, which torch's older format cannot be: a whole file saved with
+    # _use_new_zipfile_serialization=False was "corrupt", and the fix given was to move it away
+    good = torch.load(world / "run" / "ckpt.pt", weights_only=True)
+    torch.save(good, tmp_path / "ckpt.pt", _use_new_zipfile_serialization=False)
+    ckpt = checkpoint.load_checkpoint(tmp_path / "ckpt.pt", ("model", "optimizer", "iter_num"), mmap=True)
+    assert ckpt["iter_num"] == good["iter_num"] and all(torch.equal(ckpt["model"][k], good["model"][k])
+                                                        for k in good["model"])
+
+
 def resume(w, name):
     return ["train.py", *QKV, f"--data_dir={w / 'data'}", f"--out_dir={w / name}", "--init_from=resume",
             "--max_iters=4"]

@@ -502,7 +502,7 @@ def test_a_damaged_checkpoint_in_out_dir_is_refused_with_a_fix_that_works(resume
     ckpt = torch.load(finished / "ckpt.pt", weights_only=True)
     del ckpt["iter_num"]
     torch.save(ckpt, tmp_path / "noiter.pt")
-    for bad, what in (("not a checkpoint", "is corrupt or not a checkpoint written by train.py (RuntimeError)"),
+    for bad, what in (("not a checkpoint", "is corrupt or not a checkpoint written by train.py (UnpicklingError)"),
                       ((tmp_path / "noiter.pt").read_bytes(), "has no iter_num: it is not a checkpoint written by "
                                                                  "train.py")):
         (out / "ckpt.pt").write_bytes(bad.encode() if isinstance(bad, str) else bad)
