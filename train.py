@@ -320,6 +320,9 @@ if ckpt:
               f"--lr_decay_iters={end} to keep the checkpoint's decay.")
 # the checkpoint to convert, checked only now: a finished conversion asked again is done (and a stopped one told
 # to resume) whether or not its source is still there
+if source_path and os.path.isdir(init_from) and not os.path.isfile(source_path):  # an out_dir, as documented
+    sys.exit(f"init_from={init_from!r} is a folder without a ckpt.pt (a run that has saved none yet, or no out_dir); "
+             f"point --init_from at an out_dir that holds one, or at the checkpoint file.")
 if source_path and not os.path.isfile(source_path):
     sys.exit(f"init_from must be 'scratch', 'resume', {', '.join(map(repr, GPT2_SIZES))} or a checkpoint path; "
              f"{init_from!r} is none of these.")

@@ -293,6 +293,14 @@ def test_a_resume_or_conversion_on_another_tokenizers_data_is_refused(finished, 
     assert not (tmp_path / "conv").exists()
 
 
+def test_init_from_an_out_dir_without_a_checkpoint_says_so(tmp_path, monkeypatch, data_dir):
+    # an out_dir is a documented form of init_from: one whose run saved nothing yet was "none of these" forms
+    (tmp_path / "run").mkdir()
+    msg = refusal(monkeypatch, tmp_path, [f"--init_from={tmp_path / 'run'}"], data_dir)
+    assert msg == f"init_from={str(tmp_path / 'run')!r} is a folder without a ckpt.pt (a run that has saved none " \
+                  f"yet, or no out_dir); point --init_from at an out_dir that holds one, or at the checkpoint file."
+
+
 def test_a_finished_run_asked_with_other_settings_is_refused(finished, data_dir, tmp_path, monkeypatch):
     out = shutil.copytree(finished, tmp_path / "run")
     before = snapshot(out)
