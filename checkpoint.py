@@ -149,8 +149,9 @@ def writable_dir(folder, fix):
     try:
         os.makedirs(folder, exist_ok=True)
         tempfile.TemporaryFile(dir=folder).close()
-    except OSError as e:
-        raise SystemExit(f"{folder or repr(folder)} is not a writable directory ({e.strerror}); {fix}.") from None
+    except (OSError, RecursionError) as e:  # os.makedirs recurses once per folder to make: a thousand is too many
+        why = e.strerror if isinstance(e, OSError) else "nested too deep to create"
+        raise SystemExit(f"{folder or repr(folder)} is not a writable directory ({why}); {fix}.") from None
 
 
 @contextlib.contextmanager
@@ -187,7 +188,9 @@ def checkpoint_path(path):
 # what train.py stores beside the weights, checked on load (a traceback deep in a script otherwise)
 FIELDS = {
     "iter_num": (lambda v: type(v) is int and v >= 0, "iteration count"),
-    "best_val_loss": (lambda v: type(v) in (int, float), "loss"),
+    # finite and not negative, as every cross-entropy: NaN or a value below all losses is never improved on, so a run
+    # resumed with always_save_checkpoint=False never saved again
+    "best_val_loss": (lambda v: type(v) in (int, float) and 0 <= v < math.inf, "loss"),
     "config": (lambda v: isinstance(v, dict), "dict of settings"),
     "meta": (lambda v: isinstance(v, dict), "dict (its data's meta.json)"),
     "rng": (lambda v: isinstance(v, list) and len(v) > 0 and all(  # empty: every rank would resume unseeded
@@ -197,39 +200,47 @@ FIELDS = {
 VOCABS = {"r50k_base": 50257, "bytes": 256}  # the tokenizers prepare_slimpajama.py writes, and their vocabularies
 
 
-def load_checkpoint(path, keys=("model", "model_args"), mmap=False):
+def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     """-> the checkpoint dict at path (ckpt.pt or its out_dir) with the keys asked for, its model weights renamed
     without wrapper prefixes and checked, name by name and shape by shape, against a model built from its
-    model_args (on the meta device: no memory, no init)."""
+    model_args (on the meta device: no memory, no init). again: what to do instead of restoring a damaged file
+    (None: train again, or point to another); train.py, whose new run would meet the same file, says to move it."""
     path = checkpoint_path(path)
+    point = f"restore it or {again}" if again else "point to an out_dir/ckpt.pt that train.py saved"
+    again = again or "train again"
     if not os.path.isfile(path):
         raise SystemExit(f"no checkpoint at {path}: train one with train.py, or point to the out_dir that holds it.")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError:  # torch's older format (_use_new_zipfile_serialization=False) cannot be mapped: read it
+            if not mmap:
+                raise
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
         missing_keys = [k for k in dict.fromkeys(("model", "model_args", *keys)) if k not in ckpt]
     except Exception as e:  # truncated, empty, not a torch file: the user cannot act on the traceback
         raise SystemExit(f"{path} is corrupt or not a checkpoint written by train.py ({type(e).__name__}); restore "
-                         f"it or train again.") from None
+                         f"it or {again}.") from None
     if missing_keys:
         raise SystemExit(f"{path} has no {', '.join(missing_keys)}: it is not a checkpoint written by train.py; "
-                         f"point to an out_dir/ckpt.pt that train.py saved.")
+                         f"{point}.")
     if not (isinstance(ckpt["model"], dict) and all(isinstance(t, torch.Tensor) for t in ckpt["model"].values())):
         raise SystemExit(f"{path} holds a 'model' that is no dict of tensors: it is not a checkpoint written by "
-                         f"train.py; point to an out_dir/ckpt.pt that train.py saved.")
+                         f"train.py; {point}.")
     asked = {*keys, "config", "meta"}  # config and meta whenever present: sample.py and analyze read them unasked
     bad = next((k for k, (ok, _) in FIELDS.items() if k in ckpt and k in asked and not ok(ckpt[k])), None)
     if bad:
         raise SystemExit(f"{path} holds {bad} = {reprlib.repr(ckpt[bad])}, which is no {FIELDS[bad][1]}: the file is "
-                         f"damaged or not written by train.py; restore it or train again.")
+                         f"damaged or not written by train.py; restore it or {again}.")
     data_dir = ckpt.get("config", {}).get("data_dir")
     if data_dir is not None and not isinstance(data_dir, str):  # sample.py and analyze read their calibration there
         raise SystemExit(f"{path} holds config data_dir = {reprlib.repr(data_dir)}, which is no path: the file is "
-                         f"damaged or not written by train.py; restore it or train again.")
+                         f"damaged or not written by train.py; restore it or {again}.")
     try:
         cfg = GPTConfig(**ckpt["model_args"])
     except (TypeError, ValueError) as e:
         raise SystemExit(f"{path} holds model_args this code cannot build ({e}); it was written by another "
-                         f"version or program.") from None
+                         f"version or program; restore it or {again}.") from None
     # of its field's type (an int for a float too), as train.py writes them: n_layer=2.0 passes GPTConfig's range
     # checks and fails deep in building the model
     default = asdict(GPTConfig())
@@ -238,20 +249,20 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False):
     if bad:
         raise SystemExit(f"{path} holds model_args {bad} = {reprlib.repr(ckpt['model_args'][bad])}, which is no "
                          f"{type(default[bad]).__name__}: the file is damaged or not written by train.py; restore it "
-                         f"or train again.")
+                         f"or {again}.")
     tokenizer = ckpt.get("meta", {}).get("tokenizer")
     if VOCABS.get(tokenizer, 0) > cfg.vocab_size:  # train.py's open_data refuses such data: the meta is not its own
         raise SystemExit(f"{path} names tokenizer {tokenizer!r} ({VOCABS[tokenizer]} tokens) for a model of vocab_size "
                          f"{cfg.vocab_size}: its meta is not that of the data it was trained on; restore the file or "
-                         f"train again.")
+                         f"{again}.")
     eot = ckpt.get("meta", {}).get("eot_token")
     if eot is not None and not (type(eot) is int and 0 <= eot < cfg.vocab_size):  # sample.py and eval.py feed it in
         raise SystemExit(f"{path} holds meta eot_token = {reprlib.repr(eot)}, which is no token of a model of "
                          f"vocab_size {cfg.vocab_size}: its meta is not that of the data it was trained on; restore "
-                         f"the file or train again.")
+                         f"the file or {again}.")
     state = {bare(name): t for name, t in ckpt["model"].items()}
     ckpt["model"] = state
-    check_weights(state, cfg, path)
+    check_weights(state, cfg, path, again)
     if "optimizer" in keys:
         opt = ckpt["optimizer"]
         fix = (f"it cannot resume exactly: restore the file, or start from its weights with "
@@ -275,6 +286,12 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False):
                             and tuple(s[m].shape) == shapes.get(bare(n)))), None)
         if bad:
             raise SystemExit(f"{path} holds an optimizer state for {bad} that does not fit that weight; {fix}")
+        # and its step count: AdamW's bias correction starts over without it, and the resume differs without a word
+        bad = next((n for n, s in opt.get("state", {}).items() if isinstance(s, dict) and not (
+            type(s.get("step")) in (int, float) or isinstance(s.get("step"), torch.Tensor) and s["step"].numel() == 1)),
+            None)
+        if bad:
+            raise SystemExit(f"{path} holds an optimizer state for {bad} without its step count; {fix}")
         # every weight the model trains in a group, with its moments once training has begun: one left out was a
         # RuntimeError traceback in set_optimizer_state_dict (no state), or resumed without a word (no group)
         names = [n for g in opt["param_groups"] if isinstance(g, dict) for n in g.get("params", ())]
@@ -302,7 +319,7 @@ def bare(name):
     return name
 
 
-def check_weights(state, cfg, path):
+def check_weights(state, cfg, path, again="train again"):
     """Every weight the model needs, of the shape it needs, and nothing else."""
     with torch.device("meta"):
         want = {k: t.shape for k, t in GPT(cfg).state_dict().items()}
@@ -315,15 +332,15 @@ def check_weights(state, cfg, path):
                 f"holds {k} of shape {tuple(state[k].shape)}, and its model_args make {tuple(want[k])}")
         n = len(missing) + len(extra) + len(bad)
         raise SystemExit(f"{path} {what}{f' (and {n - 1} more weights disagree)' if n > 1 else ''}: its weights do "
-                         f"not match its own model_args; restore the file or train again.")
+                         f"not match its own model_args; restore the file or {again}.")
     bad = next((k for k, t in state.items() if not t.is_floating_point()), None)
     if bad:  # copied into the model's float weights, integers would load without a word
         raise SystemExit(f"{path} holds {bad} as {state[bad].dtype}, and the model's weights are floating point: the "
-                         f"file is damaged or not written by train.py; restore it or train again.")
+                         f"file is damaged or not written by train.py; restore it or {again}.")
     # train.py stops before saving a non-finite loss, so NaN or inf in a weight is damage (sampling would fail on it)
     bad = next((k for k, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
     if bad:
-        raise SystemExit(f"{path} holds NaN or inf in {bad}: the file is damaged; restore it or train again.")
+        raise SystemExit(f"{path} holds NaN or inf in {bad}: the file is damaged; restore it or {again}.")
 
 
 def read_json(path, what):

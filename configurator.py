@@ -3,8 +3,9 @@ Overrides train.py's settings, as nanoGPT's configurator does:
 
     python train.py config/qk_v_300m.py --batch_size=4 --compile=False
 
-Positional arguments are config files, plain Python executed in order; each sees the values set so far and
-`__file__` (its own path), so a run file can execute a base file beside it. `--key=value` arguments are parsed
+Positional arguments are config files, plain Python executed in order; each sees the values the files before it set
+and `__file__` (its own path), so a run file can execute a base file beside it. Then every `--key=value`
+overrides, wherever it stands (`--max_iters=6 config/x.py` trains 6 iterations). `--key=value` arguments are parsed
 with ast.literal_eval, and a value that is no Python literal stays a string (--out_dir=out-x), as does any value of
 a string setting (--out_dir=123). Unlike nanoGPT, an unknown key, a value of the wrong type or a config file that
 does not run is an error: one line naming the key (or the file and line) and the fix, exit status 1. `--help`
@@ -22,9 +23,13 @@ import traceback
 import types
 
 
-def check(key, value, defaults, where):
-    """The value to store for key, or SystemExit when the key is unknown or the type differs from the default's."""
+def check(key, value, defaults, where, hints=None):
+    """The value to store for key, or SystemExit when the key is unknown or the type differs from the default's.
+    hints: {unknown key: what it is instead}, for names a user brings from elsewhere (a launcher's options), whose
+    nearest spellings would point at an unrelated setting."""
     if key not in defaults:
+        if hints and key in hints:
+            raise SystemExit(f"unknown config key {key!r} in {where}; {hints[key]}.")
         near = difflib.get_close_matches(key, defaults, n=3, cutoff=0.0)
         helper = "" if where.startswith("--") else " (a config file's own helper names start with _)"
         raise SystemExit(f"unknown config key {key!r} in {where}; nearest valid keys: {', '.join(near)}{helper}.")
@@ -94,10 +99,11 @@ def run_file(path, values):
     return scope
 
 
-def configure(defaults, args, usage=None):
+def configure(defaults, args, usage=None, hints=None):
     """defaults: {key: value}, the settings a script exposes; args: sys.argv[1:]; usage: () -> the text that
-    --help (or -h) prints before exit status 0. Returns (the updated dict, the set of keys that a config file
-    assigned or a --key=value gave, whatever their value): a resumed run compares those with its checkpoint."""
+    --help (or -h) prints before exit status 0; hints: see check(). Returns (the updated dict, the set of keys that
+    a config file assigned or a --key=value gave, whatever their value): a resumed run compares those with its
+    checkpoint."""
     if usage and ("-h" in args or "--help" in args):  # wherever it stands, before any file runs
         try:
             print(usage(), flush=True)
@@ -107,32 +113,38 @@ def configure(defaults, args, usage=None):
             os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
             raise SystemExit(f"could not print the help ({e.strerror}).") from None
         raise SystemExit(0)
-    values, given = dict(defaults), set()
+    overrides = {}  # checked first (a typo is found before any file runs), applied last
     for arg in args:
         if arg.startswith("--"):
             key, eq, text = arg[2:].partition("=")
             if not key:  # `--` as other commands take it, or `--=1`: no setting to give "--=VALUE" as the fix
                 raise SystemExit(f"argument {arg!r} names no setting; write --key=value (--help lists them).")
+            if hints and key in hints and key not in defaults:  # --standalone, a launcher's flag: no VALUE helps
+                raise SystemExit(f"unknown config key {key!r} in {arg}; {hints[key]}.")
             if not eq:
                 raise SystemExit(f"argument {arg!r} has no value; write --{key}=VALUE.")
             number = type(defaults.get(key)) in (int, float)
             value = literal(text, number)
             if type(defaults.get(key)) is str and type(value) is not str:  # --out_dir=123 or =None: a name, as typed
                 value = text
-            values[key] = check(key, value, defaults, arg)
-            given.add(key)
-        else:
+            overrides[key] = check(key, value, defaults, arg, hints)
+    values, given = dict(defaults), set()
+    for arg in args:
+        if not arg.startswith("--"):
             if os.path.isdir(arg):  # `config/`, as a shell completes it: found, but no file
                 raise SystemExit(f"config file {arg!r} is a folder; give a file in it, like config/cpu_tiny.py.")
-            if not os.path.isfile(arg):
+            if not os.path.exists(arg):  # a pipe is read as a file: <(make_config) or /dev/stdin
                 raise SystemExit(f"config file {arg!r} not found; positional arguments are config files "
                                  f"(overrides are written --key=value).")
             scope = run_file(arg, values)
             for key, value in scope.items():
                 if not key.startswith("_") and not isinstance(value, types.ModuleType):
-                    values[key] = check(key, value, defaults, arg)
+                    values[key] = check(key, value, defaults, arg, hints)
             given |= scope.assigned & set(defaults)
-    return values, given
+    # the overrides after every file, wherever they stand: a file after one (`--max_iters=6 config/x.py`) set its
+    # own value over the one typed, without a word
+    values.update(overrides)
+    return values, given | set(overrides)
 
 
 def describe(script, defaults, rules, sources):

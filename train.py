@@ -120,11 +120,19 @@ CHOICES = {
 # not what it learns (init_from="resume" also matches the run it resumes).
 UNCHECKED = ("out_dir", "eval_interval", "eval_tokens", "log_interval", "always_save_checkpoint",
              "compile", "backend", "ddp_timeout", "parallel", "grad_ckpt")
+# names brought from elsewhere, whose nearest settings would mislead (--lr: min_lr; --local-rank: decay_lr)
+_LAUNCH = "torchrun's option: write it before train.py (torchrun --standalone --nproc_per_node=2 train.py ...)"
+HINTS = {"lr": "the peak learning rate is --learning_rate (--min_lr is where the decay ends)",
+         **dict.fromkeys(("local-rank", "local_rank"), "torch.distributed.launch passes it, and train.py reads its "
+                         "rank from torchrun's environment: run it under torchrun instead (torchrun --standalone "
+                         "--nproc_per_node=N train.py ...)"),
+         **dict.fromkeys(("nproc_per_node", "nproc-per-node", "nnodes", "node_rank", "node-rank", "master_addr",
+                          "master-addr", "master_port", "master-port", "standalone"), _LAUNCH)}
 config_keys = [k for k, v in globals().items() if not k.startswith("_") and type(v) in (int, float, bool, str)]
 defaults = {k: globals()[k] for k in config_keys}
 tolerant_output()  # before the first print: an accented path under an ASCII console is escaped, not a traceback
 usage = partial(describe, "train.py", defaults, {**RANGES, **CHOICES}, [__file__, inspect.getsourcefile(GPTConfig)])
-values, given = configure(defaults, sys.argv[1:], usage)  # given: the keys a config file or --key=value set
+values, given = configure(defaults, sys.argv[1:], usage, HINTS)  # given: the keys a config file or --key=value set
 globals().update(values)
 config = {k: globals()[k] for k in config_keys}
 # -----------------------------------------------------------------------------
@@ -209,12 +217,15 @@ if init_from == "resume" and not os.path.exists(ckpt_path):
 ckpt = None
 if os.path.exists(ckpt_path):  # memory-mapped: the processes of a node share the file's pages, not a copy each
     resume_keys = ("optimizer", "best_val_loss", "rng") if init_from == "resume" else ()
-    ckpt = load_checkpoint(ckpt_path, ("model_args", "iter_num", "config", *resume_keys), mmap=True)
+    # a damaged one is refused; "train again", its fix elsewhere, would meet the same file here
+    ckpt = load_checkpoint(ckpt_path, ("model_args", "iter_num", "config", *resume_keys), mmap=True,
+                           again=f"move it away to train a new run in {out_dir}")
 
 # the architecture: a resumed run's is the checkpoint's, and a config file or --key that sets it otherwise is
 # refused; GPT-2 brings its shape, and this config chooses only the variant and the dropout
 if init_from == "resume":
-    model_args = ckpt["model_args"]
+    # a field the checkpoint predates is GPTConfig's default, as its model was built: compared too, and saved
+    model_args = {**asdict(GPTConfig()), **ckpt["model_args"]}
     differ = [k for k in model_args if k in given and config[k] != model_args[k]]
     if differ:
         sys.exit(f"on resume the architecture comes from {ckpt_path}, but "
@@ -258,6 +269,20 @@ if not gptconf.causal:
              "models are trained by experiments/synthetic.py).")
 
 
+def get_lr(it, end=None):
+    """Linear warmup to learning_rate over warmup_iters, cosine decay to min_lr at lr_decay_iters (or end), then
+    min_lr."""
+    end = end or lr_decay_iters
+    if not decay_lr:
+        return learning_rate
+    if it < warmup_iters:
+        return learning_rate * (it + 1) / (warmup_iters + 1)
+    if it >= end:
+        return min_lr
+    ratio = (it - warmup_iters) / (end - warmup_iters)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
+
+
 def changed_settings(saved):
     """'key=value (checkpoint: value)' for each setting that differs from those saved with the checkpoint, apart
     from the UNCHECKED ones (a setting the checkpoint predates counts as its default)."""
@@ -292,8 +317,20 @@ if ckpt:
     if master and notable:  # only a resume gets here: every other run with a checkpoint has stopped above
         print(f"resuming {ckpt_path} with settings other than its run's: {', '.join(notable)}; its weights and "
               f"optimizer state go on under these.")
+    # lr_decay_iters=0 follows max_iters: a longer run stretches the cosine, so the rate at the checkpoint's
+    # iteration rises again from where its own decay had brought it (min_lr, for a finished run)
+    saved = {**defaults, **ckpt["config"]}
+    end = saved["lr_decay_iters"] or saved["max_iters"]
+    if master and not config["lr_decay_iters"] and not total_tokens and not saved["total_tokens"] and \
+            warmup_iters < done and type(end) is int and end < lr_decay_iters and get_lr(done, end) < get_lr(done):
+        print(f"the cosine now ends at iteration {lr_decay_iters} (lr_decay_iters=0: max_iters), not {end}: the rate "
+              f"at iteration {done} rises from {get_lr(done, end):.2e} to {get_lr(done):.2e}; set "
+              f"--lr_decay_iters={end} to keep the checkpoint's decay.")
 # the checkpoint to convert, checked only now: a finished conversion asked again is done (and a stopped one told
 # to resume) whether or not its source is still there
+if source_path and os.path.isdir(init_from) and not os.path.isfile(source_path):  # an out_dir, as documented
+    sys.exit(f"init_from={init_from!r} is a folder without a ckpt.pt (a run that has saved none yet, or no out_dir); "
+             f"point --init_from at an out_dir that holds one, or at the checkpoint file.")
 if source_path and not os.path.isfile(source_path):
     sys.exit(f"init_from must be 'scratch', 'resume', {', '.join(map(repr, GPT2_SIZES))} or a checkpoint path; "
              f"{init_from!r} is none of these.")
@@ -347,8 +384,9 @@ def lock_out_dir():
     try:
         os.makedirs(out_dir, exist_ok=True)
         f = open(os.path.join(out_dir, "train.lock"), "a+")
-    except OSError as e:
-        sys.exit(f"out_dir {out_dir!r} is not a writable directory ({e.strerror}); {elsewhere}.")
+    except (OSError, RecursionError) as e:  # os.makedirs recurses once per folder to make: a thousand is too many
+        why = e.strerror if isinstance(e, OSError) else "nested too deep to create"
+        sys.exit(f"out_dir {out_dir!r} is not a writable directory ({why}); {elsewhere}.")
     in_use(f)
     try:
         os.remove(tempfile.mkstemp(dir=out_dir, prefix="ckpt.pt.", suffix=".tmp")[1])
@@ -395,17 +433,18 @@ if device_type == "cuda":
 
 
 def load_source():
-    """(GPTConfig, state dict) of the model init_from converts: one of our checkpoints, or GPT-2 from the hub."""
+    """(GPTConfig, state dict, the tokenizer of its data or None) of the model init_from converts: one of our
+    checkpoints, or GPT-2 from the hub."""
     if source_path is None:
         try:
-            return load_gpt2(init_from)
+            return (*load_gpt2(init_from), "r50k_base")
         except ValueError as e:
             sys.exit(str(e))
     try:
         src = load_checkpoint(source_path)
     except SystemExit as e:  # name the setting that pointed here
         sys.exit(f"init_from={init_from!r}: {e}")
-    return GPTConfig(**src["model_args"]), src["model"]
+    return GPTConfig(**src["model_args"]), src["model"], src.get("meta", {}).get("tokenizer")
 
 
 source = load_source() if converting else None
@@ -413,6 +452,13 @@ source = load_source() if converting else None
 # name the data, not vocab_size or block_size
 meta = open_data(data_dir, block_size, gptconf.vocab_size, resuming=init_from == "resume" or converting
                  and source[0].vocab_size == gptconf.vocab_size)
+# the ids its weights were trained on: on another tokenizer's ids (a vocabulary that fits: bytes in r50k's) a resumed
+# or converted model trained on without a word, each embedding row now meaning another token
+trained_on = (ckpt["meta"] or {}).get("tokenizer") if ckpt and ckpt.get("meta") else source[2] if source else None
+if trained_on and meta.get("tokenizer") and trained_on != meta["tokenizer"]:
+    sys.exit(f"{os.path.join(data_dir, 'meta.json')} records tokenizer {meta['tokenizer']!r}, and "
+             f"{ckpt_path if ckpt else init_from} was trained on {trained_on!r} ids; point --data_dir at data of "
+             f"that tokenizer, or train from scratch in another --out_dir.")
 
 
 def get_batch(split, *key):
@@ -434,18 +480,6 @@ def get_batch(split, *key):
     if device_type == "cuda":
         return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
     return x.to(device), y.to(device)
-
-
-def get_lr(it):
-    """Linear warmup to learning_rate over warmup_iters, cosine decay to min_lr at lr_decay_iters, then min_lr."""
-    if not decay_lr:
-        return learning_rate
-    if it < warmup_iters:
-        return learning_rate * (it + 1) / (warmup_iters + 1)
-    if it >= lr_decay_iters:
-        return min_lr
-    ratio = (it - warmup_iters) / (lr_decay_iters - warmup_iters)
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
 
 
 def rng_states():
@@ -553,6 +587,10 @@ def open_log():
     if init_from == "resume" and os.path.exists(path):
         with open(path, errors="replace") as f:
             kept = [line for line in f if before_checkpoint(line)]
+    if os.path.isfile(path) and (os.path.islink(path) or os.stat(path).st_nlink > 1):
+        # another run's log, linked here (an out_dir made of its files, as its checkpoint can be): this run writes
+        # its own, not through the link into that run's (the save replaces a linked ckpt.pt the same way)
+        os.remove(path)
     f = open(path, "w")
     f.writelines(kept)
     return f

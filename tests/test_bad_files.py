@@ -4,6 +4,7 @@ written atomically, and tracked results in assets/ that only a study's complete,
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -317,6 +318,11 @@ def world(tmp_path_factory):
         state={k: v for k, v in c["optimizer"]["state"].items() if k != WEIGHT}))
     variant("nogroup", lambda c: c["optimizer"].update(param_groups=c["optimizer"]["param_groups"][:1]))
     variant("ddint", lambda c: c.update(config={**c["config"], "data_dir": 5}))  # was os.path.join's TypeError
+    variant("nostep", lambda c: c["optimizer"].update(  # resumed with AdamW's bias correction started over
+        state={**c["optimizer"]["state"], WEIGHT: {k: v for k, v in c["optimizer"]["state"][WEIGHT].items()
+                                                   if k != "step"}}))
+    variant("nanbest", lambda c: c.update(best_val_loss=math.nan))  # never improved on: no save at any evaluation
+    variant("negbest", lambda c: c.update(best_val_loss=-1.0))
     variant("betas", lambda c: c["optimizer"].update(
         param_groups=[{**c["optimizer"]["param_groups"][0], "betas": "x"}, *c["optimizer"]["param_groups"][1:]]))
     return w
@@ -343,6 +349,8 @@ CKPT_MESSAGES = {
     "nomoments": "{p} holds no optimizer state for transformer.h.0.mlp.c_fc.weight; it cannot resume exactly: "
                  "restore the file, or start from its weights with --init_from={d} in a new out_dir.",
     "nogroup": "{p} holds no optimizer state for transformer.h.0.ln_1.weight; it cannot resume exactly",
+    "nostep": "{p} holds an optimizer state for transformer.h.0.mlp.c_fc.weight without its step count; it cannot "
+              "resume exactly: restore the file, or start from its weights with --init_from={d} in a new out_dir.",
     # a KeyError traceback inside torch's set_optimizer_state_dict
     "betas": "{p} holds optimizer setting betas = 'x' in group 0, which is no AdamW setting; it cannot resume "
              "exactly: restore the file, or start from its weights with --init_from={d} in a new out_dir.",
@@ -371,6 +379,8 @@ FIELD_MESSAGES = {  # damage to what train.py stores beside the weights, refused
     # was a TypeError traceback from nn.ModuleList, in every script
     "floatlayers": "{p} holds model_args n_layer = 2.0, which is no int: the file is damaged or not written by "
                    "train.py; restore it or train again.",
+    "nanbest": "{p} holds best_val_loss = nan, which is no loss: the file is damaged or not written by train.py",
+    "negbest": "{p} holds best_val_loss = -1.0, which is no loss",
     "ddint": "{p} holds config data_dir = 5, which is no path: the file is damaged or not written by train.py; restore "
              "it or train again.",
 }
@@ -380,7 +390,7 @@ FIELD_MESSAGES = {  # damage to what train.py stores beside the weights, refused
 def test_load_checkpoint_checks_what_each_key_holds(world, name):
     path = str(world / name / "ckpt.pt")
     with pytest.raises(SystemExit) as e:
-        checkpoint.load_checkpoint(path, ("model", "model_args", "iter_num", "rng"))
+        checkpoint.load_checkpoint(path, ("model", "model_args", "iter_num", "rng", "best_val_loss"))
     assert str(e.value).startswith(FIELD_MESSAGES[name].format(p=path)), str(e.value)
 
 
@@ -388,6 +398,16 @@ def test_a_compiled_models_prefix_is_stripped(world):
     ckpt = checkpoint.load_checkpoint(str(world / "compiled"))
     good = torch.load(world / "run" / "ckpt.pt", weights_only=True)["model"]
     assert ckpt["model"].keys() == good.keys() and all(torch.equal(ckpt["model"][k], good[k]) for k in good)
+
+
+def test_torchs_older_file_format_loads_memory_mapped_too(world, tmp_path):
+    # train.py maps the checkpoint it resumes, which torch's older format cannot be: a whole file saved with
+    # _use_new_zipfile_serialization=False was "corrupt", and the fix given was to move it away
+    good = torch.load(world / "run" / "ckpt.pt", weights_only=True)
+    torch.save(good, tmp_path / "ckpt.pt", _use_new_zipfile_serialization=False)
+    ckpt = checkpoint.load_checkpoint(tmp_path / "ckpt.pt", ("model", "optimizer", "iter_num"), mmap=True)
+    assert ckpt["iter_num"] == good["iter_num"] and all(torch.equal(ckpt["model"][k], good["model"][k])
+                                                        for k in good["model"])
 
 
 def resume(w, name):

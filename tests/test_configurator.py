@@ -103,6 +103,30 @@ def test_config_files_run_in_order_see_earlier_values_and_can_execute_a_base_bes
     assert given == {"max_iters", "learning_rate", "min_lr", "out_dir"}  # the base file's assignments count
 
 
+def test_an_override_wins_over_a_config_file_wherever_it_stands(tmp_path):
+    # --help says "config files run in order, then each --key=value overrides"; a file after the override set its
+    # own value over the one typed: `train.py --max_iters=6 config/x.py` trained x.py's 3 iterations without a word
+    run = tmp_path / "run.py"
+    run.write_text("max_iters = 3\nlearning_rate = 1e-3\n")
+    for args in (["--max_iters=6", str(run)], [str(run), "--max_iters=6"],
+                 ["--max_iters=5", str(run), "--max_iters=6"]):
+        got, given = configure(DEFAULTS, args)
+        assert got == dict(DEFAULTS, max_iters=6, learning_rate=1e-3) and given == {"max_iters", "learning_rate"}
+    with pytest.raises(SystemExit, match="^unknown config key 'lerning_rate'"):  # still found before any file runs
+        configure(DEFAULTS, [str(tmp_path / "nope.py"), "--lerning_rate=1"])
+
+
+def test_a_config_file_can_be_a_pipe(tmp_path):
+    # `train.py <(echo "max_iters = 3")` or `... | train.py /dev/stdin`: was "config file '/dev/fd/63' not found"
+    r, w = os.pipe()
+    os.write(w, b"max_iters = 3\n")
+    os.close(w)
+    try:
+        assert configure(DEFAULTS, [f"/dev/fd/{r}"])[0]["max_iters"] == 3
+    finally:
+        os.close(r)
+
+
 def test_a_setting_assigned_its_default_value_counts_as_given(tmp_path):
     # a resumed run compares every given architecture key with its checkpoint, also one set to the default
     run = tmp_path / "run.py"

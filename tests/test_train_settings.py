@@ -25,9 +25,10 @@ import numpy as np
 import pytest
 import torch
 
+import checkpoint
 from configurator import range_error
 from model import GPT, GPTConfig
-from test_train import ROOT, TINY, make_data, read_log, run_inprocess, train
+from test_train import MIN_LR, ROOT, TINY, make_data, read_log, run_inprocess, train
 
 TRAIN_PY = os.path.join(ROOT, "train.py")
 BAD = (0, -1, math.nan, math.inf, "abc", 10**400)  # 10**400: an int that no float or int64 holds
@@ -143,6 +144,21 @@ def test_the_command_line_refuses_a_bad_setting_before_any_work(arg, tmp_path, d
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("arg, hint", [
+    # were "nearest valid keys: min_lr, ..." (--lr), "decay_lr, block_size, causal" (what torch.distributed.launch
+    # passes each process) and "pos_conv_period, ..." (torchrun's options written after train.py)
+    ("--lr=1e-3", "the peak learning rate is --learning_rate (--min_lr is where the decay ends)."),
+    ("--local-rank=1", "torch.distributed.launch passes it, and train.py reads its rank from torchrun's environment: "
+                       "run it under torchrun instead (torchrun --standalone --nproc_per_node=N train.py ...)."),
+    ("--nproc_per_node=2", "torchrun's option: write it before train.py (torchrun --standalone --nproc_per_node=2 "
+                           "train.py ...)."),
+    ("--standalone", "torchrun's option: write it before train.py"),  # was "has no value; write --standalone=VALUE"
+])
+def test_a_name_from_elsewhere_is_told_what_it_is(arg, hint, tmp_path, monkeypatch):
+    msg = refusal(monkeypatch, tmp_path, [arg])
+    assert msg.startswith(f"unknown config key {arg[2:].split('=')[0]!r} in {arg}; {hint}"), msg
+
+
 def test_help_lists_every_setting_with_its_default_and_a_line_on_it():
     r = subprocess.run([sys.executable, "train.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stderr == ""
@@ -196,12 +212,31 @@ def test_resume_compares_the_architecture_set_with_the_checkpoint_not_the_defaul
     before = snapshot(out)
     config = tmp_path / "qkv.py"
     config.write_text("proj = 'qkv'\n")
-    arg = "--proj=qkv" if how == "--proj=qkv" else str(config)
-    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
-                                      "--max_iters=4", "--proj=qk_v", arg])
+    args = [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume", "--max_iters=4"]
+    if how == "--proj=qkv":
+        msg = run_inprocess(monkeypatch, [*args, "--proj=qkv"])
+    else:  # TINY's --proj=qk_v would override the file's proj: the file alone gives it
+        monkeypatch.setattr(sys, "argv", ["train.py", str(config), *(a for a in TINY if a != "--proj=qk_v"), *args])
+        monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+        with pytest.raises(SystemExit) as e:
+            runpy.run_path(TRAIN_PY, run_name="__main__")
+        msg = str(e.value)
     assert msg == f"on resume the architecture comes from {out / 'ckpt.pt'}, but proj='qkv' (checkpoint: 'qk_v'); " \
                   f"drop these settings, or start a new run in another --out_dir."
     assert snapshot(out) == before
+
+
+def test_resume_compares_a_field_the_checkpoint_predates_with_its_default(finished, data_dir, tmp_path, monkeypatch):
+    # a checkpoint from before pos_emb existed, resumed with --pos_emb=rope: "go on under these", but the model was
+    # built with the default (learned) and the saved config said rope
+    out = shutil.copytree(finished, tmp_path / "run")
+    ckpt = torch.load(out / "ckpt.pt", weights_only=True)
+    del ckpt["model_args"]["pos_emb"]
+    torch.save(ckpt, out / "ckpt.pt")
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
+                                      "--max_iters=4", "--pos_emb=rope"])
+    assert msg == f"on resume the architecture comes from {out / 'ckpt.pt'}, but pos_emb='rope' (checkpoint: " \
+                  f"'learned'); drop these settings, or start a new run in another --out_dir."
 
 
 def test_a_finished_run_asked_again_is_done_and_touches_nothing(finished, data_dir, tmp_path, monkeypatch, capsys):
@@ -253,6 +288,30 @@ def test_resume_on_data_too_short_for_its_block_size_names_the_data_not_block_si
                    f"--data_dir at the data the checkpoint was trained on.")
 
 
+def test_a_resume_or_conversion_on_another_tokenizers_data_is_refused(finished, tmp_path, monkeypatch):
+    # a vocabulary that fits (bytes data for an r50k model) was trained on without a word, each embedding row now
+    # meaning another token, and the checkpoint's meta then named the new tokenizer
+    other = tmp_path / "other"
+    make_data(other, tokenizer="chars")
+    out = shutil.copytree(finished, tmp_path / "run")
+    before = snapshot(out)
+    msg = run_inprocess(monkeypatch, [f"--data_dir={other}", f"--out_dir={out}", "--init_from=resume", "--max_iters=4"])
+    assert msg == f"{other / 'meta.json'} records tokenizer 'chars', and {out / 'ckpt.pt'} was trained on 'bytes' " \
+                  f"ids; point --data_dir at data of that tokenizer, or train from scratch in another --out_dir."
+    assert snapshot(out) == before
+    msg = run_inprocess(monkeypatch, [f"--data_dir={other}", f"--out_dir={tmp_path / 'conv'}", f"--init_from={out}"])
+    assert msg.startswith(f"{other / 'meta.json'} records tokenizer 'chars', and {out} was trained on 'bytes' ids")
+    assert not (tmp_path / "conv").exists()
+
+
+def test_init_from_an_out_dir_without_a_checkpoint_says_so(tmp_path, monkeypatch, data_dir):
+    # an out_dir is a documented form of init_from: one whose run saved nothing yet was "none of these" forms
+    (tmp_path / "run").mkdir()
+    msg = refusal(monkeypatch, tmp_path, [f"--init_from={tmp_path / 'run'}"], data_dir)
+    assert msg == f"init_from={str(tmp_path / 'run')!r} is a folder without a ckpt.pt (a run that has saved none " \
+                  f"yet, or no out_dir); point --init_from at an out_dir that holds one, or at the checkpoint file."
+
+
 def test_a_finished_run_asked_with_other_settings_is_refused(finished, data_dir, tmp_path, monkeypatch):
     out = shutil.copytree(finished, tmp_path / "run")
     before = snapshot(out)
@@ -289,6 +348,20 @@ def test_resume_under_other_training_settings_says_what_changed(finished, data_d
         f"(checkpoint: 1337), learning_rate=0.02 (checkpoint: 0.01); its weights and optimizer state go on under these."
     r = train(data_dir, out, "--init_from=resume", "--max_iters=6", "--learning_rate=0.02", "--seed=7")
     assert "resuming" not in r.stdout  # the checkpoint now holds these settings; a longer run is not worth a line
+
+
+def test_a_longer_resume_says_that_its_cosine_raises_the_rate_again(data_dir, tmp_path):
+    # the finished run's own advice (raise --max_iters, add --init_from=resume) stretched the cosine to the new end:
+    # the rate went from min_lr back up without a word
+    out = tmp_path / "out"
+    train(data_dir, out, "--max_iters=4")
+    r = train(data_dir, out, "--init_from=resume", "--max_iters=8", "--eval_interval=8")
+    assert r.stdout.splitlines()[0] == "the cosine now ends at iteration 8 (lr_decay_iters=0: max_iters), not 4: the " \
+                                       "rate at iteration 4 rises from 1.00e-03 to 7.75e-03; set --lr_decay_iters=4 " \
+                                       "to keep the checkpoint's decay."
+    assert [e["lr"] for e in read_log(out) if e["iter"] == 4 and "lr" in e] == [pytest.approx(7.75e-3, rel=1e-3)]
+    r = train(data_dir, out, "--init_from=resume", "--max_iters=12", "--eval_interval=8", "--lr_decay_iters=8")
+    assert "cosine" not in r.stdout and [e["lr"] for e in read_log(out) if e["iter"] == 8 and "lr" in e] == [MIN_LR]
 
 
 def test_a_resume_under_other_adamw_settings_trains_with_them(finished, data_dir, tmp_path):
@@ -397,6 +470,15 @@ def test_a_lock_that_takes_no_bytes_is_one_sentence(data_dir, tmp_path, monkeypa
     assert sorted(os.listdir(out)) == ["train.lock"]
 
 
+def test_an_out_dir_nested_too_deep_is_one_sentence(tmp_path, monkeypatch, data_dir):
+    deep = str(tmp_path / ("a/" * 1500))[:-1]  # 3000 characters, under PATH_MAX: os.makedirs' RecursionError
+    msg = refusal(monkeypatch, tmp_path, [f"--out_dir={deep}"], data_dir)
+    assert msg == f"out_dir {deep!r} is not a writable directory (nested too deep to create); choose another --out_dir."
+    with pytest.raises(SystemExit, match=r"is not a writable directory \(nested too deep to create\); fix\.$"):
+        checkpoint.writable_dir(deep, "fix")
+    assert not (tmp_path / "a").exists()
+
+
 @pytest.mark.parametrize("name, resume", [("ckpt.pt", False), ("ckpt.pt", True), ("train.lock", False)])
 def test_a_folder_in_place_of_a_file_the_run_writes_is_named(name, resume, data_dir, tmp_path, monkeypatch):
     # ckpt.pt was "no checkpoint at out/ckpt.pt: train one with train.py", to a training run; train.lock was
@@ -427,6 +509,43 @@ def test_a_damaged_log_is_refused_or_cleaned_before_training(finished, data_dir,
     kept = [e for e in map(json.loads, lines) if e["iter"] < 2]
     log = read_log(out)  # every line parses: the foreign ones went with those after the checkpoint
     assert log[:len(kept)] == kept and [e["iter"] for e in log[len(kept):]] == [2, 3, 4]
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_damaged_checkpoint_in_out_dir_is_refused_with_a_fix_that_works(resume, finished, data_dir, tmp_path,
+                                                                         monkeypatch):
+    # was "restore it or train again": the same command, run again, met the same file and the same refusal
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "ckpt.pt").write_bytes(b"not a checkpoint")
+    ckpt = torch.load(finished / "ckpt.pt", weights_only=True)
+    del ckpt["iter_num"]
+    torch.save(ckpt, tmp_path / "noiter.pt")
+    for bad, what in (("not a checkpoint", "is corrupt or not a checkpoint written by train.py (UnpicklingError)"),
+                      ((tmp_path / "noiter.pt").read_bytes(), "has no iter_num: it is not a checkpoint written by "
+                                                                 "train.py")):
+        (out / "ckpt.pt").write_bytes(bad.encode() if isinstance(bad, str) else bad)
+        msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2",
+                                          *["--init_from=resume"] * resume])
+        assert msg == f"{out / 'ckpt.pt'} {what}; restore it or move it away to train a new run in {out}."
+    os.rename(out / "ckpt.pt", tmp_path / "moved.pt")
+    train(data_dir, out, "--max_iters=2")
+    assert torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 2
+
+
+@pytest.mark.parametrize("link", [os.symlink, os.link])
+def test_a_run_made_of_another_runs_files_writes_its_own_log(link, finished, data_dir, tmp_path):
+    # an out_dir whose ckpt.pt and log.jsonl link to another run's, resumed: the save replaced the linked checkpoint,
+    # but the log was written through the link, and the other run's log.jsonl took this run's lines
+    out = tmp_path / "branch"
+    out.mkdir()
+    other = shutil.copytree(finished, tmp_path / "other")
+    before = snapshot(other)
+    for name in ("ckpt.pt", "log.jsonl"):
+        link(other / name, out / name)
+    train(data_dir, out, "--init_from=resume", "--max_iters=4")
+    assert snapshot(other) == before
+    assert [e["iter"] for e in read_log(out)][-3:] == [2, 3, 4] and not (out / "log.jsonl").is_symlink()
 
 
 def test_ctrl_c_while_starting_is_one_line(tmp_path, data_dir):
