@@ -280,6 +280,16 @@ def cli(main, after):
         raise SystemExit(1) from None
 
 
+def compile_failure(e):
+    """One sentence for an error torch.compile raised (dynamo or inductor; a missing C++ compiler for inductor's CPU
+    code is the usual one: 40 lines of traceback from deep inside torch), or None for any other error."""
+    if not type(e).__module__.startswith(("torch._dynamo", "torch._inductor")):
+        return None
+    why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+    return (f"--compile=True: torch.compile failed ({why}); it needs a working C++ compiler on CPU (Triton on a "
+            f"GPU): install one, or pass --compile=False.")
+
+
 def tolerant_output():
     """A character the terminal's encoding has no code for (a sample's byte decoded to U+FFFD, an accented path,
     under an ASCII or cp1252 console) is printed escaped, as \\xe9, instead of failing the run mid-line."""

@@ -20,7 +20,7 @@ import tiktoken
 import torch
 
 from checkpoint import load_checkpoint, read_json, tokens
-from configurator import Parser, cli, number
+from configurator import Parser, cli, compile_failure, number
 from convert import (GPT2_SIZES, TIE_METHODS, check_conversion, conversion_note, convert_state_dict, gpt2_config,
                      load_gpt2, ties_v)
 from model import GPT, SOURCES, GPTConfig, cache_length
@@ -348,12 +348,9 @@ def main(argv=None):
                 y = model.generate(x, n_new, temperature=temperature, top_k=args.top_k, use_cache=args.use_cache,
                                    compile=args.compile)
             except Exception as e:
-                if not (args.compile and type(e).__module__.startswith(("torch._dynamo", "torch._inductor"))):
+                if not (args.compile and compile_failure(e)):
                     raise
-                # e.g. no C++ compiler for inductor's CPU code: a 40-line traceback from deep inside torch
-                why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-                raise SystemExit(f"--compile=True: torch.compile failed ({why}); it needs a working C++ compiler on "
-                                 f"CPU (Triton on a GPU): install one, or pass --compile=False.") from None
+                raise SystemExit(compile_failure(e)) from None
             if device.type == "cuda":
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0

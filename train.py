@@ -48,7 +48,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
 from checkpoint import guard_assets, load_checkpoint, open_data, save_checkpoint, tokens
-from configurator import configure, describe, range_error, tolerant_output
+from configurator import compile_failure, configure, describe, range_error, tolerant_output
 from convert import (GPT2_SIZES, TIE_METHODS, conversion_note, convert_state_dict, gpt2_config, load_gpt2,
                      ties_v)
 from model import ATTNS, GPT, POS_CONV_BASES, POS_EMBS, SOURCES, GPTConfig
@@ -346,9 +346,13 @@ def full(e):
 
 
 def interrupted(kind, e, tb):
-    """Ctrl-C, a closed pipe on stdout (`train.py ... | head`), or a full disk under stdout or log.jsonl: one line
-    instead of a traceback, and exit status 130 as a shell gives it for Ctrl-C, 1 otherwise. Every save is atomic,
+    """Ctrl-C, a closed pipe on stdout (`train.py ... | head`), a full disk under stdout or log.jsonl, or a
+    torch.compile that cannot work (no C++ compiler): one line instead of a traceback, and exit status 130 as a shell gives it for Ctrl-C, 1 otherwise. Every save is atomic,
     so the last checkpoint is whole, and it resumes exactly."""
+    if compile and compile_failure(e):  # raised by the first compiled forward, inside the loop
+        if master:
+            print(compile_failure(e), file=sys.stderr, flush=True)
+        os._exit(1)
     cause = e  # an error raised while Ctrl-C unwound (torch.save cut short fails closing its file) is that Ctrl-C
     while cause is not None and not isinstance(cause, (KeyboardInterrupt, BrokenPipeError)) and not full(cause):
         cause = cause.__context__

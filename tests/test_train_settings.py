@@ -263,6 +263,16 @@ def test_a_finished_run_in_an_accented_folder_under_an_ascii_console_is_done(fin
     assert r.stdout.startswith(str(tmp_path / "caf\\xe9").encode()) and b"nothing to do" in r.stdout
 
 
+def test_a_compile_that_cannot_work_is_one_sentence(data_dir, tmp_path):
+    # without a C++ compiler inductor's error came from the first compiled forward, a 40-line traceback
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-g++"), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "train.py", *TINY, f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'out'}",
+                        "--max_iters=2", "--compile=True"], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith("--compile=True: torch.compile failed (") and \
+        r.stderr.endswith("install one, or pass --compile=False.\n")
+
+
 def test_a_run_sized_by_total_tokens_is_told_to_raise_total_tokens(data_dir, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     train(data_dir, out, "--total_tokens=512")  # 2 iterations of 256 tokens
