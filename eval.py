@@ -160,8 +160,8 @@ def text_perplexity(lm, path, text):
 
 
 def read_text_file(path):
-    try:
-        with open(path, encoding="utf-8") as f:
+    try:  # newline="": every byte of the file is scored and counted, "\r\n" too (text mode would make it "\n")
+        with open(path, encoding="utf-8", newline="") as f:
             text = f.read()
     except (OSError, UnicodeDecodeError) as e:
         raise SystemExit(f"--text={path}: cannot read it as UTF-8 text ({getattr(e, 'strerror', None) or e.reason}); "

@@ -136,8 +136,8 @@ def check_conversion_args(p, args):
 def read_text(arg, flag):
     if not arg.startswith("FILE:"):
         return arg
-    try:
-        with open(arg[5:], encoding="utf-8") as f:
+    try:  # newline="": the file's own bytes, "\r\n" kept as train.py's data keeps it (prepare reads bytes)
+        with open(arg[5:], encoding="utf-8", newline="") as f:
             return f.read()
     except (OSError, UnicodeDecodeError) as e:  # missing, a folder, unreadable, or not text
         why = e.reason if isinstance(e, UnicodeDecodeError) else e.strerror

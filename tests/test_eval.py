@@ -314,6 +314,14 @@ def test_a_second_eval_into_the_same_out_waits_its_turn(tmp_path, monkeypatch):
     assert os.listdir(tmp_path / "eval") == []
 
 
+def test_a_text_is_read_byte_for_byte_with_its_carriage_returns(tmp_path):
+    # text mode turned "\r\n" into "\n": a Windows text (prepare_slimpajama keeps its bytes) was scored and counted
+    # without its carriage returns, the results' "bytes" below the file's size; --start/--calib=FILE: the same
+    (tmp_path / "crlf.txt").write_bytes(b"one\r\ntwo\rthree\n")
+    assert ev.read_text_file(str(tmp_path / "crlf.txt")) == "one\r\ntwo\rthree\n"
+    assert sample.read_text(f"FILE:{tmp_path / 'crlf.txt'}", "--start") == "one\r\ntwo\rthree\n"
+
+
 def test_a_perplexity_beyond_a_float_is_inf():
     class LM:  # one word of 5000 tokens at 0.2 nats each: exp(1000) overflowed after the work
         eot, encode, score = 0, staticmethod(lambda s: list(s.encode())), staticmethod(lambda reqs: [(-1000.0, False)])
