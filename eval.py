@@ -45,6 +45,7 @@ class CheckpointLM(LM):
     def __init__(self, model, meta, batch_size=16, dtype=torch.float32):
         super().__init__()
         self.encode, self.decode = get_tokenizer(meta)  # first: it checks meta's eot_token
+        self.encode_text = get_tokenizer(meta, special=False)[0]  # --text's: "<|endoftext|>" in it is text
         self.model, self.batch_size, self.eot = model, batch_size, meta["eot_token"]
         self._device = model.lm_head.weight.device
         self.ctx = nullcontext() if dtype == torch.float32 else torch.autocast(self._device.type, dtype=dtype)
@@ -148,7 +149,7 @@ def text_perplexity(lm, path, text):
     block_size tokens of windows(). Words are the text's whitespace-separated words, bytes its UTF-8 bytes:
     word_perplexity = exp(-log p / words), byte_perplexity = exp(-log p / bytes), bits_per_byte = -log2 p / bytes.
     -> results in the harness' layout, for table()."""
-    ids = [lm.eot] + lm.encode(text)
+    ids = [lm.eot] + lm.encode_text(text)  # one document, as the docs say: its bytes all scored, none a separator
     (logp, _), = lm.score([(ids, 1)])
     words, nbytes = len(text.split()), len(text.encode("utf-8"))
     name = os.path.basename(path)

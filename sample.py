@@ -253,8 +253,9 @@ def beyond(decode, n):
     return run
 
 
-def get_tokenizer(meta):
-    """-> (encode: str -> ids, decode: ids -> str), both mapping EOT to and from meta's eot_token."""
+def get_tokenizer(meta, special=True):
+    """-> (encode: str -> ids, decode: ids -> str), both mapping EOT to and from meta's eot_token; special=False:
+    encode reads EOT as ordinary text, as prepare_slimpajama does inside a document."""
     name, eot = meta.get("tokenizer"), meta.get("eot_token")
     if name in ("r50k_base", "bytes") and eot is None:  # prompts and scoring start documents with it
         raise SystemExit(f"the checkpoint's meta names tokenizer {name!r} but no eot_token (its document separator): "
@@ -265,11 +266,13 @@ def get_tokenizer(meta):
         except Exception as e:
             raise SystemExit(f"could not load tiktoken's r50k_base ({type(e).__name__}); offline, set "
                              f"TIKTOKEN_CACHE_DIR to a directory that holds its cached file.")
-        return (lambda s: enc.encode(s, allowed_special={EOT})), beyond(enc.decode, enc.n_vocab)
+        allowed = {EOT} if special else set()
+        return (lambda s: enc.encode(s, allowed_special=allowed, disallowed_special=())), beyond(enc.decode,
+                                                                                                 enc.n_vocab)
     if name == "bytes":
         def encode(s):
             ids = []
-            for i, part in enumerate(s.split(EOT)):
+            for i, part in enumerate(s.split(EOT) if special else [s]):
                 ids += ([eot] if i else []) + list(part.encode("utf-8"))
             return ids
 

@@ -322,9 +322,26 @@ def test_a_text_is_read_byte_for_byte_with_its_carriage_returns(tmp_path):
     assert sample.read_text(f"FILE:{tmp_path / 'crlf.txt'}", "--start") == "one\r\ntwo\rthree\n"
 
 
+@pytest.mark.parametrize("meta", [BYTES_META, R50K_META])
+def test_a_text_is_one_document_whose_end_of_text_tags_are_text(meta):
+    # "<|endoftext|>" in --text became one separator token: 13 bytes counted, one token scored (bits per byte too
+    # low), and the file read as two documents where the docs (and prepare_slimpajama, inside a document) say one
+    lm = tiny_lm(4)
+    lm.encode, lm.eot = sample.get_tokenizer(meta)[0], meta["eot_token"]  # the tasks': the tag is the separator
+    lm.encode_text = sample.get_tokenizer(meta, special=False)[0]
+    scored = []
+    lm.score = lambda reqs: scored.extend(reqs) or [(-1.0, False)]
+    ev.text_perplexity(lm, "t.txt", "To be<|endoftext|>or not")
+    (ids, first), = scored
+    assert first == 1 and ids[0] == lm.eot and meta["eot_token"] not in ids[1:]
+    if meta is BYTES_META:
+        assert ids[1:] == list(b"To be<|endoftext|>or not")
+
+
 def test_a_perplexity_beyond_a_float_is_inf():
     class LM:  # one word of 5000 tokens at 0.2 nats each: exp(1000) overflowed after the work
-        eot, encode, score = 0, staticmethod(lambda s: list(s.encode())), staticmethod(lambda reqs: [(-1000.0, False)])
+        eot, encode_text = 0, staticmethod(lambda s: list(s.encode()))
+        score = staticmethod(lambda reqs: [(-1000.0, False)])
     got = ev.text_perplexity(LM, "a.txt", "a" * 5000)["results"]["a.txt"]
     assert got == {"word_perplexity,none": math.inf, "byte_perplexity,none": pytest.approx(math.exp(0.2)),
                    "bits_per_byte,none": pytest.approx(0.2 / math.log(2))}
