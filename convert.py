@@ -38,7 +38,8 @@ def check_conversion(src, dst, method, calib):
     s, d = SOURCES[src.proj], SOURCES[dst.proj]
     if d[0] == d[1] and s[0] != s[1]:
         raise ValueError(f"cannot convert proj={src.proj!r} to {dst.proj!r}: tying Q to K changes every score and no "
-                         f"method here preserves them; convert to 'qk_v' or train {dst.proj!r} from scratch.")
+                         f"method here preserves them; {'keep it as' if src.proj == 'qk_v' else 'convert to'} 'qk_v' "
+                         f"or train {dst.proj!r} from scratch.")  # qk_v: "convert to 'qk_v'" named itself
     tie = ties_v(src, dst)  # and so to Q where K is Q: q_kv -> q_k_v
     if tie and method not in TIE_METHODS:
         raise ValueError(f"convert_method must be one of {', '.join(TIE_METHODS)} to tie V to K; got {method!r}.")

@@ -161,11 +161,13 @@ def test_impossible_conversions_are_one_sentence_naming_the_field(src, dst, meth
 
 
 def test_a_refused_tie_names_the_tie_the_source_lacks():
-    for src in ("qkv", "qk_v"):
+    # a qk_v source was told "convert to 'qk_v'", the variant it already is
+    for src, dst, fix in (("qkv", "q_k_v", "convert to"), ("qk_v", "q_k_v", "keep it as"),
+                          ("qk_v", "q_kv", "keep it as"), ("qkv", "q_kv", "convert to")):
         with pytest.raises(ValueError) as e:
-            cv.check_conversion(replace(CFG, proj=src), replace(CFG, proj="q_k_v"), "k", None)
-        assert str(e.value) == (f"cannot convert proj={src!r} to 'q_k_v': tying Q to K changes every score and no "
-                                f"method here preserves them; convert to 'qk_v' or train 'q_k_v' from scratch.")
+            cv.check_conversion(replace(CFG, proj=src), replace(CFG, proj=dst), "k", None)
+        assert str(e.value) == (f"cannot convert proj={src!r} to {dst!r}: tying Q to K changes every score and no "
+                                f"method here preserves them; {fix} 'qk_v' or train {dst!r} from scratch.")
 
 
 def test_q_kv_to_q_k_v_keeps_every_score_with_k_and_lstsq():
