@@ -130,8 +130,9 @@ def table(results):
             if name not in results["higher_is_better"].get(task, {}):  # stderrs, sample_len, alias, ...
                 continue
             se = metrics.get(f"{name}_stderr,{filt}")
-            lines.append(f"| {task} | {name} | {v:.4f} | {se:.4f} |" if isinstance(se, float) else
-                         f"| {task} | {name} | {v:.4f} | n/a |")
+            cell = task.replace("|", "\\|")  # a --text file named a|b.txt split its row into one cell too many
+            lines.append(f"| {cell} | {name} | {v:.4f} | {se:.4f} |" if isinstance(se, float) else
+                         f"| {cell} | {name} | {v:.4f} | n/a |")
             accs += [v] if name == "acc" else []
     if len(accs) > 1:
         lines.append(f"| mean of {len(accs)} tasks | acc | {sum(accs) / len(accs):.4f} | |")

@@ -338,6 +338,12 @@ def test_a_text_is_one_document_whose_end_of_text_tags_are_text(meta):
         assert ids[1:] == list(b"To be<|endoftext|>or not")
 
 
+def test_a_pipe_in_a_text_file_name_stays_in_its_table_cell():
+    # "| a|b.txt | bits_per_byte |" rendered as five cells: the name split across the task and metric columns
+    res = {"results": {"a|b.txt": {"bits_per_byte,none": 1.0}}, "higher_is_better": {"a|b.txt": {"bits_per_byte": 0}}}
+    assert ev.table(res).splitlines()[2] == "| a\\|b.txt | bits_per_byte | 1.0000 | n/a |"
+
+
 def test_a_perplexity_beyond_a_float_is_inf():
     class LM:  # one word of 5000 tokens at 0.2 nats each: exp(1000) overflowed after the work
         eot, encode_text = 0, staticmethod(lambda s: list(s.encode()))
