@@ -378,7 +378,9 @@ def read_batches(shards, fetch, start, args, tok, pool, q, full, stop):
                     b.end = (i, unit)  # a rerun starts at the bad unit: it fails again, or counts it with --skip_bad
                     submit()
                     put(b)  # what came before the bad unit is written and committed first
-                    put(BadInput(f"{text}; fix it, or rerun with --skip_bad to skip and count such input"))
+                    # a repaired file no longer matches the committed progress, so a fix means starting over
+                    put(BadInput(f"{text}; fix it and delete {args.out_dir} to start over, or rerun the same "
+                                 f"command with --skip_bad to skip and count such input"))
                     return
                 if isinstance(text, BadInput) and text.whole_shard:
                     b.bad_shards.append(name)
