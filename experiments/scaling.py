@@ -51,6 +51,7 @@ PAIRS = [("Wq", "Wk"), ("Wq", "Wv"), ("Wk", "Wv")]
 MEASURES = ("overlap", "cka", "r2")
 ANALYSIS_TOKENS = 16384
 ANALYSIS_COLUMNS = ["iters", "seed", "layer", "measure", "pair", "value"]
+INTS = ["n_kv_head", "n_layer", "n_embd", "block_size", "batch_size", "iters", "seed", "params", "kv_bytes_per_token"]
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ def command(run, s, data_dir, out_dir, resume):
 
 def read_csv(path, columns):
     # a run in the table is done: its row is not rebuilt, so a table damaged by hand is restored, not deleted
-    return read_table(path, columns, text=["variant", "proj", "layer", "measure", "pair"],
+    return read_table(path, columns, text=["variant", "proj", "layer", "measure", "pair"], ints=INTS,
                       fix="restore it (`git checkout -- FILE` where it is tracked, else from the run folders' "
                           "checkpoints by deleting it) and run again")
 
