@@ -676,6 +676,22 @@ def test_a_redrawn_table_this_study_never_writes_is_one_sentence(tmp_path, monke
     assert os.listdir(path.parent) == [path.name]  # no figure
 
 
+@pytest.mark.parametrize("damage", [lambda rows: [[*r[:3], "zzz", *r[4:]] for r in rows], lambda rows: rows[1:]])
+def test_scaling_report_of_a_projections_table_missing_a_measure_is_one_sentence(tmp_path, monkeypatch, damage):
+    # every measure renamed (or one row deleted) was a StatisticsError from the mean of nothing, or a mean of fewer
+    (tmp_path / "assets").mkdir()
+    shutil.copy(os.path.join(ROOT, "assets", "scaling.csv"), tmp_path / "assets")
+    with open(os.path.join(ROOT, "assets", "scaling_projections.csv"), newline="") as f:
+        header, *rows = list(csv.reader(f))
+    with open(tmp_path / "assets" / "scaling_projections.csv", "w", newline="") as f:
+        csv.writer(f).writerows([header, *damage(rows)])
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        scaling.main(["--report"])
+    assert "does not hold each of the 9 measures" in str(e.value) and "seed 1337, layer 0" in str(e.value)
+    assert sorted(os.listdir(tmp_path / "assets")) == ["scaling.csv", "scaling_projections.csv"]
+
+
 def test_rope_report_without_finished_runs_is_one_sentence(world, tmp_path, monkeypatch):
     before = tracked(tmp_path, "rope.md", "rope.csv", "rope.png")
     monkeypatch.chdir(tmp_path)
