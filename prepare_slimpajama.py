@@ -502,8 +502,10 @@ def start_state(out_dir, settings):
             old = read_json(path, is_meta if path == meta_path else is_progress)
             diff = [k for k, v in settings.items() if old["settings"].get(k) != v]
             if diff == ["shards_sha1"]:
-                sys.exit(f"error: the input files changed (content size or modification time) since {out_dir} was "
-                         f"made from them; restore them, or delete {out_dir} to start over from the new ones")
+                # the fingerprint is the ordered list: the same files in another order are another dataset
+                sys.exit(f"error: the input files changed since {out_dir} was made from them (another list or order "
+                         f"of files, or a file's size or modification time); give the same files in the same order, "
+                         f"or delete {out_dir} to start over from the new ones")
             if diff:
                 given = "; ".join(f"{k}: {old['settings'].get(k)!r}, not {settings[k]!r}" for k in diff)
                 sys.exit(f"error: {out_dir} already holds a dataset made with other settings ({given}); "
