@@ -384,10 +384,12 @@ def read_log(out_dir):
     return entries
 
 
-def read_table(path, columns, text=(), fix="restore it (`git checkout -- FILE` where it is tracked) and run again"):
+def read_table(path, columns, text=(), ints=(),
+               fix="restore it (`git checkout -- FILE` where it is tracked) and run again"):
     """The rows of a CSV a study wrote, [] when there is no file: every row holds a value in each of columns, a
-    finite number in each but those named in text. A damaged or foreign table is one sentence here, not a traceback
-    in the report, nor an empty figure drawn over a tracked one."""
+    finite number in each but those named in text, a whole number >= 0 in those named in ints (seeds, steps,
+    lengths). A damaged or foreign table is one sentence here, not a traceback in the report, nor an empty figure
+    drawn over a tracked one."""
     if not os.path.exists(path):
         return []
     fix = fix.replace("FILE", path)
@@ -406,6 +408,7 @@ def read_table(path, columns, text=(), fix="restore it (`git checkout -- FILE` w
             value = row.get(c)  # None in a short row
             try:
                 ok = bool(value) and (c in text or math.isfinite(float(value)))
+                ok = ok and (c not in ints or value.isdigit())  # '1.5' or '-5' as a seed would be int()'s traceback
             except ValueError:
                 ok = False
             if not ok:

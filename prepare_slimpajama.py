@@ -378,7 +378,9 @@ def read_batches(shards, fetch, start, args, tok, pool, q, full, stop):
                     b.end = (i, unit)  # a rerun starts at the bad unit: it fails again, or counts it with --skip_bad
                     submit()
                     put(b)  # what came before the bad unit is written and committed first
-                    put(BadInput(f"{text}; fix it, or rerun with --skip_bad to skip and count such input"))
+                    # a repaired file no longer matches the committed progress, so a fix means starting over
+                    put(BadInput(f"{text}; fix it and delete {args.out_dir} to start over, or rerun the same "
+                                 f"command with --skip_bad to skip and count such input"))
                     return
                 if isinstance(text, BadInput) and text.whole_shard:
                     b.bad_shards.append(name)
@@ -500,8 +502,10 @@ def start_state(out_dir, settings):
             old = read_json(path, is_meta if path == meta_path else is_progress)
             diff = [k for k, v in settings.items() if old["settings"].get(k) != v]
             if diff == ["shards_sha1"]:
-                sys.exit(f"error: the input files changed (content size or modification time) since {out_dir} was "
-                         f"made from them; restore them, or delete {out_dir} to start over from the new ones")
+                # the fingerprint is the ordered list: the same files in another order are another dataset
+                sys.exit(f"error: the input files changed since {out_dir} was made from them (another list or order "
+                         f"of files, or a file's size or modification time); give the same files in the same order, "
+                         f"or delete {out_dir} to start over from the new ones")
             if diff:
                 given = "; ".join(f"{k}: {old['settings'].get(k)!r}, not {settings[k]!r}" for k in diff)
                 sys.exit(f"error: {out_dir} already holds a dataset made with other settings ({given}); "

@@ -368,12 +368,21 @@ def write_csv(recs, prefix):
     atomic_write(prefix + ".csv", f.getvalue())
 
 
-def read_csv(path):
-    """The records plot() draws, from a written retrofit.csv: [{name, seed, val: {iter: loss}}]."""
+def read_csv(path, s):
+    """The records plot() draws, from a written retrofit.csv: [{name, seed, val: {iter: loss}}]; a table missing
+    a read plot() needs (a row deleted, the other mode's table) is one sentence, not a KeyError."""
     recs = {}
-    for r in read_table(path, ["model", "seed", "iter", "val_loss"], text=["model"]):
+    for r in read_table(path, ["model", "seed", "iter", "val_loss"], text=["model"], ints=["seed", "iter"]):
         rec = recs.setdefault((r["model"], int(r["seed"])), {"name": r["model"], "seed": int(r["seed"]), "val": {}})
         rec["val"][int(r["iter"])] = float(r["val_loss"])
+    steps = {}  # each model's reads, the same steps in every seed
+    for rec in recs.values():
+        # qkv's read at its last step is where the others start (the left panel); the others' at step 0
+        first = {"qkv": ITERS // s["scale"], "qk_v scratch": max(rec["val"])}.get(rec["name"], 0)
+        if (rec["name"] not in ["qkv", *ORDER] or first not in rec["val"]
+                or steps.setdefault(rec["name"], set(rec["val"])) != set(rec["val"])):
+            sys.exit(f"{path} is not this mode's whole table (its {rec['name']!r} seed {rec['seed']} reads steps "
+                     f"{sorted(rec['val'])}); restore it (`git checkout -- {path}` where it is tracked) and run again.")
     return list(recs.values())
 
 
@@ -458,7 +467,7 @@ def main(argv=None):
     if args.redraw:  # the figure from the written table alone, no runs needed
         if not os.path.isfile(setting["assets"] + ".csv"):
             sys.exit(f"--redraw draws from {setting['assets']}.csv, which does not exist; run the study first.")
-        plot(read_csv(setting["assets"] + ".csv"), setting, setting["assets"])
+        plot(read_csv(setting["assets"] + ".csv", setting), setting, setting["assets"])
         return
     command = "python -m experiments.retrofit" + (" --quick" if args.quick else "")
     if not args.report:  # the data first: train.py's own fix for it would be a setting this study does not have

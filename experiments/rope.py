@@ -115,7 +115,13 @@ def score(args):
 
 
 def read_csv(path):
-    rows = read_table(path, ["variant", "seed", "length", "loss"], text=["variant"])
+    rows = read_table(path, ["variant", "seed", "length", "loss"], text=["variant"], ints=["seed", "length"])
+    for n, r in enumerate(rows, 2):
+        # a variant of no curve would draw an empty figure; a loss past exp()'s range, a traceback
+        if r["variant"] not in VARIANTS or not 0 <= float(r["loss"]) < 100 or int(r["length"]) == 0:
+            sys.exit(f"{path}, line {n}, holds {r['variant']!r} at length {r['length']} with loss {r['loss']}, "
+                     f"which this study never writes; restore it (`git checkout -- {path}` where it is tracked) "
+                     f"and run again.")
     return [dict(r, seed=int(r["seed"]), length=int(r["length"]), loss=float(r["loss"])) for r in rows]
 
 

@@ -51,6 +51,7 @@ PAIRS = [("Wq", "Wk"), ("Wq", "Wv"), ("Wk", "Wv")]
 MEASURES = ("overlap", "cka", "r2")
 ANALYSIS_TOKENS = 16384
 ANALYSIS_COLUMNS = ["iters", "seed", "layer", "measure", "pair", "value"]
+INTS = ["n_kv_head", "n_layer", "n_embd", "block_size", "batch_size", "iters", "seed", "params", "kv_bytes_per_token"]
 
 
 @dataclass(frozen=True)
@@ -146,9 +147,19 @@ def command(run, s, data_dir, out_dir, resume):
 
 def read_csv(path, columns):
     # a run in the table is done: its row is not rebuilt, so a table damaged by hand is restored, not deleted
-    return read_table(path, columns, text=["variant", "proj", "layer", "measure", "pair"],
-                      fix="restore it (`git checkout -- FILE` where it is tracked, else from the run folders' "
-                          "checkpoints by deleting it) and run again")
+    fix = ("restore it (`git checkout -- FILE` where it is tracked, else from the run folders' checkpoints by "
+           "deleting it) and run again")
+    rows = read_table(path, columns, text=["variant", "proj", "layer", "measure", "pair"], ints=INTS, fix=fix)
+    if columns == ANALYSIS_COLUMNS:  # every layer holds each measure of each pair: the means are over them
+        held = {}
+        for r in rows:
+            held.setdefault((r["iters"], r["seed"], r["layer"]), set()).add((r["measure"], r["pair"]))
+        whole = {(m, f"{a}-{b}") for m in MEASURES for a, b in PAIRS}
+        for (iters, seed, layer), got in held.items():
+            if got != whole:
+                sys.exit(f"{path} does not hold each of the {len(whole)} measures ({', '.join(MEASURES)} of each "
+                         f"pair) for iters {iters}, seed {seed}, layer {layer}; {fix.replace('FILE', path)}.")
+    return rows
 
 
 def write_csv(path, columns, rows):

@@ -3,6 +3,7 @@ accepted where harmless: data checked against meta.json, checkpoints checked aga
 written atomically, and tracked results in assets/ that only a study's complete, full run replaces."""
 
 import argparse
+import csv
 import json
 import math
 import os
@@ -635,6 +636,8 @@ TABLES = [  # (study, its argv, the table it reads, a line of it)
     (lambda good: b"\xff\xfe" + good, "cannot be read as a CSV (UnicodeDecodeError)"),
     (lambda good: good.replace(b",1337,", b",,"), "line 2, holds '' as seed"),
     (lambda good: good.replace(b",1337,", b",nan,"), "line 2, holds 'nan' as seed"),
+    (lambda good: good.replace(b",1337,", b",1.5,"), "line 2, holds '1.5' as seed"),  # int()'s ValueError
+    (lambda good: good.replace(b",1337,", b",-1,"), "line 2, holds '-1' as seed"),
     (lambda good: good.rstrip(b"\n").rsplit(b",", 1)[0] + b"\n", "line 2, holds None as"),  # a short row
 ])
 def test_a_damaged_table_is_one_sentence_and_draws_nothing(tmp_path, monkeypatch, study, argv, table, good, damage,
@@ -648,6 +651,45 @@ def test_a_damaged_table_is_one_sentence_and_draws_nothing(tmp_path, monkeypatch
         study.main(argv)
     assert str(e.value).startswith(f"{table}") and message in str(e.value)
     assert os.listdir(path.parent) == [path.name]  # no figure, no report
+
+
+@pytest.mark.parametrize("study, table, damage, message", [
+    # a variant of no curve drew an empty figure, exit 0; a loss past exp()'s range was an OverflowError
+    (rope, "assets/rope.csv", lambda rows: [["zzz", *r[1:]] for r in rows], "holds 'zzz' at length 256"),
+    (rope, "assets/rope.csv", lambda rows: [[*rows[0][:3], "1e308"], *rows[1:]], "with loss 1e308"),
+    # a row deleted, or the other mode's table, was a KeyError, or an empty min() for a model it does not train
+    (retrofit, "assets/retrofit.csv", lambda rows: rows[1:], "'qkv' seed 1338 reads steps [0, 600]"),
+    (retrofit, "assets/retrofit.csv", lambda rows: [["zzz", *r[1:]] for r in rows], "'zzz' seed 1337"),
+])
+def test_a_redrawn_table_this_study_never_writes_is_one_sentence(tmp_path, monkeypatch, study, table, damage,
+                                                                  message):
+    with open(os.path.join(ROOT, table), newline="") as f:
+        header, *rows = list(csv.reader(f))
+    path = tmp_path / table
+    path.parent.mkdir()
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([header, *damage(rows)])
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        study.main(["--redraw"])
+    assert str(e.value).startswith(table) and message in str(e.value)
+    assert os.listdir(path.parent) == [path.name]  # no figure
+
+
+@pytest.mark.parametrize("damage", [lambda rows: [[*r[:3], "zzz", *r[4:]] for r in rows], lambda rows: rows[1:]])
+def test_scaling_report_of_a_projections_table_missing_a_measure_is_one_sentence(tmp_path, monkeypatch, damage):
+    # every measure renamed (or one row deleted) was a StatisticsError from the mean of nothing, or a mean of fewer
+    (tmp_path / "assets").mkdir()
+    shutil.copy(os.path.join(ROOT, "assets", "scaling.csv"), tmp_path / "assets")
+    with open(os.path.join(ROOT, "assets", "scaling_projections.csv"), newline="") as f:
+        header, *rows = list(csv.reader(f))
+    with open(tmp_path / "assets" / "scaling_projections.csv", "w", newline="") as f:
+        csv.writer(f).writerows([header, *damage(rows)])
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        scaling.main(["--report"])
+    assert "does not hold each of the 9 measures" in str(e.value) and "seed 1337, layer 0" in str(e.value)
+    assert sorted(os.listdir(tmp_path / "assets")) == ["scaling.csv", "scaling_projections.csv"]
 
 
 def test_rope_report_without_finished_runs_is_one_sentence(world, tmp_path, monkeypatch):

@@ -203,6 +203,11 @@ def test_bad_json_line_stops_with_file_and_line_and_skip_bad_continues(tmp_path)
     with pytest.raises(SystemExit) as e:
         prepare(out, *args)
     assert f"{bad}:4:" in str(e.value) and "--skip_bad" in str(e.value)
+    # a repaired file cannot resume the committed progress (its size changed): the advice says to start over
+    assert f"fix it and delete {out} to start over" in str(e.value)
+    with pytest.raises(SystemExit) as e:  # the same files in another order: they did not change, their order did
+        prepare(out, "--tokenizer=bytes", "--val_fraction=0", "--input", bad, good, "--skip_bad")
+    assert "another list or order of files" in str(e.value) and "in the same order" in str(e.value)
     # nothing before the bad line is lost: it is written and committed
     with open(out / "progress.json") as f:
         st = json.load(f)
