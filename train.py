@@ -463,6 +463,14 @@ if trained_on and meta.get("tokenizer") and trained_on != meta["tokenizer"]:
     sys.exit(f"{os.path.join(data_dir, 'meta.json')} records tokenizer {meta['tokenizer']!r}, and "
              f"{ckpt_path if ckpt else init_from} was trained on {trained_on!r} ids; point --data_dir at data of "
              f"that tokenizer, or train from scratch in another --out_dir.")
+# the data under the same data_dir prepared again (other text, more shards) since the checkpoint: a resume goes on
+# on it, and says so (a changed --data_dir is said among the settings); the batches are no longer the same
+was = ckpt.get("meta") if init_from == "resume" else None
+moved = [f"{k} {meta.get(k)!r} (checkpoint: {was[k]!r})" for k in ("train_tokens", "val_tokens")
+         if isinstance(was, dict) and k in was and meta.get(k) != was[k]]
+if master and moved and config["data_dir"] == ckpt["config"].get("data_dir"):
+    print(f"{os.path.join(data_dir, 'meta.json')} records other data than {ckpt_path} was trained on: "
+          f"{', '.join(moved)}; the resumed run trains and evaluates on the data there now.")
 
 
 def get_batch(split, *key):

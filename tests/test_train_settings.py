@@ -360,6 +360,20 @@ def test_resume_under_other_training_settings_says_what_changed(finished, data_d
     assert "resuming" not in r.stdout  # the checkpoint now holds these settings; a longer run is not worth a line
 
 
+def test_a_resume_on_data_prepared_again_in_the_same_data_dir_says_so(tmp_path):
+    # the same --data_dir, prepared again from other text: the run went on on other batches without a word
+    data = tmp_path / "data"
+    make_data(data)
+    train(data, tmp_path / "out", "--max_iters=2")
+    np.fromfile(data / "train.bin", dtype=np.uint16)[:15_000].tofile(data / "train.bin")
+    meta = json.loads((data / "meta.json").read_text())
+    (data / "meta.json").write_text(json.dumps({**meta, "train_tokens": 15_000}))
+    r = train(data, tmp_path / "out", "--init_from=resume", "--max_iters=4")
+    assert r.stdout.splitlines()[0] == f"{data / 'meta.json'} records other data than {tmp_path / 'out' / 'ckpt.pt'} " \
+        f"was trained on: train_tokens 15000 (checkpoint: 20000); the resumed run trains and evaluates on the data " \
+        f"there now."
+
+
 def test_a_longer_resume_says_that_its_cosine_raises_the_rate_again(data_dir, tmp_path):
     # the finished run's own advice (raise --max_iters, add --init_from=resume) stretched the cosine to the new end:
     # the rate went from min_lr back up without a word
