@@ -37,8 +37,9 @@ def check_conversion(src, dst, method, calib):
                          f"so that heads are mean-pooled or repeated by whole groups.")
     s, d = SOURCES[src.proj], SOURCES[dst.proj]
     if d[0] == d[1] and s[0] != s[1]:
+        nearest = "keep proj='qk_v'" if src.proj == "qk_v" else "convert to 'qk_v'"  # a qk_v source is there already
         raise ValueError(f"cannot convert proj={src.proj!r} to {dst.proj!r}: tying Q to K changes every score and no "
-                         f"method here preserves them; convert to 'qk_v' or train {dst.proj!r} from scratch.")
+                         f"method here preserves them; {nearest} or train {dst.proj!r} from scratch.")
     tie = ties_v(src, dst)  # and so to Q where K is Q: q_kv -> q_k_v
     if tie and method not in TIE_METHODS:
         raise ValueError(f"convert_method must be one of {', '.join(TIE_METHODS)} to tie V to K; got {method!r}.")
