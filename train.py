@@ -305,10 +305,14 @@ if ckpt:
         sys.exit(f"{ckpt_path} is at iteration {done}, and max_iters is {max_iters}"
                  f"{f' (set by total_tokens={total_tokens:,})' if total_tokens else ''}: nothing to train; raise "
                  f"{length} to continue it.")
+    # a resume keeps the checkpoint's architecture and refuses another: offered only without one of its fields
+    shape = [c.split("=")[0] for c in changed if c.split("=")[0] in model_args]
+    go_on = f"continue it with --init_from=resume (without --{', --'.join(shape)}: a resume keeps the checkpoint's " \
+        f"architecture)" if shape else "continue it with --init_from=resume"
     if init_from != "resume" and changed:
         sys.exit(f"{ckpt_path} exists, from a run with other settings: {', '.join(changed[:3])}"
-                 f"{f' and {len(changed) - 3} more' if len(changed) > 3 else ''}; continue it with "
-                 f"--init_from=resume, or train this run into another --out_dir.")
+                 f"{f' and {len(changed) - 3} more' if len(changed) > 3 else ''}; {go_on}, or train this run into "
+                 f"another --out_dir.")
     if init_from != "resume":
         sys.exit(f"{ckpt_path} holds this run, stopped at iteration {done} of {max_iters}; continue it with "
                  f"--init_from=resume.")

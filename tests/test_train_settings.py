@@ -331,6 +331,12 @@ def test_a_finished_run_asked_with_other_settings_is_refused(finished, data_dir,
                   f"learning_rate=0.02 (checkpoint: 0.01); continue it with --init_from=resume, or train this run " \
                   f"into another --out_dir."
     assert snapshot(out) == before
+    # an architecture field was told "continue it with --init_from=resume", which refuses it in turn
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2", "--n_layer=3"])
+    assert msg == f"{out / 'ckpt.pt'} exists, from a run with other settings: n_layer=3 (checkpoint: 2); continue " \
+                  f"it with --init_from=resume (without --n_layer: a resume keeps the checkpoint's architecture), or " \
+                  f"train this run into another --out_dir."
+    assert snapshot(out) == before
 
 
 @pytest.mark.parametrize("args, error", [
