@@ -309,6 +309,9 @@ if ckpt:
     shape = [c.split("=")[0] for c in changed if c.split("=")[0] in model_args]
     go_on = f"continue it with --init_from=resume (without --{', --'.join(shape)}: a resume keeps the checkpoint's " \
         f"architecture)" if shape else "continue it with --init_from=resume"
+    if done >= max_iters:  # finished: a resume to the same max_iters has nothing to train ("raise --max_iters")
+        go_on = f"it is finished at iteration {done}: to train on, raise {length} and add --init_from=resume" + (
+            f" without --{', --'.join(shape)}" if shape else "")
     if init_from != "resume" and changed:
         sys.exit(f"{ckpt_path} exists, from a run with other settings: {', '.join(changed[:3])}"
                  f"{f' and {len(changed) - 3} more' if len(changed) > 3 else ''}; {go_on}, or train this run into "

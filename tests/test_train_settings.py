@@ -327,13 +327,15 @@ def test_a_finished_run_asked_with_other_settings_is_refused(finished, data_dir,
     before = snapshot(out)
     msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2",
                                       "--learning_rate=0.02", "--seed=7"])
+    # finished: "continue it with --init_from=resume" met "nothing to train; raise --max_iters"
     assert msg == f"{out / 'ckpt.pt'} exists, from a run with other settings: seed=7 (checkpoint: 1337), " \
-                  f"learning_rate=0.02 (checkpoint: 0.01); continue it with --init_from=resume, or train this run " \
-                  f"into another --out_dir."
+                  f"learning_rate=0.02 (checkpoint: 0.01); it is finished at iteration 2: to train on, raise " \
+                  f"--max_iters and add --init_from=resume, or train this run into another --out_dir."
     assert snapshot(out) == before
     # an architecture field was told "continue it with --init_from=resume", which refuses it in turn
-    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2", "--n_layer=3"])
-    assert msg == f"{out / 'ckpt.pt'} exists, from a run with other settings: n_layer=3 (checkpoint: 2); continue " \
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=4", "--n_layer=3"])
+    assert msg == f"{out / 'ckpt.pt'} exists, from a run with other settings: n_layer=3 (checkpoint: 2), " \
+                  f"max_iters=4 (checkpoint: 2); continue " \
                   f"it with --init_from=resume (without --n_layer: a resume keeps the checkpoint's architecture), or " \
                   f"train this run into another --out_dir."
     assert snapshot(out) == before
