@@ -91,6 +91,13 @@ class GPTConfig:
                              "scores) and an even head_dim; use pos_emb='learned' or 'none' otherwise.")
         if self.pos_conv and self.attn == "linear":
             raise ValueError("pos_conv needs attn='softmax': linear attention has no score map to convolve.")
+        # a setting of a part the model does not have would train without it, and without a word
+        if self.rope_base != GPTConfig.rope_base and self.pos_emb != "rope":
+            raise ValueError(f"rope_base acts only with pos_emb='rope', and pos_emb is {self.pos_emb!r}; set "
+                             f"pos_emb='rope', or leave rope_base at {GPTConfig.rope_base:g}.")
+        if self.pos_conv_basis != GPTConfig.pos_conv_basis and not self.pos_conv:
+            raise ValueError(f"pos_conv_basis acts only with pos_conv > 0 ((X)+ on), and pos_conv is 0; set pos_conv "
+                             f"to a multiple of 4, or leave pos_conv_basis at {GPTConfig.pos_conv_basis!r}.")
 
 
 class Cache:

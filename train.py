@@ -305,10 +305,17 @@ if ckpt:
         sys.exit(f"{ckpt_path} is at iteration {done}, and max_iters is {max_iters}"
                  f"{f' (set by total_tokens={total_tokens:,})' if total_tokens else ''}: nothing to train; raise "
                  f"{length} to continue it.")
+    # a resume keeps the checkpoint's architecture and refuses another: offered only without one of its fields
+    shape = [c.split("=")[0] for c in changed if c.split("=")[0] in model_args]
+    go_on = f"continue it with --init_from=resume (without --{', --'.join(shape)}: a resume keeps the checkpoint's " \
+        f"architecture)" if shape else "continue it with --init_from=resume"
+    if done >= max_iters:  # finished: a resume to the same max_iters has nothing to train ("raise --max_iters")
+        go_on = f"it is finished at iteration {done}: to train on, raise {length} and add --init_from=resume" + (
+            f" without --{', --'.join(shape)}" if shape else "")
     if init_from != "resume" and changed:
         sys.exit(f"{ckpt_path} exists, from a run with other settings: {', '.join(changed[:3])}"
-                 f"{f' and {len(changed) - 3} more' if len(changed) > 3 else ''}; continue it with "
-                 f"--init_from=resume, or train this run into another --out_dir.")
+                 f"{f' and {len(changed) - 3} more' if len(changed) > 3 else ''}; {go_on}, or train this run into "
+                 f"another --out_dir.")
     if init_from != "resume":
         sys.exit(f"{ckpt_path} holds this run, stopped at iteration {done} of {max_iters}; continue it with "
                  f"--init_from=resume.")
@@ -463,6 +470,14 @@ if trained_on and meta.get("tokenizer") and trained_on != meta["tokenizer"]:
     sys.exit(f"{os.path.join(data_dir, 'meta.json')} records tokenizer {meta['tokenizer']!r}, and "
              f"{ckpt_path if ckpt else init_from} was trained on {trained_on!r} ids; point --data_dir at data of "
              f"that tokenizer, or train from scratch in another --out_dir.")
+# the data under the same data_dir prepared again (other text, more shards) since the checkpoint: a resume goes on
+# on it, and says so (a changed --data_dir is said among the settings); the batches are no longer the same
+was = ckpt.get("meta") if init_from == "resume" else None
+moved = [f"{k} {meta.get(k)!r} (checkpoint: {was[k]!r})" for k in ("train_tokens", "val_tokens")
+         if isinstance(was, dict) and k in was and meta.get(k) != was[k]]
+if master and moved and config["data_dir"] == ckpt["config"].get("data_dir"):
+    print(f"{os.path.join(data_dir, 'meta.json')} records other data than {ckpt_path} was trained on: "
+          f"{', '.join(moved)}; the resumed run trains and evaluates on the data there now.")
 
 
 def get_batch(split, *key):

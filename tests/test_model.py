@@ -477,6 +477,7 @@ def test_pos_emb_none_has_no_position_table_and_sees_no_position():
     (dict(pos_conv=6), "pos_conv"), (dict(pos_conv=3), "pos_conv"),
     (dict(pos_conv=8, attn="linear"), "pos_conv"), (dict(pos_conv_basis="offset"), "pos_conv_basis"),
     (dict(pos_emb="sinusoidal"), "pos_emb"),
+    (dict(rope_base=500.0), "rope_base"), (dict(pos_conv_basis="concat"), "pos_conv_basis"),  # parts not built
 ])
 def test_invalid_configs_name_the_field(kw, field):
     with pytest.raises(ValueError, match=field):

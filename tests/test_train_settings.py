@@ -327,9 +327,17 @@ def test_a_finished_run_asked_with_other_settings_is_refused(finished, data_dir,
     before = snapshot(out)
     msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2",
                                       "--learning_rate=0.02", "--seed=7"])
+    # finished: "continue it with --init_from=resume" met "nothing to train; raise --max_iters"
     assert msg == f"{out / 'ckpt.pt'} exists, from a run with other settings: seed=7 (checkpoint: 1337), " \
-                  f"learning_rate=0.02 (checkpoint: 0.01); continue it with --init_from=resume, or train this run " \
-                  f"into another --out_dir."
+                  f"learning_rate=0.02 (checkpoint: 0.01); it is finished at iteration 2: to train on, raise " \
+                  f"--max_iters and add --init_from=resume, or train this run into another --out_dir."
+    assert snapshot(out) == before
+    # an architecture field was told "continue it with --init_from=resume", which refuses it in turn
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=4", "--n_layer=3"])
+    assert msg == f"{out / 'ckpt.pt'} exists, from a run with other settings: n_layer=3 (checkpoint: 2), " \
+                  f"max_iters=4 (checkpoint: 2); continue " \
+                  f"it with --init_from=resume (without --n_layer: a resume keeps the checkpoint's architecture), or " \
+                  f"train this run into another --out_dir."
     assert snapshot(out) == before
 
 
@@ -358,6 +366,20 @@ def test_resume_under_other_training_settings_says_what_changed(finished, data_d
         f"(checkpoint: 1337), learning_rate=0.02 (checkpoint: 0.01); its weights and optimizer state go on under these."
     r = train(data_dir, out, "--init_from=resume", "--max_iters=6", "--learning_rate=0.02", "--seed=7")
     assert "resuming" not in r.stdout  # the checkpoint now holds these settings; a longer run is not worth a line
+
+
+def test_a_resume_on_data_prepared_again_in_the_same_data_dir_says_so(tmp_path):
+    # the same --data_dir, prepared again from other text: the run went on on other batches without a word
+    data = tmp_path / "data"
+    make_data(data)
+    train(data, tmp_path / "out", "--max_iters=2")
+    np.fromfile(data / "train.bin", dtype=np.uint16)[:15_000].tofile(data / "train.bin")
+    meta = json.loads((data / "meta.json").read_text())
+    (data / "meta.json").write_text(json.dumps({**meta, "train_tokens": 15_000}))
+    r = train(data, tmp_path / "out", "--init_from=resume", "--max_iters=4")
+    assert r.stdout.splitlines()[0] == f"{data / 'meta.json'} records other data than {tmp_path / 'out' / 'ckpt.pt'} " \
+        f"was trained on: train_tokens 15000 (checkpoint: 20000); the resumed run trains and evaluates on the data " \
+        f"there now."
 
 
 def test_a_longer_resume_says_that_its_cosine_raises_the_rate_again(data_dir, tmp_path):
