@@ -30,9 +30,12 @@ def check(key, value, defaults, where, hints=None):
     if key not in defaults:
         if hints and key in hints:
             raise SystemExit(f"unknown config key {key!r} in {where}; {hints[key]}.")
-        near = difflib.get_close_matches(key, defaults, n=3, cutoff=0.0)
+        # only names that look alike: with any cutoff lower, --epochs was pointed at pos_emb, pos_conv and proj
+        near = difflib.get_close_matches(key, defaults, n=3, cutoff=0.5)
         helper = "" if where.startswith("--") else " (a config file's own helper names start with _)"
-        raise SystemExit(f"unknown config key {key!r} in {where}; nearest valid keys: {', '.join(near)}{helper}.")
+        near = f"nearest valid keys: {', '.join(near)}" if near else \
+            f"no setting has a name like it{'' if helper else ' (--help lists them)'}"
+        raise SystemExit(f"unknown config key {key!r} in {where}; {near}{helper}.")
     want = type(defaults[key])
     if want is float and type(value) is int:  # --learning_rate=1 means 1.0
         return float(value) if abs(value) < 2**63 else value  # too large for a float: the range check says so

@@ -123,6 +123,12 @@ UNCHECKED = ("out_dir", "eval_interval", "eval_tokens", "log_interval", "always_
 # names brought from elsewhere, whose nearest settings would mislead (--lr: min_lr; --local-rank: decay_lr)
 _LAUNCH = "torchrun's option: write it before train.py (torchrun --standalone --nproc_per_node=2 train.py ...)"
 HINTS = {"lr": "the peak learning rate is --learning_rate (--min_lr is where the decay ends)",
+         # nanoGPT's own settings, which its users bring along
+         "eval_iters": "--eval_tokens sets how many validation tokens each evaluation reads",
+         "dataset": "--data_dir names the folder of train.bin, val.bin and meta.json",
+         **dict.fromkeys(("wandb_log", "wandb_project", "wandb_run_name"), "there is no wandb logging here: every "
+                         "evaluation and log line goes to out_dir/log.jsonl"),
+         "epochs": "a run's length is --max_iters (or --total_tokens, in tokens)",
          **dict.fromkeys(("local-rank", "local_rank"), "torch.distributed.launch passes it, and train.py reads its "
                          "rank from torchrun's environment: run it under torchrun instead (torchrun --standalone "
                          "--nproc_per_node=N train.py ...)"),

@@ -153,6 +153,12 @@ def test_the_command_line_refuses_a_bad_setting_before_any_work(arg, tmp_path, d
     ("--nproc_per_node=2", "torchrun's option: write it before train.py (torchrun --standalone --nproc_per_node=2 "
                            "train.py ...)."),
     ("--standalone", "torchrun's option: write it before train.py"),  # was "has no value; write --standalone=VALUE"
+    # nanoGPT's names were pointed at the nearest spellings: eval_interval, data_dir..., min_lr..., pos_emb...
+    ("--eval_iters=200", "--eval_tokens sets how many validation tokens each evaluation reads."),
+    ("--dataset=openwebtext", "--data_dir names the folder of train.bin, val.bin and meta.json."),
+    ("--wandb_log=True", "there is no wandb logging here: every evaluation and log line goes to out_dir/log.jsonl."),
+    ("--epochs=3", "a run's length is --max_iters (or --total_tokens, in tokens)."),
+    ("--colour=red", "no setting has a name like it (--help lists them)."),
 ])
 def test_a_name_from_elsewhere_is_told_what_it_is(arg, hint, tmp_path, monkeypatch):
     msg = refusal(monkeypatch, tmp_path, [arg])
