@@ -143,15 +143,21 @@ def atomic_write(path, data):
             os.remove(tmp)
 
 
-def writable_dir(folder, fix):
-    """Make folder if needed and create a file in it: a folder that cannot take the results fails before the work
-    (minutes or hours of it), not after."""
+def unwritable(folder):
+    """Why folder cannot take the results, or None: it is made if needed and a file is created in it, so that a bad
+    folder fails before the work (minutes or hours of it), not after."""
     try:
         os.makedirs(folder, exist_ok=True)
         tempfile.TemporaryFile(dir=folder).close()
     except (OSError, RecursionError) as e:  # os.makedirs recurses once per folder to make: a thousand is too many
-        why = e.strerror if isinstance(e, OSError) else "nested too deep to create"
-        raise SystemExit(f"{folder or repr(folder)} is not a writable directory ({why}); {fix}.") from None
+        return e.strerror if isinstance(e, OSError) else "nested too deep to create"
+    return None
+
+
+def writable_dir(folder, fix):
+    """SystemExit naming folder and fix where it cannot take the results (unwritable)."""
+    if why := unwritable(folder):
+        raise SystemExit(f"{folder or repr(folder)} is not a writable directory ({why}); {fix}.")
 
 
 @contextlib.contextmanager

@@ -14,7 +14,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -22,7 +21,7 @@ from dataclasses import asdict
 import torch
 import torch.nn.functional as F
 
-from checkpoint import atomic_write, guard_assets, hold_lock, new_dirs
+from checkpoint import atomic_write, guard_assets, hold_lock, new_dirs, unwritable
 from configurator import Parser, cli, number
 from convert import hub_reachable
 from sample import DTYPES, EOT, add_model_args, check_conversion_args, check_device, get_tokenizer, load_model
@@ -249,11 +248,8 @@ def parse_args(argv=None):
 
 
 def writable_out(out):
-    try:
-        os.makedirs(out, exist_ok=True)
-        tempfile.TemporaryFile(dir=out).close()
-    except OSError as err:
-        raise SystemExit(f"--out {out!r} is not a writable directory ({err.strerror}); choose another --out.")
+    if why := unwritable(out):
+        raise SystemExit(f"--out {out!r} is not a writable directory ({why}); choose another --out.")
     return out
 
 

@@ -30,7 +30,6 @@ import csv
 import io
 import math
 import os
-import tempfile
 
 import torch
 
@@ -39,7 +38,7 @@ if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.analyze")
 
 from checkpoint import (atomic_write, check_study_run, guard_assets, in_assets, load_checkpoint, new_dirs, read_json,
-                        tokens)
+                        tokens, unwritable)
 from configurator import Parser, cli, number
 from convert import affine_fit
 from model import GPT, GPTConfig
@@ -337,12 +336,8 @@ def main(argv=None):
             check_study_run(load_checkpoint(args.out_dir, ("model", "model_args", "config")), args.out_dir, source[3],
                             "python -m experiments.retrofit")
     with new_dirs(*[out] if out else []):  # made now, removed again if the work stops before writing there
-        if out:
-            try:
-                os.makedirs(out, exist_ok=True)
-                tempfile.TemporaryFile(dir=out).close()
-            except OSError as e:
-                parser.error(f"--out {out!r} is not a writable directory ({e.strerror}); choose another --out.")
+        if out and (why := unwritable(out)):
+            parser.error(f"--out {out!r} is not a writable directory ({why}); choose another --out.")
         work(args, model, data_dir, tokenizer, out)
 
 

@@ -32,7 +32,6 @@ import os
 import signal
 import statistics
 import sys
-import tempfile
 import time
 from itertools import product
 from multiprocessing import get_context
@@ -43,7 +42,7 @@ import torch
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.synthetic")
 
-from checkpoint import atomic_write, in_assets, new_dirs
+from checkpoint import atomic_write, in_assets, new_dirs, unwritable
 from configurator import Parser, cli, number, numbers, once
 from model import GPT, GPTConfig
 
@@ -266,11 +265,8 @@ def check_args(parser, args):
         parser.error(f"--cache={args.cache} is in assets/, which holds only the studies' tables and figures; keep the "
                      f"runs elsewhere (default {DEFAULT_OUT}/runs).")
     for flag, folder in (("--out", args.out), ("--cache", args.cache)):
-        try:  # fail now, not after the training, if the results cannot be written
-            os.makedirs(folder, exist_ok=True)
-            tempfile.TemporaryFile(dir=folder).close()
-        except OSError as e:
-            parser.error(f"{flag} {folder!r} is not a writable directory ({e.strerror}); choose another {flag}.")
+        if why := unwritable(folder):  # now, not after the training
+            parser.error(f"{flag} {folder!r} is not a writable directory ({why}); choose another {flag}.")
 
 
 def write_csv(rows, path):

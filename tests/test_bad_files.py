@@ -771,3 +771,20 @@ def test_a_training_run_that_fails_stops_the_study_in_one_sentence(tmp_path, mon
     with pytest.raises(SystemExit, match=f"^{tmp_path}/runs/qkv_s1337: train.py stopped \\(its message is above\\)"):
         retrofit.train_all(s)  # was a CalledProcessError traceback below train.py's own one line
     assert os.listdir(tmp_path / "runs") == []
+
+
+def test_an_out_nested_too_deep_is_one_sentence_in_eval_and_the_studies(tmp_path, capsys):
+    # eval.py, synthetic and analyze checked --out with their own copies of writable_dir, which caught OSError only:
+    # os.makedirs' RecursionError (1,500 folders, under PATH_MAX) was a traceback; they share checkpoint.unwritable
+    import importlib
+    from experiments import synthetic
+    deep = str(tmp_path / ("a/" * 1500))[:-1]
+    with pytest.raises(SystemExit) as e:
+        importlib.import_module("eval").writable_out(deep)
+    why = f"--out {deep!r} is not a writable directory (nested too deep to create); choose another --out."
+    assert str(e.value) == why
+    parser = synthetic.get_parser()
+    with pytest.raises(SystemExit) as e:
+        synthetic.check_args(parser, parser.parse_args([f"--out={deep}", f"--cache={tmp_path / 'runs'}"]))
+    assert e.value.code == 2 and capsys.readouterr().err.endswith(why + "\n")
+    assert not (tmp_path / "a").exists()
