@@ -122,8 +122,8 @@ def configure(defaults, args, usage=None, hints=None):
             key, eq, text = arg[2:].partition("=")
             if not key:  # `--` as other commands take it, or `--=1`: no setting to give "--=VALUE" as the fix
                 raise SystemExit(f"argument {arg!r} names no setting; write --key=value (--help lists them).")
-            if hints and key in hints and key not in defaults:  # --standalone, a launcher's flag: no VALUE helps
-                raise SystemExit(f"unknown config key {key!r} in {arg}; {hints[key]}.")
+            if key not in defaults:  # with or without a value (--standalone, a launcher's flag): no VALUE helps
+                check(key, None, defaults, arg, hints)  # raises, naming what it is or the keys that look alike
             if not eq:
                 raise SystemExit(f"argument {arg!r} has no value; write --{key}=VALUE.")
             number = type(defaults.get(key)) in (int, float)

@@ -80,6 +80,9 @@ def test_an_unknown_name_in_a_config_file_says_how_to_keep_a_helper(tmp_path):
 def test_missing_value_and_missing_file(monkeypatch):
     with pytest.raises(SystemExit, match="--max_iters=VALUE"):
         configure(DEFAULTS, ["--max_iters"])
+    # an unknown key without a value was told to "write --max_iterz=VALUE", which is refused next
+    with pytest.raises(SystemExit, match=r"^unknown config key 'max_iterz' in --max_iterz; nearest valid keys: max_iters"):
+        configure(DEFAULTS, ["--max_iterz"])
     with pytest.raises(SystemExit, match="config file 'config/nope.py' not found"):
         configure(DEFAULTS, ["config/nope.py"])
     # a folder was "not found", and a bare -- was told to "write --=VALUE"
