@@ -81,7 +81,8 @@ def test_missing_value_and_missing_file(monkeypatch):
     with pytest.raises(SystemExit, match="--max_iters=VALUE"):
         configure(DEFAULTS, ["--max_iters"])
     # an unknown key without a value was told to "write --max_iterz=VALUE", which is refused next
-    with pytest.raises(SystemExit, match=r"^unknown config key 'max_iterz' in --max_iterz; nearest valid keys: max_iters"):
+    with pytest.raises(SystemExit, match=r"^unknown config key 'max_iterz' in --max_iterz; nearest valid keys: "
+                                         r"max_iters"):
         configure(DEFAULTS, ["--max_iterz"])
     with pytest.raises(SystemExit, match="config file 'config/nope.py' not found"):
         configure(DEFAULTS, ["config/nope.py"])
