@@ -629,7 +629,7 @@ def tracked_run(args, what, device):
 
 def get_parser():
     p = Parser(description="Cache, decode, training and kernel benchmarks of every variant.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--what", default=",".join(BENCHES), help=f"comma-separated subset of {', '.join(BENCHES)}")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--quick", action="store_true", help="tiny shapes: every section in seconds (for tests)")

@@ -206,7 +206,7 @@ def load_tasks(args):
 
 def get_parser():
     p = Parser(description="Evaluate out_dir/ckpt.pt with lm-evaluation-harness, or its perplexity "
-                                            "on a local text.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           "on a local text.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out_dir", default="out", help="directory holding ckpt.pt")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--tasks", default=PAPER_TASKS, help="comma-separated lm_eval task names")

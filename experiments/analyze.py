@@ -292,8 +292,8 @@ def val_tokens(data_dir, n_tokens, block_size, tokenizer=None):
 
 def get_parser():
     parser = Parser(description="Similarity (raw cosine, subspace overlap, CKA) and effective rank "
-                                                 "of Wq, Wk, Wv.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                "of Wq, Wk, Wv.",
+                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out_dir", required=True, default=argparse.SUPPRESS, help="folder holding ckpt.pt")
     parser.add_argument("--out", default=None, help="folder for projections.png (None: --out_dir; '' for none; "
                         f"assets for the figure README shows, from `{ASSET_COMMAND}` only)")

@@ -75,7 +75,7 @@ NOT_RESULTS = ("out", "workers", "cache")  # settings that do not change a numbe
 
 def get_parser():
     p = Parser(description="Synthetic bidirectional tasks for every projection variant.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--arms", type=names_of(ARMS, "arm"), default=list(ARMS), help="comma-separated")
     p.add_argument("--models", type=names_of(MODELS, "model"), default=list(MODELS), help="comma-separated")
     p.add_argument("--seeds", type=numbers(int, ">= 0"), default=[0, 1, 2], help="comma-separated")
