@@ -351,9 +351,9 @@ def main(argv=None):
                 y = model.generate(x, n_new, temperature=temperature, top_k=args.top_k, use_cache=args.use_cache,
                                    compile=args.compile)
             except Exception as e:
-                if not (args.compile and compile_failure(e)):
+                if not (args.compile and (why := compile_failure(e))):
                     raise
-                raise SystemExit(compile_failure(e)) from None
+                raise SystemExit(why) from None
             if device.type == "cuda":
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0

@@ -360,11 +360,11 @@ def full(e):
 
 def interrupted(kind, e, tb):
     """Ctrl-C, a closed pipe on stdout (`train.py ... | head`), a full disk under stdout or log.jsonl, or a
-    torch.compile that cannot work (no C++ compiler): one line instead of a traceback, and exit status 130 as a shell gives it for Ctrl-C, 1 otherwise. Every save is atomic,
-    so the last checkpoint is whole, and it resumes exactly."""
-    if compile and compile_failure(e):  # raised by the first compiled forward, inside the loop
+    torch.compile that cannot work (no C++ compiler): one line instead of a traceback, and exit status 130 as a shell
+    gives it for Ctrl-C, 1 otherwise. Every save is atomic, so the last checkpoint is whole, and it resumes exactly."""
+    if compile and (why := compile_failure(e)):  # raised by the first compiled forward, inside the loop
         if master:
-            print(compile_failure(e), file=sys.stderr, flush=True)
+            print(why, file=sys.stderr, flush=True)
         os._exit(1)
     cause = e  # an error raised while Ctrl-C unwound (torch.save cut short fails closing its file) is that Ctrl-C
     while cause is not None and not isinstance(cause, (KeyboardInterrupt, BrokenPipeError)) and not full(cause):
