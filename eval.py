@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from checkpoint import atomic_write, guard_assets, hold_lock, new_dirs, unwritable
 from configurator import Parser, cli, number
 from convert import hub_reachable
-from sample import DTYPES, EOT, add_model_args, check_conversion_args, check_device, get_tokenizer, load_model
+from sample import (DTYPES, EOT, add_model_args, check_conversion_args, check_device, get_tokenizer, load_model,
+                    read_text_file as read_file)
 
 try:
     from lm_eval import simple_evaluate
@@ -161,12 +162,10 @@ def text_perplexity(lm, path, text):
 
 
 def read_text_file(path):
-    try:  # newline="": every byte of the file is scored and counted, "\r\n" too (text mode would make it "\n")
-        with open(path, encoding="utf-8", newline="") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise SystemExit(f"--text={path}: cannot read it as UTF-8 text ({getattr(e, 'strerror', None) or e.reason}); "
-                         f"give a text file.") from None
+    # every byte of the file is scored and counted, "\r\n" too; sample.py's prefix FILE: is no part of a path here
+    fix = f"--text takes the path itself: --text={path[5:]}" if path.startswith("FILE:") and \
+        os.path.exists(path[5:]) and not os.path.exists(path) else "give a text file"
+    text = read_file(path, f"--text={path}", fix)
     if not text.split():
         raise SystemExit(f"--text={path} holds no words; give a text to measure perplexity on.")
     return text

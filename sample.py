@@ -50,6 +50,9 @@ def prompt(s):
     except UnicodeEncodeError:
         raise argparse.ArgumentTypeError('holds bytes that are not UTF-8 text; give UTF-8 text, or "FILE:path" to '
                                          'read it from a file') from None
+    if os.path.isfile(s):  # meant as the file: taken as text, lstsq fitted on the path's own 30-odd bytes, exit 0
+        raise argparse.ArgumentTypeError(f'names a file, and without "FILE:" the value is the text itself; write '
+                                         f'"FILE:{s}" to read the file')
     return s
 
 
@@ -134,14 +137,23 @@ def check_conversion_args(p, args):
 
 
 def read_text(arg, flag):
-    if not arg.startswith("FILE:"):
-        return arg
+    return read_text_file(arg[5:], f"{flag}={arg}", "give the text or FILE:<a text file>") \
+        if arg.startswith("FILE:") else arg
+
+
+def read_text_file(path, given, fix):
+    """The text of the file at path (given: the flag and value that named it, for the message; fix: what to give
+    instead of a file that holds no text)."""
+    if path.endswith(".bin") and os.path.isfile(os.path.join(os.path.dirname(path), "meta.json")):
+        # prepare's uint16 token ids: a byte-level bin decodes as UTF-8, a NUL (the separator) after every byte
+        raise SystemExit(f"{given}: {os.path.basename(path)} holds the token ids prepare_slimpajama.py wrote (its "
+                         f"meta.json is beside it), not text; give the text file it was prepared from.")
     try:  # newline="": the file's own bytes, "\r\n" kept as train.py's data keeps it (prepare reads bytes)
-        with open(arg[5:], encoding="utf-8", newline="") as f:
+        with open(path, encoding="utf-8", newline="") as f:
             return f.read()
     except (OSError, UnicodeDecodeError) as e:  # missing, a folder, unreadable, or not text
         why = e.reason if isinstance(e, UnicodeDecodeError) else e.strerror
-        raise SystemExit(f"{flag}={arg}: cannot read it as UTF-8 text ({why}); give the text or FILE:<a text file>.")
+        raise SystemExit(f"{given}: cannot read it as UTF-8 text ({why}); {fix}.")
 
 
 def own_val_tokens(data_dir, meta, n, vocab_size):

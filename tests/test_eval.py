@@ -14,7 +14,7 @@ import eval as ev
 import sample
 from model import GPT, GPTConfig
 from test_sample import BYTES_META, R50K_META, make_ckpt
-from test_train import ROOT, train
+from test_train import ROOT, make_data, train
 
 ALPHABET = string.ascii_lowercase
 
@@ -460,3 +460,23 @@ def test_results_name_a_conversion_method_only_where_v_was_tied_to_k(tmp_path):
                  "--convert_method=k"])
         with open(tmp_path / run / "eval" / "results.json") as f:
             assert json.load(f)["checkpoint"]["convert_method"] == want, arg
+
+
+def test_text_in_samples_file_form_or_a_token_file_is_one_sentence_that_fixes_it(tmp_path):
+    # --text=FILE:x.txt (sample.py's form) was "no such file ...; give a text file", though it named one; and
+    # --text=data/val.bin scored prepare's uint16 ids as text (a NUL after each byte), exit 0
+    make_ckpt(tmp_path / "run", BYTES_META)
+    (tmp_path / "text.txt").write_text("To be, or not to be.\n")
+    make_data(tmp_path / "data")
+    for arg, want in ((f"FILE:{tmp_path / 'text.txt'}", f"--text=FILE:{tmp_path / 'text.txt'}: cannot read it as "
+                       f"UTF-8 text (No such file or directory); --text takes the path itself: "
+                       f"--text={tmp_path / 'text.txt'}."),
+                      (str(tmp_path / "data" / "val.bin"), f"--text={tmp_path / 'data' / 'val.bin'}: val.bin holds "
+                       f"the token ids prepare_slimpajama.py wrote (its meta.json is beside it), not text; give the "
+                       f"text file it was prepared from.")):
+        with pytest.raises(SystemExit) as e:
+            ev.main([f"--out_dir={tmp_path / 'run'}", f"--text={arg}", "--device=cpu"])
+        assert str(e.value) == want
+    assert not (tmp_path / "run" / "eval").exists()
+    ev.main([f"--out_dir={tmp_path / 'run'}", f"--text={tmp_path / 'text.txt'}", "--device=cpu"])
+    assert (tmp_path / "run" / "eval" / "results.json").exists()

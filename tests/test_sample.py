@@ -355,3 +355,27 @@ def test_an_output_that_takes_no_more_text_is_one_line_not_a_traceback(tmp_path)
                            text=True, timeout=60)
     assert r.returncode == 1
     assert r.stderr == "stopped: its output could not be written (No space left on device); nothing was written.\n"
+
+
+def test_a_file_named_without_file_prefix_or_a_token_file_is_refused_not_read_as_text(tmp_path, capsys):
+    # --calib=path/to/text.txt was the path's own bytes as calibration text (lstsq fitted V on them, exit 0); and
+    # FILE:data/val.bin, prepare's uint16 ids of byte-level data, decodes as UTF-8 (a NUL after every byte)
+    make_ckpt(tmp_path / "run", BYTES_META, proj="qkv")
+    text = tmp_path / "a long enough name for one whole block of calibration.txt"
+    text.write_text("To be, or not to be: that is the question.\n" * 20)
+    for flag in ("--start", "--calib"):
+        with pytest.raises(SystemExit) as e:
+            sample.parse_args([f"{flag}={text}", "--proj=qk_v"])
+        assert e.value.code == 2
+        assert capsys.readouterr().err.splitlines()[-1].endswith(
+            f'argument {flag}: names a file, and without "FILE:" the value is the text itself; write "FILE:{text}" '
+            f'to read the file')
+    make_data(tmp_path / "data")  # ids 0..16 as uint16: valid UTF-8
+    for flag, *convert in (("--start",), ("--calib", "--proj=qk_v")):
+        with pytest.raises(SystemExit) as e:
+            run(capsys, tmp_path / "run", f"{flag}=FILE:{tmp_path / 'data' / 'val.bin'}", *convert)
+        assert str(e.value) == (f"{flag}=FILE:{tmp_path / 'data' / 'val.bin'}: val.bin holds the token ids "
+                                f"prepare_slimpajama.py wrote (its meta.json is beside it), not text; give the text "
+                                f"file it was prepared from.")
+    out = run(capsys, tmp_path / "run", f"--calib=FILE:{text}", "--proj=qk_v", "--max_new_tokens=2", "--num_samples=1")
+    assert "lstsq fitted on 832 tokens of --calib" in out
