@@ -215,6 +215,10 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     point = f"restore it or {again}" if again else "point to an out_dir/ckpt.pt that train.py saved"
     again = again or "train again"
     if not os.path.isfile(path):
+        if os.path.isfile(os.path.join(os.path.dirname(path), "log.jsonl")):  # "train one" there meets the run's lock
+            raise SystemExit(f"no checkpoint at {path}: the run in {os.path.dirname(path)} has saved none (train.py "
+                             f"saves at every eval_interval after 0); wait for it if it is still training, or point "
+                             f"to another out_dir.")
         raise SystemExit(f"no checkpoint at {path}: train one with train.py, or point to the out_dir that holds it.")
     try:
         try:
@@ -225,6 +229,9 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
         missing_keys = [k for k in dict.fromkeys(("model", "model_args", *keys)) if k not in ckpt]
     except Exception as e:  # truncated, empty, not a torch file: the user cannot act on the traceback
+        if not path.endswith(".pt"):  # a run's log.jsonl, a data file: sound, only no checkpoint: nothing to restore
+            raise SystemExit(f"{path} is not a checkpoint ({type(e).__name__}); point to the out_dir that holds "
+                             f"train.py's ckpt.pt, or to the ckpt.pt itself.") from None
         raise SystemExit(f"{path} is corrupt or not a checkpoint written by train.py ({type(e).__name__}); restore "
                          f"it or {again}.") from None
     if missing_keys:

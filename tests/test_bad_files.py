@@ -788,3 +788,22 @@ def test_an_out_nested_too_deep_is_one_sentence_in_eval_and_the_studies(tmp_path
         synthetic.check_args(parser, parser.parse_args([f"--out={deep}", f"--cache={tmp_path / 'runs'}"]))
     assert e.value.code == 2 and capsys.readouterr().err.endswith(why + "\n")
     assert not (tmp_path / "a").exists()
+
+
+def test_a_file_that_is_no_checkpoint_or_a_run_without_one_is_refused_with_a_fix_that_works(tmp_path):
+    # --out_dir=run/log.jsonl (or data/meta.json) was "corrupt ...; restore it or train again": the log was sound,
+    # and neither fix made it a checkpoint; a run that has saved none yet was told "train one with train.py" in the
+    # folder that run holds locked
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.jsonl").write_text('{"iter": 0, "val_loss": 5.5}\n')
+    with pytest.raises(SystemExit) as e:
+        checkpoint.load_checkpoint(run / "log.jsonl")
+    assert str(e.value) == (f"{run / 'log.jsonl'} is not a checkpoint (UnpicklingError); point to the out_dir that "
+                            f"holds train.py's ckpt.pt, or to the ckpt.pt itself.")
+    for path in (run, run / "ckpt.pt"):
+        with pytest.raises(SystemExit) as e:
+            checkpoint.load_checkpoint(path)
+        assert str(e.value) == (f"no checkpoint at {run / 'ckpt.pt'}: the run in {run} has saved none (train.py "
+                                f"saves at every eval_interval after 0); wait for it if it is still training, or "
+                                f"point to another out_dir.")
