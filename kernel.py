@@ -118,8 +118,10 @@ def check_inputs(q, k_cache, v_cache, lengths):
     if v_cache is not None and v_cache.shape != k_cache.shape:
         raise ValueError(f"v_cache must have k_cache's shape {tuple(k_cache.shape)} (or be None for V = K); "
                          f"got {tuple(v_cache.shape)}.")
-    if lengths is not None and lengths.shape != (B,):
-        raise ValueError(f"lengths must be a [B] = [{B}] tensor of valid positions; got {tuple(lengths.shape)}.")
+    if lengths is not None and (lengths.shape != (B,) or lengths.is_floating_point() or lengths.is_complex()):
+        # float lengths: the kernel cut 3.7 to 3 positions where the reference masks 4, a silent disagreement
+        raise ValueError(f"lengths must be a [B] = [{B}] integer tensor of valid positions; got "
+                         f"{tuple(lengths.shape)} {lengths.dtype}.")
     if q.dtype != k_cache.dtype or (v_cache is not None and v_cache.dtype != k_cache.dtype):
         raise ValueError(f"q, k_cache and v_cache must share one dtype; got {q.dtype} and {k_cache.dtype}.")
 
@@ -140,6 +142,8 @@ def decode_attention(q, k_cache, v_cache=None, lengths=None, scale=None, *, rope
     if rope_base is not None and (v_cache is not None or q.size(-1) % 2):
         raise ValueError("rope_base is for V = K (v_cache None) with an even head dim: with a separate V, cache "
                          "the rotated keys and pass rope_base=None.")
+    if rope_base is not None and not (math.isfinite(rope_base) and rope_base > 0):  # 0 ran unrotated, as no RoPE
+        raise ValueError(f"rope_base must be a finite number > 0, as GPTConfig's; got {rope_base}.")
     B, H, D = q.shape
     H_kv, T_max = k_cache.size(1), k_cache.size(2)
     G = H // H_kv
@@ -183,3 +187,9 @@ def decode_attention_ref(q, k_cache, v_cache=None, lengths=None, scale=None):
         valid = torch.arange(T_max, device=q.device)[None, :] < lengths[:, None]  # [B, T_max]
         scores = scores.masked_fill(~valid[:, None, :], float("-inf"))
     return torch.einsum("bht,bhtd->bhd", scores.softmax(-1), v).to(q.dtype)
+
+
+if __name__ == "__main__":  # a library: run as a script it would exit 0 having run nothing
+    raise SystemExit("kernel.py is a library, not a command: the model calls it in every cached decode step on CUDA; "
+                     "measure it with bench.py --what=kernel --device=cuda, test it with python -m pytest "
+                     "tests/test_kernel.py.")

@@ -105,6 +105,9 @@ def test_defaults_scale_and_strided_q():
     ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, torch.tensor([5])), "lengths"),
     ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8, dtype=torch.float16)), "dtype"),
     ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), torch.zeros(2, 2, 5, 8), None, None, 1e4), "rope_base"),
+    # float lengths: the kernel cut 3.7 to 3 positions, the reference masked 4; rope_base 0 ran as no rotation
+    ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, torch.tensor([3.7, 5.0])), "integer tensor"),
+    ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, None, None, 0.0), "rope_base must be a finite number > 0"),
 ])
 def test_bad_inputs_name_the_field(args, field):
     with pytest.raises(ValueError, match=field):

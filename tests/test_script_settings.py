@@ -24,12 +24,13 @@ from test_train import ROOT, make_data
 def find_scripts():
     """Every file of the repository that runs as a command (it has a __main__ block), as a module name. train.py has
     none: it is a plain script, its settings a dict checked by configurator.py and tested with train.py. convert.py's
-    block only says it is a library (tested below), so it has no settings."""
+    and kernel.py's blocks only say they are libraries (tested below), so they have no settings."""
     found = []
     for pattern in ("*.py", "experiments/*.py"):
         for path in sorted(glob.glob(os.path.join(ROOT, pattern))):
             with open(path, encoding="utf-8") as f:
-                if '__name__ == "__main__"' in f.read() and not path.endswith(f"{os.sep}convert.py"):
+                library = path.endswith((f"{os.sep}convert.py", f"{os.sep}kernel.py"))
+                if '__name__ == "__main__"' in f.read() and not library:
                     found.append(os.path.relpath(path, ROOT)[:-3].replace(os.sep, "."))
     return found
 
@@ -144,6 +145,7 @@ CLI = [
     (["eval.py", "--out_dir={w}/run", "--tasks=foo", "--include_path={w}/nowhere"],
      "--include_path '{w}/nowhere' is not a directory"),
     (["convert.py", "--out_dir={w}/run", "--proj=qk_v"], "convert.py is a library, not a command"),
+    (["kernel.py"], "kernel.py is a library, not a command"),  # exit 0, having run nothing
     # GPT-2 BPE data for a byte-level study: the fix is byte-level data, not the --vocab_size the studies lack
     (["experiments.rope", "--quick", "--data_dir={w}/r50k"],
      ("experiments.rope needs byte-level data (vocab_size 256) and {w}/r50k/meta.json records tokenizer 'r50k_base' "
