@@ -34,7 +34,7 @@ from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from checkpoint import ASSETS, atomic_write, guard_assets, new_dirs, writable_dir
-from configurator import Parser, cli
+from configurator import Parser, cli, run_file
 from model import GPT, SOURCES, GPTConfig
 from sample import check_device
 
@@ -521,14 +521,27 @@ GPU_COUNTS = (1, 8, 64)
 
 
 def run_configs():
-    """{name: the values it sets} for every run config in config/ (base_*.py are fragments, not runs)."""
+    """{name: the values it sets} for every run config in config/ (base_*.py are fragments, not runs), each checked
+    as far as the plan reads it: a user's own file there that does not run, or sets a model train.py would refuse,
+    is one sentence naming it (it was a traceback, or a plan for batch_size 0)."""
     runs = {}
     for path in sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)), "config", "*.py"))):
         if not os.path.basename(path).startswith("base_"):
-            scope = {"__file__": path}
-            with open(path) as f:
-                exec(f.read(), scope)
+            scope = run_file(path, {})
             runs[os.path.basename(path)[:-3]] = scope
+            default = asdict(GPTConfig())
+            odd = next((f"{k} = {scope[k]!r} is no {type(v).__name__}" for k, v in default.items() if k in scope
+                        and type(scope[k]) is not type(v) and not (type(v) is float and type(scope[k]) is int)), None)
+            odd = odd or next((f"{k} = {scope[k]!r} is no whole number >= 1" for k in ("batch_size",
+                               "gradient_accumulation_steps") if k in scope and not (type(scope[k]) is int
+                                                                                     and scope[k] >= 1)), None)
+            try:
+                odd or GPTConfig(**{k: scope[k] for k in default if k in scope})
+            except ValueError as e:
+                odd = str(e).rstrip(".")
+            if odd:
+                raise SystemExit(f"config file {path!r}: {odd}; the memory plan covers every run in config/: fix the "
+                                 f"file, or move it out of config/.")
     return runs
 
 

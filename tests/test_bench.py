@@ -165,3 +165,21 @@ def test_only_a_full_run_writes_into_assets(tmp_path, monkeypatch):
     bench.main(["--what=cache", "--quick"])  # the default --out: an untracked folder
     assert sorted(os.listdir(tmp_path / "out-bench")) == ["cache_savings.csv", "cache_savings.png"]
     assert tree_digest(assets) == before
+
+
+def test_a_users_config_the_memory_plan_cannot_read_is_one_sentence_naming_it(tmp_path, monkeypatch):
+    # a run file of one's own in config/ that does not run, or sets a model train.py refuses, was a traceback from
+    # exec or GPTConfig (n_layer = "2": "'>=' not supported"); batch_size = 0 a plan for no batch, exit 0
+    real = bench.glob.glob
+    mine = tmp_path / "mine.py"
+    monkeypatch.setattr(bench.glob, "glob", lambda pattern: real(pattern) + [str(mine)])
+    for body, why in (("n_embd = 3O", ", line 1: SyntaxError: invalid decimal literal; fix the file."),
+                      ('n_layer = "2"', ": n_layer = '2' is no int; the memory plan covers every run in config/: fix "
+                                        "the file, or move it out of config/."),
+                      ("n_head = 4\nn_kv_head = 3", ": n_kv_head must divide n_head=4"),
+                      ("batch_size = 0", ": batch_size = 0 is no whole number >= 1;")):
+        mine.write_text(body + "\n")
+        with pytest.raises(SystemExit) as e:
+            bench.main(["--what=memory", "--quick", f"--out={tmp_path / 'out'}"])
+        assert str(e.value).startswith(f"config file {str(mine)!r}{why}"), str(e.value)
+        assert not (tmp_path / "out").exists()
