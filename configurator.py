@@ -259,6 +259,8 @@ def cli(main, after):
     a shell gives, instead of a traceback; so does an output that takes no more text (`sample.py | head` closes
     the pipe, `> /dev/full` has no room), exit status 1. Every file the scripts write is written whole
     (checkpoint.atomic_write), so what a stopped run leaves is what finished before it."""
+    if sys.stdout is None:  # started with stdout closed (`>&-`): as > /dev/null, as train.py runs on
+        sys.stdout = open(os.devnull, "w")
     tolerant_output()
     try:
         try:

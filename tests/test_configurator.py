@@ -266,6 +266,14 @@ def test_text_the_console_cannot_encode_is_escaped_not_a_traceback(monkeypatch):
 
 
 
+def test_a_command_started_with_stdout_closed_runs_as_into_dev_null(monkeypatch, capsys):
+    # `sample.py ... >&-` (and eval.py, bench.py: their files written) ended in an AttributeError traceback from
+    # flushing sys.stdout, which Python sets to None for a closed descriptor; train.py ran on, printing nowhere
+    monkeypatch.setattr(sys, "stdout", None)
+    cli(lambda: print("a sample"), "nothing was written.")
+    assert capsys.readouterr().err == ""
+
+
 def test_a_help_that_could_not_be_written_is_one_line_and_status_1(monkeypatch, capsys):
     # argparse's --help into a full disk (`sample.py --help > /dev/full`) exited 0 with the help lost: argparse
     # swallows the error and the text still buffered failed, unreported, at exit
