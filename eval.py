@@ -130,7 +130,8 @@ def table(results):
             if name not in results["higher_is_better"].get(task, {}):  # stderrs, sample_len, alias, ...
                 continue
             se = metrics.get(f"{name}_stderr,{filt}")
-            cell = task.replace("|", "\\|")  # a --text file named a|b.txt split its row into one cell too many
+            # a --text file named a|b.txt split its row into one cell too many; one with a line break, into two rows
+            cell = task.replace("|", "\\|").replace("\r", "\\r").replace("\n", "\\n")
             lines.append(f"| {cell} | {name} | {v:.4f} | {se:.4f} |" if isinstance(se, float) else
                          f"| {cell} | {name} | {v:.4f} | n/a |")
             accs += [v] if name == "acc" else []

@@ -344,6 +344,14 @@ def test_a_pipe_in_a_text_file_name_stays_in_its_table_cell():
     assert ev.table(res).splitlines()[2] == "| a\\|b.txt | bits_per_byte | 1.0000 | n/a |"
 
 
+
+def test_a_line_break_in_a_text_file_name_stays_in_its_table_row():
+    # --text=$'a\nb.txt' wrote "| a" and "b.txt | bits_per_byte | ..." as two rows of the table, neither whole
+    res = {"results": {"a\nb\r.txt": {"bits_per_byte,none": 1.0}},
+           "higher_is_better": {"a\nb\r.txt": {"bits_per_byte": 0}}}
+    assert ev.table(res).splitlines()[2:] == ["| a\\nb\\r.txt | bits_per_byte | 1.0000 | n/a |"]
+
+
 def test_a_perplexity_beyond_a_float_is_inf():
     class LM:  # one word of 5000 tokens at 0.2 nats each: exp(1000) overflowed after the work
         eot, encode_text = 0, staticmethod(lambda s: list(s.encode()))
