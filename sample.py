@@ -144,9 +144,10 @@ def read_text(arg, flag):
 def read_text_file(path, given, fix):
     """The text of the file at path (given: the flag and value that named it, for the message; fix: what to give
     instead of a file that holds no text)."""
-    if path.endswith(".bin") and os.path.isfile(os.path.join(os.path.dirname(path), "meta.json")):
+    real = os.path.realpath(path)  # a link named calib.txt may lead there too
+    if real.endswith(".bin") and os.path.isfile(os.path.join(os.path.dirname(real), "meta.json")):
         # prepare's uint16 token ids: a byte-level bin decodes as UTF-8, a NUL (the separator) after every byte
-        raise SystemExit(f"{given}: {os.path.basename(path)} holds the token ids prepare_slimpajama.py wrote (its "
+        raise SystemExit(f"{given}: {os.path.basename(real)} holds the token ids prepare_slimpajama.py wrote (its "
                          f"meta.json is beside it), not text; give the text file it was prepared from.")
     try:  # newline="": the file's own bytes, "\r\n" kept as train.py's data keeps it (prepare reads bytes)
         with open(path, encoding="utf-8", newline="") as f:

@@ -377,5 +377,8 @@ def test_a_file_named_without_file_prefix_or_a_token_file_is_refused_not_read_as
         assert str(e.value) == (f"{flag}=FILE:{tmp_path / 'data' / 'val.bin'}: val.bin holds the token ids "
                                 f"prepare_slimpajama.py wrote (its meta.json is beside it), not text; give the text "
                                 f"file it was prepared from.")
+    os.symlink(tmp_path / "data" / "val.bin", tmp_path / "calib.txt")  # the same file under a text file's name
+    with pytest.raises(SystemExit, match="val.bin holds the token ids"):
+        run(capsys, tmp_path / "run", f"--calib=FILE:{tmp_path / 'calib.txt'}", "--proj=qk_v")
     out = run(capsys, tmp_path / "run", f"--calib=FILE:{text}", "--proj=qk_v", "--max_new_tokens=2", "--num_samples=1")
     assert "lstsq fitted on 832 tokens of --calib" in out
