@@ -182,6 +182,13 @@ def load_tasks(args):
         raise SystemExit(f"--tasks={args.tasks!r} names no task; give comma-separated lm_eval task names, or "
                          f"--text=FILE for the perplexity of a local text.")
     unknown = [t for t in tasks if t not in tm.all_tasks]
+    path = next((t for t in unknown if os.path.exists(t)), None)
+    if path:  # a task's YAML, its folder or a text, given where names go: "add them through --include_path" missed it
+        fix = (f"pass the folder as --include_path={path}" if os.path.isdir(path) else
+               f"pass its folder as --include_path={os.path.dirname(path) or '.'}" if path.endswith((".yaml", ".yml"))
+               else f"for the perplexity of a text file, use --text={path}")
+        raise SystemExit(f"--tasks takes task names, and {path} is a {'folder' if os.path.isdir(path) else 'file'}; "
+                         f"{fix}{'' if fix.startswith('for') else ' and the names its YAML files give as --tasks'}.")
     if unknown:
         raise SystemExit(f"--tasks: lm_eval knows no task {', '.join(unknown)}; list them with `lm_eval ls tasks`, "
                          f"or add task YAML files through --include_path.")

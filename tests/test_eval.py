@@ -488,3 +488,21 @@ def test_text_in_samples_file_form_or_a_token_file_is_one_sentence_that_fixes_it
     assert not (tmp_path / "run" / "eval").exists()
     ev.main([f"--out_dir={tmp_path / 'run'}", f"--text={tmp_path / 'text.txt'}", "--device=cpu"])
     assert (tmp_path / "run" / "eval" / "results.json").exists()
+
+
+def test_a_path_given_as_a_task_names_the_flag_it_belongs_to(tmp_path, lm_eval, monkeypatch):
+    # --tasks=mytask.yaml (or its folder, or a text) was "knows no task ...; add task YAML files through
+    # --include_path", which takes a folder and still needs the task's name in --tasks
+    monkeypatch.setattr(ev, "TaskManager", lambda include_path: lm_eval.tasks.TaskManager(
+        include_path=include_path, include_defaults=False))
+    make_task(tmp_path)
+    (tmp_path / "text.txt").write_text("To be, or not to be.\n")
+    for arg, want in ((tmp_path / "alphabet.yaml", f"is a file; pass its folder as --include_path={tmp_path} and the "
+                                                   f"names its YAML files give as --tasks."),
+                      (tmp_path, f"is a folder; pass the folder as --include_path={tmp_path} and the names its YAML "
+                                 f"files give as --tasks."),
+                      (tmp_path / "text.txt", f"is a file; for the perplexity of a text file, use "
+                                              f"--text={tmp_path / 'text.txt'}.")):
+        with pytest.raises(SystemExit) as e:  # tmp_path holds no checkpoint: the tasks are checked first
+            ev.main([f"--out_dir={tmp_path}", f"--tasks={arg}"])
+        assert str(e.value) == f"--tasks takes task names, and {arg} {want}"
