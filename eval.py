@@ -299,6 +299,7 @@ def main(argv=None):
                     from None
         dt = time.time() - t0
         res["checkpoint"] = {"out_dir": args.out_dir, "init_from": args.init_from,
+                             "iter_num": getattr(args, "iter_num", None),  # which save of out_dir/ckpt.pt
                              "convert_method": args.convert_method,  # None where load_model tied no V to K
                              "model_args": asdict(model.config)}  # which model these are
         # the config holds a few objects, e.g. the model: default=str

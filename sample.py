@@ -208,6 +208,7 @@ def load_model(args, device):
         ckpt = load_checkpoint(args.out_dir, ("model", "model_args", "meta"))
         cfg, state, meta = GPTConfig(**ckpt["model_args"]), ckpt["model"], ckpt["meta"]
         data_dir = ckpt.get("config", {}).get("data_dir")
+        args.iter_num = ckpt.get("iter_num")  # eval.py records it: a live run's ckpt.pt moves on past its results
     else:
         cfg, state, meta, data_dir = gpt2_config(args.init_from), None, GPT2_META, None
     same_heads = args.n_kv_head is None or (args.n_kv_head or cfg.n_head) == (cfg.n_kv_head or cfg.n_head)

@@ -506,3 +506,14 @@ def test_a_path_given_as_a_task_names_the_flag_it_belongs_to(tmp_path, lm_eval, 
         with pytest.raises(SystemExit) as e:  # tmp_path holds no checkpoint: the tasks are checked first
             ev.main([f"--out_dir={tmp_path}", f"--tasks={arg}"])
         assert str(e.value) == f"--tasks takes task names, and {arg} {want}"
+
+
+def test_results_name_the_iteration_of_the_checkpoint_they_measured(tmp_path):
+    # results.json named out_dir and the model's shape only: evaluated while the run trained on (or before a
+    # resume), out_dir/eval/results.json sat beside a later ckpt.pt as if they were its results
+    make_ckpt(tmp_path, BYTES_META)
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    torch.save(dict(ckpt, iter_num=30), tmp_path / "ckpt.pt")
+    (tmp_path / "text.txt").write_text("To be, or not to be.\n")
+    ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 'text.txt'}", "--device=cpu"])
+    assert json.loads((tmp_path / "eval" / "results.json").read_text())["checkpoint"]["iter_num"] == 30
