@@ -179,11 +179,30 @@ fsdp = parallel == "fsdp"
 # FSDP casts the gathered weights to bf16 itself (MixedPrecisionPolicy below); autocast on top would cast twice
 ctx = nullcontext() if dtype == "float32" or fsdp else torch.autocast(device_type, dtype=ptdtype)
 
+
+
+def torchrun_env():
+    """(rank, local_rank, world_size) as torchrun set them for this process. RANK alone (a shell's leftover, another
+    launcher) said here in one sentence, not as a KeyError now or a rendezvous that waits and fails later."""
+    env = {k: os.environ.get(k, "") for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    bad = [k for k, v in env.items() if not v] or [k for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_PORT")
+                                                    if not env[k].isdigit()]
+    if not bad and int(env["RANK"]) >= int(env["WORLD_SIZE"]):
+        bad = ["RANK"]
+    if bad:
+        k = bad[0]
+        what = "not set" if not env[k] else f"{env[k]!r}, not below WORLD_SIZE {env['WORLD_SIZE']}" if k == "RANK" \
+            and env[k].isdigit() else f"{env[k]!r}, not a whole number"
+        sys.exit(f"RANK is set in the environment, so this process is one of torchrun's, but {k} is {what}; start "
+                 f"train.py with torchrun, or unset RANK (and WORLD_SIZE, LOCAL_RANK) to run one process.")
+    return int(env["RANK"]), int(env["LOCAL_RANK"]), int(env["WORLD_SIZE"])
+
+
 ddp = "RANK" in os.environ  # set by torchrun (under either parallel mode)
 if fsdp and not ddp:
     sys.exit("parallel='fsdp' shards the model across torchrun's processes; run under torchrun (one process: "
              "torchrun --standalone --nproc_per_node=1 train.py ...) or set --parallel=ddp.")
-rank, local_rank, world_size = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE")) if ddp else (0, 0, 1)
+rank, local_rank, world_size = torchrun_env() if ddp else (0, 0, 1)
 master = rank == 0  # logs and writes the checkpoint
 if ddp and backend == "nccl" and device_type != "cuda":
     sys.exit(f"backend='nccl' runs on CUDA only, and device is {device!r}; set --backend=gloo (or auto).")
@@ -431,8 +450,13 @@ if ddp:
     if device_type == "cuda":
         device = f"cuda:{local_rank}"
         torch.cuda.set_device(device)
-    dist.init_process_group(backend=backend if backend != "auto" else "nccl" if device_type == "cuda" else "gloo",
-                            timeout=timedelta(seconds=ddp_timeout))
+    try:
+        dist.init_process_group(backend=backend if backend != "auto" else "nccl" if device_type == "cuda" else "gloo",
+                                timeout=timedelta(seconds=ddp_timeout))
+    except (dist.DistError, RuntimeError, ValueError) as e:  # no process 0 to meet: RANK and friends without torchrun
+        sys.exit(f"rank {rank}: could not join the other processes at {os.environ['MASTER_ADDR']}:"
+                 f"{os.environ['MASTER_PORT']} ({type(e).__name__}: {(str(e).strip() or '?').splitlines()[0][:200]}); start every process "
+                 f"with torchrun, or unset RANK to run one process.")
 
     def on_error(kind, e, tb):
         # a collective that failed or timed out: say which process gave up and why, not a page of backend frames

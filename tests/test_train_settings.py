@@ -713,3 +713,33 @@ def test_ctrl_c_just_after_a_save_names_the_iteration_the_file_holds(finished, d
     assert torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 4
     assert r.stderr == f"stopped by Ctrl-C at iteration 4; {out / 'ckpt.pt'} holds iteration 4: to go on, run the " \
                        f"same command with --init_from=resume.\n"
+
+
+@pytest.mark.parametrize("env, says", [
+    ({"RANK": "0", "WORLD_SIZE": "2"}, "LOCAL_RANK is not set"),  # a shell's leftover RANK, not torchrun
+    ({"RANK": "x", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "h", "MASTER_PORT": "1"},
+     "RANK is 'x', not a whole number"),
+    ({"RANK": "3", "LOCAL_RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "h", "MASTER_PORT": "1"},
+     "RANK is '3', not below WORLD_SIZE 2"),
+    ({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_PORT": "1"}, "MASTER_ADDR is not set")])
+def test_part_of_torchruns_environment_is_one_sentence(env, says, tmp_path, monkeypatch):
+    for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    msg = refusal(monkeypatch, tmp_path, [])
+    assert msg == (f"RANK is set in the environment, so this process is one of torchrun's, but {says}; start "
+                   f"train.py with torchrun, or unset RANK (and WORLD_SIZE, LOCAL_RANK) to run one process.")
+
+
+def test_a_process_whose_others_never_come_says_so_in_one_sentence(tmp_path, monkeypatch, data_dir):
+    import socket
+    with socket.socket() as s:  # a port nobody listens on: process 0 never started
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for k, v in {"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+                 "MASTER_PORT": str(port)}.items():
+        monkeypatch.setenv(k, v)
+    msg = refusal(monkeypatch, tmp_path, ["--ddp_timeout=1"], data_dir)
+    assert msg.startswith(f"rank 1: could not join the other processes at 127.0.0.1:{port} (") and "\n" not in msg
+    assert msg.endswith("start every process with torchrun, or unset RANK to run one process."), msg
