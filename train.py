@@ -454,9 +454,10 @@ if ddp:
         dist.init_process_group(backend=backend if backend != "auto" else "nccl" if device_type == "cuda" else "gloo",
                                 timeout=timedelta(seconds=ddp_timeout))
     except (dist.DistError, RuntimeError, ValueError) as e:  # no process 0 to meet: RANK and friends without torchrun
+        first = (str(e).strip() or "?").splitlines()[0][:200]
         sys.exit(f"rank {rank}: could not join the other processes at {os.environ['MASTER_ADDR']}:"
-                 f"{os.environ['MASTER_PORT']} ({type(e).__name__}: {(str(e).strip() or '?').splitlines()[0][:200]}); start every process "
-                 f"with torchrun, or unset RANK to run one process.")
+                 f"{os.environ['MASTER_PORT']} ({type(e).__name__}: {first}); start every process with torchrun, "
+                 f"or unset RANK to run one process.")
 
     def on_error(kind, e, tb):
         # a collective that failed or timed out: say which process gave up and why, not a page of backend frames
