@@ -11,6 +11,7 @@ Retrofit:        python train.py config/cpu_lm_qk_v.py --init_from=out-cpu_lm/qk
                      --out_dir=out-qk_v-from-qkv    (a qkv checkpoint, or --init_from=gpt2, converted to qk_v)
 """
 
+import contextlib
 import errno
 import fcntl
 import inspect
@@ -369,6 +370,19 @@ if source_path and not os.path.isfile(source_path):
 iter_num = ckpt["iter_num"] if ckpt else 0  # where training stands
 saved_iter = ckpt["iter_num"] if ckpt else None  # where the checkpoint in out_dir stands (None: none yet)
 saving = False  # a save is under way: Ctrl-C may land before or after its rename, so the file says which
+made = []  # the folders lock_out_dir() made for out_dir, the deepest first
+
+
+def unmake():
+    """A run stopped before its first checkpoint (Ctrl-C, a full disk) in an out_dir it made leaves no folder behind:
+    only its lock and log are there, and the same command starts again from nothing either way."""
+    if saved_iter is None and made:
+        for name in ("log.jsonl", "train.lock"):
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(out_dir, name))
+        for d in made:
+            with contextlib.suppress(OSError):  # one that holds anything else stays
+                os.rmdir(d)
 
 
 def full(e):
@@ -384,6 +398,7 @@ def interrupted(kind, e, tb):
     if compile and (why := compile_failure(e)):  # raised by the first compiled forward, inside the loop
         if master:
             print(why, file=sys.stderr, flush=True)
+            unmake()
         os._exit(1)
     cause = e  # an error raised while Ctrl-C unwound (torch.save cut short fails closing its file) is that Ctrl-C
     while cause is not None and not isinstance(cause, (KeyboardInterrupt, BrokenPipeError)) and not full(cause):
@@ -402,6 +417,7 @@ def interrupted(kind, e, tb):
             f"{ckpt_path} holds iteration {held}: to go on, run the same command with --init_from=resume."
             if held is not None else "no checkpoint was saved yet: run the same command to start again."),
             file=sys.stderr)
+        unmake()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -416,13 +432,31 @@ sys.excepthook = interrupted
 def lock_out_dir():
     """Hold out_dir/train.lock for the whole run: a second run there would overwrite this one's checkpoint and
     interleave its log. The kernel drops the lock when the process ends, however it ends. Then make sure out_dir
-    takes a new file, as every save does (a read-only folder whose files are writable would fail at the first)."""
+    takes a new file, as every save does (a read-only folder whose files are writable would fail at the first).
+    Refused, it leaves nothing behind: neither a lock file nor the folders it made."""
+    fresh = not os.path.exists(os.path.join(out_dir, "train.lock"))
+    d, f = os.path.abspath(out_dir), None
+    while not os.path.exists(d):  # for unmake(): a run refused now, or stopped before its first save
+        made.append(d)
+        d = os.path.dirname(d)
     try:
-        os.makedirs(out_dir, exist_ok=True)
-        f = open(os.path.join(out_dir, "train.lock"), "a+")
-    except (OSError, RecursionError) as e:  # os.makedirs recurses once per folder to make: a thousand is too many
-        why = e.strerror if isinstance(e, OSError) else "nested too deep to create"
-        sys.exit(f"out_dir {out_dir!r} is not a writable directory ({why}); {elsewhere}.")
+        try:
+            os.makedirs(out_dir, exist_ok=True)
+            f = open(os.path.join(out_dir, "train.lock"), "a+")
+        except (OSError, RecursionError) as e:  # os.makedirs recurses once per folder to make: a thousand is too many
+            why = e.strerror if isinstance(e, OSError) else "nested too deep to create"
+            sys.exit(f"out_dir {out_dir!r} is not a writable directory ({why}); {elsewhere}.")
+        return claim(f)
+    except SystemExit:
+        if fresh and f:
+            f.close()
+            os.remove(f.name)
+        unmake()
+        raise
+
+
+def claim(f):
+    """f, the lock file just opened in out_dir: locked, and out_dir checked to take this run's files."""
     in_use(f)
     try:
         os.remove(tempfile.mkstemp(dir=out_dir, prefix="ckpt.pt.", suffix=".tmp")[1])

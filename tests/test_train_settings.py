@@ -8,6 +8,7 @@ checkpoint every run leaves, a read-only out_dir and Ctrl-C."""
 
 import ast
 import contextlib
+import errno
 import io
 import json
 import math
@@ -18,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 
@@ -664,8 +666,32 @@ def test_a_full_disk_under_the_output_or_the_log_is_one_line(where, tmp_path, da
         f"first) at iteration 0; no checkpoint was saved yet: run the same command to start again.\n"), r.stderr
 
 
+def test_a_run_stopped_before_its_first_save_leaves_no_out_dir_it_made(tmp_path, data_dir):
+    # a full disk (or Ctrl-C) at iteration 0 left out/new/deeper holding train.lock and log.jsonl
+    out = tmp_path / "new" / "deeper"
+    with open("/dev/full", "w") as stdout:
+        r = subprocess.run([sys.executable, "train.py", *TINY, f"--data_dir={data_dir}", f"--out_dir={out}",
+                            "--max_iters=2"], cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=stdout,
+                           stderr=subprocess.PIPE, text=True, timeout=120)
+    assert r.returncode == 1 and r.stderr.endswith("no checkpoint was saved yet: run the same command to start "
+                                                   "again.\n"), r.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_out_dir_refused_as_it_is_locked_is_left_as_it_was(tmp_path, data_dir, monkeypatch):
+    # a disk too full for one more file: the refusal left the out_dir it had made, holding an empty train.lock
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(tempfile, "mkstemp", full)
+    (tmp_path / "empty").mkdir()
+    for out in (tmp_path / "new" / "out", tmp_path / "empty"):
+        msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}"])
+        assert msg.startswith(f"out_dir '{out}' takes no new file (No space left on device)"), msg
+    assert os.listdir(tmp_path) == ["empty"] and os.listdir(tmp_path / "empty") == []
+
+
 def test_nccl_under_torchrun_needs_cuda(tmp_path, monkeypatch):
-    for k, v in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):
+    for k, v in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "h"), ("MASTER_PORT", "1")):
         monkeypatch.setenv(k, v)
     assert refusal(monkeypatch, tmp_path, ["--backend=nccl"]) == \
         "backend='nccl' runs on CUDA only, and device is 'cpu'; set --backend=gloo (or auto)."
