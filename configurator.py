@@ -42,6 +42,9 @@ def check(key, value, defaults, where, hints=None):
     if type(value) is not want:  # strict: True is no int, 1 is no bool
         raise SystemExit(f"{key} must be of type {want.__name__} (like {defaults[key]!r}); {where} gives "
                          f"{value!r} of type {type(value).__name__}.")
+    if value == "" and defaults[key]:  # --out_dir= is no folder: the current one, or a makedirs('') error, later
+        raise SystemExit(f"{key} is empty in {where}; give it a value, or leave it out for the default "
+                         f"{defaults[key]!r}.")
     return value
 
 

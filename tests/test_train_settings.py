@@ -118,6 +118,14 @@ def test_every_bad_setting_is_its_own_line(tmp_path, monkeypatch):
                                 "backend must be 'auto', 'nccl' or 'gloo'; got 'foo'. Set --backend."]
 
 
+def test_every_string_given_empty_is_one_line_naming_its_default(defaults, tmp_path, monkeypatch):
+    # --data_dir= was told to "prepare it with ... --out_dir=", --init_from= "no checkpoint at ckpt.pt"
+    for key in (k for k, v in defaults.items() if type(v) is str):
+        msg = refusal(monkeypatch, tmp_path, [f"--{key}="])
+        assert msg == f"{key} is empty in --{key}=; give it a value, or leave it out for the default " \
+                      f"{defaults[key]!r}.", msg
+
+
 @pytest.mark.parametrize("value", ["0", "-1", "1", "nan", "inf", "-inf"])
 def test_rope_base_must_be_above_one_on_the_command_line_and_in_a_config_file(value, tmp_path, monkeypatch):
     # 0 rotated nothing; below 0 or NaN made NaN losses that were blamed on the learning rate
