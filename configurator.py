@@ -256,6 +256,18 @@ class Parser(argparse.ArgumentParser):
         if message:
             (file or sys.stderr).write(message)
 
+    def parse_known_args(self, args=None, namespace=None):
+        """As argparse, and a plain text option whose default is a name or path given empty (--out_dir=) is refused:
+        it meant the current folder, or a path '' that failed later with advice such as "no checkpoint at ckpt.pt".
+        Options with their own type (--start, --calib) say themselves what an empty value means."""
+        ns, rest = super().parse_known_args(args, namespace)
+        for a in self._actions:
+            if a.option_strings and a.type is None and isinstance(a.default, str) and a.default \
+                    and getattr(ns, a.dest, None) == "":
+                self.error(f"{max(a.option_strings, key=len)} is empty; give it a value, or leave it out for the "
+                           f"default {a.default!r}")
+        return ns, rest
+
 
 def cli(main, after):
     """Run main() as a command: Ctrl-C stops it with one line saying what is left (after), and exit status 130 as
