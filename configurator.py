@@ -42,6 +42,9 @@ def check(key, value, defaults, where, hints=None):
     if type(value) is not want:  # strict: True is no int, 1 is no bool
         raise SystemExit(f"{key} must be of type {want.__name__} (like {defaults[key]!r}); {where} gives "
                          f"{value!r} of type {type(value).__name__}.")
+    if value == "" and defaults[key]:  # --out_dir= is no folder: the current one, or a makedirs('') error, later
+        raise SystemExit(f"{key} is empty in {where}; give it a value, or leave it out for the default "
+                         f"{defaults[key]!r}.")
     return value
 
 
@@ -252,6 +255,18 @@ class Parser(argparse.ArgumentParser):
     def _print_message(self, message, file=None):
         if message:
             (file or sys.stderr).write(message)
+
+    def parse_known_args(self, args=None, namespace=None):
+        """As argparse, and a plain text option whose default is a name or path given empty (--out_dir=) is refused:
+        it meant the current folder, or a path '' that failed later with advice such as "no checkpoint at ckpt.pt".
+        Options with their own type (--start, --calib) say themselves what an empty value means."""
+        ns, rest = super().parse_known_args(args, namespace)
+        for a in self._actions:
+            if a.option_strings and a.type is None and isinstance(a.default, str) and a.default \
+                    and getattr(ns, a.dest, None) == "":
+                self.error(f"{max(a.option_strings, key=len)} is empty; give it a value, or leave it out for the "
+                           f"default {a.default!r}")
+        return ns, rest
 
 
 def cli(main, after):

@@ -11,6 +11,7 @@ Retrofit:        python train.py config/cpu_lm_qk_v.py --init_from=out-cpu_lm/qk
                      --out_dir=out-qk_v-from-qkv    (a qkv checkpoint, or --init_from=gpt2, converted to qk_v)
 """
 
+import contextlib
 import errno
 import fcntl
 import inspect
@@ -179,11 +180,30 @@ fsdp = parallel == "fsdp"
 # FSDP casts the gathered weights to bf16 itself (MixedPrecisionPolicy below); autocast on top would cast twice
 ctx = nullcontext() if dtype == "float32" or fsdp else torch.autocast(device_type, dtype=ptdtype)
 
+
+
+def torchrun_env():
+    """(rank, local_rank, world_size) as torchrun set them for this process. RANK alone (a shell's leftover, another
+    launcher) said here in one sentence, not as a KeyError now or a rendezvous that waits and fails later."""
+    env = {k: os.environ.get(k, "") for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    bad = [k for k, v in env.items() if not v] or [k for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_PORT")
+                                                    if not env[k].isdigit()]
+    if not bad and int(env["RANK"]) >= int(env["WORLD_SIZE"]):
+        bad = ["RANK"]
+    if bad:
+        k = bad[0]
+        what = "not set" if not env[k] else f"{env[k]!r}, not below WORLD_SIZE {env['WORLD_SIZE']}" if k == "RANK" \
+            and env[k].isdigit() else f"{env[k]!r}, not a whole number"
+        sys.exit(f"RANK is set in the environment, so this process is one of torchrun's, but {k} is {what}; start "
+                 f"train.py with torchrun, or unset RANK (and WORLD_SIZE, LOCAL_RANK) to run one process.")
+    return int(env["RANK"]), int(env["LOCAL_RANK"]), int(env["WORLD_SIZE"])
+
+
 ddp = "RANK" in os.environ  # set by torchrun (under either parallel mode)
 if fsdp and not ddp:
     sys.exit("parallel='fsdp' shards the model across torchrun's processes; run under torchrun (one process: "
              "torchrun --standalone --nproc_per_node=1 train.py ...) or set --parallel=ddp.")
-rank, local_rank, world_size = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE")) if ddp else (0, 0, 1)
+rank, local_rank, world_size = torchrun_env() if ddp else (0, 0, 1)
 master = rank == 0  # logs and writes the checkpoint
 if ddp and backend == "nccl" and device_type != "cuda":
     sys.exit(f"backend='nccl' runs on CUDA only, and device is {device!r}; set --backend=gloo (or auto).")
@@ -350,6 +370,19 @@ if source_path and not os.path.isfile(source_path):
 iter_num = ckpt["iter_num"] if ckpt else 0  # where training stands
 saved_iter = ckpt["iter_num"] if ckpt else None  # where the checkpoint in out_dir stands (None: none yet)
 saving = False  # a save is under way: Ctrl-C may land before or after its rename, so the file says which
+made = []  # the folders lock_out_dir() made for out_dir, the deepest first
+
+
+def unmake():
+    """A run stopped before its first checkpoint (Ctrl-C, a full disk) in an out_dir it made leaves no folder behind:
+    only its lock and log are there, and the same command starts again from nothing either way."""
+    if saved_iter is None and made:
+        for name in ("log.jsonl", "train.lock"):
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(out_dir, name))
+        for d in made:
+            with contextlib.suppress(OSError):  # one that holds anything else stays
+                os.rmdir(d)
 
 
 def full(e):
@@ -365,6 +398,7 @@ def interrupted(kind, e, tb):
     if compile and (why := compile_failure(e)):  # raised by the first compiled forward, inside the loop
         if master:
             print(why, file=sys.stderr, flush=True)
+            unmake()
         os._exit(1)
     cause = e  # an error raised while Ctrl-C unwound (torch.save cut short fails closing its file) is that Ctrl-C
     while cause is not None and not isinstance(cause, (KeyboardInterrupt, BrokenPipeError)) and not full(cause):
@@ -383,6 +417,7 @@ def interrupted(kind, e, tb):
             f"{ckpt_path} holds iteration {held}: to go on, run the same command with --init_from=resume."
             if held is not None else "no checkpoint was saved yet: run the same command to start again."),
             file=sys.stderr)
+        unmake()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -397,13 +432,31 @@ sys.excepthook = interrupted
 def lock_out_dir():
     """Hold out_dir/train.lock for the whole run: a second run there would overwrite this one's checkpoint and
     interleave its log. The kernel drops the lock when the process ends, however it ends. Then make sure out_dir
-    takes a new file, as every save does (a read-only folder whose files are writable would fail at the first)."""
+    takes a new file, as every save does (a read-only folder whose files are writable would fail at the first).
+    Refused, it leaves nothing behind: neither a lock file nor the folders it made."""
+    fresh = not os.path.exists(os.path.join(out_dir, "train.lock"))
+    d, f = os.path.abspath(out_dir), None
+    while not os.path.exists(d):  # for unmake(): a run refused now, or stopped before its first save
+        made.append(d)
+        d = os.path.dirname(d)
     try:
-        os.makedirs(out_dir, exist_ok=True)
-        f = open(os.path.join(out_dir, "train.lock"), "a+")
-    except (OSError, RecursionError) as e:  # os.makedirs recurses once per folder to make: a thousand is too many
-        why = e.strerror if isinstance(e, OSError) else "nested too deep to create"
-        sys.exit(f"out_dir {out_dir!r} is not a writable directory ({why}); {elsewhere}.")
+        try:
+            os.makedirs(out_dir, exist_ok=True)
+            f = open(os.path.join(out_dir, "train.lock"), "a+")
+        except (OSError, RecursionError) as e:  # os.makedirs recurses once per folder to make: a thousand is too many
+            why = e.strerror if isinstance(e, OSError) else "nested too deep to create"
+            sys.exit(f"out_dir {out_dir!r} is not a writable directory ({why}); {elsewhere}.")
+        return claim(f)
+    except SystemExit:
+        if fresh and f:
+            f.close()
+            os.remove(f.name)
+        unmake()
+        raise
+
+
+def claim(f):
+    """f, the lock file just opened in out_dir: locked, and out_dir checked to take this run's files."""
     in_use(f)
     try:
         os.remove(tempfile.mkstemp(dir=out_dir, prefix="ckpt.pt.", suffix=".tmp")[1])
@@ -431,8 +484,14 @@ if ddp:
     if device_type == "cuda":
         device = f"cuda:{local_rank}"
         torch.cuda.set_device(device)
-    dist.init_process_group(backend=backend if backend != "auto" else "nccl" if device_type == "cuda" else "gloo",
-                            timeout=timedelta(seconds=ddp_timeout))
+    try:
+        dist.init_process_group(backend=backend if backend != "auto" else "nccl" if device_type == "cuda" else "gloo",
+                                timeout=timedelta(seconds=ddp_timeout))
+    except (dist.DistError, RuntimeError, ValueError) as e:  # no process 0 to meet: RANK and friends without torchrun
+        first = (str(e).strip() or "?").splitlines()[0][:200]
+        sys.exit(f"rank {rank}: could not join the other processes at {os.environ['MASTER_ADDR']}:"
+                 f"{os.environ['MASTER_PORT']} ({type(e).__name__}: {first}); start every process with torchrun, "
+                 f"or unset RANK to run one process.")
 
     def on_error(kind, e, tb):
         # a collective that failed or timed out: say which process gave up and why, not a page of backend frames

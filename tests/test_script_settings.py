@@ -106,6 +106,24 @@ def test_numeric_settings_are_declared_with_ranges_and_refuse_generated_bad_valu
     assert wrong == []
 
 
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_text_setting_with_a_default_given_empty_is_one_line_naming_the_default(script, capsys):
+    # sample.py --out_dir= said "no checkpoint at ckpt.pt: train one"; --out_dir= meant the current folder elsewhere
+    parser, wrong = parser_of(script), []
+    required = [f"{max(a.option_strings, key=len)}=x" for a in parser._actions if a.required and a.option_strings]
+    for opt, a in settings(parser):
+        if a.type is not None or a.choices or not isinstance(a.default, str) or not a.default:
+            continue
+        with pytest.raises(SystemExit) as e:
+            parser.parse_args([*required, f"{opt}="])
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.strip() and not line.startswith(
+            ("usage:", " "))]
+        if e.value.code != 2 or len(lines) != 1 or not lines[0].endswith(
+                f"error: {opt} is empty; give it a value, or leave it out for the default {a.default!r}"):
+            wrong.append((opt, e.value.code, lines))
+    assert wrong == []
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The command line of the scripts whose settings are checked here, as a user runs them.
 

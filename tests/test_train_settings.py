@@ -8,6 +8,7 @@ checkpoint every run leaves, a read-only out_dir and Ctrl-C."""
 
 import ast
 import contextlib
+import errno
 import io
 import json
 import math
@@ -18,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 
@@ -114,6 +116,14 @@ def test_every_bad_setting_is_its_own_line(tmp_path, monkeypatch):
     assert msg.splitlines() == ["seed must be an integer [0, 4294967295]; got -1. Set --seed.",
                                 "n_inner must be an integer >= 0; got -4. Set --n_inner.",
                                 "backend must be 'auto', 'nccl' or 'gloo'; got 'foo'. Set --backend."]
+
+
+def test_every_string_given_empty_is_one_line_naming_its_default(defaults, tmp_path, monkeypatch):
+    # --data_dir= was told to "prepare it with ... --out_dir=", --init_from= "no checkpoint at ckpt.pt"
+    for key in (k for k, v in defaults.items() if type(v) is str):
+        msg = refusal(monkeypatch, tmp_path, [f"--{key}="])
+        assert msg == f"{key} is empty in --{key}=; give it a value, or leave it out for the default " \
+                      f"{defaults[key]!r}.", msg
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "1", "nan", "inf", "-inf"])
@@ -664,8 +674,32 @@ def test_a_full_disk_under_the_output_or_the_log_is_one_line(where, tmp_path, da
         f"first) at iteration 0; no checkpoint was saved yet: run the same command to start again.\n"), r.stderr
 
 
+def test_a_run_stopped_before_its_first_save_leaves_no_out_dir_it_made(tmp_path, data_dir):
+    # a full disk (or Ctrl-C) at iteration 0 left out/new/deeper holding train.lock and log.jsonl
+    out = tmp_path / "new" / "deeper"
+    with open("/dev/full", "w") as stdout:
+        r = subprocess.run([sys.executable, "train.py", *TINY, f"--data_dir={data_dir}", f"--out_dir={out}",
+                            "--max_iters=2"], cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=stdout,
+                           stderr=subprocess.PIPE, text=True, timeout=120)
+    assert r.returncode == 1 and r.stderr.endswith("no checkpoint was saved yet: run the same command to start "
+                                                   "again.\n"), r.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_out_dir_refused_as_it_is_locked_is_left_as_it_was(tmp_path, data_dir, monkeypatch):
+    # a disk too full for one more file: the refusal left the out_dir it had made, holding an empty train.lock
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(tempfile, "mkstemp", full)
+    (tmp_path / "empty").mkdir()
+    for out in (tmp_path / "new" / "out", tmp_path / "empty"):
+        msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}"])
+        assert msg.startswith(f"out_dir '{out}' takes no new file (No space left on device)"), msg
+    assert os.listdir(tmp_path) == ["empty"] and os.listdir(tmp_path / "empty") == []
+
+
 def test_nccl_under_torchrun_needs_cuda(tmp_path, monkeypatch):
-    for k, v in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):
+    for k, v in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "h"), ("MASTER_PORT", "1")):
         monkeypatch.setenv(k, v)
     assert refusal(monkeypatch, tmp_path, ["--backend=nccl"]) == \
         "backend='nccl' runs on CUDA only, and device is 'cpu'; set --backend=gloo (or auto)."
@@ -713,3 +747,33 @@ def test_ctrl_c_just_after_a_save_names_the_iteration_the_file_holds(finished, d
     assert torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 4
     assert r.stderr == f"stopped by Ctrl-C at iteration 4; {out / 'ckpt.pt'} holds iteration 4: to go on, run the " \
                        f"same command with --init_from=resume.\n"
+
+
+@pytest.mark.parametrize("env, says", [
+    ({"RANK": "0", "WORLD_SIZE": "2"}, "LOCAL_RANK is not set"),  # a shell's leftover RANK, not torchrun
+    ({"RANK": "x", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "h", "MASTER_PORT": "1"},
+     "RANK is 'x', not a whole number"),
+    ({"RANK": "3", "LOCAL_RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "h", "MASTER_PORT": "1"},
+     "RANK is '3', not below WORLD_SIZE 2"),
+    ({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_PORT": "1"}, "MASTER_ADDR is not set")])
+def test_part_of_torchruns_environment_is_one_sentence(env, says, tmp_path, monkeypatch):
+    for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    msg = refusal(monkeypatch, tmp_path, [])
+    assert msg == (f"RANK is set in the environment, so this process is one of torchrun's, but {says}; start "
+                   f"train.py with torchrun, or unset RANK (and WORLD_SIZE, LOCAL_RANK) to run one process.")
+
+
+def test_a_process_whose_others_never_come_says_so_in_one_sentence(tmp_path, monkeypatch, data_dir):
+    import socket
+    with socket.socket() as s:  # a port nobody listens on: process 0 never started
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for k, v in {"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+                 "MASTER_PORT": str(port)}.items():
+        monkeypatch.setenv(k, v)
+    msg = refusal(monkeypatch, tmp_path, ["--ddp_timeout=1"], data_dir)
+    assert msg.startswith(f"rank 1: could not join the other processes at 127.0.0.1:{port} (") and "\n" not in msg
+    assert msg.endswith("start every process with torchrun, or unset RANK to run one process."), msg
