@@ -206,6 +206,20 @@ FIELDS = {
 VOCABS = {"r50k_base": 50257, "bytes": 256}  # the tokenizers prepare_slimpajama.py writes, and their vocabularies
 
 
+def unreadable(path):
+    """Why path cannot be read by this user (a folder on the way not searchable, the file not readable), or None:
+    os.path.exists answers False for a file it cannot see, and the advice was then to make what is there."""
+    try:
+        os.stat(path)
+        if os.path.isfile(path):
+            open(path, "rb").close()
+    except PermissionError as e:
+        return e.strerror
+    except OSError:
+        return None
+    return None
+
+
 def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     """-> the checkpoint dict at path (ckpt.pt or its out_dir) with the keys asked for, its model weights renamed
     without wrapper prefixes and checked, name by name and shape by shape, against a model built from its
@@ -214,6 +228,8 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     path = checkpoint_path(path)
     point = f"restore it or {again}" if again else "point to an out_dir/ckpt.pt that train.py saved"
     again = again or "train again"
+    if why := unreadable(path):
+        raise SystemExit(f"cannot read {path} ({why}); make it readable for this user, or point to another out_dir.")
     if not os.path.isfile(path):
         if os.path.isfile(os.path.join(os.path.dirname(path), "log.jsonl")):  # "train one" there meets the run's lock
             raise SystemExit(f"no checkpoint at {path}: the run in {os.path.dirname(path)} has saved none (train.py "
@@ -444,6 +460,9 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
         raise SystemExit(f"data_dir {data_dir!r} is a file, not a directory; set --data_dir to the folder "
                          f"prepare_slimpajama.py wrote.")
     for name in ("train.bin", "val.bin", "meta.json"):
+        if why := unreadable(os.path.join(data_dir, name)):  # there, only not for this user: preparing is no fix
+            raise SystemExit(f"cannot read {os.path.join(data_dir, name)} ({why}); make it readable for this user, "
+                             f"or set --data_dir.")
         # a preparation stopped midway (Ctrl-C, kill): only the command that began it knows its inputs
         if not os.path.exists(os.path.join(data_dir, name)) and os.path.exists(os.path.join(data_dir, "progress.json")):
             raise SystemExit(f"data_dir {data_dir!r} is partly prepared (progress.json, no meta.json yet): run the "
@@ -530,4 +549,8 @@ def largest_token(path):
 
 def tokens(data_dir, split):
     """The split's tokens as a read-only uint16 memmap (reopened per use: a memmap kept open leaks memory)."""
-    return np.memmap(os.path.join(data_dir, f"{split}.bin"), dtype=np.uint16, mode="r")
+    path = os.path.join(data_dir, f"{split}.bin")
+    try:
+        return np.memmap(path, dtype=np.uint16, mode="r")
+    except PermissionError as e:  # sample.py and analyze read a checkpoint's val.bin without open_data's checks
+        raise SystemExit(f"cannot read {path} ({e.strerror}); make it readable for this user.") from None
