@@ -220,14 +220,27 @@ def hub_shards():
     return shards, fetch
 
 
+def walk(folder):
+    """The files under folder, through linked subfolders too (as a ** glob goes), each real folder once: a link
+    back to a parent is not a loop."""
+    seen, found = set(), []
+    for d, subs, names in os.walk(folder, followlinks=True):
+        if os.path.realpath(d) in seen:
+            subs.clear()
+            continue
+        seen.add(os.path.realpath(d))
+        found += [os.path.join(d, f) for f in names]
+    return found
+
+
 def local_files(patterns, option):
     files = []
     for pattern in patterns:
         if os.path.isdir(pattern):
             # a file only, as a glob takes: a broken link among the names cannot be read (nor sized for the resume)
-            found = [os.path.join(d, f) for d, _, names in os.walk(pattern) for f in names if f.endswith(EXTENSIONS)
-                     and os.path.isfile(os.path.join(d, f))]
-        elif any(c in pattern for c in "*?["):
+            found = [f for f in walk(pattern) if f.endswith(EXTENSIONS) and os.path.isfile(f)]
+        elif any(c in pattern for c in "*?[") and not os.path.exists(pattern):
+            # a name that exists is that file: data[1].txt as a glob is data1.txt, another file or none
             found = [f for f in glob.glob(pattern, recursive=True) if f.endswith(EXTENSIONS) and os.path.isfile(f)]
         elif not os.path.exists(pattern):
             sys.exit(f"error: {option} {pattern} does not exist; give existing files, folders or globs")

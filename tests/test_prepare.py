@@ -370,6 +370,29 @@ def test_a_folder_input_takes_its_files_as_a_glob_does(tmp_path):
         assert meta["train_shards"] == [str(folder / "a.txt")] and meta["train_tokens"] == 7
 
 
+def test_a_folder_input_goes_through_its_linked_subfolders_as_a_glob_does(tmp_path):
+    # os.walk left a linked subfolder out without a word, where 'in/**/*.txt' read it; a link back up is no loop
+    (tmp_path / "elsewhere").mkdir()
+    write_txt(tmp_path / "elsewhere" / "b.txt", "world\n")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_txt(folder / "a.txt", "hello\n")
+    (folder / "linked").symlink_to(tmp_path / "elsewhere")
+    (folder / "up").symlink_to(folder)
+    for i, spec in enumerate([folder, folder / "**" / "*.txt"]):
+        meta = prepare(tmp_path / f"out{i}", "--tokenizer=bytes", "--input", str(spec), "--val_fraction=0")
+        assert meta["train_shards"] == [str(folder / "a.txt"), str(tmp_path / "elsewhere" / "b.txt")]
+
+
+def test_an_input_file_whose_name_reads_as_a_glob_is_that_file(tmp_path):
+    # data[1].txt as a glob is data1.txt: refused as "holds no file", or data1.txt read in its place with exit 0
+    src = write_txt(tmp_path / "data[1].txt", "hello\n")
+    meta = prepare(tmp_path / "out", "--tokenizer=bytes", "--input", src, "--val_fraction=0")
+    assert meta["train_shards"] == [src]
+    write_txt(tmp_path / "data1.txt", "another file\n")
+    meta = prepare(tmp_path / "out2", "--tokenizer=bytes", "--input", src, "--val_fraction=0")
+    assert meta["train_shards"] == [src] and meta["train_tokens"] == 7
+
 def test_a_file_reached_through_a_link_is_the_same_file(tmp_path):
     src = write_txt(tmp_path / "a.txt", "hello\nworld\n")
     (tmp_path / "alias.txt").symlink_to(src)
