@@ -46,6 +46,7 @@ EXTENSIONS = (".jsonl.zst", ".jsonl", ".txt")
 BATCH_CHARS = 1 << 20   # text per batch: the unit of writing and committing
 CHUNK_CHARS = 1 << 16   # text per encoding task: many tasks per batch keep every thread busy to the end
 PRINT_SECONDS = 5
+LINE_END = re.compile(r"\r\n?|\n")
 
 
 def flag(s):
@@ -307,6 +308,15 @@ def route(split, j, val_fraction):
     return "val" if int((j + 1) * val_fraction) > int(j * val_fraction) else "train"
 
 
+def line_start(text, i):
+    """The first line start at or after i: after LF, CRLF or a lone CR (a classic Mac file has no LF at all, and was
+    refused as one long line), or len(text) when none follows."""
+    if i == 0 or text[i - 1] == "\n" or (text[i - 1] == "\r" and text[i:i + 1] != "\n"):
+        return i
+    end = LINE_END.search(text, i)
+    return end.end() if end else len(text)
+
+
 def documents(path, split, val_fraction, start):
     """Yield (unit, split, text) for each unit of a shard from unit `start` on: a line of a .jsonl file (units are
     the positions a resume starts from), or the train and val pieces of a .txt file. A bad unit comes as a
@@ -323,8 +333,7 @@ def documents(path, split, val_fraction, start):
         cut = len(text)
         if split == "mixed" and val_fraction:
             # val starts at the first line start at or after the fraction mark (no line starts there: no val)
-            i = int(len(text) * (1 - val_fraction))
-            cut = i if i == 0 or text[i - 1] == "\n" else text.find("\n", i) + 1 or len(text)
+            cut = line_start(text, int(len(text) * (1 - val_fraction)))
         pieces = [(0, "train" if split == "mixed" else split, text[:cut]), (1, "val", text[cut:])]
         for unit, s, piece in pieces[start:]:
             if piece:

@@ -37,7 +37,7 @@ def write_jsonl(path, docs, extra_lines=()):
 
 
 def write_txt(path, text):
-    with open(path, "w", encoding="utf-8") as f:
+    with open(path, "w", encoding="utf-8", newline="") as f:
         f.write(text)
     return str(path)
 
@@ -153,6 +153,16 @@ def test_val_fraction_takes_the_tail_of_a_txt_file_at_a_line_start(tmp_path):
     meta = prepare(tmp_path / "whole", "--input", path, "--tokenizer=bytes", "--val_fraction=0")
     assert decode(bins(tmp_path / "whole")[0], "bytes") == [text] and meta["val_tokens"] == 0
 
+
+def test_a_txt_file_with_cr_line_ends_is_split_at_a_line_start(tmp_path):
+    # a classic Mac file (CR only) has no LF: it was refused as one long line, "give more text or lines"; CRLF and
+    # LF files are cut where they were
+    for i, end in enumerate(["\r", "\r\n", "\n"]):
+        text = "".join(f"line {j} {'.' * (j % 7)}{end}" for j in range(300))
+        path = write_txt(tmp_path / f"book{i}.txt", text)
+        prepare(tmp_path / f"out{i}", "--input", path, "--tokenizer=bytes", "--val_fraction=0.1")
+        (head,), (tail,) = (decode(x, "bytes") for x in bins(tmp_path / f"out{i}"))
+        assert head + tail == text and head.endswith(end) and tail.startswith("line 27")
 
 def test_killed_runs_resume_to_byte_identical_bins(tmp_path):
     rng = np.random.default_rng(1)
