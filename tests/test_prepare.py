@@ -403,6 +403,18 @@ def test_an_input_file_whose_name_reads_as_a_glob_is_that_file(tmp_path):
     meta = prepare(tmp_path / "out2", "--tokenizer=bytes", "--input", src, "--val_fraction=0")
     assert meta["train_shards"] == [src] and meta["train_tokens"] == 7
 
+def test_an_unquoted_glob_after_input_equals_says_how_to_give_several_files(capsys):
+    # `--input=data/*.txt` expands to `--input=data/a.txt data/b.txt`: argparse said only "unrecognized arguments"
+    for argv, name in ((["--input=a.txt", "b.txt", "c.txt"], "--input"),
+                       (["--input", "a.txt", "--val_input=v.txt", "w.txt"], "--val_input")):
+        with pytest.raises(SystemExit):
+            P.parse_args(argv)
+        assert capsys.readouterr().err.splitlines()[-1].endswith(
+            f"; {name}=VALUE takes one value: to give several, write {name} A B (a space, no '=')")
+    with pytest.raises(SystemExit):  # a stray option is not a second value
+        P.parse_args(["--input=a.txt", "--bogus"])
+    assert capsys.readouterr().err.splitlines()[-1].endswith("error: unrecognized arguments: --bogus")
+
 def test_a_file_reached_through_a_link_is_the_same_file(tmp_path):
     src = write_txt(tmp_path / "a.txt", "hello\nworld\n")
     (tmp_path / "alias.txt").symlink_to(src)
