@@ -75,6 +75,8 @@ def runs():
 def train_all():
     start = time.time()
     for variant, seed, out_dir, ckpt in runs():
+        if ckpt is not None:  # a run of other settings there (by hand, another study) is neither kept nor resumed
+            check_study_run(ckpt, out_dir, train_args(variant, seed), "python -m experiments.cpu_lm")
         if finished(ckpt):
             continue
         cmd = [sys.executable, "train.py", *train_args(variant, seed), f"--out_dir={out_dir}"]

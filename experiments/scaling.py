@@ -38,8 +38,8 @@ import torch
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.scaling")
 
-from checkpoint import (atomic_write, guard_assets, hold_lock, load_checkpoint, new_dirs, open_data, read_log,
-                        read_table, tokens, writable_dir)
+from checkpoint import (atomic_write, check_study_run, guard_assets, hold_lock, load_checkpoint, new_dirs, open_data,
+                        read_log, read_table, tokens, writable_dir)
 from configurator import Parser, cli, number
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
@@ -215,8 +215,16 @@ def train_all(s, args):
                 continue
             out_dir = os.path.join(args.root, run.name(s))
             ckpt_file = os.path.join(out_dir, "ckpt.pt")
-            err = tempfile.TemporaryFile()
             cmd = command(run, s, args.data_dir, out_dir, os.path.exists(ckpt_file))
+            if os.path.exists(ckpt_file):  # a run of other settings there (by hand, another study): not resumed as this
+                try:
+                    check_study_run(load_checkpoint(ckpt_file, ("config",)), out_dir, cmd[2:-1],
+                                    "python -m experiments.scaling" + (" --quick" if s is QUICK else ""))
+                except SystemExit:
+                    for q in running:  # the runs under way end first, as when one fails
+                        q.wait()
+                    raise
+            err = tempfile.TemporaryFile()
             print(" ".join(cmd[1:]), flush=True)
             running[subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)] = \
                 (run, out_dir, time.time(), err)

@@ -598,6 +598,30 @@ def test_a_complete_report_of_runs_trained_with_other_settings_is_refused(world,
     assert tree_digest(tmp_path / "assets") == before
 
 
+def test_a_study_neither_resumes_nor_keeps_a_run_of_other_settings_in_its_folder(world, tmp_path, monkeypatch):
+    # a run started there by hand (or copied from another study) was resumed under the study's settings, which its
+    # checkpoint then recorded, or kept as finished by its own max_iters: reported as the study's run, or refused
+    # only by the report at the end of every other run (hours for a full study)
+    os.symlink(os.path.join(ROOT, "config"), tmp_path / "config")
+    monkeypatch.chdir(tmp_path)
+    ckpt = torch.load(world / "run" / "ckpt.pt", weights_only=True)
+    ns = argparse.Namespace(iters=60, data_dir=str(world / "data"), root="out-rope-quick", seeds=[1337], quick=True,
+                            jobs=1)
+    first = {"out-cpu_lm/qkv_s1337": lambda: cpu_lm.train_all(),
+             "out-rope-quick/qkv_rope_s1337": lambda: rope.train_all(ns),
+             "out-retrofit-quick/qkv_s1337": lambda: retrofit.train_all(retrofit.QUICK, "python -m experiments.x"),
+             "out-rope-quick/qkv_e32_t32_i20_s1337": lambda: scaling.train_all(scaling.QUICK, ns)}
+    for iters in (1, 2):  # stopped midway, and finished by its own max_iters
+        for out, train_all in first.items():
+            os.makedirs(out, exist_ok=True)
+            torch.save({**ckpt, "iter_num": iters}, os.path.join(out, "ckpt.pt"))
+            for name in ("run", "Popen"):
+                monkeypatch.setattr(subprocess, name, lambda *a, **k: pytest.fail("trained a run of other settings"))
+            with pytest.raises(SystemExit, match=f"^{out} holds a run with batch_size = 4, where `python -m "
+                                                 r"experiments.[a-z_]+( --quick)?( --data_dir=\S+)?` trains it with "
+                                                 "(16|8): a run of other settings"):
+                train_all()
+
 @pytest.mark.parametrize("damage, message", [
     (lambda log: log.write_text(log.read_text() + '{"iter": 4, "val_lo'), "line 3, is not a log entry of train.py"),
     (lambda log: log.write_text('{"iter": 0, "loss": 5.0}\n'), "holds no validation loss"),
