@@ -443,8 +443,8 @@ def report(s, command):
     if not any(r["name"] == "qkv" for r in recs):
         sys.exit(f"no finished qkv run under {s['root']}/; train them first with `{command}`.")
     prefix = f"{s['root']}/retrofit" if missing else s["assets"]  # a partial report never replaces the complete one
-    if not missing:  # nor does one of runs trained there with other settings (by hand, or another study)
-        for _, _, out, args, _ in plan(s):
+    for _, _, out, args, _ in plan(s):  # nor is a run trained there with other settings (by hand, or another study)
+        if out not in missing:          # in any report, a partial one included
             check_study_run(checkpoint(out), out, args, command)
     writable_dir(os.path.dirname(prefix), "make it writable")
     if missing:
