@@ -804,7 +804,8 @@ def test_a_training_run_that_fails_stops_the_study_in_one_sentence(tmp_path, mon
     s = dict(retrofit.QUICK, root=str(tmp_path / "runs"), assets=str(tmp_path / "runs" / "retrofit"))
     (tmp_path / "runs").mkdir()  # made by main, before the lock on it
     with pytest.raises(SystemExit, match=f"^{tmp_path}/runs/qkv_s1337: train.py stopped \\(its message is above\\)"):
-        retrofit.train_all(s)  # was a CalledProcessError traceback below train.py's own one line
+        # was a CalledProcessError traceback below train.py's own one line
+        retrofit.train_all(s, "python -m experiments.retrofit --quick")
     assert os.listdir(tmp_path / "runs") == []
 
 
