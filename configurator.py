@@ -268,6 +268,21 @@ class Parser(argparse.ArgumentParser):
                            f"default {a.default!r}")
         return ns, rest
 
+    def parse_args(self, args=None, namespace=None):
+        """argparse's, but an option of several values given one with '=' (`--input=data/*.txt`, which the shell
+        expands to `--input=data/a.txt data/b.txt`) is named with the way to give them all, where argparse said only
+        'unrecognized arguments: data/b.txt'."""
+        argv = sys.argv[1:] if args is None else list(args)
+        ns, extra = self.parse_known_args(argv, namespace)
+        if extra:
+            stray = next((i for i, a in enumerate(argv) if a in extra and not a.startswith("-")), None)
+            last = next((a for a in reversed(argv[:stray or 0]) if a.startswith("-")), "")  # the option before it
+            name = last.split("=")[0]
+            many = "=" in last and getattr(self._option_string_actions.get(name), "nargs", None) in ("+", "*")
+            self.error(f"unrecognized arguments: {' '.join(extra)}" + (
+                f"; {name}=VALUE takes one value: to give several, write {name} A B (a space, no '=')" if many else ""))
+        return ns
+
 
 def cli(main, after):
     """Run main() as a command: Ctrl-C stops it with one line saying what is left (after), and exit status 130 as

@@ -46,6 +46,7 @@ EXTENSIONS = (".jsonl.zst", ".jsonl", ".txt")
 BATCH_CHARS = 1 << 20   # text per batch: the unit of writing and committing
 CHUNK_CHARS = 1 << 16   # text per encoding task: many tasks per batch keep every thread busy to the end
 PRINT_SECONDS = 5
+LINE_END = re.compile(r"\r\n?|\n")
 
 
 def flag(s):
@@ -220,14 +221,27 @@ def hub_shards():
     return shards, fetch
 
 
+def walk(folder):
+    """The files under folder, through linked subfolders too (as a ** glob goes), each real folder once: a link
+    back to a parent is not a loop."""
+    seen, found = set(), []
+    for d, subs, names in os.walk(folder, followlinks=True):
+        if os.path.realpath(d) in seen:
+            subs.clear()
+            continue
+        seen.add(os.path.realpath(d))
+        found += [os.path.join(d, f) for f in names]
+    return found
+
+
 def local_files(patterns, option):
     files = []
     for pattern in patterns:
         if os.path.isdir(pattern):
             # a file only, as a glob takes: a broken link among the names cannot be read (nor sized for the resume)
-            found = [os.path.join(d, f) for d, _, names in os.walk(pattern) for f in names if f.endswith(EXTENSIONS)
-                     and os.path.isfile(os.path.join(d, f))]
-        elif any(c in pattern for c in "*?["):
+            found = [f for f in walk(pattern) if f.endswith(EXTENSIONS) and os.path.isfile(f)]
+        elif any(c in pattern for c in "*?[") and not os.path.exists(pattern):
+            # a name that exists is that file: data[1].txt as a glob is data1.txt, another file or none
             found = [f for f in glob.glob(pattern, recursive=True) if f.endswith(EXTENSIONS) and os.path.isfile(f)]
         elif not os.path.exists(pattern):
             sys.exit(f"error: {option} {pattern} does not exist; give existing files, folders or globs")
@@ -294,6 +308,15 @@ def route(split, j, val_fraction):
     return "val" if int((j + 1) * val_fraction) > int(j * val_fraction) else "train"
 
 
+def line_start(text, i):
+    """The first line start at or after i: after LF, CRLF or a lone CR (a classic Mac file has no LF at all, and was
+    refused as one long line), or len(text) when none follows."""
+    if i == 0 or text[i - 1] == "\n" or (text[i - 1] == "\r" and text[i:i + 1] != "\n"):
+        return i
+    end = LINE_END.search(text, i)
+    return end.end() if end else len(text)
+
+
 def documents(path, split, val_fraction, start):
     """Yield (unit, split, text) for each unit of a shard from unit `start` on: a line of a .jsonl file (units are
     the positions a resume starts from), or the train and val pieces of a .txt file. A bad unit comes as a
@@ -310,8 +333,7 @@ def documents(path, split, val_fraction, start):
         cut = len(text)
         if split == "mixed" and val_fraction:
             # val starts at the first line start at or after the fraction mark (no line starts there: no val)
-            i = int(len(text) * (1 - val_fraction))
-            cut = i if i == 0 or text[i - 1] == "\n" else text.find("\n", i) + 1 or len(text)
+            cut = line_start(text, int(len(text) * (1 - val_fraction)))
         pieces = [(0, "train" if split == "mixed" else split, text[:cut]), (1, "val", text[cut:])]
         for unit, s, piece in pieces[start:]:
             if piece:

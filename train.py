@@ -317,11 +317,33 @@ def changed_settings(saved):
             and k not in UNCHECKED and not (k == "init_from" and "resume" in (config[k], old[k]))]
 
 
+def other_data(was, meta):
+    """'key value (checkpoint: value)' for each token count data_dir's meta.json records other than the checkpoint's
+    meta (was): the same data_dir prepared again since the checkpoint, from other text or more shards."""
+    return [f"{k} {meta.get(k)!r} (checkpoint: {was[k]!r})" for k in ("train_tokens", "val_tokens")
+            if isinstance(was, dict) and isinstance(meta, dict) and k in was and meta.get(k) != was[k]]
+
+
+def data_meta():
+    """data_dir's meta.json as it is, or None where it cannot be read (open_data says why, before any work)."""
+    try:
+        with open(os.path.join(data_dir, "meta.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
 # With a checkpoint in out_dir, the command that finished it, asked again, is done (so the main job can be rerun);
 # a resumed run goes on from it; any other run would write over it and is refused
 if ckpt:
     done, changed = ckpt["iter_num"], changed_settings(ckpt["config"])
     length = "--total_tokens" if total_tokens else "--max_iters"  # total_tokens > 0 sets max_iters: raise it
+    # ... unless data_dir was prepared again from other text since: then it is not this run (the quickstart
+    # after `cp mytext.txt input.txt` said "nothing to do", and sampled the model of the old text)
+    if done >= max_iters and not changed and (moved := other_data(ckpt.get("meta"), data_meta())):
+        sys.exit(f"{ckpt_path} holds a finished run of these settings, trained on other data than "
+                 f"{os.path.join(data_dir, 'meta.json')} records now ({', '.join(moved)}): {data_dir} was prepared "
+                 f"again since; train this run into another --out_dir, or delete {out_dir} to train it there again.")
     if done >= max_iters and not changed:
         if master:
             print(f"{ckpt_path} holds this run, finished at iteration {done}: nothing to do (to train on, raise "
@@ -537,9 +559,7 @@ if trained_on and meta.get("tokenizer") and trained_on != meta["tokenizer"]:
              f"that tokenizer, or train from scratch in another --out_dir.")
 # the data under the same data_dir prepared again (other text, more shards) since the checkpoint: a resume goes on
 # on it, and says so (a changed --data_dir is said among the settings); the batches are no longer the same
-was = ckpt.get("meta") if init_from == "resume" else None
-moved = [f"{k} {meta.get(k)!r} (checkpoint: {was[k]!r})" for k in ("train_tokens", "val_tokens")
-         if isinstance(was, dict) and k in was and meta.get(k) != was[k]]
+moved = other_data(ckpt.get("meta"), meta) if init_from == "resume" else []
 if master and moved and config["data_dir"] == ckpt["config"].get("data_dir"):
     print(f"{os.path.join(data_dir, 'meta.json')} records other data than {ckpt_path} was trained on: "
           f"{', '.join(moved)}; the resumed run trains and evaluates on the data there now.")

@@ -75,6 +75,8 @@ def runs():
 def train_all():
     start = time.time()
     for variant, seed, out_dir, ckpt in runs():
+        if ckpt is not None:  # a run of other settings there (by hand, another study) is neither kept nor resumed
+            check_study_run(ckpt, out_dir, train_args(variant, seed), "python -m experiments.cpu_lm")
         if finished(ckpt):
             continue
         cmd = [sys.executable, "train.py", *train_args(variant, seed), f"--out_dir={out_dir}"]
@@ -186,8 +188,8 @@ def report():
     if not results:
         sys.exit(f"no finished run under {ROOT}/; train them first with `python -m experiments.cpu_lm`.")
     prefix = f"{ROOT}/cpu_lm" if missing else ASSETS  # a partial report never replaces the complete one
-    if not missing:  # nor does one of runs trained there with other settings (by hand, or another study)
-        for variant, seed, out_dir, ckpt in runs():
+    for variant, seed, out_dir, ckpt in runs():  # nor is a run trained there with other settings (by hand, or
+        if finished(ckpt):                       # another study) in any report, a partial one included
             check_study_run(ckpt, out_dir, train_args(variant, seed), "python -m experiments.cpu_lm")
     writable_dir(os.path.dirname(prefix), "make it writable")
     if missing:

@@ -130,11 +130,13 @@ def add_time(s, run, seconds):
     atomic_write(os.path.join(s["root"], "times.jsonl"), "".join(json.dumps(e) + "\n" for e in entries))
 
 
-def train_all(s):
+def train_all(s, command):
     """Each unfinished run through train.py (a killed one continues from its checkpoint); the stdout of the runs
     goes to their log.jsonl, the time of each to root/times.jsonl."""
     for name, seed, out, args, end in plan(s):
         ckpt = checkpoint(out)
+        if ckpt is not None:  # a run of other settings there (by hand, another study) would be resumed as this one
+            check_study_run(ckpt, out, args, command)
         if ckpt is not None and ckpt["iter_num"] >= end:
             continue
         cmd = [sys.executable, "train.py", *args] + (["--init_from=resume"] if ckpt is not None else [])
@@ -441,8 +443,8 @@ def report(s, command):
     if not any(r["name"] == "qkv" for r in recs):
         sys.exit(f"no finished qkv run under {s['root']}/; train them first with `{command}`.")
     prefix = f"{s['root']}/retrofit" if missing else s["assets"]  # a partial report never replaces the complete one
-    if not missing:  # nor does one of runs trained there with other settings (by hand, or another study)
-        for _, _, out, args, _ in plan(s):
+    for _, _, out, args, _ in plan(s):  # nor is a run trained there with other settings (by hand, or another study)
+        if out not in missing:          # in any report, a partial one included
             check_study_run(checkpoint(out), out, args, command)
     writable_dir(os.path.dirname(prefix), "make it writable")
     if missing:
@@ -477,7 +479,7 @@ def main(argv=None):
         root = setting["root"]  # one study per folder: two would train the same runs
         with hold_lock(root, f"{root} is being trained into by another `{command}`; wait for it to end, then run "
                              f"this again."):
-            train_all(setting)
+            train_all(setting, command)
     report(setting, command)
 
 

@@ -67,10 +67,17 @@ def train_args(args, seed, out, proj, pos_emb):
             f"--data_dir={args.data_dir}"]
 
 
+def study_command(args):
+    return "python -m experiments.rope" + (" --quick" if args.quick else "") + \
+        (f" --data_dir={args.data_dir}" if args.data_dir != "data/cpu_lm_bytes" else "")
+
+
 def train_all(args):
     """Each run without a finished checkpoint through train.py, one at a time (a killed one resumes)."""
     for name, seed, out, proj, pos_emb in runs(args):
         ckpt, done = checkpoint(out, args)
+        if ckpt is not None:  # a run of other settings there (by hand, another study) would be resumed as this one
+            check_study_run(ckpt, out, train_args(args, seed, out, proj, pos_emb), study_command(args))
         if done:
             continue
         cmd = [sys.executable, "train.py", *train_args(args, seed, out, proj, pos_emb)]
@@ -96,15 +103,13 @@ def score(args):
     """[{variant, seed, length, loss}] of every finished run, and the runs not finished."""
     data = tokens(args.data_dir, "val")
     rows, missing = [], []
-    command = "python -m experiments.rope" + (" --quick" if args.quick else "") + \
-        (f" --data_dir={args.data_dir}" if args.data_dir != "data/cpu_lm_bytes" else "")
     for name, seed, out, proj, pos_emb in runs(args):
         ckpt, done = checkpoint(out, args)
         if not done:
             missing.append(out)
             continue
         # a run trained there by hand, or by another study, would be scored as this variant (or fail to load)
-        check_study_run(ckpt, out, train_args(args, seed, out, proj, pos_emb), command)
+        check_study_run(ckpt, out, train_args(args, seed, out, proj, pos_emb), study_command(args))
         cfg = GPTConfig(**ckpt["model_args"])
         for f in FACTORS if pos_emb == "rope" else FACTORS[:1]:
             model = GPT(replace(cfg, block_size=f * cfg.block_size))  # rope: no parameter depends on block_size

@@ -537,8 +537,15 @@ def tracked(cwd, *names):
 
 def test_cpu_lm_report_of_1_of_21_runs_goes_to_the_runs_folder(world, tmp_path, monkeypatch, capsys):
     before = tracked(tmp_path, "cpu_lm.md", "cpu_lm.csv", "cpu_lm.png")
-    shutil.copytree(world / "run", tmp_path / "out-cpu_lm" / "qkv_s1337")  # finished: 2 of its 2 iterations
+    run = shutil.copytree(world / "run", tmp_path / "out-cpu_lm" / "qkv_s1337")
+    ckpt = torch.load(run / "ckpt.pt", weights_only=True)
+    os.symlink(os.path.join(ROOT, "config"), tmp_path / "config")  # where the study reads its runs' settings
     monkeypatch.chdir(tmp_path)  # the study's folders are relative to where it runs
+    # a run trained there by hand (other settings) was in the partial report as the study's qkv, exit 0
+    with pytest.raises(SystemExit, match="^out-cpu_lm/qkv_s1337 holds a run with batch_size = 4, where"):
+        cpu_lm.main(["--report"])
+    own = configure(ckpt["config"], cpu_lm.train_args("qkv", 1337))[0]  # the study's own run, finished
+    torch.save({**ckpt, "config": own, "iter_num": own["max_iters"]}, run / "ckpt.pt")
     cpu_lm.main(["--report"])
     assert tree_digest(tmp_path / "assets") == before
     err = capsys.readouterr().err
@@ -597,6 +604,30 @@ def test_a_complete_report_of_runs_trained_with_other_settings_is_refused(world,
         retrofit.report(s, "python -m experiments.retrofit --quick")
     assert tree_digest(tmp_path / "assets") == before
 
+
+def test_a_study_neither_resumes_nor_keeps_a_run_of_other_settings_in_its_folder(world, tmp_path, monkeypatch):
+    # a run started there by hand (or copied from another study) was resumed under the study's settings, which its
+    # checkpoint then recorded, or kept as finished by its own max_iters: reported as the study's run, or refused
+    # only by the report at the end of every other run (hours for a full study)
+    os.symlink(os.path.join(ROOT, "config"), tmp_path / "config")
+    monkeypatch.chdir(tmp_path)
+    ckpt = torch.load(world / "run" / "ckpt.pt", weights_only=True)
+    ns = argparse.Namespace(iters=60, data_dir=str(world / "data"), root="out-rope-quick", seeds=[1337], quick=True,
+                            jobs=1)
+    first = {"out-cpu_lm/qkv_s1337": lambda: cpu_lm.train_all(),
+             "out-rope-quick/qkv_rope_s1337": lambda: rope.train_all(ns),
+             "out-retrofit-quick/qkv_s1337": lambda: retrofit.train_all(retrofit.QUICK, "python -m experiments.x"),
+             "out-rope-quick/qkv_e32_t32_i20_s1337": lambda: scaling.train_all(scaling.QUICK, ns)}
+    for iters in (1, 2):  # stopped midway, and finished by its own max_iters
+        for out, train_all in first.items():
+            os.makedirs(out, exist_ok=True)
+            torch.save({**ckpt, "iter_num": iters}, os.path.join(out, "ckpt.pt"))
+            for name in ("run", "Popen"):
+                monkeypatch.setattr(subprocess, name, lambda *a, **k: pytest.fail("trained a run of other settings"))
+            with pytest.raises(SystemExit, match=f"^{out} holds a run with batch_size = 4, where `python -m "
+                                                 r"experiments.[a-z_]+( --quick)?( --data_dir=\S+)?` trains it with "
+                                                 "(16|8): a run of other settings"):
+                train_all()
 
 @pytest.mark.parametrize("damage, message", [
     (lambda log: log.write_text(log.read_text() + '{"iter": 4, "val_lo'), "line 3, is not a log entry of train.py"),
@@ -701,16 +732,20 @@ def test_rope_report_without_finished_runs_is_one_sentence(world, tmp_path, monk
     assert tree_digest(tmp_path / "assets") == before and sorted(os.listdir(tmp_path)) == ["assets"]
 
 
-def test_retrofit_partial_report_goes_to_the_runs_folder_and_a_torn_cache_is_recomputed(world, tmp_path, capsys):
+def test_retrofit_partial_report_goes_to_the_runs_folder_and_a_torn_cache_is_recomputed(world, tmp_path, capsys,
+                                                                                      monkeypatch):
     s = dict(retrofit.FULL, root=str(tmp_path / "out-retrofit"), assets=str(tmp_path / "assets" / "retrofit"),
              eval_tokens=512)
     before = tracked(tmp_path, "retrofit.md", "retrofit.csv", "retrofit.png")
     source = tmp_path / "out-retrofit" / "qkv_s1337"
     source.mkdir(parents=True)
     ckpt = torch.load(world / "run" / "ckpt.pt", weights_only=True)
-    torch.save({**ckpt, "iter_num": retrofit.ITERS}, source / "ckpt.pt")  # the source, as if trained to the end
     (source / "log.jsonl").write_text(json.dumps({"iter": 0, "val_loss": 5.5}) + "\n" +
                                       json.dumps({"iter": retrofit.ITERS, "val_loss": 2.5}) + "\n")
+    torch.save({**ckpt, "iter_num": retrofit.ITERS}, source / "ckpt.pt")  # trained by hand (other settings)
+    with pytest.raises(SystemExit, match=f"^{source} holds a run with batch_size = 4, where"):
+        retrofit.report(s, "python -m experiments.retrofit")  # was in the partial report as the study's source
+    monkeypatch.setattr(retrofit, "check_study_run", lambda *a: None)  # from here on the study's own source
     # torn by a kill of an older version; JSON of something else, an AttributeError or KeyError (the seventh pass)
     for damage in ('{"qk_v k": {"loss": 2.', '[1, 2]', '{"qk_v k": {"loss": 2.0}}'):
         (source / "conversions.json").write_text(damage)
@@ -769,7 +804,8 @@ def test_a_training_run_that_fails_stops_the_study_in_one_sentence(tmp_path, mon
     s = dict(retrofit.QUICK, root=str(tmp_path / "runs"), assets=str(tmp_path / "runs" / "retrofit"))
     (tmp_path / "runs").mkdir()  # made by main, before the lock on it
     with pytest.raises(SystemExit, match=f"^{tmp_path}/runs/qkv_s1337: train.py stopped \\(its message is above\\)"):
-        retrofit.train_all(s)  # was a CalledProcessError traceback below train.py's own one line
+        # was a CalledProcessError traceback below train.py's own one line
+        retrofit.train_all(s, "python -m experiments.retrofit --quick")
     assert os.listdir(tmp_path / "runs") == []
 
 

@@ -37,7 +37,7 @@ def write_jsonl(path, docs, extra_lines=()):
 
 
 def write_txt(path, text):
-    with open(path, "w", encoding="utf-8") as f:
+    with open(path, "w", encoding="utf-8", newline="") as f:
         f.write(text)
     return str(path)
 
@@ -153,6 +153,16 @@ def test_val_fraction_takes_the_tail_of_a_txt_file_at_a_line_start(tmp_path):
     meta = prepare(tmp_path / "whole", "--input", path, "--tokenizer=bytes", "--val_fraction=0")
     assert decode(bins(tmp_path / "whole")[0], "bytes") == [text] and meta["val_tokens"] == 0
 
+
+def test_a_txt_file_with_cr_line_ends_is_split_at_a_line_start(tmp_path):
+    # a classic Mac file (CR only) has no LF: it was refused as one long line, "give more text or lines"; CRLF and
+    # LF files are cut where they were
+    for i, end in enumerate(["\r", "\r\n", "\n"]):
+        text = "".join(f"line {j} {'.' * (j % 7)}{end}" for j in range(300))
+        path = write_txt(tmp_path / f"book{i}.txt", text)
+        prepare(tmp_path / f"out{i}", "--input", path, "--tokenizer=bytes", "--val_fraction=0.1")
+        (head,), (tail,) = (decode(x, "bytes") for x in bins(tmp_path / f"out{i}"))
+        assert head + tail == text and head.endswith(end) and tail.startswith("line 27")
 
 def test_killed_runs_resume_to_byte_identical_bins(tmp_path):
     rng = np.random.default_rng(1)
@@ -369,6 +379,41 @@ def test_a_folder_input_takes_its_files_as_a_glob_does(tmp_path):
         meta = prepare(tmp_path / f"out{i}", "--tokenizer=bytes", "--input", str(spec), "--val_fraction=0")
         assert meta["train_shards"] == [str(folder / "a.txt")] and meta["train_tokens"] == 7
 
+
+def test_a_folder_input_goes_through_its_linked_subfolders_as_a_glob_does(tmp_path):
+    # os.walk left a linked subfolder out without a word, where 'in/**/*.txt' read it; a link back up is no loop
+    (tmp_path / "elsewhere").mkdir()
+    write_txt(tmp_path / "elsewhere" / "b.txt", "world\n")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_txt(folder / "a.txt", "hello\n")
+    (folder / "linked").symlink_to(tmp_path / "elsewhere")
+    (folder / "up").symlink_to(folder)
+    for i, spec in enumerate([folder, folder / "**" / "*.txt"]):
+        meta = prepare(tmp_path / f"out{i}", "--tokenizer=bytes", "--input", str(spec), "--val_fraction=0")
+        assert meta["train_shards"] == [str(folder / "a.txt"), str(tmp_path / "elsewhere" / "b.txt")]
+
+
+def test_an_input_file_whose_name_reads_as_a_glob_is_that_file(tmp_path):
+    # data[1].txt as a glob is data1.txt: refused as "holds no file", or data1.txt read in its place with exit 0
+    src = write_txt(tmp_path / "data[1].txt", "hello\n")
+    meta = prepare(tmp_path / "out", "--tokenizer=bytes", "--input", src, "--val_fraction=0")
+    assert meta["train_shards"] == [src]
+    write_txt(tmp_path / "data1.txt", "another file\n")
+    meta = prepare(tmp_path / "out2", "--tokenizer=bytes", "--input", src, "--val_fraction=0")
+    assert meta["train_shards"] == [src] and meta["train_tokens"] == 7
+
+def test_an_unquoted_glob_after_input_equals_says_how_to_give_several_files(capsys):
+    # `--input=data/*.txt` expands to `--input=data/a.txt data/b.txt`: argparse said only "unrecognized arguments"
+    for argv, name in ((["--input=a.txt", "b.txt", "c.txt"], "--input"),
+                       (["--input", "a.txt", "--val_input=v.txt", "w.txt"], "--val_input")):
+        with pytest.raises(SystemExit):
+            P.parse_args(argv)
+        assert capsys.readouterr().err.splitlines()[-1].endswith(
+            f"; {name}=VALUE takes one value: to give several, write {name} A B (a space, no '=')")
+    with pytest.raises(SystemExit):  # a stray option is not a second value
+        P.parse_args(["--input=a.txt", "--bogus"])
+    assert capsys.readouterr().err.splitlines()[-1].endswith("error: unrecognized arguments: --bogus")
 
 def test_a_file_reached_through_a_link_is_the_same_file(tmp_path):
     src = write_txt(tmp_path / "a.txt", "hello\nworld\n")

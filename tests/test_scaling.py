@@ -104,6 +104,8 @@ def test_report_reads_each_size_run_not_the_learning_rate_check_it_lost(tmp_path
     scaling.report(s, argparse.Namespace(root=str(tmp_path)))
     size_line = next(x for x in (tmp_path / "scaling.md").read_text().splitlines() if x.startswith(f"| n_embd {embd} |"))
     assert "+0.1000, +0.1000" in size_line and "9.0" not in size_line
+    # the quick grid's runs warm up for 5 iterations: its report said config/cpu_lm.py's 50
+    assert "(cosine after 5 warmup iterations)" in (tmp_path / "scaling.md").read_text()
 
 
 def test_a_report_of_nothing_leaves_no_folder_and_names_the_command_that_trains_it(tmp_path):

@@ -398,6 +398,22 @@ def test_a_resume_on_data_prepared_again_in_the_same_data_dir_says_so(tmp_path):
         f"there now."
 
 
+def test_a_finished_run_asked_again_on_data_prepared_again_is_not_this_run(tmp_path, monkeypatch):
+    # the quickstart after `cp mytext.txt input.txt` and a new data/shakespeare_bytes: "holds this run, finished:
+    # nothing to do", exit 0, and sample.py then read the model of the old text
+    data, out = tmp_path / "data", tmp_path / "out"
+    make_data(data)
+    train(data, out, "--max_iters=2")
+    np.fromfile(data / "train.bin", dtype=np.uint16)[:15_000].tofile(data / "train.bin")
+    meta = json.loads((data / "meta.json").read_text())
+    (data / "meta.json").write_text(json.dumps({**meta, "train_tokens": 15_000}))
+    before = snapshot(out)
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data}", f"--out_dir={out}", "--max_iters=2"])
+    assert msg == f"{out / 'ckpt.pt'} holds a finished run of these settings, trained on other data than " \
+                  f"{data / 'meta.json'} records now (train_tokens 15000 (checkpoint: 20000)): {data} was prepared " \
+                  f"again since; train this run into another --out_dir, or delete {out} to train it there again."
+    assert snapshot(out) == before
+
 def test_a_longer_resume_says_that_its_cosine_raises_the_rate_again(data_dir, tmp_path):
     # the finished run's own advice (raise --max_iters, add --init_from=resume) stretched the cosine to the new end:
     # the rate went from min_lr back up without a word
