@@ -15,7 +15,7 @@ from unittest import mock
 import pytest
 
 from checkpoint import BYTES_DATA
-from configurator import in_range
+from configurator import Parser, in_range
 from test_bad_inputs import tree_digest
 from test_sample import BYTES_META, make_ckpt
 from test_train import ROOT, make_data
@@ -54,7 +54,8 @@ def parser_of(script):
 
     def catch(parser, *args, **kwargs):
         raise Caught(parser)
-    with mock.patch.object(argparse.ArgumentParser, "parse_args", catch), mock.patch.object(sys, "argv", [script]):
+    with mock.patch.object(argparse.ArgumentParser, "parse_args", catch), \
+            mock.patch.object(Parser, "parse_args", catch), mock.patch.object(sys, "argv", [script]):
         try:
             mod.main()
         except Caught as c:
