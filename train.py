@@ -232,6 +232,10 @@ if os.path.exists(ckpt_path):  # memory-mapped: the processes of a node share th
 if init_from == "resume":
     # a field the checkpoint predates is GPTConfig's default, as its model was built: compared too, and saved
     model_args = {**asdict(GPTConfig()), **ckpt["model_args"]}
+    # the run goes on from where it started (scratch, or the model it converted): saved as "resume", any later
+    # command, a scratch one or another conversion, matched it and was told "holds this run: nothing to do"
+    if isinstance(ckpt["config"].get("init_from"), str):
+        config["init_from"] = ckpt["config"]["init_from"]
     differ = [k for k in model_args if k in given and config[k] != model_args[k]]
     if differ:
         sys.exit(f"on resume the architecture comes from {ckpt_path}, but "

@@ -347,6 +347,25 @@ def test_a_finished_run_asked_with_other_settings_is_refused(finished, data_dir,
     assert snapshot(out) == before
 
 
+def test_a_resumed_run_keeps_how_it_started(finished, data_dir, tmp_path, monkeypatch, capsys):
+    # a resume saved init_from="resume", which matches any command: a conversion asked into a scratch run's out_dir
+    # (or a scratch run into a converted one's) once it had been resumed was told "holds this run: nothing to do"
+    out = shutil.copytree(finished, tmp_path / "run")
+    train(data_dir, out, "--init_from=resume", "--max_iters=4")
+    before = snapshot(out)
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=4",
+                                      f"--init_from={finished}"])
+    assert msg == f"{out / 'ckpt.pt'} exists, from a run with other settings: init_from={str(finished)!r} " \
+                  f"(checkpoint: 'scratch'); it is finished at iteration 4: to train on, raise --max_iters and add " \
+                  f"--init_from=resume, or train this run into another --out_dir."
+    # the command that started it, and the resume itself, are still this run
+    for how in ("scratch", "resume"):
+        assert run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=4",
+                                           f"--init_from={how}"]) == "0"
+        assert "finished at iteration 4: nothing to do" in capsys.readouterr().out
+    assert snapshot(out) == before
+
+
 @pytest.mark.parametrize("args, error", [
     (["--min_lr=0.5"], r"^min_lr \(0\.5\) is above learning_rate \(0\.01\), so the cosine would raise the rate"),
     (["--warmup_iters=20", "--lr_decay_iters=10"], r"^lr_decay_iters \(10\) ends the cosine before warmup_iters \(20\)"),
