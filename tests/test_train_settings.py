@@ -348,20 +348,23 @@ def test_a_finished_run_asked_with_other_settings_is_refused(finished, data_dir,
 
 
 def test_a_resumed_run_keeps_how_it_started(finished, data_dir, tmp_path, monkeypatch, capsys):
-    # a resume saved init_from="resume", which matches any command: a conversion asked into a scratch run's out_dir
-    # (or a scratch run into a converted one's) once it had been resumed was told "holds this run: nothing to do"
-    out = shutil.copytree(finished, tmp_path / "run")
-    train(data_dir, out, "--init_from=resume", "--max_iters=4")
+    # a resume saved init_from="resume", which matches any command: a scratch run asked into a converted run's
+    # out_dir (or a conversion into a scratch run's) once it had been resumed was told "holds this run: nothing to
+    # do"; and it saved the command's convert_method as the conversion's, said as a setting it "goes on under"
+    out = tmp_path / "conv"
+    train(data_dir, out, f"--init_from={finished}", "--convert_method=split", "--max_iters=2")
+    r = train(data_dir, out, "--init_from=resume", "--max_iters=4")
+    assert "settings other than its run's" not in r.stdout, r.stdout
     before = snapshot(out)
-    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=4",
-                                      f"--init_from={finished}"])
-    assert msg == f"{out / 'ckpt.pt'} exists, from a run with other settings: init_from={str(finished)!r} " \
-                  f"(checkpoint: 'scratch'); it is finished at iteration 4: to train on, raise --max_iters and add " \
+    conversion = [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=4", f"--init_from={finished}"]
+    msg = run_inprocess(monkeypatch, [*conversion[:3], "--init_from=scratch"])
+    assert msg == f"{out / 'ckpt.pt'} exists, from a run with other settings: init_from='scratch' (checkpoint: " \
+                  f"{str(finished)!r}); it is finished at iteration 4: to train on, raise --max_iters and add " \
                   f"--init_from=resume, or train this run into another --out_dir."
+    assert "convert_method='lstsq' (checkpoint: 'split')" in run_inprocess(monkeypatch, conversion)
     # the command that started it, and the resume itself, are still this run
-    for how in ("scratch", "resume"):
-        assert run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=4",
-                                           f"--init_from={how}"]) == "0"
+    for args in ([*conversion, "--convert_method=split"], [*conversion[:3], "--init_from=resume"]):
+        assert run_inprocess(monkeypatch, args) == "0"
         assert "finished at iteration 4: nothing to do" in capsys.readouterr().out
     assert snapshot(out) == before
 
