@@ -626,6 +626,7 @@ def open_log():
         os.remove(path)
     f = open(path, "w")
     f.writelines(kept)
+    f.flush()  # now: left to the first log line, a Ctrl-C or kill in a resume's first evaluation emptied the log
     return f
 
 

@@ -716,6 +716,23 @@ def test_ctrl_c_during_a_save_keeps_the_last_checkpoint_and_is_one_line(finished
     assert sorted(os.listdir(out)) == ["ckpt.pt", "log.jsonl", "train.lock"]
 
 
+def test_ctrl_c_in_a_resumes_first_evaluation_keeps_the_log(finished, data_dir, tmp_path):
+    # the log was truncated on open and its kept lines refilled from a buffer, flushed only by the first log line:
+    # a Ctrl-C (or kill) during the resume's first evaluation, seconds on a large eval_tokens, left it empty
+    out = shutil.copytree(finished, tmp_path / "run")
+    kept = [line for line in (out / "log.jsonl").read_text().splitlines(True) if json.loads(line)["iter"] < 2]
+    ctrl_c = ("import runpy, sys, torch\n"
+              "def eval(self):\n"
+              "    raise KeyboardInterrupt\n"
+              "torch.nn.Module.eval = eval\n"
+              "sys.argv[0] = 'train.py'\n"
+              "runpy.run_path('train.py', run_name='__main__')\n")
+    r = train(data_dir, out, "--max_iters=4", "--init_from=resume", "--eval_interval=2",
+              cmd=(sys.executable, "-c", ctrl_c), check=False)
+    assert r.returncode == 130 and r.stderr.startswith("stopped by Ctrl-C at iteration 2;"), r.stderr
+    assert kept and (out / "log.jsonl").read_text() == "".join(kept)
+    assert sorted(os.listdir(out)) == ["ckpt.pt", "log.jsonl", "train.lock"]
+
 def test_ctrl_c_just_after_a_save_names_the_iteration_the_file_holds(finished, data_dir, tmp_path):
     # Ctrl-C between the rename that completes a save and train.py noting it (the race CI once hit): the message
     # names what the file on disk holds, the new iteration
