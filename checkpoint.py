@@ -468,7 +468,10 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
             raise SystemExit(f"data_dir {data_dir!r} is partly prepared (progress.json, no meta.json yet): run the "
                              f"prepare_slimpajama.py command that began it again to finish it.")
         if not os.path.exists(os.path.join(data_dir, name)):
-            raise SystemExit(f"data_dir {data_dir!r} has no {name}; {prepare}.")
+            # prepare_slimpajama.py writes no folder that holds some of them ("not overwriting"): delete it first
+            held = [n for n in ("train.bin", "val.bin", "meta.json") if os.path.exists(os.path.join(data_dir, n))]
+            raise SystemExit(f"data_dir {data_dir!r} has no {name}" + (
+                f", only {' and '.join(held)}; delete {data_dir} and {prepare}." if held else f"; {prepare}."))
         if not os.path.isfile(os.path.join(data_dir, name)):
             raise SystemExit(f"{os.path.join(data_dir, name)} is not a file; delete {data_dir} and prepare it again "
                              f"with prepare_slimpajama.py.")

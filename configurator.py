@@ -72,6 +72,12 @@ class Namespace(dict):
         self.assigned.add(key)
         super().__setitem__(key, value)
 
+    def update(self, *args, **kwargs):
+        # globals().update(...) in a config file (dict's own update bypasses __setitem__): an architecture field set
+        # so was not compared on resume, and the checkpoint's went on without a word
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
 
 def run_file(path, values):
     """-> the namespace after executing config file path over values; a file that cannot be read, decoded or run

@@ -121,6 +121,8 @@ CHOICES = {
 # not what it learns (init_from="resume" also matches the run it resumes).
 UNCHECKED = ("out_dir", "eval_interval", "eval_tokens", "log_interval", "always_save_checkpoint",
              "compile", "backend", "ddp_timeout", "parallel", "grad_ckpt")
+# How a run started, which its resumes keep: the checkpoint's, not the command's (a resume converts nothing).
+ORIGIN = ("init_from", "convert_method", "calib_batches")
 # names brought from elsewhere, whose nearest settings would mislead (--lr: min_lr; --local-rank: decay_lr)
 _LAUNCH = "torchrun's option: write it before train.py (torchrun --standalone --nproc_per_node=2 train.py ...)"
 HINTS = {"lr": "the peak learning rate is --learning_rate (--min_lr is where the decay ends)",
@@ -252,6 +254,10 @@ if os.path.exists(ckpt_path):  # memory-mapped: the processes of a node share th
 if init_from == "resume":
     # a field the checkpoint predates is GPTConfig's default, as its model was built: compared too, and saved
     model_args = {**asdict(GPTConfig()), **ckpt["model_args"]}
+    # the run goes on from where it started (scratch, or the model it converted and how): saved as "resume", any
+    # later command, a scratch one or another conversion, matched it and was told "holds this run: nothing to do";
+    # and the command's convert_method, read by nothing on a resume, was saved as the conversion's
+    config.update({k: v for k, v in ckpt["config"].items() if k in ORIGIN and type(v) is type(defaults[k])})
     differ = [k for k in model_args if k in given and config[k] != model_args[k]]
     if differ:
         sys.exit(f"on resume the architecture comes from {ckpt_path}, but "
@@ -311,10 +317,12 @@ def get_lr(it, end=None):
 
 def changed_settings(saved):
     """'key=value (checkpoint: value)' for each setting that differs from those saved with the checkpoint, apart
-    from the UNCHECKED ones (a setting the checkpoint predates counts as its default)."""
+    from the UNCHECKED ones (a setting the checkpoint predates counts as its default), and how a conversion is made
+    where this run converts nothing."""
     old = {**defaults, **saved}
+    unread = ORIGIN[1:] if config["init_from"] in ("scratch", "resume") else ()
     return [f"{k}={config[k]!r} (checkpoint: {old[k]!r})" for k in config if config[k] != old[k]
-            and k not in UNCHECKED and not (k == "init_from" and "resume" in (config[k], old[k]))]
+            and k not in UNCHECKED + unread and not (k == "init_from" and "resume" in (config[k], old[k]))]
 
 
 def other_data(was, meta):
@@ -697,6 +705,7 @@ def open_log():
         os.remove(path)
     f = open(path, "w")
     f.writelines(kept)
+    f.flush()  # now: left to the first log line, a Ctrl-C or kill in a resume's first evaluation emptied the log
     return f
 
 

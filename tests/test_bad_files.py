@@ -192,6 +192,25 @@ def test_prepare_records_what_it_wrote_and_rebuilds_only_when_told(tmp_path):
     assert prepare(out, *args) == meta
 
 
+@pytest.mark.parametrize("lost", ["meta.json", "train.bin"])
+def test_a_data_dir_missing_one_file_is_told_to_delete_it_before_preparing_again(tmp_path, lost):
+    # "prepare it with `... --out_dir=d`" met prepare's "not overwriting" / "delete d" for the files still there
+    text = tmp_path / "in.txt"
+    text.write_text("To be, or not to be, that is the question.\n" * 40)
+    out, args = tmp_path / "d", ["--input", str(text), "--val_fraction=0.1"]
+    meta = prepare(out, *args)
+    os.remove(out / lost)
+    with pytest.raises(SystemExit) as e:
+        checkpoint.open_data(str(out), 32, 256)
+    held = " and ".join(n for n in ("train.bin", "val.bin", "meta.json") if n != lost)
+    assert str(e.value).startswith(f"data_dir {str(out)!r} has no {lost}, only {held}; delete {out} and prepare it "
+                                   f"with `python prepare_slimpajama.py ")
+    with pytest.raises(SystemExit):  # the command alone refuses the folder
+        prepare(out, *args)
+    shutil.rmtree(out)  # as told
+    assert prepare(out, *args) == meta and checkpoint.open_data(str(out), 32, 256) == meta
+
+
 @pytest.mark.parametrize("name, content", [("in.txt", ""), ("in.jsonl", "\n  \n"), ("in.jsonl", '{"text": ""}\n'),
                                            ("in.txt", "\0\0\0")],  # was 1 token, the separator, exit 0
                          ids=["empty txt", "blank jsonl", "empty documents", "NUL bytes only"])

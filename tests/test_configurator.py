@@ -139,6 +139,17 @@ def test_a_setting_assigned_its_default_value_counts_as_given(tmp_path):
     assert got == DEFAULTS and given == {"proj", "max_iters"}
 
 
+@pytest.mark.parametrize("code", ["globals().update(proj='q_kv')", "globals().update({'proj': 'q_kv'})",
+                                  "vars().update([('proj', 'q_kv')])"])
+def test_a_setting_assigned_through_globals_counts_as_given(tmp_path, code):
+    # dict's update bypasses the recording __setitem__: on resume a proj set so went unchecked, and the
+    # checkpoint's architecture went on without a word
+    run = tmp_path / "run.py"
+    run.write_text(code + "\n")
+    got, given = configure(DEFAULTS, [str(run)])
+    assert got["proj"] == "q_kv" and given == {"proj"}
+
+
 def test_nan_and_inf_are_numbers_for_number_settings_and_text_elsewhere():
     got, _ = configure(DEFAULTS, ["--learning_rate=nan", "--min_lr=-inf", "--out_dir=inf"])
     assert math.isnan(got["learning_rate"]) and got["min_lr"] == -math.inf and got["out_dir"] == "inf"

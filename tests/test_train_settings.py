@@ -357,6 +357,28 @@ def test_a_finished_run_asked_with_other_settings_is_refused(finished, data_dir,
     assert snapshot(out) == before
 
 
+def test_a_resumed_run_keeps_how_it_started(finished, data_dir, tmp_path, monkeypatch, capsys):
+    # a resume saved init_from="resume", which matches any command: a scratch run asked into a converted run's
+    # out_dir (or a conversion into a scratch run's) once it had been resumed was told "holds this run: nothing to
+    # do"; and it saved the command's convert_method as the conversion's, said as a setting it "goes on under"
+    out = tmp_path / "conv"
+    train(data_dir, out, f"--init_from={finished}", "--convert_method=split", "--max_iters=2")
+    r = train(data_dir, out, "--init_from=resume", "--max_iters=4")
+    assert "settings other than its run's" not in r.stdout, r.stdout
+    before = snapshot(out)
+    conversion = [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=4", f"--init_from={finished}"]
+    msg = run_inprocess(monkeypatch, [*conversion[:3], "--init_from=scratch"])
+    assert msg == f"{out / 'ckpt.pt'} exists, from a run with other settings: init_from='scratch' (checkpoint: " \
+                  f"{str(finished)!r}); it is finished at iteration 4: to train on, raise --max_iters and add " \
+                  f"--init_from=resume, or train this run into another --out_dir."
+    assert "convert_method='lstsq' (checkpoint: 'split')" in run_inprocess(monkeypatch, conversion)
+    # the command that started it, and the resume itself, are still this run
+    for args in ([*conversion, "--convert_method=split"], [*conversion[:3], "--init_from=resume"]):
+        assert run_inprocess(monkeypatch, args) == "0"
+        assert "finished at iteration 4: nothing to do" in capsys.readouterr().out
+    assert snapshot(out) == before
+
+
 @pytest.mark.parametrize("args, error", [
     (["--min_lr=0.5"], r"^min_lr \(0\.5\) is above learning_rate \(0\.01\), so the cosine would raise the rate"),
     (["--warmup_iters=20", "--lr_decay_iters=10"], r"^lr_decay_iters \(10\) ends the cosine before warmup_iters \(20\)"),
@@ -743,6 +765,23 @@ def test_ctrl_c_during_a_save_keeps_the_last_checkpoint_and_is_one_line(finished
     assert (out / "ckpt.pt").read_bytes() == before
     assert sorted(os.listdir(out)) == ["ckpt.pt", "log.jsonl", "train.lock"]
 
+
+def test_ctrl_c_in_a_resumes_first_evaluation_keeps_the_log(finished, data_dir, tmp_path):
+    # the log was truncated on open and its kept lines refilled from a buffer, flushed only by the first log line:
+    # a Ctrl-C (or kill) during the resume's first evaluation, seconds on a large eval_tokens, left it empty
+    out = shutil.copytree(finished, tmp_path / "run")
+    kept = [line for line in (out / "log.jsonl").read_text().splitlines(True) if json.loads(line)["iter"] < 2]
+    ctrl_c = ("import runpy, sys, torch\n"
+              "def eval(self):\n"
+              "    raise KeyboardInterrupt\n"
+              "torch.nn.Module.eval = eval\n"
+              "sys.argv[0] = 'train.py'\n"
+              "runpy.run_path('train.py', run_name='__main__')\n")
+    r = train(data_dir, out, "--max_iters=4", "--init_from=resume", "--eval_interval=2",
+              cmd=(sys.executable, "-c", ctrl_c), check=False)
+    assert r.returncode == 130 and r.stderr.startswith("stopped by Ctrl-C at iteration 2;"), r.stderr
+    assert kept and (out / "log.jsonl").read_text() == "".join(kept)
+    assert sorted(os.listdir(out)) == ["ckpt.pt", "log.jsonl", "train.lock"]
 
 def test_ctrl_c_just_after_a_save_names_the_iteration_the_file_holds(finished, data_dir, tmp_path):
     # Ctrl-C between the rename that completes a save and train.py noting it (the race CI once hit): the message
