@@ -271,9 +271,8 @@ def test_resume_and_scratch_refuse_the_wrong_out_dir(tmp_path, monkeypatch, data
 
 
 def test_global_accumulation_must_divide_among_processes(tmp_path, monkeypatch, data_dir):
-    monkeypatch.setenv("RANK", "0")
-    monkeypatch.setenv("LOCAL_RANK", "0")
-    monkeypatch.setenv("WORLD_SIZE", "2")
+    for k, v in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "h"), ("MASTER_PORT", "1")):
+        monkeypatch.setenv(k, v)  # torchrun's whole environment: part of it is refused first
     msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'out'}",
                                       "--gradient_accumulation_steps=3"])
     assert "\n" not in msg and "gradient_accumulation_steps (3)" in msg and "multiple of 2" in msg
