@@ -251,9 +251,19 @@ def local_files(patterns, option):
             found = [pattern]
         if not found:
             sys.exit(f"error: {option} {pattern} holds no {', '.join(EXTENSIONS)} file")
-        # by real path: a file given twice, or as train and val, through a link or ../ is still one file
+        # named by real path; a file given twice, or as train and val, through a link or ../ is still one file
         files += [os.path.realpath(f) for f in sorted(found, key=natural)]
-    return list(dict.fromkeys(files))
+    first = {}
+    for f in files:
+        first.setdefault(same_file(f), f)
+    return list(first.values())
+
+
+def same_file(path):
+    """What one file is however it is named: a hard link has a real path of its own (and was read twice, or as
+    both training and validation text)."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
 
 
 def local_shards(args):
@@ -261,9 +271,10 @@ def local_shards(args):
     gives shard i's path, as hub_shards does after downloading it."""
     train = local_files(args.input, "--input")
     val = local_files(args.val_input, "--val_input") if args.val_input else []
-    both = set(train) & set(val)
+    held = {same_file(f) for f in val}
+    both = [f for f in train if same_file(f) in held]
     if both:
-        sys.exit(f"error: {sorted(both)[0]} is in both --input and --val_input; give it to one of them")
+        sys.exit(f"error: {both[0]} is in both --input and --val_input; give it to one of them")
     shards = [(f, "val") for f in val] + [(f, "train" if val else "mixed") for f in train]
     return shards, lambda i: shards[i][0]
 

@@ -428,6 +428,18 @@ def test_a_file_reached_through_a_link_is_the_same_file(tmp_path):
     assert meta["train_shards"] == [src] and meta["train_tokens"] == 13
 
 
+def test_a_hard_link_is_the_same_file(tmp_path):
+    # a hard link has a real path of its own: it was read twice, and as --val_input val.bin held the training text
+    src = write_txt(tmp_path / "a.txt", "hello\nworld\n")
+    os.link(src, tmp_path / "hard.txt")
+    with pytest.raises(SystemExit) as e:
+        prepare(tmp_path / "out", "--tokenizer=bytes", "--input", src, "--val_input", str(tmp_path / "hard.txt"))
+    assert str(e.value) == f"error: {src} is in both --input and --val_input; give it to one of them"
+    meta = prepare(tmp_path / "out2", "--tokenizer=bytes", "--input", src, str(tmp_path / "hard.txt"),
+                   "--val_fraction=0")
+    assert meta["train_shards"] == [src] and meta["train_tokens"] == 13
+
+
 def test_a_closed_output_pipe_is_not_called_a_failed_write(tmp_path, monkeypatch):
     # `prepare_slimpajama.py | head`: the progress line's BrokenPipeError was "writing OUT failed (Broken pipe); free
     # space or fix the folder"; it goes on to configurator.cli, which says the reader went away
