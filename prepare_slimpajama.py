@@ -599,10 +599,15 @@ def prepare(args, log=print):
 def write_dataset(args, settings, tok, shards, fetch, source, log):
     """The bins and meta.json of args.out_dir, resumed from its progress.json when a run was cut short."""
     st = start_state(args.out_dir, settings)
-    meta_path = os.path.join(args.out_dir, "meta.json")
+    meta_path, state_path = os.path.join(args.out_dir, "meta.json"), os.path.join(args.out_dir, "progress.json")
+    for name in os.listdir(args.out_dir):  # a kill in the middle of a write_json: its temporary file, left over
+        if re.fullmatch(r"(progress|meta)\.json\..+\.tmp", name):
+            os.remove(os.path.join(args.out_dir, name))
     if st is None:
         meta = read_json(meta_path, is_meta)
         check_bins(args.out_dir, meta, tok)
+        if os.path.exists(state_path):  # a kill between writing meta.json and removing progress.json
+            os.remove(state_path)
         log(f"{meta_path} already holds this dataset; nothing to do")
         return meta
     if st["next"] != [0, 0]:
@@ -610,7 +615,6 @@ def write_dataset(args, settings, tok, shards, fetch, source, log):
             f"{st['tokens']['val']:,} val tokens committed")
     target = {"train": args.train_tokens, "val": args.val_tokens}
     full = {s for s in target if st["tokens"][s] >= target[s]}
-    state_path = os.path.join(args.out_dir, "progress.json")
     if not os.path.exists(state_path):
         write_json(state_path, st)  # before the bins exist: a kill from here on leaves a run to resume
     files = open_bins(args.out_dir, st)

@@ -440,6 +440,19 @@ def test_a_hard_link_is_the_same_file(tmp_path):
     assert meta["train_shards"] == [src] and meta["train_tokens"] == 13
 
 
+def test_a_kill_while_writing_progress_or_meta_leaves_nothing_behind_after_the_rerun(tmp_path):
+    # a SIGKILL inside write_json left progress.json.XXXX.tmp in the data folder for good, and one between writing
+    # meta.json and removing progress.json left progress.json beside the finished dataset
+    src = write_txt(tmp_path / "a.txt", "hello\nworld\n")
+    out = tmp_path / "out"
+    meta = prepare(out, "--tokenizer=bytes", "--input", src, "--val_fraction=0")
+    (out / "progress.json").write_text("{}")
+    (out / "meta.json.k2j_x9.tmp").write_text("{")
+    (out / "progress.json.a1b2c3.tmp").write_text("{")
+    assert prepare(out, "--tokenizer=bytes", "--input", src, "--val_fraction=0") == meta
+    assert sorted(os.listdir(out)) == ["meta.json", "train.bin", "val.bin"]
+
+
 def test_a_closed_output_pipe_is_not_called_a_failed_write(tmp_path, monkeypatch):
     # `prepare_slimpajama.py | head`: the progress line's BrokenPipeError was "writing OUT failed (Broken pipe); free
     # space or fix the folder"; it goes on to configurator.cli, which says the reader went away
