@@ -51,6 +51,13 @@ def in_assets(path):
     return real == assets or real.startswith(assets + os.sep)
 
 
+def default_data(data_dir):
+    """Whether data_dir is the studies' default data, the data of their tracked tables (by real path: an absolute
+    path or a link to it is the same folder). A study run on other data writes its tables beside its runs: it was
+    reported from (scaling) or written into (rope) assets/ as the tracked study's."""
+    return os.path.realpath(data_dir) == os.path.realpath(STUDY_DATA)
+
+
 def guard_assets(path, full_run, command):
     """Tracked results are written only by a study's full default run (command; None: a script no run of which
     writes there): SystemExit for any other run aimed there."""

@@ -38,8 +38,8 @@ import torch
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.scaling")
 
-from checkpoint import (atomic_write, check_study_run, guard_assets, hold_lock, load_checkpoint, new_dirs, open_data,
-                        read_log, read_table, tokens, writable_dir)
+from checkpoint import (atomic_write, check_study_run, default_data, guard_assets, hold_lock, load_checkpoint, new_dirs,
+                        open_data, read_log, read_table, tokens, writable_dir)
 from configurator import Parser, cli, number
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
@@ -265,7 +265,8 @@ def key_run(row, s):
 
 
 def paths(s, args):
-    base = s["assets"] or os.path.join(args.root, "scaling")
+    # assets/ holds the full grid on the default data: other data's rows (and report) go beside its runs
+    base = s["assets"] if s["assets"] and default_data(args.data_dir) else os.path.join(args.root, "scaling")
     return base + ".csv", base + "_projections.csv"
 
 
@@ -374,7 +375,8 @@ def report(s, args):
     rows, ana = read_csv(csv_path, COLUMNS), read_csv(ana_path, ANALYSIS_COLUMNS)
     if not rows:  # the command that trains them: --quick and --root as given (the full grid elsewhere takes hours)
         train = "python -m experiments.scaling" + (" --quick" if s is QUICK else "") + \
-            (f" --root={args.root}" if args.root != s["root"] else "")
+            (f" --root={args.root}" if args.root != s["root"] else "") + \
+            (f" --data_dir={args.data_dir}" if not default_data(args.data_dir) else "")
         sys.exit(f"{csv_path} holds no finished run yet; train them first with `{train}`.")
     expected = len(plan(s))
     md_path = csv_path[:-4] + ".md"

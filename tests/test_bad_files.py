@@ -670,6 +670,26 @@ def test_a_finished_runs_damaged_log_is_one_sentence(world, tmp_path, monkeypatc
     assert not (tmp_path / "out-cpu_lm" / "cpu_lm.md").exists()
 
 
+def test_a_study_on_other_data_writes_its_tables_beside_its_runs(tmp_path, monkeypatch):
+    # `scaling --data_dir=mine` found every row done in assets/scaling.csv and reported Shakespeare's numbers as its
+    # run, exit 0; a full `rope --data_dir=mine` wrote its tables over assets/rope.*
+    mine, runs = str(tmp_path / "mine"), str(tmp_path / "runs")
+    assert scaling.paths(scaling.FULL, argparse.Namespace(root=runs, data_dir=mine)) == \
+        (os.path.join(runs, "scaling.csv"), os.path.join(runs, "scaling_projections.csv"))
+    default = argparse.Namespace(root=runs, data_dir=os.path.abspath("data/cpu_lm_bytes"))
+    assert scaling.paths(scaling.FULL, default)[0] == "assets/scaling.csv"
+    with pytest.raises(SystemExit, match="holds no finished run yet; train them first with "
+                                         f"`python -m experiments.scaling --root={runs} --data_dir={mine}`"):
+        scaling.main(["--report", f"--root={runs}", f"--data_dir={mine}"])
+    written = {}
+    monkeypatch.setattr(rope, "open_data", lambda *a, **k: None)
+    monkeypatch.setattr(rope, "score", lambda args: ([], []))
+    monkeypatch.setattr(rope, "report", lambda rows, missing, args, wall: written.update({args.data_dir: args.assets}))
+    for data_dir in (mine, "data/cpu_lm_bytes"):
+        rope.main(["--report", f"--data_dir={data_dir}"])
+    assert written == {mine: "out-rope/rope", "data/cpu_lm_bytes": "assets/rope"}
+
+
 TABLES = [  # (study, its argv, the table it reads, a line of it)
     (rope, ["--redraw"], "assets/rope.csv", "variant,seed,length,loss\nqkv rope,1337,256,1.8\n"),
     (retrofit, ["--redraw"], "assets/retrofit.csv",
