@@ -264,9 +264,26 @@ def key_run(row, s):
     return replace(run, lr=0)
 
 
+def check_root_data(s, args):
+    """A table beside its runs (--quick, other data) holds the runs of one data_dir: a run in the table is done,
+    so the runs of another --data_dir in that --root were reported as this one's (exit 0, nothing trained)."""
+    if not tracked(s, args):
+        for name in sorted(os.listdir(args.root)):
+            path = os.path.join(args.root, name, "ckpt.pt")
+            saved = load_checkpoint(path, ("config",))["config"].get("data_dir") if os.path.isfile(path) else None
+            if isinstance(saved, str) and os.path.realpath(saved) != os.path.realpath(args.data_dir):
+                sys.exit(f"{os.path.join(args.root, name)} was trained on --data_dir {saved}, and the table of "
+                         f"--root {args.root} holds the runs of one data; give --data_dir={saved}, or another --root "
+                         f"for {args.data_dir}.")
+
+
+def tracked(s, args):
+    """Whether the tables go to assets/: the full grid on the default data; other data's go beside its runs."""
+    return bool(s["assets"]) and default_data(args.data_dir)
+
+
 def paths(s, args):
-    # assets/ holds the full grid on the default data: other data's rows (and report) go beside its runs
-    base = s["assets"] if s["assets"] and default_data(args.data_dir) else os.path.join(args.root, "scaling")
+    base = s["assets"] if tracked(s, args) else os.path.join(args.root, "scaling")
     return base + ".csv", base + "_projections.csv"
 
 
@@ -497,6 +514,7 @@ def main(argv=None):
     guard_assets(args.root, False, None)  # run folders never go there (found by train.py, after the data check)
     with new_dirs(args.root):  # a report of nothing, or a study stopped before its first run, leaves no folder
         writable_dir(args.root, "choose another --root")  # a file there was a FileExistsError traceback
+        check_root_data(s, args)
         if not args.report:  # one study per --root: a second one would train the same runs
             with hold_lock(args.root, f"--root {args.root} is being trained into by another `python -m "
                                       f"experiments.scaling`; wait for it to end, then run this again, or choose "

@@ -690,6 +690,22 @@ def test_a_study_on_other_data_writes_its_tables_beside_its_runs(tmp_path, monke
     assert written == {mine: "out-rope/rope", "data/cpu_lm_bytes": "assets/rope"}
 
 
+def test_a_scaling_root_of_runs_on_other_data_is_refused(world, tmp_path):
+    # `scaling --quick --data_dir=mine` in the --root of a quick run on the default data found every row done and
+    # reported those runs as its own, exit 0
+    root = tmp_path / "root"
+    shutil.copytree(world / "run", root / "qkv_e32_t32_i20_s1337")
+    (root / "scaling.csv").write_text(TABLES[2][3])
+    mine = tmp_path / "mine"
+    with pytest.raises(SystemExit, match=f"^{root}/qkv_e32_t32_i20_s1337 was trained on --data_dir {world / 'data'}, "
+                                         f"and the table of --root {root} holds the runs of one data; give "
+                                         f"--data_dir={world / 'data'}, or another --root for {mine}.$"):
+        scaling.main(["--quick", "--report", f"--root={root}", f"--data_dir={mine}"])
+    assert not (root / "scaling.md").exists()
+    scaling.main(["--quick", "--report", f"--root={root}", f"--data_dir={world / 'data'}"])  # its own data: reported
+    assert (root / "scaling.md").exists()
+
+
 TABLES = [  # (study, its argv, the table it reads, a line of it)
     (rope, ["--redraw"], "assets/rope.csv", "variant,seed,length,loss\nqkv rope,1337,256,1.8\n"),
     (retrofit, ["--redraw"], "assets/retrofit.csv",
