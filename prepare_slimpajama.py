@@ -250,7 +250,10 @@ def local_files(patterns, option):
         else:
             found = [pattern]
         if not found:
-            sys.exit(f"error: {option} {pattern} holds no {', '.join(EXTENSIONS)} file")
+            # 'g[1]/*.txt' looks in g1/: the folder g[1] itself needs its bracket escaped, as in a shell
+            literal = "; in a glob [...] matches one of its characters, so write [[] for a literal [" \
+                if "[" in pattern and not os.path.exists(pattern) else ""
+            sys.exit(f"error: {option} {pattern} holds no {', '.join(EXTENSIONS)} file{literal}")
         # named by real path; a file given twice, or as train and val, through a link or ../ is still one file
         files += [os.path.realpath(f) for f in sorted(found, key=natural)]
     first = {}

@@ -403,6 +403,18 @@ def test_an_input_file_whose_name_reads_as_a_glob_is_that_file(tmp_path):
     meta = prepare(tmp_path / "out2", "--tokenizer=bytes", "--input", src, "--val_fraction=0")
     assert meta["train_shards"] == [src] and meta["train_tokens"] == 7
 
+def test_a_glob_in_a_folder_whose_name_has_a_bracket_says_how_to_escape_it(tmp_path):
+    # 'g[1]/*.txt' looks in g1/: "holds no file" of a folder holding one, without a word on why
+    (tmp_path / "g[1]").mkdir()
+    src = write_txt(tmp_path / "g[1]" / "a.txt", "hello\n")
+    with pytest.raises(SystemExit) as e:
+        prepare(tmp_path / "out", "--tokenizer=bytes", "--input", str(tmp_path / "g[1]" / "*.txt"))
+    assert str(e.value).endswith("; in a glob [...] matches one of its characters, so write [[] for a literal [")
+    meta = prepare(tmp_path / "out", "--tokenizer=bytes", "--input", str(tmp_path / "g[[]1]" / "*.txt"),
+                   "--val_fraction=0")
+    assert meta["train_shards"] == [src]
+
+
 def test_an_unquoted_glob_after_input_equals_says_how_to_give_several_files(capsys):
     # `--input=data/*.txt` expands to `--input=data/a.txt data/b.txt`: argparse said only "unrecognized arguments"
     for argv, name in ((["--input=a.txt", "b.txt", "c.txt"], "--input"),
