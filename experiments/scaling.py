@@ -176,7 +176,7 @@ def finish(run, s, out_dir, train_s, data_dir):
     cfg = GPTConfig(**ckpt["model_args"])
     model = GPT(replace(cfg, dropout=0.0))
     model.load_state_dict(ckpt["model"])
-    vals = [e["val_loss"] for e in read_log(out_dir) if "val_loss" in e]
+    vals = [e["val_loss"] for e in read_log(out_dir, last=ckpt["iter_num"]) if "val_loss" in e]
     row = {"variant": run.variant, "proj": run.proj, "n_kv_head": run.n_kv_head, "n_layer": cfg.n_layer,
            "n_embd": run.n_embd, "block_size": run.block_size, "batch_size": s["tokens_per_iter"] // run.block_size,
            "iters": run.iters, "learning_rate": run.lr, "seed": run.seed, "params": model.num_params(),

@@ -565,6 +565,8 @@ def test_cpu_lm_report_of_1_of_21_runs_goes_to_the_runs_folder(world, tmp_path, 
         cpu_lm.main(["--report"])
     own = configure(ckpt["config"], cpu_lm.train_args("qkv", 1337))[0]  # the study's own run, finished
     torch.save({**ckpt, "config": own, "iter_num": own["max_iters"]}, run / "ckpt.pt")
+    (run / "log.jsonl").write_text(json.dumps({"iter": 0, "val_loss": 5.5}) + "\n" +  # evaluated at its last iteration
+                                   json.dumps({"iter": own["max_iters"], "val_loss": 5.0}) + "\n")
     cpu_lm.main(["--report"])
     assert tree_digest(tmp_path / "assets") == before
     err = capsys.readouterr().err
@@ -572,6 +574,30 @@ def test_cpu_lm_report_of_1_of_21_runs_goes_to_the_runs_folder(world, tmp_path, 
     md = (tmp_path / "out-cpu_lm" / "cpu_lm.md").read_text()
     assert md.startswith("PARTIAL: 20 of 21 runs not finished") and "| qkv | qkv | 2 | softmax |" in md
     assert (tmp_path / "out-cpu_lm" / "cpu_lm.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_finished_run_whose_log_lost_its_last_lines_is_not_reported(world, tmp_path, monkeypatch):
+    # a log cut before the run's last evaluation: its earlier loss was the run's final one, and the figure's mean
+    # over seeds an IndexError; a curve with a gap averaged the losses of other iterations
+    tracked(tmp_path, "cpu_lm.md")
+    os.symlink(os.path.join(ROOT, "config"), tmp_path / "config")
+    monkeypatch.chdir(tmp_path)
+    ckpt = torch.load(world / "run" / "ckpt.pt", weights_only=True)
+    for seed in (1337, 1338):
+        run = shutil.copytree(world / "run", tmp_path / "out-cpu_lm" / f"qkv_s{seed}")
+        own = configure(ckpt["config"], cpu_lm.train_args("qkv", seed))[0]
+        torch.save({**ckpt, "config": own, "iter_num": 600}, run / "ckpt.pt")
+        (run / "log.jsonl").write_text("".join(json.dumps({"iter": it, "val_loss": 5.0 - it / 1000}) + "\n"
+                                               for it in range(0, 601, 50)))
+    log = tmp_path / "out-cpu_lm" / "qkv_s1338" / "log.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text("".join(lines[:-1]))
+    with pytest.raises(SystemExit, match="^out-cpu_lm/qkv_s1338/log.jsonl ends its validation curve at iteration "
+                                         "550, and the run's checkpoint is at 600"):
+        cpu_lm.main(["--report"])
+    log.write_text("".join(lines[:3] + lines[5:]))  # a gap: iterations 150 and 200 missing
+    cpu_lm.main(["--report"])
+    assert "| qkv | qkv | 2 | softmax |" in (tmp_path / "out-cpu_lm" / "cpu_lm.md").read_text()
 
 
 def test_a_complete_report_of_runs_trained_with_other_settings_is_refused(world, tmp_path, monkeypatch):
