@@ -512,6 +512,8 @@ def main(argv=None):
     if not args.report:  # the data first: train.py's own fix for it would be a setting this study does not have
         open_data(args.data_dir, max(s["blocks"]), 256, study="experiments.scaling")
     guard_assets(args.root, False, None)  # run folders never go there (found by train.py, after the data check)
+    if args.report and tracked(s, args):  # from assets/ alone: no run folder read, none made (an empty one was left)
+        return report(s, args)
     with new_dirs(args.root):  # a report of nothing, or a study stopped before its first run, leaves no folder
         writable_dir(args.root, "choose another --root")  # a file there was a FileExistsError traceback
         check_root_data(s, args)

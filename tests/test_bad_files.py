@@ -716,6 +716,16 @@ def test_a_study_on_other_data_writes_its_tables_beside_its_runs(tmp_path, monke
     assert written == {mine: "out-rope/rope", "data/cpu_lm_bytes": "assets/rope"}
 
 
+def test_the_scaling_report_from_assets_makes_no_run_folder(tmp_path, monkeypatch):
+    # `python -m experiments.scaling --report` (the documented command) left an empty out-scaling/ behind
+    (tmp_path / "assets").mkdir()
+    for name in ("scaling.csv", "scaling_projections.csv"):
+        shutil.copy(os.path.join(ROOT, "assets", name), tmp_path / "assets" / name)
+    monkeypatch.chdir(tmp_path)
+    scaling.main(["--report"])
+    assert sorted(os.listdir(tmp_path)) == ["assets"] and (tmp_path / "assets" / "scaling.md").exists()
+
+
 def test_a_scaling_root_of_runs_on_other_data_is_refused(world, tmp_path):
     # `scaling --quick --data_dir=mine` in the --root of a quick run on the default data found every row done and
     # reported those runs as its own, exit 0
