@@ -51,6 +51,13 @@ def in_assets(path):
     return real == assets or real.startswith(assets + os.sep)
 
 
+def default_data(data_dir):
+    """Whether data_dir is the studies' default data, the data of their tracked tables (by real path: an absolute
+    path or a link to it is the same folder). A study run on other data writes its tables beside its runs: it was
+    reported from (scaling) or written into (rope) assets/ as the tracked study's."""
+    return os.path.realpath(data_dir) == os.path.realpath(STUDY_DATA)
+
+
 def guard_assets(path, full_run, command):
     """Tracked results are written only by a study's full default run (command; None: a script no run of which
     writes there): SystemExit for any other run aimed there."""
@@ -384,9 +391,10 @@ def read_json(path, what):
         raise SystemExit(f"{path} is unreadable or not a JSON object ({type(e).__name__}); {what}.") from None
 
 
-def read_log(out_dir):
+def read_log(out_dir, last=None):
     """The entries of out_dir/log.jsonl, each a JSON object with an int "iter" and, where present, a finite float
-    "val_loss"; at least one of them has a validation loss. A line cut by a kill or edited is one sentence here, not
+    "val_loss"; at least one of them has a validation loss, and with last (a finished run's iteration, where
+    train.py always evaluates) the last of them is there. A line cut by a kill or edited is one sentence here, not
     a decoding traceback or a wrong curve in a study's table."""
     path = os.path.join(out_dir, "log.jsonl")
     try:
@@ -410,6 +418,10 @@ def read_log(out_dir):
     if not any("val_loss" in e for e in entries):
         raise SystemExit(f"{path} holds no validation loss: the run was never evaluated; delete {out_dir} and train "
                          f"it again.")
+    end = [e["iter"] for e in entries if "val_loss" in e][-1]
+    if last is not None and end != last:  # its last lines lost: an earlier loss was read as the final one
+        raise SystemExit(f"{path} ends its validation curve at iteration {end}, and the run's checkpoint is at {last} "
+                         f"(lines lost or edited); delete {out_dir} and train the run again.")
     return entries
 
 

@@ -250,10 +250,23 @@ def local_files(patterns, option):
         else:
             found = [pattern]
         if not found:
-            sys.exit(f"error: {option} {pattern} holds no {', '.join(EXTENSIONS)} file")
-        # by real path: a file given twice, or as train and val, through a link or ../ is still one file
+            # 'g[1]/*.txt' looks in g1/: the folder g[1] itself needs its bracket escaped, as in a shell
+            literal = "; in a glob [...] matches one of its characters, so write [[] for a literal [" \
+                if "[" in pattern and not os.path.exists(pattern) else ""
+            sys.exit(f"error: {option} {pattern} holds no {', '.join(EXTENSIONS)} file{literal}")
+        # named by real path; a file given twice, or as train and val, through a link or ../ is still one file
         files += [os.path.realpath(f) for f in sorted(found, key=natural)]
-    return list(dict.fromkeys(files))
+    first = {}
+    for f in files:
+        first.setdefault(same_file(f), f)
+    return list(first.values())
+
+
+def same_file(path):
+    """What one file is however it is named: a hard link has a real path of its own (and was read twice, or as
+    both training and validation text)."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
 
 
 def local_shards(args):
@@ -261,9 +274,10 @@ def local_shards(args):
     gives shard i's path, as hub_shards does after downloading it."""
     train = local_files(args.input, "--input")
     val = local_files(args.val_input, "--val_input") if args.val_input else []
-    both = set(train) & set(val)
+    held = {same_file(f) for f in val}
+    both = [f for f in train if same_file(f) in held]
     if both:
-        sys.exit(f"error: {sorted(both)[0]} is in both --input and --val_input; give it to one of them")
+        sys.exit(f"error: {both[0]} is in both --input and --val_input; give it to one of them")
     shards = [(f, "val") for f in val] + [(f, "train" if val else "mixed") for f in train]
     return shards, lambda i: shards[i][0]
 
@@ -588,10 +602,15 @@ def prepare(args, log=print):
 def write_dataset(args, settings, tok, shards, fetch, source, log):
     """The bins and meta.json of args.out_dir, resumed from its progress.json when a run was cut short."""
     st = start_state(args.out_dir, settings)
-    meta_path = os.path.join(args.out_dir, "meta.json")
+    meta_path, state_path = os.path.join(args.out_dir, "meta.json"), os.path.join(args.out_dir, "progress.json")
+    for name in os.listdir(args.out_dir):  # a kill in the middle of a write_json: its temporary file, left over
+        if re.fullmatch(r"(progress|meta)\.json\..+\.tmp", name):
+            os.remove(os.path.join(args.out_dir, name))
     if st is None:
         meta = read_json(meta_path, is_meta)
         check_bins(args.out_dir, meta, tok)
+        if os.path.exists(state_path):  # a kill between writing meta.json and removing progress.json
+            os.remove(state_path)
         log(f"{meta_path} already holds this dataset; nothing to do")
         return meta
     if st["next"] != [0, 0]:
@@ -599,7 +618,6 @@ def write_dataset(args, settings, tok, shards, fetch, source, log):
             f"{st['tokens']['val']:,} val tokens committed")
     target = {"train": args.train_tokens, "val": args.val_tokens}
     full = {s for s in target if st["tokens"][s] >= target[s]}
-    state_path = os.path.join(args.out_dir, "progress.json")
     if not os.path.exists(state_path):
         write_json(state_path, st)  # before the bins exist: a kill from here on leaves a run to resume
     files = open_bins(args.out_dir, st)

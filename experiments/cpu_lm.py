@@ -92,9 +92,9 @@ def train_all():
     print(f"all runs: {(time.time() - start) / 60:.1f} min", flush=True)
 
 
-def val_curve(out_dir):
-    """[(iter, val_loss)] from the run's log.jsonl."""
-    return [(e["iter"], e["val_loss"]) for e in read_log(out_dir) if "val_loss" in e]
+def val_curve(out_dir, iter_num):
+    """[(iter, val_loss)] from the run's log.jsonl, which ends at the checkpoint's iteration."""
+    return [(e["iter"], e["val_loss"]) for e in read_log(out_dir, last=iter_num) if "val_loss" in e]
 
 
 def collect():
@@ -106,7 +106,7 @@ def collect():
             continue
         with torch.device("meta"):  # shapes only: parameter count and cache bytes need no weights
             model = GPT(GPTConfig(**ckpt["model_args"]))
-        curve = val_curve(out_dir)
+        curve = val_curve(out_dir, ckpt["iter_num"])
         a = ckpt["model_args"]
         cfg = {**ckpt["config"], "train_tokens": ckpt["meta"]["train_tokens"],
                "val_tokens": ckpt["meta"]["val_tokens"]}
@@ -166,12 +166,14 @@ def plot(results, prefix):
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for i, (variant, runs) in enumerate(results.items()):
         style = dict(color=f"C{i}", ls=":" if "linear" in variant else "--" if "mqa" in variant else "-")
-        iters = [it for it, _ in runs[0]["curve"]]
-        mean = [statistics.mean(r["curve"][j][1] for r in runs) for j in range(len(iters))]
+        # by iteration, where every seed has one (a curve of another length was an IndexError, or averaged
+        # the losses of other iterations)
+        iters = sorted(set.intersection(*({it for it, _ in r["curve"]} for r in runs)))
+        mean = [statistics.mean(dict(r["curve"])[it] for r in runs) for it in iters]
         for ax in axes:
             ax.plot(iters, mean, label=variant, **style)
             for r in runs:
-                ax.plot(iters, [v for _, v in r["curve"]], lw=0.5, alpha=0.4, **style)
+                ax.plot(*zip(*r["curve"]), lw=0.5, alpha=0.4, **style)
     last = max(it for runs in results.values() for it, _ in runs[0]["curve"])
     finals = [r["val_loss"] for runs in results.values() for r in runs]
     axes[0].set(xlabel="iteration", ylabel="validation loss (nats/byte)", title="validation loss (mean over seeds)")

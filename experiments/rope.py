@@ -33,8 +33,8 @@ import torch
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.rope")
 
-from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, open_data, partial_report,
-                        read_table, tokens, writable_dir)
+from checkpoint import (atomic_write, check_study_run, default_data, hold_lock, load_checkpoint, open_data,
+                        partial_report, read_table, tokens, writable_dir)
 from configurator import Parser, cli
 from model import GPT, GPTConfig
 
@@ -218,7 +218,8 @@ def main(argv=None):
     open_data(args.data_dir, FACTORS[-1] * 256, 256, study="experiments.rope")
     args.iters, args.seeds = (60, SEEDS[:1]) if args.quick else (600, SEEDS)
     args.root = "out-rope-quick" if args.quick else "out-rope"
-    args.assets = "out-rope-quick/rope" if args.quick else "assets/rope"
+    # the tracked tables are the full study's on the default data; other data's go beside its runs
+    args.assets = "assets/rope" if not args.quick and default_data(args.data_dir) else f"{args.root}/rope"
     t0 = time.time()
     if not args.report:
         for folder in (args.root, os.path.dirname(args.assets)):  # the runs and the report, checked before hours

@@ -38,8 +38,8 @@ import torch
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.scaling")
 
-from checkpoint import (atomic_write, check_study_run, guard_assets, hold_lock, load_checkpoint, new_dirs, open_data,
-                        read_log, read_table, tokens, writable_dir)
+from checkpoint import (atomic_write, check_study_run, default_data, guard_assets, hold_lock, load_checkpoint, new_dirs,
+                        open_data, read_log, read_table, tokens, writable_dir)
 from configurator import Parser, cli, number
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
@@ -176,7 +176,7 @@ def finish(run, s, out_dir, train_s, data_dir):
     cfg = GPTConfig(**ckpt["model_args"])
     model = GPT(replace(cfg, dropout=0.0))
     model.load_state_dict(ckpt["model"])
-    vals = [e["val_loss"] for e in read_log(out_dir) if "val_loss" in e]
+    vals = [e["val_loss"] for e in read_log(out_dir, last=ckpt["iter_num"]) if "val_loss" in e]
     row = {"variant": run.variant, "proj": run.proj, "n_kv_head": run.n_kv_head, "n_layer": cfg.n_layer,
            "n_embd": run.n_embd, "block_size": run.block_size, "batch_size": s["tokens_per_iter"] // run.block_size,
            "iters": run.iters, "learning_rate": run.lr, "seed": run.seed, "params": model.num_params(),
@@ -264,8 +264,26 @@ def key_run(row, s):
     return replace(run, lr=0)
 
 
+def check_root_data(s, args):
+    """A table beside its runs (--quick, other data) holds the runs of one data_dir: a run in the table is done,
+    so the runs of another --data_dir in that --root were reported as this one's (exit 0, nothing trained)."""
+    if not tracked(s, args):
+        for name in sorted(os.listdir(args.root)):
+            path = os.path.join(args.root, name, "ckpt.pt")
+            saved = load_checkpoint(path, ("config",))["config"].get("data_dir") if os.path.isfile(path) else None
+            if isinstance(saved, str) and os.path.realpath(saved) != os.path.realpath(args.data_dir):
+                sys.exit(f"{os.path.join(args.root, name)} was trained on --data_dir {saved}, and the table of "
+                         f"--root {args.root} holds the runs of one data; give --data_dir={saved}, or another --root "
+                         f"for {args.data_dir}.")
+
+
+def tracked(s, args):
+    """Whether the tables go to assets/: the full grid on the default data; other data's go beside its runs."""
+    return bool(s["assets"]) and default_data(args.data_dir)
+
+
 def paths(s, args):
-    base = s["assets"] or os.path.join(args.root, "scaling")
+    base = s["assets"] if tracked(s, args) else os.path.join(args.root, "scaling")
     return base + ".csv", base + "_projections.csv"
 
 
@@ -374,7 +392,8 @@ def report(s, args):
     rows, ana = read_csv(csv_path, COLUMNS), read_csv(ana_path, ANALYSIS_COLUMNS)
     if not rows:  # the command that trains them: --quick and --root as given (the full grid elsewhere takes hours)
         train = "python -m experiments.scaling" + (" --quick" if s is QUICK else "") + \
-            (f" --root={args.root}" if args.root != s["root"] else "")
+            (f" --root={args.root}" if args.root != s["root"] else "") + \
+            (f" --data_dir={args.data_dir}" if not default_data(args.data_dir) else "")
         sys.exit(f"{csv_path} holds no finished run yet; train them first with `{train}`.")
     expected = len(plan(s))
     md_path = csv_path[:-4] + ".md"
@@ -493,8 +512,11 @@ def main(argv=None):
     if not args.report:  # the data first: train.py's own fix for it would be a setting this study does not have
         open_data(args.data_dir, max(s["blocks"]), 256, study="experiments.scaling")
     guard_assets(args.root, False, None)  # run folders never go there (found by train.py, after the data check)
+    if args.report and tracked(s, args):  # from assets/ alone: no run folder read, none made (an empty one was left)
+        return report(s, args)
     with new_dirs(args.root):  # a report of nothing, or a study stopped before its first run, leaves no folder
         writable_dir(args.root, "choose another --root")  # a file there was a FileExistsError traceback
+        check_root_data(s, args)
         if not args.report:  # one study per --root: a second one would train the same runs
             with hold_lock(args.root, f"--root {args.root} is being trained into by another `python -m "
                                       f"experiments.scaling`; wait for it to end, then run this again, or choose "

@@ -565,6 +565,8 @@ def test_cpu_lm_report_of_1_of_21_runs_goes_to_the_runs_folder(world, tmp_path, 
         cpu_lm.main(["--report"])
     own = configure(ckpt["config"], cpu_lm.train_args("qkv", 1337))[0]  # the study's own run, finished
     torch.save({**ckpt, "config": own, "iter_num": own["max_iters"]}, run / "ckpt.pt")
+    (run / "log.jsonl").write_text(json.dumps({"iter": 0, "val_loss": 5.5}) + "\n" +  # evaluated at its last iteration
+                                   json.dumps({"iter": own["max_iters"], "val_loss": 5.0}) + "\n")
     cpu_lm.main(["--report"])
     assert tree_digest(tmp_path / "assets") == before
     err = capsys.readouterr().err
@@ -572,6 +574,30 @@ def test_cpu_lm_report_of_1_of_21_runs_goes_to_the_runs_folder(world, tmp_path, 
     md = (tmp_path / "out-cpu_lm" / "cpu_lm.md").read_text()
     assert md.startswith("PARTIAL: 20 of 21 runs not finished") and "| qkv | qkv | 2 | softmax |" in md
     assert (tmp_path / "out-cpu_lm" / "cpu_lm.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_finished_run_whose_log_lost_its_last_lines_is_not_reported(world, tmp_path, monkeypatch):
+    # a log cut before the run's last evaluation: its earlier loss was the run's final one, and the figure's mean
+    # over seeds an IndexError; a curve with a gap averaged the losses of other iterations
+    tracked(tmp_path, "cpu_lm.md")
+    os.symlink(os.path.join(ROOT, "config"), tmp_path / "config")
+    monkeypatch.chdir(tmp_path)
+    ckpt = torch.load(world / "run" / "ckpt.pt", weights_only=True)
+    for seed in (1337, 1338):
+        run = shutil.copytree(world / "run", tmp_path / "out-cpu_lm" / f"qkv_s{seed}")
+        own = configure(ckpt["config"], cpu_lm.train_args("qkv", seed))[0]
+        torch.save({**ckpt, "config": own, "iter_num": 600}, run / "ckpt.pt")
+        (run / "log.jsonl").write_text("".join(json.dumps({"iter": it, "val_loss": 5.0 - it / 1000}) + "\n"
+                                               for it in range(0, 601, 50)))
+    log = tmp_path / "out-cpu_lm" / "qkv_s1338" / "log.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text("".join(lines[:-1]))
+    with pytest.raises(SystemExit, match="^out-cpu_lm/qkv_s1338/log.jsonl ends its validation curve at iteration "
+                                         "550, and the run's checkpoint is at 600"):
+        cpu_lm.main(["--report"])
+    log.write_text("".join(lines[:3] + lines[5:]))  # a gap: iterations 150 and 200 missing
+    cpu_lm.main(["--report"])
+    assert "| qkv | qkv | 2 | softmax |" in (tmp_path / "out-cpu_lm" / "cpu_lm.md").read_text()
 
 
 def test_a_complete_report_of_runs_trained_with_other_settings_is_refused(world, tmp_path, monkeypatch):
@@ -668,6 +694,52 @@ def test_a_finished_runs_damaged_log_is_one_sentence(world, tmp_path, monkeypatc
         cpu_lm.main(["--report"])
     assert message in str(e.value) and str(log.relative_to(tmp_path)) in str(e.value)
     assert not (tmp_path / "out-cpu_lm" / "cpu_lm.md").exists()
+
+
+def test_a_study_on_other_data_writes_its_tables_beside_its_runs(tmp_path, monkeypatch):
+    # `scaling --data_dir=mine` found every row done in assets/scaling.csv and reported Shakespeare's numbers as its
+    # run, exit 0; a full `rope --data_dir=mine` wrote its tables over assets/rope.*
+    mine, runs = str(tmp_path / "mine"), str(tmp_path / "runs")
+    assert scaling.paths(scaling.FULL, argparse.Namespace(root=runs, data_dir=mine)) == \
+        (os.path.join(runs, "scaling.csv"), os.path.join(runs, "scaling_projections.csv"))
+    default = argparse.Namespace(root=runs, data_dir=os.path.abspath("data/cpu_lm_bytes"))
+    assert scaling.paths(scaling.FULL, default)[0] == "assets/scaling.csv"
+    with pytest.raises(SystemExit, match="holds no finished run yet; train them first with "
+                                         f"`python -m experiments.scaling --root={runs} --data_dir={mine}`"):
+        scaling.main(["--report", f"--root={runs}", f"--data_dir={mine}"])
+    written = {}
+    monkeypatch.setattr(rope, "open_data", lambda *a, **k: None)
+    monkeypatch.setattr(rope, "score", lambda args: ([], []))
+    monkeypatch.setattr(rope, "report", lambda rows, missing, args, wall: written.update({args.data_dir: args.assets}))
+    for data_dir in (mine, "data/cpu_lm_bytes"):
+        rope.main(["--report", f"--data_dir={data_dir}"])
+    assert written == {mine: "out-rope/rope", "data/cpu_lm_bytes": "assets/rope"}
+
+
+def test_the_scaling_report_from_assets_makes_no_run_folder(tmp_path, monkeypatch):
+    # `python -m experiments.scaling --report` (the documented command) left an empty out-scaling/ behind
+    (tmp_path / "assets").mkdir()
+    for name in ("scaling.csv", "scaling_projections.csv"):
+        shutil.copy(os.path.join(ROOT, "assets", name), tmp_path / "assets" / name)
+    monkeypatch.chdir(tmp_path)
+    scaling.main(["--report"])
+    assert sorted(os.listdir(tmp_path)) == ["assets"] and (tmp_path / "assets" / "scaling.md").exists()
+
+
+def test_a_scaling_root_of_runs_on_other_data_is_refused(world, tmp_path):
+    # `scaling --quick --data_dir=mine` in the --root of a quick run on the default data found every row done and
+    # reported those runs as its own, exit 0
+    root = tmp_path / "root"
+    shutil.copytree(world / "run", root / "qkv_e32_t32_i20_s1337")
+    (root / "scaling.csv").write_text(TABLES[2][3])
+    mine = tmp_path / "mine"
+    with pytest.raises(SystemExit, match=f"^{root}/qkv_e32_t32_i20_s1337 was trained on --data_dir {world / 'data'}, "
+                                         f"and the table of --root {root} holds the runs of one data; give "
+                                         f"--data_dir={world / 'data'}, or another --root for {mine}.$"):
+        scaling.main(["--quick", "--report", f"--root={root}", f"--data_dir={mine}"])
+    assert not (root / "scaling.md").exists()
+    scaling.main(["--quick", "--report", f"--root={root}", f"--data_dir={world / 'data'}"])  # its own data: reported
+    assert (root / "scaling.md").exists()
 
 
 TABLES = [  # (study, its argv, the table it reads, a line of it)

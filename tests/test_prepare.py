@@ -403,6 +403,18 @@ def test_an_input_file_whose_name_reads_as_a_glob_is_that_file(tmp_path):
     meta = prepare(tmp_path / "out2", "--tokenizer=bytes", "--input", src, "--val_fraction=0")
     assert meta["train_shards"] == [src] and meta["train_tokens"] == 7
 
+def test_a_glob_in_a_folder_whose_name_has_a_bracket_says_how_to_escape_it(tmp_path):
+    # 'g[1]/*.txt' looks in g1/: "holds no file" of a folder holding one, without a word on why
+    (tmp_path / "g[1]").mkdir()
+    src = write_txt(tmp_path / "g[1]" / "a.txt", "hello\n")
+    with pytest.raises(SystemExit) as e:
+        prepare(tmp_path / "out", "--tokenizer=bytes", "--input", str(tmp_path / "g[1]" / "*.txt"))
+    assert str(e.value).endswith("; in a glob [...] matches one of its characters, so write [[] for a literal [")
+    meta = prepare(tmp_path / "out", "--tokenizer=bytes", "--input", str(tmp_path / "g[[]1]" / "*.txt"),
+                   "--val_fraction=0")
+    assert meta["train_shards"] == [src]
+
+
 def test_an_unquoted_glob_after_input_equals_says_how_to_give_several_files(capsys):
     # `--input=data/*.txt` expands to `--input=data/a.txt data/b.txt`: argparse said only "unrecognized arguments"
     for argv, name in ((["--input=a.txt", "b.txt", "c.txt"], "--input"),
@@ -426,6 +438,31 @@ def test_a_file_reached_through_a_link_is_the_same_file(tmp_path):
     meta = prepare(tmp_path / "out2", "--tokenizer=bytes", "--input", str(tmp_path / "alias.txt"), src,
                    "--val_fraction=0")
     assert meta["train_shards"] == [src] and meta["train_tokens"] == 13
+
+
+def test_a_hard_link_is_the_same_file(tmp_path):
+    # a hard link has a real path of its own: it was read twice, and as --val_input val.bin held the training text
+    src = write_txt(tmp_path / "a.txt", "hello\nworld\n")
+    os.link(src, tmp_path / "hard.txt")
+    with pytest.raises(SystemExit) as e:
+        prepare(tmp_path / "out", "--tokenizer=bytes", "--input", src, "--val_input", str(tmp_path / "hard.txt"))
+    assert str(e.value) == f"error: {src} is in both --input and --val_input; give it to one of them"
+    meta = prepare(tmp_path / "out2", "--tokenizer=bytes", "--input", src, str(tmp_path / "hard.txt"),
+                   "--val_fraction=0")
+    assert meta["train_shards"] == [src] and meta["train_tokens"] == 13
+
+
+def test_a_kill_while_writing_progress_or_meta_leaves_nothing_behind_after_the_rerun(tmp_path):
+    # a SIGKILL inside write_json left progress.json.XXXX.tmp in the data folder for good, and one between writing
+    # meta.json and removing progress.json left progress.json beside the finished dataset
+    src = write_txt(tmp_path / "a.txt", "hello\nworld\n")
+    out = tmp_path / "out"
+    meta = prepare(out, "--tokenizer=bytes", "--input", src, "--val_fraction=0")
+    (out / "progress.json").write_text("{}")
+    (out / "meta.json.k2j_x9.tmp").write_text("{")
+    (out / "progress.json.a1b2c3.tmp").write_text("{")
+    assert prepare(out, "--tokenizer=bytes", "--input", src, "--val_fraction=0") == meta
+    assert sorted(os.listdir(out)) == ["meta.json", "train.bin", "val.bin"]
 
 
 def test_a_closed_output_pipe_is_not_called_a_failed_write(tmp_path, monkeypatch):
