@@ -151,10 +151,15 @@ def read_text_file(path, given, fix):
                          f"meta.json is beside it), not text; give the text file it was prepared from.")
     try:  # newline="": the file's own bytes, "\r\n" kept as train.py's data keeps it (prepare reads bytes)
         with open(path, encoding="utf-8", newline="") as f:
-            return f.read()
+            text = f.read()
     except (OSError, UnicodeDecodeError) as e:  # missing, a folder, unreadable, or not text
         why = e.reason if isinstance(e, UnicodeDecodeError) else e.strerror
         raise SystemExit(f"{given}: cannot read it as UTF-8 text ({why}); {fix}.")
+    if "\0" in text:  # a byte-level token file copied or renamed (a NUL after every byte) decodes as UTF-8 too,
+        # and the bytes tokenizer reads a NUL as the document separator (prepare drops them): no text holds one
+        raise SystemExit(f"{given}: holds NUL bytes, as a file of token ids (prepare_slimpajama.py's .bin, copied "
+                         f"or renamed) does, not text; {fix}.")
+    return text
 
 
 def own_val_tokens(data_dir, meta, n, vocab_size):

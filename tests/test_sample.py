@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -382,3 +383,17 @@ def test_a_file_named_without_file_prefix_or_a_token_file_is_refused_not_read_as
         run(capsys, tmp_path / "run", f"--calib=FILE:{tmp_path / 'calib.txt'}", "--proj=qk_v")
     out = run(capsys, tmp_path / "run", f"--calib=FILE:{text}", "--proj=qk_v", "--max_new_tokens=2", "--num_samples=1")
     assert "lstsq fitted on 832 tokens of --calib" in out
+
+
+def test_a_token_file_copied_or_renamed_is_refused_not_read_as_text(tmp_path, capsys):
+    # val.bin copied away from its meta.json (calib.dat) decodes as UTF-8, a NUL after every byte: --calib fitted V
+    # on it and eval.py --text scored it, exit 0
+    make_ckpt(tmp_path / "run", BYTES_META, proj="qkv")
+    make_data(tmp_path / "data")
+    shutil.copy(tmp_path / "data" / "val.bin", tmp_path / "calib.dat")
+    for flag, *convert in (("--start",), ("--calib", "--proj=qk_v")):
+        with pytest.raises(SystemExit) as e:
+            run(capsys, tmp_path / "run", f"{flag}=FILE:{tmp_path / 'calib.dat'}", *convert)
+        assert str(e.value) == (f"{flag}=FILE:{tmp_path / 'calib.dat'}: holds NUL bytes, as a file of token ids "
+                                f"(prepare_slimpajama.py's .bin, copied or renamed) does, not text; give the text or "
+                                f"FILE:<a text file>.")
