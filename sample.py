@@ -181,6 +181,13 @@ def own_val_tokens(data_dir, meta, n, vocab_size):
     return ids.tolist() if int(ids.max()) < vocab_size else None
 
 
+def unreadable(paths):
+    """The first of paths that exists and this user may not read (a folder: list and enter), else None: as another
+    user, a data_dir's meta.json or the folder itself looked gone to own_val_tokens."""
+    return next((p for p in paths if os.path.exists(p)
+                 and not os.access(p, os.R_OK | (os.X_OK if os.path.isdir(p) else 0))), None)
+
+
 def calibration(args, cfg, meta, data_dir):
     """Token ids [B, block_size] that lstsq and split fit on: --calib's text, else the checkpoint's own validation
     tokens. -> (ids, where they come from)."""
@@ -190,8 +197,10 @@ def calibration(args, cfg, meta, data_dir):
     else:
         ids = own_val_tokens(data_dir, meta, n, cfg.vocab_size)
         if ids is None:
+            locked = data_dir and unreadable([data_dir] + [os.path.join(data_dir, f) for f in ("meta.json", "val.bin")])
             why = (f"{args.init_from} comes with no validation data" if args.init_from != "resume" else
                    f"{args.out_dir} names no data_dir" if not data_dir else
+                   f"this user cannot read {locked} (make it readable)" if locked else
                    f"its data_dir {data_dir!r} no longer holds the val.bin and meta.json it was trained on (gone, "
                    f"damaged, or another tokenizer's)")
             raise SystemExit(f"--convert_method={args.convert_method} fits V on calibration tokens and {why}; pass "

@@ -253,6 +253,21 @@ def test_tying_calibrates_on_the_checkpoints_own_validation_tokens(tmp_path, cap
         run(capsys, tmp_path / "run", "--proj=qk_v")
 
 
+def test_a_data_dir_this_user_cannot_read_is_named_not_called_gone(tmp_path, capsys, monkeypatch):
+    # as another user, an unreadable meta.json (or a data_dir not searchable) was "no longer holds the val.bin and
+    # meta.json it was trained on (gone, damaged, ...)", where a val.bin unreadable said so; root reads every file,
+    # so the denial is simulated where the checks meet it
+    make_data(tmp_path / "data")
+    make_ckpt(tmp_path / "run", BYTES_META, config={"data_dir": str(tmp_path / "data")})
+    meta = str(tmp_path / "data" / "meta.json")
+    monkeypatch.setattr(sample, "read_json", lambda path, what: (_ for _ in ()).throw(SystemExit(what)))
+    monkeypatch.setattr(os, "access", lambda path, mode: os.fspath(path) != meta)
+    with pytest.raises(SystemExit) as e:
+        run(capsys, tmp_path / "run", "--proj=qk_v")
+    assert str(e.value) == (f"--convert_method=lstsq fits V on calibration tokens and this user cannot read {meta} "
+                            f"(make it readable); pass --calib=FILE:path (or the text itself), or --convert_method=k.")
+
+
 def damage_val(path, how):
     val = np.fromfile(path / "val.bin", dtype=np.uint16)
     if how == "odd":
