@@ -197,14 +197,19 @@ def calibration(args, cfg, meta, data_dir):
     else:
         ids = own_val_tokens(data_dir, meta, n, cfg.vocab_size)
         if ids is None:
+            # a relative data_dir is the training's working folder's: from another folder it looks gone
+            moved = data_dir and not os.path.isabs(data_dir) and not os.path.isdir(data_dir)
             locked = data_dir and unreadable([data_dir] + [os.path.join(data_dir, f) for f in ("meta.json", "val.bin")])
             why = (f"{args.init_from} comes with no validation data" if args.init_from != "resume" else
                    f"{args.out_dir} names no data_dir" if not data_dir else
                    f"this user cannot read {locked} (make it readable)" if locked else
+                   f"its data_dir {data_dir!r} is a relative path, missing from this folder ({os.getcwd()})"
+                   if moved else
                    f"its data_dir {data_dir!r} no longer holds the val.bin and meta.json it was trained on (gone, "
                    f"damaged, or another tokenizer's)")
-            raise SystemExit(f"--convert_method={args.convert_method} fits V on calibration tokens and {why}; pass "
-                             f"--calib=FILE:path (or the text itself), or --convert_method=k.")
+            elsewhere = "run from the folder it was trained in, or " if moved and not locked else ""
+            raise SystemExit(f"--convert_method={args.convert_method} fits V on calibration tokens and {why}; "
+                             f"{elsewhere}pass --calib=FILE:path (or the text itself), or --convert_method=k.")
         where = f"{os.path.join(data_dir, 'val.bin')} (the checkpoint's own)"
     if len(ids) < bs:
         fix = (f"raise --calib_tokens to {bs} or more" if n < bs else "give a longer --calib text" if args.calib else

@@ -268,6 +268,22 @@ def test_a_data_dir_this_user_cannot_read_is_named_not_called_gone(tmp_path, cap
                             f"(make it readable); pass --calib=FILE:path (or the text itself), or --convert_method=k.")
 
 
+def test_a_relative_data_dir_from_another_folder_says_so(tmp_path, capsys, monkeypatch):
+    # trained with --data_dir=data in one folder, converted from another: "its data_dir 'data' no longer holds the
+    # val.bin and meta.json it was trained on (gone, ...)" where they were still there, beside the run
+    make_data(tmp_path / "data")
+    make_ckpt(tmp_path / "run", BYTES_META, config={"data_dir": "data"})
+    monkeypatch.chdir(tmp_path / "run")
+    with pytest.raises(SystemExit) as e:
+        run(capsys, tmp_path / "run", "--proj=qk_v")
+    assert str(e.value) == (f"--convert_method=lstsq fits V on calibration tokens and its data_dir 'data' is a relative "
+                            f"path, missing from this folder ({tmp_path / 'run'}); run from the folder it was trained "
+                            f"in, or pass --calib=FILE:path (or the text itself), or --convert_method=k.")
+    monkeypatch.chdir(tmp_path)
+    assert "V tied to K by lstsq fitted on" in run(capsys, tmp_path / "run", "--proj=qk_v", "--max_new_tokens=1",
+                                                   "--num_samples=1")
+
+
 def damage_val(path, how):
     val = np.fromfile(path / "val.bin", dtype=np.uint16)
     if how == "odd":
