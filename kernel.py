@@ -155,9 +155,11 @@ def decode_attention(q, k_cache, v_cache=None, lengths=None, scale=None, *, rope
     G = H // H_kv
     if B == 0:  # no programs to launch (auto_splits divided by the batch)
         return q.new_empty(0, H, D)
-    # clamped: a length past int32 wrapped in the cast below (2**40 to 0 positions: NaN, where the reference reads
-    # the whole cache, as the docstring says)
-    lengths = torch.full((B,), T_max, device=q.device) if lengths is None else lengths.long().clamp(max=T_max)
+    # wider ints clamped: a length past int32 wrapped in the cast below (2**40 to 0 positions: NaN, where the
+    # reference reads the whole cache, as the docstring says); the model's int32 tensor goes through untouched
+    # (no allocation per layer and step)
+    lengths = torch.full((B,), T_max, device=q.device) if lengths is None else \
+        lengths if lengths.dtype == torch.int32 else lengths.long().clamp(max=T_max)
     if num_splits is None:
         num_splits = auto_splits(B, H_kv, T_max, block_n, q.device)
     split_len = triton.cdiv(triton.cdiv(T_max, num_splits), block_n) * block_n
