@@ -118,10 +118,11 @@ def check_inputs(q, k_cache, v_cache, lengths):
     if v_cache is not None and v_cache.shape != k_cache.shape:
         raise ValueError(f"v_cache must have k_cache's shape {tuple(k_cache.shape)} (or be None for V = K); "
                          f"got {tuple(v_cache.shape)}.")
-    if lengths is not None and (lengths.shape != (B,) or lengths.is_floating_point() or lengths.is_complex()):
+    if lengths is not None and (not torch.is_tensor(lengths) or lengths.shape != (B,) or lengths.is_floating_point()
+                                or lengths.is_complex()):  # a list was an AttributeError
         # float lengths: the kernel cut 3.7 to 3 positions where the reference masks 4, a silent disagreement
         raise ValueError(f"lengths must be a [B] = [{B}] integer tensor of valid positions; got "
-                         f"{tuple(lengths.shape)} {lengths.dtype}.")
+                         f"{f'{tuple(lengths.shape)} {lengths.dtype}' if torch.is_tensor(lengths) else lengths}.")
     if q.dtype != k_cache.dtype or (v_cache is not None and v_cache.dtype != k_cache.dtype):
         raise ValueError(f"q, k_cache and v_cache must share one dtype; got {q.dtype} and {k_cache.dtype}.")
 
@@ -144,10 +145,21 @@ def decode_attention(q, k_cache, v_cache=None, lengths=None, scale=None, *, rope
                          "the rotated keys and pass rope_base=None.")
     if rope_base is not None and not (math.isfinite(rope_base) and rope_base > 0):  # 0 ran unrotated, as no RoPE
         raise ValueError(f"rope_base must be a finite number > 0, as GPTConfig's; got {rope_base}.")
+    if not (isinstance(num_splits, int) and num_splits >= 1 or num_splits is None) or \
+            not (isinstance(block_n, int) and block_n >= 16 and block_n & (block_n - 1) == 0):
+        # 0 was a ZeroDivisionError, 48 the interpreter's "arange's range must be a power of 2"
+        raise ValueError(f"num_splits must be an int >= 1 (or None) and block_n a power of two >= 16 (tl.dot's "
+                         f"least tile); got {num_splits} and {block_n}.")
     B, H, D = q.shape
     H_kv, T_max = k_cache.size(1), k_cache.size(2)
     G = H // H_kv
-    lengths = torch.full((B,), T_max, device=q.device) if lengths is None else lengths
+    if B == 0:  # no programs to launch (auto_splits divided by the batch)
+        return q.new_empty(0, H, D)
+    # wider ints clamped: a length past int32 wrapped in the cast below (2**40 to 0 positions: NaN, where the
+    # reference reads the whole cache, as the docstring says); the model's int32 tensor goes through untouched
+    # (no allocation per layer and step)
+    lengths = torch.full((B,), T_max, device=q.device) if lengths is None else \
+        lengths if lengths.dtype == torch.int32 else lengths.long().clamp(max=T_max)
     if num_splits is None:
         num_splits = auto_splits(B, H_kv, T_max, block_n, q.device)
     split_len = triton.cdiv(triton.cdiv(T_max, num_splits), block_n) * block_n

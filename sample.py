@@ -151,10 +151,15 @@ def read_text_file(path, given, fix):
                          f"meta.json is beside it), not text; give the text file it was prepared from.")
     try:  # newline="": the file's own bytes, "\r\n" kept as train.py's data keeps it (prepare reads bytes)
         with open(path, encoding="utf-8", newline="") as f:
-            return f.read()
+            text = f.read()
     except (OSError, UnicodeDecodeError) as e:  # missing, a folder, unreadable, or not text
         why = e.reason if isinstance(e, UnicodeDecodeError) else e.strerror
         raise SystemExit(f"{given}: cannot read it as UTF-8 text ({why}); {fix}.")
+    if "\0" in text:  # a byte-level token file copied or renamed (a NUL after every byte) decodes as UTF-8 too,
+        # and the bytes tokenizer reads a NUL as the document separator (prepare drops them): no text holds one
+        raise SystemExit(f"{given}: holds NUL bytes, as a file of token ids (prepare_slimpajama.py's .bin, copied "
+                         f"or renamed) does, not text; {fix}.")
+    return text
 
 
 def own_val_tokens(data_dir, meta, n, vocab_size):
@@ -176,6 +181,13 @@ def own_val_tokens(data_dir, meta, n, vocab_size):
     return ids.tolist() if int(ids.max()) < vocab_size else None
 
 
+def unreadable(paths):
+    """The first of paths that exists and this user may not read (a folder: list and enter), else None: as another
+    user, a data_dir's meta.json or the folder itself looked gone to own_val_tokens."""
+    return next((p for p in paths if os.path.exists(p)
+                 and not os.access(p, os.R_OK | (os.X_OK if os.path.isdir(p) else 0))), None)
+
+
 def calibration(args, cfg, meta, data_dir):
     """Token ids [B, block_size] that lstsq and split fit on: --calib's text, else the checkpoint's own validation
     tokens. -> (ids, where they come from)."""
@@ -185,12 +197,19 @@ def calibration(args, cfg, meta, data_dir):
     else:
         ids = own_val_tokens(data_dir, meta, n, cfg.vocab_size)
         if ids is None:
+            # a relative data_dir is the training's working folder's: from another folder it looks gone
+            moved = data_dir and not os.path.isabs(data_dir) and not os.path.isdir(data_dir)
+            locked = data_dir and unreadable([data_dir] + [os.path.join(data_dir, f) for f in ("meta.json", "val.bin")])
             why = (f"{args.init_from} comes with no validation data" if args.init_from != "resume" else
                    f"{args.out_dir} names no data_dir" if not data_dir else
+                   f"this user cannot read {locked} (make it readable)" if locked else
+                   f"its data_dir {data_dir!r} is a relative path, missing from this folder ({os.getcwd()})"
+                   if moved else
                    f"its data_dir {data_dir!r} no longer holds the val.bin and meta.json it was trained on (gone, "
                    f"damaged, or another tokenizer's)")
-            raise SystemExit(f"--convert_method={args.convert_method} fits V on calibration tokens and {why}; pass "
-                             f"--calib=FILE:path (or the text itself), or --convert_method=k.")
+            elsewhere = "run from the folder it was trained in, or " if moved and not locked else ""
+            raise SystemExit(f"--convert_method={args.convert_method} fits V on calibration tokens and {why}; "
+                             f"{elsewhere}pass --calib=FILE:path (or the text itself), or --convert_method=k.")
         where = f"{os.path.join(data_dir, 'val.bin')} (the checkpoint's own)"
     if len(ids) < bs:
         fix = (f"raise --calib_tokens to {bs} or more" if n < bs else "give a longer --calib text" if args.calib else

@@ -108,10 +108,26 @@ def test_defaults_scale_and_strided_q():
     # float lengths: the kernel cut 3.7 to 3 positions, the reference masked 4; rope_base 0 ran as no rotation
     ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, torch.tensor([3.7, 5.0])), "integer tensor"),
     ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, None, None, 0.0), "rope_base must be a finite number > 0"),
+    # a list was an AttributeError, num_splits 0 a ZeroDivisionError, block_n 48 the interpreter's own error
+    ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, [5, 5]), "integer tensor"),
+    ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, None, None, None, 0), "num_splits must be an int >= 1"),
+    ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, None, None, None, None, 48), "block_n a power of two"),
 ])
 def test_bad_inputs_name_the_field(args, field):
+    kw = dict(zip(("rope_base", "num_splits", "block_n"), args[5:]))
     with pytest.raises(ValueError, match=field):
-        decode_attention(*args[:5], **({"rope_base": args[5]} if len(args) > 5 else {}))
+        decode_attention(*args[:5], **{k: v for k, v in kw.items() if v is not None})
+
+
+@runs_kernels
+def test_lengths_past_int32_and_an_empty_batch_read_as_the_reference():
+    # 2**40 wrapped to 0 in the kernel's int32 cast (NaN), where the reference reads the whole cache; a batch of 0
+    # divided by zero in auto_splits
+    q, k, _ = inputs(4, 2, 32, torch.float32, separate_v=False, B=2)
+    lengths = torch.tensor([2 ** 40, 3], device=DEVICE)
+    torch.testing.assert_close(decode_attention(q, k, None, lengths, block_n=BLOCK_N),
+                               decode_attention_ref(q, k, None, lengths), **TOL[torch.float32])
+    assert decode_attention(q[:0], k[:0], block_n=BLOCK_N).shape == (0, 4, 32)
 
 
 @runs_kernels

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -252,6 +253,37 @@ def test_tying_calibrates_on_the_checkpoints_own_validation_tokens(tmp_path, cap
         run(capsys, tmp_path / "run", "--proj=qk_v")
 
 
+def test_a_data_dir_this_user_cannot_read_is_named_not_called_gone(tmp_path, capsys, monkeypatch):
+    # as another user, an unreadable meta.json (or a data_dir not searchable) was "no longer holds the val.bin and
+    # meta.json it was trained on (gone, damaged, ...)", where a val.bin unreadable said so; root reads every file,
+    # so the denial is simulated where the checks meet it
+    make_data(tmp_path / "data")
+    make_ckpt(tmp_path / "run", BYTES_META, config={"data_dir": str(tmp_path / "data")})
+    meta = str(tmp_path / "data" / "meta.json")
+    monkeypatch.setattr(sample, "read_json", lambda path, what: (_ for _ in ()).throw(SystemExit(what)))
+    monkeypatch.setattr(os, "access", lambda path, mode: os.fspath(path) != meta)
+    with pytest.raises(SystemExit) as e:
+        run(capsys, tmp_path / "run", "--proj=qk_v")
+    assert str(e.value) == (f"--convert_method=lstsq fits V on calibration tokens and this user cannot read {meta} "
+                            f"(make it readable); pass --calib=FILE:path (or the text itself), or --convert_method=k.")
+
+
+def test_a_relative_data_dir_from_another_folder_says_so(tmp_path, capsys, monkeypatch):
+    # trained with --data_dir=data in one folder, converted from another: "its data_dir 'data' no longer holds the
+    # val.bin and meta.json it was trained on (gone, ...)" where they were still there, beside the run
+    make_data(tmp_path / "data")
+    make_ckpt(tmp_path / "run", BYTES_META, config={"data_dir": "data"})
+    monkeypatch.chdir(tmp_path / "run")
+    with pytest.raises(SystemExit) as e:
+        run(capsys, tmp_path / "run", "--proj=qk_v")
+    assert str(e.value) == (f"--convert_method=lstsq fits V on calibration tokens and its data_dir 'data' is a relative "
+                            f"path, missing from this folder ({tmp_path / 'run'}); run from the folder it was trained "
+                            f"in, or pass --calib=FILE:path (or the text itself), or --convert_method=k.")
+    monkeypatch.chdir(tmp_path)
+    assert "V tied to K by lstsq fitted on" in run(capsys, tmp_path / "run", "--proj=qk_v", "--max_new_tokens=1",
+                                                   "--num_samples=1")
+
+
 def damage_val(path, how):
     val = np.fromfile(path / "val.bin", dtype=np.uint16)
     if how == "odd":
@@ -382,3 +414,17 @@ def test_a_file_named_without_file_prefix_or_a_token_file_is_refused_not_read_as
         run(capsys, tmp_path / "run", f"--calib=FILE:{tmp_path / 'calib.txt'}", "--proj=qk_v")
     out = run(capsys, tmp_path / "run", f"--calib=FILE:{text}", "--proj=qk_v", "--max_new_tokens=2", "--num_samples=1")
     assert "lstsq fitted on 832 tokens of --calib" in out
+
+
+def test_a_token_file_copied_or_renamed_is_refused_not_read_as_text(tmp_path, capsys):
+    # val.bin copied away from its meta.json (calib.dat) decodes as UTF-8, a NUL after every byte: --calib fitted V
+    # on it and eval.py --text scored it, exit 0
+    make_ckpt(tmp_path / "run", BYTES_META, proj="qkv")
+    make_data(tmp_path / "data")
+    shutil.copy(tmp_path / "data" / "val.bin", tmp_path / "calib.dat")
+    for flag, *convert in (("--start",), ("--calib", "--proj=qk_v")):
+        with pytest.raises(SystemExit) as e:
+            run(capsys, tmp_path / "run", f"{flag}=FILE:{tmp_path / 'calib.dat'}", *convert)
+        assert str(e.value) == (f"{flag}=FILE:{tmp_path / 'calib.dat'}: holds NUL bytes, as a file of token ids "
+                                f"(prepare_slimpajama.py's .bin, copied or renamed) does, not text; give the text or "
+                                f"FILE:<a text file>.")
