@@ -19,7 +19,7 @@ from dataclasses import replace
 import tiktoken
 import torch
 
-from checkpoint import load_checkpoint, read_json, tokens
+from checkpoint import load_checkpoint, read_json, tokens, unreadable
 from configurator import Parser, cli, compile_failure, number
 from convert import (GPT2_SIZES, TIE_METHODS, check_conversion, conversion_note, convert_state_dict, gpt2_config,
                      load_gpt2, ties_v)
@@ -181,13 +181,6 @@ def own_val_tokens(data_dir, meta, n, vocab_size):
     return ids.tolist() if int(ids.max()) < vocab_size else None
 
 
-def unreadable(paths):
-    """The first of paths that exists and this user may not read (a folder: list and enter), else None: as another
-    user, a data_dir's meta.json or the folder itself looked gone to own_val_tokens."""
-    return next((p for p in paths if os.path.exists(p)
-                 and not os.access(p, os.R_OK | (os.X_OK if os.path.isdir(p) else 0))), None)
-
-
 def calibration(args, cfg, meta, data_dir):
     """Token ids [B, block_size] that lstsq and split fit on: --calib's text, else the checkpoint's own validation
     tokens. -> (ids, where they come from)."""
@@ -199,7 +192,8 @@ def calibration(args, cfg, meta, data_dir):
         if ids is None:
             # a relative data_dir is the training's working folder's: from another folder it looks gone
             moved = data_dir and not os.path.isabs(data_dir) and not os.path.isdir(data_dir)
-            locked = data_dir and unreadable([data_dir] + [os.path.join(data_dir, f) for f in ("meta.json", "val.bin")])
+            locked = data_dir and next((p for p in (os.path.join(data_dir, f) for f in ("meta.json", "val.bin"))
+                                        if unreadable(p)), None)  # a folder not searchable: its files say so
             why = (f"{args.init_from} comes with no validation data" if args.init_from != "resume" else
                    f"{args.out_dir} names no data_dir" if not data_dir else
                    f"this user cannot read {locked} (make it readable)" if locked else

@@ -11,6 +11,7 @@ import pytest
 import tiktoken
 import torch
 
+import checkpoint
 import sample
 from convert import convert_state_dict
 from model import GPT, GPTConfig
@@ -261,7 +262,12 @@ def test_a_data_dir_this_user_cannot_read_is_named_not_called_gone(tmp_path, cap
     make_ckpt(tmp_path / "run", BYTES_META, config={"data_dir": str(tmp_path / "data")})
     meta = str(tmp_path / "data" / "meta.json")
     monkeypatch.setattr(sample, "read_json", lambda path, what: (_ for _ in ()).throw(SystemExit(what)))
-    monkeypatch.setattr(os, "access", lambda path, mode: os.fspath(path) != meta)
+
+    def guarded_open(path, *args, **kwargs):
+        if os.fspath(path) == meta:
+            raise PermissionError(13, "Permission denied", meta)
+        return open(path, *args, **kwargs)
+    monkeypatch.setattr(checkpoint, "open", guarded_open, raising=False)  # checkpoint.unreadable's own read
     with pytest.raises(SystemExit) as e:
         run(capsys, tmp_path / "run", "--proj=qk_v")
     assert str(e.value) == (f"--convert_method=lstsq fits V on calibration tokens and this user cannot read {meta} "
