@@ -11,6 +11,7 @@ Retrofit:        python train.py config/cpu_lm_qk_v.py --init_from=out-cpu_lm/qk
                      --out_dir=out-qk_v-from-qkv    (a qkv checkpoint, or --init_from=gpt2, converted to qk_v)
 """
 
+import atexit
 import contextlib
 import errno
 import fcntl
@@ -401,15 +402,17 @@ iter_num = ckpt["iter_num"] if ckpt else 0  # where training stands
 saved_iter = ckpt["iter_num"] if ckpt else None  # where the checkpoint in out_dir stands (None: none yet)
 saving = False  # a save is under way: Ctrl-C may land before or after its rename, so the file says which
 made = []  # the folders lock_out_dir() made for out_dir, the deepest first
+made_files = []  # train.lock if this run made it, and log.jsonl when this run writes it from the start
 
 
 def unmake():
-    """A run stopped before its first checkpoint (Ctrl-C, a full disk) in an out_dir it made leaves no folder behind:
-    only its lock and log are there, and the same command starts again from nothing either way."""
-    if saved_iter is None and made:
-        for name in ("log.jsonl", "train.lock"):
+    """A run stopped before its first checkpoint (Ctrl-C, a full disk, a non-finite loss, a bad batch) leaves out_dir
+    as it found it: not the folders it made, nor its own lock and log. The same command starts again from nothing
+    either way."""
+    if saved_iter is None:
+        for path in made_files:
             with contextlib.suppress(OSError):
-                os.remove(os.path.join(out_dir, name))
+                os.remove(path)
         for d in made:
             with contextlib.suppress(OSError):  # one that holds anything else stays
                 os.rmdir(d)
@@ -473,14 +476,15 @@ def lock_out_dir():
         try:
             os.makedirs(out_dir, exist_ok=True)
             f = open(os.path.join(out_dir, "train.lock"), "a+")
+            if fresh:
+                made_files.append(f.name)
         except (OSError, RecursionError) as e:  # os.makedirs recurses once per folder to make: a thousand is too many
             why = e.strerror if isinstance(e, OSError) else "nested too deep to create"
             sys.exit(f"out_dir {out_dir!r} is not a writable directory ({why}); {elsewhere}.")
         return claim(f)
     except SystemExit:
-        if fresh and f:
+        if f:
             f.close()
-            os.remove(f.name)
         unmake()
         raise
 
@@ -704,6 +708,8 @@ def open_log():
         # its own, not through the link into that run's (the save replaces a linked ckpt.pt the same way)
         os.remove(path)
     f = open(path, "w")
+    if saved_iter is None:
+        made_files.append(path)
     f.writelines(kept)
     f.flush()  # now: left to the first log line, a Ctrl-C or kill in a resume's first evaluation emptied the log
     return f
@@ -726,6 +732,7 @@ def log(entry, text):
 
 if master:
     lock = lock_out_dir()  # taken after every check, so a refused run leaves no out_dir behind
+    atexit.register(unmake)  # sys.exit before the first save (a non-finite loss, a bad batch, a failed save)
     if init_from != "resume" and os.path.exists(ckpt_path):  # another run saved here since the check above
         sys.exit(f"{ckpt_path} exists; continue it with --init_from=resume or train into another --out_dir.")
     logf = open_log()

@@ -724,6 +724,17 @@ def test_a_run_stopped_before_its_first_save_leaves_no_out_dir_it_made(tmp_path,
     assert os.listdir(tmp_path) == []
 
 
+def test_a_run_diverged_before_its_first_save_leaves_the_out_dir_as_it_found_it(tmp_path, data_dir):
+    # a non-finite loss (sys.exit, not Ctrl-C) left out/new/deeper holding train.lock and log.jsonl; and Ctrl-C or a
+    # full disk in an out_dir that existed left this run's lock and log beside the files already there
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("kept")
+    for out in (tmp_path / "new" / "deeper", tmp_path / "mine"):
+        r = train(data_dir, out, "--learning_rate=1e6", "--min_lr=0", "--warmup_iters=0", check=False)
+        assert r.returncode == 1 and "stopped before any checkpoint was saved" in r.stderr, r.stderr
+    assert os.listdir(tmp_path) == ["mine"] and os.listdir(tmp_path / "mine") == ["notes.txt"]
+
+
 def test_an_out_dir_refused_as_it_is_locked_is_left_as_it_was(tmp_path, data_dir, monkeypatch):
     # a disk too full for one more file: the refusal left the out_dir it had made, holding an empty train.lock
     def full(*a, **k):
