@@ -195,10 +195,12 @@ def torchrun_env():
         bad = ["RANK"]
     if bad:
         k = bad[0]
-        what = "not set" if not env[k] else f"{env[k]!r}, not below WORLD_SIZE {env['WORLD_SIZE']}" if k == "RANK" \
-            and env[k].isdigit() else f"{env[k]!r}, not a whole number"
-        sys.exit(f"RANK is set in the environment, so this process is one of torchrun's, but {k} is {what}; start "
-                 f"train.py with torchrun, or unset RANK (and WORLD_SIZE, LOCAL_RANK) to run one process.")
+        what = ("empty" if k in os.environ else "not set") if not env[k] else \
+            f"{env[k]!r}, not below WORLD_SIZE {env['WORLD_SIZE']}" if k == "RANK" and env[k].isdigit() else \
+            f"{env[k]!r}, not a whole number"
+        why = "but empty" if k == "RANK" and not env[k] else f"so this process is one of torchrun's, but {k} is {what}"
+        sys.exit(f"RANK is set in the environment, {why}; start train.py with torchrun, or unset RANK (and "
+                 f"WORLD_SIZE, LOCAL_RANK) to run one process.")
     return int(env["RANK"]), int(env["LOCAL_RANK"]), int(env["WORLD_SIZE"])
 
 

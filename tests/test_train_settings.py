@@ -821,15 +821,18 @@ def test_ctrl_c_just_after_a_save_names_the_iteration_the_file_holds(finished, d
      "RANK is 'x', not a whole number"),
     ({"RANK": "3", "LOCAL_RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "h", "MASTER_PORT": "1"},
      "RANK is '3', not below WORLD_SIZE 2"),
-    ({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_PORT": "1"}, "MASTER_ADDR is not set")])
+    ({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_PORT": "1"}, "MASTER_ADDR is not set"),
+    ({"RANK": "0", "LOCAL_RANK": "", "WORLD_SIZE": "1", "MASTER_PORT": "1"}, "LOCAL_RANK is empty"),
+    ({"RANK": ""}, None)])  # `export RANK=`: it said "RANK is set ..., but RANK is not set"
 def test_part_of_torchruns_environment_is_one_sentence(env, says, tmp_path, monkeypatch):
     for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(k, raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     msg = refusal(monkeypatch, tmp_path, [])
-    assert msg == (f"RANK is set in the environment, so this process is one of torchrun's, but {says}; start "
-                   f"train.py with torchrun, or unset RANK (and WORLD_SIZE, LOCAL_RANK) to run one process.")
+    why = f"so this process is one of torchrun's, but {says}" if says else "but empty"
+    assert msg == (f"RANK is set in the environment, {why}; start train.py with torchrun, or unset RANK (and "
+                   f"WORLD_SIZE, LOCAL_RANK) to run one process.")
 
 
 def test_a_process_whose_others_never_come_says_so_in_one_sentence(tmp_path, monkeypatch, data_dir):
