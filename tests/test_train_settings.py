@@ -120,10 +120,12 @@ def test_every_bad_setting_is_its_own_line(tmp_path, monkeypatch):
 
 def test_every_string_given_empty_is_one_line_naming_its_default(defaults, tmp_path, monkeypatch):
     # --data_dir= was told to "prepare it with ... --out_dir=", --init_from= "no checkpoint at ckpt.pt"
-    for key in (k for k, v in defaults.items() if type(v) is str):
-        msg = refusal(monkeypatch, tmp_path, [f"--{key}="])
-        assert msg == f"{key} is empty in --{key}=; give it a value, or leave it out for the default " \
-                      f"{defaults[key]!r}.", msg
+    # --out_dir=" " trained into a folder named ' ' and --data_dir=" " was told to prepare with --out_dir=
+    for value, what in (("", "empty"), (" ", "only spaces (' ')")):
+        for key in (k for k, v in defaults.items() if type(v) is str):
+            msg = refusal(monkeypatch, tmp_path, [f"--{key}={value}"])
+            assert msg == f"{key} is {what} in --{key}={value}; give it a value, or leave it out for the default " \
+                          f"{defaults[key]!r}.", msg
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "1", "nan", "inf", "-inf"])
