@@ -438,6 +438,23 @@ def test_a_finished_run_asked_again_on_data_prepared_again_is_not_this_run(tmp_p
                   f"again since; train this run into another --out_dir, or delete {out} to train it there again."
     assert snapshot(out) == before
 
+
+def test_data_prepared_again_from_other_text_of_the_same_length_is_not_this_run(tmp_path, monkeypatch):
+    # the same token counts (an edited input.txt, another text of its size): "nothing to do", exit 0, and a resume
+    # went on on the new text without a word; prepare's fingerprint of its input files tells them apart
+    data, out = tmp_path / "data", tmp_path / "out"
+    make_data(data)
+    meta = json.loads((data / "meta.json").read_text())
+    (data / "meta.json").write_text(json.dumps({**meta, "settings": {"shards_sha1": "a"}}))
+    train(data, out, "--max_iters=2")
+    (data / "meta.json").write_text(json.dumps({**meta, "settings": {"shards_sha1": "b"}}))
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data}", f"--out_dir={out}", "--max_iters=2"])
+    assert msg == f"{out / 'ckpt.pt'} holds a finished run of these settings, trained on other data than " \
+                  f"{data / 'meta.json'} records now (input files of other names, sizes or modification times than " \
+                  f"the checkpoint's): {data} was prepared again since; train this run into another --out_dir, or " \
+                  f"delete {out} to train it there again."
+
+
 def test_a_longer_resume_says_that_its_cosine_raises_the_rate_again(data_dir, tmp_path):
     # the finished run's own advice (raise --max_iters, add --init_from=resume) stretched the cosine to the new end:
     # the rate went from min_lr back up without a word
