@@ -585,6 +585,15 @@ if master and moved and config["data_dir"] == ckpt["config"].get("data_dir"):
     print(f"{os.path.join(data_dir, 'meta.json')} records other data than {ckpt_path} was trained on: "
           f"{', '.join(moved)}; the resumed run trains and evaluates on the data there now.")
 
+# validation batches per process: about eval_tokens, but no more than val.bin holds; beyond it the windows wrapped
+# round and scored some of its tokens several times (a mean weighted towards its start, in several passes' time)
+val_batches = max(1, eval_tokens // (batch_size * block_size * world_size))
+if val_batches > (whole := max(1, (len(tokens(data_dir, "val")) - 1) // (batch_size * block_size * world_size))):
+    val_batches = whole
+    if master:
+        print(f"eval_tokens={eval_tokens:,} is more than {data_dir}/val.bin holds ({len(tokens(data_dir, 'val')):,} "
+              f"tokens): each evaluation scores its first {whole * batch_size * block_size * world_size:,} once.")
+
 
 def get_batch(split, *key):
     """x, y [batch_size, block_size]. train: random windows from a generator seeded by (seed, *key), with key =
@@ -683,7 +692,7 @@ if ddp and not fsdp:
 def estimate_val_loss():
     """Mean loss over about eval_tokens validation tokens, shared among the processes; the same on every rank."""
     model.eval()
-    n = max(1, eval_tokens // (batch_size * block_size * world_size))  # batches per process
+    n = val_batches
     total = torch.zeros((), device=device)
     for k in range(n):
         x, y = get_batch("val", rank * n + k)

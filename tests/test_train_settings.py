@@ -455,6 +455,15 @@ def test_data_prepared_again_from_other_text_of_the_same_length_is_not_this_run(
                   f"delete {out} to train it there again."
 
 
+def test_eval_tokens_beyond_the_validation_split_score_it_once(data_dir, tmp_path):
+    # the windows wrapped round val.bin (4,000 tokens here) and scored its tokens up to 25 times, without a word
+    r = train(data_dir, tmp_path / "out", "--max_iters=0", "--eval_tokens=100000")
+    assert r.stdout.splitlines()[0] == f"eval_tokens=100,000 is more than {data_dir}/val.bin holds (4,000 tokens): " \
+                                       f"each evaluation scores its first 3,968 once."
+    whole = train(data_dir, tmp_path / "whole", "--max_iters=0", "--eval_tokens=3968")
+    assert "is more than" not in whole.stdout and read_log(tmp_path / "out") == read_log(tmp_path / "whole")
+
+
 def test_a_longer_resume_says_that_its_cosine_raises_the_rate_again(data_dir, tmp_path):
     # the finished run's own advice (raise --max_iters, add --init_from=resume) stretched the cosine to the new end:
     # the rate went from min_lr back up without a word
