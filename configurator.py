@@ -42,9 +42,10 @@ def check(key, value, defaults, where, hints=None):
     if type(value) is not want:  # strict: True is no int, 1 is no bool
         raise SystemExit(f"{key} must be of type {want.__name__} (like {defaults[key]!r}); {where} gives "
                          f"{value!r} of type {type(value).__name__}.")
-    if value == "" and defaults[key]:  # --out_dir= is no folder: the current one, or a makedirs('') error, later
-        raise SystemExit(f"{key} is empty in {where}; give it a value, or leave it out for the default "
-                         f"{defaults[key]!r}.")
+    # --out_dir= is no folder: the current one, or a makedirs('') error, later; --out_dir=" " a folder named ' '
+    if type(value) is str and not value.strip() and defaults[key]:
+        raise SystemExit(f"{key} is {'empty' if not value else f'only spaces ({value!r})'} in {where}; give it a "
+                         f"value, or leave it out for the default {defaults[key]!r}.")
     return value
 
 
@@ -269,8 +270,9 @@ class Parser(argparse.ArgumentParser):
         ns, rest = super().parse_known_args(args, namespace)
         for a in self._actions:
             if a.option_strings and a.type is None and isinstance(a.default, str) and a.default \
-                    and getattr(ns, a.dest, None) == "":
-                self.error(f"{max(a.option_strings, key=len)} is empty; give it a value, or leave it out for the "
+                    and isinstance(v := getattr(ns, a.dest, None), str) and not v.strip():
+                what = "empty" if not v else f"only spaces ({v!r})"
+                self.error(f"{max(a.option_strings, key=len)} is {what}; give it a value, or leave it out for the "
                            f"default {a.default!r}")
         return ns, rest
 

@@ -85,10 +85,15 @@ class GPTConfig:
             raise ValueError(f"pos_conv_basis must be one of {', '.join(POS_CONV_BASES)}; got {self.pos_conv_basis!r}.")
         if self.pos_emb not in POS_EMBS:
             raise ValueError(f"pos_emb must be one of {', '.join(POS_EMBS)}; got {self.pos_emb!r}.")
-        if self.pos_emb == "rope" and (self.attn == "linear" or self.pos_conv or self.n_embd // self.n_head % 2):
-            raise ValueError("pos_emb='rope' needs attn='softmax' (φ(R q)ᵀ φ(R k) of linear attention does not "
-                             "depend on the offset alone), pos_conv=0 ((X)+ is a second positional bias on the same "
-                             "scores) and an even head_dim; use pos_emb='learned' or 'none' otherwise.")
+        if self.pos_emb == "rope":  # each sentence names the setting in the way, not every condition at once
+            head_dim = self.n_embd // self.n_head
+            why = "attn='softmax' (φ(R q)ᵀ φ(R k) of linear attention does not depend on the offset alone); got " \
+                "attn='linear'" if self.attn == "linear" else f"pos_conv=0 ((X)+ is a second positional bias on " \
+                f"the same scores); got pos_conv={self.pos_conv}" if self.pos_conv else f"an even head_dim (it " \
+                f"rotates pairs of dimensions); n_embd/n_head = {self.n_embd}/{self.n_head} = {head_dim}" \
+                if head_dim % 2 else ""
+            if why:
+                raise ValueError(f"pos_emb='rope' needs {why}; change that, or use pos_emb='learned' or 'none'.")
         if self.pos_conv and self.attn == "linear":
             raise ValueError("pos_conv needs attn='softmax': linear attention has no score map to convolve.")
         # a setting of a part the model does not have would train without it, and without a word

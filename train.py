@@ -11,6 +11,7 @@ Retrofit:        python train.py config/cpu_lm_qk_v.py --init_from=out-cpu_lm/qk
                      --out_dir=out-qk_v-from-qkv    (a qkv checkpoint, or --init_from=gpt2, converted to qk_v)
 """
 
+import atexit
 import contextlib
 import errno
 import fcntl
@@ -194,10 +195,12 @@ def torchrun_env():
         bad = ["RANK"]
     if bad:
         k = bad[0]
-        what = "not set" if not env[k] else f"{env[k]!r}, not below WORLD_SIZE {env['WORLD_SIZE']}" if k == "RANK" \
-            and env[k].isdigit() else f"{env[k]!r}, not a whole number"
-        sys.exit(f"RANK is set in the environment, so this process is one of torchrun's, but {k} is {what}; start "
-                 f"train.py with torchrun, or unset RANK (and WORLD_SIZE, LOCAL_RANK) to run one process.")
+        what = ("empty" if k in os.environ else "not set") if not env[k] else \
+            f"{env[k]!r}, not below WORLD_SIZE {env['WORLD_SIZE']}" if k == "RANK" and env[k].isdigit() else \
+            f"{env[k]!r}, not a whole number"
+        why = "but empty" if k == "RANK" and not env[k] else f"so this process is one of torchrun's, but {k} is {what}"
+        sys.exit(f"RANK is set in the environment, {why}; start train.py with torchrun, or unset RANK (and "
+                 f"WORLD_SIZE, LOCAL_RANK) to run one process.")
     return int(env["RANK"]), int(env["LOCAL_RANK"]), int(env["WORLD_SIZE"])
 
 
@@ -327,9 +330,16 @@ def changed_settings(saved):
 
 def other_data(was, meta):
     """'key value (checkpoint: value)' for each token count data_dir's meta.json records other than the checkpoint's
-    meta (was): the same data_dir prepared again since the checkpoint, from other text or more shards."""
-    return [f"{k} {meta.get(k)!r} (checkpoint: {was[k]!r})" for k in ("train_tokens", "val_tokens")
-            if isinstance(was, dict) and isinstance(meta, dict) and k in was and meta.get(k) != was[k]]
+    meta (was), and a line for other input files (prepare's fingerprint of their names, sizes and times): the same
+    data_dir prepared again since the checkpoint, from other text or more shards, also of the same length."""
+    if not (isinstance(was, dict) and isinstance(meta, dict)):
+        return []
+    moved = [f"{k} {meta.get(k)!r} (checkpoint: {was[k]!r})" for k in ("train_tokens", "val_tokens")
+             if k in was and meta.get(k) != was[k]]
+    inputs = [m["settings"].get("shards_sha1") if isinstance(m.get("settings"), dict) else None for m in (was, meta)]
+    if not moved and None not in inputs and inputs[0] != inputs[1]:
+        moved.append("input files of other names, sizes or modification times than the checkpoint's")
+    return moved
 
 
 def data_meta():
@@ -401,15 +411,17 @@ iter_num = ckpt["iter_num"] if ckpt else 0  # where training stands
 saved_iter = ckpt["iter_num"] if ckpt else None  # where the checkpoint in out_dir stands (None: none yet)
 saving = False  # a save is under way: Ctrl-C may land before or after its rename, so the file says which
 made = []  # the folders lock_out_dir() made for out_dir, the deepest first
+made_files = []  # train.lock if this run made it, and log.jsonl when this run writes it from the start
 
 
 def unmake():
-    """A run stopped before its first checkpoint (Ctrl-C, a full disk) in an out_dir it made leaves no folder behind:
-    only its lock and log are there, and the same command starts again from nothing either way."""
-    if saved_iter is None and made:
-        for name in ("log.jsonl", "train.lock"):
+    """A run stopped before its first checkpoint (Ctrl-C, a full disk, a non-finite loss, a bad batch) leaves out_dir
+    as it found it: not the folders it made, nor its own lock and log. The same command starts again from nothing
+    either way."""
+    if saved_iter is None:
+        for path in made_files:
             with contextlib.suppress(OSError):
-                os.remove(os.path.join(out_dir, name))
+                os.remove(path)
         for d in made:
             with contextlib.suppress(OSError):  # one that holds anything else stays
                 os.rmdir(d)
@@ -473,14 +485,15 @@ def lock_out_dir():
         try:
             os.makedirs(out_dir, exist_ok=True)
             f = open(os.path.join(out_dir, "train.lock"), "a+")
+            if fresh:
+                made_files.append(f.name)
         except (OSError, RecursionError) as e:  # os.makedirs recurses once per folder to make: a thousand is too many
             why = e.strerror if isinstance(e, OSError) else "nested too deep to create"
             sys.exit(f"out_dir {out_dir!r} is not a writable directory ({why}); {elsewhere}.")
         return claim(f)
     except SystemExit:
-        if fresh and f:
+        if f:
             f.close()
-            os.remove(f.name)
         unmake()
         raise
 
@@ -571,6 +584,15 @@ moved = other_data(ckpt.get("meta"), meta) if init_from == "resume" else []
 if master and moved and config["data_dir"] == ckpt["config"].get("data_dir"):
     print(f"{os.path.join(data_dir, 'meta.json')} records other data than {ckpt_path} was trained on: "
           f"{', '.join(moved)}; the resumed run trains and evaluates on the data there now.")
+
+# validation batches per process: about eval_tokens, but no more than val.bin holds; beyond it the windows wrapped
+# round and scored some of its tokens several times (a mean weighted towards its start, in several passes' time)
+val_batches = max(1, eval_tokens // (batch_size * block_size * world_size))
+if val_batches > (whole := max(1, (len(tokens(data_dir, "val")) - 1) // (batch_size * block_size * world_size))):
+    val_batches = whole
+    if master:
+        print(f"eval_tokens={eval_tokens:,} is more than {data_dir}/val.bin holds ({len(tokens(data_dir, 'val')):,} "
+              f"tokens): each evaluation scores its first {whole * batch_size * block_size * world_size:,} once.")
 
 
 def get_batch(split, *key):
@@ -670,7 +692,7 @@ if ddp and not fsdp:
 def estimate_val_loss():
     """Mean loss over about eval_tokens validation tokens, shared among the processes; the same on every rank."""
     model.eval()
-    n = max(1, eval_tokens // (batch_size * block_size * world_size))  # batches per process
+    n = val_batches
     total = torch.zeros((), device=device)
     for k in range(n):
         x, y = get_batch("val", rank * n + k)
@@ -704,6 +726,8 @@ def open_log():
         # its own, not through the link into that run's (the save replaces a linked ckpt.pt the same way)
         os.remove(path)
     f = open(path, "w")
+    if saved_iter is None:
+        made_files.append(path)
     f.writelines(kept)
     f.flush()  # now: left to the first log line, a Ctrl-C or kill in a resume's first evaluation emptied the log
     return f
@@ -726,6 +750,7 @@ def log(entry, text):
 
 if master:
     lock = lock_out_dir()  # taken after every check, so a refused run leaves no out_dir behind
+    atexit.register(unmake)  # sys.exit before the first save (a non-finite loss, a bad batch, a failed save)
     if init_from != "resume" and os.path.exists(ckpt_path):  # another run saved here since the check above
         sys.exit(f"{ckpt_path} exists; continue it with --init_from=resume or train into another --out_dir.")
     logf = open_log()

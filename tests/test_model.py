@@ -578,7 +578,10 @@ def test_rope_has_no_position_table_and_ties_k_v_at_half_the_cache():
     torch.testing.assert_close(cache.layers[0]["k"][:, :, :6], z)
 
 
-@pytest.mark.parametrize("kw", [dict(attn="linear"), dict(pos_conv=8), dict(n_embd=36, n_head=4)])
-def test_rope_refuses_what_it_cannot_do(kw):
-    with pytest.raises(ValueError, match="pos_emb='rope'"):
+@pytest.mark.parametrize("kw, says", [(dict(attn="linear"), "got attn='linear'"), (dict(pos_conv=8), "got pos_conv=8"),
+                                      (dict(n_embd=36, n_head=4), "n_embd/n_head = 36/4 = 9")])
+def test_rope_refuses_what_it_cannot_do(kw, says):
+    # one sentence listed all three conditions, so an odd head_dim read as a linear-attention or (X)+ problem
+    with pytest.raises(ValueError, match="pos_emb='rope'") as e:
         tiny(pos_emb="rope", **kw)
+    assert str(e.value).count("got") + str(e.value).count("n_embd/n_head") == 1 and says in str(e.value)

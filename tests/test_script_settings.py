@@ -115,13 +115,14 @@ def test_a_text_setting_with_a_default_given_empty_is_one_line_naming_the_defaul
     for opt, a in settings(parser):
         if a.type is not None or a.choices or not isinstance(a.default, str) or not a.default:
             continue
-        with pytest.raises(SystemExit) as e:
-            parser.parse_args([*required, f"{opt}="])
-        lines = [line for line in capsys.readouterr().err.splitlines() if line.strip() and not line.startswith(
-            ("usage:", " "))]
-        if e.value.code != 2 or len(lines) != 1 or not lines[0].endswith(
-                f"error: {opt} is empty; give it a value, or leave it out for the default {a.default!r}"):
-            wrong.append((opt, e.value.code, lines))
+        for value, what in (("", "empty"), (" ", "only spaces (' ')")):  # " ": a folder named ' '
+            with pytest.raises(SystemExit) as e:
+                parser.parse_args([*required, f"{opt}={value}"])
+            lines = [line for line in capsys.readouterr().err.splitlines() if line.strip() and not line.startswith(
+                ("usage:", " "))]
+            if e.value.code != 2 or len(lines) != 1 or not lines[0].endswith(
+                    f"error: {opt} is {what}; give it a value, or leave it out for the default {a.default!r}"):
+                wrong.append((opt, value, e.value.code, lines))
     assert wrong == []
 
 

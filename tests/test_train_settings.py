@@ -120,10 +120,12 @@ def test_every_bad_setting_is_its_own_line(tmp_path, monkeypatch):
 
 def test_every_string_given_empty_is_one_line_naming_its_default(defaults, tmp_path, monkeypatch):
     # --data_dir= was told to "prepare it with ... --out_dir=", --init_from= "no checkpoint at ckpt.pt"
-    for key in (k for k, v in defaults.items() if type(v) is str):
-        msg = refusal(monkeypatch, tmp_path, [f"--{key}="])
-        assert msg == f"{key} is empty in --{key}=; give it a value, or leave it out for the default " \
-                      f"{defaults[key]!r}.", msg
+    # --out_dir=" " trained into a folder named ' ' and --data_dir=" " was told to prepare with --out_dir=
+    for value, what in (("", "empty"), (" ", "only spaces (' ')")):
+        for key in (k for k, v in defaults.items() if type(v) is str):
+            msg = refusal(monkeypatch, tmp_path, [f"--{key}={value}"])
+            assert msg == f"{key} is {what} in --{key}={value}; give it a value, or leave it out for the default " \
+                          f"{defaults[key]!r}.", msg
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "1", "nan", "inf", "-inf"])
@@ -436,6 +438,32 @@ def test_a_finished_run_asked_again_on_data_prepared_again_is_not_this_run(tmp_p
                   f"again since; train this run into another --out_dir, or delete {out} to train it there again."
     assert snapshot(out) == before
 
+
+def test_data_prepared_again_from_other_text_of_the_same_length_is_not_this_run(tmp_path, monkeypatch):
+    # the same token counts (an edited input.txt, another text of its size): "nothing to do", exit 0, and a resume
+    # went on on the new text without a word; prepare's fingerprint of its input files tells them apart
+    data, out = tmp_path / "data", tmp_path / "out"
+    make_data(data)
+    meta = json.loads((data / "meta.json").read_text())
+    (data / "meta.json").write_text(json.dumps({**meta, "settings": {"shards_sha1": "a"}}))
+    train(data, out, "--max_iters=2")
+    (data / "meta.json").write_text(json.dumps({**meta, "settings": {"shards_sha1": "b"}}))
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data}", f"--out_dir={out}", "--max_iters=2"])
+    assert msg == f"{out / 'ckpt.pt'} holds a finished run of these settings, trained on other data than " \
+                  f"{data / 'meta.json'} records now (input files of other names, sizes or modification times than " \
+                  f"the checkpoint's): {data} was prepared again since; train this run into another --out_dir, or " \
+                  f"delete {out} to train it there again."
+
+
+def test_eval_tokens_beyond_the_validation_split_score_it_once(data_dir, tmp_path):
+    # the windows wrapped round val.bin (4,000 tokens here) and scored its tokens up to 25 times, without a word
+    r = train(data_dir, tmp_path / "out", "--max_iters=0", "--eval_tokens=100000")
+    assert r.stdout.splitlines()[0] == f"eval_tokens=100,000 is more than {data_dir}/val.bin holds (4,000 tokens): " \
+                                       f"each evaluation scores its first 3,968 once."
+    whole = train(data_dir, tmp_path / "whole", "--max_iters=0", "--eval_tokens=3968")
+    assert "is more than" not in whole.stdout and read_log(tmp_path / "out") == read_log(tmp_path / "whole")
+
+
 def test_a_longer_resume_says_that_its_cosine_raises_the_rate_again(data_dir, tmp_path):
     # the finished run's own advice (raise --max_iters, add --init_from=resume) stretched the cosine to the new end:
     # the rate went from min_lr back up without a word
@@ -724,6 +752,17 @@ def test_a_run_stopped_before_its_first_save_leaves_no_out_dir_it_made(tmp_path,
     assert os.listdir(tmp_path) == []
 
 
+def test_a_run_diverged_before_its_first_save_leaves_the_out_dir_as_it_found_it(tmp_path, data_dir):
+    # a non-finite loss (sys.exit, not Ctrl-C) left out/new/deeper holding train.lock and log.jsonl; and Ctrl-C or a
+    # full disk in an out_dir that existed left this run's lock and log beside the files already there
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("kept")
+    for out in (tmp_path / "new" / "deeper", tmp_path / "mine"):
+        r = train(data_dir, out, "--learning_rate=1e6", "--min_lr=0", "--warmup_iters=0", check=False)
+        assert r.returncode == 1 and "stopped before any checkpoint was saved" in r.stderr, r.stderr
+    assert os.listdir(tmp_path) == ["mine"] and os.listdir(tmp_path / "mine") == ["notes.txt"]
+
+
 def test_an_out_dir_refused_as_it_is_locked_is_left_as_it_was(tmp_path, data_dir, monkeypatch):
     # a disk too full for one more file: the refusal left the out_dir it had made, holding an empty train.lock
     def full(*a, **k):
@@ -810,15 +849,18 @@ def test_ctrl_c_just_after_a_save_names_the_iteration_the_file_holds(finished, d
      "RANK is 'x', not a whole number"),
     ({"RANK": "3", "LOCAL_RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "h", "MASTER_PORT": "1"},
      "RANK is '3', not below WORLD_SIZE 2"),
-    ({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_PORT": "1"}, "MASTER_ADDR is not set")])
+    ({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_PORT": "1"}, "MASTER_ADDR is not set"),
+    ({"RANK": "0", "LOCAL_RANK": "", "WORLD_SIZE": "1", "MASTER_PORT": "1"}, "LOCAL_RANK is empty"),
+    ({"RANK": ""}, None)])  # `export RANK=`: it said "RANK is set ..., but RANK is not set"
 def test_part_of_torchruns_environment_is_one_sentence(env, says, tmp_path, monkeypatch):
     for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(k, raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     msg = refusal(monkeypatch, tmp_path, [])
-    assert msg == (f"RANK is set in the environment, so this process is one of torchrun's, but {says}; start "
-                   f"train.py with torchrun, or unset RANK (and WORLD_SIZE, LOCAL_RANK) to run one process.")
+    why = f"so this process is one of torchrun's, but {says}" if says else "but empty"
+    assert msg == (f"RANK is set in the environment, {why}; start train.py with torchrun, or unset RANK (and "
+                   f"WORLD_SIZE, LOCAL_RANK) to run one process.")
 
 
 def test_a_process_whose_others_never_come_says_so_in_one_sentence(tmp_path, monkeypatch, data_dir):
