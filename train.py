@@ -482,25 +482,30 @@ def lock_out_dir():
         made.append(d)
         d = os.path.dirname(d)
     try:
-        try:
-            os.makedirs(out_dir, exist_ok=True)
-            f = open(os.path.join(out_dir, "train.lock"), "a+")
-            if fresh:
-                made_files.append(f.name)
-        except (OSError, RecursionError) as e:  # os.makedirs recurses once per folder to make: a thousand is too many
-            why = e.strerror if isinstance(e, OSError) else "nested too deep to create"
-            sys.exit(f"out_dir {out_dir!r} is not a writable directory ({why}); {elsewhere}.")
+        os.makedirs(out_dir, exist_ok=True)
+        f = open(os.path.join(out_dir, "train.lock"), "a+")
+    except (OSError, RecursionError) as e:  # os.makedirs recurses once per folder to make: a thousand is too many
+        why = e.strerror if isinstance(e, OSError) else "nested too deep to create"
+        unmake()
+        sys.exit(f"out_dir {out_dir!r} is not a writable directory ({why}); {elsewhere}.")
+    if fresh:
+        made_files.append(f.name)
+    try:
+        in_use(f)
+    except SystemExit:  # another run holds out_dir (made at the same instant, perhaps): nothing there is this run's
+        made.clear()
+        made_files.clear()
+        raise
+    try:
         return claim(f)
     except SystemExit:
-        if f:
-            f.close()
+        f.close()
         unmake()
         raise
 
 
 def claim(f):
-    """f, the lock file just opened in out_dir: locked, and out_dir checked to take this run's files."""
-    in_use(f)
+    """f, the lock file this run holds in out_dir: out_dir checked to take this run's files."""
     try:
         os.remove(tempfile.mkstemp(dir=out_dir, prefix="ckpt.pt.", suffix=".tmp")[1])
     except OSError as e:

@@ -874,3 +874,18 @@ def test_a_process_whose_others_never_come_says_so_in_one_sentence(tmp_path, mon
     msg = refusal(monkeypatch, tmp_path, ["--ddp_timeout=1"], data_dir)
     assert msg.startswith(f"rank 1: could not join the other processes at 127.0.0.1:{port} (") and "\n" not in msg
     assert msg.endswith("start every process with torchrun, or unset RANK to run one process."), msg
+
+
+def test_a_run_refused_because_another_holds_the_out_dir_removes_nothing_there(tmp_path, data_dir, monkeypatch):
+    # two runs into one new out_dir at the same instant: both found no folder and no lock, so the one refused by the
+    # lock counted the folder and train.lock as its own and removed the winner's lock file (a third run then took a
+    # new one beside the winner); the lock is simulated as held by another process
+    import fcntl
+
+    def held(*args):
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+    monkeypatch.setattr(fcntl, "flock", held)
+    out = tmp_path / "new" / "out"
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}"])
+    assert msg.startswith(f"out_dir '{out}' is in use by another train.py run"), msg
+    assert os.listdir(out) == ["train.lock"]
