@@ -283,6 +283,9 @@ except ValueError as e:
 config.update(model_args)
 block_size = model_args["block_size"]
 tokens_per_iter = batch_size * block_size * gradient_accumulation_steps
+if total_tokens and "max_iters" in given:  # one length set twice: total_tokens decided, and max_iters went unread
+    sys.exit(f"max_iters={max_iters} and total_tokens={total_tokens:,} are both set, and total_tokens > 0 decides "
+             f"max_iters; set --total_tokens=0 to train for max_iters, or leave max_iters out.")
 if total_tokens:
     max_iters = total_tokens // tokens_per_iter
     if max_iters == 0:

@@ -297,10 +297,16 @@ def test_a_run_sized_by_total_tokens_is_told_to_raise_total_tokens(data_dir, tmp
     assert run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--total_tokens=512"]) == "0"
     # was "raise --max_iters", which total_tokens overrides: raising it ended in "max_iters is 2: nothing to train"
     assert "(to train on, raise --total_tokens and add --init_from=resume)" in capsys.readouterr().out
-    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--total_tokens=512",
-                                      "--init_from=resume", "--max_iters=4"])
-    assert msg == (f"{out / 'ckpt.pt'} is at iteration 2, and max_iters is 2 (set by total_tokens=512): nothing to "
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--total_tokens=256",
+                                      "--init_from=resume"])
+    assert msg == (f"{out / 'ckpt.pt'} is at iteration 2, and max_iters is 1 (set by total_tokens=256): nothing to "
                    f"train; raise --total_tokens to continue it.")
+    # --max_iters beside it went unread: a paper config (10B tokens) run with --max_iters=10 trained 400k iterations
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'new'}", "--total_tokens=512",
+                                      "--max_iters=4"])
+    assert msg == ("max_iters=4 and total_tokens=512 are both set, and total_tokens > 0 decides max_iters; set "
+                   "--total_tokens=0 to train for max_iters, or leave max_iters out.")
+    assert not (tmp_path / "new").exists()
 
 
 def test_resume_on_data_too_short_for_its_block_size_names_the_data_not_block_size(finished, tmp_path, monkeypatch):
