@@ -63,10 +63,10 @@ class GPTConfig:
             raise ValueError(f"rope_base must be a finite number > 0; got {self.rope_base}.")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout}.")
-        if self.proj not in SOURCES:
-            raise ValueError(f"proj must be one of {', '.join(SOURCES)}; got {self.proj!r}.")
-        if self.attn not in ATTNS:
-            raise ValueError(f"attn must be one of {', '.join(ATTNS)}; got {self.attn!r}.")
+        for name, choices in (("proj", SOURCES), ("attn", ATTNS), ("pos_conv_basis", POS_CONV_BASES),
+                              ("pos_emb", POS_EMBS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}.")
         if self.n_head < 1 or self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}).")
         kv = self.n_kv_head or self.n_head
@@ -81,19 +81,14 @@ class GPTConfig:
         if self.pos_conv_period and (self.pos_conv_period < 4 or not self.pos_conv):
             raise ValueError(f"pos_conv_period must be 0 (off) or a period of at least 4 positions with pos_conv > 0; "
                              f"got {self.pos_conv_period} with pos_conv={self.pos_conv}.")
-        if self.pos_conv_basis not in POS_CONV_BASES:
-            raise ValueError(f"pos_conv_basis must be one of {', '.join(POS_CONV_BASES)}; got {self.pos_conv_basis!r}.")
-        if self.pos_emb not in POS_EMBS:
-            raise ValueError(f"pos_emb must be one of {', '.join(POS_EMBS)}; got {self.pos_emb!r}.")
-        if self.pos_emb == "rope":  # each sentence names the setting in the way, not every condition at once
-            head_dim = self.n_embd // self.n_head
-            why = "attn='softmax' (φ(R q)ᵀ φ(R k) of linear attention does not depend on the offset alone); got " \
-                "attn='linear'" if self.attn == "linear" else f"pos_conv=0 ((X)+ is a second positional bias on " \
-                f"the same scores); got pos_conv={self.pos_conv}" if self.pos_conv else f"an even head_dim (it " \
-                f"rotates pairs of dimensions); n_embd/n_head = {self.n_embd}/{self.n_head} = {head_dim}" \
-                if head_dim % 2 else ""
-            if why:
-                raise ValueError(f"pos_emb='rope' needs {why}; change that, or use pos_emb='learned' or 'none'.")
+        # RoPE: softmax (linear φ(R q)ᵀ φ(R k) is no function of the offset), no (X)+, pairs; the one in the way
+        head_dim = self.n_embd // self.n_head
+        why = self.pos_emb == "rope" and ("attn='softmax'; got attn='linear'" if self.attn == "linear" else
+                                          f"pos_conv=0; got pos_conv={self.pos_conv}" if self.pos_conv else
+                                          f"an even head_dim; n_embd/n_head = {self.n_embd}/{self.n_head} = "
+                                          f"{head_dim}" if head_dim % 2 else "")
+        if why:
+            raise ValueError(f"pos_emb='rope' needs {why}; change that, or use pos_emb='learned' or 'none'.")
         if self.pos_conv and self.attn == "linear":
             raise ValueError("pos_conv needs attn='softmax': linear attention has no score map to convolve.")
         # a setting of a part the model does not have would train without it, and without a word
