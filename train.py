@@ -137,7 +137,17 @@ HINTS = {"lr": "the peak learning rate is --learning_rate (--min_lr is where the
                          "rank from torchrun's environment: run it under torchrun instead (torchrun --standalone "
                          "--nproc_per_node=N train.py ...)"),
          **dict.fromkeys(("nproc_per_node", "nproc-per-node", "nnodes", "node_rank", "node-rank", "master_addr",
-                          "master-addr", "master_port", "master-port", "standalone"), _LAUNCH)}
+                          "master-addr", "master_port", "master-port", "standalone"), _LAUNCH),
+         # the other scripts' options, brought along in a day's pipeline: their nearest names here are unrelated
+         # (--text: attn, --input: dropout, --tokenizer: block_size, --max_new_tokens: eval_tokens)
+         **{k: f"--{k} is an option of {script}, not of train.py (--help lists train.py's)" for script, keys in (
+             ("prepare_slimpajama.py", ("input", "val_input", "tokenizer", "val_fraction", "train_tokens",
+                                        "val_tokens", "skip_bad", "threads", "benchmark", "commit_seconds")),
+             ("sample.py", ("start", "num_samples", "max_new_tokens", "temperature", "top_k", "use_cache")),
+             ("eval.py", ("text", "tasks", "limit", "num_fewshot", "include_path")), ("eval.py and bench.py", ("out",)),
+             ("bench.py", ("what", "quick"))) for k in keys},
+         **{k: f"--{k} is an option of sample.py and eval.py: train.py's conversion fits on its own training data, "
+               "--calib_batches of them" for k in ("calib", "calib_tokens")}}
 config_keys = [k for k, v in globals().items() if not k.startswith("_") and type(v) in (int, float, bool, str)]
 defaults = {k: globals()[k] for k in config_keys}
 tolerant_output()  # before the first print: an accented path under an ASCII console is escaped, not a traceback

@@ -171,6 +171,10 @@ def test_the_command_line_refuses_a_bad_setting_before_any_work(arg, tmp_path, d
     ("--wandb_log=True", "there is no wandb logging here: every evaluation and log line goes to out_dir/log.jsonl."),
     ("--epochs=3", "a run's length is --max_iters (or --total_tokens, in tokens)."),
     ("--colour=red", "no setting has a name like it (--help lists them)."),
+    # the other scripts' options were pointed at unrelated settings: attn, dropout, eval_tokens
+    ("--text=input.txt", "--text is an option of eval.py, not of train.py (--help lists train.py's)."),
+    ("--input=input.txt", "--input is an option of prepare_slimpajama.py, not of train.py"),
+    ("--max_new_tokens=100", "--max_new_tokens is an option of sample.py, not of train.py"),
 ])
 def test_a_name_from_elsewhere_is_told_what_it_is(arg, hint, tmp_path, monkeypatch):
     msg = refusal(monkeypatch, tmp_path, [arg])
