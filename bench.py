@@ -665,7 +665,10 @@ def main(argv=None):
         raise SystemExit(f"--what={args.what} measures nothing on {device.type}: {' and '.join(sorted(set(what)))} "
                          f"need{'s' if len(set(what)) == 1 else ''} CUDA; run it with --device=cuda on a GPU.")
     tracked = tracked_run(args, what, device)
-    guard_assets(args.out, tracked, FULL_GPU if device.type == "cuda" else FULL)
+    # the command named is the one that writes the folder aimed at (assets/gpu: the CUDA run), whatever the device
+    gpu_dir = os.path.realpath(os.path.join(ASSETS, "gpu"))
+    in_gpu = os.path.commonpath([gpu_dir, os.path.realpath(args.out)]) == gpu_dir
+    guard_assets(args.out, tracked, FULL_GPU if in_gpu else FULL)
     # before the measurements: an --out that cannot take the results fails now, not after minutes (and is removed
     # again if the measurements stop before writing there). The tracked run writes into a folder of its own first:
     # one stopped in its last section would leave new tables beside old ones in assets/

@@ -15,6 +15,7 @@ With proj="qkv", n_kv_head=0, attn="softmax", pos_conv=0 this is exactly a GPT-2
 """
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -135,6 +136,20 @@ def pos_conv_features(L, n, K, device, period=0):
         w = math.pi / n * (n / 2) ** r
     a = torch.arange(L, device=device).float()[:, None] * w
     return torch.stack([a.sin(), a.cos()], dim=-1)
+
+
+def check_sampling(prompt, max_new_tokens, temperature, top_k):
+    """generate's arguments at their edges, in one sentence each: else an empty prompt fails deep in attention,
+    top_k=0 in an index and a negative temperature silently samples the least likely tokens."""
+    if prompt < 1:
+        raise ValueError("the prompt idx [B, T] must hold at least one token (T >= 1); start from a token, "
+                         "e.g. the tokenizer's end of text.")
+    if not (isinstance(max_new_tokens, numbers.Integral) and max_new_tokens >= 0):
+        raise ValueError(f"max_new_tokens must be an integer >= 0; got {max_new_tokens!r}.")
+    if not temperature >= 0:  # nan too
+        raise ValueError(f"temperature must be >= 0 (0 is greedy); got {temperature!r}.")
+    if top_k is not None and not (isinstance(top_k, numbers.Integral) and top_k >= 1):
+        raise ValueError(f"top_k must be None (all tokens) or an integer >= 1; got {top_k!r}.")
 
 
 def cache_length(prompt, new_tokens):
@@ -381,6 +396,11 @@ class GPT(nn.Module):
         position's logits are computed, [B, 1, vocab]: a prompt never pays for a [T, vocab] output layer."""
         B, T = idx.shape
         pos = cache.pos if cache is not None else 0
+        if T < 1:
+            raise ValueError("idx [B, T] must hold at least one token (T >= 1).")
+        if cache is not None and B != cache.lengths.size(0):
+            raise ValueError(f"idx holds a batch of {B} but the cache was made for {cache.lengths.size(0)}; "
+                             f"make it with new_cache({B}, ...).")
         if cache is not None and targets is not None:
             raise ValueError("targets must be None with a cache: a cached forward returns the last position's "
                              "logits only; compute the loss without the cache.")
@@ -419,6 +439,8 @@ class GPT(nn.Module):
 
     def new_cache(self, batch_size, max_len, dtype=torch.float32, device="cpu"):
         """Pre-allocated decode buffers; dtype should be the dtype attention computes in."""
+        if batch_size < 1 or max_len < 0:
+            raise ValueError(f"new_cache needs batch_size >= 1 and max_len >= 0; got {batch_size} and {max_len}.")
         if max_len > self.config.block_size:
             raise ValueError(f"max_len ({max_len}) must be <= block_size ({self.config.block_size}).")
         if not self.config.causal:
@@ -436,6 +458,7 @@ class GPT(nn.Module):
         one graph serves every step; the prefill stays eager."""
         B, T = idx.shape
         bs = self.config.block_size
+        check_sampling(T, max_new_tokens, temperature, top_k)
         if compile and (not use_cache or self.config.pos_conv):
             raise ValueError("compile=True needs use_cache=True and pos_conv=0: it compiles the cached one-token "
                              "step, and (X)+'s bias is built for an int position.")

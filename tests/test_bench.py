@@ -148,10 +148,15 @@ def test_only_a_full_run_writes_into_assets(tmp_path, monkeypatch):
     ran = []
     monkeypatch.setattr(bench, "BENCHES", {k: lambda args, device, k=k: ran.append(k) for k in bench.BENCHES})
     monkeypatch.setattr(bench, "writable_dir", lambda *a: None)
-    for threads, out in ((1, "assets/gpu"), (1, "assets/extra"), (2, "assets")):
+    # the message names the run that writes the folder aimed at: assets/gpu's is the CUDA one (it named the CPU
+    # run's `--out=assets`, which does not write assets/gpu)
+    cpu_run = r"`OMP_NUM_THREADS=1 python bench.py --out=assets`"
+    gpu_run = r"`python bench.py --device=cuda --out=assets/gpu`"
+    for threads, out, command in ((1, "assets/gpu", gpu_run), (1, "assets/gpu/x", gpu_run), (1, "assets/gpux", cpu_run),
+                                  (1, "assets/extra", cpu_run), (2, "assets", cpu_run)):
         monkeypatch.setattr(bench.torch, "get_num_threads", lambda: threads)
-        with pytest.raises(SystemExit, match=rf"^{out} is in assets/, which only the full default run \(`OMP_NUM_"
-                                             r"THREADS=1 python bench.py --out=assets`\) writes"):
+        with pytest.raises(SystemExit, match=rf"^{out} is in assets/, which only the full default run \({command}\) "
+                                             r"writes"):
             bench.main([f"--out={out}", "--device=cpu"])
     monkeypatch.setattr(bench.torch, "get_num_threads", lambda: 1)
     bench.main(["--out=assets", "--device=cpu"])  # the tracked CPU run itself

@@ -505,6 +505,22 @@ def test_invalid_requests_name_the_field():
         model.generate(torch.zeros(1, 4, dtype=torch.long), 2, use_cache=False, compile=True)
 
 
+@pytest.mark.parametrize("call,field", [
+    (lambda m, p: m.generate(p[:, :0], 2), "prompt"), (lambda m, p: m.generate(p[:, :0], 2, use_cache=False), "prompt"),
+    (lambda m, p: m.generate(p, 2, top_k=0), "top_k"), (lambda m, p: m.generate(p, 2, top_k=-1), "top_k"),
+    (lambda m, p: m.generate(p, 2, temperature=-1.0), "temperature"),  # else samples the least likely tokens
+    (lambda m, p: m.generate(p, 2, temperature=float("nan")), "temperature"),
+    (lambda m, p: m.generate(p, -1), "max_new_tokens"), (lambda m, p: m.generate(p, 1.5), "max_new_tokens"),
+    (lambda m, p: m(p[:, :0]), "idx"), (lambda m, p: m(p, cache=m.new_cache(2, 8)), "batch"),
+    (lambda m, p: m.new_cache(1, -1), "max_len"), (lambda m, p: m.new_cache(0, 8), "batch_size"),
+])
+def test_arguments_at_their_edges_name_the_argument(call, field):
+    """Library calls as docs/model.md shows them, at their edges: one ValueError naming the argument, not an
+    IndexError from deep inside (empty prompt, top_k=0) nor a silent result (a negative temperature)."""
+    with pytest.raises(ValueError, match=field):
+        call(tiny(proj="qk_v"), torch.zeros(1, 4, dtype=torch.long))
+
+
 def test_optimizer_decays_only_matrices_and_mfu_is_unknown_on_cpu():
     model = tiny(proj="qk_v", pos_conv=8)
     opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), "cpu")
