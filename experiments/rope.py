@@ -171,8 +171,7 @@ def report(rows, missing, args, wall):
         return f"{statistics.mean(losses):.4f} / {statistics.mean(ppl):.3f} +/- {sd:.3f} ({len(losses)})"
 
     if not rows:
-        sys.exit(f"no finished run under {args.root}/; train them first with `python -m experiments.rope"
-                 f"{' --quick' if args.quick else ''}`.")
+        sys.exit(f"no finished run under {args.root}/; train them first with `{study_command(args)}`.")
     prefix = f"{args.root}/rope" if missing else args.assets  # a partial report never replaces the complete one
     if missing:
         partial_report(missing, len(args.seeds) * len(VARIANTS), prefix, args.assets)

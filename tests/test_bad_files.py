@@ -819,7 +819,9 @@ def test_rope_report_without_finished_runs_is_one_sentence(world, tmp_path, monk
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as e:
         rope.main(["--report", f"--data_dir={world / 'data'}"])
-    assert str(e.value) == "no finished run under out-rope/; train them first with `python -m experiments.rope`."
+    # the advice carries --data_dir: without it the runs would train on the default data, which --report refuses
+    assert str(e.value) == "no finished run under out-rope/; train them first with " \
+                           f"`python -m experiments.rope --data_dir={world / 'data'}`."
     assert tree_digest(tmp_path / "assets") == before and sorted(os.listdir(tmp_path)) == ["assets"]
 
 
