@@ -377,8 +377,9 @@ if ckpt:
                  f"again since; train this run into another --out_dir, or delete {out_dir} to train it there again.")
     if done >= max_iters and not changed:
         if master:
+            resume = "" if init_from == "resume" else " and add --init_from=resume"  # not twice: it is there
             print(f"{ckpt_path} holds this run, finished at iteration {done}: nothing to do (to train on, raise "
-                  f"{length} and add --init_from=resume).")
+                  f"{length}{resume}).")
         sys.exit(0)
     if init_from == "resume" and done >= max_iters:
         sys.exit(f"{ckpt_path} is at iteration {done}, and max_iters is {max_iters}"

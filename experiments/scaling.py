@@ -390,15 +390,15 @@ def analysis_table(ana, s):
 def report(s, args):
     csv_path, ana_path = paths(s, args)
     rows, ana = read_csv(csv_path, COLUMNS), read_csv(ana_path, ANALYSIS_COLUMNS)
-    if not rows:  # the command that trains them: --quick and --root as given (the full grid elsewhere takes hours)
-        train = "python -m experiments.scaling" + (" --quick" if s is QUICK else "") + \
-            (f" --root={args.root}" if args.root != s["root"] else "") + \
-            (f" --data_dir={args.data_dir}" if not default_data(args.data_dir) else "")
-        sys.exit(f"{csv_path} holds no finished run yet; train them first with `{train}`.")
+    # the command that trains them: --quick, --root and --data_dir as given (the full grid elsewhere takes hours)
+    command = "python -m experiments.scaling" + (" --quick" if s is QUICK else "") + \
+        (f" --root={args.root}" if args.root != s["root"] else "") + \
+        (f" --data_dir={args.data_dir}" if not default_data(args.data_dir) else "")
+    if not rows:
+        sys.exit(f"{csv_path} holds no finished run yet; train them first with `{command}`.")
     expected = len(plan(s))
     md_path = csv_path[:-4] + ".md"
     partial = len(rows) < expected
-    command = "python -m experiments.scaling" + (" --quick" if s is QUICK else "")
     # config/cpu_lm.py's 50, or the quick grid's own (the quick report said 50 where its runs warmed up for 5)
     warmup = next((a.split("=")[1] for a in s["extra"] if a.startswith("--warmup_iters=")), 50)
     winner = lr_check_winner(s, rows)

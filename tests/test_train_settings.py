@@ -270,7 +270,11 @@ def test_a_finished_run_asked_again_is_done_and_touches_nothing(finished, data_d
     # how it is watched does not make another run; with resume, the same run is done too
     for args in (["--log_interval=5", "--eval_interval=1", "--eval_tokens=256"], ["--init_from=resume"]):
         assert run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2", *args]) == "0"
-        assert "finished at iteration 2: nothing to do" in capsys.readouterr().out
+        said = capsys.readouterr().out
+        assert "finished at iteration 2: nothing to do" in said
+        # the advice does not ask to add the --init_from=resume the command already has
+        assert said.endswith("raise --max_iters and add --init_from=resume).\n" if not args[0].startswith("--init")
+                             else "raise --max_iters).\n"), said
     assert snapshot(out) == before
 
 
