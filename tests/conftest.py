@@ -9,3 +9,19 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402  (after the variables above, which torch and triton read when first imported)
 
 torch.set_num_threads(1)
+
+
+import sys  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def default_recursion_limit():
+    """Python's default recursion limit for a test that needs os.makedirs' RecursionError (an out_dir 1,500 folders
+    deep): torch.compile, run earlier in the same worker, raises the limit for good, and the folders were then made
+    and the refused run trained instead."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)
+    yield
+    sys.setrecursionlimit(limit)

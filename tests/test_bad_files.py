@@ -913,7 +913,7 @@ def test_a_training_run_that_fails_stops_the_study_in_one_sentence(tmp_path, mon
     assert os.listdir(tmp_path / "runs") == []
 
 
-def test_an_out_nested_too_deep_is_one_sentence_in_eval_and_the_studies(tmp_path, capsys):
+def test_an_out_nested_too_deep_is_one_sentence_in_eval_and_the_studies(tmp_path, capsys, default_recursion_limit):
     # eval.py, synthetic and analyze checked --out with their own copies of writable_dir, which caught OSError only:
     # os.makedirs' RecursionError (1,500 folders, under PATH_MAX) was a traceback; they share checkpoint.unwritable
     import importlib

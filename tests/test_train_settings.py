@@ -598,9 +598,9 @@ def test_a_lock_that_takes_no_bytes_is_one_sentence(data_dir, tmp_path, monkeypa
     assert sorted(os.listdir(out)) == ["train.lock"]
 
 
-def test_an_out_dir_nested_too_deep_is_one_sentence(tmp_path, monkeypatch, data_dir):
+def test_an_out_dir_nested_too_deep_is_one_sentence(tmp_path, monkeypatch, data_dir, default_recursion_limit):
     deep = str(tmp_path / ("a/" * 1500))[:-1]  # 3000 characters, under PATH_MAX: os.makedirs' RecursionError
-    msg = refusal(monkeypatch, tmp_path, [f"--out_dir={deep}"], data_dir)
+    msg = refusal(monkeypatch, tmp_path, [f"--out_dir={deep}", "--max_iters=0"], data_dir)  # made: no long run
     assert msg == f"out_dir {deep!r} is not a writable directory (nested too deep to create); choose another --out_dir."
     with pytest.raises(SystemExit, match=r"is not a writable directory \(nested too deep to create\); fix\.$"):
         checkpoint.writable_dir(deep, "fix")
