@@ -103,7 +103,7 @@ def test_report_reads_each_size_run_not_the_learning_rate_check_it_lost(tmp_path
                          val_loss=9.0 if losing else 2.0 + 0.1 * (run.proj == "qk_v"),
                          best_val_loss=9.0 if losing else 2.0 + 0.1 * (run.proj == "qk_v")))
     scaling.write_csv(str(tmp_path / "scaling.csv"), scaling.COLUMNS, rows)
-    scaling.report(s, argparse.Namespace(root=str(tmp_path)))
+    scaling.report(s, argparse.Namespace(root=str(tmp_path), data_dir="data/cpu_lm_bytes"))
     size_line = next(x for x in (tmp_path / "scaling.md").read_text().splitlines() if x.startswith(f"| n_embd {embd} |"))
     assert "+0.1000, +0.1000" in size_line and "9.0" not in size_line
     # the quick grid's runs warm up for 5 iterations: its report said config/cpu_lm.py's 50
