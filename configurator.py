@@ -42,11 +42,18 @@ def check(key, value, defaults, where, hints=None):
     if type(value) is not want:  # strict: True is no int, 1 is no bool
         raise SystemExit(f"{key} must be of type {want.__name__} (like {defaults[key]!r}); {where} gives "
                          f"{value!r} of type {type(value).__name__}.")
-    # --out_dir= is no folder: the current one, or a makedirs('') error, later; --out_dir=" " a folder named ' '
-    if type(value) is str and not value.strip() and defaults[key]:
-        raise SystemExit(f"{key} is {'empty' if not value else f'only spaces ({value!r})'} in {where}; give it a "
-                         f"value, or leave it out for the default {defaults[key]!r}.")
+    if error := blank_error(key, value, defaults[key], f" in {where}"):
+        raise SystemExit(error + ".")
     return value
+
+
+def blank_error(name, value, default, where=""):
+    """One sentence (without its period) for a text setting whose default is a name or path given empty or as
+    spaces, else None: --out_dir= meant the current folder, or a makedirs('') error later; " " a folder named ' '."""
+    if type(value) is str and not value.strip() and default:
+        return (f"{name} is {'empty' if not value else f'only spaces ({value!r})'}{where}; give it a value, or leave "
+                f"it out for the default {default!r}")
+    return None
 
 
 def literal(text, number):
@@ -269,11 +276,9 @@ class Parser(argparse.ArgumentParser):
         Options with their own type (--start, --calib) say themselves what an empty value means."""
         ns, rest = super().parse_known_args(args, namespace)
         for a in self._actions:
-            if a.option_strings and a.type is None and isinstance(a.default, str) and a.default \
-                    and isinstance(v := getattr(ns, a.dest, None), str) and not v.strip():
-                what = "empty" if not v else f"only spaces ({v!r})"
-                self.error(f"{max(a.option_strings, key=len)} is {what}; give it a value, or leave it out for the "
-                           f"default {a.default!r}")
+            if a.option_strings and a.type is None and isinstance(a.default, str) and (error := blank_error(
+                    max(a.option_strings, key=len), getattr(ns, a.dest, None), a.default)):
+                self.error(error)
         return ns, rest
 
     def parse_args(self, args=None, namespace=None):
