@@ -297,7 +297,7 @@ class Parser(argparse.ArgumentParser):
         return ns
 
 
-def cli(main, after):
+def cli(main, after, oom="free memory, or use a smaller model or a machine with more"):
     """Run main() as a command: Ctrl-C stops it with one line saying what is left (after), and exit status 130 as
     a shell gives, instead of a traceback; so does an output that takes no more text (`sample.py | head` closes
     the pipe, `> /dev/full` has no room), exit status 1. Every file the scripts write is written whole
@@ -314,6 +314,11 @@ def cli(main, after):
         sys.stdout.flush()
         print(f"stopped by Ctrl-C; {after}", file=sys.stderr)
         raise SystemExit(130) from None
+    except (RuntimeError, MemoryError) as e:  # a traceback from deep in torch says nothing about what to change
+        if not (why := out_of_memory(e, oom)):
+            raise
+        print(f"stopped: {why}; {after}", file=sys.stderr)
+        raise SystemExit(1) from None
     except OSError as e:
         if not stdout_refuses(e):
             raise
@@ -326,6 +331,17 @@ def cli(main, after):
         except OSError:  # stderr went too
             pass
         raise SystemExit(1) from None
+
+
+def out_of_memory(e, fix):
+    """One sentence for an allocation that failed (a model or batch too large for this machine: a CUDA or MPS
+    OutOfMemoryError, the CPU allocator's RuntimeError, Python's MemoryError), naming fix; None for other errors."""
+    text = str(e)
+    if not (type(e).__name__ == "OutOfMemoryError" or isinstance(e, MemoryError)
+            or isinstance(e, RuntimeError) and "can't allocate memory" in text):
+        return None
+    asked = re.search(r"allocate (\d+ bytes|[\d.]+ ?[KMGT]i?B)", text, re.I)
+    return f"out of memory{f' (asking for {asked.group(1)} more)' if asked else ''}; {fix}"
 
 
 def compile_failure(e):

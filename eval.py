@@ -312,5 +312,7 @@ def main(argv=None):
         print(f"{done}; wrote {out}/results.json and results.md", file=sys.stderr)
 
 
+OOM = "lower --batch_size, or pass --dtype=bfloat16 (half of float32's memory)"  # cli's advice
+
 if __name__ == "__main__":
-    cli(main, "results.json and results.md are written whole when the evaluation ends, not before.")
+    cli(main, "results.json and results.md are written whole when the evaluation ends, not before.", oom=OOM)

@@ -389,5 +389,7 @@ def main(argv=None):
             print("---------------")
 
 
+OOM = "pass --dtype=bfloat16 (half of float32's memory), or sample on a machine with more"  # cli's advice
+
 if __name__ == "__main__":
-    cli(main, "nothing was written.")
+    cli(main, "nothing was written.", oom=OOM)

@@ -50,7 +50,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
 from checkpoint import guard_assets, load_checkpoint, open_data, save_checkpoint, tokens
-from configurator import compile_failure, configure, describe, range_error, tolerant_output
+from configurator import compile_failure, configure, describe, out_of_memory, range_error, tolerant_output
 from convert import (GPT2_SIZES, TIE_METHODS, conversion_note, convert_state_dict, gpt2_config, load_gpt2,
                      ties_v)
 from model import ATTNS, GPT, POS_CONV_BASES, POS_EMBS, SOURCES, GPTConfig
@@ -454,6 +454,14 @@ def interrupted(kind, e, tb):
     if compile and (why := compile_failure(e)):  # raised by the first compiled forward, inside the loop
         if master:
             print(why, file=sys.stderr, flush=True)
+            unmake()
+        os._exit(1)
+    if why := out_of_memory(e, "lower --batch_size (a larger --gradient_accumulation_steps keeps the tokens per "
+                                "iteration), pass --grad_ckpt=True, or train a smaller model"):
+        print(f"{'' if master else f'rank {rank}: '}stopped at iteration {iter_num}: {why}; " + (
+            f"{ckpt_path} holds iteration {saved_iter}: resume it with --init_from=resume." if saved_iter is not None
+            else "no checkpoint was saved yet."), file=sys.stderr, flush=True)
+        if master:
             unmake()
         os._exit(1)
     cause = e  # an error raised while Ctrl-C unwound (torch.save cut short fails closing its file) is that Ctrl-C

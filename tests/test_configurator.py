@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from configurator import cli, configure, describe
 
@@ -232,6 +233,23 @@ def test_an_error_of_another_file_is_not_taken_for_the_output(capsys):
         raise OSError(28, "No space left on device")  # not stdout's: stdout still takes text
     with pytest.raises(OSError):
         cli(main, "nothing was written.")
+
+
+@pytest.mark.parametrize("error", [RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: "
+                                                  "can't allocate memory: you tried to allocate 8388608 bytes."),
+                                     torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0)")])
+def test_out_of_memory_in_a_command_is_one_line_naming_the_fix(error, capsys):
+    # sample.py or eval.py on a model too large for the machine was a traceback from deep inside torch
+    def main():
+        raise error
+    with pytest.raises(SystemExit) as e:
+        cli(main, "nothing was written.", oom="lower --batch_size")
+    asked = "20.00 MiB" if isinstance(error, torch.OutOfMemoryError) else "8388608 bytes"
+    assert e.value.code == 1
+    assert capsys.readouterr().err == f"stopped: out of memory (asking for {asked} more); lower --batch_size; " \
+                                      f"nothing was written.\n"
+    with pytest.raises(RuntimeError, match="shapes"):  # any other error is not taken for one
+        cli(lambda: (_ for _ in ()).throw(RuntimeError("shapes differ")), "nothing was written.")
 
 
 SCRIPTS = ["sample.py", "eval.py", "bench.py", "prepare_slimpajama.py"] + \

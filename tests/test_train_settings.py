@@ -684,6 +684,22 @@ def test_ctrl_c_while_starting_is_one_line(tmp_path, data_dir):
     assert not (tmp_path / "out").exists()
 
 
+def test_out_of_memory_is_one_line_naming_the_settings_that_use_less(tmp_path, data_dir):
+    # a config too large for the machine (config/qk_v_300m.py on a laptop) was a 30-line traceback from the CPU
+    # allocator (CUDA's OutOfMemoryError alike); here a batch of 400,000 sequences under a 4 GB address space
+    import resource
+    limit = 4 << 30
+    cmd = [sys.executable, "train.py", *TINY, f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'out'}",
+           "--max_iters=2", "--batch_size=400000", "--gradient_accumulation_steps=1"]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert re.fullmatch(r"stopped at iteration 0: out of memory \(asking for \d+ bytes more\); lower --batch_size "
+                        r"\(a larger --gradient_accumulation_steps keeps the tokens per iteration\), pass "
+                        r"--grad_ckpt=True, or train a smaller model; no checkpoint was saved yet\.\n", r.stderr)
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_non_finite_loss_before_any_checkpoint_names_none(tmp_path, data_dir, monkeypatch):
     msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'out'}", "--max_iters=3",
                                       "--learning_rate=1e10", "--grad_clip=0.0"])
