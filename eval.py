@@ -301,6 +301,8 @@ def main(argv=None):
         res["checkpoint"] = {"out_dir": args.out_dir, "init_from": args.init_from,
                              "iter_num": getattr(args, "iter_num", None),  # which save of out_dir/ckpt.pt
                              "convert_method": args.convert_method,  # None where load_model tied no V to K
+                             "converted_from": args.converted_from or None,  # the fields the conversion changed
+                             "dtype": str(dtype).removeprefix("torch."),  # float16 scores differ in the 4th digit
                              "model_args": asdict(model.config)}  # which model these are
         # the config holds a few objects, e.g. the model: default=str
         atomic_write(os.path.join(out, "results.json"), json.dumps(res, indent=2, default=str))

@@ -260,6 +260,8 @@ def load_model(args, device):
               f"proj={cfg.proj}, n_kv_head={cfg.n_kv_head or cfg.n_head}")
     if dst == cfg:  # nothing converted, no method used (a conversion that ties nothing cleared it above)
         args.convert_method = None
+    # eval.py records it: results of a conversion are not those of a model trained so
+    args.converted_from = {k: getattr(cfg, k) for k in ("proj", "n_kv_head") if getattr(cfg, k) != getattr(dst, k)}
     model = GPT(dst)
     model.load_state_dict(state)
     return model.eval().to(device), meta

@@ -289,11 +289,15 @@ def test_results_name_a_conversion_method_only_where_one_was_used(tmp_path, caps
     # untying qk_v recorded "convert_method": "lstsq", the default, though nothing was fitted
     make_ckpt(tmp_path, BYTES_META, proj="qk_v")
     (tmp_path / "t.txt").write_text("a few words of text\n")
-    for args, method in ((["--proj=qkv"], None), (["--n_kv_head=1", "--convert_method=k"], None),
-                         (["--proj=qkv", "--n_kv_head=2"], None)):
+    # and recorded neither what the conversion changed nor the dtype: a converted qk_v read as a trained qkv
+    for args, method, source in ((["--proj=qkv"], None, {"proj": "qk_v"}),
+                                 (["--n_kv_head=1", "--convert_method=k"], None, {"n_kv_head": 0}),
+                                 (["--proj=qkv", "--n_kv_head=2"], None, {"proj": "qk_v", "n_kv_head": 0}),
+                                 (["--dtype=bfloat16"], None, None)):
         ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 't.txt'}", "--device=cpu", *args])
         res = json.loads((tmp_path / "eval" / "results.json").read_text())
-        assert res["checkpoint"]["convert_method"] is method
+        assert res["checkpoint"]["convert_method"] is method and res["checkpoint"]["converted_from"] == source
+        assert res["checkpoint"]["dtype"] == ("bfloat16" if "--dtype=bfloat16" in args else "float32")
     make_ckpt(tmp_path, BYTES_META)  # qkv: tied by k
     ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 't.txt'}", "--device=cpu", "--proj=qk_v",
              "--convert_method=k"])
