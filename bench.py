@@ -644,7 +644,7 @@ def get_parser():
     p = Parser(description="Cache, decode, training and kernel benchmarks of every variant.",
                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--what", default=",".join(BENCHES), help=f"comma-separated subset of {', '.join(BENCHES)}")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda, cuda:N or mps")
     p.add_argument("--quick", action="store_true", help="tiny shapes: every section in seconds (for tests)")
     p.add_argument("--out", default="out-bench",
                    help="directory for the CSV and PNG files; assets/ only for a run of every section, not --quick, "

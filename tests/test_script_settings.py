@@ -68,6 +68,12 @@ def settings(parser):
     return [(max(a.option_strings, key=len), a) for a in parser._actions if a.option_strings and a.nargs != 0]
 
 
+def flags(parser):
+    """[(option, action)] of every on/off option (store_true)."""
+    return [(max(a.option_strings, key=len), a) for a in parser._actions if a.option_strings and a.nargs == 0
+            and a.dest != "help"]
+
+
 def is_number(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -76,6 +82,13 @@ def test_every_script_is_found():
     assert set(SCRIPTS) >= {"sample", "eval", "bench", "prepare_slimpajama", "experiments.analyze",
                             "experiments.synthetic", "experiments.rope", "experiments.cpu_lm", "experiments.retrofit",
                             "experiments.scaling"}
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_option_says_in_help_what_it_is(script):
+    # bench.py --help listed "--device" with neither a line nor its default
+    parser = parser_of(script)
+    assert [opt for opt, a in settings(parser) + flags(parser) if not (a.help or "").strip()] == []
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
