@@ -185,8 +185,8 @@ def describe(script, defaults, rules, sources):
         rule = rules.get(key)
         if isinstance(rule, tuple):
             rule = "one of " + ", ".join(rule)
-        elif rule and rule[0] in "[(":
-            rule = "in " + rule
+        elif rule:
+            rule = spoken(rule)
         out.append(f"  {f'--{key}={value}':<{width}}" + "; ".join(x for x in (notes.get(key), rule) if x))
     return "\n".join(out)
 
@@ -216,6 +216,11 @@ def in_range(value, rule):
     return (value >= lo if left == "[" else value > lo) and (value <= hi if right == "]" else value < hi)
 
 
+def spoken(rule):
+    """A rule as it reads after 'must be an integer': '>= 1' as it is, an interval '[0, 1)' as 'in [0, 1)'."""
+    return "in " + rule if rule[0] in "[(" else rule
+
+
 def range_error(name, value, kind, rule):
     """One sentence for a value that is not a finite kind within rule, or None when it is."""
     if kind is int and isinstance(value, float) and value.is_integer():
@@ -223,7 +228,7 @@ def range_error(name, value, kind, rule):
     if (kind is int and (isinstance(value, bool) or not isinstance(value, int))) or not in_range(value, rule):
         what = "an integer" if kind is int else "a finite number"
         got = f"an integer of {len(str(abs(value)))} digits, beyond 64 bits" if type(value) is int and abs(value) >= 2**63 else repr(value)
-        return f"{name} must be {what} {rule}; got {got}."
+        return f"{name} must be {what} {spoken(rule)}; got {got}."
     return None
 
 
@@ -234,7 +239,7 @@ def number(kind, rule):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'} {rule}; "
+            raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'} {spoken(rule)}; "
                                              f"got {text!r}.") from None
         error = range_error("value", value, kind, rule)
         if error:

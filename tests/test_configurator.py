@@ -1,3 +1,4 @@
+import argparse
 import io
 import math
 import os
@@ -7,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from configurator import cli, configure, describe
+from configurator import cli, configure, describe, number, range_error
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULTS = {"learning_rate": 6e-4, "min_lr": 6e-5, "max_iters": 100, "compile": False, "out_dir": "out",
@@ -250,6 +251,16 @@ def test_out_of_memory_in_a_command_is_one_line_naming_the_fix(error, capsys):
                                       f"nothing was written.\n"
     with pytest.raises(RuntimeError, match="shapes"):  # any other error is not taken for one
         cli(lambda: (_ for _ in ()).throw(RuntimeError("shapes differ")), "nothing was written.")
+
+
+def test_an_interval_reads_as_one_in_every_message(capsys):
+    # "seed must be an integer [0, 4294967295]" (train.py) and sample.py's "--seed: must be an integer [0, ...]"
+    assert range_error("seed", -1, int, "[0, 9]") == "seed must be an integer in [0, 9]; got -1."
+    assert range_error("dropout", 1.0, float, "[0, 1)") == "dropout must be a finite number in [0, 1); got 1.0."
+    for text in ("-1", "x"):
+        with pytest.raises(argparse.ArgumentTypeError, match=r"^must be an integer in \[0, 9\]; got "):
+            number(int, "[0, 9]")(text)
+    assert range_error("n", 0, int, ">= 1") == "n must be an integer >= 1; got 0."
 
 
 SCRIPTS = ["sample.py", "eval.py", "bench.py", "prepare_slimpajama.py"] + \

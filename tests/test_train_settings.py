@@ -113,7 +113,7 @@ def test_every_string_outside_its_choices_is_one_line_naming_them(key, tmp_path,
 
 def test_every_bad_setting_is_its_own_line(tmp_path, monkeypatch):
     msg = refusal(monkeypatch, tmp_path, ["--seed=-1", "--n_inner=-4", "--backend=foo"])
-    assert msg.splitlines() == ["seed must be an integer [0, 4294967295]; got -1. Set --seed.",
+    assert msg.splitlines() == ["seed must be an integer in [0, 4294967295]; got -1. Set --seed.",
                                 "n_inner must be an integer >= 0; got -4. Set --n_inner.",
                                 "backend must be 'auto', 'nccl' or 'gloo'; got 'foo'. Set --backend."]
 
