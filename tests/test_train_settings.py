@@ -401,6 +401,10 @@ def test_a_resumed_run_keeps_how_it_started(finished, data_dir, tmp_path, monkey
     # equal: the rate went from the warmup's last step straight to min_lr
     (["--warmup_iters=20", "--lr_decay_iters=20"], r"^lr_decay_iters \(20\) ends the cosine where warmup_iters \(20\)"),
     (["--causal=False"], r"^causal=False lets every position see the token it is trained to predict"),
+    # NaN at the first evaluation, with "Lower --learning_rate" as the fix: the decay term was at fault
+    (["--weight_decay=100"], r"^weight_decay \(100\) times learning_rate \(0\.01\) is 1, and AdamW multiplies the "
+                             r"weights by 1 minus that every step, which zeroes or flips them; set --weight_decay "
+                             r"below 100 \(0\.1 is usual\)\.$"),
 ])
 def test_a_schedule_or_model_that_trains_wrong_is_refused_before_any_work(args, error, tmp_path, data_dir,
                                                                           monkeypatch):
