@@ -18,6 +18,7 @@ import difflib
 import math
 import os
 import re
+import signal
 import sys
 import traceback
 import types
@@ -302,23 +303,44 @@ class Parser(argparse.ArgumentParser):
         return ns
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a scheduler's time limit, torchrun stopping the other processes of a failed run), raised as
+    Ctrl-C is, so the command stops the same way: one line, no half-written file, nothing left of a run that saved
+    nothing. A KeyboardInterrupt, so every `except KeyboardInterrupt` that cleans up takes it too."""
+
+
+def stop_on_sigterm():
+    """From now on SIGTERM raises Terminated in the main thread (the default ends the process with no word, leaving
+    what a clean stop removes)."""
+    def raise_terminated(signum, frame):
+        raise Terminated
+    signal.signal(signal.SIGTERM, raise_terminated)
+
+
+def stopped_by(e):
+    """'SIGTERM' or 'Ctrl-C', and the exit status a shell gives for it: 143 or 130."""
+    return ("SIGTERM", 143) if isinstance(e, Terminated) else ("Ctrl-C", 130)
+
+
 def cli(main, after, oom="free memory, or use a smaller model or a machine with more"):
-    """Run main() as a command: Ctrl-C stops it with one line saying what is left (after), and exit status 130 as
-    a shell gives, instead of a traceback; so does an output that takes no more text (`sample.py | head` closes
-    the pipe, `> /dev/full` has no room), exit status 1. Every file the scripts write is written whole
+    """Run main() as a command: Ctrl-C (or SIGTERM) stops it with one line saying what is left (after), and exit
+    status 130 (143) as a shell gives, instead of a traceback; so does an output that takes no more text
+    (`sample.py | head` closes the pipe, `> /dev/full` has no room), exit status 1. Every file the scripts write is written whole
     (checkpoint.atomic_write), so what a stopped run leaves is what finished before it."""
     if sys.stdout is None:  # started with stdout closed (`>&-`): as > /dev/null, as train.py runs on
         sys.stdout = open(os.devnull, "w")
     tolerant_output()
+    stop_on_sigterm()
     try:
         try:
             main()
         finally:  # what is still buffered fails here, where it is reported, not at exit (argparse's --help: exit 0)
             sys.stdout.flush()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         sys.stdout.flush()
-        print(f"stopped by Ctrl-C; {after}", file=sys.stderr)
-        raise SystemExit(130) from None
+        what, status = stopped_by(e)
+        print(f"stopped by {what}; {after}", file=sys.stderr)
+        raise SystemExit(status) from None
     except (RuntimeError, MemoryError) as e:  # a traceback from deep in torch says nothing about what to change
         if not (why := out_of_memory(e, oom)):
             raise

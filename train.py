@@ -20,6 +20,7 @@ import json
 import math
 import os
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -29,16 +30,21 @@ from datetime import timedelta
 from functools import partial
 
 
+from configurator import stop_on_sigterm, stopped_by  # standard library only: before torch's seconds of import
+
+
 def interrupted_at_start(kind, e, tb):
-    """Ctrl-C while torch loads or the run is set up (seconds on a busy machine): one line, not a page of import
-    frames; interrupted() below takes over before the first write."""
+    """Ctrl-C (or SIGTERM) while torch loads or the run is set up (seconds on a busy machine): one line, not a page of
+    import frames; interrupted() below takes over before the first write."""
     if not issubclass(kind, KeyboardInterrupt):
         return sys.__excepthook__(kind, e, tb)
-    print("stopped by Ctrl-C while starting, before anything was written.", file=sys.stderr, flush=True)
-    os._exit(130)
+    what, status = stopped_by(e)
+    print(f"stopped by {what} while starting, before anything was written.", file=sys.stderr, flush=True)
+    os._exit(status)
 
 
 sys.excepthook = interrupted_at_start
+stop_on_sigterm()  # a scheduler's time limit or `kill` stops the run as Ctrl-C does, not with no word
 
 import numpy as np
 import torch
@@ -453,9 +459,11 @@ def full(e):
 
 
 def interrupted(kind, e, tb):
-    """Ctrl-C, a closed pipe on stdout (`train.py ... | head`), a full disk under stdout or log.jsonl, or a
-    torch.compile that cannot work (no C++ compiler): one line instead of a traceback, and exit status 130 as a shell
-    gives it for Ctrl-C, 1 otherwise. Every save is atomic, so the last checkpoint is whole, and it resumes exactly."""
+    """Ctrl-C or SIGTERM, a closed pipe on stdout (`train.py ... | head`), a full disk under stdout or log.jsonl,
+    out of memory, or a torch.compile that cannot work (no C++ compiler): one line instead of a traceback, and exit
+    status 130 (143) as a shell gives it for Ctrl-C (SIGTERM), 1 otherwise. Every save is atomic, so the last checkpoint is whole, and it resumes exactly."""
+    for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C, pressed while this stops, would cut it short
+        signal.signal(sig, signal.SIG_IGN)
     if compile and (why := compile_failure(e)):  # raised by the first compiled forward, inside the loop
         if master:
             print(why, file=sys.stderr, flush=True)
@@ -475,11 +483,12 @@ def interrupted(kind, e, tb):
     if cause is None:
         return sys.__excepthook__(kind, e, tb)
     ctrl_c = isinstance(cause, KeyboardInterrupt)
+    what, status = stopped_by(cause) if ctrl_c else (None, 1)
     if master:
         held = saved_iter
         if saving and os.path.exists(ckpt_path):
             held = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=True)["iter_num"]
-        why = ("stopped by Ctrl-C" if ctrl_c else "stopped: the reader of its output went away (a closed pipe)"
+        why = (f"stopped by {what}" if ctrl_c else "stopped: the reader of its output went away (a closed pipe)"
                if isinstance(cause, BrokenPipeError) else f"stopped: its output or "
                f"{os.path.join(out_dir, 'log.jsonl')} could not be written ({cause.strerror}; free space first)")
         print(f"{why} at iteration {iter_num}; " + (
@@ -492,7 +501,7 @@ def interrupted(kind, e, tb):
             stream.flush()
         except OSError:  # the closed pipe itself
             pass
-    os._exit(130 if ctrl_c else 1)  # the exception has unwound (a save under way removed its temporary file)
+    os._exit(status)  # the exception has unwound (a save under way removed its temporary file)
 
 
 sys.excepthook = interrupted

@@ -2,8 +2,10 @@ import argparse
 import io
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -227,6 +229,23 @@ def test_ctrl_c_in_a_command_is_one_line_and_status_130(capsys):
         cli(main, "nothing was written.")
     assert e.value.code == 130
     assert capsys.readouterr() == ("working", "stopped by Ctrl-C; nothing was written.\n")
+
+
+def test_sigterm_in_a_command_is_one_line_and_status_143(capsys):
+    # `kill` (a scheduler's time limit) ended sample.py, eval.py or prepare_slimpajama.py with no word
+    def main():
+        print("working", end="")
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)  # the handler raises in this frame, at once
+        pytest.fail("SIGTERM went unhandled")
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as e:
+            cli(main, "nothing was written.")
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert e.value.code == 143
+    assert capsys.readouterr() == ("working", "stopped by SIGTERM; nothing was written.\n")
 
 
 def test_an_error_of_another_file_is_not_taken_for_the_output(capsys):
