@@ -153,6 +153,8 @@ def atomic_write(path, data):
 def unwritable(folder):
     """Why folder cannot take the results, or None: it is made if needed and a file is created in it, so that a bad
     folder fails before the work (minutes or hours of it), not after."""
+    if os.path.islink(folder) and not os.path.exists(folder):  # makedirs' "File exists" said nothing of the link
+        return f"a link to {os.readlink(folder)!r}, which does not exist"
     try:
         os.makedirs(folder, exist_ok=True)
         tempfile.TemporaryFile(dir=folder).close()
@@ -213,6 +215,15 @@ FIELDS = {
 VOCABS = {"r50k_base": 50257, "bytes": 256}  # the tokenizers prepare_slimpajama.py writes, and their vocabularies
 
 
+def dangling(path):
+    """One sentence for a symbolic link whose target is gone (a disk not mounted, a run moved away), or None: it
+    reads as no file at all, and the advice was then to train or prepare anew, which would replace the link."""
+    if os.path.islink(path) and not os.path.exists(path):
+        return (f"{path} is a link to {os.readlink(path)!r}, which does not exist (a disk not mounted, a folder "
+                f"moved?); restore what it points to, or remove the link.")
+    return None
+
+
 def unreadable(path):
     """Why path cannot be read by this user (a folder on the way not searchable, the file not readable), or None:
     os.path.exists answers False for a file it cannot see, and the advice was then to make what is there."""
@@ -237,6 +248,8 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     again = again or "train again"
     if why := unreadable(path):
         raise SystemExit(f"cannot read {path} ({why}); make it readable for this user, or point to another out_dir.")
+    if why := dangling(path) or dangling(os.path.dirname(path) or "."):
+        raise SystemExit(why)
     if not os.path.isfile(path):
         if os.path.isfile(os.path.join(os.path.dirname(path), "log.jsonl")):  # "train one" there meets the run's lock
             raise SystemExit(f"no checkpoint at {path}: the run in {os.path.dirname(path)} has saved none (train.py "
@@ -475,6 +488,8 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
         if why := unreadable(os.path.join(data_dir, name)):  # there, only not for this user: preparing is no fix
             raise SystemExit(f"cannot read {os.path.join(data_dir, name)} ({why}); make it readable for this user, "
                              f"or set --data_dir.")
+        if why := dangling(os.path.join(data_dir, name)) or dangling(data_dir):  # "delete and prepare" is no fix
+            raise SystemExit(why)
         # a preparation stopped midway (Ctrl-C, kill): only the command that began it knows its inputs
         if not os.path.exists(os.path.join(data_dir, name)) and os.path.exists(os.path.join(data_dir, "progress.json")):
             raise SystemExit(f"data_dir {data_dir!r} is partly prepared (progress.json, no meta.json yet): run the "

@@ -35,7 +35,7 @@ import numpy as np
 import tiktoken
 import zstandard
 
-from checkpoint import atomic_write, guard_assets, hold_lock, largest_token, writable_dir
+from checkpoint import atomic_write, dangling, guard_assets, hold_lock, largest_token, writable_dir
 from configurator import Parser, cli, number
 from convert import hub_problem
 
@@ -588,6 +588,9 @@ def prepare(args, log=print):
                 "shards_sha1": hashlib.sha1(json.dumps(fingerprint).encode()).hexdigest()}
     made = not os.path.exists(args.out_dir)
     writable_dir(args.out_dir, "choose another --out_dir")
+    for name in ("train.bin", "val.bin", "meta.json", "progress.json"):  # else taken for no file: a traceback later
+        if why := dangling(os.path.join(args.out_dir, name)):
+            raise SystemExit(why)
     # two runs appending to the same bins would interleave their tokens
     with hold_lock(args.out_dir, f"error: {args.out_dir} is being written by another prepare_slimpajama.py run; wait "
                                  f"for it to end or use another --out_dir"):

@@ -55,7 +55,7 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
-from checkpoint import guard_assets, load_checkpoint, open_data, save_checkpoint, tokens
+from checkpoint import dangling, guard_assets, load_checkpoint, open_data, save_checkpoint, tokens
 from configurator import compile_failure, configure, describe, out_of_memory, range_error, tolerant_output
 from convert import (GPT2_SIZES, TIE_METHODS, conversion_note, convert_state_dict, gpt2_config, load_gpt2,
                      ties_v)
@@ -248,6 +248,8 @@ elsewhere = "copy out_dir to a writable place and resume there" if init_from == 
 # a folder where this run writes a file (the lock, each save, the log): named now, not as an unwritable out_dir or
 # a missing checkpoint ("train one") later
 for name in ("train.lock", "ckpt.pt", "log.jsonl"):
+    if why := dangling(os.path.join(out_dir, name)) or dangling(out_dir):  # else taken for no file, and replaced
+        sys.exit(why)
     if os.path.isdir(os.path.join(out_dir, name)):
         sys.exit(f"{os.path.join(out_dir, name)} is a folder, and this run writes that file; move it away"
                  f"{'' if init_from == 'resume' else ' or choose another --out_dir'}.")
@@ -426,6 +428,8 @@ if ckpt:
               f"--lr_decay_iters={end} to keep the checkpoint's decay.")
 # the checkpoint to convert, checked only now: a finished conversion asked again is done (and a stopped one told
 # to resume) whether or not its source is still there
+if source_path and (why := dangling(source_path)):
+    sys.exit(why)
 if source_path and os.path.isdir(init_from) and not os.path.isfile(source_path):  # an out_dir, as documented
     sys.exit(f"init_from={init_from!r} is a folder without a ckpt.pt (a run that has saved none yet, or no out_dir); "
              f"point --init_from at an out_dir that holds one, or at the checkpoint file.")

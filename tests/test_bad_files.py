@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import prepare_slimpajama as P
 from configurator import configure
 from experiments import cpu_lm, retrofit, rope, scaling
 from test_bad_inputs import tree_digest
-from test_train import ROOT, TINY, make_data, train
+from test_train import ROOT, TINY, make_data, run_inprocess, train
 
 PY = sys.executable
 QKV = [*TINY, "--proj=qkv"]  # the tiny model, as a qkv run (the retrofit study's source variant)
@@ -155,6 +156,64 @@ def test_data_without_the_recorded_fields_still_opens(tmp_path):
     assert checkpoint.open_data(str(tmp_path), 32, 256)["vocab_size"] == 256
     set_meta(tmp_path, dtype="uint16", train_max_token=16, val_max_token=16)
     assert checkpoint.open_data(str(tmp_path), 32, 512)["train_max_token"] == 16
+
+
+def gone(path):
+    """path as a link to a file that is not there (a disk not mounted, a run moved away)."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+    path.symlink_to(path.parent / "unmounted" / path.name)
+    return f"{path} is a link to '{path.parent / 'unmounted' / path.name}', which does not exist (a disk not " \
+           f"mounted, a folder moved?); restore what it points to, or remove the link."
+
+
+@pytest.mark.parametrize("name", ["train.bin", "val.bin", "meta.json", "."])
+def test_a_link_to_data_that_is_gone_is_named_not_taken_for_no_file(tmp_path, name):
+    # was "has no val.bin, only train.bin and meta.json; delete DATA and prepare it": deleting a folder of links
+    d = tmp_path / "data"
+    make_data(d)
+    message = gone(d if name == "." else d / name)
+    with pytest.raises(SystemExit, match="^" + re.escape(message) + "$"):
+        checkpoint.open_data(str(d), 32, 256)
+
+
+@pytest.mark.parametrize("name", ["train.bin", "progress.json", "."])
+def test_prepare_into_a_link_that_is_gone_is_one_sentence(tmp_path, name):
+    # a FileNotFoundError traceback (and a progress.json left), or "not a writable directory (File exists)"
+    (tmp_path / "in.txt").write_text("some text to prepare\n" * 50)
+    out = tmp_path / "data"
+    out.mkdir()
+    message = gone(out if name == "." else out / name)
+    if name == ".":
+        message = f"{out} is not a writable directory (a link to '{tmp_path / 'unmounted' / 'data'}', which does " \
+                  f"not exist); choose another --out_dir."
+    with pytest.raises(SystemExit, match="^" + re.escape(message) + "$"):
+        prepare(out, f"--input={tmp_path / 'in.txt'}", "--val_fraction=0.1")
+    assert (out if name == "." else out / name).is_symlink()
+    assert sorted(os.listdir(tmp_path)) == ["data", "in.txt"] and (name == "." or os.listdir(out) == [name])
+
+
+@pytest.mark.parametrize("name", ["ckpt.pt", "log.jsonl", "train.lock", "."])
+def test_a_link_in_out_dir_that_is_gone_is_refused_not_replaced(tmp_path, name, monkeypatch):
+    # a scratch run took a link to an unmounted ckpt.pt for no checkpoint, trained, and replaced the link; sample.py
+    # and --init_from=resume said "no checkpoint at out/ckpt.pt: train one"
+    make_data(tmp_path / "data")
+    out = tmp_path / "out"
+    out.mkdir()
+    message = gone(out if name == "." else out / name)
+    for init in ("scratch", "resume"):
+        assert run_inprocess(monkeypatch, [f"--data_dir={tmp_path / 'data'}", f"--out_dir={out}", "--max_iters=2",
+                                           f"--init_from={init}"]) == message
+    if name in ("ckpt.pt", "."):
+        ckpt = out / "ckpt.pt" if name == "ckpt.pt" else out
+        with pytest.raises(SystemExit, match="^" + re.escape(message) + "$"):
+            checkpoint.load_checkpoint(str(out))  # sample.py and eval.py
+        assert run_inprocess(monkeypatch, [f"--data_dir={tmp_path / 'data'}", f"--out_dir={tmp_path / 'new'}",
+                                           f"--init_from={ckpt}"]) == message
+    assert (out if name == "." else out / name).is_symlink()  # kept, as it was
+    assert sorted(os.listdir(tmp_path)) == ["data", "out"]
 
 
 def test_train_refuses_bad_data_before_any_work(tmp_path):
