@@ -350,8 +350,16 @@ def changed_settings(saved):
     where this run converts nothing."""
     old = {**defaults, **saved}
     unread = ORIGIN[1:] if config["init_from"] in ("scratch", "resume") else ()
-    return [f"{k}={config[k]!r} (checkpoint: {old[k]!r})" for k in config if config[k] != old[k]
+    return [f"{k}={config[k]!r} (checkpoint: {old[k]!r})" for k in config if not same(k, config[k], old[k])
             and k not in UNCHECKED + unread and not (k == "init_from" and "resume" in (config[k], old[k]))]
+
+
+def same(key, new, old):
+    """A setting's value as the checkpoint saved it: a folder (data_dir, or the init_from a run converted) is the
+    same spelled otherwise (./data/x/, or its absolute path), as long as both name one folder from here."""
+    if key in ("data_dir", "init_from") and isinstance(new, str) and isinstance(old, str) and new != old:
+        return os.path.realpath(new) == os.path.realpath(old)
+    return new == old
 
 
 def other_data(was, meta):

@@ -275,6 +275,10 @@ def test_a_finished_run_asked_again_is_done_and_touches_nothing(finished, data_d
         # the advice does not ask to add the --init_from=resume the command already has
         assert said.endswith("raise --max_iters and add --init_from=resume).\n" if not args[0].startswith("--init")
                              else "raise --max_iters).\n"), said
+    # the same data folder spelled otherwise was "a run with other settings: data_dir='./data/' (checkpoint: ...)"
+    for spelled in (f"{data_dir}/", os.path.relpath(data_dir) + "/."):
+        assert run_inprocess(monkeypatch, [f"--data_dir={spelled}", f"--out_dir={out}", "--max_iters=2"]) == "0"
+        assert "finished at iteration 2: nothing to do" in capsys.readouterr().out
     assert snapshot(out) == before
 
 
