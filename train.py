@@ -634,7 +634,7 @@ if trained_on and meta.get("tokenizer") and trained_on != meta["tokenizer"]:
 # the data under the same data_dir prepared again (other text, more shards) since the checkpoint: a resume goes on
 # on it, and says so (a changed --data_dir is said among the settings); the batches are no longer the same
 moved = other_data(ckpt.get("meta"), meta) if init_from == "resume" else []
-if master and moved and config["data_dir"] == ckpt["config"].get("data_dir"):
+if master and moved and same("data_dir", config["data_dir"], ckpt["config"].get("data_dir")):
     print(f"{os.path.join(data_dir, 'meta.json')} records other data than {ckpt_path} was trained on: "
           f"{', '.join(moved)}; the resumed run trains and evaluates on the data there now.")
 
