@@ -24,6 +24,9 @@ import traceback
 import types
 
 
+REPO = os.path.dirname(os.path.abspath(__file__))  # where config/ is, whatever the current folder
+
+
 def check(key, value, defaults, where, hints=None):
     """The value to store for key, or SystemExit when the key is unknown or the type differs from the default's.
     hints: {unknown key: what it is instead}, for names a user brings from elsewhere (a launcher's options), whose
@@ -155,8 +158,13 @@ def configure(defaults, args, usage=None, hints=None):
             if os.path.isdir(arg):  # `config/`, as a shell completes it: found, but no file
                 raise SystemExit(f"config file {arg!r} is a folder; give a file in it, like config/cpu_tiny.py.")
             if not os.path.exists(arg):  # a pipe is read as a file: <(make_config) or /dev/stdin
-                raise SystemExit(f"config file {arg!r} not found; positional arguments are config files "
-                                 f"(overrides are written --key=value).")
+                # `config/cpu_tiny`, `cpu_tiny.py`, or config/x.py run from another folder: the file meant is there
+                name = os.path.basename(arg)
+                near = [p for p in (arg + ".py", os.path.join("config", name), os.path.join("config", name + ".py"),
+                                    os.path.join(REPO, "config", name), os.path.join(REPO, "config", name + ".py"))
+                        if os.path.isfile(p)]
+                raise SystemExit(f"config file {arg!r} not found; " + (f"did you mean {near[0]}?" if near else
+                                 "positional arguments are config files (overrides are written --key=value)."))
             scope = run_file(arg, values)
             for key, value in scope.items():
                 if not key.startswith("_") and not isinstance(value, types.ModuleType):

@@ -221,6 +221,17 @@ def test_a_config_file_saved_with_a_byte_order_mark_runs(tmp_path):
     assert configure(DEFAULTS, [str(run)])[0]["max_iters"] == 5
 
 
+@pytest.mark.parametrize("cwd, arg, meant", [(".", "config/cpu_tiny", "config/cpu_tiny.py"),
+                                             (".", "cpu_tiny.py", "config/cpu_tiny.py"),
+                                             ("elsewhere", "config/cpu_tiny.py", "{root}/config/cpu_tiny.py")])
+def test_a_config_file_named_without_py_or_config_names_the_file_meant(cwd, arg, meant, tmp_path, monkeypatch):
+    # was only "not found; positional arguments are config files", with the file one suffix away
+    monkeypatch.chdir(ROOT if cwd == "." else tmp_path)
+    with pytest.raises(SystemExit) as e:
+        configure(DEFAULTS, [arg])
+    assert str(e.value) == f"config file {arg!r} not found; did you mean {meant.format(root=ROOT)}?"
+
+
 def test_ctrl_c_in_a_command_is_one_line_and_status_130(capsys):
     def main():
         print("working", end="")
