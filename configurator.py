@@ -312,9 +312,8 @@ class Parser(argparse.ArgumentParser):
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (`kill`, a scheduler's time limit, torchrun stopping the other processes of a failed run), raised as
-    Ctrl-C is, so the command stops the same way: one line, no half-written file, nothing left of a run that saved
-    nothing. A KeyboardInterrupt, so every `except KeyboardInterrupt` that cleans up takes it too."""
+    """SIGTERM (`kill`, a scheduler's time limit), raised as Ctrl-C is, so the command stops the same way: one line,
+    no half-written file, nothing left of a run that saved nothing. A KeyboardInterrupt, so every `except KeyboardInterrupt` that cleans up takes it too."""
 
 
 def stop_on_sigterm():

@@ -44,7 +44,11 @@ def interrupted_at_start(kind, e, tb):
 
 
 sys.excepthook = interrupted_at_start
-stop_on_sigterm()  # a scheduler's time limit or `kill` stops the run as Ctrl-C does, not with no word
+# a scheduler's time limit or `kill` stops the run as Ctrl-C does, not with no word; not under torchrun, which sends
+# SIGTERM to the other processes when one fails: those wait inside a collective, where Python runs no handler, and
+# torchrun would wait 30 s before it kills them
+if "RANK" not in os.environ:
+    stop_on_sigterm()
 
 import numpy as np
 import torch
