@@ -48,7 +48,13 @@ def check(key, value, defaults, where, hints=None):
                          f"{value!r} of type {type(value).__name__}.")
     if error := blank_error(key, value, defaults[key], f" in {where}"):
         raise SystemExit(error + ".")
-    return value
+    return home(value)
+
+
+def home(value):
+    """A path given as ~/x is the home folder's x: the shell leaves the ~ of `--out_dir=~/x` as it is, and a folder
+    named ~ was made in the current one (which `rm -rf ~` would then clean up with the whole home)."""
+    return os.path.expanduser(value) if isinstance(value, str) and re.match(r"~[\w.-]*(/|$)", value) else value
 
 
 def blank_error(name, value, default, where=""):
@@ -289,6 +295,10 @@ class Parser(argparse.ArgumentParser):
         it meant the current folder, or a path '' that failed later with advice such as "no checkpoint at ckpt.pt".
         Options with their own type (--start, --calib) say themselves what an empty value means."""
         ns, rest = super().parse_known_args(args, namespace)
+        for a in self._actions:  # --out=~/x, --input ~/a.txt: home's (an option of its own type reads its own text)
+            if a.option_strings and a.type is None and a.dest != "help" and hasattr(ns, a.dest):
+                value = getattr(ns, a.dest)
+                setattr(ns, a.dest, [home(v) for v in value] if isinstance(value, list) else home(value))
         for a in self._actions:
             if a.option_strings and a.type is None and isinstance(a.default, str) and (error := blank_error(
                     max(a.option_strings, key=len), getattr(ns, a.dest, None), a.default)):

@@ -20,7 +20,7 @@ import tiktoken
 import torch
 
 from checkpoint import load_checkpoint, read_json, tokens, unreadable
-from configurator import Parser, cli, compile_failure, number
+from configurator import Parser, cli, compile_failure, home, number
 from convert import (GPT2_SIZES, TIE_METHODS, check_conversion, conversion_note, convert_state_dict, gpt2_config,
                      load_gpt2, ties_v)
 from model import GPT, SOURCES, GPTConfig, cache_length
@@ -144,6 +144,7 @@ def read_text(arg, flag):
 def read_text_file(path, given, fix):
     """The text of the file at path (given: the flag and value that named it, for the message; fix: what to give
     instead of a file that holds no text)."""
+    path = home(path)  # FILE:~/x: no shell expands that ~
     real = os.path.realpath(path)  # a link named calib.txt may lead there too
     if real.endswith(".bin") and os.path.isfile(os.path.join(os.path.dirname(real), "meta.json")):
         # prepare's uint16 token ids: a byte-level bin decodes as UTF-8, a NUL (the separator) after every byte

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from configurator import cli, configure, describe, number, range_error
+from configurator import Parser, cli, configure, describe, number, range_error
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULTS = {"learning_rate": 6e-4, "min_lr": 6e-5, "max_iters": 100, "compile": False, "out_dir": "out",
@@ -230,6 +230,21 @@ def test_a_config_file_named_without_py_or_config_names_the_file_meant(cwd, arg,
     with pytest.raises(SystemExit) as e:
         configure(DEFAULTS, [arg])
     assert str(e.value) == f"config file {arg!r} not found; did you mean {meant.format(root=ROOT)}?"
+
+
+def test_a_path_given_from_home_is_home_s_not_a_folder_named_tilde(tmp_path, monkeypatch):
+    # bash leaves the ~ of `--out_dir=~/runs/x`: train.py made ./~/runs/x (and `rm -rf ~` would clean it up with home)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "run.py").write_text('data_dir = "~/data/x"\n')
+    values = configure({**DEFAULTS, "data_dir": "data"}, [str(tmp_path / "run.py"), "--out_dir=~/runs/x"])[0]
+    assert (values["out_dir"], values["data_dir"]) == (f"{tmp_path}/runs/x", f"{tmp_path}/data/x")
+    assert configure(DEFAULTS, ["--out_dir=a~b"])[0]["out_dir"] == "a~b"  # only a leading ~ is home
+    p = Parser()
+    p.add_argument("--out", default=None)
+    p.add_argument("--input", nargs="+", default=None)
+    p.add_argument("--start", type=str, default="\n")  # its own type reads its own text: a prompt may start with ~
+    ns = p.parse_args(["--out=~", "--input", "~/a.txt", "b.txt", "--start=~/not a path"])
+    assert (ns.out, ns.input, ns.start) == (str(tmp_path), [f"{tmp_path}/a.txt", "b.txt"], "~/not a path")
 
 
 def test_ctrl_c_in_a_command_is_one_line_and_status_130(capsys):

@@ -434,3 +434,10 @@ def test_a_token_file_copied_or_renamed_is_refused_not_read_as_text(tmp_path, ca
         assert str(e.value) == (f"{flag}=FILE:{tmp_path / 'calib.dat'}: holds NUL bytes, as a file of token ids "
                                 f"(prepare_slimpajama.py's .bin, copied or renamed) does, not text; give the text or "
                                 f"FILE:<a text file>.")
+
+
+def test_a_prompt_file_from_home_is_read_from_home(tmp_path, monkeypatch):
+    # --start=FILE:~/prompt.txt (no shell expands that ~) read ./~/prompt.txt: "No such file or directory"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "prompt.txt").write_text("To be")
+    assert sample.read_text_file("~/prompt.txt", "--start=FILE:~/prompt.txt", "give a text file") == "To be"
