@@ -326,8 +326,7 @@ if decay_lr and 0 < config["lr_decay_iters"] <= warmup_iters:  # equal: a cosine
 if learning_rate * weight_decay >= 1:  # AdamW scales the weights by 1 - lr * wd each step: zero or flipped
     sys.exit(f"weight_decay ({weight_decay:g}) times learning_rate ({learning_rate:g}) is "
              f"{learning_rate * weight_decay:g}, and AdamW multiplies the weights by 1 minus that every step, which "
-             f"zeroes or flips them; set "
-             f"--weight_decay below {1 / learning_rate:g} (0.1 is usual).")
+             f"zeroes or flips them; lower --learning_rate or --weight_decay (0.1 is usual) until it is below 1.")
 if not gptconf.causal:
     sys.exit("causal=False lets every position see the token it is trained to predict, so the loss falls to nothing "
              "and the model cannot generate; train.py trains language models: set --causal=True (bidirectional "

@@ -407,8 +407,8 @@ def test_a_resumed_run_keeps_how_it_started(finished, data_dir, tmp_path, monkey
     (["--causal=False"], r"^causal=False lets every position see the token it is trained to predict"),
     # NaN at the first evaluation, with "Lower --learning_rate" as the fix: the decay term was at fault
     (["--weight_decay=100"], r"^weight_decay \(100\) times learning_rate \(0\.01\) is 1, and AdamW multiplies the "
-                             r"weights by 1 minus that every step, which zeroes or flips them; set --weight_decay "
-                             r"below 100 \(0\.1 is usual\)\.$"),
+                             r"weights by 1 minus that every step, which zeroes or flips them; lower --learning_rate "
+                             r"or --weight_decay \(0\.1 is usual\) until it is below 1\.$"),
 ])
 def test_a_schedule_or_model_that_trains_wrong_is_refused_before_any_work(args, error, tmp_path, data_dir,
                                                                           monkeypatch):
@@ -710,7 +710,7 @@ def test_out_of_memory_is_one_line_naming_the_settings_that_use_less(tmp_path, d
 
 def test_a_non_finite_loss_before_any_checkpoint_names_none(tmp_path, data_dir, monkeypatch):
     msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'out'}", "--max_iters=3",
-                                      "--learning_rate=1e10", "--grad_clip=0.0"])
+                                      "--learning_rate=1e10", "--grad_clip=0.0", "--weight_decay=0.0"])
     assert msg == "loss nan (gradient norm nan) at iter 1; stopped before any checkpoint was saved. Lower " \
                   "--learning_rate and run again."  # was: 'ckpt.pt is untouched ... resume from the checkpoint'
     assert sorted(os.listdir(tmp_path / "out")) == ["log.jsonl", "train.lock"]
@@ -817,7 +817,8 @@ def test_a_run_diverged_before_its_first_save_leaves_the_out_dir_as_it_found_it(
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("kept")
     for out in (tmp_path / "new" / "deeper", tmp_path / "mine"):
-        r = train(data_dir, out, "--learning_rate=1e6", "--min_lr=0", "--warmup_iters=0", check=False)
+        r = train(data_dir, out, "--learning_rate=1e6", "--min_lr=0", "--warmup_iters=0", "--weight_decay=0.0",
+                  check=False)
         assert r.returncode == 1 and "stopped before any checkpoint was saved" in r.stderr, r.stderr
     assert os.listdir(tmp_path) == ["mine"] and os.listdir(tmp_path / "mine") == ["notes.txt"]
 
