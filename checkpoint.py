@@ -142,6 +142,9 @@ def atomic_write(path, data):
         if os.path.isdir(path):  # a folder of that name (os.replace's IsADirectoryError): no free space helps
             raise SystemExit(f"could not write {path}: a folder has that name; move it out of the way, or write "
                              f"elsewhere.") from None
+        if not os.path.isdir(folder):  # the scripts make theirs first; a library caller may not have: nor here
+            raise SystemExit(f"could not write {path}: its folder {folder} does not exist (or is a file); create "
+                             f"it, or write elsewhere.") from None
         raise SystemExit(f"could not write {path} ({cause.strerror or cause}); "
                          + ("the file there is unchanged" if os.path.exists(path) else "nothing was written")
                          + ": free space on its disk, or write elsewhere.") from None
@@ -233,6 +236,7 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     model_args (on the meta device: no memory, no init). again: what to do instead of restoring a damaged file
     (None: train again, or point to another); train.py, whose new run would meet the same file, says to move it."""
     path = checkpoint_path(path)
+    keys = (keys,) if isinstance(keys, str) else keys  # "model" was the keys m, o, d, e, l
     point = f"restore it or {again}" if again else "point to an out_dir/ckpt.pt that train.py saved"
     again = again or "train again"
     if why := unreadable(path):
