@@ -267,6 +267,8 @@ GPT2_SIZES = {"gpt2": (12, 12, 768), "gpt2-medium": (24, 16, 1024), "gpt2-large"
 
 def gpt2_config(name, **overrides):
     """The GPTConfig of a GPT-2 size (r50k's 50257 tokens, 1024 positions); overrides e.g. proj, n_kv_head."""
+    if name not in GPT2_SIZES:  # a KeyError otherwise
+        raise ValueError(f"GPT-2 comes in the sizes {', '.join(GPT2_SIZES)}; got {name!r}.")
     n_layer, n_head, n_embd = GPT2_SIZES[name]
     return GPTConfig(**{**dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=1024, vocab_size=50257,
                                bias=True, tie_embeddings=True), **overrides})
@@ -313,6 +315,7 @@ def load_gpt2(name):
     import logging
 
     from huggingface_hub import constants, hf_hub_download
+    cfg = gpt2_config(name)  # another name is refused before the hub is asked for it
     try:
         import safetensors.torch
         file, read = "model.safetensors", safetensors.torch.load_file
@@ -340,7 +343,6 @@ def load_gpt2(name):
                              f"network, or download it once where there is one (the cache is reused).") from None
         finally:
             hub_log.setLevel(level)
-    cfg = gpt2_config(name)
     with torch.device("meta"):
         want = {k: t.shape for k, t in GPT(cfg).state_dict().items()}
     try:  # a file cut short, another program's, or another size's: the error of whichever step meets it first

@@ -222,6 +222,13 @@ def test_bad_calibration_states_and_configs_are_one_sentence(call, field):
     assert "\n" not in str(e.value)
 
 
+def test_a_gpt2_size_that_does_not_exist_is_refused_before_the_hub_is_asked():
+    # gpt2_config's KeyError; load_gpt2 offline advised to "unset HF_HUB_OFFLINE to download gpt3 once"
+    for call in (cv.gpt2_config, cv.load_gpt2):
+        with pytest.raises(ValueError, match="GPT-2 comes in the sizes gpt2, gpt2-medium, gpt2-large, gpt2-xl; got"):
+            call("gpt3")
+
+
 def test_split_on_fewer_calibration_tokens_than_head_dim():
     # 3 tokens give an SVD of 3 directions, fewer than the D - r the freed dimensions want: a shape error
     model = model_of(CFG)

@@ -528,6 +528,7 @@ def test_invalid_requests_name_the_field():
     (lambda m, p: m.generate(p, 2, temperature=None), "temperature"),
     (lambda m, p: m.new_cache(2.5, 8), "batch_size"), (lambda m, p: m.new_cache(1, 8, torch.int64), "dtype"),
     (lambda m, p: m.kv_bytes_per_token("bfloat16"), "torch.dtype"),
+    (lambda m, p: GPT(vars(m.config)), "GPT needs a GPTConfig"),  # GPT(ckpt["model_args"]): an AttributeError
 ])
 def test_arguments_at_their_edges_name_the_argument(call, field):
     """Library calls as docs/model.md shows them, at their edges: one ValueError naming the argument, not an
