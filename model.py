@@ -500,11 +500,11 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, use_cache=True, compile=False):
-        """Append max_new_tokens to idx [B, T]. temperature=0 is greedy. With the cache: one prefill, then one
-        token per step; the prompt and every new token but the last (which is never fed back) must fit
-        block_size. Without: full forward, context cropped to the last block_size tokens, the prompt's too.
-        compile=True runs the one-token steps through torch.compile: the position is a tensor (see Cache), so
-        one graph serves every step; the prefill stays eager."""
+        """Append max_new_tokens to idx [B, T]. temperature=0 is greedy (and below 1e-38, its limit). With the
+        cache: one prefill, then one token per step; the prompt and every new token but the last (which is never
+        fed back) must fit block_size. Without: full forward, context cropped to the last block_size tokens, the
+        prompt's too. compile=True runs the one-token steps through torch.compile: the position is a tensor (see
+        Cache), so one graph serves every step; the prefill stays eager."""
         check_sampling(idx, max_new_tokens, temperature, top_k)
         B, T = idx.shape
         bs = self.config.block_size
