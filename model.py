@@ -69,8 +69,13 @@ class GPTConfig:
         # each field of its default's kind first: block_size=2.5 failed deep in building the model, and
         # causal="False", a true string, built a causal model without a word
         for f in fields(self):  # the text settings: one of their choices, below
-            if not isinstance(f.default, str) and not of_kind(getattr(self, f.name), f.default):
-                raise ValueError(f"{f.name} must be {KINDS[type(f.default)]}; got {getattr(self, f.name)!r}.")
+            v = getattr(self, f.name)
+            if isinstance(f.default, str):
+                continue
+            if not of_kind(v, f.default):
+                raise ValueError(f"{f.name} must be {KINDS[type(f.default)]}; got {v!r}.")
+            if type(v) not in (int, float, bool):  # numpy's as Python's: np.int64 heads made SDPA's enable_gqa a
+                setattr(self, f.name, type(f.default)(v))  # numpy bool, which it refuses
         for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
             if not getattr(self, name) >= 1:
                 raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}.")

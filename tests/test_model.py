@@ -537,6 +537,14 @@ def test_arguments_at_their_edges_name_the_argument(call, field):
         call(tiny(proj="qk_v"), torch.zeros(1, 4, dtype=torch.long))
 
 
+def test_numpy_numbers_in_the_config_are_pythons():
+    # a sweep's np.int64 heads made SDPA's enable_gqa a numpy bool, which it refuses, deep in the first step
+    import numpy as np
+    model = tiny(proj="qk_v", n_kv_head=np.int64(2), dropout=np.float32(0.0))
+    assert type(model.config.n_kv_head) is int and type(model.config.dropout) is float
+    assert model.generate(torch.zeros(1, 2, dtype=torch.long), 3).shape == (1, 5)
+
+
 def test_targets_sliced_from_one_batch_or_int32_give_the_same_loss():
     # batch[:, 1:] is not contiguous: targets.view failed on it
     model, batch = tiny(), torch.randint(0, VOCAB, (3, 11))
