@@ -155,6 +155,8 @@ def test_conversion_keeps_every_other_weight_and_the_input_dtype():
      "n_kv_head"),
     # another rope_base turns every key by other angles: it was "the same variant, weights as they are"
     (replace(CFG, pos_emb="rope"), replace(CFG, pos_emb="rope", rope_base=500.0), None, "rope_base"),
+    # split's whitening mixes the key's dimensions, RoPE's pairs with them: a layer's scores moved by 118%
+    (replace(CFG, pos_emb="rope"), replace(CFG, pos_emb="rope", proj="qk_v"), "split", "pos_emb='rope'"),
 ])
 def test_impossible_conversions_are_one_sentence_naming_the_field(src, dst, method, field):
     with pytest.raises(ValueError) as e:
