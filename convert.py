@@ -52,11 +52,14 @@ def check_conversion(src, dst, method, calib):
         # split would move K alone (q_kv -> qk_v unties K from Q first, and takes every method)
         raise ValueError(f"convert_method={method!r} moves K, and in proj={src.proj!r} K is also Q, so every score "
                          f"would change; use 'k' or 'lstsq' to tie V to it.")
-    if tie and method == "split" and src.pos_emb == "rope":
-        # its whitening mixes the key's dimensions, which RoPE turns in fixed pairs by position: measured (a random
-        # init), a layer's scores moved by 118% of their norm with every direction kept (r = head_dim)
-        raise ValueError("convert_method='split' mixes the key's dimensions, and pos_emb='rope' turns them in fixed "
-                         "pairs, so every score would change; use 'lstsq' (it keeps K) or 'k'.")
+    why = {"rope": "pos_emb='rope' turns them in fixed pairs", "linear": "attn='linear' maps each by φ"}.get(
+        src.pos_emb if src.pos_emb == "rope" else src.attn)
+    if tie and method == "split" and why:
+        # its whitening mixes the key's dimensions, which keeps q kᵀ and nothing that acts on k's dimensions one by
+        # one before the score: measured (random init, every direction kept, r = head_dim), a RoPE layer's scores
+        # moved by 118% of their norm, a linear layer's attention weights by up to 0.31
+        raise ValueError(f"convert_method='split' mixes the key's dimensions, and {why}, so every score would "
+                         f"change; use 'lstsq' (it keeps K) or 'k'.")
     if tie and method in ("lstsq", "split"):
         check_calib(calib, src, method)
 
@@ -195,7 +198,7 @@ def convert_state_dict(state, src_config, dst_config, method=None, calib=None):
              query's attention weights sum to 1, so Σ a (k B + c) = (Σ a k) B + c
       split  keep only the score directions that carry all but SPLIT_TOL of the score energy (split_key), give the
              freed dimensions of the tied projection to what of v those cannot predict, then fold as lstsq
-             (refused with RoPE: mixing the key's dimensions breaks its pairs, and every score with them)
+             (refused with RoPE or linear attention: they act on the key's dimensions, which split mixes)
     calib: token ids [B, T] for lstsq and split. The layers are fitted in order, each on the inputs it receives from
     the already converted layers before it: those are the activations the converted model will really see, so the
     fit of a layer also absorbs the errors of the ones before it.

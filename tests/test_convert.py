@@ -157,6 +157,7 @@ def test_conversion_keeps_every_other_weight_and_the_input_dtype():
     (replace(CFG, pos_emb="rope"), replace(CFG, pos_emb="rope", rope_base=500.0), None, "rope_base"),
     # split's whitening mixes the key's dimensions, RoPE's pairs with them: a layer's scores moved by 118%
     (replace(CFG, pos_emb="rope"), replace(CFG, pos_emb="rope", proj="qk_v"), "split", "pos_emb='rope'"),
+    (replace(CFG, attn="linear"), replace(CFG, attn="linear", proj="qk_v"), "split", "attn='linear'"),  # φ per dim
 ])
 def test_impossible_conversions_are_one_sentence_naming_the_field(src, dst, method, field):
     with pytest.raises(ValueError) as e:
