@@ -142,6 +142,9 @@ def atomic_write(path, data):
         if os.path.isdir(path):  # a folder of that name (os.replace's IsADirectoryError): no free space helps
             raise SystemExit(f"could not write {path}: a folder has that name; move it out of the way, or write "
                              f"elsewhere.") from None
+        if not os.path.isdir(folder):  # the scripts make theirs first; a library caller may not have: nor here
+            raise SystemExit(f"could not write {path}: its folder {folder} does not exist (or is a file); create "
+                             f"it, or write elsewhere.") from None
         raise SystemExit(f"could not write {path} ({cause.strerror or cause}); "
                          + ("the file there is unchanged" if os.path.exists(path) else "nothing was written")
                          + ": free space on its disk, or write elsewhere.") from None
@@ -244,6 +247,7 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     model_args (on the meta device: no memory, no init). again: what to do instead of restoring a damaged file
     (None: train again, or point to another); train.py, whose new run would meet the same file, says to move it."""
     path = checkpoint_path(path)
+    keys = (keys,) if isinstance(keys, str) else keys  # "model" was the keys m, o, d, e, l
     point = f"restore it or {again}" if again else "point to an out_dir/ckpt.pt that train.py saved"
     again = again or "train again"
     if why := unreadable(path):
@@ -285,20 +289,20 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     if data_dir is not None and not isinstance(data_dir, str):  # sample.py and analyze read their calibration there
         raise SystemExit(f"{path} holds config data_dir = {reprlib.repr(data_dir)}, which is no path: the file is "
                          f"damaged or not written by train.py; restore it or {again}.")
+    # of its field's type (an int for a float too), as train.py writes them, before GPTConfig refuses another type
+    # as code that is not this one's would: n_layer=2.0 or a numpy int in a file is damage
+    default, args = asdict(GPTConfig()), ckpt["model_args"]
+    bad = isinstance(args, dict) and next((k for k, v in args.items() if k in default and type(v) is not type(
+        default[k]) and not (type(default[k]) is float and type(v) is int)), None)
+    if bad:
+        raise SystemExit(f"{path} holds model_args {bad} = {reprlib.repr(args[bad])}, which is no "
+                         f"{type(default[bad]).__name__}: the file is damaged or not written by train.py; restore it "
+                         f"or {again}.")
     try:
-        cfg = GPTConfig(**ckpt["model_args"])
+        cfg = GPTConfig(**args)
     except (TypeError, ValueError) as e:
         raise SystemExit(f"{path} holds model_args this code cannot build ({e}); it was written by another "
                          f"version or program; restore it or {again}.") from None
-    # of its field's type (an int for a float too), as train.py writes them: n_layer=2.0 passes GPTConfig's range
-    # checks and fails deep in building the model
-    default = asdict(GPTConfig())
-    bad = next((k for k, v in ckpt["model_args"].items() if type(v) is not type(default[k])
-                and not (type(default[k]) is float and type(v) is int)), None)
-    if bad:
-        raise SystemExit(f"{path} holds model_args {bad} = {reprlib.repr(ckpt['model_args'][bad])}, which is no "
-                         f"{type(default[bad]).__name__}: the file is damaged or not written by train.py; restore it "
-                         f"or {again}.")
     tokenizer = ckpt.get("meta", {}).get("tokenizer")
     if VOCABS.get(tokenizer, 0) > cfg.vocab_size:  # train.py's open_data refuses such data: the meta is not its own
         raise SystemExit(f"{path} names tokenizer {tokenizer!r} ({VOCABS[tokenizer]} tokens) for a model of vocab_size "

@@ -22,12 +22,16 @@ TIE_METHODS = ("k", "mean", "lstsq", "split")
 # at 1e-7, where the freed dimensions become too few for V.
 SPLIT_TOL = 1e-6
 SAME_FIELDS = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "n_inner", "attn", "causal", "bias",
-               "tie_embeddings", "pos_conv")  # conversions change proj and n_kv_head only
+               "tie_embeddings", "pos_conv")  # conversions change proj and n_kv_head only (and dropout, no weight)
 
 
 def check_conversion(src, dst, method, calib):
     """Raise ValueError, with one sentence naming the field and the fix, for a conversion that cannot be done."""
-    for f in SAME_FIELDS + tuple(f for f in ("pos_emb", "pos_conv_basis", "pos_conv_period") if hasattr(src, f)):
+    if not (isinstance(src, GPTConfig) and isinstance(dst, GPTConfig)):
+        raise ValueError(f"src_config and dst_config must be GPTConfigs (a checkpoint's: "
+                         f"GPTConfig(**ckpt['model_args'])); got {type(src).__name__} and {type(dst).__name__}.")
+    # rope_base too: another one turns every key by other angles, a new model said to be "weights as they are"
+    for f in SAME_FIELDS + ("pos_emb", "pos_conv_basis", "pos_conv_period", "rope_base"):
         if getattr(src, f) != getattr(dst, f):
             raise ValueError(f"conversion keeps {f} (source {getattr(src, f)!r}, destination {getattr(dst, f)!r}); "
                              f"set {f}={getattr(src, f)!r} or train the new shape from scratch.")
@@ -48,8 +52,30 @@ def check_conversion(src, dst, method, calib):
         # split would move K alone (q_kv -> qk_v unties K from Q first, and takes every method)
         raise ValueError(f"convert_method={method!r} moves K, and in proj={src.proj!r} K is also Q, so every score "
                          f"would change; use 'k' or 'lstsq' to tie V to it.")
-    if tie and method in ("lstsq", "split") and calib is None:
+    why = {"rope": "pos_emb='rope' turns them in fixed pairs", "linear": "attn='linear' maps each by φ"}.get(
+        src.pos_emb if src.pos_emb == "rope" else src.attn)
+    if tie and method == "split" and why:
+        # its whitening mixes the key's dimensions, which keeps q kᵀ and nothing that acts on k's dimensions one by
+        # one before the score: measured (random init, every direction kept, r = head_dim), a RoPE layer's scores
+        # moved by 118% of their norm, a linear layer's attention weights by up to 0.31
+        raise ValueError(f"convert_method='split' mixes the key's dimensions, and {why}, so every score would "
+                         f"change; use 'lstsq' (it keeps K) or 'k'.")
+    if tie and method in ("lstsq", "split"):
+        check_calib(calib, src, method)
+
+
+def check_calib(calib, cfg, method):
+    """The calibration tokens lstsq and split run the source model on, once, so their values too: an empty or
+    float calib failed in a reshape or the embedding, one longer than block_size named no calib."""
+    if calib is None:
         raise ValueError(f"convert_method={method!r} fits on calibration tokens; pass calib (token ids [B, T]).")
+    ok = (torch.is_tensor(calib) and calib.dim() == 2 and calib.dtype in (torch.long, torch.int) and calib.numel()
+          and calib.size(1) <= cfg.block_size and 0 <= calib.min() and calib.max() < cfg.vocab_size)
+    if not ok:
+        what = (f"a {calib.dtype} tensor of shape {tuple(calib.shape)}" if torch.is_tensor(calib) else
+                type(calib).__name__)
+        raise ValueError(f"calib must be token ids [B, T] (int64 or int32, at least one, T <= block_size = "
+                         f"{cfg.block_size}, each below vocab_size = {cfg.vocab_size}); got {what}.")
 
 
 def ties_v(src, dst):
@@ -107,6 +133,8 @@ def split_key(x, q_heads, k, v, intercept):
     B, c, _ = affine_fit(K @ to_k, V, intercept)
     _, _, free = torch.linalg.svd(V - (K @ to_k @ B + c), full_matrices=False)
     to_v = free[:K.size(1) - r].T                            # [D, D - r] top directions of what the r cannot predict
+    # fewer calibration rows N than D - r: the SVD has only N directions, and they hold all of it; zeros fill up
+    to_v = torch.cat([to_v, to_v.new_zeros(K.size(1), K.size(1) - r - to_v.size(1))], 1)
     tied = (torch.cat([to_k.T @ k[0], to_v.T @ v[0]]), torch.cat([k[1] @ to_k, v[1] @ to_v]))
     pad = lambda t: torch.cat([t, t.new_zeros(K.size(1) - r, *t.shape[1:])])
     queries = [(pad(to_q.T @ q[0]), pad(q[1] @ to_q)) for q in q_heads]
@@ -170,6 +198,7 @@ def convert_state_dict(state, src_config, dst_config, method=None, calib=None):
              query's attention weights sum to 1, so Σ a (k B + c) = (Σ a k) B + c
       split  keep only the score directions that carry all but SPLIT_TOL of the score energy (split_key), give the
              freed dimensions of the tied projection to what of v those cannot predict, then fold as lstsq
+             (refused with RoPE or linear attention: they act on the key's dimensions, which split mixes)
     calib: token ids [B, T] for lstsq and split. The layers are fitted in order, each on the inputs it receives from
     the already converted layers before it: those are the activations the converted model will really see, so the
     fit of a layer also absorbs the errors of the ones before it.
@@ -178,6 +207,7 @@ def convert_state_dict(state, src_config, dst_config, method=None, calib=None):
     check_conversion(src_config, dst_config, method, calib)
     with torch.device("meta"):  # no random init of weights that are about to be replaced
         model = GPT(src_config).eval()
+    check_state(state, model)
     model.load_state_dict({k: t.float().cpu() for k, t in state.items()}, assign=True)
     if src_config.tie_embeddings:  # assign gave the two names their own tensors: one again, as GPT() ties them
         model.lm_head.weight = model.transformer.wte.weight
@@ -198,6 +228,22 @@ def convert_state_dict(state, src_config, dst_config, method=None, calib=None):
         fits.append(convert_layer(block.attn, new.attn, x, method))
         model.transformer.h[i] = new
     return {k: t.to(dtypes.get(k, t.dtype)) for k, t in model.state_dict().items()}, fits
+
+
+def check_state(state, model):
+    """state holds each weight of model (built from src_config), of its shape, and nothing else: load_state_dict's
+    own error lists every key of a state of another config, or of a compiled model's (_orig_mod.)."""
+    want = {k: t.shape for k, t in model.state_dict().items()}
+    if not (isinstance(state, dict) and all(torch.is_tensor(t) for t in state.values())):
+        raise ValueError(f"state must be a dict of weights (model.state_dict(), a checkpoint's 'model'); got "
+                         f"{type(state).__name__}.")
+    bad = next((k for k in {**want, **state} if k not in state or k not in want or state[k].shape != want[k]), None)
+    if bad is not None:
+        how = ("lacks it" if bad not in state else "holds it, and src_config makes no such weight" if bad not in want
+               else f"holds it as {tuple(state[bad].shape)}, and src_config makes {tuple(want[bad])}")
+        raise ValueError(f"state does not fit src_config at {bad} ({how}); pass the GPTConfig its weights were "
+                         f"trained with (a checkpoint's model_args), and the weights without a wrapper's prefix "
+                         f"(_orig_mod., module.).")
 
 
 def conversion_note(src, dst, method, fits, source):
@@ -230,6 +276,8 @@ GPT2_SIZES = {"gpt2": (12, 12, 768), "gpt2-medium": (24, 16, 1024), "gpt2-large"
 
 def gpt2_config(name, **overrides):
     """The GPTConfig of a GPT-2 size (r50k's 50257 tokens, 1024 positions); overrides e.g. proj, n_kv_head."""
+    if name not in GPT2_SIZES:  # a KeyError otherwise
+        raise ValueError(f"GPT-2 comes in the sizes {', '.join(GPT2_SIZES)}; got {name!r}.")
     n_layer, n_head, n_embd = GPT2_SIZES[name]
     return GPTConfig(**{**dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=1024, vocab_size=50257,
                                bias=True, tie_embeddings=True), **overrides})
@@ -276,6 +324,7 @@ def load_gpt2(name):
     import logging
 
     from huggingface_hub import constants, hf_hub_download
+    cfg = gpt2_config(name)  # another name is refused before the hub is asked for it
     try:
         import safetensors.torch
         file, read = "model.safetensors", safetensors.torch.load_file
@@ -303,7 +352,6 @@ def load_gpt2(name):
                              f"network, or download it once where there is one (the cache is reused).") from None
         finally:
             hub_log.setLevel(level)
-    cfg = gpt2_config(name)
     with torch.device("meta"):
         want = {k: t.shape for k, t in GPT(cfg).state_dict().items()}
     try:  # a file cut short, another program's, or another size's: the error of whichever step meets it first

@@ -15,6 +15,7 @@ the tests check them against decode_attention_ref.
 """
 
 import math
+import numbers
 
 import torch
 import triton
@@ -112,9 +113,10 @@ def check_inputs(q, k_cache, v_cache, lengths):
         raise ValueError(f"q must be [B, H, D] and k_cache [B, H_kv, T_max, D]; got {tuple(q.shape)} and "
                          f"{tuple(k_cache.shape)}.")
     B, H, D = q.shape
-    if k_cache.size(0) != B or k_cache.size(3) != D or H % k_cache.size(1):
-        raise ValueError(f"k_cache {tuple(k_cache.shape)} must match q {tuple(q.shape)} in B and D, and its "
-                         f"H_kv must divide H.")
+    # an empty cache or head: the kernel gave NaN (or divided by D = 0) where the reference gave 0
+    if k_cache.size(0) != B or k_cache.size(3) != D or H % k_cache.size(1) or D < 1 or k_cache.size(2) < 1:
+        raise ValueError(f"k_cache {tuple(k_cache.shape)} must match q {tuple(q.shape)} in B and D (>= 1), its "
+                         f"H_kv must divide H, and it must hold T_max >= 1 positions.")
     if v_cache is not None and v_cache.shape != k_cache.shape:
         raise ValueError(f"v_cache must have k_cache's shape {tuple(k_cache.shape)} (or be None for V = K); "
                          f"got {tuple(v_cache.shape)}.")
@@ -124,7 +126,8 @@ def check_inputs(q, k_cache, v_cache, lengths):
         raise ValueError(f"lengths must be a [B] = [{B}] integer tensor of valid positions; got "
                          f"{f'{tuple(lengths.shape)} {lengths.dtype}' if torch.is_tensor(lengths) else lengths}.")
     if q.dtype != k_cache.dtype or (v_cache is not None and v_cache.dtype != k_cache.dtype):
-        raise ValueError(f"q, k_cache and v_cache must share one dtype; got {q.dtype} and {k_cache.dtype}.")
+        raise ValueError(f"q, k_cache and v_cache must share one dtype; got {q.dtype}, {k_cache.dtype} and "
+                         f"{None if v_cache is None else v_cache.dtype}.")
 
 
 def dense_rows(t):
@@ -143,6 +146,9 @@ def decode_attention(q, k_cache, v_cache=None, lengths=None, scale=None, *, rope
     if rope_base is not None and (v_cache is not None or q.size(-1) % 2):
         raise ValueError("rope_base is for V = K (v_cache None) with an even head dim: with a separate V, cache "
                          "the rotated keys and pass rope_base=None.")
+    if scale is not None and not (isinstance(scale, numbers.Real) and math.isfinite(scale)):
+        # a tensor failed in the interpreter's cast, NaN gave NaN
+        raise ValueError(f"scale must be a finite number (None: 1/sqrt(D)); got {scale!r}.")
     if rope_base is not None and not (math.isfinite(rope_base) and rope_base > 0):  # 0 ran unrotated, as no RoPE
         raise ValueError(f"rope_base must be a finite number > 0, as GPTConfig's; got {rope_base}.")
     if not (isinstance(num_splits, int) and num_splits >= 1 or num_splits is None) or \

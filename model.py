@@ -16,7 +16,7 @@ With proj="qkv", n_kv_head=0, attn="softmax", pos_conv=0 this is exactly a GPT-2
 
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn as nn
@@ -31,6 +31,17 @@ PEAK_FLOPS = {"A100": 312e12, "H100": 989e12, "H200": 989e12}  # dense bf16 tens
 # Cached one-token softmax steps through kernel.py's Triton decode attention (K read once when V = K):
 # None = for CUDA tensors, True = always (the tests, under TRITON_INTERPRET=1), False = never (SDPA).
 DECODE_KERNEL = None
+
+
+KINDS = {bool: "True or False", int: "an integer", float: "a number"}
+
+
+def of_kind(v, default):
+    """Whether v may stand where default does: a bool for a bool, an integer (no bool) for an int, any real number
+    (no bool) for a float."""
+    if isinstance(default, bool) or isinstance(v, bool):
+        return isinstance(v, bool) and isinstance(default, bool)
+    return isinstance(v, numbers.Integral if isinstance(default, int) else numbers.Real)
 
 
 @dataclass
@@ -55,6 +66,16 @@ class GPTConfig:
     tie_embeddings: bool = True  # the output layer is the token embedding
 
     def __post_init__(self):
+        # each field of its default's kind first: block_size=2.5 failed deep in building the model, and
+        # causal="False", a true string, built a causal model without a word
+        for f in fields(self):  # the text settings: one of their choices, below
+            v = getattr(self, f.name)
+            if isinstance(f.default, str):
+                continue
+            if not of_kind(v, f.default):
+                raise ValueError(f"{f.name} must be {KINDS[type(f.default)]}; got {v!r}.")
+            if type(v) not in (int, float, bool):  # numpy's as Python's: np.int64 heads made SDPA's enable_gqa a
+                setattr(self, f.name, type(f.default)(v))  # numpy bool, which it refuses
         for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
             if not getattr(self, name) >= 1:
                 raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}.")
@@ -66,7 +87,7 @@ class GPTConfig:
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout}.")
         for name, choices in (("proj", SOURCES), ("attn", ATTNS), ("pos_conv_basis", POS_CONV_BASES),
                               ("pos_emb", POS_EMBS)):
-            if getattr(self, name) not in choices:
+            if not (isinstance(getattr(self, name), str) and getattr(self, name) in choices):
                 raise ValueError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}.")
         if self.n_head < 1 or self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}).")
@@ -108,8 +129,9 @@ class Cache:
     softmax: k [B, n_kv_head, max_len, head_dim], plus v of the same shape unless V = K.
     linear:  s [B, n_kv_head, head_dim, head_dim] = Σ φ(k_i) v_iᵀ and z [B, n_kv_head, head_dim] = Σ φ(k_i)."""
 
-    def __init__(self, layers, max_len, lengths):
+    def __init__(self, layers, max_len, lengths, config):
         self.layers, self.max_len, self.pos = layers, max_len, 0
+        self.config = config  # of the model that made it: another's buffers, or lack of them, do not fit
         # [B] int32 = pos + 1 for the one-token step under way: the decode kernel's valid lengths, refilled in
         # place by GPT.forward once per step instead of allocated in every layer
         self.lengths = lengths
@@ -138,18 +160,36 @@ def pos_conv_features(L, n, K, device, period=0):
     return torch.stack([a.sin(), a.cos()], dim=-1)
 
 
-def check_sampling(prompt, max_new_tokens, temperature, top_k):
+def check_sampling(idx, max_new_tokens, temperature, top_k):
     """generate's arguments at their edges, in one sentence each: else an empty prompt fails deep in attention,
     top_k=0 in an index and a negative temperature silently samples the least likely tokens."""
-    if prompt < 1:
+    if torch.is_tensor(idx) and idx.dim() == 2 and idx.size(1) < 1:
         raise ValueError("the prompt idx [B, T] must hold at least one token (T >= 1); start from a token, "
                          "e.g. the tokenizer's end of text.")
-    if not (isinstance(max_new_tokens, numbers.Integral) and max_new_tokens >= 0):
+    check_tokens(idx)
+    # bools are integers to Python: top_k=True failed in topk, max_new_tokens=True asked for one token
+    if not (isinstance(max_new_tokens, numbers.Integral) and not isinstance(max_new_tokens, bool)
+            and max_new_tokens >= 0):
         raise ValueError(f"max_new_tokens must be an integer >= 0; got {max_new_tokens!r}.")
-    if not temperature >= 0:  # nan too
-        raise ValueError(f"temperature must be >= 0 (0 is greedy); got {temperature!r}.")
-    if top_k is not None and not (isinstance(top_k, numbers.Integral) and top_k >= 1):
+    if not (isinstance(temperature, (numbers.Real, torch.Tensor)) and temperature >= 0):  # nan too
+        raise ValueError(f"temperature must be a number >= 0 (0 is greedy); got {temperature!r}.")
+    if top_k is not None and not (isinstance(top_k, numbers.Integral) and not isinstance(top_k, bool) and top_k >= 1):
         raise ValueError(f"top_k must be None (all tokens) or an integer >= 1; got {top_k!r}.")
+
+
+def check_tokens(idx, targets=None):
+    """forward's inputs by type and shape only (no look at the values, which would wait for the device): else a
+    float idx fails in the embedding, an empty batch in a reshape, and targets of idx's size in another shape
+    (transposed) give a loss against the wrong tokens without a word."""
+    for name, t in (("idx", idx), ("targets", targets)):
+        if t is not None and not (torch.is_tensor(t) and t.dim() == 2 and t.dtype in (torch.long, torch.int)):
+            what = f"a {t.dtype} tensor of shape {tuple(t.shape)}" if torch.is_tensor(t) else type(t).__name__
+            raise ValueError(f"{name} must be a [B, T] tensor of token ids (int64 or int32); got {what}.")
+    if idx.size(0) < 1 or idx.size(1) < 1:
+        raise ValueError(f"idx [B, T] must hold at least one token (B, T >= 1); got shape {tuple(idx.shape)}.")
+    if targets is not None and targets.shape != idx.shape:
+        raise ValueError(f"targets must have idx's shape {tuple(idx.shape)}, the next token of each position; got "
+                         f"{tuple(targets.shape)}.")
 
 
 def cache_length(prompt, new_tokens):
@@ -360,6 +400,9 @@ class GPT(nn.Module):
 
     def __init__(self, config):
         super().__init__()
+        if not isinstance(config, GPTConfig):  # GPT(ckpt["model_args"]) was an AttributeError on a dict
+            raise ValueError(f"GPT needs a GPTConfig, e.g. GPTConfig(**ckpt['model_args']); got "
+                             f"{type(config).__name__}.")
         self.config = config
         wpe = {"wpe": nn.Embedding(config.block_size, config.n_embd)} if config.pos_emb == "learned" else {}
         self.transformer = nn.ModuleDict(dict(
@@ -394,10 +437,13 @@ class GPT(nn.Module):
         """idx [B, T] -> logits [B, T, vocab], loss (mean cross-entropy vs targets, -1 ignored) or None.
         With a cache, idx continues the sequence from cache.pos, the cache advances by T, and only the last
         position's logits are computed, [B, 1, vocab]: a prompt never pays for a [T, vocab] output layer."""
+        check_tokens(idx, targets)
         B, T = idx.shape
         pos = cache.pos if cache is not None else 0
-        if T < 1:
-            raise ValueError("idx [B, T] must hold at least one token (T >= 1).")
+        if cache is not None and cache.config is not self.config and cache.config != self.config:
+            # a Q-K=V cache has no V: a QKV model would read its K as V without a word
+            raise ValueError("the cache was made by another model (another GPTConfig); make it with this model's "
+                             "new_cache(...).")
         if cache is not None and B != cache.lengths.size(0):
             raise ValueError(f"idx holds a batch of {B} but the cache was made for {cache.lengths.size(0)}; "
                              f"make it with new_cache({B}, ...).")
@@ -427,11 +473,15 @@ class GPT(nn.Module):
         loss = None
         if targets is not None:
             # in float32 also when FSDP computes in bf16 (autocast already runs cross_entropy in float32)
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.view(-1), ignore_index=-1)
+            # reshape: targets sliced from one batch of windows (batch[:, 1:]) are not contiguous; int32 ids as idx's
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1).long(),
+                                   ignore_index=-1)
         return logits, loss
 
     def kv_bytes_per_token(self, dtype=torch.bfloat16):
         """Cache bytes one more token of context costs, all layers (0 for linear attention: its state is fixed)."""
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"kv_bytes_per_token needs a torch.dtype, e.g. torch.bfloat16; got {dtype!r}.")
         if self.config.attn == "linear":
             return 0
         a = self.transformer.h[0].attn
@@ -439,26 +489,30 @@ class GPT(nn.Module):
 
     def new_cache(self, batch_size, max_len, dtype=torch.float32, device="cpu"):
         """Pre-allocated decode buffers; dtype should be the dtype attention computes in."""
-        if batch_size < 1 or max_len < 0:
-            raise ValueError(f"new_cache needs batch_size >= 1 and max_len >= 0; got {batch_size} and {max_len}.")
+        whole = lambda n, least: isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= least
+        if not (whole(batch_size, 1) and whole(max_len, 0)):
+            raise ValueError(f"new_cache needs batch_size >= 1 and max_len >= 0, integers; got {batch_size!r} and "
+                             f"{max_len!r}.")
+        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):  # int64 failed in the first write
+            raise ValueError(f"new_cache needs a floating point dtype, the one attention computes in; got {dtype!r}.")
         if max_len > self.config.block_size:
             raise ValueError(f"max_len ({max_len}) must be <= block_size ({self.config.block_size}).")
         if not self.config.causal:
             raise ValueError("causal must be True for cached decoding: a bidirectional model's past depends on "
                              "its future.")
         return Cache([b.attn.new_cache(batch_size, max_len, dtype, device) for b in self.transformer.h], max_len,
-                     torch.zeros(batch_size, dtype=torch.int32, device=device))
+                     torch.zeros(batch_size, dtype=torch.int32, device=device), self.config)
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, use_cache=True, compile=False):
-        """Append max_new_tokens to idx [B, T]. temperature=0 is greedy. With the cache: one prefill, then one
-        token per step; the prompt and every new token but the last (which is never fed back) must fit
-        block_size. Without: full forward, context cropped to the last block_size tokens, the prompt's too.
-        compile=True runs the one-token steps through torch.compile: the position is a tensor (see Cache), so
-        one graph serves every step; the prefill stays eager."""
+        """Append max_new_tokens to idx [B, T]. temperature=0 is greedy (and below 1e-38, its limit). With the
+        cache: one prefill, then one token per step; the prompt and every new token but the last (which is never
+        fed back) must fit block_size. Without: full forward, context cropped to the last block_size tokens, the
+        prompt's too. compile=True runs the one-token steps through torch.compile: the position is a tensor (see
+        Cache), so one graph serves every step; the prefill stays eager."""
+        check_sampling(idx, max_new_tokens, temperature, top_k)
         B, T = idx.shape
         bs = self.config.block_size
-        check_sampling(T, max_new_tokens, temperature, top_k)
         if compile and (not use_cache or self.config.pos_conv):
             raise ValueError("compile=True needs use_cache=True and pos_conv=0: it compiles the cached one-token "
                              "step, and (X)+'s bias is built for an int position.")
@@ -480,10 +534,13 @@ class GPT(nn.Module):
             if compile and step is self:  # prefill done: the one-token steps from here on
                 step = self.compiled_step(cache)
             logits = logits[:, -1, :]
-            if temperature == 0:
+            if temperature < 1e-38:  # 0, and the limit of temperatures float32 cannot divide by (they round to 0)
                 nxt = logits.argmax(-1, keepdim=True)
             else:
-                logits = logits / temperature
+                # in float32, from the largest logit: a logit over a small temperature (below 1e-38, or 1e-4 in
+                # float16) overflowed to inf, and softmax's nan failed in multinomial; the probabilities are the same
+                logits = logits.float()
+                logits = (logits - logits.max(-1, keepdim=True).values) / temperature
                 if top_k is not None:
                     v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
                     logits[logits < v[:, [-1]]] = -float("inf")

@@ -473,6 +473,11 @@ def test_load_checkpoint_checks_what_each_key_holds(world, name):
     assert str(e.value).startswith(FIELD_MESSAGES[name].format(p=path)), str(e.value)
 
 
+def test_load_checkpoint_takes_one_key_as_a_string(world):
+    # ("model") is a string: it was asked for the keys m, o, d, e, l, and said the file had none of them
+    assert "model" in checkpoint.load_checkpoint(str(world / "run"), "model")
+
+
 def test_a_compiled_models_prefix_is_stripped(world):
     ckpt = checkpoint.load_checkpoint(str(world / "compiled"))
     good = torch.load(world / "run" / "ckpt.pt", weights_only=True)["model"]
@@ -538,6 +543,17 @@ def test_atomic_write_over_a_folder_says_so(tmp_path):
     assert str(e.value) == f"could not write {tmp_path / 'curve.json'}: a folder has that name; move it out of the " \
                            f"way, or write elsewhere."
     assert os.listdir(tmp_path) == ["curve.json"] and os.listdir(tmp_path / "curve.json") == []
+
+
+def test_atomic_write_into_a_missing_folder_says_so(tmp_path):
+    # checkpoint.save_checkpoint(ckpt, "new/ckpt.pt") from Python: the advice was to free space on the disk
+    (tmp_path / "file").write_text("")
+    for folder in (tmp_path / "new", tmp_path / "file"):
+        with pytest.raises(SystemExit) as e:
+            checkpoint.save_checkpoint({}, str(folder / "ckpt.pt"))
+        assert str(e.value) == f"could not write {folder / 'ckpt.pt'}: its folder {folder} does not exist (or is a " \
+                               f"file); create it, or write elsewhere."
+    assert os.listdir(tmp_path) == ["file"]
 
 
 def test_atomic_write_leaves_the_old_file_when_the_writer_dies_midway(tmp_path, monkeypatch):

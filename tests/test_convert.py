@@ -153,6 +153,11 @@ def test_conversion_keeps_every_other_weight_and_the_input_dtype():
     (CFG, replace(CFG, n_layer=3), None, "n_layer"),
     (replace(CFG, n_head=6, n_embd=48, n_kv_head=2), replace(CFG, n_head=6, n_embd=48, n_kv_head=3), None,
      "n_kv_head"),
+    # another rope_base turns every key by other angles: it was "the same variant, weights as they are"
+    (replace(CFG, pos_emb="rope"), replace(CFG, pos_emb="rope", rope_base=500.0), None, "rope_base"),
+    # split's whitening mixes the key's dimensions, RoPE's pairs with them: a layer's scores moved by 118%
+    (replace(CFG, pos_emb="rope"), replace(CFG, pos_emb="rope", proj="qk_v"), "split", "pos_emb='rope'"),
+    (replace(CFG, attn="linear"), replace(CFG, attn="linear", proj="qk_v"), "split", "attn='linear'"),  # φ per dim
 ])
 def test_impossible_conversions_are_one_sentence_naming_the_field(src, dst, method, field):
     with pytest.raises(ValueError) as e:
@@ -198,6 +203,40 @@ def test_q_kv_to_q_k_v_keeps_every_score_with_k_and_lstsq():
 def test_lstsq_without_calibration_tokens_is_refused():
     with pytest.raises(ValueError, match="calib"):
         convert_state_dict(GPT(CFG).state_dict(), CFG, replace(CFG, proj="qk_v"), "lstsq")
+
+
+@pytest.mark.parametrize("call,field", [
+    # torch's errors from deep inside (embedding, reshape, load_state_dict listing every key) or an AttributeError
+    (lambda st, dst: convert_state_dict(st, CFG, dst, "lstsq", IDX.float()), "calib must be token ids"),
+    (lambda st, dst: convert_state_dict(st, CFG, dst, "lstsq", IDX[0]), "calib"),
+    (lambda st, dst: convert_state_dict(st, CFG, dst, "lstsq", IDX[:0]), "calib"),
+    (lambda st, dst: convert_state_dict(st, CFG, dst, "lstsq", IDX.tolist()), "calib"),
+    (lambda st, dst: convert_state_dict(st, CFG, dst, "split", IDX.repeat(1, 2)), "T <= block_size"),
+    (lambda st, dst: convert_state_dict(st, CFG, dst, "lstsq", IDX + VOCAB), "below vocab_size"),
+    (lambda st, dst: convert_state_dict(st, replace(CFG, n_layer=3), replace(dst, n_layer=3), "k"),
+     "state does not fit src_config at transformer.h.2"),
+    (lambda st, dst: convert_state_dict({"_orig_mod." + k: t for k, t in st.items()}, CFG, dst, "k"), "_orig_mod"),
+    (lambda st, dst: convert_state_dict(GPT(CFG), CFG, dst, "k"), "state must be a dict"),
+    (lambda st, dst: convert_state_dict(st, CFG, {"proj": "qk_v"}, "k"), "dst_config must be"),
+])
+def test_bad_calibration_states_and_configs_are_one_sentence(call, field):
+    with pytest.raises(ValueError, match=field) as e:
+        call(GPT(CFG).state_dict(), replace(CFG, proj="qk_v"))
+    assert "\n" not in str(e.value)
+
+
+def test_a_gpt2_size_that_does_not_exist_is_refused_before_the_hub_is_asked():
+    # gpt2_config's KeyError; load_gpt2 offline advised to "unset HF_HUB_OFFLINE to download gpt3 once"
+    for call in (cv.gpt2_config, cv.load_gpt2):
+        with pytest.raises(ValueError, match="GPT-2 comes in the sizes gpt2, gpt2-medium, gpt2-large, gpt2-xl; got"):
+            call("gpt3")
+
+
+def test_split_on_fewer_calibration_tokens_than_head_dim():
+    # 3 tokens give an SVD of 3 directions, fewer than the D - r the freed dimensions want: a shape error
+    model = model_of(CFG)
+    state, fits = convert_state_dict(model.state_dict(), CFG, replace(CFG, proj="qk_v"), "split", IDX[:1, :3])
+    assert all(len(f["rank"]) == N_HEAD for f in fits) and all(t.isfinite().all() for t in state.values())
 
 
 def hub_layout(model):

@@ -112,6 +112,12 @@ def test_defaults_scale_and_strided_q():
     ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, [5, 5]), "integer tensor"),
     ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, None, None, None, 0), "num_splits must be an int >= 1"),
     ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, None, None, None, None, 48), "block_n a power of two"),
+    # an empty cache gave NaN where the reference gave 0, D = 0 a ZeroDivisionError, a tensor scale the interpreter's
+    # cast error; a float64 v_cache was said to be q's and k_cache's float32 twice
+    ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 0, 8)), "T_max >= 1"),
+    ((torch.zeros(2, 4, 0), torch.zeros(2, 2, 5, 0)), "D \\(>= 1\\)"),
+    ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, None, torch.tensor(0.3)), "scale must be a finite number"),
+    ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), torch.zeros(2, 2, 5, 8, dtype=torch.float64)), "torch.float64"),
 ])
 def test_bad_inputs_name_the_field(args, field):
     kw = dict(zip(("rope_base", "num_splits", "block_n"), args[5:]))

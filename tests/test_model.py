@@ -478,6 +478,10 @@ def test_pos_emb_none_has_no_position_table_and_sees_no_position():
     (dict(pos_conv=8, attn="linear"), "pos_conv"), (dict(pos_conv_basis="offset"), "pos_conv_basis"),
     (dict(pos_emb="sinusoidal"), "pos_emb"),
     (dict(rope_base=500.0), "rope_base"), (dict(pos_conv_basis="concat"), "pos_conv_basis"),  # parts not built
+    # of another type: 2.5 failed deep in building the model, the true string "False" built a causal one
+    (dict(block_size=2.5), "block_size must be an integer"), (dict(n_embd=32.0), "n_embd must be an integer"),
+    (dict(causal="False"), "causal must be True or False"), (dict(bias=None), "bias"), (dict(n_head=None), "n_head"),
+    (dict(dropout="0.1"), "dropout must be a number"), (dict(proj=["qkv"]), "proj must be one of"),
 ])
 def test_invalid_configs_name_the_field(kw, field):
     with pytest.raises(ValueError, match=field):
@@ -513,12 +517,51 @@ def test_invalid_requests_name_the_field():
     (lambda m, p: m.generate(p, -1), "max_new_tokens"), (lambda m, p: m.generate(p, 1.5), "max_new_tokens"),
     (lambda m, p: m(p[:, :0]), "idx"), (lambda m, p: m(p, cache=m.new_cache(2, 8)), "batch"),
     (lambda m, p: m.new_cache(1, -1), "max_len"), (lambda m, p: m.new_cache(0, 8), "batch_size"),
+    # torch's own errors from deep inside (embedding, reshape, topk, zeros), or a silent result: targets transposed
+    # gave a loss against the wrong tokens, and a QKV model read a Q-K=V cache's K as its V
+    (lambda m, p: m(p.float()), "idx must be a \\[B, T\\] tensor"), (lambda m, p: m(p.tolist()), "idx"),
+    (lambda m, p: m(p[0]), "idx"), (lambda m, p: m(p[:0]), "idx"), (lambda m, p: m.generate(p.float(), 2), "idx"),
+    (lambda m, p: m(p.repeat(2, 1), p.repeat(2, 1).T), "targets must have idx's shape"),
+    (lambda m, p: m(p, p.float()), "targets"),
+    (lambda m, p: tiny(proj="qkv")(p, cache=m.new_cache(1, 8)), "another model"),
+    (lambda m, p: m.generate(p, 2, top_k=True), "top_k"), (lambda m, p: m.generate(p, True), "max_new_tokens"),
+    (lambda m, p: m.generate(p, 2, temperature=None), "temperature"),
+    (lambda m, p: m.new_cache(2.5, 8), "batch_size"), (lambda m, p: m.new_cache(1, 8, torch.int64), "dtype"),
+    (lambda m, p: m.kv_bytes_per_token("bfloat16"), "torch.dtype"),
+    (lambda m, p: GPT(vars(m.config)), "GPT needs a GPTConfig"),  # GPT(ckpt["model_args"]): an AttributeError
 ])
 def test_arguments_at_their_edges_name_the_argument(call, field):
     """Library calls as docs/model.md shows them, at their edges: one ValueError naming the argument, not an
     IndexError from deep inside (empty prompt, top_k=0) nor a silent result (a negative temperature)."""
     with pytest.raises(ValueError, match=field):
         call(tiny(proj="qk_v"), torch.zeros(1, 4, dtype=torch.long))
+
+
+def test_numpy_numbers_in_the_config_are_pythons():
+    # a sweep's np.int64 heads made SDPA's enable_gqa a numpy bool, which it refuses, deep in the first step
+    import numpy as np
+    model = tiny(proj="qk_v", n_kv_head=np.int64(2), dropout=np.float32(0.0))
+    assert type(model.config.n_kv_head) is int and type(model.config.dropout) is float
+    assert model.generate(torch.zeros(1, 2, dtype=torch.long), 3).shape == (1, 5)
+
+
+def test_targets_sliced_from_one_batch_or_int32_give_the_same_loss():
+    # batch[:, 1:] is not contiguous: targets.view failed on it
+    model, batch = tiny(), torch.randint(0, VOCAB, (3, 11))
+    x, y = batch[:, :-1], batch[:, 1:]
+    loss = model(x, y.contiguous())[1]
+    torch.testing.assert_close(model(x, y)[1], loss)
+    torch.testing.assert_close(model(x.int(), y.int())[1], loss)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_sampling_at_a_tiny_temperature_is_the_argmax(dtype):
+    # logits over 1e-40 (1e-6 in float16) overflowed to inf, and softmax's NaN failed in multinomial
+    model = tiny().to(dtype)
+    prompt = torch.zeros(2, 3, dtype=torch.long)
+    greedy = model.generate(prompt, 4, temperature=0)
+    for t in (1e-6, 1e-40, 5e-324):
+        assert torch.equal(model.generate(prompt, 4, temperature=t), greedy)
 
 
 def test_optimizer_decays_only_matrices_and_mfu_is_unknown_on_cpu():
