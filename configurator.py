@@ -328,14 +328,21 @@ def cli(main, after):
         raise SystemExit(1) from None
 
 
-def compile_failure(e):
+def compile_failure(e, what="--compile=True", off="pass --compile=False"):
     """One sentence for an error torch.compile raised (dynamo or inductor; a missing C++ compiler for inductor's CPU
-    code is the usual one: 40 lines of traceback from deep inside torch), or None for any other error."""
+    code is the usual one: 40 lines of traceback from deep inside torch), or None for any other error. what: the
+    setting or section that compiles; off: how to run without it."""
+    inside = [f.f_globals.get("__name__", "") for f, _ in traceback.walk_tb(e.__traceback__)]
+    why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+    # under an ASCII locale in Python's non-UTF-8 mode (PYTHONUTF8=0 LC_ALL=C) inductor reads its own templates as
+    # ASCII: a plain UnicodeDecodeError raised inside it, and no compiler would help
+    if isinstance(e, UnicodeError) and any(m.startswith(("torch._dynamo", "torch._inductor")) for m in inside):
+        return (f"{what}: torch.compile failed reading its own files in a non-UTF-8 locale ({why}); run "
+                f"Python in UTF-8 mode (PYTHONUTF8=1, or a UTF-8 locale such as LC_ALL=C.UTF-8), or {off}.")
     if not type(e).__module__.startswith(("torch._dynamo", "torch._inductor")):
         return None
-    why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-    return (f"--compile=True: torch.compile failed ({why}); it needs a working C++ compiler on CPU (Triton on a "
-            f"GPU): install one, or pass --compile=False.")
+    return (f"{what}: torch.compile failed ({why}); it needs a working C++ compiler on CPU (Triton on a "
+            f"GPU): install one, or {off}.")
 
 
 def tolerant_output():

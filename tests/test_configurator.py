@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from configurator import cli, configure, describe
+from configurator import cli, compile_failure, configure, describe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULTS = {"learning_rate": 6e-4, "min_lr": 6e-5, "max_iters": 100, "compile": False, "out_dir": "out",
@@ -298,3 +298,19 @@ def test_a_help_that_could_not_be_written_is_one_line_and_status_1(monkeypatch, 
     assert e.value.code == 1
     assert capsys.readouterr().err == "stopped: its output could not be written (No space left on device); " \
                                       "nothing was written.\n"
+
+
+def test_a_compile_that_fails_in_a_non_utf8_locale_says_so():
+    # under PYTHONUTF8=0 LC_ALL=C inductor reads its own templates as ASCII: a plain UnicodeDecodeError from inside
+    # torch._inductor, a traceback from sample.py, train.py and bench.py (--compile=True, the decode section)
+    where = {"__name__": "torch._inductor.utils"}
+    exec("def load_template():\n    return b'\\xe2'.decode('ascii')", where)
+    with pytest.raises(UnicodeDecodeError) as e:
+        where["load_template"]()
+    assert compile_failure(e.value) == (
+        "--compile=True: torch.compile failed reading its own files in a non-UTF-8 locale ('ascii' codec can't "
+        "decode byte 0xe2 in position 0: ordinal not in range(128)); run Python in UTF-8 mode (PYTHONUTF8=1, or a "
+        "UTF-8 locale such as LC_ALL=C.UTF-8), or pass --compile=False.")
+    with pytest.raises(UnicodeDecodeError) as e:
+        b"\xe2".decode("ascii")  # the same error outside torch.compile is not its failure
+    assert compile_failure(e.value) is None
