@@ -44,12 +44,16 @@ def boolean(s):
 
 def prompt(s):
     # bytes that are not UTF-8 on the command line reach Python as lone surrogates, which no tokenizer encodes (a
-    # FILE: path may hold them: it only names a file)
+    # FILE: path may hold them: it only names a file); outside UTF-8 mode (PYTHONUTF8=0 LC_ALL=C) UTF-8 text
+    # reaches it so too, decoded as ASCII: its own bytes are the text
     try:
         s.startswith("FILE:") or s.encode("utf-8")
     except UnicodeEncodeError:
-        raise argparse.ArgumentTypeError('holds bytes that are not UTF-8 text; give UTF-8 text, or "FILE:path" to '
-                                         'read it from a file') from None
+        try:
+            s = os.fsencode(s).decode("utf-8")
+        except UnicodeError:
+            raise argparse.ArgumentTypeError('holds bytes that are not UTF-8 text; give UTF-8 text, or "FILE:path" '
+                                             'to read it from a file') from None
     if os.path.isfile(s):  # meant as the file: taken as text, lstsq fitted on the path's own 30-odd bytes, exit 0
         raise argparse.ArgumentTypeError(f'names a file, and without "FILE:" the value is the text itself; write '
                                          f'"FILE:{s}" to read the file')

@@ -1,3 +1,4 @@
+import argparse
 import json
 import os
 import shutil
@@ -338,6 +339,14 @@ def test_conversion_settings_are_checked_before_converting(tmp_path, capsys, mon
         assert e.value.code == 2
         assert capsys.readouterr().err.splitlines()[-1].endswith(': error: argument --calib: is empty; give the '
                                                                  'text, or "FILE:path" to read it from a file')
+
+
+def test_a_utf8_prompt_read_outside_utf8_mode_is_its_text():
+    # under PYTHONUTF8=0 LC_ALL=C Python decodes argv as ASCII: --start="Roméo:" reached sample.py as
+    # 'Rom\udcc3\udca9o:' and was refused as "not UTF-8 text", which it is; bytes that are not UTF-8 still are
+    assert sample.prompt("Rom\udcc3\udca9o:") == "Roméo:"
+    with pytest.raises(argparse.ArgumentTypeError, match="holds bytes that are not UTF-8 text"):
+        sample.prompt("Rom\udce9o:")
 
 
 def test_a_compile_that_fails_is_one_sentence(tmp_path, capsys, monkeypatch):
