@@ -127,8 +127,9 @@ def atomic_write(path, data):
         with os.fdopen(fd, "wb") as f:
             if callable(data):
                 data(f)
-            else:
-                f.write(data.encode() if isinstance(data, str) else data)
+            else:  # a path or name from the command line outside UTF-8 mode (PYTHONUTF8=0 LC_ALL=C) holds its
+                # bytes as surrogates: written back as those bytes (a UnicodeEncodeError left results.md unwritten)
+                f.write(data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)

@@ -154,7 +154,9 @@ def text_perplexity(lm, path, text):
     ids = [lm.eot] + lm.encode_text(text)  # one document, as the docs say: its bytes all scored, none a separator
     (logp, _), = lm.score([(ids, 1)])
     words, nbytes = len(text.split()), len(text.encode("utf-8"))
-    name = os.path.basename(path)
+    # the file name's own bytes as UTF-8: outside UTF-8 mode (PYTHONUTF8=0 LC_ALL=C) préface.txt reached Python
+    # as 'pr\udcc3\udca9face.txt', which results.md could not encode (a traceback, results.json alone)
+    name = os.fsencode(os.path.basename(path)).decode("utf-8", "backslashreplace")
     metrics = {"word_perplexity": perplexity(-logp / words), "byte_perplexity": perplexity(-logp / nbytes),
                "bits_per_byte": -logp / nbytes / math.log(2)}
     return {"results": {name: {f"{k},none": v for k, v in metrics.items()}},

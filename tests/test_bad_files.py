@@ -471,6 +471,13 @@ def test_atomic_write_replaces_the_file_whole(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o644
 
 
+def test_atomic_write_writes_a_name_read_outside_utf8_mode_as_its_bytes(tmp_path):
+    # under PYTHONUTF8=0 LC_ALL=C a path from the command line holds its bytes as surrogates ('pr\udcc3\udca9face'):
+    # str.encode() raised, a traceback with the file unwritten
+    checkpoint.atomic_write(str(tmp_path / "f.md"), "| pr\udcc3\udca9face.txt |")
+    assert (tmp_path / "f.md").read_text() == "| préface.txt |"
+
+
 def test_atomic_write_over_a_folder_says_so(tmp_path):
     # a folder where a study's cached curve goes: the advice was to free space on the disk (the seventh pass)
     (tmp_path / "curve.json").mkdir()

@@ -352,6 +352,16 @@ def test_a_line_break_in_a_text_file_name_stays_in_its_table_row():
     assert ev.table(res).splitlines()[2:] == ["| a\\nb\\r.txt | bits_per_byte | 1.0000 | n/a |"]
 
 
+def test_a_text_file_name_read_outside_utf8_mode_is_its_name():
+    # under PYTHONUTF8=0 LC_ALL=C, --text=préface.txt reached eval.py as 'pr\udcc3\udca9face.txt': results.md, its
+    # task name unencodable, was a traceback after results.json (which named the task by the surrogates)
+    class LM:
+        eot, encode_text = 0, staticmethod(lambda s: list(s.encode()))
+        score = staticmethod(lambda reqs: [(-1.0, False)])
+    assert list(ev.text_perplexity(LM, "d/pr\udcc3\udca9face.txt", "a b")["results"]) == ["préface.txt"]
+    assert list(ev.text_perplexity(LM, "pr\udce9face.txt", "a b")["results"]) == ["pr\\xe9face.txt"]  # not UTF-8
+
+
 def test_a_perplexity_beyond_a_float_is_inf():
     class LM:  # one word of 5000 tokens at 0.2 nats each: exp(1000) overflowed after the work
         eot, encode_text = 0, staticmethod(lambda s: list(s.encode()))
