@@ -254,6 +254,30 @@ def test_a_local_task_that_cannot_be_built_offline_is_one_sentence_before_the_mo
         assert str(e.value).endswith("); fix its YAML file.")
 
 
+def test_a_task_built_without_permission_is_one_sentence_naming_the_fix(tmp_path, lm_eval, offline, monkeypatch):
+    # HOME read-only: datasets could not make ~/.cache; or a task's data file unreadable to this user: a
+    # PermissionError traceback from deep inside datasets (the twelfth pass; as root, the refusals are made here)
+    import datasets
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", "/home/ro/.cache/huggingface/datasets")
+    for where, said in (("/home/ro/.cache", "--tasks: the Hugging Face datasets cache /home/ro/.cache/huggingface/"
+                                            "datasets cannot be made or written (Permission denied: /home/ro/.cache); "
+                                            "set HF_HOME (or HF_DATASETS_CACHE) to a writable folder."),
+                        ("/tasks/t.jsonl", "--tasks: lm_eval cannot build t: /tasks/t.jsonl (Permission denied); "
+                                           "make it readable to this user.")):
+        class TM:
+            all_tasks = ["t"]
+
+            def __init__(self, include_path):
+                pass
+
+            def load(self, names):
+                raise PermissionError(13, "Permission denied", where)
+        monkeypatch.setattr(ev, "TaskManager", TM)
+        with pytest.raises(SystemExit) as e:
+            ev.main([f"--out_dir={tmp_path}", "--tasks=t"])
+        assert str(e.value) == said
+
+
 def test_text_perplexity_is_the_rolling_log_likelihood_per_word_and_byte(tmp_path, monkeypatch, capsys):
     make_ckpt(tmp_path, BYTES_META)  # block_size 64
     text = "To be, or not to be, that is the question:\n" * 3  # 129 bytes, 30 words
