@@ -214,6 +214,27 @@ FIELDS = {
 VOCABS = {"r50k_base": 50257, "bytes": 256}  # the tokenizers prepare_slimpajama.py writes, and their vocabularies
 
 
+def r50k(prefix="", fix=""):
+    """tiktoken's r50k_base, or SystemExit with one sentence: offline without its cached file (tiktoken raises from
+    deep inside requests), or a cache this user cannot read, where "set TIKTOKEN_CACHE_DIR to a directory that
+    holds its cached file" was the advice (it did). prefix and fix: the calling script's own words."""
+    import tiktoken
+    try:
+        return tiktoken.get_encoding("r50k_base")
+    except Exception as e:
+        denied, folder = e if isinstance(e, PermissionError) else None, os.environ.get("TIKTOKEN_CACHE_DIR")
+        try:  # a folder it cannot list looks empty to tiktoken, which then went to the network
+            denied or not folder or os.listdir(folder)
+        except PermissionError as d:
+            denied = d
+        if denied:
+            raise SystemExit(f"{prefix}could not load tiktoken's r50k_base: {denied.filename} cannot be read "
+                             f"({denied.strerror}); make it readable to this user, or point TIKTOKEN_CACHE_DIR at a "
+                             f"readable copy{fix}.") from None
+        raise SystemExit(f"{prefix}could not load tiktoken's r50k_base ({type(e).__name__}); offline, set "
+                         f"TIKTOKEN_CACHE_DIR to a directory that holds its cached file{fix}.") from None
+
+
 def unreadable(path):
     """Why path cannot be read by this user (a folder on the way not searchable, the file not readable), or None:
     os.path.exists answers False for a file it cannot see, and the advice was then to make what is there."""

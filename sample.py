@@ -16,10 +16,9 @@ import time
 from contextlib import nullcontext
 from dataclasses import replace
 
-import tiktoken
 import torch
 
-from checkpoint import load_checkpoint, read_json, tokens, unreadable
+from checkpoint import load_checkpoint, r50k, read_json, tokens, unreadable
 from configurator import Parser, cli, compile_failure, number
 from convert import (GPT2_SIZES, TIE_METHODS, check_conversion, conversion_note, convert_state_dict, gpt2_config,
                      load_gpt2, ties_v)
@@ -292,11 +291,7 @@ def get_tokenizer(meta, special=True):
         raise SystemExit(f"the checkpoint's meta names tokenizer {name!r} but no eot_token (its document separator): "
                          f"the file is damaged or not written by train.py; restore it or train again.")
     if name == "r50k_base":
-        try:
-            enc = tiktoken.get_encoding("r50k_base")
-        except Exception as e:
-            raise SystemExit(f"could not load tiktoken's r50k_base ({type(e).__name__}); offline, set "
-                             f"TIKTOKEN_CACHE_DIR to a directory that holds its cached file.")
+        enc = r50k()
         allowed = {EOT} if special else set()
         return (lambda s: enc.encode(s, allowed_special=allowed, disallowed_special=())), beyond(enc.decode,
                                                                                                  enc.n_vocab)

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import tiktoken
 import torch
 
 import checkpoint
@@ -469,7 +470,7 @@ def test_a_tokenizer_missing_offline_makes_no_folder(tmp_path, monkeypatch):
 
     def offline(name):
         raise ConnectionError("no network")
-    monkeypatch.setattr(sample.tiktoken, "get_encoding", offline)
+    monkeypatch.setattr(tiktoken, "get_encoding", offline)
     with pytest.raises(SystemExit, match="could not load tiktoken's r50k_base"):
         ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 'text.txt'}", "--device=cpu"])
     assert not (tmp_path / "eval").exists()
