@@ -315,6 +315,8 @@ def cli(main, after):
         print(f"stopped by Ctrl-C; {after}", file=sys.stderr)
         raise SystemExit(130) from None
     except OSError as e:
+        if why := cache_failure(e):
+            raise SystemExit(why) from None
         if not stdout_refuses(e):
             raise
         why = "the reader of its output went away (a closed pipe)" if isinstance(e, BrokenPipeError) else \
@@ -326,6 +328,17 @@ def cli(main, after):
         except OSError:  # stderr went too
             pass
         raise SystemExit(1) from None
+
+
+def cache_failure(e):
+    """One sentence for torch failing to make its compile cache folder, or None: torch._dynamo makes it when first
+    imported, which building any model does (through nn.init), so a TORCHINDUCTOR_CACHE_DIR it cannot make was a
+    traceback from every command that builds one, compiling or not."""
+    if not isinstance(e, OSError) or not any(f.f_globals.get("__name__") == "torch._inductor.runtime.cache_dir_utils"
+                                             for f, _ in traceback.walk_tb(e.__traceback__)):
+        return None
+    return (f"torch could not make its cache folder {e.filename} ({e.strerror}); set TORCHINDUCTOR_CACHE_DIR to a "
+            f"folder it can make and write, or unset it.")
 
 
 def compile_failure(e, what="--compile=True", off="pass --compile=False"):

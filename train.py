@@ -50,7 +50,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
 from checkpoint import guard_assets, load_checkpoint, open_data, save_checkpoint, tokens
-from configurator import compile_failure, configure, describe, range_error, tolerant_output
+from configurator import cache_failure, compile_failure, configure, describe, range_error, tolerant_output
 from convert import (GPT2_SIZES, TIE_METHODS, conversion_note, convert_state_dict, gpt2_config, load_gpt2,
                      ties_v)
 from model import ATTNS, GPT, POS_CONV_BASES, POS_EMBS, SOURCES, GPTConfig
@@ -451,7 +451,8 @@ def interrupted(kind, e, tb):
     """Ctrl-C, a closed pipe on stdout (`train.py ... | head`), a full disk under stdout or log.jsonl, or a
     torch.compile that cannot work (no C++ compiler): one line instead of a traceback, and exit status 130 as a shell
     gives it for Ctrl-C, 1 otherwise. Every save is atomic, so the last checkpoint is whole, and it resumes exactly."""
-    if compile and (why := compile_failure(e)):  # raised by the first compiled forward, inside the loop
+    if (compile and (why := compile_failure(e))) or (why := cache_failure(e)):  # the first compiled forward; or
+        # a TORCHINDUCTOR_CACHE_DIR torch cannot make, when building the model imports torch._dynamo
         if master:
             print(why, file=sys.stderr, flush=True)
             unmake()

@@ -314,3 +314,16 @@ def test_a_compile_that_fails_in_a_non_utf8_locale_says_so():
     with pytest.raises(UnicodeDecodeError) as e:
         b"\xe2".decode("ascii")  # the same error outside torch.compile is not its failure
     assert compile_failure(e.value) is None
+
+
+def test_a_torch_cache_folder_that_cannot_be_made_is_one_sentence():
+    # TORCHINDUCTOR_CACHE_DIR=/proc/nope: torch._dynamo makes the folder when first imported, which building any model
+    # does, so train, sample, eval and bench ended in a FileNotFoundError traceback from deep inside torch.nn.init
+    where = {"__name__": "torch._inductor.runtime.cache_dir_utils"}
+    exec("import os\ndef cache_dir():\n    os.makedirs('/proc/nope/x')", where)
+    with pytest.raises(SystemExit) as e:
+        cli(where["cache_dir"], "nothing was written.")
+    assert str(e.value) == ("torch could not make its cache folder /proc/nope (No such file or directory); set "
+                            "TORCHINDUCTOR_CACHE_DIR to a folder it can make and write, or unset it.")
+    with pytest.raises(FileNotFoundError):  # the same error elsewhere is not torch's cache
+        cli(lambda: os.makedirs("/proc/nope/x"), "nothing was written.")

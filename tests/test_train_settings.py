@@ -289,6 +289,18 @@ def test_a_finished_run_in_an_accented_folder_under_an_ascii_console_is_done(fin
     assert r.stdout.startswith(str(tmp_path / "caf\\xe9").encode()) and b"nothing to do" in r.stdout
 
 
+def test_a_torch_cache_folder_that_cannot_be_made_is_one_sentence_and_no_out_dir(data_dir, tmp_path):
+    # TORCHINDUCTOR_CACHE_DIR=/proc/nope: building the model imports torch._dynamo, which makes that folder: a
+    # FileNotFoundError traceback from deep inside torch.nn.init, with or without --compile (the twelfth pass)
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": "/proc/nope", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "train.py", *TINY, f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'out'}",
+                        "--max_iters=2"], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert r.returncode == 1 and r.stderr == ("torch could not make its cache folder /proc/nope (No such file or "
+                                              "directory); set TORCHINDUCTOR_CACHE_DIR to a folder it can make and "
+                                              "write, or unset it.\n"), r.stderr
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_compile_that_cannot_work_is_one_sentence(data_dir, tmp_path):
     # without a C++ compiler inductor's error came from the first compiled forward, a 40-line traceback
     env = {**os.environ, "CXX": str(tmp_path / "no-such-g++"), "OMP_NUM_THREADS": "1"}
