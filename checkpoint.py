@@ -214,6 +214,20 @@ FIELDS = {
 VOCABS = {"r50k_base": 50257, "bytes": 256}  # the tokenizers prepare_slimpajama.py writes, and their vocabularies
 
 
+def other_data(was, meta):
+    """'key value (checkpoint: value)' for each token count data_dir's meta.json records other than the checkpoint's
+    meta (was), and a line for other input files (prepare's fingerprint of their names, sizes and times): the same
+    data_dir prepared again since the checkpoint, from other text or more shards, also of the same length."""
+    if not (isinstance(was, dict) and isinstance(meta, dict)):
+        return []
+    moved = [f"{k} {meta.get(k)!r} (checkpoint: {was[k]!r})" for k in ("train_tokens", "val_tokens")
+             if k in was and meta.get(k) != was[k]]
+    inputs = [m["settings"].get("shards_sha1") if isinstance(m.get("settings"), dict) else None for m in (was, meta)]
+    if not moved and None not in inputs and inputs[0] != inputs[1]:
+        moved.append("input files of other names, sizes or modification times than the checkpoint's")
+    return moved
+
+
 def r50k(prefix="", fix=""):
     """tiktoken's r50k_base, or SystemExit with one sentence: offline without its cached file (tiktoken raises from
     deep inside requests), or a cache this user cannot read, where "set TIKTOKEN_CACHE_DIR to a directory that

@@ -18,7 +18,7 @@ from dataclasses import replace
 
 import torch
 
-from checkpoint import load_checkpoint, r50k, read_json, tokens, unreadable
+from checkpoint import load_checkpoint, other_data, r50k, read_json, tokens, unreadable
 from configurator import Parser, cli, compile_failure, number
 from convert import (GPT2_SIZES, TIE_METHODS, check_conversion, conversion_note, convert_state_dict, gpt2_config,
                      load_gpt2, ties_v)
@@ -168,7 +168,7 @@ def read_text_file(path, given, fix):
 def own_val_tokens(data_dir, meta, n, vocab_size):
     """The first n validation tokens of the data a checkpoint was trained on (its config's data_dir), or None when
     that directory no longer holds them: gone, of another tokenizer, or damaged (no whole uint16 token, ids past the
-    model's vocabulary)."""
+    model's vocabulary). -> (ids, how the data there now differs from the checkpoint's: checkpoint.other_data)."""
     if not data_dir or not all(os.path.isfile(os.path.join(data_dir, f)) for f in ("val.bin", "meta.json")):
         return None
     try:
@@ -181,7 +181,7 @@ def own_val_tokens(data_dir, meta, n, vocab_size):
     if size == 0 or size % 2:  # empty, or cut inside a token: the memmap refuses both
         return None
     ids = tokens(data_dir, "val")[:n]
-    return ids.tolist() if int(ids.max()) < vocab_size else None
+    return (ids.tolist(), other_data(meta, theirs)) if int(ids.max()) < vocab_size else None
 
 
 def calibration(args, cfg, meta, data_dir):
@@ -191,8 +191,8 @@ def calibration(args, cfg, meta, data_dir):
     if args.calib is not None:
         ids, where = get_tokenizer(meta)[0](read_text(args.calib, "--calib"))[:n], "--calib"
     else:
-        ids = own_val_tokens(data_dir, meta, n, cfg.vocab_size)
-        if ids is None:
+        own = own_val_tokens(data_dir, meta, n, cfg.vocab_size)
+        if own is None:
             # a relative data_dir is the training's working folder's: from another folder it looks gone
             moved = data_dir and not os.path.isabs(data_dir) and not os.path.isdir(data_dir)
             locked = data_dir and next((p for p in (os.path.join(data_dir, f) for f in ("meta.json", "val.bin"))
@@ -207,7 +207,11 @@ def calibration(args, cfg, meta, data_dir):
             elsewhere = "run from the folder it was trained in, or " if moved and not locked else ""
             raise SystemExit(f"--convert_method={args.convert_method} fits V on calibration tokens and {why}; "
                              f"{elsewhere}pass --calib=FILE:path (or the text itself), or --convert_method=k.")
-        where = f"{os.path.join(data_dir, 'val.bin')} (the checkpoint's own)"
+        # a relative data_dir read from another folder, or the same one prepared again since: the tokens there are
+        # a calibration text as good as any, but not the checkpoint's own, as this line said
+        ids, moved = own
+        where = f"{os.path.join(data_dir, 'val.bin')} (" + (f"not the data the checkpoint was trained on: "
+                                                            f"{', '.join(moved)})" if moved else "the checkpoint's own)")
     if len(ids) < bs:
         fix = (f"raise --calib_tokens to {bs} or more" if n < bs else "give a longer --calib text" if args.calib else
                "pass a longer text as --calib=FILE:path, or --convert_method=k")
