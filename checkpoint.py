@@ -26,6 +26,7 @@ import json
 import math
 import os
 import reprlib
+import shlex
 import sys
 import tempfile
 from dataclasses import asdict
@@ -493,6 +494,16 @@ def read_table(path, columns, text=(), ints=(),
     return rows
 
 
+def script(name):
+    """A script of this repository as advice names it: its bare name from the repository's folder, else its path from
+    the current one (train.py run from elsewhere was told `python prepare_slimpajama.py`, which is not there)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
+    if os.path.isfile(name) and os.path.samefile(name, path):
+        return name
+    rel = os.path.relpath(path)
+    return shlex.quote(path if rel.startswith("..") else rel)
+
+
 def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
     """meta.json of data_dir after checking the two bins against it: uint16 (the dtype it records), the token counts
     it records, long enough for a block_size window, no token id at or above its vocabulary (the largest one as
@@ -503,6 +514,7 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
     converted from a checkpoint (resuming), whose vocab_size and block_size are that checkpoint's."""
     # a model too small for r50k's vocabulary reads byte-level data: the hub's default set would not fit it
     command = BYTES_DATA if study or vocab_size < VOCABS["r50k_base"] else "python prepare_slimpajama.py --out_dir={}"
+    command = command.replace("prepare_slimpajama.py", script("prepare_slimpajama.py"), 1)
     prepare = f"prepare it with `{command.format(data_dir)}`" + ("" if study else " or set --data_dir")
     if os.path.exists(data_dir) and not os.path.isdir(data_dir):
         raise SystemExit(f"data_dir {data_dir!r} is a file, not a directory; set --data_dir to the folder "
