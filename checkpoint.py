@@ -283,7 +283,9 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     try:
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-        except RuntimeError:  # torch's older format (_use_new_zipfile_serialization=False) cannot be mapped: read it
+        # torch's older format (_use_new_zipfile_serialization=False) cannot be mapped, nor can a path holding bytes
+        # as surrogates (outside UTF-8 mode, PYTHONUTF8=0 LC_ALL=C: runé/ckpt.pt was called corrupt): read it
+        except (RuntimeError, UnicodeEncodeError):
             if not mmap:
                 raise
             ckpt = torch.load(path, map_location="cpu", weights_only=True)

@@ -330,6 +330,18 @@ def cli(main, after):
         raise SystemExit(1) from None
 
 
+def as_text(value):
+    """A text setting as the text it is, to compare: outside UTF-8 mode (PYTHONUTF8=0 LC_ALL=C) Python gives the
+    command line's non-ASCII bytes as surrogates ('donn\\udcc3\\udca9es'), which a checkpoint keeps; the same path
+    typed under a UTF-8 locale is 'données', and a resume or the same command was told its data_dir had changed."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")
+    except UnicodeError:  # a lone surrogate of another kind: no bytes stand behind it
+        return value
+
+
 def cache_failure(e):
     """One sentence for torch failing to make its compile cache folder, or None: torch._dynamo makes it when first
     imported, which building any model does (through nn.init), so a TORCHINDUCTOR_CACHE_DIR it cannot make was a

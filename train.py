@@ -50,7 +50,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
 from checkpoint import guard_assets, load_checkpoint, open_data, other_data, save_checkpoint, tokens
-from configurator import cache_failure, compile_failure, configure, describe, range_error, tolerant_output
+from configurator import as_text, cache_failure, compile_failure, configure, describe, range_error, tolerant_output
 from convert import (GPT2_SIZES, TIE_METHODS, conversion_note, convert_state_dict, gpt2_config, load_gpt2,
                      ties_v)
 from model import ATTNS, GPT, POS_CONV_BASES, POS_EMBS, SOURCES, GPTConfig
@@ -337,7 +337,7 @@ def changed_settings(saved):
     where this run converts nothing."""
     old = {**defaults, **saved}
     unread = ORIGIN[1:] if config["init_from"] in ("scratch", "resume") else ()
-    return [f"{k}={config[k]!r} (checkpoint: {old[k]!r})" for k in config if config[k] != old[k]
+    return [f"{k}={config[k]!r} (checkpoint: {old[k]!r})" for k in config if as_text(config[k]) != as_text(old[k])
             and k not in UNCHECKED + unread and not (k == "init_from" and "resume" in (config[k], old[k]))]
 
 
@@ -587,7 +587,7 @@ if trained_on and meta.get("tokenizer") and trained_on != meta["tokenizer"]:
 # the data under the same data_dir prepared again (other text, more shards) since the checkpoint: a resume goes on
 # on it, and says so (a changed --data_dir is said among the settings); the batches are no longer the same
 moved = other_data(ckpt.get("meta"), meta) if init_from == "resume" else []
-if master and moved and config["data_dir"] == ckpt["config"].get("data_dir"):
+if master and moved and as_text(config["data_dir"]) == as_text(ckpt["config"].get("data_dir")):
     print(f"{os.path.join(data_dir, 'meta.json')} records other data than {ckpt_path} was trained on: "
           f"{', '.join(moved)}; the resumed run trains and evaluates on the data there now.")
 

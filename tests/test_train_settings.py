@@ -289,6 +289,20 @@ def test_a_finished_run_in_an_accented_folder_under_an_ascii_console_is_done(fin
     assert r.stdout.startswith(str(tmp_path / "caf\\xe9").encode()) and b"nothing to do" in r.stdout
 
 
+def test_the_same_command_under_another_locale_is_the_same_run(data_dir, tmp_path):
+    # trained under PYTHONUTF8=0 LC_ALL=C, the checkpoint kept --data_dir=.../données as 'donn\udcc3\udca9es'; the
+    # same command under a UTF-8 locale was refused, "other settings: data_dir='.../données' (checkpoint: ...)"; and
+    # under the first locale again runé/ckpt.pt was "corrupt ... move it away" (torch's mmap cannot name the path)
+    shutil.copytree(data_dir, tmp_path / "données")
+    args = [sys.executable, "train.py", *TINY, f"--data_dir={tmp_path / 'données'}", f"--out_dir={tmp_path / 'runé'}",
+            "--max_iters=2"]
+    env = {**os.environ, "PYTHONUTF8": "0", "LC_ALL": "C", "OMP_NUM_THREADS": "1"}
+    assert subprocess.run(args, cwd=ROOT, capture_output=True, env=env).returncode == 0
+    for utf8 in ("1", "0"):
+        r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env={**env, "PYTHONUTF8": utf8})
+        assert r.returncode == 0 and "nothing to do" in r.stdout, r.stdout + r.stderr
+
+
 def test_a_torch_cache_folder_that_cannot_be_made_is_one_sentence_and_no_out_dir(data_dir, tmp_path):
     # TORCHINDUCTOR_CACHE_DIR=/proc/nope: building the model imports torch._dynamo, which makes that folder: a
     # FileNotFoundError traceback from deep inside torch.nn.init, with or without --compile (the twelfth pass)
