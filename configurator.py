@@ -350,7 +350,7 @@ def cache_failure(e):
                                              for f, _ in traceback.walk_tb(e.__traceback__)):
         return None
     return (f"torch could not make its cache folder {e.filename} ({e.strerror}); set TORCHINDUCTOR_CACHE_DIR to a "
-            f"folder it can make and write, or unset it.")
+            f"folder it can make and write.")
 
 
 def compile_failure(e, what="--compile=True", off="pass --compile=False"):
