@@ -331,13 +331,23 @@ def get_lr(it, end=None):
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
 
 
+def same(key, now, was):
+    """Whether a setting has the value the checkpoint records: text the same under any locale (as_text), and
+    data_dir the same folder however it is spelled (data/x/, ./data/x, its absolute path), where the same command
+    with data/x/ was "a run with other settings"."""
+    now, was = as_text(now), as_text(was)
+    if key == "data_dir" and isinstance(now, str) and isinstance(was, str) and now and was:
+        return os.path.realpath(now) == os.path.realpath(was)
+    return now == was
+
+
 def changed_settings(saved):
     """'key=value (checkpoint: value)' for each setting that differs from those saved with the checkpoint, apart
     from the UNCHECKED ones (a setting the checkpoint predates counts as its default), and how a conversion is made
     where this run converts nothing."""
     old = {**defaults, **saved}
     unread = ORIGIN[1:] if config["init_from"] in ("scratch", "resume") else ()
-    return [f"{k}={config[k]!r} (checkpoint: {old[k]!r})" for k in config if as_text(config[k]) != as_text(old[k])
+    return [f"{k}={config[k]!r} (checkpoint: {old[k]!r})" for k in config if not same(k, config[k], old[k])
             and k not in UNCHECKED + unread and not (k == "init_from" and "resume" in (config[k], old[k]))]
 
 
@@ -357,10 +367,15 @@ if ckpt:
     length = "--total_tokens" if total_tokens else "--max_iters"  # total_tokens > 0 sets max_iters: raise it
     # ... unless data_dir was prepared again from other text since: then it is not this run (the quickstart
     # after `cp mytext.txt input.txt` said "nothing to do", and sampled the model of the old text)
+    # a relative data_dir is read from the current folder: run from another, the run's own data is elsewhere, and
+    # "delete out_dir to train it there again" would remove a finished run for nothing
+    elsewhere = "" if os.path.isabs(data_dir) else (f", or the run was trained from another folder than this one "
+                                                    f"({os.getcwd()}), whose {data_dir} it read: if so, run it there")
     if done >= max_iters and not changed and (moved := other_data(ckpt.get("meta"), data_meta())):
         sys.exit(f"{ckpt_path} holds a finished run of these settings, trained on other data than "
                  f"{os.path.join(data_dir, 'meta.json')} records now ({', '.join(moved)}): {data_dir} was prepared "
-                 f"again since; train this run into another --out_dir, or delete {out_dir} to train it there again.")
+                 f"again since{elsewhere}; train this run into another --out_dir, or delete {out_dir} to train it "
+                 f"there again.")
     if done >= max_iters and not changed:
         if master:
             resume = "" if init_from == "resume" else " and add --init_from=resume"  # not twice: it is there
@@ -587,7 +602,7 @@ if trained_on and meta.get("tokenizer") and trained_on != meta["tokenizer"]:
 # the data under the same data_dir prepared again (other text, more shards) since the checkpoint: a resume goes on
 # on it, and says so (a changed --data_dir is said among the settings); the batches are no longer the same
 moved = other_data(ckpt.get("meta"), meta) if init_from == "resume" else []
-if master and moved and as_text(config["data_dir"]) == as_text(ckpt["config"].get("data_dir")):
+if master and moved and same("data_dir", config["data_dir"], ckpt["config"].get("data_dir")):
     print(f"{os.path.join(data_dir, 'meta.json')} records other data than {ckpt_path} was trained on: "
           f"{', '.join(moved)}; the resumed run trains and evaluates on the data there now.")
 

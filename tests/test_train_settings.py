@@ -479,6 +479,32 @@ def test_a_finished_run_asked_again_on_data_prepared_again_is_not_this_run(tmp_p
     assert snapshot(out) == before
 
 
+def test_the_same_data_dir_spelled_another_way_is_the_same_run(finished, data_dir, tmp_path, monkeypatch, capsys):
+    # data/x/, ./data/x or the absolute path of the folder a run was trained on: "a run with other settings:
+    # data_dir='data/x/' (checkpoint: 'data/x')", asked again (the twelfth pass)
+    out = shutil.copytree(finished, tmp_path / "run")
+    monkeypatch.chdir(data_dir.parent)
+    for spelled in (f"{data_dir}/", f"./{data_dir.name}", f"{data_dir.name}/."):
+        assert run_inprocess(monkeypatch, [f"--data_dir={spelled}", f"--out_dir={out}", "--max_iters=2"]) == "0"
+        assert "finished at iteration 2: nothing to do" in capsys.readouterr().out
+
+
+def test_a_relative_data_dir_read_from_another_folder_is_said_before_deleting_the_run(finished, tmp_path, monkeypatch):
+    # run from another folder with a data_dir of that name: "was prepared again since; ... or delete OUT to train it
+    # there again", which removed a finished run that only needed running from its own folder
+    out = shutil.copytree(finished, tmp_path / "run")
+    ckpt = torch.load(out / "ckpt.pt", weights_only=True)
+    ckpt["config"]["data_dir"] = "data"  # trained from another folder, on its data/
+    torch.save(ckpt, out / "ckpt.pt")
+    make_data(tmp_path / "elsewhere" / "data")
+    meta = json.loads((tmp_path / "elsewhere" / "data" / "meta.json").read_text())
+    (tmp_path / "elsewhere" / "data" / "meta.json").write_text(json.dumps({**meta, "val_tokens": 3_999}))
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    msg = run_inprocess(monkeypatch, ["--data_dir=data", f"--out_dir={out}", "--max_iters=2"])
+    assert f"data was prepared again since, or the run was trained from another folder than this one " \
+           f"({tmp_path / 'elsewhere'}), whose data it read: if so, run it there; train this run" in msg, msg
+
+
 def test_data_prepared_again_from_other_text_of_the_same_length_is_not_this_run(tmp_path, monkeypatch):
     # the same token counts (an edited input.txt, another text of its size): "nothing to do", exit 0, and a resume
     # went on on the new text without a word; prepare's fingerprint of its input files tells them apart
