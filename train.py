@@ -335,10 +335,15 @@ def same(key, now, was):
     """Whether a setting has the value the checkpoint records: text the same under any locale (as_text), and
     data_dir the same folder however it is spelled (data/x/, ./data/x, its absolute path), where the same command
     with data/x/ was "a run with other settings"."""
-    now, was = as_text(now), as_text(was)
+    if as_text(now) == as_text(was):
+        return True
     if key == "data_dir" and isinstance(now, str) and isinstance(was, str) and now and was:
+        try:  # as bytes: a path written under a UTF-8 locale may not encode under an ASCII one
+            now, was = (p.encode("utf-8", "surrogateescape") for p in (as_text(now), as_text(was)))
+        except UnicodeError:
+            return False
         return os.path.realpath(now) == os.path.realpath(was)
-    return now == was
+    return False
 
 
 def changed_settings(saved):
@@ -369,12 +374,12 @@ if ckpt:
     # after `cp mytext.txt input.txt` said "nothing to do", and sampled the model of the old text)
     # a relative data_dir is read from the current folder: run from another, the run's own data is elsewhere, and
     # "delete out_dir to train it there again" would remove a finished run for nothing
-    elsewhere = "" if os.path.isabs(data_dir) else (f", or the run was trained from another folder than this one "
-                                                    f"({os.getcwd()}), whose {data_dir} it read: if so, run it there")
+    other_folder = "" if os.path.isabs(data_dir) else (f", or the run was trained from another folder than this one "
+                                                       f"({os.getcwd()}), whose {data_dir} it read: if so, run it there")
     if done >= max_iters and not changed and (moved := other_data(ckpt.get("meta"), data_meta())):
         sys.exit(f"{ckpt_path} holds a finished run of these settings, trained on other data than "
                  f"{os.path.join(data_dir, 'meta.json')} records now ({', '.join(moved)}): {data_dir} was prepared "
-                 f"again since{elsewhere}; train this run into another --out_dir, or delete {out_dir} to train it "
+                 f"again since{other_folder}; train this run into another --out_dir, or delete {out_dir} to train it "
                  f"there again.")
     if done >= max_iters and not changed:
         if master:
