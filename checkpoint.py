@@ -341,7 +341,7 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     if "optimizer" in keys:
         opt = ckpt["optimizer"]
         fix = (f"it cannot resume exactly: restore the file, or start from its weights with "
-               f"--init_from={os.path.dirname(path) or '.'} in a new out_dir.")  # the weights are sound
+               f"--init_from={shlex.quote(os.path.dirname(path) or '.')} in a new out_dir.")  # the weights are sound
         if not (isinstance(opt, dict) and opt.get("param_groups") and isinstance(opt.get("state", {}), dict)
                 and (opt.get("state") or not ckpt.get("iter_num"))):
             raise SystemExit(f"{path} has an empty or malformed optimizer state at iteration "
@@ -517,7 +517,7 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
     # a model too small for r50k's vocabulary reads byte-level data: the hub's default set would not fit it
     command = BYTES_DATA if study or vocab_size < VOCABS["r50k_base"] else "python prepare_slimpajama.py --out_dir={}"
     command = command.replace("prepare_slimpajama.py", script("prepare_slimpajama.py"), 1)
-    prepare = f"prepare it with `{command.format(data_dir)}`" + ("" if study else " or set --data_dir")
+    prepare = f"prepare it with `{command.format(shlex.quote(data_dir))}`" + ("" if study else " or set --data_dir")
     if os.path.exists(data_dir) and not os.path.isdir(data_dir):
         raise SystemExit(f"data_dir {data_dir!r} is a file, not a directory; set --data_dir to the folder "
                          f"prepare_slimpajama.py wrote.")
