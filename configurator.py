@@ -101,7 +101,9 @@ def run_file(path, values):
         line = data[:e.start].count(b"\n") + 1
         raise SystemExit(f"config file {path!r}, line {line}: byte {data[e.start]:#04x} is not UTF-8; save the "
                          f"file as UTF-8.") from None
-    scope = Namespace(values, __file__=path)
+    # __file__ is the file itself: through a link to a run file (ln -s repo/config/qk_v_300m.py .) its base file
+    # beside it was looked for beside the link, and the refusal said to fix a file with nothing wrong in it
+    scope = Namespace(values, __file__=os.path.realpath(path))
     try:
         exec(compile(text, path, "exec"), scope)
     except Exception as e:

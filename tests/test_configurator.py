@@ -105,6 +105,10 @@ def test_config_files_run_in_order_see_earlier_values_and_can_execute_a_base_bes
     got, given = configure(DEFAULTS, [str(run), "--max_iters=60"])
     assert got == dict(DEFAULTS, max_iters=60, learning_rate=2e-4, min_lr=2e-5, out_dir="out-run")
     assert given == {"max_iters", "learning_rate", "min_lr", "out_dir"}  # the base file's assignments count
+    # through a link elsewhere, the base is still the one beside the file (it was looked for beside the link)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "run.py").symlink_to(run)
+    assert configure(DEFAULTS, [str(tmp_path / "mine" / "run.py")])[0]["learning_rate"] == 2e-4
 
 
 def test_an_override_wins_over_a_config_file_wherever_it_stands(tmp_path):
