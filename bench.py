@@ -34,7 +34,7 @@ from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from checkpoint import ASSETS, atomic_write, guard_assets, new_dirs, writable_dir
-from configurator import Parser, cli, run_file
+from configurator import Parser, cli, compile_failure, run_file
 from model import GPT, SOURCES, GPTConfig
 from sample import check_device
 
@@ -681,7 +681,14 @@ def main(argv=None):
         for section, bench in BENCHES.items():
             if section in what:
                 t0 = time.perf_counter()
-                bench(args, device)
+                try:
+                    bench(args, device)
+                except Exception as e:  # decode (and step on CUDA) time torch.compile'd steps: no C++ compiler
+                    rest = [s for s in what if s != section] or [s for s in BENCHES if s != section]
+                    if not (why := compile_failure(e, f"bench.py's {section} section",
+                                                   f"leave it out: --what={','.join(rest)}")):
+                        raise
+                    raise SystemExit(why) from None
                 print(f"({section}: {time.perf_counter() - t0:.0f} s wall-clock)")
         if stage:  # every section finished: the tracked files change together
             for name in sorted(os.listdir(stage)):

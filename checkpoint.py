@@ -26,6 +26,7 @@ import json
 import math
 import os
 import reprlib
+import shlex
 import sys
 import tempfile
 from dataclasses import asdict
@@ -127,8 +128,9 @@ def atomic_write(path, data):
         with os.fdopen(fd, "wb") as f:
             if callable(data):
                 data(f)
-            else:
-                f.write(data.encode() if isinstance(data, str) else data)
+            else:  # a path or name from the command line outside UTF-8 mode (PYTHONUTF8=0 LC_ALL=C) holds its
+                # bytes as surrogates: written back as those bytes (a UnicodeEncodeError left results.md unwritten)
+                f.write(data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
@@ -227,6 +229,41 @@ def dangling(path):
     return None
 
 
+def other_data(was, meta):
+    """'key value (checkpoint: value)' for each token count data_dir's meta.json records other than the checkpoint's
+    meta (was), and a line for other input files (prepare's fingerprint of their names, sizes and times): the same
+    data_dir prepared again since the checkpoint, from other text or more shards, also of the same length."""
+    if not (isinstance(was, dict) and isinstance(meta, dict)):
+        return []
+    moved = [f"{k} {meta.get(k)!r} (checkpoint: {was[k]!r})" for k in ("train_tokens", "val_tokens")
+             if k in was and meta.get(k) != was[k]]
+    inputs = [m["settings"].get("shards_sha1") if isinstance(m.get("settings"), dict) else None for m in (was, meta)]
+    if not moved and None not in inputs and inputs[0] != inputs[1]:
+        moved.append("input files of other names, sizes or modification times than the checkpoint's")
+    return moved
+
+
+def r50k(prefix="", fix=""):
+    """tiktoken's r50k_base, or SystemExit with one sentence: offline without its cached file (tiktoken raises from
+    deep inside requests), or a cache this user cannot read, where "set TIKTOKEN_CACHE_DIR to a directory that
+    holds its cached file" was the advice (it did). prefix and fix: the calling script's own words."""
+    import tiktoken
+    try:
+        return tiktoken.get_encoding("r50k_base")
+    except Exception as e:
+        denied, folder = e if isinstance(e, PermissionError) else None, os.environ.get("TIKTOKEN_CACHE_DIR")
+        try:  # a folder it cannot list looks empty to tiktoken, which then went to the network
+            denied or not folder or os.listdir(folder)
+        except PermissionError as d:
+            denied = d
+        if denied:
+            raise SystemExit(f"{prefix}could not load tiktoken's r50k_base: {denied.filename} cannot be read "
+                             f"({denied.strerror}); make it readable to this user, or point TIKTOKEN_CACHE_DIR at a "
+                             f"readable copy{fix}.") from None
+        raise SystemExit(f"{prefix}could not load tiktoken's r50k_base ({type(e).__name__}); offline, set "
+                         f"TIKTOKEN_CACHE_DIR to a directory that holds its cached file{fix}.") from None
+
+
 def unreadable(path):
     """Why path cannot be read by this user (a folder on the way not searchable, the file not readable), or None:
     os.path.exists answers False for a file it cannot see, and the advice was then to make what is there."""
@@ -263,7 +300,9 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     try:
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-        except RuntimeError:  # torch's older format (_use_new_zipfile_serialization=False) cannot be mapped: read it
+        # torch's older format (_use_new_zipfile_serialization=False) cannot be mapped, nor can a path holding bytes
+        # as surrogates (outside UTF-8 mode, PYTHONUTF8=0 LC_ALL=C: runé/ckpt.pt was called corrupt): read it
+        except (RuntimeError, UnicodeEncodeError):
             if not mmap:
                 raise
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -319,7 +358,7 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     if "optimizer" in keys:
         opt = ckpt["optimizer"]
         fix = (f"it cannot resume exactly: restore the file, or start from its weights with "
-               f"--init_from={os.path.dirname(path) or '.'} in a new out_dir.")  # the weights are sound
+               f"--init_from={shlex.quote(os.path.dirname(path) or '.')} in a new out_dir.")  # the weights are sound
         if not (isinstance(opt, dict) and opt.get("param_groups") and isinstance(opt.get("state", {}), dict)
                 and (opt.get("state") or not ckpt.get("iter_num"))):
             raise SystemExit(f"{path} has an empty or malformed optimizer state at iteration "
@@ -474,6 +513,16 @@ def read_table(path, columns, text=(), ints=(),
     return rows
 
 
+def script(name):
+    """A script of this repository as advice names it: its bare name from the repository's folder, else its path from
+    the current one (train.py run from elsewhere was told `python prepare_slimpajama.py`, which is not there)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
+    if os.path.isfile(name) and os.path.samefile(name, path):
+        return name
+    rel = os.path.relpath(path)
+    return shlex.quote(path if rel.startswith("..") else rel)
+
+
 def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
     """meta.json of data_dir after checking the two bins against it: uint16 (the dtype it records), the token counts
     it records, long enough for a block_size window, no token id at or above its vocabulary (the largest one as
@@ -484,7 +533,8 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
     converted from a checkpoint (resuming), whose vocab_size and block_size are that checkpoint's."""
     # a model too small for r50k's vocabulary reads byte-level data: the hub's default set would not fit it
     command = BYTES_DATA if study or vocab_size < VOCABS["r50k_base"] else "python prepare_slimpajama.py --out_dir={}"
-    prepare = f"prepare it with `{command.format(data_dir)}`" + ("" if study else " or set --data_dir")
+    command = command.replace("prepare_slimpajama.py", script("prepare_slimpajama.py"), 1)
+    prepare = f"prepare it with `{command.format(shlex.quote(data_dir))}`" + ("" if study else " or set --data_dir")
     if os.path.exists(data_dir) and not os.path.isdir(data_dir):
         raise SystemExit(f"data_dir {data_dir!r} is a file, not a directory; set --data_dir to the folder "
                          f"prepare_slimpajama.py wrote.")

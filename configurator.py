@@ -111,7 +111,9 @@ def run_file(path, values):
         line = data[:e.start].count(b"\n") + 1
         raise SystemExit(f"config file {path!r}, line {line}: byte {data[e.start]:#04x} is not UTF-8; save the "
                          f"file as UTF-8.") from None
-    scope = Namespace(values, __file__=path)
+    # __file__ is the file itself: through a link to a run file (ln -s repo/config/qk_v_300m.py .) its base file
+    # beside it was looked for beside the link, and the refusal said to fix a file with nothing wrong in it
+    scope = Namespace(values, __file__=os.path.realpath(path))
     try:
         exec(compile(text, path, "exec"), scope)
     except Exception as e:
@@ -364,6 +366,8 @@ def cli(main, after, oom="free memory, or use a smaller model or a machine with 
         print(f"stopped: {why}; {after}", file=sys.stderr)
         raise SystemExit(1) from None
     except OSError as e:
+        if why := cache_failure(e):
+            raise SystemExit(why) from None
         if not stdout_refuses(e):
             raise
         why = "the reader of its output went away (a closed pipe)" if isinstance(e, BrokenPipeError) else \
@@ -388,14 +392,44 @@ def out_of_memory(e, fix):
     return f"out of memory{f' (asking for {asked.group(1)} more)' if asked else ''}; {fix}"
 
 
-def compile_failure(e):
+def as_text(value):
+    """A text setting as the text it is, to compare: outside UTF-8 mode (PYTHONUTF8=0 LC_ALL=C) Python gives the
+    command line's non-ASCII bytes as surrogates ('donn\\udcc3\\udca9es'), which a checkpoint keeps; the same path
+    typed under a UTF-8 locale is 'données', and a resume or the same command was told its data_dir had changed."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")
+    except UnicodeError:  # a lone surrogate of another kind: no bytes stand behind it
+        return value
+
+
+def cache_failure(e):
+    """One sentence for torch failing to make its compile cache folder, or None: torch._dynamo makes it when first
+    imported, which building any model does (through nn.init), so a TORCHINDUCTOR_CACHE_DIR it cannot make was a
+    traceback from every command that builds one, compiling or not."""
+    if not isinstance(e, OSError) or not any(f.f_globals.get("__name__") == "torch._inductor.runtime.cache_dir_utils"
+                                             for f, _ in traceback.walk_tb(e.__traceback__)):
+        return None
+    return (f"torch could not make its cache folder {e.filename} ({e.strerror}); set TORCHINDUCTOR_CACHE_DIR to a "
+            f"folder it can make and write.")
+
+
+def compile_failure(e, what="--compile=True", off="pass --compile=False"):
     """One sentence for an error torch.compile raised (dynamo or inductor; a missing C++ compiler for inductor's CPU
-    code is the usual one: 40 lines of traceback from deep inside torch), or None for any other error."""
+    code is the usual one: 40 lines of traceback from deep inside torch), or None for any other error. what: the
+    setting or section that compiles; off: how to run without it."""
+    inside = [f.f_globals.get("__name__", "") for f, _ in traceback.walk_tb(e.__traceback__)]
+    why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+    # under an ASCII locale in Python's non-UTF-8 mode (PYTHONUTF8=0 LC_ALL=C) inductor reads its own templates as
+    # ASCII: a plain UnicodeDecodeError raised inside it, and no compiler would help
+    if isinstance(e, UnicodeError) and any(m.startswith(("torch._dynamo", "torch._inductor")) for m in inside):
+        return (f"{what}: torch.compile failed reading its own files in a non-UTF-8 locale ({why}); run "
+                f"Python in UTF-8 mode (PYTHONUTF8=1, or a UTF-8 locale such as LC_ALL=C.UTF-8), or {off}.")
     if not type(e).__module__.startswith(("torch._dynamo", "torch._inductor")):
         return None
-    why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-    return (f"--compile=True: torch.compile failed ({why}); it needs a working C++ compiler on CPU (Triton on a "
-            f"GPU): install one, or pass --compile=False.")
+    return (f"{what}: torch.compile failed ({why}); it needs a working C++ compiler on CPU (Triton on a "
+            f"GPU): install one, or {off}.")
 
 
 def tolerant_output():

@@ -10,6 +10,7 @@ for perplexity tasks and greedy generation through the KV cache, in the tokenize
 the harness' results JSON and a markdown table to --out (default out_dir/eval/).
 """
 import argparse
+import errno
 import json
 import math
 import os
@@ -154,7 +155,9 @@ def text_perplexity(lm, path, text):
     ids = [lm.eot] + lm.encode_text(text)  # one document, as the docs say: its bytes all scored, none a separator
     (logp, _), = lm.score([(ids, 1)])
     words, nbytes = len(text.split()), len(text.encode("utf-8"))
-    name = os.path.basename(path)
+    # the file name's own bytes as UTF-8: outside UTF-8 mode (PYTHONUTF8=0 LC_ALL=C) préface.txt reached Python
+    # as 'pr\udcc3\udca9face.txt', which results.md could not encode (a traceback, results.json alone)
+    name = os.fsencode(os.path.basename(path)).decode("utf-8", "backslashreplace")
     metrics = {"word_perplexity": perplexity(-logp / words), "byte_perplexity": perplexity(-logp / nbytes),
                "bits_per_byte": -logp / nbytes / math.log(2)}
     return {"results": {name: {f"{k},none": v for k, v in metrics.items()}},
@@ -170,6 +173,19 @@ def read_text_file(path):
     if not text.split():
         raise SystemExit(f"--text={path} holds no words; give a text to measure perplexity on.")
     return text
+
+
+def denied(e, tasks):
+    """One sentence for a task that could not be built for want of a permission, or None: a read-only HOME (datasets
+    makes its cache in ~/.cache) or a task file this user cannot read was a traceback from deep inside datasets."""
+    if not (isinstance(e, PermissionError) or getattr(e, "errno", None) == errno.EROFS):
+        return None
+    import datasets
+    cache, where = str(datasets.config.HF_DATASETS_CACHE), str(e.filename or "")
+    if where and (cache.startswith(where) or where.startswith(cache)):  # the cache, or a folder on its way
+        return (f"--tasks: the Hugging Face datasets cache {cache} cannot be made or written ({e.strerror}: {where}); "
+                f"set HF_HOME (or HF_DATASETS_CACHE) to a writable folder.")
+    return f"--tasks: lm_eval cannot build {', '.join(tasks)}: {where} ({e.strerror}); make it readable to this user."
 
 
 def load_tasks(args):
@@ -205,6 +221,8 @@ def load_tasks(args):
                                  f"({huggingface_hub.constants.ENDPOINT}) does not answer; run once where there is a "
                                  f"network (the cache is reused), or measure perplexity on a local text with "
                                  f"--text=FILE.") from None
+            except PermissionError as e:
+                raise SystemExit(denied(e, [t])) from None
             except (FileNotFoundError, ValueError) as e:  # a task's YAML naming a missing file or a wrong value
                 raise SystemExit(f"--tasks: lm_eval cannot build task {t} ({type(e).__name__}: {e}); fix its YAML "
                                  f"file.") from None
@@ -291,6 +309,10 @@ def main(argv=None):
             try:
                 res = simple_evaluate(model=lm, tasks=tasks, num_fewshot=args.num_fewshot, limit=args.limit,
                                       task_manager=tm, log_samples=False)
+            except OSError as e:  # online, the tasks are built here
+                if not (why := denied(e, tasks)):
+                    raise
+                raise SystemExit(why) from None
             except ValueError as e:  # random.sample's, as the harness draws the examples while it builds the requests
                 if "Sample larger than population" not in str(e):
                     raise

@@ -32,10 +32,9 @@ import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import tiktoken
 import zstandard
 
-from checkpoint import atomic_write, dangling, guard_assets, hold_lock, largest_token, writable_dir
+from checkpoint import atomic_write, dangling, guard_assets, hold_lock, largest_token, r50k, writable_dir
 from configurator import Parser, cli, number
 from convert import hub_problem
 
@@ -116,11 +115,7 @@ class Tokenizer:
     def __init__(self, name):
         self.name = name
         if name == "r50k_base":
-            try:
-                self.enc = tiktoken.get_encoding("r50k_base")
-            except Exception as e:  # no network and no cached file: tiktoken raises from deep inside requests
-                sys.exit(f"error: could not load tiktoken's r50k_base ({type(e).__name__}); offline, set "
-                         f"TIKTOKEN_CACHE_DIR to a directory that holds its cached file, or use --tokenizer=bytes")
+            self.enc = r50k("error: ", ", or use --tokenizer=bytes")
             self.vocab_size, self.eot = self.enc.n_vocab, self.enc.eot_token
             self.separator = (f"each document is followed by <|endoftext|> ({self.eot}); the text '<|endoftext|>' "
                               "inside a document is encoded as ordinary text")

@@ -16,10 +16,9 @@ import time
 from contextlib import nullcontext
 from dataclasses import replace
 
-import tiktoken
 import torch
 
-from checkpoint import load_checkpoint, read_json, tokens, unreadable
+from checkpoint import load_checkpoint, other_data, r50k, read_json, tokens, unreadable
 from configurator import Parser, cli, compile_failure, home, number
 from convert import (GPT2_SIZES, TIE_METHODS, check_conversion, conversion_note, convert_state_dict, gpt2_config,
                      load_gpt2, ties_v)
@@ -44,12 +43,16 @@ def boolean(s):
 
 def prompt(s):
     # bytes that are not UTF-8 on the command line reach Python as lone surrogates, which no tokenizer encodes (a
-    # FILE: path may hold them: it only names a file)
+    # FILE: path may hold them: it only names a file); outside UTF-8 mode (PYTHONUTF8=0 LC_ALL=C) UTF-8 text
+    # reaches it so too, decoded as ASCII: its own bytes are the text
     try:
         s.startswith("FILE:") or s.encode("utf-8")
     except UnicodeEncodeError:
-        raise argparse.ArgumentTypeError('holds bytes that are not UTF-8 text; give UTF-8 text, or "FILE:path" to '
-                                         'read it from a file') from None
+        try:
+            s = os.fsencode(s).decode("utf-8")
+        except UnicodeError:
+            raise argparse.ArgumentTypeError('holds bytes that are not UTF-8 text; give UTF-8 text, or "FILE:path" '
+                                             'to read it from a file') from None
     if os.path.isfile(s):  # meant as the file: taken as text, lstsq fitted on the path's own 30-odd bytes, exit 0
         raise argparse.ArgumentTypeError(f'names a file, and without "FILE:" the value is the text itself; write '
                                          f'"FILE:{s}" to read the file')
@@ -166,7 +169,7 @@ def read_text_file(path, given, fix):
 def own_val_tokens(data_dir, meta, n, vocab_size):
     """The first n validation tokens of the data a checkpoint was trained on (its config's data_dir), or None when
     that directory no longer holds them: gone, of another tokenizer, or damaged (no whole uint16 token, ids past the
-    model's vocabulary)."""
+    model's vocabulary). -> (ids, how the data there now differs from the checkpoint's: checkpoint.other_data)."""
     if not data_dir or not all(os.path.isfile(os.path.join(data_dir, f)) for f in ("val.bin", "meta.json")):
         return None
     try:
@@ -179,7 +182,7 @@ def own_val_tokens(data_dir, meta, n, vocab_size):
     if size == 0 or size % 2:  # empty, or cut inside a token: the memmap refuses both
         return None
     ids = tokens(data_dir, "val")[:n]
-    return ids.tolist() if int(ids.max()) < vocab_size else None
+    return (ids.tolist(), other_data(meta, theirs)) if int(ids.max()) < vocab_size else None
 
 
 def calibration(args, cfg, meta, data_dir):
@@ -189,8 +192,8 @@ def calibration(args, cfg, meta, data_dir):
     if args.calib is not None:
         ids, where = get_tokenizer(meta)[0](read_text(args.calib, "--calib"))[:n], "--calib"
     else:
-        ids = own_val_tokens(data_dir, meta, n, cfg.vocab_size)
-        if ids is None:
+        own = own_val_tokens(data_dir, meta, n, cfg.vocab_size)
+        if own is None:
             # a relative data_dir is the training's working folder's: from another folder it looks gone
             moved = data_dir and not os.path.isabs(data_dir) and not os.path.isdir(data_dir)
             locked = data_dir and next((p for p in (os.path.join(data_dir, f) for f in ("meta.json", "val.bin"))
@@ -205,7 +208,11 @@ def calibration(args, cfg, meta, data_dir):
             elsewhere = "run from the folder it was trained in, or " if moved and not locked else ""
             raise SystemExit(f"--convert_method={args.convert_method} fits V on calibration tokens and {why}; "
                              f"{elsewhere}pass --calib=FILE:path (or the text itself), or --convert_method=k.")
-        where = f"{os.path.join(data_dir, 'val.bin')} (the checkpoint's own)"
+        # a relative data_dir read from another folder, or the same one prepared again since: the tokens there are
+        # a calibration text as good as any, but not the checkpoint's own, as this line said
+        ids, moved = own
+        where = f"{os.path.join(data_dir, 'val.bin')} (" + (f"not the data the checkpoint was trained on: "
+                                                            f"{', '.join(moved)})" if moved else "the checkpoint's own)")
     if len(ids) < bs:
         fix = (f"raise --calib_tokens to {bs} or more" if n < bs else "give a longer --calib text" if args.calib else
                "pass a longer text as --calib=FILE:path, or --convert_method=k")
@@ -291,11 +298,7 @@ def get_tokenizer(meta, special=True):
         raise SystemExit(f"the checkpoint's meta names tokenizer {name!r} but no eot_token (its document separator): "
                          f"the file is damaged or not written by train.py; restore it or train again.")
     if name == "r50k_base":
-        try:
-            enc = tiktoken.get_encoding("r50k_base")
-        except Exception as e:
-            raise SystemExit(f"could not load tiktoken's r50k_base ({type(e).__name__}); offline, set "
-                             f"TIKTOKEN_CACHE_DIR to a directory that holds its cached file.")
+        enc = r50k()
         allowed = {EOT} if special else set()
         return (lambda s: enc.encode(s, allowed_special=allowed, disallowed_special=())), beyond(enc.decode,
                                                                                                  enc.n_vocab)

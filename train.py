@@ -59,8 +59,9 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
-from checkpoint import dangling, guard_assets, load_checkpoint, open_data, save_checkpoint, tokens
-from configurator import compile_failure, configure, describe, out_of_memory, range_error, tolerant_output
+from checkpoint import dangling, guard_assets, load_checkpoint, open_data, other_data, save_checkpoint, tokens
+from configurator import (as_text, cache_failure, compile_failure, configure, describe, out_of_memory, range_error,
+                          tolerant_output)
 from convert import (GPT2_SIZES, TIE_METHODS, conversion_note, convert_state_dict, gpt2_config, load_gpt2,
                      ties_v)
 from model import ATTNS, GPT, POS_CONV_BASES, POS_EMBS, SOURCES, GPTConfig
@@ -347,6 +348,21 @@ def get_lr(it, end=None):
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
 
 
+def same(key, now, was):
+    """Whether a setting has the value the checkpoint records: text the same under any locale (as_text), and
+    data_dir (or the init_from a run converted) the same folder however it is spelled (data/x/, ./data/x, its
+    absolute path), where the same command with data/x/ was "a run with other settings"."""
+    if as_text(now) == as_text(was):
+        return True
+    if key in ("data_dir", "init_from") and isinstance(now, str) and isinstance(was, str) and now and was:
+        try:  # as bytes: a path written under a UTF-8 locale may not encode under an ASCII one
+            now, was = (p.encode("utf-8", "surrogateescape") for p in (as_text(now), as_text(was)))
+        except UnicodeError:
+            return False
+        return os.path.realpath(now) == os.path.realpath(was)
+    return False
+
+
 def changed_settings(saved):
     """'key=value (checkpoint: value)' for each setting that differs from those saved with the checkpoint, apart
     from the UNCHECKED ones (a setting the checkpoint predates counts as its default), and how a conversion is made
@@ -355,28 +371,6 @@ def changed_settings(saved):
     unread = ORIGIN[1:] if config["init_from"] in ("scratch", "resume") else ()
     return [f"{k}={config[k]!r} (checkpoint: {old[k]!r})" for k in config if not same(k, config[k], old[k])
             and k not in UNCHECKED + unread and not (k == "init_from" and "resume" in (config[k], old[k]))]
-
-
-def same(key, new, old):
-    """A setting's value as the checkpoint saved it: a folder (data_dir, or the init_from a run converted) is the
-    same spelled otherwise (./data/x/, or its absolute path), as long as both name one folder from here."""
-    if key in ("data_dir", "init_from") and isinstance(new, str) and isinstance(old, str) and new != old:
-        return os.path.realpath(new) == os.path.realpath(old)
-    return new == old
-
-
-def other_data(was, meta):
-    """'key value (checkpoint: value)' for each token count data_dir's meta.json records other than the checkpoint's
-    meta (was), and a line for other input files (prepare's fingerprint of their names, sizes and times): the same
-    data_dir prepared again since the checkpoint, from other text or more shards, also of the same length."""
-    if not (isinstance(was, dict) and isinstance(meta, dict)):
-        return []
-    moved = [f"{k} {meta.get(k)!r} (checkpoint: {was[k]!r})" for k in ("train_tokens", "val_tokens")
-             if k in was and meta.get(k) != was[k]]
-    inputs = [m["settings"].get("shards_sha1") if isinstance(m.get("settings"), dict) else None for m in (was, meta)]
-    if not moved and None not in inputs and inputs[0] != inputs[1]:
-        moved.append("input files of other names, sizes or modification times than the checkpoint's")
-    return moved
 
 
 def data_meta():
@@ -395,10 +389,15 @@ if ckpt:
     length = "--total_tokens" if total_tokens else "--max_iters"  # total_tokens > 0 sets max_iters: raise it
     # ... unless data_dir was prepared again from other text since: then it is not this run (the quickstart
     # after `cp mytext.txt input.txt` said "nothing to do", and sampled the model of the old text)
+    # a relative data_dir is read from the current folder: run from another, the run's own data is elsewhere, and
+    # "delete out_dir to train it there again" would remove a finished run for nothing
+    other_folder = "" if os.path.isabs(data_dir) else (f", or the run was trained from another folder than this one "
+                                                       f"({os.getcwd()}), whose {data_dir} it read: if so, run it there")
     if done >= max_iters and not changed and (moved := other_data(ckpt.get("meta"), data_meta())):
         sys.exit(f"{ckpt_path} holds a finished run of these settings, trained on other data than "
                  f"{os.path.join(data_dir, 'meta.json')} records now ({', '.join(moved)}): {data_dir} was prepared "
-                 f"again since; train this run into another --out_dir, or delete {out_dir} to train it there again.")
+                 f"again since{other_folder}; train this run into another --out_dir, or delete {out_dir} to train it "
+                 f"there again.")
     if done >= max_iters and not changed:
         if master:
             resume = "" if init_from == "resume" else " and add --init_from=resume"  # not twice: it is there
@@ -475,11 +474,13 @@ def full(e):
 
 def interrupted(kind, e, tb):
     """Ctrl-C or SIGTERM, a closed pipe on stdout (`train.py ... | head`), a full disk under stdout or log.jsonl,
-    out of memory, or a torch.compile that cannot work (no C++ compiler): one line instead of a traceback, and exit
-    status 130 (143) as a shell gives it for Ctrl-C (SIGTERM), 1 otherwise. Every save is atomic, so the last checkpoint is whole, and it resumes exactly."""
+    out of memory, a torch.compile that cannot work (no C++ compiler) or a torch cache folder it cannot make: one
+    line instead of a traceback, and exit status 130 (143) as a shell gives it for Ctrl-C (SIGTERM), 1 otherwise.
+    Every save is atomic, so the last checkpoint is whole, and it resumes exactly."""
     for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C, pressed while this stops, would cut it short
         signal.signal(sig, signal.SIG_IGN)
-    if compile and (why := compile_failure(e)):  # raised by the first compiled forward, inside the loop
+    if (compile and (why := compile_failure(e))) or (why := cache_failure(e)):  # the first compiled forward; or
+        # a TORCHINDUCTOR_CACHE_DIR torch cannot make, when building the model imports torch._dynamo
         if master:
             print(why, file=sys.stderr, flush=True)
             unmake()

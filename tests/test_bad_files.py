@@ -524,6 +524,37 @@ def test_a_compiled_models_checkpoint_samples(world):
 # ---------------------------------------------------------------------------------------------------------------
 # atomic writes: a kill or an error between writing and renaming leaves the old file whole
 
+def test_a_tiktoken_cache_this_user_cannot_read_is_named(tmp_path, monkeypatch):
+    # TIKTOKEN_CACHE_DIR holding r50k_base's file, but unreadable (the file, or the folder: tiktoken then saw no file
+    # and went to the network): the advice was "set TIKTOKEN_CACHE_DIR to a directory that holds its cached file"
+    import tiktoken
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
+
+    def unreadable_file(name):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "0ea1"))
+    monkeypatch.setattr(tiktoken, "get_encoding", unreadable_file)
+    with pytest.raises(SystemExit) as e:
+        checkpoint.r50k("error: ", ", or use --tokenizer=bytes")
+    assert str(e.value) == (f"error: could not load tiktoken's r50k_base: {tmp_path / '0ea1'} cannot be read "
+                            f"(Permission denied); make it readable to this user, or point TIKTOKEN_CACHE_DIR at a "
+                            f"readable copy, or use --tokenizer=bytes.")
+
+    def offline(name):
+        raise ConnectionError("no network")
+    monkeypatch.setattr(tiktoken, "get_encoding", offline)
+    with pytest.raises(SystemExit) as e:
+        checkpoint.r50k()
+    assert str(e.value) == ("could not load tiktoken's r50k_base (ConnectionError); offline, set TIKTOKEN_CACHE_DIR "
+                            "to a directory that holds its cached file.")
+
+    def unlistable(path):
+        raise PermissionError(13, "Permission denied", path)
+    monkeypatch.setattr(os, "listdir", unlistable)
+    with pytest.raises(SystemExit) as e:
+        checkpoint.r50k()
+    assert str(e.value).startswith(f"could not load tiktoken's r50k_base: {tmp_path} cannot be read (Permission")
+
+
 def test_atomic_write_replaces_the_file_whole(tmp_path):
     path = tmp_path / "f.txt"
     checkpoint.atomic_write(str(path), "text")
@@ -533,6 +564,13 @@ def test_atomic_write_replaces_the_file_whole(tmp_path):
     checkpoint.atomic_write(str(path), lambda f: f.write(b"written by a function"))
     assert path.read_bytes() == b"written by a function" and os.listdir(tmp_path) == ["f.txt"]
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_atomic_write_writes_a_name_read_outside_utf8_mode_as_its_bytes(tmp_path):
+    # under PYTHONUTF8=0 LC_ALL=C a path from the command line holds its bytes as surrogates ('pr\udcc3\udca9face'):
+    # str.encode() raised, a traceback with the file unwritten
+    checkpoint.atomic_write(str(tmp_path / "f.md"), "| pr\udcc3\udca9face.txt |")
+    assert (tmp_path / "f.md").read_text() == "| préface.txt |"
 
 
 def test_atomic_write_over_a_folder_says_so(tmp_path):

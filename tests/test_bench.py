@@ -113,6 +113,23 @@ def test_a_run_that_measures_nothing_or_stops_leaves_no_folder(tmp_path, monkeyp
     assert os.listdir(tmp_path) == []
 
 
+def test_a_compile_that_cannot_work_is_one_sentence_after_the_other_sections(tmp_path, monkeypatch):
+    # the decode section times torch.compile'd steps: without a C++ compiler (or under PYTHONUTF8=0 LC_ALL=C)
+    # bench.py ended in inductor's traceback; the sections before it had written their files
+    class InvalidCxxCompiler(RuntimeError):
+        __module__ = "torch._inductor.exc"
+
+    def no_compiler(args, device):
+        raise InvalidCxxCompiler("No working C++ compiler found in torch._inductor.config.cpp.cxx\nmore")
+    monkeypatch.setitem(bench.BENCHES, "decode", no_compiler)
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--what=cache,decode", "--quick", "--device=cpu", f"--out={tmp_path}"])
+    assert str(e.value) == ("bench.py's decode section: torch.compile failed (No working C++ compiler found in "
+                            "torch._inductor.config.cpp.cxx); it needs a working C++ compiler on CPU (Triton on a "
+                            "GPU): install one, or leave it out: --what=cache.")
+    assert sorted(os.listdir(tmp_path)) == ["cache_savings.csv", "cache_savings.png"]
+
+
 def test_the_tracked_run_changes_its_files_together_or_not_at_all(tmp_path, monkeypatch):
     # a full run into assets/ stopped in its last section (decode) left the new tables of the sections before it
     # beside the old ones (the seventh pass)

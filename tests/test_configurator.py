@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from configurator import Parser, cli, configure, describe, number, range_error
+from configurator import Parser, cli, compile_failure, configure, describe, number, range_error
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULTS = {"learning_rate": 6e-4, "min_lr": 6e-5, "max_iters": 100, "compile": False, "out_dir": "out",
@@ -109,6 +109,10 @@ def test_config_files_run_in_order_see_earlier_values_and_can_execute_a_base_bes
     got, given = configure(DEFAULTS, [str(run), "--max_iters=60"])
     assert got == dict(DEFAULTS, max_iters=60, learning_rate=2e-4, min_lr=2e-5, out_dir="out-run")
     assert given == {"max_iters", "learning_rate", "min_lr", "out_dir"}  # the base file's assignments count
+    # through a link elsewhere, the base is still the one beside the file (it was looked for beside the link)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "run.py").symlink_to(run)
+    assert configure(DEFAULTS, [str(tmp_path / "mine" / "run.py")])[0]["learning_rate"] == 2e-4
 
 
 def test_an_override_wins_over_a_config_file_wherever_it_stands(tmp_path):
@@ -372,3 +376,32 @@ def test_a_help_that_could_not_be_written_is_one_line_and_status_1(monkeypatch, 
     assert e.value.code == 1
     assert capsys.readouterr().err == "stopped: its output could not be written (No space left on device); " \
                                       "nothing was written.\n"
+
+
+def test_a_compile_that_fails_in_a_non_utf8_locale_says_so():
+    # under PYTHONUTF8=0 LC_ALL=C inductor reads its own templates as ASCII: a plain UnicodeDecodeError from inside
+    # torch._inductor, a traceback from sample.py, train.py and bench.py (--compile=True, the decode section)
+    where = {"__name__": "torch._inductor.utils"}
+    exec("def load_template():\n    return b'\\xe2'.decode('ascii')", where)
+    with pytest.raises(UnicodeDecodeError) as e:
+        where["load_template"]()
+    assert compile_failure(e.value) == (
+        "--compile=True: torch.compile failed reading its own files in a non-UTF-8 locale ('ascii' codec can't "
+        "decode byte 0xe2 in position 0: ordinal not in range(128)); run Python in UTF-8 mode (PYTHONUTF8=1, or a "
+        "UTF-8 locale such as LC_ALL=C.UTF-8), or pass --compile=False.")
+    with pytest.raises(UnicodeDecodeError) as e:
+        b"\xe2".decode("ascii")  # the same error outside torch.compile is not its failure
+    assert compile_failure(e.value) is None
+
+
+def test_a_torch_cache_folder_that_cannot_be_made_is_one_sentence():
+    # TORCHINDUCTOR_CACHE_DIR=/proc/nope: torch._dynamo makes the folder when first imported, which building any model
+    # does, so train, sample, eval and bench ended in a FileNotFoundError traceback from deep inside torch.nn.init
+    where = {"__name__": "torch._inductor.runtime.cache_dir_utils"}
+    exec("import os\ndef cache_dir():\n    os.makedirs('/proc/nope/x')", where)
+    with pytest.raises(SystemExit) as e:
+        cli(where["cache_dir"], "nothing was written.")
+    assert str(e.value) == ("torch could not make its cache folder /proc/nope (No such file or directory); set "
+                            "TORCHINDUCTOR_CACHE_DIR to a folder it can make and write.")
+    with pytest.raises(FileNotFoundError):  # the same error elsewhere is not torch's cache
+        cli(lambda: os.makedirs("/proc/nope/x"), "nothing was written.")

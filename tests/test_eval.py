@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import tiktoken
 import torch
 
 import checkpoint
@@ -254,6 +255,30 @@ def test_a_local_task_that_cannot_be_built_offline_is_one_sentence_before_the_mo
         assert str(e.value).endswith("); fix its YAML file.")
 
 
+def test_a_task_built_without_permission_is_one_sentence_naming_the_fix(tmp_path, lm_eval, offline, monkeypatch):
+    # HOME read-only: datasets could not make ~/.cache; or a task's data file unreadable to this user: a
+    # PermissionError traceback from deep inside datasets (the twelfth pass; as root, the refusals are made here)
+    import datasets
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", "/home/ro/.cache/huggingface/datasets")
+    for where, said in (("/home/ro/.cache", "--tasks: the Hugging Face datasets cache /home/ro/.cache/huggingface/"
+                                            "datasets cannot be made or written (Permission denied: /home/ro/.cache); "
+                                            "set HF_HOME (or HF_DATASETS_CACHE) to a writable folder."),
+                        ("/tasks/t.jsonl", "--tasks: lm_eval cannot build t: /tasks/t.jsonl (Permission denied); "
+                                           "make it readable to this user.")):
+        class TM:
+            all_tasks = ["t"]
+
+            def __init__(self, include_path):
+                pass
+
+            def load(self, names):
+                raise PermissionError(13, "Permission denied", where)
+        monkeypatch.setattr(ev, "TaskManager", TM)
+        with pytest.raises(SystemExit) as e:
+            ev.main([f"--out_dir={tmp_path}", "--tasks=t"])
+        assert str(e.value) == said
+
+
 def test_text_perplexity_is_the_rolling_log_likelihood_per_word_and_byte(tmp_path, monkeypatch, capsys):
     make_ckpt(tmp_path, BYTES_META)  # block_size 64
     text = "To be, or not to be, that is the question:\n" * 3  # 129 bytes, 30 words
@@ -356,6 +381,16 @@ def test_a_line_break_in_a_text_file_name_stays_in_its_table_row():
     assert ev.table(res).splitlines()[2:] == ["| a\\nb\\r.txt | bits_per_byte | 1.0000 | n/a |"]
 
 
+def test_a_text_file_name_read_outside_utf8_mode_is_its_name():
+    # under PYTHONUTF8=0 LC_ALL=C, --text=préface.txt reached eval.py as 'pr\udcc3\udca9face.txt': results.md, its
+    # task name unencodable, was a traceback after results.json (which named the task by the surrogates)
+    class LM:
+        eot, encode_text = 0, staticmethod(lambda s: list(s.encode()))
+        score = staticmethod(lambda reqs: [(-1.0, False)])
+    assert list(ev.text_perplexity(LM, "d/pr\udcc3\udca9face.txt", "a b")["results"]) == ["préface.txt"]
+    assert list(ev.text_perplexity(LM, "pr\udce9face.txt", "a b")["results"]) == ["pr\\xe9face.txt"]  # not UTF-8
+
+
 def test_a_perplexity_beyond_a_float_is_inf():
     class LM:  # one word of 5000 tokens at 0.2 nats each: exp(1000) overflowed after the work
         eot, encode_text = 0, staticmethod(lambda s: list(s.encode()))
@@ -439,7 +474,7 @@ def test_a_tokenizer_missing_offline_makes_no_folder(tmp_path, monkeypatch):
 
     def offline(name):
         raise ConnectionError("no network")
-    monkeypatch.setattr(sample.tiktoken, "get_encoding", offline)
+    monkeypatch.setattr(tiktoken, "get_encoding", offline)
     with pytest.raises(SystemExit, match="could not load tiktoken's r50k_base"):
         ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 'text.txt'}", "--device=cpu"])
     assert not (tmp_path / "eval").exists()

@@ -1,3 +1,4 @@
+import argparse
 import json
 import os
 import shutil
@@ -225,6 +226,17 @@ def test_conversion_settings_a_conversion_does_not_use_are_named(tmp_path, capsy
                                    "nothing)")
 
 
+def test_calibration_on_a_data_dir_holding_other_data_does_not_call_it_the_checkpoints_own(tmp_path, capsys):
+    # a relative data_dir read from another folder that has one of that name, or the data_dir prepared again from
+    # other text since: lstsq fitted on it, and the line said "(the checkpoint's own)" (the twelfth pass)
+    make_data(tmp_path / "data")  # 20,000 train and 4,000 val tokens
+    make_ckpt(tmp_path / "run", dict(BYTES_META, train_tokens=20_000, val_tokens=4_100),
+              config={"data_dir": str(tmp_path / "data")})
+    out = run(capsys, tmp_path / "run", "--proj=qk_v", "--calib_tokens=1000", "--max_new_tokens=2", "--num_samples=1")
+    assert (f"V tied to K by lstsq fitted on 960 tokens of {tmp_path / 'data' / 'val.bin'} (not the data the "
+            f"checkpoint was trained on: val_tokens 4000 (checkpoint: 4100)); unexplained") in out
+
+
 def test_a_conversion_to_what_the_checkpoint_is_says_nothing_is_converted(tmp_path, capsys):
     # it sampled with exit 0 and no word, and the --calib file it was given was never read
     make_ckpt(tmp_path, BYTES_META, proj="qk_v")
@@ -338,6 +350,14 @@ def test_conversion_settings_are_checked_before_converting(tmp_path, capsys, mon
         assert e.value.code == 2
         assert capsys.readouterr().err.splitlines()[-1].endswith(': error: argument --calib: is empty; give the '
                                                                  'text, or "FILE:path" to read it from a file')
+
+
+def test_a_utf8_prompt_read_outside_utf8_mode_is_its_text():
+    # under PYTHONUTF8=0 LC_ALL=C Python decodes argv as ASCII: --start="Roméo:" reached sample.py as
+    # 'Rom\udcc3\udca9o:' and was refused as "not UTF-8 text", which it is; bytes that are not UTF-8 still are
+    assert sample.prompt("Rom\udcc3\udca9o:") == "Roméo:"
+    with pytest.raises(argparse.ArgumentTypeError, match="holds bytes that are not UTF-8 text"):
+        sample.prompt("Rom\udce9o:")
 
 
 def test_a_compile_that_fails_is_one_sentence(tmp_path, capsys, monkeypatch):

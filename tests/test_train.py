@@ -255,6 +255,13 @@ def test_bad_data_dir_and_vocab_are_one_clear_sentence(tmp_path, monkeypatch):
     msg = run_inprocess(monkeypatch, [f"--data_dir={tmp_path / 'nowhere'}", "--vocab_size=50304"])
     assert msg == (f"data_dir '{tmp_path / 'nowhere'}' has no train.bin; prepare it with `python prepare_slimpajama.py "
                    f"--out_dir={tmp_path / 'nowhere'}` or set --data_dir.")
+    # from another folder (`cd elsewhere && python /repo/train.py ...`) the command names the script where it is:
+    # `python prepare_slimpajama.py` was not there (the twelfth pass)
+    # and a data_dir with a space in it is quoted, as a shell needs it
+    monkeypatch.chdir(tmp_path)
+    msg = run_inprocess(monkeypatch, ["--data_dir=no where", "--vocab_size=50304"])
+    assert msg == (f"data_dir 'no where' has no train.bin; prepare it with `python "
+                   f"{os.path.join(ROOT, 'prepare_slimpajama.py')} --out_dir='no where'` or set --data_dir.")
     make_data(tmp_path / "gpt2", tokenizer="r50k_base", vocab_size=50257)
     msg = run_inprocess(monkeypatch, [f"--data_dir={tmp_path / 'gpt2'}", f"--out_dir={tmp_path / 'out'}"])
     assert msg == f"vocab_size 256 < tokenizer vocab 50257 in {tmp_path / 'gpt2' / 'meta.json'}; set --vocab_size=50304."

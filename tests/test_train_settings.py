@@ -293,6 +293,32 @@ def test_a_finished_run_in_an_accented_folder_under_an_ascii_console_is_done(fin
     assert r.stdout.startswith(str(tmp_path / "caf\\xe9").encode()) and b"nothing to do" in r.stdout
 
 
+def test_the_same_command_under_another_locale_is_the_same_run(data_dir, tmp_path):
+    # trained under PYTHONUTF8=0 LC_ALL=C, the checkpoint kept --data_dir=.../données as 'donn\udcc3\udca9es'; the
+    # same command under a UTF-8 locale was refused, "other settings: data_dir='.../données' (checkpoint: ...)"; and
+    # under the first locale again runé/ckpt.pt was "corrupt ... move it away" (torch's mmap cannot name the path)
+    shutil.copytree(data_dir, tmp_path / "données")
+    args = [sys.executable, "train.py", *TINY, f"--data_dir={tmp_path / 'données'}", f"--out_dir={tmp_path / 'runé'}",
+            "--max_iters=2"]
+    env = {**os.environ, "PYTHONUTF8": "0", "LC_ALL": "C", "OMP_NUM_THREADS": "1"}
+    assert subprocess.run(args, cwd=ROOT, capture_output=True, env=env).returncode == 0
+    for utf8 in ("1", "0"):
+        r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env={**env, "PYTHONUTF8": utf8})
+        assert r.returncode == 0 and "nothing to do" in r.stdout, r.stdout + r.stderr
+
+
+def test_a_torch_cache_folder_that_cannot_be_made_is_one_sentence_and_no_out_dir(data_dir, tmp_path):
+    # TORCHINDUCTOR_CACHE_DIR=/proc/nope: building the model imports torch._dynamo, which makes that folder: a
+    # FileNotFoundError traceback from deep inside torch.nn.init, with or without --compile (the twelfth pass)
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": "/proc/nope", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "train.py", *TINY, f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'out'}",
+                        "--max_iters=2"], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert r.returncode == 1 and r.stderr == ("torch could not make its cache folder /proc/nope (No such file or "
+                                              "directory); set TORCHINDUCTOR_CACHE_DIR to a folder it can make and "
+                                              "write.\n"), r.stderr
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_compile_that_cannot_work_is_one_sentence(data_dir, tmp_path):
     # without a C++ compiler inductor's error came from the first compiled forward, a 40-line traceback
     env = {**os.environ, "CXX": str(tmp_path / "no-such-g++"), "OMP_NUM_THREADS": "1"}
@@ -459,6 +485,32 @@ def test_a_finished_run_asked_again_on_data_prepared_again_is_not_this_run(tmp_p
                   f"{data / 'meta.json'} records now (train_tokens 15000 (checkpoint: 20000)): {data} was prepared " \
                   f"again since; train this run into another --out_dir, or delete {out} to train it there again."
     assert snapshot(out) == before
+
+
+def test_the_same_data_dir_spelled_another_way_is_the_same_run(finished, data_dir, tmp_path, monkeypatch, capsys):
+    # data/x/, ./data/x or the absolute path of the folder a run was trained on: "a run with other settings:
+    # data_dir='data/x/' (checkpoint: 'data/x')", asked again (the twelfth pass)
+    out = shutil.copytree(finished, tmp_path / "run")
+    monkeypatch.chdir(data_dir.parent)
+    for spelled in (f"{data_dir}/", f"./{data_dir.name}", f"{data_dir.name}/."):
+        assert run_inprocess(monkeypatch, [f"--data_dir={spelled}", f"--out_dir={out}", "--max_iters=2"]) == "0"
+        assert "finished at iteration 2: nothing to do" in capsys.readouterr().out
+
+
+def test_a_relative_data_dir_read_from_another_folder_is_said_before_deleting_the_run(finished, tmp_path, monkeypatch):
+    # run from another folder with a data_dir of that name: "was prepared again since; ... or delete OUT to train it
+    # there again", which removed a finished run that only needed running from its own folder
+    out = shutil.copytree(finished, tmp_path / "run")
+    ckpt = torch.load(out / "ckpt.pt", weights_only=True)
+    ckpt["config"]["data_dir"] = "data"  # trained from another folder, on its data/
+    torch.save(ckpt, out / "ckpt.pt")
+    make_data(tmp_path / "elsewhere" / "data")
+    meta = json.loads((tmp_path / "elsewhere" / "data" / "meta.json").read_text())
+    (tmp_path / "elsewhere" / "data" / "meta.json").write_text(json.dumps({**meta, "val_tokens": 3_999}))
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    msg = run_inprocess(monkeypatch, ["--data_dir=data", f"--out_dir={out}", "--max_iters=2"])
+    assert f"data was prepared again since, or the run was trained from another folder than this one " \
+           f"({tmp_path / 'elsewhere'}), whose data it read: if so, run it there; train this run" in msg, msg
 
 
 def test_data_prepared_again_from_other_text_of_the_same_length_is_not_this_run(tmp_path, monkeypatch):
