@@ -9,7 +9,8 @@ the rope models, in windows of 2x and 4x it (a learned table has no rows there).
     python -m experiments.rope             # trains the runs not finished yet into out-rope/, then writes assets/rope.{md,csv,png}
     python -m experiments.rope --report    # only the report, from the finished runs
     python -m experiments.rope --quick     # 60 iterations, 1 seed, into out-rope-quick/ (never assets/)
-    python -m experiments.rope --redraw    # only the figure, from assets/rope.csv (no runs needed)
+    python -m experiments.rope --redraw    # only the figure, from assets/rope.csv (no runs needed; with --quick or
+                                           # --data_dir, from that run's out-rope*/rope.csv)
 
 The report goes to assets/ once all 12 runs have finished; before that to out-rope/rope.* (a partial report never
 replaces the complete one).
@@ -208,17 +209,17 @@ def get_parser():
 def main(argv=None):
     p = get_parser()
     args = p.parse_args(argv)
-    if args.redraw:
-        base = "out-rope-quick/rope" if args.quick else "assets/rope"
-        if not os.path.isfile(base + ".csv"):
-            p.error(f"--redraw draws from {base}.csv, which does not exist; run the study first.")
-        return plot(read_csv(base + ".csv"), base + ".png")
-    # config/cpu_lm.py's block_size and vocab_size; the longest scoring window is FACTORS[-1] of them
-    open_data(args.data_dir, FACTORS[-1] * 256, 256, study="experiments.rope")
     args.iters, args.seeds = (60, SEEDS[:1]) if args.quick else (600, SEEDS)
     args.root = "out-rope-quick" if args.quick else "out-rope"
     # the tracked tables are the full study's on the default data; other data's go beside its runs
     args.assets = "assets/rope" if not args.quick and default_data(args.data_dir) else f"{args.root}/rope"
+    if args.redraw:  # the table of these runs: with another --data_dir the tracked figure was redrawn, exit 0
+        if not os.path.isfile(args.assets + ".csv"):
+            p.error(f"--redraw draws from {args.assets}.csv, which does not exist; run `{study_command(args)}` "
+                    f"first.")
+        return plot(read_csv(args.assets + ".csv"), args.assets + ".png")
+    # config/cpu_lm.py's block_size and vocab_size; the longest scoring window is FACTORS[-1] of them
+    open_data(args.data_dir, FACTORS[-1] * 256, 256, study="experiments.rope")
     t0 = time.time()
     if not args.report:
         for folder in (args.root, os.path.dirname(args.assets)):  # the runs and the report, checked before hours

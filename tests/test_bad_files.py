@@ -979,3 +979,17 @@ def test_a_file_this_user_cannot_read_is_named_as_such_not_as_missing_or_corrupt
         checkpoint.tokens(str(tmp_path / "data"), "val")
     assert str(e.value) == f"cannot read {tmp_path / 'data' / 'val.bin'} (Permission denied); make it readable for " \
                            f"this user."
+
+
+def test_rope_redraw_on_other_data_draws_that_data_s_table(tmp_path, monkeypatch, capsys):
+    # --redraw --data_dir=MINE drew the tracked figure from assets/rope.csv, Shakespeare's, exit 0: never MINE's
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        rope.main(["--redraw", "--data_dir=mine"])
+    assert "out-rope/rope.csv, which does not exist; run `python -m experiments.rope --data_dir=mine` first" in \
+        capsys.readouterr().err
+    for folder in ("assets", "out-rope"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "rope.csv").write_text("variant,seed,length,loss\nqkv rope,1337,256,1.8\n")
+    rope.main(["--redraw", "--data_dir=mine"])
+    assert (tmp_path / "out-rope" / "rope.png").exists() and not (tmp_path / "assets" / "rope.png").exists()
