@@ -8,6 +8,7 @@ The files every script shares, each opened with its checks and written atomicall
                                  (a study passes its name: its fixes then prepare byte-level data)
   atomic_write(path, ...)        every file a script writes: a temporary file beside it, fsync, then os.replace, so
                                  a kill or a full disk leaves the old file whole, never a torn one
+  save_figure(fig, path, ...)    a matplotlib figure as a PNG, drawn in memory first, then written by atomic_write
   writable_dir(folder, fix)      an output folder checked before the work, not found unwritable after it
   hold_lock(folder, busy)        one process at a time writing into a folder (prepare's out_dir, a study's runs)
   guard_assets(path, ...)        only a study's full default run writes into assets/ (compared by real path)
@@ -22,6 +23,7 @@ traceback, and tests catch it.
 
 import contextlib
 import csv
+import io
 import json
 import math
 import os
@@ -148,6 +150,14 @@ def atomic_write(path, data):
     finally:
         if tmp and os.path.exists(tmp):
             os.remove(tmp)
+
+
+def save_figure(fig, path, **savefig_args):
+    """fig as a PNG at path, drawn in memory before atomic_write opens its temporary file: drawn into that file, a
+    kill (SIGTERM, a closed terminal) while matplotlib drew, a second or so, left path.XXXX.tmp beside the figure."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", **savefig_args)
+    atomic_write(path, buf.getvalue())
 
 
 def unwritable(folder):

@@ -30,7 +30,7 @@ if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.cpu_lm")
 
 from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, open_data, partial_report, read_log,
-                        writable_dir)
+                        save_figure, writable_dir)
 from configurator import Parser, cli
 from model import GPT, GPTConfig
 
@@ -181,7 +181,7 @@ def plot(results, prefix):
                 ylim=(min(finals) - 0.02, max(finals) + 0.15))
     axes[0].legend()
     fig.tight_layout()
-    atomic_write(prefix + ".png", lambda f: fig.savefig(f, format="png", dpi=120))
+    save_figure(fig, prefix + ".png", dpi=120)
     plt.close(fig)
 
 

@@ -39,7 +39,7 @@ if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.retrofit")
 
 from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, open_data, partial_report, read_log,
-                        read_table, tokens, writable_dir)
+                        read_table, save_figure, tokens, writable_dir)
 from configurator import Parser, cli
 from convert import convert_state_dict
 from model import GPT, GPTConfig
@@ -434,7 +434,7 @@ def plot(recs, s, prefix):
     n_seeds = len({r["seed"] for r in recs})
     fig.suptitle(f"retrofit: mean over {n_seeds} seeds, whiskers +/- sample std over seeds (as in the table)")
     fig.tight_layout()
-    atomic_write(prefix + ".png", lambda f: fig.savefig(f, format="png", dpi=120))
+    save_figure(fig, prefix + ".png", dpi=120)
     plt.close(fig)
 
 

@@ -35,7 +35,7 @@ if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.rope")
 
 from checkpoint import (atomic_write, check_study_run, default_data, hold_lock, load_checkpoint, open_data,
-                        partial_report, read_table, tokens, writable_dir)
+                        partial_report, read_table, save_figure, tokens, writable_dir)
 from configurator import Parser, cli
 from model import GPT, GPTConfig
 
@@ -158,7 +158,7 @@ def plot(rows, path):
     ax.set_title(f"mean over {n_seeds} seeds, whiskers +/- sample std, dots: each seed", fontsize=10)
     ax.legend()
     fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 

@@ -39,7 +39,7 @@ if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.scaling")
 
 from checkpoint import (atomic_write, check_study_run, default_data, guard_assets, hold_lock, load_checkpoint, new_dirs,
-                        open_data, read_log, read_table, tokens, writable_dir)
+                        open_data, read_log, read_table, save_figure, tokens, writable_dir)
 from configurator import Parser, cli, number
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
@@ -495,7 +495,7 @@ def plot(rows, s, path):
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
     fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 

@@ -42,7 +42,7 @@ import torch
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.synthetic")
 
-from checkpoint import atomic_write, in_assets, new_dirs, unwritable
+from checkpoint import atomic_write, in_assets, new_dirs, save_figure, unwritable
 from configurator import Parser, cli, number, numbers, once
 from model import GPT, GPTConfig
 
@@ -244,7 +244,7 @@ def plot(final, cases, models, path):
                             f"tables)",
                       title_fontsize=8)
     fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 

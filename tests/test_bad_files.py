@@ -481,6 +481,16 @@ def test_atomic_write_over_a_folder_says_so(tmp_path):
     assert os.listdir(tmp_path) == ["curve.json"] and os.listdir(tmp_path / "curve.json") == []
 
 
+def test_a_figure_is_drawn_before_its_temporary_file_exists(tmp_path, monkeypatch):
+    # drawn into atomic_write's temporary file, a study killed (SIGTERM, a closed terminal) in the second matplotlib
+    # takes left rope.png.XXXX.tmp beside its figure (in assets/ for a full run), which no later run removed
+    from matplotlib.figure import Figure
+    seen, draw = [], Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: (seen.append(os.listdir(tmp_path)), draw(fig, *a, **k)))
+    rope.plot([{"variant": "qkv rope", "seed": 1337, "length": 256, "loss": 1.8}], str(tmp_path / "rope.png"))
+    assert seen == [[]] and os.listdir(tmp_path) == ["rope.png"]
+
+
 def test_atomic_write_leaves_the_old_file_when_the_writer_dies_midway(tmp_path, monkeypatch):
     path = tmp_path / "results.csv"
     path.write_text("old,complete\n")
