@@ -247,6 +247,8 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     again = again or "train again"
     if why := unreadable(path):
         raise SystemExit(f"cannot read {path} ({why}); make it readable for this user, or point to another out_dir.")
+    if os.path.isdir(path):  # "train one" there was refused by train.py, which writes that file
+        raise SystemExit(f"{path} is a folder, not a checkpoint; move it out of the way, or point to another out_dir.")
     if not os.path.isfile(path):
         if os.path.isfile(os.path.join(os.path.dirname(path), "log.jsonl")):  # "train one" there meets the run's lock
             raise SystemExit(f"no checkpoint at {path}: the run in {os.path.dirname(path)} has saved none (train.py "

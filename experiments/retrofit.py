@@ -105,6 +105,9 @@ def times(s):
     path = os.path.join(s["root"], "times.jsonl")
     if not os.path.exists(path):
         return []
+    if os.path.isdir(path):  # an IsADirectoryError traceback in every report
+        raise SystemExit(f"{path} is a folder, where this study keeps the time of each training run; move it out of "
+                         f"the way and run again.")
     with open(path, encoding="utf-8", errors="replace") as f:
         lines = f.read().splitlines()
     entries = []
@@ -133,6 +136,7 @@ def add_time(s, run, seconds):
 def train_all(s, command):
     """Each unfinished run through train.py (a killed one continues from its checkpoint); the stdout of the runs
     goes to their log.jsonl, the time of each to root/times.jsonl."""
+    times(s)  # that file checked now, not after the first run has trained
     for name, seed, out, args, end in plan(s):
         ckpt = checkpoint(out)
         if ckpt is not None:  # a run of other settings there (by hand, another study) would be resumed as this one
@@ -282,6 +286,9 @@ def convert_sources(s):
     out = {}
     for seed in s["seeds"]:
         cached = f"{s['root']}/qkv_s{seed}/conversions.json"  # a finished source never changes: computed once
+        if os.path.isdir(cached):  # an IsADirectoryError traceback; computed again, it could not be written there
+            sys.exit(f"{cached} is a folder, where this study keeps the conversions of its source; move it out of "
+                     f"the way and run again.")
         try:
             with open(cached) as f:
                 got = json.load(f)

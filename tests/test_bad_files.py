@@ -551,6 +551,10 @@ def test_retrofit_times_are_appended_whole(tmp_path, monkeypatch):
         (tmp_path / "times.jsonl").write_text(before + line + "\n")
         with pytest.raises(SystemExit, match=f"{tmp_path}/times.jsonl, line 3, is no time of a training run"):
             retrofit.times(s)
+    (tmp_path / "times.jsonl").unlink()
+    (tmp_path / "times.jsonl").mkdir()  # an IsADirectoryError traceback
+    with pytest.raises(SystemExit, match=f"^{tmp_path}/times.jsonl is a folder, where this study keeps the time"):
+        retrofit.times(s)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -871,6 +875,10 @@ def test_retrofit_partial_report_goes_to_the_runs_folder_and_a_torn_cache_is_rec
     capsys.readouterr()
     retrofit.report(s, "python -m experiments.retrofit")  # the cache it wrote is read back, not computed again
     assert "computing it again" not in capsys.readouterr().err
+    (source / "conversions.json").unlink()
+    (source / "conversions.json").mkdir()  # an IsADirectoryError traceback
+    with pytest.raises(SystemExit, match=f"^{source}/conversions.json is a folder, where this study keeps the "):
+        retrofit.report(s, "python -m experiments.retrofit")
 
 
 def test_experiments_check_their_output_folders_before_training(tmp_path, monkeypatch):
@@ -957,6 +965,12 @@ def test_a_file_that_is_no_checkpoint_or_a_run_without_one_is_refused_with_a_fix
         assert str(e.value) == (f"no checkpoint at {run / 'ckpt.pt'}: the run in {run} has saved none (train.py "
                                 f"saves at every eval_interval after 0); wait for it if it is still training, or "
                                 f"point to another out_dir.")
+    (run / "log.jsonl").unlink()
+    (run / "ckpt.pt").mkdir()  # "train one with train.py", whose run there refuses the folder
+    with pytest.raises(SystemExit) as e:
+        checkpoint.load_checkpoint(run)
+    assert str(e.value) == f"{run / 'ckpt.pt'} is a folder, not a checkpoint; move it out of the way, or point to " \
+                           f"another out_dir."
 
 
 def test_a_file_this_user_cannot_read_is_named_as_such_not_as_missing_or_corrupt(tmp_path, monkeypatch):
