@@ -20,6 +20,7 @@ A run that is in assets/scaling.csv is done, whether its folder exists or not (a
 a killed run resumes from its checkpoint. The report reads only the CSVs, so it can be rebuilt anywhere.
 """
 
+import contextlib
 import csv
 import io
 import math
@@ -282,6 +283,17 @@ def tracked(s, args):
     return bool(s["assets"]) and default_data(args.data_dir)
 
 
+def table_lock(s, args):
+    """The tracked table is one for every --root: a second full study in another --root trained the same runs, and
+    each rewrote assets/scaling.csv from the rows it had read, dropping the other's."""
+    if not tracked(s, args):  # the table is in --root, whose lock is held
+        return contextlib.nullcontext()
+    table = paths(s, args)[0]
+    writable_dir(os.path.dirname(table), "make it writable, or run from a copy of the repository that is")
+    return hold_lock(os.path.dirname(table), f"{table} is being written by another `python -m experiments.scaling` "
+                                             f"(in another --root); wait for it to end, then run this again.")
+
+
 def paths(s, args):
     base = s["assets"] if tracked(s, args) else os.path.join(args.root, "scaling")
     return base + ".csv", base + "_projections.csv"
@@ -520,7 +532,7 @@ def main(argv=None):
         if not args.report:  # one study per --root: a second one would train the same runs
             with hold_lock(args.root, f"--root {args.root} is being trained into by another `python -m "
                                       f"experiments.scaling`; wait for it to end, then run this again, or choose "
-                                      f"another --root."):
+                                      f"another --root."), table_lock(s, args):
                 train_all(s, args)
         report(s, args)
 

@@ -948,6 +948,19 @@ def test_an_out_nested_too_deep_is_one_sentence_in_eval_and_the_studies(tmp_path
     assert not (tmp_path / "a").exists()
 
 
+def test_two_full_scaling_studies_in_two_roots_do_not_share_the_tracked_table(tmp_path, monkeypatch):
+    # each trained the same runs and rewrote assets/scaling.csv from the rows it had read, dropping the other's rows
+    make_data(tmp_path / "data" / "cpu_lm_bytes")
+    (tmp_path / "assets").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("trained beside another study"))
+    with checkpoint.hold_lock("assets", "held by the test"):
+        with pytest.raises(SystemExit, match=r"^assets/scaling.csv is being written by another `python -m "
+                                             r"experiments.scaling` \(in another --root\); wait"):
+            scaling.main(["--root=mine"])
+    assert not (tmp_path / "mine").exists()
+
+
 def test_a_file_that_is_no_checkpoint_or_a_run_without_one_is_refused_with_a_fix_that_works(tmp_path):
     # --out_dir=run/log.jsonl (or data/meta.json) was "corrupt ...; restore it or train again": the log was sound,
     # and neither fix made it a checkpoint; a run that has saved none yet was told "train one with train.py" in the
