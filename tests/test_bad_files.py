@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -590,6 +591,32 @@ def test_cpu_lm_report_of_1_of_21_runs_goes_to_the_runs_folder(world, tmp_path, 
     assert (tmp_path / "out-cpu_lm" / "cpu_lm.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["config"].pop("max_iters"), "out-cpu_lm/qkv_s1337 holds a run this study cannot check"),  # KeyError
+    (lambda c: c["config"].update(max_iters="600"), "out-cpu_lm/qkv_s1337 holds a run this study cannot check"),
+    (lambda c: c["meta"].pop("train_tokens"), "out-cpu_lm/qkv_s1337/ckpt.pt holds meta {'train_tokens': None, "),
+    (lambda c: c["model_args"].pop("n_kv_head"), None),  # an older version's: GPTConfig's default, not a KeyError
+])
+def test_a_hand_edited_cpu_lm_checkpoint_is_one_sentence(world, tmp_path, monkeypatch, edit, message):
+    # each was a KeyError or TypeError traceback in --report: its config and meta were read before it was checked
+    run = shutil.copytree(world / "run", tmp_path / "out-cpu_lm" / "qkv_s1337")
+    ckpt = torch.load(run / "ckpt.pt", weights_only=True)
+    ckpt = {**ckpt, "config": configure(ckpt["config"], cpu_lm.train_args("qkv", 1337))[0], "iter_num": 600}
+    edit(ckpt)
+    torch.save(ckpt, run / "ckpt.pt")
+    (run / "log.jsonl").write_text(json.dumps({"iter": 0, "val_loss": 5.5}) + "\n" +
+                                   json.dumps({"iter": 600, "val_loss": 5.0}) + "\n")
+    os.symlink(os.path.join(ROOT, "config"), tmp_path / "config")
+    monkeypatch.chdir(tmp_path)
+    if message is None:
+        cpu_lm.main(["--report"])
+        assert "| qkv | qkv | 2 | softmax |" in (tmp_path / "out-cpu_lm" / "cpu_lm.md").read_text()
+        return
+    with pytest.raises(SystemExit, match=f"^{re.escape(message)}"):
+        cpu_lm.main(["--report"])
+    assert not (tmp_path / "out-cpu_lm" / "cpu_lm.md").exists()
+
+
 def test_a_finished_run_whose_log_lost_its_last_lines_is_not_reported(world, tmp_path, monkeypatch):
     # a log cut before the run's last evaluation: its earlier loss was the run's final one, and the figure's mean
     # over seeds an IndexError; a curve with a gap averaged the losses of other iterations
@@ -700,8 +727,12 @@ def test_a_finished_runs_damaged_log_is_one_sentence(world, tmp_path, monkeypatc
     # validation an IndexError, a missing one a FileNotFoundError, a NaN a NaN in the table
     run = tmp_path / "out-cpu_lm" / "qkv_s1337"
     shutil.copytree(world / "run", run)
+    ckpt = torch.load(run / "ckpt.pt", weights_only=True)
+    own = configure(ckpt["config"], cpu_lm.train_args("qkv", 1337))[0]  # the study's own run, finished
+    torch.save({**ckpt, "config": own, "iter_num": 600}, run / "ckpt.pt")
+    os.symlink(os.path.join(ROOT, "config"), tmp_path / "config")  # where the study reads its runs' settings
     log = run / "log.jsonl"
-    log.write_text(json.dumps({"iter": 0, "val_loss": 5.5}) + "\n" + json.dumps({"iter": 2, "val_loss": 5.0}) + "\n")
+    log.write_text(json.dumps({"iter": 0, "val_loss": 5.5}) + "\n" + json.dumps({"iter": 600, "val_loss": 5.0}) + "\n")
     damage(log)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as e:
