@@ -127,6 +127,11 @@ class Diverged(Exception):
     """A run whose loss stopped being finite: its accuracy would be argmax over NaN, not a result."""
 
 
+class Refused(Exception):
+    """A SystemExit of a run (its curve could not be written: a full disk, its folder gone), carried to the parent as
+    an exception: a pool worker that raises SystemExit dies without an answer, and the study waited for it forever."""
+
+
 def eval_steps(steps):
     """The five steps a run's accuracy is measured at."""
     return sorted({steps * k // 5 for k in range(1, 6)})
@@ -182,7 +187,10 @@ def cached_run(job):
     if curve is not None:
         return curve
     curve = run_one(job)
-    atomic_write(path, json.dumps(curve))
+    try:
+        atomic_write(path, json.dumps(curve))
+    except SystemExit as e:
+        raise Refused(str(e)) from None
     return curve
 
 
@@ -312,6 +320,8 @@ def study(args, argv):
                   f"({time.time() - t0:.0f}s elapsed)", flush=True)
     except Diverged as e:
         sys.exit(f"synthetic.py: {e}")
+    except Refused as e:
+        sys.exit(str(e))
     finally:
         if pool:
             pool.terminate()
