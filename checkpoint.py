@@ -144,6 +144,9 @@ def atomic_write(path, data):
         if os.path.isdir(path):  # a folder of that name (os.replace's IsADirectoryError): no free space helps
             raise SystemExit(f"could not write {path}: a folder has that name; move it out of the way, or write "
                              f"elsewhere.") from None
+        if not os.path.isdir(folder):  # removed while the work ran (a study's folder deleted by hand): nor here
+            raise SystemExit(f"could not write {path}: its folder {folder} is gone (removed while this ran); run "
+                             f"again, or write elsewhere.") from None
         raise SystemExit(f"could not write {path} ({cause.strerror or cause}); "
                          + ("the file there is unchanged" if os.path.exists(path) else "nothing was written")
                          + ": free space on its disk, or write elsewhere.") from None

@@ -482,6 +482,15 @@ def test_atomic_write_over_a_folder_says_so(tmp_path):
     assert os.listdir(tmp_path) == ["curve.json"] and os.listdir(tmp_path / "curve.json") == []
 
 
+def test_atomic_write_into_a_folder_removed_meanwhile_says_so(tmp_path):
+    # a study's folder deleted while it ran was told to "free space on its disk" (No such file or directory)
+    path = tmp_path / "gone" / "curve.json"
+    with pytest.raises(SystemExit) as e:
+        checkpoint.atomic_write(str(path), "[]")
+    assert str(e.value) == f"could not write {path}: its folder {tmp_path / 'gone'} is gone (removed while this ran); " \
+                           f"run again, or write elsewhere."
+
+
 def test_a_figure_is_drawn_before_its_temporary_file_exists(tmp_path, monkeypatch):
     # drawn into atomic_write's temporary file, a study killed (SIGTERM, a closed terminal) in the second matplotlib
     # takes left rope.png.XXXX.tmp beside its figure (in assets/ for a full run), which no later run removed
