@@ -487,8 +487,8 @@ def test_atomic_write_into_a_folder_removed_meanwhile_says_so(tmp_path):
     path = tmp_path / "gone" / "curve.json"
     with pytest.raises(SystemExit) as e:
         checkpoint.atomic_write(str(path), "[]")
-    assert str(e.value) == f"could not write {path}: its folder {tmp_path / 'gone'} is gone (removed while this ran); " \
-                           f"run again, or write elsewhere."
+    assert str(e.value) == (f"could not write {path}: its folder {tmp_path / 'gone'} is gone (removed while this "
+                            f"ran); run again, or write elsewhere.")
 
 
 def test_a_figure_is_drawn_before_its_temporary_file_exists(tmp_path, monkeypatch):
