@@ -226,6 +226,27 @@ def test_a_run_whose_curve_cannot_be_written_stops_the_study_with_workers(tmp_pa
     assert not os.path.exists(tmp_path / "o")
 
 
+def test_a_killed_worker_stops_the_study_with_one_sentence(tmp_path, monkeypatch):
+    # multiprocessing's Pool replaced a worker killed by the system (out of memory) or by hand without a word, and the
+    # study waited for its run forever (tried by hand with kill -9; here the executor's answer to it)
+    from concurrent.futures.process import BrokenProcessPool
+
+    class Killed:
+        def __init__(self, *args):
+            pass
+
+        def map(self, fn, jobs):
+            raise BrokenProcessPool("A process in the process pool was terminated abruptly")
+
+        def shutdown(self, **kwargs):
+            pass
+    monkeypatch.setattr(synthetic, "ProcessPoolExecutor", Killed)
+    with pytest.raises(SystemExit, match="^a worker process of the study was killed .* run the same command to go on"):
+        synthetic.main(["--quick", "--arms=none", "--models=qkv", "--workers=2", f"--out={tmp_path}/o",
+                        f"--cache={tmp_path}/runs"])
+    assert os.listdir(tmp_path) == []
+
+
 def test_periodic_gives_the_plus_models_the_list_length_as_period(monkeypatch):
     seen, real = [], synthetic.GPT
     monkeypatch.setattr(synthetic, "GPT", lambda cfg: seen.append(cfg) or real(cfg))
