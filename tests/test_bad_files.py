@@ -794,6 +794,13 @@ def test_a_scaling_root_of_runs_on_other_data_is_refused(world, tmp_path):
     assert not (root / "scaling.md").exists()
     scaling.main(["--quick", "--report", f"--root={root}", f"--data_dir={world / 'data'}"])  # its own data: reported
     assert (root / "scaling.md").exists()
+    # its folder deleted (a row is done without it): the root names its data, as the study writes it with each row
+    shutil.rmtree(root / "qkv_e32_t32_i20_s1337")
+    (root / "scaling_data.txt").write_text(f"{world / 'data'}\n")
+    with pytest.raises(SystemExit, match=f"^the table of --root {root} holds runs on --data_dir {world / 'data'} "
+                                         f"\\({root}/scaling_data.txt says so\\); give --data_dir={world / 'data'}, "
+                                         f"or another --root for {mine}.$"):
+        scaling.main(["--quick", "--report", f"--root={root}", f"--data_dir={mine}"])
 
 
 TABLES = [  # (study, its argv, the table it reads, a line of it)
