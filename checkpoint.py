@@ -176,6 +176,9 @@ def unwritable(folder):
 
 def writable_dir(folder, fix):
     """SystemExit naming folder and fix where it cannot take the results (unwritable)."""
+    if os.path.exists(folder) and not os.path.isdir(folder):  # "(File exists); make it writable" did not help
+        raise SystemExit(f"{folder} is not a writable directory (a file has that name); move that file out of the way "
+                         f"and run again.")
     if why := unwritable(folder):
         raise SystemExit(f"{folder or repr(folder)} is not a writable directory ({why}); {fix}.")
 

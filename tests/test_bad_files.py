@@ -933,7 +933,8 @@ def test_experiments_check_their_output_folders_before_training(tmp_path, monkey
     (tmp_path / "out-retrofit-quick").write_text("a file where the runs' folder should be")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("trained before checking its folders"))
-    with pytest.raises(SystemExit, match="^out-retrofit-quick is not a writable directory"):
+    with pytest.raises(SystemExit, match=r"^out-retrofit-quick is not a writable directory \(a file has that name\); "
+                                         r"move that file out of the way and run again\.$"):  # "make it writable"
         retrofit.main(["--quick"])
 
 
