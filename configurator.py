@@ -314,6 +314,10 @@ def cli(main, after):
         sys.stdout.flush()
         print(f"stopped by Ctrl-C; {after}", file=sys.stderr)
         raise SystemExit(130) from None
+    except (RuntimeError, MemoryError) as e:
+        if (why := out_of_memory(e)) is None:
+            raise
+        raise SystemExit(why) from None
     except OSError as e:
         if not stdout_refuses(e):
             raise
@@ -326,6 +330,19 @@ def cli(main, after):
         except OSError:  # stderr went too
             pass
         raise SystemExit(1) from None
+
+
+def out_of_memory(e):
+    """One sentence for an allocation the machine refused, a setting sized past its memory (a study's --embd=400000:
+    torch's "can't allocate memory" RuntimeError, a GPU's OutOfMemoryError, Python's MemoryError), or None for any
+    other error."""
+    text = str(e)
+    if not (isinstance(e, MemoryError) or "can't allocate memory" in text or type(e).__name__ == "OutOfMemoryError"):
+        return None
+    asked = re.search(r"tried to allocate (\d+) bytes", text)
+    first = (text.strip().splitlines() or ["MemoryError"])[0][:200]
+    size = f"{int(asked.group(1)):,} bytes asked for" if asked else first
+    return f"not enough memory ({size}); choose smaller settings (model, batch, lengths) and run again."
 
 
 def compile_failure(e):

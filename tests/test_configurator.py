@@ -227,6 +227,19 @@ def test_ctrl_c_in_a_command_is_one_line_and_status_130(capsys):
     assert capsys.readouterr() == ("working", "stopped by Ctrl-C; nothing was written.\n")
 
 
+def test_an_allocation_the_machine_refuses_is_one_sentence():
+    # synthetic --embd=400000 (a setting in range) was torch's allocator traceback, from its worker or in-process
+    def main():
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 1920000000000 bytes. Error code 12 (Cannot allocate memory)")
+    with pytest.raises(SystemExit) as e:
+        cli(main, "nothing was written.")
+    assert str(e.value) == ("not enough memory (1,920,000,000,000 bytes asked for); choose smaller settings (model, "
+                            "batch, lengths) and run again.")
+    with pytest.raises(RuntimeError, match="^another error$"):  # any other RuntimeError stays as it was
+        cli(lambda: (_ for _ in ()).throw(RuntimeError("another error")), "nothing was written.")
+
+
 def test_an_error_of_another_file_is_not_taken_for_the_output(capsys):
     def main():
         raise OSError(28, "No space left on device")  # not stdout's: stdout still takes text
