@@ -29,8 +29,8 @@ import torch
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.cpu_lm")
 
-from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, open_data, partial_report, read_log,
-                        save_figure, writable_dir)
+from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, new_dirs, open_data, partial_report,
+                        read_log, save_figure, writable_dir)
 from configurator import Parser, cli
 from model import GPT, GPTConfig
 
@@ -216,11 +216,12 @@ def main(argv=None):
     args = get_parser().parse_args(argv)
     if not args.report:  # the data first: train.py's own fix for it would be a setting this study does not have
         open_data(DATA_DIR, BLOCK_SIZE, 256, study="experiments.cpu_lm")
-        for folder in (ROOT, os.path.dirname(ASSETS)):  # the runs and the report: found unwritable now, not after hours
-            writable_dir(folder, "make it writable, or run from a copy of the repository that is")
-        with hold_lock(ROOT, f"{ROOT} is being trained into by another `python -m experiments.cpu_lm`; wait for it "
-                             f"to end, then run this again."):  # one study per folder: two would train the same runs
-            train_all()
+        with new_dirs(ROOT, os.path.dirname(ASSETS)):  # stopped before a run saved (Ctrl-C): no empty folder left
+            for folder in (ROOT, os.path.dirname(ASSETS)):  # the runs and the report: unwritable now, not after hours
+                writable_dir(folder, "make it writable, or run from a copy of the repository that is")
+            with hold_lock(ROOT, f"{ROOT} is being trained into by another `python -m experiments.cpu_lm`; wait for "
+                                 f"it to end, then run this again."):  # one study per folder: two train the same runs
+                train_all()
     report()
 
 

@@ -38,8 +38,8 @@ import torch
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.retrofit")
 
-from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, open_data, partial_report, read_log,
-                        read_table, save_figure, tokens, writable_dir)
+from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, new_dirs, open_data, partial_report,
+                        read_log, read_table, save_figure, tokens, writable_dir)
 from configurator import Parser, cli
 from convert import convert_state_dict
 from model import GPT, GPTConfig
@@ -481,12 +481,13 @@ def main(argv=None):
     command = "python -m experiments.retrofit" + (" --quick" if args.quick else "")
     if not args.report:  # the data first: train.py's own fix for it would be a setting this study does not have
         open_data(DATA_DIR, BLOCK_SIZE, 256, study="experiments.retrofit")
-        for folder in (setting["root"], os.path.dirname(setting["assets"])):  # the runs and the report, before hours
-            writable_dir(folder, "make it writable, or run from a copy of the repository that is")
-        root = setting["root"]  # one study per folder: two would train the same runs
-        with hold_lock(root, f"{root} is being trained into by another `{command}`; wait for it to end, then run "
-                             f"this again."):
-            train_all(setting, command)
+        root = setting["root"]
+        with new_dirs(root, os.path.dirname(setting["assets"])):  # stopped before a run saved: no empty folder left
+            for folder in (root, os.path.dirname(setting["assets"])):  # the runs and the report, before hours
+                writable_dir(folder, "make it writable, or run from a copy of the repository that is")
+            with hold_lock(root, f"{root} is being trained into by another `{command}`; wait for it to end, then "
+                                 f"run this again."):  # one study per folder: two would train the same runs
+                train_all(setting, command)
     report(setting, command)
 
 

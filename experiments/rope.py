@@ -34,8 +34,8 @@ import torch
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.rope")
 
-from checkpoint import (atomic_write, check_study_run, default_data, hold_lock, load_checkpoint, open_data,
-                        partial_report, read_table, save_figure, tokens, writable_dir)
+from checkpoint import (atomic_write, check_study_run, default_data, hold_lock, load_checkpoint, new_dirs,
+                        open_data, partial_report, read_table, save_figure, tokens, writable_dir)
 from configurator import Parser, cli
 from model import GPT, GPTConfig
 
@@ -222,12 +222,13 @@ def main(argv=None):
     open_data(args.data_dir, FACTORS[-1] * 256, 256, study="experiments.rope")
     t0 = time.time()
     if not args.report:
-        for folder in (args.root, os.path.dirname(args.assets)):  # the runs and the report, checked before hours
-            writable_dir(folder, "make it writable, or run from a copy of the repository that is")
         command = "python -m experiments.rope" + (" --quick" if args.quick else "")
-        with hold_lock(args.root, f"{args.root} is being trained into by another `{command}`; wait for it to end, "
-                                  f"then run this again."):  # one study per folder: two would train the same runs
-            train_all(args)
+        with new_dirs(args.root, os.path.dirname(args.assets)):  # stopped before a run saved: no empty folder left
+            for folder in (args.root, os.path.dirname(args.assets)):  # the runs and the report, checked before hours
+                writable_dir(folder, "make it writable, or run from a copy of the repository that is")
+            with hold_lock(args.root, f"{args.root} is being trained into by another `{command}`; wait for it to "
+                                      f"end, then run this again."):  # one study per folder: two train the same runs
+                train_all(args)
     rows, missing = score(args)
     report(rows, missing, args, time.time() - t0)
 

@@ -942,6 +942,21 @@ STUDIES = [(cpu_lm, [], "out-cpu_lm"), (retrofit, ["--quick"], "out-retrofit-qui
            (rope, ["--quick"], "out-rope-quick"), (scaling, ["--quick"], "out-scaling-quick")]
 
 
+@pytest.mark.parametrize("study, argv, root", STUDIES[:3], ids=[r for _, _, r in STUDIES[:3]])
+def test_a_study_stopped_before_its_first_run_saved_leaves_no_folder(tmp_path, monkeypatch, study, argv, root):
+    # Ctrl-C in the first train.py run, before its first checkpoint: train.py removed its run folder, and the study
+    # left its own, empty (scaling's is removed as well: new_dirs)
+    make_data(tmp_path / "data" / "cpu_lm_bytes")
+    monkeypatch.chdir(tmp_path)
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(subprocess, "run", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        study.main(argv)
+    assert sorted(os.listdir(tmp_path)) == ["data"]
+
+
 @pytest.mark.parametrize("study, argv, root", STUDIES, ids=[r for _, _, r in STUDIES])
 def test_a_second_study_into_the_same_runs_waits_its_turn(tmp_path, monkeypatch, study, argv, root):
     # the second one's first train.py met the first's lock and said to choose another --out_dir, a setting the
