@@ -248,7 +248,7 @@ def train_all(s, args):
             rows.sort(key=lambda r: order.get(key_run(r, s), len(order)))
             write_csv(csv_path, COLUMNS, rows)
             if not tracked(s, args):
-                atomic_write(data_file(args), os.path.realpath(args.data_dir) + "\n")
+                atomic_write(data_file(args), args.data_dir + "\n")
             if new:
                 ana += new
                 write_csv(ana_path, ANALYSIS_COLUMNS, ana)
@@ -279,7 +279,7 @@ def check_root_data(s, args):
     if not tracked(s, args) and os.path.isfile(data_file(args)):
         with open(data_file(args), encoding="utf-8", errors="replace") as f:
             saved = f.read().strip()
-        if saved != os.path.realpath(args.data_dir):
+        if os.path.realpath(saved) != os.path.realpath(args.data_dir):  # as given: a moved repository keeps it
             sys.exit(f"the table of --root {args.root} holds runs on --data_dir {saved} ({data_file(args)} says so); "
                      f"give --data_dir={saved}, or another --root for {args.data_dir}.")
     if not tracked(s, args):
