@@ -74,7 +74,8 @@ def study_command(args):
 
 
 def train_all(args):
-    """Each run without a finished checkpoint through train.py, one at a time (a killed one resumes)."""
+    """Each run without a finished checkpoint through train.py, one at a time. A run saves only at its end (its one
+    evaluation), so a killed one starts again; one with a checkpoint (stopped by hand after an evaluation) resumes."""
     for name, seed, out, proj, pos_emb in runs(args):
         ckpt, done = checkpoint(out, args)
         if ckpt is not None:  # a run of other settings there (by hand, another study) would be resumed as this one
