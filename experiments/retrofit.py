@@ -126,6 +126,13 @@ def times(s):
     return entries
 
 
+def train_minutes(s):
+    """Minutes of training of the plan's runs, each run's last time: a run deleted and trained again was counted
+    twice, and a line of a run in no folder of the plan as well."""
+    outs = {out for _, _, out, _, _ in plan(s)}
+    return sum({e["run"]: e["s"] for e in times(s) if e["run"] in outs}.values()) / 60
+
+
 def add_time(s, run, seconds):
     # appended by rewriting the whole (short) file atomically: a kill leaves the old lines or the new ones, never a
     # torn last line that every later report would trip on
@@ -339,7 +346,7 @@ def write_md(recs, conv, missing, s, command, prefix):
               f"over the seeds counted (of {', '.join(map(str, s['seeds']))}). The column after conversion is "
               f"computed by the report for every finished source (the runs' own first evaluations, where they "
               f"exist, agree to {agreement(recs, conv):.1e}).", "",
-              f"Command: `{command}`; wall time of the training runs {sum(t['s'] for t in times(s)) / 60:.1f} min (one thread, "
+              f"Command: `{command}`; wall time of the training runs {train_minutes(s):.1f} min (one thread, "
               f"shared machine).", "",
               f"| model | KV cache bytes/token (bf16) | after conversion ({iters} steps) | +{up[0]} steps "
               f"({iters + up[0]}) | +{up[1]} steps ({iters + up[1]}) | seeds converted | seeds uptrained |",

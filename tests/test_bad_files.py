@@ -561,6 +561,12 @@ def test_retrofit_times_are_appended_whole(tmp_path, monkeypatch):
         (tmp_path / "times.jsonl").write_text(before + line + "\n")
         with pytest.raises(SystemExit, match=f"{tmp_path}/times.jsonl, line 3, is no time of a training run"):
             retrofit.times(s)
+    # the report's training time: a run trained again (its folder deleted) counts once, a run of no folder of the
+    # plan not at all (both were summed)
+    source = retrofit.plan(s)[0][2]
+    (tmp_path / "times.jsonl").write_text("".join(json.dumps({"run": r, "s": t}) + "\n" for r, t in
+                                                  ((source, 120), (source, 60), ("elsewhere", 600))))
+    assert retrofit.train_minutes(s) == 1.0
     (tmp_path / "times.jsonl").unlink()
     (tmp_path / "times.jsonl").mkdir()  # an IsADirectoryError traceback
     with pytest.raises(SystemExit, match=f"^{tmp_path}/times.jsonl is a folder, where this study keeps the time"):
