@@ -98,6 +98,31 @@ def check_study_run(ckpt, out_dir, args, command):
     if bad:
         raise SystemExit(f"{out_dir} holds a run with {bad} = {saved[bad]!r}, where `{command}` trains it with "
                          f"{values[bad]!r}: a run of other settings; {fix}.")
+    # the same data_dir prepared again (other text) since that run: a finished run is not trained again, so a study
+    # went on with the rest on the new data and reported both as one
+    try:
+        with open(os.path.join(values["data_dir"], "meta.json")) as f:
+            now = json.load(f)
+    except (OSError, ValueError, TypeError, KeyError):  # no data here (a --report needs none): nothing to compare
+        now = None
+    if moved := other_data(ckpt.get("meta"), now):
+        raise SystemExit(f"{out_dir} holds a run trained on {values['data_dir']} before it was prepared again "
+                         f"({'; '.join(moved)}); move that folder out of the way (the study then trains its own run "
+                         f"there, on the data as it is), or prepare the data as it was.")
+
+
+def other_data(was, meta):
+    """'key value (checkpoint: value)' for each token count data_dir's meta.json records other than the checkpoint's
+    meta (was), and a line for other input files (prepare's fingerprint of their names, sizes and times): the same
+    data_dir prepared again since the checkpoint, from other text or more shards, also of the same length."""
+    if not (isinstance(was, dict) and isinstance(meta, dict)):
+        return []
+    moved = [f"{k} {meta.get(k)!r} (checkpoint: {was[k]!r})" for k in ("train_tokens", "val_tokens")
+             if k in was and meta.get(k) != was[k]]
+    inputs = [m["settings"].get("shards_sha1") if isinstance(m.get("settings"), dict) else None for m in (was, meta)]
+    if not moved and None not in inputs and inputs[0] != inputs[1]:
+        moved.append("input files of other names, sizes or modification times than the checkpoint's")
+    return moved
 
 
 @contextlib.contextmanager

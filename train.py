@@ -49,7 +49,7 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
-from checkpoint import guard_assets, load_checkpoint, open_data, save_checkpoint, tokens
+from checkpoint import guard_assets, load_checkpoint, open_data, other_data, save_checkpoint, tokens
 from configurator import compile_failure, configure, describe, range_error, tolerant_output
 from convert import (GPT2_SIZES, TIE_METHODS, conversion_note, convert_state_dict, gpt2_config, load_gpt2,
                      ties_v)
@@ -339,20 +339,6 @@ def changed_settings(saved):
     unread = ORIGIN[1:] if config["init_from"] in ("scratch", "resume") else ()
     return [f"{k}={config[k]!r} (checkpoint: {old[k]!r})" for k in config if config[k] != old[k]
             and k not in UNCHECKED + unread and not (k == "init_from" and "resume" in (config[k], old[k]))]
-
-
-def other_data(was, meta):
-    """'key value (checkpoint: value)' for each token count data_dir's meta.json records other than the checkpoint's
-    meta (was), and a line for other input files (prepare's fingerprint of their names, sizes and times): the same
-    data_dir prepared again since the checkpoint, from other text or more shards, also of the same length."""
-    if not (isinstance(was, dict) and isinstance(meta, dict)):
-        return []
-    moved = [f"{k} {meta.get(k)!r} (checkpoint: {was[k]!r})" for k in ("train_tokens", "val_tokens")
-             if k in was and meta.get(k) != was[k]]
-    inputs = [m["settings"].get("shards_sha1") if isinstance(m.get("settings"), dict) else None for m in (was, meta)]
-    if not moved and None not in inputs and inputs[0] != inputs[1]:
-        moved.append("input files of other names, sizes or modification times than the checkpoint's")
-    return moved
 
 
 def data_meta():

@@ -632,6 +632,25 @@ def test_a_hand_edited_cpu_lm_checkpoint_is_one_sentence(world, tmp_path, monkey
     assert not (tmp_path / "out-cpu_lm" / "cpu_lm.md").exists()
 
 
+def test_a_study_run_trained_before_its_data_was_prepared_again_is_refused(world, tmp_path, monkeypatch):
+    # a finished run is not trained again: a study went on with its other runs on the new data, and reported both
+    run = shutil.copytree(world / "run", tmp_path / "out-cpu_lm" / "qkv_s1337")
+    ckpt = torch.load(run / "ckpt.pt", weights_only=True)
+    own = configure(ckpt["config"], cpu_lm.train_args("qkv", 1337))[0]
+    torch.save({**ckpt, "config": own, "iter_num": 600}, run / "ckpt.pt")
+    (run / "log.jsonl").write_text(json.dumps({"iter": 0, "val_loss": 5.5}) + "\n" +
+                                   json.dumps({"iter": 600, "val_loss": 5.0}) + "\n")
+    os.symlink(os.path.join(ROOT, "config"), tmp_path / "config")
+    make_data(tmp_path / "data" / "cpu_lm_bytes")  # the data the run was trained on (make_data makes the same)
+    monkeypatch.chdir(tmp_path)
+    cpu_lm.main(["--report"])
+    meta = tmp_path / "data" / "cpu_lm_bytes" / "meta.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "train_tokens": 30_000}))  # prepared again
+    with pytest.raises(SystemExit, match=r"^out-cpu_lm/qkv_s1337 holds a run trained on data/cpu_lm_bytes before it "
+                                         r"was prepared again \(train_tokens 30000 \(checkpoint: 20000\)\); move"):
+        cpu_lm.main(["--report"])
+
+
 def test_a_finished_run_whose_log_lost_its_last_lines_is_not_reported(world, tmp_path, monkeypatch):
     # a log cut before the run's last evaluation: its earlier loss was the run's final one, and the figure's mean
     # over seeds an IndexError; a curve with a gap averaged the losses of other iterations
