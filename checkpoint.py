@@ -12,7 +12,8 @@ The files every script shares, each opened with its checks and written atomicall
   writable_dir(folder, fix)      an output folder checked before the work, not found unwritable after it
   hold_lock(folder, busy)        one process at a time writing into a folder (prepare's out_dir, a study's runs)
   guard_assets(path, ...)        only a study's full default run writes into assets/ (compared by real path)
-  check_study_run(ckpt, ...)     a study's run folder holds the run the study trains there, not a foreign one
+  check_study_run(ckpt, ...)     a study's run folder holds the run the study trains there, not a foreign one, nor
+                                 one trained before its data_dir was prepared again (other_data, as train.py checks)
   new_dirs(folder, ...)          the output folders a run made are removed again if it fails before writing there
   read_log(out_dir)              a finished run's log.jsonl, every line checked: the studies read their curves there
   read_table(path, ...)          a CSV a study wrote, every row checked, before its report or figure is redrawn
