@@ -83,8 +83,8 @@ def check_study_run(ckpt, out_dir, args, command):
     is not trained again, so a run trained into that folder by hand, or by another study, would otherwise be
     reported as this one (a complete set of them into assets/)."""
     saved = ckpt.get("config", {})
-    fix = "run the study with the options that trained it, or move that folder out of the way (the study then trains " \
-          "its own run there)"
+    fix = "run the study with the options and config files that trained it, or move that folder out of the way (the " \
+          "study then trains its own run there)"
     try:
         values, given = configure(saved, list(args))
     except SystemExit as e:  # a setting the checkpoint does not hold at all: another program's or version's run

@@ -694,7 +694,8 @@ def test_a_complete_report_of_runs_trained_with_other_settings_is_refused(world,
         cpu_lm.main(["--report"])
     assert str(e.value).startswith("out-cpu_lm/qkv_s1337 holds a run with batch_size = 4, where `python -m "
                                    "experiments.cpu_lm` trains it with 16: a run of other settings; run the study "
-                                   "with the options that trained it, or move that folder out of the way")
+                                   "with the options and config files that trained it, or move that folder out of "
+                                   "the way")
     assert tree_digest(tmp_path / "assets") == before
     with pytest.raises(SystemExit, match="out-rope-quick/qkv_rope_s1337 holds a run with batch_size = 4, where "
                                          r"`python -m experiments.rope --quick --data_dir=\S+` trains it with 16"):
@@ -708,7 +709,8 @@ def test_a_complete_report_of_runs_trained_with_other_settings_is_refused(world,
     with pytest.raises(SystemExit, match="out-rope-quick/qkv_rope_s1337 holds a run with data_dir = "
                                          "'data/cpu_lm_bytes', where `python -m experiments.rope --quick "
                                          f"--data_dir={world / 'data'}` trains it with '{world / 'data'}': a run of "
-                                         "other settings; run the study with the options that trained it"):
+                                         "other settings; run the study with the options and config files that "
+                                         "trained it"):
         rope.main(["--quick", "--report", f"--data_dir={world / 'data'}"])
     ns.data_dir = str(tmp_path / "data" / "cpu_lm_bytes") + "/"  # the same folder, written another way
     for name, seed, out, proj, pos_emb in rope.runs(ns):
