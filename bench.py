@@ -33,7 +33,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from checkpoint import ASSETS, atomic_write, guard_assets, new_dirs, writable_dir
+from checkpoint import ASSETS, atomic_write, guard_assets, new_dirs, save_figure, writable_dir
 from configurator import Parser, cli, compile_failure, run_file
 from model import GPT, SOURCES, GPTConfig
 from sample import check_device
@@ -84,7 +84,7 @@ def write_csv(path, rows):
 
 
 def save_fig(fig, path):
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"))
+    save_figure(fig, path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     print(f"wrote {path}")
 

@@ -8,10 +8,12 @@ The files every script shares, each opened with its checks and written atomicall
                                  (a study passes its name: its fixes then prepare byte-level data)
   atomic_write(path, ...)        every file a script writes: a temporary file beside it, fsync, then os.replace, so
                                  a kill or a full disk leaves the old file whole, never a torn one
+  save_figure(fig, path, ...)    a matplotlib figure as a PNG, drawn in memory first, then written by atomic_write
   writable_dir(folder, fix)      an output folder checked before the work, not found unwritable after it
   hold_lock(folder, busy)        one process at a time writing into a folder (prepare's out_dir, a study's runs)
   guard_assets(path, ...)        only a study's full default run writes into assets/ (compared by real path)
-  check_study_run(ckpt, ...)     a study's run folder holds the run the study trains there, not a foreign one
+  check_study_run(ckpt, ...)     a study's run folder holds the run the study trains there, not a foreign one, nor
+                                 one trained before its data_dir was prepared again (other_data, as train.py checks)
   new_dirs(folder, ...)          the output folders a run made are removed again if it fails before writing there
   read_log(out_dir)              a finished run's log.jsonl, every line checked: the studies read their curves there
   read_table(path, ...)          a CSV a study wrote, every row checked, before its report or figure is redrawn
@@ -22,6 +24,7 @@ traceback, and tests catch it.
 
 import contextlib
 import csv
+import io
 import json
 import math
 import os
@@ -81,8 +84,8 @@ def check_study_run(ckpt, out_dir, args, command):
     is not trained again, so a run trained into that folder by hand, or by another study, would otherwise be
     reported as this one (a complete set of them into assets/)."""
     saved = ckpt.get("config", {})
-    fix = "run the study with the options that trained it, or move that folder out of the way (the study then trains " \
-          "its own run there)"
+    fix = "run the study with the options and config files that trained it, or move that folder out of the way (the " \
+          "study then trains its own run there)"
     try:
         values, given = configure(saved, list(args))
     except SystemExit as e:  # a setting the checkpoint does not hold at all: another program's or version's run
@@ -97,6 +100,31 @@ def check_study_run(ckpt, out_dir, args, command):
     if bad:
         raise SystemExit(f"{out_dir} holds a run with {bad} = {saved[bad]!r}, where `{command}` trains it with "
                          f"{values[bad]!r}: a run of other settings; {fix}.")
+    # the same data_dir prepared again (other text) since that run: a finished run is not trained again, so a study
+    # went on with the rest on the new data and reported both as one
+    try:
+        with open(os.path.join(values["data_dir"], "meta.json")) as f:
+            now = json.load(f)
+    except (OSError, ValueError, TypeError, KeyError):  # no data here (a --report needs none): nothing to compare
+        now = None
+    if moved := other_data(ckpt.get("meta"), now):
+        raise SystemExit(f"{out_dir} holds a run trained on {values['data_dir']} before it was prepared again "
+                         f"({'; '.join(moved)}); move that folder out of the way (the study then trains its own run "
+                         f"there, on the data as it is), or prepare the data as it was.")
+
+
+def other_data(was, meta):
+    """'key value (checkpoint: value)' for each token count data_dir's meta.json records other than the checkpoint's
+    meta (was), and a line for other input files (prepare's fingerprint of their names, sizes and times): the same
+    data_dir prepared again since the checkpoint, from other text or more shards, also of the same length."""
+    if not (isinstance(was, dict) and isinstance(meta, dict)):
+        return []
+    moved = [f"{k} {meta.get(k)!r} (checkpoint: {was[k]!r})" for k in ("train_tokens", "val_tokens")
+             if k in was and meta.get(k) != was[k]]
+    inputs = [m["settings"].get("shards_sha1") if isinstance(m.get("settings"), dict) else None for m in (was, meta)]
+    if not moved and None not in inputs and inputs[0] != inputs[1]:
+        moved.append("input files of other names, sizes or modification times than the checkpoint's")
+    return moved
 
 
 @contextlib.contextmanager
@@ -144,15 +172,24 @@ def atomic_write(path, data):
         if os.path.isdir(path):  # a folder of that name (os.replace's IsADirectoryError): no free space helps
             raise SystemExit(f"could not write {path}: a folder has that name; move it out of the way, or write "
                              f"elsewhere.") from None
-        if not os.path.isdir(folder):  # the scripts make theirs first; a library caller may not have: nor here
-            raise SystemExit(f"could not write {path}: its folder {folder} does not exist (or is a file); create "
-                             f"it, or write elsewhere.") from None
+        if not os.path.isdir(folder):  # removed while the work ran (a study's folder deleted by hand), or a library
+            # caller that made none: no free space helps
+            raise SystemExit(f"could not write {path}: its folder {folder} does not exist (never made, or removed "
+                             f"while this ran) or is a file; make it or run again, or write elsewhere.") from None
         raise SystemExit(f"could not write {path} ({cause.strerror or cause}); "
                          + ("the file there is unchanged" if os.path.exists(path) else "nothing was written")
                          + ": free space on its disk, or write elsewhere.") from None
     finally:
         if tmp and os.path.exists(tmp):
             os.remove(tmp)
+
+
+def save_figure(fig, path, **savefig_args):
+    """fig as a PNG at path, drawn in memory before atomic_write opens its temporary file: drawn into that file, a
+    kill (SIGTERM, a closed terminal) while matplotlib drew, a second or so, left path.XXXX.tmp beside the figure."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", **savefig_args)
+    atomic_write(path, buf.getvalue())
 
 
 def unwritable(folder):
@@ -170,6 +207,9 @@ def unwritable(folder):
 
 def writable_dir(folder, fix):
     """SystemExit naming folder and fix where it cannot take the results (unwritable)."""
+    if os.path.exists(folder) and not os.path.isdir(folder):  # "(File exists); make it writable" did not help
+        raise SystemExit(f"{folder} is not a writable directory (a file has that name); move that file out of the way "
+                         f"and run again.")
     if why := unwritable(folder):
         raise SystemExit(f"{folder or repr(folder)} is not a writable directory ({why}); {fix}.")
 
@@ -229,20 +269,6 @@ def dangling(path):
     return None
 
 
-def other_data(was, meta):
-    """'key value (checkpoint: value)' for each token count data_dir's meta.json records other than the checkpoint's
-    meta (was), and a line for other input files (prepare's fingerprint of their names, sizes and times): the same
-    data_dir prepared again since the checkpoint, from other text or more shards, also of the same length."""
-    if not (isinstance(was, dict) and isinstance(meta, dict)):
-        return []
-    moved = [f"{k} {meta.get(k)!r} (checkpoint: {was[k]!r})" for k in ("train_tokens", "val_tokens")
-             if k in was and meta.get(k) != was[k]]
-    inputs = [m["settings"].get("shards_sha1") if isinstance(m.get("settings"), dict) else None for m in (was, meta)]
-    if not moved and None not in inputs and inputs[0] != inputs[1]:
-        moved.append("input files of other names, sizes or modification times than the checkpoint's")
-    return moved
-
-
 def r50k(prefix="", fix=""):
     """tiktoken's r50k_base, or SystemExit with one sentence: offline without its cached file (tiktoken raises from
     deep inside requests), or a cache this user cannot read, where "set TIKTOKEN_CACHE_DIR to a directory that
@@ -291,6 +317,8 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
         raise SystemExit(f"cannot read {path} ({why}); make it readable for this user, or point to another out_dir.")
     if why := dangling(path) or dangling(os.path.dirname(path) or "."):
         raise SystemExit(why)
+    if os.path.isdir(path):  # "train one" there was refused by train.py, which writes that file
+        raise SystemExit(f"{path} is a folder, not a checkpoint; move it out of the way, or point to another out_dir.")
     if not os.path.isfile(path):
         if os.path.isfile(os.path.join(os.path.dirname(path), "log.jsonl")):  # "train one" there meets the run's lock
             raise SystemExit(f"no checkpoint at {path}: the run in {os.path.dirname(path)} has saved none (train.py "

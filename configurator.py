@@ -325,7 +325,8 @@ class Parser(argparse.ArgumentParser):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM (`kill`, a scheduler's time limit), raised as Ctrl-C is, so the command stops the same way: one line,
-    no half-written file, nothing left of a run that saved nothing. A KeyboardInterrupt, so every `except KeyboardInterrupt` that cleans up takes it too."""
+    no half-written file, nothing left of a run that saved nothing. A KeyboardInterrupt, so every
+    `except KeyboardInterrupt` that cleans up takes it too."""
 
 
 def stop_on_sigterm():
@@ -341,11 +342,12 @@ def stopped_by(e):
     return ("SIGTERM", 143) if isinstance(e, Terminated) else ("Ctrl-C", 130)
 
 
-def cli(main, after, oom="free memory, or use a smaller model or a machine with more"):
+def cli(main, after, oom="choose smaller settings (model, batch, lengths), or run on a machine with more"):
     """Run main() as a command: Ctrl-C (or SIGTERM) stops it with one line saying what is left (after), and exit
     status 130 (143) as a shell gives, instead of a traceback; so does an output that takes no more text
-    (`sample.py | head` closes the pipe, `> /dev/full` has no room), exit status 1. Every file the scripts write is written whole
-    (checkpoint.atomic_write), so what a stopped run leaves is what finished before it."""
+    (`sample.py | head` closes the pipe, `> /dev/full` has no room), exit status 1; so does out of memory, naming
+    oom. Every file the scripts write is written whole (checkpoint.atomic_write), so what a stopped run leaves is
+    what finished before it."""
     if sys.stdout is None:  # started with stdout closed (`>&-`): as > /dev/null, as train.py runs on
         sys.stdout = open(os.devnull, "w")
     tolerant_output()
@@ -388,8 +390,9 @@ def out_of_memory(e, fix):
     if not (type(e).__name__ == "OutOfMemoryError" or isinstance(e, MemoryError)
             or isinstance(e, RuntimeError) and "can't allocate memory" in text):
         return None
-    asked = re.search(r"allocate (\d+ bytes|[\d.]+ ?[KMGT]i?B)", text, re.I)
-    return f"out of memory{f' (asking for {asked.group(1)} more)' if asked else ''}; {fix}"
+    asked = re.search(r"allocate (\d+) bytes|allocate ([\d.]+ ?[KMGT]i?B)", text, re.I)
+    size = (f"{int(asked.group(1)):,} bytes" if asked.group(1) else asked.group(2)) if asked else None
+    return f"out of memory{f' (asking for {size} more)' if size else ''}; {fix}"
 
 
 def as_text(value):

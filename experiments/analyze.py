@@ -38,7 +38,7 @@ if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.analyze")
 
 from checkpoint import (atomic_write, check_study_run, guard_assets, in_assets, load_checkpoint, new_dirs, read_json,
-                        tokens, unwritable)
+                        save_figure, tokens, unwritable)
 from configurator import Parser, cli, number
 from convert import affine_fit
 from model import GPT, GPTConfig
@@ -255,7 +255,7 @@ def plot(rows, random, max_rank, title, path):
                    fontsize=7, ncol=2, loc="upper right")
     fig.suptitle(title)
     fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 

@@ -29,8 +29,8 @@ import torch
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.cpu_lm")
 
-from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, open_data, partial_report, read_log,
-                        writable_dir)
+from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, new_dirs, open_data, partial_report,
+                        read_log, save_figure, writable_dir)
 from configurator import Parser, cli
 from model import GPT, GPTConfig
 
@@ -54,10 +54,17 @@ def train_args(variant, seed):
     return [config_file(variant), f"--seed={seed}"]
 
 
-def checkpoint(out_dir):
-    """The run's checkpoint, or None before its first save."""
+def checkpoint(variant, seed):
+    """The run's checkpoint, or None before its first save. A run of other settings there (trained by hand, or by
+    another study) is refused before anything reads it: neither resumed nor reported as this one, and its config
+    not read unchecked (a max_iters missing or of another type was a traceback)."""
+    out_dir = run_dir(variant, seed)
     path = os.path.join(out_dir, "ckpt.pt")
-    return load_checkpoint(path, ("model", "model_args", "config", "iter_num", "meta")) if os.path.exists(path) else None
+    if not os.path.exists(path):
+        return None
+    ckpt = load_checkpoint(path, ("model", "model_args", "config", "iter_num", "meta"))
+    check_study_run(ckpt, out_dir, train_args(variant, seed), "python -m experiments.cpu_lm")
+    return ckpt
 
 
 def finished(ckpt):
@@ -68,15 +75,12 @@ def runs():
     """(variant, seed, out_dir, its checkpoint or None) for every run of the experiment, in order."""
     for variant in VARIANTS:
         for seed in SEEDS:
-            out_dir = run_dir(variant, seed)
-            yield variant, seed, out_dir, checkpoint(out_dir)
+            yield variant, seed, run_dir(variant, seed), checkpoint(variant, seed)
 
 
 def train_all():
     start = time.time()
     for variant, seed, out_dir, ckpt in runs():
-        if ckpt is not None:  # a run of other settings there (by hand, another study) is neither kept nor resumed
-            check_study_run(ckpt, out_dir, train_args(variant, seed), "python -m experiments.cpu_lm")
         if finished(ckpt):
             continue
         cmd = [sys.executable, "train.py", *train_args(variant, seed), f"--out_dir={out_dir}"]
@@ -107,11 +111,14 @@ def collect():
         with torch.device("meta"):  # shapes only: parameter count and cache bytes need no weights
             model = GPT(GPTConfig(**ckpt["model_args"]))
         curve = val_curve(out_dir, ckpt["iter_num"])
-        a = ckpt["model_args"]
-        cfg = {**ckpt["config"], "train_tokens": ckpt["meta"]["train_tokens"],
-               "val_tokens": ckpt["meta"]["val_tokens"]}
+        a = model.config  # its defaults for a field the checkpoint's model_args lack (an older version's)
+        counts = {k: ckpt["meta"].get(k) for k in ("train_tokens", "val_tokens")}  # the table's header names them
+        if not all(type(n) is int and n >= 0 for n in counts.values()):
+            sys.exit(f"{out_dir}/ckpt.pt holds meta {counts}, no token counts of its data (edited, or another "
+                     f"program's); restore it, or delete {out_dir} and train the run again.")
+        cfg = {**ckpt["config"], **counts}
         results.setdefault(variant, []).append({
-            "variant": variant, "proj": a["proj"], "n_kv_head": a["n_kv_head"] or a["n_head"], "attn": a["attn"],
+            "variant": variant, "proj": a.proj, "n_kv_head": a.n_kv_head or a.n_head, "attn": a.attn,
             "seed": seed, "iters": ckpt["iter_num"], "params": model.num_params(),
             "kv_bytes_per_token_bf16": model.kv_bytes_per_token(torch.bfloat16),
             "val_loss": curve[-1][1], "val_ppl": math.exp(curve[-1][1]), "curve": curve})
@@ -181,7 +188,7 @@ def plot(results, prefix):
                 ylim=(min(finals) - 0.02, max(finals) + 0.15))
     axes[0].legend()
     fig.tight_layout()
-    atomic_write(prefix + ".png", lambda f: fig.savefig(f, format="png", dpi=120))
+    save_figure(fig, prefix + ".png", dpi=120)
     plt.close(fig)
 
 
@@ -190,9 +197,6 @@ def report():
     if not results:
         sys.exit(f"no finished run under {ROOT}/; train them first with `python -m experiments.cpu_lm`.")
     prefix = f"{ROOT}/cpu_lm" if missing else ASSETS  # a partial report never replaces the complete one
-    for variant, seed, out_dir, ckpt in runs():  # nor is a run trained there with other settings (by hand, or
-        if finished(ckpt):                       # another study) in any report, a partial one included
-            check_study_run(ckpt, out_dir, train_args(variant, seed), "python -m experiments.cpu_lm")
     writable_dir(os.path.dirname(prefix), "make it writable")
     if missing:
         partial_report(missing, len(VARIANTS) * len(SEEDS), prefix, ASSETS)
@@ -212,11 +216,12 @@ def main(argv=None):
     args = get_parser().parse_args(argv)
     if not args.report:  # the data first: train.py's own fix for it would be a setting this study does not have
         open_data(DATA_DIR, BLOCK_SIZE, 256, study="experiments.cpu_lm")
-        for folder in (ROOT, os.path.dirname(ASSETS)):  # the runs and the report: found unwritable now, not after hours
-            writable_dir(folder, "make it writable, or run from a copy of the repository that is")
-        with hold_lock(ROOT, f"{ROOT} is being trained into by another `python -m experiments.cpu_lm`; wait for it "
-                             f"to end, then run this again."):  # one study per folder: two would train the same runs
-            train_all()
+        with new_dirs(ROOT, os.path.dirname(ASSETS)):  # stopped before a run saved (Ctrl-C): no empty folder left
+            for folder in (ROOT, os.path.dirname(ASSETS)):  # the runs and the report: unwritable now, not after hours
+                writable_dir(folder, "make it writable, or run from a copy of the repository that is")
+            with hold_lock(ROOT, f"{ROOT} is being trained into by another `python -m experiments.cpu_lm`; wait for "
+                                 f"it to end, then run this again."):  # one study per folder: two train the same runs
+                train_all()
     report()
 
 

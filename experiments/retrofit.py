@@ -38,8 +38,8 @@ import torch
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.retrofit")
 
-from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, open_data, partial_report, read_log,
-                        read_table, tokens, writable_dir)
+from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, new_dirs, open_data, partial_report,
+                        read_log, read_table, save_figure, tokens, writable_dir)
 from configurator import Parser, cli
 from convert import convert_state_dict
 from model import GPT, GPTConfig
@@ -105,6 +105,9 @@ def times(s):
     path = os.path.join(s["root"], "times.jsonl")
     if not os.path.exists(path):
         return []
+    if os.path.isdir(path):  # an IsADirectoryError traceback in every report
+        raise SystemExit(f"{path} is a folder, where this study keeps the time of each training run; move it out of "
+                         f"the way and run again.")
     with open(path, encoding="utf-8", errors="replace") as f:
         lines = f.read().splitlines()
     entries = []
@@ -123,6 +126,13 @@ def times(s):
     return entries
 
 
+def train_minutes(s):
+    """Minutes of training of the plan's runs, each run's last time: a run deleted and trained again was counted
+    twice, and a line of a run in no folder of the plan as well."""
+    outs = {out for _, _, out, _, _ in plan(s)}
+    return sum({e["run"]: e["s"] for e in times(s) if e["run"] in outs}.values()) / 60
+
+
 def add_time(s, run, seconds):
     # appended by rewriting the whole (short) file atomically: a kill leaves the old lines or the new ones, never a
     # torn last line that every later report would trip on
@@ -133,6 +143,7 @@ def add_time(s, run, seconds):
 def train_all(s, command):
     """Each unfinished run through train.py (a killed one continues from its checkpoint); the stdout of the runs
     goes to their log.jsonl, the time of each to root/times.jsonl."""
+    times(s)  # that file checked now, not after the first run has trained
     for name, seed, out, args, end in plan(s):
         ckpt = checkpoint(out)
         if ckpt is not None:  # a run of other settings there (by hand, another study) would be resumed as this one
@@ -282,6 +293,9 @@ def convert_sources(s):
     out = {}
     for seed in s["seeds"]:
         cached = f"{s['root']}/qkv_s{seed}/conversions.json"  # a finished source never changes: computed once
+        if os.path.isdir(cached):  # an IsADirectoryError traceback; computed again, it could not be written there
+            sys.exit(f"{cached} is a folder, where this study keeps the conversions of its source; move it out of "
+                     f"the way and run again.")
         try:
             with open(cached) as f:
                 got = json.load(f)
@@ -332,7 +346,7 @@ def write_md(recs, conv, missing, s, command, prefix):
               f"over the seeds counted (of {', '.join(map(str, s['seeds']))}). The column after conversion is "
               f"computed by the report for every finished source (the runs' own first evaluations, where they "
               f"exist, agree to {agreement(recs, conv):.1e}).", "",
-              f"Command: `{command}`; wall time of the training runs {sum(t['s'] for t in times(s)) / 60:.1f} min (one thread, "
+              f"Command: `{command}`; wall time of the training runs {train_minutes(s):.1f} min (one thread, "
               f"shared machine).", "",
               f"| model | KV cache bytes/token (bf16) | after conversion ({iters} steps) | +{up[0]} steps "
               f"({iters + up[0]}) | +{up[1]} steps ({iters + up[1]}) | seeds converted | seeds uptrained |",
@@ -434,7 +448,7 @@ def plot(recs, s, prefix):
     n_seeds = len({r["seed"] for r in recs})
     fig.suptitle(f"retrofit: mean over {n_seeds} seeds, whiskers +/- sample std over seeds (as in the table)")
     fig.tight_layout()
-    atomic_write(prefix + ".png", lambda f: fig.savefig(f, format="png", dpi=120))
+    save_figure(fig, prefix + ".png", dpi=120)
     plt.close(fig)
 
 
@@ -474,12 +488,13 @@ def main(argv=None):
     command = "python -m experiments.retrofit" + (" --quick" if args.quick else "")
     if not args.report:  # the data first: train.py's own fix for it would be a setting this study does not have
         open_data(DATA_DIR, BLOCK_SIZE, 256, study="experiments.retrofit")
-        for folder in (setting["root"], os.path.dirname(setting["assets"])):  # the runs and the report, before hours
-            writable_dir(folder, "make it writable, or run from a copy of the repository that is")
-        root = setting["root"]  # one study per folder: two would train the same runs
-        with hold_lock(root, f"{root} is being trained into by another `{command}`; wait for it to end, then run "
-                             f"this again."):
-            train_all(setting, command)
+        root = setting["root"]
+        with new_dirs(root, os.path.dirname(setting["assets"])):  # stopped before a run saved: no empty folder left
+            for folder in (root, os.path.dirname(setting["assets"])):  # the runs and the report, before hours
+                writable_dir(folder, "make it writable, or run from a copy of the repository that is")
+            with hold_lock(root, f"{root} is being trained into by another `{command}`; wait for it to end, then "
+                                 f"run this again."):  # one study per folder: two would train the same runs
+                train_all(setting, command)
     report(setting, command)
 
 

@@ -9,7 +9,8 @@ the rope models, in windows of 2x and 4x it (a learned table has no rows there).
     python -m experiments.rope             # trains the runs not finished yet into out-rope/, then writes assets/rope.{md,csv,png}
     python -m experiments.rope --report    # only the report, from the finished runs
     python -m experiments.rope --quick     # 60 iterations, 1 seed, into out-rope-quick/ (never assets/)
-    python -m experiments.rope --redraw    # only the figure, from assets/rope.csv (no runs needed)
+    python -m experiments.rope --redraw    # only the figure, from assets/rope.csv (no runs needed; with --quick or
+                                           # --data_dir, from that run's out-rope*/rope.csv)
 
 The report goes to assets/ once all 12 runs have finished; before that to out-rope/rope.* (a partial report never
 replaces the complete one).
@@ -33,8 +34,8 @@ import torch
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.rope")
 
-from checkpoint import (atomic_write, check_study_run, default_data, hold_lock, load_checkpoint, open_data,
-                        partial_report, read_table, tokens, writable_dir)
+from checkpoint import (atomic_write, check_study_run, default_data, hold_lock, load_checkpoint, new_dirs,
+                        open_data, partial_report, read_table, save_figure, tokens, writable_dir)
 from configurator import Parser, cli
 from model import GPT, GPTConfig
 
@@ -73,7 +74,8 @@ def study_command(args):
 
 
 def train_all(args):
-    """Each run without a finished checkpoint through train.py, one at a time (a killed one resumes)."""
+    """Each run without a finished checkpoint through train.py, one at a time. A run saves only at its end (its one
+    evaluation), so a killed one starts again; one with a checkpoint (stopped by hand after an evaluation) resumes."""
     for name, seed, out, proj, pos_emb in runs(args):
         ckpt, done = checkpoint(out, args)
         if ckpt is not None:  # a run of other settings there (by hand, another study) would be resumed as this one
@@ -157,7 +159,7 @@ def plot(rows, path):
     ax.set_title(f"mean over {n_seeds} seeds, whiskers +/- sample std, dots: each seed", fontsize=10)
     ax.legend()
     fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -208,25 +210,26 @@ def get_parser():
 def main(argv=None):
     p = get_parser()
     args = p.parse_args(argv)
-    if args.redraw:
-        base = "out-rope-quick/rope" if args.quick else "assets/rope"
-        if not os.path.isfile(base + ".csv"):
-            p.error(f"--redraw draws from {base}.csv, which does not exist; run the study first.")
-        return plot(read_csv(base + ".csv"), base + ".png")
-    # config/cpu_lm.py's block_size and vocab_size; the longest scoring window is FACTORS[-1] of them
-    open_data(args.data_dir, FACTORS[-1] * 256, 256, study="experiments.rope")
     args.iters, args.seeds = (60, SEEDS[:1]) if args.quick else (600, SEEDS)
     args.root = "out-rope-quick" if args.quick else "out-rope"
     # the tracked tables are the full study's on the default data; other data's go beside its runs
     args.assets = "assets/rope" if not args.quick and default_data(args.data_dir) else f"{args.root}/rope"
+    if args.redraw:  # the table of these runs: with another --data_dir the tracked figure was redrawn, exit 0
+        if not os.path.isfile(args.assets + ".csv"):
+            p.error(f"--redraw draws from {args.assets}.csv, which does not exist; run `{study_command(args)}` "
+                    f"first.")
+        return plot(read_csv(args.assets + ".csv"), args.assets + ".png")
+    # config/cpu_lm.py's block_size and vocab_size; the longest scoring window is FACTORS[-1] of them
+    open_data(args.data_dir, FACTORS[-1] * 256, 256, study="experiments.rope")
     t0 = time.time()
     if not args.report:
-        for folder in (args.root, os.path.dirname(args.assets)):  # the runs and the report, checked before hours
-            writable_dir(folder, "make it writable, or run from a copy of the repository that is")
         command = "python -m experiments.rope" + (" --quick" if args.quick else "")
-        with hold_lock(args.root, f"{args.root} is being trained into by another `{command}`; wait for it to end, "
-                                  f"then run this again."):  # one study per folder: two would train the same runs
-            train_all(args)
+        with new_dirs(args.root, os.path.dirname(args.assets)):  # stopped before a run saved: no empty folder left
+            for folder in (args.root, os.path.dirname(args.assets)):  # the runs and the report, checked before hours
+                writable_dir(folder, "make it writable, or run from a copy of the repository that is")
+            with hold_lock(args.root, f"{args.root} is being trained into by another `{command}`; wait for it to "
+                                      f"end, then run this again."):  # one study per folder: two train the same runs
+                train_all(args)
     rows, missing = score(args)
     report(rows, missing, args, time.time() - t0)
 

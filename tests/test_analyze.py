@@ -277,8 +277,8 @@ def test_assets_take_only_the_figure_readme_names(tmp_path, capsys, monkeypatch)
     torch.save({**ckpt, "iter_num": 600, "config": config}, tmp_path / "ckpt.pt")
     code, _, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--out={assets}")
     assert code == f"{tmp_path} holds a run with batch_size = 4, where `python -m experiments.retrofit` trains it " \
-                   f"with 16: a run of other settings; run the study with the options that trained it, or move " \
-                   f"that folder out of the way (the study then trains its own run there)."
+                   f"with 16: a run of other settings; run the study with the options and config files that " \
+                   f"trained it, or move that folder out of the way (the study then trains its own run there)."
     assert {n: os.path.getmtime(os.path.join(assets, n)) for n in os.listdir(assets)} == before
 
 

@@ -589,9 +589,29 @@ def test_atomic_write_into_a_missing_folder_says_so(tmp_path):
     for folder in (tmp_path / "new", tmp_path / "file"):
         with pytest.raises(SystemExit) as e:
             checkpoint.save_checkpoint({}, str(folder / "ckpt.pt"))
-        assert str(e.value) == f"could not write {folder / 'ckpt.pt'}: its folder {folder} does not exist (or is a " \
-                               f"file); create it, or write elsewhere."
+        assert str(e.value) == f"could not write {folder / 'ckpt.pt'}: its folder {folder} does not exist (never " \
+                               f"made, or removed while this ran) or is a file; make it or run again, or write " \
+                               f"elsewhere."
     assert os.listdir(tmp_path) == ["file"]
+
+
+def test_atomic_write_into_a_folder_removed_meanwhile_says_so(tmp_path):
+    # a study's folder deleted while it ran was told to "free space on its disk" (No such file or directory)
+    path = tmp_path / "gone" / "curve.json"
+    with pytest.raises(SystemExit) as e:
+        checkpoint.atomic_write(str(path), "[]")
+    assert str(e.value) == (f"could not write {path}: its folder {tmp_path / 'gone'} does not exist (never made, or "
+                            f"removed while this ran) or is a file; make it or run again, or write elsewhere.")
+
+
+def test_a_figure_is_drawn_before_its_temporary_file_exists(tmp_path, monkeypatch):
+    # drawn into atomic_write's temporary file, a study killed (SIGTERM, a closed terminal) in the second matplotlib
+    # takes left rope.png.XXXX.tmp beside its figure (in assets/ for a full run), which no later run removed
+    from matplotlib.figure import Figure
+    seen, draw = [], Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: (seen.append(os.listdir(tmp_path)), draw(fig, *a, **k)))
+    rope.plot([{"variant": "qkv rope", "seed": 1337, "length": 256, "loss": 1.8}], str(tmp_path / "rope.png"))
+    assert seen == [[]] and os.listdir(tmp_path) == ["rope.png"]
 
 
 def test_atomic_write_leaves_the_old_file_when_the_writer_dies_midway(tmp_path, monkeypatch):
@@ -654,6 +674,16 @@ def test_retrofit_times_are_appended_whole(tmp_path, monkeypatch):
         (tmp_path / "times.jsonl").write_text(before + line + "\n")
         with pytest.raises(SystemExit, match=f"{tmp_path}/times.jsonl, line 3, is no time of a training run"):
             retrofit.times(s)
+    # the report's training time: a run trained again (its folder deleted) counts once, a run of no folder of the
+    # plan not at all (both were summed)
+    source = retrofit.plan(s)[0][2]
+    (tmp_path / "times.jsonl").write_text("".join(json.dumps({"run": r, "s": t}) + "\n" for r, t in
+                                                  ((source, 120), (source, 60), ("elsewhere", 600))))
+    assert retrofit.train_minutes(s) == 1.0
+    (tmp_path / "times.jsonl").unlink()
+    (tmp_path / "times.jsonl").mkdir()  # an IsADirectoryError traceback
+    with pytest.raises(SystemExit, match=f"^{tmp_path}/times.jsonl is a folder, where this study keeps the time"):
+        retrofit.times(s)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -687,6 +717,51 @@ def test_cpu_lm_report_of_1_of_21_runs_goes_to_the_runs_folder(world, tmp_path, 
     md = (tmp_path / "out-cpu_lm" / "cpu_lm.md").read_text()
     assert md.startswith("PARTIAL: 20 of 21 runs not finished") and "| qkv | qkv | 2 | softmax |" in md
     assert (tmp_path / "out-cpu_lm" / "cpu_lm.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["config"].pop("max_iters"), "out-cpu_lm/qkv_s1337 holds a run this study cannot check"),  # KeyError
+    (lambda c: c["config"].update(max_iters="600"), "out-cpu_lm/qkv_s1337 holds a run this study cannot check"),
+    (lambda c: c["meta"].pop("train_tokens"), "out-cpu_lm/qkv_s1337/ckpt.pt holds meta {'train_tokens': None, "),
+    (lambda c: c["model_args"].pop("n_kv_head"), None),  # an older version's: GPTConfig's default, not a KeyError
+])
+def test_a_hand_edited_cpu_lm_checkpoint_is_one_sentence(world, tmp_path, monkeypatch, edit, message):
+    # each was a KeyError or TypeError traceback in --report: its config and meta were read before it was checked
+    run = shutil.copytree(world / "run", tmp_path / "out-cpu_lm" / "qkv_s1337")
+    ckpt = torch.load(run / "ckpt.pt", weights_only=True)
+    ckpt = {**ckpt, "config": configure(ckpt["config"], cpu_lm.train_args("qkv", 1337))[0], "iter_num": 600}
+    edit(ckpt)
+    torch.save(ckpt, run / "ckpt.pt")
+    (run / "log.jsonl").write_text(json.dumps({"iter": 0, "val_loss": 5.5}) + "\n" +
+                                   json.dumps({"iter": 600, "val_loss": 5.0}) + "\n")
+    os.symlink(os.path.join(ROOT, "config"), tmp_path / "config")
+    monkeypatch.chdir(tmp_path)
+    if message is None:
+        cpu_lm.main(["--report"])
+        assert "| qkv | qkv | 2 | softmax |" in (tmp_path / "out-cpu_lm" / "cpu_lm.md").read_text()
+        return
+    with pytest.raises(SystemExit, match=f"^{re.escape(message)}"):
+        cpu_lm.main(["--report"])
+    assert not (tmp_path / "out-cpu_lm" / "cpu_lm.md").exists()
+
+
+def test_a_study_run_trained_before_its_data_was_prepared_again_is_refused(world, tmp_path, monkeypatch):
+    # a finished run is not trained again: a study went on with its other runs on the new data, and reported both
+    run = shutil.copytree(world / "run", tmp_path / "out-cpu_lm" / "qkv_s1337")
+    ckpt = torch.load(run / "ckpt.pt", weights_only=True)
+    own = configure(ckpt["config"], cpu_lm.train_args("qkv", 1337))[0]
+    torch.save({**ckpt, "config": own, "iter_num": 600}, run / "ckpt.pt")
+    (run / "log.jsonl").write_text(json.dumps({"iter": 0, "val_loss": 5.5}) + "\n" +
+                                   json.dumps({"iter": 600, "val_loss": 5.0}) + "\n")
+    os.symlink(os.path.join(ROOT, "config"), tmp_path / "config")
+    make_data(tmp_path / "data" / "cpu_lm_bytes")  # the data the run was trained on (make_data makes the same)
+    monkeypatch.chdir(tmp_path)
+    cpu_lm.main(["--report"])
+    meta = tmp_path / "data" / "cpu_lm_bytes" / "meta.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "train_tokens": 30_000}))  # prepared again
+    with pytest.raises(SystemExit, match=r"^out-cpu_lm/qkv_s1337 holds a run trained on data/cpu_lm_bytes before it "
+                                         r"was prepared again \(train_tokens 30000 \(checkpoint: 20000\)\); move"):
+        cpu_lm.main(["--report"])
 
 
 def test_a_finished_run_whose_log_lost_its_last_lines_is_not_reported(world, tmp_path, monkeypatch):
@@ -732,7 +807,8 @@ def test_a_complete_report_of_runs_trained_with_other_settings_is_refused(world,
         cpu_lm.main(["--report"])
     assert str(e.value).startswith("out-cpu_lm/qkv_s1337 holds a run with batch_size = 4, where `python -m "
                                    "experiments.cpu_lm` trains it with 16: a run of other settings; run the study "
-                                   "with the options that trained it, or move that folder out of the way")
+                                   "with the options and config files that trained it, or move that folder out of "
+                                   "the way")
     assert tree_digest(tmp_path / "assets") == before
     with pytest.raises(SystemExit, match="out-rope-quick/qkv_rope_s1337 holds a run with batch_size = 4, where "
                                          r"`python -m experiments.rope --quick --data_dir=\S+` trains it with 16"):
@@ -746,7 +822,8 @@ def test_a_complete_report_of_runs_trained_with_other_settings_is_refused(world,
     with pytest.raises(SystemExit, match="out-rope-quick/qkv_rope_s1337 holds a run with data_dir = "
                                          "'data/cpu_lm_bytes', where `python -m experiments.rope --quick "
                                          f"--data_dir={world / 'data'}` trains it with '{world / 'data'}': a run of "
-                                         "other settings; run the study with the options that trained it"):
+                                         "other settings; run the study with the options and config files that "
+                                         "trained it"):
         rope.main(["--quick", "--report", f"--data_dir={world / 'data'}"])
     ns.data_dir = str(tmp_path / "data" / "cpu_lm_bytes") + "/"  # the same folder, written another way
     for name, seed, out, proj, pos_emb in rope.runs(ns):
@@ -799,8 +876,12 @@ def test_a_finished_runs_damaged_log_is_one_sentence(world, tmp_path, monkeypatc
     # validation an IndexError, a missing one a FileNotFoundError, a NaN a NaN in the table
     run = tmp_path / "out-cpu_lm" / "qkv_s1337"
     shutil.copytree(world / "run", run)
+    ckpt = torch.load(run / "ckpt.pt", weights_only=True)
+    own = configure(ckpt["config"], cpu_lm.train_args("qkv", 1337))[0]  # the study's own run, finished
+    torch.save({**ckpt, "config": own, "iter_num": 600}, run / "ckpt.pt")
+    os.symlink(os.path.join(ROOT, "config"), tmp_path / "config")  # where the study reads its runs' settings
     log = run / "log.jsonl"
-    log.write_text(json.dumps({"iter": 0, "val_loss": 5.5}) + "\n" + json.dumps({"iter": 2, "val_loss": 5.0}) + "\n")
+    log.write_text(json.dumps({"iter": 0, "val_loss": 5.5}) + "\n" + json.dumps({"iter": 600, "val_loss": 5.0}) + "\n")
     damage(log)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as e:
@@ -853,6 +934,13 @@ def test_a_scaling_root_of_runs_on_other_data_is_refused(world, tmp_path):
     assert not (root / "scaling.md").exists()
     scaling.main(["--quick", "--report", f"--root={root}", f"--data_dir={world / 'data'}"])  # its own data: reported
     assert (root / "scaling.md").exists()
+    # its folder deleted (a row is done without it): the root names its data, as the study writes it with each row
+    shutil.rmtree(root / "qkv_e32_t32_i20_s1337")
+    (root / "scaling_data.txt").write_text(f"{world / 'data'}\n")
+    with pytest.raises(SystemExit, match=f"^the table of --root {root} holds runs on --data_dir {world / 'data'} "
+                                         f"\\({root}/scaling_data.txt says so\\); give --data_dir={world / 'data'}, "
+                                         f"or another --root for {mine}.$"):
+        scaling.main(["--quick", "--report", f"--root={root}", f"--data_dir={mine}"])
 
 
 TABLES = [  # (study, its argv, the table it reads, a line of it)
@@ -974,6 +1062,10 @@ def test_retrofit_partial_report_goes_to_the_runs_folder_and_a_torn_cache_is_rec
     capsys.readouterr()
     retrofit.report(s, "python -m experiments.retrofit")  # the cache it wrote is read back, not computed again
     assert "computing it again" not in capsys.readouterr().err
+    (source / "conversions.json").unlink()
+    (source / "conversions.json").mkdir()  # an IsADirectoryError traceback
+    with pytest.raises(SystemExit, match=f"^{source}/conversions.json is a folder, where this study keeps the "):
+        retrofit.report(s, "python -m experiments.retrofit")
 
 
 def test_experiments_check_their_output_folders_before_training(tmp_path, monkeypatch):
@@ -981,12 +1073,28 @@ def test_experiments_check_their_output_folders_before_training(tmp_path, monkey
     (tmp_path / "out-retrofit-quick").write_text("a file where the runs' folder should be")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("trained before checking its folders"))
-    with pytest.raises(SystemExit, match="^out-retrofit-quick is not a writable directory"):
+    with pytest.raises(SystemExit, match=r"^out-retrofit-quick is not a writable directory \(a file has that name\); "
+                                         r"move that file out of the way and run again\.$"):  # "make it writable"
         retrofit.main(["--quick"])
 
 
 STUDIES = [(cpu_lm, [], "out-cpu_lm"), (retrofit, ["--quick"], "out-retrofit-quick"),
            (rope, ["--quick"], "out-rope-quick"), (scaling, ["--quick"], "out-scaling-quick")]
+
+
+@pytest.mark.parametrize("study, argv, root", STUDIES[:3], ids=[r for _, _, r in STUDIES[:3]])
+def test_a_study_stopped_before_its_first_run_saved_leaves_no_folder(tmp_path, monkeypatch, study, argv, root):
+    # Ctrl-C in the first train.py run, before its first checkpoint: train.py removed its run folder, and the study
+    # left its own, empty (scaling's is removed as well: new_dirs)
+    make_data(tmp_path / "data" / "cpu_lm_bytes")
+    monkeypatch.chdir(tmp_path)
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(subprocess, "run", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        study.main(argv)
+    assert sorted(os.listdir(tmp_path)) == ["data"]
 
 
 @pytest.mark.parametrize("study, argv, root", STUDIES, ids=[r for _, _, r in STUDIES])
@@ -1043,6 +1151,19 @@ def test_an_out_nested_too_deep_is_one_sentence_in_eval_and_the_studies(tmp_path
     assert not (tmp_path / "a").exists()
 
 
+def test_two_full_scaling_studies_in_two_roots_do_not_share_the_tracked_table(tmp_path, monkeypatch):
+    # each trained the same runs and rewrote assets/scaling.csv from the rows it had read, dropping the other's rows
+    make_data(tmp_path / "data" / "cpu_lm_bytes")
+    (tmp_path / "assets").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("trained beside another study"))
+    with checkpoint.hold_lock("assets", "held by the test"):
+        with pytest.raises(SystemExit, match=r"^assets/scaling.csv is being written by another `python -m "
+                                             r"experiments.scaling` \(in another --root\); wait"):
+            scaling.main(["--root=mine"])
+    assert not (tmp_path / "mine").exists()
+
+
 def test_a_file_that_is_no_checkpoint_or_a_run_without_one_is_refused_with_a_fix_that_works(tmp_path):
     # --out_dir=run/log.jsonl (or data/meta.json) was "corrupt ...; restore it or train again": the log was sound,
     # and neither fix made it a checkpoint; a run that has saved none yet was told "train one with train.py" in the
@@ -1060,6 +1181,12 @@ def test_a_file_that_is_no_checkpoint_or_a_run_without_one_is_refused_with_a_fix
         assert str(e.value) == (f"no checkpoint at {run / 'ckpt.pt'}: the run in {run} has saved none (train.py "
                                 f"saves at every eval_interval after 0); wait for it if it is still training, or "
                                 f"point to another out_dir.")
+    (run / "log.jsonl").unlink()
+    (run / "ckpt.pt").mkdir()  # "train one with train.py", whose run there refuses the folder
+    with pytest.raises(SystemExit) as e:
+        checkpoint.load_checkpoint(run)
+    assert str(e.value) == f"{run / 'ckpt.pt'} is a folder, not a checkpoint; move it out of the way, or point to " \
+                           f"another out_dir."
 
 
 def test_a_file_this_user_cannot_read_is_named_as_such_not_as_missing_or_corrupt(tmp_path, monkeypatch):
@@ -1092,3 +1219,17 @@ def test_a_file_this_user_cannot_read_is_named_as_such_not_as_missing_or_corrupt
         checkpoint.tokens(str(tmp_path / "data"), "val")
     assert str(e.value) == f"cannot read {tmp_path / 'data' / 'val.bin'} (Permission denied); make it readable for " \
                            f"this user."
+
+
+def test_rope_redraw_on_other_data_draws_that_data_s_table(tmp_path, monkeypatch, capsys):
+    # --redraw --data_dir=MINE drew the tracked figure from assets/rope.csv, Shakespeare's, exit 0: never MINE's
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        rope.main(["--redraw", "--data_dir=mine"])
+    assert "out-rope/rope.csv, which does not exist; run `python -m experiments.rope --data_dir=mine` first" in \
+        capsys.readouterr().err
+    for folder in ("assets", "out-rope"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "rope.csv").write_text("variant,seed,length,loss\nqkv rope,1337,256,1.8\n")
+    rope.main(["--redraw", "--data_dir=mine"])
+    assert (tmp_path / "out-rope" / "rope.png").exists() and not (tmp_path / "assets" / "rope.png").exists()

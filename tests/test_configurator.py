@@ -278,6 +278,20 @@ def test_sigterm_in_a_command_is_one_line_and_status_143(capsys):
     assert capsys.readouterr() == ("working", "stopped by SIGTERM; nothing was written.\n")
 
 
+def test_an_allocation_the_machine_refuses_is_one_sentence(capsys):
+    # synthetic --embd=400000 (a setting in range) was torch's allocator traceback, from its worker or in-process
+    def main():
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 1920000000000 bytes. Error code 12 (Cannot allocate memory)")
+    with pytest.raises(SystemExit) as e:
+        cli(main, "nothing was written.")
+    assert e.value.code == 1 and capsys.readouterr().err == (
+        "stopped: out of memory (asking for 1,920,000,000,000 bytes more); choose smaller settings (model, batch, "
+        "lengths), or run on a machine with more; nothing was written.\n")
+    with pytest.raises(RuntimeError, match="^another error$"):  # any other RuntimeError stays as it was
+        cli(lambda: (_ for _ in ()).throw(RuntimeError("another error")), "nothing was written.")
+
+
 def test_an_error_of_another_file_is_not_taken_for_the_output(capsys):
     def main():
         raise OSError(28, "No space left on device")  # not stdout's: stdout still takes text
@@ -294,7 +308,7 @@ def test_out_of_memory_in_a_command_is_one_line_naming_the_fix(error, capsys):
         raise error
     with pytest.raises(SystemExit) as e:
         cli(main, "nothing was written.", oom="lower --batch_size")
-    asked = "20.00 MiB" if isinstance(error, torch.OutOfMemoryError) else "8388608 bytes"
+    asked = "20.00 MiB" if isinstance(error, torch.OutOfMemoryError) else "8,388,608 bytes"
     assert e.value.code == 1
     assert capsys.readouterr().err == f"stopped: out of memory (asking for {asked} more); lower --batch_size; " \
                                       f"nothing was written.\n"

@@ -211,6 +211,42 @@ def test_a_diverged_run_stops_with_one_sentence(tmp_path, capsys):
     assert os.listdir(tmp_path) == []  # and --out and --cache, made for it, were left empty (the seventh pass)
 
 
+def test_a_run_whose_curve_cannot_be_written_stops_the_study_with_workers(tmp_path):
+    # a full disk (or a folder where the curve goes) raised SystemExit in a pool worker, which died without an answer:
+    # the study printed the sentence once per run and waited forever (the default is 2 workers)
+    args = argparse.Namespace(heads=1, embd=16, pos_conv=16, batch=64, lr=3e-3, eval_size=64, periodic=False,
+                              cache=str(tmp_path / "runs"))
+    os.makedirs(synthetic.cache_file(("none", "reverse", 16, 20, 2, "qkv", 0, args)))
+    r = subprocess.run([sys.executable, "-m", "experiments.synthetic", "--quick", "--arms=none", "--models=qkv",
+                        "--workers=2", f"--out={tmp_path}/o", f"--cache={tmp_path}/runs"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].endswith("a folder has that name; move it out of the way, or write "
+                                                      "elsewhere.")
+    assert not os.path.exists(tmp_path / "o")
+
+
+def test_a_killed_worker_stops_the_study_with_one_sentence(tmp_path, monkeypatch):
+    # multiprocessing's Pool replaced a worker killed by the system (out of memory) or by hand without a word, and the
+    # study waited for its run forever (tried by hand with kill -9; here the executor's answer to it)
+    from concurrent.futures.process import BrokenProcessPool
+
+    class Killed:
+        def __init__(self, *args):
+            pass
+
+        def map(self, fn, jobs):
+            raise BrokenProcessPool("A process in the process pool was terminated abruptly")
+
+        def shutdown(self, **kwargs):
+            pass
+    monkeypatch.setattr(synthetic, "ProcessPoolExecutor", Killed)
+    with pytest.raises(SystemExit, match="^a worker process of the study was killed .* run the same command to go on"):
+        synthetic.main(["--quick", "--arms=none", "--models=qkv", "--workers=2", f"--out={tmp_path}/o",
+                        f"--cache={tmp_path}/runs"])
+    assert os.listdir(tmp_path) == []
+
+
 def test_periodic_gives_the_plus_models_the_list_length_as_period(monkeypatch):
     seen, real = [], synthetic.GPT
     monkeypatch.setattr(synthetic, "GPT", lambda cfg: seen.append(cfg) or real(cfg))

@@ -754,7 +754,7 @@ def test_out_of_memory_is_one_line_naming_the_settings_that_use_less(tmp_path, d
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
                        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
-    assert re.fullmatch(r"stopped at iteration 0: out of memory \(asking for \d+ bytes more\); lower --batch_size "
+    assert re.fullmatch(r"stopped at iteration 0: out of memory \(asking for [\d,]+ bytes more\); lower --batch_size "
                         r"\(a larger --gradient_accumulation_steps keeps the tokens per iteration\), pass "
                         r"--grad_ckpt=True, or train a smaller model; no checkpoint was saved yet\.\n", r.stderr)
     assert not (tmp_path / "out").exists()
