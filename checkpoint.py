@@ -616,9 +616,10 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
             asked = meta.get("settings") if isinstance(meta.get("settings"), dict) else {}  # prepare's arguments
             if split == "val" and asked.get("val_tokens") == 0:  # a split there, but none of it asked for
                 raise SystemExit(f"{bin_path} holds no tokens: {data_dir} was prepared with --val_tokens=0; "
-                                 f"prepare it again with --val_tokens above 0.")
-            raise SystemExit(f"{bin_path} holds {size // 2} tokens; prepare {data_dir} again with more text"
-                             + (" and a validation split (--val_fraction above 0, or --val_input)."
+                                 f"delete {data_dir} and prepare it again with --val_tokens above 0.")
+            # prepare refuses a folder holding a dataset of other settings: the delete is part of the fix
+            raise SystemExit(f"{bin_path} holds {size // 2} tokens; delete {data_dir} and prepare it again with "
+                             f"more text" + (" and a validation split (--val_fraction above 0, or --val_input)."
                                 if split == "val" else "."))
         if size // 2 <= block_size:
             fix = ("." if study else ", or point --data_dir at the data the checkpoint was trained on." if resuming

@@ -121,10 +121,10 @@ DATA_CASES = [
      "prepare_slimpajama.py."),
     (big_token, "{d}/val.bin holds token id 300, at or above vocab_size 256"),
     (bin_is_a_folder, "{d}/val.bin is not a file; delete {d} and prepare it again with prepare_slimpajama.py."),
-    (no_validation, "{d}/val.bin holds 0 tokens; prepare {d} again with more text and a validation split "
-                    "(--val_fraction above 0, or --val_input)."),
-    (no_validation_asked, "{d}/val.bin holds no tokens: {d} was prepared with --val_tokens=0; prepare it again with "
-                          "--val_tokens above 0."),
+    (no_validation, "{d}/val.bin holds 0 tokens; delete {d} and prepare it again with more text and a "
+                    "validation split (--val_fraction above 0, or --val_input)."),
+    (no_validation_asked, "{d}/val.bin holds no tokens: {d} was prepared with --val_tokens=0; delete {d} and "
+                          "prepare it again with --val_tokens above 0."),
     # was the hub's command, `prepare_slimpajama.py --out_dir=DATA`, whatever inputs the stopped run had
     (partly_prepared, "data_dir '{d}' is partly prepared (progress.json, no meta.json yet): run the "
                       "prepare_slimpajama.py command that began it again to finish it."),
