@@ -290,6 +290,15 @@ def r50k(prefix="", fix=""):
                          f"TIKTOKEN_CACHE_DIR to a directory that holds its cached file{fix}.") from None
 
 
+def file_above(path):
+    """The nearest existing path above path when it is a file, not a folder, so that nothing can be made under it
+    ('input.txt/x'); else None."""
+    up = os.path.dirname(path)
+    while up and not os.path.exists(up) and os.path.dirname(up) != up:
+        up = os.path.dirname(up)
+    return up if up and os.path.exists(up) and not os.path.isdir(up) else None
+
+
 def unreadable(path):
     """Why path cannot be read by this user (a folder on the way not searchable, the file not readable), or None:
     os.path.exists answers False for a file it cannot see, and the advice was then to make what is there."""
@@ -566,6 +575,9 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
     if os.path.exists(data_dir) and not os.path.isdir(data_dir):
         raise SystemExit(f"data_dir {data_dir!r} is a file, not a directory; set --data_dir to the folder "
                          f"prepare_slimpajama.py wrote.")
+    if (above := file_above(data_dir)) is not None:  # prepare could not make it there either
+        raise SystemExit(f"data_dir {data_dir!r} lies under {above!r}, which is a file; set --data_dir to the "
+                         f"folder prepare_slimpajama.py wrote.")
     for name in ("train.bin", "val.bin", "meta.json"):
         if why := unreadable(os.path.join(data_dir, name)):  # there, only not for this user: preparing is no fix
             raise SystemExit(f"cannot read {os.path.join(data_dir, name)} ({why}); make it readable for this user, "

@@ -151,6 +151,15 @@ def test_data_that_disagrees_with_meta_json_is_one_sentence(tmp_path, damage, me
     assert str(e.value).startswith(message.format(d=d)), str(e.value)
 
 
+def test_data_dir_under_a_file_is_not_told_to_prepare_there(tmp_path):
+    (tmp_path / "input.txt").write_text("text")  # was "has no train.bin; prepare it with ... --out_dir=input.txt/x"
+    with pytest.raises(SystemExit) as e:
+        checkpoint.open_data(str(tmp_path / "input.txt" / "x" / "y"), 32, 256)
+    assert str(e.value) == (f"data_dir '{tmp_path}/input.txt/x/y' lies under '{tmp_path}/input.txt', which is a "
+                            f"file; set --data_dir to the folder prepare_slimpajama.py wrote.")
+    assert checkpoint.file_above(str(tmp_path / "new" / "x")) is None  # a folder to make: prepare's advice stands
+
+
 def test_data_without_the_recorded_fields_still_opens(tmp_path):
     make_data(tmp_path)  # meta.json as prepared before dtype and the largest ids were recorded
     assert checkpoint.open_data(str(tmp_path), 32, 256)["vocab_size"] == 256
