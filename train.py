@@ -39,7 +39,8 @@ def interrupted_at_start(kind, e, tb):
     if not issubclass(kind, KeyboardInterrupt):
         return sys.__excepthook__(kind, e, tb)
     what, status = stopped_by(e)
-    print(f"stopped by {what} while starting, before anything was written.", file=sys.stderr, flush=True)
+    with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) takes no more text
+        print(f"stopped by {what} while starting, before anything was written.", file=sys.stderr, flush=True)
     os._exit(status)
 
 
@@ -473,12 +474,12 @@ def full(e):
 
 
 def interrupted(kind, e, tb):
-    """Ctrl-C or SIGTERM, a closed pipe on stdout (`train.py ... | head`), a full disk under stdout or log.jsonl,
-    out of memory, a torch.compile that cannot work (no C++ compiler) or a torch cache folder it cannot make: one
-    line instead of a traceback, and exit status 130 (143) as a shell gives it for Ctrl-C (SIGTERM), 1 otherwise.
-    Every save is atomic, so the last checkpoint is whole, and it resumes exactly."""
-    for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C, pressed while this stops, would cut it short
-        signal.signal(sig, signal.SIG_IGN)
+    """Ctrl-C, SIGTERM or SIGHUP, a closed pipe on stdout (`train.py ... | head`), a full disk under stdout or
+    log.jsonl, out of memory, a torch.compile that cannot work (no C++ compiler) or a torch cache folder it cannot
+    make: one line instead of a traceback, and exit status 130 (143, 129) as a shell gives it for Ctrl-C (SIGTERM,
+    SIGHUP), 1 otherwise. Every save is atomic, so the last checkpoint is whole, and it resumes exactly."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second Ctrl-C, pressed while this stops, would
+        signal.signal(sig, signal.SIG_IGN)  # cut it short
     if (compile and (why := compile_failure(e))) or (why := cache_failure(e)):  # the first compiled forward; or
         # a TORCHINDUCTOR_CACHE_DIR torch cannot make, when building the model imports torch._dynamo
         if master:
@@ -507,10 +508,11 @@ def interrupted(kind, e, tb):
         why = (f"stopped by {what}" if ctrl_c else "stopped: the reader of its output went away (a closed pipe)"
                if isinstance(cause, BrokenPipeError) else f"stopped: its output or "
                f"{os.path.join(out_dir, 'log.jsonl')} could not be written ({cause.strerror}; free space first)")
-        print(f"{why} at iteration {iter_num}; " + (
-            f"{ckpt_path} holds iteration {held}: to go on, run the same command with --init_from=resume."
-            if held is not None else "no checkpoint was saved yet: run the same command to start again."),
-            file=sys.stderr)
+        with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) takes no more text; unmake() still runs
+            print(f"{why} at iteration {iter_num}; " + (
+                f"{ckpt_path} holds iteration {held}: to go on, run the same command with --init_from=resume."
+                if held is not None else "no checkpoint was saved yet: run the same command to start again."),
+                file=sys.stderr)
         unmake()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -819,6 +819,28 @@ def test_sigterm_stops_as_ctrl_c_does_and_leaves_nothing_of_a_run_that_saved_not
     assert not (tmp_path / "new").exists()
 
 
+def test_a_closed_terminal_stops_as_ctrl_c_does_and_leaves_nothing_of_a_run_that_saved_nothing(tmp_path, data_dir):
+    # SIGHUP (the terminal closed, a shell's jobs on exit) ended the run with no word and left its log and lock
+    out = tmp_path / "new" / "out"
+    cmd = [sys.executable, "train.py", *TINY, f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=100000",
+           "--eval_interval=100000"]
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))  # not under nohup
+    try:
+        deadline = time.time() + 120
+        while not (out / "log.jsonl").exists() or '"iter": 3' not in (out / "log.jsonl").read_text():
+            assert time.time() < deadline and p.poll() is None, "the run did not get to iteration 3"
+            time.sleep(0.2)
+        p.send_signal(signal.SIGHUP)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 129 and re.fullmatch(r"stopped by SIGHUP at iteration \d+; no checkpoint was saved yet: "
+                                                r"run the same command to start again\.\n", err), err
+    assert not (tmp_path / "new").exists()
+
+
 def test_a_closed_output_pipe_is_one_line_on_how_to_go_on(tmp_path, data_dir):
     # `python train.py ... | head` was a BrokenPipeError traceback when head had its lines
     cmd = [sys.executable, "train.py", *TINY, f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'out'}",
