@@ -19,7 +19,9 @@ import math
 import os
 import re
 import signal
+import subprocess
 import sys
+import time
 import traceback
 import types
 
@@ -346,6 +348,43 @@ def stopped_by(e):
         return "Ctrl-C", 130
     name = e.args[0] if e.args else "SIGTERM"
     return name, 128 + getattr(signal, name, signal.SIGTERM)
+
+
+def stop_children(procs, e, grace=5.0):
+    """A study stopped by e (Ctrl-C, SIGTERM, SIGHUP) stops the train.py processes it started, and waits for them:
+    each stops as on its own Ctrl-C (its checkpoint whole, nothing left of a run that saved nothing). A SIGTERM sent
+    to the study alone (`kill`, `timeout`) is passed on at once: it left them training on their own (Popen), or
+    subprocess.run killed them mid-save with no word, leaving a run's lock and log. Ctrl-C at a terminal and the
+    SIGHUP of a closed one reach them with the study: they get grace seconds to stop, then SIGTERM. Another
+    Ctrl-C while they stop kills them."""
+    procs = [p for p in procs if p.poll() is None]
+    try:
+        if stopped_by(e)[0] != "SIGTERM":
+            end = time.time() + grace
+            for p in procs:
+                try:
+                    p.wait(max(0.0, end - time.time()))
+                except subprocess.TimeoutExpired:
+                    pass
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            p.wait()
+    except KeyboardInterrupt:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def run_child(cmd, **popen_args):
+    """subprocess.run(cmd, **popen_args).returncode, its process stopped with the caller's (stop_children)."""
+    p = subprocess.Popen(cmd, **popen_args)
+    try:
+        return p.wait()
+    except KeyboardInterrupt as e:
+        stop_children([p], e)
+        raise
 
 
 def cli(main, after, oom="choose smaller settings (model, batch, lengths), or run on a machine with more"):

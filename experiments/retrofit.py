@@ -40,7 +40,7 @@ if not __package__:
 
 from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, new_dirs, open_data, partial_report,
                         read_log, read_table, save_figure, tokens, writable_dir)
-from configurator import Parser, cli
+from configurator import Parser, cli, run_child
 from convert import convert_state_dict
 from model import GPT, GPTConfig
 
@@ -153,7 +153,7 @@ def train_all(s, command):
         cmd = [sys.executable, "train.py", *args] + (["--init_from=resume"] if ckpt is not None else [])
         print(" ".join(cmd), flush=True)
         t0 = time.time()
-        if subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode:  # train.py said why on stderr
+        if run_child(cmd, stdout=subprocess.DEVNULL):  # train.py said why on stderr
             sys.exit(f"{out}: train.py stopped (its message is above); fix that and run this command again, the "
                      f"finished runs are kept.")
         add_time(s, out, time.time() - t0)

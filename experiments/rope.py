@@ -36,7 +36,7 @@ if not __package__:
 
 from checkpoint import (atomic_write, check_study_run, default_data, hold_lock, load_checkpoint, new_dirs,
                         open_data, partial_report, read_table, save_figure, tokens, writable_dir)
-from configurator import Parser, cli
+from configurator import Parser, cli, run_child
 from model import GPT, GPTConfig
 
 VARIANTS = {"qkv": ("qkv", "learned"), "qk_v": ("qk_v", "learned"), "qkv rope": ("qkv", "rope"),
@@ -86,7 +86,7 @@ def train_all(args):
         if ckpt is not None:
             cmd.append("--init_from=resume")
         t0 = time.time()
-        if subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode:  # train.py said why on stderr
+        if run_child(cmd, stdout=subprocess.DEVNULL):  # train.py said why on stderr
             sys.exit(f"{out}: train.py stopped (its message is above); fix that and run this command again, the "
                      f"finished runs are kept.")
         print(f"{out}: {time.time() - t0:.0f} s", flush=True)

@@ -41,7 +41,7 @@ if not __package__:
 
 from checkpoint import (atomic_write, check_study_run, default_data, guard_assets, hold_lock, load_checkpoint, new_dirs,
                         open_data, read_log, read_table, save_figure, tokens, writable_dir)
-from configurator import Parser, cli, number
+from configurator import Parser, cli, number, stop_children
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
 
@@ -202,6 +202,16 @@ def train_all(s, args):
     rows, ana = read_csv(csv_path, COLUMNS), read_csv(ana_path, ANALYSIS_COLUMNS)
     todo = [r for r in plan(s) if not (r.lr and row_of(rows, r))]
     running = {}  # Popen -> (run, out_dir, start, stderr file)
+    try:
+        train_todo(s, args, todo, running, rows, ana)
+    except KeyboardInterrupt as e:  # a SIGTERM to this process alone left its runs training on their own
+        stop_children(running, e)
+        raise
+
+
+def train_todo(s, args, todo, running, rows, ana):
+    """train_all's loop, with running kept where train_all stops it."""
+    csv_path, ana_path = paths(s, args)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     t_start = time.time()
     while todo or running:

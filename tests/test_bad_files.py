@@ -9,8 +9,10 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -1072,7 +1074,7 @@ def test_experiments_check_their_output_folders_before_training(tmp_path, monkey
     make_data(tmp_path / "data" / "cpu_lm_bytes")
     (tmp_path / "out-retrofit-quick").write_text("a file where the runs' folder should be")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("trained before checking its folders"))
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("trained before checking its folders"))
     with pytest.raises(SystemExit, match=r"^out-retrofit-quick is not a writable directory \(a file has that name\); "
                                          r"move that file out of the way and run again\.$"):  # "make it writable"
         retrofit.main(["--quick"])
@@ -1091,7 +1093,7 @@ def test_a_study_stopped_before_its_first_run_saved_leaves_no_folder(tmp_path, m
 
     def ctrl_c(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(subprocess, "run", ctrl_c)
+    monkeypatch.setattr(subprocess, "Popen", ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         study.main(argv)
     assert sorted(os.listdir(tmp_path)) == ["data"]
@@ -1112,6 +1114,48 @@ def test_a_second_study_into_the_same_runs_waits_its_turn(tmp_path, monkeypatch,
     assert os.listdir(root) == []
 
 
+# a train.py that stands in for the real one under a study: says it is ready, then stops on SIGTERM as train.py does
+FAKE_TRAIN = """import os, signal, sys, time
+def stop(*args):
+    open(f"stopped.{os.getpid()}", "w").close()
+    sys.exit(143)
+signal.signal(signal.SIGTERM, stop)
+open(f"ready.{os.getpid()}", "w").close()
+time.sleep(30)
+"""
+
+
+@pytest.mark.parametrize("study, runs", [(cpu_lm, 1), (scaling, 2)], ids=["cpu_lm", "scaling"])
+def test_a_study_stopped_by_sigterm_stops_its_runs_and_waits_for_them(tmp_path, monkeypatch, study, runs):
+    # `kill` (or `timeout`) of a study: scaling's train.py processes trained on alone, cpu_lm's was killed mid-save
+    # by subprocess.run with no word, leaving its lock and log; now each gets the SIGTERM and stops as it says
+    import threading
+    from configurator import Terminated, stop_on_sigterm
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.py").write_text(FAKE_TRAIN)
+
+    def kill_when_ready():
+        deadline = time.time() + 60
+        while len([f for f in os.listdir(tmp_path) if f.startswith("ready.")]) < runs and time.time() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)
+    stop_on_sigterm()
+    threading.Thread(target=kill_when_ready, daemon=True).start()
+    try:
+        with pytest.raises(Terminated):
+            if study is cpu_lm:
+                cpu_lm.train_all()
+            else:
+                scaling.train_all(scaling.QUICK, argparse.Namespace(root="runs", data_dir="data", jobs=runs))
+    finally:
+        signal.signal(signal.SIGTERM, before[0])
+        signal.signal(signal.SIGHUP, before[1])
+    ready = sorted(f.split(".")[1] for f in os.listdir(tmp_path) if f.startswith("ready."))
+    stopped = sorted(f.split(".")[1] for f in os.listdir(tmp_path) if f.startswith("stopped."))
+    assert len(ready) == runs and stopped == ready  # each stopped by its own handler, before the study went on
+
+
 def test_hold_lock_refuses_a_second_holder_and_runs_where_there_is_no_flock(tmp_path, monkeypatch):
     with checkpoint.hold_lock(str(tmp_path), "busy"):
         with pytest.raises(SystemExit, match="^busy$"):
@@ -1125,7 +1169,7 @@ def test_hold_lock_refuses_a_second_holder_and_runs_where_there_is_no_flock(tmp_
 
 
 def test_a_training_run_that_fails_stops_the_study_in_one_sentence(tmp_path, monkeypatch):
-    monkeypatch.setattr(subprocess, "run", lambda cmd, **k: subprocess.CompletedProcess(cmd, 1))  # train.py refused
+    monkeypatch.setattr(subprocess, "Popen", lambda cmd, **k: argparse.Namespace(wait=lambda: 1))  # train.py refused
     s = dict(retrofit.QUICK, root=str(tmp_path / "runs"), assets=str(tmp_path / "runs" / "retrofit"))
     (tmp_path / "runs").mkdir()  # made by main, before the lock on it
     with pytest.raises(SystemExit, match=f"^{tmp_path}/runs/qkv_s1337: train.py stopped \\(its message is above\\)"):
