@@ -11,6 +11,7 @@ The files every script shares, each opened with its checks and written atomicall
   save_figure(fig, path, ...)    a matplotlib figure as a PNG, drawn in memory first, then written by atomic_write
   writable_dir(folder, fix)      an output folder checked before the work, not found unwritable after it
   hold_lock(folder, busy)        one process at a time writing into a folder (prepare's out_dir, a study's runs)
+  being_written(folder)          whether another process holds that lock now (a data_dir prepared as train.py starts)
   guard_assets(path, ...)        only a study's full default run writes into assets/ (compared by real path)
   check_study_run(ckpt, ...)     a study's run folder holds the run the study trains there, not a foreign one, nor
                                  one trained before its data_dir was prepared again (other_data, as train.py checks)
@@ -231,6 +232,23 @@ def hold_lock(folder, busy):
         except OSError:
             raise SystemExit(busy) from None
         yield
+    finally:
+        os.close(fd)
+
+
+def being_written(folder):
+    """Whether another process holds hold_lock on folder now (prepare_slimpajama.py filling a data_dir): what it has
+    half written is work under way, not a stopped run to finish."""
+    try:
+        import fcntl
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # let go at once, below: a probe, never a wait
+        return False
+    except OSError:
+        return True
     finally:
         os.close(fd)
 
@@ -574,6 +592,9 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
             raise SystemExit(why)
         # a preparation stopped midway (Ctrl-C, kill): only the command that began it knows its inputs
         if not os.path.exists(os.path.join(data_dir, name)) and os.path.exists(os.path.join(data_dir, "progress.json")):
+            if being_written(data_dir):  # "run the command again" met its lock: being written now, not stopped
+                raise SystemExit(f"data_dir {data_dir!r} is being prepared by a prepare_slimpajama.py run now "
+                                 f"(progress.json, no meta.json yet): wait for it to end, then run this again.")
             raise SystemExit(f"data_dir {data_dir!r} is partly prepared (progress.json, no meta.json yet): run the "
                              f"prepare_slimpajama.py command that began it again to finish it.")
         if not os.path.exists(os.path.join(data_dir, name)):

@@ -153,6 +153,21 @@ def test_data_that_disagrees_with_meta_json_is_one_sentence(tmp_path, damage, me
     assert str(e.value).startswith(message.format(d=d)), str(e.value)
 
 
+def test_data_being_prepared_now_is_told_to_wait_not_to_run_prepare_again(tmp_path):
+    # train.py beside a prepare_slimpajama.py run still filling its data_dir was told to run that command again,
+    # which its lock then refused
+    d = tmp_path / "data"
+    make_data(d)
+    partly_prepared(d)
+    with checkpoint.hold_lock(str(d), "held by the test, as prepare holds it"):
+        with pytest.raises(SystemExit) as e:
+            checkpoint.open_data(str(d), 32, 256)
+    assert str(e.value) == f"data_dir '{d}' is being prepared by a prepare_slimpajama.py run now (progress.json, no " \
+                           f"meta.json yet): wait for it to end, then run this again."
+    with pytest.raises(SystemExit, match="is partly prepared"):  # stopped: its command finishes it
+        checkpoint.open_data(str(d), 32, 256)
+
+
 def test_data_without_the_recorded_fields_still_opens(tmp_path):
     make_data(tmp_path)  # meta.json as prepared before dtype and the largest ids were recorded
     assert checkpoint.open_data(str(tmp_path), 32, 256)["vocab_size"] == 256
