@@ -245,8 +245,10 @@ def in_use(f):
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         f.seek(0)
+        # a resume has its checkpoint there and nowhere else: another --out_dir would be "does not exist"
         sys.exit(f"out_dir {out_dir!r} is in use by another train.py run (pid {f.read().strip() or '?'}); wait for "
-                 f"it to end or choose another --out_dir.")
+                 + ("it to end (or stop it), then run this again." if init_from == "resume" else
+                    "it to end or choose another --out_dir."))
 
 
 # where a run refused its out_dir can go instead: a resumed run's checkpoint is there, so only with a copy of it

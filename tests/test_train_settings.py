@@ -1023,3 +1023,20 @@ def test_a_run_refused_because_another_holds_the_out_dir_removes_nothing_there(t
     msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}"])
     assert msg.startswith(f"out_dir '{out}' is in use by another train.py run"), msg
     assert os.listdir(out) == ["train.lock"]
+
+
+def test_a_resume_while_its_run_still_trains_is_told_to_wait_not_to_choose_another_out_dir(tmp_path, data_dir,
+                                                                                            monkeypatch):
+    # "or choose another --out_dir" sent a resume where its checkpoint is not: "does not exist" next
+    import fcntl
+
+    def held(*args):
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "train.lock").write_text("12345\n")
+    monkeypatch.setattr(fcntl, "flock", held)
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume"])
+    assert msg == f"out_dir '{out}' is in use by another train.py run (pid 12345); wait for it to end (or stop it), " \
+                  f"then run this again."
+    assert os.listdir(out) == ["train.lock"]
