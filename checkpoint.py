@@ -12,6 +12,7 @@ The files every script shares, each opened with its checks and written atomicall
   writable_dir(folder, fix)      an output folder checked before the work, not found unwritable after it
   hold_lock(folder, busy)        one process at a time writing into a folder (prepare's out_dir, a study's runs)
   being_written(folder)          whether another process holds that lock now (a data_dir prepared as train.py starts)
+  train_first(root, command)     a study's report with no finished run: train them, or wait for the study training them
   guard_assets(path, ...)        only a study's full default run writes into assets/ (compared by real path)
   check_study_run(ckpt, ...)     a study's run folder holds the run the study trains there, not a foreign one, nor
                                  one trained before its data_dir was prepared again (other_data, as train.py checks)
@@ -251,6 +252,14 @@ def being_written(folder):
         return True
     finally:
         os.close(fd)
+
+
+def train_first(root, command):
+    """The fix for a study's report that found no finished run under root: train them with command, or, where that
+    command trains them now (it holds root's lock), wait: run again, it would be refused by that lock."""
+    if being_written(root):
+        return f"`{command}` is training them now: wait for its first run to finish, then run this again"
+    return f"train them first with `{command}`"
 
 
 def save_checkpoint(ckpt, path):

@@ -29,7 +29,7 @@ if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.cpu_lm")
 
 from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, new_dirs, open_data, partial_report,
-                        read_log, save_figure, writable_dir)
+                        read_log, save_figure, train_first, writable_dir)
 from configurator import Parser, cli, run_child
 from model import GPT, GPTConfig
 
@@ -194,7 +194,7 @@ def plot(results, prefix):
 def report():
     results, cfg, missing = collect()
     if not results:
-        sys.exit(f"no finished run under {ROOT}/; train them first with `python -m experiments.cpu_lm`.")
+        sys.exit(f"no finished run under {ROOT}/; {train_first(ROOT, 'python -m experiments.cpu_lm')}.")
     prefix = f"{ROOT}/cpu_lm" if missing else ASSETS  # a partial report never replaces the complete one
     writable_dir(os.path.dirname(prefix), "make it writable")
     if missing:

@@ -39,7 +39,7 @@ if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.retrofit")
 
 from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, new_dirs, open_data, partial_report,
-                        read_log, read_table, save_figure, tokens, writable_dir)
+                        read_log, read_table, save_figure, tokens, train_first, writable_dir)
 from configurator import Parser, cli, run_child
 from convert import convert_state_dict
 from model import GPT, GPTConfig
@@ -455,7 +455,7 @@ def plot(recs, s, prefix):
 def report(s, command):
     recs, missing = collect(s)
     if not any(r["name"] == "qkv" for r in recs):
-        sys.exit(f"no finished qkv run under {s['root']}/; train them first with `{command}`.")
+        sys.exit(f"no finished qkv run under {s['root']}/; {train_first(s['root'], command)}.")
     prefix = f"{s['root']}/retrofit" if missing else s["assets"]  # a partial report never replaces the complete one
     for _, _, out, args, _ in plan(s):  # nor is a run trained there with other settings (by hand, or another study)
         if out not in missing:          # in any report, a partial one included

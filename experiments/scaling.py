@@ -40,7 +40,7 @@ if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.scaling")
 
 from checkpoint import (atomic_write, check_study_run, default_data, guard_assets, hold_lock, load_checkpoint, new_dirs,
-                        open_data, read_log, read_table, save_figure, tokens, writable_dir)
+                        open_data, read_log, read_table, save_figure, tokens, train_first, writable_dir)
 from configurator import Parser, cli, number, stop_children
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
@@ -435,7 +435,7 @@ def report(s, args):
         (f" --root={args.root}" if args.root != s["root"] else "") + \
         (f" --data_dir={args.data_dir}" if not default_data(args.data_dir) else "")
     if not rows:
-        sys.exit(f"{csv_path} holds no finished run yet; train them first with `{command}`.")
+        sys.exit(f"{csv_path} holds no finished run yet; {train_first(args.root, command)}.")
     expected = len(plan(s))
     md_path = csv_path[:-4] + ".md"
     partial = len(rows) < expected

@@ -1171,6 +1171,22 @@ def test_a_study_stopped_by_sigterm_stops_its_runs_and_waits_for_them(tmp_path, 
     assert len(ready) == runs and stopped == ready  # each stopped by its own handler, before the study went on
 
 
+@pytest.mark.parametrize("study, argv, root", STUDIES, ids=[r for _, _, r in STUDIES])
+def test_a_report_while_the_study_trains_its_first_run_says_to_wait(tmp_path, monkeypatch, study, argv, root):
+    # "no finished run; train them first with `python -m experiments.X`": that command, run, met the lock of the
+    # study already training them
+    make_data(tmp_path / "data" / "cpu_lm_bytes")
+    (tmp_path / root).mkdir()
+    monkeypatch.chdir(tmp_path)
+    with checkpoint.hold_lock(root, "held by the test, as the study holds it"):
+        with pytest.raises(SystemExit) as e:
+            study.main([*argv, "--report"])
+    assert re.search(r"; `python -m experiments\.[a-z_]+( --quick)?` is training them now: wait for its first run "
+                     r"to finish, then run this again\.$", str(e.value)), str(e.value)
+    with pytest.raises(SystemExit, match="; train them first with `python -m experiments"):  # none training them
+        study.main([*argv, "--report"])
+
+
 def test_hold_lock_refuses_a_second_holder_and_runs_where_there_is_no_flock(tmp_path, monkeypatch):
     with checkpoint.hold_lock(str(tmp_path), "busy"):
         with pytest.raises(SystemExit, match="^busy$"):
