@@ -369,6 +369,8 @@ def stop_children(procs, e, grace=5.0):
         for p in procs:
             if p.poll() is None:
                 p.terminate()
+                if hasattr(signal, "SIGCONT"):  # one stopped (SIGSTOP, Ctrl-Z) takes it only when continued: a hang
+                    p.send_signal(signal.SIGCONT)
         for p in procs:
             p.wait()
     except KeyboardInterrupt:

@@ -300,6 +300,21 @@ def test_sighup_in_a_command_is_one_line_and_status_129_but_stays_ignored_under_
         signal.signal(signal.SIGTERM, before[1])
 
 
+def test_a_stopped_study_stops_a_child_that_was_itself_stopped(tmp_path):
+    # a train.py paused with SIGSTOP (or Ctrl-Z) takes SIGTERM only when continued: the study waited for it forever
+    import threading
+    from configurator import Terminated, stop_children
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    p.send_signal(signal.SIGSTOP)
+    rescue = threading.Timer(30, p.kill)  # the hang, ended for the test
+    rescue.start()
+    try:
+        stop_children([p], Terminated("SIGTERM"))
+    finally:
+        rescue.cancel()
+    assert p.returncode == -signal.SIGTERM
+
+
 def test_an_allocation_the_machine_refuses_is_one_sentence(capsys):
     # synthetic --embd=400000 (a setting in range) was torch's allocator traceback, from its worker or in-process
     def main():
