@@ -351,15 +351,15 @@ def stopped_by(e):
 
 
 def stop_children(procs, e, grace=5.0):
-    """A study stopped by e (Ctrl-C, SIGTERM, SIGHUP) stops the train.py processes it started, and waits for them:
-    each stops as on its own Ctrl-C (its checkpoint whole, nothing left of a run that saved nothing). A SIGTERM sent
-    to the study alone (`kill`, `timeout`) is passed on at once: it left them training on their own (Popen), or
-    subprocess.run killed them mid-save with no word, leaving a run's lock and log. Ctrl-C at a terminal and the
-    SIGHUP of a closed one reach them with the study: they get grace seconds to stop, then SIGTERM. Another
-    Ctrl-C while they stop kills them."""
+    """A study stopped by e (Ctrl-C, SIGTERM, SIGHUP, or an error such as its output pipe closed) stops the train.py
+    processes it started, and waits for them: each stops as on its own Ctrl-C (its checkpoint whole, nothing left of
+    a run that saved nothing). A SIGTERM sent to the study alone (`kill`, `timeout`), or an error, is passed on at
+    once: they were left training on their own, or subprocess.run killed them mid-save with no word, leaving a run's
+    lock and log. Ctrl-C at a terminal and the SIGHUP of a closed one reach them with the study: they get grace
+    seconds to stop, then SIGTERM. Another Ctrl-C while they stop kills them."""
     procs = [p for p in procs if p.poll() is None]
     try:
-        if stopped_by(e)[0] != "SIGTERM":
+        if isinstance(e, KeyboardInterrupt) and stopped_by(e)[0] != "SIGTERM":
             end = time.time() + grace
             for p in procs:
                 try:

@@ -204,8 +204,8 @@ def train_all(s, args):
     running = {}  # Popen -> (run, out_dir, start, stderr file)
     try:
         train_todo(s, args, todo, running, rows, ana)
-    except KeyboardInterrupt as e:  # a SIGTERM to this process alone left its runs training on their own
-        stop_children(running, e)
+    except BaseException as e:  # a SIGTERM to this process alone, or its output closed (`| head`), left its runs
+        stop_children(running, e)  # training on their own
         raise
 
 

@@ -1187,6 +1187,25 @@ def test_a_report_while_the_study_trains_its_first_run_says_to_wait(tmp_path, mo
         study.main([*argv, "--report"])
 
 
+def test_a_scaling_study_whose_output_closes_stops_the_runs_still_training(tmp_path, monkeypatch):
+    # `python -m experiments.scaling | head -3`: the line after a finished run met the closed pipe, and the study
+    # ended there, its other run left training on its own
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.py").write_text(FAKE_TRAIN.replace("time.sleep(", "'--proj=qkv' in sys.argv or time.sleep("))
+
+    def closed(*args):
+        deadline = time.time() + 60  # the qk_v run ready to stop as train.py does
+        while len([f for f in os.listdir(tmp_path) if f.startswith("ready.")]) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        raise BrokenPipeError(32, "Broken pipe")
+    monkeypatch.setattr(scaling, "finish", closed)  # the first line after the qkv run
+    with pytest.raises(BrokenPipeError):
+        scaling.train_all(scaling.QUICK, argparse.Namespace(root="runs", data_dir="data", jobs=2))
+    ready = sorted(f.split(".")[1] for f in os.listdir(tmp_path) if f.startswith("ready."))
+    stopped = sorted(f.split(".")[1] for f in os.listdir(tmp_path) if f.startswith("stopped."))
+    assert len(ready) == 2 and len(stopped) == 1 and stopped[0] in ready  # the qk_v run, stopped as it says
+
+
 def test_hold_lock_refuses_a_second_holder_and_runs_where_there_is_no_flock(tmp_path, monkeypatch):
     with checkpoint.hold_lock(str(tmp_path), "busy"):
         with pytest.raises(SystemExit, match="^busy$"):
