@@ -632,6 +632,10 @@ source = load_source() if converting else None
 # name the data, not vocab_size or block_size
 meta = open_data(data_dir, block_size, gptconf.vocab_size, resuming=init_from == "resume" or converting
                  and source[0].vocab_size == gptconf.vocab_size)
+# the two bins just checked, held open for the whole run: each batch maps them anew (a memmap kept open leaks
+# memory), and through their paths it read whatever was there then: data_dir deleted mid-run was a FileNotFoundError
+# traceback, and prepared again from other text, the rest of the run trained on that without a word
+bins = {split: open(os.path.join(data_dir, f"{split}.bin"), "rb") for split in ("train", "val")}
 # the ids its weights were trained on: on another tokenizer's ids (a vocabulary that fits: bytes in r50k's) a resumed
 # or converted model trained on without a word, each embedding row now meaning another token
 trained_on = (ckpt["meta"] or {}).get("tokenizer") if ckpt and ckpt.get("meta") else source[2] if source else None
@@ -661,7 +665,7 @@ def get_batch(split, *key):
     (iteration, micro-batch index in the global batch), so a resumed run, or one with another number of
     processes, sees the same batches. val: consecutive windows from the start (key = batch index), so every
     evaluation scores the same tokens."""
-    data = tokens(data_dir, split)
+    data = np.memmap(bins[split], dtype=np.uint16, mode="r")
     if split == "train":
         ix = np.random.default_rng([seed, *key]).integers(0, len(data) - block_size, size=batch_size)
     else:
