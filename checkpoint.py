@@ -142,7 +142,9 @@ def new_dirs(*folders):
             f = os.path.dirname(f)
     try:
         yield
-    except BaseException:
+    except BaseException as e:
+        if isinstance(e, Busy):  # another process holds the folder: made by it since this one looked, perhaps, and
+            raise  # still empty while it works; removed, its results had nowhere to go
         for d in sorted(new, key=len, reverse=True):  # the deepest first; one that holds a file stays
             with contextlib.suppress(OSError):
                 os.rmdir(d)
@@ -216,6 +218,10 @@ def writable_dir(folder, fix):
         raise SystemExit(f"{folder or repr(folder)} is not a writable directory ({why}); {fix}.")
 
 
+class Busy(SystemExit):
+    """hold_lock's refusal: the folder is another process's, which new_dirs leaves as it is."""
+
+
 @contextlib.contextmanager
 def hold_lock(folder, busy):
     """An flock on folder itself while this process writes there, or busy (the sentence to say) when another process
@@ -231,7 +237,7 @@ def hold_lock(folder, busy):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise SystemExit(busy) from None
+            raise Busy(busy) from None
         yield
     finally:
         os.close(fd)

@@ -1206,6 +1206,24 @@ def test_a_scaling_study_whose_output_closes_stops_the_runs_still_training(tmp_p
     assert len(ready) == 2 and len(stopped) == 1 and stopped[0] in ready  # the qk_v run, stopped as it says
 
 
+def test_a_run_refused_by_the_lock_leaves_the_folder_the_holder_made(tmp_path):
+    # two evals (benches, studies) started together into one new folder: both found none, the second, refused by the
+    # first's lock, removed the folder as one it had made, and the first's results had nowhere to go
+    out = tmp_path / "new"
+    with pytest.raises(SystemExit, match="^busy$"):
+        with checkpoint.new_dirs(str(out)):  # looked before the other run made it
+            out.mkdir()
+            with checkpoint.hold_lock(str(out), "held by the other run"):
+                with checkpoint.hold_lock(str(out), "busy"):
+                    pass
+    assert out.is_dir()
+    with pytest.raises(SystemExit):  # a folder this run made and failed in is still removed
+        with checkpoint.new_dirs(str(tmp_path / "mine")):
+            (tmp_path / "mine").mkdir()
+            raise SystemExit("failed")
+    assert not (tmp_path / "mine").exists()
+
+
 def test_hold_lock_refuses_a_second_holder_and_runs_where_there_is_no_flock(tmp_path, monkeypatch):
     with checkpoint.hold_lock(str(tmp_path), "busy"):
         with pytest.raises(SystemExit, match="^busy$"):
