@@ -143,9 +143,10 @@ def new_dirs(*folders):
     try:
         yield
     except BaseException as e:
-        if isinstance(e, Busy):  # another process holds the folder: made by it since this one looked, perhaps, and
-            raise  # still empty while it works; removed, its results had nowhere to go
-        for d in sorted(new, key=len, reverse=True):  # the deepest first; one that holds a file stays
+        # a folder another process holds (Busy) stays: made by it since this one looked, perhaps, and still empty
+        # while it works; removed, its results had nowhere to go
+        held = os.path.abspath(e.folder) if isinstance(e, Busy) else None
+        for d in sorted(new - {held}, key=len, reverse=True):  # the deepest first; one that holds a file stays
             with contextlib.suppress(OSError):
                 os.rmdir(d)
         raise
@@ -219,7 +220,10 @@ def writable_dir(folder, fix):
 
 
 class Busy(SystemExit):
-    """hold_lock's refusal: the folder is another process's, which new_dirs leaves as it is."""
+    """hold_lock's refusal: folder is another process's, which new_dirs leaves as it is."""
+    def __init__(self, busy, folder):
+        super().__init__(busy)
+        self.folder = folder
 
 
 @contextlib.contextmanager
@@ -237,7 +241,7 @@ def hold_lock(folder, busy):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise Busy(busy) from None
+            raise Busy(busy, folder) from None
         yield
     finally:
         os.close(fd)

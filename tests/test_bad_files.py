@@ -1209,14 +1209,15 @@ def test_a_scaling_study_whose_output_closes_stops_the_runs_still_training(tmp_p
 def test_a_run_refused_by_the_lock_leaves_the_folder_the_holder_made(tmp_path):
     # two evals (benches, studies) started together into one new folder: both found none, the second, refused by the
     # first's lock, removed the folder as one it had made, and the first's results had nowhere to go
-    out = tmp_path / "new"
+    out, cache = tmp_path / "new", tmp_path / "cache"
     with pytest.raises(SystemExit, match="^busy$"):
-        with checkpoint.new_dirs(str(out)):  # looked before the other run made it
+        with checkpoint.new_dirs(str(out), str(cache)):  # looked before the other run made it
+            cache.mkdir()  # this run's own: removed
             out.mkdir()
             with checkpoint.hold_lock(str(out), "held by the other run"):
                 with checkpoint.hold_lock(str(out), "busy"):
                     pass
-    assert out.is_dir()
+    assert out.is_dir() and not cache.exists()
     with pytest.raises(SystemExit):  # a folder this run made and failed in is still removed
         with checkpoint.new_dirs(str(tmp_path / "mine")):
             (tmp_path / "mine").mkdir()
