@@ -33,7 +33,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from checkpoint import ASSETS, atomic_write, guard_assets, new_dirs, save_figure, writable_dir
+from checkpoint import (ASSETS, atomic_write, guard_assets, hold_lock, in_assets, new_dirs, save_figure,
+                        writable_dir)
 from configurator import Parser, cli, compile_failure, run_file
 from model import GPT, SOURCES, GPTConfig
 from sample import check_device
@@ -674,27 +675,37 @@ def main(argv=None):
     # one stopped in its last section would leave new tables beside old ones in assets/
     with new_dirs(args.out), tempfile.TemporaryDirectory() if tracked else nullcontext() as stage:
         writable_dir(args.out, "choose another --out")
-        out, args.out = args.out, stage or args.out
-        print(f"device: {device_name(device)} | torch {torch.__version__} | {platform.python_implementation()} "
-              f"{platform.python_version()}")
-        torch.manual_seed(0)
-        for section, bench in BENCHES.items():
-            if section in what:
-                t0 = time.perf_counter()
-                try:
-                    bench(args, device)
-                except Exception as e:  # decode (and step on CUDA) time torch.compile'd steps: no C++ compiler
-                    rest = [s for s in what if s != section] or [s for s in BENCHES if s != section]
-                    if not (why := compile_failure(e, f"bench.py's {section} section",
-                                                   f"leave it out: --what={','.join(rest)}")):
-                        raise
-                    raise SystemExit(why) from None
-                print(f"({section}: {time.perf_counter() - t0:.0f} s wall-clock)")
-        if stage:  # every section finished: the tracked files change together
-            for name in sorted(os.listdir(stage)):
-                with open(os.path.join(stage, name), "rb") as f:
-                    atomic_write(os.path.join(out, name), f.read())
-            print(f"wrote {', '.join(sorted(os.listdir(stage)))} into {out}")
+        # two runs at once mixed their files in one folder, and each measured the other's load as its own timings.
+        # Not assets/, whose lock is the full scaling study's (its table), which would then be told bench holds it
+        with nullcontext() if in_assets(args.out) else hold_lock(
+                args.out, f"--out {args.out} is being written by another bench.py run; wait for it to end (two at "
+                          f"once would also slow each other's timings) or choose another --out."):
+            measure(args, what, device, stage)
+
+
+def measure(args, what, device, stage):
+    """The sections asked for, written into args.out, or into stage first for a tracked run (see main)."""
+    out, args.out = args.out, stage or args.out
+    print(f"device: {device_name(device)} | torch {torch.__version__} | {platform.python_implementation()} "
+          f"{platform.python_version()}")
+    torch.manual_seed(0)
+    for section, bench in BENCHES.items():
+        if section in what:
+            t0 = time.perf_counter()
+            try:
+                bench(args, device)
+            except Exception as e:  # decode (and step on CUDA) time torch.compile'd steps: no C++ compiler
+                rest = [s for s in what if s != section] or [s for s in BENCHES if s != section]
+                if not (why := compile_failure(e, f"bench.py's {section} section",
+                                               f"leave it out: --what={','.join(rest)}")):
+                    raise
+                raise SystemExit(why) from None
+            print(f"({section}: {time.perf_counter() - t0:.0f} s wall-clock)")
+    if stage:  # every section finished: the tracked files change together
+        for name in sorted(os.listdir(stage)):
+            with open(os.path.join(stage, name), "rb") as f:
+                atomic_write(os.path.join(out, name), f.read())
+        print(f"wrote {', '.join(sorted(os.listdir(stage)))} into {out}")
 
 
 if __name__ == "__main__":

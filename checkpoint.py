@@ -11,6 +11,8 @@ The files every script shares, each opened with its checks and written atomicall
   save_figure(fig, path, ...)    a matplotlib figure as a PNG, drawn in memory first, then written by atomic_write
   writable_dir(folder, fix)      an output folder checked before the work, not found unwritable after it
   hold_lock(folder, busy)        one process at a time writing into a folder (prepare's out_dir, a study's runs)
+  being_written(folder)          whether another process holds that lock now (a data_dir prepared as train.py starts)
+  train_first(root, command)     a study's report with no finished run: train them, or wait for the study training them
   guard_assets(path, ...)        only a study's full default run writes into assets/ (compared by real path)
   check_study_run(ckpt, ...)     a study's run folder holds the run the study trains there, not a foreign one, nor
                                  one trained before its data_dir was prepared again (other_data, as train.py checks)
@@ -140,8 +142,11 @@ def new_dirs(*folders):
             f = os.path.dirname(f)
     try:
         yield
-    except BaseException:
-        for d in sorted(new, key=len, reverse=True):  # the deepest first; one that holds a file stays
+    except BaseException as e:
+        # a folder another process holds (Busy) stays: made by it since this one looked, perhaps, and still empty
+        # while it works; removed, its results had nowhere to go
+        held = os.path.abspath(e.folder) if isinstance(e, Busy) else None
+        for d in sorted(new - {held}, key=len, reverse=True):  # the deepest first; one that holds a file stays
             with contextlib.suppress(OSError):
                 os.rmdir(d)
         raise
@@ -214,6 +219,13 @@ def writable_dir(folder, fix):
         raise SystemExit(f"{folder or repr(folder)} is not a writable directory ({why}); {fix}.")
 
 
+class Busy(SystemExit):
+    """hold_lock's refusal: folder is another process's, which new_dirs leaves as it is."""
+    def __init__(self, busy, folder):
+        super().__init__(busy)
+        self.folder = folder
+
+
 @contextlib.contextmanager
 def hold_lock(folder, busy):
     """An flock on folder itself while this process writes there, or busy (the sentence to say) when another process
@@ -229,10 +241,35 @@ def hold_lock(folder, busy):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise SystemExit(busy) from None
+            raise Busy(busy, folder) from None
         yield
     finally:
         os.close(fd)
+
+
+def being_written(folder):
+    """Whether another process holds hold_lock on folder now (prepare_slimpajama.py filling a data_dir): what it has
+    half written is work under way, not a stopped run to finish."""
+    try:
+        import fcntl
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # let go at once, below: a probe, never a wait
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def train_first(root, command):
+    """The fix for a study's report that found no finished run under root: train them with command, or, where that
+    command trains them now (it holds root's lock), wait: run again, it would be refused by that lock."""
+    if being_written(root):
+        return f"`{command}` is training them now: wait for its first run to finish, then run this again"
+    return f"train them first with `{command}`"
 
 
 def save_checkpoint(ckpt, path):
@@ -586,6 +623,9 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
             raise SystemExit(why)
         # a preparation stopped midway (Ctrl-C, kill): only the command that began it knows its inputs
         if not os.path.exists(os.path.join(data_dir, name)) and os.path.exists(os.path.join(data_dir, "progress.json")):
+            if being_written(data_dir):  # "run the command again" met its lock: being written now, not stopped
+                raise SystemExit(f"data_dir {data_dir!r} is being prepared by a prepare_slimpajama.py run now "
+                                 f"(progress.json, no meta.json yet): wait for it to end, then run this again.")
             raise SystemExit(f"data_dir {data_dir!r} is partly prepared (progress.json, no meta.json yet): run the "
                              f"prepare_slimpajama.py command that began it again to finish it.")
         if not os.path.exists(os.path.join(data_dir, name)):

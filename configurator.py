@@ -19,7 +19,9 @@ import math
 import os
 import re
 import signal
+import subprocess
 import sys
+import time
 import traceback
 import types
 
@@ -324,22 +326,67 @@ class Parser(argparse.ArgumentParser):
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (`kill`, a scheduler's time limit), raised as Ctrl-C is, so the command stops the same way: one line,
-    no half-written file, nothing left of a run that saved nothing. A KeyboardInterrupt, so every
-    `except KeyboardInterrupt` that cleans up takes it too."""
+    """SIGTERM (`kill`, a scheduler's time limit) or SIGHUP (the terminal closed), raised as Ctrl-C is, so the command
+    stops the same way: one line, no half-written file, nothing left of a run that saved nothing. A KeyboardInterrupt,
+    so every `except KeyboardInterrupt` that cleans up takes it too. Its argument: the signal's name."""
 
 
 def stop_on_sigterm():
-    """From now on SIGTERM raises Terminated in the main thread (the default ends the process with no word, leaving
-    what a clean stop removes)."""
+    """From now on SIGTERM and SIGHUP raise Terminated in the main thread (the default ends the process with no word,
+    leaving what a clean stop removes: a closed terminal left a run's lock and log, or a temporary file). A SIGHUP
+    already ignored (nohup) stays ignored."""
     def raise_terminated(signum, frame):
-        raise Terminated
+        raise Terminated(signal.Signals(signum).name)
     signal.signal(signal.SIGTERM, raise_terminated)
+    if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:  # POSIX only
+        signal.signal(signal.SIGHUP, raise_terminated)
 
 
 def stopped_by(e):
-    """'SIGTERM' or 'Ctrl-C', and the exit status a shell gives for it: 143 or 130."""
-    return ("SIGTERM", 143) if isinstance(e, Terminated) else ("Ctrl-C", 130)
+    """'SIGTERM', 'SIGHUP' or 'Ctrl-C', and the exit status a shell gives for it: 143, 129 or 130."""
+    if not isinstance(e, Terminated):
+        return "Ctrl-C", 130
+    name = e.args[0] if e.args else "SIGTERM"
+    return name, 128 + getattr(signal, name, signal.SIGTERM)
+
+
+def stop_children(procs, e, grace=5.0):
+    """A study stopped by e (Ctrl-C, SIGTERM, SIGHUP, or an error such as its output pipe closed) stops the train.py
+    processes it started, and waits for them: each stops as on its own Ctrl-C (its checkpoint whole, nothing left of
+    a run that saved nothing). A SIGTERM sent to the study alone (`kill`, `timeout`), or an error, is passed on at
+    once: they were left training on their own, or subprocess.run killed them mid-save with no word, leaving a run's
+    lock and log. Ctrl-C at a terminal and the SIGHUP of a closed one reach them with the study: they get grace
+    seconds to stop, then SIGTERM. Another Ctrl-C while they stop kills them."""
+    procs = [p for p in procs if p.poll() is None]
+    try:
+        if isinstance(e, KeyboardInterrupt) and stopped_by(e)[0] != "SIGTERM":
+            end = time.time() + grace
+            for p in procs:
+                try:
+                    p.wait(max(0.0, end - time.time()))
+                except subprocess.TimeoutExpired:
+                    pass
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                if hasattr(signal, "SIGCONT"):  # one stopped (SIGSTOP, Ctrl-Z) takes it only when continued: a hang
+                    p.send_signal(signal.SIGCONT)
+        for p in procs:
+            p.wait()
+    except KeyboardInterrupt:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def run_child(cmd, **popen_args):
+    """subprocess.run(cmd, **popen_args).returncode, its process stopped with the caller's (stop_children)."""
+    p = subprocess.Popen(cmd, **popen_args)
+    try:
+        return p.wait()
+    except KeyboardInterrupt as e:
+        stop_children([p], e)
+        raise
 
 
 def cli(main, after, oom="choose smaller settings (model, batch, lengths), or run on a machine with more"):
@@ -358,9 +405,12 @@ def cli(main, after, oom="choose smaller settings (model, batch, lengths), or ru
         finally:  # what is still buffered fails here, where it is reported, not at exit (argparse's --help: exit 0)
             sys.stdout.flush()
     except KeyboardInterrupt as e:
-        sys.stdout.flush()
         what, status = stopped_by(e)
-        print(f"stopped by {what}; {after}", file=sys.stderr)
+        try:
+            sys.stdout.flush()
+            print(f"stopped by {what}; {after}", file=sys.stderr)
+        except OSError:  # a closed terminal (SIGHUP) takes no more text: the status says it; nothing to flush at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(status) from None
     except (RuntimeError, MemoryError) as e:  # a traceback from deep in torch says nothing about what to change
         if not (why := out_of_memory(e, oom)):

@@ -39,7 +39,8 @@ def interrupted_at_start(kind, e, tb):
     if not issubclass(kind, KeyboardInterrupt):
         return sys.__excepthook__(kind, e, tb)
     what, status = stopped_by(e)
-    print(f"stopped by {what} while starting, before anything was written.", file=sys.stderr, flush=True)
+    with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) takes no more text
+        print(f"stopped by {what} while starting, before anything was written.", file=sys.stderr, flush=True)
     os._exit(status)
 
 
@@ -244,8 +245,10 @@ def in_use(f):
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         f.seek(0)
+        # a resume has its checkpoint there and nowhere else: another --out_dir would be "does not exist"
         sys.exit(f"out_dir {out_dir!r} is in use by another train.py run (pid {f.read().strip() or '?'}); wait for "
-                 f"it to end or choose another --out_dir.")
+                 + ("it to end (or stop it), then run this again." if init_from == "resume" else
+                    "it to end or choose another --out_dir."))
 
 
 # where a run refused its out_dir can go instead: a resumed run's checkpoint is there, so only with a copy of it
@@ -473,12 +476,12 @@ def full(e):
 
 
 def interrupted(kind, e, tb):
-    """Ctrl-C or SIGTERM, a closed pipe on stdout (`train.py ... | head`), a full disk under stdout or log.jsonl,
-    out of memory, a torch.compile that cannot work (no C++ compiler) or a torch cache folder it cannot make: one
-    line instead of a traceback, and exit status 130 (143) as a shell gives it for Ctrl-C (SIGTERM), 1 otherwise.
-    Every save is atomic, so the last checkpoint is whole, and it resumes exactly."""
-    for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C, pressed while this stops, would cut it short
-        signal.signal(sig, signal.SIG_IGN)
+    """Ctrl-C, SIGTERM or SIGHUP, a closed pipe on stdout (`train.py ... | head`), a full disk under stdout or
+    log.jsonl, out of memory, a torch.compile that cannot work (no C++ compiler) or a torch cache folder it cannot
+    make: one line instead of a traceback, and exit status 130 (143, 129) as a shell gives it for Ctrl-C (SIGTERM,
+    SIGHUP), 1 otherwise. Every save is atomic, so the last checkpoint is whole, and it resumes exactly."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second Ctrl-C, pressed while this stops, would
+        signal.signal(sig, signal.SIG_IGN)  # cut it short
     if (compile and (why := compile_failure(e))) or (why := cache_failure(e)):  # the first compiled forward; or
         # a TORCHINDUCTOR_CACHE_DIR torch cannot make, when building the model imports torch._dynamo
         if master:
@@ -507,10 +510,11 @@ def interrupted(kind, e, tb):
         why = (f"stopped by {what}" if ctrl_c else "stopped: the reader of its output went away (a closed pipe)"
                if isinstance(cause, BrokenPipeError) else f"stopped: its output or "
                f"{os.path.join(out_dir, 'log.jsonl')} could not be written ({cause.strerror}; free space first)")
-        print(f"{why} at iteration {iter_num}; " + (
-            f"{ckpt_path} holds iteration {held}: to go on, run the same command with --init_from=resume."
-            if held is not None else "no checkpoint was saved yet: run the same command to start again."),
-            file=sys.stderr)
+        with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) takes no more text; unmake() still runs
+            print(f"{why} at iteration {iter_num}; " + (
+                f"{ckpt_path} holds iteration {held}: to go on, run the same command with --init_from=resume."
+                if held is not None else "no checkpoint was saved yet: run the same command to start again."),
+                file=sys.stderr)
         unmake()
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -628,6 +632,10 @@ source = load_source() if converting else None
 # name the data, not vocab_size or block_size
 meta = open_data(data_dir, block_size, gptconf.vocab_size, resuming=init_from == "resume" or converting
                  and source[0].vocab_size == gptconf.vocab_size)
+# the two bins just checked, held open for the whole run: each batch maps them anew (a memmap kept open leaks
+# memory), and through their paths it read whatever was there then: data_dir deleted mid-run was a FileNotFoundError
+# traceback, and prepared again from other text, the rest of the run trained on that without a word
+bins = {split: open(os.path.join(data_dir, f"{split}.bin"), "rb") for split in ("train", "val")}
 # the ids its weights were trained on: on another tokenizer's ids (a vocabulary that fits: bytes in r50k's) a resumed
 # or converted model trained on without a word, each embedding row now meaning another token
 trained_on = (ckpt["meta"] or {}).get("tokenizer") if ckpt and ckpt.get("meta") else source[2] if source else None
@@ -657,7 +665,7 @@ def get_batch(split, *key):
     (iteration, micro-batch index in the global batch), so a resumed run, or one with another number of
     processes, sees the same batches. val: consecutive windows from the start (key = batch index), so every
     evaluation scores the same tokens."""
-    data = tokens(data_dir, split)
+    data = np.memmap(bins[split], dtype=np.uint16, mode="r")
     if split == "train":
         ix = np.random.default_rng([seed, *key]).integers(0, len(data) - block_size, size=batch_size)
     else:

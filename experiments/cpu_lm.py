@@ -19,7 +19,6 @@ import io
 import math
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -30,8 +29,8 @@ if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.cpu_lm")
 
 from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, new_dirs, open_data, partial_report,
-                        read_log, save_figure, writable_dir)
-from configurator import Parser, cli
+                        read_log, save_figure, train_first, writable_dir)
+from configurator import Parser, cli, run_child
 from model import GPT, GPTConfig
 
 VARIANTS = ["qkv", "qk_v", "q_kv", "q_k_v", "qkv_mqa", "qk_v_mqa", "qk_v_linear"]
@@ -88,7 +87,7 @@ def train_all():
             cmd.append("--init_from=resume")
         print(" ".join(cmd), flush=True)
         t0 = time.time()
-        if subprocess.run(cmd).returncode:  # train.py said why on stderr: no traceback of ours on top of it
+        if run_child(cmd):  # train.py said why on stderr: no traceback of ours on top of it
             sys.exit(f"{out_dir}: train.py stopped (its message is above); fix that and run this command again, "
                      f"the finished runs are kept.")
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -195,7 +194,7 @@ def plot(results, prefix):
 def report():
     results, cfg, missing = collect()
     if not results:
-        sys.exit(f"no finished run under {ROOT}/; train them first with `python -m experiments.cpu_lm`.")
+        sys.exit(f"no finished run under {ROOT}/; {train_first(ROOT, 'python -m experiments.cpu_lm')}.")
     prefix = f"{ROOT}/cpu_lm" if missing else ASSETS  # a partial report never replaces the complete one
     writable_dir(os.path.dirname(prefix), "make it writable")
     if missing:

@@ -39,8 +39,8 @@ if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.retrofit")
 
 from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, new_dirs, open_data, partial_report,
-                        read_log, read_table, save_figure, tokens, writable_dir)
-from configurator import Parser, cli
+                        read_log, read_table, save_figure, tokens, train_first, writable_dir)
+from configurator import Parser, cli, run_child
 from convert import convert_state_dict
 from model import GPT, GPTConfig
 
@@ -153,7 +153,7 @@ def train_all(s, command):
         cmd = [sys.executable, "train.py", *args] + (["--init_from=resume"] if ckpt is not None else [])
         print(" ".join(cmd), flush=True)
         t0 = time.time()
-        if subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode:  # train.py said why on stderr
+        if run_child(cmd, stdout=subprocess.DEVNULL):  # train.py said why on stderr
             sys.exit(f"{out}: train.py stopped (its message is above); fix that and run this command again, the "
                      f"finished runs are kept.")
         add_time(s, out, time.time() - t0)
@@ -455,7 +455,7 @@ def plot(recs, s, prefix):
 def report(s, command):
     recs, missing = collect(s)
     if not any(r["name"] == "qkv" for r in recs):
-        sys.exit(f"no finished qkv run under {s['root']}/; train them first with `{command}`.")
+        sys.exit(f"no finished qkv run under {s['root']}/; {train_first(s['root'], command)}.")
     prefix = f"{s['root']}/retrofit" if missing else s["assets"]  # a partial report never replaces the complete one
     for _, _, out, args, _ in plan(s):  # nor is a run trained there with other settings (by hand, or another study)
         if out not in missing:          # in any report, a partial one included

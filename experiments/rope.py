@@ -35,8 +35,8 @@ if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.rope")
 
 from checkpoint import (atomic_write, check_study_run, default_data, hold_lock, load_checkpoint, new_dirs,
-                        open_data, partial_report, read_table, save_figure, tokens, writable_dir)
-from configurator import Parser, cli
+                        open_data, partial_report, read_table, save_figure, tokens, train_first, writable_dir)
+from configurator import Parser, cli, run_child
 from model import GPT, GPTConfig
 
 VARIANTS = {"qkv": ("qkv", "learned"), "qk_v": ("qk_v", "learned"), "qkv rope": ("qkv", "rope"),
@@ -86,7 +86,7 @@ def train_all(args):
         if ckpt is not None:
             cmd.append("--init_from=resume")
         t0 = time.time()
-        if subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode:  # train.py said why on stderr
+        if run_child(cmd, stdout=subprocess.DEVNULL):  # train.py said why on stderr
             sys.exit(f"{out}: train.py stopped (its message is above); fix that and run this command again, the "
                      f"finished runs are kept.")
         print(f"{out}: {time.time() - t0:.0f} s", flush=True)
@@ -173,7 +173,7 @@ def report(rows, missing, args, wall):
         return f"{statistics.mean(losses):.4f} / {statistics.mean(ppl):.3f} +/- {sd:.3f} ({len(losses)})"
 
     if not rows:
-        sys.exit(f"no finished run under {args.root}/; train them first with `{study_command(args)}`.")
+        sys.exit(f"no finished run under {args.root}/; {train_first(args.root, study_command(args))}.")
     prefix = f"{args.root}/rope" if missing else args.assets  # a partial report never replaces the complete one
     if missing:
         partial_report(missing, len(args.seeds) * len(VARIANTS), prefix, args.assets)

@@ -40,8 +40,8 @@ if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.scaling")
 
 from checkpoint import (atomic_write, check_study_run, default_data, guard_assets, hold_lock, load_checkpoint, new_dirs,
-                        open_data, read_log, read_table, save_figure, tokens, writable_dir)
-from configurator import Parser, cli, number
+                        open_data, read_log, read_table, save_figure, tokens, train_first, writable_dir)
+from configurator import Parser, cli, number, stop_children
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
 
@@ -202,6 +202,16 @@ def train_all(s, args):
     rows, ana = read_csv(csv_path, COLUMNS), read_csv(ana_path, ANALYSIS_COLUMNS)
     todo = [r for r in plan(s) if not (r.lr and row_of(rows, r))]
     running = {}  # Popen -> (run, out_dir, start, stderr file)
+    try:
+        train_todo(s, args, todo, running, rows, ana)
+    except BaseException as e:  # a SIGTERM to this process alone, or its output closed (`| head`), left its runs
+        stop_children(running, e)  # training on their own
+        raise
+
+
+def train_todo(s, args, todo, running, rows, ana):
+    """train_all's loop, with running kept where train_all stops it."""
+    csv_path, ana_path = paths(s, args)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     t_start = time.time()
     while todo or running:
@@ -425,7 +435,7 @@ def report(s, args):
         (f" --root={args.root}" if args.root != s["root"] else "") + \
         (f" --data_dir={args.data_dir}" if not default_data(args.data_dir) else "")
     if not rows:
-        sys.exit(f"{csv_path} holds no finished run yet; train them first with `{command}`.")
+        sys.exit(f"{csv_path} holds no finished run yet; {train_first(args.root, command)}.")
     expected = len(plan(s))
     md_path = csv_path[:-4] + ".md"
     partial = len(rows) < expected

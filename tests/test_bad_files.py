@@ -9,8 +9,10 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -158,6 +160,21 @@ def test_data_dir_under_a_file_is_not_told_to_prepare_there(tmp_path):
     assert str(e.value) == (f"data_dir '{tmp_path}/input.txt/x/y' lies under '{tmp_path}/input.txt', which is a "
                             f"file; set --data_dir to the folder prepare_slimpajama.py wrote.")
     assert checkpoint.file_above(str(tmp_path / "new" / "x")) is None  # a folder to make: prepare's advice stands
+
+
+def test_data_being_prepared_now_is_told_to_wait_not_to_run_prepare_again(tmp_path):
+    # train.py beside a prepare_slimpajama.py run still filling its data_dir was told to run that command again,
+    # which its lock then refused
+    d = tmp_path / "data"
+    make_data(d)
+    partly_prepared(d)
+    with checkpoint.hold_lock(str(d), "held by the test, as prepare holds it"):
+        with pytest.raises(SystemExit) as e:
+            checkpoint.open_data(str(d), 32, 256)
+    assert str(e.value) == f"data_dir '{d}' is being prepared by a prepare_slimpajama.py run now (progress.json, no " \
+                           f"meta.json yet): wait for it to end, then run this again."
+    with pytest.raises(SystemExit, match="is partly prepared"):  # stopped: its command finishes it
+        checkpoint.open_data(str(d), 32, 256)
 
 
 def test_data_without_the_recorded_fields_still_opens(tmp_path):
@@ -1081,7 +1098,7 @@ def test_experiments_check_their_output_folders_before_training(tmp_path, monkey
     make_data(tmp_path / "data" / "cpu_lm_bytes")
     (tmp_path / "out-retrofit-quick").write_text("a file where the runs' folder should be")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("trained before checking its folders"))
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("trained before checking its folders"))
     with pytest.raises(SystemExit, match=r"^out-retrofit-quick is not a writable directory \(a file has that name\); "
                                          r"move that file out of the way and run again\.$"):  # "make it writable"
         retrofit.main(["--quick"])
@@ -1100,7 +1117,7 @@ def test_a_study_stopped_before_its_first_run_saved_leaves_no_folder(tmp_path, m
 
     def ctrl_c(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(subprocess, "run", ctrl_c)
+    monkeypatch.setattr(subprocess, "Popen", ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         study.main(argv)
     assert sorted(os.listdir(tmp_path)) == ["data"]
@@ -1121,6 +1138,102 @@ def test_a_second_study_into_the_same_runs_waits_its_turn(tmp_path, monkeypatch,
     assert os.listdir(root) == []
 
 
+# a train.py that stands in for the real one under a study: says it is ready, then stops on SIGTERM as train.py does
+FAKE_TRAIN = """import os, signal, sys, time
+def stop(*args):
+    open(f"stopped.{os.getpid()}", "w").close()
+    sys.exit(143)
+signal.signal(signal.SIGTERM, stop)
+open(f"ready.{os.getpid()}", "w").close()
+time.sleep(30)
+"""
+
+
+@pytest.mark.parametrize("study, runs", [(cpu_lm, 1), (scaling, 2)], ids=["cpu_lm", "scaling"])
+def test_a_study_stopped_by_sigterm_stops_its_runs_and_waits_for_them(tmp_path, monkeypatch, study, runs):
+    # `kill` (or `timeout`) of a study: scaling's train.py processes trained on alone, cpu_lm's was killed mid-save
+    # by subprocess.run with no word, leaving its lock and log; now each gets the SIGTERM and stops as it says
+    import threading
+    from configurator import Terminated, stop_on_sigterm
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.py").write_text(FAKE_TRAIN)
+
+    def kill_when_ready():
+        deadline = time.time() + 60
+        while len([f for f in os.listdir(tmp_path) if f.startswith("ready.")]) < runs and time.time() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)
+    stop_on_sigterm()
+    threading.Thread(target=kill_when_ready, daemon=True).start()
+    try:
+        with pytest.raises(Terminated):
+            if study is cpu_lm:
+                cpu_lm.train_all()
+            else:
+                scaling.train_all(scaling.QUICK, argparse.Namespace(root="runs", data_dir="data", jobs=runs))
+    finally:
+        signal.signal(signal.SIGTERM, before[0])
+        signal.signal(signal.SIGHUP, before[1])
+    ready = sorted(f.split(".")[1] for f in os.listdir(tmp_path) if f.startswith("ready."))
+    stopped = sorted(f.split(".")[1] for f in os.listdir(tmp_path) if f.startswith("stopped."))
+    assert len(ready) == runs and stopped == ready  # each stopped by its own handler, before the study went on
+
+
+@pytest.mark.parametrize("study, argv, root", STUDIES, ids=[r for _, _, r in STUDIES])
+def test_a_report_while_the_study_trains_its_first_run_says_to_wait(tmp_path, monkeypatch, study, argv, root):
+    # "no finished run; train them first with `python -m experiments.X`": that command, run, met the lock of the
+    # study already training them
+    make_data(tmp_path / "data" / "cpu_lm_bytes")
+    (tmp_path / root).mkdir()
+    monkeypatch.chdir(tmp_path)
+    with checkpoint.hold_lock(root, "held by the test, as the study holds it"):
+        with pytest.raises(SystemExit) as e:
+            study.main([*argv, "--report"])
+    assert re.search(r"; `python -m experiments\.[a-z_]+( --quick)?` is training them now: wait for its first run "
+                     r"to finish, then run this again\.$", str(e.value)), str(e.value)
+    with pytest.raises(SystemExit, match="; train them first with `python -m experiments"):  # none training them
+        study.main([*argv, "--report"])
+
+
+def test_a_scaling_study_whose_output_closes_stops_the_runs_still_training(tmp_path, monkeypatch):
+    # `python -m experiments.scaling | head -3`: the line after a finished run met the closed pipe, and the study
+    # ended there, its other run left training on its own
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.py").write_text(FAKE_TRAIN.replace("time.sleep(", "'--proj=qkv' in sys.argv or time.sleep("))
+
+    def closed(*args):
+        deadline = time.time() + 60  # the qk_v run ready to stop as train.py does
+        while len([f for f in os.listdir(tmp_path) if f.startswith("ready.")]) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        raise BrokenPipeError(32, "Broken pipe")
+    monkeypatch.setattr(scaling, "finish", closed)  # the first line after the qkv run
+    with pytest.raises(BrokenPipeError):
+        scaling.train_all(scaling.QUICK, argparse.Namespace(root="runs", data_dir="data", jobs=2))
+    ready = sorted(f.split(".")[1] for f in os.listdir(tmp_path) if f.startswith("ready."))
+    stopped = sorted(f.split(".")[1] for f in os.listdir(tmp_path) if f.startswith("stopped."))
+    assert len(ready) == 2 and len(stopped) == 1 and stopped[0] in ready  # the qk_v run, stopped as it says
+
+
+def test_a_run_refused_by_the_lock_leaves_the_folder_the_holder_made(tmp_path):
+    # two evals (benches, studies) started together into one new folder: both found none, the second, refused by the
+    # first's lock, removed the folder as one it had made, and the first's results had nowhere to go
+    out, cache = tmp_path / "new", tmp_path / "cache"
+    with pytest.raises(SystemExit, match="^busy$"):
+        with checkpoint.new_dirs(str(out), str(cache)):  # looked before the other run made it
+            cache.mkdir()  # this run's own: removed
+            out.mkdir()
+            with checkpoint.hold_lock(str(out), "held by the other run"):
+                with checkpoint.hold_lock(str(out), "busy"):
+                    pass
+    assert out.is_dir() and not cache.exists()
+    with pytest.raises(SystemExit):  # a folder this run made and failed in is still removed
+        with checkpoint.new_dirs(str(tmp_path / "mine")):
+            (tmp_path / "mine").mkdir()
+            raise SystemExit("failed")
+    assert not (tmp_path / "mine").exists()
+
+
 def test_hold_lock_refuses_a_second_holder_and_runs_where_there_is_no_flock(tmp_path, monkeypatch):
     with checkpoint.hold_lock(str(tmp_path), "busy"):
         with pytest.raises(SystemExit, match="^busy$"):
@@ -1134,7 +1247,7 @@ def test_hold_lock_refuses_a_second_holder_and_runs_where_there_is_no_flock(tmp_
 
 
 def test_a_training_run_that_fails_stops_the_study_in_one_sentence(tmp_path, monkeypatch):
-    monkeypatch.setattr(subprocess, "run", lambda cmd, **k: subprocess.CompletedProcess(cmd, 1))  # train.py refused
+    monkeypatch.setattr(subprocess, "Popen", lambda cmd, **k: argparse.Namespace(wait=lambda: 1))  # train.py refused
     s = dict(retrofit.QUICK, root=str(tmp_path / "runs"), assets=str(tmp_path / "runs" / "retrofit"))
     (tmp_path / "runs").mkdir()  # made by main, before the lock on it
     with pytest.raises(SystemExit, match=f"^{tmp_path}/runs/qkv_s1337: train.py stopped \\(its message is above\\)"):

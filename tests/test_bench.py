@@ -205,3 +205,14 @@ def test_a_users_config_the_memory_plan_cannot_read_is_one_sentence_naming_it(tm
             bench.main(["--what=memory", "--quick", f"--out={tmp_path / 'out'}"])
         assert str(e.value).startswith(f"config file {str(mine)!r}{why}"), str(e.value)
         assert not (tmp_path / "out").exists()
+
+
+def test_a_second_run_into_the_same_out_waits_its_turn(tmp_path):
+    # two at once mixed their CSVs and figures in one folder, and each timed the other's load as its own speed
+    import checkpoint
+    with checkpoint.hold_lock(str(tmp_path), "held by the test, as a running bench.py holds it"):
+        with pytest.raises(SystemExit) as e:
+            bench.main(["--what=cache", "--quick", f"--out={tmp_path}"])
+    assert str(e.value) == f"--out {tmp_path} is being written by another bench.py run; wait for it to end (two at " \
+                           f"once would also slow each other's timings) or choose another --out."
+    assert os.listdir(tmp_path) == []

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from configurator import Parser, cli, compile_failure, configure, describe, number, range_error
+from configurator import Parser, cli, compile_failure, configure, describe, number, range_error, stop_on_sigterm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULTS = {"learning_rate": 6e-4, "min_lr": 6e-5, "max_iters": 100, "compile": False, "out_dir": "out",
@@ -276,6 +276,43 @@ def test_sigterm_in_a_command_is_one_line_and_status_143(capsys):
         signal.signal(signal.SIGTERM, before)
     assert e.value.code == 143
     assert capsys.readouterr() == ("working", "stopped by SIGTERM; nothing was written.\n")
+
+
+def test_sighup_in_a_command_is_one_line_and_status_129_but_stays_ignored_under_nohup(capsys):
+    # a closed terminal (SIGHUP) ended every command with no word, leaving what a clean stop removes
+    def main():
+        print("working", end="")
+        os.kill(os.getpid(), signal.SIGHUP)
+        time.sleep(10)  # the handler raises in this frame, at once
+        pytest.fail("SIGHUP went unhandled")
+    before = signal.getsignal(signal.SIGHUP), signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        with pytest.raises(SystemExit) as e:
+            cli(main, "nothing was written.")
+        assert e.value.code == 129
+        assert capsys.readouterr() == ("working", "stopped by SIGHUP; nothing was written.\n")
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup starts it: the user asked to run on
+        stop_on_sigterm()
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before[0])
+        signal.signal(signal.SIGTERM, before[1])
+
+
+def test_a_stopped_study_stops_a_child_that_was_itself_stopped(tmp_path):
+    # a train.py paused with SIGSTOP (or Ctrl-Z) takes SIGTERM only when continued: the study waited for it forever
+    import threading
+    from configurator import Terminated, stop_children
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    p.send_signal(signal.SIGSTOP)
+    rescue = threading.Timer(30, p.kill)  # the hang, ended for the test
+    rescue.start()
+    try:
+        stop_children([p], Terminated("SIGTERM"))
+    finally:
+        rescue.cancel()
+    assert p.returncode == -signal.SIGTERM
 
 
 def test_an_allocation_the_machine_refuses_is_one_sentence(capsys):

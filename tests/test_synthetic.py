@@ -257,3 +257,17 @@ def test_periodic_gives_the_plus_models_the_list_length_as_period(monkeypatch):
     job = ("learned", "shift1", 12, 5, 1, "q_kv+", 0, args)  # its runs are cached apart from the others
     plain = argparse.Namespace(**{**vars(args), "periodic": False})
     assert synthetic.cache_file(job) != synthetic.cache_file(job[:-1] + (plain,))
+
+
+def test_a_second_study_into_the_same_out_waits_its_turn(tmp_path, monkeypatch):
+    # two at once wrote one folder: the tables of one beside the figure of the other
+    import checkpoint
+    monkeypatch.setattr(synthetic, "study", lambda *a: pytest.fail("ran beside another study"))
+    out = tmp_path / "o"
+    out.mkdir()
+    with checkpoint.hold_lock(str(out), "held by the test, as a running study holds it"):
+        with pytest.raises(SystemExit) as e:
+            synthetic.main(["--quick", f"--out={out}", f"--cache={tmp_path}/runs"])
+    assert str(e.value) == f"--out {out} is being written by another `python -m experiments.synthetic`; wait for it " \
+                           f"to end, or choose another --out."
+    assert os.listdir(out) == [] and not (tmp_path / "runs").exists()

@@ -819,6 +819,61 @@ def test_sigterm_stops_as_ctrl_c_does_and_leaves_nothing_of_a_run_that_saved_not
     assert not (tmp_path / "new").exists()
 
 
+def test_a_closed_terminal_stops_as_ctrl_c_does_and_leaves_nothing_of_a_run_that_saved_nothing(tmp_path, data_dir):
+    # SIGHUP (the terminal closed, a shell's jobs on exit) ended the run with no word and left its log and lock
+    out = tmp_path / "new" / "out"
+    cmd = [sys.executable, "train.py", *TINY, f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=100000",
+           "--eval_interval=100000"]
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))  # not under nohup
+    try:
+        deadline = time.time() + 120
+        while not (out / "log.jsonl").exists() or '"iter": 3' not in (out / "log.jsonl").read_text():
+            assert time.time() < deadline and p.poll() is None, "the run did not get to iteration 3"
+            time.sleep(0.2)
+        p.send_signal(signal.SIGHUP)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 129 and re.fullmatch(r"stopped by SIGHUP at iteration \d+; no checkpoint was saved yet: "
+                                                r"run the same command to start again\.\n", err), err
+    assert not (tmp_path / "new").exists()
+
+
+def test_data_deleted_or_prepared_again_mid_run_is_not_read_by_the_run(tmp_path):
+    # each batch reopened train.bin by its path: the folder deleted (to prepare it again) was a FileNotFoundError
+    # traceback mid-run, and new bins there were trained on without a word; the run reads the bins it checked
+    data, out = tmp_path / "data", tmp_path / "out"
+    make_data(data)
+    cmd = [sys.executable, "train.py", *TINY, f"--data_dir={data}", f"--out_dir={out}", "--max_iters=100000",
+           "--eval_interval=100000"]
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def last():
+        text = (out / "log.jsonl").read_text() if (out / "log.jsonl").exists() else ""
+        return max([int(i) for i in re.findall(r'"iter": (\d+),', text)], default=-1)
+
+    def reached(i):
+        deadline = time.time() + 120
+        while last() < i:
+            assert time.time() < deadline and p.poll() is None, f"the run did not get to iteration {i}"
+            time.sleep(0.1)
+    try:
+        reached(2)
+        shutil.rmtree(data)
+        reached(last() + 3)  # trained on after its data_dir went
+        make_data(data)
+        (data / "train.bin").write_bytes(b"\xff\xff" * 4000)  # ids beyond the vocabulary: refused if read
+        reached(last() + 3)
+        p.terminate()
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 143 and err.startswith("stopped by SIGTERM at iteration "), err
+
+
 def test_a_closed_output_pipe_is_one_line_on_how_to_go_on(tmp_path, data_dir):
     # `python train.py ... | head` was a BrokenPipeError traceback when head had its lines
     cmd = [sys.executable, "train.py", *TINY, f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'out'}",
@@ -1000,4 +1055,21 @@ def test_a_run_refused_because_another_holds_the_out_dir_removes_nothing_there(t
     out = tmp_path / "new" / "out"
     msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}"])
     assert msg.startswith(f"out_dir '{out}' is in use by another train.py run"), msg
+    assert os.listdir(out) == ["train.lock"]
+
+
+def test_a_resume_while_its_run_still_trains_is_told_to_wait_not_to_choose_another_out_dir(tmp_path, data_dir,
+                                                                                            monkeypatch):
+    # "or choose another --out_dir" sent a resume where its checkpoint is not: "does not exist" next
+    import fcntl
+
+    def held(*args):
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "train.lock").write_text("12345\n")
+    monkeypatch.setattr(fcntl, "flock", held)
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume"])
+    assert msg == f"out_dir '{out}' is in use by another train.py run (pid 12345); wait for it to end (or stop it), " \
+                  f"then run this again."
     assert os.listdir(out) == ["train.lock"]
