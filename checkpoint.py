@@ -365,6 +365,13 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
         raise SystemExit(f"{path} holds model_args {bad} = {reprlib.repr(args[bad])}, which is no "
                          f"{type(default[bad]).__name__}: the file is damaged or not written by train.py; restore it "
                          f"or {again}.")
+    # (X)+ before pos_conv_basis existed (commit 137d68d) was [f(i), f(j)] at frequencies 10000^(-k/K), which no
+    # basis here builds: filled in with today's default, the file loaded as another model without a word, and its
+    # optimizer state (the conv weights then decayed) stopped a resume with a torch traceback
+    if isinstance(args, dict) and args.get("pos_conv") and "pos_conv_basis" not in args:
+        raise SystemExit(f"{path} holds an (X)+ model (pos_conv={args['pos_conv']!r}) written before pos_conv_basis "
+                         f"existed (commit 137d68d), whose (X)+ features this code no longer builds: read it with "
+                         f"the commit that trained it (git worktree add ../old 137d68d~1), or {again}.")
     try:
         cfg = GPTConfig(**args)
     except (TypeError, ValueError) as e:

@@ -494,6 +494,26 @@ def test_torchs_older_file_format_loads_memory_mapped_too(world, tmp_path):
                                                         for k in good["model"])
 
 
+def test_an_x_plus_checkpoint_from_before_pos_conv_basis_is_refused_not_read_as_another_model(tmp_path):
+    # commit 6ce5be5's (X)+ was [f(i), f(j)] at 10000^(-k/K): its model_args lack pos_conv_basis, which filled in as
+    # 'product' loaded the weights into another model without a word (sample, eval, analyze), and a resume stopped in
+    # torch's optimizer load (the conv weights had moved out of weight decay since)
+    from model import GPT, GPTConfig
+    from dataclasses import asdict
+    cfg = GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=16, vocab_size=256, pos_conv=8)
+    args = {k: v for k, v in asdict(cfg).items() if k not in ("pos_conv_basis", "pos_conv_period", "pos_emb",
+                                                               "rope_base")}
+    torch.save({"model": GPT(cfg).state_dict(), "model_args": args}, tmp_path / "ckpt.pt")
+    with pytest.raises(SystemExit) as e:
+        checkpoint.load_checkpoint(str(tmp_path))
+    assert str(e.value) == (f"{tmp_path / 'ckpt.pt'} holds an (X)+ model (pos_conv=8) written before pos_conv_basis "
+                            f"existed (commit 137d68d), whose (X)+ features this code no longer builds: read it with "
+                            f"the commit that trained it (git worktree add ../old 137d68d~1), or train again.")
+    args["pos_conv"] = 0  # the same old fields without (X)+: built as it was trained
+    torch.save({"model": GPT(GPTConfig(**args)).state_dict(), "model_args": args}, tmp_path / "ckpt.pt")
+    assert checkpoint.load_checkpoint(str(tmp_path))["model_args"] == args
+
+
 def resume(w, name):
     return ["train.py", *QKV, f"--data_dir={w / 'data'}", f"--out_dir={w / name}", "--init_from=resume",
             "--max_iters=4"]
