@@ -4,6 +4,7 @@ written atomically, and tracked results in assets/ that only a study's complete,
 
 import argparse
 import csv
+import hashlib
 import json
 import math
 import os
@@ -346,6 +347,37 @@ def test_prepare_refuses_a_progress_json_edited_by_hand(tmp_path, edit):
         prepare(out, *args)
     assert str(e.value) == (f"error: {out}/progress.json is unreadable or not written by this script (ValueError); "
                             f"delete {out} and start over, or use another --out_dir")
+
+
+def test_a_dataset_an_older_prepare_fingerprinted_by_size_is_this_dataset_or_told_to_start_over(tmp_path):
+    # before ea7da02 the inputs' fingerprint held no modification times: the same command on such a folder was told
+    # "the input files changed ... give the same files in the same order", which it had, and met the same refusal
+    text = tmp_path / "in.txt"
+    text.write_text("To be, or not to be, that is the question.\n" * 40)
+    out, args = tmp_path / "d", ["--input", str(text), "--val_fraction=0.1"]
+    meta = prepare(out, *args)
+    older = hashlib.sha1(json.dumps([[str(text), "mixed", text.stat().st_size]]).encode()).hexdigest()
+    edit_json(out / "meta.json", lambda m: m["settings"].update(shards_sha1=older))
+    digest = tree_digest(out)
+    assert prepare(out, *args)["train_tokens"] == meta["train_tokens"] and tree_digest(out) == digest
+    progress = {"settings": {**meta["settings"], "shards_sha1": older}, "next": [0, 0],
+                "tokens": {"train": 0, "val": 0}, "documents": {"train": 0, "val": 0},
+                "shards": {"train": [], "val": []}, "skipped": 0,
+                "skipped_shards": [], "nul_bytes_dropped": 0}  # that version's run killed before its first commit
+    (out / "meta.json").rename(tmp_path / "meta.json")
+    (out / "progress.json").write_text(json.dumps(progress))
+    with pytest.raises(SystemExit) as e:
+        prepare(out, *args)
+    assert str(e.value) == (f"error: {out} is a run of this command cut short by an older version of this script, "
+                            f"which did not record the files' modification times; delete {out} and run this command "
+                            f"again to start over")
+    assert json.loads((out / "progress.json").read_text()) == progress  # nothing written
+    text.write_text("To be, or not to be, that is the question!!\n" * 40)  # other sizes: another dataset, as before
+    os.remove(out / "progress.json")
+    (tmp_path / "meta.json").rename(out / "meta.json")
+    with pytest.raises(SystemExit) as e:
+        prepare(out, *args)
+    assert str(e.value).startswith(f"error: the input files changed since {out} was made from them")
 
 
 # ---------------------------------------------------------------------------------------------------------------
