@@ -24,6 +24,7 @@ traceback, and tests catch it.
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import math
@@ -122,9 +123,24 @@ def other_data(was, meta):
     moved = [f"{k} {meta.get(k)!r} (checkpoint: {was[k]!r})" for k in ("train_tokens", "val_tokens")
              if k in was and meta.get(k) != was[k]]
     inputs = [m["settings"].get("shards_sha1") if isinstance(m.get("settings"), dict) else None for m in (was, meta)]
-    if not moved and None not in inputs and inputs[0] != inputs[1]:
+    if not moved and None not in inputs and inputs[0] != inputs[1] and inputs[0] != sizes_only(meta):
         moved.append("input files of other names, sizes or modification times than the checkpoint's")
     return moved
+
+
+def sizes_only(meta):
+    """The fingerprint of meta's local input files as prepare_slimpajama.py wrote it before ea7da02 (names, splits
+    and sizes, no modification times), or None: a checkpoint of that time, its data prepared again from the same
+    files since, was said to be trained on 'input files of other names, sizes or modification times'."""
+    try:
+        if meta["source"] != "local files":
+            return None  # the hub's fingerprint, its shards' names, is the same in both versions
+        train, val = meta["train_shards"], meta["val_shards"]
+        shards = [(f, "mixed") for f in train] if meta["val_fraction"] else \
+            [(f, "val") for f in val] + [(f, "train") for f in train]
+        return hashlib.sha1(json.dumps([(f, s, os.path.getsize(f)) for f, s in shards]).encode()).hexdigest()
+    except (KeyError, TypeError, ValueError, OSError):  # an older meta.json, or an input since moved away
+        return None
 
 
 @contextlib.contextmanager

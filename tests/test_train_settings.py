@@ -9,6 +9,7 @@ checkpoint every run leaves, a read-only out_dir and Ctrl-C."""
 import ast
 import contextlib
 import errno
+import hashlib
 import io
 import json
 import math
@@ -527,6 +528,27 @@ def test_data_prepared_again_from_other_text_of_the_same_length_is_not_this_run(
                   f"{data / 'meta.json'} records now (input files of other names, sizes or modification times than " \
                   f"the checkpoint's): {data} was prepared again since; train this run into another --out_dir, or " \
                   f"delete {out} to train it there again."
+
+
+def test_data_prepared_again_from_the_same_files_as_a_checkpoint_from_before_modification_times(tmp_path, monkeypatch,
+                                                                                                 capsys):
+    # prepare's fingerprint held names and sizes before ea7da02: the same input prepared again since (the bins byte
+    # for byte the same) was "other data ... input files of other names, sizes or modification times", and the
+    # finished run's fix was to delete it
+    data, out, text = tmp_path / "data", tmp_path / "out", tmp_path / "in.txt"
+    make_data(data)
+    text.write_text("the input file, of some size\n")
+    older = hashlib.sha1(json.dumps([[str(text), "mixed", text.stat().st_size]]).encode()).hexdigest()
+    meta = {**json.loads((data / "meta.json").read_text()), "source": "local files", "train_shards": [str(text)],
+            "val_shards": [str(text)], "val_fraction": 0.1}
+    (data / "meta.json").write_text(json.dumps({**meta, "settings": {"shards_sha1": older}}))
+    train(data, out, "--max_iters=2")
+    (data / "meta.json").write_text(json.dumps({**meta, "settings": {"shards_sha1": "today's, with the times"}}))
+    assert run_inprocess(monkeypatch, [f"--data_dir={data}", f"--out_dir={out}", "--max_iters=2"]) == "0"
+    assert "finished at iteration 2: nothing to do" in capsys.readouterr().out
+    text.write_text("the input file, of another size\n")  # other files than the checkpoint's: said, as before
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data}", f"--out_dir={out}", "--max_iters=2"])
+    assert "(input files of other names, sizes or modification times than the checkpoint's)" in msg, msg
 
 
 def test_eval_tokens_beyond_the_validation_split_score_it_once(data_dir, tmp_path):
