@@ -368,6 +368,8 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     if bad:
         raise SystemExit(f"{path} holds {bad} = {reprlib.repr(ckpt[bad])}, which is no {FIELDS[bad][1]}: the file is "
                          f"damaged or not written by train.py; restore it or {again}.")
+    if ckpt.get("config", {}).get("init_from") == "resume":  # a resume before 0f1ca57 saved that, not the start
+        ckpt["config"].update(started(os.path.dirname(path)))
     data_dir = ckpt.get("config", {}).get("data_dir")
     if data_dir is not None and not isinstance(data_dir, str):  # sample.py and analyze read their calibration there
         raise SystemExit(f"{path} holds config data_dir = {reprlib.repr(data_dir)}, which is no path: the file is "
@@ -446,6 +448,27 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
             if lost:
                 raise SystemExit(f"{path} holds no optimizer state for {lost}; {fix}")
     return ckpt
+
+
+def started(out_dir):
+    """How the run in out_dir started, from the first line of its log.jsonl: init_from and, for a conversion that
+    tied V to K, convert_method ({} where the log cannot say). A resume before 0f1ca57 saved init_from 'resume' in
+    place of the run's start, and the resume command's convert_method: a scratch command then matched a converted
+    run ("nothing to do"), and the conversion's own command was told the checkpoint had another convert_method."""
+    try:
+        with open(os.path.join(out_dir, "log.jsonl"), encoding="utf-8") as f:
+            first = json.loads(f.readline())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(first, dict) or first.get("iter") != 0:  # a log begun by a resume, or not train.py's
+        return {}
+    conversion = first.get("conversion")
+    if conversion is None:  # every conversion writes its line first: this run started from scratch
+        return {"init_from": "scratch"}
+    if not (isinstance(conversion, dict) and isinstance(conversion.get("from"), str) and conversion["from"]):
+        return {}
+    method = conversion.get("method")  # None for an untie or pooling, where no method is read
+    return {"init_from": conversion["from"], **({"convert_method": method} if isinstance(method, str) else {})}
 
 
 def setting(v):

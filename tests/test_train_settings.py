@@ -426,6 +426,34 @@ def test_a_resumed_run_keeps_how_it_started(finished, data_dir, tmp_path, monkey
     assert snapshot(out) == before
 
 
+def test_a_run_resumed_before_its_start_was_kept_is_read_from_its_log(finished, data_dir, tmp_path, monkeypatch,
+                                                                      capsys):
+    # a resume before 0f1ca57 (a converted run resumed at 0ce294a) saved init_from='resume' and its own
+    # convert_method: the conversion's command was told "other settings: convert_method='split' (checkpoint:
+    # 'lstsq')", and a scratch command "holds this run: nothing to do"; log.jsonl's first line says how it started
+    out, qkv = tmp_path / "conv", tmp_path / "qkv"
+    train(data_dir, qkv, "--proj=qkv", "--max_iters=2")
+    train(data_dir, out, f"--init_from={qkv}", "--convert_method=split", "--max_iters=2")  # V tied to K by split
+    ckpt = torch.load(out / "ckpt.pt", weights_only=True)
+    ckpt["config"].update(init_from="resume", convert_method="lstsq")  # as that resume saved it
+    torch.save(ckpt, out / "ckpt.pt")
+    before = snapshot(out)
+    conversion = [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2", f"--init_from={qkv}"]
+    assert run_inprocess(monkeypatch, [*conversion, "--convert_method=split"]) == "0"
+    assert "finished at iteration 2: nothing to do" in capsys.readouterr().out
+    msg = run_inprocess(monkeypatch, conversion[:3])
+    assert msg.startswith(f"{out / 'ckpt.pt'} exists, from a run with other settings: init_from='scratch' "
+                          f"(checkpoint: {str(qkv)!r})"), msg
+    assert snapshot(out) == before
+    scratch = shutil.copytree(finished, tmp_path / "scratch")  # a scratch run resumed then: still a scratch run
+    ckpt = torch.load(scratch / "ckpt.pt", weights_only=True)
+    ckpt["config"]["init_from"] = "resume"
+    torch.save(ckpt, scratch / "ckpt.pt")
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={scratch}", "--max_iters=2",
+                                      f"--init_from={finished}"])
+    assert msg.startswith(f"{scratch / 'ckpt.pt'} exists, from a run with other settings: init_from="), msg
+
+
 @pytest.mark.parametrize("args, error", [
     (["--min_lr=0.5"], r"^min_lr \(0\.5\) is above learning_rate \(0\.01\), so the cosine would raise the rate"),
     (["--warmup_iters=20", "--lr_decay_iters=10"], r"^lr_decay_iters \(10\) ends the cosine before warmup_iters \(20\)"),
