@@ -26,6 +26,7 @@ traceback, and tests catch it.
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import math
@@ -124,9 +125,24 @@ def other_data(was, meta):
     moved = [f"{k} {meta.get(k)!r} (checkpoint: {was[k]!r})" for k in ("train_tokens", "val_tokens")
              if k in was and meta.get(k) != was[k]]
     inputs = [m["settings"].get("shards_sha1") if isinstance(m.get("settings"), dict) else None for m in (was, meta)]
-    if not moved and None not in inputs and inputs[0] != inputs[1]:
+    if not moved and None not in inputs and inputs[0] != inputs[1] and inputs[0] != sizes_only(meta):
         moved.append("input files of other names, sizes or modification times than the checkpoint's")
     return moved
+
+
+def sizes_only(meta):
+    """The fingerprint of meta's local input files as prepare_slimpajama.py wrote it before ea7da02 (names, splits
+    and sizes, no modification times), or None: a checkpoint of that time, its data prepared again from the same
+    files since, was said to be trained on 'input files of other names, sizes or modification times'."""
+    try:
+        if meta["source"] != "local files":
+            return None  # the hub's fingerprint, its shards' names, is the same in both versions
+        train, val = meta["train_shards"], meta["val_shards"]
+        shards = [(f, "mixed") for f in train] if meta["val_fraction"] else \
+            [(f, "val") for f in val] + [(f, "train") for f in train]
+        return hashlib.sha1(json.dumps([(f, s, os.path.getsize(f)) for f, s in shards]).encode()).hexdigest()
+    except (KeyError, TypeError, ValueError, OSError):  # an older meta.json, or an input since moved away
+        return None
 
 
 @contextlib.contextmanager
@@ -398,6 +414,8 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     if bad:
         raise SystemExit(f"{path} holds {bad} = {reprlib.repr(ckpt[bad])}, which is no {FIELDS[bad][1]}: the file is "
                          f"damaged or not written by train.py; restore it or {again}.")
+    if ckpt.get("config", {}).get("init_from") == "resume":  # a resume before 0f1ca57 saved that, not the start
+        ckpt["config"].update(started(os.path.dirname(path)))
     data_dir = ckpt.get("config", {}).get("data_dir")
     if data_dir is not None and not isinstance(data_dir, str):  # sample.py and analyze read their calibration there
         raise SystemExit(f"{path} holds config data_dir = {reprlib.repr(data_dir)}, which is no path: the file is "
@@ -411,6 +429,13 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
         raise SystemExit(f"{path} holds model_args {bad} = {reprlib.repr(args[bad])}, which is no "
                          f"{type(default[bad]).__name__}: the file is damaged or not written by train.py; restore it "
                          f"or {again}.")
+    # (X)+ before pos_conv_basis existed (commit 137d68d) was [f(i), f(j)] at frequencies 10000^(-k/K), which no
+    # basis here builds: filled in with today's default, the file loaded as another model without a word, and its
+    # optimizer state (the conv weights then decayed) stopped a resume with a torch traceback
+    if isinstance(args, dict) and args.get("pos_conv") and "pos_conv_basis" not in args:
+        raise SystemExit(f"{path} holds an (X)+ model (pos_conv={args['pos_conv']!r}) written before pos_conv_basis "
+                         f"existed (commit 137d68d), whose (X)+ features this code no longer builds: read it with "
+                         f"the commit that trained it (git worktree add ../old 137d68d~1), or {again}.")
     try:
         cfg = GPTConfig(**args)
     except (TypeError, ValueError) as e:
@@ -469,6 +494,27 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
             if lost:
                 raise SystemExit(f"{path} holds no optimizer state for {lost}; {fix}")
     return ckpt
+
+
+def started(out_dir):
+    """How the run in out_dir started, from the first line of its log.jsonl: init_from and, for a conversion that
+    tied V to K, convert_method ({} where the log cannot say). A resume before 0f1ca57 saved init_from 'resume' in
+    place of the run's start, and the resume command's convert_method: a scratch command then matched a converted
+    run ("nothing to do"), and the conversion's own command was told the checkpoint had another convert_method."""
+    try:
+        with open(os.path.join(out_dir, "log.jsonl"), encoding="utf-8") as f:
+            first = json.loads(f.readline())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(first, dict) or first.get("iter") != 0:  # a log begun by a resume, or not train.py's
+        return {}
+    conversion = first.get("conversion")
+    if conversion is None:  # every conversion writes its line first: this run started from scratch
+        return {"init_from": "scratch"}
+    if not (isinstance(conversion, dict) and isinstance(conversion.get("from"), str) and conversion["from"]):
+        return {}
+    method = conversion.get("method")  # None for an untie or pooling, where no method is read
+    return {"init_from": conversion["from"], **({"convert_method": method} if isinstance(method, str) else {})}
 
 
 def setting(v):

@@ -525,13 +525,23 @@ def read_json(path, ok=lambda obj: True):
                  f"{os.path.dirname(path)} and start over, or use another --out_dir")
 
 
-def start_state(out_dir, settings):
-    """The committed progress to continue from, a fresh one, or None when out_dir already holds this dataset."""
+def start_state(out_dir, settings, older=None):
+    """The committed progress to continue from, a fresh one, or None when out_dir already holds this dataset.
+    older: the fingerprint of the same inputs as versions before ea7da02 wrote it (names and sizes only)."""
     meta_path, state_path = os.path.join(out_dir, "meta.json"), os.path.join(out_dir, "progress.json")
     for path in (meta_path, state_path):
         if os.path.exists(path):
             old = read_json(path, is_meta if path == meta_path else is_progress)
             diff = [k for k, v in settings.items() if old["settings"].get(k) != v]
+            if diff == ["shards_sha1"] and old["settings"]["shards_sha1"] == older:
+                # made by an older version from files of these names and sizes: "the input files changed" was
+                # untrue, and its fix (the same files) met the same refusal; a finished dataset is this one, as that
+                # version would say, but a cut run must not resume into bins of a file edited to the same size
+                if path == meta_path:
+                    return None
+                sys.exit(f"error: {out_dir} is a run of this command cut short by an older version of this script, "
+                         f"which did not record the files' modification times; delete {out_dir} and run this "
+                         f"command again to start over")
             if diff == ["shards_sha1"]:
                 # the fingerprint is the ordered list: the same files in another order are another dataset
                 sys.exit(f"error: the input files changed since {out_dir} was made from them (another list or order "
@@ -568,6 +578,11 @@ def check_bins(out_dir, meta, tok):
                  f"(edited by hand?); delete {out_dir} and run this command again to rebuild it")
 
 
+def sha1(fingerprint):
+    """The hex digest meta.json records for a list of inputs (as JSON)."""
+    return hashlib.sha1(json.dumps(fingerprint).encode()).hexdigest()
+
+
 def prepare(args, log=print):
     """Make args.out_dir; returns its meta.json contents."""
     tok = Tokenizer(args.tokenizer)
@@ -575,12 +590,13 @@ def prepare(args, log=print):
         (shards, fetch), source = local_shards(args), "local files"
         # size and modification time: an edit that keeps the size must not resume into the old bins
         fingerprint = [(name, split, os.path.getsize(name), os.stat(name).st_mtime_ns) for name, split in shards]
+        older = sha1([f[:3] for f in fingerprint])  # before ea7da02: no modification times
     else:
         (shards, fetch), source = hub_shards(), f"hf://datasets/{HUB_REPO}"
-        fingerprint = shards
+        fingerprint, older = shards, None
     settings = {"source": source, "tokenizer": args.tokenizer, "train_tokens": args.train_tokens,
                 "val_tokens": args.val_tokens, "val_fraction": args.val_fraction, "shards": len(shards),
-                "shards_sha1": hashlib.sha1(json.dumps(fingerprint).encode()).hexdigest()}
+                "shards_sha1": sha1(fingerprint)}
     made = not os.path.exists(args.out_dir)
     writable_dir(args.out_dir, "choose another --out_dir")
     for name in ("train.bin", "val.bin", "meta.json", "progress.json"):  # else taken for no file: a traceback later
@@ -590,16 +606,16 @@ def prepare(args, log=print):
     with hold_lock(args.out_dir, f"error: {args.out_dir} is being written by another prepare_slimpajama.py run; wait "
                                  f"for it to end or use another --out_dir"):
         try:
-            return write_dataset(args, settings, tok, shards, fetch, source, log)
+            return write_dataset(args, settings, tok, shards, fetch, source, log, older)
         except BaseException:  # under the lock: a run refused by it never removes the folder another is filling
             if made and not os.listdir(args.out_dir):  # refused or stopped before writing: no folder left
                 os.rmdir(args.out_dir)
             raise
 
 
-def write_dataset(args, settings, tok, shards, fetch, source, log):
+def write_dataset(args, settings, tok, shards, fetch, source, log, older=None):
     """The bins and meta.json of args.out_dir, resumed from its progress.json when a run was cut short."""
-    st = start_state(args.out_dir, settings)
+    st = start_state(args.out_dir, settings, older)
     meta_path, state_path = os.path.join(args.out_dir, "meta.json"), os.path.join(args.out_dir, "progress.json")
     for name in os.listdir(args.out_dir):  # a kill in the middle of a write_json: its temporary file, left over
         if re.fullmatch(r"(progress|meta)\.json\..+\.tmp", name):

@@ -9,6 +9,7 @@ checkpoint every run leaves, a read-only out_dir and Ctrl-C."""
 import ast
 import contextlib
 import errno
+import hashlib
 import io
 import json
 import math
@@ -425,6 +426,34 @@ def test_a_resumed_run_keeps_how_it_started(finished, data_dir, tmp_path, monkey
     assert snapshot(out) == before
 
 
+def test_a_run_resumed_before_its_start_was_kept_is_read_from_its_log(finished, data_dir, tmp_path, monkeypatch,
+                                                                      capsys):
+    # a resume before 0f1ca57 (a converted run resumed at 0ce294a) saved init_from='resume' and its own
+    # convert_method: the conversion's command was told "other settings: convert_method='split' (checkpoint:
+    # 'lstsq')", and a scratch command "holds this run: nothing to do"; log.jsonl's first line says how it started
+    out, qkv = tmp_path / "conv", tmp_path / "qkv"
+    train(data_dir, qkv, "--proj=qkv", "--max_iters=2")
+    train(data_dir, out, f"--init_from={qkv}", "--convert_method=split", "--max_iters=2")  # V tied to K by split
+    ckpt = torch.load(out / "ckpt.pt", weights_only=True)
+    ckpt["config"].update(init_from="resume", convert_method="lstsq")  # as that resume saved it
+    torch.save(ckpt, out / "ckpt.pt")
+    before = snapshot(out)
+    conversion = [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2", f"--init_from={qkv}"]
+    assert run_inprocess(monkeypatch, [*conversion, "--convert_method=split"]) == "0"
+    assert "finished at iteration 2: nothing to do" in capsys.readouterr().out
+    msg = run_inprocess(monkeypatch, conversion[:3])
+    assert msg.startswith(f"{out / 'ckpt.pt'} exists, from a run with other settings: init_from='scratch' "
+                          f"(checkpoint: {str(qkv)!r})"), msg
+    assert snapshot(out) == before
+    scratch = shutil.copytree(finished, tmp_path / "scratch")  # a scratch run resumed then: still a scratch run
+    ckpt = torch.load(scratch / "ckpt.pt", weights_only=True)
+    ckpt["config"]["init_from"] = "resume"
+    torch.save(ckpt, scratch / "ckpt.pt")
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={scratch}", "--max_iters=2",
+                                      f"--init_from={finished}"])
+    assert msg.startswith(f"{scratch / 'ckpt.pt'} exists, from a run with other settings: init_from="), msg
+
+
 @pytest.mark.parametrize("args, error", [
     (["--min_lr=0.5"], r"^min_lr \(0\.5\) is above learning_rate \(0\.01\), so the cosine would raise the rate"),
     (["--warmup_iters=20", "--lr_decay_iters=10"], r"^lr_decay_iters \(10\) ends the cosine before warmup_iters \(20\)"),
@@ -527,6 +556,27 @@ def test_data_prepared_again_from_other_text_of_the_same_length_is_not_this_run(
                   f"{data / 'meta.json'} records now (input files of other names, sizes or modification times than " \
                   f"the checkpoint's): {data} was prepared again since; train this run into another --out_dir, or " \
                   f"delete {out} to train it there again."
+
+
+def test_data_prepared_again_from_the_same_files_as_a_checkpoint_from_before_modification_times(tmp_path, monkeypatch,
+                                                                                                 capsys):
+    # prepare's fingerprint held names and sizes before ea7da02: the same input prepared again since (the bins byte
+    # for byte the same) was "other data ... input files of other names, sizes or modification times", and the
+    # finished run's fix was to delete it
+    data, out, text = tmp_path / "data", tmp_path / "out", tmp_path / "in.txt"
+    make_data(data)
+    text.write_text("the input file, of some size\n")
+    older = hashlib.sha1(json.dumps([[str(text), "mixed", text.stat().st_size]]).encode()).hexdigest()
+    meta = {**json.loads((data / "meta.json").read_text()), "source": "local files", "train_shards": [str(text)],
+            "val_shards": [str(text)], "val_fraction": 0.1}
+    (data / "meta.json").write_text(json.dumps({**meta, "settings": {"shards_sha1": older}}))
+    train(data, out, "--max_iters=2")
+    (data / "meta.json").write_text(json.dumps({**meta, "settings": {"shards_sha1": "today's, with the times"}}))
+    assert run_inprocess(monkeypatch, [f"--data_dir={data}", f"--out_dir={out}", "--max_iters=2"]) == "0"
+    assert "finished at iteration 2: nothing to do" in capsys.readouterr().out
+    text.write_text("the input file, of another size\n")  # other files than the checkpoint's: said, as before
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data}", f"--out_dir={out}", "--max_iters=2"])
+    assert "(input files of other names, sizes or modification times than the checkpoint's)" in msg, msg
 
 
 def test_eval_tokens_beyond_the_validation_split_score_it_once(data_dir, tmp_path):
