@@ -58,11 +58,15 @@ def home(value):
 
 
 def blank_error(name, value, default, where=""):
-    """One sentence (without its period) for a text setting whose default is a name or path given empty or as
-    spaces, else None: --out_dir= meant the current folder, or a makedirs('') error later; " " a folder named ' '."""
-    if type(value) is str and not value.strip() and default:
-        return (f"{name} is {'empty' if not value else f'only spaces ({value!r})'}{where}; give it a value, or leave "
-                f"it out for the default {default!r}")
+    """One sentence (without its period) for a text setting given as spaces, or given empty where its default is a
+    name or path, else None: --out_dir= meant the current folder, or a makedirs('') error later; " " a folder named
+    ' ' (also where the default is None: eval's --out=" " wrote its results there). Empty where the default is None
+    is left to the option: the default, or analyze's --out='' for no figure."""
+    if type(value) is str and not value.strip() and (default or value):
+        # a required option's default is argparse's SUPPRESS: "leave it out" would be refused next
+        fix = f", or leave it out for the default {default!r}" if isinstance(default, str) and default and \
+            default != argparse.SUPPRESS else ", or leave it out" if default is None else ""
+        return f"{name} is {'empty' if not value else f'only spaces ({value!r})'}{where}; give it a value{fix}"
     return None
 
 
@@ -293,17 +297,24 @@ class Parser(argparse.ArgumentParser):
             (file or sys.stderr).write(message)
 
     def parse_known_args(self, args=None, namespace=None):
-        """As argparse, and a plain text option whose default is a name or path given empty (--out_dir=) is refused:
-        it meant the current folder, or a path '' that failed later with advice such as "no checkpoint at ckpt.pt".
-        Options with their own type (--start, --calib) say themselves what an empty value means."""
+        """As argparse, and a plain text option given only spaces, or empty where its default is a name or path
+        (--out_dir=), is refused: it meant the current folder, or a path '' that failed later with advice such as "no
+        checkpoint at ckpt.pt", or a folder named ' '. Options with their own type (--start, --calib) say themselves
+        what an empty value means."""
         ns, rest = super().parse_known_args(args, namespace)
         for a in self._actions:  # --out=~/x, --input ~/a.txt: home's (an option of its own type reads its own text)
             if a.option_strings and a.type is None and a.dest != "help" and hasattr(ns, a.dest):
                 value = getattr(ns, a.dest)
                 setattr(ns, a.dest, [home(v) for v in value] if isinstance(value, list) else home(value))
         for a in self._actions:
-            if a.option_strings and a.type is None and isinstance(a.default, str) and (error := blank_error(
-                    max(a.option_strings, key=len), getattr(ns, a.dest, None), a.default)):
+            if not (a.option_strings and a.type is None and a.dest != "help"):
+                continue
+            value = getattr(ns, a.dest, None)
+            if isinstance(value, list):  # --input A "": each name checked, an empty one too (no default stands for it)
+                for v in value:
+                    if error := blank_error(max(a.option_strings, key=len), v, argparse.SUPPRESS):
+                        self.error(error)
+            elif error := blank_error(max(a.option_strings, key=len), value, a.default):
                 self.error(error)
         return ns, rest
 
