@@ -72,15 +72,19 @@ def blank_error(name, value, default, where=""):
 
 def literal(text, number):
     """--key=text as a Python literal, else a string; for a number setting nan and inf are floats, so that the
-    range check refuses them with its rule instead of the type check."""
+    range check refuses them with its rule instead of the type check, and an integer Python's syntax refuses but
+    int() reads (03, full-width ３, Arabic-Indic ٣, as the argparse scripts take them) is the int, not "3.0 of type
+    float"."""
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
         pass
-    try:
-        return float(text) if number else text
-    except ValueError:
-        return text
+    for kind in (int, float) if number else ():
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 class Namespace(dict):

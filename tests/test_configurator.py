@@ -51,6 +51,15 @@ def test_int_is_accepted_where_a_float_is_expected():
     assert got["learning_rate"] == 1.0 and type(got["learning_rate"]) is float
 
 
+@pytest.mark.parametrize("text", ["03", "00003", "\uff13", "\u0663", " 3", "+3"])
+def test_an_integer_in_any_spelling_int_reads_is_the_int_as_in_the_argparse_scripts(text):
+    # --max_iters=03 and full-width or Arabic-Indic digits were "max_iters must be of type int; gives 3.0 of type
+    # float", where sample.py --max_new_tokens=03 (argparse, int()) took 3
+    assert number(int, ">= 1")(text) == 3
+    got = configure(DEFAULTS, [f"--max_iters={text}", f"--learning_rate={text}"])[0]
+    assert got["max_iters"] == 3 and type(got["max_iters"]) is int and got["learning_rate"] == 3.0
+
+
 @pytest.mark.parametrize("arg, words", [
     ("--max_iters=1.5", ["max_iters", "int", "1.5"]),
     ("--compile=1", ["compile", "bool"]),
