@@ -70,6 +70,14 @@ def blank_error(name, value, default, where=""):
     return None
 
 
+def boolean(text):
+    """An on/off setting's text, as every command takes it: True or False in any case, or 1 or 0 (an argparse type,
+    and train.py's --key=value: --compile=true was refused there and taken by sample.py)."""
+    if text.strip().lower() not in ("true", "false", "1", "0"):
+        raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
+    return text.strip().lower() in ("true", "1")
+
+
 def literal(text, number):
     """--key=text as a Python literal, else a string; for a number setting nan and inf are floats, so that the
     range check refuses them with its rule instead of the type check, and an integer Python's syntax refuses but
@@ -161,10 +169,15 @@ def configure(defaults, args, usage=None, hints=None):
                 raise SystemExit(f"argument {arg!r} names no setting; write --key=value (--help lists them).")
             if key not in defaults:  # with or without a value (--standalone, a launcher's flag): no VALUE helps
                 check(key, None, defaults, arg, hints)  # raises, naming what it is or the keys that look alike
+            on_off = type(defaults[key]) is bool
             if not eq:
-                raise SystemExit(f"argument {arg!r} has no value; write --{key}=VALUE.")
+                raise SystemExit(f"argument {arg!r} has no value; write --{key}=" + ("True (or False)." if on_off
+                                                                                     else "VALUE."))
             number = type(defaults.get(key)) in (int, float)
-            value = literal(text, number)
+            try:
+                value = boolean(text) if on_off else literal(text, number)
+            except argparse.ArgumentTypeError:  # --compile=yes: the type check below names the setting
+                value = text
             if type(defaults.get(key)) is str and type(value) is not str:  # --out_dir=123 or =None: a name, as typed
                 value = text
             overrides[key] = check(key, value, defaults, arg, hints)

@@ -19,7 +19,7 @@ from dataclasses import replace
 import torch
 
 from checkpoint import load_checkpoint, other_data, r50k, read_json, tokens, unreadable
-from configurator import Parser, cli, compile_failure, home, number
+from configurator import Parser, boolean, cli, compile_failure, home, number
 from convert import (GPT2_SIZES, TIE_METHODS, check_conversion, conversion_note, convert_state_dict, gpt2_config,
                      load_gpt2, ties_v)
 from model import GPT, SOURCES, GPTConfig, cache_length
@@ -33,12 +33,6 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 # temperature can overflow (float16's 65504 is passed at 1e-3 by a logit of 66; GPT-2's logits reach -100 and below;
 # 1e-45 overflows float32): such temperatures decode greedily.
 MIN_TEMPERATURE = 0.01
-
-
-def boolean(s):
-    if s.lower() not in ("true", "false", "1", "0"):
-        raise argparse.ArgumentTypeError(f"expected True or False, got {s!r}")
-    return s.lower() in ("true", "1")
 
 
 def prompt(s):

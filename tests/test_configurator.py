@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from configurator import Parser, cli, compile_failure, configure, describe, number, range_error
+from configurator import Parser, boolean, cli, compile_failure, configure, describe, number, range_error
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULTS = {"learning_rate": 6e-4, "min_lr": 6e-5, "max_iters": 100, "compile": False, "out_dir": "out",
@@ -62,7 +62,7 @@ def test_an_integer_in_any_spelling_int_reads_is_the_int_as_in_the_argparse_scri
 
 @pytest.mark.parametrize("arg, words", [
     ("--max_iters=1.5", ["max_iters", "int", "1.5"]),
-    ("--compile=1", ["compile", "bool"]),
+    ("--compile=yes", ["compile", "bool"]),
     ("--max_iters=True", ["max_iters", "int", "True"]),
     ("--learning_rate=fast", ["learning_rate", "float", "'fast'"]),
 ])
@@ -70,6 +70,18 @@ def test_type_mismatch_names_the_expected_type(arg, words):
     with pytest.raises(SystemExit) as e:
         configure(DEFAULTS, [arg])
     assert all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_an_on_off_setting_takes_the_words_every_command_takes():
+    # train.py --compile=true (or 1, TRUE) was "compile must be of type bool", where sample.py --compile=true and
+    # prepare's --skip_bad=1 were taken: one boolean() now reads them all; a bare --compile was told "--compile=VALUE"
+    for text, want in (("true", True), ("TRUE", True), ("1", True), ("True", True), ("false", False), ("0", False)):
+        assert configure(DEFAULTS, [f"--compile={text}"])[0]["compile"] is want
+        assert boolean(text) is want
+    with pytest.raises(SystemExit, match=r"^argument '--compile' has no value; write --compile=True \(or False\)\.$"):
+        configure(DEFAULTS, ["--compile"])
+    with pytest.raises(SystemExit, match=r"^compile must be of type bool \(like False\); --compile=on gives 'on' "):
+        configure(DEFAULTS, ["--compile=on"])
 
 
 def test_unknown_key_lists_the_nearest_valid_keys():
