@@ -121,6 +121,13 @@ def run_file(path, values):
             data = f.read()
     except OSError as e:
         raise SystemExit(f"config file {path!r} cannot be read ({e.strerror}).") from None
+    # a checkpoint, a .bin or an archive given where a config file goes (train.py out/ckpt.pt): "save the file as
+    # UTF-8" or "SyntaxError ... null bytes (line None of None); fix the file" fixed nothing; UTF-16 text (NULs too)
+    # is told below to be saved as UTF-8
+    if b"\0" in data and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise SystemExit(f"config file {path!r} is binary (it holds NUL bytes), not Python text; give a file of "
+                         f"settings like config/cpu_tiny.py (a checkpoint is named by --init_from=PATH, or resumed "
+                         f"with --out_dir=ITS_FOLDER --init_from=resume).")
     try:
         text = data.decode("utf-8-sig")  # a byte-order mark, as some Windows editors save, is valid Python
     except UnicodeDecodeError as e:

@@ -201,6 +201,20 @@ def test_a_config_file_that_does_not_run_is_one_line_with_its_line(tmp_path, tex
     assert "\n" not in msg and msg.startswith(f"config file '{run}', line {line}: {words}"), msg
 
 
+def test_a_binary_file_given_as_a_config_file_is_named_binary(tmp_path):
+    # train.py out/ckpt.pt was "byte 0x80 is not UTF-8; save the file as UTF-8", and data/train.bin "line ?:
+    # SyntaxError: source code string cannot contain null bytes (line None of None); fix the file"
+    for name, data in (("ckpt.pt", b"\x80\x02PK\x00\x00"), ("train.bin", b"\x01\x00\x02\x00")):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(SystemExit) as e:
+            configure(DEFAULTS, [str(tmp_path / name)])
+        assert str(e.value).startswith(f"config file {str(tmp_path / name)!r} is binary (it holds NUL bytes), not "
+                                       f"Python text; give a file of settings like config/cpu_tiny.py (")
+    (tmp_path / "u16.py").write_bytes("max_iters = 3\n".encode("utf-16"))  # text, of another encoding
+    with pytest.raises(SystemExit, match=r"line 1: byte 0xff is not UTF-8; save the file as UTF-8\.$"):
+        configure(DEFAULTS, [str(tmp_path / "u16.py")])
+
+
 def test_help_lists_every_setting_with_its_default_comment_and_rule(tmp_path, capsys):
     script = tmp_path / "script.py"
     script.write_text("max_iters = 100  # iterations of the run\nproj = 'qkv'  # which projections are shared\n"
