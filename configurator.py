@@ -70,6 +70,29 @@ def blank_error(name, value, default, where=""):
     return None
 
 
+DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63\uff0d"  # hyphen, en and em dash, minus, full-width...
+QUOTES = "\u201c\u201d\u2018\u2019\u201e\u00ab\u00bb"  # curly double and single quotes, low quote, guillemets
+
+
+def pasted_dash(arg):
+    """One sentence (without its period) for an argument that starts with a typographic dash where '--' goes, as a
+    formatted page (a document, a chat) renders `--max_iters=3`: —max_iters=3 was 'config file not found' or
+    'unrecognized arguments'; else None."""
+    if arg[:1] not in DASHES:
+        return None
+    return (f"argument {arg!r} starts with {arg[0]!r} (U+{ord(arg[0]):04X}), a typographic dash pasted from a "
+            f"formatted page, not '--'; write --{arg.lstrip(DASHES + '-')}")
+
+
+def pasted_quotes(name, value):
+    """One sentence (without its period) for a name or path given between typographic quotes, which the shell keeps
+    (only ASCII quotes are removed): --out_dir=“out-x” trained into a folder named '“out-x”'; else None."""
+    if not (isinstance(value, str) and value and (value[0] in QUOTES or value[-1] in QUOTES)):
+        return None
+    return (f"{name} is given between typographic quotes ({value!r}), which the shell keeps in the value; retype them "
+            f"as ASCII quotes, or leave them out: {name}={value.strip(QUOTES)}")
+
+
 def boolean(text):
     """An on/off setting's text, as every command takes it: True or False in any case, or 1 or 0 (an argparse type,
     and train.py's --key=value: --compile=true was refused there and taken by sample.py)."""
@@ -170,6 +193,8 @@ def configure(defaults, args, usage=None, hints=None):
         raise SystemExit(0)
     overrides = {}  # checked first (a typo is found before any file runs), applied last
     for arg in args:
+        if error := pasted_dash(arg):
+            raise SystemExit(error + ".")
         if arg.startswith("--"):
             key, eq, text = arg[2:].partition("=")
             if not key:  # `--` as other commands take it, or `--=1`: no setting to give "--=VALUE" as the fix
@@ -187,6 +212,8 @@ def configure(defaults, args, usage=None, hints=None):
                 value = text
             if type(defaults.get(key)) is str and type(value) is not str:  # --out_dir=123 or =None: a name, as typed
                 value = text
+            if error := pasted_quotes(f"--{key}", value):  # every text setting here is a name, a path or a choice
+                raise SystemExit(error + ".")
             overrides[key] = check(key, value, defaults, arg, hints)
     values, given = dict(defaults), set()
     for arg in args:
@@ -333,12 +360,12 @@ class Parser(argparse.ArgumentParser):
         for a in self._actions:
             if not (a.option_strings and a.type is None and a.dest != "help"):
                 continue
-            value = getattr(ns, a.dest, None)
+            value, name = getattr(ns, a.dest, None), max(a.option_strings, key=len)
             if isinstance(value, list):  # --input A "": each name checked, an empty one too (no default stands for it)
                 for v in value:
-                    if error := blank_error(max(a.option_strings, key=len), v, argparse.SUPPRESS):
+                    if error := blank_error(name, v, argparse.SUPPRESS) or pasted_quotes(name, v):
                         self.error(error)
-            elif error := blank_error(max(a.option_strings, key=len), value, a.default):
+            elif error := blank_error(name, value, a.default) or pasted_quotes(name, value):
                 self.error(error)
         return ns, rest
 
@@ -348,6 +375,9 @@ class Parser(argparse.ArgumentParser):
         'unrecognized arguments: data/b.txt'."""
         argv = sys.argv[1:] if args is None else list(args)
         ns, extra = self.parse_known_args(argv, namespace)
+        for arg in extra:  # only what no option took: `--start "— and so"` is a prompt
+            if error := pasted_dash(arg):
+                self.error(error)
         if extra:
             stray = next((i for i, a in enumerate(argv) if a in extra and not a.startswith("-")), None)
             last = next((a for a in reversed(argv[:stray or 0]) if a.startswith("-")), "")  # the option before it

@@ -84,6 +84,29 @@ def test_an_on_off_setting_takes_the_words_every_command_takes():
         configure(DEFAULTS, ["--compile=on"])
 
 
+def test_an_argument_pasted_from_a_formatted_page_names_its_typographic_dash_or_quotes(capsys):
+    # —max_iters=3 (an em dash where a page rendered --) was "config file not found" in train.py and "unrecognized
+    # arguments" elsewhere; --out_dir=“out-x” trained into a folder named '“out-x”', eval --text=“a.txt” said no file
+    for args, said in (
+            (["—max_iters=3"], "argument '—max_iters=3' starts with '—' (U+2014), a typographic dash pasted from a "
+                               "formatted page, not '--'; write --max_iters=3"),
+            (["\u2212\u2212max_iters=3"], "argument '−−max_iters=3' starts with '−' (U+2212), a typographic dash "
+                                          "pasted from a formatted page, not '--'; write --max_iters=3"),
+            (["--out_dir=“out-x”"], "--out_dir is given between typographic quotes ('“out-x”'), which the shell keeps "
+                                    "in the value; retype them as ASCII quotes, or leave them out: --out_dir=out-x")):
+        with pytest.raises(SystemExit) as e:
+            configure(DEFAULTS, args)
+        assert str(e.value) == said + "."
+        p = Parser(prog="x")
+        p.add_argument("--out_dir", default="out")
+        p.add_argument("--max_iters", type=number(int, ">= 0"), default=3)
+        p.add_argument("--start", default="\n", type=str)  # text of its own type: a prompt may hold both
+        with pytest.raises(SystemExit):
+            p.parse_args(args)
+        assert capsys.readouterr().err.splitlines()[-1] == f"x: error: {said}"
+        assert p.parse_args(["--start", "— and “so”"]).start == "— and “so”"
+
+
 def test_unknown_key_lists_the_nearest_valid_keys():
     with pytest.raises(SystemExit) as e:
         configure(DEFAULTS, ["--lerning_rate=1e-3"])
