@@ -11,11 +11,6 @@ Retrofit:        python train.py config/cpu_lm_qk_v.py --init_from=out-cpu_lm/qk
                      --out_dir=out-qk_v-from-qkv    (a qkv checkpoint, or --init_from=gpt2, converted to qk_v)
 """
 
-if __name__ != "__main__":  # as nanoGPT's, a script: an import ran a whole training with the importer's command line
-    raise ImportError("train.py is a script, not a module: importing it would start a training with this process's "
-                      "command line; run it (python train.py config/cpu_tiny.py ...), or import what it uses from "
-                      "model.py, checkpoint.py, convert.py and configurator.py.")
-
 import atexit
 import contextlib
 import errno
@@ -33,6 +28,13 @@ from contextlib import nullcontext
 from dataclasses import asdict
 from datetime import timedelta
 from functools import partial
+
+if __name__ != "__main__" and sys.argv[:1] == ["-m"]:  # `python -m train.py`: Python imports train to find .py in it
+    raise SystemExit("python -m takes a module name, without .py: run python -m train ..., or python train.py ...")
+if __name__ != "__main__":  # as nanoGPT's, a script: an import ran a whole training with the importer's command line
+    raise ImportError("train.py is a script, not a module: importing it would start a training with this process's "
+                      "command line; run it (python train.py config/cpu_tiny.py ...), or import what it uses from "
+                      "model.py, checkpoint.py, convert.py and configurator.py.")
 
 
 from configurator import stop_on_sigterm, stopped_by  # standard library only: before torch's seconds of import

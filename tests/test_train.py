@@ -375,3 +375,13 @@ def test_importing_train_py_trains_nothing(tmp_path):
         "command line; run it (python train.py config/cpu_tiny.py ...), or import what it uses from model.py, "
         "checkpoint.py, convert.py and configurator.py.")
     assert sorted(os.listdir(tmp_path)) == ["data", "mine.py"]
+
+
+def test_python_m_train_py_is_one_line_and_trains_nothing(tmp_path):
+    # Python imports train to look for a module py in it: that import trained, then Python's own error followed
+    make_data(tmp_path / "data")
+    r = subprocess.run([sys.executable, "-m", "train.py", *TINY, "--max_iters=2", f"--data_dir={tmp_path / 'data'}",
+                        f"--out_dir={tmp_path / 'out'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", "python -m takes a module name, without .py: run python -m "
+                                                         "train ..., or python train.py ...\n")
+    assert sorted(os.listdir(tmp_path)) == ["data"]
