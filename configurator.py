@@ -343,6 +343,12 @@ class Parser(argparse.ArgumentParser):
     """argparse for the commands but train.py, except that --help or a usage error whose text cannot be written
     (`> /dev/full`) raises, and cli() says so, where argparse drops the error and exits 0 with the text lost."""
 
+    def __init__(self, *args, hints=None, **kwargs):
+        """hints: {unknown option name: what it is instead}, for names whose nearest spellings here are unrelated
+        (sample.py --prompt: --proj)."""
+        super().__init__(*args, **kwargs)
+        self.hints = hints or {}
+
     def _print_message(self, message, file=None):
         if message:
             (file or sys.stderr).write(message)
@@ -384,8 +390,22 @@ class Parser(argparse.ArgumentParser):
             name = last.split("=")[0]
             many = "=" in last and getattr(self._option_string_actions.get(name), "nargs", None) in ("+", "*")
             self.error(f"unrecognized arguments: {' '.join(extra)}" + (
-                f"; {name}=VALUE takes one value: to give several, write {name} A B (a space, no '=')" if many else ""))
+                f"; {name}=VALUE takes one value: to give several, write {name} A B (a space, no '=')" if many else
+                self.nearest(next((a for a in extra if a.startswith("--") and len(a) > 2), None))))
         return ns
+
+    def nearest(self, arg):
+        """'; ' and what the unknown option arg is instead, or the options spelled like it (--max-new-tokens,
+        --Seed, --n_samples, as train.py names its nearest keys); '' when none or no arg."""
+        if arg is None:
+            return ""
+        key = arg.split("=")[0][2:]
+        if key in self.hints:
+            return f"; {self.hints[key]}"
+        names = [o[2:] for a in self._actions for o in a.option_strings if o.startswith("--")]
+        norm = key.replace("-", "_").lower()
+        near = [n for n in names if n.lower() == norm] or difflib.get_close_matches(norm, names, n=3, cutoff=0.6)
+        return f"; nearest options: {', '.join('--' + n for n in near)}" if near else ""
 
 
 class Terminated(KeyboardInterrupt):

@@ -75,9 +75,15 @@ def add_model_args(p):
                    help=f"calibration tokens, at least one block (block_size); None: {CALIB_TOKENS}")
 
 
+# other tools' names for the model to load, whose nearest spellings here are unrelated (or none)
+CHECKPOINT_HINTS = dict.fromkeys(("checkpoint", "ckpt", "ckpt_path", "model", "model_args"), "--out_dir names the "
+                                 "folder that holds ckpt.pt (--init_from=gpt2... loads the hub's weights instead)")
+
+
 def get_parser():
     p = Parser(description="Sample from out_dir/ckpt.pt with the KV cache.",
-               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+               formatter_class=argparse.ArgumentDefaultsHelpFormatter, hints={
+                   "prompt": "the prompt is --start (the text, or FILE:path)", **CHECKPOINT_HINTS})
     p.add_argument("--out_dir", default="out", help="directory holding ckpt.pt")
     p.add_argument("--start", type=prompt, default="\n", help='prompt text, or "FILE:path" to read it from a file; '
                    'an empty prompt starts a new document (default: %(default)r)')

@@ -107,6 +107,27 @@ def test_an_argument_pasted_from_a_formatted_page_names_its_typographic_dash_or_
         assert p.parse_args(["--start", "— and “so”"]).start == "— and “so”"
 
 
+@pytest.mark.parametrize("script, arg, said", [
+    # "unrecognized arguments" alone, where train.py names its nearest keys: other tools spell options with dashes
+    ("sample", "--max-new-tokens=5", "; nearest options: --max_new_tokens"),
+    ("sample", "--Seed=3", "; nearest options: --seed"),
+    ("sample", "--n_samples=2", "; nearest options: --num_samples"),
+    ("bench", "--output=x", "; nearest options: --out"),
+    # names whose nearest spelling is unrelated: --prompt was pointed at --proj, lm_eval's --output_path at --out_dir
+    ("sample", "--prompt=hi", "; the prompt is --start (the text, or FILE:path)"),
+    ("sample", "--checkpoint=x", "; --out_dir names the folder that holds ckpt.pt (--init_from=gpt2... loads the "
+                                 "hub's weights instead)"),
+    ("eval", "--output_path=x", "; the results go to --out (default out_dir/eval); --out_dir is the folder of ckpt.pt"),
+    ("sample", "--bogus", ""),
+])
+def test_an_unknown_option_of_an_argparse_script_names_what_it_is_or_the_nearest(script, arg, said, capsys):
+    parser = __import__(script).get_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args([arg])
+    assert capsys.readouterr().err.splitlines()[-1] == f"{script}.py: error: unrecognized arguments: {arg}{said}" \
+        .replace(f"{script}.py", parser.prog)
+
+
 def test_unknown_key_lists_the_nearest_valid_keys():
     with pytest.raises(SystemExit) as e:
         configure(DEFAULTS, ["--lerning_rate=1e-3"])
