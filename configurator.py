@@ -15,6 +15,7 @@ lists every setting with its default.
 import argparse
 import ast
 import difflib
+import itertools
 import math
 import os
 import re
@@ -388,9 +389,18 @@ class Parser(argparse.ArgumentParser):
             stray = next((i for i, a in enumerate(argv) if a in extra and not a.startswith("-")), None)
             last = next((a for a in reversed(argv[:stray or 0]) if a.startswith("-")), "")  # the option before it
             name = last.split("=")[0]
-            many = "=" in last and getattr(self._option_string_actions.get(name), "nargs", None) in ("+", "*")
+            action = self._option_string_actions.get(name)
+            many = "=" in last and getattr(action, "nargs", None) in ("+", "*")
+            # `--seeds 0 1`, `--tasks hellaswag arc_easy`: a list option takes one value, its items joined by commas
+            commas = stray is not None and "comma-separated" in (getattr(action, "help", None) or "")
+            if commas:
+                at = stray - 1 - argv[stray - 1::-1].index(last)  # the option's own place
+                given = [last.partition("=")[2]] if "=" in last else argv[at + 1:at + 2]
+                given += itertools.takewhile(lambda a: not a.startswith("-"), argv[at + 2 - ("=" in last):])
+                items = [i.strip(",") for i in given if i.strip(",")]  # `--what cache, decode`: one comma each
             self.error(f"unrecognized arguments: {' '.join(extra)}" + (
                 f"; {name}=VALUE takes one value: to give several, write {name} A B (a space, no '=')" if many else
+                f"; {name} takes one value, its items separated by commas: {name}={','.join(items)}" if commas else
                 self.nearest(next((a for a in extra if a.startswith("--") and len(a) > 2), None))))
         return ns
 

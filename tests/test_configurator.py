@@ -1,4 +1,5 @@
 import argparse
+import importlib
 import io
 import math
 import os
@@ -126,6 +127,25 @@ def test_an_unknown_option_of_an_argparse_script_names_what_it_is_or_the_nearest
         parser.parse_args([arg])
     assert capsys.readouterr().err.splitlines()[-1] == f"{script}.py: error: unrecognized arguments: {arg}{said}" \
         .replace(f"{script}.py", parser.prog)
+
+
+@pytest.mark.parametrize("script, args, said", [
+    # other tools take lists as separate words: argparse said only "unrecognized arguments: 1"
+    ("experiments.synthetic", ["--seeds", "0", "1"], "1; --seeds takes one value, its items separated by commas: "
+                                                     "--seeds=0,1"),
+    ("experiments.synthetic", ["--seeds=0", "1", "2"], "1 2; --seeds takes one value, its items separated by commas: "
+                                                       "--seeds=0,1,2"),
+    ("eval", ["--tasks", "hellaswag", "arc_easy"], "arc_easy; --tasks takes one value, its items separated by "
+                                                   "commas: --tasks=hellaswag,arc_easy"),
+    ("bench", ["--what", "cache,", "decode"], "decode; --what takes one value, its items separated by commas: "
+                                              "--what=cache,decode"),
+    ("bench", ["--out", "x", "decode"], "decode"),  # not a list option: nothing to join
+])
+def test_a_list_option_given_as_separate_words_says_how_to_join_them(script, args, said, capsys):
+    parser = importlib.import_module(script).get_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(args)
+    assert capsys.readouterr().err.splitlines()[-1].endswith(f"error: unrecognized arguments: {said}")
 
 
 def test_unknown_key_lists_the_nearest_valid_keys():
