@@ -167,6 +167,16 @@ def test_a_text_setting_without_a_default_given_spaces_is_one_line(script, capsy
     assert tried or script not in ("eval", "prepare_slimpajama", "experiments.analyze", "experiments.scaling")
 
 
+@pytest.mark.parametrize("script", ["experiments.rope", "experiments.retrofit"])
+def test_report_and_redraw_together_are_refused(script, capsys):
+    # each is "only" one part: --report --redraw drew the figure alone and printed no report, exit 0
+    with pytest.raises(SystemExit) as e:
+        parser_of(script).parse_args(["--report", "--redraw"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith("error: argument --redraw: not allowed with argument "
+                                                             "--report")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The command line of the scripts whose settings are checked here, as a user runs them.
 
