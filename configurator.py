@@ -94,6 +94,16 @@ def pasted_quotes(name, value):
             f"as ASCII quotes, or leave them out: {name}={value.strip(QUOTES)}")
 
 
+def pasted_minus(text):
+    """One phrase for a number whose minus (or exponent's) is a typographic dash, as a paper or page prints 6e−4:
+    the message showed '6e−4 of type str', which reads like the 6e-4 the user meant; else None."""
+    dash = next((c for c in text if c in DASHES), None)
+    if dash is None:
+        return None
+    fixed = "".join("-" if c in DASHES else c for c in text)
+    return f"holds {dash!r} (U+{ord(dash):04X}), a typographic minus pasted from a formatted page; write {fixed}"
+
+
 def boolean(text):
     """An on/off setting's text, as every command takes it: True or False in any case, or 1 or 0 (an argparse type,
     and train.py's --key=value: --compile=true was refused there and taken by sample.py)."""
@@ -215,6 +225,8 @@ def configure(defaults, args, usage=None, hints=None):
                 value = text
             if error := pasted_quotes(f"--{key}", value):  # every text setting here is a name, a path or a choice
                 raise SystemExit(error + ".")
+            if number and type(value) is str and (error := pasted_minus(text)):
+                raise SystemExit(f"--{key}={text} {error.replace('write ', f'write --{key}=')}.")
             overrides[key] = check(key, value, defaults, arg, hints)
     values, given = dict(defaults), set()
     for arg in args:
@@ -312,7 +324,8 @@ def number(kind, rule):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'} {spoken(rule)}; "
+            raise argparse.ArgumentTypeError(f"{text!r} {pasted_minus(text)}." if pasted_minus(text) else
+                                             f"must be {'an integer' if kind is int else 'a number'} {spoken(rule)}; "
                                              f"got {text!r}.") from None
         error = range_error("value", value, kind, rule)
         if error:

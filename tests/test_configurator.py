@@ -108,6 +108,19 @@ def test_an_argument_pasted_from_a_formatted_page_names_its_typographic_dash_or_
         assert p.parse_args(["--start", "— and “so”"]).start == "— and “so”"
 
 
+def test_a_number_with_a_typographic_minus_names_it(capsys):
+    # 6e−4 (U+2212, as a paper prints it) was "learning_rate must be of type float; gives '6e−4' of type str", and
+    # "must be a number >= 0; got '−0.5'" in sample.py: both read as the value the user meant
+    with pytest.raises(SystemExit) as e:
+        configure(DEFAULTS, ["--learning_rate=6e\u22124"])
+    assert str(e.value) == ("--learning_rate=6e−4 holds '−' (U+2212), a typographic minus pasted from a formatted "
+                            "page; write --learning_rate=6e-4.")
+    with pytest.raises(argparse.ArgumentTypeError) as e:
+        number(float, ">= 0")("\u22120.5")
+    assert str(e.value) == "'−0.5' holds '−' (U+2212), a typographic minus pasted from a formatted page; write -0.5."
+    assert configure(DEFAULTS, ["--out_dir=a\u2212b"])[0]["out_dir"] == "a−b"  # a name may hold any character
+
+
 @pytest.mark.parametrize("script, arg, said", [
     # "unrecognized arguments" alone, where train.py names its nearest keys: other tools spell options with dashes
     ("sample", "--max-new-tokens=5", "; nearest options: --max_new_tokens"),
