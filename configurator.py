@@ -23,6 +23,7 @@ import signal
 import sys
 import traceback
 import types
+import unicodedata
 
 
 REPO = os.path.dirname(os.path.abspath(__file__))  # where config/ is, whatever the current folder
@@ -47,7 +48,9 @@ def check(key, value, defaults, where, hints=None):
     if type(value) is not want:  # strict: True is no int, 1 is no bool
         raise SystemExit(f"{key} must be of type {want.__name__} (like {defaults[key]!r}); {where} gives "
                          f"{value!r} of type {type(value).__name__}.")
-    if error := blank_error(key, value, defaults[key], f" in {where}"):
+    # the argument itself only where it prints on one line: --out_dir=$'x\n' is named by its value's repr
+    if error := blank_error(key, value, defaults[key], f" in {where}") or \
+            control_error(key, value, f" in {where}" if where.isprintable() else ""):
         raise SystemExit(error + ".")
     return home(value)
 
@@ -110,6 +113,16 @@ def boolean(text):
     if text.strip().lower() not in ("true", "false", "1", "0"):
         raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
     return text.strip().lower() in ("true", "1")
+
+
+def control_error(name, value, where=""):
+    """One sentence (without its period) for a name or path holding a control character (a newline, a tab, an
+    escape), else None: --out_dir=$'x\\n' trained into a folder whose name ends in an invisible newline."""
+    bad = next((c for c in value if unicodedata.category(c) == "Cc"), None) if isinstance(value, str) else None
+    if bad is None:
+        return None
+    return (f"{name} holds the control character {bad!r}{where} ({value!r}), which no name or path means; give it "
+            f"without {'newlines' if bad in chr(10) + chr(13) else 'control characters'}")
 
 
 def literal(text, number):
@@ -383,9 +396,11 @@ class Parser(argparse.ArgumentParser):
             value, name = getattr(ns, a.dest, None), max(a.option_strings, key=len)
             if isinstance(value, list):  # --input A "": each name checked, an empty one too (no default stands for it)
                 for v in value:
-                    if error := blank_error(name, v, argparse.SUPPRESS) or pasted_quotes(name, v):
+                    if error := blank_error(name, v, argparse.SUPPRESS) or pasted_quotes(name, v) or \
+                            control_error(name, v):
                         self.error(error)
-            elif error := blank_error(name, value, a.default) or pasted_quotes(name, value):
+            elif error := blank_error(name, value, a.default) or pasted_quotes(name, value) or \
+                    control_error(name, value):
                 self.error(error)
         return ns, rest
 

@@ -167,6 +167,26 @@ def test_a_text_setting_without_a_default_given_spaces_is_one_line(script, capsy
     assert tried or script not in ("eval", "prepare_slimpajama", "experiments.analyze", "experiments.scaling")
 
 
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_text_setting_holding_a_control_character_is_one_line(script, capsys):
+    # sample.py --out_dir=$'out\n' looked for 'out\n/ckpt.pt'; train.py --out_dir=$'x\n' trained into such a folder
+    parser, wrong = parser_of(script), []
+    required = {max(a.option_strings, key=len) for a in parser._actions if a.required and a.option_strings}
+    for opt, a in settings(parser):
+        if a.type is not None or a.choices:
+            continue
+        args = [f"{o}=x" for o in required - {opt}] + ([opt, "x\ty"] if a.nargs == "+" else [f"{opt}=x\ty"])
+        with pytest.raises(SystemExit) as e:
+            parser.parse_args(args)
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.strip() and not line.startswith(
+            ("usage:", " "))]
+        if e.value.code != 2 or len(lines) != 1 or not lines[0].endswith(
+                f"error: {opt} holds the control character '\\t' ('x\\ty'), which no name or path means; give it "
+                f"without control characters"):
+            wrong.append((opt, e.value.code, lines))
+    assert wrong == []
+
+
 @pytest.mark.parametrize("script", ["experiments.rope", "experiments.retrofit"])
 def test_report_and_redraw_together_are_refused(script, capsys):
     # each is "only" one part: --report --redraw drew the figure alone and printed no report, exit 0

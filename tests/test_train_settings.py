@@ -105,6 +105,14 @@ def test_every_number_out_of_its_range_is_one_line_naming_it(key, defaults, tmp_
             assert msg.startswith(f"data_dir '{tmp_path / 'nodata'}' has no train.bin"), (value, msg)
 
 
+def test_every_string_holding_a_control_character_is_one_line(defaults, tmp_path, monkeypatch):
+    # --out_dir=$'runs/x\n' trained into a folder whose name ends in an invisible newline (exit 0)
+    for key in (k for k, v in defaults.items() if type(v) is str):
+        msg = refusal(monkeypatch, tmp_path, [f"--{key}=x\n"])
+        assert msg == f"{key} holds the control character '\\n' ('x\\n'), which no name or path means; give it " \
+                      f"without newlines.", msg
+
+
 @pytest.mark.parametrize("key", CHOICES)
 def test_every_string_outside_its_choices_is_one_line_naming_them(key, tmp_path, monkeypatch):
     msg = refusal(monkeypatch, tmp_path, [f"--{key}=foo"])
