@@ -15,6 +15,7 @@ lists every setting with its default.
 import argparse
 import ast
 import difflib
+import itertools
 import math
 import os
 import re
@@ -24,6 +25,7 @@ import sys
 import time
 import traceback
 import types
+import unicodedata
 
 
 REPO = os.path.dirname(os.path.abspath(__file__))  # where config/ is, whatever the current folder
@@ -48,7 +50,9 @@ def check(key, value, defaults, where, hints=None):
     if type(value) is not want:  # strict: True is no int, 1 is no bool
         raise SystemExit(f"{key} must be of type {want.__name__} (like {defaults[key]!r}); {where} gives "
                          f"{value!r} of type {type(value).__name__}.")
-    if error := blank_error(key, value, defaults[key], f" in {where}"):
+    # the argument itself only where it prints on one line: --out_dir=$'x\n' is named by its value's repr
+    if error := blank_error(key, value, defaults[key], f" in {where}") or \
+            control_error(key, value, f" in {where}" if where.isprintable() else ""):
         raise SystemExit(error + ".")
     return home(value)
 
@@ -60,25 +64,84 @@ def home(value):
 
 
 def blank_error(name, value, default, where=""):
-    """One sentence (without its period) for a text setting whose default is a name or path given empty or as
-    spaces, else None: --out_dir= meant the current folder, or a makedirs('') error later; " " a folder named ' '."""
-    if type(value) is str and not value.strip() and default:
-        return (f"{name} is {'empty' if not value else f'only spaces ({value!r})'}{where}; give it a value, or leave "
-                f"it out for the default {default!r}")
+    """One sentence (without its period) for a text setting given as spaces, or given empty where its default is a
+    name or path, else None: --out_dir= meant the current folder, or a makedirs('') error later; " " a folder named
+    ' ' (also where the default is None: eval's --out=" " wrote its results there). Empty where the default is None
+    is left to the option: the default, or analyze's --out='' for no figure."""
+    if type(value) is str and not value.strip() and (default or value):
+        # a required option's default is argparse's SUPPRESS: "leave it out" would be refused next
+        fix = f", or leave it out for the default {default!r}" if isinstance(default, str) and default and \
+            default != argparse.SUPPRESS else ", or leave it out" if default is None else ""
+        return f"{name} is {'empty' if not value else f'only spaces ({value!r})'}{where}; give it a value{fix}"
     return None
+
+
+DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63\uff0d"  # hyphen, en and em dash, minus, full-width...
+QUOTES = "\u201c\u201d\u2018\u2019\u201e\u00ab\u00bb"  # curly double and single quotes, low quote, guillemets
+
+
+def pasted_dash(arg):
+    """One sentence (without its period) for an argument that starts with a typographic dash where '--' goes, as a
+    formatted page (a document, a chat) renders `--max_iters=3`: —max_iters=3 was 'config file not found' or
+    'unrecognized arguments'; else None."""
+    if arg[:1] not in DASHES:
+        return None
+    return (f"argument {arg!r} starts with {arg[0]!r} (U+{ord(arg[0]):04X}), a typographic dash pasted from a "
+            f"formatted page, not '--'; write --{arg.lstrip(DASHES + '-')}")
+
+
+def pasted_quotes(name, value):
+    """One sentence (without its period) for a name or path given between typographic quotes, which the shell keeps
+    (only ASCII quotes are removed): --out_dir=“out-x” trained into a folder named '“out-x”'; else None."""
+    if not (isinstance(value, str) and value and (value[0] in QUOTES or value[-1] in QUOTES)):
+        return None
+    return (f"{name} is given between typographic quotes ({value!r}), which the shell keeps in the value; retype them "
+            f"as ASCII quotes, or leave them out: {name}={value.strip(QUOTES)}")
+
+
+def pasted_minus(text):
+    """One phrase for a number whose minus (or exponent's) is a typographic dash, as a paper or page prints 6e−4:
+    the message showed '6e−4 of type str', which reads like the 6e-4 the user meant; else None."""
+    dash = next((c for c in text if c in DASHES), None)
+    if dash is None:
+        return None
+    fixed = "".join("-" if c in DASHES else c for c in text)
+    return f"holds {dash!r} (U+{ord(dash):04X}), a typographic minus pasted from a formatted page; write {fixed}"
+
+
+def boolean(text):
+    """An on/off setting's text, as every command takes it: True or False in any case, or 1 or 0 (an argparse type,
+    and train.py's --key=value: --compile=true was refused there and taken by sample.py)."""
+    if text.strip().lower() not in ("true", "false", "1", "0"):
+        raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
+    return text.strip().lower() in ("true", "1")
+
+
+def control_error(name, value, where=""):
+    """One sentence (without its period) for a name or path holding a control character (a newline, a tab, an
+    escape), else None: --out_dir=$'x\\n' trained into a folder whose name ends in an invisible newline."""
+    bad = next((c for c in value if unicodedata.category(c) == "Cc"), None) if isinstance(value, str) else None
+    if bad is None:
+        return None
+    return (f"{name} holds the control character {bad!r}{where} ({value!r}), which no name or path means; give it "
+            f"without {'newlines' if bad in chr(10) + chr(13) else 'control characters'}")
 
 
 def literal(text, number):
     """--key=text as a Python literal, else a string; for a number setting nan and inf are floats, so that the
-    range check refuses them with its rule instead of the type check."""
+    range check refuses them with its rule instead of the type check, and an integer Python's syntax refuses but
+    int() reads (03, full-width ３, Arabic-Indic ٣, as the argparse scripts take them) is the int, not "3.0 of type
+    float"."""
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
         pass
-    try:
-        return float(text) if number else text
-    except ValueError:
-        return text
+    for kind in (int, float) if number else ():
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 class Namespace(dict):
@@ -107,6 +170,13 @@ def run_file(path, values):
             data = f.read()
     except OSError as e:
         raise SystemExit(f"config file {path!r} cannot be read ({e.strerror}).") from None
+    # a checkpoint, a .bin or an archive given where a config file goes (train.py out/ckpt.pt): "save the file as
+    # UTF-8" or "SyntaxError ... null bytes (line None of None); fix the file" fixed nothing; UTF-16 text (NULs too)
+    # is told below to be saved as UTF-8
+    if b"\0" in data and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise SystemExit(f"config file {path!r} is binary (it holds NUL bytes), not Python text; give a file of "
+                         f"settings like config/cpu_tiny.py (a checkpoint is named by --init_from=PATH, or resumed "
+                         f"with --out_dir=ITS_FOLDER --init_from=resume).")
     try:
         text = data.decode("utf-8-sig")  # a byte-order mark, as some Windows editors save, is valid Python
     except UnicodeDecodeError as e:
@@ -149,18 +219,29 @@ def configure(defaults, args, usage=None, hints=None):
         raise SystemExit(0)
     overrides = {}  # checked first (a typo is found before any file runs), applied last
     for arg in args:
+        if error := pasted_dash(arg):
+            raise SystemExit(error + ".")
         if arg.startswith("--"):
             key, eq, text = arg[2:].partition("=")
             if not key:  # `--` as other commands take it, or `--=1`: no setting to give "--=VALUE" as the fix
                 raise SystemExit(f"argument {arg!r} names no setting; write --key=value (--help lists them).")
             if key not in defaults:  # with or without a value (--standalone, a launcher's flag): no VALUE helps
                 check(key, None, defaults, arg, hints)  # raises, naming what it is or the keys that look alike
+            on_off = type(defaults[key]) is bool
             if not eq:
-                raise SystemExit(f"argument {arg!r} has no value; write --{key}=VALUE.")
+                raise SystemExit(f"argument {arg!r} has no value; write --{key}=" + ("True (or False)." if on_off
+                                                                                     else "VALUE."))
             number = type(defaults.get(key)) in (int, float)
-            value = literal(text, number)
+            try:
+                value = boolean(text) if on_off else literal(text, number)
+            except argparse.ArgumentTypeError:  # --compile=yes: the type check below names the setting
+                value = text
             if type(defaults.get(key)) is str and type(value) is not str:  # --out_dir=123 or =None: a name, as typed
                 value = text
+            if error := pasted_quotes(f"--{key}", value):  # every text setting here is a name, a path or a choice
+                raise SystemExit(error + ".")
+            if number and type(value) is str and (error := pasted_minus(text)):
+                raise SystemExit(f"--{key}={text} {error.replace('write ', f'write --{key}=')}.")
             overrides[key] = check(key, value, defaults, arg, hints)
     values, given = dict(defaults), set()
     for arg in args:
@@ -258,7 +339,8 @@ def number(kind, rule):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'} {spoken(rule)}; "
+            raise argparse.ArgumentTypeError(f"{text!r} {pasted_minus(text)}." if pasted_minus(text) else
+                                             f"must be {'an integer' if kind is int else 'a number'} {spoken(rule)}; "
                                              f"got {text!r}.") from None
         error = range_error("value", value, kind, rule)
         if error:
@@ -290,22 +372,37 @@ class Parser(argparse.ArgumentParser):
     """argparse for the commands but train.py, except that --help or a usage error whose text cannot be written
     (`> /dev/full`) raises, and cli() says so, where argparse drops the error and exits 0 with the text lost."""
 
+    def __init__(self, *args, hints=None, **kwargs):
+        """hints: {unknown option name: what it is instead}, for names whose nearest spellings here are unrelated
+        (sample.py --prompt: --proj)."""
+        super().__init__(*args, **kwargs)
+        self.hints = hints or {}
+
     def _print_message(self, message, file=None):
         if message:
             (file or sys.stderr).write(message)
 
     def parse_known_args(self, args=None, namespace=None):
-        """As argparse, and a plain text option whose default is a name or path given empty (--out_dir=) is refused:
-        it meant the current folder, or a path '' that failed later with advice such as "no checkpoint at ckpt.pt".
-        Options with their own type (--start, --calib) say themselves what an empty value means."""
+        """As argparse, and a plain text option given only spaces, or empty where its default is a name or path
+        (--out_dir=), is refused: it meant the current folder, or a path '' that failed later with advice such as "no
+        checkpoint at ckpt.pt", or a folder named ' '. Options with their own type (--start, --calib) say themselves
+        what an empty value means."""
         ns, rest = super().parse_known_args(args, namespace)
         for a in self._actions:  # --out=~/x, --input ~/a.txt: home's (an option of its own type reads its own text)
             if a.option_strings and a.type is None and a.dest != "help" and hasattr(ns, a.dest):
                 value = getattr(ns, a.dest)
                 setattr(ns, a.dest, [home(v) for v in value] if isinstance(value, list) else home(value))
         for a in self._actions:
-            if a.option_strings and a.type is None and isinstance(a.default, str) and (error := blank_error(
-                    max(a.option_strings, key=len), getattr(ns, a.dest, None), a.default)):
+            if not (a.option_strings and a.type is None and a.dest != "help"):
+                continue
+            value, name = getattr(ns, a.dest, None), max(a.option_strings, key=len)
+            if isinstance(value, list):  # --input A "": each name checked, an empty one too (no default stands for it)
+                for v in value:
+                    if error := blank_error(name, v, argparse.SUPPRESS) or pasted_quotes(name, v) or \
+                            control_error(name, v):
+                        self.error(error)
+            elif error := blank_error(name, value, a.default) or pasted_quotes(name, value) or \
+                    control_error(name, value):
                 self.error(error)
         return ns, rest
 
@@ -315,14 +412,40 @@ class Parser(argparse.ArgumentParser):
         'unrecognized arguments: data/b.txt'."""
         argv = sys.argv[1:] if args is None else list(args)
         ns, extra = self.parse_known_args(argv, namespace)
+        for arg in extra:  # only what no option took: `--start "— and so"` is a prompt
+            if error := pasted_dash(arg):
+                self.error(error)
         if extra:
             stray = next((i for i, a in enumerate(argv) if a in extra and not a.startswith("-")), None)
             last = next((a for a in reversed(argv[:stray or 0]) if a.startswith("-")), "")  # the option before it
             name = last.split("=")[0]
-            many = "=" in last and getattr(self._option_string_actions.get(name), "nargs", None) in ("+", "*")
+            action = self._option_string_actions.get(name)
+            many = "=" in last and getattr(action, "nargs", None) in ("+", "*")
+            # `--seeds 0 1`, `--tasks hellaswag arc_easy`: a list option takes one value, its items joined by commas
+            commas = stray is not None and "comma-separated" in (getattr(action, "help", None) or "")
+            if commas:
+                at = stray - 1 - argv[stray - 1::-1].index(last)  # the option's own place
+                given = [last.partition("=")[2]] if "=" in last else argv[at + 1:at + 2]
+                given += itertools.takewhile(lambda a: not a.startswith("-"), argv[at + 2 - ("=" in last):])
+                items = [i.strip(",") for i in given if i.strip(",")]  # `--what cache, decode`: one comma each
             self.error(f"unrecognized arguments: {' '.join(extra)}" + (
-                f"; {name}=VALUE takes one value: to give several, write {name} A B (a space, no '=')" if many else ""))
+                f"; {name}=VALUE takes one value: to give several, write {name} A B (a space, no '=')" if many else
+                f"; {name} takes one value, its items separated by commas: {name}={','.join(items)}" if commas else
+                self.nearest(next((a for a in extra if a.startswith("--") and len(a) > 2), None))))
         return ns
+
+    def nearest(self, arg):
+        """'; ' and what the unknown option arg is instead, or the options spelled like it (--max-new-tokens,
+        --Seed, --n_samples, as train.py names its nearest keys); '' when none or no arg."""
+        if arg is None:
+            return ""
+        key = arg.split("=")[0][2:]
+        if key in self.hints:
+            return f"; {self.hints[key]}"
+        names = [o[2:] for a in self._actions for o in a.option_strings if o.startswith("--")]
+        norm = key.replace("-", "_").lower()
+        near = [n for n in names if n.lower() == norm] or difflib.get_close_matches(norm, names, n=3, cutoff=0.6)
+        return f"; nearest options: {', '.join('--' + n for n in near)}" if near else ""
 
 
 class Terminated(KeyboardInterrupt):

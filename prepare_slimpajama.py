@@ -35,7 +35,7 @@ import numpy as np
 import zstandard
 
 from checkpoint import atomic_write, dangling, guard_assets, hold_lock, largest_token, r50k, writable_dir
-from configurator import Parser, cli, number
+from configurator import Parser, boolean, cli, number
 from convert import hub_problem
 
 HUB_REPO = "cerebras/SlimPajama-627B"
@@ -46,12 +46,6 @@ BATCH_CHARS = 1 << 20   # text per batch: the unit of writing and committing
 CHUNK_CHARS = 1 << 16   # text per encoding task: many tasks per batch keep every thread busy to the end
 PRINT_SECONDS = 5
 LINE_END = re.compile(r"\r\n?|\n")
-
-
-def flag(s):
-    if s.lower() not in ("true", "false", "1", "0"):
-        raise argparse.ArgumentTypeError(f"expected True or False, got {s!r}")
-    return s.lower() in ("true", "1")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -77,13 +71,13 @@ def get_parser():
     p.add_argument("--train_tokens", type=number(int, ">= 1"), default=10_000_000_000,
                    help="train.bin ends at the first document boundary at or past this many tokens (the paper's 10B)")
     p.add_argument("--val_tokens", type=number(int, ">= 0"), default=10_000_000, help="the same for val.bin")
-    p.add_argument("--skip_bad", type=flag, nargs="?", const=True, default=False,
+    p.add_argument("--skip_bad", type=boolean, nargs="?", const=True, default=False,
                    help="skip (and count in meta.json) non-JSON lines and corrupt .zst shards instead of stopping")
     p.add_argument("--threads", type=number(int, ">= 1"), default=os.cpu_count(),
                    help="encoding threads (default: every core, %(default)s here)")
     p.add_argument("--commit_seconds", type=number(float, ">= 0"), default=10.0,
                    help="seconds between progress commits: the most work a killed run loses (0: every batch)")
-    p.add_argument("--benchmark", type=flag, nargs="?", const=True, default=False,
+    p.add_argument("--benchmark", type=boolean, nargs="?", const=True, default=False,
                    help="with --input: end-to-end tokens/s of this script next to tiktoken alone on the same text")
     return p
 

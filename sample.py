@@ -19,7 +19,7 @@ from dataclasses import replace
 import torch
 
 from checkpoint import load_checkpoint, other_data, r50k, read_json, tokens, unreadable
-from configurator import Parser, cli, compile_failure, home, number
+from configurator import Parser, boolean, cli, compile_failure, home, number
 from convert import (GPT2_SIZES, TIE_METHODS, check_conversion, conversion_note, convert_state_dict, gpt2_config,
                      load_gpt2, ties_v)
 from model import GPT, SOURCES, GPTConfig, cache_length
@@ -33,12 +33,6 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 # temperature can overflow (float16's 65504 is passed at 1e-3 by a logit of 66; GPT-2's logits reach -100 and below;
 # 1e-45 overflows float32): such temperatures decode greedily.
 MIN_TEMPERATURE = 0.01
-
-
-def boolean(s):
-    if s.lower() not in ("true", "false", "1", "0"):
-        raise argparse.ArgumentTypeError(f"expected True or False, got {s!r}")
-    return s.lower() in ("true", "1")
 
 
 def prompt(s):
@@ -81,9 +75,15 @@ def add_model_args(p):
                    help=f"calibration tokens, at least one block (block_size); None: {CALIB_TOKENS}")
 
 
+# other tools' names for the model to load, whose nearest spellings here are unrelated (or none)
+CHECKPOINT_HINTS = dict.fromkeys(("checkpoint", "ckpt", "ckpt_path", "model", "model_args"), "--out_dir names the "
+                                 "folder that holds ckpt.pt (--init_from=gpt2... loads the hub's weights instead)")
+
+
 def get_parser():
     p = Parser(description="Sample from out_dir/ckpt.pt with the KV cache.",
-               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+               formatter_class=argparse.ArgumentDefaultsHelpFormatter, hints={
+                   "prompt": "the prompt is --start (the text, or FILE:path)", **CHECKPOINT_HINTS})
     p.add_argument("--out_dir", default="out", help="directory holding ckpt.pt")
     p.add_argument("--start", type=prompt, default="\n", help='prompt text, or "FILE:path" to read it from a file; '
                    'an empty prompt starts a new document (default: %(default)r)')

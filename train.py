@@ -29,6 +29,13 @@ from dataclasses import asdict
 from datetime import timedelta
 from functools import partial
 
+if __name__ != "__main__" and sys.argv[:1] == ["-m"]:  # `python -m train.py`: Python imports train to find .py in it
+    raise SystemExit("python -m takes a module name, without .py: run python -m train ..., or python train.py ...")
+if __name__ != "__main__":  # as nanoGPT's, a script: an import ran a whole training with the importer's command line
+    raise ImportError("train.py is a script, not a module: importing it would start a training with this process's "
+                      "command line; run it (python train.py config/cpu_tiny.py ...), or import what it uses from "
+                      "model.py, checkpoint.py, convert.py and configurator.py.")
+
 
 from configurator import stop_on_sigterm, stopped_by  # standard library only: before torch's seconds of import
 
@@ -144,7 +151,25 @@ HINTS = {"lr": "the peak learning rate is --learning_rate (--min_lr is where the
          "dataset": "--data_dir names the folder of train.bin, val.bin and meta.json",
          **dict.fromkeys(("wandb_log", "wandb_project", "wandb_run_name"), "there is no wandb logging here: every "
                          "evaluation and log line goes to out_dir/log.jsonl"),
-         "epochs": "a run's length is --max_iters (or --total_tokens, in tokens)",
+         **dict.fromkeys(("epochs", "steps", "num_train_epochs"), "a run's length is --max_iters (or --total_tokens, "
+                         "in tokens)"),
+         # other trainers' names (Hugging Face, Lightning, argparse habits), whose nearest spellings here are
+         # unrelated: --config_file: compile, --resume: rope_base, --seq_len: seed, --hidden_size: batch_size
+         **dict.fromkeys(("config", "config_file", "config-file", "cfg"), "config files are given without a flag: "
+                         "python train.py config/x.py [--key=value ...]"),
+         **dict.fromkeys(("resume", "resume_from_checkpoint", "checkpoint", "ckpt_path"), "--init_from=resume "
+                         "resumes out_dir's ckpt.pt; --init_from=PATH starts a new run from the checkpoint at PATH"),
+         **dict.fromkeys(("seq_len", "seq_length", "max_seq_len", "context_length", "ctx_len"), "the context "
+                         "length is --block_size"),
+         **dict.fromkeys(("hidden_size", "d_model"), "the model width is --n_embd"),
+         **dict.fromkeys(("fp16", "bf16", "amp", "precision", "mixed_precision"), "the precision is --dtype (auto, "
+                         "float32 or bfloat16)"),
+         **dict.fromkeys(("world_size", "gpus", "num_gpus"), "the number of processes is torchrun's: torchrun "
+                         "--standalone --nproc_per_node=N train.py ..."),
+         **dict.fromkeys(("num_workers", "workers"), "batches are read from the memory-mapped train.bin in the "
+                         "training process itself: there are no loader workers to set"),
+         **dict.fromkeys(("save_steps", "save_interval", "checkpoint_interval"), "a checkpoint is saved at each "
+                         "evaluation: --eval_interval (and --always_save_checkpoint)"),
          **dict.fromkeys(("local-rank", "local_rank"), "torch.distributed.launch passes it, and train.py reads its "
                          "rank from torchrun's environment: run it under torchrun instead (torchrun --standalone "
                          "--nproc_per_node=N train.py ...)"),

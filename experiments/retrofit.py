@@ -472,8 +472,9 @@ def report(s, command):
 def get_parser():
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="1/10 of the steps, 1 seed, into out-retrofit-quick/")
-    p.add_argument("--report", action="store_true", help="only the report, from the finished runs")
-    p.add_argument("--redraw", action="store_true", help="only the figure, from the written retrofit.csv")
+    only = p.add_mutually_exclusive_group()  # --report --redraw drew the figure and printed no report, exit 0
+    only.add_argument("--report", action="store_true", help="only the report, from the finished runs")
+    only.add_argument("--redraw", action="store_true", help="only the figure, from the written retrofit.csv")
     return p
 
 

@@ -201,9 +201,10 @@ def report(rows, missing, args, wall):
 def get_parser():
     p = Parser(description="RoPE vs learned positions, qkv vs qk_v: length extrapolation.",
                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--report", action="store_true", help="only the report, from the finished runs")
+    only = p.add_mutually_exclusive_group()  # --report --redraw drew the figure and printed no report, exit 0
+    only.add_argument("--report", action="store_true", help="only the report, from the finished runs")
     p.add_argument("--quick", action="store_true", help="60 iterations, 1 seed, out-rope-quick/ (not assets/)")
-    p.add_argument("--redraw", action="store_true", help="only the figure, from the written table (no runs needed)")
+    only.add_argument("--redraw", action="store_true", help="only the figure, from the written table (no runs needed)")
     p.add_argument("--data_dir", default="data/cpu_lm_bytes", help="byte-level data, as this file's docstring makes")
     return p
 

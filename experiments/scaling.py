@@ -430,9 +430,11 @@ def data_name(args):
 def report(s, args):
     csv_path, ana_path = paths(s, args)
     rows, ana = read_csv(csv_path, COLUMNS), read_csv(ana_path, ANALYSIS_COLUMNS)
-    # the command that trains them: --quick, --root and --data_dir as given (the full grid elsewhere takes hours)
+    # the command that trains them: --quick, --root and --data_dir as given (the full grid elsewhere takes hours);
+    # not the --root of a tracked table, which every --root trains: `--report --root=X` rewrote assets/scaling.md to
+    # name X, a folder it never read
     command = "python -m experiments.scaling" + (" --quick" if s is QUICK else "") + \
-        (f" --root={args.root}" if args.root != s["root"] else "") + \
+        (f" --root={args.root}" if args.root != s["root"] and not tracked(s, args) else "") + \
         (f" --data_dir={args.data_dir}" if not default_data(args.data_dir) else "")
     if not rows:
         sys.exit(f"{csv_path} holds no finished run yet; {train_first(args.root, command)}.")

@@ -1,4 +1,5 @@
 import argparse
+import importlib
 import io
 import math
 import os
@@ -10,7 +11,8 @@ import time
 import pytest
 import torch
 
-from configurator import Parser, cli, compile_failure, configure, describe, number, range_error, stop_on_sigterm
+from configurator import (Parser, boolean, cli, compile_failure, configure, describe, number, range_error,
+                          stop_on_sigterm)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULTS = {"learning_rate": 6e-4, "min_lr": 6e-5, "max_iters": 100, "compile": False, "out_dir": "out",
@@ -51,9 +53,18 @@ def test_int_is_accepted_where_a_float_is_expected():
     assert got["learning_rate"] == 1.0 and type(got["learning_rate"]) is float
 
 
+@pytest.mark.parametrize("text", ["03", "00003", "\uff13", "\u0663", " 3", "+3"])
+def test_an_integer_in_any_spelling_int_reads_is_the_int_as_in_the_argparse_scripts(text):
+    # --max_iters=03 and full-width or Arabic-Indic digits were "max_iters must be of type int; gives 3.0 of type
+    # float", where sample.py --max_new_tokens=03 (argparse, int()) took 3
+    assert number(int, ">= 1")(text) == 3
+    got = configure(DEFAULTS, [f"--max_iters={text}", f"--learning_rate={text}"])[0]
+    assert got["max_iters"] == 3 and type(got["max_iters"]) is int and got["learning_rate"] == 3.0
+
+
 @pytest.mark.parametrize("arg, words", [
     ("--max_iters=1.5", ["max_iters", "int", "1.5"]),
-    ("--compile=1", ["compile", "bool"]),
+    ("--compile=yes", ["compile", "bool"]),
     ("--max_iters=True", ["max_iters", "int", "True"]),
     ("--learning_rate=fast", ["learning_rate", "float", "'fast'"]),
 ])
@@ -61,6 +72,94 @@ def test_type_mismatch_names_the_expected_type(arg, words):
     with pytest.raises(SystemExit) as e:
         configure(DEFAULTS, [arg])
     assert all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_an_on_off_setting_takes_the_words_every_command_takes():
+    # train.py --compile=true (or 1, TRUE) was "compile must be of type bool", where sample.py --compile=true and
+    # prepare's --skip_bad=1 were taken: one boolean() now reads them all; a bare --compile was told "--compile=VALUE"
+    for text, want in (("true", True), ("TRUE", True), ("1", True), ("True", True), ("false", False), ("0", False)):
+        assert configure(DEFAULTS, [f"--compile={text}"])[0]["compile"] is want
+        assert boolean(text) is want
+    with pytest.raises(SystemExit, match=r"^argument '--compile' has no value; write --compile=True \(or False\)\.$"):
+        configure(DEFAULTS, ["--compile"])
+    with pytest.raises(SystemExit, match=r"^compile must be of type bool \(like False\); --compile=on gives 'on' "):
+        configure(DEFAULTS, ["--compile=on"])
+
+
+def test_an_argument_pasted_from_a_formatted_page_names_its_typographic_dash_or_quotes(capsys):
+    # —max_iters=3 (an em dash where a page rendered --) was "config file not found" in train.py and "unrecognized
+    # arguments" elsewhere; --out_dir=“out-x” trained into a folder named '“out-x”', eval --text=“a.txt” said no file
+    for args, said in (
+            (["—max_iters=3"], "argument '—max_iters=3' starts with '—' (U+2014), a typographic dash pasted from a "
+                               "formatted page, not '--'; write --max_iters=3"),
+            (["\u2212\u2212max_iters=3"], "argument '−−max_iters=3' starts with '−' (U+2212), a typographic dash "
+                                          "pasted from a formatted page, not '--'; write --max_iters=3"),
+            (["--out_dir=“out-x”"], "--out_dir is given between typographic quotes ('“out-x”'), which the shell keeps "
+                                    "in the value; retype them as ASCII quotes, or leave them out: --out_dir=out-x")):
+        with pytest.raises(SystemExit) as e:
+            configure(DEFAULTS, args)
+        assert str(e.value) == said + "."
+        p = Parser(prog="x")
+        p.add_argument("--out_dir", default="out")
+        p.add_argument("--max_iters", type=number(int, ">= 0"), default=3)
+        p.add_argument("--start", default="\n", type=str)  # text of its own type: a prompt may hold both
+        with pytest.raises(SystemExit):
+            p.parse_args(args)
+        assert capsys.readouterr().err.splitlines()[-1] == f"x: error: {said}"
+        assert p.parse_args(["--start", "— and “so”"]).start == "— and “so”"
+
+
+def test_a_number_with_a_typographic_minus_names_it(capsys):
+    # 6e−4 (U+2212, as a paper prints it) was "learning_rate must be of type float; gives '6e−4' of type str", and
+    # "must be a number >= 0; got '−0.5'" in sample.py: both read as the value the user meant
+    with pytest.raises(SystemExit) as e:
+        configure(DEFAULTS, ["--learning_rate=6e\u22124"])
+    assert str(e.value) == ("--learning_rate=6e−4 holds '−' (U+2212), a typographic minus pasted from a formatted "
+                            "page; write --learning_rate=6e-4.")
+    with pytest.raises(argparse.ArgumentTypeError) as e:
+        number(float, ">= 0")("\u22120.5")
+    assert str(e.value) == "'−0.5' holds '−' (U+2212), a typographic minus pasted from a formatted page; write -0.5."
+    assert configure(DEFAULTS, ["--out_dir=a\u2212b"])[0]["out_dir"] == "a−b"  # a name may hold any character
+
+
+@pytest.mark.parametrize("script, arg, said", [
+    # "unrecognized arguments" alone, where train.py names its nearest keys: other tools spell options with dashes
+    ("sample", "--max-new-tokens=5", "; nearest options: --max_new_tokens"),
+    ("sample", "--Seed=3", "; nearest options: --seed"),
+    ("sample", "--n_samples=2", "; nearest options: --num_samples"),
+    ("bench", "--output=x", "; nearest options: --out"),
+    # names whose nearest spelling is unrelated: --prompt was pointed at --proj, lm_eval's --output_path at --out_dir
+    ("sample", "--prompt=hi", "; the prompt is --start (the text, or FILE:path)"),
+    ("sample", "--checkpoint=x", "; --out_dir names the folder that holds ckpt.pt (--init_from=gpt2... loads the "
+                                 "hub's weights instead)"),
+    ("eval", "--output_path=x", "; the results go to --out (default out_dir/eval); --out_dir is the folder of ckpt.pt"),
+    ("sample", "--bogus", ""),
+])
+def test_an_unknown_option_of_an_argparse_script_names_what_it_is_or_the_nearest(script, arg, said, capsys):
+    parser = __import__(script).get_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args([arg])
+    assert capsys.readouterr().err.splitlines()[-1] == f"{script}.py: error: unrecognized arguments: {arg}{said}" \
+        .replace(f"{script}.py", parser.prog)
+
+
+@pytest.mark.parametrize("script, args, said", [
+    # other tools take lists as separate words: argparse said only "unrecognized arguments: 1"
+    ("experiments.synthetic", ["--seeds", "0", "1"], "1; --seeds takes one value, its items separated by commas: "
+                                                     "--seeds=0,1"),
+    ("experiments.synthetic", ["--seeds=0", "1", "2"], "1 2; --seeds takes one value, its items separated by commas: "
+                                                       "--seeds=0,1,2"),
+    ("eval", ["--tasks", "hellaswag", "arc_easy"], "arc_easy; --tasks takes one value, its items separated by "
+                                                   "commas: --tasks=hellaswag,arc_easy"),
+    ("bench", ["--what", "cache,", "decode"], "decode; --what takes one value, its items separated by commas: "
+                                              "--what=cache,decode"),
+    ("bench", ["--out", "x", "decode"], "decode"),  # not a list option: nothing to join
+])
+def test_a_list_option_given_as_separate_words_says_how_to_join_them(script, args, said, capsys):
+    parser = importlib.import_module(script).get_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(args)
+    assert capsys.readouterr().err.splitlines()[-1].endswith(f"error: unrecognized arguments: {said}")
 
 
 def test_unknown_key_lists_the_nearest_valid_keys():
@@ -178,6 +277,20 @@ def test_a_config_file_that_does_not_run_is_one_line_with_its_line(tmp_path, tex
         configure(DEFAULTS, [str(run)])
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith(f"config file '{run}', line {line}: {words}"), msg
+
+
+def test_a_binary_file_given_as_a_config_file_is_named_binary(tmp_path):
+    # train.py out/ckpt.pt was "byte 0x80 is not UTF-8; save the file as UTF-8", and data/train.bin "line ?:
+    # SyntaxError: source code string cannot contain null bytes (line None of None); fix the file"
+    for name, data in (("ckpt.pt", b"\x80\x02PK\x00\x00"), ("train.bin", b"\x01\x00\x02\x00")):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(SystemExit) as e:
+            configure(DEFAULTS, [str(tmp_path / name)])
+        assert str(e.value).startswith(f"config file {str(tmp_path / name)!r} is binary (it holds NUL bytes), not "
+                                       f"Python text; give a file of settings like config/cpu_tiny.py (")
+    (tmp_path / "u16.py").write_bytes("max_iters = 3\n".encode("utf-16"))  # text, of another encoding
+    with pytest.raises(SystemExit, match=r"line 1: byte 0xff is not UTF-8; save the file as UTF-8\.$"):
+        configure(DEFAULTS, [str(tmp_path / "u16.py")])
 
 
 def test_help_lists_every_setting_with_its_default_comment_and_rule(tmp_path, capsys):

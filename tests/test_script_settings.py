@@ -126,8 +126,8 @@ def test_a_text_setting_with_a_default_given_empty_is_one_line_naming_the_defaul
     parser, wrong = parser_of(script), []
     required = [f"{max(a.option_strings, key=len)}=x" for a in parser._actions if a.required and a.option_strings]
     for opt, a in settings(parser):
-        if a.type is not None or a.choices or not isinstance(a.default, str) or not a.default:
-            continue
+        if a.type is not None or a.choices or not isinstance(a.default, str) or not a.default or a.required:
+            continue  # a required option has no default to leave it out for: the test below
         for value, what in (("", "empty"), (" ", "only spaces (' ')")):  # " ": a folder named ' '
             with pytest.raises(SystemExit) as e:
                 parser.parse_args([*required, f"{opt}={value}"])
@@ -137,6 +137,64 @@ def test_a_text_setting_with_a_default_given_empty_is_one_line_naming_the_defaul
                     f"error: {opt} is {what}; give it a value, or leave it out for the default {a.default!r}"):
                 wrong.append((opt, value, e.value.code, lines))
     assert wrong == []
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_text_setting_without_a_default_given_spaces_is_one_line(script, capsys):
+    # eval.py --out=" " and analyze --out=" " wrote their results into a folder named ' ', scaling --root=" " trained
+    # there; prepare's --input "" was "--input  does not exist"; analyze's required --out_dir= was told to "leave it
+    # out for the default '==SUPPRESS=='"
+    parser, wrong, tried = parser_of(script), [], 0
+    required = {max(a.option_strings, key=len) for a in parser._actions if a.required and a.option_strings}
+    for opt, a in settings(parser):
+        if a.type is not None or a.choices or not (a.default is None or isinstance(a.default, list) or
+                                                   opt in required):
+            continue
+        for value, what in (("", "empty"), (" ", "only spaces (' ')")):
+            if value == "" and a.default is None:  # the default (eval's --out), or none (analyze's --out='')
+                continue
+            tried += 1
+            args = [f"{o}=x" for o in required - {opt}] + ([opt, value] if a.nargs == "+" else [f"{opt}={value}"])
+            with pytest.raises(SystemExit) as e:
+                parser.parse_args(args)
+            lines = [line for line in capsys.readouterr().err.splitlines() if line.strip() and not line.startswith(
+                ("usage:", " "))]
+            fix = ", or leave it out" if a.default is None else ""
+            if e.value.code != 2 or len(lines) != 1 or not lines[0].endswith(
+                    f"error: {opt} is {what}; give it a value{fix}"):
+                wrong.append((opt, value, e.value.code, lines))
+    assert wrong == []
+    assert tried or script not in ("eval", "prepare_slimpajama", "experiments.analyze", "experiments.scaling")
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_text_setting_holding_a_control_character_is_one_line(script, capsys):
+    # sample.py --out_dir=$'out\n' looked for 'out\n/ckpt.pt'; train.py --out_dir=$'x\n' trained into such a folder
+    parser, wrong = parser_of(script), []
+    required = {max(a.option_strings, key=len) for a in parser._actions if a.required and a.option_strings}
+    for opt, a in settings(parser):
+        if a.type is not None or a.choices:
+            continue
+        args = [f"{o}=x" for o in required - {opt}] + ([opt, "x\ty"] if a.nargs == "+" else [f"{opt}=x\ty"])
+        with pytest.raises(SystemExit) as e:
+            parser.parse_args(args)
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.strip() and not line.startswith(
+            ("usage:", " "))]
+        if e.value.code != 2 or len(lines) != 1 or not lines[0].endswith(
+                f"error: {opt} holds the control character '\\t' ('x\\ty'), which no name or path means; give it "
+                f"without control characters"):
+            wrong.append((opt, e.value.code, lines))
+    assert wrong == []
+
+
+@pytest.mark.parametrize("script", ["experiments.rope", "experiments.retrofit"])
+def test_report_and_redraw_together_are_refused(script, capsys):
+    # each is "only" one part: --report --redraw drew the figure alone and printed no report, exit 0
+    with pytest.raises(SystemExit) as e:
+        parser_of(script).parse_args(["--report", "--redraw"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith("error: argument --redraw: not allowed with argument "
+                                                             "--report")
 
 
 # ---------------------------------------------------------------------------------------------------------------

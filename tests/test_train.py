@@ -361,3 +361,27 @@ def test_gpt2_without_network_is_one_clear_error(tmp_path, data_dir):
                         "--init_from=gpt2"], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 1 and r.stderr.strip().startswith("gpt2 is not in the Hugging Face cache")
     assert "\n" not in r.stderr.strip() and not (tmp_path / "o").exists()
+
+
+def test_importing_train_py_trains_nothing(tmp_path):
+    # `import train` in a script of one's own ran a whole training with that script's command line, exit 0
+    make_data(tmp_path / "data")
+    script = tmp_path / "mine.py"
+    script.write_text(f"import sys\nsys.path.insert(0, {ROOT!r})\nimport train\n")
+    r = subprocess.run([sys.executable, str(script), *TINY, "--max_iters=2", f"--data_dir={tmp_path / 'data'}",
+                        f"--out_dir={tmp_path / 'out'}"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1] == (
+        "ImportError: train.py is a script, not a module: importing it would start a training with this process's "
+        "command line; run it (python train.py config/cpu_tiny.py ...), or import what it uses from model.py, "
+        "checkpoint.py, convert.py and configurator.py.")
+    assert sorted(os.listdir(tmp_path)) == ["data", "mine.py"]
+
+
+def test_python_m_train_py_is_one_line_and_trains_nothing(tmp_path):
+    # Python imports train to look for a module py in it: that import trained, then Python's own error followed
+    make_data(tmp_path / "data")
+    r = subprocess.run([sys.executable, "-m", "train.py", *TINY, "--max_iters=2", f"--data_dir={tmp_path / 'data'}",
+                        f"--out_dir={tmp_path / 'out'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", "python -m takes a module name, without .py: run python -m "
+                                                         "train ..., or python train.py ...\n")
+    assert sorted(os.listdir(tmp_path)) == ["data"]

@@ -106,6 +106,14 @@ def test_every_number_out_of_its_range_is_one_line_naming_it(key, defaults, tmp_
             assert msg.startswith(f"data_dir '{tmp_path / 'nodata'}' has no train.bin"), (value, msg)
 
 
+def test_every_string_holding_a_control_character_is_one_line(defaults, tmp_path, monkeypatch):
+    # --out_dir=$'runs/x\n' trained into a folder whose name ends in an invisible newline (exit 0)
+    for key in (k for k, v in defaults.items() if type(v) is str):
+        msg = refusal(monkeypatch, tmp_path, [f"--{key}=x\n"])
+        assert msg == f"{key} holds the control character '\\n' ('x\\n'), which no name or path means; give it " \
+                      f"without newlines.", msg
+
+
 @pytest.mark.parametrize("key", CHOICES)
 def test_every_string_outside_its_choices_is_one_line_naming_them(key, tmp_path, monkeypatch):
     msg = refusal(monkeypatch, tmp_path, [f"--{key}=foo"])
@@ -172,6 +180,17 @@ def test_the_command_line_refuses_a_bad_setting_before_any_work(arg, tmp_path, d
     ("--wandb_log=True", "there is no wandb logging here: every evaluation and log line goes to out_dir/log.jsonl."),
     ("--epochs=3", "a run's length is --max_iters (or --total_tokens, in tokens)."),
     ("--colour=red", "no setting has a name like it (--help lists them)."),
+    # other trainers' names were pointed at compile, rope_base, seed, batch_size, vocab_size, max_iters, or nothing
+    ("--config_file=config/cpu_tiny.py", "config files are given without a flag: python train.py config/x.py "
+                                         "[--key=value ...]."),
+    ("--resume=True", "--init_from=resume resumes out_dir's ckpt.pt; --init_from=PATH starts a new run from the "
+                      "checkpoint at PATH."),
+    ("--seq_len=256", "the context length is --block_size."),
+    ("--hidden_size=512", "the model width is --n_embd."),
+    ("--fp16=True", "the precision is --dtype (auto, float32 or bfloat16)."),
+    ("--world_size=2", "the number of processes is torchrun's: torchrun --standalone --nproc_per_node=N train.py"),
+    ("--num_workers=4", "batches are read from the memory-mapped train.bin in the training process itself"),
+    ("--save_steps=100", "a checkpoint is saved at each evaluation: --eval_interval (and --always_save_checkpoint)."),
     # the other scripts' options were pointed at unrelated settings: attn, dropout, eval_tokens
     ("--text=input.txt", "--text is an option of eval.py, not of train.py (--help lists train.py's)."),
     ("--input=input.txt", "--input is an option of prepare_slimpajama.py, not of train.py"),
