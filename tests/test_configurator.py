@@ -374,37 +374,23 @@ def test_ctrl_c_in_a_command_is_one_line_and_status_130(capsys):
     assert capsys.readouterr() == ("working", "stopped by Ctrl-C; nothing was written.\n")
 
 
-def test_sigterm_in_a_command_is_one_line_and_status_143(capsys):
-    # `kill` (a scheduler's time limit) ended sample.py, eval.py or prepare_slimpajama.py with no word
+@pytest.mark.parametrize("name, status", [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_a_signal_in_a_command_is_one_line_and_its_status(capsys, name, status):
+    # `kill` (a scheduler's time limit) ended sample.py, eval.py or prepare_slimpajama.py with no word, and a closed
+    # terminal (SIGHUP) every command, leaving what a clean stop removes
+    sig = getattr(signal, name)
     def main():
         print("working", end="")
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), sig)
         time.sleep(10)  # the handler raises in this frame, at once
-        pytest.fail("SIGTERM went unhandled")
-    before = signal.getsignal(signal.SIGTERM)
-    try:
-        with pytest.raises(SystemExit) as e:
-            cli(main, "nothing was written.")
-    finally:
-        signal.signal(signal.SIGTERM, before)
-    assert e.value.code == 143
-    assert capsys.readouterr() == ("working", "stopped by SIGTERM; nothing was written.\n")
-
-
-def test_sighup_in_a_command_is_one_line_and_status_129_but_stays_ignored_under_nohup(capsys):
-    # a closed terminal (SIGHUP) ended every command with no word, leaving what a clean stop removes
-    def main():
-        print("working", end="")
-        os.kill(os.getpid(), signal.SIGHUP)
-        time.sleep(10)  # the handler raises in this frame, at once
-        pytest.fail("SIGHUP went unhandled")
+        pytest.fail(f"{name} went unhandled")
     before = signal.getsignal(signal.SIGHUP), signal.getsignal(signal.SIGTERM)
     try:
-        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        signal.signal(sig, signal.SIG_DFL)
         with pytest.raises(SystemExit) as e:
             cli(main, "nothing was written.")
-        assert e.value.code == 129
-        assert capsys.readouterr() == ("working", "stopped by SIGHUP; nothing was written.\n")
+        assert e.value.code == status
+        assert capsys.readouterr() == ("working", f"stopped by {name}; nothing was written.\n")
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup starts it: the user asked to run on
         stop_on_sigterm()
         assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
