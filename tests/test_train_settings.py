@@ -867,29 +867,11 @@ def test_ctrl_c_stops_with_one_line_on_how_to_resume(tmp_path, data_dir, monkeyp
                   f"--init_from=resume."
 
 
-def test_sigterm_stops_as_ctrl_c_does_and_leaves_nothing_of_a_run_that_saved_nothing(tmp_path, data_dir):
-    # `kill` or a scheduler's time limit ended the run with no word, and left the out_dir it made (log and lock)
-    out = tmp_path / "new" / "out"
-    cmd = [sys.executable, "train.py", *TINY, f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=100000",
-           "--eval_interval=100000"]
-    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 120
-        while not (out / "log.jsonl").exists() or '"iter": 3' not in (out / "log.jsonl").read_text():
-            assert time.time() < deadline and p.poll() is None, "the run did not get to iteration 3"
-            time.sleep(0.2)
-        p.terminate()
-        _, err = p.communicate(timeout=60)
-    finally:
-        if p.poll() is None:
-            p.kill()
-    assert p.returncode == 143 and re.fullmatch(r"stopped by SIGTERM at iteration \d+; no checkpoint was saved yet: "
-                                                r"run the same command to start again\.\n", err), err
-    assert not (tmp_path / "new").exists()
-
-
-def test_a_closed_terminal_stops_as_ctrl_c_does_and_leaves_nothing_of_a_run_that_saved_nothing(tmp_path, data_dir):
-    # SIGHUP (the terminal closed, a shell's jobs on exit) ended the run with no word and left its log and lock
+@pytest.mark.parametrize("name, status", [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_a_signal_stops_as_ctrl_c_does_and_leaves_nothing_of_a_run_that_saved_nothing(tmp_path, data_dir, name,
+                                                                                      status):
+    # `kill` or a scheduler's time limit (SIGTERM), or a closed terminal (SIGHUP), ended the run with no word and left
+    # the out_dir it made (log and lock)
     out = tmp_path / "new" / "out"
     cmd = [sys.executable, "train.py", *TINY, f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=100000",
            "--eval_interval=100000"]
@@ -900,13 +882,13 @@ def test_a_closed_terminal_stops_as_ctrl_c_does_and_leaves_nothing_of_a_run_that
         while not (out / "log.jsonl").exists() or '"iter": 3' not in (out / "log.jsonl").read_text():
             assert time.time() < deadline and p.poll() is None, "the run did not get to iteration 3"
             time.sleep(0.2)
-        p.send_signal(signal.SIGHUP)
+        p.send_signal(getattr(signal, name))
         _, err = p.communicate(timeout=60)
     finally:
         if p.poll() is None:
             p.kill()
-    assert p.returncode == 129 and re.fullmatch(r"stopped by SIGHUP at iteration \d+; no checkpoint was saved yet: "
-                                                r"run the same command to start again\.\n", err), err
+    assert p.returncode == status and re.fullmatch(rf"stopped by {name} at iteration \d+; no checkpoint was saved "
+                                                   rf"yet: run the same command to start again\.\n", err), err
     assert not (tmp_path / "new").exists()
 
 
