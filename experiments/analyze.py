@@ -358,6 +358,8 @@ def work(args, model, data_dir, tokenizer, out):
              f"cka: per head, linear CKA of the outputs on {idx.numel():,} validation tokens; r2: on the same tokens, "
              f"the share of the second output's variance an affine map of the first explains." if idx is not None
              else f"cka: left out, and r2, no val.bin in {args.data_dir or data_dir!r} (set --data_dir)."]
+    if not rows[0]["cos"]:  # q_k_v: the notes described cos, overlap and CKA columns its table never has
+        lines[1:] = [f"one projection ({', '.join(rows[0]['erank'])}): no pair to compare, its effective rank only."]
     eranks = None
     if idx is not None:  # what any projection can read: a low-rank input makes every output predict the others
         eranks = [effective_rank(x - x.mean(0)) for x in layer_inputs(model, idx)]
