@@ -353,6 +353,9 @@ def main(argv=None):
     dtype = DTYPES[args.dtype or ("bfloat16" if device.type == "cuda" else "float32")]
     torch.manual_seed(args.seed)
     model, meta = load_model(args, device)
+    # again: building the model drew its random init, as many numbers as its shape has, so an exact conversion
+    # (untied, heads repeated) sampled other text than its checkpoint under one --seed
+    torch.manual_seed(args.seed)
     encode, decode = get_tokenizer(meta)
     ids = encode(read_text(args.start, "--start")) or [meta["eot_token"]]
     bs = model.config.block_size

@@ -221,15 +221,17 @@ def plot(rows, random, max_rank, title, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.4))
+    pairs = bool(rows[0]["cos"])  # q_k_v has none: its figure is the effective rank alone, not two empty panels
+    fig, axes = plt.subplots(1, 3 if pairs else 1, figsize=(15, 4.4) if pairs else (6, 4.4), squeeze=False)
+    ax1, ax2, ax3 = axes[0] if pairs else (None, axes[0][0], None)
     layers = range(len(rows))
     for pair in rows[0]["cos"]:
         line, = ax1.plot(layers, [r["cos"][pair][0] for r in rows], marker="o", label=f"{pair[0]} vs {pair[1]}")
         ax1.plot(layers, [r["cos"][pair][1] for r in rows], ls="--", color=line.get_color())
         ax1.axhline(random["cos"][pair][0], ls=":", color=line.get_color())
-    ax1.set(xlabel="layer", ylabel="cosine similarity", xticks=layers,
-            title="raw cosine: whole matrix (solid), per-head mean (dashed),\nrandom matrices (dotted)")
-    if rows[0]["cos"]:
+    if pairs:
+        ax1.set(xlabel="layer", ylabel="cosine similarity", xticks=layers,
+                title="raw cosine: whole matrix (solid), per-head mean (dashed),\nrandom matrices (dotted)")
         ax1.legend(fontsize=8)
     for name in rows[0]["erank"]:
         label = f"{name} (of {max_rank[name]})"
@@ -245,8 +247,8 @@ def plot(rows, random, max_rank, title, path):
         if "cka" in rows[0]:
             ax3.plot(layers, [r["cka"][pair] for r in rows], marker="s", ls="--", color=line.get_color())
             ax3.axhline(random["cka"][pair], ls="-.", color=line.get_color(), lw=1)
-    ax3.set(xlabel="layer", ylabel="similarity", ylim=(0, 1), xticks=layers, title="basis-independent measures")
-    if rows[0]["overlap"]:
+    if pairs:
+        ax3.set(xlabel="layer", ylabel="similarity", ylim=(0, 1), xticks=layers, title="basis-independent measures")
         styles = [("overlap", dict(marker="o")), ("random overlap", dict(ls=":"))]
         if "cka" in rows[0]:
             styles += [("CKA of the outputs", dict(marker="s", ls="--")), ("random CKA", dict(ls="-.", lw=1))]
@@ -358,6 +360,8 @@ def work(args, model, data_dir, tokenizer, out):
              f"cka: per head, linear CKA of the outputs on {idx.numel():,} validation tokens; r2: on the same tokens, "
              f"the share of the second output's variance an affine map of the first explains." if idx is not None
              else f"cka: left out, and r2, no val.bin in {args.data_dir or data_dir!r} (set --data_dir)."]
+    if not rows[0]["cos"]:  # q_k_v: the notes described cos, overlap and CKA columns its table never has
+        lines[1:] = [f"one projection ({', '.join(rows[0]['erank'])}): no pair to compare, its effective rank only."]
     eranks = None
     if idx is not None:  # what any projection can read: a low-rank input makes every output predict the others
         eranks = [effective_rank(x - x.mean(0)) for x in layer_inputs(model, idx)]

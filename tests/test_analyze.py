@@ -316,3 +316,29 @@ def test_every_number_of_the_table_is_in_the_written_md_and_csv(tmp_path):
                   + [f"{value[label, m, p]:.3f}" for m in ("overlap", "cka", "r2") for p in pairs])
         assert cells == expect
     assert value["1", "input_erank", ""] == 3.25
+
+
+def test_one_projection_is_not_described_by_the_pair_measures_its_table_lacks(tmp_path, capsys):
+    save_ckpt(tmp_path, "q_k_v")
+    data = tmp_path / "data"
+    data.mkdir()
+    np.arange(40, dtype=np.uint16).tofile(data / "val.bin")
+    code, out, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--data_dir={data}", "--tokens=16", "--out=")
+    assert code is None
+    assert "one projection (Wq=Wk=Wv): no pair to compare, its effective rank only." in out
+    assert "cos:" not in out and "overlap:" not in out and "CKA" not in out
+    assert "erank of each layer's attention input" in out and "| layer | erank Wq=Wk=Wv (of 32) |" in out
+
+
+@pytest.mark.parametrize("proj, panels", [("q_k_v", 1), ("qk_v", 3)])
+def test_the_figure_draws_no_empty_pair_panels_for_one_projection(tmp_path, capsys, monkeypatch, proj, panels):
+    save_ckpt(tmp_path, proj)
+    data = tmp_path / "data"
+    data.mkdir()
+    np.arange(40, dtype=np.uint16).tofile(data / "val.bin")
+    titles = []
+    monkeypatch.setattr(experiments.analyze, "save_figure",
+                        lambda fig, path, **kw: titles.extend(a.get_title() for a in fig.axes))
+    code, _, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--data_dir={data}", "--tokens=16",
+                          f"--out={tmp_path / 'fig'}")
+    assert code is None and len(titles) == panels and "effective rank (dotted: random matrices)" in titles

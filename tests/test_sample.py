@@ -211,6 +211,20 @@ def test_untying_says_it_is_exact_and_fits_nothing(tmp_path, capsys):
     assert "lstsq" not in out and "unexplained" not in out
 
 
+@pytest.mark.parametrize("proj, args", [("qk_v", ["--proj=qkv"]), ("qkv", ["--n_kv_head=0"]),
+                                        ("q_k_v", ["--proj=q_kv"])])
+def test_an_exact_conversion_draws_what_the_checkpoint_draws_under_one_seed(tmp_path, capsys, proj, args):
+    # the converted model's random init (its shape's, thrown away by load_state_dict) moved the seeded generator
+    make_ckpt(tmp_path, BYTES_META, proj=proj, n_kv_head=2 if args == ["--n_kv_head=0"] else 0)
+    draw = ["--temperature=1", "--top_k=200", "--seed=7", "--max_new_tokens=40", "--num_samples=2"]
+    sample.main([f"--out_dir={tmp_path}", "--device=cpu", *draw])
+    plain = [line for line in capsys.readouterr().out.splitlines() if "tokens/s" not in line and "kv cache" not in line]
+    sample.main([f"--out_dir={tmp_path}", "--device=cpu", *draw, *args])
+    converted = capsys.readouterr().out.splitlines()
+    assert converted[0].startswith(("converted to", "nothing to convert"))
+    assert [line for line in converted[1:] if "tokens/s" not in line] == plain
+
+
 def test_conversion_settings_a_conversion_does_not_use_are_named(tmp_path, capsys):
     # pooling alone, untying, or tying by k read neither --convert_method nor --calib: exit 0 without a word
     make_ckpt(tmp_path, BYTES_META, proj="qk_v")
