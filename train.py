@@ -676,25 +676,31 @@ if master and moved and same("data_dir", config["data_dir"], ckpt["config"].get(
           f"{', '.join(moved)}; the resumed run trains and evaluates on the data there now.")
 
 # validation batches per process: about eval_tokens, but no more than val.bin holds; beyond it the windows wrapped
-# round and scored some of its tokens several times (a mean weighted towards its start, in several passes' time)
-val_batches = max(1, eval_tokens // (batch_size * block_size * world_size))
-if val_batches > (whole := max(1, (len(tokens(data_dir, "val")) - 1) // (batch_size * block_size * world_size))):
+# round and scored some of its tokens several times (a mean weighted towards its start, in several passes' time).
+# Each of val_rows windows: batch_size, or fewer where val.bin holds less than one batch (whose windows wrapped too)
+val_windows = (len(tokens(data_dir, "val")) - 1) // block_size  # open_data checked there is at least one
+if val_windows < world_size:
+    sys.exit(f"{data_dir}/val.bin holds {val_windows} window(s) of block_size {block_size}, fewer than the "
+             f"{world_size} processes that each evaluate one; prepare more validation data or run fewer processes.")
+val_rows = min(batch_size, val_windows // world_size)
+val_batches = max(1, eval_tokens // (val_rows * block_size * world_size))
+if val_batches > (whole := val_windows // (val_rows * world_size)):
     val_batches = whole
     if master:
         print(f"eval_tokens={eval_tokens:,} is more than {data_dir}/val.bin holds ({len(tokens(data_dir, 'val')):,} "
-              f"tokens): each evaluation scores its first {whole * batch_size * block_size * world_size:,} once.")
+              f"tokens): each evaluation scores its first {whole * val_rows * block_size * world_size:,} once.")
 
 
 def get_batch(split, *key):
-    """x, y [batch_size, block_size]. train: random windows from a generator seeded by (seed, *key), with key =
-    (iteration, micro-batch index in the global batch), so a resumed run, or one with another number of
+    """x, y [batch_size (val: val_rows), block_size]. train: random windows from a generator seeded by (seed, *key),
+    with key = (iteration, micro-batch index in the global batch), so a resumed run, or one with another number of
     processes, sees the same batches. val: consecutive windows from the start (key = batch index), so every
     evaluation scores the same tokens."""
     data = np.memmap(bins[split], dtype=np.uint16, mode="r")
     if split == "train":
         ix = np.random.default_rng([seed, *key]).integers(0, len(data) - block_size, size=batch_size)
     else:
-        ix = (key[0] * batch_size + np.arange(batch_size)) * block_size % (len(data) - block_size)
+        ix = (key[0] * val_rows + np.arange(val_rows)) * block_size  # within val.bin: val_batches saw to it
     w = np.stack([data[i:i + block_size + 1] for i in ix]).astype(np.int64)  # inputs and their next tokens
     if w.max() >= meta["vocab_size"]:  # the bins changed since they were checked on open (meta.json records a max)
         sys.exit(f"{data_dir}/{split}.bin holds token id {w.max()}, at or above vocab_size {meta['vocab_size']} of "

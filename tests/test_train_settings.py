@@ -607,6 +607,16 @@ def test_eval_tokens_beyond_the_validation_split_score_it_once(data_dir, tmp_pat
     assert "is more than" not in whole.stdout and read_log(tmp_path / "out") == read_log(tmp_path / "whole")
 
 
+def test_a_validation_split_shorter_than_one_batch_scores_each_window_once(data_dir, tmp_path):
+    # 200 windows of 32 per batch from val.bin's 124 (4,000 tokens): the batch wrapped round and scored 76 of them
+    # twice, while the line said "scores its first 6,400 once"
+    r = train(data_dir, tmp_path / "out", "--max_iters=0", "--eval_tokens=100000", "--batch_size=200")
+    assert r.stdout.splitlines()[0] == f"eval_tokens=100,000 is more than {data_dir}/val.bin holds (4,000 tokens): " \
+                                       f"each evaluation scores its first 3,968 once."
+    train(data_dir, tmp_path / "whole", "--max_iters=0", "--eval_tokens=3968", "--batch_size=124")
+    assert read_log(tmp_path / "out") == read_log(tmp_path / "whole")
+
+
 def test_a_longer_resume_says_that_its_cosine_raises_the_rate_again(data_dir, tmp_path):
     # the finished run's own advice (raise --max_iters, add --init_from=resume) stretched the cosine to the new end:
     # the rate went from min_lr back up without a word
