@@ -653,6 +653,15 @@ def load_source():
 
 
 source = load_source() if converting else None
+# lstsq and split fit head_dim numbers (and an offset, with biases) per dimension of each key head on the calibration
+# tokens: on no more than that, any weights fit exactly, and "unexplained V variance 0.000" read as a perfect fit
+if source and ties_v(source[0], gptconf) and convert_method in ("lstsq", "split"):
+    unknowns, per_batch = source[0].n_embd // source[0].n_head + source[0].bias, batch_size * block_size
+    if calib_batches * per_batch <= unknowns:
+        sys.exit(f"calib_batches={calib_batches} gives {calib_batches * per_batch} calibration tokens ({batch_size} "
+                 f"batch x {block_size} block each), and convert_method={convert_method!r} fits {unknowns} numbers "
+                 f"per dimension of each key head, which so few tokens fit exactly whatever the weights; set "
+                 f"--calib_batches={unknowns // per_batch + 1} or more.")
 # a checkpoint's vocabulary and block_size (resumed, or converted with them: GPT-2's too) are no settings to change:
 # name the data, not vocab_size or block_size
 meta = open_data(data_dir, block_size, gptconf.vocab_size, resuming=init_from == "resume" or converting

@@ -617,6 +617,19 @@ def test_a_validation_split_shorter_than_one_batch_scores_each_window_once(data_
     assert read_log(tmp_path / "out") == read_log(tmp_path / "whole")
 
 
+def test_a_conversion_calibrated_on_no_more_tokens_than_lstsq_fits_is_refused(data_dir, tmp_path, monkeypatch):
+    # one batch of 1 x 32 tokens for a head_dim of 32 (and an offset): any weights fit them exactly, and the log said
+    # "unexplained V variance per layer: 0.000", a perfect conversion
+    train(data_dir, tmp_path / "src", "--max_iters=0", "--proj=qkv", "--n_head=1")
+    msg = refusal(monkeypatch, tmp_path, [f"--init_from={tmp_path / 'src'}", "--n_head=1", "--calib_batches=1",
+                                          "--batch_size=1", "--max_iters=0"], data_dir)
+    assert msg == ("calib_batches=1 gives 32 calibration tokens (1 batch x 32 block each), and convert_method='lstsq' "
+                   "fits 33 numbers per dimension of each key head, which so few tokens fit exactly whatever the "
+                   "weights; set --calib_batches=2 or more.")
+    train(data_dir, tmp_path / "out", f"--init_from={tmp_path / 'src'}", "--n_head=1", "--calib_batches=2",
+          "--batch_size=1", "--max_iters=0")
+
+
 def test_a_longer_resume_says_that_its_cosine_raises_the_rate_again(data_dir, tmp_path):
     # the finished run's own advice (raise --max_iters, add --init_from=resume) stretched the cosine to the new end:
     # the rate went from min_lr back up without a word
