@@ -335,8 +335,11 @@ config.update(model_args)
 block_size = model_args["block_size"]
 tokens_per_iter = batch_size * block_size * gradient_accumulation_steps
 if total_tokens and "max_iters" in given:  # one length set twice: total_tokens decided, and max_iters went unread
+    # "leave max_iters out" could not be done from the command line where a config file set it (cpu_tiny.py's 600)
     sys.exit(f"max_iters={max_iters} and total_tokens={total_tokens:,} are both set, and total_tokens > 0 decides "
-             f"max_iters; set --total_tokens=0 to train for max_iters, or leave max_iters out.")
+             f"max_iters; set --total_tokens=0 to train for max_iters, or --total_tokens=0 "
+             f"--max_iters={max(1, total_tokens // tokens_per_iter)} for {total_tokens:,} tokens ({tokens_per_iter:,} "
+             f"per iteration).")
 if total_tokens:
     max_iters = total_tokens // tokens_per_iter
     if max_iters == 0:

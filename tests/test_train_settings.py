@@ -362,9 +362,16 @@ def test_a_run_sized_by_total_tokens_is_told_to_raise_total_tokens(data_dir, tmp
     # --max_iters beside it went unread: a paper config (10B tokens) run with --max_iters=10 trained 400k iterations
     msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'new'}", "--total_tokens=512",
                                       "--max_iters=4"])
-    assert msg == ("max_iters=4 and total_tokens=512 are both set, and total_tokens > 0 decides max_iters; set "
-                   "--total_tokens=0 to train for max_iters, or leave max_iters out.")
+    said = ("max_iters=4 and total_tokens=512 are both set, and total_tokens > 0 decides max_iters; set "
+            "--total_tokens=0 to train for max_iters, or --total_tokens=0 --max_iters=2 for 512 tokens (256 per "
+            "iteration).")
+    assert msg == said
     assert not (tmp_path / "new").exists()
+    # max_iters set by a config file (cpu_tiny.py's 600): "leave max_iters out" could not be done on the command line
+    (tmp_path / "conf.py").write_text("max_iters = 4\n")
+    msg = run_inprocess(monkeypatch, [str(tmp_path / "conf.py"), f"--data_dir={data_dir}",
+                                      f"--out_dir={tmp_path / 'new'}", "--total_tokens=512"])
+    assert msg == said and not (tmp_path / "new").exists()
 
 
 def test_resume_on_data_too_short_for_its_block_size_names_the_data_not_block_size(finished, tmp_path, monkeypatch):
