@@ -335,8 +335,11 @@ config.update(model_args)
 block_size = model_args["block_size"]
 tokens_per_iter = batch_size * block_size * gradient_accumulation_steps
 if total_tokens and "max_iters" in given:  # one length set twice: total_tokens decided, and max_iters went unread
+    # "leave max_iters out" could not be done from the command line where a config file set it (cpu_tiny.py's 600)
     sys.exit(f"max_iters={max_iters} and total_tokens={total_tokens:,} are both set, and total_tokens > 0 decides "
-             f"max_iters; set --total_tokens=0 to train for max_iters, or leave max_iters out.")
+             f"max_iters; set --total_tokens=0 to train for max_iters, or --total_tokens=0 "
+             f"--max_iters={max(1, total_tokens // tokens_per_iter)} for {total_tokens:,} tokens ({tokens_per_iter:,} "
+             f"per iteration).")
 if total_tokens:
     max_iters = total_tokens // tokens_per_iter
     if max_iters == 0:
@@ -653,6 +656,15 @@ def load_source():
 
 
 source = load_source() if converting else None
+# lstsq and split fit head_dim numbers (and an offset, with biases) per dimension of each key head on the calibration
+# tokens: on no more than that, any weights fit exactly, and "unexplained V variance 0.000" read as a perfect fit
+if source and ties_v(source[0], gptconf) and convert_method in ("lstsq", "split"):
+    unknowns, per_batch = source[0].n_embd // source[0].n_head + source[0].bias, batch_size * block_size
+    if calib_batches * per_batch <= unknowns:
+        sys.exit(f"calib_batches={calib_batches} gives {calib_batches * per_batch} calibration tokens ({batch_size} "
+                 f"batch x {block_size} block each), and convert_method={convert_method!r} fits {unknowns} numbers "
+                 f"per dimension of each key head, which so few tokens fit exactly whatever the weights; set "
+                 f"--calib_batches={unknowns // per_batch + 1} or more.")
 # a checkpoint's vocabulary and block_size (resumed, or converted with them: GPT-2's too) are no settings to change:
 # name the data, not vocab_size or block_size
 meta = open_data(data_dir, block_size, gptconf.vocab_size, resuming=init_from == "resume" or converting
@@ -676,25 +688,31 @@ if master and moved and same("data_dir", config["data_dir"], ckpt["config"].get(
           f"{', '.join(moved)}; the resumed run trains and evaluates on the data there now.")
 
 # validation batches per process: about eval_tokens, but no more than val.bin holds; beyond it the windows wrapped
-# round and scored some of its tokens several times (a mean weighted towards its start, in several passes' time)
-val_batches = max(1, eval_tokens // (batch_size * block_size * world_size))
-if val_batches > (whole := max(1, (len(tokens(data_dir, "val")) - 1) // (batch_size * block_size * world_size))):
+# round and scored some of its tokens several times (a mean weighted towards its start, in several passes' time).
+# Each of val_rows windows: batch_size, or fewer where val.bin holds less than one batch (whose windows wrapped too)
+val_windows = (len(tokens(data_dir, "val")) - 1) // block_size  # open_data checked there is at least one
+if val_windows < world_size:
+    sys.exit(f"{data_dir}/val.bin holds {val_windows} window(s) of block_size {block_size}, fewer than the "
+             f"{world_size} processes that each evaluate one; prepare more validation data or run fewer processes.")
+val_rows = min(batch_size, val_windows // world_size)
+val_batches = max(1, eval_tokens // (val_rows * block_size * world_size))
+if val_batches > (whole := val_windows // (val_rows * world_size)):
     val_batches = whole
     if master:
         print(f"eval_tokens={eval_tokens:,} is more than {data_dir}/val.bin holds ({len(tokens(data_dir, 'val')):,} "
-              f"tokens): each evaluation scores its first {whole * batch_size * block_size * world_size:,} once.")
+              f"tokens): each evaluation scores its first {whole * val_rows * block_size * world_size:,} once.")
 
 
 def get_batch(split, *key):
-    """x, y [batch_size, block_size]. train: random windows from a generator seeded by (seed, *key), with key =
-    (iteration, micro-batch index in the global batch), so a resumed run, or one with another number of
+    """x, y [batch_size (val: val_rows), block_size]. train: random windows from a generator seeded by (seed, *key),
+    with key = (iteration, micro-batch index in the global batch), so a resumed run, or one with another number of
     processes, sees the same batches. val: consecutive windows from the start (key = batch index), so every
     evaluation scores the same tokens."""
     data = np.memmap(bins[split], dtype=np.uint16, mode="r")
     if split == "train":
         ix = np.random.default_rng([seed, *key]).integers(0, len(data) - block_size, size=batch_size)
     else:
-        ix = (key[0] * batch_size + np.arange(batch_size)) * block_size % (len(data) - block_size)
+        ix = (key[0] * val_rows + np.arange(val_rows)) * block_size  # within val.bin: val_batches saw to it
     w = np.stack([data[i:i + block_size + 1] for i in ix]).astype(np.int64)  # inputs and their next tokens
     if w.max() >= meta["vocab_size"]:  # the bins changed since they were checked on open (meta.json records a max)
         sys.exit(f"{data_dir}/{split}.bin holds token id {w.max()}, at or above vocab_size {meta['vocab_size']} of "

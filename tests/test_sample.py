@@ -25,7 +25,8 @@ R50K_META = {"tokenizer": "r50k_base", "vocab_size": 50257, "eot_token": 50256}
 def make_ckpt(out_dir, meta, config=None, **fields):
     """A checkpoint in train.py's format around a tiny random model (config: train.py's settings it records, e.g.
     data_dir); returns its model config."""
-    cfg = GPTConfig(block_size=64, vocab_size=meta["vocab_size"], n_layer=2, n_head=4, n_embd=32, **fields)
+    cfg = GPTConfig(**{"block_size": 64, "vocab_size": meta["vocab_size"], "n_layer": 2, "n_head": 4, "n_embd": 32,
+                       **fields})
     model = GPT(cfg)
     opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), "cpu")
     os.makedirs(out_dir, exist_ok=True)
@@ -249,6 +250,20 @@ def test_calibration_on_a_data_dir_holding_other_data_does_not_call_it_the_check
     out = run(capsys, tmp_path / "run", "--proj=qk_v", "--calib_tokens=1000", "--max_new_tokens=2", "--num_samples=1")
     assert (f"V tied to K by lstsq fitted on 960 tokens of {tmp_path / 'data' / 'val.bin'} (not the data the "
             f"checkpoint was trained on: val_tokens 4000 (checkpoint: 4100)); unexplained") in out
+
+
+def test_calibration_of_no_more_tokens_than_lstsq_fits_is_refused(tmp_path, capsys):
+    # one block of 64 tokens for a head_dim of 64 (and an offset): any weights fit them exactly, and the line said
+    # "unexplained V variance per layer: 0.000", a perfect conversion
+    make_ckpt(tmp_path, BYTES_META, n_head=1, n_embd=64)
+    with pytest.raises(SystemExit, match=r"^calibration from --calib gives 64 tokens, and --convert_method=lstsq fits "
+                                         r"65 numbers per dimension of each key head, which so few tokens fit exactly "
+                                         r"whatever the weights; raise --calib_tokens to 128 or more\.$"):
+        run(capsys, tmp_path, "--proj=qk_v", "--calib=" + "x" * 200, "--calib_tokens=64")
+    with pytest.raises(SystemExit, match=r"gives 64 tokens, .*; give a longer --calib text\.$"):
+        run(capsys, tmp_path, "--proj=qk_v", "--calib=" + "x" * 100)
+    out = run(capsys, tmp_path, "--proj=qk_v", "--calib=" + "x" * 200, "--max_new_tokens=2", "--num_samples=1")
+    assert "lstsq fitted on 192 tokens of --calib" in out.splitlines()[0]
 
 
 def test_a_conversion_to_what_the_checkpoint_is_says_nothing_is_converted(tmp_path, capsys):

@@ -362,9 +362,16 @@ def test_a_run_sized_by_total_tokens_is_told_to_raise_total_tokens(data_dir, tmp
     # --max_iters beside it went unread: a paper config (10B tokens) run with --max_iters=10 trained 400k iterations
     msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'new'}", "--total_tokens=512",
                                       "--max_iters=4"])
-    assert msg == ("max_iters=4 and total_tokens=512 are both set, and total_tokens > 0 decides max_iters; set "
-                   "--total_tokens=0 to train for max_iters, or leave max_iters out.")
+    said = ("max_iters=4 and total_tokens=512 are both set, and total_tokens > 0 decides max_iters; set "
+            "--total_tokens=0 to train for max_iters, or --total_tokens=0 --max_iters=2 for 512 tokens (256 per "
+            "iteration).")
+    assert msg == said
     assert not (tmp_path / "new").exists()
+    # max_iters set by a config file (cpu_tiny.py's 600): "leave max_iters out" could not be done on the command line
+    (tmp_path / "conf.py").write_text("max_iters = 4\n")
+    msg = run_inprocess(monkeypatch, [str(tmp_path / "conf.py"), f"--data_dir={data_dir}",
+                                      f"--out_dir={tmp_path / 'new'}", "--total_tokens=512"])
+    assert msg == said and not (tmp_path / "new").exists()
 
 
 def test_resume_on_data_too_short_for_its_block_size_names_the_data_not_block_size(finished, tmp_path, monkeypatch):
@@ -605,6 +612,29 @@ def test_eval_tokens_beyond_the_validation_split_score_it_once(data_dir, tmp_pat
                                        f"each evaluation scores its first 3,968 once."
     whole = train(data_dir, tmp_path / "whole", "--max_iters=0", "--eval_tokens=3968")
     assert "is more than" not in whole.stdout and read_log(tmp_path / "out") == read_log(tmp_path / "whole")
+
+
+def test_a_validation_split_shorter_than_one_batch_scores_each_window_once(data_dir, tmp_path):
+    # 200 windows of 32 per batch from val.bin's 124 (4,000 tokens): the batch wrapped round and scored 76 of them
+    # twice, while the line said "scores its first 6,400 once"
+    r = train(data_dir, tmp_path / "out", "--max_iters=0", "--eval_tokens=100000", "--batch_size=200")
+    assert r.stdout.splitlines()[0] == f"eval_tokens=100,000 is more than {data_dir}/val.bin holds (4,000 tokens): " \
+                                       f"each evaluation scores its first 3,968 once."
+    train(data_dir, tmp_path / "whole", "--max_iters=0", "--eval_tokens=3968", "--batch_size=124")
+    assert read_log(tmp_path / "out") == read_log(tmp_path / "whole")
+
+
+def test_a_conversion_calibrated_on_no_more_tokens_than_lstsq_fits_is_refused(data_dir, tmp_path, monkeypatch):
+    # one batch of 1 x 32 tokens for a head_dim of 32 (and an offset): any weights fit them exactly, and the log said
+    # "unexplained V variance per layer: 0.000", a perfect conversion
+    train(data_dir, tmp_path / "src", "--max_iters=0", "--proj=qkv", "--n_head=1")
+    msg = refusal(monkeypatch, tmp_path, [f"--init_from={tmp_path / 'src'}", "--n_head=1", "--calib_batches=1",
+                                          "--batch_size=1", "--max_iters=0"], data_dir)
+    assert msg == ("calib_batches=1 gives 32 calibration tokens (1 batch x 32 block each), and convert_method='lstsq' "
+                   "fits 33 numbers per dimension of each key head, which so few tokens fit exactly whatever the "
+                   "weights; set --calib_batches=2 or more.")
+    train(data_dir, tmp_path / "out", f"--init_from={tmp_path / 'src'}", "--n_head=1", "--calib_batches=2",
+          "--batch_size=1", "--max_iters=0")
 
 
 def test_a_longer_resume_says_that_its_cosine_raises_the_rate_again(data_dir, tmp_path):
