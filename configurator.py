@@ -396,14 +396,12 @@ class Parser(argparse.ArgumentParser):
             if not (a.option_strings and a.type is None and a.dest != "help"):
                 continue
             value, name = getattr(ns, a.dest, None), max(a.option_strings, key=len)
-            if isinstance(value, list):  # --input A "": each name checked, an empty one too (no default stands for it)
-                for v in value:
-                    if error := blank_error(name, v, argparse.SUPPRESS) or pasted_quotes(name, v) or \
-                            control_error(name, v):
-                        self.error(error)
-            elif error := blank_error(name, value, a.default) or pasted_quotes(name, value) or \
-                    control_error(name, value):
-                self.error(error)
+            # --input A "": each name checked, an empty one too (no default stands for it)
+            many = isinstance(value, list)
+            for v in value if many else [value]:
+                if error := blank_error(name, v, argparse.SUPPRESS if many else a.default) or \
+                        pasted_quotes(name, v) or control_error(name, v):
+                    self.error(error)
         return ns, rest
 
     def parse_args(self, args=None, namespace=None):

@@ -78,6 +78,18 @@ def check_calib(calib, cfg, method):
                          f"{cfg.block_size}, each below vocab_size = {cfg.vocab_size}); got {what}.")
 
 
+def exact_fit(cfg, n_tokens):
+    """(unknowns, phrase) where n_tokens calibration tokens are no more than the numbers lstsq and split fit per
+    dimension of each key head (head_dim weights, and an offset with biases), else None: any weights then fit them
+    exactly, and "unexplained V variance 0.000" read as a perfect conversion. The commands refuse it (sample.py,
+    eval.py, train.py --init_from); the library fits whatever it is given."""
+    unknowns = cfg.n_embd // cfg.n_head + cfg.bias
+    if n_tokens > unknowns:
+        return None
+    return unknowns, (f"fits {unknowns} numbers per dimension of each key head, which so few tokens fit exactly "
+                      f"whatever the weights")
+
+
 def ties_v(src, dst):
     """Whether converting config src to dst ties V to K, the one change that fits anything."""
     return SOURCES[dst.proj][1] == SOURCES[dst.proj][2] and SOURCES[src.proj][1] != SOURCES[src.proj][2]

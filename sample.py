@@ -20,8 +20,8 @@ import torch
 
 from checkpoint import load_checkpoint, other_data, r50k, read_json, tokens, unreadable
 from configurator import Parser, boolean, cli, compile_failure, home, number
-from convert import (GPT2_SIZES, TIE_METHODS, check_conversion, conversion_note, convert_state_dict, gpt2_config,
-                     load_gpt2, ties_v)
+from convert import (GPT2_SIZES, TIE_METHODS, check_conversion, conversion_note, convert_state_dict, exact_fit,
+                     gpt2_config, load_gpt2, ties_v)
 from model import GPT, SOURCES, GPTConfig, cache_length
 
 EOT = "<|endoftext|>"
@@ -219,16 +219,13 @@ def calibration(args, cfg, meta, data_dir):
         raise SystemExit(f"calibration from {where} gives {len(ids)} tokens, fewer than one block (block_size {bs}); "
                          f"{fix}.")
     ids = ids[:len(ids) // bs * bs]
-    # lstsq fits head_dim numbers (and an offset, with biases) per dimension of each key head: on no more tokens than
-    # that, any weights fit exactly, and "unexplained V variance 0.000" read as a perfect conversion
-    unknowns = cfg.n_embd // cfg.n_head + cfg.bias
-    if len(ids) <= unknowns:
+    if too_few := exact_fit(cfg, len(ids)):
+        unknowns, why = too_few
         need = (unknowns // bs + 1) * bs
         fix = (f"raise --calib_tokens to {need} or more" if n < need else "give a longer --calib text" if args.calib
                else "pass a longer text as --calib=FILE:path, or --convert_method=k")
         raise SystemExit(f"calibration from {where} gives {len(ids)} tokens, and --convert_method="
-                         f"{args.convert_method} fits {unknowns} numbers per dimension of each key head, which so few "
-                         f"tokens fit exactly whatever the weights; {fix}.")
+                         f"{args.convert_method} {why}; {fix}.")
     return torch.tensor(ids).view(-1, bs), f"{len(ids)} tokens of {where}"
 
 

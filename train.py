@@ -70,8 +70,8 @@ from torch.utils.checkpoint import checkpoint
 from checkpoint import dangling, guard_assets, load_checkpoint, open_data, other_data, save_checkpoint, tokens
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, out_of_memory, range_error,
                           tolerant_output)
-from convert import (GPT2_SIZES, TIE_METHODS, conversion_note, convert_state_dict, gpt2_config, load_gpt2,
-                     ties_v)
+from convert import (GPT2_SIZES, TIE_METHODS, conversion_note, convert_state_dict, exact_fit, gpt2_config,
+                     load_gpt2, ties_v)
 from model import ATTNS, GPT, POS_CONV_BASES, POS_EMBS, SOURCES, GPTConfig
 
 # -----------------------------------------------------------------------------
@@ -656,15 +656,12 @@ def load_source():
 
 
 source = load_source() if converting else None
-# lstsq and split fit head_dim numbers (and an offset, with biases) per dimension of each key head on the calibration
-# tokens: on no more than that, any weights fit exactly, and "unexplained V variance 0.000" read as a perfect fit
-if source and ties_v(source[0], gptconf) and convert_method in ("lstsq", "split"):
-    unknowns, per_batch = source[0].n_embd // source[0].n_head + source[0].bias, batch_size * block_size
-    if calib_batches * per_batch <= unknowns:
-        sys.exit(f"calib_batches={calib_batches} gives {calib_batches * per_batch} calibration tokens ({batch_size} "
-                 f"batch x {block_size} block each), and convert_method={convert_method!r} fits {unknowns} numbers "
-                 f"per dimension of each key head, which so few tokens fit exactly whatever the weights; set "
-                 f"--calib_batches={unknowns // per_batch + 1} or more.")
+per_batch = batch_size * block_size  # calibration tokens per calib_batch
+if source and ties_v(source[0], gptconf) and convert_method in ("lstsq", "split") and \
+        (too_few := exact_fit(source[0], calib_batches * per_batch)):
+    sys.exit(f"calib_batches={calib_batches} gives {calib_batches * per_batch} calibration tokens ({batch_size} "
+             f"batch x {block_size} block each), and convert_method={convert_method!r} {too_few[1]}; set "
+             f"--calib_batches={too_few[0] // per_batch + 1} or more.")
 # a checkpoint's vocabulary and block_size (resumed, or converted with them: GPT-2's too) are no settings to change:
 # name the data, not vocab_size or block_size
 meta = open_data(data_dir, block_size, gptconf.vocab_size, resuming=init_from == "resume" or converting
