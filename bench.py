@@ -33,8 +33,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from checkpoint import (ASSETS, atomic_write, guard_assets, hold_lock, in_assets, new_dirs, save_figure,
-                        writable_dir)
+from checkpoint import ASSETS, atomic_write, guard_assets, hold_out, new_dirs, save_figure, writable_dir
 from configurator import Parser, cli, compile_failure, run_file
 from model import GPT, SOURCES, GPTConfig
 from sample import check_device
@@ -675,9 +674,8 @@ def main(argv=None):
     # one stopped in its last section would leave new tables beside old ones in assets/
     with new_dirs(args.out), tempfile.TemporaryDirectory() if tracked else nullcontext() as stage:
         writable_dir(args.out, "choose another --out")
-        # two runs at once mixed their files in one folder, and each measured the other's load as its own timings.
-        # Not assets/, whose lock is the full scaling study's (its table), which would then be told bench holds it
-        with nullcontext() if in_assets(args.out) else hold_lock(
+        # two runs at once mixed their files in one folder, and each measured the other's load as its own timings
+        with hold_out(
                 args.out, f"--out {args.out} is being written by another bench.py run; wait for it to end (two at "
                           f"once would also slow each other's timings) or choose another --out."):
             measure(args, what, device, stage)

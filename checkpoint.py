@@ -11,6 +11,7 @@ The files every script shares, each opened with its checks and written atomicall
   save_figure(fig, path, ...)    a matplotlib figure as a PNG, drawn in memory first, then written by atomic_write
   writable_dir(folder, fix)      an output folder checked before the work, not found unwritable after it
   hold_lock(folder, busy)        one process at a time writing into a folder (prepare's out_dir, a study's runs)
+  hold_out(folder, busy)         hold_lock on a command's --out, except assets/ (the full scaling study's lock)
   being_written(folder)          whether another process holds that lock now (a data_dir prepared as train.py starts)
   train_first(root, command)     a study's report with no finished run: train them, or wait for the study training them
   guard_assets(path, ...)        only a study's full default run writes into assets/ (compared by real path)
@@ -261,6 +262,12 @@ def hold_lock(folder, busy):
         yield
     finally:
         os.close(fd)
+
+
+def hold_out(folder, busy):
+    """hold_lock on a command's --out (bench.py, synthetic: two runs at once mixed their files there), but not on
+    assets/: its lock is the full scaling study's (its table), which would then be told this command holds it."""
+    return contextlib.nullcontext() if in_assets(folder) else hold_lock(folder, busy)
 
 
 def being_written(folder):

@@ -33,7 +33,6 @@ import signal
 import statistics
 import sys
 import time
-from contextlib import nullcontext
 from itertools import product
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -45,7 +44,7 @@ import torch
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.synthetic")
 
-from checkpoint import atomic_write, hold_lock, in_assets, new_dirs, save_figure, unwritable
+from checkpoint import atomic_write, hold_out, in_assets, new_dirs, save_figure, unwritable
 from configurator import Parser, cli, number, numbers, once
 from model import GPT, GPTConfig
 
@@ -290,9 +289,8 @@ def main(argv=None):
     with new_dirs(args.out, args.cache):  # check_args makes them; a study stopped before writing there leaves none
         check_args(parser, args)
         # two at once into one --out: the tables of one beside the figure of the other (other settings, or its note
-        # of the runs it trained and their minutes), each run slowed by the other's. Not assets/, whose lock is the
-        # full scaling study's (its table), which would then be told this study holds it
-        with nullcontext() if in_assets(args.out) else hold_lock(
+        # of the runs it trained and their minutes), each run slowed by the other's
+        with hold_out(
                 args.out, f"--out {args.out} is being written by another `python -m experiments.synthetic`; wait for "
                           f"it to end, or choose another --out."):
             study(args, argv)
