@@ -131,6 +131,11 @@ def other_data(was, meta):
     return moved
 
 
+def inputs_sha1(fingerprint):
+    """The hex digest meta.json records as shards_sha1 for prepare_slimpajama.py's list of inputs (as JSON)."""
+    return hashlib.sha1(json.dumps(fingerprint).encode()).hexdigest()
+
+
 def sizes_only(meta):
     """The fingerprint of meta's local input files as prepare_slimpajama.py wrote it before ea7da02 (names, splits
     and sizes, no modification times), or None: a checkpoint of that time, its data prepared again from the same
@@ -141,7 +146,7 @@ def sizes_only(meta):
         train, val = meta["train_shards"], meta["val_shards"]
         shards = [(f, "mixed") for f in train] if meta["val_fraction"] else \
             [(f, "val") for f in val] + [(f, "train") for f in train]
-        return hashlib.sha1(json.dumps([(f, s, os.path.getsize(f)) for f, s in shards]).encode()).hexdigest()
+        return inputs_sha1([(f, s, os.path.getsize(f)) for f, s in shards])
     except (KeyError, TypeError, ValueError, OSError):  # an older meta.json, or an input since moved away
         return None
 

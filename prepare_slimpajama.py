@@ -18,7 +18,6 @@ command truncates the bins to the committed lengths, continues, and ends byte-id
 
 import argparse
 import glob
-import hashlib
 import json
 import os
 import queue
@@ -34,7 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import zstandard
 
-from checkpoint import atomic_write, dangling, guard_assets, hold_lock, largest_token, r50k, writable_dir
+from checkpoint import (atomic_write, dangling, guard_assets, hold_lock, inputs_sha1, largest_token, r50k,
+                        writable_dir)
 from configurator import Parser, boolean, cli, number
 from convert import hub_problem
 
@@ -572,11 +572,6 @@ def check_bins(out_dir, meta, tok):
                  f"(edited by hand?); delete {out_dir} and run this command again to rebuild it")
 
 
-def sha1(fingerprint):
-    """The hex digest meta.json records for a list of inputs (as JSON)."""
-    return hashlib.sha1(json.dumps(fingerprint).encode()).hexdigest()
-
-
 def prepare(args, log=print):
     """Make args.out_dir; returns its meta.json contents."""
     tok = Tokenizer(args.tokenizer)
@@ -584,13 +579,13 @@ def prepare(args, log=print):
         (shards, fetch), source = local_shards(args), "local files"
         # size and modification time: an edit that keeps the size must not resume into the old bins
         fingerprint = [(name, split, os.path.getsize(name), os.stat(name).st_mtime_ns) for name, split in shards]
-        older = sha1([f[:3] for f in fingerprint])  # before ea7da02: no modification times
+        older = inputs_sha1([f[:3] for f in fingerprint])  # before ea7da02: no modification times
     else:
         (shards, fetch), source = hub_shards(), f"hf://datasets/{HUB_REPO}"
         fingerprint, older = shards, None
     settings = {"source": source, "tokenizer": args.tokenizer, "train_tokens": args.train_tokens,
                 "val_tokens": args.val_tokens, "val_fraction": args.val_fraction, "shards": len(shards),
-                "shards_sha1": sha1(fingerprint)}
+                "shards_sha1": inputs_sha1(fingerprint)}
     made = not os.path.exists(args.out_dir)
     writable_dir(args.out_dir, "choose another --out_dir")
     for name in ("train.bin", "val.bin", "meta.json", "progress.json"):  # else taken for no file: a traceback later
