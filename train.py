@@ -67,7 +67,8 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
-from checkpoint import dangling, guard_assets, load_checkpoint, open_data, other_data, save_checkpoint, tokens
+from checkpoint import (atomic_write, dangling, guard_assets, load_checkpoint, open_data, other_data, save_checkpoint,
+                        tokens)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, out_of_memory, range_error,
                           tolerant_output)
 from convert import (GPT2_SIZES, TIE_METHODS, conversion_note, convert_state_dict, exact_fit, gpt2_config,
@@ -822,19 +823,19 @@ def before_checkpoint(line):
 def open_log():
     """out_dir/log.jsonl; a resumed run first drops the lines a crashed run wrote after its checkpoint."""
     path = os.path.join(out_dir, "log.jsonl")
-    kept = []
     if init_from == "resume" and os.path.exists(path):
         with open(path, errors="replace") as f:
-            kept = [line for line in f if before_checkpoint(line)]
+            kept = "".join(line for line in f if before_checkpoint(line))
+        # by rename, then appended to: truncated and refilled in place, a kill between the two (or a Ctrl-C in the
+        # first evaluation, while the refill sat in a buffer) emptied the log. A log linked here from another run
+        # is replaced by this run's own file, not written through the link into that run's
+        atomic_write(path, kept)
+        return open(path, "a")
     if os.path.isfile(path) and (os.path.islink(path) or os.stat(path).st_nlink > 1):
-        # another run's log, linked here (an out_dir made of its files, as its checkpoint can be): this run writes
-        # its own, not through the link into that run's (the save replaces a linked ckpt.pt the same way)
-        os.remove(path)
+        os.remove(path)  # another run's log, linked here (as its checkpoint can be): this run writes its own
     f = open(path, "w")
     if saved_iter is None:
         made_files.append(path)
-    f.writelines(kept)
-    f.flush()  # now: left to the first log line, a Ctrl-C or kill in a resume's first evaluation emptied the log
     return f
 
 

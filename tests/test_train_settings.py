@@ -1070,6 +1070,26 @@ def test_ctrl_c_in_a_resumes_first_evaluation_keeps_the_log(finished, data_dir, 
     assert kept and (out / "log.jsonl").read_text() == "".join(kept)
     assert sorted(os.listdir(out)) == ["ckpt.pt", "log.jsonl", "train.lock"]
 
+def test_a_kill_as_a_resume_opens_its_log_keeps_the_log(finished, data_dir, tmp_path):
+    # the log was truncated on open, then refilled: a kill between the two (here the instant after the open) emptied
+    # it; it is now rewritten by rename and appended to
+    out = shutil.copytree(finished, tmp_path / "run")
+    kept = [line for line in (out / "log.jsonl").read_text().splitlines(True) if json.loads(line)["iter"] < 2]
+    killed = ("import builtins, os, runpy, sys\n"
+              "real_open = builtins.open\n"
+              "def open(path, mode='r', *a, **k):\n"
+              "    f = real_open(path, mode, *a, **k)\n"
+              "    if str(path).endswith('log.jsonl') and mode in ('w', 'a'):\n"
+              "        os._exit(9)\n"
+              "    return f\n"
+              "builtins.open = open\n"
+              "sys.argv[0] = 'train.py'\n"
+              "runpy.run_path('train.py', run_name='__main__')\n")
+    r = train(data_dir, out, "--max_iters=4", "--init_from=resume", cmd=(sys.executable, "-c", killed), check=False)
+    assert r.returncode == 9
+    assert kept and (out / "log.jsonl").read_text() == "".join(kept)
+
+
 def test_ctrl_c_just_after_a_save_names_the_iteration_the_file_holds(finished, data_dir, tmp_path):
     # Ctrl-C between the rename that completes a save and train.py noting it (the race CI once hit): the message
     # names what the file on disk holds, the new iteration
