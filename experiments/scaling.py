@@ -557,7 +557,7 @@ def main(argv=None):
     if args.report and tracked(s, args):  # from assets/ alone: no run folder read, none made (an empty one was left)
         return report(s, args)
     with new_dirs(args.root):  # a report of nothing, or a study stopped before its first run, leaves no folder
-        writable_dir(args.root, "choose another --root")  # a file there was a FileExistsError traceback
+        writable_dir(args.root, "choose another --root", named=True)  # a file there was a FileExistsError traceback
         check_root_data(s, args)
         if not args.report:  # one study per --root: a second one would train the same runs
             with hold_lock(args.root, f"--root {args.root} is being trained into by another `python -m "
