@@ -673,7 +673,7 @@ def main(argv=None):
     # again if the measurements stop before writing there). The tracked run writes into a folder of its own first:
     # one stopped in its last section would leave new tables beside old ones in assets/
     with new_dirs(args.out), tempfile.TemporaryDirectory() if tracked else nullcontext() as stage:
-        writable_dir(args.out, "choose another --out")
+        writable_dir(args.out, "choose another --out", named=True)
         # two runs at once mixed their files in one folder, and each measured the other's load as its own timings
         with hold_out(
                 args.out, f"--out {args.out} is being written by another bench.py run; wait for it to end (two at "

@@ -125,6 +125,11 @@ class CheckpointLM(LM):
 def table(results):
     """The harness' results as markdown: one row per task and metric, then the mean acc over the tasks."""
     lines, accs = ["| task | metric | value | stderr |", "|---|---|---|---|"], []
+    # a group's subtasks are in the group's own acc already: counted again, --tasks=mmlu,hellaswag gave hellaswag
+    # 1/63 of the mean (mmlu, its 4 categories and 57 subjects); the mean is over the tasks asked for. A group
+    # without an acc of its own (no aggregate_metric_list in its YAML) is counted through its subtasks
+    has_acc = {g for g, m in results["results"].items() if any(k.partition(",")[0] == "acc" for k in m)}
+    inside = {t for g, subtasks in results.get("group_subtasks", {}).items() if g in has_acc for t in subtasks}
     for task, metrics in results["results"].items():
         for key, v in metrics.items():
             name, _, filt = key.partition(",")  # "acc,none": metric, then the filter it went through
@@ -135,7 +140,7 @@ def table(results):
             cell = task.replace("|", "\\|").replace("\r", "\\r").replace("\n", "\\n")
             lines.append(f"| {cell} | {name} | {v:.4f} | {se:.4f} |" if isinstance(se, float) else
                          f"| {cell} | {name} | {v:.4f} | n/a |")
-            accs += [v] if name == "acc" else []
+            accs += [v] if name == "acc" and task not in inside else []
     if len(accs) > 1:
         lines.append(f"| mean of {len(accs)} tasks | acc | {sum(accs) / len(accs):.4f} | |")
     return "\n".join(lines) + "\n"

@@ -587,7 +587,7 @@ def prepare(args, log=print):
                 "val_tokens": args.val_tokens, "val_fraction": args.val_fraction, "shards": len(shards),
                 "shards_sha1": inputs_sha1(fingerprint)}
     made = not os.path.exists(args.out_dir)
-    writable_dir(args.out_dir, "choose another --out_dir")
+    writable_dir(args.out_dir, "choose another --out_dir", named=True)
     for name in ("train.bin", "val.bin", "meta.json", "progress.json"):  # else taken for no file: a traceback later
         if why := dangling(os.path.join(args.out_dir, name)):
             raise SystemExit(why)

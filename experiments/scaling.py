@@ -458,7 +458,8 @@ def report(s, args):
               "Reading rule: gaps are paired by seed (the same seed gives every variant the same batches). A "
               "difference is **shown** when every seed agrees in sign and the mean gap exceeds the spread (sample "
               "std) of the per-seed gaps, **suggested** when only one of the two holds, otherwise **no difference**.",
-              "", "## Budget: 600 against 2400 iterations (each a full schedule)", "", "Final validation loss:", "",
+              "", f"## Budget: {s['iters'][0]} against {s['iters'][1]} iterations (each a full schedule)", "",
+              "Final validation loss:", "",
               *GAP_HEAD, *budget_table(rows, s, "val_loss"), "", "Best validation loss:", "", *GAP_HEAD,
               *budget_table(rows, s, "best_val_loss"), "",
               f"Projection analysis of the qkv checkpoints (experiments/analyze.py on the first {ANALYSIS_TOKENS:,} "
@@ -467,7 +468,7 @@ def report(s, args):
               "## Context: block_size with batch x block constant", "", *GAP_HEAD,
               *axis_table(rows, s, "block_size", s["blocks"], dict(n_kv_head=0, n_embd=s["base_embd"],
                                                                   iters=s["iters"][0])), "",
-              "## Size: n_embd (4 layers, 4 heads)", ""]
+              f"## Size: n_embd ({rows[0]['n_layer']} layers, 4 heads)", ""]  # the quick grid's: 20, 40 and 2
     embd, lr = s["lr_check"]
     check = {x: loss_of(checked, "val_loss", proj="qkv", n_embd=embd, iters=s["iters"][0], learning_rate=x,
                         seed=s["seeds"][0]) for x in (s["lr"], lr)}
@@ -557,7 +558,7 @@ def main(argv=None):
     if args.report and tracked(s, args):  # from assets/ alone: no run folder read, none made (an empty one was left)
         return report(s, args)
     with new_dirs(args.root):  # a report of nothing, or a study stopped before its first run, leaves no folder
-        writable_dir(args.root, "choose another --root")  # a file there was a FileExistsError traceback
+        writable_dir(args.root, "choose another --root", named=True)  # a file there was a FileExistsError traceback
         check_root_data(s, args)
         if not args.report:  # one study per --root: a second one would train the same runs
             with hold_lock(args.root, f"--root {args.root} is being trained into by another `python -m "

@@ -1170,6 +1170,24 @@ def test_experiments_check_their_output_folders_before_training(tmp_path, monkey
         retrofit.main(["--quick"])
 
 
+def test_an_output_option_naming_a_file_is_told_to_choose_another_not_to_move_the_file(tmp_path, monkeypatch):
+    # bench.py --out=out-cpu-tiny/ckpt.pt or prepare --out_dir=input.txt: "move that file out of the way" told the
+    # user to move their checkpoint or text away, where the option named the wrong path
+    import bench
+    (tmp_path / "ckpt.pt").write_bytes(b"a checkpoint")
+    (tmp_path / "input.txt").write_text("some text\n" * 50)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match=r"^ckpt\.pt is a file, not a directory; choose another --out\.$"):
+        bench.main(["--what=cache", "--quick", "--out=ckpt.pt"])
+    with pytest.raises(SystemExit, match=r"^input\.txt is a file, not a directory; choose another --out_dir\.$"):
+        P.main(["--input=input.txt", "--tokenizer=bytes", "--out_dir=input.txt"])
+    make_data(tmp_path / "data" / "cpu_lm_bytes")
+    before = tree_digest(tmp_path)
+    with pytest.raises(SystemExit, match=r"^input\.txt is a file, not a directory; choose another --root\.$"):
+        scaling.main(["--quick", "--root=input.txt"])
+    assert tree_digest(tmp_path) == before
+
+
 STUDIES = [(cpu_lm, [], "out-cpu_lm"), (retrofit, ["--quick"], "out-retrofit-quick"),
            (rope, ["--quick"], "out-rope-quick"), (scaling, ["--quick"], "out-scaling-quick")]
 

@@ -212,6 +212,20 @@ def test_table_has_the_reported_metrics_and_the_mean_acc():
                                               "| mean of 2 tasks | acc | 0.5000 | |"]
 
 
+def test_the_mean_acc_counts_a_group_once_not_again_through_its_subtasks():
+    # --tasks=grp,c with grp = [a, b]: the harness reports grp (its aggregate) and a, b; the mean was over all four
+    res = {"results": {"a": {"acc,none": 0.1}, "b": {"acc,none": 0.3}, "c": {"acc,none": 0.8},
+                       "grp": {"acc,none": 0.2}},
+           "higher_is_better": {t: {"acc": True} for t in "abc"} | {"grp": {"acc": True}},
+           "group_subtasks": {"grp": ["a", "b"]}}
+    lines = ev.table(res).splitlines()
+    assert lines[-1] == "| mean of 2 tasks | acc | 0.5000 | |"  # grp and c; was "mean of 4 tasks | acc | 0.3500"
+    assert "| a | acc | 0.1000 | n/a |" in lines  # each subtask's row stays
+    # a group that aggregates nothing (no acc of its own) is counted through its subtasks, not left out
+    del res["results"]["grp"]["acc,none"]
+    assert ev.table(res).splitlines()[-1] == "| mean of 3 tasks | acc | 0.4000 | |"
+
+
 def test_a_task_whose_dataset_is_not_cached_offline_is_one_sentence_before_the_model(tmp_path, lm_eval, offline,
                                                                                        monkeypatch, capfd):
     # a hub dataset no cache holds, in a task of its own (the built-in tasks take long to index)

@@ -112,6 +112,10 @@ def test_report_reads_each_size_run_not_the_learning_rate_check_it_lost(tmp_path
     assert "+0.1000, +0.1000" in size_line and "9.0" not in size_line
     # the quick grid's runs warm up for 5 iterations: its report said config/cpu_lm.py's 50
     assert "(cosine after 5 warmup iterations)" in (tmp_path / "scaling.md").read_text()
+    # and its headings named the full grid's budgets and depth: "600 against 2400", "4 layers" over 2-layer rows
+    md = (tmp_path / "scaling.md").read_text()
+    assert "## Budget: 20 against 40 iterations (each a full schedule)" in md and "## Size: n_embd (2 layers, " in md
+    assert "600" not in md and "4 layers" not in md
 
 
 def test_a_report_of_nothing_leaves_no_folder_and_names_the_command_that_trains_it(tmp_path):

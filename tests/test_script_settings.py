@@ -230,7 +230,7 @@ CLI = [
     (["bench.py", "--quick", "--what=cache", "--device=foo", "--out={w}/bench"],
      "--device must be cpu, cuda, cuda:N or mps; got 'foo'."),
     (["experiments.scaling", "--quick", "--data_dir={w}/data", "--root={w}/binary.txt"],
-     "{w}/binary.txt is not a writable directory"),
+     "{w}/binary.txt is a file, not a directory; choose another --root."),
     (["experiments.analyze", "--out_dir={w}/run", "--data_dir={w}/nowhere", "--out={w}/an"],
      "--data_dir '{w}/nowhere' has no val.bin"),
     (["eval.py", "--out_dir={w}/run", "--tasks=foo", "--include_path={w}/nowhere"],
