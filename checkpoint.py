@@ -378,6 +378,18 @@ def unreadable(path):
     return None
 
 
+def present(path, fix=""):
+    """Whether the file at path is there to read (False: nothing there); one sentence where it is a link whose
+    target is gone, or where this user cannot read it. os.path.exists answers False for both: a study's table or
+    cache read as none was written anew over the link, and an unreadable log or table was told to be restored or
+    trained again. fix: what else to do, for the sentence (", or set --data_dir")."""
+    if why := dangling(path):
+        raise SystemExit(why)
+    if why := unreadable(path):
+        raise SystemExit(f"cannot read {path} ({why}); make it readable for this user{fix}.")
+    return os.path.exists(path)
+
+
 def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     """-> the checkpoint dict at path (ckpt.pt or its out_dir) with the keys asked for, its model weights renamed
     without wrapper prefixes and checked, name by name and shape by shape, against a model built from its
@@ -387,9 +399,8 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     keys = (keys,) if isinstance(keys, str) else keys  # "model" was the keys m, o, d, e, l
     point = f"restore it or {again}" if again else "point to an out_dir/ckpt.pt that train.py saved"
     again = again or "train again"
-    if why := unreadable(path):
-        raise SystemExit(f"cannot read {path} ({why}); make it readable for this user, or point to another out_dir.")
-    if why := dangling(path) or dangling(os.path.dirname(path) or "."):
+    present(path, ", or point to another out_dir")
+    if why := dangling(os.path.dirname(path) or "."):
         raise SystemExit(why)
     if os.path.isdir(path):  # "train one" there was refused by train.py, which writes that file
         raise SystemExit(f"{path} is a folder, not a checkpoint; move it out of the way, or point to another out_dir.")
@@ -585,6 +596,7 @@ def read_log(out_dir, last=None):
     train.py always evaluates) the last of them is there. A line cut by a kill or edited is one sentence here, not
     a decoding traceback or a wrong curve in a study's table."""
     path = os.path.join(out_dir, "log.jsonl")
+    present(path)
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             lines = f.readlines()
@@ -619,7 +631,7 @@ def read_table(path, columns, text=(), ints=(),
     finite number in each but those named in text, a whole number >= 0 in those named in ints (seeds, steps,
     lengths). A damaged or foreign table is one sentence here, not a traceback in the report, nor an empty figure
     drawn over a tracked one."""
-    if not os.path.exists(path):
+    if not present(path):
         return []
     fix = fix.replace("FILE", path)
     try:
@@ -674,10 +686,8 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
         raise SystemExit(f"data_dir {data_dir!r} lies under {above!r}, which is a file; set --data_dir to the "
                          f"folder prepare_slimpajama.py wrote.")
     for name in ("train.bin", "val.bin", "meta.json"):
-        if why := unreadable(os.path.join(data_dir, name)):  # there, only not for this user: preparing is no fix
-            raise SystemExit(f"cannot read {os.path.join(data_dir, name)} ({why}); make it readable for this user, "
-                             f"or set --data_dir.")
-        if why := dangling(os.path.join(data_dir, name)) or dangling(data_dir):  # "delete and prepare" is no fix
+        present(os.path.join(data_dir, name), ", or set --data_dir")  # "delete and prepare" is no fix for either
+        if why := dangling(data_dir):
             raise SystemExit(why)
         # a preparation stopped midway (Ctrl-C, kill): only the command that began it knows its inputs
         if not os.path.exists(os.path.join(data_dir, name)) and os.path.exists(os.path.join(data_dir, "progress.json")):

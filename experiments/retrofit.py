@@ -39,7 +39,7 @@ if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.retrofit")
 
 from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, new_dirs, open_data, partial_report,
-                        read_log, read_table, save_figure, tokens, train_first, writable_dir)
+                        present, read_log, read_table, save_figure, tokens, train_first, writable_dir)
 from configurator import Parser, cli, run_child
 from convert import convert_state_dict
 from model import GPT, GPTConfig
@@ -103,7 +103,7 @@ def checkpoint(out_dir):
 def times(s):
     """[{"run", "s"}] of root/times.jsonl, one line per finished training run (an empty list before the first)."""
     path = os.path.join(s["root"], "times.jsonl")
-    if not os.path.exists(path):
+    if not present(path):
         return []
     if os.path.isdir(path):  # an IsADirectoryError traceback in every report
         raise SystemExit(f"{path} is a folder, where this study keeps the time of each training run; move it out of "
@@ -297,6 +297,7 @@ def convert_sources(s):
             sys.exit(f"{cached} is a folder, where this study keeps the conversions of its source; move it out of "
                      f"the way and run again.")
         try:
+            present(cached)  # a link whose target is gone, computed again, was replaced by a file
             with open(cached) as f:
                 got = json.load(f)
             if not cached_conversions(got):  # JSON, but not what this function writes: a KeyError or worse later

@@ -40,7 +40,7 @@ if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.scaling")
 
 from checkpoint import (atomic_write, check_study_run, default_data, guard_assets, hold_lock, load_checkpoint, new_dirs,
-                        open_data, read_log, read_table, save_figure, tokens, train_first, writable_dir)
+                        open_data, present, read_log, read_table, save_figure, tokens, train_first, writable_dir)
 from configurator import Parser, cli, number, stop_children
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
@@ -286,9 +286,12 @@ def data_file(args):
 def check_root_data(s, args):
     """A table beside its runs (--quick, other data) holds the runs of one data_dir: a run in the table is done,
     so the runs of another --data_dir in that --root were reported as this one's (exit 0, nothing trained)."""
-    if not tracked(s, args) and os.path.isfile(data_file(args)):
+    if not tracked(s, args) and present(data_file(args)) and os.path.isfile(data_file(args)):
         with open(data_file(args), encoding="utf-8", errors="replace") as f:
             saved = f.read().strip()
+        if not saved:  # emptied by hand or a full disk: "give --data_dir=" named no folder
+            sys.exit(f"{data_file(args)} names no data_dir (it holds the --data_dir of the runs in --root "
+                     f"{args.root}); write that folder into it, or give another --root for {args.data_dir}.")
         if os.path.realpath(saved) != os.path.realpath(args.data_dir):  # as given: a moved repository keeps it
             sys.exit(f"the table of --root {args.root} holds runs on --data_dir {saved} ({data_file(args)} says so); "
                      f"give --data_dir={saved}, or another --root for {args.data_dir}.")

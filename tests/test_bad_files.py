@@ -1421,3 +1421,152 @@ def test_rope_redraw_on_other_data_draws_that_data_s_table(tmp_path, monkeypatch
         (tmp_path / folder / "rope.csv").write_text("variant,seed,length,loss\nqkv rope,1337,256,1.8\n")
     rope.main(["--redraw", "--data_dir=mine"])
     assert (tmp_path / "out-rope" / "rope.png").exists() and not (tmp_path / "assets" / "rope.png").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the file matrix: every shared reader, every way its file can be damaged
+
+def damaged_world(w):
+    """One of each file the commands read, as they write it: data, a run (checkpoint and log), a study's table,
+    times and data file, a config file and a text file."""
+    from test_sample import BYTES_META, make_ckpt
+    make_data(w / "data")
+    make_ckpt(w / "run", BYTES_META)
+    wrong_field(w / "run" / "ckpt.pt", "iter_num", 2)  # as its log ends
+    (w / "run" / "log.jsonl").write_text('{"iter": 0, "val_loss": 5.5}\n{"iter": 0, "loss": 5.4, "lr": 0.001}\n'
+                                         '{"iter": 2, "val_loss": 5.25}\n')
+    (w / "study").mkdir()
+    (w / "study" / "rows.csv").write_text("model,seed,iter,val_loss\nqkv,1337,0,5.5\nqkv,1337,2,5.25\n")
+    (w / "study" / "times.jsonl").write_text('{"run": "qkv_s1", "s": 9}\n{"run": "qk_v_lstsq_s1", "s": 12.5}\n')
+    (w / "study" / "scaling_data.txt").write_text(f"{w / 'data'}\n")
+    (w / "cfg.py").write_text("max_iters = 2\neval_interval = 2\n")
+    (w / "calib.txt").write_text("To be, or not to be, that is the question.\n")
+
+
+def wrong_field(path, key, value):  # valid syntax, a field of another type
+    if path.suffix == ".json":
+        path.write_text(json.dumps({**json.loads(path.read_text()), key: value}))
+    elif path.suffix == ".jsonl":
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        path.write_text("".join(json.dumps({**e, key: value}) + "\n" for e in lines))
+    elif path.suffix == ".csv":
+        path.write_text(path.read_text().replace(",0,", f",{value},"))
+    else:
+        ckpt = torch.load(path, weights_only=True)
+        torch.save({**ckpt, key: value}, path)
+
+
+# reader: (its file under the world, the call on the folder that holds it, a foreign file in its place (another
+# command's, of that name or another format), a field of the wrong type, the damages after which there is
+# legitimately nothing to say: no table, no times, a text that is short but text)
+READERS = {
+    "load_checkpoint": ("run/ckpt.pt", lambda d: checkpoint.load_checkpoint(d, ("model", "iter_num")), "run/log.jsonl",
+                        ("iter_num", "2"), ()),
+    "open_data train.bin": ("data/train.bin", lambda d: checkpoint.open_data(str(d), 32, 256), "run/ckpt.pt",
+                            None, ()),
+    "open_data val.bin": ("data/val.bin", lambda d: checkpoint.open_data(str(d), 32, 256), "data/train.bin",
+                          None, ()),
+    "open_data meta.json": ("data/meta.json", lambda d: checkpoint.open_data(str(d), 32, 256), "run/log.jsonl",
+                            ("vocab_size", "256"), ()),
+    "read_log": ("run/log.jsonl", lambda d: checkpoint.read_log(str(d), last=2), "study/rows.csv",
+                 ("iter", "2"), ()),
+    "read_table": ("study/rows.csv", lambda d: checkpoint.read_table(
+        str(d / "rows.csv"), ["model", "seed", "iter", "val_loss"], text=["model"], ints=["seed", "iter"]),
+        "run/log.jsonl", ("iter", "1.5"), ("missing", "under a file")),
+    "retrofit times": ("study/times.jsonl", lambda d: retrofit.times({"root": str(d)}), "study/rows.csv",
+                       ("s", "12.5"), ("missing", "under a file", "empty")),
+    "scaling data": ("study/scaling_data.txt", lambda d: scaling_data(d), "data/meta.json", None,
+                     ("missing", "folder")),
+    "config file": ("cfg.py", lambda d: configure_file(d / "cfg.py"), "run/ckpt.pt", None, ("empty",)),
+    "text file": ("calib.txt", lambda d: read_text(d / "calib.txt"), "data/val.bin", None, ("empty", "half")),
+}
+DAMAGES = ["missing", "folder", "dangling link", "unreadable", "under a file", "empty", "half", "foreign",
+           "wrong field"]
+
+
+def scaling_data(root):  # as experiments.scaling reads it, in a --root it has checked
+    checkpoint.writable_dir(str(root), "choose another --root")
+    scaling.check_root_data({"assets": ""}, argparse.Namespace(root=str(root), data_dir=str(root.parent / "data")))
+
+
+def configure_file(path):
+    from configurator import run_file
+    return run_file(str(path), {"max_iters": 1, "eval_interval": 1})
+
+
+def read_text(path):
+    import sample
+    return sample.read_text_file(str(path), f"--calib=FILE:{path}", "give the text")
+
+
+def damage(w, name, kind, foreign, field, monkeypatch):
+    """Damages w/name as kind; -> the folder the reader is called on."""
+    path = w / name
+    folder = path.parent
+    if kind == "missing":
+        path.unlink()
+    elif kind == "folder":
+        path.unlink()
+        path.mkdir()
+    elif kind == "dangling link":
+        path.unlink()
+        path.symlink_to(w / "unmounted" / path.name)
+    elif kind == "unreadable":  # the tests run as root, whom modes do not stop: refused by hand, as the kernel would
+        import builtins
+        real_open, real_stat = builtins.open, os.stat
+
+        def guarded(opener):
+            def call(p, *args, **kwargs):
+                if os.path.abspath(os.fspath(p)) == str(path):
+                    raise PermissionError(13, "Permission denied", os.fspath(p))
+                return opener(p, *args, **kwargs)
+            return call
+        monkeypatch.setattr(builtins, "open", guarded(real_open))
+        monkeypatch.setattr(checkpoint.np, "memmap", guarded(checkpoint.np.memmap))
+        monkeypatch.setattr(os, "stat", lambda p, *args, **kwargs: real_stat(p, *args, **kwargs))
+    elif kind == "under a file":  # its folder is a file: ckpt.pt under run, which is a file
+        folder = w / "a_file"
+        folder.write_text("not a folder\n")
+        if name == "cfg.py" or name == "calib.txt":
+            folder = folder / "x"
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "half":
+        path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+    elif kind == "foreign":
+        shutil.copy(w / foreign, path)
+    elif kind == "wrong field":
+        wrong_field(path, *field)
+    return folder
+
+
+def snapshot(w):
+    return {os.path.join(d, n): (os.lstat(os.path.join(d, n)).st_size, os.lstat(os.path.join(d, n)).st_mtime_ns)
+            for d, dirs, names in os.walk(w) for n in names + dirs}
+
+
+CELLS = [(r, d) for r in READERS for d in DAMAGES
+         if not (d == "foreign" and READERS[r][2] is None or d == "wrong field" and READERS[r][3] is None)]
+
+
+@pytest.mark.parametrize("reader, kind", CELLS, ids=[f"{r}, {d}" for r, d in CELLS])
+def test_every_reader_refuses_every_damaged_file_in_one_sentence_naming_it(tmp_path, monkeypatch, reader, kind):
+    # each shared reader against each damage its file can have: a traceback, a damaged file read as none (a link
+    # whose target is gone: a study then wrote a new table over it), or advice that cannot fix it (an unreadable
+    # log told to train the run again) were each found in some reader before; here every pair is swept
+    name, read, foreign, field, fine = READERS[reader]
+    damaged_world(tmp_path)
+    folder = damage(tmp_path, name, kind, foreign, field, monkeypatch)
+    before = snapshot(tmp_path)
+    if kind in fine:
+        read(folder)
+    else:
+        with pytest.raises(SystemExit) as e:
+            read(folder)
+        message = str(e.value)
+        assert "\n" not in message.strip() and message.endswith((".", ")")), message
+        assert os.path.basename(name) in message or (kind == "under a file" and "a_file" in message), message
+        assert not re.search(r"--\w+=[,.;)\s]", message), message  # advice to give an option nothing ("--data_dir=")
+        if kind in ("unreadable", "dangling link"):  # there, only not readable now: nothing to restore or make anew
+            assert not re.search(r"\b(restore it|train|prepare|delete)\b", message.split(";")[-1]), message
+    assert snapshot(tmp_path) == before
