@@ -579,7 +579,9 @@ def check_weights(state, cfg, path, again="train again"):
 
 
 def read_json(path, what):
-    """A JSON object from path, or one sentence that says what the file should be."""
+    """A JSON object from path, or one sentence that says what the file should be (or that it is a link whose
+    target is gone, or that this user cannot read it: "delete it and prepare again" fixed neither)."""
+    present(path)
     try:
         with open(path, encoding="utf-8") as f:
             obj = json.load(f)
@@ -783,6 +785,8 @@ def largest_token(path):
 def tokens(data_dir, split):
     """The split's tokens as a read-only uint16 memmap (reopened per use: a memmap kept open leaks memory)."""
     path = os.path.join(data_dir, f"{split}.bin")
+    if os.path.isfile(path) and os.path.getsize(path) == 0:  # numpy cannot map an empty file: a ValueError traceback
+        return np.zeros(0, dtype=np.uint16)  # in experiments.analyze, which refuses too few tokens in one sentence
     try:
         return np.memmap(path, dtype=np.uint16, mode="r")
     except PermissionError as e:  # sample.py and analyze read a checkpoint's val.bin without open_data's checks

@@ -1468,6 +1468,10 @@ READERS = {
                           None, ()),
     "open_data meta.json": ("data/meta.json", lambda d: checkpoint.open_data(str(d), 32, 256), "run/log.jsonl",
                             ("vocab_size", "256"), ()),
+    "read_json": ("data/meta.json", lambda d: checkpoint.read_json(str(d / "meta.json"), "delete data and prepare it "
+                  "again"), "run/log.jsonl", None, ()),  # prepare's and analyze's reader of meta.json
+    "analyze val.bin": ("data/val.bin", lambda d: val_tokens(str(d), 256, 32, "bytes"), None, None,
+                        ("missing", "folder", "under a file", "half")),  # no val.bin: no CKA, and it says so
     "read_log": ("run/log.jsonl", lambda d: checkpoint.read_log(str(d), last=2), "study/rows.csv",
                  ("iter", "2"), ()),
     "read_table": ("study/rows.csv", lambda d: checkpoint.read_table(
@@ -1487,6 +1491,11 @@ DAMAGES = ["missing", "folder", "dangling link", "unreadable", "under a file", "
 def scaling_data(root):  # as experiments.scaling reads it, in a --root it has checked
     checkpoint.writable_dir(str(root), "choose another --root")
     scaling.check_root_data({"assets": ""}, argparse.Namespace(root=str(root), data_dir=str(root.parent / "data")))
+
+
+def val_tokens(*args):
+    from experiments.analyze import val_tokens
+    return val_tokens(*args)
 
 
 def configure_file(path):
