@@ -178,9 +178,11 @@ def own_val_tokens(data_dir, meta, n, vocab_size):
         return None
     if any(theirs.get(k) != meta.get(k) for k in ("tokenizer", "vocab_size")):
         return None
-    size = os.path.getsize(os.path.join(data_dir, "val.bin"))
+    size, recorded = os.path.getsize(os.path.join(data_dir, "val.bin")), theirs.get("val_tokens")
     if size == 0 or size % 2:  # empty, or cut inside a token: the memmap refuses both
         return None
+    if isinstance(recorded, int) and size != 2 * recorded:  # another val.bin copied in beside this meta.json (as
+        return None  # open_data refuses it): its tokens were called "the checkpoint's own"
     ids = tokens(data_dir, "val")[:n]
     return (ids.tolist(), other_data(meta, theirs)) if int(ids.max()) < vocab_size else None
 
