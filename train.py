@@ -67,7 +67,8 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
-from checkpoint import dangling, guard_assets, load_checkpoint, open_data, other_data, save_checkpoint, tokens
+from checkpoint import (dangling, file_above, guard_assets, load_checkpoint, open_data, other_data, save_checkpoint,
+                        tokens)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, out_of_memory, range_error,
                           tolerant_output)
 from convert import (GPT2_SIZES, TIE_METHODS, conversion_note, convert_state_dict, exact_fit, gpt2_config,
@@ -278,6 +279,12 @@ def in_use(f):
 
 # where a run refused its out_dir can go instead: a resumed run's checkpoint is there, so only with a copy of it
 elsewhere = "copy out_dir to a writable place and resume there" if init_from == "resume" else "choose another --out_dir"
+# out_dir a file, or under one: a resume was told its checkpoint "does not exist ... or use --init_from=scratch",
+# which that file refuses too
+if (os.path.exists(out_dir) and not os.path.isdir(out_dir)) or file_above(out_dir):
+    sys.exit(f"out_dir {out_dir!r} is a file or lies under one, not a folder; "
+             + ("point --out_dir at the folder of the run to resume." if init_from == "resume" else
+                "choose another --out_dir."))
 # a folder where this run writes a file (the lock, each save, the log): named now, not as an unwritable out_dir or
 # a missing checkpoint ("train one") later
 for name in ("train.lock", "ckpt.pt", "log.jsonl"):

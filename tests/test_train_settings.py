@@ -779,6 +779,20 @@ def test_a_folder_in_place_of_a_file_the_run_writes_is_named(name, resume, data_
     assert os.listdir(out) == [name]
 
 
+@pytest.mark.parametrize("resume", [False, True])
+@pytest.mark.parametrize("under", [False, True])
+def test_an_out_dir_that_is_a_file_is_named_so(under, resume, data_dir, tmp_path, monkeypatch):
+    # a resume was told "init_from='resume' but out/ckpt.pt does not exist; check --out_dir or use
+    # --init_from=scratch", which that file refused too
+    (tmp_path / "out").write_text("a file\n")
+    out = tmp_path / "out" / "run" if under else tmp_path / "out"
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2",
+                                      *["--init_from=resume"] * resume])
+    assert msg == f"out_dir {str(out)!r} is a file or lies under one, not a folder; " + (
+        "point --out_dir at the folder of the run to resume." if resume else "choose another --out_dir.")
+    assert os.listdir(tmp_path) == ["out"] and (tmp_path / "out").read_text() == "a file\n"
+
+
 def test_a_damaged_log_is_refused_or_cleaned_before_training(finished, data_dir, tmp_path, monkeypatch):
     out = tmp_path / "out"
     shutil.copytree(finished, out)
