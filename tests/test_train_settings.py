@@ -409,6 +409,10 @@ def test_init_from_an_out_dir_without_a_checkpoint_says_so(tmp_path, monkeypatch
     msg = refusal(monkeypatch, tmp_path, [f"--init_from={tmp_path / 'run'}"], data_dir)
     assert msg == f"init_from={str(tmp_path / 'run')!r} is a folder without a ckpt.pt (a run that has saved none " \
                   f"yet, or no out_dir); point --init_from at an out_dir that holds one, or at the checkpoint file."
+    (tmp_path / "run" / "ckpt.pt").mkdir()  # a folder by that name: it has one, only not a file
+    msg = refusal(monkeypatch, tmp_path, [f"--init_from={tmp_path / 'run'}"], data_dir)
+    assert msg == f"init_from={str(tmp_path / 'run')!r}: {tmp_path / 'run' / 'ckpt.pt'} is a folder, not a " \
+                  f"checkpoint; move it out of the way, or point to another out_dir."
 
 
 def test_a_finished_run_asked_with_other_settings_is_refused(finished, data_dir, tmp_path, monkeypatch):
