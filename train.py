@@ -68,7 +68,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
 from checkpoint import (dangling, file_above, guard_assets, load_checkpoint, open_data, other_data, save_checkpoint,
-                        tokens)
+                        tokens, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, out_of_memory, range_error,
                           tolerant_output)
 from convert import (GPT2_SIZES, TIE_METHODS, conversion_note, convert_state_dict, exact_fit, gpt2_config,
@@ -608,6 +608,11 @@ def claim(f):
             os.remove(os.path.join(out_dir, name))
     for name in ("ckpt.pt", "log.jsonl"):  # replaced at each save, written from the start: found now, not then
         path = os.path.join(out_dir, name)
+        # a resume keeps the lines of the log before its checkpoint (open_log): "make it writable" led to a
+        # PermissionError traceback there when the file could not be read either
+        if name == "log.jsonl" and init_from == "resume" and (why := unreadable(path)):
+            sys.exit(f"cannot read {path} ({why}), whose lines before the checkpoint a resume keeps; make it "
+                     f"readable{'' if os.access(path, os.W_OK) else ' and writable'} or {elsewhere}.")
         if os.path.exists(path) and not os.access(path, os.W_OK):
             sys.exit(f"{path} is read-only (or immutable), and this run would replace it; make it writable or "
                      f"{elsewhere}.")

@@ -733,6 +733,20 @@ def test_a_read_only_out_dir_is_refused_before_training(tmp_path, data_dir):
     assert sorted(os.listdir(out)) == ["log.jsonl", "train.lock"] and (out / "log.jsonl").read_text() == ""
 
 
+def test_a_log_a_resume_cannot_read_is_refused_before_training(finished, data_dir, tmp_path, monkeypatch):
+    # a log.jsonl this user can write but not read (mode 200; as root, refused by hand) was open_log's
+    # PermissionError traceback, where mode 000 had been told "read-only ... make it writable", which led there
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    before = snapshot(out)
+    monkeypatch.setattr(checkpoint, "unreadable", lambda p: "Permission denied" if p.endswith("log.jsonl") else None)
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
+                                      "--max_iters=4"])
+    assert msg == (f"cannot read {out / 'log.jsonl'} (Permission denied), whose lines before the checkpoint a resume "
+                   f"keeps; make it readable or copy out_dir to a writable place and resume there.")
+    assert snapshot(out) == before
+
+
 @pytest.mark.parametrize("name", ["ckpt.pt", "log.jsonl"])
 def test_a_read_only_file_the_run_would_replace_is_refused_before_training(name, finished, data_dir, tmp_path,
                                                                             monkeypatch):
