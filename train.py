@@ -579,6 +579,10 @@ def lock_out_dir():
     except (OSError, RecursionError) as e:  # os.makedirs recurses once per folder to make: a thousand is too many
         why = e.strerror if isinstance(e, OSError) else "nested too deep to create"
         unmake()
+        lock = os.path.join(out_dir, "train.lock")
+        if not fresh and isinstance(e, PermissionError) and os.access(out_dir, os.W_OK):  # the file, not the folder
+            sys.exit(f"{lock} cannot be opened to write ({why}); make it writable (it holds only the pid of the "
+                     f"run that trains there), or {elsewhere}.")
         sys.exit(f"out_dir {out_dir!r} is not a writable directory ({why}); {elsewhere}.")
     if fresh:
         made_files.append(f.name)

@@ -733,6 +733,27 @@ def test_a_read_only_out_dir_is_refused_before_training(tmp_path, data_dir):
     assert sorted(os.listdir(out)) == ["log.jsonl", "train.lock"] and (out / "log.jsonl").read_text() == ""
 
 
+def test_a_lock_file_this_user_cannot_open_is_named_not_its_folder(finished, data_dir, tmp_path, monkeypatch):
+    # train.lock of mode 000 (as root, refused by hand) in a writable out_dir: "out_dir 'out' is not a writable
+    # directory (Permission denied)"
+    import builtins
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    before, real_open = snapshot(out), builtins.open
+
+    def guarded(path, *args, **kwargs):
+        if str(path).endswith("train.lock"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+    monkeypatch.setattr(builtins, "open", guarded)
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
+                                      "--max_iters=4"])
+    monkeypatch.undo()
+    assert msg == (f"{out / 'train.lock'} cannot be opened to write (Permission denied); make it writable (it holds "
+                   f"only the pid of the run that trains there), or copy out_dir to a writable place and resume there.")
+    assert snapshot(out) == before
+
+
 def test_a_log_a_resume_cannot_read_is_refused_before_training(finished, data_dir, tmp_path, monkeypatch):
     # a log.jsonl this user can write but not read (mode 200; as root, refused by hand) was open_log's
     # PermissionError traceback, where mode 000 had been told "read-only ... make it writable", which led there
