@@ -18,7 +18,7 @@ from dataclasses import replace
 
 import torch
 
-from checkpoint import load_checkpoint, other_data, r50k, read_json, tokens, unreadable
+from checkpoint import dangling, load_checkpoint, other_data, r50k, read_json, tokens, unreadable
 from configurator import Parser, boolean, cli, compile_failure, home, number
 from convert import (GPT2_SIZES, TIE_METHODS, check_conversion, conversion_note, convert_state_dict, exact_fit,
                      gpt2_config, load_gpt2, ties_v)
@@ -148,6 +148,8 @@ def read_text_file(path, given, fix):
     """The text of the file at path (given: the flag and value that named it, for the message; fix: what to give
     instead of a file that holds no text)."""
     path = home(path)  # FILE:~/x: no shell expands that ~
+    if why := dangling(path):  # "No such file or directory", where ls shows it
+        raise SystemExit(f"{given}: {why}")
     real = os.path.realpath(path)  # a link named calib.txt may lead there too
     if real.endswith(".bin") and os.path.isfile(os.path.join(os.path.dirname(real), "meta.json")):
         # prepare's uint16 token ids: a byte-level bin decodes as UTF-8, a NUL (the separator) after every byte
