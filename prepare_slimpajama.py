@@ -510,6 +510,10 @@ def is_meta(meta):
 
 def read_json(path, ok=lambda obj: True):
     """A JSON file this script wrote, checked by ok, or one sentence on what to do when it is not readable."""
+    if why := dangling(path):  # restored, it is whole: "delete out_dir and start over" lost the work
+        sys.exit(f"error: {why}")
+    if why := unreadable(path):
+        sys.exit(f"error: cannot read {path} ({why}); make it readable for this user, or use another --out_dir")
     try:
         with open(path) as f:
             obj = json.load(f)

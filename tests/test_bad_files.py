@@ -1499,6 +1499,10 @@ READERS = {
                      ("missing", "folder")),
     "config file": ("cfg.py", lambda d: configure_file(d / "cfg.py"), "run/ckpt.pt", None, ("empty",)),
     "text file": ("calib.txt", lambda d: read_text(d / "calib.txt"), "data/val.bin", None, ("empty", "half")),
+    # prepare's reader of its meta.json and progress.json (the world's meta.json, as make_data writes it, has no
+    # settings: refused whatever the damage; what matters is the advice for a file there but not readable now)
+    "prepare's read_json": ("data/meta.json", lambda d: P.read_json(str(d / "meta.json"), P.is_meta), "run/log.jsonl",
+                            None, ()),
     # prepare's inputs, found and sized before out_dir is begun (what they hold is read later, and checked there)
     "prepare input": ("calib.txt", lambda d: P.local_files([str(d / "calib.txt")], "--input"), None, None,
                       ("empty", "half", "unreadable")),  # read, or refused, once a dataset is to be written
