@@ -59,7 +59,7 @@ def checkpoint(variant, seed):
     not read unchecked (a max_iters missing or of another type was a traceback)."""
     out_dir = run_dir(variant, seed)
     path = os.path.join(out_dir, "ckpt.pt")
-    if not os.path.exists(path):
+    if not os.path.lexists(path):  # a link whose target is gone is named by load_checkpoint, not a run not begun
         return None
     ckpt = load_checkpoint(path, ("model", "model_args", "config", "iter_num", "meta"))
     check_study_run(ckpt, out_dir, train_args(variant, seed), "python -m experiments.cpu_lm")

@@ -97,7 +97,9 @@ def plan(s):
 def checkpoint(out_dir):
     """The run's checkpoint, or None before its first save."""
     path = os.path.join(out_dir, "ckpt.pt")
-    return load_checkpoint(path, ("model", "model_args", "config", "iter_num", "meta")) if os.path.exists(path) else None
+    # lexists: a link whose target is gone is named by load_checkpoint, not taken for a run not begun
+    return load_checkpoint(path, ("model", "model_args", "config", "iter_num", "meta")) if os.path.lexists(path) \
+        else None
 
 
 def times(s):

@@ -58,7 +58,8 @@ def runs(args):
 def checkpoint(out, args):
     """The run's checkpoint, None before its first save, and whether it has trained all its iterations."""
     path = os.path.join(out, "ckpt.pt")
-    ckpt = load_checkpoint(path, ("model", "model_args", "iter_num")) if os.path.exists(path) else None
+    # lexists: a link whose target is gone is named by load_checkpoint, not taken for a run not begun
+    ckpt = load_checkpoint(path, ("model", "model_args", "iter_num")) if os.path.lexists(path) else None
     return ckpt, ckpt is not None and ckpt["iter_num"] >= args.iters
 
 

@@ -226,8 +226,10 @@ def train_todo(s, args, todo, running, rows, ana):
                 continue
             out_dir = os.path.join(args.root, run.name(s))
             ckpt_file = os.path.join(out_dir, "ckpt.pt")
-            cmd = command(run, s, args.data_dir, out_dir, os.path.exists(ckpt_file))
-            if os.path.exists(ckpt_file):  # a run of other settings there (by hand, another study): not resumed as this
+            cmd = command(run, s, args.data_dir, out_dir, os.path.lexists(ckpt_file))
+            # a run of other settings there (by hand, another study): not resumed as this; lexists: a link whose
+            # target is gone is named by load_checkpoint, not trained over
+            if os.path.lexists(ckpt_file):
                 try:
                     check_study_run(load_checkpoint(ckpt_file, ("config",)), out_dir, cmd[2:-1],
                                     "python -m experiments.scaling" + (" --quick" if s is QUICK else ""))
@@ -298,7 +300,7 @@ def check_root_data(s, args):
     if not tracked(s, args):
         for name in sorted(os.listdir(args.root)):
             path = os.path.join(args.root, name, "ckpt.pt")
-            saved = load_checkpoint(path, ("config",))["config"].get("data_dir") if os.path.isfile(path) else None
+            saved = load_checkpoint(path, ("config",))["config"].get("data_dir") if os.path.lexists(path) else None
             if isinstance(saved, str) and os.path.realpath(saved) != os.path.realpath(args.data_dir):
                 sys.exit(f"{os.path.join(args.root, name)} was trained on --data_dir {saved}, and the table of "
                          f"--root {args.root} holds the runs of one data; give --data_dir={saved}, or another --root "

@@ -1478,6 +1478,9 @@ def wrong_field(path, key, value):  # valid syntax, a field of another type
 READERS = {
     "load_checkpoint": ("run/ckpt.pt", lambda d: checkpoint.load_checkpoint(d, ("model", "iter_num")), "run/log.jsonl",
                         ("iter_num", "2"), ()),
+    # a study's look at one of its runs: no file is a run not begun; anything else there is load_checkpoint's
+    "study checkpoint": ("run/ckpt.pt", lambda d: rope.checkpoint(str(d), argparse.Namespace(iters=2)),
+                         "run/log.jsonl", None, ("missing", "under a file")),  # its root is checked first
     "open_data train.bin": ("data/train.bin", lambda d: checkpoint.open_data(str(d), 32, 256), "run/ckpt.pt",
                             None, ()),
     "open_data val.bin": ("data/val.bin", lambda d: checkpoint.open_data(str(d), 32, 256), "data/train.bin",
