@@ -465,6 +465,9 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
         raise SystemExit(f"{path} holds model_args this code cannot build ({e}); it was written by another "
                          f"version or program; restore it or {again}.") from None
     tokenizer = ckpt.get("meta", {}).get("tokenizer")
+    if tokenizer is not None and not isinstance(tokenizer, str):  # a list or dict: VOCABS.get's TypeError traceback
+        raise SystemExit(f"{path} holds meta tokenizer = {reprlib.repr(tokenizer)}, which is no tokenizer name: its "
+                         f"meta is damaged; restore the file or {again}.")
     if VOCABS.get(tokenizer, 0) > cfg.vocab_size:  # train.py's open_data refuses such data: the meta is not its own
         raise SystemExit(f"{path} names tokenizer {tokenizer!r} ({VOCABS[tokenizer]} tokens) for a model of vocab_size "
                          f"{cfg.vocab_size}: its meta is not that of the data it was trained on; restore the file or "
@@ -718,6 +721,12 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
     # the checkpoint keeps this meta, and load_checkpoint refuses one that disagrees with the model: refused here,
     # before the run, not after it in every script that reads its checkpoint
     tokenizer, eot = meta.get("tokenizer"), meta.get("eot_token")
+    if tokenizer is not None and not isinstance(tokenizer, str):  # a list or dict: VOCABS.get's TypeError traceback
+        raise SystemExit(f"{path} records tokenizer {reprlib.repr(tokenizer)}, which is no tokenizer name: the file "
+                         f"is edited or foreign; {again}.")
+    if meta["vocab_size"] > 1 << 16:  # "set --vocab_size=<that>" was the advice, which no uint16 bin can need
+        raise SystemExit(f"{path} records vocab_size {meta['vocab_size']:,}, more ids than uint16 tokens hold "
+                         f"(65,536): the file is edited or foreign; {again}.")
     if VOCABS.get(tokenizer, 0) > meta["vocab_size"]:
         raise SystemExit(f"{path} names tokenizer {tokenizer!r} ({VOCABS[tokenizer]} tokens) with vocab_size "
                          f"{meta['vocab_size']}: the file is edited or foreign; {again}.")

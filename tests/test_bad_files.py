@@ -138,13 +138,19 @@ DATA_CASES = [
     (lambda d: set_meta(d, eot_token="x"), "{d}/meta.json holds eot_token = 'x', which is no token id"),
     (lambda d: set_meta(d, tokenizer="r50k_base"), "{d}/meta.json names tokenizer 'r50k_base' (50257 tokens) with "
                                                    "vocab_size 256: the file is edited or foreign; delete {d}"),
+    # a TypeError traceback (unhashable), and "set --vocab_size=1,180,591,620,717,411,303,424"
+    (lambda d: set_meta(d, tokenizer=["bytes"]), "{d}/meta.json records tokenizer ['bytes'], which is no tokenizer "
+                                                 "name: the file is edited or foreign; delete {d}"),
+    (lambda d: set_meta(d, vocab_size=2 ** 70), "{d}/meta.json records vocab_size 1,180,591,620,717,411,303,424, more "
+                                                "ids than uint16 tokens hold (65,536): the file is edited or foreign"),
 ]
 
 
 @pytest.mark.parametrize("damage, message", DATA_CASES, ids=["truncated", "extended", "uint32 bins", "uint32 meta",
                                                              "odd size", "recorded token id", "unrecorded token id",
                                                              "bin is a folder", "no validation", "val_tokens 0", "partly prepared", "data_dir a file",
-                                                             "eot beyond vocab", "eot no int", "tokenizer vocab"])
+                                                             "eot beyond vocab", "eot no int", "tokenizer vocab",
+                                                             "tokenizer a list", "vocab beyond uint16"])
 def test_data_that_disagrees_with_meta_json_is_one_sentence(tmp_path, damage, message):
     d = tmp_path / "data"
     make_data(d)
@@ -466,6 +472,7 @@ def world(tmp_path_factory):
     variant("optshape", lambda c: c["optimizer"].update(
         state={**c["optimizer"]["state"], WEIGHT: {**c["optimizer"]["state"][WEIGHT], "exp_avg": torch.zeros(1)}}))
     variant("bigeot", lambda c: c.update(meta={**c["meta"], "eot_token": 9999}))
+    variant("listtok", lambda c: c.update(meta={**c["meta"], "tokenizer": ["bytes"]}))  # was VOCABS.get's TypeError
     variant("floatlayers", lambda c: c.update(model_args={**c["model_args"], "n_layer": 2.0}))
     variant("nomoments", lambda c: c["optimizer"].update(
         state={k: v for k, v in c["optimizer"]["state"].items() if k != WEIGHT}))
@@ -529,6 +536,8 @@ FIELD_MESSAGES = {  # damage to what train.py stores beside the weights, refused
     "othertok": "{p} names tokenizer 'r50k_base' (50257 tokens) for a model of vocab_size 256",
     "int8": "{p} holds transformer.h.0.mlp.c_fc.weight as torch.int8, and the model's weights are floating point",
     "bigeot": "{p} holds meta eot_token = 9999, which is no token of a model of vocab_size 256",
+    "listtok": "{p} holds meta tokenizer = ['bytes'], which is no tokenizer name: its meta is damaged; restore the "
+               "file or train again.",
     # was a TypeError traceback from nn.ModuleList, in every script
     "floatlayers": "{p} holds model_args n_layer = 2.0, which is no int: the file is damaged or not written by "
                    "train.py; restore it or train again.",
