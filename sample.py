@@ -199,7 +199,8 @@ def calibration(args, cfg, meta, data_dir):
         own = own_val_tokens(data_dir, meta, n, cfg.vocab_size)
         if own is None:
             # a relative data_dir is the training's working folder's: from another folder it looks gone
-            moved = data_dir and not os.path.isabs(data_dir) and not os.path.isdir(data_dir)
+            # (lexists: a file or a dangling link of that name here is no folder elsewhere, but damage here)
+            moved = data_dir and not os.path.isabs(data_dir) and not os.path.lexists(data_dir)
             locked = data_dir and next((p for p in (os.path.join(data_dir, f) for f in ("meta.json", "val.bin"))
                                         if unreadable(p)), None)  # a folder not searchable: its files say so
             why = (f"{args.init_from} comes with no validation data" if args.init_from != "resume" else

@@ -326,6 +326,11 @@ def test_a_relative_data_dir_from_another_folder_says_so(tmp_path, capsys, monke
     assert str(e.value) == (f"--convert_method=lstsq fits V on calibration tokens and its data_dir 'data' is a relative "
                             f"path, missing from this folder ({tmp_path / 'run'}); run from the folder it was trained "
                             f"in, or pass --calib=FILE:path (or the text itself), or --convert_method=k.")
+    (tmp_path / "run" / "data").write_text("a file\n")  # here, but a file: "missing from this folder" was untrue
+    with pytest.raises(SystemExit) as e:
+        run(capsys, tmp_path / "run", "--proj=qk_v")
+    assert str(e.value).startswith("--convert_method=lstsq fits V on calibration tokens and its data_dir 'data' no "
+                                   "longer holds the val.bin and meta.json it was trained on"), str(e.value)
     monkeypatch.chdir(tmp_path)
     assert "V tied to K by lstsq fitted on" in run(capsys, tmp_path / "run", "--proj=qk_v", "--max_new_tokens=1",
                                                    "--num_samples=1")
