@@ -288,6 +288,9 @@ def data_file(args):
 def check_root_data(s, args):
     """A table beside its runs (--quick, other data) holds the runs of one data_dir: a run in the table is done,
     so the runs of another --data_dir in that --root were reported as this one's (exit 0, nothing trained)."""
+    if not tracked(s, args) and os.path.isdir(data_file(args)):  # written after the first run: failed only then
+        sys.exit(f"{data_file(args)} is a folder, where this study keeps the --data_dir of the runs in --root; move "
+                 f"it out of the way and run again.")
     if not tracked(s, args) and present(data_file(args)) and os.path.isfile(data_file(args)):
         with open(data_file(args), encoding="utf-8", errors="replace") as f:
             saved = f.read().strip()

@@ -1507,8 +1507,7 @@ READERS = {
         "run/log.jsonl", ("iter", "1.5"), ("missing", "under a file")),
     "retrofit times": ("study/times.jsonl", lambda d: retrofit.times({"root": str(d)}), "study/rows.csv",
                        ("s", "12.5"), ("missing", "under a file", "empty")),
-    "scaling data": ("study/scaling_data.txt", lambda d: scaling_data(d), "data/meta.json", None,
-                     ("missing", "folder")),
+    "scaling data": ("study/scaling_data.txt", lambda d: scaling_data(d), "data/meta.json", None, ("missing",)),
     "config file": ("cfg.py", lambda d: configure_file(d / "cfg.py"), "run/ckpt.pt", None, ("empty",)),
     "text file": ("calib.txt", lambda d: read_text(d / "calib.txt"), "data/val.bin", None, ("empty", "half")),
     # prepare's reader of its meta.json and progress.json (the world's meta.json, as make_data writes it, has no
