@@ -241,6 +241,14 @@ def writable_dir(folder, fix):
         raise SystemExit(f"{folder or repr(folder)} is not a writable directory ({why}); {fix}.")
 
 
+def outputs_free(*paths):
+    """SystemExit where a file a command writes at its end is a folder: atomic_write refused it only then, after
+    the work (an evaluation of an hour: eval.py's results.json), or between two of its files (analyze)."""
+    if p := next((p for p in paths if os.path.isdir(p)), None):
+        raise SystemExit(f"{p} is a folder, where this command writes its results; move it out of the way, or write "
+                         f"elsewhere.")
+
+
 class Busy(SystemExit):
     """hold_lock's refusal: folder is another process's, which new_dirs leaves as it is."""
     def __init__(self, busy, folder):

@@ -37,8 +37,8 @@ import torch
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.analyze")
 
-from checkpoint import (atomic_write, check_study_run, guard_assets, in_assets, load_checkpoint, new_dirs, present,
-                        read_json, save_figure, tokens, unwritable)
+from checkpoint import (atomic_write, check_study_run, guard_assets, in_assets, load_checkpoint, new_dirs,
+                        outputs_free, present, read_json, save_figure, tokens, unwritable)
 from configurator import Parser, cli, number
 from convert import affine_fit
 from model import GPT, GPTConfig
@@ -342,6 +342,8 @@ def main(argv=None):
     with new_dirs(*[out] if out else []):  # made now, removed again if the work stops before writing there
         if out and (why := unwritable(out)):
             parser.error(f"--out {out!r} is not a writable directory ({why}); choose another --out.")
+        if out:  # not after projections.md and .csv were written: three files of one analysis, or none
+            outputs_free(*(os.path.join(out, f"projections.{ext}") for ext in ("md", "csv", "png")))
         work(args, model, data_dir, tokenizer, out)
 
 
