@@ -249,6 +249,12 @@ def outputs_free(*paths):
                          f"elsewhere.")
 
 
+def reports_free(*prefixes):
+    """outputs_free for a study's report, prefix.md, .csv and .png, at each place it can go (beside the runs when
+    partial, assets/ when complete): checked before the training, not after it."""
+    outputs_free(*(p + ext for p in prefixes for ext in (".md", ".csv", ".png")))
+
+
 class Busy(SystemExit):
     """hold_lock's refusal: folder is another process's, which new_dirs leaves as it is."""
     def __init__(self, busy, folder):

@@ -1200,6 +1200,21 @@ STUDIES = [(cpu_lm, [], "out-cpu_lm"), (retrofit, ["--quick"], "out-retrofit-qui
 
 
 @pytest.mark.parametrize("study, argv, root", STUDIES[:3], ids=[r for _, _, r in STUDIES[:3]])
+def test_a_folder_named_like_a_report_file_is_refused_before_training(tmp_path, monkeypatch, study, argv, root):
+    # atomic_write refused it only at the report, after every run trained (and after its .md and .csv were written)
+    make_data(tmp_path / "data" / "cpu_lm_bytes")
+    figure = tmp_path / root / f"{root.split('-')[1]}.png"  # where a partial report goes
+    figure.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("trained before checking its report"))
+    with pytest.raises(SystemExit) as e:
+        study.main(argv)
+    assert str(e.value) == (f"{root}/{figure.name} is a folder, where this command writes its results; move it out "
+                            f"of the way, or write elsewhere.")
+    assert os.listdir(tmp_path / root) == [figure.name]
+
+
+@pytest.mark.parametrize("study, argv, root", STUDIES[:3], ids=[r for _, _, r in STUDIES[:3]])
 def test_a_study_stopped_before_its_first_run_saved_leaves_no_folder(tmp_path, monkeypatch, study, argv, root):
     # Ctrl-C in the first train.py run, before its first checkpoint: train.py removed its run folder, and the study
     # left its own, empty (scaling's is removed as well: new_dirs)
