@@ -245,6 +245,20 @@ def writable_dir(folder, fix, named=False):
         raise SystemExit(f"{folder or repr(folder)} is not a writable directory ({why}); {fix}.")
 
 
+def outputs_free(*paths):
+    """SystemExit where a file a command writes at its end is a folder: atomic_write refused it only then, after
+    the work (an evaluation of an hour: eval.py's results.json), or between two of its files (analyze)."""
+    if p := next((p for p in paths if os.path.isdir(p)), None):
+        raise SystemExit(f"{p} is a folder, where this command writes its results; move it out of the way, or write "
+                         f"elsewhere.")
+
+
+def reports_free(*prefixes):
+    """outputs_free for a study's report, prefix.md, .csv and .png, at each place it can go (beside the runs when
+    partial, assets/ when complete): checked before the training, not after it."""
+    outputs_free(*(p + ext for p in prefixes for ext in (".md", ".csv", ".png")))
+
+
 class Busy(SystemExit):
     """hold_lock's refusal: folder is another process's, which new_dirs leaves as it is."""
     def __init__(self, busy, folder):
@@ -382,6 +396,18 @@ def unreadable(path):
     return None
 
 
+def present(path, fix=""):
+    """Whether the file at path is there to read (False: nothing there); one sentence where it is a link whose
+    target is gone, or where this user cannot read it. os.path.exists answers False for both: a study's table or
+    cache read as none was written anew over the link, and an unreadable log or table was told to be restored or
+    trained again. fix: what else to do, for the sentence (", or set --data_dir")."""
+    if why := dangling(path):
+        raise SystemExit(why)
+    if why := unreadable(path):
+        raise SystemExit(f"cannot read {path} ({why}); make it readable for this user{fix}.")
+    return os.path.exists(path)
+
+
 def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     """-> the checkpoint dict at path (ckpt.pt or its out_dir) with the keys asked for, its model weights renamed
     without wrapper prefixes and checked, name by name and shape by shape, against a model built from its
@@ -391,9 +417,8 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     keys = (keys,) if isinstance(keys, str) else keys  # "model" was the keys m, o, d, e, l
     point = f"restore it or {again}" if again else "point to an out_dir/ckpt.pt that train.py saved"
     again = again or "train again"
-    if why := unreadable(path):
-        raise SystemExit(f"cannot read {path} ({why}); make it readable for this user, or point to another out_dir.")
-    if why := dangling(path) or dangling(os.path.dirname(path) or "."):
+    present(path, ", or point to another out_dir")
+    if why := dangling(os.path.dirname(path) or "."):
         raise SystemExit(why)
     if os.path.isdir(path):  # "train one" there was refused by train.py, which writes that file
         raise SystemExit(f"{path} is a folder, not a checkpoint; move it out of the way, or point to another out_dir.")
@@ -458,6 +483,9 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
         raise SystemExit(f"{path} holds model_args this code cannot build ({e}); it was written by another "
                          f"version or program; restore it or {again}.") from None
     tokenizer = ckpt.get("meta", {}).get("tokenizer")
+    if tokenizer is not None and not isinstance(tokenizer, str):  # a list or dict: VOCABS.get's TypeError traceback
+        raise SystemExit(f"{path} holds meta tokenizer = {reprlib.repr(tokenizer)}, which is no tokenizer name: its "
+                         f"meta is damaged; restore the file or {again}.")
     if VOCABS.get(tokenizer, 0) > cfg.vocab_size:  # train.py's open_data refuses such data: the meta is not its own
         raise SystemExit(f"{path} names tokenizer {tokenizer!r} ({VOCABS[tokenizer]} tokens) for a model of vocab_size "
                          f"{cfg.vocab_size}: its meta is not that of the data it was trained on; restore the file or "
@@ -572,7 +600,9 @@ def check_weights(state, cfg, path, again="train again"):
 
 
 def read_json(path, what):
-    """A JSON object from path, or one sentence that says what the file should be."""
+    """A JSON object from path, or one sentence that says what the file should be (or that it is a link whose
+    target is gone, or that this user cannot read it: "delete it and prepare again" fixed neither)."""
+    present(path)
     try:
         with open(path, encoding="utf-8") as f:
             obj = json.load(f)
@@ -589,6 +619,7 @@ def read_log(out_dir, last=None):
     train.py always evaluates) the last of them is there. A line cut by a kill or edited is one sentence here, not
     a decoding traceback or a wrong curve in a study's table."""
     path = os.path.join(out_dir, "log.jsonl")
+    present(path)
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             lines = f.readlines()
@@ -623,7 +654,7 @@ def read_table(path, columns, text=(), ints=(),
     finite number in each but those named in text, a whole number >= 0 in those named in ints (seeds, steps,
     lengths). A damaged or foreign table is one sentence here, not a traceback in the report, nor an empty figure
     drawn over a tracked one."""
-    if not os.path.exists(path):
+    if not present(path):
         return []
     fix = fix.replace("FILE", path)
     try:
@@ -678,10 +709,8 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
         raise SystemExit(f"data_dir {data_dir!r} lies under {above!r}, which is a file; set --data_dir to the "
                          f"folder prepare_slimpajama.py wrote.")
     for name in ("train.bin", "val.bin", "meta.json"):
-        if why := unreadable(os.path.join(data_dir, name)):  # there, only not for this user: preparing is no fix
-            raise SystemExit(f"cannot read {os.path.join(data_dir, name)} ({why}); make it readable for this user, "
-                             f"or set --data_dir.")
-        if why := dangling(os.path.join(data_dir, name)) or dangling(data_dir):  # "delete and prepare" is no fix
+        present(os.path.join(data_dir, name), ", or set --data_dir")  # "delete and prepare" is no fix for either
+        if why := dangling(data_dir):
             raise SystemExit(why)
         # a preparation stopped midway (Ctrl-C, kill): only the command that began it knows its inputs
         if not os.path.exists(os.path.join(data_dir, name)) and os.path.exists(os.path.join(data_dir, "progress.json")):
@@ -710,6 +739,12 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
     # the checkpoint keeps this meta, and load_checkpoint refuses one that disagrees with the model: refused here,
     # before the run, not after it in every script that reads its checkpoint
     tokenizer, eot = meta.get("tokenizer"), meta.get("eot_token")
+    if tokenizer is not None and not isinstance(tokenizer, str):  # a list or dict: VOCABS.get's TypeError traceback
+        raise SystemExit(f"{path} records tokenizer {reprlib.repr(tokenizer)}, which is no tokenizer name: the file "
+                         f"is edited or foreign; {again}.")
+    if meta["vocab_size"] > 1 << 16:  # "set --vocab_size=<that>" was the advice, which no uint16 bin can need
+        raise SystemExit(f"{path} records vocab_size {meta['vocab_size']:,}, more ids than uint16 tokens hold "
+                         f"(65,536): the file is edited or foreign; {again}.")
     if VOCABS.get(tokenizer, 0) > meta["vocab_size"]:
         raise SystemExit(f"{path} names tokenizer {tokenizer!r} ({VOCABS[tokenizer]} tokens) with vocab_size "
                          f"{meta['vocab_size']}: the file is edited or foreign; {again}.")
@@ -777,6 +812,8 @@ def largest_token(path):
 def tokens(data_dir, split):
     """The split's tokens as a read-only uint16 memmap (reopened per use: a memmap kept open leaks memory)."""
     path = os.path.join(data_dir, f"{split}.bin")
+    if os.path.isfile(path) and os.path.getsize(path) == 0:  # numpy cannot map an empty file: a ValueError traceback
+        return np.zeros(0, dtype=np.uint16)  # in experiments.analyze, which refuses too few tokens in one sentence
     try:
         return np.memmap(path, dtype=np.uint16, mode="r")
     except PermissionError as e:  # sample.py and analyze read a checkpoint's val.bin without open_data's checks

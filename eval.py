@@ -22,7 +22,7 @@ from dataclasses import asdict
 import torch
 import torch.nn.functional as F
 
-from checkpoint import atomic_write, guard_assets, hold_lock, new_dirs, unwritable
+from checkpoint import atomic_write, guard_assets, hold_lock, new_dirs, outputs_free, unwritable
 from configurator import Parser, cli, number
 from convert import hub_reachable
 from sample import (CHECKPOINT_HINTS, DTYPES, EOT, add_model_args, check_conversion_args, check_device,
@@ -284,6 +284,7 @@ def parse_args(argv=None):
 def writable_out(out):
     if why := unwritable(out):
         raise SystemExit(f"--out {out!r} is not a writable directory ({why}); choose another --out.")
+    outputs_free(*(os.path.join(out, f"results.{ext}") for ext in ("json", "md")))
     return out
 
 

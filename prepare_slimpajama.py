@@ -34,7 +34,7 @@ import numpy as np
 import zstandard
 
 from checkpoint import (atomic_write, dangling, guard_assets, hold_lock, inputs_sha1, largest_token, r50k,
-                        writable_dir)
+                        unreadable, writable_dir)
 from configurator import Parser, boolean, cli, number
 from convert import hub_problem
 
@@ -232,6 +232,8 @@ def local_files(patterns, option):
         elif any(c in pattern for c in "*?[") and not os.path.exists(pattern):
             # a name that exists is that file: data[1].txt as a glob is data1.txt, another file or none
             found = [f for f in glob.glob(pattern, recursive=True) if f.endswith(EXTENSIONS) and os.path.isfile(f)]
+        elif why := dangling(pattern):  # "does not exist", where ls shows it
+            sys.exit(f"error: {option} {why}")
         elif not os.path.exists(pattern):
             sys.exit(f"error: {option} {pattern} does not exist; give existing files, folders or globs")
         elif not pattern.endswith(EXTENSIONS):
@@ -508,6 +510,10 @@ def is_meta(meta):
 
 def read_json(path, ok=lambda obj: True):
     """A JSON file this script wrote, checked by ok, or one sentence on what to do when it is not readable."""
+    if why := dangling(path):  # restored, it is whole: "delete out_dir and start over" lost the work
+        sys.exit(f"error: {why}")
+    if why := unreadable(path):
+        sys.exit(f"error: cannot read {path} ({why}); make it readable for this user, or use another --out_dir")
     try:
         with open(path) as f:
             obj = json.load(f)
@@ -616,6 +622,10 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=None):
             os.remove(state_path)
         log(f"{meta_path} already holds this dataset; nothing to do")
         return meta
+    # an input this user cannot read, named before progress.json and the bins begin out_dir: "could not read ...
+    # rerun the same command to resume" left them, and other inputs given next were "changed since d was made"
+    if source == "local files" and (unread := next(((f, why) for f, _ in shards if (why := unreadable(f))), None)):
+        sys.exit(f"error: cannot read {unread[0]} ({unread[1]}); make it readable for this user, or leave it out")
     if st["next"] != [0, 0]:
         log(f"resuming at shard {st['next'][0]}/{len(shards)}, {st['tokens']['train']:,} train and "
             f"{st['tokens']['val']:,} val tokens committed")

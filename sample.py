@@ -18,7 +18,7 @@ from dataclasses import replace
 
 import torch
 
-from checkpoint import load_checkpoint, other_data, r50k, read_json, tokens, unreadable
+from checkpoint import dangling, load_checkpoint, other_data, r50k, read_json, tokens, unreadable
 from configurator import Parser, boolean, cli, compile_failure, home, number
 from convert import (GPT2_SIZES, TIE_METHODS, check_conversion, conversion_note, convert_state_dict, exact_fit,
                      gpt2_config, load_gpt2, ties_v)
@@ -148,6 +148,8 @@ def read_text_file(path, given, fix):
     """The text of the file at path (given: the flag and value that named it, for the message; fix: what to give
     instead of a file that holds no text)."""
     path = home(path)  # FILE:~/x: no shell expands that ~
+    if why := dangling(path):  # "No such file or directory", where ls shows it
+        raise SystemExit(f"{given}: {why}")
     real = os.path.realpath(path)  # a link named calib.txt may lead there too
     if real.endswith(".bin") and os.path.isfile(os.path.join(os.path.dirname(real), "meta.json")):
         # prepare's uint16 token ids: a byte-level bin decodes as UTF-8, a NUL (the separator) after every byte
@@ -178,9 +180,11 @@ def own_val_tokens(data_dir, meta, n, vocab_size):
         return None
     if any(theirs.get(k) != meta.get(k) for k in ("tokenizer", "vocab_size")):
         return None
-    size = os.path.getsize(os.path.join(data_dir, "val.bin"))
+    size, recorded = os.path.getsize(os.path.join(data_dir, "val.bin")), theirs.get("val_tokens")
     if size == 0 or size % 2:  # empty, or cut inside a token: the memmap refuses both
         return None
+    if isinstance(recorded, int) and size != 2 * recorded:  # another val.bin copied in beside this meta.json (as
+        return None  # open_data refuses it): its tokens were called "the checkpoint's own"
     ids = tokens(data_dir, "val")[:n]
     return (ids.tolist(), other_data(meta, theirs)) if int(ids.max()) < vocab_size else None
 
@@ -195,7 +199,8 @@ def calibration(args, cfg, meta, data_dir):
         own = own_val_tokens(data_dir, meta, n, cfg.vocab_size)
         if own is None:
             # a relative data_dir is the training's working folder's: from another folder it looks gone
-            moved = data_dir and not os.path.isabs(data_dir) and not os.path.isdir(data_dir)
+            # (lexists: a file or a dangling link of that name here is no folder elsewhere, but damage here)
+            moved = data_dir and not os.path.isabs(data_dir) and not os.path.lexists(data_dir)
             locked = data_dir and next((p for p in (os.path.join(data_dir, f) for f in ("meta.json", "val.bin"))
                                         if unreadable(p)), None)  # a folder not searchable: its files say so
             why = (f"{args.init_from} comes with no validation data" if args.init_from != "resume" else

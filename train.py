@@ -67,8 +67,8 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
-from checkpoint import (atomic_write, dangling, guard_assets, load_checkpoint, open_data, other_data, save_checkpoint,
-                        tokens)
+from checkpoint import (atomic_write, dangling, file_above, guard_assets, load_checkpoint, open_data, other_data,
+                        save_checkpoint, tokens, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, out_of_memory, range_error,
                           tolerant_output)
 from convert import (GPT2_SIZES, TIE_METHODS, conversion_note, convert_state_dict, exact_fit, gpt2_config,
@@ -279,6 +279,12 @@ def in_use(f):
 
 # where a run refused its out_dir can go instead: a resumed run's checkpoint is there, so only with a copy of it
 elsewhere = "copy out_dir to a writable place and resume there" if init_from == "resume" else "choose another --out_dir"
+# out_dir a file, or under one: a resume was told its checkpoint "does not exist ... or use --init_from=scratch",
+# which that file refuses too
+if (os.path.exists(out_dir) and not os.path.isdir(out_dir)) or file_above(out_dir):
+    sys.exit(f"out_dir {out_dir!r} is a file or lies under one, not a folder; "
+             + ("point --out_dir at the folder of the run to resume." if init_from == "resume" else
+                "choose another --out_dir."))
 # a folder where this run writes a file (the lock, each save, the log): named now, not as an unwritable out_dir or
 # a missing checkpoint ("train one") later
 for name in ("train.lock", "ckpt.pt", "log.jsonl"):
@@ -472,10 +478,11 @@ if ckpt:
 # to resume) whether or not its source is still there
 if source_path and (why := dangling(source_path)):
     sys.exit(why)
-if source_path and os.path.isdir(init_from) and not os.path.isfile(source_path):  # an out_dir, as documented
+# a ckpt.pt that is a folder goes on to load_checkpoint, which names it (not "a folder without a ckpt.pt")
+if source_path and os.path.isdir(init_from) and not os.path.exists(source_path):  # an out_dir, as documented
     sys.exit(f"init_from={init_from!r} is a folder without a ckpt.pt (a run that has saved none yet, or no out_dir); "
              f"point --init_from at an out_dir that holds one, or at the checkpoint file.")
-if source_path and not os.path.isfile(source_path):
+if source_path and not os.path.isfile(source_path) and not os.path.isdir(source_path):
     sys.exit(f"init_from must be 'scratch', 'resume', {', '.join(map(repr, GPT2_SIZES))} or a checkpoint path; "
              f"{init_from!r} is none of these.")
 iter_num = ckpt["iter_num"] if ckpt else 0  # where training stands
@@ -572,6 +579,10 @@ def lock_out_dir():
     except (OSError, RecursionError) as e:  # os.makedirs recurses once per folder to make: a thousand is too many
         why = e.strerror if isinstance(e, OSError) else "nested too deep to create"
         unmake()
+        lock = os.path.join(out_dir, "train.lock")
+        if not fresh and isinstance(e, PermissionError) and os.access(out_dir, os.W_OK):  # the file, not the folder
+            sys.exit(f"{lock} cannot be opened to write ({why}); make it writable (it holds only the pid of the "
+                     f"run that trains there), or {elsewhere}.")
         sys.exit(f"out_dir {out_dir!r} is not a writable directory ({why}); {elsewhere}.")
     if fresh:
         made_files.append(f.name)
@@ -601,6 +612,11 @@ def claim(f):
             os.remove(os.path.join(out_dir, name))
     for name in ("ckpt.pt", "log.jsonl"):  # replaced at each save, written from the start: found now, not then
         path = os.path.join(out_dir, name)
+        # a resume keeps the lines of the log before its checkpoint (open_log): "make it writable" led to a
+        # PermissionError traceback there when the file could not be read either
+        if name == "log.jsonl" and init_from == "resume" and (why := unreadable(path)):
+            sys.exit(f"cannot read {path} ({why}), whose lines before the checkpoint a resume keeps; make it "
+                     f"readable{'' if os.access(path, os.W_OK) else ' and writable'} or {elsewhere}.")
         if os.path.exists(path) and not os.access(path, os.W_OK):
             sys.exit(f"{path} is read-only (or immutable), and this run would replace it; make it writable or "
                      f"{elsewhere}.")

@@ -37,8 +37,8 @@ import torch
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.analyze")
 
-from checkpoint import (atomic_write, check_study_run, guard_assets, in_assets, load_checkpoint, new_dirs, read_json,
-                        save_figure, tokens, unwritable)
+from checkpoint import (atomic_write, check_study_run, guard_assets, in_assets, load_checkpoint, new_dirs,
+                        outputs_free, present, read_json, save_figure, tokens, unwritable)
 from configurator import Parser, cli, number
 from convert import affine_fit
 from model import GPT, GPTConfig
@@ -273,7 +273,9 @@ def load(out_dir):
 def val_tokens(data_dir, n_tokens, block_size, tokenizer=None):
     """The first n_tokens of data_dir/val.bin as [n_tokens // block_size, block_size] token ids, or None if absent;
     refused when they are no uint16 tokens, or another tokenizer's (its meta.json says) than the model's."""
-    if not data_dir or not os.path.isfile(os.path.join(data_dir, "val.bin")):
+    # a link whose target is gone is named, not left out as "no val.bin" (present)
+    if not data_dir or not present(os.path.join(data_dir, "val.bin")) or \
+            not os.path.isfile(os.path.join(data_dir, "val.bin")):
         return None
     path, meta = os.path.join(data_dir, "val.bin"), os.path.join(data_dir, "meta.json")
     if os.path.getsize(path) % 2:  # cut inside a token: numpy's memmap refused it with a traceback
@@ -340,6 +342,8 @@ def main(argv=None):
     with new_dirs(*[out] if out else []):  # made now, removed again if the work stops before writing there
         if out and (why := unwritable(out)):
             parser.error(f"--out {out!r} is not a writable directory ({why}); choose another --out.")
+        if out:  # not after projections.md and .csv were written: three files of one analysis, or none
+            outputs_free(*(os.path.join(out, f"projections.{ext}") for ext in ("md", "csv", "png")))
         work(args, model, data_dir, tokenizer, out)
 
 

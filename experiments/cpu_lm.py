@@ -29,7 +29,7 @@ if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.cpu_lm")
 
 from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, new_dirs, open_data, partial_report,
-                        read_log, save_figure, train_first, writable_dir)
+                        read_log, reports_free, save_figure, train_first, writable_dir)
 from configurator import Parser, cli, run_child
 from model import GPT, GPTConfig
 
@@ -59,7 +59,7 @@ def checkpoint(variant, seed):
     not read unchecked (a max_iters missing or of another type was a traceback)."""
     out_dir = run_dir(variant, seed)
     path = os.path.join(out_dir, "ckpt.pt")
-    if not os.path.exists(path):
+    if not os.path.lexists(path):  # a link whose target is gone is named by load_checkpoint, not a run not begun
         return None
     ckpt = load_checkpoint(path, ("model", "model_args", "config", "iter_num", "meta"))
     check_study_run(ckpt, out_dir, train_args(variant, seed), "python -m experiments.cpu_lm")
@@ -196,6 +196,7 @@ def report():
     if not results:
         sys.exit(f"no finished run under {ROOT}/; {train_first(ROOT, 'python -m experiments.cpu_lm')}.")
     prefix = f"{ROOT}/cpu_lm" if missing else ASSETS  # a partial report never replaces the complete one
+    reports_free(prefix)  # not after its .md and .csv were written
     writable_dir(os.path.dirname(prefix), "make it writable")
     if missing:
         partial_report(missing, len(VARIANTS) * len(SEEDS), prefix, ASSETS)
@@ -218,6 +219,7 @@ def main(argv=None):
         with new_dirs(ROOT, os.path.dirname(ASSETS)):  # stopped before a run saved (Ctrl-C): no empty folder left
             for folder in (ROOT, os.path.dirname(ASSETS)):  # the runs and the report: unwritable now, not after hours
                 writable_dir(folder, "make it writable, or run from a copy of the repository that is")
+            reports_free(f"{ROOT}/cpu_lm", ASSETS)
             with hold_lock(ROOT, f"{ROOT} is being trained into by another `python -m experiments.cpu_lm`; wait for "
                                  f"it to end, then run this again."):  # one study per folder: two train the same runs
                 train_all()

@@ -39,7 +39,7 @@ if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.retrofit")
 
 from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, new_dirs, open_data, partial_report,
-                        read_log, read_table, save_figure, tokens, train_first, writable_dir)
+                        present, read_log, read_table, reports_free, save_figure, tokens, train_first, writable_dir)
 from configurator import Parser, cli, run_child
 from convert import convert_state_dict
 from model import GPT, GPTConfig
@@ -97,13 +97,15 @@ def plan(s):
 def checkpoint(out_dir):
     """The run's checkpoint, or None before its first save."""
     path = os.path.join(out_dir, "ckpt.pt")
-    return load_checkpoint(path, ("model", "model_args", "config", "iter_num", "meta")) if os.path.exists(path) else None
+    # lexists: a link whose target is gone is named by load_checkpoint, not taken for a run not begun
+    return load_checkpoint(path, ("model", "model_args", "config", "iter_num", "meta")) if os.path.lexists(path) \
+        else None
 
 
 def times(s):
     """[{"run", "s"}] of root/times.jsonl, one line per finished training run (an empty list before the first)."""
     path = os.path.join(s["root"], "times.jsonl")
-    if not os.path.exists(path):
+    if not present(path):
         return []
     if os.path.isdir(path):  # an IsADirectoryError traceback in every report
         raise SystemExit(f"{path} is a folder, where this study keeps the time of each training run; move it out of "
@@ -297,6 +299,7 @@ def convert_sources(s):
             sys.exit(f"{cached} is a folder, where this study keeps the conversions of its source; move it out of "
                      f"the way and run again.")
         try:
+            present(cached)  # a link whose target is gone, computed again, was replaced by a file
             with open(cached) as f:
                 got = json.load(f)
             if not cached_conversions(got):  # JSON, but not what this function writes: a KeyError or worse later
@@ -457,6 +460,7 @@ def report(s, command):
     if not any(r["name"] == "qkv" for r in recs):
         sys.exit(f"no finished qkv run under {s['root']}/; {train_first(s['root'], command)}.")
     prefix = f"{s['root']}/retrofit" if missing else s["assets"]  # a partial report never replaces the complete one
+    reports_free(prefix)  # not after its .md and .csv were written
     for _, _, out, args, _ in plan(s):  # nor is a run trained there with other settings (by hand, or another study)
         if out not in missing:          # in any report, a partial one included
             check_study_run(checkpoint(out), out, args, command)
@@ -493,6 +497,7 @@ def main(argv=None):
         with new_dirs(root, os.path.dirname(setting["assets"])):  # stopped before a run saved: no empty folder left
             for folder in (root, os.path.dirname(setting["assets"])):  # the runs and the report, before hours
                 writable_dir(folder, "make it writable, or run from a copy of the repository that is")
+            reports_free(f"{root}/retrofit", setting["assets"])
             with hold_lock(root, f"{root} is being trained into by another `{command}`; wait for it to end, then "
                                  f"run this again."):  # one study per folder: two would train the same runs
                 train_all(setting, command)

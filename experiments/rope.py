@@ -35,7 +35,8 @@ if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.rope")
 
 from checkpoint import (atomic_write, check_study_run, default_data, hold_lock, load_checkpoint, new_dirs,
-                        open_data, partial_report, read_table, save_figure, tokens, train_first, writable_dir)
+                        open_data, partial_report, read_table, reports_free, save_figure, tokens, train_first,
+                        writable_dir)
 from configurator import Parser, cli, run_child
 from model import GPT, GPTConfig
 
@@ -58,7 +59,8 @@ def runs(args):
 def checkpoint(out, args):
     """The run's checkpoint, None before its first save, and whether it has trained all its iterations."""
     path = os.path.join(out, "ckpt.pt")
-    ckpt = load_checkpoint(path, ("model", "model_args", "iter_num")) if os.path.exists(path) else None
+    # lexists: a link whose target is gone is named by load_checkpoint, not taken for a run not begun
+    ckpt = load_checkpoint(path, ("model", "model_args", "iter_num")) if os.path.lexists(path) else None
     return ckpt, ckpt is not None and ckpt["iter_num"] >= args.iters
 
 
@@ -175,6 +177,7 @@ def report(rows, missing, args, wall):
     if not rows:
         sys.exit(f"no finished run under {args.root}/; {train_first(args.root, study_command(args))}.")
     prefix = f"{args.root}/rope" if missing else args.assets  # a partial report never replaces the complete one
+    reports_free(prefix)  # not after its .md and .csv were written
     if missing:
         partial_report(missing, len(args.seeds) * len(VARIANTS), prefix, args.assets)
     lengths = sorted({r["length"] for r in rows})
@@ -229,6 +232,7 @@ def main(argv=None):
         with new_dirs(args.root, os.path.dirname(args.assets)):  # stopped before a run saved: no empty folder left
             for folder in (args.root, os.path.dirname(args.assets)):  # the runs and the report, checked before hours
                 writable_dir(folder, "make it writable, or run from a copy of the repository that is")
+            reports_free(f"{args.root}/rope", args.assets)
             with hold_lock(args.root, f"{args.root} is being trained into by another `{command}`; wait for it to "
                                       f"end, then run this again."):  # one study per folder: two train the same runs
                 train_all(args)

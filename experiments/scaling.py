@@ -40,7 +40,7 @@ if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.scaling")
 
 from checkpoint import (atomic_write, check_study_run, default_data, guard_assets, hold_lock, load_checkpoint, new_dirs,
-                        open_data, read_log, read_table, save_figure, tokens, train_first, writable_dir)
+                        open_data, present, read_log, read_table, save_figure, tokens, train_first, writable_dir)
 from configurator import Parser, cli, number, stop_children
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
@@ -226,8 +226,10 @@ def train_todo(s, args, todo, running, rows, ana):
                 continue
             out_dir = os.path.join(args.root, run.name(s))
             ckpt_file = os.path.join(out_dir, "ckpt.pt")
-            cmd = command(run, s, args.data_dir, out_dir, os.path.exists(ckpt_file))
-            if os.path.exists(ckpt_file):  # a run of other settings there (by hand, another study): not resumed as this
+            cmd = command(run, s, args.data_dir, out_dir, os.path.lexists(ckpt_file))
+            # a run of other settings there (by hand, another study): not resumed as this; lexists: a link whose
+            # target is gone is named by load_checkpoint, not trained over
+            if os.path.lexists(ckpt_file):
                 try:
                     check_study_run(load_checkpoint(ckpt_file, ("config",)), out_dir, cmd[2:-1],
                                     "python -m experiments.scaling" + (" --quick" if s is QUICK else ""))
@@ -286,16 +288,22 @@ def data_file(args):
 def check_root_data(s, args):
     """A table beside its runs (--quick, other data) holds the runs of one data_dir: a run in the table is done,
     so the runs of another --data_dir in that --root were reported as this one's (exit 0, nothing trained)."""
-    if not tracked(s, args) and os.path.isfile(data_file(args)):
+    if not tracked(s, args) and os.path.isdir(data_file(args)):  # written after the first run: failed only then
+        sys.exit(f"{data_file(args)} is a folder, where this study keeps the --data_dir of the runs in --root; move "
+                 f"it out of the way and run again.")
+    if not tracked(s, args) and present(data_file(args)) and os.path.isfile(data_file(args)):
         with open(data_file(args), encoding="utf-8", errors="replace") as f:
             saved = f.read().strip()
+        if not saved:  # emptied by hand or a full disk: "give --data_dir=" named no folder
+            sys.exit(f"{data_file(args)} names no data_dir (it holds the --data_dir of the runs in --root "
+                     f"{args.root}); write that folder into it, or give another --root for {args.data_dir}.")
         if os.path.realpath(saved) != os.path.realpath(args.data_dir):  # as given: a moved repository keeps it
             sys.exit(f"the table of --root {args.root} holds runs on --data_dir {saved} ({data_file(args)} says so); "
                      f"give --data_dir={saved}, or another --root for {args.data_dir}.")
     if not tracked(s, args):
         for name in sorted(os.listdir(args.root)):
             path = os.path.join(args.root, name, "ckpt.pt")
-            saved = load_checkpoint(path, ("config",))["config"].get("data_dir") if os.path.isfile(path) else None
+            saved = load_checkpoint(path, ("config",))["config"].get("data_dir") if os.path.lexists(path) else None
             if isinstance(saved, str) and os.path.realpath(saved) != os.path.realpath(args.data_dir):
                 sys.exit(f"{os.path.join(args.root, name)} was trained on --data_dir {saved}, and the table of "
                          f"--root {args.root} holds the runs of one data; give --data_dir={saved}, or another --root "

@@ -291,6 +291,18 @@ def test_an_out_that_cannot_take_the_figure_fails_before_the_work(tmp_path, caps
                                       f"choose another --out.")
 
 
+def test_a_folder_in_place_of_an_output_file_fails_before_the_work(tmp_path, capsys, monkeypatch):
+    # was "could not write .../projections.png: a folder has that name" after projections.md and .csv were written
+    save_ckpt(tmp_path, "qkv")
+    (tmp_path / "out" / "projections.png").mkdir(parents=True)
+    monkeypatch.setattr(experiments.analyze, "analyze", lambda *a: pytest.fail("analysed"))
+    with pytest.raises(SystemExit) as e:
+        experiments.analyze.main([f"--out_dir={tmp_path}", f"--out={tmp_path / 'out'}"])
+    assert str(e.value) == (f"{tmp_path / 'out' / 'projections.png'} is a folder, where this command writes its "
+                            f"results; move it out of the way, or write elsewhere.")
+    assert os.listdir(tmp_path / "out") == ["projections.png"]
+
+
 def test_every_number_of_the_table_is_in_the_written_md_and_csv(tmp_path):
     from experiments.analyze import records, write
     model = save_ckpt(tmp_path, "qkv").eval()

@@ -138,13 +138,19 @@ DATA_CASES = [
     (lambda d: set_meta(d, eot_token="x"), "{d}/meta.json holds eot_token = 'x', which is no token id"),
     (lambda d: set_meta(d, tokenizer="r50k_base"), "{d}/meta.json names tokenizer 'r50k_base' (50257 tokens) with "
                                                    "vocab_size 256: the file is edited or foreign; delete {d}"),
+    # a TypeError traceback (unhashable), and "set --vocab_size=1,180,591,620,717,411,303,424"
+    (lambda d: set_meta(d, tokenizer=["bytes"]), "{d}/meta.json records tokenizer ['bytes'], which is no tokenizer "
+                                                 "name: the file is edited or foreign; delete {d}"),
+    (lambda d: set_meta(d, vocab_size=2 ** 70), "{d}/meta.json records vocab_size 1,180,591,620,717,411,303,424, more "
+                                                "ids than uint16 tokens hold (65,536): the file is edited or foreign"),
 ]
 
 
 @pytest.mark.parametrize("damage, message", DATA_CASES, ids=["truncated", "extended", "uint32 bins", "uint32 meta",
                                                              "odd size", "recorded token id", "unrecorded token id",
                                                              "bin is a folder", "no validation", "val_tokens 0", "partly prepared", "data_dir a file",
-                                                             "eot beyond vocab", "eot no int", "tokenizer vocab"])
+                                                             "eot beyond vocab", "eot no int", "tokenizer vocab",
+                                                             "tokenizer a list", "vocab beyond uint16"])
 def test_data_that_disagrees_with_meta_json_is_one_sentence(tmp_path, damage, message):
     d = tmp_path / "data"
     make_data(d)
@@ -310,6 +316,22 @@ def test_prepare_refuses_an_input_without_text(tmp_path, name, content):
     assert not (tmp_path / "d").exists()  # no dataset of 0 tokens left behind to look made, nor the folder it made
 
 
+def test_prepare_names_an_input_this_user_cannot_read_before_beginning_out_dir(tmp_path, monkeypatch):
+    # another user's input (mode 000; as root, refused by hand) began out_dir (empty bins, progress.json), then
+    # "could not read in.txt (Permission denied) ... rerun the same command to resume"; inputs given next were
+    # told "the input files changed since d was made"
+    text = tmp_path / "in.txt"
+    text.write_text("To be, or not to be, that is the question.\n" * 40)
+    prepare(tmp_path / "done", "--input", str(text), "--val_fraction=0.1")
+    monkeypatch.setattr(P, "unreadable", lambda p: "Permission denied" if p.endswith("in.txt") else None)
+    with pytest.raises(SystemExit) as e:
+        prepare(tmp_path / "d", "--input", str(text), "--val_fraction=0.1")
+    assert str(e.value) == (f"error: cannot read {text} (Permission denied); make it readable for this user, or leave "
+                            f"it out")
+    assert not (tmp_path / "d").exists()
+    prepare(tmp_path / "done", "--input", str(text), "--val_fraction=0.1")  # made: nothing to read, nothing to do
+
+
 def test_prepare_refuses_a_validation_split_that_holds_nothing(tmp_path):
     path = tmp_path / "in.txt"
     path.write_text("a" * 1000 + "\n")  # one line: no line starts past the 10% mark (was 0 val tokens, exit 0)
@@ -450,6 +472,7 @@ def world(tmp_path_factory):
     variant("optshape", lambda c: c["optimizer"].update(
         state={**c["optimizer"]["state"], WEIGHT: {**c["optimizer"]["state"][WEIGHT], "exp_avg": torch.zeros(1)}}))
     variant("bigeot", lambda c: c.update(meta={**c["meta"], "eot_token": 9999}))
+    variant("listtok", lambda c: c.update(meta={**c["meta"], "tokenizer": ["bytes"]}))  # was VOCABS.get's TypeError
     variant("floatlayers", lambda c: c.update(model_args={**c["model_args"], "n_layer": 2.0}))
     variant("nomoments", lambda c: c["optimizer"].update(
         state={k: v for k, v in c["optimizer"]["state"].items() if k != WEIGHT}))
@@ -513,6 +536,8 @@ FIELD_MESSAGES = {  # damage to what train.py stores beside the weights, refused
     "othertok": "{p} names tokenizer 'r50k_base' (50257 tokens) for a model of vocab_size 256",
     "int8": "{p} holds transformer.h.0.mlp.c_fc.weight as torch.int8, and the model's weights are floating point",
     "bigeot": "{p} holds meta eot_token = 9999, which is no token of a model of vocab_size 256",
+    "listtok": "{p} holds meta tokenizer = ['bytes'], which is no tokenizer name: its meta is damaged; restore the "
+               "file or train again.",
     # was a TypeError traceback from nn.ModuleList, in every script
     "floatlayers": "{p} holds model_args n_layer = 2.0, which is no int: the file is damaged or not written by "
                    "train.py; restore it or train again.",
@@ -1193,6 +1218,21 @@ STUDIES = [(cpu_lm, [], "out-cpu_lm"), (retrofit, ["--quick"], "out-retrofit-qui
 
 
 @pytest.mark.parametrize("study, argv, root", STUDIES[:3], ids=[r for _, _, r in STUDIES[:3]])
+def test_a_folder_named_like_a_report_file_is_refused_before_training(tmp_path, monkeypatch, study, argv, root):
+    # atomic_write refused it only at the report, after every run trained (and after its .md and .csv were written)
+    make_data(tmp_path / "data" / "cpu_lm_bytes")
+    figure = tmp_path / root / f"{root.split('-')[1]}.png"  # where a partial report goes
+    figure.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("trained before checking its report"))
+    with pytest.raises(SystemExit) as e:
+        study.main(argv)
+    assert str(e.value) == (f"{root}/{figure.name} is a folder, where this command writes its results; move it out "
+                            f"of the way, or write elsewhere.")
+    assert os.listdir(tmp_path / root) == [figure.name]
+
+
+@pytest.mark.parametrize("study, argv, root", STUDIES[:3], ids=[r for _, _, r in STUDIES[:3]])
 def test_a_study_stopped_before_its_first_run_saved_leaves_no_folder(tmp_path, monkeypatch, study, argv, root):
     # Ctrl-C in the first train.py run, before its first checkpoint: train.py removed its run folder, and the study
     # left its own, empty (scaling's is removed as well: new_dirs)
@@ -1439,3 +1479,170 @@ def test_rope_redraw_on_other_data_draws_that_data_s_table(tmp_path, monkeypatch
         (tmp_path / folder / "rope.csv").write_text("variant,seed,length,loss\nqkv rope,1337,256,1.8\n")
     rope.main(["--redraw", "--data_dir=mine"])
     assert (tmp_path / "out-rope" / "rope.png").exists() and not (tmp_path / "assets" / "rope.png").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the file matrix: every shared reader, every way its file can be damaged
+
+def damaged_world(w):
+    """One of each file the commands read, as they write it: data, a run (checkpoint and log), a study's table,
+    times and data file, a config file and a text file."""
+    from test_sample import BYTES_META, make_ckpt
+    make_data(w / "data")
+    make_ckpt(w / "run", BYTES_META)
+    wrong_field(w / "run" / "ckpt.pt", "iter_num", 2)  # as its log ends
+    (w / "run" / "log.jsonl").write_text('{"iter": 0, "val_loss": 5.5}\n{"iter": 0, "loss": 5.4, "lr": 0.001}\n'
+                                         '{"iter": 2, "val_loss": 5.25}\n')
+    (w / "study").mkdir()
+    (w / "study" / "rows.csv").write_text("model,seed,iter,val_loss\nqkv,1337,0,5.5\nqkv,1337,2,5.25\n")
+    (w / "study" / "times.jsonl").write_text('{"run": "qkv_s1", "s": 9}\n{"run": "qk_v_lstsq_s1", "s": 12.5}\n')
+    (w / "study" / "scaling_data.txt").write_text(f"{w / 'data'}\n")
+    (w / "cfg.py").write_text("max_iters = 2\neval_interval = 2\n")
+    (w / "calib.txt").write_text("To be, or not to be, that is the question.\n")
+
+
+def wrong_field(path, key, value):  # valid syntax, a field of another type
+    if path.suffix == ".json":
+        path.write_text(json.dumps({**json.loads(path.read_text()), key: value}))
+    elif path.suffix == ".jsonl":
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        path.write_text("".join(json.dumps({**e, key: value}) + "\n" for e in lines))
+    elif path.suffix == ".csv":
+        path.write_text(path.read_text().replace(",0,", f",{value},"))
+    else:
+        ckpt = torch.load(path, weights_only=True)
+        torch.save({**ckpt, key: value}, path)
+
+
+# reader: (its file under the world, the call on the folder that holds it, a foreign file in its place (another
+# command's, of that name or another format), a field of the wrong type, the damages after which there is
+# legitimately nothing to say: no table, no times, a text that is short but text)
+READERS = {
+    "load_checkpoint": ("run/ckpt.pt", lambda d: checkpoint.load_checkpoint(d, ("model", "iter_num")), "run/log.jsonl",
+                        ("iter_num", "2"), ()),
+    # a study's look at one of its runs: no file is a run not begun; anything else there is load_checkpoint's
+    "study checkpoint": ("run/ckpt.pt", lambda d: rope.checkpoint(str(d), argparse.Namespace(iters=2)),
+                         "run/log.jsonl", None, ("missing", "under a file")),  # its root is checked first
+    "open_data train.bin": ("data/train.bin", lambda d: checkpoint.open_data(str(d), 32, 256), "run/ckpt.pt",
+                            None, ()),
+    "open_data val.bin": ("data/val.bin", lambda d: checkpoint.open_data(str(d), 32, 256), "data/train.bin",
+                          None, ()),
+    "open_data meta.json": ("data/meta.json", lambda d: checkpoint.open_data(str(d), 32, 256), "run/log.jsonl",
+                            ("vocab_size", "256"), ()),
+    "read_json": ("data/meta.json", lambda d: checkpoint.read_json(str(d / "meta.json"), "delete data and prepare it "
+                  "again"), "run/log.jsonl", None, ()),  # prepare's and analyze's reader of meta.json
+    "analyze val.bin": ("data/val.bin", lambda d: val_tokens(str(d), 256, 32, "bytes"), None, None,
+                        ("missing", "folder", "under a file", "half")),  # no val.bin: no CKA, and it says so
+    "read_log": ("run/log.jsonl", lambda d: checkpoint.read_log(str(d), last=2), "study/rows.csv",
+                 ("iter", "2"), ()),
+    "read_table": ("study/rows.csv", lambda d: checkpoint.read_table(
+        str(d / "rows.csv"), ["model", "seed", "iter", "val_loss"], text=["model"], ints=["seed", "iter"]),
+        "run/log.jsonl", ("iter", "1.5"), ("missing", "under a file")),
+    "retrofit times": ("study/times.jsonl", lambda d: retrofit.times({"root": str(d)}), "study/rows.csv",
+                       ("s", "12.5"), ("missing", "under a file", "empty")),
+    "scaling data": ("study/scaling_data.txt", lambda d: scaling_data(d), "data/meta.json", None, ("missing",)),
+    "config file": ("cfg.py", lambda d: configure_file(d / "cfg.py"), "run/ckpt.pt", None, ("empty",)),
+    "text file": ("calib.txt", lambda d: read_text(d / "calib.txt"), "data/val.bin", None, ("empty", "half")),
+    # prepare's reader of its meta.json and progress.json (the world's meta.json, as make_data writes it, has no
+    # settings: refused whatever the damage; what matters is the advice for a file there but not readable now)
+    "prepare's read_json": ("data/meta.json", lambda d: P.read_json(str(d / "meta.json"), P.is_meta), "run/log.jsonl",
+                            None, ()),
+    # prepare's inputs, found and sized before out_dir is begun (what they hold is read later, and checked there)
+    "prepare input": ("calib.txt", lambda d: P.local_files([str(d / "calib.txt")], "--input"), None, None,
+                      ("empty", "half", "unreadable")),  # read, or refused, once a dataset is to be written
+}
+DAMAGES = ["missing", "folder", "dangling link", "unreadable", "under a file", "empty", "half", "foreign",
+           "wrong field"]
+
+
+def scaling_data(root):  # as experiments.scaling reads it, in a --root it has checked
+    checkpoint.writable_dir(str(root), "choose another --root")
+    scaling.check_root_data({"assets": ""}, argparse.Namespace(root=str(root), data_dir=str(root.parent / "data")))
+
+
+def val_tokens(*args):
+    from experiments.analyze import val_tokens
+    return val_tokens(*args)
+
+
+def configure_file(path):
+    return configure({"max_iters": 1, "eval_interval": 1}, [str(path)])
+
+
+def read_text(path):
+    import sample
+    return sample.read_text_file(str(path), f"--calib=FILE:{path}", "give the text")
+
+
+def damage(w, name, kind, foreign, field, monkeypatch):
+    """Damages w/name as kind; -> the folder the reader is called on."""
+    path = w / name
+    folder = path.parent
+    if kind == "missing":
+        path.unlink()
+    elif kind == "folder":
+        path.unlink()
+        path.mkdir()
+    elif kind == "dangling link":
+        path.unlink()
+        path.symlink_to(w / "unmounted" / path.name)
+    elif kind == "unreadable":  # the tests run as root, whom modes do not stop: refused by hand, as the kernel would
+        import builtins
+        real_open, real_stat = builtins.open, os.stat
+
+        def guarded(opener):
+            def call(p, *args, **kwargs):
+                if os.path.abspath(os.fspath(p)) == str(path):
+                    raise PermissionError(13, "Permission denied", os.fspath(p))
+                return opener(p, *args, **kwargs)
+            return call
+        monkeypatch.setattr(builtins, "open", guarded(real_open))
+        monkeypatch.setattr(checkpoint.np, "memmap", guarded(checkpoint.np.memmap))
+        monkeypatch.setattr(os, "stat", lambda p, *args, **kwargs: real_stat(p, *args, **kwargs))
+    elif kind == "under a file":  # its folder is a file: ckpt.pt under run, which is a file
+        folder = w / "a_file"
+        folder.write_text("not a folder\n")
+        if name == "cfg.py" or name == "calib.txt":
+            folder = folder / "x"
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "half":
+        path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+    elif kind == "foreign":
+        shutil.copy(w / foreign, path)
+    elif kind == "wrong field":
+        wrong_field(path, *field)
+    return folder
+
+
+def snapshot(w):
+    return {os.path.join(d, n): (os.lstat(os.path.join(d, n)).st_size, os.lstat(os.path.join(d, n)).st_mtime_ns)
+            for d, dirs, names in os.walk(w) for n in names + dirs}
+
+
+CELLS = [(r, d) for r in READERS for d in DAMAGES
+         if not (d == "foreign" and READERS[r][2] is None or d == "wrong field" and READERS[r][3] is None)]
+
+
+@pytest.mark.parametrize("reader, kind", CELLS, ids=[f"{r}, {d}" for r, d in CELLS])
+def test_every_reader_refuses_every_damaged_file_in_one_sentence_naming_it(tmp_path, monkeypatch, reader, kind):
+    # each shared reader against each damage its file can have: a traceback, a damaged file read as none (a link
+    # whose target is gone: a study then wrote a new table over it), or advice that cannot fix it (an unreadable
+    # log told to train the run again) were each found in some reader before; here every pair is swept
+    name, read, foreign, field, fine = READERS[reader]
+    damaged_world(tmp_path)
+    folder = damage(tmp_path, name, kind, foreign, field, monkeypatch)
+    before = snapshot(tmp_path)
+    if kind in fine:
+        read(folder)
+    else:
+        with pytest.raises(SystemExit) as e:
+            read(folder)
+        message = str(e.value)
+        assert "\n" not in message.strip(), message
+        assert os.path.basename(name) in message or (kind == "under a file" and "a_file" in message), message
+        assert not re.search(r"--\w+=[,.;)\s]", message), message  # advice to give an option nothing ("--data_dir=")
+        assert kind != "dangling link" or "is a link to" in message, message  # not "no such file", where ls shows it
+        if kind in ("unreadable", "dangling link"):  # there, only not readable now: nothing to restore or make anew
+            assert not re.search(r"\b(restore it|train|prepare|delete)\b", message.split(";")[-1]), message
+    assert snapshot(tmp_path) == before

@@ -180,7 +180,7 @@ def test_an_unknown_name_in_a_config_file_says_how_to_keep_a_helper(tmp_path):
     assert configure(DEFAULTS, [str(path)])[0]["max_iters"] == 600
 
 
-def test_missing_value_and_missing_file(monkeypatch):
+def test_missing_value_and_missing_file(monkeypatch, tmp_path):
     with pytest.raises(SystemExit, match="--max_iters=VALUE"):
         configure(DEFAULTS, ["--max_iters"])
     # an unknown key without a value was told to "write --max_iterz=VALUE", which is refused next
@@ -194,6 +194,12 @@ def test_missing_value_and_missing_file(monkeypatch):
     with pytest.raises(SystemExit, match=r"^config file 'config/' is a folder; give a file in it, like "
                                          r"config/cpu_tiny\.py\.$"):
         configure(DEFAULTS, ["config/"])
+    (tmp_path / "run.py").symlink_to(tmp_path / "gone" / "qk_v_300m.py")  # was "not found", where ls shows it
+    with pytest.raises(SystemExit) as e:
+        configure(DEFAULTS, [str(tmp_path / "run.py")])
+    assert str(e.value) == (f"config file {str(tmp_path / 'run.py')!r} is a link to "
+                            f"{str(tmp_path / 'gone' / 'qk_v_300m.py')!r}, which does not exist; restore what it "
+                            f"points to, or give another file.")
     for arg in ("--", "--=3"):
         with pytest.raises(SystemExit, match=rf"^argument '{arg}' names no setting; write --key=value \(--help lists "
                                              r"them\)\.$"):

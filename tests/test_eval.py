@@ -357,6 +357,19 @@ def test_a_second_eval_into_the_same_out_waits_its_turn(tmp_path, monkeypatch):
     assert os.listdir(tmp_path / "eval") == []
 
 
+def test_a_folder_in_place_of_a_result_file_fails_before_the_evaluation(tmp_path, monkeypatch):
+    # "could not write eval/results.json: a folder has that name" came after the whole evaluation
+    make_ckpt(tmp_path, BYTES_META)
+    (tmp_path / "t.txt").write_text("a few words of text\n")
+    (tmp_path / "eval" / "results.json").mkdir(parents=True)
+    monkeypatch.setattr(ev, "text_perplexity", lambda *a: pytest.fail("evaluated"))
+    with pytest.raises(SystemExit) as e:
+        ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 't.txt'}", "--device=cpu"])
+    assert str(e.value) == (f"{tmp_path / 'eval' / 'results.json'} is a folder, where this command writes its "
+                            f"results; move it out of the way, or write elsewhere.")
+    assert os.listdir(tmp_path / "eval") == ["results.json"]
+
+
 def test_a_text_is_read_byte_for_byte_with_its_carriage_returns(tmp_path):
     # text mode turned "\r\n" into "\n": a Windows text (prepare_slimpajama keeps its bytes) was scored and counted
     # without its carriage returns, the results' "bytes" below the file's size; --start/--calib=FILE: the same

@@ -326,6 +326,11 @@ def test_a_relative_data_dir_from_another_folder_says_so(tmp_path, capsys, monke
     assert str(e.value) == (f"--convert_method=lstsq fits V on calibration tokens and its data_dir 'data' is a relative "
                             f"path, missing from this folder ({tmp_path / 'run'}); run from the folder it was trained "
                             f"in, or pass --calib=FILE:path (or the text itself), or --convert_method=k.")
+    (tmp_path / "run" / "data").write_text("a file\n")  # here, but a file: "missing from this folder" was untrue
+    with pytest.raises(SystemExit) as e:
+        run(capsys, tmp_path / "run", "--proj=qk_v")
+    assert str(e.value).startswith("--convert_method=lstsq fits V on calibration tokens and its data_dir 'data' no "
+                                   "longer holds the val.bin and meta.json it was trained on"), str(e.value)
     monkeypatch.chdir(tmp_path)
     assert "V tied to K by lstsq fitted on" in run(capsys, tmp_path / "run", "--proj=qk_v", "--max_new_tokens=1",
                                                    "--num_samples=1")
@@ -337,12 +342,17 @@ def damage_val(path, how):
         val = np.append(val, 1).astype(np.uint16).tobytes()[:-1]  # cut inside the last token
     elif how == "id":
         val[3] = 300  # past the bytes vocabulary
+    elif how == "copied":  # another data's val.bin copied in beside this meta.json: called "the checkpoint's own"
+        val = np.concatenate([val, val])
     else:
         val = val[:0 if how == "empty" else 40]
+    if how == "short":  # a split prepared that short, as its meta.json records
+        meta = json.loads((path / "meta.json").read_text())
+        (path / "meta.json").write_text(json.dumps({**meta, "val_tokens": len(val)}))
     (path / "val.bin").write_bytes(val if isinstance(val, bytes) else val.tobytes())
 
 
-@pytest.mark.parametrize("how", ["odd", "empty", "id", "short"])
+@pytest.mark.parametrize("how", ["odd", "empty", "id", "short", "copied"])
 def test_a_damaged_or_short_own_validation_split_is_one_sentence(tmp_path, capsys, how):
     # an odd size or an empty val.bin was the memmap's ValueError, an id past the vocabulary an IndexError in the
     # embedding, and a short one was told to give a longer --calib text, which it had not given (the sixth pass)

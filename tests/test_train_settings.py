@@ -409,6 +409,10 @@ def test_init_from_an_out_dir_without_a_checkpoint_says_so(tmp_path, monkeypatch
     msg = refusal(monkeypatch, tmp_path, [f"--init_from={tmp_path / 'run'}"], data_dir)
     assert msg == f"init_from={str(tmp_path / 'run')!r} is a folder without a ckpt.pt (a run that has saved none " \
                   f"yet, or no out_dir); point --init_from at an out_dir that holds one, or at the checkpoint file."
+    (tmp_path / "run" / "ckpt.pt").mkdir()  # a folder by that name: it has one, only not a file
+    msg = refusal(monkeypatch, tmp_path, [f"--init_from={tmp_path / 'run'}"], data_dir)
+    assert msg == f"init_from={str(tmp_path / 'run')!r}: {tmp_path / 'run' / 'ckpt.pt'} is a folder, not a " \
+                  f"checkpoint; move it out of the way, or point to another out_dir."
 
 
 def test_a_finished_run_asked_with_other_settings_is_refused(finished, data_dir, tmp_path, monkeypatch):
@@ -729,6 +733,41 @@ def test_a_read_only_out_dir_is_refused_before_training(tmp_path, data_dir):
     assert sorted(os.listdir(out)) == ["log.jsonl", "train.lock"] and (out / "log.jsonl").read_text() == ""
 
 
+def test_a_lock_file_this_user_cannot_open_is_named_not_its_folder(finished, data_dir, tmp_path, monkeypatch):
+    # train.lock of mode 000 (as root, refused by hand) in a writable out_dir: "out_dir 'out' is not a writable
+    # directory (Permission denied)"
+    import builtins
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    before, real_open = snapshot(out), builtins.open
+
+    def guarded(path, *args, **kwargs):
+        if str(path).endswith("train.lock"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+    monkeypatch.setattr(builtins, "open", guarded)
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
+                                      "--max_iters=4"])
+    monkeypatch.undo()
+    assert msg == (f"{out / 'train.lock'} cannot be opened to write (Permission denied); make it writable (it holds "
+                   f"only the pid of the run that trains there), or copy out_dir to a writable place and resume there.")
+    assert snapshot(out) == before
+
+
+def test_a_log_a_resume_cannot_read_is_refused_before_training(finished, data_dir, tmp_path, monkeypatch):
+    # a log.jsonl this user can write but not read (mode 200; as root, refused by hand) was open_log's
+    # PermissionError traceback, where mode 000 had been told "read-only ... make it writable", which led there
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    before = snapshot(out)
+    monkeypatch.setattr(checkpoint, "unreadable", lambda p: "Permission denied" if p.endswith("log.jsonl") else None)
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
+                                      "--max_iters=4"])
+    assert msg == (f"cannot read {out / 'log.jsonl'} (Permission denied), whose lines before the checkpoint a resume "
+                   f"keeps; make it readable or copy out_dir to a writable place and resume there.")
+    assert snapshot(out) == before
+
+
 @pytest.mark.parametrize("name", ["ckpt.pt", "log.jsonl"])
 def test_a_read_only_file_the_run_would_replace_is_refused_before_training(name, finished, data_dir, tmp_path,
                                                                             monkeypatch):
@@ -777,6 +816,20 @@ def test_a_folder_in_place_of_a_file_the_run_writes_is_named(name, resume, data_
     assert msg == (f"{out / name} is a folder, and this run writes that file; move it away"
                    f"{'' if resume else ' or choose another --out_dir'}.")
     assert os.listdir(out) == [name]
+
+
+@pytest.mark.parametrize("resume", [False, True])
+@pytest.mark.parametrize("under", [False, True])
+def test_an_out_dir_that_is_a_file_is_named_so(under, resume, data_dir, tmp_path, monkeypatch):
+    # a resume was told "init_from='resume' but out/ckpt.pt does not exist; check --out_dir or use
+    # --init_from=scratch", which that file refused too
+    (tmp_path / "out").write_text("a file\n")
+    out = tmp_path / "out" / "run" if under else tmp_path / "out"
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2",
+                                      *["--init_from=resume"] * resume])
+    assert msg == f"out_dir {str(out)!r} is a file or lies under one, not a folder; " + (
+        "point --out_dir at the folder of the run to resume." if resume else "choose another --out_dir.")
+    assert os.listdir(tmp_path) == ["out"] and (tmp_path / "out").read_text() == "a file\n"
 
 
 def test_a_damaged_log_is_refused_or_cleaned_before_training(finished, data_dir, tmp_path, monkeypatch):
