@@ -23,6 +23,11 @@ import weakref
 from contextlib import nullcontext
 from dataclasses import asdict
 
+from configurator import quiet_start  # standard library only
+
+if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: one line, not its traceback
+    quiet_start()
+
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt

@@ -463,6 +463,29 @@ def stop_on_sigterm():
         signal.signal(signal.SIGHUP, raise_terminated)
 
 
+def interrupted_at_start(kind, e, tb):
+    """sys.excepthook while a command starts: Ctrl-C (or SIGTERM, SIGHUP) while torch loads or the run is set up
+    (seconds on a busy machine) is one line and its status, not a page of import frames; cli (or train.py's own
+    handler) takes over before the first write."""
+    if not issubclass(kind, KeyboardInterrupt):
+        return sys.__excepthook__(kind, e, tb)
+    what, status = stopped_by(e)
+    try:
+        print(f"stopped by {what} while starting, before anything was written.", file=sys.stderr, flush=True)
+    except (OSError, AttributeError):  # a closed terminal (SIGHUP) takes no more text; stderr closed (2>&-) is None
+        pass
+    os._exit(status)
+
+
+def quiet_start(sigterm=True):
+    """Called by every command before it imports torch: until then a Ctrl-C gave Python's traceback of the import
+    (sample.py, eval.py, bench.py, prepare and the studies; train.py had its own), and SIGTERM or SIGHUP ended the
+    process with no word. sigterm=False leaves SIGTERM and SIGHUP as they are (train.py under torchrun)."""
+    sys.excepthook = interrupted_at_start
+    if sigterm:
+        stop_on_sigterm()
+
+
 def stopped_by(e):
     """'SIGTERM', 'SIGHUP' or 'Ctrl-C', and the exit status a shell gives for it: 143, 129 or 130."""
     if not isinstance(e, Terminated):

@@ -19,6 +19,11 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict
 
+from configurator import quiet_start  # standard library only
+
+if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: one line, not its traceback
+    quiet_start()
+
 import torch
 import torch.nn.functional as F
 

@@ -31,11 +31,16 @@ import io
 import math
 import os
 
-import torch
-
 # run as a file (`python experiments/analyze.py`) the project's modules are not on the path: say the way that works
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.analyze")
+
+from configurator import quiet_start  # standard library only
+
+if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: one line, not its traceback
+    quiet_start()
+
+import torch
 
 from checkpoint import (atomic_write, check_study_run, guard_assets, in_assets, load_checkpoint, new_dirs, read_json,
                         save_figure, tokens, unwritable)

@@ -22,11 +22,16 @@ import statistics
 import sys
 import time
 
-import torch
-
 # run as a file (`python experiments/cpu_lm.py`) the project's modules are not on the path: say the way that works
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.cpu_lm")
+
+from configurator import quiet_start  # standard library only
+
+if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: one line, not its traceback
+    quiet_start()
+
+import torch
 
 from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, new_dirs, open_data, partial_report,
                         read_log, save_figure, train_first, writable_dir)

@@ -32,12 +32,17 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 
-import numpy as np
-import torch
-
 # run as a file (`python experiments/scaling.py`) the project's modules are not on the path: say the way that works
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.scaling")
+
+from configurator import quiet_start  # standard library only
+
+if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: one line, not its traceback
+    quiet_start()
+
+import numpy as np
+import torch
 
 from checkpoint import (atomic_write, check_study_run, default_data, guard_assets, hold_lock, load_checkpoint, new_dirs,
                         open_data, read_log, read_table, save_figure, tokens, train_first, writable_dir)

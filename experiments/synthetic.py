@@ -38,11 +38,16 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import active_children, get_context
 
-import torch
-
 # run as a file (`python experiments/synthetic.py`) the project's modules are not on the path: say the way that works
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.synthetic")
+
+from configurator import quiet_start  # standard library only
+
+if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: one line, not its traceback
+    quiet_start()
+
+import torch
 
 from checkpoint import atomic_write, hold_out, in_assets, new_dirs, save_figure, unwritable
 from configurator import Parser, cli, number, numbers, once

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from configurator import (Parser, boolean, cli, compile_failure, configure, describe, number, range_error,
-                          stop_on_sigterm)
+                          Terminated, interrupted_at_start, stop_on_sigterm)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULTS = {"learning_rate": 6e-4, "min_lr": 6e-5, "max_iters": 100, "compile": False, "out_dir": "out",
@@ -372,6 +372,23 @@ def test_ctrl_c_in_a_command_is_one_line_and_status_130(capsys):
         cli(main, "nothing was written.")
     assert e.value.code == 130
     assert capsys.readouterr() == ("working", "stopped by Ctrl-C; nothing was written.\n")
+
+
+@pytest.mark.parametrize("stop, line, status", [
+    (KeyboardInterrupt(), "stopped by Ctrl-C while starting, before anything was written.\n", 130),
+    (Terminated("SIGHUP"), "stopped by SIGHUP while starting, before anything was written.\n", 129),
+    (Terminated("SIGTERM"), "", 143)])  # with stderr closed (2>&-): sys.stderr is None
+def test_a_stop_while_a_command_imports_is_one_line(capsys, monkeypatch, stop, line, status):
+    # before cli runs (torch's seconds of import) a Ctrl-C was Python's traceback of the import, in every command
+    # but train.py; quiet_start's hook says one line and exits with the shell's status for the signal
+    def exit_now(code):
+        raise SystemExit(code)
+    monkeypatch.setattr(os, "_exit", exit_now)
+    if not line:
+        monkeypatch.setattr(sys, "stderr", None)
+    with pytest.raises(SystemExit) as e:
+        interrupted_at_start(type(stop), stop, None)
+    assert e.value.code == status and capsys.readouterr().err == line
 
 
 @pytest.mark.parametrize("name, status", [("SIGTERM", 143), ("SIGHUP", 129)])
