@@ -43,7 +43,7 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import torch
 
 from checkpoint import (atomic_write, check_study_run, guard_assets, in_assets, load_checkpoint, new_dirs, read_json,
-                        save_figure, tokens, unwritable)
+                        save_figure, together, tokens, unwritable)
 from configurator import Parser, cli, number
 from convert import affine_fit
 from model import GPT, GPTConfig
@@ -375,8 +375,9 @@ def work(args, model, data_dir, tokenizer, out):
     lines.append(table(model, rows, random))
     print("\n\n".join(lines))
     if out:
-        paths = write(out, lines, records(rows, random, eranks), model, rows, random,
-                      f"{args.out_dir} (proj={cfg.proj})")
+        with together():  # the table and figure, or neither: a stop while the figure drew left the table alone
+            paths = write(out, lines, records(rows, random, eranks), model, rows, random,
+                          f"{args.out_dir} (proj={cfg.proj})")
         print(f"\nwrote {', '.join(paths)}")
 
 if __name__ == "__main__":

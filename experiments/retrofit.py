@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, new_dirs, open_data, partial_report,
-                        read_log, read_table, save_figure, tokens, train_first, writable_dir)
+                        read_log, read_table, save_figure, together, tokens, train_first, writable_dir)
 from configurator import Parser, cli, run_child
 from convert import convert_state_dict
 from model import GPT, GPTConfig
@@ -468,9 +468,10 @@ def report(s, command):
     writable_dir(os.path.dirname(prefix), "make it writable")
     if missing:
         partial_report(missing, len(plan(s)), prefix, s["assets"])
-    write_md(recs, convert_sources(s), missing, s, command, prefix)
-    write_csv(recs, prefix)
-    plot(recs, s, prefix)
+    with together():  # the three, or none: a stop while the figure drew left a new table beside an old figure
+        write_md(recs, convert_sources(s), missing, s, command, prefix)
+        write_csv(recs, prefix)
+        plot(recs, s, prefix)
     print(f"wrote {prefix}.md, .csv, .png")
 
 

@@ -49,7 +49,7 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 
 import torch
 
-from checkpoint import atomic_write, hold_out, in_assets, new_dirs, save_figure, unwritable
+from checkpoint import atomic_write, hold_out, in_assets, new_dirs, save_figure, together, unwritable
 from configurator import Parser, cli, number, numbers, once
 from model import GPT, GPTConfig
 
@@ -346,9 +346,10 @@ def study(args, argv):
     print(md)
     if args.workers == 1:  # with a pool the work is in the children, which this clock does not see
         print(f"CPU time of this process: {(time.process_time() - cpu0) / 60:.1f} min")
-    atomic_write(os.path.join(args.out, "synthetic.md"), md)
-    write_csv(rows, os.path.join(args.out, "synthetic.csv"))
-    plot(final, cases, args.models, os.path.join(args.out, "synthetic.png"))
+    with together():  # the three, or none: a stop while the figure drew left a new table beside an old figure
+        atomic_write(os.path.join(args.out, "synthetic.md"), md)
+        write_csv(rows, os.path.join(args.out, "synthetic.csv"))
+        plot(final, cases, args.models, os.path.join(args.out, "synthetic.png"))
 
 
 if __name__ == "__main__":
