@@ -486,6 +486,17 @@ def quiet_start(sigterm=True):
         stop_on_sigterm()
 
 
+def quiet_exit():
+    """From here the process only exits: a Ctrl-C, SIGTERM or SIGHUP now ends it at once, as the signal's default
+    does (its status, no word: the work is done or its stop reported). Raised as KeyboardInterrupt inside torch's
+    atexit finalizers, it was Python's "Exception ignored in atexit callback" traceback, after a finished run with
+    exit 0. A signal ignored (nohup) stays ignored."""
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) not in (signal.SIG_IGN, None):
+            signal.signal(sig, signal.SIG_DFL)
+
+
 def stopped_by(e):
     """'SIGTERM', 'SIGHUP' or 'Ctrl-C', and the exit status a shell gives for it: 143, 129 or 130."""
     if not isinstance(e, Terminated):
@@ -543,6 +554,15 @@ def cli(main, after, oom="choose smaller settings (model, batch, lengths), or ru
         sys.stdout = open(os.devnull, "w")
     tolerant_output()
     stop_on_sigterm()
+    try:
+        run_main(main, after, oom)
+    finally:
+        if getattr(main, "__module__", None) == "__main__":  # the command itself, not a test calling it
+            quiet_exit()
+
+
+def run_main(main, after, oom):
+    """cli's body: main(), and one line for each way it can stop."""
     try:
         try:
             main()

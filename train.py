@@ -37,7 +37,7 @@ if __name__ != "__main__":  # as nanoGPT's, a script: an import ran a whole trai
                       "model.py, checkpoint.py, convert.py and configurator.py.")
 
 
-from configurator import quiet_start, stopped_by  # standard library only: before torch's seconds of import
+from configurator import quiet_exit, quiet_start, stopped_by  # standard library only: before torch's seconds of import
 
 # a scheduler's time limit or `kill` stops the run as Ctrl-C does, not with no word; not under torchrun, which sends
 # SIGTERM to the other processes when one fails: those wait inside a collective, where Python runs no handler, and
@@ -916,6 +916,7 @@ while True:
             f"{tokens_per_iter / dt:,.0f} tokens/s" + (f", mfu {mfu * 100:.1f}%" if mfu is not None else ""))
     iter_num += 1
 
+quiet_exit()  # saved and logged: a signal while the interpreter shuts down was a traceback from an atexit callback
 if ddp:
     dist.destroy_process_group()
     # DDP keeps the gloo group and its worker threads alive past destroy_process_group; a worker that frees a finished

@@ -374,6 +374,25 @@ def test_ctrl_c_in_a_command_is_one_line_and_status_130(capsys):
     assert capsys.readouterr() == ("working", "stopped by Ctrl-C; nothing was written.\n")
 
 
+def test_a_signal_while_a_command_exits_ends_it_without_a_traceback():
+    # a Ctrl-C, SIGTERM or SIGHUP after the work (prepare's data written, a sample printed), while torch's atexit
+    # finalizers ran, was "Exception ignored in atexit callback" and a traceback, with exit 0: cli leaves the signals
+    # to their default once the command's main is done. Not for a test calling cli (its main is no __main__'s).
+    def main():
+        pass
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        cli(main, "nothing was written.")
+        assert signal.getsignal(signal.SIGINT) == before[signal.SIGINT]
+        main.__module__ = "__main__"
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # nohup: stays ignored
+        cli(main, "nothing was written.")
+        assert [signal.getsignal(sig) for sig in before] == [signal.SIG_DFL, signal.SIG_DFL, signal.SIG_IGN]
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
 @pytest.mark.parametrize("stop, line, status", [
     (KeyboardInterrupt(), "stopped by Ctrl-C while starting, before anything was written.\n", 130),
     (Terminated("SIGHUP"), "stopped by SIGHUP while starting, before anything was written.\n", 129),
