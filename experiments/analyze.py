@@ -380,5 +380,9 @@ def work(args, model, data_dir, tokenizer, out):
                           f"{args.out_dir} (proj={cfg.proj})")
         print(f"\nwrote {', '.join(paths)}")
 
+# what a stop leaves, said by cli: "nothing was written" was wrong for a closed output (`| head`) at the last line,
+# printed after the table and figure were
+AFTER = "projections.md, .csv and .png are written together when the analysis ends, not before."
+
 if __name__ == "__main__":
-    cli(main, "nothing was written.")
+    cli(main, AFTER)
