@@ -284,6 +284,21 @@ def write_csv(rows, path):
     atomic_write(path, buf.getvalue())
 
 
+def tracker_keeps_on_hangup():
+    """Start multiprocessing's resource tracker (the process the pool's semaphores register with) with SIGHUP blocked,
+    which it keeps: it ignores SIGINT and SIGTERM but not SIGHUP, so a closed terminal killed it with the study, and
+    the tracker multiprocessing started again printed a KeyError traceback for each semaphore the pool let go. It
+    ends when this process does (its pipe closes), as before."""
+    from multiprocessing import resource_tracker
+    if not hasattr(signal, "SIGHUP") or not hasattr(signal, "pthread_sigmask"):  # Windows: no such signal
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})  # blocked, not ignored: this process still
+    try:                                                                # takes a SIGHUP sent meanwhile, just after
+        resource_tracker.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     parser = get_parser()
@@ -314,6 +329,8 @@ def study(args, argv):
     # workers ignore Ctrl-C, which a terminal sends to them too: the parent stops them and says so, once. Not
     # multiprocessing's Pool: a worker that died there (killed, out of memory, or ending on a SystemExit such as a
     # full disk's sentence) was replaced without a word, and the study waited for its run forever
+    if args.workers > 1:
+        tracker_keeps_on_hangup()
     pool = ProcessPoolExecutor(args.workers, get_context("spawn"), signal.signal, (signal.SIGINT, signal.SIG_IGN)) \
         if args.workers > 1 else None
     try:  # a diverged run raises in its worker, and map raises it here, in order
