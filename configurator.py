@@ -484,6 +484,30 @@ def quiet_start(sigterm=True):
     sys.excepthook = interrupted_at_start
     if sigterm:
         stop_on_sigterm()
+    closed_as_devnull()
+
+
+def closed_as_devnull():
+    """stdout or stderr closed at the start (`>&-`, `2>&-`, or a study's train.py, which inherits them so) is
+    /dev/null on its own descriptor: Python gave None, so train.py's stop, flushing both, failed in its excepthook
+    ('NoneType' object has no attribute 'flush', exit 1 for 143), and the next file opened (train.bin, a lock) took
+    descriptor 1 or 2, where C code's messages go."""
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        if getattr(sys, name) is None:
+            null = os.open(os.devnull, os.O_WRONLY)
+            if null != fd and not is_open(fd):  # stdin closed too took the lowest: put it where it belongs
+                os.dup2(null, fd)
+                os.close(null)
+                null = fd
+            setattr(sys, name, open(null, "w"))
+
+
+def is_open(fd):
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
 
 def quiet_exit():
@@ -550,8 +574,7 @@ def cli(main, after, oom="choose smaller settings (model, batch, lengths), or ru
     (`sample.py | head` closes the pipe, `> /dev/full` has no room), exit status 1; so does out of memory, naming
     oom. Every file the scripts write is written whole (checkpoint.atomic_write), so what a stopped run leaves is
     what finished before it."""
-    if sys.stdout is None:  # started with stdout closed (`>&-`): as > /dev/null, as train.py runs on
-        sys.stdout = open(os.devnull, "w")
+    closed_as_devnull()  # done by quiet_start too, before the imports; here for a main run without it
     tolerant_output()
     stop_on_sigterm()
     try:

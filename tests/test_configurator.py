@@ -374,6 +374,21 @@ def test_ctrl_c_in_a_command_is_one_line_and_status_130(capsys):
     assert capsys.readouterr() == ("working", "stopped by Ctrl-C; nothing was written.\n")
 
 
+@pytest.mark.parametrize("closed", ["1", "2"])
+def test_a_closed_stdout_or_stderr_is_devnull_on_its_own_descriptor(tmp_path, closed):
+    # train.py run with stdout closed (`>&-`, or by a study whose stdout was) and stopped: its stop flushed both
+    # streams, and None's missing flush was "Error in sys.excepthook", exit 1 for 143; with stderr closed, the next
+    # file opened (train.bin) took descriptor 2, where C code's messages go
+    report = tmp_path / "report"
+    code = ("import os, sys\nfrom configurator import quiet_start\nquiet_start()\n"
+            "for s in (sys.stdout, sys.stderr):\n    s.write('x'); s.flush()\n"
+            f"f = open({str(report)!r}, 'w')\n"
+            "f.write(' '.join([str(sys.stdout.fileno()), str(sys.stderr.fileno()), os.readlink('/proc/self/fd/' + "
+            f"{closed!r})]))\n")
+    r = subprocess.run(["bash", "-c", f'exec "$0" -c "$1" {closed}>&-', sys.executable, code], cwd=ROOT)
+    assert r.returncode == 0 and report.read_text() == "1 2 /dev/null"
+
+
 def test_a_signal_while_a_command_exits_ends_it_without_a_traceback():
     # a Ctrl-C, SIGTERM or SIGHUP after the work (prepare's data written, a sample printed), while torch's atexit
     # finalizers ran, was "Exception ignored in atexit callback" and a traceback, with exit 0: cli leaves the signals
@@ -509,7 +524,7 @@ def test_every_command_but_train_runs_through_cli(script):
     with open(os.path.join(ROOT, script)) as f:
         text = f.read()
     tail = text.rstrip().splitlines()[-2:]
-    assert tail[0] == 'if __name__ == "__main__":' and tail[1].startswith("    cli(main, \"")
+    assert tail[0] == 'if __name__ == "__main__":' and tail[1].startswith("    cli(main, ")
     assert "argparse.ArgumentParser(" not in text  # configurator.Parser: its --help reports a failed write
 
 
