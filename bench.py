@@ -23,6 +23,11 @@ import weakref
 from contextlib import nullcontext
 from dataclasses import asdict
 
+from configurator import quiet_start  # standard library only
+
+if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: one line, not its traceback
+    quiet_start()
+
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -33,7 +38,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from checkpoint import ASSETS, atomic_write, guard_assets, hold_out, new_dirs, save_figure, writable_dir
+from checkpoint import ASSETS, atomic_write, guard_assets, hold_out, new_dirs, save_figure, together, writable_dir
 from configurator import Parser, cli, compile_failure, run_file
 from model import GPT, SOURCES, GPTConfig
 from sample import check_device
@@ -691,7 +696,8 @@ def measure(args, what, device, stage):
         if section in what:
             t0 = time.perf_counter()
             try:
-                bench(args, device)
+                with together():  # a section's files, or none: one stopped while it drew its figure (a second or
+                    bench(args, device)  # more) left its new CSV beside the PNG of an earlier run, or alone
             except Exception as e:  # decode (and step on CUDA) time torch.compile'd steps: no C++ compiler
                 rest = [s for s in what if s != section] or [s for s in BENCHES if s != section]
                 if not (why := compile_failure(e, f"bench.py's {section} section",
@@ -700,9 +706,10 @@ def measure(args, what, device, stage):
                 raise SystemExit(why) from None
             print(f"({section}: {time.perf_counter() - t0:.0f} s wall-clock)")
     if stage:  # every section finished: the tracked files change together
-        for name in sorted(os.listdir(stage)):
-            with open(os.path.join(stage, name), "rb") as f:
-                atomic_write(os.path.join(out, name), f.read())
+        with together():
+            for name in sorted(os.listdir(stage)):
+                with open(os.path.join(stage, name), "rb") as f:
+                    atomic_write(os.path.join(out, name), f.read())
         print(f"wrote {', '.join(sorted(os.listdir(stage)))} into {out}")
 
 

@@ -27,6 +27,7 @@ traceback, and tests catch it.
 
 import contextlib
 import csv
+import errno
 import hashlib
 import io
 import json
@@ -34,6 +35,7 @@ import math
 import os
 import reprlib
 import shlex
+import signal
 import sys
 import tempfile
 from dataclasses import asdict
@@ -174,9 +176,42 @@ def new_dirs(*folders):
         raise
 
 
+_together = None  # [(temporary, path)] while together() holds the files of one result back
+
+
+@contextlib.contextmanager
+def together():
+    """The files atomic_write writes inside this block replace theirs all at its end, or none of them do: written one
+    by one, a stop (Ctrl-C, SIGTERM, a full disk) between two files of one result (eval's results.json and .md, a
+    bench section's CSV and PNG, a study's table and figure) left the new one beside the old other, or the first
+    alone in a new folder. The renames at the end take microseconds, the signals held off while they run."""
+    global _together
+    if _together is not None:  # nested: the outer block replaces them
+        yield
+        return
+    _together = pending = []
+    try:
+        yield
+        held = {signal.SIGINT, signal.SIGTERM} | ({signal.SIGHUP} if hasattr(signal, "SIGHUP") else set())
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, held) if hasattr(signal, "pthread_sigmask") else None
+        try:
+            while pending:
+                os.replace(*pending[0])
+                pending.pop(0)
+        finally:
+            if mask is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    finally:
+        _together = None
+        for tmp, _ in pending:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+
+
 def atomic_write(path, data):
-    """Write data (str or bytes), or call data(f) on the open binary file, then rename over path. A write the disk
-    refuses (full, over quota, read-only) is one sentence, the old file left whole."""
+    """Write data (str or bytes), or call data(f) on the open binary file, then rename over path (at the end of a
+    together() block, if in one). A write the disk refuses (full, over quota, read-only) is one sentence, the old file
+    left whole."""
     folder, tmp = os.path.dirname(os.path.abspath(path)), None
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
@@ -189,7 +224,13 @@ def atomic_write(path, data):
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        if _together is None:
+            os.replace(tmp, path)
+        elif os.path.isdir(path):  # os.replace would fail at the block's end, past the sentence below
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        else:
+            _together.append((tmp, path))
+            tmp = None
     except Exception as e:
         cause = e  # torch.save reports a full disk as the RuntimeError of closing its file, raised as the OSError unwound
         while cause is not None and not isinstance(cause, OSError):

@@ -466,6 +466,64 @@ def stop_on_sigterm():
         signal.signal(signal.SIGHUP, raise_terminated)
 
 
+def interrupted_at_start(kind, e, tb):
+    """sys.excepthook while a command starts: Ctrl-C (or SIGTERM, SIGHUP) while torch loads or the run is set up
+    (seconds on a busy machine) is one line and its status, not a page of import frames; cli (or train.py's own
+    handler) takes over before the first write."""
+    if not issubclass(kind, KeyboardInterrupt):
+        return sys.__excepthook__(kind, e, tb)
+    what, status = stopped_by(e)
+    try:
+        print(f"stopped by {what} while starting, before anything was written.", file=sys.stderr, flush=True)
+    except (OSError, AttributeError):  # a closed terminal (SIGHUP) takes no more text; stderr closed (2>&-) is None
+        pass
+    os._exit(status)
+
+
+def quiet_start(sigterm=True):
+    """Called by every command before it imports torch: until then a Ctrl-C gave Python's traceback of the import
+    (sample.py, eval.py, bench.py, prepare and the studies; train.py had its own), and SIGTERM or SIGHUP ended the
+    process with no word. sigterm=False leaves SIGTERM and SIGHUP as they are (train.py under torchrun)."""
+    sys.excepthook = interrupted_at_start
+    if sigterm:
+        stop_on_sigterm()
+    closed_as_devnull()
+
+
+def closed_as_devnull():
+    """stdout or stderr closed at the start (`>&-`, `2>&-`, or a study's train.py, which inherits them so) is
+    /dev/null on its own descriptor: Python gave None, so train.py's stop, flushing both, failed in its excepthook
+    ('NoneType' object has no attribute 'flush', exit 1 for 143), and the next file opened (train.bin, a lock) took
+    descriptor 1 or 2, where C code's messages go."""
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        if getattr(sys, name) is None:
+            null = os.open(os.devnull, os.O_WRONLY)
+            if null != fd and not is_open(fd):  # stdin closed too took the lowest: put it where it belongs
+                os.dup2(null, fd)
+                os.close(null)
+                null = fd
+            setattr(sys, name, open(null, "w"))
+
+
+def is_open(fd):
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def quiet_exit():
+    """From here the process only exits: a Ctrl-C, SIGTERM or SIGHUP now ends it at once, as the signal's default
+    does (its status, no word: the work is done or its stop reported). Raised as KeyboardInterrupt inside torch's
+    atexit finalizers, it was Python's "Exception ignored in atexit callback" traceback, after a finished run with
+    exit 0. A signal ignored (nohup) stays ignored."""
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) not in (signal.SIG_IGN, None):
+            signal.signal(sig, signal.SIG_DFL)
+
+
 def stopped_by(e):
     """'SIGTERM', 'SIGHUP' or 'Ctrl-C', and the exit status a shell gives for it: 143, 129 or 130."""
     if not isinstance(e, Terminated):
@@ -519,10 +577,18 @@ def cli(main, after, oom="choose smaller settings (model, batch, lengths), or ru
     (`sample.py | head` closes the pipe, `> /dev/full` has no room), exit status 1; so does out of memory, naming
     oom. Every file the scripts write is written whole (checkpoint.atomic_write), so what a stopped run leaves is
     what finished before it."""
-    if sys.stdout is None:  # started with stdout closed (`>&-`): as > /dev/null, as train.py runs on
-        sys.stdout = open(os.devnull, "w")
+    closed_as_devnull()  # done by quiet_start too, before the imports; here for a main run without it
     tolerant_output()
     stop_on_sigterm()
+    try:
+        run_main(main, after, oom)
+    finally:
+        if getattr(main, "__module__", None) == "__main__":  # the command itself, not a test calling it
+            quiet_exit()
+
+
+def run_main(main, after, oom):
+    """cli's body: main(), and one line for each way it can stop."""
     try:
         try:
             main()

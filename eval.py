@@ -19,10 +19,15 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict
 
+from configurator import quiet_start  # standard library only
+
+if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: one line, not its traceback
+    quiet_start()
+
 import torch
 import torch.nn.functional as F
 
-from checkpoint import atomic_write, guard_assets, hold_lock, new_dirs, outputs_free, unwritable
+from checkpoint import atomic_write, guard_assets, hold_lock, new_dirs, outputs_free, together, unwritable
 from configurator import Parser, cli, number
 from convert import hub_reachable
 from sample import (CHECKPOINT_HINTS, DTYPES, EOT, add_model_args, check_conversion_args, check_device,
@@ -337,9 +342,10 @@ def main(argv=None):
                              "dtype": str(dtype).removeprefix("torch."),  # float16 scores differ in the 4th digit
                              "model_args": asdict(model.config)}  # which model these are
         # the config holds a few objects, e.g. the model: default=str
-        atomic_write(os.path.join(out, "results.json"), json.dumps(res, indent=2, default=str))
         md = table(res)
-        atomic_write(os.path.join(out, "results.md"), md)
+        with together():  # the pair, or neither: one stopped between them was a new results.json beside an old .md
+            atomic_write(os.path.join(out, "results.json"), json.dumps(res, indent=2, default=str))
+            atomic_write(os.path.join(out, "results.md"), md)
         print(md, end="")
         done = (f"{res['text']['tokens']:,} tokens in {dt:.1f} s" if args.text is not None else
                 f"{lm.n_requests} requests in {dt:.1f} s ({1000 * dt / max(lm.n_requests, 1):.1f} s per 1,000)")

@@ -30,6 +30,11 @@ import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
+from configurator import quiet_start  # standard library only
+
+if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: one line, not its traceback
+    quiet_start()
+
 import numpy as np
 import zstandard
 

@@ -16,6 +16,11 @@ import time
 from contextlib import nullcontext
 from dataclasses import replace
 
+from configurator import quiet_start  # standard library only
+
+if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: one line, not its traceback
+    quiet_start()
+
 import torch
 
 from checkpoint import dangling, load_checkpoint, other_data, r50k, read_json, tokens, unreadable

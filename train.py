@@ -37,26 +37,12 @@ if __name__ != "__main__":  # as nanoGPT's, a script: an import ran a whole trai
                       "model.py, checkpoint.py, convert.py and configurator.py.")
 
 
-from configurator import stop_on_sigterm, stopped_by  # standard library only: before torch's seconds of import
+from configurator import quiet_exit, quiet_start, stopped_by  # standard library only: before torch's seconds of import
 
-
-def interrupted_at_start(kind, e, tb):
-    """Ctrl-C (or SIGTERM) while torch loads or the run is set up (seconds on a busy machine): one line, not a page of
-    import frames; interrupted() below takes over before the first write."""
-    if not issubclass(kind, KeyboardInterrupt):
-        return sys.__excepthook__(kind, e, tb)
-    what, status = stopped_by(e)
-    with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) takes no more text
-        print(f"stopped by {what} while starting, before anything was written.", file=sys.stderr, flush=True)
-    os._exit(status)
-
-
-sys.excepthook = interrupted_at_start
 # a scheduler's time limit or `kill` stops the run as Ctrl-C does, not with no word; not under torchrun, which sends
 # SIGTERM to the other processes when one fails: those wait inside a collective, where Python runs no handler, and
 # torchrun would wait 30 s before it kills them
-if "RANK" not in os.environ:
-    stop_on_sigterm()
+quiet_start(sigterm="RANK" not in os.environ)
 
 import numpy as np
 import torch
@@ -947,6 +933,7 @@ while True:
             f"{tokens_per_iter / dt:,.0f} tokens/s" + (f", mfu {mfu * 100:.1f}%" if mfu is not None else ""))
     iter_num += 1
 
+quiet_exit()  # saved and logged: a signal while the interpreter shuts down was a traceback from an atexit callback
 if ddp:
     dist.destroy_process_group()
     # DDP keeps the gloo group and its worker threads alive past destroy_process_group; a worker that frees a finished

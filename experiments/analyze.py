@@ -31,14 +31,19 @@ import io
 import math
 import os
 
-import torch
-
 # run as a file (`python experiments/analyze.py`) the project's modules are not on the path: say the way that works
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.analyze")
 
-from checkpoint import (atomic_write, check_study_run, guard_assets, in_assets, load_checkpoint, new_dirs,
-                        outputs_free, present, read_json, save_figure, tokens, unwritable)
+from configurator import quiet_start  # standard library only
+
+if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: one line, not its traceback
+    quiet_start()
+
+import torch
+
+from checkpoint import (atomic_write, check_study_run, guard_assets, in_assets, load_checkpoint, new_dirs, outputs_free,
+                        present, read_json, save_figure, together, tokens, unwritable)
 from configurator import Parser, cli, number
 from convert import affine_fit
 from model import GPT, GPTConfig
@@ -374,9 +379,14 @@ def work(args, model, data_dir, tokenizer, out):
     lines.append(table(model, rows, random))
     print("\n\n".join(lines))
     if out:
-        paths = write(out, lines, records(rows, random, eranks), model, rows, random,
-                      f"{args.out_dir} (proj={cfg.proj})")
+        with together():  # the table and figure, or neither: a stop while the figure drew left the table alone
+            paths = write(out, lines, records(rows, random, eranks), model, rows, random,
+                          f"{args.out_dir} (proj={cfg.proj})")
         print(f"\nwrote {', '.join(paths)}")
 
+# what a stop leaves, said by cli: "nothing was written" was wrong for a closed output (`| head`) at the last line,
+# printed after the table and figure were
+AFTER = "projections.md, .csv and .png are written together when the analysis ends, not before."
+
 if __name__ == "__main__":
-    cli(main, "nothing was written.")
+    cli(main, AFTER)

@@ -22,14 +22,19 @@ import statistics
 import sys
 import time
 
-import torch
-
 # run as a file (`python experiments/cpu_lm.py`) the project's modules are not on the path: say the way that works
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.cpu_lm")
 
+from configurator import quiet_start  # standard library only
+
+if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: one line, not its traceback
+    quiet_start()
+
+import torch
+
 from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, new_dirs, open_data, partial_report,
-                        read_log, reports_free, save_figure, train_first, writable_dir)
+                        read_log, reports_free, save_figure, together, train_first, writable_dir)
 from configurator import Parser, cli, run_child
 from model import GPT, GPTConfig
 
@@ -200,9 +205,10 @@ def report():
     writable_dir(os.path.dirname(prefix), "make it writable")
     if missing:
         partial_report(missing, len(VARIANTS) * len(SEEDS), prefix, ASSETS)
-    write_table(results, cfg, missing, prefix)
-    write_csv(results, prefix)
-    plot(results, prefix)
+    with together():  # the three, or none: a stop while the figure drew left a new table beside an old figure
+        write_table(results, cfg, missing, prefix)
+        write_csv(results, prefix)
+        plot(results, prefix)
     print(f"wrote {prefix}.md, {prefix}.csv, {prefix}.png")
 
 

@@ -31,15 +31,21 @@ import sys
 import time
 from dataclasses import asdict
 
-import numpy as np
-import torch
-
 # run as a file (`python experiments/retrofit.py`) the project's modules are not on the path: say the way that works
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.retrofit")
 
+from configurator import quiet_start  # standard library only
+
+if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: one line, not its traceback
+    quiet_start()
+
+import numpy as np
+import torch
+
 from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, new_dirs, open_data, partial_report,
-                        present, read_log, read_table, reports_free, save_figure, tokens, train_first, writable_dir)
+                        present, read_log, read_table, reports_free, save_figure, together, tokens, train_first,
+                        writable_dir)
 from configurator import Parser, cli, run_child
 from convert import convert_state_dict
 from model import GPT, GPTConfig
@@ -467,9 +473,10 @@ def report(s, command):
     writable_dir(os.path.dirname(prefix), "make it writable")
     if missing:
         partial_report(missing, len(plan(s)), prefix, s["assets"])
-    write_md(recs, convert_sources(s), missing, s, command, prefix)
-    write_csv(recs, prefix)
-    plot(recs, s, prefix)
+    with together():  # the three, or none: a stop while the figure drew left a new table beside an old figure
+        write_md(recs, convert_sources(s), missing, s, command, prefix)
+        write_csv(recs, prefix)
+        plot(recs, s, prefix)
     print(f"wrote {prefix}.md, .csv, .png")
 
 

@@ -27,15 +27,20 @@ import sys
 import time
 from dataclasses import replace
 
-import numpy as np
-import torch
-
 # run as a file (`python experiments/rope.py`) the project's modules are not on the path: say the way that works
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.rope")
 
-from checkpoint import (atomic_write, check_study_run, default_data, hold_lock, load_checkpoint, new_dirs,
-                        open_data, partial_report, read_table, reports_free, save_figure, tokens, train_first,
+from configurator import quiet_start  # standard library only
+
+if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: one line, not its traceback
+    quiet_start()
+
+import numpy as np
+import torch
+
+from checkpoint import (atomic_write, check_study_run, default_data, hold_lock, load_checkpoint, new_dirs, open_data,
+                        partial_report, read_table, reports_free, save_figure, together, tokens, train_first,
                         writable_dir)
 from configurator import Parser, cli, run_child
 from model import GPT, GPTConfig
@@ -190,13 +195,14 @@ def report(rows, missing, args, wall):
            "| variant | " + " | ".join(f"length {n}" for n in lengths) + " |", "|---|" + "---|" * len(lengths)]
     md += [f"| {v} | " + " | ".join(cell(v, n) for n in lengths) + " |" for v in VARIANTS]
     writable_dir(os.path.dirname(prefix), "make it writable")
-    atomic_write(prefix + ".md", "\n".join(md) + "\n")
     f = io.StringIO()
     w = csv.DictWriter(f, fieldnames=["variant", "seed", "length", "loss"])
     w.writeheader()
     w.writerows(rows)
-    atomic_write(prefix + ".csv", f.getvalue())
-    plot(rows, prefix + ".png")
+    with together():  # the three, or none: a stop while the figure drew left a new table beside an old figure
+        atomic_write(prefix + ".md", "\n".join(md) + "\n")
+        atomic_write(prefix + ".csv", f.getvalue())
+        plot(rows, prefix + ".png")
     print("\n".join(md))
     print(f"wrote {prefix}.md, {prefix}.csv, {prefix}.png")
 

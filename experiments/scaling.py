@@ -32,15 +32,21 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 
-import numpy as np
-import torch
-
 # run as a file (`python experiments/scaling.py`) the project's modules are not on the path: say the way that works
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.scaling")
 
+from configurator import quiet_start  # standard library only
+
+if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: one line, not its traceback
+    quiet_start()
+
+import numpy as np
+import torch
+
 from checkpoint import (atomic_write, check_study_run, default_data, guard_assets, hold_lock, load_checkpoint, new_dirs,
-                        open_data, present, read_log, read_table, save_figure, tokens, train_first, writable_dir)
+                        open_data, present, read_log, read_table, save_figure, together, tokens, train_first,
+                        writable_dir)
 from configurator import Parser, cli, number, stop_children
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
@@ -493,8 +499,9 @@ def report(s, args):
     cache, _ = cache_table(rows, s)
     lines += ["## Cache budget: validation loss against KV-cache bytes per token (base size, "
               f"{s['iters'][0]} iterations)", "", *cache]
-    atomic_write(md_path, "\n".join(lines) + "\n")
-    plot(rows, s, csv_path[:-4] + ".png")
+    with together():  # both, or neither: a stop while the figure drew left a new table beside an old figure
+        atomic_write(md_path, "\n".join(lines) + "\n")
+        plot(rows, s, csv_path[:-4] + ".png")
     print("\n".join(lines))
     print(f"wrote {md_path}, {csv_path[:-4]}.png")
 

@@ -38,13 +38,18 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import active_children, get_context
 
-import torch
-
 # run as a file (`python experiments/synthetic.py`) the project's modules are not on the path: say the way that works
 if not __package__:
     raise SystemExit("run the studies from the repository root as modules: python -m experiments.synthetic")
 
-from checkpoint import atomic_write, hold_out, in_assets, new_dirs, save_figure, unwritable
+from configurator import quiet_start  # standard library only
+
+if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: one line, not its traceback
+    quiet_start()
+
+import torch
+
+from checkpoint import atomic_write, hold_out, in_assets, new_dirs, save_figure, together, unwritable
 from configurator import Parser, cli, number, numbers, once
 from model import GPT, GPTConfig
 
@@ -279,6 +284,21 @@ def write_csv(rows, path):
     atomic_write(path, buf.getvalue())
 
 
+def tracker_keeps_on_hangup():
+    """Start multiprocessing's resource tracker (the process the pool's semaphores register with) with SIGHUP blocked,
+    which it keeps: it ignores SIGINT and SIGTERM but not SIGHUP, so a closed terminal killed it with the study, and
+    the tracker multiprocessing started again printed a KeyError traceback for each semaphore the pool let go. It
+    ends when this process does (its pipe closes), as before."""
+    from multiprocessing import resource_tracker
+    if not hasattr(signal, "SIGHUP") or not hasattr(signal, "pthread_sigmask"):  # Windows: no such signal
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})  # blocked, not ignored: this process still
+    try:                                                                # takes a SIGHUP sent meanwhile, just after
+        resource_tracker.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     parser = get_parser()
@@ -309,6 +329,8 @@ def study(args, argv):
     # workers ignore Ctrl-C, which a terminal sends to them too: the parent stops them and says so, once. Not
     # multiprocessing's Pool: a worker that died there (killed, out of memory, or ending on a SystemExit such as a
     # full disk's sentence) was replaced without a word, and the study waited for its run forever
+    if args.workers > 1:
+        tracker_keeps_on_hangup()
     pool = ProcessPoolExecutor(args.workers, get_context("spawn"), signal.signal, (signal.SIGINT, signal.SIG_IGN)) \
         if args.workers > 1 else None
     try:  # a diverged run raises in its worker, and map raises it here, in order
@@ -341,9 +363,10 @@ def study(args, argv):
     print(md)
     if args.workers == 1:  # with a pool the work is in the children, which this clock does not see
         print(f"CPU time of this process: {(time.process_time() - cpu0) / 60:.1f} min")
-    atomic_write(os.path.join(args.out, "synthetic.md"), md)
-    write_csv(rows, os.path.join(args.out, "synthetic.csv"))
-    plot(final, cases, args.models, os.path.join(args.out, "synthetic.png"))
+    with together():  # the three, or none: a stop while the figure drew left a new table beside an old figure
+        atomic_write(os.path.join(args.out, "synthetic.md"), md)
+        write_csv(rows, os.path.join(args.out, "synthetic.csv"))
+        plot(final, cases, args.models, os.path.join(args.out, "synthetic.png"))
 
 
 if __name__ == "__main__":

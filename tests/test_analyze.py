@@ -354,3 +354,22 @@ def test_the_figure_draws_no_empty_pair_panels_for_one_projection(tmp_path, caps
     code, _, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--data_dir={data}", "--tokens=16",
                           f"--out={tmp_path / 'fig'}")
     assert code is None and len(titles) == panels and "effective rank (dotted: random matrices)" in titles
+
+
+def test_a_closed_output_after_the_files_is_not_called_nothing_written(tmp_path, capfd, monkeypatch):
+    # `python -m experiments.analyze ... | head -1`: the pipe closed at the "wrote" line, after the table and figure
+    # were written, and the stop said "nothing was written"
+    from configurator import cli
+    save_ckpt(tmp_path, "qk_v")
+    real_print = print
+
+    def closed_at_wrote(*args, **kwargs):
+        if args and str(args[0]).startswith("\nwrote"):
+            raise BrokenPipeError(32, "Broken pipe")
+        real_print(*args, **kwargs)
+    monkeypatch.setattr("builtins.print", closed_at_wrote)
+    with pytest.raises(SystemExit):
+        cli(lambda: main([f"--out_dir={tmp_path}", "--out=" + str(tmp_path / "out")]), experiments.analyze.AFTER)
+    err = capfd.readouterr().err
+    assert sorted(os.listdir(tmp_path / "out")) == ["projections.csv", "projections.md", "projections.png"]
+    assert "nothing was written" not in err and err.endswith("written together when the analysis ends, not before.\n")

@@ -751,6 +751,33 @@ def test_atomic_write_leaves_the_old_file_when_the_writer_dies_midway(tmp_path, 
     assert os.listdir(tmp_path) == ["results.csv"]
 
 
+def test_files_written_together_replace_theirs_all_or_none(tmp_path, monkeypatch):
+    # a bench section's CSV and PNG, a study's table and figure: written one by one, a full disk (or a stop) at the
+    # second left the new first beside the old second; in a new folder, the first alone
+    old = {"t.csv": "old\n", "t.png": "old png"}
+    for name, text in old.items():
+        (tmp_path / name).write_text(text)
+    real_fsync = os.fsync
+
+    def full_at_png(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").split("/")[-1].startswith("t.png"):
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+    monkeypatch.setattr(checkpoint.os, "fsync", full_at_png)
+    with pytest.raises(SystemExit, match=r"t.png \(No space left on device\); the file there is unchanged"):
+        with checkpoint.together():
+            checkpoint.atomic_write(str(tmp_path / "t.csv"), "new\n")
+            checkpoint.atomic_write(str(tmp_path / "t.png"), "new png")
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == old  # no temporary file either
+    monkeypatch.setattr(checkpoint.os, "fsync", real_fsync)
+    with checkpoint.together():
+        checkpoint.atomic_write(str(tmp_path / "t.csv"), "new\n")
+        with checkpoint.together():  # nested: replaced with the outer block's
+            checkpoint.atomic_write(str(tmp_path / "t.png"), "new png")
+        assert (tmp_path / "t.png").read_text() == "old png"
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {"t.csv": "new\n", "t.png": "new png"}
+
+
 def test_retrofit_times_are_appended_whole(tmp_path, monkeypatch):
     s = dict(retrofit.QUICK, root=str(tmp_path))
     retrofit.add_time(s, "a", 1.5)

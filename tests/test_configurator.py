@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from configurator import (Parser, boolean, cli, compile_failure, configure, describe, number, range_error,
-                          stop_on_sigterm)
+                          Terminated, interrupted_at_start, stop_on_sigterm)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULTS = {"learning_rate": 6e-4, "min_lr": 6e-5, "max_iters": 100, "compile": False, "out_dir": "out",
@@ -380,6 +380,57 @@ def test_ctrl_c_in_a_command_is_one_line_and_status_130(capsys):
     assert capsys.readouterr() == ("working", "stopped by Ctrl-C; nothing was written.\n")
 
 
+@pytest.mark.parametrize("closed", ["1", "2"])
+def test_a_closed_stdout_or_stderr_is_devnull_on_its_own_descriptor(tmp_path, closed):
+    # train.py run with stdout closed (`>&-`, or by a study whose stdout was) and stopped: its stop flushed both
+    # streams, and None's missing flush was "Error in sys.excepthook", exit 1 for 143; with stderr closed, the next
+    # file opened (train.bin) took descriptor 2, where C code's messages go
+    report = tmp_path / "report"
+    code = ("import os, sys\nfrom configurator import quiet_start\nquiet_start()\n"
+            "for s in (sys.stdout, sys.stderr):\n    s.write('x'); s.flush()\n"
+            f"f = open({str(report)!r}, 'w')\n"
+            "f.write(' '.join([str(sys.stdout.fileno()), str(sys.stderr.fileno()), os.readlink('/proc/self/fd/' + "
+            f"{closed!r})]))\n")
+    r = subprocess.run(["bash", "-c", f'exec "$0" -c "$1" {closed}>&-', sys.executable, code], cwd=ROOT)
+    assert r.returncode == 0 and report.read_text() == "1 2 /dev/null"
+
+
+def test_a_signal_while_a_command_exits_ends_it_without_a_traceback():
+    # a Ctrl-C, SIGTERM or SIGHUP after the work (prepare's data written, a sample printed), while torch's atexit
+    # finalizers ran, was "Exception ignored in atexit callback" and a traceback, with exit 0: cli leaves the signals
+    # to their default once the command's main is done. Not for a test calling cli (its main is no __main__'s).
+    def main():
+        pass
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        cli(main, "nothing was written.")
+        assert signal.getsignal(signal.SIGINT) == before[signal.SIGINT]
+        main.__module__ = "__main__"
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # nohup: stays ignored
+        cli(main, "nothing was written.")
+        assert [signal.getsignal(sig) for sig in before] == [signal.SIG_DFL, signal.SIG_DFL, signal.SIG_IGN]
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+@pytest.mark.parametrize("stop, line, status", [
+    (KeyboardInterrupt(), "stopped by Ctrl-C while starting, before anything was written.\n", 130),
+    (Terminated("SIGHUP"), "stopped by SIGHUP while starting, before anything was written.\n", 129),
+    (Terminated("SIGTERM"), "", 143)])  # with stderr closed (2>&-): sys.stderr is None
+def test_a_stop_while_a_command_imports_is_one_line(capsys, monkeypatch, stop, line, status):
+    # before cli runs (torch's seconds of import) a Ctrl-C was Python's traceback of the import, in every command
+    # but train.py; quiet_start's hook says one line and exits with the shell's status for the signal
+    def exit_now(code):
+        raise SystemExit(code)
+    monkeypatch.setattr(os, "_exit", exit_now)
+    if not line:
+        monkeypatch.setattr(sys, "stderr", None)
+    with pytest.raises(SystemExit) as e:
+        interrupted_at_start(type(stop), stop, None)
+    assert e.value.code == status and capsys.readouterr().err == line
+
+
 @pytest.mark.parametrize("name, status", [("SIGTERM", 143), ("SIGHUP", 129)])
 def test_a_signal_in_a_command_is_one_line_and_its_status(capsys, name, status):
     # `kill` (a scheduler's time limit) ended sample.py, eval.py or prepare_slimpajama.py with no word, and a closed
@@ -479,7 +530,7 @@ def test_every_command_but_train_runs_through_cli(script):
     with open(os.path.join(ROOT, script)) as f:
         text = f.read()
     tail = text.rstrip().splitlines()[-2:]
-    assert tail[0] == 'if __name__ == "__main__":' and tail[1].startswith("    cli(main, \"")
+    assert tail[0] == 'if __name__ == "__main__":' and tail[1].startswith("    cli(main, ")
     assert "argparse.ArgumentParser(" not in text  # configurator.Parser: its --help reports a failed write
 
 

@@ -583,3 +583,26 @@ def test_results_name_the_iteration_of_the_checkpoint_they_measured(tmp_path):
     (tmp_path / "text.txt").write_text("To be, or not to be.\n")
     ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 'text.txt'}", "--device=cpu"])
     assert json.loads((tmp_path / "eval" / "results.json").read_text())["checkpoint"]["iter_num"] == 30
+
+
+def test_a_stop_between_results_json_and_md_leaves_the_old_pair(tmp_path, monkeypatch):
+    # Ctrl-C (SIGTERM, a full disk) after results.json was written, before results.md: the new json beside the old
+    # md, two evaluations in one pair; in a new --out, the json alone
+    make_ckpt(tmp_path, BYTES_META)
+    (tmp_path / "a.txt").write_text("To be, or not to be, that is the question:\n" * 3)
+    (tmp_path / "b.txt").write_text("Whether 'tis nobler in the mind to suffer\n" * 3)
+    monkeypatch.setattr(ev, "hub_reachable", lambda: pytest.fail("asked the network"))
+    ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 'a.txt'}", "--device=cpu"])
+    before = {p.name: p.read_bytes() for p in (tmp_path / "eval").iterdir()}
+    write = ev.atomic_write
+
+    def stopped_at_md(path, data):
+        if path.endswith("results.md"):
+            raise KeyboardInterrupt
+        write(path, data)
+    monkeypatch.setattr(ev, "atomic_write", stopped_at_md)
+    for out in (tmp_path / "eval", tmp_path / "new"):
+        with pytest.raises(KeyboardInterrupt):
+            ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 'b.txt'}", "--device=cpu", f"--out={out}"])
+    assert {p.name: p.read_bytes() for p in (tmp_path / "eval").iterdir()} == before
+    assert not (tmp_path / "new").exists()

@@ -8,6 +8,7 @@ import argparse
 import glob
 import importlib
 import os
+import re
 import subprocess
 import sys
 from unittest import mock
@@ -82,6 +83,17 @@ def test_every_script_is_found():
     assert set(SCRIPTS) >= {"sample", "eval", "bench", "prepare_slimpajama", "experiments.analyze",
                             "experiments.synthetic", "experiments.rope", "experiments.cpu_lm", "experiments.retrofit",
                             "experiments.scaling"}
+
+
+@pytest.mark.parametrize("script", SCRIPTS + ["train"])
+def test_every_command_stops_quietly_while_torch_imports(script):
+    # a Ctrl-C in the seconds torch (or numpy, matplotlib) takes to import was a page of import frames ending in
+    # KeyboardInterrupt, and SIGTERM or SIGHUP ended the command with no word: every command but train.py set its
+    # handlers only in cli, after those imports. configurator.quiet_start must come before them.
+    with open(os.path.join(ROOT, script.replace(".", os.sep) + ".py"), encoding="utf-8") as f:
+        text = f.read()
+    heavy = re.search(r"^(import|from) (torch|numpy|matplotlib|zstandard)\b", text, re.M)
+    assert heavy and 0 <= text.find("quiet_start(") < heavy.start(), script
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

@@ -2,6 +2,7 @@ import argparse
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -271,3 +272,20 @@ def test_a_second_study_into_the_same_out_waits_its_turn(tmp_path, monkeypatch):
     assert str(e.value) == f"--out {out} is being written by another `python -m experiments.synthetic`; wait for it " \
                            f"to end, or choose another --out."
     assert os.listdir(out) == [] and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the tracker's signal mask from /proc")
+def test_the_resource_tracker_takes_no_hangup():
+    # a closed terminal (SIGHUP to the whole group) killed multiprocessing's resource tracker, which ignores only
+    # SIGINT and SIGTERM; the one started again printed a KeyError traceback per semaphore after the stop's line
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("from multiprocessing import resource_tracker\nfrom experiments.synthetic import tracker_keeps_on_hangup\n"
+            "tracker_keeps_on_hangup()\nprint(resource_tracker._resource_tracker._pid, flush=True)\ninput()\n")
+    p = subprocess.Popen([sys.executable, "-c", code], cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        with open(f"/proc/{int(p.stdout.readline())}/status") as f:
+            masks = {k: int(v, 16) for k, v in (line.split(":") for line in f) if k in ("SigBlk", "SigIgn")}
+    finally:
+        p.communicate("\n")
+    assert (masks["SigBlk"] | masks["SigIgn"]) >> (signal.SIGHUP - 1) & 1 and p.returncode == 0
