@@ -164,7 +164,7 @@ def test_only_a_full_run_writes_into_assets(tmp_path, monkeypatch):
     # tracked tables (the sixth pass); every section is a stub here: nothing is measured, nothing written
     ran = []
     monkeypatch.setattr(bench, "BENCHES", {k: lambda args, device, k=k: ran.append(k) for k in bench.BENCHES})
-    monkeypatch.setattr(bench, "writable_dir", lambda *a: None)
+    monkeypatch.setattr(bench, "writable_dir", lambda *a, **k: None)
     # the message names the run that writes the folder aimed at: assets/gpu's is the CUDA one (it named the CPU
     # run's `--out=assets`, which does not write assets/gpu)
     cpu_run = r"`OMP_NUM_THREADS=1 python bench.py --out=assets`"
