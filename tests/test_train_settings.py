@@ -1106,41 +1106,39 @@ def test_ctrl_c_during_a_save_keeps_the_last_checkpoint_and_is_one_line(finished
     assert sorted(os.listdir(out)) == ["ckpt.pt", "log.jsonl", "train.lock"]
 
 
-def test_ctrl_c_in_a_resumes_first_evaluation_keeps_the_log(finished, data_dir, tmp_path):
-    # the log was truncated on open and its kept lines refilled from a buffer, flushed only by the first log line:
-    # a Ctrl-C (or kill) during the resume's first evaluation, seconds on a large eval_tokens, left it empty
+CTRL_C_IN_EVAL = ("import torch\n"
+                  "def eval(self):\n"
+                  "    raise KeyboardInterrupt\n"
+                  "torch.nn.Module.eval = eval\n")
+KILL_AT_LOG_OPEN = ("import builtins, os\n"
+                    "real_open = builtins.open\n"
+                    "def open(path, mode='r', *a, **k):\n"
+                    "    f = real_open(path, mode, *a, **k)\n"
+                    "    if str(path).endswith('log.jsonl') and mode in ('w', 'a'):\n"
+                    "        os._exit(9)\n"
+                    "    return f\n"
+                    "builtins.open = open\n")
+
+
+@pytest.mark.parametrize("stop, status", [
+    # the kept lines were refilled from a buffer, flushed only by the first log line: a Ctrl-C (or kill) during the
+    # resume's first evaluation, seconds on a large eval_tokens, left the log empty
+    (CTRL_C_IN_EVAL, 130),
+    # truncated on open, then refilled: a kill between the two (here the instant after the open) emptied it; it is
+    # now rewritten by rename and appended to
+    (KILL_AT_LOG_OPEN, 9),
+])
+def test_a_stop_as_a_resume_opens_its_log_keeps_the_log(stop, status, finished, data_dir, tmp_path):
     out = shutil.copytree(finished, tmp_path / "run")
     kept = [line for line in (out / "log.jsonl").read_text().splitlines(True) if json.loads(line)["iter"] < 2]
-    ctrl_c = ("import runpy, sys, torch\n"
-              "def eval(self):\n"
-              "    raise KeyboardInterrupt\n"
-              "torch.nn.Module.eval = eval\n"
-              "sys.argv[0] = 'train.py'\n"
-              "runpy.run_path('train.py', run_name='__main__')\n")
+    run = stop + "import runpy, sys\nsys.argv[0] = 'train.py'\nrunpy.run_path('train.py', run_name='__main__')\n"
     r = train(data_dir, out, "--max_iters=4", "--init_from=resume", "--eval_interval=2",
-              cmd=(sys.executable, "-c", ctrl_c), check=False)
-    assert r.returncode == 130 and r.stderr.startswith("stopped by Ctrl-C at iteration 2;"), r.stderr
+              cmd=(sys.executable, "-c", run), check=False)
+    assert r.returncode == status
+    if status == 130:
+        assert r.stderr.startswith("stopped by Ctrl-C at iteration 2;"), r.stderr
     assert kept and (out / "log.jsonl").read_text() == "".join(kept)
     assert sorted(os.listdir(out)) == ["ckpt.pt", "log.jsonl", "train.lock"]
-
-def test_a_kill_as_a_resume_opens_its_log_keeps_the_log(finished, data_dir, tmp_path):
-    # the log was truncated on open, then refilled: a kill between the two (here the instant after the open) emptied
-    # it; it is now rewritten by rename and appended to
-    out = shutil.copytree(finished, tmp_path / "run")
-    kept = [line for line in (out / "log.jsonl").read_text().splitlines(True) if json.loads(line)["iter"] < 2]
-    killed = ("import builtins, os, runpy, sys\n"
-              "real_open = builtins.open\n"
-              "def open(path, mode='r', *a, **k):\n"
-              "    f = real_open(path, mode, *a, **k)\n"
-              "    if str(path).endswith('log.jsonl') and mode in ('w', 'a'):\n"
-              "        os._exit(9)\n"
-              "    return f\n"
-              "builtins.open = open\n"
-              "sys.argv[0] = 'train.py'\n"
-              "runpy.run_path('train.py', run_name='__main__')\n")
-    r = train(data_dir, out, "--max_iters=4", "--init_from=resume", cmd=(sys.executable, "-c", killed), check=False)
-    assert r.returncode == 9
-    assert kept and (out / "log.jsonl").read_text() == "".join(kept)
 
 
 def test_ctrl_c_just_after_a_save_names_the_iteration_the_file_holds(finished, data_dir, tmp_path):
