@@ -849,6 +849,18 @@ def test_cpu_lm_report_of_1_of_21_runs_goes_to_the_runs_folder(world, tmp_path, 
     assert (tmp_path / "out-cpu_lm" / "cpu_lm.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.parametrize("val_tokens, scored", [(111_539, 106_496), (50_000, 49_152), (1_000, 768)])
+def test_cpu_lm_table_names_the_validation_tokens_train_py_scored(tmp_path, capsys, val_tokens, scored):
+    # data/cpu_lm_bytes prepared from a shorter text (50,000 validation bytes): train.py scored 12 batches of 16 x 256
+    # (49,152, and said so), and the table said "over 106,496 tokens" (the sixteenth pass)
+    cfg = dict(train_tokens=400_000, val_tokens=val_tokens, n_layer=4, n_head=4, n_embd=128, block_size=256,
+               dropout=0.1, max_iters=600, batch_size=16, eval_tokens=106_496)
+    run = {"variant": "qkv", "proj": "qkv", "n_kv_head": 4, "attn": "softmax", "params": 1, "seed": 1337,
+           "kv_bytes_per_token_bf16": 2048, "val_loss": 2.0, "val_ppl": 7.4}
+    cpu_lm.write_table({"qkv": [run]}, cfg, [], str(tmp_path / "t"))
+    assert f"Final validation loss over {scored:,} tokens," in (tmp_path / "t.md").read_text()
+
+
 @pytest.mark.parametrize("edit, message", [
     (lambda c: c["config"].pop("max_iters"), "out-cpu_lm/qkv_s1337 holds a run this study cannot check"),  # KeyError
     (lambda c: c["config"].update(max_iters="600"), "out-cpu_lm/qkv_s1337 holds a run this study cannot check"),
