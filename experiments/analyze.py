@@ -360,6 +360,15 @@ def work(args, model, data_dir, tokenizer, out):
     if idx is not None and int(idx.max()) >= cfg.vocab_size:
         raise SystemExit(f"the validation tokens of {args.data_dir or data_dir} reach {int(idx.max())}, beyond the "
                          f"vocabulary of {args.out_dir} (vocab_size {cfg.vocab_size}); set --data_dir to its data.")
+    # R2's affine map fits head_dim + 1 numbers per output dimension: on no more tokens it fits them exactly, and
+    # every pair, random matrices too, read r2 1.000
+    if idx is not None and cfg.proj != "q_k_v" and idx.numel() <= head_dim + 1:
+        bs = cfg.block_size
+        fix = (f"raise --tokens to {(head_dim + 1) // bs * bs + bs} or more" if args.tokens <= head_dim + 1 else
+               "set --data_dir to a larger validation set")
+        raise SystemExit(f"r2 would be measured on {idx.numel()} validation tokens, and its affine map fits "
+                         f"{head_dim + 1} numbers per dimension of each head (head_dim {head_dim} and an offset), "
+                         f"which so few tokens fit exactly whatever the weights; {fix}.")
     r = args.rank or max(1, head_dim // 2)
     rows, random = analyze(model, idx, r), random_row(model, idx, r)
     lines = [f"{args.out_dir}: proj={cfg.proj}, n_head={cfg.n_head}, n_kv_head={cfg.n_kv_head or cfg.n_head}, "

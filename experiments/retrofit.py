@@ -248,11 +248,13 @@ def windows(cfg, split, starts):
 @torch.no_grad()
 def val_loss(model, cfg):
     """The validation loss train.py's evaluation reports: the same consecutive windows, the same batches."""
-    B, T = cfg["batch_size"], cfg["block_size"]
-    data_len = len(tokens(cfg["data_dir"], "val"))
-    n = max(1, cfg["eval_tokens"] // (B * T))
-    return sum(model(*windows(cfg, "val", (k * B + np.arange(B)) * T % (data_len - T)))[1].item()
-               for k in range(n)) / n
+    T = cfg["block_size"]
+    # as train.py (one process): whole windows within val.bin, never wrapped round; here they wrapped where val.bin
+    # held less than eval_tokens, scoring some tokens twice and others than train.py's evaluation did
+    val_windows = (len(tokens(cfg["data_dir"], "val")) - 1) // T
+    B = min(cfg["batch_size"], val_windows)
+    n = min(max(1, cfg["eval_tokens"] // (B * T)), val_windows // B)
+    return sum(model(*windows(cfg, "val", (k * B + np.arange(B)) * T))[1].item() for k in range(n)) / n
 
 
 def calibration(cfg, seed, max_iters):

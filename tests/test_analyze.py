@@ -223,6 +223,30 @@ def test_tokens_below_one_block_and_rank_above_head_dim_are_refused_before_the_w
                    f"set --data_dir to its data."
 
 
+def test_r2_on_no_more_tokens_than_its_fit_has_unknowns_is_refused(tmp_path, capsys):
+    # head_dim 16 + an offset: 16 tokens (one block, allowed) fitted any pair exactly, r2 1.000 for the trained and
+    # the random matrices alike, exit 0 (the sixteenth pass)
+    save_ckpt(tmp_path, "qkv")
+    cfg = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    cfg["model_args"]["n_head"] = 2  # head_dim 16; the weights' shapes do not depend on it
+    torch.save(cfg, tmp_path / "ckpt.pt")
+    data = tmp_path / "data"
+    data.mkdir()
+    np.arange(40, dtype=np.uint16).tofile(data / "val.bin")
+    code, out, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--data_dir={data}", "--tokens=16",
+                            f"--out={tmp_path / 'o'}")
+    assert code == "r2 would be measured on 16 validation tokens, and its affine map fits 17 numbers per " \
+                   "dimension of each head (head_dim 16 and an offset), which so few tokens fit exactly whatever " \
+                   "the weights; raise --tokens to 32 or more."
+    assert out == "" and not (tmp_path / "o").exists()
+    np.arange(16, dtype=np.uint16).tofile(data / "val.bin")  # --tokens is enough; val.bin holds one block
+    code, _, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--data_dir={data}", "--out=")
+    assert code.endswith("whatever the weights; set --data_dir to a larger validation set.")
+    np.arange(40, dtype=np.uint16).tofile(data / "val.bin")
+    code, out, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--data_dir={data}", "--tokens=32", "--out=")
+    assert code is None and "linear CKA of the outputs on 32 validation tokens" in out
+
+
 def test_validation_data_of_another_tokenizer_or_cut_inside_a_token_is_refused_and_leaves_no_folder(tmp_path, capsys):
     # a val.bin of odd size was numpy's ValueError traceback; another tokenizer's ids below the model's vocabulary
     # (bytes for an r50k model) were measured as its text, exit 0; and --out, made before these checks, was left

@@ -2,6 +2,7 @@
 
 from dataclasses import replace
 
+import pytest
 import torch
 
 from experiments import retrofit
@@ -40,3 +41,21 @@ def test_partly_tied_qkv_weights_compute_what_the_converted_layers_compute():
         assert torch.allclose(stand_in(idx)[0], converted(idx)[0], atol=1e-6)
         stand_in.load_state_dict(retrofit.partly_tied(src.state_dict(), tied, 0, CFG.n_embd))
         assert torch.equal(stand_in(idx)[0], src(idx)[0])
+
+
+def test_val_loss_scores_the_windows_train_py_does_on_a_small_val_bin(tmp_path):
+    # a val.bin of 1,000 tokens and eval_tokens 4,096: train.py scores its 28 whole windows of 32 (7 batches of 4),
+    # each once; val_loss took 32 batches, wrapping round modulo len - 32, which scored some tokens twice and was
+    # compared with train.py's losses as the same evaluation (the sixteenth pass)
+    import numpy as np
+    data = (np.arange(1000) * 7 % 251).astype(np.uint16)
+    data.tofile(tmp_path / "val.bin")
+
+    class MeanTarget(torch.nn.Module):  # loss = the mean target id of the batch: the windows show through
+        def forward(self, x, y):
+            return None, y.double().mean()
+    cfg = dict(data_dir=str(tmp_path), block_size=32, batch_size=4, eval_tokens=4096)
+    want = np.mean([data[i * 32 + 1:i * 32 + 33].mean() for i in range(28)])
+    assert retrofit.val_loss(MeanTarget(), cfg) == pytest.approx(want)
+    cfg.update(batch_size=64)  # more rows than val.bin holds windows: one batch of its 31
+    assert retrofit.val_loss(MeanTarget(), cfg) == pytest.approx(data[1:31 * 32 + 1].mean())
