@@ -53,8 +53,8 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
-from checkpoint import (atomic_write, dangling, file_above, guard_assets, load_checkpoint, open_data, other_data,
-                        save_checkpoint, tokens, unreadable)
+from checkpoint import (atomic_write, dangling, eval_batches, file_above, guard_assets, load_checkpoint, open_data,
+                        other_data, save_checkpoint, tokens, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, out_of_memory, range_error,
                           tolerant_output)
 from convert import (GPT2_SIZES, TIE_METHODS, conversion_note, convert_state_dict, exact_fit, gpt2_config,
@@ -687,20 +687,17 @@ if master and moved and same("data_dir", config["data_dir"], ckpt["config"].get(
     print(f"{os.path.join(data_dir, 'meta.json')} records other data than {ckpt_path} was trained on: "
           f"{', '.join(moved)}; the resumed run trains and evaluates on the data there now.")
 
-# validation batches per process: about eval_tokens, but no more than val.bin holds; beyond it the windows wrapped
-# round and scored some of its tokens several times (a mean weighted towards its start, in several passes' time).
-# Each of val_rows windows: batch_size, or fewer where val.bin holds less than one batch (whose windows wrapped too)
+# validation batches per process of val_rows windows each: about eval_tokens, no more than val.bin holds whole
+# (checkpoint.eval_batches, the rule the studies that score train.py's evaluation share)
 val_windows = (len(tokens(data_dir, "val")) - 1) // block_size  # open_data checked there is at least one
 if val_windows < world_size:
     sys.exit(f"{data_dir}/val.bin holds {val_windows} window(s) of block_size {block_size}, fewer than the "
              f"{world_size} processes that each evaluate one; prepare more validation data or run fewer processes.")
-val_rows = min(batch_size, val_windows // world_size)
-val_batches = max(1, eval_tokens // (val_rows * block_size * world_size))
-if val_batches > (whole := val_windows // (val_rows * world_size)):
-    val_batches = whole
-    if master:
-        print(f"eval_tokens={eval_tokens:,} is more than {data_dir}/val.bin holds ({len(tokens(data_dir, 'val')):,} "
-              f"tokens): each evaluation scores its first {whole * val_rows * block_size * world_size:,} once.")
+val_rows, val_batches, capped = eval_batches(len(tokens(data_dir, "val")), block_size, batch_size, eval_tokens,
+                                            world_size)
+if capped and master:
+    print(f"eval_tokens={eval_tokens:,} is more than {data_dir}/val.bin holds ({len(tokens(data_dir, 'val')):,} "
+          f"tokens): each evaluation scores its first {val_batches * val_rows * block_size * world_size:,} once.")
 
 
 def get_batch(split, *key):

@@ -33,8 +33,8 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 
 import torch
 
-from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, new_dirs, open_data, partial_report,
-                        read_log, reports_free, save_figure, together, train_first, writable_dir)
+from checkpoint import (atomic_write, check_study_run, eval_batches, hold_lock, load_checkpoint, new_dirs, open_data,
+                        partial_report, read_log, reports_free, save_figure, together, train_first, writable_dir)
 from configurator import Parser, cli, run_child
 from model import GPT, GPTConfig
 
@@ -136,9 +136,8 @@ def mean_std(xs):
 def scored_tokens(cfg):
     """The validation tokens train.py's evaluation scored: eval_tokens, or the whole batches of windows a smaller
     val.bin holds (the table said eval_tokens' 106,496 of a validation set of 50,000)."""
-    T, windows = cfg["block_size"], (cfg["val_tokens"] - 1) // cfg["block_size"]
-    rows = min(cfg["batch_size"], windows)
-    return min(max(1, cfg["eval_tokens"] // (rows * T)), windows // rows) * rows * T
+    rows, batches, _ = eval_batches(cfg["val_tokens"], cfg["block_size"], cfg["batch_size"], cfg["eval_tokens"])
+    return batches * rows * cfg["block_size"]
 
 
 def write_table(results, cfg, missing, prefix):

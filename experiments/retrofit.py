@@ -43,9 +43,9 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import numpy as np
 import torch
 
-from checkpoint import (atomic_write, check_study_run, hold_lock, load_checkpoint, new_dirs, open_data, partial_report,
-                        present, read_log, read_table, reports_free, save_figure, together, tokens, train_first,
-                        writable_dir)
+from checkpoint import (atomic_write, check_study_run, eval_batches, hold_lock, load_checkpoint, new_dirs, open_data,
+                        partial_report, present, read_log, read_table, reports_free, save_figure, together, tokens,
+                        train_first, writable_dir)
 from configurator import Parser, cli, run_child
 from convert import convert_state_dict
 from model import GPT, GPTConfig
@@ -249,11 +249,8 @@ def windows(cfg, split, starts):
 def val_loss(model, cfg):
     """The validation loss train.py's evaluation reports: the same consecutive windows, the same batches."""
     T = cfg["block_size"]
-    # as train.py (one process): whole windows within val.bin, never wrapped round; here they wrapped where val.bin
-    # held less than eval_tokens, scoring some tokens twice and others than train.py's evaluation did
-    val_windows = (len(tokens(cfg["data_dir"], "val")) - 1) // T
-    B = min(cfg["batch_size"], val_windows)
-    n = min(max(1, cfg["eval_tokens"] // (B * T)), val_windows // B)
+    # train.py's own rule (one process): a copy of it here wrapped round val.bin after train.py stopped doing so
+    B, n, _ = eval_batches(len(tokens(cfg["data_dir"], "val")), T, cfg["batch_size"], cfg["eval_tokens"])
     return sum(model(*windows(cfg, "val", (k * B + np.arange(B)) * T))[1].item() for k in range(n)) / n
 
 
