@@ -233,9 +233,13 @@ def load_tasks(args):
                                  f"--text=FILE.") from None
             except PermissionError as e:
                 raise SystemExit(denied(e, [t])) from None
-            except (FileNotFoundError, ValueError) as e:  # a task's YAML naming a missing file or a wrong value
-                raise SystemExit(f"--tasks: lm_eval cannot build task {t} ({type(e).__name__}: {e}); fix its YAML "
-                                 f"file.") from None
+            except Exception as e:  # a task's YAML naming a missing file or a wrong value, cut short (a string
+                # where a mapping goes: AttributeError), or its data file empty (StopIteration), cut short
+                # (DatasetGenerationError) or holding a label beyond its choices (IndexError): each was a traceback
+                cause = e.__cause__ or e  # datasets wraps the parser's error in "An error occurred while ..."
+                why = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+                data = "" if isinstance(e, (FileNotFoundError, ValueError)) else " or the data it names"
+                raise SystemExit(f"--tasks: lm_eval cannot build task {t} ({why}); fix its YAML file{data}.") from None
     return tm, tasks
 
 
