@@ -200,7 +200,7 @@ def denied(e, tasks):
 
 def included(tm, task, include_path):
     """Whether task's YAML is under include_path (a local task, not one of lm_eval's own)."""
-    entry = tm.task_index.get(task) if include_path else None
+    entry = getattr(tm, "task_index", {}).get(task) if include_path else None  # a dict in every lm-eval 0.4
     yaml_path = entry.get("yaml_path") if isinstance(entry, dict) else getattr(entry, "yaml_path", None)
     return bool(yaml_path) and os.path.realpath(yaml_path).startswith(os.path.realpath(include_path) + os.sep)
 
