@@ -1508,6 +1508,21 @@ def test_rope_redraw_on_other_data_draws_that_data_s_table(tmp_path, monkeypatch
     assert (tmp_path / "out-rope" / "rope.png").exists() and not (tmp_path / "assets" / "rope.png").exists()
 
 
+
+@pytest.mark.parametrize("study, table", [(rope, "out-rope-quick/rope.csv"),
+                                          (retrofit, "out-retrofit-quick/retrofit.csv")])
+def test_redraw_of_a_table_behind_a_dangling_link_says_so_not_run_the_study(tmp_path, monkeypatch, study, table):
+    # --redraw checked os.path.isfile only: "which does not exist; run the study first", which would write its new
+    # table over the link (and, for a table whose folder this user cannot search, beside it) (the sixteenth pass)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / os.path.dirname(table)).mkdir()
+    os.symlink("gone", tmp_path / table)
+    with pytest.raises(SystemExit) as e:
+        study.main(["--redraw", "--quick"])
+    assert str(e.value) == (f"{table} is a link to 'gone', which does not exist (a disk not mounted, a folder "
+                            f"moved?); restore what it points to, or remove the link.")
+    assert os.listdir(tmp_path / os.path.dirname(table)) == [os.path.basename(table)]
+
 # ---------------------------------------------------------------------------------------------------------------
 # the file matrix: every shared reader, every way its file can be damaged
 
