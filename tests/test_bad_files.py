@@ -4,6 +4,7 @@ written atomically, and tracked results in assets/ that only a study's complete,
 
 import argparse
 import csv
+import errno
 import hashlib
 import json
 import math
@@ -776,6 +777,19 @@ def test_files_written_together_replace_theirs_all_or_none(tmp_path, monkeypatch
             checkpoint.atomic_write(str(tmp_path / "t.png"), "new png")
         assert (tmp_path / "t.png").read_text() == "old png"
     assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {"t.csv": "new\n", "t.png": "new png"}
+
+
+def test_a_write_refused_for_permission_names_the_folder_to_make_writable_not_free_space(tmp_path, monkeypatch):
+    # `rope --redraw` into a folder of mode 500 (or a read-only mount) was told to "free space on its disk" (the
+    # sixteenth pass); as root the modes do not refuse, so mkstemp is made to
+    def denied(*a, **k):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", denied)
+    with pytest.raises(SystemExit) as e:
+        checkpoint.atomic_write(str(tmp_path / "t.png"), b"png")
+    assert str(e.value) == (f"could not write {tmp_path / 't.png'} (Permission denied); nothing was written: make "
+                            f"{tmp_path} writable for this user, or write elsewhere.")
+    assert os.listdir(tmp_path) == []
 
 
 def test_retrofit_times_are_appended_whole(tmp_path, monkeypatch):
