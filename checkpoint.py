@@ -244,9 +244,12 @@ def atomic_write(path, data):
             # caller that made none: no free space helps
             raise SystemExit(f"could not write {path}: its folder {folder} does not exist (never made, or removed "
                              f"while this ran) or is a file; make it or run again, or write elsewhere.") from None
+        # a folder this user may not write (its modes, a read-only mount) was told to free space on its disk
+        fix = (f"make {folder} writable for this user" if cause.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+               else "free space on its disk")
         raise SystemExit(f"could not write {path} ({cause.strerror or cause}); "
                          + ("the file there is unchanged" if os.path.exists(path) else "nothing was written")
-                         + ": free space on its disk, or write elsewhere.") from None
+                         + f": {fix}, or write elsewhere.") from None
     finally:
         if tmp and os.path.exists(tmp):
             os.remove(tmp)

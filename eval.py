@@ -198,10 +198,18 @@ def denied(e, tasks):
     return f"--tasks: lm_eval cannot build {', '.join(tasks)}: {where} ({e.strerror}); make it readable to this user."
 
 
+def included(tm, task, include_path):
+    """Whether task's YAML is under include_path (a local task, not one of lm_eval's own)."""
+    entry = getattr(tm, "task_index", {}).get(task) if include_path else None  # a dict in every lm-eval 0.4
+    yaml_path = entry.get("yaml_path") if isinstance(entry, dict) else getattr(entry, "yaml_path", None)
+    return bool(yaml_path) and os.path.realpath(yaml_path).startswith(os.path.realpath(include_path) + os.sep)
+
+
 def load_tasks(args):
-    """-> (TaskManager, task names) after checking the names and, offline, that the tasks' datasets are in the
-    cache: when the hub does not answer, the datasets library is told to read its cache only (else each download
-    retries for most of a minute, then ends in a traceback), and each task is built once before the model loads."""
+    """-> (TaskManager, task names) after checking the names, building those of --include_path and, offline, that
+    the tasks' datasets are in the cache: when the hub does not answer, the datasets library is told to read its
+    cache only (else each download retries for most of a minute, then ends in a traceback), and each task is built
+    once before the model loads."""
     tm = TaskManager(include_path=args.include_path)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]  # "a,b," and "a, b" name two tasks
     if not tasks:
@@ -218,12 +226,16 @@ def load_tasks(args):
     if unknown:
         raise SystemExit(f"--tasks: lm_eval knows no task {', '.join(unknown)}; list them with `lm_eval ls tasks`, "
                          f"or add task YAML files through --include_path.")
-    if not hub_reachable():
+    import huggingface_hub.constants
+    offline = not hub_reachable()
+    if offline:
         import datasets
-        import huggingface_hub.constants
         datasets.config.HF_HUB_OFFLINE = huggingface_hub.constants.HF_HUB_OFFLINE = True
-        build = tm.load if hasattr(tm, "load") else tm.load_task_or_group  # lm-eval 0.4.13, 0.4.10
-        for t in tasks:
+    # online, the tasks of --include_path are built here too (their YAML and data are the user's own, usually local):
+    # built inside simple_evaluate, after the model, a missing or damaged data file was the harness' traceback
+    build = tm.load if hasattr(tm, "load") else tm.load_task_or_group  # lm-eval 0.4.13, 0.4.10
+    for t in tasks:
+        if offline or included(tm, t, args.include_path):
             try:
                 build([t])
             except ConnectionError:  # what datasets raises for data that is neither cached nor reachable
@@ -233,9 +245,13 @@ def load_tasks(args):
                                  f"--text=FILE.") from None
             except PermissionError as e:
                 raise SystemExit(denied(e, [t])) from None
-            except (FileNotFoundError, ValueError) as e:  # a task's YAML naming a missing file or a wrong value
-                raise SystemExit(f"--tasks: lm_eval cannot build task {t} ({type(e).__name__}: {e}); fix its YAML "
-                                 f"file.") from None
+            except Exception as e:  # a task's YAML naming a missing file or a wrong value, cut short (a string
+                # where a mapping goes: AttributeError), or its data file empty (StopIteration), cut short
+                # (DatasetGenerationError) or holding a label beyond its choices (IndexError): each was a traceback
+                cause = e.__cause__ or e  # datasets wraps the parser's error in "An error occurred while ..."
+                why = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+                data = "" if isinstance(e, (FileNotFoundError, ValueError)) else " or the data it names"
+                raise SystemExit(f"--tasks: lm_eval cannot build task {t} ({why}); fix its YAML file{data}.") from None
     return tm, tasks
 
 

@@ -492,7 +492,7 @@ def main(argv=None):
     args = get_parser().parse_args(argv)
     setting = QUICK if args.quick else FULL
     if args.redraw:  # the figure from the written table alone, no runs needed
-        if not os.path.isfile(setting["assets"] + ".csv"):
+        if not present(setting["assets"] + ".csv") or not os.path.isfile(setting["assets"] + ".csv"):  # see rope's
             sys.exit(f"--redraw draws from {setting['assets']}.csv, which does not exist; run the study first.")
         plot(read_csv(setting["assets"] + ".csv", setting), setting, setting["assets"])
         return

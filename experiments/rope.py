@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from checkpoint import (atomic_write, check_study_run, default_data, hold_lock, load_checkpoint, new_dirs, open_data,
-                        partial_report, read_table, reports_free, save_figure, together, tokens, train_first,
+                        partial_report, present, read_table, reports_free, save_figure, together, tokens, train_first,
                         writable_dir)
 from configurator import Parser, cli, run_child
 from model import GPT, GPTConfig
@@ -235,7 +235,9 @@ def main(argv=None):
     # the tracked tables are the full study's on the default data; other data's go beside its runs
     args.assets = "assets/rope" if not args.quick and default_data(args.data_dir) else f"{args.root}/rope"
     if args.redraw:  # the table of these runs: with another --data_dir the tracked figure was redrawn, exit 0
-        if not os.path.isfile(args.assets + ".csv"):
+        # present: a table this user cannot reach (its folder not searchable) or a dangling link was "does not
+        # exist; run the study first", which would train anew beside it or over the link
+        if not present(args.assets + ".csv") or not os.path.isfile(args.assets + ".csv"):
             p.error(f"--redraw draws from {args.assets}.csv, which does not exist; run `{study_command(args)}` "
                     f"first.")
         return plot(read_csv(args.assets + ".csv"), args.assets + ".png")

@@ -49,7 +49,7 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 
 import torch
 
-from checkpoint import atomic_write, hold_out, in_assets, new_dirs, save_figure, together, unwritable
+from checkpoint import atomic_write, hold_out, in_assets, new_dirs, present, save_figure, together, unwritable
 from configurator import Parser, cli, number, numbers, once
 from model import GPT, GPTConfig
 
@@ -323,7 +323,9 @@ def study(args, argv):
             in product(cases[arm], args.models, args.seeds)]
     print(f"{len(jobs)} runs: arms {', '.join(args.arms)} x {len(args.models)} models x seeds {args.seeds}; "
           f"{args.heads} heads, n_embd {args.embd}")
-    done = sum(os.path.exists(cache_file(j)) for j in jobs)
+    # present: a cached curve behind a dangling link (a shared cache's disk not mounted) or unreadable to this user
+    # was read as none, run again, and written over the link (or over the other user's file)
+    done = sum(present(cache_file(j)) for j in jobs)
     t0, cpu0 = time.time(), time.process_time()
     rows, final = [], {}
     # workers ignore Ctrl-C, which a terminal sends to them too: the parent stops them and says so, once. Not

@@ -4,6 +4,7 @@ written atomically, and tracked results in assets/ that only a study's complete,
 
 import argparse
 import csv
+import errno
 import hashlib
 import json
 import math
@@ -778,6 +779,19 @@ def test_files_written_together_replace_theirs_all_or_none(tmp_path, monkeypatch
     assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {"t.csv": "new\n", "t.png": "new png"}
 
 
+def test_a_write_refused_for_permission_names_the_folder_to_make_writable_not_free_space(tmp_path, monkeypatch):
+    # `rope --redraw` into a folder of mode 500 (or a read-only mount) was told to "free space on its disk" (the
+    # sixteenth pass); as root the modes do not refuse, so mkstemp is made to
+    def denied(*a, **k):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", denied)
+    with pytest.raises(SystemExit) as e:
+        checkpoint.atomic_write(str(tmp_path / "t.png"), b"png")
+    assert str(e.value) == (f"could not write {tmp_path / 't.png'} (Permission denied); nothing was written: make "
+                            f"{tmp_path} writable for this user, or write elsewhere.")
+    assert os.listdir(tmp_path) == []
+
+
 def test_retrofit_times_are_appended_whole(tmp_path, monkeypatch):
     s = dict(retrofit.QUICK, root=str(tmp_path))
     retrofit.add_time(s, "a", 1.5)
@@ -1538,6 +1552,21 @@ def test_rope_redraw_on_other_data_draws_that_data_s_table(tmp_path, monkeypatch
     rope.main(["--redraw", "--data_dir=mine"])
     assert (tmp_path / "out-rope" / "rope.png").exists() and not (tmp_path / "assets" / "rope.png").exists()
 
+
+
+@pytest.mark.parametrize("study, table", [(rope, "out-rope-quick/rope.csv"),
+                                          (retrofit, "out-retrofit-quick/retrofit.csv")])
+def test_redraw_of_a_table_behind_a_dangling_link_says_so_not_run_the_study(tmp_path, monkeypatch, study, table):
+    # --redraw checked os.path.isfile only: "which does not exist; run the study first", which would write its new
+    # table over the link (and, for a table whose folder this user cannot search, beside it) (the sixteenth pass)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / os.path.dirname(table)).mkdir()
+    os.symlink("gone", tmp_path / table)
+    with pytest.raises(SystemExit) as e:
+        study.main(["--redraw", "--quick"])
+    assert str(e.value) == (f"{table} is a link to 'gone', which does not exist (a disk not mounted, a folder "
+                            f"moved?); restore what it points to, or remove the link.")
+    assert os.listdir(tmp_path / os.path.dirname(table)) == [os.path.basename(table)]
 
 # ---------------------------------------------------------------------------------------------------------------
 # the file matrix: every shared reader, every way its file can be damaged

@@ -269,6 +269,53 @@ def test_a_local_task_that_cannot_be_built_offline_is_one_sentence_before_the_mo
         assert str(e.value).endswith("); fix its YAML file.")
 
 
+def test_a_local_task_whose_data_or_yaml_is_cut_short_is_one_sentence_before_the_model(tmp_path, lm_eval, offline,
+                                                                                        monkeypatch):
+    # its data file empty, cut mid-line or holding a label beyond its choices, or its YAML cut mid-value:
+    # StopIteration, DatasetGenerationError, IndexError and AttributeError tracebacks from the harness (the
+    # sixteenth pass; the sixth caught only FileNotFoundError and ValueError)
+    make_task(tmp_path)
+    yaml, data = (tmp_path / "alphabet.yaml").read_text(), (tmp_path / "alphabet.jsonl").read_text()
+    (tmp_path / "tasks").mkdir()
+    for task, text in (("empty", ""), ("half", data[:len(data) // 2 + 7]),
+                       ("label", data.replace('"label": 0', '"label": 9'))):
+        (tmp_path / f"{task}.jsonl").write_text(text)
+        (tmp_path / "tasks" / f"{task}.yaml").write_text(yaml.replace("task: alphabet", f"task: {task}").replace(
+            "alphabet.jsonl", f"{task}.jsonl").replace("hf_cache", f"hf_cache_{task}"))
+    (tmp_path / "tasks" / "cut.yaml").write_text(yaml.replace("task: alphabet", "task: cut")[:55])
+    monkeypatch.setattr(ev, "TaskManager", lambda include_path: lm_eval.tasks.TaskManager(
+        include_path=include_path, include_defaults=False))
+    for task, why in (("empty", "StopIteration"), ("half", "ArrowInvalid: JSON parse error"),
+                      ("label", "IndexError: list index out of range"), ("cut", "AttributeError: ")):
+        with pytest.raises(SystemExit) as e:  # tmp_path holds no checkpoint: the tasks are checked first
+            ev.main([f"--out_dir={tmp_path}", f"--tasks={task}", f"--include_path={tmp_path / 'tasks'}"])
+        assert str(e.value).startswith(f"--tasks: lm_eval cannot build task {task} ({why}"), str(e.value)
+        assert str(e.value).endswith("); fix its YAML file or the data it names.")
+    assert not (tmp_path / "eval").exists()
+
+
+def test_a_local_task_that_cannot_be_built_online_is_one_sentence_before_the_model(tmp_path, lm_eval, monkeypatch):
+    # with the hub answering, the tasks were built only inside simple_evaluate, after the model: a local task's
+    # missing or empty data file was the harness' traceback there (the sixteenth pass); --include_path's tasks are
+    # built first, online too
+    make_task(tmp_path)
+    yaml = (tmp_path / "alphabet.yaml").read_text()
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "tasks" / "nofile.yaml").write_text(yaml.replace("task: alphabet", "task: nofile").replace(
+        "alphabet.jsonl", "absent.jsonl"))
+    (tmp_path / "tasks" / "empty.yaml").write_text(yaml.replace("task: alphabet", "task: empty").replace(
+        "alphabet.jsonl", "empty.jsonl"))
+    monkeypatch.setattr(ev, "hub_reachable", lambda: True)
+    monkeypatch.setattr(ev, "TaskManager", lambda include_path: lm_eval.tasks.TaskManager(
+        include_path=include_path, include_defaults=False))
+    for task, why in (("nofile", "FileNotFoundError: Unable to find"), ("empty", "StopIteration")):
+        with pytest.raises(SystemExit) as e:  # tmp_path holds no checkpoint: the tasks are checked first
+            ev.main([f"--out_dir={tmp_path}", f"--tasks={task}", f"--include_path={tmp_path / 'tasks'}"])
+        assert str(e.value).startswith(f"--tasks: lm_eval cannot build task {task} ({why}"), str(e.value)
+    assert not (tmp_path / "eval").exists()
+
+
 def test_a_task_built_without_permission_is_one_sentence_naming_the_fix(tmp_path, lm_eval, offline, monkeypatch):
     # HOME read-only: datasets could not make ~/.cache; or a task's data file unreadable to this user: a
     # PermissionError traceback from deep inside datasets (the twelfth pass; as root, the refusals are made here)

@@ -227,6 +227,22 @@ def test_a_run_whose_curve_cannot_be_written_stops_the_study_with_workers(tmp_pa
     assert not os.path.exists(tmp_path / "o")
 
 
+def test_a_cached_curve_behind_a_dangling_link_stops_the_study_before_it_runs(tmp_path):
+    # read as no curve, the run was made again and its curve written over the link, exit 0 (the sixteenth pass)
+    args = argparse.Namespace(heads=1, embd=16, pos_conv=16, batch=64, lr=3e-3, eval_size=64, periodic=False,
+                              cache=str(tmp_path / "runs"))
+    path = synthetic.cache_file(("none", "reverse", 16, 20, 2, "qkv", 0, args))
+    os.makedirs(tmp_path / "runs")
+    os.symlink("/mnt/gone/curve.json", path)
+    with pytest.raises(SystemExit) as e:
+        synthetic.main(["--quick", "--arms=none", "--models=qkv", "--workers=1", f"--out={tmp_path}/o",
+                        f"--cache={tmp_path}/runs"])
+    assert str(e.value) == (f"{path} is a link to '/mnt/gone/curve.json', which does not exist (a disk not mounted, "
+                            f"a folder moved?); restore what it points to, or remove the link.")
+    assert os.listdir(tmp_path / "runs") == [os.path.basename(path)] and os.path.islink(path)
+    assert not os.path.exists(tmp_path / "o")
+
+
 def test_a_killed_worker_stops_the_study_with_one_sentence(tmp_path, monkeypatch):
     # multiprocessing's Pool replaced a worker killed by the system (out of memory) or by hand without a word, and the
     # study waited for its run forever (tried by hand with kill -9; here the executor's answer to it)
