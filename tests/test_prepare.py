@@ -344,7 +344,7 @@ def test_an_unreachable_or_offline_hub_is_one_line_and_writes_nothing(tmp_path, 
     assert os.listdir(tmp_path) == []
 
 
-def test_never_overwrites_other_data(tmp_path, capsys):
+def test_never_overwrites_other_data(tmp_path, capsys, monkeypatch):
     src = write_jsonl(tmp_path / "a.jsonl", DOCS)
     out = tmp_path / "out"
     out.mkdir()
@@ -365,6 +365,18 @@ def test_never_overwrites_other_data(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         P.main(["--input", str(tmp_path / "missing.jsonl")])
     assert "missing.jsonl does not exist" in str(e.value)
+    # an input in a folder this user cannot search (refused by hand: the tests may run as root) was "does not exist"
+    shut, stat = tmp_path / "shut" / "doc.txt", os.stat
+
+    def guarded_stat(path, *args, **kwargs):
+        if os.fspath(path) == str(shut):
+            raise PermissionError(13, "Permission denied", str(path))
+        return stat(path, *args, **kwargs)
+    monkeypatch.setattr(os, "stat", guarded_stat)
+    with pytest.raises(SystemExit) as e:
+        P.main(["--input", str(shut)])
+    monkeypatch.undo()
+    assert str(e.value) == f"error: --input {shut} cannot be read (Permission denied); make it readable for this user"
     with pytest.raises(SystemExit):
         P.main(["--input", src, "--val_input", src, "--val_fraction=0.1"])
     assert "--val_fraction splits --input alone" in capsys.readouterr().err
