@@ -239,8 +239,8 @@ def local_files(patterns, option):
             found = [f for f in glob.glob(pattern, recursive=True) if f.endswith(EXTENSIONS) and os.path.isfile(f)]
         elif why := dangling(pattern):  # "does not exist", where ls shows it
             sys.exit(f"error: {option} {why}")
-        elif why := unreadable(pattern):  # in a folder this user cannot search: os.path.exists says False
-            sys.exit(f"error: {option} {pattern} cannot be read ({why}); make it readable for this user")
+        elif not os.path.exists(pattern) and (why := unreadable(pattern)):  # in a folder this user cannot search
+            sys.exit(f"error: cannot read {pattern} ({why}); make it readable for this user, or leave it out")
         elif not os.path.exists(pattern):
             sys.exit(f"error: {option} {pattern} does not exist; give existing files, folders or globs")
         elif not pattern.endswith(EXTENSIONS):

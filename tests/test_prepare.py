@@ -376,7 +376,8 @@ def test_never_overwrites_other_data(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as e:
         P.main(["--input", str(shut)])
     monkeypatch.undo()
-    assert str(e.value) == f"error: --input {shut} cannot be read (Permission denied); make it readable for this user"
+    assert str(e.value) == f"error: cannot read {shut} (Permission denied); make it readable for this user, or " \
+                           f"leave it out"
     with pytest.raises(SystemExit):
         P.main(["--input", src, "--val_input", src, "--val_fraction=0.1"])
     assert "--val_fraction splits --input alone" in capsys.readouterr().err
