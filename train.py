@@ -689,15 +689,15 @@ if master and moved and same("data_dir", config["data_dir"], ckpt["config"].get(
 
 # validation batches per process of val_rows windows each: about eval_tokens, no more than val.bin holds whole
 # (checkpoint.eval_batches, the rule the studies that score train.py's evaluation share)
-val_windows = (len(tokens(data_dir, "val")) - 1) // block_size  # open_data checked there is at least one
+val_len = len(tokens(data_dir, "val"))
+val_windows = (val_len - 1) // block_size  # open_data checked there is at least one
 if val_windows < world_size:
     sys.exit(f"{data_dir}/val.bin holds {val_windows} window(s) of block_size {block_size}, fewer than the "
              f"{world_size} processes that each evaluate one; prepare more validation data or run fewer processes.")
-val_rows, val_batches, capped = eval_batches(len(tokens(data_dir, "val")), block_size, batch_size, eval_tokens,
-                                            world_size)
+val_rows, val_batches, capped = eval_batches(val_len, block_size, batch_size, eval_tokens, world_size)
 if capped and master:
-    print(f"eval_tokens={eval_tokens:,} is more than {data_dir}/val.bin holds ({len(tokens(data_dir, 'val')):,} "
-          f"tokens): each evaluation scores its first {val_batches * val_rows * block_size * world_size:,} once.")
+    print(f"eval_tokens={eval_tokens:,} is more than {data_dir}/val.bin holds ({val_len:,} tokens): each evaluation "
+          f"scores its first {val_batches * val_rows * block_size * world_size:,} once.")
 
 
 def get_batch(split, *key):
