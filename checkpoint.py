@@ -280,10 +280,9 @@ def writable_dir(folder, fix, named=False):
     """SystemExit naming folder and fix where it cannot take the results (unwritable). named: an option chose
     folder, so a file of that name is a wrong name (`--out=out/ckpt.pt`, `--out_dir=input.txt`), never a file to
     move away: fix ("choose another --out") is the advice there too."""
-    if named and os.path.exists(folder) and not os.path.isdir(folder):
-        raise SystemExit(f"{folder} is a file, not a directory; {fix}.")
     if os.path.exists(folder) and not os.path.isdir(folder):  # "(File exists); make it writable" did not help
-        raise SystemExit(f"{folder} is not a writable directory (a file has that name); move that file out of the way "
+        raise SystemExit(f"{folder} is a file, not a directory; {fix}." if named else
+                         f"{folder} is not a writable directory (a file has that name); move that file out of the way "
                          f"and run again.")
     if why := unwritable(folder):
         raise SystemExit(f"{folder or repr(folder)} is not a writable directory ({why}); {fix}.")
