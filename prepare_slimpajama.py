@@ -228,6 +228,11 @@ def walk(folder):
     return found
 
 
+def cannot_read(path, why):
+    """An input this user cannot read: one sentence, before out_dir is begun."""
+    sys.exit(f"error: cannot read {path} ({why}); make it readable for this user, or leave it out")
+
+
 def local_files(patterns, option):
     files = []
     for pattern in patterns:
@@ -240,7 +245,7 @@ def local_files(patterns, option):
         elif why := dangling(pattern):  # "does not exist", where ls shows it
             sys.exit(f"error: {option} {why}")
         elif not os.path.exists(pattern) and (why := unreadable(pattern)):  # in a folder this user cannot search
-            sys.exit(f"error: cannot read {pattern} ({why}); make it readable for this user, or leave it out")
+            cannot_read(pattern, why)
         elif not os.path.exists(pattern):
             sys.exit(f"error: {option} {pattern} does not exist; give existing files, folders or globs")
         elif not pattern.endswith(EXTENSIONS):
@@ -632,7 +637,7 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=None):
     # an input this user cannot read, named before progress.json and the bins begin out_dir: "could not read ...
     # rerun the same command to resume" left them, and other inputs given next were "changed since d was made"
     if source == "local files" and (unread := next(((f, why) for f, _ in shards if (why := unreadable(f))), None)):
-        sys.exit(f"error: cannot read {unread[0]} ({unread[1]}); make it readable for this user, or leave it out")
+        cannot_read(*unread)
     if st["next"] != [0, 0]:
         log(f"resuming at shard {st['next'][0]}/{len(shards)}, {st['tokens']['train']:,} train and "
             f"{st['tokens']['val']:,} val tokens committed")
