@@ -38,6 +38,7 @@ import shlex
 import signal
 import sys
 import tempfile
+import threading
 from dataclasses import asdict
 
 import numpy as np
@@ -192,20 +193,37 @@ def together():
     _together = pending = []
     try:
         yield
-        held = {signal.SIGINT, signal.SIGTERM} | ({signal.SIGHUP} if hasattr(signal, "SIGHUP") else set())
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, held) if hasattr(signal, "pthread_sigmask") else None
-        try:
+        with signals_held():
             while pending:
                 os.replace(*pending[0])
                 pending.pop(0)
-        finally:
-            if mask is not None:
-                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     finally:
         _together = None
         for tmp, _ in pending:
             with contextlib.suppress(OSError):
                 os.remove(tmp)
+
+
+@contextlib.contextmanager
+def signals_held():
+    """Ctrl-C, SIGTERM and SIGHUP arriving inside the block act at its end. Their Python handlers are swapped for one
+    that notes them, then each noted signal is raised again: blocking them (pthread_sigmask) held them off the main
+    thread only, and torch's threads took a `kill PID`, whose handler then ran between two renames in the main thread
+    (eval's results.json written, its results.md not). Outside the main thread, where handlers cannot be set, as is."""
+    names = [n for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted = []
+    old = {sig: signal.signal(sig, lambda signum, frame: noted.append(signum)) for sig in
+           (getattr(signal, n) for n in names) if signal.getsignal(sig) not in (signal.SIG_IGN, None)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        for sig in noted:
+            signal.raise_signal(sig)
 
 
 def atomic_write(path, data):

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -777,6 +778,38 @@ def test_files_written_together_replace_theirs_all_or_none(tmp_path, monkeypatch
             checkpoint.atomic_write(str(tmp_path / "t.png"), "new png")
         assert (tmp_path / "t.png").read_text() == "old png"
     assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {"t.csv": "new\n", "t.png": "new png"}
+
+
+def test_a_signal_taken_by_another_thread_between_two_files_written_together_waits_for_both(tmp_path, monkeypatch):
+    # `kill PID` of eval.py just as it put results.json in place left results.json without results.md (found by
+    # tests/test_stops.py): the renames held SIGTERM off the main thread only (pthread_sigmask), torch's threads took
+    # it, and its Python handler then ran in the main thread between the two renames
+    class Stop(Exception):
+        pass
+
+    def stop(signum, frame):
+        raise Stop
+    old = signal.signal(signal.SIGTERM, stop)
+    idle = threading.Event()
+    other = threading.Thread(target=idle.wait)
+    other.start()
+    real_replace = os.replace
+
+    def replace_then_signal(src, dst):
+        real_replace(src, dst)
+        signal.pthread_kill(other.ident, signal.SIGTERM)
+        time.sleep(0.05)  # time for the handler to run, if it is going to
+    try:
+        with pytest.raises(Stop):
+            with checkpoint.together():
+                checkpoint.atomic_write(str(tmp_path / "results.json"), "{}")
+                checkpoint.atomic_write(str(tmp_path / "results.md"), "| |")
+                monkeypatch.setattr(checkpoint.os, "replace", replace_then_signal)
+        assert sorted(os.listdir(tmp_path)) == ["results.json", "results.md"]
+    finally:
+        idle.set()
+        other.join()
+        signal.signal(signal.SIGTERM, old)
 
 
 def test_a_write_refused_for_permission_names_the_folder_to_make_writable_not_free_space(tmp_path, monkeypatch):
