@@ -481,8 +481,8 @@ made_files = []  # train.lock if this run made it, and log.jsonl when this run w
 def unmake():
     """A run stopped before its first checkpoint (Ctrl-C, a full disk, a non-finite loss, a bad batch) leaves out_dir
     as it found it: not the folders it made, nor its own lock and log. The same command starts again from nothing
-    either way."""
-    if saved_iter is None:
+    either way. A stop just after the first save's rename, before saved_iter notes it, has saved: its log stays."""
+    if saved_iter is None and not (saving and os.path.exists(ckpt_path)):
         for path in made_files:
             with contextlib.suppress(OSError):
                 os.remove(path)

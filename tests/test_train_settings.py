@@ -1141,10 +1141,12 @@ def test_a_stop_as_a_resume_opens_its_log_keeps_the_log(stop, status, finished, 
     assert sorted(os.listdir(out)) == ["ckpt.pt", "log.jsonl", "train.lock"]
 
 
-def test_ctrl_c_just_after_a_save_names_the_iteration_the_file_holds(finished, data_dir, tmp_path):
+@pytest.mark.parametrize("first", [False, True])
+def test_ctrl_c_just_after_a_save_names_the_iteration_the_file_holds(first, finished, data_dir, tmp_path):
     # Ctrl-C between the rename that completes a save and train.py noting it (the race CI once hit): the message
-    # names what the file on disk holds, the new iteration
-    out = shutil.copytree(finished, tmp_path / "run")
+    # names what the file on disk holds, the new iteration. After a new run's first save, the stop took the run for
+    # one that saved nothing and removed its log.jsonl and lock beside the checkpoint (found by tests/test_stops.py)
+    out = tmp_path / "run" if first else shutil.copytree(finished, tmp_path / "run")
     late_ctrl_c = ("import os, runpy, sys\n"
                    "replace = os.replace\n"
                    "def replace_then_ctrl_c(a, b):\n"
@@ -1154,12 +1156,14 @@ def test_ctrl_c_just_after_a_save_names_the_iteration_the_file_holds(finished, d
                    "os.replace = replace_then_ctrl_c\n"
                    "sys.argv[0] = 'train.py'\n"
                    "runpy.run_path('train.py', run_name='__main__')\n")
-    r = train(data_dir, out, "--max_iters=4", "--init_from=resume", cmd=(sys.executable, "-c", late_ctrl_c),
-              check=False)
+    r = train(data_dir, out, "--max_iters=4", *([] if first else ["--init_from=resume"]),
+              cmd=(sys.executable, "-c", late_ctrl_c), check=False)
     assert r.returncode == 130
     assert torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 4
     assert r.stderr == f"stopped by Ctrl-C at iteration 4; {out / 'ckpt.pt'} holds iteration 4: to go on, run the " \
                        f"same command with --init_from=resume.\n"
+    assert sorted(os.listdir(out)) == ["ckpt.pt", "log.jsonl", "train.lock"]
+    assert [json.loads(line)["iter"] for line in (out / "log.jsonl").read_text().splitlines()][-1] == 4
 
 
 @pytest.mark.parametrize("env, says", [
