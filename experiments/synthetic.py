@@ -23,6 +23,7 @@ $ python -m experiments.synthetic --arms=none --models=q_kv,q_kv+ --seeds=0,1,2 
 """
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import io
@@ -284,6 +285,20 @@ def write_csv(rows, path):
     atomic_write(path, buf.getvalue())
 
 
+@contextlib.contextmanager
+def ctrl_c_blocked(pool):
+    """Workers started in this block inherit Ctrl-C blocked: a Ctrl-C in the second a worker takes to start, before
+    its initializer ignores it, was a traceback from multiprocessing's spawn_main. This process gets it after."""
+    if pool is None or not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks
+        yield
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 def tracker_keeps_on_hangup():
     """Start multiprocessing's resource tracker (the process the pool's semaphores register with) with SIGHUP blocked,
     which it keeps: it ignores SIGINT and SIGTERM but not SIGHUP, so a closed terminal killed it with the study, and
@@ -336,7 +351,8 @@ def study(args, argv):
     pool = ProcessPoolExecutor(args.workers, get_context("spawn"), signal.signal, (signal.SIGINT, signal.SIG_IGN)) \
         if args.workers > 1 else None
     try:  # a diverged run raises in its worker, and map raises it here, in order
-        results = pool.map(cached_run, jobs) if pool else map(cached_run, jobs)
+        with ctrl_c_blocked(pool):  # map starts the workers
+            results = pool.map(cached_run, jobs) if pool else map(cached_run, jobs)
         for (arm, t, n, s, layers, m, seed, _), curve in zip(jobs, results):
             rows += [{"arm": arm, "task": t, "length": n, "layers": layers, "model": m, "seed": seed, "step": step,
                       "acc": acc} for step, acc in curve]

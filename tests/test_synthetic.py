@@ -243,6 +243,21 @@ def test_a_cached_curve_behind_a_dangling_link_stops_the_study_before_it_runs(tm
     assert not os.path.exists(tmp_path / "o")
 
 
+def test_workers_start_with_ctrl_c_blocked():
+    # a Ctrl-C in the second a spawned worker takes to start, before its initializer ignores it, was a traceback
+    # from multiprocessing's spawn_main under the parent's stop line (found by tests/test_stops.py)
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+    pool = ProcessPoolExecutor(1, get_context("spawn"))
+    try:
+        with synthetic.ctrl_c_blocked(pool):
+            blocked = pool.submit(signal.pthread_sigmask, signal.SIG_BLOCK, [])
+        assert signal.SIGINT in blocked.result(timeout=60)
+        assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # this process: as it was
+    finally:
+        pool.shutdown()
+
+
 def test_a_killed_worker_stops_the_study_with_one_sentence(tmp_path, monkeypatch):
     # multiprocessing's Pool replaced a worker killed by the system (out of memory) or by hand without a word, and the
     # study waited for its run forever (tried by hand with kill -9; here the executor's answer to it)
