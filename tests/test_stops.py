@@ -44,6 +44,8 @@ RESULTS = [{"results.json", "results.md"}, {"projections.md", "projections.csv",
 # sample.py writes nothing
 SAVES = ["train", "eval", "bench", "prepare_slimpajama", "experiments.analyze"]
 CELLS = [(c, "work", "INT") for c in COMMANDS] + [(c, "save", "TERM") for c in SAVES]
+if os.environ.get("STOPS_ALL"):  # every signal at every point: three times the cells, for a hostile pass
+    CELLS = [(c, p, s) for p, cs in (("work", COMMANDS), ("save", SAVES)) for c in cs for s in ("INT", "TERM", "HUP")]
 
 
 def test_every_command_has_a_line_here():
@@ -104,7 +106,7 @@ def test_every_command_stopped_while_it_works_or_saves_stops_cleanly(world, tmp_
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert r.returncode == 128 + sig, r.stderr
     assert lines and all(line.startswith("stopped") for line in lines), r.stderr
-    assert ("Ctrl-C" if sig == signal.SIGINT else "SIGTERM") in lines[-1], r.stderr
+    assert ("Ctrl-C" if sig == signal.SIGINT else signal.Signals(sig).name) in lines[-1], r.stderr
     left = {}
     for d, _, names in os.walk(tmp_path):
         for n in names:
