@@ -490,7 +490,11 @@ def open_bins(out_dir, st):
         exists = os.path.exists(path)
         if (os.path.getsize(path) if exists else 0) < 2 * st["tokens"][s]:
             sys.exit(f"error: {path} is shorter than {out_dir}/progress.json records; delete {out_dir} and start over")
-        files[s] = open(path, "r+b" if exists else "wb")
+        try:
+            files[s] = open(path, "r+b" if exists else "wb")
+        except PermissionError as e:  # read-only or unreadable for this user: a traceback at the resume
+            sys.exit(f"error: cannot open {path} to append to it ({e.strerror}); make it readable and writable for "
+                     f"this user, or use another --out_dir")
         files[s].truncate(2 * st["tokens"][s])
         files[s].seek(0, os.SEEK_END)
     return files

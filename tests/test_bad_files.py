@@ -1672,8 +1672,10 @@ READERS = {
     "prepare's resumed bins": ("data/train.bin", lambda d: resumed_bins(d), None, None, ()),
 }
 # a reader's cells that are another's: the hub's lookup finds no file that is missing, under a file or a link whose
-# target is gone (it downloads it again), and says so naming its cache (test_convert)
-NOT_SWEPT = {("hub weights", d) for d in ("missing", "under a file", "dangling link")} | {("prepare's run", "half")}
+# target is gone (it downloads it again), and says so naming its cache (test_convert); prepare refuses a bin that is
+# a link whose target is gone before it holds out_dir's lock, as it does for meta.json and progress.json
+NOT_SWEPT = {("hub weights", d) for d in ("missing", "under a file", "dangling link")} | {
+    ("prepare's run", "half"), ("prepare's resumed bins", "dangling link")}
 
 
 def scaling_data(root):  # as experiments.scaling reads it, in a --root it has checked
@@ -1783,8 +1785,6 @@ def snapshot(w):
 CELLS = [(r, d) for r in READERS for d in DAMAGES if (r, d) not in NOT_SWEPT
          and not (d == "foreign" and READERS[r][2] is None or d == "wrong field" and READERS[r][3] is None)]
 BROKEN = {  # cells that fail, each with what is wrong: fixed one by one
-    ("prepare's resumed bins", "dangling link"): "told to delete out_dir and start over",
-    ("prepare's resumed bins", "unreadable"): "a PermissionError traceback",
     ("synthetic curve", "folder"): "read as no cache: its runs trained, then refused",
     ("synthetic curve", "dangling link"): "read as no cache, written over the link",
     ("synthetic curve", "unreadable"): "read as no cache, written over the file",
