@@ -1786,7 +1786,6 @@ def snapshot(w):
 CELLS = [(r, d) for r in READERS for d in DAMAGES if (r, d) not in NOT_SWEPT
          and not (d == "foreign" and READERS[r][2] is None or d == "wrong field" and READERS[r][3] is None)]
 BROKEN = {  # cells that fail, each with what is wrong: fixed one by one
-    ("hub weights", "unreadable"): "told to delete the cached file and download it again",
     ("study data check", "wrong field"): "told the data was prepared again",
     ("retrofit conversions", "under a file"): "a NotADirectoryError traceback",
     ("prepare's run", "empty"): "no file named",
