@@ -1787,7 +1787,6 @@ def snapshot(w):
 CELLS = [(r, d) for r in READERS for d in DAMAGES if (r, d) not in NOT_SWEPT
          and not (d == "foreign" and READERS[r][2] is None or d == "wrong field" and READERS[r][3] is None)]
 BROKEN = {  # cells that fail, each with what is wrong: fixed one by one
-    ("retrofit conversions", "under a file"): "a NotADirectoryError traceback",
     ("prepare's run", "empty"): "no file named",
     ("prepare's run", "foreign"): "a binary file read as text",
 }
