@@ -8,6 +8,7 @@ import csv
 import errno
 import glob
 import hashlib
+import io
 import json
 import math
 import os
@@ -1593,6 +1594,14 @@ def damaged_world(w):
     (w / "study" / "qkv_s1" / "conversions.json").write_text(json.dumps(
         {n: {"loss": 5.0, "kv_bytes": 64, "fits": [fit], "attribution": [5.0, 5.1]} for n in retrofit.CONVERSIONS}))
     (w / "study" / "curve.json").write_text("[[2, 0.5], [4, 0.75], [6, 1.0], [8, 1.0], [10, 1.0]]")
+    (w / "tasks").mkdir()  # a local lm_eval task, as test_eval's make_task writes it (its datasets cache outside w)
+    (w / "tasks" / "alphabet.jsonl").write_text("".join(json.dumps(
+        {"context": "abcde", "choices": ["f", "x", "y", "z"], "label": 0}) + "\n" for _ in range(4)))
+    (w / "tasks" / "alphabet.yaml").write_text(
+        f"task: alphabet\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
+        f"    test: {w / 'tasks' / 'alphabet.jsonl'}\n  cache_dir: {w.parent / (w.name + '-hf')}\n"
+        "test_split: test\noutput_type: multiple_choice\n"
+        "doc_to_text: context\ndoc_to_choice: choices\ndoc_to_target: label\nmetric_list:\n  - metric: acc\n")
     (w / "hub").mkdir()
     torch.save({"wte.weight": torch.zeros(2, 2)}, w / "hub" / "pytorch_model.bin")
 
@@ -1668,6 +1677,10 @@ READERS = {
     # GPT-2's weights in the Hugging Face cache (its lookup is faked: the file it finds is the world's)
     "hub weights": ("hub/pytorch_model.bin", lambda d: hub_weights(d / "pytorch_model.bin"), "run/ckpt.pt", None,
                     ()),
+    # a local task of eval.py's --include_path, built before the model is loaded: its data file and its YAML (a
+    # data file cut at a line is fewer questions)
+    "eval task data": ("tasks/alphabet.jsonl", lambda d: eval_tasks(d), "run/log.jsonl", ("label", 9), ("half",)),
+    "eval task YAML": ("tasks/alphabet.yaml", lambda d: eval_tasks(d), "cfg.py", None, ()),
     # a stopped prepare's bins, reopened to append at the lengths its progress.json committed (no fingerprint: a
     # longer file of another's there is taken as its own)
     "prepare's resumed bins": ("data/train.bin", lambda d: resumed_bins(d), None, None, ()),
@@ -1675,7 +1688,8 @@ READERS = {
 # a reader's cells that are another's: the hub's lookup finds no file that is missing, under a file or a link whose
 # target is gone (it downloads it again), and says so naming its cache (test_convert); prepare refuses a bin that is
 # a link whose target is gone before it holds out_dir's lock, as it does for meta.json and progress.json
-NOT_SWEPT = {("hub weights", d) for d in ("missing", "under a file", "dangling link")} | {
+# eval's task YAML that is missing is a task lm_eval does not know, said so without a file to name (test_eval)
+NOT_SWEPT = {("hub weights", d) for d in ("missing", "under a file", "dangling link")} | {("eval task YAML", "missing"),
     ("prepare's run", "half"), ("prepare's resumed bins", "dangling link")}
 
 
@@ -1696,6 +1710,27 @@ def configure_file(path):
 def prepare_run(path):
     P.main(["--input", str(path), f"--out_dir={path.parent / 'prepared'}", "--tokenizer=bytes", "--val_fraction=0.5",
             "--threads=1"])
+
+
+def eval_tasks(folder):  # eval.py --include_path=folder, up to the model it then loads
+    tasks = pytest.importorskip("lm_eval.tasks")
+    import eval as ev
+
+    class Built(Exception):
+        pass
+
+    def built(*args):
+        raise Built
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(ev, "hub_reachable", lambda: True)
+        m.setattr(ev, "TaskManager", lambda include_path: tasks.TaskManager(include_path=include_path,
+                                                                             include_defaults=False))
+        m.setattr(ev, "load_model", built)
+        try:
+            ev.main([f"--out_dir={folder.parent / 'run'}", "--tasks=alphabet", f"--include_path={folder}",
+                     "--device=cpu"])
+        except Built:
+            pass
 
 
 def resumed_bins(out_dir):
@@ -1761,6 +1796,7 @@ def damage(w, name, kind, foreign, field, monkeypatch):
                 return opener(p, *args, **kwargs)
             return call
         monkeypatch.setattr(builtins, "open", guarded(real_open))
+        monkeypatch.setattr(io, "open", guarded(real_open))  # pathlib's (lm_eval reads its YAML so)
         monkeypatch.setattr(checkpoint.np, "memmap", guarded(checkpoint.np.memmap))
         monkeypatch.setattr(os, "stat", lambda p, *args, **kwargs: real_stat(p, *args, **kwargs))
     elif kind == "under a file":  # its folder is a file: ckpt.pt under run, which is a file
@@ -1843,6 +1879,7 @@ SWEPT = {
     # to compare: a finished run is done), and open_data refuses it before any training
     "train.py:<module>:os.path.join(data_dir, f'{split}.bin')": "open_data train.bin",  # the bins open_data checked
     "train.py:get_batch:bins[split]": "open_data val.bin",  # the files held open since
+    "eval.py:task_data:yaml_path": "eval task YAML",
 }
 # reads only a training run reaches (a resume's log: seconds a cell), each swept by hand in the tests named
 BY_HAND = {
