@@ -1922,15 +1922,17 @@ def file_reads(script):
             if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 visit(child, child.name)
                 continue
-            if isinstance(child, ast.Call) and child.args:
-                call = ast.unparse(child.func)
+            call = ast.unparse(child.func) if isinstance(child, ast.Call) else ""
+            if call.endswith((".read_text", ".read_bytes")):  # Path(...).read_text(): named by its path
+                found.setdefault(f"{script}:{function}:{ast.unparse(child.func.value)}", child.lineno)
+            elif call in READS and child.args:
                 mode = child.args[1] if len(child.args) > 1 else next(
                     (k.value for k in child.keywords if k.arg == "mode"), None)
                 writes = isinstance(mode, ast.Constant) and isinstance(mode.value, str) and not set("r+") & set(
                     mode.value)
                 opened = isinstance(child.args[0], ast.Name) and call in READS - {"open", "os.open", "np.memmap",
                                                                                  "torch.load", "np.load"}
-                if (call in READS or call.endswith((".read_text", ".read_bytes"))) and not writes and not opened:
+                if not (writes or opened):
                     found.setdefault(f"{script}:{function}:{ast.unparse(child.args[0])}", child.lineno)
             visit(child, function)
     with open(os.path.join(ROOT, script), encoding="utf-8") as f:
