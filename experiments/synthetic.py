@@ -193,19 +193,12 @@ def cached_run(job):
     return curve
 
 
-def cached(path):
-    """Whether a run's curve is cached at path, checked before any run: a curve behind a dangling link (a shared
-    cache's disk not mounted) or unreadable to this user was read as none, run again, and written over the link (or
-    over the other user's file); a folder there, read as none too, was refused only once its run had trained."""
-    if os.path.isdir(path):
-        sys.exit(f"{path} is a folder, where this study caches the curve of a run; move it out of the way and run "
-                 f"again.")
-    return present(path)
-
-
 def read_curve(path, steps):
     """A cached run's [(step, accuracy)], or None when it is not there yet or damaged (written whole, so not by this
     code): any other list would reach the tables as a wrong accuracy, or fail there."""
+    if os.path.isdir(path):  # read as no curve, the run trained, and only then was its curve refused
+        sys.exit(f"{path} is a folder, where this study caches the curve of a run; move it out of the way and run "
+                 f"again.")
     try:
         with open(path) as f:
             curve = [tuple(p) for p in json.load(f)]
@@ -333,7 +326,9 @@ def study(args, argv):
             in product(cases[arm], args.models, args.seeds)]
     print(f"{len(jobs)} runs: arms {', '.join(args.arms)} x {len(args.models)} models x seeds {args.seeds}; "
           f"{args.heads} heads, n_embd {args.embd}")
-    done = sum(cached(cache_file(j)) for j in jobs)
+    # present: a cached curve behind a dangling link (a shared cache's disk not mounted) or unreadable to this user
+    # was read as none, run again, and written over the link (or over the other user's file)
+    done = sum(present(cache_file(j)) for j in jobs)
     t0, cpu0 = time.time(), time.process_time()
     rows, final = [], {}
     # workers ignore Ctrl-C, which a terminal sends to them too: the parent stops them and says so, once. Not

@@ -1745,7 +1745,7 @@ def study_data_check(data_dir):
 
 def synthetic_curve(path):  # as the study reads it: every cached curve checked first, then each run's read
     from experiments import synthetic
-    synthetic.cached(str(path))
+    checkpoint.present(str(path))
     return synthetic.read_curve(str(path), 10)
 
 
