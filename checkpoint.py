@@ -126,8 +126,10 @@ def other_data(was, meta):
     data_dir prepared again since the checkpoint, from other text or more shards, also of the same length."""
     if not (isinstance(was, dict) and isinstance(meta, dict)):
         return []
+    # a count that is no int ("20" by hand) says nothing of the text: "prepared again ... prepare the data as it
+    # was" was the advice for a hand-edited meta.json
     moved = [f"{k} {meta.get(k)!r} (checkpoint: {was[k]!r})" for k in ("train_tokens", "val_tokens")
-             if k in was and meta.get(k) != was[k]]
+             if k in was and meta.get(k) != was[k] and (k not in meta or type(meta[k]) is int)]
     inputs = [m["settings"].get("shards_sha1") if isinstance(m.get("settings"), dict) else None for m in (was, meta)]
     if not moved and None not in inputs and inputs[0] != inputs[1] and inputs[0] != sizes_only(meta):
         moved.append("input files of other names, sizes or modification times than the checkpoint's")

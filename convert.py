@@ -369,6 +369,9 @@ def load_gpt2(name):
     try:  # a file cut short, another program's, or another size's: the error of whichever step meets it first
         state = from_hub_layout(read(path))
         fits = {k: t.shape for k, t in state.items()} == want
+    except PermissionError as e:  # whole, but not this user's to read: "delete it and download it again" fixed nothing
+        raise ValueError(f"cannot read {path}, the cached {name} ({e.strerror}); make it readable for this user, or "
+                         f"set HF_HOME to a cache that holds it.") from None
     except Exception:
         fits = False
     if not fits:

@@ -11,6 +11,7 @@ the harness' results JSON and a markdown table to --out (default out_dir/eval/).
 """
 import argparse
 import errno
+import glob
 import json
 import math
 import os
@@ -27,7 +28,8 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import torch
 import torch.nn.functional as F
 
-from checkpoint import atomic_write, guard_assets, hold_lock, new_dirs, outputs_free, together, unwritable
+from checkpoint import (atomic_write, guard_assets, hold_lock, new_dirs, outputs_free, present, together,
+                        unwritable)
 from configurator import Parser, cli, number
 from convert import hub_reachable
 from sample import (CHECKPOINT_HINTS, DTYPES, EOT, add_model_args, check_conversion_args, check_device,
@@ -198,11 +200,59 @@ def denied(e, tasks):
     return f"--tasks: lm_eval cannot build {', '.join(tasks)}: {where} ({e.strerror}); make it readable to this user."
 
 
+def yaml_of(tm, task):
+    """The YAML file lm_eval read task from, or None."""
+    entry = getattr(tm, "task_index", {}).get(task)  # a dict in lm-eval 0.4.10, an Entry in 0.4.13
+    yaml_path = entry.get("yaml_path") if isinstance(entry, dict) else getattr(entry, "yaml_path", None)
+    return str(yaml_path) if yaml_path else None
+
+
 def included(tm, task, include_path):
     """Whether task's YAML is under include_path (a local task, not one of lm_eval's own)."""
-    entry = getattr(tm, "task_index", {}).get(task) if include_path else None  # a dict in every lm-eval 0.4
-    yaml_path = entry.get("yaml_path") if isinstance(entry, dict) else getattr(entry, "yaml_path", None)
+    yaml_path = yaml_of(tm, task) if include_path else None
     return bool(yaml_path) and os.path.realpath(yaml_path).startswith(os.path.realpath(include_path) + os.sep)
+
+
+def task_data(yaml_path):
+    """The local files a task's YAML names as its data (dataset_kwargs' data_files), [] where it names none or
+    cannot be parsed here (lm_eval's own tags are read as nothing)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    try:
+        with open(yaml_path, encoding="utf-8") as f:
+            files = ((yaml.load(f, Loader) or {}).get("dataset_kwargs") or {}).get("data_files")
+    except (OSError, ValueError, yaml.YAMLError, AttributeError):
+        return []
+    files = list(files.values()) if isinstance(files, dict) else files
+    files = [files] if isinstance(files, str) else files if isinstance(files, list) else []
+    flat = [f for x in files for f in (x if isinstance(x, list) else [x])]
+    return [f for f in flat if isinstance(f, str) and "://" not in f]
+
+
+def check_task_data(task, files):
+    """A task's data file that is a link whose target is gone, unreadable or a folder, said so: lm_eval said
+    "Unable to find" or "fix its YAML file" of a YAML with nothing wrong in it, or read a file it could not read
+    as none."""
+    for f in files:
+        present(f)
+        if os.path.isdir(f):
+            raise SystemExit(f"--tasks: {f}, the data file of task {task}, is a folder; move it out of the way and "
+                             f"put the task's data file there.")
+
+
+def unread_yaml(include_path):
+    """The YAML files of include_path lm_eval read no task from (it skips them without a word), each checked for a
+    link whose target is gone or a file this user cannot read first."""
+    from lm_eval.tasks import TaskManager as Manager
+    found = sorted(glob.glob(os.path.join(include_path, "**", "*.yaml"), recursive=True))
+    for path in found:
+        present(path)
+    tm = Manager(include_path=include_path, include_defaults=False)
+    read = {os.path.realpath(p) for p in map(lambda t: yaml_of(tm, t), getattr(tm, "task_index", {})) if p}
+    return [p for p in found if os.path.realpath(p) not in read]
 
 
 def load_tasks(args):
@@ -223,6 +273,13 @@ def load_tasks(args):
                else f"for the perplexity of a text file, use --text={path}")
         raise SystemExit(f"--tasks takes task names, and {path} is a {'folder' if os.path.isdir(path) else 'file'}; "
                          f"{fix}{'' if fix.startswith('for') else ' and the names its YAML files give as --tasks'}.")
+    # a task's YAML emptied, cut short or another file, in --include_path: "add task YAML files through
+    # --include_path" was the advice, where it was
+    unread = unread_yaml(args.include_path) if unknown and args.include_path else []
+    if unread:
+        raise SystemExit(f"--tasks: lm_eval knows no task {', '.join(unknown)}, and reads no task from "
+                         f"{', '.join(unread[:3])}{' ...' if len(unread) > 3 else ''} in --include_path (empty, cut "
+                         f"short, a folder, or a template other files include); fix the one that defines it.")
     if unknown:
         raise SystemExit(f"--tasks: lm_eval knows no task {', '.join(unknown)}; list them with `lm_eval ls tasks`, "
                          f"or add task YAML files through --include_path.")
@@ -236,6 +293,9 @@ def load_tasks(args):
     build = tm.load if hasattr(tm, "load") else tm.load_task_or_group  # lm-eval 0.4.13, 0.4.10
     for t in tasks:
         if offline or included(tm, t, args.include_path):
+            mine = included(tm, t, args.include_path)
+            files = task_data(yaml_of(tm, t)) if mine else []
+            check_task_data(t, files)
             try:
                 build([t])
             except ConnectionError:  # what datasets raises for data that is neither cached nor reachable
@@ -250,8 +310,14 @@ def load_tasks(args):
                 # (DatasetGenerationError) or holding a label beyond its choices (IndexError): each was a traceback
                 cause = e.__cause__ or e  # datasets wraps the parser's error in "An error occurred while ..."
                 why = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
-                data = "" if isinstance(e, (FileNotFoundError, ValueError)) else " or the data it names"
-                raise SystemExit(f"--tasks: lm_eval cannot build task {t} ({why}); fix its YAML file{data}.") from None
+                # a data file that is there may be at fault (not JSON of the fields the YAML names: a ValueError,
+                # where "fix its YAML file" was the advice); one that is not is named in the error
+                data = [f for f in files if os.path.exists(f)]
+                yaml_file = f" {yaml_of(tm, t)}" if mine else ""
+                data = (f" or its data file {', '.join(data)}" if data else "" if mine or isinstance(e, (
+                    FileNotFoundError, ValueError)) else " or the data it names")
+                raise SystemExit(f"--tasks: lm_eval cannot build task {t} ({why}); fix its YAML file{yaml_file}"
+                                 f"{data}.") from None
     return tm, tasks
 
 

@@ -490,7 +490,11 @@ def open_bins(out_dir, st):
         exists = os.path.exists(path)
         if (os.path.getsize(path) if exists else 0) < 2 * st["tokens"][s]:
             sys.exit(f"error: {path} is shorter than {out_dir}/progress.json records; delete {out_dir} and start over")
-        files[s] = open(path, "r+b" if exists else "wb")
+        try:
+            files[s] = open(path, "r+b" if exists else "wb")
+        except PermissionError as e:  # read-only or unreadable for this user: a traceback at the resume
+            sys.exit(f"error: cannot open {path} to append to it ({e.strerror}); make it readable and writable for "
+                     f"this user, or use another --out_dir")
         files[s].truncate(2 * st["tokens"][s])
         files[s].seek(0, os.SEEK_END)
     return files
@@ -714,8 +718,9 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=None):
         for name in ("train.bin", "val.bin", "progress.json"):
             os.remove(os.path.join(args.out_dir, name))
     if "train" in empty:
-        sys.exit(f"error: the input holds no text for train.bin ({len(shards)} file(s) read, {st['skipped']} bad "
-                 f"line(s) and {len(st['skipped_shards'])} bad file(s) skipped); give files that hold documents")
+        read = f"{shards[0][0]} read" if len(shards) == 1 else f"{len(shards)} files read"  # the one file: named
+        sys.exit(f"error: the input holds no text for train.bin ({read}, {st['skipped']} bad line(s) and "
+                 f"{len(st['skipped_shards'])} bad file(s) skipped); give files that hold documents")
     if empty:
         why = (f"--val_fraction {args.val_fraction} splits off nothing: a .txt file at the first line start past "
                f"that mark, a .jsonl file one document in every {1 / args.val_fraction:g}" if args.val_fraction

@@ -311,7 +311,7 @@ def convert_sources(s):
                 raise ValueError
             out.update({(name, seed): c for name, c in got.items()})
             continue
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # not there yet (its run folder a file: no run there either)
             pass
         except ValueError:  # torn by a kill while an older version wrote it in place: a cache, so computed again
             print(f"{cached} is not readable JSON of every conversion; computing it again", file=sys.stderr)

@@ -197,6 +197,9 @@ def cached_run(job):
 def read_curve(path, steps):
     """A cached run's [(step, accuracy)], or None when it is not there yet or damaged (written whole, so not by this
     code): any other list would reach the tables as a wrong accuracy, or fail there."""
+    if os.path.isdir(path):  # read as no curve, the run trained, and only then was its curve refused
+        sys.exit(f"{path} is a folder, where this study caches the curve of a run; move it out of the way and run "
+                 f"again.")
     try:
         with open(path) as f:
             curve = [tuple(p) for p in json.load(f)]

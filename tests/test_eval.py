@@ -266,7 +266,8 @@ def test_a_local_task_that_cannot_be_built_offline_is_one_sentence_before_the_mo
         with pytest.raises(SystemExit) as e:  # tmp_path holds no checkpoint: the tasks are checked first
             ev.main([f"--out_dir={tmp_path}", f"--tasks={task}", f"--include_path={tmp_path / 'tasks'}"])
         assert str(e.value).startswith(f"--tasks: lm_eval cannot build task {task} ({why}")
-        assert str(e.value).endswith("); fix its YAML file.")
+        data = "" if task == "nofile" else f" or its data file {tmp_path / 'alphabet.jsonl'}"  # the one that is there
+        assert str(e.value).endswith(f"); fix its YAML file {tmp_path / 'tasks' / task}.yaml{data}.")
 
 
 def test_a_local_task_whose_data_or_yaml_is_cut_short_is_one_sentence_before_the_model(tmp_path, lm_eval, offline,
@@ -290,7 +291,8 @@ def test_a_local_task_whose_data_or_yaml_is_cut_short_is_one_sentence_before_the
         with pytest.raises(SystemExit) as e:  # tmp_path holds no checkpoint: the tasks are checked first
             ev.main([f"--out_dir={tmp_path}", f"--tasks={task}", f"--include_path={tmp_path / 'tasks'}"])
         assert str(e.value).startswith(f"--tasks: lm_eval cannot build task {task} ({why}"), str(e.value)
-        assert str(e.value).endswith("); fix its YAML file or the data it names.")
+        data = "" if task == "cut" else f" or its data file {tmp_path / task}.jsonl"  # both named, as they are
+        assert str(e.value).endswith(f"); fix its YAML file {tmp_path / 'tasks' / task}.yaml{data}."), str(e.value)
     assert not (tmp_path / "eval").exists()
 
 

@@ -222,8 +222,9 @@ def test_a_run_whose_curve_cannot_be_written_stops_the_study_with_workers(tmp_pa
                         "--workers=2", f"--out={tmp_path}/o", f"--cache={tmp_path}/runs"], cwd=ROOT,
                        capture_output=True, text=True, timeout=180)
     assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert r.stderr.strip().splitlines()[-1].endswith("a folder has that name; move it out of the way, or write "
-                                                      "elsewhere.")
+    # (the folder is now refused before the run trains, as the worker reads the cache: still a worker's SystemExit)
+    assert r.stderr.strip().splitlines()[-1].endswith("is a folder, where this study caches the curve of a run; move "
+                                                      "it out of the way and run again.")
     assert not os.path.exists(tmp_path / "o")
 
 
