@@ -266,7 +266,7 @@ def atomic_write(path, data):
                              f"while this ran) or is a file; make it or run again, or write elsewhere.") from None
         # a folder this user may not write (its modes, a read-only mount) was told to free space on its disk
         fix = (f"make {folder} writable for this user" if cause.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
-               else "free space on its disk")
+               else "choose a shorter name" if cause.errno == errno.ENAMETOOLONG else "free space on its disk")
         raise SystemExit(f"could not write {path} ({cause.strerror or cause}); "
                          + ("the file there is unchanged" if os.path.exists(path) else "nothing was written")
                          + f": {fix}, or write elsewhere.") from None

@@ -815,6 +815,16 @@ def test_a_signal_taken_by_another_thread_between_two_files_written_together_wai
         signal.signal(signal.SIGTERM, old)
 
 
+def test_a_name_too_long_for_the_disk_is_not_told_to_free_space(tmp_path):
+    # its temporary file's name (the name, a dot, 8 characters, .tmp) passes the file system's 255 bytes first
+    path = tmp_path / ("r" * 250)
+    with pytest.raises(SystemExit) as e:
+        checkpoint.atomic_write(str(path), "x")
+    assert str(e.value) == f"could not write {path} (File name too long); nothing was written: choose a shorter " \
+                           f"name, or write elsewhere."
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_write_refused_for_permission_names_the_folder_to_make_writable_not_free_space(tmp_path, monkeypatch):
     # `rope --redraw` into a folder of mode 500 (or a read-only mount) was told to "free space on its disk" (the
     # sixteenth pass); as root the modes do not refuse, so mkstemp is made to
