@@ -364,7 +364,10 @@ def work(args, model, data_dir, tokenizer, out):
     # every pair, random matrices too, read r2 1.000
     if idx is not None and cfg.proj != "q_k_v" and idx.numel() <= head_dim + 1:
         bs = cfg.block_size
-        fix = (f"raise --tokens to {(head_dim + 1) // bs * bs + bs} or more" if args.tokens <= head_dim + 1 else
+        # --tokens helps where val.bin's whole blocks are more: --tokens=20 of blocks of 8 (16 tokens) on a val.bin
+        # of thousands was told to find a larger validation set
+        held = len(tokens(args.data_dir or data_dir, "val")) // bs * bs
+        fix = (f"raise --tokens to {(head_dim + 1) // bs * bs + bs} or more" if held > head_dim + 1 else
                "set --data_dir to a larger validation set")
         raise SystemExit(f"r2 would be measured on {idx.numel()} validation tokens, and its affine map fits "
                          f"{head_dim + 1} numbers per dimension of each head (head_dim {head_dim} and an offset), "

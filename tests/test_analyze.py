@@ -245,6 +245,10 @@ def test_r2_on_no_more_tokens_than_its_fit_has_unknowns_is_refused(tmp_path, cap
     np.arange(40, dtype=np.uint16).tofile(data / "val.bin")
     code, out, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--data_dir={data}", "--tokens=32", "--out=")
     assert code is None and "linear CKA of the outputs on 32 validation tokens" in out
+    # --tokens=20 is more than the fit's 17 unknowns, but whole blocks of 16 make it 16: the fix is --tokens, not
+    # a larger validation set, which val.bin (40 tokens, two blocks) already is (the seventeenth pass)
+    code, _, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--data_dir={data}", "--tokens=20", "--out=")
+    assert code.endswith("whatever the weights; raise --tokens to 32 or more.")
 
 
 def test_validation_data_of_another_tokenizer_or_cut_inside_a_token_is_refused_and_leaves_no_folder(tmp_path, capsys):
