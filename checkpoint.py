@@ -856,7 +856,7 @@ def eval_batches(val_tokens, block_size, batch_size, eval_tokens, world_size=1):
     """train.py's evaluation, for each process: (rows, batches, capped). About eval_tokens in batches of rows
     consecutive windows, rows = batch_size or fewer where val.bin holds less than one batch; no more batches than
     val.bin holds whole (capped: fewer than eval_tokens asked), never wrapped round its end, which scored some of its
-    tokens several times. The studies that score or report train.py's evaluation (retrofit, cpu_lm) use it too."""
+    tokens several times. The studies that score or report train.py's evaluation use it too (scored_tokens)."""
     windows = (val_tokens - 1) // block_size
     rows = min(batch_size, windows // world_size)
     asked = max(1, eval_tokens // (rows * block_size * world_size))
