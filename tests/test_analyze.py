@@ -265,6 +265,12 @@ def test_validation_data_of_another_tokenizer_or_cut_inside_a_token_is_refused_a
     assert code == f"{data}/val.bin holds 65 bytes, an odd number, so it is no file of uint16 tokens; set --data_dir " \
                    f"to a folder prepare_slimpajama.py wrote."
     np.arange(32, dtype=np.uint16).tofile(data / "val.bin")
+    # a val.bin copied away from its meta.json: its tokenizer unknown, its ids were measured as the model's text
+    # (bytes for an r50k model, exit 0; the seventeenth pass)
+    code, out, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--data_dir={data}", "--out=" + str(tmp_path / "a" / "b"))
+    assert code == f"{data} holds a val.bin and no meta.json naming its tokenizer, and the checkpoint's model reads " \
+                   f"'chars': CKA could be measured on the ids of another tokenizer; set --data_dir to a folder " \
+                   f"prepare_slimpajama.py wrote."
     (data / "meta.json").write_text('{"tokenizer": "r50k_base", "vocab_size": 50257}')
     code, out, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--data_dir={data}", "--out=" + str(tmp_path / "a" / "b"))
     assert code == f"{data} holds tokens of 'r50k_base' and the checkpoint's model reads 'chars': CKA would be " \
