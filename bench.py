@@ -420,7 +420,8 @@ def bench_step(args, device):
     # (the CPU run said "the paper's micro-batch 2 x 32 ... fused AdamW")
     micro = "micro-batch" if args.quick else "the paper's micro-batch"
     print(f"\n== step: {shape}, {micro} {batch} x {block}, dropout 0.1, forward + backward + "
-          f"{'fused ' if cuda else ''}AdamW, {'bf16 autocast' if cuda else 'float32'}, eager; the second step is timed ==")
+          f"{'fused ' if cuda else ''}AdamW, {'bf16 autocast' if cuda else 'float32'}, eager; the second step is "
+          f"timed ==")
     x = torch.randint(shape["vocab_size"], (batch, block), device=device)
     y = torch.randint(shape["vocab_size"], (batch, block), device=device)
     rows = []

@@ -287,9 +287,9 @@ def val_tokens(data_dir, n_tokens, block_size, tokenizer=None):
         raise SystemExit(f"{path} holds {os.path.getsize(path):,} bytes, an odd number, so it is no file of uint16 "
                          f"tokens; set --data_dir to a folder prepare_slimpajama.py wrote.")
     if tokenizer and not os.path.isfile(meta):  # a val.bin copied away from it: bytes measured as r50k ids, exit 0
-        raise SystemExit(f"{data_dir} holds a val.bin and no meta.json naming its tokenizer, and the checkpoint's model "
-                         f"reads {tokenizer!r}: CKA could be measured on the ids of another tokenizer; set --data_dir "
-                         f"to a folder prepare_slimpajama.py wrote.")
+        raise SystemExit(f"{data_dir} holds a val.bin and no meta.json naming its tokenizer, and the checkpoint's "
+                         f"model reads {tokenizer!r}: CKA could be measured on the ids of another tokenizer; set "
+                         f"--data_dir to a folder prepare_slimpajama.py wrote.")
     theirs = read_json(meta, "set --data_dir to a folder prepare_slimpajama.py wrote").get("tokenizer") \
         if tokenizer else tokenizer
     if theirs != tokenizer:  # ids below the vocabulary, so they ran, as other text than the model ever read
