@@ -416,8 +416,12 @@ def bench_step(args, device):
         return
     shape, batch, block = (TINY, 2, 32) if args.quick else (dict(PAPER_SHAPES["1.2B"], n_inner=8192), 2, 2048)
     ctx = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
-    print(f"\n== step: {shape}, the paper's micro-batch {batch} x {block}, dropout 0.1, forward + backward + fused "
-          f"AdamW, {'bf16 autocast' if cuda else 'float32'}, eager; the second step is timed ==")
+    # what ran: --quick's tiny shape is no paper's micro-batch, and configure_optimizers fuses AdamW on CUDA only
+    # (the CPU run said "the paper's micro-batch 2 x 32 ... fused AdamW")
+    micro = "micro-batch" if args.quick else "the paper's micro-batch"
+    print(f"\n== step: {shape}, {micro} {batch} x {block}, dropout 0.1, forward + backward + "
+          f"{'fused ' if cuda else ''}AdamW, {'bf16 autocast' if cuda else 'float32'}, eager; the second step is "
+          f"timed ==")
     x = torch.randint(shape["vocab_size"], (batch, block), device=device)
     y = torch.randint(shape["vocab_size"], (batch, block), device=device)
     rows = []

@@ -876,12 +876,30 @@ def eval_batches(val_tokens, block_size, batch_size, eval_tokens, world_size=1):
     """train.py's evaluation, for each process: (rows, batches, capped). About eval_tokens in batches of rows
     consecutive windows, rows = batch_size or fewer where val.bin holds less than one batch; no more batches than
     val.bin holds whole (capped: fewer than eval_tokens asked), never wrapped round its end, which scored some of its
-    tokens several times. The studies that score or report train.py's evaluation (retrofit, cpu_lm) use it too."""
+    tokens several times. The studies that score or report train.py's evaluation use it too (scored_tokens)."""
     windows = (val_tokens - 1) // block_size
     rows = min(batch_size, windows // world_size)
     asked = max(1, eval_tokens // (rows * block_size * world_size))
     whole = windows // (rows * world_size)
     return rows, min(asked, whole), asked > whole
+
+
+def scored_tokens(val_tokens, block_size, batch_size, eval_tokens):
+    """The validation tokens train.py's evaluation scores on one process (eval_batches): what a study's report names,
+    not eval_tokens, which a smaller val.bin cuts to its whole batches (cpu_lm, retrofit and scaling said eval_tokens'
+    106,496 over a validation set of 50,000)."""
+    rows, batches, _ = eval_batches(val_tokens, block_size, batch_size, eval_tokens)
+    return rows * batches * block_size
+
+
+def data_counts(ckpt, out_dir):
+    """{"train_tokens", "val_tokens"} of the data a study's run trained on, as its checkpoint's meta records them (the
+    report's header names them); one sentence where they are no counts (edited, or another program's)."""
+    counts = {k: ckpt["meta"].get(k) for k in ("train_tokens", "val_tokens")}
+    if not all(type(n) is int and n >= 0 for n in counts.values()):
+        raise SystemExit(f"{out_dir}/ckpt.pt holds meta {counts}, no token counts of its data (edited, or another "
+                         f"program's); restore it, or delete {out_dir} and train the run again.")
+    return counts
 
 
 def tokens(data_dir, split):

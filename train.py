@@ -740,6 +740,16 @@ if rank > 0:  # dropout differs per process; rank 0 goes on with the init's stre
 best_val_loss = float("inf")
 if source:
     calib = torch.cat([get_batch("train", max_iters, k)[0] for k in range(calib_batches)])  # a key no step uses
+    # a window drawn twice adds no equation: a train.bin little longer than block_size gives few distinct windows, and
+    # 128 tokens of one window of 8 were fitted exactly, "unexplained V variance 0.000" (the check above counts all)
+    distinct = torch.unique(calib, dim=0).numel()
+    if ties_v(source[0], gptconf) and convert_method in ("lstsq", "split") and \
+            (too_few := exact_fit(source[0], distinct)):
+        starts = len(tokens(data_dir, "train")) - block_size  # the windows train.bin has to draw from
+        fix = "raise --calib_batches" if starts * block_size > too_few[0] else "prepare more training data"
+        sys.exit(f"the {len(calib)} calibration windows from {data_dir}/train.bin ({starts + block_size:,} tokens) are "
+                 f"only {distinct // block_size} distinct, {distinct} tokens, and convert_method={convert_method!r} "
+                 f"{too_few[1]}; {fix}, or set --convert_method=k.")
     try:
         state, fits = convert_state_dict(source[1], source[0], gptconf, convert_method, calib)
     except ValueError as e:

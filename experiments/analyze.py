@@ -286,8 +286,12 @@ def val_tokens(data_dir, n_tokens, block_size, tokenizer=None):
     if os.path.getsize(path) % 2:  # cut inside a token: numpy's memmap refused it with a traceback
         raise SystemExit(f"{path} holds {os.path.getsize(path):,} bytes, an odd number, so it is no file of uint16 "
                          f"tokens; set --data_dir to a folder prepare_slimpajama.py wrote.")
+    if tokenizer and not os.path.isfile(meta):  # a val.bin copied away from it: bytes measured as r50k ids, exit 0
+        raise SystemExit(f"{data_dir} holds a val.bin and no meta.json naming its tokenizer, and the checkpoint's "
+                         f"model reads {tokenizer!r}: CKA could be measured on the ids of another tokenizer; set "
+                         f"--data_dir to a folder prepare_slimpajama.py wrote.")
     theirs = read_json(meta, "set --data_dir to a folder prepare_slimpajama.py wrote").get("tokenizer") \
-        if tokenizer and os.path.isfile(meta) else tokenizer
+        if tokenizer else tokenizer
     if theirs != tokenizer:  # ids below the vocabulary, so they ran, as other text than the model ever read
         raise SystemExit(f"{data_dir} holds tokens of {theirs!r} and the checkpoint's model reads {tokenizer!r}: CKA "
                          f"would be measured on the ids of another tokenizer; set --data_dir to data of {tokenizer!r}.")
@@ -364,7 +368,10 @@ def work(args, model, data_dir, tokenizer, out):
     # every pair, random matrices too, read r2 1.000
     if idx is not None and cfg.proj != "q_k_v" and idx.numel() <= head_dim + 1:
         bs = cfg.block_size
-        fix = (f"raise --tokens to {(head_dim + 1) // bs * bs + bs} or more" if args.tokens <= head_dim + 1 else
+        # --tokens helps where val.bin's whole blocks are more: --tokens=20 of blocks of 8 (16 tokens) on a val.bin
+        # of thousands was told to find a larger validation set
+        held = len(tokens(args.data_dir or data_dir, "val")) // bs * bs
+        fix = (f"raise --tokens to {(head_dim + 1) // bs * bs + bs} or more" if held > head_dim + 1 else
                "set --data_dir to a larger validation set")
         raise SystemExit(f"r2 would be measured on {idx.numel()} validation tokens, and its affine map fits "
                          f"{head_dim + 1} numbers per dimension of each head (head_dim {head_dim} and an offset), "

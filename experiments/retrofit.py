@@ -43,9 +43,9 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import numpy as np
 import torch
 
-from checkpoint import (atomic_write, check_study_run, eval_batches, hold_lock, load_checkpoint, new_dirs, open_data,
-                        partial_report, present, read_log, read_table, reports_free, save_figure, together, tokens,
-                        train_first, writable_dir)
+from checkpoint import (atomic_write, check_study_run, data_counts, eval_batches, hold_lock, load_checkpoint, new_dirs,
+                        open_data, partial_report, present, read_log, read_table, reports_free, save_figure,
+                        scored_tokens, together, tokens, train_first, writable_dir)
 from configurator import Parser, cli, run_child
 from convert import convert_state_dict
 from model import GPT, GPTConfig
@@ -190,7 +190,8 @@ def collect(s):
             model = GPT(GPTConfig(**ckpt["model_args"]))
         val, conv = curve_and_conversion(out)
         recs.append({"name": name, "seed": seed, "kv_bytes": model.kv_bytes_per_token(torch.bfloat16),
-                     "params": model.num_params(), "val": val, "conversion": conv, "config": ckpt["config"]})
+                     "params": model.num_params(), "val": val, "conversion": conv,
+                     "config": {**ckpt["config"], **data_counts(ckpt, out)}})  # the header names its val tokens
     return recs, missing
 
 
@@ -342,6 +343,8 @@ def write_md(recs, conv, missing, s, command, prefix):
     iters, up = ITERS // s["scale"], [n // s["scale"] for n in UPTRAIN]
     cfg = next(r["config"] for r in recs if r["name"] == "qkv")
     lr = ", ".join(f"{k} {v}" for k, v in UPTRAIN_LR.items())
+    # what train.py scored: s["eval_tokens"] on a smaller val.bin was its whole batches, not the count asked
+    scored = scored_tokens(cfg["val_tokens"], cfg["block_size"], cfg["batch_size"], s["eval_tokens"])
     lines = []
     if missing:
         lines += [f"PARTIAL: {len(missing)} of {len(plan(s))} runs not finished, left out: {', '.join(missing)}.", ""]
@@ -350,7 +353,7 @@ def write_md(recs, conv, missing, s, command, prefix):
               f"dropout {cfg['dropout']}), converted, then uptrained for {up[-1]} iterations ({lr}, cosine over "
               f"{up[-1]}; the {up[0]}-iteration column is read mid-schedule). qk_v scratch: trained from scratch with "
               f"the source's schedule for {iters + up[-1]} iterations (its {iters + up[0]} column is read "
-              f"mid-schedule). Validation loss (nats/byte) over {s['eval_tokens']:,} tokens, mean +/- sample std "
+              f"mid-schedule). Validation loss (nats/byte) over {scored:,} tokens, mean +/- sample std "
               f"over the seeds counted (of {', '.join(map(str, s['seeds']))}). The column after conversion is "
               f"computed by the report for every finished source (the runs' own first evaluations, where they "
               f"exist, agree to {agreement(recs, conv):.1e}).", "",

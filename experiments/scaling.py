@@ -45,8 +45,8 @@ import numpy as np
 import torch
 
 from checkpoint import (atomic_write, check_study_run, default_data, guard_assets, hold_lock, load_checkpoint, new_dirs,
-                        open_data, present, read_log, read_table, save_figure, together, tokens, train_first,
-                        writable_dir)
+                        open_data, present, read_log, read_table, save_figure, scored_tokens, together, tokens,
+                        train_first, writable_dir)
 from configurator import Parser, cli, number, stop_children
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
@@ -437,6 +437,39 @@ def analysis_table(ana, s):
     return lines
 
 
+def val_length(s, args):
+    """Tokens of the val.bin the table's runs scored, None where not counted: the tracked table's is Shakespeare's,
+    which holds the eval_tokens and ANALYSIS_TOKENS asked (and a fresh clone has no data); a table beside its runs
+    reads --data_dir's (check_root_data: the runs' own), whose val.bin may be smaller, or gone since."""
+    path = os.path.join(args.data_dir, "val.bin")
+    if tracked(s, args) or not present(path) or not os.path.isfile(path):
+        return None
+    return os.path.getsize(path) // 2  # uint16 tokens, counted without mapping the file (cut: no ValueError)
+
+
+def scored_phrase(s, args, rows):
+    """The validation bytes the report's losses are over: eval_tokens was said where a smaller val.bin gave train.py's
+    evaluation its whole batches only, and another count at each block size where it holds few windows of them."""
+    val, asked = val_length(s, args), s["eval_tokens"]
+    counts = {int(r["block_size"]): scored_tokens(val or sys.maxsize, int(r["block_size"]), int(r["batch_size"]),
+                                                  asked) for r in rows}
+    if val is None and not tracked(s, args):
+        return f"{asked:,} validation bytes asked ({args.data_dir}/val.bin, gone now, may have held fewer)"
+    if len(set(counts.values())) == 1:
+        n = next(iter(counts.values()))
+        return f"same {n:,} validation bytes" + (f" (all the whole batches its val.bin of {val:,} holds; "
+                                                  f"eval_tokens {asked:,})" if n < asked else "")
+    return ("first " + ", ".join(f"{n:,} (block_size {b})" for b, n in sorted(counts.items())) +
+            f" validation bytes (the whole batches of each block_size its val.bin of {val:,} holds; eval_tokens "
+            f"{asked:,})")
+
+
+def analysis_tokens(s, args):
+    """The validation bytes finish() analysed: ANALYSIS_TOKENS, or the whole blocks of a smaller val.bin."""
+    val = val_length(s, args)
+    return min(ANALYSIS_TOKENS, val if val is not None else ANALYSIS_TOKENS) // s["base_block"] * s["base_block"]
+
+
 def data_name(args):
     return "Byte-level Shakespeare" if default_data(args.data_dir) else f"Byte-level data of {args.data_dir}"
 
@@ -459,6 +492,7 @@ def report(s, args):
     warmup = next((a.split("=")[1] for a in s["extra"] if a.startswith("--warmup_iters=")), 50)
     winner = lr_check_winner(s, rows)
     checked, rows = rows, grid_rows(s, rows)
+    analysed = analysis_tokens(s, args)  # the validation bytes finish() analysed
     lines = []
     if partial:
         lines += [f"PARTIAL: {len(checked)} of {expected} runs finished; the tables show what is in.", ""]
@@ -466,8 +500,8 @@ def report(s, args):
               f"{os.path.basename(ana_path)}). {data_name(args)}, config/cpu_lm.py: {rows[0]['n_layer']} layers, "
               f"4 heads, dropout 0.1, {s['tokens_per_iter']:,} tokens per iteration, lr {s['lr']:g} -> "
               f"{s['lr'] / 10:g} (cosine after {warmup} warmup iterations) unless said, seeds "
-              f"{', '.join(map(str, s['seeds']))}, one thread per run. Validation loss in nats/byte over the same "
-              f"{s['eval_tokens']:,} validation bytes, final (at the last iteration) unless said; best = the lowest "
+              f"{', '.join(map(str, s['seeds']))}, one thread per run. Validation loss in nats/byte over the "
+              f"{scored_phrase(s, args, rows)}, final (at the last iteration) unless said; best = the lowest "
               f"of the evaluations every {s['eval_interval']} iterations.", "",
               "Reading rule: gaps are paired by seed (the same seed gives every variant the same batches). A "
               "difference is **shown** when every seed agrees in sign and the mean gap exceeds the spread (sample "
@@ -476,7 +510,7 @@ def report(s, args):
               "Final validation loss:", "",
               *GAP_HEAD, *budget_table(rows, s, "val_loss"), "", "Best validation loss:", "", *GAP_HEAD,
               *budget_table(rows, s, "best_val_loss"), "",
-              f"Projection analysis of the qkv checkpoints (experiments/analyze.py on the first {ANALYSIS_TOKENS:,} "
+              f"Projection analysis of the qkv checkpoints (experiments/analyze.py on the first {analysed:,} "
               f"validation bytes; per seed the mean over layers, then mean ± std over seeds; the random row applies "
               f"Gaussian matrices of the same shapes to the same inputs):", "", *analysis_table(ana, s), "",
               "## Context: block_size with batch x block constant", "", *GAP_HEAD,

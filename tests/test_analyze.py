@@ -245,6 +245,10 @@ def test_r2_on_no_more_tokens_than_its_fit_has_unknowns_is_refused(tmp_path, cap
     np.arange(40, dtype=np.uint16).tofile(data / "val.bin")
     code, out, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--data_dir={data}", "--tokens=32", "--out=")
     assert code is None and "linear CKA of the outputs on 32 validation tokens" in out
+    # --tokens=20 is more than the fit's 17 unknowns, but whole blocks of 16 make it 16: the fix is --tokens, not
+    # a larger validation set, which val.bin (40 tokens, two blocks) already is (the seventeenth pass)
+    code, _, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--data_dir={data}", "--tokens=20", "--out=")
+    assert code.endswith("whatever the weights; raise --tokens to 32 or more.")
 
 
 def test_validation_data_of_another_tokenizer_or_cut_inside_a_token_is_refused_and_leaves_no_folder(tmp_path, capsys):
@@ -261,6 +265,12 @@ def test_validation_data_of_another_tokenizer_or_cut_inside_a_token_is_refused_a
     assert code == f"{data}/val.bin holds 65 bytes, an odd number, so it is no file of uint16 tokens; set --data_dir " \
                    f"to a folder prepare_slimpajama.py wrote."
     np.arange(32, dtype=np.uint16).tofile(data / "val.bin")
+    # a val.bin copied away from its meta.json: its tokenizer unknown, its ids were measured as the model's text
+    # (bytes for an r50k model, exit 0; the seventeenth pass)
+    code, out, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--data_dir={data}", "--out=" + str(tmp_path / "a" / "b"))
+    assert code == f"{data} holds a val.bin and no meta.json naming its tokenizer, and the checkpoint's model reads " \
+                   f"'chars': CKA could be measured on the ids of another tokenizer; set --data_dir to a folder " \
+                   f"prepare_slimpajama.py wrote."
     (data / "meta.json").write_text('{"tokenizer": "r50k_base", "vocab_size": 50257}')
     code, out, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--data_dir={data}", "--out=" + str(tmp_path / "a" / "b"))
     assert code == f"{data} holds tokens of 'r50k_base' and the checkpoint's model reads 'chars': CKA would be " \

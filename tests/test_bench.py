@@ -38,7 +38,8 @@ def test_cache_section_bytes_equal_theory(tmp_path):
 
 def test_decode_prefill_train_step_kernel_quick(tmp_path, capsys):
     bench.main(["--what=decode,prefill,train,step,kernel", "--quick", "--device=cpu", f"--out={tmp_path}"])
-    assert "needs CUDA" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "needs CUDA" in out
     assert (tmp_path / "decode_speed.png").stat().st_size > 0
     assert not list(tmp_path.glob("kernel*"))
     names = [name for name, _ in bench.VARIANTS]
@@ -53,6 +54,9 @@ def test_decode_prefill_train_step_kernel_quick(tmp_path, capsys):
     assert [r["variant"] for r in train] == names
     assert float(train[0]["ratio_vs_qkv"]) == 1 and all(float(r["tokens_per_s"]) > 0 for r in train)
     assert [r["variant"] for r in read_csv(tmp_path / "train_step.csv")] == ["QKV", "Q-K=V"]
+    # its header names what ran: the CPU's AdamW is not fused, and --quick's 2 x 32 is no paper's micro-batch
+    assert ("micro-batch 2 x 32, dropout 0.1, forward + backward + AdamW, float32, eager; the second step is timed =="
+            in out)
     prefill = read_csv(tmp_path / "prefill.csv")
     assert float(prefill[2]["vs_reference"]) == 1  # the reference itself
     logits = 64 * 50304 * 4  # the [T, vocab] float32 logits of the quick run's 64-token prompt

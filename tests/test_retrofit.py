@@ -59,3 +59,15 @@ def test_val_loss_scores_the_windows_train_py_does_on_a_small_val_bin(tmp_path):
     assert retrofit.val_loss(MeanTarget(), cfg) == pytest.approx(want)
     cfg.update(batch_size=64)  # more rows than val.bin holds windows: one batch of its 31
     assert retrofit.val_loss(MeanTarget(), cfg) == pytest.approx(data[1:31 * 32 + 1].mean())
+
+
+@pytest.mark.parametrize("val_tokens, scored", [(111_539, 106_496), (50_000, 49_152), (1_000, 768)])
+def test_the_report_names_the_validation_tokens_train_py_scored(tmp_path, val_tokens, scored):
+    # data/cpu_lm_bytes prepared from a shorter text: train.py scored the 12 whole batches of 16 x 256 of a val.bin
+    # of 50,000 (49,152), and the report said "over 106,496 tokens" (left by the sixteenth pass)
+    s = dict(retrofit.FULL, root=str(tmp_path))
+    cfg = dict(n_layer=4, n_head=4, n_embd=128, block_size=256, batch_size=16, dropout=0.1, eval_tokens=106_496,
+               val_tokens=val_tokens, train_tokens=400_000)
+    recs = [{"name": "qkv", "seed": 1337, "kv_bytes": 4096, "params": 1, "val": {600: 2.0}, "config": cfg}]
+    retrofit.write_md(recs, {}, [], s, "python -m experiments.retrofit", str(tmp_path / "r"))
+    assert f"Validation loss (nats/byte) over {scored:,} tokens, mean" in (tmp_path / "r.md").read_text()

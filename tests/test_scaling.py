@@ -140,3 +140,30 @@ def test_a_report_of_the_tracked_tables_names_no_root_it_never_read(tmp_path):
     scaling.report(s, argparse.Namespace(root=str(tmp_path / "elsewhere"), data_dir="data/cpu_lm_bytes"))
     with open(os.path.join(ROOT, "assets", "scaling.md")) as f:
         assert (assets / "scaling.md").read_text() == f.read()
+
+
+@pytest.mark.parametrize("val_tokens, scored, analysed", [
+    (199, "the same 192 validation bytes (all the whole batches its val.bin of 199 holds; eval_tokens 2,048)", 192),
+    (256, "the first 224 (block_size 32), 192 (block_size 64) validation bytes (the whole batches of each "
+          "block_size its val.bin of 256 holds; eval_tokens 2,048)", 256),
+    (5000, "the same 2,048 validation bytes, final", 4992)])
+def test_a_report_on_a_small_val_bin_names_the_bytes_its_runs_scored(tmp_path, val_tokens, scored, analysed):
+    # --data_dir with a val.bin of 199 tokens: train.py scored 192 of them (its whole batches) and the analysis 192,
+    # and the report said "over the same 2,048 validation bytes" and "on the first 16,384" (the seventeenth pass)
+    import numpy as np
+    s = dict(scaling.QUICK)
+    (tmp_path / "data").mkdir()
+    (np.arange(val_tokens) % 200).astype(np.uint16).tofile(tmp_path / "data" / "val.bin")
+    rows = [dict(variant=r.proj, proj=r.proj, n_kv_head=r.n_kv_head, n_layer=2, n_embd=r.n_embd,
+                 block_size=r.block_size, batch_size=s["tokens_per_iter"] // r.block_size, iters=r.iters,
+                 learning_rate=r.lr or s["lr"], seed=r.seed, params=1000, kv_bytes_per_token=64, train_s=1,
+                 val_loss=2.0, best_val_loss=2.0) for r in scaling.plan(s)]
+    scaling.write_csv(str(tmp_path / "scaling.csv"), scaling.COLUMNS, rows)
+    scaling.report(s, argparse.Namespace(root=str(tmp_path), data_dir=str(tmp_path / "data")))
+    md = (tmp_path / "scaling.md").read_text()
+    assert f"Validation loss in nats/byte over {scored}" in md
+    assert f"(experiments/analyze.py on the first {analysed:,} validation bytes;" in md
+    (tmp_path / "data" / "val.bin").unlink()  # the data gone since: the count asked, said to be no more than that
+    scaling.report(s, argparse.Namespace(root=str(tmp_path), data_dir=str(tmp_path / "data")))
+    assert (f"over the 2,048 validation bytes asked ({tmp_path / 'data'}/val.bin, gone now, may have held fewer)"
+            in (tmp_path / "scaling.md").read_text())

@@ -641,6 +641,23 @@ def test_a_conversion_calibrated_on_no_more_tokens_than_lstsq_fits_is_refused(da
           "--batch_size=1", "--max_iters=0")
 
 
+def test_a_conversion_calibrated_on_few_distinct_windows_is_refused(data_dir, tmp_path, monkeypatch):
+    # a train.bin of block_size + 1 tokens: every calibration window is its one window, 32 tokens for lstsq's 33
+    # unknowns, fitted exactly ("unexplained V variance per layer: 0.000"), while the count of all windows (64) passed
+    # the check above (the seventeenth pass)
+    train(data_dir, tmp_path / "src", "--max_iters=0", "--proj=qkv", "--n_head=1")
+    small = tmp_path / "small"
+    shutil.copytree(data_dir, small)
+    np.fromfile(small / "train.bin", dtype=np.uint16)[:33].tofile(small / "train.bin")
+    meta = json.loads((small / "meta.json").read_text())
+    (small / "meta.json").write_text(json.dumps({**meta, "train_tokens": 33}))
+    msg = refusal(monkeypatch, tmp_path, [f"--init_from={tmp_path / 'src'}", "--n_head=1", "--calib_batches=2",
+                                          "--batch_size=1", "--max_iters=0"], small)
+    assert msg == (f"the 2 calibration windows from {small}/train.bin (33 tokens) are only 1 distinct, 32 tokens, and "
+                   f"convert_method='lstsq' fits 33 numbers per dimension of each key head, which so few tokens fit "
+                   f"exactly whatever the weights; prepare more training data, or set --convert_method=k.")
+
+
 def test_a_longer_resume_says_that_its_cosine_raises_the_rate_again(data_dir, tmp_path):
     # the finished run's own advice (raise --max_iters, add --init_from=resume) stretched the cosine to the new end:
     # the rate went from min_lr back up without a word
