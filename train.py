@@ -307,9 +307,16 @@ if init_from == "resume":
     config.update({k: v for k, v in ckpt["config"].items() if k in ORIGIN and type(v) is type(defaults[k])})
     differ = [k for k in model_args if k in given and config[k] != model_args[k]]
     if differ:
+        # one a config file sets cannot be dropped from the command line: the fix is the run's own config file
+        typed = {a[2:].partition("=")[0] for a in sys.argv[1:] if a.startswith("--")}
+        filed, dropped = [k for k in differ if k not in typed], ", ".join(f"--{k}" for k in differ if k in typed)
+        files = ", ".join(a for a in sys.argv[1:] if not a.startswith("--"))
+        fix = "drop these settings" if not filed else (
+            f"{files} set{'s' if ', ' not in files else ''} {', '.join(filed)}: resume with the config file the run "
+            f"was trained with" + (f" and drop {dropped}" if dropped else ""))
         sys.exit(f"on resume the architecture comes from {ckpt_path}, but "
                  + ", ".join(f"{k}={config[k]!r} (checkpoint: {model_args[k]!r})" for k in differ)
-                 + "; drop these settings, or start a new run in another --out_dir.")
+                 + f"; {fix}, or start a new run in another --out_dir.")
 else:
     model_args = {k: config[k] for k in asdict(GPTConfig())}
 try:

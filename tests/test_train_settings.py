@@ -246,7 +246,7 @@ def snapshot(out):
     return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(out.iterdir())}
 
 
-@pytest.mark.parametrize("how", ["--proj=qkv", "a config file"])
+@pytest.mark.parametrize("how", ["--proj=qkv", "a config file", "a config file and --n_layer=3"])
 def test_resume_compares_the_architecture_set_with_the_checkpoint_not_the_defaults(how, finished, data_dir,
                                                                                   tmp_path, monkeypatch):
     # proj='qkv' is train.py's default: the run resumed qk_v without a word
@@ -258,13 +258,21 @@ def test_resume_compares_the_architecture_set_with_the_checkpoint_not_the_defaul
     if how == "--proj=qkv":
         msg = run_inprocess(monkeypatch, [*args, "--proj=qkv"])
     else:  # TINY's --proj=qk_v would override the file's proj: the file alone gives it
-        monkeypatch.setattr(sys, "argv", ["train.py", str(config), *(a for a in TINY if a != "--proj=qk_v"), *args])
+        typed = ["--n_layer=3"] if how.endswith("--n_layer=3") else []
+        monkeypatch.setattr(sys, "argv", ["train.py", str(config), *(a for a in TINY if a != "--proj=qk_v"), *args,
+                                          *typed])
         monkeypatch.setattr(sys, "excepthook", sys.excepthook)
         with pytest.raises(SystemExit) as e:
             runpy.run_path(TRAIN_PY, run_name="__main__")
         msg = str(e.value)
-    assert msg == f"on resume the architecture comes from {out / 'ckpt.pt'}, but proj='qkv' (checkpoint: 'qk_v'); " \
-                  f"drop these settings, or start a new run in another --out_dir."
+    # a file's setting was told "drop these settings", which no command line can (the seventeenth pass)
+    fix = "drop these settings" if how == "--proj=qkv" else \
+        f"{config} sets proj: resume with the config file the run was trained with"
+    layers = ""
+    if how.endswith("--n_layer=3"):
+        layers, fix = "n_layer=3 (checkpoint: 2), ", fix + " and drop --n_layer"
+    assert msg == f"on resume the architecture comes from {out / 'ckpt.pt'}, but {layers}proj='qkv' (checkpoint: " \
+                  f"'qk_v'); {fix}, or start a new run in another --out_dir."
     assert snapshot(out) == before
 
 
