@@ -439,6 +439,22 @@ def test_a_finished_run_asked_with_other_settings_is_refused(finished, data_dir,
                   f"max_iters=4 (checkpoint: 2); continue " \
                   f"it with --init_from=resume (without --n_layer: a resume keeps the checkpoint's architecture), or " \
                   f"train this run into another --out_dir."
+    # a config file's was told "without --n_layer", which no command line can do; GPT-2's shape, which a resume
+    # does not bring, "without --block_size, --vocab_size, --n_layer, --n_head, --n_embd" (the seventeenth pass)
+    config = tmp_path / "deeper.py"
+    config.write_text("n_layer = 3\n")
+    monkeypatch.setattr(sys, "argv", ["train.py", str(config), *(a for a in TINY if a != "--n_layer=2"),
+                                      f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=4"])
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(TRAIN_PY, run_name="__main__")
+    assert str(e.value).endswith(f"continue it with --init_from=resume (with the run's own config file, since "
+                                 f"{config} sets n_layer otherwise: a resume keeps the checkpoint's architecture), "
+                                 f"or train this run into another --out_dir."), str(e.value)
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2",
+                                      "--init_from=gpt2"])
+    assert msg.endswith("it is finished at iteration 2: to train on, raise --max_iters and add --init_from=resume, "
+                        "or train this run into another --out_dir."), msg
     assert snapshot(out) == before
 
 
