@@ -199,6 +199,11 @@ check_settings()
 guard_assets(out_dir, False, None)  # a symlink or an absolute path too: checkpoints never go among tracked results
 
 converting = init_from not in ("scratch", "resume")
+# how a conversion is made, where none is: the run trained from scratch without a word (a resume keeps its own)
+if unread := [k for k in ORIGIN[1:] if k in given and init_from == "scratch"]:
+    sys.exit(f"{' and '.join(unread)} say{'s' if len(unread) == 1 else ''} how --init_from's weights are converted, "
+             f"and init_from='scratch' converts none; add --init_from=<out_dir, checkpoint or gpt2>, or drop "
+             f"{'it' if len(unread) == 1 else 'them'}.")
 source_path = None
 if converting and init_from not in GPT2_SIZES:
     source_path = os.path.join(init_from, "ckpt.pt") if os.path.isdir(init_from) else init_from

@@ -1249,3 +1249,17 @@ def test_a_resume_while_its_run_still_trains_is_told_to_wait_not_to_choose_anoth
     assert msg == f"out_dir '{out}' is in use by another train.py run (pid 12345); wait for it to end (or stop it), " \
                   f"then run this again."
     assert os.listdir(out) == ["train.lock"]
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--convert_method=k"], "convert_method says how --init_from's weights are converted, and init_from='scratch' "
+                             "converts none; add --init_from=<out_dir, checkpoint or gpt2>, or drop it."),
+    (["--init_from=scratch", "--convert_method=lstsq", "--calib_batches=3"],
+     "convert_method and calib_batches say how --init_from's weights are converted, and init_from='scratch' converts "
+     "none; add --init_from=<out_dir, checkpoint or gpt2>, or drop them.")])
+def test_conversion_settings_on_a_scratch_run_are_refused(args, said, data_dir, tmp_path, monkeypatch):
+    # the retrofit command without its --init_from trained from scratch with exit 0, its method read by nothing
+    # (the seventeenth pass); a resume keeps the conversion it started from and may repeat its command's method
+    out = tmp_path / "out"
+    assert run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2", *args]) == said
+    assert not out.exists()
