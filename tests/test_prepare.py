@@ -528,3 +528,14 @@ def test_no_validation_tokens_beside_a_held_out_fraction_or_a_validation_input_i
         assert not (tmp_path / "out").exists()
     meta = prepare(tmp_path / "none", "--tokenizer=bytes", "--input", str(src), "--val_fraction=0", "--val_tokens=0")
     assert meta["train_tokens"] == 2401 and meta["val_tokens"] == 0  # every byte in train.bin, as asked
+
+
+def test_the_benchmark_measures_a_text_too_small_for_a_validation_split(tmp_path, capsys):
+    # a text of fewer documents than 1/val_fraction was refused as a dataset ("no text for val.bin ... give
+    # validation files with --val_input"), which the benchmark writes only to time it (the seventeenth pass)
+    src = tmp_path / "small.txt"
+    write_txt(src, "hello world\n" * 20)
+    P.main(["--input", str(src), "--tokenizer=bytes", "--benchmark", f"--out_dir={tmp_path / 'out'}"])
+    said = capsys.readouterr().out
+    assert said.startswith("1 documents, 0.0 M characters") and "end to end" in said, said
+    assert not (tmp_path / "out").exists()
