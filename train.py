@@ -293,7 +293,11 @@ except OSError:  # no lock file, or none to read: lock_out_dir() below takes it,
 # the checkpoint already in out_dir, if any: resumed, or compared with this run's settings
 ckpt_path = os.path.join(out_dir, "ckpt.pt")
 if init_from == "resume" and not os.path.exists(ckpt_path):
-    sys.exit(f"init_from='resume' but {ckpt_path} does not exist; check --out_dir or use --init_from=scratch.")
+    # a relative out_dir is read from this folder: "use --init_from=scratch" began the run again here, while its
+    # checkpoint waited in the folder it was trained from
+    here = "" if os.path.isabs(out_dir) else f" (a relative out_dir, read from this folder, {os.getcwd()}: if the " \
+        f"run was trained from another folder, run it there)"
+    sys.exit(f"init_from='resume' but {ckpt_path} does not exist{here}; check --out_dir or use --init_from=scratch.")
 ckpt = None
 if os.path.exists(ckpt_path):  # memory-mapped: the processes of a node share the file's pages, not a copy each
     resume_keys = ("optimizer", "best_val_loss", "rng") if init_from == "resume" else ()

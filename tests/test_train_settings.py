@@ -1263,3 +1263,18 @@ def test_conversion_settings_on_a_scratch_run_are_refused(args, said, data_dir, 
     out = tmp_path / "out"
     assert run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2", *args]) == said
     assert not out.exists()
+
+
+def test_a_resume_of_a_relative_out_dir_missing_here_names_this_folder(data_dir, tmp_path, monkeypatch):
+    # run from another folder, a config file's relative out_dir was "does not exist; ... use --init_from=scratch",
+    # which began the run again there (the seventeenth pass)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", "--out_dir=out-run", "--init_from=resume"])
+    assert msg == f"init_from='resume' but {os.path.join('out-run', 'ckpt.pt')} does not exist (a relative out_dir, " \
+                  f"read from this folder, {tmp_path / 'elsewhere'}: if the run was trained from another folder, run " \
+                  f"it there); check --out_dir or use --init_from=scratch."
+    assert os.listdir(tmp_path / "elsewhere") == []
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'gone'}", "--init_from=resume"])
+    assert msg == f"init_from='resume' but {tmp_path / 'gone' / 'ckpt.pt'} does not exist; check --out_dir or use " \
+                  f"--init_from=scratch."
