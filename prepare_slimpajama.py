@@ -97,6 +97,12 @@ def parse_args(argv):
         p.error("--val_fraction splits --input alone; drop it, the validation shards already fill val.bin")
     if args.val_fraction is None and args.input and not args.val_input:
         args.val_fraction = 0.01
+    # val.bin full from the start: the documents routed to it were dropped, text train.bin never got, exit 0
+    if args.val_tokens == 0 and (args.val_input or args.val_fraction):
+        p.error("--val_tokens=0 keeps no validation tokens, so " + (
+            "--val_input would be read for nothing; drop it" if args.val_input else
+            f"--val_fraction {args.val_fraction} would hold out documents only to drop them; for no validation "
+            f"split, set --val_fraction=0"))
     if args.benchmark and not args.input:
         p.error("--benchmark measures local files: give them with --input")
     return args
@@ -757,7 +763,10 @@ def benchmark(args, repeats=3):
         raw = [max(raw[0], n / (time.time() - t0)), max(raw[1], n / (time.process_time() - c0))]
         with tempfile.TemporaryDirectory() as tmp:
             t0, c0 = time.time(), time.process_time()
-            meta = prepare(argparse.Namespace(**{**vars(args), "out_dir": tmp}), log=lambda s: None)
+            # the throughput of every document, whatever the split: a text too small to hold out a validation
+            # document was refused, the benchmark lost with advice on --val_input (no validation split is asked)
+            split = {"val_fraction": 0} if args.val_fraction else {}
+            meta = prepare(argparse.Namespace(**{**vars(args), "out_dir": tmp, **split}), log=lambda s: None)
             dt, dc = time.time() - t0, time.process_time() - c0
         # the separators are not text: count the same tokens as the reference
         n = meta["train_tokens"] + meta["val_tokens"] - meta["train_documents"] - meta["val_documents"]

@@ -199,6 +199,11 @@ check_settings()
 guard_assets(out_dir, False, None)  # a symlink or an absolute path too: checkpoints never go among tracked results
 
 converting = init_from not in ("scratch", "resume")
+# how a conversion is made, where none is: the run trained from scratch without a word (a resume keeps its own)
+if unread := [k for k in ORIGIN[1:] if k in given and init_from == "scratch"]:
+    sys.exit(f"{' and '.join(unread)} say{'s' if len(unread) == 1 else ''} how --init_from's weights are converted, "
+             f"and init_from='scratch' converts none; add --init_from=<out_dir, checkpoint or gpt2>, or drop "
+             f"{'it' if len(unread) == 1 else 'them'}.")
 source_path = None
 if converting and init_from not in GPT2_SIZES:
     source_path = os.path.join(init_from, "ckpt.pt") if os.path.isdir(init_from) else init_from
@@ -288,13 +293,26 @@ except OSError:  # no lock file, or none to read: lock_out_dir() below takes it,
 # the checkpoint already in out_dir, if any: resumed, or compared with this run's settings
 ckpt_path = os.path.join(out_dir, "ckpt.pt")
 if init_from == "resume" and not os.path.exists(ckpt_path):
-    sys.exit(f"init_from='resume' but {ckpt_path} does not exist; check --out_dir or use --init_from=scratch.")
+    # a relative out_dir is read from this folder: "use --init_from=scratch" began the run again here, while its
+    # checkpoint waited in the folder it was trained from
+    here = "" if os.path.isabs(out_dir) else f" (a relative out_dir, read from this folder, {os.getcwd()}: if the " \
+        f"run was trained from another folder, run it there)"
+    sys.exit(f"init_from='resume' but {ckpt_path} does not exist{here}; check --out_dir or use --init_from=scratch.")
 ckpt = None
 if os.path.exists(ckpt_path):  # memory-mapped: the processes of a node share the file's pages, not a copy each
     resume_keys = ("optimizer", "best_val_loss", "rng") if init_from == "resume" else ()
     # a damaged one is refused; "train again", its fix elsewhere, would meet the same file here
     ckpt = load_checkpoint(ckpt_path, ("model_args", "iter_num", "config", *resume_keys), mmap=True,
                            again=f"move it away to train a new run in {out_dir}")
+
+def set_by(keys):
+    """Where the settings keys came from, as (what config files set them, the --key options that gave the others):
+    one a config file sets cannot be dropped from the command line; the run's own config file is the fix."""
+    typed = {a[2:].partition("=")[0] for a in sys.argv[1:] if a.startswith("--")}
+    filed, files = [k for k in keys if k not in typed], [a for a in sys.argv[1:] if not a.startswith("--")]
+    sets = f"{', '.join(files)} set{'s' if len(files) == 1 else ''} {', '.join(filed)}" if filed else ""
+    return sets, ", ".join(f"--{k}" for k in keys if k in typed)
+
 
 # the architecture: a resumed run's is the checkpoint's, and a config file or --key that sets it otherwise is
 # refused; GPT-2 brings its shape, and this config chooses only the variant and the dropout
@@ -307,9 +325,12 @@ if init_from == "resume":
     config.update({k: v for k, v in ckpt["config"].items() if k in ORIGIN and type(v) is type(defaults[k])})
     differ = [k for k in model_args if k in given and config[k] != model_args[k]]
     if differ:
+        sets, dropped = set_by(differ)
+        fix = f"{sets}: resume with the config file the run was trained with" + (
+            f" and drop {dropped}" if dropped else "") if sets else "drop these settings"
         sys.exit(f"on resume the architecture comes from {ckpt_path}, but "
                  + ", ".join(f"{k}={config[k]!r} (checkpoint: {model_args[k]!r})" for k in differ)
-                 + "; drop these settings, or start a new run in another --out_dir.")
+                 + f"; {fix}, or start a new run in another --out_dir.")
 else:
     model_args = {k: config[k] for k in asdict(GPTConfig())}
 try:
@@ -324,6 +345,7 @@ try:
     gptconf = GPTConfig(**model_args)
 except ValueError as e:
     sys.exit(str(e))
+asked = dict(config)  # before GPT-2's shape replaces it: the values a resume of this command would compare
 config.update(model_args)
 block_size = model_args["block_size"]
 tokens_per_iter = batch_size * block_size * gradient_accumulation_steps
@@ -432,13 +454,17 @@ if ckpt:
         sys.exit(f"{ckpt_path} is at iteration {done}, and max_iters is {max_iters}"
                  f"{f' (set by total_tokens={total_tokens:,})' if total_tokens else ''}: nothing to train; raise "
                  f"{length} to continue it.")
-    # a resume keeps the checkpoint's architecture and refuses another: offered only without one of its fields
-    shape = [c.split("=")[0] for c in changed if c.split("=")[0] in model_args]
-    go_on = f"continue it with --init_from=resume (without --{', --'.join(shape)}: a resume keeps the checkpoint's " \
-        f"architecture)" if shape else "continue it with --init_from=resume"
+    # a resume keeps the checkpoint's architecture and refuses another given: offered only without those (GPT-2's
+    # shape, which a resume does not bring, is none of them), and with the run's own config file for a file's
+    ckpt_args = {**asdict(GPTConfig()), **ckpt["model_args"]}
+    sets, dropped = set_by([k for k in ckpt_args if k in given and asked[k] != ckpt_args[k]])
+    keep = "; ".join(([f"with the run's own config file, since {sets} otherwise"] if sets else [])
+                     + ([f"without {dropped}"] if dropped else []))
+    go_on = f"continue it with --init_from=resume ({keep}: a resume keeps the checkpoint's architecture)" if keep \
+        else "continue it with --init_from=resume"
     if done >= max_iters:  # finished: a resume to the same max_iters has nothing to train ("raise --max_iters")
         go_on = f"it is finished at iteration {done}: to train on, raise {length} and add --init_from=resume" + (
-            f" without --{', --'.join(shape)}" if shape else "")
+            f" ({keep})" if keep else "")
     if init_from != "resume" and changed:
         sys.exit(f"{ckpt_path} exists, from a run with other settings: {', '.join(changed[:3])}"
                  f"{f' and {len(changed) - 3} more' if len(changed) > 3 else ''}; {go_on}, or train this run into "

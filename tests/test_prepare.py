@@ -510,3 +510,32 @@ def test_a_second_run_into_the_same_out_dir_waits_its_turn(tmp_path):
         holder.kill()
         holder.wait()
     assert prepare(out, "--tokenizer=bytes", "--input", src, "--val_fraction=0")["train_documents"] == len(DOCS)
+
+
+def test_no_validation_tokens_beside_a_held_out_fraction_or_a_validation_input_is_refused(tmp_path, capsys):
+    # --val_tokens=0 with the default --val_fraction 0.01 held out the text's last 1% and dropped it: train.bin
+    # missed it, with exit 0 (the seventeenth pass); --val_input was read for nothing
+    src = tmp_path / "in.txt"
+    write_txt(src, "hello world\n" * 200)
+    for extra, said in ([], "--val_fraction 0.01 would hold out documents only to drop them; for no validation "
+                            "split, set --val_fraction=0"),  \
+                       (["--val_input", str(src)], "--val_input would be read for nothing; drop it"):
+        with pytest.raises(SystemExit) as e:
+            P.main(["--input", str(src), "--tokenizer=bytes", "--val_tokens=0", f"--out_dir={tmp_path / 'out'}",
+                    *extra])
+        assert e.value.code == 2
+        assert capsys.readouterr().err.endswith(f"error: --val_tokens=0 keeps no validation tokens, so {said}\n")
+        assert not (tmp_path / "out").exists()
+    meta = prepare(tmp_path / "none", "--tokenizer=bytes", "--input", str(src), "--val_fraction=0", "--val_tokens=0")
+    assert meta["train_tokens"] == 2401 and meta["val_tokens"] == 0  # every byte in train.bin, as asked
+
+
+def test_the_benchmark_measures_a_text_too_small_for_a_validation_split(tmp_path, capsys):
+    # a text of fewer documents than 1/val_fraction was refused as a dataset ("no text for val.bin ... give
+    # validation files with --val_input"), which the benchmark writes only to time it (the seventeenth pass)
+    src = tmp_path / "small.txt"
+    write_txt(src, "hello world\n" * 20)
+    P.main(["--input", str(src), "--tokenizer=bytes", "--benchmark", f"--out_dir={tmp_path / 'out'}"])
+    said = capsys.readouterr().out
+    assert said.startswith("1 documents, 0.0 M characters") and "end to end" in said, said
+    assert not (tmp_path / "out").exists()

@@ -246,7 +246,7 @@ def snapshot(out):
     return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(out.iterdir())}
 
 
-@pytest.mark.parametrize("how", ["--proj=qkv", "a config file"])
+@pytest.mark.parametrize("how", ["--proj=qkv", "a config file", "a config file and --n_layer=3"])
 def test_resume_compares_the_architecture_set_with_the_checkpoint_not_the_defaults(how, finished, data_dir,
                                                                                   tmp_path, monkeypatch):
     # proj='qkv' is train.py's default: the run resumed qk_v without a word
@@ -258,13 +258,21 @@ def test_resume_compares_the_architecture_set_with_the_checkpoint_not_the_defaul
     if how == "--proj=qkv":
         msg = run_inprocess(monkeypatch, [*args, "--proj=qkv"])
     else:  # TINY's --proj=qk_v would override the file's proj: the file alone gives it
-        monkeypatch.setattr(sys, "argv", ["train.py", str(config), *(a for a in TINY if a != "--proj=qk_v"), *args])
+        typed = ["--n_layer=3"] if how.endswith("--n_layer=3") else []
+        monkeypatch.setattr(sys, "argv", ["train.py", str(config), *(a for a in TINY if a != "--proj=qk_v"), *args,
+                                          *typed])
         monkeypatch.setattr(sys, "excepthook", sys.excepthook)
         with pytest.raises(SystemExit) as e:
             runpy.run_path(TRAIN_PY, run_name="__main__")
         msg = str(e.value)
-    assert msg == f"on resume the architecture comes from {out / 'ckpt.pt'}, but proj='qkv' (checkpoint: 'qk_v'); " \
-                  f"drop these settings, or start a new run in another --out_dir."
+    # a file's setting was told "drop these settings", which no command line can (the seventeenth pass)
+    fix = "drop these settings" if how == "--proj=qkv" else \
+        f"{config} sets proj: resume with the config file the run was trained with"
+    layers = ""
+    if how.endswith("--n_layer=3"):
+        layers, fix = "n_layer=3 (checkpoint: 2), ", fix + " and drop --n_layer"
+    assert msg == f"on resume the architecture comes from {out / 'ckpt.pt'}, but {layers}proj='qkv' (checkpoint: " \
+                  f"'qk_v'); {fix}, or start a new run in another --out_dir."
     assert snapshot(out) == before
 
 
@@ -431,6 +439,22 @@ def test_a_finished_run_asked_with_other_settings_is_refused(finished, data_dir,
                   f"max_iters=4 (checkpoint: 2); continue " \
                   f"it with --init_from=resume (without --n_layer: a resume keeps the checkpoint's architecture), or " \
                   f"train this run into another --out_dir."
+    # a config file's was told "without --n_layer", which no command line can do; GPT-2's shape, which a resume
+    # does not bring, "without --block_size, --vocab_size, --n_layer, --n_head, --n_embd" (the seventeenth pass)
+    config = tmp_path / "deeper.py"
+    config.write_text("n_layer = 3\n")
+    monkeypatch.setattr(sys, "argv", ["train.py", str(config), *(a for a in TINY if a != "--n_layer=2"),
+                                      f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=4"])
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(TRAIN_PY, run_name="__main__")
+    assert str(e.value).endswith(f"continue it with --init_from=resume (with the run's own config file, since "
+                                 f"{config} sets n_layer otherwise: a resume keeps the checkpoint's architecture), "
+                                 f"or train this run into another --out_dir."), str(e.value)
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2",
+                                      "--init_from=gpt2"])
+    assert msg.endswith("it is finished at iteration 2: to train on, raise --max_iters and add --init_from=resume, "
+                        "or train this run into another --out_dir."), msg
     assert snapshot(out) == before
 
 
@@ -1246,3 +1270,32 @@ def test_a_resume_while_its_run_still_trains_is_told_to_wait_not_to_choose_anoth
     assert msg == f"out_dir '{out}' is in use by another train.py run (pid 12345); wait for it to end (or stop it), " \
                   f"then run this again."
     assert os.listdir(out) == ["train.lock"]
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--convert_method=k"], "convert_method says how --init_from's weights are converted, and init_from='scratch' "
+                             "converts none; add --init_from=<out_dir, checkpoint or gpt2>, or drop it."),
+    (["--init_from=scratch", "--convert_method=lstsq", "--calib_batches=3"],
+     "convert_method and calib_batches say how --init_from's weights are converted, and init_from='scratch' converts "
+     "none; add --init_from=<out_dir, checkpoint or gpt2>, or drop them.")])
+def test_conversion_settings_on_a_scratch_run_are_refused(args, said, data_dir, tmp_path, monkeypatch):
+    # the retrofit command without its --init_from trained from scratch with exit 0, its method read by nothing
+    # (the seventeenth pass); a resume keeps the conversion it started from and may repeat its command's method
+    out = tmp_path / "out"
+    assert run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2", *args]) == said
+    assert not out.exists()
+
+
+def test_a_resume_of_a_relative_out_dir_missing_here_names_this_folder(data_dir, tmp_path, monkeypatch):
+    # run from another folder, a config file's relative out_dir was "does not exist; ... use --init_from=scratch",
+    # which began the run again there (the seventeenth pass)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", "--out_dir=out-run", "--init_from=resume"])
+    assert msg == f"init_from='resume' but {os.path.join('out-run', 'ckpt.pt')} does not exist (a relative out_dir, " \
+                  f"read from this folder, {tmp_path / 'elsewhere'}: if the run was trained from another folder, run " \
+                  f"it there); check --out_dir or use --init_from=scratch."
+    assert os.listdir(tmp_path / "elsewhere") == []
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'gone'}", "--init_from=resume"])
+    assert msg == f"init_from='resume' but {tmp_path / 'gone' / 'ckpt.pt'} does not exist; check --out_dir or use " \
+                  f"--init_from=scratch."
