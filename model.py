@@ -575,6 +575,13 @@ class GPT(nn.Module):
         peak = next((f for key, f in PEAK_FLOPS.items() if key in name), None)
         if peak is None:
             return None
-        cfg = self.config
-        flops_per_token = 6 * self.num_params() + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
-        return flops_per_token * cfg.block_size * fwdbwd_per_iter / dt / peak
+        return self.flops_per_token() * self.config.block_size * fwdbwd_per_iter / dt / peak
+
+    def flops_per_token(self):
+        """Training FLOPs per token (forward and backward, PaLM appendix B): 6 per weight the token is multiplied by,
+        and 12 n_layer n_embd block_size for the scores and their weighted sum. An embedding lookup multiplies
+        nothing: the position table and an untied token table are left out (a tied one is the output layer too); both
+        were counted, which put an untied GPT-2 124M's MFU about a quarter too high."""
+        cfg, t = self.config, self.transformer
+        lookups = (t.wpe.weight.numel() if "wpe" in t else 0) + (0 if cfg.tie_embeddings else t.wte.weight.numel())
+        return 6 * (self.num_params() - lookups) + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size

@@ -576,6 +576,16 @@ def test_optimizer_decays_only_matrices_and_mfu_is_unknown_on_cpu():
     assert model.estimate_mfu(1, 0.1) is None
 
 
+@pytest.mark.parametrize("kw", [dict(tie_embeddings=False), dict(), dict(pos_emb="rope", tie_embeddings=False)])
+def test_mfu_counts_the_weights_a_token_is_multiplied_by_not_embedding_lookups(kw):
+    # 6 per weight of every matmul, LayerNorm and bias; the token table only as the output layer, no position table
+    model, c = tiny(**kw), GPTConfig(block_size=BLOCK, vocab_size=VOCAB, n_layer=2, n_head=N_HEAD, n_embd=N_EMBD, **kw)
+    lookups = ("transformer.wte", "transformer.wpe")  # a tied output layer is named wte: added back below
+    mults = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(lookups))
+    mults += VOCAB * N_EMBD if c.tie_embeddings else 0
+    assert model.flops_per_token() == 6 * mults + 12 * 2 * N_EMBD * BLOCK
+
+
 # ---------------------------------------------------------------- rotary position embeddings
 
 def rope_reference(x, positions, base=10000.0):
