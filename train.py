@@ -480,11 +480,16 @@ if ckpt:
     # lr_decay_iters=0 follows max_iters: a longer run stretches the cosine, so the rate at the checkpoint's
     # iteration rises again from where its own decay had brought it (min_lr, for a finished run)
     saved = {**defaults, **ckpt["config"]}
-    end = saved["lr_decay_iters"] or saved["max_iters"]
-    if master and not config["lr_decay_iters"] and not total_tokens and not saved["total_tokens"] and \
+    # the run's own end: total_tokens > 0 set its max_iters (its config keeps the max_iters it left unread), and the
+    # run's advice to raise --total_tokens stretched the cosine without a word
+    sizes = [saved[k] for k in ("total_tokens", "batch_size", "block_size", "gradient_accumulation_steps")]
+    ran = sizes[0] // math.prod(sizes[1:]) if all(type(n) is int and n > 0 for n in sizes) else saved["max_iters"]
+    end = saved["lr_decay_iters"] or ran
+    if master and not config["lr_decay_iters"] and \
             warmup_iters < done and type(end) is int and end < lr_decay_iters and get_lr(done, end) < get_lr(done):
-        print(f"the cosine now ends at iteration {lr_decay_iters} (lr_decay_iters=0: max_iters), not {end}: the rate "
-              f"at iteration {done} rises from {get_lr(done, end):.2e} to {get_lr(done):.2e}; set "
+        by = ", set by total_tokens" if total_tokens else ""
+        print(f"the cosine now ends at iteration {lr_decay_iters} (lr_decay_iters=0: max_iters{by}), not {end}: the "
+              f"rate at iteration {done} rises from {get_lr(done, end):.2e} to {get_lr(done):.2e}; set "
               f"--lr_decay_iters={end} to keep the checkpoint's decay.")
 # the checkpoint to convert, checked only now: a finished conversion asked again is done (and a stopped one told
 # to resume) whether or not its source is still there

@@ -696,6 +696,17 @@ def test_a_longer_resume_says_that_its_cosine_raises_the_rate_again(data_dir, tm
     assert "cosine" not in r.stdout and [e["lr"] for e in read_log(out) if e["iter"] == 8 and "lr" in e] == [MIN_LR]
 
 
+def test_a_longer_resume_by_total_tokens_says_that_its_cosine_raises_the_rate_again(data_dir, tmp_path):
+    # the same under --total_tokens (the paper's configs), whose finished run advises raising it: the line was left
+    # out, its checkpoint's config keeping the max_iters that total_tokens left unread
+    out, per_iter = tmp_path / "out", 4 * 32 * 2  # batch x block x accumulation
+    train(data_dir, out, f"--total_tokens={4 * per_iter}")
+    r = train(data_dir, out, "--init_from=resume", f"--total_tokens={8 * per_iter}", "--eval_interval=8")
+    assert r.stdout.splitlines()[0] == "the cosine now ends at iteration 8 (lr_decay_iters=0: max_iters, set by " \
+                                       "total_tokens), not 4: the rate at iteration 4 rises from 1.00e-03 to " \
+                                       "7.75e-03; set --lr_decay_iters=4 to keep the checkpoint's decay."
+
+
 def test_a_resume_under_other_adamw_settings_trains_with_them(finished, data_dir, tmp_path):
     out = shutil.copytree(finished, tmp_path / "run")
     r = train(data_dir, out, "--init_from=resume", "--max_iters=4", "--beta2=0.5", "--weight_decay=0.01")
