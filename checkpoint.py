@@ -872,6 +872,12 @@ def largest_token(path):
     return max(int(data[i:i + (1 << 22)].max()) for i in range(0, n, 1 << 22))
 
 
+def perplexity(nll):
+    """exp(nll), inf beyond a float's range rather than an error: a text of few words and many tokens each in eval.py,
+    a diverging run's validation loss above 709.78 in train.py (an OverflowError traceback mid-run)."""
+    return math.exp(nll) if nll < math.log(sys.float_info.max) else math.inf
+
+
 def eval_batches(val_tokens, block_size, batch_size, eval_tokens, world_size=1):
     """train.py's evaluation, for each process: (rows, batches, capped). About eval_tokens in batches of rows
     consecutive windows, rows = batch_size or fewer where val.bin holds less than one batch; no more batches than

@@ -28,8 +28,8 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import torch
 import torch.nn.functional as F
 
-from checkpoint import (atomic_write, guard_assets, hold_lock, new_dirs, outputs_free, present, together,
-                        unwritable)
+from checkpoint import (atomic_write, guard_assets, hold_lock, new_dirs, outputs_free, perplexity, present,
+                        together, unwritable)
 from configurator import Parser, cli, number
 from convert import hub_reachable
 from sample import (CHECKPOINT_HINTS, DTYPES, EOT, add_model_args, check_conversion_args, check_device,
@@ -151,11 +151,6 @@ def table(results):
     if len(accs) > 1:
         lines.append(f"| mean of {len(accs)} tasks | acc | {sum(accs) / len(accs):.4f} | |")
     return "\n".join(lines) + "\n"
-
-
-def perplexity(nll):
-    """exp(nll), inf beyond a float's range (a text of few words and many tokens each) rather than an error."""
-    return math.exp(nll) if nll < math.log(sys.float_info.max) else math.inf
 
 
 def text_perplexity(lm, path, text):

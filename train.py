@@ -54,7 +54,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
 from checkpoint import (atomic_write, dangling, eval_batches, file_above, guard_assets, load_checkpoint, open_data,
-                        other_data, save_checkpoint, tokens, unreadable)
+                        other_data, perplexity, save_checkpoint, tokens, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, out_of_memory, range_error,
                           tolerant_output)
 from convert import (GPT2_SIZES, TIE_METHODS, conversion_note, convert_state_dict, exact_fit, gpt2_config,
@@ -917,8 +917,8 @@ while True:
         improved = val_loss < best_val_loss
         best_val_loss = min(best_val_loss, val_loss)
         if master:
-            log({"iter": iter_num, "val_loss": val_loss, "val_ppl": math.exp(val_loss)},
-                f"iter {iter_num}: val loss {val_loss:.4f}, val perplexity {math.exp(val_loss):.2f}")
+            log({"iter": iter_num, "val_loss": val_loss, "val_ppl": perplexity(val_loss)},
+                f"iter {iter_num}: val loss {val_loss:.4f}, val perplexity {perplexity(val_loss):.2f}")
         # a checkpoint at every evaluation after the start (only when improved, if not always_save_checkpoint),
         # and always at the end: a finished run is one whose checkpoint is at max_iters
         if iter_num == max_iters or iter_num > start_iter and (improved or always_save_checkpoint):

@@ -707,6 +707,16 @@ def test_a_longer_resume_by_total_tokens_says_that_its_cosine_raises_the_rate_ag
                                        "7.75e-03; set --lr_decay_iters=4 to keep the checkpoint's decay."
 
 
+def test_a_diverging_run_with_a_finite_validation_loss_past_exp_range_logs_an_infinite_perplexity(data_dir, tmp_path):
+    # a validation loss above 709.78 is finite, so the run goes on: math.exp(val_loss) raised OverflowError mid-run
+    out = tmp_path / "out"
+    r = train(data_dir, out, "--max_iters=4", "--learning_rate=50", "--min_lr=0", "--warmup_iters=0", "--grad_clip=0",
+              "--weight_decay=0")
+    vals = [e for e in read_log(out) if "val_loss" in e]
+    assert vals[-1]["val_loss"] > 710 and vals[-1]["val_ppl"] == math.inf
+    assert f"iter 4: val loss {vals[-1]['val_loss']:.4f}, val perplexity inf" in r.stdout
+
+
 def test_a_resume_under_other_adamw_settings_trains_with_them(finished, data_dir, tmp_path):
     out = shutil.copytree(finished, tmp_path / "run")
     r = train(data_dir, out, "--init_from=resume", "--max_iters=4", "--beta2=0.5", "--weight_decay=0.01")
