@@ -822,6 +822,18 @@ if ckpt:  # resuming (any other run with a checkpoint in out_dir ended above)
     for group, own in zip(optimizer.param_groups, settings):
         group.update(own)
     best_val_loss = ckpt["best_val_loss"]
+    # that loss is of the first windows its run scored: another eval_tokens (or count of processes) scores others,
+    # which always_save_checkpoint=False compared with it without a word (a worse model could be saved as better)
+    was = ckpt["config"].get("eval_tokens"), ckpt["config"].get("batch_size")
+    if all(type(n) is int and n > 0 for n in was):
+        rows, batches, _ = eval_batches(val_len, block_size, was[1], was[0], max(1, len(ckpt["rng"])))
+        was, now = rows * batches * len(ckpt["rng"]) * block_size, val_rows * val_batches * world_size * block_size
+        if was != now and math.isfinite(best_val_loss):
+            if master:
+                print(f"evaluations now score the first {now:,} validation tokens, not the {was:,} of {ckpt_path}'s "
+                      f"best_val_loss {best_val_loss:.4f}: the best is measured again from here, and log.jsonl's "
+                      f"validation curve changes measure at iteration {iter_num}.")
+            best_val_loss = float("inf")
     if rank < len(ckpt["rng"]):  # processes added on resume keep their fresh seeds
         torch.set_rng_state(ckpt["rng"][rank]["cpu"].cpu())
         if device_type == "cuda" and "cuda" in ckpt["rng"][rank]:

@@ -717,6 +717,23 @@ def test_a_diverging_run_with_a_finite_validation_loss_past_exp_range_logs_an_in
     assert f"iter 4: val loss {vals[-1]['val_loss']:.4f}, val perplexity inf" in r.stdout
 
 
+def test_a_resume_under_another_eval_tokens_measures_its_best_again(data_dir, tmp_path):
+    # the checkpoint's best_val_loss was of 512 tokens; compared with losses of 128, always_save_checkpoint=False
+    # chose what to save between two measures, and the checkpoint kept a best of another measure, without a word
+    out = tmp_path / "out"
+    train(data_dir, out, "--max_iters=4")
+    r = train(data_dir, out, "--init_from=resume", "--max_iters=8", "--eval_tokens=128", "--lr_decay_iters=4",
+              "--always_save_checkpoint=False")
+    line = next(x for x in r.stdout.splitlines() if x.startswith("evaluations"))
+    assert re.fullmatch(rf"evaluations now score the first 128 validation tokens, not the 512 of {re.escape(str(out))}"
+                        r"/ckpt.pt's best_val_loss \d\.\d{4}: the best is measured again from here, and log.jsonl's "
+                        r"validation curve changes measure at iteration 4\.", line)
+    vals = [e["val_loss"] for e in read_log(out) if "val_loss" in e and e["iter"] >= 4]  # of 128 tokens each
+    assert torch.load(out / "ckpt.pt", weights_only=True)["best_val_loss"] == min(vals)
+    r = train(data_dir, out, "--init_from=resume", "--max_iters=12", "--eval_tokens=128", "--lr_decay_iters=4")
+    assert "evaluations now score" not in r.stdout
+
+
 def test_a_resume_under_other_adamw_settings_trains_with_them(finished, data_dir, tmp_path):
     out = shutil.copytree(finished, tmp_path / "run")
     r = train(data_dir, out, "--init_from=resume", "--max_iters=4", "--beta2=0.5", "--weight_decay=0.01")
