@@ -788,8 +788,10 @@ if source:
     model.load_state_dict(state)
     # the method only where V was tied to K: untying and pooling are no fit by lstsq, whatever convert_method says
     tied_by = convert_method if ties_v(source[0], gptconf) else None
-    fitted_on = f"{calib.numel():,} training tokens (calib_batches={calib_batches})" if tied_by in ("lstsq", "split") \
-        else None
+    # a window drawn twice adds no equation: 512 tokens of 3 distinct windows were called "512 training tokens"
+    repeats = f", {distinct // block_size} distinct windows of {len(calib)}" if distinct < calib.numel() else ""
+    fitted_on = f"{calib.numel():,} training tokens (calib_batches={calib_batches}{repeats})" \
+        if tied_by in ("lstsq", "split") else None
     conversion = conversion_note(source[0], gptconf, tied_by, fits, fitted_on)
     source = state = None  # free the memory
 if grad_ckpt:  # wrapped inside FSDP's hooks (sharded below), so the recompute uses the weights already gathered

@@ -682,6 +682,22 @@ def test_a_conversion_calibrated_on_few_distinct_windows_is_refused(data_dir, tm
                    f"exactly whatever the weights; prepare more training data, or set --convert_method=k.")
 
 
+def test_a_conversion_on_repeated_windows_says_how_many_are_distinct(data_dir, tmp_path):
+    # a train.bin of block_size + 3 tokens holds 3 windows: 256 tokens of them, drawn 8 times, were "256 training
+    # tokens", fitted on as many as a train.bin of 8 distinct windows gives
+    train(data_dir, tmp_path / "src", "--max_iters=0", "--proj=qkv")
+    small = tmp_path / "small"
+    shutil.copytree(data_dir, small)
+    np.fromfile(small / "train.bin", dtype=np.uint16)[:35].tofile(small / "train.bin")
+    meta = json.loads((small / "meta.json").read_text())
+    (small / "meta.json").write_text(json.dumps({**meta, "train_tokens": 35}))
+    r = train(small, tmp_path / "out", f"--init_from={tmp_path / 'src'}", "--max_iters=0", "--calib_batches=2")
+    assert "V tied to K by lstsq fitted on 256 training tokens (calib_batches=2, 3 distinct windows of 8); " \
+           "unexplained V variance" in r.stdout.splitlines()[0]
+    r = train(data_dir, tmp_path / "out2", f"--init_from={tmp_path / 'src'}", "--max_iters=0", "--calib_batches=2")
+    assert "fitted on 256 training tokens (calib_batches=2); unexplained" in r.stdout.splitlines()[0]
+
+
 def test_a_longer_resume_says_that_its_cosine_raises_the_rate_again(data_dir, tmp_path):
     # the finished run's own advice (raise --max_iters, add --init_from=resume) stretched the cosine to the new end:
     # the rate went from min_lr back up without a word
