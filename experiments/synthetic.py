@@ -259,7 +259,13 @@ def plot(final, cases, models, path):
     plt.close(fig)
 
 
+# options a run reads nothing of (configurator.Parser.unread): (X)+'s, where --models holds no model with it
+UNREAD = [(k, lambda a: not any(MODELS[m][1] for m in a.models), f"none of --models has (X)+ (the models ending in "
+           f"+), so --{k} changes no run; add one of them, or drop --{k}") for k in ("pos_conv", "periodic")]
+
+
 def check_args(parser, args):
+    parser.unread(args, UNREAD)
     if args.embd % args.heads:
         parser.error(f"--embd {args.embd} is not divisible by --heads {args.heads}; pick an n_embd the head count "
                      f"divides.")
