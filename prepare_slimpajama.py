@@ -92,7 +92,11 @@ def get_parser():
 UNREAD = [("out_dir", lambda a: a.benchmark, "--benchmark prepares into a temporary folder and keeps nothing; "
            "drop --out_dir, or drop --benchmark to prepare the data there"),
           ("val_fraction", lambda a: a.benchmark, "--benchmark times every document, with no validation split; "
-           "drop --val_fraction")]
+           "drop --val_fraction"),
+          # without --val_input, val.bin is what --val_fraction holds out (--val_tokens=0 beside 0 agrees with it)
+          ("val_tokens", lambda a: a.val_tokens and a.input and not a.val_input and a.val_fraction == 0,
+           "--val_fraction=0 holds out no document and there is no --val_input, so val.bin stays empty; drop "
+           "--val_tokens, or set --val_fraction above 0")]
 
 
 def parse_args(argv):

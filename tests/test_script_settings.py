@@ -220,6 +220,8 @@ UNREAD_CASES = {  # (script, option): (arguments in the mode that does not read 
                                         ["--input=a.txt", "--out_dir=d"]),
     ("prepare_slimpajama", "val_fraction"): (["--input=a.txt", "--benchmark", "--val_fraction=0.1"],
                                              ["--input=a.txt", "--val_fraction=0.1"]),
+    ("prepare_slimpajama", "val_tokens"): (["--input=a.txt", "--val_fraction=0", "--val_tokens=500"],
+                                           ["--input=a.txt", "--val_fraction=0.1", "--val_tokens=500"]),
     ("experiments.synthetic", "pos_conv"): (["--models=qkv,qk_v", "--pos_conv=8"], ["--models=qkv+", "--pos_conv=8"]),
     ("experiments.synthetic", "periodic"): (["--models=q_kv", "--periodic"], ["--models=q_kv,q_kv+", "--periodic"]),
     ("experiments.scaling", "jobs"): (["--report", "--jobs=4"], ["--jobs=4"]),
