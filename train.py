@@ -319,6 +319,19 @@ def set_by(keys):
 if init_from == "resume":
     # a field the checkpoint predates is GPTConfig's default, as its model was built: compared too, and saved
     model_args = {**asdict(GPTConfig()), **ckpt["model_args"]}
+    # a resume converts nothing: a method other than the run's own, given here, was read by nothing and the run went
+    # on as it started (its own, from the command the run was started with, repeated, is that command)
+    began = {**defaults, **ckpt["config"]}
+    if unread := [k for k in ORIGIN[1:] if k in given and as_text(config[k]) != as_text(began[k])]:
+        converted = began["init_from"] not in ("scratch", "resume")
+        how = f"converted from {began['init_from']!r} by {began['convert_method']!r}" if converted else "from scratch"
+        sets, dropped = set_by(unread)
+        fix = " and ".join(([f"{sets}: resume with the config file the run was trained with"] if sets else [])
+                           + ([f"drop {dropped}"] if dropped else []))
+        sys.exit(f"{', '.join(f'{k}={config[k]!r}' for k in unread)} say{'s' if len(unread) == 1 else ''} how "
+                 f"weights are converted, and a resume converts nothing: {ckpt_path} goes on as its run began, "
+                 f"{how}; {fix} (to convert again, start a new run in another --out_dir with "
+                 f"--init_from={began['init_from'] if converted else out_dir}).")
     # the run goes on from where it started (scratch, or the model it converted and how): saved as "resume", any
     # later command, a scratch one or another conversion, matched it and was told "holds this run: nothing to do";
     # and the command's convert_method, read by nothing on a resume, was saved as the conversion's

@@ -1299,3 +1299,23 @@ def test_a_resume_of_a_relative_out_dir_missing_here_names_this_folder(data_dir,
     msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'gone'}", "--init_from=resume"])
     assert msg == f"init_from='resume' but {tmp_path / 'gone' / 'ckpt.pt'} does not exist; check --out_dir or use " \
                   f"--init_from=scratch."
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--convert_method=k"], "convert_method='k' says how weights are converted, and a resume converts nothing: "
+                             "{ckpt} goes on as its run began, from scratch; drop --convert_method (to convert again, "
+                             "start a new run in another --out_dir with --init_from={out})."),
+    (["--convert_method=split", "--calib_batches=8"],
+     "convert_method='split', calib_batches=8 say how weights are converted, and a resume converts nothing: {ckpt} "
+     "goes on as its run began, from scratch; drop --convert_method, --calib_batches (to convert again, start a new "
+     "run in another --out_dir with --init_from={out}).")])
+def test_conversion_settings_a_resume_does_not_read_are_refused(args, said, finished, data_dir, tmp_path,
+                                                                 monkeypatch):
+    # the run went on as it began, the method given read by nothing, exit 0; the run's own method, as the command
+    # that started it gives it, is that command resumed (the retrofit study's), and allowed
+    out = shutil.copytree(finished, tmp_path / "run")
+    before = snapshot(out)
+    base = [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume", "--max_iters=2"]
+    assert run_inprocess(monkeypatch, [*base, *args]) == said.format(ckpt=out / "ckpt.pt", out=out)
+    assert snapshot(out) == before
+    assert run_inprocess(monkeypatch, [*base, "--convert_method=lstsq", "--calib_batches=4"]) == "0"  # done
