@@ -799,6 +799,11 @@ if source:
     fitted_on = f"{calib.numel():,} training tokens (calib_batches={calib_batches})" if tied_by in ("lstsq", "split") \
         else None
     conversion = conversion_note(source[0], gptconf, tied_by, fits, fitted_on)
+    # given, and read by nothing in this conversion: said, as sample.py says it (harmless: untying and pooling are
+    # exact or fixed whatever the method, and the retrofit study gives its method to every conversion)
+    if unused := [f"--{k}" for k in ORIGIN[1:] if k in given and not (tied_by if k == "convert_method" else fitted_on)]:
+        conversion += (f" ({' and '.join(unused)} unused: "
+                       f"{f'{tied_by} fits nothing' if tied_by else 'V is not newly tied to K'})")
     source = state = None  # free the memory
 if grad_ckpt:  # wrapped inside FSDP's hooks (sharded below), so the recompute uses the weights already gathered
     for block in model.transformer.h:

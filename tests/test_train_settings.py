@@ -1319,3 +1319,16 @@ def test_conversion_settings_a_resume_does_not_read_are_refused(args, said, fini
     assert run_inprocess(monkeypatch, [*base, *args]) == said.format(ckpt=out / "ckpt.pt", out=out)
     assert snapshot(out) == before
     assert run_inprocess(monkeypatch, [*base, "--convert_method=lstsq", "--calib_batches=4"]) == "0"  # done
+
+
+def test_a_conversion_says_which_of_its_settings_it_did_not_use(finished, data_dir, tmp_path):
+    # untying qk_v to qkv used no method, and k fits on no batches: each went unread without a word, exit 0
+    qkv = tmp_path / "qkv"
+    for source, out, args, said in [
+            (finished, qkv, ["--proj=qkv", "--convert_method=split"], "(--convert_method unused: V is not newly tied "
+                                                                      "to K)"),
+            (qkv, tmp_path / "k", ["--convert_method=k", "--calib_batches=2"], "(--calib_batches unused: k fits "
+                                                                               "nothing)")]:
+        r = train(data_dir, out, f"--init_from={source}", "--max_iters=0", *args)
+        line = next(line for line in r.stdout.splitlines() if line.startswith(f"{source}: converted"))
+        assert line.endswith(said), line
