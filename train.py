@@ -305,10 +305,12 @@ if os.path.exists(ckpt_path):  # memory-mapped: the processes of a node share th
     ckpt = load_checkpoint(ckpt_path, ("model_args", "iter_num", "config", *resume_keys), mmap=True,
                            again=f"move it away to train a new run in {out_dir}")
 
+typed = {a[2:].partition("=")[0] for a in sys.argv[1:] if a.startswith("--")}  # the settings the command line gave
+
+
 def set_by(keys):
     """Where the settings keys came from, as (what config files set them, the --key options that gave the others):
     one a config file sets cannot be dropped from the command line; the run's own config file is the fix."""
-    typed = {a[2:].partition("=")[0] for a in sys.argv[1:] if a.startswith("--")}
     filed, files = [k for k in keys if k not in typed], [a for a in sys.argv[1:] if not a.startswith("--")]
     sets = f"{', '.join(files)} set{'s' if len(files) == 1 else ''} {', '.join(filed)}" if filed else ""
     return sets, ", ".join(f"--{k}" for k in keys if k in typed)
@@ -916,6 +918,12 @@ if master:
     if converting:  # the fit of each layer: share of V's variance the tied projection cannot reproduce, split's r
         log({"iter": 0, "conversion": {"from": init_from, "method": tied_by, "layers": fits}},
             f"{init_from}: {conversion}")
+    # a constant rate reads none of the schedule's settings: those typed here are said to go unused (not refused:
+    # a base command that sets them, as the tests' does, may add --decay_lr=False; config files set them for the
+    # default schedule, and are not this command's word)
+    if not decay_lr and (unused := [f"--{k}" for k in ("warmup_iters", "lr_decay_iters", "min_lr") if k in typed]):
+        print(f"decay_lr=False trains at learning_rate ({learning_rate:g}) throughout, with no warmup or decay: "
+              f"{', '.join(unused)} unused")
     print(f"{raw_model.num_params() / 1e6:.2f}M parameters, KV cache {raw_model.kv_bytes_per_token(ptdtype)} "
           f"bytes/token ({dtype}); {tokens_per_iter:,} tokens/iter = {batch_size} batch x {block_size} block x "
           f"{accum} accumulation x {world_size} processes{f' ({parallel})' if ddp else ''}; {max_iters} iterations; "

@@ -31,7 +31,7 @@ import torch
 import checkpoint
 from configurator import range_error
 from model import GPT, GPTConfig
-from test_train import MIN_LR, ROOT, TINY, make_data, read_log, run_inprocess, train
+from test_train import LR, MIN_LR, ROOT, TINY, make_data, read_log, run_inprocess, train
 
 TRAIN_PY = os.path.join(ROOT, "train.py")
 BAD = (0, -1, math.nan, math.inf, "abc", 10**400)  # 10**400: an int that no float or int64 holds
@@ -1332,3 +1332,12 @@ def test_a_conversion_says_which_of_its_settings_it_did_not_use(finished, data_d
         r = train(data_dir, out, f"--init_from={source}", "--max_iters=0", *args)
         line = next(line for line in r.stdout.splitlines() if line.startswith(f"{source}: converted"))
         assert line.endswith(said), line
+
+
+def test_a_constant_rate_says_the_schedule_settings_given_go_unused(data_dir, tmp_path):
+    # --decay_lr=False --warmup_iters=5 trained at learning_rate from the first step, the warmup read by nothing,
+    # without a word; said, not refused (a base command that sets them may add --decay_lr=False, as the tests do)
+    r = train(data_dir, tmp_path / "out", "--max_iters=0", "--decay_lr=False", "--lr_decay_iters=7")
+    assert f"decay_lr=False trains at learning_rate ({LR:g}) throughout, with no warmup or decay: --warmup_iters, " \
+           f"--lr_decay_iters, --min_lr unused\n" in r.stdout
+    assert "unused" not in train(data_dir, tmp_path / "decay", "--max_iters=0").stdout
