@@ -248,6 +248,12 @@ if fsdp and not ddp:
     sys.exit("parallel='fsdp' shards the model across torchrun's processes; run under torchrun (one process: "
              "torchrun --standalone --nproc_per_node=1 train.py ...) or set --parallel=ddp.")
 rank, local_rank, world_size = torchrun_env() if ddp else (0, 0, 1)
+# under torchrun each process takes the GPU of its local rank: the index of --device=cuda:N was read by nothing,
+# and one process trained on cuda:0, another job's GPU perhaps
+if ddp and device_type == "cuda" and device != "cuda":
+    sys.exit(f"device={device!r}, but under torchrun each process uses the GPU of its LOCAL_RANK (cuda:{local_rank} "
+             f"here); give --device=cuda (or auto), and choose the GPUs with CUDA_VISIBLE_DEVICES, e.g. "
+             f"CUDA_VISIBLE_DEVICES=1 torchrun --standalone --nproc_per_node=1 train.py ...")
 master = rank == 0  # logs and writes the checkpoint
 if ddp and backend == "nccl" and device_type != "cuda":
     sys.exit(f"backend='nccl' runs on CUDA only, and device is {device!r}; set --backend=gloo (or auto).")

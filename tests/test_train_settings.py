@@ -1341,3 +1341,15 @@ def test_a_constant_rate_says_the_schedule_settings_given_go_unused(data_dir, tm
     assert f"decay_lr=False trains at learning_rate ({LR:g}) throughout, with no warmup or decay: --warmup_iters, " \
            f"--lr_decay_iters, --min_lr unused\n" in r.stdout
     assert "unused" not in train(data_dir, tmp_path / "decay", "--max_iters=0").stdout
+
+
+def test_a_gpu_index_under_torchrun_is_refused(data_dir, tmp_path, monkeypatch):
+    # each process takes cuda:LOCAL_RANK: `torchrun --nproc_per_node=1 train.py --device=cuda:1` trained on cuda:0,
+    # the index read by nothing (refused before any CUDA call, so a machine without one tries it too)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for k, v in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29500").items():
+        monkeypatch.setenv(k, v)
+    assert refusal(monkeypatch, tmp_path, ["--device=cuda:1"], data_dir) == (
+        "device='cuda:1', but under torchrun each process uses the GPU of its LOCAL_RANK (cuda:0 here); give "
+        "--device=cuda (or auto), and choose the GPUs with CUDA_VISIBLE_DEVICES, e.g. CUDA_VISIBLE_DEVICES=1 "
+        "torchrun --standalone --nproc_per_node=1 train.py ...")
