@@ -398,7 +398,7 @@ class Parser(argparse.ArgumentParser):
         # parsed again into a namespace of markers, which argparse leaves where it gives no value
         probe = argparse.Namespace(**{a.dest: _UNSET for a in self._actions if a.dest != "help"})
         super().parse_known_args(args, probe)
-        self.given = {k for k, v in vars(probe).items() if v is not _UNSET}
+        self.given = {a.dest for a in self._actions if getattr(probe, a.dest, _UNSET) is not _UNSET}
         for a in self._actions:  # --out=~/x, --input ~/a.txt: home's (an option of its own type reads its own text)
             if a.option_strings and a.type is None and a.dest != "help" and hasattr(ns, a.dest):
                 value = getattr(ns, a.dest)
