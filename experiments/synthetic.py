@@ -265,7 +265,6 @@ UNREAD = [(k, lambda a: not any(MODELS[m][1] for m in a.models), f"none of --mod
 
 
 def check_args(parser, args):
-    parser.unread(args, UNREAD)
     if args.embd % args.heads:
         parser.error(f"--embd {args.embd} is not divisible by --heads {args.heads}; pick an n_embd the head count "
                      f"divides.")
@@ -330,6 +329,7 @@ def main(argv=None):
     if args.quick:  # smaller defaults; values given explicitly still win
         parser.set_defaults(seeds=[0], heads=1, embd=16, steps_scale=0.05, eval_size=64)
         args = parser.parse_args(argv)
+    parser.unread(args, UNREAD)
     with new_dirs(args.out, args.cache):  # check_args makes them; a study stopped before writing there leaves none
         check_args(parser, args)
         # two at once into one --out: the tables of one beside the figure of the other (other settings, or its note
