@@ -371,6 +371,9 @@ def once(items):
     return items
 
 
+_UNSET = object()  # Parser.given's marker of an option the command line did not give
+
+
 class Parser(argparse.ArgumentParser):
     """argparse for the commands but train.py, except that --help or a usage error whose text cannot be written
     (`> /dev/full`) raises, and cli() says so, where argparse drops the error and exits 0 with the text lost."""
@@ -391,6 +394,11 @@ class Parser(argparse.ArgumentParser):
         checkpoint at ckpt.pt", or a folder named ' '. Options with their own type (--start, --calib) say themselves
         what an empty value means."""
         ns, rest = super().parse_known_args(args, namespace)
+        # the options the command line gave (set only by argparse's defaults, a value is not the user's): each one
+        # parsed again into a namespace of markers, which argparse leaves where it gives no value
+        probe = argparse.Namespace(**{a.dest: _UNSET for a in self._actions if a.dest != "help"})
+        super().parse_known_args(args, probe)
+        self.given = {a.dest for a in self._actions if getattr(probe, a.dest, _UNSET) is not _UNSET}
         for a in self._actions:  # --out=~/x, --input ~/a.txt: home's (an option of its own type reads its own text)
             if a.option_strings and a.type is None and a.dest != "help" and hasattr(ns, a.dest):
                 value = getattr(ns, a.dest)
@@ -434,6 +442,14 @@ class Parser(argparse.ArgumentParser):
                 f"; {name} takes one value, its items separated by commas: {name}={','.join(items)}" if commas else
                 self.nearest(next((a for a in extra if a.startswith("--") and len(a) > 2), None))))
         return ns
+
+    def unread(self, args, rules):
+        """Refuses an option the command line gave that this run, in its mode, reads nothing of: it ran as though
+        the option were not there, exit 0. rules: [(option, mode(args): True where the option goes unread, why)]:
+        the table beside each script's options, which tests/test_script_settings.py tries row by row."""
+        for name, mode, why in rules:
+            if name in self.given and mode(args):
+                self.error(f"--{name} is read by nothing here: {why}.")
 
     def nearest(self, arg):
         """'; ' and what the unknown option arg is instead, or the options spelled like it (--max-new-tokens,

@@ -344,9 +344,17 @@ def get_parser():
     return p
 
 
+# options a mode of eval.py reads nothing of (configurator.Parser.unread); out_dir without --out is the results'
+# folder, which makes it read
+UNREAD = [("out_dir", lambda a: a.init_from != "resume" and a.out is not None, "--init_from=gpt2... loads the hub's "
+           "weights, not out_dir's checkpoint, and --out says where the results go; drop --out_dir, or drop "
+           "--init_from to evaluate the checkpoint")]
+
+
 def parse_args(argv=None):
     p = get_parser()
     args = p.parse_args(argv)
+    p.unread(args, UNREAD)
     check_device(p, args.device)
     check_conversion_args(p, args)
     if args.text is not None:  # the tasks' settings mean nothing for one text: refused, not ignored

@@ -87,10 +87,23 @@ def get_parser():
     return p
 
 
+# options a mode of this script reads nothing of (configurator.Parser.unread): --benchmark times every document
+# into a temporary folder, keeps nothing and splits nothing off
+UNREAD = [("out_dir", lambda a: a.benchmark, "--benchmark prepares into a temporary folder and keeps nothing; "
+           "drop --out_dir, or drop --benchmark to prepare the data there"),
+          ("val_fraction", lambda a: a.benchmark, "--benchmark times every document, with no validation split; "
+           "drop --val_fraction"),
+          # without --val_input, val.bin is what --val_fraction holds out (--val_tokens=0 beside 0 agrees with it)
+          ("val_tokens", lambda a: a.val_tokens and a.input and not a.val_input and a.val_fraction == 0,
+           "--val_fraction=0 holds out no document and there is no --val_input, so val.bin stays empty; drop "
+           "--val_tokens, or set --val_fraction above 0")]
+
+
 def parse_args(argv):
     """The settings, each checked by its type in get_parser, then the checks across settings."""
     p = get_parser()
     args = p.parse_args(argv)
+    p.unread(args, UNREAD)
     if args.val_input and not args.input:
         p.error("--val_input needs --input for the training files")
     if args.val_fraction is not None and (args.val_input or not args.input):

@@ -123,9 +123,15 @@ def check_device(p, name):
                 f"use --device=cpu.")
 
 
+# options a mode of sample.py reads nothing of (configurator.Parser.unread)
+UNREAD = [("out_dir", lambda a: a.init_from != "resume", "--init_from=gpt2... loads the hub's weights, not "
+           "out_dir's checkpoint; drop --out_dir, or drop --init_from to sample the checkpoint")]
+
+
 def parse_args(argv=None):
     p = get_parser()
     args = p.parse_args(argv)
+    p.unread(args, UNREAD)
     check_device(p, args.device)
     check_conversion_args(p, args)
     return args

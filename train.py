@@ -248,6 +248,12 @@ if fsdp and not ddp:
     sys.exit("parallel='fsdp' shards the model across torchrun's processes; run under torchrun (one process: "
              "torchrun --standalone --nproc_per_node=1 train.py ...) or set --parallel=ddp.")
 rank, local_rank, world_size = torchrun_env() if ddp else (0, 0, 1)
+# under torchrun each process takes the GPU of its local rank: the index of --device=cuda:N was read by nothing,
+# and one process trained on cuda:0, another job's GPU perhaps
+if ddp and device_type == "cuda" and device != "cuda":
+    sys.exit(f"device={device!r}, but under torchrun each process uses the GPU of its LOCAL_RANK (cuda:{local_rank} "
+             f"here); give --device=cuda (or auto), and choose the GPUs with CUDA_VISIBLE_DEVICES, e.g. "
+             f"CUDA_VISIBLE_DEVICES=1 torchrun --standalone --nproc_per_node=1 train.py ...")
 master = rank == 0  # logs and writes the checkpoint
 if ddp and backend == "nccl" and device_type != "cuda":
     sys.exit(f"backend='nccl' runs on CUDA only, and device is {device!r}; set --backend=gloo (or auto).")
@@ -305,10 +311,12 @@ if os.path.exists(ckpt_path):  # memory-mapped: the processes of a node share th
     ckpt = load_checkpoint(ckpt_path, ("model_args", "iter_num", "config", *resume_keys), mmap=True,
                            again=f"move it away to train a new run in {out_dir}")
 
+typed = {a[2:].partition("=")[0] for a in sys.argv[1:] if a.startswith("--")}  # the settings the command line gave
+
+
 def set_by(keys):
     """Where the settings keys came from, as (what config files set them, the --key options that gave the others):
     one a config file sets cannot be dropped from the command line; the run's own config file is the fix."""
-    typed = {a[2:].partition("=")[0] for a in sys.argv[1:] if a.startswith("--")}
     filed, files = [k for k in keys if k not in typed], [a for a in sys.argv[1:] if not a.startswith("--")]
     sets = f"{', '.join(files)} set{'s' if len(files) == 1 else ''} {', '.join(filed)}" if filed else ""
     return sets, ", ".join(f"--{k}" for k in keys if k in typed)
@@ -319,6 +327,19 @@ def set_by(keys):
 if init_from == "resume":
     # a field the checkpoint predates is GPTConfig's default, as its model was built: compared too, and saved
     model_args = {**asdict(GPTConfig()), **ckpt["model_args"]}
+    # a resume converts nothing: a method other than the run's own, given here, was read by nothing and the run went
+    # on as it started (its own, from the command the run was started with, repeated, is that command)
+    began = {**defaults, **ckpt["config"]}
+    if unread := [k for k in ORIGIN[1:] if k in given and as_text(config[k]) != as_text(began[k])]:
+        converted = began["init_from"] not in ("scratch", "resume")
+        how = f"converted from {began['init_from']!r} by {began['convert_method']!r}" if converted else "from scratch"
+        sets, dropped = set_by(unread)
+        fix = " and ".join(([f"{sets}: resume with the config file the run was trained with"] if sets else [])
+                           + ([f"drop {dropped}"] if dropped else []))
+        sys.exit(f"{', '.join(f'{k}={config[k]!r}' for k in unread)} say{'s' if len(unread) == 1 else ''} how "
+                 f"weights are converted, and a resume converts nothing: {ckpt_path} goes on as its run began, "
+                 f"{how}; {fix} (to convert again, start a new run in another --out_dir with "
+                 f"--init_from={began['init_from'] if converted else out_dir}).")
     # the run goes on from where it started (scratch, or the model it converted and how): saved as "resume", any
     # later command, a scratch one or another conversion, matched it and was told "holds this run: nothing to do";
     # and the command's convert_method, read by nothing on a resume, was saved as the conversion's
@@ -793,6 +814,11 @@ if source:
     fitted_on = f"{calib.numel():,} training tokens (calib_batches={calib_batches}{repeats})" \
         if tied_by in ("lstsq", "split") else None
     conversion = conversion_note(source[0], gptconf, tied_by, fits, fitted_on)
+    # given, and read by nothing in this conversion: said, as sample.py says it (harmless: untying and pooling are
+    # exact or fixed whatever the method, and the retrofit study gives its method to every conversion)
+    if unused := [f"--{k}" for k in ORIGIN[1:] if k in given and not (tied_by if k == "convert_method" else fitted_on)]:
+        conversion += (f" ({' and '.join(unused)} unused: "
+                       f"{f'{tied_by} fits nothing' if tied_by else 'V is not newly tied to K'})")
     source = state = None  # free the memory
 if grad_ckpt:  # wrapped inside FSDP's hooks (sharded below), so the recompute uses the weights already gathered
     for block in model.transformer.h:
@@ -917,6 +943,12 @@ if master:
     if converting:  # the fit of each layer: share of V's variance the tied projection cannot reproduce, split's r
         log({"iter": 0, "conversion": {"from": init_from, "method": tied_by, "layers": fits}},
             f"{init_from}: {conversion}")
+    # a constant rate reads none of the schedule's settings: those typed here are said to go unused (not refused:
+    # a base command that sets them, as the tests' does, may add --decay_lr=False; config files set them for the
+    # default schedule, and are not this command's word)
+    if not decay_lr and (unused := [f"--{k}" for k in ("warmup_iters", "lr_decay_iters", "min_lr") if k in typed]):
+        print(f"decay_lr=False trains at learning_rate ({learning_rate:g}) throughout, with no warmup or decay: "
+              f"{', '.join(unused)} unused")
     print(f"{raw_model.num_params() / 1e6:.2f}M parameters, KV cache {raw_model.kv_bytes_per_token(ptdtype)} "
           f"bytes/token ({dtype}); {tokens_per_iter:,} tokens/iter = {batch_size} batch x {block_size} block x "
           f"{accum} accumulation x {world_size} processes{f' ({parallel})' if ddp else ''}; {max_iters} iterations; "

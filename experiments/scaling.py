@@ -591,6 +591,10 @@ def plot(rows, s, path):
     plt.close(fig)
 
 
+# options a mode reads nothing of (configurator.Parser.unread)
+UNREAD = [("jobs", lambda a: a.report, "--report trains nothing, and --jobs is how many runs train at once; drop it")]
+
+
 def main(argv=None):
     p = Parser(description="Budget, context, size and cache-budget scaling of qkv vs qk_v (vs q_kv).")
     p.add_argument("--quick", action="store_true", help="a tiny grid into --root (default out-scaling-quick/)")
@@ -599,6 +603,7 @@ def main(argv=None):
     p.add_argument("--root", default=None, help="run folders (default out-scaling/, or out-scaling-quick/)")
     p.add_argument("--jobs", type=number(int, "[1, 16]"), default=2, help="train.py processes at once, one thread each")
     args = p.parse_args(argv)
+    p.unread(args, UNREAD)
     s = QUICK if args.quick else FULL
     args.root = args.root or s["root"]
     if not args.report:  # the data first: train.py's own fix for it would be a setting this study does not have

@@ -259,6 +259,11 @@ def plot(final, cases, models, path):
     plt.close(fig)
 
 
+# options a run reads nothing of (configurator.Parser.unread): (X)+'s, where --models holds no model with it
+UNREAD = [(k, lambda a: not any(MODELS[m][1] for m in a.models), f"none of --models has (X)+ (the models ending in "
+           f"+), so --{k} changes no run; add one of them, or drop --{k}") for k in ("pos_conv", "periodic")]
+
+
 def check_args(parser, args):
     if args.embd % args.heads:
         parser.error(f"--embd {args.embd} is not divisible by --heads {args.heads}; pick an n_embd the head count "
@@ -324,6 +329,7 @@ def main(argv=None):
     if args.quick:  # smaller defaults; values given explicitly still win
         parser.set_defaults(seeds=[0], heads=1, embd=16, steps_scale=0.05, eval_size=64)
         args = parser.parse_args(argv)
+    parser.unread(args, UNREAD)
     with new_dirs(args.out, args.cache):  # check_args makes them; a study stopped before writing there leaves none
         check_args(parser, args)
         # two at once into one --out: the tables of one beside the figure of the other (other settings, or its note

@@ -530,12 +530,13 @@ def test_no_validation_tokens_beside_a_held_out_fraction_or_a_validation_input_i
     assert meta["train_tokens"] == 2401 and meta["val_tokens"] == 0  # every byte in train.bin, as asked
 
 
-def test_the_benchmark_measures_a_text_too_small_for_a_validation_split(tmp_path, capsys):
+def test_the_benchmark_measures_a_text_too_small_for_a_validation_split(tmp_path, capsys, monkeypatch):
     # a text of fewer documents than 1/val_fraction was refused as a dataset ("no text for val.bin ... give
     # validation files with --val_input"), which the benchmark writes only to time it (the seventeenth pass)
     src = tmp_path / "small.txt"
     write_txt(src, "hello world\n" * 20)
-    P.main(["--input", str(src), "--tokenizer=bytes", "--benchmark", f"--out_dir={tmp_path / 'out'}"])
+    monkeypatch.chdir(tmp_path)
+    P.main(["--input", str(src), "--tokenizer=bytes", "--benchmark"])
     said = capsys.readouterr().out
     assert said.startswith("1 documents, 0.0 M characters") and "end to end" in said, said
-    assert not (tmp_path / "out").exists()
+    assert sorted(os.listdir(tmp_path)) == ["small.txt"]  # nothing prepared, not even the default out_dir

@@ -209,6 +209,63 @@ def test_report_and_redraw_together_are_refused(script, capsys):
                                                              "--report")
 
 
+# Options a mode reads nothing of: each script's UNREAD table (configurator.Parser.unread), tried row by row. Each
+# row gives the option in the mode that leaves it unread (refused: it ran as though it were not there, exit 0), and
+# the same command without it, or in a mode that reads it, runs as before. A row added to a table needs its
+# command here, or the first test fails.
+UNREAD_CASES = {  # (script, option): (arguments in the mode that does not read it, arguments in one that does)
+    ("sample", "out_dir"): (["--init_from=gpt2", "--out_dir=out-x"], ["--out_dir=out-x"]),
+    ("eval", "out_dir"): (["--init_from=gpt2", "--out=res", "--out_dir=out-x"], ["--init_from=gpt2", "--out_dir=x"]),
+    ("prepare_slimpajama", "out_dir"): (["--input=a.txt", "--benchmark", "--out_dir=d"],
+                                        ["--input=a.txt", "--out_dir=d"]),
+    ("prepare_slimpajama", "val_fraction"): (["--input=a.txt", "--benchmark", "--val_fraction=0.1"],
+                                             ["--input=a.txt", "--val_fraction=0.1"]),
+    ("prepare_slimpajama", "val_tokens"): (["--input=a.txt", "--val_fraction=0", "--val_tokens=500"],
+                                           ["--input=a.txt", "--val_fraction=0.1", "--val_tokens=500"]),
+    ("experiments.synthetic", "pos_conv"): (["--models=qkv,qk_v", "--pos_conv=8"], ["--models=qkv+", "--pos_conv=8"]),
+    ("experiments.synthetic", "periodic"): (["--models=q_kv", "--periodic"], ["--models=q_kv,q_kv+", "--periodic"]),
+    ("experiments.scaling", "jobs"): (["--report", "--jobs=4"], ["--jobs=4"]),
+}
+
+
+def unread_tables():
+    return {(script, name): rule for script in SCRIPTS
+            for name, *rule in getattr(importlib.import_module(script), "UNREAD", [])}
+
+
+def test_every_unread_row_has_a_case():
+    assert sorted(unread_tables()) == sorted(UNREAD_CASES)
+
+
+@pytest.mark.parametrize("script, name", sorted(UNREAD_CASES), ids=[f"{s} --{n}" for s, n in sorted(UNREAD_CASES)])
+def test_an_option_its_mode_does_not_read_is_refused(script, name, capsys, tmp_path, monkeypatch):
+    mode, why = unread_tables()[script, name]
+    unread, read = UNREAD_CASES[script, name]
+    parser = parser_of(script)
+    assert f"--{name}" in unread[-1] and mode(parser.parse_args(unread))  # the row's mode, the option given
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:  # the command itself, before any work
+        importlib.import_module(script).main(unread)
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(f"error: --{name} is read by nothing here: {why}.")
+    assert os.listdir(tmp_path) == []
+    # without the option the mode runs as before; and in a mode that reads it, it is taken
+    parser.unread(parser.parse_args(unread[:-1]), importlib.import_module(script).UNREAD)
+    parser.unread(parser.parse_args(read), importlib.import_module(script).UNREAD)
+
+
+def test_parser_knows_which_options_the_command_line_gave():
+    # argparse fills every default in, so an option given at its default looked the same as none given
+    p = Parser()
+    p.add_argument("--out_dir", default="out")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--n", type=int, default=1)
+    p.parse_args(["--out_dir=out", "--n", "2"])
+    assert p.given == {"out_dir", "n"}
+    p.parse_args([])
+    assert p.given == set()
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The command line of the scripts whose settings are checked here, as a user runs them.
 

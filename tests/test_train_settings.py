@@ -31,7 +31,7 @@ import torch
 import checkpoint
 from configurator import range_error
 from model import GPT, GPTConfig
-from test_train import MIN_LR, ROOT, TINY, make_data, read_log, run_inprocess, train
+from test_train import LR, MIN_LR, ROOT, TINY, make_data, read_log, run_inprocess, train
 
 TRAIN_PY = os.path.join(ROOT, "train.py")
 BAD = (0, -1, math.nan, math.inf, "abc", 10**400)  # 10**400: an int that no float or int64 holds
@@ -1353,3 +1353,57 @@ def test_a_resume_of_a_relative_out_dir_missing_here_names_this_folder(data_dir,
     msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'gone'}", "--init_from=resume"])
     assert msg == f"init_from='resume' but {tmp_path / 'gone' / 'ckpt.pt'} does not exist; check --out_dir or use " \
                   f"--init_from=scratch."
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--convert_method=k"], "convert_method='k' says how weights are converted, and a resume converts nothing: "
+                             "{ckpt} goes on as its run began, from scratch; drop --convert_method (to convert again, "
+                             "start a new run in another --out_dir with --init_from={out})."),
+    (["--convert_method=split", "--calib_batches=8"],
+     "convert_method='split', calib_batches=8 say how weights are converted, and a resume converts nothing: {ckpt} "
+     "goes on as its run began, from scratch; drop --convert_method, --calib_batches (to convert again, start a new "
+     "run in another --out_dir with --init_from={out}).")])
+def test_conversion_settings_a_resume_does_not_read_are_refused(args, said, finished, data_dir, tmp_path,
+                                                                 monkeypatch):
+    # the run went on as it began, the method given read by nothing, exit 0; the run's own method, as the command
+    # that started it gives it, is that command resumed (the retrofit study's), and allowed
+    out = shutil.copytree(finished, tmp_path / "run")
+    before = snapshot(out)
+    base = [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume", "--max_iters=2"]
+    assert run_inprocess(monkeypatch, [*base, *args]) == said.format(ckpt=out / "ckpt.pt", out=out)
+    assert snapshot(out) == before
+    assert run_inprocess(monkeypatch, [*base, "--convert_method=lstsq", "--calib_batches=4"]) == "0"  # done
+
+
+def test_a_conversion_says_which_of_its_settings_it_did_not_use(finished, data_dir, tmp_path):
+    # untying qk_v to qkv used no method, and k fits on no batches: each went unread without a word, exit 0
+    qkv = tmp_path / "qkv"
+    for source, out, args, said in [
+            (finished, qkv, ["--proj=qkv", "--convert_method=split"], "(--convert_method unused: V is not newly tied "
+                                                                      "to K)"),
+            (qkv, tmp_path / "k", ["--convert_method=k", "--calib_batches=2"], "(--calib_batches unused: k fits "
+                                                                               "nothing)")]:
+        r = train(data_dir, out, f"--init_from={source}", "--max_iters=0", *args)
+        line = next(line for line in r.stdout.splitlines() if line.startswith(f"{source}: converted"))
+        assert line.endswith(said), line
+
+
+def test_a_constant_rate_says_the_schedule_settings_given_go_unused(data_dir, tmp_path):
+    # --decay_lr=False --warmup_iters=5 trained at learning_rate from the first step, the warmup read by nothing,
+    # without a word; said, not refused (a base command that sets them may add --decay_lr=False, as the tests do)
+    r = train(data_dir, tmp_path / "out", "--max_iters=0", "--decay_lr=False", "--lr_decay_iters=7")
+    assert f"decay_lr=False trains at learning_rate ({LR:g}) throughout, with no warmup or decay: --warmup_iters, " \
+           f"--lr_decay_iters, --min_lr unused\n" in r.stdout
+    assert "unused" not in train(data_dir, tmp_path / "decay", "--max_iters=0").stdout
+
+
+def test_a_gpu_index_under_torchrun_is_refused(data_dir, tmp_path, monkeypatch):
+    # each process takes cuda:LOCAL_RANK: `torchrun --nproc_per_node=1 train.py --device=cuda:1` trained on cuda:0,
+    # the index read by nothing (refused before any CUDA call, so a machine without one tries it too)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for k, v in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29500").items():
+        monkeypatch.setenv(k, v)
+    assert refusal(monkeypatch, tmp_path, ["--device=cuda:1"], data_dir) == (
+        "device='cuda:1', but under torchrun each process uses the GPU of its LOCAL_RANK (cuda:0 here); give "
+        "--device=cuda (or auto), and choose the GPUs with CUDA_VISIBLE_DEVICES, e.g. CUDA_VISIBLE_DEVICES=1 "
+        "torchrun --standalone --nproc_per_node=1 train.py ...")
