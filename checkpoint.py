@@ -890,12 +890,12 @@ def eval_batches(val_tokens, block_size, batch_size, eval_tokens, world_size=1):
     return rows, min(asked, whole), asked > whole
 
 
-def scored_tokens(val_tokens, block_size, batch_size, eval_tokens):
-    """The validation tokens train.py's evaluation scores on one process (eval_batches): what a study's report names,
-    not eval_tokens, which a smaller val.bin cuts to its whole batches (cpu_lm, retrofit and scaling said eval_tokens'
-    106,496 over a validation set of 50,000)."""
-    rows, batches, _ = eval_batches(val_tokens, block_size, batch_size, eval_tokens)
-    return rows * batches * block_size
+def scored_tokens(val_tokens, block_size, batch_size, eval_tokens, world_size=1):
+    """The validation tokens train.py's evaluation scores over its world_size processes (eval_batches): what a study's
+    report names, not eval_tokens, which a smaller val.bin cuts to its whole batches (cpu_lm, retrofit and scaling said
+    eval_tokens' 106,496 over a validation set of 50,000), and what a resume compares with its checkpoint's."""
+    rows, batches, _ = eval_batches(val_tokens, block_size, batch_size, eval_tokens, world_size)
+    return rows * batches * block_size * world_size
 
 
 def data_counts(ckpt, out_dir):

@@ -54,7 +54,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
 from checkpoint import (atomic_write, dangling, eval_batches, file_above, guard_assets, load_checkpoint, open_data,
-                        other_data, perplexity, save_checkpoint, tokens, unreadable)
+                        other_data, perplexity, save_checkpoint, scored_tokens, tokens, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, out_of_memory, range_error,
                           tolerant_output)
 from convert import (GPT2_SIZES, TIE_METHODS, conversion_note, convert_state_dict, exact_fit, gpt2_config,
@@ -747,9 +747,10 @@ if val_windows < world_size:
     sys.exit(f"{data_dir}/val.bin holds {val_windows} window(s) of block_size {block_size}, fewer than the "
              f"{world_size} processes that each evaluate one; prepare more validation data or run fewer processes.")
 val_rows, val_batches, capped = eval_batches(val_len, block_size, batch_size, eval_tokens, world_size)
+val_scored = val_rows * val_batches * block_size * world_size  # each evaluation's tokens, all processes together
 if capped and master:
     print(f"eval_tokens={eval_tokens:,} is more than {data_dir}/val.bin holds ({val_len:,} tokens): each evaluation "
-          f"scores its first {val_batches * val_rows * block_size * world_size:,} once.")
+          f"scores its first {val_scored:,} once.")
 
 
 def get_batch(split, *key):
@@ -852,15 +853,14 @@ if ckpt:  # resuming (any other run with a checkpoint in out_dir ended above)
     best_val_loss = ckpt["best_val_loss"]
     # that loss is of the first windows its run scored: another eval_tokens (or count of processes) scores others,
     # which always_save_checkpoint=False compared with it without a word (a worse model could be saved as better)
-    was = ckpt["config"].get("eval_tokens"), ckpt["config"].get("batch_size")
-    if all(type(n) is int and n > 0 for n in was):
-        rows, batches, _ = eval_batches(val_len, block_size, was[1], was[0], max(1, len(ckpt["rng"])))
-        was, now = rows * batches * len(ckpt["rng"]) * block_size, val_rows * val_batches * world_size * block_size
-        if was != now and math.isfinite(best_val_loss):
+    asked = ckpt["config"].get("eval_tokens"), ckpt["config"].get("batch_size")
+    if all(type(n) is int and n > 0 for n in asked):  # its processes: one random state each (never none)
+        was = scored_tokens(val_len, block_size, asked[1], asked[0], len(ckpt["rng"]))
+        if was != val_scored and math.isfinite(best_val_loss):
             if master:
-                print(f"evaluations now score the first {now:,} validation tokens, not the {was:,} of {ckpt_path}'s "
-                      f"best_val_loss {best_val_loss:.4f}: the best is measured again from here, and log.jsonl's "
-                      f"validation curve changes measure at iteration {iter_num}.")
+                print(f"evaluations now score the first {val_scored:,} validation tokens, not the {was:,} of "
+                      f"{ckpt_path}'s best_val_loss {best_val_loss:.4f}: the best is measured again from here, and "
+                      f"log.jsonl's validation curve changes measure at iteration {iter_num}.")
             best_val_loss = float("inf")
     if rank < len(ckpt["rng"]):  # processes added on resume keep their fresh seeds
         torch.set_rng_state(ckpt["rng"][rank]["cpu"].cpu())
