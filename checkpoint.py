@@ -885,6 +885,8 @@ def eval_batches(val_tokens, block_size, batch_size, eval_tokens, world_size=1):
     tokens several times. The studies that score or report train.py's evaluation use it too (scored_tokens)."""
     windows = (val_tokens - 1) // block_size
     rows = min(batch_size, windows // world_size)
+    if rows == 0:  # fewer windows than processes (train.py refuses such a run; a resume asks how its checkpoint's
+        return 0, 0, True  # more processes scored a val.bin since cut): none scored, not a ZeroDivisionError
     asked = max(1, eval_tokens // (rows * block_size * world_size))
     whole = windows // (rows * world_size)
     return rows, min(asked, whole), asked > whole

@@ -1254,6 +1254,13 @@ def test_rope_report_says_it_trained_nothing(tmp_path, monkeypatch):
         (tmp_path / "out-rope-quick" / "rope.md").read_text()
 
 
+def test_scored_tokens_of_more_processes_than_val_bin_has_windows_is_none():
+    # a resume asks what its checkpoint's processes scored: two of them on a val.bin of one window were a
+    # ZeroDivisionError; one window of 64 for one process, none for two
+    assert checkpoint.scored_tokens(100, 64, 4, 512) == 64
+    assert checkpoint.scored_tokens(100, 64, 4, 512, world_size=2) == 0
+
+
 def test_rope_scores_the_same_bytes_at_every_length_of_a_small_val_bin(tmp_path):
     # a --data_dir whose val.bin holds 1,501 tokens: 256 scored 1,280 of them and 512 and 1,024 scored 1,024, and the
     # report said "on the same 106,496 validation bytes" (the sixteenth pass)
