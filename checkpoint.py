@@ -44,7 +44,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from configurator import configure
+from configurator import configure, stop_signals
 from model import GPT, GPTConfig
 
 PREFIXES = ("_orig_mod.", "module.")  # torch.compile's and DDP's wrappers: harmless, stripped on load
@@ -212,13 +212,11 @@ def signals_held():
     that notes them, then each noted signal is raised again: blocking them (pthread_sigmask) held them off the main
     thread only, and torch's threads took a `kill PID`, whose handler then ran between two renames in the main thread
     (eval's results.json written, its results.md not). Outside the main thread, where handlers cannot be set, as is."""
-    names = [n for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)]
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     noted = []
-    old = {sig: signal.signal(sig, lambda signum, frame: noted.append(signum)) for sig in
-           (getattr(signal, n) for n in names) if signal.getsignal(sig) not in (signal.SIG_IGN, None)}
+    old = {sig: signal.signal(sig, lambda signum, frame: noted.append(signum)) for sig in stop_signals()}
     try:
         yield
     finally:

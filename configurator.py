@@ -534,10 +534,15 @@ def quiet_exit():
     does (its status, no word: the work is done or its stop reported). Raised as KeyboardInterrupt inside torch's
     atexit finalizers, it was Python's "Exception ignored in atexit callback" traceback, after a finished run with
     exit 0. A signal ignored (nohup) stays ignored."""
-    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
-        sig = getattr(signal, name, None)
-        if sig is not None and signal.getsignal(sig) not in (signal.SIG_IGN, None):
-            signal.signal(sig, signal.SIG_DFL)
+    for sig in stop_signals():
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def stop_signals():
+    """Ctrl-C, SIGTERM and SIGHUP, those of them this platform has and this process does not ignore (nohup) or hold
+    outside Python (None)."""
+    sigs = (getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+    return [sig for sig in sigs if signal.getsignal(sig) not in (signal.SIG_IGN, None)]
 
 
 def stopped_by(e):
