@@ -287,8 +287,8 @@ def load_tasks(args):
     # built inside simple_evaluate, after the model, a missing or damaged data file was the harness' traceback
     build = tm.load if hasattr(tm, "load") else tm.load_task_or_group  # lm-eval 0.4.13, 0.4.10
     for t in tasks:
-        if offline or included(tm, t, args.include_path):
-            mine = included(tm, t, args.include_path)
+        mine = included(tm, t, args.include_path)
+        if offline or mine:
             files = task_data(yaml_of(tm, t)) if mine else []
             check_task_data(t, files)
             try:

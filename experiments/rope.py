@@ -100,7 +100,7 @@ def train_all(args):
 
 
 @torch.no_grad()
-def scored_tokens(data, block_size):
+def scored_at_every_length(data, block_size):
     """The validation tokens every length scores: the first EVAL_TOKENS, or as many whole windows of the longest
     length as a smaller val.bin holds (each length cutting its own count: 1,280 bytes at 256 and 1,024 at 512, said
     to be "the same" bytes)."""
@@ -128,7 +128,8 @@ def score(args):
         # a run trained there by hand, or by another study, would be scored as this variant (or fail to load)
         check_study_run(ckpt, out, train_args(args, seed, out, proj, pos_emb), study_command(args))
         cfg = GPTConfig(**ckpt["model_args"])
-        args.scored = scored_tokens(data, cfg.block_size)  # config/cpu_lm.py's block_size: the same for every run
+        # config/cpu_lm.py's block_size: the same for every run
+        args.scored = scored_at_every_length(data, cfg.block_size)
         for f in FACTORS if pos_emb == "rope" else FACTORS[:1]:
             model = GPT(replace(cfg, block_size=f * cfg.block_size))  # rope: no parameter depends on block_size
             model.load_state_dict(ckpt["model"])

@@ -1269,14 +1269,14 @@ def test_rope_scores_the_same_bytes_at_every_length_of_a_small_val_bin(tmp_path)
     class MeanTarget(torch.nn.Module):  # loss = the mean target id: equal means over the same tokens
         def forward(self, x, y):
             return None, y.double().mean()
-    assert rope.scored_tokens(data, 256) == 1024
+    assert rope.scored_at_every_length(data, 256) == 1024
     means = {n: rope.val_loss(MeanTarget(), data, n, 1024) for n in (256, 512, 1024)}
     assert means[256] == means[512] == means[1024] == pytest.approx(np.mean(data[1:1025]))
     args = argparse.Namespace(quick=True, data_dir=str(tmp_path / "mine"), root=str(tmp_path), iters=60, seeds=[1337],
                               assets=str(tmp_path / "rope"), scored=1024)
     rope.report([{"variant": v, "seed": 1337, "length": 256, "loss": 2.5} for v in rope.VARIANTS], [], args, 0.0)
     assert "on the same 1,024 validation bytes" in (tmp_path / "rope.md").read_text()
-    assert rope.scored_tokens(np.zeros(111_539), 256) == rope.EVAL_TOKENS  # the default data's: as before
+    assert rope.scored_at_every_length(np.zeros(111_539), 256) == rope.EVAL_TOKENS  # the default data's: as before
 
 
 def test_retrofit_partial_report_goes_to_the_runs_folder_and_a_torn_cache_is_recomputed(world, tmp_path, capsys,
