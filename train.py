@@ -810,8 +810,8 @@ if source:
     if narrow := narrowest(source[0], fits):  # distinct windows, yet few distinct inputs: repeated or periodic text
         layer, n, (_, why) = narrow
         sys.exit(f"the {len(calib)} calibration windows from {data_dir}/train.bin give layer {layer} inputs of "
-                 f"only {n} direction{'s' * (n != 1)}, and convert_method={convert_method!r} {why}; prepare more varied "
-                 f"training data, or set --convert_method=k.")
+                 f"only {n} direction{'s' * (n != 1)}, and convert_method={convert_method!r} {why}; prepare more "
+                 f"varied training data, or set --convert_method=k.")
     model.load_state_dict(state)
     # the method only where V was tied to K: untying and pooling are no fit by lstsq, whatever convert_method says
     tied_by = convert_method if ties_v(source[0], gptconf) else None

@@ -43,8 +43,8 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import numpy as np
 import torch
 
-from checkpoint import (atomic_write, check_study_run, data_counts, eval_batches, hold_lock, load_checkpoint, new_dirs,
-                        open_data, partial_report, present, read_log, read_table, reports_free, save_figure,
+from checkpoint import (atomic_write, check_study_run, data_counts, data_name, eval_batches, hold_lock, load_checkpoint,
+                        new_dirs, open_data, partial_report, present, read_log, read_table, reports_free, save_figure,
                         scored_tokens, together, tokens, train_first, writable_dir)
 from configurator import Parser, cli, run_child
 from convert import convert_state_dict, narrowest
@@ -353,7 +353,8 @@ def write_md(recs, conv, missing, s, command, prefix):
     lines = []
     if missing:
         lines += [f"PARTIAL: {len(missing)} of {len(plan(s))} runs not finished, left out: {', '.join(missing)}.", ""]
-    lines += [f"Retrofit on byte-level Shakespeare: qkv trained for {iters} iterations ({cfg['n_layer']} layers, "
+    data = data_name(cfg, cfg.get("data_dir"))  # what the source runs' checkpoints record
+    lines += [f"Retrofit on {data[0].lower()}{data[1:]}: qkv trained for {iters} iterations ({cfg['n_layer']} layers, "
               f"{cfg['n_head']} heads, n_embd {cfg['n_embd']}, block {cfg['block_size']}, batch {cfg['batch_size']}, "
               f"dropout {cfg['dropout']}), converted, then uptrained for {up[-1]} iterations ({lr}, cosine over "
               f"{up[-1]}; the {up[0]}-iteration column is read mid-schedule). qk_v scratch: trained from scratch with "

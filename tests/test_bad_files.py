@@ -940,6 +940,19 @@ def test_cpu_lm_table_names_the_validation_tokens_train_py_scored(tmp_path, caps
     assert f"Final validation loss over {scored:,} tokens," in (tmp_path / "t.md").read_text()
 
 
+@pytest.mark.parametrize("train_tokens, val_tokens, name", [
+    (1_003_857, 111_539, "Byte-level Shakespeare"), (400_000, 111_539, "Byte-level data of data/cpu_lm_bytes")])
+def test_cpu_lm_table_names_shakespeare_only_for_its_data(tmp_path, train_tokens, val_tokens, name):
+    # data/cpu_lm_bytes prepared from another text: the header said "Byte-level Shakespeare" whatever the runs'
+    # checkpoints record (the seventeenth pass, left)
+    cfg = dict(train_tokens=train_tokens, val_tokens=val_tokens, n_layer=4, n_head=4, n_embd=128, block_size=256,
+               dropout=0.1, max_iters=600, batch_size=16, eval_tokens=106_496, data_dir="data/cpu_lm_bytes")
+    run = {"variant": "qkv", "proj": "qkv", "n_kv_head": 4, "attn": "softmax", "params": 1, "seed": 1337,
+           "kv_bytes_per_token_bf16": 2048, "val_loss": 2.0, "val_ppl": 7.4}
+    cpu_lm.write_table({"qkv": [run]}, cfg, [], str(tmp_path / "t"))
+    assert (tmp_path / "t.md").read_text().startswith(f"{name} (train {train_tokens:,} bytes, validation 111,539), ")
+
+
 @pytest.mark.parametrize("edit, message", [
     (lambda c: c["config"].pop("max_iters"), "out-cpu_lm/qkv_s1337 holds a run this study cannot check"),  # KeyError
     (lambda c: c["config"].update(max_iters="600"), "out-cpu_lm/qkv_s1337 holds a run this study cannot check"),
