@@ -1,7 +1,8 @@
 """
 The retrofit experiment: how much of a trained qkv model survives tying V to K (and pooling key/value heads), before
 and after a short uptraining, against Q-K=V trained from scratch for the same total steps? Byte-level Shakespeare,
-the cpu_lm setting (config/cpu_lm.py), 3 seeds, every run through train.py in a subprocess, one at a time.
+the cpu_lm setting (config/cpu_lm.py), 3 seeds, every run through train.py in a subprocess, one at a time, one thread
+each.
 
     python prepare_slimpajama.py --input=input.txt --tokenizer=bytes --val_fraction=0.1 \
         --out_dir=data/cpu_lm_bytes
@@ -152,6 +153,8 @@ def train_all(s, command):
     """Each unfinished run through train.py (a killed one continues from its checkpoint); the stdout of the runs
     goes to their log.jsonl, the time of each to root/times.jsonl."""
     times(s)  # that file checked now, not after the first run has trained
+    # one thread, as the report says and scaling does: torch's default took every core, another count per machine
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     for name, seed, out, args, end in plan(s):
         ckpt = checkpoint(out)
         if ckpt is not None:  # a run of other settings there (by hand, another study) would be resumed as this one
@@ -161,7 +164,7 @@ def train_all(s, command):
         cmd = [sys.executable, "train.py", *args] + (["--init_from=resume"] if ckpt is not None else [])
         print(" ".join(cmd), flush=True)
         t0 = time.time()
-        if run_child(cmd, stdout=subprocess.DEVNULL):  # train.py said why on stderr
+        if run_child(cmd, stdout=subprocess.DEVNULL, env=env):  # train.py said why on stderr
             sys.exit(f"{out}: train.py stopped (its message is above); fix that and run this command again, the "
                      f"finished runs are kept.")
         add_time(s, out, time.time() - t0)
