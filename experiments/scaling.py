@@ -23,7 +23,6 @@ a killed run resumes from its checkpoint. The report reads only the CSVs, so it 
 import contextlib
 import csv
 import io
-import json
 import math
 import os
 import statistics
@@ -46,8 +45,8 @@ import numpy as np
 import torch
 
 from checkpoint import (atomic_write, check_study_run, data_name, default_data, guard_assets, hold_lock,
-                        load_checkpoint, new_dirs, open_data, present, read_log, read_table, save_figure, scored_tokens,
-                        together, tokens, train_first, writable_dir)
+                        load_checkpoint, new_dirs, open_data, present, read_json, read_log, read_table, save_figure,
+                        scored_tokens, together, tokens, train_first, writable_dir)
 from configurator import Parser, cli, number, stop_children
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
@@ -477,11 +476,9 @@ def header_data(s, args):
     another text was "Byte-level Shakespeare" too."""
     if tracked(s, args):
         return "Byte-level Shakespeare"
-    try:
-        with open(os.path.join(args.data_dir, "meta.json")) as f:
-            counts = json.load(f)
-    except (OSError, ValueError):  # gone since, or damaged: the folder says what it was
-        counts = None
+    meta = os.path.join(args.data_dir, "meta.json")
+    # gone since: the folder says what it was
+    counts = read_json(meta, f"delete {args.data_dir} and prepare it again") if present(meta) else None
     return data_name(counts, args.data_dir)
 
 

@@ -1951,6 +1951,7 @@ SWEPT = {
     "experiments/scaling.py:check_root_data:data_file(args)": "scaling data",
     "experiments/synthetic.py:read_curve:path": "synthetic curve",
     "prepare_slimpajama.py:documents:path": "prepare's run",
+    "prepare_slimpajama.py:head:path": "prepare's run",  # the same inputs, their first bytes judged before out_dir
     "prepare_slimpajama.py:open_bins:path": "prepare's resumed bins",
     "prepare_slimpajama.py:read_json:path": "prepare's read_json",
     "sample.py:read_text_file:path": "text file",
