@@ -303,7 +303,21 @@ def conversion_note(src, dst, method, fits, source):
     unexplained = [f"{sum(f['residual']) / len(f['residual']):.3f}" for f in fits if f["residual"]]
     what = "; ".join(done) or "the same variant, weights as they are"
     return (f"converted to proj={dst.proj}, n_kv_head={hd}: {what}"
-            + (f"; unexplained V variance per layer: {', '.join(unexplained)}" if unexplained else ""))
+            + (f"; unexplained V variance per layer: {', '.join(unexplained)}" if unexplained else "")
+            + narrow_note(src, fits, method))
+
+
+def narrow_note(cfg, fits, method):
+    """Said after the residuals where a layer's calibration inputs span so few directions that any weights fit them
+    exactly (narrowest): "0.000" there says nothing of inputs unlike them, as a repeated or periodic --calib text
+    gives. A note, not a refusal: a model without a position table sees one input per distinct token in its first
+    layer, so data of few distinct tokens gives that layer as few in use as in calibration, and its fit is exact."""
+    if (narrow := narrowest(cfg, fits)) is None:
+        return ""
+    layer, n, (unknowns, _) = narrow
+    return (f" (layer {layer}'s calibration inputs span only {n} direction{'s' * (n != 1)}, no more than the "
+            f"{unknowns} numbers {method} fits per dimension of each key head: exact on them whatever the weights, and "
+            f"no measure for inputs unlike them)")
 
 
 # ---------------------------------------------------------------------------------------------------------------

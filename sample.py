@@ -26,7 +26,7 @@ import torch
 from checkpoint import dangling, load_checkpoint, other_data, r50k, read_json, tokens, unreadable
 from configurator import Parser, boolean, cli, compile_failure, home, number
 from convert import (GPT2_SIZES, TIE_METHODS, check_conversion, conversion_note, convert_state_dict, exact_fit,
-                     gpt2_config, load_gpt2, narrowest, ties_v)
+                     gpt2_config, load_gpt2, ties_v)
 from model import GPT, SOURCES, GPTConfig, cache_length
 
 EOT = "<|endoftext|>"
@@ -280,12 +280,6 @@ def load_model(args, device):
             raise SystemExit(str(e))
     if dst != cfg:
         state, fits = convert_state_dict(state, cfg, dst, args.convert_method, calib)
-        if narrow := narrowest(cfg, fits):  # many tokens, few distinct inputs: repeated or periodic text
-            layer, n, (_, why) = narrow
-            fix = ("give a --calib text of more varied tokens" if args.calib is not None else
-                   "pass a more varied text as --calib=FILE:path, or --convert_method=k")
-            raise SystemExit(f"calibration on {source}: layer {layer}'s inputs span only {n} "
-                             f"direction{'s' * (n != 1)}, and --convert_method={args.convert_method} {why}; {fix}.")
         fitted = ties and args.convert_method in ("lstsq", "split")
         unused = [k for k in getattr(args, "how_given", ()) if k != "--convert_method" and not fitted
                   or k == "--convert_method" and not ties]  # read by nothing: say so, not ignore them

@@ -58,7 +58,7 @@ from checkpoint import (atomic_write, dangling, eval_batches, file_above, guard_
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, out_of_memory, range_error,
                           tolerant_output)
 from convert import (GPT2_SIZES, TIE_METHODS, conversion_note, convert_state_dict, exact_fit, gpt2_config,
-                     load_gpt2, narrowest, ties_v)
+                     load_gpt2, ties_v)
 from model import ATTNS, GPT, POS_CONV_BASES, POS_EMBS, SOURCES, GPTConfig
 
 # -----------------------------------------------------------------------------
@@ -807,11 +807,6 @@ if source:
         state, fits = convert_state_dict(source[1], source[0], gptconf, convert_method, calib)
     except ValueError as e:
         sys.exit(f"init_from={init_from!r}: {e}")
-    if narrow := narrowest(source[0], fits):  # distinct windows, yet few distinct inputs: repeated or periodic text
-        layer, n, (_, why) = narrow
-        sys.exit(f"the {len(calib)} calibration windows from {data_dir}/train.bin give layer {layer} inputs of "
-                 f"only {n} direction{'s' * (n != 1)}, and convert_method={convert_method!r} {why}; prepare more "
-                 f"varied training data, or set --convert_method=k.")
     model.load_state_dict(state)
     # the method only where V was tied to K: untying and pooling are no fit by lstsq, whatever convert_method says
     tied_by = convert_method if ties_v(source[0], gptconf) else None
@@ -958,8 +953,9 @@ if master:
     cache = (f"a fixed recurrent state of {raw_model.new_cache(1, 1, ptdtype, 'meta').nbytes:,} bytes ({dtype}) in "
              f"place of a KV cache (linear attention)" if gptconf.attn == "linear" else
              f"KV cache {raw_model.kv_bytes_per_token(ptdtype)} bytes/token ({dtype})")
-    print(f"{raw_model.num_params() / 1e6:.2f}M parameters, {cache}; {tokens_per_iter:,} tokens/iter = {batch_size} batch x {block_size} block x "
-          f"{accum} accumulation x {world_size} processes{f' ({parallel})' if ddp else ''}; {max_iters} iterations; "
+    print(f"{raw_model.num_params() / 1e6:.2f}M parameters, {cache}; {tokens_per_iter:,} tokens/iter = "
+          f"{batch_size} batch x {block_size} block x {accum} accumulation x {world_size} processes"
+          f"{f' ({parallel})' if ddp else ''}; {max_iters} iterations; "
           f"{device}, {dtype}{', activation checkpointing' if grad_ckpt else ''}")
 
 # training loop

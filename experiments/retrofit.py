@@ -48,7 +48,7 @@ from checkpoint import (atomic_write, check_study_run, data_counts, data_name, e
                         new_dirs, open_data, partial_report, present, read_log, read_table, reports_free, save_figure,
                         scored_tokens, together, tokens, train_first, writable_dir)
 from configurator import Parser, cli, run_child
-from convert import convert_state_dict, narrowest
+from convert import convert_state_dict
 from model import GPT, GPTConfig
 
 SEEDS = [1337, 1338, 1339]
@@ -328,11 +328,6 @@ def convert_sources(s):
         for name, (config_file, method) in CONVERSIONS.items():
             dst_cfg = GPTConfig(**{**asdict(src_cfg), **destination(config_file)})
             state, fits = convert_state_dict(src["model"], src_cfg, dst_cfg, method, calib)
-            if narrow := narrowest(src_cfg, fits):  # train.py refuses this conversion for the uptraining run too
-                layer, n, (_, why) = narrow
-                sys.exit(f"the calibration windows of {cfg['data_dir']}/train.bin give layer {layer} of "
-                         f"{s['root']}/qkv_s{seed} inputs of only {n} direction{'s' * (n != 1)}, and {method} "
-                         f"{why}; prepare more varied training data.")
             model = GPT(dst_cfg).eval()
             model.load_state_dict(state)
             out[(name, seed)] = {"loss": val_loss(model, cfg), "fits": fits,
