@@ -53,6 +53,8 @@ MAX_SCAN = 1 << 27  # tokens: a bin with no recorded largest id is read for it u
 # the data of the studies in the cpu_lm setting (config/cpu_lm.py: vocab_size 256), as their docstrings prepare it
 BYTES_DATA = "python prepare_slimpajama.py --input=FILE --tokenizer=bytes --val_fraction=0.1 --out_dir={}"
 STUDY_DATA = "data/cpu_lm_bytes"  # where the studies look for them by default
+# train and val bytes of tiny Shakespeare (1,115,394 bytes) prepared as above: the data of the tracked tables
+SHAKESPEARE = {"train_tokens": 1_003_857, "val_tokens": 111_539}
 
 
 def in_assets(path):
@@ -67,6 +69,15 @@ def default_data(data_dir):
     path or a link to it is the same folder). A study run on other data writes its tables beside its runs: it was
     reported from (scaling) or written into (rope) assets/ as the tracked study's."""
     return os.path.realpath(data_dir) == os.path.realpath(STUDY_DATA)
+
+
+def data_name(counts, data_dir):
+    """How a study's header names its data: "Byte-level Shakespeare" where the counts it records (a run's checkpoint
+    meta, data_counts, or data_dir's meta.json) are tiny Shakespeare's as the docstrings prepare it, else the folder.
+    The headers named Shakespeare whatever text data/cpu_lm_bytes was prepared from."""
+    if isinstance(counts, dict) and all(counts.get(k) == n for k, n in SHAKESPEARE.items()):
+        return "Byte-level Shakespeare"
+    return f"Byte-level data of {data_dir}" if data_dir else "Byte-level data"
 
 
 def guard_assets(path, full_run, command):

@@ -84,10 +84,19 @@ def pasted_dash(arg):
     """One sentence (without its period) for an argument that starts with a typographic dash where '--' goes, as a
     formatted page (a document, a chat) renders `--max_iters=3`: —max_iters=3 was 'config file not found' or
     'unrecognized arguments'; else None."""
-    if arg[:1] not in DASHES:
+    if not arg or arg[0] not in DASHES:  # "" is in every string: an empty argument was an IndexError below
         return None
     return (f"argument {arg!r} starts with {arg[0]!r} (U+{ord(arg[0]):04X}), a typographic dash pasted from a "
             f"formatted page, not '--'; write --{arg.lstrip(DASHES + '-')}")
+
+
+def blank_argument(arg):
+    """One sentence (without its period) for an argument that is empty or blank, as a quoted shell variable that is
+    unset gives ("$EXTRA"): argparse said "unrecognized arguments: " naming nothing, train.py "config file ''
+    not found"; else None."""
+    if arg.strip():
+        return None
+    return f"argument {arg!r} is empty (as a quoted shell variable that is unset or empty gives); leave it out"
 
 
 def pasted_quotes(name, value):
@@ -219,7 +228,7 @@ def configure(defaults, args, usage=None, hints=None):
         raise SystemExit(0)
     overrides = {}  # checked first (a typo is found before any file runs), applied last
     for arg in args:
-        if error := pasted_dash(arg):
+        if error := pasted_dash(arg) or blank_argument(arg):
             raise SystemExit(error + ".")
         if arg.startswith("--"):
             key, eq, text = arg[2:].partition("=")
@@ -422,7 +431,7 @@ class Parser(argparse.ArgumentParser):
         argv = sys.argv[1:] if args is None else list(args)
         ns, extra = self.parse_known_args(argv, namespace)
         for arg in extra:  # only what no option took: `--start "— and so"` is a prompt
-            if error := pasted_dash(arg):
+            if error := pasted_dash(arg) or blank_argument(arg):
                 self.error(error)
         if extra:
             stray = next((i for i, a in enumerate(argv) if a in extra and not a.startswith("-")), None)

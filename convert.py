@@ -21,6 +21,7 @@ TIE_METHODS = ("k", "mean", "lstsq", "split")
 # from +0.039 nat at 1e-3 to +0.0002 at 1e-6 (2 to 8 of 32 directions kept at 1e-3, 13 to 20 at 1e-6), no lower
 # at 1e-7, where the freed dimensions become too few for V.
 SPLIT_TOL = 1e-6
+INPUT_TOL = 1e-3  # a calibration input direction counts (directions) at this share of the strongest's scale
 SAME_FIELDS = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "n_inner", "attn", "causal", "bias",
                "tie_embeddings", "pos_conv")  # conversions change proj and n_kv_head only (and dropout, no weight)
 
@@ -78,16 +79,41 @@ def check_calib(calib, cfg, method):
                          f"{cfg.block_size}, each below vocab_size = {cfg.vocab_size}); got {what}.")
 
 
-def exact_fit(cfg, n_tokens):
-    """(unknowns, phrase) where n_tokens calibration tokens are no more than the numbers lstsq and split fit per
-    dimension of each key head (head_dim weights, and an offset with biases), else None: any weights then fit them
-    exactly, and "unexplained V variance 0.000" read as a perfect conversion. The commands refuse it (sample.py,
-    eval.py, train.py --init_from); the library fits whatever it is given."""
+def exact_fit(cfg, n, what="tokens"):
+    """(unknowns, phrase) where n calibration tokens (or n directions of a layer's inputs, see narrowest) are no more
+    than the numbers lstsq and split fit per dimension of each key head (head_dim weights, and an offset with
+    biases), else None: any weights then fit them exactly, and "unexplained V variance 0.000" read as a perfect
+    conversion. The commands refuse it (sample.py, eval.py, train.py --init_from); the library fits whatever it is
+    given."""
     unknowns = cfg.n_embd // cfg.n_head + cfg.bias
-    if n_tokens > unknowns:
+    if n > unknowns:
         return None
-    return unknowns, (f"fits {unknowns} numbers per dimension of each key head, which so few tokens fit exactly "
+    return unknowns, (f"fits {unknowns} numbers per dimension of each key head, which so few {what} fit exactly "
                       f"whatever the weights")
+
+
+def narrowest(cfg, fits):
+    """(layer, directions, exact_fit's (unknowns, phrase)) of the first layer whose calibration inputs span no more
+    directions than lstsq and split fit unknowns, else None. Tokens are no measure of it: a text repeated, periodic
+    or of few distinct tokens ("abab...", one sentence 50 times) gives a layer few distinct inputs (the first layer
+    of a model without a position table sees one per distinct token), which any weights fit exactly. Inputs that span
+    every direction a layer's can (n_embd - 1 after LayerNorm's centring, and the offset) are no such case: their fit
+    is exact on any input (a key head as wide as the model)."""
+    every = cfg.n_embd - 1 + cfg.bias
+    for i, f in enumerate(fits):
+        n = f.get("directions")
+        if n is not None and n < every and (too_few := exact_fit(cfg, n, "directions")):
+            return i, n, too_few
+    return None
+
+
+def directions(x, offset):
+    """The directions rows x [N, C] span (with a column of ones where the fit has an offset): singular values of
+    at least INPUT_TOL of the largest. A direction that much weaker moves no printed residual off 0.000."""
+    if offset:  # [x, 1] spans the directions of x about its mean, and the ones: centring keeps a mean off the count
+        x = x - x.mean(0)
+    s = torch.linalg.eigvalsh(x.T @ x).clamp_min(0).sqrt()
+    return int((s > INPUT_TOL * s.max()).sum()) + offset
 
 
 def ties_v(src, dst):
@@ -169,6 +195,7 @@ def convert_layer(attn, dst_attn, x, method):
     elif tie and method in ("lstsq", "split"):
         q, k = [list(t) for t in q], [list(t) for t in k]
         x = x.double()
+        fit["directions"] = directions(x, bo is not None)
         D = attn.head_dim
         for j in range(hkv):
             kj, vj = (k[0][j], k[1][j]), (v[0][j], v[1][j])
@@ -276,7 +303,21 @@ def conversion_note(src, dst, method, fits, source):
     unexplained = [f"{sum(f['residual']) / len(f['residual']):.3f}" for f in fits if f["residual"]]
     what = "; ".join(done) or "the same variant, weights as they are"
     return (f"converted to proj={dst.proj}, n_kv_head={hd}: {what}"
-            + (f"; unexplained V variance per layer: {', '.join(unexplained)}" if unexplained else ""))
+            + (f"; unexplained V variance per layer: {', '.join(unexplained)}" if unexplained else "")
+            + narrow_note(src, fits, method))
+
+
+def narrow_note(cfg, fits, method):
+    """Said after the residuals where a layer's calibration inputs span so few directions that any weights fit them
+    exactly (narrowest): "0.000" there says nothing of inputs unlike them, as a repeated or periodic --calib text
+    gives. A note, not a refusal: a model without a position table sees one input per distinct token in its first
+    layer, so data of few distinct tokens gives that layer as few in use as in calibration, and its fit is exact."""
+    if (narrow := narrowest(cfg, fits)) is None:
+        return ""
+    layer, n, (unknowns, _) = narrow
+    return (f" (layer {layer}'s calibration inputs span only {n} direction{'s' * (n != 1)}, no more than the "
+            f"{unknowns} numbers {method} fits per dimension of each key head: exact on them whatever the weights, and "
+            f"no measure for inputs unlike them)")
 
 
 # ---------------------------------------------------------------------------------------------------------------

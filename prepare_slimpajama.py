@@ -51,6 +51,8 @@ BATCH_CHARS = 1 << 20   # text per batch: the unit of writing and committing
 CHUNK_CHARS = 1 << 16   # text per encoding task: many tasks per batch keep every thread busy to the end
 PRINT_SECONDS = 5
 LINE_END = re.compile(r"\r\n?|\n")
+SNIFF = 1 << 16  # bytes of a .txt input that tell text from binary (not_text)
+CONTROLS = bytes(set(range(32)) - set(b"\t\n\v\f\r\x1b"))
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -247,6 +249,11 @@ def walk(folder):
     return found
 
 
+def head(path):
+    with open(path, "rb") as f:
+        return f.read(SNIFF)
+
+
 def cannot_read(path, why):
     """An input this user cannot read: one sentence, before out_dir is begun."""
     sys.exit(f"error: cannot read {path} ({why}); make it readable for this user, or leave it out")
@@ -353,6 +360,21 @@ def line_start(text, i):
     return end.end() if end else len(text)
 
 
+def not_text(data):
+    """Why a .txt input's bytes are no text, judged on its first SNIFF bytes, else None: more than a tenth of them
+    control characters (NUL and the like; not tab, line and page breaks or ESC) is a binary file, or UTF-16 text
+    without a byte-order mark (every other byte NUL), which decode as UTF-8 and were prepared as control characters.
+    Only NUL bytes are left to "no text", said when the run ends."""
+    head = data[:SNIFF]
+    if not head.strip(b"\0"):
+        return None
+    controls = len(head) - len(head.translate(None, CONTROLS))
+    if controls * 10 <= len(head):
+        return None
+    return (f"not text: {controls / len(head):.0%} of its first {len(head):,} bytes are control characters (NUL and "
+            f"the like), as in a binary file or UTF-16 text without a byte-order mark")
+
+
 def documents(path, split, val_fraction, start):
     """Yield (unit, split, text) for each unit of a shard from unit `start` on: a line of a .jsonl file (units are
     the positions a resume starts from), or the train and val pieces of a .txt file. A bad unit comes as a
@@ -365,6 +387,9 @@ def documents(path, split, val_fraction, start):
         except UnicodeDecodeError as e:
             line = data.count(b"\n", 0, e.start) + 1
             yield 0, split, BadInput(f"{path}:{line}: not UTF-8 ({e.reason})", whole_shard=True)
+            return
+        if why := not_text(data):  # refused before out_dir begins (write_dataset); skipped here with --skip_bad
+            yield 0, split, BadInput(f"{path}: {why}", whole_shard=True)
             return
         cut = len(text)
         if split == "mixed" and val_fraction:
@@ -661,6 +686,11 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=None):
     # rerun the same command to resume" left them, and other inputs given next were "changed since d was made"
     if source == "local files" and (unread := next(((f, why) for f, _ in shards if (why := unreadable(f))), None)):
         cannot_read(*unread)
+    # a binary .txt refused here, before out_dir begins: nothing in it is text to resume from (--skip_bad skips it)
+    for f, _ in shards if source == "local files" and not args.skip_bad else ():
+        if f.endswith(".txt") and (why := not_text(head(f))):
+            sys.exit(f"error: {f}: {why}; give it as UTF-8 text, or rerun with --skip_bad to skip and count such "
+                     f"input")
     if st["next"] != [0, 0]:
         log(f"resuming at shard {st['next'][0]}/{len(shards)}, {st['tokens']['train']:,} train and "
             f"{st['tokens']['val']:,} val tokens committed")

@@ -949,9 +949,13 @@ if master:
     if not decay_lr and (unused := [f"--{k}" for k in ("warmup_iters", "lr_decay_iters", "min_lr") if k in typed]):
         print(f"decay_lr=False trains at learning_rate ({learning_rate:g}) throughout, with no warmup or decay: "
               f"{', '.join(unused)} unused")
-    print(f"{raw_model.num_params() / 1e6:.2f}M parameters, KV cache {raw_model.kv_bytes_per_token(ptdtype)} "
-          f"bytes/token ({dtype}); {tokens_per_iter:,} tokens/iter = {batch_size} batch x {block_size} block x "
-          f"{accum} accumulation x {world_size} processes{f' ({parallel})' if ddp else ''}; {max_iters} iterations; "
+    # linear attention caches no token but keeps a fixed state: "KV cache 0 bytes/token" read as no memory at all
+    cache = (f"a fixed recurrent state of {raw_model.new_cache(1, 1, ptdtype, 'meta').nbytes:,} bytes ({dtype}) in "
+             f"place of a KV cache (linear attention)" if gptconf.attn == "linear" else
+             f"KV cache {raw_model.kv_bytes_per_token(ptdtype)} bytes/token ({dtype})")
+    print(f"{raw_model.num_params() / 1e6:.2f}M parameters, {cache}; {tokens_per_iter:,} tokens/iter = "
+          f"{batch_size} batch x {block_size} block x {accum} accumulation x {world_size} processes"
+          f"{f' ({parallel})' if ddp else ''}; {max_iters} iterations; "
           f"{device}, {dtype}{', activation checkpointing' if grad_ckpt else ''}")
 
 # training loop

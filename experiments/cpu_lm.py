@@ -33,9 +33,9 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 
 import torch
 
-from checkpoint import (atomic_write, check_study_run, data_counts, hold_lock, load_checkpoint, new_dirs, open_data,
-                        partial_report, read_log, reports_free, save_figure, scored_tokens, together, train_first,
-                        writable_dir)
+from checkpoint import (atomic_write, check_study_run, data_counts, data_name, hold_lock, load_checkpoint, new_dirs,
+                        open_data, partial_report, read_log, reports_free, save_figure, scored_tokens, together,
+                        train_first, writable_dir)
 from configurator import Parser, cli, run_child
 from model import GPT, GPTConfig
 
@@ -135,7 +135,9 @@ def write_table(results, cfg, missing, prefix):
     lines = [f"PARTIAL: {len(missing)} of {len(VARIANTS) * len(SEEDS)} runs not finished, left out: "
              f"{', '.join(missing)}.", ""] if missing else []
     scored = scored_tokens(cfg["val_tokens"], cfg["block_size"], cfg["batch_size"], cfg["eval_tokens"])
-    lines += [f"Byte-level Shakespeare (train {cfg['train_tokens']:,} bytes, validation {cfg['val_tokens']:,}), "
+    # what the runs' checkpoints record: data/cpu_lm_bytes prepared from another text was "Byte-level Shakespeare"
+    lines += [f"{data_name(cfg, cfg.get('data_dir'))} (train {cfg['train_tokens']:,} bytes, validation "
+              f"{cfg['val_tokens']:,}), "
              f"{cfg['n_layer']} layers, {cfg['n_head']} heads, n_embd {cfg['n_embd']}, block {cfg['block_size']}, "
              f"dropout {cfg['dropout']}, {cfg['max_iters']} iterations of {cfg['batch_size']} x {cfg['block_size']} "
              f"tokens. Final validation loss over {scored:,} tokens, mean +/- sample std over the finished "

@@ -1,7 +1,8 @@
 """
 The retrofit experiment: how much of a trained qkv model survives tying V to K (and pooling key/value heads), before
 and after a short uptraining, against Q-K=V trained from scratch for the same total steps? Byte-level Shakespeare,
-the cpu_lm setting (config/cpu_lm.py), 3 seeds, every run through train.py in a subprocess, one at a time.
+the cpu_lm setting (config/cpu_lm.py), 3 seeds, every run through train.py in a subprocess, one at a time, one thread
+each.
 
     python prepare_slimpajama.py --input=input.txt --tokenizer=bytes --val_fraction=0.1 \
         --out_dir=data/cpu_lm_bytes
@@ -43,8 +44,8 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import numpy as np
 import torch
 
-from checkpoint import (atomic_write, check_study_run, data_counts, eval_batches, hold_lock, load_checkpoint, new_dirs,
-                        open_data, partial_report, present, read_log, read_table, reports_free, save_figure,
+from checkpoint import (atomic_write, check_study_run, data_counts, data_name, eval_batches, hold_lock, load_checkpoint,
+                        new_dirs, open_data, partial_report, present, read_log, read_table, reports_free, save_figure,
                         scored_tokens, together, tokens, train_first, writable_dir)
 from configurator import Parser, cli, run_child
 from convert import convert_state_dict
@@ -152,6 +153,8 @@ def train_all(s, command):
     """Each unfinished run through train.py (a killed one continues from its checkpoint); the stdout of the runs
     goes to their log.jsonl, the time of each to root/times.jsonl."""
     times(s)  # that file checked now, not after the first run has trained
+    # one thread, as the report says and scaling does: torch's default took every core, another count per machine
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     for name, seed, out, args, end in plan(s):
         ckpt = checkpoint(out)
         if ckpt is not None:  # a run of other settings there (by hand, another study) would be resumed as this one
@@ -161,7 +164,7 @@ def train_all(s, command):
         cmd = [sys.executable, "train.py", *args] + (["--init_from=resume"] if ckpt is not None else [])
         print(" ".join(cmd), flush=True)
         t0 = time.time()
-        if run_child(cmd, stdout=subprocess.DEVNULL):  # train.py said why on stderr
+        if run_child(cmd, stdout=subprocess.DEVNULL, env=env):  # train.py said why on stderr
             sys.exit(f"{out}: train.py stopped (its message is above); fix that and run this command again, the "
                      f"finished runs are kept.")
         add_time(s, out, time.time() - t0)
@@ -348,7 +351,8 @@ def write_md(recs, conv, missing, s, command, prefix):
     lines = []
     if missing:
         lines += [f"PARTIAL: {len(missing)} of {len(plan(s))} runs not finished, left out: {', '.join(missing)}.", ""]
-    lines += [f"Retrofit on byte-level Shakespeare: qkv trained for {iters} iterations ({cfg['n_layer']} layers, "
+    data = data_name(cfg, cfg.get("data_dir"))  # what the source runs' checkpoints record
+    lines += [f"Retrofit on {data[0].lower()}{data[1:]}: qkv trained for {iters} iterations ({cfg['n_layer']} layers, "
               f"{cfg['n_head']} heads, n_embd {cfg['n_embd']}, block {cfg['block_size']}, batch {cfg['batch_size']}, "
               f"dropout {cfg['dropout']}), converted, then uptrained for {up[-1]} iterations ({lr}, cosine over "
               f"{up[-1]}; the {up[0]}-iteration column is read mid-schedule). qk_v scratch: trained from scratch with "

@@ -321,6 +321,25 @@ def test_prepare_refuses_an_input_without_text(tmp_path, name, content):
     assert not (tmp_path / "d").exists()  # no dataset of 0 tokens left behind to look made, nor the folder it made
 
 
+@pytest.mark.parametrize("content", ["To be, or not to be.\n".encode("utf-16-le") * 40, bytes(range(1, 17)) * 90],
+                         ids=["UTF-16 without BOM", "token ids"])
+def test_prepare_refuses_a_binary_txt_before_beginning_out_dir(tmp_path, content):
+    # both decode as UTF-8: they were prepared as text of control characters with exit 0
+    path = tmp_path / "in.txt"
+    path.write_bytes(content)
+    with pytest.raises(SystemExit) as e:
+        prepare(tmp_path / "d", "--input", str(path))
+    share = "50%" if content[1] == 0 else "69%"
+    assert str(e.value) == (f"error: {path}: not text: {share} of its first {len(content):,} bytes are control "
+                            f"characters (NUL and the like), as in a binary file or UTF-16 text without a byte-order "
+                            f"mark; give it as UTF-8 text, or rerun with --skip_bad to skip and count such input")
+    assert not (tmp_path / "d").exists()
+    text = tmp_path / "text.txt"
+    text.write_text("To be, or not to be, that is the question.\n" * 40)
+    meta = prepare(tmp_path / "d", "--input", str(path), str(text), "--skip_bad", "--val_fraction=0.1")
+    assert meta["skipped_shards"] == [str(path)] and meta["train_tokens"] + meta["val_tokens"] > 1000
+
+
 def test_prepare_names_an_input_this_user_cannot_read_before_beginning_out_dir(tmp_path, monkeypatch):
     # another user's input (mode 000; as root, refused by hand) began out_dir (empty bins, progress.json), then
     # "could not read in.txt (Permission denied) ... rerun the same command to resume"; inputs given next were
@@ -919,6 +938,19 @@ def test_cpu_lm_table_names_the_validation_tokens_train_py_scored(tmp_path, caps
            "kv_bytes_per_token_bf16": 2048, "val_loss": 2.0, "val_ppl": 7.4}
     cpu_lm.write_table({"qkv": [run]}, cfg, [], str(tmp_path / "t"))
     assert f"Final validation loss over {scored:,} tokens," in (tmp_path / "t.md").read_text()
+
+
+@pytest.mark.parametrize("train_tokens, val_tokens, name", [
+    (1_003_857, 111_539, "Byte-level Shakespeare"), (400_000, 111_539, "Byte-level data of data/cpu_lm_bytes")])
+def test_cpu_lm_table_names_shakespeare_only_for_its_data(tmp_path, train_tokens, val_tokens, name):
+    # data/cpu_lm_bytes prepared from another text: the header said "Byte-level Shakespeare" whatever the runs'
+    # checkpoints record (the seventeenth pass, left)
+    cfg = dict(train_tokens=train_tokens, val_tokens=val_tokens, n_layer=4, n_head=4, n_embd=128, block_size=256,
+               dropout=0.1, max_iters=600, batch_size=16, eval_tokens=106_496, data_dir="data/cpu_lm_bytes")
+    run = {"variant": "qkv", "proj": "qkv", "n_kv_head": 4, "attn": "softmax", "params": 1, "seed": 1337,
+           "kv_bytes_per_token_bf16": 2048, "val_loss": 2.0, "val_ppl": 7.4}
+    cpu_lm.write_table({"qkv": [run]}, cfg, [], str(tmp_path / "t"))
+    assert (tmp_path / "t.md").read_text().startswith(f"{name} (train {train_tokens:,} bytes, validation 111,539), ")
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -1872,12 +1904,7 @@ def snapshot(w):
 
 CELLS = [(r, d) for r in READERS for d in DAMAGES if (r, d) not in NOT_SWEPT
          and not (d == "foreign" and READERS[r][2] is None or d == "wrong field" and READERS[r][3] is None)]
-BROKEN = {  # cells left failing, each with what is wrong and why it is left
-    # a binary file named .txt (or UTF-16 text without a byte-order mark) is prepared as text of control characters:
-    # refused as binary, it would leave out_dir begun as a file that is not UTF-8 does (resumable), and NUL-only text
-    # is "no text" today
-    ("prepare's run", "foreign"): "a binary file read as text (left)",
-}
+BROKEN = {}  # cells left failing, each with what is wrong and why it is left
 
 
 @pytest.mark.parametrize("reader, kind", [pytest.param(r, d, marks=pytest.mark.xfail(strict=True, reason=BROKEN[r, d]))
@@ -1924,6 +1951,7 @@ SWEPT = {
     "experiments/scaling.py:check_root_data:data_file(args)": "scaling data",
     "experiments/synthetic.py:read_curve:path": "synthetic curve",
     "prepare_slimpajama.py:documents:path": "prepare's run",
+    "prepare_slimpajama.py:head:path": "prepare's run",  # the same inputs, their first bytes judged before out_dir
     "prepare_slimpajama.py:open_bins:path": "prepare's resumed bins",
     "prepare_slimpajama.py:read_json:path": "prepare's read_json",
     "sample.py:read_text_file:path": "text file",

@@ -86,6 +86,22 @@ def test_an_on_off_setting_takes_the_words_every_command_takes():
         configure(DEFAULTS, ["--compile=on"])
 
 
+@pytest.mark.parametrize("arg", ["", " "])
+def test_an_empty_argument_is_one_sentence_naming_it(capsys, arg):
+    # `python sample.py ... "$EXTRA"` with EXTRA unset: an IndexError traceback in every command ("" is in every
+    # string, so pasted_dash took it for a dash), and once past that "unrecognized arguments: " naming nothing
+    said = f"argument {arg!r} is empty (as a quoted shell variable that is unset or empty gives); leave it out"
+    with pytest.raises(SystemExit) as e:
+        configure(DEFAULTS, ["--max_iters=3", arg])
+    assert str(e.value) == said + "."
+    p = Parser(prog="x")
+    p.add_argument("--start", default="\n", type=str)
+    with pytest.raises(SystemExit):
+        p.parse_args(["--start=a", arg])
+    assert capsys.readouterr().err.splitlines()[-1] == f"x: error: {said}"
+    assert p.parse_args(["--start", arg]).start == arg  # a value of an option is its own
+
+
 def test_an_argument_pasted_from_a_formatted_page_names_its_typographic_dash_or_quotes(capsys):
     # —max_iters=3 (an em dash where a page rendered --) was "config file not found" in train.py and "unrecognized
     # arguments" elsewhere; --out_dir=“out-x” trained into a folder named '“out-x”', eval --text=“a.txt” said no file

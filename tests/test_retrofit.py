@@ -71,3 +71,34 @@ def test_the_report_names_the_validation_tokens_train_py_scored(tmp_path, val_to
     recs = [{"name": "qkv", "seed": 1337, "kv_bytes": 4096, "params": 1, "val": {600: 2.0}, "config": cfg}]
     retrofit.write_md(recs, {}, [], s, "python -m experiments.retrofit", str(tmp_path / "r"))
     assert f"Validation loss (nats/byte) over {scored:,} tokens, mean" in (tmp_path / "r.md").read_text()
+
+
+@pytest.mark.parametrize("train_tokens, name", [(1_003_857, "byte-level Shakespeare"),
+                                                (400_000, "byte-level data of data/cpu_lm_bytes")])
+def test_the_report_names_shakespeare_only_for_its_data(tmp_path, train_tokens, name):
+    # data/cpu_lm_bytes prepared from another text: "Retrofit on byte-level Shakespeare" whatever the source runs'
+    # checkpoints record (the seventeenth pass, left)
+    s = dict(retrofit.FULL, root=str(tmp_path))
+    cfg = dict(n_layer=4, n_head=4, n_embd=128, block_size=256, batch_size=16, dropout=0.1, eval_tokens=106_496,
+               val_tokens=111_539, train_tokens=train_tokens, data_dir="data/cpu_lm_bytes")
+    recs = [{"name": "qkv", "seed": 1337, "kv_bytes": 4096, "params": 1, "val": {600: 2.0}, "config": cfg}]
+    retrofit.write_md(recs, {}, [], s, "python -m experiments.retrofit", str(tmp_path / "r"))
+    assert (tmp_path / "r.md").read_text().startswith(f"Retrofit on {name}: qkv trained for 600 iterations")
+
+
+def test_the_runs_train_on_one_thread_as_the_report_says(tmp_path, monkeypatch):
+    # the report says "(one thread, shared machine)", and train.py ran with torch's default, every core (the
+    # seventeenth pass, left)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    seen = []
+    monkeypatch.setattr(retrofit, "run_child", lambda cmd, **kw: seen.append(kw.get("env")) or 1)
+    with pytest.raises(SystemExit, match="train.py stopped"):
+        retrofit.train_all(retrofit.QUICK, "python -m experiments.retrofit --quick")
+    assert seen[0]["OMP_NUM_THREADS"] == "1"
+    s = dict(retrofit.FULL, root=str(tmp_path))
+    cfg = dict(n_layer=4, n_head=4, n_embd=128, block_size=256, batch_size=16, dropout=0.1, eval_tokens=106_496,
+               val_tokens=111_539, train_tokens=1_003_857, data_dir="data/cpu_lm_bytes")
+    recs = [{"name": "qkv", "seed": 1337, "kv_bytes": 4096, "params": 1, "val": {600: 2.0}, "config": cfg}]
+    retrofit.write_md(recs, {}, [], s, "python -m experiments.retrofit", str(tmp_path / "r"))
+    assert "min (one thread, shared machine)." in (tmp_path / "r.md").read_text()

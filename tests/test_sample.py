@@ -273,6 +273,20 @@ def test_a_conversion_to_what_the_checkpoint_is_says_nothing_is_converted(tmp_pa
     assert out.splitlines()[0] == f"nothing to convert: {tmp_path} is already proj=qk_v, n_kv_head=4"
 
 
+def test_calibration_of_few_distinct_inputs_is_said_whatever_its_tokens(tmp_path, capsys):
+    # 1,200 tokens of "abab...": a model without a position table sees 2 distinct inputs in its first layer, which
+    # any weights fit exactly: "unexplained V variance per layer: 0.000, 0.000" with exit 0 and no word of it
+    make_ckpt(tmp_path, BYTES_META, n_embd=128, pos_emb="rope")  # head_dim 32
+    for text, n in (("ab" * 600, "2 directions"), ("x" * 600, "1 direction")):
+        out = run(capsys, tmp_path, "--proj=qk_v", "--calib=" + text, "--max_new_tokens=1", "--num_samples=1")
+        assert (f" (layer 0's calibration inputs span only {n}, no more than the 33 numbers lstsq fits per dimension "
+                f"of each key head: exact on them whatever the weights, and no measure for inputs unlike them)\n"
+                in out)
+    text = open(os.path.join(ROOT, "README.md")).read()[:1200]  # prose: many distinct tokens
+    out = run(capsys, tmp_path, "--proj=qk_v", "--calib=" + text, "--max_new_tokens=1", "--num_samples=1")
+    assert "unexplained V variance" in out and "calibration inputs span" not in out
+
+
 def test_tying_calibrates_on_the_checkpoints_own_validation_tokens(tmp_path, capsys):
     make_data(tmp_path / "data")
     cfg = make_ckpt(tmp_path / "run", BYTES_META, config={"data_dir": str(tmp_path / "data")})

@@ -3,6 +3,7 @@ report outside assets/, resumes without training again, and the reading rule say
 
 import argparse
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -167,3 +168,18 @@ def test_a_report_on_a_small_val_bin_names_the_bytes_its_runs_scored(tmp_path, v
     scaling.report(s, argparse.Namespace(root=str(tmp_path), data_dir=str(tmp_path / "data")))
     assert (f"over the 2,048 validation bytes asked ({tmp_path / 'data'}/val.bin, gone now, may have held fewer)"
             in (tmp_path / "scaling.md").read_text())
+
+
+@pytest.mark.parametrize("counts, name", [
+    ({"train_tokens": 1_003_857, "val_tokens": 111_539}, "Byte-level Shakespeare"),
+    ({"train_tokens": 40_000, "val_tokens": 4_000}, "Byte-level data of data/cpu_lm_bytes")])
+def test_a_quick_report_on_the_default_folder_names_the_data_it_records(tmp_path, monkeypatch, counts, name):
+    # data/cpu_lm_bytes prepared from another text: the quick report said "Byte-level Shakespeare" by the folder's
+    # name alone (the seventeenth pass, left); the tracked table is Shakespeare's whatever the folder holds now
+    monkeypatch.chdir(tmp_path)
+    os.makedirs("data/cpu_lm_bytes")
+    with open("data/cpu_lm_bytes/meta.json", "w") as f:
+        json.dump({"tokenizer": "bytes", "vocab_size": 256, **counts}, f)
+    args = argparse.Namespace(data_dir="data/cpu_lm_bytes", root=str(tmp_path / "runs"))
+    assert scaling.header_data(scaling.QUICK, args) == name
+    assert scaling.header_data(scaling.FULL, args) == "Byte-level Shakespeare"

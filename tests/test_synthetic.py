@@ -321,3 +321,11 @@ def test_the_resource_tracker_takes_no_hangup():
     finally:
         p.communicate("\n")
     assert (masks["SigBlk"] | masks["SigIgn"]) >> (signal.SIGHUP - 1) & 1 and p.returncode == 0
+
+
+def test_the_header_names_xplus_only_where_a_model_has_it(tmp_path, capsys):
+    # --models=qkv: the header said "(X)+ with m = 16" of a table without an (X)+ model
+    synthetic.main(["--quick", "--arms=none", "--models=qkv", "--workers=1", f"--out={tmp_path}/o",
+                    f"--cache={tmp_path}/runs"])
+    md = (tmp_path / "o" / "synthetic.md").read_text()
+    assert "warmup then cosine over each case's steps. Final per-digit accuracy" in md and "(X)+" not in md

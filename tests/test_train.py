@@ -385,3 +385,13 @@ def test_python_m_train_py_is_one_line_and_trains_nothing(tmp_path):
     assert (r.returncode, r.stdout, r.stderr) == (1, "", "python -m takes a module name, without .py: run python -m "
                                                          "train ..., or python train.py ...\n")
     assert sorted(os.listdir(tmp_path)) == ["data"]
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--attn=linear"], "a fixed recurrent state of 4,352 bytes (float32) in place of a KV cache (linear attention);"),
+    ([], "KV cache 256 bytes/token (float32);")])
+def test_the_header_says_what_the_model_caches(tmp_path, data_dir, args, says):
+    # linear attention's header said "KV cache 0 bytes/token": its state is fixed, not nothing (2 layers x 2 heads
+    # x (16 x 16 + 16) x 4 bytes)
+    r = train(data_dir, tmp_path / "out", "--max_iters=0", *args)
+    assert f"0.03M parameters, {says} " in r.stdout

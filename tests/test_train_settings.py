@@ -682,6 +682,18 @@ def test_a_conversion_calibrated_on_few_distinct_windows_is_refused(data_dir, tm
                    f"exactly whatever the weights; prepare more training data, or set --convert_method=k.")
 
 
+def test_a_conversion_whose_layer_inputs_span_few_directions_says_so(data_dir, tmp_path):
+    # the test data holds 17 distinct tokens: a model without a position table sees 17 distinct inputs in its first
+    # layer, whatever the windows, and lstsq's 33 unknowns fit them exactly ("unexplained V variance 0.000"): true
+    # on this data, which gives that layer no other input, so said, not refused
+    train(data_dir, tmp_path / "src", "--max_iters=0", "--proj=qkv", "--n_head=1", "--pos_emb=rope")
+    r = train(data_dir, tmp_path / "dst", f"--init_from={tmp_path / 'src'}", "--n_head=1", "--pos_emb=rope",
+              "--max_iters=0")
+    assert (" (layer 0's calibration inputs span only 17 directions, no more than the 33 numbers lstsq fits per "
+            "dimension of each key head: exact on them whatever the weights, and no measure for inputs unlike them)"
+            in r.stdout)
+
+
 def test_a_conversion_on_repeated_windows_says_how_many_are_distinct(data_dir, tmp_path):
     # a train.bin of block_size + 3 tokens holds 3 windows: 256 tokens of them, drawn 8 times, were "256 training
     # tokens", fitted on as many as a train.bin of 8 distinct windows gives
