@@ -19,6 +19,11 @@ import threading
 import time
 
 point, name, command, args = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+# the signals as a terminal gives them: a suite started in the background by a script inherits Ctrl-C ignored (a
+# shell without job control ignores SIGINT in what it starts with &), and the command kept it so, as it should
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+signal.signal(signal.SIGHUP, signal.SIG_DFL)
 sig = getattr(signal, "SIG" + name)
 fired = False
 
