@@ -324,6 +324,15 @@ def set_by(keys, run):
     return sets, ", ".join(f"--{k}" for k in keys if k in typed), " ".join(f"--{k}={run[k]}" for k in filed)
 
 
+def same_model(key, now, was):
+    """Whether two settings dicts give model field key the same value: n_kv_head=0 means n_head key/value heads, so a
+    run of --n_kv_head=4 with n_head=4 is the run of n_kv_head=0 (a resume was refused "n_kv_head=4 (checkpoint: 0)",
+    and the same command asked again called it a run of other settings)."""
+    if key == "n_kv_head":
+        return (now["n_kv_head"] or now["n_head"]) == (was["n_kv_head"] or was["n_head"])
+    return now[key] == was[key]
+
+
 # the architecture: a resumed run's is the checkpoint's, and a config file or --key that sets it otherwise is
 # refused; GPT-2 brings its shape, and this config chooses only the variant and the dropout
 if init_from == "resume":
@@ -347,7 +356,7 @@ if init_from == "resume":
     # later command, a scratch one or another conversion, matched it and was told "holds this run: nothing to do";
     # and the command's convert_method, read by nothing on a resume, was saved as the conversion's
     config.update({k: v for k, v in ckpt["config"].items() if k in ORIGIN and type(v) is type(defaults[k])})
-    differ = [k for k in model_args if k in given and config[k] != model_args[k]]
+    differ = [k for k in model_args if k in given and not same_model(k, config, model_args)]
     if differ:
         sets, dropped, own = set_by(differ, model_args)
         fix = f"{sets}: add {own} (the run's own) or resume with the config file the run was trained with" + (
@@ -440,6 +449,7 @@ def changed_settings(saved):
     old = {**defaults, **saved}
     unread = ORIGIN[1:] if config["init_from"] in ("scratch", "resume") else ()
     return [f"{k}={config[k]!r} (checkpoint: {old[k]!r})" for k in config if not same(k, config[k], old[k])
+            and not (k == "n_kv_head" and same_model(k, config, old))
             and k not in UNCHECKED + unread and not (k == "init_from" and "resume" in (config[k], old[k]))]
 
 
@@ -481,7 +491,8 @@ if ckpt:
     # a resume keeps the checkpoint's architecture and refuses another given: offered only without those (GPT-2's
     # shape, which a resume does not bring, is none of them), and with the run's own config file for a file's
     ckpt_args = {**asdict(GPTConfig()), **ckpt["model_args"]}
-    sets, dropped, own = set_by([k for k in ckpt_args if k in given and asked[k] != ckpt_args[k]], ckpt_args)
+    sets, dropped, own = set_by([k for k in ckpt_args if k in given and not same_model(k, asked, ckpt_args)],
+                                ckpt_args)
     keep = "; ".join(([f"with {own} or the run's own config file, since {sets} otherwise"] if sets else [])
                      + ([f"without {dropped}"] if dropped else []))
     go_on = f"continue it with --init_from=resume ({keep}: a resume keeps the checkpoint's architecture)" if keep \

@@ -298,6 +298,23 @@ def test_a_resume_refused_for_a_config_files_field_names_the_runs_own_value_whic
     assert [r["iter"] for r in read_log(out) if "val_loss" in r][-1] == 3
 
 
+def test_n_kv_head_spelled_as_n_head_is_the_same_run_not_another(finished, data_dir, tmp_path, monkeypatch):
+    # n_kv_head=2 with n_head=2 builds the model of n_kv_head=0: a resume was refused "n_kv_head=2 (checkpoint: 0);
+    # drop these settings" and the same command asked again called it a run of other settings (pass nineteen)
+    out = shutil.copytree(finished, tmp_path / "run")
+    before = snapshot(out)
+    base = [f"--data_dir={data_dir}", f"--out_dir={out}", "--n_kv_head=2"]
+    assert run_inprocess(monkeypatch, [*base, "--max_iters=2"]) == "0"  # finished: nothing to do
+    assert snapshot(out) == before
+    msg = run_inprocess(monkeypatch, [*base, "--max_iters=3", "--n_kv_head=1"])  # MQA is another model
+    assert "n_kv_head=1 (checkpoint: 0)" in msg, msg
+    monkeypatch.setattr(sys, "argv", ["train.py", *TINY, *base, "--max_iters=3", "--init_from=resume"])
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    runpy.run_path(TRAIN_PY, run_name="__main__")  # resumes, and keeps the checkpoint's spelling
+    ckpt = torch.load(out / "ckpt.pt", weights_only=False)
+    assert ckpt["iter_num"] == 3 and ckpt["model_args"]["n_kv_head"] == 0
+
+
 def test_resume_compares_a_field_the_checkpoint_predates_with_its_default(finished, data_dir, tmp_path, monkeypatch):
     # a checkpoint from before pos_emb existed, resumed with --pos_emb=rope: "go on under these", but the model was
     # built with the default (learned) and the saved config said rope
