@@ -424,6 +424,8 @@ def main(argv=None):
                              "iter_num": getattr(args, "iter_num", None),  # which save of out_dir/ckpt.pt
                              "convert_method": args.convert_method,  # None where load_model tied no V to K
                              "converted_from": args.converted_from or None,  # the fields the conversion changed
+                             "conversion": getattr(args, "conversion", None),  # how: method, calibration, fits
+                             "calib": args.calib if args.convert_method in ("lstsq", "split") else None,
                              "dtype": str(dtype).removeprefix("torch."),  # float16 scores differ in the 4th digit
                              "model_args": asdict(model.config)}  # which model these are
         # the config holds a few objects, e.g. the model: default=str

@@ -283,9 +283,12 @@ def load_model(args, device):
         fitted = ties and args.convert_method in ("lstsq", "split")
         unused = [k for k in getattr(args, "how_given", ()) if k != "--convert_method" and not fitted
                   or k == "--convert_method" and not ties]  # read by nothing: say so, not ignore them
-        print(conversion_note(cfg, dst, args.convert_method, fits, source)
-              + (f" ({' and '.join(unused)} unused: "
-                 f"{f'{args.convert_method} fits nothing' if ties else 'V is not newly tied to K'})" if unused else ""))
+        # eval.py records the line: which calibration and how well it fitted, where two --calib texts (or the
+        # checkpoint's own tokens and a --calib) gave results.json files that told their numbers apart by nothing
+        args.conversion = conversion_note(cfg, dst, args.convert_method, fits, source) + (
+            f" ({' and '.join(unused)} unused: "
+            f"{f'{args.convert_method} fits nothing' if ties else 'V is not newly tied to K'})" if unused else "")
+        print(args.conversion)
     elif args.proj or args.n_kv_head is not None:  # asked for, and already so: say it, so --calib unused is seen
         print(f"nothing to convert: {args.out_dir if args.init_from == 'resume' else args.init_from} is already "
               f"proj={cfg.proj}, n_kv_head={cfg.n_kv_head or cfg.n_head}")

@@ -314,12 +314,23 @@ if os.path.exists(ckpt_path):  # memory-mapped: the processes of a node share th
 typed = {a[2:].partition("=")[0] for a in sys.argv[1:] if a.startswith("--")}  # the settings the command line gave
 
 
-def set_by(keys):
-    """Where the settings keys came from, as (what config files set them, the --key options that gave the others):
-    one a config file sets cannot be dropped from the command line; the run's own config file is the fix."""
+def set_by(keys, run):
+    """Where the settings keys came from, as (what config files set them, the --key options that gave the others,
+    the run's own values of the first as --key=value): one a config file sets cannot be dropped from the command
+    line. "Resume with the config file the run was trained with" alone looped where the run was trained with this
+    very file and a --proj=... beside it; a --key=value of the run's own value overrides any file."""
     filed, files = [k for k in keys if k not in typed], [a for a in sys.argv[1:] if not a.startswith("--")]
     sets = f"{', '.join(files)} set{'s' if len(files) == 1 else ''} {', '.join(filed)}" if filed else ""
-    return sets, ", ".join(f"--{k}" for k in keys if k in typed)
+    return sets, ", ".join(f"--{k}" for k in keys if k in typed), " ".join(f"--{k}={run[k]}" for k in filed)
+
+
+def same_model(key, now, was):
+    """Whether two settings dicts give model field key the same value: n_kv_head=0 means n_head key/value heads, so a
+    run of --n_kv_head=4 with n_head=4 is the run of n_kv_head=0 (a resume was refused "n_kv_head=4 (checkpoint: 0)",
+    and the same command asked again called it a run of other settings)."""
+    if key == "n_kv_head":
+        return (now["n_kv_head"] or now["n_head"]) == (was["n_kv_head"] or was["n_head"])
+    return now[key] == was[key]
 
 
 # the architecture: a resumed run's is the checkpoint's, and a config file or --key that sets it otherwise is
@@ -333,8 +344,9 @@ if init_from == "resume":
     if unread := [k for k in ORIGIN[1:] if k in given and as_text(config[k]) != as_text(began[k])]:
         converted = began["init_from"] not in ("scratch", "resume")
         how = f"converted from {began['init_from']!r} by {began['convert_method']!r}" if converted else "from scratch"
-        sets, dropped = set_by(unread)
-        fix = " and ".join(([f"{sets}: resume with the config file the run was trained with"] if sets else [])
+        sets, dropped, own = set_by(unread, began)
+        fix = " and ".join(([f"{sets}: add {own} (the run's own) or resume with the config file the run was trained "
+                             f"with"] if sets else [])
                            + ([f"drop {dropped}"] if dropped else []))
         sys.exit(f"{', '.join(f'{k}={config[k]!r}' for k in unread)} say{'s' if len(unread) == 1 else ''} how "
                  f"weights are converted, and a resume converts nothing: {ckpt_path} goes on as its run began, "
@@ -344,10 +356,10 @@ if init_from == "resume":
     # later command, a scratch one or another conversion, matched it and was told "holds this run: nothing to do";
     # and the command's convert_method, read by nothing on a resume, was saved as the conversion's
     config.update({k: v for k, v in ckpt["config"].items() if k in ORIGIN and type(v) is type(defaults[k])})
-    differ = [k for k in model_args if k in given and config[k] != model_args[k]]
+    differ = [k for k in model_args if k in given and not same_model(k, config, model_args)]
     if differ:
-        sets, dropped = set_by(differ)
-        fix = f"{sets}: resume with the config file the run was trained with" + (
+        sets, dropped, own = set_by(differ, model_args)
+        fix = f"{sets}: add {own} (the run's own) or resume with the config file the run was trained with" + (
             f" and drop {dropped}" if dropped else "") if sets else "drop these settings"
         sys.exit(f"on resume the architecture comes from {ckpt_path}, but "
                  + ", ".join(f"{k}={config[k]!r} (checkpoint: {model_args[k]!r})" for k in differ)
@@ -437,6 +449,7 @@ def changed_settings(saved):
     old = {**defaults, **saved}
     unread = ORIGIN[1:] if config["init_from"] in ("scratch", "resume") else ()
     return [f"{k}={config[k]!r} (checkpoint: {old[k]!r})" for k in config if not same(k, config[k], old[k])
+            and not (k == "n_kv_head" and same_model(k, config, old))
             and k not in UNCHECKED + unread and not (k == "init_from" and "resume" in (config[k], old[k]))]
 
 
@@ -478,8 +491,9 @@ if ckpt:
     # a resume keeps the checkpoint's architecture and refuses another given: offered only without those (GPT-2's
     # shape, which a resume does not bring, is none of them), and with the run's own config file for a file's
     ckpt_args = {**asdict(GPTConfig()), **ckpt["model_args"]}
-    sets, dropped = set_by([k for k in ckpt_args if k in given and asked[k] != ckpt_args[k]])
-    keep = "; ".join(([f"with the run's own config file, since {sets} otherwise"] if sets else [])
+    sets, dropped, own = set_by([k for k in ckpt_args if k in given and not same_model(k, asked, ckpt_args)],
+                                ckpt_args)
+    keep = "; ".join(([f"with {own} or the run's own config file, since {sets} otherwise"] if sets else [])
                      + ([f"without {dropped}"] if dropped else []))
     go_on = f"continue it with --init_from=resume ({keep}: a resume keeps the checkpoint's architecture)" if keep \
         else "continue it with --init_from=resume"

@@ -392,6 +392,30 @@ def test_results_name_a_conversion_method_only_where_one_was_used(tmp_path, caps
     assert json.loads((tmp_path / "eval" / "results.json").read_text())["checkpoint"]["convert_method"] == "k"
 
 
+def test_results_of_a_fitted_conversion_name_its_calibration_and_fit(tmp_path, capsys):
+    # results.json named the method only: lstsq fitted on two --calib texts gave two results told apart by nothing
+    make_ckpt(tmp_path, BYTES_META)  # qkv, block_size 64
+    (tmp_path / "t.txt").write_text("a few words of text\n")
+    recs = []
+    for calib in ("the first calibration text, " * 20, "FILE:" + str(tmp_path / "t.txt") + "x"):
+        if calib.startswith("FILE:"):
+            (tmp_path / "t.txtx").write_text("quite another text to fit on. " * 20)
+        ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 't.txt'}", "--device=cpu", "--proj=qk_v",
+                 f"--calib={calib}"])
+        said = capsys.readouterr().out.splitlines()[0]
+        rec = json.loads((tmp_path / "eval" / "results.json").read_text())["checkpoint"]
+        assert rec["calib"] == calib and rec["conversion"] == said and "by lstsq fitted on" in said, rec
+        recs.append(rec["conversion"])
+    assert recs[0] != recs[1]
+    ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 't.txt'}", "--device=cpu", "--proj=qk_v",
+             "--convert_method=k"])  # fits nothing: no calibration to name
+    rec = json.loads((tmp_path / "eval" / "results.json").read_text())["checkpoint"]
+    assert rec["calib"] is None and rec["conversion"].endswith("V tied to K by k")
+    ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 't.txt'}", "--device=cpu"])
+    rec = json.loads((tmp_path / "eval" / "results.json").read_text())["checkpoint"]
+    assert rec["calib"] is None and rec["conversion"] is None
+
+
 def test_a_second_eval_into_the_same_out_waits_its_turn(tmp_path, monkeypatch):
     # two evaluations into one --out each wrote results.json and results.md, which could then come from different runs
     make_ckpt(tmp_path, BYTES_META)

@@ -267,13 +267,52 @@ def test_resume_compares_the_architecture_set_with_the_checkpoint_not_the_defaul
         msg = str(e.value)
     # a file's setting was told "drop these settings", which no command line can (the seventeenth pass)
     fix = "drop these settings" if how == "--proj=qkv" else \
-        f"{config} sets proj: resume with the config file the run was trained with"
+        f"{config} sets proj: add --proj=qk_v (the run's own) or resume with the config file the run was trained with"
     layers = ""
     if how.endswith("--n_layer=3"):
         layers, fix = "n_layer=3 (checkpoint: 2), ", fix + " and drop --n_layer"
     assert msg == f"on resume the architecture comes from {out / 'ckpt.pt'}, but {layers}proj='qkv' (checkpoint: " \
                   f"'qk_v'); {fix}, or start a new run in another --out_dir."
     assert snapshot(out) == before
+
+
+def test_a_resume_refused_for_a_config_files_field_names_the_runs_own_value_which_resumes_it(finished, data_dir,
+                                                                                                tmp_path, monkeypatch):
+    # a run trained with a config file and --proj=... beside it, resumed with that file alone, was told to "resume
+    # with the config file the run was trained with": the very file it was given, refused again (pass nineteen)
+    out = shutil.copytree(finished, tmp_path / "run")
+    before = snapshot(out)
+    config = tmp_path / "qkv.py"
+    config.write_text("proj = 'qkv'\n")
+    tiny = [a for a in TINY if a != "--proj=qk_v"]
+    args = [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume", "--max_iters=3"]
+
+    monkeypatch.setattr(sys, "argv", ["train.py", str(config), *tiny, *args])
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(TRAIN_PY, run_name="__main__")
+    assert f"{config} sets proj: add --proj=qk_v (the run's own) or resume with the config file" in str(e.value)
+    assert snapshot(out) == before
+    monkeypatch.setattr(sys, "argv", ["train.py", str(config), *tiny, *args, "--proj=qk_v"])
+    runpy.run_path(TRAIN_PY, run_name="__main__")  # the advice followed: the run resumes and finishes
+    assert [r["iter"] for r in read_log(out) if "val_loss" in r][-1] == 3
+
+
+def test_n_kv_head_spelled_as_n_head_is_the_same_run_not_another(finished, data_dir, tmp_path, monkeypatch):
+    # n_kv_head=2 with n_head=2 builds the model of n_kv_head=0: a resume was refused "n_kv_head=2 (checkpoint: 0);
+    # drop these settings" and the same command asked again called it a run of other settings (pass nineteen)
+    out = shutil.copytree(finished, tmp_path / "run")
+    before = snapshot(out)
+    base = [f"--data_dir={data_dir}", f"--out_dir={out}", "--n_kv_head=2"]
+    assert run_inprocess(monkeypatch, [*base, "--max_iters=2"]) == "0"  # finished: nothing to do
+    assert snapshot(out) == before
+    msg = run_inprocess(monkeypatch, [*base, "--max_iters=3", "--n_kv_head=1"])  # MQA is another model
+    assert "n_kv_head=1 (checkpoint: 0)" in msg, msg
+    monkeypatch.setattr(sys, "argv", ["train.py", *TINY, *base, "--max_iters=3", "--init_from=resume"])
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    runpy.run_path(TRAIN_PY, run_name="__main__")  # resumes, and keeps the checkpoint's spelling
+    ckpt = torch.load(out / "ckpt.pt", weights_only=False)
+    assert ckpt["iter_num"] == 3 and ckpt["model_args"]["n_kv_head"] == 0
 
 
 def test_resume_compares_a_field_the_checkpoint_predates_with_its_default(finished, data_dir, tmp_path, monkeypatch):
@@ -448,9 +487,9 @@ def test_a_finished_run_asked_with_other_settings_is_refused(finished, data_dir,
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)
     with pytest.raises(SystemExit) as e:
         runpy.run_path(TRAIN_PY, run_name="__main__")
-    assert str(e.value).endswith(f"continue it with --init_from=resume (with the run's own config file, since "
-                                 f"{config} sets n_layer otherwise: a resume keeps the checkpoint's architecture), "
-                                 f"or train this run into another --out_dir."), str(e.value)
+    assert str(e.value).endswith(f"continue it with --init_from=resume (with --n_layer=2 or the run's own config "
+                                 f"file, since {config} sets n_layer otherwise: a resume keeps the checkpoint's "
+                                 f"architecture), or train this run into another --out_dir."), str(e.value)
     msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2",
                                       "--init_from=gpt2"])
     assert msg.endswith("it is finished at iteration 2: to train on, raise --max_iters and add --init_from=resume, "
