@@ -32,8 +32,8 @@ from checkpoint import (atomic_write, guard_assets, hold_lock, new_dirs, outputs
                         together, unwritable)
 from configurator import Parser, cli, number
 from convert import hub_reachable
-from sample import (CHECKPOINT_HINTS, DTYPES, EOT, add_model_args, check_conversion_args, check_device,
-                    get_tokenizer, load_model, read_text_file as read_file)
+from sample import (CHECKPOINT_HINTS, CONVERT_HINTS, DTYPES, EOT, add_model_args, check_conversion_args,
+                    check_device, get_tokenizer, load_model, read_text_file as read_file)
 
 try:
     from lm_eval import simple_evaluate
@@ -320,7 +320,8 @@ def get_parser():
     # lm_eval's own names: its --output_path is the results folder, which --out_dir (the nearest) is not
     p = Parser(description="Evaluate out_dir/ckpt.pt with lm-evaluation-harness, or its perplexity "
                            "on a local text.", formatter_class=argparse.ArgumentDefaultsHelpFormatter, hints={
-                               **CHECKPOINT_HINTS, **dict.fromkeys(("output_path", "output_dir", "output"), (
+                               **CHECKPOINT_HINTS, **CONVERT_HINTS,
+                               **dict.fromkeys(("output_path", "output_dir", "output"), (
                                    "the results go to --out (default out_dir/eval); --out_dir is the folder of "
                                    "ckpt.pt"))})
     p.add_argument("--out_dir", default="out", help="directory holding ckpt.pt")

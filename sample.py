@@ -83,12 +83,17 @@ def add_model_args(p):
 # other tools' names for the model to load, whose nearest spellings here are unrelated (or none)
 CHECKPOINT_HINTS = dict.fromkeys(("checkpoint", "ckpt", "ckpt_path", "model", "model_args"), "--out_dir names the "
                                  "folder that holds ckpt.pt (--init_from=gpt2... loads the hub's weights instead)")
+# the paper's words for what a conversion on load does, which no option here spells: argparse said nothing more
+CONVERT_HINTS = {**dict.fromkeys(("gqa", "mqa", "kv_heads", "num_kv_heads", "n_kv_heads"), "head sharing is "
+                                 "--n_kv_head (g for GQA-g, 1 for MQA), converted on load"),
+                 **dict.fromkeys(("tie_kv", "share_kv", "tied_kv", "shared_kv"), "tying V to K is --proj=qk_v, "
+                                 "converted on load (--convert_method says how)")}
 
 
 def get_parser():
     p = Parser(description="Sample from out_dir/ckpt.pt with the KV cache.",
                formatter_class=argparse.ArgumentDefaultsHelpFormatter, hints={
-                   "prompt": "the prompt is --start (the text, or FILE:path)", **CHECKPOINT_HINTS})
+                   "prompt": "the prompt is --start (the text, or FILE:path)", **CHECKPOINT_HINTS, **CONVERT_HINTS})
     p.add_argument("--out_dir", default="out", help="directory holding ckpt.pt")
     p.add_argument("--start", type=prompt, default="\n", help='prompt text, or "FILE:path" to read it from a file; '
                    'an empty prompt starts a new document (default: %(default)r)')

@@ -149,6 +149,20 @@ HINTS = {"lr": "the peak learning rate is --learning_rate (--min_lr is where the
          **dict.fromkeys(("seq_len", "seq_length", "max_seq_len", "context_length", "ctx_len"), "the context "
                          "length is --block_size"),
          **dict.fromkeys(("hidden_size", "d_model"), "the model width is --n_embd"),
+         # this project's own words (the README's, the paper's), whose nearest spellings were wrong: --fsdp: seed,
+         # --ddp: dtype, --linear: n_inner, --rope: rope_base (refused without pos_emb), --activation_checkpointing:
+         # always_save_checkpoint; --gqa, --mqa, --tie_kv, --rotary: nothing
+         **dict.fromkeys(("fsdp", "ddp"), "the parallel mode is --parallel=ddp or --parallel=fsdp, under torchrun"),
+         **dict.fromkeys(("gqa", "mqa", "kv_heads", "num_kv_heads", "n_kv_heads"), "head sharing is --n_kv_head: g "
+                         "for GQA-g, 1 for MQA, 0 for n_head"),
+         **dict.fromkeys(("tie_kv", "share_kv", "tied_kv", "shared_kv", "symmetric"), "which projections are tied "
+                         "is --proj: qkv, qk_v (V = K), q_kv (K = Q) or q_k_v (one W)"),
+         **dict.fromkeys(("linear", "linear_attention", "linear_attn"), "linear attention is --attn=linear"),
+         **dict.fromkeys(("rope", "rotary", "use_rope"), "rotary positions are --pos_emb=rope (--rope_base sets "
+                         "their base)"),
+         **dict.fromkeys(("xplus", "x_plus"), "(X)+ is --pos_conv=m, its channels (a multiple of 4)"),
+         **dict.fromkeys(("activation_checkpointing", "gradient_checkpointing", "grad_checkpointing"), "activation "
+                         "checkpointing is --grad_ckpt=True"),
          **dict.fromkeys(("fp16", "bf16", "amp", "precision", "mixed_precision"), "the precision is --dtype (auto, "
                          "float32 or bfloat16)"),
          **dict.fromkeys(("world_size", "gpus", "num_gpus"), "the number of processes is torchrun's: torchrun "

@@ -149,6 +149,10 @@ def test_a_number_with_a_typographic_minus_names_it(capsys):
     ("sample", "--checkpoint=x", "; --out_dir names the folder that holds ckpt.pt (--init_from=gpt2... loads the "
                                  "hub's weights instead)"),
     ("eval", "--output_path=x", "; the results go to --out (default out_dir/eval); --out_dir is the folder of ckpt.pt"),
+    # the paper's words for a conversion on load were unrecognized with nothing more (or --kv_heads: one option)
+    ("sample", "--mqa=True", "; head sharing is --n_kv_head (g for GQA-g, 1 for MQA), converted on load"),
+    ("eval", "--gqa=4", "; head sharing is --n_kv_head (g for GQA-g, 1 for MQA), converted on load"),
+    ("sample", "--tie_kv=True", "; tying V to K is --proj=qk_v, converted on load (--convert_method says how)"),
     ("sample", "--bogus", ""),
 ])
 def test_an_unknown_option_of_an_argparse_script_names_what_it_is_or_the_nearest(script, arg, said, capsys):

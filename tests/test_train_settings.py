@@ -191,6 +191,16 @@ def test_the_command_line_refuses_a_bad_setting_before_any_work(arg, tmp_path, d
     ("--world_size=2", "the number of processes is torchrun's: torchrun --standalone --nproc_per_node=N train.py"),
     ("--num_workers=4", "batches are read from the memory-mapped train.bin in the training process itself"),
     ("--save_steps=100", "a checkpoint is saved at each evaluation: --eval_interval (and --always_save_checkpoint)."),
+    # this project's own words were pointed at seed, dtype, n_inner, rope_base, always_save_checkpoint, or nothing
+    ("--fsdp=True", "the parallel mode is --parallel=ddp or --parallel=fsdp, under torchrun."),
+    ("--ddp=True", "the parallel mode is --parallel=ddp or --parallel=fsdp, under torchrun."),
+    ("--gqa=4", "head sharing is --n_kv_head: g for GQA-g, 1 for MQA, 0 for n_head."),
+    ("--mqa=True", "head sharing is --n_kv_head: g for GQA-g, 1 for MQA, 0 for n_head."),
+    ("--tie_kv=True", "which projections are tied is --proj: qkv, qk_v (V = K), q_kv (K = Q) or q_k_v (one W)."),
+    ("--linear=True", "linear attention is --attn=linear."),
+    ("--rope=True", "rotary positions are --pos_emb=rope (--rope_base sets their base)."),
+    ("--xplus=16", "(X)+ is --pos_conv=m, its channels (a multiple of 4)."),
+    ("--activation_checkpointing=True", "activation checkpointing is --grad_ckpt=True."),
     # the other scripts' options were pointed at unrelated settings: attn, dropout, eval_tokens
     ("--text=input.txt", "--text is an option of eval.py, not of train.py (--help lists train.py's)."),
     ("--input=input.txt", "--input is an option of prepare_slimpajama.py, not of train.py"),
