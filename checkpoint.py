@@ -226,6 +226,13 @@ def signals_held():
             signal.raise_signal(sig)
 
 
+def umask():
+    """The process's umask: os.umask only reads it by setting it, so it is set back at once."""
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path, data):
     """Write data (str or bytes), or call data(f) on the open binary file, then rename over path (at the end of a
     together() block, if in one). A write the disk refuses (full, over quota, read-only) is one sentence, the old file
@@ -241,7 +248,8 @@ def atomic_write(path, data):
                 f.write(data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp's 0600 made ordinary, as open() makes it: a fixed 0644 made
+        # every result readable by all where the user's umask (077) keeps files private
         if _together is None:
             os.replace(tmp, path)
         elif os.path.isdir(path):  # os.replace would fail at the block's end, past the sentence below

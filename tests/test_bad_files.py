@@ -674,6 +674,16 @@ def test_atomic_write_replaces_the_file_whole(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o644
 
 
+def test_atomic_write_keeps_to_the_users_umask(tmp_path):
+    # a fixed chmod 0644 made every checkpoint, table and meta.json readable by all under umask 077
+    old = os.umask(0o077)
+    try:
+        checkpoint.atomic_write(str(tmp_path / "f.txt"), "private")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o600
+
+
 def test_atomic_write_writes_a_name_read_outside_utf8_mode_as_its_bytes(tmp_path):
     # under PYTHONUTF8=0 LC_ALL=C a path from the command line holds its bytes as surrogates ('pr\udcc3\udca9face'):
     # str.encode() raised, a traceback with the file unwritten
