@@ -294,12 +294,42 @@ def unwritable(folder):
     folder fails before the work (minutes or hours of it), not after."""
     if os.path.islink(folder) and not os.path.exists(folder):  # makedirs' "File exists" said nothing of the link
         return f"a link to {os.readlink(folder)!r}, which does not exist"
+    made, d = [], os.path.abspath(folder)
+    while not os.path.exists(d) and d != os.path.dirname(d):  # the folders made below, removed if they take no file
+        made.append(d)
+        d = os.path.dirname(d)
     try:
         os.makedirs(folder, exist_ok=True)
         tempfile.TemporaryFile(dir=folder).close()
     except (OSError, RecursionError) as e:  # os.makedirs recurses once per folder to make: a thousand is too many
+        for d in made:
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
+        if made and isinstance(e, PermissionError):
+            masked(folder)
         return e.strerror if isinstance(e, OSError) else "nested too deep to create"
     return None
+
+
+def masked_file(path):
+    """SystemExit where path is this user's own file, read-only to its owner while the umask (277) makes every file
+    written so: "make it writable" fixed one file, and the next run refused the next (lock, checkpoint, log)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    if st.st_uid == os.getuid() and not st.st_mode & 0o200 and (mask := umask()) & 0o200:
+        folder = os.path.dirname(path) or "."
+        raise SystemExit(f"{path} is read-only to its owner, as every file written under umask {mask:04o} is, and "
+                         f"this run would write it; run `umask 022` and `chmod u+w {folder}/*` first, then run again.")
+
+
+def masked(folder):
+    """SystemExit where folder, made by this process, took no file because the umask (277, 377) removed its owner's
+    write or search permission: every other folder would fail alike, so "choose another folder" did not help."""
+    if (mask := umask()) & 0o300:
+        raise SystemExit(f"{folder} takes no file once made under umask {mask:04o}, which removes the owner's write "
+                         f"or search permission from every new folder; run `umask 022` first, then run again.")
 
 
 def writable_dir(folder, fix, named=False):

@@ -53,8 +53,9 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
-from checkpoint import (atomic_write, dangling, eval_batches, file_above, guard_assets, load_checkpoint, open_data,
-                        other_data, perplexity, save_checkpoint, scored_tokens, tokens, unreadable)
+from checkpoint import (atomic_write, dangling, eval_batches, file_above, guard_assets, load_checkpoint, masked,
+                        masked_file, open_data, other_data, perplexity, save_checkpoint, scored_tokens, tokens,
+                        unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, out_of_memory, range_error,
                           tolerant_output)
 from convert import (GPT2_SIZES, TIE_METHODS, conversion_note, convert_state_dict, exact_fit, gpt2_config,
@@ -616,9 +617,13 @@ def lock_out_dir():
         f = open(os.path.join(out_dir, "train.lock"), "a+")
     except (OSError, RecursionError) as e:  # os.makedirs recurses once per folder to make: a thousand is too many
         why = e.strerror if isinstance(e, OSError) else "nested too deep to create"
+        new = bool(made)
         unmake()
+        if new and isinstance(e, PermissionError):
+            masked(out_dir)
         lock = os.path.join(out_dir, "train.lock")
         if not fresh and isinstance(e, PermissionError) and os.access(out_dir, os.W_OK):  # the file, not the folder
+            masked_file(lock)
             sys.exit(f"{lock} cannot be opened to write ({why}); make it writable (it holds only the pid of the "
                      f"run that trains there), or {elsewhere}.")
         sys.exit(f"out_dir {out_dir!r} is not a writable directory ({why}); {elsewhere}.")
@@ -656,6 +661,7 @@ def claim(f):
             sys.exit(f"cannot read {path} ({why}), whose lines before the checkpoint a resume keeps; make it "
                      f"readable{'' if os.access(path, os.W_OK) else ' and writable'} or {elsewhere}.")
         if os.path.exists(path) and not os.access(path, os.W_OK):
+            masked_file(path)
             sys.exit(f"{path} is read-only (or immutable), and this run would replace it; make it writable or "
                      f"{elsewhere}.")
     try:  # the first bytes this run writes: a full disk shows here, before any work

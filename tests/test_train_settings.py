@@ -849,6 +849,58 @@ def test_a_lock_file_this_user_cannot_open_is_named_not_its_folder(finished, dat
     assert snapshot(out) == before
 
 
+@contextlib.contextmanager
+def umask(mask):
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_a_new_out_dir_that_the_umask_makes_unwritable_names_the_umask(data_dir, tmp_path, monkeypatch):
+    # under umask 277 the out_dir made is dr-x------ (as root, refused by hand): "choose another --out_dir" met the
+    # same refusal in every other folder
+    import builtins
+    real_open = builtins.open
+
+    def guarded(path, *args, **kwargs):
+        if str(path).endswith("train.lock"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+    monkeypatch.setattr(builtins, "open", guarded)
+    with umask(0o277):
+        msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'out' / 'run'}",
+                                          "--max_iters=4"])
+    monkeypatch.undo()
+    assert msg == (f"{tmp_path / 'out' / 'run'} takes no file once made under umask 0277, which removes the owner's "
+                   f"write or search permission from every new folder; run `umask 022` first, then run again.")
+    assert not (tmp_path / "out").exists()
+    with umask(0o277), pytest.raises(SystemExit, match=r"^\S+ takes no file once made under umask 0277, "):
+        monkeypatch.setattr(tempfile, "TemporaryFile", lambda dir: guarded(os.path.join(dir, "train.lock")))
+        checkpoint.unwritable(str(tmp_path / "new" / "out"))  # prepare's, eval's, bench's and the studies' check
+    assert not (tmp_path / "new").exists()
+
+
+def test_files_a_run_wrote_read_only_under_its_umask_name_the_umask(finished, data_dir, tmp_path, monkeypatch):
+    # under umask 277 every file of the run is r--------: "make it writable" fixed train.lock, then the next resume
+    # refused ckpt.pt, then log.jsonl, one at a time
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    before = snapshot(out)
+    os.chmod(out / "ckpt.pt", 0o400)  # root, whom modes do not stop, is refused it by hand
+    monkeypatch.setattr(os, "access", lambda path, mode, real=os.access: not str(path).endswith("ckpt.pt")
+                        and real(path, mode))
+    with umask(0o277):
+        msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
+                                          "--max_iters=4"])
+    assert msg == (f"{out / 'ckpt.pt'} is read-only to its owner, as every file written under umask 0277 is, and this "
+                   f"run would write it; run `umask 022` and `chmod u+w {out}/*` first, then run again.")
+    assert snapshot(out) == before
+    with umask(0o022):  # a file made read-only by hand, not by the umask: the umask is no part of the advice
+        checkpoint.masked_file(str(out / "ckpt.pt"))
+
+
 def test_a_log_a_resume_cannot_read_is_refused_before_training(finished, data_dir, tmp_path, monkeypatch):
     # a log.jsonl this user can write but not read (mode 200; as root, refused by hand) was open_log's
     # PermissionError traceback, where mode 000 had been told "read-only ... make it writable", which led there
