@@ -44,7 +44,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from configurator import configure, stop_signals
+from configurator import closed_stream, configure, stop_signals
 from model import GPT, GPTConfig
 
 PREFIXES = ("_orig_mod.", "module.")  # torch.compile's and DDP's wrappers: harmless, stripped on load
@@ -446,8 +446,8 @@ def dangling(path):
     """One sentence for a symbolic link whose target is gone (a disk not mounted, a run moved away), or None: it
     reads as no file at all, and the advice was then to train or prepare anew, which would replace the link."""
     if os.path.islink(path) and not os.path.exists(path):
-        return (f"{path} is a link to {os.readlink(path)!r}, which does not exist (a disk not mounted, a folder "
-                f"moved?); restore what it points to, or remove the link.")
+        return closed_stream(path) or (f"{path} is a link to {os.readlink(path)!r}, which does not exist (a disk not "
+                                       f"mounted, a folder moved?); restore what it points to, or remove the link.")
     return None
 
 

@@ -31,6 +31,21 @@ import unicodedata
 REPO = os.path.dirname(os.path.abspath(__file__))  # where config/ is, whatever the current folder
 
 
+def closed_stream(path):
+    """One sentence where path is a link to one of this process's file descriptors that is closed (/dev/stdin under
+    `<&-`, /dev/fd/N), or None: told "a disk not mounted? restore what it points to, or remove the link", a user
+    could remove /dev/stdin itself."""
+    try:
+        fd = re.fullmatch(r"/proc/(?:self|\d+)/fd/(\d+)", os.readlink(path))
+    except OSError:
+        return None
+    if fd is None or os.path.exists(path):
+        return None
+    name = {"0": "standard input", "1": "standard output", "2": "standard error"}.get(fd[1], f"descriptor {fd[1]}")
+    return f"{path} is this process's {name}, which is closed (as `<&-` leaves it); give the command that input, or " \
+           f"a file."
+
+
 def check(key, value, defaults, where, hints=None):
     """The value to store for key, or SystemExit when the key is unknown or the type differs from the default's.
     hints: {unknown key: what it is instead}, for names a user brings from elsewhere (a launcher's options), whose
@@ -249,7 +264,8 @@ def configure(defaults, args, usage=None, hints=None):
             if os.path.isdir(arg):  # `config/`, as a shell completes it: found, but no file
                 raise SystemExit(f"config file {arg!r} is a folder; give a file in it, like config/cpu_tiny.py.")
             if os.path.islink(arg) and not os.path.exists(arg):  # "not found" where ls shows it
-                raise SystemExit(f"config file {arg!r} is a link to {os.readlink(arg)!r}, which does not exist; "
+                raise SystemExit(f"config file {closed_stream(arg)}" if closed_stream(arg) else
+                                 f"config file {arg!r} is a link to {os.readlink(arg)!r}, which does not exist; "
                                  f"restore what it points to, or give another file.")
             if not os.path.exists(arg):  # a pipe is read as a file: <(make_config) or /dev/stdin
                 # `config/cpu_tiny`, `cpu_tiny.py`, or config/x.py run from another folder: the file meant is there

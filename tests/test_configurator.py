@@ -19,6 +19,22 @@ DEFAULTS = {"learning_rate": 6e-4, "min_lr": 6e-5, "max_iters": 100, "compile": 
             "proj": "qkv"}
 
 
+def test_a_closed_stdin_named_as_a_file_is_said_closed_not_a_link_to_restore_or_remove(tmp_path):
+    # /dev/stdin under `<&-` is a link to /proc/self/fd/0, which is gone: every command told the user "a disk not
+    # mounted? restore what it points to, or remove the link" (/dev/stdin itself)
+    import checkpoint
+    fd = os.open(os.devnull, os.O_RDONLY)
+    os.close(fd)  # a descriptor of this process now closed, as 0 is under `<&-`
+    stdin = tmp_path / "stdin"
+    stdin.symlink_to(f"/proc/self/fd/{fd}")
+    said = f"{stdin} is this process's descriptor {fd}, which is closed (as `<&-` leaves it); give the command " \
+           f"that input, or a file."
+    assert checkpoint.dangling(str(stdin)) == said  # prepare's --input, eval's --text, sample's FILE:
+    with pytest.raises(SystemExit) as e:
+        configure(DEFAULTS, [str(stdin)])
+    assert str(e.value) == "config file " + said
+
+
 def test_overrides_are_parsed_as_literals_or_strings():
     got, given = configure(DEFAULTS, ["--learning_rate=1e-3", "--max_iters=7", "--compile=True", "--out_dir=out-x/y",
                                       "--proj='qk_v'"])
