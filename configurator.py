@@ -15,6 +15,7 @@ lists every setting with its default.
 import argparse
 import ast
 import difflib
+import errno
 import itertools
 import math
 import os
@@ -33,13 +34,20 @@ REPO = os.path.dirname(os.path.abspath(__file__))  # where config/ is, whatever 
 
 def closed_stream(path):
     """One sentence where path is a link to one of this process's file descriptors that is closed (/dev/stdin under
-    `<&-`, /dev/fd/N), or None: told "a disk not mounted? restore what it points to, or remove the link", a user
-    could remove /dev/stdin itself."""
+    `<&-`, /dev/fd/N), or to itself through other links, or None: told "a disk not mounted? restore what it points
+    to, or remove the link", a user could remove /dev/stdin itself, or look for a target that is there."""
+    try:
+        os.stat(path)
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return f"{path} is a link that leads back to itself through {os.readlink(path)!r} (a loop of links); " \
+                   f"point it elsewhere, or give another path."
     try:
         fd = re.fullmatch(r"/proc/(?:self|\d+)/fd/(\d+)", os.readlink(path))
     except OSError:
         return None
-    if fd is None or os.path.exists(path):
+    if fd is None:
         return None
     name = {"0": "standard input", "1": "standard output", "2": "standard error"}.get(fd[1], f"descriptor {fd[1]}")
     return f"{path} is this process's {name}, which is closed (as `<&-` leaves it); give the command that input, or " \

@@ -35,6 +35,22 @@ def test_a_closed_stdin_named_as_a_file_is_said_closed_not_a_link_to_restore_or_
     assert str(e.value) == "config file " + said
 
 
+def test_a_loop_of_links_is_said_a_loop_not_a_link_to_something_missing(tmp_path):
+    # loop1 -> loop2 -> loop1: "loop1 is a link to 'loop2', which does not exist (a disk not mounted?)", where ls shows
+    # loop2 there
+    import checkpoint
+    (tmp_path / "loop1").symlink_to("loop2")
+    (tmp_path / "loop2").symlink_to("loop1")
+    loop = str(tmp_path / "loop1")
+    said = f"{loop} is a link that leads back to itself through 'loop2' (a loop of links); point it elsewhere, or " \
+           f"give another path."
+    assert checkpoint.dangling(loop) == said  # every file a command reads
+    with pytest.raises(SystemExit) as e:
+        configure(DEFAULTS, [loop])
+    assert str(e.value) == "config file " + said
+    assert checkpoint.unwritable(loop) == "a link to 'loop2', a loop of links that leads back to it"  # every output
+
+
 def test_overrides_are_parsed_as_literals_or_strings():
     got, given = configure(DEFAULTS, ["--learning_rate=1e-3", "--max_iters=7", "--compile=True", "--out_dir=out-x/y",
                                       "--proj='qk_v'"])
