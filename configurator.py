@@ -511,6 +511,9 @@ def interrupted_at_start(kind, e, tb):
     (seconds on a busy machine) is one line and its status, not a page of import frames; cli (or train.py's own
     handler) takes over before the first write."""
     if not issubclass(kind, KeyboardInterrupt):
+        if said := start_failure(e):
+            print(said, file=sys.stderr, flush=True)
+            os._exit(1)
         return sys.__excepthook__(kind, e, tb)
     what, status = stopped_by(e)
     try:
@@ -518,6 +521,35 @@ def interrupted_at_start(kind, e, tb):
     except (OSError, AttributeError):  # a closed terminal (SIGHUP) takes no more text; stderr closed (2>&-) is None
         pass
     os._exit(status)
+
+
+REQUIRED = ("torch", "numpy", "tiktoken", "matplotlib", "huggingface_hub", "zstandard")  # requirements.txt
+
+
+def start_failure(e):
+    """One sentence for a library that could not be imported as a command started, or None: a Python without the
+    requirements (another interpreter, a venv not activated), or a memory limit (ulimit -v) below what torch needs
+    to map, each a page of import frames ending in ModuleNotFoundError, MemoryError or "failed to map segment"."""
+    if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in REQUIRED:
+        return (f"{e.name.split('.')[0]} is not installed for this Python ({sys.executable}); install the "
+                f"requirements into it (pip install -r requirements.txt), or run the Python that has them.")
+    if isinstance(e, MemoryError) or isinstance(e, OSError | ImportError) and re.search(
+            r"failed to map segment|cannot allocate memory", str(e), re.I):
+        return (f"out of memory while loading the libraries{memory_limit()}; "
+                + ("raise the limit (ulimit -v unlimited), or run where it is higher." if memory_limit() else
+                   "free memory, or run on a machine with more."))
+    return None
+
+
+def memory_limit():
+    """' (this shell's limit, ulimit -v, is N KiB)' where the process's address space is capped, else '': under a
+    cap, "out of memory" is the cap's, which no smaller dtype or bigger machine lifts."""
+    try:
+        import resource
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    except (ImportError, OSError):  # Windows has no resource module
+        return ""
+    return "" if limit == resource.RLIM_INFINITY else f" (this shell's limit, ulimit -v, is {limit // 1024:,} KiB)"
 
 
 def quiet_start(sigterm=True):
@@ -677,7 +709,9 @@ def out_of_memory(e, fix):
         return None
     asked = re.search(r"allocate (\d+) bytes|allocate ([\d.]+ ?[KMGT]i?B)", text, re.I)
     size = (f"{int(asked.group(1)):,} bytes" if asked.group(1) else asked.group(2)) if asked else None
-    return f"out of memory{f' (asking for {size} more)' if size else ''}; {fix}"
+    if memory_limit():
+        fix = f"raise it (ulimit -v unlimited), or {fix}"
+    return f"out of memory{f' (asking for {size} more)' if size else ''}{memory_limit()}; {fix}"
 
 
 def as_text(value):

@@ -541,6 +541,37 @@ def test_out_of_memory_in_a_command_is_one_line_naming_the_fix(error, capsys):
         cli(lambda: (_ for _ in ()).throw(RuntimeError("shapes differ")), "nothing was written.")
 
 
+@pytest.mark.parametrize("script, missing", [("train.py", "numpy"), ("sample.py", "torch"), ("bench.py", "torch")])
+def test_a_python_without_the_requirements_is_one_line_naming_the_library(script, missing):
+    # another interpreter or a venv not activated: a page of import frames ending in ModuleNotFoundError
+    run = f"import sys, runpy; sys.modules[{missing!r}] = None; sys.argv = [{script!r}, '--help']; " \
+          f"runpy.run_path({script!r}, run_name='__main__')"
+    r = subprocess.run([sys.executable, "-c", run], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr == f"{missing} is not installed for this Python ({sys.executable}); install the requirements " \
+                       f"into it (pip install -r requirements.txt), or run the Python that has them.\n"
+
+
+def test_a_memory_limit_is_named_where_memory_runs_out(monkeypatch, capsys):
+    # under `ulimit -v 300000` torch's import was a traceback ("failed to map segment", MemoryError), and sample.py
+    # on a tiny model under 650 MB was told to use bfloat16 or a machine with more
+    import configurator
+    import resource
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    assert configurator.start_failure(ImportError("libtorch_cpu.so: failed to map segment from shared object")) == \
+        "out of memory while loading the libraries; free memory, or run on a machine with more."
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (300000 * 1024, resource.RLIM_INFINITY))
+    limit = " (this shell's limit, ulimit -v, is 300,000 KiB)"
+    assert configurator.start_failure(MemoryError()) == \
+        f"out of memory while loading the libraries{limit}; raise the limit (ulimit -v unlimited), or run where it " \
+        f"is higher."
+    assert configurator.start_failure(ValueError("x")) is None
+    with pytest.raises(SystemExit):
+        cli(lambda: (_ for _ in ()).throw(MemoryError()), "nothing was written.", oom="pass --dtype=bfloat16")
+    assert capsys.readouterr().err == f"stopped: out of memory{limit}; raise it (ulimit -v unlimited), or pass " \
+                                      f"--dtype=bfloat16; nothing was written.\n"
+
+
 def test_an_interval_reads_as_one_in_every_message(capsys):
     # "seed must be an integer [0, 4294967295]" (train.py) and sample.py's "--seed: must be an integer [0, ...]"
     assert range_error("seed", -1, int, "[0, 9]") == "seed must be an integer in [0, 9]; got -1."
