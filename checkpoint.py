@@ -272,13 +272,25 @@ def atomic_write(path, data):
                              f"while this ran) or is a file; make it or run again, or write elsewhere.") from None
         # a folder this user may not write (its modes, a read-only mount) was told to free space on its disk
         fix = (f"make {folder} writable for this user" if cause.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
-               else "choose a shorter name" if cause.errno == errno.ENAMETOOLONG else "free space on its disk")
+               else "choose a shorter name" if cause.errno == errno.ENAMETOOLONG else space_fix(cause))
         raise SystemExit(f"could not write {path} ({cause.strerror or cause}); "
                          + ("the file there is unchanged" if os.path.exists(path) else "nothing was written")
                          + f": {fix}, or write elsewhere.") from None
     finally:
         if tmp and os.path.exists(tmp):
             os.remove(tmp)
+
+
+def space_fix(e):
+    """The fix for a write the disk refused: free space, except for a file too large (EFBIG), which no free space
+    lets through: the shell's file size limit (ulimit -f) or a file system that stops at 4 GiB (FAT32)."""
+    if getattr(e, "errno", None) != errno.EFBIG:
+        return "free space on its disk"
+    import resource
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY:
+        return f"raise this shell's file size limit (ulimit -f, now {limit // 1024:,} KiB: ulimit -f unlimited)"
+    return "write to a file system that takes larger files (FAT32 stops at 4 GiB)"
 
 
 def save_figure(fig, path, **savefig_args):

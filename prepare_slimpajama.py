@@ -17,6 +17,7 @@ command truncates the bins to the committed lengths, continues, and ends byte-id
 """
 
 import argparse
+import errno
 import glob
 import json
 import os
@@ -39,7 +40,7 @@ import numpy as np
 import zstandard
 
 from checkpoint import (atomic_write, dangling, guard_assets, hold_lock, inputs_sha1, largest_token, r50k,
-                        unreadable, writable_dir)
+                        space_fix, unreadable, writable_dir)
 from configurator import Parser, boolean, cli, number
 from convert import hub_problem
 
@@ -719,8 +720,9 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=None):
     except OSError as e:  # e.g. the disk filled up: the last commit is intact, so the same command resumes
         if isinstance(e, BrokenPipeError):  # the progress line's reader went away (`| head`), never a bin's write
             raise
-        sys.exit(f"error: writing {args.out_dir} failed ({e.strerror}); free space or fix the folder, then rerun "
-                 f"the same command to resume from the last commit")
+        fix = space_fix(e) if e.errno == errno.EFBIG else "free space or fix the folder"
+        sys.exit(f"error: writing {args.out_dir} failed ({e.strerror}); {fix}, then rerun the same command to resume "
+                 f"from the last commit")
     finally:
         stop.set()
         pool.shutdown(cancel_futures=True)

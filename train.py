@@ -54,8 +54,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
 from checkpoint import (atomic_write, dangling, eval_batches, file_above, guard_assets, load_checkpoint, masked,
-                        masked_file, open_data, other_data, perplexity, save_checkpoint, scored_tokens, tokens,
-                        unreadable)
+                        masked_file, open_data, other_data, perplexity, save_checkpoint, scored_tokens, space_fix,
+                        tokens, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, out_of_memory, range_error,
                           tolerant_output)
 from convert import (GPT2_SIZES, TIE_METHODS, conversion_note, convert_state_dict, exact_fit, gpt2_config,
@@ -547,7 +547,7 @@ def unmake():
 def full(e):
     """A write refused for want of space: every file train.py writes but stdout and log.jsonl is written by a
     function that says so itself (atomic_write, lock_out_dir), so these two are where it comes from."""
-    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def interrupted(kind, e, tb):
@@ -584,7 +584,8 @@ def interrupted(kind, e, tb):
             held = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=True)["iter_num"]
         why = (f"stopped by {what}" if ctrl_c else "stopped: the reader of its output went away (a closed pipe)"
                if isinstance(cause, BrokenPipeError) else f"stopped: its output or "
-               f"{os.path.join(out_dir, 'log.jsonl')} could not be written ({cause.strerror}; free space first)")
+               f"{os.path.join(out_dir, 'log.jsonl')} could not be written ({cause.strerror}; "
+               f"{space_fix(cause) if cause.errno == errno.EFBIG else 'free space'} first)")
         with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) takes no more text; unmake() still runs
             print(f"{why} at iteration {iter_num}; " + (
                 f"{ckpt_path} holds iteration {held}: to go on, run the same command with --init_from=resume."
@@ -669,7 +670,7 @@ def claim(f):
         f.write(f"{os.getpid()}\n")
         f.flush()
     except OSError as e:
-        sys.exit(f"could not write {f.name} ({e.strerror}); free space on its disk, or {elsewhere}.")
+        sys.exit(f"could not write {f.name} ({e.strerror}); {space_fix(e)}, or {elsewhere}.")
     return f
 
 

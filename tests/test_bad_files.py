@@ -674,6 +674,25 @@ def test_atomic_write_replaces_the_file_whole(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o644
 
 
+def test_a_file_too_large_for_the_limit_is_not_told_to_free_space(tmp_path, monkeypatch):
+    # under `ulimit -f 1000` (or onto FAT32, 4 GiB) a checkpoint's write fails with EFBIG: "free space on its disk"
+    # freed nothing that helped
+    import resource
+
+    def too_large(f):
+        raise OSError(errno.EFBIG, "File too large")
+    for limit, fix in ((1000 * 1024, "raise this shell's file size limit (ulimit -f, now 1,000 KiB: ulimit -f "
+                                     "unlimited)"),
+                       (resource.RLIM_INFINITY, "write to a file system that takes larger files (FAT32 stops at 4 GiB)")):
+        monkeypatch.setattr(resource, "getrlimit", lambda what, limit=limit: (limit, resource.RLIM_INFINITY))
+        with pytest.raises(SystemExit) as e:
+            checkpoint.atomic_write(str(tmp_path / "ckpt.pt"), too_large)
+        assert str(e.value) == f"could not write {tmp_path / 'ckpt.pt'} (File too large); nothing was written: " \
+                               f"{fix}, or write elsewhere."
+        assert os.listdir(tmp_path) == []
+    assert checkpoint.space_fix(OSError(errno.ENOSPC, "No space left on device")) == "free space on its disk"
+
+
 def test_atomic_write_keeps_to_the_users_umask(tmp_path):
     # a fixed chmod 0644 made every checkpoint, table and meta.json readable by all under umask 077
     old = os.umask(0o077)
