@@ -536,7 +536,8 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     if os.path.isdir(path):  # "train one" there was refused by train.py, which writes that file
         raise SystemExit(f"{path} is a folder, not a checkpoint; move it out of the way, or point to another out_dir.")
     if not os.path.isfile(path):
-        if os.path.isfile(os.path.join(os.path.dirname(path), "log.jsonl")):  # "train one" there meets the run's lock
+        # "train one" there meets the run's lock; its log comes only after its first evaluation, its lock at once
+        if any(os.path.isfile(os.path.join(os.path.dirname(path), f)) for f in ("log.jsonl", "train.lock")):
             raise SystemExit(f"no checkpoint at {path}: the run in {os.path.dirname(path)} has saved none (train.py "
                              f"saves at every eval_interval after 0); wait for it if it is still training, or point "
                              f"to another out_dir.")

@@ -1582,6 +1582,10 @@ def test_a_file_that_is_no_checkpoint_or_a_run_without_one_is_refused_with_a_fix
                                 f"saves at every eval_interval after 0); wait for it if it is still training, or "
                                 f"point to another out_dir.")
     (run / "log.jsonl").unlink()
+    (run / "train.lock").write_text("123\n")  # a run in its first evaluation, before its log: "train one" too
+    with pytest.raises(SystemExit, match=r": the run in .* has saved none \(train.py saves at every eval_interval"):
+        checkpoint.load_checkpoint(run)
+    (run / "train.lock").unlink()
     (run / "ckpt.pt").mkdir()  # "train one with train.py", whose run there refuses the folder
     with pytest.raises(SystemExit) as e:
         checkpoint.load_checkpoint(run)
