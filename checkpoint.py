@@ -281,6 +281,14 @@ def atomic_write(path, data):
             os.remove(tmp)
 
 
+def utf16(data):
+    """': it is UTF-16 (...); convert it' where data (a file's first bytes) starts with a UTF-16 byte order mark, else
+    '': Windows' PowerShell 5 writes `>` so, and "not UTF-8 ... give a text file" said nothing of what it is."""
+    if data[:2] not in (b"\xff\xfe", b"\xfe\xff"):
+        return ""
+    return "; it is UTF-16 (it starts with UTF-16's byte order mark): convert it, e.g. iconv -f UTF-16 -t UTF-8"
+
+
 def space_fix(e):
     """The fix for a write the disk refused: free space, except for a file too large (EFBIG), which no free space
     lets through: the shell's file size limit (ulimit -f) or a file system that stops at 4 GiB (FAT32)."""

@@ -40,7 +40,7 @@ import numpy as np
 import zstandard
 
 from checkpoint import (atomic_write, dangling, guard_assets, hold_lock, inputs_sha1, largest_token, r50k,
-                        space_fix, unreadable, writable_dir)
+                        space_fix, unreadable, utf16, writable_dir)
 from configurator import Parser, boolean, cli, number
 from convert import hub_problem
 
@@ -365,7 +365,7 @@ def documents(path, split, val_fraction, start):
             text = data.decode("utf-8")
         except UnicodeDecodeError as e:
             line = data.count(b"\n", 0, e.start) + 1
-            yield 0, split, BadInput(f"{path}:{line}: not UTF-8 ({e.reason})", whole_shard=True)
+            yield 0, split, BadInput(f"{path}:{line}: not UTF-8 ({e.reason}{utf16(data)})", whole_shard=True)
             return
         cut = len(text)
         if split == "mixed" and val_fraction:

@@ -254,6 +254,12 @@ def test_corrupt_and_truncated_zst_and_bad_utf8(tmp_path):
     with pytest.raises(SystemExit) as e:
         prepare(tmp_path / "d", *args, "--input", str(latin1))
     assert f"{latin1}:3: not UTF-8" in str(e.value)
+    utf16 = tmp_path / "utf16.txt"  # Windows PowerShell 5's `>`: "not UTF-8 (invalid start byte); fix it"
+    utf16.write_bytes("line one\n".encode("utf-16"))
+    with pytest.raises(SystemExit) as e:
+        prepare(tmp_path / "e", *args, "--input", str(utf16))
+    assert f"{utf16}:1: not UTF-8 (invalid start byte; it is UTF-16 (it starts with UTF-16's byte order mark): " \
+           f"convert it, e.g. iconv -f UTF-16 -t UTF-8); fix it" in str(e.value)
 
 
 def test_hub_path_lists_and_downloads_shards_in_natural_order(tmp_path, monkeypatch):
