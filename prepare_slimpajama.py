@@ -486,9 +486,15 @@ def progress(st, shards, target, made, chars, dt):
     if st["next"][0] >= len(shards):
         eta = "00:00:00 (all input read)"
     else:
-        eta = time.strftime("%H:%M:%S", time.gmtime(left / rate)) if rate > 0 and left / rate < 86400 * 365 else "-"
+        eta = clock(left / rate) if rate > 0 and left / rate < 86400 * 365 else "-"
     parts += [f"{human(rate)} tokens/s", f"{chars / max(dt, 1e-9) / 1e6:.1f} MB/s text", f"ETA {eta}"]
     return " | ".join(parts)
+
+
+def clock(seconds):
+    """seconds as H:MM:SS, hours past 24 counted on (strftime's %H on gmtime wrapped: 30 hours left read 06:00:00)."""
+    s = int(seconds)
+    return f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 def human(n):

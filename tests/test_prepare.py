@@ -546,3 +546,11 @@ def test_the_benchmark_measures_a_text_too_small_for_a_validation_split(tmp_path
     said = capsys.readouterr().out
     assert said.startswith("1 documents, 0.0 M characters") and "end to end" in said, said
     assert sorted(os.listdir(tmp_path)) == ["small.txt"]  # nothing prepared, not even the default out_dir
+
+
+def test_an_eta_past_a_day_counts_its_hours():
+    # strftime("%H:%M:%S", gmtime(...)) wrapped at 24 hours: 30 hours of SlimPajama left read "ETA 06:00:00"
+    st = {"next": [0, 0], "tokens": {"train": 0, "val": 0}, "documents": {"train": 0, "val": 0}}
+    line = P.progress(st, [("a", "train"), ("b", "val")], {"train": 30 * 3600, "val": 0}, 1, 1, 1.0)
+    assert line.endswith("ETA 30:00:00")
+    assert P.clock(59.9) == "00:00:59" and P.clock(3661) == "01:01:01"
