@@ -412,11 +412,23 @@ class Parser(argparse.ArgumentParser):
         if message:
             (file or sys.stderr).write(message)
 
+    def error(self, message):
+        """argparse's, and `--out_dir -run` (a value that starts with '-', which argparse takes for an option) named
+        with the spelling it takes, where argparse said only "expected one argument"."""
+        if m := re.fullmatch(r"argument (?:\S+/)?(\S+): expected one argument", message):
+            argv = getattr(self, "argv", [])
+            at = argv.index(m[1]) if m[1] in argv else -1
+            value = argv[at + 1] if 0 <= at < len(argv) - 1 else None
+            if value and value.startswith("-") and value.split("=")[0] not in self._option_string_actions:
+                message += f"; a value that starts with '-' goes after '=': {m[1]}={value}"
+        super().error(message)
+
     def parse_known_args(self, args=None, namespace=None):
         """As argparse, and a plain text option given only spaces, or empty where its default is a name or path
         (--out_dir=), is refused: it meant the current folder, or a path '' that failed later with advice such as "no
         checkpoint at ckpt.pt", or a folder named ' '. Options with their own type (--start, --calib) say themselves
         what an empty value means."""
+        self.argv = sys.argv[1:] if args is None else list(args)  # for error()
         ns, rest = super().parse_known_args(args, namespace)
         # the options the command line gave (set only by argparse's defaults, a value is not the user's): each one
         # parsed again into a namespace of markers, which argparse leaves where it gives no value

@@ -572,6 +572,20 @@ def test_a_memory_limit_is_named_where_memory_runs_out(monkeypatch, capsys):
                                       f"--dtype=bfloat16; nothing was written.\n"
 
 
+def test_a_value_that_starts_with_a_dash_is_shown_its_spelling(capsys):
+    # `sample.py --out_dir -run`: argparse took -run for an option, "expected one argument", and nothing more
+    p = Parser(prog="x")
+    p.add_argument("--out_dir", default="out")
+    p.add_argument("--seed", type=int, default=0)
+    with pytest.raises(SystemExit):
+        p.parse_args(["--out_dir", "-run"])
+    assert capsys.readouterr().err.endswith("x: error: argument --out_dir: expected one argument; a value that starts "
+                                            "with '-' goes after '=': --out_dir=-run\n")
+    with pytest.raises(SystemExit):  # an option after it: argparse's words alone
+        p.parse_args(["--out_dir", "--seed=3"])
+    assert capsys.readouterr().err.endswith("x: error: argument --out_dir: expected one argument\n")
+
+
 def test_an_interval_reads_as_one_in_every_message(capsys):
     # "seed must be an integer [0, 4294967295]" (train.py) and sample.py's "--seed: must be an integer [0, ...]"
     assert range_error("seed", -1, int, "[0, 9]") == "seed must be an integer in [0, 9]; got -1."
