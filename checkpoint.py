@@ -324,10 +324,11 @@ def unwritable(folder):
         os.makedirs(folder, exist_ok=True)
         tempfile.TemporaryFile(dir=folder).close()
     except (OSError, RecursionError) as e:  # os.makedirs recurses once per folder to make: a thousand is too many
+        created = bool(made) and os.path.isdir(made[-1])  # not where a folder above refused the first of them
         for d in made:
             with contextlib.suppress(OSError):
                 os.rmdir(d)
-        if made and isinstance(e, PermissionError):
+        if created and isinstance(e, PermissionError):
             masked(folder)
         return e.strerror if isinstance(e, OSError) else "nested too deep to create"
     return None

@@ -618,7 +618,7 @@ def lock_out_dir():
         f = open(os.path.join(out_dir, "train.lock"), "a+")
     except (OSError, RecursionError) as e:  # os.makedirs recurses once per folder to make: a thousand is too many
         why = e.strerror if isinstance(e, OSError) else "nested too deep to create"
-        new = bool(made)
+        new = bool(made) and os.path.isdir(made[-1])  # made here, not refused by the folder above it
         unmake()
         if new and isinstance(e, PermissionError):
             masked(out_dir)

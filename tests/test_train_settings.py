@@ -881,6 +881,12 @@ def test_a_new_out_dir_that_the_umask_makes_unwritable_names_the_umask(data_dir,
         checkpoint.unwritable(str(tmp_path / "new" / "out"))  # prepare's, eval's, bench's and the studies' check
     assert not (tmp_path / "new").exists()
 
+    def refused(path, exist_ok=False):  # a folder above, not this umask, refuses the first folder to make
+        raise PermissionError(13, "Permission denied", path)
+    monkeypatch.setattr(os, "makedirs", refused)
+    with umask(0o277):
+        assert checkpoint.unwritable(str(tmp_path / "new" / "out")) == "Permission denied"
+
 
 def test_files_a_run_wrote_read_only_under_its_umask_name_the_umask(finished, data_dir, tmp_path, monkeypatch):
     # under umask 277 every file of the run is r--------: "make it writable" fixed train.lock, then the next resume
