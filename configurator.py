@@ -572,6 +572,12 @@ def quiet_start(sigterm=True):
     if sigterm:
         stop_on_sigterm()
     closed_as_devnull()
+    try:
+        os.getcwd()
+    except FileNotFoundError:  # torch's MKL then failed to load ("Intel oneMKL FATAL ERROR: Cannot load
+        # libtorch_cpu.so"), exit 2, as if the install were broken
+        raise SystemExit("the current folder no longer exists (removed after this shell entered it), so no relative "
+                         "path means anything and torch cannot load; cd to a folder that exists, then run again.")
 
 
 def closed_as_devnull():

@@ -552,6 +552,19 @@ def test_a_python_without_the_requirements_is_one_line_naming_the_library(script
                        f"into it (pip install -r requirements.txt), or run the Python that has them.\n"
 
 
+def test_a_current_folder_since_removed_is_one_line(tmp_path):
+    # a shell in a folder removed since (rm -rf, a checkout): torch's MKL failed to load, "Intel oneMKL FATAL ERROR:
+    # Cannot load libtorch_cpu.so", exit 2, as if torch were broken
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = os.path.join(ROOT, "sample.py")
+    run = f"import os, sys, runpy; os.chdir({str(gone)!r}); os.rmdir({str(gone)!r}); sys.argv = ['sample.py']; " \
+          f"sys.path.insert(0, {ROOT!r}); runpy.run_path({script!r}, run_name='__main__')"
+    r = subprocess.run([sys.executable, "-c", run], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and r.stderr == "the current folder no longer exists (removed after this shell entered " \
+        "it), so no relative path means anything and torch cannot load; cd to a folder that exists, then run again.\n"
+
+
 def test_a_memory_limit_is_named_where_memory_runs_out(monkeypatch, capsys):
     # under `ulimit -v 300000` torch's import was a traceback ("failed to map segment", MemoryError), and sample.py
     # on a tiny model under 650 MB was told to use bfloat16 or a machine with more
