@@ -291,10 +291,13 @@ def utf16(data):
 
 def space_fix(e):
     """The fix for a write the disk refused: free space, except for a file too large (EFBIG), which no free space
-    lets through: the shell's file size limit (ulimit -f) or a file system that stops at 4 GiB (FAT32)."""
+    lets through: the shell's file size limit (ulimit -f) or a file system that stops at 4 GiB (FAT32); or too many
+    files open (ulimit -n)."""
+    import resource
+    if getattr(e, "errno", None) in (errno.EMFILE, errno.ENFILE):  # no disk space helps either: the open-file limit
+        return f"raise this shell's open-file limit (ulimit -n, now {resource.getrlimit(resource.RLIMIT_NOFILE)[0]})"
     if getattr(e, "errno", None) != errno.EFBIG:
         return "free space on its disk"
-    import resource
     limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
     if limit != resource.RLIM_INFINITY:
         return f"raise this shell's file size limit (ulimit -f, now {limit // 1024:,} KiB: ulimit -f unlimited)"

@@ -691,6 +691,9 @@ def test_a_file_too_large_for_the_limit_is_not_told_to_free_space(tmp_path, monk
                                f"{fix}, or write elsewhere."
         assert os.listdir(tmp_path) == []
     assert checkpoint.space_fix(OSError(errno.ENOSPC, "No space left on device")) == "free space on its disk"
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (9, 9))  # `ulimit -n 9`: "free space on its disk"
+    assert checkpoint.space_fix(OSError(errno.EMFILE, "Too many open files")) == \
+        "raise this shell's open-file limit (ulimit -n, now 9)"
 
 
 def test_atomic_write_keeps_to_the_users_umask(tmp_path):
