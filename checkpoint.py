@@ -405,11 +405,26 @@ def hold_lock(folder, busy):
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise Busy(busy, folder) from None
+        except OSError as e:
+            if held(e):
+                raise Busy(busy, folder) from None
+            unlocked(folder, e)
         yield
     finally:
         os.close(fd)
+
+
+def held(e):
+    """Whether flock's OSError e says another process holds the lock (EWOULDBLOCK), not that the file system keeps
+    no locks (Lustre mounted without flock: ENOSYS; some FUSE and SMB mounts: EOPNOTSUPP, ENOLCK), where every run
+    was told another held its folder: "wait for it to end", for a run that does not exist."""
+    return e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+
+
+def unlocked(folder, e):
+    """A note that folder's file system keeps no locks (flock's OSError e), so this command runs without one."""
+    print(f"note: {folder} is on a file system without locks (flock: {e.strerror}), so a second command writing "
+          f"there at the same time is not refused; run one at a time.", file=sys.stderr)
 
 
 def hold_out(folder, busy):
@@ -429,8 +444,8 @@ def being_written(folder):
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # let go at once, below: a probe, never a wait
         return False
-    except OSError:
-        return True
+    except OSError as e:
+        return held(e)
     finally:
         os.close(fd)
 

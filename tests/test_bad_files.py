@@ -696,6 +696,30 @@ def test_a_file_too_large_for_the_limit_is_not_told_to_free_space(tmp_path, monk
         "raise this shell's open-file limit (ulimit -n, now 9)"
 
 
+def test_a_file_system_without_locks_is_noted_not_called_busy(tmp_path, monkeypatch, capsys):
+    # Lustre mounted without flock (ENOSYS), some FUSE and SMB mounts: every prepare, eval and study was told another
+    # run held its folder ("wait for it to end"), and train.py that a data_dir was being prepared now
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with checkpoint.hold_lock(str(tmp_path), "busy"):
+        pass
+    assert capsys.readouterr().err == f"note: {tmp_path} is on a file system without locks (flock: Function not " \
+                                      f"implemented), so a second command writing there at the same time is not " \
+                                      f"refused; run one at a time.\n"
+    assert not checkpoint.being_written(str(tmp_path))
+
+    def busy(fd, op):
+        raise BlockingIOError(errno.EWOULDBLOCK, "Resource temporarily unavailable")
+    monkeypatch.setattr(fcntl, "flock", busy)
+    assert checkpoint.being_written(str(tmp_path))
+    with pytest.raises(checkpoint.Busy):
+        with checkpoint.hold_lock(str(tmp_path), "busy"):
+            pass
+
+
 def test_atomic_write_keeps_to_the_users_umask(tmp_path):
     # a fixed chmod 0644 made every checkpoint, table and meta.json readable by all under umask 077
     old = os.umask(0o077)

@@ -907,6 +907,22 @@ def test_files_a_run_wrote_read_only_under_its_umask_name_the_umask(finished, da
         checkpoint.masked_file(str(out / "ckpt.pt"))
 
 
+def test_an_out_dir_without_locks_trains_with_a_note(data_dir, tmp_path, monkeypatch, capsys):
+    # flock's ENOSYS (Lustre without -o flock) was "out_dir is in use by another train.py run (pid ?)"
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    monkeypatch.setattr(sys, "argv", ["train.py", *TINY, f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'out'}",
+                                      "--max_iters=2"])
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    with contextlib.suppress(SystemExit):
+        runpy.run_path(os.path.join(ROOT, "train.py"), run_name="__main__")
+    assert "is on a file system without locks (flock: Function not implemented)" in capsys.readouterr().err
+    assert torch.load(tmp_path / "out" / "ckpt.pt", weights_only=True)["iter_num"] == 2
+
+
 def test_a_log_a_resume_cannot_read_is_refused_before_training(finished, data_dir, tmp_path, monkeypatch):
     # a log.jsonl this user can write but not read (mode 200; as root, refused by hand) was open_log's
     # PermissionError traceback, where mode 000 had been told "read-only ... make it writable", which led there
