@@ -406,7 +406,7 @@ def hold_lock(folder, busy):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
-            if held(e):
+            if lock_held(e):
                 raise Busy(busy, folder) from None
             unlocked(folder, e)
         yield
@@ -414,7 +414,7 @@ def hold_lock(folder, busy):
         os.close(fd)
 
 
-def held(e):
+def lock_held(e):
     """Whether flock's OSError e says another process holds the lock (EWOULDBLOCK), not that the file system keeps
     no locks (Lustre mounted without flock: ENOSYS; some FUSE and SMB mounts: EOPNOTSUPP, ENOLCK), where every run
     was told another held its folder: "wait for it to end", for a run that does not exist."""
@@ -445,7 +445,7 @@ def being_written(folder):
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # let go at once, below: a probe, never a wait
         return False
     except OSError as e:
-        return held(e)
+        return lock_held(e)
     finally:
         os.close(fd)
 

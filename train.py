@@ -53,9 +53,9 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
-from checkpoint import (atomic_write, dangling, eval_batches, file_above, guard_assets, held, load_checkpoint, masked,
-                        masked_file, open_data, other_data, perplexity, save_checkpoint, scored_tokens, space_fix,
-                        tokens, unlocked, unreadable)
+from checkpoint import (atomic_write, dangling, eval_batches, file_above, guard_assets, load_checkpoint, lock_held,
+                        masked, masked_file, open_data, other_data, perplexity, save_checkpoint, scored_tokens,
+                        space_fix, tokens, unlocked, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, out_of_memory, range_error,
                           tolerant_output)
 from convert import (GPT2_SIZES, TIE_METHODS, conversion_note, convert_state_dict, exact_fit, gpt2_config,
@@ -268,7 +268,7 @@ def in_use(f):
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
-        if not held(e):  # a file system without locks: noted, and the run goes on unlocked
+        if not lock_held(e):  # a file system without locks: noted, and the run goes on unlocked
             return unlocked(out_dir, e)
         f.seek(0)
         # a resume has its checkpoint there and nowhere else: another --out_dir would be "does not exist"
