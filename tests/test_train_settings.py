@@ -1075,7 +1075,9 @@ def test_out_of_memory_is_one_line_naming_the_settings_that_use_less(tmp_path, d
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
                        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
-    assert re.fullmatch(r"stopped at iteration 0: out of memory \(asking for [\d,]+ bytes more\); lower --batch_size "
+    # the address space is capped here, so the sentence names that cap first (configurator.memory_limit)
+    assert re.fullmatch(r"stopped at iteration 0: out of memory \(asking for [\d,]+ bytes more\) \(this shell's limit, "
+                        r"ulimit -v, is 4,194,304 KiB\); raise it \(ulimit -v unlimited\), or lower --batch_size "
                         r"\(a larger --gradient_accumulation_steps keeps the tokens per iteration\), pass "
                         r"--grad_ckpt=True, or train a smaller model; no checkpoint was saved yet\.\n", r.stderr)
     assert not (tmp_path / "out").exists()
