@@ -504,6 +504,10 @@ def test_a_utf16_text_file_is_named_utf16(tmp_path):
     assert str(e.value) == "--text=prompt.txt: cannot read it as UTF-8 text (invalid start byte; it is UTF-16 (it " \
                            "starts with UTF-16's byte order mark): convert it, e.g. iconv -f UTF-16 -t UTF-8); give " \
                            "a text file."
+    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00")  # FF FE, then no whole UTF-16 unit: binary, not UTF-16
+    with pytest.raises(SystemExit) as e:
+        sample.read_text_file(str(tmp_path / "binary.txt"), "--text=binary.txt", "give a text file")
+    assert str(e.value) == "--text=binary.txt: cannot read it as UTF-8 text (invalid start byte); give a text file."
 
 
 def test_a_prompt_file_from_home_is_read_from_home(tmp_path, monkeypatch):
