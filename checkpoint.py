@@ -10,7 +10,9 @@ The files every script shares, each opened with its checks and written atomicall
                                  a kill or a full disk leaves the old file whole, never a torn one
   save_figure(fig, path, ...)    a matplotlib figure as a PNG, drawn in memory first, then written by atomic_write
   writable_dir(folder, fix)      an output folder checked before the work, not found unwritable after it
-  hold_lock(folder, busy)        one process at a time writing into a folder (prepare's out_dir, a study's runs)
+  space_fix(e)                   the fix for a refused write: free space, or the limit that refused it (ulimit -f, -n)
+  hold_lock(folder, busy)        one process at a time writing into a folder (prepare's out_dir, a study's runs);
+                                 lock_held(e) tells another holder from a file system without locks (noted, unlocked)
   hold_out(folder, busy)         hold_lock on a command's --out, except assets/ (the full scaling study's lock)
   being_written(folder)          whether another process holds that lock now (a data_dir prepared as train.py starts)
   train_first(root, command)     a study's report with no finished run: train them, or wait for the study training them
