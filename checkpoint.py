@@ -10,7 +10,9 @@ The files every script shares, each opened with its checks and written atomicall
                                  a kill or a full disk leaves the old file whole, never a torn one
   save_figure(fig, path, ...)    a matplotlib figure as a PNG, drawn in memory first, then written by atomic_write
   writable_dir(folder, fix)      an output folder checked before the work, not found unwritable after it
-  hold_lock(folder, busy)        one process at a time writing into a folder (prepare's out_dir, a study's runs)
+  space_fix(e)                   the fix for a refused write: free space, or the limit that refused it (ulimit -f, -n)
+  hold_lock(folder, busy)        one process at a time writing into a folder (prepare's out_dir, a study's runs);
+                                 lock_held(e) tells another holder from a file system without locks (noted, unlocked)
   hold_out(folder, busy)         hold_lock on a command's --out, except assets/ (the full scaling study's lock)
   being_written(folder)          whether another process holds that lock now (a data_dir prepared as train.py starts)
   train_first(root, command)     a study's report with no finished run: train them, or wait for the study training them
@@ -44,7 +46,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from configurator import configure, stop_signals
+from configurator import closed_stream, configure, stop_signals
 from model import GPT, GPTConfig
 
 PREFIXES = ("_orig_mod.", "module.")  # torch.compile's and DDP's wrappers: harmless, stripped on load
@@ -237,6 +239,13 @@ def signals_held():
             signal.raise_signal(sig)
 
 
+def umask():
+    """The process's umask: os.umask only reads it by setting it, so it is set back at once."""
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path, data):
     """Write data (str or bytes), or call data(f) on the open binary file, then rename over path (at the end of a
     together() block, if in one). A write the disk refuses (full, over quota, read-only) is one sentence, the old file
@@ -252,7 +261,8 @@ def atomic_write(path, data):
                 f.write(data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp's 0600 made ordinary, as open() makes it: a fixed 0644 made
+        # every result readable by all where the user's umask (077) keeps files private
         if _together is None:
             os.replace(tmp, path)
         elif os.path.isdir(path):  # os.replace would fail at the block's end, past the sentence below
@@ -275,13 +285,42 @@ def atomic_write(path, data):
                              f"while this ran) or is a file; make it or run again, or write elsewhere.") from None
         # a folder this user may not write (its modes, a read-only mount) was told to free space on its disk
         fix = (f"make {folder} writable for this user" if cause.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
-               else "choose a shorter name" if cause.errno == errno.ENAMETOOLONG else "free space on its disk")
+               else "choose a shorter name" if cause.errno == errno.ENAMETOOLONG else space_fix(cause))
         raise SystemExit(f"could not write {path} ({cause.strerror or cause}); "
                          + ("the file there is unchanged" if os.path.exists(path) else "nothing was written")
                          + f": {fix}, or write elsewhere.") from None
     finally:
         if tmp and os.path.exists(tmp):
             os.remove(tmp)
+
+
+def utf16(data):
+    """': it is UTF-16 (...); convert it' where data (a file's first bytes) starts with a UTF-16 byte order mark, else
+    '': Windows' PowerShell 5 writes `>` so, and "not UTF-8 ... give a text file" said nothing of what it is."""
+    head = data[:1 << 20]  # the check of a large file's first MiB: its cut may split a last pair, nothing more
+    if data[:2] not in (b"\xff\xfe", b"\xfe\xff") or len(data) % 2:  # UTF-16 is whole 2-byte units
+        return ""
+    try:
+        head.decode("utf-16")
+    except UnicodeDecodeError as e:  # binary bytes after a BOM-like start (b"\xff\xfe\x00..."): not UTF-16 either
+        if len(head) == len(data) or e.start < len(head) - 4:
+            return ""
+    return "; it is UTF-16 (it starts with UTF-16's byte order mark): convert it, e.g. iconv -f UTF-16 -t UTF-8"
+
+
+def space_fix(e):
+    """The fix for a write the disk refused: free space, except for a file too large (EFBIG), which no free space
+    lets through: the shell's file size limit (ulimit -f) or a file system that stops at 4 GiB (FAT32); or too many
+    files open (ulimit -n)."""
+    import resource
+    if getattr(e, "errno", None) in (errno.EMFILE, errno.ENFILE):  # no disk space helps either: the open-file limit
+        return f"raise this shell's open-file limit (ulimit -n, now {resource.getrlimit(resource.RLIMIT_NOFILE)[0]})"
+    if getattr(e, "errno", None) != errno.EFBIG:
+        return "free space on its disk"
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY:
+        return f"raise this shell's file size limit (ulimit -f, now {limit // 1024:,} KiB: ulimit -f unlimited)"
+    return "write to a file system that takes larger files (FAT32 stops at 4 GiB)"
 
 
 def save_figure(fig, path, **savefig_args):
@@ -296,13 +335,46 @@ def unwritable(folder):
     """Why folder cannot take the results, or None: it is made if needed and a file is created in it, so that a bad
     folder fails before the work (minutes or hours of it), not after."""
     if os.path.islink(folder) and not os.path.exists(folder):  # makedirs' "File exists" said nothing of the link
-        return f"a link to {os.readlink(folder)!r}, which does not exist"
+        return f"a link to {os.readlink(folder)!r}, " + ("a loop of links that leads back to it"
+                                                        if "loop of links" in (closed_stream(folder) or "") else
+                                                        "which does not exist")
+    made, d = [], os.path.abspath(folder)
+    while not os.path.exists(d) and d != os.path.dirname(d):  # the folders made below, removed if they take no file
+        made.append(d)
+        d = os.path.dirname(d)
     try:
         os.makedirs(folder, exist_ok=True)
         tempfile.TemporaryFile(dir=folder).close()
     except (OSError, RecursionError) as e:  # os.makedirs recurses once per folder to make: a thousand is too many
+        created = bool(made) and os.path.isdir(made[-1])  # not where a folder above refused the first of them
+        for d in made:
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
+        if created and isinstance(e, PermissionError):
+            masked(folder)
         return e.strerror if isinstance(e, OSError) else "nested too deep to create"
     return None
+
+
+def masked_file(path):
+    """SystemExit where path is this user's own file, read-only to its owner while the umask (277) makes every file
+    written so: "make it writable" fixed one file, and the next run refused the next (lock, checkpoint, log)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    if st.st_uid == os.getuid() and not st.st_mode & 0o200 and (mask := umask()) & 0o200:
+        folder = os.path.dirname(path) or "."
+        raise SystemExit(f"{path} is read-only to its owner, as every file written under umask {mask:04o} is, and "
+                         f"this run would write it; run `umask 022` and `chmod u+w {folder}/*` first, then run again.")
+
+
+def masked(folder):
+    """SystemExit where folder, made by this process, took no file because the umask (277, 377) removed its owner's
+    write or search permission: every other folder would fail alike, so "choose another folder" did not help."""
+    if (mask := umask()) & 0o300:
+        raise SystemExit(f"{folder} takes no file once made under umask {mask:04o}, which removes the owner's write "
+                         f"or search permission from every new folder; run `umask 022` first, then run again.")
 
 
 def writable_dir(folder, fix, named=False):
@@ -352,11 +424,26 @@ def hold_lock(folder, busy):
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise Busy(busy, folder) from None
+        except OSError as e:
+            if lock_held(e):
+                raise Busy(busy, folder) from None
+            unlocked(folder, e)
         yield
     finally:
         os.close(fd)
+
+
+def lock_held(e):
+    """Whether flock's OSError e says another process holds the lock (EWOULDBLOCK), not that the file system keeps
+    no locks (Lustre mounted without flock: ENOSYS; some FUSE and SMB mounts: EOPNOTSUPP, ENOLCK), where every run
+    was told another held its folder: "wait for it to end", for a run that does not exist."""
+    return e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+
+
+def unlocked(folder, e):
+    """A note that folder's file system keeps no locks (flock's OSError e), so this command runs without one."""
+    print(f"note: {folder} is on a file system without locks (flock: {e.strerror}), so a second command writing "
+          f"there at the same time is not refused; run one at a time.", file=sys.stderr)
 
 
 def hold_out(folder, busy):
@@ -376,8 +463,8 @@ def being_written(folder):
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # let go at once, below: a probe, never a wait
         return False
-    except OSError:
-        return True
+    except OSError as e:
+        return lock_held(e)
     finally:
         os.close(fd)
 
@@ -419,8 +506,8 @@ def dangling(path):
     """One sentence for a symbolic link whose target is gone (a disk not mounted, a run moved away), or None: it
     reads as no file at all, and the advice was then to train or prepare anew, which would replace the link."""
     if os.path.islink(path) and not os.path.exists(path):
-        return (f"{path} is a link to {os.readlink(path)!r}, which does not exist (a disk not mounted, a folder "
-                f"moved?); restore what it points to, or remove the link.")
+        return closed_stream(path) or (f"{path} is a link to {os.readlink(path)!r}, which does not exist (a disk not "
+                                       f"mounted, a folder moved?); restore what it points to, or remove the link.")
     return None
 
 
@@ -495,7 +582,8 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     if os.path.isdir(path):  # "train one" there was refused by train.py, which writes that file
         raise SystemExit(f"{path} is a folder, not a checkpoint; move it out of the way, or point to another out_dir.")
     if not os.path.isfile(path):
-        if os.path.isfile(os.path.join(os.path.dirname(path), "log.jsonl")):  # "train one" there meets the run's lock
+        # "train one" there meets the run's lock; its log comes only after its first evaluation, its lock at once
+        if any(os.path.isfile(os.path.join(os.path.dirname(path), f)) for f in ("log.jsonl", "train.lock")):
             raise SystemExit(f"no checkpoint at {path}: the run in {os.path.dirname(path)} has saved none (train.py "
                              f"saves at every eval_interval after 0); wait for it if it is still training, or point "
                              f"to another out_dir.")

@@ -15,6 +15,7 @@ lists every setting with its default.
 import argparse
 import ast
 import difflib
+import errno
 import itertools
 import math
 import os
@@ -29,6 +30,28 @@ import unicodedata
 
 
 REPO = os.path.dirname(os.path.abspath(__file__))  # where config/ is, whatever the current folder
+
+
+def closed_stream(path):
+    """One sentence where path is a link to one of this process's file descriptors that is closed (/dev/stdin under
+    `<&-`, /dev/fd/N), or to itself through other links, or None: told "a disk not mounted? restore what it points
+    to, or remove the link", a user could remove /dev/stdin itself, or look for a target that is there."""
+    try:
+        os.stat(path)
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return f"{path} is a link that leads back to itself through {os.readlink(path)!r} (a loop of links); " \
+                   f"point it elsewhere, or give another path."
+    try:
+        fd = re.fullmatch(r"/proc/(?:self|\d+)/fd/(\d+)", os.readlink(path))
+    except OSError:
+        return None
+    if fd is None:
+        return None
+    name = {"0": "standard input", "1": "standard output", "2": "standard error"}.get(fd[1], f"descriptor {fd[1]}")
+    return f"{path} is this process's {name}, which is closed (as `<&-` leaves it); give the command that input, or " \
+           f"a file."
 
 
 def check(key, value, defaults, where, hints=None):
@@ -258,7 +281,8 @@ def configure(defaults, args, usage=None, hints=None):
             if os.path.isdir(arg):  # `config/`, as a shell completes it: found, but no file
                 raise SystemExit(f"config file {arg!r} is a folder; give a file in it, like config/cpu_tiny.py.")
             if os.path.islink(arg) and not os.path.exists(arg):  # "not found" where ls shows it
-                raise SystemExit(f"config file {arg!r} is a link to {os.readlink(arg)!r}, which does not exist; "
+                raise SystemExit(f"config file {closed_stream(arg)}" if closed_stream(arg) else
+                                 f"config file {arg!r} is a link to {os.readlink(arg)!r}, which does not exist; "
                                  f"restore what it points to, or give another file.")
             if not os.path.exists(arg):  # a pipe is read as a file: <(make_config) or /dev/stdin
                 # `config/cpu_tiny`, `cpu_tiny.py`, or config/x.py run from another folder: the file meant is there
@@ -397,11 +421,23 @@ class Parser(argparse.ArgumentParser):
         if message:
             (file or sys.stderr).write(message)
 
+    def error(self, message):
+        """argparse's, and `--out_dir -run` (a value that starts with '-', which argparse takes for an option) named
+        with the spelling it takes, where argparse said only "expected one argument"."""
+        if m := re.fullmatch(r"argument (?:\S+/)?(\S+): expected one argument", message):
+            argv = getattr(self, "argv", [])
+            at = argv.index(m[1]) if m[1] in argv else -1
+            value = argv[at + 1] if 0 <= at < len(argv) - 1 else None
+            if value and value.startswith("-") and value.split("=")[0] not in self._option_string_actions:
+                message += f"; a value that starts with '-' goes after '=': {m[1]}={value}"
+        super().error(message)
+
     def parse_known_args(self, args=None, namespace=None):
         """As argparse, and a plain text option given only spaces, or empty where its default is a name or path
         (--out_dir=), is refused: it meant the current folder, or a path '' that failed later with advice such as "no
         checkpoint at ckpt.pt", or a folder named ' '. Options with their own type (--start, --calib) say themselves
         what an empty value means."""
+        self.argv = sys.argv[1:] if args is None else list(args)  # for error()
         ns, rest = super().parse_known_args(args, namespace)
         # the options the command line gave (set only by argparse's defaults, a value is not the user's): each one
         # parsed again into a namespace of markers, which argparse leaves where it gives no value
@@ -496,6 +532,9 @@ def interrupted_at_start(kind, e, tb):
     (seconds on a busy machine) is one line and its status, not a page of import frames; cli (or train.py's own
     handler) takes over before the first write."""
     if not issubclass(kind, KeyboardInterrupt):
+        if said := start_failure(e):
+            print(said, file=sys.stderr, flush=True)
+            os._exit(1)
         return sys.__excepthook__(kind, e, tb)
     what, status = stopped_by(e)
     try:
@@ -503,6 +542,35 @@ def interrupted_at_start(kind, e, tb):
     except (OSError, AttributeError):  # a closed terminal (SIGHUP) takes no more text; stderr closed (2>&-) is None
         pass
     os._exit(status)
+
+
+REQUIRED = ("torch", "numpy", "tiktoken", "matplotlib", "huggingface_hub", "zstandard")  # requirements.txt
+
+
+def start_failure(e):
+    """One sentence for a library that could not be imported as a command started, or None: a Python without the
+    requirements (another interpreter, a venv not activated), or a memory limit (ulimit -v) below what torch needs
+    to map, each a page of import frames ending in ModuleNotFoundError, MemoryError or "failed to map segment"."""
+    if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in REQUIRED:
+        return (f"{e.name.split('.')[0]} is not installed for this Python ({sys.executable}); install the "
+                f"requirements into it (pip install -r requirements.txt), or run the Python that has them.")
+    if isinstance(e, MemoryError) or isinstance(e, OSError | ImportError) and re.search(
+            r"failed to map segment|cannot allocate memory", str(e), re.I):
+        return (f"out of memory while loading the libraries{memory_limit()}; "
+                + ("raise the limit (ulimit -v unlimited), or run where it is higher." if memory_limit() else
+                   "free memory, or run on a machine with more."))
+    return None
+
+
+def memory_limit():
+    """' (this shell's limit, ulimit -v, is N KiB)' where the process's address space is capped, else '': under a
+    cap, "out of memory" is the cap's, which no smaller dtype or bigger machine lifts."""
+    try:
+        import resource
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    except (ImportError, OSError):  # Windows has no resource module
+        return ""
+    return "" if limit == resource.RLIM_INFINITY else f" (this shell's limit, ulimit -v, is {limit // 1024:,} KiB)"
 
 
 def quiet_start(sigterm=True):
@@ -513,6 +581,12 @@ def quiet_start(sigterm=True):
     if sigterm:
         stop_on_sigterm()
     closed_as_devnull()
+    try:
+        os.getcwd()
+    except FileNotFoundError:  # torch's MKL then failed to load ("Intel oneMKL FATAL ERROR: Cannot load
+        # libtorch_cpu.so"), exit 2, as if the install were broken
+        raise SystemExit("the current folder no longer exists (removed after this shell entered it), so no relative "
+                         "path means anything and torch cannot load; cd to a folder that exists, then run again.")
 
 
 def closed_as_devnull():
@@ -662,7 +736,9 @@ def out_of_memory(e, fix):
         return None
     asked = re.search(r"allocate (\d+) bytes|allocate ([\d.]+ ?[KMGT]i?B)", text, re.I)
     size = (f"{int(asked.group(1)):,} bytes" if asked.group(1) else asked.group(2)) if asked else None
-    return f"out of memory{f' (asking for {size} more)' if size else ''}; {fix}"
+    if memory_limit():
+        fix = f"raise it (ulimit -v unlimited), or {fix}"
+    return f"out of memory{f' (asking for {size} more)' if size else ''}{memory_limit()}; {fix}"
 
 
 def as_text(value):

@@ -17,6 +17,7 @@ command truncates the bins to the committed lengths, continues, and ends byte-id
 """
 
 import argparse
+import errno
 import glob
 import json
 import os
@@ -39,7 +40,7 @@ import numpy as np
 import zstandard
 
 from checkpoint import (atomic_write, dangling, guard_assets, hold_lock, inputs_sha1, largest_token, r50k,
-                        unreadable, writable_dir)
+                        space_fix, unreadable, utf16, writable_dir)
 from configurator import Parser, boolean, cli, number
 from convert import hub_problem
 
@@ -386,7 +387,7 @@ def documents(path, split, val_fraction, start):
             text = data.decode("utf-8")
         except UnicodeDecodeError as e:
             line = data.count(b"\n", 0, e.start) + 1
-            yield 0, split, BadInput(f"{path}:{line}: not UTF-8 ({e.reason})", whole_shard=True)
+            yield 0, split, BadInput(f"{path}:{line}: not UTF-8 ({e.reason}{utf16(data)})", whole_shard=True)
             return
         if why := not_text(data):  # refused before out_dir begins (write_dataset); skipped here with --skip_bad
             yield 0, split, BadInput(f"{path}: {why}", whole_shard=True)
@@ -510,9 +511,15 @@ def progress(st, shards, target, made, chars, dt):
     if st["next"][0] >= len(shards):
         eta = "00:00:00 (all input read)"
     else:
-        eta = time.strftime("%H:%M:%S", time.gmtime(left / rate)) if rate > 0 and left / rate < 86400 * 365 else "-"
+        eta = clock(left / rate) if rate > 0 and left / rate < 86400 * 365 else "-"
     parts += [f"{human(rate)} tokens/s", f"{chars / max(dt, 1e-9) / 1e6:.1f} MB/s text", f"ETA {eta}"]
     return " | ".join(parts)
+
+
+def clock(seconds):
+    """seconds as H:MM:SS, hours past 24 counted on (strftime's %H on gmtime wrapped: 30 hours left read 06:00:00)."""
+    s = int(seconds)
+    return f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 def human(n):
@@ -749,8 +756,9 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=None):
     except OSError as e:  # e.g. the disk filled up: the last commit is intact, so the same command resumes
         if isinstance(e, BrokenPipeError):  # the progress line's reader went away (`| head`), never a bin's write
             raise
-        sys.exit(f"error: writing {args.out_dir} failed ({e.strerror}); free space or fix the folder, then rerun "
-                 f"the same command to resume from the last commit")
+        fix = space_fix(e) if e.errno == errno.EFBIG else "free space or fix the folder"
+        sys.exit(f"error: writing {args.out_dir} failed ({e.strerror}); {fix}, then rerun the same command to resume "
+                 f"from the last commit")
     finally:
         stop.set()
         pool.shutdown(cancel_futures=True)

@@ -53,8 +53,9 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
-from checkpoint import (atomic_write, dangling, eval_batches, file_above, guard_assets, load_checkpoint, open_data,
-                        other_data, perplexity, save_checkpoint, scored_tokens, tokens, unreadable)
+from checkpoint import (atomic_write, dangling, eval_batches, file_above, guard_assets, load_checkpoint, lock_held,
+                        masked, masked_file, open_data, other_data, perplexity, save_checkpoint, scored_tokens,
+                        space_fix, tokens, unlocked, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, out_of_memory, range_error,
                           tolerant_output)
 from convert import (GPT2_SIZES, TIE_METHODS, conversion_note, convert_state_dict, exact_fit, gpt2_config,
@@ -280,7 +281,9 @@ def in_use(f):
     """SystemExit when another run holds the lock on f, out_dir/train.lock (the pid it wrote there says which)."""
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as e:
+        if not lock_held(e):  # a file system without locks: noted, and the run goes on unlocked
+            return unlocked(out_dir, e)
         f.seek(0)
         # a resume has its checkpoint there and nowhere else: another --out_dir would be "does not exist"
         sys.exit(f"out_dir {out_dir!r} is in use by another train.py run (pid {f.read().strip() or '?'}); wait for "
@@ -574,7 +577,7 @@ def unmake():
 def full(e):
     """A write refused for want of space: every file train.py writes but stdout and log.jsonl is written by a
     function that says so itself (atomic_write, lock_out_dir), so these two are where it comes from."""
-    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def interrupted(kind, e, tb):
@@ -611,7 +614,8 @@ def interrupted(kind, e, tb):
             held = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=True)["iter_num"]
         why = (f"stopped by {what}" if ctrl_c else "stopped: the reader of its output went away (a closed pipe)"
                if isinstance(cause, BrokenPipeError) else f"stopped: its output or "
-               f"{os.path.join(out_dir, 'log.jsonl')} could not be written ({cause.strerror}; free space first)")
+               f"{os.path.join(out_dir, 'log.jsonl')} could not be written ({cause.strerror}; "
+               f"{space_fix(cause) if cause.errno == errno.EFBIG else 'free space'} first)")
         with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) takes no more text; unmake() still runs
             print(f"{why} at iteration {iter_num}; " + (
                 f"{ckpt_path} holds iteration {held}: to go on, run the same command with --init_from=resume."
@@ -644,9 +648,13 @@ def lock_out_dir():
         f = open(os.path.join(out_dir, "train.lock"), "a+")
     except (OSError, RecursionError) as e:  # os.makedirs recurses once per folder to make: a thousand is too many
         why = e.strerror if isinstance(e, OSError) else "nested too deep to create"
+        new = bool(made) and os.path.isdir(made[-1])  # made here, not refused by the folder above it
         unmake()
+        if new and isinstance(e, PermissionError):
+            masked(out_dir)
         lock = os.path.join(out_dir, "train.lock")
         if not fresh and isinstance(e, PermissionError) and os.access(out_dir, os.W_OK):  # the file, not the folder
+            masked_file(lock)
             sys.exit(f"{lock} cannot be opened to write ({why}); make it writable (it holds only the pid of the "
                      f"run that trains there), or {elsewhere}.")
         sys.exit(f"out_dir {out_dir!r} is not a writable directory ({why}); {elsewhere}.")
@@ -684,6 +692,7 @@ def claim(f):
             sys.exit(f"cannot read {path} ({why}), whose lines before the checkpoint a resume keeps; make it "
                      f"readable{'' if os.access(path, os.W_OK) else ' and writable'} or {elsewhere}.")
         if os.path.exists(path) and not os.access(path, os.W_OK):
+            masked_file(path)
             sys.exit(f"{path} is read-only (or immutable), and this run would replace it; make it writable or "
                      f"{elsewhere}.")
     try:  # the first bytes this run writes: a full disk shows here, before any work
@@ -691,7 +700,7 @@ def claim(f):
         f.write(f"{os.getpid()}\n")
         f.flush()
     except OSError as e:
-        sys.exit(f"could not write {f.name} ({e.strerror}); free space on its disk, or {elsewhere}.")
+        sys.exit(f"could not write {f.name} ({e.strerror}); {space_fix(e)}, or {elsewhere}.")
     return f
 
 

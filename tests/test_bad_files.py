@@ -693,6 +693,62 @@ def test_atomic_write_replaces_the_file_whole(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o644
 
 
+def test_a_file_too_large_for_the_limit_is_not_told_to_free_space(tmp_path, monkeypatch):
+    # under `ulimit -f 1000` (or onto FAT32, 4 GiB) a checkpoint's write fails with EFBIG: "free space on its disk"
+    # freed nothing that helped
+    import resource
+
+    def too_large(f):
+        raise OSError(errno.EFBIG, "File too large")
+    for limit, fix in ((1000 * 1024, "raise this shell's file size limit (ulimit -f, now 1,000 KiB: ulimit -f "
+                                     "unlimited)"),
+                       (resource.RLIM_INFINITY, "write to a file system that takes larger files (FAT32 stops at 4 GiB)")):
+        monkeypatch.setattr(resource, "getrlimit", lambda what, limit=limit: (limit, resource.RLIM_INFINITY))
+        with pytest.raises(SystemExit) as e:
+            checkpoint.atomic_write(str(tmp_path / "ckpt.pt"), too_large)
+        assert str(e.value) == f"could not write {tmp_path / 'ckpt.pt'} (File too large); nothing was written: " \
+                               f"{fix}, or write elsewhere."
+        assert os.listdir(tmp_path) == []
+    assert checkpoint.space_fix(OSError(errno.ENOSPC, "No space left on device")) == "free space on its disk"
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (9, 9))  # `ulimit -n 9`: "free space on its disk"
+    assert checkpoint.space_fix(OSError(errno.EMFILE, "Too many open files")) == \
+        "raise this shell's open-file limit (ulimit -n, now 9)"
+
+
+def test_a_file_system_without_locks_is_noted_not_called_busy(tmp_path, monkeypatch, capsys):
+    # Lustre mounted without flock (ENOSYS), some FUSE and SMB mounts: every prepare, eval and study was told another
+    # run held its folder ("wait for it to end"), and train.py that a data_dir was being prepared now
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with checkpoint.hold_lock(str(tmp_path), "busy"):
+        pass
+    assert capsys.readouterr().err == f"note: {tmp_path} is on a file system without locks (flock: Function not " \
+                                      f"implemented), so a second command writing there at the same time is not " \
+                                      f"refused; run one at a time.\n"
+    assert not checkpoint.being_written(str(tmp_path))
+
+    def busy(fd, op):
+        raise BlockingIOError(errno.EWOULDBLOCK, "Resource temporarily unavailable")
+    monkeypatch.setattr(fcntl, "flock", busy)
+    assert checkpoint.being_written(str(tmp_path))
+    with pytest.raises(checkpoint.Busy):
+        with checkpoint.hold_lock(str(tmp_path), "busy"):
+            pass
+
+
+def test_atomic_write_keeps_to_the_users_umask(tmp_path):
+    # a fixed chmod 0644 made every checkpoint, table and meta.json readable by all under umask 077
+    old = os.umask(0o077)
+    try:
+        checkpoint.atomic_write(str(tmp_path / "f.txt"), "private")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o600
+
+
 def test_atomic_write_writes_a_name_read_outside_utf8_mode_as_its_bytes(tmp_path):
     # under PYTHONUTF8=0 LC_ALL=C a path from the command line holds its bytes as surrogates ('pr\udcc3\udca9face'):
     # str.encode() raised, a traceback with the file unwritten
@@ -1585,6 +1641,10 @@ def test_a_file_that_is_no_checkpoint_or_a_run_without_one_is_refused_with_a_fix
                                 f"saves at every eval_interval after 0); wait for it if it is still training, or "
                                 f"point to another out_dir.")
     (run / "log.jsonl").unlink()
+    (run / "train.lock").write_text("123\n")  # a run in its first evaluation, before its log: "train one" too
+    with pytest.raises(SystemExit, match=r": the run in .* has saved none \(train.py saves at every eval_interval"):
+        checkpoint.load_checkpoint(run)
+    (run / "train.lock").unlink()
     (run / "ckpt.pt").mkdir()  # "train one with train.py", whose run there refuses the folder
     with pytest.raises(SystemExit) as e:
         checkpoint.load_checkpoint(run)

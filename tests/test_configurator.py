@@ -19,6 +19,38 @@ DEFAULTS = {"learning_rate": 6e-4, "min_lr": 6e-5, "max_iters": 100, "compile": 
             "proj": "qkv"}
 
 
+def test_a_closed_stdin_named_as_a_file_is_said_closed_not_a_link_to_restore_or_remove(tmp_path):
+    # /dev/stdin under `<&-` is a link to /proc/self/fd/0, which is gone: every command told the user "a disk not
+    # mounted? restore what it points to, or remove the link" (/dev/stdin itself)
+    import checkpoint
+    fd = os.open(os.devnull, os.O_RDONLY)
+    os.close(fd)  # a descriptor of this process now closed, as 0 is under `<&-`
+    stdin = tmp_path / "stdin"
+    stdin.symlink_to(f"/proc/self/fd/{fd}")
+    said = f"{stdin} is this process's descriptor {fd}, which is closed (as `<&-` leaves it); give the command " \
+           f"that input, or a file."
+    assert checkpoint.dangling(str(stdin)) == said  # prepare's --input, eval's --text, sample's FILE:
+    with pytest.raises(SystemExit) as e:
+        configure(DEFAULTS, [str(stdin)])
+    assert str(e.value) == "config file " + said
+
+
+def test_a_loop_of_links_is_said_a_loop_not_a_link_to_something_missing(tmp_path):
+    # loop1 -> loop2 -> loop1: "loop1 is a link to 'loop2', which does not exist (a disk not mounted?)", where ls shows
+    # loop2 there
+    import checkpoint
+    (tmp_path / "loop1").symlink_to("loop2")
+    (tmp_path / "loop2").symlink_to("loop1")
+    loop = str(tmp_path / "loop1")
+    said = f"{loop} is a link that leads back to itself through 'loop2' (a loop of links); point it elsewhere, or " \
+           f"give another path."
+    assert checkpoint.dangling(loop) == said  # every file a command reads
+    with pytest.raises(SystemExit) as e:
+        configure(DEFAULTS, [loop])
+    assert str(e.value) == "config file " + said
+    assert checkpoint.unwritable(loop) == "a link to 'loop2', a loop of links that leads back to it"  # every output
+
+
 def test_overrides_are_parsed_as_literals_or_strings():
     got, given = configure(DEFAULTS, ["--learning_rate=1e-3", "--max_iters=7", "--compile=True", "--out_dir=out-x/y",
                                       "--proj='qk_v'"])
@@ -528,6 +560,64 @@ def test_out_of_memory_in_a_command_is_one_line_naming_the_fix(error, capsys):
                                       f"nothing was written.\n"
     with pytest.raises(RuntimeError, match="shapes"):  # any other error is not taken for one
         cli(lambda: (_ for _ in ()).throw(RuntimeError("shapes differ")), "nothing was written.")
+
+
+@pytest.mark.parametrize("script, missing", [("train.py", "numpy"), ("sample.py", "torch"), ("bench.py", "torch")])
+def test_a_python_without_the_requirements_is_one_line_naming_the_library(script, missing):
+    # another interpreter or a venv not activated: a page of import frames ending in ModuleNotFoundError
+    run = f"import sys, runpy; sys.modules[{missing!r}] = None; sys.argv = [{script!r}, '--help']; " \
+          f"runpy.run_path({script!r}, run_name='__main__')"
+    r = subprocess.run([sys.executable, "-c", run], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr == f"{missing} is not installed for this Python ({sys.executable}); install the requirements " \
+                       f"into it (pip install -r requirements.txt), or run the Python that has them.\n"
+
+
+def test_a_current_folder_since_removed_is_one_line(tmp_path):
+    # a shell in a folder removed since (rm -rf, a checkout): torch's MKL failed to load, "Intel oneMKL FATAL ERROR:
+    # Cannot load libtorch_cpu.so", exit 2, as if torch were broken
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = os.path.join(ROOT, "sample.py")
+    run = f"import os, sys, runpy; os.chdir({str(gone)!r}); os.rmdir({str(gone)!r}); sys.argv = ['sample.py']; " \
+          f"sys.path.insert(0, {ROOT!r}); runpy.run_path({script!r}, run_name='__main__')"
+    r = subprocess.run([sys.executable, "-c", run], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and r.stderr == "the current folder no longer exists (removed after this shell entered " \
+        "it), so no relative path means anything and torch cannot load; cd to a folder that exists, then run again.\n"
+
+
+def test_a_memory_limit_is_named_where_memory_runs_out(monkeypatch, capsys):
+    # under `ulimit -v 300000` torch's import was a traceback ("failed to map segment", MemoryError), and sample.py
+    # on a tiny model under 650 MB was told to use bfloat16 or a machine with more
+    import configurator
+    import resource
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    assert configurator.start_failure(ImportError("libtorch_cpu.so: failed to map segment from shared object")) == \
+        "out of memory while loading the libraries; free memory, or run on a machine with more."
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (300000 * 1024, resource.RLIM_INFINITY))
+    limit = " (this shell's limit, ulimit -v, is 300,000 KiB)"
+    assert configurator.start_failure(MemoryError()) == \
+        f"out of memory while loading the libraries{limit}; raise the limit (ulimit -v unlimited), or run where it " \
+        f"is higher."
+    assert configurator.start_failure(ValueError("x")) is None
+    with pytest.raises(SystemExit):
+        cli(lambda: (_ for _ in ()).throw(MemoryError()), "nothing was written.", oom="pass --dtype=bfloat16")
+    assert capsys.readouterr().err == f"stopped: out of memory{limit}; raise it (ulimit -v unlimited), or pass " \
+                                      f"--dtype=bfloat16; nothing was written.\n"
+
+
+def test_a_value_that_starts_with_a_dash_is_shown_its_spelling(capsys):
+    # `sample.py --out_dir -run`: argparse took -run for an option, "expected one argument", and nothing more
+    p = Parser(prog="x")
+    p.add_argument("--out_dir", default="out")
+    p.add_argument("--seed", type=int, default=0)
+    with pytest.raises(SystemExit):
+        p.parse_args(["--out_dir", "-run"])
+    assert capsys.readouterr().err.endswith("x: error: argument --out_dir: expected one argument; a value that starts "
+                                            "with '-' goes after '=': --out_dir=-run\n")
+    with pytest.raises(SystemExit):  # an option after it: argparse's words alone
+        p.parse_args(["--out_dir", "--seed=3"])
+    assert capsys.readouterr().err.endswith("x: error: argument --out_dir: expected one argument\n")
 
 
 def test_an_interval_reads_as_one_in_every_message(capsys):

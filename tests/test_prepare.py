@@ -254,6 +254,12 @@ def test_corrupt_and_truncated_zst_and_bad_utf8(tmp_path):
     with pytest.raises(SystemExit) as e:
         prepare(tmp_path / "d", *args, "--input", str(latin1))
     assert f"{latin1}:3: not UTF-8" in str(e.value)
+    utf16 = tmp_path / "utf16.txt"  # Windows PowerShell 5's `>`: "not UTF-8 (invalid start byte); fix it"
+    utf16.write_bytes("line one\n".encode("utf-16"))
+    with pytest.raises(SystemExit) as e:
+        prepare(tmp_path / "e", *args, "--input", str(utf16))
+    assert f"{utf16}:1: not UTF-8 (invalid start byte; it is UTF-16 (it starts with UTF-16's byte order mark): " \
+           f"convert it, e.g. iconv -f UTF-16 -t UTF-8); fix it" in str(e.value)
 
 
 def test_hub_path_lists_and_downloads_shards_in_natural_order(tmp_path, monkeypatch):
@@ -540,3 +546,11 @@ def test_the_benchmark_measures_a_text_too_small_for_a_validation_split(tmp_path
     said = capsys.readouterr().out
     assert said.startswith("1 documents, 0.0 M characters") and "end to end" in said, said
     assert sorted(os.listdir(tmp_path)) == ["small.txt"]  # nothing prepared, not even the default out_dir
+
+
+def test_an_eta_past_a_day_counts_its_hours():
+    # strftime("%H:%M:%S", gmtime(...)) wrapped at 24 hours: 30 hours of SlimPajama left read "ETA 06:00:00"
+    st = {"next": [0, 0], "tokens": {"train": 0, "val": 0}, "documents": {"train": 0, "val": 0}}
+    line = P.progress(st, [("a", "train"), ("b", "val")], {"train": 30 * 3600, "val": 0}, 1, 1, 1.0)
+    assert line.endswith("ETA 30:00:00")
+    assert P.clock(59.9) == "00:00:59" and P.clock(3661) == "01:01:01"

@@ -509,6 +509,21 @@ def test_a_token_file_copied_or_renamed_is_refused_not_read_as_text(tmp_path, ca
                                 f"FILE:<a text file>.")
 
 
+def test_a_utf16_text_file_is_named_utf16(tmp_path):
+    # sample's FILE: and eval's --text: "cannot read it as UTF-8 text (invalid start byte); give a text file", for a
+    # text file in UTF-16 (Windows PowerShell 5's `>`)
+    (tmp_path / "prompt.txt").write_bytes("To be".encode("utf-16"))
+    with pytest.raises(SystemExit) as e:
+        sample.read_text_file(str(tmp_path / "prompt.txt"), "--text=prompt.txt", "give a text file")
+    assert str(e.value) == "--text=prompt.txt: cannot read it as UTF-8 text (invalid start byte; it is UTF-16 (it " \
+                           "starts with UTF-16's byte order mark): convert it, e.g. iconv -f UTF-16 -t UTF-8); give " \
+                           "a text file."
+    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00")  # FF FE, then no whole UTF-16 unit: binary, not UTF-16
+    with pytest.raises(SystemExit) as e:
+        sample.read_text_file(str(tmp_path / "binary.txt"), "--text=binary.txt", "give a text file")
+    assert str(e.value) == "--text=binary.txt: cannot read it as UTF-8 text (invalid start byte); give a text file."
+
+
 def test_a_prompt_file_from_home_is_read_from_home(tmp_path, monkeypatch):
     # --start=FILE:~/prompt.txt (no shell expands that ~) read ./~/prompt.txt: "No such file or directory"
     monkeypatch.setenv("HOME", str(tmp_path))

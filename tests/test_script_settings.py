@@ -276,7 +276,7 @@ def world(tmp_path_factory):
     make_data(w / "data")
     make_ckpt(w / "run", BYTES_META, config={"data_dir": str(w / "data")})
     make_data(w / "r50k", tokenizer="r50k_base", vocab_size=50257)
-    (w / "binary.txt").write_bytes(b"\xff\xfe not UTF-8")
+    (w / "binary.txt").write_bytes(b"\xff\xff not UTF-8")
     return w
 
 

@@ -910,6 +910,80 @@ def test_a_lock_file_this_user_cannot_open_is_named_not_its_folder(finished, dat
     assert snapshot(out) == before
 
 
+@contextlib.contextmanager
+def umask(mask):
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_a_new_out_dir_that_the_umask_makes_unwritable_names_the_umask(data_dir, tmp_path, monkeypatch):
+    # under umask 277 the out_dir made is dr-x------ (as root, refused by hand): "choose another --out_dir" met the
+    # same refusal in every other folder
+    import builtins
+    real_open = builtins.open
+
+    def guarded(path, *args, **kwargs):
+        if str(path).endswith("train.lock"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+    monkeypatch.setattr(builtins, "open", guarded)
+    with umask(0o277):
+        msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'out' / 'run'}",
+                                          "--max_iters=4"])
+    monkeypatch.undo()
+    assert msg == (f"{tmp_path / 'out' / 'run'} takes no file once made under umask 0277, which removes the owner's "
+                   f"write or search permission from every new folder; run `umask 022` first, then run again.")
+    assert not (tmp_path / "out").exists()
+    with umask(0o277), pytest.raises(SystemExit, match=r"^\S+ takes no file once made under umask 0277, "):
+        monkeypatch.setattr(tempfile, "TemporaryFile", lambda dir: guarded(os.path.join(dir, "train.lock")))
+        checkpoint.unwritable(str(tmp_path / "new" / "out"))  # prepare's, eval's, bench's and the studies' check
+    assert not (tmp_path / "new").exists()
+
+    def refused(path, exist_ok=False):  # a folder above, not this umask, refuses the first folder to make
+        raise PermissionError(13, "Permission denied", path)
+    monkeypatch.setattr(os, "makedirs", refused)
+    with umask(0o277):
+        assert checkpoint.unwritable(str(tmp_path / "new" / "out")) == "Permission denied"
+
+
+def test_files_a_run_wrote_read_only_under_its_umask_name_the_umask(finished, data_dir, tmp_path, monkeypatch):
+    # under umask 277 every file of the run is r--------: "make it writable" fixed train.lock, then the next resume
+    # refused ckpt.pt, then log.jsonl, one at a time
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    before = snapshot(out)
+    os.chmod(out / "ckpt.pt", 0o400)  # root, whom modes do not stop, is refused it by hand
+    monkeypatch.setattr(os, "access", lambda path, mode, real=os.access: not str(path).endswith("ckpt.pt")
+                        and real(path, mode))
+    with umask(0o277):
+        msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
+                                          "--max_iters=4"])
+    assert msg == (f"{out / 'ckpt.pt'} is read-only to its owner, as every file written under umask 0277 is, and this "
+                   f"run would write it; run `umask 022` and `chmod u+w {out}/*` first, then run again.")
+    assert snapshot(out) == before
+    with umask(0o022):  # a file made read-only by hand, not by the umask: the umask is no part of the advice
+        checkpoint.masked_file(str(out / "ckpt.pt"))
+
+
+def test_an_out_dir_without_locks_trains_with_a_note(data_dir, tmp_path, monkeypatch, capsys):
+    # flock's ENOSYS (Lustre without -o flock) was "out_dir is in use by another train.py run (pid ?)"
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    monkeypatch.setattr(sys, "argv", ["train.py", *TINY, f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'out'}",
+                                      "--max_iters=2"])
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    with contextlib.suppress(SystemExit):
+        runpy.run_path(os.path.join(ROOT, "train.py"), run_name="__main__")
+    assert "is on a file system without locks (flock: Function not implemented)" in capsys.readouterr().err
+    assert torch.load(tmp_path / "out" / "ckpt.pt", weights_only=True)["iter_num"] == 2
+
+
 def test_a_log_a_resume_cannot_read_is_refused_before_training(finished, data_dir, tmp_path, monkeypatch):
     # a log.jsonl this user can write but not read (mode 200; as root, refused by hand) was open_log's
     # PermissionError traceback, where mode 000 had been told "read-only ... make it writable", which led there
@@ -1062,7 +1136,9 @@ def test_out_of_memory_is_one_line_naming_the_settings_that_use_less(tmp_path, d
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
                        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
-    assert re.fullmatch(r"stopped at iteration 0: out of memory \(asking for [\d,]+ bytes more\); lower --batch_size "
+    # the address space is capped here, so the sentence names that cap first (configurator.memory_limit)
+    assert re.fullmatch(r"stopped at iteration 0: out of memory \(asking for [\d,]+ bytes more\) \(this shell's limit, "
+                        r"ulimit -v, is 4,194,304 KiB\); raise it \(ulimit -v unlimited\), or lower --batch_size "
                         r"\(a larger --gradient_accumulation_steps keeps the tokens per iteration\), pass "
                         r"--grad_ckpt=True, or train a smaller model; no checkpoint was saved yet\.\n", r.stderr)
     assert not (tmp_path / "out").exists()
