@@ -702,7 +702,8 @@ def test_a_file_too_large_for_the_limit_is_not_told_to_free_space(tmp_path, monk
         raise OSError(errno.EFBIG, "File too large")
     for limit, fix in ((1000 * 1024, "raise this shell's file size limit (ulimit -f, now 1,000 KiB: ulimit -f "
                                      "unlimited)"),
-                       (resource.RLIM_INFINITY, "write to a file system that takes larger files (FAT32 stops at 4 GiB)")):
+                       (resource.RLIM_INFINITY, "write to a file system that takes larger files (FAT32 stops at "
+                                                "4 GiB)")):
         monkeypatch.setattr(resource, "getrlimit", lambda what, limit=limit: (limit, resource.RLIM_INFINITY))
         with pytest.raises(SystemExit) as e:
             checkpoint.atomic_write(str(tmp_path / "ckpt.pt"), too_large)
