@@ -982,6 +982,12 @@ def test_an_out_dir_without_locks_trains_with_a_note(data_dir, tmp_path, monkeyp
         runpy.run_path(os.path.join(ROOT, "train.py"), run_name="__main__")
     assert "is on a file system without locks (flock: Function not implemented)" in capsys.readouterr().err
     assert torch.load(tmp_path / "out" / "ckpt.pt", weights_only=True)["iter_num"] == 2
+    # a resume there met its lock file twice (the early probe and the taking): the note was printed twice
+    monkeypatch.setattr(sys, "argv", [*sys.argv, "--init_from=resume", "--max_iters=3"])
+    with contextlib.suppress(SystemExit):
+        runpy.run_path(os.path.join(ROOT, "train.py"), run_name="__main__")
+    assert capsys.readouterr().err.count("is on a file system without locks") == 1
+    assert torch.load(tmp_path / "out" / "ckpt.pt", weights_only=True)["iter_num"] == 3
 
 
 def test_a_log_a_resume_cannot_read_is_refused_before_training(finished, data_dir, tmp_path, monkeypatch):
