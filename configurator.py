@@ -20,6 +20,7 @@ import itertools
 import math
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -426,10 +427,12 @@ class Parser(argparse.ArgumentParser):
         with the spelling it takes, where argparse said only "expected one argument"."""
         if m := re.fullmatch(r"argument (?:\S+/)?(\S+): expected one argument", message):
             argv = getattr(self, "argv", [])
-            at = argv.index(m[1]) if m[1] in argv else -1
-            value = argv[at + 1] if 0 <= at < len(argv) - 1 else None
-            if value and value.startswith("-") and value.split("=")[0] not in self._option_string_actions:
-                message += f"; a value that starts with '-' goes after '=': {m[1]}={value}"
+            # the option's use followed by a value that starts with '-' (`--out_dir a --out_dir -run` too), quoted
+            # as the shell needs: `--start '-a|b'` was told --start=-a|b, which pipes into a command b
+            value = next((v for o, v in zip(argv, argv[1:]) if o == m[1] and v.startswith("-")
+                          and v.split("=")[0] not in self._option_string_actions), None)
+            if value:
+                message += f"; a value that starts with '-' goes after '=': {shlex.quote(f'{m[1]}={value}')}"
         super().error(message)
 
     def parse_known_args(self, args=None, namespace=None):

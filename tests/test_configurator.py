@@ -615,6 +615,11 @@ def test_a_value_that_starts_with_a_dash_is_shown_its_spelling(capsys):
         p.parse_args(["--out_dir", "-run"])
     assert capsys.readouterr().err.endswith("x: error: argument --out_dir: expected one argument; a value that starts "
                                             "with '-' goes after '=': --out_dir=-run\n")
+    # a value the shell reads (a pipe, a quote) quoted, and the use of the option that was refused named
+    with pytest.raises(SystemExit):
+        p.parse_args(["--out_dir=a", "--out_dir", "b", "--out_dir", "-it's|x"])
+    assert capsys.readouterr().err.endswith("expected one argument; a value that starts with '-' goes after '=': "
+                                            "'--out_dir=-it'\"'\"'s|x'\n")
     with pytest.raises(SystemExit):  # an option after it: argparse's words alone
         p.parse_args(["--out_dir", "--seed=3"])
     assert capsys.readouterr().err.endswith("x: error: argument --out_dir: expected one argument\n")
