@@ -335,7 +335,7 @@ def unwritable(folder):
     """Why folder cannot take the results, or None: it is made if needed and a file is created in it, so that a bad
     folder fails before the work (minutes or hours of it), not after."""
     if os.path.islink(folder) and not os.path.exists(folder):  # makedirs' "File exists" said nothing of the link
-        return f"a link to {os.readlink(folder)!r}, " + ("a loop of links that leads back to it"
+        return f"a link to {os.readlink(folder)!r}, " + ("which leads into a loop of links"
                                                         if "loop of links" in (closed_stream(folder) or "") else
                                                         "which does not exist")
     made, d = [], os.path.abspath(folder)

@@ -35,15 +35,16 @@ REPO = os.path.dirname(os.path.abspath(__file__))  # where config/ is, whatever 
 
 def closed_stream(path):
     """One sentence where path is a link to one of this process's file descriptors that is closed (/dev/stdin under
-    `<&-`, /dev/fd/N), or to itself through other links, or None: told "a disk not mounted? restore what it points
+    `<&-`, /dev/fd/N), or into a loop of links, or None: told "a disk not mounted? restore what it points
     to, or remove the link", a user could remove /dev/stdin itself, or look for a target that is there."""
     try:
         os.stat(path)
         return None
     except OSError as e:
         if e.errno == errno.ELOOP:
-            return f"{path} is a link that leads back to itself through {os.readlink(path)!r} (a loop of links); " \
-                   f"point it elsewhere, or give another path."
+            # "leads back to itself" was false for a link to a loop (x -> loop1 -> loop2 -> loop1)
+            return f"{path} is a link that leads into a loop of links (through {os.readlink(path)!r}), which reaches " \
+                   f"no file; point it elsewhere, or give another path."
     try:
         fd = re.fullmatch(r"/proc/(?:self|\d+)/fd/(\d+)", os.readlink(path))
     except OSError:

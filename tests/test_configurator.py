@@ -42,13 +42,17 @@ def test_a_loop_of_links_is_said_a_loop_not_a_link_to_something_missing(tmp_path
     (tmp_path / "loop1").symlink_to("loop2")
     (tmp_path / "loop2").symlink_to("loop1")
     loop = str(tmp_path / "loop1")
-    said = f"{loop} is a link that leads back to itself through 'loop2' (a loop of links); point it elsewhere, or " \
-           f"give another path."
+    said = f"{loop} is a link that leads into a loop of links (through 'loop2'), which reaches no file; point it " \
+           f"elsewhere, or give another path."
     assert checkpoint.dangling(loop) == said  # every file a command reads
     with pytest.raises(SystemExit) as e:
         configure(DEFAULTS, [loop])
     assert str(e.value) == "config file " + said
-    assert checkpoint.unwritable(loop) == "a link to 'loop2', a loop of links that leads back to it"  # every output
+    assert checkpoint.unwritable(loop) == "a link to 'loop2', which leads into a loop of links"  # every output
+    # a link to the loop is in none: "leads back to itself" was false of it
+    (tmp_path / "x").symlink_to("loop1")
+    assert checkpoint.dangling(str(tmp_path / "x")).startswith(f"{tmp_path / 'x'} is a link that leads into a loop "
+                                                                f"of links (through 'loop1'), which reaches no file")
 
 
 def test_overrides_are_parsed_as_literals_or_strings():
