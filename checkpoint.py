@@ -294,16 +294,17 @@ def atomic_write(path, data):
             os.remove(tmp)
 
 
-def utf16(data):
+def utf16(data, whole=True):
     """': it is UTF-16 (...); convert it' where data (a file's first bytes) starts with a UTF-16 byte order mark, else
-    '': Windows' PowerShell 5 writes `>` so, and "not UTF-8 ... give a text file" said nothing of what it is."""
+    '': Windows' PowerShell 5 writes `>` so, and "not UTF-8 ... give a text file" said nothing of what it is.
+    whole=False: data is a file's first bytes only (prepare's not_text), whose cut may split a last pair too."""
     head = data[:1 << 20]  # the check of a large file's first MiB: its cut may split a last pair, nothing more
     if data[:2] not in (b"\xff\xfe", b"\xfe\xff") or len(data) % 2:  # UTF-16 is whole 2-byte units
         return ""
     try:
         head.decode("utf-16")
     except UnicodeDecodeError as e:  # binary bytes after a BOM-like start (b"\xff\xfe\x00..."): not UTF-16 either
-        if len(head) == len(data) or e.start < len(head) - 4:
+        if whole and len(head) == len(data) or e.start < len(head) - 4:
             return ""
     return "; it is UTF-16 (it starts with UTF-16's byte order mark): convert it, e.g. iconv -f UTF-16 -t UTF-8"
 

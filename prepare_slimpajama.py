@@ -367,7 +367,7 @@ def not_text(data):
     without a byte-order mark (every other byte NUL), which decode as UTF-8 and were prepared as control characters.
     Only NUL bytes are left to "no text", said when the run ends."""
     head = data[:SNIFF]
-    if not head.strip(b"\0") or utf16(head):  # UTF-16 with its byte order mark is no UTF-8, said naming it (utf16)
+    if not head.strip(b"\0") or utf16(head, whole=len(data) < SNIFF):  # UTF-16 with its byte order mark is no UTF-8, said naming it (utf16)
         return None
     controls = len(head) - len(head.translate(None, CONTROLS))
     if controls * 10 <= len(head):
