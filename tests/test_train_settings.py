@@ -966,6 +966,14 @@ def test_files_a_run_wrote_read_only_under_its_umask_name_the_umask(finished, da
     assert snapshot(out) == before
     with umask(0o022):  # a file made read-only by hand, not by the umask: the umask is no part of the advice
         checkpoint.masked_file(str(out / "ckpt.pt"))
+    spaced = tmp_path / "my run's"  # the advice quoted for the shell: `chmod u+w /tmp/my run's/*` failed
+    spaced.mkdir()
+    (spaced / "ckpt.pt").write_bytes(b"")
+    os.chmod(spaced / "ckpt.pt", 0o400)
+    with umask(0o277), pytest.raises(SystemExit) as e:
+        checkpoint.masked_file(str(spaced / "ckpt.pt"))
+    assert str(e.value).endswith(f"run `umask 022` and `chmod u+w '{tmp_path}/my run'\"'\"'s'/*` first, then run "
+                                 f"again.")
 
 
 def test_an_out_dir_without_locks_trains_with_a_note(data_dir, tmp_path, monkeypatch, capsys):
