@@ -459,7 +459,9 @@ class Parser(argparse.ArgumentParser):
             # --input A "": each name checked, an empty one too (no default stands for it)
             many = isinstance(value, list)
             for v in value if many else [value]:
-                if error := blank_error(name, v, argparse.SUPPRESS if many else a.default) or \
+                # `--input a.txt ""` is one value too many, not "--input is empty; give it a value"
+                if error := (many and len(value) > 1 and blank_argument(v)) or \
+                        blank_error(name, v, argparse.SUPPRESS if many else a.default) or \
                         pasted_quotes(name, v) or control_error(name, v):
                     self.error(error)
         return ns, rest

@@ -136,6 +136,14 @@ def test_an_empty_argument_is_one_sentence_naming_it(capsys, arg):
         p.parse_args(["--start=a", arg])
     assert capsys.readouterr().err.splitlines()[-1] == f"x: error: {said}"
     assert p.parse_args(["--start", arg]).start == arg  # a value of an option is its own
+    # one of several values ("$EXTRA" after --input's files): "--input is empty; give it a value", which it has
+    p.add_argument("--input", nargs="+", default=[])
+    with pytest.raises(SystemExit):
+        p.parse_args(["--input", "a.txt", arg])
+    assert capsys.readouterr().err.splitlines()[-1] == f"x: error: {said}"
+    with pytest.raises(SystemExit):  # its only value: empty, as before
+        p.parse_args(["--input", arg])
+    assert "x: error: --input is " in capsys.readouterr().err
 
 
 def test_an_argument_pasted_from_a_formatted_page_names_its_typographic_dash_or_quotes(capsys):
