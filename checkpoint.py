@@ -315,13 +315,23 @@ def space_fix(e):
     files open (ulimit -n)."""
     import resource
     if getattr(e, "errno", None) in (errno.EMFILE, errno.ENFILE):  # no disk space helps either: the open-file limit
-        return f"raise this shell's open-file limit (ulimit -n, now {resource.getrlimit(resource.RLIMIT_NOFILE)[0]})"
+        limit, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return (f"raise this shell's open-file limit (ulimit -n, now {limit})" if limit != hard or not os.geteuid()
+                else f"run it from a new terminal ({stuck('open-file limit (ulimit -n)', limit)})")
     if getattr(e, "errno", None) != errno.EFBIG:
         return "free space on its disk"
-    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-    if limit != resource.RLIM_INFINITY:
+    limit, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if limit != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or not os.geteuid()):
         return f"raise this shell's file size limit (ulimit -f, now {limit // 1024:,} KiB: ulimit -f unlimited)"
+    if limit != resource.RLIM_INFINITY:
+        return f"run it from a new terminal ({stuck('file size limit (ulimit -f)', f'{limit // 1024:,} KiB')})"
     return "write to a file system that takes larger files (FAT32 stops at 4 GiB)"
+
+
+def stuck(what, now):
+    """Why a limit is not raised in this shell: bash's `ulimit -f N` sets the hard limit too, which only root raises
+    again, so "ulimit -f unlimited" was refused ("cannot modify limit: Operation not permitted")."""
+    return f"this shell's {what} is {now}, also its hard limit, which only root raises"
 
 
 def save_figure(fig, path, **savefig_args):

@@ -721,9 +721,21 @@ def test_a_file_too_large_for_the_limit_is_not_told_to_free_space(tmp_path, monk
                                f"{fix}, or write elsewhere."
         assert os.listdir(tmp_path) == []
     assert checkpoint.space_fix(OSError(errno.ENOSPC, "No space left on device")) == "free space on its disk"
-    monkeypatch.setattr(resource, "getrlimit", lambda what: (9, 9))  # `ulimit -n 9`: "free space on its disk"
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (9, 4096))  # `ulimit -S -n 9`: "free space on its disk"
     assert checkpoint.space_fix(OSError(errno.EMFILE, "Too many open files")) == \
         "raise this shell's open-file limit (ulimit -n, now 9)"
+    # bash's `ulimit -n 9` (and -f) sets the hard limit too: "ulimit -n 4096" was then refused to this user
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (9, 9))
+    assert checkpoint.space_fix(OSError(errno.EMFILE, "Too many open files")) == \
+        "run it from a new terminal (this shell's open-file limit (ulimit -n) is 9, also its hard limit, which only " \
+        "root raises)"
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (1000 * 1024, 1000 * 1024))
+    assert checkpoint.space_fix(OSError(errno.EFBIG, "File too large")) == \
+        "run it from a new terminal (this shell's file size limit (ulimit -f) is 1,000 KiB, also its hard limit, " \
+        "which only root raises)"
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (1000 * 1024, resource.RLIM_INFINITY))  # ulimit -S -f
+    assert "ulimit -f unlimited" in checkpoint.space_fix(OSError(errno.EFBIG, "File too large"))
 
 
 def test_a_file_system_without_locks_is_noted_not_called_busy(tmp_path, monkeypatch, capsys):
