@@ -563,9 +563,18 @@ def start_failure(e):
     if isinstance(e, MemoryError) or isinstance(e, OSError | ImportError) and re.search(
             r"failed to map segment|cannot allocate memory", str(e), re.I):
         return (f"out of memory while loading the libraries{memory_limit()}; "
-                + ("raise the limit (ulimit -v unlimited), or run where it is higher." if memory_limit() else
+                + (f"{lift_limit('raise the limit')}, or run where it is higher." if memory_limit() else
                    "free memory, or run on a machine with more."))
     return None
+
+
+def lift_limit(say):
+    """How to lift the address-space limit: say (ulimit -v unlimited); or a new terminal where bash's `ulimit -v N`
+    set the hard limit too, which only root raises ("cannot modify limit: Operation not permitted")."""
+    import resource
+    if resource.getrlimit(resource.RLIMIT_AS)[1] == resource.RLIM_INFINITY or not os.geteuid():
+        return f"{say} (ulimit -v unlimited)"
+    return "run it from a new terminal (this limit is also this shell's hard limit, which only root raises)"
 
 
 def memory_limit():
@@ -743,7 +752,7 @@ def out_of_memory(e, fix):
     asked = re.search(r"allocate (\d+) bytes|allocate ([\d.]+ ?[KMGT]i?B)", text, re.I)
     size = (f"{int(asked.group(1)):,} bytes" if asked.group(1) else asked.group(2)) if asked else None
     if memory_limit():
-        fix = f"raise it (ulimit -v unlimited), or {fix}"
+        fix = f"{lift_limit('raise it')}, or {fix}"
     return f"out of memory{f' (asking for {size} more)' if size else ''}{memory_limit()}; {fix}"
 
 

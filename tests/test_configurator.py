@@ -616,6 +616,12 @@ def test_a_memory_limit_is_named_where_memory_runs_out(monkeypatch, capsys):
         cli(lambda: (_ for _ in ()).throw(MemoryError()), "nothing was written.", oom="pass --dtype=bfloat16")
     assert capsys.readouterr().err == f"stopped: out of memory{limit}; raise it (ulimit -v unlimited), or pass " \
                                       f"--dtype=bfloat16; nothing was written.\n"
+    # bash's `ulimit -v N` sets the hard limit too: "ulimit -v unlimited" was then refused to this user
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (300000 * 1024, 300000 * 1024))
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert configurator.start_failure(MemoryError()) == \
+        f"out of memory while loading the libraries{limit}; run it from a new terminal (this limit is also this " \
+        f"shell's hard limit, which only root raises), or run where it is higher."
 
 
 def test_a_value_that_starts_with_a_dash_is_shown_its_spelling(capsys):

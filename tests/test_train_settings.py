@@ -1152,7 +1152,9 @@ def test_out_of_memory_is_one_line_naming_the_settings_that_use_less(tmp_path, d
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     # the address space is capped here, so the sentence names that cap first (configurator.memory_limit)
     assert re.fullmatch(r"stopped at iteration 0: out of memory \(asking for [\d,]+ bytes more\) \(this shell's limit, "
-                        r"ulimit -v, is 4,194,304 KiB\); raise it \(ulimit -v unlimited\), or lower --batch_size "
+                        r"ulimit -v, is 4,194,304 KiB\); (raise it \(ulimit -v unlimited\)|run it from a new "
+                        r"terminal \(this limit is also this shell's hard limit, which only root raises\)), or lower "
+                        r"--batch_size "
                         r"\(a larger --gradient_accumulation_steps keeps the tokens per iteration\), pass "
                         r"--grad_ckpt=True, or train a smaller model; no checkpoint was saved yet\.\n", r.stderr)
     assert not (tmp_path / "out").exists()
