@@ -559,13 +559,24 @@ def start_failure(e):
     to map, each a page of import frames ending in ModuleNotFoundError, MemoryError or "failed to map segment"."""
     if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in REQUIRED:
         return (f"{e.name.split('.')[0]} is not installed for this Python ({sys.executable}); install the "
-                f"requirements into it (pip install -r requirements.txt), or run the Python that has them.")
+                f"requirements into it ({install_command()}), or run the Python that has them.")
     if isinstance(e, MemoryError) or isinstance(e, OSError | ImportError) and re.search(
             r"failed to map segment|cannot allocate memory", str(e), re.I):
         return (f"out of memory while loading the libraries{memory_limit()}; "
                 + (f"{lift_limit('raise the limit')}, or run where it is higher." if memory_limit() else
                    "free memory, or run on a machine with more."))
     return None
+
+
+def install_command():
+    """The pip command that installs requirements.txt into this Python from the current folder: "pip install -r
+    requirements.txt" found no file outside the repository, and the pip on PATH may be another Python's."""
+    req = os.path.join(REPO, "requirements.txt")
+    try:
+        rel = os.path.relpath(req)
+    except (OSError, ValueError):  # no current folder; another drive (Windows)
+        rel = req
+    return f"{shlex.quote(sys.executable)} -m pip install -r {shlex.quote(req if rel.startswith('..') else rel)}"
 
 
 def lift_limit(say):

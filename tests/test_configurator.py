@@ -582,7 +582,18 @@ def test_a_python_without_the_requirements_is_one_line_naming_the_library(script
     r = subprocess.run([sys.executable, "-c", run], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr == f"{missing} is not installed for this Python ({sys.executable}); install the requirements " \
-                       f"into it (pip install -r requirements.txt), or run the Python that has them.\n"
+                       f"into it ({sys.executable} -m pip install -r requirements.txt), or run the Python that has " \
+                       f"them.\n"
+
+
+def test_the_install_command_names_the_requirements_from_any_folder(tmp_path, monkeypatch):
+    # run from another folder, "pip install -r requirements.txt" found no file (and pip on PATH may be another
+    # Python's, the very case)
+    import configurator
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "executable", "/opt/my python/bin/python3")
+    assert configurator.install_command() == \
+        f"'/opt/my python/bin/python3' -m pip install -r {os.path.join(ROOT, 'requirements.txt')}"
 
 
 def test_a_current_folder_since_removed_is_one_line(tmp_path):
