@@ -294,16 +294,17 @@ def atomic_write(path, data):
             os.remove(tmp)
 
 
-def utf16(data):
+def utf16(data, whole=True):
     """': it is UTF-16 (...); convert it' where data (a file's first bytes) starts with a UTF-16 byte order mark, else
-    '': Windows' PowerShell 5 writes `>` so, and "not UTF-8 ... give a text file" said nothing of what it is."""
+    '': Windows' PowerShell 5 writes `>` so, and "not UTF-8 ... give a text file" said nothing of what it is.
+    whole=False: data is a file's first bytes only (prepare's not_text), whose cut may split a last pair too."""
     head = data[:1 << 20]  # the check of a large file's first MiB: its cut may split a last pair, nothing more
     if data[:2] not in (b"\xff\xfe", b"\xfe\xff") or len(data) % 2:  # UTF-16 is whole 2-byte units
         return ""
     try:
         head.decode("utf-16")
     except UnicodeDecodeError as e:  # binary bytes after a BOM-like start (b"\xff\xfe\x00..."): not UTF-16 either
-        if len(head) == len(data) or e.start < len(head) - 4:
+        if whole and len(head) == len(data) or e.start < len(head) - 4:
             return ""
     return "; it is UTF-16 (it starts with UTF-16's byte order mark): convert it, e.g. iconv -f UTF-16 -t UTF-8"
 
@@ -314,13 +315,23 @@ def space_fix(e):
     files open (ulimit -n)."""
     import resource
     if getattr(e, "errno", None) in (errno.EMFILE, errno.ENFILE):  # no disk space helps either: the open-file limit
-        return f"raise this shell's open-file limit (ulimit -n, now {resource.getrlimit(resource.RLIMIT_NOFILE)[0]})"
+        limit, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return (f"raise this shell's open-file limit (ulimit -n, now {limit})" if limit != hard or not os.geteuid()
+                else f"run it from a new terminal ({stuck('open-file limit (ulimit -n)', limit)})")
     if getattr(e, "errno", None) != errno.EFBIG:
         return "free space on its disk"
-    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-    if limit != resource.RLIM_INFINITY:
+    limit, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if limit != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or not os.geteuid()):
         return f"raise this shell's file size limit (ulimit -f, now {limit // 1024:,} KiB: ulimit -f unlimited)"
+    if limit != resource.RLIM_INFINITY:
+        return f"run it from a new terminal ({stuck('file size limit (ulimit -f)', f'{limit // 1024:,} KiB')})"
     return "write to a file system that takes larger files (FAT32 stops at 4 GiB)"
+
+
+def stuck(what, now):
+    """Why a limit is not raised in this shell: bash's `ulimit -f N` sets the hard limit too, which only root raises
+    again, so "ulimit -f unlimited" was refused ("cannot modify limit: Operation not permitted")."""
+    return f"this shell's {what} is {now}, also its hard limit, which only root raises"
 
 
 def save_figure(fig, path, **savefig_args):
@@ -335,7 +346,7 @@ def unwritable(folder):
     """Why folder cannot take the results, or None: it is made if needed and a file is created in it, so that a bad
     folder fails before the work (minutes or hours of it), not after."""
     if os.path.islink(folder) and not os.path.exists(folder):  # makedirs' "File exists" said nothing of the link
-        return f"a link to {os.readlink(folder)!r}, " + ("a loop of links that leads back to it"
+        return f"a link to {os.readlink(folder)!r}, " + ("which leads into a loop of links"
                                                         if "loop of links" in (closed_stream(folder) or "") else
                                                         "which does not exist")
     made, d = [], os.path.abspath(folder)
@@ -366,7 +377,8 @@ def masked_file(path):
     if st.st_uid == os.getuid() and not st.st_mode & 0o200 and (mask := umask()) & 0o200:
         folder = os.path.dirname(path) or "."
         raise SystemExit(f"{path} is read-only to its owner, as every file written under umask {mask:04o} is, and "
-                         f"this run would write it; run `umask 022` and `chmod u+w {folder}/*` first, then run again.")
+                         f"this run would write it; run `umask 022` and `chmod u+w {shlex.quote(folder)}/*` first, "
+                         f"then run again.")  # quoted: `chmod u+w my runs/*` changed nothing of 'my runs'
 
 
 def masked(folder):

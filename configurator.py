@@ -20,6 +20,7 @@ import itertools
 import math
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -34,15 +35,16 @@ REPO = os.path.dirname(os.path.abspath(__file__))  # where config/ is, whatever 
 
 def closed_stream(path):
     """One sentence where path is a link to one of this process's file descriptors that is closed (/dev/stdin under
-    `<&-`, /dev/fd/N), or to itself through other links, or None: told "a disk not mounted? restore what it points
+    `<&-`, /dev/fd/N), or into a loop of links, or None: told "a disk not mounted? restore what it points
     to, or remove the link", a user could remove /dev/stdin itself, or look for a target that is there."""
     try:
         os.stat(path)
         return None
     except OSError as e:
         if e.errno == errno.ELOOP:
-            return f"{path} is a link that leads back to itself through {os.readlink(path)!r} (a loop of links); " \
-                   f"point it elsewhere, or give another path."
+            # "leads back to itself" was false for a link to a loop (x -> loop1 -> loop2 -> loop1)
+            return f"{path} is a link that leads into a loop of links (through {os.readlink(path)!r}), which reaches " \
+                   f"no file; point it elsewhere, or give another path."
     try:
         fd = re.fullmatch(r"/proc/(?:self|\d+)/fd/(\d+)", os.readlink(path))
     except OSError:
@@ -426,10 +428,12 @@ class Parser(argparse.ArgumentParser):
         with the spelling it takes, where argparse said only "expected one argument"."""
         if m := re.fullmatch(r"argument (?:\S+/)?(\S+): expected one argument", message):
             argv = getattr(self, "argv", [])
-            at = argv.index(m[1]) if m[1] in argv else -1
-            value = argv[at + 1] if 0 <= at < len(argv) - 1 else None
-            if value and value.startswith("-") and value.split("=")[0] not in self._option_string_actions:
-                message += f"; a value that starts with '-' goes after '=': {m[1]}={value}"
+            # the option's use followed by a value that starts with '-' (`--out_dir a --out_dir -run` too), quoted
+            # as the shell needs: `--start '-a|b'` was told --start=-a|b, which pipes into a command b
+            value = next((v for o, v in zip(argv, argv[1:]) if o == m[1] and v.startswith("-")
+                          and v.split("=")[0] not in self._option_string_actions), None)
+            if value:
+                message += f"; a value that starts with '-' goes after '=': {shlex.quote(f'{m[1]}={value}')}"
         super().error(message)
 
     def parse_known_args(self, args=None, namespace=None):
@@ -455,7 +459,9 @@ class Parser(argparse.ArgumentParser):
             # --input A "": each name checked, an empty one too (no default stands for it)
             many = isinstance(value, list)
             for v in value if many else [value]:
-                if error := blank_error(name, v, argparse.SUPPRESS if many else a.default) or \
+                # `--input a.txt ""` is one value too many, not "--input is empty; give it a value"
+                if error := (many and len(value) > 1 and blank_argument(v)) or \
+                        blank_error(name, v, argparse.SUPPRESS if many else a.default) or \
                         pasted_quotes(name, v) or control_error(name, v):
                     self.error(error)
         return ns, rest
@@ -553,13 +559,33 @@ def start_failure(e):
     to map, each a page of import frames ending in ModuleNotFoundError, MemoryError or "failed to map segment"."""
     if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in REQUIRED:
         return (f"{e.name.split('.')[0]} is not installed for this Python ({sys.executable}); install the "
-                f"requirements into it (pip install -r requirements.txt), or run the Python that has them.")
+                f"requirements into it ({install_command()}), or run the Python that has them.")
     if isinstance(e, MemoryError) or isinstance(e, OSError | ImportError) and re.search(
             r"failed to map segment|cannot allocate memory", str(e), re.I):
         return (f"out of memory while loading the libraries{memory_limit()}; "
-                + ("raise the limit (ulimit -v unlimited), or run where it is higher." if memory_limit() else
+                + (f"{lift_limit('raise the limit')}, or run where it is higher." if memory_limit() else
                    "free memory, or run on a machine with more."))
     return None
+
+
+def install_command():
+    """The pip command that installs requirements.txt into this Python from the current folder: "pip install -r
+    requirements.txt" found no file outside the repository, and the pip on PATH may be another Python's."""
+    req = os.path.join(REPO, "requirements.txt")
+    try:
+        rel = os.path.relpath(req)
+    except (OSError, ValueError):  # no current folder; another drive (Windows)
+        rel = req
+    return f"{shlex.quote(sys.executable)} -m pip install -r {shlex.quote(req if rel.startswith('..') else rel)}"
+
+
+def lift_limit(say):
+    """How to lift the address-space limit: say (ulimit -v unlimited); or a new terminal where bash's `ulimit -v N`
+    set the hard limit too, which only root raises ("cannot modify limit: Operation not permitted")."""
+    import resource
+    if resource.getrlimit(resource.RLIMIT_AS)[1] == resource.RLIM_INFINITY or not os.geteuid():
+        return f"{say} (ulimit -v unlimited)"
+    return "run it from a new terminal (this limit is also this shell's hard limit, which only root raises)"
 
 
 def memory_limit():
@@ -737,7 +763,7 @@ def out_of_memory(e, fix):
     asked = re.search(r"allocate (\d+) bytes|allocate ([\d.]+ ?[KMGT]i?B)", text, re.I)
     size = (f"{int(asked.group(1)):,} bytes" if asked.group(1) else asked.group(2)) if asked else None
     if memory_limit():
-        fix = f"raise it (ulimit -v unlimited), or {fix}"
+        fix = f"{lift_limit('raise it')}, or {fix}"
     return f"out of memory{f' (asking for {size} more)' if size else ''}{memory_limit()}; {fix}"
 
 

@@ -53,7 +53,9 @@ CHUNK_CHARS = 1 << 16   # text per encoding task: many tasks per batch keep ever
 PRINT_SECONDS = 5
 LINE_END = re.compile(r"\r\n?|\n")
 SNIFF = 1 << 16  # bytes of a .txt input that tell text from binary (not_text)
-CONTROLS = bytes(set(range(32)) - set(b"\t\n\v\f\r\x1b"))
+# the controls of no text; text has tabs, line and page breaks, ESC (ANSI colours) and backspace (nroff's overstruck
+# bold and underline: a formatted man page, a third of it backspaces, was "not text ... as in a binary file")
+CONTROLS = bytes(set(range(32)) - set(b"\b\t\n\v\f\r\x1b"))
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -363,11 +365,13 @@ def line_start(text, i):
 
 def not_text(data):
     """Why a .txt input's bytes are no text, judged on its first SNIFF bytes, else None: more than a tenth of them
-    control characters (NUL and the like; not tab, line and page breaks or ESC) is a binary file, or UTF-16 text
-    without a byte-order mark (every other byte NUL), which decode as UTF-8 and were prepared as control characters.
+    control characters (NUL and the like; not tab, line and page breaks, ESC or backspace) is a binary file, or UTF-16
+    text without a byte-order mark (every other byte NUL), which decode as UTF-8 and were prepared as control
+    characters.
     Only NUL bytes are left to "no text", said when the run ends."""
     head = data[:SNIFF]
-    if not head.strip(b"\0") or utf16(head):  # UTF-16 with its byte order mark is no UTF-8, said naming it (utf16)
+    # UTF-16 with its byte order mark is no UTF-8, said naming it (utf16)
+    if not head.strip(b"\0") or utf16(head, whole=len(data) < SNIFF):
         return None
     controls = len(head) - len(head.translate(None, CONTROLS))
     if controls * 10 <= len(head):

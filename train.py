@@ -277,13 +277,15 @@ if gradient_accumulation_steps % world_size:
              f"{world_size} processes; set --gradient_accumulation_steps to a multiple of {world_size}.")
 accum = gradient_accumulation_steps // world_size  # micro-steps of this process
 
-def in_use(f):
-    """SystemExit when another run holds the lock on f, out_dir/train.lock (the pid it wrote there says which)."""
+def in_use(f, note=True):
+    """SystemExit when another run holds the lock on f, out_dir/train.lock (the pid it wrote there says which).
+    note: say so where the file system keeps no locks; the early probe of an existing lock leaves that to the taking
+    of it (lock_out_dir), else a resume printed the note twice."""
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
         if not lock_held(e):  # a file system without locks: noted, and the run goes on unlocked
-            return unlocked(out_dir, e)
+            return unlocked(out_dir, e) if note else None
         f.seek(0)
         # a resume has its checkpoint there and nowhere else: another --out_dir would be "does not exist"
         sys.exit(f"out_dir {out_dir!r} is in use by another train.py run (pid {f.read().strip() or '?'}); wait for "
@@ -310,7 +312,7 @@ for name in ("train.lock", "ckpt.pt", "log.jsonl"):
 # a run under way there: its checkpoint is no finished or stopped run to judge, whatever this command says of it
 try:
     with open(os.path.join(out_dir, "train.lock")) as held:  # nothing created: a refused run leaves nothing behind
-        in_use(held)
+        in_use(held, note=False)
 except OSError:  # no lock file, or none to read: lock_out_dir() below takes it, or says why it cannot
     pass
 # the checkpoint already in out_dir, if any: resumed, or compared with this run's settings

@@ -42,13 +42,17 @@ def test_a_loop_of_links_is_said_a_loop_not_a_link_to_something_missing(tmp_path
     (tmp_path / "loop1").symlink_to("loop2")
     (tmp_path / "loop2").symlink_to("loop1")
     loop = str(tmp_path / "loop1")
-    said = f"{loop} is a link that leads back to itself through 'loop2' (a loop of links); point it elsewhere, or " \
-           f"give another path."
+    said = f"{loop} is a link that leads into a loop of links (through 'loop2'), which reaches no file; point it " \
+           f"elsewhere, or give another path."
     assert checkpoint.dangling(loop) == said  # every file a command reads
     with pytest.raises(SystemExit) as e:
         configure(DEFAULTS, [loop])
     assert str(e.value) == "config file " + said
-    assert checkpoint.unwritable(loop) == "a link to 'loop2', a loop of links that leads back to it"  # every output
+    assert checkpoint.unwritable(loop) == "a link to 'loop2', which leads into a loop of links"  # every output
+    # a link to the loop is in none: "leads back to itself" was false of it
+    (tmp_path / "x").symlink_to("loop1")
+    assert checkpoint.dangling(str(tmp_path / "x")).startswith(f"{tmp_path / 'x'} is a link that leads into a loop "
+                                                                f"of links (through 'loop1'), which reaches no file")
 
 
 def test_overrides_are_parsed_as_literals_or_strings():
@@ -132,6 +136,14 @@ def test_an_empty_argument_is_one_sentence_naming_it(capsys, arg):
         p.parse_args(["--start=a", arg])
     assert capsys.readouterr().err.splitlines()[-1] == f"x: error: {said}"
     assert p.parse_args(["--start", arg]).start == arg  # a value of an option is its own
+    # one of several values ("$EXTRA" after --input's files): "--input is empty; give it a value", which it has
+    p.add_argument("--input", nargs="+", default=[])
+    with pytest.raises(SystemExit):
+        p.parse_args(["--input", "a.txt", arg])
+    assert capsys.readouterr().err.splitlines()[-1] == f"x: error: {said}"
+    with pytest.raises(SystemExit):  # its only value: empty, as before
+        p.parse_args(["--input", arg])
+    assert "x: error: --input is " in capsys.readouterr().err
 
 
 def test_an_argument_pasted_from_a_formatted_page_names_its_typographic_dash_or_quotes(capsys):
@@ -570,7 +582,18 @@ def test_a_python_without_the_requirements_is_one_line_naming_the_library(script
     r = subprocess.run([sys.executable, "-c", run], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr == f"{missing} is not installed for this Python ({sys.executable}); install the requirements " \
-                       f"into it (pip install -r requirements.txt), or run the Python that has them.\n"
+                       f"into it ({sys.executable} -m pip install -r requirements.txt), or run the Python that has " \
+                       f"them.\n"
+
+
+def test_the_install_command_names_the_requirements_from_any_folder(tmp_path, monkeypatch):
+    # run from another folder, "pip install -r requirements.txt" found no file (and pip on PATH may be another
+    # Python's, the very case)
+    import configurator
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "executable", "/opt/my python/bin/python3")
+    assert configurator.install_command() == \
+        f"'/opt/my python/bin/python3' -m pip install -r {os.path.join(ROOT, 'requirements.txt')}"
 
 
 def test_a_current_folder_since_removed_is_one_line(tmp_path):
@@ -604,6 +627,12 @@ def test_a_memory_limit_is_named_where_memory_runs_out(monkeypatch, capsys):
         cli(lambda: (_ for _ in ()).throw(MemoryError()), "nothing was written.", oom="pass --dtype=bfloat16")
     assert capsys.readouterr().err == f"stopped: out of memory{limit}; raise it (ulimit -v unlimited), or pass " \
                                       f"--dtype=bfloat16; nothing was written.\n"
+    # bash's `ulimit -v N` sets the hard limit too: "ulimit -v unlimited" was then refused to this user
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (300000 * 1024, 300000 * 1024))
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert configurator.start_failure(MemoryError()) == \
+        f"out of memory while loading the libraries{limit}; run it from a new terminal (this limit is also this " \
+        f"shell's hard limit, which only root raises), or run where it is higher."
 
 
 def test_a_value_that_starts_with_a_dash_is_shown_its_spelling(capsys):
@@ -615,6 +644,11 @@ def test_a_value_that_starts_with_a_dash_is_shown_its_spelling(capsys):
         p.parse_args(["--out_dir", "-run"])
     assert capsys.readouterr().err.endswith("x: error: argument --out_dir: expected one argument; a value that starts "
                                             "with '-' goes after '=': --out_dir=-run\n")
+    # a value the shell reads (a pipe, a quote) quoted, and the use of the option that was refused named
+    with pytest.raises(SystemExit):
+        p.parse_args(["--out_dir=a", "--out_dir", "b", "--out_dir", "-it's|x"])
+    assert capsys.readouterr().err.endswith("expected one argument; a value that starts with '-' goes after '=': "
+                                            "'--out_dir=-it'\"'\"'s|x'\n")
     with pytest.raises(SystemExit):  # an option after it: argparse's words alone
         p.parse_args(["--out_dir", "--seed=3"])
     assert capsys.readouterr().err.endswith("x: error: argument --out_dir: expected one argument\n")

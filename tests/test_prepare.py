@@ -260,6 +260,13 @@ def test_corrupt_and_truncated_zst_and_bad_utf8(tmp_path):
         prepare(tmp_path / "e", *args, "--input", str(utf16))
     assert f"{utf16}:1: not UTF-8 (invalid start byte; it is UTF-16 (it starts with UTF-16's byte order mark): " \
            f"convert it, e.g. iconv -f UTF-16 -t UTF-8); fix it" in str(e.value)
+    # a character of two UTF-16 units (an emoji) cut by the first bytes judged (SNIFF): "not text ... as in a binary
+    # file or UTF-16 text without a byte-order mark", of a file that starts with one
+    utf16.write_text("a" * (P.SNIFF // 2 - 2) + "\U0001F600" + "b" * 100, encoding="utf-16")
+    with pytest.raises(SystemExit) as e:
+        prepare(tmp_path / "f", *args, "--input", str(utf16))
+    assert f"{utf16}:1: not UTF-8 (invalid start byte; it is UTF-16 (it starts with UTF-16's byte order mark)" \
+           in str(e.value)
 
 
 def test_hub_path_lists_and_downloads_shards_in_natural_order(tmp_path, monkeypatch):

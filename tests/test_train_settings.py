@@ -966,6 +966,14 @@ def test_files_a_run_wrote_read_only_under_its_umask_name_the_umask(finished, da
     assert snapshot(out) == before
     with umask(0o022):  # a file made read-only by hand, not by the umask: the umask is no part of the advice
         checkpoint.masked_file(str(out / "ckpt.pt"))
+    spaced = tmp_path / "my run's"  # the advice quoted for the shell: `chmod u+w /tmp/my run's/*` failed
+    spaced.mkdir()
+    (spaced / "ckpt.pt").write_bytes(b"")
+    os.chmod(spaced / "ckpt.pt", 0o400)
+    with umask(0o277), pytest.raises(SystemExit) as e:
+        checkpoint.masked_file(str(spaced / "ckpt.pt"))
+    assert str(e.value).endswith(f"run `umask 022` and `chmod u+w '{tmp_path}/my run'\"'\"'s'/*` first, then run "
+                                 f"again.")
 
 
 def test_an_out_dir_without_locks_trains_with_a_note(data_dir, tmp_path, monkeypatch, capsys):
@@ -982,6 +990,12 @@ def test_an_out_dir_without_locks_trains_with_a_note(data_dir, tmp_path, monkeyp
         runpy.run_path(os.path.join(ROOT, "train.py"), run_name="__main__")
     assert "is on a file system without locks (flock: Function not implemented)" in capsys.readouterr().err
     assert torch.load(tmp_path / "out" / "ckpt.pt", weights_only=True)["iter_num"] == 2
+    # a resume there met its lock file twice (the early probe and the taking): the note was printed twice
+    monkeypatch.setattr(sys, "argv", [*sys.argv, "--init_from=resume", "--max_iters=3"])
+    with contextlib.suppress(SystemExit):
+        runpy.run_path(os.path.join(ROOT, "train.py"), run_name="__main__")
+    assert capsys.readouterr().err.count("is on a file system without locks") == 1
+    assert torch.load(tmp_path / "out" / "ckpt.pt", weights_only=True)["iter_num"] == 3
 
 
 def test_a_log_a_resume_cannot_read_is_refused_before_training(finished, data_dir, tmp_path, monkeypatch):
@@ -1138,7 +1152,9 @@ def test_out_of_memory_is_one_line_naming_the_settings_that_use_less(tmp_path, d
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     # the address space is capped here, so the sentence names that cap first (configurator.memory_limit)
     assert re.fullmatch(r"stopped at iteration 0: out of memory \(asking for [\d,]+ bytes more\) \(this shell's limit, "
-                        r"ulimit -v, is 4,194,304 KiB\); raise it \(ulimit -v unlimited\), or lower --batch_size "
+                        r"ulimit -v, is 4,194,304 KiB\); (raise it \(ulimit -v unlimited\)|run it from a new "
+                        r"terminal \(this limit is also this shell's hard limit, which only root raises\)), or lower "
+                        r"--batch_size "
                         r"\(a larger --gradient_accumulation_steps keeps the tokens per iteration\), pass "
                         r"--grad_ckpt=True, or train a smaller model; no checkpoint was saved yet\.\n", r.stderr)
     assert not (tmp_path / "out").exists()
