@@ -336,9 +336,11 @@ def set_by(keys, run):
     the run's own values of the first as --key=value): one a config file sets cannot be dropped from the command
     line. "Resume with the config file the run was trained with" alone looped where the run was trained with this
     very file and a --proj=... beside it; a --key=value of the run's own value overrides any file."""
-    filed, files = [k for k in keys if k not in typed], [a for a in sys.argv[1:] if not a.startswith("--")]
+    # a key typed over a file's other value is the file's when dropped: the --key=value of the run's own is its fix
+    filed = [k for k in keys if k in given.filed and not same_model(k, {**config, k: given.filed[k]}, run)]
+    files = [a for a in sys.argv[1:] if not a.startswith("--")]
     sets = f"{', '.join(files)} set{'s' if len(files) == 1 else ''} {', '.join(filed)}" if filed else ""
-    return sets, ", ".join(f"--{k}" for k in keys if k in typed), " ".join(f"--{k}={run[k]}" for k in filed)
+    return sets, ", ".join(f"--{k}" for k in keys if k not in filed), " ".join(f"--{k}={run[k]}" for k in filed)
 
 
 def same_model(key, now, was):
