@@ -196,6 +196,8 @@ def test_the_command_line_refuses_a_bad_setting_before_any_work(arg, tmp_path, d
     ("--ddp=True", "the parallel mode is --parallel=ddp or --parallel=fsdp, under torchrun."),
     ("--gqa=4", "head sharing is --n_kv_head: g for GQA-g, 1 for MQA, 0 for n_head."),
     ("--mqa=True", "head sharing is --n_kv_head: g for GQA-g, 1 for MQA, 0 for n_head."),
+    ("--grouped_query=4", "head sharing is --n_kv_head: g for GQA-g, 1 for MQA, 0 for n_head."),  # was rope_base
+    ("--multi_query=True", "head sharing is --n_kv_head: g for GQA-g, 1 for MQA, 0 for n_head."),
     ("--tie_kv=True", "which projections are tied is --proj: qkv, qk_v (V = K), q_kv (K = Q) or q_k_v (one W)."),
     ("--linear=True", "linear attention is --attn=linear."),
     ("--rope=True", "rotary positions are --pos_emb=rope (--rope_base sets their base)."),
