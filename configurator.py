@@ -301,8 +301,19 @@ def configure(defaults, args, usage=None, hints=None):
             given |= scope.assigned & set(defaults)
     # the overrides after every file, wherever they stand: a file after one (`--max_iters=6 config/x.py`) set its
     # own value over the one typed, without a word
+    filed = {k: values[k] for k in given}
     values.update(overrides)
-    return values, given | set(overrides)
+    return values, Given(given | set(overrides), filed)
+
+
+class Given(set):
+    """configure's keys given, with .filed: {key: value} of those a config file assigned, before any --key=value.
+    A --key=value typed over a file's value leaves the file's when dropped: "drop --proj" was advice that the next
+    run refused again for the file's."""
+
+    def __init__(self, keys, filed):
+        super().__init__(keys)
+        self.filed = filed
 
 
 def describe(script, defaults, rules, sources):

@@ -22,6 +22,10 @@ TIE_METHODS = ("k", "mean", "lstsq", "split")
 # at 1e-7, where the freed dimensions become too few for V.
 SPLIT_TOL = 1e-6
 INPUT_TOL = 1e-3  # a calibration input direction counts (directions) at this share of the strongest's scale
+# other tools' and the paper's names for n_kv_head, which train.py, sample.py and eval.py hint at (--grouped_query was
+# pointed at --rope_base, --multi_query at nothing)
+HEAD_SHARING = ("gqa", "mqa", "kv_heads", "num_kv_heads", "n_kv_heads", "grouped_query", "multi_query",
+                "grouped_query_attention", "multi_query_attention")
 SAME_FIELDS = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "n_inner", "attn", "causal", "bias",
                "tie_embeddings", "pos_conv")  # conversions change proj and n_kv_head only (and dropout, no weight)
 

@@ -25,8 +25,8 @@ import torch
 
 from checkpoint import dangling, load_checkpoint, other_data, r50k, read_json, tokens, unreadable, utf16
 from configurator import Parser, boolean, cli, compile_failure, home, number
-from convert import (GPT2_SIZES, TIE_METHODS, check_conversion, conversion_note, convert_state_dict, exact_fit,
-                     gpt2_config, load_gpt2, ties_v)
+from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, check_conversion, conversion_note, convert_state_dict,
+                     exact_fit, gpt2_config, load_gpt2, ties_v)
 from model import GPT, SOURCES, GPTConfig, cache_length
 
 EOT = "<|endoftext|>"
@@ -84,7 +84,7 @@ def add_model_args(p):
 CHECKPOINT_HINTS = dict.fromkeys(("checkpoint", "ckpt", "ckpt_path", "model", "model_args"), "--out_dir names the "
                                  "folder that holds ckpt.pt (--init_from=gpt2... loads the hub's weights instead)")
 # the paper's words for what a conversion on load does, which no option here spells: argparse said nothing more
-CONVERT_HINTS = {**dict.fromkeys(("gqa", "mqa", "kv_heads", "num_kv_heads", "n_kv_heads"), "head sharing is "
+CONVERT_HINTS = {**dict.fromkeys(HEAD_SHARING, "head sharing is "
                                  "--n_kv_head (g for GQA-g, 1 for MQA), converted on load"),
                  **dict.fromkeys(("tie_kv", "share_kv", "tied_kv", "shared_kv"), "tying V to K is --proj=qk_v, "
                                  "converted on load (--convert_method says how)")}

@@ -58,8 +58,8 @@ from checkpoint import (atomic_write, dangling, eval_batches, file_above, guard_
                         space_fix, tokens, unlocked, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, out_of_memory, range_error,
                           tolerant_output)
-from convert import (GPT2_SIZES, TIE_METHODS, conversion_note, convert_state_dict, exact_fit, gpt2_config,
-                     load_gpt2, ties_v)
+from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, conversion_note, convert_state_dict, exact_fit,
+                     gpt2_config, load_gpt2, ties_v)
 from model import ATTNS, GPT, POS_CONV_BASES, POS_EMBS, SOURCES, GPTConfig
 
 # -----------------------------------------------------------------------------
@@ -154,7 +154,7 @@ HINTS = {"lr": "the peak learning rate is --learning_rate (--min_lr is where the
          # --ddp: dtype, --linear: n_inner, --rope: rope_base (refused without pos_emb), --activation_checkpointing:
          # always_save_checkpoint; --gqa, --mqa, --tie_kv, --rotary: nothing
          **dict.fromkeys(("fsdp", "ddp"), "the parallel mode is --parallel=ddp or --parallel=fsdp, under torchrun"),
-         **dict.fromkeys(("gqa", "mqa", "kv_heads", "num_kv_heads", "n_kv_heads"), "head sharing is --n_kv_head: g "
+         **dict.fromkeys(HEAD_SHARING, "head sharing is --n_kv_head: g "
                          "for GQA-g, 1 for MQA, 0 for n_head"),
          **dict.fromkeys(("tie_kv", "share_kv", "tied_kv", "shared_kv", "symmetric"), "which projections are tied "
                          "is --proj: qkv, qk_v (V = K), q_kv (K = Q) or q_k_v (one W)"),
@@ -338,9 +338,11 @@ def set_by(keys, run):
     the run's own values of the first as --key=value): one a config file sets cannot be dropped from the command
     line. "Resume with the config file the run was trained with" alone looped where the run was trained with this
     very file and a --proj=... beside it; a --key=value of the run's own value overrides any file."""
-    filed, files = [k for k in keys if k not in typed], [a for a in sys.argv[1:] if not a.startswith("--")]
+    # a key typed over a file's other value is the file's when dropped: the --key=value of the run's own is its fix
+    filed = [k for k in keys if k in given.filed and not same_model(k, {**config, k: given.filed[k]}, run)]
+    files = [a for a in sys.argv[1:] if not a.startswith("--")]
     sets = f"{', '.join(files)} set{'s' if len(files) == 1 else ''} {', '.join(filed)}" if filed else ""
-    return sets, ", ".join(f"--{k}" for k in keys if k in typed), " ".join(f"--{k}={run[k]}" for k in filed)
+    return sets, ", ".join(f"--{k}" for k in keys if k not in filed), " ".join(f"--{k}={run[k]}" for k in filed)
 
 
 def same_model(key, now, was):

@@ -196,6 +196,7 @@ def test_a_number_with_a_typographic_minus_names_it(capsys):
     # the paper's words for a conversion on load were unrecognized with nothing more (or --kv_heads: one option)
     ("sample", "--mqa=True", "; head sharing is --n_kv_head (g for GQA-g, 1 for MQA), converted on load"),
     ("eval", "--gqa=4", "; head sharing is --n_kv_head (g for GQA-g, 1 for MQA), converted on load"),
+    ("sample", "--grouped_query=4", "; head sharing is --n_kv_head (g for GQA-g, 1 for MQA), converted on load"),
     ("sample", "--tie_kv=True", "; tying V to K is --proj=qk_v, converted on load (--convert_method says how)"),
     ("sample", "--bogus", ""),
 ])

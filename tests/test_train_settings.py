@@ -196,6 +196,8 @@ def test_the_command_line_refuses_a_bad_setting_before_any_work(arg, tmp_path, d
     ("--ddp=True", "the parallel mode is --parallel=ddp or --parallel=fsdp, under torchrun."),
     ("--gqa=4", "head sharing is --n_kv_head: g for GQA-g, 1 for MQA, 0 for n_head."),
     ("--mqa=True", "head sharing is --n_kv_head: g for GQA-g, 1 for MQA, 0 for n_head."),
+    ("--grouped_query=4", "head sharing is --n_kv_head: g for GQA-g, 1 for MQA, 0 for n_head."),  # was rope_base
+    ("--multi_query=True", "head sharing is --n_kv_head: g for GQA-g, 1 for MQA, 0 for n_head."),
     ("--tie_kv=True", "which projections are tied is --proj: qkv, qk_v (V = K), q_kv (K = Q) or q_k_v (one W)."),
     ("--linear=True", "linear attention is --attn=linear."),
     ("--rope=True", "rotary positions are --pos_emb=rope (--rope_base sets their base)."),
@@ -283,6 +285,28 @@ def test_resume_compares_the_architecture_set_with_the_checkpoint_not_the_defaul
         layers, fix = "n_layer=3 (checkpoint: 2), ", fix + " and drop --n_layer"
     assert msg == f"on resume the architecture comes from {out / 'ckpt.pt'}, but {layers}proj='qkv' (checkpoint: " \
                   f"'qk_v'); {fix}, or start a new run in another --out_dir."
+    assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("file_proj", ["qkv", "qk_v"])
+def test_a_resume_refused_for_a_field_both_a_file_and_the_command_line_give_says_which_fix_resumes(
+        file_proj, finished, data_dir, tmp_path, monkeypatch):
+    # --proj=qkv typed beside a file of proj = 'qkv' was told "drop these settings": dropped, the file's qkv was
+    # refused again; a file of the run's own proj beside it is the case where dropping it is the fix (pass nineteen)
+    out = shutil.copytree(finished, tmp_path / "run")
+    before = snapshot(out)
+    config = tmp_path / "proj.py"
+    config.write_text(f"proj = {file_proj!r}\n")
+    monkeypatch.setattr(sys, "argv", ["train.py", str(config), *(a for a in TINY if a != "--proj=qk_v"),
+                                      f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
+                                      "--max_iters=4", "--proj=qkv"])
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(TRAIN_PY, run_name="__main__")
+    fix = f"{config} sets proj: add --proj=qk_v (the run's own) or resume with the config file the run was " \
+          f"trained with" if file_proj == "qkv" else "drop these settings"
+    assert str(e.value) == f"on resume the architecture comes from {out / 'ckpt.pt'}, but proj='qkv' (checkpoint: " \
+                           f"'qk_v'); {fix}, or start a new run in another --out_dir."
     assert snapshot(out) == before
 
 
