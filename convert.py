@@ -83,32 +83,17 @@ def check_calib(calib, cfg, method):
                          f"{cfg.block_size}, each below vocab_size = {cfg.vocab_size}); got {what}.")
 
 
-def exact_fit(cfg, n, what="tokens"):
-    """(unknowns, phrase) where n calibration tokens (or n directions of a layer's inputs, see narrowest) are no more
-    than the numbers lstsq and split fit per dimension of each key head (head_dim weights, and an offset with
-    biases), else None: any weights then fit them exactly, and "unexplained V variance 0.000" read as a perfect
-    conversion. The commands refuse it (sample.py, eval.py, train.py --init_from); the library fits whatever it is
-    given."""
+def exact_fit(cfg, n_tokens):
+    """(unknowns, phrase) where n_tokens calibration tokens are no more than the numbers lstsq and split fit per
+    dimension of each key head (head_dim weights, and an offset with biases), else None: any weights then fit them
+    exactly, and "unexplained V variance 0.000" read as a perfect conversion. The commands refuse it (sample.py,
+    eval.py, train.py --init_from); the library fits whatever it is given. narrow_note asks it of a layer's input
+    directions."""
     unknowns = cfg.n_embd // cfg.n_head + cfg.bias
-    if n > unknowns:
+    if n_tokens > unknowns:
         return None
-    return unknowns, (f"fits {unknowns} numbers per dimension of each key head, which so few {what} fit exactly "
+    return unknowns, (f"fits {unknowns} numbers per dimension of each key head, which so few tokens fit exactly "
                       f"whatever the weights")
-
-
-def narrowest(cfg, fits):
-    """(layer, directions, exact_fit's (unknowns, phrase)) of the first layer whose calibration inputs span no more
-    directions than lstsq and split fit unknowns, else None. Tokens are no measure of it: a text repeated, periodic
-    or of few distinct tokens ("abab...", one sentence 50 times) gives a layer few distinct inputs (the first layer
-    of a model without a position table sees one per distinct token), which any weights fit exactly. Inputs that span
-    every direction a layer's can (n_embd - 1 after LayerNorm's centring, and the offset) are no such case: their fit
-    is exact on any input (a key head as wide as the model)."""
-    every = cfg.n_embd - 1 + cfg.bias
-    for i, f in enumerate(fits):
-        n = f.get("directions")
-        if n is not None and n < every and (too_few := exact_fit(cfg, n, "directions")):
-            return i, n, too_few
-    return None
 
 
 def directions(x, offset):
@@ -312,16 +297,21 @@ def conversion_note(src, dst, method, fits, source):
 
 
 def narrow_note(cfg, fits, method):
-    """Said after the residuals where a layer's calibration inputs span so few directions that any weights fit them
-    exactly (narrowest): "0.000" there says nothing of inputs unlike them, as a repeated or periodic --calib text
-    gives. A note, not a refusal: a model without a position table sees one input per distinct token in its first
-    layer, so data of few distinct tokens gives that layer as few in use as in calibration, and its fit is exact."""
-    if (narrow := narrowest(cfg, fits)) is None:
-        return ""
-    layer, n, (unknowns, _) = narrow
-    return (f" (layer {layer}'s calibration inputs span only {n} direction{'s' * (n != 1)}, no more than the "
-            f"{unknowns} numbers {method} fits per dimension of each key head: exact on them whatever the weights, and "
-            f"no measure for inputs unlike them)")
+    """The note said after the residuals for the first layer whose calibration inputs span no more directions than
+    lstsq and split fit unknowns (exact_fit), else "": any weights fit them exactly, and "0.000" there says nothing of
+    inputs unlike them, as a repeated or periodic --calib text gives. Tokens are no measure of it (the first layer of
+    a model without a position table sees one input per distinct token); inputs spanning every direction a layer's
+    can (n_embd - 1 after LayerNorm's centring, and the offset) are no such case: a key head as wide as the model fits
+    any input exactly. A note, not a refusal: data of few distinct tokens gives that layer as few inputs in use as in
+    calibration, and its fit is exact."""
+    every = cfg.n_embd - 1 + cfg.bias
+    for layer, f in enumerate(fits):
+        n = f.get("directions")
+        if n is not None and n < every and (too_few := exact_fit(cfg, n)):
+            return (f" (layer {layer}'s calibration inputs span only {n} direction{'s' * (n != 1)}, no more than the "
+                    f"{too_few[0]} numbers {method} fits per dimension of each key head: exact on them whatever the "
+                    f"weights, and no measure for inputs unlike them)")
+    return ""
 
 
 # ---------------------------------------------------------------------------------------------------------------
