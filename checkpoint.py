@@ -852,11 +852,18 @@ def read_table(path, columns, text=(), ints=(),
     return rows
 
 
+def repo_path(name):
+    """A file of this repository (train.py, config/cpu_lm.py) as a command starts it: name from the repository's
+    folder, else its whole path. A study run from another folder (PYTHONPATH set) started ./train.py there: "can't
+    open file 'train.py'", then "train.py stopped; fix that" for every run."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
+    return name if os.path.isfile(name) and os.path.samefile(name, path) else path
+
+
 def script(name):
     """A script of this repository as advice names it: its bare name from the repository's folder, else its path from
     the current one (train.py run from elsewhere was told `python prepare_slimpajama.py`, which is not there)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
-    if os.path.isfile(name) and os.path.samefile(name, path):
+    if (path := repo_path(name)) == name:
         return name
     rel = os.path.relpath(path)
     return shlex.quote(path if rel.startswith("..") else rel)

@@ -672,15 +672,16 @@ def prepare(args, log=print):
     with hold_lock(args.out_dir, f"error: {args.out_dir} is being written by another prepare_slimpajama.py run; wait "
                                  f"for it to end or use another --out_dir"):
         try:
-            return write_dataset(args, settings, tok, shards, fetch, source, log, older)
+            return write_dataset(args, settings, tok, shards, fetch, source, log, older, made)
         except BaseException:  # under the lock: a run refused by it never removes the folder another is filling
             if made and not os.listdir(args.out_dir):  # refused or stopped before writing: no folder left
                 os.rmdir(args.out_dir)
             raise
 
 
-def write_dataset(args, settings, tok, shards, fetch, source, log, older=None):
-    """The bins and meta.json of args.out_dir, resumed from its progress.json when a run was cut short."""
+def write_dataset(args, settings, tok, shards, fetch, source, log, older=None, made=False):
+    """The bins and meta.json of args.out_dir, resumed from its progress.json when a run was cut short. made: this
+    call made out_dir, recorded with a fresh start (a resumed run that finds no text removes the folder it began)."""
     st = start_state(args.out_dir, settings, older)
     meta_path, state_path = os.path.join(args.out_dir, "meta.json"), os.path.join(args.out_dir, "progress.json")
     for name in os.listdir(args.out_dir):  # a kill in the middle of a write_json: its temporary file, left over
@@ -708,6 +709,7 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=None):
     target = {"train": args.train_tokens, "val": args.val_tokens}
     full = {s for s in target if st["tokens"][s] >= target[s]}
     if not os.path.exists(state_path):
+        st["made_dir"] = made
         write_json(state_path, st)  # before the bins exist: a kill from here on leaves a run to resume
     files = open_bins(args.out_dir, st)
 
@@ -778,6 +780,10 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=None):
     if empty:
         for name in ("train.bin", "val.bin", "progress.json"):
             os.remove(os.path.join(args.out_dir, name))
+        # a run refused on a Latin-1 file left its folder to resume; its advised --skip_bad rerun found no text
+        # and left that folder empty
+        if st.get("made_dir") and not os.listdir(args.out_dir):
+            os.rmdir(args.out_dir)
     if "train" in empty:
         read = f"{shards[0][0]} read" if len(shards) == 1 else f"{len(shards)} files read"  # the one file: named
         sys.exit(f"error: the input holds no text for train.bin ({read}, {st['skipped']} bad line(s) and "

@@ -34,8 +34,8 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import torch
 
 from checkpoint import (atomic_write, check_study_run, data_counts, data_name, hold_lock, load_checkpoint, new_dirs,
-                        open_data, partial_report, read_log, reports_free, save_figure, scored_tokens, together,
-                        train_first, writable_dir)
+                        open_data, partial_report, read_log, repo_path, reports_free, save_figure, scored_tokens,
+                        together, train_first, writable_dir)
 from configurator import Parser, cli, run_child
 from model import GPT, GPTConfig
 
@@ -48,7 +48,7 @@ DATA_DIR, BLOCK_SIZE = "data/cpu_lm_bytes", 256  # config/cpu_lm.py's, which eve
 
 
 def config_file(variant):
-    return "config/cpu_lm.py" if variant == "qkv" else f"config/cpu_lm_{variant}.py"
+    return repo_path("config/cpu_lm.py" if variant == "qkv" else f"config/cpu_lm_{variant}.py")
 
 
 def run_dir(variant, seed):
@@ -88,7 +88,7 @@ def train_all():
     for variant, seed, out_dir, ckpt in runs():
         if finished(ckpt):
             continue
-        cmd = [sys.executable, "train.py", *train_args(variant, seed), f"--out_dir={out_dir}"]
+        cmd = [sys.executable, repo_path("train.py"), *train_args(variant, seed), f"--out_dir={out_dir}"]
         if ckpt is not None:  # killed midway: continue from its last checkpoint
             cmd.append("--init_from=resume")
         print(" ".join(cmd), flush=True)

@@ -45,8 +45,8 @@ import numpy as np
 import torch
 
 from checkpoint import (atomic_write, check_study_run, data_counts, data_name, eval_batches, hold_lock, load_checkpoint,
-                        new_dirs, open_data, partial_report, present, read_log, read_table, reports_free, save_figure,
-                        scored_tokens, together, tokens, train_first, writable_dir)
+                        new_dirs, open_data, partial_report, present, read_log, read_table, repo_path, reports_free,
+                        save_figure, scored_tokens, together, tokens, train_first, writable_dir)
 from configurator import Parser, cli, run_child
 from convert import convert_state_dict
 from model import GPT, GPTConfig
@@ -82,20 +82,20 @@ def plan(s):
     evaluates at 0 and at max_iters)."""
     iters, up = ITERS // s["scale"], [n // s["scale"] for n in UPTRAIN]
     source = lambda seed: f"{s['root']}/qkv_s{seed}"
-    runs = [("qkv", seed, source(seed), ["config/cpu_lm.py", f"--eval_interval={iters}",
+    runs = [("qkv", seed, source(seed), [repo_path("config/cpu_lm.py"), f"--eval_interval={iters}",
                                          f"--warmup_iters={50 // s['scale']}"], iters) for seed in s["seeds"]]
     lr = [f"--{k}={v}" for k, v in UPTRAIN_LR.items()]
     for seed in s["seeds"]:
         for name in ORDER:
             if name == "qk_v scratch":
                 runs.append((name, seed, f"{s['root']}/qk_v_scratch_s{seed}",
-                             ["config/cpu_lm_qk_v.py", f"--eval_interval={iters + up[0]}",
+                             [repo_path("config/cpu_lm_qk_v.py"), f"--eval_interval={iters + up[0]}",
                               f"--warmup_iters={50 // s['scale']}"], iters + up[-1]))
                 continue
             cfg, method = CONVERSIONS[name]
             runs.append((name, seed, f"{s['root']}/{name.replace(' ', '_')}_s{seed}",
-                         [cfg, f"--init_from={source(seed)}", f"--convert_method={method}", f"--eval_interval={up[0]}",
-                          *lr], up[-1]))
+                         [repo_path(cfg), f"--init_from={source(seed)}", f"--convert_method={method}",
+                          f"--eval_interval={up[0]}", *lr], up[-1]))
     common = [f"--eval_tokens={s['eval_tokens']}"]
     return [(n, seed, out, [*args, *common, f"--max_iters={end}", f"--seed={seed}", f"--out_dir={out}"], end)
             for n, seed, out, args, end in runs]
@@ -161,7 +161,7 @@ def train_all(s, command):
             check_study_run(ckpt, out, args, command)
         if ckpt is not None and ckpt["iter_num"] >= end:
             continue
-        cmd = [sys.executable, "train.py", *args] + (["--init_from=resume"] if ckpt is not None else [])
+        cmd = [sys.executable, repo_path("train.py"), *args] + (["--init_from=resume"] if ckpt is not None else [])
         print(" ".join(cmd), flush=True)
         t0 = time.time()
         if run_child(cmd, stdout=subprocess.DEVNULL, env=env):  # train.py said why on stderr
@@ -326,7 +326,7 @@ def convert_sources(s):
         src_cfg = GPTConfig(**{**src["model_args"], "dropout": 0.0})
         calib = calibration(cfg, seed, UPTRAIN[-1] // s["scale"])
         for name, (config_file, method) in CONVERSIONS.items():
-            dst_cfg = GPTConfig(**{**asdict(src_cfg), **destination(config_file)})
+            dst_cfg = GPTConfig(**{**asdict(src_cfg), **destination(repo_path(config_file))})
             state, fits = convert_state_dict(src["model"], src_cfg, dst_cfg, method, calib)
             model = GPT(dst_cfg).eval()
             model.load_state_dict(state)

@@ -40,8 +40,8 @@ import numpy as np
 import torch
 
 from checkpoint import (atomic_write, check_study_run, default_data, hold_lock, load_checkpoint, new_dirs, open_data,
-                        partial_report, present, read_table, reports_free, save_figure, together, tokens, train_first,
-                        writable_dir)
+                        partial_report, present, read_table, repo_path, reports_free, save_figure, together, tokens,
+                        train_first, writable_dir)
 from configurator import Parser, cli, run_child
 from model import GPT, GPTConfig
 
@@ -70,9 +70,9 @@ def checkpoint(out, args):
 
 
 def train_args(args, seed, out, proj, pos_emb):
-    return ["config/cpu_lm.py", f"--proj={proj}", f"--pos_emb={pos_emb}", f"--seed={seed}", f"--out_dir={out}",
-            f"--max_iters={args.iters}", f"--eval_interval={args.iters}", f"--warmup_iters={min(50, args.iters // 10)}",
-            f"--data_dir={args.data_dir}"]
+    return [repo_path("config/cpu_lm.py"), f"--proj={proj}", f"--pos_emb={pos_emb}", f"--seed={seed}",
+            f"--out_dir={out}", f"--max_iters={args.iters}", f"--eval_interval={args.iters}",
+            f"--warmup_iters={min(50, args.iters // 10)}", f"--data_dir={args.data_dir}"]
 
 
 def study_command(args):
@@ -89,7 +89,7 @@ def train_all(args):
             check_study_run(ckpt, out, train_args(args, seed, out, proj, pos_emb), study_command(args))
         if done:
             continue
-        cmd = [sys.executable, "train.py", *train_args(args, seed, out, proj, pos_emb)]
+        cmd = [sys.executable, repo_path("train.py"), *train_args(args, seed, out, proj, pos_emb)]
         if ckpt is not None:
             cmd.append("--init_from=resume")
         t0 = time.time()

@@ -45,8 +45,8 @@ import numpy as np
 import torch
 
 from checkpoint import (atomic_write, check_study_run, data_name, default_data, guard_assets, hold_lock,
-                        load_checkpoint, new_dirs, open_data, present, read_json, read_log, read_table, save_figure,
-                        scored_tokens, together, tokens, train_first, writable_dir)
+                        load_checkpoint, new_dirs, open_data, present, read_json, read_log, read_table, repo_path,
+                        save_figure, scored_tokens, together, tokens, train_first, writable_dir)
 from configurator import Parser, cli, number, stop_children
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
@@ -144,12 +144,13 @@ def row_of(rows, run):
 
 def command(run, s, data_dir, out_dir, resume):
     batch = s["tokens_per_iter"] // run.block_size
-    args = ["config/cpu_lm.py", f"--proj={run.proj}", f"--n_kv_head={run.n_kv_head}", f"--n_embd={run.n_embd}",
-            f"--block_size={run.block_size}", f"--batch_size={batch}", f"--max_iters={run.iters}",
-            f"--learning_rate={run.lr}", f"--min_lr={run.lr / 10}", f"--eval_interval={s['eval_interval']}",
-            f"--log_interval={s['eval_interval']}", f"--eval_tokens={s['eval_tokens']}", f"--seed={run.seed}",
-            f"--data_dir={data_dir}", f"--out_dir={out_dir}", *s["extra"]]
-    return [sys.executable, "train.py", *args] + (["--init_from=resume"] if resume else [])
+    args = [repo_path("config/cpu_lm.py"), f"--proj={run.proj}", f"--n_kv_head={run.n_kv_head}",
+            f"--n_embd={run.n_embd}", f"--block_size={run.block_size}", f"--batch_size={batch}",
+            f"--max_iters={run.iters}", f"--learning_rate={run.lr}", f"--min_lr={run.lr / 10}",
+            f"--eval_interval={s['eval_interval']}", f"--log_interval={s['eval_interval']}",
+            f"--eval_tokens={s['eval_tokens']}", f"--seed={run.seed}", f"--data_dir={data_dir}", f"--out_dir={out_dir}",
+            *s["extra"]]
+    return [sys.executable, repo_path("train.py"), *args] + (["--init_from=resume"] if resume else [])
 
 
 def read_csv(path, columns):

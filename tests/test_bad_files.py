@@ -1421,6 +1421,22 @@ def test_retrofit_partial_report_goes_to_the_runs_folder_and_a_torn_cache_is_rec
         retrofit.report(s, "python -m experiments.retrofit")
 
 
+def test_the_training_studies_start_this_repositorys_train_py_from_any_folder(tmp_path, monkeypatch):
+    # run from another folder (PYTHONPATH set), their data advice named data/cpu_lm_bytes there, and once it was
+    # prepared every run started ./train.py and config/cpu_lm.py there: "can't open file '.../train.py'", then
+    # "train.py stopped (its message is above); fix that" (the twentieth pass)
+    monkeypatch.chdir(tmp_path)
+    ns = argparse.Namespace(iters=60, data_dir="data/cpu_lm_bytes")
+    commands = [[checkpoint.repo_path("train.py"), *cpu_lm.train_args("qk_v", 1337)],
+                *[args for _, _, _, args, _ in retrofit.plan(retrofit.QUICK)],
+                rope.train_args(ns, 1337, "out-rope/qk_v", "qk_v", "rope"),
+                *[scaling.command(run, scaling.QUICK, "data", "out", False)[1:] for run in scaling.plan(scaling.QUICK)]]
+    files = {a for cmd in commands for a in cmd if a.endswith(".py")}
+    assert {os.path.basename(a) for a in files} >= {"train.py", "cpu_lm.py", "cpu_lm_qk_v.py", "cpu_lm_qkv_mqa.py"}
+    assert all(os.path.isfile(a) and os.path.realpath(a).startswith(os.path.realpath(ROOT) + os.sep) for a in files)
+    assert not os.listdir(tmp_path)
+
+
 def test_experiments_check_their_output_folders_before_training(tmp_path, monkeypatch):
     make_data(tmp_path / "data" / "cpu_lm_bytes")
     (tmp_path / "out-retrofit-quick").write_text("a file where the runs' folder should be")
@@ -1517,6 +1533,7 @@ def test_a_study_stopped_by_sigterm_stops_its_runs_and_waits_for_them(tmp_path, 
     from configurator import Terminated, stop_on_sigterm
     monkeypatch.chdir(tmp_path)
     (tmp_path / "train.py").write_text(FAKE_TRAIN)
+    monkeypatch.setattr(study, "repo_path", lambda name: name)  # this folder's train.py, not the repository's
 
     def kill_when_ready():
         deadline = time.time() + 60
@@ -1561,6 +1578,7 @@ def test_a_scaling_study_whose_output_closes_stops_the_runs_still_training(tmp_p
     # ended there, its other run left training on its own
     monkeypatch.chdir(tmp_path)
     (tmp_path / "train.py").write_text(FAKE_TRAIN.replace("time.sleep(", "'--proj=qkv' in sys.argv or time.sleep("))
+    monkeypatch.setattr(scaling, "repo_path", lambda name: name)  # this folder's train.py, not the repository's
 
     def closed(*args):
         deadline = time.time() + 60  # the qk_v run ready to stop as train.py does

@@ -269,6 +269,23 @@ def test_corrupt_and_truncated_zst_and_bad_utf8(tmp_path):
            in str(e.value)
 
 
+def test_a_skip_bad_rerun_that_finds_no_text_removes_the_folder_the_refused_run_began(tmp_path):
+    # refused on a Latin-1 file, prepare leaves its folder to resume; the advised --skip_bad rerun found no text and
+    # left that folder empty (the twentieth pass). A folder the user made stays.
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("caf\u00e9 au lait\n".encode("latin-1") * 50)
+    args = ["--tokenizer=bytes", "--input", str(latin1)]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for out in (tmp_path / "d", mine):
+        with pytest.raises(SystemExit, match="not UTF-8"):
+            prepare(out, *args)
+        assert sorted(os.listdir(out)) == ["progress.json", "train.bin", "val.bin"]  # resumable, as it says
+        with pytest.raises(SystemExit, match="^error: the input holds no text for train.bin"):
+            prepare(out, *args, "--skip_bad")
+    assert not (tmp_path / "d").exists() and os.listdir(mine) == []
+
+
 def test_hub_path_lists_and_downloads_shards_in_natural_order(tmp_path, monkeypatch):
     import huggingface_hub
     hub = tmp_path / "hub"
