@@ -502,6 +502,7 @@ def main(argv=None):
         if not present(setting["assets"] + ".csv") or not os.path.isfile(setting["assets"] + ".csv"):  # see rope's
             sys.exit(f"--redraw draws from {setting['assets']}.csv, which does not exist; run the study first.")
         plot(read_csv(setting["assets"] + ".csv", setting), setting, setting["assets"])
+        print(f"wrote {setting['assets']}.png")  # it said nothing, exit 0
         return
     command = "python -m experiments.retrofit" + (" --quick" if args.quick else "")
     if not args.report:  # the data first: train.py's own fix for it would be a setting this study does not have

@@ -241,7 +241,9 @@ def main(argv=None):
         if not present(args.assets + ".csv") or not os.path.isfile(args.assets + ".csv"):
             p.error(f"--redraw draws from {args.assets}.csv, which does not exist; run `{study_command(args)}` "
                     f"first.")
-        return plot(read_csv(args.assets + ".csv"), args.assets + ".png")
+        plot(read_csv(args.assets + ".csv"), args.assets + ".png")
+        print(f"wrote {args.assets}.png")  # it said nothing, exit 0
+        return
     # config/cpu_lm.py's block_size and vocab_size; the longest scoring window is FACTORS[-1] of them
     open_data(args.data_dir, FACTORS[-1] * 256, 256, study="experiments.rope")
     t0 = time.time()  # the training only: scoring the runs (minutes) was reported as "min of training this call",

@@ -1312,6 +1312,16 @@ def test_a_redrawn_table_this_study_never_writes_is_one_sentence(tmp_path, monke
     assert os.listdir(path.parent) == [path.name]  # no figure
 
 
+@pytest.mark.parametrize("study", [rope, retrofit], ids=["rope", "retrofit"])
+def test_a_redraw_says_what_it_wrote(tmp_path, monkeypatch, capsys, study):
+    name = study.__name__.split(".")[-1]
+    (tmp_path / "assets").mkdir()
+    shutil.copy(os.path.join(ROOT, "assets", f"{name}.csv"), tmp_path / "assets")
+    monkeypatch.chdir(tmp_path)
+    study.main(["--redraw"])  # drew the figure and printed nothing
+    assert capsys.readouterr().out == f"wrote assets/{name}.png\n" and (tmp_path / "assets" / f"{name}.png").exists()
+
+
 @pytest.mark.parametrize("damage", [lambda rows: [[*r[:3], "zzz", *r[4:]] for r in rows], lambda rows: rows[1:]])
 def test_scaling_report_of_a_projections_table_missing_a_measure_is_one_sentence(tmp_path, monkeypatch, damage):
     # every measure renamed (or one row deleted) was a StatisticsError from the mean of nothing, or a mean of fewer
