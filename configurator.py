@@ -121,7 +121,9 @@ def blank_argument(arg):
     not found"; else None."""
     if arg.strip():
         return None
-    return f"argument {arg!r} is empty (as a quoted shell variable that is unset or empty gives); leave it out"
+    what = "is empty (as a quoted shell variable that is unset or empty gives)" if not arg else \
+        "is only blanks (as a quoted shell variable holding only blanks gives)"  # " " was called empty
+    return f"argument {arg!r} {what}; leave it out"
 
 
 def pasted_quotes(name, value):

@@ -122,11 +122,14 @@ def test_an_on_off_setting_takes_the_words_every_command_takes():
         configure(DEFAULTS, ["--compile=on"])
 
 
-@pytest.mark.parametrize("arg", ["", " "])
-def test_an_empty_argument_is_one_sentence_naming_it(capsys, arg):
+@pytest.mark.parametrize("arg, what", [
+    ("", "is empty (as a quoted shell variable that is unset or empty gives)"),
+    (" ", "is only blanks (as a quoted shell variable holding only blanks gives)"),  # was called empty
+])
+def test_an_empty_argument_is_one_sentence_naming_it(capsys, arg, what):
     # `python sample.py ... "$EXTRA"` with EXTRA unset: an IndexError traceback in every command ("" is in every
     # string, so pasted_dash took it for a dash), and once past that "unrecognized arguments: " naming nothing
-    said = f"argument {arg!r} is empty (as a quoted shell variable that is unset or empty gives); leave it out"
+    said = f"argument {arg!r} {what}; leave it out"
     with pytest.raises(SystemExit) as e:
         configure(DEFAULTS, ["--max_iters=3", arg])
     assert str(e.value) == said + "."
