@@ -1062,6 +1062,9 @@ while True:
             f"{tokens_per_iter / dt:,.0f} tokens/s" + (f", mfu {mfu * 100:.1f}%" if mfu is not None else ""))
     iter_num += 1
 
+for f in [*bins.values(), *([logf, lock] if master else [])]:  # done with: `python -X dev` named each unclosed
+    if f is not None:
+        f.close()
 quiet_exit()  # saved and logged: a signal while the interpreter shuts down was a traceback from an atexit callback
 if ddp:
     dist.destroy_process_group()

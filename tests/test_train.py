@@ -84,7 +84,8 @@ def trained(tmp_path, trained_once):
 
 def test_loss_falls_and_log_and_checkpoint_are_written(tmp_path, data_dir):
     out = tmp_path / "out"
-    train(data_dir, out, "--max_iters=12")
+    r = train(data_dir, out, "--max_iters=12", cmd=(sys.executable, "-X", "dev", "train.py"))
+    assert "ResourceWarning" not in r.stderr  # the bins, log.jsonl and train.lock were left to the exit to close
     log = read_log(out)
     steps = [e for e in log if "loss" in e]
     assert [e["iter"] for e in steps] == list(range(12))
