@@ -764,6 +764,30 @@ def run_main(main, after, oom):
         raise SystemExit(1) from None
 
 
+def missing_device(name, fix):
+    """Why the device name is not one PyTorch sees here, and what to do (fix for a machine without it), in words;
+    "" when it is there. A CUDA index past the GPUs was torch's 'invalid device ordinal' traceback at the first
+    tensor, and GPUs that CUDA_VISIBLE_DEVICES hides were called a machine without CUDA, the variable unnamed."""
+    import torch
+    device = torch.device(name)
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        return f"this PyTorch build or machine has no MPS device; {fix}"
+    if device.type != "cuda":
+        return ""
+    shown = os.environ.get("CUDA_VISIBLE_DEVICES")
+    setting = f"CUDA_VISIBLE_DEVICES={shlex.quote(shown)}" if shown is not None else ""
+    if not torch.cuda.is_available():
+        if shown is None or torch.version.cuda is None:  # not set, or a CPU build: no variable shows it a GPU
+            return f"this PyTorch build or machine has no CUDA device; {fix}"
+        return (f"PyTorch sees no CUDA device under {setting}, which hides every GPU it does not name; name one there "
+                f"(nvidia-smi lists them) or unset it, or {fix}")
+    if device.index is not None and device.index >= (count := torch.cuda.device_count()):
+        which = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
+        numbered = f", the GPUs {setting} names numbered from 0" if setting else ""
+        return f"PyTorch sees {count} CUDA device{'s' if count > 1 else ''} ({which}{numbered}); give one of them"
+    return ""
+
+
 def out_of_memory(e, fix):
     """One sentence for an allocation that failed (a model or batch too large for this machine: a CUDA or MPS
     OutOfMemoryError, the CPU allocator's RuntimeError, Python's MemoryError), naming fix; None for other errors."""
