@@ -25,6 +25,7 @@ import csv
 import io
 import math
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -489,8 +490,8 @@ def report(s, args):
     # not the --root of a tracked table, which every --root trains: `--report --root=X` rewrote assets/scaling.md to
     # name X, a folder it never read
     command = "python -m experiments.scaling" + (" --quick" if s is QUICK else "") + \
-        (f" --root={args.root}" if args.root != s["root"] and not tracked(s, args) else "") + \
-        (f" --data_dir={args.data_dir}" if not default_data(args.data_dir) else "")
+        (" " + shlex.quote(f"--root={args.root}") if args.root != s["root"] and not tracked(s, args) else "") + \
+        (" " + shlex.quote(f"--data_dir={args.data_dir}") if not default_data(args.data_dir) else "")
     if not rows:
         sys.exit(f"{csv_path} holds no finished run yet; {train_first(args.root, command)}.")
     expected = len(plan(s))
