@@ -306,14 +306,15 @@ def check_root_data(s, args):
                      f"{args.root}); write that folder into it, or give another --root for {args.data_dir}.")
         if os.path.realpath(saved) != os.path.realpath(args.data_dir):  # as given: a moved repository keeps it
             sys.exit(f"the table of --root {args.root} holds runs on --data_dir {saved} ({data_file(args)} says so); "
-                     f"give --data_dir={saved}, or another --root for {args.data_dir}.")
+                     f"give {shlex.quote(f'--data_dir={saved}')}, or another --root for {args.data_dir}.")
     if not tracked(s, args):
         for name in sorted(os.listdir(args.root)):
             path = os.path.join(args.root, name, "ckpt.pt")
             saved = load_checkpoint(path, ("config",))["config"].get("data_dir") if os.path.lexists(path) else None
             if isinstance(saved, str) and os.path.realpath(saved) != os.path.realpath(args.data_dir):
                 sys.exit(f"{os.path.join(args.root, name)} was trained on --data_dir {saved}, and the table of "
-                         f"--root {args.root} holds the runs of one data; give --data_dir={saved}, or another --root "
+                         f"--root {args.root} holds the runs of one data; give {shlex.quote(f'--data_dir={saved}')}, "
+                         f"or another --root "
                          f"for {args.data_dir}.")
 
 

@@ -1256,6 +1256,17 @@ def test_a_scaling_root_of_runs_on_other_data_is_refused(world, tmp_path):
         scaling.main(["--quick", "--report", f"--root={root}", f"--data_dir={mine}"])
 
 
+def test_the_scaling_root_s_data_is_advised_as_the_shell_takes_it(tmp_path):
+    # "give --data_dir=/x/my data": pasted, two arguments
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "scaling.csv").write_text(TABLES[2][3])
+    (root / "scaling_data.txt").write_text(f"{tmp_path / 'my data'}\n")
+    with pytest.raises(SystemExit) as e:
+        scaling.main(["--quick", "--report", f"--root={root}", f"--data_dir={tmp_path / 'mine'}"])
+    assert str(e.value).endswith(f"; give '--data_dir={tmp_path}/my data', or another --root for {tmp_path}/mine.")
+
+
 TABLES = [  # (study, its argv, the table it reads, a line of it)
     (rope, ["--redraw"], "assets/rope.csv", "variant,seed,length,loss\nqkv rope,1337,256,1.8\n"),
     (retrofit, ["--redraw"], "assets/retrofit.csv",
