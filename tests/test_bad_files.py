@@ -1267,6 +1267,25 @@ def test_the_scaling_root_s_data_is_advised_as_the_shell_takes_it(tmp_path):
     assert str(e.value).endswith(f"; give '--data_dir={tmp_path}/my data', or another --root for {tmp_path}/mine.")
 
 
+def test_a_study_s_data_dir_is_one_folder_under_any_locale(tmp_path):
+    # a run trained under a UTF-8 locale saved data_dir 'dé'; the study run under PYTHONUTF8=0 LC_ALL=C gives the
+    # same folder typed as 'd\udcc3\udca9': realpath's UnicodeEncodeError there (a traceback from scaling --report
+    # and from every study's check of a finished run), and in UTF-8 mode "a run of other settings"
+    data = tmp_path / "dé"
+    data.mkdir()
+    typed = f"{tmp_path}/d\udcc3\udca9"
+    assert checkpoint.same_folder(str(data), typed) and checkpoint.same_folder(str(data) + "/", str(data))
+    assert not checkpoint.same_folder(str(data), str(tmp_path))
+    checkpoint.check_study_run({"config": {"data_dir": str(data), "seed": 1}}, tmp_path / "run",
+                               [f"--data_dir={typed}", "--seed=1"], "python -m experiments.scaling")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "scaling.csv").write_text(TABLES[2][3])
+    (root / "scaling_data.txt").write_text(f"{data}\n")
+    scaling.main(["--quick", "--report", f"--root={root}", f"--data_dir={typed}"])  # its own data: reported
+    assert (root / "scaling.md").exists()
+
+
 TABLES = [  # (study, its argv, the table it reads, a line of it)
     (rope, ["--redraw"], "assets/rope.csv", "variant,seed,length,loss\nqkv rope,1337,256,1.8\n"),
     (retrofit, ["--redraw"], "assets/retrofit.csv",
