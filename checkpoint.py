@@ -46,7 +46,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from configurator import closed_stream, configure, stop_signals
+from configurator import as_text, closed_stream, configure, stop_signals
 from model import GPT, GPTConfig
 
 PREFIXES = ("_orig_mod.", "module.")  # torch.compile's and DDP's wrappers: harmless, stripped on load
@@ -98,6 +98,17 @@ def partial_report(missing, total, prefix, complete):
           f"{', '.join(missing)}", file=sys.stderr)
 
 
+def same_folder(a, b):
+    """Whether two paths name one folder however spelled (data/x/, ./data/x, its absolute path) and under any locale:
+    a path saved under a UTF-8 locale ('dé') does not encode under an ASCII one (PYTHONUTF8=0 LC_ALL=C), which gives
+    the same folder typed as 'd\\udcc3\\udca9': realpath's UnicodeEncodeError, or two spellings of one folder."""
+    try:  # as bytes, as train.py's same() compares them
+        a, b = (as_text(p).encode("utf-8", "surrogateescape") for p in (a, b))
+    except UnicodeError:
+        return False
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
 def check_study_run(ckpt, out_dir, args, command):
     """That the checkpoint in a study's run folder is the run the study trains there: every setting its train.py
     arguments (args: config files, then --key=value) give is the one the checkpoint was trained with. A finished run
@@ -114,7 +125,7 @@ def check_study_run(ckpt, out_dir, args, command):
 
     def same(k):  # data/x/ and its absolute path are one folder
         if k == "data_dir" and isinstance(saved[k], str):
-            return os.path.realpath(values[k]) == os.path.realpath(saved[k])
+            return isinstance(values[k], str) and same_folder(values[k], saved[k])
         return values[k] == saved[k]
     bad = next((k for k in sorted(given) if k not in ("out_dir", "init_from") and not same(k)), None)
     if bad:

@@ -294,7 +294,7 @@ def configure(defaults, args, usage=None, hints=None):
                 near = [p for p in (arg + ".py", os.path.join("config", name), os.path.join("config", name + ".py"),
                                     os.path.join(REPO, "config", name), os.path.join(REPO, "config", name + ".py"))
                         if os.path.isfile(p)]
-                raise SystemExit(f"config file {arg!r} not found; " + (f"did you mean {near[0]}?" if near else
+                raise SystemExit(f"config file {arg!r} not found; " + (f"did you mean {shlex.quote(near[0])}?" if near else
                                  "positional arguments are config files (overrides are written --key=value)."))
             scope = run_file(arg, values)
             for key, value in scope.items():
@@ -764,6 +764,30 @@ def run_main(main, after, oom):
         except OSError:  # stderr went too
             pass
         raise SystemExit(1) from None
+
+
+def missing_device(name, fix):
+    """Why the device name is not one PyTorch sees here, and what to do (fix for a machine without it), in words;
+    "" when it is there. A CUDA index past the GPUs was torch's 'invalid device ordinal' traceback at the first
+    tensor, and GPUs that CUDA_VISIBLE_DEVICES hides were called a machine without CUDA, the variable unnamed."""
+    import torch
+    device = torch.device(name)
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        return f"this PyTorch build or machine has no MPS device; {fix}"
+    if device.type != "cuda":
+        return ""
+    shown = os.environ.get("CUDA_VISIBLE_DEVICES")
+    setting = f"CUDA_VISIBLE_DEVICES={shlex.quote(shown)}" if shown is not None else ""
+    if not torch.cuda.is_available():
+        if shown is None or torch.version.cuda is None:  # not set, or a CPU build: no variable shows it a GPU
+            return f"this PyTorch build or machine has no CUDA device; {fix}"
+        return (f"PyTorch sees no CUDA device under {setting}, which hides every GPU it does not name; name one there "
+                f"(nvidia-smi lists them) or unset it, or {fix}")
+    if device.index is not None and device.index >= (count := torch.cuda.device_count()):
+        which = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
+        numbered = f", the GPUs {setting} names numbered from 0" if setting else ""
+        return f"PyTorch sees {count} CUDA device{'s' if count > 1 else ''} ({which}{numbered}); give one of them"
+    return ""
 
 
 def out_of_memory(e, fix):

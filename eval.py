@@ -15,6 +15,7 @@ import glob
 import json
 import math
 import os
+import shlex
 import sys
 import time
 from contextlib import nullcontext
@@ -263,9 +264,10 @@ def load_tasks(args):
     unknown = [t for t in tasks if t not in tm.all_tasks]
     path = next((t for t in unknown if os.path.exists(t)), None)
     if path:  # a task's YAML, its folder or a text, given where names go: "add them through --include_path" missed it
-        fix = (f"pass the folder as --include_path={path}" if os.path.isdir(path) else
-               f"pass its folder as --include_path={os.path.dirname(path) or '.'}" if path.endswith((".yaml", ".yml"))
-               else f"for the perplexity of a text file, use --text={path}")
+        folder = os.path.dirname(path) or "."  # quoted: a path with a space, pasted, was two arguments
+        fix = (f"pass the folder as {shlex.quote('--include_path=' + path)}" if os.path.isdir(path) else
+               f"pass its folder as {shlex.quote('--include_path=' + folder)}" if path.endswith((".yaml", ".yml"))
+               else f"for the perplexity of a text file, use {shlex.quote('--text=' + path)}")
         raise SystemExit(f"--tasks takes task names, and {path} is a {'folder' if os.path.isdir(path) else 'file'}; "
                          f"{fix}{'' if fix.startswith('for') else ' and the names its YAML files give as --tasks'}.")
     # a task's YAML emptied, cut short or another file, in --include_path: "add task YAML files through

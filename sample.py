@@ -24,7 +24,7 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import torch
 
 from checkpoint import dangling, load_checkpoint, other_data, r50k, read_json, tokens, unreadable, utf16
-from configurator import Parser, boolean, cli, compile_failure, home, number
+from configurator import Parser, boolean, cli, compile_failure, home, missing_device, number
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, check_conversion, conversion_note, convert_state_dict,
                      exact_fit, gpt2_config, load_gpt2, ties_v)
 from model import GPT, SOURCES, GPTConfig, cache_length
@@ -122,10 +122,8 @@ def check_device(p, name):
         p.error(f"--device must be cpu, cuda, cuda:N or mps; got {name!r}.")
     if device.type not in ("cpu", "cuda", "mps"):
         p.error(f"--device must be cpu, cuda, cuda:N or mps; got {name!r}.")
-    if device.type == "cuda" and not torch.cuda.is_available() or device.type == "mps" and \
-            not torch.backends.mps.is_available():
-        p.error(f"--device={name}, but this PyTorch build or machine has no {device.type.upper()} device; "
-                f"use --device=cpu.")
+    if why := missing_device(name, "use --device=cpu"):
+        p.error(f"--device={name}, but {why}.")
 
 
 # options a mode of sample.py reads nothing of (configurator.Parser.unread)

@@ -56,8 +56,8 @@ from torch.utils.checkpoint import checkpoint
 from checkpoint import (atomic_write, dangling, eval_batches, file_above, guard_assets, load_checkpoint, lock_held,
                         masked, masked_file, open_data, other_data, perplexity, save_checkpoint, scored_tokens,
                         space_fix, tokens, unlocked, unreadable)
-from configurator import (as_text, cache_failure, compile_failure, configure, describe, out_of_memory, range_error,
-                          tolerant_output)
+from configurator import (as_text, cache_failure, compile_failure, configure, describe, missing_device,
+                          out_of_memory, range_error, tolerant_output)
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, conversion_note, convert_state_dict, exact_fit,
                      gpt2_config, load_gpt2, ties_v)
 from model import ATTNS, GPT, POS_CONV_BASES, POS_EMBS, SOURCES, GPTConfig
@@ -227,9 +227,8 @@ if converting and init_from not in GPT2_SIZES:
 if device == "auto":
     device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
 device_type = device.split(":")[0]
-if device_type == "cuda" and not torch.cuda.is_available() or device_type == "mps" and not torch.backends.mps.is_available():
-    sys.exit(f"device={device!r}, but this PyTorch build or machine has no {device_type.upper()} device; "
-             f"use --device=cpu (or auto).")
+if device_type in ("cuda", "mps") and (why := missing_device(device, "use --device=cpu (or auto)")):
+    sys.exit(f"device={device!r}, but {why}.")
 if dtype == "auto":
     dtype = "bfloat16" if device_type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
 ptdtype = getattr(torch, dtype)
@@ -269,6 +268,14 @@ if ddp and device_type == "cuda" and device != "cuda":
     sys.exit(f"device={device!r}, but under torchrun each process uses the GPU of its LOCAL_RANK (cuda:{local_rank} "
              f"here); give --device=cuda (or auto), and choose the GPUs with CUDA_VISIBLE_DEVICES, e.g. "
              f"CUDA_VISIBLE_DEVICES=1 torchrun --standalone --nproc_per_node=1 train.py ...")
+# torchrun started more processes on this node than it has GPUs: torch.cuda.set_device's 'invalid device ordinal'
+# traceback in each process past the last one
+if ddp and device_type == "cuda" and local_rank >= (gpus := torch.cuda.device_count()):
+    shown = f" under CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}" \
+        if "CUDA_VISIBLE_DEVICES" in os.environ else ""
+    sys.exit(f"rank {rank}: LOCAL_RANK {local_rank} takes cuda:{local_rank}, but PyTorch sees {gpus} CUDA "
+             f"device{'s' if gpus > 1 else ''} here{shown}; start one process per GPU: torchrun "
+             f"--nproc_per_node={gpus} ...")
 master = rank == 0  # logs and writes the checkpoint
 if ddp and backend == "nccl" and device_type != "cuda":
     sys.exit(f"backend='nccl' runs on CUDA only, and device is {device!r}; set --backend=gloo (or auto).")

@@ -44,7 +44,7 @@ import torch
 
 from checkpoint import (atomic_write, check_study_run, guard_assets, in_assets, load_checkpoint, new_dirs, outputs_free,
                         present, read_json, save_figure, together, tokens, unwritable)
-from configurator import Parser, cli, number
+from configurator import Parser, as_text, cli, number
 from convert import affine_fit
 from model import GPT, GPTConfig
 
@@ -396,8 +396,10 @@ def work(args, model, data_dir, tokenizer, out):
     print("\n\n".join(lines))
     if out:
         with together():  # the table and figure, or neither: a stop while the figure drew left the table alone
-            paths = write(out, lines, records(rows, random, eranks), model, rows, random,
-                          f"{args.out_dir} (proj={cfg.proj})")
+            # the title as text matplotlib can draw: outside UTF-8 mode (PYTHONUTF8=0 LC_ALL=C) a non-ASCII path
+            # holds its bytes as surrogates, a TypeError from FT2Font at the figure's layout
+            name = as_text(args.out_dir).encode("utf-8", "replace").decode("utf-8")
+            paths = write(out, lines, records(rows, random, eranks), model, rows, random, f"{name} (proj={cfg.proj})")
         print(f"\nwrote {', '.join(paths)}")
 
 # what a stop leaves, said by cli: "nothing was written" was wrong for a closed output (`| head`) at the last line,

@@ -21,6 +21,7 @@ import csv
 import io
 import math
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -77,7 +78,7 @@ def train_args(args, seed, out, proj, pos_emb):
 
 def study_command(args):
     return "python -m experiments.rope" + (" --quick" if args.quick else "") + \
-        (f" --data_dir={args.data_dir}" if args.data_dir != "data/cpu_lm_bytes" else "")
+        (" " + shlex.quote(f"--data_dir={args.data_dir}") if args.data_dir != "data/cpu_lm_bytes" else "")
 
 
 def train_all(args):

@@ -25,6 +25,7 @@ import csv
 import io
 import math
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -46,7 +47,7 @@ import torch
 
 from checkpoint import (atomic_write, check_study_run, data_name, default_data, guard_assets, hold_lock,
                         load_checkpoint, new_dirs, open_data, present, read_json, read_log, read_table, repo_path,
-                        save_figure, scored_tokens, together, tokens, train_first, writable_dir)
+                        same_folder, save_figure, scored_tokens, together, tokens, train_first, writable_dir)
 from configurator import Parser, cli, number, stop_children
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
@@ -304,16 +305,17 @@ def check_root_data(s, args):
         if not saved:  # emptied by hand or a full disk: "give --data_dir=" named no folder
             sys.exit(f"{data_file(args)} names no data_dir (it holds the --data_dir of the runs in --root "
                      f"{args.root}); write that folder into it, or give another --root for {args.data_dir}.")
-        if os.path.realpath(saved) != os.path.realpath(args.data_dir):  # as given: a moved repository keeps it
+        if not same_folder(saved, args.data_dir):  # as given: a moved repository keeps it
             sys.exit(f"the table of --root {args.root} holds runs on --data_dir {saved} ({data_file(args)} says so); "
-                     f"give --data_dir={saved}, or another --root for {args.data_dir}.")
+                     f"give {shlex.quote(f'--data_dir={saved}')}, or another --root for {args.data_dir}.")
     if not tracked(s, args):
         for name in sorted(os.listdir(args.root)):
             path = os.path.join(args.root, name, "ckpt.pt")
             saved = load_checkpoint(path, ("config",))["config"].get("data_dir") if os.path.lexists(path) else None
-            if isinstance(saved, str) and os.path.realpath(saved) != os.path.realpath(args.data_dir):
+            if isinstance(saved, str) and not same_folder(saved, args.data_dir):
                 sys.exit(f"{os.path.join(args.root, name)} was trained on --data_dir {saved}, and the table of "
-                         f"--root {args.root} holds the runs of one data; give --data_dir={saved}, or another --root "
+                         f"--root {args.root} holds the runs of one data; give {shlex.quote(f'--data_dir={saved}')}, "
+                         f"or another --root "
                          f"for {args.data_dir}.")
 
 
@@ -490,8 +492,8 @@ def report(s, args):
     # not the --root of a tracked table, which every --root trains: `--report --root=X` rewrote assets/scaling.md to
     # name X, a folder it never read
     command = "python -m experiments.scaling" + (" --quick" if s is QUICK else "") + \
-        (f" --root={args.root}" if args.root != s["root"] and not tracked(s, args) else "") + \
-        (f" --data_dir={args.data_dir}" if not default_data(args.data_dir) else "")
+        (" " + shlex.quote(f"--root={args.root}") if args.root != s["root"] and not tracked(s, args) else "") + \
+        (" " + shlex.quote(f"--data_dir={args.data_dir}") if not default_data(args.data_dir) else "")
     if not rows:
         sys.exit(f"{csv_path} holds no finished run yet; {train_first(args.root, command)}.")
     expected = len(plan(s))

@@ -407,3 +407,16 @@ def test_a_closed_output_after_the_files_is_not_called_nothing_written(tmp_path,
     err = capfd.readouterr().err
     assert sorted(os.listdir(tmp_path / "out")) == ["projections.csv", "projections.md", "projections.png"]
     assert "nothing was written" not in err and err.endswith("written together when the analysis ends, not before.\n")
+
+
+def test_a_non_ascii_folder_outside_utf8_mode_is_drawn_in_the_title(tmp_path):
+    # PYTHONUTF8=0 LC_ALL=C gives the command line's "runé" as 'run\udcc3\udca9': the figure's title, the folder, was
+    # a TypeError from matplotlib's FT2Font (a traceback after the table, nothing written)
+    run = tmp_path / "runé"
+    run.mkdir()
+    save_ckpt(run, "qk_v")
+    env = dict(os.environ, PYTHONUTF8="0", LC_ALL="C", PYTHONCOERCECLOCALE="0")
+    r = subprocess.run([sys.executable, "-m", "experiments.analyze", f"--out_dir={run}"], cwd=ROOT, env=env,
+                       capture_output=True)
+    assert r.returncode == 0 and b"Traceback" not in r.stderr, r.stderr[-2000:]
+    assert (run / "projections.png").stat().st_size > 0 and (run / "projections.md").exists()

@@ -423,6 +423,20 @@ def test_a_config_file_named_without_py_or_config_names_the_file_meant(cwd, arg,
     assert str(e.value) == f"config file {arg!r} not found; did you mean {meant.format(root=ROOT)}?"
 
 
+def test_the_config_file_meant_is_named_as_the_shell_takes_it(tmp_path, monkeypatch):
+    # a repository in "my repo" run from another folder: "did you mean /x/my repo/config/cpu_tiny.py?", pasted, gave
+    # train.py two arguments
+    repo = tmp_path / "my repo"
+    (repo / "config").mkdir(parents=True)
+    (repo / "config" / "cpu_tiny.py").write_text("max_iters = 5\n")
+    import configurator
+    monkeypatch.setattr(configurator, "REPO", str(repo))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        configure(DEFAULTS, ["config/cpu_tiny.py"])
+    assert str(e.value) == f"config file 'config/cpu_tiny.py' not found; did you mean '{repo}/config/cpu_tiny.py'?"
+
+
 def test_a_path_given_from_home_is_home_s_not_a_folder_named_tilde(tmp_path, monkeypatch):
     # bash leaves the ~ of `--out_dir=~/runs/x`: train.py made ./~/runs/x (and `rm -rf ~` would clean it up with home)
     monkeypatch.setenv("HOME", str(tmp_path))

@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import shlex
 import string
 import subprocess
 import sys
@@ -631,20 +632,26 @@ def test_text_in_samples_file_form_or_a_token_file_is_one_sentence_that_fixes_it
 
 def test_a_path_given_as_a_task_names_the_flag_it_belongs_to(tmp_path, lm_eval, monkeypatch):
     # --tasks=mytask.yaml (or its folder, or a text) was "knows no task ...; add task YAML files through
-    # --include_path", which takes a folder and still needs the task's name in --tasks
+    # --include_path", which takes a folder and still needs the task's name in --tasks; in a folder with a space the
+    # flag advised, pasted, was two arguments (now quoted)
     monkeypatch.setattr(ev, "TaskManager", lambda include_path: lm_eval.tasks.TaskManager(
         include_path=include_path, include_defaults=False))
-    make_task(tmp_path)
-    (tmp_path / "text.txt").write_text("To be, or not to be.\n")
-    for arg, want in ((tmp_path / "alphabet.yaml", f"is a file; pass its folder as --include_path={tmp_path} and the "
-                                                   f"names its YAML files give as --tasks."),
-                      (tmp_path, f"is a folder; pass the folder as --include_path={tmp_path} and the names its YAML "
-                                 f"files give as --tasks."),
-                      (tmp_path / "text.txt", f"is a file; for the perplexity of a text file, use "
-                                              f"--text={tmp_path / 'text.txt'}.")):
-        with pytest.raises(SystemExit) as e:  # tmp_path holds no checkpoint: the tasks are checked first
-            ev.main([f"--out_dir={tmp_path}", f"--tasks={arg}"])
-        assert str(e.value) == f"--tasks takes task names, and {arg} {want}"
+    for root in (tmp_path, tmp_path / "my tasks"):
+        root.mkdir(exist_ok=True)
+        make_task(root)
+        text = root / "text.txt"
+        text.write_text("To be, or not to be.\n")
+        flag = shlex.quote(f"--include_path={root}")
+        for arg, want in ((root / "alphabet.yaml", f"is a file; pass its folder as {flag} and the names its YAML files "
+                                                   f"give as --tasks."),
+                          (root, f"is a folder; pass the folder as {flag} and the names its YAML files give as "
+                                 f"--tasks."),
+                          (text, f"is a file; for the perplexity of a text file, use "
+                                 f"{shlex.quote(f'--text={text}')}.")):
+            with pytest.raises(SystemExit) as e:  # tmp_path holds no checkpoint: the tasks are checked first
+                ev.main([f"--out_dir={tmp_path}", f"--tasks={arg}"])
+            assert str(e.value) == f"--tasks takes task names, and {arg} {want}"
+    assert "'--text=" in str(e.value)  # the folder with a space
 
 
 def test_results_name_the_iteration_of_the_checkpoint_they_measured(tmp_path):

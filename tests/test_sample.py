@@ -529,3 +529,30 @@ def test_a_prompt_file_from_home_is_read_from_home(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "prompt.txt").write_text("To be")
     assert sample.read_text_file("~/prompt.txt", "--start=FILE:~/prompt.txt", "give a text file") == "To be"
+
+
+@pytest.mark.parametrize("gpus, shown, device, said", [
+    (1, None, "cuda:1", "PyTorch sees 1 CUDA device (cuda:0); give one of them"),
+    (2, "3,5", "cuda:2", "PyTorch sees 2 CUDA devices (cuda:0 to cuda:1, the GPUs CUDA_VISIBLE_DEVICES=3,5 names "
+                         "numbered from 0); give one of them"),
+    (0, "", "cuda", "PyTorch sees no CUDA device under CUDA_VISIBLE_DEVICES='', which hides every GPU it does not "
+                    "name; name one there (nvidia-smi lists them) or unset it, or use --device=cpu")])
+def test_a_gpu_this_machine_does_not_show_is_refused_naming_what_it_shows(gpus, shown, device, said, monkeypatch,
+                                                                         capsys):
+    # --device=cuda:1 on one GPU was torch's 'invalid device ordinal' traceback at the first tensor, and the GPUs
+    # CUDA_VISIBLE_DEVICES hid were "this PyTorch build or machine has no CUDA device" (a CUDA build is mocked here)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    if shown is not None:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", shown)
+    with pytest.raises(SystemExit):
+        sample.check_device(sample.get_parser(), device)
+    assert capsys.readouterr().err.splitlines()[-1].endswith(f": error: --device={device}, but {said}.")
+    monkeypatch.setattr(torch.version, "cuda", None)  # a CPU build: no variable shows it a GPU
+    if not gpus:
+        with pytest.raises(SystemExit):
+            sample.check_device(sample.get_parser(), device)
+        assert capsys.readouterr().err.splitlines()[-1].endswith(
+            ": error: --device=cuda, but this PyTorch build or machine has no CUDA device; use --device=cpu.")

@@ -1578,9 +1578,25 @@ def test_a_gpu_index_under_torchrun_is_refused(data_dir, tmp_path, monkeypatch):
     # each process takes cuda:LOCAL_RANK: `torchrun --nproc_per_node=1 train.py --device=cuda:1` trained on cuda:0,
     # the index read by nothing (refused before any CUDA call, so a machine without one tries it too)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # cuda:1 is there: the index is refused for torchrun
     for k, v in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29500").items():
         monkeypatch.setenv(k, v)
     assert refusal(monkeypatch, tmp_path, ["--device=cuda:1"], data_dir) == (
         "device='cuda:1', but under torchrun each process uses the GPU of its LOCAL_RANK (cuda:0 here); give "
         "--device=cuda (or auto), and choose the GPUs with CUDA_VISIBLE_DEVICES, e.g. CUDA_VISIBLE_DEVICES=1 "
         "torchrun --standalone --nproc_per_node=1 train.py ...")
+
+
+def test_a_gpu_this_machine_does_not_show_is_refused(data_dir, tmp_path, monkeypatch):
+    # --device=cuda:1 on one GPU, or torchrun --nproc_per_node=2 on it, was torch's 'invalid device ordinal'
+    # traceback at the first tensor (refused before any CUDA call, so a machine without one tries it too)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert refusal(monkeypatch, tmp_path, ["--device=cuda:1"], data_dir) == (
+        "device='cuda:1', but PyTorch sees 1 CUDA device (cuda:0); give one of them.")
+    for k, v in dict(RANK="1", LOCAL_RANK="1", WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT="29500").items():
+        monkeypatch.setenv(k, v)
+    assert refusal(monkeypatch, tmp_path, ["--device=cuda"], data_dir) == (
+        "rank 1: LOCAL_RANK 1 takes cuda:1, but PyTorch sees 1 CUDA device here; start one process per GPU: torchrun "
+        "--nproc_per_node=1 ...")
