@@ -584,6 +584,15 @@ def full(e):
     return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
+def how_to_go_on():
+    """The end of a stopped run's line: what its checkpoint holds, and the command that goes on from it."""
+    held = saved_iter
+    if saving and os.path.exists(ckpt_path):  # stopped around a save's rename: the file says which side
+        held = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=True)["iter_num"]
+    return (f"{ckpt_path} holds iteration {held}: to go on, run the same command with --init_from=resume."
+            if held is not None else "no checkpoint was saved yet: run the same command to start again.")
+
+
 def interrupted(kind, e, tb):
     """Ctrl-C, SIGTERM or SIGHUP, a closed pipe on stdout (`train.py ... | head`), a full disk under stdout or
     log.jsonl, out of memory, a torch.compile that cannot work (no C++ compiler) or a torch cache folder it cannot
@@ -613,18 +622,12 @@ def interrupted(kind, e, tb):
     ctrl_c = isinstance(cause, KeyboardInterrupt)
     what, status = stopped_by(cause) if ctrl_c else (None, 1)
     if master:
-        held = saved_iter
-        if saving and os.path.exists(ckpt_path):
-            held = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=True)["iter_num"]
         why = (f"stopped by {what}" if ctrl_c else "stopped: the reader of its output went away (a closed pipe)"
                if isinstance(cause, BrokenPipeError) else f"stopped: its output or "
                f"{os.path.join(out_dir, 'log.jsonl')} could not be written ({cause.strerror}; "
                f"{space_fix(cause) if cause.errno == errno.EFBIG else 'free space'} first)")
         with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) takes no more text; unmake() still runs
-            print(f"{why} at iteration {iter_num}; " + (
-                f"{ckpt_path} holds iteration {held}: to go on, run the same command with --init_from=resume."
-                if held is not None else "no checkpoint was saved yet: run the same command to start again."),
-                file=sys.stderr)
+            print(f"{why} at iteration {iter_num}; {how_to_go_on()}", file=sys.stderr)
         unmake()
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -726,9 +729,13 @@ if ddp:
         if isinstance(e, dist.DistError) or isinstance(e, RuntimeError) and any(
                 w in str(e) for w in ("gloo", "NCCL", "Timed out")):
             first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+            # rank 0 says where the run stands, and a run that saved nothing leaves no out_dir (its lock and log
+            # stayed, as after no other stop)
             sys.stderr.write(f"rank {rank}: a collective failed or waited more than ddp_timeout={ddp_timeout}s: "
                              f"another process stalled or died; see its log, or raise --ddp_timeout if it is only "
-                             f"slow ({type(e).__name__}: {first})\n")
+                             f"slow ({type(e).__name__}: {first})" + (f"; {how_to_go_on()}" if master else "") + "\n")
+            if master:
+                unmake()
             os._exit(1)
         interrupted(kind, e, tb)
     sys.excepthook = on_error

@@ -216,6 +216,9 @@ def test_a_stalled_ddp_rank_stops_the_run_with_a_message(world, tmp_path):
             os.killpg(p.pid, signal.SIGKILL)
     assert p.returncode != 0
     assert re.search(r"rank [01]: a collective failed or waited more than ddp_timeout=5s", output), output[-3000:]
+    # rank 0 says where the run stands, and one that saved nothing leaves no out_dir: its lock and log stayed
+    assert "no checkpoint was saved yet: run the same command to start again." in output, output[-3000:]
+    assert not out.exists(), sorted(p.name for p in out.iterdir())
 
 
 def test_prepare_refuses_an_input_edited_to_the_same_size(tmp_path):
