@@ -731,9 +731,13 @@ if ddp:
             first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
             # rank 0 says where the run stands, and a run that saved nothing leaves no out_dir (its lock and log
             # stayed, as after no other stop)
-            sys.stderr.write(f"rank {rank}: a collective failed or waited more than ddp_timeout={ddp_timeout}s: "
-                             f"another process stalled or died; see its log, or raise --ddp_timeout if it is only "
-                             f"slow ({type(e).__name__}: {first})" + (f"; {how_to_go_on()}" if master else "") + "\n")
+            # only a wait is helped by a longer --ddp_timeout: a process that ended (a refusal that rank 0 alone
+            # makes, such as an unwritable out_dir, or a crash) closes its connections, and its own lines say why
+            why = f"waited more than ddp_timeout={ddp_timeout}s: another process stalled; see its log, or raise " \
+                f"--ddp_timeout if it is only slow" if re.search(r"time[ds]? ?out|timing out", str(e), re.I) else \
+                "failed: another process ended or lost its connection; its own lines (or torchrun's report) say why"
+            sys.stderr.write(f"rank {rank}: a collective {why} ({type(e).__name__}: {first})"
+                             + (f"; {how_to_go_on()}" if master else "") + "\n")
             if master:
                 unmake()
             os._exit(1)
