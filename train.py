@@ -118,7 +118,9 @@ RANGES = {
     "learning_rate": "> 0", "max_iters": ">= 0", "total_tokens": ">= 0", "weight_decay": ">= 0",
     "beta1": "[0, 1)", "beta2": "[0, 1)", "grad_clip": ">= 0",
     "warmup_iters": ">= 0", "lr_decay_iters": ">= 0", "min_lr": ">= 0",
-    "ddp_timeout": ">= 1",
+    # torch adds it to a clock in nanoseconds (int64): 9e12 s wrapped to a rendezvous that timed out at once, 1e14
+    # was an OverflowError in timedelta; a billion seconds (31 years) is as good as no limit
+    "ddp_timeout": "[1, 1000000000]",
 }
 CHOICES = {
     "convert_method": TIE_METHODS, "proj": tuple(SOURCES), "attn": ATTNS, "pos_conv_basis": POS_CONV_BASES,
