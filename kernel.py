@@ -114,7 +114,9 @@ def check_inputs(q, k_cache, v_cache, lengths):
                          f"{tuple(k_cache.shape)}.")
     B, H, D = q.shape
     # an empty cache or head: the kernel gave NaN (or divided by D = 0) where the reference gave 0
-    if k_cache.size(0) != B or k_cache.size(3) != D or H % k_cache.size(1) or D < 1 or k_cache.size(2) < 1:
+    # H_kv = 0 was a ZeroDivisionError in the modulo
+    if k_cache.size(0) != B or k_cache.size(3) != D or k_cache.size(1) < 1 or H % k_cache.size(1) or D < 1 or \
+            k_cache.size(2) < 1:
         raise ValueError(f"k_cache {tuple(k_cache.shape)} must match q {tuple(q.shape)} in B and D (>= 1), its "
                          f"H_kv must divide H, and it must hold T_max >= 1 positions.")
     if v_cache is not None and v_cache.shape != k_cache.shape:
@@ -125,9 +127,10 @@ def check_inputs(q, k_cache, v_cache, lengths):
         # float lengths: the kernel cut 3.7 to 3 positions where the reference masks 4, a silent disagreement
         raise ValueError(f"lengths must be a [B] = [{B}] integer tensor of valid positions; got "
                          f"{f'{tuple(lengths.shape)} {lengths.dtype}' if torch.is_tensor(lengths) else lengths}.")
-    if q.dtype != k_cache.dtype or (v_cache is not None and v_cache.dtype != k_cache.dtype):
-        raise ValueError(f"q, k_cache and v_cache must share one dtype; got {q.dtype}, {k_cache.dtype} and "
-                         f"{None if v_cache is None else v_cache.dtype}.")
+    if q.dtype != k_cache.dtype or (v_cache is not None and v_cache.dtype != k_cache.dtype) or \
+            not q.is_floating_point():  # integers were Triton's "Unsupported lhs dtype", complex a KeyError
+        raise ValueError(f"q, k_cache and v_cache must share one floating-point dtype; got {q.dtype}, "
+                         f"{k_cache.dtype} and {None if v_cache is None else v_cache.dtype}.")
 
 
 def dense_rows(t):
@@ -149,7 +152,9 @@ def decode_attention(q, k_cache, v_cache=None, lengths=None, scale=None, *, rope
     if scale is not None and not (isinstance(scale, numbers.Real) and math.isfinite(scale)):
         # a tensor failed in the interpreter's cast, NaN gave NaN
         raise ValueError(f"scale must be a finite number (None: 1/sqrt(D)); got {scale!r}.")
-    if rope_base is not None and not (math.isfinite(rope_base) and rope_base > 0):  # 0 ran unrotated, as no RoPE
+    # 0 ran unrotated, as no RoPE; a string was math.isfinite's TypeError (a bool is no base either)
+    if rope_base is not None and not (isinstance(rope_base, numbers.Real) and not isinstance(rope_base, bool)
+                                      and math.isfinite(rope_base) and rope_base > 0):
         raise ValueError(f"rope_base must be a finite number > 0, as GPTConfig's; got {rope_base}.")
     if not (isinstance(num_splits, int) and num_splits >= 1 or num_splits is None) or \
             not (isinstance(block_n, int) and block_n >= 16 and block_n & (block_n - 1) == 0):

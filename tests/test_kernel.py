@@ -118,6 +118,13 @@ def test_defaults_scale_and_strided_q():
     ((torch.zeros(2, 4, 0), torch.zeros(2, 2, 5, 0)), "D \\(>= 1\\)"),
     ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, None, torch.tensor(0.3)), "scale must be a finite number"),
     ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), torch.zeros(2, 2, 5, 8, dtype=torch.float64)), "torch.float64"),
+    # no kv head was a ZeroDivisionError, integer or complex tensors Triton's own errors, a string base math's
+    ((torch.zeros(2, 4, 8), torch.zeros(2, 0, 5, 8)), "H_kv must divide H"),
+    ((torch.zeros(2, 4, 8, dtype=torch.int32), torch.zeros(2, 2, 5, 8, dtype=torch.int32)), "floating-point dtype"),
+    ((torch.zeros(2, 4, 8, dtype=torch.complex64), torch.zeros(2, 2, 5, 8, dtype=torch.complex64)),
+     "floating-point dtype"),
+    ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, None, None, "1e4"), "rope_base must be a finite number"),
+    ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, None, None, True), "rope_base must be a finite number"),
 ])
 def test_bad_inputs_name_the_field(args, field):
     kw = dict(zip(("rope_base", "num_splits", "block_n"), args[5:]))
