@@ -603,9 +603,11 @@ def interrupted(kind, e, tb):
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second Ctrl-C, pressed while this stops, would
         signal.signal(sig, signal.SIG_IGN)  # cut it short
     if (compile and (why := compile_failure(e))) or (why := cache_failure(e)):  # the first compiled forward; or
-        # a TORCHINDUCTOR_CACHE_DIR torch cannot make, when building the model imports torch._dynamo
+        # a TORCHINDUCTOR_CACHE_DIR torch cannot make, when building the model imports torch._dynamo. Said by every
+        # process, as out of memory is: under torchrun the first to exit (rank 1, silent) had torchrun end rank 0
+        # before its line, and nothing said why the run failed
+        print(f"{'' if master else f'rank {rank}: '}{why}", file=sys.stderr, flush=True)
         if master:
-            print(why, file=sys.stderr, flush=True)
             unmake()
         os._exit(1)
     if why := out_of_memory(e, "lower --batch_size (a larger --gradient_accumulation_steps keeps the tokens per "

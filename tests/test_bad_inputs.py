@@ -235,6 +235,23 @@ def test_a_refusal_of_rank_0_alone_is_not_called_a_timeout_by_the_others(world, 
     assert "ddp_timeout" not in r.stderr, r.stderr[-3000:]
 
 
+def test_a_compile_that_cannot_work_under_torchrun_is_said_whichever_process_ends_first(world, tmp_path):
+    # each process meets the missing compiler; rank 1 exited without a word and torchrun then ended rank 0 before
+    # its line: torchrun's report alone, with no cause. Rank 0 is held back here by what it alone does before the
+    # first step (a resume rewrites log.jsonl's kept lines: a long log), so rank 1 is the first to meet it
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(world / "run" / "ckpt.pt", out)
+    (out / "log.jsonl").write_text('{"iter": 0, "loss": 5.0}\n' * 400_000)
+    cmd = [PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *T, f"--data_dir={world / 'data'}",
+           f"--out_dir={out}", "--max_iters=3", "--init_from=resume", "--compile=True"]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, OMP_NUM_THREADS="1", CXX=str(tmp_path / "no-such-g++")))
+    assert r.returncode != 0
+    assert re.search(r"^rank 1: --compile=True: torch\.compile failed \(.*install one, or pass --compile=False\.$",
+                     r.stderr, re.M), r.stderr[-3000:]
+
+
 def test_prepare_refuses_an_input_edited_to_the_same_size(tmp_path):
     text = tmp_path / "in.txt"
     text.write_text("abcdefgh\n" * 400)
