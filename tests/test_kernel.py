@@ -50,6 +50,17 @@ def sdpa(q, k, v, lengths, scale=None):
     return y.squeeze(2)
 
 
+def test_cpu_tensors_without_the_interpreter_are_refused_in_one_sentence(monkeypatch):
+    # without TRITON_INTERPRET=1 at import, CPU tensors were Triton's "0 active drivers ([])" RuntimeError
+    import kernel
+    monkeypatch.setattr(kernel, "INTERPRETED", False)
+    with pytest.raises(ValueError, match="runs on CUDA tensors, or on CPU under TRITON_INTERPRET=1 set before "
+                                         "kernel.py is imported; got q on cpu"):
+        decode_attention(torch.zeros(1, 2, 8), torch.zeros(1, 1, 4, 8))
+    with pytest.raises(ValueError, match="must be on one device; got cpu, meta, None and None"):
+        decode_attention(torch.zeros(1, 2, 8), torch.zeros(1, 1, 4, 8, device="meta"))
+
+
 @runs_kernels
 @pytest.mark.parametrize("separate_v", [False, True], ids=["v=k", "v"])
 @pytest.mark.parametrize("num_splits", [1, 3, 8])
