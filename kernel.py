@@ -102,6 +102,10 @@ def _merge_splits(Acc, M, L, Out, n_split, sob, soh,
     tl.store(Out + b * sob + h * soh + d, out.to(Out.dtype.element_ty), mask=d_ok)
 
 
+# whether triton.jit made interpreted kernels: decided when this module was imported, by TRITON_INTERPRET then
+INTERPRETED = type(_attend_split).__name__ == "InterpretedFunction"
+
+
 def auto_splits(batch, n_kv_head, t_max, block_n, device):
     """Split the sequence until about two programs per SM are running, never into pieces shorter than a tile."""
     sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
@@ -114,7 +118,9 @@ def check_inputs(q, k_cache, v_cache, lengths):
                          f"{tuple(k_cache.shape)}.")
     B, H, D = q.shape
     # an empty cache or head: the kernel gave NaN (or divided by D = 0) where the reference gave 0
-    if k_cache.size(0) != B or k_cache.size(3) != D or H % k_cache.size(1) or D < 1 or k_cache.size(2) < 1:
+    # H_kv = 0 was a ZeroDivisionError in the modulo
+    if k_cache.size(0) != B or k_cache.size(3) != D or k_cache.size(1) < 1 or H % k_cache.size(1) or D < 1 or \
+            k_cache.size(2) < 1:
         raise ValueError(f"k_cache {tuple(k_cache.shape)} must match q {tuple(q.shape)} in B and D (>= 1), its "
                          f"H_kv must divide H, and it must hold T_max >= 1 positions.")
     if v_cache is not None and v_cache.shape != k_cache.shape:
@@ -125,9 +131,14 @@ def check_inputs(q, k_cache, v_cache, lengths):
         # float lengths: the kernel cut 3.7 to 3 positions where the reference masks 4, a silent disagreement
         raise ValueError(f"lengths must be a [B] = [{B}] integer tensor of valid positions; got "
                          f"{f'{tuple(lengths.shape)} {lengths.dtype}' if torch.is_tensor(lengths) else lengths}.")
-    if q.dtype != k_cache.dtype or (v_cache is not None and v_cache.dtype != k_cache.dtype):
-        raise ValueError(f"q, k_cache and v_cache must share one dtype; got {q.dtype}, {k_cache.dtype} and "
-                         f"{None if v_cache is None else v_cache.dtype}.")
+    if len({t.device for t in (q, k_cache, v_cache, lengths) if torch.is_tensor(t)}) > 1:  # Triton's own error
+        raise ValueError(f"q, k_cache, v_cache and lengths must be on one device; got {q.device}, {k_cache.device}, "
+                         f"{None if v_cache is None else v_cache.device} and "
+                         f"{lengths.device if torch.is_tensor(lengths) else None}.")
+    if q.dtype != k_cache.dtype or (v_cache is not None and v_cache.dtype != k_cache.dtype) or \
+            not q.is_floating_point():  # integers were Triton's "Unsupported lhs dtype", complex a KeyError
+        raise ValueError(f"q, k_cache and v_cache must share one floating-point dtype; got {q.dtype}, "
+                         f"{k_cache.dtype} and {None if v_cache is None else v_cache.dtype}.")
 
 
 def dense_rows(t):
@@ -149,13 +160,18 @@ def decode_attention(q, k_cache, v_cache=None, lengths=None, scale=None, *, rope
     if scale is not None and not (isinstance(scale, numbers.Real) and math.isfinite(scale)):
         # a tensor failed in the interpreter's cast, NaN gave NaN
         raise ValueError(f"scale must be a finite number (None: 1/sqrt(D)); got {scale!r}.")
-    if rope_base is not None and not (math.isfinite(rope_base) and rope_base > 0):  # 0 ran unrotated, as no RoPE
+    # 0 ran unrotated, as no RoPE; a string was math.isfinite's TypeError (a bool is no base either)
+    if rope_base is not None and not (isinstance(rope_base, numbers.Real) and not isinstance(rope_base, bool)
+                                      and math.isfinite(rope_base) and rope_base > 0):
         raise ValueError(f"rope_base must be a finite number > 0, as GPTConfig's; got {rope_base}.")
     if not (isinstance(num_splits, int) and num_splits >= 1 or num_splits is None) or \
             not (isinstance(block_n, int) and block_n >= 16 and block_n & (block_n - 1) == 0):
         # 0 was a ZeroDivisionError, 48 the interpreter's "arange's range must be a power of 2"
         raise ValueError(f"num_splits must be an int >= 1 (or None) and block_n a power of two >= 16 (tl.dot's "
                          f"least tile); got {num_splits} and {block_n}.")
+    if not q.is_cuda and not INTERPRETED:  # Triton's "0 active drivers" (or "cpu tensor?" beside a GPU)
+        raise ValueError(f"decode_attention runs on CUDA tensors, or on CPU under TRITON_INTERPRET=1 set before "
+                         f"kernel.py is imported; got q on {q.device}.")
     B, H, D = q.shape
     H_kv, T_max = k_cache.size(1), k_cache.size(2)
     G = H // H_kv

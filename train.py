@@ -118,7 +118,9 @@ RANGES = {
     "learning_rate": "> 0", "max_iters": ">= 0", "total_tokens": ">= 0", "weight_decay": ">= 0",
     "beta1": "[0, 1)", "beta2": "[0, 1)", "grad_clip": ">= 0",
     "warmup_iters": ">= 0", "lr_decay_iters": ">= 0", "min_lr": ">= 0",
-    "ddp_timeout": ">= 1",
+    # torch adds it to a clock in nanoseconds (int64): 9e12 s wrapped to a rendezvous that timed out at once, 1e14
+    # was an OverflowError in timedelta; a billion seconds (31 years) is as good as no limit
+    "ddp_timeout": "[1, 1000000000]",
 }
 CHOICES = {
     "convert_method": TIE_METHODS, "proj": tuple(SOURCES), "attn": ATTNS, "pos_conv_basis": POS_CONV_BASES,
@@ -591,6 +593,15 @@ def full(e):
     return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
+def how_to_go_on():
+    """The end of a stopped run's line: what its checkpoint holds, and the command that goes on from it."""
+    held = saved_iter
+    if saving and os.path.exists(ckpt_path):  # stopped around a save's rename: the file says which side
+        held = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=True)["iter_num"]
+    return (f"{ckpt_path} holds iteration {held}: to go on, run the same command with --init_from=resume."
+            if held is not None else "no checkpoint was saved yet: run the same command to start again.")
+
+
 def interrupted(kind, e, tb):
     """Ctrl-C, SIGTERM or SIGHUP, a closed pipe on stdout (`train.py ... | head`), a full disk under stdout or
     log.jsonl, out of memory, a torch.compile that cannot work (no C++ compiler) or a torch cache folder it cannot
@@ -599,9 +610,11 @@ def interrupted(kind, e, tb):
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second Ctrl-C, pressed while this stops, would
         signal.signal(sig, signal.SIG_IGN)  # cut it short
     if (compile and (why := compile_failure(e))) or (why := cache_failure(e)):  # the first compiled forward; or
-        # a TORCHINDUCTOR_CACHE_DIR torch cannot make, when building the model imports torch._dynamo
+        # a TORCHINDUCTOR_CACHE_DIR torch cannot make, when building the model imports torch._dynamo. Said by every
+        # process, as out of memory is: under torchrun the first to exit (rank 1, silent) had torchrun end rank 0
+        # before its line, and nothing said why the run failed
+        print(f"{'' if master else f'rank {rank}: '}{why}", file=sys.stderr, flush=True)
         if master:
-            print(why, file=sys.stderr, flush=True)
             unmake()
         os._exit(1)
     if why := out_of_memory(e, "lower --batch_size (a larger --gradient_accumulation_steps keeps the tokens per "
@@ -620,18 +633,12 @@ def interrupted(kind, e, tb):
     ctrl_c = isinstance(cause, KeyboardInterrupt)
     what, status = stopped_by(cause) if ctrl_c else (None, 1)
     if master:
-        held = saved_iter
-        if saving and os.path.exists(ckpt_path):
-            held = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=True)["iter_num"]
         why = (f"stopped by {what}" if ctrl_c else "stopped: the reader of its output went away (a closed pipe)"
                if isinstance(cause, BrokenPipeError) else f"stopped: its output or "
                f"{os.path.join(out_dir, 'log.jsonl')} could not be written ({cause.strerror}; "
                f"{space_fix(cause) if cause.errno == errno.EFBIG else 'free space'} first)")
         with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) takes no more text; unmake() still runs
-            print(f"{why} at iteration {iter_num}; " + (
-                f"{ckpt_path} holds iteration {held}: to go on, run the same command with --init_from=resume."
-                if held is not None else "no checkpoint was saved yet: run the same command to start again."),
-                file=sys.stderr)
+            print(f"{why} at iteration {iter_num}; {how_to_go_on()}", file=sys.stderr)
         unmake()
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -733,9 +740,17 @@ if ddp:
         if isinstance(e, dist.DistError) or isinstance(e, RuntimeError) and any(
                 w in str(e) for w in ("gloo", "NCCL", "Timed out")):
             first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-            sys.stderr.write(f"rank {rank}: a collective failed or waited more than ddp_timeout={ddp_timeout}s: "
-                             f"another process stalled or died; see its log, or raise --ddp_timeout if it is only "
-                             f"slow ({type(e).__name__}: {first})\n")
+            # rank 0 says where the run stands, and a run that saved nothing leaves no out_dir (its lock and log
+            # stayed, as after no other stop)
+            # only a wait is helped by a longer --ddp_timeout: a process that ended (a refusal that rank 0 alone
+            # makes, such as an unwritable out_dir, or a crash) closes its connections, and its own lines say why
+            why = f"waited more than ddp_timeout={ddp_timeout}s: another process stalled; see its log, or raise " \
+                f"--ddp_timeout if it is only slow" if re.search(r"time[ds]? ?out|timing out", str(e), re.I) else \
+                "failed: another process ended or lost its connection; its own lines (or torchrun's report) say why"
+            sys.stderr.write(f"rank {rank}: a collective {why} ({type(e).__name__}: {first})"
+                             + (f"; {how_to_go_on()}" if master else "") + "\n")
+            if master:
+                unmake()
             os._exit(1)
         interrupted(kind, e, tb)
     sys.excepthook = on_error

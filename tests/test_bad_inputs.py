@@ -215,7 +215,41 @@ def test_a_stalled_ddp_rank_stops_the_run_with_a_message(world, tmp_path):
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
     assert p.returncode != 0
-    assert re.search(r"rank [01]: a collective failed or waited more than ddp_timeout=5s", output), output[-3000:]
+    assert re.search(r"rank 0: a collective waited more than ddp_timeout=5s: another process stalled; see its log, "
+                     r"or raise --ddp_timeout if it is only slow", output), output[-3000:]
+    # rank 0 says where the run stands, and one that saved nothing leaves no out_dir: its lock and log stayed
+    assert "no checkpoint was saved yet: run the same command to start again." in output, output[-3000:]
+    assert not out.exists(), sorted(p.name for p in out.iterdir())
+
+
+def test_a_refusal_of_rank_0_alone_is_not_called_a_timeout_by_the_others(world, tmp_path):
+    # an out_dir rank 0 cannot make is refused by rank 0 only (it alone writes there): rank 1, waiting in the first
+    # collective, was told to "raise --ddp_timeout if it is only slow", a wait that no timeout was part of
+    w = world
+    cmd = [PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *T, f"--data_dir={w / 'data'}",
+           "--out_dir=/proc/self/not-here", "--max_iters=2"]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode != 0
+    assert "out_dir '/proc/self/not-here' is not a writable directory" in r.stderr, r.stderr[-3000:]
+    assert "ddp_timeout" not in r.stderr, r.stderr[-3000:]
+
+
+def test_a_compile_that_cannot_work_under_torchrun_is_said_whichever_process_ends_first(world, tmp_path):
+    # each process meets the missing compiler; rank 1 exited without a word and torchrun then ended rank 0 before
+    # its line: torchrun's report alone, with no cause. Rank 0 is held back here by what it alone does before the
+    # first step (a resume rewrites log.jsonl's kept lines: a long log), so rank 1 is the first to meet it
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(world / "run" / "ckpt.pt", out)
+    (out / "log.jsonl").write_text('{"iter": 0, "loss": 5.0}\n' * 400_000)
+    cmd = [PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *T, f"--data_dir={world / 'data'}",
+           f"--out_dir={out}", "--max_iters=3", "--init_from=resume", "--compile=True"]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, OMP_NUM_THREADS="1", CXX=str(tmp_path / "no-such-g++")))
+    assert r.returncode != 0
+    assert re.search(r"^rank 1: --compile=True: torch\.compile failed \(.*install one, or pass --compile=False\.$",
+                     r.stderr, re.M), r.stderr[-3000:]
 
 
 def test_prepare_refuses_an_input_edited_to_the_same_size(tmp_path):

@@ -50,6 +50,17 @@ def sdpa(q, k, v, lengths, scale=None):
     return y.squeeze(2)
 
 
+def test_cpu_tensors_without_the_interpreter_are_refused_in_one_sentence(monkeypatch):
+    # without TRITON_INTERPRET=1 at import, CPU tensors were Triton's "0 active drivers ([])" RuntimeError
+    import kernel
+    monkeypatch.setattr(kernel, "INTERPRETED", False)
+    with pytest.raises(ValueError, match="runs on CUDA tensors, or on CPU under TRITON_INTERPRET=1 set before "
+                                         "kernel.py is imported; got q on cpu"):
+        decode_attention(torch.zeros(1, 2, 8), torch.zeros(1, 1, 4, 8))
+    with pytest.raises(ValueError, match="must be on one device; got cpu, meta, None and None"):
+        decode_attention(torch.zeros(1, 2, 8), torch.zeros(1, 1, 4, 8, device="meta"))
+
+
 @runs_kernels
 @pytest.mark.parametrize("separate_v", [False, True], ids=["v=k", "v"])
 @pytest.mark.parametrize("num_splits", [1, 3, 8])
@@ -118,6 +129,13 @@ def test_defaults_scale_and_strided_q():
     ((torch.zeros(2, 4, 0), torch.zeros(2, 2, 5, 0)), "D \\(>= 1\\)"),
     ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, None, torch.tensor(0.3)), "scale must be a finite number"),
     ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), torch.zeros(2, 2, 5, 8, dtype=torch.float64)), "torch.float64"),
+    # no kv head was a ZeroDivisionError, integer or complex tensors Triton's own errors, a string base math's
+    ((torch.zeros(2, 4, 8), torch.zeros(2, 0, 5, 8)), "H_kv must divide H"),
+    ((torch.zeros(2, 4, 8, dtype=torch.int32), torch.zeros(2, 2, 5, 8, dtype=torch.int32)), "floating-point dtype"),
+    ((torch.zeros(2, 4, 8, dtype=torch.complex64), torch.zeros(2, 2, 5, 8, dtype=torch.complex64)),
+     "floating-point dtype"),
+    ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, None, None, "1e4"), "rope_base must be a finite number"),
+    ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, None, None, True), "rope_base must be a finite number"),
 ])
 def test_bad_inputs_name_the_field(args, field):
     kw = dict(zip(("rope_base", "num_splits", "block_n"), args[5:]))

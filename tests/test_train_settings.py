@@ -1471,6 +1471,14 @@ def test_a_process_whose_others_never_come_says_so_in_one_sentence(tmp_path, mon
     assert msg.endswith("start every process with torchrun, or unset RANK to run one process."), msg
 
 
+def test_a_ddp_timeout_past_torchs_clock_is_refused_before_torchrun_meets_it(tmp_path, monkeypatch):
+    # torch adds the timeout to a clock in int64 nanoseconds: 9e12 s wrapped to a rendezvous that timed out at once
+    # (a page of C++ frames), 1e14 was timedelta's OverflowError traceback
+    for value in ("9000000000000", "100000000000000"):
+        assert refusal(monkeypatch, tmp_path, [f"--ddp_timeout={value}"]) == (
+            f"ddp_timeout must be an integer in [1, 1000000000]; got {value}. Set --ddp_timeout.")
+
+
 def test_a_run_refused_because_another_holds_the_out_dir_removes_nothing_there(tmp_path, data_dir, monkeypatch):
     # two runs into one new out_dir at the same instant: both found no folder and no lock, so the one refused by the
     # lock counted the folder and train.lock as its own and removed the winner's lock file (a third run then took a
