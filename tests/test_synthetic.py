@@ -329,3 +329,14 @@ def test_the_header_names_xplus_only_where_a_model_has_it(tmp_path, capsys):
                     f"--cache={tmp_path}/runs"])
     md = (tmp_path / "o" / "synthetic.md").read_text()
     assert "warmup then cosine over each case's steps. Final per-digit accuracy" in md and "(X)+" not in md
+
+
+def test_a_damaged_cache_file_counts_among_the_runs_trained(tmp_path, monkeypatch):
+    # present on disk but no curve: trained again, and the table said "0 of 12 runs trained in this call"
+    monkeypatch.setattr(synthetic, "run_one", lambda job: [(s, 0.5) for s in synthetic.eval_steps(job[3])])
+    argv = ["--quick", "--arms=none", "--models=qkv", "--workers=1", f"--out={tmp_path}/o", f"--cache={tmp_path}/runs"]
+    synthetic.main(argv)
+    files = sorted(os.listdir(tmp_path / "runs"))
+    (tmp_path / "runs" / files[0]).write_text("[[0, 2.5]]")
+    synthetic.main(argv)
+    assert f"(1 of {len(files)} runs trained in this call" in (tmp_path / "o" / "synthetic.md").read_text()
