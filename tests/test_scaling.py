@@ -183,3 +183,29 @@ def test_a_quick_report_on_the_default_folder_names_the_data_it_records(tmp_path
     args = argparse.Namespace(data_dir="data/cpu_lm_bytes", root=str(tmp_path / "runs"))
     assert scaling.header_data(scaling.QUICK, args) == name
     assert scaling.header_data(scaling.FULL, args) == "Byte-level Shakespeare"
+
+
+def test_a_finished_run_on_data_prepared_again_since_stops_the_study(tmp_path):
+    # train_todo checks only the runs it resumes: with the data prepared again from other text after some runs had
+    # finished, the rest trained on the new data into the same table, and --report gave the analysis the new
+    # val.bin's count, exit 0
+    import torch
+    from dataclasses import asdict
+
+    from model import GPT, GPTConfig
+    make_data(tmp_path / "data")
+    args = argparse.Namespace(root=str(tmp_path / "runs"), data_dir=str(tmp_path / "data"))
+    run = tmp_path / "runs" / "qkv_e32_t32_i20_s1337"
+    run.mkdir(parents=True)
+    with open(scaling.data_file(args), "w") as f:
+        f.write(args.data_dir)
+    cfg = GPTConfig(block_size=8, vocab_size=256, n_layer=1, n_head=2, n_embd=8)
+    saved = {"model": GPT(cfg).state_dict(), "model_args": asdict(cfg), "config": {"data_dir": args.data_dir}}
+    meta = {"tokenizer": "bytes", "vocab_size": 256, "train_tokens": 20_000, "val_tokens": 4_000}
+    torch.save({**saved, "meta": meta}, run / "ckpt.pt")
+    scaling.check_root_data(scaling.QUICK, args)  # the data it trained on: nothing to say
+    torch.save({**saved, "meta": {**meta, "val_tokens": 5_000}}, run / "ckpt.pt")
+    with pytest.raises(SystemExit) as e:
+        scaling.check_root_data(scaling.QUICK, args)
+    assert str(e.value).startswith(f"{run} holds a run trained on {args.data_dir} before it was prepared again "
+                                   f"(val_tokens 4000 (checkpoint: 5000))")
