@@ -407,3 +407,20 @@ def test_a_closed_output_after_the_files_is_not_called_nothing_written(tmp_path,
     err = capfd.readouterr().err
     assert sorted(os.listdir(tmp_path / "out")) == ["projections.csv", "projections.md", "projections.png"]
     assert "nothing was written" not in err and err.endswith("written together when the analysis ends, not before.\n")
+
+
+def test_cka_on_another_data_dir_names_it(tmp_path, capsys):
+    # projections.md said "on 16 validation tokens" whether they were the checkpoint's own or --data_dir's
+    save_ckpt(tmp_path, "qkv")
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    for d in ("own", "other"):
+        (tmp_path / d).mkdir()
+        np.arange(40, dtype=np.uint16).tofile(tmp_path / d / "val.bin")
+    ckpt["config"]["data_dir"] = str(tmp_path / "own")
+    torch.save(ckpt, tmp_path / "ckpt.pt")
+    for given, said in (([], "on 32 validation tokens; r2"), ([f"--data_dir={tmp_path / 'own'}"], "on 32 validation "
+                        "tokens; r2"), ([f"--data_dir={tmp_path / 'other'}"], f"on 32 validation tokens of "
+                                                                           f"{tmp_path / 'other' / 'val.bin'} "
+                                                                           f"(--data_dir); r2")):
+        code, out, _ = run_main(capsys, f"--out_dir={tmp_path}", "--tokens=32", "--out=", *given)
+        assert code is None and said in out
