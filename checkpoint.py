@@ -131,15 +131,19 @@ def check_study_run(ckpt, out_dir, args, command):
     if bad:
         raise SystemExit(f"{out_dir} holds a run with {bad} = {saved[bad]!r}, where `{command}` trains it with "
                          f"{values[bad]!r}: a run of other settings; {fix}.")
-    # the same data_dir prepared again (other text) since that run: a finished run is not trained again, so a study
-    # went on with the rest on the new data and reported both as one
+    check_study_data(ckpt, out_dir, values["data_dir"])
+
+
+def check_study_data(ckpt, out_dir, data_dir):
+    """That data_dir was not prepared again (other text) since the study's run in out_dir trained on it: a finished
+    run is not trained again, so a study went on with the rest on the new data and reported both as one."""
     try:
-        with open(os.path.join(values["data_dir"], "meta.json")) as f:
+        with open(os.path.join(data_dir, "meta.json")) as f:
             now = json.load(f)
     except (OSError, ValueError, TypeError, KeyError):  # no data here (a --report needs none): nothing to compare
         now = None
     if moved := other_data(ckpt.get("meta"), now):
-        raise SystemExit(f"{out_dir} holds a run trained on {values['data_dir']} before it was prepared again "
+        raise SystemExit(f"{out_dir} holds a run trained on {data_dir} before it was prepared again "
                          f"({'; '.join(moved)}); move that folder out of the way (the study then trains its own run "
                          f"there, on the data as it is), or prepare the data as it was.")
 

@@ -27,7 +27,10 @@ SOURCES = {"qkv": (0, 1, 2), "qk_v": (0, 1, 1), "q_kv": (0, 0, 1), "q_k_v": (0, 
 ATTNS = ("softmax", "linear")
 POS_EMBS = ("learned", "none", "rope")
 POS_CONV_BASES = ("product", "concat")
-PEAK_FLOPS = {"A100": 312e12, "H100": 989e12, "H200": 989e12}  # dense bf16 tensor-core peak per GPU
+# dense bf16 tensor-core peak per GPU, by the part of torch.cuda.get_device_name that tells it, the more specific
+# first: the PCIe and NVL cards run slower clocks (an H100 PCIe read as an SXM one put its MFU a quarter too low)
+PEAK_FLOPS = {"A100": 312e12, "H100 PCIe": 756e12, "H100 NVL": 835e12, "H200 NVL": 835e12, "H100": 989e12,
+              "H200": 989e12}
 # Cached one-token softmax steps through kernel.py's Triton decode attention (K read once when V = K):
 # None = for CUDA tensors, True = always (the tests, under TRITON_INTERPRET=1), False = never (SDPA).
 DECODE_KERNEL = None
@@ -120,6 +123,11 @@ class GPTConfig:
         if self.pos_conv_basis != GPTConfig.pos_conv_basis and not self.pos_conv:
             raise ValueError(f"pos_conv_basis acts only with pos_conv > 0 ((X)+ on), and pos_conv is 0; set pos_conv "
                              f"to a multiple of 4, or leave pos_conv_basis at {GPTConfig.pos_conv_basis!r}.")
+
+
+def peak_flops(name):
+    """The dense bf16 peak of the GPU torch names `name`, or None for one not in PEAK_FLOPS."""
+    return next((f for key, f in PEAK_FLOPS.items() if key in name), None)
 
 
 class Cache:
@@ -571,8 +579,7 @@ class GPT(nn.Module):
         dev = self.lm_head.weight.device
         if dev.type != "cuda":
             return None
-        name = torch.cuda.get_device_name(dev)
-        peak = next((f for key, f in PEAK_FLOPS.items() if key in name), None)
+        peak = peak_flops(torch.cuda.get_device_name(dev))
         if peak is None:
             return None
         return self.flops_per_token() * self.config.block_size * fwdbwd_per_iter / dt / peak

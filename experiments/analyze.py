@@ -378,13 +378,17 @@ def work(args, model, data_dir, tokenizer, out):
                          f"which so few tokens fit exactly whatever the weights; {fix}.")
     r = args.rank or max(1, head_dim // 2)
     rows, random = analyze(model, idx, r), random_row(model, idx, r)
+    # --data_dir's tokens, not the checkpoint's: projections.md read as measured on its own validation data
+    other = args.data_dir and not (data_dir and os.path.realpath(args.data_dir) == os.path.realpath(data_dir))
+    where = f" of {os.path.join(args.data_dir, 'val.bin')} (--data_dir)" if other else ""
     lines = [f"{args.out_dir}: proj={cfg.proj}, n_head={cfg.n_head}, n_kv_head={cfg.n_kv_head or cfg.n_head}, "
              f"n_layer={cfg.n_layer}, n_embd={cfg.n_embd}",
              f"cos: {PAIR_RULE}.", f"overlap: per head, mean cos^2 of the principal angles between the top-{r} right "
              f"singular subspaces (random: about {r / cfg.n_embd:.3f}).",
-             f"cka: per head, linear CKA of the outputs on {idx.numel():,} validation tokens; r2: on the same tokens, "
-             f"the share of the second output's variance an affine map of the first explains." if idx is not None
-             else f"cka: left out, and r2, no val.bin in {args.data_dir or data_dir!r} (set --data_dir)."]
+             f"cka: per head, linear CKA of the outputs on {idx.numel():,} validation tokens{where}; r2: on the same "
+             f"tokens, the share of the second output's variance an affine map of the first explains."
+             if idx is not None else
+             f"cka: left out, and r2, no val.bin in {args.data_dir or data_dir!r} (set --data_dir)."]
     if not rows[0]["cos"]:  # q_k_v: the notes described cos, overlap and CKA columns its table never has
         lines[1:] = [f"one projection ({', '.join(rows[0]['erank'])}): no pair to compare, its effective rank only."]
     eranks = None

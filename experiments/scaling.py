@@ -45,9 +45,10 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import numpy as np
 import torch
 
-from checkpoint import (atomic_write, check_study_run, data_name, default_data, guard_assets, hold_lock,
-                        load_checkpoint, new_dirs, open_data, present, read_json, read_log, read_table, repo_path,
-                        same_folder, save_figure, scored_tokens, together, tokens, train_first, writable_dir)
+from checkpoint import (atomic_write, check_study_data, check_study_run, data_name, default_data, guard_assets,
+                        hold_lock, load_checkpoint, new_dirs, open_data, present, read_json, read_log, read_table,
+                        repo_path, same_folder, save_figure, scored_tokens, together, tokens, train_first,
+                        writable_dir)
 from configurator import Parser, cli, number, stop_children
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
@@ -311,12 +312,15 @@ def check_root_data(s, args):
     if not tracked(s, args):
         for name in sorted(os.listdir(args.root)):
             path = os.path.join(args.root, name, "ckpt.pt")
-            saved = load_checkpoint(path, ("config",))["config"].get("data_dir") if os.path.lexists(path) else None
+            ckpt = load_checkpoint(path, ("config",)) if os.path.lexists(path) else {"config": {}}
+            saved = ckpt["config"].get("data_dir")
             if isinstance(saved, str) and not same_folder(saved, args.data_dir):
                 sys.exit(f"{os.path.join(args.root, name)} was trained on --data_dir {saved}, and the table of "
                          f"--root {args.root} holds the runs of one data; give {shlex.quote(f'--data_dir={saved}')}, "
-                         f"or another --root "
-                         f"for {args.data_dir}.")
+                         f"or another --root for {args.data_dir}.")
+            # its finished runs too, which train_todo never checks: prepared again since, the rest trained on the
+            # new data beside them, and --report named the new val.bin's counts for the old runs' analysis
+            check_study_data(ckpt, os.path.join(args.root, name), args.data_dir)
 
 
 def tracked(s, args):

@@ -350,7 +350,9 @@ def study(args, argv):
           f"{args.heads} heads, n_embd {args.embd}")
     # present: a cached curve behind a dangling link (a shared cache's disk not mounted) or unreadable to this user
     # was read as none, run again, and written over the link (or over the other user's file)
-    done = sum(present(cache_file(j)) for j in jobs)
+    # read as cached_run reads them: a damaged or hand-edited curve is trained again, and was counted among those
+    # "read from" the cache ("0 of 12 runs trained in this call" after one was)
+    done = sum(present(cache_file(j)) and read_curve(cache_file(j), j[3]) is not None for j in jobs)
     t0, cpu0 = time.time(), time.process_time()
     rows, final = [], {}
     # workers ignore Ctrl-C, which a terminal sends to them too: the parent stops them and says so, once. Not

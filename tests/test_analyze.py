@@ -420,3 +420,21 @@ def test_a_non_ascii_folder_outside_utf8_mode_is_drawn_in_the_title(tmp_path):
                        capture_output=True)
     assert r.returncode == 0 and b"Traceback" not in r.stderr, r.stderr[-2000:]
     assert (run / "projections.png").stat().st_size > 0 and (run / "projections.md").exists()
+
+
+
+def test_cka_on_another_data_dir_names_it(tmp_path, capsys):
+    # projections.md said "on 16 validation tokens" whether they were the checkpoint's own or --data_dir's
+    save_ckpt(tmp_path, "qkv")
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    for d in ("own", "other"):
+        (tmp_path / d).mkdir()
+        np.arange(40, dtype=np.uint16).tofile(tmp_path / d / "val.bin")
+    ckpt["config"]["data_dir"] = str(tmp_path / "own")
+    torch.save(ckpt, tmp_path / "ckpt.pt")
+    for given, said in (([], "on 32 validation tokens; r2"), ([f"--data_dir={tmp_path / 'own'}"], "on 32 validation "
+                        "tokens; r2"), ([f"--data_dir={tmp_path / 'other'}"], f"on 32 validation tokens of "
+                                                                           f"{tmp_path / 'other' / 'val.bin'} "
+                                                                           f"(--data_dir); r2")):
+        code, out, _ = run_main(capsys, f"--out_dir={tmp_path}", "--tokens=32", "--out=", *given)
+        assert code is None and said in out

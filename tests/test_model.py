@@ -1,6 +1,7 @@
 """model.py: every projection variant x GQA/MQA x softmax/linear x (X)+, checked against formulas written here."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -584,6 +585,18 @@ def test_mfu_counts_the_weights_a_token_is_multiplied_by_not_embedding_lookups(k
     mults = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(lookups))
     mults += VOCAB * N_EMBD if c.tie_embeddings else 0
     assert model.flops_per_token() == 6 * mults + 12 * 2 * N_EMBD * BLOCK
+
+
+@pytest.mark.parametrize("name, peak", [("NVIDIA H100 80GB HBM3", 989e12), ("NVIDIA H100 PCIe", 756e12),
+                                        ("NVIDIA H100 NVL", 835e12), ("NVIDIA H200", 989e12),
+                                        ("NVIDIA A100-SXM4-80GB", 312e12), ("NVIDIA L4", None)])
+def test_mfu_divides_by_the_peak_of_the_card_torch_names(monkeypatch, name, peak):
+    # every name holding "H100" was read as the SXM card's 989 TFLOPS: an H100 PCIe's MFU a quarter too low, exit 0
+    model = tiny()
+    object.__setattr__(model, "lm_head", SimpleNamespace(weight=SimpleNamespace(device=torch.device("cuda"))))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda dev: name)
+    mfu = model.estimate_mfu(2, 0.5)
+    assert mfu is None if peak is None else mfu == pytest.approx(model.flops_per_token() * BLOCK * 2 / 0.5 / peak)
 
 
 # ---------------------------------------------------------------- rotary position embeddings

@@ -572,6 +572,15 @@ def test_the_benchmark_measures_a_text_too_small_for_a_validation_split(tmp_path
     assert sorted(os.listdir(tmp_path)) == ["small.txt"]  # nothing prepared, not even the default out_dir
 
 
+def test_the_benchmark_counts_a_text_file_as_the_one_document_it_times(tmp_path, capsys, monkeypatch):
+    # the reference cut a .txt file at --val_fraction's default 0.01 (the timed run keeps it whole): "2 documents"
+    src = tmp_path / "big.txt"
+    write_txt(src, "hello world\n" * 2000)
+    monkeypatch.chdir(tmp_path)
+    P.main(["--input", str(src), "--tokenizer=bytes", "--benchmark"])
+    assert capsys.readouterr().out.startswith("1 documents, 0.0 M characters")
+
+
 def test_an_eta_past_a_day_counts_its_hours():
     # strftime("%H:%M:%S", gmtime(...)) wrapped at 24 hours: 30 hours of SlimPajama left read "ETA 06:00:00"
     st = {"next": [0, 0], "tokens": {"train": 0, "val": 0}, "documents": {"train": 0, "val": 0}}
