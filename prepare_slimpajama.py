@@ -672,16 +672,17 @@ def prepare(args, log=print):
     with hold_lock(args.out_dir, f"error: {args.out_dir} is being written by another prepare_slimpajama.py run; wait "
                                  f"for it to end or use another --out_dir"):
         try:
-            return write_dataset(args, settings, tok, shards, fetch, source, log, older, made)
+            return write_dataset(args, settings, tok, shards, fetch, source, log, older, new_dir=made)
         except BaseException:  # under the lock: a run refused by it never removes the folder another is filling
             if made and not os.listdir(args.out_dir):  # refused or stopped before writing: no folder left
                 os.rmdir(args.out_dir)
             raise
 
 
-def write_dataset(args, settings, tok, shards, fetch, source, log, older=None, made=False):
-    """The bins and meta.json of args.out_dir, resumed from its progress.json when a run was cut short. made: this
-    call made out_dir, recorded with a fresh start (a resumed run that finds no text removes the folder it began)."""
+def write_dataset(args, settings, tok, shards, fetch, source, log, older=None, new_dir=False):
+    """The bins and meta.json of args.out_dir, resumed from its progress.json when a run was cut short. new_dir:
+    this call made out_dir, recorded with a fresh start (a resumed run that finds no text removes the folder it
+    began)."""
     st = start_state(args.out_dir, settings, older)
     meta_path, state_path = os.path.join(args.out_dir, "meta.json"), os.path.join(args.out_dir, "progress.json")
     for name in os.listdir(args.out_dir):  # a kill in the middle of a write_json: its temporary file, left over
@@ -709,7 +710,7 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=None, m
     target = {"train": args.train_tokens, "val": args.val_tokens}
     full = {s for s in target if st["tokens"][s] >= target[s]}
     if not os.path.exists(state_path):
-        st["made_dir"] = made
+        st["made_dir"] = new_dir
         write_json(state_path, st)  # before the bins exist: a kill from here on leaves a run to resume
     files = open_bins(args.out_dir, st)
 
@@ -781,8 +782,8 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=None, m
         for name in ("train.bin", "val.bin", "progress.json"):
             os.remove(os.path.join(args.out_dir, name))
         # a run refused on a Latin-1 file left its folder to resume; its advised --skip_bad rerun found no text
-        # and left that folder empty
-        if st.get("made_dir") and not os.listdir(args.out_dir):
+        # and left that folder empty (one this call made, prepare() removes)
+        if st.get("made_dir") and not new_dir and not os.listdir(args.out_dir):
             os.rmdir(args.out_dir)
     if "train" in empty:
         read = f"{shards[0][0]} read" if len(shards) == 1 else f"{len(shards)} files read"  # the one file: named

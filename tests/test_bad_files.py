@@ -2084,7 +2084,7 @@ def test_every_reader_refuses_every_damaged_file_in_one_sentence_naming_it(tmp_p
 # every place a script reads a file: the reader of the sweep above that reaches it, or why its file is no user's.
 # A read added without either fails test_every_file_a_script_reads_is_swept
 SWEPT = {
-    "checkpoint.py:check_study_run:os.path.join(values['data_dir'], 'meta.json')": "study data check",
+    "checkpoint.py:check_study_data:os.path.join(data_dir, 'meta.json')": "study data check",
     "checkpoint.py:load_checkpoint:path": "load_checkpoint",
     "checkpoint.py:started:os.path.join(out_dir, 'log.jsonl')": "started",
     "checkpoint.py:read_json:path": "read_json",
@@ -2128,7 +2128,7 @@ NOT_USER = {
     "experiments/retrofit.py:destination:config_file": "the repository's own config files, named in CONVERSIONS",
     "train.py:<module>:os.path.join(out_dir, 'train.lock')": "the lock file, read for the holder's process id",
     "train.py:lock_out_dir:os.path.join(out_dir, 'train.lock')": "the lock file, opened to be held",
-    "train.py:interrupted:ckpt_path": "the checkpoint this run saved a moment before",
+    "train.py:how_to_go_on:ckpt_path": "the checkpoint this run saved a moment before",
 }
 SOURCES = sorted([*map(os.path.basename, glob.glob(os.path.join(ROOT, "*.py"))),
                   *(os.path.join("experiments", os.path.basename(p)) for p in glob.glob(os.path.join(ROOT,
