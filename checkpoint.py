@@ -654,6 +654,7 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     except (TypeError, ValueError) as e:
         raise SystemExit(f"{path} holds model_args this code cannot build ({e}); it was written by another "
                          f"version or program; restore it or {again}.") from None
+    edited_args(ckpt, args, default, path, again)
     tokenizer = ckpt.get("meta", {}).get("tokenizer")
     if tokenizer is not None and not isinstance(tokenizer, str):  # a list or dict: VOCABS.get's TypeError traceback
         raise SystemExit(f"{path} holds meta tokenizer = {reprlib.repr(tokenizer)}, which is no tokenizer name: its "
@@ -710,6 +711,18 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
             if lost:
                 raise SystemExit(f"{path} holds no optimizer state for {lost}; {fix}")
     return ckpt
+
+
+def edited_args(ckpt, args, default, path, again):
+    """train.py saves the model's fields in config too, alike (config.update(model_args)), since its first commit:
+    model_args edited by hand to n_head=4 over weights of n_head=2 (the same shapes) sampled another model with exit
+    0, and a resume advised the edited value as "the run's own"."""
+    conf = ckpt.get("config", {})
+    odd = next((k for k in default if k in args and k in conf and type(conf[k]) in (int, float, bool, str)
+                and conf[k] != args[k]), None)
+    if odd:
+        raise SystemExit(f"{path} holds model_args {odd} = {args[odd]!r} and config {odd} = {conf[odd]!r}, which "
+                         f"train.py saves alike: one of them was edited; restore the file or {again}.")
 
 
 def started(out_dir):
