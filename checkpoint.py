@@ -782,6 +782,13 @@ def check_weights(state, cfg, path, again="train again"):
     bad = next((k for k, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
     if bad:
         raise SystemExit(f"{path} holds NaN or inf in {bad}: the file is damaged; restore it or {again}.")
+    # tied, the two names are one tensor (torch.save keeps one copy): loaded in turn, lm_head's values replaced the
+    # embedding's without a word, a model neither of the two
+    wte, head = state["transformer.wte.weight"], state["lm_head.weight"]
+    if cfg.tie_embeddings and not (wte.untyped_storage().data_ptr() == head.untyped_storage().data_ptr()
+                                   and wte.storage_offset() == head.storage_offset() or torch.equal(wte, head)):
+        raise SystemExit(f"{path} holds lm_head.weight unlike transformer.wte.weight, where its model_args tie them "
+                         f"(tie_embeddings=True): the file is damaged or another model's; restore it or {again}.")
 
 
 def read_json(path, what):

@@ -522,6 +522,8 @@ def world(tmp_path_factory):
     variant("betas", lambda c: c["optimizer"].update(
         param_groups=[{**c["optimizer"]["param_groups"][0], "betas": "x"}, *c["optimizer"]["param_groups"][1:]]))
     # n_head edited over weights of the same shapes: another model, sampled with exit 0 (the twentieth pass)
+    # tied weights of other values: lm_head's replaced the embedding on load, without a word (the twentieth pass)
+    variant("untied", lambda c: c["model"].update({"lm_head.weight": c["model"]["lm_head.weight"] + 1}))
     variant("editedargs", lambda c: c.update(model_args={**c["model_args"], "n_head": c["model_args"]["n_head"] * 2}))
     return w
 
@@ -558,6 +560,8 @@ CKPT_MESSAGES = {
     "nostep": "{p} holds an optimizer state for transformer.h.0.mlp.c_fc.weight without its step count; it cannot "
               "resume exactly: restore the file, or start from its weights with --init_from={d} in a new out_dir.",
     # a KeyError traceback inside torch's set_optimizer_state_dict
+    "untied": "{p} holds lm_head.weight unlike transformer.wte.weight, where its model_args tie them "
+              "(tie_embeddings=True): the file is damaged or another model's; restore it or train again.",
     "editedargs": "{p} holds model_args n_head = 4 and config n_head = 2, which train.py saves alike: one of them "
                   "was edited; restore the file or train again.",
     "betas": "{p} holds optimizer setting betas = 'x' in group 0, which is no AdamW setting; it cannot resume "
