@@ -686,10 +686,11 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
         if odd:
             raise SystemExit(f"{path} holds optimizer setting {odd[1]} = {reprlib.repr(odd[2])} in group {odd[0]}, "
                              f"which is no AdamW setting; {fix}")
-        # moments keyed by weight name (older files key them by position) must have that weight's shape: AdamW's
-        # first step fails on them otherwise, after the data is opened and the model built
+        moments, names = by_name(opt, cfg, path, fix)
+        # moments must have their weight's shape: AdamW's first step fails on them otherwise, after the data is
+        # opened and the model built
         shapes = {name: tuple(t.shape) for name, t in state.items()}
-        bad = next((n for n, s in opt.get("state", {}).items() if isinstance(n, str) for m in ("exp_avg", "exp_avg_sq")
+        bad = next((n for n, s in moments.items() if isinstance(n, str) for m in ("exp_avg", "exp_avg_sq")
                     if not (isinstance(s, dict) and isinstance(s.get(m), torch.Tensor)
                             and tuple(s[m].shape) == shapes.get(bare(n)))), None)
         if bad:
@@ -702,15 +703,36 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
             raise SystemExit(f"{path} holds an optimizer state for {bad} without its step count; {fix}")
         # every weight the model trains in a group, with its moments once training has begun: one left out was a
         # RuntimeError traceback in set_optimizer_state_dict (no state), or resumed without a word (no group)
-        names = [n for g in opt["param_groups"] if isinstance(g, dict) for n in g.get("params", ())]
         if all(isinstance(n, str) for n in names):
             with torch.device("meta"):
                 trained = [n for n, _ in GPT(cfg).named_parameters()]
-            grouped, moments = {bare(n) for n in names}, {bare(n) for n in opt.get("state", {})}
-            lost = next((n for n in trained if n not in grouped or ckpt.get("iter_num") and n not in moments), None)
+            grouped, held = {bare(n) for n in names}, {bare(n) for n in moments if isinstance(n, str)}
+            lost = next((n for n in trained if n not in grouped or ckpt.get("iter_num") and n not in held), None)
             if lost:
                 raise SystemExit(f"{path} holds no optimizer state for {lost}; {fix}")
     return ckpt
+
+
+def by_name(opt, cfg, path, fix):
+    """-> (the optimizer state's moments, the weights its groups list), keyed by weight name. Files written before
+    the names (issue 16) key both by position, which torch's load_state_dict pairs with this model's groups in
+    order: named here from those groups, so that the checks by name read them too, and refused where the groups
+    differ (an (X)+ conv once decayed, in the first group): a ValueError traceback in torch's load_state_dict."""
+    groups = [g.get("params", ()) for g in opt["param_groups"] if isinstance(g, dict)]
+    flat = [n for g in groups for n in g]
+    if not (flat and all(type(n) is int for n in flat)):
+        return opt.get("state", {}), flat
+    with torch.device("meta"):
+        model = GPT(cfg)
+    own = {id(p): n for n, p in model.named_parameters()}
+    layout = [[own[id(p)] for p in g["params"]] for g in model.configure_optimizers(0.0, 0.0, (0.9, 0.95),
+                                                                                        "cpu").param_groups]
+    if [len(g) for g in groups] != [len(g) for g in layout] or len(set(flat)) != len(flat):
+        raise SystemExit(f"{path} keys its optimizer state by position (the older format), in groups of "
+                         f"{' and '.join(str(len(g)) for g in groups)} weights, and this model's AdamW groups hold "
+                         f"{' and '.join(str(len(g)) for g in layout)}; {fix}")
+    names = dict(zip(flat, (n for g in layout for n in g)))
+    return {names.get(k, k): s for k, s in opt.get("state", {}).items()}, list(names.values())
 
 
 def edited_args(ckpt, args, default, path, again):

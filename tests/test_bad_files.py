@@ -522,6 +522,16 @@ def world(tmp_path_factory):
     variant("betas", lambda c: c["optimizer"].update(
         param_groups=[{**c["optimizer"]["param_groups"][0], "betas": "x"}, *c["optimizer"]["param_groups"][1:]]))
     # n_head edited over weights of the same shapes: another model, sampled with exit 0 (the twentieth pass)
+    def by_position(c, swap=False):  # the optimizer state as files before issue 16 keyed it
+        opt = c["optimizer"]
+        flat = [n for g in opt["param_groups"] for n in g["params"]]
+        groups = [{**g, "params": [flat.index(n) for n in g["params"]]} for g in opt["param_groups"]]
+        c["optimizer"] = {"state": {flat.index(n): s for n, s in opt["state"].items()},
+                          "param_groups": groups[::-1] if swap else groups}
+
+    # older groups than this model's: a ValueError traceback in torch's load_state_dict (the twentieth pass)
+    variant("posgroups", lambda c: by_position(c, swap=True))
+    variant("posnomoments", lambda c: [by_position(c), c["optimizer"]["state"].pop(0)])  # resumed without a word
     # tied weights of other values: lm_head's replaced the embedding on load, without a word (the twentieth pass)
     variant("untied", lambda c: c["model"].update({"lm_head.weight": c["model"]["lm_head.weight"] + 1}))
     variant("editedargs", lambda c: c.update(model_args={**c["model_args"], "n_head": c["model_args"]["n_head"] * 2}))
@@ -560,6 +570,10 @@ CKPT_MESSAGES = {
     "nostep": "{p} holds an optimizer state for transformer.h.0.mlp.c_fc.weight without its step count; it cannot "
               "resume exactly: restore the file, or start from its weights with --init_from={d} in a new out_dir.",
     # a KeyError traceback inside torch's set_optimizer_state_dict
+    "posgroups": "{p} keys its optimizer state by position (the older format), in groups of 18 and 10 weights, and "
+                 "this model's AdamW groups hold 10 and 18; it cannot resume exactly: restore the file, or start from "
+                 "its weights with --init_from={d} in a new out_dir.",
+    "posnomoments": "{p} holds no optimizer state for transformer.wte.weight; it cannot resume exactly",
     "untied": "{p} holds lm_head.weight unlike transformer.wte.weight, where its model_args tie them "
               "(tie_embeddings=True): the file is damaged or another model's; restore it or train again.",
     "editedargs": "{p} holds model_args n_head = 4 and config n_head = 2, which train.py saves alike: one of them "
