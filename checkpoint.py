@@ -38,6 +38,7 @@ import os
 import reprlib
 import shlex
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -593,6 +594,9 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
         raise SystemExit(why)
     if os.path.isdir(path):  # "train one" there was refused by train.py, which writes that file
         raise SystemExit(f"{path} is a folder, not a checkpoint; move it out of the way, or point to another out_dir.")
+    if os.path.exists(path) and not os.path.isfile(path):  # "train one" met it again: train.py loads what is there
+        raise SystemExit(f"{path} is {special(path)}, not a checkpoint; move it out of the way, or point to another "
+                         f"out_dir.")
     if not os.path.isfile(path):
         # "train one" there meets the run's lock; its log comes only after its first evaluation, its lock at once
         if any(os.path.isfile(os.path.join(os.path.dirname(path), f)) for f in ("log.jsonl", "train.lock")):
@@ -745,6 +749,14 @@ def edited_args(ckpt, args, default, path, again):
     if odd:
         raise SystemExit(f"{path} holds model_args {odd} = {args[odd]!r} and config {odd} = {conf[odd]!r}, which "
                          f"train.py saves alike: one of them was edited; restore the file or {again}.")
+
+
+def special(path):
+    """What path is where no regular file or folder is: a named pipe, a device (a link to /dev/null), a socket."""
+    mode = os.stat(path).st_mode
+    what = ("a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else
+            "a device file" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "no regular file")
+    return f"a link to {os.readlink(path)!r}, {what}" if os.path.islink(path) else what
 
 
 def started(out_dir):

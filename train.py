@@ -555,7 +555,9 @@ if source_path and (why := dangling(source_path)):
 if source_path and os.path.isdir(init_from) and not os.path.exists(source_path):  # an out_dir, as documented
     sys.exit(f"init_from={init_from!r} is a folder without a ckpt.pt (a run that has saved none yet, or no out_dir); "
              f"point --init_from at an out_dir that holds one, or at the checkpoint file.")
-if source_path and not os.path.isfile(source_path) and not os.path.isdir(source_path):
+# a named pipe or a link to /dev/null at its ckpt.pt goes on to load_checkpoint too, which says what it is
+if source_path and not os.path.isfile(source_path) and not os.path.isdir(source_path) and \
+        not os.path.exists(source_path):
     sys.exit(f"init_from must be 'scratch', 'resume', {', '.join(map(repr, GPT2_SIZES))} or a checkpoint path; "
              f"{init_from!r} is none of these.")
 iter_num = ckpt["iter_num"] if ckpt else 0  # where training stands

@@ -583,6 +583,24 @@ CKPT_MESSAGES = {
 }
 
 
+@pytest.mark.parametrize("make, what", [(os.mkfifo, "a named pipe"),
+                                        (lambda p: os.symlink(os.devnull, p), "a link to '/dev/null', a device file")])
+def test_a_ckpt_pt_that_is_no_regular_file_is_named_in_every_command(make, what, tmp_path, monkeypatch):
+    # "no checkpoint: train one with train.py", and train.py, which loads what is there, said the same (the
+    # twentieth pass)
+    (tmp_path / "run").mkdir()
+    make(tmp_path / "run" / "ckpt.pt")
+    msg = (f"{tmp_path / 'run' / 'ckpt.pt'} is {what}, not a checkpoint; move it out of the way, or point to "
+           f"another out_dir.")
+    with pytest.raises(SystemExit) as e:
+        checkpoint.load_checkpoint(str(tmp_path / "run"))
+    assert str(e.value) == msg
+    assert run_inprocess(monkeypatch, [f"--out_dir={tmp_path / 'run'}", f"--data_dir={tmp_path}"]) == msg
+    assert run_inprocess(monkeypatch, [f"--out_dir={tmp_path / 'new'}", f"--init_from={tmp_path / 'run'}",
+                                       f"--data_dir={tmp_path}"]) == f"init_from='{tmp_path / 'run'}': {msg}"
+    assert sorted(os.listdir(tmp_path)) == ["run"] and os.listdir(tmp_path / "run") == ["ckpt.pt"]
+
+
 @pytest.mark.parametrize("name", CKPT_MESSAGES)
 def test_load_checkpoint_says_what_is_wrong_with_the_file(world, name):
     path = str(world / name / "ckpt.pt")
