@@ -486,7 +486,9 @@ def data_meta():
 # With a checkpoint in out_dir, the command that finished it, asked again, is done (so the main job can be rerun);
 # a resumed run goes on from it; any other run would write over it and is refused
 if ckpt:
-    done, changed = ckpt["iter_num"], changed_settings(ckpt["config"])
+    # the model's fields as its model_args build it: a config without them (another program's) was said to hold
+    # the defaults, "n_layer=2 (checkpoint: 12)" for a 2-layer model
+    done, changed = ckpt["iter_num"], changed_settings({**ckpt["config"], **ckpt["model_args"]})
     length = "--total_tokens" if total_tokens else "--max_iters"  # total_tokens > 0 sets max_iters: raise it
     # ... unless data_dir was prepared again from other text since: then it is not this run (the quickstart
     # after `cp mytext.txt input.txt` said "nothing to do", and sampled the model of the old text)
