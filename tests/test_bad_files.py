@@ -1148,7 +1148,7 @@ def test_a_finished_run_whose_log_lost_its_last_lines_is_not_reported(world, tmp
         cpu_lm.main(["--report"])
     log.write_text("".join(lines[:3] + lines[5:]))  # a gap: iterations 150 and 200 missing
     cpu_lm.main(["--report"])
-    assert "| qkv | qkv | 2 | softmax |" in (tmp_path / "out-cpu_lm" / "cpu_lm.md").read_text()
+    assert "| qkv | qkv | 4 | softmax |" in (tmp_path / "out-cpu_lm" / "cpu_lm.md").read_text()
 
 
 def test_a_complete_report_of_runs_trained_with_other_settings_is_refused(world, tmp_path, monkeypatch):
