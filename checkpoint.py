@@ -38,6 +38,7 @@ import os
 import reprlib
 import shlex
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -608,6 +609,9 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
         raise SystemExit(why)
     if os.path.isdir(path):  # "train one" there was refused by train.py, which writes that file
         raise SystemExit(f"{path} is a folder, not a checkpoint; move it out of the way, or point to another out_dir.")
+    if os.path.exists(path) and not os.path.isfile(path):  # "train one" met it again: train.py loads what is there
+        raise SystemExit(f"{path} is {special(path)}, not a checkpoint; move it out of the way, or point to another "
+                         f"out_dir.")
     if not os.path.isfile(path):
         # "train one" there meets the run's lock; its log comes only after its first evaluation, its lock at once
         if any(os.path.isfile(os.path.join(os.path.dirname(path), f)) for f in ("log.jsonl", "train.lock")):
@@ -669,6 +673,7 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     except (TypeError, ValueError) as e:
         raise SystemExit(f"{path} holds model_args this code cannot build ({e}); it was written by another "
                          f"version or program; restore it or {again}.") from None
+    edited_args(ckpt, args, default, path, again)
     tokenizer = ckpt.get("meta", {}).get("tokenizer")
     if tokenizer is not None and not isinstance(tokenizer, str):  # a list or dict: VOCABS.get's TypeError traceback
         raise SystemExit(f"{path} holds meta tokenizer = {reprlib.repr(tokenizer)}, which is no tokenizer name: its "
@@ -700,10 +705,11 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
         if odd:
             raise SystemExit(f"{path} holds optimizer setting {odd[1]} = {reprlib.repr(odd[2])} in group {odd[0]}, "
                              f"which is no AdamW setting; {fix}")
-        # moments keyed by weight name (older files key them by position) must have that weight's shape: AdamW's
-        # first step fails on them otherwise, after the data is opened and the model built
+        moments, names = by_name(opt, cfg, path, fix)
+        # moments must have their weight's shape: AdamW's first step fails on them otherwise, after the data is
+        # opened and the model built
         shapes = {name: tuple(t.shape) for name, t in state.items()}
-        bad = next((n for n, s in opt.get("state", {}).items() if isinstance(n, str) for m in ("exp_avg", "exp_avg_sq")
+        bad = next((n for n, s in moments.items() if isinstance(n, str) for m in ("exp_avg", "exp_avg_sq")
                     if not (isinstance(s, dict) and isinstance(s.get(m), torch.Tensor)
                             and tuple(s[m].shape) == shapes.get(bare(n)))), None)
         if bad:
@@ -716,15 +722,56 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
             raise SystemExit(f"{path} holds an optimizer state for {bad} without its step count; {fix}")
         # every weight the model trains in a group, with its moments once training has begun: one left out was a
         # RuntimeError traceback in set_optimizer_state_dict (no state), or resumed without a word (no group)
-        names = [n for g in opt["param_groups"] if isinstance(g, dict) for n in g.get("params", ())]
         if all(isinstance(n, str) for n in names):
             with torch.device("meta"):
                 trained = [n for n, _ in GPT(cfg).named_parameters()]
-            grouped, moments = {bare(n) for n in names}, {bare(n) for n in opt.get("state", {})}
-            lost = next((n for n in trained if n not in grouped or ckpt.get("iter_num") and n not in moments), None)
+            grouped, held = {bare(n) for n in names}, {bare(n) for n in moments if isinstance(n, str)}
+            lost = next((n for n in trained if n not in grouped or ckpt.get("iter_num") and n not in held), None)
             if lost:
                 raise SystemExit(f"{path} holds no optimizer state for {lost}; {fix}")
     return ckpt
+
+
+def by_name(opt, cfg, path, fix):
+    """-> (the optimizer state's moments, the weights its groups list), keyed by weight name. Files written before
+    the names (issue 16) key both by position, which torch's load_state_dict pairs with this model's groups in
+    order: named here from those groups, so that the checks by name read them too, and refused where the groups
+    differ (an (X)+ conv once decayed, in the first group): a ValueError traceback in torch's load_state_dict."""
+    groups = [g.get("params", ()) for g in opt["param_groups"] if isinstance(g, dict)]
+    flat = [n for g in groups for n in g]
+    if not (flat and all(type(n) is int for n in flat)):
+        return opt.get("state", {}), flat
+    with torch.device("meta"):
+        model = GPT(cfg)
+    own = {id(p): n for n, p in model.named_parameters()}
+    layout = [[own[id(p)] for p in g["params"]] for g in model.configure_optimizers(0.0, 0.0, (0.9, 0.95),
+                                                                                        "cpu").param_groups]
+    if [len(g) for g in groups] != [len(g) for g in layout] or len(set(flat)) != len(flat):
+        raise SystemExit(f"{path} keys its optimizer state by position (the older format), in groups of "
+                         f"{' and '.join(str(len(g)) for g in groups)} weights, and this model's AdamW groups hold "
+                         f"{' and '.join(str(len(g)) for g in layout)}; {fix}")
+    names = dict(zip(flat, (n for g in layout for n in g)))
+    return {names.get(k, k): s for k, s in opt.get("state", {}).items()}, list(names.values())
+
+
+def edited_args(ckpt, args, default, path, again):
+    """train.py saves the model's fields in config too, alike (config.update(model_args)), since its first commit:
+    model_args edited by hand to n_head=4 over weights of n_head=2 (the same shapes) sampled another model with exit
+    0, and a resume advised the edited value as "the run's own"."""
+    conf = ckpt.get("config", {})
+    odd = next((k for k in default if k in args and k in conf and type(conf[k]) in (int, float, bool, str)
+                and conf[k] != args[k]), None)
+    if odd:
+        raise SystemExit(f"{path} holds model_args {odd} = {args[odd]!r} and config {odd} = {conf[odd]!r}, which "
+                         f"train.py saves alike: one of them was edited; restore the file or {again}.")
+
+
+def special(path):
+    """What path is where no regular file or folder is: a named pipe, a device (a link to /dev/null), a socket."""
+    mode = os.stat(path).st_mode
+    what = ("a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else
+            "a device file" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "no regular file")
+    return f"a link to {os.readlink(path)!r}, {what}" if os.path.islink(path) else what
 
 
 def started(out_dir):
@@ -784,6 +831,13 @@ def check_weights(state, cfg, path, again="train again"):
     bad = next((k for k, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
     if bad:
         raise SystemExit(f"{path} holds NaN or inf in {bad}: the file is damaged; restore it or {again}.")
+    # tied, the two names are one tensor (torch.save keeps one copy): loaded in turn, lm_head's values replaced the
+    # embedding's without a word, a model neither of the two
+    wte, head = state["transformer.wte.weight"], state["lm_head.weight"]
+    if cfg.tie_embeddings and not (wte.untyped_storage().data_ptr() == head.untyped_storage().data_ptr()
+                                   and wte.storage_offset() == head.storage_offset() or torch.equal(wte, head)):
+        raise SystemExit(f"{path} holds lm_head.weight unlike transformer.wte.weight, where its model_args tie them "
+                         f"(tie_embeddings=True): the file is damaged or another model's; restore it or {again}.")
 
 
 def read_json(path, what):

@@ -495,7 +495,9 @@ def data_meta():
 # With a checkpoint in out_dir, the command that finished it, asked again, is done (so the main job can be rerun);
 # a resumed run goes on from it; any other run would write over it and is refused
 if ckpt:
-    done, changed = ckpt["iter_num"], changed_settings(ckpt["config"])
+    # the model's fields as its model_args build it: a config without them (another program's) was said to hold
+    # the defaults, "n_layer=2 (checkpoint: 12)" for a 2-layer model
+    done, changed = ckpt["iter_num"], changed_settings({**ckpt["config"], **ckpt["model_args"]})
     length = "--total_tokens" if total_tokens else "--max_iters"  # total_tokens > 0 sets max_iters: raise it
     # ... unless data_dir was prepared again from other text since: then it is not this run (the quickstart
     # after `cp mytext.txt input.txt` said "nothing to do", and sampled the model of the old text)
@@ -564,7 +566,9 @@ if source_path and (why := dangling(source_path)):
 if source_path and os.path.isdir(init_from) and not os.path.exists(source_path):  # an out_dir, as documented
     sys.exit(f"init_from={init_from!r} is a folder without a ckpt.pt (a run that has saved none yet, or no out_dir); "
              f"point --init_from at an out_dir that holds one, or at the checkpoint file.")
-if source_path and not os.path.isfile(source_path) and not os.path.isdir(source_path):
+# a named pipe or a link to /dev/null at its ckpt.pt goes on to load_checkpoint too, which says what it is
+if source_path and not os.path.isfile(source_path) and not os.path.isdir(source_path) and \
+        not os.path.exists(source_path):
     sys.exit(f"init_from must be 'scratch', 'resume', {', '.join(map(repr, GPT2_SIZES))} or a checkpoint path; "
              f"{init_from!r} is none of these.")
 iter_num = ckpt["iter_num"] if ckpt else 0  # where training stands

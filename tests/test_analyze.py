@@ -308,7 +308,9 @@ def test_assets_take_only_the_figure_readme_names(tmp_path, capsys, monkeypatch)
     config = {**{k: scope[k] for k in scope.assigned}, "eval_interval": 600, "warmup_iters": 50, "max_iters": 600,
               "seed": 1337, "batch_size": 4}
     ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
-    torch.save({**ckpt, "iter_num": 600, "config": config}, tmp_path / "ckpt.pt")
+    args = {k: config[k] for k in ckpt["model_args"]}  # its model, as train.py saves it beside the config
+    torch.save({**ckpt, "iter_num": 600, "config": config, "model_args": args,
+                "model": GPT(GPTConfig(**args)).state_dict()}, tmp_path / "ckpt.pt")
     code, _, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--out={assets}")
     assert code == f"{tmp_path} holds a run with batch_size = 4, where `python -m experiments.retrofit` trains it " \
                    f"with 16: a run of other settings; run the study with the options and config files that " \

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -28,6 +29,7 @@ import checkpoint
 import prepare_slimpajama as P
 from configurator import configure
 from experiments import cpu_lm, retrofit, rope, scaling
+from model import GPT, GPTConfig
 from test_bad_inputs import tree_digest
 from test_train import ROOT, TINY, make_data, run_inprocess, train
 
@@ -519,7 +521,29 @@ def world(tmp_path_factory):
     variant("negbest", lambda c: c.update(best_val_loss=-1.0))
     variant("betas", lambda c: c["optimizer"].update(
         param_groups=[{**c["optimizer"]["param_groups"][0], "betas": "x"}, *c["optimizer"]["param_groups"][1:]]))
+    # n_head edited over weights of the same shapes: another model, sampled with exit 0 (the twentieth pass)
+    def by_position(c, swap=False):  # the optimizer state as files before issue 16 keyed it
+        opt = c["optimizer"]
+        flat = [n for g in opt["param_groups"] for n in g["params"]]
+        groups = [{**g, "params": [flat.index(n) for n in g["params"]]} for g in opt["param_groups"]]
+        c["optimizer"] = {"state": {flat.index(n): s for n, s in opt["state"].items()},
+                          "param_groups": groups[::-1] if swap else groups}
+
+    # older groups than this model's: a ValueError traceback in torch's load_state_dict (the twentieth pass)
+    variant("posgroups", lambda c: by_position(c, swap=True))
+    variant("posnomoments", lambda c: [by_position(c), c["optimizer"]["state"].pop(0)])  # resumed without a word
+    # tied weights of other values: lm_head's replaced the embedding on load, without a word (the twentieth pass)
+    variant("untied", lambda c: c["model"].update({"lm_head.weight": c["model"]["lm_head.weight"] + 1}))
+    variant("editedargs", lambda c: c.update(model_args={**c["model_args"], "n_head": c["model_args"]["n_head"] * 2}))
     return w
+
+
+def as_trained(ckpt, config, **fields):
+    """ckpt made a study's own run of config: a model of config's shape (random weights) and its model_args, which
+    train.py saves alike with config (load_checkpoint refuses a file where they differ, as one edited by hand)."""
+    args = {k: config[k] for k in asdict(GPTConfig())}
+    torch.manual_seed(0)
+    return {**ckpt, "config": config, "model_args": args, "model": GPT(GPTConfig(**args)).state_dict(), **fields}
 
 
 CKPT_MESSAGES = {
@@ -546,9 +570,35 @@ CKPT_MESSAGES = {
     "nostep": "{p} holds an optimizer state for transformer.h.0.mlp.c_fc.weight without its step count; it cannot "
               "resume exactly: restore the file, or start from its weights with --init_from={d} in a new out_dir.",
     # a KeyError traceback inside torch's set_optimizer_state_dict
+    "posgroups": "{p} keys its optimizer state by position (the older format), in groups of 18 and 10 weights, and "
+                 "this model's AdamW groups hold 10 and 18; it cannot resume exactly: restore the file, or start from "
+                 "its weights with --init_from={d} in a new out_dir.",
+    "posnomoments": "{p} holds no optimizer state for transformer.wte.weight; it cannot resume exactly",
+    "untied": "{p} holds lm_head.weight unlike transformer.wte.weight, where its model_args tie them "
+              "(tie_embeddings=True): the file is damaged or another model's; restore it or train again.",
+    "editedargs": "{p} holds model_args n_head = 4 and config n_head = 2, which train.py saves alike: one of them "
+                  "was edited; restore the file or train again.",
     "betas": "{p} holds optimizer setting betas = 'x' in group 0, which is no AdamW setting; it cannot resume "
              "exactly: restore the file, or start from its weights with --init_from={d} in a new out_dir.",
 }
+
+
+@pytest.mark.parametrize("make, what", [(os.mkfifo, "a named pipe"),
+                                        (lambda p: os.symlink(os.devnull, p), "a link to '/dev/null', a device file")])
+def test_a_ckpt_pt_that_is_no_regular_file_is_named_in_every_command(make, what, tmp_path, monkeypatch):
+    # "no checkpoint: train one with train.py", and train.py, which loads what is there, said the same (the
+    # twentieth pass)
+    (tmp_path / "run").mkdir()
+    make(tmp_path / "run" / "ckpt.pt")
+    msg = (f"{tmp_path / 'run' / 'ckpt.pt'} is {what}, not a checkpoint; move it out of the way, or point to "
+           f"another out_dir.")
+    with pytest.raises(SystemExit) as e:
+        checkpoint.load_checkpoint(str(tmp_path / "run"))
+    assert str(e.value) == msg
+    assert run_inprocess(monkeypatch, [f"--out_dir={tmp_path / 'run'}", f"--data_dir={tmp_path}"]) == msg
+    assert run_inprocess(monkeypatch, [f"--out_dir={tmp_path / 'new'}", f"--init_from={tmp_path / 'run'}",
+                                       f"--data_dir={tmp_path}"]) == f"init_from='{tmp_path / 'run'}': {msg}"
+    assert sorted(os.listdir(tmp_path)) == ["run"] and os.listdir(tmp_path / "run") == ["ckpt.pt"]
 
 
 @pytest.mark.parametrize("name", CKPT_MESSAGES)
@@ -995,7 +1045,7 @@ def test_cpu_lm_report_of_1_of_21_runs_goes_to_the_runs_folder(world, tmp_path, 
     with pytest.raises(SystemExit, match="^out-cpu_lm/qkv_s1337 holds a run with batch_size = 4, where"):
         cpu_lm.main(["--report"])
     own = configure(ckpt["config"], cpu_lm.train_args("qkv", 1337))[0]  # the study's own run, finished
-    torch.save({**ckpt, "config": own, "iter_num": own["max_iters"]}, run / "ckpt.pt")
+    torch.save(as_trained(ckpt, own, iter_num=own["max_iters"]), run / "ckpt.pt")
     (run / "log.jsonl").write_text(json.dumps({"iter": 0, "val_loss": 5.5}) + "\n" +  # evaluated at its last iteration
                                    json.dumps({"iter": own["max_iters"], "val_loss": 5.0}) + "\n")
     cpu_lm.main(["--report"])
@@ -1003,7 +1053,7 @@ def test_cpu_lm_report_of_1_of_21_runs_goes_to_the_runs_folder(world, tmp_path, 
     err = capsys.readouterr().err
     assert "20 of 21 runs not finished" in err and "goes to out-cpu_lm/cpu_lm.*" in err
     md = (tmp_path / "out-cpu_lm" / "cpu_lm.md").read_text()
-    assert md.startswith("PARTIAL: 20 of 21 runs not finished") and "| qkv | qkv | 2 | softmax |" in md
+    assert md.startswith("PARTIAL: 20 of 21 runs not finished") and "| qkv | qkv | 4 | softmax |" in md
     assert (tmp_path / "out-cpu_lm" / "cpu_lm.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -1042,7 +1092,7 @@ def test_a_hand_edited_cpu_lm_checkpoint_is_one_sentence(world, tmp_path, monkey
     # each was a KeyError or TypeError traceback in --report: its config and meta were read before it was checked
     run = shutil.copytree(world / "run", tmp_path / "out-cpu_lm" / "qkv_s1337")
     ckpt = torch.load(run / "ckpt.pt", weights_only=True)
-    ckpt = {**ckpt, "config": configure(ckpt["config"], cpu_lm.train_args("qkv", 1337))[0], "iter_num": 600}
+    ckpt = as_trained(ckpt, configure(ckpt["config"], cpu_lm.train_args("qkv", 1337))[0], iter_num=600)
     edit(ckpt)
     torch.save(ckpt, run / "ckpt.pt")
     (run / "log.jsonl").write_text(json.dumps({"iter": 0, "val_loss": 5.5}) + "\n" +
@@ -1051,7 +1101,7 @@ def test_a_hand_edited_cpu_lm_checkpoint_is_one_sentence(world, tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     if message is None:
         cpu_lm.main(["--report"])
-        assert "| qkv | qkv | 2 | softmax |" in (tmp_path / "out-cpu_lm" / "cpu_lm.md").read_text()
+        assert "| qkv | qkv | 4 | softmax |" in (tmp_path / "out-cpu_lm" / "cpu_lm.md").read_text()
         return
     with pytest.raises(SystemExit, match=f"^{re.escape(message)}"):
         cpu_lm.main(["--report"])
@@ -1063,7 +1113,7 @@ def test_a_study_run_trained_before_its_data_was_prepared_again_is_refused(world
     run = shutil.copytree(world / "run", tmp_path / "out-cpu_lm" / "qkv_s1337")
     ckpt = torch.load(run / "ckpt.pt", weights_only=True)
     own = configure(ckpt["config"], cpu_lm.train_args("qkv", 1337))[0]
-    torch.save({**ckpt, "config": own, "iter_num": 600}, run / "ckpt.pt")
+    torch.save(as_trained(ckpt, own, iter_num=600), run / "ckpt.pt")
     (run / "log.jsonl").write_text(json.dumps({"iter": 0, "val_loss": 5.5}) + "\n" +
                                    json.dumps({"iter": 600, "val_loss": 5.0}) + "\n")
     os.symlink(os.path.join(ROOT, "config"), tmp_path / "config")
@@ -1087,7 +1137,7 @@ def test_a_finished_run_whose_log_lost_its_last_lines_is_not_reported(world, tmp
     for seed in (1337, 1338):
         run = shutil.copytree(world / "run", tmp_path / "out-cpu_lm" / f"qkv_s{seed}")
         own = configure(ckpt["config"], cpu_lm.train_args("qkv", seed))[0]
-        torch.save({**ckpt, "config": own, "iter_num": 600}, run / "ckpt.pt")
+        torch.save(as_trained(ckpt, own, iter_num=600), run / "ckpt.pt")
         (run / "log.jsonl").write_text("".join(json.dumps({"iter": it, "val_loss": 5.0 - it / 1000}) + "\n"
                                                for it in range(0, 601, 50)))
     log = tmp_path / "out-cpu_lm" / "qkv_s1338" / "log.jsonl"
@@ -1098,7 +1148,7 @@ def test_a_finished_run_whose_log_lost_its_last_lines_is_not_reported(world, tmp
         cpu_lm.main(["--report"])
     log.write_text("".join(lines[:3] + lines[5:]))  # a gap: iterations 150 and 200 missing
     cpu_lm.main(["--report"])
-    assert "| qkv | qkv | 2 | softmax |" in (tmp_path / "out-cpu_lm" / "cpu_lm.md").read_text()
+    assert "| qkv | qkv | 4 | softmax |" in (tmp_path / "out-cpu_lm" / "cpu_lm.md").read_text()
 
 
 def test_a_complete_report_of_runs_trained_with_other_settings_is_refused(world, tmp_path, monkeypatch):
@@ -1131,7 +1181,7 @@ def test_a_complete_report_of_runs_trained_with_other_settings_is_refused(world,
     ns = argparse.Namespace(iters=60, data_dir="data/cpu_lm_bytes", root="out-rope-quick", seeds=[1337])
     for name, seed, out, proj, pos_emb in rope.runs(ns):
         own = configure(ckpt["config"], rope.train_args(ns, seed, out, proj, pos_emb))[0]
-        torch.save({**ckpt, "iter_num": 60, "config": own}, os.path.join(out, "ckpt.pt"))
+        torch.save(as_trained(ckpt, own, iter_num=60), os.path.join(out, "ckpt.pt"))
     with pytest.raises(SystemExit, match="out-rope-quick/qkv_rope_s1337 holds a run with data_dir = "
                                          "'data/cpu_lm_bytes', where `python -m experiments.rope --quick "
                                          f"--data_dir={world / 'data'}` trains it with '{world / 'data'}': a run of "
@@ -1191,7 +1241,7 @@ def test_a_finished_runs_damaged_log_is_one_sentence(world, tmp_path, monkeypatc
     shutil.copytree(world / "run", run)
     ckpt = torch.load(run / "ckpt.pt", weights_only=True)
     own = configure(ckpt["config"], cpu_lm.train_args("qkv", 1337))[0]  # the study's own run, finished
-    torch.save({**ckpt, "config": own, "iter_num": 600}, run / "ckpt.pt")
+    torch.save(as_trained(ckpt, own, iter_num=600), run / "ckpt.pt")
     os.symlink(os.path.join(ROOT, "config"), tmp_path / "config")  # where the study reads its runs' settings
     log = run / "log.jsonl"
     log.write_text(json.dumps({"iter": 0, "val_loss": 5.5}) + "\n" + json.dumps({"iter": 600, "val_loss": 5.0}) + "\n")

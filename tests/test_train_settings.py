@@ -612,6 +612,19 @@ def test_resume_under_other_training_settings_says_what_changed(finished, data_d
     assert "resuming" not in r.stdout  # the checkpoint now holds these settings; a longer run is not worth a line
 
 
+def test_a_resume_of_a_checkpoint_whose_config_lacks_the_model_fields_names_its_model_not_the_defaults(
+        finished, data_dir, tmp_path):
+    # a config without the model's fields (another program's checkpoint): "n_layer=2 (checkpoint: 12)" where the
+    # checkpoint's model_args build 2 layers (the twentieth pass)
+    out = shutil.copytree(finished, tmp_path / "run")
+    ckpt = torch.load(out / "ckpt.pt", weights_only=True)
+    ckpt["config"] = {k: v for k, v in ckpt["config"].items() if k not in ckpt["model_args"]}
+    torch.save(ckpt, out / "ckpt.pt")
+    r = train(data_dir, out, "--init_from=resume", "--max_iters=4", "--learning_rate=0.02")
+    assert r.stdout.splitlines()[0] == f"resuming {out / 'ckpt.pt'} with settings other than its run's: " \
+        f"learning_rate=0.02 (checkpoint: 0.01); its weights and optimizer state go on under these."
+
+
 def test_a_resume_on_data_prepared_again_in_the_same_data_dir_says_so(tmp_path):
     # the same --data_dir, prepared again from other text: the run went on on other batches without a word
     data = tmp_path / "data"
