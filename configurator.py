@@ -294,8 +294,9 @@ def configure(defaults, args, usage=None, hints=None):
                 near = [p for p in (arg + ".py", os.path.join("config", name), os.path.join("config", name + ".py"),
                                     os.path.join(REPO, "config", name), os.path.join(REPO, "config", name + ".py"))
                         if os.path.isfile(p)]
-                raise SystemExit(f"config file {arg!r} not found; " + (f"did you mean {shlex.quote(near[0])}?" if near else
-                                 "positional arguments are config files (overrides are written --key=value)."))
+                raise SystemExit(f"config file {arg!r} not found; " + (
+                    f"did you mean {shlex.quote(near[0])}?" if near else
+                    "positional arguments are config files (overrides are written --key=value)."))
             scope = run_file(arg, values)
             for key, value in scope.items():
                 if not key.startswith("_") and not isinstance(value, types.ModuleType):
