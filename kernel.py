@@ -172,6 +172,9 @@ def decode_attention(q, k_cache, v_cache=None, lengths=None, scale=None, *, rope
     if not q.is_cuda and not INTERPRETED:  # Triton's "0 active drivers" (or "cpu tensor?" beside a GPU)
         raise ValueError(f"decode_attention runs on CUDA tensors, or on CPU under TRITON_INTERPRET=1 set before "
                          f"kernel.py is imported; got q on {q.device}.")
+    if INTERPRETED and q.dtype == torch.bfloat16:  # the interpreter runs in numpy, which has no bfloat16: garbage
+        raise ValueError("TRITON_INTERPRET=1 runs the kernel in numpy, which has no bfloat16 (the output was "
+                         "garbage, ~1e9 off); give float16 or float32 tensors, or run on CUDA without it.")
     B, H, D = q.shape
     H_kv, T_max = k_cache.size(1), k_cache.size(2)
     G = H // H_kv
@@ -187,7 +190,7 @@ def decode_attention(q, k_cache, v_cache=None, lengths=None, scale=None, *, rope
     split_len = triton.cdiv(triton.cdiv(T_max, num_splits), block_n) * block_n
     q, k_cache = dense_rows(q), dense_rows(k_cache)
     v = k_cache if v_cache is None else dense_rows(v_cache)
-    scale = 1.0 / math.sqrt(D) if scale is None else scale
+    scale = 1.0 / math.sqrt(D) if scale is None else float(scale)  # a numpy float32 was Triton's TypeError
     acc = torch.empty(B, H, num_splits, D, dtype=torch.float32, device=q.device)
     m = torch.empty(B, H, num_splits, dtype=torch.float32, device=q.device)
     l = torch.empty_like(m)

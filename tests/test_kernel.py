@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -59,6 +60,22 @@ def test_cpu_tensors_without_the_interpreter_are_refused_in_one_sentence(monkeyp
         decode_attention(torch.zeros(1, 2, 8), torch.zeros(1, 1, 4, 8))
     with pytest.raises(ValueError, match="must be on one device; got cpu, meta, None and None"):
         decode_attention(torch.zeros(1, 2, 8), torch.zeros(1, 1, 4, 8, device="meta"))
+
+
+@pytest.mark.skipif(not INTERPRET, reason="the interpreter's own gap")
+def test_bfloat16_under_the_interpreter_is_refused_not_garbage():
+    # numpy has no bfloat16: the interpreted kernel returned values ~1e9 off the reference with no word
+    with pytest.raises(ValueError, match="TRITON_INTERPRET=1 runs the kernel in numpy, which has no bfloat16"):
+        decode_attention(*inputs(2, 2, 32, torch.bfloat16, False)[:2])
+
+
+@runs_kernels
+def test_a_numpy_scale_is_a_number_like_any():
+    # numbers.Real lets numpy's float32 through, and Triton refused it ("cannot convert ... to tensor"): a traceback
+    q, k, _ = inputs(2, 2, 32, torch.float32, False)
+    lengths = torch.tensor(LENGTHS, device=DEVICE)
+    out = decode_attention(q, k, None, lengths, scale=np.float32(0.25))
+    torch.testing.assert_close(out, decode_attention_ref(q, k, None, lengths, scale=0.25), atol=1e-4, rtol=1e-4)
 
 
 @runs_kernels
