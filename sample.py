@@ -203,6 +203,15 @@ def own_val_tokens(data_dir, meta, n, vocab_size):
     return (ids.tolist(), other_data(meta, theirs)) if int(ids.max()) < vocab_size else None
 
 
+def longer_calib(calib):
+    """The advice for a --calib text too short: --calib is the text itself, so a path given there (a data folder, a
+    file) was read as its few characters and the user was told to give a longer text, not that it was no file."""
+    if not calib.startswith("FILE:") and os.path.exists(calib):
+        return (f"--calib is the text itself, and {calib!r} was read as those {len(calib)} characters, not the "
+                f"{'folder' if os.path.isdir(calib) else 'file'} it names: give a text file as --calib=FILE:path")
+    return "give a longer --calib text"
+
+
 def calibration(args, cfg, meta, data_dir):
     """Token ids [B, block_size] that lstsq and split fit on: --calib's text, else the checkpoint's own validation
     tokens. -> (ids, where they come from)."""
@@ -233,7 +242,7 @@ def calibration(args, cfg, meta, data_dir):
         where = f"{os.path.join(data_dir, 'val.bin')} (" + (f"not the data the checkpoint was trained on: "
                                                             f"{', '.join(moved)})" if moved else "the checkpoint's own)")
     if len(ids) < bs:
-        fix = (f"raise --calib_tokens to {bs} or more" if n < bs else "give a longer --calib text" if args.calib else
+        fix = (f"raise --calib_tokens to {bs} or more" if n < bs else longer_calib(args.calib) if args.calib else
                "pass a longer text as --calib=FILE:path, or --convert_method=k")
         raise SystemExit(f"calibration from {where} gives {len(ids)} tokens, fewer than one block (block_size {bs}); "
                          f"{fix}.")
@@ -241,7 +250,7 @@ def calibration(args, cfg, meta, data_dir):
     if too_few := exact_fit(cfg, len(ids)):
         unknowns, why = too_few
         need = (unknowns // bs + 1) * bs
-        fix = (f"raise --calib_tokens to {need} or more" if n < need else "give a longer --calib text" if args.calib
+        fix = (f"raise --calib_tokens to {need} or more" if n < need else longer_calib(args.calib) if args.calib
                else "pass a longer text as --calib=FILE:path, or --convert_method=k")
         raise SystemExit(f"calibration from {where} gives {len(ids)} tokens, and --convert_method="
                          f"{args.convert_method} {why}; {fix}.")

@@ -397,6 +397,14 @@ def test_conversion_settings_are_checked_before_converting(tmp_path, capsys, mon
         run(capsys, tmp_path, "--proj=qk_v", "--calib=hello")
     with pytest.raises(SystemExit, match=r"raise --calib_tokens to 64 or more\.$"):
         run(capsys, tmp_path, "--proj=qk_v", "--calib=" + "x" * 100, "--calib_tokens=10")
+    # a path given as the text (a data folder) was read as its characters and told "give a longer --calib text"
+    monkeypatch.chdir(tmp_path)
+    os.mkdir("data")
+    with pytest.raises(SystemExit, match=r"^calibration from --calib gives 4 tokens, fewer than one block \(block_size "
+                                         r"64\); --calib is the text itself, and 'data' was read as those 4 "
+                                         r"characters, not the folder it names: give a text file as --calib=FILE:path"
+                                         r"\.$"):
+        run(capsys, tmp_path, "--proj=qk_v", "--calib=data")
     for empty in (["--calib="], ["--proj=qk_v", "--calib="]):
         with pytest.raises(SystemExit) as e:
             run(capsys, tmp_path, *empty)
