@@ -663,7 +663,7 @@ def prepare(args, log=print):
     settings = {"source": source, "tokenizer": args.tokenizer, "train_tokens": args.train_tokens,
                 "val_tokens": args.val_tokens, "val_fraction": args.val_fraction, "shards": len(shards),
                 "shards_sha1": inputs_sha1(fingerprint)}
-    made = not os.path.exists(args.out_dir)
+    made = new_levels(args.out_dir)
     writable_dir(args.out_dir, "choose another --out_dir", named=True)
     for name in ("train.bin", "val.bin", "meta.json", "progress.json"):  # else taken for no file: a traceback later
         if why := dangling(os.path.join(args.out_dir, name)):
@@ -674,15 +674,33 @@ def prepare(args, log=print):
         try:
             return write_dataset(args, settings, tok, shards, fetch, source, log, older, new_dir=made)
         except BaseException:  # under the lock: a run refused by it never removes the folder another is filling
-            if made and not os.listdir(args.out_dir):  # refused or stopped before writing: no folder left
-                os.rmdir(args.out_dir)
+            remove_levels(args.out_dir, made)  # refused or stopped before writing: no folder left
             raise
+
+
+def new_levels(folder):
+    """How many of folder and its parents do not exist yet (--out_dir=a/b/c with no a: 3), so that a run that
+    leaves nothing removes them all: removing c alone left a/b behind."""
+    f, n = os.path.abspath(folder), 0
+    while not os.path.exists(f):
+        f, n = os.path.dirname(f), n + 1
+    return n
+
+
+def remove_levels(folder, levels):
+    """Removes folder and its parents, up to levels of them, while each is empty (a file put there since stays)."""
+    f = os.path.abspath(folder)
+    for _ in range(levels):
+        if not os.path.isdir(f) or os.listdir(f):
+            return
+        os.rmdir(f)
+        f = os.path.dirname(f)
 
 
 def write_dataset(args, settings, tok, shards, fetch, source, log, older=None, new_dir=False):
     """The bins and meta.json of args.out_dir, resumed from its progress.json when a run was cut short. new_dir:
-    this call made out_dir, recorded with a fresh start (a resumed run that finds no text removes the folder it
-    began)."""
+    how many levels of out_dir (it, its parents) this call made, recorded with a fresh start (a resumed run that
+    finds no text removes the folders it began)."""
     st = start_state(args.out_dir, settings, older)
     meta_path, state_path = os.path.join(args.out_dir, "meta.json"), os.path.join(args.out_dir, "progress.json")
     for name in os.listdir(args.out_dir):  # a kill in the middle of a write_json: its temporary file, left over
@@ -783,8 +801,8 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=None, n
             os.remove(os.path.join(args.out_dir, name))
         # a run refused on a Latin-1 file left its folder to resume; its advised --skip_bad rerun found no text
         # and left that folder empty (one this call made, prepare() removes)
-        if st.get("made_dir") and not new_dir and not os.listdir(args.out_dir):
-            os.rmdir(args.out_dir)
+        if not new_dir and type(levels := st.get("made_dir")) is int:  # none recorded (older runs): kept
+            remove_levels(args.out_dir, levels)
     if "train" in empty:
         read = f"{shards[0][0]} read" if len(shards) == 1 else f"{len(shards)} files read"  # the one file: named
         sys.exit(f"error: the input holds no text for train.bin ({read}, {st['skipped']} bad line(s) and "

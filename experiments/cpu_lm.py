@@ -18,6 +18,7 @@ import csv
 import io
 import math
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -91,7 +92,7 @@ def train_all():
         cmd = [sys.executable, repo_path("train.py"), *train_args(variant, seed), f"--out_dir={out_dir}"]
         if ckpt is not None:  # killed midway: continue from its last checkpoint
             cmd.append("--init_from=resume")
-        print(" ".join(cmd), flush=True)
+        print(shlex.join(cmd), flush=True)  # as pasted: a path with a space is one argument
         t0 = time.time()
         if run_child(cmd):  # train.py said why on stderr: no traceback of ours on top of it
             sys.exit(f"{out_dir}: train.py stopped (its message is above); fix that and run this command again, "

@@ -26,6 +26,7 @@ import io
 import json
 import math
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -162,7 +163,7 @@ def train_all(s, command):
         if ckpt is not None and ckpt["iter_num"] >= end:
             continue
         cmd = [sys.executable, repo_path("train.py"), *args] + (["--init_from=resume"] if ckpt is not None else [])
-        print(" ".join(cmd), flush=True)
+        print(shlex.join(cmd), flush=True)  # as pasted: a path with a space is one argument
         t0 = time.time()
         if run_child(cmd, stdout=subprocess.DEVNULL, env=env):  # train.py said why on stderr
             sys.exit(f"{out}: train.py stopped (its message is above); fix that and run this command again, the "

@@ -247,7 +247,7 @@ def train_todo(s, args, todo, running, rows, ana):
                         q.wait()
                     raise
             err = tempfile.TemporaryFile()
-            print(" ".join(cmd[1:]), flush=True)
+            print(shlex.join(cmd[1:]), flush=True)  # as pasted: a path with a space is one argument
             running[subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)] = \
                 (run, out_dir, time.time(), err)
         if not running:

@@ -286,6 +286,30 @@ def test_a_skip_bad_rerun_that_finds_no_text_removes_the_folder_the_refused_run_
     assert not (tmp_path / "d").exists() and os.listdir(mine) == []
 
 
+def test_a_run_that_leaves_nothing_removes_the_parents_of_out_dir_it_made(tmp_path):
+    # --out_dir=n/b/c with no n: a run that found no text (at once, or on its --skip_bad rerun) removed c and left
+    # n/b behind. A progress.json from before made_dir says nothing of who made them: they stay.
+    import json
+    latin1, empty = tmp_path / "latin1.txt", tmp_path / "empty.txt"
+    latin1.write_bytes("caf\u00e9 au lait\n".encode("latin-1") * 50)
+    empty.write_text("")
+    with pytest.raises(SystemExit, match="holds no text"):
+        prepare(tmp_path / "n" / "b" / "c", "--tokenizer=bytes", "--input", str(empty))
+    assert sorted(os.listdir(tmp_path)) == ["empty.txt", "latin1.txt"]
+    args = ["--tokenizer=bytes", "--input", str(latin1)]
+    for old in (False, True):
+        out = tmp_path / "n" / "b" / "c"
+        with pytest.raises(SystemExit, match="not UTF-8"):
+            prepare(out, *args)
+        if old:
+            state = json.loads((out / "progress.json").read_text())
+            del state["made_dir"]
+            (out / "progress.json").write_text(json.dumps(state))
+        with pytest.raises(SystemExit, match="holds no text"):
+            prepare(out, *args, "--skip_bad")
+        assert not (tmp_path / "n").exists() if not old else os.listdir(out) == []
+
+
 def test_hub_path_lists_and_downloads_shards_in_natural_order(tmp_path, monkeypatch):
     import huggingface_hub
     hub = tmp_path / "hub"

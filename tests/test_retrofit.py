@@ -1,5 +1,6 @@
 """experiments/retrofit.py: the plan of runs, and the qkv-shaped stand-in for converted layers its layer attribution uses."""
 
+import sys
 from dataclasses import replace
 
 import pytest
@@ -102,3 +103,21 @@ def test_the_runs_train_on_one_thread_as_the_report_says(tmp_path, monkeypatch):
     recs = [{"name": "qkv", "seed": 1337, "kv_bytes": 4096, "params": 1, "val": {600: 2.0}, "config": cfg}]
     retrofit.write_md(recs, {}, [], s, "python -m experiments.retrofit", str(tmp_path / "r"))
     assert "min (one thread, shared machine)." in (tmp_path / "r.md").read_text()
+
+
+def test_the_command_each_run_prints_is_one_the_shell_takes(tmp_path, monkeypatch, capsys):
+    # retrofit and cpu_lm print each train.py command as they start it; a Python (or repository) under a folder
+    # with a space ("/x/my env/bin/python") was printed unquoted, and pasted was two arguments
+    import shlex
+
+    from experiments import cpu_lm
+    monkeypatch.chdir(tmp_path)
+    python = str(tmp_path / "my env" / "python")
+    monkeypatch.setattr(sys, "executable", python)
+    for study, call in ((retrofit, lambda: retrofit.train_all(retrofit.QUICK, "python -m experiments.retrofit")),
+                        (cpu_lm, cpu_lm.train_all)):
+        monkeypatch.setattr(study, "run_child", lambda cmd, **kw: 1)
+        with pytest.raises(SystemExit, match="train.py stopped"):
+            call()
+        line = capsys.readouterr().out.splitlines()[0]
+        assert shlex.split(line)[0] == python and line.startswith(shlex.quote(python) + " ")

@@ -228,3 +228,20 @@ def test_a_finished_run_on_data_prepared_again_since_stops_the_study(tmp_path):
         scaling.check_root_data(scaling.QUICK, args)
     assert str(e.value).startswith(f"{run} holds a run trained on {args.data_dir} before it was prepared again "
                                    f"(val_tokens 4000 (checkpoint: 5000))")
+
+
+def test_the_command_each_run_prints_is_one_the_shell_takes(tmp_path, monkeypatch, capsys):
+    # each train.py command printed as it starts named --data_dir and --out_dir unquoted: "--data_dir=/x/my data",
+    # pasted, was two arguments
+    import shlex
+
+    def refuse(cmd, **kw):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(scaling.subprocess, "Popen", refuse)
+    data, root = tmp_path / "my data", tmp_path / "my runs"
+    args = argparse.Namespace(root=str(root), data_dir=str(data), jobs=1)
+    with pytest.raises(KeyboardInterrupt):
+        scaling.train_all(dict(scaling.QUICK), args)
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert f"'--data_dir={data}'" in line and shlex.split(line)[-1].startswith("--") and \
+        any(a == f"--data_dir={data}" for a in shlex.split(line))
