@@ -185,26 +185,36 @@ def sizes_only(meta):
         return None
 
 
+def missing_dirs(folder):
+    """folder and those of its parents that do not exist yet, as absolute paths, the deepest first: the folders that
+    making folder makes, and that a command refused or stopped before writing there removes again."""
+    made, d = [], os.path.abspath(folder)
+    while not os.path.exists(d) and d != os.path.dirname(d):
+        made.append(d)
+        d = os.path.dirname(d)
+    return made
+
+
+def remove_empty(folders):
+    """Removes folders in order (the deepest first); one that holds anything stays, and so do those above it."""
+    for d in folders:
+        with contextlib.suppress(OSError):
+            os.rmdir(d)
+
+
 @contextlib.contextmanager
 def new_dirs(*folders):
     """Around the work that fills folders: those of them (and their parents) that did not exist before are removed
     again if the work stops (an error, Ctrl-C) with nothing written in them, so a failed run leaves no empty
     folder behind."""
-    new = set()
-    for folder in folders:
-        f = os.path.abspath(folder)
-        while not os.path.exists(f):
-            new.add(f)
-            f = os.path.dirname(f)
+    new = {d for folder in folders for d in missing_dirs(folder)}
     try:
         yield
     except BaseException as e:
         # a folder another process holds (Busy) stays: made by it since this one looked, perhaps, and still empty
         # while it works; removed, its results had nowhere to go
         held = os.path.abspath(e.folder) if isinstance(e, Busy) else None
-        for d in sorted(new - {held}, key=len, reverse=True):  # the deepest first; one that holds a file stays
-            with contextlib.suppress(OSError):
-                os.rmdir(d)
+        remove_empty(sorted(new - {held}, key=len, reverse=True))
         raise
 
 
@@ -365,18 +375,13 @@ def unwritable(folder):
         return f"a link to {os.readlink(folder)!r}, " + ("which leads into a loop of links"
                                                         if "loop of links" in (closed_stream(folder) or "") else
                                                         "which does not exist")
-    made, d = [], os.path.abspath(folder)
-    while not os.path.exists(d) and d != os.path.dirname(d):  # the folders made below, removed if they take no file
-        made.append(d)
-        d = os.path.dirname(d)
+    made = missing_dirs(folder)  # the folders made below, removed if they take no file
     try:
         os.makedirs(folder, exist_ok=True)
         tempfile.TemporaryFile(dir=folder).close()
     except (OSError, RecursionError) as e:  # os.makedirs recurses once per folder to make: a thousand is too many
         created = bool(made) and os.path.isdir(made[-1])  # not where a folder above refused the first of them
-        for d in made:
-            with contextlib.suppress(OSError):
-                os.rmdir(d)
+        remove_empty(made)
         if created and isinstance(e, PermissionError):
             masked(folder)
         return e.strerror if isinstance(e, OSError) else "nested too deep to create"

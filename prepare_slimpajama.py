@@ -39,8 +39,8 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import numpy as np
 import zstandard
 
-from checkpoint import (atomic_write, dangling, guard_assets, hold_lock, inputs_sha1, largest_token, r50k,
-                        space_fix, unreadable, utf16, writable_dir)
+from checkpoint import (atomic_write, dangling, guard_assets, hold_lock, inputs_sha1, largest_token, missing_dirs,
+                        r50k, space_fix, unreadable, utf16, writable_dir)
 from configurator import Parser, boolean, cli, number
 from convert import hub_problem
 
@@ -663,7 +663,7 @@ def prepare(args, log=print):
     settings = {"source": source, "tokenizer": args.tokenizer, "train_tokens": args.train_tokens,
                 "val_tokens": args.val_tokens, "val_fraction": args.val_fraction, "shards": len(shards),
                 "shards_sha1": inputs_sha1(fingerprint)}
-    made = new_levels(args.out_dir)
+    made = len(missing_dirs(args.out_dir))  # --out_dir=a/b/c with no a: 3, all removed by a run that leaves nothing
     writable_dir(args.out_dir, "choose another --out_dir", named=True)
     for name in ("train.bin", "val.bin", "meta.json", "progress.json"):  # else taken for no file: a traceback later
         if why := dangling(os.path.join(args.out_dir, name)):
@@ -676,15 +676,6 @@ def prepare(args, log=print):
         except BaseException:  # under the lock: a run refused by it never removes the folder another is filling
             remove_levels(args.out_dir, made)  # refused or stopped before writing: no folder left
             raise
-
-
-def new_levels(folder):
-    """How many of folder and its parents do not exist yet (--out_dir=a/b/c with no a: 3), so that a run that
-    leaves nothing removes them all: removing c alone left a/b behind."""
-    f, n = os.path.abspath(folder), 0
-    while not os.path.exists(f):
-        f, n = os.path.dirname(f), n + 1
-    return n
 
 
 def remove_levels(folder, levels):

@@ -54,8 +54,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
 from checkpoint import (atomic_write, dangling, eval_batches, file_above, guard_assets, load_checkpoint, lock_held,
-                        masked, masked_file, open_data, other_data, perplexity, save_checkpoint, scored_tokens,
-                        space_fix, tokens, unlocked, unreadable)
+                        masked, masked_file, missing_dirs, open_data, other_data, perplexity, remove_empty,
+                        save_checkpoint, scored_tokens, space_fix, tokens, unlocked, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, missing_device,
                           out_of_memory, range_error, tolerant_output)
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, conversion_note, convert_state_dict, exact_fit,
@@ -586,9 +586,7 @@ def unmake():
         for path in made_files:
             with contextlib.suppress(OSError):
                 os.remove(path)
-        for d in made:
-            with contextlib.suppress(OSError):  # one that holds anything else stays
-                os.rmdir(d)
+        remove_empty(made)  # one that holds anything else stays
 
 
 def full(e):
@@ -661,10 +659,8 @@ def lock_out_dir():
     takes a new file, as every save does (a read-only folder whose files are writable would fail at the first).
     Refused, it leaves nothing behind: neither a lock file nor the folders it made."""
     fresh = not os.path.exists(os.path.join(out_dir, "train.lock"))
-    d, f = os.path.abspath(out_dir), None
-    while not os.path.exists(d):  # for unmake(): a run refused now, or stopped before its first save
-        made.append(d)
-        d = os.path.dirname(d)
+    f = None
+    made.extend(missing_dirs(out_dir))  # for unmake(): a run refused now, or stopped before its first save
     try:
         os.makedirs(out_dir, exist_ok=True)
         f = open(os.path.join(out_dir, "train.lock"), "a+")
