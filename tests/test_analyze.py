@@ -14,6 +14,7 @@ from experiments.analyze import (ASSET_COMMAND, analyze, cka, compare, cosine, e
                                  projections, random_row, table)
 from configurator import run_file
 from model import GPT, GPTConfig
+from test_bad_inputs import run_here
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPECTED = {  # (proj, n_kv_head) -> the matrices that exist
@@ -107,9 +108,9 @@ def test_cli_prints_table_and_writes_figure(tmp_path):
     assert "cka: left out" in r.stdout  # the checkpoint names no data
 
 
-def test_cli_missing_checkpoint_is_one_clear_error(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "experiments.analyze", f"--out_dir={tmp_path}"], cwd=ROOT, capture_output=True,
-                       text=True)
+def test_cli_missing_checkpoint_is_one_clear_error(tmp_path, capfd):
+    # in this process: test_bad_inputs runs the same refusal as a subprocess
+    r = run_here(["-m", "experiments.analyze", f"--out_dir={tmp_path}"], capfd)
     assert r.returncode != 0
     assert r.stderr.strip() == f"no checkpoint at {tmp_path}/ckpt.pt: train one with train.py, or point to the " \
                                f"out_dir that holds it."

@@ -1,15 +1,18 @@
-"""Bad input across the scripts: each case runs as a subprocess and must exit non-zero with one line of error on
-stderr (argparse's usage block aside) that names the setting or file, without a traceback, and without changing
-any checkpoint, bin or tracked asset."""
+"""Bad input across the scripts: each case (the first of each script as a subprocess, the rest in this process)
+must exit non-zero with one line of error on stderr (argparse's usage block aside) that names the setting or file,
+without a traceback, and without changing any checkpoint, bin or tracked asset."""
 
 import fcntl
 import hashlib
 import json
 import os
 import re
+import runpy
 import shutil
+import signal
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -139,9 +142,49 @@ def test_the_table_is_large_enough():
     assert len(CASES) >= 40
 
 
-@pytest.mark.parametrize("argv, names", CASES, ids=[" ".join(a[:1] + a[len(T) if a[0] == "train.py" else 1:])
-                                                    for a, _ in CASES])
-def test_bad_input_is_one_clear_line(world, argv, names):
+# the first case of each script runs as a subprocess, to prove its command line (exit status, what reaches stderr);
+# the rest run in this process, which skips torch's import per case and is the same code (about a minute of CI)
+IN_PROCESS = [any(a[0] == argv[0] for a, _ in CASES[:i]) for i, (argv, _) in enumerate(CASES)]
+
+
+def run_here(argv, capfd):
+    """`python ARGV` from the repository root (ARGV a script and its arguments, or -m and a module), run in this
+    process, as a CompletedProcess. A SystemExit's message goes to stderr with status 1, as Python's own exit does;
+    any other exception propagates (it would have been a traceback)."""
+    saved_env, saved_argv, hook = dict(os.environ), sys.argv, sys.excepthook
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE)}
+    cwd, threads = os.getcwd(), torch.get_num_threads()
+    os.chdir(ROOT)
+    capfd.readouterr()
+    try:
+        if argv[0] == "-m":
+            sys.argv = list(argv[1:])  # run_module puts the module's file in sys.argv[0], as python -m does
+            with warnings.catch_warnings():  # "found in sys.modules": this test's imports, not the module's
+                warnings.simplefilter("ignore", RuntimeWarning)
+                runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+        else:
+            sys.argv = list(argv)
+            runpy.run_path(os.path.join(ROOT, argv[0]), run_name="__main__")
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    finally:
+        os.chdir(cwd)
+        sys.argv, sys.excepthook = saved_argv, hook
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        torch.set_num_threads(threads)
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+    out, err = capfd.readouterr()
+    return subprocess.CompletedProcess(argv, 1 if isinstance(code, str) else code or 0, out, err)
+
+
+@pytest.mark.parametrize("argv, names, here", [(a, n, h) for (a, n), h in zip(CASES, IN_PROCESS)],
+                         ids=[" ".join(a[:1] + a[len(T) if a[0] == "train.py" else 1:]) for a, _ in CASES])
+def test_bad_input_is_one_clear_line(world, argv, names, here, capfd):
     w = world
     argv = [a.format(w=w) for a in argv]
     if argv[0] == "train.py" and not any(a.startswith("--data_dir") for a in argv):
@@ -152,13 +195,17 @@ def test_bad_input_is_one_clear_line(world, argv, names):
     before = tree_digest(*guarded)
     if argv[0].startswith("experiments."):  # the studies run as modules from the repository root
         argv.insert(0, "-m")
-    r = subprocess.run([PY, *argv], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                       env=dict(os.environ, OMP_NUM_THREADS="1"))
-    assert r.returncode != 0, r.stdout + r.stderr
-    assert "Traceback" not in r.stderr, r.stderr
-    lines = [line for line in r.stderr.splitlines() if line.strip() and not line.startswith(("usage:", " "))]
-    assert len(lines) == 1, r.stderr
-    assert names.format(w=w) in lines[0], r.stderr
+    if here:
+        r = run_here(argv, capfd)
+    else:
+        r = subprocess.run([PY, *argv], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                           env=dict(os.environ, OMP_NUM_THREADS="1"))
+    returncode, stderr = r.returncode, r.stderr
+    assert returncode != 0, stderr
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith(("usage:", " "))]
+    assert len(lines) == 1, stderr
+    assert names.format(w=w) in lines[0], stderr
     assert tree_digest(*guarded) == before
     assert not (w / "new").exists()  # a refused run leaves no out_dir behind
 
@@ -188,7 +235,7 @@ def test_a_second_run_in_a_locked_out_dir_is_refused(world):
 def test_a_stalled_ddp_rank_stops_the_run_with_a_message(world, tmp_path):
     # rank 1 is frozen mid-run (SIGSTOP): rank 0 must give up after ddp_timeout and say why, not hang for gloo's
     # default 30 minutes
-    import signal
+    import threading
     import time
     w, out = world, tmp_path / "ddp"
     cmd = [PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *T, f"--data_dir={w / 'data'}",
@@ -196,6 +243,9 @@ def test_a_stalled_ddp_rank_stops_the_run_with_a_message(world, tmp_path):
            "--ddp_timeout=5"]
     p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                          env=dict(os.environ, OMP_NUM_THREADS="1"), start_new_session=True)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(p.stdout), daemon=True)
+    reader.start()
     workers = []
     try:
         deadline = time.time() + 120
@@ -204,7 +254,16 @@ def test_a_stalled_ddp_rank_stops_the_run_with_a_message(world, tmp_path):
             time.sleep(0.5)
         workers = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
         os.kill(int(max(workers, key=int)), signal.SIGSTOP)  # the later-started worker: rank 1
-        output, _ = p.communicate(timeout=90)
+        # once rank 0 has said where the run stands, rank 1 goes on, so that torchrun's SIGTERM ends it now (a
+        # stopped process takes it only when continued: torchrun waited 30 s more for it)
+        deadline = time.time() + 90
+        while not any("run the same command to start again" in line for line in lines) and p.poll() is None:
+            assert time.time() < deadline, "rank 0 did not give up"
+            time.sleep(0.2)
+        os.kill(int(max(workers, key=int)), signal.SIGCONT)
+        p.wait(timeout=90)
+        reader.join(timeout=10)
+        output = "".join(lines)
     finally:
         for pid in workers:
             for sig in (signal.SIGCONT, signal.SIGKILL):
