@@ -285,7 +285,7 @@ def configure(defaults, args, usage=None, hints=None):
             if os.path.isdir(arg):  # `config/`, as a shell completes it: found, but no file
                 raise SystemExit(f"config file {arg!r} is a folder; give a file in it, like config/cpu_tiny.py.")
             if os.path.islink(arg) and not os.path.exists(arg):  # "not found" where ls shows it
-                raise SystemExit(f"config file {closed_stream(arg)}" if closed_stream(arg) else
+                raise SystemExit(f"config file {why}" if (why := closed_stream(arg)) else
                                  f"config file {arg!r} is a link to {os.readlink(arg)!r}, which does not exist; "
                                  f"restore what it points to, or give another file.")
             if not os.path.exists(arg):  # a pipe is read as a file: <(make_config) or /dev/stdin
