@@ -411,6 +411,9 @@ class GPT(nn.Module):
         if not isinstance(config, GPTConfig):  # GPT(ckpt["model_args"]) was an AttributeError on a dict
             raise ValueError(f"GPT needs a GPTConfig, e.g. GPTConfig(**ckpt['model_args']); got "
                              f"{type(config).__name__}.")
+        # checked again: a field set after GPTConfig() (config.n_head = 5) skipped its check, and failed deep in the
+        # first forward, or, as causal = "False", built another model without a word
+        config.__post_init__()
         self.config = config
         wpe = {"wpe": nn.Embedding(config.block_size, config.n_embd)} if config.pos_emb == "learned" else {}
         self.transformer = nn.ModuleDict(dict(

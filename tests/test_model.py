@@ -489,6 +489,18 @@ def test_invalid_configs_name_the_field(kw, field):
         tiny(**kw)
 
 
+@pytest.mark.parametrize("field,value,says", [
+    ("n_head", 5, "divisible by n_head"),  # else a RuntimeError in the first forward's reshape
+    ("proj", "QKV", "proj must be one of"),  # a KeyError
+    ("causal", "False", "causal must be True or False"),  # a true string: a causal model without a word
+])
+def test_a_field_set_after_the_config_is_checked_by_gpt(field, value, says):
+    cfg = GPTConfig(block_size=BLOCK, vocab_size=VOCAB, n_layer=1, n_head=N_HEAD, n_embd=N_EMBD)
+    setattr(cfg, field, value)
+    with pytest.raises(ValueError, match=says):
+        GPT(cfg)
+
+
 def test_invalid_requests_name_the_field():
     model = tiny(proj="qk_v")
     with pytest.raises(ValueError, match="max_new_tokens"):
