@@ -278,7 +278,8 @@ class CausalSelfAttention(nn.Module):
         depends on both positions. concat: P = [f(i), f(j)], so P·w = a(i) + c(j); the softmax over keys cancels
         a(i) and b, which leaves a bias on the key position alone: it cannot tell which query asks."""
         m, w = self.pos_conv, self.conv.weight.view(-1)
-        f = pos_conv_features(L, self.block_size, m // 4, device, self.pos_conv_period)  # [L, K, 2]
+        # angles in float32, the features in the weights' dtype: a model cast to half failed in the product
+        f = pos_conv_features(L, self.block_size, m // 4, device, self.pos_conv_period).to(w.dtype)  # [L, K, 2]
         if self.pos_conv_basis == "concat":
             f = f.flatten(1)                                        # [L, m/2]
             return (f[pos:] @ w[:m // 2])[:, None] + (f @ w[m // 2:])[None, :] + self.conv.bias
@@ -289,7 +290,7 @@ class CausalSelfAttention(nn.Module):
         """The paper's (X)+ written out, for reading and tests: scores s [B, H, T, L] (queries pos..pos+T-1)
         broadcast over m channels, plus P [m, T, L], then the 1x1 conv back to [B, H, T, L]."""
         B, H, T, L = s.shape
-        f = pos_conv_features(L, self.block_size, self.pos_conv // 4, s.device, self.pos_conv_period)
+        f = pos_conv_features(L, self.block_size, self.pos_conv // 4, s.device, self.pos_conv_period).to(s.dtype)
         if self.pos_conv_basis == "concat":
             f = f.flatten(1)
             P = torch.cat([f[pos:, None].expand(T, L, -1), f[None, :].expand(T, L, -1)], dim=-1).permute(2, 0, 1)

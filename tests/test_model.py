@@ -454,6 +454,21 @@ def test_pos_conv_cached_decoding_equals_full_forward(proj, basis):
     torch.testing.assert_close(decode_logits(model, idx, prefill=4), model(idx)[0][:, 3:], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("basis", ["product", "concat"])
+def test_pos_conv_model_cast_to_bfloat16_runs_in_it(basis):
+    # its features were float32 whatever the weights: model.to(torch.bfloat16) failed in the bias's product
+    model = tiny(proj="q_kv", pos_conv=8, pos_conv_basis=basis)
+    for block in model.transformer.h:
+        random_conv(block.attn)
+    idx = torch.randint(0, VOCAB, (2, 9))
+    want = model(idx)[0]
+    half = model.to(torch.bfloat16)
+    torch.testing.assert_close(half(idx)[0].float(), want, atol=0.1, rtol=0.1)
+    assert half.generate(idx, 3, temperature=0).shape == (2, 12)
+    s = torch.randn(2, N_HEAD, 9, 9, dtype=torch.bfloat16)
+    assert half.transformer.h[0].attn.pos_conv_literal(s).dtype == torch.bfloat16
+
+
 def test_pos_emb_none_has_no_position_table_and_sees_no_position():
     model = tiny(proj="q_kv", pos_emb="none")
     assert "transformer.wpe.weight" not in dict(model.named_parameters())
