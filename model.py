@@ -168,13 +168,15 @@ def pos_conv_features(L, n, K, device, period=0):
     return torch.stack([a.sin(), a.cos()], dim=-1)
 
 
-def check_sampling(idx, max_new_tokens, temperature, top_k):
+def check_sampling(idx, vocab_size, max_new_tokens, temperature, top_k):
     """generate's arguments at their edges, in one sentence each: else an empty prompt fails deep in attention,
     top_k=0 in an index and a negative temperature silently samples the least likely tokens."""
     if torch.is_tensor(idx) and idx.dim() == 2 and idx.size(1) < 1:
         raise ValueError("the prompt idx [B, T] must hold at least one token (T >= 1); start from a token, "
                          "e.g. the tokenizer's end of text.")
     check_tokens(idx)
+    if not (0 <= idx.min() and idx.max() < vocab_size):  # once per call: on CUDA a device-side assert, else
+        raise out_of_vocab("idx", idx, vocab_size)
     # bools are integers to Python: top_k=True failed in topk, max_new_tokens=True asked for one token
     if not (isinstance(max_new_tokens, numbers.Integral) and not isinstance(max_new_tokens, bool)
             and max_new_tokens >= 0):
@@ -198,6 +200,13 @@ def check_tokens(idx, targets=None):
     if targets is not None and targets.shape != idx.shape:
         raise ValueError(f"targets must have idx's shape {tuple(idx.shape)}, the next token of each position; got "
                          f"{tuple(targets.shape)}.")
+
+
+def out_of_vocab(name, t, vocab_size, ignored=""):
+    """The sentence for token ids outside the vocabulary, which torch's embedding and cross-entropy report on CPU as
+    an IndexError that names neither the argument nor the range."""
+    return ValueError(f"{name} must hold token ids 0 .. {vocab_size - 1} (vocab_size = {vocab_size}){ignored}; got "
+                      f"ids from {int(t.min())} to {int(t.max())}.")
 
 
 def cache_length(prompt, new_tokens):
@@ -473,7 +482,10 @@ class GPT(nn.Module):
                 lengths.copy_(pos + 1)
             else:
                 lengths.fill_(pos + 1)
-        x = self.transformer.wte(idx)
+        try:  # on CPU (on CUDA an id out of range is a device-side assert; generate checks its prompt first)
+            x = self.transformer.wte(idx)
+        except IndexError:
+            raise out_of_vocab("idx", idx, self.config.vocab_size) from None
         if "wpe" in self.transformer:
             x = x + self.transformer.wpe(pos + torch.arange(T, device=idx.device))
         for i, block in enumerate(self.transformer.h):
@@ -486,8 +498,11 @@ class GPT(nn.Module):
         if targets is not None:
             # in float32 also when FSDP computes in bf16 (autocast already runs cross_entropy in float32)
             # reshape: targets sliced from one batch of windows (batch[:, 1:]) are not contiguous; int32 ids as idx's
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1).long(),
-                                   ignore_index=-1)
+            try:
+                loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1).long(),
+                                       ignore_index=-1)
+            except IndexError:
+                raise out_of_vocab("targets", targets, self.config.vocab_size, ", or -1 (not scored)") from None
         return logits, loss
 
     def kv_bytes_per_token(self, dtype=torch.bfloat16):
@@ -522,7 +537,7 @@ class GPT(nn.Module):
         fed back) must fit block_size. Without: full forward, context cropped to the last block_size tokens, the
         prompt's too. compile=True runs the one-token steps through torch.compile: the position is a tensor (see
         Cache), so one graph serves every step; the prefill stays eager."""
-        check_sampling(idx, max_new_tokens, temperature, top_k)
+        check_sampling(idx, self.config.vocab_size, max_new_tokens, temperature, top_k)
         B, T = idx.shape
         bs = self.config.block_size
         if compile and (not use_cache or self.config.pos_conv):

@@ -565,6 +565,20 @@ def test_arguments_at_their_edges_name_the_argument(call, field):
         call(tiny(proj="qk_v"), torch.zeros(1, 4, dtype=torch.long))
 
 
+@pytest.mark.parametrize("call,says", [
+    (lambda m, p: m(p + VOCAB), "idx must hold token ids 0 .. 49 \\(vocab_size = 50\\); got ids from 50 to 53"),
+    (lambda m, p: m(p - 1), "idx must hold token ids 0 .. 49"),
+    (lambda m, p: m(p, p + VOCAB), "targets must hold token ids 0 .. 49 \\(vocab_size = 50\\), or -1"),
+    (lambda m, p: m(p, p - 2), "targets must hold token ids"),
+    (lambda m, p: m.generate(p + VOCAB, 2), "idx must hold token ids"),
+    (lambda m, p: m.generate(p - 1, 2, use_cache=False), "idx must hold token ids"),
+])
+def test_token_ids_outside_the_vocabulary_name_the_argument(call, says):
+    # torch's IndexError "index out of range in self" named neither (on CUDA generate's prompt is a device assert)
+    with pytest.raises(ValueError, match=says):
+        call(tiny(), torch.arange(4)[None])
+
+
 def test_numpy_numbers_in_the_config_are_pythons():
     # a sweep's np.int64 heads made SDPA's enable_gqa a numpy bool, which it refuses, deep in the first step
     import numpy as np
