@@ -168,7 +168,7 @@ def pos_conv_features(L, n, K, device, period=0):
     return torch.stack([a.sin(), a.cos()], dim=-1)
 
 
-def check_sampling(idx, vocab_size, max_new_tokens, temperature, top_k):
+def check_sampling(idx, vocab_size, max_new_tokens, temperature, top_k, use_cache, compile):
     """generate's arguments at their edges, in one sentence each: else an empty prompt fails deep in attention,
     top_k=0 in an index and a negative temperature silently samples the least likely tokens."""
     if torch.is_tensor(idx) and idx.dim() == 2 and idx.size(1) < 1:
@@ -181,10 +181,15 @@ def check_sampling(idx, vocab_size, max_new_tokens, temperature, top_k):
     if not (isinstance(max_new_tokens, numbers.Integral) and not isinstance(max_new_tokens, bool)
             and max_new_tokens >= 0):
         raise ValueError(f"max_new_tokens must be an integer >= 0; got {max_new_tokens!r}.")
-    if not (isinstance(temperature, (numbers.Real, torch.Tensor)) and temperature >= 0):  # nan too
+    # a tensor of one number only: one per row failed as "Boolean value of Tensor ... is ambiguous"
+    if not (isinstance(temperature, numbers.Real) or torch.is_tensor(temperature) and temperature.numel() == 1) \
+            or not temperature >= 0:  # nan too
         raise ValueError(f"temperature must be a number >= 0 (0 is greedy); got {temperature!r}.")
     if top_k is not None and not (isinstance(top_k, numbers.Integral) and not isinstance(top_k, bool) and top_k >= 1):
         raise ValueError(f"top_k must be None (all tokens) or an integer >= 1; got {top_k!r}.")
+    for name, v in (("use_cache", use_cache), ("compile", compile)):  # "False", a true string, did the opposite
+        if not isinstance(v, bool):
+            raise ValueError(f"{name} must be True or False; got {v!r}.")
 
 
 def check_tokens(idx, targets=None):
@@ -537,7 +542,7 @@ class GPT(nn.Module):
         fed back) must fit block_size. Without: full forward, context cropped to the last block_size tokens, the
         prompt's too. compile=True runs the one-token steps through torch.compile: the position is a tensor (see
         Cache), so one graph serves every step; the prefill stays eager."""
-        check_sampling(idx, self.config.vocab_size, max_new_tokens, temperature, top_k)
+        check_sampling(idx, self.config.vocab_size, max_new_tokens, temperature, top_k, use_cache, compile)
         B, T = idx.shape
         bs = self.config.block_size
         if compile and (not use_cache or self.config.pos_conv):

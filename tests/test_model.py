@@ -554,6 +554,9 @@ def test_invalid_requests_name_the_field():
     (lambda m, p: tiny(proj="qkv")(p, cache=m.new_cache(1, 8)), "another model"),
     (lambda m, p: m.generate(p, 2, top_k=True), "top_k"), (lambda m, p: m.generate(p, True), "max_new_tokens"),
     (lambda m, p: m.generate(p, 2, temperature=None), "temperature"),
+    (lambda m, p: m.generate(p, 2, temperature=torch.tensor([0.5, 1.0])), "temperature"),  # "ambiguous" RuntimeError
+    (lambda m, p: m.generate(p, 2, compile="no"), "compile must be True or False"),  # a true string: compiled
+    (lambda m, p: m.generate(p, 2, use_cache="False"), "use_cache must be True or False"),
     (lambda m, p: m.new_cache(2.5, 8), "batch_size"), (lambda m, p: m.new_cache(1, 8, torch.int64), "dtype"),
     (lambda m, p: m.kv_bytes_per_token("bfloat16"), "torch.dtype"),
     (lambda m, p: GPT(vars(m.config)), "GPT needs a GPTConfig"),  # GPT(ckpt["model_args"]): an AttributeError
