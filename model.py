@@ -572,10 +572,12 @@ class GPT(nn.Module):
                 # in float32, from the largest logit: a logit over a small temperature (below 1e-38, or 1e-4 in
                 # float16) overflowed to inf, and softmax's nan failed in multinomial; the probabilities are the same
                 logits = logits.float()
+                # top_k's cut from the logits before the division: a temperature of inf (float32's from 1e39 up)
+                # made every logit 0, and top_k kept all of them
+                low = logits < torch.topk(logits, min(top_k, logits.size(-1)))[0][:, [-1]] if top_k else None
                 logits = (logits - logits.max(-1, keepdim=True).values) / temperature
-                if top_k is not None:
-                    v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
-                    logits[logits < v[:, [-1]]] = -float("inf")
+                if low is not None:
+                    logits[low] = -float("inf")
                 nxt = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
             idx = torch.cat((idx, nxt), dim=1)
             inp = nxt

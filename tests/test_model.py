@@ -609,6 +609,15 @@ def test_sampling_at_a_tiny_temperature_is_the_argmax(dtype):
         assert torch.equal(model.generate(prompt, 4, temperature=t), greedy)
 
 
+@pytest.mark.parametrize("temperature", [1.0, 1e39, float("inf")])
+def test_top_k_holds_at_any_temperature(temperature):
+    # divided first, logits at a temperature float32 holds as inf were all 0, and top_k kept every token
+    model, p = tiny(), torch.randint(0, VOCAB, (1, 4))
+    top = set(model(p)[0][0, -1].topk(2).indices.tolist())
+    torch.manual_seed(0)
+    assert set(model.generate(p.repeat(64, 1), 1, temperature=temperature, top_k=2)[:, -1].tolist()) <= top
+
+
 def test_optimizer_decays_only_matrices_and_mfu_is_unknown_on_cpu():
     model = tiny(proj="qk_v", pos_conv=8)
     opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), "cpu")
