@@ -354,8 +354,10 @@ class CausalSelfAttention(nn.Module):
         if self.attn == "linear":
             G = self.n_head // self.n_kv_head
             state = (cache["s"], cache["z"]) if cache is not None else None
+            if state is not None:  # in the cache's dtype, as softmax's: a cache of another dtype failed
+                q, k, v = (t.to(state[0].dtype) for t in (q, k, v))
             y = linear_attention(q.view(B, self.n_kv_head, G, T, -1), k.unsqueeze(2), v.unsqueeze(2),
-                                 self.causal, state).view(B, self.n_head, T, -1)
+                                 self.causal, state).view(B, self.n_head, T, -1).to(x.dtype)
         else:
             if self.rope_base:  # queries, and keys that are not also values, rotated by their own positions
                 cos, sin = rope_tables(pos + torch.arange(T, device=x.device), self.head_dim, self.rope_base)

@@ -258,6 +258,18 @@ def test_linear_cache_is_a_fixed_state():
         assert model.kv_bytes_per_token(torch.float32) == 0
 
 
+@pytest.mark.parametrize("attn", ["softmax", "linear"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_a_cache_of_another_dtype_than_the_weights_decodes(attn, dtype):
+    # new_cache's dtype is the one attention computes in: linear attention's state failed in its first product
+    model, idx = tiny(proj="qk_v", attn=attn), torch.randint(0, VOCAB, (2, 9))
+    cache = model.new_cache(2, 9, dtype)
+    steps = [model(idx[:, :5], cache=cache)[0]] + [model(idx[:, t:t + 1], cache=cache)[0] for t in range(5, 9)]
+    out = torch.cat(steps, dim=1)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, model(idx)[0][:, 4:], atol=0.02, rtol=0.02)
+
+
 # ---------------------------------------------------------------- linear attention
 
 def test_linear_q_k_v_layer_is_the_appendix_state_space_model():
