@@ -467,6 +467,9 @@ class GPT(nn.Module):
         position's logits are computed, [B, 1, vocab]: a prompt never pays for a [T, vocab] output layer."""
         check_tokens(idx, targets)
         B, T = idx.shape
+        if cache is not None and not isinstance(cache, Cache):  # a dict or list: an AttributeError on .pos
+            raise ValueError(f"cache must be None or a Cache from model.new_cache(batch_size, max_len); got "
+                             f"{type(cache).__name__}.")
         pos = cache.pos if cache is not None else 0
         if cache is not None and cache.config is not self.config and cache.config != self.config:
             # a Q-K=V cache has no V: a QKV model would read its K as V without a word

@@ -571,6 +571,8 @@ def test_invalid_requests_name_the_field():
     (lambda m, p: m.generate(p, 2, use_cache="False"), "use_cache must be True or False"),
     (lambda m, p: m.new_cache(2.5, 8), "batch_size"), (lambda m, p: m.new_cache(1, 8, torch.int64), "dtype"),
     (lambda m, p: m.kv_bytes_per_token("bfloat16"), "torch.dtype"),
+    (lambda m, p: m(p, cache={}), "cache must be None or a Cache"),  # an AttributeError on .pos
+    (lambda m, p: m(p, cache=m.new_cache(1, 8).layers), "cache must be None or a Cache"),
     (lambda m, p: GPT(vars(m.config)), "GPT needs a GPTConfig"),  # GPT(ckpt["model_args"]): an AttributeError
 ])
 def test_arguments_at_their_edges_name_the_argument(call, field):
