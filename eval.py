@@ -14,6 +14,7 @@ import errno
 import glob
 import json
 import math
+import numbers
 import os
 import shlex
 import sys
@@ -55,7 +56,7 @@ class CheckpointLM(LM):
         super().__init__()
         # as a library: batch_size=-1 scored nothing (every perplexity 1.0), int64 ran float32 under a warning, a
         # bidirectional model saw the tokens it scores, and a model left in training mode scored under dropout
-        if not (isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1):
+        if not (isinstance(batch_size, numbers.Integral) and not isinstance(batch_size, bool) and batch_size >= 1):
             raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}.")
         if dtype not in (torch.float32, torch.bfloat16, torch.float16):
             raise ValueError(f"dtype must be torch.float32, torch.bfloat16 or torch.float16; got {dtype!r}.")
