@@ -79,8 +79,7 @@ def test_checkpoint_lm_arguments_as_a_library_are_one_sentence(lm_eval, kw, says
         ev.CheckpointLM(model, BYTES_META, **kw)
     with pytest.raises(ValueError, match="text holds no words"):  # a ZeroDivisionError
         ev.text_perplexity(tiny_lm(2), "x.txt", "  \n")
-    assert ev.CheckpointLM(model.eval() if model.config.causal else GPT(GPTConfig(vocab_size=256, n_layer=1, n_head=2,
-                           n_embd=16)), BYTES_META, np.int64(2)).batch_size == 2  # numpy's integers are integers
+    assert ev.CheckpointLM(tiny_lm(2).model, BYTES_META, np.int64(2)).batch_size == 2  # numpy's integers are integers
 
 
 def test_checkpoint_lm_scores_without_dropout(lm_eval):
