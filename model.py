@@ -175,7 +175,7 @@ def check_sampling(idx, vocab_size, max_new_tokens, temperature, top_k, use_cach
         raise ValueError("the prompt idx [B, T] must hold at least one token (T >= 1); start from a token, "
                          "e.g. the tokenizer's end of text.")
     check_tokens(idx)
-    if not (0 <= idx.min() and idx.max() < vocab_size):  # once per call: on CUDA a device-side assert, else
+    if not (0 <= idx.min() and idx.max() < vocab_size):  # once per call; on CUDA the embedding's device assert
         raise out_of_vocab("idx", idx, vocab_size)
     # bools are integers to Python: top_k=True failed in topk, max_new_tokens=True asked for one token
     if not (isinstance(max_new_tokens, numbers.Integral) and not isinstance(max_new_tokens, bool)
