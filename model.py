@@ -84,8 +84,10 @@ class GPTConfig:
                 raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}.")
         if self.n_inner < 0:
             raise ValueError(f"n_inner must be 0 (4 * n_embd) or a positive integer; got {self.n_inner}.")
-        if not (math.isfinite(self.rope_base) and self.rope_base > 0):  # 0 or below: inf or nan angles
-            raise ValueError(f"rope_base must be a finite number > 0; got {self.rope_base}.")
+        # as train.py's range: 0 or below gave inf or nan angles, and so did 1e-300 (its powers overflow)
+        if not (math.isfinite(self.rope_base) and self.rope_base > 1):
+            raise ValueError(f"rope_base must be a finite number > 1 (at 1 every pair turns at the same frequency; "
+                             f"below, the wavelengths run backwards); got {self.rope_base}.")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout}.")
         for name, choices in (("proj", SOURCES), ("attn", ATTNS), ("pos_conv_basis", POS_CONV_BASES),

@@ -506,6 +506,9 @@ def test_pos_emb_none_has_no_position_table_and_sees_no_position():
     (dict(pos_conv=8, attn="linear"), "pos_conv"), (dict(pos_conv_basis="offset"), "pos_conv_basis"),
     (dict(pos_emb="sinusoidal"), "pos_emb"),
     (dict(rope_base=500.0), "rope_base"), (dict(pos_conv_basis="concat"), "pos_conv_basis"),  # parts not built
+    # train.py's range: 1e-300's powers overflowed to NaN logits without a word
+    (dict(pos_emb="rope", rope_base=1e-300), "rope_base must be a finite number > 1"),
+    (dict(pos_emb="rope", rope_base=1.0), "rope_base must be a finite number > 1"),
     # of another type: 2.5 failed deep in building the model, the true string "False" built a causal one
     (dict(block_size=2.5), "block_size must be an integer"), (dict(n_embd=32.0), "n_embd must be an integer"),
     (dict(causal="False"), "causal must be True or False"), (dict(bias=None), "bias"), (dict(n_head=None), "n_head"),
