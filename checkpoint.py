@@ -517,7 +517,7 @@ def save_checkpoint(ckpt, path):
 
 def checkpoint_path(path):
     """A ckpt.pt, or the out_dir holding one."""
-    path = os.fspath(path)
+    path = os.fsdecode(path)  # a str, also from bytes: b"run/ckpt.pt" failed in endswith
     return path if path.endswith(".pt") or os.path.isfile(path) else os.path.join(path, "ckpt.pt")
 
 

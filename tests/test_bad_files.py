@@ -2278,3 +2278,11 @@ def test_the_reader_named_for_each_read_reaches_it(tmp_path, site):
         sys.setprofile(None)
         threading.setprofile(None)
     assert (script, function) in seen, f"READERS[{SWEPT[site]!r}] does not reach {script}:{function}"
+
+
+def test_a_checkpoint_path_as_bytes_loads(tmp_path):
+    # os.fspath kept bytes, and path.endswith(".pt") was a TypeError
+    model = GPT(GPTConfig(block_size=8, vocab_size=16, n_layer=1, n_head=2, n_embd=8))
+    torch.save({"model": model.state_dict(), "model_args": asdict(model.config)}, tmp_path / "ckpt.pt")
+    for path in (tmp_path / "ckpt.pt", tmp_path):  # the file, or its out_dir
+        assert checkpoint.load_checkpoint(os.fsencode(path))["model_args"] == asdict(model.config)
