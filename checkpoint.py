@@ -35,6 +35,7 @@ import io
 import json
 import math
 import os
+import re
 import reprlib
 import shlex
 import signal
@@ -516,7 +517,7 @@ def save_checkpoint(ckpt, path):
 
 def checkpoint_path(path):
     """A ckpt.pt, or the out_dir holding one."""
-    path = os.fspath(path)
+    path = os.fsdecode(path)  # a str, also from bytes: b"run/ckpt.pt" failed in endswith
     return path if path.endswith(".pt") or os.path.isfile(path) else os.path.join(path, "ckpt.pt")
 
 
@@ -635,6 +636,12 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
         missing_keys = [k for k in dict.fromkeys(("model", "model_args", *keys)) if k not in ckpt]
     except Exception as e:  # truncated, empty, not a torch file: the user cannot act on the traceback
+        # whole and torch's, only holding a pickled class (torch.save(model), model_args as a GPTConfig or with
+        # numpy numbers), which weights_only refuses: it was called corrupt
+        if obj := re.search(r"Unsupported global: GLOBAL (\S+)", str(e)):
+            raise SystemExit(f"{path} holds a Python object ({obj[1]}) that a weights-only load refuses: a checkpoint "
+                             f"holds tensors and plain values, {{'model': model.state_dict(), 'model_args': "
+                             f"dataclasses.asdict(config)}}; save it so, or {again}.") from None
         if not path.endswith(".pt"):  # a run's log.jsonl, a data file: sound, only no checkpoint: nothing to restore
             raise SystemExit(f"{path} is not a checkpoint ({type(e).__name__}); point to the out_dir that holds "
                              f"train.py's ckpt.pt, or to the ckpt.pt itself.") from None

@@ -423,6 +423,14 @@ def once(items):
 _UNSET = object()  # Parser.given's marker of an option the command line did not give
 
 
+def argv_of(args):
+    """The command line's arguments, or the list given; one string (main("--out_dir=x") from Python) was read by
+    argparse as one argument per character."""
+    if isinstance(args, str):
+        raise ValueError(f"argv must be a list of arguments, e.g. shlex.split({args!r}); got one string.")
+    return sys.argv[1:] if args is None else list(args)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse for the commands but train.py, except that --help or a usage error whose text cannot be written
     (`> /dev/full`) raises, and cli() says so, where argparse drops the error and exits 0 with the text lost."""
@@ -455,7 +463,7 @@ class Parser(argparse.ArgumentParser):
         (--out_dir=), is refused: it meant the current folder, or a path '' that failed later with advice such as "no
         checkpoint at ckpt.pt", or a folder named ' '. Options with their own type (--start, --calib) say themselves
         what an empty value means."""
-        self.argv = sys.argv[1:] if args is None else list(args)  # for error()
+        self.argv = argv_of(args)  # for error()
         ns, rest = super().parse_known_args(args, namespace)
         # the options the command line gave (set only by argparse's defaults, a value is not the user's): each one
         # parsed again into a namespace of markers, which argparse leaves where it gives no value
@@ -484,7 +492,7 @@ class Parser(argparse.ArgumentParser):
         """argparse's, but an option of several values given one with '=' (`--input=data/*.txt`, which the shell
         expands to `--input=data/a.txt data/b.txt`) is named with the way to give them all, where argparse said only
         'unrecognized arguments: data/b.txt'."""
-        argv = sys.argv[1:] if args is None else list(args)
+        argv = argv_of(args)
         ns, extra = self.parse_known_args(argv, namespace)
         for arg in extra:  # only what no option took: `--start "— and so"` is a prompt
             if error := pasted_dash(arg) or blank_argument(arg):

@@ -272,6 +272,11 @@ def check_state(state, model):
         raise ValueError(f"state does not fit src_config at {bad} ({how}); pass the GPTConfig its weights were "
                          f"trained with (a checkpoint's model_args), and the weights without a wrapper's prefix "
                          f"(_orig_mod., module.).")
+    # a diverged run's: lstsq and split failed inside LAPACK with torch's "please report a bug" assert
+    bad = next((k for k, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
+    if bad is not None:
+        raise ValueError(f"state holds NaN or inf in {bad}: those weights diverged; convert a checkpoint saved "
+                         f"before they did.")
 
 
 def conversion_note(src, dst, method, fits, source):

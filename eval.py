@@ -14,6 +14,7 @@ import errno
 import glob
 import json
 import math
+import numbers
 import os
 import shlex
 import sys
@@ -53,6 +54,15 @@ class CheckpointLM(LM):
 
     def __init__(self, model, meta, batch_size=16, dtype=torch.float32):
         super().__init__()
+        # as a library: batch_size=-1 scored nothing (every perplexity 1.0), int64 ran float32 under a warning, a
+        # bidirectional model saw the tokens it scores, and a model left in training mode scored under dropout
+        if not (isinstance(batch_size, numbers.Integral) and not isinstance(batch_size, bool) and batch_size >= 1):
+            raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}.")
+        if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+            raise ValueError(f"dtype must be torch.float32, torch.bfloat16 or torch.float16; got {dtype!r}.")
+        if not model.config.causal:
+            raise ValueError("the model must be causal (causal=True): a bidirectional one sees the tokens it scores.")
+        model.eval()
         self.encode, self.decode = get_tokenizer(meta)  # first: it checks meta's eot_token
         self.encode_text = get_tokenizer(meta, special=False)[0]  # --text's: "<|endoftext|>" in it is text
         self.model, self.batch_size, self.eot = model, batch_size, meta["eot_token"]
@@ -163,6 +173,8 @@ def text_perplexity(lm, path, text):
     ids = [lm.eot] + lm.encode_text(text)  # one document, as the docs say: its bytes all scored, none a separator
     (logp, _), = lm.score([(ids, 1)])
     words, nbytes = len(text.split()), len(text.encode("utf-8"))
+    if not words:  # a ZeroDivisionError below; read_text_file refuses it for --text
+        raise ValueError("text holds no words; give a text to measure perplexity on.")
     # the file name's own bytes as UTF-8: outside UTF-8 mode (PYTHONUTF8=0 LC_ALL=C) préface.txt reached Python
     # as 'pr\udcc3\udca9face.txt', which results.md could not encode (a traceback, results.json alone)
     name = os.fsencode(os.path.basename(path)).decode("utf-8", "backslashreplace")

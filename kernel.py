@@ -162,8 +162,8 @@ def decode_attention(q, k_cache, v_cache=None, lengths=None, scale=None, *, rope
         raise ValueError(f"scale must be a finite number (None: 1/sqrt(D)); got {scale!r}.")
     # 0 ran unrotated, as no RoPE; a string was math.isfinite's TypeError (a bool is no base either)
     if rope_base is not None and not (isinstance(rope_base, numbers.Real) and not isinstance(rope_base, bool)
-                                      and math.isfinite(rope_base) and rope_base > 0):
-        raise ValueError(f"rope_base must be a finite number > 0, as GPTConfig's; got {rope_base}.")
+                                      and math.isfinite(rope_base) and rope_base > 1):
+        raise ValueError(f"rope_base must be a finite number > 1, as GPTConfig's; got {rope_base}.")
     if not (isinstance(num_splits, int) and num_splits >= 1 or num_splits is None) or \
             not (isinstance(block_n, int) and block_n >= 16 and block_n & (block_n - 1) == 0):
         # 0 was a ZeroDivisionError, 48 the interpreter's "arange's range must be a power of 2"

@@ -84,8 +84,10 @@ class GPTConfig:
                 raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}.")
         if self.n_inner < 0:
             raise ValueError(f"n_inner must be 0 (4 * n_embd) or a positive integer; got {self.n_inner}.")
-        if not (math.isfinite(self.rope_base) and self.rope_base > 0):  # 0 or below: inf or nan angles
-            raise ValueError(f"rope_base must be a finite number > 0; got {self.rope_base}.")
+        # as train.py's range: 0 or below gave inf or nan angles, and so did 1e-300 (its powers overflow)
+        if not (math.isfinite(self.rope_base) and self.rope_base > 1):
+            raise ValueError(f"rope_base must be a finite number > 1 (at 1 every pair turns at the same frequency; "
+                             f"below, the wavelengths run backwards); got {self.rope_base}.")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout}.")
         for name, choices in (("proj", SOURCES), ("attn", ATTNS), ("pos_conv_basis", POS_CONV_BASES),
@@ -168,21 +170,28 @@ def pos_conv_features(L, n, K, device, period=0):
     return torch.stack([a.sin(), a.cos()], dim=-1)
 
 
-def check_sampling(idx, max_new_tokens, temperature, top_k):
+def check_sampling(idx, vocab_size, max_new_tokens, temperature, top_k, use_cache, compile):
     """generate's arguments at their edges, in one sentence each: else an empty prompt fails deep in attention,
     top_k=0 in an index and a negative temperature silently samples the least likely tokens."""
     if torch.is_tensor(idx) and idx.dim() == 2 and idx.size(1) < 1:
         raise ValueError("the prompt idx [B, T] must hold at least one token (T >= 1); start from a token, "
                          "e.g. the tokenizer's end of text.")
     check_tokens(idx)
+    if not (0 <= idx.min() and idx.max() < vocab_size):  # once per call; on CUDA the embedding's device assert
+        raise out_of_vocab("idx", idx, vocab_size)
     # bools are integers to Python: top_k=True failed in topk, max_new_tokens=True asked for one token
     if not (isinstance(max_new_tokens, numbers.Integral) and not isinstance(max_new_tokens, bool)
             and max_new_tokens >= 0):
         raise ValueError(f"max_new_tokens must be an integer >= 0; got {max_new_tokens!r}.")
-    if not (isinstance(temperature, (numbers.Real, torch.Tensor)) and temperature >= 0):  # nan too
+    # a tensor of one number only: one per row failed as "Boolean value of Tensor ... is ambiguous"
+    if not (isinstance(temperature, numbers.Real) or torch.is_tensor(temperature) and temperature.numel() == 1) \
+            or not temperature >= 0:  # nan too
         raise ValueError(f"temperature must be a number >= 0 (0 is greedy); got {temperature!r}.")
     if top_k is not None and not (isinstance(top_k, numbers.Integral) and not isinstance(top_k, bool) and top_k >= 1):
         raise ValueError(f"top_k must be None (all tokens) or an integer >= 1; got {top_k!r}.")
+    for name, v in (("use_cache", use_cache), ("compile", compile)):  # "False", a true string, did the opposite
+        if not isinstance(v, bool):
+            raise ValueError(f"{name} must be True or False; got {v!r}.")
 
 
 def check_tokens(idx, targets=None):
@@ -198,6 +207,13 @@ def check_tokens(idx, targets=None):
     if targets is not None and targets.shape != idx.shape:
         raise ValueError(f"targets must have idx's shape {tuple(idx.shape)}, the next token of each position; got "
                          f"{tuple(targets.shape)}.")
+
+
+def out_of_vocab(name, t, vocab_size, ignored=""):
+    """The sentence for token ids outside the vocabulary, which torch's embedding and cross-entropy report on CPU as
+    an IndexError that names neither the argument nor the range."""
+    return ValueError(f"{name} must hold token ids 0 .. {vocab_size - 1} (vocab_size = {vocab_size}){ignored}; got "
+                      f"ids from {int(t.min())} to {int(t.max())}.")
 
 
 def cache_length(prompt, new_tokens):
@@ -278,7 +294,8 @@ class CausalSelfAttention(nn.Module):
         depends on both positions. concat: P = [f(i), f(j)], so P·w = a(i) + c(j); the softmax over keys cancels
         a(i) and b, which leaves a bias on the key position alone: it cannot tell which query asks."""
         m, w = self.pos_conv, self.conv.weight.view(-1)
-        f = pos_conv_features(L, self.block_size, m // 4, device, self.pos_conv_period)  # [L, K, 2]
+        # angles in float32, the features in the weights' dtype: a model cast to half failed in the product
+        f = pos_conv_features(L, self.block_size, m // 4, device, self.pos_conv_period).to(w.dtype)  # [L, K, 2]
         if self.pos_conv_basis == "concat":
             f = f.flatten(1)                                        # [L, m/2]
             return (f[pos:] @ w[:m // 2])[:, None] + (f @ w[m // 2:])[None, :] + self.conv.bias
@@ -289,7 +306,7 @@ class CausalSelfAttention(nn.Module):
         """The paper's (X)+ written out, for reading and tests: scores s [B, H, T, L] (queries pos..pos+T-1)
         broadcast over m channels, plus P [m, T, L], then the 1x1 conv back to [B, H, T, L]."""
         B, H, T, L = s.shape
-        f = pos_conv_features(L, self.block_size, self.pos_conv // 4, s.device, self.pos_conv_period)
+        f = pos_conv_features(L, self.block_size, self.pos_conv // 4, s.device, self.pos_conv_period).to(s.dtype)
         if self.pos_conv_basis == "concat":
             f = f.flatten(1)
             P = torch.cat([f[pos:, None].expand(T, L, -1), f[None, :].expand(T, L, -1)], dim=-1).permute(2, 0, 1)
@@ -339,8 +356,10 @@ class CausalSelfAttention(nn.Module):
         if self.attn == "linear":
             G = self.n_head // self.n_kv_head
             state = (cache["s"], cache["z"]) if cache is not None else None
+            if state is not None:  # in the cache's dtype, as softmax's: a cache of another dtype failed
+                q, k, v = (t.to(state[0].dtype) for t in (q, k, v))
             y = linear_attention(q.view(B, self.n_kv_head, G, T, -1), k.unsqueeze(2), v.unsqueeze(2),
-                                 self.causal, state).view(B, self.n_head, T, -1)
+                                 self.causal, state).view(B, self.n_head, T, -1).to(x.dtype)
         else:
             if self.rope_base:  # queries, and keys that are not also values, rotated by their own positions
                 cos, sin = rope_tables(pos + torch.arange(T, device=x.device), self.head_dim, self.rope_base)
@@ -411,6 +430,9 @@ class GPT(nn.Module):
         if not isinstance(config, GPTConfig):  # GPT(ckpt["model_args"]) was an AttributeError on a dict
             raise ValueError(f"GPT needs a GPTConfig, e.g. GPTConfig(**ckpt['model_args']); got "
                              f"{type(config).__name__}.")
+        # checked again: a field set after GPTConfig() (config.n_head = 5) skipped its check, and failed deep in the
+        # first forward, or, as causal = "False", built another model without a word
+        config.__post_init__()
         self.config = config
         wpe = {"wpe": nn.Embedding(config.block_size, config.n_embd)} if config.pos_emb == "learned" else {}
         self.transformer = nn.ModuleDict(dict(
@@ -447,6 +469,9 @@ class GPT(nn.Module):
         position's logits are computed, [B, 1, vocab]: a prompt never pays for a [T, vocab] output layer."""
         check_tokens(idx, targets)
         B, T = idx.shape
+        if cache is not None and not isinstance(cache, Cache):  # a dict or list: an AttributeError on .pos
+            raise ValueError(f"cache must be None or a Cache from model.new_cache(batch_size, max_len); got "
+                             f"{type(cache).__name__}.")
         pos = cache.pos if cache is not None else 0
         if cache is not None and cache.config is not self.config and cache.config != self.config:
             # a Q-K=V cache has no V: a QKV model would read its K as V without a word
@@ -469,7 +494,10 @@ class GPT(nn.Module):
                 lengths.copy_(pos + 1)
             else:
                 lengths.fill_(pos + 1)
-        x = self.transformer.wte(idx)
+        try:  # on CPU (on CUDA an id out of range is a device-side assert; generate checks its prompt first)
+            x = self.transformer.wte(idx)
+        except IndexError:
+            raise out_of_vocab("idx", idx, self.config.vocab_size) from None
         if "wpe" in self.transformer:
             x = x + self.transformer.wpe(pos + torch.arange(T, device=idx.device))
         for i, block in enumerate(self.transformer.h):
@@ -482,8 +510,11 @@ class GPT(nn.Module):
         if targets is not None:
             # in float32 also when FSDP computes in bf16 (autocast already runs cross_entropy in float32)
             # reshape: targets sliced from one batch of windows (batch[:, 1:]) are not contiguous; int32 ids as idx's
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1).long(),
-                                   ignore_index=-1)
+            try:
+                loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1).long(),
+                                       ignore_index=-1)
+            except IndexError:
+                raise out_of_vocab("targets", targets, self.config.vocab_size, ", or -1 (not scored)") from None
         return logits, loss
 
     def kv_bytes_per_token(self, dtype=torch.bfloat16):
@@ -518,7 +549,7 @@ class GPT(nn.Module):
         fed back) must fit block_size. Without: full forward, context cropped to the last block_size tokens, the
         prompt's too. compile=True runs the one-token steps through torch.compile: the position is a tensor (see
         Cache), so one graph serves every step; the prefill stays eager."""
-        check_sampling(idx, max_new_tokens, temperature, top_k)
+        check_sampling(idx, self.config.vocab_size, max_new_tokens, temperature, top_k, use_cache, compile)
         B, T = idx.shape
         bs = self.config.block_size
         if compile and (not use_cache or self.config.pos_conv):
@@ -548,10 +579,12 @@ class GPT(nn.Module):
                 # in float32, from the largest logit: a logit over a small temperature (below 1e-38, or 1e-4 in
                 # float16) overflowed to inf, and softmax's nan failed in multinomial; the probabilities are the same
                 logits = logits.float()
+                # top_k's cut from the logits before the division: a temperature of inf (float32's from 1e39 up)
+                # made every logit 0, and top_k kept all of them
+                low = logits < torch.topk(logits, min(top_k, logits.size(-1)))[0][:, [-1]] if top_k else None
                 logits = (logits - logits.max(-1, keepdim=True).values) / temperature
-                if top_k is not None:
-                    v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
-                    logits[logits < v[:, [-1]]] = -float("inf")
+                if low is not None:
+                    logits[low] = -float("inf")
                 nxt = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
             idx = torch.cat((idx, nxt), dim=1)
             inp = nxt

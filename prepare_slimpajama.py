@@ -142,10 +142,12 @@ class Tokenizer:
             self.vocab_size, self.eot = self.enc.n_vocab, self.enc.eot_token
             self.separator = (f"each document is followed by <|endoftext|> ({self.eot}); the text '<|endoftext|>' "
                               "inside a document is encoded as ordinary text")
-        else:
+        elif name == "bytes":
             self.vocab_size, self.eot = 256, 0
             self.separator = ("each document is its UTF-8 bytes followed by byte 0 (NUL); NUL bytes inside a "
                               "document are dropped and counted in nul_bytes_dropped")
+        else:  # any other name was the bytes tokenizer's vocabulary, then an AttributeError in the first encode
+            raise ValueError(f"tokenizer must be 'r50k_base' or 'bytes'; got {name!r}.")
 
     def ids(self, text):
         """Token ids of one document without the separator, and the NUL bytes dropped."""

@@ -583,6 +583,22 @@ CKPT_MESSAGES = {
 }
 
 
+@pytest.mark.parametrize("save, name", [
+    (lambda m: m, "model.GPT"),  # torch.save(model)
+    (lambda m: {"model": m.state_dict(), "model_args": m.config}, "model.GPTConfig"),
+    (lambda m: {"model": m.state_dict(), "model_args": {**asdict(m.config), "n_layer": np.int64(1)}}, "numpy"),
+])
+def test_a_checkpoint_saved_by_hand_with_python_objects_is_not_called_corrupt(save, name, tmp_path):
+    # whole torch files, refused by the weights-only load: "corrupt ... restore it", for a file that is not damaged
+    model = GPT(GPTConfig(block_size=8, vocab_size=16, n_layer=1, n_head=2, n_embd=8))
+    torch.save(save(model), tmp_path / "mine.pt")
+    with pytest.raises(SystemExit) as e:
+        checkpoint.load_checkpoint(str(tmp_path / "mine.pt"))
+    assert re.fullmatch(f"{tmp_path / 'mine.pt'} holds a Python object \\({name}[^)]*\\) that a weights-only load "
+                        "refuses: a checkpoint holds tensors and plain values, {'model': model.state_dict\\(\\), "
+                        "'model_args': dataclasses.asdict\\(config\\)}; save it so, or train again.", str(e.value))
+
+
 @pytest.mark.parametrize("make, what", [(os.mkfifo, "a named pipe"),
                                         (lambda p: os.symlink(os.devnull, p), "a link to '/dev/null', a device file")])
 def test_a_ckpt_pt_that_is_no_regular_file_is_named_in_every_command(make, what, tmp_path, monkeypatch):
@@ -2264,3 +2280,11 @@ def test_the_reader_named_for_each_read_reaches_it(tmp_path, site):
         sys.setprofile(None)
         threading.setprofile(None)
     assert (script, function) in seen, f"READERS[{SWEPT[site]!r}] does not reach {script}:{function}"
+
+
+def test_a_checkpoint_path_as_bytes_loads(tmp_path):
+    # os.fspath kept bytes, and path.endswith(".pt") was a TypeError
+    model = GPT(GPTConfig(block_size=8, vocab_size=16, n_layer=1, n_head=2, n_embd=8))
+    torch.save({"model": model.state_dict(), "model_args": asdict(model.config)}, tmp_path / "ckpt.pt")
+    for path in (tmp_path / "ckpt.pt", tmp_path):  # the file, or its out_dir
+        assert checkpoint.load_checkpoint(os.fsencode(path))["model_args"] == asdict(model.config)

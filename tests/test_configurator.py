@@ -779,3 +779,10 @@ def test_a_torch_cache_folder_that_cannot_be_made_is_one_sentence():
                             "TORCHINDUCTOR_CACHE_DIR to a folder it can make and write.")
     with pytest.raises(FileNotFoundError):  # the same error elsewhere is not torch's cache
         cli(lambda: os.makedirs("/proc/nope/x"), "nothing was written.")
+
+
+def test_argv_as_one_string_is_one_sentence():
+    # sample.main("--out_dir=x") from Python: argparse read "-", "-", "o", ... as arguments ("unrecognized arguments")
+    import sample
+    with pytest.raises(ValueError, match=r"argv must be a list of arguments, e\.g\. shlex\.split\('--out_dir=x'\)"):
+        sample.parse_args("--out_dir=x")

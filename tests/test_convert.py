@@ -218,6 +218,10 @@ def test_lstsq_without_calibration_tokens_is_refused():
     (lambda st, dst: convert_state_dict({"_orig_mod." + k: t for k, t in st.items()}, CFG, dst, "k"), "_orig_mod"),
     (lambda st, dst: convert_state_dict(GPT(CFG), CFG, dst, "k"), "state must be a dict"),
     (lambda st, dst: convert_state_dict(st, CFG, {"proj": "qk_v"}, "k"), "dst_config must be"),
+    # a diverged run's weights: LAPACK's error on stderr and torch's "please report a bug" INTERNAL ASSERT
+    (lambda st, dst: convert_state_dict({**st, "transformer.h.0.attn.c_attn.weight": torch.full_like(
+        st["transformer.h.0.attn.c_attn.weight"], float("nan"))}, CFG, dst, "lstsq", IDX),
+     "state holds NaN or inf in transformer.h.0.attn.c_attn.weight"),
 ])
 def test_bad_calibration_states_and_configs_are_one_sentence(call, field):
     with pytest.raises(ValueError, match=field) as e:

@@ -65,6 +65,32 @@ def test_loglikelihood_is_the_models_cross_entropy(lm_eval):
         assert greedy == want_greedy
 
 
+@pytest.mark.parametrize("kw,says", [
+    (dict(batch_size=-1), "batch_size must be an integer >= 1; got -1"),  # scored nothing: every perplexity 1.0
+    (dict(batch_size=0), "batch_size must be an integer >= 1"),  # range()'s ValueError
+    (dict(dtype=torch.int64), "dtype must be torch.float32"),  # float32 under autocast's warning
+    (dict(dtype="bfloat16"), "dtype must be torch.float32"),
+    (dict(causal=False), "the model must be causal"),  # saw the tokens it scored
+])
+def test_checkpoint_lm_arguments_as_a_library_are_one_sentence(lm_eval, kw, says):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=16, vocab_size=256, n_layer=1, n_head=2, n_embd=16, causal=kw.pop("causal", True)))
+    with pytest.raises(ValueError, match=says):
+        ev.CheckpointLM(model, BYTES_META, **kw)
+    with pytest.raises(ValueError, match="text holds no words"):  # a ZeroDivisionError
+        ev.text_perplexity(tiny_lm(2), "x.txt", "  \n")
+    assert ev.CheckpointLM(tiny_lm(2).model, BYTES_META, np.int64(2)).batch_size == 2  # numpy's integers are integers
+
+
+def test_checkpoint_lm_scores_without_dropout(lm_eval):
+    # a model left in training mode (as GPT() builds it) scored under dropout: another perplexity every call
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=16, vocab_size=256, n_layer=1, n_head=2, n_embd=16, dropout=0.5))
+    scores = [ev.text_perplexity(ev.CheckpointLM(model.train(), BYTES_META), "x.txt", "some words here")["text"]
+              ["logprob"] for _ in range(2)]
+    assert scores[0] == scores[1]
+
+
 def test_bpe_word_space_moves_to_the_continuation(lm_eval):
     meta = {"tokenizer": "r50k_base", "vocab_size": 50257, "eot_token": 50256}
     model = GPT(GPTConfig(block_size=16, vocab_size=50257, n_layer=1, n_head=1, n_embd=8))

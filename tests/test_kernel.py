@@ -135,7 +135,7 @@ def test_defaults_scale_and_strided_q():
     ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), torch.zeros(2, 2, 5, 8), None, None, 1e4), "rope_base"),
     # float lengths: the kernel cut 3.7 to 3 positions, the reference masked 4; rope_base 0 ran as no rotation
     ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, torch.tensor([3.7, 5.0])), "integer tensor"),
-    ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, None, None, 0.0), "rope_base must be a finite number > 0"),
+    ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, None, None, 0.0), "rope_base must be a finite number > 1"),
     # a list was an AttributeError, num_splits 0 a ZeroDivisionError, block_n 48 the interpreter's own error
     ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, [5, 5]), "integer tensor"),
     ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, None, None, None, 0), "num_splits must be an int >= 1"),

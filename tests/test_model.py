@@ -258,6 +258,18 @@ def test_linear_cache_is_a_fixed_state():
         assert model.kv_bytes_per_token(torch.float32) == 0
 
 
+@pytest.mark.parametrize("attn", ["softmax", "linear"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_a_cache_of_another_dtype_than_the_weights_decodes(attn, dtype):
+    # new_cache's dtype is the one attention computes in: linear attention's state failed in its first product
+    model, idx = tiny(proj="qk_v", attn=attn), torch.randint(0, VOCAB, (2, 9))
+    cache = model.new_cache(2, 9, dtype)
+    steps = [model(idx[:, :5], cache=cache)[0]] + [model(idx[:, t:t + 1], cache=cache)[0] for t in range(5, 9)]
+    out = torch.cat(steps, dim=1)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, model(idx)[0][:, 4:], atol=0.02, rtol=0.02)
+
+
 # ---------------------------------------------------------------- linear attention
 
 def test_linear_q_k_v_layer_is_the_appendix_state_space_model():
@@ -454,6 +466,21 @@ def test_pos_conv_cached_decoding_equals_full_forward(proj, basis):
     torch.testing.assert_close(decode_logits(model, idx, prefill=4), model(idx)[0][:, 3:], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("basis", ["product", "concat"])
+def test_pos_conv_model_cast_to_bfloat16_runs_in_it(basis):
+    # its features were float32 whatever the weights: model.to(torch.bfloat16) failed in the bias's product
+    model = tiny(proj="q_kv", pos_conv=8, pos_conv_basis=basis)
+    for block in model.transformer.h:
+        random_conv(block.attn)
+    idx = torch.randint(0, VOCAB, (2, 9))
+    want = model(idx)[0]
+    half = model.to(torch.bfloat16)
+    torch.testing.assert_close(half(idx)[0].float(), want, atol=0.1, rtol=0.1)
+    assert half.generate(idx, 3, temperature=0).shape == (2, 12)
+    s = torch.randn(2, N_HEAD, 9, 9, dtype=torch.bfloat16)
+    assert half.transformer.h[0].attn.pos_conv_literal(s).dtype == torch.bfloat16
+
+
 def test_pos_emb_none_has_no_position_table_and_sees_no_position():
     model = tiny(proj="q_kv", pos_emb="none")
     assert "transformer.wpe.weight" not in dict(model.named_parameters())
@@ -479,6 +506,9 @@ def test_pos_emb_none_has_no_position_table_and_sees_no_position():
     (dict(pos_conv=8, attn="linear"), "pos_conv"), (dict(pos_conv_basis="offset"), "pos_conv_basis"),
     (dict(pos_emb="sinusoidal"), "pos_emb"),
     (dict(rope_base=500.0), "rope_base"), (dict(pos_conv_basis="concat"), "pos_conv_basis"),  # parts not built
+    # train.py's range: 1e-300's powers overflowed to NaN logits without a word
+    (dict(pos_emb="rope", rope_base=1e-300), "rope_base must be a finite number > 1"),
+    (dict(pos_emb="rope", rope_base=1.0), "rope_base must be a finite number > 1"),
     # of another type: 2.5 failed deep in building the model, the true string "False" built a causal one
     (dict(block_size=2.5), "block_size must be an integer"), (dict(n_embd=32.0), "n_embd must be an integer"),
     (dict(causal="False"), "causal must be True or False"), (dict(bias=None), "bias"), (dict(n_head=None), "n_head"),
@@ -487,6 +517,18 @@ def test_pos_emb_none_has_no_position_table_and_sees_no_position():
 def test_invalid_configs_name_the_field(kw, field):
     with pytest.raises(ValueError, match=field):
         tiny(**kw)
+
+
+@pytest.mark.parametrize("field,value,says", [
+    ("n_head", 5, "divisible by n_head"),  # else a RuntimeError in the first forward's reshape
+    ("proj", "QKV", "proj must be one of"),  # a KeyError
+    ("causal", "False", "causal must be True or False"),  # a true string: a causal model without a word
+])
+def test_a_field_set_after_the_config_is_checked_by_gpt(field, value, says):
+    cfg = GPTConfig(block_size=BLOCK, vocab_size=VOCAB, n_layer=1, n_head=N_HEAD, n_embd=N_EMBD)
+    setattr(cfg, field, value)
+    with pytest.raises(ValueError, match=says):
+        GPT(cfg)
 
 
 def test_invalid_requests_name_the_field():
@@ -527,8 +569,13 @@ def test_invalid_requests_name_the_field():
     (lambda m, p: tiny(proj="qkv")(p, cache=m.new_cache(1, 8)), "another model"),
     (lambda m, p: m.generate(p, 2, top_k=True), "top_k"), (lambda m, p: m.generate(p, True), "max_new_tokens"),
     (lambda m, p: m.generate(p, 2, temperature=None), "temperature"),
+    (lambda m, p: m.generate(p, 2, temperature=torch.tensor([0.5, 1.0])), "temperature"),  # "ambiguous" RuntimeError
+    (lambda m, p: m.generate(p, 2, compile="no"), "compile must be True or False"),  # a true string: compiled
+    (lambda m, p: m.generate(p, 2, use_cache="False"), "use_cache must be True or False"),
     (lambda m, p: m.new_cache(2.5, 8), "batch_size"), (lambda m, p: m.new_cache(1, 8, torch.int64), "dtype"),
     (lambda m, p: m.kv_bytes_per_token("bfloat16"), "torch.dtype"),
+    (lambda m, p: m(p, cache={}), "cache must be None or a Cache"),  # an AttributeError on .pos
+    (lambda m, p: m(p, cache=m.new_cache(1, 8).layers), "cache must be None or a Cache"),
     (lambda m, p: GPT(vars(m.config)), "GPT needs a GPTConfig"),  # GPT(ckpt["model_args"]): an AttributeError
 ])
 def test_arguments_at_their_edges_name_the_argument(call, field):
@@ -536,6 +583,20 @@ def test_arguments_at_their_edges_name_the_argument(call, field):
     IndexError from deep inside (empty prompt, top_k=0) nor a silent result (a negative temperature)."""
     with pytest.raises(ValueError, match=field):
         call(tiny(proj="qk_v"), torch.zeros(1, 4, dtype=torch.long))
+
+
+@pytest.mark.parametrize("call,says", [
+    (lambda m, p: m(p + VOCAB), "idx must hold token ids 0 .. 49 \\(vocab_size = 50\\); got ids from 50 to 53"),
+    (lambda m, p: m(p - 1), "idx must hold token ids 0 .. 49"),
+    (lambda m, p: m(p, p + VOCAB), "targets must hold token ids 0 .. 49 \\(vocab_size = 50\\), or -1"),
+    (lambda m, p: m(p, p - 2), "targets must hold token ids"),
+    (lambda m, p: m.generate(p + VOCAB, 2), "idx must hold token ids"),
+    (lambda m, p: m.generate(p - 1, 2, use_cache=False), "idx must hold token ids"),
+])
+def test_token_ids_outside_the_vocabulary_name_the_argument(call, says):
+    # torch's IndexError "index out of range in self" named neither (on CUDA generate's prompt is a device assert)
+    with pytest.raises(ValueError, match=says):
+        call(tiny(), torch.arange(4)[None])
 
 
 def test_numpy_numbers_in_the_config_are_pythons():
@@ -563,6 +624,15 @@ def test_sampling_at_a_tiny_temperature_is_the_argmax(dtype):
     greedy = model.generate(prompt, 4, temperature=0)
     for t in (1e-6, 1e-40, 5e-324):
         assert torch.equal(model.generate(prompt, 4, temperature=t), greedy)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 1e39, float("inf")])
+def test_top_k_holds_at_any_temperature(temperature):
+    # divided first, logits at a temperature float32 holds as inf were all 0, and top_k kept every token
+    model, p = tiny(), torch.randint(0, VOCAB, (1, 4))
+    top = set(model(p)[0][0, -1].topk(2).indices.tolist())
+    torch.manual_seed(0)
+    assert set(model.generate(p.repeat(64, 1), 1, temperature=temperature, top_k=2)[:, -1].tolist()) <= top
 
 
 def test_optimizer_decays_only_matrices_and_mfu_is_unknown_on_cpu():

@@ -102,6 +102,12 @@ def test_round_trip_every_format(tmp_path, tokenizer):
     assert not os.path.exists(out / "progress.json")
 
 
+def test_a_tokenizer_of_another_name_is_one_sentence():
+    # as a library: "gpt2" got the bytes tokenizer's vocabulary, then an AttributeError in its first encode
+    with pytest.raises(ValueError, match="tokenizer must be 'r50k_base' or 'bytes'; got 'gpt2'"):
+        P.Tokenizer("gpt2")
+
+
 def test_token_targets_stop_at_the_first_document_boundary_past_them(tmp_path):
     rng = np.random.default_rng(0)
     docs = ["x" * int(n) for n in rng.integers(1, 60, size=40)]
