@@ -199,12 +199,25 @@ config = {k: globals()[k] for k in config_keys}
 # -----------------------------------------------------------------------------
 
 
+def device_form(name):
+    """The form of a device name among CHOICES["device"]: cuda:N for a GPU's index, cpu (mps) for torch's cpu:N
+    (mps:N), which sample.py, eval.py and bench.py take and train.py refused; the name itself where torch takes
+    none (cuda:00 passed here and was torch's traceback)."""
+    if name == "auto":
+        return name
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        return name
+    return "cuda:N" if device.type == "cuda" and device.index is not None else device.type
+
+
 def check_settings():
     """Every setting against its declaration above, before any work: one line per bad value, naming the setting."""
     errors = [f"{error} Set --{k}." for k, rule in RANGES.items()
               if (error := range_error(k, config[k], type(defaults[k]), rule))]
     for k, allowed in CHOICES.items():
-        form = re.sub(r"^cuda:\d+$", "cuda:N", config[k]) if k == "device" else config[k]
+        form = device_form(config[k]) if k == "device" else config[k]
         if form not in allowed:
             errors.append(f"{k} must be {', '.join(map(repr, allowed[:-1]))} or {allowed[-1]!r}; got {config[k]!r}. "
                           f"Set --{k}.")
@@ -213,6 +226,8 @@ def check_settings():
 
 
 check_settings()
+if device_form(device) == "cpu":  # one CPU whatever its index: saved as cpu, so cpu:0 resumes a run of cpu
+    device = config["device"] = "cpu"
 guard_assets(out_dir, False, None)  # a symlink or an absolute path too: checkpoints never go among tracked results
 
 converting = init_from not in ("scratch", "resume")

@@ -1621,3 +1621,16 @@ def test_a_gpu_this_machine_does_not_show_is_refused(data_dir, tmp_path, monkeyp
     assert refusal(monkeypatch, tmp_path, ["--device=cuda"], data_dir) == (
         "rank 1: LOCAL_RANK 1 takes cuda:1, but PyTorch sees 1 CUDA device here; start one process per GPU: torchrun "
         "--nproc_per_node=1 ...")
+
+
+def test_device_takes_the_forms_the_other_commands_take(tmp_path, monkeypatch, data_dir):
+    # --device=cpu:0, which sample.py, eval.py and bench.py take, was refused; cuda:00, which passed the pattern,
+    # was torch's 'Invalid device string' traceback
+    assert refusal(monkeypatch, tmp_path, ["--device=cpu:0"]).startswith(f"data_dir '{tmp_path / 'nodata'}' has no")
+    assert refusal(monkeypatch, tmp_path, ["--device=cuda:00"]) == (
+        "device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got 'cuda:00'. Set --device.")
+    out = tmp_path / "run"
+    train(data_dir, out, "--max_iters=4", "--device=cpu:0")
+    assert torch.load(out / "ckpt.pt", weights_only=False)["config"]["device"] == "cpu"
+    r = train(data_dir, out, "--max_iters=4", "--device=cpu")  # the same run: finished, not "other settings"
+    assert "other settings" not in r.stderr
