@@ -28,6 +28,7 @@ import time
 import traceback
 import types
 import unicodedata
+import warnings
 
 
 REPO = os.path.dirname(os.path.abspath(__file__))  # where config/ is, whatever the current folder
@@ -223,7 +224,11 @@ def run_file(path, values):
     # beside it was looked for beside the link, and the refusal said to fix a file with nothing wrong in it
     scope = Namespace(values, __file__=os.path.realpath(path))
     try:
-        exec(compile(text, path, "exec"), scope)
+        # nanoGPT's configs include a base file with exec(open(...).read()), whose file the collector closes: a
+        # ResourceWarning, and under PYTHONWARNINGS=error an "Exception ignored" traceback before the run
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            exec(compile(text, path, "exec"), scope)
     except Exception as e:
         # the line of this file where the syntax breaks or the error is raised; for an error in a file it executes
         # or a module it imports, the line that led there, and where it happened
