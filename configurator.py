@@ -229,6 +229,11 @@ def run_file(path, values):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ResourceWarning)
             exec(compile(text, path, "exec"), scope)
+    except SystemExit as e:  # sys.exit(3) or exit() in a file: the command ended with its status, not a word
+        ours = [f.lineno for f in traceback.extract_tb(e.__traceback__) if f.filename == path]
+        raise SystemExit(f"config file {path!r}, line {ours[-1] if ours else '?'}: it calls sys.exit({e.code!r}), "
+                         f"which ends the command before it starts; a config file only sets values: remove the "
+                         f"call.") from None
     except Exception as e:
         # the line of this file where the syntax breaks or the error is raised; for an error in a file it executes
         # or a module it imports, the line that led there, and where it happened

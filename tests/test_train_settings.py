@@ -228,6 +228,9 @@ def test_help_lists_every_setting_with_its_default_and_a_line_on_it():
     (b"n_layer = 2\nn_head = (\n", 2, "SyntaxError: '(' was never closed"),
     (b"import math\nn_layer = math.sqrt(-1)\n", 2, "ValueError: math domain error"),
     (b"n_layer = 2\nout_dir = 'caf\xe9'\n", 2, "byte 0xe9 is not UTF-8"),
+    # a file that ends the command: exit status 3 (or 0, nothing trained), not a word
+    (b"import sys\nn_layer = 2\nsys.exit(3)\n", 3, "it calls sys.exit(3), which ends the command before it starts"),
+    (b"exit()\n", 1, "it calls sys.exit(None)"),
 ])
 def test_a_config_file_that_does_not_run_is_one_line_naming_file_and_line(text, line, error, tmp_path, monkeypatch):
     config = tmp_path / "bad.py"
