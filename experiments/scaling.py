@@ -45,9 +45,9 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import numpy as np
 import torch
 
-from checkpoint import (atomic_write, check_study_data, check_study_run, data_name, default_data, guard_assets,
-                        hold_lock, load_checkpoint, new_dirs, open_data, present, read_json, read_log, read_table,
-                        repo_path, same_folder, save_figure, scored_tokens, together, tokens, train_first,
+from checkpoint import (atomic_write, check_study_data, check_study_run, data_counts, data_name, default_data,
+                        guard_assets, hold_lock, load_checkpoint, new_dirs, open_data, present, read_json, read_log,
+                        read_table, repo_path, same_folder, save_figure, scored_tokens, together, tokens, train_first,
                         writable_dir)
 from configurator import Parser, cli, number, stop_children
 from experiments.analyze import analyze, random_row
@@ -477,12 +477,24 @@ def analysis_tokens(s, args):
     return min(ANALYSIS_TOKENS, val if val is not None else ANALYSIS_TOKENS) // s["base_block"] * s["base_block"]
 
 
+def run_counts(root):
+    """The data counts a run in root recorded (data_counts), None where root holds no run: the runs of one table
+    trained on one data (check_study_data refuses another)."""
+    for name in sorted(os.listdir(root)) if os.path.isdir(root) else ():
+        path = os.path.join(root, name, "ckpt.pt")
+        if os.path.isfile(path):
+            return data_counts(load_checkpoint(path, ("meta",)), os.path.join(root, name))
+    return None
+
+
 def header_data(s, args):
-    """The tracked table's data is Shakespeare's (its CSVs record none; a fresh clone has no data), a table beside its
-    runs names what --data_dir's meta.json records (check_root_data: the runs' own): data/cpu_lm_bytes prepared from
-    another text was "Byte-level Shakespeare" too."""
+    """The tracked table names what its runs' checkpoints record (a full run on data/cpu_lm_bytes prepared from
+    another text was headed "Byte-level Shakespeare"), and without runs (a fresh clone's --report: its CSVs record
+    no data) is Shakespeare's; a table beside its runs names what --data_dir's meta.json records (check_root_data:
+    the runs' own): data/cpu_lm_bytes prepared from another text was "Byte-level Shakespeare" too."""
     if tracked(s, args):
-        return "Byte-level Shakespeare"
+        counts = run_counts(args.root)
+        return data_name(counts, args.data_dir) if counts else "Byte-level Shakespeare"
     meta = os.path.join(args.data_dir, "meta.json")
     # gone since: the folder says what it was
     counts = read_json(meta, f"delete {args.data_dir} and prepare it again") if present(meta) else None
