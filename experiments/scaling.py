@@ -45,10 +45,10 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import numpy as np
 import torch
 
-from checkpoint import (atomic_write, check_study_data, check_study_run, data_counts, data_name, default_data,
-                        guard_assets, hold_lock, load_checkpoint, new_dirs, open_data, present, read_json, read_log,
-                        read_table, repo_path, same_folder, save_figure, scored_tokens, together, tokens, train_first,
-                        writable_dir)
+from checkpoint import (ASSETS, atomic_write, check_study_data, check_study_run, data_counts, data_name,
+                        default_data, guard_assets, hold_lock, load_checkpoint, new_dirs, open_data, present, read_json,
+                        read_log, read_table, repo_path, same_folder, save_figure, scored_tokens, together, tokens,
+                        train_first, writable_dir)
 from configurator import Parser, cli, number, stop_children
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
@@ -510,8 +510,14 @@ def report(s, args):
     command = "python -m experiments.scaling" + (" --quick" if s is QUICK else "") + \
         (" " + shlex.quote(f"--root={args.root}") if args.root != s["root"] and not tracked(s, args) else "") + \
         (" " + shlex.quote(f"--data_dir={args.data_dir}") if not default_data(args.data_dir) else "")
+    if not rows and not os.path.lexists(csv_path) and tracked(s, args) and not os.path.isdir("assets"):
+        # run from another folder (PYTHONPATH set): "assets/scaling.csv holds no finished run yet" of a file that
+        # is not there, and training would start the full grid into this folder
+        sys.exit(f"{csv_path} does not exist here: the tracked table is read from assets/ in the current folder, "
+                 f"and {os.getcwd()} has none; run from the repository root ({os.path.dirname(ASSETS)}).")
     if not rows:
-        sys.exit(f"{csv_path} holds no finished run yet; {train_first(args.root, command)}.")
+        held = "holds no finished run yet" if os.path.lexists(csv_path) else "does not exist: no run has finished yet"
+        sys.exit(f"{csv_path} {held}; {train_first(args.root, command)}.")
     expected = len(plan(s))
     md_path = csv_path[:-4] + ".md"
     partial = len(rows) < expected

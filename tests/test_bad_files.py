@@ -1261,7 +1261,7 @@ def test_a_study_on_other_data_writes_its_tables_beside_its_runs(tmp_path, monke
         (os.path.join(runs, "scaling.csv"), os.path.join(runs, "scaling_projections.csv"))
     default = argparse.Namespace(root=runs, data_dir=os.path.abspath("data/cpu_lm_bytes"))
     assert scaling.paths(scaling.FULL, default)[0] == "assets/scaling.csv"
-    with pytest.raises(SystemExit, match="holds no finished run yet; train them first with "
+    with pytest.raises(SystemExit, match="does not exist: no run has finished yet; train them first with "
                                          f"`python -m experiments.scaling --root={runs} --data_dir={mine}`"):
         scaling.main(["--report", f"--root={runs}", f"--data_dir={mine}"])
     written = {}

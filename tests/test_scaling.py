@@ -127,8 +127,18 @@ def test_a_report_of_nothing_leaves_no_folder_and_names_the_command_that_trains_
     root = tmp_path / "runs" / "q"
     with pytest.raises(SystemExit) as e:
         scaling.main(["--quick", "--report", f"--root={root}"])
-    assert str(e.value) == f"{root}/scaling.csv holds no finished run yet; train them first with `python -m " \
-                           f"experiments.scaling --quick --root={root}`."
+    assert str(e.value) == f"{root}/scaling.csv does not exist: no run has finished yet; train them first with " \
+                           f"`python -m experiments.scaling --quick --root={root}`."
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_report_of_the_tracked_table_from_another_folder_says_it_is_not_there(tmp_path, monkeypatch):
+    # run from a folder without assets/: "assets/scaling.csv holds no finished run yet", of a file not there
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        scaling.main(["--report"])
+    assert str(e.value) == f"assets/scaling.csv does not exist here: the tracked table is read from assets/ in the " \
+                           f"current folder, and {tmp_path} has none; run from the repository root ({ROOT})."
     assert os.listdir(tmp_path) == []
 
 
