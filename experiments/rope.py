@@ -40,9 +40,9 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import numpy as np
 import torch
 
-from checkpoint import (atomic_write, check_study_run, default_data, hold_lock, load_checkpoint, new_dirs, open_data,
-                        partial_report, present, read_table, repo_path, reports_free, save_figure, together, tokens,
-                        train_first, writable_dir)
+from checkpoint import (atomic_write, check_study_run, default_data, hold_lock, load_checkpoint, new_dirs,
+                        open_data, partial_report, present, read_table, repo_path, reports_free, save_figure, together,
+                        tokens, train_first, writable_dir)
 from configurator import Parser, cli, run_child
 from model import GPT, GPTConfig
 
@@ -150,6 +150,17 @@ def read_csv(path):
     return [dict(r, seed=int(r["seed"]), length=int(r["length"]), loss=float(r["loss"])) for r in rows]
 
 
+def check_mode(rows, args):
+    """That the table --redraw draws is this mode's: a full table copied beside the quick runs (seeds the quick study
+    never trains), or a quick one into assets/ (the tracked table holds every seed), was drawn as this mode's."""
+    seeds = sorted({r["seed"] for r in rows})
+    if set(seeds) - set(args.seeds) or args.assets == "assets/rope" and seeds != args.seeds:
+        mode = "--quick" if args.quick else "the full study"
+        sys.exit(f"{args.assets}.csv holds the seeds {', '.join(map(str, seeds))}, and {mode} trains "
+                 f"{', '.join(map(str, args.seeds))}: it is another mode's table; restore it (`git checkout -- "
+                 f"{args.assets}.csv` where it is tracked), or redraw it with the mode that wrote it.")
+
+
 def plot(rows, path):
     """Validation perplexity against the scoring window: the seed mean, whiskers +/- the sample std of the
     perplexity over seeds (the table's spread), each seed's own value as a faint dot."""
@@ -242,7 +253,9 @@ def main(argv=None):
         if not present(args.assets + ".csv") or not os.path.isfile(args.assets + ".csv"):
             p.error(f"--redraw draws from {args.assets}.csv, which does not exist; run `{study_command(args)}` "
                     f"first.")
-        plot(read_csv(args.assets + ".csv"), args.assets + ".png")
+        rows = read_csv(args.assets + ".csv")
+        check_mode(rows, args)
+        plot(rows, args.assets + ".png")
         print(f"wrote {args.assets}.png")  # it said nothing, exit 0
         return
     # config/cpu_lm.py's block_size and vocab_size; the longest scoring window is FACTORS[-1] of them

@@ -1837,6 +1837,25 @@ def test_rope_redraw_on_other_data_draws_that_data_s_table(tmp_path, monkeypatch
 
 
 
+def test_rope_redraw_of_another_mode_s_table_is_one_sentence(tmp_path, monkeypatch):
+    # the full table copied beside the quick runs was drawn by --redraw --quick as its own, exit 0; a quick table in
+    # assets/ as the tracked figure
+    monkeypatch.chdir(tmp_path)
+    for folder, argv, held, trains in (
+            ("out-rope-quick", ["--redraw", "--quick"], "1337, 1338, 1339", "--quick trains 1337"),
+            ("assets", ["--redraw"], "1337", "the full study trains 1337, 1338, 1339")):
+        (tmp_path / folder).mkdir()
+        seeds = held.split(", ")
+        (tmp_path / folder / "rope.csv").write_text("variant,seed,length,loss\n" +
+                                                     "".join(f"qkv rope,{s},256,1.8\n" for s in seeds))
+        with pytest.raises(SystemExit) as e:
+            rope.main(argv)
+        assert str(e.value) == (f"{folder}/rope.csv holds the seeds {held}, and {trains}: it is another mode's "
+                                f"table; restore it (`git checkout -- {folder}/rope.csv` where it is tracked), or "
+                                f"redraw it with the mode that wrote it.")
+        assert os.listdir(tmp_path / folder) == ["rope.csv"]
+
+
 @pytest.mark.parametrize("study, table", [(rope, "out-rope-quick/rope.csv"),
                                           (retrofit, "out-retrofit-quick/retrofit.csv")])
 def test_redraw_of_a_table_behind_a_dangling_link_says_so_not_run_the_study(tmp_path, monkeypatch, study, table):
