@@ -47,7 +47,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from configurator import as_text, closed_stream, configure, stop_signals
+from configurator import as_text, closed_stream, configure, open_files_fix, stop_signals
 from model import GPT, GPTConfig
 
 PREFIXES = ("_orig_mod.", "module.")  # torch.compile's and DDP's wrappers: harmless, stripped on load
@@ -339,13 +339,11 @@ def space_fix(e):
     """The fix for a write the disk refused: free space, except for a file too large (EFBIG), which no free space
     lets through: the shell's file size limit (ulimit -f) or a file system that stops at 4 GiB (FAT32); or too many
     files open (ulimit -n)."""
-    import resource
-    if getattr(e, "errno", None) in (errno.EMFILE, errno.ENFILE):  # no disk space helps either: the open-file limit
-        limit, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        return (f"raise this shell's open-file limit (ulimit -n, now {limit})" if limit != hard or not os.geteuid()
-                else f"run it from a new terminal ({stuck('open-file limit (ulimit -n)', limit)})")
+    if fix := open_files_fix(e):  # no disk space helps either: the open-file limit
+        return fix
     if getattr(e, "errno", None) != errno.EFBIG:
         return "free space on its disk"
+    import resource
     limit, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     if limit != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or not os.geteuid()):
         return f"raise this shell's file size limit (ulimit -f, now {limit // 1024:,} KiB: ulimit -f unlimited)"

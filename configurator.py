@@ -30,6 +30,11 @@ import types
 import unicodedata
 import warnings
 
+try:
+    import resource  # Unix only
+except ImportError:
+    resource = None
+
 
 REPO = os.path.dirname(os.path.abspath(__file__))  # where config/ is, whatever the current folder
 
@@ -762,6 +767,8 @@ def run_main(main, after, oom):
         print(f"stopped: {why}; {after}", file=sys.stderr)
         raise SystemExit(1) from None
     except OSError as e:
+        if fix := open_files_fix(e):
+            raise SystemExit(f"stopped: too many files open ({e.strerror}); {fix}; {after}") from None
         if why := cache_failure(e):
             raise SystemExit(why) from None
         if not stdout_refuses(e):
@@ -775,6 +782,17 @@ def run_main(main, after, oom):
         except OSError:  # stderr went too
             pass
         raise SystemExit(1) from None
+
+
+def open_files_fix(e):
+    """The fix for an OSError of too many files open (EMFILE, ENFILE), None for any other. Wherever it struck (a
+    memmap of the data, a folder listed, a module imported) it was a traceback, or advice to free space."""
+    if getattr(e, "errno", None) not in (errno.EMFILE, errno.ENFILE) or resource is None:
+        return None
+    limit, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # imported at the top: importing it now needs a file
+    return (f"raise this shell's open-file limit (ulimit -n, now {limit})" if limit != hard or not os.geteuid() else
+            f"run it from a new terminal (this shell's open-file limit (ulimit -n) is {limit}, also its hard limit, "
+            f"which only root raises)")
 
 
 def missing_device(name, fix):

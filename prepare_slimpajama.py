@@ -40,7 +40,7 @@ import numpy as np
 import zstandard
 
 from checkpoint import (atomic_write, dangling, guard_assets, hold_lock, inputs_sha1, largest_token, missing_dirs,
-                        r50k, space_fix, unreadable, utf16, writable_dir)
+                        r50k, remove_empty, space_fix, unreadable, utf16, writable_dir)
 from configurator import Parser, boolean, cli, number
 from convert import hub_problem
 
@@ -680,12 +680,11 @@ def prepare(args, log=print):
 
 def remove_levels(folder, levels):
     """Removes folder and its parents, up to levels of them, while each is empty (a file put there since stays)."""
-    f = os.path.abspath(folder)
+    f, folders = os.path.abspath(folder), []
     for _ in range(levels):
-        if not os.path.isdir(f) or os.listdir(f):
-            return
-        os.rmdir(f)
+        folders.append(f)
         f = os.path.dirname(f)
+    remove_empty(folders)  # rmdir alone: listing them needs a file, none left at the open-file limit (ulimit -n)
 
 
 def write_dataset(args, settings, tok, shards, fetch, source, log, older=None, new_dir=False):

@@ -57,7 +57,7 @@ from checkpoint import (atomic_write, dangling, eval_batches, file_above, guard_
                         masked, masked_file, missing_dirs, open_data, other_data, perplexity, remove_empty,
                         save_checkpoint, scored_tokens, space_fix, tokens, unlocked, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, missing_device,
-                          out_of_memory, range_error, tolerant_output)
+                          open_files_fix, out_of_memory, range_error, tolerant_output)
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, conversion_note, convert_state_dict, exact_fit,
                      gpt2_config, load_gpt2, ties_v)
 from model import ATTNS, GPT, POS_CONV_BASES, POS_EMBS, SOURCES, GPTConfig
@@ -626,6 +626,16 @@ def interrupted(kind, e, tb):
     SIGHUP), 1 otherwise. Every save is atomic, so the last checkpoint is whole, and it resumes exactly."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second Ctrl-C, pressed while this stops, would
         signal.signal(sig, signal.SIG_IGN)  # cut it short
+    limit = e
+    while limit is not None and not open_files_fix(limit):  # the open-file limit, wherever it struck (the data's
+        limit = limit.__context__  # memmap, a module imported while an error unwound): a traceback
+    if limit is not None:
+        if master:
+            with contextlib.suppress(OSError):
+                print(f"stopped at iteration {iter_num}: too many files open ({limit.strerror}); "
+                      f"{open_files_fix(limit)}; {how_to_go_on()}", file=sys.stderr)
+            unmake()
+        os._exit(1)
     if (compile and (why := compile_failure(e))) or (why := cache_failure(e)):  # the first compiled forward; or
         # a TORCHINDUCTOR_CACHE_DIR torch cannot make, when building the model imports torch._dynamo. Said by every
         # process, as out of memory is: under torchrun the first to exit (rank 1, silent) had torchrun end rank 0

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -961,6 +962,29 @@ def test_a_signal_taken_by_another_thread_between_two_files_written_together_wai
         idle.set()
         other.join()
         signal.signal(signal.SIGTERM, old)
+
+
+def test_the_open_file_limit_wherever_it_strikes_is_one_sentence(tmp_path):
+    # `ulimit -n 6`: train.py's memmap of the data, prepare's listing of the folder it made (while removing it) and
+    # its import of resource to say so were tracebacks; bench and the studies (configurator.run_main) too
+    import configurator
+
+    def main():
+        raise OSError(errno.EMFILE, "Too many open files")
+    with pytest.raises(SystemExit) as e:
+        configurator.run_main(main, "nothing was written.", "")
+    assert str(e.value).startswith("stopped: too many files open (Too many open files); ") and \
+        str(e.value).endswith("; nothing was written.")
+    make_data(tmp_path / "data")
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    r = subprocess.run([sys.executable, "train.py", *TINY, f"--data_dir={tmp_path / 'data'}", "--max_iters=2",
+                        f"--out_dir={tmp_path / 'out'}"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (6, hard)))
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr == "stopped at iteration 0: too many files open (Too many open files); raise this shell's " \
+                       "open-file limit (ulimit -n, now 6); no checkpoint was saved yet: run the same command to " \
+                       "start again.\n"
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_name_too_long_for_the_disk_is_not_told_to_free_space(tmp_path):
