@@ -32,6 +32,7 @@ import csv
 import errno
 import hashlib
 import io
+import itertools
 import json
 import math
 import os
@@ -185,14 +186,22 @@ def sizes_only(meta):
         return None
 
 
+def dir_steps(folder):
+    """(the path as written, its absolute normal form) of folder and each parent, the deepest first, as os.makedirs
+    walks them: n/../m makes n too, which the normal form never names (a refused run left n behind). The '.' and
+    '..' steps, in which makedirs makes nothing, are left out, and each folder is named once."""
+    d, seen = os.path.join(os.getcwd(), folder), set()  # an absolute folder stays itself
+    while d != os.path.dirname(d):
+        if os.path.basename(d) not in ("", ".", "..") and (norm := os.path.normpath(d)) not in seen:
+            seen.add(norm)
+            yield d, norm
+        d = os.path.dirname(d)
+
+
 def missing_dirs(folder):
     """folder and those of its parents that do not exist yet, as absolute paths, the deepest first: the folders that
     making folder makes, and that a command refused or stopped before writing there removes again."""
-    made, d = [], os.path.abspath(folder)
-    while not os.path.exists(d) and d != os.path.dirname(d):
-        made.append(d)
-        d = os.path.dirname(d)
-    return made
+    return [norm for _, norm in itertools.takewhile(lambda step: not os.path.exists(step[0]), dir_steps(folder))]
 
 
 def remove_empty(folders):
