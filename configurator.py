@@ -37,6 +37,7 @@ except ImportError:
 
 
 REPO = os.path.dirname(os.path.abspath(__file__))  # where config/ is, whatever the current folder
+STUDY_PID = "STUDY_PID"  # set by a study for the train.py it starts (child_env)
 
 
 def closed_stream(path):
@@ -635,6 +636,7 @@ def quiet_start(sigterm=True):
     sys.excepthook = interrupted_at_start
     if sigterm:
         stop_on_sigterm()
+    die_with_parent()  # after the handler: a study's death stops this run as SIGTERM does
     closed_as_devnull()
     try:
         os.getcwd()
@@ -720,9 +722,32 @@ def stop_children(procs, e, grace=5.0):
             p.wait()
 
 
+def child_env(env=None):
+    """env (None: this process's) for a study's train.py, naming this process: the child ends with it
+    (die_with_parent), even when a SIGKILL gives it no time to stop its children."""
+    return {**(os.environ if env is None else env), STUDY_PID: str(os.getpid())}
+
+
+def die_with_parent():
+    """In a study's train.py (child_env): SIGTERM when the study dies, on Linux (prctl's PR_SET_PDEATHSIG). A study
+    killed with SIGKILL (the OOM killer, kill -9) left its runs training with nobody to read them; SIGTERM stops a
+    run as Ctrl-C does, its last checkpoint kept. Elsewhere, or without the variable, nothing changes."""
+    parent = os.environ.pop(STUDY_PID, None)  # not handed on: what this run starts (compile workers) is its own
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # no prctl to call: as before
+        return
+    if str(os.getppid()) != parent:  # the study died before the call, and this run was handed to another parent
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def run_child(cmd, **popen_args):
-    """subprocess.run(cmd, **popen_args).returncode, its process stopped with the caller's (stop_children)."""
-    p = subprocess.Popen(cmd, **popen_args)
+    """subprocess.run(cmd, **popen_args).returncode, its process stopped with the caller's (stop_children), and
+    ending with it however it dies (child_env)."""
+    p = subprocess.Popen(cmd, **{**popen_args, "env": child_env(popen_args.get("env"))})
     try:
         return p.wait()
     except KeyboardInterrupt as e:

@@ -49,7 +49,7 @@ from checkpoint import (ASSETS, atomic_write, check_study_data, check_study_run,
                         default_data, guard_assets, hold_lock, load_checkpoint, new_dirs, open_data, present, read_json,
                         read_log, read_table, repo_path, same_folder, save_figure, scored_tokens, together, tokens,
                         train_first, writable_dir)
-from configurator import Parser, cli, number, stop_children
+from configurator import Parser, child_env, cli, number, stop_children
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
 
@@ -248,7 +248,7 @@ def train_todo(s, args, todo, running, rows, ana):
                     raise
             err = tempfile.TemporaryFile()
             print(shlex.join(cmd[1:]), flush=True)  # as pasted: a path with a space is one argument
-            running[subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)] = \
+            running[subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=child_env(env))] = \
                 (run, out_dir, time.time(), err)
         if not running:
             if todo:
