@@ -139,8 +139,10 @@ def bench_cache(args, device):
                 allocated = model.new_cache(1, t, dtype, "meta").nbytes
                 theory = (state_bytes(model.config, dtype) if model.config.attn == "linear"
                           else model.kv_bytes_per_token(dtype) * t)
-                assert allocated == theory, f"{shape_name} {name} at {t}: new_cache holds {allocated} bytes, " \
-                                            f"theory says {theory}"
+                if allocated != theory:  # a check, not an assert: `python -O` skipped it and wrote the table
+                    raise SystemExit(f"bench.py's self-check failed: {shape_name} {name} at {t} tokens: new_cache "
+                                     f"holds {allocated:,} bytes where kv_bytes_per_token says {theory:,}; model.py's "
+                                     f"cache sizes disagree, so no table is written (a bug: report it).")
                 base.setdefault(t, allocated)  # QKV comes first
                 c = model.config
                 rows.append(dict(shape=shape_name, variant=name, n_layer=c.n_layer, n_head=c.n_head,

@@ -32,6 +32,7 @@ import csv
 import errno
 import hashlib
 import io
+import itertools
 import json
 import math
 import os
@@ -48,7 +49,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from configurator import as_text, closed_stream, configure, stop_signals
+from configurator import as_text, closed_stream, configure, open_files_fix, stop_signals
 from model import GPT, GPTConfig
 
 PREFIXES = ("_orig_mod.", "module.")  # torch.compile's and DDP's wrappers: harmless, stripped on load
@@ -186,14 +187,22 @@ def sizes_only(meta):
         return None
 
 
+def dir_steps(folder):
+    """(the path as written, its absolute normal form) of folder and each parent, the deepest first, as os.makedirs
+    walks them: n/../m makes n too, which the normal form never names (a refused run left n behind). The '.' and
+    '..' steps, in which makedirs makes nothing, are left out, and each folder is named once."""
+    d, seen = os.path.join(os.getcwd(), folder), set()  # an absolute folder stays itself
+    while d != os.path.dirname(d):
+        if os.path.basename(d) not in ("", ".", "..") and (norm := os.path.normpath(d)) not in seen:
+            seen.add(norm)
+            yield d, norm
+        d = os.path.dirname(d)
+
+
 def missing_dirs(folder):
     """folder and those of its parents that do not exist yet, as absolute paths, the deepest first: the folders that
     making folder makes, and that a command refused or stopped before writing there removes again."""
-    made, d = [], os.path.abspath(folder)
-    while not os.path.exists(d) and d != os.path.dirname(d):
-        made.append(d)
-        d = os.path.dirname(d)
-    return made
+    return [norm for _, norm in itertools.takewhile(lambda step: not os.path.exists(step[0]), dir_steps(folder))]
 
 
 def remove_empty(folders):
@@ -340,13 +349,11 @@ def space_fix(e):
     """The fix for a write the disk refused: free space, except for a file too large (EFBIG), which no free space
     lets through: the shell's file size limit (ulimit -f) or a file system that stops at 4 GiB (FAT32); or too many
     files open (ulimit -n)."""
-    import resource
-    if getattr(e, "errno", None) in (errno.EMFILE, errno.ENFILE):  # no disk space helps either: the open-file limit
-        limit, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        return (f"raise this shell's open-file limit (ulimit -n, now {limit})" if limit != hard or not os.geteuid()
-                else f"run it from a new terminal ({stuck('open-file limit (ulimit -n)', limit)})")
+    if fix := open_files_fix(e):  # no disk space helps either: the open-file limit
+        return fix
     if getattr(e, "errno", None) != errno.EFBIG:
         return "free space on its disk"
+    import resource
     limit, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     if limit != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or not os.geteuid()):
         return f"raise this shell's file size limit (ulimit -f, now {limit // 1024:,} KiB: ulimit -f unlimited)"

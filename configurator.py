@@ -28,9 +28,16 @@ import time
 import traceback
 import types
 import unicodedata
+import warnings
+
+try:
+    import resource  # Unix only
+except ImportError:
+    resource = None
 
 
 REPO = os.path.dirname(os.path.abspath(__file__))  # where config/ is, whatever the current folder
+STUDY_PID = "STUDY_PID"  # set by a study for the train.py it starts (child_env)
 
 
 def closed_stream(path):
@@ -223,7 +230,16 @@ def run_file(path, values):
     # beside it was looked for beside the link, and the refusal said to fix a file with nothing wrong in it
     scope = Namespace(values, __file__=os.path.realpath(path))
     try:
-        exec(compile(text, path, "exec"), scope)
+        # nanoGPT's configs include a base file with exec(open(...).read()), whose file the collector closes: a
+        # ResourceWarning, and under PYTHONWARNINGS=error an "Exception ignored" traceback before the run
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            exec(compile(text, path, "exec"), scope)
+    except SystemExit as e:  # sys.exit(3) or exit() in a file: the command ended with its status, not a word
+        ours = [f.lineno for f in traceback.extract_tb(e.__traceback__) if f.filename == path]
+        raise SystemExit(f"config file {path!r}, line {ours[-1] if ours else '?'}: it calls sys.exit({e.code!r}), "
+                         f"which ends the command before it starts; a config file only sets values: remove the "
+                         f"call.") from None
     except Exception as e:
         # the line of this file where the syntax breaks or the error is raised; for an error in a file it executes
         # or a module it imports, the line that led there, and where it happened
@@ -628,6 +644,7 @@ def quiet_start(sigterm=True):
     sys.excepthook = interrupted_at_start
     if sigterm:
         stop_on_sigterm()
+    die_with_parent()  # after the handler: a study's death stops this run as SIGTERM does
     closed_as_devnull()
     try:
         os.getcwd()
@@ -713,9 +730,32 @@ def stop_children(procs, e, grace=5.0):
             p.wait()
 
 
+def child_env(env=None):
+    """env (None: this process's) for a study's train.py, naming this process: the child ends with it
+    (die_with_parent), even when a SIGKILL gives it no time to stop its children."""
+    return {**(os.environ if env is None else env), STUDY_PID: str(os.getpid())}
+
+
+def die_with_parent():
+    """In a study's train.py (child_env): SIGTERM when the study dies, on Linux (prctl's PR_SET_PDEATHSIG). A study
+    killed with SIGKILL (the OOM killer, kill -9) left its runs training with nobody to read them; SIGTERM stops a
+    run as Ctrl-C does, its last checkpoint kept. Elsewhere, or without the variable, nothing changes."""
+    parent = os.environ.pop(STUDY_PID, None)  # not handed on: what this run starts (compile workers) is its own
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # no prctl to call: as before
+        return
+    if str(os.getppid()) != parent:  # the study died before the call, and this run was handed to another parent
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def run_child(cmd, **popen_args):
-    """subprocess.run(cmd, **popen_args).returncode, its process stopped with the caller's (stop_children)."""
-    p = subprocess.Popen(cmd, **popen_args)
+    """subprocess.run(cmd, **popen_args).returncode, its process stopped with the caller's (stop_children), and
+    ending with it however it dies (child_env)."""
+    p = subprocess.Popen(cmd, **{**popen_args, "env": child_env(popen_args.get("env"))})
     try:
         return p.wait()
     except KeyboardInterrupt as e:
@@ -760,6 +800,8 @@ def run_main(main, after, oom):
         print(f"stopped: {why}; {after}", file=sys.stderr)
         raise SystemExit(1) from None
     except OSError as e:
+        if fix := open_files_fix(e):
+            raise SystemExit(f"stopped: too many files open ({e.strerror}); {fix}; {after}") from None
         if why := cache_failure(e):
             raise SystemExit(why) from None
         if not stdout_refuses(e):
@@ -773,6 +815,17 @@ def run_main(main, after, oom):
         except OSError:  # stderr went too
             pass
         raise SystemExit(1) from None
+
+
+def open_files_fix(e):
+    """The fix for an OSError of too many files open (EMFILE, ENFILE), None for any other. Wherever it struck (a
+    memmap of the data, a folder listed, a module imported) it was a traceback, or advice to free space."""
+    if getattr(e, "errno", None) not in (errno.EMFILE, errno.ENFILE) or resource is None:
+        return None
+    limit, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # imported at the top: importing it now needs a file
+    return (f"raise this shell's open-file limit (ulimit -n, now {limit})" if limit != hard or not os.geteuid() else
+            f"run it from a new terminal (this shell's open-file limit (ulimit -n) is {limit}, also its hard limit, "
+            f"which only root raises)")
 
 
 def missing_device(name, fix):

@@ -112,7 +112,7 @@ def auto_splits(batch, n_kv_head, t_max, block_n, device):
     return max(1, min(triton.cdiv(2 * sms, batch * n_kv_head), triton.cdiv(t_max, block_n)))
 
 
-def check_inputs(q, k_cache, v_cache, lengths):
+def check_inputs(q, k_cache, v_cache, lengths, positive_lengths=False):
     if q.dim() != 3 or k_cache.dim() != 4:
         raise ValueError(f"q must be [B, H, D] and k_cache [B, H_kv, T_max, D]; got {tuple(q.shape)} and "
                          f"{tuple(k_cache.shape)}.")
@@ -135,6 +135,11 @@ def check_inputs(q, k_cache, v_cache, lengths):
         raise ValueError(f"q, k_cache, v_cache and lengths must be on one device; got {q.device}, {k_cache.device}, "
                          f"{None if v_cache is None else v_cache.device} and "
                          f"{lengths.device if torch.is_tensor(lengths) else None}.")
+    # a length of 0 or below leaves a query nothing to attend over: NaN from both, without a word; the model's lengths
+    # (pos + 1) skip the check, whose read of the tensor waits for the GPU in every layer's decode step
+    if lengths is not None and not positive_lengths and lengths.numel() and (low := int(lengths.min())) < 1:
+        raise ValueError(f"lengths must be >= 1 (each query attends over its first lengths[b] cached positions); "
+                         f"got {low} at b = {int(lengths.argmin())}.")
     if q.dtype != k_cache.dtype or (v_cache is not None and v_cache.dtype != k_cache.dtype) or \
             not q.is_floating_point():  # integers were Triton's "Unsupported lhs dtype", complex a KeyError
         raise ValueError(f"q, k_cache and v_cache must share one floating-point dtype; got {q.dtype}, "
@@ -147,13 +152,14 @@ def dense_rows(t):
 
 
 def decode_attention(q, k_cache, v_cache=None, lengths=None, scale=None, *, rope_base=None, num_splits=None,
-                     block_n=64):
+                     block_n=64, positive_lengths=False):
     """q [B, H, D] attends over the first lengths[b] positions of k_cache [B, H_kv, T_max, D] (and v_cache of the
     same shape; None means V = K). lengths: int tensor [B], each >= 1 (longer than T_max reads T_max), default
     T_max. rope_base (V = K only): the cache holds the unrotated z, q is already rotated to its position, and each
     z tile is rotated by its positions (rotate-half, as model.rotate) for the scores, while the values stay z.
-    Returns [B, H, D] in q's dtype. num_splits and block_n tune the launch; by default auto_splits."""
-    check_inputs(q, k_cache, v_cache, lengths)
+    Returns [B, H, D] in q's dtype. num_splits and block_n tune the launch; by default auto_splits.
+    positive_lengths: the caller vouches every length >= 1 (the model), which skips the check that reads them."""
+    check_inputs(q, k_cache, v_cache, lengths, positive_lengths)
     if rope_base is not None and (v_cache is not None or q.size(-1) % 2):
         raise ValueError("rope_base is for V = K (v_cache None) with an even head dim: with a separate V, cache "
                          "the rotated keys and pass rope_base=None.")

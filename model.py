@@ -373,8 +373,8 @@ class CausalSelfAttention(nn.Module):
             if cache is not None and T == 1 and not self.pos_conv and use_kernel:
                 from kernel import decode_attention  # here, not at the top: only this path needs triton
                 rope = self.rope_base if self.v_is_k else None  # V = K: the kernel rotates each z tile it reads
-                y = decode_attention(q[:, :, 0], cache["k"], cache.get("v"), lengths,
-                                     rope_base=rope).unsqueeze(2)  # [B, H, 1, D]
+                y = decode_attention(q[:, :, 0], cache["k"], cache.get("v"), lengths, rope_base=rope,
+                                     positive_lengths=True).unsqueeze(2)  # [B, H, 1, D]; lengths: pos + 1
             else:
                 if self.rope_base and self.v_is_k:  # V = K: cache and values hold the unrotated z; the scores
                     # see a rotated copy (SDPA's way; the kernel above rotates each tile in registers instead)

@@ -19,6 +19,7 @@ command truncates the bins to the committed lengths, continues, and ends byte-id
 import argparse
 import errno
 import glob
+import itertools
 import json
 import os
 import queue
@@ -39,8 +40,8 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import numpy as np
 import zstandard
 
-from checkpoint import (atomic_write, dangling, guard_assets, hold_lock, inputs_sha1, largest_token, missing_dirs,
-                        r50k, space_fix, unreadable, utf16, writable_dir)
+from checkpoint import (atomic_write, dangling, dir_steps, guard_assets, hold_lock, inputs_sha1, largest_token,
+                        missing_dirs, r50k, remove_empty, space_fix, unreadable, utf16, writable_dir)
 from configurator import Parser, boolean, cli, number
 from convert import hub_problem
 
@@ -682,12 +683,9 @@ def prepare(args, log=print):
 
 def remove_levels(folder, levels):
     """Removes folder and its parents, up to levels of them, while each is empty (a file put there since stays)."""
-    f = os.path.abspath(folder)
-    for _ in range(levels):
-        if not os.path.isdir(f) or os.listdir(f):
-            return
-        os.rmdir(f)
-        f = os.path.dirname(f)
+    # the steps missing_dirs counted (n/../m: m and n); rmdir alone: listing them needs a file, none left at the
+    # open-file limit (ulimit -n)
+    remove_empty([norm for _, norm in itertools.islice(dir_steps(folder), levels)])
 
 
 def write_dataset(args, settings, tok, shards, fetch, source, log, older=None, new_dir=False):

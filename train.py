@@ -57,7 +57,7 @@ from checkpoint import (atomic_write, dangling, eval_batches, file_above, guard_
                         masked, masked_file, missing_dirs, open_data, other_data, perplexity, remove_empty,
                         save_checkpoint, scored_tokens, space_fix, tokens, unlocked, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, missing_device,
-                          out_of_memory, range_error, tolerant_output)
+                          open_files_fix, out_of_memory, range_error, tolerant_output)
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, conversion_note, convert_state_dict, exact_fit,
                      gpt2_config, load_gpt2, ties_v)
 from model import ATTNS, GPT, POS_CONV_BASES, POS_EMBS, SOURCES, GPTConfig
@@ -199,12 +199,25 @@ config = {k: globals()[k] for k in config_keys}
 # -----------------------------------------------------------------------------
 
 
+def device_form(name):
+    """The form of a device name among CHOICES["device"]: cuda:N for a GPU's index, cpu (mps) for torch's cpu:N
+    (mps:N), which sample.py, eval.py and bench.py take and train.py refused; the name itself where torch takes
+    none (cuda:00 passed here and was torch's traceback)."""
+    if name == "auto":
+        return name
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        return name
+    return "cuda:N" if device.type == "cuda" and device.index is not None else device.type
+
+
 def check_settings():
     """Every setting against its declaration above, before any work: one line per bad value, naming the setting."""
     errors = [f"{error} Set --{k}." for k, rule in RANGES.items()
               if (error := range_error(k, config[k], type(defaults[k]), rule))]
     for k, allowed in CHOICES.items():
-        form = re.sub(r"^cuda:\d+$", "cuda:N", config[k]) if k == "device" else config[k]
+        form = device_form(config[k]) if k == "device" else config[k]
         if form not in allowed:
             errors.append(f"{k} must be {', '.join(map(repr, allowed[:-1]))} or {allowed[-1]!r}; got {config[k]!r}. "
                           f"Set --{k}.")
@@ -213,6 +226,8 @@ def check_settings():
 
 
 check_settings()
+if device_form(device) == "cpu":  # one CPU whatever its index: saved as cpu, so cpu:0 resumes a run of cpu
+    device = config["device"] = "cpu"
 guard_assets(out_dir, False, None)  # a symlink or an absolute path too: checkpoints never go among tracked results
 
 converting = init_from not in ("scratch", "resume")
@@ -287,12 +302,27 @@ if gradient_accumulation_steps % world_size:
 accum = gradient_accumulation_steps // world_size  # micro-steps of this process
 
 def in_use(f, note=True):
-    """SystemExit when another run holds the lock on f, out_dir/train.lock (the pid it wrote there says which).
+    """SystemExit when another run trains in out_dir: it holds the lock on the folder, or (a run of an older
+    train.py) on f, out_dir/train.lock, alone; the pid it wrote in f says which. Else the folder's descriptor,
+    locked, for this run to keep (None where the file system keeps no locks). The folder decides: a copy made with
+    hard links (cp -al run run2) shares f, and training one was refused while the other trained.
     note: say so where the file system keeps no locks; the early probe of an existing lock leaves that to the taking
     of it (lock_out_dir), else a resume printed the note twice."""
     try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        folder = os.open(out_dir, os.O_RDONLY)
+    except OSError:  # a folder this user may write but not list (mode 300): the file's lock alone, as before
+        folder = None
+    try:
+        if folder is not None:
+            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:  # held, with this folder free: a copy's run, where the file has another link
+            if not (lock_held(e) and folder is not None and os.fstat(f.fileno()).st_nlink > 1):
+                raise
     except OSError as e:
+        if folder is not None:
+            os.close(folder)
         if not lock_held(e):  # a file system without locks: noted, and the run goes on unlocked
             return unlocked(out_dir, e) if note else None
         f.seek(0)
@@ -300,6 +330,22 @@ def in_use(f, note=True):
         sys.exit(f"out_dir {out_dir!r} is in use by another train.py run (pid {f.read().strip() or '?'}); wait for "
                  + ("it to end (or stop it), then run this again." if init_from == "resume" else
                     "it to end or choose another --out_dir."))
+    return folder
+
+
+def own_lock(f):
+    """f, or, where f is shared with a copy made with hard links, a new train.lock in its place (this run holds the
+    folder's lock, so no other run here makes one at the same time): the pid this run writes there overwrote the
+    copy's."""
+    if folder_lock is None or os.fstat(f.fileno()).st_nlink == 1:
+        return f
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix="train.lock.", suffix=".tmp")
+    os.close(fd)
+    os.replace(tmp, f.name)
+    f.close()
+    f = open(f.name, "a+")
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return f
 
 
 # where a run refused its out_dir can go instead: a resumed run's checkpoint is there, so only with a copy of it
@@ -321,7 +367,8 @@ for name in ("train.lock", "ckpt.pt", "log.jsonl"):
 # a run under way there: its checkpoint is no finished or stopped run to judge, whatever this command says of it
 try:
     with open(os.path.join(out_dir, "train.lock")) as held:  # nothing created: a refused run leaves nothing behind
-        in_use(held, note=False)
+        if (probe := in_use(held, note=False)) is not None:
+            os.close(probe)
 except OSError:  # no lock file, or none to read: lock_out_dir() below takes it, or says why it cannot
     pass
 # the checkpoint already in out_dir, if any: resumed, or compared with this run's settings
@@ -575,6 +622,7 @@ iter_num = ckpt["iter_num"] if ckpt else 0  # where training stands
 saved_iter = ckpt["iter_num"] if ckpt else None  # where the checkpoint in out_dir stands (None: none yet)
 saving = False  # a save is under way: Ctrl-C may land before or after its rename, so the file says which
 made = []  # the folders lock_out_dir() made for out_dir, the deepest first
+folder_lock = None  # out_dir's descriptor, locked by lock_out_dir() (in_use)
 made_files = []  # train.lock if this run made it, and log.jsonl when this run writes it from the start
 
 
@@ -611,6 +659,16 @@ def interrupted(kind, e, tb):
     SIGHUP), 1 otherwise. Every save is atomic, so the last checkpoint is whole, and it resumes exactly."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second Ctrl-C, pressed while this stops, would
         signal.signal(sig, signal.SIG_IGN)  # cut it short
+    limit = e
+    while limit is not None and not open_files_fix(limit):  # the open-file limit, wherever it struck (the data's
+        limit = limit.__context__  # memmap, a module imported while an error unwound): a traceback
+    if limit is not None:
+        if master:
+            with contextlib.suppress(OSError):
+                print(f"stopped at iteration {iter_num}: too many files open ({limit.strerror}); "
+                      f"{open_files_fix(limit)}; {how_to_go_on()}", file=sys.stderr)
+            unmake()
+        os._exit(1)
     if (compile and (why := compile_failure(e))) or (why := cache_failure(e)):  # the first compiled forward; or
         # a TORCHINDUCTOR_CACHE_DIR torch cannot make, when building the model imports torch._dynamo. Said by every
         # process, as out of memory is: under torchrun the first to exit (rank 1, silent) had torchrun end rank 0
@@ -678,8 +736,9 @@ def lock_out_dir():
         sys.exit(f"out_dir {out_dir!r} is not a writable directory ({why}); {elsewhere}.")
     if fresh:
         made_files.append(f.name)
+    global folder_lock
     try:
-        in_use(f)
+        folder_lock = in_use(f)  # kept open for the whole run: the kernel drops it when the process ends
     except SystemExit:  # another run holds out_dir (made at the same instant, perhaps): nothing there is this run's
         made.clear()
         made_files.clear()
@@ -699,6 +758,7 @@ def claim(f):
     except OSError as e:
         sys.exit(f"out_dir {out_dir!r} takes no new file ({e.strerror}), so no checkpoint could be saved there; "
                  f"make it writable or {elsewhere}.")
+    f = own_lock(f)
     for name in os.listdir(out_dir):  # a save killed (SIGKILL) before its rename: a checkpoint-sized leftover
         if re.fullmatch(r"ckpt\.pt\..+\.tmp", name):
             os.remove(os.path.join(out_dir, name))
@@ -1087,6 +1147,8 @@ while True:
 for f in [*bins.values(), *([logf, lock] if master else [])]:  # done with: `python -X dev` named each unclosed
     if f is not None:
         f.close()
+if master and folder_lock is not None:
+    os.close(folder_lock)
 quiet_exit()  # saved and logged: a signal while the interpreter shuts down was a traceback from an atexit callback
 if ddp:
     dist.destroy_process_group()

@@ -2,7 +2,8 @@
 # 8 GPUs: 2 sequences x 2048 tokens x 288 micro-steps (36 per GPU) = 1.18M tokens per iteration.
 import os
 
-exec(open(os.path.join(os.path.dirname(__file__), "base_paper.py")).read())
+with open(os.path.join(os.path.dirname(__file__), "base_paper.py")) as _base:  # closed, not left to the collector
+    exec(_base.read())
 n_layer = 22
 n_head = 32
 n_embd = 2048

@@ -2,7 +2,8 @@
 # 8 GPUs: 6 sequences x 2048 tokens x 192 micro-steps (24 per GPU) = 2.36M tokens per iteration.
 import os
 
-exec(open(os.path.join(os.path.dirname(__file__), "base_paper.py")).read())
+with open(os.path.join(os.path.dirname(__file__), "base_paper.py")) as _base:  # closed, not left to the collector
+    exec(_base.read())
 n_layer = 20
 n_head = 16
 n_embd = 1024

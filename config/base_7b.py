@@ -3,7 +3,8 @@
 # 8 GPUs: 1 sequence x 2048 tokens x 1024 micro-steps (128 per GPU; 16 on 64 GPUs) = 2.10M tokens per iteration.
 import os
 
-exec(open(os.path.join(os.path.dirname(__file__), "base_paper.py")).read())
+with open(os.path.join(os.path.dirname(__file__), "base_paper.py")) as _base:  # closed, not left to the collector
+    exec(_base.read())
 n_layer = 32
 n_head = 32
 n_embd = 4096

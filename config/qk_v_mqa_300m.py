@@ -1,7 +1,8 @@
 # Q-K=V with MQA: one cached key head, V is K; 300M.
 import os
 
-exec(open(os.path.join(os.path.dirname(__file__), "base_300m.py")).read())
+with open(os.path.join(os.path.dirname(__file__), "base_300m.py")) as _base:  # closed, not left to the collector
+    exec(_base.read())
 out_dir = "out-qk_v_mqa_300m"
 proj = "qk_v"
 n_kv_head = 1

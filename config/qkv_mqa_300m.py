@@ -1,6 +1,7 @@
 # QKV with MQA: one key/value head; 300M.
 import os
 
-exec(open(os.path.join(os.path.dirname(__file__), "base_300m.py")).read())
+with open(os.path.join(os.path.dirname(__file__), "base_300m.py")) as _base:  # closed, not left to the collector
+    exec(_base.read())
 out_dir = "out-qkv_mqa_300m"
 n_kv_head = 1

@@ -45,11 +45,11 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import numpy as np
 import torch
 
-from checkpoint import (atomic_write, check_study_data, check_study_run, data_name, default_data, guard_assets,
-                        hold_lock, load_checkpoint, new_dirs, open_data, present, read_json, read_log, read_table,
-                        repo_path, same_folder, save_figure, scored_tokens, together, tokens, train_first,
-                        writable_dir)
-from configurator import Parser, cli, number, stop_children
+from checkpoint import (ASSETS, atomic_write, check_study_data, check_study_run, data_counts, data_name,
+                        default_data, guard_assets, hold_lock, load_checkpoint, new_dirs, open_data, present, read_json,
+                        read_log, read_table, repo_path, same_folder, save_figure, scored_tokens, together, tokens,
+                        train_first, writable_dir)
+from configurator import Parser, child_env, cli, number, stop_children
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
 
@@ -248,7 +248,7 @@ def train_todo(s, args, todo, running, rows, ana):
                     raise
             err = tempfile.TemporaryFile()
             print(shlex.join(cmd[1:]), flush=True)  # as pasted: a path with a space is one argument
-            running[subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)] = \
+            running[subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=child_env(env))] = \
                 (run, out_dir, time.time(), err)
         if not running:
             if todo:
@@ -477,12 +477,24 @@ def analysis_tokens(s, args):
     return min(ANALYSIS_TOKENS, val if val is not None else ANALYSIS_TOKENS) // s["base_block"] * s["base_block"]
 
 
+def run_counts(root):
+    """The data counts a run in root recorded (data_counts), None where root holds no run: the runs of one table
+    trained on one data (check_study_data refuses another)."""
+    for name in sorted(os.listdir(root)) if os.path.isdir(root) else ():
+        path = os.path.join(root, name, "ckpt.pt")
+        if os.path.isfile(path):
+            return data_counts(load_checkpoint(path, ("meta",)), os.path.join(root, name))
+    return None
+
+
 def header_data(s, args):
-    """The tracked table's data is Shakespeare's (its CSVs record none; a fresh clone has no data), a table beside its
-    runs names what --data_dir's meta.json records (check_root_data: the runs' own): data/cpu_lm_bytes prepared from
-    another text was "Byte-level Shakespeare" too."""
+    """The tracked table names what its runs' checkpoints record (a full run on data/cpu_lm_bytes prepared from
+    another text was headed "Byte-level Shakespeare"), and without runs (a fresh clone's --report: its CSVs record
+    no data) is Shakespeare's; a table beside its runs names what --data_dir's meta.json records (check_root_data:
+    the runs' own): data/cpu_lm_bytes prepared from another text was "Byte-level Shakespeare" too."""
     if tracked(s, args):
-        return "Byte-level Shakespeare"
+        counts = run_counts(args.root)
+        return data_name(counts, args.data_dir) if counts else "Byte-level Shakespeare"
     meta = os.path.join(args.data_dir, "meta.json")
     # gone since: the folder says what it was
     counts = read_json(meta, f"delete {args.data_dir} and prepare it again") if present(meta) else None
@@ -498,8 +510,14 @@ def report(s, args):
     command = "python -m experiments.scaling" + (" --quick" if s is QUICK else "") + \
         (" " + shlex.quote(f"--root={args.root}") if args.root != s["root"] and not tracked(s, args) else "") + \
         (" " + shlex.quote(f"--data_dir={args.data_dir}") if not default_data(args.data_dir) else "")
+    if not rows and not os.path.lexists(csv_path) and tracked(s, args) and not os.path.isdir("assets"):
+        # run from another folder (PYTHONPATH set): "assets/scaling.csv holds no finished run yet" of a file that
+        # is not there, and training would start the full grid into this folder
+        sys.exit(f"{csv_path} does not exist here: the tracked table is read from assets/ in the current folder, "
+                 f"and {os.getcwd()} has none; run from the repository root ({os.path.dirname(ASSETS)}).")
     if not rows:
-        sys.exit(f"{csv_path} holds no finished run yet; {train_first(args.root, command)}.")
+        held = "holds no finished run yet" if os.path.lexists(csv_path) else "does not exist: no run has finished yet"
+        sys.exit(f"{csv_path} {held}; {train_first(args.root, command)}.")
     expected = len(plan(s))
     md_path = csv_path[:-4] + ".md"
     partial = len(rows) < expected

@@ -220,3 +220,12 @@ def test_a_second_run_into_the_same_out_waits_its_turn(tmp_path):
     assert str(e.value) == f"--out {tmp_path} is being written by another bench.py run; wait for it to end (two at " \
                            f"once would also slow each other's timings) or choose another --out."
     assert os.listdir(tmp_path) == []
+
+
+def test_cache_self_check_is_no_assert(tmp_path, monkeypatch):
+    # an assert, which `python -O` skips: a cache of another size than the theory's was written to the table
+    monkeypatch.setattr(GPT, "kv_bytes_per_token", lambda self, dtype: 1)
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--what=cache", "--quick", f"--out={tmp_path}"])
+    assert "bench.py's self-check failed" in str(e.value) and "where kv_bytes_per_token says" in str(e.value)
+    assert not list(tmp_path.iterdir())

@@ -2,15 +2,18 @@
 count and KV-cache bytes of a closed form computed here from the config's values. Files named base_*.py are not
 runs: run files execute them for their shared values. `python -m pytest -s tests/test_configs.py` prints the table."""
 
+import gc
 import glob
 import os
 import runpy
 import sys
+import warnings
 from dataclasses import asdict
 
 import pytest
 import torch
 
+import configurator
 from model import GPT, GPTConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -104,3 +107,16 @@ def test_paper_configs_follow_the_released_ones(scale):
         variant, _, groups = name.partition("_gqa")  # "qk_v_gqa4" -> "qk_v", "4"; "qk_v_mqa" -> "qk_v_mqa", ""
         assert values["proj"] == variant.removesuffix("_mqa")
         assert values["n_kv_head"] == (1 if variant.endswith("_mqa") else int(groups or 0)), run
+
+
+def test_a_config_file_leaves_no_file_open(tmp_path):
+    # config files included their base with exec(open(...).read()): under PYTHONWARNINGS=error each printed an
+    # "Exception ignored ... ResourceWarning: unclosed file" traceback; nanoGPT-style files of users' are run so too
+    own = tmp_path / "mine.py"
+    own.write_text(f"exec(open({os.path.join(ROOT, 'config', 'cpu_lm.py')!r}).read())\nproj = 'qk_v'\n")
+    for path in [*glob.glob(os.path.join(ROOT, "config", "*.py")), str(own)]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            scope = configurator.run_file(path, {})
+            gc.collect()
+        assert not caught and "proj" in scope or "base_" in path, (path, [str(w.message) for w in caught])

@@ -153,11 +153,17 @@ def test_defaults_scale_and_strided_q():
      "floating-point dtype"),
     ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, None, None, "1e4"), "rope_base must be a finite number"),
     ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, None, None, True), "rope_base must be a finite number"),
+    # a length of 0 or below: NaN from the kernel and the reference, without a word
+    ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, torch.tensor([3, 0])), "lengths must be >= 1.*0 at b = 1"),
+    ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, torch.tensor([-2, 5], dtype=torch.int32)), "-2 at b = 0"),
 ])
 def test_bad_inputs_name_the_field(args, field):
     kw = dict(zip(("rope_base", "num_splits", "block_n"), args[5:]))
     with pytest.raises(ValueError, match=field):
         decode_attention(*args[:5], **{k: v for k, v in kw.items() if v is not None})
+    if field.startswith(("lengths must be >= 1", "-2")):  # the reference too
+        with pytest.raises(ValueError, match=field):
+            decode_attention_ref(*args[:4])
 
 
 @runs_kernels

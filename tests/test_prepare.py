@@ -5,6 +5,7 @@ of the downloads, and the refusal to overwrite."""
 import json
 import os
 import signal
+import shutil
 import socket
 import subprocess
 import sys
@@ -314,6 +315,18 @@ def test_a_run_that_leaves_nothing_removes_the_parents_of_out_dir_it_made(tmp_pa
         with pytest.raises(SystemExit, match="holds no text"):
             prepare(out, *args, "--skip_bad")
         assert not (tmp_path / "n").exists() if not old else os.listdir(out) == []
+    # --out_dir=n/../m with no n: makedirs makes n too (the path reaches m through it), which the folders counted
+    # from the normal form (m alone) never named, and both runs left n behind
+    shutil.rmtree(tmp_path / "n")
+    out = f"{tmp_path / 'n'}/../m"
+    with pytest.raises(SystemExit, match="holds no text"):
+        prepare(out, "--tokenizer=bytes", "--input", str(empty))
+    assert sorted(os.listdir(tmp_path)) == ["empty.txt", "latin1.txt"]
+    with pytest.raises(SystemExit, match="not UTF-8"):
+        prepare(out, *args)
+    with pytest.raises(SystemExit, match="holds no text"):
+        prepare(out, *args, "--skip_bad")
+    assert sorted(os.listdir(tmp_path)) == ["empty.txt", "latin1.txt"]
 
 
 def test_hub_path_lists_and_downloads_shards_in_natural_order(tmp_path, monkeypatch):

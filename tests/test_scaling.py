@@ -10,11 +10,13 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from test_bad_inputs import tree_digest
 from test_train import ROOT, make_data
 
 from experiments import scaling
+from model import GPT, GPTConfig
 
 
 def test_full_plan_has_every_cell_once():
@@ -125,8 +127,18 @@ def test_a_report_of_nothing_leaves_no_folder_and_names_the_command_that_trains_
     root = tmp_path / "runs" / "q"
     with pytest.raises(SystemExit) as e:
         scaling.main(["--quick", "--report", f"--root={root}"])
-    assert str(e.value) == f"{root}/scaling.csv holds no finished run yet; train them first with `python -m " \
-                           f"experiments.scaling --quick --root={root}`."
+    assert str(e.value) == f"{root}/scaling.csv does not exist: no run has finished yet; train them first with " \
+                           f"`python -m experiments.scaling --quick --root={root}`."
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_report_of_the_tracked_table_from_another_folder_says_it_is_not_there(tmp_path, monkeypatch):
+    # run from a folder without assets/: "assets/scaling.csv holds no finished run yet", of a file not there
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        scaling.main(["--report"])
+    assert str(e.value) == f"assets/scaling.csv does not exist here: the tracked table is read from assets/ in the " \
+                           f"current folder, and {tmp_path} has none; run from the repository root ({ROOT})."
     assert os.listdir(tmp_path) == []
 
 
@@ -187,7 +199,13 @@ def test_a_quick_report_on_the_default_folder_names_the_data_it_records(tmp_path
         json.dump({"tokenizer": "bytes", "vocab_size": 256, **counts}, f)
     args = argparse.Namespace(data_dir="data/cpu_lm_bytes", root=str(tmp_path / "runs"))
     assert scaling.header_data(scaling.QUICK, args) == name
-    assert scaling.header_data(scaling.FULL, args) == "Byte-level Shakespeare"
+    assert scaling.header_data(scaling.FULL, args) == "Byte-level Shakespeare"  # no runs: a clone's --report
+    # the full study's runs on that data: the tracked table was headed Shakespeare whatever they trained on
+    os.makedirs(tmp_path / "runs" / "qkv_e64_t256_i600_s1")
+    model_args = dict(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=256)
+    torch.save({"model": GPT(GPTConfig(**model_args)).state_dict(), "model_args": model_args, "meta": counts},
+               tmp_path / "runs" / "qkv_e64_t256_i600_s1" / "ckpt.pt")
+    assert scaling.header_data(scaling.FULL, args) == name
 
 
 def test_the_report_names_its_command_as_the_shell_takes_it(tmp_path):

@@ -117,3 +117,41 @@ def test_every_command_stopped_while_it_works_or_saves_stops_cleanly(world, tmp_
             if group & set(names) and not group <= set(names):
                 left[os.path.relpath(d, tmp_path)] = f"holds {sorted(group & set(names))} of {sorted(group)}"
     assert left == {}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl's PR_SET_PDEATHSIG is Linux's")
+def test_a_study_killed_with_sigkill_takes_its_train_py_with_it(tmp_path):
+    # a study killed by SIGKILL (kill -9, the OOM killer) has no time to stop its children: its train.py went on
+    # training, an orphan, into a run nobody would read
+    import time
+    make_data(tmp_path / "data")
+    out = tmp_path / "out"
+    train = [sys.executable, "train.py", "--device=cpu", "--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=32",
+             "--vocab_size=256", "--batch_size=2", "--eval_interval=100000", "--max_iters=100000",
+             f"--data_dir={tmp_path / 'data'}", f"--out_dir={out}"]
+    study = subprocess.Popen([sys.executable, "-c", f"from configurator import run_child; run_child({train!r})"],
+                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def children():  # the train.py of this out_dir, found by its command line
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if f"--out_dir={out}".encode() in f.read().split(b"\0"):
+                        found.append(int(pid))
+            except OSError:  # ended meanwhile
+                pass
+        return found
+    deadline = time.time() + 120
+    while not (out / "log.jsonl").exists() and time.time() < deadline:  # training, past its imports
+        time.sleep(0.2)
+    assert children(), "train.py did not start"
+    study.kill()
+    study.wait()
+    deadline = time.time() + 30
+    while children() and time.time() < deadline:
+        time.sleep(0.2)
+    left = children()
+    for pid in left:  # not left running by a failing test
+        os.kill(pid, signal.SIGKILL)
+    assert not left

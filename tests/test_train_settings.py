@@ -228,6 +228,9 @@ def test_help_lists_every_setting_with_its_default_and_a_line_on_it():
     (b"n_layer = 2\nn_head = (\n", 2, "SyntaxError: '(' was never closed"),
     (b"import math\nn_layer = math.sqrt(-1)\n", 2, "ValueError: math domain error"),
     (b"n_layer = 2\nout_dir = 'caf\xe9'\n", 2, "byte 0xe9 is not UTF-8"),
+    # a file that ends the command: exit status 3 (or 0, nothing trained), not a word
+    (b"import sys\nn_layer = 2\nsys.exit(3)\n", 3, "it calls sys.exit(3), which ends the command before it starts"),
+    (b"exit()\n", 1, "it calls sys.exit(None)"),
 ])
 def test_a_config_file_that_does_not_run_is_one_line_naming_file_and_line(text, line, error, tmp_path, monkeypatch):
     config = tmp_path / "bad.py"
@@ -1621,3 +1624,16 @@ def test_a_gpu_this_machine_does_not_show_is_refused(data_dir, tmp_path, monkeyp
     assert refusal(monkeypatch, tmp_path, ["--device=cuda"], data_dir) == (
         "rank 1: LOCAL_RANK 1 takes cuda:1, but PyTorch sees 1 CUDA device here; start one process per GPU: torchrun "
         "--nproc_per_node=1 ...")
+
+
+def test_device_takes_the_forms_the_other_commands_take(tmp_path, monkeypatch, data_dir):
+    # --device=cpu:0, which sample.py, eval.py and bench.py take, was refused; cuda:00, which passed the pattern,
+    # was torch's 'Invalid device string' traceback
+    assert refusal(monkeypatch, tmp_path, ["--device=cpu:0"]).startswith(f"data_dir '{tmp_path / 'nodata'}' has no")
+    assert refusal(monkeypatch, tmp_path, ["--device=cuda:00"]) == (
+        "device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got 'cuda:00'. Set --device.")
+    out = tmp_path / "run"
+    train(data_dir, out, "--max_iters=4", "--device=cpu:0")
+    assert torch.load(out / "ckpt.pt", weights_only=False)["config"]["device"] == "cpu"
+    r = train(data_dir, out, "--max_iters=4", "--device=cpu")  # the same run: finished, not "other settings"
+    assert "other settings" not in r.stderr
