@@ -51,6 +51,8 @@ from model import GPT, GPTConfig
 ASSET_SOURCE = "out-retrofit/qkv_s1337"  # the checkpoint behind assets/projections.png (experiments/README.md)
 ASSET_COMMAND = f"python -m experiments.analyze --out_dir={ASSET_SOURCE} --out=assets"
 ASSET_ITERS = 600  # that checkpoint finished: experiments/retrofit.py's ITERS
+ASSET_TRAIN = f"python train.py config/cpu_lm.py --seed=1337 --eval_interval=600 --eval_tokens=106496 " \
+              f"--out_dir={ASSET_SOURCE}"  # the command retrofit runs for it (experiments/README.md)
 PAIR_RULE = ("cosine of the flattened weights, whole matrix (mean over heads in brackets); with GQA/MQA each key "
              "or value head is repeated for the query heads that use it, as attention pairs them")
 
@@ -323,6 +325,12 @@ def get_parser():
 def main(argv=None):
     parser = get_parser()
     args = parser.parse_args(argv)
+    # the tracked command's checkpoint is the retrofit study's source: "train one with train.py" named no config
+    if os.path.realpath(args.out_dir) == os.path.realpath(ASSET_SOURCE) and \
+            not os.path.lexists(os.path.join(ASSET_SOURCE, "ckpt.pt")):
+        raise SystemExit(f"no checkpoint at {ASSET_SOURCE}/ckpt.pt, the retrofit study's seed-1337 source: train it "
+                         f"with `python -m experiments.retrofit` (every run of the study) or `{ASSET_TRAIN}` "
+                         f"(this one).")
     model, data_dir, iters, tokenizer, meta = load(args.out_dir)
     cfg = model.config
     head_dim = cfg.n_embd // cfg.n_head

@@ -460,3 +460,16 @@ def test_cka_on_its_own_data_dir_prepared_again_says_so(tmp_path, capsys):
         for given in ([], [f"--data_dir={data}"]):
             code, out, _ = run_main(capsys, f"--out_dir={tmp_path}", "--tokens=32", "--out=", *given)
             assert code is None and said in out
+
+
+def test_the_tracked_command_before_its_checkpoint_names_the_run_that_trains_it(tmp_path, capsys, monkeypatch):
+    # README's `analyze --out_dir=out-retrofit/qkv_s1337 --out=assets` in a fresh clone was told "train one with
+    # train.py", which names no config: that checkpoint is the retrofit study's source
+    monkeypatch.chdir(tmp_path)
+    for extra in (["--out=assets"], []):
+        code, _, _ = run_main(capsys, "--out_dir=out-retrofit/qkv_s1337", *extra)
+        assert code == ("no checkpoint at out-retrofit/qkv_s1337/ckpt.pt, the retrofit study's seed-1337 source: train "
+                        "it with `python -m experiments.retrofit` (every run of the study) or `python train.py "
+                        "config/cpu_lm.py --seed=1337 --eval_interval=600 --eval_tokens=106496 "
+                        "--out_dir=out-retrofit/qkv_s1337` (this one).")
+        assert list(tmp_path.iterdir()) == []
