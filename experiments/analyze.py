@@ -42,8 +42,8 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 
 import torch
 
-from checkpoint import (atomic_write, check_study_run, guard_assets, in_assets, load_checkpoint, new_dirs, outputs_free,
-                        present, read_json, save_figure, together, tokens, unwritable)
+from checkpoint import (atomic_write, check_study_run, guard_assets, in_assets, load_checkpoint, new_dirs, other_data,
+                        outputs_free, present, read_json, save_figure, together, tokens, unwritable)
 from configurator import Parser, as_text, cli, number
 from convert import affine_fit
 from model import GPT, GPTConfig
@@ -51,6 +51,8 @@ from model import GPT, GPTConfig
 ASSET_SOURCE = "out-retrofit/qkv_s1337"  # the checkpoint behind assets/projections.png (experiments/README.md)
 ASSET_COMMAND = f"python -m experiments.analyze --out_dir={ASSET_SOURCE} --out=assets"
 ASSET_ITERS = 600  # that checkpoint finished: experiments/retrofit.py's ITERS
+ASSET_TRAIN = f"python train.py config/cpu_lm.py --seed=1337 --eval_interval=600 --eval_tokens=106496 " \
+              f"--out_dir={ASSET_SOURCE}"  # the command retrofit runs for it (experiments/README.md)
 PAIR_RULE = ("cosine of the flattened weights, whole matrix (mean over heads in brackets); with GQA/MQA each key "
              "or value head is repeated for the query heads that use it, as attention pairs them")
 
@@ -267,12 +269,14 @@ def plot(rows, random, max_rank, title, path):
 
 
 def load(out_dir):
-    """-> (model, the checkpoint's data_dir or None, its iter_num, the tokenizer of its data or None)."""
+    """-> (model, the checkpoint's data_dir or None, its iter_num, the tokenizer of its data or None, its data's
+    meta)."""
     ckpt = load_checkpoint(out_dir, ("model", "model_args", "iter_num"))
     with torch.device("meta"):  # no random init: the weights come from the checkpoint
         model = GPT(GPTConfig(**ckpt["model_args"]))
     model.load_state_dict(ckpt["model"], assign=True)
-    return model.eval(), ckpt.get("config", {}).get("data_dir"), ckpt["iter_num"], ckpt.get("meta", {}).get("tokenizer")
+    meta = ckpt.get("meta", {})
+    return model.eval(), ckpt.get("config", {}).get("data_dir"), ckpt["iter_num"], meta.get("tokenizer"), meta
 
 
 def val_tokens(data_dir, n_tokens, block_size, tokenizer=None):
@@ -321,7 +325,13 @@ def get_parser():
 def main(argv=None):
     parser = get_parser()
     args = parser.parse_args(argv)
-    model, data_dir, iters, tokenizer = load(args.out_dir)
+    # the tracked command's checkpoint is the retrofit study's source: "train one with train.py" named no config
+    if os.path.realpath(args.out_dir) == os.path.realpath(ASSET_SOURCE) and \
+            not os.path.lexists(os.path.join(ASSET_SOURCE, "ckpt.pt")):
+        raise SystemExit(f"no checkpoint at {ASSET_SOURCE}/ckpt.pt, the retrofit study's seed-1337 source: train it "
+                         f"with `python -m experiments.retrofit` (every run of the study) or `{ASSET_TRAIN}` "
+                         f"(this one).")
+    model, data_dir, iters, tokenizer, meta = load(args.out_dir)
     cfg = model.config
     head_dim = cfg.n_embd // cfg.n_head
     if args.tokens < cfg.block_size:
@@ -353,10 +363,10 @@ def main(argv=None):
             parser.error(f"--out {out!r} is not a writable directory ({why}); choose another --out.")
         if out:  # not after projections.md and .csv were written: three files of one analysis, or none
             outputs_free(*(os.path.join(out, f"projections.{ext}") for ext in ("md", "csv", "png")))
-        work(args, model, data_dir, tokenizer, out)
+        work(args, model, data_dir, tokenizer, out, meta)
 
 
-def work(args, model, data_dir, tokenizer, out):
+def work(args, model, data_dir, tokenizer, out, meta=None):
     """The tables of main(), printed, and written to out unless it is ''."""
     cfg = model.config
     head_dim = cfg.n_embd // cfg.n_head
@@ -381,6 +391,13 @@ def work(args, model, data_dir, tokenizer, out):
     # --data_dir's tokens, not the checkpoint's: projections.md read as measured on its own validation data
     other = args.data_dir and not (data_dir and os.path.realpath(args.data_dir) == os.path.realpath(data_dir))
     where = f" of {os.path.join(args.data_dir, 'val.bin')} (--data_dir)" if other else ""
+    # its own data_dir prepared again since from other text, or a relative one read from another folder that holds
+    # other data of that name: tokens the model never trained on, called its validation tokens (sample.py says so)
+    own = os.path.join(data_dir or "", "meta.json")
+    if not other and idx is not None and os.path.isfile(own) and (moved := other_data(
+            meta, read_json(own, "set --data_dir to a folder prepare_slimpajama.py wrote"))):
+        where = f" of {os.path.join(data_dir, 'val.bin')} (not the data the checkpoint was trained on: " \
+                f"{', '.join(moved)})"
     lines = [f"{args.out_dir}: proj={cfg.proj}, n_head={cfg.n_head}, n_kv_head={cfg.n_kv_head or cfg.n_head}, "
              f"n_layer={cfg.n_layer}, n_embd={cfg.n_embd}",
              f"cos: {PAIR_RULE}.", f"overlap: per head, mean cos^2 of the principal angles between the top-{r} right "

@@ -1,6 +1,7 @@
 """experiments/analyze.py: cosine similarity, effective rank, and which projections each variant's table lists."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -441,3 +442,35 @@ def test_cka_on_another_data_dir_names_it(tmp_path, capsys):
                                                                            f"(--data_dir); r2")):
         code, out, _ = run_main(capsys, f"--out_dir={tmp_path}", "--tokens=32", "--out=", *given)
         assert code is None and said in out
+
+
+def test_cka_on_its_own_data_dir_prepared_again_says_so(tmp_path, capsys):
+    # the checkpoint's data_dir prepared again from other text (or a relative one read from another folder) was
+    # measured on without a word: "on 32 validation tokens", as if the model's own, while sample.py says so
+    save_ckpt(tmp_path, "qkv")
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    data = tmp_path / "data"
+    data.mkdir()
+    np.arange(40, dtype=np.uint16).tofile(data / "val.bin")
+    ckpt["config"]["data_dir"], ckpt["meta"] = str(data), {"train_tokens": 400, "val_tokens": 40}
+    torch.save(ckpt, tmp_path / "ckpt.pt")
+    for train_tokens, said in ((400, "on 32 validation tokens; r2"),
+                               (900, f"on 32 validation tokens of {data / 'val.bin'} (not the data the checkpoint was "
+                                     f"trained on: train_tokens 900 (checkpoint: 400)); r2")):
+        (data / "meta.json").write_text(json.dumps({"train_tokens": train_tokens, "val_tokens": 40}))
+        for given in ([], [f"--data_dir={data}"]):
+            code, out, _ = run_main(capsys, f"--out_dir={tmp_path}", "--tokens=32", "--out=", *given)
+            assert code is None and said in out
+
+
+def test_the_tracked_command_before_its_checkpoint_names_the_run_that_trains_it(tmp_path, capsys, monkeypatch):
+    # README's `analyze --out_dir=out-retrofit/qkv_s1337 --out=assets` in a fresh clone was told "train one with
+    # train.py", which names no config: that checkpoint is the retrofit study's source
+    monkeypatch.chdir(tmp_path)
+    for extra in (["--out=assets"], []):
+        code, _, _ = run_main(capsys, "--out_dir=out-retrofit/qkv_s1337", *extra)
+        assert code == ("no checkpoint at out-retrofit/qkv_s1337/ckpt.pt, the retrofit study's seed-1337 source: train "
+                        "it with `python -m experiments.retrofit` (every run of the study) or `python train.py "
+                        "config/cpu_lm.py --seed=1337 --eval_interval=600 --eval_tokens=106496 "
+                        "--out_dir=out-retrofit/qkv_s1337` (this one).")
+        assert list(tmp_path.iterdir()) == []
