@@ -784,10 +784,11 @@ if source and ties_v(source[0], gptconf) and convert_method in ("lstsq", "split"
 # name the data, not vocab_size or block_size
 meta = open_data(data_dir, block_size, gptconf.vocab_size, resuming=init_from == "resume" or converting
                  and source[0].vocab_size == gptconf.vocab_size)
-# the two bins just checked, held open for the whole run: each batch maps them anew (a memmap kept open leaks
-# memory), and through their paths it read whatever was there then: data_dir deleted mid-run was a FileNotFoundError
-# traceback, and prepared again from other text, the rest of the run trained on that without a word
+# the two bins just checked, held open for the whole run: each batch reads its windows from them (reopened by their
+# paths, data_dir deleted mid-run was a FileNotFoundError traceback, and prepared again from other text, the rest of
+# the run trained on that without a word)
 bins = {split: open(os.path.join(data_dir, f"{split}.bin"), "rb") for split in ("train", "val")}
+checked = {split: os.fstat(f.fileno()).st_size for split, f in bins.items()}  # what open_data checked
 # the ids its weights were trained on: on another tokenizer's ids (a vocabulary that fits: bytes in r50k's) a resumed
 # or converted model trained on without a word, each embedding row now meaning another token
 trained_on = (ckpt["meta"] or {}).get("tokenizer") if ckpt and ckpt.get("meta") else source[2] if source else None
@@ -821,12 +822,20 @@ def get_batch(split, *key):
     with key = (iteration, micro-batch index in the global batch), so a resumed run, or one with another number of
     processes, sees the same batches. val: consecutive windows from the start (key = batch index), so every
     evaluation scores the same tokens."""
-    data = np.memmap(bins[split], dtype=np.uint16, mode="r")
+    # read, not mapped: a bin cut in place mid-run (`truncate`, `> train.bin`) was numpy's ValueError traceback, or a
+    # SIGBUS (a page mapped past the new end) that killed the run without a word; a short read is said below
+    fd, size = bins[split].fileno(), checked[split]
     if split == "train":
-        ix = np.random.default_rng([seed, *key]).integers(0, len(data) - block_size, size=batch_size)
+        ix = np.random.default_rng([seed, *key]).integers(0, size // 2 - block_size, size=batch_size)
     else:
         ix = (key[0] * val_rows + np.arange(val_rows)) * block_size  # within val.bin: val_batches saw to it
-    w = np.stack([data[i:i + block_size + 1] for i in ix]).astype(np.int64)  # inputs and their next tokens
+    n = 2 * (block_size + 1)
+    reads = [os.pread(fd, n, 2 * int(i)) for i in ix]
+    if any(len(r) < n for r in reads) or os.fstat(fd).st_size != size:
+        sys.exit(f"{data_dir}/{split}.bin changed while the run read it ({size:,} bytes when it began, "
+                 f"{os.fstat(fd).st_size:,} now): it was cut or written in place; delete {data_dir} and prepare it "
+                 f"again with prepare_slimpajama.py (a run reads the bins it began with, not new ones beside them).")
+    w = np.stack([np.frombuffer(r, dtype=np.uint16) for r in reads]).astype(np.int64)  # inputs and next tokens
     if w.max() >= meta["vocab_size"]:  # the bins changed since they were checked on open (meta.json records a max)
         sys.exit(f"{data_dir}/{split}.bin holds token id {w.max()}, at or above vocab_size {meta['vocab_size']} of "
                  f"its meta.json: the bins are not that tokenizer's ids (the embedding would fail on them); delete "

@@ -1293,6 +1293,25 @@ def test_data_deleted_or_prepared_again_mid_run_is_not_read_by_the_run(tmp_path)
     assert p.returncode == 143 and err.startswith("stopped by SIGTERM at iteration "), err
 
 
+@pytest.mark.parametrize("size", [1001, 4000])
+def test_a_bin_cut_in_place_mid_run_is_one_sentence(tmp_path, monkeypatch, size):
+    # `truncate -s` on the train.bin a run holds: numpy's ValueError traceback at the next batch (an odd size), or a
+    # SIGBUS (a mapped page past the new end); an even cut trained on fewer tokens than were checked without a word
+    data, out = tmp_path / "data", tmp_path / "out"
+    make_data(data)
+    real = checkpoint.eval_batches
+
+    def cut_then(*a):  # train.py calls it after opening the bins, before its first batch
+        os.truncate(data / "train.bin", size)
+        return real(*a)
+    monkeypatch.setattr(checkpoint, "eval_batches", cut_then)
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data}", f"--out_dir={out}", "--max_iters=2"])
+    assert msg == (f"{data}/train.bin changed while the run read it (40,000 bytes when it began, {size:,} now): it "
+                   f"was cut or written in place; delete {data} and prepare it again with prepare_slimpajama.py (a "
+                   f"run reads the bins it began with, not new ones beside them).")
+    assert not (out / "ckpt.pt").exists()  # its folder goes at exit (atexit), as any stop before the first save
+
+
 def test_a_closed_output_pipe_is_one_line_on_how_to_go_on(tmp_path, data_dir):
     # `python train.py ... | head` was a BrokenPipeError traceback when head had its lines
     cmd = [sys.executable, "train.py", *TINY, f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'out'}",
