@@ -1052,7 +1052,11 @@ while True:
                 ckpt["model"]["lm_head.weight"] = ckpt["model"]["transformer.wte.weight"]
             if master:
                 saving = True
-                save_checkpoint(ckpt, ckpt_path)
+                try:
+                    save_checkpoint(ckpt, ckpt_path)
+                except SystemExit as e:  # a full disk, or out_dir made read-only mid-run: atomic_write's sentence
+                    # said to free space "or write elsewhere", not that the last checkpoint stays and resumes
+                    sys.exit(f"{str(e).rstrip('.')}; stopped at iteration {iter_num}: {how_to_go_on()}")
                 saved_iter, saving = iter_num, False
                 print(f"saved {ckpt_path}")
             ckpt = None

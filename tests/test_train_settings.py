@@ -1344,6 +1344,27 @@ def test_a_full_disk_under_the_output_or_the_log_is_one_line(where, tmp_path, da
         f"first) at iteration 0; no checkpoint was saved yet: run the same command to start again.\n"), r.stderr
 
 
+def test_a_save_refused_mid_run_says_where_the_run_stands(tmp_path, data_dir, monkeypatch):
+    # the disk filled (or out_dir was made read-only) between two saves: atomic_write's "free space on its disk, or
+    # write elsewhere" was the whole line, with no word that the last checkpoint stays and resumes
+    out, saves = tmp_path / "out", []
+    real = checkpoint.save_checkpoint
+
+    def second_fails(ckpt, path):
+        saves.append(path)
+        if len(saves) == 2:
+            monkeypatch.setattr(torch, "save", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No "
+                                                                                          "space left on device")))
+        real(ckpt, path)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", second_fails)
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=4",
+                                      "--eval_interval=2"])
+    assert msg == (f"could not write {out / 'ckpt.pt'} (No space left on device); the file there is unchanged: free "
+                   f"space on its disk, or write elsewhere; stopped at iteration 4: {out / 'ckpt.pt'} holds iteration "
+                   f"2: to go on, run the same command with --init_from=resume.")
+    assert torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 2
+
+
 def test_a_run_stopped_before_its_first_save_leaves_no_out_dir_it_made(tmp_path, data_dir):
     # a full disk (or Ctrl-C) at iteration 0 left out/new/deeper holding train.lock and log.jsonl
     out = tmp_path / "new" / "deeper"
