@@ -1485,8 +1485,10 @@ def test_ctrl_c_just_after_a_save_names_the_iteration_the_file_holds(first, fini
               cmd=(sys.executable, "-c", late_ctrl_c), check=False)
     assert r.returncode == 130
     assert torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 4
-    assert r.stderr == f"stopped by Ctrl-C at iteration 4; {out / 'ckpt.pt'} holds iteration 4: to go on, run the " \
-                       f"same command with --init_from=resume.\n"
+    # the last save: "to go on, run the same command with --init_from=resume" was the advice, which answers that the
+    # run is finished, with nothing to do
+    assert r.stderr == f"stopped by Ctrl-C at iteration 4; {out / 'ckpt.pt'} holds iteration 4, the last: the run is " \
+                       f"finished.\n"
     assert sorted(os.listdir(out)) == ["ckpt.pt", "log.jsonl", "train.lock"]
     assert [json.loads(line)["iter"] for line in (out / "log.jsonl").read_text().splitlines()][-1] == 4
 
