@@ -734,9 +734,15 @@ if ddp:
                                 timeout=timedelta(seconds=ddp_timeout))
     except (dist.DistError, RuntimeError, ValueError) as e:  # no process 0 to meet: RANK and friends without torchrun
         first = (str(e).strip() or "?").splitlines()[0][:200]
-        sys.exit(f"rank {rank}: could not join the other processes at {os.environ['MASTER_ADDR']}:"
-                 f"{os.environ['MASTER_PORT']} ({type(e).__name__}: {first}); start every process with torchrun, "
-                 f"or unset RANK to run one process.")
+        at = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+        if os.environ.get("TORCHELASTIC_RUN_ID") and re.search(r"time[ds]? ?out", str(e), re.I):
+            # torchrun started them all: one is late (stopped, or slow to import on a busy machine), not missing,
+            # and "start every process with torchrun" was the advice
+            sys.exit(f"rank {rank}: waited more than ddp_timeout={ddp_timeout}s for the other processes at {at} "
+                     f"({type(e).__name__}: {first}): one of them stalled or is slow to start; see its log, or raise "
+                     f"--ddp_timeout if it is only slow.")
+        sys.exit(f"rank {rank}: could not join the other processes at {at} ({type(e).__name__}: {first}); start "
+                 f"every process with torchrun, or unset RANK to run one process.")
 
     def on_error(kind, e, tb):
         # a collective that failed or timed out: say which process gave up and why, not a page of backend frames

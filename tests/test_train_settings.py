@@ -1526,6 +1526,22 @@ def test_a_process_whose_others_never_come_says_so_in_one_sentence(tmp_path, mon
     assert msg.endswith("start every process with torchrun, or unset RANK to run one process."), msg
 
 
+def test_a_process_of_torchruns_whose_others_are_late_is_told_of_ddp_timeout(tmp_path, monkeypatch, data_dir):
+    # under torchrun, rank 1 stopped (SIGSTOP) or slow to import past --ddp_timeout: rank 0 was told to "start every
+    # process with torchrun, or unset RANK", which it was, and had not
+    import socket
+    with socket.socket() as s:  # rank 0 hosts the store here; rank 1 never comes within the timeout
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for k, v in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+                 "MASTER_PORT": str(port), "TORCHELASTIC_RUN_ID": "test"}.items():
+        monkeypatch.setenv(k, v)
+    msg = refusal(monkeypatch, tmp_path, ["--ddp_timeout=1"], data_dir)
+    assert msg.startswith(f"rank 0: waited more than ddp_timeout=1s for the other processes at 127.0.0.1:{port} (")
+    assert msg.endswith("): one of them stalled or is slow to start; see its log, or raise --ddp_timeout if it is "
+                        "only slow."), msg
+
+
 def test_a_ddp_timeout_past_torchs_clock_is_refused_before_torchrun_meets_it(tmp_path, monkeypatch):
     # torch adds the timeout to a clock in int64 nanoseconds: 9e12 s wrapped to a rendezvous that timed out at once
     # (a page of C++ frames), 1e14 was timedelta's OverflowError traceback
