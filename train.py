@@ -600,6 +600,9 @@ def how_to_go_on():
     held = saved_iter
     if saving and os.path.exists(ckpt_path):  # stopped around a save's rename: the file says which side
         held = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=True)["iter_num"]
+    if held is not None and not os.path.exists(ckpt_path):  # "holds iteration N" of a file that is not there
+        return (f"{ckpt_path}, saved at iteration {held}, is no longer there (out_dir moved or removed while the run "
+                f"trained): to go on from it, point --out_dir at where it is now and add --init_from=resume.")
     if held is not None and held >= max_iters:  # stopped after the last save: "--init_from=resume" answers that
         # the run is finished, with nothing to do
         return f"{ckpt_path} holds iteration {held}, the last: the run is finished."

@@ -1365,6 +1365,25 @@ def test_a_save_refused_mid_run_says_where_the_run_stands(tmp_path, data_dir, mo
     assert torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 2
 
 
+def test_an_out_dir_moved_mid_run_is_not_said_to_hold_the_checkpoint(tmp_path, data_dir, monkeypatch):
+    # `mv out elsewhere` while the run trained: the next save failed, and the line said "out/ckpt.pt holds
+    # iteration 2: to go on, run the same command with --init_from=resume", where no out/ckpt.pt was
+    out, saves = tmp_path / "out", []
+    real = checkpoint.save_checkpoint
+
+    def moved_before_the_second(ckpt, path):
+        saves.append(path)
+        if len(saves) == 2:
+            os.rename(out, tmp_path / "moved")
+        real(ckpt, path)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", moved_before_the_second)
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=4",
+                                      "--eval_interval=2"])
+    assert msg.endswith(f"; stopped at iteration 4: {out / 'ckpt.pt'}, saved at iteration 2, is no longer there "
+                        f"(out_dir moved or removed while the run trained): to go on from it, point --out_dir at "
+                        f"where it is now and add --init_from=resume."), msg
+
+
 def test_a_run_stopped_before_its_first_save_leaves_no_out_dir_it_made(tmp_path, data_dir):
     # a full disk (or Ctrl-C) at iteration 0 left out/new/deeper holding train.lock and log.jsonl
     out = tmp_path / "new" / "deeper"
