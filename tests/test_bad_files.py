@@ -2174,7 +2174,6 @@ SWEPT = {
     "train.py:data_meta:os.path.join(data_dir, 'meta.json')": "open_data meta.json",  # None for any damage (nothing
     # to compare: a finished run is done), and open_data refuses it before any training
     "train.py:<module>:os.path.join(data_dir, f'{split}.bin')": "open_data train.bin",  # the bins open_data checked
-    "train.py:get_batch:bins[split]": "open_data val.bin",  # the files held open since
     "eval.py:task_data:yaml_path": "eval task YAML",
 }
 # reads only a training run reaches (a resume's log: seconds a cell), each swept by hand in the tests named
@@ -2187,6 +2186,7 @@ NOT_USER = {
     "bench.py:measure:os.path.join(stage, name)": "the staging folder this run made and wrote",
     "checkpoint.py:hold_lock:folder": "a folder opened for its lock, not read",
     "checkpoint.py:being_written:folder": "a folder opened for its lock, not read",
+    "checkpoint.py:own_temporary:os.path.join(folder, other)": "another writer's temporary file, opened for its lock",
     "checkpoint.py:unreadable:path": "the probe present() makes for every reader above",
     "configurator.py:configure:os.devnull": "/dev/null",
     "configurator.py:describe:path": "the script's own source, for --help",
