@@ -229,6 +229,7 @@ def new_dirs(*folders):
 
 
 _together = None  # [(temporary, path)] while together() holds the files of one result back
+_held = {}  # {temporary file: a descriptor holding its lock} while atomic_write's files wait for their rename
 
 
 @contextlib.contextmanager
@@ -247,12 +248,13 @@ def together():
         with signals_held():
             while pending:
                 os.replace(*pending[0])
-                pending.pop(0)
+                release(pending.pop(0)[0])
     finally:
         _together = None
         for tmp, _ in pending:
             with contextlib.suppress(OSError):
                 os.remove(tmp)
+            release(tmp)
 
 
 @contextlib.contextmanager
@@ -282,13 +284,45 @@ def umask():
     return mask
 
 
+def own_temporary(folder, name):
+    """(fd, path) of a new name.XXXXXXXX.tmp in folder, locked (flock) by this process until it ends or the file is
+    renamed, once any such file whose writer died before its rename is removed: a SIGKILL (the OOM killer, kill -9)
+    in a write left it beside the result for good (in assets/ too), as no later run knew it for a leftover. A file
+    nobody holds a lock on is one; where flock is missing or the file system keeps no locks, nothing is removed."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return tempfile.mkstemp(dir=folder, prefix=name + ".", suffix=".tmp")
+    leftover = re.compile(re.escape(name) + r"\.[a-z0-9_]{8}\.tmp")
+    with contextlib.suppress(OSError):
+        for other in os.listdir(folder):
+            if leftover.fullmatch(other):
+                with contextlib.suppress(OSError), open(os.path.join(folder, other), "rb") as f:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by a live writer: OSError, kept
+                    os.remove(os.path.join(folder, other))
+    while True:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=name + ".", suffix=".tmp")
+        with contextlib.suppress(OSError):  # no locks here: written unlocked, as before
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink:  # not taken for a leftover by another writer between mkstemp and flock
+            _held[tmp] = os.dup(fd)  # the lock outlives the file's closing, until its rename (release)
+            return fd, tmp
+        os.close(fd)
+
+
+def release(tmp):
+    """Drops the lock own_temporary took on tmp, now renamed into place or removed."""
+    if (fd := _held.pop(tmp, None)) is not None:
+        os.close(fd)
+
+
 def atomic_write(path, data):
     """Write data (str or bytes), or call data(f) on the open binary file, then rename over path (at the end of a
     together() block, if in one). A write the disk refuses (full, over quota, read-only) is one sentence, the old file
     left whole."""
     folder, tmp = os.path.dirname(os.path.abspath(path)), None
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
+        fd, tmp = own_temporary(folder, os.path.basename(path))
         with os.fdopen(fd, "wb") as f:
             if callable(data):
                 data(f)
@@ -328,6 +362,8 @@ def atomic_write(path, data):
     finally:
         if tmp and os.path.exists(tmp):
             os.remove(tmp)
+        if tmp:
+            release(tmp)
 
 
 def utf16(data, whole=True):

@@ -652,6 +652,13 @@ def quiet_start(sigterm=True):
         # libtorch_cpu.so"), exit 2, as if the install were broken
         raise SystemExit("the current folder no longer exists (removed after this shell entered it), so no relative "
                          "path means anything and torch cannot load; cd to a folder that exists, then run again.")
+    # numpy imported here, not by torch: torch's C start imports it and takes any error in that for "no numpy", a
+    # Ctrl-C or SIGTERM too: the stop was lost, numpy left half imported, and the command ran on to an exit 0 or an
+    # odd failure ("cannot build task alphabet (RecursionError ...)"). Here the stop is this hook's one line
+    try:
+        import numpy  # noqa: F401
+    except ImportError:  # not installed: the command's own import names it (start_failure)
+        pass
 
 
 def closed_as_devnull():

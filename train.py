@@ -654,6 +654,12 @@ def how_to_go_on():
     held = saved_iter
     if saving and os.path.exists(ckpt_path):  # stopped around a save's rename: the file says which side
         held = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=True)["iter_num"]
+    if held is not None and not os.path.exists(ckpt_path):  # "holds iteration N" of a file that is not there
+        return (f"{ckpt_path}, saved at iteration {held}, is no longer there (out_dir moved or removed while the run "
+                f"trained): to go on from it, point --out_dir at where it is now and add --init_from=resume.")
+    if held is not None and held >= max_iters:  # stopped after the last save: "--init_from=resume" answers that
+        # the run is finished, with nothing to do
+        return f"{ckpt_path} holds iteration {held}, the last: the run is finished."
     return (f"{ckpt_path} holds iteration {held}: to go on, run the same command with --init_from=resume."
             if held is not None else "no checkpoint was saved yet: run the same command to start again.")
 
@@ -797,9 +803,15 @@ if ddp:
                                 timeout=timedelta(seconds=ddp_timeout))
     except (dist.DistError, RuntimeError, ValueError) as e:  # no process 0 to meet: RANK and friends without torchrun
         first = (str(e).strip() or "?").splitlines()[0][:200]
-        sys.exit(f"rank {rank}: could not join the other processes at {os.environ['MASTER_ADDR']}:"
-                 f"{os.environ['MASTER_PORT']} ({type(e).__name__}: {first}); start every process with torchrun, "
-                 f"or unset RANK to run one process.")
+        at = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+        if os.environ.get("TORCHELASTIC_RUN_ID") and re.search(r"time[ds]? ?out", str(e), re.I):
+            # torchrun started them all: one is late (stopped, or slow to import on a busy machine), not missing,
+            # and "start every process with torchrun" was the advice
+            sys.exit(f"rank {rank}: waited more than ddp_timeout={ddp_timeout}s for the other processes at {at} "
+                     f"({type(e).__name__}: {first}): one of them stalled or is slow to start; see its log, or raise "
+                     f"--ddp_timeout if it is only slow.")
+        sys.exit(f"rank {rank}: could not join the other processes at {at} ({type(e).__name__}: {first}); start "
+                 f"every process with torchrun, or unset RANK to run one process.")
 
     def on_error(kind, e, tb):
         # a collective that failed or timed out: say which process gave up and why, not a page of backend frames
@@ -850,10 +862,11 @@ if source and ties_v(source[0], gptconf) and convert_method in ("lstsq", "split"
 # name the data, not vocab_size or block_size
 meta = open_data(data_dir, block_size, gptconf.vocab_size, resuming=init_from == "resume" or converting
                  and source[0].vocab_size == gptconf.vocab_size)
-# the two bins just checked, held open for the whole run: each batch maps them anew (a memmap kept open leaks
-# memory), and through their paths it read whatever was there then: data_dir deleted mid-run was a FileNotFoundError
-# traceback, and prepared again from other text, the rest of the run trained on that without a word
+# the two bins just checked, held open for the whole run: each batch reads its windows from them (reopened by their
+# paths, data_dir deleted mid-run was a FileNotFoundError traceback, and prepared again from other text, the rest of
+# the run trained on that without a word)
 bins = {split: open(os.path.join(data_dir, f"{split}.bin"), "rb") for split in ("train", "val")}
+checked = {split: os.fstat(f.fileno()).st_size for split, f in bins.items()}  # what open_data checked
 # the ids its weights were trained on: on another tokenizer's ids (a vocabulary that fits: bytes in r50k's) a resumed
 # or converted model trained on without a word, each embedding row now meaning another token
 trained_on = (ckpt["meta"] or {}).get("tokenizer") if ckpt and ckpt.get("meta") else source[2] if source else None
@@ -887,12 +900,20 @@ def get_batch(split, *key):
     with key = (iteration, micro-batch index in the global batch), so a resumed run, or one with another number of
     processes, sees the same batches. val: consecutive windows from the start (key = batch index), so every
     evaluation scores the same tokens."""
-    data = np.memmap(bins[split], dtype=np.uint16, mode="r")
+    # read, not mapped: a bin cut in place mid-run (`truncate`, `> train.bin`) was numpy's ValueError traceback, or a
+    # SIGBUS (a page mapped past the new end) that killed the run without a word; a short read is said below
+    fd, size = bins[split].fileno(), checked[split]
     if split == "train":
-        ix = np.random.default_rng([seed, *key]).integers(0, len(data) - block_size, size=batch_size)
+        ix = np.random.default_rng([seed, *key]).integers(0, size // 2 - block_size, size=batch_size)
     else:
         ix = (key[0] * val_rows + np.arange(val_rows)) * block_size  # within val.bin: val_batches saw to it
-    w = np.stack([data[i:i + block_size + 1] for i in ix]).astype(np.int64)  # inputs and their next tokens
+    n = 2 * (block_size + 1)
+    reads = [os.pread(fd, n, 2 * int(i)) for i in ix]
+    if any(len(r) < n for r in reads) or os.fstat(fd).st_size != size:
+        sys.exit(f"{data_dir}/{split}.bin changed while the run read it ({size:,} bytes when it began, "
+                 f"{os.fstat(fd).st_size:,} now): it was cut or written in place; delete {data_dir} and prepare it "
+                 f"again with prepare_slimpajama.py (a run reads the bins it began with, not new ones beside them).")
+    w = np.stack([np.frombuffer(r, dtype=np.uint16) for r in reads]).astype(np.int64)  # inputs and next tokens
     if w.max() >= meta["vocab_size"]:  # the bins changed since they were checked on open (meta.json records a max)
         sys.exit(f"{data_dir}/{split}.bin holds token id {w.max()}, at or above vocab_size {meta['vocab_size']} of "
                  f"its meta.json: the bins are not that tokenizer's ids (the embedding would fail on them); delete "
@@ -1109,7 +1130,11 @@ while True:
                 ckpt["model"]["lm_head.weight"] = ckpt["model"]["transformer.wte.weight"]
             if master:
                 saving = True
-                save_checkpoint(ckpt, ckpt_path)
+                try:
+                    save_checkpoint(ckpt, ckpt_path)
+                except SystemExit as e:  # a full disk, or out_dir made read-only mid-run: atomic_write's sentence
+                    # said to free space "or write elsewhere", not that the last checkpoint stays and resumes
+                    sys.exit(f"{str(e).rstrip('.')}; stopped at iteration {iter_num}: {how_to_go_on()}")
                 saved_iter, saving = iter_num, False
                 print(f"saved {ckpt_path}")
             ckpt = None

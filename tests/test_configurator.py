@@ -786,3 +786,21 @@ def test_argv_as_one_string_is_one_sentence():
     import sample
     with pytest.raises(ValueError, match=r"argv must be a list of arguments, e\.g\. shlex\.split\('--out_dir=x'\)"):
         sample.parse_args("--out_dir=x")
+
+
+def test_a_signal_while_torch_imports_numpy_is_not_lost():
+    # torch's C start imports numpy and takes any error in it for "no numpy": a SIGTERM (or Ctrl-C) that landed
+    # there was lost, numpy left half imported, and eval.py ran on to an exit 0, or to "cannot build task alphabet
+    # (RecursionError ...); fix its YAML file". quiet_start imports numpy first, where the stop is its one line
+    code = ("import os, signal, sys\n"
+            "class Stop:\n"
+            "    sent = False\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'numpy._core.numeric' and name not in sys.modules and not Stop.sent:\n"
+            "            Stop.sent = True  # once, as a user sends it\n"
+            "            os.kill(os.getpid(), signal.SIGTERM)\n"
+            "sys.meta_path.insert(0, Stop())\n"
+            "from configurator import quiet_start\nquiet_start()\nimport torch\nprint('imported')\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stdout, r.stderr) == (143, "", "stopped by SIGTERM while starting, before anything was "
+                                                             "written.\n")

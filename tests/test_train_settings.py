@@ -1296,6 +1296,25 @@ def test_data_deleted_or_prepared_again_mid_run_is_not_read_by_the_run(tmp_path)
     assert p.returncode == 143 and err.startswith("stopped by SIGTERM at iteration "), err
 
 
+@pytest.mark.parametrize("size", [1001, 4000])
+def test_a_bin_cut_in_place_mid_run_is_one_sentence(tmp_path, monkeypatch, size):
+    # `truncate -s` on the train.bin a run holds: numpy's ValueError traceback at the next batch (an odd size), or a
+    # SIGBUS (a mapped page past the new end); an even cut trained on fewer tokens than were checked without a word
+    data, out = tmp_path / "data", tmp_path / "out"
+    make_data(data)
+    real = checkpoint.eval_batches
+
+    def cut_then(*a):  # train.py calls it after opening the bins, before its first batch
+        os.truncate(data / "train.bin", size)
+        return real(*a)
+    monkeypatch.setattr(checkpoint, "eval_batches", cut_then)
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data}", f"--out_dir={out}", "--max_iters=2"])
+    assert msg == (f"{data}/train.bin changed while the run read it (40,000 bytes when it began, {size:,} now): it "
+                   f"was cut or written in place; delete {data} and prepare it again with prepare_slimpajama.py (a "
+                   f"run reads the bins it began with, not new ones beside them).")
+    assert not (out / "ckpt.pt").exists()  # its folder goes at exit (atexit), as any stop before the first save
+
+
 def test_a_closed_output_pipe_is_one_line_on_how_to_go_on(tmp_path, data_dir):
     # `python train.py ... | head` was a BrokenPipeError traceback when head had its lines
     cmd = [sys.executable, "train.py", *TINY, f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'out'}",
@@ -1326,6 +1345,46 @@ def test_a_full_disk_under_the_output_or_the_log_is_one_line(where, tmp_path, da
     assert r.returncode == 1 and r.stderr == (
         f"stopped: its output or {out / 'log.jsonl'} could not be written (No space left on device; free space "
         f"first) at iteration 0; no checkpoint was saved yet: run the same command to start again.\n"), r.stderr
+
+
+def test_a_save_refused_mid_run_says_where_the_run_stands(tmp_path, data_dir, monkeypatch):
+    # the disk filled (or out_dir was made read-only) between two saves: atomic_write's "free space on its disk, or
+    # write elsewhere" was the whole line, with no word that the last checkpoint stays and resumes
+    out, saves = tmp_path / "out", []
+    real = checkpoint.save_checkpoint
+
+    def second_fails(ckpt, path):
+        saves.append(path)
+        if len(saves) == 2:
+            monkeypatch.setattr(torch, "save", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No "
+                                                                                          "space left on device")))
+        real(ckpt, path)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", second_fails)
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=4",
+                                      "--eval_interval=2"])
+    assert msg == (f"could not write {out / 'ckpt.pt'} (No space left on device); the file there is unchanged: free "
+                   f"space on its disk, or write elsewhere; stopped at iteration 4: {out / 'ckpt.pt'} holds iteration "
+                   f"2: to go on, run the same command with --init_from=resume.")
+    assert torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 2
+
+
+def test_an_out_dir_moved_mid_run_is_not_said_to_hold_the_checkpoint(tmp_path, data_dir, monkeypatch):
+    # `mv out elsewhere` while the run trained: the next save failed, and the line said "out/ckpt.pt holds
+    # iteration 2: to go on, run the same command with --init_from=resume", where no out/ckpt.pt was
+    out, saves = tmp_path / "out", []
+    real = checkpoint.save_checkpoint
+
+    def moved_before_the_second(ckpt, path):
+        saves.append(path)
+        if len(saves) == 2:
+            os.rename(out, tmp_path / "moved")
+        real(ckpt, path)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", moved_before_the_second)
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=4",
+                                      "--eval_interval=2"])
+    assert msg.endswith(f"; stopped at iteration 4: {out / 'ckpt.pt'}, saved at iteration 2, is no longer there "
+                        f"(out_dir moved or removed while the run trained): to go on from it, point --out_dir at "
+                        f"where it is now and add --init_from=resume."), msg
 
 
 def test_a_run_stopped_before_its_first_save_leaves_no_out_dir_it_made(tmp_path, data_dir):
@@ -1448,8 +1507,10 @@ def test_ctrl_c_just_after_a_save_names_the_iteration_the_file_holds(first, fini
               cmd=(sys.executable, "-c", late_ctrl_c), check=False)
     assert r.returncode == 130
     assert torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 4
-    assert r.stderr == f"stopped by Ctrl-C at iteration 4; {out / 'ckpt.pt'} holds iteration 4: to go on, run the " \
-                       f"same command with --init_from=resume.\n"
+    # the last save: "to go on, run the same command with --init_from=resume" was the advice, which answers that the
+    # run is finished, with nothing to do
+    assert r.stderr == f"stopped by Ctrl-C at iteration 4; {out / 'ckpt.pt'} holds iteration 4, the last: the run is " \
+                       f"finished.\n"
     assert sorted(os.listdir(out)) == ["ckpt.pt", "log.jsonl", "train.lock"]
     assert [json.loads(line)["iter"] for line in (out / "log.jsonl").read_text().splitlines()][-1] == 4
 
@@ -1485,6 +1546,22 @@ def test_a_process_whose_others_never_come_says_so_in_one_sentence(tmp_path, mon
     msg = refusal(monkeypatch, tmp_path, ["--ddp_timeout=1"], data_dir)
     assert msg.startswith(f"rank 1: could not join the other processes at 127.0.0.1:{port} (") and "\n" not in msg
     assert msg.endswith("start every process with torchrun, or unset RANK to run one process."), msg
+
+
+def test_a_process_of_torchruns_whose_others_are_late_is_told_of_ddp_timeout(tmp_path, monkeypatch, data_dir):
+    # under torchrun, rank 1 stopped (SIGSTOP) or slow to import past --ddp_timeout: rank 0 was told to "start every
+    # process with torchrun, or unset RANK", which it was, and had not
+    import socket
+    with socket.socket() as s:  # rank 0 hosts the store here; rank 1 never comes within the timeout
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for k, v in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+                 "MASTER_PORT": str(port), "TORCHELASTIC_RUN_ID": "test"}.items():
+        monkeypatch.setenv(k, v)
+    msg = refusal(monkeypatch, tmp_path, ["--ddp_timeout=1"], data_dir)
+    assert msg.startswith(f"rank 0: waited more than ddp_timeout=1s for the other processes at 127.0.0.1:{port} (")
+    assert msg.endswith("): one of them stalled or is slow to start; see its log, or raise --ddp_timeout if it is "
+                        "only slow."), msg
 
 
 def test_a_ddp_timeout_past_torchs_clock_is_refused_before_torchrun_meets_it(tmp_path, monkeypatch):
