@@ -313,14 +313,8 @@ def in_use(f, note=True):
     except OSError:  # a folder this user may write but not list (mode 300): the file's lock alone, as before
         folder = None
     try:
-        try:
-            if folder is not None:
-                fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:  # NFS locks only what is open for writing (EBADF), so no folder: the file's lock alone
-            if lock_held(e):
-                raise
-            os.close(folder)
-            folder = None
+        if folder is not None:
+            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:  # held, with this folder free: a copy's run, where the file has another link

@@ -10,7 +10,6 @@ import re
 import runpy
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import warnings
@@ -236,28 +235,6 @@ def test_a_copy_made_with_hard_links_trains_while_the_original_is_locked(world, 
                            env=dict(os.environ, OMP_NUM_THREADS="1"))
         assert r.returncode == 1 and "in use by another train.py run (pid 12345)" in r.stderr  # its own: refused
         os.close(folder)
-
-
-def test_a_file_system_that_locks_no_folders_still_locks_the_run(world, monkeypatch, capfd):
-    # NFS locks only what is open for writing: the folder's flock was EBADF, taken for "this file system keeps no
-    # locks", and a second run trained beside the first, unlocked
-    import errno
-    w, out = world, world / "nfs"
-    out.mkdir()
-    flock = fcntl.flock
-
-    def no_folders(fd, op):
-        if stat.S_ISDIR(os.fstat(fd if isinstance(fd, int) else fd.fileno()).st_mode):
-            raise OSError(errno.EBADF, "Bad file descriptor")
-        return flock(fd, op)
-    monkeypatch.setattr(fcntl, "flock", no_folders)
-    with open(out / "train.lock", "w") as f:  # the first run's
-        flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        f.write("12345\n")
-        f.flush()
-        r = run_here([*T, f"--data_dir={w / 'data'}", f"--out_dir={out}", "--max_iters=1"], capfd)
-    assert r.returncode == 1 and "in use by another train.py run (pid 12345)" in r.stderr, r.stderr
-    assert os.listdir(out) == ["train.lock"]
 
 
 def test_a_second_run_in_a_locked_out_dir_is_refused(world):
