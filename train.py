@@ -302,27 +302,12 @@ if gradient_accumulation_steps % world_size:
 accum = gradient_accumulation_steps // world_size  # micro-steps of this process
 
 def in_use(f, note=True):
-    """SystemExit when another run trains in out_dir: it holds the lock on the folder, or (a run of an older
-    train.py) on f, out_dir/train.lock, alone; the pid it wrote in f says which. Else the folder's descriptor,
-    locked, for this run to keep (None where the file system keeps no locks). The folder decides: a copy made with
-    hard links (cp -al run run2) shares f, and training one was refused while the other trained.
+    """SystemExit when another run holds the lock on f, out_dir/train.lock (the pid it wrote there says which).
     note: say so where the file system keeps no locks; the early probe of an existing lock leaves that to the taking
     of it (lock_out_dir), else a resume printed the note twice."""
     try:
-        folder = os.open(out_dir, os.O_RDONLY)
-    except OSError:  # a folder this user may write but not list (mode 300): the file's lock alone, as before
-        folder = None
-    try:
-        if folder is not None:
-            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:  # held, with this folder free: a copy's run, where the file has another link
-            if not (lock_held(e) and folder is not None and os.fstat(f.fileno()).st_nlink > 1):
-                raise
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
-        if folder is not None:
-            os.close(folder)
         if not lock_held(e):  # a file system without locks: noted, and the run goes on unlocked
             return unlocked(out_dir, e) if note else None
         f.seek(0)
@@ -330,22 +315,6 @@ def in_use(f, note=True):
         sys.exit(f"out_dir {out_dir!r} is in use by another train.py run (pid {f.read().strip() or '?'}); wait for "
                  + ("it to end (or stop it), then run this again." if init_from == "resume" else
                     "it to end or choose another --out_dir."))
-    return folder
-
-
-def own_lock(f):
-    """f, or, where f is shared with a copy made with hard links, a new train.lock in its place (this run holds the
-    folder's lock, so no other run here makes one at the same time): the pid this run writes there overwrote the
-    copy's."""
-    if folder_lock is None or os.fstat(f.fileno()).st_nlink == 1:
-        return f
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix="train.lock.", suffix=".tmp")
-    os.close(fd)
-    os.replace(tmp, f.name)
-    f.close()
-    f = open(f.name, "a+")
-    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    return f
 
 
 # where a run refused its out_dir can go instead: a resumed run's checkpoint is there, so only with a copy of it
@@ -367,8 +336,7 @@ for name in ("train.lock", "ckpt.pt", "log.jsonl"):
 # a run under way there: its checkpoint is no finished or stopped run to judge, whatever this command says of it
 try:
     with open(os.path.join(out_dir, "train.lock")) as held:  # nothing created: a refused run leaves nothing behind
-        if (probe := in_use(held, note=False)) is not None:
-            os.close(probe)
+        in_use(held, note=False)
 except OSError:  # no lock file, or none to read: lock_out_dir() below takes it, or says why it cannot
     pass
 # the checkpoint already in out_dir, if any: resumed, or compared with this run's settings
@@ -622,7 +590,6 @@ iter_num = ckpt["iter_num"] if ckpt else 0  # where training stands
 saved_iter = ckpt["iter_num"] if ckpt else None  # where the checkpoint in out_dir stands (None: none yet)
 saving = False  # a save is under way: Ctrl-C may land before or after its rename, so the file says which
 made = []  # the folders lock_out_dir() made for out_dir, the deepest first
-folder_lock = None  # out_dir's descriptor, locked by lock_out_dir() (in_use)
 made_files = []  # train.lock if this run made it, and log.jsonl when this run writes it from the start
 
 
@@ -742,9 +709,8 @@ def lock_out_dir():
         sys.exit(f"out_dir {out_dir!r} is not a writable directory ({why}); {elsewhere}.")
     if fresh:
         made_files.append(f.name)
-    global folder_lock
     try:
-        folder_lock = in_use(f)  # kept open for the whole run: the kernel drops it when the process ends
+        in_use(f)
     except SystemExit:  # another run holds out_dir (made at the same instant, perhaps): nothing there is this run's
         made.clear()
         made_files.clear()
@@ -764,7 +730,6 @@ def claim(f):
     except OSError as e:
         sys.exit(f"out_dir {out_dir!r} takes no new file ({e.strerror}), so no checkpoint could be saved there; "
                  f"make it writable or {elsewhere}.")
-    f = own_lock(f)
     for name in os.listdir(out_dir):  # a save killed (SIGKILL) before its rename: a checkpoint-sized leftover
         if re.fullmatch(r"ckpt\.pt\..+\.tmp", name):
             os.remove(os.path.join(out_dir, name))
@@ -1172,8 +1137,6 @@ while True:
 for f in [*bins.values(), *([logf, lock] if master else [])]:  # done with: `python -X dev` named each unclosed
     if f is not None:
         f.close()
-if master and folder_lock is not None:
-    os.close(folder_lock)
 quiet_exit()  # saved and logged: a signal while the interpreter shuts down was a traceback from an atexit callback
 if ddp:
     dist.destroy_process_group()

@@ -2264,8 +2264,6 @@ NOT_USER = {
     "experiments/retrofit.py:destination:config_file": "the repository's own config files, named in CONVERSIONS",
     "train.py:<module>:os.path.join(out_dir, 'train.lock')": "the lock file, read for the holder's process id",
     "train.py:lock_out_dir:os.path.join(out_dir, 'train.lock')": "the lock file, opened to be held",
-    "train.py:in_use:out_dir": "the out_dir opened for its lock, not read",
-    "train.py:own_lock:f.name": "the lock file this run made in place of a hard-linked one, opened to be held",
     "train.py:how_to_go_on:ckpt_path": "the checkpoint this run saved a moment before",
 }
 SOURCES = sorted([*map(os.path.basename, glob.glob(os.path.join(ROOT, "*.py"))),

@@ -210,33 +210,6 @@ def test_bad_input_is_one_clear_line(world, argv, names, here, capfd):
     assert not (w / "new").exists()  # a refused run leaves no out_dir behind
 
 
-def test_a_copy_made_with_hard_links_trains_while_the_original_is_locked(world, tmp_path):
-    # `cp -al run run2` shares train.lock: training run2 was refused ("in use by another train.py run") while run
-    # trained, and the pid this run writes overwrote the other's
-    w = world
-    out, copy = tmp_path / "run", tmp_path / "run2"
-    shutil.copytree(w / "run", out)
-    os.mkdir(copy)
-    for name in os.listdir(out):
-        os.link(out / name, copy / name)
-    with open(out / "train.lock", "r+") as f:  # the original's run, holding its folder and the shared file
-        folder = os.open(out, os.O_RDONLY)
-        fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        f.write("12345\n")
-        f.flush()
-        r = subprocess.run([PY, *T, f"--data_dir={w / 'data'}", f"--out_dir={copy}", "--max_iters=4",
-                            "--init_from=resume"], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                           env=dict(os.environ, OMP_NUM_THREADS="1"))
-        assert r.returncode == 0 and "in use" not in r.stderr, r.stderr
-        assert (out / "train.lock").read_text() == "12345\n" and os.stat(out / "train.lock").st_nlink == 1
-        r = subprocess.run([PY, *T, f"--data_dir={w / 'data'}", f"--out_dir={out}", "--max_iters=4",
-                            "--init_from=resume"], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                           env=dict(os.environ, OMP_NUM_THREADS="1"))
-        assert r.returncode == 1 and "in use by another train.py run (pid 12345)" in r.stderr  # its own: refused
-        os.close(folder)
-
-
 def test_a_second_run_in_a_locked_out_dir_is_refused(world):
     w = world
     out = w / "locked"
