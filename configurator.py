@@ -829,6 +829,8 @@ def open_files_fix(e):
     memmap of the data, a folder listed, a module imported) it was a traceback, or advice to free space."""
     if getattr(e, "errno", None) not in (errno.EMFILE, errno.ENFILE) or resource is None:
         return None
+    if e.errno == errno.ENFILE:  # the whole system's table, which no shell's limit raises
+        return "close other programs: the system's open-file table is full (ENFILE; fs.file-max, which root raises)"
     limit, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # imported at the top: importing it now needs a file
     return (f"raise this shell's open-file limit (ulimit -n, now {limit})" if limit != hard or not os.geteuid() else
             f"run it from a new terminal (this shell's open-file limit (ulimit -n) is {limit}, also its hard limit, "

@@ -793,6 +793,9 @@ def test_a_file_too_large_for_the_limit_is_not_told_to_free_space(tmp_path, monk
     monkeypatch.setattr(resource, "getrlimit", lambda what: (9, 4096))  # `ulimit -S -n 9`: "free space on its disk"
     assert checkpoint.space_fix(OSError(errno.EMFILE, "Too many open files")) == \
         "raise this shell's open-file limit (ulimit -n, now 9)"
+    # the system's table full (ENFILE): no shell's limit raises it, and 'raise ulimit -n' was the advice
+    assert checkpoint.space_fix(OSError(errno.ENFILE, "Too many open files in system")) == \
+        "close other programs: the system's open-file table is full (ENFILE; fs.file-max, which root raises)"
     # bash's `ulimit -n 9` (and -f) sets the hard limit too: "ulimit -n 4096" was then refused to this user
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     monkeypatch.setattr(resource, "getrlimit", lambda what: (9, 9))
