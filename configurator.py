@@ -755,8 +755,20 @@ def die_with_parent():
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # no prctl to call: as before
         return
-    if str(os.getppid()) != parent:  # the study died before the call, and this run was handed to another parent
+    if str(os.getppid()) == parent:
+        return
+    try:  # the study died before the call, and this run was handed to another parent
+        os.kill(int(parent), 0)
+    except (ValueError, OverflowError):  # no pid: a variable of the same name set by the user, not a study's
+        pass
+    except ProcessLookupError:
         os.kill(os.getpid(), signal.SIGTERM)
+        return
+    except OSError:  # alive, another user's
+        pass
+    # alive and not this run's parent: the variable was set by hand or handed on by another program (a train.py
+    # started so stopped at once, 'stopped by SIGTERM while starting', with no word why); no study to follow
+    ctypes.CDLL(None, use_errno=True).prctl(1, 0)
 
 
 def run_child(cmd, **popen_args):

@@ -155,3 +155,15 @@ def test_a_study_killed_with_sigkill_takes_its_train_py_with_it(tmp_path):
     for pid in left:  # not left running by a failing test
         os.kill(pid, signal.SIGKILL)
     assert not left
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl's PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("value", ["1", "abc"])
+def test_a_command_started_by_hand_with_study_pid_set_runs(value):
+    # STUDY_PID set by the user or handed on by another program (a live process, not this one's parent, or no pid):
+    # train.py (every command) was taken for an orphaned study run and stopped at once, 'stopped by SIGTERM while
+    # starting', with no word why
+    code = "import configurator, os, time; configurator.die_with_parent(); time.sleep(0.2); print('ran')"
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, STUDY_PID=value))
+    assert r.returncode == 0 and r.stdout == "ran\n", (r.returncode, r.stderr)
