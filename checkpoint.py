@@ -188,12 +188,14 @@ def sizes_only(meta):
 
 
 def dir_steps(folder):
-    """(the path as written, its absolute normal form) of folder and each parent, the deepest first, as os.makedirs
+    """(the path as written, its absolute real path) of folder and each parent, the deepest first, as os.makedirs
     walks them: n/../m makes n too, which the normal form never names (a refused run left n behind). The '.' and
     '..' steps, in which makedirs makes nothing, are left out, and each folder is named once."""
     d, seen = os.path.join(os.getcwd(), folder), set()  # an absolute folder stays itself
     while d != os.path.dirname(d):
-        if os.path.basename(d) not in ("", ".", "..") and (norm := os.path.normpath(d)) not in seen:
+        # realpath: '..' after a link (link/../m) is the link target's parent, where makedirs makes m; the normal
+        # form named ./m, and a refused run removed the user's empty ./m there, leaving the one it made
+        if os.path.basename(d) not in ("", ".", "..") and (norm := os.path.realpath(d)) not in seen:
             seen.add(norm)
             yield d, norm
         d = os.path.dirname(d)
@@ -223,7 +225,7 @@ def new_dirs(*folders):
     except BaseException as e:
         # a folder another process holds (Busy) stays: made by it since this one looked, perhaps, and still empty
         # while it works; removed, its results had nowhere to go
-        held = os.path.abspath(e.folder) if isinstance(e, Busy) else None
+        held = os.path.realpath(e.folder) if isinstance(e, Busy) else None
         remove_empty(sorted(new - {held}, key=len, reverse=True))
         raise
 

@@ -1791,6 +1791,22 @@ def test_hold_lock_refuses_a_second_holder_and_runs_where_there_is_no_flock(tmp_
             pass
 
 
+def test_a_folder_made_through_a_link_and_dotdot_is_the_one_removed(tmp_path, monkeypatch):
+    # out_dir=link/../m: makedirs makes m beside the link's target; the normal form named ./m, so a run stopped
+    # before its first save removed the user's own empty ./m and left the m it made
+    (tmp_path / "far" / "sub").mkdir(parents=True)
+    (tmp_path / "here").mkdir()
+    os.symlink(tmp_path / "far" / "sub", tmp_path / "here" / "link")
+    (tmp_path / "here" / "m").mkdir()  # the user's, empty
+    monkeypatch.chdir(tmp_path / "here")
+    assert checkpoint.missing_dirs("link/../m") == [str(tmp_path / "far" / "m")]
+    with pytest.raises(SystemExit):
+        with checkpoint.new_dirs("link/../m"):
+            os.makedirs("link/../m")
+            raise SystemExit("stopped")
+    assert (tmp_path / "here" / "m").is_dir() and not (tmp_path / "far" / "m").exists()
+
+
 def test_a_training_run_that_fails_stops_the_study_in_one_sentence(tmp_path, monkeypatch):
     monkeypatch.setattr(subprocess, "Popen", lambda cmd, **k: argparse.Namespace(wait=lambda: 1))  # train.py refused
     s = dict(retrofit.QUICK, root=str(tmp_path / "runs"), assets=str(tmp_path / "runs" / "retrofit"))
