@@ -479,7 +479,8 @@ class Parser(argparse.ArgumentParser):
         (--out_dir=), is refused: it meant the current folder, or a path '' that failed later with advice such as "no
         checkpoint at ckpt.pt", or a folder named ' '. Options with their own type (--start, --calib) say themselves
         what an empty value means."""
-        self.argv = argv_of(args)  # for error()
+        # read once: an iterator (iter(argv)) was used up here, and argparse's own reads below saw no arguments
+        args = self.argv = argv_of(args)  # for error()
         ns, rest = super().parse_known_args(args, namespace)
         # the options the command line gave (set only by argparse's defaults, a value is not the user's): each one
         # parsed again into a namespace of markers, which argparse leaves where it gives no value

@@ -804,3 +804,11 @@ def test_a_signal_while_torch_imports_numpy_is_not_lost():
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert (r.returncode, r.stdout, r.stderr) == (143, "", "stopped by SIGTERM while starting, before anything was "
                                                              "written.\n")
+
+
+def test_arguments_as_an_iterator_are_read_once():
+    # parser.parse_known_args(iter(argv)) from Python: the first read used the iterator up, and argparse then parsed
+    # no arguments at all, every option at its default without a word
+    import sample
+    ns, rest = sample.get_parser().parse_known_args(iter(["--out_dir=x", "--num_samples=2"]))
+    assert (ns.out_dir, ns.num_samples, rest) == ("x", 2, [])
