@@ -1347,19 +1347,24 @@ def test_a_full_disk_under_the_output_or_the_log_is_one_line(where, tmp_path, da
         f"first) at iteration 0; no checkpoint was saved yet: run the same command to start again.\n"), r.stderr
 
 
+def before_second_save(monkeypatch, act):
+    """act() runs just before the second checkpoint train.py saves in this process."""
+    saves, real = [], checkpoint.save_checkpoint
+
+    def save(ckpt, path):
+        saves.append(path)
+        if len(saves) == 2:
+            act()
+        real(ckpt, path)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", save)
+
+
 def test_a_save_refused_mid_run_says_where_the_run_stands(tmp_path, data_dir, monkeypatch):
     # the disk filled (or out_dir was made read-only) between two saves: atomic_write's "free space on its disk, or
     # write elsewhere" was the whole line, with no word that the last checkpoint stays and resumes
-    out, saves = tmp_path / "out", []
-    real = checkpoint.save_checkpoint
-
-    def second_fails(ckpt, path):
-        saves.append(path)
-        if len(saves) == 2:
-            monkeypatch.setattr(torch, "save", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No "
-                                                                                          "space left on device")))
-        real(ckpt, path)
-    monkeypatch.setattr(checkpoint, "save_checkpoint", second_fails)
+    out = tmp_path / "out"
+    before_second_save(monkeypatch, lambda: monkeypatch.setattr(
+        torch, "save", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device"))))
     msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=4",
                                       "--eval_interval=2"])
     assert msg == (f"could not write {out / 'ckpt.pt'} (No space left on device); the file there is unchanged: free "
@@ -1371,15 +1376,8 @@ def test_a_save_refused_mid_run_says_where_the_run_stands(tmp_path, data_dir, mo
 def test_an_out_dir_moved_mid_run_is_not_said_to_hold_the_checkpoint(tmp_path, data_dir, monkeypatch):
     # `mv out elsewhere` while the run trained: the next save failed, and the line said "out/ckpt.pt holds
     # iteration 2: to go on, run the same command with --init_from=resume", where no out/ckpt.pt was
-    out, saves = tmp_path / "out", []
-    real = checkpoint.save_checkpoint
-
-    def moved_before_the_second(ckpt, path):
-        saves.append(path)
-        if len(saves) == 2:
-            os.rename(out, tmp_path / "moved")
-        real(ckpt, path)
-    monkeypatch.setattr(checkpoint, "save_checkpoint", moved_before_the_second)
+    out = tmp_path / "out"
+    before_second_save(monkeypatch, lambda: os.rename(out, tmp_path / "moved"))
     msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=4",
                                       "--eval_interval=2"])
     assert msg.endswith(f"; stopped at iteration 4: {out / 'ckpt.pt'}, saved at iteration 2, is no longer there "
