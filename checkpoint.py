@@ -49,7 +49,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from configurator import as_text, closed_stream, configure, open_files_fix, stop_signals
+from configurator import as_text, closed_stream, configure, open_files_fix, stop_signals, stuck
 from model import GPT, GPTConfig
 
 PREFIXES = ("_orig_mod.", "module.")  # torch.compile's and DDP's wrappers: harmless, stripped on load
@@ -398,12 +398,6 @@ def space_fix(e):
     if limit != resource.RLIM_INFINITY:
         return f"run it from a new terminal ({stuck('file size limit (ulimit -f)', f'{limit // 1024:,} KiB')})"
     return "write to a file system that takes larger files (FAT32 stops at 4 GiB)"
-
-
-def stuck(what, now):
-    """Why a limit is not raised in this shell: bash's `ulimit -f N` sets the hard limit too, which only root raises
-    again, so "ulimit -f unlimited" was refused ("cannot modify limit: Operation not permitted")."""
-    return f"this shell's {what} is {now}, also its hard limit, which only root raises"
 
 
 def save_figure(fig, path, **savefig_args):

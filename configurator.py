@@ -846,8 +846,13 @@ def open_files_fix(e):
         return "close other programs: the system's open-file table is full (ENFILE; fs.file-max, which root raises)"
     limit, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # imported at the top: importing it now needs a file
     return (f"raise this shell's open-file limit (ulimit -n, now {limit})" if limit != hard or not os.geteuid() else
-            f"run it from a new terminal (this shell's open-file limit (ulimit -n) is {limit}, also its hard limit, "
-            f"which only root raises)")
+            f"run it from a new terminal ({stuck('open-file limit (ulimit -n)', limit)})")
+
+
+def stuck(what, now):
+    """Why a limit is not raised in this shell: bash's `ulimit -f N` sets the hard limit too, which only root raises
+    again, so "ulimit -f unlimited" was refused ("cannot modify limit: Operation not permitted")."""
+    return f"this shell's {what} is {now}, also its hard limit, which only root raises"
 
 
 def missing_device(name, fix):
