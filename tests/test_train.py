@@ -1,11 +1,18 @@
+import atexit
 import hashlib
+import importlib
 import json
 import math
 import os
 import runpy
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
+import types
+import warnings
 
 import numpy as np
 import pytest
@@ -38,13 +45,94 @@ def make_data(path, tokenizer="bytes", vocab_size=256):
 
 
 def train(data_dir, out, *args, cmd=(sys.executable, "train.py"), check=True):
-    """Runs cmd (train.py by default) on the tiny model in a subprocess; returns the CompletedProcess."""
+    """Runs cmd (train.py by default) on the tiny model in a process of its own; returns the CompletedProcess."""
     cmd = [*cmd, *TINY, f"--data_dir={data_dir}", f"--out_dir={out}", *args]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    if cmd[:2] == [sys.executable, "train.py"]:
+        r = run_forked(cmd[1:], env)
+    else:
+        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     if check:
         assert r.returncode == 0, r.stdout + r.stderr
     return r
+
+
+def run_forked(argv, env, timeout=300):
+    """`python ARGV` from the repository root, as subprocess.run(..., capture_output=True, text=True) returns it, in
+    a child forked from this process: torch is imported already, which saves each of the suite's ~150 trainings the
+    2 s its import takes, and the child is still a process of its own (exit status, files, locks, atexit). The child
+    starts as a fresh `python` would: the project's modules imported again, Python's signal dispositions, this
+    process's atexit callbacks and recursion limit dropped, stdin empty."""
+    project = [m for m, mod in sys.modules.items() if os.path.dirname(getattr(mod, "__file__", None) or "") == ROOT]
+    with open(os.devnull, "rb") as null, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into pytest
+            code = 1
+            try:
+                for fd, f in ((0, null), (1, out), (2, err)):
+                    os.dup2(f.fileno(), fd)
+                sys.stdin, sys.stdout = open(0, closefd=False), open(1, "w", closefd=False)
+                sys.stderr = open(2, "w", closefd=False, buffering=1, errors="backslashreplace")
+                code = fresh_python(argv, env, project)
+            finally:
+                for stream in (sys.stdout, sys.stderr):
+                    try:
+                        stream.flush()
+                    except Exception:
+                        pass
+                os._exit(code)
+        deadline = time.monotonic() + timeout
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise subprocess.TimeoutExpired(argv, timeout)
+            time.sleep(0.02)
+        texts = []
+        for f in (out, err):
+            f.seek(0)
+            texts.append(f.read().decode("utf-8", errors="replace"))
+    return subprocess.CompletedProcess(argv, os.waitstatus_to_exitcode(done[1]), *texts)
+
+
+def fresh_python(argv, env, project):
+    """The child's work in run_forked: runs the script as __main__ and returns the exit status Python would give."""
+    os.chdir(ROOT)
+    os.environ.clear()
+    os.environ.update(env)
+    atexit._clear()  # pytest's, not the script's
+    importlib.reload(warnings)  # Python's own filters and printing again: pytest's record warnings, and hid them
+    sys.excepthook = sys.__excepthook__
+    sys.setrecursionlimit(1000)  # torch.compile, run earlier in this worker, raised it
+    for name in project:  # their module state as a new process has it
+        del sys.modules[name]
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # an ignored Ctrl-C stays ignored, as across exec
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    sys.argv, sys.path[0] = list(argv), ROOT
+    path = os.path.join(ROOT, argv[0])
+    main = sys.modules["__main__"] = types.ModuleType("__main__")  # as `python PATH` makes it (runpy's differs)
+    main.__file__ = path
+    try:
+        with open(path, "rb") as f:
+            source = f.read()
+        exec(compile(source, path, "exec"), vars(main))
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    except BaseException as e:  # Python's traceback, without this function's frame
+        e.__traceback__ = e.__traceback__.tb_next
+        sys.excepthook(type(e), e, e.__traceback__)
+        code = 1
+    atexit._run_exitfuncs()
+    if code is None or isinstance(code, int):
+        return code or 0
+    print(code, file=sys.stderr)
+    return 1
 
 
 def read_log(out):
@@ -80,6 +168,25 @@ def trained_once(tmp_path_factory, data_dir):
 def trained(tmp_path, trained_once):
     """A copy of a 4-iteration run, whose checkpoint (iter 4) the failure tests must leave untouched."""
     return shutil.copytree(trained_once, tmp_path / "out")
+
+
+def test_a_forked_run_is_what_python_gives(tmp_path):
+    """run_forked, which runs the suite's trainings, against `python SCRIPT` itself: the same status, stdout and
+    stderr for what a fresh interpreter decides (warnings shown, signal dispositions, recursion limit, argv, stdin,
+    atexit, the project's modules unimported, an uncaught exception's traceback)."""
+    script = tmp_path / "script.py"
+    script.write_text("import atexit, signal, sys, warnings\n"
+                      "atexit.register(print, 'at exit')\n"
+                      "warnings.warn('shown', UserWarning)\n"
+                      "print(signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM), sys.getrecursionlimit(),"
+                      " sys.argv, repr(sys.stdin.read()), sys.excepthook is sys.__excepthook__, 'model' in sys.modules)\n"
+                      "1 / int(sys.argv[1])\n")
+    for arg in ("0", "1"):
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        forked = run_forked([str(script), arg], env)
+        real = subprocess.run([sys.executable, str(script), arg], cwd=ROOT, capture_output=True, text=True, env=env)
+        assert (forked.returncode, forked.stdout, forked.stderr) == (real.returncode, real.stdout, real.stderr)
+        assert ("ZeroDivisionError" in forked.stderr) == (arg == "0") and "at exit" in forked.stdout
 
 
 def test_loss_falls_and_log_and_checkpoint_are_written(tmp_path, data_dir):
