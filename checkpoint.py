@@ -8,6 +8,7 @@ The files every script shares, each opened with its checks and written atomicall
                                  (a study passes its name: its fixes then prepare byte-level data)
   atomic_write(path, ...)        every file a script writes: a temporary file beside it, fsync, then os.replace, so
                                  a kill or a full disk leaves the old file whole, never a torn one
+  json_text(obj)                 strict JSON, inf and NaN as null (json.dumps writes Infinity, which is no JSON)
   save_figure(fig, path, ...)    a matplotlib figure as a PNG, drawn in memory first, then written by atomic_write
   writable_dir(folder, fix)      an output folder checked before the work, not found unwritable after it
   space_fix(e)                   the fix for a refused write: free space, or the limit that refused it (ulimit -f, -n)
@@ -366,6 +367,24 @@ def atomic_write(path, data):
             os.remove(tmp)
         if tmp:
             release(tmp)
+
+
+def strict(obj):
+    """obj with every float that is not finite (inf, NaN) as None, through dicts, lists and tuples."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict(v) for v in obj]
+    return obj
+
+
+def json_text(obj, **dumps_args):
+    """obj as JSON that every reader takes, for the files users hand to other tools (log.jsonl, results.json): an inf
+    or NaN is null, as JavaScript writes them. json.dumps writes the bare words Infinity and NaN (a perplexity past a
+    float's range), which are no JSON: JSON.parse and other strict readers refused the file, jq 1.6 read 1.8e308."""
+    return json.dumps(strict(obj), allow_nan=False, **dumps_args)
 
 
 def utf16(data, whole=True):

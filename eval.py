@@ -12,7 +12,6 @@ the harness' results JSON and a markdown table to --out (default out_dir/eval/).
 import argparse
 import errno
 import glob
-import json
 import math
 import numbers
 import os
@@ -30,8 +29,8 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import torch
 import torch.nn.functional as F
 
-from checkpoint import (atomic_write, guard_assets, hold_lock, new_dirs, outputs_free, perplexity, present,
-                        together, unwritable)
+from checkpoint import (atomic_write, guard_assets, hold_lock, json_text, new_dirs, outputs_free, perplexity,
+                        present, together, unwritable)
 from configurator import Parser, cli, number
 from convert import hub_reachable
 from sample import (CHECKPOINT_HINTS, CONVERT_HINTS, DTYPES, EOT, add_model_args, check_conversion_args,
@@ -446,7 +445,7 @@ def main(argv=None):
         # the config holds a few objects, e.g. the model: default=str
         md = table(res)
         with together():  # the pair, or neither: one stopped between them was a new results.json beside an old .md
-            atomic_write(os.path.join(out, "results.json"), json.dumps(res, indent=2, default=str))
+            atomic_write(os.path.join(out, "results.json"), json_text(res, indent=2, default=str))
             atomic_write(os.path.join(out, "results.md"), md)
         print(md, end="")
         done = (f"{res['text']['tokens']:,} tokens in {dt:.1f} s" if args.text is not None else

@@ -53,8 +53,8 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
-from checkpoint import (atomic_write, dangling, eval_batches, file_above, guard_assets, load_checkpoint, lock_held,
-                        masked, masked_file, missing_dirs, open_data, other_data, perplexity, remove_empty,
+from checkpoint import (atomic_write, dangling, eval_batches, file_above, guard_assets, json_text, load_checkpoint,
+                        lock_held, masked, masked_file, missing_dirs, open_data, other_data, perplexity, remove_empty,
                         save_checkpoint, scored_tokens, space_fix, tokens, unlocked, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, missing_device,
                           open_files_fix, out_of_memory, range_error, tolerant_output)
@@ -1039,7 +1039,7 @@ def stop(what):
 
 def log(entry, text):
     print(text, flush=True)
-    logf.write(json.dumps(entry) + "\n")
+    logf.write(json_text(entry) + "\n")  # a perplexity past a float's range is null, not Infinity
     logf.flush()
 
 

@@ -527,6 +527,18 @@ def test_a_perplexity_beyond_a_float_is_inf():
                    "bits_per_byte,none": pytest.approx(0.2 / math.log(2))}
 
 
+def test_results_json_is_strict_json_where_a_perplexity_is_beyond_a_float(tmp_path, capsys):
+    # one word of 300 bytes at about 5.5 nats each: results.json held the bare word Infinity, which is no JSON
+    # (JSON.parse and pandas refused the file, jq 1.6 read 1.8e308); results.md says inf
+    make_ckpt(tmp_path, BYTES_META)
+    (tmp_path / "t.txt").write_text("x" * 300)
+    ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 't.txt'}", "--device=cpu"])
+    res = json.loads((tmp_path / "eval" / "results.json").read_text(),
+                     parse_constant=lambda c: pytest.fail(f"{c} in results.json"))
+    assert res["results"]["t.txt"]["word_perplexity,none"] is None
+    assert "| t.txt | word_perplexity | inf | n/a |" in capsys.readouterr().out
+
+
 def test_text_needs_neither_the_harness_nor_the_network(tmp_path):
     make_ckpt(tmp_path, BYTES_META)
     (tmp_path / "t.txt").write_text("a few words of text\n")
