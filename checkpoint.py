@@ -142,8 +142,7 @@ def check_study_data(ckpt, out_dir, data_dir):
     """That data_dir was not prepared again (other text) since the study's run in out_dir trained on it: a finished
     run is not trained again, so a study went on with the rest on the new data and reported both as one."""
     try:
-        with open(os.path.join(data_dir, "meta.json")) as f:
-            now = json.load(f)
+        now = load_json(os.path.join(data_dir, "meta.json"))
     except (OSError, ValueError, TypeError, KeyError):  # no data here (a --report needs none): nothing to compare
         now = None
     if moved := other_data(ckpt.get("meta"), now):
@@ -910,13 +909,22 @@ def check_weights(state, cfg, path, again="train again"):
                          f"(tie_embeddings=True): the file is damaged or another model's; restore it or {again}.")
 
 
+def load_json(path):
+    """The JSON in the file at path, read as UTF-8 whatever the locale, with or without the byte order mark that
+    Windows editors (Notepad, PowerShell 5) put first: a BOM was "not a JSON object: delete it and prepare again", and
+    the locale's codec (ASCII under LC_ALL=C PYTHONUTF8=0) failed on a meta.json that jq had reformatted (it writes é
+    where json.dumps wrote \\u00e9), which train.py then read as no meta.json, skipping its check for data prepared
+    again."""
+    with open(path, encoding="utf-8-sig") as f:
+        return json.load(f)
+
+
 def read_json(path, what):
     """A JSON object from path, or one sentence that says what the file should be (or that it is a link whose
     target is gone, or that this user cannot read it: "delete it and prepare again" fixed neither)."""
     present(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            obj = json.load(f)
+        obj = load_json(path)
         if not isinstance(obj, dict):
             raise ValueError("not an object")
         return obj
@@ -969,7 +977,9 @@ def read_table(path, columns, text=(), ints=(),
         return []
     fix = fix.replace("FILE", path)
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        # a spreadsheet's "CSV UTF-8" begins with a byte order mark: read as part of the first column's name, it made
+        # a table the study wrote, opened and saved, "not a table this study wrote"
+        with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             rows, header = list(reader), reader.fieldnames or []
     except (OSError, UnicodeDecodeError, csv.Error) as e:

@@ -41,7 +41,7 @@ import numpy as np
 import zstandard
 
 from checkpoint import (atomic_write, dangling, dir_steps, guard_assets, hold_lock, inputs_sha1, largest_token,
-                        missing_dirs, r50k, remove_empty, space_fix, unreadable, utf16, writable_dir)
+                        load_json, missing_dirs, r50k, remove_empty, space_fix, unreadable, utf16, writable_dir)
 from configurator import Parser, boolean, cli, number
 from convert import hub_problem
 
@@ -589,8 +589,7 @@ def read_json(path, ok=lambda obj: True):
     if why := unreadable(path):
         sys.exit(f"error: cannot read {path} ({why}); make it readable for this user, or use another --out_dir")
     try:
-        with open(path) as f:
-            obj = json.load(f)
+        obj = load_json(path)  # UTF-8, a BOM or not, as train.py reads it
         if not (isinstance(obj.get("settings"), dict) and ok(obj)):
             raise ValueError("fields missing or of the wrong type")
         return obj

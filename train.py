@@ -54,8 +54,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
 from checkpoint import (atomic_write, dangling, eval_batches, file_above, guard_assets, json_text, load_checkpoint,
-                        lock_held, masked, masked_file, missing_dirs, open_data, other_data, perplexity, remove_empty,
-                        save_checkpoint, scored_tokens, space_fix, tokens, unlocked, unreadable)
+                        load_json, lock_held, masked, masked_file, missing_dirs, open_data, other_data, perplexity,
+                        remove_empty, save_checkpoint, scored_tokens, space_fix, tokens, unlocked, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, missing_device,
                           open_files_fix, out_of_memory, range_error, tolerant_output)
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, conversion_note, convert_state_dict, exact_fit,
@@ -501,8 +501,7 @@ def changed_settings(saved):
 def data_meta():
     """data_dir's meta.json as it is, or None where it cannot be read (open_data says why, before any work)."""
     try:
-        with open(os.path.join(data_dir, "meta.json")) as f:
-            return json.load(f)
+        return load_json(os.path.join(data_dir, "meta.json"))  # as open_data read it: UTF-8, a BOM or not
     except (OSError, ValueError):
         return None
 

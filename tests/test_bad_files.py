@@ -434,6 +434,39 @@ def test_prepare_refuses_a_progress_json_edited_by_hand(tmp_path, edit):
                             f"delete {out} and start over, or use another --out_dir")
 
 
+def test_json_and_tables_saved_by_a_windows_editor_or_a_spreadsheet_read_as_written(tmp_path, capsys):
+    # Notepad, PowerShell 5 and a spreadsheet's "CSV UTF-8" put a byte order mark first: meta.json was "not a JSON
+    # object: delete it and prepare again", a study's table "not a table this study wrote"
+    text = tmp_path / "in.txt"
+    text.write_text("To be, or not to be, that is the question.\n" * 40)
+    out, args = tmp_path / "d", ["--input", str(text), "--val_fraction=0.1"]
+    meta = prepare(out, *args)
+    (out / "meta.json").write_bytes(b"\xef\xbb\xbf" + (out / "meta.json").read_bytes().replace(b"\n", b"\r\n"))
+    P.main([f"--out_dir={out}", "--commit_seconds=0", "--tokenizer=bytes", *args])
+    assert capsys.readouterr().out.endswith("already holds this dataset; nothing to do\n")
+    assert checkpoint.open_data(str(out), 32, 256) == meta
+    table = "variant,seed,length,loss\nqkv rope,1337,256,1.5\n"
+    (tmp_path / "t.csv").write_bytes(b"\xef\xbb\xbf" + table.replace("\n", "\r\n").encode())
+    assert checkpoint.read_table(str(tmp_path / "t.csv"), ["variant", "seed", "length", "loss"], text=["variant"]) == \
+        [{"variant": "qkv rope", "seed": "1337", "length": "256", "loss": "1.5"}]
+
+
+def test_a_finished_run_on_data_prepared_again_is_found_whatever_the_locale(tmp_path):
+    # jq writes meta.json's \\u00e9 as the UTF-8 of é; under LC_ALL=C PYTHONUTF8=0 train.py read it with the locale's
+    # ASCII, took it for no meta.json, skipped its check, and called the run on other data "nothing to do"
+    data, out = tmp_path / "d", tmp_path / "out"
+    make_data(data)
+    meta = {**json.loads((data / "meta.json").read_text()), "settings": {"shards_sha1": "a"}, "source": "pr\u00e9"}
+    (data / "meta.json").write_text(json.dumps(meta))
+    train(data, out, "--max_iters=2")
+    meta["settings"]["shards_sha1"] = "b"  # prepared again from other files of the same length
+    (data / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LC_")}
+    r = subprocess.run([PY, "train.py", *TINY, f"--data_dir={data}", f"--out_dir={out}", "--max_iters=2"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300, env=dict(env, LC_ALL="C", PYTHONUTF8="0"))
+    refused(r, "trained on other data than")
+
+
 def test_a_dataset_an_older_prepare_fingerprinted_by_size_is_this_dataset_or_told_to_start_over(tmp_path):
     # before ea7da02 the inputs' fingerprint held no modification times: the same command on such a folder was told
     # "the input files changed ... give the same files in the same order", which it had, and met the same refusal
