@@ -10,6 +10,7 @@ for perplexity tasks and greedy generation through the KV cache, in the tokenize
 the harness' results JSON and a markdown table to --out (default out_dir/eval/).
 """
 import argparse
+import contextlib
 import errno
 import glob
 import math
@@ -409,7 +410,10 @@ def main(argv=None):
     run_dir = os.path.dirname(args.out_dir) if os.path.isfile(args.out_dir) else args.out_dir
     out = args.out or os.path.join(run_dir, "eval")
     guard_assets(out, False, None)
-    model, meta = load_model(args, device)  # out_dir's checkpoint or GPT-2, converted if --proj/--n_kv_head say so
+    # out_dir's checkpoint or GPT-2, converted if --proj/--n_kv_head say so; its notes ("converted to ...", "nothing
+    # to convert") on stderr: stdout is the results table alone, as results.md (`eval.py ... > table.md` began with one)
+    with contextlib.redirect_stdout(sys.stderr):
+        model, meta = load_model(args, device)
     lm = CheckpointLM(model, meta, args.batch_size, dtype)  # its tokenizer may be missing offline
     # made after the checkpoint and its tokenizer (either missing makes no folder), before the evaluation (hours),
     # and removed again if the evaluation stops before its results (an error, Ctrl-C); one evaluation per folder:

@@ -429,7 +429,9 @@ def test_results_of_a_fitted_conversion_name_its_calibration_and_fit(tmp_path, c
             (tmp_path / "t.txtx").write_text("quite another text to fit on. " * 20)
         ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 't.txt'}", "--device=cpu", "--proj=qk_v",
                  f"--calib={calib}"])
-        said = capsys.readouterr().out.splitlines()[0]
+        out, err = capsys.readouterr()
+        said = err.splitlines()[0]  # a note, on stderr: stdout is the table alone, as results.md (it began with this)
+        assert out == (tmp_path / "eval" / "results.md").read_text()
         rec = json.loads((tmp_path / "eval" / "results.json").read_text())["checkpoint"]
         assert rec["calib"] == calib and rec["conversion"] == said and "by lstsq fitted on" in said, rec
         recs.append(rec["conversion"])
