@@ -849,7 +849,7 @@ def started(out_dir):
     place of the run's start, and the resume command's convert_method: a scratch command then matched a converted
     run ("nothing to do"), and the conversion's own command was told the checkpoint had another convert_method."""
     try:
-        with open(os.path.join(out_dir, "log.jsonl"), encoding="utf-8") as f:
+        with open(os.path.join(out_dir, "log.jsonl"), encoding="utf-8-sig") as f:  # a BOM: saved by a Windows editor
             first = json.loads(f.readline())
     except (OSError, ValueError):
         return {}
@@ -940,7 +940,7 @@ def read_log(out_dir, last=None):
     path = os.path.join(out_dir, "log.jsonl")
     present(path)
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
+        with open(path, encoding="utf-8-sig", errors="replace") as f:  # its first line "no log entry" after a BOM
             lines = f.readlines()
     except OSError as e:
         raise SystemExit(f"{path} cannot be read ({e.strerror}); it holds the run's validation curve: restore it, or "

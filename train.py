@@ -1012,7 +1012,9 @@ def open_log():
     """out_dir/log.jsonl; a resumed run first drops the lines a crashed run wrote after its checkpoint."""
     path = os.path.join(out_dir, "log.jsonl")
     if init_from == "resume" and os.path.exists(path):
-        with open(path, errors="replace") as f:
+        # UTF-8 with or without a BOM: saved by a Windows editor, its first line (the run's start, which
+        # checkpoint.started reads) was no JSON to before_checkpoint and went without a word
+        with open(path, encoding="utf-8-sig", errors="replace") as f:
             kept = "".join(line for line in f if before_checkpoint(line))
         # by rename, then appended to: truncated and refilled in place, a kill between the two (or a Ctrl-C in the
         # first evaluation, while the refill sat in a buffer) emptied the log. A log linked here from another run

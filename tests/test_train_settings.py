@@ -1041,6 +1041,21 @@ def test_an_out_dir_without_locks_trains_with_a_note(data_dir, tmp_path, monkeyp
     assert torch.load(tmp_path / "out" / "ckpt.pt", weights_only=True)["iter_num"] == 3
 
 
+def test_a_log_saved_by_a_windows_editor_keeps_its_first_line_on_resume(finished, data_dir, tmp_path):
+    # a byte order mark before the first line (Notepad, PowerShell 5) made it no JSON: a resume dropped the run's
+    # first evaluation without a word, and the studies' read_log called it "not a log entry of train.py"
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    lines = (out / "log.jsonl").read_text().splitlines()
+    (out / "log.jsonl").write_bytes(b"\xef\xbb\xbf" + "".join(line + "\r\n" for line in lines).encode())
+    assert checkpoint.started(out) == {"init_from": "scratch"}
+    assert [json.loads(line) for line in lines] == checkpoint.read_log(out)
+    train(data_dir, out, "--init_from=resume", "--max_iters=4")
+    kept = [json.loads(line) for line in (out / "log.jsonl").read_text(encoding="utf-8-sig").splitlines()]
+    before = [e for e in map(json.loads, lines) if e["iter"] < 2]  # those before the checkpoint (iteration 2) stay
+    assert kept[:len(before)] == before and kept[len(before)]["iter"] == 2 and kept[-1]["iter"] == 4
+
+
 def test_a_log_a_resume_cannot_read_is_refused_before_training(finished, data_dir, tmp_path, monkeypatch):
     # a log.jsonl this user can write but not read (mode 200; as root, refused by hand) was open_log's
     # PermissionError traceback, where mode 000 had been told "read-only ... make it writable", which led there
