@@ -451,10 +451,12 @@ def main(argv=None):
         with together():  # the pair, or neither: one stopped between them was a new results.json beside an old .md
             atomic_write(os.path.join(out, "results.json"), json_text(res, indent=2, default=str))
             atomic_write(os.path.join(out, "results.md"), md)
-        print(md, end="")
         done = (f"{res['text']['tokens']:,} tokens in {dt:.1f} s" if args.text is not None else
                 f"{lm.n_requests} requests in {dt:.1f} s ({1000 * dt / max(lm.n_requests, 1):.1f} s per 1,000)")
+        # said before the table: an stdout that takes no text (`> /dev/full`, a closed pipe) stops the command at the
+        # table, and "results.json and results.md are written whole when the evaluation ends" alone read as lost
         print(f"{done}; wrote {out}/results.json and results.md", file=sys.stderr)
+        print(md, end="")
 
 
 OOM = "lower --batch_size, or pass --dtype=bfloat16 (half of float32's memory)"  # cli's advice

@@ -553,6 +553,20 @@ def test_text_needs_neither_the_harness_nor_the_network(tmp_path):
     assert r.stderr.startswith("20 tokens in ")
 
 
+def test_results_written_before_an_output_that_takes_no_text_are_said_written(tmp_path):
+    # `eval.py ... > /dev/full`: the table failed after both files were written, and the one line said only
+    # "results.json and results.md are written whole when the evaluation ends, not before", as if all were lost
+    make_ckpt(tmp_path, BYTES_META)
+    (tmp_path / "t.txt").write_text("a few words of text\n")
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "eval.py", f"--out_dir={tmp_path}", f"--text={tmp_path / 't.txt'}"],
+                           cwd=ROOT, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert r.returncode == 1 and sorted(os.listdir(tmp_path / "eval")) == ["results.json", "results.md"]
+    wrote, stopped = r.stderr.splitlines()
+    assert wrote.endswith(f"; wrote {tmp_path / 'eval'}/results.json and results.md")
+    assert stopped.startswith("stopped: its output could not be written (No space left on device)")
+
+
 def test_bad_text_and_settings_are_one_line_before_any_work(tmp_path, capsys):
     make_ckpt(tmp_path, BYTES_META)
     (tmp_path / "blank.txt").write_text(" \n\t\n")
