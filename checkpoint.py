@@ -369,11 +369,17 @@ def atomic_write(path, data):
 
 
 def strict(obj):
-    """obj with every float that is not finite (inf, NaN) as None, through dicts, lists and tuples."""
+    """obj with every float that is not finite (inf, NaN) as None, and every string as the text it is, through dicts,
+    lists and tuples. Outside UTF-8 mode (PYTHONUTF8=0 LC_ALL=C) a path from the command line holds its bytes as
+    surrogates: results.json named --text=préface.txt "pr\\udcc3\\udca9face.txt", two lone surrogates to every other
+    reader (JavaScript's "pr��face.txt"). Bytes that are no UTF-8 stay surrogates, which Python reads back as they
+    were (train.py compares its log's first line with the command line's init_from)."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
+    if isinstance(obj, str):
+        return as_text(obj)
     if isinstance(obj, dict):
-        return {k: strict(v) for k, v in obj.items()}
+        return {strict(k): strict(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [strict(v) for v in obj]
     return obj

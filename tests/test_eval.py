@@ -520,6 +520,16 @@ def test_a_text_file_name_read_outside_utf8_mode_is_its_name():
     assert list(ev.text_perplexity(LM, "pr\udce9face.txt", "a b")["results"]) == ["pr\\xe9face.txt"]  # not UTF-8
 
 
+def test_results_json_names_a_path_read_outside_utf8_mode_by_its_name(tmp_path):
+    # under PYTHONUTF8=0 LC_ALL=C, --text=préface.txt reached eval.py as 'pr\udcc3\udca9face.txt': results.json
+    # recorded the path as two lone surrogates (JavaScript read "pr��face.txt"), where its table had the name
+    make_ckpt(tmp_path, BYTES_META)
+    (tmp_path / "préface.txt").write_text("a few words of text\n")
+    ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path}/pr\udcc3\udca9face.txt", "--device=cpu"])
+    raw = (tmp_path / "eval" / "results.json").read_text()
+    assert "\\udc" not in raw and json.loads(raw)["text"]["path"] == f"{tmp_path}/préface.txt"
+
+
 def test_a_perplexity_beyond_a_float_is_inf():
     class LM:  # one word of 5000 tokens at 0.2 nats each: exp(1000) overflowed after the work
         eot, encode_text = 0, staticmethod(lambda s: list(s.encode()))
