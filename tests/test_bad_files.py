@@ -2272,10 +2272,11 @@ def test_every_reader_refuses_every_damaged_file_in_one_sentence_naming_it(tmp_p
 # every place a script reads a file: the reader of the sweep above that reaches it, or why its file is no user's.
 # A read added without either fails test_every_file_a_script_reads_is_swept
 SWEPT = {
-    "checkpoint.py:check_study_data:os.path.join(data_dir, 'meta.json')": "study data check",
+    # every meta.json and progress.json: check_study_data, read_json (open_data, sample), prepare's read_json and
+    # train.py's data_meta read them through load_json, each of them swept by its own reader above
+    "checkpoint.py:load_json:path": "read_json",
     "checkpoint.py:load_checkpoint:path": "load_checkpoint",
     "checkpoint.py:started:os.path.join(out_dir, 'log.jsonl')": "started",
-    "checkpoint.py:read_json:path": "read_json",
     "checkpoint.py:read_log:path": "read_log",
     "checkpoint.py:read_table:path": "read_table",
     "checkpoint.py:largest_token:path": "open_data train.bin",
@@ -2289,11 +2290,8 @@ SWEPT = {
     "prepare_slimpajama.py:documents:path": "prepare's run",
     "prepare_slimpajama.py:head:path": "prepare's run",  # the same inputs, their first bytes judged before out_dir
     "prepare_slimpajama.py:open_bins:path": "prepare's resumed bins",
-    "prepare_slimpajama.py:read_json:path": "prepare's read_json",
     "sample.py:read_text_file:path": "text file",
     # train.py cannot be imported: its reads are swept through the shared reader that checks the same file
-    "train.py:data_meta:os.path.join(data_dir, 'meta.json')": "open_data meta.json",  # None for any damage (nothing
-    # to compare: a finished run is done), and open_data refuses it before any training
     "train.py:<module>:os.path.join(data_dir, f'{split}.bin')": "open_data train.bin",  # the bins open_data checked
     "eval.py:task_data:yaml_path": "eval task YAML",
 }
