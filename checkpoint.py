@@ -167,9 +167,12 @@ def other_data(was, meta):
     return moved
 
 
-def inputs_sha1(fingerprint):
-    """The hex digest meta.json records as shards_sha1 for prepare_slimpajama.py's list of inputs (as JSON)."""
-    return hashlib.sha1(json.dumps(fingerprint).encode()).hexdigest()
+def inputs_sha1(fingerprint, as_given=False):
+    """The hex digest meta.json records as shards_sha1 for prepare_slimpajama.py's list of inputs (as JSON), each name
+    as the text it is (as_text): prepare under LC_ALL=C PYTHONUTF8=0 hashed 'pr\\udcc3\\udca9.txt', so the same command
+    under a UTF-8 locale was told "the input files changed ... delete out_dir to start over". as_given: the names as
+    this process got them, as the versions before hashed them (their meta.json records that digest)."""
+    return hashlib.sha1(json.dumps(fingerprint if as_given else strict(fingerprint)).encode()).hexdigest()
 
 
 def sizes_only(meta):
@@ -182,7 +185,7 @@ def sizes_only(meta):
         train, val = meta["train_shards"], meta["val_shards"]
         shards = [(f, "mixed") for f in train] if meta["val_fraction"] else \
             [(f, "val") for f in val] + [(f, "train") for f in train]
-        return inputs_sha1([(f, s, os.path.getsize(f)) for f, s in shards])
+        return inputs_sha1([(f, s, os.path.getsize(f)) for f, s in shards], as_given=True)
     except (KeyError, TypeError, ValueError, OSError):  # an older meta.json, or an input since moved away
         return None
 

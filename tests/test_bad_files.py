@@ -451,6 +451,25 @@ def test_json_and_tables_saved_by_a_windows_editor_or_a_spreadsheet_read_as_writ
         [{"variant": "qkv rope", "seed": "1337", "length": "256", "loss": "1.5"}]
 
 
+def test_prepare_asked_again_under_another_locale_is_the_same_dataset(tmp_path, capsys):
+    # under LC_ALL=C PYTHONUTF8=0 préface.txt reaches Python as 'pr\udcc3\udca9face.txt': its fingerprint hashed those
+    # surrogates, and the same command under a UTF-8 locale was "the input files changed ... delete d to start over"
+    (tmp_path / "préface.txt").write_text("To be, or not to be, that is the question.\n" * 40)
+    out, c_name = tmp_path / "d", f"{tmp_path}/pr\udcc3\udca9face.txt"
+    args = ["--commit_seconds=0", "--tokenizer=bytes", "--val_fraction=0.1", f"--out_dir={out}"]
+    P.main([*args, "--input", c_name])
+    P.main([*args, "--input", str(tmp_path / "préface.txt")])
+    assert capsys.readouterr().out.endswith("already holds this dataset; nothing to do\n")
+    # and a dataset an earlier version made under LC_ALL=C, asked again there, is still this one
+    st = os.stat(tmp_path / "préface.txt")
+    meta = json.loads((out / "meta.json").read_text())
+    meta["settings"]["shards_sha1"] = hashlib.sha1(json.dumps([[c_name, "mixed", st.st_size, st.st_mtime_ns]])
+                                                   .encode()).hexdigest()
+    (out / "meta.json").write_text(json.dumps(meta))
+    P.main([*args, "--input", c_name])
+    assert capsys.readouterr().out.endswith("already holds this dataset; nothing to do\n")
+
+
 def test_a_finished_run_on_data_prepared_again_is_found_whatever_the_locale(tmp_path):
     # jq writes meta.json's \\u00e9 as the UTF-8 of é; under LC_ALL=C PYTHONUTF8=0 train.py read it with the locale's
     # ASCII, took it for no meta.json, skipped its check, and called the run on other data "nothing to do"
