@@ -1105,6 +1105,10 @@ def test_retrofit_times_are_appended_whole(tmp_path, monkeypatch):
     retrofit.add_time(s, "a", 1.5)
     retrofit.add_time(s, "b", 2.0)
     assert retrofit.times(s) == [{"run": "a", "s": 1.5}, {"run": "b", "s": 2.0}]
+    saved = (tmp_path / "times.jsonl").read_bytes()  # saved by Notepad: a BOM, CRLF; its first line was "not JSON"
+    (tmp_path / "times.jsonl").write_bytes(b"\xef\xbb\xbf" + saved.replace(b"\n", b"\r\n"))
+    assert retrofit.times(s) == [{"run": "a", "s": 1.5}, {"run": "b", "s": 2.0}]
+    (tmp_path / "times.jsonl").write_bytes(saved)
 
     def dies_midway(path, data):
         def writer(f):
