@@ -938,6 +938,10 @@ def read_json(path, what):
             raise ValueError("not an object")
         return obj
     except (OSError, ValueError) as e:
+        # saved again by PowerShell 5 (Out-File, Set-Content -Encoding Unicode): UTF-16, told "delete it and prepare
+        # again", hours of preparing for a file iconv converts back
+        if isinstance(e, UnicodeDecodeError) and (hint := utf16(e.object)):
+            raise SystemExit(f"{path} is not UTF-8{hint}.") from None
         raise SystemExit(f"{path} is unreadable or not a JSON object ({type(e).__name__}); {what}.") from None
 
 

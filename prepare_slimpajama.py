@@ -594,6 +594,8 @@ def read_json(path, ok=lambda obj: True):
             raise ValueError("fields missing or of the wrong type")
         return obj
     except (OSError, ValueError, AttributeError, TypeError) as e:
+        if isinstance(e, UnicodeDecodeError) and (hint := utf16(e.object)):  # saved again by PowerShell 5
+            sys.exit(f"error: {path} is not UTF-8{hint}")
         sys.exit(f"error: {path} is unreadable or not written by this script ({type(e).__name__}); delete "
                  f"{os.path.dirname(path)} and start over, or use another --out_dir")
 

@@ -445,6 +445,15 @@ def test_json_and_tables_saved_by_a_windows_editor_or_a_spreadsheet_read_as_writ
     P.main([f"--out_dir={out}", "--commit_seconds=0", "--tokenizer=bytes", *args])
     assert capsys.readouterr().out.endswith("already holds this dataset; nothing to do\n")
     assert checkpoint.open_data(str(out), 32, 256) == meta
+    # saved again by PowerShell 5's Out-File: UTF-16, told "delete it and prepare again" where iconv converts it back
+    (out / "meta.json").write_text(json.dumps(meta), encoding="utf-16")
+    for read in (lambda: checkpoint.open_data(str(out), 32, 256),
+                 lambda: P.main([f"--out_dir={out}", "--commit_seconds=0", "--tokenizer=bytes", *args])):
+        with pytest.raises(SystemExit) as e:
+            read()
+        assert str(e.value).removeprefix("error: ").rstrip(".") == (
+            f"{out / 'meta.json'} is not UTF-8; it is UTF-16 (it starts with UTF-16's byte order mark): convert it, "
+            f"e.g. iconv -f UTF-16 -t UTF-8")
     table = "variant,seed,length,loss\nqkv rope,1337,256,1.5\n"
     (tmp_path / "t.csv").write_bytes(b"\xef\xbb\xbf" + table.replace("\n", "\r\n").encode())
     assert checkpoint.read_table(str(tmp_path / "t.csv"), ["variant", "seed", "length", "loss"], text=["variant"]) == \
