@@ -8,6 +8,7 @@ The files every script shares, each opened with its checks and written atomicall
                                  (a study passes its name: its fixes then prepare byte-level data)
   atomic_write(path, ...)        every file a script writes: a temporary file beside it, fsync, then os.replace, so
                                  a kill or a full disk leaves the old file whole, never a torn one
+  json_text(obj)                 strict JSON, inf and NaN as null (json.dumps writes Infinity, which is no JSON)
   save_figure(fig, path, ...)    a matplotlib figure as a PNG, drawn in memory first, then written by atomic_write
   writable_dir(folder, fix)      an output folder checked before the work, not found unwritable after it
   space_fix(e)                   the fix for a refused write: free space, or the limit that refused it (ulimit -f, -n)
@@ -141,8 +142,7 @@ def check_study_data(ckpt, out_dir, data_dir):
     """That data_dir was not prepared again (other text) since the study's run in out_dir trained on it: a finished
     run is not trained again, so a study went on with the rest on the new data and reported both as one."""
     try:
-        with open(os.path.join(data_dir, "meta.json")) as f:
-            now = json.load(f)
+        now = load_json(os.path.join(data_dir, "meta.json"))
     except (OSError, ValueError, TypeError, KeyError):  # no data here (a --report needs none): nothing to compare
         now = None
     if moved := other_data(ckpt.get("meta"), now):
@@ -167,9 +167,12 @@ def other_data(was, meta):
     return moved
 
 
-def inputs_sha1(fingerprint):
-    """The hex digest meta.json records as shards_sha1 for prepare_slimpajama.py's list of inputs (as JSON)."""
-    return hashlib.sha1(json.dumps(fingerprint).encode()).hexdigest()
+def inputs_sha1(fingerprint, as_given=False):
+    """The hex digest meta.json records as shards_sha1 for prepare_slimpajama.py's list of inputs (as JSON), each name
+    as the text it is (as_text): prepare under LC_ALL=C PYTHONUTF8=0 hashed 'pr\\udcc3\\udca9.txt', so the same command
+    under a UTF-8 locale was told "the input files changed ... delete out_dir to start over". as_given: the names as
+    this process got them, as the versions before hashed them (their meta.json records that digest)."""
+    return hashlib.sha1(json.dumps(fingerprint if as_given else strict(fingerprint)).encode()).hexdigest()
 
 
 def sizes_only(meta):
@@ -182,7 +185,7 @@ def sizes_only(meta):
         train, val = meta["train_shards"], meta["val_shards"]
         shards = [(f, "mixed") for f in train] if meta["val_fraction"] else \
             [(f, "val") for f in val] + [(f, "train") for f in train]
-        return inputs_sha1([(f, s, os.path.getsize(f)) for f, s in shards])
+        return inputs_sha1([(f, s, os.path.getsize(f)) for f, s in shards], as_given=True)
     except (KeyError, TypeError, ValueError, OSError):  # an older meta.json, or an input since moved away
         return None
 
@@ -366,6 +369,30 @@ def atomic_write(path, data):
             os.remove(tmp)
         if tmp:
             release(tmp)
+
+
+def strict(obj):
+    """obj with every float that is not finite (inf, NaN) as None, and every string as the text it is, through dicts,
+    lists and tuples. Outside UTF-8 mode (PYTHONUTF8=0 LC_ALL=C) a path from the command line holds its bytes as
+    surrogates: results.json named --text=préface.txt "pr\\udcc3\\udca9face.txt", two lone surrogates to every other
+    reader (JavaScript's "pr��face.txt"). Bytes that are no UTF-8 stay surrogates, which Python reads back as they
+    were (train.py compares its log's first line with the command line's init_from)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, str):
+        return as_text(obj)
+    if isinstance(obj, dict):
+        return {strict(k): strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict(v) for v in obj]
+    return obj
+
+
+def json_text(obj, **dumps_args):
+    """obj as JSON that every reader takes, for the files users hand to other tools (log.jsonl, results.json): an inf
+    or NaN is null, as JavaScript writes them. json.dumps writes the bare words Infinity and NaN (a perplexity past a
+    float's range), which are no JSON: JSON.parse and other strict readers refused the file, jq 1.6 read 1.8e308."""
+    return json.dumps(strict(obj), allow_nan=False, **dumps_args)
 
 
 def utf16(data, whole=True):
@@ -831,7 +858,7 @@ def started(out_dir):
     place of the run's start, and the resume command's convert_method: a scratch command then matched a converted
     run ("nothing to do"), and the conversion's own command was told the checkpoint had another convert_method."""
     try:
-        with open(os.path.join(out_dir, "log.jsonl"), encoding="utf-8") as f:
+        with open(os.path.join(out_dir, "log.jsonl"), encoding="utf-8-sig") as f:  # a BOM: saved by a Windows editor
             first = json.loads(f.readline())
     except (OSError, ValueError):
         return {}
@@ -891,17 +918,30 @@ def check_weights(state, cfg, path, again="train again"):
                          f"(tie_embeddings=True): the file is damaged or another model's; restore it or {again}.")
 
 
+def load_json(path):
+    """The JSON in the file at path, read as UTF-8 whatever the locale, with or without the byte order mark that
+    Windows editors (Notepad, PowerShell 5) put first: a BOM was "not a JSON object: delete it and prepare again", and
+    the locale's codec (ASCII under LC_ALL=C PYTHONUTF8=0) failed on a meta.json that jq had reformatted (it writes é
+    where json.dumps wrote \\u00e9), which train.py then read as no meta.json, skipping its check for data prepared
+    again."""
+    with open(path, encoding="utf-8-sig") as f:
+        return json.load(f)
+
+
 def read_json(path, what):
     """A JSON object from path, or one sentence that says what the file should be (or that it is a link whose
     target is gone, or that this user cannot read it: "delete it and prepare again" fixed neither)."""
     present(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            obj = json.load(f)
+        obj = load_json(path)
         if not isinstance(obj, dict):
             raise ValueError("not an object")
         return obj
     except (OSError, ValueError) as e:
+        # saved again by PowerShell 5 (Out-File, Set-Content -Encoding Unicode): UTF-16, told "delete it and prepare
+        # again", hours of preparing for a file iconv converts back
+        if isinstance(e, UnicodeDecodeError) and (hint := utf16(e.object)):
+            raise SystemExit(f"{path} is not UTF-8{hint}.") from None
         raise SystemExit(f"{path} is unreadable or not a JSON object ({type(e).__name__}); {what}.") from None
 
 
@@ -913,7 +953,7 @@ def read_log(out_dir, last=None):
     path = os.path.join(out_dir, "log.jsonl")
     present(path)
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
+        with open(path, encoding="utf-8-sig", errors="replace") as f:  # its first line "no log entry" after a BOM
             lines = f.readlines()
     except OSError as e:
         raise SystemExit(f"{path} cannot be read ({e.strerror}); it holds the run's validation curve: restore it, or "
@@ -950,7 +990,9 @@ def read_table(path, columns, text=(), ints=(),
         return []
     fix = fix.replace("FILE", path)
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        # a spreadsheet's "CSV UTF-8" begins with a byte order mark: read as part of the first column's name, it made
+        # a table the study wrote, opened and saved, "not a table this study wrote"
+        with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             rows, header = list(reader), reader.fieldnames or []
     except (OSError, UnicodeDecodeError, csv.Error) as e:

@@ -935,10 +935,12 @@ def compile_failure(e, what="--compile=True", off="pass --compile=False"):
 
 def tolerant_output():
     """A character the terminal's encoding has no code for (a sample's byte decoded to U+FFFD, an accented path,
-    under an ASCII or cp1252 console) is printed escaped, as \\xe9, instead of failing the run mid-line."""
+    under an ASCII or cp1252 console) is printed escaped, as \\xe9, instead of failing the run mid-line. And stdout
+    goes out line by line into a file or pipe too, as at a terminal: Python holds 8 KiB there, so `prepare ... >
+    prep.log &` showed `tail -f prep.log` nothing for minutes (a progress line every 5 s), and a kill lost them."""
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):  # a TextIOWrapper; a test's capture object may not be
-            stream.reconfigure(errors="backslashreplace")
+            stream.reconfigure(errors="backslashreplace", line_buffering=True)
 
 
 def stdout_refuses(e):

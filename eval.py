@@ -10,9 +10,9 @@ for perplexity tasks and greedy generation through the KV cache, in the tokenize
 the harness' results JSON and a markdown table to --out (default out_dir/eval/).
 """
 import argparse
+import contextlib
 import errno
 import glob
-import json
 import math
 import numbers
 import os
@@ -30,8 +30,8 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import torch
 import torch.nn.functional as F
 
-from checkpoint import (atomic_write, guard_assets, hold_lock, new_dirs, outputs_free, perplexity, present,
-                        together, unwritable)
+from checkpoint import (atomic_write, guard_assets, hold_lock, json_text, new_dirs, outputs_free, perplexity,
+                        present, together, unwritable)
 from configurator import Parser, cli, number
 from convert import hub_reachable
 from sample import (CHECKPOINT_HINTS, CONVERT_HINTS, DTYPES, EOT, add_model_args, check_conversion_args,
@@ -410,7 +410,10 @@ def main(argv=None):
     run_dir = os.path.dirname(args.out_dir) if os.path.isfile(args.out_dir) else args.out_dir
     out = args.out or os.path.join(run_dir, "eval")
     guard_assets(out, False, None)
-    model, meta = load_model(args, device)  # out_dir's checkpoint or GPT-2, converted if --proj/--n_kv_head say so
+    # out_dir's checkpoint or GPT-2, converted if --proj/--n_kv_head say so; its notes ("converted to ...", "nothing
+    # to convert") on stderr: stdout is the results table alone, as results.md (`eval.py ... > table.md` began with one)
+    with contextlib.redirect_stdout(sys.stderr):
+        model, meta = load_model(args, device)
     lm = CheckpointLM(model, meta, args.batch_size, dtype)  # its tokenizer may be missing offline
     # made after the checkpoint and its tokenizer (either missing makes no folder), before the evaluation (hours),
     # and removed again if the evaluation stops before its results (an error, Ctrl-C); one evaluation per folder:
@@ -446,12 +449,14 @@ def main(argv=None):
         # the config holds a few objects, e.g. the model: default=str
         md = table(res)
         with together():  # the pair, or neither: one stopped between them was a new results.json beside an old .md
-            atomic_write(os.path.join(out, "results.json"), json.dumps(res, indent=2, default=str))
+            atomic_write(os.path.join(out, "results.json"), json_text(res, indent=2, default=str))
             atomic_write(os.path.join(out, "results.md"), md)
-        print(md, end="")
         done = (f"{res['text']['tokens']:,} tokens in {dt:.1f} s" if args.text is not None else
                 f"{lm.n_requests} requests in {dt:.1f} s ({1000 * dt / max(lm.n_requests, 1):.1f} s per 1,000)")
+        # said before the table: an stdout that takes no text (`> /dev/full`, a closed pipe) stops the command at the
+        # table, and "results.json and results.md are written whole when the evaluation ends" alone read as lost
         print(f"{done}; wrote {out}/results.json and results.md", file=sys.stderr)
+        print(md, end="")
 
 
 OOM = "lower --batch_size, or pass --dtype=bfloat16 (half of float32's memory)"  # cli's advice

@@ -41,7 +41,7 @@ import numpy as np
 import zstandard
 
 from checkpoint import (atomic_write, dangling, dir_steps, guard_assets, hold_lock, inputs_sha1, largest_token,
-                        missing_dirs, r50k, remove_empty, space_fix, unreadable, utf16, writable_dir)
+                        load_json, missing_dirs, r50k, remove_empty, space_fix, unreadable, utf16, writable_dir)
 from configurator import Parser, boolean, cli, number
 from convert import hub_problem
 
@@ -589,24 +589,27 @@ def read_json(path, ok=lambda obj: True):
     if why := unreadable(path):
         sys.exit(f"error: cannot read {path} ({why}); make it readable for this user, or use another --out_dir")
     try:
-        with open(path) as f:
-            obj = json.load(f)
+        obj = load_json(path)  # UTF-8, a BOM or not, as train.py reads it
         if not (isinstance(obj.get("settings"), dict) and ok(obj)):
             raise ValueError("fields missing or of the wrong type")
         return obj
     except (OSError, ValueError, AttributeError, TypeError) as e:
+        if isinstance(e, UnicodeDecodeError) and (hint := utf16(e.object)):  # saved again by PowerShell 5
+            sys.exit(f"error: {path} is not UTF-8{hint}")
         sys.exit(f"error: {path} is unreadable or not written by this script ({type(e).__name__}); delete "
                  f"{os.path.dirname(path)} and start over, or use another --out_dir")
 
 
-def start_state(out_dir, settings, older=None):
+def start_state(out_dir, settings, older=None, typed=None):
     """The committed progress to continue from, a fresh one, or None when out_dir already holds this dataset.
-    older: the fingerprint of the same inputs as versions before ea7da02 wrote it (names and sizes only)."""
+    older: the fingerprint of the same inputs as versions before ea7da02 wrote it (names and sizes only); typed: as
+    versions before inputs_sha1 read names as text wrote it (the same where every name is UTF-8 under UTF-8 mode)."""
     meta_path, state_path = os.path.join(out_dir, "meta.json"), os.path.join(out_dir, "progress.json")
     for path in (meta_path, state_path):
         if os.path.exists(path):
             old = read_json(path, is_meta if path == meta_path else is_progress)
-            diff = [k for k, v in settings.items() if old["settings"].get(k) != v]
+            diff = [k for k, v in settings.items() if old["settings"].get(k) != v
+                    and not (k == "shards_sha1" and old["settings"].get(k) == typed)]
             if diff == ["shards_sha1"] and old["settings"]["shards_sha1"] == older:
                 # made by an older version from files of these names and sizes: "the input files changed" was
                 # untrue, and its fix (the same files) met the same refusal; a finished dataset is this one, as that
@@ -659,13 +662,15 @@ def prepare(args, log=print):
         (shards, fetch), source = local_shards(args), "local files"
         # size and modification time: an edit that keeps the size must not resume into the old bins
         fingerprint = [(name, split, os.path.getsize(name), os.stat(name).st_mtime_ns) for name, split in shards]
-        older = inputs_sha1([f[:3] for f in fingerprint])  # before ea7da02: no modification times
+        older = inputs_sha1([f[:3] for f in fingerprint], as_given=True)  # before ea7da02: no modification times
     else:
         (shards, fetch), source = hub_shards(), f"hf://datasets/{HUB_REPO}"
         fingerprint, older = shards, None
     settings = {"source": source, "tokenizer": args.tokenizer, "train_tokens": args.train_tokens,
                 "val_tokens": args.val_tokens, "val_fraction": args.val_fraction, "shards": len(shards),
                 "shards_sha1": inputs_sha1(fingerprint)}
+    typed = inputs_sha1(fingerprint, as_given=True)  # as versions before recorded it: their dataset made under
+    # LC_ALL=C from préface.txt is this one, asked again there
     made = len(missing_dirs(args.out_dir))  # --out_dir=a/b/c with no a: 3, all removed by a run that leaves nothing
     writable_dir(args.out_dir, "choose another --out_dir", named=True)
     for name in ("train.bin", "val.bin", "meta.json", "progress.json"):  # else taken for no file: a traceback later
@@ -675,7 +680,7 @@ def prepare(args, log=print):
     with hold_lock(args.out_dir, f"error: {args.out_dir} is being written by another prepare_slimpajama.py run; wait "
                                  f"for it to end or use another --out_dir"):
         try:
-            return write_dataset(args, settings, tok, shards, fetch, source, log, older, new_dir=made)
+            return write_dataset(args, settings, tok, shards, fetch, source, log, older, new_dir=made, typed=typed)
         except BaseException:  # under the lock: a run refused by it never removes the folder another is filling
             remove_levels(args.out_dir, made)  # refused or stopped before writing: no folder left
             raise
@@ -688,11 +693,11 @@ def remove_levels(folder, levels):
     remove_empty([norm for _, norm in itertools.islice(dir_steps(folder), levels)])
 
 
-def write_dataset(args, settings, tok, shards, fetch, source, log, older=None, new_dir=False):
+def write_dataset(args, settings, tok, shards, fetch, source, log, older=None, new_dir=False, typed=None):
     """The bins and meta.json of args.out_dir, resumed from its progress.json when a run was cut short. new_dir:
     how many levels of out_dir (it, its parents) this call made, recorded with a fresh start (a resumed run that
     finds no text removes the folders it began)."""
-    st = start_state(args.out_dir, settings, older)
+    st = start_state(args.out_dir, settings, older, typed)
     meta_path, state_path = os.path.join(args.out_dir, "meta.json"), os.path.join(args.out_dir, "progress.json")
     for name in os.listdir(args.out_dir):  # a kill in the middle of a write_json: its temporary file, left over
         if re.fullmatch(r"(progress|meta)\.json\..+\.tmp", name):

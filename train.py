@@ -53,9 +53,9 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
-from checkpoint import (atomic_write, dangling, eval_batches, file_above, guard_assets, load_checkpoint, lock_held,
-                        masked, masked_file, missing_dirs, open_data, other_data, perplexity, remove_empty,
-                        save_checkpoint, scored_tokens, space_fix, tokens, unlocked, unreadable)
+from checkpoint import (atomic_write, dangling, eval_batches, file_above, guard_assets, json_text, load_checkpoint,
+                        load_json, lock_held, masked, masked_file, missing_dirs, open_data, other_data, perplexity,
+                        remove_empty, save_checkpoint, scored_tokens, space_fix, tokens, unlocked, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, missing_device,
                           open_files_fix, out_of_memory, range_error, tolerant_output)
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, conversion_note, convert_state_dict, exact_fit,
@@ -501,8 +501,7 @@ def changed_settings(saved):
 def data_meta():
     """data_dir's meta.json as it is, or None where it cannot be read (open_data says why, before any work)."""
     try:
-        with open(os.path.join(data_dir, "meta.json")) as f:
-            return json.load(f)
+        return load_json(os.path.join(data_dir, "meta.json"))  # as open_data read it: UTF-8, a BOM or not
     except (OSError, ValueError):
         return None
 
@@ -1013,7 +1012,9 @@ def open_log():
     """out_dir/log.jsonl; a resumed run first drops the lines a crashed run wrote after its checkpoint."""
     path = os.path.join(out_dir, "log.jsonl")
     if init_from == "resume" and os.path.exists(path):
-        with open(path, errors="replace") as f:
+        # UTF-8 with or without a BOM: saved by a Windows editor, its first line (the run's start, which
+        # checkpoint.started reads) was no JSON to before_checkpoint and went without a word
+        with open(path, encoding="utf-8-sig", errors="replace") as f:
             kept = "".join(line for line in f if before_checkpoint(line))
         # by rename, then appended to: truncated and refilled in place, a kill between the two (or a Ctrl-C in the
         # first evaluation, while the refill sat in a buffer) emptied the log. A log linked here from another run
@@ -1039,7 +1040,7 @@ def stop(what):
 
 def log(entry, text):
     print(text, flush=True)
-    logf.write(json.dumps(entry) + "\n")
+    logf.write(json_text(entry) + "\n")  # a perplexity past a float's range is null, not Infinity
     logf.flush()
 
 

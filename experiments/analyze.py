@@ -420,6 +420,9 @@ def work(args, model, data_dir, tokenizer, out, meta=None):
             # the title as text matplotlib can draw: outside UTF-8 mode (PYTHONUTF8=0 LC_ALL=C) a non-ASCII path
             # holds its bytes as surrogates, a TypeError from FT2Font at the figure's layout
             name = as_text(args.out_dir).encode("utf-8", "replace").decode("utf-8")
+            # and each $ escaped: matplotlib reads text between two of them as math, so a folder named out_$RUN_$SEED
+            # (a shell variable in single quotes) was a mathtext ParseSyntaxException traceback, nothing written
+            name = name.replace("$", r"\$")
             paths = write(out, lines, records(rows, random, eranks), model, rows, random, f"{name} (proj={cfg.proj})")
         print(f"\nwrote {', '.join(paths)}")
 

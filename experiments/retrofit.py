@@ -118,7 +118,8 @@ def times(s):
     if os.path.isdir(path):  # an IsADirectoryError traceback in every report
         raise SystemExit(f"{path} is a folder, where this study keeps the time of each training run; move it out of "
                          f"the way and run again.")
-    with open(path, encoding="utf-8", errors="replace") as f:
+    # with or without a byte order mark (a Windows editor's): its first line, a run's time, was "not JSON: delete it"
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
         lines = f.read().splitlines()
     entries = []
     for n, line in enumerate(lines, 1):

@@ -427,6 +427,16 @@ def test_a_non_ascii_folder_outside_utf8_mode_is_drawn_in_the_title(tmp_path):
 
 
 
+def test_a_folder_named_with_dollar_signs_is_drawn_in_the_title_as_it_is(tmp_path, capsys):
+    # out_$RUN_$SEED, a shell variable in single quotes: matplotlib parsed "$RUN_$" in the title as math, a
+    # ParseSyntaxException traceback after the table, nothing written
+    run = tmp_path / "out_$RUN_$SEED"
+    run.mkdir()
+    save_ckpt(run, "qk_v")
+    main([f"--out_dir={run}", "--tokens=64"])
+    assert (run / "projections.png").stat().st_size > 0 and (run / "projections.md").exists()
+
+
 def test_cka_on_another_data_dir_names_it(tmp_path, capsys):
     # projections.md said "on 16 validation tokens" whether they were the checkpoint's own or --data_dir's
     save_ckpt(tmp_path, "qkv")

@@ -434,6 +434,67 @@ def test_prepare_refuses_a_progress_json_edited_by_hand(tmp_path, edit):
                             f"delete {out} and start over, or use another --out_dir")
 
 
+def test_json_and_tables_saved_by_a_windows_editor_or_a_spreadsheet_read_as_written(tmp_path, capsys):
+    # Notepad, PowerShell 5 and a spreadsheet's "CSV UTF-8" put a byte order mark first: meta.json was "not a JSON
+    # object: delete it and prepare again", a study's table "not a table this study wrote"
+    text = tmp_path / "in.txt"
+    text.write_text("To be, or not to be, that is the question.\n" * 40)
+    out, args = tmp_path / "d", ["--input", str(text), "--val_fraction=0.1"]
+    meta = prepare(out, *args)
+    (out / "meta.json").write_bytes(b"\xef\xbb\xbf" + (out / "meta.json").read_bytes().replace(b"\n", b"\r\n"))
+    P.main([f"--out_dir={out}", "--commit_seconds=0", "--tokenizer=bytes", *args])
+    assert capsys.readouterr().out.endswith("already holds this dataset; nothing to do\n")
+    assert checkpoint.open_data(str(out), 32, 256) == meta
+    # saved again by PowerShell 5's Out-File: UTF-16, told "delete it and prepare again" where iconv converts it back
+    (out / "meta.json").write_text(json.dumps(meta), encoding="utf-16")
+    for read in (lambda: checkpoint.open_data(str(out), 32, 256),
+                 lambda: P.main([f"--out_dir={out}", "--commit_seconds=0", "--tokenizer=bytes", *args])):
+        with pytest.raises(SystemExit) as e:
+            read()
+        assert str(e.value).removeprefix("error: ").rstrip(".") == (
+            f"{out / 'meta.json'} is not UTF-8; it is UTF-16 (it starts with UTF-16's byte order mark): convert it, "
+            f"e.g. iconv -f UTF-16 -t UTF-8")
+    table = "variant,seed,length,loss\nqkv rope,1337,256,1.5\n"
+    (tmp_path / "t.csv").write_bytes(b"\xef\xbb\xbf" + table.replace("\n", "\r\n").encode())
+    assert checkpoint.read_table(str(tmp_path / "t.csv"), ["variant", "seed", "length", "loss"], text=["variant"]) == \
+        [{"variant": "qkv rope", "seed": "1337", "length": "256", "loss": "1.5"}]
+
+
+def test_prepare_asked_again_under_another_locale_is_the_same_dataset(tmp_path, capsys):
+    # under LC_ALL=C PYTHONUTF8=0 préface.txt reaches Python as 'pr\udcc3\udca9face.txt': its fingerprint hashed those
+    # surrogates, and the same command under a UTF-8 locale was "the input files changed ... delete d to start over"
+    (tmp_path / "préface.txt").write_text("To be, or not to be, that is the question.\n" * 40)
+    out, c_name = tmp_path / "d", f"{tmp_path}/pr\udcc3\udca9face.txt"
+    args = ["--commit_seconds=0", "--tokenizer=bytes", "--val_fraction=0.1", f"--out_dir={out}"]
+    P.main([*args, "--input", c_name])
+    P.main([*args, "--input", str(tmp_path / "préface.txt")])
+    assert capsys.readouterr().out.endswith("already holds this dataset; nothing to do\n")
+    # and a dataset an earlier version made under LC_ALL=C, asked again there, is still this one
+    st = os.stat(tmp_path / "préface.txt")
+    meta = json.loads((out / "meta.json").read_text())
+    meta["settings"]["shards_sha1"] = hashlib.sha1(json.dumps([[c_name, "mixed", st.st_size, st.st_mtime_ns]])
+                                                   .encode()).hexdigest()
+    (out / "meta.json").write_text(json.dumps(meta))
+    P.main([*args, "--input", c_name])
+    assert capsys.readouterr().out.endswith("already holds this dataset; nothing to do\n")
+
+
+def test_a_finished_run_on_data_prepared_again_is_found_whatever_the_locale(tmp_path):
+    # jq writes meta.json's \\u00e9 as the UTF-8 of é; under LC_ALL=C PYTHONUTF8=0 train.py read it with the locale's
+    # ASCII, took it for no meta.json, skipped its check, and called the run on other data "nothing to do"
+    data, out = tmp_path / "d", tmp_path / "out"
+    make_data(data)
+    meta = {**json.loads((data / "meta.json").read_text()), "settings": {"shards_sha1": "a"}, "source": "pr\u00e9"}
+    (data / "meta.json").write_text(json.dumps(meta))
+    train(data, out, "--max_iters=2")
+    meta["settings"]["shards_sha1"] = "b"  # prepared again from other files of the same length
+    (data / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LC_")}
+    r = subprocess.run([PY, "train.py", *TINY, f"--data_dir={data}", f"--out_dir={out}", "--max_iters=2"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300, env=dict(env, LC_ALL="C", PYTHONUTF8="0"))
+    refused(r, "trained on other data than")
+
+
 def test_a_dataset_an_older_prepare_fingerprinted_by_size_is_this_dataset_or_told_to_start_over(tmp_path):
     # before ea7da02 the inputs' fingerprint held no modification times: the same command on such a folder was told
     # "the input files changed ... give the same files in the same order", which it had, and met the same refusal
@@ -1053,6 +1114,10 @@ def test_retrofit_times_are_appended_whole(tmp_path, monkeypatch):
     retrofit.add_time(s, "a", 1.5)
     retrofit.add_time(s, "b", 2.0)
     assert retrofit.times(s) == [{"run": "a", "s": 1.5}, {"run": "b", "s": 2.0}]
+    saved = (tmp_path / "times.jsonl").read_bytes()  # saved by Notepad: a BOM, CRLF; its first line was "not JSON"
+    (tmp_path / "times.jsonl").write_bytes(b"\xef\xbb\xbf" + saved.replace(b"\n", b"\r\n"))
+    assert retrofit.times(s) == [{"run": "a", "s": 1.5}, {"run": "b", "s": 2.0}]
+    (tmp_path / "times.jsonl").write_bytes(saved)
 
     def dies_midway(path, data):
         def writer(f):
@@ -2239,10 +2304,11 @@ def test_every_reader_refuses_every_damaged_file_in_one_sentence_naming_it(tmp_p
 # every place a script reads a file: the reader of the sweep above that reaches it, or why its file is no user's.
 # A read added without either fails test_every_file_a_script_reads_is_swept
 SWEPT = {
-    "checkpoint.py:check_study_data:os.path.join(data_dir, 'meta.json')": "study data check",
+    # every meta.json and progress.json: check_study_data, read_json (open_data, sample), prepare's read_json and
+    # train.py's data_meta read them through load_json, each of them swept by its own reader above
+    "checkpoint.py:load_json:path": "read_json",
     "checkpoint.py:load_checkpoint:path": "load_checkpoint",
     "checkpoint.py:started:os.path.join(out_dir, 'log.jsonl')": "started",
-    "checkpoint.py:read_json:path": "read_json",
     "checkpoint.py:read_log:path": "read_log",
     "checkpoint.py:read_table:path": "read_table",
     "checkpoint.py:largest_token:path": "open_data train.bin",
@@ -2256,11 +2322,8 @@ SWEPT = {
     "prepare_slimpajama.py:documents:path": "prepare's run",
     "prepare_slimpajama.py:head:path": "prepare's run",  # the same inputs, their first bytes judged before out_dir
     "prepare_slimpajama.py:open_bins:path": "prepare's resumed bins",
-    "prepare_slimpajama.py:read_json:path": "prepare's read_json",
     "sample.py:read_text_file:path": "text file",
     # train.py cannot be imported: its reads are swept through the shared reader that checks the same file
-    "train.py:data_meta:os.path.join(data_dir, 'meta.json')": "open_data meta.json",  # None for any damage (nothing
-    # to compare: a finished run is done), and open_data refuses it before any training
     "train.py:<module>:os.path.join(data_dir, f'{split}.bin')": "open_data train.bin",  # the bins open_data checked
     "eval.py:task_data:yaml_path": "eval task YAML",
 }

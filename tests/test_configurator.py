@@ -718,6 +718,16 @@ def test_a_study_run_as_a_file_names_the_way_to_run_it(name):
     assert r.stderr == f"run the studies from the repository root as modules: python -m experiments.{name}\n"
 
 
+def test_output_into_a_file_is_there_line_by_line(tmp_path):
+    # Python holds 8 KiB of stdout bound for a file or pipe: `prepare_slimpajama.py ... > prep.log &` showed
+    # `tail -f prep.log` no progress line for minutes, and a kill (the OOM killer's, SIGKILL) lost them all
+    code = "import os; from configurator import cli; cli(lambda: (print('progress'), os.kill(os.getpid(), 9)), '')"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as a user's shell has it
+    with open(tmp_path / "log", "w") as f:
+        r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, stdout=f, env=env)
+    assert r.returncode == -9 and (tmp_path / "log").read_text() == "progress\n"
+
+
 def test_text_the_console_cannot_encode_is_escaped_not_a_traceback(monkeypatch):
     # a byte-level sample (or an accented path) printed under an ASCII console (PYTHONIOENCODING=ascii, cp1252 on
     # Windows) was a UnicodeEncodeError traceback after the sample had been generated

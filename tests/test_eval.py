@@ -429,7 +429,9 @@ def test_results_of_a_fitted_conversion_name_its_calibration_and_fit(tmp_path, c
             (tmp_path / "t.txtx").write_text("quite another text to fit on. " * 20)
         ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 't.txt'}", "--device=cpu", "--proj=qk_v",
                  f"--calib={calib}"])
-        said = capsys.readouterr().out.splitlines()[0]
+        out, err = capsys.readouterr()
+        said = err.splitlines()[0]  # a note, on stderr: stdout is the table alone, as results.md (it began with this)
+        assert out == (tmp_path / "eval" / "results.md").read_text()
         rec = json.loads((tmp_path / "eval" / "results.json").read_text())["checkpoint"]
         assert rec["calib"] == calib and rec["conversion"] == said and "by lstsq fitted on" in said, rec
         recs.append(rec["conversion"])
@@ -518,6 +520,16 @@ def test_a_text_file_name_read_outside_utf8_mode_is_its_name():
     assert list(ev.text_perplexity(LM, "pr\udce9face.txt", "a b")["results"]) == ["pr\\xe9face.txt"]  # not UTF-8
 
 
+def test_results_json_names_a_path_read_outside_utf8_mode_by_its_name(tmp_path):
+    # under PYTHONUTF8=0 LC_ALL=C, --text=préface.txt reached eval.py as 'pr\udcc3\udca9face.txt': results.json
+    # recorded the path as two lone surrogates (JavaScript read "pr��face.txt"), where its table had the name
+    make_ckpt(tmp_path, BYTES_META)
+    (tmp_path / "préface.txt").write_text("a few words of text\n")
+    ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path}/pr\udcc3\udca9face.txt", "--device=cpu"])
+    raw = (tmp_path / "eval" / "results.json").read_text()
+    assert "\\udc" not in raw and json.loads(raw)["text"]["path"] == f"{tmp_path}/préface.txt"
+
+
 def test_a_perplexity_beyond_a_float_is_inf():
     class LM:  # one word of 5000 tokens at 0.2 nats each: exp(1000) overflowed after the work
         eot, encode_text = 0, staticmethod(lambda s: list(s.encode()))
@@ -525,6 +537,18 @@ def test_a_perplexity_beyond_a_float_is_inf():
     got = ev.text_perplexity(LM, "a.txt", "a" * 5000)["results"]["a.txt"]
     assert got == {"word_perplexity,none": math.inf, "byte_perplexity,none": pytest.approx(math.exp(0.2)),
                    "bits_per_byte,none": pytest.approx(0.2 / math.log(2))}
+
+
+def test_results_json_is_strict_json_where_a_perplexity_is_beyond_a_float(tmp_path, capsys):
+    # one word of 300 bytes at about 5.5 nats each: results.json held the bare word Infinity, which is no JSON
+    # (JSON.parse and pandas refused the file, jq 1.6 read 1.8e308); results.md says inf
+    make_ckpt(tmp_path, BYTES_META)
+    (tmp_path / "t.txt").write_text("x" * 300)
+    ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 't.txt'}", "--device=cpu"])
+    res = json.loads((tmp_path / "eval" / "results.json").read_text(),
+                     parse_constant=lambda c: pytest.fail(f"{c} in results.json"))
+    assert res["results"]["t.txt"]["word_perplexity,none"] is None
+    assert "| t.txt | word_perplexity | inf | n/a |" in capsys.readouterr().out
 
 
 def test_text_needs_neither_the_harness_nor_the_network(tmp_path):
@@ -537,6 +561,20 @@ def test_text_needs_neither_the_harness_nor_the_network(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[2].startswith("| t.txt | word_perplexity | ")
     assert r.stderr.startswith("20 tokens in ")
+
+
+def test_results_written_before_an_output_that_takes_no_text_are_said_written(tmp_path):
+    # `eval.py ... > /dev/full`: the table failed after both files were written, and the one line said only
+    # "results.json and results.md are written whole when the evaluation ends, not before", as if all were lost
+    make_ckpt(tmp_path, BYTES_META)
+    (tmp_path / "t.txt").write_text("a few words of text\n")
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "eval.py", f"--out_dir={tmp_path}", f"--text={tmp_path / 't.txt'}"],
+                           cwd=ROOT, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert r.returncode == 1 and sorted(os.listdir(tmp_path / "eval")) == ["results.json", "results.md"]
+    wrote, stopped = r.stderr.splitlines()
+    assert wrote.endswith(f"; wrote {tmp_path / 'eval'}/results.json and results.md")
+    assert stopped.startswith("stopped: its output could not be written (No space left on device)")
 
 
 def test_bad_text_and_settings_are_one_line_before_any_work(tmp_path, capsys):

@@ -830,8 +830,11 @@ def test_a_diverging_run_with_a_finite_validation_loss_past_exp_range_logs_an_in
     r = train(data_dir, out, "--max_iters=4", "--learning_rate=50", "--min_lr=0", "--warmup_iters=0", "--grad_clip=0",
               "--weight_decay=0")
     vals = [e for e in read_log(out) if "val_loss" in e]
-    assert vals[-1]["val_loss"] > 710 and vals[-1]["val_ppl"] == math.inf
+    assert vals[-1]["val_loss"] > 710 and vals[-1]["val_ppl"] is None
     assert f"iter 4: val loss {vals[-1]['val_loss']:.4f}, val perplexity inf" in r.stdout
+    # strict JSON: json.dumps wrote the perplexity as the bare word Infinity, which JSON.parse and pandas refused
+    for line in (out / "log.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in log.jsonl"))
 
 
 def test_a_resume_under_another_eval_tokens_measures_its_best_again(data_dir, tmp_path):
@@ -1036,6 +1039,21 @@ def test_an_out_dir_without_locks_trains_with_a_note(data_dir, tmp_path, monkeyp
         runpy.run_path(os.path.join(ROOT, "train.py"), run_name="__main__")
     assert capsys.readouterr().err.count("is on a file system without locks") == 1
     assert torch.load(tmp_path / "out" / "ckpt.pt", weights_only=True)["iter_num"] == 3
+
+
+def test_a_log_saved_by_a_windows_editor_keeps_its_first_line_on_resume(finished, data_dir, tmp_path):
+    # a byte order mark before the first line (Notepad, PowerShell 5) made it no JSON: a resume dropped the run's
+    # first evaluation without a word, and the studies' read_log called it "not a log entry of train.py"
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    lines = (out / "log.jsonl").read_text().splitlines()
+    (out / "log.jsonl").write_bytes(b"\xef\xbb\xbf" + "".join(line + "\r\n" for line in lines).encode())
+    assert checkpoint.started(out) == {"init_from": "scratch"}
+    assert [json.loads(line) for line in lines] == checkpoint.read_log(out)
+    train(data_dir, out, "--init_from=resume", "--max_iters=4")
+    kept = [json.loads(line) for line in (out / "log.jsonl").read_text(encoding="utf-8-sig").splitlines()]
+    before = [e for e in map(json.loads, lines) if e["iter"] < 2]  # those before the checkpoint (iteration 2) stay
+    assert kept[:len(before)] == before and kept[len(before)]["iter"] == 2 and kept[-1]["iter"] == 4
 
 
 def test_a_log_a_resume_cannot_read_is_refused_before_training(finished, data_dir, tmp_path, monkeypatch):
