@@ -178,8 +178,9 @@ def test_a_forked_run_is_what_python_gives(tmp_path):
     script.write_text("import atexit, signal, sys, warnings\n"
                       "atexit.register(print, 'at exit')\n"
                       "warnings.warn('shown', UserWarning)\n"
-                      "print(signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM), sys.getrecursionlimit(),"
-                      " sys.argv, repr(sys.stdin.read()), sys.excepthook is sys.__excepthook__, 'model' in sys.modules)\n"
+                      "print(signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM),\n"
+                      "      sys.getrecursionlimit(), sys.argv, repr(sys.stdin.read()),\n"
+                      "      sys.excepthook is sys.__excepthook__, 'model' in sys.modules)\n"
                       "1 / int(sys.argv[1])\n")
     for arg in ("0", "1"):
         env = dict(os.environ, OMP_NUM_THREADS="1")
