@@ -112,7 +112,8 @@ RANGES = {
     "calib_batches": ">= 1", "eval_interval": ">= 1", "eval_tokens": ">= 1", "log_interval": ">= 1",
     "seed": "[0, 4294967295]",  # numpy's and torch's seeds are unsigned
     "batch_size": ">= 1", "gradient_accumulation_steps": ">= 1",
-    "block_size": ">= 1", "vocab_size": ">= 1", "n_layer": ">= 1", "n_head": ">= 1", "n_embd": ">= 1",
+    "block_size": ">= 1", "vocab_size": ">= 1", "n_layer": ">= 1", "n_head": ">= 1",
+    "n_embd": ">= 2",  # LayerNorm over one feature zeroes it: no token would be told from another
     "n_inner": ">= 0", "n_kv_head": ">= 0", "pos_conv": ">= 0", "pos_conv_period": ">= 0", "dropout": "[0, 1)",
     "rope_base": "> 1",  # at 1 every pair turns at the same frequency; below, the wavelengths run backwards
     "learning_rate": "> 0", "max_iters": ">= 0", "total_tokens": ">= 0", "weight_decay": ">= 0",
