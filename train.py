@@ -1067,7 +1067,9 @@ if master:
     cache = (f"a fixed recurrent state of {raw_model.new_cache(1, 1, ptdtype, 'meta').nbytes:,} bytes ({dtype}) in "
              f"place of a KV cache (linear attention)" if gptconf.attn == "linear" else
              f"KV cache {raw_model.kv_bytes_per_token(ptdtype)} bytes/token ({dtype})")
-    print(f"{raw_model.num_params() / 1e6:.2f}M parameters, {cache}; {tokens_per_iter:,} tokens/iter = "
+    # in millions, as nanoGPT's; a small model's exact count (3,000 parameters were "0.00M")
+    params = raw_model.num_params()
+    print(f"{f'{params / 1e6:.2f}M' if params >= 10_000 else f'{params:,}'} parameters, {cache}; {tokens_per_iter:,} tokens/iter = "
           f"{batch_size} batch x {block_size} block x {accum} accumulation x {world_size} processes"
           f"{f' ({parallel})' if ddp else ''}; {max_iters} iterations; "
           f"{device}, {dtype}{', activation checkpointing' if grad_ckpt else ''}")
