@@ -82,6 +82,11 @@ class GPTConfig:
         for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
             if not getattr(self, name) >= 1:
                 raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}.")
+        # LayerNorm over one feature subtracts it from its own mean: every position's input became the LayerNorm's
+        # bias, and a model that cannot see its tokens trained and sampled with exit 0
+        if self.n_embd < 2:
+            raise ValueError(f"n_embd must be at least 2 (LayerNorm over a single feature zeroes it, so every token "
+                             f"would look the same to the model); got {self.n_embd}.")
         if self.n_inner < 0:
             raise ValueError(f"n_inner must be 0 (4 * n_embd) or a positive integer; got {self.n_inner}.")
         # as train.py's range: 0 or below gave inf or nan angles, and so did 1e-300 (its powers overflow)

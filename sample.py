@@ -217,7 +217,8 @@ def calibration(args, cfg, meta, data_dir):
     tokens. -> (ids, where they come from)."""
     bs, n = cfg.block_size, args.calib_tokens
     if args.calib is not None:
-        ids, where = get_tokenizer(meta)[0](read_text(args.calib, "--calib"))[:n], "--calib"
+        every = get_tokenizer(meta)[0](read_text(args.calib, "--calib"))
+        ids, where, held = every[:n], "--calib", len(every)
     else:
         own = own_val_tokens(data_dir, meta, n, cfg.vocab_size)
         if own is None:
@@ -239,10 +240,13 @@ def calibration(args, cfg, meta, data_dir):
         # a relative data_dir read from another folder, or the same one prepared again since: the tokens there are
         # a calibration text as good as any, but not the checkpoint's own, as this line said
         ids, moved = own
+        held = os.path.getsize(os.path.join(data_dir, "val.bin")) // 2
         where = f"{os.path.join(data_dir, 'val.bin')} (" + (f"not the data the checkpoint was trained on: "
                                                             f"{', '.join(moved)})" if moved else "the checkpoint's own)")
+    # held: the tokens the text (or val.bin) has, which --calib_tokens only cuts: raising it past them gave the same
+    # tokens, and then "give a longer --calib text"
     if len(ids) < bs:
-        fix = (f"raise --calib_tokens to {bs} or more" if n < bs else longer_calib(args.calib) if args.calib else
+        fix = (f"raise --calib_tokens to {bs} or more" if n < bs <= held else longer_calib(args.calib) if args.calib else
                "pass a longer text as --calib=FILE:path, or --convert_method=k")
         raise SystemExit(f"calibration from {where} gives {len(ids)} tokens, fewer than one block (block_size {bs}); "
                          f"{fix}.")
@@ -250,7 +254,7 @@ def calibration(args, cfg, meta, data_dir):
     if too_few := exact_fit(cfg, len(ids)):
         unknowns, why = too_few
         need = (unknowns // bs + 1) * bs
-        fix = (f"raise --calib_tokens to {need} or more" if n < need else longer_calib(args.calib) if args.calib
+        fix = (f"raise --calib_tokens to {need} or more" if n < need <= held else longer_calib(args.calib) if args.calib
                else "pass a longer text as --calib=FILE:path, or --convert_method=k")
         raise SystemExit(f"calibration from {where} gives {len(ids)} tokens, and --convert_method="
                          f"{args.convert_method} {why}; {fix}.")

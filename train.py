@@ -112,7 +112,8 @@ RANGES = {
     "calib_batches": ">= 1", "eval_interval": ">= 1", "eval_tokens": ">= 1", "log_interval": ">= 1",
     "seed": "[0, 4294967295]",  # numpy's and torch's seeds are unsigned
     "batch_size": ">= 1", "gradient_accumulation_steps": ">= 1",
-    "block_size": ">= 1", "vocab_size": ">= 1", "n_layer": ">= 1", "n_head": ">= 1", "n_embd": ">= 1",
+    "block_size": ">= 1", "vocab_size": ">= 1", "n_layer": ">= 1", "n_head": ">= 1",
+    "n_embd": ">= 2",  # LayerNorm over one feature zeroes it: no token would be told from another
     "n_inner": ">= 0", "n_kv_head": ">= 0", "pos_conv": ">= 0", "pos_conv_period": ">= 0", "dropout": "[0, 1)",
     "rope_base": "> 1",  # at 1 every pair turns at the same frequency; below, the wavelengths run backwards
     "learning_rate": "> 0", "max_iters": ">= 0", "total_tokens": ">= 0", "weight_decay": ">= 0",
@@ -810,16 +811,21 @@ def load_source():
 
 
 source = load_source() if converting else None
-per_batch = batch_size * block_size  # calibration tokens per calib_batch
-if source and ties_v(source[0], gptconf) and convert_method in ("lstsq", "split") and \
-        (too_few := exact_fit(source[0], calib_batches * per_batch)):
-    sys.exit(f"calib_batches={calib_batches} gives {calib_batches * per_batch} calibration tokens ({batch_size} "
-             f"batch x {block_size} block each), and convert_method={convert_method!r} {too_few[1]}; set "
-             f"--calib_batches={too_few[0] // per_batch + 1} or more.")
 # a checkpoint's vocabulary and block_size (resumed, or converted with them: GPT-2's too) are no settings to change:
 # name the data, not vocab_size or block_size
 meta = open_data(data_dir, block_size, gptconf.vocab_size, resuming=init_from == "resume" or converting
                  and source[0].vocab_size == gptconf.vocab_size)
+per_batch = batch_size * block_size  # calibration tokens per calib_batch
+starts = len(tokens(data_dir, "train")) - block_size  # the distinct windows train.bin has to draw them from
+if source and ties_v(source[0], gptconf) and convert_method in ("lstsq", "split") and \
+        (too_few := exact_fit(source[0], calib_batches * per_batch)):
+    # more calib_batches than train.bin has distinct windows for only draw them again: "set --calib_batches=2" on a
+    # train.bin of one window met the refusal of repeated windows below
+    fix = f"set --calib_batches={too_few[0] // per_batch + 1} or more" if starts * block_size > too_few[0] else \
+        f"prepare more training data ({data_dir}/train.bin holds {starts + block_size:,} tokens, {starts:,} " \
+        f"distinct window{'s' if starts > 1 else ''}), or set --convert_method=k"
+    sys.exit(f"calib_batches={calib_batches} gives {calib_batches * per_batch} calibration tokens ({batch_size} "
+             f"batch x {block_size} block each), and convert_method={convert_method!r} {too_few[1]}; {fix}.")
 # the two bins just checked, held open for the whole run: each batch reads its windows from them (reopened by their
 # paths, data_dir deleted mid-run was a FileNotFoundError traceback, and prepared again from other text, the rest of
 # the run trained on that without a word)
@@ -906,7 +912,6 @@ if source:
     distinct = torch.unique(calib, dim=0).numel()
     if ties_v(source[0], gptconf) and convert_method in ("lstsq", "split") and \
             (too_few := exact_fit(source[0], distinct)):
-        starts = len(tokens(data_dir, "train")) - block_size  # the windows train.bin has to draw from
         fix = "raise --calib_batches" if starts * block_size > too_few[0] else "prepare more training data"
         sys.exit(f"the {len(calib)} calibration windows from {data_dir}/train.bin ({starts + block_size:,} tokens) are "
                  f"only {distinct // block_size} distinct, {distinct} tokens, and convert_method={convert_method!r} "
@@ -1063,7 +1068,9 @@ if master:
     cache = (f"a fixed recurrent state of {raw_model.new_cache(1, 1, ptdtype, 'meta').nbytes:,} bytes ({dtype}) in "
              f"place of a KV cache (linear attention)" if gptconf.attn == "linear" else
              f"KV cache {raw_model.kv_bytes_per_token(ptdtype)} bytes/token ({dtype})")
-    print(f"{raw_model.num_params() / 1e6:.2f}M parameters, {cache}; {tokens_per_iter:,} tokens/iter = "
+    # in millions, as nanoGPT's; a small model's exact count (3,000 parameters were "0.00M")
+    params = raw_model.num_params()
+    print(f"{f'{params / 1e6:.2f}M' if params >= 10_000 else f'{params:,}'} parameters, {cache}; {tokens_per_iter:,} tokens/iter = "
           f"{batch_size} batch x {block_size} block x {accum} accumulation x {world_size} processes"
           f"{f' ({parallel})' if ddp else ''}; {max_iters} iterations; "
           f"{device}, {dtype}{', activation checkpointing' if grad_ckpt else ''}")

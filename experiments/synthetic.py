@@ -89,7 +89,7 @@ def get_parser():
     p.add_argument("--models", type=names_of(MODELS, "model"), default=list(MODELS), help="comma-separated")
     p.add_argument("--seeds", type=numbers(int, ">= 0"), default=[0, 1, 2], help="comma-separated")
     p.add_argument("--heads", type=number(int, ">= 1"), default=2, help="attention heads")
-    p.add_argument("--embd", type=number(int, ">= 1"), default=64, help="n_embd; divisible by --heads")
+    p.add_argument("--embd", type=number(int, ">= 2"), default=64, help="n_embd; divisible by --heads")
     p.add_argument("--pos_conv", type=number(int, ">= 4"), default=16,
                    help="m channels of (X)+ in the '+' models, a multiple of 4")
     p.add_argument("--periodic", action="store_true", help="(X)+ frequencies periodic in the list length "

@@ -519,6 +519,17 @@ def test_invalid_configs_name_the_field(kw, field):
         tiny(**kw)
 
 
+def test_a_width_of_one_is_refused_since_layernorm_erases_every_token():
+    # LayerNorm over one feature subtracts it from its own mean: every position's input is the LayerNorm's bias, so
+    # the model's output did not depend on its tokens (a unigram model, trained and sampled with exit 0; analyze
+    # printed CKA nan and r2 0.9998 for it)
+    ln = torch.nn.LayerNorm(1)
+    assert torch.equal(ln(torch.randn(5, 1)), ln(torch.randn(5, 1)))
+    with pytest.raises(ValueError, match=r"n_embd must be at least 2 .*LayerNorm.*; got 1\."):
+        tiny(n_embd=1, n_head=1)
+    assert tiny(n_embd=2, n_head=2).config.n_embd == 2  # the least width that sees its input: head_dim 1 is fine
+
+
 @pytest.mark.parametrize("field,value,says", [
     ("n_head", 5, "divisible by n_head"),  # else a RuntimeError in the first forward's reshape
     ("proj", "QKV", "proj must be one of"),  # a KeyError

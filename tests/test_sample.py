@@ -386,6 +386,20 @@ def test_a_damaged_or_short_own_validation_split_is_one_sentence(tmp_path, capsy
                                 f"itself), or --convert_method=k.")
 
 
+def test_calibration_too_short_is_told_to_raise_calib_tokens_only_where_more_tokens_are_there(tmp_path, capsys):
+    # --calib_tokens cuts what the text holds: a 5-token --calib (or a short val.bin) under a smaller --calib_tokens
+    # was told "raise --calib_tokens to 64", which gave the same 5 tokens and then "give a longer --calib text"
+    make_ckpt(tmp_path, BYTES_META, n_head=1, n_embd=64)
+    with pytest.raises(SystemExit, match=r"^calibration from --calib gives 3 tokens, fewer than one block "
+                                         r"\(block_size 64\); give a longer --calib text\.$"):
+        run(capsys, tmp_path, "--proj=qk_v", "--calib=hello", "--calib_tokens=3")
+    with pytest.raises(SystemExit, match=r"^calibration from --calib gives 64 tokens, and .*; give a longer --calib "
+                                         r"text\.$"):
+        run(capsys, tmp_path, "--proj=qk_v", "--calib=" + "x" * 100, "--calib_tokens=64")
+    with pytest.raises(SystemExit, match=r"gives 64 tokens, and .*; raise --calib_tokens to 128 or more\.$"):
+        run(capsys, tmp_path, "--proj=qk_v", "--calib=" + "x" * 128, "--calib_tokens=64")
+
+
 def test_conversion_settings_are_checked_before_converting(tmp_path, capsys, monkeypatch):
     make_ckpt(tmp_path, BYTES_META)  # 4 heads
     monkeypatch.setattr(sample, "convert_state_dict", lambda *a: pytest.fail("converted"))

@@ -504,3 +504,10 @@ def test_the_header_says_what_the_model_caches(tmp_path, data_dir, args, says):
     # x (16 x 16 + 16) x 4 bytes)
     r = train(data_dir, tmp_path / "out", "--max_iters=0", *args)
     assert f"0.03M parameters, {says} " in r.stdout
+
+
+def test_the_header_counts_a_small_models_parameters_exactly(tmp_path, data_dir):
+    # a model of a few thousand parameters was "0.00M parameters": every count below 5,000 read as none
+    r = train(data_dir, tmp_path / "out", "--max_iters=0", "--n_layer=1", "--n_head=1", "--n_embd=2")
+    cfg = GPTConfig(**torch.load(tmp_path / "out" / "ckpt.pt", weights_only=True)["model_args"])
+    assert r.stdout.startswith(f"{GPT(cfg).num_params():,} parameters, KV cache ")

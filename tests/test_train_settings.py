@@ -769,6 +769,14 @@ def test_a_conversion_calibrated_on_few_distinct_windows_is_refused(data_dir, tm
     assert msg == (f"the 2 calibration windows from {small}/train.bin (33 tokens) are only 1 distinct, 32 tokens, and "
                    f"convert_method='lstsq' fits 33 numbers per dimension of each key head, which so few tokens fit "
                    f"exactly whatever the weights; prepare more training data, or set --convert_method=k.")
+    # one batch of its one window: told "set --calib_batches=2", which drew the same window twice and met the
+    # refusal above; the count of all calibration tokens now asks only what train.bin can give
+    msg = refusal(monkeypatch, tmp_path, [f"--init_from={tmp_path / 'src'}", "--n_head=1", "--calib_batches=1",
+                                          "--batch_size=1", "--max_iters=0"], small)
+    assert msg == (f"calib_batches=1 gives 32 calibration tokens (1 batch x 32 block each), and convert_method='lstsq' "
+                   f"fits 33 numbers per dimension of each key head, which so few tokens fit exactly whatever the "
+                   f"weights; prepare more training data ({small}/train.bin holds 33 tokens, 1 distinct window), or "
+                   f"set --convert_method=k.")
 
 
 def test_a_conversion_whose_layer_inputs_span_few_directions_says_so(data_dir, tmp_path):
