@@ -1070,7 +1070,8 @@ if master:
              f"KV cache {raw_model.kv_bytes_per_token(ptdtype)} bytes/token ({dtype})")
     # in millions, as nanoGPT's; a small model's exact count (3,000 parameters were "0.00M")
     params = raw_model.num_params()
-    print(f"{f'{params / 1e6:.2f}M' if params >= 10_000 else f'{params:,}'} parameters, {cache}; {tokens_per_iter:,} tokens/iter = "
+    params = f"{params / 1e6:.2f}M" if params >= 10_000 else f"{params:,}"
+    print(f"{params} parameters, {cache}; {tokens_per_iter:,} tokens/iter = "
           f"{batch_size} batch x {block_size} block x {accum} accumulation x {world_size} processes"
           f"{f' ({parallel})' if ddp else ''}; {max_iters} iterations; "
           f"{device}, {dtype}{', activation checkpointing' if grad_ckpt else ''}")
