@@ -246,8 +246,8 @@ def calibration(args, cfg, meta, data_dir):
     # held: the tokens the text (or val.bin) has, which --calib_tokens only cuts: raising it past them gave the same
     # tokens, and then "give a longer --calib text"
     if len(ids) < bs:
-        fix = (f"raise --calib_tokens to {bs} or more" if n < bs <= held else
-               longer_calib(args.calib) if args.calib else "pass a longer text as --calib=FILE:path, or --convert_method=k")
+        fix = (f"raise --calib_tokens to {bs} or more" if n < bs <= held else longer_calib(args.calib)
+               if args.calib else "pass a longer text as --calib=FILE:path, or --convert_method=k")
         raise SystemExit(f"calibration from {where} gives {len(ids)} tokens, fewer than one block (block_size {bs}); "
                          f"{fix}.")
     ids = ids[:len(ids) // bs * bs]
