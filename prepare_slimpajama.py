@@ -700,7 +700,7 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=None, n
     st = start_state(args.out_dir, settings, older, typed)
     meta_path, state_path = os.path.join(args.out_dir, "meta.json"), os.path.join(args.out_dir, "progress.json")
     for name in os.listdir(args.out_dir):  # a kill in the middle of a write_json: its temporary file, left over
-        if re.fullmatch(r"(progress|meta)\.json\..+\.tmp", name):
+        if re.fullmatch(r"(progress|meta)\.json\.(.+\.)?tmp", name):  # NAME.tmp: the one name before 46d06a2
             os.remove(os.path.join(args.out_dir, name))
     if st is None:
         meta = read_json(meta_path, is_meta)

@@ -731,7 +731,7 @@ def claim(f):
         sys.exit(f"out_dir {out_dir!r} takes no new file ({e.strerror}), so no checkpoint could be saved there; "
                  f"make it writable or {elsewhere}.")
     for name in os.listdir(out_dir):  # a save killed (SIGKILL) before its rename: a checkpoint-sized leftover
-        if re.fullmatch(r"ckpt\.pt\..+\.tmp", name):
+        if re.fullmatch(r"ckpt\.pt\.(.+\.)?tmp", name):  # ckpt.pt.tmp: the one name saves had before ed29ce5
             os.remove(os.path.join(out_dir, name))
     for name in ("ckpt.pt", "log.jsonl"):  # replaced at each save, written from the start: found now, not then
         path = os.path.join(out_dir, name)

@@ -321,6 +321,16 @@ def check_root_data(s, args):
             # its finished runs too, which train_todo never checks: prepared again since, the rest trained on the
             # new data beside them, and --report named the new val.bin's counts for the old runs' analysis
             check_study_data(ckpt, os.path.join(args.root, name), args.data_dir)
+    if not tracked(s, args) and not os.path.lexists(data_file(args)):
+        # a table written before 159df4a names no data: the rows of run folders deleted since were reported as those
+        # of any --data_dir given, headed with its name and its val.bin's bytes (exit 0)
+        lost = sum(not os.path.isfile(os.path.join(args.root, key_run(r, s).name(s), "ckpt.pt"))
+                   for r in read_csv(paths(s, args)[0], COLUMNS))
+        if lost:
+            sys.exit(f"{paths(s, args)[0]} holds {lost} row(s) whose run folders are gone, and nothing in --root "
+                     f"{args.root} names the data they trained on (a table of a version before 159df4a): write that "
+                     f"--data_dir into {data_file(args)} (one line), or delete the table to rebuild it from the run "
+                     f"folders that remain.")
 
 
 def tracked(s, args):

@@ -547,6 +547,8 @@ def test_a_kill_while_writing_progress_or_meta_leaves_nothing_behind_after_the_r
     (out / "progress.json").write_text("{}")
     (out / "meta.json.k2j_x9.tmp").write_text("{")
     (out / "progress.json.a1b2c3.tmp").write_text("{")
+    (out / "progress.json.tmp").write_text("{")  # the one name this script wrote through before 46d06a2
+    (out / "meta.json.tmp").write_text("{")
     assert prepare(out, "--tokenizer=bytes", "--input", src, "--val_fraction=0") == meta
     assert sorted(os.listdir(out)) == ["meta.json", "train.bin", "val.bin"]
 

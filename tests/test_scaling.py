@@ -85,6 +85,26 @@ def test_quick_run_writes_rows_and_report_outside_assets_and_resumes(tmp_path):
     assert (root / "scaling.csv").read_bytes() == before
 
 
+def test_an_older_tables_rows_without_run_folders_are_not_read_as_another_datas(tmp_path):
+    # a root made before 159df4a has no scaling_data.txt: with its run folders deleted, --report with any --data_dir
+    # headed the rows (trained on Shakespeare) 'Byte-level data of' that folder, with its val.bin's bytes, exit 0
+    make_data(tmp_path / "data")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "scaling.csv").write_text(",".join(scaling.COLUMNS) + "\n"
+                                      "qkv,qkv,0,2,32,32,8,20,0.002,1337,34688,256,4.47814,4.47814,33\n")
+    with pytest.raises(SystemExit) as e:
+        scaling.main(["--quick", "--report", f"--data_dir={tmp_path / 'data'}", f"--root={root}"])
+    assert str(e.value) == (f"{root / 'scaling.csv'} holds 1 row(s) whose run folders are gone, and nothing in --root "
+                            f"{root} names the data they trained on (a table of a version before 159df4a): write "
+                            f"that --data_dir into {root / 'scaling_data.txt'} (one line), or delete the table to "
+                            f"rebuild it from the run folders that remain.")
+    assert sorted(os.listdir(root)) == ["scaling.csv"]
+    (root / "scaling_data.txt").write_text(f"{tmp_path / 'data'}\n")  # the fix: the report is drawn
+    scaling.main(["--quick", "--report", f"--data_dir={tmp_path / 'data'}", f"--root={root}"])
+    assert (root / "scaling.md").exists()
+
+
 @pytest.mark.parametrize("sub", ["", "runs"])
 def test_run_folders_in_assets_are_refused_before_any_run(tmp_path, sub):
     make_data(tmp_path / "data")

@@ -1096,6 +1096,20 @@ def test_a_read_only_file_the_run_would_replace_is_refused_before_training(name,
     assert not stale.exists()  # removed under the lock, under which no other run saves here
 
 
+def test_an_older_versions_leftover_save_is_removed_too(finished, data_dir, tmp_path, monkeypatch):
+    # train.py before ed29ce5 saved through ckpt.pt.tmp, one fixed name: a save killed before its rename left a
+    # checkpoint-sized file that today's resume of that run never removed (only ckpt.pt.XXXXXXXX.tmp)
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    stale = out / "ckpt.pt.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    with read_only(out / "ckpt.pt"):  # refused after the leftovers are cleared, before any training
+        msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
+                                          "--max_iters=4"])
+    assert msg.startswith(f"{out / 'ckpt.pt'} is read-only")
+    assert not stale.exists()
+
+
 def test_a_lock_that_takes_no_bytes_is_one_sentence(data_dir, tmp_path, monkeypatch):
     out = tmp_path / "out"
     out.mkdir()
