@@ -894,6 +894,21 @@ def rng_states():
     return states
 
 
+def other_masks(processes, compiled):
+    """The line a resume with dropout says when it cannot repeat its run step for step, or None: each process draws
+    its masks from its own stream, and compiled code draws them its own way, so another number of processes or
+    another compile went on as another draw of the run (losses off by 1e-3 from step one) without a word, where
+    the docs promised the uninterrupted run's losses."""
+    if not gptconf.dropout:
+        return None
+    moved = ([f"{world_size} process{'es' * (world_size > 1)} (checkpoint: {processes})"]
+             if processes != world_size else []) + \
+        ([f"compile={compile} (checkpoint: {compiled})"] if isinstance(compiled, bool) and compiled != compile else [])
+    return moved and (f"dropout={gptconf.dropout:g} draws its masks from each process's own random stream, which "
+                      f"{' and '.join(moved)} change{'s' * (len(moved) == 1)}: the resumed run is another draw of the "
+                      f"same training, not the uninterrupted run step for step.")
+
+
 # model and optimizer
 torch.manual_seed(seed)  # the same initial weights on every process: FSDP keeps each process's own shard of them
 model = GPT(gptconf).to(device)
@@ -971,6 +986,8 @@ if ckpt:  # resuming (any other run with a checkpoint in out_dir ended above)
                       f"{ckpt_path}'s best_val_loss {best_val_loss:.4f}: the best is measured again from here, and "
                       f"log.jsonl's validation curve changes measure at iteration {iter_num}.")
             best_val_loss = float("inf")
+    if master and (drawn := other_masks(len(ckpt["rng"]), {**defaults, **ckpt["config"]}.get("compile"))):
+        print(drawn)
     if rank < len(ckpt["rng"]):  # processes added on resume keep their fresh seeds
         torch.set_rng_state(ckpt["rng"][rank]["cpu"].cpu())
         if device_type == "cuda" and "cuda" in ckpt["rng"][rank]:

@@ -615,6 +615,32 @@ def test_resume_under_other_training_settings_says_what_changed(finished, data_d
     assert "resuming" not in r.stdout  # the checkpoint now holds these settings; a longer run is not worth a line
 
 
+def test_a_resume_with_dropout_under_other_processes_or_compile_says_it_draws_other_masks(data_dir, tmp_path):
+    # each process draws its dropout masks from its own stream, compiled code its own way: a checkpoint of 2
+    # processes resumed by 1 (or of compile=True resumed eager) went on off the uninterrupted run's losses by 1e-3
+    # from its first step, where the docs promised them to 1e-6, without a word
+    out = tmp_path / "out"
+    train(data_dir, out, "--max_iters=2", "--dropout=0.1")
+    ckpt = torch.load(out / "ckpt.pt", weights_only=True)
+    ckpt["rng"] = ckpt["rng"] * 2  # as two processes save it
+    ckpt["config"]["compile"] = True
+    torch.save(ckpt, out / "ckpt.pt")
+    r = train(data_dir, out, "--init_from=resume", "--max_iters=4", "--dropout=0.1")
+    assert r.stdout.splitlines()[0] == "dropout=0.1 draws its masks from each process's own random stream, which 1 " \
+        "process (checkpoint: 2) and compile=False (checkpoint: True) change: the resumed run is another draw of the " \
+        "same training, not the uninterrupted run step for step."
+    r = train(data_dir, out, "--init_from=resume", "--max_iters=6", "--dropout=0.1")  # its own checkpoint now
+    assert "masks" not in r.stdout
+
+
+def test_a_resume_without_dropout_under_other_processes_draws_nothing(finished, data_dir, tmp_path):
+    out = shutil.copytree(finished, tmp_path / "run")
+    ckpt = torch.load(out / "ckpt.pt", weights_only=True)
+    ckpt["rng"] = ckpt["rng"] * 2
+    torch.save(ckpt, out / "ckpt.pt")
+    assert "masks" not in train(data_dir, out, "--init_from=resume", "--max_iters=4").stdout
+
+
 def test_a_resume_of_a_checkpoint_whose_config_lacks_the_model_fields_names_its_model_not_the_defaults(
         finished, data_dir, tmp_path):
     # a config without the model's fields (another program's checkpoint): "n_layer=2 (checkpoint: 12)" where the
