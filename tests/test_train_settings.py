@@ -335,6 +335,24 @@ def test_a_resume_refused_for_a_config_files_field_names_the_runs_own_value_whic
     assert [r["iter"] for r in read_log(out) if "val_loss" in r][-1] == 3
 
 
+def test_device_and_dtype_auto_are_the_run_of_what_they_resolve_to(finished, data_dir, tmp_path, monkeypatch):
+    # a checkpoint records the spelling: a run of device='auto' (every paper config) or dtype='auto' (cpu_tiny's),
+    # asked again with --device=cpu or --dtype=float32, the same run on this CPU, was "a run with other settings:
+    # dtype='float32' (checkpoint: 'auto')", told to train into another out_dir
+    out = shutil.copytree(finished, tmp_path / "run")  # TINY's device=cpu, dtype=float32
+    base = [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2"]
+    assert run_inprocess(monkeypatch, [*base, "--device=auto", "--dtype=auto"]) == "0"  # finished: nothing to do
+    ckpt = torch.load(out / "ckpt.pt", weights_only=True)
+    ckpt["config"].update(device="auto", dtype="auto")
+    torch.save(ckpt, out / "ckpt.pt")
+    before = snapshot(out)
+    assert run_inprocess(monkeypatch, base) == "0"
+    assert snapshot(out) == before
+    msg = run_inprocess(monkeypatch, [*base, "--dtype=bfloat16"])  # what auto is not on a CPU
+    assert msg.startswith(f"{out / 'ckpt.pt'} exists, from a run with other settings: dtype='bfloat16' (checkpoint: "
+                          f"'auto')")
+
+
 def test_n_kv_head_spelled_as_n_head_is_the_same_run_not_another(finished, data_dir, tmp_path, monkeypatch):
     # n_kv_head=2 with n_head=2 builds the model of n_kv_head=0: a resume was refused "n_kv_head=2 (checkpoint: 0);
     # drop these settings" and the same command asked again called it a run of other settings (pass nineteen)
