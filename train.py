@@ -242,13 +242,23 @@ if converting and init_from not in GPT2_SIZES:
     source_path = os.path.join(init_from, "ckpt.pt") if os.path.isdir(init_from) else init_from
     if os.path.realpath(os.path.dirname(source_path)) == os.path.realpath(out_dir):
         sys.exit(f"out_dir {out_dir!r} holds the checkpoint to convert; give the converted run its own --out_dir.")
+
+
+def auto_device():  # what 'auto' means on this machine (as_run, below)
+    return "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+
+
+def auto_dtype(name):
+    return "bfloat16" if name.split(":")[0] == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+
+
 if device == "auto":
-    device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    device = auto_device()
 device_type = device.split(":")[0]
 if device_type in ("cuda", "mps") and (why := missing_device(device, "use --device=cpu (or auto)")):
     sys.exit(f"device={device!r}, but {why}.")
 if dtype == "auto":
-    dtype = "bfloat16" if device_type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+    dtype = auto_dtype(device)
 ptdtype = getattr(torch, dtype)
 fsdp = parallel == "fsdp"
 # FSDP casts the gathered weights to bf16 itself (MixedPrecisionPolicy below); autocast on top would cast twice
@@ -488,13 +498,24 @@ def same(key, now, was):
     return False
 
 
+def as_run(settings):
+    """settings with device and dtype 'auto' as this machine resolves them: a checkpoint records the spelling, and a
+    run of device='auto' on a CPU, asked again with --device=cpu (or --dtype=float32), was 'a run with other
+    settings', told to train into another out_dir."""
+    dev = auto_device() if settings.get("device") == "auto" else settings.get("device")
+    if settings.get("dtype") == "auto" and isinstance(dev, str):
+        return {**settings, "device": dev, "dtype": auto_dtype(dev)}
+    return {**settings, "device": dev}
+
+
 def changed_settings(saved):
     """'key=value (checkpoint: value)' for each setting that differs from those saved with the checkpoint, apart
     from the UNCHECKED ones (a setting the checkpoint predates counts as its default), and how a conversion is made
-    where this run converts nothing."""
+    where this run converts nothing. device and dtype compare as they resolve ('auto' is this machine's)."""
     old = {**defaults, **saved}
     unread = ORIGIN[1:] if config["init_from"] in ("scratch", "resume") else ()
-    return [f"{k}={config[k]!r} (checkpoint: {old[k]!r})" for k in config if not same(k, config[k], old[k])
+    now, was = as_run(config), as_run(old)
+    return [f"{k}={config[k]!r} (checkpoint: {old[k]!r})" for k in config if not same(k, now[k], was[k])
             and not (k == "n_kv_head" and same_model(k, config, old))
             and k not in UNCHECKED + unread and not (k == "init_from" and "resume" in (config[k], old[k]))]
 
@@ -899,6 +920,21 @@ def rng_states():
     return states
 
 
+def other_masks(processes, compiled):
+    """The line a resume with dropout says when it cannot repeat its run step for step, or None: each process draws
+    its masks from its own stream, and compiled code draws them its own way, so another number of processes or
+    another compile went on as another draw of the run (losses off by 1e-3 from step one) without a word, where
+    the docs promised the uninterrupted run's losses."""
+    if not gptconf.dropout:
+        return None
+    moved = ([f"{world_size} process{'es' * (world_size > 1)} (checkpoint: {processes})"]
+             if processes != world_size else []) + \
+        ([f"compile={compile} (checkpoint: {compiled})"] if isinstance(compiled, bool) and compiled != compile else [])
+    return moved and (f"dropout={gptconf.dropout:g} draws its masks from each process's own random stream, which "
+                      f"{' and '.join(moved)} change{'s' * (len(moved) == 1)}: the resumed run is another draw of the "
+                      f"same training, not the uninterrupted run step for step.")
+
+
 # model and optimizer
 torch.manual_seed(seed)  # the same initial weights on every process: FSDP keeps each process's own shard of them
 model = GPT(gptconf).to(device)
@@ -975,6 +1011,8 @@ if ckpt:  # resuming (any other run with a checkpoint in out_dir ended above)
                       f"{ckpt_path}'s best_val_loss {best_val_loss:.4f}: the best is measured again from here, and "
                       f"log.jsonl's validation curve changes measure at iteration {iter_num}.")
             best_val_loss = float("inf")
+    if master and (drawn := other_masks(len(ckpt["rng"]), {**defaults, **ckpt["config"]}.get("compile"))):
+        print(drawn)
     if rank < len(ckpt["rng"]):  # processes added on resume keep their fresh seeds
         torch.set_rng_state(ckpt["rng"][rank]["cpu"].cpu())
         if device_type == "cuda" and "cuda" in ckpt["rng"][rank]:

@@ -335,6 +335,24 @@ def test_a_resume_refused_for_a_config_files_field_names_the_runs_own_value_whic
     assert [r["iter"] for r in read_log(out) if "val_loss" in r][-1] == 3
 
 
+def test_device_and_dtype_auto_are_the_run_of_what_they_resolve_to(finished, data_dir, tmp_path, monkeypatch):
+    # a checkpoint records the spelling: a run of device='auto' (every paper config) or dtype='auto' (cpu_tiny's),
+    # asked again with --device=cpu or --dtype=float32, the same run on this CPU, was "a run with other settings:
+    # dtype='float32' (checkpoint: 'auto')", told to train into another out_dir
+    out = shutil.copytree(finished, tmp_path / "run")  # TINY's device=cpu, dtype=float32
+    base = [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2"]
+    assert run_inprocess(monkeypatch, [*base, "--device=auto", "--dtype=auto"]) == "0"  # finished: nothing to do
+    ckpt = torch.load(out / "ckpt.pt", weights_only=True)
+    ckpt["config"].update(device="auto", dtype="auto")
+    torch.save(ckpt, out / "ckpt.pt")
+    before = snapshot(out)
+    assert run_inprocess(monkeypatch, base) == "0"
+    assert snapshot(out) == before
+    msg = run_inprocess(monkeypatch, [*base, "--dtype=bfloat16"])  # what auto is not on a CPU
+    assert msg.startswith(f"{out / 'ckpt.pt'} exists, from a run with other settings: dtype='bfloat16' (checkpoint: "
+                          f"'auto')")
+
+
 def test_n_kv_head_spelled_as_n_head_is_the_same_run_not_another(finished, data_dir, tmp_path, monkeypatch):
     # n_kv_head=2 with n_head=2 builds the model of n_kv_head=0: a resume was refused "n_kv_head=2 (checkpoint: 0);
     # drop these settings" and the same command asked again called it a run of other settings (pass nineteen)
@@ -613,6 +631,32 @@ def test_resume_under_other_training_settings_says_what_changed(finished, data_d
         f"(checkpoint: 1337), learning_rate=0.02 (checkpoint: 0.01); its weights and optimizer state go on under these."
     r = train(data_dir, out, "--init_from=resume", "--max_iters=6", "--learning_rate=0.02", "--seed=7")
     assert "resuming" not in r.stdout  # the checkpoint now holds these settings; a longer run is not worth a line
+
+
+def test_a_resume_with_dropout_under_other_processes_or_compile_says_it_draws_other_masks(data_dir, tmp_path):
+    # each process draws its dropout masks from its own stream, compiled code its own way: a checkpoint of 2
+    # processes resumed by 1 (or of compile=True resumed eager) went on off the uninterrupted run's losses by 1e-3
+    # from its first step, where the docs promised them to 1e-6, without a word
+    out = tmp_path / "out"
+    train(data_dir, out, "--max_iters=2", "--dropout=0.1")
+    ckpt = torch.load(out / "ckpt.pt", weights_only=True)
+    ckpt["rng"] = ckpt["rng"] * 2  # as two processes save it
+    ckpt["config"]["compile"] = True
+    torch.save(ckpt, out / "ckpt.pt")
+    r = train(data_dir, out, "--init_from=resume", "--max_iters=4", "--dropout=0.1")
+    assert r.stdout.splitlines()[0] == "dropout=0.1 draws its masks from each process's own random stream, which 1 " \
+        "process (checkpoint: 2) and compile=False (checkpoint: True) change: the resumed run is another draw of the " \
+        "same training, not the uninterrupted run step for step."
+    r = train(data_dir, out, "--init_from=resume", "--max_iters=6", "--dropout=0.1")  # its own checkpoint now
+    assert "masks" not in r.stdout
+
+
+def test_a_resume_without_dropout_under_other_processes_draws_nothing(finished, data_dir, tmp_path):
+    out = shutil.copytree(finished, tmp_path / "run")
+    ckpt = torch.load(out / "ckpt.pt", weights_only=True)
+    ckpt["rng"] = ckpt["rng"] * 2
+    torch.save(ckpt, out / "ckpt.pt")
+    assert "masks" not in train(data_dir, out, "--init_from=resume", "--max_iters=4").stdout
 
 
 def test_a_resume_of_a_checkpoint_whose_config_lacks_the_model_fields_names_its_model_not_the_defaults(
