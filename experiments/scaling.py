@@ -278,10 +278,15 @@ def train_todo(s, args, todo, running, rows, ana):
             report(s, args)  # the tables so far (marked PARTIAL), so a session that ends mid-study leaves them
 
 
+def row_run(row):
+    """The run a CSV row records, at the learning rate it trained with: its folder's name (Run.name)."""
+    return Run(row["proj"], int(row["n_kv_head"]), int(row["n_embd"]), int(row["block_size"]), int(row["iters"]),
+               float(row["learning_rate"]), int(row["seed"]))
+
+
 def key_run(row, s):
     """The plan entry a CSV row answers (the lr of a size run at the check's n_embd was 0 in the plan)."""
-    run = Run(row["proj"], int(row["n_kv_head"]), int(row["n_embd"]), int(row["block_size"]), int(row["iters"]),
-              float(row["learning_rate"]), int(row["seed"]))
+    run = row_run(row)
     plans = plan(s)
     if run in plans:
         return run
@@ -324,7 +329,9 @@ def check_root_data(s, args):
     if not tracked(s, args) and not os.path.lexists(data_file(args)):
         # a table written before 159df4a names no data: the rows of run folders deleted since were reported as those
         # of any --data_dir given, headed with its name and its val.bin's bytes (exit 0)
-        lost = sum(not os.path.isfile(os.path.join(args.root, key_run(r, s).name(s), "ckpt.pt"))
+        # the folder a row trained in is named with its rate (row_run): the plan's entry (key_run) has none for a size
+        # run, so where the check's 1e-3 won every size run was counted gone
+        lost = sum(not os.path.isfile(os.path.join(args.root, row_run(r).name(s), "ckpt.pt"))
                    for r in read_csv(paths(s, args)[0], COLUMNS))
         if lost:
             sys.exit(f"{paths(s, args)[0]} holds {lost} row(s) whose run folders are gone, and nothing in --root "
