@@ -336,8 +336,9 @@ def check_root_data(s, args):
         if lost:
             sys.exit(f"{paths(s, args)[0]} holds {lost} row(s) whose run folders are gone, and nothing in --root "
                      f"{args.root} names the data they trained on (a table of a version before 159df4a): write that "
-                     f"--data_dir into {data_file(args)} (one line), or delete the table to rebuild it from the run "
-                     f"folders that remain.")
+                     f"--data_dir into {data_file(args)} (one line), or delete the table and run "
+                     f"`{study_command(s, args)}` (no --report), which rebuilds it from the run folders that remain "
+                     f"and trains the gone runs again.")
 
 
 def tracked(s, args):
@@ -518,15 +519,20 @@ def header_data(s, args):
     return data_name(counts, args.data_dir)
 
 
+def study_command(s, args):
+    """The command that trains the runs of s into args.root: --quick, --root and --data_dir as given."""
+    return "python -m experiments.scaling" + (" --quick" if s is QUICK else "") + \
+        (" " + shlex.quote(f"--root={args.root}") if args.root != s["root"] and not tracked(s, args) else "") + \
+        (" " + shlex.quote(f"--data_dir={args.data_dir}") if not default_data(args.data_dir) else "")
+
+
 def report(s, args):
     csv_path, ana_path = paths(s, args)
     rows, ana = read_csv(csv_path, COLUMNS), read_csv(ana_path, ANALYSIS_COLUMNS)
     # the command that trains them: --quick, --root and --data_dir as given (the full grid elsewhere takes hours);
     # not the --root of a tracked table, which every --root trains: `--report --root=X` rewrote assets/scaling.md to
     # name X, a folder it never read
-    command = "python -m experiments.scaling" + (" --quick" if s is QUICK else "") + \
-        (" " + shlex.quote(f"--root={args.root}") if args.root != s["root"] and not tracked(s, args) else "") + \
-        (" " + shlex.quote(f"--data_dir={args.data_dir}") if not default_data(args.data_dir) else "")
+    command = study_command(s, args)
     if not rows and not os.path.lexists(csv_path) and tracked(s, args) and not os.path.isdir("assets"):
         # run from another folder (PYTHONPATH set): "assets/scaling.csv holds no finished run yet" of a file that
         # is not there, and training would start the full grid into this folder

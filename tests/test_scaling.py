@@ -98,8 +98,10 @@ def test_an_older_tables_rows_without_run_folders_are_not_read_as_another_datas(
         scaling.main(["--quick", "--report", f"--data_dir={tmp_path / 'data'}", f"--root={root}"])
     assert str(e.value) == (f"{root / 'scaling.csv'} holds 1 row(s) whose run folders are gone, and nothing in --root "
                             f"{root} names the data they trained on (a table of a version before 159df4a): write "
-                            f"that --data_dir into {root / 'scaling_data.txt'} (one line), or delete the table to "
-                            f"rebuild it from the run folders that remain.")
+                            f"that --data_dir into {root / 'scaling_data.txt'} (one line), or delete the table and "
+                            f"run `python -m experiments.scaling --quick --root={root} --data_dir={tmp_path / 'data'}` "
+                            f"(no --report), which rebuilds it from the run folders that remain and trains the gone "
+                            f"runs again.")
     assert sorted(os.listdir(root)) == ["scaling.csv"]
     (root / "scaling_data.txt").write_text(f"{tmp_path / 'data'}\n")  # the fix: the report is drawn
     scaling.main(["--quick", "--report", f"--data_dir={tmp_path / 'data'}", f"--root={root}"])
