@@ -289,6 +289,23 @@ def umask():
     return mask
 
 
+def plain_file(path):
+    """Whether path is a regular file itself (no link, folder or FIFO): the only thing a killed save leaves."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def remove_leftovers(folder, pattern):
+    """Removes the files in folder whose names fullmatch pattern, the temporary files of saves killed before their
+    rename, by a writer that holds folder's lock. A folder or FIFO of such a name is no save's: os.remove was an
+    IsADirectoryError traceback (train.lock left in a fresh out_dir)."""
+    for name in os.listdir(folder):
+        if re.fullmatch(pattern, name) and plain_file(os.path.join(folder, name)):
+            os.remove(os.path.join(folder, name))
+
+
 def own_temporary(folder, name):
     """(fd, path) of a new name.XXXXXXXX.tmp in folder, locked (flock) by this process until it ends or the file is
     renamed, once any such file whose writer died before its rename is removed: a SIGKILL (the OOM killer, kill -9)
@@ -301,7 +318,7 @@ def own_temporary(folder, name):
     leftover = re.compile(re.escape(name) + r"\.[a-z0-9_]{8}\.tmp")
     with contextlib.suppress(OSError):
         for other in os.listdir(folder):
-            if leftover.fullmatch(other):
+            if leftover.fullmatch(other) and plain_file(os.path.join(folder, other)):  # a FIFO: open() waited
                 with contextlib.suppress(OSError), open(os.path.join(folder, other), "rb") as f:
                     fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by a live writer: OSError, kept
                     os.remove(os.path.join(folder, other))

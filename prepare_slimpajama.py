@@ -41,7 +41,8 @@ import numpy as np
 import zstandard
 
 from checkpoint import (atomic_write, dangling, dir_steps, guard_assets, hold_lock, inputs_sha1, largest_token,
-                        load_json, missing_dirs, r50k, remove_empty, space_fix, unreadable, utf16, writable_dir)
+                        load_json, missing_dirs, r50k, remove_empty, remove_leftovers, space_fix, unreadable, utf16,
+                        writable_dir)
 from configurator import Parser, boolean, cli, number
 from convert import hub_problem
 
@@ -699,9 +700,8 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=None, n
     finds no text removes the folders it began)."""
     st = start_state(args.out_dir, settings, older, typed)
     meta_path, state_path = os.path.join(args.out_dir, "meta.json"), os.path.join(args.out_dir, "progress.json")
-    for name in os.listdir(args.out_dir):  # a kill in the middle of a write_json: its temporary file, left over
-        if re.fullmatch(r"(progress|meta)\.json\.(.+\.)?tmp", name):  # NAME.tmp: the one name before 46d06a2
-            os.remove(os.path.join(args.out_dir, name))
+    # a kill in the middle of a write_json: its temporary file, left over (NAME.tmp: the one name before 46d06a2)
+    remove_leftovers(args.out_dir, r"(progress|meta)\.json\.(.+\.)?tmp")
     if st is None:
         meta = read_json(meta_path, is_meta)
         check_bins(args.out_dir, meta, tok)

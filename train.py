@@ -55,7 +55,8 @@ from torch.utils.checkpoint import checkpoint
 
 from checkpoint import (atomic_write, dangling, eval_batches, file_above, guard_assets, json_text, load_checkpoint,
                         load_json, lock_held, masked, masked_file, missing_dirs, open_data, other_data, perplexity,
-                        remove_empty, save_checkpoint, scored_tokens, space_fix, tokens, unlocked, unreadable)
+                        remove_empty, remove_leftovers, save_checkpoint, scored_tokens, space_fix, tokens, unlocked,
+                        unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, missing_device,
                           open_files_fix, out_of_memory, range_error, tolerant_output)
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, conversion_note, convert_state_dict, exact_fit,
@@ -751,9 +752,9 @@ def claim(f):
     except OSError as e:
         sys.exit(f"out_dir {out_dir!r} takes no new file ({e.strerror}), so no checkpoint could be saved there; "
                  f"make it writable or {elsewhere}.")
-    for name in os.listdir(out_dir):  # a save killed (SIGKILL) before its rename: a checkpoint-sized leftover
-        if re.fullmatch(r"ckpt\.pt\.(.+\.)?tmp", name):  # ckpt.pt.tmp: the one name saves had before ed29ce5
-            os.remove(os.path.join(out_dir, name))
+    # a save killed (SIGKILL) before its rename: a checkpoint-sized leftover (ckpt.pt.tmp: the one name saves had
+    # before ed29ce5)
+    remove_leftovers(out_dir, r"ckpt\.pt\.(.+\.)?tmp")
     for name in ("ckpt.pt", "log.jsonl"):  # replaced at each save, written from the start: found now, not then
         path = os.path.join(out_dir, name)
         # a resume keeps the lines of the log before its checkpoint (open_log): "make it writable" led to a

@@ -278,10 +278,15 @@ def train_todo(s, args, todo, running, rows, ana):
             report(s, args)  # the tables so far (marked PARTIAL), so a session that ends mid-study leaves them
 
 
+def row_run(row):
+    """The run a CSV row records, at the learning rate it trained with: its folder's name (Run.name)."""
+    return Run(row["proj"], int(row["n_kv_head"]), int(row["n_embd"]), int(row["block_size"]), int(row["iters"]),
+               float(row["learning_rate"]), int(row["seed"]))
+
+
 def key_run(row, s):
     """The plan entry a CSV row answers (the lr of a size run at the check's n_embd was 0 in the plan)."""
-    run = Run(row["proj"], int(row["n_kv_head"]), int(row["n_embd"]), int(row["block_size"]), int(row["iters"]),
-              float(row["learning_rate"]), int(row["seed"]))
+    run = row_run(row)
     plans = plan(s)
     if run in plans:
         return run
@@ -324,13 +329,16 @@ def check_root_data(s, args):
     if not tracked(s, args) and not os.path.lexists(data_file(args)):
         # a table written before 159df4a names no data: the rows of run folders deleted since were reported as those
         # of any --data_dir given, headed with its name and its val.bin's bytes (exit 0)
-        lost = sum(not os.path.isfile(os.path.join(args.root, key_run(r, s).name(s), "ckpt.pt"))
+        # the folder a row trained in is named with its rate (row_run): the plan's entry (key_run) has none for a size
+        # run, so where the check's 1e-3 won every size run was counted gone
+        lost = sum(not os.path.isfile(os.path.join(args.root, row_run(r).name(s), "ckpt.pt"))
                    for r in read_csv(paths(s, args)[0], COLUMNS))
         if lost:
             sys.exit(f"{paths(s, args)[0]} holds {lost} row(s) whose run folders are gone, and nothing in --root "
                      f"{args.root} names the data they trained on (a table of a version before 159df4a): write that "
-                     f"--data_dir into {data_file(args)} (one line), or delete the table to rebuild it from the run "
-                     f"folders that remain.")
+                     f"--data_dir into {data_file(args)} (one line), or delete the table and run "
+                     f"`{study_command(s, args)}` (no --report), which rebuilds it from the run folders that remain "
+                     f"and trains the gone runs again.")
 
 
 def tracked(s, args):
@@ -511,15 +519,20 @@ def header_data(s, args):
     return data_name(counts, args.data_dir)
 
 
+def study_command(s, args):
+    """The command that trains the runs of s into args.root: --quick, --root and --data_dir as given."""
+    return "python -m experiments.scaling" + (" --quick" if s is QUICK else "") + \
+        (" " + shlex.quote(f"--root={args.root}") if args.root != s["root"] and not tracked(s, args) else "") + \
+        (" " + shlex.quote(f"--data_dir={args.data_dir}") if not default_data(args.data_dir) else "")
+
+
 def report(s, args):
     csv_path, ana_path = paths(s, args)
     rows, ana = read_csv(csv_path, COLUMNS), read_csv(ana_path, ANALYSIS_COLUMNS)
     # the command that trains them: --quick, --root and --data_dir as given (the full grid elsewhere takes hours);
     # not the --root of a tracked table, which every --root trains: `--report --root=X` rewrote assets/scaling.md to
     # name X, a folder it never read
-    command = "python -m experiments.scaling" + (" --quick" if s is QUICK else "") + \
-        (" " + shlex.quote(f"--root={args.root}") if args.root != s["root"] and not tracked(s, args) else "") + \
-        (" " + shlex.quote(f"--data_dir={args.data_dir}") if not default_data(args.data_dir) else "")
+    command = study_command(s, args)
     if not rows and not os.path.lexists(csv_path) and tracked(s, args) and not os.path.isdir("assets"):
         # run from another folder (PYTHONPATH set): "assets/scaling.csv holds no finished run yet" of a file that
         # is not there, and training would start the full grid into this folder

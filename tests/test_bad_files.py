@@ -970,6 +970,18 @@ def test_a_temporary_file_left_by_a_killed_writer_goes_at_the_next_write(tmp_pat
     assert checkpoint._held == {}
 
 
+def test_a_folder_or_fifo_named_like_a_leftover_is_left_alone(tmp_path):
+    # only a plain file is a killed save's: a FIFO of a leftover's name was opened to lock it, and the write waited for
+    # a writer to the FIFO for good; a folder of one (train.py's ckpt.pt.tmp) was an IsADirectoryError traceback
+    os.mkfifo(tmp_path / "rope.png.k2j_x9ab.tmp")
+    (tmp_path / "rope.png.q1w2e3r4.tmp").mkdir()
+    (tmp_path / "rope.png.tmp").mkdir()
+    checkpoint.atomic_write(str(tmp_path / "rope.png"), b"figure")
+    checkpoint.remove_leftovers(str(tmp_path), r"rope\.png\.(.+\.)?tmp")
+    assert sorted(os.listdir(tmp_path)) == ["rope.png", "rope.png.k2j_x9ab.tmp", "rope.png.q1w2e3r4.tmp",
+                                            "rope.png.tmp"]
+
+
 def test_atomic_write_leaves_the_old_file_when_the_writer_dies_midway(tmp_path, monkeypatch):
     path = tmp_path / "results.csv"
     path.write_text("old,complete\n")

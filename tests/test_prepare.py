@@ -551,6 +551,9 @@ def test_a_kill_while_writing_progress_or_meta_leaves_nothing_behind_after_the_r
     (out / "meta.json.tmp").write_text("{")
     assert prepare(out, "--tokenizer=bytes", "--input", src, "--val_fraction=0") == meta
     assert sorted(os.listdir(out)) == ["meta.json", "train.bin", "val.bin"]
+    (out / "meta.json.tmp").mkdir()  # a folder of that name is no kill's: an IsADirectoryError traceback, then
+    assert prepare(out, "--tokenizer=bytes", "--input", src, "--val_fraction=0") == meta
+    assert sorted(os.listdir(out)) == ["meta.json", "meta.json.tmp", "train.bin", "val.bin"]
 
 
 def test_a_closed_output_pipe_is_not_called_a_failed_write(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@ report outside assets/, resumes without training again, and the reading rule say
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -97,8 +98,10 @@ def test_an_older_tables_rows_without_run_folders_are_not_read_as_another_datas(
         scaling.main(["--quick", "--report", f"--data_dir={tmp_path / 'data'}", f"--root={root}"])
     assert str(e.value) == (f"{root / 'scaling.csv'} holds 1 row(s) whose run folders are gone, and nothing in --root "
                             f"{root} names the data they trained on (a table of a version before 159df4a): write "
-                            f"that --data_dir into {root / 'scaling_data.txt'} (one line), or delete the table to "
-                            f"rebuild it from the run folders that remain.")
+                            f"that --data_dir into {root / 'scaling_data.txt'} (one line), or delete the table and "
+                            f"run `python -m experiments.scaling --quick --root={root} --data_dir={tmp_path / 'data'}` "
+                            f"(no --report), which rebuilds it from the run folders that remain and trains the gone "
+                            f"runs again.")
     assert sorted(os.listdir(root)) == ["scaling.csv"]
     (root / "scaling_data.txt").write_text(f"{tmp_path / 'data'}\n")  # the fix: the report is drawn
     scaling.main(["--quick", "--report", f"--data_dir={tmp_path / 'data'}", f"--root={root}"])
@@ -283,3 +286,27 @@ def test_the_command_each_run_prints_is_one_the_shell_takes(tmp_path, monkeypatc
     line = capsys.readouterr().out.splitlines()[-1]
     assert f"'--data_dir={data}'" in line and shlex.split(line)[-1].startswith("--") and \
         any(a == f"--data_dir={data}" for a in shlex.split(line))
+
+
+def test_an_older_table_whose_runs_are_all_there_is_reported_when_the_check_chose_the_other_rate(tmp_path):
+    # a root without scaling_data.txt (a version before 159df4a) is refused only for rows whose run folders are gone:
+    # where the learning-rate check's 1e-3 won, the size runs trained in folders named _lr0.001, and the rule that
+    # found each row's folder looked for the plan's name without it: every such run was "gone"
+    make_data(tmp_path / "data")
+    s = scaling.QUICK
+    embd, lr = s["lr_check"]
+    cfg = GPTConfig(n_layer=1, n_head=1, n_embd=8, block_size=8, vocab_size=256)
+    ckpt = {"model": GPT(cfg).state_dict(), "model_args": dataclasses.asdict(cfg),
+            "config": {"data_dir": str(tmp_path / "data")}}
+    rows = []
+    for run in scaling.plan(s):
+        run = run if run.lr else scaling.replace(run, lr=lr)  # the check's rate won: the size runs trained at it
+        losing = run.n_embd == embd and run.lr == s["lr"]
+        rows.append(dict(variant=run.proj, proj=run.proj, n_kv_head=run.n_kv_head, n_layer=2, n_embd=run.n_embd,
+                         block_size=run.block_size, batch_size=8, iters=run.iters, learning_rate=run.lr,
+                         seed=run.seed, params=1000, kv_bytes_per_token=64, train_s=1,
+                         val_loss=9.0 if losing else 2.0, best_val_loss=9.0 if losing else 2.0))
+        (tmp_path / run.name(s)).mkdir(exist_ok=True)  # the folder the study trained it in
+        torch.save(ckpt, tmp_path / run.name(s) / "ckpt.pt")
+    scaling.write_csv(str(tmp_path / "scaling.csv"), scaling.COLUMNS, rows)
+    scaling.check_root_data(s, argparse.Namespace(root=str(tmp_path), data_dir=str(tmp_path / "data")))

@@ -1152,6 +1152,11 @@ def test_an_older_versions_leftover_save_is_removed_too(finished, data_dir, tmp_
                                           "--max_iters=4"])
     assert msg.startswith(f"{out / 'ckpt.pt'} is read-only")
     assert not stale.exists()
+    (out / "ckpt.pt.tmp").mkdir()  # a folder of that name is no save's: an IsADirectoryError traceback, then
+    with read_only(out / "ckpt.pt"):
+        msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
+                                          "--max_iters=4"])
+    assert msg.startswith(f"{out / 'ckpt.pt'} is read-only") and (out / "ckpt.pt.tmp").is_dir()
 
 
 def test_a_lock_that_takes_no_bytes_is_one_sentence(data_dir, tmp_path, monkeypatch):
