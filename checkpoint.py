@@ -852,6 +852,35 @@ def special(path):
     return f"a link to {os.readlink(path)!r}, {what}" if os.path.islink(path) else what
 
 
+def log_lines(text):
+    """log.jsonl's text as its lines, one entry a line as train.py writes them. A log pretty-printed and saved back
+    (`jq . log.jsonl`) spreads each entry over lines, none of them JSON alone: a resume dropped every one without a
+    word (the curve before its checkpoint and the conversion's line lost for good), read_log told the studies to
+    delete line 1. Such a text, JSON values from end to end, is its entries again, each on its line."""
+    lines = text.splitlines(keepends=True)
+    if all(_json_line(line) for line in lines):
+        return lines
+    decoder, values, i = json.JSONDecoder(), [], 0
+    try:
+        while i < len(text):
+            if text[i].isspace():
+                i += 1
+                continue
+            value, i = decoder.raw_decode(text, i)
+            values.append(value)
+    except ValueError:  # a line cut by a kill or edited: the lines as they are, each judged by its reader
+        return lines
+    return [json_text(v) + "\n" for v in values]
+
+
+def _json_line(line):
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
+
+
 def started(out_dir):
     """How the run in out_dir started, from the first line of its log.jsonl: init_from and, for a conversion that
     tied V to K, convert_method ({} where the log cannot say). A resume before 0f1ca57 saved init_from 'resume' in
@@ -859,7 +888,7 @@ def started(out_dir):
     run ("nothing to do"), and the conversion's own command was told the checkpoint had another convert_method."""
     try:
         with open(os.path.join(out_dir, "log.jsonl"), encoding="utf-8-sig") as f:  # a BOM: saved by a Windows editor
-            first = json.loads(f.readline())
+            first = json.loads((log_lines(f.read()) or [""])[0])
     except (OSError, ValueError):
         return {}
     if not isinstance(first, dict) or first.get("iter") != 0:  # a log begun by a resume, or not train.py's
@@ -954,7 +983,7 @@ def read_log(out_dir, last=None):
     present(path)
     try:
         with open(path, encoding="utf-8-sig", errors="replace") as f:  # its first line "no log entry" after a BOM
-            lines = f.readlines()
+            lines = log_lines(f.read())
     except OSError as e:
         raise SystemExit(f"{path} cannot be read ({e.strerror}); it holds the run's validation curve: restore it, or "
                          f"delete {out_dir} and train that run again.") from None

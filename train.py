@@ -54,8 +54,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
 from checkpoint import (atomic_write, dangling, eval_batches, file_above, guard_assets, json_text, load_checkpoint,
-                        load_json, lock_held, masked, masked_file, missing_dirs, open_data, other_data, perplexity,
-                        remove_empty, save_checkpoint, scored_tokens, space_fix, tokens, unlocked, unreadable)
+                        load_json, lock_held, log_lines, masked, masked_file, missing_dirs, open_data, other_data,
+                        perplexity, remove_empty, save_checkpoint, scored_tokens, space_fix, tokens, unlocked,
+                        unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, missing_device,
                           open_files_fix, out_of_memory, range_error, tolerant_output)
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, conversion_note, convert_state_dict, exact_fit,
@@ -1058,7 +1059,7 @@ def open_log():
         # UTF-8 with or without a BOM: saved by a Windows editor, its first line (the run's start, which
         # checkpoint.started reads) was no JSON to before_checkpoint and went without a word
         with open(path, encoding="utf-8-sig", errors="replace") as f:
-            kept = "".join(line for line in f if before_checkpoint(line))
+            kept = "".join(line for line in log_lines(f.read()) if before_checkpoint(line))
         # by rename, then appended to: truncated and refilled in place, a kill between the two (or a Ctrl-C in the
         # first evaluation, while the refill sat in a buffer) emptied the log. A log linked here from another run
         # is replaced by this run's own file, not written through the link into that run's

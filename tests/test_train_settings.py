@@ -1108,6 +1108,21 @@ def test_a_log_saved_by_a_windows_editor_keeps_its_first_line_on_resume(finished
     assert kept[:len(before)] == before and kept[len(before)]["iter"] == 2 and kept[-1]["iter"] == 4
 
 
+def test_a_log_pretty_printed_by_jq_keeps_its_entries_on_resume(finished, data_dir, tmp_path):
+    # `jq . log.jsonl` saved back spreads each entry over lines, none JSON alone: a resume dropped them all without a
+    # word (the curve before its checkpoint lost for good), read_log told the studies to delete line 1 ("{")
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    lines = (out / "log.jsonl").read_text().splitlines()
+    (out / "log.jsonl").write_text("".join(json.dumps(json.loads(line), indent=2) + "\n" for line in lines))
+    assert checkpoint.started(out) == {"init_from": "scratch"}
+    assert [json.loads(line) for line in lines] == checkpoint.read_log(out)
+    train(data_dir, out, "--init_from=resume", "--max_iters=4")
+    kept = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    before = [e for e in map(json.loads, lines) if e["iter"] < 2]  # those before the checkpoint (iteration 2) stay
+    assert before and kept[:len(before)] == before and kept[len(before)]["iter"] == 2 and kept[-1]["iter"] == 4
+
+
 def test_a_log_a_resume_cannot_read_is_refused_before_training(finished, data_dir, tmp_path, monkeypatch):
     # a log.jsonl this user can write but not read (mode 200; as root, refused by hand) was open_log's
     # PermissionError traceback, where mode 000 had been told "read-only ... make it writable", which led there
