@@ -852,6 +852,17 @@ def special(path):
     return f"a link to {os.readlink(path)!r}, {what}" if os.path.islink(path) else what
 
 
+def log_text(path):
+    """The text of a JSON-lines file (log.jsonl, a study's times.jsonl): UTF-8 with or without a BOM, bytes that are
+    no UTF-8 (a disk error) replaced, each line then judged by its reader. One sentence where it was saved again as
+    UTF-16 (PowerShell 5): every line was no JSON, and a resume dropped them all without a word."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if hint := utf16(data):
+        raise SystemExit(f"{path} is not UTF-8{hint}.")
+    return data.decode("utf-8-sig", errors="replace")
+
+
 def log_lines(text):
     """log.jsonl's text as its lines, one entry a line as train.py writes them. A log pretty-printed and saved back
     (`jq . log.jsonl`) spreads each entry over lines, none of them JSON alone: a resume dropped every one without a
@@ -887,9 +898,8 @@ def started(out_dir):
     place of the run's start, and the resume command's convert_method: a scratch command then matched a converted
     run ("nothing to do"), and the conversion's own command was told the checkpoint had another convert_method."""
     try:
-        with open(os.path.join(out_dir, "log.jsonl"), encoding="utf-8-sig") as f:  # a BOM: saved by a Windows editor
-            first = json.loads((log_lines(f.read()) or [""])[0])
-    except (OSError, ValueError):
+        first = json.loads((log_lines(log_text(os.path.join(out_dir, "log.jsonl"))) or [""])[0])
+    except (OSError, ValueError, SystemExit):  # SystemExit: UTF-16, which the resume itself refuses
         return {}
     if not isinstance(first, dict) or first.get("iter") != 0:  # a log begun by a resume, or not train.py's
         return {}
@@ -982,8 +992,7 @@ def read_log(out_dir, last=None):
     path = os.path.join(out_dir, "log.jsonl")
     present(path)
     try:
-        with open(path, encoding="utf-8-sig", errors="replace") as f:  # its first line "no log entry" after a BOM
-            lines = log_lines(f.read())
+        lines = log_lines(log_text(path))  # its first line "no log entry" after a BOM, every line in UTF-16
     except OSError as e:
         raise SystemExit(f"{path} cannot be read ({e.strerror}); it holds the run's validation curve: restore it, or "
                          f"delete {out_dir} and train that run again.") from None

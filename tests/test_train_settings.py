@@ -1123,6 +1123,21 @@ def test_a_log_pretty_printed_by_jq_keeps_its_entries_on_resume(finished, data_d
     assert before and kept[:len(before)] == before and kept[len(before)]["iter"] == 2 and kept[-1]["iter"] == 4
 
 
+def test_a_log_saved_again_as_utf16_is_refused_before_a_resume_drops_it(finished, data_dir, tmp_path):
+    # PowerShell 5's `Get-Content log.jsonl > log.jsonl` writes UTF-16: no line was JSON, and a resume dropped them all
+    # without a word (the curve before the checkpoint lost for good); read_log told the studies to delete line 1
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    saved = (out / "log.jsonl").read_text().encode("utf-16")
+    (out / "log.jsonl").write_bytes(saved)
+    sentence = f"{out}/log.jsonl is not UTF-8; it is UTF-16 (it starts with UTF-16's byte order mark): convert it"
+    with pytest.raises(SystemExit, match=re.escape(sentence)):
+        checkpoint.read_log(out)
+    r = train(data_dir, out, "--init_from=resume", "--max_iters=4", check=False)
+    assert r.returncode == 1 and sentence in r.stderr and "Traceback" not in r.stderr
+    assert (out / "log.jsonl").read_bytes() == saved and torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 2
+
+
 def test_a_log_a_resume_cannot_read_is_refused_before_training(finished, data_dir, tmp_path, monkeypatch):
     # a log.jsonl this user can write but not read (mode 200; as root, refused by hand) was open_log's
     # PermissionError traceback, where mode 000 had been told "read-only ... make it writable", which led there
