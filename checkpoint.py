@@ -175,6 +175,14 @@ def inputs_sha1(fingerprint, as_given=False):
     return hashlib.sha1(json.dumps(fingerprint if as_given else strict(fingerprint)).encode()).hexdigest()
 
 
+def earlier_sha1s(fingerprint):
+    """The digests versions before 247ba46 recorded for these inputs (inputs_sha1 as_given), made under a UTF-8
+    locale or under LC_ALL=C PYTHONUTF8=0, which gave each non-ASCII byte of a name as a surrogate: a dataset made
+    there from préface.txt, asked again under a UTF-8 locale, was "the input files changed ... delete it"."""
+    c_locale = [(os.fsencode(f[0]).decode("ascii", "surrogateescape"), *f[1:]) for f in fingerprint]
+    return tuple(inputs_sha1(f, as_given=True) for f in (fingerprint, c_locale))
+
+
 def sizes_only(meta):
     """The fingerprint of meta's local input files as prepare_slimpajama.py wrote it before ea7da02 (names, splits
     and sizes, no modification times), or None: a checkpoint of that time, its data prepared again from the same
