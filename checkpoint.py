@@ -408,6 +408,14 @@ def utf16(data, whole=True):
     '': Windows' PowerShell 5 writes `>` so, and "not UTF-8 ... give a text file" said nothing of what it is.
     whole=False: data is a file's first bytes only (prepare's not_text), whose cut may split a last pair too."""
     head = data[:1 << 20]  # the check of a large file's first MiB: its cut may split a last pair, nothing more
+    # UTF-32's mark begins as UTF-16's does (PowerShell 5's -Encoding UTF32): "iconv -f UTF-16" made of it text with
+    # a NUL after each character
+    if data[:4] in (b"\xff\xfe\0\0", b"\0\0\xfe\xff") and not len(data) % 4:
+        try:
+            head[:len(head) - len(head) % 4].decode("utf-32")
+            return "; it is UTF-32 (it starts with UTF-32's byte order mark): convert it, e.g. iconv -f UTF-32 -t UTF-8"
+        except UnicodeDecodeError:
+            pass
     if data[:2] not in (b"\xff\xfe", b"\xfe\xff") or len(data) % 2:  # UTF-16 is whole 2-byte units
         return ""
     try:
