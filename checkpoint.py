@@ -1050,6 +1050,10 @@ def read_table(path, columns, text=(), ints=(),
             reader = csv.DictReader(f)
             rows, header = list(reader), reader.fieldnames or []
     except (OSError, UnicodeDecodeError, csv.Error) as e:
+        # saved again as UTF-16 (a spreadsheet's "Unicode text", PowerShell 5): iconv mends it, as meta.json is told;
+        # e.object is the text's first chunk (8 KiB), whose cut may split a pair
+        if isinstance(e, UnicodeDecodeError) and (hint := utf16(e.object, whole=len(e.object) < 8192)):
+            raise SystemExit(f"{path} is not UTF-8{hint}.") from None
         raise SystemExit(f"{path} cannot be read as a CSV ({type(e).__name__}); {fix}.") from None
     absent = [c for c in columns if c not in header]
     if absent or not rows:

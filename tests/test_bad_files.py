@@ -458,6 +458,14 @@ def test_json_and_tables_saved_by_a_windows_editor_or_a_spreadsheet_read_as_writ
     (tmp_path / "t.csv").write_bytes(b"\xef\xbb\xbf" + table.replace("\n", "\r\n").encode())
     assert checkpoint.read_table(str(tmp_path / "t.csv"), ["variant", "seed", "length", "loss"], text=["variant"]) == \
         [{"variant": "qkv rope", "seed": "1337", "length": "256", "loss": "1.5"}]
+    # a table saved as UTF-16 (a spreadsheet's "Unicode text", PowerShell 5) was "cannot be read as a CSV
+    # (UnicodeDecodeError); restore it", for a file iconv converts back, as meta.json is told; a long one too
+    for rows in (1, 400):
+        (tmp_path / "t.csv").write_text(table + "qkv rope,1337,256,1.5\n" * rows, encoding="utf-16")
+        with pytest.raises(SystemExit) as e:
+            checkpoint.read_table(str(tmp_path / "t.csv"), ["variant", "seed", "length", "loss"], text=["variant"])
+        assert str(e.value) == (f"{tmp_path / 't.csv'} is not UTF-8; it is UTF-16 (it starts with UTF-16's byte order "
+                                f"mark): convert it, e.g. iconv -f UTF-16 -t UTF-8.")
 
 
 def test_prepare_asked_again_under_another_locale_is_the_same_dataset(tmp_path, capsys):
