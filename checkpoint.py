@@ -419,10 +419,15 @@ def utf16(data, whole=True):
     if data[:2] not in (b"\xff\xfe", b"\xfe\xff") or len(data) % 2:  # UTF-16 is whole 2-byte units
         return ""
     try:
-        head.decode("utf-16")
+        text = head.decode("utf-16")
     except UnicodeDecodeError as e:  # binary bytes after a BOM-like start (b"\xff\xfe\x00..."): not UTF-16 either
         if whole and len(head) == len(data) or e.start < len(head) - 4:
             return ""
+        text = head[:e.start].decode("utf-16")
+    # FF FE glued before UTF-8 text pairs its bytes into CJK characters, which iconv would make of it: text in
+    # UTF-16 holds some ASCII (a newline at least: PowerShell's `>` ends each line with CRLF)
+    if not re.search("[\0-\x7f]", text):
+        return ""
     return "; it is UTF-16 (it starts with UTF-16's byte order mark): convert it, e.g. iconv -f UTF-16 -t UTF-8"
 
 
