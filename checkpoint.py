@@ -888,7 +888,8 @@ def log_lines(text):
     """log.jsonl's text as its lines, one entry a line as train.py writes them. A log pretty-printed and saved back
     (`jq . log.jsonl`) spreads each entry over lines, none of them JSON alone: a resume dropped every one without a
     word (the curve before its checkpoint and the conversion's line lost for good), read_log told the studies to
-    delete line 1. Such a text, JSON values from end to end, is its entries again, each on its line."""
+    delete line 1. Such a text, JSON values from end to end (or one array of them, `jq -s .`), is its entries again,
+    each on its line."""
     lines = text.splitlines(keepends=True)
     if all(_json_line(line) for line in lines):
         return lines
@@ -902,15 +903,17 @@ def log_lines(text):
             values.append(value)
     except ValueError:  # a line cut by a kill or edited: the lines as they are, each judged by its reader
         return lines
+    if len(values) == 1 and isinstance(values[0], list):  # slurped into one array (`jq -s .`): its entries
+        values = values[0]
     return [json_text(v) + "\n" for v in values]
 
 
 def _json_line(line):
+    """Whether line is one JSON object, as each of a log's is (an array on one line: `jq -cs .`)."""
     try:
-        json.loads(line)
+        return isinstance(json.loads(line), dict)
     except ValueError:
         return False
-    return True
 
 
 def started(out_dir):

@@ -1114,6 +1114,11 @@ def test_a_log_pretty_printed_by_jq_keeps_its_entries_on_resume(finished, data_d
     out = tmp_path / "out"
     shutil.copytree(finished, out)
     lines = (out / "log.jsonl").read_text().splitlines()
+    # slurped into one array (`jq -s .`, `jq -cs .` on one line): the same
+    for indent in (2, None):
+        (out / "log.jsonl").write_text(json.dumps([json.loads(line) for line in lines], indent=indent) + "\n")
+        assert checkpoint.started(out) == {"init_from": "scratch"}
+        assert [json.loads(line) for line in lines] == checkpoint.read_log(out)
     (out / "log.jsonl").write_text("".join(json.dumps(json.loads(line), indent=2) + "\n" for line in lines))
     assert checkpoint.started(out) == {"init_from": "scratch"}
     assert [json.loads(line) for line in lines] == checkpoint.read_log(out)
