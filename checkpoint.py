@@ -175,6 +175,14 @@ def inputs_sha1(fingerprint, as_given=False):
     return hashlib.sha1(json.dumps(fingerprint if as_given else strict(fingerprint)).encode()).hexdigest()
 
 
+def earlier_sha1s(fingerprint):
+    """The digests versions before 247ba46 recorded for these inputs (inputs_sha1 as_given), made under a UTF-8
+    locale or under LC_ALL=C PYTHONUTF8=0, which gave each non-ASCII byte of a name as a surrogate: a dataset made
+    there from préface.txt, asked again under a UTF-8 locale, was "the input files changed ... delete it"."""
+    c_locale = [(os.fsencode(f[0]).decode("ascii", "surrogateescape"), *f[1:]) for f in fingerprint]
+    return tuple(inputs_sha1(f, as_given=True) for f in (fingerprint, c_locale))
+
+
 def sizes_only(meta):
     """The fingerprint of meta's local input files as prepare_slimpajama.py wrote it before ea7da02 (names, splits
     and sizes, no modification times), or None: a checkpoint of that time, its data prepared again from the same
@@ -417,13 +425,26 @@ def utf16(data, whole=True):
     '': Windows' PowerShell 5 writes `>` so, and "not UTF-8 ... give a text file" said nothing of what it is.
     whole=False: data is a file's first bytes only (prepare's not_text), whose cut may split a last pair too."""
     head = data[:1 << 20]  # the check of a large file's first MiB: its cut may split a last pair, nothing more
+    # UTF-32's mark begins as UTF-16's does (PowerShell 5's -Encoding UTF32): "iconv -f UTF-16" made of it text with
+    # a NUL after each character
+    if data[:4] in (b"\xff\xfe\0\0", b"\0\0\xfe\xff") and not len(data) % 4:
+        try:
+            head[:len(head) - len(head) % 4].decode("utf-32")
+            return "; it is UTF-32 (it starts with UTF-32's byte order mark): convert it, e.g. iconv -f UTF-32 -t UTF-8"
+        except UnicodeDecodeError:
+            pass
     if data[:2] not in (b"\xff\xfe", b"\xfe\xff") or len(data) % 2:  # UTF-16 is whole 2-byte units
         return ""
     try:
-        head.decode("utf-16")
+        text = head.decode("utf-16")
     except UnicodeDecodeError as e:  # binary bytes after a BOM-like start (b"\xff\xfe\x00..."): not UTF-16 either
         if whole and len(head) == len(data) or e.start < len(head) - 4:
             return ""
+        text = head[:e.start].decode("utf-16")
+    # FF FE glued before UTF-8 text pairs its bytes into CJK characters, which iconv would make of it: text in
+    # UTF-16 holds some ASCII (a newline at least: PowerShell's `>` ends each line with CRLF)
+    if not re.search("[\0-\x7f]", text):
+        return ""
     return "; it is UTF-16 (it starts with UTF-16's byte order mark): convert it, e.g. iconv -f UTF-16 -t UTF-8"
 
 
@@ -869,15 +890,57 @@ def special(path):
     return f"a link to {os.readlink(path)!r}, {what}" if os.path.islink(path) else what
 
 
+def log_text(path):
+    """The text of a JSON-lines file (log.jsonl, a study's times.jsonl): UTF-8 with or without a BOM, bytes that are
+    no UTF-8 (a disk error) replaced, each line then judged by its reader. One sentence where it was saved again as
+    UTF-16 (PowerShell 5): every line was no JSON, and a resume dropped them all without a word."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if hint := utf16(data):
+        raise SystemExit(f"{path} is not UTF-8{hint}.")
+    return data.decode("utf-8-sig", errors="replace")
+
+
+def log_lines(text):
+    """log.jsonl's text as its lines, one entry a line as train.py writes them. A log pretty-printed and saved back
+    (`jq . log.jsonl`) spreads each entry over lines, none of them JSON alone: a resume dropped every one without a
+    word (the curve before its checkpoint and the conversion's line lost for good), read_log told the studies to
+    delete line 1. Such a text, JSON values from end to end (or one array of them, `jq -s .`), is its entries again,
+    each on its line."""
+    lines = text.splitlines(keepends=True)
+    if all(_json_line(line) for line in lines):
+        return lines
+    decoder, values, i = json.JSONDecoder(), [], 0
+    try:
+        while i < len(text):
+            if text[i].isspace():
+                i += 1
+                continue
+            value, i = decoder.raw_decode(text, i)
+            values.append(value)
+    except ValueError:  # a line cut by a kill or edited: the lines as they are, each judged by its reader
+        return lines
+    if len(values) == 1 and isinstance(values[0], list):  # slurped into one array (`jq -s .`): its entries
+        values = values[0]
+    return [json_text(v) + "\n" for v in values]
+
+
+def _json_line(line):
+    """Whether line is one JSON object, as each of a log's is (an array on one line: `jq -cs .`)."""
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
 def started(out_dir):
     """How the run in out_dir started, from the first line of its log.jsonl: init_from and, for a conversion that
     tied V to K, convert_method ({} where the log cannot say). A resume before 0f1ca57 saved init_from 'resume' in
     place of the run's start, and the resume command's convert_method: a scratch command then matched a converted
     run ("nothing to do"), and the conversion's own command was told the checkpoint had another convert_method."""
     try:
-        with open(os.path.join(out_dir, "log.jsonl"), encoding="utf-8-sig") as f:  # a BOM: saved by a Windows editor
-            first = json.loads(f.readline())
-    except (OSError, ValueError):
+        first = json.loads((log_lines(log_text(os.path.join(out_dir, "log.jsonl"))) or [""])[0])
+    except (OSError, ValueError, SystemExit):  # SystemExit: UTF-16, which the resume itself refuses
         return {}
     if not isinstance(first, dict) or first.get("iter") != 0:  # a log begun by a resume, or not train.py's
         return {}
@@ -970,8 +1033,7 @@ def read_log(out_dir, last=None):
     path = os.path.join(out_dir, "log.jsonl")
     present(path)
     try:
-        with open(path, encoding="utf-8-sig", errors="replace") as f:  # its first line "no log entry" after a BOM
-            lines = f.readlines()
+        lines = log_lines(log_text(path))  # its first line "no log entry" after a BOM, every line in UTF-16
     except OSError as e:
         raise SystemExit(f"{path} cannot be read ({e.strerror}); it holds the run's validation curve: restore it, or "
                          f"delete {out_dir} and train that run again.") from None
@@ -1013,6 +1075,10 @@ def read_table(path, columns, text=(), ints=(),
             reader = csv.DictReader(f)
             rows, header = list(reader), reader.fieldnames or []
     except (OSError, UnicodeDecodeError, csv.Error) as e:
+        # saved again as UTF-16 (a spreadsheet's "Unicode text", PowerShell 5): iconv mends it, as meta.json is told;
+        # e.object is the text's first chunk (8 KiB), whose cut may split a pair
+        if isinstance(e, UnicodeDecodeError) and (hint := utf16(e.object, whole=len(e.object) < 8192)):
+            raise SystemExit(f"{path} is not UTF-8{hint}.") from None
         raise SystemExit(f"{path} cannot be read as a CSV ({type(e).__name__}); {fix}.") from None
     absent = [c for c in columns if c not in header]
     if absent or not rows:

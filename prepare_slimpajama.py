@@ -40,9 +40,9 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import numpy as np
 import zstandard
 
-from checkpoint import (atomic_write, dangling, dir_steps, guard_assets, hold_lock, inputs_sha1, largest_token,
-                        load_json, missing_dirs, r50k, remove_empty, remove_leftovers, space_fix, unreadable, utf16,
-                        writable_dir)
+from checkpoint import (atomic_write, dangling, dir_steps, earlier_sha1s, guard_assets, hold_lock, inputs_sha1,
+                        largest_token, load_json, missing_dirs, r50k, remove_empty, remove_leftovers, space_fix,
+                        unreadable, utf16, writable_dir)
 from configurator import Parser, boolean, cli, number
 from convert import hub_problem
 
@@ -601,17 +601,17 @@ def read_json(path, ok=lambda obj: True):
                  f"{os.path.dirname(path)} and start over, or use another --out_dir")
 
 
-def start_state(out_dir, settings, older=None, typed=None):
+def start_state(out_dir, settings, older=(), typed=()):
     """The committed progress to continue from, a fresh one, or None when out_dir already holds this dataset.
-    older: the fingerprint of the same inputs as versions before ea7da02 wrote it (names and sizes only); typed: as
-    versions before inputs_sha1 read names as text wrote it (the same where every name is UTF-8 under UTF-8 mode)."""
+    older: the fingerprints of the same inputs as versions before ea7da02 wrote them (names and sizes only); typed:
+    as versions before inputs_sha1 read names as text wrote them (checkpoint.earlier_sha1s, under either locale)."""
     meta_path, state_path = os.path.join(out_dir, "meta.json"), os.path.join(out_dir, "progress.json")
     for path in (meta_path, state_path):
         if os.path.exists(path):
             old = read_json(path, is_meta if path == meta_path else is_progress)
             diff = [k for k, v in settings.items() if old["settings"].get(k) != v
-                    and not (k == "shards_sha1" and old["settings"].get(k) == typed)]
-            if diff == ["shards_sha1"] and old["settings"]["shards_sha1"] == older:
+                    and not (k == "shards_sha1" and old["settings"].get(k) in typed)]
+            if diff == ["shards_sha1"] and old["settings"]["shards_sha1"] in older:
                 # made by an older version from files of these names and sizes: "the input files changed" was
                 # untrue, and its fix (the same files) met the same refusal; a finished dataset is this one, as that
                 # version would say, but a cut run must not resume into bins of a file edited to the same size
@@ -663,14 +663,14 @@ def prepare(args, log=print):
         (shards, fetch), source = local_shards(args), "local files"
         # size and modification time: an edit that keeps the size must not resume into the old bins
         fingerprint = [(name, split, os.path.getsize(name), os.stat(name).st_mtime_ns) for name, split in shards]
-        older = inputs_sha1([f[:3] for f in fingerprint], as_given=True)  # before ea7da02: no modification times
+        older = earlier_sha1s([f[:3] for f in fingerprint])  # before ea7da02: no modification times
     else:
         (shards, fetch), source = hub_shards(), f"hf://datasets/{HUB_REPO}"
-        fingerprint, older = shards, None
+        fingerprint, older = shards, ()
     settings = {"source": source, "tokenizer": args.tokenizer, "train_tokens": args.train_tokens,
                 "val_tokens": args.val_tokens, "val_fraction": args.val_fraction, "shards": len(shards),
                 "shards_sha1": inputs_sha1(fingerprint)}
-    typed = inputs_sha1(fingerprint, as_given=True)  # as versions before recorded it: their dataset made under
+    typed = earlier_sha1s(fingerprint)  # as versions before recorded it: their dataset made under a UTF-8 locale, or
     # LC_ALL=C from préface.txt is this one, asked again there
     made = len(missing_dirs(args.out_dir))  # --out_dir=a/b/c with no a: 3, all removed by a run that leaves nothing
     writable_dir(args.out_dir, "choose another --out_dir", named=True)
@@ -694,7 +694,7 @@ def remove_levels(folder, levels):
     remove_empty([norm for _, norm in itertools.islice(dir_steps(folder), levels)])
 
 
-def write_dataset(args, settings, tok, shards, fetch, source, log, older=None, new_dir=False, typed=None):
+def write_dataset(args, settings, tok, shards, fetch, source, log, older=(), new_dir=False, typed=()):
     """The bins and meta.json of args.out_dir, resumed from its progress.json when a run was cut short. new_dir:
     how many levels of out_dir (it, its parents) this call made, recorded with a fresh start (a resumed run that
     finds no text removes the folders it began)."""

@@ -54,9 +54,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
 from checkpoint import (atomic_write, dangling, eval_batches, file_above, guard_assets, json_text, load_checkpoint,
-                        load_json, lock_held, masked, masked_file, missing_dirs, open_data, other_data, perplexity,
-                        remove_empty, remove_leftovers, save_checkpoint, scored_tokens, space_fix, tokens, unlocked,
-                        unreadable)
+                        load_json, lock_held, log_lines, log_text, masked, masked_file, missing_dirs, open_data,
+                        other_data, perplexity, remove_empty, remove_leftovers, save_checkpoint, scored_tokens,
+                        space_fix, tokens, unlocked, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, missing_device,
                           open_files_fix, out_of_memory, range_error, tolerant_output)
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, conversion_note, convert_state_dict, exact_fit,
@@ -762,6 +762,8 @@ def claim(f):
         if name == "log.jsonl" and init_from == "resume" and (why := unreadable(path)):
             sys.exit(f"cannot read {path} ({why}), whose lines before the checkpoint a resume keeps; make it "
                      f"readable{'' if os.access(path, os.W_OK) else ' and writable'} or {elsewhere}.")
+        if name == "log.jsonl" and init_from == "resume" and os.path.isfile(path):
+            log_text(path)  # saved again as UTF-16: its lines, each no JSON, were dropped without a word
         if os.path.exists(path) and not os.access(path, os.W_OK):
             masked_file(path)
             sys.exit(f"{path} is read-only (or immutable), and this run would replace it; make it writable or "
@@ -1058,8 +1060,7 @@ def open_log():
     if init_from == "resume" and os.path.exists(path):
         # UTF-8 with or without a BOM: saved by a Windows editor, its first line (the run's start, which
         # checkpoint.started reads) was no JSON to before_checkpoint and went without a word
-        with open(path, encoding="utf-8-sig", errors="replace") as f:
-            kept = "".join(line for line in f if before_checkpoint(line))
+        kept = "".join(line for line in log_lines(log_text(path)) if before_checkpoint(line))
         # by rename, then appended to: truncated and refilled in place, a kill between the two (or a Ctrl-C in the
         # first evaluation, while the refill sat in a buffer) emptied the log. A log linked here from another run
         # is replaced by this run's own file, not written through the link into that run's

@@ -46,8 +46,9 @@ import numpy as np
 import torch
 
 from checkpoint import (atomic_write, check_study_run, data_counts, data_name, eval_batches, hold_lock, load_checkpoint,
-                        new_dirs, open_data, partial_report, present, read_log, read_table, repo_path, reports_free,
-                        save_figure, scored_tokens, together, tokens, train_first, writable_dir)
+                        log_lines, log_text, new_dirs, open_data, partial_report, present, read_log, read_table,
+                        repo_path, reports_free, save_figure, scored_tokens, together, tokens, train_first,
+                        writable_dir)
 from configurator import Parser, cli, run_child
 from convert import convert_state_dict
 from model import GPT, GPTConfig
@@ -119,8 +120,7 @@ def times(s):
         raise SystemExit(f"{path} is a folder, where this study keeps the time of each training run; move it out of "
                          f"the way and run again.")
     # with or without a byte order mark (a Windows editor's): its first line, a run's time, was "not JSON: delete it"
-    with open(path, encoding="utf-8-sig", errors="replace") as f:
-        lines = f.read().splitlines()
+    lines = log_lines(log_text(path))  # a BOM, UTF-16, or pretty-printed by jq: read as checkpoint reads a log
     entries = []
     for n, line in enumerate(lines, 1):
         try:

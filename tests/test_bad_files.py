@@ -458,6 +458,14 @@ def test_json_and_tables_saved_by_a_windows_editor_or_a_spreadsheet_read_as_writ
     (tmp_path / "t.csv").write_bytes(b"\xef\xbb\xbf" + table.replace("\n", "\r\n").encode())
     assert checkpoint.read_table(str(tmp_path / "t.csv"), ["variant", "seed", "length", "loss"], text=["variant"]) == \
         [{"variant": "qkv rope", "seed": "1337", "length": "256", "loss": "1.5"}]
+    # a table saved as UTF-16 (a spreadsheet's "Unicode text", PowerShell 5) was "cannot be read as a CSV
+    # (UnicodeDecodeError); restore it", for a file iconv converts back, as meta.json is told; a long one too
+    for rows in (1, 400):
+        (tmp_path / "t.csv").write_text(table + "qkv rope,1337,256,1.5\n" * rows, encoding="utf-16")
+        with pytest.raises(SystemExit) as e:
+            checkpoint.read_table(str(tmp_path / "t.csv"), ["variant", "seed", "length", "loss"], text=["variant"])
+        assert str(e.value) == (f"{tmp_path / 't.csv'} is not UTF-8; it is UTF-16 (it starts with UTF-16's byte order "
+                                f"mark): convert it, e.g. iconv -f UTF-16 -t UTF-8.")
 
 
 def test_prepare_asked_again_under_another_locale_is_the_same_dataset(tmp_path, capsys):
@@ -476,6 +484,10 @@ def test_prepare_asked_again_under_another_locale_is_the_same_dataset(tmp_path, 
                                                    .encode()).hexdigest()
     (out / "meta.json").write_text(json.dumps(meta))
     P.main([*args, "--input", c_name])
+    assert capsys.readouterr().out.endswith("already holds this dataset; nothing to do\n")
+    # ... and asked under a UTF-8 locale too: "the input files changed ... delete d to start over" (the digest as
+    # given here names é, not the surrogates that version hashed)
+    P.main([*args, "--input", str(tmp_path / "préface.txt")])
     assert capsys.readouterr().out.endswith("already holds this dataset; nothing to do\n")
 
 
@@ -1129,6 +1141,14 @@ def test_retrofit_times_are_appended_whole(tmp_path, monkeypatch):
     saved = (tmp_path / "times.jsonl").read_bytes()  # saved by Notepad: a BOM, CRLF; its first line was "not JSON"
     (tmp_path / "times.jsonl").write_bytes(b"\xef\xbb\xbf" + saved.replace(b"\n", b"\r\n"))
     assert retrofit.times(s) == [{"run": "a", "s": 1.5}, {"run": "b", "s": 2.0}]
+    # pretty-printed by `jq .` and saved back: "a line that is not JSON; delete that line" (every line was one)
+    (tmp_path / "times.jsonl").write_text("".join(json.dumps(json.loads(x), indent=2) + "\n"
+                                                  for x in saved.decode().splitlines()))
+    assert retrofit.times(s) == [{"run": "a", "s": 1.5}, {"run": "b", "s": 2.0}]
+    # saved again as UTF-16 (PowerShell 5): each line was no JSON, "delete that line"
+    (tmp_path / "times.jsonl").write_bytes(saved.decode().encode("utf-16"))
+    with pytest.raises(SystemExit, match=f"^{tmp_path}/times.jsonl is not UTF-8; it is UTF-16 .*iconv"):
+        retrofit.times(s)
     (tmp_path / "times.jsonl").write_bytes(saved)
 
     def dies_midway(path, data):
@@ -2322,14 +2342,13 @@ SWEPT = {
     # train.py's data_meta read them through load_json, each of them swept by its own reader above
     "checkpoint.py:load_json:path": "read_json",
     "checkpoint.py:load_checkpoint:path": "load_checkpoint",
-    "checkpoint.py:started:os.path.join(out_dir, 'log.jsonl')": "started",
-    "checkpoint.py:read_log:path": "read_log",
+    # log.jsonl (read_log, started, train.py's resume) and retrofit's times.jsonl: log_text reads each
+    "checkpoint.py:log_text:path": "read_log",
     "checkpoint.py:read_table:path": "read_table",
     "checkpoint.py:largest_token:path": "open_data train.bin",
     "checkpoint.py:tokens:path": "analyze val.bin",
     "configurator.py:run_file:path": "config file",
     "convert.py:load_gpt2:p": "hub weights",
-    "experiments/retrofit.py:times:path": "retrofit times",
     "experiments/retrofit.py:convert_sources:cached": "retrofit conversions",
     "experiments/scaling.py:check_root_data:data_file(args)": "scaling data",
     "experiments/synthetic.py:read_curve:path": "synthetic curve",
@@ -2342,11 +2361,9 @@ SWEPT = {
     "eval.py:task_data:yaml_path": "eval task YAML",
 }
 # reads only a training run reaches (a resume's log: seconds a cell), each swept by hand in the tests named
-BY_HAND = {
-    "train.py:open_log:path": ("test_train_settings.py", "test_a_damaged_log_is_refused_or_cleaned_before_training",
-                               "test_a_log_a_resume_cannot_read_is_refused_before_training",
-                               "test_a_run_made_of_another_runs_files_writes_its_own_log"),
-}
+# (none now: a resume's log.jsonl is read by checkpoint.log_text, swept as read_log; what the resume keeps of a
+# damaged log is test_train_settings.py's test_a_damaged_log_is_refused_or_cleaned_before_training and those after it)
+BY_HAND = {}
 NOT_USER = {
     "bench.py:measure:os.path.join(stage, name)": "the staging folder this run made and wrote",
     "checkpoint.py:hold_lock:folder": "a folder opened for its lock, not read",

@@ -544,6 +544,22 @@ def test_a_utf16_text_file_is_named_utf16(tmp_path):
     with pytest.raises(SystemExit) as e:
         sample.read_text_file(str(tmp_path / "binary.txt"), "--text=binary.txt", "give a text file")
     assert str(e.value) == "--text=binary.txt: cannot read it as UTF-8 text (invalid start byte); give a text file."
+    # FF FE glued before UTF-8 text (a damaged file, not UTF-16): each pair of its bytes a CJK character, and "convert
+    # it from UTF-16" made that of it
+    for glued in (b"\xff\xfeTo be!", b"\xff\xfe" + '{"tokenizer": "bytes"}\n'.encode()):
+        (tmp_path / "binary.txt").write_bytes(glued)
+        with pytest.raises(SystemExit) as e:
+            sample.read_text_file(str(tmp_path / "binary.txt"), "--text=binary.txt", "give a text file")
+        assert str(e.value) == "--text=binary.txt: cannot read it as UTF-8 text (invalid start byte); give a text file."
+    # UTF-32 (PowerShell 5's -Encoding UTF32) begins with FF FE too: "convert it from UTF-16" made of it a text with a
+    # NUL after each character
+    for codec in ("utf-32", "utf-32-be"):
+        (tmp_path / "prompt.txt").write_bytes(("\ufeff" if codec.endswith("be") else "").encode(codec)
+                                              + "To be".encode(codec))
+        with pytest.raises(SystemExit) as e:
+            sample.read_text_file(str(tmp_path / "prompt.txt"), "--text=prompt.txt", "give a text file")
+        assert "; it is UTF-32 (it starts with UTF-32's byte order mark): convert it, e.g. iconv -f UTF-32 -t UTF-8)" \
+            in str(e.value), str(e.value)
 
 
 def test_a_prompt_file_from_home_is_read_from_home(tmp_path, monkeypatch):

@@ -1108,6 +1108,41 @@ def test_a_log_saved_by_a_windows_editor_keeps_its_first_line_on_resume(finished
     assert kept[:len(before)] == before and kept[len(before)]["iter"] == 2 and kept[-1]["iter"] == 4
 
 
+def test_a_log_pretty_printed_by_jq_keeps_its_entries_on_resume(finished, data_dir, tmp_path):
+    # `jq . log.jsonl` saved back spreads each entry over lines, none JSON alone: a resume dropped them all without a
+    # word (the curve before its checkpoint lost for good), read_log told the studies to delete line 1 ("{")
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    lines = (out / "log.jsonl").read_text().splitlines()
+    # slurped into one array (`jq -s .`, `jq -cs .` on one line): the same
+    for indent in (2, None):
+        (out / "log.jsonl").write_text(json.dumps([json.loads(line) for line in lines], indent=indent) + "\n")
+        assert checkpoint.started(out) == {"init_from": "scratch"}
+        assert [json.loads(line) for line in lines] == checkpoint.read_log(out)
+    (out / "log.jsonl").write_text("".join(json.dumps(json.loads(line), indent=2) + "\n" for line in lines))
+    assert checkpoint.started(out) == {"init_from": "scratch"}
+    assert [json.loads(line) for line in lines] == checkpoint.read_log(out)
+    train(data_dir, out, "--init_from=resume", "--max_iters=4")
+    kept = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    before = [e for e in map(json.loads, lines) if e["iter"] < 2]  # those before the checkpoint (iteration 2) stay
+    assert before and kept[:len(before)] == before and kept[len(before)]["iter"] == 2 and kept[-1]["iter"] == 4
+
+
+def test_a_log_saved_again_as_utf16_is_refused_before_a_resume_drops_it(finished, data_dir, tmp_path):
+    # PowerShell 5's `Get-Content log.jsonl > log.jsonl` writes UTF-16: no line was JSON, and a resume dropped them all
+    # without a word (the curve before the checkpoint lost for good); read_log told the studies to delete line 1
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    saved = (out / "log.jsonl").read_text().encode("utf-16")
+    (out / "log.jsonl").write_bytes(saved)
+    sentence = f"{out}/log.jsonl is not UTF-8; it is UTF-16 (it starts with UTF-16's byte order mark): convert it"
+    with pytest.raises(SystemExit, match=re.escape(sentence)):
+        checkpoint.read_log(out)
+    r = train(data_dir, out, "--init_from=resume", "--max_iters=4", check=False)
+    assert r.returncode == 1 and sentence in r.stderr and "Traceback" not in r.stderr
+    assert (out / "log.jsonl").read_bytes() == saved and torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 2
+
+
 def test_a_log_a_resume_cannot_read_is_refused_before_training(finished, data_dir, tmp_path, monkeypatch):
     # a log.jsonl this user can write but not read (mode 200; as root, refused by hand) was open_log's
     # PermissionError traceback, where mode 000 had been told "read-only ... make it writable", which led there
