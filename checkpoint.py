@@ -907,7 +907,9 @@ def log_lines(text):
     word (the curve before its checkpoint and the conversion's line lost for good), read_log told the studies to
     delete line 1. Such a text, JSON values from end to end (or one array of them, `jq -s .`), is its entries again,
     each on its line."""
-    lines = text.splitlines(keepends=True)
+    # \r alone ends a line as open() read it (an old Mac editor): a resume kept none of such a log's lines, whole
+    # ones end with \n, and dropped every one without a word
+    lines = io.StringIO(text, newline=None).readlines()
     if all(_json_line(line) for line in lines):
         return lines
     decoder, values, i = json.JSONDecoder(), [], 0

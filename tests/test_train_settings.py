@@ -1108,6 +1108,20 @@ def test_a_log_saved_by_a_windows_editor_keeps_its_first_line_on_resume(finished
     assert kept[:len(before)] == before and kept[len(before)]["iter"] == 2 and kept[-1]["iter"] == 4
 
 
+def test_a_log_whose_lines_end_in_cr_alone_keeps_them_on_resume(finished, data_dir, tmp_path):
+    # saved by an editor that ends lines with \r alone (an old Mac's): read as bytes since 678397f, no line ended with
+    # \n, and a resume dropped every one as cut by a kill, without a word (the curve before its checkpoint lost)
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    lines = (out / "log.jsonl").read_text().splitlines()
+    (out / "log.jsonl").write_text("".join(line + "\r" for line in lines))
+    assert [json.loads(line) for line in lines] == checkpoint.read_log(out)
+    train(data_dir, out, "--init_from=resume", "--max_iters=4")
+    kept = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    before = [e for e in map(json.loads, lines) if e["iter"] < 2]  # those before the checkpoint (iteration 2) stay
+    assert before and kept[:len(before)] == before and kept[len(before)]["iter"] == 2 and kept[-1]["iter"] == 4
+
+
 def test_a_log_pretty_printed_by_jq_keeps_its_entries_on_resume(finished, data_dir, tmp_path):
     # `jq . log.jsonl` saved back spreads each entry over lines, none JSON alone: a resume dropped them all without a
     # word (the curve before its checkpoint lost for good), read_log told the studies to delete line 1 ("{")
