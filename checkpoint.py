@@ -28,6 +28,7 @@ Every problem is one sentence naming the file and the fix, raised as SystemExit:
 traceback, and tests catch it.
 """
 
+import bisect
 import contextlib
 import csv
 import errno
@@ -901,30 +902,42 @@ def log_text(path):
     return data.decode("utf-8-sig", errors="replace")
 
 
-def log_lines(text):
+def log_lines(text, numbered=False):
     """log.jsonl's text as its lines, one entry a line as train.py writes them. A log pretty-printed and saved back
     (`jq . log.jsonl`) spreads each entry over lines, none of them JSON alone: a resume dropped every one without a
     word (the curve before its checkpoint and the conversion's line lost for good), read_log told the studies to
     delete line 1. Such a text, JSON values from end to end (or one array of them, `jq -s .`), is its entries again,
-    each on its line."""
+    each on its line. numbered: (the file's line each begins on, the line) pairs, for advice that names a line: an
+    entry's place among them is no line of a reassembled file, and the user was told to delete a good one."""
     # \r alone ends a line as open() read it (an old Mac editor): a resume kept none of such a log's lines, whole
     # ones end with \n, and dropped every one without a word
     lines = io.StringIO(text, newline=None).readlines()
     if all(_json_line(line) for line in lines):
-        return lines
+        return list(enumerate(lines, 1)) if numbered else lines
+    text = "".join(lines)
+    breaks = [m.start() for m in re.finditer("\n", text)]
     decoder, values, i = json.JSONDecoder(), [], 0
     try:
         while i < len(text):
             if text[i].isspace():
                 i += 1
                 continue
-            value, i = decoder.raw_decode(text, i)
-            values.append(value)
+            value, end = decoder.raw_decode(text, i)
+            values.append((bisect.bisect_left(breaks, i) + 1, value, i))
+            i = end
     except ValueError:  # a line cut by a kill or edited: the lines as they are, each judged by its reader
-        return lines
-    if len(values) == 1 and isinstance(values[0], list):  # slurped into one array (`jq -s .`): its entries
-        values = values[0]
-    return [json_text(v) + "\n" for v in values]
+        return list(enumerate(lines, 1)) if numbered else lines
+    if len(values) == 1 and isinstance(values[0][1], list):  # slurped into one array (`jq -s .`): its entries
+        values, i = [], values[0][2] + 1
+        while text[i] != "]":  # the array is JSON: each element, then white space and a comma or its end
+            if text[i].isspace() or text[i] == ",":
+                i += 1
+                continue
+            value, end = decoder.raw_decode(text, i)
+            values.append((bisect.bisect_left(breaks, i) + 1, value, i))
+            i = end
+    entries = [(n, json_text(v) + "\n") for n, v, _ in values]
+    return entries if numbered else [line for _, line in entries]
 
 
 def _json_line(line):
@@ -1035,12 +1048,12 @@ def read_log(out_dir, last=None):
     path = os.path.join(out_dir, "log.jsonl")
     present(path)
     try:
-        lines = log_lines(log_text(path))  # its first line "no log entry" after a BOM, every line in UTF-16
+        lines = log_lines(log_text(path), numbered=True)  # its first line "no log entry" after a BOM, UTF-16
     except OSError as e:
         raise SystemExit(f"{path} cannot be read ({e.strerror}); it holds the run's validation curve: restore it, or "
                          f"delete {out_dir} and train that run again.") from None
     entries = []
-    for n, line in enumerate(lines, 1):
+    for n, line in lines:
         try:
             e = json.loads(line)
         except ValueError:

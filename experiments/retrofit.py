@@ -120,9 +120,9 @@ def times(s):
         raise SystemExit(f"{path} is a folder, where this study keeps the time of each training run; move it out of "
                          f"the way and run again.")
     # with or without a byte order mark (a Windows editor's): its first line, a run's time, was "not JSON: delete it"
-    lines = log_lines(log_text(path))  # a BOM, UTF-16, or pretty-printed by jq: read as checkpoint reads a log
+    lines = log_lines(log_text(path), numbered=True)  # a BOM, UTF-16, or pretty-printed by jq: as read_log reads
     entries = []
-    for n, line in enumerate(lines, 1):
+    for n, line in lines:
         try:
             e = json.loads(line)
         except ValueError:

@@ -1133,6 +1133,22 @@ def test_a_write_refused_for_permission_names_the_folder_to_make_writable_not_fr
     assert os.listdir(tmp_path) == []
 
 
+def test_a_bad_log_entry_is_named_by_its_line_in_the_file(tmp_path):
+    # a log reassembled from its JSON values (pretty-printed by jq, or a blank line before the bad one) was told to
+    # delete the line numbered by the entry's place: a good line of the file, the bad one left
+    good = [{"iter": 0, "val_loss": 5.0}, {"iter": 1, "loss": 4.0}]
+    for text, n in (('{"iter": 0, "val_loss": 5.0}\n\n{"iter": 1, "loss": 4.0}\n5\n', 4),
+                    ("".join(json.dumps(e, indent=2) + "\n" for e in good) + '{\n  "iter": "x"\n}\n', 9),
+                    (json.dumps([*good, {"iter": "x"}], indent=2) + "\n", 10)):
+        (tmp_path / "log.jsonl").write_text(text)
+        with pytest.raises(SystemExit, match=f"^{tmp_path}/log.jsonl, line {n}, is not a log entry of train.py"):
+            checkpoint.read_log(str(tmp_path))
+    s = dict(retrofit.QUICK, root=str(tmp_path))  # retrofit's times.jsonl, read as a log is
+    (tmp_path / "times.jsonl").write_text('{"run": "a", "s": 1.5}\n\n{"run": "b", "s": 2.0}\n{"run": "c"}\n')
+    with pytest.raises(SystemExit, match=f"^{tmp_path}/times.jsonl, line 4, is no time of a training run"):
+        retrofit.times(s)
+
+
 def test_retrofit_times_are_appended_whole(tmp_path, monkeypatch):
     s = dict(retrofit.QUICK, root=str(tmp_path))
     retrofit.add_time(s, "a", 1.5)
