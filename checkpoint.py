@@ -443,10 +443,21 @@ def utf16(data, whole=True):
             return ""
         text = head[:e.start].decode("utf-16")
     # FF FE glued before UTF-8 text pairs its bytes into CJK characters, which iconv would make of it: text in
-    # UTF-16 holds some ASCII (a newline at least: PowerShell's `>` ends each line with CRLF)
-    if not re.search("[\0-\x7f]", text):
+    # UTF-16 holds some ASCII (a newline at least: PowerShell's `>` ends each line with CRLF), or bytes after its
+    # mark that are no UTF-8 (Chinese saved by Notepad as "Unicode", without a newline, was "not text ... as in
+    # UTF-16 text without a byte-order mark")
+    if not re.search("[\0-\x7f]", text) and not _utf8_error(head[2:], whole and len(head) == len(data)):
         return ""
     return "; it is UTF-16 (it starts with UTF-16's byte order mark): convert it, e.g. iconv -f UTF-16 -t UTF-8"
+
+
+def _utf8_error(data, whole):
+    """Whether data is no UTF-8; where it is a file's first bytes only (whole False), a character cut at its end is."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return whole or e.start < len(data) - 3
+    return False
 
 
 def space_fix(e):

@@ -274,6 +274,14 @@ def test_corrupt_and_truncated_zst_and_bad_utf8(tmp_path):
         prepare(tmp_path / "f", *args, "--input", str(utf16))
     assert f"{utf16}:1: not UTF-8 (invalid start byte; it is UTF-16 (it starts with UTF-16's byte order mark)" \
            in str(e.value)
+    # Chinese saved by Notepad as "Unicode", without a newline: no ASCII, so 4570872 took it for FF FE glued before
+    # UTF-8 text, and it was "not text ... as in UTF-16 text without a byte-order mark", of a file that starts with one
+    for codec in ("utf-16", "utf-16-be"):
+        utf16.write_bytes((b"\xfe\xff" if codec.endswith("be") else b"") + "中文的文本。这是一个测试。".encode(codec) * 50)
+        with pytest.raises(SystemExit) as e:
+            prepare(tmp_path / codec, *args, "--input", str(utf16))
+        assert f"{utf16}:1: not UTF-8 (invalid start byte; it is UTF-16 (it starts with UTF-16's byte order mark)" \
+               in str(e.value)
 
 
 def test_a_skip_bad_rerun_that_finds_no_text_removes_the_folder_the_refused_run_began(tmp_path):
