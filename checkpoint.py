@@ -309,10 +309,13 @@ def plain_file(path):
 def remove_leftovers(folder, pattern):
     """Removes the files in folder whose names fullmatch pattern, the temporary files of saves killed before their
     rename, by a writer that holds folder's lock. A folder or FIFO of such a name is no save's: os.remove was an
-    IsADirectoryError traceback (train.lock left in a fresh out_dir)."""
+    IsADirectoryError traceback (train.lock left in a fresh out_dir). One this user cannot remove (another user's, in
+    a folder with the sticky bit; an immutable file) is no save of this writer's either, and stays: os.remove was a
+    PermissionError traceback before the run began."""
     for name in os.listdir(folder):
         if re.fullmatch(pattern, name) and plain_file(os.path.join(folder, name)):
-            os.remove(os.path.join(folder, name))
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(folder, name))
 
 
 def own_temporary(folder, name):

@@ -994,6 +994,23 @@ def test_a_folder_or_fifo_named_like_a_leftover_is_left_alone(tmp_path):
                                             "rope.png.tmp"]
 
 
+def test_a_leftover_this_user_cannot_remove_is_left_alone(tmp_path, monkeypatch):
+    # another user's ckpt.pt.tmp in a folder with the sticky bit (or an immutable one): os.remove was a PermissionError
+    # traceback in train.py and prepare before the run began (train.lock left in a fresh out_dir); as root the modes
+    # do not refuse, so os.remove is made to
+    (tmp_path / "ckpt.pt.tmp").write_bytes(b"theirs")
+    (tmp_path / "ckpt.pt.a1b2c3d4.tmp").write_bytes(b"mine")
+    remove = os.remove
+
+    def denied(path, *a, **k):
+        if os.path.basename(path) == "ckpt.pt.tmp":
+            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), path)
+        remove(path, *a, **k)
+    monkeypatch.setattr(checkpoint.os, "remove", denied)
+    checkpoint.remove_leftovers(str(tmp_path), r"ckpt\.pt\.(.+\.)?tmp")
+    assert os.listdir(tmp_path) == ["ckpt.pt.tmp"]
+
+
 def test_atomic_write_leaves_the_old_file_when_the_writer_dies_midway(tmp_path, monkeypatch):
     path = tmp_path / "results.csv"
     path.write_text("old,complete\n")
