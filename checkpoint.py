@@ -51,7 +51,8 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from configurator import as_text, closed_stream, configure, open_files_fix, stop_signals, stuck
+from configurator import (as_text, closed_stream, configure, lift_limit, memory_limit, open_files_fix, stop_signals,
+                          stuck)
 from model import GPT, GPTConfig
 
 PREFIXES = ("_orig_mod.", "module.")  # torch.compile's and DDP's wrappers: harmless, stripped on load
@@ -926,7 +927,9 @@ def log_lines(text, numbered=False):
     # \r alone ends a line as open() read it (an old Mac editor): a resume kept none of such a log's lines, whole
     # ones end with \n, and dropped every one without a word
     lines = io.StringIO(text, newline=None).readlines()
-    if all(_json_line(line) for line in lines):
+    # train.py's own lines, its first one whole: checking every line here, then decoding the whole text as values
+    # where the last was cut by a kill (the crash a resume is for), took a million-line log 10 s and 1.5 GB
+    if not lines or _json_line(lines[0]):
         return list(enumerate(lines, 1)) if numbered else lines
     text = "".join(lines)
     breaks = [m.start() for m in re.finditer("\n", text)]
@@ -1254,12 +1257,13 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
 
 
 def largest_token(path):
-    """The largest token id of a uint16 bin (None when it is empty), read in pieces of a few MB."""
-    n = os.path.getsize(path) // 2
-    if n == 0:
-        return None
-    data = np.memmap(path, dtype=np.uint16, mode="r", shape=(n,))
-    return max(int(data[i:i + (1 << 22)].max()) for i in range(0, n, 1 << 22))
+    """The largest token id of a uint16 bin (None when it is empty), read in pieces of a few MB: read, not mapped, as
+    train.py reads its windows (a mapping past an address-space cap, ulimit -v, was an ENOMEM traceback)."""
+    top = None
+    with open(path, "rb") as f:
+        while len(piece := f.read(1 << 23)) >= 2:
+            top = max(-1 if top is None else top, int(np.frombuffer(piece, np.uint16, len(piece) // 2).max()))
+    return top
 
 
 def perplexity(nll):
@@ -1309,3 +1313,15 @@ def tokens(data_dir, split):
         return np.memmap(path, dtype=np.uint16, mode="r")
     except PermissionError as e:  # sample.py and analyze read a checkpoint's val.bin without open_data's checks
         raise SystemExit(f"cannot read {path} ({e.strerror}); make it readable for this user.") from None
+    except OSError as e:  # a bin larger than an address-space cap (ulimit -v, as some clusters set): a traceback
+        if e.errno != errno.ENOMEM:
+            raise
+        fix = lift_limit("raise it") if memory_limit() else "free some memory"
+        raise SystemExit(f"cannot map {path} ({os.path.getsize(path):,} bytes) into memory{memory_limit()}; "
+                         f"{fix}, and run again.") from None
+
+
+def token_count(data_dir, split):
+    """The tokens of the split's bin, from its size: train.py reads its windows with pread, so a train.bin larger
+    than an address-space cap (ulimit -v) trains; mapping it whole only to count them was a traceback there."""
+    return os.path.getsize(os.path.join(data_dir, f"{split}.bin")) // 2

@@ -888,9 +888,22 @@ def out_of_memory(e, fix):
         return None
     asked = re.search(r"allocate (\d+) bytes|allocate ([\d.]+ ?[KMGT]i?B)", text, re.I)
     size = (f"{int(asked.group(1)):,} bytes" if asked.group(1) else asked.group(2)) if asked else None
+    ram = physical_memory()
+    if memory_limit() and asked and asked.group(1) and ram and int(asked.group(1)) > ram:  # the CPU allocator's:
+        # beyond the machine, which no lifted ulimit -v serves (--vocab_size=1e12 was told "raise it (ulimit -v
+        # unlimited)")
+        return f"out of memory (asking for {size} more, beyond this machine's {ram:,} bytes of memory); {fix}"
     if memory_limit():
         fix = f"{lift_limit('raise it')}, or {fix}"
     return f"out of memory{f' (asking for {size} more)' if size else ''}{memory_limit()}; {fix}"
+
+
+def physical_memory():
+    """This machine's memory in bytes, or None where the platform does not say (Windows)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def as_text(value):

@@ -46,6 +46,7 @@ except ImportError:
 
 PAPER_TASKS = "hellaswag,piqa,arc_easy,arc_challenge,winogrande"
 NUM_FEWSHOT = 5  # the paper's table is 5-shot
+SEGMENT = 4096  # windows of --text scored at a time: its memory, whatever the text's length
 INSTALL = "eval.py needs lm-evaluation-harness, an optional dependency: pip install -r requirements-eval.txt"
 
 
@@ -171,7 +172,15 @@ def text_perplexity(lm, path, text):
     word_perplexity = exp(-log p / words), byte_perplexity = exp(-log p / bytes), bits_per_byte = -log2 p / bytes.
     -> results in the harness' layout, for table()."""
     ids = [lm.eot] + lm.encode_text(text)  # one document, as the docs say: its bytes all scored, none a separator
-    (logp, _), = lm.score([(ids, 1)])
+    # scored in pieces of SEGMENT windows, cut back from the end as windows() cuts them (the same windows, the same
+    # contexts): all the windows of a 22 MB text at once took 1.2 GB beside its ids, a 200 MB text ran out of memory
+    bs, logp = lm.model.config.block_size, 0.0
+    length = SEGMENT * bs
+    for end in range(len(ids), 1, -length):
+        start = max(1, end - length)
+        begin = max(0, start - bs - 1)  # the context the first window of the piece is fed
+        (lp, _), = lm.score([(ids[begin:end], start - begin)])
+        logp += lp
     words, nbytes = len(text.split()), len(text.encode("utf-8"))
     if not words:  # a ZeroDivisionError below; read_text_file refuses it for --text
         raise ValueError("text holds no words; give a text to measure perplexity on.")

@@ -56,7 +56,7 @@ from torch.utils.checkpoint import checkpoint
 from checkpoint import (atomic_write, dangling, eval_batches, file_above, guard_assets, json_text, load_checkpoint,
                         load_json, lock_held, log_lines, log_text, masked, masked_file, missing_dirs, open_data,
                         other_data, perplexity, remove_empty, remove_leftovers, save_checkpoint, scored_tokens,
-                        space_fix, tokens, unlocked, unreadable)
+                        space_fix, token_count, unlocked, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, missing_device,
                           open_files_fix, out_of_memory, range_error, tolerant_output)
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, conversion_note, convert_state_dict, exact_fit,
@@ -840,7 +840,7 @@ source = load_source() if converting else None
 meta = open_data(data_dir, block_size, gptconf.vocab_size, resuming=init_from == "resume" or converting
                  and source[0].vocab_size == gptconf.vocab_size)
 per_batch = batch_size * block_size  # calibration tokens per calib_batch
-starts = len(tokens(data_dir, "train")) - block_size  # the distinct windows train.bin has to draw them from
+starts = token_count(data_dir, "train") - block_size  # the distinct windows train.bin has to draw them from
 if source and ties_v(source[0], gptconf) and convert_method in ("lstsq", "split") and \
         (too_few := exact_fit(source[0], calib_batches * per_batch)):
     # more calib_batches than train.bin has distinct windows for only draw them again: "set --calib_batches=2" on a
@@ -871,7 +871,7 @@ if master and moved and same("data_dir", config["data_dir"], ckpt["config"].get(
 
 # validation batches per process of val_rows windows each: about eval_tokens, no more than val.bin holds whole
 # (checkpoint.eval_batches, the rule the studies that score train.py's evaluation share)
-val_len = len(tokens(data_dir, "val"))
+val_len = token_count(data_dir, "val")
 val_windows = (val_len - 1) // block_size  # open_data checked there is at least one
 if val_windows < world_size:
     sys.exit(f"{data_dir}/val.bin holds {val_windows} window(s) of block_size {block_size}, fewer than the "

@@ -47,7 +47,7 @@ import torch
 
 from checkpoint import (atomic_write, check_study_run, data_counts, data_name, eval_batches, hold_lock, load_checkpoint,
                         log_lines, log_text, new_dirs, open_data, partial_report, present, read_log, read_table,
-                        repo_path, reports_free, save_figure, scored_tokens, together, tokens, train_first,
+                        repo_path, reports_free, save_figure, scored_tokens, together, token_count, tokens, train_first,
                         writable_dir)
 from configurator import Parser, cli, run_child
 from convert import convert_state_dict
@@ -256,13 +256,13 @@ def val_loss(model, cfg):
     """The validation loss train.py's evaluation reports: the same consecutive windows, the same batches."""
     T = cfg["block_size"]
     # train.py's own rule (one process): a copy of it here wrapped round val.bin after train.py stopped doing so
-    B, n, _ = eval_batches(len(tokens(cfg["data_dir"], "val")), T, cfg["batch_size"], cfg["eval_tokens"])
+    B, n, _ = eval_batches(token_count(cfg["data_dir"], "val"), T, cfg["batch_size"], cfg["eval_tokens"])
     return sum(model(*windows(cfg, "val", (k * B + np.arange(B)) * T))[1].item() for k in range(n)) / n
 
 
 def calibration(cfg, seed, max_iters):
     """The tokens train.py fits a conversion on: calib_batches training batches under the key (seed, max_iters, k)."""
-    data_len = len(tokens(cfg["data_dir"], "train"))
+    data_len = token_count(cfg["data_dir"], "train")
     return torch.cat([windows(cfg, "train", np.random.default_rng([seed, max_iters, k]).integers(
         0, data_len - cfg["block_size"], size=cfg["batch_size"]))[0] for k in range(cfg["calib_batches"])])
 

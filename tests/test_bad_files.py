@@ -2040,6 +2040,28 @@ def test_a_file_this_user_cannot_read_is_named_as_such_not_as_missing_or_corrupt
                            f"this user."
 
 
+def test_a_bin_larger_than_an_address_space_cap_trains_and_is_one_sentence_where_mapped(tmp_path, monkeypatch):
+    # under `ulimit -v` (as some clusters set) below train.bin's size, train.py mapped the whole bin only to count its
+    # tokens (it reads its windows with pread): an OSError ENOMEM traceback before the first step; sample.py and
+    # analyze, which map val.bin, gave the same traceback. A mapping refused for want of memory stands for the cap.
+    make_data(tmp_path / "data")
+    real = np.memmap
+
+    def capped(path, *args, **kwargs):
+        if str(path).endswith(".bin"):
+            raise OSError(errno.ENOMEM, "Cannot allocate memory")
+        return real(path, *args, **kwargs)
+    monkeypatch.setattr(np, "memmap", capped)  # the forked run inherits it
+    train(tmp_path / "data", tmp_path / "out", "--max_iters=1")
+    assert (tmp_path / "out" / "ckpt.pt").exists()
+    with pytest.raises(SystemExit) as e:
+        checkpoint.tokens(str(tmp_path / "data"), "val")
+    size = os.path.getsize(tmp_path / "data" / "val.bin")
+    assert str(e.value) == f"cannot map {tmp_path / 'data' / 'val.bin'} ({size:,} bytes) into memory" \
+        f"{checkpoint.memory_limit()}; {'raise it' if checkpoint.memory_limit() else 'free some memory'}" \
+        f"{' (ulimit -v unlimited)' if checkpoint.memory_limit() else ''}, and run again."
+
+
 def test_rope_redraw_on_other_data_draws_that_data_s_table(tmp_path, monkeypatch, capsys):
     # --redraw --data_dir=MINE drew the tracked figure from assets/rope.csv, Shakespeare's, exit 0: never MINE's
     monkeypatch.chdir(tmp_path)

@@ -596,6 +596,19 @@ def test_out_of_memory_in_a_command_is_one_line_naming_the_fix(error, capsys):
         cli(lambda: (_ for _ in ()).throw(RuntimeError("shapes differ")), "nothing was written.")
 
 
+def test_out_of_memory_beyond_the_machine_is_not_told_to_lift_an_address_space_cap(monkeypatch):
+    # --vocab_size=1e12 under `ulimit -v`: "asking for 512,000,000,000,000 bytes more (this shell's limit ...); raise
+    # it (ulimit -v unlimited), or ...", a lift that serves no allocation larger than the machine
+    import configurator
+    monkeypatch.setattr(configurator, "memory_limit", lambda: " (this shell's limit, ulimit -v, is 3,500,000 KiB)")
+    ram = configurator.physical_memory()
+    asked = 2 * ram + 1
+    error = RuntimeError(f"DefaultCPUAllocator: can't allocate memory: you tried to allocate {asked} bytes.")
+    assert configurator.out_of_memory(error, "train a smaller model") == \
+        f"out of memory (asking for {asked:,} bytes more, beyond this machine's {ram:,} bytes of memory); train a " \
+        f"smaller model"
+
+
 @pytest.mark.parametrize("script, missing", [("train.py", "numpy"), ("sample.py", "torch"), ("bench.py", "torch")])
 def test_a_python_without_the_requirements_is_one_line_naming_the_library(script, missing):
     # another interpreter or a venv not activated: a page of import frames ending in ModuleNotFoundError

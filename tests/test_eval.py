@@ -1,3 +1,4 @@
+import argparse
 import json
 import math
 import os
@@ -369,6 +370,19 @@ def test_a_task_built_without_permission_is_one_sentence_naming_the_fix(tmp_path
         assert str(e.value) == said
 
 
+def test_a_long_text_is_scored_in_pieces_of_the_same_windows(monkeypatch):
+    # all the windows of --text were built at once: a 22 MB text took 1.2 GB beside its ids, 200 MB ran out of memory.
+    # Two windows a piece stand for SEGMENT's 4096; the log-likelihood is the one text's, window for window
+    lm, text = tiny_lm(3), "To be, or not to be, that is the question:\n" * 3  # 130 tokens, block_size 16
+    whole = lm.score([([lm.eot] + list(text.encode()), 1)])[0][0]
+    asked, score = [], lm.score
+    monkeypatch.setattr(lm, "score", lambda requests: asked.extend(requests) or score(requests))
+    monkeypatch.setattr(ev, "SEGMENT", 2)
+    got = ev.text_perplexity(lm, "x.txt", text)["text"]["logprob"]
+    assert got == pytest.approx(whole, rel=1e-6) and len(asked) == 5
+    assert max(len(tokens) for tokens, _ in asked) <= 2 * 16 + 16 + 1
+
+
 def test_text_perplexity_is_the_rolling_log_likelihood_per_word_and_byte(tmp_path, monkeypatch, capsys):
     make_ckpt(tmp_path, BYTES_META)  # block_size 64
     text = "To be, or not to be, that is the question:\n" * 3  # 129 bytes, 30 words
@@ -516,6 +530,7 @@ def test_a_text_file_name_read_outside_utf8_mode_is_its_name():
     class LM:
         eot, encode_text = 0, staticmethod(lambda s: list(s.encode()))
         score = staticmethod(lambda reqs: [(-1.0, False)])
+        model = argparse.Namespace(config=argparse.Namespace(block_size=8))
     assert list(ev.text_perplexity(LM, "d/pr\udcc3\udca9face.txt", "a b")["results"]) == ["préface.txt"]
     assert list(ev.text_perplexity(LM, "pr\udce9face.txt", "a b")["results"]) == ["pr\\xe9face.txt"]  # not UTF-8
 
@@ -534,6 +549,7 @@ def test_a_perplexity_beyond_a_float_is_inf():
     class LM:  # one word of 5000 tokens at 0.2 nats each: exp(1000) overflowed after the work
         eot, encode_text = 0, staticmethod(lambda s: list(s.encode()))
         score = staticmethod(lambda reqs: [(-1000.0, False)])
+        model = argparse.Namespace(config=argparse.Namespace(block_size=8192))  # one piece: one score
     got = ev.text_perplexity(LM, "a.txt", "a" * 5000)["results"]["a.txt"]
     assert got == {"word_perplexity,none": math.inf, "byte_perplexity,none": pytest.approx(math.exp(0.2)),
                    "bits_per_byte,none": pytest.approx(0.2 / math.log(2))}

@@ -1142,6 +1142,16 @@ def test_a_log_pretty_printed_by_jq_keeps_its_entries_on_resume(finished, data_d
     assert before and kept[:len(before)] == before and kept[len(before)]["iter"] == 2 and kept[-1]["iter"] == 4
 
 
+def test_a_long_log_cut_by_a_kill_is_read_as_its_lines_not_decoded_twice(monkeypatch):
+    # every line checked, then the whole text decoded as JSON values because the last line was cut (the crash a
+    # resume is for): a million-line log took 10 s and 1.5 GB on resume; three lines stand for the million here
+    lines = [json.dumps({"iter": i, "loss": 1.0}) + "\n" for i in range(3)] + ['{"iter": 3, "lo']
+    calls = []
+    monkeypatch.setattr(checkpoint, "_json_line", lambda line: calls.append(line) or True)
+    monkeypatch.setattr(checkpoint.json, "JSONDecoder", None)  # the values' decoder is never made
+    assert checkpoint.log_lines("".join(lines)) == lines and len(calls) == 1
+
+
 def test_a_log_saved_again_as_utf16_is_refused_before_a_resume_drops_it(finished, data_dir, tmp_path):
     # PowerShell 5's `Get-Content log.jsonl > log.jsonl` writes UTF-16: no line was JSON, and a resume dropped them all
     # without a word (the curve before the checkpoint lost for good); read_log told the studies to delete line 1
