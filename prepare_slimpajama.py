@@ -701,7 +701,7 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=(), new
     st = start_state(args.out_dir, settings, older, typed)
     meta_path, state_path = os.path.join(args.out_dir, "meta.json"), os.path.join(args.out_dir, "progress.json")
     # a kill in the middle of a write_json: its temporary file, left over (NAME.tmp: the one name before 46d06a2)
-    remove_leftovers(args.out_dir, r"(progress|meta)\.json\.(.+\.)?tmp")
+    remove_leftovers(args.out_dir, r"(progress|meta)\.json\.([a-z0-9_]{8}\.)?tmp")
     if st is None:
         meta = read_json(meta_path, is_meta)
         check_bins(args.out_dir, meta, tok)

@@ -750,11 +750,13 @@ def claim(f):
     try:
         os.remove(tempfile.mkstemp(dir=out_dir, prefix="ckpt.pt.", suffix=".tmp")[1])
     except OSError as e:
+        if open_files_fix(e):  # the open-file limit, which the stop below names: not an out_dir to make writable
+            raise
         sys.exit(f"out_dir {out_dir!r} takes no new file ({e.strerror}), so no checkpoint could be saved there; "
                  f"make it writable or {elsewhere}.")
     # a save killed (SIGKILL) before its rename: a checkpoint-sized leftover (ckpt.pt.tmp: the one name saves had
-    # before ed29ce5)
-    remove_leftovers(out_dir, r"ckpt\.pt\.(.+\.)?tmp")
+    # before ed29ce5; since, mkstemp's 8 characters), and not a file of the user's such as ckpt.pt.old.tmp
+    remove_leftovers(out_dir, r"ckpt\.pt\.([a-z0-9_]{8}\.)?tmp")
     for name in ("ckpt.pt", "log.jsonl"):  # replaced at each save, written from the start: found now, not then
         path = os.path.join(out_dir, name)
         # a resume keeps the lines of the log before its checkpoint (open_log): "make it writable" led to a

@@ -553,12 +553,14 @@ def test_a_kill_while_writing_progress_or_meta_leaves_nothing_behind_after_the_r
     out = tmp_path / "out"
     meta = prepare(out, "--tokenizer=bytes", "--input", src, "--val_fraction=0")
     (out / "progress.json").write_text("{}")
-    (out / "meta.json.k2j_x9.tmp").write_text("{")
-    (out / "progress.json.a1b2c3.tmp").write_text("{")
+    (out / "meta.json.k2j_x9ab.tmp").write_text("{")
+    (out / "meta.json.bak.tmp").write_text("{")  # the user's own, of no write's name: kept
+    (out / "progress.json.a1b2c3d4.tmp").write_text("{")
     (out / "progress.json.tmp").write_text("{")  # the one name this script wrote through before 46d06a2
     (out / "meta.json.tmp").write_text("{")
     assert prepare(out, "--tokenizer=bytes", "--input", src, "--val_fraction=0") == meta
-    assert sorted(os.listdir(out)) == ["meta.json", "train.bin", "val.bin"]
+    assert sorted(os.listdir(out)) == ["meta.json", "meta.json.bak.tmp", "train.bin", "val.bin"]
+    (out / "meta.json.bak.tmp").unlink()
     (out / "meta.json.tmp").mkdir()  # a folder of that name is no kill's: an IsADirectoryError traceback, then
     assert prepare(out, "--tokenizer=bytes", "--input", src, "--val_fraction=0") == meta
     assert sorted(os.listdir(out)) == ["meta.json", "meta.json.tmp", "train.bin", "val.bin"]

@@ -1186,8 +1186,10 @@ def test_a_read_only_file_the_run_would_replace_is_refused_before_training(name,
                                                                             monkeypatch):
     out = tmp_path / "out"
     shutil.copytree(finished, out)  # the folder takes new files, but the resumed run must replace these
-    stale = out / "ckpt.pt.abc123.tmp"  # what a save killed before its rename (SIGKILL) leaves behind
+    stale = out / "ckpt.pt.abc123xy.tmp"  # what a save killed before its rename (SIGKILL) leaves behind
     stale.write_bytes(b"half a checkpoint")
+    own = out / "ckpt.pt.old.tmp"  # the user's own file, of no save's name (mkstemp's 8 characters): it was removed
+    own.write_bytes(b"kept")
     with read_only(out / name):
         msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
                                           "--max_iters=4"])
@@ -1197,6 +1199,7 @@ def test_a_read_only_file_the_run_would_replace_is_refused_before_training(name,
                    f"copy out_dir to a writable place and resume there.")
     assert torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 2
     assert not stale.exists()  # removed under the lock, under which no other run saves here
+    assert own.read_bytes() == b"kept"
 
 
 def test_an_older_versions_leftover_save_is_removed_too(finished, data_dir, tmp_path, monkeypatch):
