@@ -927,10 +927,13 @@ def log_lines(text, numbered=False):
     # \r alone ends a line as open() read it (an old Mac editor): a resume kept none of such a log's lines, whole
     # ones end with \n, and dropped every one without a word
     lines = io.StringIO(text, newline=None).readlines()
+    # blank lines are no entries, as between the values below: "delete line 2" named a blank line, the bad one kept
+    kept = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
+    as_read = kept if numbered else [line for _, line in kept]
     # train.py's own lines, its first one whole: checking every line here, then decoding the whole text as values
     # where the last was cut by a kill (the crash a resume is for), took a million-line log 10 s and 1.5 GB
-    if not lines or _json_line(lines[0]):
-        return list(enumerate(lines, 1)) if numbered else lines
+    if not kept or _json_line(kept[0][1]):
+        return as_read
     text = "".join(lines)
     breaks = [m.start() for m in re.finditer("\n", text)]
     decoder, values, i = json.JSONDecoder(), [], 0
@@ -943,7 +946,7 @@ def log_lines(text, numbered=False):
             values.append((bisect.bisect_left(breaks, i) + 1, value, i))
             i = end
     except ValueError:  # a line cut by a kill or edited: the lines as they are, each judged by its reader
-        return list(enumerate(lines, 1)) if numbered else lines
+        return as_read
     if len(values) == 1 and isinstance(values[0][1], list):  # slurped into one array (`jq -s .`): its entries
         values, i = [], values[0][2] + 1
         while text[i] != "]":  # the array is JSON: each element, then white space and a comma or its end
