@@ -936,26 +936,26 @@ def log_lines(text, numbered=False):
         return as_read
     text = "".join(lines)
     breaks = [m.start() for m in re.finditer("\n", text)]
-    decoder, values, i = json.JSONDecoder(), [], 0
-    try:
-        while i < len(text):
-            if text[i].isspace():
+    decoder = json.JSONDecoder()
+
+    def values_from(i, between="", last=None):
+        """(line, value, offset) of each JSON value from offset i on, with white space and `between` around them,
+        up to the character `last` or the end."""
+        values = []
+        while i < len(text) and text[i] != last:
+            if text[i].isspace() or text[i] in between:
                 i += 1
                 continue
             value, end = decoder.raw_decode(text, i)
             values.append((bisect.bisect_left(breaks, i) + 1, value, i))
             i = end
+        return values
+    try:
+        values = values_from(0)
     except ValueError:  # a line cut by a kill or edited: the lines as they are, each judged by its reader
         return as_read
     if len(values) == 1 and isinstance(values[0][1], list):  # slurped into one array (`jq -s .`): its entries
-        values, i = [], values[0][2] + 1
-        while text[i] != "]":  # the array is JSON: each element, then white space and a comma or its end
-            if text[i].isspace() or text[i] == ",":
-                i += 1
-                continue
-            value, end = decoder.raw_decode(text, i)
-            values.append((bisect.bisect_left(breaks, i) + 1, value, i))
-            i = end
+        values = values_from(values[0][2] + 1, ",", "]")  # valid JSON: its elements, commas between, up to its end
     entries = [(n, json_text(v) + "\n") for n, v, _ in values]
     return entries if numbered else [line for _, line in entries]
 
