@@ -38,7 +38,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from checkpoint import ASSETS, atomic_write, guard_assets, hold_out, new_dirs, save_figure, together, writable_dir
+from checkpoint import (ASSETS, atomic_write, guard_assets, hold_out, new_dirs, save_figure, say_wrote, together,
+                        writable_dir)
 from configurator import Parser, cli, compile_failure, run_file
 from model import GPT, SOURCES, GPTConfig
 from sample import check_device
@@ -85,13 +86,13 @@ def write_csv(path, rows):
     w.writeheader()
     w.writerows(rows)
     atomic_write(path, f.getvalue())
-    print(f"wrote {path}")
+    say_wrote(path)
 
 
 def save_fig(fig, path):
     save_figure(fig, path, dpi=120, bbox_inches="tight")
     plt.close(fig)
-    print(f"wrote {path}")
+    say_wrote(path)
 
 
 def style(i, fields):
@@ -620,7 +621,7 @@ def bench_memory(args, device):
              f"--grad_ckpt=True) or no.")
     atomic_write(path, intro + "\n\n| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
                  + "".join("| " + " | ".join(str(x) for x in r) + " |\n" for r in table))
-    print(f"wrote {path}")
+    say_wrote(path)
 
 
 # -----------------------------------------------------------------------------

@@ -244,6 +244,7 @@ def new_dirs(*folders):
 
 
 _together = None  # [(temporary, path)] while together() holds the files of one result back
+_wrote = []  # the `wrote PATH` lines of the files together() holds back, printed once they are in place
 _held = {}  # {temporary file: a descriptor holding its lock} while atomic_write's files wait for their rename
 
 
@@ -264,12 +265,22 @@ def together():
             while pending:
                 os.replace(*pending[0])
                 release(pending.pop(0)[0])
+        for line in _wrote:
+            print(line)
     finally:
         _together = None
+        _wrote.clear()
         for tmp, _ in pending:
             with contextlib.suppress(OSError):
                 os.remove(tmp)
             release(tmp)
+
+
+def say_wrote(path):
+    """Prints `wrote PATH`, inside a together() block once the block's files are in place: printed as each file was
+    written, a result whose later file the disk refused (bench's figure past `ulimit -f`) claimed its CSV, left as
+    it was."""
+    (_wrote.append if _together is not None else print)(f"wrote {path}")
 
 
 @contextlib.contextmanager

@@ -601,6 +601,24 @@ def read_json(path, ok=lambda obj: True):
                  f"{os.path.dirname(path)} and start over, or use another --out_dir")
 
 
+def moved_inputs(meta_path, fingerprint):
+    """(meta.json's shards_sha1,) when it was made from these files in another folder: of the same names, order,
+    sizes and modification times, or (). The fingerprint names each file by its real path, so after `mv project
+    project-old` the quickstart's prepare step was "the input files changed ... delete it", and the train step then
+    refused the checkpoint trained on them as trained on other data."""
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            old = json.load(f)
+        was, mixed = old["settings"]["shards_sha1"], all(split == "mixed" for _, split, *_ in fingerprint)
+        names = old["train_shards"] if mixed else old["val_shards"] + old["train_shards"]
+        if len(names) != len(fingerprint) or any(not isinstance(a, str) or os.path.basename(a) !=
+                                                 os.path.basename(f[0]) for a, f in zip(names, fingerprint)):
+            return ()
+        return (was,) if inputs_sha1([(a, *f[1:]) for a, f in zip(names, fingerprint)]) == was else ()
+    except (OSError, ValueError, KeyError, TypeError):  # no dataset there, or one start_state will name
+        return ()
+
+
 def start_state(out_dir, settings, older=(), typed=()):
     """The committed progress to continue from, a fresh one, or None when out_dir already holds this dataset.
     older: the fingerprints of the same inputs as versions before ea7da02 wrote them (names and sizes only); typed:
@@ -672,6 +690,8 @@ def prepare(args, log=print):
                 "shards_sha1": inputs_sha1(fingerprint)}
     typed = earlier_sha1s(fingerprint)  # as versions before recorded it: their dataset made under a UTF-8 locale, or
     # LC_ALL=C from préface.txt is this one, asked again there
+    if args.input:  # the same files in a folder moved or renamed since (the project's, input.txt in it) are this one
+        typed += moved_inputs(os.path.join(args.out_dir, "meta.json"), fingerprint)
     made = len(missing_dirs(args.out_dir))  # --out_dir=a/b/c with no a: 3, all removed by a run that leaves nothing
     writable_dir(args.out_dir, "choose another --out_dir", named=True)
     for name in ("train.bin", "val.bin", "meta.json", "progress.json"):  # else taken for no file: a traceback later

@@ -538,6 +538,32 @@ def test_a_dataset_an_older_prepare_fingerprinted_by_size_is_this_dataset_or_tol
     assert str(e.value).startswith(f"error: the input files changed since {out} was made from them")
 
 
+def test_a_dataset_whose_folder_was_moved_with_its_inputs_is_this_dataset(tmp_path):
+    # `mv project project-old` (input.txt and data/ inside it): the quickstart's prepare step was "the input files
+    # changed since ... delete it to start over", and the train step then refused the run trained on them
+    for val in (False, True):
+        old, new = tmp_path / f"old{val:d}", tmp_path / f"new{val:d}"
+        old.mkdir()
+        (old / "input.txt").write_text("To be, or not to be, that is the question.\n" * 40)
+        (old / "valid.txt").write_text("Whether 'tis nobler in the mind to suffer.\n" * 4)
+
+        def args(d):
+            return ["--input", str(d / "input.txt")] + (["--val_input", str(d / "valid.txt")] if val else
+                                                        ["--val_fraction=0.1"])
+        meta = prepare(old / "data", *args(old))
+        old.rename(new)
+        digest = tree_digest(new / "data")
+        assert prepare(new / "data", *args(new)) == meta and tree_digest(new / "data") == digest
+        (new / "input.txt").rename(new / "other.txt")  # another name, the same bytes and time: as before, refused
+        with pytest.raises(SystemExit, match="^error: the input files changed since"):
+            prepare(new / "data", *(a.replace("input.txt", "other.txt") for a in args(new)))
+        (new / "other.txt").rename(new / "input.txt")
+        os.utime(new / "input.txt", ns=(0, 0))  # the same name and size, another time: as before, refused
+        with pytest.raises(SystemExit, match="^error: the input files changed since"):
+            prepare(new / "data", *args(new))
+        assert tree_digest(new / "data") == digest
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # checkpoints: refused in one line by every script that reads them, or accepted where harmless
 

@@ -134,6 +134,24 @@ def test_a_compile_that_cannot_work_is_one_sentence_after_the_other_sections(tmp
     assert sorted(os.listdir(tmp_path)) == ["cache_savings.csv", "cache_savings.png"]
 
 
+def test_a_section_the_disk_stops_at_its_figure_claims_no_file(tmp_path, monkeypatch, capsys):
+    # `ulimit -f 100` under --out: the figure refused, the CSV kept its old text, yet `wrote .../cache_savings.csv`
+    # was printed before the figure was tried
+    (tmp_path / "cache_savings.csv").write_text("mine\n")
+    real = bench.save_figure
+
+    def full(fig, path, **kw):
+        raise SystemExit(f"could not write {path} (File too large); the file there is unchanged")
+    monkeypatch.setattr(bench, "save_figure", full)
+    with pytest.raises(SystemExit, match="cache_savings.png"):
+        bench.main(["--what=cache", "--quick", f"--out={tmp_path}"])
+    assert "wrote" not in capsys.readouterr().out and (tmp_path / "cache_savings.csv").read_text() == "mine\n"
+    monkeypatch.setattr(bench, "save_figure", real)
+    bench.main(["--what=cache", "--quick", f"--out={tmp_path}"])
+    out = capsys.readouterr().out
+    assert f"wrote {tmp_path}/cache_savings.csv\nwrote {tmp_path}/cache_savings.png\n" in out
+
+
 def test_the_tracked_run_changes_its_files_together_or_not_at_all(tmp_path, monkeypatch):
     # a full run into assets/ stopped in its last section (decode) left the new tables of the sections before it
     # beside the old ones (the seventh pass)
