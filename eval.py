@@ -30,8 +30,8 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import torch
 import torch.nn.functional as F
 
-from checkpoint import (atomic_write, guard_assets, hold_lock, json_text, new_dirs, outputs_free, perplexity,
-                        present, together, unwritable)
+from checkpoint import (atomic_write, guard_assets, hold_lock, json_text, load_json, new_dirs, outputs_free,
+                        perplexity, present, together, unwritable)
 from configurator import Parser, cli, number
 from convert import hub_reachable
 from sample import (CHECKPOINT_HINTS, CONVERT_HINTS, DTYPES, EOT, add_model_args, check_conversion_args,
@@ -402,6 +402,39 @@ def writable_out(out):
     return out
 
 
+def evaluation(args, tasks=None):
+    """What an evaluation measures, recorded in results.json: the text, or the tasks, shots and limit."""
+    if args.text is not None:
+        return {"text": os.path.abspath(args.text)}
+    return {"tasks": sorted(tasks), "num_fewshot": args.num_fewshot, "limit": args.limit}
+
+
+def other_results(out, what):
+    """One sentence when --out holds the results of another evaluation, which this one would replace: a quick
+    `--limit=10` or `--text` check into out_dir/eval wiped an hours-long 5-shot result without a word. The same
+    evaluation again (of a later checkpoint, another conversion or dtype) replaces its own results, as before; a
+    results.json that cannot be read is replaced too."""
+    path = os.path.join(out, "results.json")
+    try:
+        res = load_json(path)
+        old = res.get("evaluation") or ({"text": res["text"]["path"]} if "text" in res else {})
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return None
+    if "evaluation" in res:
+        same = old == what
+    elif "text" in old:  # written before results.json recorded its evaluation: the path as given, from its folder
+        same = "text" in what and os.path.basename(str(old["text"])) == os.path.basename(what["text"])
+    else:  # older harness results, with no record of their tasks: taken as the same tasks
+        same = "text" not in what
+    if same:
+        return None
+    was = (f"the perplexity of {old['text']}" if "text" in old else
+           f"tasks {','.join(old['tasks'])} ({old['num_fewshot']}-shot, --limit={old['limit']})" if "tasks" in old
+           else "lm_eval tasks")
+    return (f"--out {out} holds the results of another evaluation ({was}), which this one would replace; give "
+            f"another --out to keep both, or remove {shlex.quote(path)} to replace them.")
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.include_path and not os.path.isdir(args.include_path):  # else: "lm_eval knows no task", with no why
@@ -419,6 +452,9 @@ def main(argv=None):
     run_dir = os.path.dirname(args.out_dir) if os.path.isfile(args.out_dir) else args.out_dir
     out = args.out or os.path.join(run_dir, "eval")
     guard_assets(out, False, None)
+    what = evaluation(args, None if args.text is not None else tasks)
+    if why := other_results(out, what):  # before the model and the evaluation: hours of work for a refusal
+        raise SystemExit(why)
     # out_dir's checkpoint or GPT-2, converted if --proj/--n_kv_head say so; its notes ("converted to ...", "nothing
     # to convert") on stderr: stdout is the results table alone, as results.md (`eval.py ... > table.md` began with one)
     with contextlib.redirect_stdout(sys.stderr):
@@ -447,6 +483,7 @@ def main(argv=None):
                                  f"to draw them from (its few-shot split, else its own); lower --num_fewshot.") \
                     from None
         dt = time.time() - t0
+        res["evaluation"] = what  # what was measured, for the next evaluation into this --out (other_results)
         res["checkpoint"] = {"out_dir": args.out_dir, "init_from": args.init_from,
                              "iter_num": getattr(args, "iter_num", None),  # which save of out_dir/ckpt.pt
                              "convert_method": args.convert_method,  # None where load_model tied no V to K

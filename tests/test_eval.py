@@ -750,7 +750,6 @@ def test_a_stop_between_results_json_and_md_leaves_the_old_pair(tmp_path, monkey
     # md, two evaluations in one pair; in a new --out, the json alone
     make_ckpt(tmp_path, BYTES_META)
     (tmp_path / "a.txt").write_text("To be, or not to be, that is the question:\n" * 3)
-    (tmp_path / "b.txt").write_text("Whether 'tis nobler in the mind to suffer\n" * 3)
     monkeypatch.setattr(ev, "hub_reachable", lambda: pytest.fail("asked the network"))
     ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 'a.txt'}", "--device=cpu"])
     before = {p.name: p.read_bytes() for p in (tmp_path / "eval").iterdir()}
@@ -763,6 +762,42 @@ def test_a_stop_between_results_json_and_md_leaves_the_old_pair(tmp_path, monkey
     monkeypatch.setattr(ev, "atomic_write", stopped_at_md)
     for out in (tmp_path / "eval", tmp_path / "new"):
         with pytest.raises(KeyboardInterrupt):
-            ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 'b.txt'}", "--device=cpu", f"--out={out}"])
+            ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 'a.txt'}", "--device=cpu", "--dtype=bfloat16",
+                     f"--out={out}"])  # the same text in another dtype: the same evaluation, which replaces its own
     assert {p.name: p.read_bytes() for p in (tmp_path / "eval").iterdir()} == before
     assert not (tmp_path / "new").exists()
+
+
+def test_an_evaluation_of_other_tasks_or_text_never_replaces_the_results_in_its_out(tmp_path, capsys):
+    # case 52 of the twenty-third pass: a quick --text (or --limit) check into out_dir/eval replaced the results.json
+    # of an hours-long evaluation there without a word
+    make_ckpt(tmp_path, BYTES_META)
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / name).write_text(f"the text of {name}, a few words\n")
+    ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 'a.txt'}", "--device=cpu"])
+    before = {p.name: p.read_bytes() for p in (tmp_path / "eval").iterdir()}
+    with pytest.raises(SystemExit) as e:
+        ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 'b.txt'}", "--device=cpu"])
+    path = tmp_path / "eval" / "results.json"
+    assert str(e.value) == (f"--out {tmp_path / 'eval'} holds the results of another evaluation (the perplexity of "
+                            f"{tmp_path / 'a.txt'}), which this one would replace; give another --out to keep both, "
+                            f"or remove {path} to replace them.")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "eval").iterdir()} == before
+    ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 'b.txt'}", "--device=cpu", f"--out={tmp_path / 'b'}"])
+    ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 'a.txt'}", "--device=cpu", "--dtype=bfloat16"])
+    assert json.loads(path.read_text())["checkpoint"]["dtype"] == "bfloat16"  # the same evaluation replaces its own
+    # tasks: another limit, shot count or task list is another evaluation; the same tasks in another order are not
+    args = argparse.Namespace(text=None, num_fewshot=5, limit=None)
+    path.write_text(json.dumps({"results": {}, "evaluation": ev.evaluation(args, ["hellaswag", "arc_easy"])}))
+    quick = ev.evaluation(argparse.Namespace(text=None, num_fewshot=5, limit=10.0), ["arc_easy", "hellaswag"])
+    assert "(tasks arc_easy,hellaswag (5-shot, --limit=None))" in ev.other_results(str(tmp_path / "eval"), quick)
+    assert ev.other_results(str(tmp_path / "eval"), ev.evaluation(args, ["arc_easy", "hellaswag"])) is None
+    assert ev.other_results(str(tmp_path / "eval"), ev.evaluation(args, ["arc_easy"])) is not None
+    # written before results.json recorded its evaluation: a text's by its file name, the harness' as any tasks
+    path.write_text(json.dumps({"results": {}, "text": {"path": "a.txt"}}))
+    assert ev.other_results(str(tmp_path / "eval"), {"text": str(tmp_path / "a.txt")}) is None
+    assert ev.other_results(str(tmp_path / "eval"), {"text": str(tmp_path / "b.txt")}) is not None
+    assert ev.other_results(str(tmp_path / "eval"), quick) is not None
+    path.write_text(json.dumps({"results": {"arc_easy": {}}}))
+    assert ev.other_results(str(tmp_path / "eval"), quick) is None
+    assert ev.other_results(str(tmp_path / "eval"), {"text": str(tmp_path / "a.txt")}) is not None
