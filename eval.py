@@ -34,8 +34,8 @@ from checkpoint import (atomic_write, guard_assets, hold_lock, json_text, new_di
                         present, together, unwritable, VOCABS)
 from configurator import Parser, cli, number
 from convert import hub_reachable
-from sample import (CHECKPOINT_HINTS, CONVERT_HINTS, DTYPES, EOT, add_model_args, check_conversion_args,
-                    check_device, get_tokenizer, load_model, read_text_file as read_file)
+from sample import (CHECKPOINT_HINTS, CONTEXT_HINTS, CONVERT_HINTS, DTYPES, EOT, add_model_args,
+                    check_conversion_args, check_device, get_tokenizer, load_model, read_text_file as read_file)
 
 try:
     from lm_eval import simple_evaluate
@@ -353,6 +353,8 @@ def get_parser():
     p = Parser(description="Evaluate out_dir/ckpt.pt with lm-evaluation-harness, or its perplexity "
                            "on a local text.", formatter_class=argparse.ArgumentDefaultsHelpFormatter, hints={
                                **CHECKPOINT_HINTS, **CONVERT_HINTS,
+                               **{k: f"{v}: every context is cropped from the left to it" for k, v in
+                                  CONTEXT_HINTS.items()},
                                **dict.fromkeys(("output_path", "output_dir", "output"), (
                                    "the results go to --out (default out_dir/eval); --out_dir is the folder of "
                                    "ckpt.pt"))})
