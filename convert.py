@@ -263,8 +263,12 @@ def check_state(state, model):
     own error lists every key of a state of another config, or of a compiled model's (_orig_mod.)."""
     want = {k: t.shape for k, t in model.state_dict().items()}
     if not (isinstance(state, dict) and all(torch.is_tensor(t) for t in state.values())):
+        # a whole checkpoint was "must be a dict of weights ...; got dict": name what in it is no weight
+        key = next((k for k, t in state.items() if not torch.is_tensor(t)), None) if isinstance(state, dict) else None
+        what = type(state).__name__ if key is None else f"a dict whose {key!r} is {type(state[key]).__name__}"
+        fix = "; pass ckpt['model']" if isinstance(state, dict) and isinstance(state.get("model"), dict) else ""
         raise ValueError(f"state must be a dict of weights (model.state_dict(), a checkpoint's 'model'); got "
-                         f"{type(state).__name__}.")
+                         f"{what}{fix}.")
     bad = next((k for k in {**want, **state} if k not in state or k not in want or state[k].shape != want[k]), None)
     if bad is not None:
         how = ("lacks it" if bad not in state else "holds it, and src_config makes no such weight" if bad not in want

@@ -30,12 +30,12 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import torch
 import torch.nn.functional as F
 
-from checkpoint import (atomic_write, guard_assets, hold_lock, json_text, load_json, new_dirs, outputs_free,
-                        perplexity, present, together, unwritable)
+from checkpoint import (VOCABS, atomic_write, guard_assets, hold_lock, json_text, load_json, new_dirs,
+                        outputs_free, perplexity, present, together, unwritable)
 from configurator import Parser, cli, number
 from convert import hub_reachable
-from sample import (CHECKPOINT_HINTS, CONVERT_HINTS, DTYPES, EOT, add_model_args, check_conversion_args,
-                    check_device, get_tokenizer, load_model, read_text_file as read_file)
+from sample import (CHECKPOINT_HINTS, CONTEXT_HINTS, CONVERT_HINTS, DTYPES, EOT, add_model_args,
+                    check_conversion_args, check_device, get_tokenizer, load_model, read_text_file as read_file)
 
 try:
     from lm_eval import simple_evaluate
@@ -63,6 +63,15 @@ class CheckpointLM(LM):
             raise ValueError(f"dtype must be torch.float32, torch.bfloat16 or torch.float16; got {dtype!r}.")
         if not model.config.causal:
             raise ValueError("the model must be causal (causal=True): a bidirectional one sees the tokens it scores.")
+        # meta None was get_tokenizer's AttributeError; another checkpoint's r50k meta for a byte-level model failed
+        # in the forward as "idx must hold token ids 0 .. 255", which named neither meta nor the mismatch
+        if not isinstance(meta, dict):
+            raise ValueError(f"meta must be the checkpoint's meta dict (ckpt['meta']: its tokenizer and eot_token); "
+                             f"got {type(meta).__name__}.")
+        if VOCABS.get(meta.get("tokenizer"), 0) > model.config.vocab_size:
+            raise ValueError(f"meta names tokenizer {meta['tokenizer']!r} ({VOCABS[meta['tokenizer']]} tokens) for a "
+                             f"model of vocab_size {model.config.vocab_size}; pass the meta of the checkpoint the "
+                             f"model was loaded from.")
         model.eval()
         self.encode, self.decode = get_tokenizer(meta)  # first: it checks meta's eot_token
         self.encode_text = get_tokenizer(meta, special=False)[0]  # --text's: "<|endoftext|>" in it is text
@@ -344,6 +353,8 @@ def get_parser():
     p = Parser(description="Evaluate out_dir/ckpt.pt with lm-evaluation-harness, or its perplexity "
                            "on a local text.", formatter_class=argparse.ArgumentDefaultsHelpFormatter, hints={
                                **CHECKPOINT_HINTS, **CONVERT_HINTS,
+                               **{k: f"{v}: every context is cropped from the left to it" for k, v in
+                                  CONTEXT_HINTS.items()},
                                **dict.fromkeys(("output_path", "output_dir", "output"), (
                                    "the results go to --out (default out_dir/eval); --out_dir is the folder of "
                                    "ckpt.pt"))})

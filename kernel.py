@@ -127,8 +127,9 @@ def check_inputs(q, k_cache, v_cache, lengths, positive_lengths=False):
         raise ValueError(f"v_cache must have k_cache's shape {tuple(k_cache.shape)} (or be None for V = K); "
                          f"got {tuple(v_cache.shape)}.")
     if lengths is not None and (not torch.is_tensor(lengths) or lengths.shape != (B,) or lengths.is_floating_point()
-                                or lengths.is_complex()):  # a list was an AttributeError
-        # float lengths: the kernel cut 3.7 to 3 positions where the reference masks 4, a silent disagreement
+                                or lengths.is_complex() or lengths.dtype == torch.bool):  # a list: AttributeError
+        # float lengths: the kernel cut 3.7 to 3 positions where the reference masks 4, a silent disagreement; a bool
+        # mask was argmin's "does not support bool input"
         raise ValueError(f"lengths must be a [B] = [{B}] integer tensor of valid positions; got "
                          f"{f'{tuple(lengths.shape)} {lengths.dtype}' if torch.is_tensor(lengths) else lengths}.")
     if len({t.device for t in (q, k_cache, v_cache, lengths) if torch.is_tensor(t)}) > 1:  # Triton's own error

@@ -89,11 +89,17 @@ CONVERT_HINTS = {**dict.fromkeys(HEAD_SHARING, "head sharing is "
                  **dict.fromkeys(("tie_kv", "share_kv", "tied_kv", "shared_kv"), "tying V to K is --proj=qk_v, "
                                  "converted on load (--convert_method says how)")}
 
+# the context length under other tools' names, which eval.py pointed at its nearest spellings (--block_size at
+# --batch_size, --context_length at --convert_method): the model's block_size, which no command can change
+CONTEXT_HINTS = dict.fromkeys(("block_size", "context_length", "context_len", "max_length", "max_seq_len", "seq_len",
+                               "n_ctx", "ctx_len"), "the context is the checkpoint's block_size, fixed by its training")
+
 
 def get_parser():
     p = Parser(description="Sample from out_dir/ckpt.pt with the KV cache.",
                formatter_class=argparse.ArgumentDefaultsHelpFormatter, hints={
-                   "prompt": "the prompt is --start (the text, or FILE:path)", **CHECKPOINT_HINTS, **CONVERT_HINTS})
+                   "prompt": "the prompt is --start (the text, or FILE:path)", **CHECKPOINT_HINTS, **CONVERT_HINTS,
+                   **{k: f"{v}; --max_new_tokens is a sample's length" for k, v in CONTEXT_HINTS.items()}})
     p.add_argument("--out_dir", default="out", help="directory holding ckpt.pt")
     p.add_argument("--start", type=prompt, default="\n", help='prompt text, or "FILE:path" to read it from a file; '
                    'an empty prompt starts a new document (default: %(default)r)')

@@ -202,6 +202,13 @@ def test_a_number_with_a_typographic_minus_names_it(capsys):
     ("eval", "--gqa=4", "; head sharing is --n_kv_head (g for GQA-g, 1 for MQA), converted on load"),
     ("sample", "--grouped_query=4", "; head sharing is --n_kv_head (g for GQA-g, 1 for MQA), converted on load"),
     ("sample", "--tie_kv=True", "; tying V to K is --proj=qk_v, converted on load (--convert_method says how)"),
+    # the context length: eval.py pointed --block_size at --batch_size, --context_length at --convert_method
+    ("eval", "--block_size=64", "; the context is the checkpoint's block_size, fixed by its training: every context "
+                                "is cropped from the left to it"),
+    ("eval", "--context_length=64", "; the context is the checkpoint's block_size, fixed by its training: every "
+                                    "context is cropped from the left to it"),
+    ("sample", "--max_length=64", "; the context is the checkpoint's block_size, fixed by its training; "
+                                  "--max_new_tokens is a sample's length"),
     ("sample", "--bogus", ""),
 ])
 def test_an_unknown_option_of_an_argparse_script_names_what_it_is_or_the_nearest(script, arg, said, capsys):

@@ -217,6 +217,9 @@ def test_lstsq_without_calibration_tokens_is_refused():
      "state does not fit src_config at transformer.h.2"),
     (lambda st, dst: convert_state_dict({"_orig_mod." + k: t for k, t in st.items()}, CFG, dst, "k"), "_orig_mod"),
     (lambda st, dst: convert_state_dict(GPT(CFG), CFG, dst, "k"), "state must be a dict"),
+    # the whole checkpoint: "must be a dict of weights ...; got dict", which it is
+    (lambda st, dst: convert_state_dict({"model": dict(st), "iter_num": 5}, CFG, dst, "k"),
+     "got a dict whose 'model' is (OrderedDict|dict); pass ckpt\\['model'\\]\\.$"),
     (lambda st, dst: convert_state_dict(st, CFG, {"proj": "qk_v"}, "k"), "dst_config must be"),
     # a diverged run's weights: LAPACK's error on stderr and torch's "please report a bug" INTERNAL ASSERT
     (lambda st, dst: convert_state_dict({**st, "transformer.h.0.attn.c_attn.weight": torch.full_like(

@@ -72,12 +72,17 @@ def test_loglikelihood_is_the_models_cross_entropy(lm_eval):
     (dict(dtype=torch.int64), "dtype must be torch.float32"),  # float32 under autocast's warning
     (dict(dtype="bfloat16"), "dtype must be torch.float32"),
     (dict(causal=False), "the model must be causal"),  # saw the tokens it scored
+    # no meta was get_tokenizer's AttributeError; an r50k meta for a byte-level model failed in the forward
+    (dict(meta=None), "meta must be the checkpoint's meta dict .*; got NoneType"),
+    (dict(meta={"tokenizer": "r50k_base", "eot_token": 50256, "vocab_size": 50257}),
+     "meta names tokenizer 'r50k_base' \\(50257 tokens\\) for a model of vocab_size 256"),
 ])
 def test_checkpoint_lm_arguments_as_a_library_are_one_sentence(lm_eval, kw, says):
     torch.manual_seed(0)
     model = GPT(GPTConfig(block_size=16, vocab_size=256, n_layer=1, n_head=2, n_embd=16, causal=kw.pop("causal", True)))
+    meta = kw.pop("meta", BYTES_META)
     with pytest.raises(ValueError, match=says):
-        ev.CheckpointLM(model, BYTES_META, **kw)
+        ev.CheckpointLM(model, meta, **kw)
     with pytest.raises(ValueError, match="text holds no words"):  # a ZeroDivisionError
         ev.text_perplexity(tiny_lm(2), "x.txt", "  \n")
     assert ev.CheckpointLM(tiny_lm(2).model, BYTES_META, np.int64(2)).batch_size == 2  # numpy's integers are integers

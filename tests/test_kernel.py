@@ -138,6 +138,8 @@ def test_defaults_scale_and_strided_q():
     ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, None, None, 0.0), "rope_base must be a finite number > 1"),
     # a list was an AttributeError, num_splits 0 a ZeroDivisionError, block_n 48 the interpreter's own error
     ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, [5, 5]), "integer tensor"),
+    # a bool mask (which positions are valid) was argmin's RuntimeError
+    ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, torch.tensor([True, False])), "integer tensor"),
     ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, None, None, None, 0), "num_splits must be an int >= 1"),
     ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, None, None, None, None, 48), "block_n a power of two"),
     # an empty cache gave NaN where the reference gave 0, D = 0 a ZeroDivisionError, a tensor scale the interpreter's
