@@ -9,6 +9,7 @@ import glob
 import importlib
 import os
 import re
+import shlex
 import subprocess
 import sys
 from unittest import mock
@@ -345,12 +346,15 @@ def test_command_line_is_one_line_and_writes_nothing(world, argv, want):
 
 @pytest.mark.parametrize("study", [["experiments.cpu_lm"], ["experiments.retrofit", "--quick"]])
 def test_a_study_without_data_dir_on_gpt2_data_names_byte_level_data(tmp_path, study):
-    # these read config/cpu_lm.py's data/cpu_lm_bytes where they run: here a copy of GPT-2 BPE data
+    # these read config/cpu_lm.py's data/cpu_lm_bytes where they run: here a copy of GPT-2 BPE data; the command
+    # names the repository's prepare_slimpajama.py (`python prepare_slimpajama.py` is not there)
     make_data(tmp_path / "data" / "cpu_lm_bytes", tokenizer="r50k_base", vocab_size=50257)
     r = subprocess.run([sys.executable, "-m", *study], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                        env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT))
+    script = shlex.quote(os.path.join(ROOT, "prepare_slimpajama.py"))
     assert r.returncode == 1 and r.stdout == ""
     assert r.stderr == (f"{study[0]} needs byte-level data (vocab_size 256) and data/cpu_lm_bytes/meta.json records "
                         f"tokenizer 'r50k_base' (vocab_size 50257); prepare byte-level data with "
-                        f"`{BYTES_DATA.format('data/cpu_lm_bytes')}` after moving these away.\n")
+                        f"`{BYTES_DATA.format('data/cpu_lm_bytes').replace('prepare_slimpajama.py', script, 1)}` "
+                        f"after moving these away.\n")
     assert os.listdir(tmp_path) == ["data"]  # no run or report folder before the data is right
