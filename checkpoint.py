@@ -1251,7 +1251,7 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
             else " after moving these away"
         raise SystemExit(f"{study} needs byte-level data (vocab_size {vocab_size}) and {path} records tokenizer "
                          f"{meta.get('tokenizer')!r} (vocab_size {meta['vocab_size']}); prepare byte-level data "
-                         f"with `{BYTES_DATA.format(STUDY_DATA)}`{then}.")
+                         f"with `{command.format(STUDY_DATA)}`{then}.")  # the script's path from here
     if meta["vocab_size"] > vocab_size:
         if resuming:  # the vocabulary is the checkpoint's: no setting can change it now
             raise SystemExit(f"the checkpoint's vocab_size {vocab_size} < tokenizer vocab {meta['vocab_size']} in "

@@ -103,7 +103,12 @@ UNREAD = [("out_dir", lambda a: a.benchmark, "--benchmark prepares into a tempor
           # without --val_input, val.bin is what --val_fraction holds out (--val_tokens=0 beside 0 agrees with it)
           ("val_tokens", lambda a: a.val_tokens and a.input and not a.val_input and a.val_fraction == 0,
            "--val_fraction=0 holds out no document and there is no --val_input, so val.bin stays empty; drop "
-           "--val_tokens, or set --val_fraction above 0")]
+           "--val_tokens, or set --val_fraction above 0"),
+          # a limit stopped the timed run early while the reference encoded every document: a ratio of 0.00x
+          ("train_tokens", lambda a: a.benchmark, "--benchmark times every document, to the end of the inputs; "
+           "drop --train_tokens"),
+          ("val_tokens", lambda a: a.benchmark, "--benchmark times every document, to the end of the inputs; "
+           "drop --val_tokens")]
 
 
 def parse_args(argv):
@@ -864,7 +869,9 @@ def benchmark(args, repeats=3):
             # the throughput of every document, whatever the split: a text too small to hold out a validation
             # document was refused, the benchmark lost with advice on --val_input (no validation split is asked)
             split = {"val_fraction": 0} if args.val_fraction else {}
-            meta = prepare(argparse.Namespace(**{**vars(args), "out_dir": tmp, **split}), log=lambda s: None)
+            # every document, as the reference: the default limits (10B, and 10M of a --val_input) would stop it
+            every = {"train_tokens": 1 << 62, "val_tokens": 1 << 62}
+            meta = prepare(argparse.Namespace(**{**vars(args), "out_dir": tmp, **split, **every}), log=lambda s: None)
             dt, dc = time.time() - t0, time.process_time() - c0
         # the separators are not text: count the same tokens as the reference
         n = meta["train_tokens"] + meta["val_tokens"] - meta["train_documents"] - meta["val_documents"]

@@ -43,7 +43,7 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import torch
 
 from checkpoint import (atomic_write, check_study_run, guard_assets, in_assets, load_checkpoint, new_dirs, other_data,
-                        outputs_free, present, read_json, save_figure, together, tokens, unwritable)
+                        outputs_free, present, read_json, save_figure, script, together, tokens, unwritable)
 from configurator import Parser, as_text, cli, number
 from convert import affine_fit
 from model import GPT, GPTConfig
@@ -51,8 +51,15 @@ from model import GPT, GPTConfig
 ASSET_SOURCE = "out-retrofit/qkv_s1337"  # the checkpoint behind assets/projections.png (experiments/README.md)
 ASSET_COMMAND = f"python -m experiments.analyze --out_dir={ASSET_SOURCE} --out=assets"
 ASSET_ITERS = 600  # that checkpoint finished: experiments/retrofit.py's ITERS
-ASSET_TRAIN = f"python train.py config/cpu_lm.py --seed=1337 --eval_interval=600 --eval_tokens=106496 " \
-              f"--out_dir={ASSET_SOURCE}"  # the command retrofit runs for it (experiments/README.md)
+
+
+def asset_train():
+    """The command retrofit runs for ASSET_SOURCE (experiments/README.md), its train.py and config file named from
+    here: from another folder `python train.py config/cpu_lm.py` is not there."""
+    return (f"python {script('train.py')} {script('config/cpu_lm.py')} --seed=1337 --eval_interval=600 "
+            f"--eval_tokens=106496 --out_dir={ASSET_SOURCE}")
+
+
 PAIR_RULE = ("cosine of the flattened weights, whole matrix (mean over heads in brackets); with GQA/MQA each key "
              "or value head is repeated for the query heads that use it, as attention pairs them")
 
@@ -329,7 +336,7 @@ def main(argv=None):
     if os.path.realpath(args.out_dir) == os.path.realpath(ASSET_SOURCE) and \
             not os.path.lexists(os.path.join(ASSET_SOURCE, "ckpt.pt")):
         raise SystemExit(f"no checkpoint at {ASSET_SOURCE}/ckpt.pt, the retrofit study's seed-1337 source: train it "
-                         f"with `python -m experiments.retrofit` (every run of the study) or `{ASSET_TRAIN}` "
+                         f"with `python -m experiments.retrofit` (every run of the study) or `{asset_train()}` "
                          f"(this one).")
     model, data_dir, iters, tokenizer, meta = load(args.out_dir)
     cfg = model.config

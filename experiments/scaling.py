@@ -23,6 +23,7 @@ a killed run resumes from its checkpoint. The report reads only the CSVs, so it 
 import contextlib
 import csv
 import io
+import json
 import math
 import os
 import shlex
@@ -46,9 +47,9 @@ import numpy as np
 import torch
 
 from checkpoint import (ASSETS, atomic_write, check_study_data, check_study_run, data_counts, data_name,
-                        default_data, guard_assets, hold_lock, load_checkpoint, new_dirs, open_data, present, read_json,
-                        read_log, read_table, repo_path, same_folder, save_figure, scored_tokens, together, tokens,
-                        train_first, writable_dir)
+                        default_data, guard_assets, hold_lock, load_checkpoint, load_json, new_dirs, open_data,
+                        other_data, present, read_json, read_log, read_table, repo_path, same_folder, save_figure,
+                        scored_tokens, together, tokens, train_first, writable_dir)
 from configurator import Parser, child_env, cli, number, stop_children
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
@@ -269,7 +270,7 @@ def train_todo(s, args, todo, running, rows, ana):
             rows.sort(key=lambda r: order.get(key_run(r, s), len(order)))
             write_csv(csv_path, COLUMNS, rows)
             if not tracked(s, args):
-                atomic_write(data_file(args), args.data_dir + "\n")
+                atomic_write(data_file(args), data_line(args.data_dir))
             if new:
                 ana += new
                 write_csv(ana_path, ANALYSIS_COLUMNS, ana)
@@ -299,6 +300,20 @@ def data_file(args):
     return os.path.join(args.root, "scaling_data.txt")
 
 
+def data_line(data_dir):
+    """scaling_data.txt: the folder, then what its meta.json records of the text (token counts, the inputs'
+    fingerprint) as JSON: data_dir prepared again from another text, with the run folders deleted (their rows
+    stay), trained the rest on the new text beside the old rows, exit 0."""
+    try:
+        meta = load_json(os.path.join(data_dir, "meta.json"))
+    except (OSError, ValueError):  # checked by open_data before the runs: gone since
+        meta = {}
+    keep = {k: meta[k] for k in ("train_tokens", "val_tokens") if k in meta}
+    if isinstance(meta.get("settings"), dict) and "shards_sha1" in meta["settings"]:
+        keep["settings"] = {"shards_sha1": meta["settings"]["shards_sha1"]}
+    return f"{data_dir}\n{json.dumps(keep)}\n"
+
+
 def check_root_data(s, args):
     """A table beside its runs (--quick, other data) holds the runs of one data_dir: a run in the table is done,
     so the runs of another --data_dir in that --root were reported as this one's (exit 0, nothing trained)."""
@@ -307,13 +322,21 @@ def check_root_data(s, args):
                  f"it out of the way and run again.")
     if not tracked(s, args) and present(data_file(args)) and os.path.isfile(data_file(args)):
         with open(data_file(args), encoding="utf-8", errors="replace") as f:
-            saved = f.read().strip()
+            saved, _, was = f.read().strip().partition("\n")  # a table before this: the folder alone
         if not saved:  # emptied by hand or a full disk: "give --data_dir=" named no folder
             sys.exit(f"{data_file(args)} names no data_dir (it holds the --data_dir of the runs in --root "
                      f"{args.root}); write that folder into it, or give another --root for {args.data_dir}.")
         if not same_folder(saved, args.data_dir):  # as given: a moved repository keeps it
             sys.exit(f"the table of --root {args.root} holds runs on --data_dir {saved} ({data_file(args)} says so); "
                      f"give {shlex.quote(f'--data_dir={saved}')}, or another --root for {args.data_dir}.")
+        try:
+            was, now = json.loads(was or "{}"), load_json(os.path.join(args.data_dir, "meta.json"))
+        except (OSError, ValueError):  # no data here (a --report needs none), or the line edited: nothing to compare
+            was = now = None
+        if moved := other_data(was, now):
+            sys.exit(f"the table of --root {args.root} holds runs on {args.data_dir} before it was prepared again ("
+                     f"{'; '.join(moved).replace('(checkpoint: ', '(its runs: ')}; {data_file(args)} says so); "
+                     f"prepare the data as it was, or give another --root for the data as it is now.")
     if not tracked(s, args):
         for name in sorted(os.listdir(args.root)):
             path = os.path.join(args.root, name, "ckpt.pt")

@@ -477,10 +477,12 @@ def test_the_tracked_command_before_its_checkpoint_names_the_run_that_trains_it(
     # README's `analyze --out_dir=out-retrofit/qkv_s1337 --out=assets` in a fresh clone was told "train one with
     # train.py", which names no config: that checkpoint is the retrofit study's source
     monkeypatch.chdir(tmp_path)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for extra in (["--out=assets"], []):
         code, _, _ = run_main(capsys, "--out_dir=out-retrofit/qkv_s1337", *extra)
+        # from another folder, the repository's train.py and config by their paths (`python train.py` is not here)
         assert code == ("no checkpoint at out-retrofit/qkv_s1337/ckpt.pt, the retrofit study's seed-1337 source: train "
-                        "it with `python -m experiments.retrofit` (every run of the study) or `python train.py "
-                        "config/cpu_lm.py --seed=1337 --eval_interval=600 --eval_tokens=106496 "
+                        f"it with `python -m experiments.retrofit` (every run of the study) or `python {repo}/train.py "
+                        f"{repo}/config/cpu_lm.py --seed=1337 --eval_interval=600 --eval_tokens=106496 "
                         "--out_dir=out-retrofit/qkv_s1337` (this one).")
         assert list(tmp_path.iterdir()) == []

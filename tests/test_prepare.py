@@ -639,6 +639,21 @@ def test_the_benchmark_counts_a_text_file_as_the_one_document_it_times(tmp_path,
     assert capsys.readouterr().out.startswith("1 documents, 0.0 M characters")
 
 
+def test_the_benchmark_times_every_document_past_the_token_limits(tmp_path, capsys, monkeypatch):
+    # the timed run stopped at --train_tokens (--val_tokens of a --val_input, whose default 10M a local copy of
+    # SlimPajama's validation split passes) while the reference encoded every document: "0.00x" (the 23rd pass)
+    write_jsonl(tmp_path / "a.jsonl", ["hello world"] * 200)
+    write_jsonl(tmp_path / "b.jsonl", ["goodbye"] * 200)
+    args = P.parse_args(["--input", str(tmp_path / "a.jsonl"), "--val_input", str(tmp_path / "b.jsonl"),
+                         "--tokenizer=bytes", "--benchmark"])
+    args.train_tokens = args.val_tokens = 5  # limits the text passes, as a default limit would be
+    made, prepare = [], P.prepare
+    monkeypatch.setattr(P, "prepare", lambda a, log: made.append(prepare(a, log)) or made[-1])
+    P.benchmark(args, repeats=1)
+    assert (made[0]["train_tokens"], made[0]["val_tokens"]) == (2400, 1600)  # every byte and its separator
+    assert capsys.readouterr().out.startswith("400 documents")
+
+
 def test_an_eta_past_a_day_counts_its_hours():
     # strftime("%H:%M:%S", gmtime(...)) wrapped at 24 hours: 30 hours of SlimPajama left read "ETA 06:00:00"
     st = {"next": [0, 0], "tokens": {"train": 0, "val": 0}, "documents": {"train": 0, "val": 0}}
