@@ -804,6 +804,11 @@ def run_main(main, after, oom):
     try:
         try:
             main()
+        except RuntimeError as e:  # a Ctrl-C inside `with torch.device("meta")` (bench's memory section) cut
+            # torch's mode stack, whose exit raised "trying to pop from empty mode stack" over the interrupt
+            if (stop := interrupt_behind(e)) is None:
+                raise
+            raise stop from None
         finally:  # what is still buffered fails here, where it is reported, not at exit (argparse's --help: exit 0)
             sys.stdout.flush()
     except KeyboardInterrupt as e:
@@ -835,6 +840,18 @@ def run_main(main, after, oom):
         except OSError:  # stderr went too
             pass
         raise SystemExit(1) from None
+
+
+def interrupt_behind(e):
+    """The Ctrl-C (SIGTERM, SIGHUP) an error was raised while handling, or None: torch's cleanup that failed during
+    the stop (a context manager's exit) is the stop, not a traceback."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return e
+        seen.add(id(e))
+        e = e.__context__
+    return None
 
 
 def open_files_fix(e):

@@ -842,3 +842,22 @@ def test_arguments_as_an_iterator_are_read_once():
     import sample
     ns, rest = sample.get_parser().parse_known_args(iter(["--out_dir=x", "--num_samples=2"]))
     assert (ns.out_dir, ns.num_samples, rest) == ("x", 2, [])
+
+
+def test_ctrl_c_under_a_cleanup_that_fails_is_the_stop(capsys):
+    # a Ctrl-C inside bench.py's `with torch.device("meta")` cut torch's mode stack, and the block's exit raised
+    # "RuntimeError: trying to pop from empty mode stack" over it: a traceback for a Ctrl-C
+    def main():
+        try:
+            raise KeyboardInterrupt
+        finally:
+            raise RuntimeError("trying to pop from empty mode stack")
+    with pytest.raises(SystemExit) as e:
+        cli(main, "each section that finished wrote its files.")
+    assert e.value.code == 130
+    assert capsys.readouterr().err == "stopped by Ctrl-C; each section that finished wrote its files.\n"
+
+    def broken():
+        raise RuntimeError("a bug")  # no stop behind it: as before
+    with pytest.raises(RuntimeError, match="a bug"):
+        cli(broken, "")
