@@ -437,9 +437,10 @@ def described(old):
     try:
         if "text" in old:
             return f"the perplexity of {old['text']}"
+        if "tasks" not in old:  # older harness results: no record of their tasks
+            return "lm_eval tasks"
         limit = "no --limit" if old["limit"] is None else f"--limit={old['limit']}"
-        return f"tasks {','.join(old['tasks'])} ({old['num_fewshot']}-shot, {limit})" if "tasks" in old else \
-            "lm_eval tasks"
+        return f"tasks {','.join(old['tasks'])} ({old['num_fewshot']}-shot, {limit})"
     except (KeyError, TypeError):  # hand-edited
         return f"recorded as {str(old)[:80]}"
 

@@ -835,3 +835,5 @@ def test_the_same_text_by_a_symlink_or_after_its_folder_moved_is_the_same_evalua
     for hand in ({"tasks": [1, 2]}, {"tasks": ["arc_easy"]}, "hellaswag", {"text": None}):
         path.write_text(json.dumps({"results": {}, "evaluation": hand}))
         assert ev.other_results(str(out), ev.evaluation(args, ["hellaswag"])).startswith(f"--out {out} holds")
+    path.write_text(json.dumps({"results": {"arc_easy": {}}, "config": {}}))  # an older harness result
+    assert "another evaluation (lm_eval tasks)" in ev.other_results(str(out), {"text": "a.txt"})
