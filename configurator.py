@@ -547,10 +547,10 @@ class Parser(argparse.ArgumentParser):
         if arg is None:
             return ""
         key = arg.split("=")[0][2:]
-        if key in self.hints:
-            return f"; {self.hints[key]}"
+        norm = key.replace("-", "_").lower()  # --max-length, as Hugging Face's tools spell it, is --max_length
+        if hint := self.hints.get(key) or self.hints.get(norm):
+            return f"; {hint}"
         names = [o[2:] for a in self._actions for o in a.option_strings if o.startswith("--")]
-        norm = key.replace("-", "_").lower()
         near = [n for n in names if n.lower() == norm] or difflib.get_close_matches(norm, names, n=3, cutoff=0.6)
         return f"; nearest options: {', '.join('--' + n for n in near)}" if near else ""
 

@@ -209,6 +209,10 @@ def test_a_number_with_a_typographic_minus_names_it(capsys):
                                     "context is cropped from the left to it"),
     ("sample", "--max_length=64", "; the context is the checkpoint's block_size, fixed by its training; "
                                   "--max_new_tokens is a sample's length"),
+    ("sample", "--max-length=64", "; the context is the checkpoint's block_size, fixed by its training; "
+                                  "--max_new_tokens is a sample's length"),  # dashes, as Hugging Face's tools write it
+    ("eval", "--Block-Size=64", "; the context is the checkpoint's block_size, fixed by its training: every context "
+                                "is cropped from the left to it"),
     ("sample", "--bogus", ""),
 ])
 def test_an_unknown_option_of_an_argparse_script_names_what_it_is_or_the_nearest(script, arg, said, capsys):
