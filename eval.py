@@ -65,9 +65,13 @@ class CheckpointLM(LM):
             raise ValueError("the model must be causal (causal=True): a bidirectional one sees the tokens it scores.")
         # meta None was get_tokenizer's AttributeError; another checkpoint's r50k meta for a byte-level model failed
         # in the forward as "idx must hold token ids 0 .. 255", which named neither meta nor the mismatch
-        if not isinstance(meta, dict):
+        # the whole checkpoint as meta was "unknown tokenizer None in the checkpoint's meta"; a list as its tokenizer
+        # was VOCABS' "unhashable type"
+        if not isinstance(meta, dict) or "model" in meta or not isinstance(meta.get("tokenizer", ""), str):
+            got = ("the whole checkpoint; pass ckpt['meta']" if isinstance(meta, dict) and "model" in meta else
+                   f"tokenizer {meta['tokenizer']!r}" if isinstance(meta, dict) else type(meta).__name__)
             raise ValueError(f"meta must be the checkpoint's meta dict (ckpt['meta']: its tokenizer and eot_token); "
-                             f"got {type(meta).__name__}.")
+                             f"got {got}.")
         if VOCABS.get(meta.get("tokenizer"), 0) > model.config.vocab_size:
             raise ValueError(f"meta names tokenizer {meta['tokenizer']!r} ({VOCABS[meta['tokenizer']]} tokens) for a "
                              f"model of vocab_size {model.config.vocab_size}; pass the meta of the checkpoint the "

@@ -76,6 +76,10 @@ def test_loglikelihood_is_the_models_cross_entropy(lm_eval):
     (dict(meta=None), "meta must be the checkpoint's meta dict .*; got NoneType"),
     (dict(meta={"tokenizer": "r50k_base", "eot_token": 50256, "vocab_size": 50257}),
      "meta names tokenizer 'r50k_base' \\(50257 tokens\\) for a model of vocab_size 256"),
+    # the whole checkpoint was "unknown tokenizer None in the checkpoint's meta"; a list, "unhashable type"
+    (dict(meta={"model": {}, "model_args": {}, "meta": {}}), "meta must be .*; got the whole checkpoint; pass "
+                                                             "ckpt\\['meta'\\]"),
+    (dict(meta={"tokenizer": ["bytes"], "eot_token": 0}), "meta must be .*; got tokenizer \\['bytes'\\]"),
 ])
 def test_checkpoint_lm_arguments_as_a_library_are_one_sentence(lm_eval, kw, says):
     torch.manual_seed(0)
