@@ -959,6 +959,15 @@ def compile_failure(e, what="--compile=True", off="pass --compile=False"):
                 f"Python in UTF-8 mode (PYTHONUTF8=1, or a UTF-8 locale such as LC_ALL=C.UTF-8), or {off}.")
     if not type(e).__module__.startswith(("torch._dynamo", "torch._inductor")):
         return None
+    # the compiler stopped by the file size limit (ulimit -f) or a full disk: "install a C++ compiler" was the advice
+    # (g++ killed by SIGXFSZ, or inductor's own write refused, wrapped)
+    said = {errno.EFBIG: ("File size limit exceeded", os.strerror(errno.EFBIG)), errno.ENOSPC: (os.strerror(
+        errno.ENOSPC),)}
+    refused = next((n for n, words in said.items() if any(w in str(e) for w in words)), None)
+    if refused:
+        from checkpoint import space_fix  # checkpoint imports this module
+        return (f"{what}: torch.compile's C++ compiler could not write its files ({os.strerror(refused)}); "
+                f"{space_fix(OSError(refused, os.strerror(refused)))}, or {off}.")
     return (f"{what}: torch.compile failed ({why}); it needs a working C++ compiler on CPU (Triton on a "
             f"GPU): install one, or {off}.")
 

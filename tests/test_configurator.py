@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 import torch
@@ -800,6 +801,24 @@ def test_a_compile_that_fails_in_a_non_utf8_locale_says_so():
     with pytest.raises(UnicodeDecodeError) as e:
         b"\xe2".decode("ascii")  # the same error outside torch.compile is not its failure
     assert compile_failure(e.value) is None
+
+
+def test_a_compile_the_file_size_limit_stopped_names_the_limit(monkeypatch):
+    # bench.py's decode section under `ulimit -f 25`: g++ was killed by SIGXFSZ ("File size limit exceeded"), and the
+    # advice was to install a working C++ compiler
+    import resource
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (25 * 1024, resource.RLIM_INFINITY))
+    exc = types.new_class("CppCompileError", (RuntimeError,))
+    exc.__module__ = "torch._inductor.exc"
+    e = exc("C++ compile error\n\nOutput:\ng++: internal compiler error: File size limit exceeded signal terminated "
+            "program cc1plus")
+    assert compile_failure(e, "bench.py's decode section", "leave it out") == (
+        "bench.py's decode section: torch.compile's C++ compiler could not write its files (File too large); raise "
+        "this shell's file size limit (ulimit -f, now 25 KiB: ulimit -f unlimited), or leave it out.")
+    assert compile_failure(exc("OSError: [Errno 28] No space left on device")).startswith(
+        "--compile=True: torch.compile's C++ compiler could not write its files (No space left on device); free "
+        "space on its disk, or pass --compile=False.")
+    assert "install one" in compile_failure(exc("C++ compile error\n\nOutput:\ng++: not found"))
 
 
 def test_a_torch_cache_folder_that_cannot_be_made_is_one_sentence():
