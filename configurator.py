@@ -547,10 +547,10 @@ class Parser(argparse.ArgumentParser):
         if arg is None:
             return ""
         key = arg.split("=")[0][2:]
-        if key in self.hints:
-            return f"; {self.hints[key]}"
+        norm = key.replace("-", "_").lower()  # --max-length, as Hugging Face's tools spell it, is --max_length
+        if hint := self.hints.get(key) or self.hints.get(norm):
+            return f"; {hint}"
         names = [o[2:] for a in self._actions for o in a.option_strings if o.startswith("--")]
-        norm = key.replace("-", "_").lower()
         near = [n for n in names if n.lower() == norm] or difflib.get_close_matches(norm, names, n=3, cutoff=0.6)
         return f"; nearest options: {', '.join('--' + n for n in near)}" if near else ""
 
@@ -804,6 +804,11 @@ def run_main(main, after, oom):
     try:
         try:
             main()
+        except RuntimeError as e:  # a Ctrl-C inside `with torch.device("meta")` (bench's memory section) cut
+            # torch's mode stack, whose exit raised "trying to pop from empty mode stack" over the interrupt
+            if (stop := interrupt_behind(e)) is None:
+                raise
+            raise stop from None
         finally:  # what is still buffered fails here, where it is reported, not at exit (argparse's --help: exit 0)
             sys.stdout.flush()
     except KeyboardInterrupt as e:
@@ -835,6 +840,18 @@ def run_main(main, after, oom):
         except OSError:  # stderr went too
             pass
         raise SystemExit(1) from None
+
+
+def interrupt_behind(e):
+    """The Ctrl-C (SIGTERM, SIGHUP) an error was raised while handling, or None: torch's cleanup that failed during
+    the stop (a context manager's exit) is the stop, not a traceback."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return e
+        seen.add(id(e))
+        e = e.__context__
+    return None
 
 
 def open_files_fix(e):
@@ -942,6 +959,15 @@ def compile_failure(e, what="--compile=True", off="pass --compile=False"):
                 f"Python in UTF-8 mode (PYTHONUTF8=1, or a UTF-8 locale such as LC_ALL=C.UTF-8), or {off}.")
     if not type(e).__module__.startswith(("torch._dynamo", "torch._inductor")):
         return None
+    # the compiler stopped by the file size limit (ulimit -f) or a full disk: "install a C++ compiler" was the advice
+    # (g++ killed by SIGXFSZ, or inductor's own write refused, wrapped)
+    said = {errno.EFBIG: ("File size limit exceeded", os.strerror(errno.EFBIG)), errno.ENOSPC: (os.strerror(
+        errno.ENOSPC),)}
+    refused = next((n for n, words in said.items() if any(w in str(e) for w in words)), None)
+    if refused:
+        from checkpoint import space_fix  # checkpoint imports this module
+        return (f"{what}: torch.compile's C++ compiler could not write its files ({os.strerror(refused)}); "
+                f"{space_fix(OSError(refused, os.strerror(refused)))}, or {off}.")
     return (f"{what}: torch.compile failed ({why}); it needs a working C++ compiler on CPU (Triton on a "
             f"GPU): install one, or {off}.")
 

@@ -65,9 +65,13 @@ class CheckpointLM(LM):
             raise ValueError("the model must be causal (causal=True): a bidirectional one sees the tokens it scores.")
         # meta None was get_tokenizer's AttributeError; another checkpoint's r50k meta for a byte-level model failed
         # in the forward as "idx must hold token ids 0 .. 255", which named neither meta nor the mismatch
-        if not isinstance(meta, dict):
+        # the whole checkpoint as meta was "unknown tokenizer None in the checkpoint's meta"; a list as its tokenizer
+        # was VOCABS' "unhashable type"
+        if not isinstance(meta, dict) or "model" in meta or not isinstance(meta.get("tokenizer", ""), str):
+            got = ("the whole checkpoint; pass ckpt['meta']" if isinstance(meta, dict) and "model" in meta else
+                   f"tokenizer {meta['tokenizer']!r}" if isinstance(meta, dict) else type(meta).__name__)
             raise ValueError(f"meta must be the checkpoint's meta dict (ckpt['meta']: its tokenizer and eot_token); "
-                             f"got {type(meta).__name__}.")
+                             f"got {got}.")
         if VOCABS.get(meta.get("tokenizer"), 0) > model.config.vocab_size:
             raise ValueError(f"meta names tokenizer {meta['tokenizer']!r} ({VOCABS[meta['tokenizer']]} tokens) for a "
                              f"model of vocab_size {model.config.vocab_size}; pass the meta of the checkpoint the "
@@ -417,7 +421,32 @@ def evaluation(args, tasks=None):
     """What an evaluation measures, recorded in results.json: the text, or the tasks, shots and limit."""
     if args.text is not None:
         return {"text": os.path.abspath(args.text)}
-    return {"tasks": sorted(tasks), "num_fewshot": args.num_fewshot, "limit": args.limit}
+    return {"tasks": sorted(set(tasks)), "num_fewshot": args.num_fewshot, "limit": args.limit}  # a task named twice
+    # is evaluated once
+
+
+def same_text(old, new):
+    """Whether the text results.json records (old) is the one given (new, absolute): the same file by another path
+    (a symlink to it), or one of its name where the recorded one is gone (the project's folder moved or renamed)."""
+    try:
+        return os.path.samefile(old, new)
+    except OSError:
+        return not os.path.lexists(old) and os.path.basename(old) == os.path.basename(new)
+    except (TypeError, ValueError):  # hand-edited: no path
+        return False
+
+
+def described(old):
+    """The evaluation results.json records, in words."""
+    try:
+        if "text" in old:
+            return f"the perplexity of {old['text']}"
+        if "tasks" not in old:  # older harness results: no record of their tasks
+            return "lm_eval tasks"
+        limit = "no --limit" if old["limit"] is None else f"--limit={old['limit']}"
+        return f"tasks {','.join(old['tasks'])} ({old['num_fewshot']}-shot, {limit})"
+    except (KeyError, TypeError):  # hand-edited
+        return f"recorded as {str(old)[:80]}"
 
 
 def other_results(out, what):
@@ -432,18 +461,16 @@ def other_results(out, what):
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
         return None
     if "evaluation" in res:
-        same = old == what
+        same = old == what or ("text" in what and isinstance(old, dict) and set(old) == {"text"} and
+                               same_text(old["text"], what["text"]))
     elif "text" in old:  # written before results.json recorded its evaluation: the path as given, from its folder
         same = "text" in what and os.path.basename(str(old["text"])) == os.path.basename(what["text"])
     else:  # older harness results, with no record of their tasks: taken as the same tasks
         same = "text" not in what
     if same:
         return None
-    was = (f"the perplexity of {old['text']}" if "text" in old else
-           f"tasks {','.join(old['tasks'])} ({old['num_fewshot']}-shot, --limit={old['limit']})" if "tasks" in old
-           else "lm_eval tasks")
-    return (f"--out {out} holds the results of another evaluation ({was}), which this one would replace; give "
-            f"another --out to keep both, or remove {shlex.quote(path)} to replace them.")
+    return (f"--out {out} holds the results of another evaluation ({described(old)}), which this one would replace; "
+            f"give another --out to keep both, or remove {shlex.quote(path)} to replace them.")
 
 
 def main(argv=None):

@@ -645,9 +645,12 @@ def start_state(out_dir, settings, older=(), typed=()):
                          f"command again to start over")
             if diff == ["shards_sha1"]:
                 # the fingerprint is the ordered list: the same files in another order are another dataset
+                # a cut run's progress.json records no names: moved with the project's folder, it cannot be matched
+                moved = "" if path == meta_path else " (a run cut short resumes from its files where they were: " \
+                                                     "moved since, delete it)"
                 sys.exit(f"error: the input files changed since {out_dir} was made from them (another list or order "
                          f"of files, or a file's size or modification time); give the same files in the same order, "
-                         f"or delete {out_dir} to start over from the new ones")
+                         f"or delete {out_dir} to start over from the new ones{moved}")
             if diff:
                 given = "; ".join(f"{k}: {old['settings'].get(k)!r}, not {settings[k]!r}" for k in diff)
                 sys.exit(f"error: {out_dir} already holds a dataset made with other settings ({given}); "

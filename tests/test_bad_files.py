@@ -562,6 +562,18 @@ def test_a_dataset_whose_folder_was_moved_with_its_inputs_is_this_dataset(tmp_pa
         with pytest.raises(SystemExit, match="^error: the input files changed since"):
             prepare(new / "data", *args(new))
         assert tree_digest(new / "data") == digest
+    # a run cut short, then moved: its progress.json records no names to match; the refusal says to delete it, where
+    # "give the same files" was all it said, and they were the same
+    meta = json.loads((new / "data" / "meta.json").read_text())
+    (new / "data" / "meta.json").unlink()
+    (new / "data" / "progress.json").write_text(json.dumps({
+        "settings": meta["settings"], "next": [0, 0], "tokens": {"train": 0, "val": 0},
+        "documents": {"train": 0, "val": 0}, "shards": {"train": [], "val": []}, "skipped": 0, "skipped_shards": [],
+        "nul_bytes_dropped": 0}))
+    new.rename(tmp_path / "moved")
+    with pytest.raises(SystemExit, match="a run cut short resumes from its files where they were: moved since, "
+                                         "delete it\\)$"):
+        prepare(tmp_path / "moved" / "data", *args(tmp_path / "moved"))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 import torch
@@ -209,6 +210,10 @@ def test_a_number_with_a_typographic_minus_names_it(capsys):
                                     "context is cropped from the left to it"),
     ("sample", "--max_length=64", "; the context is the checkpoint's block_size, fixed by its training; "
                                   "--max_new_tokens is a sample's length"),
+    ("sample", "--max-length=64", "; the context is the checkpoint's block_size, fixed by its training; "
+                                  "--max_new_tokens is a sample's length"),  # dashes, as Hugging Face's tools write it
+    ("eval", "--Block-Size=64", "; the context is the checkpoint's block_size, fixed by its training: every context "
+                                "is cropped from the left to it"),
     ("sample", "--bogus", ""),
 ])
 def test_an_unknown_option_of_an_argparse_script_names_what_it_is_or_the_nearest(script, arg, said, capsys):
@@ -798,6 +803,24 @@ def test_a_compile_that_fails_in_a_non_utf8_locale_says_so():
     assert compile_failure(e.value) is None
 
 
+def test_a_compile_the_file_size_limit_stopped_names_the_limit(monkeypatch):
+    # bench.py's decode section under `ulimit -f 25`: g++ was killed by SIGXFSZ ("File size limit exceeded"), and the
+    # advice was to install a working C++ compiler
+    import resource
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (25 * 1024, resource.RLIM_INFINITY))
+    exc = types.new_class("CppCompileError", (RuntimeError,))
+    exc.__module__ = "torch._inductor.exc"
+    e = exc("C++ compile error\n\nOutput:\ng++: internal compiler error: File size limit exceeded signal terminated "
+            "program cc1plus")
+    assert compile_failure(e, "bench.py's decode section", "leave it out") == (
+        "bench.py's decode section: torch.compile's C++ compiler could not write its files (File too large); raise "
+        "this shell's file size limit (ulimit -f, now 25 KiB: ulimit -f unlimited), or leave it out.")
+    assert compile_failure(exc("OSError: [Errno 28] No space left on device")).startswith(
+        "--compile=True: torch.compile's C++ compiler could not write its files (No space left on device); free "
+        "space on its disk, or pass --compile=False.")
+    assert "install one" in compile_failure(exc("C++ compile error\n\nOutput:\ng++: not found"))
+
+
 def test_a_torch_cache_folder_that_cannot_be_made_is_one_sentence():
     # TORCHINDUCTOR_CACHE_DIR=/proc/nope: torch._dynamo makes the folder when first imported, which building any model
     # does, so train, sample, eval and bench ended in a FileNotFoundError traceback from deep inside torch.nn.init
@@ -842,3 +865,22 @@ def test_arguments_as_an_iterator_are_read_once():
     import sample
     ns, rest = sample.get_parser().parse_known_args(iter(["--out_dir=x", "--num_samples=2"]))
     assert (ns.out_dir, ns.num_samples, rest) == ("x", 2, [])
+
+
+def test_ctrl_c_under_a_cleanup_that_fails_is_the_stop(capsys):
+    # a Ctrl-C inside bench.py's `with torch.device("meta")` cut torch's mode stack, and the block's exit raised
+    # "RuntimeError: trying to pop from empty mode stack" over it: a traceback for a Ctrl-C
+    def main():
+        try:
+            raise KeyboardInterrupt
+        finally:
+            raise RuntimeError("trying to pop from empty mode stack")
+    with pytest.raises(SystemExit) as e:
+        cli(main, "each section that finished wrote its files.")
+    assert e.value.code == 130
+    assert capsys.readouterr().err == "stopped by Ctrl-C; each section that finished wrote its files.\n"
+
+    def broken():
+        raise RuntimeError("a bug")  # no stop behind it: as before
+    with pytest.raises(RuntimeError, match="a bug"):
+        cli(broken, "")

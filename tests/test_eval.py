@@ -76,6 +76,10 @@ def test_loglikelihood_is_the_models_cross_entropy(lm_eval):
     (dict(meta=None), "meta must be the checkpoint's meta dict .*; got NoneType"),
     (dict(meta={"tokenizer": "r50k_base", "eot_token": 50256, "vocab_size": 50257}),
      "meta names tokenizer 'r50k_base' \\(50257 tokens\\) for a model of vocab_size 256"),
+    # the whole checkpoint was "unknown tokenizer None in the checkpoint's meta"; a list, "unhashable type"
+    (dict(meta={"model": {}, "model_args": {}, "meta": {}}), "meta must be .*; got the whole checkpoint; pass "
+                                                             "ckpt\\['meta'\\]"),
+    (dict(meta={"tokenizer": ["bytes"], "eot_token": 0}), "meta must be .*; got tokenizer \\['bytes'\\]"),
 ])
 def test_checkpoint_lm_arguments_as_a_library_are_one_sentence(lm_eval, kw, says):
     torch.manual_seed(0)
@@ -795,7 +799,7 @@ def test_an_evaluation_of_other_tasks_or_text_never_replaces_the_results_in_its_
     args = argparse.Namespace(text=None, num_fewshot=5, limit=None)
     path.write_text(json.dumps({"results": {}, "evaluation": ev.evaluation(args, ["hellaswag", "arc_easy"])}))
     quick = ev.evaluation(argparse.Namespace(text=None, num_fewshot=5, limit=10.0), ["arc_easy", "hellaswag"])
-    assert "(tasks arc_easy,hellaswag (5-shot, --limit=None))" in ev.other_results(str(tmp_path / "eval"), quick)
+    assert "(tasks arc_easy,hellaswag (5-shot, no --limit))" in ev.other_results(str(tmp_path / "eval"), quick)
     assert ev.other_results(str(tmp_path / "eval"), ev.evaluation(args, ["arc_easy", "hellaswag"])) is None
     assert ev.other_results(str(tmp_path / "eval"), ev.evaluation(args, ["arc_easy"])) is not None
     # written before results.json recorded its evaluation: a text's by its file name, the harness' as any tasks
@@ -806,3 +810,34 @@ def test_an_evaluation_of_other_tasks_or_text_never_replaces_the_results_in_its_
     path.write_text(json.dumps({"results": {"arc_easy": {}}}))
     assert ev.other_results(str(tmp_path / "eval"), quick) is None
     assert ev.other_results(str(tmp_path / "eval"), {"text": str(tmp_path / "a.txt")}) is not None
+
+
+def test_the_same_text_by_a_symlink_or_after_its_folder_moved_is_the_same_evaluation(tmp_path):
+    # pass 23 (second round): --text by a symlink to the text, or the same text after `mv project project-old`,
+    # was refused as another evaluation; a task named twice was another task list; a hand-edited record a traceback
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "a.txt").write_text("the text\n")
+    (proj / "b.txt").write_text("another text\n")
+    (proj / "link.txt").symlink_to("a.txt")
+    out = tmp_path / "eval"
+    out.mkdir()
+    path = out / "results.json"
+    path.write_text(json.dumps({"results": {}, "evaluation": {"text": str(proj / "a.txt")}}))
+    assert ev.other_results(str(out), {"text": str(proj / "link.txt")}) is None
+    assert ev.other_results(str(out), {"text": str(proj / "b.txt")}) is not None
+    proj.rename(tmp_path / "moved")
+    assert ev.other_results(str(out), {"text": str(tmp_path / "moved" / "a.txt")}) is None
+    assert ev.other_results(str(out), {"text": str(tmp_path / "moved" / "b.txt")}) is not None
+    (tmp_path / "proj").mkdir()  # the recorded text there again, another file: another evaluation
+    (tmp_path / "proj" / "a.txt").write_text("the text\n")
+    assert ev.other_results(str(out), {"text": str(tmp_path / "moved" / "a.txt")}) is not None
+    args = argparse.Namespace(text=None, num_fewshot=5, limit=None)
+    path.write_text(json.dumps({"results": {}, "evaluation": ev.evaluation(args, ["hellaswag", "arc_easy"])}))
+    assert ev.other_results(str(out), ev.evaluation(args, ["hellaswag", "arc_easy", "hellaswag"])) is None
+    assert "(tasks arc_easy,hellaswag (5-shot, no --limit))" in ev.other_results(str(out), {"text": "a.txt"})
+    for hand in ({"tasks": [1, 2]}, {"tasks": ["arc_easy"]}, "hellaswag", {"text": None}):
+        path.write_text(json.dumps({"results": {}, "evaluation": hand}))
+        assert ev.other_results(str(out), ev.evaluation(args, ["hellaswag"])).startswith(f"--out {out} holds")
+    path.write_text(json.dumps({"results": {"arc_easy": {}}, "config": {}}))  # an older harness result
+    assert "another evaluation (lm_eval tasks)" in ev.other_results(str(out), {"text": "a.txt"})
