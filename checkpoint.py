@@ -1160,6 +1160,17 @@ def script(name):
     return shlex.quote(path if rel.startswith("..") else rel)
 
 
+def prepared_below(data_dir, most=3):
+    """The folders just inside data_dir that prepare_slimpajama.py wrote (their meta.json), sorted, at most `most`:
+    --data_dir=data, the parent of data/shakespeare_bytes, was told to prepare data into data/ itself."""
+    try:
+        names = sorted(os.listdir(data_dir)) if os.path.isdir(data_dir) else []
+    except OSError:
+        return []
+    found = [os.path.join(data_dir, n) for n in names if os.path.isfile(os.path.join(data_dir, n, "meta.json"))]
+    return found[:most]
+
+
 def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
     """meta.json of data_dir after checking the two bins against it: uint16 (the dtype it records), the token counts
     it records, long enough for a block_size window, no token id at or above its vocabulary (the largest one as
@@ -1192,6 +1203,12 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
         if not os.path.exists(os.path.join(data_dir, name)):
             # prepare_slimpajama.py writes no folder that holds some of them ("not overwriting"): delete it first
             held = [n for n in ("train.bin", "val.bin", "meta.json") if os.path.exists(os.path.join(data_dir, n))]
+            if not held and not study and (inside := prepared_below(data_dir)):  # --data_dir=data for data/x
+                which = inside[0] if len(inside) == 1 else f"{', '.join(inside[:-1])} and {inside[-1]}"
+                raise SystemExit(f"data_dir {data_dir!r} has no {name}, but {which} "
+                                 f"{'holds' if len(inside) == 1 else 'hold'} prepared data; set --data_dir to "
+                                 f"{'it' if len(inside) == 1 else 'one of them'}, or "
+                                 f"{prepare.removesuffix(' or set --data_dir')}.")
             raise SystemExit(f"data_dir {data_dir!r} has no {name}" + (
                 f", only {' and '.join(held)}; delete {data_dir} and {prepare}." if held else f"; {prepare}."))
         if not os.path.isfile(os.path.join(data_dir, name)):

@@ -112,6 +112,16 @@ def test_type_mismatch_names_the_expected_type(arg, words):
     assert all(w in str(e.value) for w in words), str(e.value)
 
 
+def test_several_settings_quoted_as_one_argument_are_refused():
+    # python train.py "$ARGS" with ARGS="--out_dir=x --max_iters=1": the config's whole run trained into a folder
+    # named 'x --max_iters=1' (the 23rd pass); a space or a dash alone in a name is still a name
+    with pytest.raises(SystemExit) as e:
+        configure(DEFAULTS, ["--out_dir=my run --max_iters=1"])
+    assert str(e.value) == ("--out_dir='my run --max_iters=1' holds another setting, --max_iters=1: quotes around "
+                            "several settings pass them as one argument; give each --key=value as its own argument.")
+    assert configure(DEFAULTS, ["--out_dir=my run --b"])[0]["out_dir"] == "my run --b"
+
+
 def test_an_on_off_setting_takes_the_words_every_command_takes():
     # train.py --compile=true (or 1, TRUE) was "compile must be of type bool", where sample.py --compile=true and
     # prepare's --skip_bad=1 were taken: one boolean() now reads them all; a bare --compile was told "--compile=VALUE"

@@ -376,6 +376,18 @@ def test_bad_data_dir_and_vocab_are_one_clear_sentence(tmp_path, monkeypatch):
     assert msg == f"vocab_size 256 < tokenizer vocab 50257 in {tmp_path / 'gpt2' / 'meta.json'}; set --vocab_size=50304."
 
 
+def test_a_data_dir_above_prepared_data_names_them(tmp_path, monkeypatch):
+    # --data_dir=data for data/shakespeare_bytes was told to prepare data into data/ itself (the 23rd pass)
+    make_data(tmp_path / "data" / "shakespeare_bytes")
+    (tmp_path / "data" / "empty").mkdir()
+    monkeypatch.chdir(tmp_path)
+    msg = run_inprocess(monkeypatch, ["--data_dir=data", "--out_dir=out"])
+    assert msg == ("data_dir 'data' has no train.bin, but data/shakespeare_bytes holds prepared data; set --data_dir "
+                   f"to it, or prepare it with `python {os.path.join(ROOT, 'prepare_slimpajama.py')} --input=FILE "
+                   "--tokenizer=bytes --val_fraction=0.1 --out_dir=data`."), msg
+    assert not (tmp_path / "out").exists()
+
+
 def test_resume_and_scratch_refuse_the_wrong_out_dir(tmp_path, monkeypatch, data_dir, trained):
     before = digest(trained / "ckpt.pt")
     msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'empty'}",
