@@ -531,6 +531,8 @@ def data_meta():
 
 # With a checkpoint in out_dir, the command that finished it, asked again, is done (so the main job can be rerun);
 # a resumed run goes on from it; any other run would write over it and is refused
+notes = []  # what a resume goes on under, said once the data is checked: "resuming ... go on under these" came
+# before the refusal of another tokenizer's --data_dir, a resume announced that did not happen
 if ckpt:
     # the model's fields as its model_args build it: a config without them (another program's) was said to hold
     # the defaults, "n_layer=2 (checkpoint: 12)" for a 2-layer model
@@ -579,8 +581,8 @@ if ckpt:
     # going on under other training settings is allowed, and said (a longer run is the usual reason: not said)
     notable = [c for c in changed if not c.startswith(("max_iters=", "total_tokens="))]
     if master and notable:  # only a resume gets here: every other run with a checkpoint has stopped above
-        print(f"resuming {ckpt_path} with settings other than its run's: {', '.join(notable)}; its weights and "
-              f"optimizer state go on under these.")
+        notes.append(f"resuming {ckpt_path} with settings other than its run's: {', '.join(notable)}; its weights "
+                     f"and optimizer state go on under these.")
     # lr_decay_iters=0 follows max_iters: a longer run stretches the cosine, so the rate at the checkpoint's
     # iteration rises again from where its own decay had brought it (min_lr, for a finished run)
     saved = {**defaults, **ckpt["config"]}
@@ -592,9 +594,9 @@ if ckpt:
     if master and not config["lr_decay_iters"] and \
             warmup_iters < done and type(end) is int and end < lr_decay_iters and get_lr(done, end) < get_lr(done):
         by = ", set by total_tokens" if total_tokens else ""
-        print(f"the cosine now ends at iteration {lr_decay_iters} (lr_decay_iters=0: max_iters{by}), not {end}: the "
-              f"rate at iteration {done} rises from {get_lr(done, end):.2e} to {get_lr(done):.2e}; set "
-              f"--lr_decay_iters={end} to keep the checkpoint's decay.")
+        notes.append(f"the cosine now ends at iteration {lr_decay_iters} (lr_decay_iters=0: max_iters{by}), not "
+                     f"{end}: the rate at iteration {done} rises from {get_lr(done, end):.2e} to {get_lr(done):.2e}; "
+                     f"set --lr_decay_iters={end} to keep the checkpoint's decay.")
 # the checkpoint to convert, checked only now: a finished conversion asked again is done (and a stopped one told
 # to resume) whether or not its source is still there
 if source_path and (why := dangling(source_path)):
@@ -864,6 +866,8 @@ if trained_on and meta.get("tokenizer") and trained_on != meta["tokenizer"]:
     sys.exit(f"{os.path.join(data_dir, 'meta.json')} records tokenizer {meta['tokenizer']!r}, and "
              f"{ckpt_path if ckpt else init_from} was trained on {trained_on!r} ids; point --data_dir at data of "
              f"that tokenizer, or train from scratch in another --out_dir.")
+for note in notes:
+    print(note)
 # the data under the same data_dir prepared again (other text, more shards) since the checkpoint: a resume goes on
 # on it, and says so (a changed --data_dir is said among the settings); the batches are no longer the same
 moved = other_data(ckpt.get("meta"), meta) if init_from == "resume" else []

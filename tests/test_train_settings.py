@@ -489,7 +489,7 @@ def test_resume_on_data_too_short_for_its_block_size_names_the_data_not_block_si
                    f"--data_dir at the data the checkpoint was trained on.")
 
 
-def test_a_resume_or_conversion_on_another_tokenizers_data_is_refused(finished, tmp_path, monkeypatch):
+def test_a_resume_or_conversion_on_another_tokenizers_data_is_refused(finished, tmp_path, monkeypatch, capsys):
     # a vocabulary that fits (bytes data for an r50k model) was trained on without a word, each embedding row now
     # meaning another token, and the checkpoint's meta then named the new tokenizer
     other = tmp_path / "other"
@@ -500,6 +500,8 @@ def test_a_resume_or_conversion_on_another_tokenizers_data_is_refused(finished, 
     assert msg == f"{other / 'meta.json'} records tokenizer 'chars', and {out / 'ckpt.pt'} was trained on 'bytes' " \
                   f"ids; point --data_dir at data of that tokenizer, or train from scratch in another --out_dir."
     assert snapshot(out) == before
+    assert capsys.readouterr().out == ""  # was "resuming ... with settings other than its run's: data_dir=...; its
+    # weights and optimizer state go on under these", a resume announced before its refusal (pass 23)
     msg = run_inprocess(monkeypatch, [f"--data_dir={other}", f"--out_dir={tmp_path / 'conv'}", f"--init_from={out}"])
     assert msg.startswith(f"{other / 'meta.json'} records tokenizer 'chars', and {out} was trained on 'bytes' ids")
     assert not (tmp_path / "conv").exists()
