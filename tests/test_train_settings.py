@@ -867,6 +867,20 @@ def test_a_longer_resume_says_that_its_cosine_raises_the_rate_again(data_dir, tm
     assert "cosine" not in r.stdout and [e["lr"] for e in read_log(out) if e["iter"] == 8 and "lr" in e] == [MIN_LR]
 
 
+def test_a_shorter_resume_says_that_its_cosine_lowers_the_rate(data_dir, tmp_path):
+    # a run stopped at 4 of 12, resumed with --max_iters=6: the cosine squeezed to the new end, the rate at once
+    # lower than the checkpoint's schedule gave, without a word (the longer run's note only; pass 23)
+    out = tmp_path / "out"
+    train(data_dir, out, "--max_iters=4")
+    ckpt = torch.load(out / "ckpt.pt", weights_only=False)
+    ckpt["config"]["max_iters"] = 12  # stopped at iteration 4 of 12
+    torch.save(ckpt, out / "ckpt.pt")
+    r = train(data_dir, out, "--init_from=resume", "--max_iters=6", "--eval_interval=8")
+    assert r.stdout.splitlines()[0] == "the cosine now ends at iteration 6 (lr_decay_iters=0: max_iters), not 12: " \
+                                       "the rate at iteration 4 falls from 9.14e-03 to 5.50e-03; set " \
+                                       "--lr_decay_iters=12 to keep the checkpoint's decay."
+
+
 def test_a_longer_resume_by_total_tokens_says_that_its_cosine_raises_the_rate_again(data_dir, tmp_path):
     # the same under --total_tokens (the paper's configs), whose finished run advises raising it: the line was left
     # out, its checkpoint's config keeping the max_iters that total_tokens left unread
