@@ -612,8 +612,7 @@ def moved_inputs(meta_path, fingerprint):
     project-old` the quickstart's prepare step was "the input files changed ... delete it", and the train step then
     refused the checkpoint trained on them as trained on other data."""
     try:
-        with open(meta_path, encoding="utf-8") as f:
-            old = json.load(f)
+        old = load_json(meta_path)  # a damaged one is named by start_state's read
         was, mixed = old["settings"]["shards_sha1"], all(split == "mixed" for _, split, *_ in fingerprint)
         names = old["train_shards"] if mixed else old["val_shards"] + old["train_shards"]
         if len(names) != len(fingerprint) or any(not isinstance(a, str) or os.path.basename(a) !=
