@@ -1160,15 +1160,16 @@ def script(name):
     return shlex.quote(path if rel.startswith("..") else rel)
 
 
-def prepared_below(data_dir, most=3):
-    """The folders just inside data_dir that prepare_slimpajama.py wrote (their meta.json), sorted, at most `most`:
-    --data_dir=data, the parent of data/shakespeare_bytes, was told to prepare data into data/ itself."""
+def prepared_below(data_dir):
+    """The folders just inside data_dir that prepare_slimpajama.py wrote (its three files), sorted: --data_dir=data,
+    the parent of data/shakespeare_bytes, was told to prepare data into data/ itself. A folder it stopped writing
+    (meta.json alone) is not one: named, it was refused in turn as holding only meta.json."""
     try:
         names = sorted(os.listdir(data_dir)) if os.path.isdir(data_dir) else []
     except OSError:
         return []
-    found = [os.path.join(data_dir, n) for n in names if os.path.isfile(os.path.join(data_dir, n, "meta.json"))]
-    return found[:most]
+    return [os.path.join(data_dir, n) for n in names
+            if all(os.path.isfile(os.path.join(data_dir, n, f)) for f in ("train.bin", "val.bin", "meta.json"))]
 
 
 def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
@@ -1204,7 +1205,9 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
             # prepare_slimpajama.py writes no folder that holds some of them ("not overwriting"): delete it first
             held = [n for n in ("train.bin", "val.bin", "meta.json") if os.path.exists(os.path.join(data_dir, n))]
             if not held and not study and (inside := prepared_below(data_dir)):  # --data_dir=data for data/x
-                which = inside[0] if len(inside) == 1 else f"{', '.join(inside[:-1])} and {inside[-1]}"
+                # at most three named; five said as three were taken for all of them
+                which = inside[0] if len(inside) == 1 else f"{', '.join(inside[:-1])} and {inside[-1]}" \
+                    if len(inside) <= 3 else f"{', '.join(inside[:3])} and {len(inside) - 3} more"
                 raise SystemExit(f"data_dir {data_dir!r} has no {name}, but {which} "
                                  f"{'holds' if len(inside) == 1 else 'hold'} prepared data; set --data_dir to "
                                  f"{'it' if len(inside) == 1 else 'one of them'}, or "
