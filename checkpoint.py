@@ -1241,6 +1241,14 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
     if eot is not None and not (type(eot) is int and 0 <= eot < meta["vocab_size"]):
         raise SystemExit(f"{path} holds eot_token = {reprlib.repr(eot)}, which is no token id below its vocab_size "
                          f"{meta['vocab_size']}: the file is edited or foreign; {again}.")
+    if meta["vocab_size"] > vocab_size and study:  # its models are byte-level whatever the data: no setting helps
+        # before the lengths: GPT-2 data too short for rope was told to prepare more of it, then that it needs bytes
+        # a --data_dir elsewhere is left out; the study's own folder must be emptied: prepare refuses other settings
+        then = " and leave --data_dir out" if os.path.abspath(data_dir) != os.path.abspath(STUDY_DATA) \
+            else " after moving these away"
+        raise SystemExit(f"{study} needs byte-level data (vocab_size {vocab_size}) and {path} records tokenizer "
+                         f"{meta.get('tokenizer')!r} (vocab_size {meta['vocab_size']}); prepare byte-level data "
+                         f"with `{command.format(STUDY_DATA)}`{then}.")  # the script's path from here
     for split in ("train", "val"):
         bin_path, recorded = os.path.join(data_dir, f"{split}.bin"), meta.get(f"{split}_tokens")
         size = os.path.getsize(bin_path)
@@ -1265,13 +1273,6 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
                    else " or set a smaller --block_size.")
             raise SystemExit(f"{bin_path} holds {size // 2} tokens, fewer than block_size + 1 ({block_size + 1}); "
                              f"prepare more data{fix}")
-    if meta["vocab_size"] > vocab_size and study:  # its models are byte-level whatever the data: no setting helps
-        # a --data_dir elsewhere is left out; the study's own folder must be emptied: prepare refuses other settings
-        then = " and leave --data_dir out" if os.path.abspath(data_dir) != os.path.abspath(STUDY_DATA) \
-            else " after moving these away"
-        raise SystemExit(f"{study} needs byte-level data (vocab_size {vocab_size}) and {path} records tokenizer "
-                         f"{meta.get('tokenizer')!r} (vocab_size {meta['vocab_size']}); prepare byte-level data "
-                         f"with `{command.format(STUDY_DATA)}`{then}.")  # the script's path from here
     if meta["vocab_size"] > vocab_size:
         if resuming:  # the vocabulary is the checkpoint's: no setting can change it now
             raise SystemExit(f"the checkpoint's vocab_size {vocab_size} < tokenizer vocab {meta['vocab_size']} in "
