@@ -1204,7 +1204,10 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
         if not os.path.exists(os.path.join(data_dir, name)):
             # prepare_slimpajama.py writes no folder that holds some of them ("not overwriting"): delete it first
             held = [n for n in ("train.bin", "val.bin", "meta.json") if os.path.exists(os.path.join(data_dir, n))]
-            if not held and not study and (inside := prepared_below(data_dir)):  # --data_dir=data for data/x
+            # --data_dir=data for data/x, train.py's or rope's and scaling's (cpu_lm and retrofit take no --data_dir:
+            # theirs is STUDY_DATA)
+            settable = not study or os.path.abspath(data_dir) != os.path.abspath(STUDY_DATA)
+            if not held and settable and (inside := prepared_below(data_dir)):
                 # at most three named; five said as three were taken for all of them
                 which = inside[0] if len(inside) == 1 else f"{', '.join(inside[:-1])} and {inside[-1]}" \
                     if len(inside) <= 3 else f"{', '.join(inside[:3])} and {len(inside) - 3} more"

@@ -368,3 +368,19 @@ def test_a_study_given_short_gpt2_data_is_told_it_needs_bytes_not_more(tmp_path)
     with pytest.raises(SystemExit) as e:
         open_data(str(tmp_path / "gpt2"), 8192, 256, study="experiments.rope")
     assert str(e.value).startswith("experiments.rope needs byte-level data (vocab_size 256)"), e.value
+
+
+def test_a_study_given_the_folder_above_its_data_names_it(tmp_path, monkeypatch):
+    # rope and scaling --data_dir=data for data/x were told to prepare data into data/ itself, as train.py was
+    # before a3a2953 (the 23rd pass, second round); cpu_lm's own data/cpu_lm_bytes takes no --data_dir
+    from checkpoint import open_data
+    make_data(tmp_path / "data" / "x")
+    make_data(tmp_path / "data" / "cpu_lm_bytes" / "x")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        open_data("data", 1024, 256, study="experiments.rope")
+    assert str(e.value).startswith("data_dir 'data' has no train.bin, but data/x holds prepared data; set --data_dir "
+                                   "to it, or prepare it with"), e.value
+    with pytest.raises(SystemExit) as e:
+        open_data("data/cpu_lm_bytes", 1024, 256, study="experiments.cpu_lm")
+    assert str(e.value).startswith("data_dir 'data/cpu_lm_bytes' has no train.bin; prepare it with"), e.value
