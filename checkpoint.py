@@ -1160,15 +1160,16 @@ def script(name):
     return shlex.quote(path if rel.startswith("..") else rel)
 
 
-def prepared_below(data_dir, most=3):
-    """The folders just inside data_dir that prepare_slimpajama.py wrote (their meta.json), sorted, at most `most`:
-    --data_dir=data, the parent of data/shakespeare_bytes, was told to prepare data into data/ itself."""
+def prepared_below(data_dir):
+    """The folders just inside data_dir that prepare_slimpajama.py wrote (its three files), sorted: --data_dir=data,
+    the parent of data/shakespeare_bytes, was told to prepare data into data/ itself. A folder it stopped writing
+    (meta.json alone) is not one: named, it was refused in turn as holding only meta.json."""
     try:
         names = sorted(os.listdir(data_dir)) if os.path.isdir(data_dir) else []
     except OSError:
         return []
-    found = [os.path.join(data_dir, n) for n in names if os.path.isfile(os.path.join(data_dir, n, "meta.json"))]
-    return found[:most]
+    return [os.path.join(data_dir, n) for n in names
+            if all(os.path.isfile(os.path.join(data_dir, n, f)) for f in ("train.bin", "val.bin", "meta.json"))]
 
 
 def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
@@ -1203,8 +1204,13 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
         if not os.path.exists(os.path.join(data_dir, name)):
             # prepare_slimpajama.py writes no folder that holds some of them ("not overwriting"): delete it first
             held = [n for n in ("train.bin", "val.bin", "meta.json") if os.path.exists(os.path.join(data_dir, n))]
-            if not held and not study and (inside := prepared_below(data_dir)):  # --data_dir=data for data/x
-                which = inside[0] if len(inside) == 1 else f"{', '.join(inside[:-1])} and {inside[-1]}"
+            # --data_dir=data for data/x, train.py's or rope's and scaling's (cpu_lm and retrofit take no --data_dir:
+            # theirs is STUDY_DATA)
+            settable = not study or os.path.abspath(data_dir) != os.path.abspath(STUDY_DATA)
+            if not held and settable and (inside := prepared_below(data_dir)):
+                # at most three named; five said as three were taken for all of them
+                which = inside[0] if len(inside) == 1 else f"{', '.join(inside[:-1])} and {inside[-1]}" \
+                    if len(inside) <= 3 else f"{', '.join(inside[:3])} and {len(inside) - 3} more"
                 raise SystemExit(f"data_dir {data_dir!r} has no {name}, but {which} "
                                  f"{'holds' if len(inside) == 1 else 'hold'} prepared data; set --data_dir to "
                                  f"{'it' if len(inside) == 1 else 'one of them'}, or "
@@ -1238,6 +1244,14 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
     if eot is not None and not (type(eot) is int and 0 <= eot < meta["vocab_size"]):
         raise SystemExit(f"{path} holds eot_token = {reprlib.repr(eot)}, which is no token id below its vocab_size "
                          f"{meta['vocab_size']}: the file is edited or foreign; {again}.")
+    if meta["vocab_size"] > vocab_size and study:  # its models are byte-level whatever the data: no setting helps
+        # before the lengths: GPT-2 data too short for rope was told to prepare more of it, then that it needs bytes
+        # a --data_dir elsewhere is left out; the study's own folder must be emptied: prepare refuses other settings
+        then = " and leave --data_dir out" if os.path.abspath(data_dir) != os.path.abspath(STUDY_DATA) \
+            else " after moving these away"
+        raise SystemExit(f"{study} needs byte-level data (vocab_size {vocab_size}) and {path} records tokenizer "
+                         f"{meta.get('tokenizer')!r} (vocab_size {meta['vocab_size']}); prepare byte-level data "
+                         f"with `{command.format(STUDY_DATA)}`{then}.")  # the script's path from here
     for split in ("train", "val"):
         bin_path, recorded = os.path.join(data_dir, f"{split}.bin"), meta.get(f"{split}_tokens")
         size = os.path.getsize(bin_path)
@@ -1262,13 +1276,6 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
                    else " or set a smaller --block_size.")
             raise SystemExit(f"{bin_path} holds {size // 2} tokens, fewer than block_size + 1 ({block_size + 1}); "
                              f"prepare more data{fix}")
-    if meta["vocab_size"] > vocab_size and study:  # its models are byte-level whatever the data: no setting helps
-        # a --data_dir elsewhere is left out; the study's own folder must be emptied: prepare refuses other settings
-        then = " and leave --data_dir out" if os.path.abspath(data_dir) != os.path.abspath(STUDY_DATA) \
-            else " after moving these away"
-        raise SystemExit(f"{study} needs byte-level data (vocab_size {vocab_size}) and {path} records tokenizer "
-                         f"{meta.get('tokenizer')!r} (vocab_size {meta['vocab_size']}); prepare byte-level data "
-                         f"with `{command.format(STUDY_DATA)}`{then}.")  # the script's path from here
     if meta["vocab_size"] > vocab_size:
         if resuming:  # the vocabulary is the checkpoint's: no setting can change it now
             raise SystemExit(f"the checkpoint's vocab_size {vocab_size} < tokenizer vocab {meta['vocab_size']} in "

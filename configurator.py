@@ -294,7 +294,9 @@ def configure(defaults, args, usage=None, hints=None):
                 raise SystemExit(error + ".")
             # "$ARGS" quoted in a script: --out_dir='x --max_iters=1' trained the config's whole run into a folder
             # named by both settings; every text setting is a name, a path or a choice, none holds " --key="
-            if type(value) is str and (inner := re.search(r"\s--(\w+)=\S*", value)) and inner[1] in defaults:
+            # (--max-iters=1 or --max_iters 1 there too: given apart they are refused, quoted they were a folder)
+            inner = re.search(r"\s--([\w-]+)(=|\s+)\S*", value) if type(value) is str else None
+            if inner and inner[1].replace("-", "_") in defaults:
                 raise SystemExit(f"--{key}={value!r} holds another setting, {inner[0].strip()}: quotes around several "
                                  f"settings pass them as one argument; give each --key=value as its own argument.")
             if number and type(value) is str and (error := pasted_minus(text)):

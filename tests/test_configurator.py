@@ -120,6 +120,11 @@ def test_several_settings_quoted_as_one_argument_are_refused():
     assert str(e.value) == ("--out_dir='my run --max_iters=1' holds another setting, --max_iters=1: quotes around "
                             "several settings pass them as one argument; give each --key=value as its own argument.")
     assert configure(DEFAULTS, ["--out_dir=my run --b"])[0]["out_dir"] == "my run --b"
+    # dashed, or its value after a space: slipped past, and trained the config's whole run into that folder
+    for value, inner in (("x --max-iters=1", "--max-iters=1"), ("x --max_iters 1", "--max_iters 1")):
+        with pytest.raises(SystemExit, match=f"^--out_dir='{value}' holds another setting, {inner}: quotes"):
+            configure(DEFAULTS, [f"--out_dir={value}"])
+    assert configure(DEFAULTS, ["--out_dir=my run - v2 --b 1"])[0]["out_dir"] == "my run - v2 --b 1"
 
 
 def test_an_on_off_setting_takes_the_words_every_command_takes():

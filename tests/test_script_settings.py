@@ -358,3 +358,29 @@ def test_a_study_without_data_dir_on_gpt2_data_names_byte_level_data(tmp_path, s
                         f"`{BYTES_DATA.format('data/cpu_lm_bytes').replace('prepare_slimpajama.py', script, 1)}` "
                         f"after moving these away.\n")
     assert os.listdir(tmp_path) == ["data"]  # no run or report folder before the data is right
+
+
+def test_a_study_given_short_gpt2_data_is_told_it_needs_bytes_not_more(tmp_path):
+    # rope's --data_dir of GPT-2 BPE data with a short val.bin was told to prepare more data, then, more prepared,
+    # that it needs byte-level data (the 23rd pass, second round)
+    from checkpoint import open_data
+    make_data(tmp_path / "gpt2", tokenizer="r50k_base", vocab_size=50257)  # 4,000 val tokens
+    with pytest.raises(SystemExit) as e:
+        open_data(str(tmp_path / "gpt2"), 8192, 256, study="experiments.rope")
+    assert str(e.value).startswith("experiments.rope needs byte-level data (vocab_size 256)"), e.value
+
+
+def test_a_study_given_the_folder_above_its_data_names_it(tmp_path, monkeypatch):
+    # rope and scaling --data_dir=data for data/x were told to prepare data into data/ itself, as train.py was
+    # before a3a2953 (the 23rd pass, second round); cpu_lm's own data/cpu_lm_bytes takes no --data_dir
+    from checkpoint import open_data
+    make_data(tmp_path / "data" / "x")
+    make_data(tmp_path / "data" / "cpu_lm_bytes" / "x")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        open_data("data", 1024, 256, study="experiments.rope")
+    assert str(e.value).startswith("data_dir 'data' has no train.bin, but data/x holds prepared data; set --data_dir "
+                                   "to it, or prepare it with"), e.value
+    with pytest.raises(SystemExit) as e:
+        open_data("data/cpu_lm_bytes", 1024, 256, study="experiments.cpu_lm")
+    assert str(e.value).startswith("data_dir 'data/cpu_lm_bytes' has no train.bin; prepare it with"), e.value

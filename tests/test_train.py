@@ -388,6 +388,21 @@ def test_a_data_dir_above_prepared_data_names_them(tmp_path, monkeypatch):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_data_dir_above_half_or_many_prepared_folders_names_only_the_prepared(tmp_path, monkeypatch):
+    # a folder prepare stopped writing (meta.json alone) was named as prepared data, and three of five were named as
+    # if all (the 23rd pass, second round)
+    for n in range(5):
+        make_data(tmp_path / "many" / f"d{n}")
+    (tmp_path / "half" / "a").mkdir(parents=True)
+    (tmp_path / "half" / "a" / "meta.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    msg = run_inprocess(monkeypatch, ["--data_dir=half", "--out_dir=out"])
+    assert msg.startswith("data_dir 'half' has no train.bin; prepare it with"), msg
+    msg = run_inprocess(monkeypatch, ["--data_dir=many", "--out_dir=out"])
+    assert "but many/d0, many/d1, many/d2 and 2 more hold prepared data; set --data_dir to one of them" in msg, msg
+    assert not (tmp_path / "out").exists()
+
+
 def test_resume_and_scratch_refuse_the_wrong_out_dir(tmp_path, monkeypatch, data_dir, trained):
     before = digest(trained / "ckpt.pt")
     msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'empty'}",
