@@ -573,7 +573,8 @@ def activation_bytes(c, batch, grad_ckpt):
     activations, 1-byte dropout masks), with SDPA's flash attention, which keeps no [T, T] scores. Per layer and
     token: 2 bytes x (the inputs of both LayerNorms, the QKV and MLP inputs, the stored Q, K, V widths, the attention
     output, the GELU input and output) + 2 dropout masks of 1 byte; 34 x n_embd for a GPT-2 block with QKV. Checkpointed:
-    each Block's input plus one Block recomputed at a time. Plus the logits, bf16 and their float32 copy."""
+    each Block's input plus one Block recomputed at a time. Plus the logits, bf16 and their float32 copy.
+    Not counted: linear attention's causal [T, T] weight map per head (model.linear_attention), so its rows are low."""
     h, d = c.n_embd, c.n_embd // c.n_head
     kv = (c.n_kv_head or c.n_head) * d
     qkv = {"qkv": h + 2 * kv, "qk_v": h + kv, "q_kv": h + kv, "q_k_v": h}[c.proj]  # V = K or Q = K: stored once
