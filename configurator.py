@@ -317,9 +317,10 @@ def configure(defaults, args, usage=None, hints=None):
                 near = [p for p in (arg + ".py", os.path.join("config", name), os.path.join("config", name + ".py"),
                                     os.path.join(REPO, "config", name), os.path.join(REPO, "config", name + ".py"))
                         if os.path.isfile(p)]
+                helping = arg.lstrip("-").lower() in ("help", "h", "?")  # `-help`, `help`: --help was meant
                 raise SystemExit(f"config file {arg!r} not found; " + (
-                    f"did you mean {shlex.quote(near[0])}?" if near else
-                    "positional arguments are config files (overrides are written --key=value)."))
+                    f"did you mean {shlex.quote(near[0])}?" if near else "did you mean --help (the settings)?"
+                    if helping else "positional arguments are config files (overrides are written --key=value)."))
             scope = run_file(arg, values)
             for key, value in scope.items():
                 if not key.startswith("_") and not isinstance(value, types.ModuleType):
