@@ -480,6 +480,8 @@ class Parser(argparse.ArgumentParser):
                           and v.split("=")[0] not in self._option_string_actions), None)
             if value:
                 message += f"; a value that starts with '-' goes after '=': {shlex.quote(f'{m[1]}={value}')}"
+        elif h := re.fullmatch(r"argument -h/--help: ignored explicit argument '(.*)'", message):  # `-help`
+            message = f"-h{h[1]} is -h with {h[1]!r} after it; write --help (or -h) to list the options"
         super().error(message)
 
     def parse_known_args(self, args=None, namespace=None):

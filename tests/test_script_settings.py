@@ -104,6 +104,15 @@ def test_every_option_says_in_help_what_it_is(script):
     assert [opt for opt, a in settings(parser) + flags(parser) if not (a.help or "").strip()] == []
 
 
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help_written_with_one_dash_names_help(script, capsys):
+    # `sample.py -help` was argparse's "argument -h/--help: ignored explicit argument 'elp'"
+    with pytest.raises(SystemExit):
+        parser_of(script).parse_args(["-help"])
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        "error: -help is -h with 'elp' after it; write --help (or -h) to list the options")
+
+
 @pytest.mark.parametrize("script", ["experiments.cpu_lm", "experiments.retrofit", "experiments.rope",
                                     "experiments.scaling"])
 def test_every_study_on_prepared_data_says_in_help_how_to_prepare_it(script):
