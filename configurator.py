@@ -317,9 +317,10 @@ def configure(defaults, args, usage=None, hints=None):
                 near = [p for p in (arg + ".py", os.path.join("config", name), os.path.join("config", name + ".py"),
                                     os.path.join(REPO, "config", name), os.path.join(REPO, "config", name + ".py"))
                         if os.path.isfile(p)]
+                helping = arg.lstrip("-").lower() in ("help", "h", "?")  # `-help`, `help`: --help was meant
                 raise SystemExit(f"config file {arg!r} not found; " + (
-                    f"did you mean {shlex.quote(near[0])}?" if near else
-                    "positional arguments are config files (overrides are written --key=value)."))
+                    f"did you mean {shlex.quote(near[0])}?" if near else "did you mean --help (the settings)?"
+                    if helping else "positional arguments are config files (overrides are written --key=value)."))
             scope = run_file(arg, values)
             for key, value in scope.items():
                 if not key.startswith("_") and not isinstance(value, types.ModuleType):
@@ -479,6 +480,8 @@ class Parser(argparse.ArgumentParser):
                           and v.split("=")[0] not in self._option_string_actions), None)
             if value:
                 message += f"; a value that starts with '-' goes after '=': {shlex.quote(f'{m[1]}={value}')}"
+        elif h := re.fullmatch(r"argument -h/--help: ignored explicit argument '(.*)'", message):  # `-help`
+            message = f"-h{h[1]} is -h with {h[1]!r} after it; write --help (or -h) to list the options"
         super().error(message)
 
     def parse_known_args(self, args=None, namespace=None):

@@ -73,7 +73,7 @@ init_from = "scratch"  # scratch, resume (out_dir/ckpt.pt), a checkpoint (path o
 convert_method = "lstsq"  # how init_from ties V to K, see convert.convert_state_dict
 calib_batches = 4  # training batches that convert_method lstsq and split fit on
 eval_interval = 200  # iterations between evaluations (and checkpoints)
-eval_tokens = 1_000_000  # validation tokens per evaluation, all processes together
+eval_tokens = 1_000_000  # validation tokens per evaluation, all processes together, in whole batches (at least one)
 log_interval = 10  # iterations between log lines
 always_save_checkpoint = True  # False: save at an evaluation only when the validation loss improves (and at the end)
 seed = 1337  # initial weights, training batches and dropout
@@ -889,6 +889,9 @@ val_scored = val_rows * val_batches * block_size * world_size  # each evaluation
 if capped and master:
     print(f"eval_tokens={eval_tokens:,} is more than {data_dir}/val.bin holds ({val_len:,} tokens): each evaluation "
           f"scores its first {val_scored:,} once.")
+elif val_scored > eval_tokens and master:  # less than one batch: --help's "tokens per evaluation" was 20 times more
+    print(f"eval_tokens={eval_tokens:,} is less than one validation batch ({val_scored:,} tokens: batch_size x "
+          f"block_size x processes): each evaluation scores {val_scored:,}.")
 
 
 def get_batch(split, *key):

@@ -1,4 +1,4 @@
-"""
+r"""
 The CPU language-model experiment: is tying K and V cheap, and Q=K=V expensive, on real text? Trains every
 config/cpu_lm*.py variant for 3 seeds on byte-level Shakespeare, one run at a time, then writes the results.
 

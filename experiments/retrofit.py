@@ -1,4 +1,4 @@
-"""
+r"""
 The retrofit experiment: how much of a trained qkv model survives tying V to K (and pooling key/value heads), before
 and after a short uptraining, against Q-K=V trained from scratch for the same total steps? Byte-level Shakespeare,
 the cpu_lm setting (config/cpu_lm.py), 3 seeds, every run through train.py in a subprocess, one at a time, one thread

@@ -1,4 +1,4 @@
-"""
+r"""
 Does tying K and V change how a RoPE model extrapolates? qkv and qk_v, each with learned absolute positions and
 with rotary embeddings, trained in the cpu_lm setting (config/cpu_lm.py: byte-level Shakespeare, block 256, 600
 iterations) for 3 seeds through train.py; then scored on the same validation bytes at the training length and, for
@@ -234,14 +234,17 @@ def report(rows, missing, args, wall):
     print(f"wrote {prefix}.md, {prefix}.csv, {prefix}.png")
 
 
+class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The docstring as written, the defaults after each setting."""
+
+
 def get_parser():
-    p = Parser(description="RoPE vs learned positions, qkv vs qk_v: length extrapolation.",
-               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=Formatter)  # the docstring says how to prepare --data_dir
     only = p.add_mutually_exclusive_group()  # --report --redraw drew the figure and printed no report, exit 0
     only.add_argument("--report", action="store_true", help="only the report, from the finished runs")
     p.add_argument("--quick", action="store_true", help="60 iterations, 1 seed, out-rope-quick/ (not assets/)")
     only.add_argument("--redraw", action="store_true", help="only the figure, from the written table (no runs needed)")
-    p.add_argument("--data_dir", default="data/cpu_lm_bytes", help="byte-level data, as this file's docstring makes")
+    p.add_argument("--data_dir", default="data/cpu_lm_bytes", help="byte-level data, as the first command above makes")
     return p
 
 

@@ -20,6 +20,7 @@ A run that is in assets/scaling.csv is done, whether its folder exists or not (a
 a killed run resumes from its checkpoint. The report reads only the CSVs, so it can be rebuilt anywhere.
 """
 
+import argparse
 import contextlib
 import csv
 import io
@@ -675,12 +676,15 @@ UNREAD = [("jobs", lambda a: a.report, "--report trains nothing, and --jobs is h
 
 
 def main(argv=None):
-    p = Parser(description="Budget, context, size and cache-budget scaling of qkv vs qk_v (vs q_kv).")
+    # the docstring: --help pointed to it for the data and showed a line of its own
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a tiny grid into --root (default out-scaling-quick/)")
     p.add_argument("--report", action="store_true", help="only the report, from the CSVs")
-    p.add_argument("--data_dir", default="data/cpu_lm_bytes", help="prepared byte-level data (see the docstring)")
+    p.add_argument("--data_dir", default="data/cpu_lm_bytes", 
+                   help="prepared byte-level data, as the first command above makes (default data/cpu_lm_bytes)")
     p.add_argument("--root", default=None, help="run folders (default out-scaling/, or out-scaling-quick/)")
-    p.add_argument("--jobs", type=number(int, "[1, 16]"), default=2, help="train.py processes at once, one thread each")
+    p.add_argument("--jobs", type=number(int, "[1, 16]"), default=2,
+                   help="train.py processes at once, one thread each (default 2)")
     args = p.parse_args(argv)
     p.unread(args, UNREAD)
     s = QUICK if args.quick else FULL

@@ -454,6 +454,15 @@ def test_a_config_file_named_without_py_or_config_names_the_file_meant(cwd, arg,
     assert str(e.value) == f"config file {arg!r} not found; did you mean {meant.format(root=ROOT)}?"
 
 
+@pytest.mark.parametrize("arg", ["-help", "help", "-?"])
+def test_help_misspelled_names_help(arg, tmp_path, monkeypatch):
+    # `train.py -help` said only "positional arguments are config files": --help, which lists the settings, unnamed
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        configure(DEFAULTS, [arg])
+    assert str(e.value) == f"config file {arg!r} not found; did you mean --help (the settings)?"
+
+
 def test_the_config_file_meant_is_named_as_the_shell_takes_it(tmp_path, monkeypatch):
     # a repository in "my repo" run from another folder: "did you mean /x/my repo/config/cpu_tiny.py?", pasted, gave
     # train.py two arguments

@@ -105,6 +105,25 @@ def test_every_option_says_in_help_what_it_is(script):
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
+def test_help_written_with_one_dash_names_help(script, capsys):
+    # `sample.py -help` was argparse's "argument -h/--help: ignored explicit argument 'elp'"
+    with pytest.raises(SystemExit):
+        parser_of(script).parse_args(["-help"])
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        "error: -help is -h with 'elp' after it; write --help (or -h) to list the options")
+
+
+@pytest.mark.parametrize("script", ["experiments.cpu_lm", "experiments.retrofit", "experiments.rope",
+                                    "experiments.scaling"])
+def test_every_study_on_prepared_data_says_in_help_how_to_prepare_it(script):
+    # rope's and scaling's --help said "--data_dir: byte-level data, as this file's docstring makes" (or "see the
+    # docstring") and showed no docstring; cpu_lm's and retrofit's joined the command's continuation lines
+    text = parser_of(script).format_help()
+    assert "python prepare_slimpajama.py --input=input.txt --tokenizer=bytes --val_fraction=0.1" in text, text
+    assert "--out_dir=data/cpu_lm_bytes" in text and "docstring" not in text and "0.1         --out_dir" not in text
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
 def test_numeric_settings_are_declared_with_ranges_and_refuse_generated_bad_values(script, capsys):
     parser, undeclared, wrong = parser_of(script), [], []
     for opt, a in settings(parser):

@@ -777,6 +777,15 @@ def test_eval_tokens_beyond_the_validation_split_score_it_once(data_dir, tmp_pat
     assert "is more than" not in whole.stdout and read_log(tmp_path / "out") == read_log(tmp_path / "whole")
 
 
+def test_eval_tokens_below_one_batch_is_said(data_dir, tmp_path):
+    # --help says "validation tokens per evaluation": --eval_tokens=100 scored a whole batch (4 x 32 = 128 here, 2,048
+    # in config/cpu_tiny.py) without a word
+    r = train(data_dir, tmp_path / "out", "--max_iters=0", "--eval_tokens=100", "--gradient_accumulation_steps=1")
+    assert r.stdout.splitlines()[0] == "eval_tokens=100 is less than one validation batch (128 tokens: batch_size x " \
+                                       "block_size x processes): each evaluation scores 128."
+    assert "validation batch" not in train(data_dir, tmp_path / "one", "--max_iters=0", "--eval_tokens=128").stdout
+
+
 def test_a_validation_split_shorter_than_one_batch_scores_each_window_once(data_dir, tmp_path):
     # 200 windows of 32 per batch from val.bin's 124 (4,000 tokens): the batch wrapped round and scored 76 of them
     # twice, while the line said "scores its first 6,400 once"
