@@ -1160,16 +1160,27 @@ def script(name):
     return shlex.quote(path if rel.startswith("..") else rel)
 
 
-def prepared_below(data_dir):
+def prepared_below(data_dir, vocab_size=None):
     """The folders just inside data_dir that prepare_slimpajama.py wrote (its three files), sorted: --data_dir=data,
     the parent of data/shakespeare_bytes, was told to prepare data into data/ itself. A folder it stopped writing
-    (meta.json alone) is not one: named, it was refused in turn as holding only meta.json."""
+    (meta.json alone) is not one: named, it was refused in turn as holding only meta.json; nor one whose vocabulary
+    a model of vocab_size cannot read (GPT-2 BPE data named to a byte-level study, refused once set)."""
     try:
         names = sorted(os.listdir(data_dir)) if os.path.isdir(data_dir) else []
     except OSError:
         return []
-    return [os.path.join(data_dir, n) for n in names
-            if all(os.path.isfile(os.path.join(data_dir, n, f)) for f in ("train.bin", "val.bin", "meta.json"))]
+    found = [os.path.join(data_dir, n) for n in names
+             if all(os.path.isfile(os.path.join(data_dir, n, f)) for f in ("train.bin", "val.bin", "meta.json"))]
+    return [path for path in found if vocab_size is None or fits(path, vocab_size)]
+
+
+def fits(path, vocab_size):
+    """Whether the data prepared in path records a vocabulary within vocab_size (one that cannot be read: named)."""
+    try:
+        recorded = load_json(os.path.join(path, "meta.json")).get("vocab_size")
+    except (OSError, ValueError, AttributeError):
+        return True
+    return not isinstance(recorded, int) or recorded <= vocab_size
 
 
 def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
@@ -1207,7 +1218,7 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
             # --data_dir=data for data/x, train.py's or rope's and scaling's (cpu_lm and retrofit take no --data_dir:
             # theirs is STUDY_DATA)
             settable = not study or os.path.abspath(data_dir) != os.path.abspath(STUDY_DATA)
-            if not held and settable and (inside := prepared_below(data_dir)):
+            if not held and settable and (inside := prepared_below(data_dir, vocab_size)):
                 # at most three named; five said as three were taken for all of them
                 which = inside[0] if len(inside) == 1 else f"{', '.join(inside[:-1])} and {inside[-1]}" \
                     if len(inside) <= 3 else f"{', '.join(inside[:3])} and {len(inside) - 3} more"

@@ -296,7 +296,9 @@ def configure(defaults, args, usage=None, hints=None):
             # named by both settings; every text setting is a name, a path or a choice, none holds " --key="
             # (--max-iters=1 or --max_iters 1 there too: given apart they are refused, quoted they were a folder)
             inner = re.search(r"\s--([\w-]+)(=|\s+)\S*", value) if type(value) is str else None
-            if inner and inner[1].replace("-", "_") in defaults:
+            # --out_dir='x --lr=1e-3' (a mistyped key) or '--Max_Iters=1' named a folder too, the typo unreported:
+            # " --word=" is a setting whatever the word, "--b 1" in a name may be a name
+            if inner and (inner[2] == "=" or inner[1].replace("-", "_").lower() in defaults):
                 raise SystemExit(f"--{key}={value!r} holds another setting, {inner[0].strip()}: quotes around several "
                                  f"settings pass them as one argument; give each --key=value as its own argument.")
             if number and type(value) is str and (error := pasted_minus(text)):

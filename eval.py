@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import errno
 import glob
+import hashlib
 import math
 import numbers
 import os
@@ -419,10 +420,22 @@ def writable_out(out):
 
 def evaluation(args, tasks=None):
     """What an evaluation measures, recorded in results.json: the text, or the tasks, shots and limit."""
-    if args.text is not None:
-        return {"text": os.path.abspath(args.text)}
+    if args.text is not None:  # its contents too: input.txt replaced by another text is another evaluation
+        return {"text": os.path.abspath(args.text), **text_digest(args.text)}
     return {"tasks": sorted(set(tasks)), "num_fewshot": args.num_fewshot, "limit": args.limit}  # a task named twice
     # is evaluated once
+
+
+def text_digest(path):
+    """{"sha256": ...} of a text's bytes, or {} where it cannot be read (refused later, in its own words)."""
+    try:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):  # hashlib.file_digest is 3.11's
+                digest.update(block)
+        return {"sha256": digest.hexdigest()}
+    except (OSError, ValueError):
+        return {}
 
 
 def same_text(old, new):
@@ -460,7 +473,9 @@ def other_results(out, what):
         old = res.get("evaluation") or ({"text": res["text"]["path"]} if "text" in res else {})
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
         return None
-    if "evaluation" in res:
+    if isinstance(old, dict) and "sha256" in old and "sha256" in what:  # by contents: a copy or a move is the same,
+        same = old["sha256"] == what["sha256"]  # the same file holding another text is not
+    elif "evaluation" in res:
         same = old == what or ("text" in what and isinstance(old, dict) and set(old) == {"text"} and
                                same_text(old["text"], what["text"]))
     elif "text" in old:  # written before results.json recorded its evaluation: the path as given, from its folder

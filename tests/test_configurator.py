@@ -125,6 +125,10 @@ def test_several_settings_quoted_as_one_argument_are_refused():
         with pytest.raises(SystemExit, match=f"^--out_dir='{value}' holds another setting, {inner}: quotes"):
             configure(DEFAULTS, [f"--out_dir={value}"])
     assert configure(DEFAULTS, ["--out_dir=my run - v2 --b 1"])[0]["out_dir"] == "my run - v2 --b 1"
+    # a mistyped or capitalized key quoted in: trained the config's run into 'x --lr=1e-3', the typo unreported
+    for value, inner in (("x --lr=1e-3", "--lr=1e-3"), ("x --Max_Iters 1", "--Max_Iters 1")):
+        with pytest.raises(SystemExit, match=f"^--out_dir='{value}' holds another setting, {inner}: quotes"):
+            configure(DEFAULTS, [f"--out_dir={value}"])
 
 
 def test_an_on_off_setting_takes_the_words_every_command_takes():

@@ -812,6 +812,19 @@ def test_an_evaluation_of_other_tasks_or_text_never_replaces_the_results_in_its_
     assert ev.other_results(str(tmp_path / "eval"), {"text": str(tmp_path / "a.txt")}) is not None
 
 
+def test_a_text_file_replaced_by_another_text_is_another_evaluation(tmp_path):
+    # pass 23 (third round): input.txt evaluated, then replaced by another text (README's "your own text") and
+    # evaluated again into the same --out, replaced the first text's results without a word; a copy is the same
+    make_ckpt(tmp_path, BYTES_META)
+    (tmp_path / "a.txt").write_text("the text of a, a few words\n")
+    ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 'a.txt'}", "--device=cpu"])
+    (tmp_path / "copy.txt").write_bytes((tmp_path / "a.txt").read_bytes())
+    ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 'copy.txt'}", "--device=cpu"])
+    (tmp_path / "copy.txt").write_text("the text of b, a few words\n")
+    with pytest.raises(SystemExit, match=r"holds the results of another evaluation \(the perplexity of "):
+        ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 'copy.txt'}", "--device=cpu"])
+
+
 def test_the_same_text_by_a_symlink_or_after_its_folder_moved_is_the_same_evaluation(tmp_path):
     # pass 23 (second round): --text by a symlink to the text, or the same text after `mv project project-old`,
     # was refused as another evaluation; a task named twice was another task list; a hand-edited record a traceback

@@ -400,6 +400,9 @@ def test_a_study_given_the_folder_above_its_data_names_it(tmp_path, monkeypatch)
         open_data("data", 1024, 256, study="experiments.rope")
     assert str(e.value).startswith("data_dir 'data' has no train.bin, but data/x holds prepared data; set --data_dir "
                                    "to it, or prepare it with"), e.value
+    make_data(tmp_path / "data" / "gpt2", tokenizer="r50k_base", vocab_size=50257)  # a byte-level study cannot
+    with pytest.raises(SystemExit, match="but data/x holds prepared data"):  # read it: not named (third round)
+        open_data("data", 1024, 256, study="experiments.rope")
     with pytest.raises(SystemExit) as e:
         open_data("data/cpu_lm_bytes", 1024, 256, study="experiments.cpu_lm")
     assert str(e.value).startswith("data_dir 'data/cpu_lm_bytes' has no train.bin; prepare it with"), e.value
