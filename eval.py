@@ -418,24 +418,14 @@ def writable_out(out):
     return out
 
 
-def evaluation(args, tasks=None):
-    """What an evaluation measures, recorded in results.json: the text, or the tasks, shots and limit."""
-    if args.text is not None:  # its contents too: input.txt replaced by another text is another evaluation
-        return {"text": os.path.abspath(args.text), **text_digest(args.text)}
+def evaluation(args, tasks=None, text=None):
+    """What an evaluation measures, recorded in results.json: the text (its path and the sha256 of the text read
+    from it: input.txt replaced by another text is another evaluation), or the tasks, shots and limit."""
+    if args.text is not None:
+        return {"text": os.path.abspath(args.text),
+                "sha256": hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()}
     return {"tasks": sorted(set(tasks)), "num_fewshot": args.num_fewshot, "limit": args.limit}  # a task named twice
     # is evaluated once
-
-
-def text_digest(path):
-    """{"sha256": ...} of a text's bytes, or {} where it cannot be read (refused later, in its own words)."""
-    try:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):  # hashlib.file_digest is 3.11's
-                digest.update(block)
-        return {"sha256": digest.hexdigest()}
-    except (OSError, ValueError):
-        return {}
 
 
 def same_text(old, new):
@@ -505,7 +495,7 @@ def main(argv=None):
     run_dir = os.path.dirname(args.out_dir) if os.path.isfile(args.out_dir) else args.out_dir
     out = args.out or os.path.join(run_dir, "eval")
     guard_assets(out, False, None)
-    what = evaluation(args, None if args.text is not None else tasks)
+    what = evaluation(args, None, text) if args.text is not None else evaluation(args, tasks)
     if why := other_results(out, what):  # before the model and the evaluation: hours of work for a refusal
         raise SystemExit(why)
     # out_dir's checkpoint or GPT-2, converted if --proj/--n_kv_head say so; its notes ("converted to ...", "nothing
