@@ -11,7 +11,8 @@ The files every script shares, each opened with its checks and written atomicall
   json_text(obj)                 strict JSON, inf and NaN as null (json.dumps writes Infinity, which is no JSON)
   save_figure(fig, path, ...)    a matplotlib figure as a PNG, drawn in memory first, then written by atomic_write
   writable_dir(folder, fix)      an output folder checked before the work, not found unwritable after it
-  space_fix(e)                   the fix for a refused write: free space, or the limit that refused it (ulimit -f, -n)
+  space_fix(e)                   the fix for a refused write: free space, or the limit that refused it (ulimit -f, -n;
+                                 configurator's, whose compile_failure gives it too, taken here for the scripts)
   hold_lock(folder, busy)        one process at a time writing into a folder (prepare's out_dir, a study's runs);
                                  lock_held(e) tells another holder from a file system without locks (noted, unlocked)
   hold_out(folder, busy)         hold_lock on a command's --out, except assets/ (the full scaling study's lock)
@@ -51,8 +52,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from configurator import (as_text, closed_stream, configure, lift_limit, memory_limit, open_files_fix, stop_signals,
-                          stuck)
+from configurator import as_text, closed_stream, configure, lift_limit, memory_limit, space_fix, stop_signals
 from model import GPT, GPTConfig
 
 PREFIXES = ("_orig_mod.", "module.")  # torch.compile's and DDP's wrappers: harmless, stripped on load
@@ -473,23 +473,6 @@ def _utf8_error(data, whole):
     except UnicodeDecodeError as e:
         return whole or e.start < len(data) - 3
     return False
-
-
-def space_fix(e):
-    """The fix for a write the disk refused: free space, except for a file too large (EFBIG), which no free space
-    lets through: the shell's file size limit (ulimit -f) or a file system that stops at 4 GiB (FAT32); or too many
-    files open (ulimit -n)."""
-    if fix := open_files_fix(e):  # no disk space helps either: the open-file limit
-        return fix
-    if getattr(e, "errno", None) != errno.EFBIG:
-        return "free space on its disk"
-    import resource
-    limit, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    if limit != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or not os.geteuid()):
-        return f"raise this shell's file size limit (ulimit -f, now {limit // 1024:,} KiB: ulimit -f unlimited)"
-    if limit != resource.RLIM_INFINITY:
-        return f"run it from a new terminal ({stuck('file size limit (ulimit -f)', f'{limit // 1024:,} KiB')})"
-    return "write to a file system that takes larger files (FAT32 stops at 4 GiB)"
 
 
 def save_figure(fig, path, **savefig_args):

@@ -884,6 +884,23 @@ def stuck(what, now):
     return f"this shell's {what} is {now}, also its hard limit, which only root raises"
 
 
+def space_fix(e):
+    """The fix for a write the disk refused: free space, except for a file too large (EFBIG), which no free space
+    lets through: the shell's file size limit (ulimit -f) or a file system that stops at 4 GiB (FAT32); or too many
+    files open (ulimit -n)."""
+    if fix := open_files_fix(e):  # no disk space helps either: the open-file limit
+        return fix
+    if getattr(e, "errno", None) != errno.EFBIG:
+        return "free space on its disk"
+    import resource
+    limit, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if limit != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or not os.geteuid()):
+        return f"raise this shell's file size limit (ulimit -f, now {limit // 1024:,} KiB: ulimit -f unlimited)"
+    if limit != resource.RLIM_INFINITY:
+        return f"run it from a new terminal ({stuck('file size limit (ulimit -f)', f'{limit // 1024:,} KiB')})"
+    return "write to a file system that takes larger files (FAT32 stops at 4 GiB)"
+
+
 def missing_device(name, fix):
     """Why the device name is not one PyTorch sees here, and what to do (fix for a machine without it), in words;
     "" when it is there. A CUDA index past the GPUs was torch's 'invalid device ordinal' traceback at the first
@@ -977,7 +994,6 @@ def compile_failure(e, what="--compile=True", off="pass --compile=False"):
         errno.ENOSPC),)}
     refused = next((n for n, words in said.items() if any(w in str(e) for w in words)), None)
     if refused:
-        from checkpoint import space_fix  # checkpoint imports this module
         return (f"{what}: torch.compile's C++ compiler could not write its files ({os.strerror(refused)}); "
                 f"{space_fix(OSError(refused, os.strerror(refused)))}, or {off}.")
     return (f"{what}: torch.compile failed ({why}); it needs a working C++ compiler on CPU (Triton on a "
