@@ -487,6 +487,7 @@ def main(argv=None):
         raise SystemExit(INSTALL)
     device = torch.device(args.device)
     dtype = DTYPES[args.dtype or ("bfloat16" if device.type == "cuda" else "float32")]
+    text = tasks = None
     if args.text is not None:
         text = read_text_file(args.text)
     else:
@@ -495,7 +496,7 @@ def main(argv=None):
     run_dir = os.path.dirname(args.out_dir) if os.path.isfile(args.out_dir) else args.out_dir
     out = args.out or os.path.join(run_dir, "eval")
     guard_assets(out, False, None)
-    what = evaluation(args, None, text) if args.text is not None else evaluation(args, tasks)
+    what = evaluation(args, tasks, text)
     if why := other_results(out, what):  # before the model and the evaluation: hours of work for a refusal
         raise SystemExit(why)
     # out_dir's checkpoint or GPT-2, converted if --proj/--n_kv_head say so; its notes ("converted to ...", "nothing

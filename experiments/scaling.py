@@ -680,7 +680,7 @@ def main(argv=None):
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a tiny grid into --root (default out-scaling-quick/)")
     p.add_argument("--report", action="store_true", help="only the report, from the CSVs")
-    p.add_argument("--data_dir", default="data/cpu_lm_bytes", 
+    p.add_argument("--data_dir", default="data/cpu_lm_bytes",
                    help="prepared byte-level data, as the first command above makes (default data/cpu_lm_bytes)")
     p.add_argument("--root", default=None, help="run folders (default out-scaling/, or out-scaling-quick/)")
     p.add_argument("--jobs", type=number(int, "[1, 16]"), default=2,
