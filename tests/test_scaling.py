@@ -87,14 +87,20 @@ def test_quick_run_writes_rows_and_report_outside_assets_and_resumes(tmp_path):
     assert (root / "scaling.csv").read_bytes() == before
 
 
-def test_an_older_tables_rows_without_run_folders_are_not_read_as_another_datas(tmp_path):
-    # a root made before 159df4a has no scaling_data.txt: with its run folders deleted, --report with any --data_dir
-    # headed the rows (trained on Shakespeare) 'Byte-level data of' that folder, with its val.bin's bytes, exit 0
+def table_without_runs(tmp_path):
+    """tmp_path/root holding a quick table of one row whose run folder is gone, and tmp_path/data."""
     make_data(tmp_path / "data")
     root = tmp_path / "root"
     root.mkdir()
     (root / "scaling.csv").write_text(",".join(scaling.COLUMNS) + "\n"
                                       "qkv,qkv,0,2,32,32,8,20,0.002,1337,34688,256,4.47814,4.47814,33\n")
+    return root
+
+
+def test_an_older_tables_rows_without_run_folders_are_not_read_as_another_datas(tmp_path):
+    # a root made before 159df4a has no scaling_data.txt: with its run folders deleted, --report with any --data_dir
+    # headed the rows (trained on Shakespeare) 'Byte-level data of' that folder, with its val.bin's bytes, exit 0
+    root = table_without_runs(tmp_path)
     with pytest.raises(SystemExit) as e:
         scaling.main(["--quick", "--report", f"--data_dir={tmp_path / 'data'}", f"--root={root}"])
     assert str(e.value) == (f"{root / 'scaling.csv'} holds 1 row(s) whose run folders are gone, and nothing in --root "
@@ -112,11 +118,7 @@ def test_an_older_tables_rows_without_run_folders_are_not_read_as_another_datas(
 def test_rows_without_run_folders_are_not_read_as_the_same_folder_prepared_again(tmp_path):
     # scaling_data.txt named the folder alone: data/cpu_lm_bytes prepared again from another text, the run folders
     # deleted (their rows stay), and the study trained the rest on the new text beside the old rows, exit 0
-    make_data(tmp_path / "data")
-    root = tmp_path / "root"
-    root.mkdir()
-    (root / "scaling.csv").write_text(",".join(scaling.COLUMNS) + "\n"
-                                      "qkv,qkv,0,2,32,32,8,20,0.002,1337,34688,256,4.47814,4.47814,33\n")
+    root = table_without_runs(tmp_path)
     (root / "scaling_data.txt").write_text(scaling.data_line(str(tmp_path / "data")))
     args = ["--quick", "--report", f"--data_dir={tmp_path / 'data'}", f"--root={root}"]
     scaling.main(args)  # the same data: drawn
