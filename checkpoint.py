@@ -164,7 +164,9 @@ def other_data(was, meta):
     moved = [f"{k} {meta.get(k)!r} (checkpoint: {was[k]!r})" for k in ("train_tokens", "val_tokens")
              if k in was and meta.get(k) != was[k] and (k not in meta or type(meta[k]) is int)]
     inputs = [m["settings"].get("shards_sha1") if isinstance(m.get("settings"), dict) else None for m in (was, meta)]
-    if not moved and None not in inputs and inputs[0] != inputs[1] and inputs[0] != sizes_only(meta):
+    # prepared again from a copy of the same files (cp -r: new times), its contents say so where both record them
+    copied = was.get("inputs_sha256") is not None and was.get("inputs_sha256") == meta.get("inputs_sha256")
+    if not moved and None not in inputs and inputs[0] != inputs[1] and inputs[0] != sizes_only(meta) and not copied:
         moved.append("input files of other names, sizes or modification times than the checkpoint's")
     return moved
 

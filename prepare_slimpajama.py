@@ -19,6 +19,7 @@ command truncates the bins to the committed lengths, continues, and ends byte-id
 import argparse
 import errno
 import glob
+import hashlib
 import itertools
 import json
 import os
@@ -606,20 +607,38 @@ def read_json(path, ok=lambda obj: True):
                  f"{os.path.dirname(path)} and start over, or use another --out_dir")
 
 
-def moved_inputs(meta_path, fingerprint):
-    """(meta.json's shards_sha1,) when it was made from these files in another folder: of the same names, order,
-    sizes and modification times, or (). The fingerprint names each file by its real path, so after `mv project
-    project-old` the quickstart's prepare step was "the input files changed ... delete it", and the train step then
-    refused the checkpoint trained on them as trained on other data."""
+def contents_sha256(shards):
+    """sha256 of the local inputs' names (not their folders), splits, sizes and bytes, in order: what a dataset is
+    made of, which meta.json records as inputs_sha256. The fingerprint also holds real paths and modification
+    times, which a project copied with `cp -r` or tar changes: "the input files changed ... delete it" then cost a
+    rerun of prepare from the same text."""
+    h = hashlib.sha256()
+    for name, split in shards:
+        h.update(json.dumps([os.path.basename(name), split, os.path.getsize(name)]).encode())
+        with open(name, "rb") as f:
+            while chunk := f.read(1 << 22):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def same_inputs(meta_path, shards, fingerprint):
+    """(meta.json's shards_sha1,) when out_dir's dataset was made from these inputs where the fingerprint no longer
+    says so, or (). A dataset that records inputs_sha256 is matched by contents; an older one by its files' names,
+    order, sizes and modification times (the project's folder moved with mv: its real paths changed)."""
     try:
         old = load_json(meta_path)  # a damaged one is named by start_state's read
-        was, mixed = old["settings"]["shards_sha1"], all(split == "mixed" for _, split, *_ in fingerprint)
+        was, digest = old["settings"]["shards_sha1"], old.get("inputs_sha256")
+        if was == inputs_sha1(fingerprint):
+            return ()  # nothing moved: no need to read the inputs again
+        if digest is not None:
+            return (was,) if digest == contents_sha256(shards) else ()
+        mixed = all(split == "mixed" for _, split in shards)
         names = old["train_shards"] if mixed else old["val_shards"] + old["train_shards"]
         if len(names) != len(fingerprint) or any(not isinstance(a, str) or os.path.basename(a) !=
                                                  os.path.basename(f[0]) for a, f in zip(names, fingerprint)):
             return ()
         return (was,) if inputs_sha1([(a, *f[1:]) for a, f in zip(names, fingerprint)]) == was else ()
-    except (OSError, ValueError, KeyError, TypeError):  # no dataset there, or one start_state will name
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # no dataset there, or one start_state names
         return ()
 
 
@@ -697,8 +716,8 @@ def prepare(args, log=print):
                 "shards_sha1": inputs_sha1(fingerprint)}
     typed = earlier_sha1s(fingerprint)  # as versions before recorded it: their dataset made under a UTF-8 locale, or
     # LC_ALL=C from préface.txt is this one, asked again there
-    if args.input:  # the same files in a folder moved or renamed since (the project's, input.txt in it) are this one
-        typed += moved_inputs(os.path.join(args.out_dir, "meta.json"), fingerprint)
+    if args.input:  # the same files in a folder moved, renamed or copied since (the project's, input.txt in it)
+        typed += same_inputs(os.path.join(args.out_dir, "meta.json"), shards, fingerprint)
     made = len(missing_dirs(args.out_dir))  # --out_dir=a/b/c with no a: 3, all removed by a run that leaves nothing
     writable_dir(args.out_dir, "choose another --out_dir", named=True)
     for name in ("train.bin", "val.bin", "meta.json", "progress.json"):  # else taken for no file: a traceback later
@@ -845,6 +864,8 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=(), new
             "settings": settings}
     if tok.name == "bytes":
         meta["nul_bytes_dropped"] = st["nul_bytes_dropped"]
+    if source == "local files":
+        meta["inputs_sha256"] = contents_sha256(shards)
     write_json(meta_path, meta)
     os.remove(state_path)
     log(f"wrote {args.out_dir}: {meta['train_tokens']:,} train tokens ({meta['train_documents']:,} documents), "

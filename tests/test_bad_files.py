@@ -538,11 +538,12 @@ def test_a_dataset_an_older_prepare_fingerprinted_by_size_is_this_dataset_or_tol
     assert str(e.value).startswith(f"error: the input files changed since {out} was made from them")
 
 
-def test_a_dataset_whose_folder_was_moved_with_its_inputs_is_this_dataset(tmp_path):
+def test_a_dataset_whose_folder_was_moved_or_copied_with_its_inputs_is_this_dataset(tmp_path):
     # `mv project project-old` (input.txt and data/ inside it): the quickstart's prepare step was "the input files
-    # changed since ... delete it to start over", and the train step then refused the run trained on them
-    for val in (False, True):
-        old, new = tmp_path / f"old{val:d}", tmp_path / f"new{val:d}"
+    # changed since ... delete it to start over", and the train step then refused the run trained on them. A copy
+    # (`cp -r`, tar: new modification times) was the same until meta.json recorded its inputs' contents
+    for val, older in ((False, False), (True, False), (False, True)):
+        old, new = tmp_path / f"old{val:d}{older:d}", tmp_path / f"new{val:d}{older:d}"
         old.mkdir()
         (old / "input.txt").write_text("To be, or not to be, that is the question.\n" * 40)
         (old / "valid.txt").write_text("Whether 'tis nobler in the mind to suffer.\n" * 4)
@@ -551,6 +552,9 @@ def test_a_dataset_whose_folder_was_moved_with_its_inputs_is_this_dataset(tmp_pa
             return ["--input", str(d / "input.txt")] + (["--val_input", str(d / "valid.txt")] if val else
                                                         ["--val_fraction=0.1"])
         meta = prepare(old / "data", *args(old))
+        if older:  # made before inputs_sha256: matched by names, sizes and times
+            del meta["inputs_sha256"]
+            (old / "data" / "meta.json").write_text(json.dumps(meta))
         old.rename(new)
         digest = tree_digest(new / "data")
         assert prepare(new / "data", *args(new)) == meta and tree_digest(new / "data") == digest
@@ -558,22 +562,33 @@ def test_a_dataset_whose_folder_was_moved_with_its_inputs_is_this_dataset(tmp_pa
         with pytest.raises(SystemExit, match="^error: the input files changed since"):
             prepare(new / "data", *(a.replace("input.txt", "other.txt") for a in args(new)))
         (new / "other.txt").rename(new / "input.txt")
-        os.utime(new / "input.txt", ns=(0, 0))  # the same name and size, another time: as before, refused
+        os.utime(new / "input.txt", ns=(0, 0))  # the same name, size and bytes, another time: a copy's
+        if older:
+            with pytest.raises(SystemExit, match="^error: the input files changed since"):
+                prepare(new / "data", *args(new))
+        else:
+            assert prepare(new / "data", *args(new)) == meta
+        (new / "input.txt").write_text("To be, or not to be: that is the question.\n" * 40)  # an edit, the same size
         with pytest.raises(SystemExit, match="^error: the input files changed since"):
             prepare(new / "data", *args(new))
         assert tree_digest(new / "data") == digest
-    # a run cut short, then moved: its progress.json records no names to match; the refusal says to delete it, where
-    # "give the same files" was all it said, and they were the same
-    meta = json.loads((new / "data" / "meta.json").read_text())
-    (new / "data" / "meta.json").unlink()
-    (new / "data" / "progress.json").write_text(json.dumps({
-        "settings": meta["settings"], "next": [0, 0], "tokens": {"train": 0, "val": 0},
-        "documents": {"train": 0, "val": 0}, "shards": {"train": [], "val": []}, "skipped": 0, "skipped_shards": [],
-        "nul_bytes_dropped": 0}))
-    new.rename(tmp_path / "moved")
-    with pytest.raises(SystemExit, match="a run cut short resumes from its files where they were: moved since, "
-                                         "delete it\\)$"):
-        prepare(tmp_path / "moved" / "data", *args(tmp_path / "moved"))
+
+
+def test_a_copied_project_prepared_again_resumes_its_run(tmp_path):
+    # cp -r without data/ (or data/ deleted as "the input files changed" advised): prepared again from the copy's
+    # input.txt, of new modification times, its shards_sha1 is another, and train.py refused to resume the run
+    # trained on the same text as "trained on input files of other names, sizes or modification times"
+    (tmp_path / "input.txt").write_text("To be, or not to be, that is the question.\n" * 40)
+    was = prepare(tmp_path / "data", "--input", str(tmp_path / "input.txt"), "--val_fraction=0.1")
+    os.utime(tmp_path / "input.txt", ns=(0, 0))
+    shutil.rmtree(tmp_path / "data")
+    now = prepare(tmp_path / "data", "--input", str(tmp_path / "input.txt"), "--val_fraction=0.1")
+    assert was["settings"]["shards_sha1"] != now["settings"]["shards_sha1"] and checkpoint.other_data(was, now) == []
+    (tmp_path / "input.txt").write_text("To be, or not to be: that is the question.\n" * 40)  # other text, same size
+    shutil.rmtree(tmp_path / "data")
+    now = prepare(tmp_path / "data", "--input", str(tmp_path / "input.txt"), "--val_fraction=0.1")
+    assert checkpoint.other_data(was, now) == [
+        "input files of other names, sizes or modification times than the checkpoint's"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -2446,6 +2461,7 @@ SWEPT = {
     "experiments/scaling.py:check_root_data:data_file(args)": "scaling data",
     "experiments/synthetic.py:read_curve:path": "synthetic curve",
     "prepare_slimpajama.py:documents:path": "prepare's run",
+    "prepare_slimpajama.py:contents_sha256:name": "prepare's run",  # the same inputs, hashed once written
     "prepare_slimpajama.py:head:path": "prepare's run",  # the same inputs, their first bytes judged before out_dir
     "prepare_slimpajama.py:open_bins:path": "prepare's resumed bins",
     "sample.py:read_text_file:path": "text file",
