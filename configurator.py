@@ -292,15 +292,8 @@ def configure(defaults, args, usage=None, hints=None):
                 value = text
             if error := pasted_quotes(f"--{key}", value):  # every text setting here is a name, a path or a choice
                 raise SystemExit(error + ".")
-            # "$ARGS" quoted in a script: --out_dir='x --max_iters=1' trained the config's whole run into a folder
-            # named by both settings; every text setting is a name, a path or a choice, none holds " --key="
-            # (--max-iters=1 or --max_iters 1 there too: given apart they are refused, quoted they were a folder)
-            inner = re.search(r"\s--([\w-]+)(=|\s+)\S*", value) if type(value) is str else None
-            # --out_dir='x --lr=1e-3' (a mistyped key) or '--Max_Iters=1' named a folder too, the typo unreported:
-            # " --word=" is a setting whatever the word, "--b 1" in a name may be a name
-            if inner and (inner[2] == "=" or inner[1].replace("-", "_").lower() in defaults):
-                raise SystemExit(f"--{key}={value!r} holds another setting, {inner[0].strip()}: quotes around several "
-                                 f"settings pass them as one argument; give each --key=value as its own argument.")
+            if error := held_setting(f"--{key}", value, defaults):
+                raise SystemExit(error + ".")
             if number and type(value) is str and (error := pasted_minus(text)):
                 raise SystemExit(f"--{key}={text} {error.replace('write ', f'write --{key}=')}.")
             overrides[key] = check(key, value, defaults, arg, hints)
@@ -457,6 +450,20 @@ def argv_of(args):
     return sys.argv[1:] if args is None else list(args)
 
 
+def held_setting(name, value, known):
+    """'NAME=VALUE holds another setting ...' when a text value holds one, or None. "$ARGS" quoted in a script:
+    --out_dir='x --max_iters=1' trained the config's whole run into a folder named by both settings (and eval.py
+    '--out=r --text=t.txt' evaluated the default tasks into it); every text setting is a name, a path or a choice,
+    none holds " --key=". " --word=" is a setting whatever the word (a mistyped or capitalised key too); "--b 1" is
+    one only where b is a setting of known (--max-iters 1: given apart it is refused, quoted it was a folder), and so
+    is a flag at the end (bench.py '--out=x --quick' ran the full benchmark, 10 minutes, into "x --quick")."""
+    inner = re.search(r"\s--([\w-]+)(=|\s+|$)\S*", value) if type(value) is str else None  # $: a flag, --quick
+    if inner and (inner[2] == "=" or inner[1].replace("-", "_").lower() in known):
+        return (f"{name}={value!r} holds another setting, {inner[0].strip()}: quotes around several settings pass "
+                f"them as one argument; give each --key=value as its own argument")
+    return None
+
+
 class Parser(argparse.ArgumentParser):
     """argparse for the commands but train.py, except that --help or a usage error whose text cannot be written
     (`> /dev/full`) raises, and cli() says so, where argparse drops the error and exits 0 with the text lost."""
@@ -499,6 +506,7 @@ class Parser(argparse.ArgumentParser):
         probe = argparse.Namespace(**{a.dest: _UNSET for a in self._actions if a.dest != "help"})
         super().parse_known_args(args, probe)
         self.given = {a.dest for a in self._actions if getattr(probe, a.dest, _UNSET) is not _UNSET}
+        self.dests = {a.dest for a in self._actions}
         for a in self._actions:  # --out=~/x, --input ~/a.txt: home's (an option of its own type reads its own text)
             if a.option_strings and a.type is None and a.dest != "help" and hasattr(ns, a.dest):
                 value = getattr(ns, a.dest)
@@ -513,7 +521,7 @@ class Parser(argparse.ArgumentParser):
                 # `--input a.txt ""` is one value too many, not "--input is empty; give it a value"
                 if error := (many and len(value) > 1 and blank_argument(v)) or \
                         blank_error(name, v, argparse.SUPPRESS if many else a.default) or \
-                        pasted_quotes(name, v) or control_error(name, v):
+                        pasted_quotes(name, v) or control_error(name, v) or held_setting(name, v, self.dests):
                     self.error(error)
         return ns, rest
 

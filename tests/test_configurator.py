@@ -126,7 +126,9 @@ def test_several_settings_quoted_as_one_argument_are_refused():
             configure(DEFAULTS, [f"--out_dir={value}"])
     assert configure(DEFAULTS, ["--out_dir=my run - v2 --b 1"])[0]["out_dir"] == "my run - v2 --b 1"
     # a mistyped or capitalized key quoted in: trained the config's run into 'x --lr=1e-3', the typo unreported
-    for value, inner in (("x --lr=1e-3", "--lr=1e-3"), ("x --Max_Iters 1", "--Max_Iters 1")):
+    # ... or a setting at the end, with no value after it (bench.py '--out=x --quick' ran the full benchmark)
+    for value, inner in (("x --lr=1e-3", "--lr=1e-3"), ("x --Max_Iters 1", "--Max_Iters 1"),
+                         ("x --compile", "--compile")):
         with pytest.raises(SystemExit, match=f"^--out_dir='{value}' holds another setting, {inner}: quotes"):
             configure(DEFAULTS, [f"--out_dir={value}"])
 

@@ -219,6 +219,32 @@ def test_a_text_setting_holding_a_control_character_is_one_line(script, capsys):
     assert wrong == []
 
 
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_text_setting_holding_another_option_quoted_in_is_one_line(script, capsys):
+    # "$ARGS" quoted in a script: bench.py '--out=x --quick' ran the full benchmark (10 minutes) into 'x --quick',
+    # eval.py '--out=r --text=t.txt' the default tasks into 'r --text=t.txt' (train.py refused it: configure)
+    parser, wrong = parser_of(script), []
+    required = {max(a.option_strings, key=len) for a in parser._actions if a.required and a.option_strings}
+    other = (flags(parser) + settings(parser))[0][0]  # one of this parser's own options, a flag where it has one
+    for opt, a in settings(parser):
+        if a.type is not None or a.choices:
+            continue
+        for inner in (other, "--max_iters=1"):  # its own option, a flag at the end too; any --word=
+            value = f"x {inner}"
+            args = [f"{o}=x" for o in required - {opt}] + ([opt, value] if a.nargs == "+" else [f"{opt}={value}"])
+            with pytest.raises(SystemExit) as e:
+                parser.parse_args(args)
+            lines = [line for line in capsys.readouterr().err.splitlines() if line.strip() and not line.startswith(
+                ("usage:", " "))]
+            if e.value.code != 2 or len(lines) != 1 or not lines[0].endswith(
+                    f"error: {opt}='{value}' holds another setting, {inner}: quotes around several settings pass them "
+                    f"as one argument; give each --key=value as its own argument"):
+                wrong.append((opt, inner, e.value.code, lines))
+    assert wrong == []
+    assert parser.parse_known_args([f"{opt}=my run --b" for opt, a in settings(parser) if a.type is None
+                                    and not a.choices and a.nargs is None][:1])[0] is not None  # a name stays a name
+
+
 @pytest.mark.parametrize("script", ["experiments.rope", "experiments.retrofit"])
 def test_report_and_redraw_together_are_refused(script, capsys):
     # each is "only" one part: --report --redraw drew the figure alone and printed no report, exit 0
