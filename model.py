@@ -555,6 +555,11 @@ class GPT(nn.Module):
         prompt's too. compile=True runs the one-token steps through torch.compile: the position is a tensor (see
         Cache), so one graph serves every step; the prefill stays eager."""
         check_sampling(idx, self.config.vocab_size, max_new_tokens, temperature, top_k, use_cache, compile)
+        if self.training and self.config.dropout > 0:  # as eval.CheckpointLM: else it samples under dropout, and
+            # greedy decoding gave other tokens on every call without a word
+            raise ValueError(f"generate needs the model in eval mode: it is in training mode with dropout="
+                             f"{self.config.dropout:g}, which would drop activations while sampling; call "
+                             f"model.eval() first.")
         B, T = idx.shape
         bs = self.config.block_size
         if compile and (not use_cache or self.config.pos_conv):

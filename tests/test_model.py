@@ -588,6 +588,8 @@ def test_invalid_requests_name_the_field():
     (lambda m, p: m(p, cache={}), "cache must be None or a Cache"),  # an AttributeError on .pos
     (lambda m, p: m(p, cache=m.new_cache(1, 8).layers), "cache must be None or a Cache"),
     (lambda m, p: GPT(vars(m.config)), "GPT needs a GPTConfig"),  # GPT(ckpt["model_args"]): an AttributeError
+    # a model left in training mode sampled under dropout: greedy decoding gave other tokens on every call
+    (lambda m, p: tiny(dropout=0.1).train().generate(p, 2, temperature=0), "eval mode.*model.eval\\(\\)"),
 ])
 def test_arguments_at_their_edges_name_the_argument(call, field):
     """Library calls as docs/model.md shows them, at their edges: one ValueError naming the argument, not an
