@@ -92,6 +92,18 @@ def test_checkpoint_lm_arguments_as_a_library_are_one_sentence(lm_eval, kw, says
     assert ev.CheckpointLM(tiny_lm(2).model, BYTES_META, np.int64(2)).batch_size == 2  # numpy's integers are integers
 
 
+def test_checkpoint_lm_given_a_state_dict_or_first_0_says_so(lm_eval):
+    # the checkpoint's weights for the model were an AttributeError on .config, first = 0 a RuntimeError in gather
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=16, vocab_size=256, n_layer=1, n_head=2, n_embd=16))
+    with pytest.raises(ValueError, match="model must be a GPT .*load_state_dict.*; got OrderedDict"):
+        ev.CheckpointLM(model.state_dict(), BYTES_META)
+    lm = ev.CheckpointLM(model, BYTES_META)
+    with pytest.raises(ValueError, match="first >= 1.*got first = 0"):
+        lm.score([([1, 2, 3], 1), ([1, 2, 3], 0)])
+    assert lm.score([([1, 2, 3], 3)]) == [(0.0, True)]  # nothing to score: log p 0
+
+
 def test_checkpoint_lm_scores_without_dropout(lm_eval):
     # a model left in training mode (as GPT() builds it) scored under dropout: another perplexity every call
     torch.manual_seed(0)
