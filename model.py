@@ -16,7 +16,7 @@ With proj="qkv", n_kv_head=0, attn="softmax", pos_conv=0 this is exactly a GPT-2
 
 import math
 import numbers
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 import torch.nn as nn
@@ -435,10 +435,12 @@ class GPT(nn.Module):
         if not isinstance(config, GPTConfig):  # GPT(ckpt["model_args"]) was an AttributeError on a dict
             raise ValueError(f"GPT needs a GPTConfig, e.g. GPTConfig(**ckpt['model_args']); got "
                              f"{type(config).__name__}.")
-        # checked again: a field set after GPTConfig() (config.n_head = 5) skipped its check, and failed deep in the
-        # first forward, or, as causal = "False", built another model without a word
-        config.__post_init__()
-        self.config = config
+        # checked again (replace runs __post_init__): a field set after GPTConfig() (config.n_head = 5) skipped its
+        # check, and failed deep in the first forward, or, as causal = "False", built another model without a word.
+        # A copy: a notebook that set a field of the same config to build the next model of a sweep
+        # (cfg.block_size = 64; GPT(cfg)) changed this model's config under it, which then no longer described its
+        # layers (a forward past the old block_size was an IndexError)
+        self.config = config = replace(config)
         wpe = {"wpe": nn.Embedding(config.block_size, config.n_embd)} if config.pos_emb == "learned" else {}
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),

@@ -620,6 +620,20 @@ def test_numpy_numbers_in_the_config_are_pythons():
     assert model.generate(torch.zeros(1, 2, dtype=torch.long), 3).shape == (1, 5)
 
 
+def test_a_config_changed_for_the_next_model_leaves_the_first_as_built():
+    # a sweep in a notebook: the same config, one field set, the next model; the first's config changed under it,
+    # and its forward past the old block_size was the position table's IndexError
+    cfg = GPTConfig(block_size=BLOCK, vocab_size=VOCAB, n_layer=1, n_head=N_HEAD, n_embd=N_EMBD)
+    first = GPT(cfg).eval()
+    cfg.block_size, cfg.proj = 2 * BLOCK, "qk_v"
+    second = GPT(cfg)
+    assert (first.config.block_size, first.config.proj) == (BLOCK, "qkv") and second.config.proj == "qk_v"
+    with pytest.raises(ValueError, match=f"longer than the block_size of {BLOCK}"):
+        first(torch.zeros(1, BLOCK + 1, dtype=torch.long))
+    with pytest.raises(ValueError, match="another model"):  # a Q-K=V cache, whose K a QKV model would read as V
+        first(torch.zeros(1, 2, dtype=torch.long), cache=second.new_cache(1, 4))
+
+
 def test_targets_sliced_from_one_batch_or_int32_give_the_same_loss():
     # batch[:, 1:] is not contiguous: targets.view failed on it
     model, batch = tiny(), torch.randint(0, VOCAB, (3, 11))
