@@ -479,6 +479,14 @@ class GPT(nn.Module):
         if cache is not None and not isinstance(cache, Cache):  # a dict or list: an AttributeError on .pos
             raise ValueError(f"cache must be None or a Cache from model.new_cache(batch_size, max_len); got "
                              f"{type(cache).__name__}.")
+        # one sentence, not torch's "Expected all tensors to be on the same device" from the embedding or SDPA (a
+        # cache left at new_cache's default device="cpu" for a CUDA model)
+        where = self.lm_head.weight.device
+        for name, dev in (("idx", idx.device), ("cache", cache.lengths.device if isinstance(cache, Cache) else where)):
+            if dev != where:
+                raise ValueError(f"{name} is on {dev} and the model on {where}; "
+                                 + (f"move it with idx.to('{where}')." if name == "idx" else
+                                    f"make it with new_cache(..., device='{where}')."))
         pos = cache.pos if cache is not None else 0
         if cache is not None and cache.config is not self.config and cache.config != self.config:
             # a Q-K=V cache has no V: a QKV model would read its K as V without a word
