@@ -495,6 +495,10 @@ class GPT(nn.Module):
         if cache is not None and B != cache.lengths.size(0):
             raise ValueError(f"idx holds a batch of {B} but the cache was made for {cache.lengths.size(0)}; "
                              f"make it with new_cache({B}, ...).")
+        if cache is not None and self.training and self.config.dropout > 0:  # a decode loop of one's own, as generate
+            raise ValueError(f"a cached forward needs the model in eval mode: it is in training mode with dropout="
+                             f"{self.config.dropout:g}, which would drop activations while decoding; call model.eval() "
+                             f"first.")
         if cache is not None and targets is not None:
             raise ValueError("targets must be None with a cache: a cached forward returns the last position's "
                              "logits only; compute the loss without the cache.")

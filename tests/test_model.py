@@ -590,6 +590,7 @@ def test_invalid_requests_name_the_field():
     (lambda m, p: GPT(vars(m.config)), "GPT needs a GPTConfig"),  # GPT(ckpt["model_args"]): an AttributeError
     # a model left in training mode sampled under dropout: greedy decoding gave other tokens on every call
     (lambda m, p: tiny(dropout=0.1).train().generate(p, 2, temperature=0), "eval mode.*model.eval\\(\\)"),
+    (lambda m, p: (lambda d: d.train()(p, cache=d.new_cache(1, 8)))(tiny(dropout=0.1)), "eval mode.*model.eval"),
     # torch's "Expected all tensors to be on the same device" from the embedding or SDPA (meta stands for cuda here)
     (lambda m, p: m(p.to("meta")), "idx is on meta and the model on cpu; move it with idx.to\\('cpu'\\)"),
     (lambda m, p: m(p, cache=m.new_cache(1, 8, device="meta")), "cache is on meta .*new_cache\\(..., device='cpu'\\)"),
