@@ -73,7 +73,9 @@ class GPTConfig:
         # causal="False", a true string, built a causal model without a word
         for f in fields(self):  # the text settings: one of their choices, below
             v = getattr(self, f.name)
-            if isinstance(f.default, str):
+            if isinstance(f.default, str):  # numpy's str as Python's: np.str_ in asdict(config) made a checkpoint
+                if isinstance(v, str) and type(v) is not str:  # saved so one that a weights-only load refuses
+                    setattr(self, f.name, str(v))
                 continue
             if not of_kind(v, f.default):
                 raise ValueError(f"{f.name} must be {KINDS[type(f.default)]}; got {v!r}.")
