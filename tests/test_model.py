@@ -623,6 +623,8 @@ def test_numpy_numbers_in_the_config_are_pythons():
     assert type(model.config.n_kv_head) is int and type(model.config.dropout) is float
     # and numpy's str: a sweep over np.array(["qkv", "qk_v"]) saved model_args that torch's weights-only load refuses
     assert type(tiny(proj=np.array(["qk_v"])[0]).config.proj) is str
+    # numpy's bool as a bool: refused as "causal must be True or False; got np.False_"
+    assert tiny(causal=np.array([True, False])[1]).config.causal is False
     assert model.generate(torch.zeros(1, 2, dtype=torch.long), 3).shape == (1, 5)
 
 
