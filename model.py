@@ -41,7 +41,8 @@ KINDS = {bool: "True or False", int: "an integer", float: "a number"}
 
 def of_kind(v, default):
     """Whether v may stand where default does: a bool for a bool, an integer (no bool) for an int, any real number
-    (no bool) for a float. numpy's bool is a bool: a sweep over np.array([True, False]) was refused as "got np.False_"."""
+    (no bool) for a float. numpy's bool is a bool: a sweep over np.array([True, False]) was refused as
+    "got np.False_"."""
     v = bool(v) if type(v).__module__ == "numpy" and type(v).__name__ in ("bool", "bool_") else v
     if isinstance(default, bool) or isinstance(v, bool):
         return isinstance(v, bool) and isinstance(default, bool)
