@@ -71,6 +71,10 @@ class GPTConfig:
     tie_embeddings: bool = True  # the output layer is the token embedding
 
     def __post_init__(self):
+        # GPTConfig(ckpt["model_args"]) was "block_size must be an integer; got {...}", which named no fix
+        if isinstance(self.block_size, dict):
+            raise ValueError("GPTConfig takes its fields as keywords: GPTConfig(**ckpt['model_args']), not the dict "
+                             "itself.")
         # each field of its default's kind first: block_size=2.5 failed deep in building the model, and
         # causal="False", a true string, built a causal model without a word
         for f in fields(self):  # the text settings: one of their choices, below

@@ -588,6 +588,7 @@ def test_invalid_requests_name_the_field():
     (lambda m, p: m(p, cache={}), "cache must be None or a Cache"),  # an AttributeError on .pos
     (lambda m, p: m(p, cache=m.new_cache(1, 8).layers), "cache must be None or a Cache"),
     (lambda m, p: GPT(vars(m.config)), "GPT needs a GPTConfig"),  # GPT(ckpt["model_args"]): an AttributeError
+    (lambda m, p: GPTConfig(vars(m.config)), "keywords: GPTConfig\\(\\*\\*ckpt"),  # "block_size must be ...; got {"
     # a model left in training mode sampled under dropout: greedy decoding gave other tokens on every call
     (lambda m, p: tiny(dropout=0.1).train().generate(p, 2, temperature=0), "eval mode.*model.eval\\(\\)"),
     (lambda m, p: (lambda d: d.train()(p, cache=d.new_cache(1, 8)))(tiny(dropout=0.1)), "eval mode.*model.eval"),
