@@ -110,6 +110,9 @@ class CheckpointLM(LM):
         if bad:
             raise ValueError(f"score's requests are (tokens, first) with first >= 1, the first token scored (the one "
                              f"before it is only context); got first = {bad[0]!r}.")
+        # again at every call: a notebook that trained the model on (model.train()) after making this LM scored
+        # the next evaluation under dropout, another number each call
+        self.model.eval()
         rows = [(r, inp, tgt) for r, (tokens, first) in enumerate(requests) for inp, tgt in self.windows(tokens, first)]
         rows.sort(key=lambda row: -len(row[1]))  # batches of similar lengths pad little
         logp, greedy = [0.0] * len(requests), [True] * len(requests)
@@ -145,6 +148,7 @@ class CheckpointLM(LM):
     def generate_until(self, requests):
         """Greedy, one request at a time through model.generate's KV cache, cut at the first `until` string."""
         bs, out = self.model.config.block_size, []
+        self.model.eval()  # as score: model.generate refuses a model in training mode with dropout
         for r in requests:
             context, kw = r.args
             until = kw.get("until") or []

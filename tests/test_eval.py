@@ -111,6 +111,13 @@ def test_checkpoint_lm_scores_without_dropout(lm_eval):
     scores = [ev.text_perplexity(ev.CheckpointLM(model.train(), BYTES_META), "x.txt", "some words here")["text"]
               ["logprob"] for _ in range(2)]
     assert scores[0] == scores[1]
+    # and trained on after the LM was made (model.train() in a notebook): the next evaluation scored under dropout
+    lm = ev.CheckpointLM(model, BYTES_META)
+    model.train()
+    assert ev.text_perplexity(lm, "x.txt", "some words here")["text"]["logprob"] == scores[0]
+    model.train()
+    gen = request("some", {"until": [], "max_gen_toks": 2})
+    assert lm.generate_until([gen]) == lm.generate_until([gen])  # a ValueError from generate, in training mode
 
 
 def test_bpe_word_space_moves_to_the_continuation(lm_eval):
