@@ -256,6 +256,16 @@ def linear_attention(q, k, v, causal, state=None, eps=1e-6):
     tokens before this chunk, they join every query and are advanced in place: that is the recurrent form, and
     for T = 1 it is exactly y = φ(q)ᵀ S_t / φ(q)ᵀ z_t. Causal cost: a [T, T] weight map per head, the memory of
     softmax attention without flash; bidirectional uses Σ φ(k) vᵀ directly, O(T D²) time and D² memory."""
+    dev = q.device.type
+    if q.dtype == torch.float16 or torch.is_autocast_enabled(dev) and torch.get_autocast_dtype(dev) == torch.float16:
+        # in float32: every weight φ(q)ᵀφ(k) is positive, about head_dim, so a row's sum passed float16's 65504 within
+        # a block of 1024 tokens (inf, then inf / inf = NaN, a NaN loss and samples from it without a word)
+        with torch.autocast(dev, enabled=False):
+            wide = None if state is None else [t.float() for t in state]
+            y = linear_attention(q.float(), k.float(), v.float(), causal, wide, eps)
+        for t, new in zip(state or (), wide or ()):
+            t.copy_(new)  # the state advanced in place, in its own dtype
+        return y.to(q.dtype)
     q, k = F.elu(q) + 1, F.elu(k) + 1
     if causal:
         a = (q @ k.transpose(-1, -2)).tril()                  # [B, Hkv, G, T, T]

@@ -629,6 +629,21 @@ def test_numpy_numbers_in_the_config_are_pythons():
     assert model.generate(torch.zeros(1, 2, dtype=torch.long), 3).shape == (1, 5)
 
 
+def test_linear_attention_in_float16_is_computed_past_its_range():
+    # every weight φ(q)ᵀφ(k) is positive: a row of 128 weights of 1024 summed past float16's 65504, and inf / inf gave
+    # NaN (a NaN loss, samples from it) where float32 gives the mean of v
+    from model import linear_attention
+    torch.manual_seed(0)
+    q, k, v = torch.full((1, 1, 1, 128, 64), 3.0), torch.full((1, 1, 1, 128, 64), 3.0), torch.randn(1, 1, 1, 128, 64)
+    want = linear_attention(q, k, v, True)
+    state = (torch.zeros(1, 1, 64, 64, dtype=torch.float16), torch.zeros(1, 1, 64, dtype=torch.float16))
+    for s in (None, state):
+        got = linear_attention(q.half(), k.half(), v.half(), True, s)
+        assert got.dtype == torch.float16
+        torch.testing.assert_close(got.float(), want, atol=2e-3, rtol=2e-3)
+    assert state[1].dtype == torch.float16 and torch.equal(state[1], torch.full((1, 1, 64), 4.0 * 128).half())
+
+
 def test_a_config_changed_for_the_next_model_leaves_the_first_as_built():
     # a sweep in a notebook: the same config, one field set, the next model; the first's config changed under it,
     # and its forward past the old block_size was the position table's IndexError
