@@ -724,6 +724,10 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     (None: train again, or point to another); train.py, whose new run would meet the same file, says to move it."""
     path = checkpoint_path(path)
     keys = (keys,) if isinstance(keys, str) else keys  # "model" was the keys m, o, d, e, l
+    # None, from Python, was read inside the load's guard: "ckpt.pt is corrupt", of a sound checkpoint
+    if not (isinstance(keys, (tuple, list, set)) and all(isinstance(k, str) for k in keys)):
+        raise ValueError(f"keys must be the names the checkpoint must hold, a string or a tuple of them (default "
+                         f"('model', 'model_args')); got {keys!r}.")
     point = f"restore it or {again}" if again else "point to an out_dir/ckpt.pt that train.py saved"
     again = again or "train again"
     present(path, ", or point to another out_dir")

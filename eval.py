@@ -35,6 +35,7 @@ from checkpoint import (VOCABS, atomic_write, guard_assets, hold_lock, json_text
                         outputs_free, perplexity, present, together, unwritable)
 from configurator import Parser, cli, number
 from convert import hub_reachable
+from model import GPTConfig
 from sample import (CHECKPOINT_HINTS, CONTEXT_HINTS, CONVERT_HINTS, DTYPES, EOT, add_model_args,
                     check_conversion_args, check_device, get_tokenizer, load_model, read_text_file as read_file)
 
@@ -58,6 +59,10 @@ class CheckpointLM(LM):
         super().__init__()
         # as a library: batch_size=-1 scored nothing (every perplexity 1.0), int64 ran float32 under a warning, a
         # bidirectional model saw the tokens it scores, and a model left in training mode scored under dropout
+        # a state dict (ckpt['model']) was an AttributeError on .config; a compiled GPT passes (it forwards .config)
+        if not isinstance(getattr(model, "config", None), GPTConfig):
+            raise ValueError(f"model must be a GPT (model = GPT(GPTConfig(**ckpt['model_args'])), then "
+                             f"model.load_state_dict(ckpt['model'])); got {type(model).__name__}.")
         if not (isinstance(batch_size, numbers.Integral) and not isinstance(batch_size, bool) and batch_size >= 1):
             raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}.")
         if dtype not in (torch.float32, torch.bfloat16, torch.float16):
@@ -100,6 +105,14 @@ class CheckpointLM(LM):
     def score(self, requests):
         """[(tokens, first)] -> [(log p(tokens[first:] | what precedes them), whether greedy decoding gives them)].
         first >= 1: the first token is only ever context."""
+        # first 0 asked for a prediction of the first token from nothing: a RuntimeError in gather
+        bad = [f for _, f in requests if not (isinstance(f, numbers.Integral) and f >= 1)]
+        if bad:
+            raise ValueError(f"score's requests are (tokens, first) with first >= 1, the first token scored (the one "
+                             f"before it is only context); got first = {bad[0]!r}.")
+        # again at every call: a notebook that trained the model on (model.train()) after making this LM scored
+        # the next evaluation under dropout, another number each call
+        self.model.eval()
         rows = [(r, inp, tgt) for r, (tokens, first) in enumerate(requests) for inp, tgt in self.windows(tokens, first)]
         rows.sort(key=lambda row: -len(row[1]))  # batches of similar lengths pad little
         logp, greedy = [0.0] * len(requests), [True] * len(requests)
@@ -135,6 +148,7 @@ class CheckpointLM(LM):
     def generate_until(self, requests):
         """Greedy, one request at a time through model.generate's KV cache, cut at the first `until` string."""
         bs, out = self.model.config.block_size, []
+        self.model.eval()  # as score: model.generate refuses a model in training mode with dropout
         for r in requests:
             context, kw = r.args
             until = kw.get("until") or []

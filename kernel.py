@@ -113,6 +113,11 @@ def auto_splits(batch, n_kv_head, t_max, block_n, device):
 
 
 def check_inputs(q, k_cache, v_cache, lengths, positive_lengths=False):
+    # a numpy array or a list was an AttributeError on .dim()
+    for name, t in (("q", q), ("k_cache", k_cache), ("v_cache", v_cache)):
+        if not (torch.is_tensor(t) or name == "v_cache" and t is None):
+            raise ValueError(f"{name} must be a torch tensor{' (or None for V = K)' if name == 'v_cache' else ''}; "
+                             f"got {type(t).__name__} (torch.as_tensor converts a numpy array).")
     if q.dim() != 3 or k_cache.dim() != 4:
         raise ValueError(f"q must be [B, H, D] and k_cache [B, H_kv, T_max, D]; got {tuple(q.shape)} and "
                          f"{tuple(k_cache.shape)}.")
@@ -171,11 +176,14 @@ def decode_attention(q, k_cache, v_cache=None, lengths=None, scale=None, *, rope
     if rope_base is not None and not (isinstance(rope_base, numbers.Real) and not isinstance(rope_base, bool)
                                       and math.isfinite(rope_base) and rope_base > 1):
         raise ValueError(f"rope_base must be a finite number > 1, as GPTConfig's; got {rope_base}.")
-    if not (isinstance(num_splits, int) and num_splits >= 1 or num_splits is None) or \
-            not (isinstance(block_n, int) and block_n >= 16 and block_n & (block_n - 1) == 0):
+    # numpy's integers too: np.int64(2) was refused as "got 2", an int to the eye
+    whole = lambda n: isinstance(n, numbers.Integral) and not isinstance(n, bool)
+    if not (whole(num_splits) and num_splits >= 1 or num_splits is None) or \
+            not (whole(block_n) and block_n >= 16 and block_n & (block_n - 1) == 0):
         # 0 was a ZeroDivisionError, 48 the interpreter's "arange's range must be a power of 2"
         raise ValueError(f"num_splits must be an int >= 1 (or None) and block_n a power of two >= 16 (tl.dot's "
-                         f"least tile); got {num_splits} and {block_n}.")
+                         f"least tile); got {num_splits!r} and {block_n!r}.")
+    num_splits, block_n = None if num_splits is None else int(num_splits), int(block_n)
     if not q.is_cuda and not INTERPRETED:  # Triton's "0 active drivers" (or "cpu tensor?" beside a GPU)
         raise ValueError(f"decode_attention runs on CUDA tensors, or on CPU under TRITON_INTERPRET=1 set before "
                          f"kernel.py is imported; got q on {q.device}.")

@@ -16,7 +16,7 @@ With proj="qkv", n_kv_head=0, attn="softmax", pos_conv=0 this is exactly a GPT-2
 
 import math
 import numbers
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 import torch.nn as nn
@@ -41,7 +41,9 @@ KINDS = {bool: "True or False", int: "an integer", float: "a number"}
 
 def of_kind(v, default):
     """Whether v may stand where default does: a bool for a bool, an integer (no bool) for an int, any real number
-    (no bool) for a float."""
+    (no bool) for a float. numpy's bool is a bool: a sweep over np.array([True, False]) was refused as
+    "got np.False_"."""
+    v = bool(v) if type(v).__module__ == "numpy" and type(v).__name__ in ("bool", "bool_") else v
     if isinstance(default, bool) or isinstance(v, bool):
         return isinstance(v, bool) and isinstance(default, bool)
     return isinstance(v, numbers.Integral if isinstance(default, int) else numbers.Real)
@@ -69,11 +71,17 @@ class GPTConfig:
     tie_embeddings: bool = True  # the output layer is the token embedding
 
     def __post_init__(self):
+        # GPTConfig(ckpt["model_args"]) was "block_size must be an integer; got {...}", which named no fix
+        if isinstance(self.block_size, dict):
+            raise ValueError("GPTConfig takes its fields as keywords: GPTConfig(**ckpt['model_args']), not the dict "
+                             "itself.")
         # each field of its default's kind first: block_size=2.5 failed deep in building the model, and
         # causal="False", a true string, built a causal model without a word
         for f in fields(self):  # the text settings: one of their choices, below
             v = getattr(self, f.name)
-            if isinstance(f.default, str):
+            if isinstance(f.default, str):  # numpy's str as Python's: np.str_ in asdict(config) made a checkpoint
+                if isinstance(v, str) and type(v) is not str:  # saved so one that a weights-only load refuses
+                    setattr(self, f.name, str(v))
                 continue
             if not of_kind(v, f.default):
                 raise ValueError(f"{f.name} must be {KINDS[type(f.default)]}; got {v!r}.")
@@ -248,6 +256,16 @@ def linear_attention(q, k, v, causal, state=None, eps=1e-6):
     tokens before this chunk, they join every query and are advanced in place: that is the recurrent form, and
     for T = 1 it is exactly y = φ(q)ᵀ S_t / φ(q)ᵀ z_t. Causal cost: a [T, T] weight map per head, the memory of
     softmax attention without flash; bidirectional uses Σ φ(k) vᵀ directly, O(T D²) time and D² memory."""
+    dev = q.device.type
+    if q.dtype == torch.float16 or torch.is_autocast_enabled(dev) and torch.get_autocast_dtype(dev) == torch.float16:
+        # in float32: every weight φ(q)ᵀφ(k) is positive, about head_dim, so a row's sum passed float16's 65504 within
+        # a block of 1024 tokens (inf, then inf / inf = NaN, a NaN loss and samples from it without a word)
+        with torch.autocast(dev, enabled=False):
+            wide = None if state is None else [t.float() for t in state]
+            y = linear_attention(q.float(), k.float(), v.float(), causal, wide, eps)
+        for t, new in zip(state or (), wide or ()):
+            t.copy_(new)  # the state advanced in place, in its own dtype
+        return y.to(q.dtype)
     q, k = F.elu(q) + 1, F.elu(k) + 1
     if causal:
         a = (q @ k.transpose(-1, -2)).tril()                  # [B, Hkv, G, T, T]
@@ -435,10 +453,12 @@ class GPT(nn.Module):
         if not isinstance(config, GPTConfig):  # GPT(ckpt["model_args"]) was an AttributeError on a dict
             raise ValueError(f"GPT needs a GPTConfig, e.g. GPTConfig(**ckpt['model_args']); got "
                              f"{type(config).__name__}.")
-        # checked again: a field set after GPTConfig() (config.n_head = 5) skipped its check, and failed deep in the
-        # first forward, or, as causal = "False", built another model without a word
-        config.__post_init__()
-        self.config = config
+        # checked again (replace runs __post_init__): a field set after GPTConfig() (config.n_head = 5) skipped its
+        # check, and failed deep in the first forward, or, as causal = "False", built another model without a word.
+        # A copy: a notebook that set a field of the same config to build the next model of a sweep
+        # (cfg.block_size = 64; GPT(cfg)) changed this model's config under it, which then no longer described its
+        # layers (a forward past the old block_size was an IndexError)
+        self.config = config = replace(config)
         wpe = {"wpe": nn.Embedding(config.block_size, config.n_embd)} if config.pos_emb == "learned" else {}
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
@@ -477,6 +497,14 @@ class GPT(nn.Module):
         if cache is not None and not isinstance(cache, Cache):  # a dict or list: an AttributeError on .pos
             raise ValueError(f"cache must be None or a Cache from model.new_cache(batch_size, max_len); got "
                              f"{type(cache).__name__}.")
+        # one sentence, not torch's "Expected all tensors to be on the same device" from the embedding or SDPA (a
+        # cache left at new_cache's default device="cpu" for a CUDA model)
+        where = self.lm_head.weight.device
+        for name, dev in (("idx", idx.device), ("cache", cache.lengths.device if isinstance(cache, Cache) else where)):
+            if dev != where:
+                raise ValueError(f"{name} is on {dev} and the model on {where}; "
+                                 + (f"move it with idx.to('{where}')." if name == "idx" else
+                                    f"make it with new_cache(..., device='{where}')."))
         pos = cache.pos if cache is not None else 0
         if cache is not None and cache.config is not self.config and cache.config != self.config:
             # a Q-K=V cache has no V: a QKV model would read its K as V without a word
@@ -485,6 +513,10 @@ class GPT(nn.Module):
         if cache is not None and B != cache.lengths.size(0):
             raise ValueError(f"idx holds a batch of {B} but the cache was made for {cache.lengths.size(0)}; "
                              f"make it with new_cache({B}, ...).")
+        if cache is not None and self.training and self.config.dropout > 0:  # a decode loop of one's own, as generate
+            raise ValueError(f"a cached forward needs the model in eval mode: it is in training mode with dropout="
+                             f"{self.config.dropout:g}, which would drop activations while decoding; call model.eval() "
+                             f"first.")
         if cache is not None and targets is not None:
             raise ValueError("targets must be None with a cache: a cached forward returns the last position's "
                              "logits only; compute the loss without the cache.")
@@ -555,6 +587,11 @@ class GPT(nn.Module):
         prompt's too. compile=True runs the one-token steps through torch.compile: the position is a tensor (see
         Cache), so one graph serves every step; the prefill stays eager."""
         check_sampling(idx, self.config.vocab_size, max_new_tokens, temperature, top_k, use_cache, compile)
+        if self.training and self.config.dropout > 0:  # as eval.CheckpointLM: else it samples under dropout, and
+            # greedy decoding gave other tokens on every call without a word
+            raise ValueError(f"generate needs the model in eval mode: it is in training mode with dropout="
+                             f"{self.config.dropout:g}, which would drop activations while sampling; call "
+                             f"model.eval() first.")
         B, T = idx.shape
         bs = self.config.block_size
         if compile and (not use_cache or self.config.pos_conv):

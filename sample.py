@@ -11,6 +11,7 @@ r50k_base. For both, "<|endoftext|>" in the prompt and in the output is the docu
 --compile=True runs the one-token decode steps through torch.compile (generate(compile=True)).
 """
 import argparse
+import numbers
 import os
 import time
 from contextlib import nullcontext
@@ -327,6 +328,13 @@ def beyond(decode, n):
     """decode, with ids at or above the tokenizer's n shown as U+FFFD: a vocab_size padded past it (50304 for r50k's
     50257) gives the model ids that are no token, and it may sample them."""
     def run(ids):
+        ids = ids.tolist() if torch.is_tensor(ids) else list(ids)
+        # a whole batch (y.tolist(), not y[0].tolist()) was a TypeError comparing a list with an int, a target's -1
+        # (not scored) Python's "bytes must be in range(0, 256)"
+        bad = [t for t in ids if not (isinstance(t, numbers.Integral) and not isinstance(t, bool) and t >= 0)]
+        if bad:
+            raise ValueError(f"decode takes one sequence of token ids >= 0, e.g. y[0].tolist(); got {bad[0]!r} in it.")
+        ids = [int(t) for t in ids]  # numpy's too
         out, part = [], []
         for t in ids:
             if t < n:
@@ -335,6 +343,17 @@ def beyond(decode, n):
                 out += [decode(part), "\ufffd"]
                 part = []
         return "".join(out + [decode(part)])
+    return run
+
+
+def text_in(encode):
+    """encode, refusing what is not a str in one sentence: bytes were "a bytes-like object is required, not 'str'"
+    (the bytes tokenizer) or tiktoken's TypeError."""
+    def run(s):
+        if not isinstance(s, str):
+            fix = " (decode it first: .decode('utf-8'))" if isinstance(s, bytes) else ""
+            raise ValueError(f"encode takes a str; got {type(s).__name__}{fix}.")
+        return encode(s)
     return run
 
 
@@ -348,8 +367,8 @@ def get_tokenizer(meta, special=True):
     if name == "r50k_base":
         enc = r50k()
         allowed = {EOT} if special else set()
-        return (lambda s: enc.encode(s, allowed_special=allowed, disallowed_special=())), beyond(enc.decode,
-                                                                                                 enc.n_vocab)
+        return text_in(lambda s: enc.encode(s, allowed_special=allowed, disallowed_special=())), \
+            beyond(enc.decode, enc.n_vocab)
     if name == "bytes":
         def encode(s):
             ids = []
@@ -366,7 +385,7 @@ def get_tokenizer(meta, special=True):
                 else:
                     cur.append(t)
             return EOT.join(bytes(p).decode("utf-8", errors="replace") for p in parts + [cur])
-        return encode, beyond(decode, 256)
+        return text_in(encode), beyond(decode, 256)
     raise SystemExit(f"unknown tokenizer {name!r} in the checkpoint's meta; sample.py knows 'r50k_base' and 'bytes'.")
 
 

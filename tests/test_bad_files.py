@@ -726,6 +726,15 @@ def test_a_checkpoint_saved_by_hand_with_python_objects_is_not_called_corrupt(sa
                         "'model_args': dataclasses.asdict\\(config\\)}; save it so, or train again.", str(e.value))
 
 
+def test_a_sound_checkpoint_loaded_with_keys_none_is_not_called_corrupt(tmp_path):
+    # keys=None from Python was read inside the load's guard: "ckpt.pt is corrupt ...; restore it or train again"
+    model = GPT(GPTConfig(block_size=8, vocab_size=16, n_layer=1, n_head=2, n_embd=8))
+    torch.save({"model": model.state_dict(), "model_args": asdict(model.config)}, tmp_path / "ckpt.pt")
+    with pytest.raises(ValueError, match="keys must be the names the checkpoint must hold.*; got None"):
+        checkpoint.load_checkpoint(str(tmp_path), None)
+    assert checkpoint.load_checkpoint(str(tmp_path), ["model"])["model_args"] == asdict(model.config)
+
+
 @pytest.mark.parametrize("make, what", [(os.mkfifo, "a named pipe"),
                                         (lambda p: os.symlink(os.devnull, p), "a link to '/dev/null', a device file")])
 def test_a_ckpt_pt_that_is_no_regular_file_is_named_in_every_command(make, what, tmp_path, monkeypatch):

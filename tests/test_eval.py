@@ -92,6 +92,18 @@ def test_checkpoint_lm_arguments_as_a_library_are_one_sentence(lm_eval, kw, says
     assert ev.CheckpointLM(tiny_lm(2).model, BYTES_META, np.int64(2)).batch_size == 2  # numpy's integers are integers
 
 
+def test_checkpoint_lm_given_a_state_dict_or_first_0_says_so(lm_eval):
+    # the checkpoint's weights for the model were an AttributeError on .config, first = 0 a RuntimeError in gather
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=16, vocab_size=256, n_layer=1, n_head=2, n_embd=16))
+    with pytest.raises(ValueError, match="model must be a GPT .*load_state_dict.*; got OrderedDict"):
+        ev.CheckpointLM(model.state_dict(), BYTES_META)
+    lm = ev.CheckpointLM(model, BYTES_META)
+    with pytest.raises(ValueError, match="first >= 1.*got first = 0"):
+        lm.score([([1, 2, 3], 1), ([1, 2, 3], 0)])
+    assert lm.score([([1, 2, 3], 3)]) == [(0.0, True)]  # nothing to score: log p 0
+
+
 def test_checkpoint_lm_scores_without_dropout(lm_eval):
     # a model left in training mode (as GPT() builds it) scored under dropout: another perplexity every call
     torch.manual_seed(0)
@@ -99,6 +111,13 @@ def test_checkpoint_lm_scores_without_dropout(lm_eval):
     scores = [ev.text_perplexity(ev.CheckpointLM(model.train(), BYTES_META), "x.txt", "some words here")["text"]
               ["logprob"] for _ in range(2)]
     assert scores[0] == scores[1]
+    # and trained on after the LM was made (model.train() in a notebook): the next evaluation scored under dropout
+    lm = ev.CheckpointLM(model, BYTES_META)
+    model.train()
+    assert ev.text_perplexity(lm, "x.txt", "some words here")["text"]["logprob"] == scores[0]
+    model.train()
+    gen = request("some", {"until": [], "max_gen_toks": 2})
+    assert lm.generate_until([gen]) == lm.generate_until([gen])  # a ValueError from generate, in training mode
 
 
 def test_bpe_word_space_moves_to_the_continuation(lm_eval):

@@ -76,6 +76,9 @@ def test_a_numpy_scale_is_a_number_like_any():
     lengths = torch.tensor(LENGTHS, device=DEVICE)
     out = decode_attention(q, k, None, lengths, scale=np.float32(0.25))
     torch.testing.assert_close(out, decode_attention_ref(q, k, None, lengths, scale=0.25), atol=1e-4, rtol=1e-4)
+    # and numpy's integers for the launch: np.int64(2) was refused as "must be an int ...; got 2"
+    out = decode_attention(q, k, None, lengths, num_splits=np.int64(2), block_n=np.int64(BLOCK_N))
+    torch.testing.assert_close(out, decode_attention_ref(q, k, None, lengths), atol=1e-4, rtol=1e-4)
 
 
 @runs_kernels
@@ -158,6 +161,9 @@ def test_defaults_scale_and_strided_q():
     # a length of 0 or below: NaN from the kernel and the reference, without a word
     ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, torch.tensor([3, 0])), "lengths must be >= 1.*0 at b = 1"),
     ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), None, torch.tensor([-2, 5], dtype=torch.int32)), "-2 at b = 0"),
+    # a numpy array was an AttributeError on .dim()
+    ((np.zeros((2, 4, 8), np.float32), torch.zeros(2, 2, 5, 8)), "q must be a torch tensor.*ndarray"),
+    ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), np.zeros((2, 2, 5, 8))), "v_cache must be a torch tensor"),
 ])
 def test_bad_inputs_name_the_field(args, field):
     kw = dict(zip(("rope_base", "num_splits", "block_n"), args[5:]))

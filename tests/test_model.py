@@ -588,6 +588,13 @@ def test_invalid_requests_name_the_field():
     (lambda m, p: m(p, cache={}), "cache must be None or a Cache"),  # an AttributeError on .pos
     (lambda m, p: m(p, cache=m.new_cache(1, 8).layers), "cache must be None or a Cache"),
     (lambda m, p: GPT(vars(m.config)), "GPT needs a GPTConfig"),  # GPT(ckpt["model_args"]): an AttributeError
+    (lambda m, p: GPTConfig(vars(m.config)), "keywords: GPTConfig\\(\\*\\*ckpt"),  # "block_size must be ...; got {"
+    # a model left in training mode sampled under dropout: greedy decoding gave other tokens on every call
+    (lambda m, p: tiny(dropout=0.1).train().generate(p, 2, temperature=0), "eval mode.*model.eval\\(\\)"),
+    (lambda m, p: (lambda d: d.train()(p, cache=d.new_cache(1, 8)))(tiny(dropout=0.1)), "eval mode.*model.eval"),
+    # torch's "Expected all tensors to be on the same device" from the embedding or SDPA (meta stands for cuda here)
+    (lambda m, p: m(p.to("meta")), "idx is on meta and the model on cpu; move it with idx.to\\('cpu'\\)"),
+    (lambda m, p: m(p, cache=m.new_cache(1, 8, device="meta")), "cache is on meta .*new_cache\\(..., device='cpu'\\)"),
 ])
 def test_arguments_at_their_edges_name_the_argument(call, field):
     """Library calls as docs/model.md shows them, at their edges: one ValueError naming the argument, not an
@@ -615,7 +622,40 @@ def test_numpy_numbers_in_the_config_are_pythons():
     import numpy as np
     model = tiny(proj="qk_v", n_kv_head=np.int64(2), dropout=np.float32(0.0))
     assert type(model.config.n_kv_head) is int and type(model.config.dropout) is float
+    # and numpy's str: a sweep over np.array(["qkv", "qk_v"]) saved model_args that torch's weights-only load refuses
+    assert type(tiny(proj=np.array(["qk_v"])[0]).config.proj) is str
+    # numpy's bool as a bool: refused as "causal must be True or False; got np.False_"
+    assert tiny(causal=np.array([True, False])[1]).config.causal is False
     assert model.generate(torch.zeros(1, 2, dtype=torch.long), 3).shape == (1, 5)
+
+
+def test_linear_attention_in_float16_is_computed_past_its_range():
+    # every weight φ(q)ᵀφ(k) is positive: a row of 128 weights of 1024 summed past float16's 65504, and inf / inf gave
+    # NaN (a NaN loss, samples from it) where float32 gives the mean of v
+    from model import linear_attention
+    torch.manual_seed(0)
+    q, k, v = torch.full((1, 1, 1, 128, 64), 3.0), torch.full((1, 1, 1, 128, 64), 3.0), torch.randn(1, 1, 1, 128, 64)
+    want = linear_attention(q, k, v, True)
+    state = (torch.zeros(1, 1, 64, 64, dtype=torch.float16), torch.zeros(1, 1, 64, dtype=torch.float16))
+    for s in (None, state):
+        got = linear_attention(q.half(), k.half(), v.half(), True, s)
+        assert got.dtype == torch.float16
+        torch.testing.assert_close(got.float(), want, atol=2e-3, rtol=2e-3)
+    assert state[1].dtype == torch.float16 and torch.equal(state[1], torch.full((1, 1, 64), 4.0 * 128).half())
+
+
+def test_a_config_changed_for_the_next_model_leaves_the_first_as_built():
+    # a sweep in a notebook: the same config, one field set, the next model; the first's config changed under it,
+    # and its forward past the old block_size was the position table's IndexError
+    cfg = GPTConfig(block_size=BLOCK, vocab_size=VOCAB, n_layer=1, n_head=N_HEAD, n_embd=N_EMBD)
+    first = GPT(cfg).eval()
+    cfg.block_size, cfg.proj = 2 * BLOCK, "qk_v"
+    second = GPT(cfg)
+    assert (first.config.block_size, first.config.proj) == (BLOCK, "qkv") and second.config.proj == "qk_v"
+    with pytest.raises(ValueError, match=f"longer than the block_size of {BLOCK}"):
+        first(torch.zeros(1, BLOCK + 1, dtype=torch.long))
+    with pytest.raises(ValueError, match="another model"):  # a Q-K=V cache, whose K a QKV model would read as V
+        first(torch.zeros(1, 2, dtype=torch.long), cache=second.new_cache(1, 4))
 
 
 def test_targets_sliced_from_one_batch_or_int32_give_the_same_loss():

@@ -594,3 +594,16 @@ def test_a_gpu_this_machine_does_not_show_is_refused_naming_what_it_shows(gpus, 
             sample.check_device(sample.get_parser(), device)
         assert capsys.readouterr().err.splitlines()[-1].endswith(
             ": error: --device=cuda, but this PyTorch build or machine has no CUDA device; use --device=cpu.")
+
+
+def test_the_tokenizer_from_python_takes_one_sequence_and_text():
+    # a whole batch (y.tolist()) was a TypeError comparing a list with an int, a target's -1 Python's "bytes must be
+    # in range(0, 256)", bytes to encode "a bytes-like object is required, not 'str'"
+    encode, decode = sample.get_tokenizer({"tokenizer": "bytes", "eot_token": 0})
+    y = torch.tensor([encode("hi")])
+    assert decode(y[0]) == decode(y[0].tolist()) == decode(y[0].numpy()) == "hi"
+    for ids, says in ((y.tolist(), "got \\[104, 105\\] in it"), ([104, -1], "got -1 in it")):
+        with pytest.raises(ValueError, match=f"one sequence of token ids >= 0, e.g. y\\[0\\].tolist\\(\\); {says}"):
+            decode(ids)
+    with pytest.raises(ValueError, match="encode takes a str; got bytes \\(decode it first"):
+        encode(b"hi")
