@@ -99,7 +99,10 @@ def guard_assets(path, full_run, command):
 def partial_report(missing, total, prefix, complete):
     """Say that a study's report leaves out its unfinished runs (missing, of total) and goes to prefix.*, not to
     complete.*, where the report of every run goes (a quick run's are one place)."""
-    where = f"{prefix}.*" + (f" ({complete}.* holds the complete one)" if complete != prefix else "")
+    # run from another folder (PYTHONPATH set) there is no complete one yet: "holds" named a file not there
+    held = "holds the complete one" if os.path.exists(complete + ".md") else "gets the complete one, once every run " \
+        "has finished"
+    where = f"{prefix}.*" + (f" ({complete}.* {held})" if complete != prefix else "")
     print(f"{len(missing)} of {total} runs not finished, left out of the report, which goes to {where}: "
           f"{', '.join(missing)}", file=sys.stderr)
 

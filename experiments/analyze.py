@@ -277,13 +277,14 @@ def plot(rows, random, max_rank, title, path):
 
 def load(out_dir):
     """-> (model, the checkpoint's data_dir or None, its iter_num, the tokenizer of its data or None, its data's
-    meta)."""
+    meta, its max_iters or None)."""
     ckpt = load_checkpoint(out_dir, ("model", "model_args", "iter_num"))
     with torch.device("meta"):  # no random init: the weights come from the checkpoint
         model = GPT(GPTConfig(**ckpt["model_args"]))
     model.load_state_dict(ckpt["model"], assign=True)
     meta = ckpt.get("meta", {})
-    return model.eval(), ckpt.get("config", {}).get("data_dir"), ckpt["iter_num"], meta.get("tokenizer"), meta
+    config = ckpt.get("config", {})
+    return model.eval(), config.get("data_dir"), ckpt["iter_num"], meta.get("tokenizer"), meta, config.get("max_iters")
 
 
 def val_tokens(data_dir, n_tokens, block_size, tokenizer=None):
@@ -338,7 +339,7 @@ def main(argv=None):
         raise SystemExit(f"no checkpoint at {ASSET_SOURCE}/ckpt.pt, the retrofit study's seed-1337 source: train it "
                          f"with `python -m experiments.retrofit` (every run of the study) or `{asset_train()}` "
                          f"(this one).")
-    model, data_dir, iters, tokenizer, meta = load(args.out_dir)
+    model, data_dir, iters, tokenizer, meta, max_iters = load(args.out_dir)
     cfg = model.config
     head_dim = cfg.n_embd // cfg.n_head
     if args.tokens < cfg.block_size:
@@ -370,10 +371,10 @@ def main(argv=None):
             parser.error(f"--out {out!r} is not a writable directory ({why}); choose another --out.")
         if out:  # not after projections.md and .csv were written: three files of one analysis, or none
             outputs_free(*(os.path.join(out, f"projections.{ext}") for ext in ("md", "csv", "png")))
-        work(args, model, data_dir, tokenizer, out, meta)
+        work(args, model, data_dir, tokenizer, out, meta, (iters, max_iters))
 
 
-def work(args, model, data_dir, tokenizer, out, meta=None):
+def work(args, model, data_dir, tokenizer, out, meta=None, at=(None, None)):
     """The tables of main(), printed, and written to out unless it is ''."""
     cfg = model.config
     head_dim = cfg.n_embd // cfg.n_head
@@ -405,7 +406,11 @@ def work(args, model, data_dir, tokenizer, out, meta=None):
             meta, read_json(own, "set --data_dir to a folder prepare_slimpajama.py wrote"))):
         where = f" of {os.path.join(data_dir, 'val.bin')} (not the data the checkpoint was trained on: " \
                 f"{', '.join(moved)})"
-    lines = [f"{args.out_dir}: proj={cfg.proj}, n_head={cfg.n_head}, n_kv_head={cfg.n_kv_head or cfg.n_head}, "
+    # a run stopped midway (a study's, killed) was measured with nothing to say it is not the trained model
+    iters, max_iters = at
+    early = f" (iteration {iters} of {max_iters}: not finished)" if isinstance(max_iters, int) and \
+        isinstance(iters, int) and iters < max_iters else ""
+    lines = [f"{args.out_dir}{early}: proj={cfg.proj}, n_head={cfg.n_head}, n_kv_head={cfg.n_kv_head or cfg.n_head}, "
              f"n_layer={cfg.n_layer}, n_embd={cfg.n_embd}",
              f"cos: {PAIR_RULE}.", f"overlap: per head, mean cos^2 of the principal angles between the top-{r} right "
              f"singular subspaces (random: about {r / cfg.n_embd:.3f}).",

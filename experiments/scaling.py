@@ -207,10 +207,23 @@ def finish(run, s, out_dir, train_s, data_dir):
     return row, analysis
 
 
+def one_grid(s, rows, csv_path):
+    """That every row of the table is a run of s's grid: --quick's rows in a --root the full grid then trained into
+    (or reported) were counted as its finished runs ("13 of 61"; 61 rows of any kind read as complete), and a quick
+    row's 2 layers headed the full table."""
+    plans = plan(s)
+    other = [r for r in rows if key_run(r, s) not in plans]
+    if other:
+        grid = "the quick grid (--quick)" if s is FULL else "the full grid (no --quick)"
+        sys.exit(f"{csv_path} holds {len(other)} run(s) of {grid}, such as {row_run(other[0]).name(s)}, and a table "
+                 f"holds the runs of one grid; give the options that trained them, or another --root.")
+
+
 def train_all(s, args):
     """Up to args.jobs train.py processes at once, one thread each; a finished run's row is written at once."""
     csv_path, ana_path = paths(s, args)
     rows, ana = read_csv(csv_path, COLUMNS), read_csv(ana_path, ANALYSIS_COLUMNS)
+    one_grid(s, rows, csv_path)  # before hours of training beside them
     todo = [r for r in plan(s) if not (r.lr and row_of(rows, r))]
     running = {}  # Popen -> (run, out_dir, start, stderr file)
     try:
@@ -553,6 +566,7 @@ def study_command(s, args):
 def report(s, args):
     csv_path, ana_path = paths(s, args)
     rows, ana = read_csv(csv_path, COLUMNS), read_csv(ana_path, ANALYSIS_COLUMNS)
+    one_grid(s, rows, csv_path)
     # the command that trains them: --quick, --root and --data_dir as given (the full grid elsewhere takes hours);
     # not the --root of a tracked table, which every --root trains: `--report --root=X` rewrote assets/scaling.md to
     # name X, a folder it never read
@@ -694,7 +708,9 @@ def main(argv=None):
     guard_assets(args.root, False, None)  # run folders never go there (found by train.py, after the data check)
     if args.report and tracked(s, args):  # from assets/ alone: no run folder read, none made (an empty one was left)
         return report(s, args)
-    with new_dirs(args.root):  # a report of nothing, or a study stopped before its first run, leaves no folder
+    # a report of nothing, or a study stopped before its first run, leaves no folder: nor the tracked table's, which
+    # a full run from another folder made (an empty assets/ there then turned the next --report's advice)
+    with new_dirs(args.root, os.path.dirname(paths(s, args)[0])):
         writable_dir(args.root, "choose another --root", named=True)  # a file there was a FileExistsError traceback
         check_root_data(s, args)
         if not args.report:  # one study per --root: a second one would train the same runs

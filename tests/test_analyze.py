@@ -437,6 +437,19 @@ def test_a_folder_named_with_dollar_signs_is_drawn_in_the_title_as_it_is(tmp_pat
     assert (run / "projections.png").stat().st_size > 0 and (run / "projections.md").exists()
 
 
+def test_a_run_stopped_midway_is_named_as_not_finished(tmp_path):
+    # a study's run killed at iteration 50 of 600 was measured and written with nothing to say so
+    save_ckpt(tmp_path, "qkv")
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    torch.save(dict(ckpt, iter_num=50, config={"max_iters": 600}), tmp_path / "ckpt.pt")
+    main([f"--out_dir={tmp_path}", "--tokens=64", "--out="])
+    main([f"--out_dir={tmp_path}", "--tokens=64"])
+    assert (tmp_path / "projections.md").read_text().startswith(f"{tmp_path} (iteration 50 of 600: not finished): ")
+    torch.save(dict(ckpt, iter_num=600, config={"max_iters": 600}), tmp_path / "ckpt.pt")  # finished: as before
+    main([f"--out_dir={tmp_path}", "--tokens=64"])
+    assert (tmp_path / "projections.md").read_text().startswith(f"{tmp_path}: proj=qkv")
+
+
 def test_cka_on_another_data_dir_names_it(tmp_path, capsys):
     # projections.md said "on 16 validation tokens" whether they were the checkpoint's own or --data_dir's
     save_ckpt(tmp_path, "qkv")

@@ -1305,10 +1305,14 @@ def test_cpu_lm_report_of_1_of_21_runs_goes_to_the_runs_folder(world, tmp_path, 
     cpu_lm.main(["--report"])
     assert tree_digest(tmp_path / "assets") == before
     err = capsys.readouterr().err
-    assert "20 of 21 runs not finished" in err and "goes to out-cpu_lm/cpu_lm.*" in err
+    assert "20 of 21 runs not finished" in err and "goes to out-cpu_lm/cpu_lm.* (assets/cpu_lm.* holds the" in err
     md = (tmp_path / "out-cpu_lm" / "cpu_lm.md").read_text()
     assert md.startswith("PARTIAL: 20 of 21 runs not finished") and "| qkv | qkv | 4 | softmax |" in md
     assert (tmp_path / "out-cpu_lm" / "cpu_lm.png").read_bytes()[:4] == b"\x89PNG"
+    # run from another folder, with no assets/ there: "assets/cpu_lm.* holds the complete one" of a file not there
+    shutil.rmtree(tmp_path / "assets")
+    cpu_lm.main(["--report"])
+    assert "(assets/cpu_lm.* gets the complete one, once every run has finished)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("val_tokens, scored", [(111_539, 106_496), (50_000, 49_152), (1_000, 768)])

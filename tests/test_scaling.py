@@ -132,6 +132,36 @@ def test_rows_without_run_folders_are_not_read_as_the_same_folder_prepared_again
                             f"prepare the data as it was, or give another --root for the data as it is now.")
 
 
+@pytest.mark.parametrize("report", [["--report"], []])
+def test_a_root_of_quick_runs_is_refused_by_the_full_grid(tmp_path, monkeypatch, report):
+    # the quick grid's rows in a --root the full grid then reported (other --data_dir: its table beside its runs)
+    # were its finished runs: "PARTIAL: 13 of 61", headed "2 layers"; trained into, 61 rows of any kind were complete
+    root = table_without_runs(tmp_path)
+    (root / "scaling_data.txt").write_text(f"{tmp_path / 'data'}\n")
+    before = tree_digest(root)
+    monkeypatch.setattr(scaling, "train_todo", lambda *a: pytest.fail("the full grid trained beside them"))
+    with pytest.raises(SystemExit) as e:
+        scaling.main([*report, f"--data_dir={tmp_path / 'data'}", f"--root={root}"])
+    assert str(e.value) == (f"{root / 'scaling.csv'} holds 1 run(s) of the quick grid (--quick), such as "
+                            f"qkv_e32_t32_i20_s1337, and a table holds the runs of one grid; give the options that "
+                            f"trained them, or another --root.")
+    assert tree_digest(root) == before  # no report written, no run trained
+
+
+def test_a_full_run_stopped_before_its_first_run_leaves_no_assets_folder(tmp_path, monkeypatch):
+    # run from another folder (PYTHONPATH set), a Ctrl-C before any run finished left an empty assets/ there, which
+    # turned the next --report's "run from the repository root" into "train them first"
+    make_data(tmp_path / "data" / "cpu_lm_bytes")
+    monkeypatch.chdir(tmp_path)
+
+    def stop(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(scaling, "train_all", stop)
+    with pytest.raises(KeyboardInterrupt):
+        scaling.main([])
+    assert os.listdir(tmp_path) == ["data"]
+
+
 @pytest.mark.parametrize("sub", ["", "runs"])
 def test_run_folders_in_assets_are_refused_before_any_run(tmp_path, sub):
     make_data(tmp_path / "data")
