@@ -96,6 +96,14 @@ def guard_assets(path, full_run, command):
         raise SystemExit(f"{path} is in assets/, which {who}; write this run elsewhere.")
 
 
+def partial_prefix(prefix, complete):
+    """Where a study's partial report goes: prefix, or prefix_partial where the complete one is there already (a quick
+    study's reports share its --root): one run's folder deleted, `--quick --report` replaced the complete quick report
+    with a partial one."""
+    same = os.path.abspath(prefix) == os.path.abspath(complete)
+    return prefix + "_partial" if same and os.path.exists(complete + ".md") else prefix
+
+
 def partial_report(missing, total, prefix, complete):
     """Say that a study's report leaves out its unfinished runs (missing, of total) and goes to prefix.*, not to
     complete.*, where the report of every run goes (a quick run's are one place)."""

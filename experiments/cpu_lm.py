@@ -35,8 +35,8 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import torch
 
 from checkpoint import (atomic_write, check_study_run, data_counts, data_name, hold_lock, load_checkpoint, new_dirs,
-                        open_data, partial_report, read_log, repo_path, reports_free, save_figure, scored_tokens,
-                        together, train_first, writable_dir)
+                        open_data, partial_prefix, partial_report, read_log, repo_path, reports_free, save_figure,
+                        scored_tokens, together, train_first, writable_dir)
 from configurator import Parser, cli, run_child
 from model import GPT, GPTConfig
 
@@ -201,7 +201,8 @@ def report():
     results, cfg, missing = collect()
     if not results:
         sys.exit(f"no finished run under {ROOT}/; {train_first(ROOT, 'python -m experiments.cpu_lm')}.")
-    prefix = f"{ROOT}/cpu_lm" if missing else ASSETS  # a partial report never replaces the complete one
+    # a partial report never replaces the complete one (nor a quick one its complete quick one)
+    prefix = partial_prefix(f"{ROOT}/cpu_lm", ASSETS) if missing else ASSETS
     reports_free(prefix)  # not after its .md and .csv were written
     writable_dir(os.path.dirname(prefix), "make it writable")
     if missing:

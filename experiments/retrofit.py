@@ -46,9 +46,9 @@ import numpy as np
 import torch
 
 from checkpoint import (atomic_write, check_study_run, data_counts, data_name, eval_batches, hold_lock, load_checkpoint,
-                        log_lines, log_text, new_dirs, open_data, partial_report, present, read_log, read_table,
-                        repo_path, reports_free, save_figure, scored_tokens, together, token_count, tokens, train_first,
-                        writable_dir)
+                        log_lines, log_text, new_dirs, open_data, partial_prefix, partial_report, present, read_log,
+                        read_table, repo_path, reports_free, save_figure, scored_tokens, together, token_count, tokens,
+                        train_first, writable_dir)
 from configurator import Parser, cli, run_child
 from convert import convert_state_dict
 from model import GPT, GPTConfig
@@ -473,7 +473,8 @@ def report(s, command):
     recs, missing = collect(s)
     if not any(r["name"] == "qkv" for r in recs):
         sys.exit(f"no finished qkv run under {s['root']}/; {train_first(s['root'], command)}.")
-    prefix = f"{s['root']}/retrofit" if missing else s["assets"]  # a partial report never replaces the complete one
+    # a partial report never replaces the complete one (nor a quick one its complete quick one)
+    prefix = partial_prefix(f"{s['root']}/retrofit", s["assets"]) if missing else s["assets"]
     reports_free(prefix)  # not after its .md and .csv were written
     for _, _, out, args, _ in plan(s):  # nor is a run trained there with other settings (by hand, or another study)
         if out not in missing:          # in any report, a partial one included

@@ -41,8 +41,8 @@ import numpy as np
 import torch
 
 from checkpoint import (atomic_write, check_study_run, data_name, default_data, hold_lock, load_checkpoint, new_dirs,
-                        open_data, partial_report, present, read_json, read_table, repo_path, reports_free, save_figure,
-                        together, tokens, train_first, writable_dir)
+                        open_data, partial_prefix, partial_report, present, read_json, read_table, repo_path,
+                        reports_free, save_figure, together, tokens, train_first, writable_dir)
 from configurator import Parser, cli, run_child
 from model import GPT, GPTConfig
 
@@ -203,7 +203,8 @@ def report(rows, missing, args, wall):
 
     if not rows:
         sys.exit(f"no finished run under {args.root}/; {train_first(args.root, study_command(args))}.")
-    prefix = f"{args.root}/rope" if missing else args.assets  # a partial report never replaces the complete one
+    # a partial report never replaces the complete one (nor a quick one its complete quick one)
+    prefix = partial_prefix(f"{args.root}/rope", args.assets) if missing else args.assets
     reports_free(prefix)  # not after its .md and .csv were written
     if missing:
         partial_report(missing, len(args.seeds) * len(VARIANTS), prefix, args.assets)

@@ -1780,6 +1780,19 @@ def test_retrofit_partial_report_goes_to_the_runs_folder_and_a_torn_cache_is_rec
     capsys.readouterr()
     retrofit.report(s, "python -m experiments.retrofit")  # the cache it wrote is read back, not computed again
     assert "computing it again" not in capsys.readouterr().err
+    # a quick study's reports share its --root: one run's folder deleted, `--quick --report` replaced the complete
+    # quick report with a partial one; it goes beside it now, and a first partial one where the complete one will
+    quick = dict(s, assets=s["root"] + "/retrofit")
+    for name in ("retrofit.md", "retrofit.csv", "retrofit_partial.md", "retrofit_partial.csv"):
+        (tmp_path / "out-retrofit" / name).unlink(missing_ok=True)
+    retrofit.report(quick, "python -m experiments.retrofit --quick")
+    assert (tmp_path / "out-retrofit" / "retrofit.md").read_text().startswith("PARTIAL:")
+    (tmp_path / "out-retrofit" / "retrofit.md").write_text("the complete quick report\n")
+    retrofit.report(quick, "python -m experiments.retrofit --quick")
+    assert (tmp_path / "out-retrofit" / "retrofit.md").read_text() == "the complete quick report\n"
+    assert (tmp_path / "out-retrofit" / "retrofit_partial.md").read_text().startswith("PARTIAL:")
+    assert "goes to " + s["root"] + "/retrofit_partial.* (" + s["root"] + "/retrofit.* holds the complete one)" in \
+        capsys.readouterr().err
     (source / "conversions.json").unlink()
     (source / "conversions.json").mkdir()  # an IsADirectoryError traceback
     with pytest.raises(SystemExit, match=f"^{source}/conversions.json is a folder, where this study keeps the "):
