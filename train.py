@@ -617,6 +617,7 @@ saved_iter = ckpt["iter_num"] if ckpt else None  # where the checkpoint in out_d
 saving = False  # a save is under way: Ctrl-C may land before or after its rename, so the file says which
 made = []  # the folders lock_out_dir() made for out_dir, the deepest first
 made_files = []  # train.lock if this run made it, and log.jsonl when this run writes it from the start
+kept_log = None  # (log.jsonl, where open_log() moved the log it found there with no checkpoint beside it)
 
 
 def unmake():
@@ -627,6 +628,9 @@ def unmake():
         for path in made_files:
             with contextlib.suppress(OSError):
                 os.remove(path)
+        if kept_log:  # the log found here goes back where it was
+            with contextlib.suppress(OSError):
+                os.rename(kept_log[1], kept_log[0])
         remove_empty(made)  # one that holds anything else stays
 
 
@@ -1079,10 +1083,25 @@ def open_log():
         return open(path, "a")
     if os.path.isfile(path) and (os.path.islink(path) or os.stat(path).st_nlink > 1):
         os.remove(path)  # another run's log, linked here (as its checkpoint can be): this run writes its own
+    elif os.path.isfile(path) and os.path.getsize(path):
+        keep_log(path)
     f = open(path, "w")
     if saved_iter is None:
         made_files.append(path)
     return f
+
+
+def keep_log(path):
+    """A log with no checkpoint beside it (ckpt.pt moved or deleted to train again, a run killed before its first
+    save) was replaced by this run's without a word, and a stop before this run's first save then removed it: it
+    is moved to the first free log.N.jsonl, and back if this run stops before it saves."""
+    global kept_log
+    n = 1
+    while os.path.lexists(kept := os.path.join(out_dir, f"log.{n}.jsonl")):
+        n += 1
+    os.rename(path, kept)
+    kept_log = (path, kept)
+    print(f"{path} has no checkpoint beside it; it is kept as {kept}, and this run writes a new log.", flush=True)
 
 
 def stop(what):

@@ -1888,3 +1888,25 @@ def test_device_takes_the_forms_the_other_commands_take(tmp_path, monkeypatch, d
     assert torch.load(out / "ckpt.pt", weights_only=False)["config"]["device"] == "cpu"
     r = train(data_dir, out, "--max_iters=4", "--device=cpu")  # the same run: finished, not "other settings"
     assert "other settings" not in r.stderr
+
+
+def test_a_log_with_no_checkpoint_beside_it_is_kept(finished, data_dir, tmp_path):
+    # ckpt.pt moved away (or deleted) to train again: the new run replaced the old run's log.jsonl without a word,
+    # and a Ctrl-C before its first save then removed it, where a stopped run leaves out_dir as it found it
+    out = shutil.copytree(finished, tmp_path / "run")
+    (out / "ckpt.pt").rename(tmp_path / "best.pt")
+    old = (out / "log.jsonl").read_bytes()
+    stop_at_save = ("import runpy, sys, torch\n"
+                    "def save(obj, f):\n"
+                    "    raise KeyboardInterrupt\n"
+                    "torch.save = save\n"
+                    "sys.argv[0] = 'train.py'\n"
+                    "runpy.run_path('train.py', run_name='__main__')\n")
+    r = train(data_dir, out, "--max_iters=4", cmd=(sys.executable, "-c", stop_at_save), check=False)
+    assert r.returncode == 130 and r.stderr.endswith("no checkpoint was saved yet: run the same command to start "
+                                                     "again.\n"), r.stderr
+    assert sorted(os.listdir(out)) == ["log.jsonl", "train.lock"] and (out / "log.jsonl").read_bytes() == old
+    r = train(data_dir, out, "--max_iters=4")
+    assert r.stdout.startswith(f"{out / 'log.jsonl'} has no checkpoint beside it; it is kept as "
+                               f"{out / 'log.1.jsonl'}, and this run writes a new log.\n"), r.stdout
+    assert (out / "log.1.jsonl").read_bytes() == old and (out / "log.jsonl").read_bytes() != old
