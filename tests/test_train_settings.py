@@ -239,6 +239,16 @@ def test_a_config_file_that_does_not_run_is_one_line_naming_file_and_line(text, 
     assert msg.startswith(f"config file '{config}', line {line}: {error}") and "\n" not in msg, msg
 
 
+def test_a_run_config_copied_out_of_config_is_told_to_copy_its_base_file(tmp_path, monkeypatch):
+    # config/qk_v_300m.py copied to be edited: it executes base_300m.py beside itself, which stayed in config/, and
+    # the refusal said "fix the file" of a file with nothing wrong in it
+    shutil.copy(os.path.join(ROOT, "config", "qk_v_300m.py"), tmp_path / "mine.py")
+    msg = refusal(monkeypatch, tmp_path, [str(tmp_path / "mine.py")])
+    assert msg == (f"config file '{tmp_path / 'mine.py'}', line 4: it reads {tmp_path / 'base_300m.py'}, which is "
+                   f"not there; the project's is {os.path.join(ROOT, 'config', 'base_300m.py')}: copy it there (and "
+                   f"any file it executes in turn)."), msg
+
+
 def test_a_config_file_with_a_syntax_error_is_no_traceback(tmp_path):
     config = tmp_path / "bad.py"
     config.write_text("n_layer = 2\nproj = 'qkv\n")
