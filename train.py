@@ -141,6 +141,9 @@ HINTS = {"lr": "the peak learning rate is --learning_rate (--min_lr is where the
          # nanoGPT's own settings, which its users bring along
          "eval_iters": "--eval_tokens sets how many validation tokens each evaluation reads",
          "dataset": "--data_dir names the folder of train.bin, val.bin and meta.json",
+         # nearest was eval_tokens, eval_interval: neither evaluates a trained checkpoint without training it
+         "eval_only": "train.py has no evaluation-only mode: each evaluation's val_loss is in out_dir/log.jsonl, "
+                      "and eval.py --out_dir=DIR scores a checkpoint on tasks (or on a text, --text=FILE)",
          **dict.fromkeys(("wandb_log", "wandb_project", "wandb_run_name"), "there is no wandb logging here: every "
                          "evaluation and log line goes to out_dir/log.jsonl"),
          **dict.fromkeys(("epochs", "steps", "num_train_epochs"), "a run's length is --max_iters (or --total_tokens, "

@@ -177,6 +177,9 @@ def test_the_command_line_refuses_a_bad_setting_before_any_work(arg, tmp_path, d
     # nanoGPT's names were pointed at the nearest spellings: eval_interval, data_dir..., min_lr..., pos_emb...
     ("--eval_iters=200", "--eval_tokens sets how many validation tokens each evaluation reads."),
     ("--dataset=openwebtext", "--data_dir names the folder of train.bin, val.bin and meta.json."),
+    # nanoGPT's --eval_only=True was pointed at eval_tokens, eval_interval, which train a run
+    ("--eval_only=True", "train.py has no evaluation-only mode: each evaluation's val_loss is in out_dir/log.jsonl, "
+                         "and eval.py --out_dir=DIR scores a checkpoint on tasks (or on a text, --text=FILE)."),
     ("--wandb_log=True", "there is no wandb logging here: every evaluation and log line goes to out_dir/log.jsonl."),
     ("--epochs=3", "a run's length is --max_iters (or --total_tokens, in tokens)."),
     ("--colour=red", "no setting has a name like it (--help lists them)."),
