@@ -388,8 +388,10 @@ def same_model(key, now, was):
     """Whether two settings dicts give model field key the same value: n_kv_head=0 means n_head key/value heads, so a
     run of --n_kv_head=4 with n_head=4 is the run of n_kv_head=0 (a resume was refused "n_kv_head=4 (checkpoint: 0)",
     and the same command asked again called it a run of other settings)."""
-    if key == "n_kv_head":
-        return (now["n_kv_head"] or now["n_head"]) == (was["n_kv_head"] or was["n_head"])
+    if key == "n_kv_head":  # the same value is the same setting: an n_head that differs is said as n_head (a resume
+        # of --n_kv_head=0 with train.py's default n_head was refused "n_kv_head=0 (checkpoint: 0)")
+        return now["n_kv_head"] == was["n_kv_head"] or (now["n_kv_head"] or now["n_head"]) == (was["n_kv_head"]
+                                                                                               or was["n_head"])
     return now[key] == was[key]
 
 

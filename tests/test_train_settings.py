@@ -383,6 +383,16 @@ def test_n_kv_head_spelled_as_n_head_is_the_same_run_not_another(finished, data_
     assert ckpt["iter_num"] == 3 and ckpt["model_args"]["n_kv_head"] == 0
 
 
+def test_n_kv_head_of_the_checkpoints_value_is_not_called_another(finished, data_dir, tmp_path, monkeypatch):
+    # n_kv_head=0 resolves through n_head: given beside another n_head (train.py's default, where no config sets it)
+    # it was refused "n_kv_head=0 (checkpoint: 0)", a value equal to the one it was told differs from
+    out = shutil.copytree(finished, tmp_path / "run")
+    base = [f"--data_dir={data_dir}", f"--out_dir={out}", "--n_kv_head=0", "--init_from=resume", "--max_iters=6"]
+    msg = run_inprocess(monkeypatch, [*base, "--n_head=4"])
+    assert msg.endswith("but n_head=4 (checkpoint: 2); drop these settings, or start a new run in another "
+                        "--out_dir."), msg
+
+
 def test_resume_compares_a_field_the_checkpoint_predates_with_its_default(finished, data_dir, tmp_path, monkeypatch):
     # a checkpoint from before pos_emb existed, resumed with --pos_emb=rope: "go on under these", but the model was
     # built with the default (learned) and the saved config said rope
