@@ -560,10 +560,22 @@ if ckpt:
             print(f"{ckpt_path} holds this run, finished at iteration {done}: nothing to do (to train on, raise "
                   f"{length}{resume}).")
         sys.exit(0)
+    # total_tokens counts iterations of this run's size: a resume under another batch or accumulation ended the run
+    # at other token counts than total_tokens, or called it done ("raise --total_tokens") short of them, unsaid
+    sizes = [{**defaults, **ckpt["config"]}[k] for k in ("batch_size", "block_size", "gradient_accumulation_steps")]
+    was_tokens = math.prod(sizes) if all(type(n) is int and n > 0 for n in sizes) else tokens_per_iter
+    if init_from == "resume" and total_tokens and was_tokens != tokens_per_iter:
+        seen, need = done * was_tokens, done + max(0, -(-(total_tokens - done * was_tokens) // tokens_per_iter))
+        tokens_note = (f"total_tokens={total_tokens:,} sets max_iters={max_iters} at {tokens_per_iter:,} tokens per "
+                       f"iteration, but the checkpoint's {done} were of {was_tokens:,} ({seen:,} tokens): this run "
+                       f"ends at {seen + max(0, max_iters - done) * tokens_per_iter:,} tokens; --total_tokens=0 "
+                       f"--max_iters={need} trains {max(total_tokens, seen):,}.")
+    else:
+        tokens_note = ""
     if init_from == "resume" and done >= max_iters:
         sys.exit(f"{ckpt_path} is at iteration {done}, and max_iters is {max_iters}"
                  f"{f' (set by total_tokens={total_tokens:,})' if total_tokens else ''}: nothing to train; raise "
-                 f"{length} to continue it.")
+                 f"{length} to continue it.{f' {tokens_note}' if tokens_note else ''}")
     # a resume keeps the checkpoint's architecture and refuses another given: offered only without those (GPT-2's
     # shape, which a resume does not bring, is none of them), and with the run's own config file for a file's
     ckpt_args = {**asdict(GPTConfig()), **ckpt["model_args"]}
@@ -588,6 +600,8 @@ if ckpt:
     if master and notable:  # only a resume gets here: every other run with a checkpoint has stopped above
         notes.append(f"resuming {ckpt_path} with settings other than its run's: {', '.join(notable)}; its weights "
                      f"and optimizer state go on under these.")
+    if master and tokens_note:
+        notes.append(tokens_note)
     # lr_decay_iters=0 follows max_iters: a longer run stretches the cosine, so the rate at the checkpoint's
     # iteration rises again from where its own decay had brought it (min_lr, for a finished run); a shorter one
     # squeezes it, and the rate falls at once (300 to 100 at iteration 80: 2.9e-3 to 1.2e-3, without a word)

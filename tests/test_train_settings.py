@@ -393,6 +393,17 @@ def test_n_kv_head_of_the_checkpoints_value_is_not_called_another(finished, data
                         "--out_dir."), msg
 
 
+def test_total_tokens_on_a_resume_of_another_batch_says_what_it_trains(finished, data_dir, tmp_path, monkeypatch):
+    # total_tokens counts iterations of this run's size: the checkpoint's 2 iterations of 256 tokens, resumed with
+    # twice the accumulation and total_tokens=1024, were called done ("raise --total_tokens") at 512 tokens, unsaid
+    out = shutil.copytree(finished, tmp_path / "run")
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
+                                      "--total_tokens=1024", "--gradient_accumulation_steps=4"])
+    assert msg.endswith("nothing to train; raise --total_tokens to continue it. total_tokens=1,024 sets max_iters=2 at "
+                        "512 tokens per iteration, but the checkpoint's 2 were of 256 (512 tokens): this run ends at "
+                        "512 tokens; --total_tokens=0 --max_iters=3 trains 1,024."), msg
+
+
 def test_resume_compares_a_field_the_checkpoint_predates_with_its_default(finished, data_dir, tmp_path, monkeypatch):
     # a checkpoint from before pos_emb existed, resumed with --pos_emb=rope: "go on under these", but the model was
     # built with the default (learned) and the saved config said rope
