@@ -251,6 +251,14 @@ def run_file(path, values):
         detail = e.msg if syntax else (str(e).strip().splitlines() or [""])[0]
         if where != path:
             detail += f" (line {inner} of {'the code it executes' if where == '<string>' else where})"
+        # config/qk_v_300m.py copied to edit: it executes base_300m.py beside itself, which stayed in config/, and
+        # "fix the file" did not say that the file is fine and its base is missing
+        base = os.path.join(REPO, "config", os.path.basename(e.filename)) if isinstance(e, FileNotFoundError) \
+            and isinstance(e.filename, str) else None
+        if base and os.path.isfile(base) and not os.path.samefile(os.path.dirname(base), os.path.dirname(
+                os.path.realpath(path))):
+            raise SystemExit(f"config file {path!r}, line {line}: it reads {e.filename}, which is not there; the "
+                             f"project's is {base}: copy it there (and any file it executes in turn).") from None
         raise SystemExit(f"config file {path!r}, line {line}: {type(e).__name__}: {detail}; fix the file.") from None
     return scope
 

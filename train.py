@@ -141,6 +141,9 @@ HINTS = {"lr": "the peak learning rate is --learning_rate (--min_lr is where the
          # nanoGPT's own settings, which its users bring along
          "eval_iters": "--eval_tokens sets how many validation tokens each evaluation reads",
          "dataset": "--data_dir names the folder of train.bin, val.bin and meta.json",
+         # nearest was eval_tokens, eval_interval: neither evaluates a trained checkpoint without training it
+         "eval_only": "train.py has no evaluation-only mode: each evaluation's val_loss is in out_dir/log.jsonl, "
+                      "and eval.py --out_dir=DIR scores a checkpoint on tasks (or on a text, --text=FILE)",
          **dict.fromkeys(("wandb_log", "wandb_project", "wandb_run_name"), "there is no wandb logging here: every "
                          "evaluation and log line goes to out_dir/log.jsonl"),
          **dict.fromkeys(("epochs", "steps", "num_train_epochs"), "a run's length is --max_iters (or --total_tokens, "
@@ -385,8 +388,10 @@ def same_model(key, now, was):
     """Whether two settings dicts give model field key the same value: n_kv_head=0 means n_head key/value heads, so a
     run of --n_kv_head=4 with n_head=4 is the run of n_kv_head=0 (a resume was refused "n_kv_head=4 (checkpoint: 0)",
     and the same command asked again called it a run of other settings)."""
-    if key == "n_kv_head":
-        return (now["n_kv_head"] or now["n_head"]) == (was["n_kv_head"] or was["n_head"])
+    if key == "n_kv_head":  # the same value is the same setting: an n_head that differs is said as n_head (a resume
+        # of --n_kv_head=0 with train.py's default n_head was refused "n_kv_head=0 (checkpoint: 0)")
+        return now["n_kv_head"] == was["n_kv_head"] or (now["n_kv_head"] or now["n_head"]) == (was["n_kv_head"]
+                                                                                               or was["n_head"])
     return now[key] == was[key]
 
 
@@ -555,10 +560,22 @@ if ckpt:
             print(f"{ckpt_path} holds this run, finished at iteration {done}: nothing to do (to train on, raise "
                   f"{length}{resume}).")
         sys.exit(0)
+    # total_tokens counts iterations of this run's size: a resume under another batch or accumulation ended the run
+    # at other token counts than total_tokens, or called it done ("raise --total_tokens") short of them, unsaid
+    sizes = [{**defaults, **ckpt["config"]}[k] for k in ("batch_size", "block_size", "gradient_accumulation_steps")]
+    was_tokens = math.prod(sizes) if all(type(n) is int and n > 0 for n in sizes) else tokens_per_iter
+    if init_from == "resume" and total_tokens and was_tokens != tokens_per_iter:
+        seen, need = done * was_tokens, done + max(0, -(-(total_tokens - done * was_tokens) // tokens_per_iter))
+        tokens_note = (f"total_tokens={total_tokens:,} sets max_iters={max_iters} at {tokens_per_iter:,} tokens per "
+                       f"iteration, but the checkpoint's {done} were of {was_tokens:,} ({seen:,} tokens): this run "
+                       f"ends at {seen + max(0, max_iters - done) * tokens_per_iter:,} tokens; --total_tokens=0 "
+                       f"--max_iters={need} trains {max(total_tokens, seen):,}.")
+    else:
+        tokens_note = ""
     if init_from == "resume" and done >= max_iters:
         sys.exit(f"{ckpt_path} is at iteration {done}, and max_iters is {max_iters}"
                  f"{f' (set by total_tokens={total_tokens:,})' if total_tokens else ''}: nothing to train; raise "
-                 f"{length} to continue it.")
+                 f"{length} to continue it.{f' {tokens_note}' if tokens_note else ''}")
     # a resume keeps the checkpoint's architecture and refuses another given: offered only without those (GPT-2's
     # shape, which a resume does not bring, is none of them), and with the run's own config file for a file's
     ckpt_args = {**asdict(GPTConfig()), **ckpt["model_args"]}
@@ -583,6 +600,8 @@ if ckpt:
     if master and notable:  # only a resume gets here: every other run with a checkpoint has stopped above
         notes.append(f"resuming {ckpt_path} with settings other than its run's: {', '.join(notable)}; its weights "
                      f"and optimizer state go on under these.")
+    if master and tokens_note:
+        notes.append(tokens_note)
     # lr_decay_iters=0 follows max_iters: a longer run stretches the cosine, so the rate at the checkpoint's
     # iteration rises again from where its own decay had brought it (min_lr, for a finished run); a shorter one
     # squeezes it, and the rate falls at once (300 to 100 at iteration 80: 2.9e-3 to 1.2e-3, without a word)
@@ -617,6 +636,7 @@ saved_iter = ckpt["iter_num"] if ckpt else None  # where the checkpoint in out_d
 saving = False  # a save is under way: Ctrl-C may land before or after its rename, so the file says which
 made = []  # the folders lock_out_dir() made for out_dir, the deepest first
 made_files = []  # train.lock if this run made it, and log.jsonl when this run writes it from the start
+kept_log = None  # (log.jsonl, where open_log() moved the log it found there with no checkpoint beside it)
 
 
 def unmake():
@@ -627,6 +647,9 @@ def unmake():
         for path in made_files:
             with contextlib.suppress(OSError):
                 os.remove(path)
+        if kept_log:  # the log found here goes back where it was
+            with contextlib.suppress(OSError):
+                os.rename(kept_log[1], kept_log[0])
         remove_empty(made)  # one that holds anything else stays
 
 
@@ -1079,10 +1102,25 @@ def open_log():
         return open(path, "a")
     if os.path.isfile(path) and (os.path.islink(path) or os.stat(path).st_nlink > 1):
         os.remove(path)  # another run's log, linked here (as its checkpoint can be): this run writes its own
+    elif os.path.isfile(path) and os.path.getsize(path):
+        keep_log(path)
     f = open(path, "w")
     if saved_iter is None:
         made_files.append(path)
     return f
+
+
+def keep_log(path):
+    """A log with no checkpoint beside it (ckpt.pt moved or deleted to train again, a run killed before its first
+    save) was replaced by this run's without a word, and a stop before this run's first save then removed it: it
+    is moved to the first free log.N.jsonl, and back if this run stops before it saves."""
+    global kept_log
+    n = 1
+    while os.path.lexists(kept := os.path.join(out_dir, f"log.{n}.jsonl")):
+        n += 1
+    os.rename(path, kept)
+    kept_log = (path, kept)
+    print(f"{path} has no checkpoint beside it; it is kept as {kept}, and this run writes a new log.", flush=True)
 
 
 def stop(what):

@@ -177,6 +177,9 @@ def test_the_command_line_refuses_a_bad_setting_before_any_work(arg, tmp_path, d
     # nanoGPT's names were pointed at the nearest spellings: eval_interval, data_dir..., min_lr..., pos_emb...
     ("--eval_iters=200", "--eval_tokens sets how many validation tokens each evaluation reads."),
     ("--dataset=openwebtext", "--data_dir names the folder of train.bin, val.bin and meta.json."),
+    # nanoGPT's --eval_only=True was pointed at eval_tokens, eval_interval, which train a run
+    ("--eval_only=True", "train.py has no evaluation-only mode: each evaluation's val_loss is in out_dir/log.jsonl, "
+                         "and eval.py --out_dir=DIR scores a checkpoint on tasks (or on a text, --text=FILE)."),
     ("--wandb_log=True", "there is no wandb logging here: every evaluation and log line goes to out_dir/log.jsonl."),
     ("--epochs=3", "a run's length is --max_iters (or --total_tokens, in tokens)."),
     ("--colour=red", "no setting has a name like it (--help lists them)."),
@@ -237,6 +240,16 @@ def test_a_config_file_that_does_not_run_is_one_line_naming_file_and_line(text, 
     config.write_bytes(text)
     msg = refusal(monkeypatch, tmp_path, [str(config)])
     assert msg.startswith(f"config file '{config}', line {line}: {error}") and "\n" not in msg, msg
+
+
+def test_a_run_config_copied_out_of_config_is_told_to_copy_its_base_file(tmp_path, monkeypatch):
+    # config/qk_v_300m.py copied to be edited: it executes base_300m.py beside itself, which stayed in config/, and
+    # the refusal said "fix the file" of a file with nothing wrong in it
+    shutil.copy(os.path.join(ROOT, "config", "qk_v_300m.py"), tmp_path / "mine.py")
+    msg = refusal(monkeypatch, tmp_path, [str(tmp_path / "mine.py")])
+    assert msg == (f"config file '{tmp_path / 'mine.py'}', line 4: it reads {tmp_path / 'base_300m.py'}, which is "
+                   f"not there; the project's is {os.path.join(ROOT, 'config', 'base_300m.py')}: copy it there (and "
+                   f"any file it executes in turn)."), msg
 
 
 def test_a_config_file_with_a_syntax_error_is_no_traceback(tmp_path):
@@ -368,6 +381,27 @@ def test_n_kv_head_spelled_as_n_head_is_the_same_run_not_another(finished, data_
     runpy.run_path(TRAIN_PY, run_name="__main__")  # resumes, and keeps the checkpoint's spelling
     ckpt = torch.load(out / "ckpt.pt", weights_only=False)
     assert ckpt["iter_num"] == 3 and ckpt["model_args"]["n_kv_head"] == 0
+
+
+def test_n_kv_head_of_the_checkpoints_value_is_not_called_another(finished, data_dir, tmp_path, monkeypatch):
+    # n_kv_head=0 resolves through n_head: given beside another n_head (train.py's default, where no config sets it)
+    # it was refused "n_kv_head=0 (checkpoint: 0)", a value equal to the one it was told differs from
+    out = shutil.copytree(finished, tmp_path / "run")
+    base = [f"--data_dir={data_dir}", f"--out_dir={out}", "--n_kv_head=0", "--init_from=resume", "--max_iters=6"]
+    msg = run_inprocess(monkeypatch, [*base, "--n_head=4"])
+    assert msg.endswith("but n_head=4 (checkpoint: 2); drop these settings, or start a new run in another "
+                        "--out_dir."), msg
+
+
+def test_total_tokens_on_a_resume_of_another_batch_says_what_it_trains(finished, data_dir, tmp_path, monkeypatch):
+    # total_tokens counts iterations of this run's size: the checkpoint's 2 iterations of 256 tokens, resumed with
+    # twice the accumulation and total_tokens=1024, were called done ("raise --total_tokens") at 512 tokens, unsaid
+    out = shutil.copytree(finished, tmp_path / "run")
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
+                                      "--total_tokens=1024", "--gradient_accumulation_steps=4"])
+    assert msg.endswith("nothing to train; raise --total_tokens to continue it. total_tokens=1,024 sets max_iters=2 at "
+                        "512 tokens per iteration, but the checkpoint's 2 were of 256 (512 tokens): this run ends at "
+                        "512 tokens; --total_tokens=0 --max_iters=3 trains 1,024."), msg
 
 
 def test_resume_compares_a_field_the_checkpoint_predates_with_its_default(finished, data_dir, tmp_path, monkeypatch):
@@ -1888,3 +1922,25 @@ def test_device_takes_the_forms_the_other_commands_take(tmp_path, monkeypatch, d
     assert torch.load(out / "ckpt.pt", weights_only=False)["config"]["device"] == "cpu"
     r = train(data_dir, out, "--max_iters=4", "--device=cpu")  # the same run: finished, not "other settings"
     assert "other settings" not in r.stderr
+
+
+def test_a_log_with_no_checkpoint_beside_it_is_kept(finished, data_dir, tmp_path):
+    # ckpt.pt moved away (or deleted) to train again: the new run replaced the old run's log.jsonl without a word,
+    # and a Ctrl-C before its first save then removed it, where a stopped run leaves out_dir as it found it
+    out = shutil.copytree(finished, tmp_path / "run")
+    (out / "ckpt.pt").rename(tmp_path / "best.pt")
+    old = (out / "log.jsonl").read_bytes()
+    stop_at_save = ("import runpy, sys, torch\n"
+                    "def save(obj, f):\n"
+                    "    raise KeyboardInterrupt\n"
+                    "torch.save = save\n"
+                    "sys.argv[0] = 'train.py'\n"
+                    "runpy.run_path('train.py', run_name='__main__')\n")
+    r = train(data_dir, out, "--max_iters=4", cmd=(sys.executable, "-c", stop_at_save), check=False)
+    assert r.returncode == 130 and r.stderr.endswith("no checkpoint was saved yet: run the same command to start "
+                                                     "again.\n"), r.stderr
+    assert sorted(os.listdir(out)) == ["log.jsonl", "train.lock"] and (out / "log.jsonl").read_bytes() == old
+    r = train(data_dir, out, "--max_iters=4")
+    assert r.stdout.startswith(f"{out / 'log.jsonl'} has no checkpoint beside it; it is kept as "
+                               f"{out / 'log.1.jsonl'}, and this run writes a new log.\n"), r.stdout
+    assert (out / "log.1.jsonl").read_bytes() == old and (out / "log.jsonl").read_bytes() != old
