@@ -1601,7 +1601,7 @@ TABLES = [  # (study, its argv, the table it reads, a line of it)
     (retrofit, ["--redraw"], "assets/retrofit.csv",
      "model,seed,kv_bytes_per_token_bf16,params,iter,val_loss\nqkv,1337,2048,858880,0,5.5\n"),
     (scaling, ["--quick", "--report"], "out-scaling-quick/scaling.csv", ",".join(scaling.COLUMNS) +
-     "\nqkv,qkv,0,4,128,256,16,600,0.002,1337,858880,2048,2.17504,2.17504,831\n"),
+     "\nqkv,qkv,0,2,32,32,8,20,0.002,1337,34688,256,2.17504,2.17504,831\n"),  # the quick grid's first run
 ]
 
 
