@@ -316,10 +316,16 @@ def configure(defaults, args, usage=None, hints=None):
                                  f"restore what it points to, or give another file.")
             if not os.path.exists(arg):  # a pipe is read as a file: <(make_config) or /dev/stdin
                 # `config/cpu_tiny`, `cpu_tiny.py`, or config/x.py run from another folder: the file meant is there
-                name = os.path.basename(arg)
+                name = os.path.basename(arg.replace("\\", "/"))  # config\cpu_tiny.py, typed as on Windows
                 near = [p for p in (arg + ".py", os.path.join("config", name), os.path.join("config", name + ".py"),
                                     os.path.join(REPO, "config", name), os.path.join(REPO, "config", name + ".py"))
                         if os.path.isfile(p)]
+                if not near:  # config/cpu-tiny.py or qk_v_300M.py: one slip from a config file of the project
+                    for folder in ("config", os.path.join(REPO, "config")):  # here first, as above
+                        files = sorted(f for f in os.listdir(folder) if f.endswith(".py")) \
+                            if os.path.isdir(folder) else []
+                        near += [os.path.join(folder, f) for f in difflib.get_close_matches(
+                            name.removesuffix(".py") + ".py", files, n=1, cutoff=0.8)]
                 helping = arg.lstrip("-").lower() in ("help", "h", "?")  # `-help`, `help`: --help was meant
                 raise SystemExit(f"config file {arg!r} not found; " + (
                     f"did you mean {shlex.quote(near[0])}?" if near else "did you mean --help (the settings)?"

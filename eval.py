@@ -11,6 +11,7 @@ the harness' results JSON and a markdown table to --out (default out_dir/eval/).
 """
 import argparse
 import contextlib
+import difflib
 import errno
 import glob
 import hashlib
@@ -327,8 +328,14 @@ def load_tasks(args):
                          f"{', '.join(unread[:3])}{' ...' if len(unread) > 3 else ''} in --include_path (empty, cut "
                          f"short, a folder, or a template other files include); fix the one that defines it.")
     if unknown:
-        raise SystemExit(f"--tasks: lm_eval knows no task {', '.join(unknown)}; list them with `lm_eval ls tasks`, "
-                         f"or add task YAML files through --include_path.")
+        # a mistyped local task (nextline for next_line) was told to list tasks without its --include_path, which
+        # leaves it out, and to add the YAML files it had added: the nearest names, and the list that holds them
+        near = sorted({n for t in unknown for n in difflib.get_close_matches(t, tm.all_tasks, n=3, cutoff=0.75)})
+        where = f" --include_path {shlex.quote(args.include_path)}" if args.include_path else ""
+        raise SystemExit(f"--tasks: lm_eval knows no task {', '.join(unknown)}"
+                         + (f" (nearest: {', '.join(near[:3])})" if near else "")
+                         + f"; list them with `lm_eval ls tasks{where}`"
+                         + ("." if where else ", or add task YAML files through --include_path."))
     import huggingface_hub.constants
     offline = not hub_reachable()
     if offline:

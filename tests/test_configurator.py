@@ -451,9 +451,14 @@ def test_a_config_file_saved_with_a_byte_order_mark_runs(tmp_path):
 
 @pytest.mark.parametrize("cwd, arg, meant", [(".", "config/cpu_tiny", "config/cpu_tiny.py"),
                                              (".", "cpu_tiny.py", "config/cpu_tiny.py"),
-                                             ("elsewhere", "config/cpu_tiny.py", "{root}/config/cpu_tiny.py")])
+                                             ("elsewhere", "config/cpu_tiny.py", "{root}/config/cpu_tiny.py"),
+                                             (".", "config\\cpu_tiny.py", "config/cpu_tiny.py"),
+                                             (".", "config/cpu-tiny.py", "config/cpu_tiny.py"),
+                                             (".", "qk_v_300M.py", "config/qk_v_300m.py"),
+                                             ("elsewhere", "config/cpu-tiny.py", "{root}/config/cpu_tiny.py")])
 def test_a_config_file_named_without_py_or_config_names_the_file_meant(cwd, arg, meant, tmp_path, monkeypatch):
-    # was only "not found; positional arguments are config files", with the file one suffix away
+    # was only "not found; positional arguments are config files", with the file one suffix away; and with a
+    # Windows backslash or one slip in its name (cpu-tiny, 300M)
     monkeypatch.chdir(ROOT if cwd == "." else tmp_path)
     with pytest.raises(SystemExit) as e:
         configure(DEFAULTS, [arg])

@@ -762,6 +762,18 @@ def test_a_path_given_as_a_task_names_the_flag_it_belongs_to(tmp_path, lm_eval, 
     assert "'--text=" in str(e.value)  # the folder with a space
 
 
+def test_a_mistyped_local_task_names_the_nearest_and_the_list_that_holds_it(tmp_path, lm_eval, monkeypatch):
+    # --tasks=alphabt with --include_path was told to list tasks with `lm_eval ls tasks`, which leaves local tasks
+    # out, or to add task YAML files through --include_path, as it had; now the nearest name and the list with them
+    monkeypatch.setattr(ev, "TaskManager", lambda include_path: lm_eval.tasks.TaskManager(
+        include_path=include_path, include_defaults=False))
+    make_task(tmp_path)
+    with pytest.raises(SystemExit) as e:  # tmp_path holds no checkpoint: the tasks are checked first
+        ev.main([f"--out_dir={tmp_path}", "--tasks=alphabt", f"--include_path={tmp_path}"])
+    assert str(e.value) == (f"--tasks: lm_eval knows no task alphabt (nearest: alphabet); list them with "
+                            f"`lm_eval ls tasks --include_path {shlex.quote(str(tmp_path))}`.")
+
+
 def test_results_name_the_iteration_of_the_checkpoint_they_measured(tmp_path):
     # results.json named out_dir and the model's shape only: evaluated while the run trained on (or before a
     # resume), out_dir/eval/results.json sat beside a later ckpt.pt as if they were its results
