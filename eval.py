@@ -226,6 +226,12 @@ def read_text_file(path):
     # every byte of the file is scored and counted, "\r\n" too; sample.py's prefix FILE: is no part of a path here
     fix = f"--text takes the path itself: --text={path[5:]}" if path.startswith("FILE:") and \
         os.path.exists(path[5:]) and not os.path.exists(path) else "give a text file"
+    if os.path.realpath(path).lower().endswith((".jsonl", ".jsonl.zst")):
+        # prepare's document files: read as one text, their JSON syntax ({"text": ..., escapes) was scored with the
+        # documents, exit 0
+        raise SystemExit(f"--text={path}: a .jsonl file is JSON, one document a line, and --text scores a file as "
+                         f"one plain text, JSON syntax and all; write its documents' text to a .txt file "
+                         f"(jq -r .text) and give that.")
     text = read_file(path, f"--text={path}", fix)
     if not text.split():
         raise SystemExit(f"--text={path} holds no words; give a text to measure perplexity on.")
