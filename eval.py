@@ -363,8 +363,8 @@ def load_tasks(args):
             try:
                 build([t])
             except ConnectionError:  # what datasets raises for data that is neither cached nor reachable
-                why = ("HF_HUB_OFFLINE (or HF_DATASETS_OFFLINE) is set, so the hub is not asked; unset it and run "
-                       "once where there is a network" if switched_off else
+                why = ("HF_HUB_OFFLINE (or HF_DATASETS_OFFLINE, TRANSFORMERS_OFFLINE) is set, so the hub is not asked; "
+                       "unset it and run once where there is a network" if switched_off else
                        f"the hub ({huggingface_hub.constants.ENDPOINT}) does not answer; run once where there is a "
                        f"network")
                 raise SystemExit(f"--tasks: the dataset of {t} is not in the Hugging Face cache and {why} (the cache "

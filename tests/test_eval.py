@@ -300,13 +300,15 @@ def test_a_task_whose_dataset_is_not_cached_offline_is_one_sentence_before_the_m
                                 "cache is reused), or measure perplexity on a local text with --text=FILE.")
     assert "Retrying" not in capfd.readouterr().err
     # HF_HUB_OFFLINE=1 set by the user: "run once where there is a network" would not help while it is set
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(SystemExit) as e:
-        ev.main([f"--out_dir={tmp_path}", "--tasks=hubtask", f"--include_path={tmp_path}"])
-    assert str(e.value) == ("--tasks: the dataset of hubtask is not in the Hugging Face cache and HF_HUB_OFFLINE (or "
-                            "HF_DATASETS_OFFLINE) is set, so the hub is not asked; unset it and run once where there "
-                            "is a network (the cache is reused), or measure perplexity on a local text with "
-                            "--text=FILE.")
+    for switch in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.setenv(switch, "1")
+        with pytest.raises(SystemExit) as e:
+            ev.main([f"--out_dir={tmp_path}", "--tasks=hubtask", f"--include_path={tmp_path}"])
+        assert str(e.value) == ("--tasks: the dataset of hubtask is not in the Hugging Face cache and HF_HUB_OFFLINE "
+                                "(or HF_DATASETS_OFFLINE, TRANSFORMERS_OFFLINE) is set, so the hub is not asked; unset "
+                                "it and run once where there is a network (the cache is reused), or measure "
+                                "perplexity on a local text with --text=FILE.")
+        monkeypatch.delenv(switch)
     with pytest.raises(SystemExit) as e:
         ev.main([f"--out_dir={tmp_path}", "--tasks= ,", f"--include_path={tmp_path}"])
     assert str(e.value) == ("--tasks=' ,' names no task; give comma-separated lm_eval task names, or --text=FILE for "
