@@ -672,6 +672,9 @@ def dangling(path):
     return None
 
 
+R50K_URL = "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken"  # where tiktoken fetches it
+
+
 def r50k(prefix="", fix=""):
     """tiktoken's r50k_base, or SystemExit with one sentence: offline without its cached file (tiktoken raises from
     deep inside requests), or a cache this user cannot read, where "set TIKTOKEN_CACHE_DIR to a directory that
@@ -685,12 +688,27 @@ def r50k(prefix="", fix=""):
             denied or not folder or os.listdir(folder)
         except PermissionError as d:
             denied = d
+        except OSError:  # no such folder, or a file: a traceback here; tiktoken found nothing there, said below
+            pass
         if denied:
             raise SystemExit(f"{prefix}could not load tiktoken's r50k_base: {denied.filename} cannot be read "
                              f"({denied.strerror}); make it readable to this user, or point TIKTOKEN_CACHE_DIR at a "
                              f"readable copy{fix}.") from None
+        # tiktoken's cache names the file by the sha1 of its URL: "a directory that holds its cached file" was the
+        # advice, and the file downloaded by hand under its own name, put there, was the same error again
+        cached = os.path.join(folder or "FOLDER", hashlib.sha1(R50K_URL.encode()).hexdigest())
+        if folder and os.path.isfile(folder):  # the cached file itself named, not its folder
+            where = os.path.dirname(os.path.abspath(folder))
+            raise SystemExit(f"{prefix}could not load tiktoken's r50k_base ({type(e).__name__}): TIKTOKEN_CACHE_DIR "
+                             f"names the file {folder}, and tiktoken takes the folder its cached file is in; set "
+                             f"TIKTOKEN_CACHE_DIR={where}, with the file saved there as "
+                             f"{os.path.basename(cached)}{fix}.") from None
+        if folder and os.path.isfile(os.path.join(folder, "r50k_base.tiktoken")) and not os.path.exists(cached):
+            raise SystemExit(f"{prefix}could not load tiktoken's r50k_base ({type(e).__name__}): tiktoken reads its "
+                             f"cache by the sha1 of the file's URL, not as r50k_base.tiktoken; rename "
+                             f"{os.path.join(folder, 'r50k_base.tiktoken')} to {cached}{fix}.") from None
         raise SystemExit(f"{prefix}could not load tiktoken's r50k_base ({type(e).__name__}); offline, set "
-                         f"TIKTOKEN_CACHE_DIR to a directory that holds its cached file{fix}.") from None
+                         f"TIKTOKEN_CACHE_DIR to a folder that holds {R50K_URL} saved as {cached}{fix}.") from None
 
 
 def file_above(path):

@@ -227,6 +227,12 @@ def read_text_file(path):
     # every byte of the file is scored and counted, "\r\n" too; sample.py's prefix FILE: is no part of a path here
     fix = f"--text takes the path itself: --text={path[5:]}" if path.startswith("FILE:") and \
         os.path.exists(path[5:]) and not os.path.exists(path) else "give a text file"
+    if os.path.realpath(path).lower().endswith((".jsonl", ".jsonl.zst")):
+        # prepare's document files: read as one text, their JSON syntax ({"text": ..., escapes) was scored with the
+        # documents, exit 0
+        raise SystemExit(f"--text={path}: a .jsonl file is JSON, one document a line, and --text scores a file as "
+                         f"one plain text, JSON syntax and all; write its documents' text to a .txt file "
+                         f"(jq -r .text) and give that.")
     text = read_file(path, f"--text={path}", fix)
     if not text.split():
         raise SystemExit(f"--text={path} holds no words; give a text to measure perplexity on.")
@@ -301,6 +307,17 @@ def unread_yaml(include_path):
     return [p for p in found if os.path.realpath(p) not in read]
 
 
+def offline_switch():
+    """True when the user's environment turns the hub off for datasets (HF_DATASETS_OFFLINE, else HF_HUB_OFFLINE or
+    TRANSFORMERS_OFFLINE, read as the two libraries read them): "run where there is a network" would not help then.
+    Read from the environment, not the libraries' flags, which load_tasks itself sets offline."""
+    from huggingface_hub.constants import ENV_VARS_TRUE_VALUES
+    own = os.environ.get("HF_DATASETS_OFFLINE")
+    if own is None:
+        own = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
+    return (own or "").upper() in ENV_VARS_TRUE_VALUES
+
+
 def load_tasks(args):
     """-> (TaskManager, task names) after checking the names, building those of --include_path and, offline, that
     the tasks' datasets are in the cache: when the hub does not answer, the datasets library is told to read its
@@ -336,10 +353,11 @@ def load_tasks(args):
                          + (f" (nearest: {', '.join(near[:3])})" if near else "")
                          + f"; list them with `lm_eval ls tasks{where}`"
                          + ("." if where else ", or add task YAML files through --include_path."))
+    import datasets
     import huggingface_hub.constants
-    offline = not hub_reachable()
+    switched_off = offline_switch()
+    offline = switched_off or not hub_reachable()
     if offline:
-        import datasets
         datasets.config.HF_HUB_OFFLINE = huggingface_hub.constants.HF_HUB_OFFLINE = True
     # online, the tasks of --include_path are built here too (their YAML and data are the user's own, usually local):
     # built inside simple_evaluate, after the model, a missing or damaged data file was the harness' traceback
@@ -352,10 +370,12 @@ def load_tasks(args):
             try:
                 build([t])
             except ConnectionError:  # what datasets raises for data that is neither cached nor reachable
-                raise SystemExit(f"--tasks: the dataset of {t} is not in the Hugging Face cache and the hub "
-                                 f"({huggingface_hub.constants.ENDPOINT}) does not answer; run once where there is a "
-                                 f"network (the cache is reused), or measure perplexity on a local text with "
-                                 f"--text=FILE.") from None
+                why = ("HF_HUB_OFFLINE (or HF_DATASETS_OFFLINE, TRANSFORMERS_OFFLINE) is set, so the hub is not asked; "
+                       "unset it and run once where there is a network" if switched_off else
+                       f"the hub ({huggingface_hub.constants.ENDPOINT}) does not answer; run once where there is a "
+                       f"network")
+                raise SystemExit(f"--tasks: the dataset of {t} is not in the Hugging Face cache and {why} (the cache "
+                                 f"is reused), or measure perplexity on a local text with --text=FILE.") from None
             except PermissionError as e:
                 raise SystemExit(denied(e, [t])) from None
             except Exception as e:  # a task's YAML naming a missing file or a wrong value, cut short (a string

@@ -848,10 +848,21 @@ if device_type == "cuda":
     torch.set_float32_matmul_precision("high")  # TF32 matmuls
 
 
+def other_tokenizer(theirs, model, trained_on):
+    sys.exit(f"{os.path.join(data_dir, 'meta.json')} records tokenizer {theirs!r}, and {model} was trained on "
+             f"{trained_on!r} ids; point --data_dir at data of that tokenizer, or train from scratch in another "
+             f"--out_dir.")
+
+
 def load_source():
     """(GPTConfig, state dict, the tokenizer of its data or None) of the model init_from converts: one of our
     checkpoints, or GPT-2 from the hub."""
     if source_path is None:
+        # GPT-2's ids are r50k_base's: data of another tokenizer is refused below, but only once the weights are in;
+        # offline, "download gpt2 once where there is a network" was the advice, and after the download this refusal
+        theirs = (data_meta() or {}).get("tokenizer")
+        if isinstance(theirs, str) and theirs != "r50k_base":
+            other_tokenizer(theirs, init_from, "r50k_base")
         try:
             return (*load_gpt2(init_from), "r50k_base")
         except ValueError as e:
@@ -888,9 +899,7 @@ checked = {split: os.fstat(f.fileno()).st_size for split, f in bins.items()}  # 
 # or converted model trained on without a word, each embedding row now meaning another token
 trained_on = (ckpt["meta"] or {}).get("tokenizer") if ckpt and ckpt.get("meta") else source[2] if source else None
 if trained_on and meta.get("tokenizer") and trained_on != meta["tokenizer"]:
-    sys.exit(f"{os.path.join(data_dir, 'meta.json')} records tokenizer {meta['tokenizer']!r}, and "
-             f"{ckpt_path if ckpt else init_from} was trained on {trained_on!r} ids; point --data_dir at data of "
-             f"that tokenizer, or train from scratch in another --out_dir.")
+    other_tokenizer(meta["tokenizer"], ckpt_path if ckpt else init_from, trained_on)
 for note in notes:
     print(note)
 # the data under the same data_dir prepared again (other text, more shards) since the checkpoint: a resume goes on

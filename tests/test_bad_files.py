@@ -885,8 +885,30 @@ def test_a_tiktoken_cache_this_user_cannot_read_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(tiktoken, "get_encoding", offline)
     with pytest.raises(SystemExit) as e:
         checkpoint.r50k()
-    assert str(e.value) == ("could not load tiktoken's r50k_base (ConnectionError); offline, set TIKTOKEN_CACHE_DIR "
-                            "to a directory that holds its cached file.")
+    url = "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken"
+    cached = tmp_path / "0ea1e91bbb3a60f729a8dc8f777fd2fc07cd8df4"  # the sha1 of url: tiktoken's name for it
+    assert str(e.value) == (f"could not load tiktoken's r50k_base (ConnectionError); offline, set TIKTOKEN_CACHE_DIR "
+                            f"to a folder that holds {url} saved as {cached}.")
+    # the file downloaded by hand and put there under its own name: the same advice again, which it followed
+    (tmp_path / "r50k_base.tiktoken").write_text("")
+    with pytest.raises(SystemExit) as e:
+        checkpoint.r50k()
+    assert str(e.value) == (f"could not load tiktoken's r50k_base (ConnectionError): tiktoken reads its cache by the "
+                            f"sha1 of the file's URL, not as r50k_base.tiktoken; rename "
+                            f"{tmp_path / 'r50k_base.tiktoken'} to {cached}.")
+    # TIKTOKEN_CACHE_DIR naming the file itself, or a folder not there: os.listdir's traceback
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "r50k_base.tiktoken"))
+    with pytest.raises(SystemExit) as e:
+        checkpoint.r50k()
+    assert str(e.value) == (f"could not load tiktoken's r50k_base (ConnectionError): TIKTOKEN_CACHE_DIR names the file "
+                            f"{tmp_path / 'r50k_base.tiktoken'}, and tiktoken takes the folder its cached file is in; "
+                            f"set TIKTOKEN_CACHE_DIR={tmp_path}, with the file saved there as {cached.name}.")
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(SystemExit) as e:
+        checkpoint.r50k()
+    assert str(e.value) == (f"could not load tiktoken's r50k_base (ConnectionError); offline, set TIKTOKEN_CACHE_DIR "
+                            f"to a folder that holds {url} saved as {tmp_path / 'nowhere' / cached.name}.")
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
 
     def unlistable(path):
         raise PermissionError(13, "Permission denied", path)

@@ -210,6 +210,8 @@ def offline(monkeypatch):
     import huggingface_hub.constants as hc
     monkeypatch.setattr(ev, "hub_reachable", lambda: False)
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", datasets.config.HF_HUB_OFFLINE)
+    for name in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):  # the user's switches, unset
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(hc, "HF_HUB_OFFLINE", hc.HF_HUB_OFFLINE)
 
 
@@ -297,6 +299,16 @@ def test_a_task_whose_dataset_is_not_cached_offline_is_one_sentence_before_the_m
                                 "(https://huggingface.co) does not answer; run once where there is a network (the "
                                 "cache is reused), or measure perplexity on a local text with --text=FILE.")
     assert "Retrying" not in capfd.readouterr().err
+    # HF_HUB_OFFLINE=1 set by the user: "run once where there is a network" would not help while it is set
+    for switch in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.setenv(switch, "1")
+        with pytest.raises(SystemExit) as e:
+            ev.main([f"--out_dir={tmp_path}", "--tasks=hubtask", f"--include_path={tmp_path}"])
+        assert str(e.value) == ("--tasks: the dataset of hubtask is not in the Hugging Face cache and HF_HUB_OFFLINE "
+                                "(or HF_DATASETS_OFFLINE, TRANSFORMERS_OFFLINE) is set, so the hub is not asked; unset "
+                                "it and run once where there is a network (the cache is reused), or measure "
+                                "perplexity on a local text with --text=FILE.")
+        monkeypatch.delenv(switch)
     with pytest.raises(SystemExit) as e:
         ev.main([f"--out_dir={tmp_path}", "--tasks= ,", f"--include_path={tmp_path}"])
     assert str(e.value) == ("--tasks=' ,' names no task; give comma-separated lm_eval task names, or --text=FILE for "
@@ -729,7 +741,12 @@ def test_text_in_samples_file_form_or_a_token_file_is_one_sentence_that_fixes_it
                        f"--text={tmp_path / 'text.txt'}."),
                       (str(tmp_path / "data" / "val.bin"), f"--text={tmp_path / 'data' / 'val.bin'}: val.bin holds "
                        f"the token ids prepare_slimpajama.py wrote (its meta.json is beside it), not text; give the "
-                       f"text file it was prepared from.")):
+                       f"text file it was prepared from."),
+                      # prepare's document file, scored with its JSON syntax as one text, exit 0
+                      (str(tmp_path / "docs.jsonl"), f"--text={tmp_path / 'docs.jsonl'}: a .jsonl file is JSON, one "
+                       f"document a line, and --text scores a file as one plain text, JSON syntax and all; write its "
+                       f"documents' text to a .txt file (jq -r .text) and give that.")):
+        (tmp_path / "docs.jsonl").write_text('{"text": "To be, or not to be."}\n')
         with pytest.raises(SystemExit) as e:
             ev.main([f"--out_dir={tmp_path / 'run'}", f"--text={arg}", "--device=cpu"])
         assert str(e.value) == want

@@ -491,7 +491,19 @@ def test_gpt2_says_which_settings_its_architecture_replaces(tmp_path, monkeypatc
                                        "are chosen here\n")
 
 
-def test_gpt2_without_network_is_one_clear_error(tmp_path, data_dir):
+def test_gpt2_on_another_tokenizers_data_is_refused_before_the_hub_is_asked(tmp_path, monkeypatch, data_dir):
+    # offline, "download gpt2 once where there is a network" was the advice; online, the download, then this refusal
+    import convert
+    monkeypatch.setattr(convert, "load_gpt2", lambda name: pytest.fail(f"the hub was asked for {name}"))
+    msg = run_inprocess(monkeypatch, ["--init_from=gpt2", f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'o'}"])
+    assert msg == (f"{data_dir / 'meta.json'} records tokenizer 'bytes', and gpt2 was trained on 'r50k_base' ids; "
+                   f"point --data_dir at data of that tokenizer, or train from scratch in another --out_dir.")
+    assert not (tmp_path / "o").exists()
+
+
+def test_gpt2_without_network_is_one_clear_error(tmp_path):
+    data_dir = tmp_path / "data"
+    make_data(data_dir, tokenizer="r50k_base", vocab_size=50257)  # GPT-2's own tokenizer: byte data is refused first
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
     r = subprocess.run([sys.executable, "train.py", *TINY, f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'o'}",
                         "--init_from=gpt2"], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
