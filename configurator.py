@@ -465,9 +465,11 @@ def held_setting(name, value, known):
     none holds " --key=". " --word=" is a setting whatever the word (a mistyped or capitalised key too); "--b 1" is
     one only where b is a setting of known (--max-iters 1: given apart it is refused, quoted it was a folder), and so
     is a flag at the end (bench.py '--out=x --quick' ran the full benchmark, 10 minutes, into "x --quick")."""
-    inner = re.search(r"\s--([\w-]+)(=|\s+|$)\S*", value) if type(value) is str else None  # $: a flag, --quick
-    if inner and (inner[2] == "=" or inner[1].replace("-", "_").lower() in known):
-        return (f"{name}={value!r} holds another setting, {inner[0].strip()}: quotes around several settings pass "
+    # each one, not the first: 'x --slow --quick' (an unknown flag, then --quick) ran the full benchmark into it
+    # (in a lookahead, so that one's value, "--foo --quick", does not hide the next); $: a flag at the end, --quick
+    inners = re.finditer(r"(?=(\s--([\w-]+)(=|\s+|$)\S*))", value) if type(value) is str else ()
+    if inner := next((i for i in inners if i[3] == "=" or i[2].replace("-", "_").lower() in known), None):
+        return (f"{name}={value!r} holds another setting, {inner[1].strip()}: quotes around several settings pass "
                 f"them as one argument; give each --key=value as its own argument")
     return None
 
