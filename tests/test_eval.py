@@ -118,6 +118,14 @@ def test_checkpoint_lm_scores_without_dropout(lm_eval):
     model.train()
     gen = request("some", {"until": [], "max_gen_toks": 2})
     assert lm.generate_until([gen]) == lm.generate_until([gen])  # a ValueError from generate, in training mode
+    # and left as it was: a notebook that scored mid-training trained on after it without dropout
+    assert model.training
+    ev.text_perplexity(lm, "x.txt", "some words here")
+    assert model.training
+    lm.generate_until([gen])
+    assert model.training
+    ev.CheckpointLM(model, BYTES_META)  # making one too
+    assert model.training
 
 
 def test_bpe_word_space_moves_to_the_continuation(lm_eval):
