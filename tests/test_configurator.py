@@ -132,6 +132,13 @@ def test_several_settings_quoted_as_one_argument_are_refused():
                          ("x --v2 --compile", "--compile")):  # each one, not only the first (an unknown flag first)
         with pytest.raises(SystemExit, match=f"^--out_dir='{value}' holds another setting, {inner}: quotes"):
             configure(DEFAULTS, [f"--out_dir={value}"])
+    # a config file quoted with its settings ("$ARGS" = "config/x.py --max_iters=5") was told "overrides are written
+    # --key=value", as they were; a file's name with ' --' that holds no setting is still "not found"
+    with pytest.raises(SystemExit, match=r"^config file 'config/x.py --max_iters=5' holds another setting, "
+                                         r"--max_iters=5: quotes around"):
+        configure(DEFAULTS, ["config/x.py --max_iters=5"])
+    with pytest.raises(SystemExit, match=r"^config file 'my run --v2.py' not found"):
+        configure(DEFAULTS, ["my run --v2.py"])
 
 
 def test_an_on_off_setting_takes_the_words_every_command_takes():
