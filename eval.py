@@ -98,9 +98,14 @@ class CheckpointLM(LM):
         self.encode, self.decode = get_tokenizer(meta)  # first: it checks meta's eot_token
         self.encode_text = get_tokenizer(meta, special=False)[0]  # --text's: "<|endoftext|>" in it is text
         self.model, self.batch_size, self.eot = model, batch_size, meta["eot_token"]
-        self._device = model.lm_head.weight.device
-        self.ctx = nullcontext() if dtype == torch.float32 else torch.autocast(self._device.type, dtype=dtype)
-        self.n_requests = 0
+        self.dtype, self.n_requests = dtype, 0
+        self.place()
+
+    def place(self):
+        """The model's device and autocast, read at every call: a notebook that moved the model after making the LM
+        (model.to('cuda')) was sent its inputs on the old device, told to move idx, which the LM makes."""
+        self._device = self.model.lm_head.weight.device
+        self.ctx = nullcontext() if self.dtype == torch.float32 else torch.autocast(self._device.type, dtype=self.dtype)
 
     def windows(self, tokens, first):
         """Model calls that predict tokens[first:], each token once: [(input ids, target ids)], each input at most
@@ -122,6 +127,7 @@ class CheckpointLM(LM):
         if bad:
             raise ValueError(f"score's requests are (tokens, first) with first >= 1, the first token scored (the one "
                              f"before it is only context); got first = {bad[0]!r}.")
+        self.place()
         rows = [(r, inp, tgt) for r, (tokens, first) in enumerate(requests) for inp, tgt in self.windows(tokens, first)]
         rows.sort(key=lambda row: -len(row[1]))  # batches of similar lengths pad little
         logp, greedy = [0.0] * len(requests), [True] * len(requests)
@@ -157,6 +163,7 @@ class CheckpointLM(LM):
     def generate_until(self, requests):
         """Greedy, one request at a time through model.generate's KV cache, cut at the first `until` string."""
         bs, out = self.model.config.block_size, []
+        self.place()
         for r in requests:
             context, kw = r.args
             until = kw.get("until") or []
