@@ -314,6 +314,9 @@ def configure(defaults, args, usage=None, hints=None):
                 raise SystemExit(f"config file {why}" if (why := closed_stream(arg)) else
                                  f"config file {arg!r} is a link to {os.readlink(arg)!r}, which does not exist; "
                                  f"restore what it points to, or give another file.")
+            if not os.path.exists(arg) and (error := held_setting("config file", arg, defaults)):
+                # "$ARGS" quoted: 'config/x.py --max_iters=5' was told "overrides are written --key=value", as it was
+                raise SystemExit(f"{error}.")
             if not os.path.exists(arg):  # a pipe is read as a file: <(make_config) or /dev/stdin
                 # `config/cpu_tiny`, `cpu_tiny.py`, or config/x.py run from another folder: the file meant is there
                 name = os.path.basename(arg.replace("\\", "/"))  # config\cpu_tiny.py, typed as on Windows
@@ -471,9 +474,12 @@ def held_setting(name, value, known):
     none holds " --key=". " --word=" is a setting whatever the word (a mistyped or capitalised key too); "--b 1" is
     one only where b is a setting of known (--max-iters 1: given apart it is refused, quoted it was a folder), and so
     is a flag at the end (bench.py '--out=x --quick' ran the full benchmark, 10 minutes, into "x --quick")."""
-    inner = re.search(r"\s--([\w-]+)(=|\s+|$)\S*", value) if type(value) is str else None  # $: a flag, --quick
-    if inner and (inner[2] == "=" or inner[1].replace("-", "_").lower() in known):
-        return (f"{name}={value!r} holds another setting, {inner[0].strip()}: quotes around several settings pass "
+    # each one, not the first: 'x --slow --quick' (an unknown flag, then --quick) ran the full benchmark into it
+    # (in a lookahead, so that one's value, "--foo --quick", does not hide the next); $: a flag at the end, --quick
+    inners = re.finditer(r"(?=(\s--([\w-]+)(=|\s+|$)\S*))", value) if type(value) is str else ()
+    if inner := next((i for i in inners if i[3] == "=" or i[2].replace("-", "_").lower() in known), None):
+        given = f"{name}={value!r}" if name.startswith("-") else f"{name} {value!r}"  # --out_dir=..., config file ...
+        return (f"{given} holds another setting, {inner[1].strip()}: quotes around several settings pass "
                 f"them as one argument; give each --key=value as its own argument")
     return None
 

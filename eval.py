@@ -53,6 +53,19 @@ SEGMENT = 4096  # windows of --text scored at a time: its memory, whatever the t
 INSTALL = "eval.py needs lm-evaluation-harness, an optional dependency: pip install -r requirements-eval.txt"
 
 
+@contextlib.contextmanager
+def evaluating(model):
+    """The model in eval mode for the block, then in the mode it was in. At every call: a notebook that trained the
+    model on (model.train()) after making the LM scored the next evaluation under dropout, another number each call;
+    and back: one that scored mid-training (model.eval() at every score) trained on after it without dropout."""
+    was = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was)
+
+
 class CheckpointLM(LM):
     """A trained GPT as an lm_eval model. Text in, summed log-probabilities or greedy text out."""
 
@@ -83,13 +96,17 @@ class CheckpointLM(LM):
             raise ValueError(f"meta names tokenizer {meta['tokenizer']!r} ({VOCABS[meta['tokenizer']]} tokens) for a "
                              f"model of vocab_size {model.config.vocab_size}; pass the meta of the checkpoint the "
                              f"model was loaded from.")
-        model.eval()
         self.encode, self.decode = get_tokenizer(meta)  # first: it checks meta's eot_token
         self.encode_text = get_tokenizer(meta, special=False)[0]  # --text's: "<|endoftext|>" in it is text
         self.model, self.batch_size, self.eot = model, batch_size, meta["eot_token"]
-        self._device = model.lm_head.weight.device
-        self.ctx = nullcontext() if dtype == torch.float32 else torch.autocast(self._device.type, dtype=dtype)
-        self.n_requests = 0
+        self.dtype, self.n_requests = dtype, 0
+        self.place()
+
+    def place(self):
+        """The model's device and autocast, read at every call: a notebook that moved the model after making the LM
+        (model.to('cuda')) was sent its inputs on the old device, told to move idx, which the LM makes."""
+        self._device = self.model.lm_head.weight.device
+        self.ctx = nullcontext() if self.dtype == torch.float32 else torch.autocast(self._device.type, dtype=self.dtype)
 
     def windows(self, tokens, first):
         """Model calls that predict tokens[first:], each token once: [(input ids, target ids)], each input at most
@@ -111,9 +128,7 @@ class CheckpointLM(LM):
         if bad:
             raise ValueError(f"score's requests are (tokens, first) with first >= 1, the first token scored (the one "
                              f"before it is only context); got first = {bad[0]!r}.")
-        # again at every call: a notebook that trained the model on (model.train()) after making this LM scored
-        # the next evaluation under dropout, another number each call
-        self.model.eval()
+        self.place()
         rows = [(r, inp, tgt) for r, (tokens, first) in enumerate(requests) for inp, tgt in self.windows(tokens, first)]
         rows.sort(key=lambda row: -len(row[1]))  # batches of similar lengths pad little
         logp, greedy = [0.0] * len(requests), [True] * len(requests)
@@ -122,7 +137,7 @@ class CheckpointLM(LM):
             T = len(batch[0][1])
             # right padding: causal attention never lets a real position see the padding after it
             x = torch.tensor([inp + [0] * (T - len(inp)) for _, inp, _ in batch], device=self._device)  # [B, T]
-            with torch.no_grad(), self.ctx:
+            with torch.no_grad(), self.ctx, evaluating(self.model):
                 logits, _ = self.model(x)  # [B, T, vocab]: the uncached forward scores every position
             lp = F.log_softmax(logits.float(), dim=-1)
             for j, (r, inp, tgt) in enumerate(batch):
@@ -149,7 +164,7 @@ class CheckpointLM(LM):
     def generate_until(self, requests):
         """Greedy, one request at a time through model.generate's KV cache, cut at the first `until` string."""
         bs, out = self.model.config.block_size, []
-        self.model.eval()  # as score: model.generate refuses a model in training mode with dropout
+        self.place()
         for r in requests:
             context, kw = r.args
             until = kw.get("until") or []
@@ -160,7 +175,7 @@ class CheckpointLM(LM):
                 continue
             # the prompt (its last token at least) and every new token but the last (never fed back) fit the cache
             ids = (self.encode(context) or [self.eot])[-(bs - n_new + 1):]
-            with self.ctx:
+            with self.ctx, evaluating(self.model):  # as score: generate refuses a model in training mode, dropout > 0
                 y = self.model.generate(torch.tensor([ids], device=self._device), n_new, temperature=0)
             text = self.decode(y[0, len(ids):].tolist())
             for s in until:

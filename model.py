@@ -256,8 +256,9 @@ def linear_attention(q, k, v, causal, state=None, eps=1e-6):
     tokens before this chunk, they join every query and are advanced in place: that is the recurrent form, and
     for T = 1 it is exactly y = φ(q)ᵀ S_t / φ(q)ᵀ z_t. Causal cost: a [T, T] weight map per head, the memory of
     softmax attention without flash; bidirectional uses Σ φ(k) vᵀ directly, O(T D²) time and D² memory."""
-    dev = q.device.type
-    if q.dtype == torch.float16 or torch.is_autocast_enabled(dev) and torch.get_autocast_dtype(dev) == torch.float16:
+    dev = q.device.type  # autocast asked only where it exists: on the meta device (shapes, FLOPs) it raised
+    autocasting = torch.amp.is_autocast_available(dev) and torch.is_autocast_enabled(dev)
+    if q.dtype == torch.float16 or autocasting and torch.get_autocast_dtype(dev) == torch.float16:
         # in float32: every weight φ(q)ᵀφ(k) is positive, about head_dim, so a row's sum passed float16's 65504 within
         # a block of 1024 tokens (inf, then inf / inf = NaN, a NaN loss and samples from it without a word)
         with torch.autocast(dev, enabled=False):

@@ -128,9 +128,17 @@ def test_several_settings_quoted_as_one_argument_are_refused():
     # a mistyped or capitalized key quoted in: trained the config's run into 'x --lr=1e-3', the typo unreported
     # ... or a setting at the end, with no value after it (bench.py '--out=x --quick' ran the full benchmark)
     for value, inner in (("x --lr=1e-3", "--lr=1e-3"), ("x --Max_Iters 1", "--Max_Iters 1"),
-                         ("x --compile", "--compile")):
+                         ("x --compile", "--compile"), ("x --fast --max_iters=1", "--max_iters=1"),
+                         ("x --v2 --compile", "--compile")):  # each one, not only the first (an unknown flag first)
         with pytest.raises(SystemExit, match=f"^--out_dir='{value}' holds another setting, {inner}: quotes"):
             configure(DEFAULTS, [f"--out_dir={value}"])
+    # a config file quoted with its settings ("$ARGS" = "config/x.py --max_iters=5") was told "overrides are written
+    # --key=value", as they were; a file's name with ' --' that holds no setting is still "not found"
+    with pytest.raises(SystemExit, match=r"^config file 'config/x.py --max_iters=5' holds another setting, "
+                                         r"--max_iters=5: quotes around"):
+        configure(DEFAULTS, ["config/x.py --max_iters=5"])
+    with pytest.raises(SystemExit, match=r"^config file 'my run --v2.py' not found"):
+        configure(DEFAULTS, ["my run --v2.py"])
 
 
 def test_an_on_off_setting_takes_the_words_every_command_takes():

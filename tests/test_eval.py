@@ -104,6 +104,25 @@ def test_checkpoint_lm_given_a_state_dict_or_first_0_says_so(lm_eval):
     assert lm.score([([1, 2, 3], 3)]) == [(0.0, True)]  # nothing to score: log p 0
 
 
+def test_checkpoint_lm_follows_the_model_where_it_moves(lm_eval):
+    # a notebook that moved the model after making the LM (model.to('cuda')) was sent its inputs on the old device,
+    # and the forward's refusal told it to move idx, which the LM makes; meta stands in for the other device here
+    model, seen = GPT(GPTConfig(block_size=16, vocab_size=256, n_layer=1, n_head=2, n_embd=16)), []
+
+    class Seen(Exception):
+        pass
+
+    def stop(module, args):
+        seen.append(args[0].device)
+        raise Seen
+
+    lm = ev.CheckpointLM(model, BYTES_META)
+    model.to("meta").register_forward_pre_hook(stop)
+    with pytest.raises(Seen):  # (generate_until reads it so too; on meta its prompt check cannot read the ids)
+        lm.score([(list(b"some words"), 1)])
+    assert seen == [torch.device("meta")]
+
+
 def test_checkpoint_lm_scores_without_dropout(lm_eval):
     # a model left in training mode (as GPT() builds it) scored under dropout: another perplexity every call
     torch.manual_seed(0)
@@ -118,6 +137,14 @@ def test_checkpoint_lm_scores_without_dropout(lm_eval):
     model.train()
     gen = request("some", {"until": [], "max_gen_toks": 2})
     assert lm.generate_until([gen]) == lm.generate_until([gen])  # a ValueError from generate, in training mode
+    # and left as it was: a notebook that scored mid-training trained on after it without dropout
+    assert model.training
+    ev.text_perplexity(lm, "x.txt", "some words here")
+    assert model.training
+    lm.generate_until([gen])
+    assert model.training
+    ev.CheckpointLM(model, BYTES_META)  # making one too
+    assert model.training
 
 
 def test_bpe_word_space_moves_to_the_continuation(lm_eval):

@@ -642,6 +642,9 @@ def test_linear_attention_in_float16_is_computed_past_its_range():
         assert got.dtype == torch.float16
         torch.testing.assert_close(got.float(), want, atol=2e-3, rtol=2e-3)
     assert state[1].dtype == torch.float16 and torch.equal(state[1], torch.full((1, 1, 64), 4.0 * 128).half())
+    # on the meta device (shapes or FLOPs counted without memory) its autocast check raised "unknown device type"
+    meta = GPT(GPTConfig(block_size=8, vocab_size=VOCAB, n_layer=1, n_head=N_HEAD, n_embd=N_EMBD, attn="linear"))
+    assert meta.to("meta")(torch.zeros(1, 8, dtype=torch.long, device="meta"))[0].shape == (1, 8, VOCAB)
 
 
 def test_a_config_changed_for_the_next_model_leaves_the_first_as_built():
