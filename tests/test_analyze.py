@@ -450,6 +450,21 @@ def test_a_run_stopped_midway_is_named_as_not_finished(tmp_path):
     assert (tmp_path / "projections.md").read_text().startswith(f"{tmp_path}: proj=qkv")
 
 
+def test_a_run_of_total_tokens_is_finished_at_its_token_count(tmp_path):
+    # total_tokens > 0 sets max_iters: a finished run of --total_tokens=1280 (20 iterations of 64 tokens) was
+    # "iteration 20 of 600000: not finished", train.py's default max_iters that its config still records
+    save_ckpt(tmp_path, "qkv")
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    config = {"max_iters": 600000, "total_tokens": 1280, "batch_size": 4, "block_size": 16,
+              "gradient_accumulation_steps": 1}
+    torch.save(dict(ckpt, iter_num=20, config=config), tmp_path / "ckpt.pt")
+    main([f"--out_dir={tmp_path}", "--tokens=64"])
+    assert (tmp_path / "projections.md").read_text().startswith(f"{tmp_path}: proj=qkv")
+    torch.save(dict(ckpt, iter_num=10, config=config), tmp_path / "ckpt.pt")
+    main([f"--out_dir={tmp_path}", "--tokens=64"])
+    assert (tmp_path / "projections.md").read_text().startswith(f"{tmp_path} (iteration 10 of 20: not finished): ")
+
+
 def test_cka_on_another_data_dir_names_it(tmp_path, capsys):
     # projections.md said "on 16 validation tokens" whether they were the checkpoint's own or --data_dir's
     save_ckpt(tmp_path, "qkv")
