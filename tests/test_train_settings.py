@@ -400,8 +400,10 @@ def test_total_tokens_on_a_resume_of_another_batch_says_what_it_trains(finished,
     msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
                                       "--total_tokens=1024", "--gradient_accumulation_steps=4"])
     assert msg.endswith("nothing to train; raise --total_tokens to continue it. total_tokens=1,024 sets max_iters=2 at "
-                        "512 tokens per iteration, but the checkpoint's 2 were of 256 (512 tokens): this run ends at "
-                        "512 tokens; --total_tokens=0 --max_iters=3 trains 1,024."), msg
+                        "512 tokens per iteration, but the checkpoint's run trained 256 per iteration: if its 2 were "
+                        "all of that size (512 tokens; it records no count, and a resume before under another size "
+                        "makes it another), this run ends at 512 tokens, and --total_tokens=0 --max_iters=3 trains "
+                        "1,024."), msg
 
 
 def test_resume_compares_a_field_the_checkpoint_predates_with_its_default(finished, data_dir, tmp_path, monkeypatch):
