@@ -327,8 +327,7 @@ def configure(defaults, args, usage=None, hints=None):
                     for folder in ("config", os.path.join(REPO, "config")):  # here first, as above
                         files = sorted(f for f in os.listdir(folder) if f.endswith(".py")) \
                             if os.path.isdir(folder) else []
-                        near += [os.path.join(folder, f) for f in difflib.get_close_matches(
-                            name.removesuffix(".py") + ".py", files, n=1, cutoff=0.8)]
+                        near += [os.path.join(folder, f) for f in files if slipped_config(name, f)][:1]
                 helping = arg.lstrip("-").lower() in ("help", "h", "?")  # `-help`, `help`: --help was meant
                 raise SystemExit(f"config file {arg!r} not found; " + (
                     f"did you mean {shlex.quote(near[0])}?" if near else "did you mean --help (the settings)?"
@@ -465,6 +464,19 @@ def argv_of(args):
     if isinstance(args, str):
         raise ValueError(f"argv must be a list of arguments, e.g. shlex.split({args!r}); got one string.")
     return sys.argv[1:] if args is None else list(args)
+
+
+def slipped_config(typed, name):
+    """Whether config file `name` is what `typed` meant: the same but for case, '-' for '_', the suffix, or one slip
+    in a word (cpu_tin). Not one in a code: q_kv for qkv, 3b for 7b, mqa for gqa name another model, not this one."""
+    def words(n):
+        return os.path.splitext(n)[0].lower().replace("-", "_").split("_")
+    a, b = words(typed), words(name)
+    diff = [(x, y) for x, y in zip(a, b) if x != y]
+    if len(a) != len(b) or len(diff) > 1:
+        return False
+    return not diff or (diff[0][0].isalpha() and diff[0][1].isalpha() and len(diff[0][1]) >= 4
+                        and difflib.SequenceMatcher(None, *diff[0]).ratio() >= 0.75)
 
 
 def held_setting(name, value, known):

@@ -473,6 +473,16 @@ def test_a_config_file_named_without_py_or_config_names_the_file_meant(cwd, arg,
     assert str(e.value) == f"config file {arg!r} not found; did you mean {meant.format(root=ROOT)}?"
 
 
+@pytest.mark.parametrize("arg", ["config/q_kv_1b2.py", "config/q_k_v_1b2.py", "config/qkv_mqa_7b.py",
+                                 "config/qk_v_gqa4_1b2.py", "config/cpu_lm_qkv.py", "config/base_3b.py"])
+def test_a_config_file_not_there_is_not_told_another_models_file(arg, monkeypatch):
+    # q_kv_1b2 was "did you mean config/qkv_1b2.py?" and base_3b base_7b's: one slip in a code is another model
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(SystemExit) as e:
+        configure(DEFAULTS, [arg])
+    assert "did you mean" not in str(e.value) and "not found" in str(e.value)
+
+
 @pytest.mark.parametrize("arg", ["-help", "help", "-?"])
 def test_help_misspelled_names_help(arg, tmp_path, monkeypatch):
     # `train.py -help` said only "positional arguments are config files": --help, which lists the settings, unnamed
