@@ -488,7 +488,9 @@ def held_setting(name, value, known):
     is a flag at the end (bench.py '--out=x --quick' ran the full benchmark, 10 minutes, into "x --quick")."""
     # each one, not the first: 'x --slow --quick' (an unknown flag, then --quick) ran the full benchmark into it
     # (in a lookahead, so that one's value, "--foo --quick", does not hide the next); $: a flag at the end, --quick
-    inners = re.finditer(r"(?=(\s--([\w-]+)(=|\s+|$)\S*))", value) if type(value) is str else ()
+    # a file or folder that is there is the user's, named so (data --compile), as a config file is in configure
+    inners = re.finditer(r"(?=(\s--([\w-]+)(=|\s+|$)\S*))", value) \
+        if type(value) is str and not os.path.exists(value) else ()
     if inner := next((i for i in inners if i[3] == "=" or i[2].replace("-", "_").lower() in known), None):
         given = f"{name}={value!r}" if name.startswith("-") else f"{name} {value!r}"  # --out_dir=..., config file ...
         return (f"{given} holds another setting, {inner[1].strip()}: quotes around several settings pass "

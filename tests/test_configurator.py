@@ -141,6 +141,16 @@ def test_several_settings_quoted_as_one_argument_are_refused():
         configure(DEFAULTS, ["my run --v2.py"])
 
 
+def test_a_folder_that_is_there_named_with_a_setting_in_it_is_the_users(tmp_path, monkeypatch):
+    # a data folder 'data --compile' (train.py) or an out_dir 'runs --compile' (sample.py) that is there was told
+    # to give each --key=value as its own argument, which no spelling of the folder could do
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data --compile").mkdir()
+    assert configure(DEFAULTS, ["--out_dir=data --compile"])[0]["out_dir"] == "data --compile"
+    with pytest.raises(SystemExit, match=r"^--out_dir='new --compile' holds another setting"):
+        configure(DEFAULTS, ["--out_dir=new --compile"])
+
+
 def test_an_on_off_setting_takes_the_words_every_command_takes():
     # train.py --compile=true (or 1, TRUE) was "compile must be of type bool", where sample.py --compile=true and
     # prepare's --skip_bad=1 were taken: one boolean() now reads them all; a bare --compile was told "--compile=VALUE"
