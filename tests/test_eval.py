@@ -772,8 +772,13 @@ def test_text_in_samples_file_form_or_a_token_file_is_one_sentence_that_fixes_it
                       # prepare's document file, scored with its JSON syntax as one text, exit 0
                       (str(tmp_path / "docs.jsonl"), f"--text={tmp_path / 'docs.jsonl'}: a .jsonl file is JSON, one "
                        f"document a line, and --text scores a file as one plain text, JSON syntax and all; write its "
+                       f"documents' text to a .txt file (jq -r .text) and give that."),
+                      # the same documents saved as docs.txt: scored JSON syntax and all, exit 0
+                      (str(tmp_path / "docs.txt"), f"--text={tmp_path / 'docs.txt'}: this file is JSON, one "
+                       f"document a line, and --text scores a file as one plain text, JSON syntax and all; write its "
                        f"documents' text to a .txt file (jq -r .text) and give that.")):
         (tmp_path / "docs.jsonl").write_text('{"text": "To be, or not to be."}\n')
+        (tmp_path / "docs.txt").write_text('{"text": "To be, or not to be."}\n')
         with pytest.raises(SystemExit) as e:
             ev.main([f"--out_dir={tmp_path / 'run'}", f"--text={arg}", "--device=cpu"])
         assert str(e.value) == want
