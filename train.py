@@ -860,7 +860,7 @@ def load_source():
     if source_path is None:
         # GPT-2's ids are r50k_base's: data of another tokenizer is refused below, but only once the weights are in;
         # offline, "download gpt2 once where there is a network" was the advice, and after the download this refusal
-        theirs = (data_meta() or {}).get("tokenizer")
+        theirs = m.get("tokenizer") if isinstance(m := data_meta(), dict) else None  # a list: open_data says why
         if isinstance(theirs, str) and theirs != "r50k_base":
             other_tokenizer(theirs, init_from, "r50k_base")
         try:

@@ -501,6 +501,17 @@ def test_gpt2_on_another_tokenizers_data_is_refused_before_the_hub_is_asked(tmp_
     assert not (tmp_path / "o").exists()
 
 
+def test_gpt2_on_a_meta_json_that_is_no_object_is_no_traceback(tmp_path, monkeypatch, data_dir):
+    # meta.json holding a list (hand-edited): the tokenizer check before the hub was "'list' object has no attribute
+    # 'get'"; open_data names the file once the weights are in, as it does for a run from scratch
+    import convert
+    data = shutil.copytree(data_dir, tmp_path / "data")
+    (data / "meta.json").write_text('["bytes"]')
+    monkeypatch.setattr(convert, "load_gpt2", lambda name: (_ for _ in ()).throw(ValueError("offline")))
+    msg = run_inprocess(monkeypatch, ["--init_from=gpt2", f"--data_dir={data}", f"--out_dir={tmp_path / 'o'}"])
+    assert msg == "offline"
+
+
 def test_gpt2_without_network_is_one_clear_error(tmp_path):
     data_dir = tmp_path / "data"
     make_data(data_dir, tokenizer="r50k_base", vocab_size=50257)  # GPT-2's own tokenizer: byte data is refused first
