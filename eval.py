@@ -374,10 +374,12 @@ def load_tasks(args):
     if unknown:
         # a mistyped local task (nextline for next_line) was told to list tasks without its --include_path, which
         # leaves it out, and to add the YAML files it had added: the nearest names, and the list that holds them
-        near = sorted({n for t in unknown for n in difflib.get_close_matches(t, tm.all_tasks, n=3, cutoff=0.75)})
+        # each name its own, best first: one list sorted for all (hellaswg,arc_eas) named arc_* alone
+        def nearest(t):
+            near = difflib.get_close_matches(t, tm.all_tasks, n=3, cutoff=0.75)
+            return f"{t} (nearest: {', '.join(near)})" if near else t
         where = f" --include_path {shlex.quote(args.include_path)}" if args.include_path else ""
-        raise SystemExit(f"--tasks: lm_eval knows no task {', '.join(unknown)}"
-                         + (f" (nearest: {', '.join(near[:3])})" if near else "")
+        raise SystemExit(f"--tasks: lm_eval knows no task {', '.join(nearest(t) for t in unknown)}"
                          + f"; list them with `lm_eval ls tasks{where}`"
                          + ("." if where else ", or add task YAML files through --include_path."))
     import datasets
