@@ -483,6 +483,15 @@ def test_a_config_file_named_without_py_or_config_names_the_file_meant(cwd, arg,
     assert str(e.value) == f"config file {arg!r} not found; did you mean {meant.format(root=ROOT)}?"
 
 
+def test_two_config_files_quoted_as_one_are_named_so(monkeypatch):
+    # "$CONFIGS" quoted: was "did you mean config/cpu_lm.py?", the last one's name, the first dropped
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(SystemExit) as e:
+        configure(DEFAULTS, ["config/cpu_tiny.py config/cpu_lm.py"])
+    assert str(e.value) == ("config file 'config/cpu_tiny.py config/cpu_lm.py' is 2 files: quotes around several "
+                            "pass them as one argument; give each as its own argument.")
+
+
 @pytest.mark.parametrize("arg", ["config/q_kv_1b2.py", "config/q_k_v_1b2.py", "config/qkv_mqa_7b.py",
                                  "config/qk_v_gqa4_1b2.py", "config/cpu_lm_qkv.py", "config/base_3b.py"])
 def test_a_config_file_not_there_is_not_told_another_models_file(arg, monkeypatch):
