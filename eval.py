@@ -19,6 +19,7 @@ import json
 import math
 import numbers
 import os
+import re
 import shlex
 import sys
 import time
@@ -241,7 +242,7 @@ def text_perplexity(lm, path, text):
 
 def json_lines(text):
     """Whether text's first line is a JSON document as prepare's .jsonl holds them ({"text": "..."})."""
-    first = text.lstrip().partition("\n")[0]
+    first = re.match(r"\s*([^\n]*)", text)[1]  # not text.lstrip(): a copy of a 200 MB text
     try:
         return first.startswith("{") and isinstance(json.loads(first).get("text"), str)
     except ValueError:
