@@ -513,7 +513,8 @@ def test_gpt2_on_data_open_data_refuses_is_refused_before_the_hub_is_asked(tmp_p
         (data / "meta.json").write_text(text)
         msg = run_inprocess(monkeypatch, ["--init_from=gpt2", f"--data_dir={data}", f"--out_dir={tmp_path / 'o'}"])
         assert msg.startswith(f"{data / 'meta.json'} is unreadable or not a JSON object")
-    msg = run_inprocess(monkeypatch, ["--init_from=gpt2", f"--data_dir={tmp_path / 'no'}", f"--out_dir={tmp_path / 'o'}"])
+    msg = run_inprocess(monkeypatch, ["--init_from=gpt2", f"--data_dir={tmp_path / 'no'}",
+                                      f"--out_dir={tmp_path / 'o'}"])
     assert msg.startswith(f"data_dir '{tmp_path / 'no'}' has no train.bin; prepare it with")
 
 
