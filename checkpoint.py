@@ -673,6 +673,7 @@ def dangling(path):
 
 
 R50K_URL = "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken"  # where tiktoken fetches it
+R50K_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"  # tiktoken's check of its content
 
 
 def r50k(prefix="", fix=""):
@@ -680,10 +681,13 @@ def r50k(prefix="", fix=""):
     deep inside requests), or a cache this user cannot read, where "set TIKTOKEN_CACHE_DIR to a directory that
     holds its cached file" was the advice (it did). prefix and fix: the calling script's own words."""
     import tiktoken
+    folder = os.environ.get("TIKTOKEN_CACHE_DIR")
+    cached = os.path.join(folder or "FOLDER", hashlib.sha1(R50K_URL.encode()).hexdigest())
+    had = bool(folder) and os.path.isfile(cached)  # tiktoken removes a cached file whose content is not r50k_base's
     try:
         return tiktoken.get_encoding("r50k_base")
     except Exception as e:
-        denied, folder = e if isinstance(e, PermissionError) else None, os.environ.get("TIKTOKEN_CACHE_DIR")
+        denied = e if isinstance(e, PermissionError) else None
         try:  # a folder it cannot list looks empty to tiktoken, which then went to the network
             denied or not folder or os.listdir(folder)
         except PermissionError as d:
@@ -696,7 +700,18 @@ def r50k(prefix="", fix=""):
                              f"readable copy{fix}.") from None
         # tiktoken's cache names the file by the sha1 of its URL: "a directory that holds its cached file" was the
         # advice, and the file downloaded by hand under its own name, put there, was the same error again
-        cached = os.path.join(folder or "FOLDER", hashlib.sha1(R50K_URL.encode()).hexdigest())
+        if had and not os.path.exists(cached):  # an error page or a download cut short, saved by hand: "a folder
+            # that holds it saved as X" was the advice, where it had been, and tiktoken had just removed it
+            raise SystemExit(f"{prefix}could not load tiktoken's r50k_base ({type(e).__name__}): {cached} was not "
+                             f"{R50K_URL} (its sha256 is not r50k_base's; an error page or a download cut short), "
+                             f"and tiktoken removed it; download it again to that name{fix}.") from None
+        hand = os.path.join(folder or "", "r50k_base.tiktoken")
+        if folder and os.path.isfile(hand) and not os.path.exists(cached) and not unreadable(hand):
+            with open(hand, "rb") as f:
+                if hashlib.sha256(f.read()).hexdigest() != R50K_SHA256:
+                    raise SystemExit(f"{prefix}could not load tiktoken's r50k_base ({type(e).__name__}): {hand} is "
+                                     f"not {R50K_URL} (its sha256 is not r50k_base's; an error page or a download "
+                                     f"cut short); download it again, saved as {cached}{fix}.") from None
         if folder and os.path.isfile(folder):  # the cached file itself named, not its folder
             where = os.path.dirname(os.path.abspath(folder))
             raise SystemExit(f"{prefix}could not load tiktoken's r50k_base ({type(e).__name__}): TIKTOKEN_CACHE_DIR "

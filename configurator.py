@@ -317,6 +317,10 @@ def configure(defaults, args, usage=None, hints=None):
             if not os.path.exists(arg) and (error := held_setting("config file", arg, defaults)):
                 # "$ARGS" quoted: 'config/x.py --max_iters=5' was told "overrides are written --key=value", as it was
                 raise SystemExit(f"{error}.")
+            if not os.path.exists(arg) and len(parts := arg.split()) > 1 and all(map(os.path.isfile, parts)):
+                # "$CONFIGS" quoted: 'config/a.py config/b.py' was "did you mean config/b.py?", a without a word
+                raise SystemExit(f"config file {arg!r} is {len(parts)} files: quotes around several pass them as "
+                                 f"one argument; give each as its own argument.")
             if not os.path.exists(arg):  # a pipe is read as a file: <(make_config) or /dev/stdin
                 # `config/cpu_tiny`, `cpu_tiny.py`, or config/x.py run from another folder: the file meant is there
                 name = os.path.basename(arg.replace("\\", "/"))  # config\cpu_tiny.py, typed as on Windows
@@ -327,8 +331,7 @@ def configure(defaults, args, usage=None, hints=None):
                     for folder in ("config", os.path.join(REPO, "config")):  # here first, as above
                         files = sorted(f for f in os.listdir(folder) if f.endswith(".py")) \
                             if os.path.isdir(folder) else []
-                        near += [os.path.join(folder, f) for f in difflib.get_close_matches(
-                            name.removesuffix(".py") + ".py", files, n=1, cutoff=0.8)]
+                        near += [os.path.join(folder, f) for f in files if slipped_config(name, f)][:1]
                 helping = arg.lstrip("-").lower() in ("help", "h", "?")  # `-help`, `help`: --help was meant
                 raise SystemExit(f"config file {arg!r} not found; " + (
                     f"did you mean {shlex.quote(near[0])}?" if near else "did you mean --help (the settings)?"
@@ -467,6 +470,19 @@ def argv_of(args):
     return sys.argv[1:] if args is None else list(args)
 
 
+def slipped_config(typed, name):
+    """Whether config file `name` is what `typed` meant: the same but for case, '-' for '_', the suffix, or one slip
+    in a word (cpu_tin). Not one in a code: q_kv for qkv, 3b for 7b, mqa for gqa name another model, not this one."""
+    def words(n):
+        return os.path.splitext(n)[0].lower().replace("-", "_").split("_")
+    a, b = words(typed), words(name)
+    diff = [(x, y) for x, y in zip(a, b) if x != y]
+    if len(a) != len(b) or len(diff) > 1:
+        return False
+    return not diff or (diff[0][0].isalpha() and diff[0][1].isalpha() and len(diff[0][1]) >= 4
+                        and difflib.SequenceMatcher(None, *diff[0]).ratio() >= 0.75)
+
+
 def held_setting(name, value, known):
     """'NAME=VALUE holds another setting ...' when a text value holds one, or None. "$ARGS" quoted in a script:
     --out_dir='x --max_iters=1' trained the config's whole run into a folder named by both settings (and eval.py
@@ -476,7 +492,9 @@ def held_setting(name, value, known):
     is a flag at the end (bench.py '--out=x --quick' ran the full benchmark, 10 minutes, into "x --quick")."""
     # each one, not the first: 'x --slow --quick' (an unknown flag, then --quick) ran the full benchmark into it
     # (in a lookahead, so that one's value, "--foo --quick", does not hide the next); $: a flag at the end, --quick
-    inners = re.finditer(r"(?=(\s--([\w-]+)(=|\s+|$)\S*))", value) if type(value) is str else ()
+    # a file or folder that is there is the user's, named so (data --compile), as a config file is in configure
+    inners = re.finditer(r"(?=(\s--([\w-]+)(=|\s+|$)\S*))", value) \
+        if type(value) is str and not os.path.exists(value) else ()
     if inner := next((i for i in inners if i[3] == "=" or i[2].replace("-", "_").lower() in known), None):
         given = f"{name}={value!r}" if name.startswith("-") else f"{name} {value!r}"  # --out_dir=..., config file ...
         return (f"{given} holds another setting, {inner[1].strip()}: quotes around several settings pass "

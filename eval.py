@@ -15,9 +15,11 @@ import difflib
 import errno
 import glob
 import hashlib
+import json
 import math
 import numbers
 import os
+import re
 import shlex
 import sys
 import time
@@ -238,17 +240,28 @@ def text_perplexity(lm, path, text):
             "text": {"path": path, "tokens": len(ids) - 1, "words": words, "bytes": nbytes, "logprob": logp}}
 
 
+def json_lines(text):
+    """Whether text's first line is a JSON document as prepare's .jsonl holds them ({"text": "..."})."""
+    first = re.match(r"\s*([^\n]*)", text)[1]  # not text.lstrip(): a copy of a 200 MB text
+    try:
+        return first.startswith("{") and isinstance(json.loads(first).get("text"), str)
+    except ValueError:
+        return False
+
+
 def read_text_file(path):
     # every byte of the file is scored and counted, "\r\n" too; sample.py's prefix FILE: is no part of a path here
     fix = f"--text takes the path itself: --text={path[5:]}" if path.startswith("FILE:") and \
         os.path.exists(path[5:]) and not os.path.exists(path) else "give a text file"
+    jsonl = ("--text={}: a .jsonl file is JSON, one document a line, and --text scores a file as one plain text, "
+             "JSON syntax and all; write its documents' text to a .txt file (jq -r .text) and give that.")
     if os.path.realpath(path).lower().endswith((".jsonl", ".jsonl.zst")):
         # prepare's document files: read as one text, their JSON syntax ({"text": ..., escapes) was scored with the
         # documents, exit 0
-        raise SystemExit(f"--text={path}: a .jsonl file is JSON, one document a line, and --text scores a file as "
-                         f"one plain text, JSON syntax and all; write its documents' text to a .txt file "
-                         f"(jq -r .text) and give that.")
+        raise SystemExit(jsonl.format(path))
     text = read_file(path, f"--text={path}", fix)
+    if json_lines(text):  # the same documents saved as docs.txt or docs.json: scored JSON syntax and all, exit 0
+        raise SystemExit(jsonl.format(path).replace("a .jsonl file is", "this file is"))
     if not text.split():
         raise SystemExit(f"--text={path} holds no words; give a text to measure perplexity on.")
     return text
@@ -362,10 +375,12 @@ def load_tasks(args):
     if unknown:
         # a mistyped local task (nextline for next_line) was told to list tasks without its --include_path, which
         # leaves it out, and to add the YAML files it had added: the nearest names, and the list that holds them
-        near = sorted({n for t in unknown for n in difflib.get_close_matches(t, tm.all_tasks, n=3, cutoff=0.75)})
+        # each name its own, best first: one list sorted for all (hellaswg,arc_eas) named arc_* alone
+        def nearest(t):
+            near = difflib.get_close_matches(t, tm.all_tasks, n=3, cutoff=0.75)
+            return f"{t} (nearest: {', '.join(near)})" if near else t
         where = f" --include_path {shlex.quote(args.include_path)}" if args.include_path else ""
-        raise SystemExit(f"--tasks: lm_eval knows no task {', '.join(unknown)}"
-                         + (f" (nearest: {', '.join(near[:3])})" if near else "")
+        raise SystemExit(f"--tasks: lm_eval knows no task {', '.join(nearest(t) for t in unknown)}"
                          + f"; list them with `lm_eval ls tasks{where}`"
                          + ("." if where else ", or add task YAML files through --include_path."))
     import datasets

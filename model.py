@@ -14,6 +14,7 @@ One attention class covers every variant:
 With proj="qkv", n_kv_head=0, attn="softmax", pos_conv=0 this is exactly a GPT-2 / nanoGPT model.
 """
 
+import contextlib
 import math
 import numbers
 from dataclasses import dataclass, fields, replace
@@ -261,7 +262,8 @@ def linear_attention(q, k, v, causal, state=None, eps=1e-6):
     if q.dtype == torch.float16 or autocasting and torch.get_autocast_dtype(dev) == torch.float16:
         # in float32: every weight φ(q)ᵀφ(k) is positive, about head_dim, so a row's sum passed float16's 65504 within
         # a block of 1024 tokens (inf, then inf / inf = NaN, a NaN loss and samples from it without a word)
-        with torch.autocast(dev, enabled=False):
+        # off only where there is one: torch.autocast("meta", ...) raised for a float16 model there (shapes, FLOPs)
+        with torch.autocast(dev, enabled=False) if torch.amp.is_autocast_available(dev) else contextlib.nullcontext():
             wide = None if state is None else [t.float() for t in state]
             y = linear_attention(q.float(), k.float(), v.float(), causal, wide, eps)
         for t, new in zip(state or (), wide or ()):

@@ -862,7 +862,10 @@ def load_source():
     if source_path is None:
         # GPT-2's ids are r50k_base's: data of another tokenizer is refused below, but only once the weights are in;
         # offline, "download gpt2 once where there is a network" was the advice, and after the download this refusal
-        theirs = (data_meta() or {}).get("tokenizer")
+        # data not prepared, or a damaged meta.json, was the same: the hub first, then open_data's sentence; its
+        # checks now come first, as below with GPT-2's shape (known before its weights)
+        open_data(data_dir, block_size, gptconf.vocab_size, resuming=True)
+        theirs = m.get("tokenizer") if isinstance(m := data_meta(), dict) else None
         if isinstance(theirs, str) and theirs != "r50k_base":
             other_tokenizer(theirs, init_from, "r50k_base")
         try:

@@ -891,11 +891,33 @@ def test_a_tiktoken_cache_this_user_cannot_read_is_named(tmp_path, monkeypatch):
                             f"to a folder that holds {url} saved as {cached}.")
     # the file downloaded by hand and put there under its own name: the same advice again, which it followed
     (tmp_path / "r50k_base.tiktoken").write_text("")
+    monkeypatch.setattr(checkpoint, "R50K_SHA256", hashlib.sha256(b"").hexdigest())  # stands for r50k_base's own
     with pytest.raises(SystemExit) as e:
         checkpoint.r50k()
     assert str(e.value) == (f"could not load tiktoken's r50k_base (ConnectionError): tiktoken reads its cache by the "
                             f"sha1 of the file's URL, not as r50k_base.tiktoken; rename "
                             f"{tmp_path / 'r50k_base.tiktoken'} to {cached}.")
+    # ... and one that is not r50k_base's (an error page saved by hand): renamed, tiktoken removed it at the next
+    # run, and the advice was again to save it there
+    monkeypatch.undo()
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(tiktoken, "get_encoding", offline)
+    with pytest.raises(SystemExit, match=r"r50k_base.tiktoken is not https://\S+ \(its sha256 is not r50k_base's; an "
+                                         r"error page or a download cut short\); download it again, saved as "):
+        checkpoint.r50k()
+    (tmp_path / "r50k_base.tiktoken").rename(cached)
+
+    def mismatched(name):  # as tiktoken does with a cached file whose sha256 is not r50k_base's
+        cached.unlink()
+        raise ConnectionError("no network")
+    monkeypatch.setattr(tiktoken, "get_encoding", mismatched)
+    with pytest.raises(SystemExit) as e:
+        checkpoint.r50k()
+    assert str(e.value) == (f"could not load tiktoken's r50k_base (ConnectionError): {cached} was not {url} (its "
+                            f"sha256 is not r50k_base's; an error page or a download cut short), and tiktoken removed "
+                            f"it; download it again to that name.")
+    (tmp_path / "r50k_base.tiktoken").write_text("")
+    monkeypatch.setattr(tiktoken, "get_encoding", offline)
     # TIKTOKEN_CACHE_DIR naming the file itself, or a folder not there: os.listdir's traceback
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "r50k_base.tiktoken"))
     with pytest.raises(SystemExit) as e:

@@ -141,6 +141,16 @@ def test_several_settings_quoted_as_one_argument_are_refused():
         configure(DEFAULTS, ["my run --v2.py"])
 
 
+def test_a_folder_that_is_there_named_with_a_setting_in_it_is_the_users(tmp_path, monkeypatch):
+    # a data folder 'data --compile' (train.py) or an out_dir 'runs --compile' (sample.py) that is there was told
+    # to give each --key=value as its own argument, which no spelling of the folder could do
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data --compile").mkdir()
+    assert configure(DEFAULTS, ["--out_dir=data --compile"])[0]["out_dir"] == "data --compile"
+    with pytest.raises(SystemExit, match=r"^--out_dir='new --compile' holds another setting"):
+        configure(DEFAULTS, ["--out_dir=new --compile"])
+
+
 def test_an_on_off_setting_takes_the_words_every_command_takes():
     # train.py --compile=true (or 1, TRUE) was "compile must be of type bool", where sample.py --compile=true and
     # prepare's --skip_bad=1 were taken: one boolean() now reads them all; a bare --compile was told "--compile=VALUE"
@@ -471,6 +481,25 @@ def test_a_config_file_named_without_py_or_config_names_the_file_meant(cwd, arg,
     with pytest.raises(SystemExit) as e:
         configure(DEFAULTS, [arg])
     assert str(e.value) == f"config file {arg!r} not found; did you mean {meant.format(root=ROOT)}?"
+
+
+def test_two_config_files_quoted_as_one_are_named_so(monkeypatch):
+    # "$CONFIGS" quoted: was "did you mean config/cpu_lm.py?", the last one's name, the first dropped
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(SystemExit) as e:
+        configure(DEFAULTS, ["config/cpu_tiny.py config/cpu_lm.py"])
+    assert str(e.value) == ("config file 'config/cpu_tiny.py config/cpu_lm.py' is 2 files: quotes around several "
+                            "pass them as one argument; give each as its own argument.")
+
+
+@pytest.mark.parametrize("arg", ["config/q_kv_1b2.py", "config/q_k_v_1b2.py", "config/qkv_mqa_7b.py",
+                                 "config/qk_v_gqa4_1b2.py", "config/cpu_lm_qkv.py", "config/base_3b.py"])
+def test_a_config_file_not_there_is_not_told_another_models_file(arg, monkeypatch):
+    # q_kv_1b2 was "did you mean config/qkv_1b2.py?" and base_3b base_7b's: one slip in a code is another model
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(SystemExit) as e:
+        configure(DEFAULTS, [arg])
+    assert "did you mean" not in str(e.value) and "not found" in str(e.value)
 
 
 @pytest.mark.parametrize("arg", ["-help", "help", "-?"])

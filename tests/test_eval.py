@@ -772,8 +772,13 @@ def test_text_in_samples_file_form_or_a_token_file_is_one_sentence_that_fixes_it
                       # prepare's document file, scored with its JSON syntax as one text, exit 0
                       (str(tmp_path / "docs.jsonl"), f"--text={tmp_path / 'docs.jsonl'}: a .jsonl file is JSON, one "
                        f"document a line, and --text scores a file as one plain text, JSON syntax and all; write its "
+                       f"documents' text to a .txt file (jq -r .text) and give that."),
+                      # the same documents saved as docs.txt: scored JSON syntax and all, exit 0
+                      (str(tmp_path / "docs.txt"), f"--text={tmp_path / 'docs.txt'}: this file is JSON, one "
+                       f"document a line, and --text scores a file as one plain text, JSON syntax and all; write its "
                        f"documents' text to a .txt file (jq -r .text) and give that.")):
         (tmp_path / "docs.jsonl").write_text('{"text": "To be, or not to be."}\n')
+        (tmp_path / "docs.txt").write_text('{"text": "To be, or not to be."}\n')
         with pytest.raises(SystemExit) as e:
             ev.main([f"--out_dir={tmp_path / 'run'}", f"--text={arg}", "--device=cpu"])
         assert str(e.value) == want
@@ -816,6 +821,14 @@ def test_a_mistyped_local_task_names_the_nearest_and_the_list_that_holds_it(tmp_
         ev.main([f"--out_dir={tmp_path}", "--tasks=alphabt", f"--include_path={tmp_path}"])
     assert str(e.value) == (f"--tasks: lm_eval knows no task alphabt (nearest: alphabet); list them with "
                             f"`lm_eval ls tasks --include_path {shlex.quote(str(tmp_path))}`.")
+    # two mistyped: one list of the nearest, sorted, cut at three, named alphabet's alone and left zebra out
+    yaml = (tmp_path / "alphabet.yaml").read_text()
+    for name in ("alphabet_a", "alphabet_b", "alphabet_c", "zebra"):
+        (tmp_path / f"{name}.yaml").write_text(yaml.replace("task: alphabet", f"task: {name}"))
+    with pytest.raises(SystemExit) as e:
+        ev.main([f"--out_dir={tmp_path}", "--tasks=alphabt,zebr", f"--include_path={tmp_path}"])
+    assert str(e.value).startswith("--tasks: lm_eval knows no task alphabt (nearest: alphabet, alphabet_")
+    assert "), zebr (nearest: zebra); list them with" in str(e.value)
 
 
 def test_results_name_the_iteration_of_the_checkpoint_they_measured(tmp_path):

@@ -645,6 +645,8 @@ def test_linear_attention_in_float16_is_computed_past_its_range():
     # on the meta device (shapes or FLOPs counted without memory) its autocast check raised "unknown device type"
     meta = GPT(GPTConfig(block_size=8, vocab_size=VOCAB, n_layer=1, n_head=N_HEAD, n_embd=N_EMBD, attn="linear"))
     assert meta.to("meta")(torch.zeros(1, 8, dtype=torch.long, device="meta"))[0].shape == (1, 8, VOCAB)
+    # ... and a float16 model there: its float32 path turned autocast off on "meta", "unsupported scalarType"
+    assert meta.half()(torch.zeros(1, 8, dtype=torch.long, device="meta"))[0].dtype == torch.float16
 
 
 def test_a_config_changed_for_the_next_model_leaves_the_first_as_built():

@@ -481,9 +481,11 @@ def test_a_finished_conversion_asked_again_is_done_without_its_source(tmp_path, 
 def test_gpt2_says_which_settings_its_architecture_replaces(tmp_path, monkeypatch, capsys):
     import huggingface_hub.constants as hc
     monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)  # stops at loading the weights, after the note
-    msg = run_inprocess(monkeypatch, ["--init_from=gpt2", "--block_size=64", f"--out_dir={tmp_path / 'o'}"])
-    assert msg.startswith("gpt2 is not in the Hugging Face cache")
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    # stops at the data (none prepared: checked before the hub is asked), after the note
+    msg = run_inprocess(monkeypatch, ["--init_from=gpt2", "--block_size=64", f"--out_dir={tmp_path / 'o'}",
+                                      f"--data_dir={tmp_path / 'none'}"])
+    assert msg.startswith(f"data_dir '{tmp_path / 'none'}' has no train.bin")
     # --block_size=64 and TINY's shape were replaced by GPT-2's without a word
     assert capsys.readouterr().out == ("init_from=gpt2 brings its architecture, which replaces the settings: "
                                        "block_size=1024 (not 64), vocab_size=50257 (not 256), n_layer=12 (not 2), "
@@ -499,6 +501,21 @@ def test_gpt2_on_another_tokenizers_data_is_refused_before_the_hub_is_asked(tmp_
     assert msg == (f"{data_dir / 'meta.json'} records tokenizer 'bytes', and gpt2 was trained on 'r50k_base' ids; "
                    f"point --data_dir at data of that tokenizer, or train from scratch in another --out_dir.")
     assert not (tmp_path / "o").exists()
+
+
+def test_gpt2_on_data_open_data_refuses_is_refused_before_the_hub_is_asked(tmp_path, monkeypatch, data_dir):
+    # meta.json holding a list (hand-edited): the tokenizer check before the hub was "'list' object has no attribute
+    # 'get'"; and data not prepared, or a damaged meta.json, was the hub's advice first, open_data's after it
+    import convert
+    monkeypatch.setattr(convert, "load_gpt2", lambda name: pytest.fail(f"the hub was asked for {name}"))
+    data = shutil.copytree(data_dir, tmp_path / "data")
+    for text in ('["bytes"]', '{"tokenizer": "byt'):
+        (data / "meta.json").write_text(text)
+        msg = run_inprocess(monkeypatch, ["--init_from=gpt2", f"--data_dir={data}", f"--out_dir={tmp_path / 'o'}"])
+        assert msg.startswith(f"{data / 'meta.json'} is unreadable or not a JSON object")
+    msg = run_inprocess(monkeypatch, ["--init_from=gpt2", f"--data_dir={tmp_path / 'no'}",
+                                      f"--out_dir={tmp_path / 'o'}"])
+    assert msg.startswith(f"data_dir '{tmp_path / 'no'}' has no train.bin; prepare it with")
 
 
 def test_gpt2_without_network_is_one_clear_error(tmp_path):
