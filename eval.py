@@ -508,6 +508,12 @@ def described(old):
         return f"recorded as {str(old)[:80]}"
 
 
+def is_under(path, folder):
+    """Whether path is folder or inside it, by absolute real paths."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([path, folder]) == folder
+
+
 def other_run(res, run):
     """The run results.json records when it is not run, (out_dir, init_from) as given, else None: two runs
     evaluated on one text into one --out (qkv and qk_v side by side) kept the second's results without a word. The
@@ -575,9 +581,10 @@ def main(argv=None):
     out = args.out or os.path.join(run_dir, "eval")
     guard_assets(out, False, None)
     what = evaluation(args, tasks, text)
-    # before the model and the evaluation: hours of work for a refusal. The run's own eval folder holds its own
-    # run's results, whatever its folder is called now (renamed with mv): only a --out given is compared by run
-    if why := other_results(out, what, None if args.out is None else (args.out_dir, args.init_from)):
+    # before the model and the evaluation: hours of work for a refusal. A --out inside the run's folder (its eval/)
+    # holds that run's results, whatever the folder is called now (renamed with mv): only one outside is compared by run
+    inside = args.init_from == "resume" and is_under(out, run_dir)
+    if why := other_results(out, what, None if inside else (args.out_dir, args.init_from)):
         raise SystemExit(why)
     # out_dir's checkpoint or GPT-2, converted if --proj/--n_kv_head say so; its notes ("converted to ...", "nothing
     # to convert") on stderr: stdout is the results table alone, as results.md (`eval.py ... > table.md` began with one)

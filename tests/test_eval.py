@@ -902,8 +902,10 @@ def test_another_run_on_the_same_text_never_replaces_the_results_in_its_out(tmp_
     ev.main([f"--out_dir={tmp_path / 'a' / 'ckpt.pt'}", text, "--device=cpu", out, "--dtype=bfloat16"])
     assert json.loads((tmp_path / "ev" / "results.json").read_text())["checkpoint"]["dtype"] == "bfloat16"
     ev.main([f"--out_dir={tmp_path / 'a'}", text, "--device=cpu"])  # its own eval folder, after `mv a c`: its own
+    ev.main([f"--out_dir={tmp_path / 'a'}", text, "--device=cpu", f"--out={tmp_path / 'a' / 'ev2'}"])
     (tmp_path / "a").rename(tmp_path / "c")
     ev.main([f"--out_dir={tmp_path / 'c'}", text, "--device=cpu"])
+    ev.main([f"--out_dir={tmp_path / 'c'}", text, "--device=cpu", f"--out={tmp_path / 'c' / 'ev2'}"])
 
 
 def test_a_text_file_replaced_by_another_text_is_another_evaluation(tmp_path):
