@@ -527,7 +527,10 @@ def other_run(res, run):
             return old[0] if old[1] == "resume" else old[1]
         folder = [os.path.abspath(os.path.dirname(d) if os.path.isfile(d) or d.endswith('.pt') else d)
                   for d in (old[0], new[0])]
-        return None if same_text(*folder) else old[0]  # --out_dir may name the checkpoint file itself
+        if same_text(*folder):  # --out_dir may name the checkpoint file itself
+            return None
+        # gone: renamed, moved or deleted, which its name cannot tell apart; refused, as its results may be all left
+        return old[0] if os.path.lexists(folder[0]) else f"{old[0]}, not there now"
     except (KeyError, TypeError, ValueError, AttributeError):  # older or hand-edited results: no run to compare
         return None
 

@@ -906,6 +906,8 @@ def test_another_run_on_the_same_text_never_replaces_the_results_in_its_out(tmp_
     (tmp_path / "a").rename(tmp_path / "c")
     ev.main([f"--out_dir={tmp_path / 'c'}", text, "--device=cpu"])
     ev.main([f"--out_dir={tmp_path / 'c'}", text, "--device=cpu", f"--out={tmp_path / 'c' / 'ev2'}"])
+    with pytest.raises(SystemExit, match=r"another run \(.*ckpt.pt, not there now\)"):  # renamed or deleted: unknown
+        ev.main([f"--out_dir={tmp_path / 'c'}", text, "--device=cpu", out])
 
 
 def test_a_text_file_replaced_by_another_text_is_another_evaluation(tmp_path):
