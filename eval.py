@@ -523,17 +523,48 @@ def described(old):
         return f"recorded as {str(old)[:80]}"
 
 
-def other_results(out, what):
+def is_under(path, folder):
+    """Whether path is folder or inside it, by absolute real paths."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([path, folder]) == folder
+
+
+def other_run(res, run):
+    """The run results.json records when it is not run, (out_dir, init_from) as given, else None: two runs
+    evaluated on one text into one --out (qkv and qk_v side by side) kept the second's results without a word. The
+    same folder by another path, or one of its name where the recorded one is gone (moved), is the same run."""
+    try:
+        was = res["checkpoint"]
+        old, new = (was["out_dir"], was["init_from"]), run
+        if "resume" not in (old[1], new[1]):  # the hub's model: its name is the run
+            return None if old[1] == new[1] else old[1]
+        if old[1] != new[1]:
+            return old[0] if old[1] == "resume" else old[1]
+        folder = [os.path.abspath(os.path.dirname(d) if os.path.isfile(d) or d.endswith('.pt') else d)
+                  for d in (old[0], new[0])]
+        if same_text(*folder):  # --out_dir may name the checkpoint file itself
+            return None
+        # gone: renamed, moved or deleted, which its name cannot tell apart; refused, as its results may be all left
+        return old[0] if os.path.lexists(folder[0]) else f"{old[0]}, not there now"
+    except (KeyError, TypeError, ValueError, AttributeError):  # older or hand-edited results: no run to compare
+        return None
+
+
+def other_results(out, what, run=None):
     """One sentence when --out holds the results of another evaluation, which this one would replace: a quick
-    `--limit=10` or `--text` check into out_dir/eval wiped an hours-long 5-shot result without a word. The same
-    evaluation again (of a later checkpoint, another conversion or dtype) replaces its own results, as before; a
-    results.json that cannot be read is replaced too."""
+    `--limit=10` or `--text` check into out_dir/eval wiped an hours-long 5-shot result without a word; or of another
+    run (out_dir or hub model; run: this one's (out_dir, init_from)). The same evaluation of the same run again (a
+    later checkpoint, another conversion or dtype) replaces its own results, as before; a results.json that cannot be
+    read is replaced too."""
     path = os.path.join(out, "results.json")
     try:
         res = load_json(path)
         old = res.get("evaluation") or ({"text": res["text"]["path"]} if "text" in res else {})
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
         return None
+    if run is not None and (was := other_run(res, run)) is not None:
+        return (f"--out {out} holds the results of another run ({was}), which this evaluation would replace; give "
+                f"another --out to keep both, or remove {shlex.quote(path)} to replace them.")
     if isinstance(old, dict) and "sha256" in old and "sha256" in what:  # by contents: a copy or a move is the same,
         same = old["sha256"] == what["sha256"]  # the same file holding another text is not
     elif "evaluation" in res:
@@ -568,7 +599,10 @@ def main(argv=None):
     out = args.out or os.path.join(run_dir, "eval")
     guard_assets(out, False, None)
     what = evaluation(args, tasks, text)
-    if why := other_results(out, what):  # before the model and the evaluation: hours of work for a refusal
+    # before the model and the evaluation: hours of work for a refusal. A --out inside the run's folder (its eval/)
+    # holds that run's results, whatever the folder is called now (renamed with mv): only one outside is compared by run
+    inside = args.init_from == "resume" and is_under(out, run_dir)
+    if why := other_results(out, what, None if inside else (args.out_dir, args.init_from)):
         raise SystemExit(why)
     # out_dir's checkpoint or GPT-2, converted if --proj/--n_kv_head say so; its notes ("converted to ...", "nothing
     # to convert") on stderr: stdout is the results table alone, as results.md (`eval.py ... > table.md` began with one)

@@ -912,7 +912,8 @@ for note in notes:
 moved = other_data(ckpt.get("meta"), meta) if init_from == "resume" else []
 if master and moved and same("data_dir", config["data_dir"], ckpt["config"].get("data_dir")):
     print(f"{os.path.join(data_dir, 'meta.json')} records other data than {ckpt_path} was trained on: "
-          f"{', '.join(moved)}; the resumed run trains and evaluates on the data there now.")
+          f"{', '.join(moved)}; the resumed run trains and evaluates on the data there now, and measures its best "
+          f"validation loss again from here.")
 
 # validation batches per process of val_rows windows each: about eval_tokens, no more than val.bin holds whole
 # (checkpoint.eval_batches, the rule the studies that score train.py's evaluation share)
@@ -1051,6 +1052,10 @@ if ckpt:  # resuming (any other run with a checkpoint in out_dir ended above)
     for group, own in zip(optimizer.param_groups, settings):
         group.update(own)
     best_val_loss = ckpt["best_val_loss"]
+    # of other data (prepared again, or another --data_dir): the checkpoint's best is of another validation text,
+    # which always_save_checkpoint=False compared with it without a word (a better model went unsaved)
+    if moved:
+        best_val_loss = float("inf")
     # that loss is of the first windows its run scored: another eval_tokens (or count of processes) scores others,
     # which always_save_checkpoint=False compared with it without a word (a worse model could be saved as better)
     asked = ckpt["config"].get("eval_tokens"), ckpt["config"].get("batch_size")

@@ -900,6 +900,29 @@ def test_an_evaluation_of_other_tasks_or_text_never_replaces_the_results_in_its_
     assert ev.other_results(str(tmp_path / "eval"), {"text": str(tmp_path / "a.txt")}) is not None
 
 
+def test_another_run_on_the_same_text_never_replaces_the_results_in_its_out(tmp_path):
+    # pass 24 (third round): two runs evaluated on one text into one --out (qkv, then qk_v, side by side) kept the
+    # second's results without a word; the same run again (a later checkpoint, by its checkpoint file) replaces its own
+    for run in ("a", "b"):
+        make_ckpt(tmp_path / run, BYTES_META)
+    (tmp_path / "t.txt").write_text("the text of t, a few words\n")
+    out, text = f"--out={tmp_path / 'ev'}", f"--text={tmp_path / 't.txt'}"
+    ev.main([f"--out_dir={tmp_path / 'a'}", text, "--device=cpu", out])
+    before = (tmp_path / "ev" / "results.json").read_bytes()
+    with pytest.raises(SystemExit, match=r"holds the results of another run \(.*a\), which this evaluation would"):
+        ev.main([f"--out_dir={tmp_path / 'b'}", text, "--device=cpu", out])
+    assert (tmp_path / "ev" / "results.json").read_bytes() == before
+    ev.main([f"--out_dir={tmp_path / 'a' / 'ckpt.pt'}", text, "--device=cpu", out, "--dtype=bfloat16"])
+    assert json.loads((tmp_path / "ev" / "results.json").read_text())["checkpoint"]["dtype"] == "bfloat16"
+    ev.main([f"--out_dir={tmp_path / 'a'}", text, "--device=cpu"])  # its own eval folder, after `mv a c`: its own
+    ev.main([f"--out_dir={tmp_path / 'a'}", text, "--device=cpu", f"--out={tmp_path / 'a' / 'ev2'}"])
+    (tmp_path / "a").rename(tmp_path / "c")
+    ev.main([f"--out_dir={tmp_path / 'c'}", text, "--device=cpu"])
+    ev.main([f"--out_dir={tmp_path / 'c'}", text, "--device=cpu", f"--out={tmp_path / 'c' / 'ev2'}"])
+    with pytest.raises(SystemExit, match=r"another run \(.*ckpt.pt, not there now\)"):  # renamed or deleted: unknown
+        ev.main([f"--out_dir={tmp_path / 'c'}", text, "--device=cpu", out])
+
+
 def test_a_text_file_replaced_by_another_text_is_another_evaluation(tmp_path):
     # pass 23 (third round): input.txt evaluated, then replaced by another text (README's "your own text") and
     # evaluated again into the same --out, replaced the first text's results without a word; a copy is the same

@@ -721,7 +721,22 @@ def test_a_resume_on_data_prepared_again_in_the_same_data_dir_says_so(tmp_path):
     r = train(data, tmp_path / "out", "--init_from=resume", "--max_iters=4")
     assert r.stdout.splitlines()[0] == f"{data / 'meta.json'} records other data than {tmp_path / 'out' / 'ckpt.pt'} " \
         f"was trained on: train_tokens 15000 (checkpoint: 20000); the resumed run trains and evaluates on the data " \
-        f"there now."
+        f"there now, and measures its best validation loss again from here."
+
+
+def test_a_resume_on_other_data_measures_its_best_validation_loss_again(tmp_path):
+    # pass 24 (third round): the data prepared again from other text, a resume with always_save_checkpoint=False
+    # compared the new text's validation loss with the old text's best, and left better checkpoints unsaved
+    data = tmp_path / "data"
+    make_data(data)
+    train(data, tmp_path / "out", "--max_iters=4", "--always_save_checkpoint=False")
+    np.random.default_rng(1).integers(100, 256, size=3_000).astype(np.uint16).tofile(data / "val.bin")
+    meta = json.loads((data / "meta.json").read_text())
+    (data / "meta.json").write_text(json.dumps({**meta, "val_tokens": 3_000}))
+    r = train(data, tmp_path / "out", "--init_from=resume", "--max_iters=8", "--always_save_checkpoint=False")
+    assert "measures its best validation loss again from here" in r.stdout
+    vals = [e["val_loss"] for e in read_log(tmp_path / "out") if "val_loss" in e and e["iter"] >= 4]
+    assert torch.load(tmp_path / "out" / "ckpt.pt", weights_only=True)["best_val_loss"] == min(vals)
 
 
 def test_a_finished_run_asked_again_on_data_prepared_again_is_not_this_run(tmp_path, monkeypatch):
