@@ -2542,7 +2542,11 @@ SWEPT = {
 # reads only a training run reaches (a resume's log: seconds a cell), each swept by hand in the tests named
 # (none now: a resume's log.jsonl is read by checkpoint.log_text, swept as read_log; what the resume keeps of a
 # damaged log is test_train_settings.py's test_a_damaged_log_is_refused_or_cleaned_before_training and those after it)
-BY_HAND = {}
+BY_HAND = {  # reads a test of their own covers, each named: (test file, its tests)
+    # a hand-downloaded r50k_base.tiktoken, hashed once it is a readable file: empty, cut short or another file is
+    # "not r50k_base's ... download it again", a folder or unreadable file is not read
+    "checkpoint.py:r50k:hand": ("test_bad_files.py", "test_a_tiktoken_cache_this_user_cannot_read_is_named"),
+}
 NOT_USER = {
     "bench.py:measure:os.path.join(stage, name)": "the staging folder this run made and wrote",
     "checkpoint.py:hold_lock:folder": "a folder opened for its lock, not read",
