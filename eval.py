@@ -242,7 +242,8 @@ def text_perplexity(lm, path, text):
 
 def json_lines(text):
     """Whether text's first line is a JSON document as prepare's .jsonl holds them ({"text": "..."})."""
-    first = re.match(r"\s*([^\n]*)", text)[1]  # not text.lstrip(): a copy of a 200 MB text
+    # not text.lstrip(): a copy of a 200 MB text; a BOM (Notepad's .jsonl saved as .txt) before it is no text
+    first = re.match(r"[\s\ufeff]*([^\n]*)", text)[1]
     try:
         return first.startswith("{") and isinstance(json.loads(first).get("text"), str)
     except ValueError:

@@ -778,7 +778,7 @@ def test_text_in_samples_file_form_or_a_token_file_is_one_sentence_that_fixes_it
                        f"document a line, and --text scores a file as one plain text, JSON syntax and all; write its "
                        f"documents' text to a .txt file (jq -r .text) and give that.")):
         (tmp_path / "docs.jsonl").write_text('{"text": "To be, or not to be."}\n')
-        (tmp_path / "docs.txt").write_text('{"text": "To be, or not to be."}\n')
+        (tmp_path / "docs.txt").write_text('\ufeff{"text": "To be, or not to be."}\n')  # a BOM: Notepad's
         with pytest.raises(SystemExit) as e:
             ev.main([f"--out_dir={tmp_path / 'run'}", f"--text={arg}", "--device=cpu"])
         assert str(e.value) == want
