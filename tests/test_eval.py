@@ -923,6 +923,22 @@ def test_another_run_on_the_same_text_never_replaces_the_results_in_its_out(tmp_
         ev.main([f"--out_dir={tmp_path / 'c'}", text, "--device=cpu", out])
 
 
+def test_a_run_recorded_from_another_folder_is_named_where_it_is(tmp_path, monkeypatch):
+    # pass 24 (fourth round): results.json recorded out_dir as given, from the folder eval.py ran in: run a evaluated
+    # from sub/ (../a), then b from tmp_path, was refused as "another run (../a)", a folder beside tmp_path, not a
+    for run in ("a", "b"):
+        make_ckpt(tmp_path / run, BYTES_META)
+    (tmp_path / "t.txt").write_text("the text of t, a few words\n")
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    ev.main(["--out_dir=../a", "--text=../t.txt", "--device=cpu", "--out=../ev"])
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        ev.main(["--out_dir=b", "--text=t.txt", "--device=cpu", "--out=ev"])
+    assert f"another run ({tmp_path / 'a'})" in str(e.value)
+    ev.main(["--out_dir=a", "--text=t.txt", "--device=cpu", "--out=ev"])  # the same run, from here: its own
+
+
 def test_a_text_file_replaced_by_another_text_is_another_evaluation(tmp_path):
     # pass 23 (third round): input.txt evaluated, then replaced by another text (README's "your own text") and
     # evaluated again into the same --out, replaced the first text's results without a word; a copy is the same
