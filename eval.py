@@ -537,8 +537,10 @@ def other_run(res, run):
     try:
         was = res["checkpoint"]
         old, new = (was["out_dir"], was["init_from"]), run
-        if isinstance(was.get("path"), str) and os.path.abspath(old[0]) != was["path"]:
-            old = (was["path"], old[1])  # recorded from another folder: out_dir as given names another one from here
+        if isinstance(was.get("path"), str) and os.path.realpath(old[0]) != was["path"]:
+            # recorded from another folder, or through a link since pointed at another run: out_dir as given names
+            # another folder from here
+            old = (was["path"], old[1])
         if "resume" not in (old[1], new[1]):  # the hub's model: its name is the run
             return None if old[1] == new[1] else old[1]
         if old[1] != new[1]:
@@ -637,7 +639,8 @@ def main(argv=None):
         dt = time.time() - t0
         res["evaluation"] = what  # what was measured, for the next evaluation into this --out (other_results)
         res["checkpoint"] = {"out_dir": args.out_dir, "init_from": args.init_from,
-                             "path": os.path.abspath(args.out_dir),  # out_dir as given is from the folder it was run in
+                             # out_dir as given is from the folder it was run in, and a link (latest) may point on
+                             "path": os.path.realpath(args.out_dir),
                              "iter_num": getattr(args, "iter_num", None),  # which save of out_dir/ckpt.pt
                              "convert_method": args.convert_method,  # None where load_model tied no V to K
                              "converted_from": args.converted_from or None,  # the fields the conversion changed

@@ -937,6 +937,13 @@ def test_a_run_recorded_from_another_folder_is_named_where_it_is(tmp_path, monke
         ev.main(["--out_dir=b", "--text=t.txt", "--device=cpu", "--out=ev"])
     assert f"another run ({tmp_path / 'a'})" in str(e.value)
     ev.main(["--out_dir=a", "--text=t.txt", "--device=cpu", "--out=ev"])  # the same run, from here: its own
+    # a link to the latest run, since pointed at another: out_dir as given is the same, the run is not
+    (tmp_path / "latest").symlink_to("a")
+    ev.main(["--out_dir=latest", "--text=t.txt", "--device=cpu", "--out=ev2"])
+    (tmp_path / "latest").unlink()
+    (tmp_path / "latest").symlink_to("b")
+    with pytest.raises(SystemExit, match=r"another run \(.*a\), which"):
+        ev.main(["--out_dir=latest", "--text=t.txt", "--device=cpu", "--out=ev2"])
 
 
 def test_a_text_file_replaced_by_another_text_is_another_evaluation(tmp_path):
