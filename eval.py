@@ -243,7 +243,8 @@ def text_perplexity(lm, path, text):
 def json_lines(text):
     """Whether text's first line is a JSON document as prepare's .jsonl holds them ({"text": "..."})."""
     # not text.lstrip(): a copy of a 200 MB text; a BOM (Notepad's .jsonl saved as .txt) before it is no text
-    first = re.match(r"[\s\ufeff]*([^\n]*)", text)[1]
+    # nor its first line unless a "{" begins it: text8 is one line of 100 MB
+    first = re.match(r"[\s\ufeff]*(\{[^\n]*)?", text)[1] or ""
     try:
         return first.startswith("{") and isinstance(json.loads(first).get("text"), str)
     except ValueError:
