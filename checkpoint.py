@@ -1223,7 +1223,8 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
     before the largest id was recorded opens too: its bins are read for it when small (MAX_SCAN). A study (study:
     its name, e.g. experiments.rope) checks its byte-level data before its first run: it has no --vocab_size or
     --block_size to set, so the fix it is given is the command that prepares such data; nor has a run resumed or
-    converted from a checkpoint (resuming), whose vocab_size and block_size are that checkpoint's."""
+    converted from a checkpoint (resuming), whose vocab_size and block_size are that checkpoint's (or the hub's
+    model's: resuming is then its name)."""
     # a model too small for r50k's vocabulary reads byte-level data: the hub's default set would not fit it
     command = BYTES_DATA if study or vocab_size < VOCABS["r50k_base"] else "python prepare_slimpajama.py --out_dir={}"
     command = command.replace("prepare_slimpajama.py", script("prepare_slimpajama.py"), 1)
@@ -1316,7 +1317,9 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
                              f"more text" + (" and a validation split (--val_fraction above 0, or --val_input)."
                                 if split == "val" else "."))
         if size // 2 <= block_size:
-            fix = ("." if study else ", or point --data_dir at the data the checkpoint was trained on." if resuming
+            # a hub model's (resuming: its name, gpt2) block_size is its own, and it has no data here to point at
+            fix = ("." if study else f" ({resuming}'s block_size, which no setting changes)." if type(resuming) is str
+                   else ", or point --data_dir at the data the checkpoint was trained on." if resuming
                    else " or set a smaller --block_size.")
             raise SystemExit(f"{bin_path} holds {size // 2} tokens, fewer than block_size + 1 ({block_size + 1}); "
                              f"prepare more data{fix}")

@@ -242,7 +242,9 @@ def text_perplexity(lm, path, text):
 
 def json_lines(text):
     """Whether text's first line is a JSON document as prepare's .jsonl holds them ({"text": "..."})."""
-    first = re.match(r"\s*([^\n]*)", text)[1]  # not text.lstrip(): a copy of a 200 MB text
+    # not text.lstrip(): a copy of a 200 MB text; a BOM (Notepad's .jsonl saved as .txt) before it is no text
+    # nor its first line unless a "{" begins it: text8 is one line of 100 MB
+    first = re.match(r"[\s\ufeff]*(\{[^\n]*)?", text)[1] or ""
     try:
         return first.startswith("{") and isinstance(json.loads(first).get("text"), str)
     except ValueError:
@@ -536,6 +538,10 @@ def other_run(res, run):
     try:
         was = res["checkpoint"]
         old, new = (was["out_dir"], was["init_from"]), run
+        if isinstance(was.get("path"), str) and os.path.realpath(old[0]) != was["path"]:
+            # recorded from another folder, or through a link since pointed at another run: out_dir as given names
+            # another folder from here
+            old = (was["path"], old[1])
         if "resume" not in (old[1], new[1]):  # the hub's model: its name is the run
             return None if old[1] == new[1] else old[1]
         if old[1] != new[1]:
@@ -634,6 +640,8 @@ def main(argv=None):
         dt = time.time() - t0
         res["evaluation"] = what  # what was measured, for the next evaluation into this --out (other_results)
         res["checkpoint"] = {"out_dir": args.out_dir, "init_from": args.init_from,
+                             # out_dir as given is from the folder it was run in, and a link (latest) may point on
+                             "path": os.path.realpath(args.out_dir),
                              "iter_num": getattr(args, "iter_num", None),  # which save of out_dir/ckpt.pt
                              "convert_method": args.convert_method,  # None where load_model tied no V to K
                              "converted_from": args.converted_from or None,  # the fields the conversion changed

@@ -864,7 +864,7 @@ def load_source():
         # offline, "download gpt2 once where there is a network" was the advice, and after the download this refusal
         # data not prepared, or a damaged meta.json, was the same: the hub first, then open_data's sentence; its
         # checks now come first, as below with GPT-2's shape (known before its weights)
-        open_data(data_dir, block_size, gptconf.vocab_size, resuming=True)
+        open_data(data_dir, block_size, gptconf.vocab_size, resuming=init_from)  # no checkpoint's data to name
         theirs = m.get("tokenizer") if isinstance(m := data_meta(), dict) else None
         if isinstance(theirs, str) and theirs != "r50k_base":
             other_tokenizer(theirs, init_from, "r50k_base")

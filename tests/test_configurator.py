@@ -490,6 +490,12 @@ def test_two_config_files_quoted_as_one_are_named_so(monkeypatch):
         configure(DEFAULTS, ["config/cpu_tiny.py config/cpu_lm.py"])
     assert str(e.value) == ("config file 'config/cpu_tiny.py config/cpu_lm.py' is 2 files: quotes around several "
                             "pass them as one argument; give each as its own argument.")
+    for arg in ("config/cpu_tiny.py config/cpu-lm.py", "config/cpu-tiny.py config/cpu-lm.py"):
+        # one or both mistyped: was "did you mean config/cpu_lm.py?", which drops the first file
+        with pytest.raises(SystemExit) as e:
+            configure(DEFAULTS, [arg])
+        assert str(e.value) == (f"config file {arg!r} is 2 names: quotes around several pass them as one argument; "
+                                f"give each as its own argument.")
 
 
 @pytest.mark.parametrize("arg", ["config/q_kv_1b2.py", "config/q_k_v_1b2.py", "config/qkv_mqa_7b.py",

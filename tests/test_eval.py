@@ -778,7 +778,7 @@ def test_text_in_samples_file_form_or_a_token_file_is_one_sentence_that_fixes_it
                        f"document a line, and --text scores a file as one plain text, JSON syntax and all; write its "
                        f"documents' text to a .txt file (jq -r .text) and give that.")):
         (tmp_path / "docs.jsonl").write_text('{"text": "To be, or not to be."}\n')
-        (tmp_path / "docs.txt").write_text('{"text": "To be, or not to be."}\n')
+        (tmp_path / "docs.txt").write_text('\ufeff{"text": "To be, or not to be."}\n')  # a BOM: Notepad's
         with pytest.raises(SystemExit) as e:
             ev.main([f"--out_dir={tmp_path / 'run'}", f"--text={arg}", "--device=cpu"])
         assert str(e.value) == want
@@ -921,6 +921,29 @@ def test_another_run_on_the_same_text_never_replaces_the_results_in_its_out(tmp_
     ev.main([f"--out_dir={tmp_path / 'c'}", text, "--device=cpu", f"--out={tmp_path / 'c' / 'ev2'}"])
     with pytest.raises(SystemExit, match=r"another run \(.*ckpt.pt, not there now\)"):  # renamed or deleted: unknown
         ev.main([f"--out_dir={tmp_path / 'c'}", text, "--device=cpu", out])
+
+
+def test_a_run_recorded_from_another_folder_is_named_where_it_is(tmp_path, monkeypatch):
+    # pass 24 (fourth round): results.json recorded out_dir as given, from the folder eval.py ran in: run a evaluated
+    # from sub/ (../a), then b from tmp_path, was refused as "another run (../a)", a folder beside tmp_path, not a
+    for run in ("a", "b"):
+        make_ckpt(tmp_path / run, BYTES_META)
+    (tmp_path / "t.txt").write_text("the text of t, a few words\n")
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    ev.main(["--out_dir=../a", "--text=../t.txt", "--device=cpu", "--out=../ev"])
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        ev.main(["--out_dir=b", "--text=t.txt", "--device=cpu", "--out=ev"])
+    assert f"another run ({tmp_path / 'a'})" in str(e.value)
+    ev.main(["--out_dir=a", "--text=t.txt", "--device=cpu", "--out=ev"])  # the same run, from here: its own
+    # a link to the latest run, since pointed at another: out_dir as given is the same, the run is not
+    (tmp_path / "latest").symlink_to("a")
+    ev.main(["--out_dir=latest", "--text=t.txt", "--device=cpu", "--out=ev2"])
+    (tmp_path / "latest").unlink()
+    (tmp_path / "latest").symlink_to("b")
+    with pytest.raises(SystemExit, match=r"another run \(.*a\), which"):
+        ev.main(["--out_dir=latest", "--text=t.txt", "--device=cpu", "--out=ev2"])
 
 
 def test_a_text_file_replaced_by_another_text_is_another_evaluation(tmp_path):

@@ -516,6 +516,15 @@ def test_gpt2_on_data_open_data_refuses_is_refused_before_the_hub_is_asked(tmp_p
     msg = run_inprocess(monkeypatch, ["--init_from=gpt2", f"--data_dir={tmp_path / 'no'}",
                                       f"--out_dir={tmp_path / 'o'}"])
     assert msg.startswith(f"data_dir '{tmp_path / 'no'}' has no train.bin; prepare it with")
+    # r50k data shorter than GPT-2's block: was "or point --data_dir at the data the checkpoint was trained on"
+    make_data(tmp_path / "short", "r50k_base", 50257)
+    np.zeros(600, np.uint16).tofile(tmp_path / "short" / "val.bin")
+    meta = json.loads((tmp_path / "short" / "meta.json").read_text())
+    (tmp_path / "short" / "meta.json").write_text(json.dumps(dict(meta, val_tokens=600)))
+    msg = run_inprocess(monkeypatch, ["--init_from=gpt2", f"--data_dir={tmp_path / 'short'}",
+                                      f"--out_dir={tmp_path / 'o'}"])
+    assert msg == (f"{tmp_path / 'short' / 'val.bin'} holds 600 tokens, fewer than block_size + 1 (1025); prepare "
+                   f"more data (gpt2's block_size, which no setting changes).")
 
 
 def test_gpt2_without_network_is_one_clear_error(tmp_path):
