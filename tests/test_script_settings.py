@@ -199,50 +199,44 @@ def test_a_text_setting_without_a_default_given_spaces_is_one_line(script, capsy
     assert tried or script not in ("eval", "prepare_slimpajama", "experiments.analyze", "experiments.scaling")
 
 
-@pytest.mark.parametrize("script", SCRIPTS)
-def test_a_text_setting_holding_a_control_character_is_one_line(script, capsys):
-    # sample.py --out_dir=$'out\n' looked for 'out\n/ckpt.pt'; train.py --out_dir=$'x\n' trained into such a folder
-    parser, wrong = parser_of(script), []
+def text_refusals(parser, capsys, value, message):
+    """[(option, exit code, stderr lines)] of each plain text option of parser given value (after a space for a list
+    option, '=' for the rest) that does not exit 2 with one line ending in 'error: ' + message(option)."""
+    wrong = []
     required = {max(a.option_strings, key=len) for a in parser._actions if a.required and a.option_strings}
     for opt, a in settings(parser):
         if a.type is not None or a.choices:
             continue
-        args = [f"{o}=x" for o in required - {opt}] + ([opt, "x\ty"] if a.nargs == "+" else [f"{opt}=x\ty"])
+        args = [f"{o}=x" for o in required - {opt}] + ([opt, value] if a.nargs == "+" else [f"{opt}={value}"])
         with pytest.raises(SystemExit) as e:
             parser.parse_args(args)
         lines = [line for line in capsys.readouterr().err.splitlines() if line.strip() and not line.startswith(
             ("usage:", " "))]
-        if e.value.code != 2 or len(lines) != 1 or not lines[0].endswith(
-                f"error: {opt} holds the control character '\\t' ('x\\ty'), which no name or path means; give it "
-                f"without control characters"):
+        if e.value.code != 2 or len(lines) != 1 or not lines[0].endswith(f"error: {message(opt)}"):
             wrong.append((opt, e.value.code, lines))
-    assert wrong == []
+    return wrong
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_text_setting_holding_a_control_character_is_one_line(script, capsys):
+    # sample.py --out_dir=$'out\n' looked for 'out\n/ckpt.pt'; train.py --out_dir=$'x\n' trained into such a folder
+    assert text_refusals(parser_of(script), capsys, "x\ty", lambda opt: (
+        f"{opt} holds the control character '\\t' ('x\\ty'), which no name or path means; give it without control "
+        f"characters")) == []
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_a_text_setting_holding_another_option_quoted_in_is_one_line(script, capsys):
     # "$ARGS" quoted in a script: bench.py '--out=x --quick' ran the full benchmark (10 minutes) into 'x --quick',
     # eval.py '--out=r --text=t.txt' the default tasks into 'r --text=t.txt' (train.py refused it: configure)
-    parser, wrong = parser_of(script), []
-    required = {max(a.option_strings, key=len) for a in parser._actions if a.required and a.option_strings}
+    parser = parser_of(script)
     other = (flags(parser) + settings(parser))[0][0]  # one of this parser's own options, a flag where it has one
-    for opt, a in settings(parser):
-        if a.type is not None or a.choices:
-            continue
-        for inner in (other, "--max_iters=1"):  # its own option, a flag at the end too; any --word=
-            value = f"x {inner}"
-            args = [f"{o}=x" for o in required - {opt}] + ([opt, value] if a.nargs == "+" else [f"{opt}={value}"])
-            with pytest.raises(SystemExit) as e:
-                parser.parse_args(args)
-            lines = [line for line in capsys.readouterr().err.splitlines() if line.strip() and not line.startswith(
-                ("usage:", " "))]
-            if e.value.code != 2 or len(lines) != 1 or not lines[0].endswith(
-                    f"error: {opt}='{value}' holds another setting, {inner}: quotes around several settings pass them "
-                    f"as one argument; give each --key=value as its own argument"):
-                wrong.append((opt, inner, e.value.code, lines))
-    assert wrong == []
-    assert parser.parse_known_args([f"{opt}=my run --b" for opt, a in settings(parser) if a.type is None
-                                    and not a.choices and a.nargs is None][:1])[0] is not None  # a name stays a name
+    for inner in (other, "--max_iters=1"):  # its own option, a flag at the end too; any --word=
+        assert text_refusals(parser, capsys, f"x {inner}", lambda opt: (
+            f"{opt}='x {inner}' holds another setting, {inner}: quotes around several settings pass them as one "
+            f"argument; give each --key=value as its own argument")) == [], inner
+    names = [opt for opt, a in settings(parser) if a.type is None and not a.choices and a.nargs is None]
+    parser.parse_known_args([f"{opt}=my run --b" for opt in names[:1]])  # a name stays a name: no SystemExit
 
 
 @pytest.mark.parametrize("script", ["experiments.rope", "experiments.retrofit"])
