@@ -718,10 +718,10 @@ def r50k(prefix="", fix=""):
                              f"names the file {folder}, and tiktoken takes the folder its cached file is in; set "
                              f"TIKTOKEN_CACHE_DIR={where}, with the file saved there as "
                              f"{os.path.basename(cached)}{fix}.") from None
-        if folder and os.path.isfile(os.path.join(folder, "r50k_base.tiktoken")) and not os.path.exists(cached):
+        if folder and os.path.isfile(hand) and not os.path.exists(cached):
             raise SystemExit(f"{prefix}could not load tiktoken's r50k_base ({type(e).__name__}): tiktoken reads its "
-                             f"cache by the sha1 of the file's URL, not as r50k_base.tiktoken; rename "
-                             f"{os.path.join(folder, 'r50k_base.tiktoken')} to {cached}{fix}.") from None
+                             f"cache by the sha1 of the file's URL, not as r50k_base.tiktoken; rename {hand} to "
+                             f"{cached}{fix}.") from None
         raise SystemExit(f"{prefix}could not load tiktoken's r50k_base ({type(e).__name__}); offline, set "
                          f"TIKTOKEN_CACHE_DIR to a folder that holds {R50K_URL} saved as {cached}{fix}.") from None
 
