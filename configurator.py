@@ -314,17 +314,17 @@ def configure(defaults, args, usage=None, hints=None):
                 raise SystemExit(f"config file {why}" if (why := closed_stream(arg)) else
                                  f"config file {arg!r} is a link to {os.readlink(arg)!r}, which does not exist; "
                                  f"restore what it points to, or give another file.")
-            if not os.path.exists(arg) and (error := held_setting("config file", arg, defaults)):
-                # "$ARGS" quoted: 'config/x.py --max_iters=5' was told "overrides are written --key=value", as it was
-                raise SystemExit(f"{error}.")
-            if not os.path.exists(arg) and len(parts := arg.split()) > 1 and \
-                    (any(map(os.path.isfile, parts)) or all(p.endswith(".py") for p in parts)):
-                # "$CONFIGS" quoted: 'config/a.py config/b.py' was "did you mean config/b.py?", a without a word, and
-                # so was 'config/a.py config/b-typo.py' (one of them not there): the first is named here, not dropped
-                raise SystemExit(f"config file {arg!r} is {len(parts)} " + ("files" if all(map(os.path.isfile, parts))
-                                 else "names") + ": quotes around several pass them as one argument; give each as "
-                                 "its own argument.")
             if not os.path.exists(arg):  # a pipe is read as a file: <(make_config) or /dev/stdin
+                if error := held_setting("config file", arg, defaults):
+                    # "$ARGS" quoted: 'config/x.py --max_iters=5' was told "overrides are written --key=value"
+                    raise SystemExit(f"{error}.")
+                if len(parts := arg.split()) > 1 and (any(map(os.path.isfile, parts))
+                                                      or all(p.endswith(".py") for p in parts)):
+                    # "$CONFIGS" quoted: 'config/a.py config/b.py' was "did you mean config/b.py?", a without a
+                    # word, and so was 'config/a.py config/b-typo.py' (one not there): the first is named, not dropped
+                    raise SystemExit(f"config file {arg!r} is {len(parts)} " + (
+                        "files" if all(map(os.path.isfile, parts)) else "names") + ": quotes around several pass "
+                        "them as one argument; give each as its own argument.")
                 # `config/cpu_tiny`, `cpu_tiny.py`, or config/x.py run from another folder: the file meant is there
                 name = os.path.basename(arg.replace("\\", "/"))  # config\cpu_tiny.py, typed as on Windows
                 near = [p for p in (arg + ".py", os.path.join("config", name), os.path.join("config", name + ".py"),
