@@ -1371,6 +1371,23 @@ def eval_batches(val_tokens, block_size, batch_size, eval_tokens, world_size=1):
     return rows, min(asked, whole), asked > whole
 
 
+def iteration_tokens(config):
+    """Tokens per iteration of a run's settings (batch_size x block_size x gradient_accumulation_steps), or None
+    where one of them is not a positive int (a hand-edited checkpoint): train.py's total_tokens counts in them."""
+    sizes = [config.get(k) for k in ("batch_size", "block_size", "gradient_accumulation_steps")]
+    return math.prod(sizes) if all(type(n) is int and n > 0 for n in sizes) else None
+
+
+def run_length(config):
+    """The max_iters a run of these settings trains to, or None: total_tokens > 0 sets it from the tokens per
+    iteration, and the config keeps the max_iters it left unread (analyze called a finished --total_tokens run
+    'iteration 40 of 600000: not finished'; a resume's cosine note read the same)."""
+    total, per_iteration = config.get("total_tokens"), iteration_tokens(config)
+    if type(total) is int and total > 0:
+        return total // per_iteration if per_iteration else None
+    return config.get("max_iters")
+
+
 def scored_tokens(val_tokens, block_size, batch_size, eval_tokens, world_size=1):
     """The validation tokens train.py's evaluation scores over its world_size processes (eval_batches): what a study's
     report names, not eval_tokens, which a smaller val.bin cuts to its whole batches (cpu_lm, retrofit and scaling said

@@ -53,10 +53,10 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
-from checkpoint import (atomic_write, dangling, eval_batches, file_above, guard_assets, json_text, load_checkpoint,
-                        load_json, lock_held, log_lines, log_text, masked, masked_file, missing_dirs, open_data,
-                        other_data, perplexity, remove_empty, remove_leftovers, save_checkpoint, scored_tokens,
-                        space_fix, token_count, unlocked, unreadable)
+from checkpoint import (atomic_write, dangling, eval_batches, file_above, guard_assets, iteration_tokens, json_text,
+                        load_checkpoint, load_json, lock_held, log_lines, log_text, masked, masked_file, missing_dirs,
+                        open_data, other_data, perplexity, remove_empty, remove_leftovers, run_length,
+                        save_checkpoint, scored_tokens, space_fix, token_count, unlocked, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, missing_device,
                           open_files_fix, out_of_memory, range_error, tolerant_output)
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, conversion_note, convert_state_dict, exact_fit,
@@ -562,8 +562,7 @@ if ckpt:
         sys.exit(0)
     # total_tokens counts iterations of this run's size: a resume under another batch or accumulation ended the run
     # at other token counts than total_tokens, or called it done ("raise --total_tokens") short of them, unsaid
-    sizes = [{**defaults, **ckpt["config"]}[k] for k in ("batch_size", "block_size", "gradient_accumulation_steps")]
-    was_tokens = math.prod(sizes) if all(type(n) is int and n > 0 for n in sizes) else tokens_per_iter
+    was_tokens = iteration_tokens({**defaults, **ckpt["config"]}) or tokens_per_iter
     if init_from == "resume" and total_tokens and was_tokens != tokens_per_iter:
         seen, need = done * was_tokens, done + max(0, -(-(total_tokens - done * was_tokens) // tokens_per_iter))
         tokens_note = (f"total_tokens={total_tokens:,} sets max_iters={max_iters} at {tokens_per_iter:,} tokens per "
@@ -610,8 +609,7 @@ if ckpt:
     saved = {**defaults, **ckpt["config"]}
     # the run's own end: total_tokens > 0 set its max_iters (its config keeps the max_iters it left unread), and the
     # run's advice to raise --total_tokens stretched the cosine without a word
-    sizes = [saved[k] for k in ("total_tokens", "batch_size", "block_size", "gradient_accumulation_steps")]
-    ran = sizes[0] // math.prod(sizes[1:]) if all(type(n) is int and n > 0 for n in sizes) else saved["max_iters"]
+    ran = saved["max_iters"] if (ran := run_length(saved)) is None else ran
     end = saved["lr_decay_iters"] or ran
     if master and not config["lr_decay_iters"] and \
             warmup_iters < done and type(end) is int and end != lr_decay_iters and get_lr(done, end) != get_lr(done):

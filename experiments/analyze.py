@@ -43,7 +43,8 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import torch
 
 from checkpoint import (atomic_write, check_study_run, guard_assets, in_assets, load_checkpoint, new_dirs, other_data,
-                        outputs_free, present, read_json, save_figure, script, together, tokens, unwritable)
+                        outputs_free, present, read_json, run_length, save_figure, script, together, tokens,
+                        unwritable)
 from configurator import Parser, as_text, cli, number
 from convert import affine_fit
 from model import GPT, GPTConfig
@@ -285,16 +286,6 @@ def load(out_dir):
     meta = ckpt.get("meta", {})
     config = ckpt.get("config", {})
     return model.eval(), config.get("data_dir"), ckpt["iter_num"], meta.get("tokenizer"), meta, run_length(config)
-
-
-def run_length(config):
-    """The max_iters the run trained to: total_tokens > 0 sets it from the tokens per iteration, as train.py does (a
-    finished run of --total_tokens was 'iteration 40 of 600000: not finished', train.py's default max_iters)."""
-    total, sizes = config.get("total_tokens"), [config.get(k) for k in ("batch_size", "block_size",
-                                                                         "gradient_accumulation_steps")]
-    if type(total) is int and total > 0:
-        return total // math.prod(sizes) if all(type(n) is int and n > 0 for n in sizes) else None
-    return config.get("max_iters")
 
 
 def val_tokens(data_dir, n_tokens, block_size, tokenizer=None):
