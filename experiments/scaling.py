@@ -316,13 +316,15 @@ def data_file(args):
 
 def data_line(data_dir):
     """scaling_data.txt: the folder, then what its meta.json records of the text (token counts, the inputs'
-    fingerprint) as JSON: data_dir prepared again from another text, with the run folders deleted (their rows
+    fingerprint and contents) as JSON: data_dir prepared again from another text, with the run folders deleted (their rows
     stay), trained the rest on the new text beside the old rows, exit 0."""
     try:
         meta = load_json(os.path.join(data_dir, "meta.json"))
     except (OSError, ValueError):  # checked by open_data before the runs: gone since
         meta = {}
-    keep = {k: meta[k] for k in ("train_tokens", "val_tokens") if k in meta}
+    # inputs_sha256: the same text prepared again from a cp -r copy (new times, another shards_sha1) is this data, as
+    # it is to train.py; without it, a copied project's root was refused as "prepared again"
+    keep = {k: meta[k] for k in ("train_tokens", "val_tokens", "inputs_sha256") if k in meta}
     if isinstance(meta.get("settings"), dict) and "shards_sha1" in meta["settings"]:
         keep["settings"] = {"shards_sha1": meta["settings"]["shards_sha1"]}
     return f"{data_dir}\n{json.dumps(keep)}\n"

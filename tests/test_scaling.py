@@ -132,6 +132,25 @@ def test_rows_without_run_folders_are_not_read_as_the_same_folder_prepared_again
                             f"prepare the data as it was, or give another --root for the data as it is now.")
 
 
+def test_rows_of_data_prepared_again_from_a_copy_of_the_same_text_are_this_datas(tmp_path):
+    # scaling_data.txt kept shards_sha1 (names, sizes, times) but not inputs_sha256 (contents): the project copied
+    # with cp -r (new times) and its data prepared again from the copy was refused as "prepared again", where
+    # train.py and sample.py take it as the same data
+    root = table_without_runs(tmp_path)
+    meta_path = tmp_path / "data" / "meta.json"
+    meta = {**json.loads(meta_path.read_text()), "settings": {"shards_sha1": "a"}, "inputs_sha256": "same text"}
+    meta_path.write_text(json.dumps(meta))
+    (root / "scaling_data.txt").write_text(scaling.data_line(str(tmp_path / "data")))
+    assert json.loads((root / "scaling_data.txt").read_text().splitlines()[1])["inputs_sha256"] == "same text"
+    args = ["--quick", "--report", f"--data_dir={tmp_path / 'data'}", f"--root={root}"]
+    meta_path.write_text(json.dumps({**meta, "settings": {"shards_sha1": "b"}}))  # the copy: new times
+    scaling.main(args)
+    assert (root / "scaling.md").exists()
+    meta_path.write_text(json.dumps({**meta, "settings": {"shards_sha1": "b"}, "inputs_sha256": "other text"}))
+    with pytest.raises(SystemExit, match="before it was prepared again \\(input files of other names"):
+        scaling.main(args)
+
+
 @pytest.mark.parametrize("report", [["--report"], []])
 def test_a_root_of_quick_runs_is_refused_by_the_full_grid(tmp_path, monkeypatch, report):
     # the quick grid's rows in a --root the full grid then reported (other --data_dir: its table beside its runs)
