@@ -104,6 +104,21 @@ def partial_prefix(prefix, complete):
     return prefix + "_partial" if same and os.path.exists(complete + ".md") else prefix
 
 
+def drop_partial(complete):
+    """Once complete.* is written, remove the partial report partial_prefix put beside an earlier complete one: the
+    stale complete_partial.* stayed there, reporting fewer runs than the report beside it."""
+    stale = complete + "_partial"
+    try:
+        with open(stale + ".md", encoding="utf-8", errors="replace") as f:
+            ours = f.read(8) == "PARTIAL:"  # only what a partial report wrote
+    except OSError:
+        return
+    for ext in (".md", ".csv", ".png") if ours else ():
+        if os.path.isfile(stale + ext):
+            os.remove(stale + ext)
+    print(f"removed {stale}.*, a partial report: {complete}.* now reports every run", file=sys.stderr)
+
+
 def partial_report(missing, total, prefix, complete):
     """Say that a study's report leaves out its unfinished runs (missing, of total) and goes to prefix.*, not to
     complete.*, where the report of every run goes (a quick run's are one place)."""

@@ -34,9 +34,9 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 
 import torch
 
-from checkpoint import (atomic_write, check_study_run, data_counts, data_name, hold_lock, load_checkpoint, new_dirs,
-                        open_data, partial_prefix, partial_report, read_log, repo_path, reports_free, save_figure,
-                        scored_tokens, together, train_first, writable_dir)
+from checkpoint import (atomic_write, check_study_run, data_counts, data_name, drop_partial, hold_lock, load_checkpoint,
+                        new_dirs, open_data, partial_prefix, partial_report, read_log, repo_path, reports_free,
+                        save_figure, scored_tokens, together, train_first, writable_dir)
 from configurator import Parser, cli, run_child
 from model import GPT, GPTConfig
 
@@ -212,6 +212,8 @@ def report():
         write_csv(results, prefix)
         plot(results, prefix)
     print(f"wrote {prefix}.md, {prefix}.csv, {prefix}.png")
+    if not missing:
+        drop_partial(ASSETS)
 
 
 def get_parser():

@@ -45,10 +45,10 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import numpy as np
 import torch
 
-from checkpoint import (atomic_write, check_study_run, data_counts, data_name, eval_batches, hold_lock, load_checkpoint,
-                        log_lines, log_text, new_dirs, open_data, partial_prefix, partial_report, present, read_log,
-                        read_table, repo_path, reports_free, save_figure, scored_tokens, together, token_count, tokens,
-                        train_first, writable_dir)
+from checkpoint import (atomic_write, check_study_run, data_counts, data_name, drop_partial, eval_batches, hold_lock,
+                        load_checkpoint, log_lines, log_text, new_dirs, open_data, partial_prefix, partial_report,
+                        present, read_log, read_table, repo_path, reports_free, save_figure, scored_tokens, together,
+                        token_count, tokens, train_first, writable_dir)
 from configurator import Parser, cli, run_child
 from convert import convert_state_dict
 from model import GPT, GPTConfig
@@ -487,6 +487,8 @@ def report(s, command):
         write_csv(recs, prefix)
         plot(recs, s, prefix)
     print(f"wrote {prefix}.md, .csv, .png")
+    if not missing:
+        drop_partial(s["assets"])
 
 
 def get_parser():

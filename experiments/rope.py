@@ -40,9 +40,9 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import numpy as np
 import torch
 
-from checkpoint import (atomic_write, check_study_run, data_name, default_data, hold_lock, load_checkpoint, new_dirs,
-                        open_data, partial_prefix, partial_report, present, read_json, read_table, repo_path,
-                        reports_free, save_figure, together, tokens, train_first, writable_dir)
+from checkpoint import (atomic_write, check_study_run, data_name, default_data, drop_partial, hold_lock,
+                        load_checkpoint, new_dirs, open_data, partial_prefix, partial_report, present, read_json,
+                        read_table, repo_path, reports_free, save_figure, together, tokens, train_first, writable_dir)
 from configurator import Parser, cli, run_child
 from model import GPT, GPTConfig
 
@@ -233,6 +233,8 @@ def report(rows, missing, args, wall):
         plot(rows, prefix + ".png")
     print("\n".join(md))
     print(f"wrote {prefix}.md, {prefix}.csv, {prefix}.png")
+    if not missing:
+        drop_partial(args.assets)
 
 
 class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):

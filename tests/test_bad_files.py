@@ -1799,6 +1799,27 @@ def test_rope_scores_the_same_bytes_at_every_length_of_a_small_val_bin(tmp_path)
     assert rope.scored_at_every_length(np.zeros(111_539), 256) == rope.EVAL_TOKENS  # the default data's: as before
 
 
+def test_a_complete_quick_report_removes_the_partial_one_it_replaces(tmp_path, capsys):
+    # a run folder deleted, --quick --report wrote NAME_partial.* beside the complete quick report; trained again,
+    # the complete report was written and the stale partial one stayed beside it, reporting fewer runs
+    args = argparse.Namespace(quick=True, data_dir=str(tmp_path / "mine"), root=str(tmp_path), iters=60, seeds=[1337],
+                              assets=str(tmp_path / "rope"), scored=1024)
+    rows = [{"variant": v, "seed": 1337, "length": 256, "loss": 2.5} for v in rope.VARIANTS]
+    rope.report(rows, [], args, 0.0)
+    rope.report(rows[1:], [f"{next(iter(rope.VARIANTS))}_s1337"], args, 0.0)
+    assert (tmp_path / "rope_partial.md").read_text().startswith("PARTIAL:")
+    assert sorted(p.name for p in tmp_path.glob("rope_partial.*")) == ["rope_partial.csv", "rope_partial.md",
+                                                                       "rope_partial.png"]
+    (tmp_path / "rope_partial.txt").write_text("the user's\n")
+    rope.report(rows, [], args, 0.0)
+    assert sorted(p.name for p in tmp_path.glob("rope_partial.*")) == ["rope_partial.txt"]
+    assert f"removed {tmp_path / 'rope_partial'}.*, a partial report: {tmp_path / 'rope'}.* now reports every run" \
+        in capsys.readouterr().err
+    (tmp_path / "rope_partial.md").write_text("notes of my own\n")  # not a partial report: kept
+    rope.report(rows, [], args, 0.0)
+    assert (tmp_path / "rope_partial.md").read_text() == "notes of my own\n"
+
+
 def test_retrofit_partial_report_goes_to_the_runs_folder_and_a_torn_cache_is_recomputed(world, tmp_path, capsys,
                                                                                       monkeypatch):
     s = dict(retrofit.FULL, root=str(tmp_path / "out-retrofit"), assets=str(tmp_path / "assets" / "retrofit"),
