@@ -1818,6 +1818,10 @@ def test_a_complete_quick_report_removes_the_partial_one_it_replaces(tmp_path, c
     (tmp_path / "rope_partial.md").write_text("notes of my own\n")  # not a partial report: kept
     rope.report(rows, [], args, 0.0)
     assert (tmp_path / "rope_partial.md").read_text() == "notes of my own\n"
+    (tmp_path / "rope_partial.md").unlink()
+    (tmp_path / "rope_partial.md").mkdir()  # a folder of that name, or one unreadable: nothing to remove, no traceback
+    rope.report(rows, [], args, 0.0)
+    assert (tmp_path / "rope_partial.md").is_dir()
 
 
 def test_retrofit_partial_report_goes_to_the_runs_folder_and_a_torn_cache_is_recomputed(world, tmp_path, capsys,
@@ -2567,6 +2571,9 @@ BY_HAND = {  # reads a test of their own covers, each named: (test file, its tes
     # a hand-downloaded r50k_base.tiktoken, hashed once it is a readable file: empty, cut short or another file is
     # "not r50k_base's ... download it again", a folder or unreadable file is not read
     "checkpoint.py:r50k:hand": ("test_bad_files.py", "test_a_tiktoken_cache_this_user_cannot_read_is_named"),
+    # a study's stale partial report, read for its PARTIAL header: another file there, or a folder, is kept
+    "checkpoint.py:drop_partial:stale + '.md'": ("test_bad_files.py",
+                                                 "test_a_complete_quick_report_removes_the_partial_one_it_replaces"),
 }
 NOT_USER = {
     "bench.py:measure:os.path.join(stage, name)": "the staging folder this run made and wrote",
