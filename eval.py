@@ -15,11 +15,9 @@ import difflib
 import errno
 import glob
 import hashlib
-import json
 import math
 import numbers
 import os
-import re
 import shlex
 import sys
 import time
@@ -39,8 +37,8 @@ from checkpoint import (VOCABS, atomic_write, guard_assets, hold_lock, json_text
 from configurator import Parser, cli, number
 from convert import hub_reachable
 from model import GPTConfig
-from sample import (CHECKPOINT_HINTS, CONTEXT_HINTS, CONVERT_HINTS, DTYPES, EOT, add_model_args,
-                    check_conversion_args, check_device, get_tokenizer, load_model, read_text_file as read_file)
+from sample import (CHECKPOINT_HINTS, CONTEXT_HINTS, CONVERT_HINTS, DTYPES, EOT, JSONL, add_model_args,
+                    check_conversion_args, check_device, get_tokenizer, json_lines, load_model, read_text_file as read_file)
 
 try:
     from lm_eval import simple_evaluate
@@ -240,24 +238,13 @@ def text_perplexity(lm, path, text):
             "text": {"path": path, "tokens": len(ids) - 1, "words": words, "bytes": nbytes, "logprob": logp}}
 
 
-def json_lines(text):
-    """Whether text's first line is a JSON document as prepare's .jsonl holds them ({"text": "..."})."""
-    # not text.lstrip(): a copy of a 200 MB text; a BOM (Notepad's .jsonl saved as .txt) before it is no text
-    # nor its first line unless a "{" begins it: text8 is one line of 100 MB
-    first = re.match(r"[\s\ufeff]*(\{[^\n]*)?", text)[1] or ""
-    try:
-        return first.startswith("{") and isinstance(json.loads(first).get("text"), str)
-    except ValueError:
-        return False
-
-
 def read_text_file(path):
     # every byte of the file is scored and counted, "\r\n" too; sample.py's prefix FILE: is no part of a path here
     fix = f"--text takes the path itself: --text={path[5:]}" if path.startswith("FILE:") and \
         os.path.exists(path[5:]) and not os.path.exists(path) else "give a text file"
     jsonl = ("--text={}: a .jsonl file is JSON, one document a line, and --text scores a file as one plain text, "
              "JSON syntax and all; write its documents' text to a .txt file (jq -r .text) and give that.")
-    if os.path.realpath(path).lower().endswith((".jsonl", ".jsonl.zst")):
+    if os.path.realpath(path).lower().endswith(JSONL):
         # prepare's document files: read as one text, their JSON syntax ({"text": ..., escapes) was scored with the
         # documents, exit 0
         raise SystemExit(jsonl.format(path))

@@ -11,8 +11,10 @@ r50k_base. For both, "<|endoftext|>" in the prompt and in the output is the docu
 --compile=True runs the one-token decode steps through torch.compile (generate(compile=True)).
 """
 import argparse
+import json
 import numbers
 import os
+import re
 import time
 from contextlib import nullcontext
 from dataclasses import replace
@@ -160,6 +162,20 @@ def check_conversion_args(p, args):
     args.calib_tokens = args.calib_tokens or CALIB_TOKENS
 
 
+JSONL = (".jsonl", ".jsonl.zst")  # prepare's document files: JSON, one document a line
+
+
+def json_lines(text):
+    """Whether text's first line is a JSON document as prepare's .jsonl holds them ({"text": "..."})."""
+    # not text.lstrip(): a copy of a 200 MB text; a BOM (Notepad's .jsonl saved as .txt) before it is no text
+    # nor its first line unless a "{" begins it: text8 is one line of 100 MB
+    first = re.match(r"[\s\ufeff]*(\{[^\n]*)?", text)[1] or ""
+    try:
+        return first.startswith("{") and isinstance(json.loads(first).get("text"), str)
+    except ValueError:
+        return False
+
+
 def read_text(arg, flag):
     return read_text_file(arg[5:], f"{flag}={arg}", "give the text or FILE:<a text file>") \
         if arg.startswith("FILE:") else arg
@@ -224,7 +240,13 @@ def calibration(args, cfg, meta, data_dir):
     tokens. -> (ids, where they come from)."""
     bs, n = cfg.block_size, args.calib_tokens
     if args.calib is not None:
-        every = get_tokenizer(meta)[0](read_text(args.calib, "--calib"))
+        text = read_text(args.calib, "--calib")
+        if args.calib.startswith("FILE:") and (os.path.realpath(home(args.calib[5:])).lower().endswith(JSONL)
+                                               or json_lines(text)):  # fitted on JSON syntax and all, exit 0
+            raise SystemExit(f"--calib={args.calib}: this file holds JSON documents, one a line (prepare's .jsonl), "
+                             f"and --calib is one plain text; write their text to a .txt file (jq -r .text) and "
+                             f"give that.")
+        every = get_tokenizer(meta)[0](text)
         ids, where, held = every[:n], "--calib", len(every)
     else:
         own = own_val_tokens(data_dir, meta, n, cfg.vocab_size)

@@ -266,6 +266,26 @@ def test_calibration_of_no_more_tokens_than_lstsq_fits_is_refused(tmp_path, caps
     assert "lstsq fitted on 192 tokens of --calib" in out.splitlines()[0]
 
 
+def test_a_calibration_file_of_json_documents_is_refused(tmp_path, capsys):
+    # prepare's .jsonl (or its lines saved as .txt) as --calib: lstsq fitted on the JSON syntax with the text, and the
+    # conversion was reported as fitted on "tokens of --calib", exit 0; --text refuses the same files
+    make_ckpt(tmp_path, BYTES_META)
+    line = json.dumps({"text": "To be, or not to be, that is the question. " * 4}) + "\n"
+    for name in ("docs.jsonl", "docs.txt"):
+        (tmp_path / name).write_text(line * 10)
+        with pytest.raises(SystemExit) as e:
+            run(capsys, tmp_path, "--proj=qk_v", f"--calib=FILE:{tmp_path / name}", "--max_new_tokens=1")
+        assert str(e.value) == (f"--calib=FILE:{tmp_path / name}: this file holds JSON documents, one a line "
+                                f"(prepare's .jsonl), and --calib is one plain text; write their text to a .txt file "
+                                f"(jq -r .text) and give that.")
+    (tmp_path / "docs.txt").write_text(json.loads(line)["text"] * 10)  # their text: fitted on
+    out = run(capsys, tmp_path, "--proj=qk_v", f"--calib=FILE:{tmp_path / 'docs.txt'}", "--max_new_tokens=1",
+              "--num_samples=1")
+    assert "lstsq fitted on" in out and "tokens of --calib" in out
+    out = run(capsys, tmp_path, "--proj=qk_v", "--calib=" + line * 10, "--max_new_tokens=1", "--num_samples=1")
+    assert "lstsq fitted on" in out  # typed in, JSON or not, it is the text the user gave
+
+
 def test_a_conversion_to_what_the_checkpoint_is_says_nothing_is_converted(tmp_path, capsys):
     # it sampled with exit 0 and no word, and the --calib file it was given was never read
     make_ckpt(tmp_path, BYTES_META, proj="qk_v")
