@@ -527,6 +527,12 @@ class GPT(nn.Module):
         if not torch.is_tensor(pos) and pos + T > limit:  # a tensor pos is generate's compiled step, checked there
             raise ValueError(f"sequence of {pos + T} tokens is longer than the "
                              f"{'cache max_len' if cache is not None else 'block_size'} of {limit}.")
+        if cache is not None and self.config.attn == "linear" and not torch.is_tensor(pos) and pos == 0:
+            # a sequence starts with an empty state: a cache reused for the next prompt with cache.pos = 0 (enough
+            # for softmax's buffers, which are written over) carried the last prompt's sums into it without a word
+            for layer in cache.layers:
+                for t in layer.values():
+                    t.zero_()
         lengths = None
         if cache is not None and T == 1:
             lengths = cache.lengths

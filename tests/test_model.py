@@ -192,6 +192,16 @@ def test_cached_decoding_equals_full_forward(proj, kv, attn):
                                                                                    use_cache=False))
 
 
+@pytest.mark.parametrize("attn", ["softmax", "linear"])
+def test_a_cache_reused_from_position_0_forgets_the_last_prompt(attn):
+    # cache.pos = 0 starts the next prompt: linear attention's state kept the last prompt's sums (logits 0.01 off)
+    model, idx = tiny(proj="qk_v", attn=attn), torch.randint(0, VOCAB, (2, 9))
+    cache = model.new_cache(2, 9)
+    model(idx.flip(1), cache=cache)
+    cache.pos = 0
+    torch.testing.assert_close(model(idx, cache=cache)[0], model(idx)[0][:, -1:], atol=1e-5, rtol=1e-5)
+
+
 def test_sampled_generation_is_reproducible_and_cropped_without_cache():
     model = tiny(proj="qk_v")
     prompt = torch.randint(0, VOCAB, (2, 4))
