@@ -1237,6 +1237,7 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
     --block_size to set, so the fix it is given is the command that prepares such data; nor has a run resumed or
     converted from a checkpoint (resuming), whose vocab_size and block_size are that checkpoint's (or the hub's
     model's: resuming is then its name)."""
+    data_dir = os.fspath(data_dir)  # a notebook's pathlib.Path was shlex.quote's TypeError below
     # a model too small for r50k's vocabulary reads byte-level data: the hub's default set would not fit it
     command = BYTES_DATA if study or vocab_size < VOCABS["r50k_base"] else "python prepare_slimpajama.py --out_dir={}"
     command = command.replace("prepare_slimpajama.py", script("prepare_slimpajama.py"), 1)

@@ -197,6 +197,8 @@ def test_data_without_the_recorded_fields_still_opens(tmp_path):
     assert checkpoint.open_data(str(tmp_path), 32, 256)["vocab_size"] == 256
     set_meta(tmp_path, dtype="uint16", train_max_token=16, val_max_token=16)
     assert checkpoint.open_data(str(tmp_path), 32, 512)["train_max_token"] == 16
+    # a notebook's pathlib.Path, as load_checkpoint and tokens take: shlex.quote's TypeError traceback
+    assert checkpoint.open_data(tmp_path, 32, 256)["vocab_size"] == 256
 
 
 def gone(path):
