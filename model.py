@@ -449,6 +449,16 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
+def retie(model, incompatible_keys=None):
+    """The output layer is the token embedding again after load_state_dict(..., assign=True) gave each name its own
+    Parameter over one storage (a state dict's two names of the tied weight): each optimizer step moved it twice."""
+    wte, head = model.transformer.wte.weight, model.lm_head.weight
+    if wte is not head and wte.shape == head.shape and wte.device.type != "meta" and \
+            wte.untyped_storage().data_ptr() == head.untyped_storage().data_ptr() and \
+            wte.storage_offset() == head.storage_offset():
+        model.transformer.wte.weight = head
+
+
 class GPT(nn.Module):
 
     def __init__(self, config):
@@ -472,6 +482,7 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.transformer.wte.weight = self.lm_head.weight
+            self.register_load_state_dict_post_hook(retie)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):  # GPT-2: residual projections scaled by 1/sqrt(2 n_layer)
@@ -480,6 +491,15 @@ class GPT(nn.Module):
                 nn.init.constant_(p, 1.0 / config.pos_conv)
             elif name.endswith("conv.bias"):
                 nn.init.zeros_(p)
+
+    def _apply(self, fn, *args, **kwargs):
+        # .to_empty() and .to() off the meta device make each module a new Parameter, one for each name of the tied
+        # weight: the two then trained apart (num_params counted both) without a word
+        tied = self.transformer.wte.weight is self.lm_head.weight  # untied by hand stays so
+        super()._apply(fn, *args, **kwargs)
+        if tied:
+            self.transformer.wte.weight = self.lm_head.weight
+        return self
 
     def _init_weights(self, module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
