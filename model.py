@@ -15,6 +15,7 @@ With proj="qkv", n_kv_head=0, attn="softmax", pos_conv=0 this is exactly a GPT-2
 """
 
 import contextlib
+import copy
 import math
 import numbers
 from dataclasses import dataclass, fields, replace
@@ -159,10 +160,35 @@ class Cache:
         # [B] int32 = pos + 1 for the one-token step under way: the decode kernel's valid lengths, refilled in
         # place by GPT.forward once per step instead of allocated in every layer
         self.lengths = lengths
+        self.end = 0  # the position the buffers were last filled to (None after a tensor pos): linear's state sums them
 
     @property
     def nbytes(self):
         return sum(t.numel() * t.element_size() for layer in self.layers for t in layer.values())
+
+    def __deepcopy__(self, memo):
+        # a branch (beam search) of buffers written by a forward outside torch.no_grad(): torch's deepcopy refused
+        # them ("Only Tensors created explicitly by the user ... support the deepcopy protocol")
+        new = copy.copy(self)
+        new.layers = [{k: t.detach().clone() for k, t in layer.items()} for layer in self.layers]
+        new.lengths = self.lengths.clone()
+        new.pos = self.pos.clone() if torch.is_tensor(self.pos) else self.pos
+        return new
+
+
+def check_state_position(cache, pos):
+    """Linear attention's cache is a sum over every position before cache.end: at pos 0 it starts empty (a cache
+    reused for the next prompt with cache.pos = 0 carried the last prompt's sums without a word), and any other
+    pos must be that end (cache.pos -= 1 to drop a rejected draft token kept the token in the sums, logits 0.007
+    off, without a word)."""
+    if pos == 0:
+        for layer in cache.layers:
+            for t in layer.values():
+                t.zero_()
+    elif cache.end is not None and pos != cache.end:
+        raise ValueError(f"cache.pos is {pos}, and linear attention's state sums the first {cache.end} positions: it "
+                         f"cannot go back or skip; start again at cache.pos = 0, or keep a copy.deepcopy(cache) to "
+                         f"return to.")
 
 
 def pos_conv_features(L, n, K, device, period=0):
@@ -544,15 +570,14 @@ class GPT(nn.Module):
             raise ValueError("targets must be None with a cache: a cached forward returns the last position's "
                              "logits only; compute the loss without the cache.")
         limit = cache.max_len if cache is not None else self.config.block_size
+        # set by hand (a rewind): -1 was the position table's IndexError, 2.0 the embedding's RuntimeError
+        if not (torch.is_tensor(pos) or isinstance(pos, numbers.Integral) and not isinstance(pos, bool) and pos >= 0):
+            raise ValueError(f"cache.pos must be an integer >= 0, the tokens already in the cache; got {pos!r}.")
         if not torch.is_tensor(pos) and pos + T > limit:  # a tensor pos is generate's compiled step, checked there
             raise ValueError(f"sequence of {pos + T} tokens is longer than the "
                              f"{'cache max_len' if cache is not None else 'block_size'} of {limit}.")
-        if cache is not None and self.config.attn == "linear" and not torch.is_tensor(pos) and pos == 0:
-            # a sequence starts with an empty state: a cache reused for the next prompt with cache.pos = 0 (enough
-            # for softmax's buffers, which are written over) carried the last prompt's sums into it without a word
-            for layer in cache.layers:
-                for t in layer.values():
-                    t.zero_()
+        if cache is not None and self.config.attn == "linear" and not torch.is_tensor(pos):
+            check_state_position(cache, pos)
         lengths = None
         if cache is not None and T == 1:
             lengths = cache.lengths
@@ -570,6 +595,7 @@ class GPT(nn.Module):
             x = block(x, cache.layers[i] if cache is not None else None, pos, lengths)
         if cache is not None:
             cache.pos += T
+            cache.end = None if torch.is_tensor(pos) else cache.pos
             x = x[:, -1:]
         logits = self.lm_head(self.transformer.ln_f(x))
         loss = None

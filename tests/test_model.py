@@ -1,5 +1,6 @@
 """model.py: every projection variant x GQA/MQA x softmax/linear x (X)+, checked against formulas written here."""
 
+import copy
 import math
 from types import SimpleNamespace
 
@@ -210,13 +211,31 @@ def test_cached_decoding_equals_full_forward(proj, kv, attn):
 
 
 @pytest.mark.parametrize("attn", ["softmax", "linear"])
-def test_a_cache_reused_from_position_0_forgets_the_last_prompt(attn):
+def test_a_cache_reused_from_position_0_forgets_the_last_prompt_and_cannot_rewind_linear(attn):
     # cache.pos = 0 starts the next prompt: linear attention's state kept the last prompt's sums (logits 0.01 off)
     model, idx = tiny(proj="qk_v", attn=attn), torch.randint(0, VOCAB, (2, 9))
     cache = model.new_cache(2, 9)
     model(idx.flip(1), cache=cache)
     cache.pos = 0
     torch.testing.assert_close(model(idx, cache=cache)[0], model(idx)[0][:, -1:], atol=1e-5, rtol=1e-5)
+    # a rejected draft token dropped with cache.pos -= 1: softmax's buffer is written over, linear's sums keep it
+    # (logits 0.007 off, no word); a branch kept with deepcopy, also of buffers written outside torch.no_grad()
+    cache.pos = 5
+    if attn == "linear":
+        with pytest.raises(ValueError, match="cache.pos is 5, and linear attention's state sums the first 9 "
+                                             "positions: it cannot go back or skip"):
+            model(idx[:, 5:6], cache=cache)
+    else:
+        torch.testing.assert_close(model(idx[:, 5:6], cache=cache)[0], model(idx[:, :6])[0][:, -1:])
+    cache = model.new_cache(2, 9)
+    model(idx[:, :4], cache=cache)  # outside no_grad the buffers are no leaves: torch's deepcopy refused them
+    branch = copy.deepcopy(cache)
+    model(idx[:, 6:8], cache=cache)
+    torch.testing.assert_close(model(idx[:, 4:6], cache=branch)[0], model(idx[:, :6])[0][:, -1:])
+    for pos in (-1, 2.0):  # the position table's IndexError, the embedding's RuntimeError
+        cache.pos = pos
+        with pytest.raises(ValueError, match=f"cache.pos must be an integer >= 0.*; got {pos}"):
+            model(idx[:, :1], cache=cache)
 
 
 def test_sampled_generation_is_reproducible_and_cropped_without_cache():
