@@ -15,7 +15,6 @@ With proj="qkv", n_kv_head=0, attn="softmax", pos_conv=0 this is exactly a GPT-2
 """
 
 import contextlib
-import copy
 import math
 import numbers
 from dataclasses import dataclass, fields, replace
@@ -166,14 +165,11 @@ class Cache:
     def nbytes(self):
         return sum(t.numel() * t.element_size() for layer in self.layers for t in layer.values())
 
-    def __deepcopy__(self, memo):
-        # a branch (beam search) of buffers written by a forward outside torch.no_grad(): torch's deepcopy refused
-        # them ("Only Tensors created explicitly by the user ... support the deepcopy protocol")
-        new = copy.copy(self)
-        new.layers = [{k: t.detach().clone() for k, t in layer.items()} for layer in self.layers]
-        new.lengths = self.lengths.clone()
-        new.pos = self.pos.clone() if torch.is_tensor(self.pos) else self.pos
-        return new
+    def __getstate__(self):
+        # the buffers' values only: written by a forward outside torch.no_grad(), torch's deepcopy refused them (a
+        # beam search's branch: "Only Tensors created explicitly by the user ... support the deepcopy protocol"),
+        # and torch.save kept their requires_grad, so the loaded cache's first write was autograd's RuntimeError
+        return {**self.__dict__, "layers": [{k: t.detach() for k, t in layer.items()} for layer in self.layers]}
 
 
 def check_state_position(cache, pos):
@@ -498,6 +494,7 @@ class GPT(nn.Module):
         # (cfg.block_size = 64; GPT(cfg)) changed this model's config under it, which then no longer described its
         # layers (a forward past the old block_size was an IndexError)
         self.config = config = replace(config)
+        self.built = replace(config)  # what the layers are: model.config changed later no longer describes them
         wpe = {"wpe": nn.Embedding(config.block_size, config.n_embd)} if config.pos_emb == "learned" else {}
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
@@ -542,6 +539,7 @@ class GPT(nn.Module):
         With a cache, idx continues the sequence from cache.pos, the cache advances by T, and only the last
         position's logits are computed, [B, 1, vocab]: a prompt never pays for a [T, vocab] output layer."""
         check_tokens(idx, targets)
+        self.check_config()
         B, T = idx.shape
         if cache is not None and not isinstance(cache, Cache):  # a dict or list: an AttributeError on .pos
             raise ValueError(f"cache must be None or a Cache from model.new_cache(batch_size, max_len); got "
@@ -609,6 +607,19 @@ class GPT(nn.Module):
                 raise out_of_vocab("targets", targets, self.config.vocab_size, ", or -1 (not scored)") from None
         return logits, loss
 
+    def check_config(self):
+        """model.config as built: model.config.block_size = 64, to try a longer context, was an IndexError in the
+        position table, and a changed proj or dropout described a model other than the layers without a word."""
+        built = self.__dict__.get("built")  # None in a model pickled (torch.save(model)) before it was kept
+        if torch.compiler.is_compiling() or built is None or self.config == built:
+            return
+        changed = next(f.name for f in fields(built) if getattr(self.config, f.name) != getattr(built, f.name))
+        how = ("convert its weights with convert.convert_state_dict" if changed in ("proj", "n_kv_head") else
+               "load this model's state_dict into it")
+        raise ValueError(f"model.config.{changed} was changed after the model was built ({getattr(built, changed)!r} "
+                         f"-> {getattr(self.config, changed)!r}), and the layers are the old config's; build GPT(config) "
+                         f"with the new one and {how}.")
+
     def kv_bytes_per_token(self, dtype=torch.bfloat16):
         """Cache bytes one more token of context costs, all layers (0 for linear attention: its state is fixed)."""
         if not isinstance(dtype, torch.dtype):
@@ -620,6 +631,7 @@ class GPT(nn.Module):
 
     def new_cache(self, batch_size, max_len, dtype=torch.float32, device="cpu"):
         """Pre-allocated decode buffers; dtype should be the dtype attention computes in."""
+        self.check_config()
         whole = lambda n, least: isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= least
         if not (whole(batch_size, 1) and whole(max_len, 0)):
             raise ValueError(f"new_cache needs batch_size >= 1 and max_len >= 0, integers; got {batch_size!r} and "
@@ -641,6 +653,7 @@ class GPT(nn.Module):
         fed back) must fit block_size. Without: full forward, context cropped to the last block_size tokens, the
         prompt's too. compile=True runs the one-token steps through torch.compile: the position is a tensor (see
         Cache), so one graph serves every step; the prefill stays eager."""
+        self.check_config()
         check_sampling(idx, self.config.vocab_size, max_new_tokens, temperature, top_k, use_cache, compile)
         if self.training and self.config.dropout > 0:  # as eval.CheckpointLM: else it samples under dropout, and
             # greedy decoding gave other tokens on every call without a word

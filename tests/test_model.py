@@ -1,6 +1,7 @@
 """model.py: every projection variant x GQA/MQA x softmax/linear x (X)+, checked against formulas written here."""
 
 import copy
+import io
 import math
 from types import SimpleNamespace
 
@@ -232,6 +233,10 @@ def test_a_cache_reused_from_position_0_forgets_the_last_prompt_and_cannot_rewin
     branch = copy.deepcopy(cache)
     model(idx[:, 6:8], cache=cache)
     torch.testing.assert_close(model(idx[:, 4:6], cache=branch)[0], model(idx[:, :6])[0][:, -1:])
+    saved = io.BytesIO()  # saved with its requires_grad, the loaded cache's first write was autograd's error
+    torch.save(branch, saved)
+    saved.seek(0)
+    model(idx[:, 6:7], cache=torch.load(saved, weights_only=False))
     for pos in (-1, 2.0):  # the position table's IndexError, the embedding's RuntimeError
         cache.pos = pos
         with pytest.raises(ValueError, match=f"cache.pos must be an integer >= 0.*; got {pos}"):
@@ -707,6 +712,19 @@ def test_a_config_changed_for_the_next_model_leaves_the_first_as_built():
         first(torch.zeros(1, BLOCK + 1, dtype=torch.long))
     with pytest.raises(ValueError, match="another model"):  # a Q-K=V cache, whose K a QKV model would read as V
         first(torch.zeros(1, 2, dtype=torch.long), cache=second.new_cache(1, 4))
+
+
+@pytest.mark.parametrize("field, value, fix", [("block_size", 2 * BLOCK, "load this model's state_dict"),
+                                               ("proj", "qk_v", "convert its weights"), ("dropout", 0.5, "load")])
+def test_model_config_changed_after_the_build_is_one_sentence(field, value, fix):
+    # model.config.block_size = 64, to try a longer context, was the position table's IndexError; a changed proj
+    # or dropout described a model other than its layers without a word
+    model = tiny()
+    setattr(model.config, field, value)
+    for call in (lambda: model(torch.zeros(1, BLOCK + 1, dtype=torch.long)), lambda: model.new_cache(1, 4),
+                 lambda: model.generate(torch.zeros(1, 2, dtype=torch.long), 2)):
+        with pytest.raises(ValueError, match=f"model.config.{field} was changed after the model was built .*{fix}"):
+            call()
 
 
 def test_targets_sliced_from_one_batch_or_int32_give_the_same_loss():
