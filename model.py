@@ -611,7 +611,7 @@ class GPT(nn.Module):
         """model.config as built: model.config.block_size = 64, to try a longer context, was an IndexError in the
         position table, and a changed proj or dropout described a model other than the layers without a word."""
         built = self.__dict__.get("built")  # None in a model pickled (torch.save(model)) before it was kept
-        if torch.compiler.is_compiling() or built is None or self.config == built:
+        if built is None or self.config == built:
             return
         changed = next(f.name for f in fields(built) if getattr(self.config, f.name) != getattr(built, f.name))
         how = ("convert its weights with convert.convert_state_dict" if changed in ("proj", "n_kv_head") else

@@ -722,7 +722,8 @@ def test_model_config_changed_after_the_build_is_one_sentence(field, value, fix)
     model = tiny()
     setattr(model.config, field, value)
     for call in (lambda: model(torch.zeros(1, BLOCK + 1, dtype=torch.long)), lambda: model.new_cache(1, 4),
-                 lambda: model.generate(torch.zeros(1, 2, dtype=torch.long), 2)):
+                 lambda: model.generate(torch.zeros(1, 2, dtype=torch.long), 2),
+                 lambda: torch.compile(model, backend="eager")(torch.zeros(1, BLOCK + 1, dtype=torch.long))):
         with pytest.raises(ValueError, match=f"model.config.{field} was changed after the model was built .*{fix}"):
             call()
 
