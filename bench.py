@@ -195,7 +195,7 @@ def fill_cache(cache, upto):
     for layer in cache.layers:
         for t in layer.values():
             t.uniform_()
-    cache.pos = upto
+    cache.pos = cache.end = upto  # end: linear attention's state stands for that many positions
 
 
 def bench_decode(args, device):

@@ -776,6 +776,9 @@ def present(path, fix=""):
     return os.path.exists(path)
 
 
+META_FORM = ", 'meta': json.load(open('data/x/meta.json'))"  # the part of a checkpoint that names its tokenizer
+
+
 def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     """-> the checkpoint dict at path (ckpt.pt or its out_dir) with the keys asked for, its model weights renamed
     without wrapper prefixes and checked, name by name and shape by shape, against a model built from its
@@ -820,12 +823,17 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
         if obj := re.search(r"Unsupported global: GLOBAL (\S+)", str(e)):
             raise SystemExit(f"{path} holds a Python object ({obj[1]}) that a weights-only load refuses: a checkpoint "
                              f"holds tensors and plain values, {{'model': model.state_dict(), 'model_args': "
-                             f"dataclasses.asdict(config)}}; save it so, or {again}.") from None
+                             f"dataclasses.asdict(config){META_FORM if 'meta' in keys else ''}}}; save it so, or "
+                             f"{again}.") from None
         if not path.endswith(".pt"):  # a run's log.jsonl, a data file: sound, only no checkpoint: nothing to restore
             raise SystemExit(f"{path} is not a checkpoint ({type(e).__name__}); point to the out_dir that holds "
                              f"train.py's ckpt.pt, or to the ckpt.pt itself.") from None
         raise SystemExit(f"{path} is corrupt or not a checkpoint written by train.py ({type(e).__name__}); restore "
                          f"it or {again}.") from None
+    # a notebook's own {'model', 'model_args'}, as the message above advises, lacks only the meta sample.py reads
+    if missing_keys == ["meta"]:
+        raise SystemExit(f"{path} has no meta, which names the tokenizer of the data it was trained on: add it to the "
+                         f"checkpoint ({{..., {META_FORM[2:]}}}, the data's meta.json), or {point}.")
     if missing_keys:
         raise SystemExit(f"{path} has no {', '.join(missing_keys)}: it is not a checkpoint written by train.py; "
                          f"{point}.")
@@ -1075,6 +1083,10 @@ def check_weights(state, cfg, path, again="train again"):
         n = len(missing) + len(extra) + len(bad)
         raise SystemExit(f"{path} {what}{f' (and {n - 1} more weights disagree)' if n > 1 else ''}: its weights do "
                          f"not match its own model_args; restore the file or {again}.")
+    bad = next((k for k, t in state.items() if t.is_meta), None)
+    if bad:  # a model built under torch.device("meta") and saved: its NaN check below was a torch traceback
+        raise SystemExit(f"{path} holds {bad} on the meta device, a shape without values (a model built under "
+                         f"torch.device('meta')); save a model with its weights, or {again}.")
     bad = next((k for k, t in state.items() if not t.is_floating_point()), None)
     if bad:  # copied into the model's float weights, integers would load without a word
         raise SystemExit(f"{path} holds {bad} as {state[bad].dtype}, and the model's weights are floating point: the "
@@ -1240,6 +1252,7 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
     --block_size to set, so the fix it is given is the command that prepares such data; nor has a run resumed or
     converted from a checkpoint (resuming), whose vocab_size and block_size are that checkpoint's (or the hub's
     model's: resuming is then its name)."""
+    data_dir = os.fspath(data_dir)  # a notebook's pathlib.Path was shlex.quote's TypeError below
     # a model too small for r50k's vocabulary reads byte-level data: the hub's default set would not fit it
     command = BYTES_DATA if study or vocab_size < VOCABS["r50k_base"] else "python prepare_slimpajama.py --out_dir={}"
     command = command.replace("prepare_slimpajama.py", script("prepare_slimpajama.py"), 1)

@@ -276,6 +276,9 @@ def check_state(state, model):
         raise ValueError(f"state does not fit src_config at {bad} ({how}); pass the GPTConfig its weights were "
                          f"trained with (a checkpoint's model_args), and the weights without a wrapper's prefix "
                          f"(_orig_mod., module.).")
+    bad = next((k for k, t in state.items() if t.is_meta), None)
+    if bad is not None:  # a model built under torch.device("meta"): the NaN check below was a torch traceback
+        raise ValueError(f"state holds {bad} on the meta device, a shape without values; pass a model's weights.")
     # a diverged run's: lstsq and split failed inside LAPACK with torch's "please report a bug" assert
     bad = next((k for k, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
     if bad is not None:

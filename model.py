@@ -159,10 +159,32 @@ class Cache:
         # [B] int32 = pos + 1 for the one-token step under way: the decode kernel's valid lengths, refilled in
         # place by GPT.forward once per step instead of allocated in every layer
         self.lengths = lengths
+        self.end = 0  # the position the buffers were last filled to (None after a tensor pos): linear's state sums them
 
     @property
     def nbytes(self):
         return sum(t.numel() * t.element_size() for layer in self.layers for t in layer.values())
+
+    def __getstate__(self):
+        # the buffers' values only: written by a forward outside torch.no_grad(), torch's deepcopy refused them (a
+        # beam search's branch: "Only Tensors created explicitly by the user ... support the deepcopy protocol"),
+        # and torch.save kept their requires_grad, so the loaded cache's first write was autograd's RuntimeError
+        return {**self.__dict__, "layers": [{k: t.detach() for k, t in layer.items()} for layer in self.layers]}
+
+
+def check_state_position(cache, pos):
+    """Linear attention's cache is a sum over every position before cache.end: at pos 0 it starts empty (a cache
+    reused for the next prompt with cache.pos = 0 carried the last prompt's sums without a word), and any other
+    pos must be that end (cache.pos -= 1 to drop a rejected draft token kept the token in the sums, logits 0.007
+    off, without a word)."""
+    if pos == 0:
+        for layer in cache.layers:
+            for t in layer.values():
+                t.zero_()
+    elif cache.end is not None and pos != cache.end:
+        raise ValueError(f"cache.pos is {pos}, and linear attention's state sums the first {cache.end} positions: it "
+                         f"cannot go back or skip; start again at cache.pos = 0, or keep a copy.deepcopy(cache) to "
+                         f"return to.")
 
 
 def pos_conv_features(L, n, K, device, period=0):
@@ -449,6 +471,16 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
+def retie(model, incompatible_keys=None):
+    """The output layer is the token embedding again after load_state_dict(..., assign=True) gave each name its own
+    Parameter over one storage (a state dict's two names of the tied weight): each optimizer step moved it twice."""
+    wte, head = model.transformer.wte.weight, model.lm_head.weight
+    if wte is not head and wte.shape == head.shape and wte.device.type != "meta" and \
+            wte.untyped_storage().data_ptr() == head.untyped_storage().data_ptr() and \
+            wte.storage_offset() == head.storage_offset():
+        model.transformer.wte.weight = head
+
+
 class GPT(nn.Module):
 
     def __init__(self, config):
@@ -462,6 +494,7 @@ class GPT(nn.Module):
         # (cfg.block_size = 64; GPT(cfg)) changed this model's config under it, which then no longer described its
         # layers (a forward past the old block_size was an IndexError)
         self.config = config = replace(config)
+        self.built = replace(config)  # what the layers are: model.config changed later no longer describes them
         wpe = {"wpe": nn.Embedding(config.block_size, config.n_embd)} if config.pos_emb == "learned" else {}
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
@@ -472,6 +505,7 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.transformer.wte.weight = self.lm_head.weight
+            self.register_load_state_dict_post_hook(retie)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):  # GPT-2: residual projections scaled by 1/sqrt(2 n_layer)
@@ -480,6 +514,15 @@ class GPT(nn.Module):
                 nn.init.constant_(p, 1.0 / config.pos_conv)
             elif name.endswith("conv.bias"):
                 nn.init.zeros_(p)
+
+    def _apply(self, fn, *args, **kwargs):
+        # .to_empty() and .to() off the meta device make each module a new Parameter, one for each name of the tied
+        # weight: the two then trained apart (num_params counted both) without a word
+        tied = self.transformer.wte.weight is self.lm_head.weight  # untied by hand stays so
+        super()._apply(fn, *args, **kwargs)
+        if tied:
+            self.transformer.wte.weight = self.lm_head.weight
+        return self
 
     def _init_weights(self, module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -496,6 +539,7 @@ class GPT(nn.Module):
         With a cache, idx continues the sequence from cache.pos, the cache advances by T, and only the last
         position's logits are computed, [B, 1, vocab]: a prompt never pays for a [T, vocab] output layer."""
         check_tokens(idx, targets)
+        self.check_config()
         B, T = idx.shape
         if cache is not None and not isinstance(cache, Cache):  # a dict or list: an AttributeError on .pos
             raise ValueError(f"cache must be None or a Cache from model.new_cache(batch_size, max_len); got "
@@ -524,9 +568,14 @@ class GPT(nn.Module):
             raise ValueError("targets must be None with a cache: a cached forward returns the last position's "
                              "logits only; compute the loss without the cache.")
         limit = cache.max_len if cache is not None else self.config.block_size
+        # set by hand (a rewind): -1 was the position table's IndexError, 2.0 the embedding's RuntimeError
+        if not (torch.is_tensor(pos) or isinstance(pos, numbers.Integral) and not isinstance(pos, bool) and pos >= 0):
+            raise ValueError(f"cache.pos must be an integer >= 0, the tokens already in the cache; got {pos!r}.")
         if not torch.is_tensor(pos) and pos + T > limit:  # a tensor pos is generate's compiled step, checked there
             raise ValueError(f"sequence of {pos + T} tokens is longer than the "
                              f"{'cache max_len' if cache is not None else 'block_size'} of {limit}.")
+        if cache is not None and self.config.attn == "linear" and not torch.is_tensor(pos):
+            check_state_position(cache, pos)
         lengths = None
         if cache is not None and T == 1:
             lengths = cache.lengths
@@ -544,6 +593,7 @@ class GPT(nn.Module):
             x = block(x, cache.layers[i] if cache is not None else None, pos, lengths)
         if cache is not None:
             cache.pos += T
+            cache.end = None if torch.is_tensor(pos) else cache.pos
             x = x[:, -1:]
         logits = self.lm_head(self.transformer.ln_f(x))
         loss = None
@@ -557,6 +607,19 @@ class GPT(nn.Module):
                 raise out_of_vocab("targets", targets, self.config.vocab_size, ", or -1 (not scored)") from None
         return logits, loss
 
+    def check_config(self):
+        """model.config as built: model.config.block_size = 64, to try a longer context, was an IndexError in the
+        position table, and a changed proj or dropout described a model other than the layers without a word."""
+        built = self.__dict__.get("built")  # None in a model pickled (torch.save(model)) before it was kept
+        if built is None or self.config == built:
+            return
+        changed = next(f.name for f in fields(built) if getattr(self.config, f.name) != getattr(built, f.name))
+        how = ("convert its weights with convert.convert_state_dict" if changed in ("proj", "n_kv_head") else
+               "load this model's state_dict into it")
+        raise ValueError(f"model.config.{changed} was changed after the model was built ({getattr(built, changed)!r} "
+                         f"-> {getattr(self.config, changed)!r}), and the layers are the old config's; build GPT(config) "
+                         f"with the new one and {how}.")
+
     def kv_bytes_per_token(self, dtype=torch.bfloat16):
         """Cache bytes one more token of context costs, all layers (0 for linear attention: its state is fixed)."""
         if not isinstance(dtype, torch.dtype):
@@ -568,6 +631,7 @@ class GPT(nn.Module):
 
     def new_cache(self, batch_size, max_len, dtype=torch.float32, device="cpu"):
         """Pre-allocated decode buffers; dtype should be the dtype attention computes in."""
+        self.check_config()
         whole = lambda n, least: isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= least
         if not (whole(batch_size, 1) and whole(max_len, 0)):
             raise ValueError(f"new_cache needs batch_size >= 1 and max_len >= 0, integers; got {batch_size!r} and "
@@ -589,6 +653,7 @@ class GPT(nn.Module):
         fed back) must fit block_size. Without: full forward, context cropped to the last block_size tokens, the
         prompt's too. compile=True runs the one-token steps through torch.compile: the position is a tensor (see
         Cache), so one graph serves every step; the prefill stays eager."""
+        self.check_config()
         check_sampling(idx, self.config.vocab_size, max_new_tokens, temperature, top_k, use_cache, compile)
         if self.training and self.config.dropout > 0:  # as eval.CheckpointLM: else it samples under dropout, and
             # greedy decoding gave other tokens on every call without a word

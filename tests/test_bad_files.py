@@ -197,6 +197,8 @@ def test_data_without_the_recorded_fields_still_opens(tmp_path):
     assert checkpoint.open_data(str(tmp_path), 32, 256)["vocab_size"] == 256
     set_meta(tmp_path, dtype="uint16", train_max_token=16, val_max_token=16)
     assert checkpoint.open_data(str(tmp_path), 32, 512)["train_max_token"] == 16
+    # a notebook's pathlib.Path, as load_checkpoint and tokens take: shlex.quote's TypeError traceback
+    assert checkpoint.open_data(tmp_path, 32, 256)["vocab_size"] == 256
 
 
 def gone(path):
@@ -724,6 +726,24 @@ def test_a_checkpoint_saved_by_hand_with_python_objects_is_not_called_corrupt(sa
     assert re.fullmatch(f"{tmp_path / 'mine.pt'} holds a Python object \\({name}[^)]*\\) that a weights-only load "
                         "refuses: a checkpoint holds tensors and plain values, {'model': model.state_dict\\(\\), "
                         "'model_args': dataclasses.asdict\\(config\\)}; save it so, or train again.", str(e.value))
+
+
+def test_a_checkpoint_saved_by_hand_is_told_the_meta_that_sample_py_reads(tmp_path):
+    # saved as the message above advises, sample.py's load called it "not a checkpoint written by train.py", and
+    # a model built on the meta device and saved was a torch traceback in the NaN check
+    model = GPT(GPTConfig(block_size=8, vocab_size=16, n_layer=1, n_head=2, n_embd=8))
+    torch.save({"model": model.state_dict(), "model_args": model.config}, tmp_path / "ckpt.pt")
+    with pytest.raises(SystemExit, match=r"model.GPTConfig.*dataclasses.asdict\(config\), 'meta': json.load"):
+        checkpoint.load_checkpoint(str(tmp_path), ("model", "model_args", "meta"))
+    torch.save({"model": model.state_dict(), "model_args": asdict(model.config)}, tmp_path / "ckpt.pt")
+    with pytest.raises(SystemExit, match="has no meta, which names the tokenizer of the data it was trained on: add "
+                                         r"it to the checkpoint \(\{..., 'meta': json.load"):
+        checkpoint.load_checkpoint(str(tmp_path), ("model", "model_args", "meta"))
+    with torch.device("meta"):
+        model = GPT(model.config)
+    torch.save({"model": model.state_dict(), "model_args": asdict(model.config)}, tmp_path / "ckpt.pt")
+    with pytest.raises(SystemExit, match="holds transformer.wte.weight on the meta device, a shape without values"):
+        checkpoint.load_checkpoint(str(tmp_path))
 
 
 def test_a_sound_checkpoint_loaded_with_keys_none_is_not_called_corrupt(tmp_path):

@@ -225,6 +225,9 @@ def test_lstsq_without_calibration_tokens_is_refused():
     (lambda st, dst: convert_state_dict({**st, "transformer.h.0.attn.c_attn.weight": torch.full_like(
         st["transformer.h.0.attn.c_attn.weight"], float("nan"))}, CFG, dst, "lstsq", IDX),
      "state holds NaN or inf in transformer.h.0.attn.c_attn.weight"),
+    # a model built on the meta device: the NaN check above was torch's "cannot be called on meta tensors"
+    (lambda st, dst: convert_state_dict({k: t.to("meta") for k, t in st.items()}, CFG, dst, "k"),
+     "state holds transformer.wte.weight on the meta device"),
 ])
 def test_bad_calibration_states_and_configs_are_one_sentence(call, field):
     with pytest.raises(ValueError, match=field) as e:

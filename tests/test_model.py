@@ -1,5 +1,7 @@
 """model.py: every projection variant x GQA/MQA x softmax/linear x (X)+, checked against formulas written here."""
 
+import copy
+import io
 import math
 from types import SimpleNamespace
 
@@ -106,6 +108,23 @@ def test_qkv_is_gpt2_naming_and_untied_head_is_separate():
     assert untied.num_params() == closed_form_params("qkv", 0) + VOCAB * N_EMBD
 
 
+def test_the_tie_survives_a_meta_device_start():
+    # GPT() on the meta device, then load_state_dict(assign=True) or to_empty(): each name of the tied weight became
+    # its own Parameter, which trained apart (3 AdamW steps: logits 0.77 off) and num_params counted twice
+    model, idx = tiny(proj="qk_v"), torch.randint(0, VOCAB, (2, 9))
+    for start in (lambda m: m.load_state_dict(model.state_dict(), assign=True),
+                  lambda m: m.to_empty(device="cpu").load_state_dict(model.state_dict())):
+        with torch.device("meta"):
+            loaded = GPT(model.config)
+        start(loaded)
+        assert loaded.lm_head.weight is loaded.transformer.wte.weight
+        assert loaded.num_params() == model.num_params()
+        torch.testing.assert_close(loaded.eval()(idx)[0], model(idx)[0])
+    untied = tiny()  # untied by hand stays so through a cast
+    untied.lm_head.weight = torch.nn.Parameter(untied.lm_head.weight + 1)
+    assert untied.double().lm_head.weight is not untied.transformer.wte.weight
+
+
 # ---------------------------------------------------------------- math identities
 
 @pytest.mark.parametrize("causal", [True, False])
@@ -190,6 +209,38 @@ def test_cached_decoding_equals_full_forward(proj, kv, attn):
     prompt = idx[:, :4]
     assert torch.equal(model.generate(prompt, 12, temperature=0), model.generate(prompt, 12, temperature=0,
                                                                                    use_cache=False))
+
+
+@pytest.mark.parametrize("attn", ["softmax", "linear"])
+def test_a_cache_reused_from_position_0_forgets_the_last_prompt_and_cannot_rewind_linear(attn):
+    # cache.pos = 0 starts the next prompt: linear attention's state kept the last prompt's sums (logits 0.01 off)
+    model, idx = tiny(proj="qk_v", attn=attn), torch.randint(0, VOCAB, (2, 9))
+    cache = model.new_cache(2, 9)
+    model(idx.flip(1), cache=cache)
+    cache.pos = 0
+    torch.testing.assert_close(model(idx, cache=cache)[0], model(idx)[0][:, -1:], atol=1e-5, rtol=1e-5)
+    # a rejected draft token dropped with cache.pos -= 1: softmax's buffer is written over, linear's sums keep it
+    # (logits 0.007 off, no word); a branch kept with deepcopy, also of buffers written outside torch.no_grad()
+    cache.pos = 5
+    if attn == "linear":
+        with pytest.raises(ValueError, match="cache.pos is 5, and linear attention's state sums the first 9 "
+                                             "positions: it cannot go back or skip"):
+            model(idx[:, 5:6], cache=cache)
+    else:
+        torch.testing.assert_close(model(idx[:, 5:6], cache=cache)[0], model(idx[:, :6])[0][:, -1:])
+    cache = model.new_cache(2, 9)
+    model(idx[:, :4], cache=cache)  # outside no_grad the buffers are no leaves: torch's deepcopy refused them
+    branch = copy.deepcopy(cache)
+    model(idx[:, 6:8], cache=cache)
+    torch.testing.assert_close(model(idx[:, 4:6], cache=branch)[0], model(idx[:, :6])[0][:, -1:])
+    saved = io.BytesIO()  # saved with its requires_grad, the loaded cache's first write was autograd's error
+    torch.save(branch, saved)
+    saved.seek(0)
+    model(idx[:, 6:7], cache=torch.load(saved, weights_only=False))
+    for pos in (-1, 2.0):  # the position table's IndexError, the embedding's RuntimeError
+        cache.pos = pos
+        with pytest.raises(ValueError, match=f"cache.pos must be an integer >= 0.*; got {pos}"):
+            model(idx[:, :1], cache=cache)
 
 
 def test_sampled_generation_is_reproducible_and_cropped_without_cache():
@@ -661,6 +712,20 @@ def test_a_config_changed_for_the_next_model_leaves_the_first_as_built():
         first(torch.zeros(1, BLOCK + 1, dtype=torch.long))
     with pytest.raises(ValueError, match="another model"):  # a Q-K=V cache, whose K a QKV model would read as V
         first(torch.zeros(1, 2, dtype=torch.long), cache=second.new_cache(1, 4))
+
+
+@pytest.mark.parametrize("field, value, fix", [("block_size", 2 * BLOCK, "load this model's state_dict"),
+                                               ("proj", "qk_v", "convert its weights"), ("dropout", 0.5, "load")])
+def test_model_config_changed_after_the_build_is_one_sentence(field, value, fix):
+    # model.config.block_size = 64, to try a longer context, was the position table's IndexError; a changed proj
+    # or dropout described a model other than its layers without a word
+    model = tiny()
+    setattr(model.config, field, value)
+    for call in (lambda: model(torch.zeros(1, BLOCK + 1, dtype=torch.long)), lambda: model.new_cache(1, 4),
+                 lambda: model.generate(torch.zeros(1, 2, dtype=torch.long), 2),
+                 lambda: torch.compile(model, backend="eager")(torch.zeros(1, BLOCK + 1, dtype=torch.long))):
+        with pytest.raises(ValueError, match=f"model.config.{field} was changed after the model was built .*{fix}"):
+            call()
 
 
 def test_targets_sliced_from_one_batch_or_int32_give_the_same_loss():
