@@ -445,11 +445,16 @@ config.update(model_args)
 block_size = model_args["block_size"]
 tokens_per_iter = batch_size * block_size * gradient_accumulation_steps
 if total_tokens and "max_iters" in given:  # one length set twice: total_tokens decided, and max_iters went unread
-    # "leave max_iters out" could not be done from the command line where a config file set it (cpu_tiny.py's 600)
+    # "leave max_iters out" could not be done from the command line where a config file set it (cpu_tiny.py's 600);
+    # a config file that sets both was never told to drop its max_iters, the one way to train by total_tokens
+    iters = total_tokens // tokens_per_iter
+    tokens = (f"for {total_tokens:,} tokens ({tokens_per_iter:,} per iteration)" if iters else
+              f"for one iteration ({tokens_per_iter:,} tokens: total_tokens={total_tokens:,} is less than one)")
+    both = "total_tokens" in given.filed and "max_iters" in given.filed and "max_iters" not in typed
     sys.exit(f"max_iters={max_iters} and total_tokens={total_tokens:,} are both set, and total_tokens > 0 decides "
-             f"max_iters; set --total_tokens=0 to train for max_iters, or --total_tokens=0 "
-             f"--max_iters={max(1, total_tokens // tokens_per_iter)} for {total_tokens:,} tokens ({tokens_per_iter:,} "
-             f"per iteration).")
+             f"max_iters; " + ("delete max_iters from the config file to train total_tokens, or " if both else "")
+             + f"set --total_tokens=0 to train for max_iters, or --total_tokens=0 --max_iters={max(1, iters)} "
+             f"{tokens}.")
 if total_tokens:
     max_iters = total_tokens // tokens_per_iter
     if max_iters == 0:
