@@ -1183,7 +1183,8 @@ if master:
     params = raw_model.num_params()
     params = f"{params / 1e6:.2f}M" if params >= 10_000 else f"{params:,}"
     print(f"{params} parameters, {cache}; {tokens_per_iter:,} tokens/iter = "
-          f"{batch_size} batch x {block_size} block x {accum} accumulation x {world_size} processes"
+          f"{batch_size} batch x {block_size} block x {accum} accumulation x {world_size} "
+          f"process{'es' if world_size > 1 else ''}"
           f"{f' ({parallel})' if ddp else ''}; {max_iters} iterations; "
           f"{device}, {dtype}{', activation checkpointing' if grad_ckpt else ''}")
 

@@ -569,6 +569,7 @@ def test_the_header_says_what_the_model_caches(tmp_path, data_dir, args, says):
     # x (16 x 16 + 16) x 4 bytes)
     r = train(data_dir, tmp_path / "out", "--max_iters=0", *args)
     assert f"0.03M parameters, {says} " in r.stdout
+    assert "x 2 accumulation x 1 process;" in r.stdout  # was "x 1 processes"
 
 
 def test_the_header_counts_a_small_models_parameters_exactly(tmp_path, data_dir):
