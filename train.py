@@ -1043,7 +1043,11 @@ LOAD = StateDictOptions(full_state_dict=True)  # every process reads the (memory
 if ckpt:  # resuming (any other run with a checkpoint in out_dir ended above)
     set_model_state_dict(model, ckpt["model"], options=LOAD)
     settings = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]  # this run's betas...
-    if isinstance(ckpt["optimizer"]["param_groups"][0]["params"][0], int):  # written before the names (issue 16)
+    if ckpt["iter_num"] == 0:
+        # no step taken (a max_iters=0 run): get_optimizer_state_dict fills an empty AdamW by a zero step, saved as
+        # step 1, and the resume's first update was bias-corrected as a second one (its losses left a fresh run's)
+        pass
+    elif isinstance(ckpt["optimizer"]["param_groups"][0]["params"][0], int):  # written before the names (issue 16)
         if fsdp:
             sys.exit(f"{ckpt_path} keys its optimizer state by position, the older format; resume it once with "
                      f"--parallel=ddp, whose next save writes the format --parallel=fsdp reads.")
