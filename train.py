@@ -445,11 +445,16 @@ config.update(model_args)
 block_size = model_args["block_size"]
 tokens_per_iter = batch_size * block_size * gradient_accumulation_steps
 if total_tokens and "max_iters" in given:  # one length set twice: total_tokens decided, and max_iters went unread
-    # "leave max_iters out" could not be done from the command line where a config file set it (cpu_tiny.py's 600)
+    # "leave max_iters out" could not be done from the command line where a config file set it (cpu_tiny.py's 600);
+    # a config file that sets both was never told to drop its max_iters, the one way to train by total_tokens
+    iters = total_tokens // tokens_per_iter
+    tokens = (f"for {total_tokens:,} tokens ({tokens_per_iter:,} per iteration)" if iters else
+              f"for one iteration ({tokens_per_iter:,} tokens: total_tokens={total_tokens:,} is less than one)")
+    both = "total_tokens" in given.filed and "max_iters" in given.filed and "max_iters" not in typed
     sys.exit(f"max_iters={max_iters} and total_tokens={total_tokens:,} are both set, and total_tokens > 0 decides "
-             f"max_iters; set --total_tokens=0 to train for max_iters, or --total_tokens=0 "
-             f"--max_iters={max(1, total_tokens // tokens_per_iter)} for {total_tokens:,} tokens ({tokens_per_iter:,} "
-             f"per iteration).")
+             f"max_iters; " + ("delete max_iters from the config file to train total_tokens, or " if both else "")
+             + f"set --total_tokens=0 to train for max_iters, or --total_tokens=0 --max_iters={max(1, iters)} "
+             f"{tokens}.")
 if total_tokens:
     max_iters = total_tokens // tokens_per_iter
     if max_iters == 0:
@@ -1038,7 +1043,11 @@ LOAD = StateDictOptions(full_state_dict=True)  # every process reads the (memory
 if ckpt:  # resuming (any other run with a checkpoint in out_dir ended above)
     set_model_state_dict(model, ckpt["model"], options=LOAD)
     settings = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]  # this run's betas...
-    if isinstance(ckpt["optimizer"]["param_groups"][0]["params"][0], int):  # written before the names (issue 16)
+    if ckpt["iter_num"] == 0:
+        # no step taken (a max_iters=0 run): get_optimizer_state_dict fills an empty AdamW by a zero step, saved as
+        # step 1, and the resume's first update was bias-corrected as a second one (its losses left a fresh run's)
+        pass
+    elif isinstance(ckpt["optimizer"]["param_groups"][0]["params"][0], int):  # written before the names (issue 16)
         if fsdp:
             sys.exit(f"{ckpt_path} keys its optimizer state by position, the older format; resume it once with "
                      f"--parallel=ddp, whose next save writes the format --parallel=fsdp reads.")
@@ -1178,7 +1187,8 @@ if master:
     params = raw_model.num_params()
     params = f"{params / 1e6:.2f}M" if params >= 10_000 else f"{params:,}"
     print(f"{params} parameters, {cache}; {tokens_per_iter:,} tokens/iter = "
-          f"{batch_size} batch x {block_size} block x {accum} accumulation x {world_size} processes"
+          f"{batch_size} batch x {block_size} block x {accum} accumulation x {world_size} "
+          f"process{'es' if world_size > 1 else ''}"
           f"{f' ({parallel})' if ddp else ''}; {max_iters} iterations; "
           f"{device}, {dtype}{', activation checkpointing' if grad_ckpt else ''}")
 

@@ -232,6 +232,17 @@ def test_resume_repeats_the_uninterrupted_run_exactly(tmp_path, data_dir):
     assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-6) for k in a)
 
 
+def test_a_max_iters_0_checkpoint_resumes_as_a_fresh_run(tmp_path, data_dir):
+    # get_optimizer_state_dict saved an AdamW that had taken no step as one zero step (step 1): the resume's first
+    # update was bias-corrected as a second, and its losses left the fresh run's from iteration 1, without a word
+    train(data_dir, tmp_path / "whole", "--max_iters=4")
+    train(data_dir, tmp_path / "split", "--max_iters=0")
+    train(data_dir, tmp_path / "split", "--max_iters=4", "--init_from=resume")
+    whole, split = losses(read_log(tmp_path / "whole")), losses(read_log(tmp_path / "split"))
+    assert [w[:2] for w in whole] == [s[:2] for s in split]
+    assert max(abs(w[2] - s[2]) for w, s in zip(whole, split)) <= 1e-6
+
+
 def test_ddp_on_two_processes_matches_one_process(tmp_path, data_dir):
     # global accumulation 4: two micro-steps on each of two processes, or four on one
     args = ["--max_iters=6", "--gradient_accumulation_steps=4"]
@@ -569,6 +580,7 @@ def test_the_header_says_what_the_model_caches(tmp_path, data_dir, args, says):
     # x (16 x 16 + 16) x 4 bytes)
     r = train(data_dir, tmp_path / "out", "--max_iters=0", *args)
     assert f"0.03M parameters, {says} " in r.stdout
+    assert "x 2 accumulation x 1 process;" in r.stdout  # was "x 1 processes"
 
 
 def test_the_header_counts_a_small_models_parameters_exactly(tmp_path, data_dir):

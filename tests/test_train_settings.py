@@ -512,6 +512,21 @@ def test_a_run_sized_by_total_tokens_is_told_to_raise_total_tokens(data_dir, tmp
     assert msg == said and not (tmp_path / "new").exists()
 
 
+def test_max_iters_beside_total_tokens_is_told_what_each_fix_trains(data_dir, tmp_path, monkeypatch):
+    base = [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'new'}"]
+    # a config file of the user's that sets both was told only to drop total_tokens, never to drop its max_iters
+    (tmp_path / "both.py").write_text("max_iters = 4\ntotal_tokens = 512\n")
+    msg = run_inprocess(monkeypatch, [str(tmp_path / "both.py"), *base])
+    assert msg == ("max_iters=4 and total_tokens=512 are both set, and total_tokens > 0 decides max_iters; delete "
+                   "max_iters from the config file to train total_tokens, or set --total_tokens=0 to train for "
+                   "max_iters, or --total_tokens=0 --max_iters=2 for 512 tokens (256 per iteration).")
+    # less than one iteration: "--max_iters=1 for 100 tokens" trains 256
+    msg = run_inprocess(monkeypatch, [*base, "--total_tokens=100", "--max_iters=4"])
+    assert msg.endswith("or --total_tokens=0 --max_iters=1 for one iteration (256 tokens: total_tokens=100 is less "
+                        "than one).")
+    assert not (tmp_path / "new").exists()
+
+
 def test_resume_on_data_too_short_for_its_block_size_names_the_data_not_block_size(finished, tmp_path, monkeypatch):
     out = shutil.copytree(finished, tmp_path / "run")
     short = tmp_path / "short"
