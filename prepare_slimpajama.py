@@ -416,6 +416,10 @@ def documents(path, split, val_fraction, start):
                 yield unit, s, piece
         return
     j = -1
+    if not path.endswith(".zst") and start == 0 and (hint := utf16(head(path), whole=False)):
+        # json.loads takes a line of UTF-16 too: its first document was read, then line 2 "not a JSON object"
+        yield 0, split, BadInput(f"{path}:1: not UTF-8{hint}", whole_shard=True)
+        return
     with open(path, "rb") as f:
         try:
             chunks = zst_chunks(f, path) if path.endswith(".zst") else iter(lambda: f.read(1 << 20), b"")
@@ -423,7 +427,11 @@ def documents(path, split, val_fraction, start):
                 if j < start or not line.strip():
                     continue
                 try:
-                    text = json.loads(line)["text"]
+                    obj = json.loads(line)
+                    if isinstance(obj, dict) and "text" not in obj:
+                        yield j, split, BadInput(f"{path}:{j + 1}: {no_text_field(obj, path)}")
+                        continue
+                    text = obj["text"]
                     if not isinstance(text, str):
                         raise TypeError(f"'text' is {type(text).__name__}, not a string")
                 except (ValueError, KeyError, TypeError) as e:
@@ -433,6 +441,18 @@ def documents(path, split, val_fraction, start):
                     yield j, route(split, j, val_fraction), text
         except zstandard.ZstdError as e:
             yield j + 1, split, BadInput(f"{path}: corrupt zstd data after line {j + 1} ({e})", whole_shard=True)
+
+
+def no_text_field(obj, path):
+    """A .jsonl line's object without a 'text' field: its fields, and the jq command that renames the one holding the
+    text (another corpus's 'content', or 'text' one level down). "--skip_bad" alone skipped every line."""
+    fields = ", ".join(repr(k) for k in list(obj)[:8])
+    name = next((f".{k}" for k, v in obj.items() if isinstance(v, str) and re.fullmatch(r"\w+", k)), None) or \
+        next((f".{k}.text" for k, v in obj.items() if isinstance(v, dict) and isinstance(v.get("text"), str)
+              and re.fullmatch(r"\w+", k)), None)
+    fix = f", e.g. jq -c '{{text: {name}}}' {path} > text.jsonl" if name else ""
+    return f"no 'text' field (its fields: {fields or 'none'}); prepare reads each line's 'text' string: rename the " \
+           f"field holding the document{fix}"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -764,6 +784,10 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=(), new
         if f.endswith(".txt") and (why := not_text(head(f))):
             sys.exit(f"error: {f}: {why}; give it as UTF-8 text, or rerun with --skip_bad to skip and count such "
                      f"input")
+        # UTF-16 with its byte order mark (Notepad's "Unicode", PowerShell 5's >): named before out_dir begins too,
+        # not after the files before it (the advice to delete out_dir, to start over from the converted file)
+        if not f.endswith(".zst") and (hint := utf16(head(f), whole=False)):
+            sys.exit(f"error: {f} is not UTF-8{hint}; or rerun with --skip_bad to skip and count such input")
     if st["next"] != [0, 0]:
         log(f"resuming at shard {st['next'][0]}/{len(shards)}, {st['tokens']['train']:,} train and "
             f"{st['tokens']['val']:,} val tokens committed")

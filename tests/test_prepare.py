@@ -265,23 +265,52 @@ def test_corrupt_and_truncated_zst_and_bad_utf8(tmp_path):
     utf16.write_bytes("line one\n".encode("utf-16"))
     with pytest.raises(SystemExit) as e:
         prepare(tmp_path / "e", *args, "--input", str(utf16))
-    assert f"{utf16}:1: not UTF-8 (invalid start byte; it is UTF-16 (it starts with UTF-16's byte order mark): " \
-           f"convert it, e.g. iconv -f UTF-16 -t UTF-8); fix it" in str(e.value)
+    # refused before out_dir begins, as a binary .txt is: "delete e to start over" once converted
+    assert str(e.value) == f"error: {utf16} is not UTF-8; it is UTF-16 (it starts with UTF-16's byte order mark): " \
+                           f"convert it, e.g. iconv -f UTF-16 -t UTF-8; or rerun with --skip_bad to skip and count " \
+                           f"such input"
+    assert not (tmp_path / "e").exists()
     # a character of two UTF-16 units (an emoji) cut by the first bytes judged (SNIFF): "not text ... as in a binary
     # file or UTF-16 text without a byte-order mark", of a file that starts with one
     utf16.write_text("a" * (P.SNIFF // 2 - 2) + "\U0001F600" + "b" * 100, encoding="utf-16")
     with pytest.raises(SystemExit) as e:
         prepare(tmp_path / "f", *args, "--input", str(utf16))
-    assert f"{utf16}:1: not UTF-8 (invalid start byte; it is UTF-16 (it starts with UTF-16's byte order mark)" \
-           in str(e.value)
+    assert f"{utf16} is not UTF-8; it is UTF-16 (it starts with UTF-16's byte order mark)" in str(e.value)
     # Chinese saved by Notepad as "Unicode", without a newline: no ASCII, so 4570872 took it for FF FE glued before
     # UTF-8 text, and it was "not text ... as in UTF-16 text without a byte-order mark", of a file that starts with one
     for codec in ("utf-16", "utf-16-be"):
         utf16.write_bytes((b"\xfe\xff" if codec.endswith("be") else b"") + "中文的文本。这是一个测试。".encode(codec) * 50)
         with pytest.raises(SystemExit) as e:
             prepare(tmp_path / codec, *args, "--input", str(utf16))
-        assert f"{utf16}:1: not UTF-8 (invalid start byte; it is UTF-16 (it starts with UTF-16's byte order mark)" \
+        assert f"{utf16} is not UTF-8; it is UTF-16 (it starts with UTF-16's byte order mark)" in str(e.value)
+
+
+def test_prepare_names_a_utf16_jsonl_and_a_jsonl_of_another_field(tmp_path):
+    # json.loads reads a line of UTF-16 too: the first document went into train.bin, then "line 2: not a JSON
+    # object" with no word of UTF-16; with --skip_bad, one document kept and the rest skipped
+    docs = "".join(json.dumps({"text": f"document {i} " + "x" * 50}) + "\n" for i in range(40))
+    utf16 = tmp_path / "u16.jsonl"
+    utf16.write_bytes(docs.encode("utf-16"))
+    args = ["--tokenizer=bytes", "--val_fraction=0.1"]
+    with pytest.raises(SystemExit) as e:
+        prepare(tmp_path / "a", *args, "--input", str(utf16))
+    assert str(e.value).startswith(f"error: {utf16} is not UTF-8; it is UTF-16 (it starts with UTF-16's byte order")
+    assert not (tmp_path / "a").exists()
+    good = tmp_path / "good.jsonl"
+    good.write_text(docs)
+    meta = prepare(tmp_path / "b", *args, "--input", str(utf16), str(good), "--skip_bad")
+    assert meta["skipped_shards"] == [str(utf16)] and meta["train_documents"] + meta["val_documents"] == 40
+    # another corpus's field name, or 'text' one level down: "--skip_bad" alone skipped every line into "no text"
+    for row, jq in (({"id": 1, "content": "a document"}, ".content"), ({"doc": {"text": "a document"}}, ".doc.text")):
+        other = tmp_path / "other.jsonl"
+        other.write_text(json.dumps(row) + "\n")
+        with pytest.raises(SystemExit) as e:
+            prepare(tmp_path / "c", *args, "--input", str(other))
+        fields = ", ".join(map(repr, row))
+        assert f"{other}:1: no 'text' field (its fields: {fields}); prepare reads each line's 'text' string: rename " \
+               f"the field holding the document, e.g. jq -c '{{text: {jq}}}' {other} > text.jsonl; fix it" \
                in str(e.value)
+        shutil.rmtree(tmp_path / "c")
 
 
 def test_a_skip_bad_rerun_that_finds_no_text_removes_the_folder_the_refused_run_began(tmp_path):
