@@ -272,15 +272,31 @@ def cannot_read(path, why):
     sys.exit(f"error: cannot read {path} ({why}); make it readable for this user, or leave it out")
 
 
-def local_files(patterns, option):
+def left_out(pattern, option, names, log):
+    """Says which files of a folder or glob are not read: a corpus's .jsonl.gz or .json beside its .txt files was
+    left out without a word, the dataset made of the rest (hidden files, .DS_Store and the like, go unnamed)."""
+    other = sorted((f for f in names if not f.endswith(EXTENSIONS) and os.path.isfile(f)
+                    and not os.path.basename(f).startswith(".")), key=natural)
+    if other:
+        shown = ", ".join(os.path.relpath(f, pattern) if os.path.isdir(pattern) else f for f in other[:3])
+        more = f" and {len(other) - 3} more" if len(other) > 3 else ""
+        log(f"note: {option} {pattern}: {len(other)} file(s) not {', '.join(EXTENSIONS)} left out ({shown}{more}); "
+            f"convert any that hold documents")
+
+
+def local_files(patterns, option, log=print):
     files = []
     for pattern in patterns:
         if os.path.isdir(pattern):
             # a file only, as a glob takes: a broken link among the names cannot be read (nor sized for the resume)
-            found = [f for f in walk(pattern) if f.endswith(EXTENSIONS) and os.path.isfile(f)]
+            names = walk(pattern)
+            found = [f for f in names if f.endswith(EXTENSIONS) and os.path.isfile(f)]
+            left_out(pattern, option, names, log)
         elif any(c in pattern for c in "*?[") and not os.path.exists(pattern):
             # a name that exists is that file: data[1].txt as a glob is data1.txt, another file or none
-            found = [f for f in glob.glob(pattern, recursive=True) if f.endswith(EXTENSIONS) and os.path.isfile(f)]
+            names = glob.glob(pattern, recursive=True)
+            found = [f for f in names if f.endswith(EXTENSIONS) and os.path.isfile(f)]
+            left_out(pattern, option, names, log)
         elif why := dangling(pattern):  # "does not exist", where ls shows it
             sys.exit(f"error: {option} {why}")
         elif not os.path.exists(pattern) and (why := unreadable(pattern)):  # in a folder this user cannot search
@@ -311,11 +327,11 @@ def same_file(path):
     return st.st_dev, st.st_ino
 
 
-def local_shards(args):
+def local_shards(args, log=print):
     """[(path, split)] of the local inputs (split "mixed" when --val_fraction splits them), and the function that
     gives shard i's path, as hub_shards does after downloading it."""
-    train = local_files(args.input, "--input")
-    val = local_files(args.val_input, "--val_input") if args.val_input else []
+    train = local_files(args.input, "--input", log)
+    val = local_files(args.val_input, "--val_input", log) if args.val_input else []
     held = {same_file(f) for f in val}
     both = [f for f in train if same_file(f) in held]
     if both:
@@ -724,7 +740,7 @@ def prepare(args, log=print):
     """Make args.out_dir; returns its meta.json contents."""
     tok = Tokenizer(args.tokenizer)
     if args.input:
-        (shards, fetch), source = local_shards(args), "local files"
+        (shards, fetch), source = local_shards(args, log), "local files"
         # size and modification time: an edit that keeps the size must not resume into the old bins
         fingerprint = [(name, split, os.path.getsize(name), os.stat(name).st_mtime_ns) for name, split in shards]
         older = earlier_sha1s([f[:3] for f in fingerprint])  # before ea7da02: no modification times

@@ -313,6 +313,21 @@ def test_prepare_names_a_utf16_jsonl_and_a_jsonl_of_another_field(tmp_path):
         shutil.rmtree(tmp_path / "c")
 
 
+def test_a_folder_names_the_files_it_leaves_out(tmp_path):
+    # a corpus's .jsonl.gz and .json beside its .txt: left out without a word, exit 0 with a third of the text
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("To be, or not to be, that is the question.\n" * 40)
+    for name in ("docs.jsonl.gz", "more.json", "README.md", ".DS_Store"):
+        (corpus / name).write_bytes(b"x")
+    lines = []
+    meta = P.prepare(P.parse_args(["--input", str(corpus), "--tokenizer=bytes", "--val_fraction=0.1",
+                                   "--out_dir", str(tmp_path / "d")]), log=lines.append)
+    assert meta["train_shards"] == [str(corpus / "a.txt")]
+    assert lines[0] == (f"note: --input {corpus}: 3 file(s) not .jsonl.zst, .jsonl, .txt left out (README.md, "
+                        f"docs.jsonl.gz, more.json); convert any that hold documents")
+
+
 def test_a_skip_bad_rerun_that_finds_no_text_removes_the_folder_the_refused_run_began(tmp_path):
     # refused on a Latin-1 file, prepare leaves its folder to resume; the advised --skip_bad rerun found no text and
     # left that folder empty (the twentieth pass). A folder the user made stays.
