@@ -431,7 +431,7 @@ def documents(path, split, val_fraction, start):
             if piece:
                 yield unit, s, piece
         return
-    j = -1
+    j = k = -1  # k: the shard's non-blank lines, by which --val_fraction picks documents
     if not path.endswith(".zst") and start == 0 and (hint := utf16(head(path), whole=False)):
         # json.loads takes a line of UTF-16 too: its first document was read, then line 2 "not a JSON object"
         yield 0, split, BadInput(f"{path}:1: not UTF-8{hint}", whole_shard=True)
@@ -440,7 +440,11 @@ def documents(path, split, val_fraction, start):
         try:
             chunks = zst_chunks(f, path) if path.endswith(".zst") else iter(lambda: f.read(1 << 20), b"")
             for j, line in enumerate(lines(chunks)):
-                if j < start or not line.strip():
+                if not line.strip():
+                    continue
+                # a blank line after each document put every 100th line, held out, on a blank: no val.bin
+                k += 1
+                if j < start:
                     continue
                 try:
                     obj = json.loads(line)
@@ -454,7 +458,7 @@ def documents(path, split, val_fraction, start):
                     yield j, split, BadInput(f"{path}:{j + 1}: not a JSON object with a 'text' string ({e!r:.80})")
                     continue
                 if text:
-                    yield j, route(split, j, val_fraction), text
+                    yield j, route(split, k, val_fraction), text
         except zstandard.ZstdError as e:
             yield j + 1, split, BadInput(f"{path}: corrupt zstd data after line {j + 1} ({e})", whole_shard=True)
 

@@ -328,6 +328,23 @@ def test_a_folder_names_the_files_it_leaves_out(tmp_path):
                         f"docs.jsonl.gz, more.json); convert any that hold documents")
 
 
+def test_val_fraction_counts_documents_not_blank_lines(tmp_path):
+    # a blank line after each document: every 10th line, held out, was a blank one, so 300 documents gave val.bin
+    # nothing ("give more text or lines", which gave it nothing again)
+    docs = [json.dumps({"text": f"document {i} " + "x" * 20}) + "\n" for i in range(300)]
+    plain, spaced = tmp_path / "plain.jsonl", tmp_path / "spaced.jsonl"
+    plain.write_text("".join(docs))
+    spaced.write_text("".join(d + "\n" for d in docs))
+    args = ["--tokenizer=bytes", "--val_fraction=0.1"]
+    prepare(tmp_path / "a", *args, "--input", str(plain))
+    meta = prepare(tmp_path / "b", *args, "--input", str(spaced))
+    assert meta["val_documents"] == 30
+    assert all((x == y).all() for x, y in zip(bins(tmp_path / "a"), bins(tmp_path / "b")))
+    # a resume starts at a line: the documents from there on are routed as in a run from the start
+    whole = list(P.documents(str(spaced), "mixed", 0.1, 0))
+    assert list(P.documents(str(spaced), "mixed", 0.1, 301)) == [d for d in whole if d[0] >= 301]
+
+
 def test_a_skip_bad_rerun_that_finds_no_text_removes_the_folder_the_refused_run_began(tmp_path):
     # refused on a Latin-1 file, prepare leaves its folder to resume; the advised --skip_bad rerun found no text and
     # left that folder empty (the twentieth pass). A folder the user made stays.
