@@ -272,11 +272,14 @@ def cannot_read(path, why):
     sys.exit(f"error: cannot read {path} ({why}); make it readable for this user, or leave it out")
 
 
-def left_out(pattern, option, names, log):
+def left_out(pattern, option, names, log, out_dir):
     """Says which files of a folder or glob are not read: a corpus's .jsonl.gz or .json beside its .txt files was
     left out without a word, the dataset made of the rest (hidden files, .DS_Store and the like, go unnamed)."""
+    # an out_dir in the input's folder: its bins and JSON files are no input left out
+    mine = os.path.join(os.path.realpath(out_dir), "") if out_dir else "\0"
     other = sorted((f for f in names if not f.endswith(EXTENSIONS) and os.path.isfile(f)
-                    and not os.path.basename(f).startswith(".")), key=natural)
+                    and not os.path.basename(f).startswith(".") and not os.path.realpath(f).startswith(mine)),
+                   key=natural)
     if other:
         shown = ", ".join(os.path.relpath(f, pattern) if os.path.isdir(pattern) else f for f in other[:3])
         more = f" and {len(other) - 3} more" if len(other) > 3 else ""
@@ -284,19 +287,19 @@ def left_out(pattern, option, names, log):
             f"convert any that hold documents")
 
 
-def local_files(patterns, option, log=print):
+def local_files(patterns, option, log=print, out_dir=None):
     files = []
     for pattern in patterns:
         if os.path.isdir(pattern):
             # a file only, as a glob takes: a broken link among the names cannot be read (nor sized for the resume)
             names = walk(pattern)
             found = [f for f in names if f.endswith(EXTENSIONS) and os.path.isfile(f)]
-            left_out(pattern, option, names, log)
+            left_out(pattern, option, names, log, out_dir)
         elif any(c in pattern for c in "*?[") and not os.path.exists(pattern):
             # a name that exists is that file: data[1].txt as a glob is data1.txt, another file or none
             names = glob.glob(pattern, recursive=True)
             found = [f for f in names if f.endswith(EXTENSIONS) and os.path.isfile(f)]
-            left_out(pattern, option, names, log)
+            left_out(pattern, option, names, log, out_dir)
         elif why := dangling(pattern):  # "does not exist", where ls shows it
             sys.exit(f"error: {option} {why}")
         elif not os.path.exists(pattern) and (why := unreadable(pattern)):  # in a folder this user cannot search
@@ -330,8 +333,8 @@ def same_file(path):
 def local_shards(args, log=print):
     """[(path, split)] of the local inputs (split "mixed" when --val_fraction splits them), and the function that
     gives shard i's path, as hub_shards does after downloading it."""
-    train = local_files(args.input, "--input", log)
-    val = local_files(args.val_input, "--val_input", log) if args.val_input else []
+    train = local_files(args.input, "--input", log, args.out_dir)
+    val = local_files(args.val_input, "--val_input", log, args.out_dir) if args.val_input else []
     held = {same_file(f) for f in val}
     both = [f for f in train if same_file(f) in held]
     if both:

@@ -326,6 +326,12 @@ def test_a_folder_names_the_files_it_leaves_out(tmp_path):
     assert meta["train_shards"] == [str(corpus / "a.txt")]
     assert lines[0] == (f"note: --input {corpus}: 3 file(s) not .jsonl.zst, .jsonl, .txt left out (README.md, "
                         f"docs.jsonl.gz, more.json); convert any that hold documents")
+    # an out_dir inside the input's folder: its own files are no input, prepared again or not
+    lines.clear()
+    args = ["--input", str(corpus), "--tokenizer=bytes", "--val_fraction=0.1", "--out_dir", str(corpus / "prep")]
+    for _ in range(2):
+        P.prepare(P.parse_args(args), log=lines.append)
+    assert [line for line in lines if "prep" in line and line.startswith("note")] == []
 
 
 def test_val_fraction_counts_documents_not_blank_lines(tmp_path):
