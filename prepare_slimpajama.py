@@ -915,8 +915,11 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=(), new
         meta["inputs_sha256"] = contents_sha256(shards)
     write_json(meta_path, meta)
     os.remove(state_path)
+    # --skip_bad's count said only in meta.json: a whole file of another field name was skipped line by line, exit 0
+    skipped = f"; skipped {meta['skipped']:,} bad line(s) and {len(meta['skipped_shards'])} bad file(s) (meta.json: " \
+              f"skipped, skipped_shards)" if meta["skipped"] or meta["skipped_shards"] else ""
     log(f"wrote {args.out_dir}: {meta['train_tokens']:,} train tokens ({meta['train_documents']:,} documents), "
-        f"{meta['val_tokens']:,} val tokens ({meta['val_documents']:,} documents)")
+        f"{meta['val_tokens']:,} val tokens ({meta['val_documents']:,} documents){skipped}")
     return meta
 
 

@@ -300,6 +300,13 @@ def test_prepare_names_a_utf16_jsonl_and_a_jsonl_of_another_field(tmp_path):
     good.write_text(docs)
     meta = prepare(tmp_path / "b", *args, "--input", str(utf16), str(good), "--skip_bad")
     assert meta["skipped_shards"] == [str(utf16)] and meta["train_documents"] + meta["val_documents"] == 40
+    # the last line says what --skip_bad skipped: a whole file of another field name was skipped without a word
+    lines = []
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"content": "a document"}) + "\n")
+    P.prepare(P.parse_args([*args, "--input", str(good), str(other), "--skip_bad", "--out_dir", str(tmp_path / "s")]),
+              log=lines.append)
+    assert lines[-1].endswith("; skipped 1 bad line(s) and 0 bad file(s) (meta.json: skipped, skipped_shards)")
     # another corpus's field name, or 'text' one level down: "--skip_bad" alone skipped every line into "no text"
     for row, jq in (({"id": 1, "content": "a document"}, ".content"), ({"doc": {"text": "a document"}}, ".doc.text")):
         other = tmp_path / "other.jsonl"
