@@ -704,14 +704,17 @@ def start_state(out_dir, settings, older=(), typed=()):
                 sys.exit(f"error: {out_dir} is a run of this command cut short by an older version of this script, "
                          f"which did not record the files' modification times; delete {out_dir} and run this "
                          f"command again to start over")
-            if diff == ["shards_sha1"]:
+            # a file added to or removed from the input folder: "made with other settings (shards: 2, not 3;
+            # shards_sha1: '6853...', not 'b7fb...')", two digests for one added file
+            if "shards_sha1" in diff and set(diff) <= {"shards", "shards_sha1"}:
                 # the fingerprint is the ordered list: the same files in another order are another dataset
                 # a cut run's progress.json records no names: moved with the project's folder, it cannot be matched
                 moved = "" if path == meta_path else " (a run cut short resumes from its files where they were: " \
                                                      "moved since, delete it)"
-                sys.exit(f"error: the input files changed since {out_dir} was made from them (another list or order "
-                         f"of files, or a file's size or modification time); give the same files in the same order, "
-                         f"or delete {out_dir} to start over from the new ones{moved}")
+                count = f"{settings['shards']} files, not {old['settings']['shards']}; " if "shards" in diff else ""
+                sys.exit(f"error: the input files changed since {out_dir} was made from them ({count}another list or "
+                         f"order of files, or a file's size or modification time); give the same files in the same "
+                         f"order, or delete {out_dir} to start over from the new ones{moved}")
             if diff:
                 given = "; ".join(f"{k}: {old['settings'].get(k)!r}, not {settings[k]!r}" for k in diff)
                 sys.exit(f"error: {out_dir} already holds a dataset made with other settings ({given}); "

@@ -333,6 +333,14 @@ def test_a_folder_names_the_files_it_leaves_out(tmp_path):
     assert meta["train_shards"] == [str(corpus / "a.txt")]
     assert lines[0] == (f"note: --input {corpus}: 3 file(s) not .jsonl.zst, .jsonl, .txt left out (README.md, "
                         f"docs.jsonl.gz, more.json); convert any that hold documents")
+    # a file added to the folder since: "made with other settings (shards: 1, not 2; shards_sha1: '...', not '...')"
+    (corpus / "b.txt").write_text("Whether 'tis nobler in the mind to suffer\n" * 40)
+    with pytest.raises(SystemExit) as e:
+        P.prepare(P.parse_args(["--input", str(corpus), "--tokenizer=bytes", "--val_fraction=0.1",
+                                "--out_dir", str(tmp_path / "d")]), log=lines.append)
+    assert str(e.value).startswith(f"error: the input files changed since {tmp_path / 'd'} was made from them (2 "
+                                   f"files, not 1; another list or order of files")
+    os.remove(corpus / "b.txt")
     # an out_dir inside the input's folder: its own files are no input, prepared again or not
     lines.clear()
     args = ["--input", str(corpus), "--tokenizer=bytes", "--val_fraction=0.1", "--out_dir", str(corpus / "prep")]
