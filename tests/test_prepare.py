@@ -603,6 +603,19 @@ def test_an_unquoted_glob_after_input_equals_says_how_to_give_several_files(caps
         P.parse_args(["--input=a.txt", "--bogus"])
     assert capsys.readouterr().err.splitlines()[-1].endswith("error: unrecognized arguments: --bogus")
 
+
+def test_input_given_twice_is_refused_not_the_first_dropped(capsys):
+    # argparse keeps the last --input's values: `--input a.txt --input b.txt` prepared b.txt alone, exit 0
+    for argv, name in ((["--input", "a.txt", "--input", "b.txt"], "--input"),
+                       (["--input=a.txt", "--inp", "b.txt"], "--input"),
+                       (["--input", "a.txt", "--val_input", "v.txt", "--val_input=w.txt"], "--val_input")):
+        with pytest.raises(SystemExit):
+            P.parse_args(argv)
+        assert capsys.readouterr().err.splitlines()[-1].endswith(
+            f"error: {name} is given twice, and the second replaces the first (its values "
+            f"would be dropped); give all of them after one {name}: {name} A B C")
+    assert P.parse_args(["--input", "a.txt", "b.txt", "--val_input", "v.txt"]).input == ["a.txt", "b.txt"]
+
 def test_a_file_reached_through_a_link_is_the_same_file(tmp_path):
     src = write_txt(tmp_path / "a.txt", "hello\nworld\n")
     (tmp_path / "alias.txt").symlink_to(src)
