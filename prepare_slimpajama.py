@@ -272,6 +272,12 @@ def cannot_read(path, why):
     sys.exit(f"error: cannot read {path} ({why}); make it readable for this user, or leave it out")
 
 
+def upper_fix(name):
+    """The fix for a name whose extension is one of EXTENSIONS in upper case (NOTES.TXT, from Windows), else ''."""
+    ext = next((e for e in EXTENSIONS if name.lower().endswith(e)), None)
+    return f"the extension is read in lower case: rename it to {ext}" if ext else ""
+
+
 def left_out(pattern, option, names, log, out_dir):
     """Says which files of a folder or glob are not read: a corpus's .jsonl.gz or .json beside its .txt files was
     left out without a word, the dataset made of the rest (hidden files, .DS_Store and the like, go unnamed)."""
@@ -283,8 +289,9 @@ def left_out(pattern, option, names, log, out_dir):
     if other:
         shown = ", ".join(os.path.relpath(f, pattern) if os.path.isdir(pattern) else f for f in other[:3])
         more = f" and {len(other) - 3} more" if len(other) > 3 else ""
+        upper = next((upper_fix(f) for f in other if upper_fix(f)), "")
         log(f"note: {option} {pattern}: {len(other)} file(s) not {', '.join(EXTENSIONS)} left out ({shown}{more}); "
-            f"convert any that hold documents")
+            f"convert any that hold documents{'; ' + upper if upper else ''}")
 
 
 def local_files(patterns, option, log=print, out_dir=None):
@@ -307,7 +314,8 @@ def local_files(patterns, option, log=print, out_dir=None):
         elif not os.path.exists(pattern):
             sys.exit(f"error: {option} {pattern} does not exist; give existing files, folders or globs")
         elif not pattern.endswith(EXTENSIONS):
-            sys.exit(f"error: {option} {pattern} is not {', '.join(EXTENSIONS)}; convert it or leave it out")
+            sys.exit(f"error: {option} {pattern} is not {', '.join(EXTENSIONS)}; "
+                     f"{upper_fix(pattern) or 'convert it or leave it out'}")
         else:
             found = [pattern]
         if not found:
@@ -435,13 +443,15 @@ def documents(path, split, val_fraction, start):
                 yield unit, s, piece
         return
     j = k = -1  # k: the shard's non-blank lines, by which --val_fraction picks documents
-    if not path.endswith(".zst") and start == 0 and (hint := utf16(head(path), whole=False)):
-        # json.loads takes a line of UTF-16 too: its first document was read, then line 2 "not a JSON object"
-        yield 0, split, BadInput(f"{path}:1: not UTF-8{hint}", whole_shard=True)
-        return
     with open(path, "rb") as f:
         try:
             chunks = zst_chunks(f, path) if path.endswith(".zst") else iter(lambda: f.read(1 << 20), b"")
+            first = next(chunks, b"")
+            # json.loads takes a line of UTF-16 too: its first document was read, then line 2 "not a JSON object"
+            if start == 0 and (hint := utf16(first[:len(first) - len(first) % 2], whole=False)):
+                yield 0, split, BadInput(f"{path}:1: not UTF-8{hint}", whole_shard=True)
+                return
+            chunks = itertools.chain([first], chunks)
             for j, line in enumerate(lines(chunks)):
                 if not line.strip():
                     continue
@@ -473,7 +483,9 @@ def no_text_field(obj, path):
     name = next((f".{k}" for k, v in obj.items() if isinstance(v, str) and re.fullmatch(r"\w+", k)), None) or \
         next((f".{k}.text" for k, v in obj.items() if isinstance(v, dict) and isinstance(v.get("text"), str)
               and re.fullmatch(r"\w+", k)), None)
-    fix = f", e.g. jq -c '{{text: {name}}}' {path} > text.jsonl" if name else ""
+    jq = f"jq -c '{{text: {name}}}'"
+    fix = "" if not name else f", e.g. zstd -dc {path} | {jq} > text.jsonl" if path.endswith(".zst") else \
+        f", e.g. {jq} {path} > text.jsonl"
     return f"no 'text' field (its fields: {fields or 'none'}); prepare reads each line's 'text' string: rename the " \
            f"field holding the document{fix}"
 

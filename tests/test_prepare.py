@@ -318,6 +318,15 @@ def test_prepare_names_a_utf16_jsonl_and_a_jsonl_of_another_field(tmp_path):
                f"the field holding the document, e.g. jq -c '{{text: {jq}}}' {other} > text.jsonl; fix it" \
                in str(e.value)
         shutil.rmtree(tmp_path / "c")
+    # compressed: jq cannot read zstd, and a UTF-16 shard's first line was read as a document too
+    for name, data in (("other.jsonl.zst", json.dumps({"content": "a document"}) + "\n"), ("u16.jsonl.zst", docs)):
+        (tmp_path / name).write_bytes(zstandard.ZstdCompressor().compress(data.encode("utf-16" if "16" in name
+                                                                                      else "utf-8")))
+        with pytest.raises(SystemExit) as e:
+            prepare(tmp_path / "z", *args, "--input", str(tmp_path / name))
+        assert (f"zstd -dc {tmp_path / name} | jq -c '{{text: .content}}' > text.jsonl" if "other" in name else
+                f"{tmp_path / name}:1: not UTF-8; it is UTF-16") in str(e.value)
+        shutil.rmtree(tmp_path / "z")
 
 
 def test_a_folder_names_the_files_it_leaves_out(tmp_path):
@@ -364,6 +373,21 @@ def test_val_fraction_counts_documents_not_blank_lines(tmp_path):
     # a resume starts at a line: the documents from there on are routed as in a run from the start
     whole = list(P.documents(str(spaced), "mixed", 0.1, 0))
     assert list(P.documents(str(spaced), "mixed", 0.1, 301)) == [d for d in whole if d[0] >= 301]
+
+
+def test_an_extension_in_upper_case_is_told_to_be_renamed(tmp_path):
+    # Windows' NOTES.TXT: "is not .jsonl.zst, .jsonl, .txt; convert it", of a text file
+    (tmp_path / "in").mkdir()
+    upper = write_txt(tmp_path / "in" / "NOTES.TXT", "To be, or not to be, that is the question.\n" * 40)
+    with pytest.raises(SystemExit) as e:
+        prepare(tmp_path / "d", "--tokenizer=bytes", "--input", upper)
+    assert str(e.value) == (f"error: --input {upper} is not .jsonl.zst, .jsonl, .txt; the extension is read in lower "
+                            f"case: rename it to .txt")
+    lines = []
+    with pytest.raises(SystemExit):  # in a folder: named in the note
+        P.prepare(P.parse_args(["--input", str(tmp_path / "in"), "--tokenizer=bytes", "--out_dir",
+                                str(tmp_path / "d")]), log=lines.append)
+    assert lines[0].endswith("convert any that hold documents; the extension is read in lower case: rename it to .txt")
 
 
 def test_a_skip_bad_rerun_that_finds_no_text_removes_the_folder_the_refused_run_began(tmp_path):
