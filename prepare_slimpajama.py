@@ -278,6 +278,23 @@ def upper_fix(name):
     return f"the extension is read in lower case: rename it to {ext}" if ext else ""
 
 
+def json_fix(path):
+    """The fix for a .json file of documents, else '': JSON Lines saved as .json (as many datasets name them) is to be
+    renamed, an array of objects to be split into lines; "convert it" said neither."""
+    if not path.lower().endswith(".json"):
+        return ""
+    try:
+        with open(path, "rb") as f:
+            start = f.read(SNIFF).lstrip(b"\xef\xbb\xbf \t\r\n")
+    except OSError:
+        return ""
+    if start.startswith(b"["):
+        return f"an array of documents goes one a line into a .jsonl: jq -c '.[]' {path} > docs.jsonl"
+    if start.startswith(b"{") and b"\n{" in start.replace(b"\r", b""):
+        return f"one JSON object a line is JSON Lines: rename it to {path[:-5]}.jsonl"
+    return ""
+
+
 def left_out(pattern, option, names, log, out_dir):
     """Says which files of a folder or glob are not read: a corpus's .jsonl.gz or .json beside its .txt files was
     left out without a word, the dataset made of the rest (hidden files, .DS_Store and the like, go unnamed)."""
@@ -315,7 +332,7 @@ def local_files(patterns, option, log=print, out_dir=None):
             sys.exit(f"error: {option} {pattern} does not exist; give existing files, folders or globs")
         elif not pattern.endswith(EXTENSIONS):
             sys.exit(f"error: {option} {pattern} is not {', '.join(EXTENSIONS)}; "
-                     f"{upper_fix(pattern) or 'convert it or leave it out'}")
+                     f"{upper_fix(pattern) or json_fix(pattern) or 'convert it or leave it out'}")
         else:
             found = [pattern]
         if not found:
