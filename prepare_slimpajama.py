@@ -41,9 +41,9 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import numpy as np
 import zstandard
 
-from checkpoint import (atomic_write, dangling, dir_steps, earlier_sha1s, guard_assets, hold_lock, inputs_sha1,
-                        largest_token, load_json, missing_dirs, r50k, remove_empty, remove_leftovers, space_fix,
-                        unreadable, utf16, writable_dir)
+from checkpoint import (atomic_write, dangling, dir_steps, earlier_sha1s, eight_bit, guard_assets, hold_lock,
+                        inputs_sha1, largest_token, load_json, missing_dirs, r50k, remove_empty, remove_leftovers,
+                        space_fix, unreadable, utf16, writable_dir)
 from configurator import Parser, boolean, cli, number
 from convert import hub_problem
 
@@ -445,7 +445,8 @@ def documents(path, split, val_fraction, start):
             text = data.decode("utf-8")
         except UnicodeDecodeError as e:
             line = data.count(b"\n", 0, e.start) + 1
-            yield 0, split, BadInput(f"{path}:{line}: not UTF-8 ({e.reason}{utf16(data)})", whole_shard=True)
+            hint = utf16(data) or eight_bit(data, e.start)
+            yield 0, split, BadInput(f"{path}:{line}: not UTF-8 ({e.reason}{hint})", whole_shard=True)
             return
         if why := not_text(data):  # refused before out_dir begins (write_dataset); skipped here with --skip_bad
             yield 0, split, BadInput(f"{path}: {why}", whole_shard=True)

@@ -24,7 +24,8 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 
 import torch
 
-from checkpoint import dangling, load_checkpoint, other_data, r50k, read_json, token_count, tokens, unreadable, utf16
+from checkpoint import (dangling, eight_bit, load_checkpoint, other_data, r50k, read_json, token_count, tokens,
+                        unreadable, utf16)
 from configurator import Parser, boolean, cli, compile_failure, home, missing_device, number
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, check_conversion, conversion_note, convert_state_dict,
                      exact_fit, gpt2_config, load_gpt2, ties_v)
@@ -192,7 +193,8 @@ def read_text_file(path, given, fix):
         with open(path, encoding="utf-8", newline="") as f:
             text = f.read()
     except (OSError, UnicodeDecodeError) as e:  # missing, a folder, unreadable, or not text
-        why = e.reason + utf16(e.object) if isinstance(e, UnicodeDecodeError) else e.strerror
+        why = e.reason + (utf16(e.object) or eight_bit(e.object, e.start)) if isinstance(e, UnicodeDecodeError) \
+            else e.strerror
         raise SystemExit(f"{given}: cannot read it as UTF-8 text ({why}); {fix}.")
     if "\0" in text:  # a byte-level token file copied or renamed (a NUL after every byte) decodes as UTF-8 too,
         # and the bytes tokenizer reads a NUL as the document separator (prepare drops them): no text holds one

@@ -261,6 +261,8 @@ def test_corrupt_and_truncated_zst_and_bad_utf8(tmp_path):
     with pytest.raises(SystemExit) as e:
         prepare(tmp_path / "d", *args, "--input", str(latin1))
     assert f"{latin1}:3: not UTF-8" in str(e.value)
+    # "not UTF-8 (invalid continuation byte); fix it" said nothing of how: Latin-1 and Windows-1252 are named
+    assert "it reads as Windows-1252 or Latin-1 text: convert it, e.g. iconv -f WINDOWS-1252 -t UTF-8)" in str(e.value)
     utf16 = tmp_path / "utf16.txt"  # Windows PowerShell 5's `>`: "not UTF-8 (invalid start byte); fix it"
     utf16.write_bytes("line one\n".encode("utf-16"))
     with pytest.raises(SystemExit) as e:
