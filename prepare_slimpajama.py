@@ -300,9 +300,10 @@ def left_out(pattern, option, names, log, out_dir):
     left out without a word, the dataset made of the rest (hidden files, .DS_Store and the like, go unnamed)."""
     # an out_dir in the input's folder: its bins and JSON files are no input left out
     mine = os.path.join(os.path.realpath(out_dir), "") if out_dir else "\0"
+    hidden = re.compile(r"(^|[/\\])\.[^/\\]")  # .DS_Store, a corpus's .git/ and all in it
     other = sorted((f for f in names if not f.endswith(EXTENSIONS) and os.path.isfile(f)
-                    and not os.path.basename(f).startswith(".") and not os.path.realpath(f).startswith(mine)),
-                   key=natural)
+                    and not hidden.search(os.path.relpath(f, pattern) if os.path.isdir(pattern) else f)
+                    and not os.path.realpath(f).startswith(mine)), key=natural)
     if other:
         shown = ", ".join(os.path.relpath(f, pattern) if os.path.isdir(pattern) else f for f in other[:3])
         more = f" and {len(other) - 3} more" if len(other) > 3 else ""

@@ -336,7 +336,8 @@ def test_a_folder_names_the_files_it_leaves_out(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "a.txt").write_text("To be, or not to be, that is the question.\n" * 40)
-    for name in ("docs.jsonl.gz", "more.json", "README.md", ".DS_Store"):
+    (corpus / ".git").mkdir()  # the corpus under version control: its .git/ is no input left out
+    for name in ("docs.jsonl.gz", "more.json", "README.md", ".DS_Store", ".git/HEAD"):
         (corpus / name).write_bytes(b"x")
     lines = []
     meta = P.prepare(P.parse_args(["--input", str(corpus), "--tokenizer=bytes", "--val_fraction=0.1",
