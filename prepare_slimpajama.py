@@ -284,9 +284,8 @@ def json_fix(path):
     if not path.lower().endswith(".json"):
         return ""
     try:
-        with open(path, "rb") as f:
-            start = f.read(SNIFF).lstrip(b"\xef\xbb\xbf \t\r\n")
-    except OSError:
+        start = head(path).lstrip(b"\xef\xbb\xbf \t\r\n")
+    except OSError:  # unreadable: said where it is read
         return ""
     if start.startswith(b"["):
         return f"an array of documents goes one a line into a .jsonl: jq -c '.[]' {path} > docs.jsonl"
