@@ -494,6 +494,22 @@ def utf16(data, whole=True):
     return "; it is UTF-16 (it starts with UTF-16's byte order mark): convert it, e.g. iconv -f UTF-16 -t UTF-8"
 
 
+def eight_bit(data, start):
+    """'; it reads as Windows-1252 ...: convert it' where data (a text file's bytes, no UTF-8 from byte start on)
+    reads as Windows-1252, Latin-1's superset (older Windows and Gutenberg texts: é, smart quotes), else ''. "not
+    UTF-8 (invalid start byte); give a text file" said nothing of what it was, to a user who had given one."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16's byte order mark, damaged or glued before text: no text
+        return ""
+    piece = data[max(0, start - 4096):start + 4096]
+    try:
+        text = piece.decode("cp1252")  # its five undefined bytes raise: those files are something else
+    except UnicodeDecodeError:
+        return ""
+    if sum(c < " " and c not in "\t\n\r\f" for c in text) * 100 > len(text):  # control characters: binary
+        return ""
+    return "; it reads as Windows-1252 or Latin-1 text: convert it, e.g. iconv -f WINDOWS-1252 -t UTF-8"
+
+
 def _utf8_error(data, whole):
     """Whether data is no UTF-8; where it is a file's first bytes only (whole False), a character cut at its end is."""
     try:

@@ -572,6 +572,7 @@ class Parser(argparse.ArgumentParser):
         'unrecognized arguments: data/b.txt'."""
         argv = argv_of(args)
         ns, extra = self.parse_known_args(argv, namespace)
+        self.repeated_lists(argv)
         for arg in extra:  # only what no option took: `--start "— and so"` is a prompt
             if error := pasted_dash(arg) or blank_argument(arg):
                 self.error(error)
@@ -593,6 +594,23 @@ class Parser(argparse.ArgumentParser):
                 f"; {name} takes one value, its items separated by commas: {name}={','.join(items)}" if commas else
                 self.nearest(next((a for a in extra if a.startswith("--") and len(a) > 2), None))))
         return ns
+
+    def repeated_lists(self, argv):
+        """Refuses an option of several values given twice: argparse keeps the last one's values only, so
+        `--input a.txt --input b.txt` prepared b.txt alone, exit 0."""
+        lists = {o: a for a in self._actions if a.nargs in ("+", "*") for o in a.option_strings}
+        seen = {}
+        for i, arg in enumerate(itertools.takewhile(lambda a: a != "--", argv)):
+            name = arg.split("=")[0] if arg.startswith("--") else None
+            if name in self._option_string_actions and name not in lists:  # another option's own name
+                continue
+            # argparse's abbreviations too: --inp is --input where no other option starts so
+            found = [o for o in lists if o == name] or [o for o in lists if name and o.startswith(name)]
+            action = lists[found[0]] if len({lists[o].dest for o in found}) == 1 else None
+            if action and seen.setdefault(action.dest, i) != i:
+                opt = max(action.option_strings, key=len)
+                self.error(f"{opt} is given twice, and the second replaces the first (its values would be dropped); "
+                           f"give all of them after one {opt}: {opt} A B C")
 
     def unread(self, args, rules):
         """Refuses an option the command line gave that this run, in its mode, reads nothing of: it ran as though

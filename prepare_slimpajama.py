@@ -41,9 +41,9 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import numpy as np
 import zstandard
 
-from checkpoint import (atomic_write, dangling, dir_steps, earlier_sha1s, guard_assets, hold_lock, inputs_sha1,
-                        largest_token, load_json, missing_dirs, r50k, remove_empty, remove_leftovers, space_fix,
-                        unreadable, utf16, writable_dir)
+from checkpoint import (atomic_write, dangling, dir_steps, earlier_sha1s, eight_bit, guard_assets, hold_lock,
+                        inputs_sha1, largest_token, load_json, missing_dirs, r50k, remove_empty, remove_leftovers,
+                        space_fix, unreadable, utf16, writable_dir)
 from configurator import Parser, boolean, cli, number
 from convert import hub_problem
 
@@ -272,15 +272,58 @@ def cannot_read(path, why):
     sys.exit(f"error: cannot read {path} ({why}); make it readable for this user, or leave it out")
 
 
-def local_files(patterns, option):
+def upper_fix(name):
+    """The fix for a name whose extension is one of EXTENSIONS in upper case (NOTES.TXT, from Windows), else ''."""
+    ext = next((e for e in EXTENSIONS if name.lower().endswith(e)), None)
+    return f"the extension is read in lower case: rename it to {ext}" if ext else ""
+
+
+def json_fix(path):
+    """The fix for a .json file of documents, else '': JSON Lines saved as .json (as many datasets name them) is to be
+    renamed, an array of objects to be split into lines; "convert it" said neither."""
+    if not path.lower().endswith(".json"):
+        return ""
+    try:
+        start = head(path).lstrip(b"\xef\xbb\xbf \t\r\n")
+    except OSError:  # unreadable: said where it is read
+        return ""
+    if start.startswith(b"["):
+        return f"an array of documents goes one a line into a .jsonl: jq -c '.[]' {path} > docs.jsonl"
+    if start.startswith(b"{") and b"\n{" in start.replace(b"\r", b""):
+        return f"one JSON object a line is JSON Lines: rename it to {path[:-5]}.jsonl"
+    return ""
+
+
+def left_out(pattern, option, names, log, out_dir):
+    """Says which files of a folder or glob are not read: a corpus's .jsonl.gz or .json beside its .txt files was
+    left out without a word, the dataset made of the rest (hidden files, .DS_Store and the like, go unnamed)."""
+    # an out_dir in the input's folder: its bins and JSON files are no input left out
+    mine = os.path.join(os.path.realpath(out_dir), "") if out_dir else "\0"
+    hidden = re.compile(r"(^|[/\\])\.[^/\\]")  # .DS_Store, a corpus's .git/ and all in it
+    other = sorted((f for f in names if not f.endswith(EXTENSIONS) and os.path.isfile(f)
+                    and not hidden.search(os.path.relpath(f, pattern) if os.path.isdir(pattern) else f)
+                    and not os.path.realpath(f).startswith(mine)), key=natural)
+    if other:
+        shown = ", ".join(os.path.relpath(f, pattern) if os.path.isdir(pattern) else f for f in other[:3])
+        more = f" and {len(other) - 3} more" if len(other) > 3 else ""
+        upper = next((upper_fix(f) for f in other if upper_fix(f)), "")
+        log(f"note: {option} {pattern}: {len(other)} file(s) not {', '.join(EXTENSIONS)} left out ({shown}{more}); "
+            f"convert any that hold documents{'; ' + upper if upper else ''}")
+
+
+def local_files(patterns, option, log=print, out_dir=None):
     files = []
     for pattern in patterns:
         if os.path.isdir(pattern):
             # a file only, as a glob takes: a broken link among the names cannot be read (nor sized for the resume)
-            found = [f for f in walk(pattern) if f.endswith(EXTENSIONS) and os.path.isfile(f)]
+            names = walk(pattern)
+            found = [f for f in names if f.endswith(EXTENSIONS) and os.path.isfile(f)]
+            left_out(pattern, option, names, log, out_dir)
         elif any(c in pattern for c in "*?[") and not os.path.exists(pattern):
             # a name that exists is that file: data[1].txt as a glob is data1.txt, another file or none
-            found = [f for f in glob.glob(pattern, recursive=True) if f.endswith(EXTENSIONS) and os.path.isfile(f)]
+            names = glob.glob(pattern, recursive=True)
+            found = [f for f in names if f.endswith(EXTENSIONS) and os.path.isfile(f)]
+            left_out(pattern, option, names, log, out_dir)
         elif why := dangling(pattern):  # "does not exist", where ls shows it
             sys.exit(f"error: {option} {why}")
         elif not os.path.exists(pattern) and (why := unreadable(pattern)):  # in a folder this user cannot search
@@ -288,7 +331,8 @@ def local_files(patterns, option):
         elif not os.path.exists(pattern):
             sys.exit(f"error: {option} {pattern} does not exist; give existing files, folders or globs")
         elif not pattern.endswith(EXTENSIONS):
-            sys.exit(f"error: {option} {pattern} is not {', '.join(EXTENSIONS)}; convert it or leave it out")
+            sys.exit(f"error: {option} {pattern} is not {', '.join(EXTENSIONS)}; "
+                     f"{upper_fix(pattern) or json_fix(pattern) or 'convert it or leave it out'}")
         else:
             found = [pattern]
         if not found:
@@ -311,11 +355,11 @@ def same_file(path):
     return st.st_dev, st.st_ino
 
 
-def local_shards(args):
+def local_shards(args, log=print):
     """[(path, split)] of the local inputs (split "mixed" when --val_fraction splits them), and the function that
     gives shard i's path, as hub_shards does after downloading it."""
-    train = local_files(args.input, "--input")
-    val = local_files(args.val_input, "--val_input") if args.val_input else []
+    train = local_files(args.input, "--input", log, args.out_dir)
+    val = local_files(args.val_input, "--val_input", log, args.out_dir) if args.val_input else []
     held = {same_file(f) for f in val}
     both = [f for f in train if same_file(f) in held]
     if both:
@@ -401,7 +445,8 @@ def documents(path, split, val_fraction, start):
             text = data.decode("utf-8")
         except UnicodeDecodeError as e:
             line = data.count(b"\n", 0, e.start) + 1
-            yield 0, split, BadInput(f"{path}:{line}: not UTF-8 ({e.reason}{utf16(data)})", whole_shard=True)
+            hint = utf16(data) or eight_bit(data, e.start)
+            yield 0, split, BadInput(f"{path}:{line}: not UTF-8 ({e.reason}{hint})", whole_shard=True)
             return
         if why := not_text(data):  # refused before out_dir begins (write_dataset); skipped here with --skip_bad
             yield 0, split, BadInput(f"{path}: {why}", whole_shard=True)
@@ -415,24 +460,52 @@ def documents(path, split, val_fraction, start):
             if piece:
                 yield unit, s, piece
         return
-    j = -1
+    j = k = -1  # k: the shard's non-blank lines, by which --val_fraction picks documents
     with open(path, "rb") as f:
         try:
             chunks = zst_chunks(f, path) if path.endswith(".zst") else iter(lambda: f.read(1 << 20), b"")
+            first = next(chunks, b"")
+            # json.loads takes a line of UTF-16 too: its first document was read, then line 2 "not a JSON object"
+            if start == 0 and (hint := utf16(first[:len(first) - len(first) % 2], whole=False)):
+                yield 0, split, BadInput(f"{path}:1: not UTF-8{hint}", whole_shard=True)
+                return
+            chunks = itertools.chain([first], chunks)
             for j, line in enumerate(lines(chunks)):
-                if j < start or not line.strip():
+                if not line.strip():
+                    continue
+                # a blank line after each document put every 100th line, held out, on a blank: no val.bin
+                k += 1
+                if j < start:
                     continue
                 try:
-                    text = json.loads(line)["text"]
+                    obj = json.loads(line)
+                    if isinstance(obj, dict) and "text" not in obj:
+                        yield j, split, BadInput(f"{path}:{j + 1}: {no_text_field(obj, path)}")
+                        continue
+                    text = obj["text"]
                     if not isinstance(text, str):
                         raise TypeError(f"'text' is {type(text).__name__}, not a string")
                 except (ValueError, KeyError, TypeError) as e:
                     yield j, split, BadInput(f"{path}:{j + 1}: not a JSON object with a 'text' string ({e!r:.80})")
                     continue
                 if text:
-                    yield j, route(split, j, val_fraction), text
+                    yield j, route(split, k, val_fraction), text
         except zstandard.ZstdError as e:
             yield j + 1, split, BadInput(f"{path}: corrupt zstd data after line {j + 1} ({e})", whole_shard=True)
+
+
+def no_text_field(obj, path):
+    """A .jsonl line's object without a 'text' field: its fields, and the jq command that renames the one holding the
+    text (another corpus's 'content', or 'text' one level down). "--skip_bad" alone skipped every line."""
+    fields = ", ".join(repr(k) for k in list(obj)[:8])
+    name = next((f".{k}" for k, v in obj.items() if isinstance(v, str) and re.fullmatch(r"\w+", k)), None) or \
+        next((f".{k}.text" for k, v in obj.items() if isinstance(v, dict) and isinstance(v.get("text"), str)
+              and re.fullmatch(r"\w+", k)), None)
+    jq = f"jq -c '{{text: {name}}}'"
+    fix = "" if not name else f", e.g. zstd -dc {path} | {jq} > text.jsonl" if path.endswith(".zst") else \
+        f", e.g. {jq} {path} > text.jsonl"
+    return f"no 'text' field (its fields: {fields or 'none'}); prepare reads each line's 'text' string: rename the " \
+           f"field holding the document{fix}"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -661,14 +734,17 @@ def start_state(out_dir, settings, older=(), typed=()):
                 sys.exit(f"error: {out_dir} is a run of this command cut short by an older version of this script, "
                          f"which did not record the files' modification times; delete {out_dir} and run this "
                          f"command again to start over")
-            if diff == ["shards_sha1"]:
+            # a file added to or removed from the input folder: "made with other settings (shards: 2, not 3;
+            # shards_sha1: '6853...', not 'b7fb...')", two digests for one added file
+            if "shards_sha1" in diff and set(diff) <= {"shards", "shards_sha1"}:
                 # the fingerprint is the ordered list: the same files in another order are another dataset
                 # a cut run's progress.json records no names: moved with the project's folder, it cannot be matched
                 moved = "" if path == meta_path else " (a run cut short resumes from its files where they were: " \
                                                      "moved since, delete it)"
-                sys.exit(f"error: the input files changed since {out_dir} was made from them (another list or order "
-                         f"of files, or a file's size or modification time); give the same files in the same order, "
-                         f"or delete {out_dir} to start over from the new ones{moved}")
+                count = f"{settings['shards']} files, not {old['settings']['shards']}; " if "shards" in diff else ""
+                sys.exit(f"error: the input files changed since {out_dir} was made from them ({count}another list or "
+                         f"order of files, or a file's size or modification time); give the same files in the same "
+                         f"order, or delete {out_dir} to start over from the new ones{moved}")
             if diff:
                 given = "; ".join(f"{k}: {old['settings'].get(k)!r}, not {settings[k]!r}" for k in diff)
                 sys.exit(f"error: {out_dir} already holds a dataset made with other settings ({given}); "
@@ -704,7 +780,7 @@ def prepare(args, log=print):
     """Make args.out_dir; returns its meta.json contents."""
     tok = Tokenizer(args.tokenizer)
     if args.input:
-        (shards, fetch), source = local_shards(args), "local files"
+        (shards, fetch), source = local_shards(args, log), "local files"
         # size and modification time: an edit that keeps the size must not resume into the old bins
         fingerprint = [(name, split, os.path.getsize(name), os.stat(name).st_mtime_ns) for name, split in shards]
         older = earlier_sha1s([f[:3] for f in fingerprint])  # before ea7da02: no modification times
@@ -764,6 +840,10 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=(), new
         if f.endswith(".txt") and (why := not_text(head(f))):
             sys.exit(f"error: {f}: {why}; give it as UTF-8 text, or rerun with --skip_bad to skip and count such "
                      f"input")
+        # UTF-16 with its byte order mark (Notepad's "Unicode", PowerShell 5's >): named before out_dir begins too,
+        # not after the files before it (the advice to delete out_dir, to start over from the converted file)
+        if not f.endswith(".zst") and (hint := utf16(head(f), whole=False)):
+            sys.exit(f"error: {f} is not UTF-8{hint}; or rerun with --skip_bad to skip and count such input")
     if st["next"] != [0, 0]:
         log(f"resuming at shard {st['next'][0]}/{len(shards)}, {st['tokens']['train']:,} train and "
             f"{st['tokens']['val']:,} val tokens committed")
@@ -868,8 +948,11 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=(), new
         meta["inputs_sha256"] = contents_sha256(shards)
     write_json(meta_path, meta)
     os.remove(state_path)
+    # --skip_bad's count said only in meta.json: a whole file of another field name was skipped line by line, exit 0
+    skipped = f"; skipped {meta['skipped']:,} bad line(s) and {len(meta['skipped_shards'])} bad file(s) (meta.json: " \
+              f"skipped, skipped_shards)" if meta["skipped"] or meta["skipped_shards"] else ""
     log(f"wrote {args.out_dir}: {meta['train_tokens']:,} train tokens ({meta['train_documents']:,} documents), "
-        f"{meta['val_tokens']:,} val tokens ({meta['val_documents']:,} documents)")
+        f"{meta['val_tokens']:,} val tokens ({meta['val_documents']:,} documents){skipped}")
     return meta
 
 

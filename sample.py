@@ -26,7 +26,8 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 
 import torch
 
-from checkpoint import dangling, load_checkpoint, other_data, r50k, read_json, token_count, tokens, unreadable, utf16
+from checkpoint import (dangling, eight_bit, load_checkpoint, other_data, r50k, read_json, token_count, tokens,
+                        unreadable, utf16)
 from configurator import Parser, boolean, cli, compile_failure, home, missing_device, number
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, check_conversion, conversion_note, convert_state_dict,
                      exact_fit, gpt2_config, load_gpt2, ties_v)
@@ -181,6 +182,18 @@ def read_text(arg, flag):
         if arg.startswith("FILE:") else arg
 
 
+def utf16_without_bom(text):
+    """'UTF-16LE' or 'UTF-16BE' where text (a file read as UTF-8) is ASCII text saved as UTF-16 without its byte
+    order mark, a NUL beside each character, else ''. A byte-level token file reads so too, but ends with its
+    separator, byte 0 as a whole NUL unit (the whole text is looked at for it)."""
+    if not text or len(text) % 2:  # whole 2-byte units only
+        return ""
+    for codec, nul, chars in (("UTF-16LE", text[1::2], text[0::2]), ("UTF-16BE", text[0::2], text[1::2])):
+        if set(nul) == {"\0"} and "\0" not in chars and any(c.isspace() for c in chars[:4096]):
+            return codec
+    return ""
+
+
 def read_text_file(path, given, fix):
     """The text of the file at path (given: the flag and value that named it, for the message; fix: what to give
     instead of a file that holds no text)."""
@@ -196,10 +209,14 @@ def read_text_file(path, given, fix):
         with open(path, encoding="utf-8", newline="") as f:
             text = f.read()
     except (OSError, UnicodeDecodeError) as e:  # missing, a folder, unreadable, or not text
-        why = e.reason + utf16(e.object) if isinstance(e, UnicodeDecodeError) else e.strerror
+        why = e.reason + (utf16(e.object) or eight_bit(e.object, e.start)) if isinstance(e, UnicodeDecodeError) \
+            else e.strerror
         raise SystemExit(f"{given}: cannot read it as UTF-8 text ({why}); {fix}.")
     if "\0" in text:  # a byte-level token file copied or renamed (a NUL after every byte) decodes as UTF-8 too,
         # and the bytes tokenizer reads a NUL as the document separator (prepare drops them): no text holds one
+        if half := utf16_without_bom(text):  # told "a file of token ids" of a text saved as UTF-16
+            raise SystemExit(f"{given}: it is UTF-16 without a byte-order mark (every other byte NUL), not UTF-8; "
+                             f"convert it, e.g. iconv -f {half} -t UTF-8.")
         raise SystemExit(f"{given}: holds NUL bytes, as a file of token ids (prepare_slimpajama.py's .bin, copied "
                          f"or renamed) does, not text; {fix}.")
     return text

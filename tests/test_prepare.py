@@ -261,27 +261,146 @@ def test_corrupt_and_truncated_zst_and_bad_utf8(tmp_path):
     with pytest.raises(SystemExit) as e:
         prepare(tmp_path / "d", *args, "--input", str(latin1))
     assert f"{latin1}:3: not UTF-8" in str(e.value)
+    # "not UTF-8 (invalid continuation byte); fix it" said nothing of how: Latin-1 and Windows-1252 are named
+    assert "it reads as Windows-1252 or Latin-1 text: convert it, e.g. iconv -f WINDOWS-1252 -t UTF-8)" in str(e.value)
     utf16 = tmp_path / "utf16.txt"  # Windows PowerShell 5's `>`: "not UTF-8 (invalid start byte); fix it"
     utf16.write_bytes("line one\n".encode("utf-16"))
     with pytest.raises(SystemExit) as e:
         prepare(tmp_path / "e", *args, "--input", str(utf16))
-    assert f"{utf16}:1: not UTF-8 (invalid start byte; it is UTF-16 (it starts with UTF-16's byte order mark): " \
-           f"convert it, e.g. iconv -f UTF-16 -t UTF-8); fix it" in str(e.value)
+    # refused before out_dir begins, as a binary .txt is: "delete e to start over" once converted
+    assert str(e.value) == f"error: {utf16} is not UTF-8; it is UTF-16 (it starts with UTF-16's byte order mark): " \
+                           f"convert it, e.g. iconv -f UTF-16 -t UTF-8; or rerun with --skip_bad to skip and count " \
+                           f"such input"
+    assert not (tmp_path / "e").exists()
     # a character of two UTF-16 units (an emoji) cut by the first bytes judged (SNIFF): "not text ... as in a binary
     # file or UTF-16 text without a byte-order mark", of a file that starts with one
     utf16.write_text("a" * (P.SNIFF // 2 - 2) + "\U0001F600" + "b" * 100, encoding="utf-16")
     with pytest.raises(SystemExit) as e:
         prepare(tmp_path / "f", *args, "--input", str(utf16))
-    assert f"{utf16}:1: not UTF-8 (invalid start byte; it is UTF-16 (it starts with UTF-16's byte order mark)" \
-           in str(e.value)
+    assert f"{utf16} is not UTF-8; it is UTF-16 (it starts with UTF-16's byte order mark)" in str(e.value)
     # Chinese saved by Notepad as "Unicode", without a newline: no ASCII, so 4570872 took it for FF FE glued before
     # UTF-8 text, and it was "not text ... as in UTF-16 text without a byte-order mark", of a file that starts with one
     for codec in ("utf-16", "utf-16-be"):
         utf16.write_bytes((b"\xfe\xff" if codec.endswith("be") else b"") + "中文的文本。这是一个测试。".encode(codec) * 50)
         with pytest.raises(SystemExit) as e:
             prepare(tmp_path / codec, *args, "--input", str(utf16))
-        assert f"{utf16}:1: not UTF-8 (invalid start byte; it is UTF-16 (it starts with UTF-16's byte order mark)" \
+        assert f"{utf16} is not UTF-8; it is UTF-16 (it starts with UTF-16's byte order mark)" in str(e.value)
+
+
+def test_prepare_names_a_utf16_jsonl_and_a_jsonl_of_another_field(tmp_path):
+    # json.loads reads a line of UTF-16 too: the first document went into train.bin, then "line 2: not a JSON
+    # object" with no word of UTF-16; with --skip_bad, one document kept and the rest skipped
+    docs = "".join(json.dumps({"text": f"document {i} " + "x" * 50}) + "\n" for i in range(40))
+    utf16 = tmp_path / "u16.jsonl"
+    utf16.write_bytes(docs.encode("utf-16"))
+    args = ["--tokenizer=bytes", "--val_fraction=0.1"]
+    with pytest.raises(SystemExit) as e:
+        prepare(tmp_path / "a", *args, "--input", str(utf16))
+    assert str(e.value).startswith(f"error: {utf16} is not UTF-8; it is UTF-16 (it starts with UTF-16's byte order")
+    assert not (tmp_path / "a").exists()
+    good = tmp_path / "good.jsonl"
+    good.write_text(docs)
+    meta = prepare(tmp_path / "b", *args, "--input", str(utf16), str(good), "--skip_bad")
+    assert meta["skipped_shards"] == [str(utf16)] and meta["train_documents"] + meta["val_documents"] == 40
+    # the last line says what --skip_bad skipped: a whole file of another field name was skipped without a word
+    lines = []
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"content": "a document"}) + "\n")
+    P.prepare(P.parse_args([*args, "--input", str(good), str(other), "--skip_bad", "--out_dir", str(tmp_path / "s")]),
+              log=lines.append)
+    assert lines[-1].endswith("; skipped 1 bad line(s) and 0 bad file(s) (meta.json: skipped, skipped_shards)")
+    # another corpus's field name, or 'text' one level down: "--skip_bad" alone skipped every line into "no text"
+    for row, jq in (({"id": 1, "content": "a document"}, ".content"), ({"doc": {"text": "a document"}}, ".doc.text")):
+        other = tmp_path / "other.jsonl"
+        other.write_text(json.dumps(row) + "\n")
+        with pytest.raises(SystemExit) as e:
+            prepare(tmp_path / "c", *args, "--input", str(other))
+        fields = ", ".join(map(repr, row))
+        assert f"{other}:1: no 'text' field (its fields: {fields}); prepare reads each line's 'text' string: rename " \
+               f"the field holding the document, e.g. jq -c '{{text: {jq}}}' {other} > text.jsonl; fix it" \
                in str(e.value)
+        shutil.rmtree(tmp_path / "c")
+    # compressed: jq cannot read zstd, and a UTF-16 shard's first line was read as a document too
+    for name, data in (("other.jsonl.zst", json.dumps({"content": "a document"}) + "\n"), ("u16.jsonl.zst", docs)):
+        (tmp_path / name).write_bytes(zstandard.ZstdCompressor().compress(data.encode("utf-16" if "16" in name
+                                                                                      else "utf-8")))
+        with pytest.raises(SystemExit) as e:
+            prepare(tmp_path / "z", *args, "--input", str(tmp_path / name))
+        assert (f"zstd -dc {tmp_path / name} | jq -c '{{text: .content}}' > text.jsonl" if "other" in name else
+                f"{tmp_path / name}:1: not UTF-8; it is UTF-16") in str(e.value)
+        shutil.rmtree(tmp_path / "z")
+
+
+def test_a_folder_names_the_files_it_leaves_out(tmp_path):
+    # a corpus's .jsonl.gz and .json beside its .txt: left out without a word, exit 0 with a third of the text
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("To be, or not to be, that is the question.\n" * 40)
+    (corpus / ".git").mkdir()  # the corpus under version control: its .git/ is no input left out
+    for name in ("docs.jsonl.gz", "more.json", "README.md", ".DS_Store", ".git/HEAD"):
+        (corpus / name).write_bytes(b"x")
+    lines = []
+    meta = P.prepare(P.parse_args(["--input", str(corpus), "--tokenizer=bytes", "--val_fraction=0.1",
+                                   "--out_dir", str(tmp_path / "d")]), log=lines.append)
+    assert meta["train_shards"] == [str(corpus / "a.txt")]
+    assert lines[0] == (f"note: --input {corpus}: 3 file(s) not .jsonl.zst, .jsonl, .txt left out (README.md, "
+                        f"docs.jsonl.gz, more.json); convert any that hold documents")
+    # a file added to the folder since: "made with other settings (shards: 1, not 2; shards_sha1: '...', not '...')"
+    (corpus / "b.txt").write_text("Whether 'tis nobler in the mind to suffer\n" * 40)
+    with pytest.raises(SystemExit) as e:
+        P.prepare(P.parse_args(["--input", str(corpus), "--tokenizer=bytes", "--val_fraction=0.1",
+                                "--out_dir", str(tmp_path / "d")]), log=lines.append)
+    assert str(e.value).startswith(f"error: the input files changed since {tmp_path / 'd'} was made from them (2 "
+                                   f"files, not 1; another list or order of files")
+    os.remove(corpus / "b.txt")
+    # an out_dir inside the input's folder: its own files are no input, prepared again or not
+    lines.clear()
+    args = ["--input", str(corpus), "--tokenizer=bytes", "--val_fraction=0.1", "--out_dir", str(corpus / "prep")]
+    for _ in range(2):
+        P.prepare(P.parse_args(args), log=lines.append)
+    assert [line for line in lines if "prep" in line and line.startswith("note")] == []
+
+
+def test_val_fraction_counts_documents_not_blank_lines(tmp_path):
+    # a blank line after each document: every 10th line, held out, was a blank one, so 300 documents gave val.bin
+    # nothing ("give more text or lines", which gave it nothing again)
+    docs = [json.dumps({"text": f"document {i} " + "x" * 20}) + "\n" for i in range(300)]
+    plain, spaced = tmp_path / "plain.jsonl", tmp_path / "spaced.jsonl"
+    plain.write_text("".join(docs))
+    spaced.write_text("".join(d + "\n" for d in docs))
+    args = ["--tokenizer=bytes", "--val_fraction=0.1"]
+    prepare(tmp_path / "a", *args, "--input", str(plain))
+    meta = prepare(tmp_path / "b", *args, "--input", str(spaced))
+    assert meta["val_documents"] == 30
+    assert all((x == y).all() for x, y in zip(bins(tmp_path / "a"), bins(tmp_path / "b")))
+    # a resume starts at a line: the documents from there on are routed as in a run from the start
+    whole = list(P.documents(str(spaced), "mixed", 0.1, 0))
+    assert list(P.documents(str(spaced), "mixed", 0.1, 301)) == [d for d in whole if d[0] >= 301]
+
+
+def test_an_extension_in_upper_case_is_told_to_be_renamed(tmp_path):
+    # Windows' NOTES.TXT: "is not .jsonl.zst, .jsonl, .txt; convert it", of a text file
+    (tmp_path / "in").mkdir()
+    upper = write_txt(tmp_path / "in" / "NOTES.TXT", "To be, or not to be, that is the question.\n" * 40)
+    with pytest.raises(SystemExit) as e:
+        prepare(tmp_path / "d", "--tokenizer=bytes", "--input", upper)
+    assert str(e.value) == (f"error: --input {upper} is not .jsonl.zst, .jsonl, .txt; the extension is read in lower "
+                            f"case: rename it to .txt")
+    lines = []
+    with pytest.raises(SystemExit):  # in a folder: named in the note
+        P.prepare(P.parse_args(["--input", str(tmp_path / "in"), "--tokenizer=bytes", "--out_dir",
+                                str(tmp_path / "d")]), log=lines.append)
+    assert lines[0].endswith("convert any that hold documents; the extension is read in lower case: rename it to .txt")
+    # documents as .json: JSON Lines under another name, or an array of objects; "convert it" said neither how
+    docs = [{"text": f"document {i}"} for i in range(3)]
+    for name, data, fix in (("lines.json", "".join(json.dumps(d) + "\n" for d in docs), "one JSON object a line is "
+                             f"JSON Lines: rename it to {tmp_path / 'lines.jsonl'}"),
+                            ("array.json", json.dumps(docs), "an array of documents goes one a line into a .jsonl: "
+                             f"jq -c '.[]' {tmp_path / 'array.json'} > docs.jsonl")):
+        (tmp_path / name).write_text(data)
+        with pytest.raises(SystemExit) as e:
+            prepare(tmp_path / "d", "--tokenizer=bytes", "--input", str(tmp_path / name))
+        assert str(e.value) == f"error: --input {tmp_path / name} is not .jsonl.zst, .jsonl, .txt; {fix}"
 
 
 def test_a_skip_bad_rerun_that_finds_no_text_removes_the_folder_the_refused_run_began(tmp_path):
@@ -520,6 +639,19 @@ def test_an_unquoted_glob_after_input_equals_says_how_to_give_several_files(caps
     with pytest.raises(SystemExit):  # a stray option is not a second value
         P.parse_args(["--input=a.txt", "--bogus"])
     assert capsys.readouterr().err.splitlines()[-1].endswith("error: unrecognized arguments: --bogus")
+
+
+def test_input_given_twice_is_refused_not_the_first_dropped(capsys):
+    # argparse keeps the last --input's values: `--input a.txt --input b.txt` prepared b.txt alone, exit 0
+    for argv, name in ((["--input", "a.txt", "--input", "b.txt"], "--input"),
+                       (["--input=a.txt", "--inp", "b.txt"], "--input"),
+                       (["--input", "a.txt", "--val_input", "v.txt", "--val_input=w.txt"], "--val_input")):
+        with pytest.raises(SystemExit):
+            P.parse_args(argv)
+        assert capsys.readouterr().err.splitlines()[-1].endswith(
+            f"error: {name} is given twice, and the second replaces the first (its values "
+            f"would be dropped); give all of them after one {name}: {name} A B C")
+    assert P.parse_args(["--input", "a.txt", "b.txt", "--val_input", "v.txt"]).input == ["a.txt", "b.txt"]
 
 def test_a_file_reached_through_a_link_is_the_same_file(tmp_path):
     src = write_txt(tmp_path / "a.txt", "hello\nworld\n")

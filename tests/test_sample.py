@@ -560,6 +560,20 @@ def test_a_utf16_text_file_is_named_utf16(tmp_path):
     assert str(e.value) == "--text=prompt.txt: cannot read it as UTF-8 text (invalid start byte; it is UTF-16 (it " \
                            "starts with UTF-16's byte order mark): convert it, e.g. iconv -f UTF-16 -t UTF-8); give " \
                            "a text file."
+    # Windows-1252 (smart quotes) or Latin-1: "cannot read it as UTF-8 text (invalid start byte); give a text file"
+    (tmp_path / "prompt.txt").write_bytes("It\u2019s caf\u00e9 time\n".encode("cp1252"))
+    with pytest.raises(SystemExit) as e:
+        sample.read_text_file(str(tmp_path / "prompt.txt"), "--text=prompt.txt", "give a text file")
+    assert str(e.value) == "--text=prompt.txt: cannot read it as UTF-8 text (invalid start byte; it reads as " \
+                           "Windows-1252 or Latin-1 text: convert it, e.g. iconv -f WINDOWS-1252 -t UTF-8); give a " \
+                           "text file."
+    # without its byte order mark: "holds NUL bytes, as a file of token ids", of a text (a token file ends with NUL)
+    for codec, name in (("utf-16-le", "UTF-16LE"), ("utf-16-be", "UTF-16BE")):
+        (tmp_path / "prompt.txt").write_bytes("To be, or not to be\n".encode(codec))
+        with pytest.raises(SystemExit) as e:
+            sample.read_text_file(str(tmp_path / "prompt.txt"), "--text=prompt.txt", "give a text file")
+        assert str(e.value) == ("--text=prompt.txt: it is UTF-16 without a byte-order mark (every other byte NUL), "
+                                f"not UTF-8; convert it, e.g. iconv -f {name} -t UTF-8.")
     (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00")  # FF FE, then no whole UTF-16 unit: binary, not UTF-16
     with pytest.raises(SystemExit) as e:
         sample.read_text_file(str(tmp_path / "binary.txt"), "--text=binary.txt", "give a text file")

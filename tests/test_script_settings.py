@@ -340,7 +340,7 @@ CLI = [
     (["experiments.analyze", "--out_dir={w}/run", "--rank=9"], "--rank must be at most the head_dim of {w}/run (8)"),
     # found by the second hostile pass: tracebacks, a silent skip, wrong advice, a silent exit 0
     (["sample.py", "--out_dir={w}/run", "--start=FILE:{w}/binary.txt"],
-     "--start=FILE:{w}/binary.txt: cannot read it as UTF-8 text (invalid start byte)"),
+     "--start=FILE:{w}/binary.txt: cannot read it as UTF-8 text (invalid start byte; it reads as Windows-1252"),
     (["sample.py", "--out_dir={w}/run", "--start=FILE:{w}/data"], "cannot read it as UTF-8 text (Is a directory)"),
     # found by the sixth: bytes that are not UTF-8 on the command line (--start=$'\xff') were a UnicodeEncodeError
     (["sample.py", "--out_dir={w}/run", "--start=\udcffab"], "argument --start: holds bytes that are not UTF-8 text"),
