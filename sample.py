@@ -96,10 +96,20 @@ CONTEXT_HINTS = dict.fromkeys(("block_size", "context_length", "context_len", "m
                                "n_ctx", "ctx_len"), "the context is the checkpoint's block_size, fixed by its training")
 
 
+# other tools' sampling and output options, whose nearest spellings here do something else (--top_p: --top_k,
+# --greedy: --seed), or that argparse took as the start of one (--out=samples.txt: --out_dir)
+SAMPLING_HINTS = {**dict.fromkeys(("top_p", "nucleus"), "there is no nucleus (top-p) sampling here: --top_k keeps "
+                                  "the k likeliest tokens"),
+                  **dict.fromkeys(("greedy", "do_sample"), "--temperature=0 decodes greedily"),
+                  **dict.fromkeys(("out", "output", "output_file"), "the samples go to the standard output: redirect "
+                                  "them (> samples.txt); --out_dir is the folder of ckpt.pt")}
+
+
 def get_parser():
     p = Parser(description="Sample from out_dir/ckpt.pt with the KV cache.",
                formatter_class=argparse.ArgumentDefaultsHelpFormatter, hints={
                    "prompt": "the prompt is --start (the text, or FILE:path)", **CHECKPOINT_HINTS, **CONVERT_HINTS,
+                   **SAMPLING_HINTS,
                    **{k: f"{v}; --max_new_tokens is a sample's length" for k, v in CONTEXT_HINTS.items()}})
     p.add_argument("--out_dir", default="out", help="directory holding ckpt.pt")
     p.add_argument("--start", type=prompt, default="\n", help='prompt text, or "FILE:path" to read it from a file; '
