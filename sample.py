@@ -13,6 +13,7 @@ r50k_base. For both, "<|endoftext|>" in the prompt and in the output is the docu
 import argparse
 import numbers
 import os
+import shlex
 import time
 from contextlib import nullcontext
 from dataclasses import replace
@@ -65,9 +66,19 @@ def text(s):
     return prompt(s)
 
 
+def init_source(s):
+    """--init_from's value; a run's folder or ckpt.pt there (train.py's --init_from=<checkpoint>) was argparse's
+    "invalid choice" alone: a checkpoint is read from --out_dir."""
+    if s not in ("resume", *GPT2_SIZES) and os.path.exists(home(s)):
+        folder = os.path.dirname(s) if os.path.isfile(home(s)) else s
+        raise argparse.ArgumentTypeError(f"is resume (the default: out_dir's checkpoint) or a GPT-2 size; to load "
+                                         f"{s}, write --out_dir={shlex.quote(folder or '.')}")
+    return s
+
+
 def add_model_args(p):
     """Where the model comes from, and the conversion applied first: shared by sample.py and eval.py."""
-    p.add_argument("--init_from", default="resume", choices=["resume", *GPT2_SIZES],
+    p.add_argument("--init_from", type=init_source, default="resume", choices=["resume", *GPT2_SIZES],
                    help="resume: out_dir's checkpoint; gpt2...: the Hugging Face hub's weights")
     p.add_argument("--proj", default=None, choices=list(SOURCES), help="convert the weights to this variant first")
     p.add_argument("--n_kv_head", type=number(int, ">= 0"), default=None,
