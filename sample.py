@@ -435,17 +435,26 @@ def cache_report(model, n_tokens, dtype):
     return f"{head} (K and V); with V = K: {fmt_bytes(twin_bytes)}"
 
 
+COMPILE_NEEDS = ("--compile=True compiles the cached one-token step: it needs --use_cache=True and a checkpoint "
+                 "without pos_conv.")
+
+
 def main(argv=None):
     args = parse_args(argv)
     device = torch.device(args.device)
     dtype = DTYPES[args.dtype or ("bfloat16" if device.type == "cuda" else "float32")]
+    # both before the model: a mistyped FILE: prompt, or --compile without the cache, was found only after a
+    # conversion, or GPT-2 downloaded (gpt2-xl: 6 GB)
+    start = read_text(args.start, "--start")
+    if args.compile and not args.use_cache:
+        raise SystemExit(COMPILE_NEEDS)
     torch.manual_seed(args.seed)
     model, meta = load_model(args, device)
     # again: building the model drew its random init, as many numbers as its shape has, so an exact conversion
     # (untied, heads repeated) sampled other text than its checkpoint under one --seed
     torch.manual_seed(args.seed)
     encode, decode = get_tokenizer(meta)
-    ids = encode(read_text(args.start, "--start")) or [meta["eot_token"]]
+    ids = encode(start) or [meta["eot_token"]]
     bs = model.config.block_size
     if args.use_cache and len(ids) > bs:
         raise SystemExit(f"the prompt is {len(ids)} tokens, longer than the model's context (block_size {bs}); "
@@ -457,9 +466,8 @@ def main(argv=None):
         raise SystemExit(f"prompt ({len(ids)} tokens) + --max_new_tokens ({n_new}) - 1 exceeds the model's context "
                          f"(block_size {bs}); lower --max_new_tokens to {room} or pass --use_cache=False "
                          f"to crop the context.")
-    if args.compile and (not args.use_cache or model.config.pos_conv):
-        raise SystemExit("--compile=True compiles the cached one-token step: it needs --use_cache=True and a "
-                         "checkpoint without pos_conv.")
+    if args.compile and model.config.pos_conv:
+        raise SystemExit(COMPILE_NEEDS)
     # generate builds its cache in the autocast dtype, or the weights' dtype (float32) without autocast
     ctx = nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype)
     temperature = args.temperature if args.temperature >= MIN_TEMPERATURE else 0

@@ -451,6 +451,19 @@ def test_a_compile_that_fails_is_one_sentence(tmp_path, capsys, monkeypatch):
                             "GPU): install one, or pass --compile=False.")
 
 
+@pytest.mark.parametrize("args, said", [
+    (["--start=FILE:typo.txt"], "--start=FILE:typo.txt: cannot read it as UTF-8 text (No such file or directory)"),
+    (["--compile=True", "--use_cache=False"], "--compile=True compiles the cached one-token step: it needs "
+                                              "--use_cache=True"),
+])
+def test_a_bad_prompt_file_or_compile_without_cache_is_refused_before_the_model_loads(args, said, monkeypatch):
+    # both were found after GPT-2 was downloaded (gpt2-xl: 6 GB) or a checkpoint converted
+    monkeypatch.setattr(sample, "load_model", lambda *a: pytest.fail("the model was loaded first"))
+    with pytest.raises(SystemExit) as e:
+        sample.main(["--init_from=gpt2", "--device=cpu", *args])
+    assert str(e.value).startswith(said)
+
+
 def test_a_temperature_too_small_to_sample_with_is_greedy(tmp_path, capsys):
     make_ckpt(tmp_path, BYTES_META)
     greedy = run(capsys, tmp_path, "--start=ab", "--max_new_tokens=20", "--num_samples=1")  # run() passes 0
