@@ -435,6 +435,21 @@ def cache_report(model, n_tokens, dtype):
     return f"{head} (K and V); with V = K: {fmt_bytes(twin_bytes)}"
 
 
+def new_tokens(args, n_prompt, bs):
+    """The tokens each sample adds to a prompt of n_prompt tokens, refused where the cache cannot hold them."""
+    if args.use_cache and n_prompt > bs:
+        raise SystemExit(f"the prompt is {n_prompt} tokens, longer than the model's context (block_size {bs}); "
+                         f"shorten --start, or pass --use_cache=False and --max_new_tokens=N to continue it from "
+                         f"its last {bs} tokens (by default, with the context full, N is 1).")
+    room = bs - n_prompt + 1  # new tokens that fill the context: the last one is never fed back
+    n_new = max(room, 1) if args.max_new_tokens is None else args.max_new_tokens
+    if args.use_cache and n_new > room:
+        raise SystemExit(f"prompt ({n_prompt} tokens) + --max_new_tokens ({n_new}) - 1 exceeds the model's context "
+                         f"(block_size {bs}); lower --max_new_tokens to {room} or pass --use_cache=False "
+                         f"to crop the context.")
+    return n_new
+
+
 COMPILE_NEEDS = ("--compile=True compiles the cached one-token step: it needs --use_cache=True and a checkpoint "
                  "without pos_conv.")
 
@@ -448,6 +463,8 @@ def main(argv=None):
     start = read_text(args.start, "--start")
     if args.compile and not args.use_cache:
         raise SystemExit(COMPILE_NEEDS)
+    if args.init_from != "resume":  # GPT-2's context and tokenizer are known before its download
+        new_tokens(args, len(get_tokenizer(GPT2_META)[0](start)) or 1, gpt2_config(args.init_from).block_size)
     torch.manual_seed(args.seed)
     model, meta = load_model(args, device)
     # again: building the model drew its random init, as many numbers as its shape has, so an exact conversion
@@ -455,17 +472,7 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     encode, decode = get_tokenizer(meta)
     ids = encode(start) or [meta["eot_token"]]
-    bs = model.config.block_size
-    if args.use_cache and len(ids) > bs:
-        raise SystemExit(f"the prompt is {len(ids)} tokens, longer than the model's context (block_size {bs}); "
-                         f"shorten --start, or pass --use_cache=False and --max_new_tokens=N to continue it from "
-                         f"its last {bs} tokens (by default, with the context full, N is 1).")
-    room = bs - len(ids) + 1  # new tokens that fill the context: the last one is never fed back
-    n_new = max(room, 1) if args.max_new_tokens is None else args.max_new_tokens
-    if args.use_cache and n_new > room:
-        raise SystemExit(f"prompt ({len(ids)} tokens) + --max_new_tokens ({n_new}) - 1 exceeds the model's context "
-                         f"(block_size {bs}); lower --max_new_tokens to {room} or pass --use_cache=False "
-                         f"to crop the context.")
+    n_new = new_tokens(args, len(ids), model.config.block_size)
     if args.compile and model.config.pos_conv:
         raise SystemExit(COMPILE_NEEDS)
     # generate builds its cache in the autocast dtype, or the weights' dtype (float32) without autocast
