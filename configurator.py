@@ -541,6 +541,7 @@ class Parser(argparse.ArgumentParser):
         what an empty value means."""
         # read once: an iterator (iter(argv)) was used up here, and argparse's own reads below saw no arguments
         args = self.argv = argv_of(args)  # for error()
+        self.hinted_prefix(args)
         ns, rest = super().parse_known_args(args, namespace)
         # the options the command line gave (set only by argparse's defaults, a value is not the user's): each one
         # parsed again into a namespace of markers, which argparse leaves where it gives no value
@@ -611,6 +612,17 @@ class Parser(argparse.ArgumentParser):
                 opt = max(action.option_strings, key=len)
                 self.error(f"{opt} is given twice, and the second replaces the first (its values would be dropped); "
                            f"give all of them after one {opt}: {opt} A B C")
+
+    def hinted_prefix(self, argv):
+        """Refuses, with its hint, a name in hints that argparse would take as the start of an option: sample.py
+        `--out=samples.txt` (bench's and eval's output option) was read as --out_dir, "no checkpoint at samples.txt"
+        or, before a later --out_dir, dropped (no file, exit 0)."""
+        for arg in itertools.takewhile(lambda a: a != "--", argv):
+            key = arg.split("=")[0][2:] if arg.startswith("--") else ""
+            if key and key not in self.hints:
+                key = key.replace("-", "_").lower()
+            if key in self.hints and f"--{key}" not in self._option_string_actions:
+                self.error(f"unrecognized arguments: {arg}; {self.hints[key]}")
 
     def unread(self, args, rules):
         """Refuses an option the command line gave that this run, in its mode, reads nothing of: it ran as though

@@ -15,6 +15,7 @@ import json
 import numbers
 import os
 import re
+import shlex
 import time
 from contextlib import nullcontext
 from dataclasses import replace
@@ -68,9 +69,19 @@ def text(s):
     return prompt(s)
 
 
+def init_source(s):
+    """--init_from's value; a run's folder or ckpt.pt there (train.py's --init_from=<checkpoint>) was argparse's
+    "invalid choice" alone: a checkpoint is read from --out_dir."""
+    if s not in ("resume", *GPT2_SIZES) and os.path.exists(home(s)):
+        folder = os.path.dirname(s) if os.path.isfile(home(s)) else s
+        raise argparse.ArgumentTypeError(f"is resume (the default: out_dir's checkpoint) or a GPT-2 size; to load "
+                                         f"{s}, write --out_dir={shlex.quote(folder or '.')}")
+    return s
+
+
 def add_model_args(p):
     """Where the model comes from, and the conversion applied first: shared by sample.py and eval.py."""
-    p.add_argument("--init_from", default="resume", choices=["resume", *GPT2_SIZES],
+    p.add_argument("--init_from", type=init_source, default="resume", choices=["resume", *GPT2_SIZES],
                    help="resume: out_dir's checkpoint; gpt2...: the Hugging Face hub's weights")
     p.add_argument("--proj", default=None, choices=list(SOURCES), help="convert the weights to this variant first")
     p.add_argument("--n_kv_head", type=number(int, ">= 0"), default=None,
@@ -99,10 +110,20 @@ CONTEXT_HINTS = dict.fromkeys(("block_size", "context_length", "context_len", "m
                                "n_ctx", "ctx_len"), "the context is the checkpoint's block_size, fixed by its training")
 
 
+# other tools' sampling and output options, whose nearest spellings here do something else (--top_p: --top_k,
+# --greedy: --seed), or that argparse took as the start of one (--out=samples.txt: --out_dir)
+SAMPLING_HINTS = {**dict.fromkeys(("top_p", "nucleus"), "there is no nucleus (top-p) sampling here: --top_k keeps "
+                                  "the k likeliest tokens"),
+                  **dict.fromkeys(("greedy", "do_sample"), "--temperature=0 decodes greedily"),
+                  **dict.fromkeys(("out", "output", "output_file"), "the samples go to the standard output: redirect "
+                                  "them (> samples.txt); --out_dir is the folder of ckpt.pt")}
+
+
 def get_parser():
     p = Parser(description="Sample from out_dir/ckpt.pt with the KV cache.",
                formatter_class=argparse.ArgumentDefaultsHelpFormatter, hints={
                    "prompt": "the prompt is --start (the text, or FILE:path)", **CHECKPOINT_HINTS, **CONVERT_HINTS,
+                   **SAMPLING_HINTS,
                    **{k: f"{v}; --max_new_tokens is a sample's length" for k, v in CONTEXT_HINTS.items()}})
     p.add_argument("--out_dir", default="out", help="directory holding ckpt.pt")
     p.add_argument("--start", type=prompt, default="\n", help='prompt text, or "FILE:path" to read it from a file; '
@@ -453,31 +474,46 @@ def cache_report(model, n_tokens, dtype):
     return f"{head} (K and V); with V = K: {fmt_bytes(twin_bytes)}"
 
 
+def new_tokens(args, n_prompt, bs):
+    """The tokens each sample adds to a prompt of n_prompt tokens, refused where the cache cannot hold them."""
+    if args.use_cache and n_prompt > bs:
+        raise SystemExit(f"the prompt is {n_prompt} tokens, longer than the model's context (block_size {bs}); "
+                         f"shorten --start, or pass --use_cache=False and --max_new_tokens=N to continue it from "
+                         f"its last {bs} tokens (by default, with the context full, N is 1).")
+    room = bs - n_prompt + 1  # new tokens that fill the context: the last one is never fed back
+    n_new = max(room, 1) if args.max_new_tokens is None else args.max_new_tokens
+    if args.use_cache and n_new > room:
+        raise SystemExit(f"prompt ({n_prompt} tokens) + --max_new_tokens ({n_new}) - 1 exceeds the model's context "
+                         f"(block_size {bs}); lower --max_new_tokens to {room} or pass --use_cache=False "
+                         f"to crop the context.")
+    return n_new
+
+
+COMPILE_NEEDS = ("--compile=True compiles the cached one-token step: it needs --use_cache=True and a checkpoint "
+                 "without pos_conv.")
+
+
 def main(argv=None):
     args = parse_args(argv)
     device = torch.device(args.device)
     dtype = DTYPES[args.dtype or ("bfloat16" if device.type == "cuda" else "float32")]
+    # both before the model: a mistyped FILE: prompt, or --compile without the cache, was found only after a
+    # conversion, or GPT-2 downloaded (gpt2-xl: 6 GB)
+    start = read_text(args.start, "--start")
+    if args.compile and not args.use_cache:
+        raise SystemExit(COMPILE_NEEDS)
+    if args.init_from != "resume":  # GPT-2's context and tokenizer are known before its download
+        new_tokens(args, len(get_tokenizer(GPT2_META)[0](start)) or 1, gpt2_config(args.init_from).block_size)
     torch.manual_seed(args.seed)
     model, meta = load_model(args, device)
     # again: building the model drew its random init, as many numbers as its shape has, so an exact conversion
     # (untied, heads repeated) sampled other text than its checkpoint under one --seed
     torch.manual_seed(args.seed)
     encode, decode = get_tokenizer(meta)
-    ids = encode(read_text(args.start, "--start")) or [meta["eot_token"]]
-    bs = model.config.block_size
-    if args.use_cache and len(ids) > bs:
-        raise SystemExit(f"the prompt is {len(ids)} tokens, longer than the model's context (block_size {bs}); "
-                         f"shorten --start, or pass --use_cache=False and --max_new_tokens=N to continue it from "
-                         f"its last {bs} tokens (by default, with the context full, N is 1).")
-    room = bs - len(ids) + 1  # new tokens that fill the context: the last one is never fed back
-    n_new = max(room, 1) if args.max_new_tokens is None else args.max_new_tokens
-    if args.use_cache and n_new > room:
-        raise SystemExit(f"prompt ({len(ids)} tokens) + --max_new_tokens ({n_new}) - 1 exceeds the model's context "
-                         f"(block_size {bs}); lower --max_new_tokens to {room} or pass --use_cache=False "
-                         f"to crop the context.")
-    if args.compile and (not args.use_cache or model.config.pos_conv):
-        raise SystemExit("--compile=True compiles the cached one-token step: it needs --use_cache=True and a "
-                         "checkpoint without pos_conv.")
+    ids = encode(start) or [meta["eot_token"]]
+    n_new = new_tokens(args, len(ids), model.config.block_size)
+    if args.compile and model.config.pos_conv:
+        raise SystemExit(COMPILE_NEEDS)
     # generate builds its cache in the autocast dtype, or the weights' dtype (float32) without autocast
     ctx = nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype)
     temperature = args.temperature if args.temperature >= MIN_TEMPERATURE else 0

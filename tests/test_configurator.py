@@ -253,6 +253,11 @@ def test_a_number_with_a_typographic_minus_names_it(capsys):
                                   "--max_new_tokens is a sample's length"),  # dashes, as Hugging Face's tools write it
     ("eval", "--Block-Size=64", "; the context is the checkpoint's block_size, fixed by its training: every context "
                                 "is cropped from the left to it"),
+    # other tools' sampling options, pointed at --top_k and --seed; --out (bench's, eval's) taken as --out_dir
+    ("sample", "--top_p=0.9", "; there is no nucleus (top-p) sampling here: --top_k keeps the k likeliest tokens"),
+    ("sample", "--greedy", "; --temperature=0 decodes greedily"),
+    ("sample", "--out=samples.txt", "; the samples go to the standard output: redirect them (> samples.txt); "
+                                    "--out_dir is the folder of ckpt.pt"),
     ("sample", "--bogus", ""),
 ])
 def test_an_unknown_option_of_an_argparse_script_names_what_it_is_or_the_nearest(script, arg, said, capsys):
@@ -261,6 +266,14 @@ def test_an_unknown_option_of_an_argparse_script_names_what_it_is_or_the_nearest
         parser.parse_args([arg])
     assert capsys.readouterr().err.splitlines()[-1] == f"{script}.py: error: unrecognized arguments: {arg}{said}" \
         .replace(f"{script}.py", parser.prog)
+
+
+def test_a_hinted_name_argparse_took_as_an_option_start_is_refused_before_a_later_out_dir(capsys):
+    # sample.py --out=samples.txt --out_dir=r: argparse read --out as --out_dir, the later one won, no file, exit 0
+    with pytest.raises(SystemExit):
+        __import__("sample").parse_args(["--out=samples.txt", "--out_dir=r"])
+    assert "unrecognized arguments: --out=samples.txt; the samples go to the standard output" in capsys.readouterr().err
+    assert __import__("sample").parse_args(["--temp=0.5"]).temperature == 0.5  # an abbreviation not hinted: as before
 
 
 @pytest.mark.parametrize("script, args, said", [

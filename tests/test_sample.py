@@ -471,6 +471,21 @@ def test_a_compile_that_fails_is_one_sentence(tmp_path, capsys, monkeypatch):
                             "GPU): install one, or pass --compile=False.")
 
 
+@pytest.mark.parametrize("args, said", [
+    (["--start=FILE:typo.txt"], "--start=FILE:typo.txt: cannot read it as UTF-8 text (No such file or directory)"),
+    (["--compile=True", "--use_cache=False"], "--compile=True compiles the cached one-token step: it needs "
+                                              "--use_cache=True"),
+    (["--max_new_tokens=2000"], "prompt (1 tokens) + --max_new_tokens (2000) - 1 exceeds the model's context "
+                                "(block_size 1024); lower --max_new_tokens to 1024"),
+])
+def test_a_bad_prompt_file_or_compile_without_cache_is_refused_before_the_model_loads(args, said, monkeypatch):
+    # each was found after GPT-2 was downloaded (gpt2-xl: 6 GB), the first two after a checkpoint converted
+    monkeypatch.setattr(sample, "load_model", lambda *a: pytest.fail("the model was loaded first"))
+    with pytest.raises(SystemExit) as e:
+        sample.main(["--init_from=gpt2", "--device=cpu", *args])
+    assert str(e.value).startswith(said)
+
+
 def test_a_temperature_too_small_to_sample_with_is_greedy(tmp_path, capsys):
     make_ckpt(tmp_path, BYTES_META)
     greedy = run(capsys, tmp_path, "--start=ab", "--max_new_tokens=20", "--num_samples=1")  # run() passes 0

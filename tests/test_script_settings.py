@@ -304,6 +304,21 @@ def test_an_option_its_mode_does_not_read_is_refused(script, name, capsys, tmp_p
     parser.unread(parser.parse_args(read), importlib.import_module(script).UNREAD)
 
 
+@pytest.mark.parametrize("script", ["sample", "eval"])
+def test_a_run_given_as_init_from_names_out_dir(script, capsys, tmp_path, monkeypatch):
+    # train.py's --init_from=<checkpoint>: sample.py and eval.py said only "invalid choice", with no word of --out_dir
+    monkeypatch.chdir(tmp_path)
+    os.makedirs("my run")
+    open("my run/ckpt.pt", "w").close()
+    for given in ("my run", "my run/ckpt.pt"):
+        with pytest.raises(SystemExit):
+            parser_of(script).parse_args([f"--init_from={given}"])
+        assert capsys.readouterr().err.splitlines()[-1].endswith(
+            f"--init_from: is resume (the default: out_dir's checkpoint) or a GPT-2 size; to load {given}, write "
+            f"--out_dir='my run'")
+    assert parser_of(script).parse_args(["--init_from=gpt2"]).init_from == "gpt2"
+
+
 def test_parser_knows_which_options_the_command_line_gave():
     # argparse fills every default in, so an option given at its default looked the same as none given
     p = Parser()
