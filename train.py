@@ -20,6 +20,7 @@ import json
 import math
 import os
 import re
+import shlex
 import signal
 import sys
 import tempfile
@@ -877,6 +878,26 @@ def load_source():
     return GPTConfig(**src["model_args"]), src["model"], src.get("meta", {}).get("tokenizer")
 
 
+def resumed_data():
+    """Refuse a resume whose data_dir is not there, naming the one the checkpoint trained on: without the run's config
+    file (train.py's default data_dir), or with a relative data_dir from another folder, "prepare it with ..." was the
+    advice, where the run's data was prepared already."""
+    was = ckpt["config"].get("data_dir")
+    if os.path.exists(data_dir) or not isinstance(was, str):
+        return
+    here = f"a relative path, missing from this folder ({os.getcwd()})"
+    if was != data_dir:
+        there = "" if os.path.isabs(was) or os.path.exists(was) else \
+            f", {here}: run from the folder the run was trained in"
+        sys.exit(f"data_dir {data_dir!r} does not exist, and {ckpt_path} trained on data_dir {was!r}{there}; resume "
+                 f"with the config file and settings the run was trained with, or --data_dir={shlex.quote(was)}.")
+    if not os.path.isabs(data_dir):
+        sys.exit(f"data_dir {data_dir!r}, which {ckpt_path} trained on, is {here}; run from the folder the run was "
+                 f"trained in, or give --data_dir as an absolute path.")
+
+
+if init_from == "resume":
+    resumed_data()
 source = load_source() if converting else None
 # a checkpoint's vocabulary and block_size (resumed, or converted with them: GPT-2's too) are no settings to change:
 # name the data, not vocab_size or block_size

@@ -525,6 +525,24 @@ def test_resume_on_data_too_short_for_its_block_size_names_the_data_not_block_si
                    f"--data_dir at the data the checkpoint was trained on.")
 
 
+def test_a_resume_whose_data_dir_is_not_there_names_the_checkpoints_not_prepare(finished, tmp_path, monkeypatch):
+    # without the run's config file (the default data_dir), or from another folder with its relative data_dir, the
+    # advice was "prepare it with `python prepare_slimpajama.py ... --out_dir=data/slimpajama`"
+    out = shutil.copytree(finished, tmp_path / "run")
+    was = str(torch.load(out / "ckpt.pt", weights_only=False)["config"]["data_dir"])
+    monkeypatch.chdir(tmp_path)
+    msg = run_inprocess(monkeypatch, [f"--out_dir={out}", "--init_from=resume", "--max_iters=4"])
+    assert msg == (f"data_dir 'data/slimpajama' does not exist, and {out / 'ckpt.pt'} trained on data_dir {was!r}; "
+                   f"resume with the config file and settings the run was trained with, or --data_dir={was}.")
+    ckpt = torch.load(out / "ckpt.pt", weights_only=False)
+    ckpt["config"]["data_dir"] = "data"  # trained from the data's parent folder, resumed from tmp_path
+    torch.save(ckpt, out / "ckpt.pt")
+    msg = run_inprocess(monkeypatch, ["--data_dir=data", f"--out_dir={out}", "--init_from=resume", "--max_iters=4"])
+    assert msg == (f"data_dir 'data', which {out / 'ckpt.pt'} trained on, is a relative path, missing from this folder "
+                   f"({tmp_path}); run from the folder the run was trained in, or give --data_dir as an absolute "
+                   f"path.")
+
+
 def test_a_resume_or_conversion_on_another_tokenizers_data_is_refused(finished, tmp_path, monkeypatch, capsys):
     # a vocabulary that fits (bytes data for an r50k model) was trained on without a word, each embedding row now
     # meaning another token, and the checkpoint's meta then named the new tokenizer
