@@ -72,6 +72,16 @@ def in_assets(path):
     return real == assets or real.startswith(assets + os.sep)
 
 
+def in_project(data_dir):
+    """data_dir in this repository's folder when it is relative, not there from the current folder, and prepared there
+    (the three files): config/cpu_tiny.py's data/shakespeare_bytes, its commands run from another folder, was told to
+    be prepared again there; else None."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), data_dir)
+    if os.path.isabs(data_dir) or os.path.exists(data_dir):
+        return None
+    return path if all(os.path.isfile(os.path.join(path, f)) for f in ("train.bin", "val.bin", "meta.json")) else None
+
+
 def default_data(data_dir):
     """Whether data_dir is the studies' default data, the data of their tracked tables (by real path: an absolute
     path or a link to it is the same folder). A study run on other data writes its tables beside its runs: it was
@@ -1260,6 +1270,11 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
                                  f"{'holds' if len(inside) == 1 else 'hold'} prepared data; set --data_dir to "
                                  f"{'it' if len(inside) == 1 else 'one of them'}, or "
                                  f"{prepare.removesuffix(' or set --data_dir')}.")
+            if not held and (there := in_project(data_dir)):  # the quickstart's data, its command run from elsewhere
+                raise SystemExit(f"data_dir {data_dir!r} is a relative path, read from this folder ({os.getcwd()}), "
+                                 f"and has no {name} here; the project's folder holds it prepared: run from "
+                                 f"{os.path.dirname(os.path.abspath(__file__))}"
+                                 + (f" or set --data_dir={shlex.quote(there)}." if settable else "."))
             raise SystemExit(f"data_dir {data_dir!r} has no {name}" + (
                 f", only {' and '.join(held)}; delete {data_dir} and {prepare}." if held else f"; {prepare}."))
         if not os.path.isfile(os.path.join(data_dir, name)):

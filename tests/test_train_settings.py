@@ -543,6 +543,20 @@ def test_a_resume_whose_data_dir_is_not_there_names_the_checkpoints_not_prepare(
                    f"path.")
 
 
+def test_a_relative_data_dir_prepared_in_the_project_but_run_from_elsewhere_is_named(tmp_path, monkeypatch):
+    # `python ~/qkv-share/train.py ~/qkv-share/config/cpu_tiny.py` from ~ after the quickstart was told to prepare
+    # data/shakespeare_bytes again in ~
+    project = tmp_path / "project"
+    make_data(project / "data" / "bytes")
+    monkeypatch.setattr(checkpoint, "__file__", str(project / "checkpoint.py"))  # the repository, for the test
+    monkeypatch.chdir(tmp_path)
+    msg = run_inprocess(monkeypatch, ["--data_dir=data/bytes", f"--out_dir={tmp_path / 'out'}"])
+    assert msg == (f"data_dir 'data/bytes' is a relative path, read from this folder ({tmp_path}), and has no "
+                   f"train.bin here; the project's folder holds it prepared: run from {project} or set "
+                   f"--data_dir={project / 'data' / 'bytes'}.")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_resume_or_conversion_on_another_tokenizers_data_is_refused(finished, tmp_path, monkeypatch, capsys):
     # a vocabulary that fits (bytes data for an r50k model) was trained on without a word, each embedding row now
     # meaning another token, and the checkpoint's meta then named the new tokenizer
