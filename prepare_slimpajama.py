@@ -718,6 +718,11 @@ def prepare(args, log=print):
     # LC_ALL=C from préface.txt is this one, asked again there
     if args.input:  # the same files in a folder moved, renamed or copied since (the project's, input.txt in it)
         typed += same_inputs(os.path.join(args.out_dir, "meta.json"), shards, fingerprint)
+    if os.path.isfile(os.path.join(args.out_dir, "meta.json")) and not os.access(args.out_dir, os.W_OK) and \
+            start_state(args.out_dir, settings, older, typed) is None:
+        # a finished dataset on a read-only place (a shared mount): the same command again, the quickstart rerun,
+        # was told to choose another --out_dir, where it has nothing to write
+        return finished(args.out_dir, tok, log)
     made = len(missing_dirs(args.out_dir))  # --out_dir=a/b/c with no a: 3, all removed by a run that leaves nothing
     writable_dir(args.out_dir, "choose another --out_dir", named=True)
     for name in ("train.bin", "val.bin", "meta.json", "progress.json"):  # else taken for no file: a traceback later
@@ -740,6 +745,14 @@ def remove_levels(folder, levels):
     remove_empty([norm for _, norm in itertools.islice(dir_steps(folder), levels)])
 
 
+def finished(out_dir, tok, log):
+    """meta.json of out_dir, which start_state found holds this dataset, once its bins are checked against it."""
+    meta = read_json(os.path.join(out_dir, "meta.json"), is_meta)
+    check_bins(out_dir, meta, tok)
+    log(f"{os.path.join(out_dir, 'meta.json')} already holds this dataset; nothing to do")
+    return meta
+
+
 def write_dataset(args, settings, tok, shards, fetch, source, log, older=(), new_dir=False, typed=()):
     """The bins and meta.json of args.out_dir, resumed from its progress.json when a run was cut short. new_dir:
     how many levels of out_dir (it, its parents) this call made, recorded with a fresh start (a resumed run that
@@ -749,12 +762,9 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=(), new
     # a kill in the middle of a write_json: its temporary file, left over (NAME.tmp: the one name before 46d06a2)
     remove_leftovers(args.out_dir, r"(progress|meta)\.json\.([a-z0-9_]{8}\.)?tmp")
     if st is None:
-        meta = read_json(meta_path, is_meta)
-        check_bins(args.out_dir, meta, tok)
         if os.path.exists(state_path):  # a kill between writing meta.json and removing progress.json
             os.remove(state_path)
-        log(f"{meta_path} already holds this dataset; nothing to do")
-        return meta
+        return finished(args.out_dir, tok, log)
     # an input this user cannot read, named before progress.json and the bins begin out_dir: "could not read ...
     # rerun the same command to resume" left them, and other inputs given next were "changed since d was made"
     if source == "local files" and (unread := next(((f, why) for f, _ in shards if (why := unreadable(f))), None)):

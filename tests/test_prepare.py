@@ -425,6 +425,23 @@ def test_an_unreachable_or_offline_hub_is_one_line_and_writes_nothing(tmp_path, 
     assert os.listdir(tmp_path) == []
 
 
+def test_the_same_command_on_a_finished_dataset_in_a_read_only_place_has_nothing_to_do(tmp_path, capsys,
+                                                                                       monkeypatch):
+    # a shared read-only mount (the tests may run as root, which no mode refuses: the mount's answers are faked):
+    # the quickstart's prepare step, run again, was told to choose another --out_dir
+    import checkpoint
+    src, out = write_txt(tmp_path / "a.txt", "some text\n" * 50), tmp_path / "data"
+    meta = prepare(out, "--tokenizer=bytes", "--input", src, "--val_fraction=0.1")
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: access(p, mode) and not (mode & os.W_OK and p == str(out)))
+    monkeypatch.setattr(checkpoint, "unwritable", lambda folder: "Read-only file system")
+    capsys.readouterr()
+    assert prepare(out, "--tokenizer=bytes", "--input", src, "--val_fraction=0.1") == meta
+    assert capsys.readouterr().out == f"{out / 'meta.json'} already holds this dataset; nothing to do\n"
+    with pytest.raises(SystemExit, match="other settings"):  # another dataset is still refused as before
+        prepare(out, "--tokenizer=bytes", "--input", src, "--val_fraction=0.2")
+
+
 def test_never_overwrites_other_data(tmp_path, capsys, monkeypatch):
     src = write_jsonl(tmp_path / "a.jsonl", DOCS)
     out = tmp_path / "out"
