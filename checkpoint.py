@@ -72,14 +72,25 @@ def in_assets(path):
     return real == assets or real.startswith(assets + os.sep)
 
 
-def in_project(data_dir):
-    """data_dir in this repository's folder when it is relative, not there from the current folder, and prepared there
-    (the three files): config/cpu_tiny.py's data/shakespeare_bytes, its commands run from another folder, was told to
-    be prepared again there; else None."""
+def in_project(data_dir, files=("train.bin", "val.bin", "meta.json")):
+    """data_dir in this repository's folder when it is relative, not there from the current folder, and holds files
+    there (a prepared dataset's three): config/cpu_tiny.py's data/shakespeare_bytes, its commands run from another
+    folder, was told to be prepared again there; else None."""
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), data_dir)
     if os.path.isabs(data_dir) or os.path.exists(data_dir):
         return None
-    return path if all(os.path.isfile(os.path.join(path, f)) for f in ("train.bin", "val.bin", "meta.json")) else None
+    return path if all(os.path.isfile(os.path.join(path, f)) for f in files) else None
+
+
+def redraw_missing(table, run):
+    """The refusal of a study's --redraw whose table (a path from the current folder) is not there: run, the study's
+    command, writes it; run from another folder, the repository's tracked table is named instead (the advice was to
+    train the study again, for an hour and more)."""
+    if there := in_project(os.path.dirname(table), (os.path.basename(table),)):
+        return (f"--redraw draws from {table}, which is read from this folder ({os.getcwd()}) and is not there; the "
+                f"project's is {os.path.join(there, os.path.basename(table))}: run from "
+                f"{os.path.dirname(os.path.abspath(__file__))} to redraw it.")
+    return f"--redraw draws from {table}, which does not exist; run {run} first."
 
 
 def default_data(data_dir):
