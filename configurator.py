@@ -94,16 +94,16 @@ def check(key, value, defaults, where, hints=None):
 PATHS = {"out_dir", "data_dir", "init_from", "out", "input", "val_input", "text", "include_path", "cache", "root"}
 
 
-def shell_vars(key, value):
+def shell_vars(key, value, name=None):
     """A path setting's $NAME and ${NAME} as the shell gives them: '--out_dir=$SCRATCH/x' in single quotes, or
     out_dir = "$SCRATCH/x" in a config file, made a folder named $SCRATCH in the current one, exit 0 (and `rm -rf
-    $SCRATCH` to clean it up removes the real one). One that is not set is refused; a path that exists as written
-    (a folder named $x) is the user's."""
+    $SCRATCH` to clean it up removes the real one). One that is not set is refused (name: the option as typed,
+    --out); a path that exists as written (a folder named $x) is the user's."""
     if key not in PATHS or not isinstance(value, str) or "$" not in value or os.path.exists(value):
         return value
     names = [n.strip("{}") for n in re.findall(r"\$(\w+|\{\w+\})", value)]
     if unset := [n for n in names if n not in os.environ]:
-        raise SystemExit(f"{key} {value!r} names ${unset[0]}, which is not set in the environment (no shell expanded "
+        raise SystemExit(f"{name or key} {value!r} names ${unset[0]}, which is not set in the environment (no shell expanded "
                          f"it: quoted, or in a config file); set it, or write the path out.")
     return os.path.expandvars(value)
 
@@ -570,8 +570,9 @@ class Parser(argparse.ArgumentParser):
         for a in self._actions:  # --out=~/x, --input ~/a.txt: home's (an option of its own type reads its own text)
             if a.option_strings and a.type is None and a.dest != "help" and hasattr(ns, a.dest):
                 value = getattr(ns, a.dest)
-                setattr(ns, a.dest, [shell_vars(a.dest, home(v)) for v in value] if isinstance(value, list) else
-                        shell_vars(a.dest, home(value)))
+                name = max(a.option_strings, key=len)
+                setattr(ns, a.dest, [shell_vars(a.dest, home(v), name) for v in value] if isinstance(value, list)
+                        else shell_vars(a.dest, home(value), name))
         for a in self._actions:
             if not (a.option_strings and a.type is None and a.dest != "help"):
                 continue

@@ -551,6 +551,8 @@ def test_a_paths_environment_variable_is_its_value_not_a_folder_named_after_it(t
     p.add_argument("--tasks", default=None)  # no path: its $ is its own
     ns = p.parse_args(["--out=$SCR/o", "--input", "$SCR/a.txt", "b.txt", "--tasks=$x"])
     assert (ns.out, ns.input, ns.tasks) == (f"{tmp_path}/o", [f"{tmp_path}/a.txt", "b.txt"], "$x")
+    with pytest.raises(SystemExit, match=r"^--out '\$NOPE/o' names \$NOPE, which is not set"):
+        p.parse_args(["--out=$NOPE/o"])
 
 
 def test_a_path_given_from_home_is_home_s_not_a_folder_named_tilde(tmp_path, monkeypatch):
