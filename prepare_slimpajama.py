@@ -41,9 +41,9 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import numpy as np
 import zstandard
 
-from checkpoint import (atomic_write, dangling, dir_steps, earlier_sha1s, guard_assets, hold_lock, inputs_sha1,
-                        largest_token, load_json, missing_dirs, r50k, remove_empty, remove_leftovers, space_fix,
-                        unreadable, utf16, writable_dir)
+from checkpoint import (atomic_write, dangling, delete_what, dir_steps, earlier_sha1s, guard_assets, hold_lock,
+                        inputs_sha1, largest_token, load_json, missing_dirs, r50k, remove_empty, remove_leftovers,
+                        space_fix, unreadable, utf16, writable_dir)
 from configurator import Parser, boolean, cli, number
 from convert import hub_problem
 
@@ -477,8 +477,8 @@ def read_batches(shards, fetch, start, args, tok, pool, q, full, stop):
                     submit()
                     put(b)  # what came before the bad unit is written and committed first
                     # a repaired file no longer matches the committed progress, so a fix means starting over
-                    put(BadInput(f"{text}; fix it and delete {args.out_dir} to start over, or rerun the same "
-                                 f"command with --skip_bad to skip and count such input"))
+                    put(BadInput(f"{text}; fix it and delete {delete_what(args.out_dir)} to start over, or rerun the "
+                                 f"same command with --skip_bad to skip and count such input"))
                     return
                 if isinstance(text, BadInput) and text.whole_shard:
                     b.bad_shards.append(name)
@@ -554,7 +554,8 @@ def open_bins(out_dir, st):
         path = os.path.join(out_dir, f"{s}.bin")
         exists = os.path.exists(path)
         if (os.path.getsize(path) if exists else 0) < 2 * st["tokens"][s]:
-            sys.exit(f"error: {path} is shorter than {out_dir}/progress.json records; delete {out_dir} and start over")
+            sys.exit(f"error: {path} is shorter than {out_dir}/progress.json records; delete {delete_what(out_dir)} "
+                     f"and start over")
         try:
             files[s] = open(path, "r+b" if exists else "wb")
         except PermissionError as e:  # read-only or unreadable for this user: a traceback at the resume
@@ -659,8 +660,8 @@ def start_state(out_dir, settings, older=(), typed=()):
                 if path == meta_path:
                     return None
                 sys.exit(f"error: {out_dir} is a run of this command cut short by an older version of this script, "
-                         f"which did not record the files' modification times; delete {out_dir} and run this "
-                         f"command again to start over")
+                         f"which did not record the files' modification times; delete {delete_what(out_dir)} and run "
+                         f"this command again to start over")
             if diff == ["shards_sha1"]:
                 # the fingerprint is the ordered list: the same files in another order are another dataset
                 # a cut run's progress.json records no names: moved with the project's folder, it cannot be matched
@@ -668,11 +669,11 @@ def start_state(out_dir, settings, older=(), typed=()):
                                                      "moved since, delete it)"
                 sys.exit(f"error: the input files changed since {out_dir} was made from them (another list or order "
                          f"of files, or a file's size or modification time); give the same files in the same order, "
-                         f"or delete {out_dir} to start over from the new ones{moved}")
+                         f"or delete {delete_what(out_dir)} to start over from the new ones{moved}")
             if diff:
                 given = "; ".join(f"{k}: {old['settings'].get(k)!r}, not {settings[k]!r}" for k in diff)
                 sys.exit(f"error: {out_dir} already holds a dataset made with other settings ({given}); "
-                         f"use another --out_dir or delete {out_dir}")
+                         f"use another --out_dir or delete {delete_what(out_dir)}")
             return None if path == meta_path else old
     for s in ("train", "val"):
         if os.path.exists(os.path.join(out_dir, f"{s}.bin")):
@@ -691,13 +692,13 @@ def check_bins(out_dir, meta, tok):
         if not os.path.exists(path) or os.path.getsize(path) != 2 * n:
             held = f"holds {os.path.getsize(path):,} bytes" if os.path.exists(path) else "is missing"
             sys.exit(f"error: {path} {held}, and {out_dir}/meta.json records {n:,} tokens ({2 * n:,} bytes); "
-                     f"delete {out_dir} and run this command again to rebuild it")
+                     f"delete {delete_what(out_dir)} and run this command again to rebuild it")
     want = {"tokenizer": tok.name, "vocab_size": tok.vocab_size, "eot_token": tok.eot, "dtype": "uint16"}
     meta = {"dtype": "uint16", **meta}  # older files have no dtype: uint16, as train.py reads them
     bad = next((k for k, v in want.items() if meta.get(k) != v), None)
     if bad:
         sys.exit(f"error: {out_dir}/meta.json records {bad} {meta.get(bad)!r}, and this command writes {want[bad]!r} "
-                 f"(edited by hand?); delete {out_dir} and run this command again to rebuild it")
+                 f"(edited by hand?); delete {delete_what(out_dir)} and run this command again to rebuild it")
 
 
 def prepare(args, log=print):

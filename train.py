@@ -54,8 +54,9 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
-from checkpoint import (atomic_write, dangling, eval_batches, file_above, guard_assets, iteration_tokens, json_text,
-                        load_checkpoint, load_json, lock_held, log_lines, log_text, masked, masked_file, missing_dirs,
+from checkpoint import (atomic_write, dangling, delete_what, eval_batches, file_above, guard_assets, iteration_tokens,
+                        json_text, load_checkpoint, load_json, lock_held, log_lines, log_text, masked, masked_file,
+                        missing_dirs,
                         open_data, other_data, perplexity, remove_empty, remove_leftovers, run_length,
                         save_checkpoint, scored_tokens, space_fix, token_count, unlocked, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, missing_device,
@@ -967,8 +968,9 @@ def get_batch(split, *key):
     reads = [os.pread(fd, n, 2 * int(i)) for i in ix]
     if any(len(r) < n for r in reads) or os.fstat(fd).st_size != size:
         sys.exit(f"{data_dir}/{split}.bin changed while the run read it ({size:,} bytes when it began, "
-                 f"{os.fstat(fd).st_size:,} now): it was cut or written in place; delete {data_dir} and prepare it "
-                 f"again with prepare_slimpajama.py (a run reads the bins it began with, not new ones beside them).")
+                 f"{os.fstat(fd).st_size:,} now): it was cut or written in place; delete {delete_what(data_dir)} and "
+                 f"prepare it again with prepare_slimpajama.py (a run reads the bins it began with, not new ones "
+                 f"beside them).")
     w = np.stack([np.frombuffer(r, dtype=np.uint16) for r in reads]).astype(np.int64)  # inputs and next tokens
     if w.max() >= meta["vocab_size"]:  # the bins changed since they were checked on open (meta.json records a max)
         sys.exit(f"{data_dir}/{split}.bin holds token id {w.max()}, at or above vocab_size {meta['vocab_size']} of "
