@@ -528,6 +528,15 @@ def changed_settings(saved):
             and k not in UNCHECKED + unread and not (k == "init_from" and "resume" in (config[k], old[k]))]
 
 
+def run_files(folder):
+    """What "delete out_dir" advice names: out_dir, or where it holds prepared data too (out_dir = data_dir), only
+    the run's checkpoint and log; deleting the folder removed the data with the run."""
+    if not any(os.path.exists(os.path.join(folder, n)) for n in ("train.bin", "val.bin", "meta.json")):
+        return folder
+    run = " and ".join(p for n in ("ckpt.pt", "log.jsonl") if os.path.exists(p := os.path.join(folder, n)))
+    return f"{run} (not {folder}: it holds the prepared data too)"
+
+
 def data_meta():
     """data_dir's meta.json as it is, or None where it cannot be read (open_data says why, before any work)."""
     try:
@@ -554,8 +563,8 @@ if ckpt:
     if done >= max_iters and not changed and (moved := other_data(ckpt.get("meta"), data_meta())):
         sys.exit(f"{ckpt_path} holds a finished run of these settings, trained on other data than "
                  f"{os.path.join(data_dir, 'meta.json')} records now ({', '.join(moved)}): {data_dir} was prepared "
-                 f"again since{other_folder}; train this run into another --out_dir, or delete {out_dir} to train it "
-                 f"there again.")
+                 f"again since{other_folder}; train this run into another --out_dir, or delete "
+                 f"{run_files(out_dir)} to train it there again.")
     if done >= max_iters and not changed:
         if master:
             resume = "" if init_from == "resume" else " and add --init_from=resume"  # not twice: it is there

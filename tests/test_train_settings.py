@@ -786,6 +786,14 @@ def test_a_finished_run_asked_again_on_data_prepared_again_is_not_this_run(tmp_p
                   f"{data / 'meta.json'} records now (train_tokens 15000 (checkpoint: 20000)): {data} was prepared " \
                   f"again since; train this run into another --out_dir, or delete {out} to train it there again."
     assert snapshot(out) == before
+    # trained into its own data folder (out_dir = data_dir): "delete DATA" removed the data with the run
+    train(data, data, "--max_iters=2")
+    meta = json.loads((data / "meta.json").read_text())
+    (data / "meta.json").write_text(json.dumps({**meta, "train_tokens": 14_000}))
+    np.fromfile(data / "train.bin", dtype=np.uint16)[:14_000].tofile(data / "train.bin")
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data}", f"--out_dir={data}", "--max_iters=2"])
+    assert msg.endswith(f"or delete {data / 'ckpt.pt'} and {data / 'log.jsonl'} (not {data}: it holds the prepared "
+                        f"data too) to train it there again.")
 
 
 def test_the_same_data_dir_spelled_another_way_is_the_same_run(finished, data_dir, tmp_path, monkeypatch, capsys):
