@@ -72,6 +72,46 @@ def in_assets(path):
     return real == assets or real.startswith(assets + os.sep)
 
 
+def in_project(data_dir, files=("train.bin", "val.bin", "meta.json")):
+    """data_dir in this repository's folder when it is relative, not there from the current folder, and holds files
+    there (a prepared dataset's three): config/cpu_tiny.py's data/shakespeare_bytes, its commands run from another
+    folder, was told to be prepared again there; else None."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), data_dir)
+    if os.path.isabs(data_dir) or os.path.exists(data_dir):
+        return None
+    return path if all(os.path.isfile(os.path.join(path, f)) for f in files) else None
+
+
+def redraw_missing(table, run):
+    """The refusal of a study's --redraw whose table (a path from the current folder) is not there: run, the study's
+    command, writes it; run from another folder, the repository's tracked table is named instead (the advice was to
+    train the study again, for an hour and more)."""
+    if there := in_project(os.path.dirname(table), (os.path.basename(table),)):
+        return (f"--redraw draws from {table}, which is read from this folder ({os.getcwd()}) and is not there; the "
+                f"project's is {os.path.join(there, os.path.basename(table))}: run from "
+                f"{os.path.dirname(os.path.abspath(__file__))} to redraw it.")
+    return f"--redraw draws from {table}, which does not exist; run {run} first."
+
+
+DATA_FILES = ("train.bin", "val.bin", "meta.json", "progress.json")  # what prepare_slimpajama.py writes in its out_dir
+
+
+def delete_what(folder, own=DATA_FILES):
+    """What advice tells the user to delete so that folder can be made again: folder itself, or where it holds other
+    files (the text prepared into its own folder, nanoGPT's data/x/input.txt; a run trained into its data folder),
+    only its own files: "delete data/x and prepare it again" removed the text to prepare, or the run."""
+    try:
+        names = set(os.listdir(folder))
+    except OSError:
+        return folder
+    others = sorted(n for n in names - set(own) if not n.endswith(".tmp"))
+    if not others:
+        return folder
+    mine = [os.path.join(folder, n) for n in own if n in names] or [os.path.join(folder, own[0])]
+    files = mine[0] if len(mine) == 1 else f"{', '.join(mine[:-1])} and {mine[-1]}"
+    return f"{files} (not {folder}: it holds {others[0]}{' and more' if len(others) > 1 else ''} too)"
+
+
 def default_data(data_dir):
     """Whether data_dir is the studies' default data, the data of their tracked tables (by real path: an absolute
     path or a link to it is the same folder). A study run on other data writes its tables beside its runs: it was
@@ -1304,15 +1344,21 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
                                  f"{'holds' if len(inside) == 1 else 'hold'} prepared data; set --data_dir to "
                                  f"{'it' if len(inside) == 1 else 'one of them'}, or "
                                  f"{prepare.removesuffix(' or set --data_dir')}.")
+            if not held and (there := in_project(data_dir)):  # the quickstart's data, its command run from elsewhere
+                raise SystemExit(f"data_dir {data_dir!r} is a relative path, read from this folder ({os.getcwd()}), "
+                                 f"and has no {name} here; the project's folder holds it prepared: run from "
+                                 f"{os.path.dirname(os.path.abspath(__file__))}"
+                                 + (f" or set --data_dir={shlex.quote(there)}." if settable else "."))
             raise SystemExit(f"data_dir {data_dir!r} has no {name}" + (
-                f", only {' and '.join(held)}; delete {data_dir} and {prepare}." if held else f"; {prepare}."))
+                f", only {' and '.join(held)}; delete {delete_what(data_dir)} and {prepare}." if held else
+                f"; {prepare}."))
         if not os.path.isfile(os.path.join(data_dir, name)):
-            raise SystemExit(f"{os.path.join(data_dir, name)} is not a file; delete {data_dir} and prepare it again "
-                             f"with prepare_slimpajama.py.")
+            raise SystemExit(f"{os.path.join(data_dir, name)} is not a file; delete {delete_what(data_dir)} and "
+                             f"prepare it again with prepare_slimpajama.py.")
     path = os.path.join(data_dir, "meta.json")
     # prepare_slimpajama.py never overwrites, and says "nothing to do" where meta.json still matches the bins'
     # sizes: the same command into the same folder would not repair a recorded maximum or a token edited in place
-    again = f"delete {data_dir} and prepare it again with prepare_slimpajama.py"
+    again = f"delete {delete_what(data_dir)} and prepare it again with prepare_slimpajama.py"
     meta = read_json(path, again)
     if not isinstance(meta.get("vocab_size"), int):
         raise SystemExit(f"{path} has no vocab_size; {again}.")
@@ -1355,11 +1401,11 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
             asked = meta.get("settings") if isinstance(meta.get("settings"), dict) else {}  # prepare's arguments
             if split == "val" and asked.get("val_tokens") == 0:  # a split there, but none of it asked for
                 raise SystemExit(f"{bin_path} holds no tokens: {data_dir} was prepared with --val_tokens=0; "
-                                 f"delete {data_dir} and prepare it again with --val_tokens above 0.")
+                                 f"delete {delete_what(data_dir)} and prepare it again with --val_tokens above 0.")
             # prepare refuses a folder holding a dataset of other settings: the delete is part of the fix
-            raise SystemExit(f"{bin_path} holds {size // 2} tokens; delete {data_dir} and prepare it again with "
-                             f"more text" + (" and a validation split (--val_fraction above 0, or --val_input)."
-                                if split == "val" else "."))
+            raise SystemExit(f"{bin_path} holds {size // 2} tokens; delete {delete_what(data_dir)} and prepare it "
+                             f"again with more text" + (" and a validation split (--val_fraction above 0, or "
+                                                        "--val_input)." if split == "val" else "."))
         if size // 2 <= block_size:
             # a hub model's (resuming: its name, gpt2) block_size is its own, and it has no data here to point at
             fix = ("." if study else f" ({resuming}'s block_size, which no setting changes)." if type(resuming) is str

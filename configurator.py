@@ -86,7 +86,26 @@ def check(key, value, defaults, where, hints=None):
     if error := blank_error(key, value, defaults[key], f" in {where}") or \
             control_error(key, value, f" in {where}" if where.isprintable() else ""):
         raise SystemExit(error + ".")
-    return home(value)
+    return shell_vars(key, home(value))
+
+
+# the settings that name files and folders (train.py's and sample.py's keys, the commands' options): only their
+# values can mean an environment variable; a prompt or a task name keeps its $
+PATHS = {"out_dir", "data_dir", "init_from", "out", "input", "val_input", "text", "include_path", "cache", "root"}
+
+
+def shell_vars(key, value, name=None):
+    """A path setting's $NAME and ${NAME} as the shell gives them: '--out_dir=$SCRATCH/x' in single quotes, or
+    out_dir = "$SCRATCH/x" in a config file, made a folder named $SCRATCH in the current one, exit 0 (and `rm -rf
+    $SCRATCH` to clean it up removes the real one). One that is not set is refused (name: the option as typed,
+    --out); a path that exists as written (a folder named $x) is the user's."""
+    if key not in PATHS or not isinstance(value, str) or "$" not in value or os.path.exists(value):
+        return value
+    names = [n.strip("{}") for n in re.findall(r"\$(\w+|\{\w+\})", value)]
+    if unset := [n for n in names if n not in os.environ]:
+        raise SystemExit(f"{name or key} {value!r} names ${unset[0]}, which is not set in the environment (no shell expanded "
+                         f"it: quoted, or in a config file); set it, or write the path out.")
+    return os.path.expandvars(value)
 
 
 def home(value):
@@ -552,7 +571,9 @@ class Parser(argparse.ArgumentParser):
         for a in self._actions:  # --out=~/x, --input ~/a.txt: home's (an option of its own type reads its own text)
             if a.option_strings and a.type is None and a.dest != "help" and hasattr(ns, a.dest):
                 value = getattr(ns, a.dest)
-                setattr(ns, a.dest, [home(v) for v in value] if isinstance(value, list) else home(value))
+                name = max(a.option_strings, key=len)
+                setattr(ns, a.dest, [shell_vars(a.dest, home(v), name) for v in value] if isinstance(value, list)
+                        else shell_vars(a.dest, home(value), name))
         for a in self._actions:
             if not (a.option_strings and a.type is None and a.dest != "help"):
                 continue

@@ -41,9 +41,9 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import numpy as np
 import zstandard
 
-from checkpoint import (atomic_write, dangling, dir_steps, earlier_sha1s, eight_bit, guard_assets, hold_lock,
-                        inputs_sha1, largest_token, load_json, missing_dirs, r50k, remove_empty, remove_leftovers,
-                        space_fix, unreadable, utf16, writable_dir)
+from checkpoint import (atomic_write, dangling, delete_what, dir_steps, earlier_sha1s, eight_bit, guard_assets,
+                        hold_lock, inputs_sha1, largest_token, load_json, missing_dirs, r50k, remove_empty,
+                        remove_leftovers, space_fix, unreadable, utf16, writable_dir)
 from configurator import Parser, boolean, cli, number
 from convert import hub_problem
 
@@ -550,8 +550,8 @@ def read_batches(shards, fetch, start, args, tok, pool, q, full, stop):
                     submit()
                     put(b)  # what came before the bad unit is written and committed first
                     # a repaired file no longer matches the committed progress, so a fix means starting over
-                    put(BadInput(f"{text}; fix it and delete {args.out_dir} to start over, or rerun the same "
-                                 f"command with --skip_bad to skip and count such input"))
+                    put(BadInput(f"{text}; fix it and delete {delete_what(args.out_dir)} to start over, or rerun the "
+                                 f"same command with --skip_bad to skip and count such input"))
                     return
                 if isinstance(text, BadInput) and text.whole_shard:
                     b.bad_shards.append(name)
@@ -627,7 +627,8 @@ def open_bins(out_dir, st):
         path = os.path.join(out_dir, f"{s}.bin")
         exists = os.path.exists(path)
         if (os.path.getsize(path) if exists else 0) < 2 * st["tokens"][s]:
-            sys.exit(f"error: {path} is shorter than {out_dir}/progress.json records; delete {out_dir} and start over")
+            sys.exit(f"error: {path} is shorter than {out_dir}/progress.json records; delete {delete_what(out_dir)} "
+                     f"and start over")
         try:
             files[s] = open(path, "r+b" if exists else "wb")
         except PermissionError as e:  # read-only or unreadable for this user: a traceback at the resume
@@ -732,8 +733,8 @@ def start_state(out_dir, settings, older=(), typed=()):
                 if path == meta_path:
                     return None
                 sys.exit(f"error: {out_dir} is a run of this command cut short by an older version of this script, "
-                         f"which did not record the files' modification times; delete {out_dir} and run this "
-                         f"command again to start over")
+                         f"which did not record the files' modification times; delete {delete_what(out_dir)} and run "
+                         f"this command again to start over")
             # a file added to or removed from the input folder: "made with other settings (shards: 2, not 3;
             # shards_sha1: '6853...', not 'b7fb...')", two digests for one added file
             if "shards_sha1" in diff and set(diff) <= {"shards", "shards_sha1"}:
@@ -744,11 +745,11 @@ def start_state(out_dir, settings, older=(), typed=()):
                 count = f"{settings['shards']} files, not {old['settings']['shards']}; " if "shards" in diff else ""
                 sys.exit(f"error: the input files changed since {out_dir} was made from them ({count}another list or "
                          f"order of files, or a file's size or modification time); give the same files in the same "
-                         f"order, or delete {out_dir} to start over from the new ones{moved}")
+                         f"order, or delete {delete_what(out_dir)} to start over from the new ones{moved}")
             if diff:
                 given = "; ".join(f"{k}: {old['settings'].get(k)!r}, not {settings[k]!r}" for k in diff)
                 sys.exit(f"error: {out_dir} already holds a dataset made with other settings ({given}); "
-                         f"use another --out_dir or delete {out_dir}")
+                         f"use another --out_dir or delete {delete_what(out_dir)}")
             return None if path == meta_path else old
     for s in ("train", "val"):
         if os.path.exists(os.path.join(out_dir, f"{s}.bin")):
@@ -767,13 +768,13 @@ def check_bins(out_dir, meta, tok):
         if not os.path.exists(path) or os.path.getsize(path) != 2 * n:
             held = f"holds {os.path.getsize(path):,} bytes" if os.path.exists(path) else "is missing"
             sys.exit(f"error: {path} {held}, and {out_dir}/meta.json records {n:,} tokens ({2 * n:,} bytes); "
-                     f"delete {out_dir} and run this command again to rebuild it")
+                     f"delete {delete_what(out_dir)} and run this command again to rebuild it")
     want = {"tokenizer": tok.name, "vocab_size": tok.vocab_size, "eot_token": tok.eot, "dtype": "uint16"}
     meta = {"dtype": "uint16", **meta}  # older files have no dtype: uint16, as train.py reads them
     bad = next((k for k, v in want.items() if meta.get(k) != v), None)
     if bad:
         sys.exit(f"error: {out_dir}/meta.json records {bad} {meta.get(bad)!r}, and this command writes {want[bad]!r} "
-                 f"(edited by hand?); delete {out_dir} and run this command again to rebuild it")
+                 f"(edited by hand?); delete {delete_what(out_dir)} and run this command again to rebuild it")
 
 
 def prepare(args, log=print):
@@ -794,6 +795,11 @@ def prepare(args, log=print):
     # LC_ALL=C from préface.txt is this one, asked again there
     if args.input:  # the same files in a folder moved, renamed or copied since (the project's, input.txt in it)
         typed += same_inputs(os.path.join(args.out_dir, "meta.json"), shards, fingerprint)
+    if os.path.isfile(os.path.join(args.out_dir, "meta.json")) and not os.access(args.out_dir, os.W_OK) and \
+            start_state(args.out_dir, settings, older, typed) is None:
+        # a finished dataset on a read-only place (a shared mount): the same command again, the quickstart rerun,
+        # was told to choose another --out_dir, where it has nothing to write
+        return finished(args.out_dir, tok, log)
     made = len(missing_dirs(args.out_dir))  # --out_dir=a/b/c with no a: 3, all removed by a run that leaves nothing
     writable_dir(args.out_dir, "choose another --out_dir", named=True)
     for name in ("train.bin", "val.bin", "meta.json", "progress.json"):  # else taken for no file: a traceback later
@@ -816,6 +822,14 @@ def remove_levels(folder, levels):
     remove_empty([norm for _, norm in itertools.islice(dir_steps(folder), levels)])
 
 
+def finished(out_dir, tok, log):
+    """meta.json of out_dir, which start_state found holds this dataset, once its bins are checked against it."""
+    meta = read_json(os.path.join(out_dir, "meta.json"), is_meta)
+    check_bins(out_dir, meta, tok)
+    log(f"{os.path.join(out_dir, 'meta.json')} already holds this dataset; nothing to do")
+    return meta
+
+
 def write_dataset(args, settings, tok, shards, fetch, source, log, older=(), new_dir=False, typed=()):
     """The bins and meta.json of args.out_dir, resumed from its progress.json when a run was cut short. new_dir:
     how many levels of out_dir (it, its parents) this call made, recorded with a fresh start (a resumed run that
@@ -825,12 +839,9 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=(), new
     # a kill in the middle of a write_json: its temporary file, left over (NAME.tmp: the one name before 46d06a2)
     remove_leftovers(args.out_dir, r"(progress|meta)\.json\.([a-z0-9_]{8}\.)?tmp")
     if st is None:
-        meta = read_json(meta_path, is_meta)
-        check_bins(args.out_dir, meta, tok)
         if os.path.exists(state_path):  # a kill between writing meta.json and removing progress.json
             os.remove(state_path)
-        log(f"{meta_path} already holds this dataset; nothing to do")
-        return meta
+        return finished(args.out_dir, tok, log)
     # an input this user cannot read, named before progress.json and the bins begin out_dir: "could not read ...
     # rerun the same command to resume" left them, and other inputs given next were "changed since d was made"
     if source == "local files" and (unread := next(((f, why) for f, _ in shards if (why := unreadable(f))), None)):

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import re
+import shlex
 import signal
 import sys
 import tempfile
@@ -53,8 +54,9 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
-from checkpoint import (atomic_write, dangling, eval_batches, file_above, guard_assets, iteration_tokens, json_text,
-                        load_checkpoint, load_json, lock_held, log_lines, log_text, masked, masked_file, missing_dirs,
+from checkpoint import (atomic_write, dangling, delete_what, eval_batches, file_above, guard_assets, iteration_tokens,
+                        json_text, load_checkpoint, load_json, lock_held, log_lines, log_text, masked, masked_file,
+                        missing_dirs,
                         open_data, other_data, perplexity, remove_empty, remove_leftovers, run_length,
                         save_checkpoint, scored_tokens, space_fix, token_count, unlocked, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, missing_device,
@@ -531,6 +533,15 @@ def changed_settings(saved):
             and k not in UNCHECKED + unread and not (k == "init_from" and "resume" in (config[k], old[k]))]
 
 
+def run_files(folder):
+    """What "delete out_dir" advice names: out_dir, or where it holds prepared data too (out_dir = data_dir), only
+    the run's checkpoint and log; deleting the folder removed the data with the run."""
+    if not any(os.path.exists(os.path.join(folder, n)) for n in ("train.bin", "val.bin", "meta.json")):
+        return folder
+    run = " and ".join(p for n in ("ckpt.pt", "log.jsonl") if os.path.exists(p := os.path.join(folder, n)))
+    return f"{run} (not {folder}: it holds the prepared data too)"
+
+
 def data_meta():
     """data_dir's meta.json as it is, or None where it cannot be read (open_data says why, before any work)."""
     try:
@@ -557,8 +568,8 @@ if ckpt:
     if done >= max_iters and not changed and (moved := other_data(ckpt.get("meta"), data_meta())):
         sys.exit(f"{ckpt_path} holds a finished run of these settings, trained on other data than "
                  f"{os.path.join(data_dir, 'meta.json')} records now ({', '.join(moved)}): {data_dir} was prepared "
-                 f"again since{other_folder}; train this run into another --out_dir, or delete {out_dir} to train it "
-                 f"there again.")
+                 f"again since{other_folder}; train this run into another --out_dir, or delete "
+                 f"{run_files(out_dir)} to train it there again.")
     if done >= max_iters and not changed:
         if master:
             resume = "" if init_from == "resume" else " and add --init_from=resume"  # not twice: it is there
@@ -882,6 +893,26 @@ def load_source():
     return GPTConfig(**src["model_args"]), src["model"], src.get("meta", {}).get("tokenizer")
 
 
+def resumed_data():
+    """Refuse a resume whose data_dir is not there, naming the one the checkpoint trained on: without the run's config
+    file (train.py's default data_dir), or with a relative data_dir from another folder, "prepare it with ..." was the
+    advice, where the run's data was prepared already."""
+    was = ckpt["config"].get("data_dir")
+    if os.path.exists(data_dir) or not isinstance(was, str):
+        return
+    here = f"a relative path, missing from this folder ({os.getcwd()})"
+    if was != data_dir:
+        there = "" if os.path.isabs(was) or os.path.exists(was) else \
+            f", {here}: run from the folder the run was trained in"
+        sys.exit(f"data_dir {data_dir!r} does not exist, and {ckpt_path} trained on data_dir {was!r}{there}; resume "
+                 f"with the config file and settings the run was trained with, or --data_dir={shlex.quote(was)}.")
+    if not os.path.isabs(data_dir):
+        sys.exit(f"data_dir {data_dir!r}, which {ckpt_path} trained on, is {here}; run from the folder the run was "
+                 f"trained in, or give --data_dir as an absolute path.")
+
+
+if init_from == "resume":
+    resumed_data()
 source = load_source() if converting else None
 # a checkpoint's vocabulary and block_size (resumed, or converted with them: GPT-2's too) are no settings to change:
 # name the data, not vocab_size or block_size
@@ -951,8 +982,9 @@ def get_batch(split, *key):
     reads = [os.pread(fd, n, 2 * int(i)) for i in ix]
     if any(len(r) < n for r in reads) or os.fstat(fd).st_size != size:
         sys.exit(f"{data_dir}/{split}.bin changed while the run read it ({size:,} bytes when it began, "
-                 f"{os.fstat(fd).st_size:,} now): it was cut or written in place; delete {data_dir} and prepare it "
-                 f"again with prepare_slimpajama.py (a run reads the bins it began with, not new ones beside them).")
+                 f"{os.fstat(fd).st_size:,} now): it was cut or written in place; delete {delete_what(data_dir)} and "
+                 f"prepare it again with prepare_slimpajama.py (a run reads the bins it began with, not new ones "
+                 f"beside them).")
     w = np.stack([np.frombuffer(r, dtype=np.uint16) for r in reads]).astype(np.int64)  # inputs and next tokens
     if w.max() >= meta["vocab_size"]:  # the bins changed since they were checked on open (meta.json records a max)
         sys.exit(f"{data_dir}/{split}.bin holds token id {w.max()}, at or above vocab_size {meta['vocab_size']} of "

@@ -47,8 +47,8 @@ import torch
 
 from checkpoint import (atomic_write, check_study_run, data_counts, data_name, drop_partial, eval_batches, hold_lock,
                         load_checkpoint, log_lines, log_text, new_dirs, open_data, partial_prefix, partial_report,
-                        present, read_log, read_table, repo_path, reports_free, save_figure, scored_tokens, together,
-                        token_count, tokens, train_first, writable_dir)
+                        present, read_log, read_table, redraw_missing, repo_path, reports_free, save_figure,
+                        scored_tokens, together, token_count, tokens, train_first, writable_dir)
 from configurator import Parser, cli, run_child
 from convert import convert_state_dict
 from model import GPT, GPTConfig
@@ -505,7 +505,7 @@ def main(argv=None):
     setting = QUICK if args.quick else FULL
     if args.redraw:  # the figure from the written table alone, no runs needed
         if not present(setting["assets"] + ".csv") or not os.path.isfile(setting["assets"] + ".csv"):  # see rope's
-            sys.exit(f"--redraw draws from {setting['assets']}.csv, which does not exist; run the study first.")
+            sys.exit(redraw_missing(f"{setting['assets']}.csv", "the study"))
         plot(read_csv(setting["assets"] + ".csv", setting), setting, setting["assets"])
         print(f"wrote {setting['assets']}.png")  # it said nothing, exit 0
         return

@@ -42,7 +42,8 @@ import torch
 
 from checkpoint import (atomic_write, check_study_run, data_name, default_data, drop_partial, hold_lock,
                         load_checkpoint, new_dirs, open_data, partial_prefix, partial_report, present, read_json,
-                        read_table, repo_path, reports_free, save_figure, together, tokens, train_first, writable_dir)
+                        read_table, redraw_missing, repo_path, reports_free, save_figure, together, tokens,
+                        train_first, writable_dir)
 from configurator import Parser, cli, run_child
 from model import GPT, GPTConfig
 
@@ -262,8 +263,7 @@ def main(argv=None):
         # present: a table this user cannot reach (its folder not searchable) or a dangling link was "does not
         # exist; run the study first", which would train anew beside it or over the link
         if not present(args.assets + ".csv") or not os.path.isfile(args.assets + ".csv"):
-            p.error(f"--redraw draws from {args.assets}.csv, which does not exist; run `{study_command(args)}` "
-                    f"first.")
+            p.error(redraw_missing(f"{args.assets}.csv", f"`{study_command(args)}`"))
         rows = read_csv(args.assets + ".csv")
         check_mode(rows, args)
         plot(rows, args.assets + ".png")

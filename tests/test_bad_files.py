@@ -2278,6 +2278,19 @@ def test_redraw_of_a_table_behind_a_dangling_link_says_so_not_run_the_study(tmp_
                             f"moved?); restore what it points to, or remove the link.")
     assert os.listdir(tmp_path / os.path.dirname(table)) == [os.path.basename(table)]
 
+@pytest.mark.parametrize("study, table", [(rope, "assets/rope.csv"), (retrofit, "assets/retrofit.csv")])
+def test_redraw_from_another_folder_names_the_projects_table_not_run_the_study(tmp_path, monkeypatch, capsys, study,
+                                                                                table):
+    # run from another folder (the repository on PYTHONPATH), the tracked table is no path from there: the advice was
+    # "run the study first", an hour and more of training
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        study.main(["--redraw"])
+    said = str(e.value) if e.value.code != 2 else capsys.readouterr().err.splitlines()[-1].partition("error: ")[2]
+    assert said == (f"--redraw draws from {table}, which is read from this folder ({tmp_path}) and is not there; the "
+                    f"project's is {os.path.join(ROOT, table)}: run from {ROOT} to redraw it.")
+    assert os.listdir(tmp_path) == []
+
 # ---------------------------------------------------------------------------------------------------------------
 # the file matrix: every shared reader, every way its file can be damaged
 

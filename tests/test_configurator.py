@@ -544,6 +544,30 @@ def test_the_config_file_meant_is_named_as_the_shell_takes_it(tmp_path, monkeypa
     assert str(e.value) == f"config file 'config/cpu_tiny.py' not found; did you mean '{repo}/config/cpu_tiny.py'?"
 
 
+def test_a_paths_environment_variable_is_its_value_not_a_folder_named_after_it(tmp_path, monkeypatch):
+    # '--out_dir=$SCRATCH/x' in single quotes, or out_dir = "$SCRATCH/x" in a config file, made ./$SCRATCH/x, exit 0
+    monkeypatch.setenv("SCR", str(tmp_path))
+    monkeypatch.delenv("NOPE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.py").write_text('data_dir = "${SCR}/data"\n')
+    values = configure({**DEFAULTS, "data_dir": "data"}, ["run.py", "--out_dir=$SCR/runs/x"])[0]
+    assert (values["out_dir"], values["data_dir"]) == (f"{tmp_path}/runs/x", f"{tmp_path}/data")
+    with pytest.raises(SystemExit) as e:
+        configure(DEFAULTS, ["--out_dir=$NOPE/x"])
+    assert str(e.value) == ("out_dir '$NOPE/x' names $NOPE, which is not set in the environment (no shell expanded it: "
+                            "quoted, or in a config file); set it, or write the path out.")
+    (tmp_path / "$NOPE").mkdir()  # a folder of that name is the user's, as written
+    assert configure(DEFAULTS, ["--out_dir=$NOPE"])[0]["out_dir"] == "$NOPE"
+    p = Parser()
+    p.add_argument("--out", default=None)
+    p.add_argument("--input", nargs="+", default=None)
+    p.add_argument("--tasks", default=None)  # no path: its $ is its own
+    ns = p.parse_args(["--out=$SCR/o", "--input", "$SCR/a.txt", "b.txt", "--tasks=$x"])
+    assert (ns.out, ns.input, ns.tasks) == (f"{tmp_path}/o", [f"{tmp_path}/a.txt", "b.txt"], "$x")
+    with pytest.raises(SystemExit, match=r"^--out '\$NOPE/o' names \$NOPE, which is not set"):
+        p.parse_args(["--out=$NOPE/o"])
+
+
 def test_a_path_given_from_home_is_home_s_not_a_folder_named_tilde(tmp_path, monkeypatch):
     # bash leaves the ~ of `--out_dir=~/runs/x`: train.py made ./~/runs/x (and `rm -rf ~` would clean it up with home)
     monkeypatch.setenv("HOME", str(tmp_path))

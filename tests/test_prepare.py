@@ -544,6 +544,47 @@ def test_an_unreachable_or_offline_hub_is_one_line_and_writes_nothing(tmp_path, 
     assert os.listdir(tmp_path) == []
 
 
+def test_the_same_command_on_a_finished_dataset_in_a_read_only_place_has_nothing_to_do(tmp_path, capsys,
+                                                                                       monkeypatch):
+    # a shared read-only mount (the tests may run as root, which no mode refuses: the mount's answers are faked):
+    # the quickstart's prepare step, run again, was told to choose another --out_dir
+    import checkpoint
+    src, out = write_txt(tmp_path / "a.txt", "some text\n" * 50), tmp_path / "data"
+    meta = prepare(out, "--tokenizer=bytes", "--input", src, "--val_fraction=0.1")
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: access(p, mode) and not (mode & os.W_OK and p == str(out)))
+    monkeypatch.setattr(checkpoint, "unwritable", lambda folder: "Read-only file system")
+    capsys.readouterr()
+    assert prepare(out, "--tokenizer=bytes", "--input", src, "--val_fraction=0.1") == meta
+    assert capsys.readouterr().out == f"{out / 'meta.json'} already holds this dataset; nothing to do\n"
+    with pytest.raises(SystemExit, match="other settings"):  # another dataset is still refused as before
+        prepare(out, "--tokenizer=bytes", "--input", src, "--val_fraction=0.2")
+
+
+def test_a_folder_holding_the_text_it_was_prepared_from_is_not_told_to_be_deleted(tmp_path, monkeypatch):
+    # nanoGPT's layout, data/x/input.txt prepared into data/x: after an edit of the text, "delete data/x to start
+    # over from the new ones" removed the new text with the old bins; train.py's refusals said the same
+    import checkpoint
+    out = tmp_path / "x"
+    out.mkdir()
+    src = write_txt(out / "input.txt", "some text\n" * 50)
+    prepare(out, "--tokenizer=bytes", "--input", src, "--val_fraction=0.1")
+    with open(src, "a") as f:
+        f.write("more\n")
+    with pytest.raises(SystemExit) as e:
+        prepare(out, "--tokenizer=bytes", "--input", src, "--val_fraction=0.1")
+    files = f"{out}/train.bin, {out}/val.bin and {out}/meta.json (not {out}: it holds input.txt too)"
+    assert str(e.value).endswith(f"or delete {files} to start over from the new ones")
+    os.remove(out / "val.bin")
+    with pytest.raises(SystemExit) as e:
+        checkpoint.open_data(str(out), 8, 256)
+    assert f"delete {out}/train.bin and {out}/meta.json (not {out}: it holds input.txt too) and prepare" in str(e.value)
+    for name in ("train.bin", "meta.json"):  # the advice followed: the same command makes it from the new text
+        os.remove(out / name)
+    assert prepare(out, "--tokenizer=bytes", "--input", src, "--val_fraction=0.1")["train_tokens"] > 0
+    assert (out / "input.txt").read_text().endswith("more\n")
+
+
 def test_never_overwrites_other_data(tmp_path, capsys, monkeypatch):
     src = write_jsonl(tmp_path / "a.jsonl", DOCS)
     out = tmp_path / "out"

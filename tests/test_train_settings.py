@@ -540,6 +540,38 @@ def test_resume_on_data_too_short_for_its_block_size_names_the_data_not_block_si
                    f"--data_dir at the data the checkpoint was trained on.")
 
 
+def test_a_resume_whose_data_dir_is_not_there_names_the_checkpoints_not_prepare(finished, tmp_path, monkeypatch):
+    # without the run's config file (the default data_dir), or from another folder with its relative data_dir, the
+    # advice was "prepare it with `python prepare_slimpajama.py ... --out_dir=data/slimpajama`"
+    out = shutil.copytree(finished, tmp_path / "run")
+    was = str(torch.load(out / "ckpt.pt", weights_only=False)["config"]["data_dir"])
+    monkeypatch.chdir(tmp_path)
+    msg = run_inprocess(monkeypatch, [f"--out_dir={out}", "--init_from=resume", "--max_iters=4"])
+    assert msg == (f"data_dir 'data/slimpajama' does not exist, and {out / 'ckpt.pt'} trained on data_dir {was!r}; "
+                   f"resume with the config file and settings the run was trained with, or --data_dir={was}.")
+    ckpt = torch.load(out / "ckpt.pt", weights_only=False)
+    ckpt["config"]["data_dir"] = "data"  # trained from the data's parent folder, resumed from tmp_path
+    torch.save(ckpt, out / "ckpt.pt")
+    msg = run_inprocess(monkeypatch, ["--data_dir=data", f"--out_dir={out}", "--init_from=resume", "--max_iters=4"])
+    assert msg == (f"data_dir 'data', which {out / 'ckpt.pt'} trained on, is a relative path, missing from this folder "
+                   f"({tmp_path}); run from the folder the run was trained in, or give --data_dir as an absolute "
+                   f"path.")
+
+
+def test_a_relative_data_dir_prepared_in_the_project_but_run_from_elsewhere_is_named(tmp_path, monkeypatch):
+    # `python ~/qkv-share/train.py ~/qkv-share/config/cpu_tiny.py` from ~ after the quickstart was told to prepare
+    # data/shakespeare_bytes again in ~
+    project = tmp_path / "project"
+    make_data(project / "data" / "bytes")
+    monkeypatch.setattr(checkpoint, "__file__", str(project / "checkpoint.py"))  # the repository, for the test
+    monkeypatch.chdir(tmp_path)
+    msg = run_inprocess(monkeypatch, ["--data_dir=data/bytes", f"--out_dir={tmp_path / 'out'}"])
+    assert msg == (f"data_dir 'data/bytes' is a relative path, read from this folder ({tmp_path}), and has no "
+                   f"train.bin here; the project's folder holds it prepared: run from {project} or set "
+                   f"--data_dir={project / 'data' / 'bytes'}.")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_resume_or_conversion_on_another_tokenizers_data_is_refused(finished, tmp_path, monkeypatch, capsys):
     # a vocabulary that fits (bytes data for an r50k model) was trained on without a word, each embedding row now
     # meaning another token, and the checkpoint's meta then named the new tokenizer
@@ -769,6 +801,14 @@ def test_a_finished_run_asked_again_on_data_prepared_again_is_not_this_run(tmp_p
                   f"{data / 'meta.json'} records now (train_tokens 15000 (checkpoint: 20000)): {data} was prepared " \
                   f"again since; train this run into another --out_dir, or delete {out} to train it there again."
     assert snapshot(out) == before
+    # trained into its own data folder (out_dir = data_dir): "delete DATA" removed the data with the run
+    train(data, data, "--max_iters=2")
+    meta = json.loads((data / "meta.json").read_text())
+    (data / "meta.json").write_text(json.dumps({**meta, "train_tokens": 14_000}))
+    np.fromfile(data / "train.bin", dtype=np.uint16)[:14_000].tofile(data / "train.bin")
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data}", f"--out_dir={data}", "--max_iters=2"])
+    assert msg.endswith(f"or delete {data / 'ckpt.pt'} and {data / 'log.jsonl'} (not {data}: it holds the prepared "
+                        f"data too) to train it there again.")
 
 
 def test_the_same_data_dir_spelled_another_way_is_the_same_run(finished, data_dir, tmp_path, monkeypatch, capsys):
