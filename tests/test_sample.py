@@ -569,19 +569,16 @@ def test_a_token_file_copied_or_renamed_is_refused_not_read_as_text(tmp_path, ca
 def test_a_utf16_text_file_is_named_utf16(tmp_path):
     # sample's FILE: and eval's --text: "cannot read it as UTF-8 text (invalid start byte); give a text file", for a
     # text file in UTF-16 (Windows PowerShell 5's `>`)
-    (tmp_path / "prompt.txt").write_bytes("To be".encode("utf-16"))
-    with pytest.raises(SystemExit) as e:
-        sample.read_text_file(str(tmp_path / "prompt.txt"), "--text=prompt.txt", "give a text file")
-    assert str(e.value) == "--text=prompt.txt: cannot read it as UTF-8 text (invalid start byte; it is UTF-16 (it " \
-                           "starts with UTF-16's byte order mark): convert it, e.g. iconv -f UTF-16 -t UTF-8); give " \
-                           "a text file."
-    # Windows-1252 (smart quotes) or Latin-1: "cannot read it as UTF-8 text (invalid start byte); give a text file"
-    (tmp_path / "prompt.txt").write_bytes("It\u2019s caf\u00e9 time\n".encode("cp1252"))
-    with pytest.raises(SystemExit) as e:
-        sample.read_text_file(str(tmp_path / "prompt.txt"), "--text=prompt.txt", "give a text file")
-    assert str(e.value) == "--text=prompt.txt: cannot read it as UTF-8 text (invalid start byte; it reads as " \
-                           "Windows-1252 or Latin-1 text: convert it, e.g. iconv -f WINDOWS-1252 -t UTF-8); give a " \
-                           "text file."
+    # and Windows-1252 (smart quotes) or Latin-1: the same sentence
+    for text, codec, why in (("To be", "utf-16", "it is UTF-16 (it starts with UTF-16's byte order mark): convert it, "
+                              "e.g. iconv -f UTF-16 -t UTF-8"),
+                             ("It\u2019s caf\u00e9 time\n", "cp1252", "it reads as Windows-1252 or Latin-1 text: "
+                              "convert it, e.g. iconv -f WINDOWS-1252 -t UTF-8")):
+        (tmp_path / "prompt.txt").write_bytes(text.encode(codec))
+        with pytest.raises(SystemExit) as e:
+            sample.read_text_file(str(tmp_path / "prompt.txt"), "--text=prompt.txt", "give a text file")
+        assert str(e.value) == f"--text=prompt.txt: cannot read it as UTF-8 text (invalid start byte; {why}); give " \
+                               "a text file."
     # without its byte order mark: "holds NUL bytes, as a file of token ids", of a text (a token file ends with NUL)
     for codec, name in (("utf-16-le", "UTF-16LE"), ("utf-16-be", "UTF-16BE")):
         (tmp_path / "prompt.txt").write_bytes("To be, or not to be\n".encode(codec))
