@@ -56,8 +56,7 @@ from torch.utils.checkpoint import checkpoint
 
 from checkpoint import (atomic_write, dangling, delete_what, eval_batches, file_above, guard_assets, iteration_tokens,
                         json_text, load_checkpoint, load_json, lock_held, log_lines, log_text, masked, masked_file,
-                        missing_dirs,
-                        open_data, other_data, perplexity, remove_empty, remove_leftovers, run_length,
+                        missing_dirs, open_data, other_data, perplexity, remove_empty, remove_leftovers, run_length,
                         save_checkpoint, scored_tokens, space_fix, token_count, unlocked, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, missing_device,
                           open_files_fix, out_of_memory, range_error, tolerant_output)
