@@ -175,7 +175,7 @@ HINTS = {"lr": "the peak learning rate is --learning_rate (--min_lr is where the
          **dict.fromkeys(("fp16", "bf16", "amp", "precision", "mixed_precision"), "the precision is --dtype (auto, "
                          "float32 or bfloat16)"),
          **dict.fromkeys(("world_size", "gpus", "num_gpus"), "the number of processes is torchrun's: torchrun "
-                         "--standalone --nproc_per_node=N train.py ..."),
+                         "--standalone --nproc_per_node=N train.py, then the config file and settings"),
          **dict.fromkeys(("num_workers", "workers"), "batches are read from the memory-mapped train.bin in the "
                          "training process itself: there are no loader workers to set"),
          **dict.fromkeys(("save_steps", "save_interval", "checkpoint_interval"), "a checkpoint is saved at each "

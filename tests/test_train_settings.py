@@ -191,7 +191,9 @@ def test_the_command_line_refuses_a_bad_setting_before_any_work(arg, tmp_path, d
     ("--seq_len=256", "the context length is --block_size."),
     ("--hidden_size=512", "the model width is --n_embd."),
     ("--fp16=True", "the precision is --dtype (auto, float32 or bfloat16)."),
-    ("--world_size=2", "the number of processes is torchrun's: torchrun --standalone --nproc_per_node=N train.py"),
+    # its command's "train.py ..." ended the sentence in "...."
+    ("--world_size=2", "the number of processes is torchrun's: torchrun --standalone --nproc_per_node=N train.py, "
+                       "then the config file and settings."),
     ("--num_workers=4", "batches are read from the memory-mapped train.bin in the training process itself"),
     ("--save_steps=100", "a checkpoint is saved at each evaluation: --eval_interval (and --always_save_checkpoint)."),
     # this project's own words were pointed at seed, dtype, n_inner, rope_base, always_save_checkpoint, or nothing
