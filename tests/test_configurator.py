@@ -556,6 +556,11 @@ def test_a_paths_environment_variable_is_its_value_not_a_folder_named_after_it(t
         configure(DEFAULTS, ["--out_dir=$NOPE/x"])
     assert str(e.value) == ("out_dir '$NOPE/x' names $NOPE, which is not set in the environment (no shell expanded it: "
                             "quoted, or in a config file); set it, or write the path out.")
+    # the shell's ${X:-default} is no variable alone: a folder named '${OUT:-runs}' was made, exit 0
+    with pytest.raises(SystemExit) as e:
+        configure(DEFAULTS, ["--out_dir=${NOPE:-runs}/x"])
+    assert str(e.value) == ("out_dir '${NOPE:-runs}/x' holds '${NOPE:-runs}', the shell's syntax, which no shell "
+                            "expanded (quoted, or in a config file); write the path out.")
     (tmp_path / "$NOPE").mkdir()  # a folder of that name is the user's, as written
     assert configure(DEFAULTS, ["--out_dir=$NOPE"])[0]["out_dir"] == "$NOPE"
     p = Parser()
