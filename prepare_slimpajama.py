@@ -288,7 +288,7 @@ def json_fix(path):
     except OSError:  # unreadable: said where it is read
         return ""
     if start.startswith(b"["):
-        return f"an array of documents goes one a line into a .jsonl: jq -c '.[]' {path} > docs.jsonl"
+        return f"an array of documents goes one a line into a .jsonl: jq -c '.[]' {path} > {path[:-5]}.jsonl"
     if start.startswith(b"{") and b"\n{" in start.replace(b"\r", b""):
         return f"one JSON object a line is JSON Lines: rename it to {path[:-5]}.jsonl"
     return ""
@@ -304,11 +304,14 @@ def left_out(pattern, option, names, log, out_dir):
                     and not hidden.search(os.path.relpath(f, pattern) if os.path.isdir(pattern) else f)
                     and not os.path.realpath(f).startswith(mine)), key=natural)
     if other:
-        shown = ", ".join(os.path.relpath(f, pattern) if os.path.isdir(pattern) else f for f in other[:3])
+        name = (lambda f: os.path.relpath(f, pattern)) if os.path.isdir(pattern) else (lambda f: f)
+        shown = ", ".join(name(f) for f in other[:3])
         more = f" and {len(other) - 3} more" if len(other) > 3 else ""
-        upper = next((upper_fix(f) for f in other if upper_fix(f)), "")
+        # the first of each kind with a fix, named: "rename it to .txt" beside three files named no one of them, and a
+        # .json of documents in a folder was told only to convert it
+        fixes = [next((f"{name(f)}: {fix(f)}" for f in other if fix(f)), "") for fix in (upper_fix, json_fix)]
         log(f"note: {option} {pattern}: {len(other)} file(s) not {', '.join(EXTENSIONS)} left out ({shown}{more}); "
-            f"convert any that hold documents{'; ' + upper if upper else ''}")
+            f"convert any that hold documents{''.join('; ' + fix for fix in fixes if fix)}")
 
 
 def local_files(patterns, option, log=print, out_dir=None):

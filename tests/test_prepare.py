@@ -390,17 +390,25 @@ def test_an_extension_in_upper_case_is_told_to_be_renamed(tmp_path):
     with pytest.raises(SystemExit):  # in a folder: named in the note
         P.prepare(P.parse_args(["--input", str(tmp_path / "in"), "--tokenizer=bytes", "--out_dir",
                                 str(tmp_path / "d")]), log=lines.append)
-    assert lines[0].endswith("convert any that hold documents; the extension is read in lower case: rename it to .txt")
+    assert lines[0].endswith("convert any that hold documents; NOTES.TXT: the extension is read in lower case: "
+                             "rename it to .txt")
     # documents as .json: JSON Lines under another name, or an array of objects; "convert it" said neither how
     docs = [{"text": f"document {i}"} for i in range(3)]
     for name, data, fix in (("lines.json", "".join(json.dumps(d) + "\n" for d in docs), "one JSON object a line is "
                              f"JSON Lines: rename it to {tmp_path / 'lines.jsonl'}"),
                             ("array.json", json.dumps(docs), "an array of documents goes one a line into a .jsonl: "
-                             f"jq -c '.[]' {tmp_path / 'array.json'} > docs.jsonl")):
+                             f"jq -c '.[]' {tmp_path / 'array.json'} > {tmp_path / 'array.jsonl'}")):
         (tmp_path / name).write_text(data)
         with pytest.raises(SystemExit) as e:
             prepare(tmp_path / "d", "--tokenizer=bytes", "--input", str(tmp_path / name))
         assert str(e.value) == f"error: --input {tmp_path / name} is not .jsonl.zst, .jsonl, .txt; {fix}"
+        lines.clear()  # in a folder: the note gave "convert any that hold documents" alone
+        (tmp_path / "in" / name).write_text(data)
+        with pytest.raises(SystemExit):
+            P.prepare(P.parse_args(["--input", str(tmp_path / "in"), "--tokenizer=bytes", "--out_dir",
+                                    str(tmp_path / "d")]), log=lines.append)
+        assert lines[0].endswith(f"{name}: {fix.replace(str(tmp_path), str(tmp_path / 'in'))}")
+        os.remove(tmp_path / "in" / name)
 
 
 def test_a_skip_bad_rerun_that_finds_no_text_removes_the_folder_the_refused_run_began(tmp_path):
