@@ -103,8 +103,8 @@ def shell_vars(key, value, name=None):
         return value
     # the shell's other forms (${X:-default}, $(cmd)) are no variable's value alone: ./${X:-runs} was made, exit 0
     if other := re.search(r"\$\{(?!\w+\})[^}]*\}?|\$\(", value):
-        raise SystemExit(f"{name or key} {value!r} holds {other.group()!r}, the shell's syntax, which no shell expanded "
-                         f"(quoted, or in a config file); write the path out.")
+        raise SystemExit(f"{name or key} {value!r} holds {other.group()!r}, the shell's syntax, which no shell "
+                         f"expanded (quoted, or in a config file); write the path out.")
     names = [n.strip("{}") for n in re.findall(r"\$(\w+|\{\w+\})", value)]
     if unset := [n for n in names if n not in os.environ]:
         raise SystemExit(f"{name or key} {value!r} names ${unset[0]}, which is not set in the environment (no shell expanded "
