@@ -1286,6 +1286,14 @@ def test_a_bad_log_entry_is_named_by_its_line_in_the_file(tmp_path):
         (tmp_path / "log.jsonl").write_text(text)
         with pytest.raises(SystemExit, match=f"^{tmp_path}/log.jsonl, line {n}, is not a log entry of train.py"):
             checkpoint.read_log(str(tmp_path))
+    # a run trained into its data folder (out_dir = data_dir): "delete out_dir and train again" deleted the data too
+    (tmp_path / "meta.json").write_text("{}")
+    (tmp_path / "log.jsonl").write_text('{"iter": 0, "loss": 5.0}\n')
+    with pytest.raises(SystemExit) as e:
+        checkpoint.read_log(str(tmp_path))
+    assert str(e.value).endswith(f"delete {tmp_path}/log.jsonl (not {tmp_path}: it holds the prepared data too) and "
+                                 f"train it again.")
+    os.remove(tmp_path / "meta.json")
     s = dict(retrofit.QUICK, root=str(tmp_path))  # retrofit's times.jsonl, read as a log is
     (tmp_path / "times.jsonl").write_text('{"run": "a", "s": 1.5}\n\n{"run": "b", "s": 2.0}\n{"run": "c"}\n')
     with pytest.raises(SystemExit, match=f"^{tmp_path}/times.jsonl, line 4, is no time of a training run"):
