@@ -164,7 +164,9 @@ def drop_partial(complete):
             ours = f.read(8) == "PARTIAL:"  # only what a partial report wrote
     except OSError:
         return
-    for ext in (".md", ".csv", ".png") if ours else ():
+    if not ours:  # the user's own notes of that name are kept, and said so by nothing: "removed" claimed them
+        return
+    for ext in (".md", ".csv", ".png"):
         if os.path.isfile(stale + ext):
             os.remove(stale + ext)
     print(f"removed {stale}.*, a partial report: {complete}.* now reports every run", file=sys.stderr)

@@ -1846,6 +1846,7 @@ def test_a_complete_quick_report_removes_the_partial_one_it_replaces(tmp_path, c
     (tmp_path / "rope_partial.md").write_text("notes of my own\n")  # not a partial report: kept
     rope.report(rows, [], args, 0.0)
     assert (tmp_path / "rope_partial.md").read_text() == "notes of my own\n"
+    assert "removed" not in capsys.readouterr().err  # it was said removed, and kept
     (tmp_path / "rope_partial.md").unlink()
     (tmp_path / "rope_partial.md").mkdir()  # a folder of that name, or one unreadable: nothing to remove, no traceback
     rope.report(rows, [], args, 0.0)
