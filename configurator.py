@@ -102,10 +102,11 @@ def shell_vars(key, value, name=None):
     if key not in PATHS or not isinstance(value, str) or "$" not in value or os.path.exists(value):
         return value
     # the shell's other forms (${X:-default}, $(cmd)) are no variable's value alone: ./${X:-runs} was made, exit 0
-    if other := re.search(r"\$\{(?!\w+\})[^}]*\}?|\$\(", value):
+    if other := re.search(r"\$\{(?![A-Za-z_]\w*\})[^}]*\}?|\$\(", value):
         raise SystemExit(f"{name or key} {value!r} holds {other.group()!r}, the shell's syntax, which no shell "
                          f"expanded (quoted, or in a config file); write the path out.")
-    names = [n.strip("{}") for n in re.findall(r"\$(\w+|\{\w+\})", value)]
+    # a name starts with a letter or _: $5 (cost$5, the shell's fifth argument) is no environment variable to set
+    names = [n.strip("{}") for n in re.findall(r"\$([A-Za-z_]\w*|\{[A-Za-z_]\w*\})", value)]
     if unset := [n for n in names if n not in os.environ]:
         raise SystemExit(f"{name or key} {value!r} names ${unset[0]}, which is not set in the environment (no shell expanded "
                          f"it: quoted, or in a config file); set it, or write the path out.")

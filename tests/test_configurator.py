@@ -561,6 +561,7 @@ def test_a_paths_environment_variable_is_its_value_not_a_folder_named_after_it(t
         configure(DEFAULTS, ["--out_dir=${NOPE:-runs}/x"])
     assert str(e.value) == ("out_dir '${NOPE:-runs}/x' holds '${NOPE:-runs}', the shell's syntax, which no shell "
                             "expanded (quoted, or in a config file); write the path out.")
+    assert configure(DEFAULTS, ["--out_dir=cost$5"])[0]["out_dir"] == "cost$5"  # no variable: "set $5" was the advice
     (tmp_path / "$NOPE").mkdir()  # a folder of that name is the user's, as written
     assert configure(DEFAULTS, ["--out_dir=$NOPE"])[0]["out_dir"] == "$NOPE"
     p = Parser()
