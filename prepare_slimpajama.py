@@ -278,6 +278,16 @@ def upper_fix(name):
     return f"the extension is read in lower case: rename it to {ext}" if ext else ""
 
 
+def free_name(stem, ext=".jsonl"):
+    """stem + ext, or stem_2 + ext and on where that is taken: advice writes a file there, and a name of the user's
+    (a .jsonl beside its .json) would be written over by the command as given."""
+    name, n = stem + ext, 1
+    while os.path.lexists(name):
+        n += 1
+        name = f"{stem}_{n}{ext}"
+    return name
+
+
 def json_fix(path):
     """The fix for a .json file of documents, else '': JSON Lines saved as .json (as many datasets name them) is to be
     renamed, an array of objects to be split into lines; "convert it" said neither."""
@@ -288,7 +298,7 @@ def json_fix(path):
     except OSError:  # unreadable: said where it is read
         return ""
     if start.startswith(b"["):
-        return f"an array of documents goes one a line into a .jsonl: jq -c '.[]' {path} > {path[:-5]}.jsonl"
+        return f"an array of documents goes one a line into a .jsonl: jq -c '.[]' {path} > {free_name(path[:-5])}"
     if start.startswith(b"{") and b"\n{" in start.replace(b"\r", b""):
         return f"one JSON object a line is JSON Lines: rename it to {path[:-5]}.jsonl"
     return ""
@@ -470,6 +480,9 @@ def documents(path, split, val_fraction, start):
             first = next(chunks, b"")
             # json.loads takes a line of UTF-16 too: its first document was read, then line 2 "not a JSON object"
             if start == 0 and (hint := utf16(first[:len(first) - len(first) % 2], whole=False)):
+                if path.endswith(".zst"):  # iconv of the compressed file converts nothing: decompress it first
+                    hint = re.sub(r"iconv (.*)$", lambda m: f"zstd -dc {path} | iconv {m.group(1)} > "
+                                  f"{free_name(path[:-len('.jsonl.zst')])}", hint)
                 yield 0, split, BadInput(f"{path}:1: not UTF-8{hint}", whole_shard=True)
                 return
             chunks = itertools.chain([first], chunks)

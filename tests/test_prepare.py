@@ -329,6 +329,11 @@ def test_prepare_names_a_utf16_jsonl_and_a_jsonl_of_another_field(tmp_path):
         assert (f"zstd -dc {tmp_path / name} | jq -c '{{text: .content}}' > text.jsonl" if "other" in name else
                 f"{tmp_path / name}:1: not UTF-8; it is UTF-16") in str(e.value)
         shutil.rmtree(tmp_path / "z")
+    # the UTF-16 shard's iconv converted its compressed bytes: it is decompressed first, into a name not taken (the
+    # u16.jsonl above is the user's)
+    advice = str(e.value).split("; fix it")[0]
+    assert f"e.g. zstd -dc {tmp_path / 'u16.jsonl.zst'} | iconv -f UTF-16 -t UTF-8 > {tmp_path}/u16" in advice
+    assert (tmp_path / "u16.jsonl").exists() and not os.path.lexists(advice.rsplit("> ", 1)[1])
 
 
 def test_a_folder_names_the_files_it_leaves_out(tmp_path):
@@ -402,6 +407,11 @@ def test_an_extension_in_upper_case_is_told_to_be_renamed(tmp_path):
         with pytest.raises(SystemExit) as e:
             prepare(tmp_path / "d", "--tokenizer=bytes", "--input", str(tmp_path / name))
         assert str(e.value) == f"error: --input {tmp_path / name} is not .jsonl.zst, .jsonl, .txt; {fix}"
+        if name == "array.json":  # a .jsonl of that name is the user's: jq's > wrote over it
+            (tmp_path / "array.jsonl").write_text("mine\n")
+            with pytest.raises(SystemExit, match=f"> {tmp_path / 'array_2.jsonl'}$"):
+                prepare(tmp_path / "d", "--tokenizer=bytes", "--input", str(tmp_path / name))
+            os.remove(tmp_path / "array.jsonl")
         lines.clear()  # in a folder: the note gave "convert any that hold documents" alone
         (tmp_path / "in" / name).write_text(data)
         with pytest.raises(SystemExit):
