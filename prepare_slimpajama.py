@@ -300,7 +300,7 @@ def json_fix(path):
     if start.startswith(b"["):
         return f"an array of documents goes one a line into a .jsonl: jq -c '.[]' {path} > {free_name(path[:-5])}"
     if start.startswith(b"{") and b"\n{" in start.replace(b"\r", b""):
-        return f"one JSON object a line is JSON Lines: rename it to {path[:-5]}.jsonl"
+        return f"one JSON object a line is JSON Lines: rename it to {free_name(path[:-5])}"
     return ""
 
 

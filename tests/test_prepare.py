@@ -407,11 +407,11 @@ def test_an_extension_in_upper_case_is_told_to_be_renamed(tmp_path):
         with pytest.raises(SystemExit) as e:
             prepare(tmp_path / "d", "--tokenizer=bytes", "--input", str(tmp_path / name))
         assert str(e.value) == f"error: --input {tmp_path / name} is not .jsonl.zst, .jsonl, .txt; {fix}"
-        if name == "array.json":  # a .jsonl of that name is the user's: jq's > wrote over it
-            (tmp_path / "array.jsonl").write_text("mine\n")
-            with pytest.raises(SystemExit, match=f"> {tmp_path / 'array_2.jsonl'}$"):
-                prepare(tmp_path / "d", "--tokenizer=bytes", "--input", str(tmp_path / name))
-            os.remove(tmp_path / "array.jsonl")
+        # a .jsonl of that name is the user's: jq's > or mv wrote over it
+        (tmp_path / name).with_suffix(".jsonl").write_text("mine\n")
+        with pytest.raises(SystemExit, match=f"{tmp_path / name.replace('.json', '_2.jsonl')}$"):
+            prepare(tmp_path / "d", "--tokenizer=bytes", "--input", str(tmp_path / name))
+        os.remove((tmp_path / name).with_suffix(".jsonl"))
         lines.clear()  # in a folder: the note gave "convert any that hold documents" alone
         (tmp_path / "in" / name).write_text(data)
         with pytest.raises(SystemExit):
