@@ -694,7 +694,7 @@ def read_json(path, ok=lambda obj: True):
         if isinstance(e, UnicodeDecodeError) and (hint := utf16(e.object)):  # saved again by PowerShell 5
             sys.exit(f"error: {path} is not UTF-8{hint}")
         sys.exit(f"error: {path} is unreadable or not written by this script ({type(e).__name__}); delete "
-                 f"{os.path.dirname(path)} and start over, or use another --out_dir")
+                 f"{delete_what(os.path.dirname(path))} and start over, or use another --out_dir")
 
 
 def contents_sha256(shards):
