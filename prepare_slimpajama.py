@@ -756,8 +756,9 @@ def start_state(out_dir, settings, older=(), typed=()):
             if "shards_sha1" in diff and set(diff) <= {"shards", "shards_sha1"}:
                 # the fingerprint is the ordered list: the same files in another order are another dataset
                 # a cut run's progress.json records no names: moved with the project's folder, it cannot be matched
+                # "delete it" after the files named read as the folder, which may hold the user's text
                 moved = "" if path == meta_path else " (a run cut short resumes from its files where they were: " \
-                                                     "moved since, delete it)"
+                                                     "moved since, start over as said)"
                 count = f"{settings['shards']} files, not {old['settings']['shards']}; " if "shards" in diff else ""
                 sys.exit(f"error: the input files changed since {out_dir} was made from them ({count}another list or "
                          f"order of files, or a file's size or modification time); give the same files in the same "

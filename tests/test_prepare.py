@@ -357,6 +357,19 @@ def test_a_folder_names_the_files_it_leaves_out(tmp_path):
                                 "--out_dir", str(tmp_path / "d")]), log=lines.append)
     assert str(e.value).startswith(f"error: the input files changed since {tmp_path / 'd'} was made from them (2 "
                                    f"files, not 1; another list or order of files")
+    # cut short (progress.json, no meta.json): "moved since, delete it" after the files named read as the folder
+    meta = json.loads((tmp_path / "d" / "meta.json").read_text())
+    os.remove(tmp_path / "d" / "meta.json")
+    (tmp_path / "d" / "progress.json").write_text(json.dumps({
+        "settings": meta["settings"], "next": [0, 0], "tokens": {"train": 0, "val": 0},
+        "documents": {"train": 0, "val": 0}, "shards": {"train": [], "val": []}, "skipped": 0, "skipped_shards": [],
+        "nul_bytes_dropped": 0}))
+    with pytest.raises(SystemExit) as e:
+        P.prepare(P.parse_args(["--input", str(corpus), "--tokenizer=bytes", "--val_fraction=0.1",
+                                "--out_dir", str(tmp_path / "d")]), log=lines.append)
+    assert str(e.value).endswith("(a run cut short resumes from its files where they were: moved since, start over "
+                                 "as said)")
+    shutil.rmtree(tmp_path / "d")
     os.remove(corpus / "b.txt")
     # an out_dir inside the input's folder: its own files are no input, prepared again or not
     lines.clear()
