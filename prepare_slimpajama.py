@@ -319,7 +319,10 @@ def left_out(pattern, option, names, log, out_dir):
         more = f" and {len(other) - 3} more" if len(other) > 3 else ""
         # the first of each kind with a fix, named: "rename it to .txt" beside three files named no one of them, and a
         # .json of documents in a folder was told only to convert it
-        fixes = [next((f"{name(f)}: {fix(f)}" for f in other if fix(f)), "") for fix in (upper_fix, json_fix)]
+        # (the first .json only is read: a folder of many other JSON files is not read through for a note)
+        upper = next((f for f in other if upper_fix(f)), None)
+        first_json = next((f for f in other if f.lower().endswith(".json")), None)
+        fixes = [f"{name(f)}: {fix(f)}" for f, fix in ((upper, upper_fix), (first_json, json_fix)) if f and fix(f)]
         log(f"note: {option} {pattern}: {len(other)} file(s) not {', '.join(EXTENSIONS)} left out ({shown}{more}); "
             f"convert any that hold documents{''.join('; ' + fix for fix in fixes if fix)}")
 
