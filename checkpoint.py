@@ -164,7 +164,7 @@ def drop_partial(complete):
             ours = f.read(8) == "PARTIAL:"  # only what a partial report wrote
     except OSError:
         return
-    if not ours:  # the user's own notes of that name are kept, and said so by nothing: "removed" claimed them
+    if not ours:  # the user's own notes of that name are kept, and not said removed as they were
         return
     for ext in (".md", ".csv", ".png"):
         if os.path.isfile(stale + ext):
