@@ -450,6 +450,17 @@ def not_text(data):
             f"the like), as in a binary file or UTF-16 text without a byte-order mark")
 
 
+def nul_half(data):
+    """'UTF-16LE' or 'UTF-16BE' where data (a .jsonl's first bytes) is UTF-16 without a byte order mark (Python's
+    encoding='utf-16-le'), every other byte NUL; else None. json.loads takes its first line, read as a document, and
+    line 2 (split after its newline's first byte) was blamed with a decoding error."""
+    head = data[:4096 - 4096 % 2]
+    if len(head) < 2:
+        return None
+    even, odd = head[0::2].count(0) / len(head[0::2]), head[1::2].count(0) / len(head[1::2])
+    return "UTF-16LE" if odd > 0.9 and even < 0.1 else "UTF-16BE" if even > 0.9 and odd < 0.1 else None
+
+
 def documents(path, split, val_fraction, start):
     """Yield (unit, split, text) for each unit of a shard from unit `start` on: a line of a .jsonl file (units are
     the positions a resume starts from), or the train and val pieces of a .txt file. A bad unit comes as a
@@ -488,6 +499,11 @@ def documents(path, split, val_fraction, start):
                                   f"{free_name(path[:-len('.jsonl.zst')])}", hint)
                 yield 0, split, BadInput(f"{path}:1: not UTF-8{hint}", whole_shard=True)
                 return
+            if start == 0 and (half := nul_half(first)):
+                fix = f"zstd -dc {path} | iconv" if path.endswith(".zst") else "iconv"
+                yield 0, split, BadInput(f"{path}:1: not UTF-8; it is UTF-16 without a byte-order mark (every other "
+                                         f"byte NUL): convert it, e.g. {fix} -f {half} -t UTF-8", whole_shard=True)
+                return
             chunks = itertools.chain([first], chunks)
             for j, line in enumerate(lines(chunks)):
                 if not line.strip():
@@ -504,6 +520,12 @@ def documents(path, split, val_fraction, start):
                     text = obj["text"]
                     if not isinstance(text, str):
                         raise TypeError(f"'text' is {type(text).__name__}, not a string")
+                except UnicodeDecodeError as e:  # the file's encoding, no line's mistake: named as a .txt's is
+                    hint = eight_bit(e.object, e.start)
+                    yield j, split, BadInput(f"{path}:{j + 1}: not UTF-8 ({e.reason}{hint})", whole_shard=bool(hint))
+                    if hint:
+                        return
+                    continue
                 except (ValueError, KeyError, TypeError) as e:
                     yield j, split, BadInput(f"{path}:{j + 1}: not a JSON object with a 'text' string ({e!r:.80})")
                     continue

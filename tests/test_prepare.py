@@ -298,6 +298,24 @@ def test_prepare_names_a_utf16_jsonl_and_a_jsonl_of_another_field(tmp_path):
         prepare(tmp_path / "a", *args, "--input", str(utf16))
     assert str(e.value).startswith(f"error: {utf16} is not UTF-8; it is UTF-16 (it starts with UTF-16's byte order")
     assert not (tmp_path / "a").exists()
+    # without its mark (Python's utf-16-le), its first line was a document and line 2 a decoding error; in
+    # Windows-1252 (é) each line was "not a JSON object (UnicodeDecodeError(...", and --skip_bad kept the lines
+    # without an accent
+    (tmp_path / "le.jsonl").write_bytes(docs.encode("utf-16-le"))
+    (tmp_path / "cp.jsonl").write_bytes("".join(json.dumps({"text": f"caf\u00e9 {i}"}, ensure_ascii=False) + "\n"
+                                                for i in range(40)).encode("cp1252"))
+    for name, why in (("le.jsonl", "not UTF-8; it is UTF-16 without a byte-order mark (every other byte NUL): "
+                       "convert it, e.g. iconv -f UTF-16LE -t UTF-8"),
+                      ("cp.jsonl", "not UTF-8 (invalid continuation byte; it reads as Windows-1252 or Latin-1 text: "
+                       "convert it, e.g. iconv -f WINDOWS-1252 -t UTF-8)")):
+        with pytest.raises(SystemExit) as e:
+            prepare(tmp_path / "w", *args, "--input", str(tmp_path / name))
+        assert str(e.value).startswith(f"error: {tmp_path / name}:1: {why}; fix it")
+        shutil.rmtree(tmp_path / "w")
+        (tmp_path / "g.jsonl").write_text(docs)
+        meta = prepare(tmp_path / "w", *args, "--input", str(tmp_path / name), str(tmp_path / "g.jsonl"), "--skip_bad")
+        assert meta["skipped_shards"] == [str(tmp_path / name)] and meta["skipped"] == 0
+        shutil.rmtree(tmp_path / "w")
     good = tmp_path / "good.jsonl"
     good.write_text(docs)
     meta = prepare(tmp_path / "b", *args, "--input", str(utf16), str(good), "--skip_bad")
