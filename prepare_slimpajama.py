@@ -345,7 +345,11 @@ def local_files(patterns, option, log=print, out_dir=None):
         elif not os.path.exists(pattern) and (why := unreadable(pattern)):  # in a folder this user cannot search
             cannot_read(pattern, why)
         elif not os.path.exists(pattern):
-            sys.exit(f"error: {option} {pattern} does not exist; give existing files, folders or globs")
+            # "a.txt,b.txt" or "a.txt b.txt" quoted as one: each of them is there, given as one name
+            parts = re.split(r"[,\s]+", pattern.strip(", "))
+            fix = f"each of {', '.join(parts)} does: give them apart, {option} {' '.join(parts)}" \
+                if len(parts) > 1 and all(os.path.exists(p) for p in parts) else "give existing files, folders or globs"
+            sys.exit(f"error: {option} {pattern} does not exist; {fix}")
         elif not pattern.endswith(EXTENSIONS):
             sys.exit(f"error: {option} {pattern} is not {', '.join(EXTENSIONS)}; "
                      f"{upper_fix(pattern) or json_fix(pattern) or 'convert it or leave it out'}")

@@ -882,3 +882,15 @@ def test_an_eta_past_a_day_counts_its_hours():
     line = P.progress(st, [("a", "train"), ("b", "val")], {"train": 30 * 3600, "val": 0}, 1, 1, 1.0)
     assert line.endswith("ETA 30:00:00")
     assert P.clock(59.9) == "00:00:59" and P.clock(3661) == "01:01:01"
+
+
+def test_several_inputs_given_as_one_name_are_told_to_be_given_apart(tmp_path):
+    # "a.txt,b.txt", or "a.txt b.txt" quoted as one: "does not exist; give existing files", of two files that are
+    for name in ("a.txt", "b.txt"):
+        write_txt(tmp_path / name, "To be, or not to be, that is the question.\n" * 40)
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    for given in (f"{a},{b}", f"{a} {b}"):
+        with pytest.raises(SystemExit) as e:
+            prepare(tmp_path / "d", "--tokenizer=bytes", "--input", given)
+        assert str(e.value) == f"error: --input {given} does not exist; each of {a}, {b} does: give them apart, " \
+                               f"--input {a} {b}"
