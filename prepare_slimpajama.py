@@ -516,6 +516,13 @@ def documents(path, split, val_fraction, start):
                 k += 1
                 if j < start:
                     continue
+                if k == 0 and line.lstrip(b"\xef\xbb\xbf \t\r").startswith(b"["):  # json.dump(docs) saved as .jsonl
+                    read = f"zstd -dc {path} | jq -c '.[]'" if path.endswith(".zst") else f"jq -c '.[]' {path}"
+                    yield j, split, BadInput(f"{path}:{j + 1}: the file is one JSON array, not one object a line; "
+                                             f"split it into lines, e.g. {read} > "
+                                             f"{free_name(re.sub(r'[.]jsonl([.]zst)?$', '_lines', path))}",
+                                             whole_shard=True)
+                    return
                 try:
                     obj = json.loads(line)
                     if isinstance(obj, dict) and "text" not in obj:

@@ -894,3 +894,21 @@ def test_several_inputs_given_as_one_name_are_told_to_be_given_apart(tmp_path):
             prepare(tmp_path / "d", "--tokenizer=bytes", "--input", given)
         assert str(e.value) == f"error: --input {given} does not exist; each of {a}, {b} does: give them apart, " \
                                f"--input {a} {b}"
+
+
+def test_a_jsonl_holding_one_json_array_is_told_to_be_split_into_lines(tmp_path):
+    # json.dump(docs) saved as docs.jsonl: "not a JSON object with a 'text' string (TypeError('list indices must be
+    # integers...'))", pretty-printed or not, and --skip_bad skipped its one line into "no text"
+    docs = [{"text": f"document {i} " + "x" * 40} for i in range(40)]
+    for name, text in (("one.jsonl", json.dumps(docs)), ("pretty.jsonl", json.dumps(docs, indent=2))):
+        write_txt(tmp_path / name, text)
+        with pytest.raises(SystemExit) as e:
+            prepare(tmp_path / "d", "--tokenizer=bytes", "--input", str(tmp_path / name))
+        lines = tmp_path / name.replace(".jsonl", "_lines.jsonl")
+        assert str(e.value).startswith(f"error: {tmp_path / name}:1: the file is one JSON array, not one object a "
+                                       f"line; split it into lines, e.g. jq -c '.[]' {tmp_path / name} > {lines}; ")
+        shutil.rmtree(tmp_path / "d")
+        write_txt(lines, "".join(json.dumps(d) + "\n" for d in docs))  # what jq writes
+        assert prepare(tmp_path / "d", "--tokenizer=bytes", "--val_fraction=0.1", "--input", str(lines))[
+            "train_documents"] == 36
+        shutil.rmtree(tmp_path / "d")
