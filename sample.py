@@ -73,7 +73,9 @@ def init_source(s):
     """--init_from's value; a run's folder or ckpt.pt there (train.py's --init_from=<checkpoint>) was argparse's
     "invalid choice" alone: a checkpoint is read from --out_dir."""
     if s not in ("resume", *GPT2_SIZES) and os.path.exists(home(s)):
-        folder = os.path.dirname(s) if os.path.isfile(home(s)) else s
+        # a checkpoint under another name (model.pt) is loaded by its path: its folder would be read for ckpt.pt
+        own = os.path.isfile(home(s)) and s.endswith((".pt", ".pth")) and os.path.basename(s) != "ckpt.pt"
+        folder = s if own else os.path.dirname(s) if os.path.isfile(home(s)) else s
         raise argparse.ArgumentTypeError(f"is resume (the default: out_dir's checkpoint) or a GPT-2 size; to load "
                                          f"{s}, write --out_dir={shlex.quote(folder or '.')}")
     return s
