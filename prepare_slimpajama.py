@@ -531,11 +531,8 @@ def documents(path, split, val_fraction, start):
                     text = obj["text"]
                     if not isinstance(text, str):
                         raise TypeError(f"'text' is {type(text).__name__}, not a string")
-                except UnicodeDecodeError as e:  # the file's encoding, no line's mistake: named as a .txt's is
-                    hint = eight_bit(e.object, e.start)
-                    yield j, split, BadInput(f"{path}:{j + 1}: not UTF-8 ({e.reason}{hint})", whole_shard=bool(hint))
-                    if hint:
-                        return
+                except UnicodeDecodeError as e:  # named as a .txt's is; a line, as one stray byte in a shard is too
+                    yield j, split, BadInput(f"{path}:{j + 1}: not UTF-8 ({e.reason}{eight_bit(e.object, e.start)})")
                     continue
                 except (ValueError, KeyError, TypeError) as e:
                     yield j, split, BadInput(f"{path}:{j + 1}: not a JSON object with a 'text' string ({e!r:.80})")
