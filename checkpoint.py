@@ -112,6 +112,17 @@ def delete_what(folder, own=DATA_FILES):
     return f"{files} (not {folder}: it holds {others[0]}{' and more' if len(others) > 1 else ''} too)"
 
 
+def run_files(folder):
+    """What "delete out_dir" advice names: out_dir, or where it holds prepared data too (out_dir = data_dir), only
+    the run's checkpoint and log; deleting the folder removed the data with the run (train.py's refusals, and a
+    damaged log's: "delete out_dir and train the run again")."""
+    if not any(os.path.exists(os.path.join(folder, n)) for n in ("train.bin", "val.bin", "meta.json")):
+        return folder
+    run = [p for n in ("ckpt.pt", "log.jsonl") if os.path.exists(p := os.path.join(folder, n))]
+    run = " and ".join(run or [os.path.join(folder, "ckpt.pt"), os.path.join(folder, "log.jsonl")])
+    return f"{run} (not {folder}: it holds the prepared data too)"
+
+
 def default_data(data_dir):
     """Whether data_dir is the studies' default data, the data of their tracked tables (by real path: an absolute
     path or a link to it is the same folder). A study run on other data writes its tables beside its runs: it was
@@ -153,7 +164,9 @@ def drop_partial(complete):
             ours = f.read(8) == "PARTIAL:"  # only what a partial report wrote
     except OSError:
         return
-    for ext in (".md", ".csv", ".png") if ours else ():
+    if not ours:  # the user's own notes of that name are kept, and not said removed as they were
+        return
+    for ext in (".md", ".csv", ".png"):
         if os.path.isfile(stale + ext):
             os.remove(stale + ext)
     print(f"removed {stale}.*, a partial report: {complete}.* now reports every run", file=sys.stderr)
@@ -1198,7 +1211,7 @@ def read_log(out_dir, last=None):
         lines = log_lines(log_text(path), numbered=True)  # its first line "no log entry" after a BOM, UTF-16
     except OSError as e:
         raise SystemExit(f"{path} cannot be read ({e.strerror}); it holds the run's validation curve: restore it, or "
-                         f"delete {out_dir} and train that run again.") from None
+                         f"delete {run_files(out_dir)} and train that run again.") from None
     entries = []
     for n, line in lines:
         try:
@@ -1209,15 +1222,15 @@ def read_log(out_dir, last=None):
         if not isinstance(e, dict) or type(e.get("iter")) is not int or type(val) not in (int, float) or \
                 not np.isfinite(val):
             raise SystemExit(f"{path}, line {n}, is not a log entry of train.py (cut by a kill, or edited): delete "
-                             f"that line, or {out_dir} to train the run again.")
+                             f"that line, or {run_files(out_dir)} to train the run again.")
         entries.append(e)
     if not any("val_loss" in e for e in entries):
-        raise SystemExit(f"{path} holds no validation loss: the run was never evaluated; delete {out_dir} and train "
-                         f"it again.")
+        raise SystemExit(f"{path} holds no validation loss: the run was never evaluated; delete "
+                         f"{run_files(out_dir)} and train it again.")
     end = [e["iter"] for e in entries if "val_loss" in e][-1]
     if last is not None and end != last:  # its last lines lost: an earlier loss was read as the final one
         raise SystemExit(f"{path} ends its validation curve at iteration {end}, and the run's checkpoint is at {last} "
-                         f"(lines lost or edited); delete {out_dir} and train the run again.")
+                         f"(lines lost or edited); delete {run_files(out_dir)} and train the run again.")
     return entries
 
 
@@ -1492,7 +1505,7 @@ def data_counts(ckpt, out_dir):
     counts = {k: ckpt["meta"].get(k) for k in ("train_tokens", "val_tokens")}
     if not all(type(n) is int and n >= 0 for n in counts.values()):
         raise SystemExit(f"{out_dir}/ckpt.pt holds meta {counts}, no token counts of its data (edited, or another "
-                         f"program's); restore it, or delete {out_dir} and train the run again.")
+                         f"program's); restore it, or delete {run_files(out_dir)} and train the run again.")
     return counts
 
 

@@ -94,14 +94,27 @@ def check(key, value, defaults, where, hints=None):
 PATHS = {"out_dir", "data_dir", "init_from", "out", "input", "val_input", "text", "include_path", "cache", "root"}
 
 
+def existing_part(path):
+    """The longest leading part of path that exists: a folder named cost$5 or $old that is there is the user's, and
+    so is a new run inside it (runs$old/x was "$old is not set")."""
+    while path and not os.path.lexists(path):
+        path = path.rpartition("/")[0]
+    return path
+
+
 def shell_vars(key, value, name=None):
     """A path setting's $NAME and ${NAME} as the shell gives them: '--out_dir=$SCRATCH/x' in single quotes, or
     out_dir = "$SCRATCH/x" in a config file, made a folder named $SCRATCH in the current one, exit 0 (and `rm -rf
     $SCRATCH` to clean it up removes the real one). One that is not set is refused (name: the option as typed,
     --out); a path that exists as written (a folder named $x) is the user's."""
-    if key not in PATHS or not isinstance(value, str) or "$" not in value or os.path.exists(value):
+    if key not in PATHS or not isinstance(value, str) or "$" not in value or "$" in existing_part(value):
         return value
-    names = [n.strip("{}") for n in re.findall(r"\$(\w+|\{\w+\})", value)]
+    # the shell's other forms (${X:-default}, $(cmd)) are no variable's value alone: ./${X:-runs} was made, exit 0
+    if other := re.search(r"\$\{(?![A-Za-z_]\w*\})[^}]*\}?|\$\(", value):
+        raise SystemExit(f"{name or key} {value!r} holds {other.group()!r}, the shell's syntax, which no shell "
+                         f"expanded (quoted, or in a config file); write the path out.")
+    # a name starts with a letter or _: $5 (cost$5, the shell's fifth argument) is no environment variable to set
+    names = [n.strip("{}") for n in re.findall(r"\$([A-Za-z_]\w*|\{[A-Za-z_]\w*\})", value)]
     if unset := [n for n in names if n not in os.environ]:
         raise SystemExit(f"{name or key} {value!r} names ${unset[0]}, which is not set in the environment (no shell expanded "
                          f"it: quoted, or in a config file); set it, or write the path out.")

@@ -278,6 +278,16 @@ def upper_fix(name):
     return f"the extension is read in lower case: rename it to {ext}" if ext else ""
 
 
+def free_name(stem, ext=".jsonl"):
+    """stem + ext, or stem_2 + ext and on where that is taken: advice writes a file there, and a name of the user's
+    (a .jsonl beside its .json) would be written over by the command as given."""
+    name, n = stem + ext, 1
+    while os.path.lexists(name):
+        n += 1
+        name = f"{stem}_{n}{ext}"
+    return name
+
+
 def json_fix(path):
     """The fix for a .json file of documents, else '': JSON Lines saved as .json (as many datasets name them) is to be
     renamed, an array of objects to be split into lines; "convert it" said neither."""
@@ -288,9 +298,9 @@ def json_fix(path):
     except OSError:  # unreadable: said where it is read
         return ""
     if start.startswith(b"["):
-        return f"an array of documents goes one a line into a .jsonl: jq -c '.[]' {path} > docs.jsonl"
+        return f"an array of documents goes one a line into a .jsonl: jq -c '.[]' {path} > {free_name(path[:-5])}"
     if start.startswith(b"{") and b"\n{" in start.replace(b"\r", b""):
-        return f"one JSON object a line is JSON Lines: rename it to {path[:-5]}.jsonl"
+        return f"one JSON object a line is JSON Lines: rename it to {free_name(path[:-5])}"
     return ""
 
 
@@ -304,11 +314,17 @@ def left_out(pattern, option, names, log, out_dir):
                     and not hidden.search(os.path.relpath(f, pattern) if os.path.isdir(pattern) else f)
                     and not os.path.realpath(f).startswith(mine)), key=natural)
     if other:
-        shown = ", ".join(os.path.relpath(f, pattern) if os.path.isdir(pattern) else f for f in other[:3])
+        name = (lambda f: os.path.relpath(f, pattern)) if os.path.isdir(pattern) else (lambda f: f)
+        shown = ", ".join(name(f) for f in other[:3])
         more = f" and {len(other) - 3} more" if len(other) > 3 else ""
-        upper = next((upper_fix(f) for f in other if upper_fix(f)), "")
+        # the first of each kind with a fix, named: "rename it to .txt" beside three files named no one of them, and a
+        # .json of documents in a folder was told only to convert it
+        # (the first .json only is read: a folder of many other JSON files is not read through for a note)
+        upper = next((f for f in other if upper_fix(f)), None)
+        first_json = next((f for f in other if f.lower().endswith(".json")), None)
+        fixes = [f"{name(f)}: {fix(f)}" for f, fix in ((upper, upper_fix), (first_json, json_fix)) if f and fix(f)]
         log(f"note: {option} {pattern}: {len(other)} file(s) not {', '.join(EXTENSIONS)} left out ({shown}{more}); "
-            f"convert any that hold documents{'; ' + upper if upper else ''}")
+            f"convert any that hold documents{''.join('; ' + fix for fix in fixes if fix)}")
 
 
 def local_files(patterns, option, log=print, out_dir=None):
@@ -329,7 +345,11 @@ def local_files(patterns, option, log=print, out_dir=None):
         elif not os.path.exists(pattern) and (why := unreadable(pattern)):  # in a folder this user cannot search
             cannot_read(pattern, why)
         elif not os.path.exists(pattern):
-            sys.exit(f"error: {option} {pattern} does not exist; give existing files, folders or globs")
+            # "a.txt,b.txt" or "a.txt b.txt" quoted as one: each of them is there, given as one name
+            parts = re.split(r"[,\s]+", pattern.strip(", "))
+            fix = f"each of {', '.join(parts)} does: give them apart, {option} {' '.join(parts)}" \
+                if len(parts) > 1 and all(os.path.exists(p) for p in parts) else "give existing files, folders or globs"
+            sys.exit(f"error: {option} {pattern} does not exist; {fix}")
         elif not pattern.endswith(EXTENSIONS):
             sys.exit(f"error: {option} {pattern} is not {', '.join(EXTENSIONS)}; "
                      f"{upper_fix(pattern) or json_fix(pattern) or 'convert it or leave it out'}")
@@ -434,6 +454,17 @@ def not_text(data):
             f"the like), as in a binary file or UTF-16 text without a byte-order mark")
 
 
+def nul_half(data):
+    """'UTF-16LE' or 'UTF-16BE' where data (a .jsonl's first bytes) is UTF-16 without a byte order mark (Python's
+    encoding='utf-16-le'), every other byte NUL; else None. json.loads takes its first line, read as a document, and
+    line 2 (split after its newline's first byte) was blamed with a decoding error."""
+    head = data[:4096 - 4096 % 2]
+    if len(head) < 2:
+        return None
+    even, odd = head[0::2].count(0) / len(head[0::2]), head[1::2].count(0) / len(head[1::2])
+    return "UTF-16LE" if odd > 0.9 and even < 0.1 else "UTF-16BE" if even > 0.9 and odd < 0.1 else None
+
+
 def documents(path, split, val_fraction, start):
     """Yield (unit, split, text) for each unit of a shard from unit `start` on: a line of a .jsonl file (units are
     the positions a resume starts from), or the train and val pieces of a .txt file. A bad unit comes as a
@@ -467,7 +498,15 @@ def documents(path, split, val_fraction, start):
             first = next(chunks, b"")
             # json.loads takes a line of UTF-16 too: its first document was read, then line 2 "not a JSON object"
             if start == 0 and (hint := utf16(first[:len(first) - len(first) % 2], whole=False)):
+                if path.endswith(".zst"):  # iconv of the compressed file converts nothing: decompress it first
+                    hint = re.sub(r"iconv (.*)$", lambda m: f"zstd -dc {path} | iconv {m.group(1)} > "
+                                  f"{free_name(path[:-len('.jsonl.zst')])}", hint)
                 yield 0, split, BadInput(f"{path}:1: not UTF-8{hint}", whole_shard=True)
+                return
+            if start == 0 and (half := nul_half(first)):
+                fix = f"zstd -dc {path} | iconv" if path.endswith(".zst") else "iconv"
+                yield 0, split, BadInput(f"{path}:1: not UTF-8; it is UTF-16 without a byte-order mark (every other "
+                                         f"byte NUL): convert it, e.g. {fix} -f {half} -t UTF-8", whole_shard=True)
                 return
             chunks = itertools.chain([first], chunks)
             for j, line in enumerate(lines(chunks)):
@@ -477,6 +516,13 @@ def documents(path, split, val_fraction, start):
                 k += 1
                 if j < start:
                     continue
+                if k == 0 and line.lstrip(b"\xef\xbb\xbf \t\r").startswith(b"["):  # json.dump(docs) saved as .jsonl
+                    read = f"zstd -dc {path} | jq -c '.[]'" if path.endswith(".zst") else f"jq -c '.[]' {path}"
+                    yield j, split, BadInput(f"{path}:{j + 1}: the file is one JSON array, not one object a line; "
+                                             f"split it into lines, e.g. {read} > "
+                                             f"{free_name(re.sub(r'[.]jsonl([.]zst)?$', '_lines', path))}",
+                                             whole_shard=True)
+                    return
                 try:
                     obj = json.loads(line)
                     if isinstance(obj, dict) and "text" not in obj:
@@ -485,6 +531,9 @@ def documents(path, split, val_fraction, start):
                     text = obj["text"]
                     if not isinstance(text, str):
                         raise TypeError(f"'text' is {type(text).__name__}, not a string")
+                except UnicodeDecodeError as e:  # named as a .txt's is; a line, as one stray byte in a shard is too
+                    yield j, split, BadInput(f"{path}:{j + 1}: not UTF-8 ({e.reason}{eight_bit(e.object, e.start)})")
+                    continue
                 except (ValueError, KeyError, TypeError) as e:
                     yield j, split, BadInput(f"{path}:{j + 1}: not a JSON object with a 'text' string ({e!r:.80})")
                     continue
@@ -678,7 +727,7 @@ def read_json(path, ok=lambda obj: True):
         if isinstance(e, UnicodeDecodeError) and (hint := utf16(e.object)):  # saved again by PowerShell 5
             sys.exit(f"error: {path} is not UTF-8{hint}")
         sys.exit(f"error: {path} is unreadable or not written by this script ({type(e).__name__}); delete "
-                 f"{os.path.dirname(path)} and start over, or use another --out_dir")
+                 f"{delete_what(os.path.dirname(path))} and start over, or use another --out_dir")
 
 
 def contents_sha256(shards):
@@ -740,8 +789,9 @@ def start_state(out_dir, settings, older=(), typed=()):
             if "shards_sha1" in diff and set(diff) <= {"shards", "shards_sha1"}:
                 # the fingerprint is the ordered list: the same files in another order are another dataset
                 # a cut run's progress.json records no names: moved with the project's folder, it cannot be matched
+                # "delete it" after the files named read as the folder, which may hold the user's text
                 moved = "" if path == meta_path else " (a run cut short resumes from its files where they were: " \
-                                                     "moved since, delete it)"
+                                                     "moved since, start over as said)"
                 count = f"{settings['shards']} files, not {old['settings']['shards']}; " if "shards" in diff else ""
                 sys.exit(f"error: the input files changed since {out_dir} was made from them ({count}another list or "
                          f"order of files, or a file's size or modification time); give the same files in the same "

@@ -29,7 +29,7 @@ import torch
 
 from checkpoint import (dangling, eight_bit, load_checkpoint, other_data, r50k, read_json, token_count, tokens,
                         unreadable, utf16)
-from configurator import Parser, boolean, cli, compile_failure, home, missing_device, number
+from configurator import Parser, boolean, cli, compile_failure, home, missing_device, number, shell_vars
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, check_conversion, conversion_note, convert_state_dict,
                      exact_fit, gpt2_config, load_gpt2, ties_v)
 from model import GPT, SOURCES, GPTConfig, cache_length
@@ -73,7 +73,9 @@ def init_source(s):
     """--init_from's value; a run's folder or ckpt.pt there (train.py's --init_from=<checkpoint>) was argparse's
     "invalid choice" alone: a checkpoint is read from --out_dir."""
     if s not in ("resume", *GPT2_SIZES) and os.path.exists(home(s)):
-        folder = os.path.dirname(s) if os.path.isfile(home(s)) else s
+        # a checkpoint under another name (model.pt) is loaded by its path: its folder would be read for ckpt.pt
+        own = os.path.isfile(home(s)) and s.endswith((".pt", ".pth")) and os.path.basename(s) != "ckpt.pt"
+        folder = s if own else os.path.dirname(s) if os.path.isfile(home(s)) else s
         raise argparse.ArgumentTypeError(f"is resume (the default: out_dir's checkpoint) or a GPT-2 size; to load "
                                          f"{s}, write --out_dir={shlex.quote(folder or '.')}")
     return s
@@ -218,7 +220,8 @@ def utf16_without_bom(text):
 def read_text_file(path, given, fix):
     """The text of the file at path (given: the flag and value that named it, for the message; fix: what to give
     instead of a file that holds no text)."""
-    path = home(path)  # FILE:~/x: no shell expands that ~
+    # FILE:~/x or FILE:$HOME/x (quoted, as a prompt is): no shell expands that ~ or $, and the file was not found
+    path = shell_vars("text", home(path), given.partition("=")[0])
     if why := dangling(path):  # "No such file or directory", where ls shows it
         raise SystemExit(f"{given}: {why}")
     real = os.path.realpath(path)  # a link named calib.txt may lead there too

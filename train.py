@@ -56,8 +56,8 @@ from torch.utils.checkpoint import checkpoint
 
 from checkpoint import (atomic_write, dangling, delete_what, eval_batches, file_above, guard_assets, iteration_tokens,
                         json_text, load_checkpoint, load_json, lock_held, log_lines, log_text, masked, masked_file,
-                        missing_dirs, open_data, other_data, perplexity, remove_empty, remove_leftovers, run_length,
-                        save_checkpoint, scored_tokens, space_fix, token_count, unlocked, unreadable)
+                        missing_dirs, open_data, other_data, perplexity, remove_empty, remove_leftovers, run_files,
+                        run_length, save_checkpoint, scored_tokens, space_fix, token_count, unlocked, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, missing_device,
                           open_files_fix, out_of_memory, range_error, tolerant_output)
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, conversion_note, convert_state_dict, exact_fit,
@@ -530,15 +530,6 @@ def changed_settings(saved):
     return [f"{k}={config[k]!r} (checkpoint: {old[k]!r})" for k in config if not same(k, now[k], was[k])
             and not (k == "n_kv_head" and same_model(k, config, old))
             and k not in UNCHECKED + unread and not (k == "init_from" and "resume" in (config[k], old[k]))]
-
-
-def run_files(folder):
-    """What "delete out_dir" advice names: out_dir, or where it holds prepared data too (out_dir = data_dir), only
-    the run's checkpoint and log; deleting the folder removed the data with the run."""
-    if not any(os.path.exists(os.path.join(folder, n)) for n in ("train.bin", "val.bin", "meta.json")):
-        return folder
-    run = " and ".join(p for n in ("ckpt.pt", "log.jsonl") if os.path.exists(p := os.path.join(folder, n)))
-    return f"{run} (not {folder}: it holds the prepared data too)"
 
 
 def data_meta():

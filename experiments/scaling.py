@@ -48,9 +48,9 @@ import numpy as np
 import torch
 
 from checkpoint import (ASSETS, atomic_write, check_study_data, check_study_run, data_counts, data_name,
-                        default_data, guard_assets, hold_lock, load_checkpoint, load_json, new_dirs, open_data,
-                        other_data, present, read_json, read_log, read_table, repo_path, same_folder, save_figure,
-                        scored_tokens, together, tokens, train_first, writable_dir)
+                        default_data, delete_what, guard_assets, hold_lock, load_checkpoint, load_json, new_dirs,
+                        open_data, other_data, present, read_json, read_log, read_table, repo_path, same_folder,
+                        save_figure, scored_tokens, together, tokens, train_first, writable_dir)
 from configurator import Parser, child_env, cli, number, stop_children
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
@@ -554,7 +554,7 @@ def header_data(s, args):
         return data_name(counts, args.data_dir) if counts else "Byte-level Shakespeare"
     meta = os.path.join(args.data_dir, "meta.json")
     # gone since: the folder says what it was
-    counts = read_json(meta, f"delete {args.data_dir} and prepare it again") if present(meta) else None
+    counts = read_json(meta, f"delete {delete_what(args.data_dir)} and prepare it again") if present(meta) else None
     return data_name(counts, args.data_dir)
 
 

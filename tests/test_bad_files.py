@@ -434,6 +434,12 @@ def test_prepare_refuses_a_progress_json_edited_by_hand(tmp_path, edit):
         prepare(out, *args)
     assert str(e.value) == (f"error: {out}/progress.json is unreadable or not written by this script (ValueError); "
                             f"delete {out} and start over, or use another --out_dir")
+    # prepared into the folder of its text (nanoGPT's data/x/input.txt): "delete out_dir" deleted the text too
+    os.replace(text, out / "input.txt")
+    with pytest.raises(SystemExit) as e:
+        prepare(out, "--input", str(out / "input.txt"), "--val_fraction=0.1")
+    assert f"delete {out}/train.bin, {out}/val.bin and {out}/progress.json (not {out}: it holds input.txt too) and " \
+        f"start over" in str(e.value)
 
 
 def test_json_and_tables_saved_by_a_windows_editor_or_a_spreadsheet_read_as_written(tmp_path, capsys):
@@ -1286,6 +1292,14 @@ def test_a_bad_log_entry_is_named_by_its_line_in_the_file(tmp_path):
         (tmp_path / "log.jsonl").write_text(text)
         with pytest.raises(SystemExit, match=f"^{tmp_path}/log.jsonl, line {n}, is not a log entry of train.py"):
             checkpoint.read_log(str(tmp_path))
+    # a run trained into its data folder (out_dir = data_dir): "delete out_dir and train again" deleted the data too
+    (tmp_path / "meta.json").write_text("{}")
+    (tmp_path / "log.jsonl").write_text('{"iter": 0, "loss": 5.0}\n')
+    with pytest.raises(SystemExit) as e:
+        checkpoint.read_log(str(tmp_path))
+    assert str(e.value).endswith(f"delete {tmp_path}/log.jsonl (not {tmp_path}: it holds the prepared data too) and "
+                                 f"train it again.")
+    os.remove(tmp_path / "meta.json")
     s = dict(retrofit.QUICK, root=str(tmp_path))  # retrofit's times.jsonl, read as a log is
     (tmp_path / "times.jsonl").write_text('{"run": "a", "s": 1.5}\n\n{"run": "b", "s": 2.0}\n{"run": "c"}\n')
     with pytest.raises(SystemExit, match=f"^{tmp_path}/times.jsonl, line 4, is no time of a training run"):
@@ -1838,10 +1852,25 @@ def test_a_complete_quick_report_removes_the_partial_one_it_replaces(tmp_path, c
     (tmp_path / "rope_partial.md").write_text("notes of my own\n")  # not a partial report: kept
     rope.report(rows, [], args, 0.0)
     assert (tmp_path / "rope_partial.md").read_text() == "notes of my own\n"
+    assert "removed" not in capsys.readouterr().err  # it was said removed, and kept
     (tmp_path / "rope_partial.md").unlink()
     (tmp_path / "rope_partial.md").mkdir()  # a folder of that name, or one unreadable: nothing to remove, no traceback
     rope.report(rows, [], args, 0.0)
     assert (tmp_path / "rope_partial.md").is_dir()
+
+
+def test_a_study_report_on_a_damaged_meta_json_keeps_the_text_beside_it(tmp_path):
+    # data prepared into the folder of its text: "delete data_dir and prepare it again" deleted input.txt too
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "input.txt").write_text("To be, or not to be\n")
+    (mine / "meta.json").write_text('{"train_tokens": 1')
+    args = argparse.Namespace(quick=True, data_dir=str(mine), root=str(tmp_path), iters=60, seeds=[1337],
+                              assets=str(tmp_path / "rope"), scored=1024)
+    rows = [{"variant": v, "seed": 1337, "length": 256, "loss": 2.5} for v in rope.VARIANTS]
+    with pytest.raises(SystemExit) as e:
+        rope.report(rows, [], args, 0.0)
+    assert str(e.value).endswith(f"delete {mine}/meta.json (not {mine}: it holds input.txt too) and prepare it again.")
 
 
 def test_retrofit_partial_report_goes_to_the_runs_folder_and_a_torn_cache_is_recomputed(world, tmp_path, capsys,

@@ -548,6 +548,7 @@ def test_a_paths_environment_variable_is_its_value_not_a_folder_named_after_it(t
     # '--out_dir=$SCRATCH/x' in single quotes, or out_dir = "$SCRATCH/x" in a config file, made ./$SCRATCH/x, exit 0
     monkeypatch.setenv("SCR", str(tmp_path))
     monkeypatch.delenv("NOPE", raising=False)
+    monkeypatch.delenv("NOPE2", raising=False)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "run.py").write_text('data_dir = "${SCR}/data"\n')
     values = configure({**DEFAULTS, "data_dir": "data"}, ["run.py", "--out_dir=$SCR/runs/x"])[0]
@@ -556,16 +557,23 @@ def test_a_paths_environment_variable_is_its_value_not_a_folder_named_after_it(t
         configure(DEFAULTS, ["--out_dir=$NOPE/x"])
     assert str(e.value) == ("out_dir '$NOPE/x' names $NOPE, which is not set in the environment (no shell expanded it: "
                             "quoted, or in a config file); set it, or write the path out.")
+    # the shell's ${X:-default} is no variable alone: a folder named '${OUT:-runs}' was made, exit 0
+    with pytest.raises(SystemExit) as e:
+        configure(DEFAULTS, ["--out_dir=${NOPE:-runs}/x"])
+    assert str(e.value) == ("out_dir '${NOPE:-runs}/x' holds '${NOPE:-runs}', the shell's syntax, which no shell "
+                            "expanded (quoted, or in a config file); write the path out.")
+    assert configure(DEFAULTS, ["--out_dir=cost$5"])[0]["out_dir"] == "cost$5"  # no variable: "set $5" was the advice
     (tmp_path / "$NOPE").mkdir()  # a folder of that name is the user's, as written
     assert configure(DEFAULTS, ["--out_dir=$NOPE"])[0]["out_dir"] == "$NOPE"
+    assert configure(DEFAULTS, ["--out_dir=$NOPE/run2"])[0]["out_dir"] == "$NOPE/run2"  # a new run in that folder
     p = Parser()
     p.add_argument("--out", default=None)
     p.add_argument("--input", nargs="+", default=None)
     p.add_argument("--tasks", default=None)  # no path: its $ is its own
     ns = p.parse_args(["--out=$SCR/o", "--input", "$SCR/a.txt", "b.txt", "--tasks=$x"])
     assert (ns.out, ns.input, ns.tasks) == (f"{tmp_path}/o", [f"{tmp_path}/a.txt", "b.txt"], "$x")
-    with pytest.raises(SystemExit, match=r"^--out '\$NOPE/o' names \$NOPE, which is not set"):
-        p.parse_args(["--out=$NOPE/o"])
+    with pytest.raises(SystemExit, match=r"^--out '\$NOPE2/o' names \$NOPE2, which is not set"):
+        p.parse_args(["--out=$NOPE2/o"])
 
 
 def test_a_path_given_from_home_is_home_s_not_a_folder_named_tilde(tmp_path, monkeypatch):

@@ -298,6 +298,25 @@ def test_prepare_names_a_utf16_jsonl_and_a_jsonl_of_another_field(tmp_path):
         prepare(tmp_path / "a", *args, "--input", str(utf16))
     assert str(e.value).startswith(f"error: {utf16} is not UTF-8; it is UTF-16 (it starts with UTF-16's byte order")
     assert not (tmp_path / "a").exists()
+    # without its mark (Python's utf-16-le), its first line was a document and line 2 a decoding error; in
+    # Windows-1252 (é) each line was "not a JSON object (UnicodeDecodeError(...", no word of the encoding
+    (tmp_path / "le.jsonl").write_bytes(docs.encode("utf-16-le"))
+    (tmp_path / "cp.jsonl").write_bytes("".join(json.dumps({"text": f"caf\u00e9 {i}"}, ensure_ascii=False) + "\n"
+                                                for i in range(40)).encode("cp1252"))
+    for name, why in (("le.jsonl", "not UTF-8; it is UTF-16 without a byte-order mark (every other byte NUL): "
+                       "convert it, e.g. iconv -f UTF-16LE -t UTF-8"),
+                      ("cp.jsonl", "not UTF-8 (invalid continuation byte; it reads as Windows-1252 or Latin-1 text: "
+                       "convert it, e.g. iconv -f WINDOWS-1252 -t UTF-8)")):
+        with pytest.raises(SystemExit) as e:
+            prepare(tmp_path / "w", *args, "--input", str(tmp_path / name))
+        assert str(e.value).startswith(f"error: {tmp_path / name}:1: {why}; fix it")
+        shutil.rmtree(tmp_path / "w")
+        (tmp_path / "g.jsonl").write_text(docs)
+        meta = prepare(tmp_path / "w", *args, "--input", str(tmp_path / name), str(tmp_path / "g.jsonl"), "--skip_bad")
+        # UTF-16 is skipped whole; a line not UTF-8 is a line (one stray byte in a large shard is not its file)
+        assert (meta["skipped_shards"], meta["skipped"]) == (([str(tmp_path / name)], 0) if name == "le.jsonl" else
+                                                             ([], 40))
+        shutil.rmtree(tmp_path / "w")
     good = tmp_path / "good.jsonl"
     good.write_text(docs)
     meta = prepare(tmp_path / "b", *args, "--input", str(utf16), str(good), "--skip_bad")
@@ -329,6 +348,11 @@ def test_prepare_names_a_utf16_jsonl_and_a_jsonl_of_another_field(tmp_path):
         assert (f"zstd -dc {tmp_path / name} | jq -c '{{text: .content}}' > text.jsonl" if "other" in name else
                 f"{tmp_path / name}:1: not UTF-8; it is UTF-16") in str(e.value)
         shutil.rmtree(tmp_path / "z")
+    # the UTF-16 shard's iconv converted its compressed bytes: it is decompressed first, into a name not taken (the
+    # u16.jsonl above is the user's)
+    advice = str(e.value).split("; fix it")[0]
+    assert f"e.g. zstd -dc {tmp_path / 'u16.jsonl.zst'} | iconv -f UTF-16 -t UTF-8 > {tmp_path}/u16" in advice
+    assert (tmp_path / "u16.jsonl").exists() and not os.path.lexists(advice.rsplit("> ", 1)[1])
 
 
 def test_a_folder_names_the_files_it_leaves_out(tmp_path):
@@ -352,6 +376,19 @@ def test_a_folder_names_the_files_it_leaves_out(tmp_path):
                                 "--out_dir", str(tmp_path / "d")]), log=lines.append)
     assert str(e.value).startswith(f"error: the input files changed since {tmp_path / 'd'} was made from them (2 "
                                    f"files, not 1; another list or order of files")
+    # cut short (progress.json, no meta.json): "moved since, delete it" after the files named read as the folder
+    meta = json.loads((tmp_path / "d" / "meta.json").read_text())
+    os.remove(tmp_path / "d" / "meta.json")
+    (tmp_path / "d" / "progress.json").write_text(json.dumps({
+        "settings": meta["settings"], "next": [0, 0], "tokens": {"train": 0, "val": 0},
+        "documents": {"train": 0, "val": 0}, "shards": {"train": [], "val": []}, "skipped": 0, "skipped_shards": [],
+        "nul_bytes_dropped": 0}))
+    with pytest.raises(SystemExit) as e:
+        P.prepare(P.parse_args(["--input", str(corpus), "--tokenizer=bytes", "--val_fraction=0.1",
+                                "--out_dir", str(tmp_path / "d")]), log=lines.append)
+    assert str(e.value).endswith("(a run cut short resumes from its files where they were: moved since, start over "
+                                 "as said)")
+    shutil.rmtree(tmp_path / "d")
     os.remove(corpus / "b.txt")
     # an out_dir inside the input's folder: its own files are no input, prepared again or not
     lines.clear()
@@ -390,17 +427,30 @@ def test_an_extension_in_upper_case_is_told_to_be_renamed(tmp_path):
     with pytest.raises(SystemExit):  # in a folder: named in the note
         P.prepare(P.parse_args(["--input", str(tmp_path / "in"), "--tokenizer=bytes", "--out_dir",
                                 str(tmp_path / "d")]), log=lines.append)
-    assert lines[0].endswith("convert any that hold documents; the extension is read in lower case: rename it to .txt")
+    assert lines[0].endswith("convert any that hold documents; NOTES.TXT: the extension is read in lower case: "
+                             "rename it to .txt")
     # documents as .json: JSON Lines under another name, or an array of objects; "convert it" said neither how
     docs = [{"text": f"document {i}"} for i in range(3)]
     for name, data, fix in (("lines.json", "".join(json.dumps(d) + "\n" for d in docs), "one JSON object a line is "
                              f"JSON Lines: rename it to {tmp_path / 'lines.jsonl'}"),
                             ("array.json", json.dumps(docs), "an array of documents goes one a line into a .jsonl: "
-                             f"jq -c '.[]' {tmp_path / 'array.json'} > docs.jsonl")):
+                             f"jq -c '.[]' {tmp_path / 'array.json'} > {tmp_path / 'array.jsonl'}")):
         (tmp_path / name).write_text(data)
         with pytest.raises(SystemExit) as e:
             prepare(tmp_path / "d", "--tokenizer=bytes", "--input", str(tmp_path / name))
         assert str(e.value) == f"error: --input {tmp_path / name} is not .jsonl.zst, .jsonl, .txt; {fix}"
+        # a .jsonl of that name is the user's: jq's > or mv wrote over it
+        (tmp_path / name).with_suffix(".jsonl").write_text("mine\n")
+        with pytest.raises(SystemExit, match=f"{tmp_path / name.replace('.json', '_2.jsonl')}$"):
+            prepare(tmp_path / "d", "--tokenizer=bytes", "--input", str(tmp_path / name))
+        os.remove((tmp_path / name).with_suffix(".jsonl"))
+        lines.clear()  # in a folder: the note gave "convert any that hold documents" alone
+        (tmp_path / "in" / name).write_text(data)
+        with pytest.raises(SystemExit):
+            P.prepare(P.parse_args(["--input", str(tmp_path / "in"), "--tokenizer=bytes", "--out_dir",
+                                    str(tmp_path / "d")]), log=lines.append)
+        assert lines[0].endswith(f"{name}: {fix.replace(str(tmp_path), str(tmp_path / 'in'))}")
+        os.remove(tmp_path / "in" / name)
 
 
 def test_a_skip_bad_rerun_that_finds_no_text_removes_the_folder_the_refused_run_began(tmp_path):
@@ -833,3 +883,33 @@ def test_an_eta_past_a_day_counts_its_hours():
     line = P.progress(st, [("a", "train"), ("b", "val")], {"train": 30 * 3600, "val": 0}, 1, 1, 1.0)
     assert line.endswith("ETA 30:00:00")
     assert P.clock(59.9) == "00:00:59" and P.clock(3661) == "01:01:01"
+
+
+def test_several_inputs_given_as_one_name_are_told_to_be_given_apart(tmp_path):
+    # "a.txt,b.txt", or "a.txt b.txt" quoted as one: "does not exist; give existing files", of two files that are
+    for name in ("a.txt", "b.txt"):
+        write_txt(tmp_path / name, "To be, or not to be, that is the question.\n" * 40)
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    for given in (f"{a},{b}", f"{a} {b}"):
+        with pytest.raises(SystemExit) as e:
+            prepare(tmp_path / "d", "--tokenizer=bytes", "--input", given)
+        assert str(e.value) == f"error: --input {given} does not exist; each of {a}, {b} does: give them apart, " \
+                               f"--input {a} {b}"
+
+
+def test_a_jsonl_holding_one_json_array_is_told_to_be_split_into_lines(tmp_path):
+    # json.dump(docs) saved as docs.jsonl: "not a JSON object with a 'text' string (TypeError('list indices must be
+    # integers...'))", pretty-printed or not, and --skip_bad skipped its one line into "no text"
+    docs = [{"text": f"document {i} " + "x" * 40} for i in range(40)]
+    for name, text in (("one.jsonl", json.dumps(docs)), ("pretty.jsonl", json.dumps(docs, indent=2))):
+        write_txt(tmp_path / name, text)
+        with pytest.raises(SystemExit) as e:
+            prepare(tmp_path / "d", "--tokenizer=bytes", "--input", str(tmp_path / name))
+        lines = tmp_path / name.replace(".jsonl", "_lines.jsonl")
+        assert str(e.value).startswith(f"error: {tmp_path / name}:1: the file is one JSON array, not one object a "
+                                       f"line; split it into lines, e.g. jq -c '.[]' {tmp_path / name} > {lines}; ")
+        shutil.rmtree(tmp_path / "d")
+        write_txt(lines, "".join(json.dumps(d) + "\n" for d in docs))  # what jq writes
+        assert prepare(tmp_path / "d", "--tokenizer=bytes", "--val_fraction=0.1", "--input", str(lines))[
+            "train_documents"] == 36
+        shutil.rmtree(tmp_path / "d")

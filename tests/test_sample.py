@@ -613,6 +613,11 @@ def test_a_prompt_file_from_home_is_read_from_home(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "prompt.txt").write_text("To be")
     assert sample.read_text_file("~/prompt.txt", "--start=FILE:~/prompt.txt", "give a text file") == "To be"
+    # '--start=FILE:$HOME/prompt.txt', quoted as a prompt is: "cannot read it as UTF-8 text (No such file...)"
+    assert sample.read_text_file("$HOME/prompt.txt", "--start=FILE:$HOME/prompt.txt", "give a text file") == "To be"
+    monkeypatch.delenv("NOPE", raising=False)
+    with pytest.raises(SystemExit, match=r"^--start '\$NOPE/p.txt' names \$NOPE, which is not set in the environment"):
+        sample.read_text_file("$NOPE/p.txt", "--start=FILE:$NOPE/p.txt", "give a text file")
 
 
 @pytest.mark.parametrize("gpus, shown, device, said", [

@@ -316,6 +316,11 @@ def test_a_run_given_as_init_from_names_out_dir(script, capsys, tmp_path, monkey
         assert capsys.readouterr().err.splitlines()[-1].endswith(
             f"--init_from: is resume (the default: out_dir's checkpoint) or a GPT-2 size; to load {given}, write "
             f"--out_dir='my run'")
+    # a checkpoint saved under another name: "--out_dir=." read ./ckpt.pt, which is not there
+    open("model.pt", "w").close()
+    with pytest.raises(SystemExit):
+        parser_of(script).parse_args(["--init_from=model.pt"])
+    assert capsys.readouterr().err.splitlines()[-1].endswith("to load model.pt, write --out_dir=model.pt")
     assert parser_of(script).parse_args(["--init_from=gpt2"]).init_from == "gpt2"
 
 
