@@ -515,6 +515,16 @@ class GPT(nn.Module):
             elif name.endswith("conv.bias"):
                 nn.init.zeros_(p)
 
+    def __setstate__(self, state):
+        # a model pickled (torch.save(model)) before `built` and the retie hook were kept: its config as saved is what
+        # its layers are, so model.config.block_size = 128 after torch.load is refused as in a new model (it was the
+        # position table's IndexError), and load_state_dict(..., assign=True) keeps the tie (it trained apart)
+        super().__setstate__(state)
+        if "built" not in self.__dict__:
+            self.built = replace(self.config)
+            if self.config.tie_embeddings and retie not in self._load_state_dict_post_hooks.values():
+                self.register_load_state_dict_post_hook(retie)
+
     def _apply(self, fn, *args, **kwargs):
         # .to_empty() and .to() off the meta device make each module a new Parameter, one for each name of the tied
         # weight: the two then trained apart (num_params counted both) without a word
@@ -610,7 +620,7 @@ class GPT(nn.Module):
     def check_config(self):
         """model.config as built: model.config.block_size = 64, to try a longer context, was an IndexError in the
         position table, and a changed proj or dropout described a model other than the layers without a word."""
-        built = self.__dict__.get("built")  # None in a model pickled (torch.save(model)) before it was kept
+        built = self.__dict__.get("built")  # None only where __init__ never ran (__setstate__ sets it)
         if built is None or self.config == built:
             return
         changed = next(f.name for f in fields(built) if getattr(self.config, f.name) != getattr(built, f.name))
