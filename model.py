@@ -171,6 +171,13 @@ class Cache:
         # and torch.save kept their requires_grad, so the loaded cache's first write was autograd's RuntimeError
         return {**self.__dict__, "layers": [{k: t.detach() for k, t in layer.items()} for layer in self.layers]}
 
+    def __setstate__(self, state):
+        # a cache pickled before `end` was kept (torch.save(cache) by older code): linear attention's next step was
+        # an AttributeError; its buffers were filled to its pos, as far as anyone can tell
+        self.__dict__.update(state)
+        if "end" not in state:
+            self.end = self.pos if isinstance(self.pos, numbers.Integral) else None
+
 
 def check_state_position(cache, pos):
     """Linear attention's cache is a sum over every position before cache.end: at pos 0 it starts empty (a cache

@@ -237,6 +237,14 @@ def test_a_cache_reused_from_position_0_forgets_the_last_prompt_and_cannot_rewin
     torch.save(branch, saved)
     saved.seek(0)
     model(idx[:, 6:7], cache=torch.load(saved, weights_only=False))
+    old = model.new_cache(2, 9)
+    model(idx[:, :4], cache=old)
+    del old.end  # pickled by the code before cache.end: linear's next step was an AttributeError
+    saved = io.BytesIO()
+    torch.save(old, saved)
+    saved.seek(0)
+    torch.testing.assert_close(model(idx[:, 4:6], cache=torch.load(saved, weights_only=False))[0],
+                               model(idx[:, :6])[0][:, -1:])
     for pos in (-1, 2.0):  # the position table's IndexError, the embedding's RuntimeError
         cache.pos = pos
         with pytest.raises(ValueError, match=f"cache.pos must be an integer >= 0.*; got {pos}"):
