@@ -171,6 +171,13 @@ class Cache:
         # and torch.save kept their requires_grad, so the loaded cache's first write was autograd's RuntimeError
         return {**self.__dict__, "layers": [{k: t.detach() for k, t in layer.items()} for layer in self.layers]}
 
+    def __setstate__(self, state):
+        # a cache pickled before `end` was kept (torch.save(cache) by older code): linear attention's next step was
+        # an AttributeError; its buffers were filled to its pos, as far as anyone can tell
+        self.__dict__.update(state)
+        if "end" not in state:
+            self.end = self.pos if isinstance(self.pos, numbers.Integral) else None
+
 
 def check_state_position(cache, pos):
     """Linear attention's cache is a sum over every position before cache.end: at pos 0 it starts empty (a cache
@@ -515,6 +522,16 @@ class GPT(nn.Module):
             elif name.endswith("conv.bias"):
                 nn.init.zeros_(p)
 
+    def __setstate__(self, state):
+        # a model pickled (torch.save(model)) before `built` and the retie hook were kept: its config as saved is what
+        # its layers are, so model.config.block_size = 128 after torch.load is refused as in a new model (it was the
+        # position table's IndexError), and load_state_dict(..., assign=True) keeps the tie (it trained apart)
+        super().__setstate__(state)
+        if "built" not in self.__dict__:
+            self.built = replace(self.config)
+            if self.config.tie_embeddings and retie not in self._load_state_dict_post_hooks.values():
+                self.register_load_state_dict_post_hook(retie)
+
     def _apply(self, fn, *args, **kwargs):
         # .to_empty() and .to() off the meta device make each module a new Parameter, one for each name of the tied
         # weight: the two then trained apart (num_params counted both) without a word
@@ -610,7 +627,7 @@ class GPT(nn.Module):
     def check_config(self):
         """model.config as built: model.config.block_size = 64, to try a longer context, was an IndexError in the
         position table, and a changed proj or dropout described a model other than the layers without a word."""
-        built = self.__dict__.get("built")  # None in a model pickled (torch.save(model)) before it was kept
+        built = self.__dict__.get("built")  # None only where __init__ never ran (__setstate__ sets it)
         if built is None or self.config == built:
             return
         changed = next(f.name for f in fields(built) if getattr(self.config, f.name) != getattr(built, f.name))

@@ -465,7 +465,7 @@ def nul_half(data):
     return "UTF-16LE" if odd > 0.9 and even < 0.1 else "UTF-16BE" if even > 0.9 and odd < 0.1 else None
 
 
-def documents(path, split, val_fraction, start):
+def documents(path, split, val_fraction, start, by_line=False):
     """Yield (unit, split, text) for each unit of a shard from unit `start` on: a line of a .jsonl file (units are
     the positions a resume starts from), or the train and val pieces of a .txt file. A bad unit comes as a
     BadInput in place of its text, naming the file and line."""
@@ -538,7 +538,9 @@ def documents(path, split, val_fraction, start):
                     yield j, split, BadInput(f"{path}:{j + 1}: not a JSON object with a 'text' string ({e!r:.80})")
                     continue
                 if text:
-                    yield j, route(split, k, val_fraction), text
+                    # by_line: a run cut short by a version before 23aa8b8, which held out by line number, resumes
+                    # by its rule (the new one from where it stopped was neither version's split, exit 0)
+                    yield j, route(split, j if by_line else k, val_fraction), text
         except zstandard.ZstdError as e:
             yield j + 1, split, BadInput(f"{path}: corrupt zstd data after line {j + 1} ({e})", whole_shard=True)
 
@@ -572,7 +574,7 @@ class Batch:
         self.bad_shards = []    # corrupt .zst shards, their rest skipped
 
 
-def read_batches(shards, fetch, start, args, tok, pool, q, full, stop):
+def read_batches(shards, fetch, start, args, tok, pool, q, full, stop, by_line=False):
     def submit():
         if b.texts:
             b.futures.append(pool.submit(tok.encode, b.texts))
@@ -593,7 +595,8 @@ def read_batches(shards, fetch, start, args, tok, pool, q, full, stop):
                 b.end = (i + 1, 0)
                 continue  # every split this shard feeds is full: don't even download it
             path = fetch(i)
-            for unit, s, text in documents(path, split, args.val_fraction, start[1] if i == start[0] else 0):
+            for unit, s, text in documents(path, split, args.val_fraction, start[1] if i == start[0] else 0,
+                                           by_line):
                 if isinstance(text, BadInput) and not args.skip_bad:
                     b.end = (i, unit)  # a rerun starts at the bad unit: it fails again, or counts it with --skip_bad
                     submit()
@@ -807,7 +810,7 @@ def start_state(out_dir, settings, older=(), typed=()):
                      f"use another --out_dir or delete it")
     return {"settings": settings, "next": [0, 0], "tokens": {"train": 0, "val": 0},
             "documents": {"train": 0, "val": 0}, "shards": {"train": [], "val": []},
-            "skipped": 0, "skipped_shards": [], "nul_bytes_dropped": 0}
+            "skipped": 0, "skipped_shards": [], "nul_bytes_dropped": 0, "val_by": "document"}
 
 
 def check_bins(out_dir, meta, tok):
@@ -928,7 +931,8 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=(), new
     # batches of 16 encoding tasks: queue enough of them to keep every thread busy
     q, stop = queue.Queue(maxsize=4 + args.threads // 8), threading.Event()
     reader = threading.Thread(target=read_batches,
-                              args=(shards, fetch, tuple(st["next"]), args, tok, pool, q, full, stop), daemon=True)
+                              args=(shards, fetch, tuple(st["next"]), args, tok, pool, q, full, stop,
+                                    "val_by" not in st), daemon=True)
     made, chars = 0, 0
     t0 = last_commit = last_print = time.time()
     reader.start()

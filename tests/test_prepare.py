@@ -415,6 +415,27 @@ def test_val_fraction_counts_documents_not_blank_lines(tmp_path):
     assert list(P.documents(str(spaced), "mixed", 0.1, 301)) == [d for d in whole if d[0] >= 301]
 
 
+def test_a_run_cut_short_before_documents_were_counted_resumes_by_its_own_rule(tmp_path):
+    # a .jsonl with some blank lines, prepared by a version that held out by line number and cut short, then resumed
+    # after a git pull: the new rule from the cut on held out documents of neither version's split, exit 0
+    lines = [json.dumps({"text": f"document {i} " + "x" * 20}) + "\n" + ("\n" if i % 7 == 0 else "")
+             for i in range(300)]
+    spaced = tmp_path / "spaced.jsonl"
+    spaced.write_text("".join(lines))
+    args = ["--tokenizer=bytes", "--val_fraction=0.1", "--input", str(spaced)]
+    fresh = prepare(tmp_path / "fresh", *args)
+    old = tmp_path / "old"  # that version's progress.json at its start: no val_by, nothing committed
+    old.mkdir()
+    for s in ("train", "val"):
+        (old / f"{s}.bin").write_bytes(b"")
+    (old / "progress.json").write_text(json.dumps(
+        {"settings": fresh["settings"], "next": [0, 0], "tokens": {"train": 0, "val": 0},
+         "documents": {"train": 0, "val": 0}, "shards": {"train": [], "val": []}, "skipped": 0,
+         "skipped_shards": [], "nul_bytes_dropped": 0}))
+    by_line = [j for j, line in enumerate("".join(lines).splitlines()) if line and P.route("mixed", j, 0.1) == "val"]
+    assert prepare(old, *args)["val_documents"] == len(by_line) != fresh["val_documents"]
+
+
 def test_an_extension_in_upper_case_is_told_to_be_renamed(tmp_path):
     # Windows' NOTES.TXT: "is not .jsonl.zst, .jsonl, .txt; convert it", of a text file
     (tmp_path / "in").mkdir()
