@@ -116,8 +116,8 @@ def shell_vars(key, value, name=None):
     # a name starts with a letter or _: $5 (cost$5, the shell's fifth argument) is no environment variable to set
     names = [n.strip("{}") for n in re.findall(r"\$([A-Za-z_]\w*|\{[A-Za-z_]\w*\})", value)]
     if unset := [n for n in names if n not in os.environ]:
-        raise SystemExit(f"{name or key} {value!r} names ${unset[0]}, which is not set in the environment (no shell expanded "
-                         f"it: quoted, or in a config file); set it, or write the path out.")
+        raise SystemExit(f"{name or key} {value!r} names ${unset[0]}, which is not set in the environment (no shell "
+                         f"expanded it: quoted, or in a config file); set it, or write the path out.")
     return os.path.expandvars(value)
 
 

@@ -38,7 +38,8 @@ from configurator import Parser, cli, number
 from convert import hub_reachable
 from model import GPTConfig
 from sample import (CHECKPOINT_HINTS, CONTEXT_HINTS, CONVERT_HINTS, DTYPES, EOT, JSONL, add_model_args,
-                    check_conversion_args, check_device, get_tokenizer, json_lines, load_model, read_text_file as read_file)
+                    check_conversion_args, check_device, get_tokenizer, json_lines, load_model,
+                    read_text_file as read_file)
 
 try:
     from lm_eval import simple_evaluate

@@ -316,8 +316,8 @@ def data_file(args):
 
 def data_line(data_dir):
     """scaling_data.txt: the folder, then what its meta.json records of the text (token counts, the inputs'
-    fingerprint and contents) as JSON: data_dir prepared again from another text, with the run folders deleted (their rows
-    stay), trained the rest on the new text beside the old rows, exit 0."""
+    fingerprint and contents) as JSON: data_dir prepared again from another text, with the run folders deleted (their
+    rows stay), trained the rest on the new text beside the old rows, exit 0."""
     try:
         meta = load_json(os.path.join(data_dir, "meta.json"))
     except (OSError, ValueError):  # checked by open_data before the runs: gone since
