@@ -473,12 +473,25 @@ class Block(nn.Module):
 
 def retie(model, incompatible_keys=None):
     """The output layer is the token embedding again after load_state_dict(..., assign=True) gave each name its own
-    Parameter over one storage (a state dict's two names of the tied weight): each optimizer step moved it twice."""
+    Parameter (a state dict's two names of the tied weight): each optimizer step moved it twice. The two names are
+    one tensor in a saved state dict, two equal ones once converted ({k: v.half() ...}, as convert.py loads), and
+    one name only with strict=False: the loaded one serves both. Two that differ are no tied model's."""
     wte, head = model.transformer.wte.weight, model.lm_head.weight
-    if wte is not head and wte.shape == head.shape and wte.device.type != "meta" and \
-            wte.untyped_storage().data_ptr() == head.untyped_storage().data_ptr() and \
-            wte.storage_offset() == head.storage_offset():
+    missing = {k.rsplit(".", 2)[-2] for k in (incompatible_keys.missing_keys if incompatible_keys else ())}
+    if wte is head or wte.shape != head.shape or missing >= {"lm_head", "wte"}:
+        return
+    if "lm_head" in missing:
+        model.lm_head.weight = wte
+    elif "wte" in missing:
         model.transformer.wte.weight = head
+    elif "meta" in (wte.device.type, head.device.type):
+        return
+    elif (wte.untyped_storage().data_ptr() == head.untyped_storage().data_ptr() and
+          wte.storage_offset() == head.storage_offset()) or torch.equal(wte, head):
+        model.transformer.wte.weight = head
+    else:  # else two Parameters trained apart in a model whose config ties them, without a word
+        raise ValueError("the state dict's transformer.wte.weight and lm_head.weight differ, and this model ties "
+                         "them (tie_embeddings=True): it is an untied model's; build GPT with tie_embeddings=False.")
 
 
 class GPT(nn.Module):

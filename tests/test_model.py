@@ -120,6 +120,19 @@ def test_the_tie_survives_a_meta_device_start():
         assert loaded.lm_head.weight is loaded.transformer.wte.weight
         assert loaded.num_params() == model.num_params()
         torch.testing.assert_close(loaded.eval()(idx)[0], model(idx)[0])
+    state = model.state_dict()
+    # a state dict cast on the way ({k: v.half() ...}) holds the two names as two equal tensors, strict=False one
+    # of them: each still loaded as two Parameters; two that differ are an untied model's, refused
+    for sd in ({k: v.clone() for k, v in state.items()}, {k: v for k, v in state.items() if k != "lm_head.weight"},
+               {k: v for k, v in state.items() if k != "transformer.wte.weight"}):
+        with torch.device("meta"):
+            loaded = GPT(model.config)
+        loaded.load_state_dict(sd, assign=True, strict=False)
+        assert loaded.lm_head.weight is loaded.transformer.wte.weight
+    with torch.device("meta"):
+        loaded = GPT(model.config)
+    with pytest.raises(ValueError, match="differ, and this model ties them"):
+        loaded.load_state_dict({**state, "lm_head.weight": state["lm_head.weight"] + 1}, assign=True)
     untied = tiny()  # untied by hand stays so through a cast
     untied.lm_head.weight = torch.nn.Parameter(untied.lm_head.weight + 1)
     assert untied.double().lm_head.weight is not untied.transformer.wte.weight
