@@ -171,6 +171,10 @@ class Cache:
         # and torch.save kept their requires_grad, so the loaded cache's first write was autograd's RuntimeError
         return {**self.__dict__, "layers": [{k: t.detach() for k, t in layer.items()} for layer in self.layers]}
 
+    def __setstate__(self, state):
+        self.__dict__.update({"end": None, **state})  # a cache saved before `end` was kept: linear's check was an
+        # AttributeError; None is an end not known, as after a compiled step
+
 
 def check_state_position(cache, pos):
     """Linear attention's cache is a sum over every position before cache.end: at pos 0 it starts empty (a cache
