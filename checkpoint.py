@@ -886,6 +886,11 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
                              f"train.py's ckpt.pt, or to the ckpt.pt itself.") from None
         raise SystemExit(f"{path} is corrupt or not a checkpoint written by train.py ({type(e).__name__}); restore "
                          f"it or {again}.") from None
+    # torch.save(model.state_dict(), ...), a notebook's usual save, was "not a checkpoint written by train.py" alone
+    if missing_keys and isinstance(ckpt, dict) and ckpt and all(torch.is_tensor(t) for t in ckpt.values()):
+        raise SystemExit(f"{path} holds the weights alone (torch.save(model.state_dict())), without the model_args "
+                         f"to build their model from: save {{'model': model.state_dict(), 'model_args': "
+                         f"dataclasses.asdict(config){META_FORM if 'meta' in keys else ''}}}, or {point}.")
     # a notebook's own {'model', 'model_args'}, as the message above advises, lacks only the meta sample.py reads
     if missing_keys == ["meta"]:
         raise SystemExit(f"{path} has no meta, which names the tokenizer of the data it was trained on: add it to the "
