@@ -588,7 +588,8 @@ if ckpt:
                        f"another size makes it another), this run ends at "
                        f"{seen + max(0, max_iters - done) * tokens_per_iter:,} tokens, and --total_tokens=0 "
                        f"--max_iters={need} trains {reach:,}"
-                       + (f", the fewest whole iterations that reach {total_tokens:,}." if reach > total_tokens > seen else "."))
+                       + (f", the fewest whole iterations that reach {total_tokens:,}." if reach > total_tokens > seen
+                          else "."))
     else:
         tokens_note = ""
     if init_from == "resume" and done >= max_iters:
