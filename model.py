@@ -482,7 +482,8 @@ def retie(model, incompatible_keys=None):
     one name only with strict=False: the loaded one serves both. Two that differ are no tied model's."""
     wte, head = model.transformer.wte.weight, model.lm_head.weight
     missing = {k.rsplit(".", 2)[-2] for k in (incompatible_keys.missing_keys if incompatible_keys else ())}
-    if wte is head or wte.shape != head.shape or missing >= {"lm_head", "wte"}:
+    if not model.__dict__.pop("tied_before_load", True) or wte is head or wte.shape != head.shape or \
+            missing >= {"lm_head", "wte"}:  # untied by hand stays so, as through GPT._apply
         return
     if "lm_head" in missing:
         model.lm_head.weight = wte
@@ -496,6 +497,11 @@ def retie(model, incompatible_keys=None):
     else:  # else two Parameters trained apart in a model whose config ties them, without a word
         raise ValueError("the state dict's transformer.wte.weight and lm_head.weight differ, and this model ties "
                          "them (tie_embeddings=True): it is an untied model's; build GPT with tie_embeddings=False.")
+
+
+def note_tie(model, *args):
+    """Whether the weights were tied before a load, which retie restores only then."""
+    model.__dict__["tied_before_load"] = model.transformer.wte.weight is model.lm_head.weight
 
 
 class GPT(nn.Module):
@@ -522,6 +528,7 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.transformer.wte.weight = self.lm_head.weight
+            self.register_load_state_dict_pre_hook(note_tie)
             self.register_load_state_dict_post_hook(retie)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():

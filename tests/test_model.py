@@ -136,6 +136,8 @@ def test_the_tie_survives_a_meta_device_start():
     untied = tiny()  # untied by hand stays so through a cast
     untied.lm_head.weight = torch.nn.Parameter(untied.lm_head.weight + 1)
     assert untied.double().lm_head.weight is not untied.transformer.wte.weight
+    untied.load_state_dict({k: t.clone() for k, t in untied.state_dict().items()})  # and through a load of its own
+    assert untied.lm_head.weight is not untied.transformer.wte.weight
 
 
 # ---------------------------------------------------------------- math identities
