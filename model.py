@@ -637,12 +637,33 @@ class GPT(nn.Module):
         built = self.__dict__.get("built")  # None in a model pickled (torch.save(model)) before it was kept
         if built is None or self.config == built:
             return
+        self.config_changed(built)
+
+    @torch.compiler.disable  # eager under torch.compile: it builds a model on the meta device (and a resumed frame
+    # after the break built the message from a float: a TypeError)
+    def config_changed(self, built):
         changed = next(f.name for f in fields(built) if getattr(self.config, f.name) != getattr(built, f.name))
-        how = ("convert its weights with convert.convert_state_dict" if changed in ("proj", "n_kv_head") else
-               "load this model's state_dict into it")
         raise ValueError(f"model.config.{changed} was changed after the model was built ({getattr(built, changed)!r} "
-                         f"-> {getattr(self.config, changed)!r}), and the layers are the old config's; build GPT(config) "
-                         f"with the new one and {how}.")
+                         f"-> {getattr(self.config, changed)!r}), and the layers are the old config's; "
+                         f"{self.refit(changed)}.")
+
+    def refit(self, changed):
+        """How a model of the changed config gets weights: "load this model's state_dict" was a size mismatch where
+        the change gives the layers other shapes (block_size = 64, to try a longer context, a longer position table)."""
+        if changed in ("proj", "n_kv_head"):
+            return "build GPT(config) with the new one and convert its weights with convert.convert_state_dict"
+        try:
+            with torch.device("meta"):
+                other = {k: tuple(t.shape) for k, t in GPT(self.config).state_dict().items()}
+        except ValueError as e:
+            return f"the new config builds no model ({e})"
+        mine = {k: tuple(t.shape) for k, t in self.state_dict().items()}
+        if other == mine:
+            return "build GPT(config) with the new one and load this model's state_dict into it"
+        key = next(k for k in [*mine, *other] if mine.get(k) != other.get(k))
+        why = (f"{key} of shape {mine[key]} becomes {other[key]}" if key in mine and key in other else
+               f"{key} is not in {'the new one' if key in mine else 'this model'}")
+        return f"this model's weights do not fit the new one ({why}): build GPT(config) with it and train it"
 
     def kv_bytes_per_token(self, dtype=torch.bfloat16):
         """Cache bytes one more token of context costs, all layers (0 for linear attention: its state is fixed)."""

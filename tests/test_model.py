@@ -734,11 +734,18 @@ def test_a_config_changed_for_the_next_model_leaves_the_first_as_built():
         first(torch.zeros(1, 2, dtype=torch.long), cache=second.new_cache(1, 4))
 
 
-@pytest.mark.parametrize("field, value, fix", [("block_size", 2 * BLOCK, "load this model's state_dict"),
-                                               ("proj", "qk_v", "convert its weights"), ("dropout", 0.5, "load")])
+@pytest.mark.parametrize("field, value, fix", [
+    ("block_size", 2 * BLOCK, rf"weights do not fit the new one \(transformer.wpe.weight of shape \({BLOCK}, "
+                              rf"{N_EMBD}\) becomes \({2 * BLOCK}, {N_EMBD}\)\): build GPT\(config\) with it and "
+                              r"train it"),
+    ("n_layer", 3, r"weights do not fit the new one \(transformer.h.2.ln_1.weight is not in this model\)"),
+    ("bias", False, r"weights do not fit the new one \(transformer.h.0.ln_1.bias is not in the new one\)"),
+    ("proj", "qk_v", "convert its weights"), ("dropout", 0.5, "load this model's state_dict into it"),
+    ("rope_base", 500.0, "the new config builds no model \\(rope_base acts only with pos_emb='rope'")])
 def test_model_config_changed_after_the_build_is_one_sentence(field, value, fix):
     # model.config.block_size = 64, to try a longer context, was the position table's IndexError; a changed proj
-    # or dropout described a model other than its layers without a word
+    # or dropout described a model other than its layers without a word. "load this model's state_dict" into a
+    # model of the new config was torch's size mismatch where the change reshapes the weights (block_size's table)
     model = tiny()
     setattr(model.config, field, value)
     for call in (lambda: model(torch.zeros(1, BLOCK + 1, dtype=torch.long)), lambda: model.new_cache(1, 4),
