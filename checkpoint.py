@@ -895,6 +895,10 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     if missing_keys == ["meta"]:
         raise SystemExit(f"{path} has no meta, which names the tokenizer of the data it was trained on: add it to the "
                          f"checkpoint ({{..., {META_FORM[2:]}}}, the data's meta.json), or {point}.")
+    # analyze's read of a notebook's {'model', 'model_args'} (no config: train.py's files lost iter_num to damage)
+    if missing_keys == ["iter_num"] and "config" not in ckpt:
+        raise SystemExit(f"{path} has no iter_num, the iterations its model trained: add it to the checkpoint "
+                         f"({{..., 'iter_num': N}}), or {point}.")
     if missing_keys:
         raise SystemExit(f"{path} has no {', '.join(missing_keys)}: it is not a checkpoint written by train.py; "
                          f"{point}.")
