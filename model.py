@@ -494,6 +494,9 @@ def retie(model, incompatible_keys=None):
     elif (wte.untyped_storage().data_ptr() == head.untyped_storage().data_ptr() and
           wte.storage_offset() == head.storage_offset()) or torch.equal(wte, head):
         model.transformer.wte.weight = head
+    elif wte.dtype != head.dtype:  # one of the two names cast alone
+        raise ValueError(f"the state dict holds transformer.wte.weight as {wte.dtype} and lm_head.weight as "
+                         f"{head.dtype}, and this model ties them (tie_embeddings=True); cast both alike.")
     else:  # else two Parameters trained apart in a model whose config ties them, without a word
         raise ValueError("the state dict's transformer.wte.weight and lm_head.weight differ, and this model ties "
                          "them (tie_embeddings=True): it is an untied model's; build GPT with tie_embeddings=False.")

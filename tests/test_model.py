@@ -133,6 +133,11 @@ def test_the_tie_survives_a_meta_device_start():
         loaded = GPT(model.config)
     with pytest.raises(ValueError, match="differ, and this model ties them"):
         loaded.load_state_dict({**state, "lm_head.weight": state["lm_head.weight"] + 1}, assign=True)
+    with torch.device("meta"):
+        loaded = GPT(model.config)
+    with pytest.raises(ValueError, match="holds transformer.wte.weight as torch.float32 and lm_head.weight as "
+                                         "torch.float16, and this model ties them"):  # one name cast alone
+        loaded.load_state_dict({**state, "lm_head.weight": state["lm_head.weight"].half()}, assign=True)
     untied = tiny()  # untied by hand stays so through a cast
     untied.lm_head.weight = torch.nn.Parameter(untied.lm_head.weight + 1)
     assert untied.double().lm_head.weight is not untied.transformer.wte.weight
