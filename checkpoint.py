@@ -899,10 +899,19 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
                              f"train.py's ckpt.pt, or to the ckpt.pt itself.") from None
         raise SystemExit(f"{path} is corrupt or not a checkpoint written by train.py ({type(e).__name__}); restore "
                          f"it or {again}.") from None
+    # torch.save(model.state_dict(), ...), a notebook's usual save, was "not a checkpoint written by train.py" alone
+    if missing_keys and isinstance(ckpt, dict) and ckpt and all(torch.is_tensor(t) for t in ckpt.values()):
+        raise SystemExit(f"{path} holds the weights alone (torch.save(model.state_dict())), without the model_args "
+                         f"to build their model from: save {{'model': model.state_dict(), 'model_args': "
+                         f"dataclasses.asdict(config){META_FORM if 'meta' in keys else ''}}}, or {point}.")
     # a notebook's own {'model', 'model_args'}, as the message above advises, lacks only the meta sample.py reads
     if missing_keys == ["meta"]:
         raise SystemExit(f"{path} has no meta, which names the tokenizer of the data it was trained on: add it to the "
                          f"checkpoint ({{..., {META_FORM[2:]}}}, the data's meta.json), or {point}.")
+    # analyze's read of a notebook's {'model', 'model_args'} (no config: train.py's files lost iter_num to damage)
+    if missing_keys == ["iter_num"] and "config" not in ckpt:
+        raise SystemExit(f"{path} has no iter_num, the iterations its model trained: add it to the checkpoint "
+                         f"({{..., 'iter_num': N}}), or {point}.")
     if missing_keys:
         raise SystemExit(f"{path} has no {', '.join(missing_keys)}: it is not a checkpoint written by train.py; "
                          f"{point}.")

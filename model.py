@@ -480,12 +480,34 @@ class Block(nn.Module):
 
 def retie(model, incompatible_keys=None):
     """The output layer is the token embedding again after load_state_dict(..., assign=True) gave each name its own
-    Parameter over one storage (a state dict's two names of the tied weight): each optimizer step moved it twice."""
+    Parameter (a state dict's two names of the tied weight): each optimizer step moved it twice. The two names are
+    one tensor in a saved state dict, two equal ones once converted ({k: v.half() ...}, as convert.py loads), and
+    one name only with strict=False: the loaded one serves both. Two that differ are no tied model's."""
     wte, head = model.transformer.wte.weight, model.lm_head.weight
-    if wte is not head and wte.shape == head.shape and wte.device.type != "meta" and \
-            wte.untyped_storage().data_ptr() == head.untyped_storage().data_ptr() and \
-            wte.storage_offset() == head.storage_offset():
+    missing = {k.rsplit(".", 2)[-2] for k in (incompatible_keys.missing_keys if incompatible_keys else ())}
+    if not model.__dict__.pop("tied_before_load", True) or wte is head or wte.shape != head.shape or \
+            missing >= {"lm_head", "wte"}:  # untied by hand stays so, as through GPT._apply
+        return
+    if "lm_head" in missing:
+        model.lm_head.weight = wte
+    elif "wte" in missing:
         model.transformer.wte.weight = head
+    elif "meta" in (wte.device.type, head.device.type):
+        return
+    elif (wte.untyped_storage().data_ptr() == head.untyped_storage().data_ptr() and
+          wte.storage_offset() == head.storage_offset()) or torch.equal(wte, head):
+        model.transformer.wte.weight = head
+    elif wte.dtype != head.dtype:  # one of the two names cast alone
+        raise ValueError(f"the state dict holds transformer.wte.weight as {wte.dtype} and lm_head.weight as "
+                         f"{head.dtype}, and this model ties them (tie_embeddings=True); cast both alike.")
+    else:  # else two Parameters trained apart in a model whose config ties them, without a word
+        raise ValueError("the state dict's transformer.wte.weight and lm_head.weight differ, and this model ties "
+                         "them (tie_embeddings=True): it is an untied model's; build GPT with tie_embeddings=False.")
+
+
+def note_tie(model, *args):
+    """Whether the weights were tied before a load, which retie restores only then."""
+    model.__dict__["tied_before_load"] = model.transformer.wte.weight is model.lm_head.weight
 
 
 class GPT(nn.Module):
@@ -512,6 +534,7 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.transformer.wte.weight = self.lm_head.weight
+            self.register_load_state_dict_pre_hook(note_tie)
             self.register_load_state_dict_post_hook(retie)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
@@ -630,12 +653,16 @@ class GPT(nn.Module):
         built = self.__dict__.get("built")  # None only where __init__ never ran (__setstate__ sets it)
         if built is None or self.config == built:
             return
+        self.config_changed(built)
+
+    @torch.compiler.disable  # eager under torch.compile: a frame resumed after the graph break built this message
+    # from a traced float (a TypeError)
+    def config_changed(self, built):
         changed = next(f.name for f in fields(built) if getattr(self.config, f.name) != getattr(built, f.name))
-        how = ("convert its weights with convert.convert_state_dict" if changed in ("proj", "n_kv_head") else
-               "load this model's state_dict into it")
         raise ValueError(f"model.config.{changed} was changed after the model was built ({getattr(built, changed)!r} "
-                         f"-> {getattr(self.config, changed)!r}), and the layers are the old config's; build GPT(config) "
-                         f"with the new one and {how}.")
+                         f"-> {getattr(self.config, changed)!r}), and the layers are the old config's; build "
+                         f"GPT(config) with the new one (its weights: this model's state_dict where their shapes "
+                         f"agree, convert.convert_state_dict for proj or n_kv_head).")
 
     def kv_bytes_per_token(self, dtype=torch.bfloat16):
         """Cache bytes one more token of context costs, all layers (0 for linear attention: its state is fixed)."""

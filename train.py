@@ -571,12 +571,15 @@ if ckpt:
     was_tokens = iteration_tokens({**defaults, **ckpt["config"]}) or tokens_per_iter
     if init_from == "resume" and total_tokens and was_tokens != tokens_per_iter:
         seen, need = done * was_tokens, done + max(0, -(-(total_tokens - done * was_tokens) // tokens_per_iter))
+        reach = seen + (need - done) * tokens_per_iter  # whole iterations: "trains 2,000" trained 2,304
         tokens_note = (f"total_tokens={total_tokens:,} sets max_iters={max_iters} at {tokens_per_iter:,} tokens per "
                        f"iteration, but the checkpoint's run trained {was_tokens:,} per iteration: if its {done} "
                        f"were all of that size ({seen:,} tokens; it records no count, and a resume before under "
                        f"another size makes it another), this run ends at "
                        f"{seen + max(0, max_iters - done) * tokens_per_iter:,} tokens, and --total_tokens=0 "
-                       f"--max_iters={need} trains {max(total_tokens, seen):,}.")
+                       f"--max_iters={need} trains {reach:,}"
+                       + (f", the fewest whole iterations that reach {total_tokens:,}." if reach > total_tokens > seen
+                          else "."))
     else:
         tokens_note = ""
     if init_from == "resume" and done >= max_iters:

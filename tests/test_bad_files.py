@@ -741,10 +741,18 @@ def test_a_checkpoint_saved_by_hand_is_told_the_meta_that_sample_py_reads(tmp_pa
     torch.save({"model": model.state_dict(), "model_args": model.config}, tmp_path / "ckpt.pt")
     with pytest.raises(SystemExit, match=r"model.GPTConfig.*dataclasses.asdict\(config\), 'meta': json.load"):
         checkpoint.load_checkpoint(str(tmp_path), ("model", "model_args", "meta"))
+    torch.save(model.state_dict(), tmp_path / "ckpt.pt")  # the weights alone: "not a checkpoint ...", no fix
+    with pytest.raises(SystemExit, match=r"holds the weights alone \(torch.save\(model.state_dict\(\)\)\), without "
+                                         r"the model_args to build their model from: save \{'model': model.state_dict"
+                                         r"\(\), 'model_args': dataclasses.asdict\(config\), 'meta': json.load"):
+        checkpoint.load_checkpoint(str(tmp_path), ("model", "model_args", "meta"))
     torch.save({"model": model.state_dict(), "model_args": asdict(model.config)}, tmp_path / "ckpt.pt")
     with pytest.raises(SystemExit, match="has no meta, which names the tokenizer of the data it was trained on: add "
                                          r"it to the checkpoint \(\{..., 'meta': json.load"):
         checkpoint.load_checkpoint(str(tmp_path), ("model", "model_args", "meta"))
+    with pytest.raises(SystemExit, match=r"has no iter_num, the iterations its model trained: add it to the "
+                                         r"checkpoint \(\{..., 'iter_num': N\}\)"):  # analyze's keys
+        checkpoint.load_checkpoint(str(tmp_path), ("model", "model_args", "iter_num"))
     with torch.device("meta"):
         model = GPT(model.config)
     torch.save({"model": model.state_dict(), "model_args": asdict(model.config)}, tmp_path / "ckpt.pt")

@@ -406,6 +406,11 @@ def test_total_tokens_on_a_resume_of_another_batch_says_what_it_trains(finished,
                         "all of that size (512 tokens; it records no count, and a resume before under another size "
                         "makes it another), this run ends at 512 tokens, and --total_tokens=0 --max_iters=3 trains "
                         "1,024."), msg
+    # not a multiple of the new size: "--max_iters=3 trains 1,000" trained 1,024
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
+                                      "--total_tokens=1000", "--gradient_accumulation_steps=4"])
+    assert msg.endswith("--total_tokens=0 --max_iters=3 trains 1,024, the fewest whole iterations that reach "
+                        "1,000."), msg
 
 
 def test_resume_compares_a_field_the_checkpoint_predates_with_its_default(finished, data_dir, tmp_path, monkeypatch):
