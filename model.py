@@ -655,8 +655,6 @@ class GPT(nn.Module):
             return
         self.config_changed(built)
 
-    @torch.compiler.disable  # eager under torch.compile: a frame resumed after the graph break built this message
-    # from a traced float (a TypeError)
     def config_changed(self, built):
         changed = next(f.name for f in fields(built) if getattr(self.config, f.name) != getattr(built, f.name))
         raise ValueError(f"model.config.{changed} was changed after the model was built ({getattr(built, changed)!r} "
