@@ -512,7 +512,8 @@ def same_storage(a, b):
     # FSDP's shards (DTensor) have no storage of their own to compare, and the meta device none at all
     if "meta" in (a.device.type, b.device.type) or not type(a.data) is type(b.data) is torch.Tensor:
         return False
-    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr() and a.storage_offset() == b.storage_offset()
+    ptr = lambda t: (t.untyped_storage().data_ptr(), t.storage_offset())
+    return ptr(a) == ptr(b)
 
 
 def note_tie(model, *args):
