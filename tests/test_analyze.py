@@ -106,7 +106,8 @@ def test_cli_prints_table_and_writes_figure(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "| layer | cos Wq, Wk=Wv | erank Wq (of 32) | erank Wk=Wv (of 16) | overlap Wq, Wk=Wv |" in r.stdout
     assert (tmp_path / "projections.png").stat().st_size > 0  # beside the checkpoint, never assets/ by default
-    assert "cka: left out" in r.stdout  # the checkpoint names no data
+    # the checkpoint names no data (as one saved by hand): it read "no val.bin in None"
+    assert "cka: left out, and r2: the checkpoint names no data_dir (set --data_dir to its prepared data)." in r.stdout
 
 
 def test_cli_missing_checkpoint_is_one_clear_error(tmp_path, capfd):
