@@ -672,6 +672,10 @@ class GPT(nn.Module):
     @torch.compiler.disable  # eager under torch.compile: a frame resumed after the graph break built this message
     # from a traced float (a TypeError)
     def config_changed(self, built):
+        if not isinstance(self.config, GPTConfig):  # model.config = ckpt["model_args"]: an AttributeError on the dict
+            raise ValueError(f"model.config was replaced by a {type(self.config).__name__} after the model was built; "
+                             f"it is the GPTConfig of its layers (model.built holds it: model.config = "
+                             f"dataclasses.replace(model.built)).")
         changed = next(f.name for f in fields(built) if getattr(self.config, f.name) != getattr(built, f.name))
         raise ValueError(f"model.config.{changed} was changed after the model was built ({getattr(built, changed)!r} "
                          f"-> {getattr(self.config, changed)!r}), and the layers are the old config's; build "

@@ -3,6 +3,7 @@
 import copy
 import io
 import math
+from dataclasses import asdict
 from types import SimpleNamespace
 
 import pytest
@@ -766,6 +767,14 @@ def test_model_config_changed_after_the_build_is_one_sentence(field, value):
                  model.kv_bytes_per_token, model.flops_per_token):  # these two counted the new config's layers
         with pytest.raises(ValueError, match=f"model.config.{field} was changed after the model was built .*{fix}"):
             call()
+
+
+def test_model_config_replaced_by_a_dict_is_one_sentence():
+    model = tiny()
+    model.config = asdict(model.config)  # as ckpt["model_args"]: an AttributeError on the dict
+    with pytest.raises(ValueError, match=r"model.config was replaced by a dict after the model was built; it is the "
+                                         r"GPTConfig of its layers \(model.built holds it"):
+        model(torch.zeros(1, 2, dtype=torch.long))
 
 
 def test_a_model_pickled_before_built_was_kept_loads_as_a_new_one():
