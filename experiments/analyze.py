@@ -283,6 +283,7 @@ def load(out_dir):
     with torch.device("meta"):  # no random init: the weights come from the checkpoint
         model = GPT(GPTConfig(**ckpt["model_args"]))
     model.load_state_dict(ckpt["model"], assign=True)
+    model.float()  # measured in float32: weights saved by hand in float16 or bfloat16 were einsum's dtype RuntimeError
     meta = ckpt.get("meta", {})
     config = ckpt.get("config", {})
     return model.eval(), config.get("data_dir"), ckpt["iter_num"], meta.get("tokenizer"), meta, run_length(config)
