@@ -503,6 +503,11 @@ def retie(model, incompatible_keys=None):
     elif wte.dtype != head.dtype:  # one of the two names cast alone
         raise ValueError(f"the state dict holds transformer.wte.weight as {wte.dtype} and lm_head.weight as "
                          f"{head.dtype}, and this model ties them (tie_embeddings=True); cast both alike.")
+    # tied by hand: "build GPT with tie_embeddings=False" of a model built so
+    elif not model.__dict__.get("built", model.config).tie_embeddings:
+        raise ValueError("the state dict's transformer.wte.weight and lm_head.weight differ, and this model's were "
+                         "tied by hand (its tie_embeddings=False): it is an untied model's; untie them first "
+                         "(model.lm_head.weight = nn.Parameter(model.lm_head.weight.detach().clone())).")
     else:  # else two Parameters trained apart in a model whose config ties them, without a word
         raise ValueError("the state dict's transformer.wte.weight and lm_head.weight differ, and this model ties "
                          "them (tie_embeddings=True): it is an untied model's; build GPT with tie_embeddings=False.")

@@ -152,6 +152,11 @@ def test_the_tie_survives_a_meta_device_start():
         loaded.load_state_dict(state, assign=True)
         wte, head = loaded.transformer.wte.weight, loaded.lm_head.weight
         assert wte.data_ptr() != head.data_ptr() and torch.equal(wte, head) and head.requires_grad
+    tied = tiny(proj="qk_v", tie_embeddings=False)  # tied by hand: told to build it untied, as it was
+    tied.lm_head.weight = tied.transformer.wte.weight
+    with pytest.raises(ValueError, match=r"this model's were tied by hand \(its tie_embeddings=False\): it is an "
+                                         r"untied model's; untie them first"):
+        tied.load_state_dict({**state, "lm_head.weight": state["lm_head.weight"] + 1}, assign=True)
 
 
 # ---------------------------------------------------------------- math identities
