@@ -966,7 +966,10 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
                          f"the file or {again}.")
     state = {bare(name): t for name, t in ckpt["model"].items()}
     ckpt["model"] = state
-    check_weights(state, cfg, path, again)
+    # a notebook's file (no train.py config) with model_args other than its model's: "restore the file" restored nothing
+    check_weights(state, cfg, path, again, None if "config" in ckpt else
+                  "save it again with the model_args of the model these weights are from (dataclasses.asdict("
+                  "model.config))")
     if "optimizer" in keys:
         opt = ckpt["optimizer"]
         fix = (f"it cannot resume exactly: restore the file, or start from its weights with "
@@ -1147,8 +1150,9 @@ def bare(name):
     return name
 
 
-def check_weights(state, cfg, path, again="train again"):
-    """Every weight the model needs, of the shape it needs, and nothing else."""
+def check_weights(state, cfg, path, again="train again", fix=None):
+    """Every weight the model needs, of the shape it needs, and nothing else (fix: what to do instead of restoring
+    the file or training again)."""
     with torch.device("meta"):
         want = {k: t.shape for k, t in GPT(cfg).state_dict().items()}
     missing = [k for k in want if k not in state]
@@ -1160,7 +1164,7 @@ def check_weights(state, cfg, path, again="train again"):
                 f"holds {k} of shape {tuple(state[k].shape)}, and its model_args make {tuple(want[k])}")
         n = len(missing) + len(extra) + len(bad)
         raise SystemExit(f"{path} {what}{f' (and {n - 1} more weights disagree)' if n > 1 else ''}: its weights do "
-                         f"not match its own model_args; restore the file or {again}.")
+                         f"not match its own model_args; {fix or f'restore the file or {again}'}.")
     bad = next((k for k, t in state.items() if t.is_meta), None)
     if bad:  # a model built under torch.device("meta") and saved: its NaN check below was a torch traceback
         raise SystemExit(f"{path} holds {bad} on the meta device, a shape without values (a model built under "

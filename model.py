@@ -485,8 +485,12 @@ def retie(model, incompatible_keys=None):
     one name only with strict=False: the loaded one serves both. Two that differ are no tied model's."""
     wte, head = model.transformer.wte.weight, model.lm_head.weight
     missing = {k.rsplit(".", 2)[-2] for k in (incompatible_keys.missing_keys if incompatible_keys else ())}
-    if not model.__dict__.pop("tied_before_load", True) or wte is head or wte.shape != head.shape or \
-            missing >= {"lm_head", "wte"}:  # untied by hand stays so, as through GPT._apply
+    if not model.__dict__.pop("tied_before_load", True):  # untied (by config or by hand) stays so, as in GPT._apply
+        if wte is not head and same_storage(wte, head):  # assign=True from a tied model's state dict: two Parameters
+            # on one tensor, each optimizer step moved it twice (still tied, in a model that is not) without a word
+            model.lm_head.weight = nn.Parameter(head.detach().clone(), requires_grad=head.requires_grad)
+        return
+    if wte is head or wte.shape != head.shape or missing >= {"lm_head", "wte"}:
         return
     if "lm_head" in missing:
         model.lm_head.weight = wte
@@ -494,15 +498,27 @@ def retie(model, incompatible_keys=None):
         model.transformer.wte.weight = head
     elif "meta" in (wte.device.type, head.device.type):
         return
-    elif (wte.untyped_storage().data_ptr() == head.untyped_storage().data_ptr() and
-          wte.storage_offset() == head.storage_offset()) or torch.equal(wte, head):
+    elif same_storage(wte, head) or torch.equal(wte, head):
         model.transformer.wte.weight = head
     elif wte.dtype != head.dtype:  # one of the two names cast alone
         raise ValueError(f"the state dict holds transformer.wte.weight as {wte.dtype} and lm_head.weight as "
                          f"{head.dtype}, and this model ties them (tie_embeddings=True); cast both alike.")
+    # tied by hand: "build GPT with tie_embeddings=False" of a model built so
+    elif not model.__dict__.get("built", model.config).tie_embeddings:
+        raise ValueError("the state dict's transformer.wte.weight and lm_head.weight differ, and this model's were "
+                         "tied by hand (its tie_embeddings=False): it is an untied model's; untie them first "
+                         "(model.lm_head.weight = nn.Parameter(model.lm_head.weight.detach().clone())).")
     else:  # else two Parameters trained apart in a model whose config ties them, without a word
         raise ValueError("the state dict's transformer.wte.weight and lm_head.weight differ, and this model ties "
                          "them (tie_embeddings=True): it is an untied model's; build GPT with tie_embeddings=False.")
+
+
+def same_storage(a, b):
+    # FSDP's shards (DTensor) have no storage of their own to compare, and the meta device none at all
+    if "meta" in (a.device.type, b.device.type) or not type(a.data) is type(b.data) is torch.Tensor:
+        return False
+    ptr = lambda t: (t.untyped_storage().data_ptr(), t.storage_offset())
+    return ptr(a) == ptr(b)
 
 
 def note_tie(model, *args):
@@ -534,8 +550,8 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.transformer.wte.weight = self.lm_head.weight
-            self.register_load_state_dict_pre_hook(note_tie)
-            self.register_load_state_dict_post_hook(retie)
+        self.register_load_state_dict_pre_hook(note_tie)  # untied too: see retie
+        self.register_load_state_dict_post_hook(retie)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):  # GPT-2: residual projections scaled by 1/sqrt(2 n_layer)
@@ -546,14 +562,17 @@ class GPT(nn.Module):
                 nn.init.zeros_(p)
 
     def __setstate__(self, state):
-        # a model pickled (torch.save(model)) before `built` and the retie hook were kept: its config as saved is what
+        # a model pickled (torch.save(model)) before `built` and the load hooks were kept: its config as saved is what
         # its layers are, so model.config.block_size = 128 after torch.load is refused as in a new model (it was the
         # position table's IndexError), and load_state_dict(..., assign=True) keeps the tie (it trained apart)
         super().__setstate__(state)
         if "built" not in self.__dict__:
             self.built = replace(self.config)
-            if self.config.tie_embeddings and retie not in self._load_state_dict_post_hooks.values():
-                self.register_load_state_dict_post_hook(retie)
+        # and one pickled before either hook, or before note_tie: an untied one (by hand) was tied again by its load
+        if note_tie not in [getattr(h, "hook", h) for h in self._load_state_dict_pre_hooks.values()]:
+            self.register_load_state_dict_pre_hook(note_tie)
+        if retie not in self._load_state_dict_post_hooks.values():
+            self.register_load_state_dict_post_hook(retie)
 
     def _apply(self, fn, *args, **kwargs):
         # .to_empty() and .to() off the meta device make each module a new Parameter, one for each name of the tied
@@ -656,6 +675,10 @@ class GPT(nn.Module):
         self.config_changed(built)
 
     def config_changed(self, built):
+        if not isinstance(self.config, GPTConfig):  # model.config = ckpt["model_args"]: an AttributeError on the dict
+            raise ValueError(f"model.config was replaced by a {type(self.config).__name__} after the model was built; "
+                             f"it is the GPTConfig of its layers (model.built holds it: model.config = "
+                             f"dataclasses.replace(model.built)).")
         changed = next(f.name for f in fields(built) if getattr(self.config, f.name) != getattr(built, f.name))
         raise ValueError(f"model.config.{changed} was changed after the model was built ({getattr(built, changed)!r} "
                          f"-> {getattr(self.config, changed)!r}), and the layers are the old config's; build "
@@ -666,6 +689,7 @@ class GPT(nn.Module):
         """Cache bytes one more token of context costs, all layers (0 for linear attention: its state is fixed)."""
         if not isinstance(dtype, torch.dtype):
             raise ValueError(f"kv_bytes_per_token needs a torch.dtype, e.g. torch.bfloat16; got {dtype!r}.")
+        self.check_config()  # model.config.n_layer = 24 after the build was counted as 24 layers without a word
         if self.config.attn == "linear":
             return 0
         a = self.transformer.h[0].attn
@@ -774,6 +798,7 @@ class GPT(nn.Module):
         and 12 n_layer n_embd block_size for the scores and their weighted sum. An embedding lookup multiplies
         nothing: the position table and an untied token table are left out (a tied one is the output layer too); both
         were counted, which put an untied GPT-2 124M's MFU about a quarter too high."""
+        self.check_config()  # the MFU of layers model.config no longer describes
         cfg, t = self.config, self.transformer
         lookups = (t.wpe.weight.numel() if "wpe" in t else 0) + (0 if cfg.tie_embeddings else t.wte.weight.numel())
         return 6 * (self.num_params() - lookups) + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size

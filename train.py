@@ -576,10 +576,12 @@ if ckpt:
                        f"iteration, but the checkpoint's run trained {was_tokens:,} per iteration: if its {done} "
                        f"were all of that size ({seen:,} tokens; it records no count, and a resume before under "
                        f"another size makes it another), this run ends at "
-                       f"{seen + max(0, max_iters - done) * tokens_per_iter:,} tokens, and --total_tokens=0 "
-                       f"--max_iters={need} trains {reach:,}"
-                       + (f", the fewest whole iterations that reach {total_tokens:,}." if reach > total_tokens > seen
-                          else "."))
+                       f"{seen + max(0, max_iters - done) * tokens_per_iter:,} tokens, "
+                       # its iterations already past total_tokens: "--max_iters=2 trains 512" trained nothing
+                       + (f"though its {done} reach total_tokens={total_tokens:,} already."
+                          if need <= done else f"and --total_tokens=0 --max_iters={need} trains {reach:,}"
+                          + (f", the fewest whole iterations that reach {total_tokens:,}." if reach > total_tokens
+                             else ".")))
     else:
         tokens_note = ""
     if init_from == "resume" and done >= max_iters:

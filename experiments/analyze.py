@@ -283,6 +283,7 @@ def load(out_dir):
     with torch.device("meta"):  # no random init: the weights come from the checkpoint
         model = GPT(GPTConfig(**ckpt["model_args"]))
     model.load_state_dict(ckpt["model"], assign=True)
+    model.float()  # measured in float32: weights saved by hand in float16 or bfloat16 were einsum's dtype RuntimeError
     meta = ckpt.get("meta", {})
     config = ckpt.get("config", {})
     return model.eval(), config.get("data_dir"), ckpt["iter_num"], meta.get("tokenizer"), meta, run_length(config)
@@ -418,7 +419,9 @@ def work(args, model, data_dir, tokenizer, out, meta=None, at=(None, None)):
              f"cka: per head, linear CKA of the outputs on {idx.numel():,} validation tokens{where}; r2: on the same "
              f"tokens, the share of the second output's variance an affine map of the first explains."
              if idx is not None else
-             f"cka: left out, and r2, no val.bin in {args.data_dir or data_dir!r} (set --data_dir)."]
+             (f"cka: left out, and r2, no val.bin in {args.data_dir or data_dir!r} (set --data_dir)." if
+              args.data_dir or data_dir else  # a checkpoint saved by hand names no data: it read "no val.bin in None"
+              "cka: left out, and r2: the checkpoint names no data_dir (set --data_dir to its prepared data).")]
     if not rows[0]["cos"]:  # q_k_v: the notes described cos, overlap and CKA columns its table never has
         lines[1:] = [f"one projection ({', '.join(rows[0]['erank'])}): no pair to compare, its effective rank only."]
     eranks = None

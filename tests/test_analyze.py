@@ -106,7 +106,8 @@ def test_cli_prints_table_and_writes_figure(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "| layer | cos Wq, Wk=Wv | erank Wq (of 32) | erank Wk=Wv (of 16) | overlap Wq, Wk=Wv |" in r.stdout
     assert (tmp_path / "projections.png").stat().st_size > 0  # beside the checkpoint, never assets/ by default
-    assert "cka: left out" in r.stdout  # the checkpoint names no data
+    # the checkpoint names no data (as one saved by hand): it read "no val.bin in None"
+    assert "cka: left out, and r2: the checkpoint names no data_dir (set --data_dir to its prepared data)." in r.stdout
 
 
 def test_cli_missing_checkpoint_is_one_clear_error(tmp_path, capfd):
@@ -223,6 +224,21 @@ def test_tokens_below_one_block_and_rank_above_head_dim_are_refused_before_the_w
     code, out, err = run_main(capsys, f"--out_dir={tmp_path}", f"--data_dir={data}")
     assert code == f"the validation tokens of {data} reach 95, beyond the vocabulary of {tmp_path} (vocab_size 40); " \
                    f"set --data_dir to its data."
+
+
+def test_a_checkpoint_saved_in_half_precision_is_measured_as_in_float32(tmp_path, capsys):
+    # {'model': model.half().state_dict(), ...} saved by hand: CKA's einsum on float32 inputs was a RuntimeError
+    save_ckpt(tmp_path, "qk_v")
+    data = tmp_path / "data"
+    data.mkdir()
+    np.arange(40, dtype=np.uint16).tofile(data / "val.bin")
+    code, want, _ = run_main(capsys, f"--out_dir={tmp_path}", f"--data_dir={data}", "--tokens=32", "--out=")
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    for dtype in (torch.float16, torch.bfloat16):
+        torch.save({**ckpt, "model": {k: t.to(dtype) for k, t in ckpt["model"].items()}}, tmp_path / "ckpt.pt")
+        code, out, err = run_main(capsys, f"--out_dir={tmp_path}", f"--data_dir={data}", "--tokens=32", "--out=")
+        assert code is None and "linear CKA of the outputs on 32 validation tokens" in out, err
+        assert out.splitlines()[0] == want.splitlines()[0]
 
 
 def test_r2_on_no_more_tokens_than_its_fit_has_unknowns_is_refused(tmp_path, capsys):

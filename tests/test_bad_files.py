@@ -753,6 +753,14 @@ def test_a_checkpoint_saved_by_hand_is_told_the_meta_that_sample_py_reads(tmp_pa
     with pytest.raises(SystemExit, match=r"has no iter_num, the iterations its model trained: add it to the "
                                          r"checkpoint \(\{..., 'iter_num': N\}\)"):  # analyze's keys
         checkpoint.load_checkpoint(str(tmp_path), ("model", "model_args", "iter_num"))
+    # model_args of another model (block_size changed in the dict): "restore the file or train again" of a file
+    # that has no other version
+    torch.save({"model": model.state_dict(), "model_args": {**asdict(model.config), "block_size": 16}},
+               tmp_path / "ckpt.pt")
+    with pytest.raises(SystemExit, match=r"its weights do not match its own model_args; save it again with the "
+                                         r"model_args of the model these weights are from \(dataclasses.asdict\("
+                                         r"model.config\)\)\.$"):
+        checkpoint.load_checkpoint(str(tmp_path))
     with torch.device("meta"):
         model = GPT(model.config)
     torch.save({"model": model.state_dict(), "model_args": asdict(model.config)}, tmp_path / "ckpt.pt")

@@ -3,6 +3,7 @@
 import copy
 import io
 import math
+from dataclasses import asdict
 from types import SimpleNamespace
 
 import pytest
@@ -143,6 +144,19 @@ def test_the_tie_survives_a_meta_device_start():
     assert untied.double().lm_head.weight is not untied.transformer.wte.weight
     untied.load_state_dict({k: t.clone() for k, t in untied.state_dict().items()})  # and through a load of its own
     assert untied.lm_head.weight is not untied.transformer.wte.weight
+    # an untied model (by config, or by hand) given a tied model's state dict with assign=True: its two names are
+    # one tensor, loaded as two Parameters on it, which each AdamW step moved twice, still tied, without a word
+    by_hand = tiny(proj="qk_v")
+    by_hand.lm_head.weight = torch.nn.Parameter(by_hand.lm_head.weight + 1)
+    for loaded in (tiny(proj="qk_v", tie_embeddings=False), by_hand):
+        loaded.load_state_dict(state, assign=True)
+        wte, head = loaded.transformer.wte.weight, loaded.lm_head.weight
+        assert wte.data_ptr() != head.data_ptr() and torch.equal(wte, head) and head.requires_grad
+    tied = tiny(proj="qk_v", tie_embeddings=False)  # tied by hand: told to build it untied, as it was
+    tied.lm_head.weight = tied.transformer.wte.weight
+    with pytest.raises(ValueError, match=r"this model's were tied by hand \(its tie_embeddings=False\): it is an "
+                                         r"untied model's; untie them first"):
+        tied.load_state_dict({**state, "lm_head.weight": state["lm_head.weight"] + 1}, assign=True)
 
 
 # ---------------------------------------------------------------- math identities
@@ -754,9 +768,18 @@ def test_model_config_changed_after_the_build_is_one_sentence(field, value):
     setattr(model.config, field, value)
     for call in (lambda: model(torch.zeros(1, BLOCK + 1, dtype=torch.long)), lambda: model.new_cache(1, 4),
                  lambda: model.generate(torch.zeros(1, 2, dtype=torch.long), 2),
-                 lambda: torch.compile(model, backend="eager")(torch.zeros(1, BLOCK + 1, dtype=torch.long))):
+                 lambda: torch.compile(model, backend="eager")(torch.zeros(1, BLOCK + 1, dtype=torch.long)),
+                 model.kv_bytes_per_token, model.flops_per_token):  # these two counted the new config's layers
         with pytest.raises(ValueError, match=f"model.config.{field} was changed after the model was built .*{fix}"):
             call()
+
+
+def test_model_config_replaced_by_a_dict_is_one_sentence():
+    model = tiny()
+    model.config = asdict(model.config)  # as ckpt["model_args"]: an AttributeError on the dict
+    with pytest.raises(ValueError, match=r"model.config was replaced by a dict after the model was built; it is the "
+                                         r"GPTConfig of its layers \(model.built holds it"):
+        model(torch.zeros(1, 2, dtype=torch.long))
 
 
 def test_a_model_pickled_before_built_was_kept_loads_as_a_new_one():
@@ -766,6 +789,7 @@ def test_a_model_pickled_before_built_was_kept_loads_as_a_new_one():
     model = tiny(proj="qk_v").eval()
     del model.built
     model._load_state_dict_post_hooks.clear()
+    model._load_state_dict_pre_hooks.clear()
     buffer = io.BytesIO()
     torch.save(model, buffer)
     loaded = torch.load(io.BytesIO(buffer.getvalue()), weights_only=False)
@@ -776,6 +800,11 @@ def test_a_model_pickled_before_built_was_kept_loads_as_a_new_one():
     loaded.config.block_size = 2 * BLOCK
     with pytest.raises(ValueError, match="model.config.block_size was changed after the model was built"):
         loaded(torch.zeros(1, BLOCK + 1, dtype=torch.long))
+    loaded = torch.load(io.BytesIO(buffer.getvalue()), weights_only=False)  # untied by hand stays so through a load
+    loaded.lm_head.weight = torch.nn.Parameter(loaded.lm_head.weight + 1)
+    loaded.load_state_dict(loaded.state_dict(), assign=True)
+    assert loaded.lm_head.weight is not loaded.transformer.wte.weight
+    assert len(loaded._load_state_dict_pre_hooks) == len(loaded._load_state_dict_post_hooks) == 1
 
 
 def test_targets_sliced_from_one_batch_or_int32_give_the_same_loss():

@@ -411,6 +411,10 @@ def test_total_tokens_on_a_resume_of_another_batch_says_what_it_trains(finished,
                                       "--total_tokens=1000", "--gradient_accumulation_steps=4"])
     assert msg.endswith("--total_tokens=0 --max_iters=3 trains 1,024, the fewest whole iterations that reach "
                         "1,000."), msg
+    # its iterations already reach total_tokens: "--total_tokens=0 --max_iters=2 trains 512" trained nothing
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
+                                      "--total_tokens=512", "--gradient_accumulation_steps=4"])
+    assert msg.endswith("this run ends at 512 tokens, though its 2 reach total_tokens=512 already."), msg
 
 
 def test_resume_compares_a_field_the_checkpoint_predates_with_its_default(finished, data_dir, tmp_path, monkeypatch):
