@@ -221,7 +221,9 @@ def read_text_file(path, given, fix):
     """The text of the file at path (given: the flag and value that named it, for the message; fix: what to give
     instead of a file that holds no text)."""
     # FILE:~/x or FILE:$HOME/x (quoted, as a prompt is): no shell expands that ~ or $, and the file was not found
-    path = shell_vars("text", home(path), given.partition("=")[0])
+    asked, path = path, shell_vars("text", home(path), given.partition("=")[0])
+    if path != asked:  # "FILE:$SCR/x: No such file", where $SCR/x did not say which file was looked for
+        given = f"{given} ({path})"
     if why := dangling(path):  # "No such file or directory", where ls shows it
         raise SystemExit(f"{given}: {why}")
     real = os.path.realpath(path)  # a link named calib.txt may lead there too

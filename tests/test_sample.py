@@ -618,6 +618,11 @@ def test_a_prompt_file_from_home_is_read_from_home(tmp_path, monkeypatch):
     monkeypatch.delenv("NOPE", raising=False)
     with pytest.raises(SystemExit, match=r"^--start '\$NOPE/p.txt' names \$NOPE, which is not set in the environment"):
         sample.read_text_file("$NOPE/p.txt", "--start=FILE:$NOPE/p.txt", "give a text file")
+    # a file not found there is named as expanded: "FILE:$HOME/nothing.txt: No such file" named no file looked for
+    with pytest.raises(SystemExit) as e:
+        sample.read_text_file("$HOME/nothing.txt", "--start=FILE:$HOME/nothing.txt", "give a text file")
+    assert str(e.value) == (f"--start=FILE:$HOME/nothing.txt ({tmp_path}/nothing.txt): cannot read it as UTF-8 text "
+                            f"(No such file or directory); give a text file.")
 
 
 @pytest.mark.parametrize("gpus, shown, device, said", [
