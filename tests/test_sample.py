@@ -586,6 +586,12 @@ def test_a_utf16_text_file_is_named_utf16(tmp_path):
             sample.read_text_file(str(tmp_path / "prompt.txt"), "--text=prompt.txt", "give a text file")
         assert str(e.value) == ("--text=prompt.txt: it is UTF-16 without a byte-order mark (every other byte NUL), "
                                 f"not UTF-8; convert it, e.g. iconv -f {name} -t UTF-8.")
+        # with an accent (caf\u00e9: E9 00) it is no UTF-8 at all: "invalid continuation byte" alone
+        (tmp_path / "prompt.txt").write_bytes("To be, caf\u00e9\n".encode(codec))
+        with pytest.raises(SystemExit) as e:
+            sample.read_text_file(str(tmp_path / "prompt.txt"), "--text=prompt.txt", "give a text file")
+        assert f"; it is UTF-16 without a byte-order mark (every other byte NUL): convert it, e.g. iconv -f {name} " \
+               f"-t UTF-8); give a text file." in str(e.value)
     (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00")  # FF FE, then no whole UTF-16 unit: binary, not UTF-16
     with pytest.raises(SystemExit) as e:
         sample.read_text_file(str(tmp_path / "binary.txt"), "--text=binary.txt", "give a text file")
