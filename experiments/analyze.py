@@ -418,7 +418,8 @@ def work(args, model, data_dir, tokenizer, out, meta=None, at=(None, None)):
              f"cka: per head, linear CKA of the outputs on {idx.numel():,} validation tokens{where}; r2: on the same "
              f"tokens, the share of the second output's variance an affine map of the first explains."
              if idx is not None else
-             f"cka: left out, and r2, no val.bin in {args.data_dir or data_dir!r} (set --data_dir)."]
+             "cka: left out, and r2, " + (f"no val.bin in {args.data_dir or data_dir!r}" if args.data_dir or data_dir
+                                            else "the checkpoint names no data_dir") + " (set --data_dir)."]
     if not rows[0]["cos"]:  # q_k_v: the notes described cos, overlap and CKA columns its table never has
         lines[1:] = [f"one projection ({', '.join(rows[0]['erank'])}): no pair to compare, its effective rank only."]
     eranks = None

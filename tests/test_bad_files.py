@@ -734,7 +734,7 @@ def test_a_checkpoint_saved_by_hand_with_python_objects_is_not_called_corrupt(sa
                         "'model_args': dataclasses.asdict\\(config\\)}; save it so, or train again.", str(e.value))
 
 
-def test_a_checkpoint_saved_by_hand_is_told_the_meta_that_sample_py_reads(tmp_path):
+def test_a_checkpoint_saved_by_hand_is_told_the_meta_that_sample_py_reads(tmp_path, capsys):
     # saved as the message above advises, sample.py's load called it "not a checkpoint written by train.py", and
     # a model built on the meta device and saved was a torch traceback in the NaN check
     model = GPT(GPTConfig(block_size=8, vocab_size=16, n_layer=1, n_head=2, n_embd=8))
@@ -753,6 +753,11 @@ def test_a_checkpoint_saved_by_hand_is_told_the_meta_that_sample_py_reads(tmp_pa
     with pytest.raises(SystemExit, match=r"has no iter_num, the iterations its model trained: add it to the "
                                          r"checkpoint \(\{..., 'iter_num': N\}\)"):  # analyze's keys
         checkpoint.load_checkpoint(str(tmp_path), ("model", "model_args", "iter_num"))
+    # added as advised, analyze measures it; with no config there is no data_dir: "no val.bin in None"
+    import experiments.analyze
+    torch.save({"model": model.state_dict(), "model_args": asdict(model.config), "iter_num": 3}, tmp_path / "ckpt.pt")
+    experiments.analyze.main([f"--out_dir={tmp_path}", "--out="])
+    assert "cka: left out, and r2, the checkpoint names no data_dir (set --data_dir)." in capsys.readouterr().out
     with torch.device("meta"):
         model = GPT(model.config)
     torch.save({"model": model.state_dict(), "model_args": asdict(model.config)}, tmp_path / "ckpt.pt")
