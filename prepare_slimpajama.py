@@ -527,6 +527,7 @@ def documents(path, split, val_fraction, start, by_line=False):
                                          f"byte NUL): {fix}", whole_shard=True)
                 return
             chunks = itertools.chain([first], chunks)
+            utf8_seen = False  # a line before, from where this run reads, that is UTF-8 beyond ASCII
             for j, line in enumerate(lines(chunks)):
                 if not line.strip():
                     continue
@@ -548,12 +549,16 @@ def documents(path, split, val_fraction, start, by_line=False):
                     if not isinstance(text, str):
                         raise TypeError(f"'text' is {type(text).__name__}, not a string")
                 except UnicodeDecodeError as e:  # named as a .txt's is; a line, as one stray byte in a shard is too
-                    hint = write_beside(path, None, eight_bit(e.object, e.start))
+                    # after a line of UTF-8 beyond ASCII (café), the file is UTF-8 with a stray byte: iconv from
+                    # Windows-1252, as advised, made every é of the rest Ã©
+                    hint = "; the lines before it are UTF-8 beyond ASCII: fix this line, not the file's encoding" \
+                        if utf8_seen else write_beside(path, None, eight_bit(e.object, e.start))
                     yield j, split, BadInput(f"{path}:{j + 1}: not UTF-8 ({e.reason}{hint})")
                     continue
                 except (ValueError, KeyError, TypeError) as e:
                     yield j, split, BadInput(f"{path}:{j + 1}: not a JSON object with a 'text' string ({e!r:.80})")
                     continue
+                utf8_seen = utf8_seen or not line.isascii()
                 if text:
                     # by_line: a run cut short by a version before 23aa8b8, which held out by line number, resumes
                     # by its rule (the new one from where it stopped was neither version's split, exit 0)

@@ -272,8 +272,8 @@ def test_corrupt_and_truncated_zst_and_bad_utf8(tmp_path):
     # refused before out_dir begins, as a binary .txt is: "delete e to start over" once converted
     assert str(e.value) == f"error: {utf16} is not UTF-8; it is UTF-16 (it starts with UTF-16's byte order mark): " \
                            f"convert it, e.g. iconv -f UTF-16 -t UTF-8 {utf16} > {tmp_path / 'utf16_2.txt'}, and " \
-                           f"give {tmp_path / 'utf16_2.txt'} in its place (out of a folder or glob given as input, move " \
-                           f"{utf16} away); or rerun with --skip_bad to skip and count such input"
+                           f"give {tmp_path / 'utf16_2.txt'} in its place (out of a folder or glob given as input, " \
+                           f"move {utf16} away); or rerun with --skip_bad to skip and count such input"
     assert not (tmp_path / "e").exists()
     # a character of two UTF-16 units (an emoji) cut by the first bytes judged (SNIFF): "not text ... as in a binary
     # file or UTF-16 text without a byte-order mark", of a file that starts with one
@@ -323,6 +323,16 @@ def test_prepare_names_a_utf16_jsonl_and_a_jsonl_of_another_field(tmp_path):
         assert (meta["skipped_shards"], meta["skipped"]) == (([str(tmp_path / name)], 0) if name == "le.jsonl" else
                                                              ([], 40))
         shutil.rmtree(tmp_path / "w")
+    # one stray Latin-1 byte after lines of UTF-8 (caf\u00e9): iconv of the file from Windows-1252, as advised, made
+    # every \u00e9 before it \u00c3\u00a9; only that line is to be fixed
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_bytes("".join(json.dumps({"text": f"caf\u00e9 {i}"}, ensure_ascii=False) + "\n" for i in range(9))
+                      .encode() + b'{"text": "caf\xe9"}\n')
+    with pytest.raises(SystemExit) as e:
+        prepare(tmp_path / "w", *args, "--input", str(mixed))
+    assert str(e.value).startswith(f"error: {mixed}:10: not UTF-8 (invalid continuation byte; the lines before it are "
+                                   f"UTF-8 beyond ASCII: fix this line, not the file's encoding); fix it")
+    shutil.rmtree(tmp_path / "w")
     good = tmp_path / "good.jsonl"
     good.write_text(docs)
     meta = prepare(tmp_path / "b", *args, "--input", str(utf16), str(good), "--skip_bad")
