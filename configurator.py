@@ -106,19 +106,27 @@ def shell_vars(key, value, name=None):
     """A path setting's $NAME and ${NAME} as the shell gives them: '--out_dir=$SCRATCH/x' in single quotes, or
     out_dir = "$SCRATCH/x" in a config file, made a folder named $SCRATCH in the current one, exit 0 (and `rm -rf
     $SCRATCH` to clean it up removes the real one). One that is not set is refused (name: the option as typed,
-    --out); a path that exists as written (a folder named $x) is the user's."""
-    if key not in PATHS or not isinstance(value, str) or "$" not in value or "$" in existing_part(value):
+    --out); the part of a path that exists as written (a folder named $x) is the user's, and so is a folder that
+    exists once the set variables before it are expanded ($SCR/runs$old)."""
+    if key not in PATHS or not isinstance(value, str) or "$" not in value:
         return value
+    # only past the part that exists: runs$old/$SCR made a folder named $SCR in runs$old, exit 0
+    head = done if "$" in (done := existing_part(value)) else ""
+    whole, value = value, value[len(head):]
+    if "$" not in value:
+        return whole
     # the shell's other forms (${X:-default}, $(cmd)) are no variable's value alone: ./${X:-runs} was made, exit 0
     if other := re.search(r"\$\{(?![A-Za-z_]\w*\})[^}]*\}?|\$\(", value):
-        raise SystemExit(f"{name or key} {value!r} holds {other.group()!r}, the shell's syntax, which no shell "
+        raise SystemExit(f"{name or key} {whole!r} holds {other.group()!r}, the shell's syntax, which no shell "
                          f"expanded (quoted, or in a config file); write the path out.")
     # a name starts with a letter or _: $5 (cost$5, the shell's fifth argument) is no environment variable to set
     names = [n.strip("{}") for n in re.findall(r"\$([A-Za-z_]\w*|\{[A-Za-z_]\w*\})", value)]
-    if unset := [n for n in names if n not in os.environ]:
-        raise SystemExit(f"{name or key} {value!r} names ${unset[0]}, which is not set in the environment (no shell "
+    path = head + os.path.expandvars(value)
+    # $SCR/runs$old/x: the unset $old is in a folder that exists once $SCR is expanded, as written
+    if (unset := [n for n in names if n not in os.environ]) and "$" in path[len(existing_part(path)):]:
+        raise SystemExit(f"{name or key} {whole!r} names ${unset[0]}, which is not set in the environment (no shell "
                          f"expanded it: quoted, or in a config file); set it, or write the path out.")
-    return os.path.expandvars(value)
+    return path
 
 
 def home(value):

@@ -288,11 +288,28 @@ def free_name(stem, ext=".jsonl"):
     return name
 
 
-def json_fix(path):
+def write_beside(path, read, hint=None):
+    """The command that writes path's documents, converted, to a new file beside it, and that the new file takes its
+    place: "iconv -f X -t UTF-8" named no file (iconv f > f empties f), and with a folder or glob given as --input
+    the original, still there, was read again beside its copy (the same error, and a new name for the copy each time).
+    hint: a sentence ending in "convert it, e.g. iconv ...", whose command gets read's input and the new name."""
+    ext = ".txt" if path.endswith(".txt") else ".jsonl"
+    new = free_name(re.sub(r"([.]jsonl([.]zst)?|[.]txt)$", "", path) + ("_lines" if hint is None else ""), ext)
+    then = f", and give {new} in its place (out of a folder or glob given as input, move {path} away)"
+    if hint is None:
+        return f"{read} > {new}{then}"
+    zst = f"zstd -dc {path} | " if path.endswith(".zst") else ""
+    return re.sub(r"(iconv [^;)]*?)$", lambda m: f"{zst}{m.group(1)}{'' if zst else ' ' + path} > {new}{then}", hint)
+
+
+def json_fix(path, read=()):
     """The fix for a .json file of documents, else '': JSON Lines saved as .json (as many datasets name them) is to be
-    renamed, an array of objects to be split into lines; "convert it" said neither."""
+    renamed, an array of objects to be split into lines; "convert it" said neither. read: the input's files, where a
+    .jsonl of its name beside it (made by the advice) is read: the note told to convert it again, to NAME_2.jsonl."""
     if not path.lower().endswith(".json"):
         return ""
+    if (done := path[:-5] + ".jsonl") in read:
+        return f"{done} beside it is read: nothing more to do where it holds the same documents (as advised)"
     try:
         start = head(path).lstrip(b"\xef\xbb\xbf \t\r\n")
     except OSError:  # unreadable: said where it is read
@@ -322,7 +339,9 @@ def left_out(pattern, option, names, log, out_dir):
         # (the first .json only is read: a folder of many other JSON files is not read through for a note)
         upper = next((f for f in other if upper_fix(f)), None)
         first_json = next((f for f in other if f.lower().endswith(".json")), None)
-        fixes = [f"{name(f)}: {fix(f)}" for f, fix in ((upper, upper_fix), (first_json, json_fix)) if f and fix(f)]
+        read = set(names)
+        fixes = [f"{name(f)}: {fix(f)}" for f, fix in ((upper, upper_fix), (first_json, lambda f: json_fix(f, read)))
+                 if f and fix(f)]
         log(f"note: {option} {pattern}: {len(other)} file(s) not {', '.join(EXTENSIONS)} left out ({shown}{more}); "
             f"convert any that hold documents{''.join('; ' + fix for fix in fixes if fix)}")
 
@@ -476,7 +495,7 @@ def documents(path, split, val_fraction, start, by_line=False):
             text = data.decode("utf-8")
         except UnicodeDecodeError as e:
             line = data.count(b"\n", 0, e.start) + 1
-            hint = utf16(data) or eight_bit(data, e.start)
+            hint = write_beside(path, None, utf16(data) or eight_bit(data, e.start))
             yield 0, split, BadInput(f"{path}:{line}: not UTF-8 ({e.reason}{hint})", whole_shard=True)
             return
         if why := not_text(data):  # refused before out_dir begins (write_dataset); skipped here with --skip_bad
@@ -498,17 +517,17 @@ def documents(path, split, val_fraction, start, by_line=False):
             first = next(chunks, b"")
             # json.loads takes a line of UTF-16 too: its first document was read, then line 2 "not a JSON object"
             if start == 0 and (hint := utf16(first[:len(first) - len(first) % 2], whole=False)):
-                if path.endswith(".zst"):  # iconv of the compressed file converts nothing: decompress it first
-                    hint = re.sub(r"iconv (.*)$", lambda m: f"zstd -dc {path} | iconv {m.group(1)} > "
-                                  f"{free_name(path[:-len('.jsonl.zst')])}", hint)
+                # iconv of the compressed file converts nothing: a .zst is decompressed first
+                hint = write_beside(path, None, hint)
                 yield 0, split, BadInput(f"{path}:1: not UTF-8{hint}", whole_shard=True)
                 return
             if start == 0 and (half := nul_half(first)):
-                fix = f"zstd -dc {path} | iconv" if path.endswith(".zst") else "iconv"
+                fix = write_beside(path, None, f"convert it, e.g. iconv -f {half} -t UTF-8")
                 yield 0, split, BadInput(f"{path}:1: not UTF-8; it is UTF-16 without a byte-order mark (every other "
-                                         f"byte NUL): convert it, e.g. {fix} -f {half} -t UTF-8", whole_shard=True)
+                                         f"byte NUL): {fix}", whole_shard=True)
                 return
             chunks = itertools.chain([first], chunks)
+            utf8_seen = False  # a line before, from where this run reads, that is UTF-8 beyond ASCII
             for j, line in enumerate(lines(chunks)):
                 if not line.strip():
                     continue
@@ -519,9 +538,7 @@ def documents(path, split, val_fraction, start, by_line=False):
                 if k == 0 and line.lstrip(b"\xef\xbb\xbf \t\r").startswith(b"["):  # json.dump(docs) saved as .jsonl
                     read = f"zstd -dc {path} | jq -c '.[]'" if path.endswith(".zst") else f"jq -c '.[]' {path}"
                     yield j, split, BadInput(f"{path}:{j + 1}: the file is one JSON array, not one object a line; "
-                                             f"split it into lines, e.g. {read} > "
-                                             f"{free_name(re.sub(r'[.]jsonl([.]zst)?$', '_lines', path))}",
-                                             whole_shard=True)
+                                             f"split it into lines, e.g. {write_beside(path, read)}", whole_shard=True)
                     return
                 try:
                     obj = json.loads(line)
@@ -532,11 +549,16 @@ def documents(path, split, val_fraction, start, by_line=False):
                     if not isinstance(text, str):
                         raise TypeError(f"'text' is {type(text).__name__}, not a string")
                 except UnicodeDecodeError as e:  # named as a .txt's is; a line, as one stray byte in a shard is too
-                    yield j, split, BadInput(f"{path}:{j + 1}: not UTF-8 ({e.reason}{eight_bit(e.object, e.start)})")
+                    # after a line of UTF-8 beyond ASCII (café), the file is UTF-8 with a stray byte: iconv from
+                    # Windows-1252, as advised, made every é of the rest Ã©
+                    hint = "; the lines before it are UTF-8 beyond ASCII: fix this line, not the file's encoding" \
+                        if utf8_seen else write_beside(path, None, eight_bit(e.object, e.start))
+                    yield j, split, BadInput(f"{path}:{j + 1}: not UTF-8 ({e.reason}{hint})")
                     continue
                 except (ValueError, KeyError, TypeError) as e:
                     yield j, split, BadInput(f"{path}:{j + 1}: not a JSON object with a 'text' string ({e!r:.80})")
                     continue
+                utf8_seen = utf8_seen or not line.isascii()
                 if text:
                     # by_line: a run cut short by a version before 23aa8b8, which held out by line number, resumes
                     # by its rule (the new one from where it stopped was neither version's split, exit 0)
@@ -907,7 +929,8 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=(), new
         # UTF-16 with its byte order mark (Notepad's "Unicode", PowerShell 5's >): named before out_dir begins too,
         # not after the files before it (the advice to delete out_dir, to start over from the converted file)
         if not f.endswith(".zst") and (hint := utf16(head(f), whole=False)):
-            sys.exit(f"error: {f} is not UTF-8{hint}; or rerun with --skip_bad to skip and count such input")
+            sys.exit(f"error: {f} is not UTF-8{write_beside(f, None, hint)}; or rerun with --skip_bad to skip and "
+                     f"count such input")
     if st["next"] != [0, 0]:
         log(f"resuming at shard {st['next'][0]}/{len(shards)}, {st['tokens']['train']:,} train and "
             f"{st['tokens']['val']:,} val tokens committed")

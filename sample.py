@@ -217,11 +217,21 @@ def utf16_without_bom(text):
     return ""
 
 
+def no_bom(data):
+    """The hint for bytes not UTF-8 that are UTF-16 without its mark, else '': a text of ASCII so saved was named,
+    one with an accent (café: E9 00) was 'invalid continuation byte' alone."""
+    half = utf16_without_bom(data.decode("latin-1"))  # each byte one character: the NUL halves are looked at
+    return f"; it is UTF-16 without a byte-order mark (every other byte NUL): convert it, e.g. iconv -f {half} " \
+        f"-t UTF-8" if half else ""
+
+
 def read_text_file(path, given, fix):
     """The text of the file at path (given: the flag and value that named it, for the message; fix: what to give
     instead of a file that holds no text)."""
     # FILE:~/x or FILE:$HOME/x (quoted, as a prompt is): no shell expands that ~ or $, and the file was not found
-    path = shell_vars("text", home(path), given.partition("=")[0])
+    asked, path = path, shell_vars("text", home(path), given.partition("=")[0])
+    if path != asked:  # "FILE:$SCR/x: No such file", where $SCR/x did not say which file was looked for
+        given = f"{given} ({path})"
     if why := dangling(path):  # "No such file or directory", where ls shows it
         raise SystemExit(f"{given}: {why}")
     real = os.path.realpath(path)  # a link named calib.txt may lead there too
@@ -233,8 +243,8 @@ def read_text_file(path, given, fix):
         with open(path, encoding="utf-8", newline="") as f:
             text = f.read()
     except (OSError, UnicodeDecodeError) as e:  # missing, a folder, unreadable, or not text
-        why = e.reason + (utf16(e.object) or eight_bit(e.object, e.start)) if isinstance(e, UnicodeDecodeError) \
-            else e.strerror
+        why = e.reason + (utf16(e.object) or no_bom(e.object) or eight_bit(e.object, e.start)) \
+            if isinstance(e, UnicodeDecodeError) else e.strerror
         raise SystemExit(f"{given}: cannot read it as UTF-8 text ({why}); {fix}.")
     if "\0" in text:  # a byte-level token file copied or renamed (a NUL after every byte) decodes as UTF-8 too,
         # and the bytes tokenizer reads a NUL as the document separator (prepare drops them): no text holds one

@@ -734,7 +734,7 @@ def test_a_checkpoint_saved_by_hand_with_python_objects_is_not_called_corrupt(sa
                         "'model_args': dataclasses.asdict\\(config\\)}; save it so, or train again.", str(e.value))
 
 
-def test_a_checkpoint_saved_by_hand_is_told_the_meta_that_sample_py_reads(tmp_path):
+def test_a_checkpoint_saved_by_hand_is_told_the_meta_that_sample_py_reads(tmp_path, capsys):
     # saved as the message above advises, sample.py's load called it "not a checkpoint written by train.py", and
     # a model built on the meta device and saved was a torch traceback in the NaN check
     model = GPT(GPTConfig(block_size=8, vocab_size=16, n_layer=1, n_head=2, n_embd=8))

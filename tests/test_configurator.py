@@ -566,6 +566,13 @@ def test_a_paths_environment_variable_is_its_value_not_a_folder_named_after_it(t
     (tmp_path / "$NOPE").mkdir()  # a folder of that name is the user's, as written
     assert configure(DEFAULTS, ["--out_dir=$NOPE"])[0]["out_dir"] == "$NOPE"
     assert configure(DEFAULTS, ["--out_dir=$NOPE/run2"])[0]["out_dir"] == "$NOPE/run2"  # a new run in that folder
+    # a variable past that folder is expanded: $NOPE/$SCR made a folder named $SCR inside it, exit 0
+    assert configure(DEFAULTS, ["--out_dir=$NOPE/$SCR/x"])[0]["out_dir"] == f"$NOPE/{tmp_path}/x"
+    with pytest.raises(SystemExit, match=r"^out_dir '\$NOPE/\$NOPE2' names \$NOPE2, which is not set"):
+        configure(DEFAULTS, ["--out_dir=$NOPE/$NOPE2"])
+    # and a folder holding $ reached through a variable ($SCR/runs$old in a config file) was "$old is not set"
+    (tmp_path / "runs$NOPE2").mkdir()
+    assert configure(DEFAULTS, ["--out_dir=$SCR/runs$NOPE2/x"])[0]["out_dir"] == f"{tmp_path}/runs$NOPE2/x"
     p = Parser()
     p.add_argument("--out", default=None)
     p.add_argument("--input", nargs="+", default=None)

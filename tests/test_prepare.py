@@ -262,15 +262,18 @@ def test_corrupt_and_truncated_zst_and_bad_utf8(tmp_path):
         prepare(tmp_path / "d", *args, "--input", str(latin1))
     assert f"{latin1}:3: not UTF-8" in str(e.value)
     # "not UTF-8 (invalid continuation byte); fix it" said nothing of how: Latin-1 and Windows-1252 are named
-    assert "it reads as Windows-1252 or Latin-1 text: convert it, e.g. iconv -f WINDOWS-1252 -t UTF-8)" in str(e.value)
+    # and the file: "iconv -f WINDOWS-1252 -t UTF-8" named none, and iconv f > f empties f
+    assert f"it reads as Windows-1252 or Latin-1 text: convert it, e.g. iconv -f WINDOWS-1252 -t UTF-8 {latin1} > " \
+           f"{tmp_path / 'latin1_2.txt'}, and give {tmp_path / 'latin1_2.txt'} in its place" in str(e.value)
     utf16 = tmp_path / "utf16.txt"  # Windows PowerShell 5's `>`: "not UTF-8 (invalid start byte); fix it"
     utf16.write_bytes("line one\n".encode("utf-16"))
     with pytest.raises(SystemExit) as e:
         prepare(tmp_path / "e", *args, "--input", str(utf16))
     # refused before out_dir begins, as a binary .txt is: "delete e to start over" once converted
     assert str(e.value) == f"error: {utf16} is not UTF-8; it is UTF-16 (it starts with UTF-16's byte order mark): " \
-                           f"convert it, e.g. iconv -f UTF-16 -t UTF-8; or rerun with --skip_bad to skip and count " \
-                           f"such input"
+                           f"convert it, e.g. iconv -f UTF-16 -t UTF-8 {utf16} > {tmp_path / 'utf16_2.txt'}, and " \
+                           f"give {tmp_path / 'utf16_2.txt'} in its place (out of a folder or glob given as input, " \
+                           f"move {utf16} away); or rerun with --skip_bad to skip and count such input"
     assert not (tmp_path / "e").exists()
     # a character of two UTF-16 units (an emoji) cut by the first bytes judged (SNIFF): "not text ... as in a binary
     # file or UTF-16 text without a byte-order mark", of a file that starts with one
@@ -304,11 +307,14 @@ def test_prepare_names_a_utf16_jsonl_and_a_jsonl_of_another_field(tmp_path):
     (tmp_path / "cp.jsonl").write_bytes("".join(json.dumps({"text": f"caf\u00e9 {i}"}, ensure_ascii=False) + "\n"
                                                 for i in range(40)).encode("cp1252"))
     for name, why in (("le.jsonl", "not UTF-8; it is UTF-16 without a byte-order mark (every other byte NUL): "
-                       "convert it, e.g. iconv -f UTF-16LE -t UTF-8"),
+                       "convert it, e.g. iconv -f UTF-16LE -t UTF-8 {0} > {1}, and give {1} in its place (out of a "
+                       "folder or glob given as input, move {0} away)"),
                       ("cp.jsonl", "not UTF-8 (invalid continuation byte; it reads as Windows-1252 or Latin-1 text: "
-                       "convert it, e.g. iconv -f WINDOWS-1252 -t UTF-8)")):
+                       "convert it, e.g. iconv -f WINDOWS-1252 -t UTF-8 {0} > {1}, and give {1} in its place (out "
+                       "of a folder or glob given as input, move {0} away))")):
         with pytest.raises(SystemExit) as e:
             prepare(tmp_path / "w", *args, "--input", str(tmp_path / name))
+        why = why.format(tmp_path / name, tmp_path / name.replace(".jsonl", "_2.jsonl"))  # the .jsonl's name is taken
         assert str(e.value).startswith(f"error: {tmp_path / name}:1: {why}; fix it")
         shutil.rmtree(tmp_path / "w")
         (tmp_path / "g.jsonl").write_text(docs)
@@ -317,6 +323,16 @@ def test_prepare_names_a_utf16_jsonl_and_a_jsonl_of_another_field(tmp_path):
         assert (meta["skipped_shards"], meta["skipped"]) == (([str(tmp_path / name)], 0) if name == "le.jsonl" else
                                                              ([], 40))
         shutil.rmtree(tmp_path / "w")
+    # one stray Latin-1 byte after lines of UTF-8 (caf\u00e9): iconv of the file from Windows-1252, as advised, made
+    # every \u00e9 before it \u00c3\u00a9; only that line is to be fixed
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_bytes("".join(json.dumps({"text": f"caf\u00e9 {i}"}, ensure_ascii=False) + "\n" for i in range(9))
+                      .encode() + b'{"text": "caf\xe9"}\n')
+    with pytest.raises(SystemExit) as e:
+        prepare(tmp_path / "w", *args, "--input", str(mixed))
+    assert str(e.value).startswith(f"error: {mixed}:10: not UTF-8 (invalid continuation byte; the lines before it are "
+                                   f"UTF-8 beyond ASCII: fix this line, not the file's encoding); fix it")
+    shutil.rmtree(tmp_path / "w")
     good = tmp_path / "good.jsonl"
     good.write_text(docs)
     meta = prepare(tmp_path / "b", *args, "--input", str(utf16), str(good), "--skip_bad")
@@ -471,7 +487,16 @@ def test_an_extension_in_upper_case_is_told_to_be_renamed(tmp_path):
             P.prepare(P.parse_args(["--input", str(tmp_path / "in"), "--tokenizer=bytes", "--out_dir",
                                     str(tmp_path / "d")]), log=lines.append)
         assert lines[0].endswith(f"{name}: {fix.replace(str(tmp_path), str(tmp_path / 'in'))}")
+        # converted as advised, in the folder: the note told to convert it again, to NAME_2.jsonl (its documents twice)
+        (tmp_path / "in" / name).with_suffix(".jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+        lines.clear()
+        with pytest.raises(SystemExit):
+            P.prepare(P.parse_args(["--input", str(tmp_path / "in"), "--tokenizer=bytes", "--out_dir",
+                                    str(tmp_path / "d")]), log=lines.append)
+        assert lines[0].endswith(f"{name}: {tmp_path / 'in' / name.replace('.json', '.jsonl')} beside it is read: "
+                                 f"nothing more to do where it holds the same documents (as advised)")
         os.remove(tmp_path / "in" / name)
+        os.remove((tmp_path / "in" / name).with_suffix(".jsonl"))
 
 
 def test_a_skip_bad_rerun_that_finds_no_text_removes_the_folder_the_refused_run_began(tmp_path):
@@ -928,9 +953,26 @@ def test_a_jsonl_holding_one_json_array_is_told_to_be_split_into_lines(tmp_path)
             prepare(tmp_path / "d", "--tokenizer=bytes", "--input", str(tmp_path / name))
         lines = tmp_path / name.replace(".jsonl", "_lines.jsonl")
         assert str(e.value).startswith(f"error: {tmp_path / name}:1: the file is one JSON array, not one object a "
-                                       f"line; split it into lines, e.g. jq -c '.[]' {tmp_path / name} > {lines}; ")
+                                       f"line; split it into lines, e.g. jq -c '.[]' {tmp_path / name} > {lines}, and "
+                                       f"give {lines} in its place (out of a folder or glob given as input, move "
+                                       f"{tmp_path / name} away); ")
         shutil.rmtree(tmp_path / "d")
         write_txt(lines, "".join(json.dumps(d) + "\n" for d in docs))  # what jq writes
         assert prepare(tmp_path / "d", "--tokenizer=bytes", "--val_fraction=0.1", "--input", str(lines))[
             "train_documents"] == 36
         shutil.rmtree(tmp_path / "d")
+        os.remove(lines)
+    # in a folder, split beside it as advised: the array, still there, was the same error again, and a new name
+    # (_lines_2) for a second copy; it is told to move the array away, after which the folder prepares
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_txt(folder / "docs.jsonl", json.dumps(docs))
+    with pytest.raises(SystemExit) as e:
+        prepare(tmp_path / "d", "--tokenizer=bytes", "--input", str(folder))
+    assert f"> {folder / 'docs_lines.jsonl'}, and give {folder / 'docs_lines.jsonl'} in its place (out of a folder " \
+           f"or glob given as input, move {folder / 'docs.jsonl'} away)" in str(e.value)
+    shutil.rmtree(tmp_path / "d")
+    write_txt(folder / "docs_lines.jsonl", "".join(json.dumps(d) + "\n" for d in docs))
+    os.rename(folder / "docs.jsonl", tmp_path / "docs.jsonl")
+    assert prepare(tmp_path / "d", "--tokenizer=bytes", "--val_fraction=0.1", "--input", str(folder))[
+        "train_documents"] == 36

@@ -586,6 +586,12 @@ def test_a_utf16_text_file_is_named_utf16(tmp_path):
             sample.read_text_file(str(tmp_path / "prompt.txt"), "--text=prompt.txt", "give a text file")
         assert str(e.value) == ("--text=prompt.txt: it is UTF-16 without a byte-order mark (every other byte NUL), "
                                 f"not UTF-8; convert it, e.g. iconv -f {name} -t UTF-8.")
+        # with an accent (caf\u00e9: E9 00) it is no UTF-8 at all: "invalid continuation byte" alone
+        (tmp_path / "prompt.txt").write_bytes("To be, caf\u00e9\n".encode(codec))
+        with pytest.raises(SystemExit) as e:
+            sample.read_text_file(str(tmp_path / "prompt.txt"), "--text=prompt.txt", "give a text file")
+        assert f"; it is UTF-16 without a byte-order mark (every other byte NUL): convert it, e.g. iconv -f {name} " \
+               f"-t UTF-8); give a text file." in str(e.value)
     (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00")  # FF FE, then no whole UTF-16 unit: binary, not UTF-16
     with pytest.raises(SystemExit) as e:
         sample.read_text_file(str(tmp_path / "binary.txt"), "--text=binary.txt", "give a text file")
@@ -618,6 +624,11 @@ def test_a_prompt_file_from_home_is_read_from_home(tmp_path, monkeypatch):
     monkeypatch.delenv("NOPE", raising=False)
     with pytest.raises(SystemExit, match=r"^--start '\$NOPE/p.txt' names \$NOPE, which is not set in the environment"):
         sample.read_text_file("$NOPE/p.txt", "--start=FILE:$NOPE/p.txt", "give a text file")
+    # a file not found there is named as expanded: "FILE:$HOME/nothing.txt: No such file" named no file looked for
+    with pytest.raises(SystemExit) as e:
+        sample.read_text_file("$HOME/nothing.txt", "--start=FILE:$HOME/nothing.txt", "give a text file")
+    assert str(e.value) == (f"--start=FILE:$HOME/nothing.txt ({tmp_path}/nothing.txt): cannot read it as UTF-8 text "
+                            f"(No such file or directory); give a text file.")
 
 
 @pytest.mark.parametrize("gpus, shown, device, said", [
