@@ -800,5 +800,8 @@ class GPT(nn.Module):
         were counted, which put an untied GPT-2 124M's MFU about a quarter too high."""
         self.check_config()  # the MFU of layers model.config no longer describes
         cfg, t = self.config, self.transformer
-        lookups = (t.wpe.weight.numel() if "wpe" in t else 0) + (0 if cfg.tie_embeddings else t.wte.weight.numel())
+        # tied or not as the weights are, not as the config says: one untied by hand (retie's advice) or tied by hand
+        # counted its token table as an output layer, or its output layer as a lookup (FSDP keeps the one Parameter)
+        tied = t.wte.weight is self.lm_head.weight
+        lookups = (t.wpe.weight.numel() if "wpe" in t else 0) + (0 if tied else t.wte.weight.numel())
         return 6 * (self.num_params() - lookups) + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size

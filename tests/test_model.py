@@ -857,6 +857,18 @@ def test_mfu_counts_the_weights_a_token_is_multiplied_by_not_embedding_lookups(k
     assert model.flops_per_token() == 6 * mults + 12 * 2 * N_EMBD * BLOCK
 
 
+def test_mfu_counts_a_tie_made_or_undone_by_hand_as_the_weights_are():
+    # untied by hand as retie's message advises: its token table was counted as a second output layer (MFU too high);
+    # tied by hand: its output layer was taken for a lookup and left out (too low)
+    untied, tied = tiny(tie_embeddings=False), tiny()
+    by_hand = tiny()
+    by_hand.lm_head.weight = torch.nn.Parameter(by_hand.lm_head.weight.detach().clone())
+    assert by_hand.flops_per_token() == untied.flops_per_token()
+    by_hand = tiny(tie_embeddings=False)
+    by_hand.transformer.wte.weight = by_hand.lm_head.weight
+    assert by_hand.flops_per_token() == tied.flops_per_token()
+
+
 @pytest.mark.parametrize("name, peak", [("NVIDIA H100 80GB HBM3", 989e12), ("NVIDIA H100 PCIe", 756e12),
                                         ("NVIDIA H100 NVL", 835e12), ("NVIDIA H200", 989e12),
                                         ("NVIDIA A100-SXM4-80GB", 312e12), ("NVIDIA L4", None)])
