@@ -157,6 +157,15 @@ def test_the_tie_survives_a_meta_device_start():
     with pytest.raises(ValueError, match=r"this model's were tied by hand \(its tie_embeddings=False\): it is an "
                                          r"untied model's; untie them first"):
         tied.load_state_dict({**state, "lm_head.weight": state["lm_head.weight"] + 1}, assign=True)
+    # the same without assign=True (load_state_dict's default): both names were copied into the one tied tensor,
+    # lm_head's last, so the untied model's token table was dropped without a word; refused before anything is copied
+    untied_state = {**state, "lm_head.weight": state["lm_head.weight"] + 1}
+    for loaded, told in ((tiny(proj="qk_v"), "this model ties them"), (tied, "this model's were tied by hand")):
+        before = loaded.transformer.wte.weight.detach().clone()
+        with pytest.raises(ValueError, match=f"differ, and {told}"):
+            loaded.load_state_dict(untied_state)
+        assert torch.equal(loaded.transformer.wte.weight, before)
+        assert loaded.lm_head.weight is loaded.transformer.wte.weight
 
 
 # ---------------------------------------------------------------- math identities
