@@ -967,9 +967,10 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     state = {bare(name): t for name, t in ckpt["model"].items()}
     ckpt["model"] = state
     # a notebook's file (no train.py config) with model_args other than its model's: "restore the file" restored nothing
+    # model.built, not model.config: one changed after the build (block_size = 64, to try) saved the same file again
     check_weights(state, cfg, path, again, None if "config" in ckpt else
                   "save it again with the model_args of the model these weights are from (dataclasses.asdict("
-                  "model.config))")
+                  "model.built), the config its layers were built with)")
     if "optimizer" in keys:
         opt = ckpt["optimizer"]
         fix = (f"it cannot resume exactly: restore the file, or start from its weights with "

@@ -503,14 +503,18 @@ def retie(model, incompatible_keys=None):
     elif wte.dtype != head.dtype:  # one of the two names cast alone
         raise ValueError(f"the state dict holds transformer.wte.weight as {wte.dtype} and lm_head.weight as "
                          f"{head.dtype}, and this model ties them (tie_embeddings=True); cast both alike.")
-    # tied by hand: "build GPT with tie_embeddings=False" of a model built so
-    elif not model.__dict__.get("built", model.config).tie_embeddings:
-        raise ValueError("the state dict's transformer.wte.weight and lm_head.weight differ, and this model's were "
-                         "tied by hand (its tie_embeddings=False): it is an untied model's; untie them first "
-                         "(model.lm_head.weight = nn.Parameter(model.lm_head.weight.detach().clone())).")
     else:  # else two Parameters trained apart in a model whose config ties them, without a word
-        raise ValueError("the state dict's transformer.wte.weight and lm_head.weight differ, and this model ties "
-                         "them (tie_embeddings=True): it is an untied model's; build GPT with tie_embeddings=False.")
+        raise untied_state(model)
+
+
+def untied_state(model):
+    # tied by hand: "build GPT with tie_embeddings=False" of a model built so
+    if not model.__dict__.get("built", model.config).tie_embeddings:
+        return ValueError("the state dict's transformer.wte.weight and lm_head.weight differ, and this model's were "
+                          "tied by hand (its tie_embeddings=False): it is an untied model's; untie them first "
+                          "(model.lm_head.weight = nn.Parameter(model.lm_head.weight.detach().clone())).")
+    return ValueError("the state dict's transformer.wte.weight and lm_head.weight differ, and this model ties "
+                      "them (tie_embeddings=True): it is an untied model's; build GPT with tie_embeddings=False.")
 
 
 def same_storage(a, b):
@@ -521,9 +525,16 @@ def same_storage(a, b):
     return ptr(a) == ptr(b)
 
 
-def note_tie(model, *args):
+def note_tie(model, state_dict, prefix, *args):
     """Whether the weights were tied before a load, which retie restores only then."""
-    model.__dict__["tied_before_load"] = model.transformer.wte.weight is model.lm_head.weight
+    tied = model.__dict__["tied_before_load"] = model.transformer.wte.weight is model.lm_head.weight
+    # a plain load (no assign) copies both names into the one tied tensor, lm_head's last: an untied model's state
+    # dict loaded as its output layer alone without a word, and retie sees one tensor after it (FSDP's shards: skipped)
+    wte, head = (state_dict.get(prefix + k) for k in ("transformer.wte.weight", "lm_head.weight"))
+    if tied and all(type(t) is torch.Tensor and t.device.type != "meta" for t in (wte, head)) and \
+            wte.shape == head.shape and wte.dtype == head.dtype and not same_storage(wte, head) and \
+            not torch.equal(wte, head):
+        raise untied_state(model)
 
 
 class GPT(nn.Module):
@@ -800,5 +811,8 @@ class GPT(nn.Module):
         were counted, which put an untied GPT-2 124M's MFU about a quarter too high."""
         self.check_config()  # the MFU of layers model.config no longer describes
         cfg, t = self.config, self.transformer
-        lookups = (t.wpe.weight.numel() if "wpe" in t else 0) + (0 if cfg.tie_embeddings else t.wte.weight.numel())
+        # tied or not as the weights are, not as the config says: one untied by hand (retie's advice) or tied by hand
+        # counted its token table as an output layer, or its output layer as a lookup (FSDP keeps the one Parameter)
+        tied = t.wte.weight is self.lm_head.weight
+        lookups = (t.wpe.weight.numel() if "wpe" in t else 0) + (0 if tied else t.wte.weight.numel())
         return 6 * (self.num_params() - lookups) + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size

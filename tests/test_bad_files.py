@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -759,8 +759,14 @@ def test_a_checkpoint_saved_by_hand_is_told_the_meta_that_sample_py_reads(tmp_pa
                tmp_path / "ckpt.pt")
     with pytest.raises(SystemExit, match=r"its weights do not match its own model_args; save it again with the "
                                          r"model_args of the model these weights are from \(dataclasses.asdict\("
-                                         r"model.config\)\)\.$"):
+                                         r"model.built\), the config its layers were built with\)\.$"):
         checkpoint.load_checkpoint(str(tmp_path))
+    # the advice followed for a model whose config was changed after the build (model.config would save the same
+    # file again): its layers' model_args, and the file loads
+    model.config.n_layer = 3
+    torch.save({"model": model.state_dict(), "model_args": asdict(model.built)}, tmp_path / "ckpt.pt")
+    assert checkpoint.load_checkpoint(str(tmp_path))["model_args"]["n_layer"] == model.built.n_layer
+    model.config = replace(model.built)
     with torch.device("meta"):
         model = GPT(model.config)
     torch.save({"model": model.state_dict(), "model_args": asdict(model.config)}, tmp_path / "ckpt.pt")

@@ -157,6 +157,15 @@ def test_the_tie_survives_a_meta_device_start():
     with pytest.raises(ValueError, match=r"this model's were tied by hand \(its tie_embeddings=False\): it is an "
                                          r"untied model's; untie them first"):
         tied.load_state_dict({**state, "lm_head.weight": state["lm_head.weight"] + 1}, assign=True)
+    # the same without assign=True (load_state_dict's default): both names were copied into the one tied tensor,
+    # lm_head's last, so the untied model's token table was dropped without a word; refused before anything is copied
+    untied_state = {**state, "lm_head.weight": state["lm_head.weight"] + 1}
+    for loaded, told in ((tiny(proj="qk_v"), "this model ties them"), (tied, "this model's were tied by hand")):
+        before = loaded.transformer.wte.weight.detach().clone()
+        with pytest.raises(ValueError, match=f"differ, and {told}"):
+            loaded.load_state_dict(untied_state)
+        assert torch.equal(loaded.transformer.wte.weight, before)
+        assert loaded.lm_head.weight is loaded.transformer.wte.weight
 
 
 # ---------------------------------------------------------------- math identities
@@ -855,6 +864,18 @@ def test_mfu_counts_the_weights_a_token_is_multiplied_by_not_embedding_lookups(k
     mults = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(lookups))
     mults += VOCAB * N_EMBD if c.tie_embeddings else 0
     assert model.flops_per_token() == 6 * mults + 12 * 2 * N_EMBD * BLOCK
+
+
+def test_mfu_counts_a_tie_made_or_undone_by_hand_as_the_weights_are():
+    # untied by hand as retie's message advises: its token table was counted as a second output layer (MFU too high);
+    # tied by hand: its output layer was taken for a lookup and left out (too low)
+    untied, tied = tiny(tie_embeddings=False), tiny()
+    by_hand = tiny()
+    by_hand.lm_head.weight = torch.nn.Parameter(by_hand.lm_head.weight.detach().clone())
+    assert by_hand.flops_per_token() == untied.flops_per_token()
+    by_hand = tiny(tie_embeddings=False)
+    by_hand.transformer.wte.weight = by_hand.lm_head.weight
+    assert by_hand.flops_per_token() == tied.flops_per_token()
 
 
 @pytest.mark.parametrize("name, peak", [("NVIDIA H100 80GB HBM3", 989e12), ("NVIDIA H100 PCIe", 756e12),
