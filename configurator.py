@@ -122,8 +122,10 @@ def shell_vars(key, value, name=None):
     # a name starts with a letter or _: $5 (cost$5, the shell's fifth argument) is no environment variable to set
     names = [n.strip("{}") for n in re.findall(r"\$([A-Za-z_]\w*|\{[A-Za-z_]\w*\})", value)]
     path = head + os.path.expandvars(value)
-    # $SCR/runs$old/x: the unset $old is in a folder that exists once $SCR is expanded, as written
-    if (unset := [n for n in names if n not in os.environ]) and "$" in path[len(existing_part(path)):]:
+    # $SCR/runs$old/x: the unset $old is in a folder that exists once $SCR is expanded, as written; the one named is
+    # past that folder ('$SCR/runs$old/$nope' said "$old is not set", and setting it named another folder)
+    tail = path[len(existing_part(path)):]
+    if unset := [n for n in names if n not in os.environ and re.search(rf"\$(\{{{n}\}}|{n}(?!\w))", tail)]:
         raise SystemExit(f"{name or key} {whole!r} names ${unset[0]}, which is not set in the environment (no shell "
                          f"expanded it: quoted, or in a config file); set it, or write the path out.")
     return path
