@@ -25,6 +25,7 @@ import json
 import os
 import queue
 import re
+import shlex
 import shutil
 import sys
 import tempfile
@@ -297,9 +298,16 @@ def write_beside(path, read, hint=None):
     new = free_name(re.sub(r"([.]jsonl([.]zst)?|[.]txt)$", "", path) + ("_lines" if hint is None else ""), ext)
     then = f", and give {new} in its place (out of a folder or glob given as input, move {path} away)"
     if hint is None:
-        return f"{read} > {new}{then}"
-    zst = f"zstd -dc {path} | " if path.endswith(".zst") else ""
-    return re.sub(r"(iconv [^;)]*?)$", lambda m: f"{zst}{m.group(1)}{'' if zst else ' ' + path} > {new}{then}", hint)
+        return f"{read} > {sh(new)}{then}"
+    zst = f"zstd -dc {sh(path)} | " if path.endswith(".zst") else ""
+    return re.sub(r"(iconv [^;)]*?)$", lambda m: f"{zst}{m.group(1)}{'' if zst else ' ' + sh(path)} > {sh(new)}{then}",
+                  hint)
+
+
+def sh(path):
+    """path as a command's word: 'iconv ... my data/a.txt > my data/a_2.txt', run as printed, wrote a file named my
+    (emptied one of that name) and read none, and runs$old/a.txt read runs/a.txt."""
+    return shlex.quote(path)
 
 
 def json_fix(path, read=()):
@@ -315,7 +323,8 @@ def json_fix(path, read=()):
     except OSError:  # unreadable: said where it is read
         return ""
     if start.startswith(b"["):
-        return f"an array of documents goes one a line into a .jsonl: jq -c '.[]' {path} > {free_name(path[:-5])}"
+        new = sh(free_name(path[:-5]))
+        return f"an array of documents goes one a line into a .jsonl: jq -c '.[]' {sh(path)} > {new}"
     if start.startswith(b"{") and b"\n{" in start.replace(b"\r", b""):
         return f"one JSON object a line is JSON Lines: rename it to {free_name(path[:-5])}"
     return ""
@@ -536,7 +545,7 @@ def documents(path, split, val_fraction, start, by_line=False):
                 if j < start:
                     continue
                 if k == 0 and line.lstrip(b"\xef\xbb\xbf \t\r").startswith(b"["):  # json.dump(docs) saved as .jsonl
-                    read = f"zstd -dc {path} | jq -c '.[]'" if path.endswith(".zst") else f"jq -c '.[]' {path}"
+                    read = f"zstd -dc {sh(path)} | jq -c '.[]'" if path.endswith(".zst") else f"jq -c '.[]' {sh(path)}"
                     yield j, split, BadInput(f"{path}:{j + 1}: the file is one JSON array, not one object a line; "
                                              f"split it into lines, e.g. {write_beside(path, read)}", whole_shard=True)
                     return
@@ -575,8 +584,8 @@ def no_text_field(obj, path):
         next((f".{k}.text" for k, v in obj.items() if isinstance(v, dict) and isinstance(v.get("text"), str)
               and re.fullmatch(r"\w+", k)), None)
     jq = f"jq -c '{{text: {name}}}'"
-    fix = "" if not name else f", e.g. zstd -dc {path} | {jq} > text.jsonl" if path.endswith(".zst") else \
-        f", e.g. {jq} {path} > text.jsonl"
+    fix = "" if not name else f", e.g. zstd -dc {sh(path)} | {jq} > text.jsonl" if path.endswith(".zst") else \
+        f", e.g. {jq} {sh(path)} > text.jsonl"
     return f"no 'text' field (its fields: {fields or 'none'}); prepare reads each line's 'text' string: rename the " \
            f"field holding the document{fix}"
 

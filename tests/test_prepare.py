@@ -265,6 +265,16 @@ def test_corrupt_and_truncated_zst_and_bad_utf8(tmp_path):
     # and the file: "iconv -f WINDOWS-1252 -t UTF-8" named none, and iconv f > f empties f
     assert f"it reads as Windows-1252 or Latin-1 text: convert it, e.g. iconv -f WINDOWS-1252 -t UTF-8 {latin1} > " \
            f"{tmp_path / 'latin1_2.txt'}, and give {tmp_path / 'latin1_2.txt'} in its place" in str(e.value)
+    # the command runs as printed from a folder named with a space or $: 'my data/x.txt > my data/x_2.txt' wrote a
+    # file named my and read none, runs$old/x.txt read runs/x.txt
+    (tmp_path / "my data$old").mkdir()
+    spaced = tmp_path / "my data$old" / "latin1.txt"
+    spaced.write_bytes(latin1.read_bytes())
+    with pytest.raises(SystemExit) as e:
+        prepare(tmp_path / "d2", *args, "--input", str(spaced))
+    command = str(e.value).split("e.g. ")[1].split(", and give")[0]
+    subprocess.run(["sh", "-c", command], check=True, cwd=tmp_path)
+    assert (tmp_path / "my data$old" / "latin1_2.txt").read_text() == "line one\nline two\ncaf\u00e9\n"
     utf16 = tmp_path / "utf16.txt"  # Windows PowerShell 5's `>`: "not UTF-8 (invalid start byte); fix it"
     utf16.write_bytes("line one\n".encode("utf-16"))
     with pytest.raises(SystemExit) as e:
