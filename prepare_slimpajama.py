@@ -289,13 +289,13 @@ def free_name(stem, ext=".jsonl"):
     return name
 
 
-def write_beside(path, read, hint=None):
+def write_beside(path, read, hint=None, suffix="_lines"):
     """The command that writes path's documents, converted, to a new file beside it, and that the new file takes its
     place: "iconv -f X -t UTF-8" named no file (iconv f > f empties f), and with a folder or glob given as --input
     the original, still there, was read again beside its copy (the same error, and a new name for the copy each time).
     hint: a sentence ending in "convert it, e.g. iconv ...", whose command gets read's input and the new name."""
     ext = ".txt" if path.endswith(".txt") else ".jsonl"
-    new = free_name(re.sub(r"([.]jsonl([.]zst)?|[.]txt)$", "", path) + ("_lines" if hint is None else ""), ext)
+    new = free_name(re.sub(r"([.]jsonl([.]zst)?|[.]txt)$", "", path) + (suffix if hint is None else ""), ext)
     then = f", and give {new} in its place (out of a folder or glob given as input, move {path} away)"
     if hint is None:
         return f"{read} > {sh(new)}{then}"
@@ -584,8 +584,9 @@ def no_text_field(obj, path):
         next((f".{k}.text" for k, v in obj.items() if isinstance(v, dict) and isinstance(v.get("text"), str)
               and re.fullmatch(r"\w+", k)), None)
     jq = f"jq -c '{{text: {name}}}'"
-    fix = "" if not name else f", e.g. zstd -dc {sh(path)} | {jq} > text.jsonl" if path.endswith(".zst") else \
-        f", e.g. {jq} {sh(path)} > text.jsonl"
+    # beside the file, in a free name: "> text.jsonl" for each of a corpus's shards wrote each over the one before
+    read = f"zstd -dc {sh(path)} | {jq}" if path.endswith(".zst") else f"{jq} {sh(path)}"
+    fix = f", e.g. {write_beside(path, read, suffix='_text')}" if name else ""
     return f"no 'text' field (its fields: {fields or 'none'}); prepare reads each line's 'text' string: rename the " \
            f"field holding the document{fix}"
 

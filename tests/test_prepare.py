@@ -362,16 +362,20 @@ def test_prepare_names_a_utf16_jsonl_and_a_jsonl_of_another_field(tmp_path):
             prepare(tmp_path / "c", *args, "--input", str(other))
         fields = ", ".join(map(repr, row))
         assert f"{other}:1: no 'text' field (its fields: {fields}); prepare reads each line's 'text' string: rename " \
-               f"the field holding the document, e.g. jq -c '{{text: {jq}}}' {other} > text.jsonl; fix it" \
-               in str(e.value)
+               f"the field holding the document, e.g. jq -c '{{text: {jq}}}' {other} > " \
+               f"{tmp_path / 'other_text.jsonl'}, and give {tmp_path / 'other_text.jsonl'} in its place (out of a " \
+               f"folder or glob given as input, move {other} away); fix it" in str(e.value)
         shutil.rmtree(tmp_path / "c")
     # compressed: jq cannot read zstd, and a UTF-16 shard's first line was read as a document too
+    # (beside it, in a name not taken: "> text.jsonl" for each of a corpus's shards wrote each over the one before)
+    (tmp_path / "other_text.jsonl").write_text("the user's\n")
     for name, data in (("other.jsonl.zst", json.dumps({"content": "a document"}) + "\n"), ("u16.jsonl.zst", docs)):
         (tmp_path / name).write_bytes(zstandard.ZstdCompressor().compress(data.encode("utf-16" if "16" in name
                                                                                       else "utf-8")))
         with pytest.raises(SystemExit) as e:
             prepare(tmp_path / "z", *args, "--input", str(tmp_path / name))
-        assert (f"zstd -dc {tmp_path / name} | jq -c '{{text: .content}}' > text.jsonl" if "other" in name else
+        assert (f"zstd -dc {tmp_path / name} | jq -c '{{text: .content}}' > {tmp_path / 'other_text_2.jsonl'}"
+                if "other" in name else
                 f"{tmp_path / name}:1: not UTF-8; it is UTF-16") in str(e.value)
         shutil.rmtree(tmp_path / "z")
     # the UTF-16 shard's iconv converted its compressed bytes: it is decompressed first, into a name not taken (the
