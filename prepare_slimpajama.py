@@ -934,6 +934,10 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=(), new
     # a binary .txt refused here, before out_dir begins: nothing in it is text to resume from (--skip_bad skips it)
     for f, _ in shards if source == "local files" and not args.skip_bad else ():
         if f.endswith(".txt") and (why := not_text(head(f))):
+            if half := nul_half(head(f)):  # Python's encoding='utf-16-le': named with its command, as in a .jsonl
+                sys.exit(f"error: {f}: not UTF-8; it is UTF-16 without a byte-order mark (every other byte NUL): "
+                         f"{write_beside(f, None, f'convert it, e.g. iconv -f {half} -t UTF-8')}; or rerun with "
+                         f"--skip_bad to skip and count such input")
             sys.exit(f"error: {f}: {why}; give it as UTF-8 text, or rerun with --skip_bad to skip and count such "
                      f"input")
         # UTF-16 with its byte order mark (Notepad's "Unicode", PowerShell 5's >): named before out_dir begins too,
