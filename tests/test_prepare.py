@@ -343,6 +343,15 @@ def test_prepare_names_a_utf16_jsonl_and_a_jsonl_of_another_field(tmp_path):
     assert str(e.value).startswith(f"error: {mixed}:10: not UTF-8 (invalid continuation byte; the lines before it are "
                                    f"UTF-8 beyond ASCII: fix this line, not the file's encoding); fix it")
     shutil.rmtree(tmp_path / "w")
+    # and the same in a .txt, or earlier in the line: the text before the byte is UTF-8 beyond ASCII
+    for name, data in (("mixed.txt", "caf\u00e9\n".encode() * 9 + b"caf\xe9\n"),
+                       ("one.jsonl", b'{"text": "\xc3\xa9 \xe9"}\n')):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(SystemExit) as e:
+            prepare(tmp_path / "w", *args, "--input", str(tmp_path / name))
+        assert "not UTF-8 (invalid continuation byte; the text before it is UTF-8 beyond ASCII: fix that byte, not " \
+               "the file's encoding); fix it" in str(e.value)
+        shutil.rmtree(tmp_path / "w")
     good = tmp_path / "good.jsonl"
     good.write_text(docs)
     meta = prepare(tmp_path / "b", *args, "--input", str(utf16), str(good), "--skip_bad")
