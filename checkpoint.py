@@ -555,7 +555,7 @@ def eight_bit(data, start):
         return ""
     # UTF-8 beyond ASCII before it (café ... na\xefve): a stray byte in UTF-8 text, where iconv from Windows-1252,
     # as advised, made every é before it Ã© (prepare said so of a .jsonl's earlier lines only)
-    if not data[:start].isascii():
+    if not data[:start].removeprefix(b"\xef\xbb\xbf").isascii():  # a mark alone is no UTF-8 text to keep
         return "; the text before it is UTF-8 beyond ASCII: fix that byte, not the file's encoding"
     piece = data[max(0, start - 4096):start + 4096]
     try:
