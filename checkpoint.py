@@ -553,6 +553,10 @@ def eight_bit(data, start):
     UTF-8 (invalid start byte); give a text file" said nothing of what it was, to a user who had given one."""
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16's byte order mark, damaged or glued before text: no text
         return ""
+    # UTF-8 beyond ASCII before it (café ... na\xefve): a stray byte in UTF-8 text, where iconv from Windows-1252,
+    # as advised, made every é before it Ã© (prepare said so of a .jsonl's earlier lines only)
+    if not data[:start].removeprefix(b"\xef\xbb\xbf").isascii():  # a mark alone is no UTF-8 text to keep
+        return "; the text before it is UTF-8 beyond ASCII: fix that byte, not the file's encoding"
     piece = data[max(0, start - 4096):start + 4096]
     try:
         text = piece.decode("cp1252")  # its five undefined bytes raise: those files are something else

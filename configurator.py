@@ -121,9 +121,15 @@ def shell_vars(key, value, name=None):
                          f"expanded (quoted, or in a config file); write the path out.")
     # a name starts with a letter or _: $5 (cost$5, the shell's fifth argument) is no environment variable to set
     names = [n.strip("{}") for n in re.findall(r"\$([A-Za-z_]\w*|\{[A-Za-z_]\w*\})", value)]
+    # one set but empty that starts the path made it the root's: out_dir = "$SCR/x" with SCR= trained into /x, exit 0
+    if not head and (lead := re.match(r"\$\{?([A-Za-z_]\w*)\}?/", value)) and os.environ.get(lead.group(1)) == "":
+        raise SystemExit(f"{name or key} {whole!r} starts with ${lead.group(1)}, which is set but empty, so the path "
+                         f"would start at the root folder /; set it, or write the path out.")
     path = head + os.path.expandvars(value)
-    # $SCR/runs$old/x: the unset $old is in a folder that exists once $SCR is expanded, as written
-    if (unset := [n for n in names if n not in os.environ]) and "$" in path[len(existing_part(path)):]:
+    # $SCR/runs$old/x: the unset $old is in a folder that exists once $SCR is expanded, as written; the one named is
+    # past that folder ('$SCR/runs$old/$nope' said "$old is not set", and setting it named another folder)
+    tail = path[len(existing_part(path)):]
+    if unset := [n for n in names if n not in os.environ and re.search(rf"\$(\{{{n}\}}|{n}(?!\w))", tail)]:
         raise SystemExit(f"{name or key} {whole!r} names ${unset[0]}, which is not set in the environment (no shell "
                          f"expanded it: quoted, or in a config file); set it, or write the path out.")
     return path

@@ -25,6 +25,7 @@ import json
 import os
 import queue
 import re
+import shlex
 import shutil
 import sys
 import tempfile
@@ -288,18 +289,25 @@ def free_name(stem, ext=".jsonl"):
     return name
 
 
-def write_beside(path, read, hint=None):
+def write_beside(path, read, hint=None, suffix="_lines"):
     """The command that writes path's documents, converted, to a new file beside it, and that the new file takes its
     place: "iconv -f X -t UTF-8" named no file (iconv f > f empties f), and with a folder or glob given as --input
     the original, still there, was read again beside its copy (the same error, and a new name for the copy each time).
     hint: a sentence ending in "convert it, e.g. iconv ...", whose command gets read's input and the new name."""
     ext = ".txt" if path.endswith(".txt") else ".jsonl"
-    new = free_name(re.sub(r"([.]jsonl([.]zst)?|[.]txt)$", "", path) + ("_lines" if hint is None else ""), ext)
+    new = free_name(re.sub(r"([.]jsonl([.]zst)?|[.]txt)$", "", path) + (suffix if hint is None else ""), ext)
     then = f", and give {new} in its place (out of a folder or glob given as input, move {path} away)"
     if hint is None:
-        return f"{read} > {new}{then}"
-    zst = f"zstd -dc {path} | " if path.endswith(".zst") else ""
-    return re.sub(r"(iconv [^;)]*?)$", lambda m: f"{zst}{m.group(1)}{'' if zst else ' ' + path} > {new}{then}", hint)
+        return f"{read} > {sh(new)}{then}"
+    zst = f"zstd -dc {sh(path)} | " if path.endswith(".zst") else ""
+    return re.sub(r"(iconv [^;)]*?)$", lambda m: f"{zst}{m.group(1)}{'' if zst else ' ' + sh(path)} > {sh(new)}{then}",
+                  hint)
+
+
+def sh(path):
+    """path as a command's word: 'iconv ... my data/a.txt > my data/a_2.txt', run as printed, wrote a file named my
+    (emptied one of that name) and read none, and runs$old/a.txt read runs/a.txt."""
+    return shlex.quote(path)
 
 
 def json_fix(path, read=()):
@@ -315,7 +323,8 @@ def json_fix(path, read=()):
     except OSError:  # unreadable: said where it is read
         return ""
     if start.startswith(b"["):
-        return f"an array of documents goes one a line into a .jsonl: jq -c '.[]' {path} > {free_name(path[:-5])}"
+        new = sh(free_name(path[:-5]))
+        return f"an array of documents goes one a line into a .jsonl: jq -c '.[]' {sh(path)} > {new}"
     if start.startswith(b"{") and b"\n{" in start.replace(b"\r", b""):
         return f"one JSON object a line is JSON Lines: rename it to {free_name(path[:-5])}"
     return ""
@@ -536,7 +545,7 @@ def documents(path, split, val_fraction, start, by_line=False):
                 if j < start:
                     continue
                 if k == 0 and line.lstrip(b"\xef\xbb\xbf \t\r").startswith(b"["):  # json.dump(docs) saved as .jsonl
-                    read = f"zstd -dc {path} | jq -c '.[]'" if path.endswith(".zst") else f"jq -c '.[]' {path}"
+                    read = f"zstd -dc {sh(path)} | jq -c '.[]'" if path.endswith(".zst") else f"jq -c '.[]' {sh(path)}"
                     yield j, split, BadInput(f"{path}:{j + 1}: the file is one JSON array, not one object a line; "
                                              f"split it into lines, e.g. {write_beside(path, read)}", whole_shard=True)
                     return
@@ -575,8 +584,9 @@ def no_text_field(obj, path):
         next((f".{k}.text" for k, v in obj.items() if isinstance(v, dict) and isinstance(v.get("text"), str)
               and re.fullmatch(r"\w+", k)), None)
     jq = f"jq -c '{{text: {name}}}'"
-    fix = "" if not name else f", e.g. zstd -dc {path} | {jq} > text.jsonl" if path.endswith(".zst") else \
-        f", e.g. {jq} {path} > text.jsonl"
+    # beside the file, in a free name: "> text.jsonl" for each of a corpus's shards wrote each over the one before
+    read = f"zstd -dc {sh(path)} | {jq}" if path.endswith(".zst") else f"{jq} {sh(path)}"
+    fix = f", e.g. {write_beside(path, read, suffix='_text')}" if name else ""
     return f"no 'text' field (its fields: {fields or 'none'}); prepare reads each line's 'text' string: rename the " \
            f"field holding the document{fix}"
 
@@ -924,6 +934,10 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=(), new
     # a binary .txt refused here, before out_dir begins: nothing in it is text to resume from (--skip_bad skips it)
     for f, _ in shards if source == "local files" and not args.skip_bad else ():
         if f.endswith(".txt") and (why := not_text(head(f))):
+            if half := nul_half(head(f)):  # Python's encoding='utf-16-le': named with its command, as in a .jsonl
+                sys.exit(f"error: {f}: not UTF-8; it is UTF-16 without a byte-order mark (every other byte NUL): "
+                         f"{write_beside(f, None, f'convert it, e.g. iconv -f {half} -t UTF-8')}; or rerun with "
+                         f"--skip_bad to skip and count such input")
             sys.exit(f"error: {f}: {why}; give it as UTF-8 text, or rerun with --skip_bad to skip and count such "
                      f"input")
         # UTF-16 with its byte order mark (Notepad's "Unicode", PowerShell 5's >): named before out_dir begins too,

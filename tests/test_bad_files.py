@@ -334,10 +334,16 @@ def test_prepare_refuses_a_binary_txt_before_beginning_out_dir(tmp_path, content
     path.write_bytes(content)
     with pytest.raises(SystemExit) as e:
         prepare(tmp_path / "d", "--input", str(path))
-    share = "50%" if content[1] == 0 else "62%"
-    assert str(e.value) == (f"error: {path}: not text: {share} of its first {len(content):,} bytes are control "
-                            f"characters (NUL and the like), as in a binary file or UTF-16 text without a byte-order "
-                            f"mark; give it as UTF-8 text, or rerun with --skip_bad to skip and count such input")
+    if content[1] == 0:  # UTF-16 without its mark is named, with the command that converts it (as in a .jsonl)
+        assert str(e.value) == (f"error: {path}: not UTF-8; it is UTF-16 without a byte-order mark (every other byte "
+                                f"NUL): convert it, e.g. iconv -f UTF-16LE -t UTF-8 {path} > {tmp_path / 'in_2.txt'}, "
+                                f"and give {tmp_path / 'in_2.txt'} in its place (out of a folder or glob given as "
+                                f"input, move {path} away); or rerun with --skip_bad to skip and count such input")
+    else:
+        assert str(e.value) == (f"error: {path}: not text: 62% of its first {len(content):,} bytes are control "
+                                f"characters (NUL and the like), as in a binary file or UTF-16 text without a "
+                                f"byte-order mark; give it as UTF-8 text, or rerun with --skip_bad to skip and count "
+                                f"such input")
     assert not (tmp_path / "d").exists()
     text = tmp_path / "text.txt"
     text.write_text("To be, or not to be, that is the question.\n" * 40)

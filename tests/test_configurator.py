@@ -573,6 +573,14 @@ def test_a_paths_environment_variable_is_its_value_not_a_folder_named_after_it(t
     # and a folder holding $ reached through a variable ($SCR/runs$old in a config file) was "$old is not set"
     (tmp_path / "runs$NOPE2").mkdir()
     assert configure(DEFAULTS, ["--out_dir=$SCR/runs$NOPE2/x"])[0]["out_dir"] == f"{tmp_path}/runs$NOPE2/x"
+    # and the unset one named is past that folder: "$NOPE2 is not set" led to setting it, which named another folder
+    with pytest.raises(SystemExit, match=r"^out_dir '\$SCR/runs\$NOPE2/\$NOPE' names \$NOPE, which is not set"):
+        configure(DEFAULTS, ["--out_dir=$SCR/runs$NOPE2/$NOPE"])
+    # one set but empty made the path the root's: out_dir = "$EMPTY/x" trained into /x, exit 0
+    monkeypatch.setenv("EMPTY", "")
+    with pytest.raises(SystemExit, match=r"^out_dir '\$\{EMPTY\}/x' starts with \$EMPTY, which is set but empty"):
+        configure(DEFAULTS, ["--out_dir=${EMPTY}/x"])
+    assert configure(DEFAULTS, ["--out_dir=runs$EMPTY/x"])[0]["out_dir"] == "runs/x"  # an empty suffix is the user's
     p = Parser()
     p.add_argument("--out", default=None)
     p.add_argument("--input", nargs="+", default=None)

@@ -265,6 +265,16 @@ def test_corrupt_and_truncated_zst_and_bad_utf8(tmp_path):
     # and the file: "iconv -f WINDOWS-1252 -t UTF-8" named none, and iconv f > f empties f
     assert f"it reads as Windows-1252 or Latin-1 text: convert it, e.g. iconv -f WINDOWS-1252 -t UTF-8 {latin1} > " \
            f"{tmp_path / 'latin1_2.txt'}, and give {tmp_path / 'latin1_2.txt'} in its place" in str(e.value)
+    # the command runs as printed from a folder named with a space or $: 'my data/x.txt > my data/x_2.txt' wrote a
+    # file named my and read none, runs$old/x.txt read runs/x.txt
+    (tmp_path / "my data$old").mkdir()
+    spaced = tmp_path / "my data$old" / "latin1.txt"
+    spaced.write_bytes(latin1.read_bytes())
+    with pytest.raises(SystemExit) as e:
+        prepare(tmp_path / "d2", *args, "--input", str(spaced))
+    command = str(e.value).split("e.g. ")[1].split(", and give")[0]
+    subprocess.run(["sh", "-c", command], check=True, cwd=tmp_path)
+    assert (tmp_path / "my data$old" / "latin1_2.txt").read_text() == "line one\nline two\ncaf\u00e9\n"
     utf16 = tmp_path / "utf16.txt"  # Windows PowerShell 5's `>`: "not UTF-8 (invalid start byte); fix it"
     utf16.write_bytes("line one\n".encode("utf-16"))
     with pytest.raises(SystemExit) as e:
@@ -333,6 +343,15 @@ def test_prepare_names_a_utf16_jsonl_and_a_jsonl_of_another_field(tmp_path):
     assert str(e.value).startswith(f"error: {mixed}:10: not UTF-8 (invalid continuation byte; the lines before it are "
                                    f"UTF-8 beyond ASCII: fix this line, not the file's encoding); fix it")
     shutil.rmtree(tmp_path / "w")
+    # and the same in a .txt, or earlier in the line: the text before the byte is UTF-8 beyond ASCII
+    for name, data in (("mixed.txt", "caf\u00e9\n".encode() * 9 + b"caf\xe9\n"),
+                       ("one.jsonl", b'{"text": "\xc3\xa9 \xe9"}\n')):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(SystemExit) as e:
+            prepare(tmp_path / "w", *args, "--input", str(tmp_path / name))
+        assert "not UTF-8 (invalid continuation byte; the text before it is UTF-8 beyond ASCII: fix that byte, not " \
+               "the file's encoding); fix it" in str(e.value)
+        shutil.rmtree(tmp_path / "w")
     good = tmp_path / "good.jsonl"
     good.write_text(docs)
     meta = prepare(tmp_path / "b", *args, "--input", str(utf16), str(good), "--skip_bad")
@@ -352,16 +371,20 @@ def test_prepare_names_a_utf16_jsonl_and_a_jsonl_of_another_field(tmp_path):
             prepare(tmp_path / "c", *args, "--input", str(other))
         fields = ", ".join(map(repr, row))
         assert f"{other}:1: no 'text' field (its fields: {fields}); prepare reads each line's 'text' string: rename " \
-               f"the field holding the document, e.g. jq -c '{{text: {jq}}}' {other} > text.jsonl; fix it" \
-               in str(e.value)
+               f"the field holding the document, e.g. jq -c '{{text: {jq}}}' {other} > " \
+               f"{tmp_path / 'other_text.jsonl'}, and give {tmp_path / 'other_text.jsonl'} in its place (out of a " \
+               f"folder or glob given as input, move {other} away); fix it" in str(e.value)
         shutil.rmtree(tmp_path / "c")
     # compressed: jq cannot read zstd, and a UTF-16 shard's first line was read as a document too
+    # (beside it, in a name not taken: "> text.jsonl" for each of a corpus's shards wrote each over the one before)
+    (tmp_path / "other_text.jsonl").write_text("the user's\n")
     for name, data in (("other.jsonl.zst", json.dumps({"content": "a document"}) + "\n"), ("u16.jsonl.zst", docs)):
         (tmp_path / name).write_bytes(zstandard.ZstdCompressor().compress(data.encode("utf-16" if "16" in name
                                                                                       else "utf-8")))
         with pytest.raises(SystemExit) as e:
             prepare(tmp_path / "z", *args, "--input", str(tmp_path / name))
-        assert (f"zstd -dc {tmp_path / name} | jq -c '{{text: .content}}' > text.jsonl" if "other" in name else
+        assert (f"zstd -dc {tmp_path / name} | jq -c '{{text: .content}}' > {tmp_path / 'other_text_2.jsonl'}"
+                if "other" in name else
                 f"{tmp_path / name}:1: not UTF-8; it is UTF-16") in str(e.value)
         shutil.rmtree(tmp_path / "z")
     # the UTF-16 shard's iconv converted its compressed bytes: it is decompressed first, into a name not taken (the

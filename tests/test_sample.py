@@ -579,6 +579,17 @@ def test_a_utf16_text_file_is_named_utf16(tmp_path):
             sample.read_text_file(str(tmp_path / "prompt.txt"), "--text=prompt.txt", "give a text file")
         assert str(e.value) == f"--text=prompt.txt: cannot read it as UTF-8 text (invalid start byte; {why}); give " \
                                "a text file."
+    # UTF-8 with one stray Latin-1 byte (caf\u00e9 ... na\xefve): "iconv -f WINDOWS-1252", as advised, made each
+    # \u00e9 before it \u00c3\u00a9
+    (tmp_path / "prompt.txt").write_bytes("caf\u00e9\n".encode() * 3 + b"na\xefve\n")
+    with pytest.raises(SystemExit) as e:
+        sample.read_text_file(str(tmp_path / "prompt.txt"), "--text=prompt.txt", "give a text file")
+    assert str(e.value) == ("--text=prompt.txt: cannot read it as UTF-8 text (invalid continuation byte; the text "
+                            "before it is UTF-8 beyond ASCII: fix that byte, not the file's encoding); give a text "
+                            "file.")
+    (tmp_path / "prompt.txt").write_bytes(b"\xef\xbb\xbfcaf\xe9\n")  # a UTF-8 mark alone before Windows-1252 text
+    with pytest.raises(SystemExit, match="it reads as Windows-1252"):
+        sample.read_text_file(str(tmp_path / "prompt.txt"), "--text=prompt.txt", "give a text file")
     # without its byte order mark: "holds NUL bytes, as a file of token ids", of a text (a token file ends with NUL)
     for codec, name in (("utf-16-le", "UTF-16LE"), ("utf-16-be", "UTF-16BE")):
         (tmp_path / "prompt.txt").write_bytes("To be, or not to be\n".encode(codec))
