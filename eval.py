@@ -37,9 +37,8 @@ from checkpoint import (VOCABS, atomic_write, guard_assets, hold_lock, json_text
 from configurator import Parser, cli, number
 from convert import hub_reachable
 from model import GPTConfig
-from sample import (CHECKPOINT_HINTS, CONTEXT_HINTS, CONVERT_HINTS, DTYPES, EOT, JSONL, add_model_args,
-                    check_conversion_args, check_device, get_tokenizer, json_lines, load_model,
-                    read_text_file as read_file)
+from sample import (CHECKPOINT_HINTS, CONTEXT_HINTS, CONVERT_HINTS, DTYPES, EOT, add_model_args,
+                    check_conversion_args, check_device, get_tokenizer, load_model, read_text_file as read_file)
 
 try:
     from lm_eval import simple_evaluate
@@ -243,15 +242,11 @@ def read_text_file(path):
     # every byte of the file is scored and counted, "\r\n" too; sample.py's prefix FILE: is no part of a path here
     fix = f"--text takes the path itself: --text={path[5:]}" if path.startswith("FILE:") and \
         os.path.exists(path[5:]) and not os.path.exists(path) else "give a text file"
-    jsonl = ("--text={}: a .jsonl file is JSON, one document a line, and --text scores a file as one plain text, "
-             "JSON syntax and all; write its documents' text to a .txt file (jq -r .text) and give that.")
-    if os.path.realpath(path).lower().endswith(JSONL):
-        # prepare's document files: read as one text, their JSON syntax ({"text": ..., escapes) was scored with the
-        # documents, exit 0
-        raise SystemExit(jsonl.format(path))
-    text = read_file(path, f"--text={path}", fix)
-    if json_lines(text):  # the same documents saved as docs.txt or docs.json: scored JSON syntax and all, exit 0
-        raise SystemExit(jsonl.format(path).replace("a .jsonl file is", "this file is"))
+    def jsonl(by_name):  # prepare's documents: their JSON syntax ({"text": ..., escapes) was scored, exit 0
+        return (f"--text={path}: {'a .jsonl file is' if by_name else 'this file is'} JSON, one document a line, and "
+                f"--text scores a file as one plain text, JSON syntax and all; write its documents' text to a .txt "
+                f"file (jq -r .text) and give that.")
+    text = read_file(path, f"--text={path}", fix, jsonl)
     if not text.split():
         raise SystemExit(f"--text={path} holds no words; give a text to measure perplexity on.")
     return text

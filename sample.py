@@ -200,8 +200,8 @@ def json_lines(text):
         return False
 
 
-def read_text(arg, flag):
-    return read_text_file(arg[5:], f"{flag}={arg}", "give the text or FILE:<a text file>") \
+def read_text(arg, flag, documents=None):
+    return read_text_file(arg[5:], f"{flag}={arg}", "give the text or FILE:<a text file>", documents) \
         if arg.startswith("FILE:") else arg
 
 
@@ -225,13 +225,17 @@ def no_bom(data):
         f"-t UTF-8" if half else ""
 
 
-def read_text_file(path, given, fix):
+def read_text_file(path, given, fix, documents=None):
     """The text of the file at path (given: the flag and value that named it, for the message; fix: what to give
-    instead of a file that holds no text)."""
+    instead of a file that holds no text). documents(by_name): the refusal of prepare's JSON documents, one a line,
+    where one plain text is asked for (eval's --text, --calib): a .jsonl by its name (by_name), or their lines saved
+    under another; read as text, their JSON syntax was scored or fitted on with the documents, exit 0."""
     # FILE:~/x or FILE:$HOME/x (quoted, as a prompt is): no shell expands that ~ or $, and the file was not found
     asked, path = path, shell_vars("text", home(path), given.partition("=")[0])
     if path != asked:  # "FILE:$SCR/x: No such file", where $SCR/x did not say which file was looked for
         given = f"{given} ({path})"
+    if documents and os.path.realpath(path).lower().endswith(JSONL):  # by its name: a .jsonl.zst is not read
+        raise SystemExit(documents(True))
     if why := dangling(path):  # "No such file or directory", where ls shows it
         raise SystemExit(f"{given}: {why}")
     real = os.path.realpath(path)  # a link named calib.txt may lead there too
@@ -253,6 +257,8 @@ def read_text_file(path, given, fix):
                              f"convert it, e.g. iconv -f {half} -t UTF-8.")
         raise SystemExit(f"{given}: holds NUL bytes, as a file of token ids (prepare_slimpajama.py's .bin, copied "
                          f"or renamed) does, not text; {fix}.")
+    if documents and json_lines(text):  # the same documents saved as docs.txt or docs.json
+        raise SystemExit(documents(False))
     return text
 
 
@@ -291,13 +297,9 @@ def calibration(args, cfg, meta, data_dir):
     tokens. -> (ids, where they come from)."""
     bs, n = cfg.block_size, args.calib_tokens
     if args.calib is not None:
-        text = read_text(args.calib, "--calib")
-        if args.calib.startswith("FILE:") and (os.path.realpath(home(args.calib[5:])).lower().endswith(JSONL)
-                                               or json_lines(text)):  # fitted on JSON syntax and all, exit 0
-            raise SystemExit(f"--calib={args.calib}: this file holds JSON documents, one a line (prepare's .jsonl), "
-                             f"and --calib is one plain text; write their text to a .txt file (jq -r .text) and "
-                             f"give that.")
-        every = get_tokenizer(meta)[0](text)
+        documents = (f"--calib={args.calib}: this file holds JSON documents, one a line (prepare's .jsonl), and "
+                     f"--calib is one plain text; write their text to a .txt file (jq -r .text) and give that.")
+        every = get_tokenizer(meta)[0](read_text(args.calib, "--calib", lambda by_name: documents))
         ids, where, held = every[:n], "--calib", len(every)
     else:
         own = own_val_tokens(data_dir, meta, n, cfg.vocab_size)
