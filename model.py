@@ -17,11 +17,16 @@ With proj="qkv", n_kv_head=0, attn="softmax", pos_conv=0 this is exactly a GPT-2
 import contextlib
 import math
 import numbers
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
+
+# what the model refuses, one sentence each (checks.py). retie and note_tie by these names too: a model pickled
+# before checks.py was split off names its load hooks model.retie and model.note_tie
+from checks import (check_built, check_forward, check_generate, check_new_cache, check_state_position, config_fields,
+                    note_tie, out_of_vocab, restore_pickled, retie)
 
 # Which of the fused projection's chunks serves as (q, k, v). Chunk 0 has n_head heads, the others n_kv_head.
 SOURCES = {"qkv": (0, 1, 2), "qk_v": (0, 1, 1), "q_kv": (0, 0, 1), "q_k_v": (0, 0, 0)}
@@ -35,19 +40,6 @@ PEAK_FLOPS = {"A100": 312e12, "H100 PCIe": 756e12, "H100 NVL": 835e12, "H200 NVL
 # Cached one-token softmax steps through kernel.py's Triton decode attention (K read once when V = K):
 # None = for CUDA tensors, True = always (the tests, under TRITON_INTERPRET=1), False = never (SDPA).
 DECODE_KERNEL = None
-
-
-KINDS = {bool: "True or False", int: "an integer", float: "a number"}
-
-
-def of_kind(v, default):
-    """Whether v may stand where default does: a bool for a bool, an integer (no bool) for an int, any real number
-    (no bool) for a float. numpy's bool is a bool: a sweep over np.array([True, False]) was refused as
-    "got np.False_"."""
-    v = bool(v) if type(v).__module__ == "numpy" and type(v).__name__ in ("bool", "bool_") else v
-    if isinstance(default, bool) or isinstance(v, bool):
-        return isinstance(v, bool) and isinstance(default, bool)
-    return isinstance(v, numbers.Integral if isinstance(default, int) else numbers.Real)
 
 
 @dataclass
@@ -72,73 +64,8 @@ class GPTConfig:
     tie_embeddings: bool = True  # the output layer is the token embedding
 
     def __post_init__(self):
-        # GPTConfig(ckpt["model_args"]) was "block_size must be an integer; got {...}", which named no fix
-        if isinstance(self.block_size, dict):
-            raise ValueError("GPTConfig takes its fields as keywords: GPTConfig(**ckpt['model_args']), not the dict "
-                             "itself.")
-        # each field of its default's kind first: block_size=2.5 failed deep in building the model, and
-        # causal="False", a true string, built a causal model without a word
-        for f in fields(self):  # the text settings: one of their choices, below
-            v = getattr(self, f.name)
-            if isinstance(f.default, str):  # numpy's str as Python's: np.str_ in asdict(config) made a checkpoint
-                if isinstance(v, str) and type(v) is not str:  # saved so one that a weights-only load refuses
-                    setattr(self, f.name, str(v))
-                continue
-            if not of_kind(v, f.default):
-                raise ValueError(f"{f.name} must be {KINDS[type(f.default)]}; got {v!r}.")
-            if type(v) not in (int, float, bool):  # numpy's as Python's: np.int64 heads made SDPA's enable_gqa a
-                setattr(self, f.name, type(f.default)(v))  # numpy bool, which it refuses
-        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
-            if not getattr(self, name) >= 1:
-                raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}.")
-        # LayerNorm over one feature subtracts it from its own mean: every position's input became the LayerNorm's
-        # bias, and a model that cannot see its tokens trained and sampled with exit 0
-        if self.n_embd < 2:
-            raise ValueError(f"n_embd must be at least 2 (LayerNorm over a single feature zeroes it, so every token "
-                             f"would look the same to the model); got {self.n_embd}.")
-        if self.n_inner < 0:
-            raise ValueError(f"n_inner must be 0 (4 * n_embd) or a positive integer; got {self.n_inner}.")
-        # as train.py's range: 0 or below gave inf or nan angles, and so did 1e-300 (its powers overflow)
-        if not (math.isfinite(self.rope_base) and self.rope_base > 1):
-            raise ValueError(f"rope_base must be a finite number > 1 (at 1 every pair turns at the same frequency; "
-                             f"below, the wavelengths run backwards); got {self.rope_base}.")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1); got {self.dropout}.")
-        for name, choices in (("proj", SOURCES), ("attn", ATTNS), ("pos_conv_basis", POS_CONV_BASES),
-                              ("pos_emb", POS_EMBS)):
-            if not (isinstance(getattr(self, name), str) and getattr(self, name) in choices):
-                raise ValueError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}.")
-        if self.n_head < 1 or self.n_embd % self.n_head:
-            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}).")
-        kv = self.n_kv_head or self.n_head
-        if self.n_kv_head < 0 or self.n_head % kv:
-            raise ValueError(f"n_kv_head must divide n_head={self.n_head} (0 = n_head, 1 = MQA, g = GQA-g); "
-                             f"got {self.n_kv_head}.")
-        if SOURCES[self.proj][0] == SOURCES[self.proj][1] and kv != self.n_head:
-            raise ValueError(f"n_kv_head must be 0 or n_head for proj={self.proj!r}, whose keys are its queries; "
-                             f"got {self.n_kv_head}. Use proj='qkv' or 'qk_v' for GQA/MQA.")
-        if self.pos_conv < 0 or self.pos_conv % 4:
-            raise ValueError(f"pos_conv must be 0 (off) or a positive multiple of 4; got {self.pos_conv}.")
-        if self.pos_conv_period and (self.pos_conv_period < 4 or not self.pos_conv):
-            raise ValueError(f"pos_conv_period must be 0 (off) or a period of at least 4 positions with pos_conv > 0; "
-                             f"got {self.pos_conv_period} with pos_conv={self.pos_conv}.")
-        # RoPE: softmax (linear φ(R q)ᵀ φ(R k) is no function of the offset), no (X)+, pairs; the one in the way
-        head_dim = self.n_embd // self.n_head
-        why = self.pos_emb == "rope" and ("attn='softmax'; got attn='linear'" if self.attn == "linear" else
-                                          f"pos_conv=0; got pos_conv={self.pos_conv}" if self.pos_conv else
-                                          f"an even head_dim; n_embd/n_head = {self.n_embd}/{self.n_head} = "
-                                          f"{head_dim}" if head_dim % 2 else "")
-        if why:
-            raise ValueError(f"pos_emb='rope' needs {why}; change that, or use pos_emb='learned' or 'none'.")
-        if self.pos_conv and self.attn == "linear":
-            raise ValueError("pos_conv needs attn='softmax': linear attention has no score map to convolve.")
-        # a setting of a part the model does not have would train without it, and without a word
-        if self.rope_base != GPTConfig.rope_base and self.pos_emb != "rope":
-            raise ValueError(f"rope_base acts only with pos_emb='rope', and pos_emb is {self.pos_emb!r}; set "
-                             f"pos_emb='rope', or leave rope_base at {GPTConfig.rope_base:g}.")
-        if self.pos_conv_basis != GPTConfig.pos_conv_basis and not self.pos_conv:
-            raise ValueError(f"pos_conv_basis acts only with pos_conv > 0 ((X)+ on), and pos_conv is 0; set pos_conv "
-                             f"to a multiple of 4, or leave pos_conv_basis at {GPTConfig.pos_conv_basis!r}.")
+        config_fields(self, {"proj": SOURCES, "attn": ATTNS, "pos_conv_basis": POS_CONV_BASES,
+                             "pos_emb": POS_EMBS})  # checks.py: each field in range, one sentence each
 
 
 def peak_flops(name):
@@ -179,21 +106,6 @@ class Cache:
             self.end = self.pos if isinstance(self.pos, numbers.Integral) else None
 
 
-def check_state_position(cache, pos):
-    """Linear attention's cache is a sum over every position before cache.end: at pos 0 it starts empty (a cache
-    reused for the next prompt with cache.pos = 0 carried the last prompt's sums without a word), and any other
-    pos must be that end (cache.pos -= 1 to drop a rejected draft token kept the token in the sums, logits 0.007
-    off, without a word)."""
-    if pos == 0:
-        for layer in cache.layers:
-            for t in layer.values():
-                t.zero_()
-    elif cache.end is not None and pos != cache.end:
-        raise ValueError(f"cache.pos is {pos}, and linear attention's state sums the first {cache.end} positions: it "
-                         f"cannot go back or skip; start again at cache.pos = 0, or keep a copy.deepcopy(cache) to "
-                         f"return to.")
-
-
 def pos_conv_features(L, n, K, device, period=0):
     """Positions 0..L-1 -> [L, K, 2]: (sin, cos)(w_k p) for the K = m/4 frequencies of (X)+ at block_size n.
     w_0 = pi/n: over every pair of positions below n, sin(w_0 (i - j)) has the sign of i - j and
@@ -211,52 +123,6 @@ def pos_conv_features(L, n, K, device, period=0):
         w = math.pi / n * (n / 2) ** r
     a = torch.arange(L, device=device).float()[:, None] * w
     return torch.stack([a.sin(), a.cos()], dim=-1)
-
-
-def check_sampling(idx, vocab_size, max_new_tokens, temperature, top_k, use_cache, compile):
-    """generate's arguments at their edges, in one sentence each: else an empty prompt fails deep in attention,
-    top_k=0 in an index and a negative temperature silently samples the least likely tokens."""
-    if torch.is_tensor(idx) and idx.dim() == 2 and idx.size(1) < 1:
-        raise ValueError("the prompt idx [B, T] must hold at least one token (T >= 1); start from a token, "
-                         "e.g. the tokenizer's end of text.")
-    check_tokens(idx)
-    if not (0 <= idx.min() and idx.max() < vocab_size):  # once per call; on CUDA the embedding's device assert
-        raise out_of_vocab("idx", idx, vocab_size)
-    # bools are integers to Python: top_k=True failed in topk, max_new_tokens=True asked for one token
-    if not (isinstance(max_new_tokens, numbers.Integral) and not isinstance(max_new_tokens, bool)
-            and max_new_tokens >= 0):
-        raise ValueError(f"max_new_tokens must be an integer >= 0; got {max_new_tokens!r}.")
-    # a tensor of one number only: one per row failed as "Boolean value of Tensor ... is ambiguous"
-    if not (isinstance(temperature, numbers.Real) or torch.is_tensor(temperature) and temperature.numel() == 1) \
-            or not temperature >= 0:  # nan too
-        raise ValueError(f"temperature must be a number >= 0 (0 is greedy); got {temperature!r}.")
-    if top_k is not None and not (isinstance(top_k, numbers.Integral) and not isinstance(top_k, bool) and top_k >= 1):
-        raise ValueError(f"top_k must be None (all tokens) or an integer >= 1; got {top_k!r}.")
-    for name, v in (("use_cache", use_cache), ("compile", compile)):  # "False", a true string, did the opposite
-        if not isinstance(v, bool):
-            raise ValueError(f"{name} must be True or False; got {v!r}.")
-
-
-def check_tokens(idx, targets=None):
-    """forward's inputs by type and shape only (no look at the values, which would wait for the device): else a
-    float idx fails in the embedding, an empty batch in a reshape, and targets of idx's size in another shape
-    (transposed) give a loss against the wrong tokens without a word."""
-    for name, t in (("idx", idx), ("targets", targets)):
-        if t is not None and not (torch.is_tensor(t) and t.dim() == 2 and t.dtype in (torch.long, torch.int)):
-            what = f"a {t.dtype} tensor of shape {tuple(t.shape)}" if torch.is_tensor(t) else type(t).__name__
-            raise ValueError(f"{name} must be a [B, T] tensor of token ids (int64 or int32); got {what}.")
-    if idx.size(0) < 1 or idx.size(1) < 1:
-        raise ValueError(f"idx [B, T] must hold at least one token (B, T >= 1); got shape {tuple(idx.shape)}.")
-    if targets is not None and targets.shape != idx.shape:
-        raise ValueError(f"targets must have idx's shape {tuple(idx.shape)}, the next token of each position; got "
-                         f"{tuple(targets.shape)}.")
-
-
-def out_of_vocab(name, t, vocab_size, ignored=""):
-    """The sentence for token ids outside the vocabulary, which torch's embedding and cross-entropy report on CPU as
-    an IndexError that names neither the argument nor the range."""
-    return ValueError(f"{name} must hold token ids 0 .. {vocab_size - 1} (vocab_size = {vocab_size}){ignored}; got "
-                      f"ids from {int(t.min())} to {int(t.max())}.")
 
 
 def cache_length(prompt, new_tokens):
@@ -478,65 +344,6 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
-def retie(model, incompatible_keys=None):
-    """The output layer is the token embedding again after load_state_dict(..., assign=True) gave each name its own
-    Parameter (a state dict's two names of the tied weight): each optimizer step moved it twice. The two names are
-    one tensor in a saved state dict, two equal ones once converted ({k: v.half() ...}, as convert.py loads), and
-    one name only with strict=False: the loaded one serves both. Two that differ are no tied model's."""
-    wte, head = model.transformer.wte.weight, model.lm_head.weight
-    missing = {k.rsplit(".", 2)[-2] for k in (incompatible_keys.missing_keys if incompatible_keys else ())}
-    if not model.__dict__.pop("tied_before_load", True):  # untied (by config or by hand) stays so, as in GPT._apply
-        if wte is not head and same_storage(wte, head):  # assign=True from a tied model's state dict: two Parameters
-            # on one tensor, each optimizer step moved it twice (still tied, in a model that is not) without a word
-            model.lm_head.weight = nn.Parameter(head.detach().clone(), requires_grad=head.requires_grad)
-        return
-    if wte is head or wte.shape != head.shape or missing >= {"lm_head", "wte"}:
-        return
-    if "lm_head" in missing:
-        model.lm_head.weight = wte
-    elif "wte" in missing:
-        model.transformer.wte.weight = head
-    elif "meta" in (wte.device.type, head.device.type):
-        return
-    elif same_storage(wte, head) or torch.equal(wte, head):
-        model.transformer.wte.weight = head
-    elif wte.dtype != head.dtype:  # one of the two names cast alone
-        raise ValueError(f"the state dict holds transformer.wte.weight as {wte.dtype} and lm_head.weight as "
-                         f"{head.dtype}, and this model ties them (tie_embeddings=True); cast both alike.")
-    else:  # else two Parameters trained apart in a model whose config ties them, without a word
-        raise untied_state(model)
-
-
-def untied_state(model):
-    # tied by hand: "build GPT with tie_embeddings=False" of a model built so
-    if not model.__dict__.get("built", model.config).tie_embeddings:
-        return ValueError("the state dict's transformer.wte.weight and lm_head.weight differ, and this model's were "
-                          "tied by hand (its tie_embeddings=False): it is an untied model's; untie them first "
-                          "(model.lm_head.weight = nn.Parameter(model.lm_head.weight.detach().clone())).")
-    return ValueError("the state dict's transformer.wte.weight and lm_head.weight differ, and this model ties "
-                      "them (tie_embeddings=True): it is an untied model's; build GPT with tie_embeddings=False.")
-
-
-def same_storage(a, b):
-    # FSDP's shards (DTensor) have no storage of their own to compare, and the meta device none at all
-    if "meta" in (a.device.type, b.device.type) or not type(a.data) is type(b.data) is torch.Tensor:
-        return False
-    ptr = lambda t: (t.untyped_storage().data_ptr(), t.storage_offset())
-    return ptr(a) == ptr(b)
-
-
-def note_tie(model, state_dict, prefix, *args):
-    """Whether the weights were tied before a load, which retie restores only then."""
-    tied = model.__dict__["tied_before_load"] = model.transformer.wte.weight is model.lm_head.weight
-    # a plain load (no assign) copies both names into the one tied tensor, lm_head's last: an untied model's state
-    # dict loaded as its output layer alone without a word, and retie sees one tensor after it (FSDP's shards: skipped)
-    wte, head = (state_dict.get(prefix + k) for k in ("transformer.wte.weight", "lm_head.weight"))
-    if tied and all(type(t) is torch.Tensor and t.device.type != "meta" for t in (wte, head)) and \
-            wte.shape == head.shape and wte.dtype == head.dtype and not same_storage(wte, head) and \
-            not torch.equal(wte, head):
-        raise untied_state(model)
-
-
 class GPT(nn.Module):
 
     def __init__(self, config):
@@ -544,11 +351,8 @@ class GPT(nn.Module):
         if not isinstance(config, GPTConfig):  # GPT(ckpt["model_args"]) was an AttributeError on a dict
             raise ValueError(f"GPT needs a GPTConfig, e.g. GPTConfig(**ckpt['model_args']); got "
                              f"{type(config).__name__}.")
-        # checked again (replace runs __post_init__): a field set after GPTConfig() (config.n_head = 5) skipped its
-        # check, and failed deep in the first forward, or, as causal = "False", built another model without a word.
-        # A copy: a notebook that set a field of the same config to build the next model of a sweep
-        # (cfg.block_size = 64; GPT(cfg)) changed this model's config under it, which then no longer described its
-        # layers (a forward past the old block_size was an IndexError)
+        # checked again (replace runs __post_init__): a field set after GPTConfig() skipped its check; and a copy: a
+        # notebook that set a field of the same config to build a sweep's next model changed this one's under it
         self.config = config = replace(config)
         self.built = replace(config)  # what the layers are: model.config changed later no longer describes them
         wpe = {"wpe": nn.Embedding(config.block_size, config.n_embd)} if config.pos_emb == "learned" else {}
@@ -561,7 +365,7 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.transformer.wte.weight = self.lm_head.weight
-        self.register_load_state_dict_pre_hook(note_tie)  # untied too: see retie
+        self.register_load_state_dict_pre_hook(note_tie)  # untied too: see checks.retie
         self.register_load_state_dict_post_hook(retie)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
@@ -572,18 +376,9 @@ class GPT(nn.Module):
             elif name.endswith("conv.bias"):
                 nn.init.zeros_(p)
 
-    def __setstate__(self, state):
-        # a model pickled (torch.save(model)) before `built` and the load hooks were kept: its config as saved is what
-        # its layers are, so model.config.block_size = 128 after torch.load is refused as in a new model (it was the
-        # position table's IndexError), and load_state_dict(..., assign=True) keeps the tie (it trained apart)
+    def __setstate__(self, state):  # torch.load of a model pickled by older code: see checks.restore_pickled
         super().__setstate__(state)
-        if "built" not in self.__dict__:
-            self.built = replace(self.config)
-        # and one pickled before either hook, or before note_tie: an untied one (by hand) was tied again by its load
-        if note_tie not in [getattr(h, "hook", h) for h in self._load_state_dict_pre_hooks.values()]:
-            self.register_load_state_dict_pre_hook(note_tie)
-        if retie not in self._load_state_dict_post_hooks.values():
-            self.register_load_state_dict_post_hook(retie)
+        restore_pickled(self)
 
     def _apply(self, fn, *args, **kwargs):
         # .to_empty() and .to() off the meta device make each module a new Parameter, one for each name of the tied
@@ -608,42 +403,12 @@ class GPT(nn.Module):
         """idx [B, T] -> logits [B, T, vocab], loss (mean cross-entropy vs targets, -1 ignored) or None.
         With a cache, idx continues the sequence from cache.pos, the cache advances by T, and only the last
         position's logits are computed, [B, 1, vocab]: a prompt never pays for a [T, vocab] output layer."""
-        check_tokens(idx, targets)
-        self.check_config()
-        B, T = idx.shape
         if cache is not None and not isinstance(cache, Cache):  # a dict or list: an AttributeError on .pos
             raise ValueError(f"cache must be None or a Cache from model.new_cache(batch_size, max_len); got "
                              f"{type(cache).__name__}.")
-        # one sentence, not torch's "Expected all tensors to be on the same device" from the embedding or SDPA (a
-        # cache left at new_cache's default device="cpu" for a CUDA model)
-        where = self.lm_head.weight.device
-        for name, dev in (("idx", idx.device), ("cache", cache.lengths.device if isinstance(cache, Cache) else where)):
-            if dev != where:
-                raise ValueError(f"{name} is on {dev} and the model on {where}; "
-                                 + (f"move it with idx.to('{where}')." if name == "idx" else
-                                    f"make it with new_cache(..., device='{where}')."))
+        check_forward(self, idx, targets, cache)
+        B, T = idx.shape
         pos = cache.pos if cache is not None else 0
-        if cache is not None and cache.config is not self.config and cache.config != self.config:
-            # a Q-K=V cache has no V: a QKV model would read its K as V without a word
-            raise ValueError("the cache was made by another model (another GPTConfig); make it with this model's "
-                             "new_cache(...).")
-        if cache is not None and B != cache.lengths.size(0):
-            raise ValueError(f"idx holds a batch of {B} but the cache was made for {cache.lengths.size(0)}; "
-                             f"make it with new_cache({B}, ...).")
-        if cache is not None and self.training and self.config.dropout > 0:  # a decode loop of one's own, as generate
-            raise ValueError(f"a cached forward needs the model in eval mode: it is in training mode with dropout="
-                             f"{self.config.dropout:g}, which would drop activations while decoding; call model.eval() "
-                             f"first.")
-        if cache is not None and targets is not None:
-            raise ValueError("targets must be None with a cache: a cached forward returns the last position's "
-                             "logits only; compute the loss without the cache.")
-        limit = cache.max_len if cache is not None else self.config.block_size
-        # set by hand (a rewind): -1 was the position table's IndexError, 2.0 the embedding's RuntimeError
-        if not (torch.is_tensor(pos) or isinstance(pos, numbers.Integral) and not isinstance(pos, bool) and pos >= 0):
-            raise ValueError(f"cache.pos must be an integer >= 0, the tokens already in the cache; got {pos!r}.")
-        if not torch.is_tensor(pos) and pos + T > limit:  # a tensor pos is generate's compiled step, checked there
-            raise ValueError(f"sequence of {pos + T} tokens is longer than the "
-                             f"{'cache max_len' if cache is not None else 'block_size'} of {limit}.")
         if cache is not None and self.config.attn == "linear" and not torch.is_tensor(pos):
             check_state_position(cache, pos)
         lengths = None
@@ -677,30 +442,11 @@ class GPT(nn.Module):
                 raise out_of_vocab("targets", targets, self.config.vocab_size, ", or -1 (not scored)") from None
         return logits, loss
 
-    def check_config(self):
-        """model.config as built: model.config.block_size = 64, to try a longer context, was an IndexError in the
-        position table, and a changed proj or dropout described a model other than the layers without a word."""
-        built = self.__dict__.get("built")  # None only where __init__ never ran (__setstate__ sets it)
-        if built is None or self.config == built:
-            return
-        self.config_changed(built)
-
-    def config_changed(self, built):
-        if not isinstance(self.config, GPTConfig):  # model.config = ckpt["model_args"]: an AttributeError on the dict
-            raise ValueError(f"model.config was replaced by a {type(self.config).__name__} after the model was built; "
-                             f"it is the GPTConfig of its layers (model.built holds it: model.config = "
-                             f"dataclasses.replace(model.built)).")
-        changed = next(f.name for f in fields(built) if getattr(self.config, f.name) != getattr(built, f.name))
-        raise ValueError(f"model.config.{changed} was changed after the model was built ({getattr(built, changed)!r} "
-                         f"-> {getattr(self.config, changed)!r}), and the layers are the old config's; build "
-                         f"GPT(config) with the new one (its weights: this model's state_dict where their shapes "
-                         f"agree, convert.convert_state_dict for proj or n_kv_head).")
-
     def kv_bytes_per_token(self, dtype=torch.bfloat16):
         """Cache bytes one more token of context costs, all layers (0 for linear attention: its state is fixed)."""
         if not isinstance(dtype, torch.dtype):
             raise ValueError(f"kv_bytes_per_token needs a torch.dtype, e.g. torch.bfloat16; got {dtype!r}.")
-        self.check_config()  # model.config.n_layer = 24 after the build was counted as 24 layers without a word
+        check_built(self)  # model.config.n_layer = 24 after the build was counted as 24 layers without a word
         if self.config.attn == "linear":
             return 0
         a = self.transformer.h[0].attn
@@ -708,18 +454,7 @@ class GPT(nn.Module):
 
     def new_cache(self, batch_size, max_len, dtype=torch.float32, device="cpu"):
         """Pre-allocated decode buffers; dtype should be the dtype attention computes in."""
-        self.check_config()
-        whole = lambda n, least: isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= least
-        if not (whole(batch_size, 1) and whole(max_len, 0)):
-            raise ValueError(f"new_cache needs batch_size >= 1 and max_len >= 0, integers; got {batch_size!r} and "
-                             f"{max_len!r}.")
-        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):  # int64 failed in the first write
-            raise ValueError(f"new_cache needs a floating point dtype, the one attention computes in; got {dtype!r}.")
-        if max_len > self.config.block_size:
-            raise ValueError(f"max_len ({max_len}) must be <= block_size ({self.config.block_size}).")
-        if not self.config.causal:
-            raise ValueError("causal must be True for cached decoding: a bidirectional model's past depends on "
-                             "its future.")
+        check_new_cache(self, batch_size, max_len, dtype)
         return Cache([b.attn.new_cache(batch_size, max_len, dtype, device) for b in self.transformer.h], max_len,
                      torch.zeros(batch_size, dtype=torch.int32, device=device), self.config)
 
@@ -730,18 +465,9 @@ class GPT(nn.Module):
         fed back) must fit block_size. Without: full forward, context cropped to the last block_size tokens, the
         prompt's too. compile=True runs the one-token steps through torch.compile: the position is a tensor (see
         Cache), so one graph serves every step; the prefill stays eager."""
-        self.check_config()
-        check_sampling(idx, self.config.vocab_size, max_new_tokens, temperature, top_k, use_cache, compile)
-        if self.training and self.config.dropout > 0:  # as eval.CheckpointLM: else it samples under dropout, and
-            # greedy decoding gave other tokens on every call without a word
-            raise ValueError(f"generate needs the model in eval mode: it is in training mode with dropout="
-                             f"{self.config.dropout:g}, which would drop activations while sampling; call "
-                             f"model.eval() first.")
+        check_generate(self, idx, max_new_tokens, temperature, top_k, use_cache, compile)
         B, T = idx.shape
         bs = self.config.block_size
-        if compile and (not use_cache or self.config.pos_conv):
-            raise ValueError("compile=True needs use_cache=True and pos_conv=0: it compiles the cached one-token "
-                             "step, and (X)+'s bias is built for an int position.")
         cache = None
         if use_cache:
             if T > bs:
@@ -809,7 +535,7 @@ class GPT(nn.Module):
         and 12 n_layer n_embd block_size for the scores and their weighted sum. An embedding lookup multiplies
         nothing: the position table and an untied token table are left out (a tied one is the output layer too); both
         were counted, which put an untied GPT-2 124M's MFU about a quarter too high."""
-        self.check_config()  # the MFU of layers model.config no longer describes
+        check_built(self)  # the MFU of layers model.config no longer describes
         cfg, t = self.config, self.transformer
         # tied or not as the weights are, not as the config says: one untied by hand (retie's advice) or tied by hand
         # counted its token table as an output layer, or its output layer as a lookup (FSDP keeps the one Parameter)

@@ -816,6 +816,21 @@ def test_a_model_pickled_before_built_was_kept_loads_as_a_new_one():
     assert len(loaded._load_state_dict_pre_hooks) == len(loaded._load_state_dict_post_hooks) == 1
 
 
+def test_a_model_pickled_before_checks_py_was_split_off_loads(monkeypatch):
+    # torch.save(model) names the load hooks by module: code before checks.py saved them as model.retie and
+    # model.note_tie, which torch.load must still find after a git pull
+    import checks
+    model = tiny(proj="qk_v").eval()
+    for hook in (checks.retie, checks.note_tie):
+        monkeypatch.setattr(hook, "__module__", "model")
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    monkeypatch.undo()
+    loaded = torch.load(io.BytesIO(buffer.getvalue()), weights_only=False)
+    loaded.load_state_dict(model.state_dict(), assign=True)
+    assert loaded.lm_head.weight is loaded.transformer.wte.weight
+
+
 def test_targets_sliced_from_one_batch_or_int32_give_the_same_loss():
     # batch[:, 1:] is not contiguous: targets.view failed on it
     model, batch = tiny(), torch.randint(0, VOCAB, (3, 11))
