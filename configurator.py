@@ -63,10 +63,11 @@ def closed_stream(path):
            f"a file."
 
 
-def check(key, value, defaults, where, hints=None):
+def check(key, value, defaults, where, hints=None, expand=True):
     """The value to store for key, or SystemExit when the key is unknown or the type differs from the default's.
     hints: {unknown key: what it is instead}, for names a user brings from elsewhere (a launcher's options), whose
-    nearest spellings would point at an unrelated setting."""
+    nearest spellings would point at an unrelated setting. expand=False: a path's $NAME as written (a config file's
+    value that a --key=value replaces)."""
     if key not in defaults:
         if hints and key in hints:
             raise SystemExit(f"unknown config key {key!r} in {where}; {hints[key]}.")
@@ -86,7 +87,7 @@ def check(key, value, defaults, where, hints=None):
     if error := blank_error(key, value, defaults[key], f" in {where}") or \
             control_error(key, value, f" in {where}" if where.isprintable() else ""):
         raise SystemExit(error + ".")
-    return shell_vars(key, home(value))
+    return shell_vars(key, home(value)) if expand else value
 
 
 # the settings that name files and folders (train.py's and sample.py's keys, the commands' options): only their
@@ -388,7 +389,9 @@ def configure(defaults, args, usage=None, hints=None):
             scope = run_file(arg, values)
             for key, value in scope.items():
                 if not key.startswith("_") and not isinstance(value, types.ModuleType):
-                    values[key] = check(key, value, defaults, arg, hints)
+                    # a file's $NAME path that a --key=value replaces is never used: out_dir = "$SCRATCH/x" with
+                    # SCRATCH unset was refused under --out_dir=runs/x, which names another folder
+                    values[key] = check(key, value, defaults, arg, hints, expand=key not in overrides)
             given |= scope.assigned & set(defaults)
     # the overrides after every file, wherever they stand: a file after one (`--max_iters=6 config/x.py`) set its
     # own value over the one typed, without a word

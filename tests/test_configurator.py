@@ -581,6 +581,11 @@ def test_a_paths_environment_variable_is_its_value_not_a_folder_named_after_it(t
     with pytest.raises(SystemExit, match=r"^out_dir '\$\{EMPTY\}/x' starts with \$EMPTY, which is set but empty"):
         configure(DEFAULTS, ["--out_dir=${EMPTY}/x"])
     assert configure(DEFAULTS, ["--out_dir=runs$EMPTY/x"])[0]["out_dir"] == "runs/x"  # an empty suffix is the user's
+    # a config file's path whose variable is not set, replaced on the command line, is never used: it was refused
+    (tmp_path / "unset.py").write_text('out_dir = "$NOPE2/x"\n')
+    assert configure(DEFAULTS, ["unset.py", "--out_dir=runs/y"])[0]["out_dir"] == "runs/y"
+    with pytest.raises(SystemExit, match=r"^out_dir '\$NOPE2/x' names \$NOPE2, which is not set"):
+        configure(DEFAULTS, ["unset.py"])
     p = Parser()
     p.add_argument("--out", default=None)
     p.add_argument("--input", nargs="+", default=None)
