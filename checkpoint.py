@@ -547,6 +547,25 @@ def utf16(data, whole=True):
     return "; it is UTF-16 (it starts with UTF-16's byte order mark): convert it, e.g. iconv -f UTF-16 -t UTF-8"
 
 
+def free_name(stem, ext=".jsonl"):
+    """stem + ext, or stem_2 + ext and on where that is taken: advice writes a file there, and a name of the user's
+    (a .jsonl beside its .json) would be written over by the command as given."""
+    name, n = stem + ext, 1
+    while os.path.lexists(name):
+        n += 1
+        name = f"{stem}_{n}{ext}"
+    return name
+
+
+def iconv_command(hint, path, new, then=""):
+    """hint, a sentence ending in "convert it, e.g. iconv ...", with its command reading path and writing new, then
+    `then`: "iconv -f X -t UTF-8" named no file, and `iconv ... f > f`, the likely guess, empties f. A .zst is
+    decompressed first (iconv of the compressed bytes converts nothing). A hint without iconv is as it is."""
+    zst = f"zstd -dc {shlex.quote(path)} | " if path.endswith(".zst") else ""
+    src = "" if zst else " " + shlex.quote(path)
+    return re.sub(r"(iconv [^;)]*?)$", lambda m: f"{zst}{m.group(1)}{src} > {shlex.quote(new)}{then}", hint)
+
+
 def eight_bit(data, start):
     """'; it reads as Windows-1252 ...: convert it' where data (a text file's bytes, no UTF-8 from byte start on)
     reads as Windows-1252, Latin-1's superset (older Windows and Gutenberg texts: é, smart quotes), else ''. "not

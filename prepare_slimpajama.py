@@ -42,9 +42,9 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import numpy as np
 import zstandard
 
-from checkpoint import (atomic_write, dangling, delete_what, dir_steps, earlier_sha1s, eight_bit, guard_assets,
-                        hold_lock, inputs_sha1, largest_token, load_json, missing_dirs, r50k, remove_empty,
-                        remove_leftovers, space_fix, unreadable, utf16, writable_dir)
+from checkpoint import (atomic_write, dangling, delete_what, dir_steps, earlier_sha1s, eight_bit, free_name,
+                        guard_assets, hold_lock, iconv_command, inputs_sha1, largest_token, load_json, missing_dirs,
+                        r50k, remove_empty, remove_leftovers, space_fix, unreadable, utf16, writable_dir)
 from configurator import Parser, boolean, cli, number
 from convert import hub_problem
 
@@ -279,16 +279,6 @@ def upper_fix(name):
     return f"the extension is read in lower case: rename it to {ext}" if ext else ""
 
 
-def free_name(stem, ext=".jsonl"):
-    """stem + ext, or stem_2 + ext and on where that is taken: advice writes a file there, and a name of the user's
-    (a .jsonl beside its .json) would be written over by the command as given."""
-    name, n = stem + ext, 1
-    while os.path.lexists(name):
-        n += 1
-        name = f"{stem}_{n}{ext}"
-    return name
-
-
 def write_beside(path, read, hint=None, suffix="_lines"):
     """The command that writes path's documents, converted, to a new file beside it, and that the new file takes its
     place: "iconv -f X -t UTF-8" named no file (iconv f > f empties f), and with a folder or glob given as --input
@@ -297,11 +287,7 @@ def write_beside(path, read, hint=None, suffix="_lines"):
     ext = ".txt" if path.endswith(".txt") else ".jsonl"
     new = free_name(re.sub(r"([.]jsonl([.]zst)?|[.]txt)$", "", path) + (suffix if hint is None else ""), ext)
     then = f", and give {new} in its place (out of a folder or glob given as input, move {path} away)"
-    if hint is None:
-        return f"{read} > {sh(new)}{then}"
-    zst = f"zstd -dc {sh(path)} | " if path.endswith(".zst") else ""
-    return re.sub(r"(iconv [^;)]*?)$", lambda m: f"{zst}{m.group(1)}{'' if zst else ' ' + sh(path)} > {sh(new)}{then}",
-                  hint)
+    return f"{read} > {sh(new)}{then}" if hint is None else iconv_command(hint, path, new, then)
 
 
 def sh(path):

@@ -27,8 +27,8 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 
 import torch
 
-from checkpoint import (dangling, eight_bit, load_checkpoint, other_data, r50k, read_json, token_count, tokens,
-                        unreadable, utf16)
+from checkpoint import (dangling, eight_bit, free_name, iconv_command, load_checkpoint, other_data, r50k, read_json,
+                        token_count, tokens, unreadable, utf16)
 from configurator import Parser, boolean, cli, compile_failure, home, missing_device, number, shell_vars
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, check_conversion, conversion_note, convert_state_dict,
                      exact_fit, gpt2_config, load_gpt2, ties_v)
@@ -225,6 +225,14 @@ def no_bom(data):
         f"-t UTF-8" if half else ""
 
 
+def converted(path, hint):
+    """hint's iconv command with the file it reads and a new one it writes, as prepare's: "iconv -f X -t UTF-8"
+    named neither, and `iconv ... f > f` empties f."""
+    stem, ext = os.path.splitext(path)
+    new = free_name(stem, ext or ".txt")
+    return iconv_command(hint, path, new, f", and give {new} in its place")
+
+
 def read_text_file(path, given, fix, documents=None):
     """The text of the file at path (given: the flag and value that named it, for the message; fix: what to give
     instead of a file that holds no text). documents(by_name): the refusal of prepare's JSON documents, one a line,
@@ -247,14 +255,14 @@ def read_text_file(path, given, fix, documents=None):
         with open(path, encoding="utf-8", newline="") as f:
             text = f.read()
     except (OSError, UnicodeDecodeError) as e:  # missing, a folder, unreadable, or not text
-        why = e.reason + (utf16(e.object) or no_bom(e.object) or eight_bit(e.object, e.start)) \
+        why = e.reason + converted(path, utf16(e.object) or no_bom(e.object) or eight_bit(e.object, e.start)) \
             if isinstance(e, UnicodeDecodeError) else e.strerror
         raise SystemExit(f"{given}: cannot read it as UTF-8 text ({why}); {fix}.")
     if "\0" in text:  # a byte-level token file copied or renamed (a NUL after every byte) decodes as UTF-8 too,
         # and the bytes tokenizer reads a NUL as the document separator (prepare drops them): no text holds one
         if half := utf16_without_bom(text):  # told "a file of token ids" of a text saved as UTF-16
             raise SystemExit(f"{given}: it is UTF-16 without a byte-order mark (every other byte NUL), not UTF-8; "
-                             f"convert it, e.g. iconv -f {half} -t UTF-8.")
+                             f"{converted(path, f'convert it, e.g. iconv -f {half} -t UTF-8')}.")
         raise SystemExit(f"{given}: holds NUL bytes, as a file of token ids (prepare_slimpajama.py's .bin, copied "
                          f"or renamed) does, not text; {fix}.")
     if documents and json_lines(text):  # the same documents saved as docs.txt or docs.json

@@ -569,11 +569,14 @@ def test_a_token_file_copied_or_renamed_is_refused_not_read_as_text(tmp_path, ca
 def test_a_utf16_text_file_is_named_utf16(tmp_path):
     # sample's FILE: and eval's --text: "cannot read it as UTF-8 text (invalid start byte); give a text file", for a
     # text file in UTF-16 (Windows PowerShell 5's `>`)
-    # and Windows-1252 (smart quotes) or Latin-1: the same sentence
+    # and Windows-1252 (smart quotes) or Latin-1: the same sentence. The command names the file and a new one beside
+    # it, as prepare's: "iconv -f X -t UTF-8" named neither, and `iconv ... f > f` empties f
+    prompt = tmp_path / "prompt.txt"
+    then = f"{prompt} > {tmp_path / 'prompt_2.txt'}, and give {tmp_path / 'prompt_2.txt'} in its place"
     for text, codec, why in (("To be", "utf-16", "it is UTF-16 (it starts with UTF-16's byte order mark): convert it, "
-                              "e.g. iconv -f UTF-16 -t UTF-8"),
+                              f"e.g. iconv -f UTF-16 -t UTF-8 {then}"),
                              ("It\u2019s caf\u00e9 time\n", "cp1252", "it reads as Windows-1252 or Latin-1 text: "
-                              "convert it, e.g. iconv -f WINDOWS-1252 -t UTF-8")):
+                              f"convert it, e.g. iconv -f WINDOWS-1252 -t UTF-8 {then}")):
         (tmp_path / "prompt.txt").write_bytes(text.encode(codec))
         with pytest.raises(SystemExit) as e:
             sample.read_text_file(str(tmp_path / "prompt.txt"), "--text=prompt.txt", "give a text file")
@@ -596,13 +599,13 @@ def test_a_utf16_text_file_is_named_utf16(tmp_path):
         with pytest.raises(SystemExit) as e:
             sample.read_text_file(str(tmp_path / "prompt.txt"), "--text=prompt.txt", "give a text file")
         assert str(e.value) == ("--text=prompt.txt: it is UTF-16 without a byte-order mark (every other byte NUL), "
-                                f"not UTF-8; convert it, e.g. iconv -f {name} -t UTF-8.")
+                                f"not UTF-8; convert it, e.g. iconv -f {name} -t UTF-8 {then}.")
         # with an accent (caf\u00e9: E9 00) it is no UTF-8 at all: "invalid continuation byte" alone
         (tmp_path / "prompt.txt").write_bytes("To be, caf\u00e9\n".encode(codec))
         with pytest.raises(SystemExit) as e:
             sample.read_text_file(str(tmp_path / "prompt.txt"), "--text=prompt.txt", "give a text file")
         assert f"; it is UTF-16 without a byte-order mark (every other byte NUL): convert it, e.g. iconv -f {name} " \
-               f"-t UTF-8); give a text file." in str(e.value)
+               f"-t UTF-8 {then}); give a text file." in str(e.value)
     (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00")  # FF FE, then no whole UTF-16 unit: binary, not UTF-16
     with pytest.raises(SystemExit) as e:
         sample.read_text_file(str(tmp_path / "binary.txt"), "--text=binary.txt", "give a text file")
@@ -621,8 +624,13 @@ def test_a_utf16_text_file_is_named_utf16(tmp_path):
                                               + "To be".encode(codec))
         with pytest.raises(SystemExit) as e:
             sample.read_text_file(str(tmp_path / "prompt.txt"), "--text=prompt.txt", "give a text file")
-        assert "; it is UTF-32 (it starts with UTF-32's byte order mark): convert it, e.g. iconv -f UTF-32 -t UTF-8)" \
-            in str(e.value), str(e.value)
+        assert f"; it is UTF-32 (it starts with UTF-32's byte order mark): convert it, e.g. iconv -f UTF-32 -t UTF-8 " \
+               f"{then})" in str(e.value), str(e.value)
+    # a name already there is not written over: the command writes the next free one
+    (tmp_path / "prompt_2.txt").write_text("mine")
+    prompt.write_text("To be", encoding="utf-16")
+    with pytest.raises(SystemExit, match=f"UTF-8 {prompt} > {tmp_path / 'prompt_3.txt'}, and give"):
+        sample.read_text_file(str(prompt), "--text=prompt.txt", "give a text file")
 
 
 def test_a_prompt_file_from_home_is_read_from_home(tmp_path, monkeypatch):
