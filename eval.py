@@ -514,10 +514,11 @@ def is_under(path, folder):
     return os.path.commonpath([path, folder]) == folder
 
 
-def other_run(res, run):
+def other_run(res, run, inside=False):
     """The run results.json records when it is not run, (out_dir, init_from) as given, else None: two runs
     evaluated on one text into one --out (qkv and qk_v side by side) kept the second's results without a word. The
-    same folder by another path, or one of its name where the recorded one is gone (moved), is the same run."""
+    same folder by another path, or one of its name where the recorded one is gone (moved), is the same run; and in
+    the run's own folder (inside) any recorded folder that is gone: this run, renamed."""
     try:
         was = res["checkpoint"]
         old, new = (was["out_dir"], was["init_from"]), run
@@ -534,12 +535,12 @@ def other_run(res, run):
         if same_text(*folder):  # --out_dir may name the checkpoint file itself
             return None
         # gone: renamed, moved or deleted, which its name cannot tell apart; refused, as its results may be all left
-        return old[0] if os.path.lexists(folder[0]) else f"{old[0]}, not there now"
+        return old[0] if os.path.lexists(folder[0]) else None if inside else f"{old[0]}, not there now"
     except (KeyError, TypeError, ValueError, AttributeError):  # older or hand-edited results: no run to compare
         return None
 
 
-def other_results(out, what, run=None):
+def other_results(out, what, run=None, inside=False):
     """One sentence when --out holds the results of another evaluation, which this one would replace: a quick
     `--limit=10` or `--text` check into out_dir/eval wiped an hours-long 5-shot result without a word; or of another
     run (out_dir or hub model; run: this one's (out_dir, init_from)). The same evaluation of the same run again (a
@@ -551,7 +552,7 @@ def other_results(out, what, run=None):
         old = res.get("evaluation") or ({"text": res["text"]["path"]} if "text" in res else {})
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
         return None
-    if run is not None and (was := other_run(res, run)) is not None:
+    if run is not None and (was := other_run(res, run, inside)) is not None:
         return (f"--out {out} holds the results of another run ({was}), which this evaluation would replace; give "
                 f"another --out to keep both, or remove {shlex.quote(path)} to replace them.")
     if isinstance(old, dict) and "sha256" in old and "sha256" in what:  # by contents: a copy or a move is the same,
@@ -589,9 +590,10 @@ def main(argv=None):
     guard_assets(out, False, None)
     what = evaluation(args, tasks, text)
     # before the model and the evaluation: hours of work for a refusal. A --out inside the run's folder (its eval/)
-    # holds that run's results, whatever the folder is called now (renamed with mv): only one outside is compared by run
+    # holds that run's results whatever the folder is called now (renamed with mv), unless they name another run that
+    # is still where they say: `--out_dir=a --out=b/eval` filed a's results in b, and b's own evaluation replaced them
     inside = args.init_from == "resume" and is_under(out, run_dir)
-    if why := other_results(out, what, None if inside else (args.out_dir, args.init_from)):
+    if why := other_results(out, what, (args.out_dir, args.init_from), inside):
         raise SystemExit(why)
     # out_dir's checkpoint or GPT-2, converted if --proj/--n_kv_head say so; its notes ("converted to ...", "nothing
     # to convert") on stderr: stdout is the results table alone, as results.md (`eval.py ... > table.md` began with one)

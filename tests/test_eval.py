@@ -921,6 +921,12 @@ def test_another_run_on_the_same_text_never_replaces_the_results_in_its_out(tmp_
     ev.main([f"--out_dir={tmp_path / 'c'}", text, "--device=cpu", f"--out={tmp_path / 'c' / 'ev2'}"])
     with pytest.raises(SystemExit, match=r"another run \(.*ckpt.pt, not there now\)"):  # renamed or deleted: unknown
         ev.main([f"--out_dir={tmp_path / 'c'}", text, "--device=cpu", out])
+    # pass 25: a's results filed in b's own folder (--out=b/eval) were replaced by b's evaluation there without a word
+    ev.main([f"--out_dir={tmp_path / 'c'}", text, "--device=cpu", f"--out={tmp_path / 'b' / 'eval'}"])
+    before = (tmp_path / "b" / "eval" / "results.json").read_bytes()
+    with pytest.raises(SystemExit, match=r"holds the results of another run \(.*c\), which this evaluation would"):
+        ev.main([f"--out_dir={tmp_path / 'b'}", text, "--device=cpu"])
+    assert (tmp_path / "b" / "eval" / "results.json").read_bytes() == before
 
 
 def test_a_run_recorded_from_another_folder_is_named_where_it_is(tmp_path, monkeypatch):
