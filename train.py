@@ -21,6 +21,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import signal
 import sys
 import tempfile
@@ -1131,14 +1132,19 @@ def estimate_val_loss():
     return total.item() / (n * world_size)
 
 
-def before_checkpoint(line):
-    """A log line a resumed run keeps: whole, and from before its checkpoint. A line cut short by a crash, or any
-    that is not one of ours (an edit, a disk error), goes too: it would only stop the resume."""
+def log_entry(line):
+    """The entry a log line holds, or None where it is none of train.py's (cut short, edited, a disk error)."""
     try:
         entry = json.loads(line)
     except ValueError:
-        return False
-    return line.endswith("\n") and isinstance(entry, dict) and type(entry.get("iter")) is int and entry["iter"] < iter_num
+        return None
+    return entry if isinstance(entry, dict) and type(entry.get("iter")) is int else None
+
+
+def before_checkpoint(line):
+    """A log line a resumed run keeps: whole, and from before its checkpoint. A line cut short by a crash, or any
+    that is not one of ours (an edit, a disk error), goes too: it would only stop the resume."""
+    return line.endswith("\n") and (entry := log_entry(line)) is not None and entry["iter"] < iter_num
 
 
 def open_log():
@@ -1147,7 +1153,15 @@ def open_log():
     if init_from == "resume" and os.path.exists(path):
         # UTF-8 with or without a BOM: saved by a Windows editor, its first line (the run's start, which
         # checkpoint.started reads) was no JSON to before_checkpoint and went without a word
-        kept = "".join(line for line in log_lines(log_text(path)) if before_checkpoint(line))
+        lines = log_lines(log_text(path), numbered=True)
+        # a bad line before the last (the one a kill cuts short) went without a word: said, and the log kept as it was
+        if bad := [str(n) for n, line in lines[:-1] if log_entry(line) is None]:
+            shutil.copyfile(path, kept := free_log())
+            which = f"line {bad[0]} holds" if len(bad) == 1 else \
+                f"lines {', '.join(bad[:5])}{', ...' * (len(bad) > 5)} hold"
+            print(f"{path}: {which} no log entry of train.py (edited, or a disk error), left out by this resume; the "
+                  f"log as it was is kept as {kept}.", flush=True)
+        kept = "".join(line for _, line in lines if before_checkpoint(line))
         # by rename, then appended to: truncated and refilled in place, a kill between the two (or a Ctrl-C in the
         # first evaluation, while the refill sat in a buffer) emptied the log. A log linked here from another run
         # is replaced by this run's own file, not written through the link into that run's
@@ -1163,15 +1177,20 @@ def open_log():
     return f
 
 
+def free_log():
+    """out_dir/log.N.jsonl, the first N not taken: where a log this run would otherwise lose is kept."""
+    n = 1
+    while os.path.lexists(kept := os.path.join(out_dir, f"log.{n}.jsonl")):
+        n += 1
+    return kept
+
+
 def keep_log(path):
     """A log with no checkpoint beside it (ckpt.pt moved or deleted to train again, a run killed before its first
     save) was replaced by this run's without a word, and a stop before this run's first save then removed it: it
     is moved to the first free log.N.jsonl, and back if this run stops before it saves."""
     global kept_log
-    n = 1
-    while os.path.lexists(kept := os.path.join(out_dir, f"log.{n}.jsonl")):
-        n += 1
-    os.rename(path, kept)
+    os.rename(path, kept := free_log())
     kept_log = (path, kept)
     print(f"{path} has no checkpoint beside it; it is kept as {kept}, and this run writes a new log.", flush=True)
 

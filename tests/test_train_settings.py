@@ -1264,6 +1264,27 @@ def test_a_log_whose_lines_end_in_cr_alone_keeps_them_on_resume(finished, data_d
     assert before and kept[:len(before)] == before and kept[len(before)]["iter"] == 2 and kept[-1]["iter"] == 4
 
 
+def test_a_damaged_line_before_the_checkpoint_is_said_and_the_log_kept(finished, data_dir, tmp_path):
+    # pass 25, left: a line that is no entry in the middle of the log (an edit, a disk error) was dropped by a resume
+    # without a word, as the last line a kill cuts short is
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    lines = (out / "log.jsonl").read_text().splitlines(keepends=True)
+    damaged = [lines[0], '{"iter": 0, "lo\n', *lines[1:]]
+    (out / "log.jsonl").write_text("".join(damaged))
+    r = train(data_dir, out, "--init_from=resume", "--max_iters=4")
+    assert f"{out / 'log.jsonl'}: line 2 holds no log entry of train.py (edited, or a disk error), left out by this " \
+           f"resume; the log as it was is kept as {out / 'log.1.jsonl'}." in r.stdout
+    assert (out / "log.1.jsonl").read_text() == "".join(damaged)
+    kept = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    before = [e for e in map(json.loads, lines) if e["iter"] < 2]
+    assert kept[:len(before)] == before and kept[-1]["iter"] == 4
+    # the last line cut by a kill is what a resume is for: no word, nothing kept
+    (out / "log.jsonl").write_text("".join(lines) + '{"iter": 5, "lo')
+    r = train(data_dir, out, "--init_from=resume", "--max_iters=6")
+    assert "holds no log entry" not in r.stdout and not (out / "log.2.jsonl").exists()
+
+
 def test_a_log_pretty_printed_by_jq_keeps_its_entries_on_resume(finished, data_dir, tmp_path):
     # `jq . log.jsonl` saved back spreads each entry over lines, none JSON alone: a resume dropped them all without a
     # word (the curve before its checkpoint lost for good), read_log told the studies to delete line 1 ("{")
