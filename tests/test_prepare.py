@@ -148,6 +148,15 @@ def test_val_fraction_holds_out_whole_documents_deterministically(tmp_path):
     assert metas[0]["train_shards"] == metas[0]["val_shards"] == shards
 
 
+def test_val_fraction_counts_documents_exactly_where_floats_round_down(tmp_path):
+    # 90 x 0.7 is 62.99999999999999 in floats: document 89 went to train.bin, and the shard held out 62, not 63
+    shard = write_jsonl(tmp_path / "s.jsonl", [f"doc {j}" for j in range(90)])
+    meta = prepare(tmp_path / "out", "--tokenizer=bytes", "--val_fraction=0.7", "--input", shard)
+    train, val = (decode(x, "bytes") for x in bins(tmp_path / "out"))
+    assert meta["val_documents"] == len(val) == 63 and "doc 89" in val
+    assert [P.route("mixed", j, 0.7) for j in (88, 89, 90)] == ["val", "val", "train"]
+
+
 def test_val_fraction_takes_the_tail_of_a_txt_file_at_a_line_start(tmp_path):
     text = "".join(f"line {i} {'.' * (i % 7)}\n" for i in range(300))
     path = write_txt(tmp_path / "book.txt", text)
