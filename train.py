@@ -604,7 +604,7 @@ if ckpt:
     if done >= max_iters:  # finished: a resume to the same max_iters has nothing to train ("raise --max_iters")
         go_on = f"it is finished at iteration {done}: to train on, raise {length} and add --init_from=resume" + (
             f" ({keep})" if keep else "")
-        if done < ran and length == "--max_iters" and not saved["total_tokens"]:  # stopped short of its own end,
+        if type(ran) is int and done < ran and length == "--max_iters" and not saved["total_tokens"]:  # stopped short,
             # which a shorter --max_iters (the config's, after a longer resume) called "finished"
             go_on = (f"it stopped at iteration {done} of its run's {ran}: to go on, add --init_from=resume "
                      f"--max_iters={ran}" + (f" ({keep})" if keep else ""))

@@ -660,6 +660,11 @@ def test_a_run_stopped_short_of_a_longer_resumes_end_is_not_called_finished(fini
     assert msg == f"{out / 'ckpt.pt'} exists, from a run with other settings: max_iters=2 (checkpoint: 6); it " \
                   f"stopped at iteration 2 of its run's 6: to go on, add --init_from=resume --max_iters=6, or train " \
                   f"this run into another --out_dir.", msg
+    for edited in ("x", None):  # a max_iters edited by hand into no number: no traceback, no "of its run's"
+        torch.save(dict(ckpt, config=dict(ckpt["config"], max_iters=edited)), out / "ckpt.pt")
+        msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2"])
+        assert "it is finished at iteration 2: to train on, raise --max_iters" in msg, msg
+    torch.save(ckpt, out / "ckpt.pt")
     train(data_dir, out, "--init_from=resume", "--max_iters=6")
     assert torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 6
 
