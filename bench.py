@@ -5,10 +5,10 @@ throughput, on CUDA the Triton decode kernel and a 1.2B optimizer step, and a me
 every run config under DDP and FSDP (arithmetic on the meta device).
 $ OMP_NUM_THREADS=1 python bench.py --out=assets      # CPU: every section that runs on CPU, minutes
 $ python bench.py --device=cuda --out=assets/gpu      # GPU: every section, 200 s on an H200
-Each section prints a table and writes CSV (and PNG) under --out (default out-bench/). Only the two commands above
-write into assets/, which holds the tracked results (see tracked_run). Timings are medians over repeats, taken round
-robin over the variants, so compare variants within one run, never across machines. On a CPU shared with other
-jobs, one thread makes the timings CPU time (see clock_kind); with more threads they are wall-clock.
+Each section prints a table and writes CSV (and PNG) under --out (default out-bench/, out-bench-quick/ with --quick).
+Only the two commands above write into assets/, which holds the tracked results (see tracked_run). Timings are medians
+over repeats, taken round robin over the variants, so compare variants within one run, never across machines. On a CPU
+shared with other jobs, one thread makes the timings CPU time (see clock_kind); with more threads they are wall-clock.
 """
 import argparse
 import csv
@@ -659,15 +659,19 @@ def get_parser():
     p.add_argument("--what", default=",".join(BENCHES), help=f"comma-separated subset of {', '.join(BENCHES)}")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda, cuda:N or mps")
     p.add_argument("--quick", action="store_true", help="tiny shapes: every section in seconds (for tests)")
-    p.add_argument("--out", default="out-bench",
-                   help="directory for the CSV and PNG files; assets/ only for a run of every section, not --quick, "
-                        "on CPU with OMP_NUM_THREADS=1 (and assets/gpu on CUDA)")
+    # --quick's own default, as the studies' quick modes have: into out-bench, a check after an edit replaced the
+    # full run's tables there (15 minutes on CPU) with its tiny shapes' without a word
+    p.add_argument("--out", default=None,
+                   help="directory for the CSV and PNG files; None: out-bench (out-bench-quick with --quick); assets/ "
+                        "only for a run of every section, not --quick, on CPU with OMP_NUM_THREADS=1 (and assets/gpu "
+                        "on CUDA)")
     return p
 
 
 def main(argv=None):
     p = get_parser()
     args = p.parse_args(argv)
+    args.out = args.out or ("out-bench-quick" if args.quick else "out-bench")
     what = args.what.split(",")
     if set(what) - set(BENCHES):
         raise SystemExit(f"--what must be a comma-separated subset of {', '.join(BENCHES)}; got {args.what!r}.")

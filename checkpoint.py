@@ -113,14 +113,23 @@ def delete_what(folder, own=DATA_FILES):
 
 
 def run_files(folder):
-    """What "delete out_dir" advice names: out_dir, or where it holds prepared data too (out_dir = data_dir), only
-    the run's checkpoint and log; deleting the folder removed the data with the run (train.py's refusals, and a
-    damaged log's: "delete out_dir and train the run again")."""
-    if not any(os.path.exists(os.path.join(folder, n)) for n in ("train.bin", "val.bin", "meta.json")):
+    """What "delete out_dir" advice names: out_dir, or where it holds more than the run and what was made of it
+    (its lock, logs, eval/ and projections.*), only the run's checkpoint and log; deleting the folder removed the
+    prepared data (out_dir = data_dir), or another command's results there (bench's tables), with the run (train.py's
+    refusals, and a damaged log's: "delete out_dir and train the run again")."""
+    try:
+        names = set(os.listdir(folder))
+    except OSError:
+        return folder
+    own = {"ckpt.pt", "log.jsonl", "train.lock", "eval", "projections.md", "projections.csv", "projections.png"}
+    others = sorted(n for n in names - own if not n.endswith(".tmp") and not re.fullmatch(r"log\.\d+\.jsonl", n))
+    if not others:
         return folder
     run = [p for n in ("ckpt.pt", "log.jsonl") if os.path.exists(p := os.path.join(folder, n))]
     run = " and ".join(run or [os.path.join(folder, "ckpt.pt"), os.path.join(folder, "log.jsonl")])
-    return f"{run} (not {folder}: it holds the prepared data too)"
+    held = "the prepared data" if set(others) & {"train.bin", "val.bin", "meta.json"} else \
+        f"{others[0]}{' and more' if len(others) > 1 else ''}"
+    return f"{run} (not {folder}: it holds {held} too)"
 
 
 def default_data(data_dir):

@@ -598,9 +598,17 @@ if ckpt:
                      + ([f"without {dropped}"] if dropped else []))
     go_on = f"continue it with --init_from=resume ({keep}: a resume keeps the checkpoint's architecture)" if keep \
         else "continue it with --init_from=resume"
+    saved = {**defaults, **ckpt["config"]}
+    # the run's own end: total_tokens > 0 set its max_iters (its config keeps the max_iters it left unread), and the
+    # run's advice to raise --total_tokens stretched the cosine without a word
+    ran = saved["max_iters"] if (ran := run_length(saved)) is None else ran
     if done >= max_iters:  # finished: a resume to the same max_iters has nothing to train ("raise --max_iters")
         go_on = f"it is finished at iteration {done}: to train on, raise {length} and add --init_from=resume" + (
             f" ({keep})" if keep else "")
+        if type(ran) is int and done < ran and length == "--max_iters" and not saved["total_tokens"]:  # stopped short,
+            # which a shorter --max_iters (the config's, after a longer resume) called "finished"
+            go_on = (f"it stopped at iteration {done} of its run's {ran}: to go on, add --init_from=resume "
+                     f"--max_iters={ran}" + (f" ({keep})" if keep else ""))
     if init_from != "resume" and changed:
         sys.exit(f"{ckpt_path} exists, from a run with other settings: {', '.join(changed[:3])}"
                  f"{f' and {len(changed) - 3} more' if len(changed) > 3 else ''}; {go_on}, or train this run into "
@@ -618,10 +626,6 @@ if ckpt:
     # lr_decay_iters=0 follows max_iters: a longer run stretches the cosine, so the rate at the checkpoint's
     # iteration rises again from where its own decay had brought it (min_lr, for a finished run); a shorter one
     # squeezes it, and the rate falls at once (300 to 100 at iteration 80: 2.9e-3 to 1.2e-3, without a word)
-    saved = {**defaults, **ckpt["config"]}
-    # the run's own end: total_tokens > 0 set its max_iters (its config keeps the max_iters it left unread), and the
-    # run's advice to raise --total_tokens stretched the cosine without a word
-    ran = saved["max_iters"] if (ran := run_length(saved)) is None else ran
     end = saved["lr_decay_iters"] or ran
     if master and not config["lr_decay_iters"] and \
             warmup_iters < done and type(end) is int and end != lr_decay_iters and get_lr(done, end) != get_lr(done):

@@ -30,6 +30,7 @@ import csv
 import io
 import math
 import os
+import re
 
 # run as a file (`python experiments/analyze.py`) the project's modules are not on the path: say the way that works
 if not __package__:
@@ -368,12 +369,35 @@ def main(argv=None):
             source = plan(FULL)[0]  # the source of the first seed: ASSET_SOURCE
             check_study_run(load_checkpoint(args.out_dir, ("model", "model_args", "config")), args.out_dir, source[3],
                             "python -m experiments.retrofit")
+        # in the run's own folder an analysis is that folder's, whatever it names (a copy made with cp -r)
+        if os.path.realpath(out) != os.path.realpath(run_dir) and (other := analysed_run(out)) and \
+                os.path.realpath(other) != os.path.realpath(run_dir):
+            raise SystemExit(f"--out {out} holds the analysis of another run, {other} (projections.md), which this "
+                             f"one would replace; give another --out to keep both, or remove "
+                             f"{os.path.join(out, 'projections.*')} to replace them.")
     with new_dirs(*[out] if out else []):  # made now, removed again if the work stops before writing there
         if out and (why := unwritable(out)):
             parser.error(f"--out {out!r} is not a writable directory ({why}); choose another --out.")
         if out:  # not after projections.md and .csv were written: three files of one analysis, or none
             outputs_free(*(os.path.join(out, f"projections.{ext}") for ext in ("md", "csv", "png")))
         work(args, model, data_dir, tokenizer, out, meta, (iters, max_iters))
+
+
+def analysed_run(out):
+    """The run folder whose analysis out/projections.md holds, where that folder is here (its first line names the
+    run as its command gave it), else None: a second run analysed into the same --out replaced the first's three
+    files without a word (eval.py refuses the like). A name that is no folder from here (a relative one given in
+    another folder) cannot be told from this run, and is not refused."""
+    try:
+        with open(os.path.join(out, "projections.md"), encoding="utf-8", errors="surrogateescape") as f:
+            first = f.readline()
+    except OSError:
+        return None
+    m = re.match(r"(.*?)(?: \(iteration \d+ of \d+: not finished\))?: proj=", first)
+    if not m:
+        return None
+    run = os.path.dirname(m[1]) if os.path.isfile(m[1]) else m[1]  # --out_dir=run/ckpt.pt: its folder
+    return run if os.path.isfile(os.path.join(run, "ckpt.pt")) else None
 
 
 def work(args, model, data_dir, tokenizer, out, meta=None, at=(None, None)):

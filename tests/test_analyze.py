@@ -530,3 +530,26 @@ def test_the_tracked_command_before_its_checkpoint_names_the_run_that_trains_it(
                         f"{repo}/config/cpu_lm.py --seed=1337 --eval_interval=600 --eval_tokens=106496 "
                         "--out_dir=out-retrofit/qkv_s1337` (this one).")
         assert list(tmp_path.iterdir()) == []
+
+
+def test_another_runs_analysis_in_the_same_out_is_not_replaced(tmp_path):
+    # a second run analysed into the same --out replaced the first's projections.* without a word (eval.py refuses
+    # another run's evaluation there); the same run again, a stopped one finished since, or a copy made with cp -r
+    # analysed in its own folder, replaces its own
+    a, b, out = tmp_path / "a", tmp_path / "b", tmp_path / "out"
+    for run, proj in ((a, "qkv"), (b, "qk_v")):
+        run.mkdir()
+        save_ckpt(run, proj)
+    main([f"--out_dir={a}", "--tokens=64", f"--out={out}"])
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(SystemExit) as e:
+        main([f"--out_dir={b}", "--tokens=64", f"--out={out}"])
+    assert str(e.value) == f"--out {out} holds the analysis of another run, {a} (projections.md), which this one " \
+                           f"would replace; give another --out to keep both, or remove {out}/projections.* to " \
+                           f"replace them."
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    main([f"--out_dir={a / 'ckpt.pt'}", "--tokens=64", f"--out={out}"])  # a, named by its checkpoint
+    main([f"--out_dir={a}", "--tokens=64"])
+    (b / "projections.md").write_bytes((a / "projections.md").read_bytes())  # b copied from a, then trained on
+    main([f"--out_dir={b}", "--tokens=64"])
+    assert (b / "projections.md").read_text().startswith(f"{b}: proj=qk_v")

@@ -133,8 +133,9 @@ CASES = [
     (["experiments.analyze", "--out_dir={w}/run", "--tokens=0"], "--tokens"),
     (["bench.py", "--quick", "--what=cache", "--out={w}/afile"], "afile"),
     (["bench.py", "--quick", "--what=cache", "--device=cuda", "--out={w}/b1"], "--device=cpu"),
-    (["bench.py", "--quick", "--what=cache", "--out="], "--out is empty; give it a value, or leave it out for the "
-                                                          "default 'out-bench'"),  # was " is not ..."
+    # empty, --out is its default (out-bench-quick here), as eval's is; spaces are no folder's name
+    (["bench.py", "--quick", "--what=cache", "--out= "], "--out is only spaces (' '); give it a value, or leave it "
+                                                           "out"),  # was " is not ..."  # was " is not ..."
 ]
 
 

@@ -206,8 +206,9 @@ def test_only_a_full_run_writes_into_assets(tmp_path, monkeypatch):
                                  torch.device("cuda"))
     monkeypatch.undo()
     monkeypatch.chdir(tmp_path)
-    bench.main(["--what=cache", "--quick"])  # the default --out: an untracked folder
-    assert sorted(os.listdir(tmp_path / "out-bench")) == ["cache_savings.csv", "cache_savings.png"]
+    bench.main(["--what=cache", "--quick"])  # the default --out: an untracked folder, not the full run's out-bench
+    assert sorted(os.listdir(tmp_path / "out-bench-quick")) == ["cache_savings.csv", "cache_savings.png"]
+    assert not os.path.exists(tmp_path / "out-bench")
     assert tree_digest(assets) == before
 
 

@@ -648,6 +648,27 @@ def test_a_finished_run_asked_with_other_settings_is_refused(finished, data_dir,
     assert snapshot(out) == before
 
 
+def test_a_run_stopped_short_of_a_longer_resumes_end_is_not_called_finished(finished, data_dir, tmp_path,
+                                                                              monkeypatch):
+    # resumed with --max_iters=6 and stopped at iteration 2, the run's first command (--max_iters=2) was told "it is
+    # finished at iteration 2: raise --max_iters", where it stopped at 2 of 6, and --max_iters=6 goes on exactly
+    out = shutil.copytree(finished, tmp_path / "run")
+    ckpt = torch.load(out / "ckpt.pt", weights_only=True)
+    ckpt["config"]["max_iters"] = 6
+    torch.save(ckpt, out / "ckpt.pt")
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2"])
+    assert msg == f"{out / 'ckpt.pt'} exists, from a run with other settings: max_iters=2 (checkpoint: 6); it " \
+                  f"stopped at iteration 2 of its run's 6: to go on, add --init_from=resume --max_iters=6, or train " \
+                  f"this run into another --out_dir.", msg
+    for edited in ("x", None):  # a max_iters edited by hand into no number: no traceback, no "of its run's"
+        torch.save(dict(ckpt, config=dict(ckpt["config"], max_iters=edited)), out / "ckpt.pt")
+        msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2"])
+        assert "it is finished at iteration 2: to train on, raise --max_iters" in msg, msg
+    torch.save(ckpt, out / "ckpt.pt")
+    train(data_dir, out, "--init_from=resume", "--max_iters=6")
+    assert torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 6
+
+
 def test_a_resumed_run_keeps_how_it_started(finished, data_dir, tmp_path, monkeypatch, capsys):
     # a resume saved init_from="resume", which matches any command: a scratch run asked into a converted run's
     # out_dir (or a conversion into a scratch run's) once it had been resumed was told "holds this run: nothing to
