@@ -84,9 +84,25 @@ def check(key, value, defaults, where, hints=None):
                          f"{value!r} of type {type(value).__name__}.")
     # the argument itself only where it prints on one line: --out_dir=$'x\n' is named by its value's repr
     if error := blank_error(key, value, defaults[key], f" in {where}") or \
-            control_error(key, value, f" in {where}" if where.isprintable() else ""):
+            control_error(key, value, f" in {where}" if where.isprintable() else "") or unnameable(key, value, where):
         raise SystemExit(error + ".")
     return shell_vars(key, home(value))
+
+
+def unnameable(key, value, where):
+    """One sentence (without its period) for a path setting this locale's file names cannot hold, else None: a
+    config file is UTF-8 Python, so out_dir = "runs/日本" under a Latin-1 locale (or "runs/é" under LC_ALL=C with
+    PYTHONUTF8=0) was a UnicodeEncodeError traceback at the first path call. The command line's own bytes always
+    fit: only a config file's text can hold such a name."""
+    if key not in PATHS or not isinstance(value, str):
+        return None
+    encoding = sys.getfilesystemencoding()
+    try:
+        value.encode(encoding, sys.getfilesystemencodeerrors())
+        return None
+    except UnicodeEncodeError as e:
+        return (f"{key} {value!r} in {where} holds {value[e.start]!r}, which a file name cannot hold in this locale's "
+                f"encoding ({encoding}); run it under a UTF-8 locale (LC_ALL=C.UTF-8) or give the path without it")
 
 
 # the settings that name files and folders (train.py's and sample.py's keys, the commands' options): only their
