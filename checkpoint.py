@@ -493,6 +493,23 @@ def atomic_write(path, data):
             release(tmp)
 
 
+def saved_path(path):
+    """A path a checkpoint saved, as this locale names the same folder: a data_dir saved under a UTF-8 locale
+    ('data/日本') does not encode under a Latin-1 one (or 'dé' under PYTHONUTF8=0 LC_ALL=C), and sample.py's
+    calibration was a UnicodeEncodeError traceback; its UTF-8 bytes are the folder's name, decoded as this locale
+    does. One that encodes stays as saved (a Latin-1 run read under Latin-1)."""
+    if not isinstance(path, str):
+        return path
+    try:
+        os.fsencode(path)
+        return path
+    except UnicodeEncodeError:
+        try:
+            return os.fsdecode(as_text(path).encode("utf-8", "surrogateescape"))
+        except UnicodeError:  # a lone surrogate of another kind: no bytes stand behind it
+            return path
+
+
 def strict(obj):
     """obj with every float that is not finite (inf, NaN) as None, and every string as the text it is, through dicts,
     lists and tuples. Outside UTF-8 mode (PYTHONUTF8=0 LC_ALL=C) a path from the command line holds its bytes as

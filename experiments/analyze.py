@@ -44,7 +44,7 @@ import torch
 
 from checkpoint import (atomic_write, check_study_run, guard_assets, in_assets, load_checkpoint, new_dirs, other_data,
                         outputs_free, present, read_json, run_length, save_figure, script, together, tokens,
-                        unwritable)
+                        saved_path, unwritable)
 from configurator import Parser, as_text, cli, number
 from convert import affine_fit
 from model import GPT, GPTConfig
@@ -286,7 +286,7 @@ def load(out_dir):
     model.float()  # measured in float32: weights saved by hand in float16 or bfloat16 were einsum's dtype RuntimeError
     meta = ckpt.get("meta", {})
     config = ckpt.get("config", {})
-    return model.eval(), config.get("data_dir"), ckpt["iter_num"], meta.get("tokenizer"), meta, run_length(config)
+    return model.eval(), saved_path(config.get("data_dir")), ckpt["iter_num"], meta.get("tokenizer"), meta, run_length(config)
 
 
 def val_tokens(data_dir, n_tokens, block_size, tokenizer=None):
