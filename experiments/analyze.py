@@ -286,7 +286,8 @@ def load(out_dir):
     model.float()  # measured in float32: weights saved by hand in float16 or bfloat16 were einsum's dtype RuntimeError
     meta = ckpt.get("meta", {})
     config = ckpt.get("config", {})
-    return model.eval(), saved_path(config.get("data_dir")), ckpt["iter_num"], meta.get("tokenizer"), meta, run_length(config)
+    data_dir = saved_path(config.get("data_dir"))  # saved under another locale: the same folder in this one
+    return model.eval(), data_dir, ckpt["iter_num"], meta.get("tokenizer"), meta, run_length(config)
 
 
 def val_tokens(data_dir, n_tokens, block_size, tokenizer=None):
