@@ -38,6 +38,8 @@ if __name__ != "__main__":  # as nanoGPT's, a script: an import ran a whole trai
                       "model.py, checkpoint.py, convert.py and configurator.py.")
 
 
+if getattr(sys.flags, "safe_path", False):  # PYTHONSAFEPATH=1 or -P leaves this folder off sys.path: the next
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # import was a ModuleNotFoundError traceback
 from configurator import quiet_exit, quiet_start, stopped_by  # standard library only: before torch's seconds of import
 
 # a scheduler's time limit or `kill` stops the run as Ctrl-C does, not with no word; not under torchrun, which sends
