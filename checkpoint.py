@@ -188,7 +188,7 @@ def same_folder(a, b):
     a path saved under a UTF-8 locale ('dé') does not encode under an ASCII one (PYTHONUTF8=0 LC_ALL=C), which gives
     the same folder typed as 'd\\udcc3\\udca9': realpath's UnicodeEncodeError, or two spellings of one folder."""
     try:  # as bytes, as train.py's same() compares them
-        a, b = (as_text(p).encode("utf-8", "surrogateescape") for p in (a, b))
+        a, b = (os.fsencode(saved_path(p)) for p in (a, b))  # this locale's bytes (Latin-1's too)
     except UnicodeError:
         return False
     return os.path.realpath(a) == os.path.realpath(b)

@@ -225,11 +225,26 @@ def boolean(text):
 def control_error(name, value, where=""):
     """One sentence (without its period) for a name or path holding a control character (a newline, a tab, an
     escape), else None: --out_dir=$'x\\n' trained into a folder whose name ends in an invisible newline."""
-    bad = next((c for c in value if unicodedata.category(c) == "Cc"), None) if isinstance(value, str) else None
+    if not isinstance(value, str):
+        return None
+    bad = next((c for c in as_typed(value) if unicodedata.category(c) == "Cc"), None)
     if bad is None:
         return None
     return (f"{name} holds the control character {bad!r}{where} ({value!r}), which no name or path means; give it "
             f"without {'newlines' if bad in chr(10) + chr(13) else 'control characters'}")
+
+
+def as_typed(value):
+    """value as the text its bytes spell in UTF-8, where this locale's encoding is another: a UTF-8 terminal's
+    'runs/日本' reaches Python under a Latin-1 locale as 'runs/æ\x97¥æ\x9c¬', whose bytes 0x97 and 0x9c are C1
+    control characters there, and a folder that exists was refused as holding the control character '\x97'."""
+    encoding = sys.getfilesystemencoding()
+    if encoding.replace("-", "").lower() == "utf8":
+        return value
+    try:
+        return value.encode(encoding, "surrogateescape").decode("utf-8")
+    except UnicodeError:  # not UTF-8 bytes: the locale's own text, as it reads
+        return value
 
 
 def literal(text, number):
