@@ -197,7 +197,7 @@ def same_folder(a, b):
     a path saved under a UTF-8 locale ('dé') does not encode under an ASCII one (PYTHONUTF8=0 LC_ALL=C), which gives
     the same folder typed as 'd\\udcc3\\udca9': realpath's UnicodeEncodeError, or two spellings of one folder."""
     try:  # as bytes, as train.py's same() compares them
-        a, b = (as_text(p).encode("utf-8", "surrogateescape") for p in (a, b))
+        a, b = (os.fsencode(saved_path(p)) for p in (a, b))  # this locale's bytes (Latin-1's too)
     except UnicodeError:
         return False
     return os.path.realpath(a) == os.path.realpath(b)
@@ -500,6 +500,23 @@ def atomic_write(path, data):
             os.remove(tmp)
         if tmp:
             release(tmp)
+
+
+def saved_path(path):
+    """A path a checkpoint saved, as this locale names the same folder: a data_dir saved under a UTF-8 locale
+    ('data/日本') does not encode under a Latin-1 one (or 'dé' under PYTHONUTF8=0 LC_ALL=C), and sample.py's
+    calibration was a UnicodeEncodeError traceback; its UTF-8 bytes are the folder's name, decoded as this locale
+    does. One that encodes stays as saved (a Latin-1 run read under Latin-1)."""
+    if not isinstance(path, str):
+        return path
+    try:
+        os.fsencode(path)
+        return path
+    except UnicodeEncodeError:
+        try:
+            return os.fsdecode(as_text(path).encode("utf-8", "surrogateescape"))
+        except UnicodeError:  # a lone surrogate of another kind: no bytes stand behind it
+            return path
 
 
 def strict(obj):

@@ -85,9 +85,25 @@ def check(key, value, defaults, where, hints=None, expand=True):
                          f"{value!r} of type {type(value).__name__}.")
     # the argument itself only where it prints on one line: --out_dir=$'x\n' is named by its value's repr
     if error := blank_error(key, value, defaults[key], f" in {where}") or \
-            control_error(key, value, f" in {where}" if where.isprintable() else ""):
+            control_error(key, value, f" in {where}" if where.isprintable() else "") or unnameable(key, value, where):
         raise SystemExit(error + ".")
     return shell_vars(key, home(value)) if expand else value
+
+
+def unnameable(key, value, where):
+    """One sentence (without its period) for a path setting this locale's file names cannot hold, else None: a
+    config file is UTF-8 Python, so out_dir = "runs/日本" under a Latin-1 locale (or "runs/é" under LC_ALL=C with
+    PYTHONUTF8=0) was a UnicodeEncodeError traceback at the first path call. The command line's own bytes always
+    fit: only a config file's text can hold such a name."""
+    if key not in PATHS or not isinstance(value, str):
+        return None
+    encoding = sys.getfilesystemencoding()
+    try:
+        value.encode(encoding, sys.getfilesystemencodeerrors())
+        return None
+    except UnicodeEncodeError as e:
+        return (f"{key} {value!r} in {where} holds {value[e.start]!r}, which a file name cannot hold in this locale's "
+                f"encoding ({encoding}); run it under a UTF-8 locale (LC_ALL=C.UTF-8) or give the path without it")
 
 
 # the settings that name files and folders (train.py's and sample.py's keys, the commands' options): only their
@@ -210,11 +226,26 @@ def boolean(text):
 def control_error(name, value, where=""):
     """One sentence (without its period) for a name or path holding a control character (a newline, a tab, an
     escape), else None: --out_dir=$'x\\n' trained into a folder whose name ends in an invisible newline."""
-    bad = next((c for c in value if unicodedata.category(c) == "Cc"), None) if isinstance(value, str) else None
+    if not isinstance(value, str):
+        return None
+    bad = next((c for c in as_typed(value) if unicodedata.category(c) == "Cc"), None)
     if bad is None:
         return None
     return (f"{name} holds the control character {bad!r}{where} ({value!r}), which no name or path means; give it "
             f"without {'newlines' if bad in chr(10) + chr(13) else 'control characters'}")
+
+
+def as_typed(value):
+    """value as the text its bytes spell in UTF-8, where this locale's encoding is another: a UTF-8 terminal's
+    'runs/日本' reaches Python under a Latin-1 locale as 'runs/æ\x97¥æ\x9c¬', whose bytes 0x97 and 0x9c are C1
+    control characters there, and a folder that exists was refused as holding the control character '\x97'."""
+    encoding = sys.getfilesystemencoding()
+    if encoding.replace("-", "").lower() == "utf8":
+        return value
+    try:
+        return value.encode(encoding, "surrogateescape").decode("utf-8")
+    except UnicodeError:  # not UTF-8 bytes: the locale's own text, as it reads
+        return value
 
 
 def literal(text, number):

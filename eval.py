@@ -24,6 +24,8 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict
 
+if getattr(sys.flags, "safe_path", False):  # PYTHONSAFEPATH=1 or -P leaves this folder off sys.path: the next
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # import was a ModuleNotFoundError traceback
 from configurator import quiet_start  # standard library only
 
 if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: one line, not its traceback

@@ -16,10 +16,13 @@ import numbers
 import os
 import re
 import shlex
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import replace
 
+if getattr(sys.flags, "safe_path", False):  # PYTHONSAFEPATH=1 or -P leaves this folder off sys.path: the next
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # import was a ModuleNotFoundError traceback
 from configurator import quiet_start  # standard library only
 
 if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: one line, not its traceback
@@ -28,7 +31,7 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import torch
 
 from checkpoint import (dangling, eight_bit, free_name, iconv_command, load_checkpoint, other_data, r50k, read_json,
-                        token_count, tokens, unreadable, utf16)
+                        saved_path, token_count, tokens, unreadable, utf16)
 from configurator import Parser, boolean, cli, compile_failure, home, missing_device, number, shell_vars
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, check_conversion, conversion_note, convert_state_dict,
                      exact_fit, gpt2_config, load_gpt2, ties_v)
@@ -357,7 +360,7 @@ def load_model(args, device):
     if args.init_from == "resume":
         ckpt = load_checkpoint(args.out_dir, ("model", "model_args", "meta"))
         cfg, state, meta = GPTConfig(**ckpt["model_args"]), ckpt["model"], ckpt["meta"]
-        data_dir = ckpt.get("config", {}).get("data_dir")
+        data_dir = saved_path(ckpt.get("config", {}).get("data_dir"))
         args.iter_num = ckpt.get("iter_num")  # eval.py records it: a live run's ckpt.pt moves on past its results
     else:
         cfg, state, meta, data_dir = gpt2_config(args.init_from), None, GPT2_META, None

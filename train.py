@@ -39,6 +39,8 @@ if __name__ != "__main__":  # as nanoGPT's, a script: an import ran a whole trai
                       "model.py, checkpoint.py, convert.py and configurator.py.")
 
 
+if getattr(sys.flags, "safe_path", False):  # PYTHONSAFEPATH=1 or -P leaves this folder off sys.path: the next
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # import was a ModuleNotFoundError traceback
 from configurator import quiet_exit, quiet_start, stopped_by  # standard library only: before torch's seconds of import
 
 # a scheduler's time limit or `kill` stops the run as Ctrl-C does, not with no word; not under torchrun, which sends
@@ -58,7 +60,8 @@ from torch.utils.checkpoint import checkpoint
 from checkpoint import (atomic_write, dangling, delete_what, eval_batches, file_above, guard_assets, iteration_tokens,
                         json_text, load_checkpoint, load_json, lock_held, log_lines, log_text, masked, masked_file,
                         missing_dirs, open_data, other_data, perplexity, remove_empty, remove_leftovers, run_files,
-                        run_length, save_checkpoint, scored_tokens, space_fix, token_count, unlocked, unreadable)
+                        run_length, save_checkpoint, saved_path, scored_tokens, space_fix, token_count, unlocked,
+                        unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, missing_device,
                           open_files_fix, out_of_memory, range_error, tolerant_output)
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, conversion_note, convert_state_dict, exact_fit,
@@ -503,8 +506,8 @@ def same(key, now, was):
     if as_text(now) == as_text(was):
         return True
     if key in ("data_dir", "init_from") and isinstance(now, str) and isinstance(was, str) and now and was:
-        try:  # as bytes: a path written under a UTF-8 locale may not encode under an ASCII one
-            now, was = (p.encode("utf-8", "surrogateescape") for p in (as_text(now), as_text(was)))
+        try:  # as bytes: a path written under a UTF-8 locale may not encode under an ASCII or Latin-1 one
+            now, was = (os.fsencode(saved_path(p)) for p in (now, was))
         except UnicodeError:
             return False
         return os.path.realpath(now) == os.path.realpath(was)

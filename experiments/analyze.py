@@ -45,7 +45,7 @@ import torch
 
 from checkpoint import (atomic_write, check_study_run, guard_assets, in_assets, load_checkpoint, new_dirs, other_data,
                         outputs_free, present, read_json, run_length, save_figure, script, together, tokens,
-                        unwritable)
+                        saved_path, unwritable)
 from configurator import Parser, as_text, cli, number
 from convert import affine_fit
 from model import GPT, GPTConfig
@@ -287,7 +287,8 @@ def load(out_dir):
     model.float()  # measured in float32: weights saved by hand in float16 or bfloat16 were einsum's dtype RuntimeError
     meta = ckpt.get("meta", {})
     config = ckpt.get("config", {})
-    return model.eval(), config.get("data_dir"), ckpt["iter_num"], meta.get("tokenizer"), meta, run_length(config)
+    data_dir = saved_path(config.get("data_dir"))  # saved under another locale: the same folder in this one
+    return model.eval(), data_dir, ckpt["iter_num"], meta.get("tokenizer"), meta, run_length(config)
 
 
 def val_tokens(data_dir, n_tokens, block_size, tokenizer=None):

@@ -443,6 +443,20 @@ def test_a_non_ascii_folder_outside_utf8_mode_is_drawn_in_the_title(tmp_path):
 
 
 
+def test_a_study_run_from_another_projects_folder_imports_this_repositorys_modules(tmp_path):
+    # experiments/README.md: run from another folder with the repository on PYTHONPATH; `python -m` puts that folder
+    # first, and a nanoGPT checkout's own configurator.py and model.py were imported (an ImportError traceback)
+    (tmp_path / "configurator.py").write_text("x = 1\n")
+    (tmp_path / "model.py").write_text("class GPT:\n    pass\n")
+    (tmp_path / "run").mkdir()
+    save_ckpt(tmp_path / "run", "qk_v")
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    r = subprocess.run([sys.executable, "-m", "experiments.analyze", "--out_dir=run", "--out=out"], cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert (tmp_path / "out" / "projections.md").exists()
+
+
 def test_a_folder_named_with_dollar_signs_is_drawn_in_the_title_as_it_is(tmp_path, capsys):
     # out_$RUN_$SEED, a shell variable in single quotes: matplotlib parsed "$RUN_$" in the title as math, a
     # ParseSyntaxException traceback after the table, nothing written

@@ -329,6 +329,19 @@ def test_tying_calibrates_on_the_checkpoints_own_validation_tokens(tmp_path, cap
         run(capsys, tmp_path / "run", "--proj=qk_v")
 
 
+def test_tying_calibrates_on_a_data_dir_saved_under_another_locale(tmp_path):
+    # a run trained under a UTF-8 locale saved data_dir 'dé'; sampled under PYTHONUTF8=0 LC_ALL=C (or 'data/日本'
+    # under a Latin-1 locale) the calibration's first look at it was a UnicodeEncodeError traceback
+    make_data(tmp_path / "dé")
+    make_ckpt(tmp_path / "run", BYTES_META, config={"data_dir": str(tmp_path / "dé")})
+    env = dict(os.environ, PYTHONUTF8="0", LC_ALL="C", PYTHONCOERCECLOCALE="0")
+    r = subprocess.run([sys.executable, "sample.py", f"--out_dir={tmp_path / 'run'}", "--device=cpu", "--proj=qk_v",
+                        "--calib_tokens=1000", "--max_new_tokens=2", "--num_samples=1"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, errors="replace", timeout=300)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "V tied to K by lstsq fitted on 960 tokens of " in r.stdout and "(the checkpoint's own)" in r.stdout
+
+
 def test_a_data_dir_this_user_cannot_read_is_named_not_called_gone(tmp_path, capsys, monkeypatch):
     # as another user, an unreadable meta.json (or a data_dir not searchable) was "no longer holds the val.bin and
     # meta.json it was trained on (gone, damaged, ...)", where a val.bin unreadable said so; root reads every file,

@@ -17,6 +17,7 @@ from unittest import mock
 import pytest
 
 from checkpoint import BYTES_DATA
+import configurator
 from configurator import Parser, in_range
 from test_bad_inputs import tree_digest
 from test_sample import BYTES_META, make_ckpt
@@ -223,6 +224,16 @@ def test_a_text_setting_holding_a_control_character_is_one_line(script, capsys):
     assert text_refusals(parser_of(script), capsys, "x\ty", lambda opt: (
         f"{opt} holds the control character '\\t' ('x\\ty'), which no name or path means; give it without control "
         f"characters")) == []
+
+
+def test_a_utf8_name_read_under_a_latin1_locale_holds_no_control_character(monkeypatch):
+    # a UTF-8 terminal's runs/日本 under a Latin-1 locale is 'runs/æ\x97¥æ\x9c¬' to Python: bytes 0x97 and 0x9c
+    # were C1 control characters, and every command refused a folder that exists
+    monkeypatch.setattr(sys, "getfilesystemencoding", lambda: "iso8859-1")
+    typed = "runs/\u65e5\u672c".encode("utf-8").decode("latin-1")
+    assert configurator.control_error("--out_dir", typed) is None
+    assert configurator.control_error("--out_dir", "x\u0085".encode("utf-8").decode("latin-1"))  # NEL typed: refused
+    assert configurator.control_error("--out_dir", "x\n")
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

@@ -114,6 +114,20 @@ def test_every_string_holding_a_control_character_is_one_line(defaults, tmp_path
                       f"without newlines.", msg
 
 
+def test_a_config_files_path_this_locales_file_names_cannot_hold_is_one_line(tmp_path, monkeypatch):
+    # a config file is UTF-8 Python: out_dir = "runs/日本" under a Latin-1 locale (or "é" under LC_ALL=C with
+    # PYTHONUTF8=0) was a UnicodeEncodeError traceback from os.path.realpath
+    config = tmp_path / "mine.py"
+    config.write_text('out_dir = "runs/\u65e5\u672c"\n', encoding="utf-8")
+    monkeypatch.setattr(sys, "getfilesystemencoding", lambda: "iso8859-1")
+    msg = refusal(monkeypatch, tmp_path, [str(config)])
+    assert msg == (f"out_dir 'runs/\u65e5\u672c' in {config} holds '\u65e5', which a file name cannot hold in this "
+                   f"locale's encoding (iso8859-1); run it under a UTF-8 locale (LC_ALL=C.UTF-8) or give the path "
+                   f"without it."), msg
+    config.write_text('out_dir = "runs/\xe9"\n', encoding="utf-8")  # Latin-1 holds it: no refusal
+    assert refusal(monkeypatch, tmp_path, [str(config), "--data_dir=nodata"]).startswith("data_dir 'nodata'")
+
+
 @pytest.mark.parametrize("key", CHOICES)
 def test_every_string_outside_its_choices_is_one_line_naming_them(key, tmp_path, monkeypatch):
     msg = refusal(monkeypatch, tmp_path, [f"--{key}=foo"])
