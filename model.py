@@ -38,8 +38,16 @@ POS_CONV_BASES = ("product", "concat")
 PEAK_FLOPS = {"A100": 312e12, "H100 PCIe": 756e12, "H100 NVL": 835e12, "H200 NVL": 835e12, "H100": 989e12,
               "H200": 989e12}
 # Cached one-token softmax steps through kernel.py's Triton decode attention (K read once when V = K):
-# None = for CUDA tensors, True = always (the tests, under TRITON_INTERPRET=1), False = never (SDPA).
+# None = for CUDA tensors, compiled (not under TRITON_INTERPRET=1), True = always (the tests, under TRITON_INTERPRET=1),
+# False = never (SDPA).
 DECODE_KERNEL = None
+
+
+def compiled_kernel():
+    """Whether Triton compiles kernel.py's kernels: TRITON_INTERPRET=1 left exported (the tests' CPU setting) ran a CUDA
+    model's decode steps in numpy, which has no bfloat16, at the interpreter's speed."""
+    from kernel import INTERPRETED  # here, not at the top: only the decode step needs triton
+    return not INTERPRETED
 
 
 @dataclass
@@ -290,8 +298,8 @@ class CausalSelfAttention(nn.Module):
             if cache is not None:  # write this chunk, then attend over everything cached so far
                 k, v = self.write_cache(cache, k.to(cache["k"].dtype), v.to(cache["k"].dtype), pos)
                 q = q.to(k.dtype)
-            use_kernel = q.is_cuda if DECODE_KERNEL is None else DECODE_KERNEL
-            if cache is not None and T == 1 and not self.pos_conv and use_kernel:
+            decode = cache is not None and T == 1 and not self.pos_conv
+            if decode and (q.is_cuda and compiled_kernel() if DECODE_KERNEL is None else DECODE_KERNEL):
                 from kernel import decode_attention  # here, not at the top: only this path needs triton
                 rope = self.rope_base if self.v_is_k else None  # V = K: the kernel rotates each z tile it reads
                 y = decode_attention(q[:, :, 0], cache["k"], cache.get("v"), lengths, rope_base=rope,

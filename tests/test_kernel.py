@@ -209,6 +209,21 @@ def test_model_greedy_decoding_through_kernel_equals_sdpa(proj, n_kv_head, pos_e
     assert torch.equal(got, expect)
 
 
+def test_by_default_only_a_compiled_kernel_decodes(monkeypatch):
+    # TRITON_INTERPRET=1 left exported (the tests' CPU setting) sent a CUDA model's decode steps through the
+    # interpreter: numpy's refusal of bfloat16, or its speed reported as the model's tokens/s
+    cfg = model.GPTConfig(block_size=16, vocab_size=50, n_layer=1, n_head=2, n_embd=32, proj="qk_v")
+    gpt = model.GPT(cfg).to(DEVICE).eval()
+    calls = []
+    monkeypatch.setattr(kernel, "decode_attention", lambda *a, **kw: calls.append(1) or decode_attention(*a, **kw))
+    for interpreted in (True, False):
+        monkeypatch.setattr(kernel, "INTERPRETED", interpreted)
+        assert model.compiled_kernel() is not interpreted
+        calls.clear()
+        gpt.generate(torch.zeros(1, 3, dtype=torch.long, device=DEVICE), 3, temperature=0)
+        assert bool(calls) == (DEVICE == "cuda" and not interpreted)
+
+
 def test_importing_model_needs_no_triton():
     code = "import sys, model; assert 'triton' not in sys.modules and 'kernel' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
