@@ -114,11 +114,15 @@ def check_built(model):
                      f"agree, convert.convert_state_dict for proj or n_kv_head).")
 
 
-def check_forward(model, idx, targets, cache):
-    """forward's inputs against the model: tokens, devices, and a cache (a Cache, checked by forward) of this
-    model, batch and eval mode, with room for idx."""
+def check_forward(model, idx, targets, cache, cache_type):
+    """forward's inputs against the model: tokens, devices, and a cache (a cache_type, model.Cache) of this model,
+    batch and eval mode, with room for idx."""
     check_tokens(idx, targets)
     check_built(model)
+    # after idx, as before the move here: a float idx with a dict cache was named by its idx
+    if cache is not None and not isinstance(cache, cache_type):  # a dict or list: an AttributeError on .pos
+        raise ValueError(f"cache must be None or a Cache from model.new_cache(batch_size, max_len); got "
+                         f"{type(cache).__name__}.")
     B, T = idx.shape
     # one sentence, not torch's "Expected all tensors to be on the same device" from the embedding or SDPA (a
     # cache left at new_cache's default device="cpu" for a CUDA model)

@@ -689,6 +689,8 @@ def test_invalid_requests_name_the_field():
     (lambda m, p: m.kv_bytes_per_token("bfloat16"), "torch.dtype"),
     (lambda m, p: m(p, cache={}), "cache must be None or a Cache"),  # an AttributeError on .pos
     (lambda m, p: m(p, cache=m.new_cache(1, 8).layers), "cache must be None or a Cache"),
+    # idx first, as before checks.py: the move named a float idx given with a dict cache by its cache
+    (lambda m, p: m(p.float(), cache={}), "idx must be a \\[B, T\\] tensor"),
     (lambda m, p: GPT(vars(m.config)), "GPT needs a GPTConfig"),  # GPT(ckpt["model_args"]): an AttributeError
     (lambda m, p: GPTConfig(vars(m.config)), "keywords: GPTConfig\\(\\*\\*ckpt"),  # "block_size must be ...; got {"
     # a model left in training mode sampled under dropout: greedy decoding gave other tokens on every call
