@@ -66,8 +66,8 @@ def closed_stream(path):
 def check(key, value, defaults, where, hints=None, expand=True):
     """The value to store for key, or SystemExit when the key is unknown or the type differs from the default's.
     hints: {unknown key: what it is instead}, for names a user brings from elsewhere (a launcher's options), whose
-    nearest spellings would point at an unrelated setting. expand=False: a path's $NAME as written (a config file's
-    value that a --key=value replaces)."""
+    nearest spellings would point at an unrelated setting. expand=False: a path whose $NAME cannot be expanded
+    (not set) is kept as written, not refused (a config file's value that a --key=value replaces)."""
     if key not in defaults:
         if hints and key in hints:
             raise SystemExit(f"unknown config key {key!r} in {where}; {hints[key]}.")
@@ -87,7 +87,12 @@ def check(key, value, defaults, where, hints=None, expand=True):
     if error := blank_error(key, value, defaults[key], f" in {where}") or \
             control_error(key, value, f" in {where}" if where.isprintable() else ""):
         raise SystemExit(error + ".")
-    return shell_vars(key, home(value)) if expand else value
+    try:
+        return shell_vars(key, home(value))
+    except SystemExit:  # expand=False: a $NAME not set, in a path a --key=value replaces; one set is expanded, as a
+        if expand:  # later config file reads it (data_dir = out_dir.replace(...) saw "$SCRATCH/x" as written)
+            raise
+        return value
 
 
 # the settings that name files and folders (train.py's and sample.py's keys, the commands' options): only their
