@@ -514,6 +514,19 @@ def is_under(path, folder):
     return os.path.commonpath([path, folder]) == folder
 
 
+def in_own_folder(out, run_dir):
+    """Whether --out is in run_dir and no other run's folder (a ckpt.pt) in it: a run trained in runs/a/sub has its
+    own eval/, whose results runs/a's evaluation with --out=runs/a/sub/eval replaced as its own without a word."""
+    if not is_under(out, run_dir):
+        return False
+    path, top = os.path.realpath(out), os.path.realpath(run_dir)
+    while path != top:
+        if os.path.exists(os.path.join(path, "ckpt.pt")):
+            return False
+        path = os.path.dirname(path)
+    return True
+
+
 def other_run(res, run, inside=False):
     """The run results.json records when it is not run, (out_dir, init_from) as given, else None: two runs
     evaluated on one text into one --out (qkv and qk_v side by side) kept the second's results without a word. The
@@ -596,7 +609,7 @@ def main(argv=None):
     # before the model and the evaluation: hours of work for a refusal. A --out inside the run's folder (its eval/)
     # holds that run's results whatever the folder is called now (renamed with mv), unless they name another run that
     # is still where they say: `--out_dir=a --out=b/eval` filed a's results in b, and b's own evaluation replaced them
-    inside = args.init_from == "resume" and is_under(out, run_dir)
+    inside = args.init_from == "resume" and in_own_folder(out, run_dir)
     if why := other_results(out, what, (args.out_dir, args.init_from), inside):
         raise SystemExit(why)
     # out_dir's checkpoint or GPT-2, converted if --proj/--n_kv_head say so; its notes ("converted to ...", "nothing
