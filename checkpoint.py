@@ -561,8 +561,9 @@ def iconv_command(hint, path, new, then=""):
     """hint, a sentence ending in "convert it, e.g. iconv ...", with its command reading path and writing new, then
     `then`: "iconv -f X -t UTF-8" named no file, and `iconv ... f > f`, the likely guess, empties f. A .zst is
     decompressed first (iconv of the compressed bytes converts nothing). A hint without iconv is as it is."""
-    zst = f"zstd -dc {shlex.quote(path)} | " if path.endswith(".zst") else ""
-    src = "" if zst else " " + shlex.quote(path)
+    arg = shlex.quote("./" + path if path.startswith("-") else path)  # -notes.txt: "iconv: invalid option -- 'n'"
+    zst = f"zstd -dc {arg} | " if path.endswith(".zst") else ""
+    src = "" if zst else " " + arg
     return re.sub(r"(iconv [^;)]*?)$", lambda m: f"{zst}{m.group(1)}{src} > {shlex.quote(new)}{then}", hint)
 
 
