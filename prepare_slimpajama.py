@@ -45,7 +45,7 @@ import numpy as np
 import zstandard
 
 from checkpoint import (atomic_write, dangling, delete_what, dir_steps, earlier_sha1s, eight_bit, free_name,
-                        guard_assets, hold_lock, iconv_command, inputs_sha1, largest_token, load_json, missing_dirs,
+                        guard_assets, hold_lock, iconv_command, iconv_in_place, inputs_sha1, largest_token, load_json, missing_dirs,
                         r50k, remove_empty, remove_leftovers, space_fix, unreadable, utf16, writable_dir)
 from configurator import Parser, boolean, cli, number
 from convert import hub_problem
@@ -759,7 +759,7 @@ def read_json(path, ok=lambda obj: True):
         return obj
     except (OSError, ValueError, AttributeError, TypeError) as e:
         if isinstance(e, UnicodeDecodeError) and (hint := utf16(e.object)):  # saved again by PowerShell 5
-            sys.exit(f"error: {path} is not UTF-8{hint}")
+            sys.exit(f"error: {path} is not UTF-8{iconv_in_place(hint, path)}")
         sys.exit(f"error: {path} is unreadable or not written by this script ({type(e).__name__}); delete "
                  f"{delete_what(os.path.dirname(path))} and start over, or use another --out_dir")
 

@@ -1326,7 +1326,8 @@ def test_a_log_saved_again_as_utf16_is_refused_before_a_resume_drops_it(finished
     shutil.copytree(finished, out)
     saved = (out / "log.jsonl").read_text().encode("utf-16")
     (out / "log.jsonl").write_bytes(saved)
-    sentence = f"{out}/log.jsonl is not UTF-8; it is UTF-16 (it starts with UTF-16's byte order mark): convert it"
+    sentence = f"{out}/log.jsonl is not UTF-8; it is UTF-16 (it starts with UTF-16's byte order mark): convert it, " \
+        f"e.g. iconv -f UTF-16 -t UTF-8 {out}/log.jsonl > {out}/log_2.jsonl && mv {out}/log_2.jsonl {out}/log.jsonl."
     with pytest.raises(SystemExit, match=re.escape(sentence)):
         checkpoint.read_log(out)
     r = train(data_dir, out, "--init_from=resume", "--max_iters=4", check=False)
