@@ -65,7 +65,7 @@ class GPTConfig:
 
     def __post_init__(self):
         config_fields(self, {"proj": SOURCES, "attn": ATTNS, "pos_conv_basis": POS_CONV_BASES,
-                             "pos_emb": POS_EMBS})  # checks.py: each field in range, one sentence each
+                             "pos_emb": POS_EMBS}, GPTConfig)  # checks.py: each field in range, one sentence each
 
 
 def peak_flops(name):

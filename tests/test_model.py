@@ -3,7 +3,7 @@
 import copy
 import io
 import math
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from types import SimpleNamespace
 
 import pytest
@@ -619,6 +619,18 @@ def test_pos_emb_none_has_no_position_table_and_sees_no_position():
 def test_invalid_configs_name_the_field(kw, field):
     with pytest.raises(ValueError, match=field):
         tiny(**kw)
+
+
+def test_a_subclass_default_of_a_part_not_built_is_refused_as_before():
+    # checks.py compared rope_base with the subclass's own default: with learned positions it acted on nothing,
+    # without a word, where model.py had refused it against GPTConfig's
+    @dataclass
+    class Longer(GPTConfig):
+        rope_base: float = 500000.0
+
+    with pytest.raises(ValueError, match="rope_base acts only with pos_emb='rope'.*leave rope_base at 10000"):
+        Longer(n_layer=1, n_head=2, n_embd=16)
+    assert Longer(n_layer=1, n_head=2, n_embd=16, pos_emb="rope").rope_base == 500000.0
 
 
 def test_a_width_of_one_is_refused_since_layernorm_erases_every_token():
