@@ -587,9 +587,18 @@ def iconv_command(hint, path, new, then=""):
     """hint, a sentence ending in "convert it, e.g. iconv ...", with its command reading path and writing new, then
     `then`: "iconv -f X -t UTF-8" named no file, and `iconv ... f > f`, the likely guess, empties f. A .zst is
     decompressed first (iconv of the compressed bytes converts nothing). A hint without iconv is as it is."""
-    zst = f"zstd -dc {shlex.quote(path)} | " if path.endswith(".zst") else ""
-    src = "" if zst else " " + shlex.quote(path)
+    arg = shlex.quote("./" + path if path.startswith("-") else path)  # -notes.txt: "iconv: invalid option -- 'n'"
+    zst = f"zstd -dc {arg} | " if path.endswith(".zst") else ""
+    src = "" if zst else " " + arg
     return re.sub(r"(iconv [^;)]*?)$", lambda m: f"{zst}{m.group(1)}{src} > {shlex.quote(new)}{then}", hint)
+
+
+def iconv_in_place(hint, path):
+    """hint's iconv command with the file it converts, through a free name moved back over it: a file a script
+    reads by its name (log.jsonl, meta.json), where "iconv -f UTF-16 -t UTF-8" named none and iconv f > f empties f."""
+    stem, ext = os.path.splitext(path)
+    new = free_name(stem, ext)
+    return iconv_command(hint, path, new, f" && mv {shlex.quote(new)} {shlex.quote(path)}")
 
 
 def eight_bit(data, start):
@@ -1111,7 +1120,7 @@ def log_text(path):
     with open(path, "rb") as f:
         data = f.read()
     if hint := utf16(data):
-        raise SystemExit(f"{path} is not UTF-8{hint}.")
+        raise SystemExit(f"{path} is not UTF-8{iconv_in_place(hint, path)}.")
     return data.decode("utf-8-sig", errors="replace")
 
 
@@ -1259,7 +1268,7 @@ def read_json(path, what):
         # saved again by PowerShell 5 (Out-File, Set-Content -Encoding Unicode): UTF-16, told "delete it and prepare
         # again", hours of preparing for a file iconv converts back
         if isinstance(e, UnicodeDecodeError) and (hint := utf16(e.object)):
-            raise SystemExit(f"{path} is not UTF-8{hint}.") from None
+            raise SystemExit(f"{path} is not UTF-8{iconv_in_place(hint, path)}.") from None
         raise SystemExit(f"{path} is unreadable or not a JSON object ({type(e).__name__}); {what}.") from None
 
 
@@ -1316,7 +1325,7 @@ def read_table(path, columns, text=(), ints=(),
         # saved again as UTF-16 (a spreadsheet's "Unicode text", PowerShell 5): iconv mends it, as meta.json is told;
         # e.object is the text's first chunk (8 KiB), whose cut may split a pair
         if isinstance(e, UnicodeDecodeError) and (hint := utf16(e.object, whole=len(e.object) < 8192)):
-            raise SystemExit(f"{path} is not UTF-8{hint}.") from None
+            raise SystemExit(f"{path} is not UTF-8{iconv_in_place(hint, path)}.") from None
         raise SystemExit(f"{path} cannot be read as a CSV ({type(e).__name__}); {fix}.") from None
     absent = [c for c in columns if c not in header]
     if absent or not rows:

@@ -26,9 +26,11 @@ def of_kind(v, default):
     return isinstance(v, numbers.Integral if isinstance(default, int) else numbers.Real)
 
 
-def config_fields(config, choices):
+def config_fields(config, choices, base):
     """GPTConfig's fields, each of its kind and range and together a model that can be built, in one sentence each;
-    choices: each text field's allowed values (model.py's SOURCES, ATTNS, ...)."""
+    choices: each text field's allowed values (model.py's SOURCES, ATTNS, ...); base: GPTConfig, whose defaults say
+    which parts are off (a subclass's own default rope_base with learned positions acted on nothing, without a
+    word, where it was refused before checks.py)."""
     # GPTConfig(ckpt["model_args"]) was "block_size must be an integer; got {...}", which named no fix
     if isinstance(config.block_size, dict):
         raise ValueError("GPTConfig takes its fields as keywords: GPTConfig(**ckpt['model_args']), not the dict "
@@ -89,12 +91,12 @@ def config_fields(config, choices):
     if config.pos_conv and config.attn == "linear":
         raise ValueError("pos_conv needs attn='softmax': linear attention has no score map to convolve.")
     # a setting of a part the model does not have would train without it, and without a word
-    if config.rope_base != type(config).rope_base and config.pos_emb != "rope":
+    if config.rope_base != base.rope_base and config.pos_emb != "rope":
         raise ValueError(f"rope_base acts only with pos_emb='rope', and pos_emb is {config.pos_emb!r}; set "
-                         f"pos_emb='rope', or leave rope_base at {type(config).rope_base:g}.")
-    if config.pos_conv_basis != type(config).pos_conv_basis and not config.pos_conv:
+                         f"pos_emb='rope', or leave rope_base at {base.rope_base:g}.")
+    if config.pos_conv_basis != base.pos_conv_basis and not config.pos_conv:
         raise ValueError(f"pos_conv_basis acts only with pos_conv > 0 ((X)+ on), and pos_conv is 0; set pos_conv "
-                         f"to a multiple of 4, or leave pos_conv_basis at {type(config).pos_conv_basis!r}.")
+                         f"to a multiple of 4, or leave pos_conv_basis at {base.pos_conv_basis!r}.")
 
 
 def check_built(model):
@@ -114,11 +116,15 @@ def check_built(model):
                      f"agree, convert.convert_state_dict for proj or n_kv_head).")
 
 
-def check_forward(model, idx, targets, cache):
-    """forward's inputs against the model: tokens, devices, and a cache (a Cache, checked by forward) of this
-    model, batch and eval mode, with room for idx."""
+def check_forward(model, idx, targets, cache, cache_type):
+    """forward's inputs against the model: tokens, devices, and a cache (a cache_type, model.Cache) of this model,
+    batch and eval mode, with room for idx."""
     check_tokens(idx, targets)
     check_built(model)
+    # after idx, as before the move here: a float idx with a dict cache was named by its idx
+    if cache is not None and not isinstance(cache, cache_type):  # a dict or list: an AttributeError on .pos
+        raise ValueError(f"cache must be None or a Cache from model.new_cache(batch_size, max_len); got "
+                         f"{type(cache).__name__}.")
     B, T = idx.shape
     # one sentence, not torch's "Expected all tensors to be on the same device" from the embedding or SDPA (a
     # cache left at new_cache's default device="cpu" for a CUDA model)

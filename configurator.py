@@ -63,11 +63,11 @@ def closed_stream(path):
            f"a file."
 
 
-def check(key, value, defaults, where, hints=None, expand=True):
+def check(key, value, defaults, where, hints=None, unset=None):
     """The value to store for key, or SystemExit when the key is unknown or the type differs from the default's.
     hints: {unknown key: what it is instead}, for names a user brings from elsewhere (a launcher's options), whose
-    nearest spellings would point at an unrelated setting. expand=False: a path's $NAME as written (a config file's
-    value that a --key=value replaces)."""
+    nearest spellings would point at an unrelated setting. unset: {key: refusal} where a path whose $NAME cannot be
+    expanded (not set) is kept as written, to be refused only if no later config file or --key=value replaces it."""
     if key not in defaults:
         if hints and key in hints:
             raise SystemExit(f"unknown config key {key!r} in {where}; {hints[key]}.")
@@ -87,7 +87,13 @@ def check(key, value, defaults, where, hints=None, expand=True):
     if error := blank_error(key, value, defaults[key], f" in {where}") or \
             control_error(key, value, f" in {where}" if where.isprintable() else "") or unnameable(key, value, where):
         raise SystemExit(error + ".")
-    return shell_vars(key, home(value)) if expand else value
+    try:  # one set is expanded here, as a later config file reads it (data_dir = out_dir.replace(...))
+        return shell_vars(key, home(value))
+    except SystemExit as e:
+        if unset is None:
+            raise
+        unset[key] = e
+        return value
 
 
 def unnameable(key, value, where):
@@ -383,7 +389,7 @@ def configure(defaults, args, usage=None, hints=None):
             if number and type(value) is str and (error := pasted_minus(text)):
                 raise SystemExit(f"--{key}={text} {error.replace('write ', f'write --{key}=')}.")
             overrides[key] = check(key, value, defaults, arg, hints)
-    values, given = dict(defaults), set()
+    values, given, unset = dict(defaults), set(), {}
     for arg in args:
         if not arg.startswith("--"):
             if os.path.isdir(arg):  # `config/`, as a shell completes it: found, but no file
@@ -420,10 +426,13 @@ def configure(defaults, args, usage=None, hints=None):
             scope = run_file(arg, values)
             for key, value in scope.items():
                 if not key.startswith("_") and not isinstance(value, types.ModuleType):
-                    # a file's $NAME path that a --key=value replaces is never used: out_dir = "$SCRATCH/x" with
-                    # SCRATCH unset was refused under --out_dir=runs/x, which names another folder
-                    values[key] = check(key, value, defaults, arg, hints, expand=key not in overrides)
+                    unset.pop(key, None)
+                    values[key] = check(key, value, defaults, arg, hints, unset)
             given |= scope.assigned & set(defaults)
+    # a file's $NAME path that a --key=value or a later file replaces is never used: out_dir = "$SCRATCH/x" with
+    # SCRATCH unset was refused under --out_dir=runs/x, or a run file's out_dir = "runs/x" after its base file's
+    if refused := [e for key, e in unset.items() if key not in overrides]:
+        raise refused[0]
     # the overrides after every file, wherever they stand: a file after one (`--max_iters=6 config/x.py`) set its
     # own value over the one typed, without a word
     filed = {k: values[k] for k in given}

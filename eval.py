@@ -516,13 +516,30 @@ def is_under(path, folder):
     return os.path.commonpath([path, folder]) == folder
 
 
+def in_own_folder(out, run_dir):
+    """Whether --out is in run_dir and no other run's folder (a ckpt.pt) in it: a run trained in runs/a/sub has its
+    own eval/, whose results runs/a's evaluation with --out=runs/a/sub/eval replaced as its own without a word."""
+    if not is_under(out, run_dir):
+        return False
+    path, top = os.path.realpath(out), os.path.realpath(run_dir)
+    while path != top:
+        if os.path.exists(os.path.join(path, "ckpt.pt")):
+            return False
+        path = os.path.dirname(path)
+    return True
+
+
 def other_run(res, run, inside=False):
     """The run results.json records when it is not run, (out_dir, init_from) as given, else None: two runs
     evaluated on one text into one --out (qkv and qk_v side by side) kept the second's results without a word. The
     same folder by another path, or one of its name where the recorded one is gone (moved), is the same run; and in
-    the run's own folder (inside) any recorded folder that is gone: this run, renamed."""
+    the run's own folder (inside) results filed in their run's own folder, or any recorded folder that is gone: this
+    run, moved or copied."""
     try:
         was = res["checkpoint"]
+        if inside and was.get("filed_inside") is True:  # filed in its run's own folder, found in this one's: this run,
+            # moved or copied (`mv a b` and a new run trained in a was "another run (a)")
+            return None
         old, new = (was["out_dir"], was["init_from"]), run
         if isinstance(was.get("path"), str) and os.path.realpath(old[0]) != was["path"]:
             # recorded from another folder, or through a link since pointed at another run: out_dir as given names
@@ -594,7 +611,7 @@ def main(argv=None):
     # before the model and the evaluation: hours of work for a refusal. A --out inside the run's folder (its eval/)
     # holds that run's results whatever the folder is called now (renamed with mv), unless they name another run that
     # is still where they say: `--out_dir=a --out=b/eval` filed a's results in b, and b's own evaluation replaced them
-    inside = args.init_from == "resume" and is_under(out, run_dir)
+    inside = args.init_from == "resume" and in_own_folder(out, run_dir)
     if why := other_results(out, what, (args.out_dir, args.init_from), inside):
         raise SystemExit(why)
     # out_dir's checkpoint or GPT-2, converted if --proj/--n_kv_head say so; its notes ("converted to ...", "nothing
@@ -630,6 +647,7 @@ def main(argv=None):
                              # out_dir as given is from the folder it was run in, and a link (latest) may point on
                              "path": os.path.realpath(args.out_dir),
                              "iter_num": getattr(args, "iter_num", None),  # which save of out_dir/ckpt.pt
+                             "filed_inside": inside,  # in the run's own folder (its eval/): other_run
                              "convert_method": args.convert_method,  # None where load_model tied no V to K
                              "converted_from": args.converted_from or None,  # the fields the conversion changed
                              "conversion": getattr(args, "conversion", None),  # how: method, calibration, fits

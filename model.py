@@ -73,7 +73,7 @@ class GPTConfig:
 
     def __post_init__(self):
         config_fields(self, {"proj": SOURCES, "attn": ATTNS, "pos_conv_basis": POS_CONV_BASES,
-                             "pos_emb": POS_EMBS})  # checks.py: each field in range, one sentence each
+                             "pos_emb": POS_EMBS}, GPTConfig)  # checks.py: each field in range, one sentence each
 
 
 def peak_flops(name):
@@ -411,10 +411,7 @@ class GPT(nn.Module):
         """idx [B, T] -> logits [B, T, vocab], loss (mean cross-entropy vs targets, -1 ignored) or None.
         With a cache, idx continues the sequence from cache.pos, the cache advances by T, and only the last
         position's logits are computed, [B, 1, vocab]: a prompt never pays for a [T, vocab] output layer."""
-        if cache is not None and not isinstance(cache, Cache):  # a dict or list: an AttributeError on .pos
-            raise ValueError(f"cache must be None or a Cache from model.new_cache(batch_size, max_len); got "
-                             f"{type(cache).__name__}.")
-        check_forward(self, idx, targets, cache)
+        check_forward(self, idx, targets, cache, Cache)
         B, T = idx.shape
         pos = cache.pos if cache is not None else 0
         if cache is not None and self.config.attn == "linear" and not torch.is_tensor(pos):

@@ -47,7 +47,7 @@ import numpy as np
 import zstandard
 
 from checkpoint import (atomic_write, dangling, delete_what, dir_steps, earlier_sha1s, eight_bit, free_name,
-                        guard_assets, hold_lock, iconv_command, inputs_sha1, largest_token, load_json, missing_dirs,
+                        guard_assets, hold_lock, iconv_command, iconv_in_place, inputs_sha1, largest_token, load_json, missing_dirs,
                         r50k, remove_empty, remove_leftovers, space_fix, unreadable, utf16, writable_dir)
 from configurator import Parser, boolean, cli, number
 from convert import hub_problem
@@ -446,9 +446,11 @@ def exact(val_fraction):
     return Fraction(repr(val_fraction)).as_integer_ratio()
 
 
-def route(split, j, val_fraction):
+def route(split, j, val_fraction, floats=False):
     if split != "mixed":
         return split
+    if floats:  # a run cut short by a version before a7bf8ea resumes by its rule, as by_line below
+        return "val" if int((j + 1) * val_fraction) > int(j * val_fraction) else "train"
     # floor((j+1)f) > floor(jf) in integers: in floats document 89 of --val_fraction=0.7 went to train.bin, and a
     # shard of 90 held out 62 documents where docs/data.md says floor(90 x 0.7) = 63
     p, q = exact(val_fraction)
@@ -492,7 +494,7 @@ def nul_half(data):
     return "UTF-16LE" if odd > 0.9 and even < 0.1 else "UTF-16BE" if even > 0.9 and odd < 0.1 else None
 
 
-def documents(path, split, val_fraction, start, by_line=False):
+def documents(path, split, val_fraction, start, by_line=False, floats=False):
     """Yield (unit, split, text) for each unit of a shard from unit `start` on: a line of a .jsonl file (units are
     the positions a resume starts from), or the train and val pieces of a .txt file. A bad unit comes as a
     BadInput in place of its text, naming the file and line."""
@@ -570,7 +572,7 @@ def documents(path, split, val_fraction, start, by_line=False):
                 if text:
                     # by_line: a run cut short by a version before 23aa8b8, which held out by line number, resumes
                     # by its rule (the new one from where it stopped was neither version's split, exit 0)
-                    yield j, route(split, j if by_line else k, val_fraction), text
+                    yield j, route(split, j if by_line else k, val_fraction, floats), text
         except zstandard.ZstdError as e:
             yield j + 1, split, BadInput(f"{path}: corrupt zstd data after line {j + 1} ({e})", whole_shard=True)
 
@@ -605,7 +607,7 @@ class Batch:
         self.bad_shards = []    # corrupt .zst shards, their rest skipped
 
 
-def read_batches(shards, fetch, start, args, tok, pool, q, full, stop, by_line=False):
+def read_batches(shards, fetch, start, args, tok, pool, q, full, stop, by_line=False, floats=False):
     def submit():
         if b.texts:
             b.futures.append(pool.submit(tok.encode, b.texts))
@@ -627,7 +629,7 @@ def read_batches(shards, fetch, start, args, tok, pool, q, full, stop, by_line=F
                 continue  # every split this shard feeds is full: don't even download it
             path = fetch(i)
             for unit, s, text in documents(path, split, args.val_fraction, start[1] if i == start[0] else 0,
-                                           by_line):
+                                           by_line, floats):
                 if isinstance(text, BadInput) and not args.skip_bad:
                     b.end = (i, unit)  # a rerun starts at the bad unit: it fails again, or counts it with --skip_bad
                     submit()
@@ -759,7 +761,7 @@ def read_json(path, ok=lambda obj: True):
         return obj
     except (OSError, ValueError, AttributeError, TypeError) as e:
         if isinstance(e, UnicodeDecodeError) and (hint := utf16(e.object)):  # saved again by PowerShell 5
-            sys.exit(f"error: {path} is not UTF-8{hint}")
+            sys.exit(f"error: {path} is not UTF-8{iconv_in_place(hint, path)}")
         sys.exit(f"error: {path} is unreadable or not written by this script ({type(e).__name__}); delete "
                  f"{delete_what(os.path.dirname(path))} and start over, or use another --out_dir")
 
@@ -841,7 +843,10 @@ def start_state(out_dir, settings, older=(), typed=()):
                      f"use another --out_dir or delete it")
     return {"settings": settings, "next": [0, 0], "tokens": {"train": 0, "val": 0},
             "documents": {"train": 0, "val": 0}, "shards": {"train": [], "val": []},
-            "skipped": 0, "skipped_shards": [], "nul_bytes_dropped": 0, "val_by": "document"}
+            "skipped": 0, "skipped_shards": [], "nul_bytes_dropped": 0, "val_by": "document",
+            # in integers (a7bf8ea): a run cut short before, whose shards so far split in floats, resumes in floats
+            # (the new rule from where it stopped gave a split neither version gives, exit 0)
+            "val_split": "exact"}
 
 
 def check_bins(out_dir, meta, tok):
@@ -968,7 +973,7 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=(), new
     q, stop = queue.Queue(maxsize=4 + args.threads // 8), threading.Event()
     reader = threading.Thread(target=read_batches,
                               args=(shards, fetch, tuple(st["next"]), args, tok, pool, q, full, stop,
-                                    "val_by" not in st), daemon=True)
+                                    "val_by" not in st, "val_split" not in st), daemon=True)
     made, chars = 0, 0
     t0 = last_commit = last_print = time.time()
     reader.start()

@@ -1161,8 +1161,10 @@ def open_log():
         # UTF-8 with or without a BOM: saved by a Windows editor, its first line (the run's start, which
         # checkpoint.started reads) was no JSON to before_checkpoint and went without a word
         lines = log_lines(log_text(path), numbered=True)
-        # a bad line before the last (the one a kill cuts short) went without a word: said, and the log kept as it was
-        if bad := [str(n) for n, line in lines[:-1] if log_entry(line) is None]:
+        # a bad line went without a word: said, and the log kept as it was. Not the last cut short by a kill (no
+        # newline): a whole last line (a note appended with echo >>) is no kill's
+        if bad := [str(n) for i, (n, line) in enumerate(lines) if log_entry(line) is None
+                   and (i < len(lines) - 1 or line.endswith("\n"))]:
             shutil.copyfile(path, kept := free_log())
             which = f"line {bad[0]} holds" if len(bad) == 1 else \
                 f"lines {', '.join(bad[:5])}{', ...' * (len(bad) > 5)} hold"

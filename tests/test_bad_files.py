@@ -467,7 +467,8 @@ def test_json_and_tables_saved_by_a_windows_editor_or_a_spreadsheet_read_as_writ
             read()
         assert str(e.value).removeprefix("error: ").rstrip(".") == (
             f"{out / 'meta.json'} is not UTF-8; it is UTF-16 (it starts with UTF-16's byte order mark): convert it, "
-            f"e.g. iconv -f UTF-16 -t UTF-8")
+            f"e.g. iconv -f UTF-16 -t UTF-8 {out / 'meta.json'} > {out / 'meta_2.json'} && mv {out / 'meta_2.json'} "
+            f"{out / 'meta.json'}")  # "iconv -f UTF-16 -t UTF-8" named no file, and iconv f > f empties f
     table = "variant,seed,length,loss\nqkv rope,1337,256,1.5\n"
     (tmp_path / "t.csv").write_bytes(b"\xef\xbb\xbf" + table.replace("\n", "\r\n").encode())
     assert checkpoint.read_table(str(tmp_path / "t.csv"), ["variant", "seed", "length", "loss"], text=["variant"]) == \
@@ -479,7 +480,8 @@ def test_json_and_tables_saved_by_a_windows_editor_or_a_spreadsheet_read_as_writ
         with pytest.raises(SystemExit) as e:
             checkpoint.read_table(str(tmp_path / "t.csv"), ["variant", "seed", "length", "loss"], text=["variant"])
         assert str(e.value) == (f"{tmp_path / 't.csv'} is not UTF-8; it is UTF-16 (it starts with UTF-16's byte order "
-                                f"mark): convert it, e.g. iconv -f UTF-16 -t UTF-8.")
+                                f"mark): convert it, e.g. iconv -f UTF-16 -t UTF-8 {tmp_path / 't.csv'} > "
+                                f"{tmp_path / 't_2.csv'} && mv {tmp_path / 't_2.csv'} {tmp_path / 't.csv'}.")
 
 
 def test_prepare_asked_again_under_another_locale_is_the_same_dataset(tmp_path, capsys):

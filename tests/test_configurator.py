@@ -586,6 +586,18 @@ def test_a_paths_environment_variable_is_its_value_not_a_folder_named_after_it(t
     assert configure(DEFAULTS, ["unset.py", "--out_dir=runs/y"])[0]["out_dir"] == "runs/y"
     with pytest.raises(SystemExit, match=r"^out_dir '\$NOPE2/x' names \$NOPE2, which is not set"):
         configure(DEFAULTS, ["unset.py"])
+    # and so is one a later config file replaces (a base file's, under a run file's own out_dir); not one it reads
+    (tmp_path / "own.py").write_text('out_dir = "runs/own"\n')
+    assert configure(DEFAULTS, ["unset.py", "own.py"])[0]["out_dir"] == "runs/own"
+    (tmp_path / "reads.py").write_text('max_iters = 7\n')
+    with pytest.raises(SystemExit, match=r"^out_dir '\$NOPE2/x' names \$NOPE2, which is not set"):
+        configure(DEFAULTS, ["unset.py", "reads.py"])
+    # and one set is expanded still, for a later file that reads it: data_dir = out_dir.replace(...) saw "$RUNS/y"
+    monkeypatch.setenv("RUNS", f"{tmp_path}/runs")
+    (tmp_path / "set.py").write_text('out_dir = "$RUNS/y"\n')
+    (tmp_path / "derive.py").write_text('data_dir = out_dir.replace("/runs/y", "/data")\n')
+    assert configure({**DEFAULTS, "data_dir": "d"}, ["set.py", "derive.py", "--out_dir=runs/z"])[0]["data_dir"] == \
+        f"{tmp_path}/data"
     p = Parser()
     p.add_argument("--out", default=None)
     p.add_argument("--input", nargs="+", default=None)

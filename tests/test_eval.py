@@ -3,6 +3,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import string
 import subprocess
 import sys
@@ -927,6 +928,20 @@ def test_another_run_on_the_same_text_never_replaces_the_results_in_its_out(tmp_
     with pytest.raises(SystemExit, match=r"holds the results of another run \(.*c\), which this evaluation would"):
         ev.main([f"--out_dir={tmp_path / 'b'}", text, "--device=cpu"])
     assert (tmp_path / "b" / "eval" / "results.json").read_bytes() == before
+    # pass 26: renamed (`mv c d`) and a new run trained under the old name, d/eval was "another run (c)"; and a
+    # copy's (`cp -r d e`) eval/ is the run's own results as copied, as before pass 25
+    (tmp_path / "c").rename(tmp_path / "d")
+    make_ckpt(tmp_path / "c", BYTES_META)
+    ev.main([f"--out_dir={tmp_path / 'd'}", text, "--device=cpu"])
+    shutil.copytree(tmp_path / "d", tmp_path / "e")
+    ev.main([f"--out_dir={tmp_path / 'e'}", text, "--device=cpu"])
+    assert json.loads((tmp_path / "e" / "eval" / "results.json").read_text())["checkpoint"]["out_dir"].endswith("e")
+    # a run trained inside another's folder has its own eval/: e's evaluation into it replaced its results as e's
+    make_ckpt(tmp_path / "e" / "sub", BYTES_META)
+    ev.main([f"--out_dir={tmp_path / 'e' / 'sub'}", text, "--device=cpu"])
+    (tmp_path / "e" / "sub").rename(tmp_path / "e" / "sub2")
+    with pytest.raises(SystemExit, match=r"holds the results of another run"):
+        ev.main([f"--out_dir={tmp_path / 'e'}", text, "--device=cpu", f"--out={tmp_path / 'e' / 'sub2' / 'eval'}"])
 
 
 def test_a_run_recorded_from_another_folder_is_named_where_it_is(tmp_path, monkeypatch):

@@ -3,7 +3,7 @@
 import copy
 import io
 import math
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from types import SimpleNamespace
 
 import pytest
@@ -621,6 +621,18 @@ def test_invalid_configs_name_the_field(kw, field):
         tiny(**kw)
 
 
+def test_a_subclass_default_of_a_part_not_built_is_refused_as_before():
+    # checks.py compared rope_base with the subclass's own default: with learned positions it acted on nothing,
+    # without a word, where model.py had refused it against GPTConfig's
+    @dataclass
+    class Longer(GPTConfig):
+        rope_base: float = 500000.0
+
+    with pytest.raises(ValueError, match="rope_base acts only with pos_emb='rope'.*leave rope_base at 10000"):
+        Longer(n_layer=1, n_head=2, n_embd=16)
+    assert Longer(n_layer=1, n_head=2, n_embd=16, pos_emb="rope").rope_base == 500000.0
+
+
 def test_a_width_of_one_is_refused_since_layernorm_erases_every_token():
     # LayerNorm over one feature subtracts it from its own mean: every position's input is the LayerNorm's bias, so
     # the model's output did not depend on its tokens (a unigram model, trained and sampled with exit 0; analyze
@@ -689,6 +701,8 @@ def test_invalid_requests_name_the_field():
     (lambda m, p: m.kv_bytes_per_token("bfloat16"), "torch.dtype"),
     (lambda m, p: m(p, cache={}), "cache must be None or a Cache"),  # an AttributeError on .pos
     (lambda m, p: m(p, cache=m.new_cache(1, 8).layers), "cache must be None or a Cache"),
+    # idx first, as before checks.py: the move named a float idx given with a dict cache by its cache
+    (lambda m, p: m(p.float(), cache={}), "idx must be a \\[B, T\\] tensor"),
     (lambda m, p: GPT(vars(m.config)), "GPT needs a GPTConfig"),  # GPT(ckpt["model_args"]): an AttributeError
     (lambda m, p: GPTConfig(vars(m.config)), "keywords: GPTConfig\\(\\*\\*ckpt"),  # "block_size must be ...; got {"
     # a model left in training mode sampled under dropout: greedy decoding gave other tokens on every call

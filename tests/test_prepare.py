@@ -484,6 +484,23 @@ def test_a_run_cut_short_before_documents_were_counted_resumes_by_its_own_rule(t
     assert prepare(old, *args)["val_documents"] == len(by_line) != fresh["val_documents"]
 
 
+def test_a_run_cut_short_before_the_split_in_integers_resumes_in_floats(tmp_path):
+    # a shard of 90 documents at --val_fraction=0.7 held out 62 in floats, 63 in integers (a7bf8ea): a run cut short
+    # by the older version and resumed after a git pull split its shards by neither rule, exit 0
+    shards = [write_jsonl(tmp_path / f"s{i}.jsonl", [f"shard {i} doc {j}" for j in range(90)]) for i in range(2)]
+    args = ["--tokenizer=bytes", "--val_fraction=0.7", "--input", *shards]
+    fresh = prepare(tmp_path / "fresh", *args)
+    old = tmp_path / "old"  # that version's progress.json at its start: val_by, no val_split, nothing committed
+    old.mkdir()
+    for s in ("train", "val"):
+        (old / f"{s}.bin").write_bytes(b"")
+    (old / "progress.json").write_text(json.dumps(
+        {"settings": fresh["settings"], "next": [0, 0], "tokens": {"train": 0, "val": 0},
+         "documents": {"train": 0, "val": 0}, "shards": {"train": [], "val": []}, "skipped": 0,
+         "skipped_shards": [], "nul_bytes_dropped": 0, "val_by": "document"}))
+    assert (prepare(old, *args)["val_documents"], fresh["val_documents"]) == (2 * 62, 2 * 63)
+
+
 def test_an_extension_in_upper_case_is_told_to_be_renamed(tmp_path):
     # Windows' NOTES.TXT: "is not .jsonl.zst, .jsonl, .txt; convert it", of a text file
     (tmp_path / "in").mkdir()

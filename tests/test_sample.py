@@ -579,7 +579,7 @@ def test_a_token_file_copied_or_renamed_is_refused_not_read_as_text(tmp_path, ca
                                 f"FILE:<a text file>.")
 
 
-def test_a_utf16_text_file_is_named_utf16(tmp_path):
+def test_a_utf16_text_file_is_named_utf16(tmp_path, monkeypatch):
     # sample's FILE: and eval's --text: "cannot read it as UTF-8 text (invalid start byte); give a text file", for a
     # text file in UTF-16 (Windows PowerShell 5's `>`)
     # and Windows-1252 (smart quotes) or Latin-1: the same sentence. The command names the file and a new one beside
@@ -644,6 +644,11 @@ def test_a_utf16_text_file_is_named_utf16(tmp_path):
     prompt.write_text("To be", encoding="utf-16")
     with pytest.raises(SystemExit, match=f"UTF-8 {prompt} > {tmp_path / 'prompt_3.txt'}, and give"):
         sample.read_text_file(str(prompt), "--text=prompt.txt", "give a text file")
+    # a name that starts with a dash: iconv took -notes.txt for its options ("invalid option -- 'n'")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-notes.txt").write_text("To be", encoding="utf-16")
+    with pytest.raises(SystemExit, match="UTF-8 ./-notes.txt > -notes_2.txt, and give -notes_2.txt in its place"):
+        sample.read_text_file("-notes.txt", "--start=FILE:-notes.txt", "give a text file")
 
 
 def test_a_prompt_file_from_home_is_read_from_home(tmp_path, monkeypatch):

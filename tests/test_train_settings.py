@@ -1318,6 +1318,10 @@ def test_a_damaged_line_before_the_checkpoint_is_said_and_the_log_kept(finished,
     (out / "log.jsonl").write_text("".join(lines) + '{"iter": 5, "lo')
     r = train(data_dir, out, "--init_from=resume", "--max_iters=6")
     assert "holds no log entry" not in r.stdout and not (out / "log.2.jsonl").exists()
+    # a whole last line that is no entry (a note appended with echo >>) is no kill's: it went without a word
+    (out / "log.jsonl").write_text((out / "log.jsonl").read_text() + "resumed with lr 3e-4\n")
+    r = train(data_dir, out, "--init_from=resume", "--max_iters=7")
+    assert f"line {len((out / 'log.2.jsonl').read_text().splitlines())} holds no log entry" in r.stdout
 
 
 def test_a_log_pretty_printed_by_jq_keeps_its_entries_on_resume(finished, data_dir, tmp_path):
@@ -1357,7 +1361,8 @@ def test_a_log_saved_again_as_utf16_is_refused_before_a_resume_drops_it(finished
     shutil.copytree(finished, out)
     saved = (out / "log.jsonl").read_text().encode("utf-16")
     (out / "log.jsonl").write_bytes(saved)
-    sentence = f"{out}/log.jsonl is not UTF-8; it is UTF-16 (it starts with UTF-16's byte order mark): convert it"
+    sentence = f"{out}/log.jsonl is not UTF-8; it is UTF-16 (it starts with UTF-16's byte order mark): convert it, " \
+        f"e.g. iconv -f UTF-16 -t UTF-8 {out}/log.jsonl > {out}/log_2.jsonl && mv {out}/log_2.jsonl {out}/log.jsonl."
     with pytest.raises(SystemExit, match=re.escape(sentence)):
         checkpoint.read_log(out)
     r = train(data_dir, out, "--init_from=resume", "--max_iters=4", check=False)
