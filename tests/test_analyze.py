@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import experiments.analyze
-from experiments.analyze import (ASSET_COMMAND, analyze, cka, compare, cosine, effective_rank, load, main, overlap,
-                                 projections, random_row, table)
+from experiments.analyze import (ASSET_COMMAND, analysed_run, analyze, cka, compare, cosine, effective_rank, load, main,
+                                 overlap, projections, random_row, table)
 from configurator import run_file
 from model import GPT, GPTConfig
 from test_bad_inputs import run_here
@@ -567,3 +567,8 @@ def test_another_runs_analysis_in_the_same_out_is_not_replaced(tmp_path):
     (b / "projections.md").write_bytes((a / "projections.md").read_bytes())  # b copied from a, then trained on
     main([f"--out_dir={b}", "--tokens=64"])
     assert (b / "projections.md").read_text().startswith(f"{b}: proj=qk_v")
+    # a projections.md that cannot be read, or names no run, refuses nothing (the swept reader's promise)
+    (tmp_path / "odd" / "projections.md").mkdir(parents=True)
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "projections.md").write_bytes(b"\xff\xfe\x00 not ours\n")
+    assert analysed_run(str(tmp_path / "odd")) is None and analysed_run(str(tmp_path / "bin")) is None
