@@ -685,6 +685,11 @@ def main(argv=None):
         raise SystemExit(f"--what={args.what} measures nothing on {device.type}: {' and '.join(sorted(set(what)))} "
                          f"need{'s' if len(set(what)) == 1 else ''} CUDA; run it with --device=cuda on a GPU.")
     tracked = tracked_run(args, what, device)
+    if (not tracked and device.type == "cpu" and set(what) == set(BENCHES) and not args.quick
+            and os.path.realpath(args.out) == os.path.realpath(ASSETS)):
+        # the full run with OMP_NUM_THREADS unset was told only "the full default run writes", its own command
+        raise SystemExit(f"{args.out} is in assets/, whose CPU timings are CPU time on one thread, and this run has "
+                         f"{torch.get_num_threads()} threads; run `{FULL}`, or write this run elsewhere.")
     # the command named is the one that writes the folder aimed at (assets/gpu: the CUDA run), whatever the device
     gpu_dir = os.path.realpath(os.path.join(ASSETS, "gpu"))
     in_gpu = os.path.commonpath([gpu_dir, os.path.realpath(args.out)]) == gpu_dir

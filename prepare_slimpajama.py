@@ -635,8 +635,11 @@ def read_batches(shards, fetch, start, args, tok, pool, q, full, stop, by_line=F
                     submit()
                     put(b)  # what came before the bad unit is written and committed first
                     # a repaired file no longer matches the committed progress, so a fix means starting over
-                    put(BadInput(f"{text}; fix it and delete {delete_what(args.out_dir)} to start over, or rerun the "
-                                 f"same command with --skip_bad to skip and count such input"))
+                    # --benchmark's out_dir is its own temporary folder, gone by the time this is read
+                    over = "" if getattr(args, "benchmark", False) else \
+                        f" and delete {delete_what(args.out_dir)} to start over"
+                    put(BadInput(f"{text}; fix it{over}, or rerun the same command with --skip_bad to skip and count "
+                                 f"such input"))
                     return
                 if isinstance(text, BadInput) and text.whole_shard:
                     b.bad_shards.append(name)

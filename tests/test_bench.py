@@ -192,11 +192,16 @@ def test_only_a_full_run_writes_into_assets(tmp_path, monkeypatch):
     cpu_run = r"`OMP_NUM_THREADS=1 python bench.py --out=assets`"
     gpu_run = r"`python bench.py --device=cuda --out=assets/gpu`"
     for threads, out, command in ((1, "assets/gpu", gpu_run), (1, "assets/gpu/x", gpu_run), (1, "assets/gpux", cpu_run),
-                                  (1, "assets/extra", cpu_run), (2, "assets", cpu_run)):
+                                  (1, "assets/extra", cpu_run)):
         monkeypatch.setattr(bench.torch, "get_num_threads", lambda: threads)
         with pytest.raises(SystemExit, match=rf"^{out} is in assets/, which only the full default run \({command}\) "
                                              r"writes"):
             bench.main([f"--out={out}", "--device=cpu"])
+    # the full command with OMP_NUM_THREADS unset was told only to run the full command, which it was, but for that
+    monkeypatch.setattr(bench.torch, "get_num_threads", lambda: 2)
+    with pytest.raises(SystemExit, match=rf"^assets is in assets/, whose CPU timings are CPU time on one thread, and "
+                                         rf"this run has 2 threads; run {cpu_run}"):
+        bench.main(["--out=assets", "--device=cpu"])
     monkeypatch.setattr(bench.torch, "get_num_threads", lambda: 1)
     bench.main(["--out=assets", "--device=cpu"])  # the tracked CPU run itself
     assert ran == list(bench.BENCHES)

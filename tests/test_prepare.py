@@ -972,6 +972,17 @@ def test_the_benchmark_times_every_document_past_the_token_limits(tmp_path, caps
     assert capsys.readouterr().out.startswith("400 documents")
 
 
+def test_the_benchmark_on_a_bad_line_names_no_folder_to_delete(tmp_path, monkeypatch):
+    # it said "fix it and delete /tmp/tmpXXXX to start over": the benchmark's own temporary folder, gone already
+    (tmp_path / "a.jsonl").write_text('{"text": "hello"}\nnot json\n')
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        P.main(["--input", str(tmp_path / "a.jsonl"), "--tokenizer=bytes", "--benchmark"])
+    said = str(e.value.code)
+    assert "a.jsonl:2" in said and "; fix it, or rerun the same command with --skip_bad" in said, said
+    assert "delete" not in said and sorted(os.listdir(tmp_path)) == ["a.jsonl"]
+
+
 def test_an_eta_past_a_day_counts_its_hours():
     # strftime("%H:%M:%S", gmtime(...)) wrapped at 24 hours: 30 hours of SlimPajama left read "ETA 06:00:00"
     st = {"next": [0, 0], "tokens": {"train": 0, "val": 0}, "documents": {"train": 0, "val": 0}}
