@@ -387,8 +387,9 @@ def main(argv=None):
 def analysed_run(out):
     """The run folder whose analysis out/projections.md holds, where that folder is here (its first line names the
     run as its command gave it), else None: a second run analysed into the same --out replaced the first's three
-    files without a word (eval.py refuses the like). A name that is no folder from here (a relative one given in
-    another folder) cannot be told from this run, and is not refused."""
+    files without a word (eval.py refuses the like). A relative name given in another folder (cd runs; --out_dir=a
+    --out=../rep) is looked for from --out's folders up too: looked for from here alone, it was no run, and the
+    next run analysed there from the first folder replaced it without a word."""
     try:
         with open(os.path.join(out, "projections.md"), encoding="utf-8", errors="surrogateescape") as f:
             first = f.readline()
@@ -397,8 +398,16 @@ def analysed_run(out):
     m = re.match(r"(.*?)(?: \(iteration \d+ of \d+: not finished\))?: proj=", first)
     if not m:
         return None
-    run = os.path.dirname(m[1]) if os.path.isfile(m[1]) else m[1]  # --out_dir=run/ckpt.pt: its folder
-    return run if os.path.isfile(os.path.join(run, "ckpt.pt")) else None
+    up, folders = os.path.realpath(out), [""]
+    while up not in folders:
+        folders.append(up)
+        up = os.path.dirname(up)
+    for folder in folders:  # here first, as the name was given; then out's folder and those above it
+        name = os.path.join(folder, m[1]) if folder else m[1]
+        run = os.path.dirname(name) if os.path.isfile(name) else name  # --out_dir=run/ckpt.pt: its folder
+        if os.path.isfile(os.path.join(run, "ckpt.pt")):
+            return run if not folder else os.path.relpath(run)
+    return None
 
 
 def work(args, model, data_dir, tokenizer, out, meta=None, at=(None, None)):

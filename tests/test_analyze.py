@@ -567,3 +567,21 @@ def test_another_runs_analysis_in_the_same_out_is_not_replaced(tmp_path):
     (b / "projections.md").write_bytes((a / "projections.md").read_bytes())  # b copied from a, then trained on
     main([f"--out_dir={b}", "--tokens=64"])
     assert (b / "projections.md").read_text().startswith(f"{b}: proj=qk_v")
+
+
+def test_another_runs_analysis_named_from_another_folder_is_not_replaced(tmp_path, monkeypatch):
+    # projections.md names its run as its command gave it: runs/a, given in tmp_path, is no folder from runs/, and
+    # a run analysed there from runs/ into the same --out replaced it without a word
+    runs, out = tmp_path / "runs", tmp_path / "rep"
+    for name, proj in (("a", "qkv"), ("b", "qk_v")):
+        (runs / name).mkdir(parents=True)
+        save_ckpt(runs / name, proj)
+    monkeypatch.chdir(tmp_path)
+    main(["--out_dir=runs/a", "--tokens=64", "--out=rep"])
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    monkeypatch.chdir(runs)
+    with pytest.raises(SystemExit) as e:
+        main(["--out_dir=b", "--tokens=64", "--out=../rep"])
+    assert str(e.value).startswith("--out ../rep holds the analysis of another run, a (projections.md)")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    main(["--out_dir=a", "--tokens=64", "--out=../rep"])  # the same run, named from here: its own
