@@ -46,7 +46,7 @@ import torch
 from checkpoint import (atomic_write, check_study_run, guard_assets, in_assets, load_checkpoint, new_dirs, other_data,
                         outputs_free, present, read_json, run_length, save_figure, script, together, tokens,
                         saved_path, unwritable)
-from configurator import Parser, as_text, cli, number
+from configurator import Parser, as_text, as_typed, cli, number
 from convert import affine_fit
 from model import GPT, GPTConfig
 
@@ -398,12 +398,14 @@ def analysed_run(out):
     m = re.match(r"(.*?)(?: \(iteration \d+ of \d+: not finished\))?: proj=", first)
     if not m:
         return None
-    up, folders = os.path.realpath(out), [""]
+    # written as UTF-8 under any locale: the run's name as this one's file names spell it ('runs/日本' under Latin-1
+    # was no folder, and another run's analysis replaced it without a word)
+    named, (up, folders) = saved_path(m[1]), (os.path.realpath(out), [""])
     while up not in folders:
         folders.append(up)
         up = os.path.dirname(up)
     for folder in folders:  # here first, as the name was given; then out's folder and those above it
-        name = os.path.join(folder, m[1]) if folder else m[1]
+        name = os.path.join(folder, named) if folder else named
         run = os.path.dirname(name) if os.path.isfile(name) else name  # --out_dir=run/ckpt.pt: its folder
         if os.path.isfile(os.path.join(run, "ckpt.pt")):
             return run if not folder else os.path.relpath(run)
@@ -469,11 +471,14 @@ def work(args, model, data_dir, tokenizer, out, meta=None, at=(None, None)):
         with together():  # the table and figure, or neither: a stop while the figure drew left the table alone
             # the title as text matplotlib can draw: outside UTF-8 mode (PYTHONUTF8=0 LC_ALL=C) a non-ASCII path
             # holds its bytes as surrogates, a TypeError from FT2Font at the figure's layout
-            name = as_text(args.out_dir).encode("utf-8", "replace").decode("utf-8")
+            name = as_text(as_typed(args.out_dir)).encode("utf-8", "replace").decode("utf-8")
             # and each $ escaped: matplotlib reads text between two of them as math, so a folder named out_$RUN_$SEED
             # (a shell variable in single quotes) was a mathtext ParseSyntaxException traceback, nothing written
             name = name.replace("$", r"\$")
-            paths = write(out, lines, records(rows, random, eranks), model, rows, random, f"{name} (proj={cfg.proj})")
+            # the run named as the text its bytes spell (UTF-8 typed under Latin-1: 'runs/æ\x97¥' saved as such was
+            # no folder to the next command under UTF-8, whose run then replaced this analysis without a word)
+            named = [lines[0].replace(args.out_dir, as_typed(args.out_dir), 1), *lines[1:]]
+            paths = write(out, named, records(rows, random, eranks), model, rows, random, f"{name} (proj={cfg.proj})")
         print(f"\nwrote {', '.join(paths)}")
 
 # what a stop leaves, said by cli: "nothing was written" was wrong for a closed output (`| head`) at the last line,
