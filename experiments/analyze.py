@@ -371,8 +371,9 @@ def main(argv=None):
             check_study_run(load_checkpoint(args.out_dir, ("model", "model_args", "config")), args.out_dir, source[3],
                             "python -m experiments.retrofit")
         # in the run's own folder an analysis is that folder's, whatever it names (a copy made with cp -r)
+        # and one of another shape is another run, whatever its name: a link (latest) pointed at another run since
         if os.path.realpath(out) != os.path.realpath(run_dir) and (other := analysed_run(out)) and \
-                os.path.realpath(other) != os.path.realpath(run_dir):
+                (os.path.realpath(other) != os.path.realpath(run_dir) or analysed_shape(out) != shape(cfg)):
             raise SystemExit(f"--out {out} holds the analysis of another run, {other} (projections.md), which this "
                              f"one would replace; give another --out to keep both, or remove "
                              f"{os.path.join(out, 'projections.*')} to replace them.")
@@ -382,6 +383,22 @@ def main(argv=None):
         if out:  # not after projections.md and .csv were written: three files of one analysis, or none
             outputs_free(*(os.path.join(out, f"projections.{ext}") for ext in ("md", "csv", "png")))
         work(args, model, data_dir, tokenizer, out, meta, (iters, max_iters))
+
+
+def shape(cfg):
+    """The model's fields projections.md's first line names after its run."""
+    return (f"proj={cfg.proj}, n_head={cfg.n_head}, n_kv_head={cfg.n_kv_head or cfg.n_head}, n_layer={cfg.n_layer}, "
+            f"n_embd={cfg.n_embd}")
+
+
+def analysed_shape(out):
+    """shape() as out/projections.md's first line gives it, or None."""
+    try:
+        with open(os.path.join(out, "projections.md"), encoding="utf-8", errors="surrogateescape") as f:
+            first = f.readline().rstrip("\n")
+    except OSError:
+        return None
+    return first[first.rfind(": proj=") + 2:] if ": proj=" in first else None
 
 
 def analysed_run(out):
@@ -448,8 +465,7 @@ def work(args, model, data_dir, tokenizer, out, meta=None, at=(None, None)):
     iters, max_iters = at
     early = f" (iteration {iters} of {max_iters}: not finished)" if isinstance(max_iters, int) and \
         isinstance(iters, int) and iters < max_iters else ""
-    lines = [f"{args.out_dir}{early}: proj={cfg.proj}, n_head={cfg.n_head}, n_kv_head={cfg.n_kv_head or cfg.n_head}, "
-             f"n_layer={cfg.n_layer}, n_embd={cfg.n_embd}",
+    lines = [f"{args.out_dir}{early}: {shape(cfg)}",
              f"cos: {PAIR_RULE}.", f"overlap: per head, mean cos^2 of the principal angles between the top-{r} right "
              f"singular subspaces (random: about {r / cfg.n_embd:.3f}).",
              f"cka: per head, linear CKA of the outputs on {idx.numel():,} validation tokens{where}; r2: on the same "

@@ -609,3 +609,21 @@ def test_another_runs_analysis_named_under_another_locale_is_not_replaced(tmp_pa
     save_ckpt(typed, "qkv")
     main([f"--out_dir={typed}", "--tokens=64"])
     assert (typed / "projections.md").read_text(encoding="utf-8").startswith(f"{tmp_path}/ü: proj=qkv")
+
+
+def test_a_link_pointed_at_another_run_since_does_not_replace_its_analysis(tmp_path, monkeypatch):
+    # projections.md names its run as given: `latest`, pointed from a (qkv) at b (qk_v) since, was the same name, and
+    # b's analysis replaced a's without a word; a model of another shape is another run
+    for name, proj in (("a", "qkv"), ("b", "qk_v")):
+        (tmp_path / name).mkdir()
+        save_ckpt(tmp_path / name, proj)
+    monkeypatch.chdir(tmp_path)
+    os.symlink("a", "latest")
+    main(["--out_dir=latest", "--tokens=64", "--out=rep"])
+    main(["--out_dir=latest", "--tokens=64", "--out=rep"])  # the same run again: its own
+    before = {p.name: p.read_bytes() for p in (tmp_path / "rep").iterdir()}
+    os.remove("latest")
+    os.symlink("b", "latest")
+    with pytest.raises(SystemExit, match="holds the analysis of another run, latest"):
+        main(["--out_dir=latest", "--tokens=64", "--out=rep"])
+    assert {p.name: p.read_bytes() for p in (tmp_path / "rep").iterdir()} == before
