@@ -587,10 +587,16 @@ def iconv_command(hint, path, new, then=""):
     """hint, a sentence ending in "convert it, e.g. iconv ...", with its command reading path and writing new, then
     `then`: "iconv -f X -t UTF-8" named no file, and `iconv ... f > f`, the likely guess, empties f. A .zst is
     decompressed first (iconv of the compressed bytes converts nothing). A hint without iconv is as it is."""
-    arg = shlex.quote("./" + path if path.startswith("-") else path)  # -notes.txt: "iconv: invalid option -- 'n'"
+    arg = shell_arg(path)
     zst = f"zstd -dc {arg} | " if path.endswith(".zst") else ""
     src = "" if zst else " " + arg
     return re.sub(r"(iconv [^;)]*?)$", lambda m: f"{zst}{m.group(1)}{src} > {shlex.quote(new)}{then}", hint)
+
+
+def shell_arg(path):
+    """path as one argument of a printed command, ./ before a leading dash: -notes.txt was "iconv: invalid option --
+    'n'", and mv -run/log_2.jsonl -run/log.jsonl "mv: invalid option -- 'r'", its converted copy left behind."""
+    return shlex.quote("./" + path if path.startswith("-") else path)
 
 
 def iconv_in_place(hint, path):
@@ -598,7 +604,7 @@ def iconv_in_place(hint, path):
     reads by its name (log.jsonl, meta.json), where "iconv -f UTF-16 -t UTF-8" named none and iconv f > f empties f."""
     stem, ext = os.path.splitext(path)
     new = free_name(stem, ext)
-    return iconv_command(hint, path, new, f" && mv {shlex.quote(new)} {shlex.quote(path)}")
+    return iconv_command(hint, path, new, f" && mv {shell_arg(new)} {shell_arg(path)}")
 
 
 def eight_bit(data, start):

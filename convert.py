@@ -9,10 +9,13 @@ over as it is. train.py (init_from), sample.py and eval.py (--proj, --n_kv_head)
 Untying (qk_v -> qkv) is exact: V's rows become a copy of K's, every method gives the same weights.
 """
 
+import os
 import sys
 
 import torch
 
+if getattr(sys.flags, "safe_path", False):  # PYTHONSAFEPATH=1 or -P leaves this folder off sys.path: `python -P
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # convert.py` was a traceback, not its one line
 from model import SOURCES, Block, GPT, GPTConfig
 
 TIE_METHODS = ("k", "mean", "lstsq", "split")

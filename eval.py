@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 
 from checkpoint import (VOCABS, atomic_write, guard_assets, hold_lock, json_text, load_json, new_dirs,
-                        outputs_free, perplexity, present, together, unwritable)
-from configurator import Parser, cli, number
+                        outputs_free, perplexity, present, saved_path, together, unwritable)
+from configurator import Parser, as_typed, cli, number
 from convert import hub_reachable
 from model import GPTConfig
 from sample import (CHECKPOINT_HINTS, CONTEXT_HINTS, CONVERT_HINTS, DTYPES, EOT, add_model_args,
@@ -540,11 +540,13 @@ def other_run(res, run, inside=False):
         if inside and was.get("filed_inside") is True:  # filed in its run's own folder, found in this one's: this run,
             # moved or copied (`mv a b` and a new run trained in a was "another run (a)")
             return None
-        old, new = (was["out_dir"], was["init_from"]), run
-        if isinstance(was.get("path"), str) and os.path.realpath(old[0]) != was["path"]:
+        # written as UTF-8 under any locale: read back under one that cannot encode them ('runs/日本' under Latin-1,
+        # LC_ALL=C) they were a UnicodeEncodeError here, "no run to compare", and another run's results replaced them
+        old, new, path = (saved_path(was["out_dir"]), was["init_from"]), run, saved_path(was.get("path"))
+        if isinstance(path, str) and os.path.realpath(old[0]) != path:
             # recorded from another folder, or through a link since pointed at another run: out_dir as given names
             # another folder from here
-            old = (was["path"], old[1])
+            old = (path, old[1])
         if "resume" not in (old[1], new[1]):  # the hub's model: its name is the run
             return None if old[1] == new[1] else old[1]
         if old[1] != new[1]:
@@ -643,9 +645,11 @@ def main(argv=None):
                     from None
         dt = time.time() - t0
         res["evaluation"] = what  # what was measured, for the next evaluation into this --out (other_results)
-        res["checkpoint"] = {"out_dir": args.out_dir, "init_from": args.init_from,
+        # the folder as the text its bytes spell: a UTF-8 name typed under Latin-1 was saved as mojibake, no folder to
+        # the next evaluation under UTF-8 ("not there now")
+        res["checkpoint"] = {"out_dir": as_typed(args.out_dir), "init_from": args.init_from,
                              # out_dir as given is from the folder it was run in, and a link (latest) may point on
-                             "path": os.path.realpath(args.out_dir),
+                             "path": as_typed(os.path.realpath(args.out_dir)),
                              "iter_num": getattr(args, "iter_num", None),  # which save of out_dir/ckpt.pt
                              "filed_inside": inside,  # in the run's own folder (its eval/): other_run
                              "convert_method": args.convert_method,  # None where load_model tied no V to K

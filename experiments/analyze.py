@@ -46,7 +46,7 @@ import torch
 from checkpoint import (atomic_write, check_study_run, guard_assets, in_assets, load_checkpoint, new_dirs, other_data,
                         outputs_free, present, read_json, run_length, save_figure, script, together, tokens,
                         saved_path, unwritable)
-from configurator import Parser, as_text, cli, number
+from configurator import Parser, as_text, as_typed, cli, number
 from convert import affine_fit
 from model import GPT, GPTConfig
 
@@ -371,8 +371,9 @@ def main(argv=None):
             check_study_run(load_checkpoint(args.out_dir, ("model", "model_args", "config")), args.out_dir, source[3],
                             "python -m experiments.retrofit")
         # in the run's own folder an analysis is that folder's, whatever it names (a copy made with cp -r)
+        # and one of another shape is another run, whatever its name: a link (latest) pointed at another run since
         if os.path.realpath(out) != os.path.realpath(run_dir) and (other := analysed_run(out)) and \
-                os.path.realpath(other) != os.path.realpath(run_dir):
+                (os.path.realpath(other) != os.path.realpath(run_dir) or analysed_shape(out) != shape(cfg)):
             raise SystemExit(f"--out {out} holds the analysis of another run, {other} (projections.md), which this "
                              f"one would replace; give another --out to keep both, or remove "
                              f"{os.path.join(out, 'projections.*')} to replace them.")
@@ -384,21 +385,48 @@ def main(argv=None):
         work(args, model, data_dir, tokenizer, out, meta, (iters, max_iters))
 
 
+def shape(cfg):
+    """The model's fields projections.md's first line names after its run."""
+    return (f"proj={cfg.proj}, n_head={cfg.n_head}, n_kv_head={cfg.n_kv_head or cfg.n_head}, n_layer={cfg.n_layer}, "
+            f"n_embd={cfg.n_embd}")
+
+
+def first_line(out):
+    """out/projections.md's first line, which names the run analysed and its shape, or '' where there is none."""
+    try:
+        with open(os.path.join(out, "projections.md"), encoding="utf-8", errors="surrogateescape") as f:
+            return f.readline().rstrip("\n")
+    except OSError:
+        return ""
+
+
+def analysed_shape(out):
+    """shape() as out/projections.md's first line gives it, or None."""
+    first = first_line(out)
+    return first[first.rfind(": proj=") + 2:] if ": proj=" in first else None
+
+
 def analysed_run(out):
     """The run folder whose analysis out/projections.md holds, where that folder is here (its first line names the
     run as its command gave it), else None: a second run analysed into the same --out replaced the first's three
-    files without a word (eval.py refuses the like). A name that is no folder from here (a relative one given in
-    another folder) cannot be told from this run, and is not refused."""
-    try:
-        with open(os.path.join(out, "projections.md"), encoding="utf-8", errors="surrogateescape") as f:
-            first = f.readline()
-    except OSError:
-        return None
-    m = re.match(r"(.*?)(?: \(iteration \d+ of \d+: not finished\))?: proj=", first)
+    files without a word (eval.py refuses the like). A relative name given in another folder (cd runs; --out_dir=a
+    --out=../rep) is looked for from --out's folders up too: looked for from here alone, it was no run, and the
+    next run analysed there from the first folder replaced it without a word."""
+    m = re.match(r"(.*?)(?: \(iteration \d+ of \d+: not finished\))?: proj=", first_line(out))
     if not m:
         return None
-    run = os.path.dirname(m[1]) if os.path.isfile(m[1]) else m[1]  # --out_dir=run/ckpt.pt: its folder
-    return run if os.path.isfile(os.path.join(run, "ckpt.pt")) else None
+    # written as UTF-8 under any locale: the run's name as this one's file names spell it ('runs/日本' under Latin-1
+    # was no folder, and another run's analysis replaced it without a word)
+    named, (up, folders) = saved_path(m[1]), (os.path.realpath(out), [""])
+    while up not in folders:
+        folders.append(up)
+        up = os.path.dirname(up)
+    for folder in folders:  # here first, as the name was given; then out's folder and those above it
+        name = os.path.join(folder, named) if folder else named
+        run = os.path.dirname(name) if os.path.isfile(name) else name  # --out_dir=run/ckpt.pt: its folder
+        if os.path.isfile(os.path.join(run, "ckpt.pt")):
+            return run if not folder else os.path.relpath(run)
+    return None
 
 
 def work(args, model, data_dir, tokenizer, out, meta=None, at=(None, None)):
@@ -437,8 +465,7 @@ def work(args, model, data_dir, tokenizer, out, meta=None, at=(None, None)):
     iters, max_iters = at
     early = f" (iteration {iters} of {max_iters}: not finished)" if isinstance(max_iters, int) and \
         isinstance(iters, int) and iters < max_iters else ""
-    lines = [f"{args.out_dir}{early}: proj={cfg.proj}, n_head={cfg.n_head}, n_kv_head={cfg.n_kv_head or cfg.n_head}, "
-             f"n_layer={cfg.n_layer}, n_embd={cfg.n_embd}",
+    lines = [f"{args.out_dir}{early}: {shape(cfg)}",
              f"cos: {PAIR_RULE}.", f"overlap: per head, mean cos^2 of the principal angles between the top-{r} right "
              f"singular subspaces (random: about {r / cfg.n_embd:.3f}).",
              f"cka: per head, linear CKA of the outputs on {idx.numel():,} validation tokens{where}; r2: on the same "
@@ -460,11 +487,14 @@ def work(args, model, data_dir, tokenizer, out, meta=None, at=(None, None)):
         with together():  # the table and figure, or neither: a stop while the figure drew left the table alone
             # the title as text matplotlib can draw: outside UTF-8 mode (PYTHONUTF8=0 LC_ALL=C) a non-ASCII path
             # holds its bytes as surrogates, a TypeError from FT2Font at the figure's layout
-            name = as_text(args.out_dir).encode("utf-8", "replace").decode("utf-8")
+            name = as_text(as_typed(args.out_dir)).encode("utf-8", "replace").decode("utf-8")
             # and each $ escaped: matplotlib reads text between two of them as math, so a folder named out_$RUN_$SEED
             # (a shell variable in single quotes) was a mathtext ParseSyntaxException traceback, nothing written
             name = name.replace("$", r"\$")
-            paths = write(out, lines, records(rows, random, eranks), model, rows, random, f"{name} (proj={cfg.proj})")
+            # the run named as the text its bytes spell (UTF-8 typed under Latin-1: 'runs/æ\x97¥' saved as such was
+            # no folder to the next command under UTF-8, whose run then replaced this analysis without a word)
+            named = [lines[0].replace(args.out_dir, as_typed(args.out_dir), 1), *lines[1:]]
+            paths = write(out, named, records(rows, random, eranks), model, rows, random, f"{name} (proj={cfg.proj})")
         print(f"\nwrote {', '.join(paths)}")
 
 # what a stop leaves, said by cli: "nothing was written" was wrong for a closed output (`| head`) at the last line,

@@ -572,3 +572,63 @@ def test_another_runs_analysis_in_the_same_out_is_not_replaced(tmp_path):
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "projections.md").write_bytes(b"\xff\xfe\x00 not ours\n")
     assert analysed_run(str(tmp_path / "odd")) is None and analysed_run(str(tmp_path / "bin")) is None
+
+
+def test_another_runs_analysis_named_from_another_folder_is_not_replaced(tmp_path, monkeypatch):
+    # projections.md names its run as its command gave it: runs/a, given in tmp_path, is no folder from runs/, and
+    # a run analysed there from runs/ into the same --out replaced it without a word
+    runs, out = tmp_path / "runs", tmp_path / "rep"
+    for name, proj in (("a", "qkv"), ("b", "qk_v")):
+        (runs / name).mkdir(parents=True)
+        save_ckpt(runs / name, proj)
+    monkeypatch.chdir(tmp_path)
+    main(["--out_dir=runs/a", "--tokens=64", "--out=rep"])
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    monkeypatch.chdir(runs)
+    with pytest.raises(SystemExit) as e:
+        main(["--out_dir=b", "--tokens=64", "--out=../rep"])
+    assert str(e.value).startswith("--out ../rep holds the analysis of another run, a (projections.md)")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    main(["--out_dir=a", "--tokens=64", "--out=../rep"])  # the same run, named from here: its own
+
+
+def test_another_runs_analysis_named_under_another_locale_is_not_replaced(tmp_path, monkeypatch):
+    # projections.md is UTF-8 under any locale: 'é' read back under PYTHONUTF8=0 LC_ALL=C was no folder there, and
+    # another run analysed into the same --out replaced it without a word
+    run, other, out = tmp_path / "é", tmp_path / "b", tmp_path / "out"
+    for folder, proj in ((run, "qkv"), (other, "qk_v")):
+        folder.mkdir()
+        save_ckpt(folder, proj)
+    main([f"--out_dir={run}", "--tokens=64", f"--out={out}"])
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    env = dict(os.environ, PYTHONUTF8="0", LC_ALL="C", PYTHONCOERCECLOCALE="0")
+    r = subprocess.run([sys.executable, "-m", "experiments.analyze", f"--out_dir={other}", "--tokens=64",
+                        f"--out={out}"], cwd=ROOT, env=env, capture_output=True, text=True, errors="replace",
+                       timeout=300)
+    assert r.returncode == 1 and "holds the analysis of another run" in r.stderr, r.stderr[-2000:]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # and a UTF-8 name typed under a Latin-1 locale ('Ã¼' to Python there) is saved as the name it spells
+    monkeypatch.setattr(sys, "getfilesystemencoding", lambda: "iso8859-1")
+    typed = tmp_path / "ü".encode("utf-8").decode("latin-1")
+    typed.mkdir()
+    save_ckpt(typed, "qkv")
+    main([f"--out_dir={typed}", "--tokens=64"])
+    assert (typed / "projections.md").read_text(encoding="utf-8").startswith(f"{tmp_path}/ü: proj=qkv")
+
+
+def test_a_link_pointed_at_another_run_since_does_not_replace_its_analysis(tmp_path, monkeypatch):
+    # projections.md names its run as given: `latest`, pointed from a (qkv) at b (qk_v) since, was the same name, and
+    # b's analysis replaced a's without a word; a model of another shape is another run
+    for name, proj in (("a", "qkv"), ("b", "qk_v")):
+        (tmp_path / name).mkdir()
+        save_ckpt(tmp_path / name, proj)
+    monkeypatch.chdir(tmp_path)
+    os.symlink("a", "latest")
+    main(["--out_dir=latest", "--tokens=64", "--out=rep"])
+    main(["--out_dir=latest", "--tokens=64", "--out=rep"])  # the same run again: its own
+    before = {p.name: p.read_bytes() for p in (tmp_path / "rep").iterdir()}
+    os.remove("latest")
+    os.symlink("b", "latest")
+    with pytest.raises(SystemExit, match="holds the analysis of another run, latest"):
+        main(["--out_dir=latest", "--tokens=64", "--out=rep"])
+    assert {p.name: p.read_bytes() for p in (tmp_path / "rep").iterdir()} == before

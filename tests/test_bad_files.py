@@ -2681,7 +2681,7 @@ BY_HAND = {  # reads a test of their own covers, each named: (test file, its tes
     "checkpoint.py:drop_partial:stale + '.md'": ("test_bad_files.py",
                                                  "test_a_complete_quick_report_removes_the_partial_one_it_replaces"),
     # the run an earlier analysis in --out names on its first line: unreadable or no such line, nothing is refused
-    "experiments/analyze.py:analysed_run:os.path.join(out, 'projections.md')": (
+    "experiments/analyze.py:first_line:os.path.join(out, 'projections.md')": (
         "test_analyze.py", "test_another_runs_analysis_in_the_same_out_is_not_replaced"),
 }
 NOT_USER = {

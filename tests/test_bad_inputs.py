@@ -327,11 +327,12 @@ def test_prepare_refuses_an_input_edited_to_the_same_size(tmp_path):
     assert tree_digest(tmp_path / "d") == before
 
 
-@pytest.mark.parametrize("script", ["train.py", "sample.py", "eval.py", "bench.py", "prepare_slimpajama.py"])
+@pytest.mark.parametrize("script", ["train.py", "sample.py", "eval.py", "bench.py", "prepare_slimpajama.py",
+                                    "convert.py"])  # a library, whose one line says so (exit 1)
 def test_every_script_runs_with_pythonsafepath(script, tmp_path):
     # PYTHONSAFEPATH=1 (or python -P, Python 3.11) leaves the script's folder off sys.path: each script's first
     # import of configurator was a ModuleNotFoundError traceback
     env = dict(os.environ, PYTHONSAFEPATH="1")
     r = subprocess.run([sys.executable, os.path.join(ROOT, script), "--help"], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.returncode == (script == "convert.py") and "Traceback" not in r.stderr, r.stderr[-2000:]

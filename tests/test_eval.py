@@ -944,6 +944,29 @@ def test_another_run_on_the_same_text_never_replaces_the_results_in_its_out(tmp_
         ev.main([f"--out_dir={tmp_path / 'e'}", text, "--device=cpu", f"--out={tmp_path / 'e' / 'sub2' / 'eval'}"])
 
 
+def test_another_runs_results_read_under_another_locale_are_not_replaced(tmp_path, monkeypatch):
+    # results.json is UTF-8 under any locale: run 'é' recorded under UTF-8 and read under PYTHONUTF8=0 LC_ALL=C was a
+    # UnicodeEncodeError in other_run, "no run to compare", and another run's evaluation replaced it without a word
+    for run in ("é", "b"):
+        make_ckpt(tmp_path / run, BYTES_META)
+    (tmp_path / "t.txt").write_text("the text of t, a few words\n")
+    ev.main([f"--out_dir={tmp_path / 'é'}", f"--text={tmp_path / 't.txt'}", "--device=cpu", f"--out={tmp_path / 'ev'}"])
+    before = (tmp_path / "ev" / "results.json").read_bytes()
+    env = dict(os.environ, PYTHONUTF8="0", LC_ALL="C", PYTHONCOERCECLOCALE="0")
+    r = subprocess.run([sys.executable, "eval.py", f"--out_dir={tmp_path / 'b'}", f"--text={tmp_path / 't.txt'}",
+                        "--device=cpu", f"--out={tmp_path / 'ev'}"], cwd=ROOT, env=env, capture_output=True,
+                       text=True, errors="replace", timeout=300)
+    assert r.returncode == 1 and "holds the results of another run" in r.stderr, r.stderr[-2000:]
+    assert (tmp_path / "ev" / "results.json").read_bytes() == before
+    # and a UTF-8 name typed under a Latin-1 locale ('Ã¼' to Python there) is recorded as the name it spells
+    monkeypatch.setattr(sys, "getfilesystemencoding", lambda: "iso8859-1")
+    typed = tmp_path / "ü".encode("utf-8").decode("latin-1")
+    make_ckpt(typed, BYTES_META)
+    ev.main([f"--out_dir={typed}", f"--text={tmp_path / 't.txt'}", "--device=cpu"])
+    was = json.loads((typed / "eval" / "results.json").read_text(encoding="utf-8"))["checkpoint"]
+    assert was["out_dir"] == was["path"] == str(tmp_path / "ü")
+
+
 def test_a_run_recorded_from_another_folder_is_named_where_it_is(tmp_path, monkeypatch):
     # pass 24 (fourth round): results.json recorded out_dir as given, from the folder eval.py ran in: run a evaluated
     # from sub/ (../a), then b from tmp_path, was refused as "another run (../a)", a folder beside tmp_path, not a

@@ -1370,6 +1370,23 @@ def test_a_log_saved_again_as_utf16_is_refused_before_a_resume_drops_it(finished
     assert (out / "log.jsonl").read_bytes() == saved and torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 2
 
 
+def test_the_iconv_advice_for_a_log_in_a_folder_named_with_a_dash_runs_as_printed(tmp_path, monkeypatch):
+    # --out_dir=-run: the in-place advice's `mv -run/log_2.jsonl -run/log.jsonl` was "mv: invalid option -- 'r'",
+    # the converted copy left beside the UTF-16 log
+    monkeypatch.chdir(tmp_path)
+    os.mkdir("-run")
+    with open("-run/log.jsonl", "wb") as f:
+        f.write('{"iter": 0, "val_loss": 1.0}\n'.encode("utf-16"))
+    with pytest.raises(SystemExit) as e:
+        checkpoint.read_log("-run")
+    command = str(e.value).split("e.g. ", 1)[1].removesuffix(".")
+    assert command == "iconv -f UTF-16 -t UTF-8 ./-run/log.jsonl > -run/log_2.jsonl && mv ./-run/log_2.jsonl " \
+                      "./-run/log.jsonl"
+    if shutil.which("iconv"):
+        subprocess.run(["bash", "-c", command], check=True)
+        assert os.listdir("-run") == ["log.jsonl"] and checkpoint.read_log("-run") == [{"iter": 0, "val_loss": 1.0}]
+
+
 def test_a_log_a_resume_cannot_read_is_refused_before_training(finished, data_dir, tmp_path, monkeypatch):
     # a log.jsonl this user can write but not read (mode 200; as root, refused by hand) was open_log's
     # PermissionError traceback, where mode 000 had been told "read-only ... make it writable", which led there
