@@ -896,6 +896,17 @@ def load_source():
     return GPTConfig(**src["model_args"]), src["model"], src.get("meta", {}).get("tokenizer")
 
 
+def received_as(was):
+    """The longest tail of the absolute path was (data/sb of /home/alice/proj/data/sb) that names a prepared folder
+    under this one, or None: a run and its data copied here from the folder or machine they were made in."""
+    parts = [p for p in os.path.normpath(was).split(os.sep) if p]
+    for i in range(1, len(parts)):
+        tail = os.path.join(*parts[i:])
+        if os.path.isfile(os.path.join(tail, "meta.json")):
+            return tail
+    return None
+
+
 def resumed_data():
     """Refuse a resume whose data_dir is not there, naming the one the checkpoint trained on: without the run's config
     file (train.py's default data_dir), or with a relative data_dir from another folder, "prepare it with ..." was the
@@ -904,6 +915,14 @@ def resumed_data():
     if os.path.exists(data_dir) or not isinstance(was, str):
         return
     here = f"a relative path, missing from this folder ({os.getcwd()})"
+    if was != data_dir and os.path.isabs(was) and not os.path.exists(was):
+        # an absolute path of the machine or folder it was trained in, its data received here under a relative
+        # name (data/sb of /home/alice/proj/data/sb): "--data_dir=/home/alice/..." named a folder that is not there
+        tail = received_as(was)
+        fix = f"--data_dir={shlex.quote(tail)}, the folder of that name here, if it holds that data" if tail else \
+            "--data_dir set to the folder that holds that data here"
+        sys.exit(f"data_dir {data_dir!r} does not exist, and {ckpt_path} trained on data_dir {was!r}, which is not "
+                 f"here either (gone, or a path of another machine); resume with {fix}.")
     if was != data_dir:
         there = "" if os.path.isabs(was) or os.path.exists(was) else \
             f", {here}: run from the folder the run was trained in"

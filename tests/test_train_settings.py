@@ -583,6 +583,25 @@ def test_a_resume_whose_data_dir_is_not_there_names_the_checkpoints_not_prepare(
                    f"path.")
 
 
+def test_a_received_run_whose_absolute_data_dir_is_gone_names_the_folder_here(finished, tmp_path, monkeypatch):
+    # a run trained on --data_dir=/home/alice/proj/data/bytes, received with its data as data/bytes: the advice was
+    # "--data_dir=/home/alice/proj/data/bytes", a folder that is not on this machine
+    out = shutil.copytree(finished, tmp_path / "run")
+    ckpt = torch.load(out / "ckpt.pt", weights_only=False)
+    was = str(tmp_path / "alice" / "proj" / "data" / "bytes")
+    ckpt["config"]["data_dir"] = was
+    torch.save(ckpt, out / "ckpt.pt")
+    monkeypatch.chdir(tmp_path)
+    args = [f"--out_dir={out}", "--init_from=resume", "--max_iters=4"]
+    msg = run_inprocess(monkeypatch, args)
+    assert msg == (f"data_dir 'data/slimpajama' does not exist, and {out / 'ckpt.pt'} trained on data_dir {was!r}, "
+                   f"which is not here either (gone, or a path of another machine); resume with --data_dir set to "
+                   f"the folder that holds that data here.")
+    make_data(tmp_path / "data" / "bytes")
+    msg = run_inprocess(monkeypatch, args)
+    assert msg.endswith("resume with --data_dir=data/bytes, the folder of that name here, if it holds that data.")
+
+
 def test_a_relative_data_dir_prepared_in_the_project_but_run_from_elsewhere_is_named(tmp_path, monkeypatch):
     # `python ~/qkv-share/train.py ~/qkv-share/config/cpu_tiny.py` from ~ after the quickstart was told to prepare
     # data/shakespeare_bytes again in ~
