@@ -656,6 +656,7 @@ saving = False  # a save is under way: Ctrl-C may land before or after its renam
 made = []  # the folders lock_out_dir() made for out_dir, the deepest first
 made_files = []  # train.lock if this run made it, and log.jsonl when this run writes it from the start
 kept_log = None  # (log.jsonl, where open_log() moved the log it found there with no checkpoint beside it)
+kept_eval = None  # (eval, where keep_eval() moved the evaluation of a run whose checkpoint is gone)
 
 
 def unmake():
@@ -666,9 +667,10 @@ def unmake():
         for path in made_files:
             with contextlib.suppress(OSError):
                 os.remove(path)
-        if kept_log:  # the log found here goes back where it was
-            with contextlib.suppress(OSError):
-                os.rename(kept_log[1], kept_log[0])
+        for kept in (kept_log, kept_eval):  # the log and evaluation found here go back where they were
+            if kept:
+                with contextlib.suppress(OSError):
+                    os.rename(kept[1], kept[0])
         remove_empty(made)  # one that holds anything else stays
 
 
@@ -1199,6 +1201,7 @@ def open_log():
         os.remove(path)  # another run's log, linked here (as its checkpoint can be): this run writes its own
     elif os.path.isfile(path) and os.path.getsize(path):
         keep_log(path)
+    keep_eval()
     f = open(path, "w")
     if saved_iter is None:
         made_files.append(path)
@@ -1221,6 +1224,22 @@ def keep_log(path):
     os.rename(path, kept := free_log())
     kept_log = (path, kept)
     print(f"{path} has no checkpoint beside it; it is kept as {kept}, and this run writes a new log.", flush=True)
+
+
+def keep_eval():
+    """out_dir/eval/ of a run whose checkpoint is gone (deleted or moved away to train again): a new run trained
+    beside it, and its results.md read as the new run's numbers. Moved to the first free eval.N/, as the log is."""
+    global kept_eval
+    path = os.path.join(out_dir, "eval")
+    if os.path.islink(path) or not os.path.isfile(os.path.join(path, "results.json")):
+        return
+    n = 1
+    while os.path.lexists(kept := os.path.join(out_dir, f"eval.{n}")):
+        n += 1
+    os.rename(path, kept)
+    kept_eval = (path, kept)
+    print(f"{path} holds the evaluation of a run whose checkpoint is not there; it is kept as {kept}, and this run "
+          f"starts without one.", flush=True)
 
 
 def stop(what):

@@ -2093,6 +2093,9 @@ def test_a_log_with_no_checkpoint_beside_it_is_kept(finished, data_dir, tmp_path
     out = shutil.copytree(finished, tmp_path / "run")
     (out / "ckpt.pt").rename(tmp_path / "best.pt")
     old = (out / "log.jsonl").read_bytes()
+    # its evaluation too: eval/results.md stayed beside the new run's checkpoint, read as the new run's numbers
+    (out / "eval").mkdir()
+    (out / "eval" / "results.json").write_text('{"results": {}}')
     stop_at_save = ("import runpy, sys, torch\n"
                     "def save(obj, f):\n"
                     "    raise KeyboardInterrupt\n"
@@ -2102,8 +2105,11 @@ def test_a_log_with_no_checkpoint_beside_it_is_kept(finished, data_dir, tmp_path
     r = train(data_dir, out, "--max_iters=4", cmd=(sys.executable, "-c", stop_at_save), check=False)
     assert r.returncode == 130 and r.stderr.endswith("no checkpoint was saved yet: run the same command to start "
                                                      "again.\n"), r.stderr
-    assert sorted(os.listdir(out)) == ["log.jsonl", "train.lock"] and (out / "log.jsonl").read_bytes() == old
+    assert sorted(os.listdir(out)) == ["eval", "log.jsonl", "train.lock"] and (out / "log.jsonl").read_bytes() == old
     r = train(data_dir, out, "--max_iters=4")
     assert r.stdout.startswith(f"{out / 'log.jsonl'} has no checkpoint beside it; it is kept as "
-                               f"{out / 'log.1.jsonl'}, and this run writes a new log.\n"), r.stdout
+                               f"{out / 'log.1.jsonl'}, and this run writes a new log.\n{out / 'eval'} holds the "
+                               f"evaluation of a run whose checkpoint is not there; it is kept as {out / 'eval.1'}, "
+                               f"and this run starts without one.\n"), r.stdout
+    assert not (out / "eval").exists() and (out / "eval.1" / "results.json").read_text() == '{"results": {}}'
     assert (out / "log.1.jsonl").read_bytes() == old and (out / "log.jsonl").read_bytes() != old
