@@ -23,6 +23,7 @@ import re
 import shlex
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 import time
@@ -335,6 +336,19 @@ def in_use(f, note=True):
         sys.exit(f"out_dir {out_dir!r} is in use by another train.py run (pid {f.read().strip() or '?'}); wait for "
                  + ("it to end (or stop it), then run this again." if init_from == "resume" else
                     "it to end or choose another --out_dir."))
+
+
+def own_mode(folder):
+    """For a resume, the chmod that makes the user's own read-only run folder writable, or None: a run received
+    read-only was told to copy out_dir to a writable place, and the copy (cp -r keeps the modes) was read-only too."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    if init_from != "resume" or st.st_uid != os.getuid() or st.st_mode & stat.S_IWUSR:
+        return None
+    return f"its mode makes it read-only (as received, or copied with cp -r, which keeps it): chmod -R u+w " \
+        f"{shlex.quote(folder)}, then resume there"
 
 
 # where a run refused its out_dir can go instead: a resumed run's checkpoint is there, so only with a copy of it
@@ -776,7 +790,7 @@ def lock_out_dir():
             masked_file(lock)
             sys.exit(f"{lock} cannot be opened to write ({why}); make it writable (it holds only the pid of the "
                      f"run that trains there), or {elsewhere}.")
-        sys.exit(f"out_dir {out_dir!r} is not a writable directory ({why}); {elsewhere}.")
+        sys.exit(f"out_dir {out_dir!r} is not a writable directory ({why}); {own_mode(out_dir) or elsewhere}.")
     if fresh:
         made_files.append(f.name)
     try:

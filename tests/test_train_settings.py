@@ -1201,6 +1201,33 @@ def test_a_lock_file_this_user_cannot_open_is_named_not_its_folder(finished, dat
     assert snapshot(out) == before
 
 
+def test_a_resume_in_a_run_folder_received_read_only_is_told_to_chmod_it(finished, data_dir, tmp_path, monkeypatch):
+    # a run received read-only (chmod a-w, or a read-only archive) was told to "copy out_dir to a writable place",
+    # and cp -r keeps the modes: the copy was refused the same way. As root every folder is writable, so the refusal
+    # of the lock's open is made by hand
+    import builtins
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    real_open, real_access = builtins.open, os.access
+
+    def guarded(path, *args, **kwargs):
+        if str(path).endswith("train.lock"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+    monkeypatch.setattr(builtins, "open", guarded)
+    monkeypatch.setattr(os, "access", lambda p, m, **k: False if str(p) == str(out) else real_access(p, m, **k))
+    args = [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume", "--max_iters=4"]
+    out.chmod(0o555)
+    try:
+        msg = run_inprocess(monkeypatch, args)
+    finally:
+        out.chmod(0o755)
+    assert msg == (f"out_dir '{out}' is not a writable directory (Permission denied); its mode makes it read-only (as "
+                   f"received, or copied with cp -r, which keeps it): chmod -R u+w {out}, then resume there.")
+    msg = run_inprocess(monkeypatch, args)  # writable by its mode (another user's, a read-only mount): copy it
+    assert msg.endswith("(Permission denied); copy out_dir to a writable place and resume there.")
+
+
 @contextlib.contextmanager
 def umask(mask):
     old = os.umask(mask)
