@@ -241,6 +241,17 @@ def check_study_data(ckpt, out_dir, data_dir):
                          f"there, on the data as it is), or prepare the data as it was.")
 
 
+def received_as(was):
+    """The longest tail of the absolute path was (data/sb of /home/alice/proj/data/sb) that names a prepared folder
+    under this one, or None: a run, config or data copied here from the folder or machine they were made in."""
+    parts = [p for p in os.path.normpath(was).split(os.sep) if p]
+    for i in range(1, len(parts)):
+        tail = os.path.join(*parts[i:])
+        if os.path.isfile(os.path.join(tail, "meta.json")):
+            return tail
+    return None
+
+
 def other_data(was, meta):
     """'key value (checkpoint: value)' for each token count data_dir's meta.json records other than the checkpoint's
     meta (was), and a line for other input files (prepare's fingerprint of their names, sizes and times): the same
@@ -1429,6 +1440,11 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
                                  f"{'holds' if len(inside) == 1 else 'hold'} prepared data; set --data_dir to "
                                  f"{'it' if len(inside) == 1 else 'one of them'}, or "
                                  f"{prepare.removesuffix(' or set --data_dir')}.")
+            if not held and settable and os.path.isabs(data_dir) and not os.path.exists(data_dir) and \
+                    (tail := received_as(data_dir)):  # a config file received with its data from another machine
+                raise SystemExit(f"data_dir {data_dir!r} does not exist (a path of another machine or folder?), but "
+                                 f"{tail} here holds prepared data; set --data_dir={shlex.quote(tail)} if it is that "
+                                 f"data, or {prepare.removesuffix(' or set --data_dir')}.")
             if not held and (there := in_project(data_dir)):  # the quickstart's data, its command run from elsewhere
                 raise SystemExit(f"data_dir {data_dir!r} is a relative path, read from this folder ({os.getcwd()}), "
                                  f"and has no {name} here; the project's folder holds it prepared: run from "

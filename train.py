@@ -60,9 +60,9 @@ from torch.utils.checkpoint import checkpoint
 
 from checkpoint import (atomic_write, dangling, delete_what, eval_batches, file_above, guard_assets, iteration_tokens,
                         json_text, load_checkpoint, load_json, lock_held, log_lines, log_text, masked, masked_file,
-                        missing_dirs, open_data, other_data, perplexity, remove_empty, remove_leftovers, run_files,
-                        run_length, save_checkpoint, saved_path, scored_tokens, space_fix, token_count, unlocked,
-                        unreadable)
+                        missing_dirs, open_data, other_data, perplexity, received_as, remove_empty, remove_leftovers,
+                        run_files, run_length, save_checkpoint, saved_path, scored_tokens, space_fix, token_count,
+                        unlocked, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, missing_device,
                           open_files_fix, out_of_memory, range_error, tolerant_output)
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, conversion_note, convert_state_dict, exact_fit,
@@ -910,17 +910,6 @@ def load_source():
     except SystemExit as e:  # name the setting that pointed here
         sys.exit(f"init_from={init_from!r}: {e}")
     return GPTConfig(**src["model_args"]), src["model"], src.get("meta", {}).get("tokenizer")
-
-
-def received_as(was):
-    """The longest tail of the absolute path was (data/sb of /home/alice/proj/data/sb) that names a prepared folder
-    under this one, or None: a run and its data copied here from the folder or machine they were made in."""
-    parts = [p for p in os.path.normpath(was).split(os.sep) if p]
-    for i in range(1, len(parts)):
-        tail = os.path.join(*parts[i:])
-        if os.path.isfile(os.path.join(tail, "meta.json")):
-            return tail
-    return None
 
 
 def resumed_data():

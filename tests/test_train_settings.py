@@ -602,6 +602,19 @@ def test_a_received_run_whose_absolute_data_dir_is_gone_names_the_folder_here(fi
     assert msg.endswith("resume with --data_dir=data/bytes, the folder of that name here, if it holds that data.")
 
 
+def test_a_received_config_whose_absolute_data_dir_is_gone_names_the_folder_here(tmp_path, monkeypatch):
+    # a colleague's config file (data_dir = "/home/alice/proj/data/bytes") received with the data as data/bytes:
+    # told only to prepare it at /home/alice/..., which makes that path on this machine
+    make_data(tmp_path / "data" / "bytes")
+    monkeypatch.chdir(tmp_path)
+    was = str(tmp_path / "alice" / "proj" / "data" / "bytes")
+    msg = run_inprocess(monkeypatch, [f"--data_dir={was}", f"--out_dir={tmp_path / 'out'}"])
+    assert msg.startswith(f"data_dir {was!r} does not exist (a path of another machine or folder?), but data/bytes "
+                          f"here holds prepared data; set --data_dir=data/bytes if it is that data, or prepare it "
+                          f"with `"), msg
+    assert not (tmp_path / "out").exists() and not (tmp_path / "alice").exists()
+
+
 def test_a_relative_data_dir_prepared_in_the_project_but_run_from_elsewhere_is_named(tmp_path, monkeypatch):
     # `python ~/qkv-share/train.py ~/qkv-share/config/cpu_tiny.py` from ~ after the quickstart was told to prepare
     # data/shakespeare_bytes again in ~
