@@ -944,6 +944,14 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
             raise SystemExit(f"no checkpoint at {path}: the run in {os.path.dirname(path)} has saved none (train.py "
                              f"saves at every eval_interval after 0); wait for it if it is still training, or point "
                              f"to another out_dir.")
+        folder = os.path.dirname(path) or "."
+        # a checkpoint received by a browser or a second copy saved under another name ("ckpt (1).pt")
+        with contextlib.suppress(OSError):
+            if len(named := [f for f in os.listdir(folder) if f.endswith(".pt") and f.startswith("ckpt")
+                             and os.path.isfile(os.path.join(folder, f))]) == 1:
+                raise SystemExit(f"no checkpoint at {path}, but {folder} holds {named[0]}: if that is the "
+                                 f"checkpoint, rename it (`mv {shlex.quote(os.path.join(folder, named[0]))} "
+                                 f"{shlex.quote(path)}`).")
         raise SystemExit(f"no checkpoint at {path}: train one with train.py, or point to the out_dir that holds it.")
     try:
         try:
