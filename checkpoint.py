@@ -266,8 +266,19 @@ def other_data(was, meta):
     # prepared again from a copy of the same files (cp -r: new times), its contents say so where both record them
     copied = was.get("inputs_sha256") is not None and was.get("inputs_sha256") == meta.get("inputs_sha256")
     if not moved and None not in inputs and inputs[0] != inputs[1] and inputs[0] != sizes_only(meta) and not copied:
-        moved.append("input files of other names, sizes or modification times than the checkpoint's")
+        moved.append(OTHER_INPUTS)
     return moved
+
+
+OTHER_INPUTS = "input files of other names, sizes or modification times than the checkpoint's"
+
+
+def not_its_data(moved):
+    """What sample.py and analyze.py say of val.bin where other_data found moved: the same token counts from inputs
+    of another name (a copy of the same text, in.txt for input.txt) may be the very same tokens, which were called
+    "not the data the checkpoint was trained on"."""
+    return ("perhaps not" if moved == [OTHER_INPUTS] else "not") + \
+        f" the data the checkpoint was trained on: {', '.join(moved)}"
 
 
 def inputs_sha1(fingerprint, as_given=False):

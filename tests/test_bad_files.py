@@ -619,6 +619,11 @@ def test_a_copied_project_prepared_again_resumes_its_run(tmp_path):
     now = prepare(tmp_path / "data", "--input", str(tmp_path / "input.txt"), "--val_fraction=0.1")
     assert checkpoint.other_data(was, now) == [
         "input files of other names, sizes or modification times than the checkpoint's"]
+    # a copy of the same text under another name (in.txt) gives the very same tokens: sample.py and analyze.py
+    # called them "not the data the checkpoint was trained on"; where the token counts differ they are not
+    assert checkpoint.not_its_data(checkpoint.other_data(was, now)).startswith("perhaps not the data")
+    assert checkpoint.not_its_data(["val_tokens 9 (checkpoint: 8)"]) == \
+        "not the data the checkpoint was trained on: val_tokens 9 (checkpoint: 8)"
 
 
 # ---------------------------------------------------------------------------------------------------------------
