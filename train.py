@@ -58,11 +58,11 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
-from checkpoint import (atomic_write, dangling, delete_what, eval_batches, file_above, guard_assets, iteration_tokens,
-                        json_text, load_checkpoint, load_json, lock_held, log_lines, log_text, masked, masked_file,
-                        missing_dirs, open_data, other_data, perplexity, received_as, remove_empty, remove_leftovers,
-                        run_files, run_length, save_checkpoint, saved_path, scored_tokens, space_fix, token_count,
-                        unlocked, unreadable)
+from checkpoint import (OTHER_INPUTS, atomic_write, dangling, delete_what, eval_batches, file_above, guard_assets,
+                        iteration_tokens, json_text, load_checkpoint, load_json, lock_held, log_lines, log_text, masked,
+                        masked_file, missing_dirs, open_data, other_data, perplexity, received_as, remove_empty,
+                        remove_leftovers, run_files, run_length, save_checkpoint, saved_path, scored_tokens, space_fix,
+                        token_count, unlocked, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, missing_device,
                           open_files_fix, out_of_memory, range_error, tolerant_output)
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, conversion_note, convert_state_dict, exact_fit,
@@ -972,9 +972,10 @@ for note in notes:
 # on it, and says so (a changed --data_dir is said among the settings); the batches are no longer the same
 moved = other_data(ckpt.get("meta"), meta) if init_from == "resume" else []
 if master and moved and same("data_dir", config["data_dir"], ckpt["config"].get("data_dir")):
-    print(f"{os.path.join(data_dir, 'meta.json')} records other data than {ckpt_path} was trained on: "
-          f"{', '.join(moved)}; the resumed run trains and evaluates on the data there now, and measures its best "
-          f"validation loss again from here.")
+    # other input names alone (the same text copied as in.txt) may be the very tokens: "perhaps", as sample.py says
+    print(f"{os.path.join(data_dir, 'meta.json')} records {'perhaps ' * (moved == [OTHER_INPUTS])}other data than "
+          f"{ckpt_path} was trained on: {', '.join(moved)}; the resumed run trains and evaluates on the data there "
+          f"now, and measures its best validation loss again from here.")
 
 # validation batches per process of val_rows windows each: about eval_tokens, no more than val.bin holds whole
 # (checkpoint.eval_batches, the rule the studies that score train.py's evaluation share)

@@ -847,6 +847,15 @@ def test_a_resume_on_data_prepared_again_in_the_same_data_dir_says_so(tmp_path):
     assert r.stdout.splitlines()[0] == f"{data / 'meta.json'} records other data than {tmp_path / 'out' / 'ckpt.pt'} " \
         f"was trained on: train_tokens 15000 (checkpoint: 20000); the resumed run trains and evaluates on the data " \
         f"there now, and measures its best validation loss again from here."
+    # the same counts from input files of another name (the same text copied as in.txt: maybe the very tokens) were
+    # "other data" for certain
+    meta = {**meta, "train_tokens": 15_000}
+    (data / "meta.json").write_text(json.dumps({**meta, "settings": {"shards_sha1": "a"}}))
+    train(data, tmp_path / "out2", "--max_iters=2")
+    (data / "meta.json").write_text(json.dumps({**meta, "settings": {"shards_sha1": "b"}}))
+    r = train(data, tmp_path / "out2", "--init_from=resume", "--max_iters=4")
+    assert f"{data / 'meta.json'} records perhaps other data than {tmp_path / 'out2' / 'ckpt.pt'} was trained on: " \
+        f"input files of other names, sizes or modification times than the checkpoint's;" in r.stdout, r.stdout
 
 
 def test_a_resume_on_other_data_measures_its_best_validation_loss_again(tmp_path):
@@ -921,6 +930,7 @@ def test_data_prepared_again_from_other_text_of_the_same_length_is_not_this_run(
     data, out = tmp_path / "data", tmp_path / "out"
     make_data(data)
     meta = json.loads((data / "meta.json").read_text())
+    meta = {**meta, "train_tokens": 15_000}
     (data / "meta.json").write_text(json.dumps({**meta, "settings": {"shards_sha1": "a"}}))
     train(data, out, "--max_iters=2")
     (data / "meta.json").write_text(json.dumps({**meta, "settings": {"shards_sha1": "b"}}))
