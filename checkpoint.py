@@ -273,11 +273,16 @@ def other_data(was, meta):
 OTHER_INPUTS = "input files of other names, sizes or modification times than the checkpoint's"
 
 
+def inputs_only(moved):
+    """Whether other_data found only other input files (names, sizes or times) and the same token counts."""
+    return moved == [OTHER_INPUTS]
+
+
 def not_its_data(moved):
     """What sample.py and analyze.py say of val.bin where other_data found moved: the same token counts from inputs
     of another name (a copy of the same text, in.txt for input.txt) may be the very same tokens, which were called
     "not the data the checkpoint was trained on"."""
-    return ("perhaps not" if moved == [OTHER_INPUTS] else "not") + \
+    return ("perhaps not" if inputs_only(moved) else "not") + \
         f" the data the checkpoint was trained on: {', '.join(moved)}"
 
 

@@ -58,7 +58,7 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
-from checkpoint import (OTHER_INPUTS, atomic_write, dangling, delete_what, eval_batches, file_above, guard_assets,
+from checkpoint import (atomic_write, dangling, delete_what, eval_batches, file_above, guard_assets, inputs_only,
                         iteration_tokens, json_text, load_checkpoint, load_json, lock_held, log_lines, log_text, masked,
                         masked_file, missing_dirs, open_data, other_data, perplexity, received_as, remove_empty,
                         remove_leftovers, run_files, run_length, save_checkpoint, saved_path, scored_tokens, space_fix,
@@ -973,7 +973,7 @@ for note in notes:
 moved = other_data(ckpt.get("meta"), meta) if init_from == "resume" else []
 if master and moved and same("data_dir", config["data_dir"], ckpt["config"].get("data_dir")):
     # other input names alone (the same text copied as in.txt) may be the very tokens: "perhaps", as sample.py says
-    print(f"{os.path.join(data_dir, 'meta.json')} records {'perhaps ' * (moved == [OTHER_INPUTS])}other data than "
+    print(f"{os.path.join(data_dir, 'meta.json')} records {'perhaps ' * inputs_only(moved)}other data than "
           f"{ckpt_path} was trained on: {', '.join(moved)}; the resumed run trains and evaluates on the data there "
           f"now, and measures its best validation loss again from here.")
 
