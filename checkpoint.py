@@ -241,6 +241,17 @@ def check_study_data(ckpt, out_dir, data_dir):
                          f"there, on the data as it is), or prepare the data as it was.")
 
 
+def received_as(was):
+    """The longest tail of the absolute path was (data/sb of /home/alice/proj/data/sb) that names a prepared folder
+    under this one, or None: a run, config or data copied here from the folder or machine they were made in."""
+    parts = [p for p in os.path.normpath(was).split(os.sep) if p]
+    for i in range(1, len(parts)):
+        tail = os.path.join(*parts[i:])
+        if os.path.isfile(os.path.join(tail, "meta.json")):
+            return tail
+    return None
+
+
 def other_data(was, meta):
     """'key value (checkpoint: value)' for each token count data_dir's meta.json records other than the checkpoint's
     meta (was), and a line for other input files (prepare's fingerprint of their names, sizes and times): the same
@@ -255,8 +266,24 @@ def other_data(was, meta):
     # prepared again from a copy of the same files (cp -r: new times), its contents say so where both record them
     copied = was.get("inputs_sha256") is not None and was.get("inputs_sha256") == meta.get("inputs_sha256")
     if not moved and None not in inputs and inputs[0] != inputs[1] and inputs[0] != sizes_only(meta) and not copied:
-        moved.append("input files of other names, sizes or modification times than the checkpoint's")
+        moved.append(OTHER_INPUTS)
     return moved
+
+
+OTHER_INPUTS = "input files of other names, sizes or modification times than the checkpoint's"
+
+
+def inputs_only(moved):
+    """Whether other_data found only other input files (names, sizes or times) and the same token counts."""
+    return moved == [OTHER_INPUTS]
+
+
+def not_its_data(moved):
+    """What sample.py and analyze.py say of val.bin where other_data found moved: the same token counts from inputs
+    of another name (a copy of the same text, in.txt for input.txt) may be the very same tokens, which were called
+    "not the data the checkpoint was trained on"."""
+    return ("perhaps not" if inputs_only(moved) else "not") + \
+        f" the data the checkpoint was trained on: {', '.join(moved)}"
 
 
 def inputs_sha1(fingerprint, as_given=False):
@@ -939,6 +966,14 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
             raise SystemExit(f"no checkpoint at {path}: the run in {os.path.dirname(path)} has saved none (train.py "
                              f"saves at every eval_interval after 0); wait for it if it is still training, or point "
                              f"to another out_dir.")
+        folder = os.path.dirname(path) or "."
+        # a checkpoint received by a browser or a second copy saved under another name ("ckpt (1).pt")
+        with contextlib.suppress(OSError):
+            if len(named := [f for f in os.listdir(folder) if f.endswith(".pt") and f.startswith("ckpt")
+                             and os.path.isfile(os.path.join(folder, f))]) == 1:
+                raise SystemExit(f"no checkpoint at {path}, but {folder} holds {named[0]}: if that is the "
+                                 f"checkpoint, rename it (`mv {shlex.quote(os.path.join(folder, named[0]))} "
+                                 f"{shlex.quote(path)}`).")
         raise SystemExit(f"no checkpoint at {path}: train one with train.py, or point to the out_dir that holds it.")
     try:
         try:
@@ -1435,6 +1470,11 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
                                  f"{'holds' if len(inside) == 1 else 'hold'} prepared data; set --data_dir to "
                                  f"{'it' if len(inside) == 1 else 'one of them'}, or "
                                  f"{prepare.removesuffix(' or set --data_dir')}.")
+            if not held and settable and os.path.isabs(data_dir) and not os.path.exists(data_dir) and \
+                    (tail := received_as(data_dir)):  # a config file received with its data from another machine
+                raise SystemExit(f"data_dir {data_dir!r} does not exist (a path of another machine or folder?), but "
+                                 f"{tail} here holds prepared data; set --data_dir={shlex.quote(tail)} if it is that "
+                                 f"data, or {prepare.removesuffix(' or set --data_dir')}.")
             if not held and (there := in_project(data_dir)):  # the quickstart's data, its command run from elsewhere
                 raise SystemExit(f"data_dir {data_dir!r} is a relative path, read from this folder ({os.getcwd()}), "
                                  f"and has no {name} here; the project's folder holds it prepared: run from "

@@ -30,8 +30,8 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 
 import torch
 
-from checkpoint import (dangling, eight_bit, free_name, iconv_command, load_checkpoint, other_data, r50k, read_json,
-                        saved_path, token_count, tokens, unreadable, utf16)
+from checkpoint import (dangling, eight_bit, free_name, iconv_command, load_checkpoint, not_its_data, other_data, r50k,
+                        read_json, saved_path, token_count, tokens, unreadable, utf16)
 from configurator import Parser, boolean, cli, compile_failure, home, missing_device, number, shell_vars
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, check_conversion, conversion_note, convert_state_dict,
                      exact_fit, gpt2_config, load_gpt2, ties_v)
@@ -334,8 +334,8 @@ def calibration(args, cfg, meta, data_dir):
         # a calibration text as good as any, but not the checkpoint's own, as this line said
         ids, moved = own
         held = token_count(data_dir, "val")
-        where = f"{os.path.join(data_dir, 'val.bin')} (" + (f"not the data the checkpoint was trained on: "
-                                                            f"{', '.join(moved)})" if moved else "the checkpoint's own)")
+        where = f"{os.path.join(data_dir, 'val.bin')} (" + (f"{not_its_data(moved)})" if moved else
+                                                            "the checkpoint's own)")
     # held: the tokens the text (or val.bin) has, which --calib_tokens only cuts: raising it past them gave the same
     # tokens, and then "give a longer --calib text"
     if len(ids) < bs:

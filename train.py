@@ -23,6 +23,7 @@ import re
 import shlex
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 import time
@@ -57,11 +58,11 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
-from checkpoint import (atomic_write, dangling, delete_what, eval_batches, file_above, guard_assets, iteration_tokens,
-                        json_text, load_checkpoint, load_json, lock_held, log_lines, log_text, masked, masked_file,
-                        missing_dirs, open_data, other_data, perplexity, remove_empty, remove_leftovers, run_files,
-                        run_length, save_checkpoint, saved_path, scored_tokens, space_fix, token_count, unlocked,
-                        unreadable)
+from checkpoint import (atomic_write, dangling, delete_what, eval_batches, file_above, guard_assets, inputs_only,
+                        iteration_tokens, json_text, load_checkpoint, load_json, lock_held, log_lines, log_text, masked,
+                        masked_file, missing_dirs, open_data, other_data, perplexity, received_as, remove_empty,
+                        remove_leftovers, run_files, run_length, save_checkpoint, saved_path, scored_tokens, space_fix,
+                        token_count, unlocked, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, missing_device,
                           open_files_fix, out_of_memory, range_error, tolerant_output)
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, conversion_note, convert_state_dict, exact_fit,
@@ -335,6 +336,19 @@ def in_use(f, note=True):
         sys.exit(f"out_dir {out_dir!r} is in use by another train.py run (pid {f.read().strip() or '?'}); wait for "
                  + ("it to end (or stop it), then run this again." if init_from == "resume" else
                     "it to end or choose another --out_dir."))
+
+
+def own_mode(folder):
+    """For a resume, the chmod that makes the user's own read-only run folder writable, or None: a run received
+    read-only was told to copy out_dir to a writable place, and the copy (cp -r keeps the modes) was read-only too."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    if init_from != "resume" or st.st_uid != os.getuid() or st.st_mode & stat.S_IWUSR:
+        return None
+    return f"its mode makes it read-only (as received, or copied with cp -r, which keeps it): chmod -R u+w " \
+        f"{shlex.quote(folder)}, then resume there"
 
 
 # where a run refused its out_dir can go instead: a resumed run's checkpoint is there, so only with a copy of it
@@ -656,6 +670,7 @@ saving = False  # a save is under way: Ctrl-C may land before or after its renam
 made = []  # the folders lock_out_dir() made for out_dir, the deepest first
 made_files = []  # train.lock if this run made it, and log.jsonl when this run writes it from the start
 kept_log = None  # (log.jsonl, where open_log() moved the log it found there with no checkpoint beside it)
+kept_eval = None  # (eval, where keep_eval() moved the evaluation of a run whose checkpoint is gone)
 
 
 def unmake():
@@ -666,9 +681,10 @@ def unmake():
         for path in made_files:
             with contextlib.suppress(OSError):
                 os.remove(path)
-        if kept_log:  # the log found here goes back where it was
-            with contextlib.suppress(OSError):
-                os.rename(kept_log[1], kept_log[0])
+        for kept in (kept_log, kept_eval):  # the log and evaluation found here go back where they were
+            if kept:
+                with contextlib.suppress(OSError):
+                    os.rename(kept[1], kept[0])
         remove_empty(made)  # one that holds anything else stays
 
 
@@ -774,7 +790,7 @@ def lock_out_dir():
             masked_file(lock)
             sys.exit(f"{lock} cannot be opened to write ({why}); make it writable (it holds only the pid of the "
                      f"run that trains there), or {elsewhere}.")
-        sys.exit(f"out_dir {out_dir!r} is not a writable directory ({why}); {elsewhere}.")
+        sys.exit(f"out_dir {out_dir!r} is not a writable directory ({why}); {own_mode(out_dir) or elsewhere}.")
     if fresh:
         made_files.append(f.name)
     try:
@@ -904,6 +920,14 @@ def resumed_data():
     if os.path.exists(data_dir) or not isinstance(was, str):
         return
     here = f"a relative path, missing from this folder ({os.getcwd()})"
+    if was != data_dir and os.path.isabs(was) and not os.path.exists(was):
+        # an absolute path of the machine or folder it was trained in, its data received here under a relative
+        # name (data/sb of /home/alice/proj/data/sb): "--data_dir=/home/alice/..." named a folder that is not there
+        tail = received_as(was)
+        fix = f"--data_dir={shlex.quote(tail)}, the folder of that name here, if it holds that data" if tail else \
+            "--data_dir set to the folder that holds that data here"
+        sys.exit(f"data_dir {data_dir!r} does not exist, and {ckpt_path} trained on data_dir {was!r}, which is not "
+                 f"here either (gone, or a path of another machine); resume with {fix}.")
     if was != data_dir:
         there = "" if os.path.isabs(was) or os.path.exists(was) else \
             f", {here}: run from the folder the run was trained in"
@@ -948,9 +972,10 @@ for note in notes:
 # on it, and says so (a changed --data_dir is said among the settings); the batches are no longer the same
 moved = other_data(ckpt.get("meta"), meta) if init_from == "resume" else []
 if master and moved and same("data_dir", config["data_dir"], ckpt["config"].get("data_dir")):
-    print(f"{os.path.join(data_dir, 'meta.json')} records other data than {ckpt_path} was trained on: "
-          f"{', '.join(moved)}; the resumed run trains and evaluates on the data there now, and measures its best "
-          f"validation loss again from here.")
+    # other input names alone (the same text copied as in.txt) may be the very tokens: "perhaps", as sample.py says
+    print(f"{os.path.join(data_dir, 'meta.json')} records {'perhaps ' * inputs_only(moved)}other data than "
+          f"{ckpt_path} was trained on: {', '.join(moved)}; the resumed run trains and evaluates on the data there "
+          f"now, and measures its best validation loss again from here.")
 
 # validation batches per process of val_rows windows each: about eval_tokens, no more than val.bin holds whole
 # (checkpoint.eval_batches, the rule the studies that score train.py's evaluation share)
@@ -1180,6 +1205,7 @@ def open_log():
         os.remove(path)  # another run's log, linked here (as its checkpoint can be): this run writes its own
     elif os.path.isfile(path) and os.path.getsize(path):
         keep_log(path)
+    keep_eval()
     f = open(path, "w")
     if saved_iter is None:
         made_files.append(path)
@@ -1202,6 +1228,22 @@ def keep_log(path):
     os.rename(path, kept := free_log())
     kept_log = (path, kept)
     print(f"{path} has no checkpoint beside it; it is kept as {kept}, and this run writes a new log.", flush=True)
+
+
+def keep_eval():
+    """out_dir/eval/ of a run whose checkpoint is gone (deleted or moved away to train again): a new run trained
+    beside it, and its results.md read as the new run's numbers. Moved to the first free eval.N/, as the log is."""
+    global kept_eval
+    path = os.path.join(out_dir, "eval")
+    if os.path.islink(path) or not os.path.isfile(os.path.join(path, "results.json")):
+        return
+    n = 1
+    while os.path.lexists(kept := os.path.join(out_dir, f"eval.{n}")):
+        n += 1
+    os.rename(path, kept)
+    kept_eval = (path, kept)
+    print(f"{path} holds the evaluation of a run whose checkpoint is not there; it is kept as {kept}, and this run "
+          f"starts without one.", flush=True)
 
 
 def stop(what):

@@ -43,8 +43,8 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 
 import torch
 
-from checkpoint import (atomic_write, check_study_run, guard_assets, in_assets, load_checkpoint, new_dirs, other_data,
-                        outputs_free, present, read_json, run_length, save_figure, script, together, tokens,
+from checkpoint import (atomic_write, check_study_run, guard_assets, in_assets, load_checkpoint, new_dirs, not_its_data,
+                        other_data, outputs_free, present, read_json, run_length, save_figure, script, together, tokens,
                         saved_path, unwritable)
 from configurator import Parser, as_text, as_typed, cli, number
 from convert import affine_fit
@@ -459,8 +459,7 @@ def work(args, model, data_dir, tokenizer, out, meta=None, at=(None, None)):
     own = os.path.join(data_dir or "", "meta.json")
     if not other and idx is not None and os.path.isfile(own) and (moved := other_data(
             meta, read_json(own, "set --data_dir to a folder prepare_slimpajama.py wrote"))):
-        where = f" of {os.path.join(data_dir, 'val.bin')} (not the data the checkpoint was trained on: " \
-                f"{', '.join(moved)})"
+        where = f" of {os.path.join(data_dir, 'val.bin')} ({not_its_data(moved)})"
     # a run stopped midway (a study's, killed) was measured with nothing to say it is not the trained model
     iters, max_iters = at
     early = f" (iteration {iters} of {max_iters}: not finished)" if isinstance(max_iters, int) and \

@@ -238,6 +238,20 @@ def test_prepare_into_a_link_that_is_gone_is_one_sentence(tmp_path, name):
     assert sorted(os.listdir(tmp_path)) == ["data", "in.txt"] and (name == "." or os.listdir(out) == [name])
 
 
+def test_a_checkpoint_received_under_another_name_is_named(tmp_path):
+    # a run's ckpt.pt downloaded by a browser as "ckpt (1).pt": "no checkpoint at dl/ckpt.pt: train one with train.py"
+    (tmp_path / "dl").mkdir()
+    (tmp_path / "dl" / "ckpt (1).pt").write_bytes(b"x")
+    got = str(tmp_path / "dl" / "ckpt (1).pt")
+    with pytest.raises(SystemExit) as e:
+        checkpoint.load_checkpoint(str(tmp_path / "dl"))  # sample.py and eval.py
+    assert str(e.value) == (f"no checkpoint at {tmp_path / 'dl' / 'ckpt.pt'}, but {tmp_path / 'dl'} holds ckpt (1).pt: "
+                            f"if that is the checkpoint, rename it (`mv '{got}' {tmp_path / 'dl' / 'ckpt.pt'}`).")
+    (tmp_path / "dl" / "ckpt (2).pt").write_bytes(b"x")  # two: which is the run's is not said
+    with pytest.raises(SystemExit, match="train one with train.py"):
+        checkpoint.load_checkpoint(str(tmp_path / "dl"))
+
+
 @pytest.mark.parametrize("name", ["ckpt.pt", "log.jsonl", "train.lock", "."])
 def test_a_link_in_out_dir_that_is_gone_is_refused_not_replaced(tmp_path, name, monkeypatch):
     # a scratch run took a link to an unmounted ckpt.pt for no checkpoint, trained, and replaced the link; sample.py
@@ -605,6 +619,11 @@ def test_a_copied_project_prepared_again_resumes_its_run(tmp_path):
     now = prepare(tmp_path / "data", "--input", str(tmp_path / "input.txt"), "--val_fraction=0.1")
     assert checkpoint.other_data(was, now) == [
         "input files of other names, sizes or modification times than the checkpoint's"]
+    # a copy of the same text under another name (in.txt) gives the very same tokens: sample.py and analyze.py
+    # called them "not the data the checkpoint was trained on"; where the token counts differ they are not
+    assert checkpoint.not_its_data(checkpoint.other_data(was, now)).startswith("perhaps not the data")
+    assert checkpoint.not_its_data(["val_tokens 9 (checkpoint: 8)"]) == \
+        "not the data the checkpoint was trained on: val_tokens 9 (checkpoint: 8)"
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -583,6 +583,38 @@ def test_a_resume_whose_data_dir_is_not_there_names_the_checkpoints_not_prepare(
                    f"path.")
 
 
+def test_a_received_run_whose_absolute_data_dir_is_gone_names_the_folder_here(finished, tmp_path, monkeypatch):
+    # a run trained on --data_dir=/home/alice/proj/data/bytes, received with its data as data/bytes: the advice was
+    # "--data_dir=/home/alice/proj/data/bytes", a folder that is not on this machine
+    out = shutil.copytree(finished, tmp_path / "run")
+    ckpt = torch.load(out / "ckpt.pt", weights_only=False)
+    was = str(tmp_path / "alice" / "proj" / "data" / "bytes")
+    ckpt["config"]["data_dir"] = was
+    torch.save(ckpt, out / "ckpt.pt")
+    monkeypatch.chdir(tmp_path)
+    args = [f"--out_dir={out}", "--init_from=resume", "--max_iters=4"]
+    msg = run_inprocess(monkeypatch, args)
+    assert msg == (f"data_dir 'data/slimpajama' does not exist, and {out / 'ckpt.pt'} trained on data_dir {was!r}, "
+                   f"which is not here either (gone, or a path of another machine); resume with --data_dir set to "
+                   f"the folder that holds that data here.")
+    make_data(tmp_path / "data" / "bytes")
+    msg = run_inprocess(monkeypatch, args)
+    assert msg.endswith("resume with --data_dir=data/bytes, the folder of that name here, if it holds that data.")
+
+
+def test_a_received_config_whose_absolute_data_dir_is_gone_names_the_folder_here(tmp_path, monkeypatch):
+    # a colleague's config file (data_dir = "/home/alice/proj/data/bytes") received with the data as data/bytes:
+    # told only to prepare it at /home/alice/..., which makes that path on this machine
+    make_data(tmp_path / "data" / "bytes")
+    monkeypatch.chdir(tmp_path)
+    was = str(tmp_path / "alice" / "proj" / "data" / "bytes")
+    msg = run_inprocess(monkeypatch, [f"--data_dir={was}", f"--out_dir={tmp_path / 'out'}"])
+    assert msg.startswith(f"data_dir {was!r} does not exist (a path of another machine or folder?), but data/bytes "
+                          f"here holds prepared data; set --data_dir=data/bytes if it is that data, or prepare it "
+                          f"with `"), msg
+    assert not (tmp_path / "out").exists() and not (tmp_path / "alice").exists()
+
+
 def test_a_relative_data_dir_prepared_in_the_project_but_run_from_elsewhere_is_named(tmp_path, monkeypatch):
     # `python ~/qkv-share/train.py ~/qkv-share/config/cpu_tiny.py` from ~ after the quickstart was told to prepare
     # data/shakespeare_bytes again in ~
@@ -815,6 +847,15 @@ def test_a_resume_on_data_prepared_again_in_the_same_data_dir_says_so(tmp_path):
     assert r.stdout.splitlines()[0] == f"{data / 'meta.json'} records other data than {tmp_path / 'out' / 'ckpt.pt'} " \
         f"was trained on: train_tokens 15000 (checkpoint: 20000); the resumed run trains and evaluates on the data " \
         f"there now, and measures its best validation loss again from here."
+    # the same counts from input files of another name (the same text copied as in.txt: maybe the very tokens) were
+    # "other data" for certain
+    meta = {**meta, "train_tokens": 15_000}
+    (data / "meta.json").write_text(json.dumps({**meta, "settings": {"shards_sha1": "a"}}))
+    train(data, tmp_path / "out2", "--max_iters=2")
+    (data / "meta.json").write_text(json.dumps({**meta, "settings": {"shards_sha1": "b"}}))
+    r = train(data, tmp_path / "out2", "--init_from=resume", "--max_iters=4")
+    assert f"{data / 'meta.json'} records perhaps other data than {tmp_path / 'out2' / 'ckpt.pt'} was trained on: " \
+        f"input files of other names, sizes or modification times than the checkpoint's;" in r.stdout, r.stdout
 
 
 def test_a_resume_on_other_data_measures_its_best_validation_loss_again(tmp_path):
@@ -1180,6 +1221,33 @@ def test_a_lock_file_this_user_cannot_open_is_named_not_its_folder(finished, dat
     assert msg == (f"{out / 'train.lock'} cannot be opened to write (Permission denied); make it writable (it holds "
                    f"only the pid of the run that trains there), or copy out_dir to a writable place and resume there.")
     assert snapshot(out) == before
+
+
+def test_a_resume_in_a_run_folder_received_read_only_is_told_to_chmod_it(finished, data_dir, tmp_path, monkeypatch):
+    # a run received read-only (chmod a-w, or a read-only archive) was told to "copy out_dir to a writable place",
+    # and cp -r keeps the modes: the copy was refused the same way. As root every folder is writable, so the refusal
+    # of the lock's open is made by hand
+    import builtins
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    real_open, real_access = builtins.open, os.access
+
+    def guarded(path, *args, **kwargs):
+        if str(path).endswith("train.lock"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+    monkeypatch.setattr(builtins, "open", guarded)
+    monkeypatch.setattr(os, "access", lambda p, m, **k: False if str(p) == str(out) else real_access(p, m, **k))
+    args = [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume", "--max_iters=4"]
+    out.chmod(0o555)
+    try:
+        msg = run_inprocess(monkeypatch, args)
+    finally:
+        out.chmod(0o755)
+    assert msg == (f"out_dir '{out}' is not a writable directory (Permission denied); its mode makes it read-only (as "
+                   f"received, or copied with cp -r, which keeps it): chmod -R u+w {out}, then resume there.")
+    msg = run_inprocess(monkeypatch, args)  # writable by its mode (another user's, a read-only mount): copy it
+    assert msg.endswith("(Permission denied); copy out_dir to a writable place and resume there.")
 
 
 @contextlib.contextmanager
@@ -2091,6 +2159,9 @@ def test_a_log_with_no_checkpoint_beside_it_is_kept(finished, data_dir, tmp_path
     out = shutil.copytree(finished, tmp_path / "run")
     (out / "ckpt.pt").rename(tmp_path / "best.pt")
     old = (out / "log.jsonl").read_bytes()
+    # its evaluation too: eval/results.md stayed beside the new run's checkpoint, read as the new run's numbers
+    (out / "eval").mkdir()
+    (out / "eval" / "results.json").write_text('{"results": {}}')
     stop_at_save = ("import runpy, sys, torch\n"
                     "def save(obj, f):\n"
                     "    raise KeyboardInterrupt\n"
@@ -2100,8 +2171,11 @@ def test_a_log_with_no_checkpoint_beside_it_is_kept(finished, data_dir, tmp_path
     r = train(data_dir, out, "--max_iters=4", cmd=(sys.executable, "-c", stop_at_save), check=False)
     assert r.returncode == 130 and r.stderr.endswith("no checkpoint was saved yet: run the same command to start "
                                                      "again.\n"), r.stderr
-    assert sorted(os.listdir(out)) == ["log.jsonl", "train.lock"] and (out / "log.jsonl").read_bytes() == old
+    assert sorted(os.listdir(out)) == ["eval", "log.jsonl", "train.lock"] and (out / "log.jsonl").read_bytes() == old
     r = train(data_dir, out, "--max_iters=4")
     assert r.stdout.startswith(f"{out / 'log.jsonl'} has no checkpoint beside it; it is kept as "
-                               f"{out / 'log.1.jsonl'}, and this run writes a new log.\n"), r.stdout
+                               f"{out / 'log.1.jsonl'}, and this run writes a new log.\n{out / 'eval'} holds the "
+                               f"evaluation of a run whose checkpoint is not there; it is kept as {out / 'eval.1'}, "
+                               f"and this run starts without one.\n"), r.stdout
+    assert not (out / "eval").exists() and (out / "eval.1" / "results.json").read_text() == '{"results": {}}'
     assert (out / "log.1.jsonl").read_bytes() == old and (out / "log.jsonl").read_bytes() != old
