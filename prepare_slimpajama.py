@@ -47,8 +47,8 @@ import numpy as np
 import zstandard
 
 from checkpoint import (atomic_write, dangling, delete_what, dir_steps, earlier_sha1s, eight_bit, free_name,
-                        guard_assets, hold_lock, iconv_command, iconv_in_place, inputs_sha1, largest_token, load_json, missing_dirs,
-                        r50k, remove_empty, remove_leftovers, space_fix, unreadable, utf16, writable_dir)
+                        guard_assets, hold_lock, iconv_command, iconv_in_place, inputs_sha1, largest_token, load_json,
+                        missing_dirs, r50k, remove_empty, remove_leftovers, space_fix, unreadable, utf16, writable_dir)
 from configurator import Parser, boolean, cli, number
 from convert import hub_problem
 

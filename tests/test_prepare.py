@@ -472,16 +472,21 @@ def test_a_run_cut_short_before_documents_were_counted_resumes_by_its_own_rule(t
     spaced.write_text("".join(lines))
     args = ["--tokenizer=bytes", "--val_fraction=0.1", "--input", str(spaced)]
     fresh = prepare(tmp_path / "fresh", *args)
-    old = tmp_path / "old"  # that version's progress.json at its start: no val_by, nothing committed
+    old = older_start(tmp_path / "old", fresh["settings"])  # that version's: no val_by
+    by_line = [j for j, line in enumerate("".join(lines).splitlines()) if line and P.route("mixed", j, 0.1) == "val"]
+    assert prepare(old, *args)["val_documents"] == len(by_line) != fresh["val_documents"]
+
+
+def older_start(old, settings, **recorded):
+    """out_dir as an older version left it at its start: empty bins and its progress.json, nothing committed."""
     old.mkdir()
     for s in ("train", "val"):
         (old / f"{s}.bin").write_bytes(b"")
     (old / "progress.json").write_text(json.dumps(
-        {"settings": fresh["settings"], "next": [0, 0], "tokens": {"train": 0, "val": 0},
+        {"settings": settings, "next": [0, 0], "tokens": {"train": 0, "val": 0},
          "documents": {"train": 0, "val": 0}, "shards": {"train": [], "val": []}, "skipped": 0,
-         "skipped_shards": [], "nul_bytes_dropped": 0}))
-    by_line = [j for j, line in enumerate("".join(lines).splitlines()) if line and P.route("mixed", j, 0.1) == "val"]
-    assert prepare(old, *args)["val_documents"] == len(by_line) != fresh["val_documents"]
+         "skipped_shards": [], "nul_bytes_dropped": 0, **recorded}))
+    return old
 
 
 def test_a_run_cut_short_before_the_split_in_integers_resumes_in_floats(tmp_path):
@@ -490,14 +495,7 @@ def test_a_run_cut_short_before_the_split_in_integers_resumes_in_floats(tmp_path
     shards = [write_jsonl(tmp_path / f"s{i}.jsonl", [f"shard {i} doc {j}" for j in range(90)]) for i in range(2)]
     args = ["--tokenizer=bytes", "--val_fraction=0.7", "--input", *shards]
     fresh = prepare(tmp_path / "fresh", *args)
-    old = tmp_path / "old"  # that version's progress.json at its start: val_by, no val_split, nothing committed
-    old.mkdir()
-    for s in ("train", "val"):
-        (old / f"{s}.bin").write_bytes(b"")
-    (old / "progress.json").write_text(json.dumps(
-        {"settings": fresh["settings"], "next": [0, 0], "tokens": {"train": 0, "val": 0},
-         "documents": {"train": 0, "val": 0}, "shards": {"train": [], "val": []}, "skipped": 0,
-         "skipped_shards": [], "nul_bytes_dropped": 0, "val_by": "document"}))
+    old = older_start(tmp_path / "old", fresh["settings"], val_by="document")  # that version's: no val_split
     assert (prepare(old, *args)["val_documents"], fresh["val_documents"]) == (2 * 62, 2 * 63)
 
 
