@@ -372,8 +372,12 @@ def main(argv=None):
                             "python -m experiments.retrofit")
         # in the run's own folder an analysis is that folder's, whatever it names (a copy made with cp -r)
         # and one of another shape is another run, whatever its name: a link (latest) pointed at another run since
-        if os.path.realpath(out) != os.path.realpath(run_dir) and (other := analysed_run(out)) and \
-                (os.path.realpath(other) != os.path.realpath(run_dir) or analysed_shape(out) != shape(cfg)):
+        # and so is one whose run is no folder from here (named in a sibling folder: cd runs; --out_dir=a
+        # --out=../rep, then --out_dir=runs/b --out=rep from the first), as its shape says where it differs
+        if os.path.realpath(out) != os.path.realpath(run_dir) and \
+                (((other := analysed_run(out)) and os.path.realpath(other) != os.path.realpath(run_dir))
+                 or (analysed_shape(out) or shape(cfg)) != shape(cfg)):
+            other = other or analysed_name(out)
             raise SystemExit(f"--out {out} holds the analysis of another run, {other} (projections.md), which this "
                              f"one would replace; give another --out to keep both, or remove "
                              f"{os.path.join(out, 'projections.*')} to replace them.")
@@ -406,18 +410,23 @@ def analysed_shape(out):
     return first[first.rfind(": proj=") + 2:] if ": proj=" in first else None
 
 
+def analysed_name(out):
+    """The run as out/projections.md's first line names it (as its command gave it), or None."""
+    m = re.match(r"(.*?)(?: \(iteration \d+ of \d+: not finished\))?: proj=", first_line(out))
+    return m[1] if m else None
+
+
 def analysed_run(out):
     """The run folder whose analysis out/projections.md holds, where that folder is here (its first line names the
     run as its command gave it), else None: a second run analysed into the same --out replaced the first's three
     files without a word (eval.py refuses the like). A relative name given in another folder (cd runs; --out_dir=a
     --out=../rep) is looked for from --out's folders up too: looked for from here alone, it was no run, and the
     next run analysed there from the first folder replaced it without a word."""
-    m = re.match(r"(.*?)(?: \(iteration \d+ of \d+: not finished\))?: proj=", first_line(out))
-    if not m:
+    if (named := analysed_name(out)) is None:
         return None
     # written as UTF-8 under any locale: the run's name as this one's file names spell it ('runs/日本' under Latin-1
     # was no folder, and another run's analysis replaced it without a word)
-    named, (up, folders) = saved_path(m[1]), (os.path.realpath(out), [""])
+    named, (up, folders) = saved_path(named), (os.path.realpath(out), [""])
     while up not in folders:
         folders.append(up)
         up = os.path.dirname(up)
