@@ -674,7 +674,7 @@ def masked_file(path):
     if st.st_uid == os.getuid() and not st.st_mode & 0o200 and (mask := umask()) & 0o200:
         folder = os.path.dirname(path) or "."
         raise SystemExit(f"{path} is read-only to its owner, as every file written under umask {mask:04o} is, and "
-                         f"this run would write it; run `umask 022` and `chmod u+w {shlex.quote(folder)}/*` first, "
+                         f"this run would write it; run `umask 022` and `chmod u+w {shell_arg(folder)}/*` first, "
                          f"then run again.")  # quoted: `chmod u+w my runs/*` changed nothing of 'my runs'
 
 

@@ -47,7 +47,7 @@ import torch
 
 from checkpoint import (atomic_write, check_study_run, guard_assets, in_assets, load_checkpoint, new_dirs, other_data,
                         outputs_free, present, read_json, run_length, save_figure, script, together, tokens,
-                        saved_path, unwritable)
+                        saved_path, shell_arg, unwritable)
 from configurator import Parser, as_text, as_typed, cli, number
 from convert import affine_fit
 from model import GPT, GPTConfig
@@ -382,7 +382,7 @@ def main(argv=None):
             other = other or analysed_name(out)
             raise SystemExit(f"--out {out} holds the analysis of another run, {other} (projections.md), which this "
                              f"one would replace; give another --out to keep both, or remove "
-                             f"{os.path.join(out, 'projections.*')} to replace them.")
+                             f"{os.path.join(shell_arg(out), 'projections.*')} to replace them.")
     with new_dirs(*[out] if out else []):  # made now, removed again if the work stops before writing there
         if out and (why := unwritable(out)):
             parser.error(f"--out {out!r} is not a writable directory ({why}); choose another --out.")

@@ -610,6 +610,17 @@ def test_another_runs_analysis_named_in_a_sibling_folder_is_not_replaced(tmp_pat
     main(["--out_dir=runs/a", "--tokens=64", "--out=rep"])  # the same run, named from here: its own
 
 
+def test_another_runs_analysis_in_a_folder_named_with_a_dash_names_the_files_as_rm_reads_them(tmp_path, monkeypatch):
+    # --out=-rep: "remove -rep/projections.*", typed as rm -rep/projections.*, was "rm: invalid option -- 'e'"
+    for name, proj in (("a", "qkv"), ("b", "qk_v")):
+        (tmp_path / name).mkdir()
+        save_ckpt(tmp_path / name, proj)
+    monkeypatch.chdir(tmp_path)
+    main(["--out_dir=a", "--tokens=64", "--out=-rep"])
+    with pytest.raises(SystemExit, match=r"or remove \./-rep/projections\.\* to replace them\.$"):
+        main(["--out_dir=b", "--tokens=64", "--out=-rep"])
+
+
 def test_another_runs_analysis_named_under_another_locale_is_not_replaced(tmp_path, monkeypatch):
     # projections.md is UTF-8 under any locale: 'é' read back under PYTHONUTF8=0 LC_ALL=C was no folder there, and
     # another run analysed into the same --out replaced it without a word
