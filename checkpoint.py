@@ -52,6 +52,8 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
+if __name__ == "__main__" and getattr(sys.flags, "safe_path", False):  # -P leaves this folder off sys.path: `python -P
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # checkpoint.py` was a traceback, not nothing
 from configurator import as_text, closed_stream, configure, lift_limit, memory_limit, space_fix, stop_signals
 from model import GPT, GPTConfig
 
@@ -701,7 +703,7 @@ def masked_file(path):
     if st.st_uid == os.getuid() and not st.st_mode & 0o200 and (mask := umask()) & 0o200:
         folder = os.path.dirname(path) or "."
         raise SystemExit(f"{path} is read-only to its owner, as every file written under umask {mask:04o} is, and "
-                         f"this run would write it; run `umask 022` and `chmod u+w {shlex.quote(folder)}/*` first, "
+                         f"this run would write it; run `umask 022` and `chmod u+w {shell_arg(folder)}/*` first, "
                          f"then run again.")  # quoted: `chmod u+w my runs/*` changed nothing of 'my runs'
 
 

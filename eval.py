@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from checkpoint import (VOCABS, atomic_write, guard_assets, hold_lock, json_text, load_json, new_dirs,
-                        outputs_free, perplexity, present, saved_path, together, unwritable)
+                        outputs_free, perplexity, present, saved_path, shell_arg, together, unwritable)
 from configurator import Parser, as_typed, cli, number
 from convert import hub_reachable
 from model import GPTConfig
@@ -575,7 +575,7 @@ def other_results(out, what, run=None, inside=False):
         return None
     if run is not None and (was := other_run(res, run, inside)) is not None:
         return (f"--out {out} holds the results of another run ({was}), which this evaluation would replace; give "
-                f"another --out to keep both, or remove {shlex.quote(path)} to replace them.")
+                f"another --out to keep both, or remove {shell_arg(path)} to replace them.")
     if isinstance(old, dict) and "sha256" in old and "sha256" in what:  # by contents: a copy or a move is the same,
         same = old["sha256"] == what["sha256"]  # the same file holding another text is not
     elif "evaluation" in res:
@@ -588,7 +588,7 @@ def other_results(out, what, run=None, inside=False):
     if same:
         return None
     return (f"--out {out} holds the results of another evaluation ({described(old)}), which this one would replace; "
-            f"give another --out to keep both, or remove {shlex.quote(path)} to replace them.")
+            f"give another --out to keep both, or remove {shell_arg(path)} to replace them.")
 
 
 def main(argv=None):

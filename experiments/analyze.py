@@ -31,10 +31,12 @@ import io
 import math
 import os
 import re
+import sys
 
 # run as a file (`python experiments/analyze.py`) the project's modules are not on the path: say the way that works
-if not __package__:
-    raise SystemExit("run the studies from the repository root as modules: python -m experiments.analyze")
+if not __package__:  # and under PYTHONSAFEPATH=1 (or -P), -m finds experiments/ only on PYTHONPATH
+    raise SystemExit("run the studies from the repository root as modules: "
+                     + "PYTHONPATH=. " * getattr(sys.flags, "safe_path", False) + "python -m experiments.analyze")
 
 from configurator import quiet_start  # standard library only
 
@@ -44,8 +46,8 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import torch
 
 from checkpoint import (atomic_write, check_study_run, guard_assets, in_assets, load_checkpoint, new_dirs, not_its_data,
-                        other_data, outputs_free, present, read_json, run_length, save_figure, script, together, tokens,
-                        saved_path, unwritable)
+                        other_data, outputs_free, present, read_json, run_length, save_figure, saved_path, script,
+                        shell_arg, together, tokens, unwritable)
 from configurator import Parser, as_text, as_typed, cli, number
 from convert import affine_fit
 from model import GPT, GPTConfig
@@ -372,11 +374,15 @@ def main(argv=None):
                             "python -m experiments.retrofit")
         # in the run's own folder an analysis is that folder's, whatever it names (a copy made with cp -r)
         # and one of another shape is another run, whatever its name: a link (latest) pointed at another run since
-        if os.path.realpath(out) != os.path.realpath(run_dir) and (other := analysed_run(out)) and \
-                (os.path.realpath(other) != os.path.realpath(run_dir) or analysed_shape(out) != shape(cfg)):
+        # and so is one whose run is no folder from here (named in a sibling folder: cd runs; --out_dir=a
+        # --out=../rep, then --out_dir=runs/b --out=rep from the first), as its shape says where it differs
+        if os.path.realpath(out) != os.path.realpath(run_dir) and \
+                (((other := analysed_run(out)) and os.path.realpath(other) != os.path.realpath(run_dir))
+                 or (analysed_shape(out) or shape(cfg)) != shape(cfg)):
+            other = other or analysed_name(out)
             raise SystemExit(f"--out {out} holds the analysis of another run, {other} (projections.md), which this "
                              f"one would replace; give another --out to keep both, or remove "
-                             f"{os.path.join(out, 'projections.*')} to replace them.")
+                             f"{os.path.join(shell_arg(out), 'projections.*')} to replace them.")
     with new_dirs(*[out] if out else []):  # made now, removed again if the work stops before writing there
         if out and (why := unwritable(out)):
             parser.error(f"--out {out!r} is not a writable directory ({why}); choose another --out.")
@@ -406,18 +412,23 @@ def analysed_shape(out):
     return first[first.rfind(": proj=") + 2:] if ": proj=" in first else None
 
 
+def analysed_name(out):
+    """The run as out/projections.md's first line names it (as its command gave it), or None."""
+    m = re.match(r"(.*?)(?: \(iteration \d+ of \d+: not finished\))?: proj=", first_line(out))
+    return m[1] if m else None
+
+
 def analysed_run(out):
     """The run folder whose analysis out/projections.md holds, where that folder is here (its first line names the
     run as its command gave it), else None: a second run analysed into the same --out replaced the first's three
     files without a word (eval.py refuses the like). A relative name given in another folder (cd runs; --out_dir=a
     --out=../rep) is looked for from --out's folders up too: looked for from here alone, it was no run, and the
     next run analysed there from the first folder replaced it without a word."""
-    m = re.match(r"(.*?)(?: \(iteration \d+ of \d+: not finished\))?: proj=", first_line(out))
-    if not m:
+    if (named := analysed_name(out)) is None:
         return None
     # written as UTF-8 under any locale: the run's name as this one's file names spell it ('runs/日本' under Latin-1
     # was no folder, and another run's analysis replaced it without a word)
-    named, (up, folders) = saved_path(m[1]), (os.path.realpath(out), [""])
+    named, (up, folders) = saved_path(named), (os.path.realpath(out), [""])
     while up not in folders:
         folders.append(up)
         up = os.path.dirname(up)

@@ -24,8 +24,9 @@ import sys
 import time
 
 # run as a file (`python experiments/cpu_lm.py`) the project's modules are not on the path: say the way that works
-if not __package__:
-    raise SystemExit("run the studies from the repository root as modules: python -m experiments.cpu_lm")
+if not __package__:  # and under PYTHONSAFEPATH=1 (or -P), -m finds experiments/ only on PYTHONPATH
+    raise SystemExit("run the studies from the repository root as modules: "
+                     + "PYTHONPATH=. " * getattr(sys.flags, "safe_path", False) + "python -m experiments.cpu_lm")
 
 from configurator import quiet_start  # standard library only
 

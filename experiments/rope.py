@@ -29,8 +29,9 @@ import time
 from dataclasses import replace
 
 # run as a file (`python experiments/rope.py`) the project's modules are not on the path: say the way that works
-if not __package__:
-    raise SystemExit("run the studies from the repository root as modules: python -m experiments.rope")
+if not __package__:  # and under PYTHONSAFEPATH=1 (or -P), -m finds experiments/ only on PYTHONPATH
+    raise SystemExit("run the studies from the repository root as modules: "
+                     + "PYTHONPATH=. " * getattr(sys.flags, "safe_path", False) + "python -m experiments.rope")
 
 from configurator import quiet_start  # standard library only
 

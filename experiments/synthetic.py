@@ -41,8 +41,9 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import active_children, get_context
 
 # run as a file (`python experiments/synthetic.py`) the project's modules are not on the path: say the way that works
-if not __package__:
-    raise SystemExit("run the studies from the repository root as modules: python -m experiments.synthetic")
+if not __package__:  # and under PYTHONSAFEPATH=1 (or -P), -m finds experiments/ only on PYTHONPATH
+    raise SystemExit("run the studies from the repository root as modules: "
+                     + "PYTHONPATH=. " * getattr(sys.flags, "safe_path", False) + "python -m experiments.synthetic")
 
 from configurator import quiet_start  # standard library only
 

@@ -592,6 +592,35 @@ def test_another_runs_analysis_named_from_another_folder_is_not_replaced(tmp_pat
     main(["--out_dir=a", "--tokens=64", "--out=../rep"])  # the same run, named from here: its own
 
 
+def test_another_runs_analysis_named_in_a_sibling_folder_is_not_replaced(tmp_path, monkeypatch):
+    # `cd runs; --out_dir=a --out=../rep` names a, no folder from tmp_path nor from rep's folders up, and b (another
+    # shape) analysed there from tmp_path replaced it without a word; its shape tells it apart
+    runs, out = tmp_path / "runs", tmp_path / "rep"
+    for name, proj in (("a", "qkv"), ("b", "qk_v")):
+        (runs / name).mkdir(parents=True)
+        save_ckpt(runs / name, proj)
+    monkeypatch.chdir(runs)
+    main(["--out_dir=a", "--tokens=64", "--out=../rep"])
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(["--out_dir=runs/b", "--tokens=64", "--out=rep"])
+    assert str(e.value).startswith("--out rep holds the analysis of another run, a (projections.md)")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    main(["--out_dir=runs/a", "--tokens=64", "--out=rep"])  # the same run, named from here: its own
+
+
+def test_another_runs_analysis_in_a_folder_named_with_a_dash_names_the_files_as_rm_reads_them(tmp_path, monkeypatch):
+    # --out=-rep: "remove -rep/projections.*", typed as rm -rep/projections.*, was "rm: invalid option -- 'e'"
+    for name, proj in (("a", "qkv"), ("b", "qk_v")):
+        (tmp_path / name).mkdir()
+        save_ckpt(tmp_path / name, proj)
+    monkeypatch.chdir(tmp_path)
+    main(["--out_dir=a", "--tokens=64", "--out=-rep"])
+    with pytest.raises(SystemExit, match=r"or remove \./-rep/projections\.\* to replace them\.$"):
+        main(["--out_dir=b", "--tokens=64", "--out=-rep"])
+
+
 def test_another_runs_analysis_named_under_another_locale_is_not_replaced(tmp_path, monkeypatch):
     # projections.md is UTF-8 under any locale: 'é' read back under PYTHONUTF8=0 LC_ALL=C was no folder there, and
     # another run analysed into the same --out replaced it without a word

@@ -896,6 +896,15 @@ def test_a_study_run_as_a_file_names_the_way_to_run_it(name):
     r = subprocess.run([sys.executable, f"experiments/{name}.py", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 1 and r.stdout == ""
     assert r.stderr == f"run the studies from the repository root as modules: python -m experiments.{name}\n"
+    # under PYTHONSAFEPATH=1 (or -P) that -m found no module named 'experiments': it is found on PYTHONPATH
+    env = dict(os.environ, PYTHONSAFEPATH="1")
+    r = subprocess.run([sys.executable, f"experiments/{name}.py"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert r.stderr == ("run the studies from the repository root as modules: PYTHONPATH=. python -m "
+                        f"experiments.{name}\n")
+    env["PYTHONPATH"] = "."
+    r = subprocess.run([sys.executable, "-m", f"experiments.{name}", "--help"], cwd=ROOT, env=env, capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and r.stdout.startswith("usage:"), r.stderr[-2000:]
 
 
 def test_output_into_a_file_is_there_line_by_line(tmp_path):

@@ -866,6 +866,17 @@ def test_a_stop_between_results_json_and_md_leaves_the_old_pair(tmp_path, monkey
     assert not (tmp_path / "new").exists()
 
 
+def test_the_results_to_remove_in_a_folder_named_with_a_dash_are_named_as_rm_reads_them(tmp_path, monkeypatch):
+    # --out=-ev: "remove -ev/results.json", typed as rm -ev/results.json, was "rm: invalid option -- 'e'"
+    make_ckpt(tmp_path, BYTES_META)
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / name).write_text(f"the text of {name}, a few words\n")
+    monkeypatch.chdir(tmp_path)
+    ev.main(["--out_dir=.", "--text=a.txt", "--device=cpu", "--out=-ev"])
+    with pytest.raises(SystemExit, match=r"or remove \./-ev/results\.json to replace them\.$"):
+        ev.main(["--out_dir=.", "--text=b.txt", "--device=cpu", "--out=-ev"])
+
+
 def test_an_evaluation_of_other_tasks_or_text_never_replaces_the_results_in_its_out(tmp_path, capsys):
     # case 52 of the twenty-third pass: a quick --text (or --limit) check into out_dir/eval replaced the results.json
     # of an hours-long evaluation there without a word

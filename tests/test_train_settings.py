@@ -1314,6 +1314,13 @@ def test_files_a_run_wrote_read_only_under_its_umask_name_the_umask(finished, da
         checkpoint.masked_file(str(spaced / "ckpt.pt"))
     assert str(e.value).endswith(f"run `umask 022` and `chmod u+w '{tmp_path}/my run'\"'\"'s'/*` first, then run "
                                  f"again.")
+    (tmp_path / "-run").mkdir()  # and ./ before a dash: `chmod u+w -run/*` was "chmod: invalid option -- 'r'"
+    (tmp_path / "-run" / "ckpt.pt").write_bytes(b"")
+    os.chmod(tmp_path / "-run" / "ckpt.pt", 0o400)
+    monkeypatch.chdir(tmp_path)
+    with umask(0o277), pytest.raises(SystemExit) as e:
+        checkpoint.masked_file("-run/ckpt.pt")
+    assert str(e.value).endswith("run `umask 022` and `chmod u+w ./-run/*` first, then run again.")
 
 
 def test_an_out_dir_without_locks_trains_with_a_note(data_dir, tmp_path, monkeypatch, capsys):
