@@ -52,8 +52,6 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-if __name__ == "__main__" and getattr(sys.flags, "safe_path", False):  # -P leaves this folder off sys.path: `python -P
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # checkpoint.py` was a traceback, not nothing
 from configurator import as_text, closed_stream, configure, lift_limit, memory_limit, space_fix, stop_signals
 from model import GPT, GPTConfig
 

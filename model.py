@@ -17,16 +17,12 @@ With proj="qkv", n_kv_head=0, attn="softmax", pos_conv=0 this is exactly a GPT-2
 import contextlib
 import math
 import numbers
-import os
-import sys
 from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-if __name__ == "__main__" and getattr(sys.flags, "safe_path", False):  # -P leaves this folder off sys.path: `python -P
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # model.py` was a traceback, not nothing
 # what the model refuses, one sentence each (checks.py). retie and note_tie by these names too: a model pickled
 # before checks.py was split off names its load hooks model.retie and model.note_tie
 from checks import (check_built, check_forward, check_generate, check_new_cache, check_state_position, config_fields,

@@ -328,8 +328,7 @@ def test_prepare_refuses_an_input_edited_to_the_same_size(tmp_path):
 
 
 @pytest.mark.parametrize("script", ["train.py", "sample.py", "eval.py", "bench.py", "prepare_slimpajama.py",
-                                    "convert.py",  # a library, whose one line says so (exit 1)
-                                    "model.py", "checkpoint.py"])  # libraries that do nothing run, as without -P
+                                    "convert.py"])  # a library, whose one line says so (exit 1)
 def test_every_script_runs_with_pythonsafepath(script, tmp_path):
     # PYTHONSAFEPATH=1 (or python -P, Python 3.11) leaves the script's folder off sys.path: each script's first
     # import of configurator was a ModuleNotFoundError traceback
