@@ -266,11 +266,14 @@ def other_data(was, meta):
     # prepared again from a copy of the same files (cp -r: new times), its contents say so where both record them
     copied = was.get("inputs_sha256") is not None and was.get("inputs_sha256") == meta.get("inputs_sha256")
     if not moved and None not in inputs and inputs[0] != inputs[1] and inputs[0] != sizes_only(meta) and not copied:
-        moved.append(OTHER_INPUTS)
+        # other contents where both record them (other text of the same size): not "perhaps" other data
+        known = None not in (was.get("inputs_sha256"), meta.get("inputs_sha256"))
+        moved.append(OTHER_TEXT if known else OTHER_INPUTS)
     return moved
 
 
 OTHER_INPUTS = "input files of other names, sizes or modification times than the checkpoint's"
+OTHER_TEXT = "input files of other contents (inputs_sha256) than the checkpoint's"
 
 
 def inputs_only(moved):
