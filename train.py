@@ -971,7 +971,11 @@ for note in notes:
 # the data under the same data_dir prepared again (other text, more shards) since the checkpoint: a resume goes on
 # on it, and says so (a changed --data_dir is said among the settings); the batches are no longer the same
 moved = other_data(ckpt.get("meta"), meta) if init_from == "resume" else []
-if master and moved and same("data_dir", config["data_dir"], ckpt["config"].get("data_dir")):
+# a data_dir whose own is gone stands for it (the folder here that resumed_data named, "if it holds that data"):
+# other data there went on without a word, the new data_dir said as a setting only
+was_dir = ckpt["config"].get("data_dir") if moved else None
+if master and moved and (same("data_dir", config["data_dir"], was_dir) or
+                         isinstance(was_dir, str) and was_dir and not os.path.exists(was_dir)):
     # other input names alone (the same text copied as in.txt) may be the very tokens: "perhaps", as sample.py says
     print(f"{os.path.join(data_dir, 'meta.json')} records {'perhaps ' * inputs_only(moved)}other data than "
           f"{ckpt_path} was trained on: {', '.join(moved)}; the resumed run trains and evaluates on the data there "

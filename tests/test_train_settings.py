@@ -615,6 +615,23 @@ def test_a_received_config_whose_absolute_data_dir_is_gone_names_the_folder_here
     assert not (tmp_path / "out").exists() and not (tmp_path / "alice").exists()
 
 
+def test_a_received_run_resumed_on_other_data_in_the_folder_named_says_so(finished, tmp_path):
+    # the advice above, followed onto a folder of that name holding other data (other text of the same size): the
+    # run went on on it with only "data_dir='data/bytes' (checkpoint: ...)" among the settings, as for a chosen one
+    out = shutil.copytree(finished, tmp_path / "run")
+    ckpt = torch.load(out / "ckpt.pt", weights_only=False)
+    ckpt["config"]["data_dir"] = str(tmp_path / "alice" / "proj" / "data" / "bytes")
+    ckpt["meta"] = {**ckpt["meta"], "settings": {"shards_sha1": "a"}}
+    torch.save(ckpt, out / "ckpt.pt")
+    data = tmp_path / "data" / "bytes"
+    make_data(data)
+    meta = json.loads((data / "meta.json").read_text())
+    (data / "meta.json").write_text(json.dumps({**meta, "settings": {"shards_sha1": "b"}}))
+    r = train(data, out, "--init_from=resume", "--max_iters=4")
+    assert f"{data / 'meta.json'} records perhaps other data than {out / 'ckpt.pt'} was trained on" in r.stdout, \
+        r.stdout
+
+
 def test_a_relative_data_dir_prepared_in_the_project_but_run_from_elsewhere_is_named(tmp_path, monkeypatch):
     # `python ~/qkv-share/train.py ~/qkv-share/config/cpu_tiny.py` from ~ after the quickstart was told to prepare
     # data/shakespeare_bytes again in ~
