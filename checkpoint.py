@@ -942,6 +942,22 @@ def present(path, fix=""):
 META_FORM = ", 'meta': json.load(open('data/x/meta.json'))"  # the part of a checkpoint that names its tokenizer
 
 
+def renamed(path):
+    """'FOLDER holds NAME: if that is the checkpoint, rename it (`mv ...`)' where path (out_dir/ckpt.pt) is missing and
+    its folder holds one ckpt*.pt under another name, or None: a checkpoint received by a browser or a second copy
+    saved under another name ("ckpt (1).pt")."""
+    folder = os.path.dirname(path) or "."
+    try:
+        named = [f for f in os.listdir(folder) if f.endswith(".pt") and f.startswith("ckpt")
+                 and os.path.isfile(os.path.join(folder, f))]
+    except OSError:
+        return None
+    if len(named) != 1:
+        return None
+    return f"{folder} holds {named[0]}: if that is the checkpoint, rename it " \
+        f"(`mv {shlex.quote(os.path.join(folder, named[0]))} {shlex.quote(path)}`)"
+
+
 def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     """-> the checkpoint dict at path (ckpt.pt or its out_dir) with the keys asked for, its model weights renamed
     without wrapper prefixes and checked, name by name and shape by shape, against a model built from its
@@ -964,19 +980,14 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
         raise SystemExit(f"{path} is {special(path)}, not a checkpoint; move it out of the way, or point to another "
                          f"out_dir.")
     if not os.path.isfile(path):
+        # a run received with its checkpoint renamed ("ckpt (1).pt"), its log beside it: not "has saved none"
+        if hint := renamed(path):
+            raise SystemExit(f"no checkpoint at {path}, but {hint}.")
         # "train one" there meets the run's lock; its log comes only after its first evaluation, its lock at once
         if any(os.path.isfile(os.path.join(os.path.dirname(path), f)) for f in ("log.jsonl", "train.lock")):
             raise SystemExit(f"no checkpoint at {path}: the run in {os.path.dirname(path)} has saved none (train.py "
                              f"saves at every eval_interval after 0); wait for it if it is still training, or point "
                              f"to another out_dir.")
-        folder = os.path.dirname(path) or "."
-        # a checkpoint received by a browser or a second copy saved under another name ("ckpt (1).pt")
-        with contextlib.suppress(OSError):
-            if len(named := [f for f in os.listdir(folder) if f.endswith(".pt") and f.startswith("ckpt")
-                             and os.path.isfile(os.path.join(folder, f))]) == 1:
-                raise SystemExit(f"no checkpoint at {path}, but {folder} holds {named[0]}: if that is the "
-                                 f"checkpoint, rename it (`mv {shlex.quote(os.path.join(folder, named[0]))} "
-                                 f"{shlex.quote(path)}`).")
         raise SystemExit(f"no checkpoint at {path}: train one with train.py, or point to the out_dir that holds it.")
     try:
         try:

@@ -247,6 +247,10 @@ def test_a_checkpoint_received_under_another_name_is_named(tmp_path):
         checkpoint.load_checkpoint(str(tmp_path / "dl"))  # sample.py and eval.py
     assert str(e.value) == (f"no checkpoint at {tmp_path / 'dl' / 'ckpt.pt'}, but {tmp_path / 'dl'} holds ckpt (1).pt: "
                             f"if that is the checkpoint, rename it (`mv '{got}' {tmp_path / 'dl' / 'ckpt.pt'}`).")
+    (tmp_path / "dl" / "log.jsonl").write_text("{}\n")  # the run's log received with it: "has saved none; wait"
+    with pytest.raises(SystemExit, match=r"holds ckpt \(1\).pt: if that is the checkpoint, rename it"):
+        checkpoint.load_checkpoint(str(tmp_path / "dl"))
+    (tmp_path / "dl" / "log.jsonl").unlink()
     (tmp_path / "dl" / "ckpt (2).pt").write_bytes(b"x")  # two: which is the run's is not said
     with pytest.raises(SystemExit, match="train one with train.py"):
         checkpoint.load_checkpoint(str(tmp_path / "dl"))

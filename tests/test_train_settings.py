@@ -632,6 +632,20 @@ def test_a_received_run_resumed_on_other_data_in_the_folder_named_says_so(finish
         r.stdout
 
 
+def test_a_run_received_with_its_checkpoint_renamed_is_told_the_rename(finished, tmp_path, monkeypatch):
+    # "ckpt (1).pt" from a browser: sample.py named it, a resume said "does not exist ... use --init_from=scratch"
+    out = tmp_path / "dl dir"
+    out.mkdir()
+    shutil.copy(finished / "ckpt.pt", out / "ckpt (1).pt")
+    mv = f"(`mv '{out / 'ckpt (1).pt'}' '{out / 'ckpt.pt'}'`)"
+    msg = run_inprocess(monkeypatch, [f"--out_dir={out}", "--init_from=resume", "--max_iters=4"])
+    assert msg == f"init_from='resume' but {out / 'ckpt.pt'} does not exist; {out} holds ckpt (1).pt: if that is " \
+        f"the checkpoint, rename it {mv}, then resume.", msg
+    msg = run_inprocess(monkeypatch, [f"--init_from={out}", f"--out_dir={tmp_path / 'new'}", "--max_iters=4"])
+    assert msg.endswith(f"is a folder without a ckpt.pt; {out} holds ckpt (1).pt: if that is the checkpoint, rename "
+                        f"it {mv}."), msg
+
+
 def test_a_relative_data_dir_prepared_in_the_project_but_run_from_elsewhere_is_named(tmp_path, monkeypatch):
     # `python ~/qkv-share/train.py ~/qkv-share/config/cpu_tiny.py` from ~ after the quickstart was told to prepare
     # data/shakespeare_bytes again in ~
