@@ -1212,7 +1212,8 @@ def open_log():
         os.remove(path)  # another run's log, linked here (as its checkpoint can be): this run writes its own
     elif os.path.isfile(path) and os.path.getsize(path):
         keep_log(path)
-    keep_eval()
+    if init_from != "resume":  # a resume's eval/ is its checkpoint's own, with its log.jsonl or without (received)
+        keep_eval()
     f = open(path, "w")
     if saved_iter is None:
         made_files.append(path)

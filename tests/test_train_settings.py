@@ -2210,3 +2210,10 @@ def test_a_log_with_no_checkpoint_beside_it_is_kept(finished, data_dir, tmp_path
                                f"and this run starts without one.\n"), r.stdout
     assert not (out / "eval").exists() and (out / "eval.1" / "results.json").read_text() == '{"results": {}}'
     assert (out / "log.1.jsonl").read_bytes() == old and (out / "log.jsonl").read_bytes() != old
+    # a resume of a checkpoint received with its eval/ but no log.jsonl: its own evaluation was moved to eval.2, "of
+    # a run whose checkpoint is not there"
+    (out / "eval").mkdir()
+    (out / "eval" / "results.json").write_text('{"results": {}}')
+    (out / "log.jsonl").unlink()
+    r = train(data_dir, out, "--max_iters=6", "--init_from=resume")
+    assert "holds the evaluation" not in r.stdout and (out / "eval" / "results.json").is_file(), r.stdout
