@@ -122,7 +122,9 @@ def run_files(folder):
     except OSError:
         return folder
     own = {"ckpt.pt", "log.jsonl", "train.lock", "eval", "projections.md", "projections.csv", "projections.png"}
-    others = sorted(n for n in names - own if not n.endswith(".tmp") and not re.fullmatch(r"log\.\d+\.jsonl", n))
+    # log.N.jsonl and eval.N: older runs' logs and evaluations train.py kept aside (open_log)
+    others = sorted(n for n in names - own if not n.endswith(".tmp")
+                    and not re.fullmatch(r"log\.\d+\.jsonl|eval\.\d+", n))
     if not others:
         return folder
     run = [p for n in ("ckpt.pt", "log.jsonl") if os.path.exists(p := os.path.join(folder, n))]
