@@ -944,11 +944,27 @@ def present(path, fix=""):
 META_FORM = ", 'meta': json.load(open('data/x/meta.json'))"  # the part of a checkpoint that names its tokenizer
 
 
+def training(folder):
+    """Whether folder/train.lock names a process that is running here (the pid train.py writes in it)."""
+    try:
+        with open(os.path.join(folder, "train.lock")) as f:
+            pid = int(f.read().split()[0])
+        os.kill(pid, 0) if pid > 0 else None
+    except PermissionError:  # another user's process
+        return True
+    except (OSError, ValueError, IndexError, UnicodeDecodeError):  # none, unreadable, or no such process
+        return False
+    return pid > 0
+
+
 def renamed(path):
     """'FOLDER holds NAME: if that is the checkpoint, rename it (`mv ...`)' where path (out_dir/ckpt.pt) is missing and
     its folder holds one ckpt*.pt under another name, or None: a checkpoint received by a browser or a second copy
-    saved under another name ("ckpt (1).pt")."""
+    saved under another name ("ckpt (1).pt"). None while a run trains there: a ckpt_old.pt kept there, renamed
+    ckpt.pt as told, was replaced by that run's first save."""
     folder = os.path.dirname(path) or "."
+    if training(folder):
+        return None
     try:
         named = [f for f in os.listdir(folder) if f.endswith(".pt") and f.startswith("ckpt")
                  and os.path.isfile(os.path.join(folder, f))]

@@ -250,6 +250,10 @@ def test_a_checkpoint_received_under_another_name_is_named(tmp_path):
     (tmp_path / "dl" / "log.jsonl").write_text("{}\n")  # the run's log received with it: "has saved none; wait"
     with pytest.raises(SystemExit, match=r"holds ckpt \(1\).pt: if that is the checkpoint, rename it"):
         checkpoint.load_checkpoint(str(tmp_path / "dl"))
+    (tmp_path / "dl" / "train.lock").write_text(f"{os.getpid()}\n")  # a run under way there: its first save would
+    with pytest.raises(SystemExit, match="has saved none"):  # replace a ckpt_old.pt renamed ckpt.pt as told
+        checkpoint.load_checkpoint(str(tmp_path / "dl"))
+    (tmp_path / "dl" / "train.lock").unlink()
     (tmp_path / "dl" / "log.jsonl").unlink()
     (tmp_path / "dl" / "ckpt (2).pt").write_bytes(b"x")  # two: which is the run's is not said
     with pytest.raises(SystemExit, match="train one with train.py"):
