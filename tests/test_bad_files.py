@@ -2729,6 +2729,8 @@ NOT_USER = {
     "configurator.py:closed_as_devnull:os.devnull": "/dev/null",
     "configurator.py:run_main:os.devnull": "/dev/null",
     "experiments/retrofit.py:destination:config_file": "the repository's own config files, named in CONVERSIONS",
+    "checkpoint.py:training:os.path.join(folder, 'train.lock')": "the lock file, read for the holder's process id "
+                                                                  "(damaged: no run there)",
     "train.py:<module>:os.path.join(out_dir, 'train.lock')": "the lock file, read for the holder's process id",
     "train.py:lock_out_dir:os.path.join(out_dir, 'train.lock')": "the lock file, opened to be held",
     "train.py:how_to_go_on:ckpt_path": "the checkpoint this run saved a moment before",
