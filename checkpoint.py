@@ -268,10 +268,20 @@ def other_data(was, meta):
     # prepared again from a copy of the same files (cp -r: new times), its contents say so where both record them
     copied = was.get("inputs_sha256") is not None and was.get("inputs_sha256") == meta.get("inputs_sha256")
     if not moved and None not in inputs and inputs[0] != inputs[1] and inputs[0] != sizes_only(meta) and not copied:
-        # other contents where both record them (other text of the same size): not "perhaps" other data
-        known = None not in (was.get("inputs_sha256"), meta.get("inputs_sha256"))
+        # other contents where both record them for files of the same names (other text of the same size): not
+        # "perhaps" other data. inputs_sha256 holds the names too: the same text copied as in.txt is "perhaps"
+        known = None not in (was.get("inputs_sha256"), meta.get("inputs_sha256")) and shard_names(was) is not None \
+            and shard_names(was) == shard_names(meta)
         moved.append(OTHER_TEXT if known else OTHER_INPUTS)
     return moved
+
+
+def shard_names(meta):
+    """The names (not folders) of meta's input files, train's then val's, as inputs_sha256 hashes them, or None."""
+    try:
+        return [os.path.basename(f) for k in ("train_shards", "val_shards") for f in meta[k]]
+    except (KeyError, TypeError):
+        return None
 
 
 OTHER_INPUTS = "input files of other names, sizes or modification times than the checkpoint's"

@@ -629,9 +629,13 @@ def test_a_copied_project_prepared_again_resumes_its_run(tmp_path):
     # resume too, "records perhaps other data")
     assert checkpoint.other_data(was, now) == ["input files of other contents (inputs_sha256) than the checkpoint's"]
     assert checkpoint.not_its_data(checkpoint.other_data(was, now)).startswith("not the data")
-    # a checkpoint whose data recorded no contents (an older prepare): a copy of the same text under another name
-    # (in.txt) gives the very same tokens: sample.py and analyze.py called them "not the data the checkpoint was
-    # trained on"; where the token counts differ they are not
+    # a copy of the same text under another name (in.txt), whose inputs_sha256 (names and contents) differs too, or
+    # a checkpoint whose data recorded no contents (an older prepare), may be the very same tokens: sample.py and
+    # analyze.py called them "not the data the checkpoint was trained on"; where the token counts differ they are not
+    (tmp_path / "in.txt").write_text("To be, or not to be, that is the question.\n" * 40)
+    shutil.rmtree(tmp_path / "data")
+    now = prepare(tmp_path / "data", "--input", str(tmp_path / "in.txt"), "--val_fraction=0.1")
+    assert checkpoint.not_its_data(checkpoint.other_data(was, now)).startswith("perhaps not the data")
     was = {k: v for k, v in was.items() if k != "inputs_sha256"}
     assert checkpoint.other_data(was, now) == [
         "input files of other names, sizes or modification times than the checkpoint's"]
