@@ -122,7 +122,9 @@ def run_files(folder):
     except OSError:
         return folder
     own = {"ckpt.pt", "log.jsonl", "train.lock", "eval", "projections.md", "projections.csv", "projections.png"}
-    others = sorted(n for n in names - own if not n.endswith(".tmp") and not re.fullmatch(r"log\.\d+\.jsonl", n))
+    # log.N.jsonl and eval.N: older runs' logs and evaluations train.py kept aside (open_log)
+    others = sorted(n for n in names - own if not n.endswith(".tmp")
+                    and not re.fullmatch(r"log\.\d+\.jsonl|eval\.\d+", n))
     if not others:
         return folder
     run = [p for n in ("ckpt.pt", "log.jsonl") if os.path.exists(p := os.path.join(folder, n))]
@@ -266,11 +268,24 @@ def other_data(was, meta):
     # prepared again from a copy of the same files (cp -r: new times), its contents say so where both record them
     copied = was.get("inputs_sha256") is not None and was.get("inputs_sha256") == meta.get("inputs_sha256")
     if not moved and None not in inputs and inputs[0] != inputs[1] and inputs[0] != sizes_only(meta) and not copied:
-        moved.append(OTHER_INPUTS)
+        # other contents where both record them for files of the same names (other text of the same size): not
+        # "perhaps" other data. inputs_sha256 holds the names too: the same text copied as in.txt is "perhaps"
+        known = None not in (was.get("inputs_sha256"), meta.get("inputs_sha256")) and shard_names(was) is not None \
+            and shard_names(was) == shard_names(meta)
+        moved.append(OTHER_TEXT if known else OTHER_INPUTS)
     return moved
 
 
+def shard_names(meta):
+    """The names (not folders) of meta's input files, train's then val's, as inputs_sha256 hashes them, or None."""
+    try:
+        return [os.path.basename(f) for k in ("train_shards", "val_shards") for f in meta[k]]
+    except (KeyError, TypeError):
+        return None
+
+
 OTHER_INPUTS = "input files of other names, sizes or modification times than the checkpoint's"
+OTHER_TEXT = "input files of other contents (inputs_sha256) than the checkpoint's"
 
 
 def inputs_only(moved):
@@ -939,6 +954,38 @@ def present(path, fix=""):
 META_FORM = ", 'meta': json.load(open('data/x/meta.json'))"  # the part of a checkpoint that names its tokenizer
 
 
+def training(folder):
+    """Whether folder/train.lock names a process that is running here (the pid train.py writes in it)."""
+    try:
+        with open(os.path.join(folder, "train.lock")) as f:
+            pid = int(f.read().split()[0])
+        os.kill(pid, 0) if pid > 0 else None
+    except PermissionError:  # another user's process
+        return True
+    except (OSError, ValueError, IndexError, UnicodeDecodeError):  # none, unreadable, or no such process
+        return False
+    return pid > 0
+
+
+def renamed(path):
+    """'FOLDER holds NAME: if that is the checkpoint, rename it (`mv ...`)' where path (out_dir/ckpt.pt) is missing and
+    its folder holds one ckpt*.pt under another name, or None: a checkpoint received by a browser or a second copy
+    saved under another name ("ckpt (1).pt"). None while a run trains there: a ckpt_old.pt kept there, renamed
+    ckpt.pt as told, was replaced by that run's first save."""
+    folder = os.path.dirname(path) or "."
+    if training(folder):
+        return None
+    try:
+        named = [f for f in os.listdir(folder) if f.endswith(".pt") and f.startswith("ckpt")
+                 and os.path.isfile(os.path.join(folder, f))]
+    except OSError:
+        return None
+    if len(named) != 1:
+        return None
+    return f"{folder} holds {named[0]}: if that is the checkpoint, rename it " \
+        f"(`mv {shlex.quote(os.path.join(folder, named[0]))} {shlex.quote(path)}`)"
+
+
 def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     """-> the checkpoint dict at path (ckpt.pt or its out_dir) with the keys asked for, its model weights renamed
     without wrapper prefixes and checked, name by name and shape by shape, against a model built from its
@@ -961,19 +1008,14 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
         raise SystemExit(f"{path} is {special(path)}, not a checkpoint; move it out of the way, or point to another "
                          f"out_dir.")
     if not os.path.isfile(path):
+        # a run received with its checkpoint renamed ("ckpt (1).pt"), its log beside it: not "has saved none"
+        if hint := renamed(path):
+            raise SystemExit(f"no checkpoint at {path}, but {hint}.")
         # "train one" there meets the run's lock; its log comes only after its first evaluation, its lock at once
         if any(os.path.isfile(os.path.join(os.path.dirname(path), f)) for f in ("log.jsonl", "train.lock")):
             raise SystemExit(f"no checkpoint at {path}: the run in {os.path.dirname(path)} has saved none (train.py "
                              f"saves at every eval_interval after 0); wait for it if it is still training, or point "
                              f"to another out_dir.")
-        folder = os.path.dirname(path) or "."
-        # a checkpoint received by a browser or a second copy saved under another name ("ckpt (1).pt")
-        with contextlib.suppress(OSError):
-            if len(named := [f for f in os.listdir(folder) if f.endswith(".pt") and f.startswith("ckpt")
-                             and os.path.isfile(os.path.join(folder, f))]) == 1:
-                raise SystemExit(f"no checkpoint at {path}, but {folder} holds {named[0]}: if that is the "
-                                 f"checkpoint, rename it (`mv {shlex.quote(os.path.join(folder, named[0]))} "
-                                 f"{shlex.quote(path)}`).")
         raise SystemExit(f"no checkpoint at {path}: train one with train.py, or point to the out_dir that holds it.")
     try:
         try:

@@ -61,8 +61,8 @@ from torch.utils.checkpoint import checkpoint
 from checkpoint import (atomic_write, dangling, delete_what, eval_batches, file_above, guard_assets, inputs_only,
                         iteration_tokens, json_text, load_checkpoint, load_json, lock_held, log_lines, log_text, masked,
                         masked_file, missing_dirs, open_data, other_data, perplexity, received_as, remove_empty,
-                        remove_leftovers, run_files, run_length, save_checkpoint, saved_path, scored_tokens, space_fix,
-                        token_count, unlocked, unreadable)
+                        remove_leftovers, renamed, run_files, run_length, save_checkpoint, saved_path, scored_tokens,
+                        space_fix, token_count, unlocked, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, missing_device,
                           open_files_fix, out_of_memory, range_error, tolerant_output)
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, conversion_note, convert_state_dict, exact_fit,
@@ -380,7 +380,9 @@ if init_from == "resume" and not os.path.exists(ckpt_path):
     # checkpoint waited in the folder it was trained from
     here = "" if os.path.isabs(out_dir) else f" (a relative out_dir, read from this folder, {os.getcwd()}: if the " \
         f"run was trained from another folder, run it there)"
-    sys.exit(f"init_from='resume' but {ckpt_path} does not exist{here}; check --out_dir or use --init_from=scratch.")
+    # a run received with its checkpoint renamed by a browser ("ckpt (1).pt"): the rename, as sample.py says
+    sys.exit(f"init_from='resume' but {ckpt_path} does not exist" + (f"; {hint}, then resume." if (
+        hint := renamed(ckpt_path)) else f"{here}; check --out_dir or use --init_from=scratch."))
 ckpt = None
 if os.path.exists(ckpt_path):  # memory-mapped: the processes of a node share the file's pages, not a copy each
     resume_keys = ("optimizer", "best_val_loss", "rng") if init_from == "resume" else ()
@@ -657,8 +659,9 @@ if source_path and (why := dangling(source_path)):
     sys.exit(why)
 # a ckpt.pt that is a folder goes on to load_checkpoint, which names it (not "a folder without a ckpt.pt")
 if source_path and os.path.isdir(init_from) and not os.path.exists(source_path):  # an out_dir, as documented
-    sys.exit(f"init_from={init_from!r} is a folder without a ckpt.pt (a run that has saved none yet, or no out_dir); "
-             f"point --init_from at an out_dir that holds one, or at the checkpoint file.")
+    sys.exit(f"init_from={init_from!r} is a folder without a ckpt.pt" + (f"; {hint}." if (hint := renamed(
+        source_path)) else " (a run that has saved none yet, or no out_dir); point --init_from at an out_dir that "
+        "holds one, or at the checkpoint file."))
 # a named pipe or a link to /dev/null at its ckpt.pt goes on to load_checkpoint too, which says what it is
 if source_path and not os.path.isfile(source_path) and not os.path.isdir(source_path) and \
         not os.path.exists(source_path):
@@ -971,7 +974,11 @@ for note in notes:
 # the data under the same data_dir prepared again (other text, more shards) since the checkpoint: a resume goes on
 # on it, and says so (a changed --data_dir is said among the settings); the batches are no longer the same
 moved = other_data(ckpt.get("meta"), meta) if init_from == "resume" else []
-if master and moved and same("data_dir", config["data_dir"], ckpt["config"].get("data_dir")):
+# a data_dir whose own is gone stands for it (the folder here that resumed_data named, "if it holds that data"):
+# other data there went on without a word, the new data_dir said as a setting only
+was_dir = ckpt["config"].get("data_dir") if moved else None
+if master and moved and (same("data_dir", config["data_dir"], was_dir) or
+                         isinstance(was_dir, str) and was_dir and not os.path.exists(was_dir)):
     # other input names alone (the same text copied as in.txt) may be the very tokens: "perhaps", as sample.py says
     print(f"{os.path.join(data_dir, 'meta.json')} records {'perhaps ' * inputs_only(moved)}other data than "
           f"{ckpt_path} was trained on: {', '.join(moved)}; the resumed run trains and evaluates on the data there "
@@ -1205,7 +1212,8 @@ def open_log():
         os.remove(path)  # another run's log, linked here (as its checkpoint can be): this run writes its own
     elif os.path.isfile(path) and os.path.getsize(path):
         keep_log(path)
-    keep_eval()
+    if init_from != "resume":  # a resume's eval/ is its checkpoint's own, with its log.jsonl or without (received)
+        keep_eval()
     f = open(path, "w")
     if saved_iter is None:
         made_files.append(path)

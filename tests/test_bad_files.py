@@ -247,6 +247,14 @@ def test_a_checkpoint_received_under_another_name_is_named(tmp_path):
         checkpoint.load_checkpoint(str(tmp_path / "dl"))  # sample.py and eval.py
     assert str(e.value) == (f"no checkpoint at {tmp_path / 'dl' / 'ckpt.pt'}, but {tmp_path / 'dl'} holds ckpt (1).pt: "
                             f"if that is the checkpoint, rename it (`mv '{got}' {tmp_path / 'dl' / 'ckpt.pt'}`).")
+    (tmp_path / "dl" / "log.jsonl").write_text("{}\n")  # the run's log received with it: "has saved none; wait"
+    with pytest.raises(SystemExit, match=r"holds ckpt \(1\).pt: if that is the checkpoint, rename it"):
+        checkpoint.load_checkpoint(str(tmp_path / "dl"))
+    (tmp_path / "dl" / "train.lock").write_text(f"{os.getpid()}\n")  # a run under way there: its first save would
+    with pytest.raises(SystemExit, match="has saved none"):  # replace a ckpt_old.pt renamed ckpt.pt as told
+        checkpoint.load_checkpoint(str(tmp_path / "dl"))
+    (tmp_path / "dl" / "train.lock").unlink()
+    (tmp_path / "dl" / "log.jsonl").unlink()
     (tmp_path / "dl" / "ckpt (2).pt").write_bytes(b"x")  # two: which is the run's is not said
     with pytest.raises(SystemExit, match="train one with train.py"):
         checkpoint.load_checkpoint(str(tmp_path / "dl"))
@@ -617,10 +625,20 @@ def test_a_copied_project_prepared_again_resumes_its_run(tmp_path):
     (tmp_path / "input.txt").write_text("To be, or not to be: that is the question.\n" * 40)  # other text, same size
     shutil.rmtree(tmp_path / "data")
     now = prepare(tmp_path / "data", "--input", str(tmp_path / "input.txt"), "--val_fraction=0.1")
+    # other contents, as both record them: not "perhaps" other data, as the line said of this text (train.py's
+    # resume too, "records perhaps other data")
+    assert checkpoint.other_data(was, now) == ["input files of other contents (inputs_sha256) than the checkpoint's"]
+    assert checkpoint.not_its_data(checkpoint.other_data(was, now)).startswith("not the data")
+    # a copy of the same text under another name (in.txt), whose inputs_sha256 (names and contents) differs too, or
+    # a checkpoint whose data recorded no contents (an older prepare), may be the very same tokens: sample.py and
+    # analyze.py called them "not the data the checkpoint was trained on"; where the token counts differ they are not
+    (tmp_path / "in.txt").write_text("To be, or not to be, that is the question.\n" * 40)
+    shutil.rmtree(tmp_path / "data")
+    now = prepare(tmp_path / "data", "--input", str(tmp_path / "in.txt"), "--val_fraction=0.1")
+    assert checkpoint.not_its_data(checkpoint.other_data(was, now)).startswith("perhaps not the data")
+    was = {k: v for k, v in was.items() if k != "inputs_sha256"}
     assert checkpoint.other_data(was, now) == [
         "input files of other names, sizes or modification times than the checkpoint's"]
-    # a copy of the same text under another name (in.txt) gives the very same tokens: sample.py and analyze.py
-    # called them "not the data the checkpoint was trained on"; where the token counts differ they are not
     assert checkpoint.not_its_data(checkpoint.other_data(was, now)).startswith("perhaps not the data")
     assert checkpoint.not_its_data(["val_tokens 9 (checkpoint: 8)"]) == \
         "not the data the checkpoint was trained on: val_tokens 9 (checkpoint: 8)"
@@ -1357,7 +1375,8 @@ def test_a_bad_log_entry_is_named_by_its_line_in_the_file(tmp_path):
     assert str(e.value).endswith(f"delete {tmp_path}/log.jsonl (not {tmp_path}: it holds cache_savings.csv too) and "
                                  f"train it again.")
     os.remove(tmp_path / "cache_savings.csv")
-    for name in ("train.lock", "log.1.jsonl", "projections.md", "eval/results.json"):
+    # eval.1/: an older run's evaluation train.py kept aside as it keeps log.1.jsonl ("it holds eval.1 too")
+    for name in ("train.lock", "log.1.jsonl", "projections.md", "eval/results.json", "eval.1/results.json"):
         os.makedirs(os.path.dirname(tmp_path / name), exist_ok=True)
         (tmp_path / name).write_text("x\n")
     with pytest.raises(SystemExit) as e:
@@ -2714,6 +2733,8 @@ NOT_USER = {
     "configurator.py:closed_as_devnull:os.devnull": "/dev/null",
     "configurator.py:run_main:os.devnull": "/dev/null",
     "experiments/retrofit.py:destination:config_file": "the repository's own config files, named in CONVERSIONS",
+    "checkpoint.py:training:os.path.join(folder, 'train.lock')": "the lock file, read for the holder's process id "
+                                                                  "(damaged: no run there)",
     "train.py:<module>:os.path.join(out_dir, 'train.lock')": "the lock file, read for the holder's process id",
     "train.py:lock_out_dir:os.path.join(out_dir, 'train.lock')": "the lock file, opened to be held",
     "train.py:how_to_go_on:ckpt_path": "the checkpoint this run saved a moment before",

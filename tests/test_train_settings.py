@@ -615,6 +615,37 @@ def test_a_received_config_whose_absolute_data_dir_is_gone_names_the_folder_here
     assert not (tmp_path / "out").exists() and not (tmp_path / "alice").exists()
 
 
+def test_a_received_run_resumed_on_other_data_in_the_folder_named_says_so(finished, tmp_path):
+    # the advice above, followed onto a folder of that name holding other data (other text of the same size): the
+    # run went on on it with only "data_dir='data/bytes' (checkpoint: ...)" among the settings, as for a chosen one
+    out = shutil.copytree(finished, tmp_path / "run")
+    ckpt = torch.load(out / "ckpt.pt", weights_only=False)
+    ckpt["config"]["data_dir"] = str(tmp_path / "alice" / "proj" / "data" / "bytes")
+    ckpt["meta"] = {**ckpt["meta"], "settings": {"shards_sha1": "a"}}
+    torch.save(ckpt, out / "ckpt.pt")
+    data = tmp_path / "data" / "bytes"
+    make_data(data)
+    meta = json.loads((data / "meta.json").read_text())
+    (data / "meta.json").write_text(json.dumps({**meta, "settings": {"shards_sha1": "b"}}))
+    r = train(data, out, "--init_from=resume", "--max_iters=4")
+    assert f"{data / 'meta.json'} records perhaps other data than {out / 'ckpt.pt'} was trained on" in r.stdout, \
+        r.stdout
+
+
+def test_a_run_received_with_its_checkpoint_renamed_is_told_the_rename(finished, tmp_path, monkeypatch):
+    # "ckpt (1).pt" from a browser: sample.py named it, a resume said "does not exist ... use --init_from=scratch"
+    out = tmp_path / "dl dir"
+    out.mkdir()
+    shutil.copy(finished / "ckpt.pt", out / "ckpt (1).pt")
+    mv = f"(`mv '{out / 'ckpt (1).pt'}' '{out / 'ckpt.pt'}'`)"
+    msg = run_inprocess(monkeypatch, [f"--out_dir={out}", "--init_from=resume", "--max_iters=4"])
+    assert msg == f"init_from='resume' but {out / 'ckpt.pt'} does not exist; {out} holds ckpt (1).pt: if that is " \
+        f"the checkpoint, rename it {mv}, then resume.", msg
+    msg = run_inprocess(monkeypatch, [f"--init_from={out}", f"--out_dir={tmp_path / 'new'}", "--max_iters=4"])
+    assert msg.endswith(f"is a folder without a ckpt.pt; {out} holds ckpt (1).pt: if that is the checkpoint, rename "
+                        f"it {mv}."), msg
+
+
 def test_a_relative_data_dir_prepared_in_the_project_but_run_from_elsewhere_is_named(tmp_path, monkeypatch):
     # `python ~/qkv-share/train.py ~/qkv-share/config/cpu_tiny.py` from ~ after the quickstart was told to prepare
     # data/shakespeare_bytes again in ~
@@ -2186,3 +2217,10 @@ def test_a_log_with_no_checkpoint_beside_it_is_kept(finished, data_dir, tmp_path
                                f"and this run starts without one.\n"), r.stdout
     assert not (out / "eval").exists() and (out / "eval.1" / "results.json").read_text() == '{"results": {}}'
     assert (out / "log.1.jsonl").read_bytes() == old and (out / "log.jsonl").read_bytes() != old
+    # a resume of a checkpoint received with its eval/ but no log.jsonl: its own evaluation was moved to eval.2, "of
+    # a run whose checkpoint is not there"
+    (out / "eval").mkdir()
+    (out / "eval" / "results.json").write_text('{"results": {}}')
+    (out / "log.jsonl").unlink()
+    r = train(data_dir, out, "--max_iters=6", "--init_from=resume")
+    assert "holds the evaluation" not in r.stdout and (out / "eval" / "results.json").is_file(), r.stdout
