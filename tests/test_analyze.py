@@ -574,40 +574,26 @@ def test_another_runs_analysis_in_the_same_out_is_not_replaced(tmp_path):
     assert analysed_run(str(tmp_path / "odd")) is None and analysed_run(str(tmp_path / "bin")) is None
 
 
-def test_another_runs_analysis_named_from_another_folder_is_not_replaced(tmp_path, monkeypatch):
-    # projections.md names its run as its command gave it: runs/a, given in tmp_path, is no folder from runs/, and
-    # a run analysed there from runs/ into the same --out replaced it without a word
-    runs, out = tmp_path / "runs", tmp_path / "rep"
+@pytest.mark.parametrize("first, second", [(("", "runs/a", "rep"), ("runs", "b", "../rep")),
+                                           (("runs", "a", "../rep"), ("", "runs/b", "rep"))],
+                         ids=["from another folder", "in a sibling folder"])
+def test_another_runs_analysis_named_from_elsewhere_is_not_replaced(first, second, tmp_path, monkeypatch):
+    # projections.md names its run as its command gave it: runs/a given in tmp_path is no folder from runs/, and a
+    # given in runs/ none from tmp_path nor from rep's folders up; a run of another shape analysed into the same --out
+    # from the other folder replaced it without a word
     for name, proj in (("a", "qkv"), ("b", "qk_v")):
-        (runs / name).mkdir(parents=True)
-        save_ckpt(runs / name, proj)
-    monkeypatch.chdir(tmp_path)
-    main(["--out_dir=runs/a", "--tokens=64", "--out=rep"])
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
-    monkeypatch.chdir(runs)
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        save_ckpt(tmp_path / "runs" / name, proj)
+    (where, run, out), (there, other, other_out) = first, second
+    monkeypatch.chdir(tmp_path / where)
+    main([f"--out_dir={run}", "--tokens=64", f"--out={out}"])
+    before = {p.name: p.read_bytes() for p in (tmp_path / "rep").iterdir()}
+    monkeypatch.chdir(tmp_path / there)
     with pytest.raises(SystemExit) as e:
-        main(["--out_dir=b", "--tokens=64", "--out=../rep"])
-    assert str(e.value).startswith("--out ../rep holds the analysis of another run, a (projections.md)")
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-    main(["--out_dir=a", "--tokens=64", "--out=../rep"])  # the same run, named from here: its own
-
-
-def test_another_runs_analysis_named_in_a_sibling_folder_is_not_replaced(tmp_path, monkeypatch):
-    # `cd runs; --out_dir=a --out=../rep` names a, no folder from tmp_path nor from rep's folders up, and b (another
-    # shape) analysed there from tmp_path replaced it without a word; its shape tells it apart
-    runs, out = tmp_path / "runs", tmp_path / "rep"
-    for name, proj in (("a", "qkv"), ("b", "qk_v")):
-        (runs / name).mkdir(parents=True)
-        save_ckpt(runs / name, proj)
-    monkeypatch.chdir(runs)
-    main(["--out_dir=a", "--tokens=64", "--out=../rep"])
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as e:
-        main(["--out_dir=runs/b", "--tokens=64", "--out=rep"])
-    assert str(e.value).startswith("--out rep holds the analysis of another run, a (projections.md)")
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-    main(["--out_dir=runs/a", "--tokens=64", "--out=rep"])  # the same run, named from here: its own
+        main([f"--out_dir={other}", "--tokens=64", f"--out={other_out}"])
+    assert str(e.value).startswith(f"--out {other_out} holds the analysis of another run, a (projections.md)")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "rep").iterdir()} == before
+    main([f"--out_dir={other[:-1]}a", "--tokens=64", f"--out={other_out}"])  # the same run, named from here: its own
 
 
 def test_another_runs_analysis_in_a_folder_named_with_a_dash_names_the_files_as_rm_reads_them(tmp_path, monkeypatch):
