@@ -1197,7 +1197,7 @@ def open_log():
         # newline): a whole last line (a note appended with echo >>) is no kill's
         if bad := [str(n) for i, (n, line) in enumerate(lines) if log_entry(line) is None
                    and (i < len(lines) - 1 or line.endswith("\n"))]:
-            shutil.copyfile(path, kept := free_log())
+            shutil.copyfile(path, kept := free_kept())
             which = f"line {bad[0]} holds" if len(bad) == 1 else \
                 f"lines {', '.join(bad[:5])}{', ...' * (len(bad) > 5)} hold"
             print(f"{path}: {which} no log entry of train.py (edited, or a disk error), left out by this resume; the "
@@ -1220,10 +1220,10 @@ def open_log():
     return f
 
 
-def free_log():
-    """out_dir/log.N.jsonl, the first N not taken: where a log this run would otherwise lose is kept."""
+def free_kept(name="log.{}.jsonl"):
+    """out_dir/name with the first N not taken: where a log (or eval/) this run would otherwise lose is kept."""
     n = 1
-    while os.path.lexists(kept := os.path.join(out_dir, f"log.{n}.jsonl")):
+    while os.path.lexists(kept := os.path.join(out_dir, name.format(n))):
         n += 1
     return kept
 
@@ -1233,7 +1233,7 @@ def keep_log(path):
     save) was replaced by this run's without a word, and a stop before this run's first save then removed it: it
     is moved to the first free log.N.jsonl, and back if this run stops before it saves."""
     global kept_log
-    os.rename(path, kept := free_log())
+    os.rename(path, kept := free_kept())
     kept_log = (path, kept)
     print(f"{path} has no checkpoint beside it; it is kept as {kept}, and this run writes a new log.", flush=True)
 
@@ -1245,10 +1245,7 @@ def keep_eval():
     path = os.path.join(out_dir, "eval")
     if os.path.islink(path) or not os.path.isfile(os.path.join(path, "results.json")):
         return
-    n = 1
-    while os.path.lexists(kept := os.path.join(out_dir, f"eval.{n}")):
-        n += 1
-    os.rename(path, kept)
+    os.rename(path, kept := free_kept("eval.{}"))
     kept_eval = (path, kept)
     print(f"{path} holds the evaluation of a run whose checkpoint is not there; it is kept as {kept}, and this run "
           f"starts without one.", flush=True)
