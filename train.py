@@ -62,7 +62,7 @@ from checkpoint import (atomic_write, dangling, delete_what, eval_batches, file_
                         iteration_tokens, json_text, load_checkpoint, load_json, lock_held, log_lines, log_text, masked,
                         masked_file, missing_dirs, open_data, other_data, perplexity, received_as, remove_empty,
                         remove_leftovers, renamed, run_files, run_length, save_checkpoint, saved_path, scored_tokens,
-                        space_fix, token_count, unlocked, unreadable)
+                        signals_held, space_fix, token_count, unlocked, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, missing_device,
                           open_files_fix, out_of_memory, range_error, tolerant_output)
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, conversion_note, convert_state_dict, exact_fit,
@@ -1101,7 +1101,10 @@ if fsdp:  # bf16 copies of the gathered weights for compute, fp32 master weights
         fully_shard(block, mp_policy=mp)
     fully_shard(model, mp_policy=mp)  # the rest: the tied embedding / output layer, wpe, ln_f
 raw_model = model  # keeps the state_dict keys clean of torch.compile's and DDP's prefixes
-optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
+# AdamW's first construction imports torch._dynamo, and with it triton, whose native start aborted the process on a
+# Ctrl-C inside it ("terminate called after throwing an instance of 'nanobind::python_error'"): the stop acts after
+with signals_held():
+    optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
 # One checkpoint format for every mode: full tensors keyed by parameter name (the optimizer state too), gathered
 # one tensor at a time into rank 0's CPU memory, so no GPU ever holds the whole state and a checkpoint written
 # by one process, DDP or FSDP resumes under any of them.
