@@ -141,7 +141,8 @@ def cache_length(prompt, new_tokens):
 def rope_tables(positions, head_dim, base):
     """[L] positions -> cos, sin [L, head_dim] of the rotate-half convention (GPT-NeoX, Llama): dimension i and
     i + head_dim/2 form a pair rotated by angle p base^(-2i/head_dim)."""
-    inv = base ** (-torch.arange(0, head_dim, 2, device=positions.device) / head_dim)
+    # float: an int base past int64 (rope_base=10**30, which GPTConfig takes) was torch.pow's OverflowError
+    inv = float(base) ** (-torch.arange(0, head_dim, 2, device=positions.device) / head_dim)
     a = positions.float()[:, None] * inv
     a = torch.cat([a, a], dim=-1)
     return a.cos(), a.sin()

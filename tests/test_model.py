@@ -944,6 +944,12 @@ def test_rope_keeps_norms_and_scores_depend_on_the_offset_only():
     assert not torch.allclose(s(3, 10), s(3, 11), atol=1e-3)
 
 
+def test_a_whole_number_rope_base_past_int64_is_a_base_like_any():
+    # GPTConfig takes rope_base=10**30 (finite, > 1), and the forward was torch.pow's "int too big to convert"
+    x = torch.zeros(1, 4, dtype=torch.long)
+    torch.testing.assert_close(tiny(pos_emb="rope", rope_base=10 ** 30)(x)[0], tiny(pos_emb="rope", rope_base=1e30)(x)[0])
+
+
 @pytest.mark.parametrize("proj", list(SOURCES))
 def test_rope_layer_equals_reference_with_unrotated_values(proj):
     # q and k rotated by their positions, v never, also where v is the tied z that k rotates from
