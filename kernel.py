@@ -152,6 +152,12 @@ def check_inputs(q, k_cache, v_cache, lengths, positive_lengths=False):
                          f"{k_cache.dtype} and {None if v_cache is None else v_cache.dtype}.")
 
 
+def check_scale(scale):
+    if scale is not None and not (isinstance(scale, numbers.Real) and math.isfinite(scale)):
+        # a tensor failed in the interpreter's cast, NaN gave NaN (the reference's too: a string was a TypeError)
+        raise ValueError(f"scale must be a finite number (None: 1/sqrt(D)); got {scale!r}.")
+
+
 def dense_rows(t):
     """The kernel reads each head's D values as contiguous; the model's q is a transposed view that already is."""
     return t if t.stride(-1) == 1 else t.contiguous()
@@ -169,9 +175,7 @@ def decode_attention(q, k_cache, v_cache=None, lengths=None, scale=None, *, rope
     if rope_base is not None and (v_cache is not None or q.size(-1) % 2):
         raise ValueError("rope_base is for V = K (v_cache None) with an even head dim: with a separate V, cache "
                          "the rotated keys and pass rope_base=None.")
-    if scale is not None and not (isinstance(scale, numbers.Real) and math.isfinite(scale)):
-        # a tensor failed in the interpreter's cast, NaN gave NaN
-        raise ValueError(f"scale must be a finite number (None: 1/sqrt(D)); got {scale!r}.")
+    check_scale(scale)
     # 0 ran unrotated, as no RoPE; a string was math.isfinite's TypeError (a bool is no base either)
     if rope_base is not None and not (isinstance(rope_base, numbers.Real) and not isinstance(rope_base, bool)
                                       and math.isfinite(rope_base) and rope_base > 1):
@@ -184,9 +188,15 @@ def decode_attention(q, k_cache, v_cache=None, lengths=None, scale=None, *, rope
         raise ValueError(f"num_splits must be an int >= 1 (or None) and block_n a power of two >= 16 (tl.dot's "
                          f"least tile); got {num_splits!r} and {block_n!r}.")
     num_splits, block_n = None if num_splits is None else int(num_splits), int(block_n)
-    if not q.is_cuda and not INTERPRETED:  # Triton's "0 active drivers" (or "cpu tensor?" beside a GPU)
+    # Triton's "0 active drivers" (or "cpu tensor?" beside a GPU); meta tensors were the interpreter's "Cannot copy
+    # out of meta tensor"
+    if not q.is_cuda and not (INTERPRETED and q.device.type == "cpu"):
         raise ValueError(f"decode_attention runs on CUDA tensors, or on CPU under TRITON_INTERPRET=1 set before "
                          f"kernel.py is imported; got q on {q.device}.")
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k_cache, v_cache)):
+        # the output came back detached: a loss through it trained nothing before this call, without a word
+        raise ValueError("decode_attention has no backward (a decode kernel): call it under torch.no_grad(), or "
+                         "detach q and the caches; for gradients use decode_attention_ref.")
     if INTERPRETED and q.dtype == torch.bfloat16:  # the interpreter runs in numpy, which has no bfloat16: garbage
         raise ValueError("TRITON_INTERPRET=1 runs the kernel in numpy, which has no bfloat16 (the output was "
                          "garbage, ~1e9 off); give float16 or float32 tensors, or run on CUDA without it.")
@@ -197,9 +207,10 @@ def decode_attention(q, k_cache, v_cache=None, lengths=None, scale=None, *, rope
         return q.new_empty(0, H, D)
     # wider ints clamped: a length past int32 wrapped in the cast below (2**40 to 0 positions: NaN, where the
     # reference reads the whole cache, as the docstring says); the model's int32 tensor goes through untouched
-    # (no allocation per layer and step)
+    # (no allocation per layer and step). The kernel reads lengths[b] at Lens + b: a strided or expanded int32 tensor
+    # (lengths[::2], .expand(B)) gave another sequence's length, or memory past the tensor, without a word
     lengths = torch.full((B,), T_max, device=q.device) if lengths is None else \
-        lengths if lengths.dtype == torch.int32 else lengths.long().clamp(max=T_max)
+        lengths.contiguous() if lengths.dtype == torch.int32 else lengths.long().clamp(max=T_max)
     if num_splits is None:
         num_splits = auto_splits(B, H_kv, T_max, block_n, q.device)
     split_len = triton.cdiv(triton.cdiv(T_max, num_splits), block_n) * block_n
@@ -229,6 +240,7 @@ def decode_attention_ref(q, k_cache, v_cache=None, lengths=None, scale=None):
     """Plain torch, float32 math, the same contract as decode_attention without rope_base: for its rope path
     the caller passes the rotated z as k_cache and z itself as v_cache."""
     check_inputs(q, k_cache, v_cache, lengths)
+    check_scale(scale)
     B, H, D = q.shape
     H_kv, T_max = k_cache.size(1), k_cache.size(2)
     v = (k_cache if v_cache is None else v_cache).float().repeat_interleave(H // H_kv, dim=1)  # [B, H, T_max, D]

@@ -299,7 +299,10 @@ class CausalSelfAttention(nn.Module):
             if cache is not None:  # write this chunk, then attend over everything cached so far
                 k, v = self.write_cache(cache, k.to(cache["k"].dtype), v.to(cache["k"].dtype), pos)
                 q = q.to(k.dtype)
-            decode = cache is not None and T == 1 and not self.pos_conv
+            # the kernel has no backward: a step under autograd (a loss through cached decoding) goes through SDPA,
+            # or its attention's weights got no gradient, without a word
+            decode = cache is not None and T == 1 and not self.pos_conv and not (
+                torch.is_grad_enabled() and any(t.requires_grad for t in (q, *cache.values())))
             if decode and (q.is_cuda and compiled_kernel() if DECODE_KERNEL is None else DECODE_KERNEL):
                 from kernel import decode_attention  # here, not at the top: only this path needs triton
                 rope = self.rope_base if self.v_is_k else None  # V = K: the kernel rotates each z tile it reads

@@ -186,6 +186,55 @@ def test_lengths_past_int32_and_an_empty_batch_read_as_the_reference():
 
 
 @runs_kernels
+def test_strided_or_expanded_int32_lengths_are_read_as_the_reference():
+    # the kernel read lengths[b] at Lens + b: lengths[::2] gave the next sequence's length, .expand(B) memory past
+    # the one-element tensor, both without a word
+    q, k, _ = inputs(4, 2, 32, torch.float32, separate_v=False, B=2)
+    for lengths in (torch.tensor([5, 1, 3, 1], dtype=torch.int32, device=DEVICE)[::2],
+                    torch.tensor([2], dtype=torch.int32, device=DEVICE).expand(2)):
+        torch.testing.assert_close(decode_attention(q, k, None, lengths, block_n=BLOCK_N),
+                                   decode_attention_ref(q, k, None, lengths), **TOL[torch.float32])
+
+
+def test_meta_tensors_grad_inputs_and_the_references_scale_are_one_sentence():
+    q, k = torch.zeros(1, 2, 8), torch.zeros(1, 1, 4, 8)
+    # the interpreter's "Cannot copy out of meta tensor" traceback
+    with pytest.raises(ValueError, match="runs on CUDA tensors.*got q on meta"):
+        decode_attention(q.to("meta"), k.to("meta"))
+    # the output came back detached: gradients through it were silently lost
+    with pytest.raises(ValueError, match="decode_attention has no backward"):
+        decode_attention(q.requires_grad_(), k)
+    with torch.no_grad():  # what the model does
+        assert decode_attention(q, k, block_n=BLOCK_N).shape == (1, 2, 8)
+    # the reference checked no scale: a string was a TypeError, NaN gave NaN
+    for scale in ("0.5", float("nan")):
+        with pytest.raises(ValueError, match="scale must be a finite number"):
+            decode_attention_ref(q, k, scale=scale)
+
+
+@runs_kernels
+def test_a_cached_step_under_autograd_gives_sdpas_gradients(monkeypatch):
+    # the kernel has no backward: with DECODE_KERNEL (or on CUDA) a loss through a cached one-token step gave the
+    # attention's projection no gradient at all
+    torch.manual_seed(0)
+    gpt = model.GPT(model.GPTConfig(block_size=16, vocab_size=50, n_layer=1, n_head=2, n_embd=32, proj="qk_v"))
+    gpt.to(DEVICE)
+    grads = []
+    for forced in (False, True):
+        monkeypatch.setattr(model, "DECODE_KERNEL", forced)
+        gpt.zero_grad(set_to_none=True)
+        cache = gpt.new_cache(1, 8)
+        with torch.no_grad():
+            gpt(torch.zeros(1, 4, dtype=torch.long, device=DEVICE), cache=cache)
+        gpt(torch.ones(1, 1, dtype=torch.long, device=DEVICE), cache=cache)[0].sum().backward()
+        grads.append([p.grad for p in gpt.parameters()])
+    assert all((a is None) == (b is None) for a, b in zip(*grads))
+    for a, b in zip(*grads):
+        if a is not None:
+            torch.testing.assert_close(a, b)
+
+
+@runs_kernels
 @pytest.mark.parametrize("proj, n_kv_head, pos_emb", [("qkv", 0, "learned"), ("qk_v", 0, "learned"),
                                                       ("qk_v", 2, "learned"), ("qkv", 1, "learned"),
                                                       ("qk_v", 2, "rope"), ("qkv", 0, "rope")],
