@@ -153,8 +153,10 @@ def check_inputs(q, k_cache, v_cache, lengths, positive_lengths=False):
 
 
 def check_scale(scale):
-    if scale is not None and not (isinstance(scale, numbers.Real) and math.isfinite(scale)):
-        # a tensor failed in the interpreter's cast, NaN gave NaN (the reference's too: a string was a TypeError)
+    if scale is not None and not (isinstance(scale, numbers.Real) and not isinstance(scale, bool)
+                                  and math.isfinite(scale)):
+        # a tensor failed in the interpreter's cast, NaN gave NaN (the reference's too: a string was a TypeError);
+        # scale=True ("scale the scores") ran as 1.0 where None is 1/sqrt(D), without a word
         raise ValueError(f"scale must be a finite number (None: 1/sqrt(D)); got {scale!r}.")
 
 

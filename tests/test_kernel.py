@@ -206,10 +206,12 @@ def test_meta_tensors_grad_inputs_and_the_references_scale_are_one_sentence():
         decode_attention(q.requires_grad_(), k)
     with torch.no_grad():  # what the model does
         assert decode_attention(q, k, block_n=BLOCK_N).shape == (1, 2, 8)
-    # the reference checked no scale: a string was a TypeError, NaN gave NaN
-    for scale in ("0.5", float("nan")):
+    # the reference checked no scale: a string was a TypeError, NaN gave NaN; True was 1.0 in both, not 1/sqrt(D)
+    for scale in ("0.5", float("nan"), True):
         with pytest.raises(ValueError, match="scale must be a finite number"):
-            decode_attention_ref(q, k, scale=scale)
+            decode_attention_ref(q.detach(), k, scale=scale)
+    with pytest.raises(ValueError, match="scale must be a finite number"):
+        decode_attention(q.detach(), k, scale=True)
 
 
 @runs_kernels
