@@ -172,7 +172,8 @@ def decode_attention(q, k_cache, v_cache=None, lengths=None, scale=None, *, rope
     T_max. rope_base (V = K only): the cache holds the unrotated z, q is already rotated to its position, and each
     z tile is rotated by its positions (rotate-half, as model.rotate) for the scores, while the values stay z.
     Returns [B, H, D] in q's dtype. num_splits and block_n tune the launch; by default auto_splits.
-    positive_lengths: the caller vouches every length >= 1 (the model), which skips the check that reads them."""
+    positive_lengths: the caller vouches every length >= 1 (the model), which skips the check that reads them.
+    No backward: call it under torch.no_grad() (inputs that require grad are refused otherwise)."""
     check_inputs(q, k_cache, v_cache, lengths, positive_lengths)
     if rope_base is not None and (v_cache is not None or q.size(-1) % 2):
         raise ValueError("rope_base is for V = K (v_cache None) with an even head dim: with a separate V, cache "
