@@ -225,7 +225,7 @@ def test_a_cached_step_under_autograd_gives_sdpas_gradients(monkeypatch):
     for forced in (False, True):
         monkeypatch.setattr(model, "DECODE_KERNEL", forced)
         gpt.zero_grad(set_to_none=True)
-        cache = gpt.new_cache(1, 8)
+        cache = gpt.new_cache(1, 8, device=DEVICE)
         with torch.no_grad():
             gpt(torch.zeros(1, 4, dtype=torch.long, device=DEVICE), cache=cache)
         gpt(torch.ones(1, 1, dtype=torch.long, device=DEVICE), cache=cache)[0].sum().backward()
