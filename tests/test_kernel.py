@@ -196,8 +196,9 @@ def test_strided_or_expanded_int32_lengths_are_read_as_the_reference():
                                    decode_attention_ref(q, k, None, lengths), **TOL[torch.float32])
 
 
+@runs_kernels
 def test_meta_tensors_grad_inputs_and_the_references_scale_are_one_sentence():
-    q, k = torch.zeros(1, 2, 8), torch.zeros(1, 1, 4, 8)
+    q, k = torch.zeros(1, 2, 8, device=DEVICE), torch.zeros(1, 1, 4, 8, device=DEVICE)
     # the interpreter's "Cannot copy out of meta tensor" traceback
     with pytest.raises(ValueError, match="runs on CUDA tensors.*got q on meta"):
         decode_attention(q.to("meta"), k.to("meta"))
