@@ -656,6 +656,18 @@ def tracked_run(args, what, device):
             and (device.type != "cpu" or torch.get_num_threads() == 1))
 
 
+def no_compiled_kernel():
+    """Why the kernel section cannot time a compiled kernel, or None. With TRITON_INTERPRET=1 exported (the tests'
+    CPU setting) it ran the kernel in numpy and stopped on its refusal of bfloat16, a traceback after the other
+    sections; without triton, the import's."""
+    try:
+        from kernel import INTERPRETED
+    except ImportError as e:
+        return f"needs triton ({e}): pip install triton"
+    return "would time Triton's CPU interpreter: TRITON_INTERPRET=1 is set; run with TRITON_INTERPRET=0" \
+        if INTERPRETED else None
+
+
 def get_parser():
     p = Parser(description="Cache, decode, training and kernel benchmarks of every variant.",
                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -684,6 +696,9 @@ def main(argv=None):
     if device.type != "cuda" and set(what) <= cuda_only:  # else: exit 0, having measured and written nothing
         raise SystemExit(f"--what={args.what} measures nothing on {device.type}: {' and '.join(sorted(set(what)))} "
                          f"need{'s' if len(set(what)) == 1 else ''} CUDA; run it with --device=cuda on a GPU.")
+    if device.type == "cuda" and "kernel" in what and (why := no_compiled_kernel()):
+        rest = ",".join(x for x in what if x != "kernel") or ",".join(x for x in BENCHES if x != "kernel")
+        raise SystemExit(f"bench.py's kernel section {why}; or leave it out: --what={rest}.")
     tracked = tracked_run(args, what, device)
     if (not tracked and device.type == "cpu" and set(what) == set(BENCHES) and not args.quick
             and os.path.realpath(args.out) == os.path.realpath(ASSETS)):

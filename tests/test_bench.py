@@ -117,6 +117,19 @@ def test_a_run_that_measures_nothing_or_stops_leaves_no_folder(tmp_path, monkeyp
     assert os.listdir(tmp_path) == []
 
 
+def test_the_kernel_section_under_the_interpreter_is_one_sentence_before_any_section(tmp_path, monkeypatch):
+    # TRITON_INTERPRET=1 left exported on a GPU machine: the kernel section ran decode_attention in numpy and stopped
+    # on its bfloat16 refusal, a ValueError traceback after the cache and memory sections had written
+    pytest.importorskip("triton")
+    import kernel
+    monkeypatch.setattr(kernel, "INTERPRETED", True)
+    monkeypatch.setattr(bench, "check_device", lambda p, name: None)  # --device=cuda on a machine without one
+    with pytest.raises(SystemExit, match="kernel section would time Triton's CPU interpreter: TRITON_INTERPRET=1 is "
+                                         "set; run with TRITON_INTERPRET=0; or leave it out: --what=cache"):
+        bench.main(["--what=cache,kernel", "--device=cuda", f"--out={tmp_path / 'g'}"])
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_compile_that_cannot_work_is_one_sentence_after_the_other_sections(tmp_path, monkeypatch):
     # the decode section times torch.compile'd steps: without a C++ compiler (or under PYTHONUTF8=0 LC_ALL=C)
     # bench.py ended in inductor's traceback; the sections before it had written their files
