@@ -95,7 +95,8 @@ def get_parser():
                    help="m channels of (X)+ in the '+' models, a multiple of 4")
     p.add_argument("--periodic", action="store_true", help="(X)+ frequencies periodic in the list length "
                    "(pos_conv_period = n), so SHIFT's wrap-around is one more step of the same offset")
-    p.add_argument("--steps_scale", type=number(float, "> 0"), default=1.0,
+    # bounded: 1e308 made a case's step count infinite, an OverflowError traceback (1000 is some 60 days of runs)
+    p.add_argument("--steps_scale", type=number(float, "(0, 1000]"), default=1.0,
                    help="multiplies every case's training steps")
     p.add_argument("--batch", type=number(int, ">= 1"), default=64, help="lists per training step")
     p.add_argument("--lr", type=number(float, "> 0"), default=3e-3, help="AdamW's peak learning rate")

@@ -89,8 +89,9 @@ def test_product_xplus_is_the_only_way_to_reverse_without_positions():
     (["--models=qkv,kqv"], "unknown model 'kqv'"),
     (["--heads=3", "--embd=32"], "--embd 32 is not divisible by --heads 3"),
     (["--pos_conv=6"], "--pos_conv must be a positive multiple of 4"),
-    (["--steps_scale=0"], "--steps_scale: must be a finite number > 0"),
-    (["--steps_scale=inf"], "--steps_scale: must be a finite number > 0"),
+    (["--steps_scale=0"], "--steps_scale: must be a finite number in (0, 1000]"),
+    (["--steps_scale=inf"], "--steps_scale: must be a finite number in (0, 1000]"),
+    (["--steps_scale=1e308"], "--steps_scale: must be a finite number in (0, 1000]"),  # an OverflowError traceback
     (["--lr=-1"], "--lr: must be a finite number > 0"),
     (["--workers=0"], "--workers: must be an integer >= 1"),
     (["--seeds=0,0"], "--seeds: 0 is listed twice; give each once."),  # was run twice: a std of 0 over 'seeds 0, 0'
