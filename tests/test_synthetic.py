@@ -106,6 +106,16 @@ def test_bad_arguments(tmp_path, capsys, argv, message):
     assert not out.exists()
 
 
+def test_more_workers_than_cores_are_refused(tmp_path, capsys):
+    # each worker is a process with torch loaded, started one per waiting run: --workers=1000 started 336 of them
+    cores = max(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    with pytest.raises(SystemExit) as e:
+        synthetic.main([f"--workers={cores + 1}", "--quick", f"--out={tmp_path}/out", f"--cache={tmp_path}/runs"])
+    assert e.value.code == 2
+    assert f"--workers {cores + 1} is more than this machine's {cores} cores" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+
+
 def numeric_settings():
     return [a for a in synthetic.get_parser()._actions if hasattr(a.type, "rule")]
 
