@@ -496,7 +496,9 @@ def analysis_table(ana, s):
                 for a, b in PAIRS:
                     per_seed = [statistics.mean(float(r["value"]) for r in here if int(r["seed"]) == x and
                                                 r["measure"] == m and r["pair"] == f"{a}-{b}") for x in seeds]
-                    cells.append(mean_std(per_seed).replace(" +/- ", " ± ") if not ref else f"{per_seed[0]:.3f}")
+                    # the random row too: its CKA and R2 are of each seed's own inputs, and the row showed the
+                    # first seed's alone beside a count of every seed
+                    cells.append(mean_std(per_seed).replace(" +/- ", " ± "))
             label = f"{iters} (random matrices)" if ref else str(iters)
             lines.append(f"| {label} | {len(seeds)} | " + " | ".join(cells) + " |")
     return lines

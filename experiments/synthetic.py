@@ -95,7 +95,8 @@ def get_parser():
                    help="m channels of (X)+ in the '+' models, a multiple of 4")
     p.add_argument("--periodic", action="store_true", help="(X)+ frequencies periodic in the list length "
                    "(pos_conv_period = n), so SHIFT's wrap-around is one more step of the same offset")
-    p.add_argument("--steps_scale", type=number(float, "> 0"), default=1.0,
+    # bounded: 1e308 made a case's step count infinite, an OverflowError traceback (1000 is some 60 days of runs)
+    p.add_argument("--steps_scale", type=number(float, "(0, 1000]"), default=1.0,
                    help="multiplies every case's training steps")
     p.add_argument("--batch", type=number(int, ">= 1"), default=64, help="lists per training step")
     p.add_argument("--lr", type=number(float, "> 0"), default=3e-3, help="AdamW's peak learning rate")
@@ -270,6 +271,13 @@ def check_args(parser, args):
     if args.embd % args.heads:
         parser.error(f"--embd {args.embd} is not divisible by --heads {args.heads}; pick an n_embd the head count "
                      f"divides.")
+    # a worker is a process of its own with torch loaded, and the pool starts one per waiting run up to --workers:
+    # --workers=1000 started 336 of them, gigabytes each, which ran the machine out of memory
+    cores = max(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if args.workers > cores:
+        parser.error(f"--workers {args.workers} is more than this machine's {cores} cores; each worker is a process "
+                     f"with torch loaded, so more of them only slow the study and fill the memory; give at most "
+                     f"{cores}.")
     if args.pos_conv % 4:
         parser.error(f"--pos_conv must be a positive multiple of 4; got {args.pos_conv}.")
     # the tracked tables come only from the full default run: any other run writing there would replace them.

@@ -383,3 +383,14 @@ def test_an_older_table_whose_runs_are_all_there_is_reported_when_the_check_chos
         torch.save(ckpt, tmp_path / run.name(s) / "ckpt.pt")
     scaling.write_csv(str(tmp_path / "scaling.csv"), scaling.COLUMNS, rows)
     scaling.check_root_data(s, argparse.Namespace(root=str(tmp_path), data_dir=str(tmp_path / "data")))
+
+
+def test_the_random_row_of_the_analysis_is_the_mean_over_every_seed_it_counts():
+    # random matrices' CKA and R2 are measured on each seed's own layer inputs: the row said "3" seeds and showed
+    # the first seed's values alone (0.710 where the three give 0.695 +/- 0.014; the twenty-seventh pass)
+    ana = [dict(iters=20, seed=seed, layer=layer, measure=m, pair=f"{a}-{b}", value=value)
+           for seed, value in ((1, 0.1), (2, 0.2), (3, 0.6)) for layer in ("0", "random")
+           for m in scaling.MEASURES for a, b in scaling.PAIRS]
+    lines = scaling.analysis_table(ana, dict(scaling.QUICK, iters=(20,)))
+    random = next(x for x in lines if x.startswith("| 20 (random matrices) | 3 |"))
+    assert random.count("0.3000 ± 0.2646") == len(scaling.MEASURES) * len(scaling.PAIRS)

@@ -89,8 +89,9 @@ def test_product_xplus_is_the_only_way_to_reverse_without_positions():
     (["--models=qkv,kqv"], "unknown model 'kqv'"),
     (["--heads=3", "--embd=32"], "--embd 32 is not divisible by --heads 3"),
     (["--pos_conv=6"], "--pos_conv must be a positive multiple of 4"),
-    (["--steps_scale=0"], "--steps_scale: must be a finite number > 0"),
-    (["--steps_scale=inf"], "--steps_scale: must be a finite number > 0"),
+    (["--steps_scale=0"], "--steps_scale: must be a finite number in (0, 1000]"),
+    (["--steps_scale=inf"], "--steps_scale: must be a finite number in (0, 1000]"),
+    (["--steps_scale=1e308"], "--steps_scale: must be a finite number in (0, 1000]"),  # an OverflowError traceback
     (["--lr=-1"], "--lr: must be a finite number > 0"),
     (["--workers=0"], "--workers: must be an integer >= 1"),
     (["--seeds=0,0"], "--seeds: 0 is listed twice; give each once."),  # was run twice: a std of 0 over 'seeds 0, 0'
@@ -103,6 +104,16 @@ def test_bad_arguments(tmp_path, capsys, argv, message):
     assert e.value.code == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_more_workers_than_cores_are_refused(tmp_path, capsys):
+    # each worker is a process with torch loaded, started one per waiting run: --workers=1000 started 336 of them
+    cores = max(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    with pytest.raises(SystemExit) as e:
+        synthetic.main([f"--workers={cores + 1}", "--quick", f"--out={tmp_path}/out", f"--cache={tmp_path}/runs"])
+    assert e.value.code == 2
+    assert f"--workers {cores + 1} is more than this machine's {cores} cores" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
 
 
 def numeric_settings():
