@@ -529,6 +529,12 @@ def in_own_folder(out, run_dir):
     return True
 
 
+def ckpt_name(out_dir):
+    """The file name of the checkpoint --out_dir names: its own, or ckpt.pt in a folder (links resolved)."""
+    path = os.path.realpath(out_dir)
+    return os.path.basename(path) if os.path.isfile(path) or path.endswith(".pt") else "ckpt.pt"
+
+
 def other_run(res, run, inside=False):
     """The run results.json records when it is not run, (out_dir, init_from) as given, else None: two runs
     evaluated on one text into one --out (qkv and qk_v side by side) kept the second's results without a word. The
@@ -537,6 +543,11 @@ def other_run(res, run, inside=False):
     run, moved or copied."""
     try:
         was = res["checkpoint"]
+        # two checkpoint files of one folder (cmp/qkv.pt, cmp/qk_v.pt) share its eval/: the second replaced the
+        # first's results as the same run's, without a word. The run is its file; a folder's is its ckpt.pt
+        if "resume" == was["init_from"] == run[1] and ckpt_name(saved_path(was.get("path")) or
+                                                                saved_path(was["out_dir"])) != ckpt_name(run[0]):
+            return saved_path(was["out_dir"])
         if inside and was.get("filed_inside") is True:  # filed in its run's own folder, found in this one's: this run,
             # moved or copied (`mv a b` and a new run trained in a was "another run (a)")
             return None

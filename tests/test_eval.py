@@ -955,6 +955,24 @@ def test_another_run_on_the_same_text_never_replaces_the_results_in_its_out(tmp_
         ev.main([f"--out_dir={tmp_path / 'e'}", text, "--device=cpu", f"--out={tmp_path / 'e' / 'sub2' / 'eval'}"])
 
 
+def test_two_checkpoint_files_of_one_folder_never_replace_each_others_results(tmp_path):
+    # pass 27: two checkpoints copied side by side to compare them (cmp/qkv.pt, cmp/qk_v.pt) share cmp/eval, and the
+    # second's evaluation replaced the first's results as the same run's (one folder) without a word
+    for run in ("a", "b"):
+        make_ckpt(tmp_path / run, BYTES_META)
+        shutil.move(tmp_path / run / "ckpt.pt", tmp_path / f"{run}.pt")
+    (tmp_path / "t.txt").write_text("the text of t, a few words\n")
+    text = f"--text={tmp_path / 't.txt'}"
+    ev.main([f"--out_dir={tmp_path / 'a.pt'}", text, "--device=cpu"])
+    before = (tmp_path / "eval" / "results.json").read_bytes()
+    with pytest.raises(SystemExit, match=r"holds the results of another run \(.*a\.pt\), which this evaluation"):
+        ev.main([f"--out_dir={tmp_path / 'b.pt'}", text, "--device=cpu"])
+    assert (tmp_path / "eval" / "results.json").read_bytes() == before
+    (tmp_path / "latest.pt").symlink_to("a.pt")  # the same file by a link, or again: its own results
+    ev.main([f"--out_dir={tmp_path / 'latest.pt'}", text, "--device=cpu", "--dtype=bfloat16"])
+    ev.main([f"--out_dir={tmp_path / 'a.pt'}", text, "--device=cpu"])
+
+
 def test_another_runs_results_read_under_another_locale_are_not_replaced(tmp_path, monkeypatch):
     # results.json is UTF-8 under any locale: run 'é' recorded under UTF-8 and read under PYTHONUTF8=0 LC_ALL=C was a
     # UnicodeEncodeError in other_run, "no run to compare", and another run's evaluation replaced it without a word
