@@ -375,6 +375,10 @@ except OSError:  # no lock file, or none to read: lock_out_dir() below takes it,
     pass
 # the checkpoint already in out_dir, if any: resumed, or compared with this run's settings
 ckpt_path = os.path.join(out_dir, "ckpt.pt")
+# a folder this user cannot search hides the checkpoint in it: "does not exist ... use --init_from=scratch" was the
+# advice for a run that is there
+if init_from == "resume" and (why := unreadable(ckpt_path)):
+    sys.exit(f"cannot read {ckpt_path} ({why}); make it and its folder readable for this user, then resume.")
 if init_from == "resume" and not os.path.exists(ckpt_path):
     # a relative out_dir is read from this folder: "use --init_from=scratch" began the run again here, while its
     # checkpoint waited in the folder it was trained from
@@ -657,6 +661,10 @@ if ckpt:
 # to resume) whether or not its source is still there
 if source_path and (why := dangling(source_path)):
     sys.exit(why)
+# a folder this user cannot search: "a folder without a ckpt.pt (a run that has saved none yet)" of one that holds it
+if source_path and (why := unreadable(source_path)):
+    sys.exit(f"init_from={init_from!r}: cannot read {source_path} ({why}); make it and its folder readable for this "
+             f"user, or point --init_from at another checkpoint.")
 # a ckpt.pt that is a folder goes on to load_checkpoint, which names it (not "a folder without a ckpt.pt")
 if source_path and os.path.isdir(init_from) and not os.path.exists(source_path):  # an out_dir, as documented
     sys.exit(f"init_from={init_from!r} is a folder without a ckpt.pt" + (f"; {hint}." if (hint := renamed(

@@ -1507,6 +1507,25 @@ def test_a_log_a_resume_cannot_read_is_refused_before_training(finished, data_di
     assert snapshot(out) == before
 
 
+def test_a_checkpoint_in_a_folder_this_user_cannot_search_is_named_not_missing(finished, data_dir, tmp_path,
+                                                                                monkeypatch):
+    # a run folder of mode 000 (another user's; as root, refused by hand) hides its ckpt.pt from os.path.exists: a
+    # resume was told it "does not exist ... use --init_from=scratch", a conversion from it that it is "a folder
+    # without a ckpt.pt (a run that has saved none yet)"
+    out = shutil.copytree(finished, tmp_path / "run")
+    before = snapshot(out)
+    monkeypatch.setattr(checkpoint, "unreadable", lambda p: "Permission denied" if p.endswith("ckpt.pt") else None)
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
+                                      "--max_iters=4"])
+    assert msg == (f"cannot read {out / 'ckpt.pt'} (Permission denied); make it and its folder readable for this "
+                   f"user, then resume.")
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'new'}", f"--init_from={out}",
+                                      "--proj=qkv"])
+    assert msg == (f"init_from='{out}': cannot read {out / 'ckpt.pt'} (Permission denied); make it and its folder "
+                   f"readable for this user, or point --init_from at another checkpoint.")
+    assert snapshot(out) == before and not (tmp_path / "new").exists()
+
+
 @pytest.mark.parametrize("name", ["ckpt.pt", "log.jsonl"])
 def test_a_read_only_file_the_run_would_replace_is_refused_before_training(name, finished, data_dir, tmp_path,
                                                                             monkeypatch):
