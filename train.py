@@ -430,7 +430,11 @@ if init_from == "resume":
     began = {**defaults, **ckpt["config"]}
     if unread := [k for k in ORIGIN[1:] if k in given and as_text(config[k]) != as_text(began[k])]:
         converted = began["init_from"] not in ("scratch", "resume")
-        how = f"converted from {began['init_from']!r} by {began['convert_method']!r}" if converted else "from scratch"
+        # by its method only where the model ties V to K: an untie (qk_v -> qkv) or a pooling used none, and was
+        # said to be converted "by 'split'", the method its command named
+        tied = SOURCES[model_args["proj"]][1] == SOURCES[model_args["proj"]][2]
+        how = (f"converted from {began['init_from']!r}" + (f" by {began['convert_method']!r}" if tied else "")
+               if converted else "from scratch")
         sets, dropped, own = set_by(unread, began)
         fix = " and ".join(([f"{sets}: add {own} (the run's own) or resume with the config file the run was trained "
                              f"with"] if sets else [])

@@ -2147,7 +2147,7 @@ def test_conversion_settings_a_resume_does_not_read_are_refused(args, said, fini
     assert run_inprocess(monkeypatch, [*base, "--convert_method=lstsq", "--calib_batches=4"]) == "0"  # done
 
 
-def test_a_conversion_says_which_of_its_settings_it_did_not_use(finished, data_dir, tmp_path):
+def test_a_conversion_says_which_of_its_settings_it_did_not_use(finished, data_dir, tmp_path, monkeypatch):
     # untying qk_v to qkv used no method, and k fits on no batches: each went unread without a word, exit 0
     qkv = tmp_path / "qkv"
     for source, out, args, said in [
@@ -2158,6 +2158,12 @@ def test_a_conversion_says_which_of_its_settings_it_did_not_use(finished, data_d
         r = train(data_dir, out, f"--init_from={source}", "--max_iters=0", *args)
         line = next(line for line in r.stdout.splitlines() if line.startswith(f"{source}: converted"))
         assert line.endswith(said), line
+    # a resume of the untied run named the method it did not use: "converted from '...' by 'split'"
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={qkv}", "--init_from=resume",
+                                      "--max_iters=1", "--proj=qkv", "--convert_method=lstsq"])
+    assert msg == (f"convert_method='lstsq' says how weights are converted, and a resume converts nothing: "
+                   f"{qkv / 'ckpt.pt'} goes on as its run began, converted from '{finished}'; drop --convert_method "
+                   f"(to convert again, start a new run in another --out_dir with --init_from={finished}).")
 
 
 def test_a_constant_rate_says_the_schedule_settings_given_go_unused(data_dir, tmp_path):
