@@ -38,11 +38,14 @@ def check_conversion(src, dst, method, calib):
     if not (isinstance(src, GPTConfig) and isinstance(dst, GPTConfig)):
         raise ValueError(f"src_config and dst_config must be GPTConfigs (a checkpoint's: "
                          f"GPTConfig(**ckpt['model_args'])); got {type(src).__name__} and {type(dst).__name__}.")
-    # rope_base too: another one turns every key by other angles, a new model said to be "weights as they are"
-    for f in SAME_FIELDS + ("pos_emb", "pos_conv_basis", "pos_conv_period", "rope_base"):
-        if getattr(src, f) != getattr(dst, f):
-            raise ValueError(f"conversion keeps {f} (source {getattr(src, f)!r}, destination {getattr(dst, f)!r}); "
-                             f"set {f}={getattr(src, f)!r} or train the new shape from scratch.")
+    # rope_base too: another one turns every key by other angles, a new model said to be "weights as they are".
+    # Every differing field at once: train.py --init_from=CKPT without the source's config file was told to set
+    # vocab_size, then block_size, then n_layer ..., one run each
+    fields = SAME_FIELDS + ("pos_emb", "pos_conv_basis", "pos_conv_period", "rope_base")
+    if off := [f for f in fields if getattr(src, f) != getattr(dst, f)]:
+        was = lambda c: ", ".join(repr(getattr(c, f)) for f in off)
+        raise ValueError(f"conversion keeps {', '.join(off)} (source {was(src)}, destination {was(dst)}); set "
+                         f"{', '.join(f'{f}={getattr(src, f)!r}' for f in off)} or train the new shape from scratch.")
     hs, hd = src.n_kv_head or src.n_head, dst.n_kv_head or dst.n_head
     if hs % hd and hd % hs:
         raise ValueError(f"n_kv_head={hd} must divide or be a multiple of the source's {hs} key/value heads, "

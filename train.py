@@ -375,6 +375,10 @@ except OSError:  # no lock file, or none to read: lock_out_dir() below takes it,
     pass
 # the checkpoint already in out_dir, if any: resumed, or compared with this run's settings
 ckpt_path = os.path.join(out_dir, "ckpt.pt")
+# a folder this user cannot search hides the checkpoint in it: "does not exist ... use --init_from=scratch" was the
+# advice for a run that is there
+if init_from == "resume" and (why := unreadable(ckpt_path)):
+    sys.exit(f"cannot read {ckpt_path} ({why}); make it and its folder readable for this user, then resume.")
 if init_from == "resume" and not os.path.exists(ckpt_path):
     # a relative out_dir is read from this folder: "use --init_from=scratch" began the run again here, while its
     # checkpoint waited in the folder it was trained from
@@ -426,7 +430,11 @@ if init_from == "resume":
     began = {**defaults, **ckpt["config"]}
     if unread := [k for k in ORIGIN[1:] if k in given and as_text(config[k]) != as_text(began[k])]:
         converted = began["init_from"] not in ("scratch", "resume")
-        how = f"converted from {began['init_from']!r} by {began['convert_method']!r}" if converted else "from scratch"
+        # by its method only where the model ties V to K: an untie (qk_v -> qkv) or a pooling used none, and was
+        # said to be converted "by 'split'", the method its command named
+        tied = SOURCES[model_args["proj"]][1] == SOURCES[model_args["proj"]][2]
+        how = (f"converted from {began['init_from']!r}" + (f" by {began['convert_method']!r}" if tied else "")
+               if converted else "from scratch")
         sets, dropped, own = set_by(unread, began)
         fix = " and ".join(([f"{sets}: add {own} (the run's own) or resume with the config file the run was trained "
                              f"with"] if sets else [])
@@ -657,6 +665,10 @@ if ckpt:
 # to resume) whether or not its source is still there
 if source_path and (why := dangling(source_path)):
     sys.exit(why)
+# a folder this user cannot search: "a folder without a ckpt.pt (a run that has saved none yet)" of one that holds it
+if source_path and (why := unreadable(source_path)):
+    sys.exit(f"init_from={init_from!r}: cannot read {source_path} ({why}); make it and its folder readable for this "
+             f"user, or point --init_from at another checkpoint.")
 # a ckpt.pt that is a folder goes on to load_checkpoint, which names it (not "a folder without a ckpt.pt")
 if source_path and os.path.isdir(init_from) and not os.path.exists(source_path):  # an out_dir, as documented
     sys.exit(f"init_from={init_from!r} is a folder without a ckpt.pt" + (f"; {hint}." if (hint := renamed(

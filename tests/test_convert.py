@@ -165,6 +165,16 @@ def test_impossible_conversions_are_one_sentence_naming_the_field(src, dst, meth
     assert field in str(e.value) and "\n" not in str(e.value)
 
 
+def test_every_field_a_conversion_keeps_is_named_at_once():
+    # train.py --init_from=CKPT without the source's config file was told "set vocab_size=64", then block_size, ...
+    dst = replace(CFG, vocab_size=50304, block_size=1024, n_layer=12, proj="qk_v")
+    with pytest.raises(ValueError) as e:
+        cv.check_conversion(CFG, dst, "k", None)
+    assert str(e.value) == (f"conversion keeps vocab_size, block_size, n_layer (source {VOCAB}, {CFG.block_size}, "
+                            f"{CFG.n_layer}, destination 50304, 1024, 12); set vocab_size={VOCAB}, block_size="
+                            f"{CFG.block_size}, n_layer={CFG.n_layer} or train the new shape from scratch.")
+
+
 def test_a_refused_tie_names_the_tie_the_source_lacks():
     # a qk_v source was told "convert to 'qk_v'", the variant it already is
     for src, dst, fix in (("qkv", "q_k_v", "convert to"), ("qk_v", "q_k_v", "keep it as"),

@@ -1507,6 +1507,25 @@ def test_a_log_a_resume_cannot_read_is_refused_before_training(finished, data_di
     assert snapshot(out) == before
 
 
+def test_a_checkpoint_in_a_folder_this_user_cannot_search_is_named_not_missing(finished, data_dir, tmp_path,
+                                                                                monkeypatch):
+    # a run folder of mode 000 (another user's; as root, refused by hand) hides its ckpt.pt from os.path.exists: a
+    # resume was told it "does not exist ... use --init_from=scratch", a conversion from it that it is "a folder
+    # without a ckpt.pt (a run that has saved none yet)"
+    out = shutil.copytree(finished, tmp_path / "run")
+    before = snapshot(out)
+    monkeypatch.setattr(checkpoint, "unreadable", lambda p: "Permission denied" if p.endswith("ckpt.pt") else None)
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
+                                      "--max_iters=4"])
+    assert msg == (f"cannot read {out / 'ckpt.pt'} (Permission denied); make it and its folder readable for this "
+                   f"user, then resume.")
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'new'}", f"--init_from={out}",
+                                      "--proj=qkv"])
+    assert msg == (f"init_from='{out}': cannot read {out / 'ckpt.pt'} (Permission denied); make it and its folder "
+                   f"readable for this user, or point --init_from at another checkpoint.")
+    assert snapshot(out) == before and not (tmp_path / "new").exists()
+
+
 @pytest.mark.parametrize("name", ["ckpt.pt", "log.jsonl"])
 def test_a_read_only_file_the_run_would_replace_is_refused_before_training(name, finished, data_dir, tmp_path,
                                                                             monkeypatch):
@@ -2128,7 +2147,7 @@ def test_conversion_settings_a_resume_does_not_read_are_refused(args, said, fini
     assert run_inprocess(monkeypatch, [*base, "--convert_method=lstsq", "--calib_batches=4"]) == "0"  # done
 
 
-def test_a_conversion_says_which_of_its_settings_it_did_not_use(finished, data_dir, tmp_path):
+def test_a_conversion_says_which_of_its_settings_it_did_not_use(finished, data_dir, tmp_path, monkeypatch):
     # untying qk_v to qkv used no method, and k fits on no batches: each went unread without a word, exit 0
     qkv = tmp_path / "qkv"
     for source, out, args, said in [
@@ -2139,6 +2158,12 @@ def test_a_conversion_says_which_of_its_settings_it_did_not_use(finished, data_d
         r = train(data_dir, out, f"--init_from={source}", "--max_iters=0", *args)
         line = next(line for line in r.stdout.splitlines() if line.startswith(f"{source}: converted"))
         assert line.endswith(said), line
+    # a resume of the untied run named the method it did not use: "converted from '...' by 'split'"
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={qkv}", "--init_from=resume",
+                                      "--max_iters=1", "--proj=qkv", "--convert_method=lstsq"])
+    assert msg == (f"convert_method='lstsq' says how weights are converted, and a resume converts nothing: "
+                   f"{qkv / 'ckpt.pt'} goes on as its run began, converted from '{finished}'; drop --convert_method "
+                   f"(to convert again, start a new run in another --out_dir with --init_from={finished}).")
 
 
 def test_a_constant_rate_says_the_schedule_settings_given_go_unused(data_dir, tmp_path):
