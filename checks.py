@@ -50,6 +50,14 @@ def config_fields(config, choices, base):
     for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
         if not getattr(config, name) >= 1:
             raise ValueError(f"{name} must be a positive integer; got {getattr(config, name)}.")
+    # torch's sizes are int64: vocab_size=10**30 passed here and failed in nn.Embedding's torch.empty, a traceback
+    # (bench's memory plan builds every config in config/ on the meta device, where nothing else stops it)
+    weights = {"vocab_size": config.vocab_size, "block_size": config.block_size, "n_inner": config.n_inner or 4 *
+               config.n_embd, "n_embd": 3 * config.n_embd}  # each times n_embd is a weight's element count
+    for name, rows in weights.items():
+        if rows * config.n_embd >= 2 ** 63:
+            raise ValueError(f"{name} = {getattr(config, name)} with n_embd = {config.n_embd} makes a weight of "
+                             f"{rows * config.n_embd:.3g} elements, past torch's int64 sizes; give smaller ones.")
     # LayerNorm over one feature subtracts it from its own mean: every position's input became the LayerNorm's
     # bias, and a model that cannot see its tokens trained and sampled with exit 0
     if config.n_embd < 2:

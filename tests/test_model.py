@@ -615,6 +615,9 @@ def test_pos_emb_none_has_no_position_table_and_sees_no_position():
     (dict(block_size=2.5), "block_size must be an integer"), (dict(n_embd=32.0), "n_embd must be an integer"),
     (dict(causal="False"), "causal must be True or False"), (dict(bias=None), "bias"), (dict(n_head=None), "n_head"),
     (dict(dropout="0.1"), "dropout must be a number"), (dict(proj=["qkv"]), "proj must be one of"),
+    # past torch's int64 sizes: nn.Embedding's torch.empty traceback (bench's meta-device memory plan)
+    (dict(vocab_size=10 ** 30), "vocab_size = 10+ with n_embd = .* past torch's int64"),
+    (dict(n_inner=2 ** 62), "n_inner = 4611686018427387904 with n_embd"),
 ])
 def test_invalid_configs_name_the_field(kw, field):
     with pytest.raises(ValueError, match=field):
