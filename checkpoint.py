@@ -455,8 +455,13 @@ def remove_leftovers(folder, pattern):
     rename, by a writer that holds folder's lock. A folder or FIFO of such a name is no save's: os.remove was an
     IsADirectoryError traceback (train.lock left in a fresh out_dir). One this user cannot remove (another user's, in
     a folder with the sticky bit; an immutable file) is no save of this writer's either, and stays: os.remove was a
-    PermissionError traceback before the run began."""
-    for name in os.listdir(folder):
+    PermissionError traceback before the run began. A folder this user may write in but not list (mode 300) shows
+    none: os.listdir was a PermissionError traceback there too, and its leftovers stay."""
+    try:
+        names = os.listdir(folder)
+    except PermissionError:
+        return
+    for name in names:
         if re.fullmatch(pattern, name) and plain_file(os.path.join(folder, name)):
             with contextlib.suppress(OSError):
                 os.remove(os.path.join(folder, name))

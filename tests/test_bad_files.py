@@ -1210,6 +1210,19 @@ def test_a_leftover_this_user_cannot_remove_is_left_alone(tmp_path, monkeypatch)
     assert os.listdir(tmp_path) == ["ckpt.pt.tmp"]
 
 
+def test_a_folder_this_user_cannot_list_has_no_leftovers_to_remove(tmp_path, monkeypatch):
+    # an out_dir of mode 300 (write and search, no read): train.py's resume, or a new run there, ended in os.listdir's
+    # PermissionError traceback where saving works; as root the modes do not refuse, so os.listdir is made to
+    (tmp_path / "ckpt.pt.a1b2c3d4.tmp").write_bytes(b"leftover")
+
+    def denied(path):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+    monkeypatch.setattr(checkpoint.os, "listdir", denied)
+    checkpoint.remove_leftovers(str(tmp_path), r"ckpt\.pt\.(.+\.)?tmp")
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["ckpt.pt.a1b2c3d4.tmp"]
+
+
 def test_atomic_write_leaves_the_old_file_when_the_writer_dies_midway(tmp_path, monkeypatch):
     path = tmp_path / "results.csv"
     path.write_text("old,complete\n")
