@@ -952,7 +952,14 @@ def present(path, fix=""):
     if why := dangling(path):
         raise SystemExit(why)
     if why := unreadable(path):
-        raise SystemExit(f"cannot read {path} ({why}); make it readable for this user{fix}.")
+        # a folder on the way that cannot be searched (mode 000 or 400) hides a file that is readable: "make it
+        # readable" could not be done from here, as chmod cannot reach the file either
+        try:
+            os.stat(path)
+            what = "it"
+        except OSError:
+            what = "the folders on its path"
+        raise SystemExit(f"cannot read {path} ({why}); make {what} readable for this user{fix}.")
     return os.path.exists(path)
 
 

@@ -2332,6 +2332,24 @@ def test_a_file_this_user_cannot_read_is_named_as_such_not_as_missing_or_corrupt
                            f"this user."
 
 
+def test_a_file_in_a_folder_this_user_cannot_search_names_the_folders(tmp_path, monkeypatch):
+    # run/ of mode 000 or 400 hides a readable ckpt.pt: sample.py and eval.py said "make it readable for this user",
+    # which chmod cannot do through that folder. As root the modes do not refuse, so os.stat is made to
+    (tmp_path / "ckpt.pt").write_bytes(b"x")
+    stat, shut = os.stat, str(tmp_path / "ckpt.pt")
+
+    def guarded_stat(path, *args, **kwargs):
+        if str(path) == shut:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return stat(path, *args, **kwargs)
+    monkeypatch.setattr(os, "stat", guarded_stat)
+    with pytest.raises(SystemExit) as e:
+        checkpoint.present(shut, ", or point to another out_dir")
+    monkeypatch.undo()
+    assert str(e.value) == (f"cannot read {shut} (Permission denied); make the folders on its path readable for this "
+                            f"user, or point to another out_dir.")
+
+
 def test_a_bin_larger_than_an_address_space_cap_trains_and_is_one_sentence_where_mapped(tmp_path, monkeypatch):
     # under `ulimit -v` (as some clusters set) below train.bin's size, train.py mapped the whole bin only to count its
     # tokens (it reads its windows with pread): an OSError ENOMEM traceback before the first step; sample.py and
