@@ -555,6 +555,8 @@ def other_run(res, run, inside=False):
                 return file
             if os.path.isdir(os.path.dirname(os.path.abspath(file))):
                 return f"{file}, not there now"
+            if not os.path.isabs(file):  # older results: out_dir as given, from a folder they do not record
+                return file
         if inside and was.get("filed_inside") is True:  # filed in its run's own folder, found in this one's: this run,
             # moved or copied (`mv a b` and a new run trained in a was "another run (a)")
             return None
