@@ -952,15 +952,18 @@ def present(path, fix=""):
     if why := dangling(path):
         raise SystemExit(why)
     if why := unreadable(path):
-        # a folder on the way that cannot be searched (mode 000 or 400) hides a file that is readable: "make it
-        # readable" could not be done from here, as chmod cannot reach the file either
-        try:
-            os.stat(path)
-            what = "it"
-        except OSError:
-            what = "the folders on its path"
-        raise SystemExit(f"cannot read {path} ({why}); make {what} readable for this user{fix}.")
+        raise SystemExit(f"cannot read {path} ({why}); make {to_open(path)} readable for this user{fix}.")
     return os.path.exists(path)
+
+
+def to_open(path):
+    """What to make readable where this user cannot read path: it, or the folders on its path. One that cannot be
+    searched (mode 000 or 400) hides a readable file: "make it readable" could not be done through it."""
+    try:
+        os.stat(path)
+        return "it"
+    except OSError:
+        return "the folders on its path"
 
 
 META_FORM = ", 'meta': json.load(open('data/x/meta.json'))"  # the part of a checkpoint that names its tokenizer
