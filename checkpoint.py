@@ -455,8 +455,13 @@ def remove_leftovers(folder, pattern):
     rename, by a writer that holds folder's lock. A folder or FIFO of such a name is no save's: os.remove was an
     IsADirectoryError traceback (train.lock left in a fresh out_dir). One this user cannot remove (another user's, in
     a folder with the sticky bit; an immutable file) is no save of this writer's either, and stays: os.remove was a
-    PermissionError traceback before the run began."""
-    for name in os.listdir(folder):
+    PermissionError traceback before the run began. A folder this user may write in but not list (mode 300) shows
+    none: os.listdir was a PermissionError traceback there too, and its leftovers stay."""
+    try:
+        names = os.listdir(folder)
+    except PermissionError:
+        return
+    for name in names:
         if re.fullmatch(pattern, name) and plain_file(os.path.join(folder, name)):
             with contextlib.suppress(OSError):
                 os.remove(os.path.join(folder, name))
@@ -947,8 +952,18 @@ def present(path, fix=""):
     if why := dangling(path):
         raise SystemExit(why)
     if why := unreadable(path):
-        raise SystemExit(f"cannot read {path} ({why}); make it readable for this user{fix}.")
+        raise SystemExit(f"cannot read {path} ({why}); make {to_open(path)} readable for this user{fix}.")
     return os.path.exists(path)
+
+
+def to_open(path):
+    """What to make readable where this user cannot read path: it, or the folders on its path. One that cannot be
+    searched (mode 000 or 400) hides a readable file: "make it readable" could not be done through it."""
+    try:
+        os.stat(path)
+        return "it"
+    except OSError:
+        return "the folders on its path"
 
 
 META_FORM = ", 'meta': json.load(open('data/x/meta.json'))"  # the part of a checkpoint that names its tokenizer

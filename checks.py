@@ -16,6 +16,15 @@ import torch.nn as nn
 KINDS = {bool: "True or False", int: "an integer", float: "a number"}
 
 
+def finite(x):
+    """math.isfinite, False for an integer past float's range: rope_base=10**400 (or kernel.py's scale) was
+    math.isfinite's OverflowError traceback."""
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
+
+
 def of_kind(v, default):
     """Whether v may stand where default does: a bool for a bool, an integer (no bool) for an int, any real number
     (no bool) for a float. numpy's bool is a bool: a sweep over np.array([True, False]) was refused as
@@ -66,7 +75,7 @@ def config_fields(config, choices, base):
     if config.n_inner < 0:
         raise ValueError(f"n_inner must be 0 (4 * n_embd) or a positive integer; got {config.n_inner}.")
     # as train.py's range: 0 or below gave inf or nan angles, and so did 1e-300 (its powers overflow)
-    if not (math.isfinite(config.rope_base) and config.rope_base > 1):
+    if not (finite(config.rope_base) and config.rope_base > 1):
         raise ValueError(f"rope_base must be a finite number > 1 (at 1 every pair turns at the same frequency; "
                          f"below, the wavelengths run backwards); got {config.rope_base}.")
     if not 0 <= config.dropout < 1:

@@ -545,9 +545,21 @@ def other_run(res, run, inside=False):
         was = res["checkpoint"]
         # two checkpoint files of one folder (cmp/qkv.pt, cmp/qk_v.pt) share its eval/: the second replaced the
         # first's results as the same run's, without a word. The run is its file; a folder's is its ckpt.pt
-        if "resume" == was["init_from"] == run[1] and ckpt_name(saved_path(was.get("path")) or
-                                                                saved_path(was["out_dir"])) != ckpt_name(run[0]):
-            return saved_path(was["out_dir"])
+        rec = saved_path(was.get("path")) or saved_path(was["out_dir"])
+        # (a checkpoint that is not there is load_model's to name: --out_dir=cmp without a ckpt.pt was "another run
+        # ... remove results.json to replace them", advice that deleted the results of an evaluation that then failed)
+        mine = run[0] if os.path.isfile(run[0]) else os.path.join(run[0], "ckpt.pt")
+        if "resume" == was["init_from"] == run[1] and ckpt_name(rec) != ckpt_name(run[0]) and os.path.isfile(mine):
+            # named by the file recorded: a link (best.pt) since pointed at another file was said to be "another
+            # run (best.pt)", the name just given. A file gone from a folder still there was renamed or deleted
+            # (which its name cannot tell apart); a folder gone too: the run moved, as below
+            file = rec if ckpt_name(rec) != "ckpt.pt" or rec.endswith(".pt") else os.path.join(rec, "ckpt.pt")
+            if os.path.lexists(file):
+                return file
+            if os.path.isdir(os.path.dirname(os.path.abspath(file))):
+                return f"{file}, not there now"
+            if not os.path.isabs(file):  # older results: out_dir as given, from a folder they do not record
+                return file
         if inside and was.get("filed_inside") is True:  # filed in its run's own folder, found in this one's: this run,
             # moved or copied (`mv a b` and a new run trained in a was "another run (a)")
             return None

@@ -21,6 +21,8 @@ import torch
 import triton
 import triton.language as tl
 
+from checks import finite
+
 
 @triton.jit
 def _attend_split(Q, K, V, Lens, Acc, M, L, qk_scale, log2_base, split_len, T_max, G,
@@ -143,7 +145,10 @@ def check_inputs(q, k_cache, v_cache, lengths, positive_lengths=False):
                          f"{lengths.device if torch.is_tensor(lengths) else None}.")
     # a length of 0 or below leaves a query nothing to attend over: NaN from both, without a word; the model's lengths
     # (pos + 1) skip the check, whose read of the tensor waits for the GPU in every layer's decode step
-    if lengths is not None and not positive_lengths and lengths.numel() and (low := int(lengths.min())) < 1:
+    # (meta lengths have no values to read: the reference's shapes-only run, and the kernel's refusal of meta, were
+    # .item()'s RuntimeError here)
+    if lengths is not None and not positive_lengths and lengths.numel() and not lengths.is_meta and \
+            (low := int(lengths.min())) < 1:
         raise ValueError(f"lengths must be >= 1 (each query attends over its first lengths[b] cached positions); "
                          f"got {low} at b = {int(lengths.argmin())}.")
     if q.dtype != k_cache.dtype or (v_cache is not None and v_cache.dtype != k_cache.dtype) or \
@@ -153,11 +158,16 @@ def check_inputs(q, k_cache, v_cache, lengths, positive_lengths=False):
 
 
 def check_scale(scale):
-    if scale is not None and not (isinstance(scale, numbers.Real) and not isinstance(scale, bool)
-                                  and math.isfinite(scale)):
+    """scale as a float (None stays None), or one sentence."""
+    # the kernel takes scale * log2(e) as a float32: 1e300 (or 10**400, math.isfinite's OverflowError) was inf there,
+    # NaN out of both
+    if scale is not None and not (isinstance(scale, numbers.Real) and not isinstance(scale, bool) and finite(scale)
+                                  and abs(float(scale)) * math.log2(math.e) <= torch.finfo(torch.float32).max):
         # a tensor failed in the interpreter's cast, NaN gave NaN (the reference's too: a string was a TypeError);
         # scale=True ("scale the scores") ran as 1.0 where None is 1/sqrt(D), without a word
-        raise ValueError(f"scale must be a finite number (None: 1/sqrt(D)); got {scale!r}.")
+        raise ValueError(f"scale must be a finite number within float32's range (None: 1/sqrt(D)); got {scale!r}.")
+    # a Fraction was the reference's TypeError in tensor * Fraction
+    return None if scale is None else float(scale)
 
 
 def dense_rows(t):
@@ -178,10 +188,10 @@ def decode_attention(q, k_cache, v_cache=None, lengths=None, scale=None, *, rope
     if rope_base is not None and (v_cache is not None or q.size(-1) % 2):
         raise ValueError("rope_base is for V = K (v_cache None) with an even head dim: with a separate V, cache "
                          "the rotated keys and pass rope_base=None.")
-    check_scale(scale)
+    scale = check_scale(scale)
     # 0 ran unrotated, as no RoPE; a string was math.isfinite's TypeError (a bool is no base either)
     if rope_base is not None and not (isinstance(rope_base, numbers.Real) and not isinstance(rope_base, bool)
-                                      and math.isfinite(rope_base) and rope_base > 1):
+                                      and finite(rope_base) and rope_base > 1):
         raise ValueError(f"rope_base must be a finite number > 1, as GPTConfig's; got {rope_base}.")
     # numpy's integers too: np.int64(2) was refused as "got 2", an int to the eye
     whole = lambda n: isinstance(n, numbers.Integral) and not isinstance(n, bool)
@@ -243,7 +253,7 @@ def decode_attention_ref(q, k_cache, v_cache=None, lengths=None, scale=None):
     """Plain torch, float32 math, the same contract as decode_attention without rope_base: for its rope path
     the caller passes the rotated z as k_cache and z itself as v_cache."""
     check_inputs(q, k_cache, v_cache, lengths)
-    check_scale(scale)
+    scale = check_scale(scale)
     B, H, D = q.shape
     H_kv, T_max = k_cache.size(1), k_cache.size(2)
     v = (k_cache if v_cache is None else v_cache).float().repeat_interleave(H // H_kv, dim=1)  # [B, H, T_max, D]

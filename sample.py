@@ -31,7 +31,7 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import torch
 
 from checkpoint import (dangling, eight_bit, free_name, iconv_command, load_checkpoint, not_its_data, other_data, r50k,
-                        read_json, saved_path, token_count, tokens, unreadable, utf16)
+                        read_json, saved_path, to_open, token_count, tokens, unreadable, utf16)
 from configurator import Parser, boolean, cli, compile_failure, home, missing_device, number, shell_vars
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, check_conversion, conversion_note, convert_state_dict,
                      exact_fit, gpt2_config, load_gpt2, ties_v)
@@ -322,7 +322,7 @@ def calibration(args, cfg, meta, data_dir):
                                         if unreadable(p)), None)  # a folder not searchable: its files say so
             why = (f"{args.init_from} comes with no validation data" if args.init_from != "resume" else
                    f"{args.out_dir} names no data_dir" if not data_dir else
-                   f"this user cannot read {locked} (make it readable)" if locked else
+                   f"this user cannot read {locked} (make {to_open(locked)} readable)" if locked else
                    f"its data_dir {data_dir!r} is a relative path, missing from this folder ({os.getcwd()})"
                    if moved else
                    f"its data_dir {data_dir!r} no longer holds the val.bin and meta.json it was trained on (gone, "

@@ -273,11 +273,12 @@ def check_args(parser, args):
                      f"divides.")
     # a worker is a process of its own with torch loaded, and the pool starts one per waiting run up to --workers:
     # --workers=1000 started 336 of them, gigabytes each, which ran the machine out of memory
-    cores = max(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-    if args.workers > cores:
-        parser.error(f"--workers {args.workers} is more than this machine's {cores} cores; each worker is a process "
-                     f"with torch loaded, so more of them only slow the study and fill the memory; give at most "
-                     f"{cores}.")
+    # at least the default 2; the sentence names the cores there are (taskset -c 0 was "this machine's 2 cores")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if args.workers > max(2, cores):
+        parser.error(f"--workers {args.workers} is more than this machine's {cores} core{'s' * (cores != 1)}; each "
+                     f"worker is a process with torch loaded, so more of them only slow the study and fill the "
+                     f"memory; give at most {max(2, cores)}.")
     if args.pos_conv % 4:
         parser.error(f"--pos_conv must be a positive multiple of 4; got {args.pos_conv}.")
     # the tracked tables come only from the full default run: any other run writing there would replace them.

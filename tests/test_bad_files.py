@@ -1210,6 +1210,19 @@ def test_a_leftover_this_user_cannot_remove_is_left_alone(tmp_path, monkeypatch)
     assert os.listdir(tmp_path) == ["ckpt.pt.tmp"]
 
 
+def test_a_folder_this_user_cannot_list_has_no_leftovers_to_remove(tmp_path, monkeypatch):
+    # an out_dir of mode 300 (write and search, no read): train.py's resume, or a new run there, ended in os.listdir's
+    # PermissionError traceback where saving works; as root the modes do not refuse, so os.listdir is made to
+    (tmp_path / "ckpt.pt.a1b2c3d4.tmp").write_bytes(b"leftover")
+
+    def denied(path):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+    monkeypatch.setattr(checkpoint.os, "listdir", denied)
+    checkpoint.remove_leftovers(str(tmp_path), r"ckpt\.pt\.(.+\.)?tmp")
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["ckpt.pt.a1b2c3d4.tmp"]
+
+
 def test_atomic_write_leaves_the_old_file_when_the_writer_dies_midway(tmp_path, monkeypatch):
     path = tmp_path / "results.csv"
     path.write_text("old,complete\n")
@@ -2317,6 +2330,24 @@ def test_a_file_this_user_cannot_read_is_named_as_such_not_as_missing_or_corrupt
         checkpoint.tokens(str(tmp_path / "data"), "val")
     assert str(e.value) == f"cannot read {tmp_path / 'data' / 'val.bin'} (Permission denied); make it readable for " \
                            f"this user."
+
+
+def test_a_file_in_a_folder_this_user_cannot_search_names_the_folders(tmp_path, monkeypatch):
+    # run/ of mode 000 or 400 hides a readable ckpt.pt: sample.py and eval.py said "make it readable for this user",
+    # which chmod cannot do through that folder. As root the modes do not refuse, so os.stat is made to
+    (tmp_path / "ckpt.pt").write_bytes(b"x")
+    stat, shut = os.stat, str(tmp_path / "ckpt.pt")
+
+    def guarded_stat(path, *args, **kwargs):
+        if str(path) == shut:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return stat(path, *args, **kwargs)
+    monkeypatch.setattr(os, "stat", guarded_stat)
+    with pytest.raises(SystemExit) as e:
+        checkpoint.present(shut, ", or point to another out_dir")
+    monkeypatch.undo()
+    assert str(e.value) == (f"cannot read {shut} (Permission denied); make the folders on its path readable for this "
+                            f"user, or point to another out_dir.")
 
 
 def test_a_bin_larger_than_an_address_space_cap_trains_and_is_one_sentence_where_mapped(tmp_path, monkeypatch):

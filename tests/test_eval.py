@@ -973,6 +973,28 @@ def test_two_checkpoint_files_of_one_folder_never_replace_each_others_results(tm
     ev.main([f"--out_dir={tmp_path / 'a.pt'}", text, "--device=cpu"])
 
 
+def test_another_checkpoint_file_is_named_by_the_file_its_results_record(tmp_path):
+    # a link evaluated, then pointed at another file of its folder, was "another run (best.pt)", the very name given;
+    # a file renamed in its folder was "another run (a.pt)", with no word that a.pt is gone
+    for run in ("a", "b"):
+        make_ckpt(tmp_path / run, BYTES_META)
+        shutil.move(tmp_path / run / "ckpt.pt", tmp_path / f"{run}.pt")
+    (tmp_path / "t.txt").write_text("the text of t, a few words\n")
+    text = f"--text={tmp_path / 't.txt'}"
+    (tmp_path / "best.pt").symlink_to("a.pt")
+    ev.main([f"--out_dir={tmp_path / 'best.pt'}", text, "--device=cpu"])
+    (tmp_path / "best.pt").unlink()
+    (tmp_path / "best.pt").symlink_to("b.pt")
+    with pytest.raises(SystemExit, match=f"another run \\({tmp_path / 'a.pt'}\\), which"):
+        ev.main([f"--out_dir={tmp_path / 'best.pt'}", text, "--device=cpu"])
+    shutil.move(tmp_path / "a.pt", tmp_path / "c.pt")
+    with pytest.raises(SystemExit, match=f"another run \\({tmp_path / 'a.pt'}, not there now\\)"):
+        ev.main([f"--out_dir={tmp_path / 'c.pt'}", text, "--device=cpu"])
+    # the folder, which has no ckpt.pt: "remove results.json to replace them", and then no checkpoint to evaluate
+    with pytest.raises(SystemExit, match="no checkpoint at .*ckpt.pt: train one"):
+        ev.main([f"--out_dir={tmp_path}", text, "--device=cpu"])
+
+
 def test_another_runs_results_read_under_another_locale_are_not_replaced(tmp_path, monkeypatch):
     # results.json is UTF-8 under any locale: run 'é' recorded under UTF-8 and read under PYTHONUTF8=0 LC_ALL=C was a
     # UnicodeEncodeError in other_run, "no run to compare", and another run's evaluation replaced it without a word

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -213,6 +214,26 @@ def test_meta_tensors_grad_inputs_and_the_references_scale_are_one_sentence():
             decode_attention_ref(q.detach(), k, scale=scale)
     with pytest.raises(ValueError, match="scale must be a finite number"):
         decode_attention(q.detach(), k, scale=True)
+
+
+@runs_kernels
+def test_scales_past_float32_or_of_fractions_and_meta_lengths():
+    q, k = torch.randn(1, 2, 8, device=DEVICE), torch.randn(1, 1, 4, 8, device=DEVICE)
+    # the kernel takes scale as a float32: 1e300 gave NaN from both without a word, 10**400 was an OverflowError
+    for scale in (1e300, 10 ** 400):
+        for f in (decode_attention, decode_attention_ref):
+            with pytest.raises(ValueError, match="scale must be a finite number within float32's range"):
+                f(q, k, scale=scale)
+    # a Fraction is a number: tensor * Fraction was a TypeError in both
+    torch.testing.assert_close(decode_attention(q, k, scale=Fraction(1, 3), block_n=BLOCK_N),
+                               decode_attention_ref(q, k, scale=1 / 3), **TOL[torch.float32])
+    # meta lengths have no values: the reference's shapes-only run (and the kernel's refusal) were .item()'s error
+    m = [t.to("meta") for t in (q, k, torch.ones(1, dtype=torch.int32))]
+    assert decode_attention_ref(m[0], m[1], None, m[2]).shape == (1, 2, 8)
+    with pytest.raises(ValueError, match="got q on meta"):
+        decode_attention(m[0], m[1], None, m[2])
+    with pytest.raises(ValueError, match="rope_base must be a finite number"):
+        decode_attention(q, k, rope_base=10 ** 400)
 
 
 @runs_kernels

@@ -611,6 +611,8 @@ def test_pos_emb_none_has_no_position_table_and_sees_no_position():
     # train.py's range: 1e-300's powers overflowed to NaN logits without a word
     (dict(pos_emb="rope", rope_base=1e-300), "rope_base must be a finite number > 1"),
     (dict(pos_emb="rope", rope_base=1.0), "rope_base must be a finite number > 1"),
+    # an int past float's range was math.isfinite's OverflowError traceback
+    (dict(pos_emb="rope", rope_base=10 ** 400), "rope_base must be a finite number > 1"),
     # of another type: 2.5 failed deep in building the model, the true string "False" built a causal one
     (dict(block_size=2.5), "block_size must be an integer"), (dict(n_embd=32.0), "n_embd must be an integer"),
     (dict(causal="False"), "causal must be True or False"), (dict(bias=None), "bias"), (dict(n_head=None), "n_head"),

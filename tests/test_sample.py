@@ -360,6 +360,20 @@ def test_a_data_dir_this_user_cannot_read_is_named_not_called_gone(tmp_path, cap
         run(capsys, tmp_path / "run", "--proj=qk_v")
     assert str(e.value) == (f"--convert_method=lstsq fits V on calibration tokens and this user cannot read {meta} "
                             f"(make it readable); pass --calib=FILE:path (or the text itself), or --convert_method=k.")
+    # data/ not searchable (mode 000 or 400): "make it readable" could not be done through the folder (pass 27)
+    monkeypatch.undo()
+    monkeypatch.setattr(sample, "read_json", lambda path, what: (_ for _ in ()).throw(SystemExit(what)))
+    stat = os.stat
+
+    def guarded_stat(path, *args, **kwargs):
+        if os.fspath(path) == meta:
+            raise PermissionError(13, "Permission denied", meta)
+        return stat(path, *args, **kwargs)
+    monkeypatch.setattr(os, "stat", guarded_stat)
+    with pytest.raises(SystemExit) as e:
+        run(capsys, tmp_path / "run", "--proj=qk_v")
+    monkeypatch.undo()
+    assert f"this user cannot read {meta} (make the folders on its path readable); pass" in str(e.value)
 
 
 def test_a_relative_data_dir_from_another_folder_says_so(tmp_path, capsys, monkeypatch):
