@@ -1197,8 +1197,11 @@ def log_entry(line):
 
 def before_checkpoint(line):
     """A log line a resumed run keeps: whole, and from before its checkpoint. A line cut short by a crash, or any
-    that is not one of ours (an edit, a disk error), goes too: it would only stop the resume."""
-    return line.endswith("\n") and (entry := log_entry(line)) is not None and entry["iter"] < iter_num
+    that is not one of ours (an edit, a disk error), goes too: it would only stop the resume. A conversion's line is
+    of iteration 0 and written before any checkpoint: a max_iters=0 conversion resumed lost it, and its log read as
+    a run from scratch (checkpoint.started, the retrofit study's conversion facts)."""
+    return line.endswith("\n") and (entry := log_entry(line)) is not None and (
+        entry["iter"] < iter_num or "conversion" in entry)
 
 
 def open_log():

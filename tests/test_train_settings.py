@@ -1391,6 +1391,18 @@ def test_a_log_saved_by_a_windows_editor_keeps_its_first_line_on_resume(finished
     assert kept[:len(before)] == before and kept[len(before)]["iter"] == 2 and kept[-1]["iter"] == 4
 
 
+def test_a_resumed_conversion_of_max_iters_0_keeps_its_conversion_line(finished, data_dir, tmp_path):
+    # a resume dropped every line of its checkpoint's iteration, and a max_iters=0 conversion's checkpoint is at 0:
+    # its conversion line went, and the log read as a run from scratch (checkpoint.started, the retrofit study)
+    out = tmp_path / "out"
+    train(data_dir, out, f"--init_from={finished}", "--max_iters=0")
+    first = read_log(out)[0]
+    train(data_dir, out, "--init_from=resume", "--max_iters=2")
+    assert read_log(out)[0] == first and "conversion" in first
+    assert checkpoint.started(out) == {"init_from": str(finished)}
+    assert [e["iter"] for e in read_log(out)].count(0) == 3  # the conversion, the evaluation and the step
+
+
 def test_a_log_whose_lines_end_in_cr_alone_keeps_them_on_resume(finished, data_dir, tmp_path):
     # saved by an editor that ends lines with \r alone (an old Mac's): read as bytes since 678397f, no line ended with
     # \n, and a resume dropped every one as cut by a kill, without a word (the curve before its checkpoint lost)
