@@ -1114,6 +1114,25 @@ def test_a_shorter_resume_says_that_its_cosine_lowers_the_rate(data_dir, tmp_pat
                                        "--lr_decay_iters=12 to keep the checkpoint's decay."
 
 
+def test_a_longer_resume_says_the_rate_its_checkpoint_trained_at_not_this_commands(data_dir, tmp_path):
+    # the note's "from" was this command's schedule under the old end: a resume under another learning_rate said
+    # "rises from 1.82e-02" of a run at 9.14e-03, and one of a decay_lr=False run (a constant 1e-2) "rises from
+    # 1.00e-03", with --lr_decay_iters to keep "the checkpoint's decay" it never had
+    out = tmp_path / "out"
+    train(data_dir, out, "--max_iters=4")
+    ckpt = torch.load(out / "ckpt.pt", weights_only=False)
+    ckpt["config"]["max_iters"] = 12  # stopped at iteration 4 of 12
+    torch.save(ckpt, out / "ckpt.pt")
+    r = train(data_dir, out, "--init_from=resume", "--max_iters=16", "--eval_interval=8", f"--learning_rate={2 * LR}")
+    assert r.stdout.splitlines()[1] == "the cosine now ends at iteration 16 (lr_decay_iters=0: max_iters), not 12: " \
+                                       "the rate at iteration 4 rises from 9.14e-03 to 1.91e-02; set " \
+                                       "--lr_decay_iters=12 to keep the checkpoint's decay."
+    out = tmp_path / "constant"
+    train(data_dir, out, "--max_iters=4", "--decay_lr=False")
+    r = train(data_dir, out, "--init_from=resume", "--max_iters=8", "--eval_interval=8")
+    assert "decay_lr=True (checkpoint: False)" in r.stdout and "cosine" not in r.stdout
+
+
 def test_a_longer_resume_by_total_tokens_says_that_its_cosine_raises_the_rate_again(data_dir, tmp_path):
     # the same under --total_tokens (the paper's configs), whose finished run advises raising it: the line was left
     # out, its checkpoint's config keeping the max_iters that total_tokens left unread
