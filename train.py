@@ -509,18 +509,22 @@ if not gptconf.causal:
              "models are trained by experiments/synthetic.py).")
 
 
-def get_lr(it, end=None):
+SCHEDULE = ("decay_lr", "learning_rate", "min_lr", "warmup_iters")  # what the rate at an iteration depends on
+
+
+def get_lr(it, end=None, run=None):
     """Linear warmup to learning_rate over warmup_iters, cosine decay to min_lr at lr_decay_iters (or end), then
-    min_lr."""
+    min_lr. run: another run's SCHEDULE settings (a checkpoint's), for the rate that run trained at."""
     end = end or lr_decay_iters
-    if not decay_lr:
-        return learning_rate
-    if it < warmup_iters:
-        return learning_rate * (it + 1) / (warmup_iters + 1)
+    decay, peak, low, warmup = ((run or globals())[k] for k in SCHEDULE)
+    if not decay:
+        return peak
+    if it < warmup:
+        return peak * (it + 1) / (warmup + 1)
     if it >= end:
-        return min_lr
-    ratio = (it - warmup_iters) / (end - warmup_iters)
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
+        return low
+    ratio = (it - warmup) / (end - warmup)
+    return low + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (peak - low)
 
 
 def same(key, now, was):
@@ -654,13 +658,16 @@ if ckpt:
     # iteration rises again from where its own decay had brought it (min_lr, for a finished run); a shorter one
     # squeezes it, and the rate falls at once (300 to 100 at iteration 80: 2.9e-3 to 1.2e-3, without a word)
     end = saved["lr_decay_iters"] or ran
-    if master and not config["lr_decay_iters"] and \
+    # the rate the checkpoint's run trained at, by its own schedule: under this command's, a run of decay_lr=False
+    # (a constant 1e-2) was said to "rise from 1.00e-03", and told to keep with --lr_decay_iters a decay it never had
+    was = {k: saved[k] if type(saved[k]) is type(defaults[k]) else config[k] for k in SCHEDULE}
+    if master and not config["lr_decay_iters"] and was["decay_lr"] and \
             warmup_iters < done and type(end) is int and end != lr_decay_iters and get_lr(done, end) != get_lr(done):
         by = ", set by total_tokens" if total_tokens else ""
+        then, now = get_lr(done, end, was), get_lr(done)
         notes.append(f"the cosine now ends at iteration {lr_decay_iters} (lr_decay_iters=0: max_iters{by}), not "
-                     f"{end}: the rate at iteration {done} {'rises' if end < lr_decay_iters else 'falls'} from "
-                     f"{get_lr(done, end):.2e} to {get_lr(done):.2e}; set --lr_decay_iters={end} to keep the "
-                     f"checkpoint's decay.")
+                     f"{end}: the rate at iteration {done} {'rises' if now > then else 'falls'} from {then:.2e} to "
+                     f"{now:.2e}; set --lr_decay_iters={end} to keep the checkpoint's decay.")
 # the checkpoint to convert, checked only now: a finished conversion asked again is done (and a stopped one told
 # to resume) whether or not its source is still there
 if source_path and (why := dangling(source_path)):
@@ -1197,8 +1204,11 @@ def log_entry(line):
 
 def before_checkpoint(line):
     """A log line a resumed run keeps: whole, and from before its checkpoint. A line cut short by a crash, or any
-    that is not one of ours (an edit, a disk error), goes too: it would only stop the resume."""
-    return line.endswith("\n") and (entry := log_entry(line)) is not None and entry["iter"] < iter_num
+    that is not one of ours (an edit, a disk error), goes too: it would only stop the resume. A conversion's line is
+    of iteration 0 and written before any checkpoint: a max_iters=0 conversion resumed lost it, and its log read as
+    a run from scratch (checkpoint.started, the retrofit study's conversion facts)."""
+    return line.endswith("\n") and (entry := log_entry(line)) is not None and (
+        entry["iter"] < iter_num or "conversion" in entry)
 
 
 def open_log():

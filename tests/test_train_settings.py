@@ -1114,6 +1114,25 @@ def test_a_shorter_resume_says_that_its_cosine_lowers_the_rate(data_dir, tmp_pat
                                        "--lr_decay_iters=12 to keep the checkpoint's decay."
 
 
+def test_a_longer_resume_says_the_rate_its_checkpoint_trained_at_not_this_commands(data_dir, tmp_path):
+    # the note's "from" was this command's schedule under the old end: a resume under another learning_rate said
+    # "rises from 1.82e-02" of a run at 9.14e-03, and one of a decay_lr=False run (a constant 1e-2) "rises from
+    # 1.00e-03", with --lr_decay_iters to keep "the checkpoint's decay" it never had
+    out = tmp_path / "out"
+    train(data_dir, out, "--max_iters=4")
+    ckpt = torch.load(out / "ckpt.pt", weights_only=False)
+    ckpt["config"]["max_iters"] = 12  # stopped at iteration 4 of 12
+    torch.save(ckpt, out / "ckpt.pt")
+    r = train(data_dir, out, "--init_from=resume", "--max_iters=16", "--eval_interval=8", f"--learning_rate={2 * LR}")
+    assert r.stdout.splitlines()[1] == "the cosine now ends at iteration 16 (lr_decay_iters=0: max_iters), not 12: " \
+                                       "the rate at iteration 4 rises from 9.14e-03 to 1.91e-02; set " \
+                                       "--lr_decay_iters=12 to keep the checkpoint's decay."
+    out = tmp_path / "constant"
+    train(data_dir, out, "--max_iters=4", "--decay_lr=False")
+    r = train(data_dir, out, "--init_from=resume", "--max_iters=8", "--eval_interval=8")
+    assert "decay_lr=True (checkpoint: False)" in r.stdout and "cosine" not in r.stdout
+
+
 def test_a_longer_resume_by_total_tokens_says_that_its_cosine_raises_the_rate_again(data_dir, tmp_path):
     # the same under --total_tokens (the paper's configs), whose finished run advises raising it: the line was left
     # out, its checkpoint's config keeping the max_iters that total_tokens left unread
@@ -1389,6 +1408,18 @@ def test_a_log_saved_by_a_windows_editor_keeps_its_first_line_on_resume(finished
     kept = [json.loads(line) for line in (out / "log.jsonl").read_text(encoding="utf-8-sig").splitlines()]
     before = [e for e in map(json.loads, lines) if e["iter"] < 2]  # those before the checkpoint (iteration 2) stay
     assert kept[:len(before)] == before and kept[len(before)]["iter"] == 2 and kept[-1]["iter"] == 4
+
+
+def test_a_resumed_conversion_of_max_iters_0_keeps_its_conversion_line(finished, data_dir, tmp_path):
+    # a resume dropped every line of its checkpoint's iteration, and a max_iters=0 conversion's checkpoint is at 0:
+    # its conversion line went, and the log read as a run from scratch (checkpoint.started, the retrofit study)
+    out = tmp_path / "out"
+    train(data_dir, out, f"--init_from={finished}", "--max_iters=0")
+    first = read_log(out)[0]
+    train(data_dir, out, "--init_from=resume", "--max_iters=2")
+    assert read_log(out)[0] == first and "conversion" in first
+    assert checkpoint.started(out) == {"init_from": str(finished)}
+    assert [e["iter"] for e in read_log(out)].count(0) == 3  # the conversion, the evaluation and the step
 
 
 def test_a_log_whose_lines_end_in_cr_alone_keeps_them_on_resume(finished, data_dir, tmp_path):
