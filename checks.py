@@ -55,18 +55,25 @@ def config_fields(config, choices, base):
         if not of_kind(v, f.default):
             raise ValueError(f"{f.name} must be {KINDS[type(f.default)]}; got {v!r}.")
         if type(v) not in (int, float, bool):  # numpy's as Python's: np.int64 heads made SDPA's enable_gqa a
-            setattr(config, f.name, type(f.default)(v))  # numpy bool, which it refuses
+            try:  # numpy bool, which it refuses
+                setattr(config, f.name, type(f.default)(v))
+            except OverflowError:  # a Fraction past float's range (rope_base=Fraction(10**400, 3)): its range's
+                setattr(config, f.name, math.inf if v > 0 else -math.inf)  # sentence below, not float()'s traceback
     for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
         if not getattr(config, name) >= 1:
             raise ValueError(f"{name} must be a positive integer; got {getattr(config, name)}.")
-    # torch's sizes are int64: vocab_size=10**30 passed here and failed in nn.Embedding's torch.empty, a traceback
-    # (bench's memory plan builds every config in config/ on the meta device, where nothing else stops it)
-    weights = {"vocab_size": config.vocab_size, "block_size": config.block_size, "n_inner": config.n_inner or 4 *
-               config.n_embd, "n_embd": 3 * config.n_embd}  # each times n_embd is a weight's element count
-    for name, rows in weights.items():
-        if rows * config.n_embd >= 2 ** 63:
-            raise ValueError(f"{name} = {getattr(config, name)} with n_embd = {config.n_embd} makes a weight of "
-                             f"{rows * config.n_embd:.3g} elements, past torch's int64 sizes; give smaller ones.")
+    # torch's sizes are int64, in bytes: vocab_size=10**30 passed here and failed in nn.Embedding's torch.empty, a
+    # traceback (bench's meta-device memory plan builds every config in config/ on the meta device, where nothing
+    # else stops it), and so did 2**61 elements of float32 ("Storage size calculation overflowed"); 8 bytes an
+    # element leaves room for model.double(). n_embd first: the one named is then the largest factor
+    n = config.n_embd
+    weights = {"n_embd": 3 * n * n, "vocab_size": config.vocab_size * n, "block_size": config.block_size * n,
+               "n_inner": (config.n_inner or 4 * n) * n, "pos_conv": config.pos_conv}  # (X)+'s conv: m x 1
+    for name, size in weights.items():
+        if size * 8 >= 2 ** 63:
+            by = f" with n_embd = {n}" if name not in ("n_embd", "pos_conv") else ""
+            raise ValueError(f"{name} = {getattr(config, name)}{by} makes a weight of {size:.3g} elements, past "
+                             f"torch's int64 sizes (2**63 bytes); give smaller ones.")
     # LayerNorm over one feature subtracts it from its own mean: every position's input became the LayerNorm's
     # bias, and a model that cannot see its tokens trained and sampled with exit 0
     if config.n_embd < 2:

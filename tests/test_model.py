@@ -3,6 +3,7 @@
 import copy
 import io
 import math
+from fractions import Fraction
 from dataclasses import asdict, dataclass
 from types import SimpleNamespace
 
@@ -620,6 +621,13 @@ def test_pos_emb_none_has_no_position_table_and_sees_no_position():
     # past torch's int64 sizes: nn.Embedding's torch.empty traceback (bench's meta-device memory plan)
     (dict(vocab_size=10 ** 30), "vocab_size = 10+ with n_embd = .* past torch's int64"),
     (dict(n_inner=2 ** 62), "n_inner = 4611686018427387904 with n_embd"),
+    # in bytes: 2**61 float32 elements was torch.empty's "Storage size calculation overflowed" traceback; the
+    # conv's m x 1 too; and n_embd (past it, each weight) is named, not the vocab_size it multiplies
+    (dict(vocab_size=2 ** 61, n_embd=2, n_head=1), "vocab_size = 2305843009213693952 with n_embd = 2 .* int64"),
+    (dict(pos_conv=2 ** 62), "pos_conv = 4611686018427387904 makes a weight"),
+    (dict(n_embd=2 ** 70, n_head=2 ** 70), "^n_embd = 1180591620717411303424 makes a weight"),
+    # a Fraction past float's range: float()'s OverflowError traceback
+    (dict(pos_emb="rope", rope_base=Fraction(10 ** 400, 3)), "rope_base must be a finite number > 1"),
 ])
 def test_invalid_configs_name_the_field(kw, field):
     with pytest.raises(ValueError, match=field):
