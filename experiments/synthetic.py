@@ -276,9 +276,9 @@ def check_args(parser, args):
     # at least the default 2; the sentence names the cores there are (taskset -c 0 was "this machine's 2 cores")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if args.workers > max(2, cores):
-        parser.error(f"--workers {args.workers} is more than this machine's {cores} core{'s' * (cores != 1)}; each "
-                     f"worker is a process with torch loaded, so more of them only slow the study and fill the "
-                     f"memory; give at most {max(2, cores)}.")
+        parser.error(f"--workers {args.workers} is more than the {cores} core{'s' * (cores != 1)} this process may "
+                     f"use; each worker is a process with torch loaded, so more of them only slow the study and fill "
+                     f"the memory; give at most {max(2, cores)}{' (the default)' * (cores < 2)}.")
     if args.pos_conv % 4:
         parser.error(f"--pos_conv must be a positive multiple of 4; got {args.pos_conv}.")
     # the tracked tables come only from the full default run: any other run writing there would replace them.
