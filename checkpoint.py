@@ -952,18 +952,19 @@ def present(path, fix=""):
     if why := dangling(path):
         raise SystemExit(why)
     if why := unreadable(path):
-        raise SystemExit(f"cannot read {path} ({why}); make {to_open(path)} readable for this user{fix}.")
+        raise SystemExit(f"cannot read {path} ({why}); make {to_open(path)} for this user{fix}.")
     return os.path.exists(path)
 
 
 def to_open(path):
-    """What to make readable where this user cannot read path: it, or the folders on its path. One that cannot be
-    searched (mode 000 or 400) hides a readable file: "make it readable" could not be done through it."""
+    """What to make where this user cannot read path: it readable, or the folders on its path searchable. One that
+    cannot be searched (mode 000 or 400) hides a readable file: "make it readable" could not be done through it, and
+    "make the folders readable" (chmod +r, mode 400) did not open it either: a folder opens by its x bit."""
     try:
         os.stat(path)
-        return "it"
+        return "it readable"
     except OSError:
-        return "the folders on its path"
+        return "the folders on its path searchable (chmod +x)"
 
 
 META_FORM = ", 'meta': json.load(open('data/x/meta.json'))"  # the part of a checkpoint that names its tokenizer

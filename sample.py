@@ -322,7 +322,7 @@ def calibration(args, cfg, meta, data_dir):
                                         if unreadable(p)), None)  # a folder not searchable: its files say so
             why = (f"{args.init_from} comes with no validation data" if args.init_from != "resume" else
                    f"{args.out_dir} names no data_dir" if not data_dir else
-                   f"this user cannot read {locked} (make {to_open(locked)} readable)" if locked else
+                   f"this user cannot read {locked} (make {to_open(locked)})" if locked else
                    f"its data_dir {data_dir!r} is a relative path, missing from this folder ({os.getcwd()})"
                    if moved else
                    f"its data_dir {data_dir!r} no longer holds the val.bin and meta.json it was trained on (gone, "

@@ -2346,8 +2346,9 @@ def test_a_file_in_a_folder_this_user_cannot_search_names_the_folders(tmp_path, 
     with pytest.raises(SystemExit) as e:
         checkpoint.present(shut, ", or point to another out_dir")
     monkeypatch.undo()
-    assert str(e.value) == (f"cannot read {shut} (Permission denied); make the folders on its path readable for this "
-                            f"user, or point to another out_dir.")
+    # searchable: "make the folders on its path readable", followed (chmod +r, mode 400), still hid the file
+    assert str(e.value) == (f"cannot read {shut} (Permission denied); make the folders on its path searchable "
+                            f"(chmod +x) for this user, or point to another out_dir.")
 
 
 def test_a_bin_larger_than_an_address_space_cap_trains_and_is_one_sentence_where_mapped(tmp_path, monkeypatch):

@@ -373,7 +373,7 @@ def test_a_data_dir_this_user_cannot_read_is_named_not_called_gone(tmp_path, cap
     with pytest.raises(SystemExit) as e:
         run(capsys, tmp_path / "run", "--proj=qk_v")
     monkeypatch.undo()
-    assert f"this user cannot read {meta} (make the folders on its path readable); pass" in str(e.value)
+    assert f"this user cannot read {meta} (make the folders on its path searchable (chmod +x)); pass" in str(e.value)
 
 
 def test_a_relative_data_dir_from_another_folder_says_so(tmp_path, capsys, monkeypatch):
