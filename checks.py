@@ -63,8 +63,8 @@ def config_fields(config, choices, base):
         if not getattr(config, name) >= 1:
             raise ValueError(f"{name} must be a positive integer; got {getattr(config, name)}.")
     # torch's sizes are int64, in bytes: vocab_size=10**30 passed here and failed in nn.Embedding's torch.empty, a
-    # traceback (bench's meta-device memory plan builds every config in config/ on the meta device, where nothing
-    # else stops it), and so did 2**61 elements of float32 ("Storage size calculation overflowed"); 8 bytes an
+    # traceback (bench's memory plan builds every config in config/ on the meta device, where nothing else stops
+    # it), and so did 2**61 elements of float32 ("Storage size calculation overflowed"); 8 bytes an
     # element leaves room for model.double(). n_embd first: the one named is then the largest factor
     n = config.n_embd
     weights = {"n_embd": 3 * n * n, "vocab_size": config.vocab_size * n, "block_size": config.block_size * n,

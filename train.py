@@ -62,7 +62,7 @@ from checkpoint import (atomic_write, dangling, delete_what, eval_batches, file_
                         iteration_tokens, json_text, load_checkpoint, load_json, lock_held, log_lines, log_text, masked,
                         masked_file, missing_dirs, open_data, other_data, perplexity, received_as, remove_empty,
                         remove_leftovers, renamed, run_files, run_length, save_checkpoint, saved_path, scored_tokens,
-                        signals_held, space_fix, token_count, unlocked, unreadable)
+                        signals_held, space_fix, to_open, token_count, unlocked, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, missing_device,
                           open_files_fix, out_of_memory, range_error, tolerant_output)
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, conversion_note, convert_state_dict, exact_fit,
@@ -378,7 +378,7 @@ ckpt_path = os.path.join(out_dir, "ckpt.pt")
 # a folder this user cannot search hides the checkpoint in it: "does not exist ... use --init_from=scratch" was the
 # advice for a run that is there
 if init_from == "resume" and (why := unreadable(ckpt_path)):
-    sys.exit(f"cannot read {ckpt_path} ({why}); make it and its folder readable for this user, then resume.")
+    sys.exit(f"cannot read {ckpt_path} ({why}); make {to_open(ckpt_path)} for this user, then resume.")
 if init_from == "resume" and not os.path.exists(ckpt_path):
     # a relative out_dir is read from this folder: "use --init_from=scratch" began the run again here, while its
     # checkpoint waited in the folder it was trained from
@@ -674,7 +674,7 @@ if source_path and (why := dangling(source_path)):
     sys.exit(why)
 # a folder this user cannot search: "a folder without a ckpt.pt (a run that has saved none yet)" of one that holds it
 if source_path and (why := unreadable(source_path)):
-    sys.exit(f"init_from={init_from!r}: cannot read {source_path} ({why}); make it and its folder readable for this "
+    sys.exit(f"init_from={init_from!r}: cannot read {source_path} ({why}); make {to_open(source_path)} for this "
              f"user, or point --init_from at another checkpoint.")
 # a ckpt.pt that is a folder goes on to load_checkpoint, which names it (not "a folder without a ckpt.pt")
 if source_path and os.path.isdir(init_from) and not os.path.exists(source_path):  # an out_dir, as documented

@@ -955,14 +955,19 @@ def test_another_run_on_the_same_text_never_replaces_the_results_in_its_out(tmp_
         ev.main([f"--out_dir={tmp_path / 'e'}", text, "--device=cpu", f"--out={tmp_path / 'e' / 'sub2' / 'eval'}"])
 
 
-def test_two_checkpoint_files_of_one_folder_never_replace_each_others_results(tmp_path):
-    # pass 27: two checkpoints copied side by side to compare them (cmp/qkv.pt, cmp/qk_v.pt) share cmp/eval, and the
-    # second's evaluation replaced the first's results as the same run's (one folder) without a word
+def two_checkpoint_files(tmp_path):
+    """a.pt and b.pt side by side in tmp_path (two runs copied to compare them) and a text: its --text."""
     for run in ("a", "b"):
         make_ckpt(tmp_path / run, BYTES_META)
         shutil.move(tmp_path / run / "ckpt.pt", tmp_path / f"{run}.pt")
     (tmp_path / "t.txt").write_text("the text of t, a few words\n")
-    text = f"--text={tmp_path / 't.txt'}"
+    return f"--text={tmp_path / 't.txt'}"
+
+
+def test_two_checkpoint_files_of_one_folder_never_replace_each_others_results(tmp_path):
+    # pass 27: two checkpoints copied side by side to compare them (cmp/qkv.pt, cmp/qk_v.pt) share cmp/eval, and the
+    # second's evaluation replaced the first's results as the same run's (one folder) without a word
+    text = two_checkpoint_files(tmp_path)
     ev.main([f"--out_dir={tmp_path / 'a.pt'}", text, "--device=cpu"])
     before = (tmp_path / "eval" / "results.json").read_bytes()
     with pytest.raises(SystemExit, match=r"holds the results of another run \(.*a\.pt\), which this evaluation"):
@@ -976,11 +981,7 @@ def test_two_checkpoint_files_of_one_folder_never_replace_each_others_results(tm
 def test_another_checkpoint_file_is_named_by_the_file_its_results_record(tmp_path):
     # a link evaluated, then pointed at another file of its folder, was "another run (best.pt)", the very name given;
     # a file renamed in its folder was "another run (a.pt)", with no word that a.pt is gone
-    for run in ("a", "b"):
-        make_ckpt(tmp_path / run, BYTES_META)
-        shutil.move(tmp_path / run / "ckpt.pt", tmp_path / f"{run}.pt")
-    (tmp_path / "t.txt").write_text("the text of t, a few words\n")
-    text = f"--text={tmp_path / 't.txt'}"
+    text = two_checkpoint_files(tmp_path)
     (tmp_path / "best.pt").symlink_to("a.pt")
     ev.main([f"--out_dir={tmp_path / 'best.pt'}", text, "--device=cpu"])
     (tmp_path / "best.pt").unlink()

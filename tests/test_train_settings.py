@@ -1100,14 +1100,19 @@ def test_a_longer_resume_says_that_its_cosine_raises_the_rate_again(data_dir, tm
     assert "cosine" not in r.stdout and [e["lr"] for e in read_log(out) if e["iter"] == 8 and "lr" in e] == [MIN_LR]
 
 
+def stopped_at_4_of_12(data_dir, out):
+    """A run of 4 iterations whose checkpoint says it was asked for 12: stopped short, as a kill leaves it."""
+    train(data_dir, out, "--max_iters=4")
+    ckpt = torch.load(out / "ckpt.pt", weights_only=False)
+    ckpt["config"]["max_iters"] = 12
+    torch.save(ckpt, out / "ckpt.pt")
+    return out
+
+
 def test_a_shorter_resume_says_that_its_cosine_lowers_the_rate(data_dir, tmp_path):
     # a run stopped at 4 of 12, resumed with --max_iters=6: the cosine squeezed to the new end, the rate at once
     # lower than the checkpoint's schedule gave, without a word (the longer run's note only; pass 23)
-    out = tmp_path / "out"
-    train(data_dir, out, "--max_iters=4")
-    ckpt = torch.load(out / "ckpt.pt", weights_only=False)
-    ckpt["config"]["max_iters"] = 12  # stopped at iteration 4 of 12
-    torch.save(ckpt, out / "ckpt.pt")
+    out = stopped_at_4_of_12(data_dir, tmp_path / "out")
     r = train(data_dir, out, "--init_from=resume", "--max_iters=6", "--eval_interval=8")
     assert r.stdout.splitlines()[0] == "the cosine now ends at iteration 6 (lr_decay_iters=0: max_iters), not 12: " \
                                        "the rate at iteration 4 falls from 9.14e-03 to 5.50e-03; set " \
@@ -1118,11 +1123,7 @@ def test_a_longer_resume_says_the_rate_its_checkpoint_trained_at_not_this_comman
     # the note's "from" was this command's schedule under the old end: a resume under another learning_rate said
     # "rises from 1.82e-02" of a run at 9.14e-03, and one of a decay_lr=False run (a constant 1e-2) "rises from
     # 1.00e-03", with --lr_decay_iters to keep "the checkpoint's decay" it never had
-    out = tmp_path / "out"
-    train(data_dir, out, "--max_iters=4")
-    ckpt = torch.load(out / "ckpt.pt", weights_only=False)
-    ckpt["config"]["max_iters"] = 12  # stopped at iteration 4 of 12
-    torch.save(ckpt, out / "ckpt.pt")
+    out = stopped_at_4_of_12(data_dir, tmp_path / "out")
     r = train(data_dir, out, "--init_from=resume", "--max_iters=16", "--eval_interval=8", f"--learning_rate={2 * LR}")
     assert r.stdout.splitlines()[1] == "the cosine now ends at iteration 16 (lr_decay_iters=0: max_iters), not 12: " \
                                        "the rate at iteration 4 rises from 9.14e-03 to 1.91e-02; set " \
@@ -1548,12 +1549,17 @@ def test_a_checkpoint_in_a_folder_this_user_cannot_search_is_named_not_missing(f
     monkeypatch.setattr(checkpoint, "unreadable", lambda p: "Permission denied" if p.endswith("ckpt.pt") else None)
     msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
                                       "--max_iters=4"])
-    assert msg == (f"cannot read {out / 'ckpt.pt'} (Permission denied); make it and its folder readable for this "
-                   f"user, then resume.")
+    assert msg == f"cannot read {out / 'ckpt.pt'} (Permission denied); make it readable for this user, then resume."
     msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'new'}", f"--init_from={out}",
                                       "--proj=qkv"])
-    assert msg == (f"init_from='{out}': cannot read {out / 'ckpt.pt'} (Permission denied); make it and its folder "
-                   f"readable for this user, or point --init_from at another checkpoint.")
+    assert msg == (f"init_from='{out}': cannot read {out / 'ckpt.pt'} (Permission denied); make it readable for "
+                   f"this user, or point --init_from at another checkpoint.")
+    # a folder that cannot be searched (mode 000 or 400) hides the file: "its folder readable" (chmod +r) did not
+    # open it; the advice names the folders' x bit
+    monkeypatch.setattr(checkpoint, "to_open", lambda p: "the folders on its path searchable (chmod +x)")
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
+                                      "--max_iters=4"])
+    assert msg.endswith("make the folders on its path searchable (chmod +x) for this user, then resume.")
     assert snapshot(out) == before and not (tmp_path / "new").exists()
 
 
