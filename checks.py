@@ -17,8 +17,8 @@ KINDS = {bool: "True or False", int: "an integer", float: "a number"}
 
 
 def finite(x):
-    """math.isfinite, False for an integer past float's range: rope_base=10**400 (or kernel.py's scale) was
-    math.isfinite's OverflowError traceback."""
+    """math.isfinite, False for an integer past float's range: rope_base=10**400 was math.isfinite's OverflowError
+    traceback. (kernel.py, which imports no project file, has its own: kernel.real.)"""
     try:
         return math.isfinite(x)
     except OverflowError:

@@ -21,8 +21,6 @@ import torch
 import triton
 import triton.language as tl
 
-from checks import finite
-
 
 @triton.jit
 def _attend_split(Q, K, V, Lens, Acc, M, L, qk_scale, log2_base, split_len, T_max, G,
@@ -157,17 +155,27 @@ def check_inputs(q, k_cache, v_cache, lengths, positive_lengths=False):
                          f"{k_cache.dtype} and {None if v_cache is None else v_cache.dtype}.")
 
 
+def real(x):
+    """x as a finite float, or None: not a number (a string, a tensor, a bool), NaN, inf, or an integer past float's
+    range (10**400 was math.isfinite's OverflowError). Here, not from checks.py: kernel.py imports no project file."""
+    if not isinstance(x, numbers.Real) or isinstance(x, bool):
+        return None
+    try:
+        x = float(x)  # a Fraction was the reference's TypeError in tensor * Fraction
+    except OverflowError:
+        return None
+    return x if math.isfinite(x) else None
+
+
 def check_scale(scale):
     """scale as a float (None stays None), or one sentence."""
-    # the kernel takes scale * log2(e) as a float32: 1e300 (or 10**400, math.isfinite's OverflowError) was inf there,
-    # NaN out of both
-    if scale is not None and not (isinstance(scale, numbers.Real) and not isinstance(scale, bool) and finite(scale)
-                                  and abs(float(scale)) * math.log2(math.e) <= torch.finfo(torch.float32).max):
+    # the kernel takes scale * log2(e) as a float32: 1e300 (or 10**400) was inf there, NaN out of both
+    s = real(scale)
+    if scale is not None and (s is None or abs(s) * math.log2(math.e) > torch.finfo(torch.float32).max):
         # a tensor failed in the interpreter's cast, NaN gave NaN (the reference's too: a string was a TypeError);
         # scale=True ("scale the scores") ran as 1.0 where None is 1/sqrt(D), without a word
         raise ValueError(f"scale must be a finite number within float32's range (None: 1/sqrt(D)); got {scale!r}.")
-    # a Fraction was the reference's TypeError in tensor * Fraction
-    return None if scale is None else float(scale)
+    return s
 
 
 def dense_rows(t):
@@ -190,8 +198,7 @@ def decode_attention(q, k_cache, v_cache=None, lengths=None, scale=None, *, rope
                          "the rotated keys and pass rope_base=None.")
     scale = check_scale(scale)
     # 0 ran unrotated, as no RoPE; a string was math.isfinite's TypeError (a bool is no base either)
-    if rope_base is not None and not (isinstance(rope_base, numbers.Real) and not isinstance(rope_base, bool)
-                                      and finite(rope_base) and rope_base > 1):
+    if rope_base is not None and not ((b := real(rope_base)) is not None and b > 1):
         raise ValueError(f"rope_base must be a finite number > 1, as GPTConfig's; got {rope_base}.")
     # numpy's integers too: np.int64(2) was refused as "got 2", an int to the eye
     whole = lambda n: isinstance(n, numbers.Integral) and not isinstance(n, bool)
