@@ -34,8 +34,8 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import torch
 import torch.nn.functional as F
 
-from checkpoint import (VOCABS, atomic_write, guard_assets, hold_lock, json_text, load_json, new_dirs,
-                        outputs_free, perplexity, present, saved_path, shell_arg, together, unwritable)
+from checkpoint import (VOCABS, atomic_write, checkpoint_path, guard_assets, hold_lock, json_text, load_json,
+                        new_dirs, outputs_free, perplexity, present, saved_path, shell_arg, together, unwritable)
 from configurator import Parser, as_typed, cli, number
 from convert import hub_reachable
 from model import GPTConfig
@@ -531,8 +531,7 @@ def in_own_folder(out, run_dir):
 
 def ckpt_name(out_dir):
     """The file name of the checkpoint --out_dir names: its own, or ckpt.pt in a folder (links resolved)."""
-    path = os.path.realpath(out_dir)
-    return os.path.basename(path) if os.path.isfile(path) or path.endswith(".pt") else "ckpt.pt"
+    return os.path.basename(checkpoint_path(os.path.realpath(out_dir)))
 
 
 def other_run(res, run, inside=False):
@@ -548,12 +547,12 @@ def other_run(res, run, inside=False):
         rec = saved_path(was.get("path")) or saved_path(was["out_dir"])
         # (a checkpoint that is not there is load_model's to name: --out_dir=cmp without a ckpt.pt was "another run
         # ... remove results.json to replace them", advice that deleted the results of an evaluation that then failed)
-        mine = run[0] if os.path.isfile(run[0]) else os.path.join(run[0], "ckpt.pt")
-        if "resume" == was["init_from"] == run[1] and ckpt_name(rec) != ckpt_name(run[0]) and os.path.isfile(mine):
+        if "resume" == was["init_from"] == run[1] and ckpt_name(rec) != ckpt_name(run[0]) and \
+                os.path.isfile(checkpoint_path(run[0])):
             # named by the file recorded: a link (best.pt) since pointed at another file was said to be "another
             # run (best.pt)", the name just given. A file gone from a folder still there was renamed or deleted
             # (which its name cannot tell apart); a folder gone too: the run moved, as below
-            file = rec if ckpt_name(rec) != "ckpt.pt" or rec.endswith(".pt") else os.path.join(rec, "ckpt.pt")
+            file = checkpoint_path(rec)
             if os.path.lexists(file):
                 return file
             if os.path.isdir(os.path.dirname(os.path.abspath(file))):
