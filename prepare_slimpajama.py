@@ -26,7 +26,6 @@ import json
 import os
 import queue
 import re
-import shlex
 import shutil
 import sys
 import tempfile
@@ -48,7 +47,8 @@ import zstandard
 
 from checkpoint import (atomic_write, dangling, delete_what, dir_steps, earlier_sha1s, eight_bit, free_name,
                         guard_assets, hold_lock, iconv_command, iconv_in_place, inputs_sha1, largest_token, load_json,
-                        missing_dirs, r50k, remove_empty, remove_leftovers, space_fix, unreadable, utf16, writable_dir)
+                        missing_dirs, r50k, remove_empty, remove_leftovers, shell_arg, space_fix, unreadable, utf16,
+                        writable_dir)
 from configurator import Parser, boolean, cli, number
 from convert import hub_problem
 
@@ -291,13 +291,7 @@ def write_beside(path, read, hint=None, suffix="_lines"):
     ext = ".txt" if path.endswith(".txt") else ".jsonl"
     new = free_name(re.sub(r"([.]jsonl([.]zst)?|[.]txt)$", "", path) + (suffix if hint is None else ""), ext)
     then = f", and give {new} in its place (out of a folder or glob given as input, move {path} away)"
-    return f"{read} > {sh(new)}{then}" if hint is None else iconv_command(hint, path, new, then)
-
-
-def sh(path):
-    """path as a command's word: 'iconv ... my data/a.txt > my data/a_2.txt', run as printed, wrote a file named my
-    (emptied one of that name) and read none, and runs$old/a.txt read runs/a.txt."""
-    return shlex.quote(path)
+    return f"{read} > {shell_arg(new)}{then}" if hint is None else iconv_command(hint, path, new, then)
 
 
 def json_fix(path, read=()):
@@ -313,8 +307,8 @@ def json_fix(path, read=()):
     except OSError:  # unreadable: said where it is read
         return ""
     if start.startswith(b"["):
-        new = sh(free_name(path[:-5]))
-        return f"an array of documents goes one a line into a .jsonl: jq -c '.[]' {sh(path)} > {new}"
+        new = shell_arg(free_name(path[:-5]))
+        return f"an array of documents goes one a line into a .jsonl: jq -c '.[]' {shell_arg(path)} > {new}"
     if start.startswith(b"{") and b"\n{" in start.replace(b"\r", b""):
         return f"one JSON object a line is JSON Lines: rename it to {free_name(path[:-5])}"
     return ""
@@ -546,7 +540,8 @@ def documents(path, split, val_fraction, start, by_line=False, floats=False):
                 if j < start:
                     continue
                 if k == 0 and line.lstrip(b"\xef\xbb\xbf \t\r").startswith(b"["):  # json.dump(docs) saved as .jsonl
-                    read = f"zstd -dc {sh(path)} | jq -c '.[]'" if path.endswith(".zst") else f"jq -c '.[]' {sh(path)}"
+                    read = f"zstd -dc {shell_arg(path)} | jq -c '.[]'" if path.endswith(".zst") else \
+                        f"jq -c '.[]' {shell_arg(path)}"
                     yield j, split, BadInput(f"{path}:{j + 1}: the file is one JSON array, not one object a line; "
                                              f"split it into lines, e.g. {write_beside(path, read)}", whole_shard=True)
                     return
@@ -586,7 +581,7 @@ def no_text_field(obj, path):
               and re.fullmatch(r"\w+", k)), None)
     jq = f"jq -c '{{text: {name}}}'"
     # beside the file, in a free name: "> text.jsonl" for each of a corpus's shards wrote each over the one before
-    read = f"zstd -dc {sh(path)} | {jq}" if path.endswith(".zst") else f"{jq} {sh(path)}"
+    read = f"zstd -dc {shell_arg(path)} | {jq}" if path.endswith(".zst") else f"{jq} {shell_arg(path)}"
     fix = f", e.g. {write_beside(path, read, suffix='_text')}" if name else ""
     return f"no 'text' field (its fields: {fields or 'none'}); prepare reads each line's 'text' string: rename the " \
            f"field holding the document{fix}"
