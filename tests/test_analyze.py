@@ -546,22 +546,32 @@ def test_the_tracked_command_before_its_checkpoint_names_the_run_that_trains_it(
         assert list(tmp_path.iterdir()) == []
 
 
+def two_runs(a, b):
+    """Two runs of one shape but proj, a (qkv) and b (qk_v), saved in their folders (made here)."""
+    for run, proj in ((a, "qkv"), (b, "qk_v")):
+        run.mkdir(parents=True)
+        save_ckpt(run, proj)
+
+
+def contents(folder):
+    """{name: bytes} of folder's files: what a refused analysis must leave as it was."""
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
 def test_another_runs_analysis_in_the_same_out_is_not_replaced(tmp_path):
     # a second run analysed into the same --out replaced the first's projections.* without a word (eval.py refuses
     # another run's evaluation there); the same run again, a stopped one finished since, or a copy made with cp -r
     # analysed in its own folder, replaces its own
     a, b, out = tmp_path / "a", tmp_path / "b", tmp_path / "out"
-    for run, proj in ((a, "qkv"), (b, "qk_v")):
-        run.mkdir()
-        save_ckpt(run, proj)
+    two_runs(a, b)
     main([f"--out_dir={a}", "--tokens=64", f"--out={out}"])
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = contents(out)
     with pytest.raises(SystemExit) as e:
         main([f"--out_dir={b}", "--tokens=64", f"--out={out}"])
     assert str(e.value) == f"--out {out} holds the analysis of another run, {a} (projections.md), which this one " \
                            f"would replace; give another --out to keep both, or remove {out}/projections.* to " \
                            f"replace them."
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert contents(out) == before
     main([f"--out_dir={a / 'ckpt.pt'}", "--tokens=64", f"--out={out}"])  # a, named by its checkpoint
     main([f"--out_dir={a}", "--tokens=64"])
     (b / "projections.md").write_bytes((a / "projections.md").read_bytes())  # b copied from a, then trained on
@@ -581,26 +591,22 @@ def test_another_runs_analysis_named_from_elsewhere_is_not_replaced(first, secon
     # projections.md names its run as its command gave it: runs/a given in tmp_path is no folder from runs/, and a
     # given in runs/ none from tmp_path nor from rep's folders up; a run of another shape analysed into the same --out
     # from the other folder replaced it without a word
-    for name, proj in (("a", "qkv"), ("b", "qk_v")):
-        (tmp_path / "runs" / name).mkdir(parents=True)
-        save_ckpt(tmp_path / "runs" / name, proj)
+    two_runs(tmp_path / "runs" / "a", tmp_path / "runs" / "b")
     (where, run, out), (there, other, other_out) = first, second
     monkeypatch.chdir(tmp_path / where)
     main([f"--out_dir={run}", "--tokens=64", f"--out={out}"])
-    before = {p.name: p.read_bytes() for p in (tmp_path / "rep").iterdir()}
+    before = contents(tmp_path / "rep")
     monkeypatch.chdir(tmp_path / there)
     with pytest.raises(SystemExit) as e:
         main([f"--out_dir={other}", "--tokens=64", f"--out={other_out}"])
     assert str(e.value).startswith(f"--out {other_out} holds the analysis of another run, a (projections.md)")
-    assert {p.name: p.read_bytes() for p in (tmp_path / "rep").iterdir()} == before
+    assert contents(tmp_path / "rep") == before
     main([f"--out_dir={other[:-1]}a", "--tokens=64", f"--out={other_out}"])  # the same run, named from here: its own
 
 
 def test_another_runs_analysis_in_a_folder_named_with_a_dash_names_the_files_as_rm_reads_them(tmp_path, monkeypatch):
     # --out=-rep: "remove -rep/projections.*", typed as rm -rep/projections.*, was "rm: invalid option -- 'e'"
-    for name, proj in (("a", "qkv"), ("b", "qk_v")):
-        (tmp_path / name).mkdir()
-        save_ckpt(tmp_path / name, proj)
+    two_runs(tmp_path / "a", tmp_path / "b")
     monkeypatch.chdir(tmp_path)
     main(["--out_dir=a", "--tokens=64", "--out=-rep"])
     with pytest.raises(SystemExit, match=r"or remove \./-rep/projections\.\* to replace them\.$"):
@@ -611,17 +617,15 @@ def test_another_runs_analysis_named_under_another_locale_is_not_replaced(tmp_pa
     # projections.md is UTF-8 under any locale: 'é' read back under PYTHONUTF8=0 LC_ALL=C was no folder there, and
     # another run analysed into the same --out replaced it without a word
     run, other, out = tmp_path / "é", tmp_path / "b", tmp_path / "out"
-    for folder, proj in ((run, "qkv"), (other, "qk_v")):
-        folder.mkdir()
-        save_ckpt(folder, proj)
+    two_runs(run, other)
     main([f"--out_dir={run}", "--tokens=64", f"--out={out}"])
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = contents(out)
     env = dict(os.environ, PYTHONUTF8="0", LC_ALL="C", PYTHONCOERCECLOCALE="0")
     r = subprocess.run([sys.executable, "-m", "experiments.analyze", f"--out_dir={other}", "--tokens=64",
                         f"--out={out}"], cwd=ROOT, env=env, capture_output=True, text=True, errors="replace",
                        timeout=300)
     assert r.returncode == 1 and "holds the analysis of another run" in r.stderr, r.stderr[-2000:]
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert contents(out) == before
     # and a UTF-8 name typed under a Latin-1 locale ('Ã¼' to Python there) is saved as the name it spells
     monkeypatch.setattr(sys, "getfilesystemencoding", lambda: "iso8859-1")
     typed = tmp_path / "ü".encode("utf-8").decode("latin-1")
@@ -634,16 +638,14 @@ def test_another_runs_analysis_named_under_another_locale_is_not_replaced(tmp_pa
 def test_a_link_pointed_at_another_run_since_does_not_replace_its_analysis(tmp_path, monkeypatch):
     # projections.md names its run as given: `latest`, pointed from a (qkv) at b (qk_v) since, was the same name, and
     # b's analysis replaced a's without a word; a model of another shape is another run
-    for name, proj in (("a", "qkv"), ("b", "qk_v")):
-        (tmp_path / name).mkdir()
-        save_ckpt(tmp_path / name, proj)
+    two_runs(tmp_path / "a", tmp_path / "b")
     monkeypatch.chdir(tmp_path)
     os.symlink("a", "latest")
     main(["--out_dir=latest", "--tokens=64", "--out=rep"])
     main(["--out_dir=latest", "--tokens=64", "--out=rep"])  # the same run again: its own
-    before = {p.name: p.read_bytes() for p in (tmp_path / "rep").iterdir()}
+    before = contents(tmp_path / "rep")
     os.remove("latest")
     os.symlink("b", "latest")
     with pytest.raises(SystemExit, match="holds the analysis of another run, latest"):
         main(["--out_dir=latest", "--tokens=64", "--out=rep"])
-    assert {p.name: p.read_bytes() for p in (tmp_path / "rep").iterdir()} == before
+    assert contents(tmp_path / "rep") == before

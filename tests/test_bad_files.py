@@ -1372,29 +1372,28 @@ def test_a_bad_log_entry_is_named_by_its_line_in_the_file(tmp_path):
         (tmp_path / "log.jsonl").write_text(text)
         with pytest.raises(SystemExit, match=f"^{tmp_path}/log.jsonl, line {n}, is not a log entry of train.py"):
             checkpoint.read_log(str(tmp_path))
+    def refusal():
+        with pytest.raises(SystemExit) as e:
+            checkpoint.read_log(str(tmp_path))
+        return str(e.value)
+
     # a run trained into its data folder (out_dir = data_dir): "delete out_dir and train again" deleted the data too
     (tmp_path / "meta.json").write_text("{}")
     (tmp_path / "log.jsonl").write_text('{"iter": 0, "loss": 5.0}\n')
-    with pytest.raises(SystemExit) as e:
-        checkpoint.read_log(str(tmp_path))
-    assert str(e.value).endswith(f"delete {tmp_path}/log.jsonl (not {tmp_path}: it holds the prepared data too) and "
-                                 f"train it again.")
+    assert refusal().endswith(f"delete {tmp_path}/log.jsonl (not {tmp_path}: it holds the prepared data too) and "
+                              f"train it again.")
     os.remove(tmp_path / "meta.json")
     # and one that holds another command's results (bench.py --out=out_dir's tables): deleted with the run too; what
     # the run made (its lock, older logs, eval/, projections.*) goes with it
     (tmp_path / "cache_savings.csv").write_text("x\n")
-    with pytest.raises(SystemExit) as e:
-        checkpoint.read_log(str(tmp_path))
-    assert str(e.value).endswith(f"delete {tmp_path}/log.jsonl (not {tmp_path}: it holds cache_savings.csv too) and "
-                                 f"train it again.")
+    assert refusal().endswith(f"delete {tmp_path}/log.jsonl (not {tmp_path}: it holds cache_savings.csv too) and "
+                              f"train it again.")
     os.remove(tmp_path / "cache_savings.csv")
     # eval.1/: an older run's evaluation train.py kept aside as it keeps log.1.jsonl ("it holds eval.1 too")
     for name in ("train.lock", "log.1.jsonl", "projections.md", "eval/results.json", "eval.1/results.json"):
         os.makedirs(os.path.dirname(tmp_path / name), exist_ok=True)
         (tmp_path / name).write_text("x\n")
-    with pytest.raises(SystemExit) as e:
-        checkpoint.read_log(str(tmp_path))
-    assert str(e.value).endswith(f"delete {tmp_path} and train it again."), str(e.value)
+    assert (msg := refusal()).endswith(f"delete {tmp_path} and train it again."), msg
     s = dict(retrofit.QUICK, root=str(tmp_path))  # retrofit's times.jsonl, read as a log is
     (tmp_path / "times.jsonl").write_text('{"run": "a", "s": 1.5}\n\n{"run": "b", "s": 2.0}\n{"run": "c"}\n')
     with pytest.raises(SystemExit, match=f"^{tmp_path}/times.jsonl, line 4, is no time of a training run"):
