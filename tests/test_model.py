@@ -293,6 +293,12 @@ def test_a_cache_reused_from_position_0_forgets_the_last_prompt_and_cannot_rewin
         cache.pos = pos
         with pytest.raises(ValueError, match=f"cache.pos must be an integer >= 0.*; got {pos}"):
             model(idx[:, :1], cache=cache)
+    cache = model.new_cache(2, 9)  # a skip ahead read positions never written (zeros, or the last prompt's keys)
+    model(idx[:, :4], cache=cache)
+    cache.pos = 6
+    with pytest.raises(ValueError, match="cache.pos is 6, past the 4 positions written" if attn == "softmax" else
+                       "cache.pos is 6, and linear attention's state sums the first 4 positions"):
+        model(idx[:, 6:7], cache=cache)
 
 
 def test_sampled_generation_is_reproducible_and_cropped_without_cache():
