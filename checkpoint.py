@@ -32,6 +32,7 @@ traceback, and tests catch it.
 import bisect
 import contextlib
 import csv
+import difflib
 import errno
 import hashlib
 import io
@@ -1474,6 +1475,17 @@ def prepared_below(data_dir, vocab_size=None):
     return [path for path in found if vocab_size is None or fits(path, vocab_size)]
 
 
+def misspelt(data_dir, vocab_size=None):
+    """The prepared folder beside a missing data_dir whose name is a near spelling of its name (a typo, a letter's
+    case, a trailing space), or None: --data_dir=data/shakespeare_byte was told to prepare the data again there."""
+    parent, name = os.path.split(os.path.normpath(data_dir))
+    beside = {os.path.basename(p): p for p in prepared_below(parent or os.curdir, vocab_size)}
+    near = difflib.get_close_matches(name, beside, n=1, cutoff=0.8)
+    if not near:  # a letter's case counts as one letter: Shakespeare_bytes, DATA_DIR
+        near = [n for n in beside if n.casefold() == name.strip().casefold()][:1]
+    return beside[near[0]] if near else None
+
+
 def fits(path, vocab_size):
     """Whether the data prepared in path records a vocabulary within vocab_size (one that cannot be read: named)."""
     try:
@@ -1533,6 +1545,10 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
                 raise SystemExit(f"data_dir {data_dir!r} does not exist (a path of another machine or folder?), but "
                                  f"{tail} here holds prepared data; set --data_dir={shlex.quote(tail)} if it is that "
                                  f"data, or {prepare.removesuffix(' or set --data_dir')}.")
+            if not held and settable and not os.path.exists(data_dir) and (near := misspelt(data_dir, vocab_size)):
+                raise SystemExit(f"data_dir {data_dir!r} does not exist, but {near!r} beside it holds prepared data; "
+                                 f"set --data_dir={shlex.quote(near)} if you meant it, or "
+                                 f"{prepare.removesuffix(' or set --data_dir')}.")
             if not held and (there := in_project(data_dir)):  # the quickstart's data, its command run from elsewhere
                 raise SystemExit(f"data_dir {data_dir!r} is a relative path, read from this folder ({os.getcwd()}), "
                                  f"and has no {name} here; the project's folder holds it prepared: run from "

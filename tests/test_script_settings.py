@@ -440,6 +440,24 @@ def test_a_study_given_short_gpt2_data_is_told_it_needs_bytes_not_more(tmp_path)
     assert str(e.value).startswith("experiments.rope needs byte-level data (vocab_size 256)"), e.value
 
 
+def test_a_misspelt_data_dir_names_the_prepared_folder_beside_it(tmp_path, monkeypatch):
+    # --data_dir=data/shakespeare_byte (a letter short, another case, a trailing space) was told to prepare the data
+    # again into the misspelt folder (the 28th pass); a name not near any is still told to prepare it
+    from checkpoint import open_data
+    make_data(tmp_path / "data" / "shakespeare_bytes")
+    monkeypatch.chdir(tmp_path)
+    typos = ("data/shakespeare_byte", "data/Shakespeare_bytes", "data/shakespeare_bytes ", "./data/shakespeare_bytz")
+    for typo in typos:
+        with pytest.raises(SystemExit) as e:
+            open_data(typo, 1024, 256)
+        assert str(e.value).startswith(f"data_dir {typo!r} does not exist, but 'data/shakespeare_bytes' beside it "
+                                       f"holds prepared data; set --data_dir=data/shakespeare_bytes if you meant "
+                                       f"it, or prepare it with"), e.value
+    with pytest.raises(SystemExit) as e:
+        open_data("data/poems", 1024, 256)
+    assert str(e.value).startswith("data_dir 'data/poems' has no train.bin; prepare it with"), e.value
+
+
 def test_a_study_given_the_folder_above_its_data_names_it(tmp_path, monkeypatch):
     # rope and scaling --data_dir=data for data/x were told to prepare data into data/ itself, as train.py was
     # before a3a2953 (the 23rd pass, second round); cpu_lm's own data/cpu_lm_bytes takes no --data_dir
