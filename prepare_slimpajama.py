@@ -314,6 +314,18 @@ def json_fix(path, read=()):
     return ""
 
 
+def prepared_fix(path):
+    """The fix for a folder prepare_slimpajama.py wrote, or one of its files, given as input, else '': its bins hold
+    token ids, not text, and "convert it" (or "convert any that hold documents") sent a user who had confused
+    --input with train.py's --data_dir to convert them."""
+    folder = path if os.path.isdir(path) else os.path.dirname(path) or "."
+    if not os.path.isfile(os.path.join(folder, "train.bin")) or not any(
+            os.path.isfile(os.path.join(folder, f)) for f in ("meta.json", "progress.json")):
+        return ""
+    return f"{shell_arg(folder)} holds a dataset prepare_slimpajama.py wrote (token ids, not text): give the text " \
+           f"it was prepared from, or train on it with train.py --data_dir={shell_arg(folder)}"
+
+
 def left_out(pattern, option, names, log, out_dir):
     """Says which files of a folder or glob are not read: a corpus's .jsonl.gz or .json beside its .txt files was
     left out without a word, the dataset made of the rest (hidden files, .DS_Store and the like, go unnamed)."""
@@ -331,10 +343,11 @@ def left_out(pattern, option, names, log, out_dir):
         # .json of documents in a folder was told only to convert it
         # (the first .json only is read: a folder of many other JSON files is not read through for a note)
         upper = next((f for f in other if upper_fix(f)), None)
-        first_json = next((f for f in other if f.lower().endswith(".json")), None)
+        first_json = next((f for f in other if f.lower().endswith(".json") and not prepared_fix(f)), None)
+        first_bin = next((f for f in other if prepared_fix(f)), None)  # a dataset's train.bin is no document
         read = set(names)
-        fixes = [f"{name(f)}: {fix(f)}" for f, fix in ((upper, upper_fix), (first_json, lambda f: json_fix(f, read)))
-                 if f and fix(f)]
+        fixes = [f"{name(f)}: {fix(f)}" for f, fix in ((upper, upper_fix), (first_json, lambda f: json_fix(f, read)),
+                                                        (first_bin, prepared_fix)) if f and fix(f)]
         log(f"note: {option} {pattern}: {len(other)} file(s) not {', '.join(EXTENSIONS)} left out ({shown}{more}); "
             f"convert any that hold documents{''.join('; ' + fix for fix in fixes if fix)}")
 
@@ -363,15 +376,16 @@ def local_files(patterns, option, log=print, out_dir=None):
                 if len(parts) > 1 and all(os.path.exists(p) for p in parts) else "give existing files, folders or globs"
             sys.exit(f"error: {option} {pattern} does not exist; {fix}")
         elif not pattern.endswith(EXTENSIONS):
-            sys.exit(f"error: {option} {pattern} is not {', '.join(EXTENSIONS)}; "
-                     f"{upper_fix(pattern) or json_fix(pattern) or 'convert it or leave it out'}")
+            fix = upper_fix(pattern) or prepared_fix(pattern) or json_fix(pattern) or "convert it or leave it out"
+            sys.exit(f"error: {option} {pattern} is not {', '.join(EXTENSIONS)}; {fix}")
         else:
             found = [pattern]
         if not found:
             # 'g[1]/*.txt' looks in g1/: the folder g[1] itself needs its bracket escaped, as in a shell
             literal = "; in a glob [...] matches one of its characters, so write [[] for a literal [" \
                 if "[" in pattern and not os.path.exists(pattern) else ""
-            sys.exit(f"error: {option} {pattern} holds no {', '.join(EXTENSIONS)} file{literal}")
+            there = f"; {fix}" if os.path.isdir(pattern) and (fix := prepared_fix(pattern)) else ""
+            sys.exit(f"error: {option} {pattern} holds no {', '.join(EXTENSIONS)} file{literal}{there}")
         # named by real path; a file given twice, or as train and val, through a link or ../ is still one file
         files += [os.path.realpath(f) for f in sorted(found, key=natural)]
     first = {}

@@ -499,6 +499,20 @@ def test_a_run_cut_short_before_the_split_in_integers_resumes_in_floats(tmp_path
     assert (prepare(old, *args)["val_documents"], fresh["val_documents"]) == (2 * 62, 2 * 63)
 
 
+def test_a_prepared_dataset_given_as_input_is_named_so(tmp_path):
+    # --input data/x (train.py's --data_dir confused with it): "convert any that hold documents" of its bins
+    text = write_txt(tmp_path / "a.txt", "To be, or not to be, that is the question.\n" * 40)
+    prepare(tmp_path / "d", "--tokenizer=bytes", "--val_fraction=0.1", "--input", text)
+    fix = (f"{tmp_path / 'd'} holds a dataset prepare_slimpajama.py wrote (token ids, not text): give the text it was "
+           f"prepared from, or train on it with train.py --data_dir={tmp_path / 'd'}")
+    for given, said in ((tmp_path / "d", "holds no .jsonl.zst, .jsonl, .txt file"),
+                        (tmp_path / "d" / "train.bin", "is not .jsonl.zst, .jsonl, .txt")):
+        with pytest.raises(SystemExit) as e:
+            P.prepare(P.parse_args(["--input", str(given), "--tokenizer=bytes", "--out_dir", str(tmp_path / "e")]),
+                      log=lambda line: None)
+        assert str(e.value) == f"error: --input {given} {said}; {fix}"
+
+
 def test_an_extension_in_upper_case_is_told_to_be_renamed(tmp_path):
     # Windows' NOTES.TXT: "is not .jsonl.zst, .jsonl, .txt; convert it", of a text file
     (tmp_path / "in").mkdir()
