@@ -575,7 +575,8 @@ def documents(path, split, val_fraction, start, by_line=False, floats=False):
                     yield j, split, BadInput(f"{path}:{j + 1}: not UTF-8 ({e.reason}{hint})")
                     continue
                 except (ValueError, KeyError, TypeError) as e:
-                    yield j, split, BadInput(f"{path}:{j + 1}: not a JSON object with a 'text' string ({e!r:.80})")
+                    fix = not_json_lines(line, path) if k == 0 else ""
+                    yield j, split, BadInput(f"{path}:{j + 1}: not a JSON object with a 'text' string ({e!r:.80}){fix}")
                     continue
                 utf8_seen = utf8_seen or not line.isascii()
                 if text:
@@ -584,6 +585,28 @@ def documents(path, split, val_fraction, start, by_line=False, floats=False):
                     yield j, route(split, j if by_line else k, val_fraction, floats), text
         except zstandard.ZstdError as e:
             yield j + 1, split, BadInput(f"{path}: corrupt zstd data after line {j + 1} ({e})", whole_shard=True)
+
+
+def not_json_lines(line, path):
+    """'; ...' with the fix for a file whose first document line shows the whole file to be no JSON Lines, else '':
+    plain text a line, JSON strings, or Python's str() of dicts (single quotes). "fix it, or --skip_bad" said
+    neither how, and --skip_bad skipped every line ("the input holds no text")."""
+    line = line.decode("utf-8", errors="replace").lstrip("\ufeff \t").rstrip()
+    zst = f"zstd -dc {shell_arg(path)} | " if path.endswith(".zst") else ""
+    arg = "" if zst else " " + shell_arg(path)
+    if line.startswith("{'"):
+        return "; it is Python's str() of a dict, not JSON: write each line with json.dumps(...)"
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        obj = None
+    if isinstance(obj, str):
+        read, what = f"{zst}jq -c '{{text: .}}'{arg}", "each line is a JSON string, not an object"
+    elif obj is None and not line.startswith(("{", "[")):
+        read, what = f"{zst}jq -R -c '{{text: .}}'{arg}", "the lines are plain text, not JSON"
+    else:
+        return ""
+    return f"; {what}: make each one a document, e.g. {write_beside(path, read, suffix='_text')}"
 
 
 def no_text_field(obj, path):

@@ -403,6 +403,32 @@ def test_prepare_names_a_utf16_jsonl_and_a_jsonl_of_another_field(tmp_path):
     assert (tmp_path / "u16.jsonl").exists() and not os.path.lexists(advice.rsplit("> ", 1)[1])
 
 
+def test_a_jsonl_of_plain_lines_strings_or_python_dicts_is_told_how_to_make_it_json_lines(tmp_path):
+    # a .jsonl a user wrote by hand: "not a JSON object ...; fix it, or --skip_bad", which skipped every line
+    docs = [f"document {i}" for i in range(40)]
+    for name, line, fix in (
+            ("plain.jsonl", str, "the lines are plain text, not JSON: make each one a document, e.g. jq -R -c "
+             "'{{text: .}}' {0} > {1}, and give {1} in its place (out of a folder or glob given as input, move {0} "
+             "away)"),
+            ("strings.jsonl", json.dumps, "each line is a JSON string, not an object: make each one a document, e.g. "
+             "jq -c '{{text: .}}' {0} > {1}, and give {1} in its place (out of a folder or glob given as input, move "
+             "{0} away)"),
+            ("repr.jsonl", lambda d: str({"text": d}), "it is Python's str() of a dict, not JSON: write each line "
+             "with json.dumps(...)")):
+        path = tmp_path / name
+        path.write_text("".join(line(d) + "\n" for d in docs))
+        with pytest.raises(SystemExit) as e:
+            prepare(tmp_path / "d", "--tokenizer=bytes", "--input", str(path))
+        assert f"; {fix.format(path, tmp_path / name.replace('.jsonl', '_text.jsonl'))}; fix it" in str(e.value)
+        shutil.rmtree(tmp_path / "d")
+    # one bad line among documents is that line's, not the file's
+    path = tmp_path / "mixed.jsonl"
+    path.write_text(json.dumps({"text": "a document"}) + "\nnot json\n")
+    with pytest.raises(SystemExit) as e:
+        prepare(tmp_path / "d", "--tokenizer=bytes", "--input", str(path))
+    assert "(JSONDecodeError('Expecting value: line 1 column 1 (char 0)')); fix it" in str(e.value)
+
+
 def test_a_folder_names_the_files_it_leaves_out(tmp_path):
     # a corpus's .jsonl.gz and .json beside its .txt: left out without a word, exit 0 with a third of the text
     corpus = tmp_path / "corpus"
