@@ -872,10 +872,11 @@ def start_state(out_dir, settings, older=(), typed=()):
                 sys.exit(f"error: {out_dir} already holds a dataset made with other settings ({given}); "
                          f"use another --out_dir or delete {delete_what(out_dir)}")
             return None if path == meta_path else old
-    for s in ("train", "val"):
-        if os.path.exists(os.path.join(out_dir, f"{s}.bin")):
-            sys.exit(f"error: {out_dir}/{s}.bin exists without progress.json or meta.json; not overwriting it: "
-                     f"use another --out_dir or delete it")
+    # both bins named: "delete it" of train.bin alone, followed, met the same refusal of val.bin
+    if bins := [f"{s}.bin" for s in ("train", "val") if os.path.exists(os.path.join(out_dir, f"{s}.bin"))]:
+        sys.exit(f"error: {out_dir}/{' and '.join(bins)} {'exist' if len(bins) > 1 else 'exists'} without "
+                 f"progress.json or meta.json; not overwriting {'them' if len(bins) > 1 else 'it'}: use another "
+                 f"--out_dir or delete {delete_what(out_dir)}")
     return {"settings": settings, "next": [0, 0], "tokens": {"train": 0, "val": 0},
             "documents": {"train": 0, "val": 0}, "shards": {"train": [], "val": []},
             "skipped": 0, "skipped_shards": [], "nul_bytes_dropped": 0, "val_by": "document",

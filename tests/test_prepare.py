@@ -776,6 +776,12 @@ def test_never_overwrites_other_data(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as e:
         prepare(out, "--tokenizer=bytes", "--input", src)
     assert "not overwriting" in str(e.value) and (out / "train.bin").read_bytes() == b"precious"
+    # a run cut short whose progress.json was deleted: "delete it" of train.bin, followed, met val.bin's refusal
+    (out / "val.bin").write_bytes(b"precious")
+    with pytest.raises(SystemExit) as e:
+        prepare(out, "--tokenizer=bytes", "--input", src)
+    assert str(e.value) == (f"error: {out}/train.bin and val.bin exist without progress.json or meta.json; not "
+                            f"overwriting them: use another --out_dir or delete {out}")
 
     done = tmp_path / "done"  # 6 documents: all of them train (the default --val_fraction of 0.01 splits off none)
     meta = prepare(done, "--tokenizer=bytes", "--input", src, "--val_fraction=0")
