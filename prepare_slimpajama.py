@@ -314,6 +314,18 @@ def json_fix(path, read=()):
     return ""
 
 
+def prepared_fix(path):
+    """The fix for a folder prepare_slimpajama.py wrote, or one of its files, given as input, else '': its bins hold
+    token ids, not text, and "convert it" (or "convert any that hold documents") sent a user who had confused
+    --input with train.py's --data_dir to convert them."""
+    folder = path if os.path.isdir(path) else os.path.dirname(path) or "."
+    if not os.path.isfile(os.path.join(folder, "train.bin")) or not any(
+            os.path.isfile(os.path.join(folder, f)) for f in ("meta.json", "progress.json")):
+        return ""
+    return f"{shell_arg(folder)} holds a dataset prepare_slimpajama.py wrote (token ids, not text): give the text " \
+           f"it was prepared from, or train on it with train.py --data_dir={shell_arg(folder)}"
+
+
 def left_out(pattern, option, names, log, out_dir):
     """Says which files of a folder or glob are not read: a corpus's .jsonl.gz or .json beside its .txt files was
     left out without a word, the dataset made of the rest (hidden files, .DS_Store and the like, go unnamed)."""
@@ -331,10 +343,11 @@ def left_out(pattern, option, names, log, out_dir):
         # .json of documents in a folder was told only to convert it
         # (the first .json only is read: a folder of many other JSON files is not read through for a note)
         upper = next((f for f in other if upper_fix(f)), None)
-        first_json = next((f for f in other if f.lower().endswith(".json")), None)
+        first_json = next((f for f in other if f.lower().endswith(".json") and not prepared_fix(f)), None)
+        first_bin = next((f for f in other if prepared_fix(f)), None)  # a dataset's train.bin is no document
         read = set(names)
-        fixes = [f"{name(f)}: {fix(f)}" for f, fix in ((upper, upper_fix), (first_json, lambda f: json_fix(f, read)))
-                 if f and fix(f)]
+        fixes = [f"{name(f)}: {fix(f)}" for f, fix in ((upper, upper_fix), (first_json, lambda f: json_fix(f, read)),
+                                                        (first_bin, prepared_fix)) if f and fix(f)]
         log(f"note: {option} {pattern}: {len(other)} file(s) not {', '.join(EXTENSIONS)} left out ({shown}{more}); "
             f"convert any that hold documents{''.join('; ' + fix for fix in fixes if fix)}")
 
@@ -363,15 +376,16 @@ def local_files(patterns, option, log=print, out_dir=None):
                 if len(parts) > 1 and all(os.path.exists(p) for p in parts) else "give existing files, folders or globs"
             sys.exit(f"error: {option} {pattern} does not exist; {fix}")
         elif not pattern.endswith(EXTENSIONS):
-            sys.exit(f"error: {option} {pattern} is not {', '.join(EXTENSIONS)}; "
-                     f"{upper_fix(pattern) or json_fix(pattern) or 'convert it or leave it out'}")
+            fix = upper_fix(pattern) or prepared_fix(pattern) or json_fix(pattern) or "convert it or leave it out"
+            sys.exit(f"error: {option} {pattern} is not {', '.join(EXTENSIONS)}; {fix}")
         else:
             found = [pattern]
         if not found:
             # 'g[1]/*.txt' looks in g1/: the folder g[1] itself needs its bracket escaped, as in a shell
             literal = "; in a glob [...] matches one of its characters, so write [[] for a literal [" \
                 if "[" in pattern and not os.path.exists(pattern) else ""
-            sys.exit(f"error: {option} {pattern} holds no {', '.join(EXTENSIONS)} file{literal}")
+            there = f"; {fix}" if os.path.isdir(pattern) and (fix := prepared_fix(pattern)) else ""
+            sys.exit(f"error: {option} {pattern} holds no {', '.join(EXTENSIONS)} file{literal}{there}")
         # named by real path; a file given twice, or as train and val, through a link or ../ is still one file
         files += [os.path.realpath(f) for f in sorted(found, key=natural)]
     first = {}
@@ -561,7 +575,8 @@ def documents(path, split, val_fraction, start, by_line=False, floats=False):
                     yield j, split, BadInput(f"{path}:{j + 1}: not UTF-8 ({e.reason}{hint})")
                     continue
                 except (ValueError, KeyError, TypeError) as e:
-                    yield j, split, BadInput(f"{path}:{j + 1}: not a JSON object with a 'text' string ({e!r:.80})")
+                    fix = not_json_lines(line, path) if k == 0 else ""
+                    yield j, split, BadInput(f"{path}:{j + 1}: not a JSON object with a 'text' string ({e!r:.80}){fix}")
                     continue
                 utf8_seen = utf8_seen or not line.isascii()
                 if text:
@@ -570,6 +585,28 @@ def documents(path, split, val_fraction, start, by_line=False, floats=False):
                     yield j, route(split, j if by_line else k, val_fraction, floats), text
         except zstandard.ZstdError as e:
             yield j + 1, split, BadInput(f"{path}: corrupt zstd data after line {j + 1} ({e})", whole_shard=True)
+
+
+def not_json_lines(line, path):
+    """'; ...' with the fix for a file whose first document line shows the whole file to be no JSON Lines, else '':
+    plain text a line, JSON strings, or Python's str() of dicts (single quotes). "fix it, or --skip_bad" said
+    neither how, and --skip_bad skipped every line ("the input holds no text")."""
+    line = line.decode("utf-8", errors="replace").lstrip("\ufeff \t").rstrip()
+    zst = f"zstd -dc {shell_arg(path)} | " if path.endswith(".zst") else ""
+    arg = "" if zst else " " + shell_arg(path)
+    if line.startswith("{'"):
+        return "; it is Python's str() of a dict, not JSON: write each line with json.dumps(...)"
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        obj = None
+    if isinstance(obj, str):
+        read, what = f"{zst}jq -c '{{text: .}}'{arg}", "each line is a JSON string, not an object"
+    elif obj is None and not line.startswith(("{", "[")):
+        read, what = f"{zst}jq -R -c '{{text: .}}'{arg}", "the lines are plain text, not JSON"
+    else:
+        return ""
+    return f"; {what}: make each one a document, e.g. {write_beside(path, read, suffix='_text')}"
 
 
 def no_text_field(obj, path):
@@ -835,10 +872,11 @@ def start_state(out_dir, settings, older=(), typed=()):
                 sys.exit(f"error: {out_dir} already holds a dataset made with other settings ({given}); "
                          f"use another --out_dir or delete {delete_what(out_dir)}")
             return None if path == meta_path else old
-    for s in ("train", "val"):
-        if os.path.exists(os.path.join(out_dir, f"{s}.bin")):
-            sys.exit(f"error: {out_dir}/{s}.bin exists without progress.json or meta.json; not overwriting it: "
-                     f"use another --out_dir or delete it")
+    # both bins named: "delete it" of train.bin alone, followed, met the same refusal of val.bin
+    if bins := [f"{s}.bin" for s in ("train", "val") if os.path.exists(os.path.join(out_dir, f"{s}.bin"))]:
+        sys.exit(f"error: {out_dir}/{' and '.join(bins)} {'exist' if len(bins) > 1 else 'exists'} without "
+                 f"progress.json or meta.json; not overwriting {'them' if len(bins) > 1 else 'it'}: use another "
+                 f"--out_dir or delete {delete_what(out_dir)}")
     return {"settings": settings, "next": [0, 0], "tokens": {"train": 0, "val": 0},
             "documents": {"train": 0, "val": 0}, "shards": {"train": [], "val": []},
             "skipped": 0, "skipped_shards": [], "nul_bytes_dropped": 0, "val_by": "document",

@@ -967,6 +967,13 @@ source = load_source() if converting else None
 # name the data, not vocab_size or block_size
 meta = open_data(data_dir, block_size, gptconf.vocab_size, resuming=init_from == "resume" or converting
                  and source[0].vocab_size == gptconf.vocab_size)
+# vocab_size left at its default, GPT-2's 50304, on byte-level data (256 ids): 99% of the model's token rows never a
+# target and its losses over 50304 choices, without a word (the data's own configs, cpu_tiny.py, set 256)
+own_vocab = -(-meta["vocab_size"] // 64) * 64
+if init_from == "scratch" and "vocab_size" not in given and gptconf.vocab_size > own_vocab:
+    notes.append(f"note: vocab_size is its default {gptconf.vocab_size} (GPT-2's) and {data_dir} holds "
+                 f"{meta.get('tokenizer')!r} tokens, {meta['vocab_size']} ids: the model's other rows are never a "
+                 f"target; set --vocab_size={own_vocab} for a model of this data's vocabulary.")
 per_batch = batch_size * block_size  # calibration tokens per calib_batch
 starts = token_count(data_dir, "train") - block_size  # the distinct windows train.bin has to draw them from
 if source and ties_v(source[0], gptconf) and convert_method in ("lstsq", "split") and \

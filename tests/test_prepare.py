@@ -403,6 +403,32 @@ def test_prepare_names_a_utf16_jsonl_and_a_jsonl_of_another_field(tmp_path):
     assert (tmp_path / "u16.jsonl").exists() and not os.path.lexists(advice.rsplit("> ", 1)[1])
 
 
+def test_a_jsonl_of_plain_lines_strings_or_python_dicts_is_told_how_to_make_it_json_lines(tmp_path):
+    # a .jsonl a user wrote by hand: "not a JSON object ...; fix it, or --skip_bad", which skipped every line
+    docs = [f"document {i}" for i in range(40)]
+    for name, line, fix in (
+            ("plain.jsonl", str, "the lines are plain text, not JSON: make each one a document, e.g. jq -R -c "
+             "'{{text: .}}' {0} > {1}, and give {1} in its place (out of a folder or glob given as input, move {0} "
+             "away)"),
+            ("strings.jsonl", json.dumps, "each line is a JSON string, not an object: make each one a document, e.g. "
+             "jq -c '{{text: .}}' {0} > {1}, and give {1} in its place (out of a folder or glob given as input, move "
+             "{0} away)"),
+            ("repr.jsonl", lambda d: str({"text": d}), "it is Python's str() of a dict, not JSON: write each line "
+             "with json.dumps(...)")):
+        path = tmp_path / name
+        path.write_text("".join(line(d) + "\n" for d in docs))
+        with pytest.raises(SystemExit) as e:
+            prepare(tmp_path / "d", "--tokenizer=bytes", "--input", str(path))
+        assert f"; {fix.format(path, tmp_path / name.replace('.jsonl', '_text.jsonl'))}; fix it" in str(e.value)
+        shutil.rmtree(tmp_path / "d")
+    # one bad line among documents is that line's, not the file's
+    path = tmp_path / "mixed.jsonl"
+    path.write_text(json.dumps({"text": "a document"}) + "\nnot json\n")
+    with pytest.raises(SystemExit) as e:
+        prepare(tmp_path / "d", "--tokenizer=bytes", "--input", str(path))
+    assert "(JSONDecodeError('Expecting value: line 1 column 1 (char 0)')); fix it" in str(e.value)
+
+
 def test_a_folder_names_the_files_it_leaves_out(tmp_path):
     # a corpus's .jsonl.gz and .json beside its .txt: left out without a word, exit 0 with a third of the text
     corpus = tmp_path / "corpus"
@@ -497,6 +523,20 @@ def test_a_run_cut_short_before_the_split_in_integers_resumes_in_floats(tmp_path
     fresh = prepare(tmp_path / "fresh", *args)
     old = older_start(tmp_path / "old", fresh["settings"], val_by="document")  # that version's: no val_split
     assert (prepare(old, *args)["val_documents"], fresh["val_documents"]) == (2 * 62, 2 * 63)
+
+
+def test_a_prepared_dataset_given_as_input_is_named_so(tmp_path):
+    # --input data/x (train.py's --data_dir confused with it): "convert any that hold documents" of its bins
+    text = write_txt(tmp_path / "a.txt", "To be, or not to be, that is the question.\n" * 40)
+    prepare(tmp_path / "d", "--tokenizer=bytes", "--val_fraction=0.1", "--input", text)
+    fix = (f"{tmp_path / 'd'} holds a dataset prepare_slimpajama.py wrote (token ids, not text): give the text it was "
+           f"prepared from, or train on it with train.py --data_dir={tmp_path / 'd'}")
+    for given, said in ((tmp_path / "d", "holds no .jsonl.zst, .jsonl, .txt file"),
+                        (tmp_path / "d" / "train.bin", "is not .jsonl.zst, .jsonl, .txt")):
+        with pytest.raises(SystemExit) as e:
+            P.prepare(P.parse_args(["--input", str(given), "--tokenizer=bytes", "--out_dir", str(tmp_path / "e")]),
+                      log=lambda line: None)
+        assert str(e.value) == f"error: --input {given} {said}; {fix}"
 
 
 def test_an_extension_in_upper_case_is_told_to_be_renamed(tmp_path):
@@ -736,6 +776,12 @@ def test_never_overwrites_other_data(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as e:
         prepare(out, "--tokenizer=bytes", "--input", src)
     assert "not overwriting" in str(e.value) and (out / "train.bin").read_bytes() == b"precious"
+    # a run cut short whose progress.json was deleted: "delete it" of train.bin, followed, met val.bin's refusal
+    (out / "val.bin").write_bytes(b"precious")
+    with pytest.raises(SystemExit) as e:
+        prepare(out, "--tokenizer=bytes", "--input", src)
+    assert str(e.value) == (f"error: {out}/train.bin and val.bin exist without progress.json or meta.json; not "
+                            f"overwriting them: use another --out_dir or delete {out}")
 
     done = tmp_path / "done"  # 6 documents: all of them train (the default --val_fraction of 0.01 splits off none)
     meta = prepare(done, "--tokenizer=bytes", "--input", src, "--val_fraction=0")

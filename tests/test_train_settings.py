@@ -31,7 +31,7 @@ import torch
 import checkpoint
 from configurator import range_error
 from model import GPT, GPTConfig
-from test_train import LR, MIN_LR, ROOT, TINY, make_data, read_log, run_inprocess, train
+from test_train import LR, MIN_LR, ROOT, TINY, make_data, read_log, run_forked, run_inprocess, train
 
 TRAIN_PY = os.path.join(ROOT, "train.py")
 BAD = (0, -1, math.nan, math.inf, "abc", 10**400)  # 10**400: an int that no float or int64 holds
@@ -535,6 +535,16 @@ def test_a_run_sized_by_total_tokens_is_told_to_raise_total_tokens(data_dir, tmp
     msg = run_inprocess(monkeypatch, [str(tmp_path / "conf.py"), f"--data_dir={data_dir}",
                                       f"--out_dir={tmp_path / 'new'}", "--total_tokens=512"])
     assert msg == said and not (tmp_path / "new").exists()
+
+
+def test_the_default_vocab_size_on_byte_level_data_is_said(data_dir, tmp_path):
+    # vocab_size left at GPT-2's 50304 on 256 byte ids: 99% of the token rows never a target, without a word
+    args = [a for a in TINY if not a.startswith("--vocab_size")] + ["--max_iters=0", f"--data_dir={data_dir}"]
+    r = run_forked(["train.py", *args, f"--out_dir={tmp_path / 'a'}"], dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == (f"note: vocab_size is its default 50304 (GPT-2's) and {data_dir} holds "
+                                        f"'bytes' tokens, 256 ids: the model's other rows are never a target; set "
+                                        f"--vocab_size=256 for a model of this data's vocabulary.")
 
 
 def test_max_iters_beside_total_tokens_is_told_what_each_fix_trains(data_dir, tmp_path, monkeypatch):
