@@ -986,19 +986,22 @@ def training(folder):
 
 def renamed(path):
     """'FOLDER holds NAME: if that is the checkpoint, rename it (`mv ...`)' where path (out_dir/ckpt.pt) is missing and
-    its folder holds one ckpt*.pt under another name, or None: a checkpoint received by a browser or a second copy
-    saved under another name ("ckpt (1).pt"). None while a run trains there: a ckpt_old.pt kept there, renamed
-    ckpt.pt as told, was replaced by that run's first save."""
+    its folder holds a .pt file under another name, or None: a checkpoint received by a browser or a second copy
+    saved under another name ("ckpt (1).pt"), or renamed by hand to keep it (model.pt, ckpt_600.pt: "has saved
+    none", of a run that had). None while a run trains there: a ckpt_old.pt kept there, renamed ckpt.pt as told,
+    was replaced by that run's first save."""
     folder = os.path.dirname(path) or "."
     if training(folder):
         return None
     try:
-        named = [f for f in os.listdir(folder) if f.endswith(".pt") and f.startswith("ckpt")
-                 and os.path.isfile(os.path.join(folder, f))]
+        named = sorted(f for f in os.listdir(folder) if f.endswith((".pt", ".pth"))
+                       and os.path.isfile(os.path.join(folder, f)))
     except OSError:
         return None
-    if len(named) != 1:
+    if not named:
         return None
+    if len(named) > 1:  # which is the run's is not guessed: each is named, the rename left to the user
+        return f"{folder} holds {', '.join(named)}: rename the one that is the checkpoint to use to ckpt.pt"
     return f"{folder} holds {named[0]}: if that is the checkpoint, rename it " \
         f"(`mv {shlex.quote(os.path.join(folder, named[0]))} {shlex.quote(path)}`)"
 

@@ -63,6 +63,10 @@ def prompt(s):
     if os.path.isfile(s):  # meant as the file: taken as text, lstsq fitted on the path's own 30-odd bytes, exit 0
         raise argparse.ArgumentTypeError(f'names a file, and without "FILE:" the value is the text itself; write '
                                          f'"FILE:{s}" to read the file')
+    # "file:prompt.txt" (or File:) was the prompt itself, exit 0: only "FILE:" reads a file, and here one is named
+    if s[:5].upper() == "FILE:" and not s.startswith("FILE:") and os.path.isfile(s[5:]):
+        raise argparse.ArgumentTypeError(f'begins with "{s[:5]}", and only "FILE:" (upper case) reads a file: the '
+                                         f'value is the text itself; write "FILE:{s[5:]}" to read the file')
     return s
 
 

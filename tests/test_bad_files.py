@@ -255,9 +255,18 @@ def test_a_checkpoint_received_under_another_name_is_named(tmp_path):
         checkpoint.load_checkpoint(str(tmp_path / "dl"))
     (tmp_path / "dl" / "train.lock").unlink()
     (tmp_path / "dl" / "log.jsonl").unlink()
-    (tmp_path / "dl" / "ckpt (2).pt").write_bytes(b"x")  # two: which is the run's is not said
-    with pytest.raises(SystemExit, match="train one with train.py"):
+    (tmp_path / "dl" / "ckpt (2).pt").write_bytes(b"x")  # two: which is the run's is not guessed, both are named
+    with pytest.raises(SystemExit, match=r"holds ckpt \(1\).pt, ckpt \(2\).pt: rename the one that is the checkpoint"):
         checkpoint.load_checkpoint(str(tmp_path / "dl"))
+
+
+def test_a_checkpoint_renamed_by_hand_is_named(tmp_path):
+    # `mv out/ckpt.pt out/model.pt` to keep it: "the run in out has saved none; wait for it", of a run that had
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "model.pt").write_bytes(b"x")
+    (tmp_path / "out" / "log.jsonl").write_text("{}\n")
+    with pytest.raises(SystemExit, match=r"holds model.pt: if that is the checkpoint, rename it \(`mv "):
+        checkpoint.load_checkpoint(str(tmp_path / "out"))
 
 
 @pytest.mark.parametrize("name", ["ckpt.pt", "log.jsonl", "train.lock", "."])

@@ -991,8 +991,8 @@ def test_another_checkpoint_file_is_named_by_the_file_its_results_record(tmp_pat
     shutil.move(tmp_path / "a.pt", tmp_path / "c.pt")
     with pytest.raises(SystemExit, match=f"another run \\({tmp_path / 'a.pt'}, not there now\\)"):
         ev.main([f"--out_dir={tmp_path / 'c.pt'}", text, "--device=cpu"])
-    # the folder, which has no ckpt.pt: "remove results.json to replace them", and then no checkpoint to evaluate
-    with pytest.raises(SystemExit, match="no checkpoint at .*ckpt.pt: train one"):
+    # the folder, which has no ckpt.pt: "remove results.json to replace them", and then no ckpt.pt to evaluate
+    with pytest.raises(SystemExit, match="no checkpoint at .*ckpt.pt, but .* holds b.pt, best.pt, c.pt: rename the"):
         ev.main([f"--out_dir={tmp_path}", text, "--device=cpu"])
 
 

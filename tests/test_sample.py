@@ -552,6 +552,21 @@ def test_an_output_that_takes_no_more_text_is_one_line_not_a_traceback(tmp_path)
     assert r.stderr == "stopped: its output could not be written (No space left on device); nothing was written.\n"
 
 
+def test_a_file_named_with_a_lower_case_prefix_is_refused_not_read_as_text(tmp_path, capsys):
+    # --start=file:prompt.txt sampled from the 15 characters "file:prompt.txt", exit 0; text that merely begins
+    # with "file:" and names no file is still the prompt
+    text = tmp_path / "prompt.txt"
+    text.write_text("ROMEO:\n")
+    for flag, prefix in (("--start", "file:"), ("--calib", "File:")):
+        with pytest.raises(SystemExit) as e:
+            sample.parse_args([f"{flag}={prefix}{text}", "--proj=qk_v"])
+        assert e.value.code == 2
+        assert capsys.readouterr().err.splitlines()[-1].endswith(
+            f'argument {flag}: begins with "{prefix}", and only "FILE:" (upper case) reads a file: the value is the '
+            f'text itself; write "FILE:{text}" to read the file')
+    assert sample.parse_args(["--start=file: a note"]).start == "file: a note"
+
+
 def test_a_file_named_without_file_prefix_or_a_token_file_is_refused_not_read_as_text(tmp_path, capsys):
     # --calib=path/to/text.txt was the path's own bytes as calibration text (lstsq fitted V on them, exit 0); and
     # FILE:data/val.bin, prepare's uint16 ids of byte-level data, decodes as UTF-8 (a NUL after every byte)
