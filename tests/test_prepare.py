@@ -1033,6 +1033,9 @@ def test_an_eta_past_a_day_counts_its_hours():
     line = P.progress(st, [("a", "train"), ("b", "val")], {"train": 30 * 3600, "val": 0}, 1, 1, 1.0)
     assert line.endswith("ETA 30:00:00")
     assert P.clock(59.9) == "00:00:59" and P.clock(3661) == "01:01:01"
+    # the user's own files may end long before the token target: a 20 s file read "ETA 11:41:54"
+    line = P.progress(st, [("a", "train"), ("b", "val")], {"train": 30 * 3600, "val": 0}, 1, 1, 1.0, local=True)
+    assert line.endswith("ETA 30:00:00 to the token target, sooner if the input ends first")
 
 
 def test_several_inputs_given_as_one_name_are_told_to_be_given_apart(tmp_path):
