@@ -1489,6 +1489,25 @@ def misspelt(data_dir, vocab_size=None):
     return beside[near[0]] if near else None
 
 
+def same_data_beside(data_dir, meta):
+    """The one prepared folder beside a missing data_dir that holds the data a checkpoint's meta records (the same
+    inputs' hash, or tokenizer and token counts), or None: data/shakespeare_bytes renamed data/sb by hand was told
+    "run from the folder the run was trained in" from that very folder."""
+    keys = ("inputs_sha256",) if isinstance(meta, dict) and meta.get("inputs_sha256") else \
+        ("tokenizer", "train_tokens", "val_tokens")
+    if not isinstance(meta, dict) or any(meta.get(k) is None for k in keys):
+        return None
+    same = []
+    for path in prepared_below(os.path.dirname(os.path.normpath(data_dir)) or os.curdir):
+        try:
+            theirs = load_json(os.path.join(path, "meta.json"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(theirs, dict) and all(theirs.get(k) == meta[k] for k in keys):
+            same.append(path)
+    return same[0] if len(same) == 1 else None
+
+
 def fits(path, vocab_size):
     """Whether the data prepared in path records a vocabulary within vocab_size (one that cannot be read: named)."""
     try:

@@ -61,8 +61,8 @@ from torch.utils.checkpoint import checkpoint
 from checkpoint import (atomic_write, dangling, delete_what, eval_batches, file_above, guard_assets, inputs_only,
                         iteration_tokens, json_text, load_checkpoint, load_json, lock_held, log_lines, log_text, masked,
                         masked_file, missing_dirs, open_data, other_data, perplexity, received_as, remove_empty,
-                        remove_leftovers, renamed, run_files, run_length, save_checkpoint, saved_path, scored_tokens,
-                        signals_held, space_fix, to_open, token_count, unlocked, unreadable)
+                        remove_leftovers, renamed, run_files, run_length, same_data_beside, save_checkpoint,
+                        saved_path, scored_tokens, signals_held, space_fix, to_open, token_count, unlocked, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, missing_device,
                           open_files_fix, out_of_memory, range_error, tolerant_output)
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, conversion_note, convert_state_dict, exact_fit,
@@ -955,6 +955,9 @@ def resumed_data():
             f", {here}: run from the folder the run was trained in"
         sys.exit(f"data_dir {data_dir!r} does not exist, and {ckpt_path} trained on data_dir {was!r}{there}; resume "
                  f"with the config file and settings the run was trained with, or --data_dir={shlex.quote(was)}.")
+    if not os.path.isabs(data_dir) and (moved := same_data_beside(data_dir, ckpt.get("meta"))):
+        sys.exit(f"data_dir {data_dir!r}, which {ckpt_path} trained on, is {here}, but {moved!r} beside it holds the "
+                 f"same data (moved or renamed?); resume with --data_dir={shlex.quote(moved)}.")
     if not os.path.isabs(data_dir):
         sys.exit(f"data_dir {data_dir!r}, which {ckpt_path} trained on, is {here}; run from the folder the run was "
                  f"trained in, or give --data_dir as an absolute path.")

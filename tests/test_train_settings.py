@@ -593,6 +593,22 @@ def test_a_resume_whose_data_dir_is_not_there_names_the_checkpoints_not_prepare(
                    f"path.")
 
 
+def test_a_resume_whose_data_dir_was_renamed_names_the_folder_beside_holding_its_data(finished, tmp_path, monkeypatch):
+    # data/bytes renamed data/sb by hand, the resume run from the very folder it was trained in: the advice was
+    # "run from the folder the run was trained in", where it was run
+    out = shutil.copytree(finished, tmp_path / "run")
+    ckpt = torch.load(out / "ckpt.pt", weights_only=False)
+    shutil.copytree(ckpt["config"]["data_dir"], tmp_path / "data" / "sb")
+    ckpt["config"]["data_dir"] = "data/bytes"
+    torch.save(ckpt, out / "ckpt.pt")
+    monkeypatch.chdir(tmp_path)
+    msg = run_inprocess(monkeypatch, ["--data_dir=data/bytes", f"--out_dir={out}", "--init_from=resume",
+                                      "--max_iters=4"])
+    assert msg == (f"data_dir 'data/bytes', which {out / 'ckpt.pt'} trained on, is a relative path, missing from this "
+                   f"folder ({tmp_path}), but 'data/sb' beside it holds the same data (moved or renamed?); resume with "
+                   f"--data_dir=data/sb."), msg
+
+
 def test_a_received_run_whose_absolute_data_dir_is_gone_names_the_folder_here(finished, tmp_path, monkeypatch):
     # a run trained on --data_dir=/home/alice/proj/data/bytes, received with its data as data/bytes: the advice was
     # "--data_dir=/home/alice/proj/data/bytes", a folder that is not on this machine
