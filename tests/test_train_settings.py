@@ -766,9 +766,9 @@ def test_a_run_stopped_short_of_a_larger_total_tokens_is_not_called_finished(fin
     # the default max_iters that total_tokens leaves unread, as such a run saves it
     torch.save(ckpt, out / "ckpt.pt")
     msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--total_tokens=512"])
-    assert msg == f"{out / 'ckpt.pt'} exists, from a run with other settings: total_tokens=512 (checkpoint: 1536); it " \
-                  f"stopped at iteration 2 of its run's 6: to go on, add --init_from=resume --total_tokens=1536, or " \
-                  f"train this run into another --out_dir.", msg
+    assert msg == f"{out / 'ckpt.pt'} exists, from a run with other settings: total_tokens=512 (checkpoint: " \
+                  f"1536); it stopped at iteration 2 of its run's 6: to go on, add --init_from=resume " \
+                  f"--total_tokens=1536, or train this run into another --out_dir.", msg
     train(data_dir, out, "--init_from=resume", "--total_tokens=1536")
     assert torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 6
 
