@@ -640,6 +640,10 @@ if ckpt:
             # which a shorter --max_iters (the config's, after a longer resume) called "finished"
             go_on = (f"it stopped at iteration {done} of its run's {ran}: to go on, add --init_from=resume "
                      f"--max_iters={ran}" + (f" ({keep})" if keep else ""))
+        elif (type(ran) is int and done < ran and length == "--total_tokens" and saved["total_tokens"]
+              and iteration_tokens(saved) == tokens_per_iter):  # the same, of a resume to a larger total_tokens
+            go_on = (f"it stopped at iteration {done} of its run's {ran}: to go on, add --init_from=resume "
+                     f"--total_tokens={saved['total_tokens']}" + (f" ({keep})" if keep else ""))
     if init_from != "resume" and changed:
         sys.exit(f"{ckpt_path} exists, from a run with other settings: {', '.join(changed[:3])}"
                  f"{f' and {len(changed) - 3} more' if len(changed) > 3 else ''}; {go_on}, or train this run into "

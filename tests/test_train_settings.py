@@ -772,6 +772,23 @@ def test_a_run_stopped_short_of_a_longer_resumes_end_is_not_called_finished(fini
     assert torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 6
 
 
+def test_a_run_stopped_short_of_a_larger_total_tokens_is_not_called_finished(finished, data_dir, tmp_path,
+                                                                            monkeypatch):
+    # the same, of total_tokens: resumed with a larger --total_tokens and stopped, the run's first command (its config
+    # file's total_tokens) was told "it is finished at iteration 2: raise --total_tokens", where it stopped at 2 of 6
+    out = shutil.copytree(finished, tmp_path / "run")
+    ckpt = torch.load(out / "ckpt.pt", weights_only=True)
+    ckpt["config"].update(total_tokens=6 * 256, max_iters=600000)  # 4 x 32 x 2 tokens per iteration (TINY), and
+    # the default max_iters that total_tokens leaves unread, as such a run saves it
+    torch.save(ckpt, out / "ckpt.pt")
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={out}", "--total_tokens=512"])
+    assert msg == f"{out / 'ckpt.pt'} exists, from a run with other settings: total_tokens=512 (checkpoint: " \
+                  f"1536); it stopped at iteration 2 of its run's 6: to go on, add --init_from=resume " \
+                  f"--total_tokens=1536, or train this run into another --out_dir.", msg
+    train(data_dir, out, "--init_from=resume", "--total_tokens=1536")
+    assert torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 6
+
+
 def test_a_resumed_run_keeps_how_it_started(finished, data_dir, tmp_path, monkeypatch, capsys):
     # a resume saved init_from="resume", which matches any command: a scratch run asked into a converted run's
     # out_dir (or a conversion into a scratch run's) once it had been resumed was told "holds this run: nothing to
