@@ -406,6 +406,15 @@ def first_line(out):
         return ""
 
 
+def measured_on_data(out):
+    """Whether out/projections.md holds CKA and R2 measured on validation tokens (its cka note says so)."""
+    try:
+        with open(os.path.join(out, "projections.md"), encoding="utf-8", errors="surrogateescape") as f:
+            return "linear CKA of the outputs on" in f.read()
+    except OSError:
+        return False
+
+
 def analysed_shape(out):
     """shape() as out/projections.md's first line gives it, or None."""
     first = first_line(out)
@@ -445,6 +454,15 @@ def work(args, model, data_dir, tokenizer, out, meta=None, at=(None, None)):
     cfg = model.config
     head_dim = cfg.n_embd // cfg.n_head
     idx = val_tokens(args.data_dir or data_dir, args.tokens, cfg.block_size, tokenizer)
+    # run from another folder, a relative data_dir is missing: its analysis without CKA and R2 replaced the one
+    # measured on data (this run's, main checked) without a word, "(set --data_dir)" said only in the new table
+    if idx is None and out and measured_on_data(out):
+        where = args.data_dir or data_dir
+        why = (f"no val.bin in {where!r}" + ("" if os.path.isabs(where) else f" from this folder, {os.getcwd()}")
+               if where else "the checkpoint names no data_dir")
+        raise SystemExit(f"--out {out} holds this run's analysis with CKA and R2, and this one has none ({why}), so "
+                         f"it would replace them; set --data_dir to its prepared data (or run from the folder it was "
+                         f"trained in), or remove {os.path.join(shell_arg(out), 'projections.*')} to replace it.")
     if idx is not None and int(idx.max()) >= cfg.vocab_size:
         raise SystemExit(f"the validation tokens of {args.data_dir or data_dir} reach {int(idx.max())}, beyond the "
                          f"vocabulary of {args.out_dir} (vocab_size {cfg.vocab_size}); set --data_dir to its data.")

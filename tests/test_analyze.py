@@ -584,6 +584,34 @@ def test_another_runs_analysis_in_the_same_out_is_not_replaced(tmp_path):
     assert analysed_run(str(tmp_path / "odd")) is None and analysed_run(str(tmp_path / "bin")) is None
 
 
+def test_an_analysis_without_data_does_not_replace_the_one_with_cka(tmp_path, monkeypatch, capsys):
+    # run from another folder, the checkpoint's relative data_dir is missing: its analysis without CKA and R2
+    # replaced the run's own measured one without a word
+    run = tmp_path / "run"
+    run.mkdir()
+    save_ckpt(run, "qkv")
+    ckpt = torch.load(run / "ckpt.pt", weights_only=True)
+    torch.save({**ckpt, "config": {"data_dir": "data"}}, run / "ckpt.pt")
+    (tmp_path / "data").mkdir()
+    np.arange(40, dtype=np.uint16).tofile(tmp_path / "data" / "val.bin")
+    monkeypatch.chdir(tmp_path)
+    main(["--out_dir=run", "--tokens=32"])
+    before = contents(run)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(SystemExit) as e:
+        main([f"--out_dir={run}", "--tokens=32"])
+    assert str(e.value) == f"--out {run} holds this run's analysis with CKA and R2, and this one has none (no " \
+                           f"val.bin in 'data' from this folder, {elsewhere}), so it would replace them; set " \
+                           f"--data_dir to its prepared data (or run from the folder it was trained in), or remove " \
+                           f"{run}/projections.* to replace it."
+    assert contents(run) == before
+    main([f"--out_dir={run}", "--tokens=32", "--out="])  # printed only: nothing replaced
+    main([f"--out_dir={run}", "--tokens=32", f"--data_dir={tmp_path / 'data'}"])  # as advised
+    assert "linear CKA of the outputs on 32 validation tokens" in (run / "projections.md").read_text()
+
+
 @pytest.mark.parametrize("first, second", [(("", "runs/a", "rep"), ("runs", "b", "../rep")),
                                            (("runs", "a", "../rep"), ("", "runs/b", "rep"))],
                          ids=["from another folder", "in a sibling folder"])
