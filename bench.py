@@ -14,6 +14,7 @@ import argparse
 import csv
 import glob
 import io
+import json
 import os
 import platform
 import statistics
@@ -41,8 +42,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from checkpoint import (ASSETS, atomic_write, guard_assets, hold_out, new_dirs, save_figure, say_wrote, together,
-                        writable_dir)
+from checkpoint import (ASSETS, atomic_write, guard_assets, hold_out, load_json, new_dirs, save_figure, say_wrote,
+                        together, writable_dir)
 from configurator import Parser, cli, compile_failure, run_file
 from model import GPT, SOURCES, GPTConfig
 from sample import check_device
@@ -656,6 +657,28 @@ def tracked_run(args, what, device):
             and (device.type != "cpu" or torch.get_num_threads() == 1))
 
 
+FULL_RECORD = "bench_full.json"  # in an --out: the sections whose tables there are a full run's, not --quick's
+
+
+def full_sections(folder):
+    """The sections whose tables in folder a full run wrote (FULL_RECORD), which a --quick run must not replace: a
+    full run's tables (minutes to measure) were replaced by --quick's tiny shapes in the same --out without a word.
+    A record that cannot be read counts as every section."""
+    path = os.path.join(folder, FULL_RECORD)
+    if not os.path.exists(path):
+        return set()
+    try:
+        return set(load_json(path)["sections"]) & set(BENCHES)
+    except (OSError, ValueError, KeyError, TypeError):
+        return set(BENCHES)
+
+
+def record_full(folder, section):
+    """Add section to folder's FULL_RECORD, with its tables (inside their together() block)."""
+    sections = sorted(full_sections(folder) | {section})
+    atomic_write(os.path.join(folder, FULL_RECORD), json.dumps({"sections": sections}) + "\n")
+
+
 def no_compiled_kernel():
     """Why the kernel section cannot time a compiled kernel, or None. With TRITON_INTERPRET=1 exported (the tests'
     CPU setting) it ran the kernel in numpy and stopped on its refusal of bfloat16, a traceback after the other
@@ -709,6 +732,10 @@ def main(argv=None):
     gpu_dir = os.path.realpath(os.path.join(ASSETS, "gpu"))
     in_gpu = os.path.commonpath([gpu_dir, os.path.realpath(args.out)]) == gpu_dir
     guard_assets(args.out, tracked, FULL_GPU if in_gpu else FULL)
+    if args.quick and (full := sorted(full_sections(args.out) & set(what), key=list(BENCHES).index)):
+        raise SystemExit(f"--out {args.out} holds a full run's {', '.join(full)} table{'s' if len(full) > 1 else ''} "
+                         f"({FULL_RECORD}), which --quick's tiny shapes would replace; leave --out out (--quick writes "
+                         f"out-bench-quick) or choose another folder.")
     # before the measurements: an --out that cannot take the results fails now, not after minutes (and is removed
     # again if the measurements stop before writing there). The tracked run writes into a folder of its own first:
     # one stopped in its last section would leave new tables beside old ones in assets/
@@ -733,6 +760,8 @@ def measure(args, what, device, stage):
             try:
                 with together():  # a section's files, or none: one stopped while it drew its figure (a second or
                     bench(args, device)  # more) left its new CSV beside the PNG of an earlier run, or alone
+                    if not args.quick and not stage:  # a tracked run's folder, assets/, is guarded already
+                        record_full(out, section)
             except Exception as e:  # decode (and step on CUDA) time torch.compile'd steps: no C++ compiler
                 rest = [s for s in what if s != section] or [s for s in BENCHES if s != section]
                 if not (why := compile_failure(e, f"bench.py's {section} section",

@@ -1,4 +1,5 @@
 import csv
+import json
 import os
 
 import pytest
@@ -266,3 +267,20 @@ def test_cache_self_check_is_no_assert(tmp_path, monkeypatch):
         bench.main(["--what=cache", "--quick", f"--out={tmp_path}"])
     assert "bench.py's self-check failed" in str(e.value) and "where kv_bytes_per_token says" in str(e.value)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_quick_run_does_not_replace_a_full_runs_tables_in_one_out(tmp_path):
+    # a full run's tables (minutes to measure) were replaced by --quick's tiny shapes in the same --out, exit 0
+    out = tmp_path / "mine"
+    bench.main(["--what=cache", f"--out={out}"])
+    assert json.loads((out / bench.FULL_RECORD).read_text()) == {"sections": ["cache"]}
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--what=cache,memory", "--quick", f"--out={out}"])
+    assert str(e.value) == f"--out {out} holds a full run's cache table (bench_full.json), which --quick's tiny " \
+                           f"shapes would replace; leave --out out (--quick writes out-bench-quick) or choose another " \
+                           f"folder."
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    bench.main(["--what=memory", "--quick", f"--out={out}"])  # another section's tables: nothing of the full run's
+    assert (out / "cache_savings.csv").read_bytes() == before["cache_savings.csv"]
+    assert json.loads((out / bench.FULL_RECORD).read_text()) == {"sections": ["cache"]}
