@@ -278,8 +278,8 @@ def test_a_quick_run_does_not_replace_a_full_runs_tables_in_one_out(tmp_path):
     with pytest.raises(SystemExit) as e:
         bench.main(["--what=cache,memory", "--quick", f"--out={out}"])
     assert str(e.value) == f"--out {out} holds a full run's cache table (bench_full.json), which --quick's tiny " \
-                           f"shapes would replace; leave --out out (--quick writes out-bench-quick) or choose another " \
-                           f"folder."
+                           f"shapes would replace; leave --out out (--quick writes out-bench-quick) or choose " \
+                           f"another folder."
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     bench.main(["--what=memory", "--quick", f"--out={out}"])  # another section's tables: nothing of the full run's
     assert (out / "cache_savings.csv").read_bytes() == before["cache_savings.csv"]
