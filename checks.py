@@ -258,8 +258,16 @@ def out_of_vocab(name, t, vocab_size, ignored=""):
                       f"ids from {int(t.min())} to {int(t.max())}.")
 
 
-def check_new_cache(model, batch_size, max_len, dtype):
+def check_new_cache(model, batch_size, max_len, dtype, device):
     check_built(model)
+    where = model.lm_head.weight.device
+    try:  # "gpu" was torch's RuntimeError, "cuda" on a torch without CUDA its AssertionError, from torch.zeros
+        usable = torch.device(device).type != "cuda" or torch.cuda.is_available()
+    except (RuntimeError, TypeError):
+        usable = False
+    if not usable:
+        raise ValueError(f"new_cache's device {device!r} is not one this torch can use; make the cache where the model "
+                         f"is, new_cache(..., device='{where}').")
     whole = lambda n, least: isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= least
     if not (whole(batch_size, 1) and whole(max_len, 0)):
         raise ValueError(f"new_cache needs batch_size >= 1 and max_len >= 0, integers; got {batch_size!r} and "

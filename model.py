@@ -463,7 +463,7 @@ class GPT(nn.Module):
 
     def new_cache(self, batch_size, max_len, dtype=torch.float32, device="cpu"):
         """Pre-allocated decode buffers; dtype should be the dtype attention computes in."""
-        check_new_cache(self, batch_size, max_len, dtype)
+        check_new_cache(self, batch_size, max_len, dtype, device)
         return Cache([b.attn.new_cache(batch_size, max_len, dtype, device) for b in self.transformer.h], max_len,
                      torch.zeros(batch_size, dtype=torch.int32, device=device), self.config)
 

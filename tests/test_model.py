@@ -730,7 +730,10 @@ def test_invalid_requests_name_the_field():
     # torch's "Expected all tensors to be on the same device" from the embedding or SDPA (meta stands for cuda here)
     (lambda m, p: m(p.to("meta")), "idx is on meta and the model on cpu; move it with idx.to\\('cpu'\\)"),
     (lambda m, p: m(p, cache=m.new_cache(1, 8, device="meta")), "cache is on meta .*new_cache\\(..., device='cpu'\\)"),
-])
+    # torch's RuntimeError for a name it does not know, and on a torch without CUDA its AssertionError for "cuda"
+    (lambda m, p: m.new_cache(1, 8, device="gpu"), "new_cache's device 'gpu' is not one this torch can use"),
+] + ([] if torch.cuda.is_available() else [
+    (lambda m, p: m.new_cache(1, 8, device="cuda"), "new_cache's device 'cuda' .*device='cpu'\\)")]))
 def test_arguments_at_their_edges_name_the_argument(call, field):
     """Library calls as docs/model.md shows them, at their edges: one ValueError naming the argument, not an
     IndexError from deep inside (empty prompt, top_k=0) nor a silent result (a negative temperature)."""
