@@ -669,9 +669,13 @@ if ckpt:
             warmup_iters < done and type(end) is int and end != lr_decay_iters and get_lr(done, end) != get_lr(done):
         by = ", set by total_tokens" if total_tokens else ""
         then, now = get_lr(done, end, was), get_lr(done)
+        # a checkpoint still inside its own warmup had no decay to keep: under the shorter warmup this command
+        # gives, the --lr_decay_iters of its end put the rate at min_lr (1.35e-3 to 3.00e-4); its warmup keeps it
+        keep = f"--lr_decay_iters={end} to keep the checkpoint's decay" if done >= was["warmup_iters"] else \
+            f"--warmup_iters={was['warmup_iters']} to keep the checkpoint's warmup, which it was still in"
         notes.append(f"the cosine now ends at iteration {lr_decay_iters} (lr_decay_iters=0: max_iters{by}), not "
                      f"{end}: the rate at iteration {done} {'rises' if now > then else 'falls'} from {then:.2e} to "
-                     f"{now:.2e}; set --lr_decay_iters={end} to keep the checkpoint's decay.")
+                     f"{now:.2e}; set {keep}.")
 # the checkpoint to convert, checked only now: a finished conversion asked again is done (and a stopped one told
 # to resume) whether or not its source is still there
 if source_path and (why := dangling(source_path)):

@@ -1177,6 +1177,21 @@ def test_a_longer_resume_says_the_rate_its_checkpoint_trained_at_not_this_comman
     assert "decay_lr=True (checkpoint: False)" in r.stdout and "cosine" not in r.stdout
 
 
+def test_a_longer_resume_of_a_run_inside_its_warmup_under_a_shorter_warmup_advises_the_warmup(data_dir, tmp_path):
+    # a run of 4 iterations inside a warmup of 8, resumed to 8 under a warmup of 2 (another config file): the note
+    # told --lr_decay_iters=4 "to keep the checkpoint's decay", which put the rate at min_lr; it had no decay yet
+    out = tmp_path / "out"
+    train(data_dir, out, "--max_iters=4", "--warmup_iters=8")
+    shutil.copytree(out, tmp_path / "copy")
+    r = train(data_dir, out, "--init_from=resume", "--max_iters=8", "--eval_interval=8")
+    assert r.stdout.splitlines()[1] == "the cosine now ends at iteration 8 (lr_decay_iters=0: max_iters), not 4: the " \
+                                       "rate at iteration 4 rises from 5.56e-03 to 7.75e-03; set --warmup_iters=8 " \
+                                       "to keep the checkpoint's warmup, which it was still in."
+    train(data_dir, tmp_path / "copy", "--init_from=resume", "--max_iters=8", "--eval_interval=8", "--warmup_iters=8")
+    assert [e["lr"] for e in read_log(tmp_path / "copy") if e["iter"] == 4 and "lr" in e] == \
+        [pytest.approx(LR * 5 / 9)]
+
+
 def test_a_longer_resume_by_total_tokens_says_that_its_cosine_raises_the_rate_again(data_dir, tmp_path):
     # the same under --total_tokens (the paper's configs), whose finished run advises raising it: the line was left
     # out, its checkpoint's config keeping the max_iters that total_tokens left unread
