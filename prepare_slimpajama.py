@@ -519,6 +519,9 @@ def documents(path, split, val_fraction, start, by_line=False, floats=False):
         if why := not_text(data):  # refused before out_dir begins (write_dataset); skipped here with --skip_bad
             yield 0, split, BadInput(f"{path}: {why}", whole_shard=True)
             return
+        # a UTF-8 byte order mark (Notepad's "UTF-8 with BOM") marks the file, it is not text: it was the first
+        # character of the document (3 bytes), where a .jsonl's, read by json, never was
+        text = text.removeprefix("\ufeff")
         cut = len(text)
         if split == "mixed" and val_fraction:
             # val starts at the first line start at or after the fraction mark (no line starts there: no val)

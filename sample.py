@@ -274,7 +274,9 @@ def read_text_file(path, given, fix, documents=None):
                          f"or renamed) does, not text; {fix}.")
     if documents and json_lines(text):  # the same documents saved as docs.txt or docs.json
         raise SystemExit(documents(False))
-    return text
+    # a UTF-8 byte order mark (Notepad's "UTF-8 with BOM") marks the file, it is not text: it began the prompt (or
+    # the text scored, the calibration) with 3 byte tokens prepare drops from the training data
+    return text.removeprefix("\ufeff")
 
 
 def own_val_tokens(data_dir, meta, n, vocab_size):

@@ -180,6 +180,19 @@ def test_a_txt_file_with_cr_line_ends_is_split_at_a_line_start(tmp_path):
         (head,), (tail,) = (decode(x, "bytes") for x in bins(tmp_path / f"out{i}"))
         assert head + tail == text and head.endswith(end) and tail.startswith("line 27")
 
+def test_a_txt_file_with_a_utf8_byte_order_mark_is_its_text_alone(tmp_path):
+    # Notepad's "UTF-8 with BOM": the mark was the document's first character (3 bytes, ef bb bf), as a .jsonl's
+    # never was
+    text = "".join(f"line {j}\n" for j in range(300))
+    write_txt(tmp_path / "plain.txt", text)
+    write_txt(tmp_path / "bom.txt", "\ufeff" + text)
+    for name in ("plain", "bom"):
+        prepare(tmp_path / name, "--input", str(tmp_path / f"{name}.txt"), "--tokenizer=bytes", "--val_fraction=0.1")
+    (head,), (tail,) = (decode(x, "bytes") for x in bins(tmp_path / "bom"))
+    assert head + tail == text
+    assert all((a == b).all() for a, b in zip(bins(tmp_path / "plain"), bins(tmp_path / "bom")))
+
+
 def test_killed_runs_resume_to_byte_identical_bins(tmp_path):
     rng = np.random.default_rng(1)
     words = np.array(["the", "model", "shares", "keys", "and", "values", "attention", "cache", "token", "run"])

@@ -123,6 +123,12 @@ def test_r50k_prompt_with_separator(tmp_path, capsys):
     assert "(K only, V = K)" in stats_lines(out)[0]
 
 
+def test_a_text_file_with_a_utf8_byte_order_mark_is_its_text_alone(tmp_path):
+    # Notepad's "UTF-8 with BOM": the mark began a FILE: prompt (and eval's --text, --calib), as prepare's data never
+    (tmp_path / "prompt.txt").write_bytes("\ufeffROMEO:\r\n".encode())
+    assert sample.read_text(f"FILE:{tmp_path / 'prompt.txt'}", "--start") == "ROMEO:\r\n"
+
+
 def test_clear_errors_and_checkpoint_untouched(tmp_path, capsys):
     with pytest.raises(SystemExit, match="no checkpoint at"):
         run(capsys, tmp_path / "missing")
