@@ -1006,6 +1006,24 @@ def renamed(path):
         f"(`mv {shlex.quote(os.path.join(folder, named[0]))} {shlex.quote(path)}`)"
 
 
+def logged_eval(folder):
+    """The last iteration after 0 at which folder/log.jsonl records a validation loss (train.py saves its checkpoint
+    there), or None: no log, none after 0, or a log that cannot be read (the plain "has saved none" then)."""
+    try:
+        text = log_text(os.path.join(folder, "log.jsonl"))
+    except (OSError, SystemExit):
+        return None
+    last = None
+    for line in text.splitlines():
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(e, dict) and "val_loss" in e and type(e.get("iter")) is int and e["iter"] > 0:
+            last = e["iter"]
+    return last
+
+
 def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     """-> the checkpoint dict at path (ckpt.pt or its out_dir) with the keys asked for, its model weights renamed
     without wrapper prefixes and checked, name by name and shape by shape, against a model built from its
@@ -1031,6 +1049,12 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
         # a run received with its checkpoint renamed ("ckpt (1).pt"), its log beside it: not "has saved none"
         if hint := renamed(path):
             raise SystemExit(f"no checkpoint at {path}, but {hint}.")
+        # a finished or stopped run whose ckpt.pt was moved or removed by hand: "has saved none; wait for it" of a
+        # run that had saved, and whose log says so
+        if not training(os.path.dirname(path) or ".") and (n := logged_eval(os.path.dirname(path) or ".")):
+            raise SystemExit(f"no checkpoint at {path}: the run in {os.path.dirname(path)} logged a validation at "
+                             f"iteration {n} (log.jsonl), where train.py saves ckpt.pt by default, so it was moved or "
+                             f"removed since; restore it, or point to another out_dir.")
         # "train one" there meets the run's lock; its log comes only after its first evaluation, its lock at once
         if any(os.path.isfile(os.path.join(os.path.dirname(path), f)) for f in ("log.jsonl", "train.lock")):
             raise SystemExit(f"no checkpoint at {path}: the run in {os.path.dirname(path)} has saved none (train.py "

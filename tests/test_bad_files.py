@@ -2308,6 +2308,21 @@ def test_a_file_that_is_no_checkpoint_or_a_run_without_one_is_refused_with_a_fix
                            f"another out_dir."
 
 
+def test_a_run_whose_checkpoint_was_moved_away_is_not_said_to_have_saved_none(tmp_path):
+    # `mv run/ckpt.pt elsewhere` after the run finished: sample.py and eval.py said "the run has saved none; wait for
+    # it if it is still training", of a run whose log records the evaluation it saved at
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.jsonl").write_text('{"iter": 0, "val_loss": 5.5}\n{"iter": 0, "loss": 5.5}\n'
+                                   '{"iter": 10, "val_loss": 5.4}\n{"iter": 12, "loss": 5.3}\n')
+    (run / "train.lock").write_text("0\n")  # left by the finished run: no process
+    with pytest.raises(SystemExit) as e:
+        checkpoint.load_checkpoint(run)
+    assert str(e.value) == (f"no checkpoint at {run / 'ckpt.pt'}: the run in {run} logged a validation at iteration 10 "
+                            f"(log.jsonl), where train.py saves ckpt.pt by default, so it was moved or removed since; "
+                            f"restore it, or point to another out_dir.")
+
+
 def test_a_file_this_user_cannot_read_is_named_as_such_not_as_missing_or_corrupt(tmp_path, monkeypatch):
     # as another user: an unreadable ckpt.pt was "corrupt ... restore it or train again", a data folder that is not
     # searchable "has no train.bin; prepare it", and an unreadable val.bin a PermissionError traceback (sample.py
