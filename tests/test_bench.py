@@ -246,7 +246,9 @@ def test_a_users_config_the_memory_plan_cannot_read_is_one_sentence_naming_it(tm
                       ('n_layer = "2"', ": n_layer = '2' is no int; the memory plan covers every run in config/: fix "
                                         "the file, or move it out of config/."),
                       ("n_head = 4\nn_kv_head = 3", ": n_kv_head must divide n_head=4"),
-                      ("batch_size = 0", ": batch_size = 0 is no whole number >= 1;")):
+                      ("batch_size = 0", ": batch_size = 0 is no whole number >= 1;"),
+                      # a name train.py refuses was left out: the plan of the model without it, exit 0
+                      ("n_layers = 12", ": n_layers is no setting of train.py (did you mean n_layer?); the memory")):
         mine.write_text(body + "\n")
         with pytest.raises(SystemExit) as e:
             bench.main(["--what=memory", "--quick", f"--out={tmp_path / 'out'}"])
