@@ -11,7 +11,9 @@ over repeats, taken round robin over the variants, so compare variants within on
 shared with other jobs, one thread makes the timings CPU time (see clock_kind); with more threads they are wall-clock.
 """
 import argparse
+import ast
 import csv
+import difflib
 import glob
 import io
 import json
@@ -21,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+import types
 import weakref
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -205,7 +208,7 @@ def fill_cache(cache, upto):
 def bench_decode(args, device):
     cuda = device.type == "cuda"
     if args.quick:
-        shape, batch, contexts, warmup, reps, dtype = TINY, 1, [16, 32], 1, 2, torch.float32
+        shape, batch, contexts, warmup, reps, dtype = TINY, 1, [16, 32], 2, 2, torch.float32
     elif cuda:  # two contexts and two compiled variants: each compile of the 300M step costs about a minute
         shape, batch, contexts, warmup, reps, dtype = PAPER_SHAPES["300M"], 8, [8192, 32768], 3, 10, torch.bfloat16
     else:
@@ -221,6 +224,10 @@ def bench_decode(args, device):
     with torch.no_grad():
         for t in contexts:
             caches, steps = {}, {}  # the previous context's buffers are freed before these are allocated
+            # each context compiles its steps afresh, two graphs each in the warmup (the first call's, and the second's
+            # once cache.end has moved): forward's code keeps at most recompile_limit (8) graphs, and past it dynamo
+            # ran the last compiled variant eagerly under its "compiled" label from the second context on
+            torch._dynamo.reset()
             for name in names:
                 model = models[name.removesuffix(", compiled")]
                 # sized as generate(prompt of t tokens, warmup + reps new ones) sizes it
@@ -536,17 +543,33 @@ GPU_GB = (40, 80, 141)  # A100 40GB, H100 80GB, H200 141GB, in decimal GB (the c
 GPU_COUNTS = (1, 8, 64)
 
 
+def train_settings():
+    """The names train.py takes from a config file: every GPTConfig field and each number, flag or text it assigns
+    before it reads its arguments (its config_keys), read from its source without running it."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py"), encoding="utf-8") as f:
+        body = ast.parse(f.read()).body
+    assigns = [n for n in body if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)]
+    end = next(n.lineno for n in assigns if n.targets[0].id == "config_keys")
+    return set(asdict(GPTConfig())) | {n.targets[0].id for n in assigns if n.lineno < end and isinstance(
+        n.value, ast.Constant) and type(n.value.value) in (int, float, bool, str) and n.targets[0].id[0] != "_"}
+
+
 def run_configs():
     """{name: the values it sets} for every run config in config/ (base_*.py are fragments, not runs), each checked
     as far as the plan reads it: a user's own file there that does not run, or sets a model train.py would refuse,
     is one sentence naming it (it was a traceback, or a plan for batch_size 0)."""
-    runs = {}
+    runs, settings = {}, train_settings()
     for path in sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)), "config", "*.py"))):
         if not os.path.basename(path).startswith("base_"):
             scope = run_file(path, {})
             runs[os.path.basename(path)[:-3]] = scope
             default = asdict(GPTConfig())
-            odd = next((f"{k} = {scope[k]!r} is no {type(v).__name__}" for k, v in default.items() if k in scope
+            # a name train.py refuses (n_layers = 12 in a copied config) was left out: a plan of the base's model
+            unknown = next((k for k, v in scope.items() if k in scope.assigned and not k.startswith("_")
+                            and not isinstance(v, types.ModuleType) and k not in settings), None)
+            near = difflib.get_close_matches(unknown, settings, n=1, cutoff=0.5) if unknown else []
+            odd = unknown and f"{unknown} is no setting of train.py" + (f" (did you mean {near[0]}?)" if near else "")
+            odd = odd or next((f"{k} = {scope[k]!r} is no {type(v).__name__}" for k, v in default.items() if k in scope
                         and type(scope[k]) is not type(v) and not (type(v) is float and type(scope[k]) is int)), None)
             odd = odd or next((f"{k} = {scope[k]!r} is no whole number >= 1" for k in ("batch_size",
                                "gradient_accumulation_steps") if k in scope and not (type(scope[k]) is int

@@ -619,6 +619,12 @@ class Parser(argparse.ArgumentParser):
                           and v.split("=")[0] not in self._option_string_actions), None)
             if value:
                 message += f"; a value that starts with '-' goes after '=': {shlex.quote(f'{m[1]}={value}')}"
+        elif r := re.fullmatch(r"the following arguments are required: (.*)", message):
+            # `analyze --out-dir=X`: told only that --out_dir is required, and the option typed went unnamed
+            typed = [a.split("=")[0] for a in getattr(self, "argv", []) if a.startswith("--")
+                     and a.split("=")[0] not in self._option_string_actions]
+            near = [(t, n[0]) for t in typed if (n := difflib.get_close_matches(t, r[1].split(", "), 1, 0.6))]
+            message += "".join(f"; {t} is no option here, write {o}" for t, o in near)
         elif h := re.fullmatch(r"argument -h/--help: ignored explicit argument '(.*)'", message):  # `-help`
             message = f"-h{h[1]} is -h with {h[1]!r} after it; write --help (or -h) to list the options"
         super().error(message)

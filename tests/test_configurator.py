@@ -1048,3 +1048,13 @@ def test_ctrl_c_under_a_cleanup_that_fails_is_the_stop(capsys):
         raise RuntimeError("a bug")  # no stop behind it: as before
     with pytest.raises(RuntimeError, match="a bug"):
         cli(broken, "")
+
+
+def test_a_required_option_misspelled_is_named(capsys):
+    # `analyze --out-dir=X` was told only "the following arguments are required: --out_dir"
+    p = Parser(prog="x")
+    p.add_argument("--out_dir", required=True)
+    with pytest.raises(SystemExit):
+        p.parse_args(["--out-dir=run"])
+    assert capsys.readouterr().err.splitlines()[-1] == ("x: error: the following arguments are required: --out_dir; "
+                                                        "--out-dir is no option here, write --out_dir")
