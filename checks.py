@@ -181,8 +181,9 @@ def check_forward(model, idx, targets, cache, cache_type):
         raise ValueError(f"cache.pos must be an integer >= 0, the tokens already in the cache; got {pos!r}.")
     if not torch.is_tensor(pos) and pos + T > cache.max_len:  # a tensor pos is generate's compiled step
         raise ValueError(f"sequence of {pos + T} tokens is longer than the cache max_len of {cache.max_len}.")
-    if model.config.attn == "softmax" and cache.end is not None and not torch.is_tensor(pos) and pos > cache.end:
+    if not torch.is_tensor(pos) and model.config.attn == "softmax" and cache.end is not None and pos > cache.end:
         # a skip ahead attended to positions never written: zeros, or the last prompt's keys after cache.pos = 0
+        # (a tensor pos first: reading cache.end there guarded generate's compiled step on it, a second graph)
         raise ValueError(f"cache.pos is {pos}, past the {cache.end} positions written: attention would read "
                          f"positions never written for this sequence; set cache.pos to at most {cache.end}.")
 
