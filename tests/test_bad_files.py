@@ -2776,6 +2776,9 @@ BY_HAND = {  # reads a test of their own covers, each named: (test file, its tes
     # the run an earlier analysis in --out names on its first line: unreadable or no such line, nothing is refused
     "experiments/analyze.py:first_line:os.path.join(out, 'projections.md')": (
         "test_analyze.py", "test_another_runs_analysis_in_the_same_out_is_not_replaced"),
+    # whether that analysis holds CKA and R2 (its note): unreadable or damaged, it holds none and nothing is refused
+    "experiments/analyze.py:measured_on_data:os.path.join(out, 'projections.md')": (
+        "test_analyze.py", "test_an_analysis_without_data_does_not_replace_the_one_with_cka"),
 }
 NOT_USER = {
     "bench.py:measure:os.path.join(stage, name)": "the staging folder this run made and wrote",
@@ -2785,6 +2788,8 @@ NOT_USER = {
     "checkpoint.py:unreadable:path": "the probe present() makes for every reader above",
     "configurator.py:configure:os.devnull": "/dev/null",
     "configurator.py:describe:path": "the script's own source, for --help",
+    "bench.py:train_settings:os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train.py')":
+        "train.py's own source, for its setting names",
     "configurator.py:closed_as_devnull:os.devnull": "/dev/null",
     "configurator.py:run_main:os.devnull": "/dev/null",
     "experiments/retrofit.py:destination:config_file": "the repository's own config files, named in CONVERSIONS",
