@@ -558,18 +558,22 @@ def test_an_output_that_takes_no_more_text_is_one_line_not_a_traceback(tmp_path)
     assert r.stderr == "stopped: its output could not be written (No space left on device); nothing was written.\n"
 
 
+def argument_refused(capsys, flag, value, says):
+    """sample.py's parser refuses flag=value (with --proj=qk_v, so --calib is read): exit 2, its last line says."""
+    with pytest.raises(SystemExit) as e:
+        sample.parse_args([f"{flag}={value}", "--proj=qk_v"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(f"argument {flag}: {says}")
+
+
 def test_a_file_named_with_a_lower_case_prefix_is_refused_not_read_as_text(tmp_path, capsys):
     # --start=file:prompt.txt sampled from the 15 characters "file:prompt.txt", exit 0; text that merely begins
     # with "file:" and names no file is still the prompt
     text = tmp_path / "prompt.txt"
     text.write_text("ROMEO:\n")
     for flag, prefix in (("--start", "file:"), ("--calib", "File:")):
-        with pytest.raises(SystemExit) as e:
-            sample.parse_args([f"{flag}={prefix}{text}", "--proj=qk_v"])
-        assert e.value.code == 2
-        assert capsys.readouterr().err.splitlines()[-1].endswith(
-            f'argument {flag}: begins with "{prefix}", and only "FILE:" (upper case) reads a file: the value is the '
-            f'text itself; write "FILE:{text}" to read the file')
+        argument_refused(capsys, flag, f"{prefix}{text}", f'begins with "{prefix}", and only "FILE:" (upper case) '
+                         f'reads a file: the value is the text itself; write "FILE:{text}" to read the file')
     assert sample.parse_args(["--start=file: a note"]).start == "file: a note"
 
 
@@ -580,12 +584,8 @@ def test_a_file_named_without_file_prefix_or_a_token_file_is_refused_not_read_as
     text = tmp_path / "a long enough name for one whole block of calibration.txt"
     text.write_text("To be, or not to be: that is the question.\n" * 20)
     for flag in ("--start", "--calib"):
-        with pytest.raises(SystemExit) as e:
-            sample.parse_args([f"{flag}={text}", "--proj=qk_v"])
-        assert e.value.code == 2
-        assert capsys.readouterr().err.splitlines()[-1].endswith(
-            f'argument {flag}: names a file, and without "FILE:" the value is the text itself; write "FILE:{text}" '
-            f'to read the file')
+        argument_refused(capsys, flag, text, f'names a file, and without "FILE:" the value is the text itself; write '
+                         f'"FILE:{text}" to read the file')
     make_data(tmp_path / "data")  # ids 0..16 as uint16: valid UTF-8
     for flag, *convert in (("--start",), ("--calib", "--proj=qk_v")):
         with pytest.raises(SystemExit) as e:
