@@ -38,6 +38,8 @@ def test_cache_section_bytes_equal_theory(tmp_path):
 
 
 def test_decode_prefill_train_step_kernel_quick(tmp_path, capsys):
+    frames = torch._dynamo.utils.counters["frames"]
+    frames.clear()
     bench.main(["--what=decode,prefill,train,step,kernel", "--quick", "--device=cpu", f"--out={tmp_path}"])
     out = capsys.readouterr().out
     assert "needs CUDA" in out
@@ -51,6 +53,10 @@ def test_decode_prefill_train_step_kernel_quick(tmp_path, capsys):
     assert all(float(r["ms_per_step"]) > 0 for r in decode)
     assert all(float(r["ms_min"]) <= float(r["ms_per_step"]) <= float(r["ms_max"]) for r in decode)  # the spread
     assert all(float(r["speed_vs_qkv"]) == 1 for r in decode if r["variant"] == "QKV")
+    # every compiled row was compiled, within dynamo's recompile limit (8 graphs of forward's code): a check that
+    # read cache.end in the compiled step made each step compile twice, and past the limit the last variant ran
+    # eagerly under its "compiled" label
+    assert frames["total"] == frames["ok"] <= 2 * len(bench.COMPILED)
     train = read_csv(tmp_path / "train_speed.csv")
     assert [r["variant"] for r in train] == names
     assert float(train[0]["ratio_vs_qkv"]) == 1 and all(float(r["tokens_per_s"]) > 0 for r in train)
