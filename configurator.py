@@ -81,8 +81,12 @@ def check(key, value, defaults, where, hints=None, unset=None):
     if want is float and type(value) is int:  # --learning_rate=1 means 1.0
         return float(value) if abs(value) < 2**63 else value  # too large for a float: the range check says so
     if type(value) is not want:  # strict: True is no int, 1 is no bool
+        # --max_iters=1,000: a thousands separator makes a tuple, (1, 0), which names no number the user meant
+        typed = where.split("=", 1)[1] if where.startswith("--") and "=" in where else ""
+        fix = f"; drop the thousands separator: {where.split('=')[0]}={typed.replace(',', '')}" \
+            if want in (int, float) and re.fullmatch(r"\d{1,3}(,\d{3})+", typed) else ""
         raise SystemExit(f"{key} must be of type {want.__name__} (like {defaults[key]!r}); {where} gives "
-                         f"{value!r} of type {type(value).__name__}.")
+                         f"{value!r} of type {type(value).__name__}{fix}.")
     # the argument itself only where it prints on one line: --out_dir=$'x\n' is named by its value's repr
     if error := blank_error(key, value, defaults[key], f" in {where}") or \
             control_error(key, value, f" in {where}" if where.isprintable() else "") or unnameable(key, value, where):

@@ -226,6 +226,14 @@ def test_a_number_with_a_typographic_minus_names_it(capsys):
     assert configure(DEFAULTS, ["--out_dir=a\u2212b"])[0]["out_dir"] == "a−b"  # a name may hold any character
 
 
+def test_a_number_with_a_thousands_separator_is_told_to_drop_it():
+    # --max_iters=1,000 was "gives (1, 0) of type tuple", which names no number the user meant
+    with pytest.raises(SystemExit) as e:
+        configure(DEFAULTS, ["--max_iters=1,000"])
+    assert str(e.value) == ("max_iters must be of type int (like 100); --max_iters=1,000 gives (1, 0) of type "
+                            "tuple; drop the thousands separator: --max_iters=1000.")
+
+
 @pytest.mark.parametrize("script, arg, said", [
     # "unrecognized arguments" alone, where train.py names its nearest keys: other tools spell options with dashes
     ("sample", "--max-new-tokens=5", "; nearest options: --max_new_tokens"),
