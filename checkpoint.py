@@ -1014,7 +1014,7 @@ def logged_eval(folder):
     except (OSError, SystemExit):
         return None
     last = None
-    for line in text.splitlines():
+    for line in log_lines(text):  # a log saved back pretty-printed (jq .) is its entries again, as a resume reads it
         try:
             e = json.loads(line)
         except ValueError:
@@ -1051,7 +1051,7 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
             raise SystemExit(f"no checkpoint at {path}, but {hint}.")
         # a finished or stopped run whose ckpt.pt was moved or removed by hand: "has saved none; wait for it" of a
         # run that had saved, and whose log says so
-        if not training(os.path.dirname(path) or ".") and (n := logged_eval(os.path.dirname(path) or ".")):
+        if not training(folder := os.path.dirname(path) or ".") and (n := logged_eval(folder)):
             raise SystemExit(f"no checkpoint at {path}: the run in {os.path.dirname(path)} logged a validation at "
                              f"iteration {n} (log.jsonl), where train.py saves ckpt.pt by default, so it was moved or "
                              f"removed since; restore it, or point to another out_dir.")
