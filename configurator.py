@@ -85,6 +85,10 @@ def check(key, value, defaults, where, hints=None, unset=None):
         typed = where.split("=", 1)[1] if where.startswith("--") and "=" in where else ""
         fix = f"; drop the thousands separator: {where.split('=')[0]}={typed.replace(',', '')}" \
             if want in (int, float) and re.fullmatch(r"\d{1,3}(,\d{3})+", typed) else ""
+        # --max_iters=1e4, --total_tokens=10e9: Python reads a number with an exponent as a float, whole or not
+        if want is int and type(value) is float and value.is_integer() and abs(value) < 2**63:
+            fix = "; write it without the exponent or decimal point: " + \
+                (f"--{key}={int(value)}" if where.startswith("--") else f"{key} = {int(value)}")
         raise SystemExit(f"{key} must be of type {want.__name__} (like {defaults[key]!r}); {where} gives "
                          f"{value!r} of type {type(value).__name__}{fix}.")
     # the argument itself only where it prints on one line: --out_dir=$'x\n' is named by its value's repr

@@ -234,6 +234,22 @@ def test_a_number_with_a_thousands_separator_is_told_to_drop_it():
                             "tuple; drop the thousands separator: --max_iters=1000.")
 
 
+def test_a_whole_number_written_with_an_exponent_is_told_the_integer(tmp_path):
+    # --max_iters=1e4 (or a config file's max_iters = 2e1) named the float, not the integer to write
+    with pytest.raises(SystemExit) as e:
+        configure(DEFAULTS, ["--max_iters=1e3"])
+    assert str(e.value) == ("max_iters must be of type int (like 100); --max_iters=1e3 gives 1000.0 of type float; "
+                            "write it without the exponent or decimal point: --max_iters=1000.")
+    (cfg := tmp_path / "c.py").write_text("max_iters = 2e1\n")
+    with pytest.raises(SystemExit) as e:
+        configure(DEFAULTS, [str(cfg)])
+    assert str(e.value).endswith("gives 20.0 of type float; write it without the exponent or decimal point: "
+                                 "max_iters = 20.")
+    with pytest.raises(SystemExit) as e:  # not a whole number: no integer to offer
+        configure(DEFAULTS, ["--max_iters=1.5"])
+    assert str(e.value).endswith("gives 1.5 of type float.")
+
+
 @pytest.mark.parametrize("script, arg, said", [
     # "unrecognized arguments" alone, where train.py names its nearest keys: other tools spell options with dashes
     ("sample", "--max-new-tokens=5", "; nearest options: --max_new_tokens"),
