@@ -1101,6 +1101,13 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=(), new
               f"skipped, skipped_shards)" if meta["skipped"] or meta["skipped_shards"] else ""
     log(f"wrote {args.out_dir}: {meta['train_tokens']:,} train tokens ({meta['train_documents']:,} documents), "
         f"{meta['val_tokens']:,} val tokens ({meta['val_documents']:,} documents){skipped}")
+    # a split ends at a document boundary, and a .txt file is one document: --train_tokens=100_000 on a 1 MB text
+    # wrote all of it, exit 0 with the number asked for read by nothing
+    for s in target:
+        if meta[f"{s}_tokens"] >= 2 * target[s] > 0:
+            log(f"note: {s}.bin holds {meta[f'{s}_tokens']:,} tokens, past --{s}_tokens={target[s]:,}: a split ends "
+                f"at a document boundary and its last document ran past (a .txt file is one document); for fewer "
+                f"tokens, give a shorter text")
     return meta
 
 
