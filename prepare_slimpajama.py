@@ -410,6 +410,14 @@ def local_shards(args, log=print):
     both = [f for f in train if same_file(f) in held]
     if both:
         sys.exit(f"error: {both[0]} is in both --input and --val_input; give it to one of them")
+    # zstd keeps the file it compresses: a folder holding docs.jsonl beside docs.jsonl.zst prepared every document
+    # twice (or, split between --input and --val_input, validated on training text), exit 0
+    given = {f: option for option, fs in (("--input", train), ("--val_input", val)) for f in fs}
+    for f, option in given.items():
+        if f.endswith(".jsonl.zst") and f[:-4] in given:
+            sys.exit(f"error: {f[:-4]} ({given[f[:-4]]}) and {f} ({option}) are one file and its zstd copy (zstd keeps "
+                     f"the file it compresses), so each document would be read twice; move one of them out of the "
+                     f"input")
     shards = [(f, "val") for f in val] + [(f, "train" if val else "mixed") for f in train]
     return shards, lambda i: shards[i][0]
 

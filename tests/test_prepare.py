@@ -1106,3 +1106,14 @@ def test_a_token_target_a_txt_file_runs_far_past_is_named(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"note: train.bin holds {meta['train_tokens']:,} tokens, past --train_tokens=100" in out
     assert "val.bin holds" not in out  # the default 10M validation target is not past
+
+
+def test_a_jsonl_beside_its_zstd_copy_is_refused_not_read_twice(tmp_path):
+    # `zstd docs.jsonl` keeps docs.jsonl: the folder was prepared with every document twice, exit 0
+    os.makedirs(tmp_path / "in")
+    plain = write_jsonl(tmp_path / "in" / "docs.jsonl", DOCS)
+    write_jsonl(tmp_path / "in" / "docs.jsonl.zst", DOCS)
+    for args in (["--input", str(tmp_path / "in")], ["--input", plain, "--val_input", plain + ".zst"]):
+        with pytest.raises(SystemExit, match="are one file and its zstd copy") as e:
+            P.main([f"--out_dir={tmp_path / 'out'}", "--tokenizer=bytes", *args])
+        assert plain in str(e.value) and not os.path.exists(tmp_path / "out")
