@@ -410,6 +410,14 @@ def local_shards(args, log=print):
     both = [f for f in train if same_file(f) in held]
     if both:
         sys.exit(f"error: {both[0]} is in both --input and --val_input; give it to one of them")
+    # zstd keeps the file it compresses: a folder holding docs.jsonl beside docs.jsonl.zst prepared every document
+    # twice (or, split between --input and --val_input, validated on training text), exit 0
+    given = {f: option for option, fs in (("--input", train), ("--val_input", val)) for f in fs}
+    for f, option in given.items():
+        if f.endswith(".jsonl.zst") and f[:-4] in given:
+            sys.exit(f"error: {f[:-4]} ({given[f[:-4]]}) and {f} ({option}) are one file and its zstd copy (zstd keeps "
+                     f"the file it compresses), so each document would be read twice; move one of them out of the "
+                     f"input")
     shards = [(f, "val") for f in val] + [(f, "train" if val else "mixed") for f in train]
     return shards, lambda i: shards[i][0]
 
@@ -1101,6 +1109,13 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=(), new
               f"skipped, skipped_shards)" if meta["skipped"] or meta["skipped_shards"] else ""
     log(f"wrote {args.out_dir}: {meta['train_tokens']:,} train tokens ({meta['train_documents']:,} documents), "
         f"{meta['val_tokens']:,} val tokens ({meta['val_documents']:,} documents){skipped}")
+    # a split ends at a document boundary, and a .txt file is one document: --train_tokens=100_000 on a 1 MB text
+    # wrote all of it, exit 0 with the number asked for read by nothing
+    for s in target:
+        if meta[f"{s}_tokens"] >= 2 * target[s] > 0:
+            log(f"note: {s}.bin holds {meta[f'{s}_tokens']:,} tokens, past --{s}_tokens={target[s]:,}: a split ends "
+                f"at a document boundary and its last document ran past (a .txt file is one document); for fewer "
+                f"tokens, give a shorter text")
     return meta
 
 

@@ -1096,3 +1096,24 @@ def test_a_jsonl_holding_one_json_array_is_told_to_be_split_into_lines(tmp_path)
     os.rename(folder / "docs.jsonl", tmp_path / "docs.jsonl")
     assert prepare(tmp_path / "d", "--tokenizer=bytes", "--val_fraction=0.1", "--input", str(folder))[
         "train_documents"] == 36
+
+
+def test_a_token_target_a_txt_file_runs_far_past_is_named(tmp_path, capsys):
+    # one .txt is one document: --train_tokens=100 on 2,000 bytes wrote them all, exit 0, without a word
+    t = write_txt(tmp_path / "t.txt", "line of text\n" * 154)
+    meta = prepare(tmp_path / "out", "--tokenizer=bytes", "--input", t, "--val_fraction=0.1", "--train_tokens=100")
+    assert meta["train_tokens"] > 1000
+    out = capsys.readouterr().out
+    assert f"note: train.bin holds {meta['train_tokens']:,} tokens, past --train_tokens=100" in out
+    assert "val.bin holds" not in out  # the default 10M validation target is not past
+
+
+def test_a_jsonl_beside_its_zstd_copy_is_refused_not_read_twice(tmp_path):
+    # `zstd docs.jsonl` keeps docs.jsonl: the folder was prepared with every document twice, exit 0
+    os.makedirs(tmp_path / "in")
+    plain = write_jsonl(tmp_path / "in" / "docs.jsonl", DOCS)
+    write_jsonl(tmp_path / "in" / "docs.jsonl.zst", DOCS)
+    for args in (["--input", str(tmp_path / "in")], ["--input", plain, "--val_input", plain + ".zst"]):
+        with pytest.raises(SystemExit, match="are one file and its zstd copy") as e:
+            P.main([f"--out_dir={tmp_path / 'out'}", "--tokenizer=bytes", *args])
+        assert plain in str(e.value) and not os.path.exists(tmp_path / "out")
