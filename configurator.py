@@ -698,7 +698,11 @@ class Parser(argparse.ArgumentParser):
             self.error(f"unrecognized arguments: {' '.join(extra)}" + (
                 f"; {name}=VALUE takes one value: to give several, write {name} A B (a space, no '=')" if many else
                 f"; {name} takes one value, its items separated by commas: {name}={','.join(items)}" if commas else
-                self.nearest(next((a for a in extra if a.startswith("--") and len(a) > 2), None))))
+                # nanoGPT's sample.py reads config files as train.py does: `sample.py config/cpu_tiny.py` named the
+                # file and no way on
+                f"; {self.prog} reads no config file (train.py does): give its settings as --key=value "
+                f"({self.prog} --help lists them)" if any(a.endswith(".py") and not a.startswith("-") for a in extra)
+                else self.nearest(next((a for a in extra if a.startswith("--") and len(a) > 2), None))))
         return ns
 
     def repeated_lists(self, argv):

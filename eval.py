@@ -208,6 +208,11 @@ def table(results):
             accs += [v] if name == "acc" and task not in inside else []
     if len(accs) > 1:
         lines.append(f"| mean of {len(accs)} tasks | acc | {sum(accs) / len(accs):.4f} | |")
+    # a --limit run's table read as the tasks' result (the limit was in results.json alone): what it scored is said
+    cut = [f"{t} {n['effective']:,} of {n['original']:,}" for t, n in results.get("n-samples", {}).items()
+           if isinstance(n, dict) and n.get("effective", 0) < n.get("original", 0)]
+    if cut:
+        lines += ["", f"--limit: documents scored {', '.join(cut)} (a quick check, not a result)."]
     return "\n".join(lines) + "\n"
 
 

@@ -283,6 +283,11 @@ def test_a_whole_number_written_with_an_exponent_is_told_the_integer(tmp_path):
     ("sample", "--out=samples.txt", "; the samples go to the standard output: redirect them (> samples.txt); "
                                     "--out_dir is the folder of ckpt.pt"),
     ("sample", "--bogus", ""),
+    # pass 30: a config file, as nanoGPT's sample.py reads one, was "unrecognized arguments" and no way on
+    ("sample", "config/cpu_tiny.py", "; sample.py reads no config file (train.py does): give its settings as "
+                                     "--key=value (sample.py --help lists them)"),
+    ("eval", "config/qk_v_1b2.py", "; eval.py reads no config file (train.py does): give its settings as "
+                                   "--key=value (eval.py --help lists them)"),
 ])
 def test_an_unknown_option_of_an_argparse_script_names_what_it_is_or_the_nearest(script, arg, said, capsys):
     parser = __import__(script).get_parser()

@@ -298,6 +298,17 @@ def test_table_has_the_reported_metrics_and_the_mean_acc():
                                               "| mean of 2 tasks | acc | 0.5000 | |"]
 
 
+def test_a_limited_evaluation_says_under_its_table_what_it_scored():
+    # pass 30: --limit=5 wrote "| nextline | acc | 0.0000 | 0.0000 |" to results.md, 5 of the task's 40 documents
+    # read as its result; the limit was in results.json alone
+    res = {"results": {"a": {"acc,none": 0.5}, "b": {"acc,none": 0.25}},
+           "higher_is_better": {"a": {"acc": True}, "b": {"acc": True}},
+           "n-samples": {"a": {"original": 40, "effective": 5}, "b": {"original": 3, "effective": 3}}}
+    assert ev.table(res).splitlines()[-2:] == ["", "--limit: documents scored a 5 of 40 (a quick check, not a result)."]
+    res["n-samples"]["a"]["effective"] = 40  # a limit above every task's size scored them whole: no note
+    assert ev.table(res).splitlines()[-1] == "| mean of 2 tasks | acc | 0.3750 | |"
+
+
 def test_the_mean_acc_counts_a_group_once_not_again_through_its_subtasks():
     # --tasks=grp,c with grp = [a, b]: the harness reports grp (its aggregate) and a, b; the mean was over all four
     res = {"results": {"a": {"acc,none": 0.1}, "b": {"acc,none": 0.3}, "c": {"acc,none": 0.8},
