@@ -162,22 +162,27 @@ def guard_assets(path, full_run, command):
 def partial_prefix(prefix, complete):
     """Where a study's partial report goes: prefix, or prefix_partial where the complete one is there already (a quick
     study's reports share its --root): one run's folder deleted, `--quick --report` replaced the complete quick report
-    with a partial one."""
+    with a partial one. A partial report there is replaced: the second `--report` before the first run finished went
+    to prefix_partial, and the older one stayed as the quick report, with fewer runs than the newer beside it."""
     same = os.path.abspath(prefix) == os.path.abspath(complete)
-    return prefix + "_partial" if same and os.path.exists(complete + ".md") else prefix
+    return prefix + "_partial" if same and os.path.exists(complete + ".md") and not partial_md(complete) else prefix
+
+
+def partial_md(prefix):
+    """Whether prefix.md is a partial report, as partial_report heads one (its first word PARTIAL:)."""
+    try:
+        with open(prefix + ".md", encoding="utf-8", errors="replace") as f:
+            return f.read(8) == "PARTIAL:"
+    except OSError:
+        return False
 
 
 def drop_partial(complete):
     """Once complete.* is written, remove the partial report partial_prefix put beside an earlier complete one: the
     stale complete_partial.* stayed there, reporting fewer runs than the report beside it."""
     stale = complete + "_partial"
-    try:
-        with open(stale + ".md", encoding="utf-8", errors="replace") as f:
-            ours = f.read(8) == "PARTIAL:"  # only what a partial report wrote
-    except OSError:
-        return
-    if not ours:  # the user's own notes of that name are kept, and not said removed as they were
-        return
+    if not partial_md(stale):  # only what a partial report wrote: the user's own notes of that name are kept, and not
+        return  # said removed as they were
     for ext in (".md", ".csv", ".png"):
         if os.path.isfile(stale + ext):
             os.remove(stale + ext)

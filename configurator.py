@@ -944,11 +944,22 @@ def child_env(env=None):
     return {**(os.environ if env is None else env), STUDY_PID: str(os.getpid())}
 
 
+STARTED_BY = {}  # "study": the pid of the study that started this process (die_with_parent), when one did
+
+
+def study_child():
+    """Whether a study started this process (its parent set STUDY_PID, child_env): the command its user typed is
+    the study's, which resumes its runs by itself, so a line saying "add --init_from=resume" does not apply."""
+    return "study" in STARTED_BY
+
+
 def die_with_parent():
     """In a study's train.py (child_env): SIGTERM when the study dies, on Linux (prctl's PR_SET_PDEATHSIG). A study
     killed with SIGKILL (the OOM killer, kill -9) left its runs training with nobody to read them; SIGTERM stops a
     run as Ctrl-C does, its last checkpoint kept. Elsewhere, or without the variable, nothing changes."""
     parent = os.environ.pop(STUDY_PID, None)  # not handed on: what this run starts (compile workers) is its own
+    if parent and str(os.getppid()) == parent:  # not a variable of that name the user set or another program handed on
+        STARTED_BY["study"] = parent
     if not parent or not sys.platform.startswith("linux"):
         return
     import ctypes

@@ -64,7 +64,7 @@ from checkpoint import (atomic_write, dangling, delete_what, eval_batches, file_
                         remove_leftovers, renamed, run_files, run_length, same_data_beside, save_checkpoint,
                         saved_path, scored_tokens, signals_held, space_fix, to_open, token_count, unlocked, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, missing_device,
-                          open_files_fix, out_of_memory, range_error, tolerant_output)
+                          open_files_fix, out_of_memory, range_error, study_child, tolerant_output)
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, conversion_note, convert_state_dict, exact_fit,
                      gpt2_config, load_gpt2, ties_v)
 from model import ATTNS, GPT, POS_CONV_BASES, POS_EMBS, SOURCES, GPTConfig
@@ -735,6 +735,9 @@ def how_to_go_on():
     if held is not None and held >= max_iters:  # stopped after the last save: "--init_from=resume" answers that
         # the run is finished, with nothing to do
         return f"{ckpt_path} holds iteration {held}, the last: the run is finished."
+    if held is not None and study_child():  # the user's command is the study's, which takes no --init_from: it
+        # resumes this run by itself when run again (its own line, next, says so)
+        return f"{ckpt_path} holds iteration {held}, from which the study resumes this run when run again."
     return (f"{ckpt_path} holds iteration {held}: to go on, run the same command with --init_from=resume."
             if held is not None else "no checkpoint was saved yet: run the same command to start again.")
 
@@ -767,7 +770,9 @@ def interrupted(kind, e, tb):
     if why := out_of_memory(e, "lower --batch_size (a larger --gradient_accumulation_steps keeps the tokens per "
                                 "iteration), pass --grad_ckpt=True, or train a smaller model"):
         print(f"{'' if master else f'rank {rank}: '}stopped at iteration {iter_num}: {why}; " + (
-            f"{ckpt_path} holds iteration {saved_iter}: resume it with --init_from=resume." if saved_iter is not None
+            f"{ckpt_path} holds iteration {saved_iter}: " + ("the study resumes this run from it when run again."
+                                                            if study_child() else "resume it with --init_from=resume.")
+            if saved_iter is not None
             else "no checkpoint was saved yet."), file=sys.stderr, flush=True)
         if master:
             unmake()

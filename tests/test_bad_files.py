@@ -1936,6 +1936,18 @@ def test_rope_scores_the_same_bytes_at_every_length_of_a_small_val_bin(tmp_path)
     assert rope.scored_at_every_length(np.zeros(111_539), 256) == rope.EVAL_TOKENS  # the default data's: as before
 
 
+def test_a_second_partial_quick_report_replaces_the_first(tmp_path):
+    # `--quick --report` twice while runs were unfinished: the first, partial, went to rope.md, the second to
+    # rope_partial.md beside it, as if rope.md were the complete quick report, and rope.md kept the older runs
+    args = argparse.Namespace(quick=True, data_dir=str(tmp_path / "mine"), root=str(tmp_path), iters=60, seeds=[1337],
+                              assets=str(tmp_path / "rope"), scored=1024)
+    rows = [{"variant": v, "seed": 1337, "length": 256, "loss": 2.5} for v in rope.VARIANTS]
+    rope.report(rows[:1], [f"{v}_s1337" for v in list(rope.VARIANTS)[1:]], args, 0.0)
+    rope.report(rows[:2], [f"{v}_s1337" for v in list(rope.VARIANTS)[2:]], args, 0.0)
+    assert not list(tmp_path.glob("rope_partial.*"))
+    assert (tmp_path / "rope.md").read_text().startswith(f"PARTIAL: {len(rope.VARIANTS) - 2} runs not finished")
+
+
 def test_a_complete_quick_report_removes_the_partial_one_it_replaces(tmp_path, capsys):
     # a run folder deleted, --quick --report wrote NAME_partial.* beside the complete quick report; trained again,
     # the complete report was written and the stale partial one stayed beside it, reporting fewer runs

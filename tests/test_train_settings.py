@@ -2019,27 +2019,42 @@ def test_nccl_under_torchrun_needs_cuda(tmp_path, monkeypatch):
         "backend='nccl' runs on CUDA only, and device is 'cpu'; set --backend=gloo (or auto)."
 
 
+INTERRUPTED_SAVE = ("import runpy, sys, torch\n"  # train.py whose first save is cut short by Ctrl-C
+                    "def save(obj, f):\n"
+                    "    try:\n"
+                    "        f.write(b'the first bytes of a checkpoint')\n"
+                    "        raise KeyboardInterrupt\n"
+                    "    finally:\n"
+                    "        raise RuntimeError('unexpected pos 337344 vs 333136')\n"
+                    "torch.save = save\n"
+                    "sys.argv[0] = 'train.py'\n"
+                    "runpy.run_path('train.py', run_name='__main__')\n")
+
+
 def test_ctrl_c_during_a_save_keeps_the_last_checkpoint_and_is_one_line(finished, data_dir, tmp_path):
     # torch.save cut short by Ctrl-C raises its own error on closing the file: still the same Ctrl-C
     out = shutil.copytree(finished, tmp_path / "run")
     before = (out / "ckpt.pt").read_bytes()
-    interrupted_save = ("import runpy, sys, torch\n"
-                        "def save(obj, f):\n"
-                        "    try:\n"
-                        "        f.write(b'the first bytes of a checkpoint')\n"
-                        "        raise KeyboardInterrupt\n"
-                        "    finally:\n"
-                        "        raise RuntimeError('unexpected pos 337344 vs 333136')\n"
-                        "torch.save = save\n"
-                        "sys.argv[0] = 'train.py'\n"
-                        "runpy.run_path('train.py', run_name='__main__')\n")
-    r = train(data_dir, out, "--max_iters=4", "--init_from=resume", cmd=(sys.executable, "-c", interrupted_save),
+    r = train(data_dir, out, "--max_iters=4", "--init_from=resume", cmd=(sys.executable, "-c", INTERRUPTED_SAVE),
               check=False)
     assert r.returncode == 130
     assert r.stderr == f"stopped by Ctrl-C at iteration 4; {out / 'ckpt.pt'} holds iteration 2: to go on, run the " \
                        f"same command with --init_from=resume.\n"
     assert (out / "ckpt.pt").read_bytes() == before
     assert sorted(os.listdir(out)) == ["ckpt.pt", "log.jsonl", "train.lock"]
+
+
+def test_ctrl_c_of_a_study_run_points_at_the_study_not_at_init_from(finished, data_dir, tmp_path):
+    # a study's train.py (started by run_child, as every study starts it) said "to go on, run the same command with
+    # --init_from=resume" above the study's own "run the same command to go on": the user's command is the study's,
+    # which takes no --init_from (`python -m experiments.cpu_lm --init_from=resume` is refused)
+    out = shutil.copytree(finished, tmp_path / "run")
+    study = ("import sys\nfrom configurator import run_child\n"
+             f"sys.exit(run_child([sys.executable, '-c', {INTERRUPTED_SAVE!r}, *sys.argv[1:]]))\n")
+    r = train(data_dir, out, "--max_iters=4", "--init_from=resume", cmd=(sys.executable, "-c", study), check=False)
+    assert r.returncode == 130
+    assert r.stderr == f"stopped by Ctrl-C at iteration 4; {out / 'ckpt.pt'} holds iteration 2, from which the " \
+                       f"study resumes this run when run again.\n"
 
 
 CTRL_C_IN_EVAL = ("import torch\n"
