@@ -1107,8 +1107,9 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=(), new
     # --skip_bad's count said only in meta.json: a whole file of another field name was skipped line by line, exit 0
     skipped = f"; skipped {meta['skipped']:,} bad line(s) and {len(meta['skipped_shards'])} bad file(s) (meta.json: " \
               f"skipped, skipped_shards)" if meta["skipped"] or meta["skipped_shards"] else ""
-    log(f"wrote {args.out_dir}: {meta['train_tokens']:,} train tokens ({meta['train_documents']:,} documents), "
-        f"{meta['val_tokens']:,} val tokens ({meta['val_documents']:,} documents){skipped}")
+    docs = {k: f"{meta[k]:,} document{'' if meta[k] == 1 else 's'}" for k in ("train_documents", "val_documents")}
+    log(f"wrote {args.out_dir}: {meta['train_tokens']:,} train tokens ({docs['train_documents']}), "
+        f"{meta['val_tokens']:,} val tokens ({docs['val_documents']}){skipped}")
     # a split ends at a document boundary, and a .txt file is one document: --train_tokens=100_000 on a 1 MB text
     # wrote all of it, exit 0 with the number asked for read by nothing
     for s in target:

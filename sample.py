@@ -264,6 +264,9 @@ def read_text_file(path, given, fix, documents=None):
     except (OSError, UnicodeDecodeError) as e:  # missing, a folder, unreadable, or not text
         why = e.reason + converted(path, utf16(e.object) or no_bom(e.object) or eight_bit(e.object, e.start)) \
             if isinstance(e, UnicodeDecodeError) else e.strerror
+        if isinstance(e, FileNotFoundError) and path.strip() != path and os.path.isfile(path.strip()):
+            # "FILE: prompt.txt" looked for " prompt.txt": the space was no part of the name, and unseen in the message
+            fix = f"the path has a space before or after it; write {given.partition('=')[0]}=FILE:{path.strip()}"
         raise SystemExit(f"{given}: cannot read it as UTF-8 text ({why}); {fix}.")
     if "\0" in text:  # a byte-level token file copied or renamed (a NUL after every byte) decodes as UTF-8 too,
         # and the bytes tokenizer reads a NUL as the document separator (prepare drops them): no text holds one

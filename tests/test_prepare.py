@@ -157,7 +157,7 @@ def test_val_fraction_counts_documents_exactly_where_floats_round_down(tmp_path)
     assert [P.route("mixed", j, 0.7) for j in (88, 89, 90)] == ["val", "val", "train"]
 
 
-def test_val_fraction_takes_the_tail_of_a_txt_file_at_a_line_start(tmp_path):
+def test_val_fraction_takes_the_tail_of_a_txt_file_at_a_line_start(tmp_path, capsys):
     text = "".join(f"line {i} {'.' * (i % 7)}\n" for i in range(300))
     path = write_txt(tmp_path / "book.txt", text)
     meta = prepare(tmp_path / "out", "--input", path, "--tokenizer=bytes", "--val_fraction=0.1")
@@ -166,6 +166,7 @@ def test_val_fraction_takes_the_tail_of_a_txt_file_at_a_line_start(tmp_path):
     assert head + tail == text
     assert head.endswith("\n") and len(head) >= cut and "\n" not in head[cut:-1]
     assert (meta["train_documents"], meta["val_documents"]) == (1, 1)
+    assert "train tokens (1 document), " in capsys.readouterr().out  # not "(1 documents)"
     meta = prepare(tmp_path / "whole", "--input", path, "--tokenizer=bytes", "--val_fraction=0")
     assert decode(bins(tmp_path / "whole")[0], "bytes") == [text] and meta["val_tokens"] == 0
 

@@ -129,6 +129,16 @@ def test_a_text_file_with_a_utf8_byte_order_mark_is_its_text_alone(tmp_path):
     assert sample.read_text(f"FILE:{tmp_path / 'prompt.txt'}", "--start") == "ROMEO:\r\n"
 
 
+def test_a_file_prompt_with_a_space_after_the_prefix_names_the_space(tmp_path, monkeypatch):
+    # "FILE: prompt.txt" looked for " prompt.txt" and said "No such file", the space unseen in the message
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "prompt.txt").write_text("ROMEO:")
+    with pytest.raises(SystemExit) as e:
+        sample.read_text("FILE: prompt.txt", "--start")
+    assert str(e.value) == ("--start=FILE: prompt.txt: cannot read it as UTF-8 text (No such file or directory); the "
+                            "path has a space before or after it; write --start=FILE:prompt.txt.")
+
+
 def test_clear_errors_and_checkpoint_untouched(tmp_path, capsys):
     with pytest.raises(SystemExit, match="no checkpoint at"):
         run(capsys, tmp_path / "missing")
