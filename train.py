@@ -247,7 +247,7 @@ if unread := [k for k in ORIGIN[1:] if k in given and init_from == "scratch"]:
     sys.exit(f"{' and '.join(unread)} say{'s' if len(unread) == 1 else ''} how --init_from's weights are converted, "
              f"and init_from='scratch' converts none; add --init_from=<out_dir, checkpoint or gpt2>, or drop "
              f"{'it' if len(unread) == 1 else 'them'}.")
-source_path = None
+source_path = source_iter = None  # source_iter: the iteration of the checkpoint converted (load_source)
 if converting and init_from not in GPT2_SIZES:
     source_path = os.path.join(init_from, "ckpt.pt") if os.path.isdir(init_from) else init_from
     if os.path.realpath(os.path.dirname(source_path)) == os.path.realpath(out_dir):
@@ -564,6 +564,21 @@ def changed_settings(saved):
             and k not in UNCHECKED + unread and not (k == "init_from" and "resume" in (config[k], old[k]))]
 
 
+def source_trained_on():
+    """(iteration converted, iteration now) where this command converts a checkpoint that has trained on since the
+    finished conversion in out_dir was made from it, else None: the same command said "nothing to do", and sample.py
+    then read a conversion of the older weights. The conversion's log line records the iteration it converted."""
+    if not (source_path and os.path.isfile(source_path)):
+        return None
+    try:
+        then = json.loads((log_lines(log_text(os.path.join(out_dir, "log.jsonl"))) or ["{}"])[0])["conversion"]
+        then = then["from_iter"]
+        now = load_checkpoint(source_path, ("iter_num",), mmap=True)["iter_num"]
+    except (OSError, ValueError, SystemExit, KeyError, TypeError):  # an older log, or a source not to be read here
+        return None
+    return (then, now) if then != now else None
+
+
 def data_meta():
     """data_dir's meta.json as it is, or None where it cannot be read (open_data says why, before any work)."""
     try:
@@ -592,6 +607,10 @@ if ckpt:
                  f"{os.path.join(data_dir, 'meta.json')} records now ({', '.join(moved)}): {data_dir} was prepared "
                  f"again since{other_folder}; train this run into another --out_dir, or delete "
                  f"{run_files(out_dir)} to train it there again.")
+    if done >= max_iters and not changed and (trained_on := source_trained_on()):
+        sys.exit(f"{ckpt_path} holds a finished conversion of {init_from} as it was at iteration {trained_on[0]}, "
+                 f"and {source_path} has trained on since (iteration {trained_on[1]}): to convert it as it is now, "
+                 f"give another --out_dir, or delete {run_files(out_dir)} to convert it there again.")
     if done >= max_iters and not changed:
         if master:
             resume = "" if init_from == "resume" else " and add --init_from=resume"  # not twice: it is there
@@ -944,6 +963,8 @@ def load_source():
         src = load_checkpoint(source_path)
     except SystemExit as e:  # name the setting that pointed here
         sys.exit(f"init_from={init_from!r}: {e}")
+    global source_iter
+    source_iter = src.get("iter_num")
     return GPTConfig(**src["model_args"]), src["model"], src.get("meta", {}).get("tokenizer")
 
 
@@ -1231,16 +1252,36 @@ def before_checkpoint(line):
     of iteration 0 and written before any checkpoint: a max_iters=0 conversion resumed lost it, and its log read as
     a run from scratch (checkpoint.started, the retrofit study's conversion facts)."""
     return line.endswith("\n") and (entry := log_entry(line)) is not None and (
-        entry["iter"] < iter_num or "conversion" in entry)
+        entry["iter"] < iter_num or "conversion" in entry or saved_after(entry))
+
+
+def saved_after(entry):
+    """Whether entry is the validation line the checkpoint was saved after (every save follows one). Kept by a
+    resume, which logs no second: dropped, a resume killed in its first evaluation, or one whose eval_interval
+    skips the checkpoint's iteration, left the log with no record of the evaluation its checkpoint stands on."""
+    return entry["iter"] == iter_num and "val_loss" in entry
+
+
+val_logged = None  # the validation loss the log holds at the checkpoint's iteration, the one it was saved after
 
 
 def open_log():
     """out_dir/log.jsonl; a resumed run first drops the lines a crashed run wrote after its checkpoint."""
+    global val_logged
     path = os.path.join(out_dir, "log.jsonl")
     if init_from == "resume" and os.path.exists(path):
         # UTF-8 with or without a BOM: saved by a Windows editor, its first line (the run's start, which
         # checkpoint.started reads) was no JSON to before_checkpoint and went without a word
         lines = log_lines(log_text(path), numbered=True)
+        entries = [e for _, line in lines if line.endswith("\n") and (e := log_entry(line))]
+        if entries and not any(saved_after(e) for e in entries):
+            # another run's log beside this checkpoint (a folder copied, a ckpt.pt copied in): its lines up to
+            # this iteration were kept as this run's, one log of two runs, exit 0. Set aside, as a log with no
+            # checkpoint is; this run's log begins at its checkpoint
+            os.rename(path, kept := free_kept())
+            print(f"{path} records no validation at iteration {iter_num}, where {ckpt_path} was saved: it is another "
+                  f"run's log (or one cut or edited); it is kept as {kept}, and this run writes a new log.", flush=True)
+            return open(path, "w")
         # a bad line went without a word: said, and the log kept as it was. Not the last cut short by a kill (no
         # newline): a whole last line (a note appended with echo >>) is no kill's
         if bad := [str(n) for i, (n, line) in enumerate(lines) if log_entry(line) is None
@@ -1255,6 +1296,7 @@ def open_log():
         # first evaluation, while the refill sat in a buffer) emptied the log. A log linked here from another run
         # is replaced by this run's own file, not written through the link into that run's
         atomic_write(path, kept)
+        val_logged = next((e["val_loss"] for e in entries if saved_after(e)), None)
         return open(path, "a")
     if os.path.isfile(path) and (os.path.islink(path) or os.stat(path).st_nlink > 1):
         os.remove(path)  # another run's log, linked here (as its checkpoint can be): this run writes its own
@@ -1321,7 +1363,8 @@ if master:
         sys.exit(f"{ckpt_path} exists; continue it with --init_from=resume or train into another --out_dir.")
     logf = open_log()
     if converting:  # the fit of each layer: share of V's variance the tied projection cannot reproduce, split's r
-        log({"iter": 0, "conversion": {"from": init_from, "method": tied_by, "layers": fits}},
+        log({"iter": 0, "conversion": {"from": init_from, "method": tied_by, "layers": fits,
+                                       **({"from_iter": source_iter} if source_iter is not None else {})}},
             f"{init_from}: {conversion}")
     # a constant rate reads none of the schedule's settings: those typed here are said to go unused (not refused:
     # a base command that sets them, as the tests' does, may add --decay_lr=False; config files set them for the
@@ -1350,9 +1393,11 @@ while True:
             stop(f"validation loss is {val_loss}")
         improved = val_loss < best_val_loss
         best_val_loss = min(best_val_loss, val_loss)
-        if master:
-            log({"iter": iter_num, "val_loss": val_loss, "val_ppl": perplexity(val_loss)},
-                f"iter {iter_num}: val loss {val_loss:.4f}, val perplexity {perplexity(val_loss):.2f}")
+        said = f"iter {iter_num}: val loss {val_loss:.4f}, val perplexity {perplexity(val_loss):.2f}"
+        if master and iter_num == start_iter and val_loss == val_logged:  # the line the checkpoint was saved after
+            print(said, flush=True)  # (measured again on other data or devices, it differs: both are logged)
+        elif master:
+            log({"iter": iter_num, "val_loss": val_loss, "val_ppl": perplexity(val_loss)}, said)
         # a checkpoint at every evaluation after the start (only when improved, if not always_save_checkpoint),
         # and always at the end: a finished run is one whose checkpoint is at max_iters
         if iter_num == max_iters or iter_num > start_iter and (improved or always_save_checkpoint):

@@ -145,6 +145,13 @@ def losses(log):
     return [(e["iter"], k, e[k]) for e in log for k in ("loss", "val_loss") if k in e]
 
 
+def but_saved_at(split, it):
+    """A run stopped at max_iters=it and resumed evaluated at it, where it saved and the whole run did not: its log
+    keeps that line, once (the resume logs no second); the rest is the whole run's."""
+    assert [s[:2] for s in split].count((it, "val_loss")) == 1
+    return [s for s in split if s[:2] != (it, "val_loss")]
+
+
 def digest(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
@@ -225,11 +232,29 @@ def test_resume_repeats_the_uninterrupted_run_exactly(tmp_path, data_dir):
     train(data_dir, tmp_path / "split", *common, "--max_iters=6")
     train(data_dir, tmp_path / "split", *common, "--max_iters=12", "--init_from=resume")
     whole, split = losses(read_log(tmp_path / "whole")), losses(read_log(tmp_path / "split"))
+    split = but_saved_at(split, 6)
     assert [w[:2] for w in whole] == [s[:2] for s in split]
     assert max(abs(w[2] - s[2]) for w, s in zip(whole, split)) <= 1e-6
     a = torch.load(tmp_path / "whole" / "ckpt.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "split" / "ckpt.pt", weights_only=True)["model"]
     assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-6) for k in a)
+
+
+def test_a_resume_beside_another_runs_log_sets_that_log_aside(tmp_path, data_dir, trained_once):
+    # a run's folder copied and another run's ckpt.pt copied into it: the resume kept the first run's lines up to
+    # the checkpoint's iteration as its own, one log of two runs, exit 0. Every save follows its validation line
+    train(data_dir, tmp_path / "other", "--max_iters=6", "--seed=7")
+    mix = shutil.copytree(trained_once, tmp_path / "mix")
+    shutil.copyfile(tmp_path / "other" / "ckpt.pt", mix / "ckpt.pt")
+    r = train(data_dir, mix, "--max_iters=8", "--seed=7", "--init_from=resume")
+    assert (f"{mix / 'log.jsonl'} records no validation at iteration 6, where {mix / 'ckpt.pt'} was saved: it is "
+            f"another run's log (or one cut or edited); it is kept as {mix / 'log.1.jsonl'}, and this run writes a new "
+            f"log.") in r.stdout
+    assert digest(mix / "log.1.jsonl") == digest(trained_once / "log.jsonl")
+    assert min(e["iter"] for e in read_log(mix)) == 6  # the new log begins at the checkpoint
+    # the run's own log resumes as it was: no second validation line at the checkpoint's iteration
+    train(data_dir, tmp_path / "other", "--max_iters=8", "--seed=7", "--init_from=resume")
+    assert [e["iter"] for e in read_log(tmp_path / "other") if "val_loss" in e] == [0, 4, 6, 8]
 
 
 def test_a_max_iters_0_checkpoint_resumes_as_a_fresh_run(tmp_path, data_dir):
@@ -290,7 +315,7 @@ def test_fsdp_matches_ddp_and_resumes_exactly(tmp_path, data_dir, ddp_whole):
     assert_close(ddp_whole, whole, rel=1e-5)
     train(data_dir, tmp_path / "split", *fsdp, "--max_iters=6", cmd=TORCHRUN)
     train(data_dir, tmp_path / "split", *fsdp, "--max_iters=12", "--init_from=resume", cmd=TORCHRUN)
-    split = losses(read_log(tmp_path / "split"))
+    split = but_saved_at(losses(read_log(tmp_path / "split")), 6)
     assert [w[:2] for w in whole] == [s[:2] for s in split]
     assert max(abs(w[2] - s[2]) for w, s in zip(whole, split)) <= 1e-6
     ckpt = torch.load(tmp_path / "whole" / "ckpt.pt", weights_only=True)
@@ -307,10 +332,10 @@ def test_checkpoints_move_between_ddp_fsdp_and_one_process(tmp_path, data_dir, d
     train(data_dir, tmp_path / "ddp_fsdp", *ACCUM4, "--max_iters=6", cmd=TORCHRUN)
     train(data_dir, tmp_path / "ddp_fsdp", *ACCUM4, "--parallel=fsdp", "--max_iters=12", "--init_from=resume",
           cmd=TORCHRUN)
-    assert_close(ddp_whole, losses(read_log(tmp_path / "ddp_fsdp")), rel=1e-5)
+    assert_close(ddp_whole, but_saved_at(losses(read_log(tmp_path / "ddp_fsdp")), 6), rel=1e-5)
     train(data_dir, tmp_path / "fsdp_one", *ACCUM4, "--parallel=fsdp", "--max_iters=6", cmd=TORCHRUN)
     train(data_dir, tmp_path / "fsdp_one", *ACCUM4, "--max_iters=12", "--init_from=resume")
-    assert_close(ddp_whole, losses(read_log(tmp_path / "fsdp_one")), rel=1e-5)
+    assert_close(ddp_whole, but_saved_at(losses(read_log(tmp_path / "fsdp_one")), 6), rel=1e-5)
 
 
 def test_a_checkpoint_with_the_older_position_keyed_optimizer_state_still_resumes(tmp_path, data_dir, trained):

@@ -811,6 +811,25 @@ def test_a_resumed_run_keeps_how_it_started(finished, data_dir, tmp_path, monkey
     assert snapshot(out) == before
 
 
+def test_a_conversion_asked_again_after_its_source_trained_on_is_not_this_run(finished, data_dir, tmp_path,
+                                                                                monkeypatch, capsys):
+    # pass 30: the conversion's command, run again once its source had trained on, said "holds this run, finished:
+    # nothing to do", exit 0, and sample.py then read the conversion of the older weights
+    src, out = shutil.copytree(finished, tmp_path / "src"), tmp_path / "conv"
+    conversion = [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2", f"--init_from={src}"]
+    train(data_dir, out, *conversion[2:])
+    assert read_log(out)[0]["conversion"]["from_iter"] == 2
+    assert run_inprocess(monkeypatch, conversion) == "0"  # the same source: nothing to do
+    assert "finished at iteration 2: nothing to do" in capsys.readouterr().out
+    train(data_dir, src, "--init_from=resume", "--max_iters=4")
+    before = snapshot(out)
+    assert run_inprocess(monkeypatch, conversion) == (
+        f"{out / 'ckpt.pt'} holds a finished conversion of {src} as it was at iteration 2, and {src / 'ckpt.pt'} has "
+        f"trained on since (iteration 4): to convert it as it is now, give another --out_dir, or delete "
+        f"{out} to convert it there again.")
+    assert snapshot(out) == before
+
+
 def test_a_run_resumed_before_its_start_was_kept_is_read_from_its_log(finished, data_dir, tmp_path, monkeypatch,
                                                                       capsys):
     # a resume before 0f1ca57 (a converted run resumed at 0ce294a) saved init_from='resume' and its own
@@ -943,7 +962,8 @@ def test_a_resume_on_other_data_measures_its_best_validation_loss_again(tmp_path
     (data / "meta.json").write_text(json.dumps({**meta, "val_tokens": 3_000}))
     r = train(data, tmp_path / "out", "--init_from=resume", "--max_iters=8", "--always_save_checkpoint=False")
     assert "measures its best validation loss again from here" in r.stdout
-    vals = [e["val_loss"] for e in read_log(tmp_path / "out") if "val_loss" in e and e["iter"] >= 4]
+    # the first at 4 is the old data's, the one the checkpoint was saved after; the resume's own follows it
+    vals = [e["val_loss"] for e in read_log(tmp_path / "out") if "val_loss" in e and e["iter"] >= 4][1:]
     assert torch.load(tmp_path / "out" / "ckpt.pt", weights_only=True)["best_val_loss"] == min(vals)
 
 
@@ -1508,10 +1528,10 @@ def test_a_damaged_line_before_the_checkpoint_is_said_and_the_log_kept(finished,
            f"resume; the log as it was is kept as {out / 'log.1.jsonl'}." in r.stdout
     assert (out / "log.1.jsonl").read_text() == "".join(damaged)
     kept = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    before = [e for e in map(json.loads, lines) if e["iter"] < 2]
+    before = [e for e in map(json.loads, lines) if kept_by_resume(e, 2)]
     assert kept[:len(before)] == before and kept[-1]["iter"] == 4
     # the last line cut by a kill is what a resume is for: no word, nothing kept
-    (out / "log.jsonl").write_text("".join(lines) + '{"iter": 5, "lo')
+    (out / "log.jsonl").write_text((out / "log.jsonl").read_text() + '{"iter": 5, "lo')
     r = train(data_dir, out, "--init_from=resume", "--max_iters=6")
     assert "holds no log entry" not in r.stdout and not (out / "log.2.jsonl").exists()
     # a whole last line that is no entry (a note appended with echo >>) is no kill's: it went without a word
@@ -1721,7 +1741,7 @@ def test_a_damaged_log_is_refused_or_cleaned_before_training(finished, data_dir,
     (out / "log.jsonl").write_bytes("".join(lines[:2] + ["garbage\n", '{"no iter": 1}\n', "\xff\n"]).encode()
                                     + b"\xfe\n" + "".join(lines[2:]).encode())  # was a JSONDecodeError traceback
     train(data_dir, out, "--init_from=resume", "--max_iters=4")
-    kept = [e for e in map(json.loads, lines) if e["iter"] < 2]
+    kept = [e for e in map(json.loads, lines) if kept_by_resume(e, 2)]
     log = read_log(out)  # every line parses: the foreign ones went with those after the checkpoint
     assert log[:len(kept)] == kept and [e["iter"] for e in log[len(kept):]] == [2, 3, 4]
 
@@ -2071,6 +2091,12 @@ KILL_AT_LOG_OPEN = ("import builtins, os\n"
                     "builtins.open = open\n")
 
 
+def kept_by_resume(entry, it):
+    """Whether a resume from a checkpoint at iteration it keeps entry: those before it, and the validation line
+    the checkpoint was saved after."""
+    return entry["iter"] < it or entry["iter"] == it and "val_loss" in entry
+
+
 @pytest.mark.parametrize("stop, status", [
     # the kept lines were refilled from a buffer, flushed only by the first log line: a Ctrl-C (or kill) during the
     # resume's first evaluation, seconds on a large eval_tokens, left the log empty
@@ -2081,7 +2107,7 @@ KILL_AT_LOG_OPEN = ("import builtins, os\n"
 ])
 def test_a_stop_as_a_resume_opens_its_log_keeps_the_log(stop, status, finished, data_dir, tmp_path):
     out = shutil.copytree(finished, tmp_path / "run")
-    kept = [line for line in (out / "log.jsonl").read_text().splitlines(True) if json.loads(line)["iter"] < 2]
+    kept = [line for line in (out / "log.jsonl").read_text().splitlines(True) if kept_by_resume(json.loads(line), 2)]
     run = stop + "import runpy, sys\nsys.argv[0] = 'train.py'\nrunpy.run_path('train.py', run_name='__main__')\n"
     r = train(data_dir, out, "--max_iters=4", "--init_from=resume", "--eval_interval=2",
               cmd=(sys.executable, "-c", run), check=False)
