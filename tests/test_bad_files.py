@@ -2782,9 +2782,11 @@ BY_HAND = {  # reads a test of their own covers, each named: (test file, its tes
     # a hand-downloaded r50k_base.tiktoken, hashed once it is a readable file: empty, cut short or another file is
     # "not r50k_base's ... download it again", a folder or unreadable file is not read
     "checkpoint.py:r50k:hand": ("test_bad_files.py", "test_a_tiktoken_cache_this_user_cannot_read_is_named"),
-    # a study's stale partial report, read for its PARTIAL header: another file there, or a folder, is kept
-    "checkpoint.py:drop_partial:stale + '.md'": ("test_bad_files.py",
-                                                 "test_a_complete_quick_report_removes_the_partial_one_it_replaces"),
+    # a study's partial report, read for its PARTIAL header (partial_md: by drop_partial, and by partial_prefix
+    # before a second partial report replaces it, test_a_second_partial_quick_report_replaces_the_first): another
+    # file there, or a folder, is kept
+    "checkpoint.py:partial_md:prefix + '.md'": ("test_bad_files.py",
+                                                "test_a_complete_quick_report_removes_the_partial_one_it_replaces"),
     # the run an earlier analysis in --out names on its first line: unreadable or no such line, nothing is refused
     "experiments/analyze.py:first_line:os.path.join(out, 'projections.md')": (
         "test_analyze.py", "test_another_runs_analysis_in_the_same_out_is_not_replaced"),
