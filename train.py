@@ -1126,6 +1126,7 @@ model = GPT(gptconf).to(device)
 if rank > 0:  # dropout differs per process; rank 0 goes on with the init's stream, as a single process always did
     torch.manual_seed(seed + rank)
 best_val_loss = float("inf")
+saved_best = None  # a resumed checkpoint's best_val_loss as saved: one of the losses its run logged
 if source:
     calib = torch.cat([get_batch("train", max_iters, k)[0] for k in range(calib_batches)])  # a key no step uses
     # a window drawn twice adds no equation: a train.bin little longer than block_size gives few distinct windows, and
@@ -1191,7 +1192,7 @@ if ckpt:  # resuming (any other run with a checkpoint in out_dir ended above)
     # said to go on under another beta2 or weight_decay went on under the old ones
     for group, own in zip(optimizer.param_groups, settings):
         group.update(own)
-    best_val_loss = ckpt["best_val_loss"]
+    best_val_loss = saved_best = ckpt["best_val_loss"]
     # of other data (prepared again, or another --data_dir): the checkpoint's best is of another validation text,
     # which always_save_checkpoint=False compared with it without a word (a better model went unsaved)
     if moved:
@@ -1265,6 +1266,21 @@ def saved_after(entry):
 val_logged = None  # the validation loss the log holds at the checkpoint's iteration, the one it was saved after
 
 
+def not_its_log(entries):
+    """Why a resume's log.jsonl is not its checkpoint's run's, or None. Every save follows a validation line, and
+    the checkpoint's best_val_loss is one of the losses its run logged up to its iteration: another run's log
+    (a ckpt.pt copied in from a run that evaluated at the same iterations) was kept up to there, spliced, exit 0."""
+    if not any(saved_after(e) for e in entries):
+        return f"records no validation at iteration {iter_num}, where {ckpt_path} was saved"
+    # to 7 digits: a log read and written again by a tool (pandas keeps 10) is still this run's
+    if saved_best is not None and math.isfinite(saved_best) and not any(
+            math.isclose(e["val_loss"], saved_best, rel_tol=1e-7) for e in entries
+            if type(e.get("val_loss")) is float and e["iter"] <= iter_num):
+        return (f"records no validation loss of {saved_best:.4f} up to iteration {iter_num}, the best_val_loss "
+                f"{ckpt_path} was saved with")
+    return None
+
+
 def open_log():
     """out_dir/log.jsonl; a resumed run first drops the lines a crashed run wrote after its checkpoint."""
     global val_logged
@@ -1274,12 +1290,12 @@ def open_log():
         # checkpoint.started reads) was no JSON to before_checkpoint and went without a word
         lines = log_lines(log_text(path), numbered=True)
         entries = [e for _, line in lines if line.endswith("\n") and (e := log_entry(line))]
-        if entries and not any(saved_after(e) for e in entries):
+        if entries and (why := not_its_log(entries)):
             # another run's log beside this checkpoint (a folder copied, a ckpt.pt copied in): its lines up to
             # this iteration were kept as this run's, one log of two runs, exit 0. Set aside, as a log with no
             # checkpoint is; this run's log begins at its checkpoint
             os.rename(path, kept := free_kept())
-            print(f"{path} records no validation at iteration {iter_num}, where {ckpt_path} was saved: it is another "
+            print(f"{path} {why}: it is another "
                   f"run's log (or one cut or edited); it is kept as {kept}, and this run writes a new log.", flush=True)
             return open(path, "w")
         # a bad line went without a word: said, and the log kept as it was. Not the last cut short by a kill (no
