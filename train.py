@@ -1270,10 +1270,14 @@ def not_its_log(entries):
     """Why a resume's log.jsonl is not its checkpoint's run's, or None. Every save follows a validation line, and
     the checkpoint's best_val_loss is one of the losses its run logged up to its iteration: another run's log
     (a ckpt.pt copied in from a run that evaluated at the same iterations) was kept up to there, spliced, exit 0."""
+    start = min(e["iter"] for e in entries)
+    if start == iter_num > 0:  # a log a resume began at this checkpoint (received without its log, or beside another
+        return None  # run's): the evaluation it was saved after, and its best, were logged elsewhere
     if not any(saved_after(e) for e in entries):
         return f"records no validation at iteration {iter_num}, where {ckpt_path} was saved"
-    # to 7 digits: a log read and written again by a tool (pandas keeps 10) is still this run's
-    if saved_best is not None and math.isfinite(saved_best) and not any(
+    # only a log from iteration 0 holds every evaluation of its run (a resume's new log begins at its checkpoint,
+    # whose best was logged elsewhere); to 7 digits: a log written again by a tool is still this run's
+    if saved_best is not None and math.isfinite(saved_best) and start == 0 and not any(
             math.isclose(e["val_loss"], saved_best, rel_tol=1e-7) for e in entries
             if type(e.get("val_loss")) is float and e["iter"] <= iter_num):
         return (f"records no validation loss of {saved_best:.4f} up to iteration {iter_num}, the best_val_loss "

@@ -273,6 +273,20 @@ def test_a_resume_beside_the_log_of_a_run_that_evaluated_at_the_same_iteration_s
     assert min(e["iter"] for e in read_log(mix)) == 4
 
 
+def test_a_log_a_resume_began_at_its_checkpoint_is_its_own(tmp_path, data_dir, trained_once):
+    # a checkpoint received without its log, resumed under an eval_interval that skips its iteration: the new log
+    # has no validation line there, and the next resume from that checkpoint (the first one killed before it
+    # saved) called the run's own log another run's and set it aside
+    got = tmp_path / "got"
+    got.mkdir()
+    shutil.copyfile(trained_once / "ckpt.pt", got / "ckpt.pt")
+    train(data_dir, got, "--max_iters=6", "--eval_interval=5", "--init_from=resume")
+    shutil.copyfile(trained_once / "ckpt.pt", got / "ckpt.pt")  # as a kill before the save at 5 leaves it
+    r = train(data_dir, got, "--max_iters=6", "--eval_interval=5", "--init_from=resume")
+    assert "another run's log" not in r.stdout and not (got / "log.1.jsonl").exists()
+    assert [e["iter"] for e in read_log(got) if "val_loss" in e] == [5, 6]
+
+
 def test_a_max_iters_0_checkpoint_resumes_as_a_fresh_run(tmp_path, data_dir):
     # get_optimizer_state_dict saved an AdamW that had taken no step as one zero step (step 1): the resume's first
     # update was bias-corrected as a second, and its losses left the fresh run's from iteration 1, without a word
