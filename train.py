@@ -247,7 +247,8 @@ if unread := [k for k in ORIGIN[1:] if k in given and init_from == "scratch"]:
     sys.exit(f"{' and '.join(unread)} say{'s' if len(unread) == 1 else ''} how --init_from's weights are converted, "
              f"and init_from='scratch' converts none; add --init_from=<out_dir, checkpoint or gpt2>, or drop "
              f"{'it' if len(unread) == 1 else 'them'}.")
-source_path = source_iter = None  # source_iter: the iteration of the checkpoint converted (load_source)
+source_path = None
+source_at = {}  # the iteration and best_val_loss of the checkpoint converted (load_source), for the log
 if converting and init_from not in GPT2_SIZES:
     source_path = os.path.join(init_from, "ckpt.pt") if os.path.isdir(init_from) else init_from
     if os.path.realpath(os.path.dirname(source_path)) == os.path.realpath(out_dir):
@@ -565,18 +566,24 @@ def changed_settings(saved):
 
 
 def source_trained_on():
-    """(iteration converted, iteration now) where this command converts a checkpoint that has trained on since the
-    finished conversion in out_dir was made from it, else None: the same command said "nothing to do", and sample.py
-    then read a conversion of the older weights. The conversion's log line records the iteration it converted."""
+    """How the checkpoint this command converts has changed since the finished conversion in out_dir was made from
+    it, else None: the same command said "nothing to do", and sample.py then read a conversion of the older weights.
+    The conversion's log line records the iteration it converted and its best_val_loss: a source trained again from
+    scratch to the same iteration (deleted, then retrained with other settings) differs in the second."""
     if not (source_path and os.path.isfile(source_path)):
         return None
     try:
         then = json.loads((log_lines(log_text(os.path.join(out_dir, "log.jsonl"))) or ["{}"])[0])["conversion"]
-        then = then["from_iter"]
-        now = load_checkpoint(source_path, ("iter_num",), mmap=True)["iter_num"]
+        now = load_checkpoint(source_path, ("iter_num", "best_val_loss"), mmap=True)
+        if then["from_iter"] != now["iter_num"]:
+            return (f"as it was at iteration {then['from_iter']}, and {source_path} has trained on since (iteration "
+                    f"{now['iter_num']})")
+        if "from_best" in then and not math.isclose(then["from_best"], now["best_val_loss"], rel_tol=1e-7):
+            return (f"as it was at iteration {then['from_iter']} with best_val_loss {then['from_best']:.4f}, and "
+                    f"{source_path} has been trained again since (best_val_loss {now['best_val_loss']:.4f})")
     except (OSError, ValueError, SystemExit, KeyError, TypeError):  # an older log, or a source not to be read here
         return None
-    return (then, now) if then != now else None
+    return None
 
 
 def data_meta():
@@ -608,8 +615,7 @@ if ckpt:
                  f"again since{other_folder}; train this run into another --out_dir, or delete "
                  f"{run_files(out_dir)} to train it there again.")
     if done >= max_iters and not changed and (trained_on := source_trained_on()):
-        sys.exit(f"{ckpt_path} holds a finished conversion of {init_from} as it was at iteration {trained_on[0]}, "
-                 f"and {source_path} has trained on since (iteration {trained_on[1]}): to convert it as it is now, "
+        sys.exit(f"{ckpt_path} holds a finished conversion of {init_from} {trained_on}: to convert it as it is now, "
                  f"give another --out_dir, or delete {run_files(out_dir)} to convert it there again.")
     if done >= max_iters and not changed:
         if master:
@@ -963,8 +969,9 @@ def load_source():
         src = load_checkpoint(source_path)
     except SystemExit as e:  # name the setting that pointed here
         sys.exit(f"init_from={init_from!r}: {e}")
-    global source_iter
-    source_iter = src.get("iter_num")
+    for k, v in (("from_iter", src.get("iter_num")), ("from_best", src.get("best_val_loss"))):
+        if isinstance(v, (int, float)) and math.isfinite(v):
+            source_at[k] = v
     return GPTConfig(**src["model_args"]), src["model"], src.get("meta", {}).get("tokenizer")
 
 
@@ -1384,7 +1391,7 @@ if master:
     logf = open_log()
     if converting:  # the fit of each layer: share of V's variance the tied projection cannot reproduce, split's r
         log({"iter": 0, "conversion": {"from": init_from, "method": tied_by, "layers": fits,
-                                       **({"from_iter": source_iter} if source_iter is not None else {})}},
+                                       **source_at}},
             f"{init_from}: {conversion}")
     # a constant rate reads none of the schedule's settings: those typed here are said to go unused (not refused:
     # a base command that sets them, as the tests' does, may add --decay_lr=False; config files set them for the
