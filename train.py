@@ -247,7 +247,8 @@ if unread := [k for k in ORIGIN[1:] if k in given and init_from == "scratch"]:
     sys.exit(f"{' and '.join(unread)} say{'s' if len(unread) == 1 else ''} how --init_from's weights are converted, "
              f"and init_from='scratch' converts none; add --init_from=<out_dir, checkpoint or gpt2>, or drop "
              f"{'it' if len(unread) == 1 else 'them'}.")
-source_path = source_iter = None  # source_iter: the iteration of the checkpoint converted (load_source)
+source_path = None
+source_at = {}  # the iteration and best_val_loss of the checkpoint converted (load_source), for the log
 if converting and init_from not in GPT2_SIZES:
     source_path = os.path.join(init_from, "ckpt.pt") if os.path.isdir(init_from) else init_from
     if os.path.realpath(os.path.dirname(source_path)) == os.path.realpath(out_dir):
@@ -565,18 +566,24 @@ def changed_settings(saved):
 
 
 def source_trained_on():
-    """(iteration converted, iteration now) where this command converts a checkpoint that has trained on since the
-    finished conversion in out_dir was made from it, else None: the same command said "nothing to do", and sample.py
-    then read a conversion of the older weights. The conversion's log line records the iteration it converted."""
+    """How the checkpoint this command converts has changed since the finished conversion in out_dir was made from
+    it, else None: the same command said "nothing to do", and sample.py then read a conversion of the older weights.
+    The conversion's log line records the iteration it converted and its best_val_loss: a source trained again from
+    scratch to the same iteration (deleted, then retrained with other settings) differs in the second."""
     if not (source_path and os.path.isfile(source_path)):
         return None
     try:
         then = json.loads((log_lines(log_text(os.path.join(out_dir, "log.jsonl"))) or ["{}"])[0])["conversion"]
-        then = then["from_iter"]
-        now = load_checkpoint(source_path, ("iter_num",), mmap=True)["iter_num"]
+        now = load_checkpoint(source_path, ("iter_num", "best_val_loss"), mmap=True)
+        if then["from_iter"] != now["iter_num"]:
+            return (f"as it was at iteration {then['from_iter']}, and {source_path} has trained on since (iteration "
+                    f"{now['iter_num']})")
+        if "from_best" in then and not math.isclose(then["from_best"], now["best_val_loss"], rel_tol=1e-7):
+            return (f"as it was at iteration {then['from_iter']} with best_val_loss {then['from_best']:.4f}, and "
+                    f"{source_path} has been trained again since (best_val_loss {now['best_val_loss']:.4f})")
     except (OSError, ValueError, SystemExit, KeyError, TypeError):  # an older log, or a source not to be read here
         return None
-    return (then, now) if then != now else None
+    return None
 
 
 def data_meta():
@@ -608,8 +615,7 @@ if ckpt:
                  f"again since{other_folder}; train this run into another --out_dir, or delete "
                  f"{run_files(out_dir)} to train it there again.")
     if done >= max_iters and not changed and (trained_on := source_trained_on()):
-        sys.exit(f"{ckpt_path} holds a finished conversion of {init_from} as it was at iteration {trained_on[0]}, "
-                 f"and {source_path} has trained on since (iteration {trained_on[1]}): to convert it as it is now, "
+        sys.exit(f"{ckpt_path} holds a finished conversion of {init_from} {trained_on}: to convert it as it is now, "
                  f"give another --out_dir, or delete {run_files(out_dir)} to convert it there again.")
     if done >= max_iters and not changed:
         if master:
@@ -963,8 +969,9 @@ def load_source():
         src = load_checkpoint(source_path)
     except SystemExit as e:  # name the setting that pointed here
         sys.exit(f"init_from={init_from!r}: {e}")
-    global source_iter
-    source_iter = src.get("iter_num")
+    for k, v in (("from_iter", src.get("iter_num")), ("from_best", src.get("best_val_loss"))):
+        if isinstance(v, (int, float)) and math.isfinite(v):
+            source_at[k] = v
     return GPTConfig(**src["model_args"]), src["model"], src.get("meta", {}).get("tokenizer")
 
 
@@ -1126,6 +1133,7 @@ model = GPT(gptconf).to(device)
 if rank > 0:  # dropout differs per process; rank 0 goes on with the init's stream, as a single process always did
     torch.manual_seed(seed + rank)
 best_val_loss = float("inf")
+saved_best = None  # a resumed checkpoint's best_val_loss as saved: one of the losses its run logged
 if source:
     calib = torch.cat([get_batch("train", max_iters, k)[0] for k in range(calib_batches)])  # a key no step uses
     # a window drawn twice adds no equation: a train.bin little longer than block_size gives few distinct windows, and
@@ -1191,7 +1199,7 @@ if ckpt:  # resuming (any other run with a checkpoint in out_dir ended above)
     # said to go on under another beta2 or weight_decay went on under the old ones
     for group, own in zip(optimizer.param_groups, settings):
         group.update(own)
-    best_val_loss = ckpt["best_val_loss"]
+    best_val_loss = saved_best = ckpt["best_val_loss"]
     # of other data (prepared again, or another --data_dir): the checkpoint's best is of another validation text,
     # which always_save_checkpoint=False compared with it without a word (a better model went unsaved)
     if moved:
@@ -1265,6 +1273,25 @@ def saved_after(entry):
 val_logged = None  # the validation loss the log holds at the checkpoint's iteration, the one it was saved after
 
 
+def not_its_log(entries):
+    """Why a resume's log.jsonl is not its checkpoint's run's, or None. Every save follows a validation line, and
+    the checkpoint's best_val_loss is one of the losses its run logged up to its iteration: another run's log
+    (a ckpt.pt copied in from a run that evaluated at the same iterations) was kept up to there, spliced, exit 0."""
+    start = min(e["iter"] for e in entries)
+    if start == iter_num > 0:  # a log a resume began at this checkpoint (received without its log, or beside another
+        return None  # run's): the evaluation it was saved after, and its best, were logged elsewhere
+    if not any(saved_after(e) for e in entries):
+        return f"records no validation at iteration {iter_num}, where {ckpt_path} was saved"
+    # only a log from iteration 0 holds every evaluation of its run (a resume's new log begins at its checkpoint,
+    # whose best was logged elsewhere); to 7 digits: a log written again by a tool is still this run's
+    if saved_best is not None and math.isfinite(saved_best) and start == 0 and not any(
+            math.isclose(e["val_loss"], saved_best, rel_tol=1e-7) for e in entries
+            if type(e.get("val_loss")) is float and e["iter"] <= iter_num):
+        return (f"records no validation loss of {saved_best:.4f} up to iteration {iter_num}, the best_val_loss "
+                f"{ckpt_path} was saved with")
+    return None
+
+
 def open_log():
     """out_dir/log.jsonl; a resumed run first drops the lines a crashed run wrote after its checkpoint."""
     global val_logged
@@ -1274,12 +1301,12 @@ def open_log():
         # checkpoint.started reads) was no JSON to before_checkpoint and went without a word
         lines = log_lines(log_text(path), numbered=True)
         entries = [e for _, line in lines if line.endswith("\n") and (e := log_entry(line))]
-        if entries and not any(saved_after(e) for e in entries):
+        if entries and (why := not_its_log(entries)):
             # another run's log beside this checkpoint (a folder copied, a ckpt.pt copied in): its lines up to
             # this iteration were kept as this run's, one log of two runs, exit 0. Set aside, as a log with no
             # checkpoint is; this run's log begins at its checkpoint
             os.rename(path, kept := free_kept())
-            print(f"{path} records no validation at iteration {iter_num}, where {ckpt_path} was saved: it is another "
+            print(f"{path} {why}: it is another "
                   f"run's log (or one cut or edited); it is kept as {kept}, and this run writes a new log.", flush=True)
             return open(path, "w")
         # a bad line went without a word: said, and the log kept as it was. Not the last cut short by a kill (no
@@ -1364,7 +1391,7 @@ if master:
     logf = open_log()
     if converting:  # the fit of each layer: share of V's variance the tied projection cannot reproduce, split's r
         log({"iter": 0, "conversion": {"from": init_from, "method": tied_by, "layers": fits,
-                                       **({"from_iter": source_iter} if source_iter is not None else {})}},
+                                       **source_at}},
             f"{init_from}: {conversion}")
     # a constant rate reads none of the schedule's settings: those typed here are said to go unused (not refused:
     # a base command that sets them, as the tests' does, may add --decay_lr=False; config files set them for the

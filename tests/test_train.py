@@ -257,6 +257,36 @@ def test_a_resume_beside_another_runs_log_sets_that_log_aside(tmp_path, data_dir
     assert [e["iter"] for e in read_log(tmp_path / "other") if "val_loss" in e] == [0, 4, 6, 8]
 
 
+def test_a_resume_beside_the_log_of_a_run_that_evaluated_at_the_same_iteration_sets_it_aside(
+        tmp_path, data_dir, trained_once):
+    # both runs logged a validation line at iteration 4: only the checkpoint's best_val_loss, one of the losses
+    # its own run logged, tells the logs apart; the first run's lines up to 4 were kept as this run's, exit 0
+    train(data_dir, tmp_path / "other", "--max_iters=4", "--seed=7")
+    mix = shutil.copytree(trained_once, tmp_path / "mix")
+    shutil.copyfile(tmp_path / "other" / "ckpt.pt", mix / "ckpt.pt")
+    best = torch.load(mix / "ckpt.pt", weights_only=True)["best_val_loss"]
+    r = train(data_dir, mix, "--max_iters=6", "--seed=7", "--init_from=resume")
+    assert (f"{mix / 'log.jsonl'} records no validation loss of {best:.4f} up to iteration 4, the best_val_loss "
+            f"{mix / 'ckpt.pt'} was saved with: it is another run's log (or one cut or edited); it is kept as "
+            f"{mix / 'log.1.jsonl'}") in r.stdout
+    assert digest(mix / "log.1.jsonl") == digest(trained_once / "log.jsonl")
+    assert min(e["iter"] for e in read_log(mix)) == 4
+
+
+def test_a_log_a_resume_began_at_its_checkpoint_is_its_own(tmp_path, data_dir, trained_once):
+    # a checkpoint received without its log, resumed under an eval_interval that skips its iteration: the new log
+    # has no validation line there, and the next resume from that checkpoint (the first one killed before it
+    # saved) called the run's own log another run's and set it aside
+    got = tmp_path / "got"
+    got.mkdir()
+    shutil.copyfile(trained_once / "ckpt.pt", got / "ckpt.pt")
+    train(data_dir, got, "--max_iters=6", "--eval_interval=5", "--init_from=resume")
+    shutil.copyfile(trained_once / "ckpt.pt", got / "ckpt.pt")  # as a kill before the save at 5 leaves it
+    r = train(data_dir, got, "--max_iters=6", "--eval_interval=5", "--init_from=resume")
+    assert "another run's log" not in r.stdout and not (got / "log.1.jsonl").exists()
+    assert [e["iter"] for e in read_log(got) if "val_loss" in e] == [5, 6]
+
+
 def test_a_max_iters_0_checkpoint_resumes_as_a_fresh_run(tmp_path, data_dir):
     # get_optimizer_state_dict saved an AdamW that had taken no step as one zero step (step 1): the resume's first
     # update was bias-corrected as a second, and its losses left the fresh run's from iteration 1, without a word

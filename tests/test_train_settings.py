@@ -830,6 +830,25 @@ def test_a_conversion_asked_again_after_its_source_trained_on_is_not_this_run(fi
     assert snapshot(out) == before
 
 
+def test_a_conversion_asked_again_after_its_source_was_trained_again_is_not_this_run(finished, data_dir, tmp_path,
+                                                                                     monkeypatch):
+    # the source deleted and trained again from scratch (another seed) to the same iteration: the iteration the
+    # log records matched, and the conversion's command said "nothing to do", exit 0, over the older weights
+    src, out = shutil.copytree(finished, tmp_path / "src"), tmp_path / "conv"
+    conversion = [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2", f"--init_from={src}"]
+    train(data_dir, out, *conversion[2:])
+    then = read_log(out)[0]["conversion"]["from_best"]
+    shutil.rmtree(src)
+    train(data_dir, src, "--max_iters=2", "--seed=9")
+    now = torch.load(src / "ckpt.pt", weights_only=True)["best_val_loss"]
+    before = snapshot(out)
+    assert run_inprocess(monkeypatch, conversion) == (
+        f"{out / 'ckpt.pt'} holds a finished conversion of {src} as it was at iteration 2 with best_val_loss "
+        f"{then:.4f}, and {src / 'ckpt.pt'} has been trained again since (best_val_loss {now:.4f}): to convert it as "
+        f"it is now, give another --out_dir, or delete {out} to convert it there again.")
+    assert snapshot(out) == before
+
+
 def test_a_run_resumed_before_its_start_was_kept_is_read_from_its_log(finished, data_dir, tmp_path, monkeypatch,
                                                                       capsys):
     # a resume before 0f1ca57 (a converted run resumed at 0ce294a) saved init_from='resume' and its own
