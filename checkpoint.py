@@ -646,6 +646,17 @@ def iconv_command(hint, path, new, then=""):
     return re.sub(r"(iconv [^;)]*?)$", lambda m: f"{zst}{m.group(1)}{src} > {shlex.quote(new)}{then}", hint)
 
 
+def jq_command(path):
+    """The command that writes the text of prepare's JSON documents at path (one a line) to a free .txt name beside
+    it, and that name: "(jq -r .text)" named no file, jq read a .jsonl.zst's compressed bytes as a parse error, and
+    `jq -r .text docs.txt > docs.txt`, the likely guess for such lines saved as .txt, empties the file."""
+    stem = re.sub(r"(\.jsonl)?(\.zst)?$|\.txt$", "", path, count=1, flags=re.IGNORECASE)
+    new = free_name(stem, ".txt")
+    zst = path.lower().endswith(".zst")
+    read = f"zstd -dc {shell_arg(path)} | jq -r .text" if zst else f"jq -r .text {shell_arg(path)}"
+    return f"{read} > {shell_arg(new)}", new
+
+
 def shell_arg(path):
     """path as one argument of a printed command, ./ before a leading dash: -notes.txt was "iconv: invalid option --
     'n'", and mv -run/log_2.jsonl -run/log.jsonl "mv: invalid option -- 'r'", its converted copy left behind."""

@@ -34,8 +34,9 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import torch
 import torch.nn.functional as F
 
-from checkpoint import (VOCABS, atomic_write, checkpoint_path, guard_assets, hold_lock, json_text, load_json,
-                        new_dirs, outputs_free, perplexity, present, saved_path, shell_arg, together, unwritable)
+from checkpoint import (VOCABS, atomic_write, checkpoint_path, guard_assets, hold_lock, jq_command, json_text,
+                        load_json, new_dirs, outputs_free, perplexity, present, saved_path, shell_arg, together,
+                        unwritable)
 from configurator import Parser, as_typed, cli, number
 from convert import hub_reachable
 from model import GPTConfig
@@ -249,10 +250,11 @@ def read_text_file(path):
     # every byte of the file is scored and counted, "\r\n" too; sample.py's prefix FILE: is no part of a path here
     fix = f"--text takes the path itself: --text={path[5:]}" if path.startswith("FILE:") and \
         os.path.exists(path[5:]) and not os.path.exists(path) else "give a text file"
-    def jsonl(by_name):  # prepare's documents: their JSON syntax ({"text": ..., escapes) was scored, exit 0
+    def jsonl(by_name, real):  # prepare's documents: their JSON syntax ({"text": ..., escapes) was scored, exit 0
+        command, new = jq_command(real)
         return (f"--text={path}: {'a .jsonl file is' if by_name else 'this file is'} JSON, one document a line, and "
                 f"--text scores a file as one plain text, JSON syntax and all; write its documents' text to a .txt "
-                f"file (jq -r .text) and give that.")
+                f"file ({command}) and give --text={new}.")
     text = read_file(path, f"--text={path}", fix, jsonl)
     if not text.split():
         raise SystemExit(f"--text={path} holds no words; give a text to measure perplexity on.")

@@ -30,8 +30,8 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 
 import torch
 
-from checkpoint import (dangling, eight_bit, free_name, iconv_command, load_checkpoint, not_its_data, other_data, r50k,
-                        read_json, saved_path, to_open, token_count, tokens, unreadable, utf16)
+from checkpoint import (dangling, eight_bit, free_name, iconv_command, jq_command, load_checkpoint, not_its_data,
+                        other_data, r50k, read_json, saved_path, to_open, token_count, tokens, unreadable, utf16)
 from configurator import Parser, boolean, cli, compile_failure, home, missing_device, number, shell_vars
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, check_conversion, conversion_note, convert_state_dict,
                      exact_fit, gpt2_config, load_gpt2, ties_v)
@@ -242,15 +242,15 @@ def converted(path, hint):
 
 def read_text_file(path, given, fix, documents=None):
     """The text of the file at path (given: the flag and value that named it, for the message; fix: what to give
-    instead of a file that holds no text). documents(by_name): the refusal of prepare's JSON documents, one a line,
-    where one plain text is asked for (eval's --text, --calib): a .jsonl by its name (by_name), or their lines saved
-    under another; read as text, their JSON syntax was scored or fitted on with the documents, exit 0."""
+    instead of a file that holds no text). documents(by_name, path): the refusal of prepare's JSON documents, one a
+    line, where one plain text is asked for (eval's --text, --calib): a .jsonl by its name (by_name), or their lines
+    saved under another; read as text, their JSON syntax was scored or fitted on with the documents, exit 0."""
     # FILE:~/x or FILE:$HOME/x (quoted, as a prompt is): no shell expands that ~ or $, and the file was not found
     asked, path = path, shell_vars("text", home(path), given.partition("=")[0])
     if path != asked:  # "FILE:$SCR/x: No such file", where $SCR/x did not say which file was looked for
         given = f"{given} ({path})"
     if documents and os.path.realpath(path).lower().endswith(JSONL):  # by its name: a .jsonl.zst is not read
-        raise SystemExit(documents(True))
+        raise SystemExit(documents(True, path))
     if why := dangling(path):  # "No such file or directory", where ls shows it
         raise SystemExit(f"{given}: {why}")
     real = os.path.realpath(path)  # a link named calib.txt may lead there too
@@ -276,7 +276,7 @@ def read_text_file(path, given, fix, documents=None):
         raise SystemExit(f"{given}: holds NUL bytes, as a file of token ids (prepare_slimpajama.py's .bin, copied "
                          f"or renamed) does, not text; {fix}.")
     if documents and json_lines(text):  # the same documents saved as docs.txt or docs.json
-        raise SystemExit(documents(False))
+        raise SystemExit(documents(False, path))
     # a UTF-8 byte order mark (Notepad's "UTF-8 with BOM") marks the file, it is not text: it began the prompt (or
     # the text scored, the calibration) with 3 byte tokens prepare drops from the training data
     return text.removeprefix("\ufeff")
@@ -317,9 +317,12 @@ def calibration(args, cfg, meta, data_dir):
     tokens. -> (ids, where they come from)."""
     bs, n = cfg.block_size, args.calib_tokens
     if args.calib is not None:
-        documents = (f"--calib={args.calib}: this file holds JSON documents, one a line (prepare's .jsonl), and "
-                     f"--calib is one plain text; write their text to a .txt file (jq -r .text) and give that.")
-        every = get_tokenizer(meta)[0](read_text(args.calib, "--calib", lambda by_name: documents))
+        def documents(by_name, path):
+            command, new = jq_command(path)
+            return (f"--calib={args.calib}: this file holds JSON documents, one a line (prepare's .jsonl), and "
+                    f"--calib is one plain text; write their text to a .txt file ({command}) and give "
+                    f"--calib=FILE:{new}.")
+        every = get_tokenizer(meta)[0](read_text(args.calib, "--calib", documents))
         ids, where, held = every[:n], "--calib", len(every)
     else:
         own = own_val_tokens(data_dir, meta, n, cfg.vocab_size)

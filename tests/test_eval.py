@@ -784,12 +784,21 @@ def test_text_in_samples_file_form_or_a_token_file_is_one_sentence_that_fixes_it
                       # prepare's document file, scored with its JSON syntax as one text, exit 0
                       (str(tmp_path / "docs.jsonl"), f"--text={tmp_path / 'docs.jsonl'}: a .jsonl file is JSON, one "
                        f"document a line, and --text scores a file as one plain text, JSON syntax and all; write its "
-                       f"documents' text to a .txt file (jq -r .text) and give that."),
-                      # the same documents saved as docs.txt: scored JSON syntax and all, exit 0
+                       f"documents' text to a .txt file (jq -r .text {tmp_path / 'docs.jsonl'} > "
+                       f"{tmp_path / 'docs_2.txt'}) and give --text={tmp_path / 'docs_2.txt'}."),
+                      # "(jq -r .text)" alone: jq on a .jsonl.zst's compressed bytes is a parse error
+                      (str(tmp_path / "z.jsonl.zst"), f"--text={tmp_path / 'z.jsonl.zst'}: a .jsonl file is JSON, one "
+                       f"document a line, and --text scores a file as one plain text, JSON syntax and all; write its "
+                       f"documents' text to a .txt file (zstd -dc {tmp_path / 'z.jsonl.zst'} | jq -r .text > "
+                       f"{tmp_path / 'z.txt'}) and give --text={tmp_path / 'z.txt'}."),
+                      # the same documents saved as docs.txt: scored JSON syntax and all, exit 0; `jq -r .text
+                      # docs.txt > docs.txt`, the likely guess, emptied it
                       (str(tmp_path / "docs.txt"), f"--text={tmp_path / 'docs.txt'}: this file is JSON, one "
                        f"document a line, and --text scores a file as one plain text, JSON syntax and all; write its "
-                       f"documents' text to a .txt file (jq -r .text) and give that.")):
+                       f"documents' text to a .txt file (jq -r .text {tmp_path / 'docs.txt'} > "
+                       f"{tmp_path / 'docs_2.txt'}) and give --text={tmp_path / 'docs_2.txt'}.")):
         (tmp_path / "docs.jsonl").write_text('{"text": "To be, or not to be."}\n')
+        (tmp_path / "z.jsonl.zst").write_bytes(b"\x28\xb5\x2f\xfd")  # refused by its name, never read
         (tmp_path / "docs.txt").write_text('\ufeff{"text": "To be, or not to be."}\n')  # a BOM: Notepad's
         with pytest.raises(SystemExit) as e:
             ev.main([f"--out_dir={tmp_path / 'run'}", f"--text={arg}", "--device=cpu"])

@@ -291,9 +291,10 @@ def test_a_calibration_file_of_json_documents_is_refused(tmp_path, capsys):
         (tmp_path / name).write_text(line * 10)
         with pytest.raises(SystemExit) as e:
             run(capsys, tmp_path, "--proj=qk_v", f"--calib=FILE:{tmp_path / name}", "--max_new_tokens=1")
+        new = tmp_path / ("docs.txt" if name == "docs.jsonl" else "docs_2.txt")  # never the file it reads
         assert str(e.value) == (f"--calib=FILE:{tmp_path / name}: this file holds JSON documents, one a line "
                                 f"(prepare's .jsonl), and --calib is one plain text; write their text to a .txt file "
-                                f"(jq -r .text) and give that.")
+                                f"(jq -r .text {tmp_path / name} > {new}) and give --calib=FILE:{new}.")
     (tmp_path / "docs.txt").write_text(json.loads(line)["text"] * 10)  # their text: fitted on
     out = run(capsys, tmp_path, "--proj=qk_v", f"--calib=FILE:{tmp_path / 'docs.txt'}", "--max_new_tokens=1",
               "--num_samples=1")
