@@ -15,6 +15,7 @@ import difflib
 import errno
 import glob
 import hashlib
+import json
 import math
 import numbers
 import os
@@ -620,6 +621,28 @@ def other_results(out, what, run=None, inside=False):
             f"give another --out to keep both, or remove {shell_arg(path)} to replace them.")
 
 
+def replaced_run(out, config, args):
+    """One sentence when --out holds this out_dir's results from when its checkpoint was another model (another proj,
+    shape or head count, with either conversion undone): the run replaced in place (`rm -r a; cp -r b a`, or a new
+    run trained in a) is another run, whose evaluation replaced the old one's results as the same run's (its path)."""
+    path = os.path.join(out, "results.json")
+    try:
+        was = load_json(path)["checkpoint"]
+        if args.init_from != "resume" or was["init_from"] != "resume":
+            return None
+        old = {**was["model_args"], **(was.get("converted_from") or {})}
+        new = json.loads(json_text({**asdict(config), **(args.converted_from or {})}, default=str))
+        diff = [k for k in sorted(set(old) & set(new)) if k != "dropout" and old[k] != new[k]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # older or hand-edited: nothing to compare
+        return None
+    if not diff:
+        return None
+    said = ", ".join(f"{k}={old[k]!r}, now {new[k]!r}" for k in diff[:3])
+    return (f"--out {out} holds the results of {was.get('out_dir')} when its checkpoint was another model ({said}): "
+            f"another run, which this evaluation would replace; give another --out to keep both, or remove "
+            f"{shell_arg(path)} to replace them.")
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.include_path and not os.path.isdir(args.include_path):  # else: "lm_eval knows no task", with no why
@@ -649,6 +672,8 @@ def main(argv=None):
     # to convert") on stderr: stdout is the results table alone, as results.md (`eval.py ... > table.md` began with one)
     with contextlib.redirect_stdout(sys.stderr):
         model, meta = load_model(args, device)
+    if why := replaced_run(out, model.config, args):  # known only from the checkpoint: before the evaluation
+        raise SystemExit(why)
     lm = CheckpointLM(model, meta, args.batch_size, dtype)  # its tokenizer may be missing offline
     # made after the checkpoint and its tokenizer (either missing makes no folder), before the evaluation (hours),
     # and removed again if the evaluation stops before its results (an error, Ctrl-C); one evaluation per folder:

@@ -506,7 +506,8 @@ def test_results_name_a_conversion_method_only_where_one_was_used(tmp_path, caps
         res = json.loads((tmp_path / "eval" / "results.json").read_text())
         assert res["checkpoint"]["convert_method"] is method and res["checkpoint"]["converted_from"] == source
         assert res["checkpoint"]["dtype"] == ("bfloat16" if "--dtype=bfloat16" in args else "float32")
-    make_ckpt(tmp_path, BYTES_META)  # qkv: tied by k
+    make_ckpt(tmp_path, BYTES_META)  # qkv: tied by k (another run in the folder: its eval/ holds the qk_v run's)
+    shutil.rmtree(tmp_path / "eval")
     ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 't.txt'}", "--device=cpu", "--proj=qk_v",
              "--convert_method=k"])
     assert json.loads((tmp_path / "eval" / "results.json").read_text())["checkpoint"]["convert_method"] == "k"
@@ -973,6 +974,25 @@ def test_another_run_on_the_same_text_never_replaces_the_results_in_its_out(tmp_
     (tmp_path / "e" / "sub").rename(tmp_path / "e" / "sub2")
     with pytest.raises(SystemExit, match=r"holds the results of another run"):
         ev.main([f"--out_dir={tmp_path / 'e'}", text, "--device=cpu", f"--out={tmp_path / 'e' / 'sub2' / 'eval'}"])
+
+
+def test_a_run_replaced_in_its_folder_never_replaces_the_old_runs_results(tmp_path):
+    # pass 31: a qkv run evaluated into --out=ev, then its folder replaced by a qk_v run (`rm -r a; cp -r b a`) and
+    # evaluated into ev again: the path was the same, so the qk_v run's results replaced the qkv run's, exit 0
+    make_ckpt(tmp_path / "a", BYTES_META, proj="qkv")
+    (tmp_path / "t.txt").write_text("the text of t, a few words\n")
+    out, text = f"--out={tmp_path / 'ev'}", f"--text={tmp_path / 't.txt'}"
+    ev.main([f"--out_dir={tmp_path / 'a'}", text, "--device=cpu", out])
+    ev.main([f"--out_dir={tmp_path / 'a'}", text, "--device=cpu", out, "--proj=qk_v", "--convert_method=k"])
+    ev.main([f"--out_dir={tmp_path / 'a'}", text, "--device=cpu", out, "--n_kv_head=1"])
+    before = (tmp_path / "ev" / "results.json").read_bytes()
+    make_ckpt(tmp_path / "a", BYTES_META, proj="qk_v")
+    with pytest.raises(SystemExit, match=r"holds the results of .*a when its checkpoint was another model \(proj="
+                                         r"'qkv', now 'qk_v'\): another run"):
+        ev.main([f"--out_dir={tmp_path / 'a'}", text, "--device=cpu", out])
+    assert (tmp_path / "ev" / "results.json").read_bytes() == before
+    with pytest.raises(SystemExit, match=r"another model"):  # untied back to qkv, it is still another run
+        ev.main([f"--out_dir={tmp_path / 'a'}", text, "--device=cpu", out, "--proj=qkv"])
 
 
 def two_checkpoint_files(tmp_path):
