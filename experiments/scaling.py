@@ -287,11 +287,19 @@ def train_todo(s, args, todo, running, rows, ana):
             if not tracked(s, args):
                 atomic_write(data_file(args), data_line(args.data_dir))
             if new:
-                ana += new
+                ana[:] = merge_analysis(ana, new)
                 write_csv(ana_path, ANALYSIS_COLUMNS, ana)
             print(f"{run.name(s)}: val loss {row['val_loss']} ({time.time() - t0:.0f} s; "
                   f"{(time.time() - t_start) / 60:.0f} min in all)", flush=True)
             report(s, args)  # the tables so far (marked PARTIAL), so a session that ends mid-study leaves them
+
+
+def merge_analysis(ana, new):
+    """The analysis rows with a run's new ones in place of any of the same budget and seed: a run trained again
+    after its row was deleted from scaling.csv (the way to redo one) appended its rows beside the old run's, and the
+    table averaged the two runs' projections as one seed's."""
+    done = {(str(r["iters"]), str(r["seed"])) for r in new}
+    return [r for r in ana if (str(r["iters"]), str(r["seed"])) not in done] + new
 
 
 def row_run(row):

@@ -53,6 +53,16 @@ def test_reading_rule():
     assert scaling.verdict([0.1]) == "one seed"
 
 
+def test_retrained_run_replaces_its_analysis_rows():
+    # a run trained again (its row deleted from scaling.csv) appended its projections beside the old run's, and the
+    # table averaged both runs as one seed's
+    row = dict(layer="0", measure="cka", pair="Wq-Wk")
+    old = [dict(row, iters="20", seed="1337", value="0.10000"), dict(row, iters="40", seed="1337", value="0.30000")]
+    new = [dict(row, iters=20, seed=1337, value="0.20000")]  # finish() writes numbers, the CSV reads back text
+    merged = scaling.merge_analysis(old, new)
+    assert [(str(r["iters"]), r["value"]) for r in merged] == [("40", "0.30000"), ("20", "0.20000")]
+
+
 def test_quick_run_writes_rows_and_report_outside_assets_and_resumes(tmp_path):
     make_data(tmp_path / "data")
     root = tmp_path / "runs"
