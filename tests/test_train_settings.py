@@ -811,41 +811,32 @@ def test_a_resumed_run_keeps_how_it_started(finished, data_dir, tmp_path, monkey
     assert snapshot(out) == before
 
 
-def test_a_conversion_asked_again_after_its_source_trained_on_is_not_this_run(finished, data_dir, tmp_path,
-                                                                                monkeypatch, capsys):
+@pytest.mark.parametrize("again", [False, True])
+def test_a_conversion_asked_again_after_its_source_changed_is_not_this_run(again, finished, data_dir, tmp_path,
+                                                                           monkeypatch, capsys):
     # pass 30: the conversion's command, run again once its source had trained on, said "holds this run, finished:
-    # nothing to do", exit 0, and sample.py then read the conversion of the older weights
+    # nothing to do", exit 0, and sample.py then read the conversion of the older weights; pass 31: the same where
+    # the source was deleted and trained again from scratch (another seed) to the same iteration
     src, out = shutil.copytree(finished, tmp_path / "src"), tmp_path / "conv"
     conversion = [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2", f"--init_from={src}"]
     train(data_dir, out, *conversion[2:])
-    assert read_log(out)[0]["conversion"]["from_iter"] == 2
+    then = read_log(out)[0]["conversion"]
+    assert then["from_iter"] == 2
     assert run_inprocess(monkeypatch, conversion) == "0"  # the same source: nothing to do
     assert "finished at iteration 2: nothing to do" in capsys.readouterr().out
-    train(data_dir, src, "--init_from=resume", "--max_iters=4")
+    if again:
+        shutil.rmtree(src)
+        train(data_dir, src, "--max_iters=2", "--seed=9")
+        now = torch.load(src / "ckpt.pt", weights_only=True)["best_val_loss"]
+        how = (f"as it was at iteration 2 with best_val_loss {then['from_best']:.4f}, and {src / 'ckpt.pt'} has been "
+               f"trained again since (best_val_loss {now:.4f})")
+    else:
+        train(data_dir, src, "--init_from=resume", "--max_iters=4")
+        how = f"as it was at iteration 2, and {src / 'ckpt.pt'} has trained on since (iteration 4)"
     before = snapshot(out)
     assert run_inprocess(monkeypatch, conversion) == (
-        f"{out / 'ckpt.pt'} holds a finished conversion of {src} as it was at iteration 2, and {src / 'ckpt.pt'} has "
-        f"trained on since (iteration 4): to convert it as it is now, give another --out_dir, or delete "
-        f"{out} to convert it there again.")
-    assert snapshot(out) == before
-
-
-def test_a_conversion_asked_again_after_its_source_was_trained_again_is_not_this_run(finished, data_dir, tmp_path,
-                                                                                     monkeypatch):
-    # the source deleted and trained again from scratch (another seed) to the same iteration: the iteration the
-    # log records matched, and the conversion's command said "nothing to do", exit 0, over the older weights
-    src, out = shutil.copytree(finished, tmp_path / "src"), tmp_path / "conv"
-    conversion = [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2", f"--init_from={src}"]
-    train(data_dir, out, *conversion[2:])
-    then = read_log(out)[0]["conversion"]["from_best"]
-    shutil.rmtree(src)
-    train(data_dir, src, "--max_iters=2", "--seed=9")
-    now = torch.load(src / "ckpt.pt", weights_only=True)["best_val_loss"]
-    before = snapshot(out)
-    assert run_inprocess(monkeypatch, conversion) == (
-        f"{out / 'ckpt.pt'} holds a finished conversion of {src} as it was at iteration 2 with best_val_loss "
-        f"{then:.4f}, and {src / 'ckpt.pt'} has been trained again since (best_val_loss {now:.4f}): to convert it as "
-        f"it is now, give another --out_dir, or delete {out} to convert it there again.")
+        f"{out / 'ckpt.pt'} holds a finished conversion of {src} {how}: to convert it as it is now, give another "
+        f"--out_dir, or delete {out} to convert it there again.")
     assert snapshot(out) == before
 
 
