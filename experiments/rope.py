@@ -211,7 +211,8 @@ def report(rows, missing, args, wall):
     if missing:
         partial_report(missing, len(args.seeds) * len(VARIANTS), prefix, args.assets)
     lengths = sorted({r["length"] for r in rows})
-    md = [f"PARTIAL: {len(missing)} runs not finished, left out: {', '.join(missing)}.", ""] if missing else []
+    md = [f"PARTIAL: {len(missing)} of {len(args.seeds) * len(VARIANTS)} runs not finished, left out: "
+          f"{', '.join(missing)}.", ""] if missing else []  # as cpu_lm's and retrofit's: "1 runs" was no count
     took = "--report: no run trained by this call" if wall is None else f"{wall / 60:.0f} min of training this call"
     # the data scored, as its meta.json records it: data/cpu_lm_bytes prepared from another text was taken for the
     # Shakespeare of config/cpu_lm.py's docstring, which the header named alone
