@@ -989,6 +989,8 @@ def resumed_data():
         tail = received_as(was)
         fix = f"--data_dir={shlex.quote(tail)}, the folder of that name here, if it holds that data" if tail else \
             "--data_dir set to the folder that holds that data here"
+        if not tail and (moved := same_data_beside(was, ckpt.get("meta"))):  # renamed by hand on this machine
+            fix = f"--data_dir={shlex.quote(moved)}, beside it, which holds the same data (moved or renamed?)"
         sys.exit(f"data_dir {data_dir!r} does not exist, and {ckpt_path} trained on data_dir {was!r}, which is not "
                  f"here either (gone, or a path of another machine); resume with {fix}.")
     if was != data_dir:
@@ -996,9 +998,12 @@ def resumed_data():
             f", {here}: run from the folder the run was trained in"
         sys.exit(f"data_dir {data_dir!r} does not exist, and {ckpt_path} trained on data_dir {was!r}{there}; resume "
                  f"with the config file and settings the run was trained with, or --data_dir={shlex.quote(was)}.")
-    if not os.path.isabs(data_dir) and (moved := same_data_beside(data_dir, ckpt.get("meta"))):
-        sys.exit(f"data_dir {data_dir!r}, which {ckpt_path} trained on, is {here}, but {moved!r} beside it holds the "
-                 f"same data (moved or renamed?); resume with --data_dir={shlex.quote(moved)}.")
+    # an absolute one renamed by hand too: open_data's "prepare it with `prepare_slimpajama.py --out_dir=...`" was
+    # the advice, which without the run's --input downloads SlimPajama in place of the renamed folder beside it
+    if moved := same_data_beside(data_dir, ckpt.get("meta")):
+        where = here if not os.path.isabs(data_dir) else "not there"
+        sys.exit(f"data_dir {data_dir!r}, which {ckpt_path} trained on, is {where}, but {moved!r} beside it holds "
+                 f"the same data (moved or renamed?); resume with --data_dir={shlex.quote(moved)}.")
     if not os.path.isabs(data_dir):
         sys.exit(f"data_dir {data_dir!r}, which {ckpt_path} trained on, is {here}; run from the folder the run was "
                  f"trained in, or give --data_dir as an absolute path.")
