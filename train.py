@@ -60,9 +60,10 @@ from torch.utils.checkpoint import checkpoint
 
 from checkpoint import (atomic_write, dangling, delete_what, eval_batches, file_above, guard_assets, inputs_only,
                         iteration_tokens, json_text, load_checkpoint, load_json, lock_held, log_lines, log_text, masked,
-                        masked_file, missing_dirs, open_data, other_data, perplexity, received_as, remove_empty,
-                        remove_leftovers, renamed, run_files, run_length, same_data_beside, save_checkpoint,
-                        saved_path, scored_tokens, signals_held, space_fix, to_open, token_count, unlocked, unreadable)
+                        masked_file, missing_dirs, open_data, other_data, perplexity, prepare_command, received_as,
+                        remove_empty, remove_leftovers, renamed, run_files, run_length, same_data_beside,
+                        save_checkpoint, saved_path, scored_tokens, signals_held, space_fix, to_open, token_count,
+                        unlocked, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, missing_device,
                           open_files_fix, out_of_memory, range_error, study_child, tolerant_output)
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, conversion_note, convert_state_dict, exact_fit,
@@ -1007,6 +1008,9 @@ def resumed_data():
     if not os.path.isabs(data_dir):
         sys.exit(f"data_dir {data_dir!r}, which {ckpt_path} trained on, is {here}; run from the folder the run was "
                  f"trained in, or give --data_dir as an absolute path.")
+    if command := prepare_command(ckpt.get("meta"), data_dir):  # gone: made again from the files it was made from
+        sys.exit(f"data_dir {data_dir!r}, which {ckpt_path} trained on, is not there; prepare it again from the files "
+                 f"it was made from with `{command}`, or set --data_dir to where it is now.")
 
 
 if init_from == "resume":
