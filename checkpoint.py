@@ -1529,6 +1529,24 @@ def misspelt(data_dir, vocab_size=None):
     return beside[near[0]] if near else None
 
 
+def prepare_command(meta, data_dir):
+    """The prepare_slimpajama.py command that makes data_dir again from the local files a checkpoint's meta records
+    (its inputs and settings), or None for the hub's set or a meta without them: a resume whose own data was deleted
+    was told `prepare_slimpajama.py --out_dir=...`, which downloads SlimPajama in place of the run's own text."""
+    st = meta.get("settings") if isinstance(meta, dict) else None
+    train, val = (meta.get(f"{s}_shards") for s in ("train", "val")) if isinstance(meta, dict) else (None, None)
+    if not (isinstance(st, dict) and st.get("source") == "local files" and isinstance(train, list) and train
+            and isinstance(val, list) and all(isinstance(p, str) for p in train + val)):
+        return None
+    args = ["--input", *train] + (["--val_input", *val] if val and val != train else [])
+    args += [f"--tokenizer={st.get('tokenizer')}"]
+    defaults = {"train_tokens": 10_000_000_000, "val_tokens": 10_000_000}  # prepare's, left out as its docs do
+    args += [f"--{k}={st[k]}" for k in ("val_fraction", "train_tokens", "val_tokens")
+             if st.get(k) is not None and st[k] != defaults.get(k)]
+    return " ".join([f"python {script('prepare_slimpajama.py')}", *map(shlex.quote, args),
+                     f"--out_dir={shlex.quote(data_dir)}"])
+
+
 def same_data_beside(data_dir, meta):
     """The one prepared folder beside a missing data_dir that holds the data a checkpoint's meta records (the same
     inputs' hash, or tokenizer and token counts), or None: data/shakespeare_bytes renamed data/sb by hand was told

@@ -60,9 +60,10 @@ from torch.utils.checkpoint import checkpoint
 
 from checkpoint import (atomic_write, dangling, delete_what, eval_batches, file_above, guard_assets, inputs_only,
                         iteration_tokens, json_text, load_checkpoint, load_json, lock_held, log_lines, log_text, masked,
-                        masked_file, missing_dirs, open_data, other_data, perplexity, received_as, remove_empty,
-                        remove_leftovers, renamed, run_files, run_length, same_data_beside, save_checkpoint,
-                        saved_path, scored_tokens, signals_held, space_fix, to_open, token_count, unlocked, unreadable)
+                        masked_file, missing_dirs, open_data, other_data, perplexity, prepare_command, received_as,
+                        remove_empty, remove_leftovers, renamed, run_files, run_length, same_data_beside,
+                        save_checkpoint, saved_path, scored_tokens, signals_held, space_fix, to_open, token_count,
+                        unlocked, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, missing_device,
                           open_files_fix, out_of_memory, range_error, study_child, tolerant_output)
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, conversion_note, convert_state_dict, exact_fit,
@@ -989,6 +990,8 @@ def resumed_data():
         tail = received_as(was)
         fix = f"--data_dir={shlex.quote(tail)}, the folder of that name here, if it holds that data" if tail else \
             "--data_dir set to the folder that holds that data here"
+        if not tail and (moved := same_data_beside(was, ckpt.get("meta"))):  # renamed by hand on this machine
+            fix = f"--data_dir={shlex.quote(moved)}, beside it, which holds the same data (moved or renamed?)"
         sys.exit(f"data_dir {data_dir!r} does not exist, and {ckpt_path} trained on data_dir {was!r}, which is not "
                  f"here either (gone, or a path of another machine); resume with {fix}.")
     if was != data_dir:
@@ -996,12 +999,18 @@ def resumed_data():
             f", {here}: run from the folder the run was trained in"
         sys.exit(f"data_dir {data_dir!r} does not exist, and {ckpt_path} trained on data_dir {was!r}{there}; resume "
                  f"with the config file and settings the run was trained with, or --data_dir={shlex.quote(was)}.")
-    if not os.path.isabs(data_dir) and (moved := same_data_beside(data_dir, ckpt.get("meta"))):
-        sys.exit(f"data_dir {data_dir!r}, which {ckpt_path} trained on, is {here}, but {moved!r} beside it holds the "
-                 f"same data (moved or renamed?); resume with --data_dir={shlex.quote(moved)}.")
+    # an absolute one renamed by hand too: open_data's "prepare it with `prepare_slimpajama.py --out_dir=...`" was
+    # the advice, which without the run's --input downloads SlimPajama in place of the renamed folder beside it
+    if moved := same_data_beside(data_dir, ckpt.get("meta")):
+        where = here if not os.path.isabs(data_dir) else "not there"
+        sys.exit(f"data_dir {data_dir!r}, which {ckpt_path} trained on, is {where}, but {moved!r} beside it holds "
+                 f"the same data (moved or renamed?); resume with --data_dir={shlex.quote(moved)}.")
     if not os.path.isabs(data_dir):
         sys.exit(f"data_dir {data_dir!r}, which {ckpt_path} trained on, is {here}; run from the folder the run was "
                  f"trained in, or give --data_dir as an absolute path.")
+    if command := prepare_command(ckpt.get("meta"), data_dir):  # gone: made again from the files it was made from
+        sys.exit(f"data_dir {data_dir!r}, which {ckpt_path} trained on, is not there; prepare it again from the files "
+                 f"it was made from with `{command}`, or set --data_dir to where it is now.")
 
 
 if init_from == "resume":

@@ -609,6 +609,45 @@ def test_a_resume_whose_data_dir_was_renamed_names_the_folder_beside_holding_its
                    f"--data_dir=data/sb."), msg
 
 
+def test_a_resume_whose_absolute_data_dir_was_renamed_names_the_folder_beside(finished, tmp_path, monkeypatch):
+    # /tmp/d renamed /tmp/d2 by hand, the run's config file giving /tmp/d: the advice was "prepare it with
+    # `python prepare_slimpajama.py --out_dir=/tmp/d`", which downloads SlimPajama for a run of one's own text
+    out = shutil.copytree(finished, tmp_path / "run")
+    ckpt = torch.load(out / "ckpt.pt", weights_only=False)
+    shutil.copytree(ckpt["config"]["data_dir"], tmp_path / "d2")
+    gone = str(tmp_path / "d")
+    ckpt["config"]["data_dir"] = gone
+    torch.save(ckpt, out / "ckpt.pt")
+    msg = run_inprocess(monkeypatch, [f"--data_dir={gone}", f"--out_dir={out}", "--init_from=resume", "--max_iters=4"])
+    assert msg == (f"data_dir {gone!r}, which {out / 'ckpt.pt'} trained on, is not there, but "
+                   f"{str(tmp_path / 'd2')!r} beside it holds the same data (moved or renamed?); resume with "
+                   f"--data_dir={tmp_path / 'd2'}."), msg
+    # the config's data_dir left out: the checkpoint's, not there either, names the same folder
+    msg = run_inprocess(monkeypatch, [f"--out_dir={out}", "--init_from=resume", "--max_iters=4"])
+    assert msg.endswith(f"resume with --data_dir={tmp_path / 'd2'}, beside it, which holds the same data (moved or "
+                        f"renamed?)."), msg
+
+
+def test_a_resume_whose_own_data_was_deleted_is_given_the_prepare_command_of_its_files(finished, tmp_path,
+                                                                                       monkeypatch):
+    # a run of one's own export.jsonl, its data folder deleted: the advice was `prepare_slimpajama.py --out_dir=...`,
+    # which without --input downloads SlimPajama (20 GB), not the run's text
+    out = shutil.copytree(finished, tmp_path / "run")
+    ckpt = torch.load(out / "ckpt.pt", weights_only=False)
+    gone, src = str(tmp_path / "d"), str(tmp_path / "my export.jsonl")
+    ckpt["config"]["data_dir"] = gone
+    ckpt["meta"] = {**ckpt["meta"], "train_shards": [src], "val_shards": [src],
+                    "settings": {"source": "local files", "tokenizer": "bytes", "train_tokens": 10_000_000_000,
+                                 "val_tokens": 10_000_000, "val_fraction": 0.1, "shards": 1, "shards_sha1": "x"}}
+    torch.save(ckpt, out / "ckpt.pt")
+    monkeypatch.chdir(tmp_path)
+    msg = run_inprocess(monkeypatch, [f"--data_dir={gone}", f"--out_dir={out}", "--init_from=resume", "--max_iters=4"])
+    assert msg == (f"data_dir {gone!r}, which {out / 'ckpt.pt'} trained on, is not there; prepare it again from the "
+                   f"files it was made from with `python {os.path.join(ROOT, 'prepare_slimpajama.py')} --input '{src}' "
+                   f"--tokenizer=bytes --val_fraction=0.1 --out_dir={gone}`, or set --data_dir to where it is "
+                   f"now."), msg
+
+
 def test_a_received_run_whose_absolute_data_dir_is_gone_names_the_folder_here(finished, tmp_path, monkeypatch):
     # a run trained on --data_dir=/home/alice/proj/data/bytes, received with its data as data/bytes: the advice was
     # "--data_dir=/home/alice/proj/data/bytes", a folder that is not on this machine
