@@ -48,6 +48,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from checkpoint import (ASSETS, atomic_write, guard_assets, hold_out, load_json, new_dirs, save_figure, say_wrote,
                         together, writable_dir)
 from configurator import Parser, cli, compile_failure, run_file
+from convert import GPT2_SIZES, gpt2_config
 from model import GPT, SOURCES, GPTConfig
 from sample import check_device
 
@@ -571,13 +572,23 @@ def run_configs():
                                "gradient_accumulation_steps") if k in scope and not (type(scope[k]) is int
                                                                                      and scope[k] >= 1)), None)
             try:
-                odd or GPTConfig(**{k: scope[k] for k in default if k in scope})
+                odd or run_model(scope)
             except ValueError as e:
                 odd = str(e).rstrip(".")
             if odd:
                 raise SystemExit(f"config file {path!r}: {odd}; the memory plan covers every run in config/: fix the "
                                  f"file, or move it out of config/.")
     return runs
+
+
+def run_model(values):
+    """The GPTConfig train.py builds for a run config's values: GPT-2's shape where it starts from GPT-2, which keeps
+    only the file's proj, n_kv_head and dropout (the file's own shape, or the default 124M one, was planned for a
+    gpt2-xl run, a fifth of its parameters, without a word)."""
+    if values.get("init_from") in GPT2_SIZES:
+        chosen = {k: values[k] for k in ("proj", "n_kv_head", "dropout") if k in values}
+        return gpt2_config(values["init_from"], **chosen)
+    return GPTConfig(**{k: values[k] for k in asdict(GPTConfig()) if k in values})
 
 
 def state_bytes_per_gpu(model, parallel, n_gpus, accum):
@@ -612,7 +623,7 @@ def bench_memory(args, device):
           f"serving (batch 1, block_size, bf16); built on the meta device ==")
     rows = []
     for name, values in run_configs().items():
-        c = GPTConfig(**{k: values[k] for k in asdict(GPTConfig()) if k in values})
+        c = run_model(values)
         with torch.device("meta"):
             model = GPT(c)
         batch, total_accum = values.get("batch_size", 12), values.get("gradient_accumulation_steps", 40)

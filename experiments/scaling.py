@@ -545,13 +545,18 @@ def analysis_tokens(s, args):
     return min(ANALYSIS_TOKENS, val if val is not None else ANALYSIS_TOKENS) // s["base_block"] * s["base_block"]
 
 
-def run_counts(root):
-    """The data counts a run in root recorded (data_counts), None where root holds no run: the runs of one table
-    trained on one data (check_study_data refuses another)."""
+def run_counts(root, data_dir):
+    """The data counts a run in root on data_dir recorded (data_counts), None where root holds none: the runs of one
+    table trained on one data (check_study_data refuses another). A run of another --data_dir is no run of this
+    table: `--report --root=R`, R a quick study's on other text, rewrote assets/scaling.md's header to name
+    data/cpu_lm_bytes as "Byte-level data of", from runs the tracked table never held."""
     for name in sorted(os.listdir(root)) if os.path.isdir(root) else ():
         path = os.path.join(root, name, "ckpt.pt")
         if os.path.isfile(path):
-            return data_counts(load_checkpoint(path, ("meta",)), os.path.join(root, name))
+            ckpt = load_checkpoint(path, ("meta",))
+            saved = ckpt.get("config", {}).get("data_dir") if isinstance(ckpt.get("config"), dict) else None
+            if not isinstance(saved, str) or same_folder(saved, data_dir):
+                return data_counts(ckpt, os.path.join(root, name))
     return None
 
 
@@ -561,7 +566,7 @@ def header_data(s, args):
     no data) is Shakespeare's; a table beside its runs names what --data_dir's meta.json records (check_root_data:
     the runs' own): data/cpu_lm_bytes prepared from another text was "Byte-level Shakespeare" too."""
     if tracked(s, args):
-        counts = run_counts(args.root)
+        counts = run_counts(args.root, args.data_dir)
         return data_name(counts, args.data_dir) if counts else "Byte-level Shakespeare"
     meta = os.path.join(args.data_dir, "meta.json")
     # gone since: the folder says what it was

@@ -257,6 +257,26 @@ def test_a_users_config_the_memory_plan_cannot_read_is_one_sentence_naming_it(tm
         assert not (tmp_path / "out").exists()
 
 
+def test_the_memory_plan_of_a_config_starting_from_gpt2_plans_gpt2s_shape(tmp_path, monkeypatch):
+    # train.py gives a GPT-2 init_from GPT-2's shape (keeping the file's proj, n_kv_head, dropout): the plan built
+    # the file's shape instead, here the default 124M model for a gpt2-xl run, a fifth of its parameters, exit 0
+    from convert import gpt2_config
+    real = bench.glob.glob
+    mine = tmp_path / "mine.py"
+    monkeypatch.setattr(bench.glob, "glob", lambda pattern: real(pattern) + [str(mine)])
+    mine.write_text('init_from = "gpt2-xl"\nproj = "qk_v"\nbatch_size = 1\n')
+    bench.main(["--what=memory", f"--out={tmp_path / 'out'}"])
+    with open(tmp_path / "out" / "memory.csv") as f:
+        row = next(r for r in csv.DictReader(f) if r["config"] == "mine")
+    with torch.device("meta"):
+        params = GPT(gpt2_config("gpt2-xl", proj="qk_v")).num_params()
+    assert int(row["params"]) == params and int(row["kv_cache_serving"]) == 48 * 1600 * 2 * 1024  # K only, bf16
+    mine.write_text('init_from = "gpt2-xl"\nn_kv_head = 3\n')  # GPT-2 XL's 25 heads: one sentence, as train.py's
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--what=memory", f"--out={tmp_path / 'out2'}"])
+    assert str(e.value).startswith(f"config file {str(mine)!r}: n_kv_head must divide n_head=25"), str(e.value)
+
+
 def test_a_second_run_into_the_same_out_waits_its_turn(tmp_path):
     # two at once mixed their CSVs and figures in one folder, and each timed the other's load as its own speed
     import checkpoint

@@ -312,6 +312,12 @@ def test_a_quick_report_on_the_default_folder_names_the_data_it_records(tmp_path
     torch.save({"model": GPT(GPTConfig(**model_args)).state_dict(), "model_args": model_args, "meta": counts},
                tmp_path / "runs" / "qkv_e64_t256_i600_s1" / "ckpt.pt")
     assert scaling.header_data(scaling.FULL, args) == name
+    # a --root of runs on another --data_dir (a quick study's on other text, given to a --report that left out its
+    # --quick and --data_dir): no run of the tracked table, whose header was rewritten from their counts
+    torch.save({"model": GPT(GPTConfig(**model_args)).state_dict(), "model_args": model_args, "meta": counts,
+                "config": {"data_dir": str(tmp_path / "other")}},
+               tmp_path / "runs" / "qkv_e64_t256_i600_s1" / "ckpt.pt")
+    assert scaling.header_data(scaling.FULL, args) == "Byte-level Shakespeare"
 
 
 def test_the_report_names_its_command_as_the_shell_takes_it(tmp_path):
