@@ -617,7 +617,11 @@ def other_results(out, what, run=None, inside=False):
         same = "text" not in what
     if same:
         return None
-    return (f"--out {out} holds the results of another evaluation ({described(old)}), which this one would replace; "
+    was = described(old)
+    if isinstance(old, dict) and "sha256" in old and "text" in what and same_text(old.get("text"), what["text"]):
+        # the path given is the one recorded: "another evaluation (the perplexity of part.txt)" read as a mistake
+        was += ", a file whose text has changed since"
+    return (f"--out {out} holds the results of another evaluation ({was}), which this one would replace; "
             f"give another --out to keep both, or remove {shell_arg(path)} to replace them.")
 
 
