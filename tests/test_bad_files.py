@@ -1945,8 +1945,8 @@ def test_a_second_partial_quick_report_replaces_the_first(tmp_path):
     rope.report(rows[:1], [f"{v}_s1337" for v in list(rope.VARIANTS)[1:]], args, 0.0)
     rope.report(rows[:2], [f"{v}_s1337" for v in list(rope.VARIANTS)[2:]], args, 0.0)
     assert not list(tmp_path.glob("rope_partial.*"))
-    assert (tmp_path / "rope.md").read_text().startswith(f"PARTIAL: {len(rope.VARIANTS) - 2} of {len(rope.VARIANTS)} runs "
-                                                               f"not finished")
+    n = len(rope.VARIANTS)
+    assert (tmp_path / "rope.md").read_text().startswith(f"PARTIAL: {n - 2} of {n} runs not finished")
 
 
 def test_a_complete_quick_report_removes_the_partial_one_it_replaces(tmp_path, capsys):
