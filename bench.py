@@ -48,7 +48,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from checkpoint import (ASSETS, atomic_write, guard_assets, hold_out, load_json, new_dirs, save_figure, say_wrote,
                         together, writable_dir)
 from configurator import Parser, cli, compile_failure, run_file
-from convert import GPT2_SIZES, gpt2_config
+from convert import GPT2_CHOSEN, GPT2_SIZES, gpt2_config
 from model import GPT, SOURCES, GPTConfig
 from sample import check_device
 
@@ -586,7 +586,7 @@ def run_model(values):
     only the file's proj, n_kv_head and dropout (the file's own shape, or the default 124M one, was planned for a
     gpt2-xl run, a fifth of its parameters, without a word)."""
     if values.get("init_from") in GPT2_SIZES:
-        chosen = {k: values[k] for k in ("proj", "n_kv_head", "dropout") if k in values}
+        chosen = {k: values[k] for k in GPT2_CHOSEN if k in values}
         return gpt2_config(values["init_from"], **chosen)
     return GPTConfig(**{k: values[k] for k in asdict(GPTConfig()) if k in values})
 

@@ -1318,16 +1318,23 @@ def _json_line(line):
         return False
 
 
+def first_entry(out_dir):
+    """The first entry of out_dir/log.jsonl, where the run's start is (its conversion, if any), or None: no log, an
+    empty one, one that cannot be read, or a first line that is no JSON object."""
+    try:
+        first = json.loads((log_lines(log_text(os.path.join(out_dir, "log.jsonl"))) or [""])[0])
+    except (OSError, ValueError, SystemExit):  # SystemExit: UTF-16, which the resume itself refuses
+        return None
+    return first if isinstance(first, dict) else None
+
+
 def started(out_dir):
     """How the run in out_dir started, from the first line of its log.jsonl: init_from and, for a conversion that
     tied V to K, convert_method ({} where the log cannot say). A resume before 0f1ca57 saved init_from 'resume' in
     place of the run's start, and the resume command's convert_method: a scratch command then matched a converted
     run ("nothing to do"), and the conversion's own command was told the checkpoint had another convert_method."""
-    try:
-        first = json.loads((log_lines(log_text(os.path.join(out_dir, "log.jsonl"))) or [""])[0])
-    except (OSError, ValueError, SystemExit):  # SystemExit: UTF-16, which the resume itself refuses
-        return {}
-    if not isinstance(first, dict) or first.get("iter") != 0:  # a log begun by a resume, or not train.py's
+    first = first_entry(out_dir)
+    if first is None or first.get("iter") != 0:  # a log begun by a resume, or not train.py's
         return {}
     conversion = first.get("conversion")
     if conversion is None:  # every conversion writes its line first: this run started from scratch

@@ -337,6 +337,7 @@ def narrow_note(cfg, fits, method):
 
 GPT2_SIZES = {"gpt2": (12, 12, 768), "gpt2-medium": (24, 16, 1024), "gpt2-large": (36, 20, 1280),
               "gpt2-xl": (48, 25, 1600)}  # n_layer, n_head, n_embd
+GPT2_CHOSEN = ("proj", "n_kv_head", "dropout")  # what a run's settings choose of a GPT-2 start: the rest is GPT-2's
 
 
 def gpt2_config(name, **overrides):

@@ -58,16 +58,16 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
-from checkpoint import (atomic_write, dangling, delete_what, eval_batches, file_above, guard_assets, inputs_only,
-                        iteration_tokens, json_text, load_checkpoint, load_json, lock_held, log_lines, log_text, masked,
-                        masked_file, missing_dirs, open_data, other_data, perplexity, prepare_command, received_as,
-                        remove_empty, remove_leftovers, renamed, run_files, run_length, same_data_beside,
-                        save_checkpoint, saved_path, scored_tokens, signals_held, space_fix, to_open, token_count,
-                        unlocked, unreadable)
+from checkpoint import (atomic_write, dangling, delete_what, eval_batches, file_above, first_entry, guard_assets,
+                        inputs_only, iteration_tokens, json_text, load_checkpoint, load_json, lock_held, log_lines,
+                        log_text, masked, masked_file, missing_dirs, open_data, other_data, perplexity,
+                        prepare_command, received_as, remove_empty, remove_leftovers, renamed, run_files, run_length,
+                        same_data_beside, save_checkpoint, saved_path, scored_tokens, signals_held, space_fix, to_open,
+                        token_count, unlocked, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, missing_device,
                           open_files_fix, out_of_memory, range_error, study_child, tolerant_output)
-from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, conversion_note, convert_state_dict, exact_fit,
-                     gpt2_config, load_gpt2, ties_v)
+from convert import (GPT2_CHOSEN, GPT2_SIZES, HEAD_SHARING, TIE_METHODS, conversion_note, convert_state_dict,
+                     exact_fit, gpt2_config, load_gpt2, ties_v)
 from model import ATTNS, GPT, POS_CONV_BASES, POS_EMBS, SOURCES, GPTConfig
 
 # -----------------------------------------------------------------------------
@@ -461,7 +461,7 @@ else:
     model_args = {k: config[k] for k in asdict(GPTConfig())}
 try:
     if init_from in GPT2_SIZES:
-        model_args = asdict(gpt2_config(init_from, **{k: config[k] for k in ("proj", "n_kv_head", "dropout")}))
+        model_args = asdict(gpt2_config(init_from, **{k: config[k] for k in GPT2_CHOSEN}))
         # a config file's or --key's shape gives way to GPT-2's: said, not done without a word (--block_size=64)
         replaced = [f"{k}={model_args[k]!r} (not {config[k]!r})" for k in model_args if k in given
                     and config[k] != model_args[k]]
@@ -574,7 +574,7 @@ def source_trained_on():
     if not (source_path and os.path.isfile(source_path)):
         return None
     try:
-        then = json.loads((log_lines(log_text(os.path.join(out_dir, "log.jsonl"))) or ["{}"])[0])["conversion"]
+        then = (first_entry(out_dir) or {})["conversion"]
         now = load_checkpoint(source_path, ("iter_num", "best_val_loss"), mmap=True)
         if then["from_iter"] != now["iter_num"]:
             return (f"as it was at iteration {then['from_iter']}, and {source_path} has trained on since (iteration "
