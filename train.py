@@ -1327,7 +1327,12 @@ def open_log():
                 f"lines {', '.join(bad[:5])}{', ...' * (len(bad) > 5)} hold"
             print(f"{path}: {which} no log entry of train.py (edited, or a disk error), left out by this resume; the "
                   f"log as it was is kept as {kept}.", flush=True)
-        kept = "".join(line for _, line in lines if before_checkpoint(line))
+        kept = [line for _, line in lines if before_checkpoint(line)]
+        # the first validation line at the checkpoint's iteration is the one it was saved after; a second is a
+        # resume's that stopped before its first save (Ctrl-C, a closed pipe), measured on other data or settings:
+        # kept, the finished run's log held two losses at that iteration, one of data it never trained on
+        at = [i for i, line in enumerate(kept) if saved_after(log_entry(line))]
+        kept = "".join(line for i, line in enumerate(kept) if i not in at[1:])
         # by rename, then appended to: truncated and refilled in place, a kill between the two (or a Ctrl-C in the
         # first evaluation, while the refill sat in a buffer) emptied the log. A log linked here from another run
         # is replaced by this run's own file, not written through the link into that run's

@@ -273,6 +273,18 @@ def test_a_resume_beside_the_log_of_a_run_that_evaluated_at_the_same_iteration_s
     assert min(e["iter"] for e in read_log(mix)) == 4
 
 
+def test_a_resume_stopped_before_its_first_save_leaves_no_second_validation_line(tmp_path, data_dir, trained_once):
+    # a resume on other data (or settings) logs its own validation at the checkpoint's iteration; stopped before its
+    # first save (Ctrl-C, a closed pipe), that line stayed, and the next resume kept it: two losses at iteration 4
+    out = shutil.copytree(trained_once, tmp_path / "out")
+    first = [e for e in read_log(out) if e.get("iter") == 4 and "val_loss" in e][0]["val_loss"]
+    with open(out / "log.jsonl", "a") as f:  # what the stopped resume leaves
+        f.write(json.dumps({"iter": 4, "val_loss": first + 0.5, "val_ppl": math.exp(first + 0.5)}) + "\n")
+    train(data_dir, out, "--max_iters=6", "--init_from=resume")
+    evals = [e for e in read_log(out) if "val_loss" in e]
+    assert [e["iter"] for e in evals] == [0, 4, 6] and evals[1]["val_loss"] == first
+
+
 def test_a_log_a_resume_began_at_its_checkpoint_is_its_own(tmp_path, data_dir, trained_once):
     # a checkpoint received without its log, resumed under an eval_interval that skips its iteration: the new log
     # has no validation line there, and the next resume from that checkpoint (the first one killed before it
