@@ -374,6 +374,8 @@ def local_files(patterns, option, log=print, out_dir=None):
             parts = re.split(r"[,\s]+", pattern.strip(", "))
             fix = f"each of {', '.join(parts)} does: give them apart, {option} {' '.join(parts)}" \
                 if len(parts) > 1 and all(os.path.exists(p) for p in parts) else "give existing files, folders or globs"
+            if len(parts) == 1 and os.path.exists(parts[0]):  # "small.txt " quoted: the space went unseen
+                fix = f"{parts[0]} does: the name has a space or comma before or after it; give {option} {parts[0]}"
             sys.exit(f"error: {option} {pattern} does not exist; {fix}")
         elif not pattern.endswith(EXTENSIONS):
             fix = upper_fix(pattern) or prepared_fix(pattern) or json_fix(pattern) or "convert it or leave it out"

@@ -1063,6 +1063,12 @@ def test_several_inputs_given_as_one_name_are_told_to_be_given_apart(tmp_path):
         assert str(e.value) == f"error: --input {given} does not exist; each of {a}, {b} does: give them apart, " \
                                f"--input {a} {b}"
 
+    # one name with a space or comma after it ("a.txt " quoted): the same "give existing files", the space unseen
+    for given in (f"{a} ", f"{a},"):
+        with pytest.raises(SystemExit) as e:
+            prepare(tmp_path / "d", "--tokenizer=bytes", "--input", given)
+        assert str(e.value) == f"error: --input {given} does not exist; {a} does: the name has a space or comma " \
+                               f"before or after it; give --input {a}"
 
 def test_a_jsonl_holding_one_json_array_is_told_to_be_split_into_lines(tmp_path):
     # json.dump(docs) saved as docs.jsonl: "not a JSON object with a 'text' string (TypeError('list indices must be
