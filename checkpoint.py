@@ -646,6 +646,18 @@ def iconv_command(hint, path, new, then=""):
     return re.sub(r"(iconv [^;)]*?)$", lambda m: f"{zst}{m.group(1)}{src} > {shlex.quote(new)}{then}", hint)
 
 
+def json_lines(text):
+    """Whether text's first line is a JSON document as prepare's .jsonl holds them ({"text": "..."}): eval's --text
+    and prepare's .txt inputs refuse such lines, whose JSON syntax was scored or trained on as text, exit 0."""
+    # not text.lstrip(): a copy of a 200 MB text; a BOM (Notepad's .jsonl saved as .txt) before it is no text
+    # nor its first line unless a "{" begins it: text8 is one line of 100 MB
+    first = re.match(r"[\s\ufeff]*(\{[^\n]*)?", text)[1] or ""
+    try:
+        return first.startswith("{") and isinstance(json.loads(first).get("text"), str)
+    except ValueError:
+        return False
+
+
 def jq_command(path):
     """The command that writes the text of prepare's JSON documents at path (one a line) to a free .txt name beside
     it, and that name: "(jq -r .text)" named no file, jq read a .jsonl.zst's compressed bytes as a parse error, and

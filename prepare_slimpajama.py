@@ -46,9 +46,9 @@ import numpy as np
 import zstandard
 
 from checkpoint import (atomic_write, dangling, delete_what, dir_steps, earlier_sha1s, eight_bit, free_name,
-                        guard_assets, hold_lock, iconv_command, iconv_in_place, inputs_sha1, largest_token, load_json,
-                        missing_dirs, r50k, remove_empty, remove_leftovers, shell_arg, space_fix, unreadable, utf16,
-                        writable_dir)
+                        guard_assets, hold_lock, iconv_command, iconv_in_place, inputs_sha1, json_lines, largest_token,
+                        load_json, missing_dirs, r50k, remove_empty, remove_leftovers, shell_arg, space_fix, unreadable,
+                        utf16, writable_dir)
 from configurator import Parser, boolean, cli, number
 from convert import hub_problem
 
@@ -374,6 +374,8 @@ def local_files(patterns, option, log=print, out_dir=None):
             parts = re.split(r"[,\s]+", pattern.strip(", "))
             fix = f"each of {', '.join(parts)} does: give them apart, {option} {' '.join(parts)}" \
                 if len(parts) > 1 and all(os.path.exists(p) for p in parts) else "give existing files, folders or globs"
+            if len(parts) == 1 and os.path.exists(parts[0]):  # "small.txt " quoted: the space went unseen
+                fix = f"{parts[0]} does: the name has a space or comma before or after it; give {option} {parts[0]}"
             sys.exit(f"error: {option} {pattern} does not exist; {fix}")
         elif not pattern.endswith(EXTENSIONS):
             fix = upper_fix(pattern) or prepared_fix(pattern) or json_fix(pattern) or "convert it or leave it out"
@@ -497,6 +499,18 @@ def not_text(data):
         return None
     return (f"not text: {controls / len(head):.0%} of its first {len(head):,} bytes are control characters (NUL and "
             f"the like), as in a binary file or UTF-16 text without a byte-order mark")
+
+
+def json_documents(path):
+    """Whether a .txt input's first line is a JSON document as a .jsonl holds them ({"text": ...}): a .txt is one
+    plain text, so such lines (a .jsonl saved or renamed as .txt) were trained on JSON syntax and all, exit 0, where
+    eval.py --text refuses the same file."""
+    with open(path, "rb") as f:
+        start = f.read(SNIFF)
+        if not start.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+            return False
+        start += f.readline()  # the whole first line: one document of SlimPajama runs past SNIFF bytes
+    return json_lines(start.decode("utf-8", "replace"))
 
 
 def nul_half(data):
@@ -985,6 +999,12 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=(), new
     # rerun the same command to resume" left them, and other inputs given next were "changed since d was made"
     if source == "local files" and (unread := next(((f, why) for f, _ in shards if (why := unreadable(f))), None)):
         cannot_read(*unread)
+    # JSON documents in a .txt: no bad input to skip (--skip_bad or not), but a .jsonl under another name
+    for f, _ in shards if source == "local files" else ():
+        if f.endswith(".txt") and json_documents(f):
+            sys.exit(f"error: {f}: its lines are JSON documents ({{\"text\": ...}}), as a .jsonl holds them, and a "
+                     f".txt is read as one plain text, JSON syntax and all; rename it to .jsonl, e.g. "
+                     f"mv {shell_arg(f)} {shell_arg(free_name(f[:-4]))}")
     # a binary .txt refused here, before out_dir begins: nothing in it is text to resume from (--skip_bad skips it)
     for f, _ in shards if source == "local files" and not args.skip_bad else ():
         if f.endswith(".txt") and (why := not_text(head(f))):

@@ -11,10 +11,8 @@ r50k_base. For both, "<|endoftext|>" in the prompt and in the output is the docu
 --compile=True runs the one-token decode steps through torch.compile (generate(compile=True)).
 """
 import argparse
-import json
 import numbers
 import os
-import re
 import shlex
 import sys
 import time
@@ -30,8 +28,9 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 
 import torch
 
-from checkpoint import (dangling, eight_bit, free_name, iconv_command, jq_command, load_checkpoint, not_its_data,
-                        other_data, r50k, read_json, saved_path, to_open, token_count, tokens, unreadable, utf16)
+from checkpoint import (dangling, eight_bit, free_name, iconv_command, jq_command, json_lines, load_checkpoint,
+                        not_its_data, other_data, r50k, read_json, saved_path, to_open, token_count, tokens, unreadable,
+                        utf16)
 from configurator import Parser, boolean, cli, compile_failure, home, missing_device, number, shell_vars
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, check_conversion, conversion_note, convert_state_dict,
                      exact_fit, gpt2_config, load_gpt2, ties_v)
@@ -194,17 +193,6 @@ def check_conversion_args(p, args):
 
 
 JSONL = (".jsonl", ".jsonl.zst")  # prepare's document files: JSON, one document a line
-
-
-def json_lines(text):
-    """Whether text's first line is a JSON document as prepare's .jsonl holds them ({"text": "..."})."""
-    # not text.lstrip(): a copy of a 200 MB text; a BOM (Notepad's .jsonl saved as .txt) before it is no text
-    # nor its first line unless a "{" begins it: text8 is one line of 100 MB
-    first = re.match(r"[\s\ufeff]*(\{[^\n]*)?", text)[1] or ""
-    try:
-        return first.startswith("{") and isinstance(json.loads(first).get("text"), str)
-    except ValueError:
-        return False
 
 
 def read_text(arg, flag, documents=None):

@@ -1063,6 +1063,12 @@ def test_several_inputs_given_as_one_name_are_told_to_be_given_apart(tmp_path):
         assert str(e.value) == f"error: --input {given} does not exist; each of {a}, {b} does: give them apart, " \
                                f"--input {a} {b}"
 
+    # one name with a space or comma after it ("a.txt " quoted): the same "give existing files", the space unseen
+    for given in (f"{a} ", f"{a},"):
+        with pytest.raises(SystemExit) as e:
+            prepare(tmp_path / "d", "--tokenizer=bytes", "--input", given)
+        assert str(e.value) == f"error: --input {given} does not exist; {a} does: the name has a space or comma " \
+                               f"before or after it; give --input {a}"
 
 def test_a_jsonl_holding_one_json_array_is_told_to_be_split_into_lines(tmp_path):
     # json.dump(docs) saved as docs.jsonl: "not a JSON object with a 'text' string (TypeError('list indices must be
@@ -1098,6 +1104,25 @@ def test_a_jsonl_holding_one_json_array_is_told_to_be_split_into_lines(tmp_path)
     assert prepare(tmp_path / "d", "--tokenizer=bytes", "--val_fraction=0.1", "--input", str(folder))[
         "train_documents"] == 36
 
+
+def test_a_txt_of_json_documents_is_told_to_be_renamed_jsonl(tmp_path):
+    # a .jsonl saved or renamed as .txt was prepared as one document of JSON syntax ({"text": ..., escapes), exit 0,
+    # where eval.py --text refuses the same file; --skip_bad, which skips bad input, skipped nothing either
+    docs = [{"text": f"document {i} " + "x" * 40} for i in range(40)]
+    t = write_txt(tmp_path / "docs.txt", "".join(json.dumps(d) + "\n" for d in docs))
+    for extra in ((), ("--skip_bad",)):
+        with pytest.raises(SystemExit) as e:
+            prepare(tmp_path / "d", "--tokenizer=bytes", "--val_fraction=0.1", "--input", t, *extra)
+        assert str(e.value) == (f"error: {t}: its lines are JSON documents ({{\"text\": ...}}), as a .jsonl holds "
+                                f"them, and a .txt is read as one plain text, JSON syntax and all; rename it to "
+                                f".jsonl, e.g. mv {t} {tmp_path / 'docs.jsonl'}")
+        assert not os.path.exists(tmp_path / "d")  # refused before out_dir begins
+    os.rename(t, tmp_path / "docs.jsonl")  # as advised
+    assert prepare(tmp_path / "d", "--tokenizer=bytes", "--val_fraction=0.1", "--input", str(tmp_path / "docs.jsonl"))[
+        "train_documents"] == 36
+    # text that begins with a brace is text
+    b = write_txt(tmp_path / "brace.txt", "{not JSON}\nline two\n")
+    assert prepare(tmp_path / "b", "--tokenizer=bytes", "--val_fraction=0.5", "--input", b)["train_documents"] == 1
 
 def test_a_token_target_a_txt_file_runs_far_past_is_named(tmp_path, capsys):
     # one .txt is one document: --train_tokens=100 on 2,000 bytes wrote them all, exit 0, without a word
