@@ -532,7 +532,8 @@ def get_lr(it, end=None, run=None):
 def same(key, now, was):
     """Whether a setting has the value the checkpoint records: text the same under any locale (as_text), and
     data_dir (or the init_from a run converted) the same folder however it is spelled (data/x/, ./data/x, its
-    absolute path), where the same command with data/x/ was "a run with other settings"."""
+    absolute path, and a run's folder or its ckpt.pt), where the same command with data/x/ was "a run with other
+    settings"."""
     if as_text(now) == as_text(was):
         return True
     if key in ("data_dir", "init_from") and isinstance(now, str) and isinstance(was, str) and now and was:
@@ -540,6 +541,8 @@ def same(key, now, was):
             now, was = (os.fsencode(saved_path(p)) for p in (now, was))
         except UnicodeError:
             return False
+        if key == "init_from":  # a run's folder names its ckpt.pt, as source_path reads it: runq is runq/ckpt.pt
+            now, was = (os.path.join(p, b"ckpt.pt") if os.path.isdir(p) else p for p in (now, was))
         return os.path.realpath(now) == os.path.realpath(was)
     return False
 

@@ -850,6 +850,17 @@ def test_a_resumed_run_keeps_how_it_started(finished, data_dir, tmp_path, monkey
     assert snapshot(out) == before
 
 
+def test_a_conversion_from_a_folder_or_its_ckpt_is_the_same_run(finished, data_dir, tmp_path, monkeypatch, capsys):
+    # pass 33: a conversion made with --init_from=run/ckpt.pt, asked again as --init_from=run (the README's "its
+    # out_dir"), was "a run with other settings: init_from='run' (checkpoint: 'run/ckpt.pt')"
+    out = tmp_path / "conv"
+    train(data_dir, out, f"--init_from={finished / 'ckpt.pt'}", "--max_iters=2")
+    for spelled in (finished, f"{finished}/"):
+        args = [f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2", f"--init_from={spelled}"]
+        assert run_inprocess(monkeypatch, args) == "0"
+        assert "finished at iteration 2: nothing to do" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("again", [False, True])
 def test_a_conversion_asked_again_after_its_source_changed_is_not_this_run(again, finished, data_dir, tmp_path,
                                                                            monkeypatch, capsys):
