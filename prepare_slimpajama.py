@@ -363,6 +363,10 @@ def local_files(patterns, option, log=print, out_dir=None):
         elif any(c in pattern for c in "*?[") and not os.path.exists(pattern):
             # a name that exists is that file: data[1].txt as a glob is data1.txt, another file or none
             names = glob.glob(pattern, recursive=True)
+            # a folder it matches is read as a folder, as the shell passes it: "data/*" quoted read data/a.txt and
+            # left data/sub/ out without a word, where data/* unquoted read both (and "data/*" of folders alone was
+            # told it "holds no file")
+            names = list(dict.fromkeys(f for n in names for f in (walk(n) if os.path.isdir(n) else [n])))
             found = [f for f in names if f.endswith(EXTENSIONS) and os.path.isfile(f)]
             left_out(pattern, option, names, log, out_dir)
         elif why := dangling(pattern):  # "does not exist", where ls shows it

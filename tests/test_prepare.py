@@ -851,6 +851,21 @@ def test_a_folder_input_goes_through_its_linked_subfolders_as_a_glob_does(tmp_pa
         assert meta["train_shards"] == [str(folder / "a.txt"), str(tmp_path / "elsewhere" / "b.txt")]
 
 
+def test_a_glob_that_matches_a_folder_reads_it_as_the_shell_passes_it(tmp_path):
+    # "in/*" quoted read in/a.txt and left in/sub/ out without a word (exit 0), where in/* unquoted read both; a glob
+    # of folders alone was told it "holds no file"
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    write_txt(folder / "a.txt", "hello\n")
+    write_txt(folder / "sub" / "b.txt", "world\n")
+    both = [str(folder / "a.txt"), str(folder / "sub" / "b.txt")]
+    for i, spec in enumerate([folder / "*", tmp_path / "i*", folder / "**"]):
+        meta = prepare(tmp_path / f"out{i}", "--tokenizer=bytes", "--input", str(spec), "--val_fraction=0")
+        assert meta["train_shards"] == both and meta["train_tokens"] == 14
+    meta = prepare(tmp_path / "out3", "--tokenizer=bytes", "--input", str(folder / "s*"), "--val_fraction=0")
+    assert meta["train_shards"] == both[1:]
+
+
 def test_an_input_file_whose_name_reads_as_a_glob_is_that_file(tmp_path):
     # data[1].txt as a glob is data1.txt: refused as "holds no file", or data1.txt read in its place with exit 0
     src = write_txt(tmp_path / "data[1].txt", "hello\n")
