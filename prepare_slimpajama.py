@@ -505,6 +505,25 @@ def not_text(data):
             f"the like), as in a binary file or UTF-16 text without a byte-order mark")
 
 
+# the signatures compressors begin their files with, and the command that writes the file's bytes back out
+COMPRESSED = ((b"\x1f\x8b", "gzip", "gunzip -c"), (b"\x28\xb5\x2f\xfd", "zstd", "zstd -dc"),
+              (b"\xfd7zXZ\x00", "xz", "xz -dc"), (b"BZh", "bzip2", "bzip2 -dc"), (b"PK\x03\x04", "zip", "unzip -p"))
+
+
+def compressed(path):
+    """Why a .txt or .jsonl input is a compressed file, with the command that decompresses it, else None: a gzip
+    file named .txt was "not UTF-8 (invalid start byte)" once out_dir held empty bins, its cause unsaid."""
+    start = head(path)[:16]
+    for magic, name, read in COMPRESSED:
+        if start.startswith(magic) and (name != "bzip2" or re.match(rb"BZh[1-9]1AY&SY", start)):
+            if name == "zstd" and path.endswith(".jsonl"):  # prepare reads it as it is, under its own name
+                new = free_name(path.removesuffix(".jsonl"), ".jsonl.zst")
+                return f"zstd-compressed; rename it, e.g. mv {shell_arg(path)} {shell_arg(new)}"
+            command = write_beside(path, f"{read} {shell_arg(path)}", suffix="")
+            return f"{name}-compressed; decompress it first, e.g. {command}"
+    return None
+
+
 def json_documents(path):
     """Whether a .txt input's first line is a JSON document as a .jsonl holds them ({"text": ...}): a .txt is one
     plain text, so such lines (a .jsonl saved or renamed as .txt) were trained on JSON syntax and all, exit 0, where
@@ -1003,8 +1022,10 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=(), new
     # rerun the same command to resume" left them, and other inputs given next were "changed since d was made"
     if source == "local files" and (unread := next(((f, why) for f, _ in shards if (why := unreadable(f))), None)):
         cannot_read(*unread)
-    # JSON documents in a .txt: no bad input to skip (--skip_bad or not), but a .jsonl under another name
+    # JSON documents in a .txt, a compressed file: no bad input to skip (--skip_bad or not), but a file to rename
     for f, _ in shards if source == "local files" else ():
+        if not f.endswith(".zst") and (why := compressed(f)):
+            sys.exit(f"error: {f} is {why}")
         if f.endswith(".txt") and json_documents(f):
             sys.exit(f"error: {f}: its lines are JSON documents ({{\"text\": ...}}), as a .jsonl holds them, and a "
                      f".txt is read as one plain text, JSON syntax and all; rename it to .jsonl, e.g. "

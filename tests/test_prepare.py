@@ -2,6 +2,7 @@
 validation splits, kill-and-resume in a real subprocess, bad input, the hub path with local files served in place
 of the downloads, and the refusal to overwrite."""
 
+import gzip
 import json
 import os
 import signal
@@ -1138,6 +1139,30 @@ def test_a_txt_of_json_documents_is_told_to_be_renamed_jsonl(tmp_path):
     # text that begins with a brace is text
     b = write_txt(tmp_path / "brace.txt", "{not JSON}\nline two\n")
     assert prepare(tmp_path / "b", "--tokenizer=bytes", "--val_fraction=0.5", "--input", b)["train_documents"] == 1
+
+
+def test_a_compressed_file_under_a_text_name_is_told_to_be_decompressed(tmp_path):
+    # a gzip file named .txt was "not UTF-8 (invalid start byte)" once out_dir held empty bins, its cause unsaid;
+    # a zstd .jsonl (the .zst left off its name) is read as it is once renamed
+    text = "line of text\n" * 200
+    g = tmp_path / "g.txt"
+    g.write_bytes(gzip.compress(text.encode()))
+    z = tmp_path / "z.jsonl"
+    z.write_bytes(zstandard.ZstdCompressor().compress(b'{"text": "one"}\n{"text": "two"}\n'))
+    for path, fix in ((g, f"gzip-compressed; decompress it first, e.g. gunzip -c {g} > {tmp_path / 'g_2.txt'}, and "
+                          f"give {tmp_path / 'g_2.txt'} in its place"),
+                      (z, f"zstd-compressed; rename it, e.g. mv {z} {tmp_path / 'z.jsonl.zst'}")):
+        with pytest.raises(SystemExit) as e:
+            prepare(tmp_path / "d", "--tokenizer=bytes", "--val_fraction=0.5", "--input", str(path), "--skip_bad")
+        assert str(e.value).startswith(f"error: {path} is {fix}")
+        assert not os.path.exists(tmp_path / "d")  # refused before out_dir begins
+    (tmp_path / "g_2.txt").write_text(text)  # as advised
+    assert prepare(tmp_path / "d", "--tokenizer=bytes", "--val_fraction=0.5", "--input", str(tmp_path / "g_2.txt"))[
+        "train_tokens"] > 0
+    os.rename(z, tmp_path / "z.jsonl.zst")
+    assert prepare(tmp_path / "e", "--tokenizer=bytes", "--val_fraction=0.5", "--input", str(tmp_path / "z.jsonl.zst"))[
+        "train_documents"] == 1
+
 
 def test_a_token_target_a_txt_file_runs_far_past_is_named(tmp_path, capsys):
     # one .txt is one document: --train_tokens=100 on 2,000 bytes wrote them all, exit 0, without a word
