@@ -1537,6 +1537,16 @@ def prepared_below(data_dir, vocab_size=None):
     return [path for path in found if vocab_size is None or fits(path, vocab_size)]
 
 
+def raw_texts(data_dir):
+    """The text files prepare_slimpajama.py reads (.txt, .jsonl, .jsonl.zst) just inside data_dir, said as "a.txt"
+    or "N files such as a.txt", else '': a corpus given as data_dir was told to prepare "it" into itself."""
+    try:
+        names = sorted(n for n in os.listdir(data_dir) if n.endswith((".txt", ".jsonl", ".jsonl.zst")))
+    except OSError:
+        return ""
+    return "" if not names else names[0] if len(names) == 1 else f"{len(names)} files such as {names[0]}"
+
+
 def misspelt(data_dir, vocab_size=None):
     """The prepared folder beside a missing data_dir whose name is a near spelling of its name (a typo, a letter's
     case, a trailing space), or None: --data_dir=data/shakespeare_byte was told to prepare the data again there."""
@@ -1648,6 +1658,15 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
                 raise SystemExit(f"data_dir {data_dir!r} does not exist, but {near!r} beside it holds prepared data; "
                                  f"set --data_dir={shlex.quote(near)} if you meant it, or "
                                  f"{prepare.removesuffix(' or set --data_dir')}.")
+            if not held and settable and (texts := raw_texts(data_dir)):  # the corpus itself, not prepared from it
+                out = os.path.join("data", os.path.basename(os.path.normpath(data_dir)))
+                if os.path.exists(out):  # data/corp given, or taken: "prepare into corp" wrote beside the corpus
+                    out = os.path.normpath(data_dir) + "_prepared"
+                given = command.split(" --", 1)[0] + f" --input={shlex.quote(data_dir)}" + \
+                    " --tokenizer=bytes --val_fraction=0.1" * ("bytes" in command) + f" --out_dir={shlex.quote(out)}"
+                raise SystemExit(f"data_dir {data_dir!r} holds text ({texts}), not the data prepare_slimpajama.py "
+                                 f"writes from it; prepare it into a folder of its own with `{given}` and set "
+                                 f"--data_dir={shlex.quote(out)}.")
             if not held and (there := in_project(data_dir)):  # the quickstart's data, its command run from elsewhere
                 raise SystemExit(f"data_dir {data_dir!r} is a relative path, read from this folder ({os.getcwd()}), "
                                  f"and has no {name} here; the project's folder holds it prepared: run from "

@@ -458,6 +458,26 @@ def test_a_misspelt_data_dir_names_the_prepared_folder_beside_it(tmp_path, monke
     assert str(e.value).startswith("data_dir 'data/poems' has no train.bin; prepare it with"), e.value
 
 
+def test_a_folder_of_raw_text_given_as_data_dir_is_told_where_to_prepare_it(tmp_path, monkeypatch):
+    # --data_dir=corp, the corpus itself, was told to prepare "it" with --out_dir=corp: into the corpus folder, and
+    # for a GPT-2 model the SlimPajama download there
+    from checkpoint import open_data, script
+    monkeypatch.chdir(tmp_path)
+    prepare = script("prepare_slimpajama.py")  # a path where the project is not the current folder
+    for name in ("corp/a.txt", "corp/b.jsonl", "data/c2/a.txt"):
+        os.makedirs(os.path.dirname(name), exist_ok=True)
+        open(name, "w").write("text\n")
+    with pytest.raises(SystemExit) as e:
+        open_data("corp", 1024, 50304)
+    assert str(e.value) == ("data_dir 'corp' holds text (2 files such as a.txt), not the data prepare_slimpajama.py "
+                            f"writes from it; prepare it into a folder of its own with `python {prepare} "
+                            "--input=corp --out_dir=data/corp` and set --data_dir=data/corp."), e.value
+    with pytest.raises(SystemExit) as e:  # already under data/: beside it, not into it
+        open_data("data/c2", 1024, 256)
+    assert "holds text (a.txt)" in str(e.value) and (f"`python {prepare} --input=data/c2 --tokenizer=bytes "
+                                                     "--val_fraction=0.1 --out_dir=data/c2_prepared`") in str(e.value)
+
+
 def test_a_study_given_the_folder_above_its_data_names_it(tmp_path, monkeypatch):
     # rope and scaling --data_dir=data for data/x were told to prepare data into data/ itself, as train.py was
     # before a3a2953 (the 23rd pass, second round); cpu_lm's own data/cpu_lm_bytes takes no --data_dir
