@@ -1024,10 +1024,13 @@ source = load_source() if converting else None
 meta = open_data(data_dir, block_size, gptconf.vocab_size, resuming=init_from == "resume" or converting
                  and source[0].vocab_size == gptconf.vocab_size)
 # vocab_size left at its default, GPT-2's 50304, on byte-level data (256 ids): 99% of the model's token rows never a
-# target and its losses over 50304 choices, without a word (the data's own configs, cpu_tiny.py, set 256)
+# target and its losses over 50304 choices, without a word (the data's own configs, cpu_tiny.py, set 256). So too a
+# config file's: a paper config (r50k_base's 50304) shrunk by overrides to try on byte-level data
 own_vocab = -(-meta["vocab_size"] // 64) * 64
-if init_from == "scratch" and "vocab_size" not in given and gptconf.vocab_size > own_vocab:
-    notes.append(f"note: vocab_size is its default {gptconf.vocab_size} (GPT-2's) and {data_dir} holds "
+if init_from == "scratch" and "vocab_size" not in typed and gptconf.vocab_size > own_vocab:
+    whose = "a config file's" if "vocab_size" in given else "its default"
+    gpt2 = " (GPT-2's)" if "vocab_size" not in given else ""
+    notes.append(f"note: vocab_size is {whose} {gptconf.vocab_size}{gpt2} and {data_dir} holds "
                  f"{meta.get('tokenizer')!r} tokens, {meta['vocab_size']} ids: the model's other rows are never a "
                  f"target; set --vocab_size={own_vocab} for a model of this data's vocabulary.")
 per_batch = batch_size * block_size  # calibration tokens per calib_batch

@@ -545,6 +545,12 @@ def test_the_default_vocab_size_on_byte_level_data_is_said(data_dir, tmp_path):
     assert r.stdout.splitlines()[0] == (f"note: vocab_size is its default 50304 (GPT-2's) and {data_dir} holds "
                                         f"'bytes' tokens, 256 ids: the model's other rows are never a target; set "
                                         f"--vocab_size=256 for a model of this data's vocabulary.")
+    # a config file's 50304 (a paper config's, shrunk by overrides to try on byte-level data) went without a word
+    (tmp_path / "paper.py").write_text("vocab_size = 50304\n")
+    r = run_forked(["train.py", str(tmp_path / "paper.py"), *args, f"--out_dir={tmp_path / 'b'}"],
+                   dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0].startswith(f"note: vocab_size is a config file's 50304 and {data_dir} holds ")
 
 
 def test_max_iters_beside_total_tokens_is_told_what_each_fix_trains(data_dir, tmp_path, monkeypatch):
