@@ -484,6 +484,12 @@ def fmt_bytes(n):
             return f"{n:.1f} {unit}"
 
 
+def fmt_rate(rate):
+    """Tokens/s to print: whole numbers, but two significant digits below 10, so a slow sample (the first one under
+    --compile=True includes compiling: 10 tokens in 30 s) reads 0.33, not 0 tokens/s."""
+    return f"{rate:.0f}" if rate >= 9.5 else f"{rate:.2g}"
+
+
 def cache_report(model, n_tokens, dtype):
     """The cache generate builds for this run (batch 1, prompt + new tokens, the dtype attention computes in),
     built again on the meta device so its exact nbytes cost no memory, next to its twin with V = K toggled."""
@@ -562,7 +568,7 @@ def main(argv=None):
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0
             print(decode(y[0].tolist()))
-            print(f"{report} | {n_new / dt:.0f} tokens/s")
+            print(f"{report} | {fmt_rate(n_new / dt)} tokens/s")
             print("---------------")
 
 

@@ -96,6 +96,16 @@ def test_qkv_and_linear_reports(tmp_path, capsys):
     assert line.startswith(f"recurrent state: {sample.fmt_bytes(state)} allocated, fixed whatever the length")
 
 
+def test_a_slow_sample_reports_its_rate_not_zero(tmp_path, capsys, monkeypatch):
+    # the first sample under --compile=True includes compiling (10 tokens in 30 s on a CPU): it printed "0 tokens/s"
+    make_ckpt(tmp_path, BYTES_META)
+    clock = iter([0.0, 30.0])
+    monkeypatch.setattr(sample.time, "perf_counter", lambda: next(clock))
+    line = stats_lines(run(capsys, tmp_path, "--start=ab", "--max_new_tokens=10", "--num_samples=1"))[0]
+    assert line.endswith("| 0.33 tokens/s")
+    assert [sample.fmt_rate(r) for r in (0.004, 9.4, 9.5, 563.4)] == ["0.004", "9.4", "10", "563"]
+
+
 def test_cached_uncached_and_compiled_greedy_text_agree(tmp_path, capsys):
     make_ckpt(tmp_path, BYTES_META, proj="q_k_v")
     cached = run(capsys, tmp_path, "--start=to be", "--max_new_tokens=20", "--num_samples=1")
