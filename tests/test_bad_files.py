@@ -2770,6 +2770,7 @@ SWEPT = {
     "prepare_slimpajama.py:documents:path": "prepare's run",
     "prepare_slimpajama.py:contents_sha256:name": "prepare's run",  # the same inputs, hashed once written
     "prepare_slimpajama.py:head:path": "prepare's run",  # the same inputs, their first bytes judged before out_dir
+    "prepare_slimpajama.py:json_documents:path": "prepare's run",  # the same inputs, a .txt's first line judged
     "prepare_slimpajama.py:open_bins:path": "prepare's resumed bins",
     "sample.py:read_text_file:path": "text file",
     # train.py cannot be imported: its reads are swept through the shared reader that checks the same file
