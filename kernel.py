@@ -266,9 +266,12 @@ def decode_attention_ref(q, k_cache, v_cache=None, lengths=None, scale=None):
     v = (k_cache if v_cache is None else v_cache).float().repeat_interleave(H // H_kv, dim=1)  # [B, H, T_max, D]
     k = k_cache.float().repeat_interleave(H // H_kv, dim=1)
     scale = 1.0 / math.sqrt(D) if scale is None else scale
+    valid = None if lengths is None else torch.arange(T_max, device=q.device)[None, :] < lengths[:, None]  # [B, T_max]
+    if valid is not None:  # rows past a length are never read, as in the kernel: a cache from torch.empty holds NaN
+        # or inf there, and their 0 weight times NaN made the reference NaN where the kernel was right
+        k, v = (t.masked_fill(~valid[:, None, :, None], 0) for t in (k, v))
     scores = torch.einsum("bhd,bhtd->bht", q.float(), k) * scale
-    if lengths is not None:
-        valid = torch.arange(T_max, device=q.device)[None, :] < lengths[:, None]  # [B, T_max]
+    if valid is not None:
         scores = scores.masked_fill(~valid[:, None, :], float("-inf"))
     return torch.einsum("bht,bhtd->bhd", scores.softmax(-1), v).to(q.dtype)
 

@@ -131,6 +131,20 @@ def test_defaults_scale_and_strided_q():
     torch.testing.assert_close(decode_attention_ref(q, k, v, scale=0.5), sdpa(q, k, v, full, 0.5))
 
 
+@runs_kernels
+@pytest.mark.parametrize("separate_v", [False, True])
+def test_positions_past_lengths_are_never_read(separate_v):
+    """A cache from torch.empty may hold NaN or inf past the lengths: the kernel never reads them, and the reference
+    (0 weight times NaN) gave NaN where the kernel was right."""
+    q, k, v = inputs(4, 2, 16, torch.float32, separate_v)
+    lengths = torch.tensor([1, 9, 17, 30, 3], device=DEVICE)
+    clean = decode_attention_ref(q, k, v, lengths)
+    past = torch.arange(T_MAX, device=DEVICE)[None, None, :, None] >= lengths[:, None, None, None]
+    k, v = (None if t is None else t.masked_fill(past, float("nan")) for t in (k, v))
+    torch.testing.assert_close(decode_attention_ref(q, k, v, lengths), clean)
+    torch.testing.assert_close(decode_attention(q, k, v, lengths, block_n=BLOCK_N), clean, atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize("args, field", [
     ((torch.zeros(2, 4, 8), torch.zeros(2, 3, 5, 8)), "H_kv"),
     ((torch.zeros(2, 4, 8), torch.zeros(2, 2, 5, 8), torch.zeros(2, 2, 6, 8)), "v_cache"),
