@@ -689,7 +689,9 @@ class Parser(argparse.ArgumentParser):
             action = self._option_string_actions.get(name)
             many = "=" in last and getattr(action, "nargs", None) in ("+", "*")
             # `--seeds 0 1`, `--tasks hellaswag arc_easy`: a list option takes one value, its items joined by commas
-            commas = stray is not None and "comma-separated" in (getattr(action, "help", None) or "")
+            # but never a config file: `bench.py --what memory config/x.py` was told --what=memory,config/x.py
+            commas = stray is not None and "comma-separated" in (getattr(action, "help", None) or "") and \
+                not any(a.endswith(".py") for a in extra)
             if commas:
                 at = stray - 1 - argv[stray - 1::-1].index(last)  # the option's own place
                 given = [last.partition("=")[2]] if "=" in last else argv[at + 1:at + 2]

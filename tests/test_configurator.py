@@ -324,6 +324,14 @@ def test_a_list_option_given_as_separate_words_says_how_to_join_them(script, arg
     assert capsys.readouterr().err.splitlines()[-1].endswith(f"error: unrecognized arguments: {said}")
 
 
+def test_a_config_file_after_a_list_option_is_not_joined_to_it(capsys):
+    # bench.py --what memory config/qk_v_300m.py was told --what=memory,config/qk_v_300m.py, refused in turn
+    with pytest.raises(SystemExit):
+        importlib.import_module("bench").get_parser().parse_args(["--what", "memory", "config/qk_v_300m.py"])
+    err = capsys.readouterr().err
+    assert "reads no config file (train.py does)" in err and "--what=memory," not in err
+
+
 def test_unknown_key_lists_the_nearest_valid_keys():
     with pytest.raises(SystemExit) as e:
         configure(DEFAULTS, ["--lerning_rate=1e-3"])
