@@ -237,6 +237,20 @@ def check_generate(model, idx, max_new_tokens, temperature, top_k, use_cache, co
                          "step, and (X)+'s bias is built for an int position.")
 
 
+def check_optimizer(weight_decay, learning_rate, betas):
+    """configure_optimizers' arguments in one sentence each: betas=0.9 was AdamW's "'float' object is not
+    subscriptable", a learning rate given as text torch's "'<=' not supported" (a one-number tensor is AdamW's too)."""
+    def real(v):
+        v = v.item() if torch.is_tensor(v) and v.numel() == 1 else v
+        return isinstance(v, numbers.Real) and not isinstance(v, bool) and finite(v)
+    for name, v in (("weight_decay", weight_decay), ("learning_rate", learning_rate)):
+        if not (real(v) and v >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0; got {v!r}.")
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2 and all(real(b) and 0 <= b < 1 for b in betas)):
+        raise ValueError(f"betas must be a pair of numbers in [0, 1), as train.py's (beta1, beta2) = (0.9, 0.95); "
+                         f"got {betas!r}.")
+
+
 def check_tokens(idx, targets=None):
     """forward's inputs by type and shape only (no look at the values, which would wait for the device): else a
     float idx fails in the embedding, an empty batch in a reshape, and targets of idx's size in another shape

@@ -25,8 +25,8 @@ from torch.nn import functional as F
 
 # what the model refuses, one sentence each (checks.py). retie and note_tie by these names too: a model pickled
 # before checks.py was split off names its load hooks model.retie and model.note_tie
-from checks import (check_built, check_forward, check_generate, check_new_cache, check_state_position, config_fields,
-                    note_tie, out_of_vocab, restore_pickled, retie)
+from checks import (check_built, check_forward, check_generate, check_new_cache, check_optimizer, check_state_position,
+                    config_fields, note_tie, out_of_vocab, restore_pickled, retie)
 
 # Which of the fused projection's chunks serves as (q, k, v). Chunk 0 has n_head heads, the others n_kv_head.
 SOURCES = {"qkv": (0, 1, 2), "qk_v": (0, 1, 1), "q_kv": (0, 0, 1), "q_k_v": (0, 0, 0)}
@@ -522,6 +522,7 @@ class GPT(nn.Module):
     def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
         """AdamW; weight decay on matrices and embeddings (>= 2-D), not on biases, LayerNorm gains or the (X)+
         conv: its weights are a score scale and a positional bias, and decay would pull the scale toward 0."""
+        check_optimizer(weight_decay, learning_rate, betas)
         params = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
         decays = [p.dim() >= 2 and not n.endswith("attn.conv.weight") for n, p in params]
         groups = [{"params": [p for (_, p), d in zip(params, decays) if d], "weight_decay": weight_decay},

@@ -907,6 +907,16 @@ def test_optimizer_decays_only_matrices_and_mfu_is_unknown_on_cpu():
     assert model.estimate_mfu(1, 0.1) is None
 
 
+@pytest.mark.parametrize("args, named", [
+    ((0.1, 1e-3, 0.9), "betas"), ((0.1, 1e-3, (0.9, 1.5)), "betas"), ((-0.1, 1e-3, (0.9, 0.95)), "weight_decay"),
+    ((0.1, "3e-4", (0.9, 0.95)), "learning_rate"), ((0.1, float("nan"), (0.9, 0.95)), "learning_rate")])
+def test_optimizer_arguments_out_of_range_are_one_sentence(args, named):
+    # betas=0.9 was AdamW's "'float' object is not subscriptable", a text learning rate torch's "'<=' not supported"
+    with pytest.raises(ValueError, match=f"^{named} must be"):
+        tiny().configure_optimizers(*args, "cpu")
+    assert tiny().configure_optimizers(0.1, torch.tensor(1e-3), [0.9, 0.95], "cpu")  # AdamW's own forms still go
+
+
 @pytest.mark.parametrize("kw", [dict(tie_embeddings=False), dict(), dict(pos_emb="rope", tie_embeddings=False)])
 def test_mfu_counts_the_weights_a_token_is_multiplied_by_not_embedding_lookups(kw):
     # 6 per weight of every matmul, LayerNorm and bias; the token table only as the output layer, no position table
