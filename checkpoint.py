@@ -1580,8 +1580,10 @@ def same_data_beside(data_dir, meta):
     """The one prepared folder beside a missing data_dir that holds the data a checkpoint's meta records (the same
     inputs' hash, or tokenizer and token counts), or None: data/shakespeare_bytes renamed data/sb by hand was told
     "run from the folder the run was trained in" from that very folder."""
-    keys = ("inputs_sha256",) if isinstance(meta, dict) and meta.get("inputs_sha256") else \
-        ("tokenizer", "train_tokens", "val_tokens")
+    # the same inputs prepared with the other tokenizer (or another --val_fraction) are other data: two folders
+    # matched by inputs_sha256 alone named neither, and the advice was to run from the folder it was run from
+    keys = ("tokenizer", "train_tokens", "val_tokens") + \
+        (("inputs_sha256",) if isinstance(meta, dict) and meta.get("inputs_sha256") else ())
     if not isinstance(meta, dict) or any(meta.get(k) is None for k in keys):
         return None
     same = []
@@ -1658,6 +1660,10 @@ def open_data(data_dir, block_size, vocab_size, resuming=False, study=None):
                 raise SystemExit(f"data_dir {data_dir!r} does not exist, but {near!r} beside it holds prepared data; "
                                  f"set --data_dir={shlex.quote(near)} if you meant it, or "
                                  f"{prepare.removesuffix(' or set --data_dir')}.")
+            run = [n for n in ("ckpt.pt", "log.jsonl") if os.path.isfile(os.path.join(data_dir, n))]
+            if not held and settable and run:  # an out_dir: its log.jsonl was "text" to prepare, which prepare refuses
+                raise SystemExit(f"data_dir {data_dir!r} is a training run's out_dir (it holds {run[0]}), not data "
+                                 f"prepare_slimpajama.py wrote; set --data_dir to the folder prepare wrote.")
             if not held and settable and (texts := raw_texts(data_dir)):  # the corpus itself, not prepared from it
                 out = os.path.join("data", os.path.basename(os.path.normpath(data_dir)))
                 if os.path.exists(out):  # data/corp given, or taken: "prepare into corp" wrote beside the corpus

@@ -478,6 +478,20 @@ def test_a_folder_of_raw_text_given_as_data_dir_is_told_where_to_prepare_it(tmp_
                                                      "--val_fraction=0.1 --out_dir=data/c2_prepared`") in str(e.value)
 
 
+def test_a_run_out_dir_given_as_data_dir_is_not_told_to_prepare_its_log(tmp_path, monkeypatch):
+    # --data_dir=out-mine (the run's out_dir, not the data): its log.jsonl was "text" to prepare with
+    # --input=out-mine, which prepare then refused line 1 of (no 'text' field), leaving a partial dataset
+    from checkpoint import open_data
+    monkeypatch.chdir(tmp_path)
+    os.makedirs("out-mine")
+    for name in ("ckpt.pt", "log.jsonl"):
+        open(os.path.join("out-mine", name), "w").write("{}\n")
+    with pytest.raises(SystemExit) as e:
+        open_data("out-mine", 32, 256)
+    assert str(e.value) == ("data_dir 'out-mine' is a training run's out_dir (it holds ckpt.pt), not data "
+                            "prepare_slimpajama.py wrote; set --data_dir to the folder prepare wrote."), e.value
+
+
 def test_a_study_given_the_folder_above_its_data_names_it(tmp_path, monkeypatch):
     # rope and scaling --data_dir=data for data/x were told to prepare data into data/ itself, as train.py was
     # before a3a2953 (the 23rd pass, second round); cpu_lm's own data/cpu_lm_bytes takes no --data_dir

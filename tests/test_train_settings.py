@@ -615,6 +615,20 @@ def test_a_resume_whose_data_dir_was_renamed_names_the_folder_beside_holding_its
                    f"--data_dir=data/sb."), msg
 
 
+def test_a_renamed_data_dir_is_found_beside_the_same_text_prepared_with_the_other_tokenizer(tmp_path):
+    # data/mine_bytes renamed data/moved beside data/mine_bpe, prepared from the same files with r50k_base: both
+    # matched by inputs_sha256 alone, so neither was named, and the advice was "run from the folder" it was run from
+    from checkpoint import same_data_beside
+    meta = {"tokenizer": "bytes", "train_tokens": 900, "val_tokens": 100, "inputs_sha256": "ab" * 32}
+    for name, m in (("moved", meta), ("mine_bpe", dict(meta, tokenizer="r50k_base", train_tokens=300,
+                                                              val_tokens=30))):
+        os.makedirs(tmp_path / "data" / name)
+        for f in ("train.bin", "val.bin"):
+            open(tmp_path / "data" / name / f, "wb").close()
+        (tmp_path / "data" / name / "meta.json").write_text(json.dumps(m))
+    assert same_data_beside(str(tmp_path / "data" / "mine_bytes"), meta) == str(tmp_path / "data" / "moved")
+
+
 def test_a_resume_whose_absolute_data_dir_was_renamed_names_the_folder_beside(finished, tmp_path, monkeypatch):
     # /tmp/d renamed /tmp/d2 by hand, the run's config file giving /tmp/d: the advice was "prepare it with
     # `python prepare_slimpajama.py --out_dir=/tmp/d`", which downloads SlimPajama for a run of one's own text
