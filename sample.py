@@ -531,7 +531,11 @@ def main(argv=None):
     dtype = DTYPES[args.dtype or ("bfloat16" if device.type == "cuda" else "float32")]
     # both before the model: a mistyped FILE: prompt, or --compile without the cache, was found only after a
     # conversion, or GPT-2 downloaded (gpt2-xl: 6 GB)
-    start = read_text(args.start, "--start")
+    def documents(by_name, path):  # prepare's documents: the prompt was their JSON syntax, {"text": ... and all
+        command, new = jq_command(path)
+        return (f"--start={args.start}: this file holds JSON documents, one a line (prepare's .jsonl), and --start is "
+                f"one plain prompt; write its text to a .txt file ({command}) and give --start=FILE:{new}.")
+    start = read_text(args.start, "--start", documents)
     if args.compile and not args.use_cache:
         raise SystemExit(COMPILE_NEEDS)
     if args.init_from != "resume":  # GPT-2's context and tokenizer are known before its download

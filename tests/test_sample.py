@@ -292,6 +292,19 @@ def test_calibration_of_no_more_tokens_than_lstsq_fits_is_refused(tmp_path, caps
     assert "lstsq fitted on 192 tokens of --calib" in out.splitlines()[0]
 
 
+def test_a_prompt_file_of_json_documents_is_refused(tmp_path, capsys):
+    # prompts kept as prepare's .jsonl: --start=FILE:prompts.jsonl sampled after the JSON syntax, {"text": "ROMEO:"}
+    # and all, exit 0, where --calib and eval's --text refuse the same file
+    make_ckpt(tmp_path, BYTES_META)
+    (tmp_path / "p.jsonl").write_text(json.dumps({"text": "ROMEO:"}) + "\n")
+    with pytest.raises(SystemExit) as e:
+        run(capsys, tmp_path, f"--start=FILE:{tmp_path / 'p.jsonl'}", "--max_new_tokens=1")
+    assert str(e.value) == (f"--start=FILE:{tmp_path / 'p.jsonl'}: this file holds JSON documents, one a line "
+                            f"(prepare's .jsonl), and --start is one plain prompt; write its text to a .txt file "
+                            f"(jq -r .text {tmp_path / 'p.jsonl'} > {tmp_path / 'p.txt'}) and give "
+                            f"--start=FILE:{tmp_path / 'p.txt'}.")
+
+
 def test_a_calibration_file_of_json_documents_is_refused(tmp_path, capsys):
     # prepare's .jsonl (or its lines saved as .txt) as --calib: lstsq fitted on the JSON syntax with the text, and the
     # conversion was reported as fitted on "tokens of --calib", exit 0; --text refuses the same files
