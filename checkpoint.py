@@ -177,16 +177,18 @@ def partial_md(prefix):
         return False
 
 
-def drop_partial(complete):
+def drop_partial(complete, beside=None):
     """Once complete.* is written, remove the partial report partial_prefix put beside an earlier complete one: the
-    stale complete_partial.* stayed there, reporting fewer runs than the report beside it."""
-    stale = complete + "_partial"
-    if not partial_md(stale):  # only what a partial report wrote: the user's own notes of that name are kept, and not
-        return  # said removed as they were
-    for ext in (".md", ".csv", ".png"):
-        if os.path.isfile(stale + ext):
-            os.remove(stale + ext)
-    print(f"removed {stale}.*, a partial report: {complete}.* now reports every run", file=sys.stderr)
+    stale complete_partial.* stayed there, reporting fewer runs than the report beside it. beside: where the study's
+    partial report goes when it is not beside the complete one (out-cpu_lm/cpu_lm.* for assets/cpu_lm.*), which
+    stayed there, headed PARTIAL, after the complete report was written."""
+    for stale in dict.fromkeys([complete + "_partial", beside or complete]):
+        if os.path.abspath(stale) == os.path.abspath(complete) or not partial_md(stale):
+            continue  # only what a partial report wrote: the user's own notes of that name are kept, and not said
+        for ext in (".md", ".csv", ".png"):  # removed as they were
+            if os.path.isfile(stale + ext):
+                os.remove(stale + ext)
+        print(f"removed {stale}.*, a partial report: {complete}.* now reports every run", file=sys.stderr)
 
 
 def partial_report(missing, total, prefix, complete):

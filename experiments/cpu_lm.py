@@ -214,7 +214,7 @@ def report():
         plot(results, prefix)
     print(f"wrote {prefix}.md, {prefix}.csv, {prefix}.png")
     if not missing:
-        drop_partial(ASSETS)
+        drop_partial(ASSETS, f"{ROOT}/cpu_lm")
 
 
 def get_parser():

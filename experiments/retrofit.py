@@ -489,7 +489,7 @@ def report(s, command):
         plot(recs, s, prefix)
     print(f"wrote {prefix}.md, .csv, .png")
     if not missing:
-        drop_partial(s["assets"])
+        drop_partial(s["assets"], f"{s['root']}/retrofit")
 
 
 def get_parser():

@@ -237,7 +237,7 @@ def report(rows, missing, args, wall):
     print("\n".join(md))
     print(f"wrote {prefix}.md, {prefix}.csv, {prefix}.png")
     if not missing:
-        drop_partial(args.assets)
+        drop_partial(args.assets, f"{args.root}/rope")
 
 
 class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):

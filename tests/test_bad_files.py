@@ -1975,6 +1975,20 @@ def test_a_complete_quick_report_removes_the_partial_one_it_replaces(tmp_path, c
     assert (tmp_path / "rope_partial.md").is_dir()
 
 
+def test_a_complete_report_removes_the_partial_one_beside_the_runs(tmp_path, capsys):
+    # a full study's partial report goes beside its runs (out-rope/rope.*, out-cpu_lm/cpu_lm.*), its complete one to
+    # assets/: once every run finished, the PARTIAL report stayed in the runs' folder, which the README says is removed
+    (tmp_path / "assets").mkdir()
+    args = argparse.Namespace(quick=True, data_dir=str(tmp_path / "mine"), root=str(tmp_path), iters=60, seeds=[1337],
+                              assets=str(tmp_path / "assets" / "rope"), scored=1024)
+    rows = [{"variant": v, "seed": 1337, "length": 256, "loss": 2.5} for v in rope.VARIANTS]
+    rope.report(rows[1:], [f"{next(iter(rope.VARIANTS))}_s1337"], args, 0.0)
+    assert (tmp_path / "rope.md").read_text().startswith("PARTIAL:")
+    rope.report(rows, [], args, 0.0)
+    assert not list(tmp_path.glob("rope.*")) and (tmp_path / "assets" / "rope.md").exists()
+    assert f"removed {tmp_path / 'rope'}.*, a partial report" in capsys.readouterr().err
+
+
 def test_a_study_report_on_a_damaged_meta_json_keeps_the_text_beside_it(tmp_path):
     # data prepared into the folder of its text: "delete data_dir and prepare it again" deleted input.txt too
     mine = tmp_path / "mine"
