@@ -1269,12 +1269,13 @@ def log_entry(line):
     return entry if isinstance(entry, dict) and type(entry.get("iter")) is int else None
 
 
-def before_checkpoint(line):
-    """A log line a resumed run keeps: whole, and from before its checkpoint. A line cut short by a crash, or any
-    that is not one of ours (an edit, a disk error), goes too: it would only stop the resume. A conversion's line is
-    of iteration 0 and written before any checkpoint: a max_iters=0 conversion resumed lost it, and its log read as
-    a run from scratch (checkpoint.started, the retrofit study's conversion facts)."""
-    return line.endswith("\n") and (entry := log_entry(line)) is not None and (
+def before_checkpoint(line, entry):
+    """A log line (with the entry log_entry read in it) a resumed run keeps: whole, and from before its checkpoint.
+    A line cut short by a crash, or any that is not one of ours (an edit, a disk error), goes too: it would only stop
+    the resume. A conversion's line is of iteration 0 and written before any checkpoint: a max_iters=0 conversion
+    resumed lost it, and its log read as a run from scratch (checkpoint.started, the retrofit study's conversion
+    facts)."""
+    return line.endswith("\n") and entry is not None and (
         entry["iter"] < iter_num or "conversion" in entry or saved_after(entry))
 
 
@@ -1314,8 +1315,8 @@ def open_log():
     if init_from == "resume" and os.path.exists(path):
         # UTF-8 with or without a BOM: saved by a Windows editor, its first line (the run's start, which
         # checkpoint.started reads) was no JSON to before_checkpoint and went without a word
-        lines = log_lines(log_text(path), numbered=True)
-        entries = [e for _, line in lines if line.endswith("\n") and (e := log_entry(line))]
+        lines = [(n, line, log_entry(line)) for n, line in log_lines(log_text(path), numbered=True)]  # parsed once
+        entries = [e for _, line, e in lines if line.endswith("\n") and e]
         if entries and (why := not_its_log(entries)):
             # another run's log beside this checkpoint (a folder copied, a ckpt.pt copied in): its lines up to
             # this iteration were kept as this run's, one log of two runs, exit 0. Set aside, as a log with no
@@ -1326,19 +1327,19 @@ def open_log():
             return open(path, "w")
         # a bad line went without a word: said, and the log kept as it was. Not the last cut short by a kill (no
         # newline): a whole last line (a note appended with echo >>) is no kill's
-        if bad := [str(n) for i, (n, line) in enumerate(lines) if log_entry(line) is None
+        if bad := [str(n) for i, (n, line, e) in enumerate(lines) if e is None
                    and (i < len(lines) - 1 or line.endswith("\n"))]:
             shutil.copyfile(path, kept := free_kept())
             which = f"line {bad[0]} holds" if len(bad) == 1 else \
                 f"lines {', '.join(bad[:5])}{', ...' * (len(bad) > 5)} hold"
             print(f"{path}: {which} no log entry of train.py (edited, or a disk error), left out by this resume; the "
                   f"log as it was is kept as {kept}.", flush=True)
-        kept = [line for _, line in lines if before_checkpoint(line)]
+        kept = [(line, e) for _, line, e in lines if before_checkpoint(line, e)]
         # the first validation line at the checkpoint's iteration is the one it was saved after; a second is a
         # resume's that stopped before its first save (Ctrl-C, a closed pipe), measured on other data or settings:
         # kept, the finished run's log held two losses at that iteration, one of data it never trained on
-        at = [i for i, line in enumerate(kept) if saved_after(log_entry(line))]
-        kept = "".join(line for i, line in enumerate(kept) if i not in at[1:])
+        at = [i for i, (_, e) in enumerate(kept) if saved_after(e)]
+        kept = "".join(line for i, (line, _) in enumerate(kept) if i not in at[1:])
         # by rename, then appended to: truncated and refilled in place, a kill between the two (or a Ctrl-C in the
         # first evaluation, while the refill sat in a buffer) emptied the log. A log linked here from another run
         # is replaced by this run's own file, not written through the link into that run's
