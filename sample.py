@@ -195,7 +195,13 @@ def check_conversion_args(p, args):
 JSONL = (".jsonl", ".jsonl.zst")  # prepare's document files: JSON, one document a line
 
 
-def read_text(arg, flag, documents=None):
+def read_text(arg, flag, what="text"):
+    """arg, or the text of the file FILE:<path> names; what: the one plain text flag takes ("text", "prompt"), for
+    the refusal of prepare's JSON documents, whose syntax was fitted on or prompted with, {"text": ... and all."""
+    def documents(by_name, path):
+        command, new = jq_command(path)
+        return (f"{flag}={arg}: this file holds JSON documents, one a line (prepare's .jsonl), and {flag} is one plain "
+                f"{what}; write their text to a .txt file ({command}) and give {flag}=FILE:{new}.")
     return read_text_file(arg[5:], f"{flag}={arg}", "give the text or FILE:<a text file>", documents) \
         if arg.startswith("FILE:") else arg
 
@@ -305,12 +311,7 @@ def calibration(args, cfg, meta, data_dir):
     tokens. -> (ids, where they come from)."""
     bs, n = cfg.block_size, args.calib_tokens
     if args.calib is not None:
-        def documents(by_name, path):
-            command, new = jq_command(path)
-            return (f"--calib={args.calib}: this file holds JSON documents, one a line (prepare's .jsonl), and "
-                    f"--calib is one plain text; write their text to a .txt file ({command}) and give "
-                    f"--calib=FILE:{new}.")
-        every = get_tokenizer(meta)[0](read_text(args.calib, "--calib", documents))
+        every = get_tokenizer(meta)[0](read_text(args.calib, "--calib", "text"))
         ids, where, held = every[:n], "--calib", len(every)
     else:
         own = own_val_tokens(data_dir, meta, n, cfg.vocab_size)
@@ -531,11 +532,7 @@ def main(argv=None):
     dtype = DTYPES[args.dtype or ("bfloat16" if device.type == "cuda" else "float32")]
     # both before the model: a mistyped FILE: prompt, or --compile without the cache, was found only after a
     # conversion, or GPT-2 downloaded (gpt2-xl: 6 GB)
-    def documents(by_name, path):  # prepare's documents: the prompt was their JSON syntax, {"text": ... and all
-        command, new = jq_command(path)
-        return (f"--start={args.start}: this file holds JSON documents, one a line (prepare's .jsonl), and --start is "
-                f"one plain prompt; write its text to a .txt file ({command}) and give --start=FILE:{new}.")
-    start = read_text(args.start, "--start", documents)
+    start = read_text(args.start, "--start", "prompt")
     if args.compile and not args.use_cache:
         raise SystemExit(COMPILE_NEEDS)
     if args.init_from != "resume":  # GPT-2's context and tokenizer are known before its download

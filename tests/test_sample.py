@@ -300,7 +300,7 @@ def test_a_prompt_file_of_json_documents_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         run(capsys, tmp_path, f"--start=FILE:{tmp_path / 'p.jsonl'}", "--max_new_tokens=1")
     assert str(e.value) == (f"--start=FILE:{tmp_path / 'p.jsonl'}: this file holds JSON documents, one a line "
-                            f"(prepare's .jsonl), and --start is one plain prompt; write its text to a .txt file "
+                            f"(prepare's .jsonl), and --start is one plain prompt; write their text to a .txt file "
                             f"(jq -r .text {tmp_path / 'p.jsonl'} > {tmp_path / 'p.txt'}) and give "
                             f"--start=FILE:{tmp_path / 'p.txt'}.")
 
