@@ -53,7 +53,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from configurator import as_text, closed_stream, configure, lift_limit, memory_limit, space_fix, stop_signals
+from configurator import as_text, closed_stream, configure, lift_limit, memory_limit, run_file, space_fix, stop_signals
 from model import GPT, GPTConfig
 
 PREFIXES = ("_orig_mod.", "module.")  # torch.compile's and DDP's wrappers: harmless, stripped on load
@@ -64,6 +64,57 @@ BYTES_DATA = "python prepare_slimpajama.py --input=FILE --tokenizer=bytes --val_
 STUDY_DATA = "data/cpu_lm_bytes"  # where the studies look for them by default
 # train and val bytes of tiny Shakespeare (1,115,394 bytes) prepared as above: the data of the tracked tables
 SHAKESPEARE = {"train_tokens": 1_003_857, "val_tokens": 111_539}
+
+
+# What each config file of the cpu_lm studies set when their tracked tables in assets/ were made, as a digest of
+# its values (comments and layout are free; a variant's, of what it sets over config/cpu_lm.py, which it executes):
+# a study run after one was edited in place (max_iters = 4 in config/cpu_lm.py) wrote its report over the tracked
+# one. tests/test_bad_files.py asserts today's files match: to change a study's settings, edit the file and this
+# digest together, and run the study again.
+STUDY_CONFIGS = {"config/cpu_lm.py": "a2f552d6ef93", "config/cpu_lm_q_k_v.py": "a3d91414af26",
+                 "config/cpu_lm_q_kv.py": "8faa3a8eb16d", "config/cpu_lm_qk_v.py": "0bb221c57333",
+                 "config/cpu_lm_qk_v_linear.py": "b0114046d4d9", "config/cpu_lm_qk_v_mqa.py": "6711c72a7724",
+                 "config/cpu_lm_qkv_mqa.py": "51c3c6df1b4c"}
+
+
+def config_values(name):
+    """{setting: value} config file name (from the repository's folder) sets; None where it is not there."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
+    if not os.path.isfile(path):
+        return None
+    scope = run_file(path, {})
+    return {k: scope[k] for k in scope.assigned if not k.startswith("_")
+            and isinstance(scope[k], (bool, int, float, str, tuple, list, type(None)))}  # not the modules it imports
+
+
+def config_digest(values, base=None):
+    """A digest of values (config_values'), of those that differ from base where given; None for None."""
+    if values is None:
+        return None
+    own = {k: v for k, v in values.items() if not base or k not in base or base[k] != v}
+    return hashlib.sha256(json.dumps(own, sort_keys=True, default=repr).encode()).hexdigest()[:12]
+
+
+def edited_configs():
+    """The config/cpu_lm*.py files whose values are not those the tracked tables in assets/ were made with."""
+    base = config_values("config/cpu_lm.py")
+    return [name for name, digest in STUDY_CONFIGS.items()
+            if config_digest(config_values(name), None if name == "config/cpu_lm.py" else base) != digest]
+
+
+def study_assets(assets, beside=None):
+    """Where a study's complete report goes: assets (its tracked table), or beside (its runs' folder) where a config
+    file it trains with was edited, said once, before the runs: the report of other values is not the tracked one.
+    Without beside (analyze's --out=assets, named by the user) that is refused."""
+    if not in_assets(assets) or not (edited := edited_configs()):
+        return assets
+    what = (f"{' and '.join(edited)} set{'s' if len(edited) == 1 else ''} other values than the tracked tables in "
+            f"assets/ were made with")
+    fix = f"restore {'it' if len(edited) == 1 else 'them'} (`git checkout -- {' '.join(edited)}`) to write there"
+    if beside is None:
+        raise SystemExit(f"{what}, and --out={assets} writes into assets/; {fix}, or give another --out.")
+    print(f"{what}: this study's report goes to {beside}.*, not {assets}.* ({fix}).", file=sys.stderr)
+    return beside
 
 
 def in_assets(path):

@@ -47,7 +47,7 @@ import torch
 
 from checkpoint import (atomic_write, check_study_run, guard_assets, in_assets, load_checkpoint, new_dirs, not_its_data,
                         other_data, outputs_free, present, read_json, run_length, save_figure, saved_path, script,
-                        shell_arg, together, tokens, unwritable)
+                        shell_arg, study_assets, together, tokens, unwritable)
 from configurator import Parser, as_text, as_typed, cli, number
 from convert import affine_fit
 from model import GPT, GPTConfig
@@ -364,6 +364,7 @@ def main(argv=None):
         changed = [k for k in vars(args) if k not in ("out", "out_dir") and getattr(args, k) != parser.get_default(k)]
         full_run = not changed and os.path.realpath(args.out_dir) == os.path.realpath(ASSET_SOURCE)
         guard_assets(out, full_run, ASSET_COMMAND)
+        study_assets(out)  # the source's config/cpu_lm.py as the tracked figure's
         if in_assets(out) and iters != ASSET_ITERS:  # the right folder, but the tracked figure is of the finished run
             raise SystemExit(f"{args.out_dir} is at iteration {iters}, and assets/projections.* are of the retrofit "
                              f"source at {ASSET_ITERS}: finish it with `python -m experiments.retrofit` first.")

@@ -37,7 +37,7 @@ import torch
 
 from checkpoint import (atomic_write, check_study_run, data_counts, data_name, drop_partial, hold_lock, load_checkpoint,
                         new_dirs, open_data, partial_prefix, partial_report, read_log, repo_path, reports_free,
-                        save_figure, scored_tokens, together, train_first, writable_dir)
+                        save_figure, scored_tokens, study_assets, together, train_first, writable_dir)
 from configurator import Parser, cli, run_child
 from model import GPT, GPTConfig
 
@@ -198,23 +198,23 @@ def plot(results, prefix):
     plt.close(fig)
 
 
-def report():
+def report(assets=ASSETS):
     results, cfg, missing = collect()
     if not results:
         sys.exit(f"no finished run under {ROOT}/; {train_first(ROOT, 'python -m experiments.cpu_lm')}.")
     # a partial report never replaces the complete one (nor a quick one its complete quick one)
-    prefix = partial_prefix(f"{ROOT}/cpu_lm", ASSETS) if missing else ASSETS
+    prefix = partial_prefix(f"{ROOT}/cpu_lm", assets) if missing else assets
     reports_free(prefix)  # not after its .md and .csv were written
     writable_dir(os.path.dirname(prefix), "make it writable")
     if missing:
-        partial_report(missing, len(VARIANTS) * len(SEEDS), prefix, ASSETS)
+        partial_report(missing, len(VARIANTS) * len(SEEDS), prefix, assets)
     with together():  # the three, or none: a stop while the figure drew left a new table beside an old figure
         write_table(results, cfg, missing, prefix)
         write_csv(results, prefix)
         plot(results, prefix)
     print(f"wrote {prefix}.md, {prefix}.csv, {prefix}.png")
     if not missing:
-        drop_partial(ASSETS, f"{ROOT}/cpu_lm")
+        drop_partial(assets, f"{ROOT}/cpu_lm")
 
 
 def get_parser():
@@ -225,16 +225,17 @@ def get_parser():
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
+    assets = study_assets(ASSETS, f"{ROOT}/cpu_lm")
     if not args.report:  # the data first: train.py's own fix for it would be a setting this study does not have
         open_data(DATA_DIR, BLOCK_SIZE, 256, study="experiments.cpu_lm")
-        with new_dirs(ROOT, os.path.dirname(ASSETS)):  # stopped before a run saved (Ctrl-C): no empty folder left
-            for folder in (ROOT, os.path.dirname(ASSETS)):  # the runs and the report: unwritable now, not after hours
+        with new_dirs(ROOT, os.path.dirname(assets)):  # stopped before a run saved (Ctrl-C): no empty folder left
+            for folder in (ROOT, os.path.dirname(assets)):  # the runs and the report: unwritable now, not after hours
                 writable_dir(folder, "make it writable, or run from a copy of the repository that is")
-            reports_free(f"{ROOT}/cpu_lm", ASSETS)
+            reports_free(f"{ROOT}/cpu_lm", assets)
             with hold_lock(ROOT, f"{ROOT} is being trained into by another `python -m experiments.cpu_lm`; wait for "
                                  f"it to end, then run this again."):  # one study per folder: two train the same runs
                 train_all()
-    report()
+    report(assets)
 
 
 if __name__ == "__main__":

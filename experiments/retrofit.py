@@ -49,7 +49,7 @@ import torch
 from checkpoint import (atomic_write, check_study_run, data_counts, data_name, drop_partial, eval_batches, hold_lock,
                         load_checkpoint, log_lines, log_text, new_dirs, open_data, partial_prefix, partial_report,
                         present, read_log, read_table, redraw_missing, repo_path, reports_free, save_figure,
-                        scored_tokens, together, token_count, tokens, train_first, writable_dir)
+                        scored_tokens, study_assets, together, token_count, tokens, train_first, writable_dir)
 from configurator import Parser, cli, run_child
 from convert import convert_state_dict
 from model import GPT, GPTConfig
@@ -503,7 +503,7 @@ def get_parser():
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    setting = QUICK if args.quick else FULL
+    setting = QUICK if args.quick else dict(FULL, assets=study_assets(FULL["assets"], f"{FULL['root']}/retrofit"))
     if args.redraw:  # the figure from the written table alone, no runs needed
         if not present(setting["assets"] + ".csv") or not os.path.isfile(setting["assets"] + ".csv"):  # see rope's
             sys.exit(redraw_missing(f"{setting['assets']}.csv", "the study"))

@@ -43,8 +43,8 @@ import torch
 
 from checkpoint import (atomic_write, check_study_run, data_name, default_data, delete_what, drop_partial, hold_lock,
                         load_checkpoint, new_dirs, open_data, partial_prefix, partial_report, present, read_json,
-                        read_table, redraw_missing, repo_path, reports_free, save_figure, together, tokens,
-                        train_first, writable_dir)
+                        read_table, redraw_missing, repo_path, reports_free, save_figure, study_assets, together,
+                        tokens, train_first, writable_dir)
 from configurator import Parser, cli, run_child
 from model import GPT, GPTConfig
 
@@ -261,6 +261,7 @@ def main(argv=None):
     args.root = "out-rope-quick" if args.quick else "out-rope"
     # the tracked tables are the full study's on the default data; other data's go beside its runs
     args.assets = "assets/rope" if not args.quick and default_data(args.data_dir) else f"{args.root}/rope"
+    args.assets = study_assets(args.assets, f"{args.root}/rope")  # and with the settings of config/cpu_lm.py
     if args.redraw:  # the table of these runs: with another --data_dir the tracked figure was redrawn, exit 0
         # present: a table this user cannot reach (its folder not searchable) or a dangling link was "does not
         # exist; run the study first", which would train anew beside it or over the link

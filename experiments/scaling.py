@@ -49,9 +49,10 @@ import numpy as np
 import torch
 
 from checkpoint import (ASSETS, atomic_write, check_study_data, check_study_run, data_counts, data_name,
-                        default_data, delete_what, guard_assets, hold_lock, load_checkpoint, load_json, new_dirs,
-                        open_data, other_data, present, read_json, read_log, read_table, repo_path, same_folder,
-                        save_figure, scored_tokens, together, tokens, train_first, writable_dir)
+                        default_data, delete_what, edited_configs, guard_assets, hold_lock, load_checkpoint, load_json,
+                        new_dirs, open_data, other_data, present, read_json, read_log, read_table, repo_path,
+                        same_folder, save_figure, scored_tokens, study_assets, together, tokens, train_first,
+                        writable_dir)
 from configurator import Parser, child_env, cli, number, stop_children
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
@@ -390,8 +391,9 @@ def check_root_data(s, args):
 
 
 def tracked(s, args):
-    """Whether the tables go to assets/: the full grid on the default data; other data's go beside its runs."""
-    return bool(s["assets"]) and default_data(args.data_dir)
+    """Whether the tables go to assets/: the full grid on the default data with config/cpu_lm.py's tracked values;
+    other data's, or other values', go beside its runs."""
+    return bool(s["assets"]) and default_data(args.data_dir) and not edited_configs()
 
 
 def table_lock(s, args):
@@ -721,6 +723,8 @@ def main(argv=None):
     p.unread(args, UNREAD)
     s = QUICK if args.quick else FULL
     args.root = args.root or s["root"]
+    if s["assets"] and default_data(args.data_dir):  # said once: tracked() reads them again where it is asked
+        study_assets(s["assets"], os.path.join(args.root, "scaling"))
     if not args.report:  # the data first: train.py's own fix for it would be a setting this study does not have
         open_data(args.data_dir, max(s["blocks"]), 256, study="experiments.scaling")
     guard_assets(args.root, False, None)  # run folders never go there (found by train.py, after the data check)

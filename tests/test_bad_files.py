@@ -1496,6 +1496,67 @@ def test_cpu_lm_report_of_1_of_21_runs_goes_to_the_runs_folder(world, tmp_path, 
     assert "(assets/cpu_lm.* gets the complete one, once every run has finished)" in capsys.readouterr().err
 
 
+def test_the_study_configs_hold_the_values_the_tracked_tables_were_made_with(tmp_path, monkeypatch):
+    # edit a config/cpu_lm*.py and this digest together, then run the studies again: assets/ is of these values
+    assert checkpoint.edited_configs() == [], "the tracked tables in assets/ were made with other values"
+    assert sorted(checkpoint.STUDY_CONFIGS) == sorted(os.path.relpath(p, ROOT) for p in
+                                                      glob.glob(os.path.join(ROOT, "config", "cpu_lm*.py")))
+    text = open(os.path.join(ROOT, "config", "cpu_lm.py")).read()
+    (tmp_path / "a.py").write_text("# a comment of mine\n" + text.replace(" = ", "  =  "))  # the same values
+    (tmp_path / "b.py").write_text(text.replace("max_iters = 600", "max_iters = 4"))
+    digest = checkpoint.STUDY_CONFIGS["config/cpu_lm.py"]
+    a, b = (checkpoint.config_digest(checkpoint.config_values(str(tmp_path / n))) for n in ("a.py", "b.py"))
+    assert a == digest != b
+    # a variant's is of what it sets over config/cpu_lm.py: an edit there names that file alone, not all seven
+    real = {n: checkpoint.config_values(n) for n in checkpoint.STUDY_CONFIGS}
+    own = {n: {k: v for k, v in real[n].items() if real["config/cpu_lm.py"].get(k) != v} for n in real}
+    base = checkpoint.config_values(str(tmp_path / "b.py"))
+    monkeypatch.setattr(checkpoint, "config_values", lambda n: {**base, **own[n]})
+    assert checkpoint.edited_configs() == ["config/cpu_lm.py"]
+    own["config/cpu_lm_qk_v.py"]["proj"] = "qkv"  # and a variant's own value
+    assert checkpoint.edited_configs() == ["config/cpu_lm.py", "config/cpu_lm_qk_v.py"]
+
+
+def edited(tmp_path, monkeypatch):
+    """config/cpu_lm.py as if edited in place, and tmp_path/assets as the repository's."""
+    monkeypatch.setitem(checkpoint.STUDY_CONFIGS, "config/cpu_lm.py", "edited")
+    monkeypatch.setattr(checkpoint, "ASSETS", str(tmp_path / "assets"))
+    monkeypatch.chdir(tmp_path)
+    return tracked(tmp_path, "cpu_lm.md", "rope.csv", "retrofit.csv", "scaling.csv")
+
+
+FIX = "restore it (`git checkout -- config/cpu_lm.py`) to write there"
+
+
+def test_a_study_after_its_config_was_edited_writes_beside_its_runs(world, tmp_path, monkeypatch, capsys):
+    # max_iters = 4 in config/cpu_lm.py, then the full study: its report replaced the tracked one in assets/
+    before = edited(tmp_path, monkeypatch)
+    note = "config/cpu_lm.py sets other values than the tracked tables in assets/ were made with: this study's " \
+           "report goes to {}.*, not assets/{}.* (" + FIX + ")."
+    with pytest.raises(SystemExit, match="no finished run under out-cpu_lm/"):
+        cpu_lm.main(["--report"])
+    assert note.format("out-cpu_lm/cpu_lm", "cpu_lm") in capsys.readouterr().err
+    for study, name in ((rope, "rope"), (retrofit, "retrofit")):  # its table, not the tracked one
+        with pytest.raises(SystemExit) as e:
+            study.main(["--redraw"])
+        err = capsys.readouterr().err + str(e.value)
+        assert note.format(f"out-{name}/{name}", name) in err and f"out-{name}/{name}.csv, which does not" in err
+    args = argparse.Namespace(data_dir="data/cpu_lm_bytes", root="out-scaling")
+    assert not scaling.tracked(scaling.FULL, args) and scaling.paths(scaling.FULL, args)[0] == "out-scaling/scaling.csv"
+    run = shutil.copytree(world / "run", tmp_path / "out-retrofit" / "qkv_s1337")  # analyze's --out=assets
+    with pytest.raises(SystemExit, match=re.escape(f"made with, and --out=assets writes into assets/; {FIX}, or ")):
+        experiments_analyze().main([f"--out_dir={os.path.relpath(run)}", "--out=assets"])
+    assert tree_digest(tmp_path / "assets") == before
+    monkeypatch.setitem(checkpoint.STUDY_CONFIGS, "config/cpu_lm.py", checkpoint.config_digest(
+        checkpoint.config_values("config/cpu_lm.py")))
+    assert scaling.tracked(scaling.FULL, args)  # as tracked: the tables go to assets/
+
+
+def experiments_analyze():
+    from experiments import analyze
+    return analyze
+
+
 @pytest.mark.parametrize("val_tokens, scored", [(111_539, 106_496), (50_000, 49_152), (1_000, 768)])
 def test_cpu_lm_table_names_the_validation_tokens_train_py_scored(tmp_path, capsys, val_tokens, scored):
     # data/cpu_lm_bytes prepared from a shorter text (50,000 validation bytes): train.py scored 12 batches of 16 x 256
