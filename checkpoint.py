@@ -102,18 +102,40 @@ def edited_configs():
             if config_digest(config_values(name), None if name == "config/cpu_lm.py" else base) != digest]
 
 
-def study_assets(assets, beside=None):
+def other_text(data_dir):
+    """data_dir's token counts where its meta.json records counts other than tiny Shakespeare's, the text of the
+    tracked tables (data/cpu_lm_bytes prepared from the user's own text, as experiments/README.md allows); else None
+    (Shakespeare's, or nothing readable there yet: a fresh clone's --report)."""
+    if not data_dir:  # analyze's run of no recorded data
+        return None
+    try:
+        with open(os.path.join(data_dir, "meta.json"), encoding="utf-8") as f:
+            meta = json.load(f)
+        counts = {k: meta[k] for k in SHAKESPEARE}
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return counts if counts != SHAKESPEARE and all(type(n) is int for n in counts.values()) else None
+
+
+def study_assets(assets, beside=None, data_dir=STUDY_DATA):
     """Where a study's complete report goes: assets (its tracked table), or beside (its runs' folder) where a config
-    file it trains with was edited, said once, before the runs: the report of other values is not the tracked one.
-    Without beside (analyze's --out=assets, named by the user) that is refused."""
-    if not in_assets(assets) or not (edited := edited_configs()):
+    file it trains with was edited, or its data is of other text, said once, before the runs: that report is not the
+    tracked one. Without beside (analyze's --out=assets, named by the user) that is refused."""
+    why = []
+    if in_assets(assets) and (edited := edited_configs()):
+        why.append(f"{' and '.join(edited)} set{'s' if len(edited) == 1 else ''} other values than the tracked tables "
+                   f"in assets/ were made with (restore {'it' if len(edited) == 1 else 'them'}: `git checkout -- "
+                   f"{' '.join(edited)}`)")
+    if in_assets(assets) and (counts := other_text(data_dir)):
+        why.append(f"{data_dir} holds other text than the tracked tables' ({counts['train_tokens']:,} train and "
+                   f"{counts['val_tokens']:,} validation tokens, where tiny Shakespeare's are "
+                   f"{SHAKESPEARE['train_tokens']:,} and {SHAKESPEARE['val_tokens']:,})")
+    if not why:
         return assets
-    what = (f"{' and '.join(edited)} set{'s' if len(edited) == 1 else ''} other values than the tracked tables in "
-            f"assets/ were made with")
-    fix = f"restore {'it' if len(edited) == 1 else 'them'} (`git checkout -- {' '.join(edited)}`) to write there"
     if beside is None:
-        raise SystemExit(f"{what}, and --out={assets} writes into assets/; {fix}, or give another --out.")
-    print(f"{what}: this study's report goes to {beside}.*, not {assets}.* ({fix}).", file=sys.stderr)
+        raise SystemExit(f"{'; '.join(why)}: --out={assets} writes into assets/, which holds only those; give another "
+                         f"--out.")
+    print(f"{'; '.join(why)}: this study's report goes to {beside}.*, not {assets}.*.", file=sys.stderr)
     return beside
 
 

@@ -364,7 +364,7 @@ def main(argv=None):
         changed = [k for k in vars(args) if k not in ("out", "out_dir") and getattr(args, k) != parser.get_default(k)]
         full_run = not changed and os.path.realpath(args.out_dir) == os.path.realpath(ASSET_SOURCE)
         guard_assets(out, full_run, ASSET_COMMAND)
-        study_assets(out)  # the source's config/cpu_lm.py as the tracked figure's
+        study_assets(out, data_dir=data_dir)  # the source's config/cpu_lm.py and text as the tracked figure's
         if in_assets(out) and iters != ASSET_ITERS:  # the right folder, but the tracked figure is of the finished run
             raise SystemExit(f"{args.out_dir} is at iteration {iters}, and assets/projections.* are of the retrofit "
                              f"source at {ASSET_ITERS}: finish it with `python -m experiments.retrofit` first.")

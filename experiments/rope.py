@@ -261,7 +261,7 @@ def main(argv=None):
     args.root = "out-rope-quick" if args.quick else "out-rope"
     # the tracked tables are the full study's on the default data; other data's go beside its runs
     args.assets = "assets/rope" if not args.quick and default_data(args.data_dir) else f"{args.root}/rope"
-    args.assets = study_assets(args.assets, f"{args.root}/rope")  # and with the settings of config/cpu_lm.py
+    args.assets = study_assets(args.assets, f"{args.root}/rope", args.data_dir)  # config/cpu_lm.py's, Shakespeare
     if args.redraw:  # the table of these runs: with another --data_dir the tracked figure was redrawn, exit 0
         # present: a table this user cannot reach (its folder not searchable) or a dangling link was "does not
         # exist; run the study first", which would train anew beside it or over the link

@@ -50,9 +50,9 @@ import torch
 
 from checkpoint import (ASSETS, atomic_write, check_study_data, check_study_run, data_counts, data_name,
                         default_data, delete_what, edited_configs, guard_assets, hold_lock, load_checkpoint, load_json,
-                        new_dirs, open_data, other_data, present, read_json, read_log, read_table, repo_path,
-                        same_folder, save_figure, scored_tokens, study_assets, together, tokens, train_first,
-                        writable_dir)
+                        new_dirs, open_data, other_data, other_text, present, read_json, read_log, read_table,
+                        repo_path, same_folder, save_figure, scored_tokens, study_assets, together, tokens,
+                        train_first, writable_dir)
 from configurator import Parser, child_env, cli, number, stop_children
 from experiments.analyze import analyze, random_row
 from model import GPT, GPTConfig
@@ -391,9 +391,9 @@ def check_root_data(s, args):
 
 
 def tracked(s, args):
-    """Whether the tables go to assets/: the full grid on the default data with config/cpu_lm.py's tracked values;
-    other data's, or other values', go beside its runs."""
-    return bool(s["assets"]) and default_data(args.data_dir) and not edited_configs()
+    """Whether the tables go to assets/: the full grid on the default data (Shakespeare) with config/cpu_lm.py's
+    tracked values; other data's, or other values', go beside its runs."""
+    return bool(s["assets"]) and default_data(args.data_dir) and not edited_configs() and not other_text(args.data_dir)
 
 
 def table_lock(s, args):
@@ -724,7 +724,7 @@ def main(argv=None):
     s = QUICK if args.quick else FULL
     args.root = args.root or s["root"]
     if s["assets"] and default_data(args.data_dir):  # said once: tracked() reads them again where it is asked
-        study_assets(s["assets"], os.path.join(args.root, "scaling"))
+        study_assets(s["assets"], os.path.join(args.root, "scaling"), args.data_dir)
     if not args.report:  # the data first: train.py's own fix for it would be a setting this study does not have
         open_data(args.data_dir, max(s["blocks"]), 256, study="experiments.scaling")
     guard_assets(args.root, False, None)  # run folders never go there (found by train.py, after the data check)

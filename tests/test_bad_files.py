@@ -29,7 +29,7 @@ import torch
 import checkpoint
 import prepare_slimpajama as P
 from configurator import configure
-from experiments import cpu_lm, retrofit, rope, scaling
+from experiments import analyze, cpu_lm, retrofit, rope, scaling
 from model import GPT, GPTConfig
 from test_bad_inputs import run_here, tree_digest
 from test_train import ROOT, TINY, make_data, run_inprocess, train
@@ -1525,14 +1525,14 @@ def edited(tmp_path, monkeypatch):
     return tracked(tmp_path, "cpu_lm.md", "rope.csv", "retrofit.csv", "scaling.csv")
 
 
-FIX = "restore it (`git checkout -- config/cpu_lm.py`) to write there"
+FIX = "restore it: `git checkout -- config/cpu_lm.py`"
 
 
 def test_a_study_after_its_config_was_edited_writes_beside_its_runs(world, tmp_path, monkeypatch, capsys):
     # max_iters = 4 in config/cpu_lm.py, then the full study: its report replaced the tracked one in assets/
     before = edited(tmp_path, monkeypatch)
-    note = "config/cpu_lm.py sets other values than the tracked tables in assets/ were made with: this study's " \
-           "report goes to {}.*, not assets/{}.* (" + FIX + ")."
+    note = "config/cpu_lm.py sets other values than the tracked tables in assets/ were made with (" + FIX + \
+           "): this study's report goes to {}.*, not assets/{}.*."
     with pytest.raises(SystemExit, match="no finished run under out-cpu_lm/"):
         cpu_lm.main(["--report"])
     assert note.format("out-cpu_lm/cpu_lm", "cpu_lm") in capsys.readouterr().err
@@ -1544,17 +1544,26 @@ def test_a_study_after_its_config_was_edited_writes_beside_its_runs(world, tmp_p
     args = argparse.Namespace(data_dir="data/cpu_lm_bytes", root="out-scaling")
     assert not scaling.tracked(scaling.FULL, args) and scaling.paths(scaling.FULL, args)[0] == "out-scaling/scaling.csv"
     run = shutil.copytree(world / "run", tmp_path / "out-retrofit" / "qkv_s1337")  # analyze's --out=assets
-    with pytest.raises(SystemExit, match=re.escape(f"made with, and --out=assets writes into assets/; {FIX}, or ")):
-        experiments_analyze().main([f"--out_dir={os.path.relpath(run)}", "--out=assets"])
+    other = ".* holds other text than the tracked tables' "  # the world's data: 20,000 and 4,000 tokens
+    with pytest.raises(SystemExit, match=re.escape(f"made with ({FIX}); ") + other +
+                       re.escape("(20,000 train and 4,000 validation tokens, where tiny Shakespeare's are 1,003,857 "
+                                 "and 111,539): --out=assets writes into assets/, which holds only those; give ")):
+        analyze.main([f"--out_dir={os.path.relpath(run)}", "--out=assets"])
     assert tree_digest(tmp_path / "assets") == before
     monkeypatch.setitem(checkpoint.STUDY_CONFIGS, "config/cpu_lm.py", checkpoint.config_digest(
         checkpoint.config_values("config/cpu_lm.py")))
     assert scaling.tracked(scaling.FULL, args)  # as tracked: the tables go to assets/
-
-
-def experiments_analyze():
-    from experiments import analyze
-    return analyze
+    # data/cpu_lm_bytes prepared from the user's own text (as experiments/README.md allows): the same, for the text
+    (tmp_path / "data" / "cpu_lm_bytes").mkdir(parents=True)
+    for counts, tracked_there in (({"train_tokens": 5_000, "val_tokens": 500}, False), (checkpoint.SHAKESPEARE, True)):
+        (tmp_path / "data" / "cpu_lm_bytes" / "meta.json").write_text(json.dumps({"vocab_size": 256, **counts}))
+        assert scaling.tracked(scaling.FULL, args) is tracked_there
+        with pytest.raises(SystemExit, match="no finished run under out-cpu_lm/"):
+            cpu_lm.main(["--report"])
+        said = "data/cpu_lm_bytes holds other text than the tracked tables' (5,000 train and 500 validation tokens, " \
+               "where tiny Shakespeare's are 1,003,857 and 111,539): this study's report goes to out-cpu_lm/cpu_lm.*"
+        assert (said in capsys.readouterr().err) is not tracked_there
+    assert tree_digest(tmp_path / "assets") == before
 
 
 @pytest.mark.parametrize("val_tokens, scored", [(111_539, 106_496), (50_000, 49_152), (1_000, 768)])
