@@ -16,6 +16,7 @@ import torch
 from test_bad_inputs import tree_digest
 from test_train import ROOT, make_data
 
+import checkpoint
 from experiments import scaling
 from model import GPT, GPTConfig
 
@@ -305,8 +306,13 @@ def test_a_quick_report_on_the_default_folder_names_the_data_it_records(tmp_path
         json.dump({"tokenizer": "bytes", "vocab_size": 256, **counts}, f)
     args = argparse.Namespace(data_dir="data/cpu_lm_bytes", root=str(tmp_path / "runs"))
     assert scaling.header_data(scaling.QUICK, args) == name
+    # the full study on other text writes its table beside its runs (checkpoint.other_text), named by the folder
+    assert scaling.header_data(scaling.FULL, args) == name
+    with open("data/cpu_lm_bytes/meta.json", "w") as f:  # Shakespeare again, the tracked table's
+        json.dump({"tokenizer": "bytes", "vocab_size": 256, **checkpoint.SHAKESPEARE}, f)
     assert scaling.header_data(scaling.FULL, args) == "Byte-level Shakespeare"  # no runs: a clone's --report
-    # the full study's runs on that data: the tracked table was headed Shakespeare whatever they trained on
+    # the full study's runs on other text, prepared again from Shakespeare since: the tracked table was headed
+    # Shakespeare whatever they trained on
     os.makedirs(tmp_path / "runs" / "qkv_e64_t256_i600_s1")
     model_args = dict(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=256)
     torch.save({"model": GPT(GPTConfig(**model_args)).state_dict(), "model_args": model_args, "meta": counts},
