@@ -914,7 +914,8 @@ def start_state(out_dir, settings, older=(), typed=()):
                 # "delete it" after the files named read as the folder, which may hold the user's text
                 moved = "" if path == meta_path else " (a run cut short resumes from its files where they were: " \
                                                      "moved since, start over as said)"
-                count = f"{settings['shards']} files, not {old['settings']['shards']}; " if "shards" in diff else ""
+                n, was = settings["shards"], old["settings"].get("shards")  # "1 files, not 12" read as a typo
+                count = f"{n} file{'' if n == 1 else 's'}, not {was}; " if "shards" in diff else ""
                 sys.exit(f"error: the input files changed since {out_dir} was made from them ({count}another list or "
                          f"order of files, or a file's size or modification time); give the same files in the same "
                          f"order, or delete {delete_what(out_dir)} to start over from the new ones{moved}")

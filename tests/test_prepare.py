@@ -465,6 +465,12 @@ def test_a_folder_names_the_files_it_leaves_out(tmp_path):
                                 "--out_dir", str(tmp_path / "d")]), log=lines.append)
     assert str(e.value).startswith(f"error: the input files changed since {tmp_path / 'd'} was made from them (2 "
                                    f"files, not 1; another list or order of files")
+    # the folder's data prepared again from one of its files: "1 file, not 2", not "1 files"
+    args = ["--tokenizer=bytes", "--val_fraction=0.1", "--out_dir", str(tmp_path / "d2")]
+    P.prepare(P.parse_args(["--input", str(corpus)] + args), log=lines.append)
+    with pytest.raises(SystemExit) as e:
+        P.prepare(P.parse_args(["--input", str(corpus / "a.txt")] + args), log=lines.append)
+    assert "(1 file, not 2; another list" in str(e.value)
     # cut short (progress.json, no meta.json): "moved since, delete it" after the files named read as the folder
     meta = json.loads((tmp_path / "d" / "meta.json").read_text())
     os.remove(tmp_path / "d" / "meta.json")
