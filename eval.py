@@ -42,7 +42,8 @@ from configurator import Parser, as_typed, cli, number
 from convert import hub_reachable
 from model import GPTConfig
 from sample import (CHECKPOINT_HINTS, CONTEXT_HINTS, CONVERT_HINTS, DTYPES, EOT, add_model_args,
-                    check_conversion_args, check_device, get_tokenizer, load_model, read_text_file as read_file)
+                    check_conversion_args, check_device, get_tokenizer, load_model, read_text_file as read_file,
+                    unfinished)
 
 try:
     from lm_eval import simple_evaluate
@@ -717,7 +718,7 @@ def main(argv=None):
                              "dtype": str(dtype).removeprefix("torch."),  # float16 scores differ in the 4th digit
                              "model_args": asdict(model.config)}  # which model these are
         # the config holds a few objects, e.g. the model: default=str
-        md = table(res)
+        md = table(res) + (f"\n{note} numbers.\n" if (note := unfinished(args)) else "")
         with together():  # the pair, or neither: one stopped between them was a new results.json beside an old .md
             atomic_write(os.path.join(out, "results.json"), json_text(res, indent=2, default=str))
             atomic_write(os.path.join(out, "results.md"), md)

@@ -864,6 +864,21 @@ def test_results_name_the_iteration_of_the_checkpoint_they_measured(tmp_path):
     assert json.loads((tmp_path / "eval" / "results.json").read_text())["checkpoint"]["iter_num"] == 30
 
 
+def test_results_of_a_run_still_training_say_it_is_not_finished(tmp_path):
+    # eval.py on a run that trains on (or stopped early) scored a midway save, and the table said nothing of it
+    make_ckpt(tmp_path, BYTES_META)
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    torch.save(dict(ckpt, iter_num=30, config={"max_iters": 50}), tmp_path / "ckpt.pt")
+    (tmp_path / "text.txt").write_text("To be, or not to be.\n")
+    ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 'text.txt'}", "--device=cpu"])
+    md = (tmp_path / "eval" / "results.md").read_text()
+    assert md.endswith(f"\n\n{tmp_path} holds iteration 30 of its run's 50: not finished (still training, or "
+                       f"stopped), so these are that iteration's numbers.\n")
+    torch.save(dict(ckpt, iter_num=50, config={"max_iters": 50}), tmp_path / "ckpt.pt")  # finished: the table alone
+    ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 'text.txt'}", "--device=cpu"])
+    assert "not finished" not in (tmp_path / "eval" / "results.md").read_text()
+
+
 def test_a_stop_between_results_json_and_md_leaves_the_old_pair(tmp_path, monkeypatch):
     # Ctrl-C (SIGTERM, a full disk) after results.json was written, before results.md: the new json beside the old
     # md, two evaluations in one pair; in a new --out, the json alone

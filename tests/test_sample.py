@@ -775,3 +775,15 @@ def test_the_tokenizer_from_python_takes_one_sequence_and_text():
             decode(ids)
     with pytest.raises(ValueError, match="encode takes a str; got bytes \\(decode it first"):
         encode(b"hi")
+
+
+def test_samples_of_a_run_still_training_say_it_is_not_finished(tmp_path, capsys):
+    # sample.py on a run that trains on sampled a midway save without a word; a finished run says nothing
+    make_ckpt(tmp_path, BYTES_META, config={"max_iters": 40})
+    sample.main([f"--out_dir={tmp_path}", "--device=cpu", "--num_samples=1", "--max_new_tokens=2"])
+    err = capsys.readouterr().err
+    assert err == (f"{tmp_path} holds iteration 0 of its run's 40: not finished (still training, or stopped), so "
+                   f"these are that iteration's samples.\n")
+    make_ckpt(tmp_path, BYTES_META, config={"max_iters": 0})
+    sample.main([f"--out_dir={tmp_path}", "--device=cpu", "--num_samples=1", "--max_new_tokens=2"])
+    assert capsys.readouterr().err == ""
