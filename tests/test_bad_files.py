@@ -1563,6 +1563,9 @@ def test_a_study_after_its_config_was_edited_writes_beside_its_runs(world, tmp_p
         said = "data/cpu_lm_bytes holds other text than the tracked tables' (5,000 train and 500 validation tokens, " \
                "where tiny Shakespeare's are 1,003,857 and 111,539): this study's report goes to out-cpu_lm/cpu_lm.*"
         assert (said in capsys.readouterr().err) is not tracked_there
+    for damaged in ("{", "[]", '{"train_tokens": "5000", "val_tokens": 500}'):  # no counts: open_data says so
+        (tmp_path / "data" / "cpu_lm_bytes" / "meta.json").write_text(damaged)
+        assert checkpoint.other_text("data/cpu_lm_bytes") is None and scaling.tracked(scaling.FULL, args)
     assert tree_digest(tmp_path / "assets") == before
 
 
@@ -2366,6 +2369,8 @@ def test_an_out_nested_too_deep_is_one_sentence_in_eval_and_the_studies(tmp_path
 def test_two_full_scaling_studies_in_two_roots_do_not_share_the_tracked_table(tmp_path, monkeypatch):
     # each trained the same runs and rewrote assets/scaling.csv from the rows it had read, dropping the other's rows
     make_data(tmp_path / "data" / "cpu_lm_bytes")
+    meta = json.loads((tmp_path / "data" / "cpu_lm_bytes" / "meta.json").read_text())
+    monkeypatch.setattr(checkpoint, "SHAKESPEARE", {k: meta[k] for k in checkpoint.SHAKESPEARE})  # its text
     (tmp_path / "assets").mkdir()
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("trained beside another study"))
@@ -2865,6 +2870,10 @@ SWEPT = {
 # (none now: a resume's log.jsonl is read by checkpoint.log_text, swept as read_log; what the resume keeps of a
 # damaged log is test_train_settings.py's test_a_damaged_log_is_refused_or_cleaned_before_training and those after it)
 BY_HAND = {  # reads a test of their own covers, each named: (test file, its tests)
+    # the studies' data's meta.json, read for its token counts alone: damaged, it makes no claim (open_data, which
+    # reads it next, says what is wrong with it)
+    "checkpoint.py:other_text:os.path.join(data_dir, 'meta.json')": (
+        "test_bad_files.py", "test_a_study_after_its_config_was_edited_writes_beside_its_runs"),
     # a hand-downloaded r50k_base.tiktoken, hashed once it is a readable file: empty, cut short or another file is
     # "not r50k_base's ... download it again", a folder or unreadable file is not read
     "checkpoint.py:r50k:hand": ("test_bad_files.py", "test_a_tiktoken_cache_this_user_cannot_read_is_named"),
