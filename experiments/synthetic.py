@@ -52,7 +52,8 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 
 import torch
 
-from checkpoint import atomic_write, hold_out, in_assets, new_dirs, present, save_figure, together, unwritable
+from checkpoint import (ASSETS, atomic_write, hold_out, in_assets, new_dirs, present, save_figure, together,
+                        unwritable)
 from configurator import Parser, cli, number, numbers, once
 from model import GPT, GPTConfig
 
@@ -286,7 +287,8 @@ def check_args(parser, args):
     defaults = vars(get_parser().parse_args([]))
     changed = [k for k, v in vars(args).items() if k not in NOT_RESULTS and v != defaults[k]]
     if in_assets(args.out) and changed:
-        parser.error(f"--out={args.out} is assets/, reserved for the full default run, and this run changes "
+        where = "is" if os.path.realpath(args.out) == os.path.realpath(ASSETS) else "is in"  # ./assets/sub: in it
+        parser.error(f"--out={args.out} {where} assets/, reserved for the full default run, and this run changes "
                      f"{', '.join('--' + k for k in changed)}; write it elsewhere (default {DEFAULT_OUT}/).")
     if in_assets(args.cache):  # no run's cache goes there, the full run's included (its default is out-synthetic/)
         parser.error(f"--cache={args.cache} is in assets/, which holds only the studies' tables and figures; keep the "

@@ -152,10 +152,11 @@ def assets_digest():
     return sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in os.scandir(ASSETS))
 
 
-@pytest.mark.parametrize("how", ["absolute", "symlink", "dotdot"])
+@pytest.mark.parametrize("how", ["absolute", "symlink", "dotdot", "sub"])
 def test_only_the_full_default_run_may_write_assets(tmp_path, capsys, how):
     # compared by real path: the tracked folder reached any other way is still the tracked folder
-    out = {"absolute": os.path.realpath(ASSETS), "dotdot": os.path.join(ASSETS, "..", "assets")}.get(how)
+    out = {"absolute": os.path.realpath(ASSETS), "dotdot": os.path.join(ASSETS, "..", "assets"),
+           "sub": os.path.join(ASSETS, "sub")}.get(how)
     if how == "symlink":
         out = str(tmp_path / "link")
         os.symlink(ASSETS, out)
@@ -164,7 +165,8 @@ def test_only_the_full_default_run_may_write_assets(tmp_path, capsys, how):
         synthetic.main(["--quick", f"--out={out}"])
     assert e.value.code == 2
     err = capsys.readouterr().err
-    assert f"--out={out} is assets/, reserved for the full default run, and this run changes" in err
+    where = "is in" if how == "sub" else "is"  # a folder inside it was said to be assets/ itself
+    assert f"--out={out} {where} assets/, reserved for the full default run, and this run changes" in err
     assert err.rstrip().endswith("--quick; write it elsewhere (default out-synthetic/).")
     assert assets_digest() == before
 
