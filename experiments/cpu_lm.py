@@ -87,7 +87,9 @@ def runs():
 
 def train_all():
     start = time.time()
-    for variant, seed, out_dir, ckpt in runs():
+    # every folder checked first (runs() checks each): a run of other settings in a later one was refused only once
+    # the runs before it had trained, hours for the whole study
+    for variant, seed, out_dir, ckpt in list(runs()):
         if finished(ckpt):
             continue
         cmd = [sys.executable, repo_path("train.py"), *train_args(variant, seed), f"--out_dir={out_dir}"]

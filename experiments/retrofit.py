@@ -158,12 +158,16 @@ def train_all(s, command):
     times(s)  # that file checked now, not after the first run has trained
     # one thread, as the report says and scaling does: torch's default took every core, another count per machine
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    todo = []
+    # every folder first: a run of other settings there (by hand, another study) would be resumed as this one, and
+    # one in a later folder was refused only once the runs before it had trained
     for name, seed, out, args, end in plan(s):
         ckpt = checkpoint(out)
-        if ckpt is not None:  # a run of other settings there (by hand, another study) would be resumed as this one
+        if ckpt is not None:
             check_study_run(ckpt, out, args, command)
-        if ckpt is not None and ckpt["iter_num"] >= end:
-            continue
+        if ckpt is None or ckpt["iter_num"] < end:
+            todo.append((out, args, ckpt))
+    for out, args, ckpt in todo:
         cmd = [sys.executable, repo_path("train.py"), *args] + (["--init_from=resume"] if ckpt is not None else [])
         print(shlex.join(cmd), flush=True)  # as pasted: a path with a space is one argument
         t0 = time.time()

@@ -86,12 +86,16 @@ def study_command(args):
 def train_all(args):
     """Each run without a finished checkpoint through train.py, one at a time. A run saves only at its end (its one
     evaluation), so a killed one starts again; one with a checkpoint (stopped by hand after an evaluation) resumes."""
+    todo = []
+    # every folder first: a run of other settings there (by hand, another study) would be resumed as this one, and
+    # one in a later folder was refused only once the runs before it had trained (half an hour)
     for name, seed, out, proj, pos_emb in runs(args):
         ckpt, done = checkpoint(out, args)
-        if ckpt is not None:  # a run of other settings there (by hand, another study) would be resumed as this one
+        if ckpt is not None:
             check_study_run(ckpt, out, train_args(args, seed, out, proj, pos_emb), study_command(args))
-        if done:
-            continue
+        if not done:
+            todo.append((seed, out, proj, pos_emb, ckpt))
+    for seed, out, proj, pos_emb, ckpt in todo:
         cmd = [sys.executable, repo_path("train.py"), *train_args(args, seed, out, proj, pos_emb)]
         if ckpt is not None:
             cmd.append("--init_from=resume")

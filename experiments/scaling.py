@@ -227,12 +227,26 @@ def train_all(s, args):
     rows, ana = read_csv(csv_path, COLUMNS), read_csv(ana_path, ANALYSIS_COLUMNS)
     one_grid(s, rows, csv_path)  # before hours of training beside them
     todo = [r for r in plan(s) if not (r.lr and row_of(rows, r))]
+    for run in todo:  # every folder whose run is settled, first: a later one was refused after hours of training
+        if run.lr:
+            check_folder(run, s, args)
     running = {}  # Popen -> (run, out_dir, start, stderr file)
     try:
         train_todo(s, args, todo, running, rows, ana)
     except BaseException as e:  # a SIGTERM to this process alone, or its output closed (`| head`), left its runs
         stop_children(running, e)  # training on their own
         raise
+
+
+def check_folder(run, s, args):
+    """A run of other settings in run's folder (by hand, another study) refused: not resumed as this one. lexists: a
+    link whose target is gone is named by load_checkpoint, not trained over."""
+    out_dir = os.path.join(args.root, run.name(s))
+    ckpt_file = os.path.join(out_dir, "ckpt.pt")
+    if os.path.lexists(ckpt_file):
+        check_study_run(load_checkpoint(ckpt_file, ("config",)), out_dir,
+                        command(run, s, args.data_dir, out_dir, True)[2:-1],
+                        "python -m experiments.scaling" + (" --quick" if s is QUICK else ""))
 
 
 def train_todo(s, args, todo, running, rows, ana):
@@ -253,16 +267,12 @@ def train_todo(s, args, todo, running, rows, ana):
             out_dir = os.path.join(args.root, run.name(s))
             ckpt_file = os.path.join(out_dir, "ckpt.pt")
             cmd = command(run, s, args.data_dir, out_dir, os.path.lexists(ckpt_file))
-            # a run of other settings there (by hand, another study): not resumed as this; lexists: a link whose
-            # target is gone is named by load_checkpoint, not trained over
-            if os.path.lexists(ckpt_file):
-                try:
-                    check_study_run(load_checkpoint(ckpt_file, ("config",)), out_dir, cmd[2:-1],
-                                    "python -m experiments.scaling" + (" --quick" if s is QUICK else ""))
-                except SystemExit:
-                    for q in running:  # the runs under way end first, as when one fails
-                        q.wait()
-                    raise
+            try:  # again: the runs waiting for the learning rate check were not settled before
+                check_folder(run, s, args)
+            except SystemExit:
+                for q in running:  # the runs under way end first, as when one fails
+                    q.wait()
+                raise
             err = tempfile.TemporaryFile()
             print(shlex.join(cmd[1:]), flush=True)  # as pasted: a path with a space is one argument
             running[subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=child_env(env))] = \

@@ -1738,6 +1738,21 @@ def test_a_study_neither_resumes_nor_keeps_a_run_of_other_settings_in_its_folder
                                                  r"experiments.[a-z_]+( --quick)?( --data_dir=\S+)?` trains it with "
                                                  "(16|8): a run of other settings"):
                 train_all()
+    for out in first:
+        shutil.rmtree(out)
+    # in the study's last folder: refused before the first run trains, not once the others had (hours)
+    last = {cpu_lm.run_dir(cpu_lm.VARIANTS[-1], cpu_lm.SEEDS[-1]): first["out-cpu_lm/qkv_s1337"],
+            list(rope.runs(ns))[-1][2]: first["out-rope-quick/qkv_rope_s1337"],
+            retrofit.plan(retrofit.QUICK)[-1][2]: first["out-retrofit-quick/qkv_s1337"],
+            os.path.join(ns.root, [r for r in scaling.plan(scaling.QUICK) if r.lr][-1].name(scaling.QUICK)):
+                first["out-rope-quick/qkv_e32_t32_i20_s1337"]}
+    for out, train_all in last.items():
+        os.makedirs(out)
+        torch.save({**ckpt, "iter_num": 1}, os.path.join(out, "ckpt.pt"))
+        with pytest.raises(SystemExit, match=f"^{out} holds a run with "):
+            train_all()
+        shutil.rmtree(out)
+
 
 @pytest.mark.parametrize("damage, message", [
     (lambda log: log.write_text(log.read_text() + '{"iter": 4, "val_lo'), "line 3, is not a log entry of train.py"),
