@@ -959,6 +959,8 @@ FIELDS = {
         isinstance(s, dict) and isinstance(s.get("cpu"), torch.Tensor) and s["cpu"].dtype == torch.uint8
         and s["cpu"].shape == torch.get_rng_state().shape for s in v), "list of the processes' random states"),
 }
+# what train.py's ckpt.pt holds: load_checkpoint's keys name some of them
+SAVED_KEYS = ("model", "optimizer", "model_args", "iter_num", "best_val_loss", "config", "rng", "meta")
 VOCABS = {"r50k_base": 50257, "bytes": 256}  # the tokenizers prepare_slimpajama.py writes, and their vocabularies
 
 
@@ -1200,6 +1202,12 @@ def load_checkpoint(path, keys=("model", "model_args"), mmap=False, again=None):
     if missing_keys == ["iter_num"] and "config" not in ckpt:
         raise SystemExit(f"{path} has no iter_num, the iterations its model trained: add it to the checkpoint "
                          f"({{..., 'iter_num': N}}), or {point}.")
+    # keys=("model", "modelargs") from Python: train.py's own sound file was "not a checkpoint written by train.py"
+    typo = next((k for k in missing_keys if k not in SAVED_KEYS), None)
+    if typo is not None and isinstance(ckpt, dict) and "model_args" in ckpt:
+        near = difflib.get_close_matches(typo, SAVED_KEYS, n=1)
+        raise ValueError(f"keys names {typo!r}, which no checkpoint of train.py holds" + (
+            f" (did you mean {near[0]!r}?)" if near else "") + f"; they hold {', '.join(SAVED_KEYS)}.")
     if missing_keys:
         raise SystemExit(f"{path} has no {', '.join(missing_keys)}: it is not a checkpoint written by train.py; "
                          f"{point}.")

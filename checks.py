@@ -5,6 +5,7 @@ Each is one sentence naming the argument and the fix, checked before any work. K
 as the model; it imports only torch (model.py imports it).
 """
 
+import difflib
 import math
 import numbers
 from dataclasses import fields, replace
@@ -33,6 +34,23 @@ def of_kind(v, default):
     if isinstance(default, bool) or isinstance(v, bool):
         return isinstance(v, bool) and isinstance(default, bool)
     return isinstance(v, numbers.Integral if isinstance(default, int) else numbers.Real)
+
+
+def field_names(cls, args, kwargs):
+    """GPTConfig's keywords against its fields, before the dataclass' __init__: a misspelt one (n_heads=4) was its
+    TypeError "unexpected keyword argument", a traceback naming neither the field meant nor the fields there are."""
+    names = [f.name for f in fields(cls)]
+    if len(args) > len(names):
+        raise ValueError(f"GPTConfig takes at most {len(names)} fields; got {len(args)} positional values: pass them "
+                         f"as keywords, GPTConfig(n_layer=..., n_head=...).")
+    for key in kwargs:
+        if key not in names:
+            near = difflib.get_close_matches(key, names, n=1)
+            raise ValueError(f"GPTConfig has no field {key!r}" + (f"; did you mean {near[0]!r}?" if near else
+                             f"; its fields: {', '.join(names)}."))
+    taken = next((key for key in names[:len(args)] if key in kwargs), None)
+    if taken is not None:
+        raise ValueError(f"GPTConfig got {taken} twice, by position and as a keyword; give it once.")
 
 
 def config_fields(config, choices, base):
@@ -154,10 +172,7 @@ def check_forward(model, idx, targets, cache, cache_type):
     # cache left at new_cache's default device="cpu" for a CUDA model)
     where = model.lm_head.weight.device
     for name, dev in (("idx", idx.device), ("cache", cache.lengths.device if cache is not None else where)):
-        if dev != where:
-            raise ValueError(f"{name} is on {dev} and the model on {where}; "
-                             + (f"move it with idx.to('{where}')." if name == "idx" else
-                                f"make it with new_cache(..., device='{where}')."))
+        check_device(name, dev, where)
     if cache is None:
         if T > model.config.block_size:
             raise ValueError(f"sequence of {T} tokens is longer than the block_size of {model.config.block_size}.")
@@ -188,6 +203,14 @@ def check_forward(model, idx, targets, cache, cache_type):
                          f"positions never written for this sequence; set cache.pos to at most {cache.end}.")
 
 
+def check_device(name, dev, where):
+    """idx or a cache on another device than the model (where), in one sentence."""
+    if dev != where:
+        raise ValueError(f"{name} is on {dev} and the model on {where}; "
+                         + (f"move it with idx.to('{where}')." if name == "idx" else
+                            f"make it with new_cache(..., device='{where}')."))
+
+
 def check_state_position(cache, pos):
     """Linear attention's cache is a sum over every position before cache.end: at pos 0 it starts empty (a cache
     reused for the next prompt with cache.pos = 0 carried the last prompt's sums without a word), and any other
@@ -212,6 +235,8 @@ def check_generate(model, idx, max_new_tokens, temperature, top_k, use_cache, co
         raise ValueError("the prompt idx [B, T] must hold at least one token (T >= 1); start from a token, "
                          "e.g. the tokenizer's end of text.")
     check_tokens(idx)
+    # before its values are read: a prompt on the meta device was .item()'s RuntimeError there, not forward's sentence
+    check_device("idx", idx.device, model.lm_head.weight.device)
     if not (0 <= idx.min() and idx.max() < vocab_size):  # once per call; on CUDA the embedding's device assert
         raise out_of_vocab("idx", idx, vocab_size)
     # bools are integers to Python: top_k=True failed in topk, max_new_tokens=True asked for one token
@@ -343,8 +368,22 @@ def same_storage(a, b):
     return ptr(a) == ptr(b)
 
 
+def other_shapes(model, state_dict, prefix):
+    """A state dict of another variant or size (a qkv checkpoint's weights into a qk_v model) was torch's RuntimeError
+    listing every size mismatch, a traceback that named no fix. Plain tensors only: FSDP's shards are its own."""
+    own = model.state_dict()
+    for k, t in own.items():
+        theirs = state_dict.get(prefix + k)
+        if type(t) is torch.Tensor and type(theirs) is torch.Tensor and theirs.shape != t.shape:
+            raise ValueError(f"the state dict holds {k} as {tuple(theirs.shape)} and this model makes "
+                             f"{tuple(t.shape)}: its weights are another variant's or size's; build the model from "
+                             f"their own config, GPT(GPTConfig(**ckpt['model_args'])), or convert them to this one "
+                             f"with convert.convert_state_dict.")
+
+
 def note_tie(model, state_dict, prefix, *args):
     """Whether the weights were tied before a load, which retie restores only then."""
+    other_shapes(model, state_dict, prefix)
     tied = model.__dict__["tied_before_load"] = model.transformer.wte.weight is model.lm_head.weight
     # a plain load (no assign) copies both names into the one tied tensor, lm_head's last: an untied model's state
     # dict loaded as its output layer alone without a word, and retie sees one tensor after it (FSDP's shards: skipped)

@@ -352,6 +352,11 @@ def gpt2_config(name, **overrides):
 def from_hub_layout(hub):
     """A GPT-2 state dict as the hub stores it -> ours with proj="qkv". The hub's Conv1D layers keep their weight
     as [in, out] (ours: nn.Linear, [out, in]); the causal-mask buffers and the tied lm_head are dropped."""
+    # a notebook's transformers model itself, or another model's weights, was an AttributeError or KeyError
+    if not (isinstance(hub, dict) and any(k.removeprefix("transformer.") == "wte.weight" for k in hub)):
+        raise ValueError(f"hub must be a GPT-2 state dict as the hub stores it (GPT2LMHeadModel.from_pretrained("
+                         f"'gpt2').state_dict()), with its wte.weight; got {type(hub).__name__}"
+                         f"{' without wte.weight' if isinstance(hub, dict) else ''}.")
     ours = {}
     for name, t in hub.items():
         name = name.removeprefix("transformer.")

@@ -837,6 +837,17 @@ def test_a_sound_checkpoint_loaded_with_keys_none_is_not_called_corrupt(tmp_path
     assert checkpoint.load_checkpoint(str(tmp_path), ["model"])["model_args"] == asdict(model.config)
 
 
+def test_a_misspelt_key_asked_of_a_sound_checkpoint_names_the_key_not_the_file(tmp_path):
+    # keys=("model", "modelargs") was "ckpt.pt has no modelargs: it is not a checkpoint written by train.py"
+    model = GPT(GPTConfig(block_size=8, vocab_size=16, n_layer=1, n_head=2, n_embd=8))
+    torch.save({"model": model.state_dict(), "model_args": asdict(model.config)}, tmp_path / "ckpt.pt")
+    with pytest.raises(ValueError, match="^keys names 'modelargs', which no checkpoint of train.py holds \\(did you "
+                                         "mean 'model_args'\\?\\); they hold model, optimizer, model_args, "):
+        checkpoint.load_checkpoint(str(tmp_path), ("model", "modelargs"))
+    with pytest.raises(SystemExit, match="has no iter_num"):  # one train.py writes: the file lacks it
+        checkpoint.load_checkpoint(str(tmp_path), ("model", "iter_num"))
+
+
 @pytest.mark.parametrize("make, what", [(os.mkfifo, "a named pipe"),
                                         (lambda p: os.symlink(os.devnull, p), "a link to '/dev/null', a device file")])
 def test_a_ckpt_pt_that_is_no_regular_file_is_named_in_every_command(make, what, tmp_path, monkeypatch):

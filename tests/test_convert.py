@@ -375,3 +375,10 @@ def test_gpt2_download_failure_is_one_sentence_and_the_retry_log_is_quiet(tmp_pa
     with pytest.raises(ValueError, match=r"^could not download gpt2 from the Hugging Face hub \(ConnectionError\)"):
         cv.load_gpt2("gpt2")
     assert levels == [logging.ERROR] and logging.getLogger("huggingface_hub").level == before
+
+
+@pytest.mark.parametrize("hub", [{}, [1], {"h.0.ln_1.weight": torch.ones(2)}])
+def test_from_hub_layout_of_no_gpt2_state_dict_is_one_sentence(hub):
+    # an empty or another model's dict was a KeyError on wte.weight, a transformers model itself an AttributeError
+    with pytest.raises(ValueError, match="^hub must be a GPT-2 state dict as the hub stores it .* with its wte.weight"):
+        from_hub_layout(hub)

@@ -724,6 +724,17 @@ def test_invalid_requests_name_the_field():
     (lambda m, p: m(p.float(), cache={}), "idx must be a \\[B, T\\] tensor"),
     (lambda m, p: GPT(vars(m.config)), "GPT needs a GPTConfig"),  # GPT(ckpt["model_args"]): an AttributeError
     (lambda m, p: GPTConfig(vars(m.config)), "keywords: GPTConfig\\(\\*\\*ckpt"),  # "block_size must be ...; got {"
+    # the dataclass' TypeError "unexpected keyword argument" for a misspelt field, and GPT's for fields given to it
+    (lambda m, p: GPTConfig(n_heads=4), "^GPTConfig has no field 'n_heads'; did you mean 'n_head'\\?$"),
+    (lambda m, p: GPTConfig(n_layer=2, colour=1), "^GPTConfig has no field 'colour'; its fields: block_size, "),
+    (lambda m, p: GPTConfig(64, block_size=8), "^GPTConfig got block_size twice"),
+    (lambda m, p: GPT(n_layer=2, n_head=2), "^GPT takes one GPTConfig, GPT\\(GPTConfig\\(n_layer=..., ...\\)\\)"),
+    # another variant's weights: torch's RuntimeError listing each size mismatch, strict=False too
+    (lambda m, p: m.load_state_dict(tiny().state_dict()), "holds transformer.h.0.attn.c_attn.weight as \\(96, 32\\) "
+     "and this model makes \\(64, 32\\): .* convert.convert_state_dict"),
+    (lambda m, p: m.load_state_dict(tiny().state_dict(), strict=False), "another variant's or size's"),
+    # a prompt on another device: its ids were read first, .item()'s RuntimeError on meta (meta stands for cuda)
+    (lambda m, p: m.generate(p.to("meta"), 2), "idx is on meta and the model on cpu; move it with idx.to"),
     # a model left in training mode sampled under dropout: greedy decoding gave other tokens on every call
     (lambda m, p: tiny(dropout=0.1).train().generate(p, 2, temperature=0), "eval mode.*model.eval\\(\\)"),
     (lambda m, p: (lambda d: d.train()(p, cache=d.new_cache(1, 8)))(tiny(dropout=0.1)), "eval mode.*model.eval"),
