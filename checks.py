@@ -5,7 +5,6 @@ Each is one sentence naming the argument and the fix, checked before any work. K
 as the model; it imports only torch (model.py imports it).
 """
 
-import difflib
 import math
 import numbers
 from dataclasses import fields, replace
@@ -34,23 +33,6 @@ def of_kind(v, default):
     if isinstance(default, bool) or isinstance(v, bool):
         return isinstance(v, bool) and isinstance(default, bool)
     return isinstance(v, numbers.Integral if isinstance(default, int) else numbers.Real)
-
-
-def field_names(cls, args, kwargs):
-    """GPTConfig's keywords against its fields, before the dataclass' __init__: a misspelt one (n_heads=4) was its
-    TypeError "unexpected keyword argument", a traceback naming neither the field meant nor the fields there are."""
-    names = [f.name for f in fields(cls)]
-    if len(args) > len(names):
-        raise ValueError(f"GPTConfig takes at most {len(names)} fields; got {len(args)} positional values: pass them "
-                         f"as keywords, GPTConfig(n_layer=..., n_head=...).")
-    for key in kwargs:
-        if key not in names:
-            near = difflib.get_close_matches(key, names, n=1)
-            raise ValueError(f"GPTConfig has no field {key!r}" + (f"; did you mean {near[0]!r}?" if near else
-                             f"; its fields: {', '.join(names)}."))
-    taken = next((key for key in names[:len(args)] if key in kwargs), None)
-    if taken is not None:
-        raise ValueError(f"GPTConfig got {taken} twice, by position and as a keyword; give it once.")
 
 
 def config_fields(config, choices, base):

@@ -26,7 +26,7 @@ from torch.nn import functional as F
 # what the model refuses, one sentence each (checks.py). retie and note_tie by these names too: a model pickled
 # before checks.py was split off names its load hooks model.retie and model.note_tie
 from checks import (check_built, check_forward, check_generate, check_new_cache, check_optimizer, check_state_position,
-                    config_fields, field_names, note_tie, out_of_vocab, restore_pickled, retie)
+                    config_fields, note_tie, out_of_vocab, restore_pickled, retie)
 
 # Which of the fused projection's chunks serves as (q, k, v). Chunk 0 has n_head heads, the others n_kv_head.
 SOURCES = {"qkv": (0, 1, 2), "qk_v": (0, 1, 1), "q_kv": (0, 0, 1), "q_k_v": (0, 0, 0)}
@@ -70,10 +70,6 @@ class GPTConfig:
     dropout: float = 0.0      # residual dropout (the paper uses 0.1)
     bias: bool = True         # biases in the linear layers and LayerNorms
     tie_embeddings: bool = True  # the output layer is the token embedding
-
-    def __new__(cls, *args, **kwargs):  # before the dataclass' __init__: a misspelt field was its TypeError
-        field_names(cls, args, kwargs)
-        return super().__new__(cls)
 
     def __post_init__(self):
         config_fields(self, {"proj": SOURCES, "attn": ATTNS, "pos_conv_basis": POS_CONV_BASES,
@@ -362,11 +358,8 @@ class Block(nn.Module):
 
 class GPT(nn.Module):
 
-    def __init__(self, config=None, **fields):
+    def __init__(self, config):
         super().__init__()
-        if fields:  # GPT(n_layer=2, ...), as some libraries take their fields: an "unexpected keyword" TypeError
-            raise ValueError(f"GPT takes one GPTConfig, GPT(GPTConfig({next(iter(fields))}=..., ...)); got "
-                             f"keywords {', '.join(fields)}.")
         if not isinstance(config, GPTConfig):  # GPT(ckpt["model_args"]) was an AttributeError on a dict
             raise ValueError(f"GPT needs a GPTConfig, e.g. GPTConfig(**ckpt['model_args']); got "
                              f"{type(config).__name__}.")
