@@ -626,8 +626,8 @@ def test_a_resume_without_its_config_whose_data_dir_was_renamed_names_the_folder
     torch.save(ckpt, out / "ckpt.pt")
     monkeypatch.chdir(tmp_path)
     msg = run_inprocess(monkeypatch, [f"--out_dir={out}", "--init_from=resume", "--max_iters=4"])
-    assert msg == (f"data_dir 'data/slimpajama' does not exist, and {out / 'ckpt.pt'} trained on data_dir 'data/bytes', "
-                   f"which is not here either, but 'data/sb' beside it holds the same data (moved or renamed?); resume "
+    assert msg == (f"data_dir 'data/slimpajama' does not exist, and {out / 'ckpt.pt'} trained on data_dir "
+                   f"'data/bytes', which is not here either, but 'data/sb' beside it holds the same data (moved or renamed?); resume "
                    f"with the config file and settings the run was trained with and --data_dir=data/sb."), msg
 
 
