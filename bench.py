@@ -45,10 +45,10 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from checkpoint import (ASSETS, atomic_write, guard_assets, hold_out, load_json, new_dirs, save_figure, say_wrote,
-                        together, writable_dir)
+from checkpoint import (ASSETS, atomic_write, checkpoint_path, guard_assets, hold_out, load_json, new_dirs,
+                        save_figure, say_wrote, together, writable_dir)
 from configurator import Parser, cli, compile_failure, run_file
-from convert import GPT2_CHOSEN, GPT2_SIZES, gpt2_config
+from convert import GPT2_CHOSEN, GPT2_SIZES, check_conversion, gpt2_config
 from model import GPT, SOURCES, GPTConfig
 from sample import check_device
 
@@ -588,7 +588,20 @@ def run_model(values):
     if values.get("init_from") in GPT2_SIZES:
         chosen = {k: values[k] for k in GPT2_CHOSEN if k in values}
         return gpt2_config(values["init_from"], **chosen)
-    return GPTConfig(**{k: values[k] for k in asdict(GPTConfig()) if k in values})
+    c = GPTConfig(**{k: values[k] for k in asdict(GPTConfig()) if k in values})
+    # a conversion config (init_from a checkpoint) that leaves out the checkpoint's shape was planned as GPT-2's
+    # 124M model, a run train.py refuses ("conversion keeps n_layer, ..."): refused here as train.py does, while
+    # the checkpoint is there to compare (not trained yet: the file's own shape, which train.py will check)
+    src = values.get("init_from")
+    if isinstance(src, str) and src not in ("scratch", "resume") and os.path.isfile(checkpoint_path(src)):
+        try:
+            was = torch.load(checkpoint_path(src), map_location="cpu", mmap=True, weights_only=False)["model_args"]
+            was = GPTConfig(**was)
+        except Exception:  # unreadable or not train.py's: train.py names what is wrong with it
+            return c
+        # one token as calibration: train.py fits on its data, which the plan does not read
+        check_conversion(was, c, values.get("convert_method", "lstsq"), torch.zeros(1, 1, dtype=torch.long))
+    return c
 
 
 def state_bytes_per_gpu(model, parallel, n_gpus, accum):

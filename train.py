@@ -998,6 +998,12 @@ def resumed_data():
         sys.exit(f"data_dir {data_dir!r} does not exist, and {ckpt_path} trained on data_dir {was!r}, which is not "
                  f"here either (gone, or a path of another machine); resume with {fix}.")
     if was != data_dir:
+        # the run's own data_dir renamed by hand, resumed without its config file: "run from the folder the run was
+        # trained in, or --data_dir=data/sb" was the advice from that very folder, where data/sb is gone
+        if not os.path.exists(was) and (moved := same_data_beside(was, ckpt.get("meta"))):
+            sys.exit(f"data_dir {data_dir!r} does not exist, and {ckpt_path} trained on data_dir {was!r}, which is not "
+                     f"here either, but {moved!r} beside it holds the same data (moved or renamed?); resume with the "
+                     f"config file and settings the run was trained with and --data_dir={shlex.quote(moved)}.")
         there = "" if os.path.isabs(was) or os.path.exists(was) else \
             f", {here}: run from the folder the run was trained in"
         sys.exit(f"data_dir {data_dir!r} does not exist, and {ckpt_path} trained on data_dir {was!r}{there}; resume "

@@ -277,6 +277,32 @@ def test_the_memory_plan_of_a_config_starting_from_gpt2_plans_gpt2s_shape(tmp_pa
     assert str(e.value).startswith(f"config file {str(mine)!r}: n_kv_head must divide n_head=25"), str(e.value)
 
 
+def test_the_memory_plan_of_a_conversion_config_refuses_a_shape_its_checkpoint_does_not_have(tmp_path, monkeypatch):
+    # a config converting a trained run (init_from its folder) without the run's shape: train.py refuses it
+    # ("conversion keeps n_layer, ..."), the plan planned GPT-2's default 124M model for a 0.03M run, exit 0
+    from dataclasses import asdict
+    real = bench.glob.glob
+    mine, run = tmp_path / "mine.py", tmp_path / "run"
+    monkeypatch.setattr(bench.glob, "glob", lambda pattern: real(pattern) + [str(mine)])
+    shape = dict(vocab_size=256, block_size=32, n_layer=2, n_head=2, n_embd=32)
+    run.mkdir()
+    torch.save({"model_args": asdict(GPTConfig(**shape))}, run / "ckpt.pt")
+    conversion = f'init_from = "{run}"\nproj = "qk_v"\nn_kv_head = 1\nconvert_method = "split"\nbatch_size = 4\n'
+    mine.write_text(conversion)
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--what=memory", "--quick", f"--out={tmp_path / 'out'}"])
+    assert str(e.value).startswith(f"config file {str(mine)!r}: conversion keeps vocab_size, block_size, n_layer, "
+                                   f"n_head, n_embd (source 256, 32, 2, 2, 32, destination 50304"), str(e.value)
+    assert not (tmp_path / "out").exists()
+    mine.write_text(conversion + "".join(f"{k} = {v}\n" for k, v in shape.items()))  # the run's shape: planned
+    bench.main(["--what=memory", "--quick", f"--out={tmp_path / 'out'}"])
+    with open(tmp_path / "out" / "memory.csv") as f:
+        row = next(r for r in csv.DictReader(f) if r["config"] == "mine")
+    with torch.device("meta"):
+        params = GPT(GPTConfig(**shape, proj="qk_v", n_kv_head=1)).num_params()
+    assert int(row["params"]) == params == 31520
+
+
 def test_a_second_run_into_the_same_out_waits_its_turn(tmp_path):
     # two at once mixed their CSVs and figures in one folder, and each timed the other's load as its own speed
     import checkpoint

@@ -615,6 +615,22 @@ def test_a_resume_whose_data_dir_was_renamed_names_the_folder_beside_holding_its
                    f"--data_dir=data/sb."), msg
 
 
+def test_a_resume_without_its_config_whose_data_dir_was_renamed_names_the_folder_beside(finished, tmp_path,
+                                                                                          monkeypatch):
+    # the same, resumed without the run's config file (train.py's default data_dir): "run from the folder the run was
+    # trained in, or --data_dir=data/bytes" was the advice, from that very folder, where data/bytes is gone
+    out = shutil.copytree(finished, tmp_path / "run")
+    ckpt = torch.load(out / "ckpt.pt", weights_only=False)
+    shutil.copytree(ckpt["config"]["data_dir"], tmp_path / "data" / "sb")
+    ckpt["config"]["data_dir"] = "data/bytes"
+    torch.save(ckpt, out / "ckpt.pt")
+    monkeypatch.chdir(tmp_path)
+    msg = run_inprocess(monkeypatch, [f"--out_dir={out}", "--init_from=resume", "--max_iters=4"])
+    assert msg == (f"data_dir 'data/slimpajama' does not exist, and {out / 'ckpt.pt'} trained on data_dir "
+                   f"'data/bytes', which is not here either, but 'data/sb' beside it holds the same data (moved or renamed?); resume "
+                   f"with the config file and settings the run was trained with and --data_dir=data/sb."), msg
+
+
 def test_a_renamed_data_dir_is_found_beside_the_same_text_prepared_with_the_other_tokenizer(tmp_path):
     # data/mine_bytes renamed data/moved beside data/mine_bpe, prepared from the same files with r50k_base: both
     # matched by inputs_sha256 alone, so neither was named, and the advice was "run from the folder" it was run from
