@@ -45,8 +45,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from checkpoint import (ASSETS, atomic_write, checkpoint_path, guard_assets, hold_out, load_json, new_dirs,
-                        save_figure, say_wrote, together, writable_dir)
+from checkpoint import (ASSETS, atomic_write, checkpoint_path, guard_assets, hold_out, load_checkpoint, load_json,
+                        new_dirs, save_figure, say_wrote, together, writable_dir)
 from configurator import Parser, cli, compile_failure, run_file
 from convert import GPT2_CHOSEN, GPT2_SIZES, check_conversion, gpt2_config
 from model import GPT, SOURCES, GPTConfig
@@ -595,9 +595,8 @@ def run_model(values):
     src = values.get("init_from")
     if isinstance(src, str) and src not in ("scratch", "resume") and os.path.isfile(checkpoint_path(src)):
         try:
-            was = torch.load(checkpoint_path(src), map_location="cpu", mmap=True, weights_only=False)["model_args"]
-            was = GPTConfig(**was)
-        except Exception:  # unreadable or not train.py's: train.py names what is wrong with it
+            was = GPTConfig(**load_checkpoint(src, ("model_args",), mmap=True)["model_args"])
+        except SystemExit:  # unreadable or not train.py's: train.py names what is wrong with it
             return c
         # one token as calibration: train.py fits on its data, which the plan does not read
         check_conversion(was, c, values.get("convert_method", "lstsq"), torch.zeros(1, 1, dtype=torch.long))

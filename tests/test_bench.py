@@ -286,7 +286,8 @@ def test_the_memory_plan_of_a_conversion_config_refuses_a_shape_its_checkpoint_d
     monkeypatch.setattr(bench.glob, "glob", lambda pattern: real(pattern) + [str(mine)])
     shape = dict(vocab_size=256, block_size=32, n_layer=2, n_head=2, n_embd=32)
     run.mkdir()
-    torch.save({"model_args": asdict(GPTConfig(**shape))}, run / "ckpt.pt")
+    torch.save({"model": GPT(GPTConfig(**shape)).state_dict(), "model_args": asdict(GPTConfig(**shape))},
+               run / "ckpt.pt")
     conversion = f'init_from = "{run}"\nproj = "qk_v"\nn_kv_head = 1\nconvert_method = "split"\nbatch_size = 4\n'
     mine.write_text(conversion)
     with pytest.raises(SystemExit) as e:
