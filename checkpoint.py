@@ -64,6 +64,10 @@ BYTES_DATA = "python prepare_slimpajama.py --input=FILE --tokenizer=bytes --val_
 STUDY_DATA = "data/cpu_lm_bytes"  # where the studies look for them by default
 # train and val bytes of tiny Shakespeare (1,115,394 bytes) prepared as above: the data of the tracked tables
 SHAKESPEARE = {"train_tokens": 1_003_857, "val_tokens": 111_539}
+# and the sha256 of its train.bin and val.bin: another text of the same length (Shakespeare lowercased with `tr`, a
+# typo fixed) has its counts, and a full study on it wrote over the tracked tables as Shakespeare's
+SHAKESPEARE_BINS = {"train.bin": "ad28cd41a9faba835a3e7720e9979eb4d4e5a138f07c2a16b4b340eb489010b3",
+                    "val.bin": "545570ad11100f23e847d10c6d8cc183893c40156ffada7c3a48fa0d3034b35d"}
 
 
 # What each config file of the cpu_lm studies set when their tracked tables in assets/ were made, as a digest of
@@ -104,8 +108,8 @@ def edited_configs():
 
 def other_text(data_dir):
     """data_dir's token counts where its meta.json records counts other than tiny Shakespeare's, the text of the
-    tracked tables (data/cpu_lm_bytes prepared from the user's own text, as experiments/README.md allows); else None
-    (Shakespeare's, or nothing readable there yet: a fresh clone's --report)."""
+    tracked tables (data/cpu_lm_bytes prepared from the user's own text, as experiments/README.md allows), or its
+    counts with other bytes; else None (Shakespeare's, or nothing readable there yet: a fresh clone's --report)."""
     if not data_dir:  # analyze's run of no recorded data
         return None
     try:
@@ -114,7 +118,25 @@ def other_text(data_dir):
         counts = {k: meta[k] for k in SHAKESPEARE}
     except (OSError, ValueError, TypeError, KeyError):
         return None
-    return counts if counts != SHAKESPEARE and all(type(n) is int for n in counts.values()) else None
+    if not all(type(n) is int for n in counts.values()):
+        return None
+    return counts if counts != SHAKESPEARE or not shakespeare_bins(data_dir) else None
+
+
+def shakespeare_bins(data_dir):
+    """False where data_dir's train.bin or val.bin holds other bytes than tiny Shakespeare's prepared as the
+    docstrings say (True where they are, or are not there to read: a --report needs none)."""
+    for name, digest in SHAKESPEARE_BINS.items():
+        h = hashlib.sha256()
+        try:
+            with open(os.path.join(data_dir, name), "rb") as f:
+                while chunk := f.read(1 << 22):
+                    h.update(chunk)
+        except OSError:
+            continue
+        if h.hexdigest() != digest:
+            return False
+    return True
 
 
 def study_assets(assets, beside=None, data_dir=STUDY_DATA):
@@ -127,9 +149,10 @@ def study_assets(assets, beside=None, data_dir=STUDY_DATA):
                    f"in assets/ were made with (restore {'it' if len(edited) == 1 else 'them'}: `git checkout -- "
                    f"{' '.join(edited)}`)")
     if in_assets(assets) and (counts := other_text(data_dir)):
-        why.append(f"{data_dir} holds other text than the tracked tables' ({counts['train_tokens']:,} train and "
-                   f"{counts['val_tokens']:,} validation tokens, where tiny Shakespeare's are "
-                   f"{SHAKESPEARE['train_tokens']:,} and {SHAKESPEARE['val_tokens']:,})")
+        why.append(f"{data_dir} holds other text than the tracked tables' ("
+                   + ("tiny Shakespeare's token counts, other bytes" if counts == SHAKESPEARE else
+                      f"{counts['train_tokens']:,} train and {counts['val_tokens']:,} validation tokens, where tiny "
+                      f"Shakespeare's are {SHAKESPEARE['train_tokens']:,} and {SHAKESPEARE['val_tokens']:,}") + ")")
     if not why:
         return assets
     if beside is None:

@@ -1580,6 +1580,24 @@ def test_a_study_after_its_config_was_edited_writes_beside_its_runs(world, tmp_p
     assert tree_digest(tmp_path / "assets") == before
 
 
+def test_other_text_of_shakespeares_length_is_not_the_tracked_tables_data(tmp_path, monkeypatch, capsys):
+    # data/cpu_lm_bytes prepared from Shakespeare lowercased (`tr A-Z a-z`: the same byte counts): the studies took
+    # it for the tracked tables' text by meta.json's counts, and a full run wrote its report into assets/
+    monkeypatch.chdir(tmp_path)
+    os.makedirs("data/cpu_lm_bytes")
+    (tmp_path / "data" / "cpu_lm_bytes" / "meta.json").write_text(json.dumps({"vocab_size": 256,
+                                                                             **checkpoint.SHAKESPEARE}))
+    assert checkpoint.other_text("data/cpu_lm_bytes") is None  # no bins to read (a --report): counts alone
+    (tmp_path / "data" / "cpu_lm_bytes" / "val.bin").write_bytes(b"the lowercased text")
+    assert checkpoint.other_text("data/cpu_lm_bytes") == checkpoint.SHAKESPEARE
+    tracked_table = os.path.join(checkpoint.ASSETS, "cpu_lm")
+    assert checkpoint.study_assets(tracked_table, "out-cpu_lm/cpu_lm") == "out-cpu_lm/cpu_lm"
+    assert "data/cpu_lm_bytes holds other text than the tracked tables' (tiny Shakespeare's token counts, other " \
+           "bytes): this study's report goes to out-cpu_lm/cpu_lm.*" in capsys.readouterr().err
+    monkeypatch.setitem(checkpoint.SHAKESPEARE_BINS, "val.bin", hashlib.sha256(b"the lowercased text").hexdigest())
+    assert checkpoint.other_text("data/cpu_lm_bytes") is None  # Shakespeare's own bytes: the tracked tables' data
+
+
 @pytest.mark.parametrize("val_tokens, scored", [(111_539, 106_496), (50_000, 49_152), (1_000, 768)])
 def test_cpu_lm_table_names_the_validation_tokens_train_py_scored(tmp_path, capsys, val_tokens, scored):
     # data/cpu_lm_bytes prepared from a shorter text (50,000 validation bytes): train.py scored 12 batches of 16 x 256
@@ -2397,6 +2415,8 @@ def test_two_full_scaling_studies_in_two_roots_do_not_share_the_tracked_table(tm
     make_data(tmp_path / "data" / "cpu_lm_bytes")
     meta = json.loads((tmp_path / "data" / "cpu_lm_bytes" / "meta.json").read_text())
     monkeypatch.setattr(checkpoint, "SHAKESPEARE", {k: meta[k] for k in checkpoint.SHAKESPEARE})  # its text
+    monkeypatch.setattr(checkpoint, "SHAKESPEARE_BINS", {name: hashlib.sha256(
+        (tmp_path / "data" / "cpu_lm_bytes" / name).read_bytes()).hexdigest() for name in checkpoint.SHAKESPEARE_BINS})
     (tmp_path / "assets").mkdir()
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("trained beside another study"))
