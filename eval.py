@@ -719,6 +719,10 @@ def main(argv=None):
                              "model_args": asdict(model.config)}  # which model these are
         # the config holds a few objects, e.g. the model: default=str
         md = table(res) + (f"\n{note} numbers.\n" if (note := unfinished(args)) else "")
+        # a conversion at load (--proj, --n_kv_head) put its numbers in the run's own eval/ under the run's name,
+        # results.json alone saying so
+        if conversion := getattr(args, "conversion", None):
+            md += f"\nScored after a conversion at load, not the run as trained: {conversion}\n"
         with together():  # the pair, or neither: one stopped between them was a new results.json beside an old .md
             atomic_write(os.path.join(out, "results.json"), json_text(res, indent=2, default=str))
             atomic_write(os.path.join(out, "results.md"), md)

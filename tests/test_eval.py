@@ -528,6 +528,8 @@ def test_results_of_a_fitted_conversion_name_its_calibration_and_fit(tmp_path, c
         assert out == (tmp_path / "eval" / "results.md").read_text()
         rec = json.loads((tmp_path / "eval" / "results.json").read_text())["checkpoint"]
         assert rec["calib"] == calib and rec["conversion"] == said and "by lstsq fitted on" in said, rec
+        # and results.md, the table read as the run's (results.json alone said it was a conversion's)
+        assert out.endswith(f"\n\nScored after a conversion at load, not the run as trained: {said}\n")
         recs.append(rec["conversion"])
     assert recs[0] != recs[1]
     ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 't.txt'}", "--device=cpu", "--proj=qk_v",
@@ -537,6 +539,7 @@ def test_results_of_a_fitted_conversion_name_its_calibration_and_fit(tmp_path, c
     ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 't.txt'}", "--device=cpu"])
     rec = json.loads((tmp_path / "eval" / "results.json").read_text())["checkpoint"]
     assert rec["calib"] is None and rec["conversion"] is None
+    assert "conversion" not in (tmp_path / "eval" / "results.md").read_text()
 
 
 def test_a_second_eval_into_the_same_out_waits_its_turn(tmp_path, monkeypatch):
