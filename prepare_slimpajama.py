@@ -610,7 +610,7 @@ def documents(path, split, val_fraction, start, by_line=False, floats=False):
                 try:
                     obj = json.loads(line)
                     if isinstance(obj, dict) and "text" not in obj:
-                        yield j, split, BadInput(f"{path}:{j + 1}: {no_text_field(obj, path)}")
+                        yield j, split, BadInput(f"{path}:{j + 1}: {no_text_field(obj, path, mixed=k > 0)}")
                         continue
                     text = obj["text"]
                     if not isinstance(text, str):
@@ -657,14 +657,15 @@ def not_json_lines(line, path):
     return f"; {what}: make each one a document, e.g. {write_beside(path, read, suffix='_text')}"
 
 
-def no_text_field(obj, path):
+def no_text_field(obj, path, mixed=False):
     """A .jsonl line's object without a 'text' field: its fields, and the jq command that renames the one holding the
-    text (another corpus's 'content', or 'text' one level down). "--skip_bad" alone skipped every line."""
+    text (another corpus's 'content', or 'text' one level down). "--skip_bad" alone skipped every line. mixed: lines
+    before it had 'text' (two corpora concatenated), which '{text: .content}' alone made null."""
     fields = ", ".join(repr(k) for k in list(obj)[:8])
     name = next((f".{k}" for k, v in obj.items() if isinstance(v, str) and re.fullmatch(r"\w+", k)), None) or \
         next((f".{k}.text" for k, v in obj.items() if isinstance(v, dict) and isinstance(v.get("text"), str)
               and re.fullmatch(r"\w+", k)), None)
-    jq = f"jq -c '{{text: {name}}}'"
+    jq = f"jq -c '{{text: (.text // {name})}}'" if mixed else f"jq -c '{{text: {name}}}'"
     # beside the file, in a free name: "> text.jsonl" for each of a corpus's shards wrote each over the one before
     read = f"zstd -dc {shell_arg(path)} | {jq}" if path.endswith(".zst") else f"{jq} {shell_arg(path)}"
     fix = f", e.g. {write_beside(path, read, suffix='_text')}" if name else ""
@@ -1027,6 +1028,10 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=(), new
     for f, _ in shards if source == "local files" else ():
         if not f.endswith(".zst") and (why := compressed(f)):
             sys.exit(f"error: {f} is {why}")
+        # plain JSON Lines under a .zst name was "corrupt zstd data after line 0", which no repair of the file fixes
+        if f.endswith(".jsonl.zst") and head(f).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+            sys.exit(f"error: {f} is not zstd-compressed: it is plain JSON Lines; rename it, e.g. "
+                     f"mv {shell_arg(f)} {shell_arg(free_name(f[:-10]))}")
         if f.endswith(".txt") and json_documents(f):
             sys.exit(f"error: {f}: its lines are JSON documents ({{\"text\": ...}}), as a .jsonl holds them, and a "
                      f".txt is read as one plain text, JSON syntax and all; rename it to .jsonl, e.g. "

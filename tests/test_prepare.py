@@ -399,6 +399,19 @@ def test_prepare_names_a_utf16_jsonl_and_a_jsonl_of_another_field(tmp_path):
                f"{tmp_path / 'other_text.jsonl'}, and give {tmp_path / 'other_text.jsonl'} in its place (out of a " \
                f"folder or glob given as input, move {other} away); fix it" in str(e.value)
         shutil.rmtree(tmp_path / "c")
+    # two corpora concatenated ('text' lines, then 'content' ones): '{text: .content}' made every 'text' line null
+    other.write_text(json.dumps({"text": "a document"}) + "\n" + json.dumps({"content": "another"}) + "\n")
+    with pytest.raises(SystemExit) as e:
+        prepare(tmp_path / "c", *args, "--input", str(other))
+    assert f"{other}:2: no 'text' field (its fields: 'content'); prepare reads each line's 'text' string: rename the " \
+           f"field holding the document, e.g. jq -c '{{text: (.text // .content)}}' {other} > " in str(e.value)
+    shutil.rmtree(tmp_path / "c")
+    # plain JSON Lines named .jsonl.zst: "corrupt zstd data after line 0", with out_dir begun, said no rename
+    (tmp_path / "plain.jsonl.zst").write_text(json.dumps({"text": "a document"}) + "\n")
+    with pytest.raises(SystemExit) as e:
+        prepare(tmp_path / "c", *args, "--input", str(tmp_path / "plain.jsonl.zst"))
+    assert f"is not zstd-compressed: it is plain JSON Lines; rename it, e.g. mv {tmp_path / 'plain.jsonl.zst'} " \
+           f"{tmp_path / 'plain.jsonl'}" in str(e.value) and not (tmp_path / "c").exists()
     # compressed: jq cannot read zstd, and a UTF-16 shard's first line was read as a document too
     # (beside it, in a name not taken: "> text.jsonl" for each of a corpus's shards wrote each over the one before)
     (tmp_path / "other_text.jsonl").write_text("the user's\n")
