@@ -389,30 +389,49 @@ def hub_reachable(timeout=3):
     return hub_problem(timeout) is None
 
 
+def gpt2_file(name):
+    """-> (repo, file name, reader) of GPT-2 `name`'s weights on the hub: safetensors where it is installed."""
+    try:
+        import safetensors.torch
+        return f"openai-community/{name}", "model.safetensors", safetensors.torch.load_file
+    except ImportError:
+        return (f"openai-community/{name}", "pytorch_model.bin",
+                lambda p: torch.load(p, map_location="cpu", weights_only=True))
+
+
+def gpt2_missing(name):
+    """-> None when GPT-2 `name` is in the hub's cache or the hub answers (a download can be tried), else the sentence
+    that says neither: eval.py asks before its tasks, whose own refusal advised --text, which then met this one."""
+    from huggingface_hub import constants, hf_hub_download
+    repo, file, _ = gpt2_file(name)
+    try:
+        hf_hub_download(repo, file, local_files_only=True)
+        return None
+    except Exception:  # not in the cache
+        if constants.HF_HUB_OFFLINE:  # the user's setting: the hub is never asked, so a network would not help
+            return (f"{name} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE (or "
+                    f"TRANSFORMERS_OFFLINE) is set, so the hub is not asked; unset it to download {name} once (the "
+                    f"cache is reused), or set HF_HOME to a cache that holds it.")
+        if not hub_reachable():
+            return (f"{name} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and the hub "
+                    f"({constants.ENDPOINT}) does not answer; download it once where there is a network (the cache "
+                    f"is reused), or set HF_HOME to a cache that holds it.")
+    return None
+
+
 def load_gpt2(name):
     """-> (gpt2_config(name), our state dict) from the hub (huggingface_hub, cached in ~/.cache/huggingface): the
     cache first, the network only when the file is not there and the hub answers. ValueError (one sentence) else."""
     import logging
 
-    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub import hf_hub_download
     cfg = gpt2_config(name)  # another name is refused before the hub is asked for it
-    try:
-        import safetensors.torch
-        file, read = "model.safetensors", safetensors.torch.load_file
-    except ImportError:
-        file, read = "pytorch_model.bin", lambda p: torch.load(p, map_location="cpu", weights_only=True)
-    repo = f"openai-community/{name}"
+    repo, file, read = gpt2_file(name)
     try:
         path = hf_hub_download(repo, file, local_files_only=True)
     except Exception:  # not in the cache
-        if constants.HF_HUB_OFFLINE:  # the user's setting: the hub is never asked, so a network would not help
-            raise ValueError(f"{name} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE "
-                             f"(or TRANSFORMERS_OFFLINE) is set, so the hub is not asked; unset it to download {name} "
-                             f"once (the cache is reused), or set HF_HOME to a cache that holds it.") from None
-        if not hub_reachable():
-            raise ValueError(f"{name} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and the hub "
-                             f"({constants.ENDPOINT}) does not answer; download it once where there is a network "
-                             f"(the cache is reused), or set HF_HOME to a cache that holds it.") from None
+        if why := gpt2_missing(name):
+            raise ValueError(why) from None
         hub_log = logging.getLogger("huggingface_hub")
         level = hub_log.level
         hub_log.setLevel(logging.ERROR)  # its retries are one warning each; the sentence below says what failed

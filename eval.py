@@ -39,7 +39,7 @@ from checkpoint import (VOCABS, atomic_write, checkpoint_path, guard_assets, hol
                         load_json, new_dirs, outputs_free, perplexity, present, saved_path, shell_arg, together,
                         unwritable)
 from configurator import Parser, as_typed, cli, number
-from convert import hub_reachable
+from convert import gpt2_missing, hub_reachable
 from model import GPTConfig
 from sample import (CHECKPOINT_HINTS, CONTEXT_HINTS, CONVERT_HINTS, DTYPES, EOT, add_model_args,
                     check_conversion_args, check_device, get_tokenizer, load_model, read_text_file as read_file,
@@ -661,6 +661,10 @@ def main(argv=None):
     if args.text is not None:
         text = read_text_file(args.text)
     else:
+        # GPT-2 missing offline is the first thing to say: the tasks' refusal (half a minute later) advised --text,
+        # which then met this one
+        if args.init_from != "resume" and (why := gpt2_missing(args.init_from)):
+            raise SystemExit(why)
         tm, tasks = load_tasks(args)
     # --out_dir may name the checkpoint file itself (load_model takes either): the results go beside it
     run_dir = os.path.dirname(args.out_dir) if os.path.isfile(args.out_dir) else args.out_dir

@@ -355,6 +355,22 @@ def test_a_task_whose_dataset_is_not_cached_offline_is_one_sentence_before_the_m
     assert not (tmp_path / "eval").exists()
 
 
+def test_gpt2_missing_offline_is_said_before_the_tasks(tmp_path, offline, monkeypatch):
+    # `--init_from=gpt2` offline with neither cached: the tasks' refusal came first (half a minute) and advised
+    # --text, which then said GPT-2 is missing (the thirty-ninth pass); GPT-2 is now named first, before the tasks
+    import convert
+    import huggingface_hub
+
+    def not_cached(repo, file, local_files_only=False):
+        raise FileNotFoundError(file)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", not_cached)
+    monkeypatch.setattr(convert, "hub_reachable", lambda: False)
+    monkeypatch.setattr(ev, "load_tasks", lambda args: pytest.fail("the tasks were loaded before GPT-2 was found"))
+    with pytest.raises(SystemExit, match=r"^gpt2-medium is not in the Hugging Face cache .* does not answer; "):
+        ev.main(["--init_from=gpt2-medium", f"--out={tmp_path / 'out'}"])
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_local_task_that_cannot_be_built_offline_is_one_sentence_before_the_model(tmp_path, lm_eval, offline,
                                                                                       monkeypatch):
     # its YAML names a data file that is not there, or an output_type lm_eval lacks: FileNotFoundError and
