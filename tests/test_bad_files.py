@@ -2898,7 +2898,7 @@ SWEPT = {
     "checkpoint.py:largest_token:path": "open_data train.bin",
     "checkpoint.py:tokens:path": "analyze val.bin",
     "configurator.py:run_file:path": "config file",
-    "convert.py:load_gpt2:p": "hub weights",
+    "convert.py:gpt2_file:p": "hub weights",  # load_gpt2 reads them through gpt2_file's reader
     "experiments/retrofit.py:convert_sources:cached": "retrofit conversions",
     "experiments/scaling.py:check_root_data:data_file(args)": "scaling data",
     "experiments/synthetic.py:read_curve:path": "synthetic curve",
