@@ -721,8 +721,10 @@ if source_path and os.path.isdir(init_from) and not os.path.exists(source_path):
 # a named pipe or a link to /dev/null at its ckpt.pt goes on to load_checkpoint too, which says what it is
 if source_path and not os.path.isfile(source_path) and not os.path.isdir(source_path) and \
         not os.path.exists(source_path):
+    # a run's folder moved or mistyped read as a word train.py does not know, not as a path that is not there
     sys.exit(f"init_from must be 'scratch', 'resume', {', '.join(map(repr, GPT2_SIZES))} or a checkpoint path; "
-             f"{init_from!r} is none of these.")
+             f"{init_from!r} is none of these (no file or folder of that name" + ("" if os.path.isabs(init_from) else
+             f" in this folder, {os.getcwd()}") + ").")
 iter_num = ckpt["iter_num"] if ckpt else 0  # where training stands
 saved_iter = ckpt["iter_num"] if ckpt else None  # where the checkpoint in out_dir stands (None: none yet)
 saving = False  # a save is under way: Ctrl-C may land before or after its rename, so the file says which
