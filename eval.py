@@ -727,6 +727,10 @@ def main(argv=None):
         # results.json alone saying so
         if conversion := getattr(args, "conversion", None):
             md += f"\nScored after a conversion at load, not the run as trained: {conversion}\n"
+        # bfloat16 by default on CUDA: its numbers replace a float32 evaluation's in the same --out, and differ from
+        # them in the last digits, results.json alone naming the dtype
+        if dtype != torch.float32:
+            md += f"\nScored in {res['checkpoint']['dtype']} (float32's numbers differ in the last digits).\n"
         with together():  # the pair, or neither: one stopped between them was a new results.json beside an old .md
             atomic_write(os.path.join(out, "results.json"), json_text(res, indent=2, default=str))
             atomic_write(os.path.join(out, "results.md"), md)

@@ -508,12 +508,14 @@ def cache_report(model, n_tokens, dtype):
     built again on the meta device so its exact nbytes cost no memory, next to its twin with V = K toggled."""
     cfg = model.config
     nbytes = model.new_cache(1, n_tokens, dtype, "meta").nbytes
+    # half float32's bytes, said: bfloat16 is the default on CUDA, and the bytes read as README's float32 ones halved
+    of = "" if dtype == torch.float32 else f" ({str(dtype).removeprefix('torch.')})"
     if cfg.attn == "linear":
-        return f"recurrent state: {fmt_bytes(nbytes)} allocated, fixed whatever the length (linear attention)"
+        return f"recurrent state: {fmt_bytes(nbytes)}{of} allocated, fixed whatever the length (linear attention)"
     with torch.device("meta"):
         twin = GPT(replace(cfg, proj=V_TWIN[cfg.proj]))
     twin_bytes = twin.new_cache(1, n_tokens, dtype, "meta").nbytes
-    head = f"kv cache: {fmt_bytes(nbytes)} allocated for 1 x {n_tokens} tokens"
+    head = f"kv cache: {fmt_bytes(nbytes)}{of} allocated for 1 x {n_tokens} tokens"
     if SOURCES[cfg.proj][1] == SOURCES[cfg.proj][2]:
         return f"{head} (K only, V = K); with separate K and V: {fmt_bytes(twin_bytes)}"
     return f"{head} (K and V); with V = K: {fmt_bytes(twin_bytes)}"

@@ -721,8 +721,10 @@ if source_path and os.path.isdir(init_from) and not os.path.exists(source_path):
 # a named pipe or a link to /dev/null at its ckpt.pt goes on to load_checkpoint too, which says what it is
 if source_path and not os.path.isfile(source_path) and not os.path.isdir(source_path) and \
         not os.path.exists(source_path):
+    # a run's folder moved or mistyped read as a word train.py does not know, not as a path that is not there
     sys.exit(f"init_from must be 'scratch', 'resume', {', '.join(map(repr, GPT2_SIZES))} or a checkpoint path; "
-             f"{init_from!r} is none of these.")
+             f"{init_from!r} is none of these (no file or folder of that name" + ("" if os.path.isabs(init_from) else
+             f" in this folder, {os.getcwd()}") + ").")
 iter_num = ckpt["iter_num"] if ckpt else 0  # where training stands
 saved_iter = ckpt["iter_num"] if ckpt else None  # where the checkpoint in out_dir stands (None: none yet)
 saving = False  # a save is under way: Ctrl-C may land before or after its rename, so the file says which
@@ -976,6 +978,12 @@ def load_source():
     for k, v in (("from_iter", src.get("iter_num")), ("from_best", src.get("best_val_loss"))):
         if isinstance(v, (int, float)) and math.isfinite(v):
             source_at[k] = v
+    # a checkpoint of a run still training (or stopped) converts its midway save: sample.py and eval.py say so of the
+    # same file, the conversion's line said nothing
+    n, m = src.get("iter_num"), run_length(src.get("config") or {})
+    if type(n) is int and type(m) is int and n < m:
+        source_at["unfinished"] = (f"{init_from} holds iteration {n:,} of its run's {m:,}: not finished (still "
+                                   f"training, or stopped), so this converts that iteration.")
     return GPTConfig(**src["model_args"]), src["model"], src.get("meta", {}).get("tokenizer")
 
 
@@ -1418,8 +1426,8 @@ if master:
     logf = open_log()
     if converting:  # the fit of each layer: share of V's variance the tied projection cannot reproduce, split's r
         log({"iter": 0, "conversion": {"from": init_from, "method": tied_by, "layers": fits,
-                                       **source_at}},
-            f"{init_from}: {conversion}")
+                                       **{k: v for k, v in source_at.items() if k != "unfinished"}}},
+            f"{init_from}: {conversion}" + (f"\n{source_at['unfinished']}" if "unfinished" in source_at else ""))
     # a constant rate reads none of the schedule's settings: those typed here are said to go unused (not refused:
     # a base command that sets them, as the tests' does, may add --decay_lr=False; config files set them for the
     # default schedule, and are not this command's word)

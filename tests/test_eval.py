@@ -883,6 +883,18 @@ def test_results_name_the_iteration_of_the_checkpoint_they_measured(tmp_path):
     assert json.loads((tmp_path / "eval" / "results.json").read_text())["checkpoint"]["iter_num"] == 30
 
 
+def test_results_in_another_dtype_than_float32_say_so(tmp_path):
+    # pass 40: bfloat16 (the default on CUDA) replaced a float32 evaluation's table in the same --out with numbers
+    # that differ in the last digits, results.json alone naming the dtype
+    make_ckpt(tmp_path, BYTES_META)
+    (tmp_path / "text.txt").write_text("To be, or not to be.\n")
+    ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 'text.txt'}", "--device=cpu"])
+    assert "Scored in" not in (tmp_path / "eval" / "results.md").read_text()
+    ev.main([f"--out_dir={tmp_path}", f"--text={tmp_path / 'text.txt'}", "--device=cpu", "--dtype=bfloat16"])
+    assert (tmp_path / "eval" / "results.md").read_text().endswith(
+        "\n\nScored in bfloat16 (float32's numbers differ in the last digits).\n")
+
+
 def test_results_of_a_run_still_training_say_it_is_not_finished(tmp_path):
     # eval.py on a run that trains on (or stopped early) scored a midway save, and the table said nothing of it
     make_ckpt(tmp_path, BYTES_META)

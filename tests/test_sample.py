@@ -77,8 +77,10 @@ def test_bytes_sample_reports_the_cache_generate_built(tmp_path, capsys, monkeyp
     assert real == [k_bytes, k_bytes]  # one cache per sample, exactly the size reported
     lines = stats_lines(out)
     assert len(lines) == 2
+    # pass 40: bfloat16's bytes (the default on CUDA) were half of float32's, with nothing to say which
+    of = "" if dtype == "float32" else f" ({dtype})"
     for line in lines:
-        assert line.startswith(f"kv cache: {sample.fmt_bytes(k_bytes)} allocated for 1 x {n_tokens} tokens "
+        assert line.startswith(f"kv cache: {sample.fmt_bytes(k_bytes)}{of} allocated for 1 x {n_tokens} tokens "
                                f"(K only, V = K); with separate K and V: {sample.fmt_bytes(2 * k_bytes)} | ")
     assert out.count("hi") >= 2
 

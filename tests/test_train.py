@@ -543,6 +543,10 @@ def test_init_from_refuses_its_source_dir_foreign_files_and_impossible_conversio
     assert "\n" not in msg and "proj='qk_v' to 'q_kv'" in msg
     msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'c'}", "--init_from=gpt3"])
     assert "\n" not in msg and "'gpt2-xl'" in msg
+    # pass 40: a run's folder moved or mistyped was "'runA' is none of these", as if a path were no form of it
+    monkeypatch.chdir(tmp_path)
+    msg = run_inprocess(monkeypatch, [f"--data_dir={data_dir}", "--out_dir=c", "--init_from=runA"])
+    assert msg.endswith(f"'runA' is none of these (no file or folder of that name in this folder, {tmp_path}).")
     assert digest(trained / "ckpt.pt") == before and not any((tmp_path / d).exists() for d in "abc")
 
 

@@ -2481,3 +2481,16 @@ def test_a_log_with_no_checkpoint_beside_it_is_kept(finished, data_dir, tmp_path
     (out / "log.jsonl").unlink()
     r = train(data_dir, out, "--max_iters=6", "--init_from=resume")
     assert "holds the evaluation" not in r.stdout and (out / "eval" / "results.json").is_file(), r.stdout
+
+
+def test_a_conversion_of_an_unfinished_run_says_which_iteration_it_converts(finished, data_dir, tmp_path):
+    # pass 40: train.py --init_from=RUN of a run stopped at iteration 2 of its 6 printed "RUN: converted to ..." alone,
+    # where sample.py and eval.py name that checkpoint's iteration as not finished
+    src = shutil.copytree(finished, tmp_path / "src")
+    ckpt = torch.load(src / "ckpt.pt", weights_only=True)
+    ckpt["config"]["max_iters"] = 6
+    torch.save(ckpt, src / "ckpt.pt")
+    out = train(data_dir, tmp_path / "conv", "--max_iters=2", f"--init_from={src}").stdout
+    assert (f"{src} holds iteration 2 of its run's 6: not finished (still training, or stopped), so this converts "
+            f"that iteration.") in out
+    assert "unfinished" not in read_log(tmp_path / "conv")[0]["conversion"]
