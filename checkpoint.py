@@ -1684,7 +1684,7 @@ def prepare_command(meta, data_dir):
 
 def same_data_beside(data_dir, meta):
     """The one prepared folder beside a missing data_dir that holds the data a checkpoint's meta records (the same
-    inputs' hash, or tokenizer and token counts), or None: data/shakespeare_bytes renamed data/sb by hand was told
+    inputs' hash, or tokenizer and token counts; the first by name of several with the same hash), or None: data/shakespeare_bytes renamed data/sb by hand was told
     "run from the folder the run was trained in" from that very folder."""
     # the same inputs prepared with the other tokenizer (or another --val_fraction) are other data: two folders
     # matched by inputs_sha256 alone named neither, and the advice was to run from the folder it was run from
@@ -1700,7 +1700,9 @@ def same_data_beside(data_dir, meta):
             continue
         if isinstance(theirs, dict) and all(theirs.get(k) == meta[k] for k in keys):
             same.append(path)
-    return same[0] if len(same) == 1 else None
+    # a copy kept beside the renamed folder (cp -r data/sb data/sb_backup) is the same data, the same inputs' hash
+    # among its keys: naming neither, the advice was "run from the folder the run was trained in" from that folder
+    return same[0] if len(same) == 1 or same and "inputs_sha256" in keys else None
 
 
 def fits(path, vocab_size):
