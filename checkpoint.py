@@ -1684,8 +1684,9 @@ def prepare_command(meta, data_dir):
 
 def same_data_beside(data_dir, meta):
     """The one prepared folder beside a missing data_dir that holds the data a checkpoint's meta records (the same
-    inputs' hash, or tokenizer and token counts; the first by name of several with the same hash), or None: data/shakespeare_bytes renamed data/sb by hand was told
-    "run from the folder the run was trained in" from that very folder."""
+    inputs' hash, or tokenizer and token counts; the first by name of several with the same hash), or None:
+    data/shakespeare_bytes renamed data/sb by hand was told "run from the folder the run was trained in" from that
+    very folder."""
     # the same inputs prepared with the other tokenizer (or another --val_fraction) are other data: two folders
     # matched by inputs_sha256 alone named neither, and the advice was to run from the folder it was run from
     keys = ("tokenizer", "train_tokens", "val_tokens") + \
