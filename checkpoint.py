@@ -1112,12 +1112,12 @@ def training(folder):
     return pid > 0
 
 
-def renamed(path):
+def renamed(path, field="--out_dir"):
     """'FOLDER holds NAME: if that is the checkpoint, rename it (`mv ...`)' where path (out_dir/ckpt.pt) is missing and
     its folder holds a .pt file under another name, or None: a checkpoint received by a browser or a second copy
     saved under another name ("ckpt (1).pt"), or renamed by hand to keep it (model.pt, ckpt_600.pt: "has saved
     none", of a run that had). None while a run trains there: a ckpt_old.pt kept there, renamed ckpt.pt as told,
-    was replaced by that run's first save."""
+    was replaced by that run's first save. field: the setting that named the folder, in the run-inside hint."""
     folder = os.path.dirname(path) or "."
     if training(folder):
         return None
@@ -1127,11 +1127,28 @@ def renamed(path):
     except OSError:
         return None
     if not named:
-        return None
+        return run_inside(folder, field)
     if len(named) > 1:  # which is the run's is not guessed: each is named, the rename left to the user
         return f"{folder} holds {', '.join(named)}: rename the one that is the checkpoint to use to ckpt.pt"
     return f"{folder} holds {named[0]}: if that is the checkpoint, rename it " \
         f"(`mv {shlex.quote(os.path.join(folder, named[0]))} {shlex.quote(path)}`)"
+
+
+def run_inside(folder, field="--out_dir"):
+    """'FOLDER holds the run folder NAME: point field at it' where folder holds no checkpoint but a folder just
+    inside it does, or None: a run copied with `cp -r run out` into an existing out lands in out/run, and a resume
+    of out was told "use --init_from=scratch"; a parent of several runs (--out_dir=runs) names them."""
+    try:
+        runs = sorted(d for d in os.listdir(folder) if os.path.isfile(os.path.join(folder, d, "ckpt.pt")))
+    except OSError:
+        return None
+    if not runs:
+        return None
+    if len(runs) == 1:
+        return f"{folder} holds the run folder {runs[0]} (copied into it with cp -r?): point {field} at " \
+            f"{shlex.quote(os.path.join(folder, runs[0]))}"
+    more = f" and {len(runs) - 3} more" if len(runs) > 3 else ""
+    return f"{folder} holds the run folders {', '.join(runs[:3])}{more}: point {field} at the one to use"
 
 
 def logged_eval(folder):
@@ -1684,8 +1701,9 @@ def prepare_command(meta, data_dir):
 
 def same_data_beside(data_dir, meta):
     """The one prepared folder beside a missing data_dir that holds the data a checkpoint's meta records (the same
-    inputs' hash, or tokenizer and token counts), or None: data/shakespeare_bytes renamed data/sb by hand was told
-    "run from the folder the run was trained in" from that very folder."""
+    inputs' hash, or tokenizer and token counts; the first by name of several with the same hash), or None:
+    data/shakespeare_bytes renamed data/sb by hand was told "run from the folder the run was trained in" from that
+    very folder."""
     # the same inputs prepared with the other tokenizer (or another --val_fraction) are other data: two folders
     # matched by inputs_sha256 alone named neither, and the advice was to run from the folder it was run from
     keys = ("tokenizer", "train_tokens", "val_tokens") + \
@@ -1700,7 +1718,9 @@ def same_data_beside(data_dir, meta):
             continue
         if isinstance(theirs, dict) and all(theirs.get(k) == meta[k] for k in keys):
             same.append(path)
-    return same[0] if len(same) == 1 else None
+    # a copy kept beside the renamed folder (cp -r data/sb data/sb_backup) is the same data, the same inputs' hash
+    # among its keys: naming neither, the advice was "run from the folder the run was trained in" from that folder
+    return same[0] if len(same) == 1 or same and "inputs_sha256" in keys else None
 
 
 def fits(path, vocab_size):

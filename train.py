@@ -715,9 +715,10 @@ if source_path and (why := unreadable(source_path)):
              f"user, or point --init_from at another checkpoint.")
 # a ckpt.pt that is a folder goes on to load_checkpoint, which names it (not "a folder without a ckpt.pt")
 if source_path and os.path.isdir(init_from) and not os.path.exists(source_path):  # an out_dir, as documented
-    sys.exit(f"init_from={init_from!r} is a folder without a ckpt.pt" + (f"; {hint}." if (hint := renamed(
-        source_path)) else " (a run that has saved none yet, or no out_dir); point --init_from at an out_dir that "
-        "holds one, or at the checkpoint file."))
+    hint = renamed(source_path, "--init_from")  # a run copied into it (cp -r) named as --init_from, not --out_dir
+    sys.exit(f"init_from={init_from!r} is a folder without a ckpt.pt" + (f"; {hint}." if hint else " (a run that has "
+             "saved none yet, or no out_dir); point --init_from at an out_dir that holds one, or at the checkpoint "
+             "file."))
 # a named pipe or a link to /dev/null at its ckpt.pt goes on to load_checkpoint too, which says what it is
 if source_path and not os.path.isfile(source_path) and not os.path.isdir(source_path) and \
         not os.path.exists(source_path):

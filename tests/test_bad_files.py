@@ -269,6 +269,25 @@ def test_a_checkpoint_renamed_by_hand_is_named(tmp_path):
         checkpoint.load_checkpoint(str(tmp_path / "out"))
 
 
+def test_a_run_copied_into_an_existing_out_dir_is_named(tmp_path, monkeypatch):
+    # `cp -r run out` with out already there lands in out/run: a resume of out was told "check --out_dir or use
+    # --init_from=scratch", and sample.py and eval.py "train one with train.py"
+    (tmp_path / "out" / "run").mkdir(parents=True)
+    (tmp_path / "out" / "run" / "ckpt.pt").write_bytes(b"x")
+    out, inside = tmp_path / "out", tmp_path / "out" / "run"
+    with pytest.raises(SystemExit) as e:
+        checkpoint.load_checkpoint(str(out))
+    assert str(e.value) == (f"no checkpoint at {out / 'ckpt.pt'}, but {out} holds the run folder run (copied into "
+                            f"it with cp -r?): point --out_dir at {inside}.")
+    assert run_inprocess(monkeypatch, [f"--out_dir={out}", "--init_from=resume"]) == (
+        f"init_from='resume' but {out / 'ckpt.pt'} does not exist; {out} holds the run folder run (copied into it "
+        f"with cp -r?): point --out_dir at {inside}, then resume.")
+    (tmp_path / "out" / "run2").mkdir()  # a parent of several runs names them, choosing none
+    (tmp_path / "out" / "run2" / "ckpt.pt").write_bytes(b"x")
+    with pytest.raises(SystemExit, match="holds the run folders run, run2: point --out_dir at the one to use"):
+        checkpoint.load_checkpoint(str(out))
+
+
 @pytest.mark.parametrize("name", ["ckpt.pt", "log.jsonl", "train.lock", "."])
 def test_a_link_in_out_dir_that_is_gone_is_refused_not_replaced(tmp_path, name, monkeypatch):
     # a scratch run took a link to an unmounted ckpt.pt for no checkpoint, trained, and replaced the link; sample.py

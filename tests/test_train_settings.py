@@ -645,6 +645,22 @@ def test_a_renamed_data_dir_is_found_beside_the_same_text_prepared_with_the_othe
     assert same_data_beside(str(tmp_path / "data" / "mine_bytes"), meta) == str(tmp_path / "data" / "moved")
 
 
+def test_a_renamed_data_dir_with_a_copy_beside_it_names_one_of_them(tmp_path):
+    # data/sb renamed data/sb_moved beside a backup, data/sb_copy (cp -r): two folders of the same data named
+    # neither, and the advice was "run from the folder the run was trained in" from that very folder
+    from checkpoint import same_data_beside
+    meta = {"tokenizer": "bytes", "train_tokens": 900, "val_tokens": 100, "inputs_sha256": "ab" * 32}
+    for name in ("sb_moved", "sb_copy"):
+        os.makedirs(tmp_path / "data" / name)
+        for f in ("train.bin", "val.bin"):
+            open(tmp_path / "data" / name / f, "wb").close()
+        (tmp_path / "data" / name / "meta.json").write_text(json.dumps(meta))
+    assert same_data_beside(str(tmp_path / "data" / "sb"), meta) == str(tmp_path / "data" / "sb_copy")
+    # without the inputs' hash, counts alone may match other text: still neither
+    del meta["inputs_sha256"]
+    assert same_data_beside(str(tmp_path / "data" / "sb"), meta) is None
+
+
 def test_a_resume_whose_absolute_data_dir_was_renamed_names_the_folder_beside(finished, tmp_path, monkeypatch):
     # /tmp/d renamed /tmp/d2 by hand, the run's config file giving /tmp/d: the advice was "prepare it with
     # `python prepare_slimpajama.py --out_dir=/tmp/d`", which downloads SlimPajama for a run of one's own text
