@@ -424,7 +424,7 @@ def bench_step(args, device):
     cuda = device.type == "cuda"
     if not cuda and not args.quick:
         print("\n== step: the 1.2B optimizer step needs CUDA (--device=cuda); skipped ==")
-        return
+        return False  # no table: none to record as a full run's (see measure)
     shape, batch, block = (TINY, 2, 32) if args.quick else (dict(PAPER_SHAPES["1.2B"], n_inner=8192), 2, 2048)
     ctx = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
     # what ran: --quick's tiny shape is no paper's micro-batch, and configure_optimizers fuses AdamW on CUDA only
@@ -496,7 +496,7 @@ def flash_decode(q, k, v):
 def bench_kernel(args, device):
     if device.type != "cuda":
         print("\n== kernel: the Triton decode-attention table needs CUDA (--device=cuda); skipped ==")
-        return
+        return False
     from kernel import decode_attention, decode_attention_ref
     B, H, D, dtype = 8, 32, 64, torch.bfloat16
     contexts = [1024, 2048] if args.quick else [4096, 16384, 65536, 131072]
@@ -813,9 +813,12 @@ def measure(args, what, device, stage):
         if section in what:
             t0 = time.perf_counter()
             try:
-                with together():  # a section's files, or none: one stopped while it drew its figure (a second or
-                    bench(args, device)  # more) left its new CSV beside the PNG of an earlier run, or alone
-                    if not args.quick and not stage:  # a tracked run's folder, assets/, is guarded already
+                # together: a section's files, or none: one stopped while it drew its figure (a second or more)
+                # left its new CSV beside the PNG of an earlier run, or alone. A skipped section (step on CPU) wrote
+                # nothing: recorded, it had --quick's step refused for "a full run's step table" no run wrote
+                with together():
+                    wrote = bench(args, device) is not False
+                    if wrote and not args.quick and not stage:  # a tracked run's folder, assets/, is guarded already
                         record_full(out, section)
             except Exception as e:  # decode (and step on CUDA) time torch.compile'd steps: no C++ compiler
                 rest = [s for s in what if s != section] or [s for s in BENCHES if s != section]

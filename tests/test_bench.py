@@ -341,6 +341,13 @@ def test_a_quick_run_does_not_replace_a_full_runs_tables_in_one_out(tmp_path):
     assert json.loads((out / bench.FULL_RECORD).read_text()) == {"sections": ["cache"]}
 
 
+def test_a_section_skipped_on_cpu_is_not_recorded_as_a_full_runs_table(tmp_path):
+    # step skipped on CPU was listed in bench_full.json: --quick's step there was refused for a table never written
+    bench.main(["--what=cache,step", f"--out={tmp_path}"])
+    assert json.loads((tmp_path / bench.FULL_RECORD).read_text()) == {"sections": ["cache"]}
+    assert not (tmp_path / "train_step.csv").exists()
+
+
 def test_quick_refused_in_its_own_default_out_names_a_fix_that_works(tmp_path, monkeypatch):
     # a full run aimed at out-bench-quick: --quick (--out left out) was told "leave --out out", which it had done
     monkeypatch.chdir(tmp_path)
