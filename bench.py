@@ -424,7 +424,7 @@ def bench_step(args, device):
     cuda = device.type == "cuda"
     if not cuda and not args.quick:
         print("\n== step: the 1.2B optimizer step needs CUDA (--device=cuda); skipped ==")
-        return
+        return False  # no table: none to record as a full run's (see measure)
     shape, batch, block = (TINY, 2, 32) if args.quick else (dict(PAPER_SHAPES["1.2B"], n_inner=8192), 2, 2048)
     ctx = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
     # what ran: --quick's tiny shape is no paper's micro-batch, and configure_optimizers fuses AdamW on CUDA only
@@ -496,7 +496,7 @@ def flash_decode(q, k, v):
 def bench_kernel(args, device):
     if device.type != "cuda":
         print("\n== kernel: the Triton decode-attention table needs CUDA (--device=cuda); skipped ==")
-        return
+        return False
     from kernel import decode_attention, decode_attention_ref
     B, H, D, dtype = 8, 32, 64, torch.bfloat16
     contexts = [1024, 2048] if args.quick else [4096, 16384, 65536, 131072]
@@ -699,20 +699,27 @@ def tracked_run(args, what, device):
             and (device.type != "cpu" or torch.get_num_threads() == 1))
 
 
+QUICK_OUT = "out-bench-quick"  # --quick's default --out
 FULL_RECORD = "bench_full.json"  # in an --out: the sections whose tables there are a full run's, not --quick's
 
 
-def full_sections(folder):
-    """The sections whose tables in folder a full run wrote (FULL_RECORD), which a --quick run must not replace: a
-    full run's tables (minutes to measure) were replaced by --quick's tiny shapes in the same --out without a word.
-    A record that cannot be read counts as every section."""
+def full_record(folder):
+    """The sections listed in folder's FULL_RECORD (none where there is no record), or None where it cannot be read."""
     path = os.path.join(folder, FULL_RECORD)
     if not os.path.exists(path):
         return set()
     try:
         return set(load_json(path)["sections"]) & set(BENCHES)
     except (OSError, ValueError, KeyError, TypeError):
-        return set(BENCHES)
+        return None
+
+
+def full_sections(folder):
+    """The sections whose tables in folder a full run wrote (FULL_RECORD), which a --quick run must not replace: a
+    full run's tables (minutes to measure) were replaced by --quick's tiny shapes in the same --out without a word.
+    A record that cannot be read counts as every section."""
+    record = full_record(folder)
+    return set(BENCHES) if record is None else record
 
 
 def record_full(folder, section):
@@ -751,7 +758,7 @@ def get_parser():
 def main(argv=None):
     p = get_parser()
     args = p.parse_args(argv)
-    args.out = args.out or ("out-bench-quick" if args.quick else "out-bench")
+    args.out = args.out or (QUICK_OUT if args.quick else "out-bench")
     what = args.what.split(",")
     if set(what) - set(BENCHES):
         raise SystemExit(f"--what must be a comma-separated subset of {', '.join(BENCHES)}; got {args.what!r}.")
@@ -775,9 +782,15 @@ def main(argv=None):
     in_gpu = os.path.commonpath([gpu_dir, os.path.realpath(args.out)]) == gpu_dir
     guard_assets(args.out, tracked, FULL_GPU if in_gpu else FULL)
     if args.quick and (full := sorted(full_sections(args.out) & set(what), key=list(BENCHES).index)):
-        raise SystemExit(f"--out {args.out} holds a full run's {', '.join(full)} table{'s' if len(full) > 1 else ''} "
-                         f"({FULL_RECORD}), which --quick's tiny shapes would replace; leave --out out (--quick writes "
-                         f"out-bench-quick) or choose another folder.")
+        # "leave --out out" named the folder refused, where a full run had been aimed at --quick's own default; and
+        # an unreadable record was told to hold tables (kernel, step on CPU) that no run wrote there
+        fix = (f"give --quick another --out, or move that run's files out of {QUICK_OUT}" if
+               os.path.realpath(args.out) == os.path.realpath(QUICK_OUT) else
+               f"leave --out out (--quick writes {QUICK_OUT}) or choose another folder")
+        held = (f"--out {args.out} holds a full run's {', '.join(full)} table{'s' if len(full) > 1 else ''} "
+                f"({FULL_RECORD})" if full_record(args.out) is not None else
+                f"--out {args.out}'s {FULL_RECORD} cannot be read, so every table there counts as a full run's")
+        raise SystemExit(f"{held}, which --quick's tiny shapes would replace; {fix}.")
     # before the measurements: an --out that cannot take the results fails now, not after minutes (and is removed
     # again if the measurements stop before writing there). The tracked run writes into a folder of its own first:
     # one stopped in its last section would leave new tables beside old ones in assets/
@@ -800,9 +813,12 @@ def measure(args, what, device, stage):
         if section in what:
             t0 = time.perf_counter()
             try:
-                with together():  # a section's files, or none: one stopped while it drew its figure (a second or
-                    bench(args, device)  # more) left its new CSV beside the PNG of an earlier run, or alone
-                    if not args.quick and not stage:  # a tracked run's folder, assets/, is guarded already
+                # together: a section's files, or none: one stopped while it drew its figure (a second or more)
+                # left its new CSV beside the PNG of an earlier run, or alone. A skipped section (step on CPU) wrote
+                # nothing: recorded, it had --quick's step refused for "a full run's step table" no run wrote
+                with together():
+                    wrote = bench(args, device) is not False
+                    if wrote and not args.quick and not stage:  # a tracked run's folder, assets/, is guarded already
                         record_full(out, section)
             except Exception as e:  # decode (and step on CUDA) time torch.compile'd steps: no C++ compiler
                 rest = [s for s in what if s != section] or [s for s in BENCHES if s != section]

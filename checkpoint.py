@@ -864,7 +864,10 @@ def writable_dir(folder, fix, named=False):
     """SystemExit naming folder and fix where it cannot take the results (unwritable). named: an option chose
     folder, so a file of that name is a wrong name (`--out=out/ckpt.pt`, `--out_dir=input.txt`), never a file to
     move away: fix ("choose another --out") is the advice there too."""
-    if os.path.exists(folder) and not os.path.isdir(folder):  # "(File exists); make it writable" did not help
+    # "(File exists); make it writable" did not help; and a file's name with a slash after it ("ckpt.pt/") does
+    # not exist to os.path.exists: it was called "not a writable directory (File exists)"
+    bare = folder.rstrip(os.sep) or folder
+    if os.path.exists(bare) and not os.path.isdir(bare):
         raise SystemExit(f"{folder} is a file, not a directory; {fix}." if named else
                          f"{folder} is not a writable directory (a file has that name); move that file out of the way "
                          f"and run again.")

@@ -2218,6 +2218,8 @@ def test_an_output_option_naming_a_file_is_told_to_choose_another_not_to_move_th
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit, match=r"^ckpt\.pt is a file, not a directory; choose another --out\.$"):
         bench.main(["--what=cache", "--quick", "--out=ckpt.pt"])
+    with pytest.raises(SystemExit, match=r"^ckpt\.pt/ is a file, not a directory; choose another --out\.$"):
+        bench.main(["--what=cache", "--quick", "--out=ckpt.pt/"])  # was "not a writable directory (File exists)"
     with pytest.raises(SystemExit, match=r"^input\.txt is a file, not a directory; choose another --out_dir\.$"):
         P.main(["--input=input.txt", "--tokenizer=bytes", "--out_dir=input.txt"])
     make_data(tmp_path / "data" / "cpu_lm_bytes")

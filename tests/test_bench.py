@@ -339,3 +339,30 @@ def test_a_quick_run_does_not_replace_a_full_runs_tables_in_one_out(tmp_path):
     bench.main(["--what=memory", "--quick", f"--out={out}"])  # another section's tables: nothing of the full run's
     assert (out / "cache_savings.csv").read_bytes() == before["cache_savings.csv"]
     assert json.loads((out / bench.FULL_RECORD).read_text()) == {"sections": ["cache"]}
+
+
+def test_a_section_skipped_on_cpu_is_not_recorded_as_a_full_runs_table(tmp_path):
+    # step skipped on CPU was listed in bench_full.json: --quick's step there was refused for a table never written
+    bench.main(["--what=cache,step", f"--out={tmp_path}"])
+    assert json.loads((tmp_path / bench.FULL_RECORD).read_text()) == {"sections": ["cache"]}
+    assert not (tmp_path / "train_step.csv").exists()
+
+
+def test_quick_refused_in_its_own_default_out_names_a_fix_that_works(tmp_path, monkeypatch):
+    # a full run aimed at out-bench-quick: --quick (--out left out) was told "leave --out out", which it had done
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out-bench-quick").mkdir()
+    (tmp_path / "out-bench-quick" / bench.FULL_RECORD).write_text('{"sections": ["cache"]}\n')
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--what=cache", "--quick"])
+    assert str(e.value) == "--out out-bench-quick holds a full run's cache table (bench_full.json), which --quick's " \
+                           "tiny shapes would replace; give --quick another --out, or move that run's files out of " \
+                           "out-bench-quick."
+    # a record that cannot be read was said to hold a train table no run wrote there
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / bench.FULL_RECORD).write_text("garbage\n")
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--what=train", "--quick", "--out=mine"])
+    assert str(e.value) == "--out mine's bench_full.json cannot be read, so every table there counts as a full " \
+                           "run's, which --quick's tiny shapes would replace; leave --out out (--quick writes " \
+                           "out-bench-quick) or choose another folder."
