@@ -599,36 +599,25 @@ def test_a_resume_whose_data_dir_is_not_there_names_the_checkpoints_not_prepare(
                    f"path.")
 
 
-def test_a_resume_whose_data_dir_was_renamed_names_the_folder_beside_holding_its_data(finished, tmp_path, monkeypatch):
+@pytest.mark.parametrize("given", [["--data_dir=data/bytes"], []], ids=["its data_dir", "no config"])
+def test_a_resume_whose_data_dir_was_renamed_names_the_folder_beside_holding_its_data(finished, tmp_path, monkeypatch,
+                                                                                      given):
     # data/bytes renamed data/sb by hand, the resume run from the very folder it was trained in: the advice was
-    # "run from the folder the run was trained in", where it was run
+    # "run from the folder the run was trained in", where it was run; resumed without the run's config file
+    # (train.py's default data_dir), "run from the folder ..., or --data_dir=data/bytes", where data/bytes is gone
     out = shutil.copytree(finished, tmp_path / "run")
     ckpt = torch.load(out / "ckpt.pt", weights_only=False)
     shutil.copytree(ckpt["config"]["data_dir"], tmp_path / "data" / "sb")
     ckpt["config"]["data_dir"] = "data/bytes"
     torch.save(ckpt, out / "ckpt.pt")
     monkeypatch.chdir(tmp_path)
-    msg = run_inprocess(monkeypatch, ["--data_dir=data/bytes", f"--out_dir={out}", "--init_from=resume",
-                                      "--max_iters=4"])
+    msg = run_inprocess(monkeypatch, [*given, f"--out_dir={out}", "--init_from=resume", "--max_iters=4"])
+    beside = "but 'data/sb' beside it holds the same data (moved or renamed?); resume with"
     assert msg == (f"data_dir 'data/bytes', which {out / 'ckpt.pt'} trained on, is a relative path, missing from this "
-                   f"folder ({tmp_path}), but 'data/sb' beside it holds the same data (moved or renamed?); resume with "
-                   f"--data_dir=data/sb."), msg
-
-
-def test_a_resume_without_its_config_whose_data_dir_was_renamed_names_the_folder_beside(finished, tmp_path,
-                                                                                          monkeypatch):
-    # the same, resumed without the run's config file (train.py's default data_dir): "run from the folder the run was
-    # trained in, or --data_dir=data/bytes" was the advice, from that very folder, where data/bytes is gone
-    out = shutil.copytree(finished, tmp_path / "run")
-    ckpt = torch.load(out / "ckpt.pt", weights_only=False)
-    shutil.copytree(ckpt["config"]["data_dir"], tmp_path / "data" / "sb")
-    ckpt["config"]["data_dir"] = "data/bytes"
-    torch.save(ckpt, out / "ckpt.pt")
-    monkeypatch.chdir(tmp_path)
-    msg = run_inprocess(monkeypatch, [f"--out_dir={out}", "--init_from=resume", "--max_iters=4"])
-    assert msg == (f"data_dir 'data/slimpajama' does not exist, and {out / 'ckpt.pt'} trained on data_dir "
-                   f"'data/bytes', which is not here either, but 'data/sb' beside it holds the same data (moved or renamed?); resume "
-                   f"with the config file and settings the run was trained with and --data_dir=data/sb."), msg
+                   f"folder ({tmp_path}), {beside} --data_dir=data/sb." if given else
+                   f"data_dir 'data/slimpajama' does not exist, and {out / 'ckpt.pt'} trained on data_dir "
+                   f"'data/bytes', which is not here either, {beside} the config file and settings the run was "
+                   f"trained with and --data_dir=data/sb."), msg
 
 
 def test_a_renamed_data_dir_is_found_beside_the_same_text_prepared_with_the_other_tokenizer(tmp_path):
