@@ -1936,6 +1936,16 @@ def run_length(config):
     return config.get("max_iters")
 
 
+def unfinished(where, ckpt):
+    """'where holds iteration N of its run's M: not finished (still training, or stopped)' where checkpoint ckpt is a
+    save from before its run's end, else None: sample.py's samples, eval.py's numbers and train.py's conversion of
+    such a save said nothing of it (results.json alone named the iteration)."""
+    n, m = ckpt.get("iter_num"), run_length(ckpt.get("config") or {})
+    if type(n) is not int or type(m) is not int or n >= m:
+        return None
+    return f"{where} holds iteration {n:,} of its run's {m:,}: not finished (still training, or stopped)"
+
+
 def scored_tokens(val_tokens, block_size, batch_size, eval_tokens, world_size=1):
     """The validation tokens train.py's evaluation scores over its world_size processes (eval_batches): what a study's
     report names, not eval_tokens, which a smaller val.bin cuts to its whole batches (cpu_lm, retrofit and scaling said

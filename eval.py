@@ -42,8 +42,7 @@ from configurator import Parser, as_typed, cli, number
 from convert import gpt2_missing, hub_reachable
 from model import GPTConfig
 from sample import (CHECKPOINT_HINTS, CONTEXT_HINTS, CONVERT_HINTS, DTYPES, EOT, add_model_args,
-                    check_conversion_args, check_device, get_tokenizer, load_model, read_text_file as read_file,
-                    unfinished)
+                    check_conversion_args, check_device, get_tokenizer, load_model, read_text_file as read_file)
 
 try:
     from lm_eval import simple_evaluate
@@ -722,7 +721,8 @@ def main(argv=None):
                              "dtype": str(dtype).removeprefix("torch."),  # float16 scores differ in the 4th digit
                              "model_args": asdict(model.config)}  # which model these are
         # the config holds a few objects, e.g. the model: default=str
-        md = table(res) + (f"\n{note} numbers.\n" if (note := unfinished(args)) else "")
+        md = table(res) + (f"\n{args.unfinished}, so these are that iteration's numbers.\n" if args.unfinished
+                           else "")
         # a conversion at load (--proj, --n_kv_head) put its numbers in the run's own eval/ under the run's name,
         # results.json alone saying so
         if conversion := getattr(args, "conversion", None):

@@ -29,7 +29,7 @@ if __name__ == "__main__":  # a Ctrl-C (SIGTERM, SIGHUP) while torch imports: on
 import torch
 
 from checkpoint import (dangling, eight_bit, free_name, iconv_command, jq_command, json_lines, load_checkpoint,
-                        not_its_data, other_data, r50k, read_json, run_length, saved_path, to_open, token_count, tokens,
+                        not_its_data, other_data, r50k, read_json, saved_path, to_open, token_count, tokens, unfinished,
                         unreadable, utf16)
 from configurator import Parser, boolean, cli, compile_failure, home, missing_device, number, shell_vars
 from convert import (GPT2_SIZES, HEAD_SHARING, TIE_METHODS, check_conversion, conversion_note, convert_state_dict,
@@ -363,9 +363,10 @@ def load_model(args, device):
         cfg, state, meta = GPTConfig(**ckpt["model_args"]), ckpt["model"], ckpt["meta"]
         data_dir = saved_path(ckpt.get("config", {}).get("data_dir"))
         args.iter_num = ckpt.get("iter_num")  # eval.py records it: a live run's ckpt.pt moves on past its results
-        args.max_iters = run_length(ckpt.get("config") or {})  # where that run ends: unfinished() below
+        args.unfinished = unfinished(args.out_dir, ckpt)  # a midway save: main and eval.py say so
     else:
         cfg, state, meta, data_dir = gpt2_config(args.init_from), None, GPT2_META, None
+        args.unfinished = None
     same_heads = args.n_kv_head is None or (args.n_kv_head or cfg.n_head) == (cfg.n_kv_head or cfg.n_head)
     try:
         dst = replace(cfg, proj=args.proj or cfg.proj, n_kv_head=cfg.n_kv_head if same_heads else args.n_kv_head)
@@ -443,17 +444,6 @@ def text_in(encode):
             raise ValueError(f"encode takes a str; got {type(s).__name__}{fix}.")
         return encode(s)
     return run
-
-
-def unfinished(args):
-    """'out_dir/ckpt.pt is iteration N of its run's M: ...' where the checkpoint is from before its run's end (the
-    run still training, or stopped), else None: samples and eval.py's numbers of a live run were of a midway save,
-    with nothing to say so (results.json alone named the iteration; analyze says 'not finished')."""
-    n, m = getattr(args, "iter_num", None), getattr(args, "max_iters", None)
-    if args.init_from != "resume" or type(n) is not int or type(m) is not int or n >= m:
-        return None
-    return (f"{args.out_dir} holds iteration {n:,} of its run's {m:,}: not finished (still training, or stopped), so "
-            f"these are that iteration's")
 
 
 def get_tokenizer(meta, special=True):
@@ -553,8 +543,8 @@ def main(argv=None):
         new_tokens(args, len(get_tokenizer(GPT2_META)[0](start)) or 1, gpt2_config(args.init_from).block_size)
     torch.manual_seed(args.seed)
     model, meta = load_model(args, device)
-    if note := unfinished(args):
-        print(f"{note} samples.", file=sys.stderr)
+    if args.unfinished:
+        print(f"{args.unfinished}, so these are that iteration's samples.", file=sys.stderr)
     # again: building the model drew its random init, as many numbers as its shape has, so an exact conversion
     # (untied, heads repeated) sampled other text than its checkpoint under one --seed
     torch.manual_seed(args.seed)

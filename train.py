@@ -63,7 +63,7 @@ from checkpoint import (atomic_write, dangling, delete_what, eval_batches, file_
                         log_text, masked, masked_file, missing_dirs, open_data, other_data, perplexity,
                         prepare_command, received_as, remove_empty, remove_leftovers, renamed, run_files, run_length,
                         same_data_beside, save_checkpoint, saved_path, scored_tokens, signals_held, space_fix, to_open,
-                        token_count, unlocked, unreadable)
+                        token_count, unfinished, unlocked, unreadable)
 from configurator import (as_text, cache_failure, compile_failure, configure, describe, missing_device,
                           open_files_fix, out_of_memory, range_error, study_child, tolerant_output)
 from convert import (GPT2_CHOSEN, GPT2_SIZES, HEAD_SHARING, TIE_METHODS, conversion_note, convert_state_dict,
@@ -957,8 +957,8 @@ def other_tokenizer(theirs, model, trained_on):
 
 
 def load_source():
-    """(GPTConfig, state dict, the tokenizer of its data or None) of the model init_from converts: one of our
-    checkpoints, or GPT-2 from the hub."""
+    """(GPTConfig, state dict, the tokenizer of its data or None, checkpoint.unfinished's sentence or None) of the
+    model init_from converts: one of our checkpoints, or GPT-2 from the hub."""
     if source_path is None:
         # GPT-2's ids are r50k_base's: data of another tokenizer is refused below, but only once the weights are in;
         # offline, "download gpt2 once where there is a network" was the advice, and after the download this refusal
@@ -969,7 +969,7 @@ def load_source():
         if isinstance(theirs, str) and theirs != "r50k_base":
             other_tokenizer(theirs, init_from, "r50k_base")
         try:
-            return (*load_gpt2(init_from), "r50k_base")
+            return (*load_gpt2(init_from), "r50k_base", None)
         except ValueError as e:
             sys.exit(str(e))
     try:
@@ -979,13 +979,9 @@ def load_source():
     for k, v in (("from_iter", src.get("iter_num")), ("from_best", src.get("best_val_loss"))):
         if isinstance(v, (int, float)) and math.isfinite(v):
             source_at[k] = v
-    # a checkpoint of a run still training (or stopped) converts its midway save: sample.py and eval.py say so of the
-    # same file, the conversion's line said nothing
-    n, m = src.get("iter_num"), run_length(src.get("config") or {})
-    if type(n) is int and type(m) is int and n < m:
-        source_at["unfinished"] = (f"{init_from} holds iteration {n:,} of its run's {m:,}: not finished (still "
-                                   f"training, or stopped), so this converts that iteration.")
-    return GPTConfig(**src["model_args"]), src["model"], src.get("meta", {}).get("tokenizer")
+    # a run still training (or stopped) converts its midway save: sample.py and eval.py say so of the same file
+    return (GPTConfig(**src["model_args"]), src["model"], src.get("meta", {}).get("tokenizer"),
+            unfinished(init_from, src))
 
 
 def resumed_data():
@@ -1192,6 +1188,8 @@ if source:
     if unused := [f"--{k}" for k in ORIGIN[1:] if k in given and not (tied_by if k == "convert_method" else fitted_on)]:
         conversion += (f" ({' and '.join(unused)} unused: "
                        f"{f'{tied_by} fits nothing' if tied_by else 'V is not newly tied to K'})")
+    if source[3]:
+        conversion += f"\n{source[3]}, so this converts that iteration."
     source = state = None  # free the memory
 if grad_ckpt:  # wrapped inside FSDP's hooks (sharded below), so the recompute uses the weights already gathered
     for block in model.transformer.h:
@@ -1427,8 +1425,8 @@ if master:
     logf = open_log()
     if converting:  # the fit of each layer: share of V's variance the tied projection cannot reproduce, split's r
         log({"iter": 0, "conversion": {"from": init_from, "method": tied_by, "layers": fits,
-                                       **{k: v for k, v in source_at.items() if k != "unfinished"}}},
-            f"{init_from}: {conversion}" + (f"\n{source_at['unfinished']}" if "unfinished" in source_at else ""))
+                                       **source_at}},
+            f"{init_from}: {conversion}")
     # a constant rate reads none of the schedule's settings: those typed here are said to go unused (not refused:
     # a base command that sets them, as the tests' does, may add --decay_lr=False; config files set them for the
     # default schedule, and are not this command's word)
