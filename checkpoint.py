@@ -101,9 +101,9 @@ def config_digest(values, base=None):
 
 def edited_configs():
     """The config/cpu_lm*.py files whose values are not those the tracked tables in assets/ were made with."""
-    base = config_values("config/cpu_lm.py")
-    return [name for name, digest in STUDY_CONFIGS.items()
-            if config_digest(config_values(name), None if name == "config/cpu_lm.py" else base) != digest]
+    values = {name: config_values(name) for name in STUDY_CONFIGS}  # each file run once, the base included
+    return [name for name, digest in STUDY_CONFIGS.items() if config_digest(
+        values[name], None if name == "config/cpu_lm.py" else values["config/cpu_lm.py"]) != digest]
 
 
 def other_text(data_dir):
@@ -113,8 +113,7 @@ def other_text(data_dir):
     if not data_dir:  # analyze's run of no recorded data
         return None
     try:
-        with open(os.path.join(data_dir, "meta.json"), encoding="utf-8") as f:
-            meta = json.load(f)
+        meta = load_json(os.path.join(data_dir, "meta.json"))  # as open_data reads it: a byte order mark too
         counts = {k: meta[k] for k in SHAKESPEARE}
     except (OSError, ValueError, TypeError, KeyError):
         return None
@@ -143,12 +142,14 @@ def study_assets(assets, beside=None, data_dir=STUDY_DATA):
     """Where a study's complete report goes: assets (its tracked table), or beside (its runs' folder) where a config
     file it trains with was edited, or its data is of other text, said once, before the runs: that report is not the
     tracked one. Without beside (analyze's --out=assets, named by the user) that is refused."""
+    if not in_assets(assets):
+        return assets
     why = []
-    if in_assets(assets) and (edited := edited_configs()):
+    if edited := edited_configs():
         why.append(f"{' and '.join(edited)} set{'s' if len(edited) == 1 else ''} other values than the tracked tables "
                    f"in assets/ were made with (restore {'it' if len(edited) == 1 else 'them'}: `git checkout -- "
                    f"{' '.join(edited)}`)")
-    if in_assets(assets) and (counts := other_text(data_dir)):
+    if counts := other_text(data_dir):
         why.append(f"{data_dir} holds other text than the tracked tables' ("
                    + ("tiny Shakespeare's token counts, other bytes" if counts == SHAKESPEARE else
                       f"{counts['train_tokens']:,} train and {counts['val_tokens']:,} validation tokens, where tiny "

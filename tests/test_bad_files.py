@@ -1596,6 +1596,10 @@ def test_a_study_after_its_config_was_edited_writes_beside_its_runs(world, tmp_p
     for damaged in ("{", "[]", '{"train_tokens": "5000", "val_tokens": 500}'):  # no counts: open_data says so
         (tmp_path / "data" / "cpu_lm_bytes" / "meta.json").write_text(damaged)
         assert checkpoint.other_text("data/cpu_lm_bytes") is None and scaling.tracked(scaling.FULL, args)
+    # read as open_data reads it (load_json): a byte order mark, as a Windows editor saves it, made no claim either
+    (tmp_path / "data" / "cpu_lm_bytes" / "meta.json").write_text("\ufeff" + json.dumps({"train_tokens": 5_000,
+                                                                                         "val_tokens": 500}))
+    assert checkpoint.other_text("data/cpu_lm_bytes") == {"train_tokens": 5_000, "val_tokens": 500}
     assert tree_digest(tmp_path / "assets") == before
 
 
@@ -2937,12 +2941,8 @@ SWEPT = {
 # (none now: a resume's log.jsonl is read by checkpoint.log_text, swept as read_log; what the resume keeps of a
 # damaged log is test_train_settings.py's test_a_damaged_log_is_refused_or_cleaned_before_training and those after it)
 BY_HAND = {  # reads a test of their own covers, each named: (test file, its tests)
-    # the studies' data's meta.json, read for its token counts alone: damaged, it makes no claim (open_data, which
-    # reads it next, says what is wrong with it)
-    "checkpoint.py:other_text:os.path.join(data_dir, 'meta.json')": (
-        "test_bad_files.py", "test_a_study_after_its_config_was_edited_writes_beside_its_runs"),
-    # and its bins, hashed where the counts are Shakespeare's: any other bytes, or a cut file, are not its text; one
-    # not there to read (a --report needs none) leaves the counts to decide
+    # the studies' data's bins, hashed where the counts are Shakespeare's: any other bytes, or a cut file, are not
+    # its text; one not there to read (a --report needs none) leaves the counts to decide
     "checkpoint.py:shakespeare_bins:os.path.join(data_dir, name)": (
         "test_bad_files.py", "test_other_text_of_shakespeares_length_is_not_the_tracked_tables_data"),
     # a hand-downloaded r50k_base.tiktoken, hashed once it is a readable file: empty, cut short or another file is
