@@ -1031,7 +1031,7 @@ def write_dataset(args, settings, tok, shards, fetch, source, log, older=(), new
         # plain JSON Lines under a .zst name was "corrupt zstd data after line 0", which no repair of the file fixes
         if f.endswith(".jsonl.zst") and head(f).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
             sys.exit(f"error: {f} is not zstd-compressed: it is plain JSON Lines; rename it, e.g. "
-                     f"mv {shell_arg(f)} {shell_arg(free_name(f[:-10]))}")
+                     f"mv {shell_arg(f)} {shell_arg(free_name(f.removesuffix('.jsonl.zst')))}")
         if f.endswith(".txt") and json_documents(f):
             sys.exit(f"error: {f}: its lines are JSON documents ({{\"text\": ...}}), as a .jsonl holds them, and a "
                      f".txt is read as one plain text, JSON syntax and all; rename it to .jsonl, e.g. "
